@@ -1,0 +1,1 @@
+"""Camera calibration: road-plane homography, lens distortion, checks and pictures."""

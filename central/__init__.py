@@ -1,0 +1,1 @@
+"""The central service: ingest, records, review workflow, auth, statistics, UI."""

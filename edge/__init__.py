@@ -1,0 +1,1 @@
+"""The edge node: sources, detector, tracker, rules, plates, evidence, outbox, publisher."""

@@ -1,0 +1,34 @@
+"""``roadwatch edge ...`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    edge = sub.add_parser("edge", help="run an edge node and manage its identity")
+    edge_sub = edge.add_subparsers(dest="edge_command", metavar="SUBCOMMAND", required=True)
+
+    keygen = edge_sub.add_parser(
+        "keygen",
+        help="write the node's Ed25519 key pair (PREFIX.key mode 0600, PREFIX.pub)",
+        description="Write a new Ed25519 key pair for signing events. Refuses to overwrite.",
+    )
+    keygen.add_argument(
+        "--out",
+        type=Path,
+        default=Path("node"),
+        metavar="PREFIX",
+        help="path prefix of the key files (default: ./node -> node.key, node.pub)",
+    )
+    keygen.set_defaults(func=_keygen)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from edge.identity import write_key_pair
+
+    paths = write_key_pair(args.out)
+    print(f"private key: {paths.private} (mode 0600, keep it on the node)")
+    print(f"public key:  {paths.public} (register it with central)")
+    return 0

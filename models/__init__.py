@@ -1,0 +1,1 @@
+"""Model manifest, provisioning from registry packages, export and verification."""

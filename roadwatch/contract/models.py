@@ -1,0 +1,343 @@
+"""The event contract shared by edge and central.
+
+Every model is frozen, refuses unknown fields and bounds every field, so a hostile
+payload is refused at parse time with a message that names the field. Times are
+timezone-aware and normalized to UTC; they serialize as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from roadwatch.contract.canonical import canonical_bytes
+from roadwatch.contract.ids import UUID7_PATTERN
+
+SCHEMA_VERSION: Literal["1"] = "1"
+
+MAX_EVIDENCE_ITEMS = 32
+MAX_BLOB_BYTES = 256 * 1024 * 1024
+MAX_CAMERAS_PER_NODE = 128
+MAX_LANES_PER_CAMERA = 16
+MAX_RECEIPTS_PER_BATCH = 1000
+MAX_CONFIG_BYTES = 256 * 1024
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("time must carry a timezone (UTC expected)")
+    return value.astimezone(UTC)
+
+
+def _utc_text(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+UtcDatetime = Annotated[
+    datetime,
+    AfterValidator(_utc),
+    PlainSerializer(_utc_text, return_type=str, when_used="json"),
+]
+"""A timezone-aware instant, normalized to UTC."""
+
+
+def _no_control_chars(value: str) -> str:
+    bad = next((c for c in value if (ord(c) < 0x20 and c not in "\n\t") or ord(c) == 0x7F), None)
+    if bad is not None:
+        raise ValueError(f"control character U+{ord(bad):04X} is not allowed")
+    return value
+
+
+Ident = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+"""An id usable as an MQTT topic level: lower-case letters, digits, '-' and '_', up to 64."""
+
+ShortText = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), AfterValidator(_no_control_chars)
+]
+LongText = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_no_control_chars)]
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+EventId = Annotated[str, StringConstraints(pattern=UUID7_PATTERN)]
+Signature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{86}==$")]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Seconds = Annotated[float, Field(ge=0.0, le=7 * 86400.0, allow_inf_nan=False)]
+SpeedKmh = Annotated[float, Field(ge=0.0, le=400.0, allow_inf_nan=False)]
+
+
+class ContractModel(BaseModel):
+    """Base of every contract model: frozen, strict about unknown fields, no NaN."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
+        str_strip_whitespace=False,
+        validate_default=True,
+    )
+
+
+class SignedModel(ContractModel):
+    """A model whose canonical form (without ``signature``) is signed by its sender."""
+
+    signature: Signature | None = Field(
+        default=None, description="Ed25519 signature (base64) over the canonical payload"
+    )
+
+
+class ViolationType(StrEnum):
+    SPEEDING = "speeding"
+    RED_LIGHT = "red_light"
+    WRONG_WAY = "wrong_way"
+    FORBIDDEN_LANE = "forbidden_lane"
+    SOLID_LINE = "solid_line"
+    NO_STOPPING = "no_stopping"
+    NO_HELMET = "no_helmet"
+
+
+class VehicleClass(StrEnum):
+    CAR = "car"
+    MOTORCYCLE = "motorcycle"
+    BUS = "bus"
+    TRUCK = "truck"
+    BICYCLE = "bicycle"
+    UNKNOWN = "unknown"
+
+
+class PlateColour(StrEnum):
+    WHITE = "white"  # private
+    YELLOW = "yellow"  # commercial transport
+    BLUE = "blue"  # state
+    RED = "red"  # military
+    UNKNOWN = "unknown"
+
+
+class MediaType(StrEnum):
+    JPEG = "image/jpeg"
+    PNG = "image/png"
+    MP4 = "video/mp4"
+
+
+class EvidenceRole(StrEnum):
+    FRAME_BEFORE = "frame_before"
+    FRAME_AT = "frame_at"
+    FRAME_AFTER = "frame_after"
+    VEHICLE_CROP = "vehicle_crop"
+    PLATE_CROP = "plate_crop"
+    LAMP_CROP = "lamp_crop"
+    CLIP = "clip"
+
+
+class LampColour(StrEnum):
+    RED = "red"
+    YELLOW = "yellow"
+    GREEN = "green"
+    OFF = "off"
+    UNKNOWN = "unknown"
+
+
+class SignalSource(StrEnum):
+    CONTROLLER = "controller"
+    LAMP = "lamp"
+
+
+class EvidenceRef(ContractModel):
+    """One evidence blob listed by an event; the blob itself travels by HTTP upload."""
+
+    role: EvidenceRole
+    media_type: MediaType
+    sha256: Sha256Hex
+    size: Annotated[int, Field(ge=1, le=MAX_BLOB_BYTES)]
+
+
+class PlateReading(ContractModel):
+    text: Annotated[str, StringConstraints(pattern=r"^[0-9A-Z.\- ]{0,16}$")] = Field(
+        description="Normalized plate text, for example '51F-123.45'; empty when unreadable"
+    )
+    confidence: Fraction
+    valid: bool = Field(description="True when the text matches a Vietnamese plate format")
+    colour: PlateColour = PlateColour.UNKNOWN
+    lines: Annotated[int, Field(ge=1, le=2)] = 1
+
+
+class Measurement(ContractModel):
+    """The measured values behind a violation; only those the rule uses are set."""
+
+    speed_kmh: SpeedKmh | None = None
+    speed_uncertainty_kmh: Annotated[float, Field(ge=0.0, le=100.0)] | None = None
+    speed_limit_kmh: Annotated[float, Field(gt=0.0, le=200.0)] | None = None
+    signal_phase: LampColour | None = None
+    time_since_red_s: Seconds | None = None
+    dwell_s: Seconds | None = None
+    distance_m: Annotated[float, Field(ge=0.0, le=10_000.0)] | None = None
+
+
+class ViolationEvent(SignedModel):
+    """A suspected violation found by an edge node, signed by that node."""
+
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    event_id: EventId = Field(description="UUIDv7; central deduplicates on it")
+    type: ViolationType
+    site: Ident
+    node: Ident
+    camera: Ident
+    lane: Ident | None = None
+    occurred_at: UtcDatetime = Field(description="Decisive moment, UTC, camera clock corrected")
+    camera_clock_offset_s: Annotated[float, Field(ge=-86400.0, le=86400.0)] = Field(
+        default=0.0, description="Camera clock minus node clock, seconds"
+    )
+    vehicle_class: VehicleClass
+    track_id: Annotated[int, Field(ge=0, le=2**53)]
+    plate: PlateReading | None = None
+    measured: Measurement = Measurement()
+    explanation: LongText = Field(description="What happened, checkable from the evidence alone")
+    place: ShortText | None = Field(default=None, description="Place and Km marker")
+    evidence: Annotated[list[EvidenceRef], Field(max_length=MAX_EVIDENCE_ITEMS)] = []
+    model_version: ShortText
+    rule_version: ShortText
+    config_version: ShortText
+
+    @field_validator("evidence")
+    @classmethod
+    def _distinct_blobs(cls, value: list[EvidenceRef]) -> list[EvidenceRef]:
+        roles = [e.role for e in value]
+        if len(set(roles)) != len(roles):
+            raise ValueError("each evidence role may appear once")
+        return value
+
+
+class LaneFlow(ContractModel):
+    lane: Ident
+    counts: dict[VehicleClass, Annotated[int, Field(ge=0, le=1_000_000)]] = {}
+    mean_speed_kmh: SpeedKmh | None = None
+    occupancy: Fraction = 0.0
+
+
+class TrafficStats(ContractModel):
+    """Per-minute traffic flow of one camera, by lane, for the IOC."""
+
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    site: Ident
+    node: Ident
+    camera: Ident
+    minute_start: UtcDatetime
+    lanes: Annotated[list[LaneFlow], Field(max_length=MAX_LANES_PER_CAMERA)] = []
+
+    @field_validator("minute_start")
+    @classmethod
+    def _whole_minute(cls, value: datetime) -> datetime:
+        if value.second or value.microsecond:
+            raise ValueError("minute_start must be on a whole minute")
+        return value
+
+
+class CameraState(StrEnum):
+    UP = "up"
+    DOWN = "down"
+    STALLED = "stalled"
+    VIEW_SHIFTED = "view_shifted"
+    PAUSED = "paused"
+
+
+class CameraHealth(ContractModel):
+    camera: Ident
+    state: CameraState
+    reason: LongText = ""
+    fps: Annotated[float, Field(ge=0.0, le=1000.0)] = 0.0
+    frames_dropped: Annotated[int, Field(ge=0)] = 0
+    frames_corrupt: Annotated[int, Field(ge=0)] = 0
+    reconnects: Annotated[int, Field(ge=0)] = 0
+    inference_latency_ms: Annotated[float, Field(ge=0.0, le=600_000.0)] | None = None
+
+
+class NodeState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class NodeStatus(ContractModel):
+    """Retained on the node's status topic; the last will publishes it with state offline."""
+
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    site: Ident
+    node: Ident
+    state: NodeState
+    sent_at: UtcDatetime
+    software_version: ShortText | None = None
+    config_version: ShortText | None = None
+    cameras: Annotated[list[CameraHealth], Field(max_length=MAX_CAMERAS_PER_NODE)] = []
+    disk_free_bytes: Annotated[int, Field(ge=0)] | None = None
+    disk_used_fraction: Fraction | None = None
+    outbox_depth: Annotated[int, Field(ge=0)] = 0
+    awaiting_receipt: Annotated[int, Field(ge=0)] = 0
+    oldest_unacked_age_s: Seconds | None = None
+
+
+class SignalPhase(ContractModel):
+    """A signal head's phase, from the external controller or read from the lamp image."""
+
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    site: Ident
+    node: Ident
+    camera: Ident
+    head: Ident = "main"
+    phase: LampColour
+    changed_at: UtcDatetime = Field(description="When this phase began")
+    sent_at: UtcDatetime
+    source: SignalSource = SignalSource.CONTROLLER
+
+
+class ConfigPush(SignedModel):
+    """Camera and scene configuration pushed by central (retained, central -> edge)."""
+
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    site: Ident
+    node: Ident
+    config_version: ShortText
+    issued_at: UtcDatetime
+    config: dict[str, Any] = Field(description="The node's site configuration document")
+
+    @field_validator("config")
+    @classmethod
+    def _bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            size = len(canonical_bytes(value))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"config is not plain JSON: {exc}") from exc
+        if size > MAX_CONFIG_BYTES:
+            raise ValueError(f"config is {size} bytes; at most {MAX_CONFIG_BYTES} allowed")
+        return value
+
+
+class Receipt(ContractModel):
+    event_id: EventId
+    committed_at: UtcDatetime
+    evidence_complete: bool
+
+
+class ReceiptBatch(ContractModel):
+    """Central's end-to-end receipts: these events are committed in the database."""
+
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    site: Ident
+    node: Ident
+    sent_at: UtcDatetime
+    receipts: Annotated[list[Receipt], Field(min_length=1, max_length=MAX_RECEIPTS_PER_BATCH)]
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ReceiptBatch:
+        # A receipt batch is acted on by deleting outbox rows: refuse duplicates outright.
+        ids = [r.event_id for r in self.receipts]
+        if len(set(ids)) != len(ids):
+            raise ValueError("receipts list an event id twice")
+        return self

@@ -1,0 +1,11 @@
+"""Errors a user can act on: the CLI prints them as one line and exits non-zero."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input or environment, explained in one line; no traceback is shown."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

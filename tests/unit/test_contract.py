@@ -1,0 +1,305 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from roadwatch.contract import (
+    CameraHealth,
+    CameraState,
+    ConfigPush,
+    ContractError,
+    EvidenceRef,
+    EvidenceRole,
+    LampColour,
+    LaneFlow,
+    MediaType,
+    NodeState,
+    NodeStatus,
+    Receipt,
+    ReceiptBatch,
+    SignalPhase,
+    TrafficStats,
+    VehicleClass,
+    ViolationEvent,
+    canonical_bytes,
+    canonical_model_bytes,
+    event_id_time_ms,
+    is_event_id,
+    new_event_id,
+    parse_payload,
+    to_wire,
+)
+from roadwatch.contract.signing import SignatureError, generate_private_key, sign, verify
+from tests.factories import T0, violation_event
+
+
+def test_event_round_trips_through_the_wire() -> None:
+    event = violation_event()
+    again = parse_payload(ViolationEvent, to_wire(event))
+    assert again == event
+    assert to_wire(again) == to_wire(event)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        TrafficStats(
+            site="s",
+            node="n",
+            camera="c",
+            minute_start=T0.replace(second=0, microsecond=0),
+            lanes=[LaneFlow(lane="l1", counts={VehicleClass.MOTORCYCLE: 41}, occupancy=0.2)],
+        ),
+        NodeStatus(
+            site="s",
+            node="n",
+            state=NodeState.ONLINE,
+            sent_at=T0,
+            cameras=[CameraHealth(camera="c", state=CameraState.STALLED, reason="no frame 5 s")],
+        ),
+        SignalPhase(
+            site="s", node="n", camera="c", phase=LampColour.RED, changed_at=T0, sent_at=T0
+        ),
+        ConfigPush(
+            site="s",
+            node="n",
+            config_version="v7",
+            issued_at=T0,
+            config={"cameras": [{"id": "c", "url": "rtsp://x"}]},
+        ),
+        ReceiptBatch(
+            site="s",
+            node="n",
+            sent_at=T0,
+            receipts=[Receipt(event_id=new_event_id(), committed_at=T0, evidence_complete=False)],
+        ),
+    ],
+    ids=lambda m: type(m).__name__,
+)
+def test_every_payload_round_trips(model: object) -> None:
+    assert isinstance(model, (TrafficStats, NodeStatus, SignalPhase, ConfigPush, ReceiptBatch))
+    assert parse_payload(type(model), to_wire(model)) == model
+
+
+def test_times_are_normalized_to_utc_with_z() -> None:
+    hanoi = timezone(timedelta(hours=7))
+    event = violation_event(occurred_at=datetime(2026, 11, 23, 14, 3, 5, 120000, tzinfo=hanoi))
+    assert event.occurred_at == T0
+    assert json.loads(to_wire(event))["occurred_at"] == "2026-11-23T07:03:05.120000Z"
+
+
+def test_naive_time_is_refused() -> None:
+    with pytest.raises(ValidationError, match="timezone"):
+        violation_event(occurred_at=datetime(2026, 11, 23, 7, 0))
+
+
+def test_canonical_form_is_stable_under_key_reordering() -> None:
+    wire = json.loads(to_wire(violation_event()))
+    reordered = dict(reversed(list(wire.items())))
+    reordered["measured"] = dict(reversed(list(wire["measured"].items())))
+    assert canonical_bytes(reordered) == canonical_bytes(wire)
+    assert canonical_model_bytes(ViolationEvent.model_validate(reordered)) == canonical_bytes(wire)
+
+
+def test_canonical_form_refuses_nan() -> None:
+    with pytest.raises(ValueError):
+        canonical_bytes({"x": float("nan")})
+
+
+def test_signature_verifies_and_any_one_byte_change_breaks_it() -> None:
+    key = generate_private_key()
+    signed = sign(violation_event(), key)
+    verify(signed, key.public_key())
+    wire = to_wire(signed)
+    signature_field = wire.index(b'"signature"')
+    flips = 0
+    for i in range(len(wire)):
+        if signature_field <= i < signature_field + 100:
+            continue  # changing the signature itself is covered below
+        mutated = bytearray(wire)
+        mutated[i] ^= 0x01
+        try:
+            candidate = parse_payload(ViolationEvent, bytes(mutated))
+        except ContractError:
+            continue  # the change made the payload invalid: refused before verification
+        if canonical_model_bytes(candidate) == canonical_model_bytes(signed):
+            continue  # the flip hit insignificant JSON (same canonical content)
+        flips += 1
+        with pytest.raises(SignatureError):
+            verify(candidate, key.public_key())
+    assert flips > 50, "too few mutations reached verification to mean anything"
+
+
+def test_signature_by_another_key_or_tampered_signature_fails() -> None:
+    key, other = generate_private_key(), generate_private_key()
+    signed = sign(violation_event(), key)
+    with pytest.raises(SignatureError, match="does not match"):
+        verify(signed, other.public_key())
+    sig = signed.signature
+    assert sig is not None
+    tampered = signed.model_copy(update={"signature": ("B" if sig[0] == "A" else "A") + sig[1:]})
+    with pytest.raises(SignatureError):
+        verify(tampered, key.public_key())
+    with pytest.raises(SignatureError, match="not signed"):
+        verify(violation_event(), key.public_key())
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"surprise": 1}, "surprise"),
+        ({"site": "Bình Dương"}, "site"),
+        ({"site": "a" * 65}, "site"),
+        ({"track_id": -1}, "track_id"),
+        ({"camera_clock_offset_s": 1e9}, "camera_clock_offset_s"),
+        ({"measured": {"speed_kmh": 9999}}, "measured.speed_kmh"),
+        ({"measured": {"speed_kmh": "NaN"}}, "measured.speed_kmh"),
+        ({"explanation": "x" * 2001}, "explanation"),
+        ({"explanation": "null\x00byte"}, "explanation"),
+        ({"schema_version": "2"}, "schema_version"),
+        ({"event_id": "not-a-uuid"}, "event_id"),
+        ({"type": "jaywalking"}, "type"),
+        ({"plate": {"text": "<script>", "confidence": 0.5, "valid": False}}, "plate.text"),
+        ({"plate": {"text": "51F-123.45", "confidence": 1.5, "valid": True}}, "plate.confidence"),
+        (
+            {
+                "evidence": [
+                    {"role": "clip", "media_type": "video/mp4", "sha256": "z" * 64, "size": 1}
+                ]
+            },
+            "evidence.0.sha256",
+        ),
+        (
+            {
+                "evidence": [
+                    {"role": "clip", "media_type": "video/mp4", "sha256": "a" * 64, "size": 10**12}
+                ]
+            },
+            "evidence.0.size",
+        ),
+        (
+            {
+                "evidence": [
+                    {"role": "clip", "media_type": "video/mp4", "sha256": "a" * 64, "size": 1}
+                ]
+                * 33
+            },
+            "evidence",
+        ),
+    ],
+)
+def test_hostile_fields_are_refused_with_the_field_named(
+    patch: dict[str, object], field: str
+) -> None:
+    wire = json.loads(to_wire(violation_event()))
+    wire.update(patch)
+    with pytest.raises(ContractError) as err:
+        parse_payload(ViolationEvent, json.dumps(wire))
+    assert f"field '{field}" in str(err.value)
+
+
+def test_oversized_payload_is_refused_before_parsing() -> None:
+    with pytest.raises(ContractError, match="bytes; at most"):
+        parse_payload(ViolationEvent, b"{" + b" " * 600_000 + b"}")
+
+
+def test_malformed_json_is_a_contract_error() -> None:
+    with pytest.raises(ContractError, match="ViolationEvent"):
+        parse_payload(ViolationEvent, b'{"event_id": ')
+
+
+def test_duplicate_evidence_roles_and_receipts_are_refused() -> None:
+    ref = EvidenceRef(role=EvidenceRole.CLIP, media_type=MediaType.MP4, sha256="a" * 64, size=1)
+    with pytest.raises(ValidationError, match="once"):
+        violation_event(evidence=[ref, ref])
+    eid = new_event_id()
+    with pytest.raises(ValidationError, match="twice"):
+        ReceiptBatch(
+            site="s",
+            node="n",
+            sent_at=T0,
+            receipts=[Receipt(event_id=eid, committed_at=T0, evidence_complete=True)] * 2,
+        )
+
+
+def test_traffic_minute_must_be_whole() -> None:
+    with pytest.raises(ValidationError, match="whole minute"):
+        TrafficStats(site="s", node="n", camera="c", minute_start=T0)
+
+
+def test_config_push_is_bounded() -> None:
+    with pytest.raises(ValidationError, match="at most"):
+        ConfigPush(
+            site="s", node="n", config_version="v", issued_at=T0, config={"blob": "x" * 300_000}
+        )
+
+
+def test_event_ids_are_uuid7_unique_and_sorted_by_time() -> None:
+    ids = [new_event_id() for _ in range(5000)]
+    assert all(is_event_id(i) for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    ms = 1_763_881_385_120
+    assert event_id_time_ms(new_event_id(now_ms=ms + 10_000)) >= ms
+
+
+def test_models_are_frozen() -> None:
+    event = violation_event()
+    with pytest.raises(ValidationError):
+        event.track_id = 3  # type: ignore[misc]
+
+
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs")), max_size=200)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    explanation=_text,
+    speed=st.floats(min_value=0, max_value=400, allow_nan=False),
+    offset=st.floats(min_value=-86400, max_value=86400, allow_nan=False),
+    track=st.integers(min_value=0, max_value=2**53),
+    micros=st.integers(min_value=0, max_value=10**12),
+)
+def test_serialization_round_trips_for_any_valid_values(
+    explanation: str, speed: float, offset: float, track: int, micros: int
+) -> None:
+    event = violation_event(
+        explanation=explanation,
+        measured={"speed_kmh": speed},
+        camera_clock_offset_s=offset,
+        track_id=track,
+        occurred_at=datetime(2025, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros),
+    )
+    wire = to_wire(event)
+    again = parse_payload(ViolationEvent, wire)
+    assert again == event
+    assert to_wire(again) == wire
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    data=st.dictionaries(
+        st.text(max_size=10),
+        st.recursive(
+            st.none()
+            | st.booleans()
+            | st.integers()
+            | st.floats(allow_nan=False, allow_infinity=False)
+            | st.text(),
+            lambda inner: (
+                st.lists(inner, max_size=4)
+                | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+            ),
+            max_leaves=20,
+        ),
+        max_size=8,
+    )
+)
+def test_canonical_bytes_is_a_fixed_point(data: dict[str, object]) -> None:
+    once = canonical_bytes(data)
+    assert canonical_bytes(json.loads(once)) == once

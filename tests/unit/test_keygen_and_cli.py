@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from roadwatch.cli import main
+from roadwatch.contract.signing import load_private_key, load_public_key_pem, sign, verify
+from tests.factories import violation_event
+from tests.threads import leaked_threads
+
+
+def test_keygen_writes_owner_only_private_key_and_a_matching_public_key(tmp_path: Path) -> None:
+    assert main(["edge", "keygen", "--out", str(tmp_path / "n1")]) == 0
+    private, public = tmp_path / "n1.key", tmp_path / "n1.pub"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert b"PRIVATE KEY" in private.read_bytes()
+    assert b"PRIVATE" not in public.read_bytes()
+    signed = sign(violation_event(), load_private_key(private))
+    verify(signed, load_public_key_pem(public.read_bytes()))
+
+
+def test_keygen_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "n1.key").write_bytes(b"keep me")
+    assert main(["edge", "keygen", "--out", str(tmp_path / "n1")]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert (tmp_path / "n1.key").read_bytes() == b"keep me"
+    assert not (tmp_path / "n1.pub").exists()
+
+
+def test_keygen_into_missing_folder_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["edge", "keygen", "--out", str(tmp_path / "nope" / "n1")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_help_and_version_from_the_installed_entry_point() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "roadwatch", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "edge" in out
+    version = subprocess.run(
+        [sys.executable, "-m", "roadwatch", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert version.startswith("roadwatch ")
+
+
+def test_thread_leak_detector_sees_a_running_thread() -> None:
+    before = set(threading.enumerate())
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait, name="left-running", daemon=True)
+    worker.start()
+    try:
+        leaked = leaked_threads(before, grace_s=0.1)
+        assert [t.name for t in leaked] == ["left-running"]
+    finally:
+        stop.set()
+        worker.join(timeout=2)
+    assert leaked_threads(before, grace_s=1.0) == []
