@@ -1,0 +1,88 @@
+"""Pure delivery policy: retry back-off and what the outbox admits when disk runs short.
+
+No I/O here; the outbox, publisher and uploader apply these decisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from roadwatch.contract import EvidenceRole
+
+# When the outbox cannot hold a whole evidence package, blobs are refused in this order
+# (the clip first: it is the largest and the frames alone still show the violation).
+# The event itself is never refused while the event reserve has room.
+REFUSAL_ORDER: tuple[EvidenceRole, ...] = (
+    EvidenceRole.CLIP,
+    EvidenceRole.FRAME_BEFORE,
+    EvidenceRole.FRAME_AFTER,
+    EvidenceRole.LAMP_CROP,
+    EvidenceRole.VEHICLE_CROP,
+    EvidenceRole.PLATE_CROP,
+    EvidenceRole.FRAME_AT,
+)
+
+
+def backoff_delay(attempts: int, *, base_s: float, cap_s: float, jitter: float = 0.0) -> float:
+    """Seconds to wait before the next try after ``attempts`` failed ones (>= 1).
+
+    Exponential (base, 2 base, 4 base, ...) up to ``cap_s``; ``jitter`` in [0, 1) takes
+    that fraction off so that many nodes coming back at once do not retry in lockstep.
+    """
+    if attempts < 1:
+        return 0.0
+    if not 0.0 <= jitter < 1.0:
+        raise ValueError("jitter must be in [0, 1)")
+    exponent = min(attempts - 1, 32)
+    return min(cap_s, base_s * (2.0**exponent)) * (1.0 - jitter)
+
+
+@dataclass(frozen=True, slots=True)
+class DiskBudget:
+    """The outbox's disk limit: evidence and payloads together stay under ``limit_bytes``;
+    events alone may also use ``event_reserve_bytes`` above it, so that a violation is
+    still stored (with less evidence) when evidence has filled the budget."""
+
+    limit_bytes: int
+    event_reserve_bytes: int
+    alarm_fraction: float = 0.8
+
+    def __post_init__(self) -> None:
+        if self.limit_bytes <= 0 or self.event_reserve_bytes < 0:
+            raise ValueError("disk limits must be positive")
+        if not 0.0 < self.alarm_fraction <= 1.0:
+            raise ValueError("alarm_fraction must be in (0, 1]")
+
+    def alarm(self, used_bytes: int) -> bool:
+        return used_bytes >= self.alarm_fraction * self.limit_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What the outbox can take of one violation: the roles kept and those refused."""
+
+    kept: tuple[EvidenceRole, ...]
+    refused: tuple[EvidenceRole, ...]
+    event_fits: bool
+
+
+def plan_admission(
+    budget: DiskBudget, used_bytes: int, event_bytes: int, blobs: Mapping[EvidenceRole, int]
+) -> Admission:
+    """Decide which blobs of a violation fit, refusing them in ``REFUSAL_ORDER``."""
+    event_fits = used_bytes + event_bytes <= budget.limit_bytes + budget.event_reserve_bytes
+    kept = dict(blobs)
+    refused: list[EvidenceRole] = []
+    for role in REFUSAL_ORDER:
+        if used_bytes + event_bytes + sum(kept.values()) <= budget.limit_bytes:
+            break
+        if role in kept:
+            del kept[role]
+            refused.append(role)
+    if used_bytes + event_bytes + sum(kept.values()) > budget.limit_bytes:
+        # Roles outside REFUSAL_ORDER cannot occur (the enum is covered); refuse the rest.
+        refused.extend(kept)
+        kept = {}
+    ordered = tuple(r for r in blobs if r in kept)
+    return Admission(kept=ordered, refused=tuple(refused), event_fits=event_fits)

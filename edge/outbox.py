@@ -1,0 +1,574 @@
+"""The durable outbox: every event and evidence blob is on disk before anything is sent.
+
+SQLite in WAL mode with ``synchronous=FULL``. WAL keeps readers (status, the uploader)
+off the writer's back; FULL fsyncs the log on every commit, because NORMAL in WAL mode
+is only safe against a crashed process: after a power cut it may roll back the last
+commits, and an event whose ``put`` returned must survive a power cut in a roadside
+cabinet. Blobs are files named by their sha256 under ``blobs/``, written to a temporary
+name, fsynced and renamed (then the folder fsynced) *before* the row that lists them is
+committed, so a committed row never points at a half-written file.
+
+Message states: ``pending`` -> ``published`` (the broker's PUBACK; ``published_at``) ->
+``receipted`` (central's end-to-end receipt; ``receipted_at``). Publishing never deletes:
+a published event stays until it is receipted, so it can be sent again if central never
+confirms it. Blob states: ``pending`` -> ``uploaded`` (the file is then deleted) or
+``broken`` (missing or changed on disk: its hash no longer matches; reported, never
+uploaded, and its event is never complete).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from edge.delivery_policy import DiskBudget, backoff_delay
+from roadwatch.contract import (
+    CameraTopic,
+    EvidenceRef,
+    MediaType,
+    TrafficStats,
+    ViolationEvent,
+    camera_topic,
+    to_wire,
+)
+from roadwatch.contract.models import MAX_BLOB_BYTES
+from roadwatch.errors import UserError
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    priority INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'published', 'receipted')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    published_at REAL,
+    receipted_at REAL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_due ON messages (state, priority, next_attempt_at);
+CREATE TABLE IF NOT EXISTS blobs (
+    sha256 TEXT PRIMARY KEY,
+    media_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'uploaded', 'broken')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    uploaded_at REAL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS blobs_due ON blobs (state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS event_blobs (
+    event_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    sha256 TEXT NOT NULL REFERENCES blobs (sha256),
+    PRIMARY KEY (event_id, role)
+);
+CREATE INDEX IF NOT EXISTS event_blobs_sha ON event_blobs (sha256);
+"""
+
+
+class MessageKind(StrEnum):
+    VIOLATION = "violation"
+    TRAFFIC = "traffic"
+
+
+class MessageState(StrEnum):
+    PENDING = "pending"
+    PUBLISHED = "published"
+    RECEIPTED = "receipted"
+
+
+class BlobState(StrEnum):
+    PENDING = "pending"
+    UPLOADED = "uploaded"
+    BROKEN = "broken"
+
+
+# Violations go out before traffic statistics when both are waiting.
+_PRIORITY = {MessageKind.VIOLATION: 0, MessageKind.TRAFFIC: 1}
+
+
+class OutboxFullError(Exception):
+    """The outbox cannot store this without going over its disk limit; nothing was stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceBlob:
+    """One evidence blob: its reference as listed by the event, and its bytes."""
+
+    ref: EvidenceRef
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    id: str
+    kind: MessageKind
+    topic: str
+    payload: bytes
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingBlob:
+    sha256: str
+    media_type: MediaType
+    size: int
+    path: Path
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceProgress:
+    total: int
+    uploaded: int
+    broken: int
+
+    @property
+    def complete(self) -> bool:
+        """Every listed blob reached central; never true while one is broken."""
+        return self.broken == 0 and self.uploaded == self.total
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    pending: int
+    published: int
+    receipted: int
+    blobs_pending: int
+    blobs_broken: int
+    used_bytes: int
+    limit_bytes: int
+    alarm: bool
+    oldest_pending_created_at: float | None
+
+    @property
+    def used_fraction(self) -> float:
+        return min(1.0, self.used_bytes / self.limit_bytes)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Outbox:
+    """The node's durable queue of events and evidence. Thread-safe; one per process.
+
+    Several processes may open the same outbox (WAL); writes are serialized by SQLite.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        budget: DiskBudget,
+        *,
+        clock: Callable[[], float] = time.time,
+        retry_base_s: float = 1.0,
+        retry_cap_s: float = 300.0,
+    ) -> None:
+        self.directory = directory
+        self.budget = budget
+        self._clock = clock
+        self._retry_base_s = retry_base_s
+        self._retry_cap_s = retry_cap_s
+        self._blob_dir = directory / "blobs"
+        try:
+            self._blob_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the outbox folder {directory}: {exc}") from exc
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            directory / "outbox.sqlite3",
+            timeout=30.0,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+        self._alarmed = False
+        self._remove_stale_temp_files()
+
+    # ----------------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _remove_stale_temp_files(self) -> None:
+        # A process killed between writing and renaming a blob leaves a temp file; the
+        # row that would list it was never committed, so it is garbage.
+        for tmp in self._blob_dir.glob("*/.tmp-*"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    # ------------------------------------------------------------------ storing
+    def blob_path(self, sha256: str) -> Path:
+        return self._blob_dir / sha256[:2] / sha256
+
+    def _write_blob(self, blob: EvidenceBlob) -> None:
+        path = self.blob_path(blob.ref.sha256)
+        if path.exists():
+            return
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.parent / f".tmp-{os.getpid()}-{threading.get_ident()}-{blob.ref.sha256}"
+        with tmp.open("wb") as fh:
+            fh.write(blob.data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+        _fsync_dir(path.parent)
+
+    def put_violation(self, event: ViolationEvent, blobs: Sequence[EvidenceBlob]) -> None:
+        """Store a signed violation and its evidence; raises OutboxFullError and stores nothing
+        when it does not fit. Storing the same event again is a no-op."""
+        if event.signature is None:
+            raise ValueError(f"event {event.event_id} is not signed")
+        _check_blobs(event, blobs)
+        payload = to_wire(event)
+        topic = camera_topic(event.site, event.node, event.camera, CameraTopic.VIOLATION)
+        new_bytes = len(payload) + sum(b.ref.size for b in blobs)
+        evidence_bytes = sum(b.ref.size for b in blobs)
+        with self._lock:
+            used = self._used_bytes()
+            if blobs and used + new_bytes > self.budget.limit_bytes:
+                raise OutboxFullError(
+                    f"event {event.event_id}: {new_bytes} bytes do not fit "
+                    f"({used} of {self.budget.limit_bytes} used)"
+                )
+            if used + len(payload) > self.budget.limit_bytes + self.budget.event_reserve_bytes:
+                raise OutboxFullError(
+                    f"event {event.event_id}: the outbox is full even for events "
+                    f"({used} bytes used, limit {self.budget.limit_bytes} + reserve)"
+                )
+            for blob in blobs:
+                self._write_blob(blob)
+            now = self._clock()
+            with self._transaction():
+                inserted = self._db.execute(
+                    "INSERT OR IGNORE INTO messages (id, kind, topic, payload, priority,"
+                    " created_at, state) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+                    (
+                        event.event_id,
+                        MessageKind.VIOLATION.value,
+                        topic,
+                        payload,
+                        _PRIORITY[MessageKind.VIOLATION],
+                        now,
+                    ),
+                ).rowcount
+                if inserted:
+                    for blob in blobs:
+                        ref = blob.ref
+                        self._db.execute(
+                            "INSERT OR IGNORE INTO blobs (sha256, media_type, size, state)"
+                            " VALUES (?, ?, ?, 'pending')",
+                            (ref.sha256, ref.media_type.value, ref.size),
+                        )
+                        self._db.execute(
+                            "INSERT INTO event_blobs (event_id, role, sha256) VALUES (?, ?, ?)",
+                            (event.event_id, ref.role.value, ref.sha256),
+                        )
+            self._check_alarm(used + (new_bytes if inserted else 0))
+        if evidence_bytes:
+            log.debug("stored event %s with %d evidence bytes", event.event_id, evidence_bytes)
+
+    def put_traffic(self, stats: TrafficStats) -> None:
+        """Store one minute of traffic statistics (keyed by camera and minute)."""
+        payload = to_wire(stats)
+        key = f"traffic/{stats.site}/{stats.node}/{stats.camera}/{stats.minute_start.isoformat()}"
+        topic = camera_topic(stats.site, stats.node, stats.camera, CameraTopic.TRAFFIC)
+        with self._lock:
+            used = self._used_bytes()
+            if used + len(payload) > self.budget.limit_bytes:
+                raise OutboxFullError(f"traffic statistics {key}: the outbox is full")
+            with self._transaction():
+                self._db.execute(
+                    "INSERT OR IGNORE INTO messages (id, kind, topic, payload, priority,"
+                    " created_at, state) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+                    (
+                        key,
+                        MessageKind.TRAFFIC.value,
+                        topic,
+                        payload,
+                        _PRIORITY[MessageKind.TRAFFIC],
+                        self._clock(),
+                    ),
+                )
+
+    # --------------------------------------------------------------- publishing
+    def due_messages(self, limit: int, *, exclude: Iterable[str] = ()) -> list[OutboxMessage]:
+        """Pending messages whose retry time has come, violations first, oldest first."""
+        skip = set(exclude)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, kind, topic, payload, attempts FROM messages"
+                " WHERE state = 'pending' AND next_attempt_at <= ?"
+                " ORDER BY priority, created_at, id LIMIT ?",
+                (self._clock(), limit + len(skip)),
+            ).fetchall()
+        out = [
+            OutboxMessage(id=r[0], kind=MessageKind(r[1]), topic=r[2], payload=r[3], attempts=r[4])
+            for r in rows
+            if r[0] not in skip
+        ]
+        return out[:limit]
+
+    def mark_published(self, ids: Iterable[str]) -> int:
+        """Record the broker's PUBACK; the rows stay until receipted."""
+        now = self._clock()
+        batch = [(now, i) for i in ids]
+        with self._lock, self._transaction():
+            cur = self._db.executemany(
+                "UPDATE messages SET state = 'published', published_at = ?, last_error = NULL"
+                " WHERE id = ? AND state = 'pending'",
+                batch,
+            )
+            return cur.rowcount
+
+    def record_publish_failure(self, ids: Iterable[str], error: str) -> None:
+        """A publish got no PUBACK in time: try again after an exponential back-off."""
+        now = self._clock()
+        with self._lock, self._transaction():
+            for message_id in ids:
+                row = self._db.execute(
+                    "SELECT attempts FROM messages WHERE id = ? AND state = 'pending'",
+                    (message_id,),
+                ).fetchone()
+                if row is None:
+                    continue
+                attempts = row[0] + 1
+                delay = backoff_delay(attempts, base_s=self._retry_base_s, cap_s=self._retry_cap_s)
+                self._db.execute(
+                    "UPDATE messages SET attempts = ?, next_attempt_at = ?, last_error = ?"
+                    " WHERE id = ?",
+                    (attempts, now + delay, error[:500], message_id),
+                )
+
+    def mark_receipted(self, ids: Iterable[str]) -> int:
+        """Central committed these events; they may now be pruned."""
+        now = self._clock()
+        with self._lock, self._transaction():
+            cur = self._db.executemany(
+                "UPDATE messages SET state = 'receipted', receipted_at = ?"
+                " WHERE id = ? AND state IN ('pending', 'published')",
+                [(now, i) for i in ids],
+            )
+            return cur.rowcount
+
+    def message_state(self, message_id: str) -> MessageState | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT state FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+        return None if row is None else MessageState(row[0])
+
+    # ---------------------------------------------------------------- uploading
+    def due_blobs(self, limit: int) -> list[PendingBlob]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT sha256, media_type, size, attempts FROM blobs"
+                " WHERE state = 'pending' AND next_attempt_at <= ?"
+                " ORDER BY next_attempt_at, rowid LIMIT ?",
+                (self._clock(), limit),
+            ).fetchall()
+        return [
+            PendingBlob(
+                sha256=r[0],
+                media_type=MediaType(r[1]),
+                size=r[2],
+                path=self.blob_path(r[0]),
+                attempts=r[3],
+            )
+            for r in rows
+        ]
+
+    def mark_blob_uploaded(self, sha256: str) -> None:
+        """Central holds the blob (verified by its hash): the local copy is deleted."""
+        with self._lock:
+            with self._transaction():
+                self._db.execute(
+                    "UPDATE blobs SET state = 'uploaded', uploaded_at = ?, last_error = NULL"
+                    " WHERE sha256 = ? AND state = 'pending'",
+                    (self._clock(), sha256),
+                )
+            with contextlib.suppress(FileNotFoundError):
+                self.blob_path(sha256).unlink()
+
+    def record_blob_failure(self, sha256: str, error: str) -> float:
+        """An upload failed for a reason that may pass; returns the back-off in seconds."""
+        with self._lock, self._transaction():
+            row = self._db.execute(
+                "SELECT attempts FROM blobs WHERE sha256 = ?", (sha256,)
+            ).fetchone()
+            attempts = (row[0] if row else 0) + 1
+            delay = backoff_delay(attempts, base_s=self._retry_base_s, cap_s=self._retry_cap_s)
+            self._db.execute(
+                "UPDATE blobs SET attempts = ?, next_attempt_at = ?, last_error = ?"
+                " WHERE sha256 = ?",
+                (attempts, self._clock() + delay, error[:500], sha256),
+            )
+        return delay
+
+    def mark_blob_broken(self, sha256: str, reason: str) -> list[str]:
+        """The blob cannot be delivered (missing or changed on disk, refused by central).
+
+        Returns the events that list it: none of them will ever be complete.
+        """
+        with self._lock, self._transaction():
+            self._db.execute(
+                "UPDATE blobs SET state = 'broken', last_error = ? WHERE sha256 = ?",
+                (reason[:500], sha256),
+            )
+            events = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT event_id FROM event_blobs WHERE sha256 = ?", (sha256,)
+                )
+            ]
+        log.error(
+            "evidence blob %s is broken (%s); events without complete evidence: %s",
+            sha256,
+            reason,
+            ", ".join(events) or "none",
+        )
+        return events
+
+    def evidence_progress(self, event_id: str) -> EvidenceProgress:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT b.state FROM event_blobs e JOIN blobs b ON b.sha256 = e.sha256"
+                " WHERE e.event_id = ?",
+                (event_id,),
+            ).fetchall()
+        states = [BlobState(r[0]) for r in rows]
+        return EvidenceProgress(
+            total=len(states),
+            uploaded=states.count(BlobState.UPLOADED),
+            broken=states.count(BlobState.BROKEN),
+        )
+
+    def blob_error(self, sha256: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT last_error FROM blobs WHERE sha256 = ?", (sha256,)
+            ).fetchone()
+        return None if row is None else row[0]
+
+    # ------------------------------------------------------------------- status
+    def _used_bytes(self) -> int:
+        payloads = self._db.execute(
+            "SELECT COALESCE(SUM(length(payload)), 0) FROM messages WHERE state != 'receipted'"
+        ).fetchone()[0]
+        # Uploaded blobs are deleted; broken ones are kept on disk for inspection.
+        files = self._db.execute(
+            "SELECT COALESCE(SUM(size), 0) FROM blobs WHERE state != 'uploaded'"
+        ).fetchone()[0]
+        return int(payloads) + int(files)
+
+    def _check_alarm(self, used: int) -> None:
+        alarm = self.budget.alarm(used)
+        if alarm and not self._alarmed:
+            log.warning(
+                "outbox nearly full: %d of %d bytes used; clips are refused first when full",
+                used,
+                self.budget.limit_bytes,
+            )
+        self._alarmed = alarm
+
+    def used_bytes(self) -> int:
+        with self._lock:
+            return self._used_bytes()
+
+    def stats(self) -> OutboxStats:
+        with self._lock:
+            counts = dict(
+                self._db.execute("SELECT state, COUNT(*) FROM messages GROUP BY state").fetchall()
+            )
+            blob_counts = dict(
+                self._db.execute("SELECT state, COUNT(*) FROM blobs GROUP BY state").fetchall()
+            )
+            oldest = self._db.execute(
+                "SELECT MIN(created_at) FROM messages WHERE state = 'pending'"
+            ).fetchone()[0]
+            used = self._used_bytes()
+        return OutboxStats(
+            pending=counts.get("pending", 0),
+            published=counts.get("published", 0),
+            receipted=counts.get("receipted", 0),
+            blobs_pending=blob_counts.get("pending", 0),
+            blobs_broken=blob_counts.get("broken", 0),
+            used_bytes=used,
+            limit_bytes=self.budget.limit_bytes,
+            alarm=self.budget.alarm(used),
+            oldest_pending_created_at=oldest,
+        )
+
+    def disk_free_bytes(self) -> int:
+        return shutil.disk_usage(self.directory).free
+
+    def integrity_ok(self) -> bool:
+        with self._lock:
+            return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+
+def _check_blobs(event: ViolationEvent, blobs: Sequence[EvidenceBlob]) -> None:
+    listed = {(e.role, e.sha256, e.size) for e in event.evidence}
+    given = {(b.ref.role, b.ref.sha256, b.ref.size) for b in blobs}
+    if listed != given:
+        raise ValueError(f"event {event.event_id}: the blobs given differ from its evidence list")
+    for blob in blobs:
+        if len(blob.data) != blob.ref.size or sha256_hex(blob.data) != blob.ref.sha256:
+            raise ValueError(
+                f"event {event.event_id}: blob {blob.ref.role.value} does not match its hash"
+            )
+        if blob.ref.size > MAX_BLOB_BYTES:
+            raise ValueError(f"event {event.event_id}: blob {blob.ref.role.value} is too large")

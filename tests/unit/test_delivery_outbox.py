@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge.delivery_policy import DiskBudget
+from edge.outbox import MessageState, Outbox, OutboxFullError, file_sha256
+from roadwatch.contract import EvidenceRole, ViolationEvent, parse_payload
+from tests.delivery_support import BIG_BUDGET, REPO, blob, signed_event, subprocess_env
+from tests.factories import T0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_event_and_blobs_are_stored_before_sending(tmp_path: Path) -> None:
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        event, blobs = signed_event()
+        outbox.put_violation(event, blobs)
+        [message] = outbox.due_messages(10)
+        assert message.id == event.event_id
+        assert message.topic == "roadwatch/v1/ql13-km22/node-01/cam-01/violation"
+        assert parse_payload(ViolationEvent, message.payload) == event
+        pending = {b.sha256: b for b in outbox.due_blobs(10)}
+        assert set(pending) == {b.ref.sha256 for b in blobs}
+        for b in blobs:
+            assert file_sha256(pending[b.ref.sha256].path) == b.ref.sha256
+        # Storing the same event again changes nothing.
+        outbox.put_violation(event, blobs)
+        assert outbox.stats().pending == 1
+
+
+def test_unsigned_or_mismatched_events_are_refused(tmp_path: Path) -> None:
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        event, blobs = signed_event()
+        with pytest.raises(ValueError, match="not signed"):
+            outbox.put_violation(event.model_copy(update={"signature": None}), blobs)
+        with pytest.raises(ValueError, match="differ from its evidence list"):
+            outbox.put_violation(event, blobs[:1])
+        tampered = [blobs[0], type(blobs[1])(ref=blobs[1].ref, data=b"x" * blobs[1].ref.size)]
+        with pytest.raises(ValueError, match="does not match its hash"):
+            outbox.put_violation(event, tampered)
+        assert outbox.stats().pending == 0
+
+
+def test_published_is_kept_until_receipted(tmp_path: Path) -> None:
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        event, blobs = signed_event()
+        outbox.put_violation(event, blobs)
+        assert outbox.mark_published([event.event_id]) == 1
+        assert outbox.message_state(event.event_id) is MessageState.PUBLISHED
+        assert outbox.due_messages(10) == []
+        assert outbox.stats().published == 1
+        assert outbox.mark_receipted([event.event_id]) == 1
+        assert outbox.message_state(event.event_id) is MessageState.RECEIPTED
+
+
+def test_failed_publish_backs_off_exponentially(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with Outbox(tmp_path, BIG_BUDGET, clock=clock, retry_base_s=2.0, retry_cap_s=60) as outbox:
+        event, blobs = signed_event()
+        outbox.put_violation(event, blobs)
+        waits = []
+        for _ in range(4):
+            [message] = outbox.due_messages(1)
+            start = clock.now
+            outbox.record_publish_failure([message.id], "no PUBACK")
+            while not outbox.due_messages(1):
+                clock.now += 0.5
+            waits.append(clock.now - start)
+        assert waits == [2.0, 4.0, 8.0, 16.0]
+        assert outbox.due_messages(1)[0].attempts == 4
+
+
+def test_violations_go_before_traffic(tmp_path: Path) -> None:
+    from roadwatch.contract import TrafficStats
+
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        stats = TrafficStats(
+            site="s", node="n", camera="c", minute_start=T0.replace(second=0, microsecond=0)
+        )
+        outbox.put_traffic(stats)
+        outbox.put_traffic(stats)  # the same minute is stored once
+        event, blobs = signed_event()
+        outbox.put_violation(event, blobs)
+        assert [m.kind.value for m in outbox.due_messages(10)] == ["violation", "traffic"]
+
+
+def test_disk_limit_refuses_blobs_then_events_never_silently(tmp_path: Path) -> None:
+    # Each event's payload is about 1,000 bytes.
+    budget = DiskBudget(limit_bytes=10_000, event_reserve_bytes=3_000, alarm_fraction=0.6)
+    with Outbox(tmp_path, budget) as outbox:
+        first, first_blobs = signed_event([blob(EvidenceRole.CLIP, b"c" * 4_000)])
+        outbox.put_violation(first, first_blobs)
+        assert not outbox.stats().alarm
+        second, second_blobs = signed_event([blob(EvidenceRole.CLIP, b"d" * 3_500)])
+        outbox.put_violation(second, second_blobs)
+        assert outbox.stats().alarm
+        third, third_blobs = signed_event([blob(EvidenceRole.CLIP, b"e" * 3_000)])
+        with pytest.raises(OutboxFullError, match="do not fit"):
+            outbox.put_violation(third, third_blobs)
+        assert outbox.message_state(third.event_id) is None
+        # Without its evidence the event still fits, in the reserve.
+        bare, _ = signed_event([])
+        outbox.put_violation(bare, [])
+        assert outbox.message_state(bare.event_id) is MessageState.PENDING
+        assert outbox.used_bytes() > budget.limit_bytes
+        # Uploading frees the space again.
+        outbox.mark_blob_uploaded(first_blobs[0].ref.sha256)
+        outbox.mark_blob_uploaded(second_blobs[0].ref.sha256)
+        outbox.put_violation(third, third_blobs)
+
+
+def test_broken_blob_makes_its_event_never_complete(tmp_path: Path) -> None:
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        event, blobs = signed_event()
+        outbox.put_violation(event, blobs)
+        assert outbox.evidence_progress(event.event_id).total == 2
+        outbox.mark_blob_uploaded(blobs[0].ref.sha256)
+        assert not outbox.evidence_progress(event.event_id).complete
+        assert outbox.mark_blob_broken(blobs[1].ref.sha256, "changed on disk") == [event.event_id]
+        progress = outbox.evidence_progress(event.event_id)
+        assert (progress.uploaded, progress.broken, progress.complete) == (1, 1, False)
+        assert outbox.due_blobs(10) == []
+
+
+def test_state_survives_reopening(tmp_path: Path) -> None:
+    event, blobs = signed_event()
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        outbox.put_violation(event, blobs)
+        outbox.mark_blob_uploaded(blobs[0].ref.sha256)
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        assert [m.id for m in outbox.due_messages(10)] == [event.event_id]
+        assert [b.sha256 for b in outbox.due_blobs(10)] == [blobs[1].ref.sha256]
+        assert not outbox.blob_path(blobs[0].ref.sha256).exists()
+
+
+def test_kill_9_mid_write_loses_nothing_that_was_stored(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.delivery_writer", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+        env=subprocess_env(),
+    )
+    assert proc.stdout is not None
+    stored: list[str] = []
+    try:
+        while len(stored) < 40:
+            line = proc.stdout.readline()
+            assert line, "the writer exited early"
+            stored.append(line.decode().strip())
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        assert outbox.integrity_ok()
+        pending = {m.id: m for m in outbox.due_messages(10_000)}
+        assert set(stored) <= set(pending), "an event acknowledged as stored is missing"
+        for message in pending.values():
+            event = parse_payload(ViolationEvent, message.payload)
+            for ref in event.evidence:
+                assert file_sha256(outbox.blob_path(ref.sha256)) == ref.sha256
+        assert all(b.path.exists() for b in outbox.due_blobs(100_000))
+        assert not list(tmp_path.glob("blobs/*/.tmp-*")), "temp files are cleaned on open"
+        print(f"kill -9 after {len(stored)} stored events: {len(pending)} in the outbox, intact")

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+
+from edge.delivery_policy import DiskBudget, backoff_delay, plan_admission
+from roadwatch.contract import EvidenceRole as R
+
+
+@pytest.mark.parametrize(
+    ("attempts", "jitter", "expected"),
+    [
+        (0, 0.0, 0.0),
+        (1, 0.0, 1.0),
+        (2, 0.0, 2.0),
+        (3, 0.0, 4.0),
+        (6, 0.0, 30.0),  # capped
+        (500, 0.0, 30.0),  # no overflow
+        (3, 0.5, 2.0),
+    ],
+)
+def test_backoff_is_exponential_and_capped(attempts: int, jitter: float, expected: float) -> None:
+    assert backoff_delay(attempts, base_s=1.0, cap_s=30.0, jitter=jitter) == expected
+
+
+def test_backoff_refuses_bad_jitter() -> None:
+    with pytest.raises(ValueError, match="jitter"):
+        backoff_delay(1, base_s=1.0, cap_s=2.0, jitter=1.0)
+
+
+BUDGET = DiskBudget(limit_bytes=1000, event_reserve_bytes=100, alarm_fraction=0.8)
+PACKAGE = {R.FRAME_BEFORE: 100, R.FRAME_AT: 100, R.FRAME_AFTER: 100, R.CLIP: 400}
+
+
+@pytest.mark.parametrize(
+    ("used", "kept", "refused", "event_fits"),
+    [
+        (0, (R.FRAME_BEFORE, R.FRAME_AT, R.FRAME_AFTER, R.CLIP), (), True),
+        (290, (R.FRAME_BEFORE, R.FRAME_AT, R.FRAME_AFTER, R.CLIP), (), True),
+        (300, (R.FRAME_BEFORE, R.FRAME_AT, R.FRAME_AFTER), (R.CLIP,), True),
+        (700, (R.FRAME_AT, R.FRAME_AFTER), (R.CLIP, R.FRAME_BEFORE), True),
+        (850, (R.FRAME_AT,), (R.CLIP, R.FRAME_BEFORE, R.FRAME_AFTER), True),
+        (950, (), (R.CLIP, R.FRAME_BEFORE, R.FRAME_AFTER, R.FRAME_AT), True),
+        (1085, (), (R.CLIP, R.FRAME_BEFORE, R.FRAME_AFTER, R.FRAME_AT), True),
+        (1095, (), (R.CLIP, R.FRAME_BEFORE, R.FRAME_AFTER, R.FRAME_AT), False),
+    ],
+)
+def test_admission_refuses_the_clip_first_and_the_event_last(
+    used: int, kept: tuple[R, ...], refused: tuple[R, ...], event_fits: bool
+) -> None:
+    plan = plan_admission(BUDGET, used, 10, PACKAGE)
+    assert plan.kept == kept
+    assert plan.refused == refused
+    assert plan.event_fits is event_fits
+
+
+@pytest.mark.parametrize(("used", "alarm"), [(0, False), (799, False), (800, True), (5000, True)])
+def test_alarm_when_nearly_full(used: int, alarm: bool) -> None:
+    assert BUDGET.alarm(used) is alarm
+
+
+def test_budget_refuses_nonsense() -> None:
+    with pytest.raises(ValueError):
+        DiskBudget(limit_bytes=0, event_reserve_bytes=0)
+    with pytest.raises(ValueError):
+        DiskBudget(limit_bytes=10, event_reserve_bytes=0, alarm_fraction=1.5)
