@@ -24,6 +24,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     keygen.set_defaults(func=_keygen)
 
+    from edge import delivery_cli
+
+    delivery_cli.register(edge_sub)
+
 
 def _keygen(args: argparse.Namespace) -> int:
     from edge.identity import write_key_pair

@@ -119,3 +119,59 @@ class PrivateBroker:
     def resume(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGCONT)
+
+
+class Consumer:
+    """A persistent-session QoS 1 subscriber that records every event id it receives."""
+
+    def __init__(self, host: str, port: int, topic_filters: list[str], client_id: str) -> None:
+        import threading
+
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.received: list[str] = []
+        self.retained: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        self._filters = topic_filters
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=False,
+        )
+        self.client.reconnect_delay_set(1, 2)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.connect(host, port, keepalive=5)
+        self.client.loop_start()
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        client.subscribe([(f, 1) for f in self._filters])
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        import json
+
+        with self._lock:
+            if message.topic.endswith("/status"):
+                self.retained[message.topic] = message.payload
+            else:
+                data = json.loads(message.payload)
+                self.received.append(data.get("event_id") or data["minute_start"])
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self.received)
+
+    def wait_for(self, expected: set[str], timeout_s: float) -> set[str]:
+        """Wait until every expected id arrived; returns the ones still missing."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            missing = expected - set(self.ids())
+            if not missing:
+                return set()
+            time.sleep(0.05)
+        return expected - set(self.ids())
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

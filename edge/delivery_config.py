@@ -1,0 +1,127 @@
+"""Configuration of evidence delivery: broker, central, outbox and node key.
+
+Loaded from the ``delivery:`` section of a YAML file (or a file holding only that
+section). Unknown keys are refused; every field says what it is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from roadwatch.contract.models import Ident
+from roadwatch.contract.wire import describe
+from roadwatch.errors import UserError
+
+_PLACEHOLDERS = {"changeme", "change-me", "secret", "token", "xxx", ""}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(_Section):
+    ca_file: Path = Field(title="CA file", description="PEM bundle that signs the broker's cert")
+    cert_file: Path | None = Field(default=None, description="client certificate (mutual TLS)")
+    key_file: Path | None = Field(default=None, description="client certificate's key")
+
+
+class BrokerConfig(_Section):
+    host: str = Field(default="127.0.0.1", description="MQTT broker host")
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(default=1883, description="broker port")
+    username: str | None = Field(default=None, description="per-node MQTT user name")
+    password: SecretStr | None = Field(default=None, description="per-node MQTT password")
+    tls: TlsConfig | None = Field(default=None, description="TLS settings; none = plain TCP")
+    keepalive_s: Annotated[int, Field(ge=2, le=3600)] = Field(
+        default=30, description="MQTT keep-alive: a silent uplink is noticed after 1.5 times it"
+    )
+    reconnect_min_s: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=0.5, description="first reconnect delay; doubles on each failure"
+    )
+    reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=30.0, description="longest reconnect delay"
+    )
+    max_inflight: Annotated[int, Field(ge=1, le=65535)] = Field(
+        default=200, description="QoS 1 messages sent and awaiting PUBACK at once"
+    )
+    ack_timeout_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=60.0, description="a message without PUBACK this long is sent again later"
+    )
+
+
+class OutboxConfig(_Section):
+    path: Path = Field(default=Path("var/outbox"), description="folder of the outbox")
+    limit_bytes: Annotated[int, Field(ge=1 << 20)] = Field(
+        default=20 << 30, description="disk budget for stored events and evidence"
+    )
+    event_reserve_bytes: Annotated[int, Field(ge=0)] = Field(
+        default=256 << 20,
+        description="extra room for events alone once evidence has filled the budget",
+    )
+    alarm_fraction: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.8, description="the node status raises an alarm above this fraction"
+    )
+    retry_base_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=1.0, description="first retry delay of a failed send; doubles each time"
+    )
+    retry_cap_s: Annotated[float, Field(gt=0, le=86400)] = Field(
+        default=300.0, description="longest retry delay"
+    )
+
+
+class CentralConfig(_Section):
+    url: str = Field(description="central's base URL, e.g. https://central.example/")
+    upload_token: SecretStr = Field(description="the node's upload token from central")
+    timeout_s: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=30.0, description="HTTP timeout of one request"
+    )
+
+    @model_validator(mode="after")
+    def _real_values(self) -> CentralConfig:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        if self.upload_token.get_secret_value().strip().lower() in _PLACEHOLDERS:
+            raise ValueError("upload_token is a placeholder; use the token central printed")
+        return self
+
+
+class DeliveryConfig(_Section):
+    """How a node stores and sends its events and evidence."""
+
+    site: Ident = Field(description="site id (topic level)")
+    node: Ident = Field(description="node id (topic level); also the MQTT client id's base")
+    key_path: Path = Field(description="the node's Ed25519 private key (roadwatch edge keygen)")
+    broker: BrokerConfig = BrokerConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    central: CentralConfig | None = Field(
+        default=None, description="evidence upload target; none = evidence stays queued"
+    )
+    status_interval_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=30.0, description="how often the retained node status is refreshed"
+    )
+
+    @property
+    def client_id(self) -> str:
+        # Fixed per node: the broker keeps the persistent session under this id.
+        return f"roadwatch-{self.site}-{self.node}"
+
+
+def load_delivery_config(path: Path) -> DeliveryConfig:
+    """Read a DeliveryConfig from YAML; one-line UserError on any problem."""
+    try:
+        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {exc}") from exc
+    if isinstance(data, dict) and "delivery" in data:
+        data = data["delivery"]
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping with the delivery settings")
+    try:
+        return DeliveryConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(f"{path}: {describe(exc)}") from exc

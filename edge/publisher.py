@@ -1,0 +1,301 @@
+"""MQTT publisher: drains the outbox to the broker at QoS 1 over a persistent session.
+
+One thread owns the paho client (no callbacks race with the publishing code): it
+connects with a fixed client id and ``clean_session=False``, reconnects by itself with
+an exponential back-off, publishes due outbox messages while connected (at most
+``max_inflight`` awaiting PUBACK), and marks a message published only when its PUBACK
+arrives. The node's retained status topic carries a ``NodeStatus``: ``online`` on
+connect and every ``status_interval_s``, ``offline`` as the last will (and on a clean
+stop). ``stop()`` flushes what it can within its timeout, then disconnects.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from edge.delivery_config import BrokerConfig, DeliveryConfig
+from edge.delivery_policy import backoff_delay
+from edge.outbox import Outbox
+from roadwatch import __version__
+from roadwatch.contract import CameraHealth, NodeState, NodeStatus, NodeTopic, node_topic, to_wire
+
+log = logging.getLogger(__name__)
+
+CameraHealthSource = Callable[[], Sequence[CameraHealth]]
+
+
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    message_id: str
+    sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherCounters:
+    connects: int
+    disconnects: int
+    published: int
+    republished: int
+
+
+def make_client(config: DeliveryConfig) -> mqtt.Client:
+    """A paho 2 client for the node: fixed id, persistent session, TLS and credentials."""
+    broker: BrokerConfig = config.broker
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=config.client_id,
+        clean_session=False,
+        protocol=mqtt.MQTTv311,
+        reconnect_on_failure=False,  # the publisher runs its own reconnect loop
+    )
+    if broker.username is not None:
+        password = broker.password.get_secret_value() if broker.password else None
+        client.username_pw_set(broker.username, password)
+    if broker.tls is not None:
+        client.tls_set(
+            ca_certs=str(broker.tls.ca_file),
+            certfile=str(broker.tls.cert_file) if broker.tls.cert_file else None,
+            keyfile=str(broker.tls.key_file) if broker.tls.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+    client.max_inflight_messages_set(broker.max_inflight)
+    client.max_queued_messages_set(0)
+    return client
+
+
+class Publisher:
+    """Publishes the outbox over MQTT from its own thread; ``start()`` then ``stop()``."""
+
+    def __init__(
+        self,
+        config: DeliveryConfig,
+        outbox: Outbox,
+        *,
+        cameras: CameraHealthSource = tuple,
+        software_version: str = __version__,
+        config_version: str | None = None,
+    ) -> None:
+        self.config = config
+        self.outbox = outbox
+        self._cameras = cameras
+        self._software_version = software_version
+        self._config_version = config_version
+        self._status_topic = node_topic(config.site, config.node, NodeTopic.STATUS)
+        self._client = make_client(config)
+        self._client.will_set(
+            self._status_topic, to_wire(self._status(NodeState.OFFLINE)), qos=1, retain=True
+        )
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+        self._inflight: dict[int, _InFlight] = {}
+        self._acked: list[str] = []
+        self._stop = threading.Event()
+        self._stop_deadline = 0.0
+        self._thread: threading.Thread | None = None
+        self._connected = threading.Event()
+        self._ever_connected = False
+        self._next_status = 0.0
+        self._connects = 0
+        self._disconnects = 0
+        self._published = 0
+        self._republished = 0
+
+    # ------------------------------------------------------------------ control
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("publisher already started")
+        self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """Flush pending messages for up to most of ``timeout_s``, publish the offline
+        status and disconnect. Returns True when everything stored was published."""
+        if self._thread is None:
+            return self.outbox.stats().pending == 0
+        self._stop_deadline = time.monotonic() + timeout_s * 0.8
+        self._stop.set()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.error("publisher did not stop within %.1f s", timeout_s)
+            return False
+        self._thread = None
+        return self.outbox.stats().pending == 0
+
+    @property
+    def connected(self) -> threading.Event:
+        return self._connected
+
+    def counters(self) -> PublisherCounters:
+        return PublisherCounters(
+            connects=self._connects,
+            disconnects=self._disconnects,
+            published=self._published,
+            republished=self._republished,
+        )
+
+    # ---------------------------------------------------------------- the thread
+    def _run(self) -> None:
+        failures = 0
+        try:
+            while True:
+                stopping = self._stop.is_set()
+                if stopping and (time.monotonic() >= self._stop_deadline or self._flushed()):
+                    break
+                disconnected = not self._client.is_connected() and not self._connecting()
+                if disconnected and not self._try_connect():
+                    failures += 1
+                    delay = backoff_delay(
+                        failures,
+                        base_s=self.config.broker.reconnect_min_s,
+                        cap_s=self.config.broker.reconnect_max_s,
+                        jitter=random.random() * 0.5,
+                    )
+                    log.info("broker unreachable; next try in %.1f s", delay)
+                    if stopping:
+                        break
+                    self._stop.wait(delay)
+                    continue
+                rc = self._client.loop(timeout=0.02 if self._inflight else 0.1)
+                if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._client.is_connected():
+                    failures = 0
+                self._record_acks()
+                if self._connected.is_set():
+                    self._expire_inflight()
+                    self._publish_due()
+                    self._maybe_publish_status()
+            self._shutdown()
+        except Exception:
+            log.exception("publisher thread failed")
+            self._connected.clear()
+            raise
+
+    def _connecting(self) -> bool:
+        # A socket exists but CONNACK has not come yet: keep looping (paho times it out).
+        return self._client.socket() is not None
+
+    def _try_connect(self) -> bool:
+        broker = self.config.broker
+        try:
+            if self._ever_connected:
+                self._client.reconnect()
+            else:
+                self._client.connect(broker.host, broker.port, keepalive=broker.keepalive_s)
+                self._ever_connected = True
+        except (OSError, ssl.SSLError) as exc:
+            log.debug("connect to %s:%d failed: %s", broker.host, broker.port, exc)
+            return False
+        return True
+
+    def _flushed(self) -> bool:
+        self._record_acks()
+        return not self._inflight and not self.outbox.due_messages(1)
+
+    def _publish_due(self) -> None:
+        room = self.config.broker.max_inflight - len(self._inflight)
+        if room <= 0:
+            return
+        busy = {f.message_id for f in self._inflight.values()}
+        for message in self.outbox.due_messages(room, exclude=busy):
+            info = self._client.publish(message.topic, message.payload, qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                # Not connected after all: paho keeps the message and sends it on reconnect.
+                log.debug("publish of %s queued by paho: %s", message.id, info.rc)
+            if message.attempts:
+                self._republished += 1
+            self._inflight[info.mid] = _InFlight(message.id, time.monotonic())
+
+    def _expire_inflight(self) -> None:
+        limit = self.config.broker.ack_timeout_s
+        now = time.monotonic()
+        expired = [mid for mid, f in self._inflight.items() if now - f.sent_at > limit]
+        if not expired:
+            return
+        ids = [self._inflight.pop(mid).message_id for mid in expired]
+        log.warning("%d message(s) without PUBACK for %.0f s; will send again", len(ids), limit)
+        self.outbox.record_publish_failure(ids, f"no PUBACK within {limit:.0f} s")
+
+    def _record_acks(self) -> None:
+        if self._acked:
+            acked, self._acked = self._acked, []
+            self.outbox.mark_published(acked)
+            self._published += len(acked)
+
+    def _status(self, state: NodeState) -> NodeStatus:
+        stats = self.outbox.stats() if state is NodeState.ONLINE else None
+        oldest = stats.oldest_pending_created_at if stats else None
+        return NodeStatus(
+            site=self.config.site,
+            node=self.config.node,
+            state=state,
+            sent_at=datetime.now(UTC),
+            software_version=self._software_version,
+            config_version=self._config_version,
+            cameras=list(self._cameras()) if stats else [],
+            disk_free_bytes=self.outbox.disk_free_bytes() if stats else None,
+            disk_used_fraction=stats.used_fraction if stats else None,
+            outbox_depth=stats.pending if stats else 0,
+            awaiting_receipt=stats.published if stats else 0,
+            oldest_unacked_age_s=max(0.0, time.time() - oldest) if oldest else None,
+        )
+
+    def _publish_status(self, state: NodeState) -> mqtt.MQTTMessageInfo:
+        self._next_status = time.monotonic() + self.config.status_interval_s
+        payload = to_wire(self._status(state))
+        return self._client.publish(self._status_topic, payload, qos=1, retain=True)
+
+    def _maybe_publish_status(self) -> None:
+        if time.monotonic() >= self._next_status:
+            self._publish_status(NodeState.ONLINE)
+
+    def _shutdown(self) -> None:
+        if self._client.is_connected():
+            info = self._publish_status(NodeState.OFFLINE)
+            deadline = time.monotonic() + 2.0
+            while not info.is_published() and time.monotonic() < deadline:
+                self._client.loop(timeout=0.05)
+            self._record_acks()
+            self._client.disconnect()
+            self._client.loop(timeout=0.05)
+        self._connected.clear()
+        pending = self.outbox.stats().pending
+        if pending:
+            log.warning("stopped with %d message(s) still pending in the outbox", pending)
+
+    # ------------------------------------------------------- paho callbacks
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        self._connects += 1
+        log.info("connected to the broker (session present: %s)", flags.session_present)
+        self._connected.set()
+        self._publish_status(NodeState.ONLINE)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        if self._connected.is_set():
+            self._disconnects += 1
+            log.warning("disconnected from the broker: %s", reason)
+        self._connected.clear()
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
+    ) -> None:
+        flight = self._inflight.pop(mid, None)
+        if flight is not None:
+            self._acked.append(flight.message_id)

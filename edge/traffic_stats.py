@@ -1,0 +1,129 @@
+"""Per-minute traffic flow of one camera, by lane: counts by class, mean speed, occupancy.
+
+Pure: fed the tracked vehicles seen in each lane on each frame, it returns a
+``TrafficStats`` for every minute that a frame closes.
+
+- A vehicle counts once per lane: in the minute its track is first seen in that lane
+  (a slow vehicle seen across a minute boundary is not counted twice).
+- Mean speed: the mean over the vehicles observed in the lane during the minute that have
+  a speed, each vehicle weighted once by the mean of its samples in that minute.
+- Occupancy: the fraction of the minute's frames on which at least one vehicle was in
+  the lane.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from roadwatch.contract import LaneFlow, TrafficStats, VehicleClass
+from roadwatch.contract.models import MAX_LANES_PER_CAMERA
+
+# A track not seen for this long may count again (ids are reused by some trackers).
+_FORGET_AFTER = timedelta(minutes=2)
+
+
+@dataclass(frozen=True, slots=True)
+class LaneObservation:
+    """One tracked vehicle in one lane on one frame."""
+
+    lane: str
+    track_id: int
+    vehicle_class: VehicleClass
+    speed_kmh: float | None = None
+
+
+@dataclass(slots=True)
+class _LaneMinute:
+    counts: dict[VehicleClass, int] = field(default_factory=dict)
+    speeds: dict[int, list[float]] = field(default_factory=dict)
+    occupied_frames: int = 0
+
+
+def minute_of(at: datetime) -> datetime:
+    if at.tzinfo is None:
+        raise ValueError("frame time must carry a timezone")
+    return at.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+class TrafficAggregator:
+    """Accumulates one camera's lanes minute by minute."""
+
+    def __init__(self, *, site: str, node: str, camera: str, lanes: Sequence[str]) -> None:
+        if not lanes or len(lanes) > MAX_LANES_PER_CAMERA or len(set(lanes)) != len(lanes):
+            raise ValueError(f"a camera has 1 to {MAX_LANES_PER_CAMERA} distinct lanes")
+        self.site, self.node, self.camera = site, node, camera
+        self.lanes = tuple(lanes)
+        self._minute: datetime | None = None
+        self._frames = 0
+        self._lanes: dict[str, _LaneMinute] = {}
+        self._last_seen: dict[tuple[str, int], datetime] = {}
+
+    def add_frame(
+        self, at: datetime, observations: Sequence[LaneObservation]
+    ) -> list[TrafficStats]:
+        """Account one frame; returns the statistics of the minute it closed, if any."""
+        minute = minute_of(at)
+        for obs in observations:
+            if obs.lane not in self.lanes:
+                raise ValueError(f"lane {obs.lane!r} is not one of {', '.join(self.lanes)}")
+        closed: list[TrafficStats] = []
+        if self._minute is None:
+            self._start(minute)
+        elif minute > self._minute:
+            closed.extend(self.flush())
+            self._start(minute)
+        # A frame stamped earlier than the open minute (clock step) counts in the open one.
+        self._frames += 1
+        now = at.astimezone(UTC)
+        for name in {o.lane for o in observations}:
+            self._lanes[name].occupied_frames += 1
+        for obs in observations:
+            lane = self._lanes[obs.lane]
+            key = (obs.lane, obs.track_id)
+            last = self._last_seen.get(key)
+            if last is None or now - last > _FORGET_AFTER:
+                lane.counts[obs.vehicle_class] = lane.counts.get(obs.vehicle_class, 0) + 1
+            self._last_seen[key] = now
+            if obs.speed_kmh is not None:
+                lane.speeds.setdefault(obs.track_id, []).append(obs.speed_kmh)
+        self._forget(now)
+        return closed
+
+    def flush(self) -> list[TrafficStats]:
+        """Close the open minute (at shutdown it is a partial minute); empty if none."""
+        if self._minute is None or self._frames == 0:
+            return []
+        flows = []
+        for name in self.lanes:
+            lane = self._lanes[name]
+            means = [sum(s) / len(s) for s in lane.speeds.values() if s]
+            flows.append(
+                LaneFlow(
+                    lane=name,
+                    counts=dict(sorted(lane.counts.items())),
+                    mean_speed_kmh=round(sum(means) / len(means), 2) if means else None,
+                    occupancy=round(lane.occupied_frames / self._frames, 4),
+                )
+            )
+        stats = TrafficStats(
+            site=self.site,
+            node=self.node,
+            camera=self.camera,
+            minute_start=self._minute,
+            lanes=flows,
+        )
+        self._minute = None
+        self._frames = 0
+        return [stats]
+
+    def _start(self, minute: datetime) -> None:
+        self._minute = minute
+        self._frames = 0
+        self._lanes = {name: _LaneMinute() for name in self.lanes}
+
+    def _forget(self, now: datetime) -> None:
+        if len(self._last_seen) < 4096:
+            return
+        self._last_seen = {k: t for k, t in self._last_seen.items() if now - t <= _FORGET_AFTER}

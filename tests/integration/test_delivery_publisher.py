@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from edge.delivery_config import DeliveryConfig
+from edge.outbox import MessageState, Outbox
+from edge.publisher import Publisher
+from roadwatch.contract import CameraHealth, CameraState, NodeStatus, TrafficStats
+from tests.delivery_support import BIG_BUDGET, Consumer, signed_event
+from tests.services import BrokerAddress
+
+pytestmark = pytest.mark.integration
+
+
+def config(tmp_path: Path, broker: BrokerAddress, site: str) -> DeliveryConfig:
+    return DeliveryConfig.model_validate(
+        {
+            "site": site,
+            "node": "node-01",
+            "key_path": str(tmp_path / "node.key"),
+            "broker": {"host": broker.host, "port": broker.port, "keepalive_s": 5},
+            "outbox": {"path": str(tmp_path / "outbox")},
+            "status_interval_s": 0.2,
+        }
+    )
+
+
+def test_events_are_marked_published_only_after_puback(
+    tmp_path: Path, mqtt_broker: BrokerAddress
+) -> None:
+    site = "t" + uuid.uuid4().hex[:12]
+    cfg = config(tmp_path, mqtt_broker, site)
+    prefix = f"roadwatch/v1/{site}/node-01"
+    consumer = Consumer(
+        mqtt_broker.host,
+        mqtt_broker.port,
+        [f"{prefix}/+/violation", f"{prefix}/+/traffic", f"{prefix}/status"],
+        f"consumer-{site}",
+    )
+    outbox = Outbox(cfg.outbox.path, BIG_BUDGET)
+    health = [CameraHealth(camera="cam-01", state=CameraState.UP, fps=25.0, frames_dropped=3)]
+    publisher = Publisher(cfg, outbox, cameras=lambda: health)
+    try:
+        time.sleep(0.3)  # the consumer's subscription is in place
+        events = [signed_event([], site=site)[0] for _ in range(50)]
+        for event in events:
+            outbox.put_violation(event, [])
+        minute = datetime(2026, 11, 23, 7, 3, tzinfo=UTC)
+        outbox.put_traffic(TrafficStats(site=site, node="node-01", camera="c", minute_start=minute))
+        assert all(outbox.message_state(e.event_id) is MessageState.PENDING for e in events)
+        publisher.start()
+        expected = {e.event_id for e in events} | {"2026-11-23T07:03:00.000000Z"}
+        assert consumer.wait_for(expected, 20) == set()
+        deadline = time.monotonic() + 10
+        while outbox.stats().pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert outbox.stats().pending == 0
+        assert all(outbox.message_state(e.event_id) is MessageState.PUBLISHED for e in events)
+        status = NodeStatus.model_validate_json(consumer.retained[f"{prefix}/status"])
+        assert status.state == "online"
+        assert status.cameras == health
+        assert publisher.stop(timeout_s=5)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            data = json.loads(consumer.retained[f"{prefix}/status"])
+            if data["state"] == "offline":
+                break
+            time.sleep(0.05)
+        assert data["state"] == "offline"
+    finally:
+        publisher.stop(timeout_s=5)
+        consumer.close()
+        outbox.close()
