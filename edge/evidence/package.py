@@ -1,0 +1,134 @@
+"""The evidence package of one violation, built from its camera's ring buffer.
+
+At least three full frames (before, at and after the decisive moment) with the caption,
+crops of the vehicle, the plate and the signal lamp (when their boxes are known, taken
+from the unmarked frame), and an H.264 clip of +/- ``clip_half_s``. Every blob is hashed
+(sha256), the event lists them, and the event is signed with the node key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge.evidence.clip import encode_clip
+from edge.evidence.overlay import Box, caption_lines, draw_caption
+from edge.evidence.ring import BufferedFrame, FrameRing, Image, encode_jpeg
+from edge.outbox import EvidenceBlob, sha256_hex
+from roadwatch.contract import EvidenceRef, EvidenceRole, MediaType, ViolationEvent
+from roadwatch.contract.signing import sign
+
+
+class EvidenceError(ValueError):
+    """The ring does not hold what the package needs (too few frames, box off-frame)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceRequest:
+    """What a rule hands over: the (unsigned) event and where to look."""
+
+    event: ViolationEvent
+    decisive_mono_s: float
+    vehicle_box: Box
+    plate_box: Box | None = None
+    lamp_box: Box | None = None
+    frame_offset_s: float = 1.0
+    clip_half_s: float = 3.0
+
+    @property
+    def ready_at_mono_s(self) -> float:
+        """The package can be built once the ring holds frames up to this time."""
+        return self.decisive_mono_s + max(self.frame_offset_s, self.clip_half_s)
+
+
+@dataclass(frozen=True, slots=True)
+class EvidencePackage:
+    event: ViolationEvent  # signed; its evidence list matches ``blobs``
+    blobs: tuple[EvidenceBlob, ...]
+
+    def without(self, roles: Iterable[EvidenceRole], key: Ed25519PrivateKey) -> EvidencePackage:
+        """The package less some blobs (refused for lack of disk), signed again."""
+        drop = set(roles)
+        blobs = tuple(b for b in self.blobs if b.ref.role not in drop)
+        unsigned = self.event.model_copy(
+            update={"evidence": [b.ref for b in blobs], "signature": None}
+        )
+        return EvidencePackage(event=sign(unsigned, key), blobs=blobs)
+
+
+def _blob(role: EvidenceRole, media: MediaType, data: bytes) -> EvidenceBlob:
+    ref = EvidenceRef(role=role, media_type=media, sha256=sha256_hex(data), size=len(data))
+    return EvidenceBlob(ref=ref, data=data)
+
+
+def _nearest(frames: list[BufferedFrame], t: float) -> BufferedFrame:
+    return min(frames, key=lambda f: abs(f.mono_s - t))
+
+
+def _crop(image: Image, box: Box, margin: float) -> Image:
+    height, width = image.shape[:2]
+    try:
+        x1, y1, x2, y2 = box.expanded(margin).clipped(width, height)
+    except ValueError as exc:
+        raise EvidenceError(str(exc)) from exc
+    return image[y1:y2, x1:x2]
+
+
+class EvidenceBuilder:
+    """Builds signed evidence packages; holds the node key and encoding settings."""
+
+    def __init__(
+        self, key: Ed25519PrivateKey, *, jpeg_quality: int = 90, ffmpeg: str | None = None
+    ) -> None:
+        self._key = key
+        self._quality = jpeg_quality
+        self._ffmpeg = ffmpeg
+
+    def build(self, ring: FrameRing, request: EvidenceRequest) -> EvidencePackage:
+        t = request.decisive_mono_s
+        frames = ring.window(t - request.clip_half_s, t + request.clip_half_s)
+        if not frames:
+            raise EvidenceError(f"the ring of {ring.camera} holds no frame near the violation")
+        at = _nearest(frames, t)
+        before_pool = [f for f in frames if f.mono_s < at.mono_s]
+        after_pool = [f for f in frames if f.mono_s > at.mono_s]
+        if not before_pool or not after_pool:
+            raise EvidenceError(
+                f"the ring of {ring.camera} lacks frames before or after the violation "
+                f"({len(before_pool)} before, {len(after_pool)} after)"
+            )
+        before = _nearest(before_pool, t - request.frame_offset_s)
+        after = _nearest(after_pool, t + request.frame_offset_s)
+
+        event = request.event
+        at_image = at.image()
+        blobs: list[EvidenceBlob] = []
+        for role, frame in (
+            (EvidenceRole.FRAME_BEFORE, before),
+            (EvidenceRole.FRAME_AT, at),
+            (EvidenceRole.FRAME_AFTER, after),
+        ):
+            image = at_image if frame is at else frame.image()
+            box = request.vehicle_box if frame is at else None
+            try:
+                marked = draw_caption(image, caption_lines(event, role, frame.captured_at), box)
+            except ValueError as exc:
+                raise EvidenceError(str(exc)) from exc
+            blobs.append(_blob(role, MediaType.JPEG, encode_jpeg(marked, self._quality)))
+        crops = (
+            (EvidenceRole.VEHICLE_CROP, request.vehicle_box, 0.1),
+            (EvidenceRole.PLATE_CROP, request.plate_box, 0.15),
+            (EvidenceRole.LAMP_CROP, request.lamp_box, 0.3),
+        )
+        for role, crop_box, margin in crops:
+            if crop_box is not None:
+                crop = _crop(at_image, crop_box, margin)
+                blobs.append(_blob(role, MediaType.JPEG, encode_jpeg(crop, self._quality)))
+        clip = encode_clip(frames, ffmpeg=self._ffmpeg)
+        blobs.append(_blob(EvidenceRole.CLIP, MediaType.MP4, clip))
+        unsigned = event.model_copy(update={"evidence": [b.ref for b in blobs], "signature": None})
+        # Validate the filled event (model_copy does not), then sign it.
+        checked = ViolationEvent.model_validate(unsigned.model_dump())
+        return EvidencePackage(event=sign(checked, self._key), blobs=tuple(blobs))
