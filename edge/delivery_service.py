@@ -1,18 +1,26 @@
 """The node's delivery service: the outbox, the MQTT publisher and the evidence uploader.
 
-Built from a ``DeliveryConfig`` by ``DeliveryService.from_config``; ``start()`` runs the
-publisher and uploader threads, ``stop()`` flushes and stops them within a bound.
+Built from a ``DeliveryConfig`` by ``DeliveryService.from_config``; ``submit()`` stores a
+violation's evidence package under the disk policy, ``start()`` runs the publisher and
+uploader threads, ``stop()`` flushes and stops them within a bound.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.delivery_config import DeliveryConfig
-from edge.delivery_policy import DiskBudget
-from edge.outbox import Outbox
+from edge.delivery_policy import DiskBudget, plan_admission
+from edge.evidence.package import EvidencePackage
+from edge.outbox import Outbox, OutboxFullError
 from edge.publisher import CameraHealthSource, Publisher
+from edge.uploader import Uploader
+from roadwatch.contract import EvidenceRole, TrafficStats
+from roadwatch.contract.signing import load_private_key
+from roadwatch.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -27,26 +35,85 @@ def open_outbox(config: DeliveryConfig) -> Outbox:
     return Outbox(box.path, budget, retry_base_s=box.retry_base_s, retry_cap_s=box.retry_cap_s)
 
 
+def load_node_key(config: DeliveryConfig) -> Ed25519PrivateKey:
+    try:
+        return load_private_key(config.key_path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load the node key {config.key_path}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What was stored of a violation; ``refused`` lists evidence left out for lack of disk."""
+
+    event_id: str
+    refused: tuple[EvidenceRole, ...]
+
+
 @dataclass
 class DeliveryService:
     config: DeliveryConfig
     outbox: Outbox
     publisher: Publisher
+    uploader: Uploader | None
+    key: Ed25519PrivateKey
+    refused_blobs: int = field(default=0)
 
     @classmethod
     def from_config(
         cls, config: DeliveryConfig, *, cameras: CameraHealthSource = tuple
     ) -> DeliveryService:
+        key = load_node_key(config)
         outbox = open_outbox(config)
+        uploader = Uploader.from_config(outbox, config.central) if config.central else None
         return cls(
-            config=config, outbox=outbox, publisher=Publisher(config, outbox, cameras=cameras)
+            config=config,
+            outbox=outbox,
+            publisher=Publisher(config, outbox, cameras=cameras),
+            uploader=uploader,
+            key=key,
         )
+
+    def submit(self, package: EvidencePackage) -> Submitted:
+        """Store a violation before anything is sent. When the disk budget is short, the
+        clip is refused first, then the other blobs (the event is signed again without
+        them); the event itself is stored while the event reserve lasts. Raises
+        OutboxFullError (logged) only when not even the bare event fits."""
+        sizes = {b.ref.role: b.ref.size for b in package.blobs}
+        plan = plan_admission(
+            self.outbox.budget, self.outbox.used_bytes(), 4096, sizes
+        )  # 4 KiB: a generous bound on an event's payload
+        if plan.refused:
+            package = package.without(plan.refused, self.key)
+            self.refused_blobs += len(plan.refused)
+            log.warning(
+                "outbox short of disk: event %s stored without %s",
+                package.event.event_id,
+                ", ".join(r.value for r in plan.refused),
+            )
+        try:
+            self.outbox.put_violation(package.event, package.blobs)
+        except OutboxFullError:
+            log.error("outbox full: violation %s NOT stored", package.event.event_id)
+            raise
+        return Submitted(event_id=package.event.event_id, refused=plan.refused)
+
+    def submit_traffic(self, stats: TrafficStats) -> None:
+        try:
+            self.outbox.put_traffic(stats)
+        except OutboxFullError:
+            log.error("outbox full: traffic statistics of %s dropped", stats.camera)
+            raise
 
     def start(self) -> None:
         self.publisher.start()
+        if self.uploader is not None:
+            self.uploader.start()
 
     def stop(self, timeout_s: float = 10.0) -> bool:
         """Flush and stop; True when nothing is left pending. The outbox is closed."""
-        flushed = self.publisher.stop(timeout_s)
+        if self.uploader is not None:
+            self.uploader.stop(timeout_s / 2)
+        flushed = self.publisher.stop(timeout_s / 2)
         self.outbox.close()
         return flushed

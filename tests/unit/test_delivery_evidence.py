@@ -26,7 +26,7 @@ T0 = datetime(2026, 11, 23, 7, 30, tzinfo=UTC)
 def real_frames(count: int) -> list[np.ndarray]:
     path = require_shared_file("vn_redlight_16h30.mp4")
     capture = cv2.VideoCapture(str(path))
-    frames = []
+    frames: list[np.ndarray] = []
     try:
         while len(frames) < count:
             ok, frame = capture.read()

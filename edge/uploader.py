@@ -1,0 +1,195 @@
+"""Evidence uploader: HTTP PUT of each pending blob to central, addressed by its sha256.
+
+For each blob the outbox lists as pending: read the file and check its hash first (a
+file missing or changed on disk is marked broken and reported; its events are never
+complete), ask central with HEAD whether it already holds it (200: done), otherwise PUT
+it with the node's upload token. 200 and 201 both mean stored. The state lives in the
+outbox, so an upload resumes after a restart at the first blob not yet confirmed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import ssl
+import threading
+import urllib.parse
+from dataclasses import dataclass
+from enum import StrEnum
+
+from edge.delivery_config import CentralConfig
+from edge.outbox import Outbox, PendingBlob, sha256_hex
+
+log = logging.getLogger(__name__)
+
+
+class UploadOutcome(StrEnum):
+    STORED = "stored"  # PUT answered 201 or 200
+    ALREADY_THERE = "already_there"  # HEAD answered 200
+    BROKEN = "broken"  # missing or changed on disk, or refused for good by central
+    RETRY = "retry"  # central unreachable or refused for now; back-off
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResult:
+    sha256: str
+    outcome: UploadOutcome
+    detail: str = ""
+
+
+class _Answer:
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status = status
+        self.body = body
+
+
+class CentralClient:
+    """The two evidence calls of central's API, over http.client (no extra dependency)."""
+
+    def __init__(self, config: CentralConfig) -> None:
+        url = urllib.parse.urlsplit(config.url)
+        self._https = url.scheme == "https"
+        self._host = url.hostname or ""
+        self._port = url.port
+        self._base = url.path.rstrip("/")
+        self._token = config.upload_token.get_secret_value()
+        self._timeout = config.timeout_s
+
+    def _request(
+        self, method: str, sha256: str, body: bytes | None = None, media_type: str = ""
+    ) -> _Answer:
+        connection: http.client.HTTPConnection
+        if self._https:
+            connection = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self._timeout,
+                context=ssl.create_default_context(),
+            )  # fmt: skip
+        else:
+            connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        headers = {"Authorization": f"Bearer {self._token}"}
+        if body is not None:
+            headers["Content-Type"] = media_type
+            headers["Content-Length"] = str(len(body))
+        try:
+            connection.request(method, f"{self._base}/api/v1/evidence/{sha256}", body, headers)
+            response = connection.getresponse()
+            return _Answer(response.status, response.read(4096))
+        finally:
+            connection.close()
+
+    def head(self, sha256: str) -> _Answer:
+        return self._request("HEAD", sha256)
+
+    def put(self, sha256: str, body: bytes, media_type: str) -> _Answer:
+        return self._request("PUT", sha256, body, media_type)
+
+
+def _short(answer: _Answer) -> str:
+    text = answer.body.decode("utf-8", "replace").strip().replace("\n", " ")
+    return f"HTTP {answer.status}" + (f": {text[:200]}" if text else "")
+
+
+class Uploader:
+    """Uploads the outbox's pending blobs; ``run_once()`` for one pass, or a thread."""
+
+    def __init__(
+        self, outbox: Outbox, client: CentralClient, *, batch: int = 16, idle_s: float = 1.0
+    ) -> None:
+        self.outbox = outbox
+        self.client = client
+        self._batch = batch
+        self._idle_s = idle_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_config(cls, outbox: Outbox, config: CentralConfig) -> Uploader:
+        return cls(outbox, CentralClient(config))
+
+    def upload(self, blob: PendingBlob) -> UploadResult:
+        sha = blob.sha256
+        try:
+            data = blob.path.read_bytes()
+        except FileNotFoundError:
+            return self._broken(sha, f"evidence file {blob.path} is missing")
+        except OSError as exc:
+            return self._retry(sha, f"cannot read {blob.path}: {exc.strerror}")
+        actual = sha256_hex(data)
+        if actual != sha or len(data) != blob.size:
+            return self._broken(
+                sha,
+                f"evidence file {blob.path} changed on disk: sha256 {actual}, "
+                f"{len(data)} bytes; expected {sha}, {blob.size} bytes",
+            )
+        try:
+            head = self.client.head(sha)
+            if head.status == 200:
+                self.outbox.mark_blob_uploaded(sha)
+                return UploadResult(sha, UploadOutcome.ALREADY_THERE)
+            if head.status != 404:
+                return self._refused(sha, head)
+            put = self.client.put(sha, data, blob.media_type.value)
+        except (TimeoutError, OSError, http.client.HTTPException) as exc:
+            return self._retry(sha, f"central unreachable: {exc}")
+        if put.status in (200, 201):
+            self.outbox.mark_blob_uploaded(sha)
+            return UploadResult(sha, UploadOutcome.STORED)
+        return self._refused(sha, put)
+
+    def _refused(self, sha: str, answer: _Answer) -> UploadResult:
+        if answer.status == 413:
+            return self._broken(sha, f"central refuses a blob this large ({_short(answer)})")
+        if answer.status in (401, 403):
+            log.error("central refused the node's upload token (%s)", _short(answer))
+        # 400 after our own hash check means damage in transit; 5xx is central's trouble.
+        return self._retry(sha, _short(answer))
+
+    def _broken(self, sha: str, reason: str) -> UploadResult:
+        self.outbox.mark_blob_broken(sha, reason)
+        return UploadResult(sha, UploadOutcome.BROKEN, reason)
+
+    def _retry(self, sha: str, reason: str) -> UploadResult:
+        delay = self.outbox.record_blob_failure(sha, reason)
+        log.warning("upload of %s failed (%s); next try in %.1f s", sha[:12], reason, delay)
+        return UploadResult(sha, UploadOutcome.RETRY, reason)
+
+    def run_once(self) -> list[UploadResult]:
+        """Upload every blob that is due now (stops early when asked to stop)."""
+        results: list[UploadResult] = []
+        while not self._stop.is_set():
+            due = self.outbox.due_blobs(self._batch)
+            if not due:
+                break
+            for blob in due:
+                if self._stop.is_set():
+                    break
+                results.append(self.upload(blob))
+        return results
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("uploader already started")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="evidence-uploader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("evidence upload pass failed")
+            self._stop.wait(self._idle_s)
+
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """Stop after the blob in progress (bounded by the HTTP timeout and ``timeout_s``)."""
+        self._stop.set()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout_s)
+        alive = self._thread.is_alive()
+        if alive:
+            log.error("uploader did not stop within %.1f s", timeout_s)
+        else:
+            self._thread = None
+        return not alive

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge.delivery_config import DeliveryConfig, load_delivery_config
+from edge.delivery_service import DeliveryService
+from edge.evidence.package import EvidencePackage
+from edge.identity import write_key_pair
+from edge.outbox import MessageState, OutboxFullError
+from roadwatch.contract import EvidenceRole, MediaType, ViolationEvent, parse_payload
+from roadwatch.contract.signing import verify
+from roadwatch.errors import UserError
+from tests.delivery_support import blob, signed_event
+
+
+def write_config(tmp_path: Path, extra: str = "") -> Path:
+    write_key_pair(tmp_path / "node")
+    path = tmp_path / "site.yaml"
+    path.write_text(
+        "delivery:\n"
+        "  site: ql13-km22\n"
+        "  node: node-01\n"
+        f"  key_path: {tmp_path / 'node.key'}\n"
+        "  outbox:\n"
+        f"    path: {tmp_path / 'outbox'}\n"
+        "    limit_bytes: 1048576\n"
+        "    event_reserve_bytes: 65536\n"
+        "  central:\n"
+        "    url: http://127.0.0.1:9/\n"
+        "    upload_token: tok-8f3a1c\n" + extra,
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_config_loads_and_names_the_client(tmp_path: Path) -> None:
+    config = load_delivery_config(write_config(tmp_path))
+    assert config.client_id == "roadwatch-ql13-km22-node-01"
+    assert config.broker.port == 1883
+    assert "tok-8f3a1c" not in repr(config)  # secrets stay out of logs
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("  colour: blue\n", "field 'colour': Extra inputs are not permitted"),
+        ("  broker:\n    port: 0\n", "field 'broker.port'"),
+    ],
+)
+def test_bad_config_is_one_clear_line(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        load_delivery_config(write_config(tmp_path, extra))
+
+
+def test_placeholder_token_is_refused(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    path.write_text(path.read_text().replace("tok-8f3a1c", "changeme"))
+    with pytest.raises(UserError, match="placeholder"):
+        load_delivery_config(path)
+
+
+def package(clip_bytes: int) -> EvidencePackage:
+    blobs = [
+        blob(EvidenceRole.FRAME_AT, b"f" * 100_000),
+        blob(EvidenceRole.CLIP, b"c" * clip_bytes, MediaType.MP4),
+    ]
+    event, blobs = signed_event(blobs)
+    return EvidencePackage(event=event, blobs=tuple(blobs))
+
+
+def test_submit_refuses_the_clip_before_the_event(tmp_path: Path) -> None:
+    config: DeliveryConfig = load_delivery_config(write_config(tmp_path))
+    service = DeliveryService.from_config(config)
+    try:
+        assert service.submit(package(500_000)).refused == ()
+        # 600 KB used of 1 MiB: the next clip does not fit, the frame does.
+        second = service.submit(package(500_001))
+        assert second.refused == (EvidenceRole.CLIP,)
+        [message] = [m for m in service.outbox.due_messages(10) if m.id == second.event_id]
+        stored = parse_payload(ViolationEvent, message.payload)
+        assert [e.role for e in stored.evidence] == [EvidenceRole.FRAME_AT]
+        verify(stored, service.key.public_key())  # signed again without the clip
+        # Evidence fills the budget; events still go into the reserve, never silently lost.
+        for _ in range(3):
+            service.submit(package(10))
+        bare, _ = signed_event([])
+        service.outbox.put_violation(bare, [])
+        assert service.outbox.message_state(bare.event_id) is MessageState.PENDING
+        tiny, _ = signed_event([])
+        service.outbox.budget = type(service.outbox.budget)(limit_bytes=1000, event_reserve_bytes=0)
+        with pytest.raises(OutboxFullError):
+            service.submit(EvidencePackage(event=tiny, blobs=()))
+        assert service.outbox.message_state(tiny.event_id) is None
+    finally:
+        service.stop(timeout_s=1)
+
+
+def test_missing_key_is_a_clear_error(tmp_path: Path) -> None:
+    config = load_delivery_config(write_config(tmp_path))
+    (tmp_path / "node.key").unlink()
+    with pytest.raises(UserError, match="cannot load the node key"):
+        DeliveryService.from_config(config)
