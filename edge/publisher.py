@@ -69,7 +69,9 @@ def make_client(config: DeliveryConfig) -> mqtt.Client:
             keyfile=str(broker.tls.key_file) if broker.tls.key_file else None,
             cert_reqs=ssl.CERT_REQUIRED,
         )
-    client.max_inflight_messages_set(broker.max_inflight)
+    # Room above the publisher's own window for the status messages, so that paho never
+    # holds a message back in its queue.
+    client.max_inflight_messages_set(broker.max_inflight + 16)
     client.max_queued_messages_set(0)
     return client
 
@@ -92,20 +94,13 @@ class Publisher:
         self._software_version = software_version
         self._config_version = config_version
         self._status_topic = node_topic(config.site, config.node, NodeTopic.STATUS)
-        self._client = make_client(config)
-        self._client.will_set(
-            self._status_topic, to_wire(self._status(NodeState.OFFLINE)), qos=1, retain=True
-        )
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_publish = self._on_publish
+        self._client: mqtt.Client | None = None
         self._inflight: dict[int, _InFlight] = {}
         self._acked: list[str] = []
         self._stop = threading.Event()
         self._stop_deadline = 0.0
         self._thread: threading.Thread | None = None
         self._connected = threading.Event()
-        self._ever_connected = False
         self._next_status = 0.0
         self._connects = 0
         self._disconnects = 0
@@ -153,8 +148,7 @@ class Publisher:
                 stopping = self._stop.is_set()
                 if stopping and (time.monotonic() >= self._stop_deadline or self._flushed()):
                     break
-                disconnected = not self._client.is_connected() and not self._connecting()
-                if disconnected and not self._try_connect():
+                if self._client is None and not self._try_connect():
                     failures += 1
                     delay = backoff_delay(
                         failures,
@@ -167,10 +161,17 @@ class Publisher:
                         break
                     self._stop.wait(delay)
                     continue
-                rc = self._client.loop(timeout=0.02 if self._inflight else 0.1)
-                if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._client.is_connected():
-                    failures = 0
+                client = self._client
+                assert client is not None
+                client.loop(timeout=0.02 if self._inflight else 0.1)
                 self._record_acks()
+                if client.socket() is None:
+                    # The connection is gone (or never completed; paho may still say
+                    # "connected" then): start afresh with a new client next turn.
+                    self._drop_client()
+                    continue
+                if self._connected.is_set():
+                    failures = 0
                 if self._connected.is_set():
                     self._expire_inflight()
                     self._publish_due()
@@ -181,22 +182,38 @@ class Publisher:
             self._connected.clear()
             raise
 
-    def _connecting(self) -> bool:
-        # A socket exists but CONNACK has not come yet: keep looping (paho times it out).
-        return self._client.socket() is not None
-
     def _try_connect(self) -> bool:
+        """Connect with a fresh paho client on the node's fixed id.
+
+        A fresh client per connection keeps no stale in-flight state from the last one
+        (paho would re-send it, but can stall behind its own queue): every message not
+        acknowledged stays pending in the outbox and is published again instead. The
+        broker-side session persists across clients (clean_session=False).
+        """
         broker = self.config.broker
+        client = make_client(self.config)
+        client.will_set(
+            self._status_topic, to_wire(self._status(NodeState.OFFLINE)), qos=1, retain=True
+        )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
         try:
-            if self._ever_connected:
-                self._client.reconnect()
-            else:
-                self._client.connect(broker.host, broker.port, keepalive=broker.keepalive_s)
-                self._ever_connected = True
+            client.connect(broker.host, broker.port, keepalive=broker.keepalive_s)
         except (OSError, ssl.SSLError) as exc:
             log.debug("connect to %s:%d failed: %s", broker.host, broker.port, exc)
             return False
+        self._client = client
         return True
+
+    def _drop_client(self) -> None:
+        if self._client is not None:
+            self._client.on_publish = None
+            self._client.on_disconnect = None
+            self._client.on_connect = None
+            self._client = None
+        self._inflight.clear()
+        self._connected.clear()
 
     def _flushed(self) -> bool:
         self._record_acks()
@@ -208,6 +225,7 @@ class Publisher:
             return
         busy = {f.message_id for f in self._inflight.values()}
         for message in self.outbox.due_messages(room, exclude=busy):
+            assert self._client is not None
             info = self._client.publish(message.topic, message.payload, qos=1)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 # Not connected after all: paho keeps the message and sends it on reconnect.
@@ -250,8 +268,10 @@ class Publisher:
             oldest_unacked_age_s=max(0.0, time.time() - oldest) if oldest else None,
         )
 
-    def _publish_status(self, state: NodeState) -> mqtt.MQTTMessageInfo:
+    def _publish_status(self, state: NodeState) -> mqtt.MQTTMessageInfo | None:
         self._next_status = time.monotonic() + self.config.status_interval_s
+        if self._client is None:
+            return None
         payload = to_wire(self._status(state))
         return self._client.publish(self._status_topic, payload, qos=1, retain=True)
 
@@ -260,15 +280,22 @@ class Publisher:
             self._publish_status(NodeState.ONLINE)
 
     def _shutdown(self) -> None:
-        if self._client.is_connected():
+        client = self._client
+        if client is not None and self._connected.is_set() and client.socket() is not None:
             info = self._publish_status(NodeState.OFFLINE)
             deadline = time.monotonic() + 2.0
-            while not info.is_published() and time.monotonic() < deadline:
-                self._client.loop(timeout=0.05)
+            while (
+                info is not None
+                and info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+                and client.socket() is not None
+                and not info.is_published()
+                and time.monotonic() < deadline
+            ):
+                client.loop(timeout=0.05)
             self._record_acks()
-            self._client.disconnect()
-            self._client.loop(timeout=0.05)
-        self._connected.clear()
+            client.disconnect()
+            client.loop(timeout=0.05)
+        self._drop_client()
         pending = self.outbox.stats().pending
         if pending:
             log.warning("stopped with %d message(s) still pending in the outbox", pending)
@@ -291,6 +318,8 @@ class Publisher:
         if self._connected.is_set():
             self._disconnects += 1
             log.warning("disconnected from the broker: %s", reason)
+        # Messages without PUBACK stay pending in the outbox and go again on reconnect.
+        self._inflight.clear()
         self._connected.clear()
 
     def _on_publish(
