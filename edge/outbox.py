@@ -80,6 +80,37 @@ CREATE TABLE IF NOT EXISTS event_blobs (
     PRIMARY KEY (event_id, role)
 );
 CREATE INDEX IF NOT EXISTS event_blobs_sha ON event_blobs (sha256);
+-- Bytes held against the disk budget, kept by triggers in the same transactions as the
+-- rows (so every process sharing the outbox sees one consistent figure, at O(1) cost).
+CREATE TABLE IF NOT EXISTS usage (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    used_bytes INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO usage (id, used_bytes) VALUES (1, 0);
+CREATE TRIGGER IF NOT EXISTS messages_in AFTER INSERT ON messages
+WHEN NEW.state != 'receipted' BEGIN
+    UPDATE usage SET used_bytes = used_bytes + length(NEW.payload) WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS messages_receipted AFTER UPDATE OF state ON messages
+WHEN OLD.state != 'receipted' AND NEW.state = 'receipted' BEGIN
+    UPDATE usage SET used_bytes = used_bytes - length(OLD.payload) WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS messages_out AFTER DELETE ON messages
+WHEN OLD.state != 'receipted' BEGIN
+    UPDATE usage SET used_bytes = used_bytes - length(OLD.payload) WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS blobs_in AFTER INSERT ON blobs
+WHEN NEW.state != 'uploaded' BEGIN
+    UPDATE usage SET used_bytes = used_bytes + NEW.size WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS blobs_uploaded AFTER UPDATE OF state ON blobs
+WHEN OLD.state != 'uploaded' AND NEW.state = 'uploaded' BEGIN
+    UPDATE usage SET used_bytes = used_bytes - OLD.size WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS blobs_out AFTER DELETE ON blobs
+WHEN OLD.state != 'uploaded' BEGIN
+    UPDATE usage SET used_bytes = used_bytes - OLD.size WHERE id = 1;
+END;
 """
 
 
@@ -244,10 +275,11 @@ class Outbox:
     def blob_path(self, sha256: str) -> Path:
         return self._blob_dir / sha256[:2] / sha256
 
-    def _write_blob(self, blob: EvidenceBlob) -> None:
+    def _write_blob(self, blob: EvidenceBlob) -> bool:
+        """Write the blob's file durably; False when it was already there."""
         path = self.blob_path(blob.ref.sha256)
         if path.exists():
-            return
+            return False
         path.parent.mkdir(exist_ok=True)
         tmp = path.parent / f".tmp-{os.getpid()}-{threading.get_ident()}-{blob.ref.sha256}"
         with tmp.open("wb") as fh:
@@ -256,83 +288,115 @@ class Outbox:
             os.fsync(fh.fileno())
         tmp.replace(path)
         _fsync_dir(path.parent)
+        return True
 
     def put_violation(self, event: ViolationEvent, blobs: Sequence[EvidenceBlob]) -> None:
         """Store a signed violation and its evidence; raises OutboxFullError and stores nothing
         when it does not fit. Storing the same event again is a no-op."""
-        if event.signature is None:
-            raise ValueError(f"event {event.event_id} is not signed")
-        _check_blobs(event, blobs)
-        payload = to_wire(event)
-        topic = camera_topic(event.site, event.node, event.camera, CameraTopic.VIOLATION)
-        new_bytes = len(payload) + sum(b.ref.size for b in blobs)
-        evidence_bytes = sum(b.ref.size for b in blobs)
+        self.put_violations([(event, blobs)])
+
+    def put_violations(
+        self, items: Sequence[tuple[ViolationEvent, Sequence[EvidenceBlob]]]
+    ) -> None:
+        """Store several violations in one transaction (one fsync): all of them or none."""
+        prepared = []
+        for event, blobs in items:
+            if event.signature is None:
+                raise ValueError(f"event {event.event_id} is not signed")
+            _check_blobs(event, blobs)
+            topic = camera_topic(event.site, event.node, event.camera, CameraTopic.VIOLATION)
+            prepared.append((event, blobs, to_wire(event), topic))
         with self._lock:
-            used = self._used_bytes()
-            if blobs and used + new_bytes > self.budget.limit_bytes:
-                raise OutboxFullError(
-                    f"event {event.event_id}: {new_bytes} bytes do not fit "
-                    f"({used} of {self.budget.limit_bytes} used)"
-                )
-            if used + len(payload) > self.budget.limit_bytes + self.budget.event_reserve_bytes:
-                raise OutboxFullError(
-                    f"event {event.event_id}: the outbox is full even for events "
-                    f"({used} bytes used, limit {self.budget.limit_bytes} + reserve)"
-                )
-            for blob in blobs:
-                self._write_blob(blob)
-            now = self._clock()
-            with self._transaction():
-                inserted = self._db.execute(
-                    "INSERT OR IGNORE INTO messages (id, kind, topic, payload, priority,"
-                    " created_at, state) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
-                    (
-                        event.event_id,
-                        MessageKind.VIOLATION.value,
-                        topic,
-                        payload,
-                        _PRIORITY[MessageKind.VIOLATION],
-                        now,
-                    ),
-                ).rowcount
-                if inserted:
+            uploaded = self._uploaded_among({b.ref.sha256 for _, bs, _, _ in prepared for b in bs})
+            written: list[Path] = []
+            try:
+                for _, blobs, _, _ in prepared:
                     for blob in blobs:
-                        ref = blob.ref
-                        self._db.execute(
-                            "INSERT OR IGNORE INTO blobs (sha256, media_type, size, state)"
-                            " VALUES (?, ?, ?, 'pending')",
-                            (ref.sha256, ref.media_type.value, ref.size),
-                        )
-                        self._db.execute(
-                            "INSERT INTO event_blobs (event_id, role, sha256) VALUES (?, ?, ?)",
-                            (event.event_id, ref.role.value, ref.sha256),
-                        )
-            self._check_alarm(used + (new_bytes if inserted else 0))
-        if evidence_bytes:
-            log.debug("stored event %s with %d evidence bytes", event.event_id, evidence_bytes)
+                        if blob.ref.sha256 not in uploaded and self._write_blob(blob):
+                            written.append(self.blob_path(blob.ref.sha256))
+                with self._transaction():
+                    for event, blobs, payload, topic in prepared:
+                        self._insert_violation(event, blobs, payload, topic)
+                    used = self._used_bytes()
+            except BaseException:
+                # The rows were rolled back; files written for them are garbage.
+                for path in written:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                raise
+            self._check_alarm(used)
+
+    def _uploaded_among(self, shas: set[str]) -> set[str]:
+        if not shas:
+            return set()
+        marks = ",".join("?" * len(shas))
+        rows = self._db.execute(
+            f"SELECT sha256 FROM blobs WHERE state = 'uploaded' AND sha256 IN ({marks})",
+            tuple(shas),
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def _insert_violation(
+        self, event: ViolationEvent, blobs: Sequence[EvidenceBlob], payload: bytes, topic: str
+    ) -> None:
+        used = self._used_bytes()
+        evidence = sum(b.ref.size for b in blobs)
+        if blobs and used + len(payload) + evidence > self.budget.limit_bytes:
+            raise OutboxFullError(
+                f"event {event.event_id}: {len(payload) + evidence} bytes do not fit "
+                f"({used} of {self.budget.limit_bytes} used)"
+            )
+        if used + len(payload) > self.budget.limit_bytes + self.budget.event_reserve_bytes:
+            raise OutboxFullError(
+                f"event {event.event_id}: the outbox is full even for events "
+                f"({used} bytes used, limit {self.budget.limit_bytes} + reserve)"
+            )
+        inserted = self._db.execute(
+            "INSERT OR IGNORE INTO messages (id, kind, topic, payload, priority,"
+            " created_at, state) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+            (
+                event.event_id,
+                MessageKind.VIOLATION.value,
+                topic,
+                payload,
+                _PRIORITY[MessageKind.VIOLATION],
+                self._clock(),
+            ),
+        ).rowcount
+        if not inserted:
+            return
+        for blob in blobs:
+            ref = blob.ref
+            self._db.execute(
+                "INSERT OR IGNORE INTO blobs (sha256, media_type, size, state)"
+                " VALUES (?, ?, ?, 'pending')",
+                (ref.sha256, ref.media_type.value, ref.size),
+            )
+            self._db.execute(
+                "INSERT INTO event_blobs (event_id, role, sha256) VALUES (?, ?, ?)",
+                (event.event_id, ref.role.value, ref.sha256),
+            )
 
     def put_traffic(self, stats: TrafficStats) -> None:
         """Store one minute of traffic statistics (keyed by camera and minute)."""
         payload = to_wire(stats)
         key = f"traffic/{stats.site}/{stats.node}/{stats.camera}/{stats.minute_start.isoformat()}"
         topic = camera_topic(stats.site, stats.node, stats.camera, CameraTopic.TRAFFIC)
-        with self._lock:
-            used = self._used_bytes()
-            if used + len(payload) > self.budget.limit_bytes:
+        with self._lock, self._transaction():
+            if self._used_bytes() + len(payload) > self.budget.limit_bytes:
                 raise OutboxFullError(f"traffic statistics {key}: the outbox is full")
-            with self._transaction():
-                self._db.execute(
-                    "INSERT OR IGNORE INTO messages (id, kind, topic, payload, priority,"
-                    " created_at, state) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
-                    (
-                        key,
-                        MessageKind.TRAFFIC.value,
-                        topic,
-                        payload,
-                        _PRIORITY[MessageKind.TRAFFIC],
-                        self._clock(),
-                    ),
-                )
+            self._db.execute(
+                "INSERT OR IGNORE INTO messages (id, kind, topic, payload, priority,"
+                " created_at, state) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+                (
+                    key,
+                    MessageKind.TRAFFIC.value,
+                    topic,
+                    payload,
+                    _PRIORITY[MessageKind.TRAFFIC],
+                    self._clock(),
+                ),
+            )
 
     # --------------------------------------------------------------- publishing
     def due_messages(self, limit: int, *, exclude: Iterable[str] = ()) -> list[OutboxMessage]:
@@ -495,14 +559,9 @@ class Outbox:
 
     # ------------------------------------------------------------------- status
     def _used_bytes(self) -> int:
-        payloads = self._db.execute(
-            "SELECT COALESCE(SUM(length(payload)), 0) FROM messages WHERE state != 'receipted'"
-        ).fetchone()[0]
-        # Uploaded blobs are deleted; broken ones are kept on disk for inspection.
-        files = self._db.execute(
-            "SELECT COALESCE(SUM(size), 0) FROM blobs WHERE state != 'uploaded'"
-        ).fetchone()[0]
-        return int(payloads) + int(files)
+        # Payloads not yet receipted plus blob files not yet uploaded (uploaded ones are
+        # deleted; broken ones are kept on disk for inspection and still count).
+        return int(self._db.execute("SELECT used_bytes FROM usage WHERE id = 1").fetchone()[0])
 
     def _check_alarm(self, used: int) -> None:
         alarm = self.budget.alarm(used)

@@ -220,8 +220,10 @@ class Publisher:
         return not self._inflight and not self.outbox.due_messages(1)
 
     def _publish_due(self) -> None:
-        room = self.config.broker.max_inflight - len(self._inflight)
-        if room <= 0:
+        window = self.config.broker.max_inflight
+        room = window - len(self._inflight)
+        # Refill in chunks, not one message per PUBACK: each refill is a query.
+        if room <= 0 or (self._inflight and room < max(1, window // 4)):
             return
         busy = {f.message_id for f in self._inflight.values()}
         for message in self.outbox.due_messages(room, exclude=busy):

@@ -174,3 +174,33 @@ def test_kill_9_mid_write_loses_nothing_that_was_stored(tmp_path: Path) -> None:
         assert all(b.path.exists() for b in outbox.due_blobs(100_000))
         assert not list(tmp_path.glob("blobs/*/.tmp-*")), "temp files are cleaned on open"
         print(f"kill -9 after {len(stored)} stored events: {len(pending)} in the outbox, intact")
+
+
+def test_usage_counter_matches_the_rows(tmp_path: Path) -> None:
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        stored = [signed_event() for _ in range(5)]
+        outbox.put_violations(stored)
+        outbox.mark_blob_uploaded(stored[0][1][0].ref.sha256)
+        outbox.mark_receipted([stored[1][0].event_id])
+        db = outbox._db  # the figure the triggers keep, against a full recount
+        payloads = db.execute(
+            "SELECT SUM(length(payload)) FROM messages WHERE state != 'receipted'"
+        ).fetchone()[0]
+        files = db.execute("SELECT SUM(size) FROM blobs WHERE state != 'uploaded'").fetchone()[0]
+        assert outbox.used_bytes() == payloads + files
+        # The same blob in a later event is not stored again once central has it.
+        event, _ = signed_event([stored[0][1][0]])
+        outbox.put_violation(event, [stored[0][1][0]])
+        assert not outbox.blob_path(stored[0][1][0].ref.sha256).exists()
+        assert outbox.evidence_progress(event.event_id).complete
+
+
+def test_a_batch_is_stored_whole_or_not_at_all(tmp_path: Path) -> None:
+    budget = DiskBudget(limit_bytes=20_000, event_reserve_bytes=0)
+    with Outbox(tmp_path, budget) as outbox:
+        fits = signed_event([blob(EvidenceRole.CLIP, b"a" * 5_000)])
+        too_big = signed_event([blob(EvidenceRole.CLIP, b"b" * 15_000)])
+        with pytest.raises(OutboxFullError):
+            outbox.put_violations([fits, too_big])
+        assert outbox.stats().pending == 0 and outbox.used_bytes() == 0
+        assert not list(tmp_path.glob("blobs/*/*")), "no orphan blob files"
