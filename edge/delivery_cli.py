@@ -28,6 +28,18 @@ def register(edge_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     deliver.set_defaults(func=_deliver)
 
+    status = edge_sub.add_parser(
+        "outbox",
+        help="show the outbox: pending, published, disk use, broken evidence",
+        description="Print the outbox's counts and every evidence blob that cannot be "
+        "delivered (missing or changed on disk), with the events it leaves incomplete. "
+        "Exits 1 when there is broken evidence or the disk alarm is on.",
+    )
+    status.add_argument(
+        "--config", type=Path, required=True, help="YAML file with a delivery: section"
+    )
+    status.set_defaults(func=_outbox_status)
+
 
 def _deliver(args: argparse.Namespace) -> int:
     import signal
@@ -48,3 +60,26 @@ def _deliver(args: argparse.Namespace) -> int:
     flushed = service.stop(args.stop_timeout)
     print("stopped" if flushed else "stopped with events still pending (kept in the outbox)")
     return 0
+
+
+def _outbox_status(args: argparse.Namespace) -> int:
+    from edge.delivery_config import load_delivery_config
+    from edge.delivery_service import open_outbox
+
+    config = load_delivery_config(args.config)
+    with open_outbox(config) as outbox:
+        stats = outbox.stats()
+        broken = outbox.broken_blobs()
+    print(f"outbox {config.outbox.path}")
+    print(
+        f"  events pending {stats.pending}, published {stats.published}, "
+        f"receipted {stats.receipted}"
+    )
+    print(f"  evidence pending {stats.blobs_pending}, broken {stats.blobs_broken}")
+    print(
+        f"  disk {stats.used_bytes} of {stats.limit_bytes} bytes "
+        f"({stats.used_fraction:.0%}){' ALARM: nearly full' if stats.alarm else ''}"
+    )
+    for blob in broken:
+        print(f"  broken {blob.sha256}: {blob.reason}; incomplete: {' '.join(blob.event_ids)}")
+    return 1 if broken or stats.alarm else 0

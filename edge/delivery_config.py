@@ -88,6 +88,30 @@ class CentralConfig(_Section):
         return self
 
 
+class EvidenceSettings(_Section):
+    ring_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=12.0, description="seconds of recent frames each camera's ring buffer keeps"
+    )
+    ring_max_bytes: Annotated[int, Field(ge=1 << 20)] = Field(
+        default=128 << 20, description="memory bound of one camera's ring (JPEG bytes)"
+    )
+    jpeg_quality: Annotated[int, Field(ge=50, le=100)] = Field(
+        default=90, description="JPEG quality of buffered frames and evidence images"
+    )
+    frame_offset_s: Annotated[float, Field(gt=0, le=10)] = Field(
+        default=1.0, description="the before and after frames are this far from the moment"
+    )
+    clip_half_s: Annotated[float, Field(gt=0, le=30)] = Field(
+        default=4.0, description="the clip runs this long before and after the moment"
+    )
+
+    @model_validator(mode="after")
+    def _ring_covers_clip(self) -> EvidenceSettings:
+        if self.ring_seconds < 2 * max(self.clip_half_s, self.frame_offset_s):
+            raise ValueError("ring_seconds must cover the whole clip (2 x clip_half_s)")
+        return self
+
+
 class DeliveryConfig(_Section):
     """How a node stores and sends its events and evidence."""
 
@@ -99,6 +123,7 @@ class DeliveryConfig(_Section):
     central: CentralConfig | None = Field(
         default=None, description="evidence upload target; none = evidence stays queued"
     )
+    evidence: EvidenceSettings = EvidenceSettings()
     status_interval_s: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=30.0, description="how often the retained node status is refreshed"
     )

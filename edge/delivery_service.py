@@ -112,8 +112,10 @@ class DeliveryService:
 
     def stop(self, timeout_s: float = 10.0) -> bool:
         """Flush and stop; True when nothing is left pending. The outbox is closed."""
-        if self.uploader is not None:
-            self.uploader.stop(timeout_s / 2)
+        uploader_stopped = self.uploader is None or self.uploader.stop(timeout_s / 2)
         flushed = self.publisher.stop(timeout_s / 2)
-        self.outbox.close()
+        if uploader_stopped:
+            # An upload still blocked in HTTP keeps using the outbox; the process exit
+            # ends it, and its blob stays pending (the state is committed per blob).
+            self.outbox.close()
         return flushed

@@ -166,6 +166,13 @@ class PendingBlob:
 
 
 @dataclass(frozen=True, slots=True)
+class BrokenBlob:
+    sha256: str
+    reason: str
+    event_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class EvidenceProgress:
     total: int
     uploaded: int
@@ -549,6 +556,20 @@ class Outbox:
             uploaded=states.count(BlobState.UPLOADED),
             broken=states.count(BlobState.BROKEN),
         )
+
+    def broken_blobs(self, limit: int = 100) -> list[BrokenBlob]:
+        """Blobs that will never be delivered, with why and the events they leave incomplete."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT b.sha256, COALESCE(b.last_error, ''), group_concat(e.event_id, ' ')"
+                " FROM blobs b LEFT JOIN event_blobs e ON e.sha256 = b.sha256"
+                " WHERE b.state = 'broken' GROUP BY b.sha256 ORDER BY b.rowid LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            BrokenBlob(sha256=r[0], reason=r[1], event_ids=tuple((r[2] or "").split()))
+            for r in rows
+        ]
 
     def blob_error(self, sha256: str) -> str | None:
         with self._lock:

@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from edge.delivery_config import EvidenceSettings
+
 Image = npt.NDArray[np.uint8]
 
 
@@ -103,6 +105,15 @@ class FrameRing:
     def frames(self) -> list[BufferedFrame]:
         with self._lock:
             return list(self._frames)
+
+    @classmethod
+    def from_settings(cls, camera: str, settings: EvidenceSettings) -> FrameRing:
+        return cls(
+            camera,
+            seconds=settings.ring_seconds,
+            max_bytes=settings.ring_max_bytes,
+            jpeg_quality=settings.jpeg_quality,
+        )
 
     @property
     def newest_mono_s(self) -> float | None:

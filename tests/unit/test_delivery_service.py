@@ -102,3 +102,24 @@ def test_missing_key_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "node.key").unlink()
     with pytest.raises(UserError, match="cannot load the node key"):
         DeliveryService.from_config(config)
+
+
+def test_outbox_command_reports_broken_evidence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from roadwatch.cli import main
+
+    path = write_config(tmp_path)
+    config = load_delivery_config(path)
+    service = DeliveryService.from_config(config)
+    try:
+        submitted = service.submit(package(1000))
+        clip = next(e for e in service.outbox.due_blobs(10) if e.size == 1000)
+        service.outbox.mark_blob_broken(clip.sha256, "evidence file changed on disk")
+    finally:
+        service.stop(timeout_s=1)
+    assert main(["edge", "outbox", "--config", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "events pending 1, published 0" in out
+    assert f"broken {clip.sha256}: evidence file changed on disk" in out
+    assert submitted.event_id in out
