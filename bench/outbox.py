@@ -15,6 +15,7 @@ and prints events/s for each and the ratios to raw.
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import socket
 import subprocess
@@ -150,6 +151,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5000)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
     n = args.events
     with tempfile.TemporaryDirectory(prefix="roadwatch-bench-") as tmp:
         folder = Path(tmp)

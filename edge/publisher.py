@@ -317,7 +317,7 @@ class Publisher:
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and not self._stop.is_set():
             self._disconnects += 1
             log.warning("disconnected from the broker: %s", reason)
         # Messages without PUBACK stay pending in the outbox and go again on reconnect.
