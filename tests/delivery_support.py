@@ -135,6 +135,7 @@ class Consumer:
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.received: list[str] = []
+        self.payloads: dict[str, bytes] = {}
         self.retained: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self._filters = topic_filters
@@ -160,7 +161,9 @@ class Consumer:
                 self.retained[message.topic] = message.payload
             else:
                 data = json.loads(message.payload)
-                self.received.append(data.get("event_id") or data["minute_start"])
+                key = data.get("event_id") or data["minute_start"]
+                self.received.append(key)
+                self.payloads[key] = message.payload
 
     def ids(self) -> list[str]:
         with self._lock:
