@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS messages (
     receipted_at REAL,
     last_error TEXT
 );
-CREATE INDEX IF NOT EXISTS messages_due ON messages (state, priority, next_attempt_at);
+CREATE INDEX IF NOT EXISTS messages_queue ON messages (state, priority, created_at, id);
 CREATE TABLE IF NOT EXISTS blobs (
     sha256 TEXT PRIMARY KEY,
     media_type TEXT NOT NULL,
