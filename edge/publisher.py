@@ -143,9 +143,9 @@ class Publisher:
     # ---------------------------------------------------------------- the thread
     def _run(self) -> None:
         failures = 0
-        try:
-            while True:
-                stopping = self._stop.is_set()
+        while True:
+            stopping = self._stop.is_set()
+            try:
                 if stopping and (time.monotonic() >= self._stop_deadline or self._flushed()):
                     break
                 if self._client is None and not self._try_connect():
@@ -161,26 +161,38 @@ class Publisher:
                         break
                     self._stop.wait(delay)
                     continue
-                client = self._client
-                assert client is not None
-                client.loop(timeout=0.02 if self._inflight else 0.1)
-                self._record_acks()
-                if client.socket() is None:
-                    # The connection is gone (or never completed; paho may still say
-                    # "connected" then): start afresh with a new client next turn.
-                    self._drop_client()
-                    continue
+                self._turn()
                 if self._connected.is_set():
                     failures = 0
-                if self._connected.is_set():
-                    self._expire_inflight()
-                    self._publish_due()
-                    self._maybe_publish_status()
+            except Exception:
+                # The outbox keeps every message; a failed turn (disk, database) must not
+                # end publishing: start over on a fresh connection after a pause.
+                log.exception("publishing failed; starting over")
+                self._drop_client()
+                if stopping:
+                    break
+                self._stop.wait(1.0)
+        try:
             self._shutdown()
         except Exception:
-            log.exception("publisher thread failed")
-            self._connected.clear()
-            raise
+            log.exception("clean disconnect failed")
+            self._drop_client()
+
+    def _turn(self) -> None:
+        """One turn of the loop: network I/O, acknowledgements, publishing, status."""
+        client = self._client
+        assert client is not None
+        client.loop(timeout=0.02 if self._inflight else 0.1)
+        self._record_acks()
+        if client.socket() is None:
+            # The connection is gone (or never completed; paho may still say
+            # "connected" then): start afresh with a new client next turn.
+            self._drop_client()
+            return
+        if self._connected.is_set():
+            self._expire_inflight()
+            self._publish_due()
+            self._maybe_publish_status()
 
     def _try_connect(self) -> bool:
         """Connect with a fresh paho client on the node's fixed id.
@@ -230,8 +242,9 @@ class Publisher:
             assert self._client is not None
             info = self._client.publish(message.topic, message.payload, qos=1)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                # Not connected after all: paho keeps the message and sends it on reconnect.
-                log.debug("publish of %s queued by paho: %s", message.id, info.rc)
+                # The connection just went: the message stays pending in the outbox and
+                # goes again on the next connection.
+                log.debug("publish of %s not sent: %s", message.id, info.rc)
             if message.attempts:
                 self._republished += 1
             self._inflight[info.mid] = _InFlight(message.id, time.monotonic())

@@ -77,3 +77,45 @@ def test_events_are_marked_published_only_after_puback(
         publisher.stop(timeout_s=5)
         consumer.close()
         outbox.close()
+
+
+def test_a_failing_disk_does_not_end_publishing(
+    tmp_path: Path, mqtt_broker: BrokerAddress, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = "t" + uuid.uuid4().hex[:12]
+    cfg = config(tmp_path, mqtt_broker, site)
+    consumer = Consumer(
+        mqtt_broker.host,
+        mqtt_broker.port,
+        [f"roadwatch/v1/{site}/node-01/+/violation"],
+        f"consumer-{site}",
+    )
+    outbox = Outbox(cfg.outbox.path, BIG_BUDGET)
+    publisher = Publisher(cfg, outbox)
+    real_mark = outbox.mark_published
+    failures: list[list[str]] = []
+
+    def flaky_mark(ids: list[str]) -> int:
+        if not failures:
+            failures.append(ids)
+            raise OSError("disk I/O error")
+        return real_mark(ids)
+
+    monkeypatch.setattr(outbox, "mark_published", flaky_mark)
+    try:
+        time.sleep(0.3)
+        events = [signed_event([], site=site)[0] for _ in range(20)]
+        for event in events:
+            outbox.put_violation(event, [])
+        publisher.start()
+        assert consumer.wait_for({e.event_id for e in events}, 20) == set()
+        deadline = time.monotonic() + 15
+        while outbox.stats().pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert failures, "the failure was injected"
+        # The batch whose PUBACKs could not be recorded was published again.
+        assert outbox.stats().pending == 0
+    finally:
+        assert publisher.stop(timeout_s=5)
+        consumer.close()
+        outbox.close()
