@@ -16,7 +16,10 @@ from roadwatch import __version__
 from roadwatch.errors import UserError
 
 # (command, module providing ``register(subparsers)``), in the order --help lists them.
-COMMAND_MODULES: tuple[tuple[str, str], ...] = (("edge", "edge.cli"),)
+COMMAND_MODULES: tuple[tuple[str, str], ...] = (
+    ("edge", "edge.cli"),
+    ("models", "models.cli"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

