@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge.perception_cli import register_perception
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     edge = sub.add_parser("edge", help="run an edge node and manage its identity")
@@ -23,6 +25,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="path prefix of the key files (default: ./node -> node.key, node.pub)",
     )
     keygen.set_defaults(func=_keygen)
+    register_perception(edge_sub)
 
     from edge import delivery_cli
 

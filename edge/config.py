@@ -1,0 +1,116 @@
+"""Site configuration: one YAML file per edge node, validated before anything starts.
+
+Unknown keys are refused and every error names the key's path
+(``site.yaml: cameras.1.target_fps: Input should be greater than 0``). Other
+capabilities add their own sections as separate models in their own modules.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge.detections import ObjectClass
+from edge.detector import DetectorConfig
+from edge.tracking import TrackerConfig
+from roadwatch.errors import UserError
+
+Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ConfigError(UserError):
+    """The site configuration file is missing, not YAML, or invalid."""
+
+
+class CameraConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Ident = Field(description="camera id, unique within the node; used in topics")
+    url: Annotated[str, Field(min_length=1, max_length=2000)] = Field(
+        description="rtsp://... stream or a video file path"
+    )
+    target_fps: Annotated[float, Field(gt=0.0, le=120.0)] | None = Field(
+        None, description="process at most this many frames per second (default: all)"
+    )
+    model: str | None = Field(None, description="manifest name of the detector (default: node's)")
+    thresholds: dict[ObjectClass, Probability] = Field(
+        default_factory=dict, description="per-class minimum confidence for this camera"
+    )
+    enabled: bool = True
+    loop: bool = Field(False, description="restart a file source at its end")
+    stall_timeout_s: Annotated[float, Field(gt=0.0, le=600.0)] = Field(
+        10.0, description="no frame for this long -> reconnect (reported as stalled)"
+    )
+
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _labels(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                ObjectClass.from_label(k) if isinstance(k, str) else k: v for k, v in value.items()
+            }
+        return value
+
+
+class SiteConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    site: Ident
+    node: Ident
+    cameras: Annotated[list[CameraConfig], Field(min_length=1, max_length=256)]
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> SiteConfig:
+        seen: set[str] = set()
+        for cam in self.cameras:
+            if cam.id in seen:
+                raise ValueError(f"camera id {cam.id!r} appears twice")
+            seen.add(cam.id)
+        return self
+
+    def detector_for(self, camera: CameraConfig) -> DetectorConfig:
+        overrides = {**self.detector.class_confidence, **camera.thresholds}
+        return self.detector.model_copy(
+            update={"model": camera.model or self.detector.model, "class_confidence": overrides}
+        )
+
+    @classmethod
+    def for_source(cls, url: str, camera: str = "source") -> SiteConfig:
+        """The defaults used when a run names a source and no configuration."""
+        return cls(site="local", node="local", cameras=[CameraConfig(id=camera, url=url)])
+
+
+def error_line(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def parse_site_config(data: Any, origin: str = "config") -> SiteConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: expected a mapping with site, node and cameras")
+    try:
+        return SiteConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {error_line(exc)}") from exc
+
+
+def load_site_config(path: Path) -> SiteConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path.name}: not valid YAML{where}") from exc
+    return parse_site_config(data, path.name)

@@ -1,0 +1,245 @@
+"""The vehicle detector: one onnxruntime session, letterboxed batches, vectorised post-processing.
+
+The session prefers TensorRT, then CUDA, then the CPU (configurable), is warmed up on load,
+and runs all cameras' frames in one call when the model has a dynamic batch. Raw YOLOv8
+outputs (B, 4 + classes, anchors) become one ``Detections`` per frame: the product's
+classes are picked by name from the model's class list, each class has its own threshold,
+and NMS runs per class.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from edge.boxes import Letterbox, nms
+from edge.detections import BoolArray, Detections, ObjectClass
+from edge.two_wheelers import TWO_WHEELERS, merge_riders
+from roadwatch.errors import UserError
+
+log = logging.getLogger(__name__)
+
+Image = npt.NDArray[np.uint8]
+FloatArray = npt.NDArray[np.float32]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+PAD_VALUE = 114
+
+
+class DetectorError(UserError):
+    """The model cannot be loaded or does not look like a YOLO detector."""
+
+
+class DetectorConfig(BaseModel):
+    """How detections are made and filtered."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(
+        "yolov8n-coco-dynamic", description="manifest name of the ONNX detector to load"
+    )
+    providers: tuple[str, ...] = Field(
+        DEFAULT_PROVIDERS,
+        description="onnxruntime execution providers, preferred first; absent ones are skipped",
+    )
+    confidence: Probability = Field(0.25, description="default minimum confidence")
+    class_confidence: dict[ObjectClass, Probability] = Field(
+        default_factory=dict, description="per-class minimum confidence, e.g. {motorcycle: 0.2}"
+    )
+    iou: Probability = Field(0.45, description="NMS IoU above which the weaker box is dropped")
+    max_detections: Annotated[int, Field(ge=1, le=3000)] = 300
+    merge_riders: bool = Field(
+        True, description="fold a person box riding a two-wheeler box into that two-wheeler"
+    )
+    rider_evidence: Probability = Field(
+        0.1,
+        description="lowest two-wheeler confidence that can carry a rider; the merged box"
+        " takes the higher of the two scores and must still pass its class threshold",
+    )
+    max_batch: Annotated[int, Field(ge=1, le=64)] = Field(
+        16, description="most frames in one inference call"
+    )
+    threads: Annotated[int, Field(ge=0, le=256)] = Field(
+        0, description="CPU threads for inference (0: onnxruntime's default)"
+    )
+
+    @field_validator("class_confidence", mode="before")
+    @classmethod
+    def _labels(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                ObjectClass.from_label(k) if isinstance(k, str) else k: v for k, v in value.items()
+            }
+        return value
+
+    def threshold(self, object_class: ObjectClass) -> float:
+        return self.class_confidence.get(object_class, self.confidence)
+
+    def candidate_threshold(self, object_class: ObjectClass) -> float:
+        """The score a box needs to leave the decoder (lower for possible rider carriers)."""
+        base = self.threshold(object_class)
+        if self.merge_riders and object_class in TWO_WHEELERS:
+            return min(base, self.rider_evidence)
+        return base
+
+    def passes(self, dets: Detections) -> BoolArray:
+        thresholds = np.array([self.threshold(c) for c in ObjectClass], np.float32)
+        passed: BoolArray = dets.confidence >= thresholds[dets.class_id]
+        return passed
+
+
+def choose_providers(preferred: Sequence[str], available: Sequence[str]) -> list[str]:
+    chosen = [p for p in preferred if p in available]
+    if not chosen:
+        raise DetectorError(
+            f"none of the execution providers {list(preferred)} is available"
+            f" (onnxruntime offers {list(available)})"
+        )
+    return chosen
+
+
+def product_columns(model_classes: Sequence[str]) -> dict[ObjectClass, int]:
+    """Which output column holds each product class, matched by name."""
+    names = [n.strip().lower() for n in model_classes]
+    return {c: names.index(c.label) for c in ObjectClass if c.label in names}
+
+
+def letterbox_into(image: Image, size: int, out: FloatArray) -> Letterbox:
+    """Scale ``image`` (BGR) into ``out`` (3, size, size) as RGB in [0, 1], grey-padded."""
+    h, w = image.shape[:2]
+    box = Letterbox.fit(h, w, size)
+    new_w, new_h = box.resized
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
+    top, left = round(box.pad_y - 0.1), round(box.pad_x - 0.1)
+    canvas[top : top + new_h, left : left + new_w] = resized
+    out[...] = canvas[:, :, ::-1].transpose(2, 0, 1)
+    out *= np.float32(1 / 255)
+    return Letterbox(box.scale, float(left), float(top), w, h)
+
+
+def decode(
+    raw: FloatArray,
+    boxes: Sequence[Letterbox],
+    columns: dict[ObjectClass, int],
+    config: DetectorConfig,
+) -> list[Detections]:
+    """Raw YOLOv8 head output (B, 4 + classes, anchors) -> one Detections per frame."""
+    classes = np.array(list(columns), dtype=np.int64)
+    cols = np.array([columns[ObjectClass(int(c))] for c in classes], dtype=np.int64)
+    thresholds = np.array(
+        [config.candidate_threshold(ObjectClass(int(c))) for c in classes], np.float32
+    )
+    scores_all = raw[:, 4 + cols, :]  # (B, K, A)
+    best = scores_all.argmax(axis=1)  # (B, A)
+    score = np.take_along_axis(scores_all, best[:, None, :], axis=1)[:, 0, :]
+    keep = score >= thresholds[best]
+    results: list[Detections] = []
+    for i, box in enumerate(boxes):
+        idx = np.flatnonzero(keep[i])
+        if idx.size == 0:
+            results.append(Detections.empty())
+            continue
+        cx, cy, w, h = raw[i, 0, idx], raw[i, 1, idx], raw[i, 2, idx], raw[i, 3, idx]
+        xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        conf = score[i, idx]
+        cls = classes[best[i, idx]]
+        kept = nms(xyxy, conf, config.iou, classes=cls, max_keep=config.max_detections)
+        xyxy_img = box.to_image(xyxy[kept])
+        results.append(Detections(xyxy_img, np.clip(conf[kept], 0, 1), cls[kept]))
+    return results
+
+
+def finish(dets: Detections, config: DetectorConfig) -> tuple[Detections, int]:
+    """Riders folded into their two-wheelers, then every class held to its threshold."""
+    riders = 0
+    if config.merge_riders:
+        merged = merge_riders(dets)
+        dets, riders = merged.detections, merged.riders_merged
+    return dets.select(config.passes(dets)), riders
+
+
+class Detector:
+    """A loaded, warmed-up detector. Build it with ``Detector.load``."""
+
+    def __init__(self, session: Any, model_classes: Sequence[str], config: DetectorConfig) -> None:
+        self._session = session
+        self.config = config
+        inp = session.get_inputs()[0]
+        self._input = inp.name
+        shape = inp.shape
+        self.size = int(shape[2]) if isinstance(shape[2], int) else 640
+        self.dynamic_batch = not isinstance(shape[0], int)
+        self.columns = product_columns(model_classes)
+        if not self.columns:
+            raise DetectorError(
+                "the model has none of the classes car, motorcycle, bus, truck, bicycle, person"
+            )
+        self.providers: list[str] = list(session.get_providers())
+        self.riders_merged = 0
+
+    @classmethod
+    def load(
+        cls, path: Path, config: DetectorConfig, model_classes: Sequence[str] | None = None
+    ) -> Detector:
+        import onnxruntime as ort
+
+        providers = choose_providers(config.providers, ort.get_available_providers())
+        options = ort.SessionOptions()
+        if config.threads:
+            options.intra_op_num_threads = config.threads
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise DetectorError(f"cannot load model {path}: {exc}".splitlines()[0]) from exc
+        names = list(model_classes) if model_classes is not None else _metadata_classes(session)
+        detector = cls(session, names, config)
+        detector.warm_up()
+        log.info("detector %s on %s (dynamic batch: %s)", path.name, detector.providers,
+                 detector.dynamic_batch)  # fmt: skip
+        return detector
+
+    @classmethod
+    def from_manifest(cls, config: DetectorConfig) -> Detector:
+        from models.registry import model_entry, model_path
+
+        entry = model_entry(config.model)
+        return cls.load(model_path(config.model), config, entry.classes)
+
+    def warm_up(self) -> None:
+        """One inference on a blank frame so the first real frame is not slow."""
+        self.detect([np.zeros((self.size, self.size, 3), np.uint8)])
+
+    def detect(self, frames: Sequence[Image]) -> list[Detections]:
+        """Detections of each frame (BGR uint8), in one inference call per batch."""
+        results: list[Detections] = []
+        step = self.config.max_batch if self.dynamic_batch else 1
+        for start in range(0, len(frames), step):
+            chunk = frames[start : start + step]
+            batch = np.empty((len(chunk), 3, self.size, self.size), np.float32)
+            boxes = [letterbox_into(f, self.size, batch[i]) for i, f in enumerate(chunk)]
+            raw = np.asarray(self._session.run(None, {self._input: batch})[0], np.float32)
+            for dets in decode(raw, boxes, self.columns, self.config):
+                final, riders = finish(dets, self.config)
+                self.riders_merged += riders
+                results.append(final)
+        return results
+
+
+def _metadata_classes(session: Any) -> list[str]:
+    import ast
+
+    names = session.get_modelmeta().custom_metadata_map.get("names")
+    if not names:
+        raise DetectorError("the model names no classes; give them in the manifest")
+    parsed = ast.literal_eval(names)
+    return [parsed[i] for i in sorted(parsed)] if isinstance(parsed, dict) else list(parsed)

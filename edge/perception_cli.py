@@ -1,0 +1,161 @@
+"""``roadwatch edge run`` and ``roadwatch edge detect``: the perception commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+
+def register_perception(edge_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = edge_sub.add_parser(
+        "run",
+        help="run detection and tracking on the configured cameras (or one video)",
+        description="With --config: read every camera until SIGINT/SIGTERM. With --source:"
+        " process one video file (the configuration is then optional) and write the"
+        " annotated video and per-frame tracks.",
+    )
+    run.add_argument("--config", type=Path, help="site configuration YAML")
+    run.add_argument("--source", help="a video file to process instead of the cameras")
+    run.add_argument("--annotate", type=Path, help="write an annotated MP4 here")
+    run.add_argument("--tracks", type=Path, help="write per-frame tracks as JSON lines here")
+    run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.set_defaults(func=_run)
+
+    detect = edge_sub.add_parser(
+        "detect",
+        help="detect vehicles in one image",
+        description="Print the detections of one image (class, confidence, box in pixels).",
+    )
+    detect.add_argument("image", type=Path)
+    detect.add_argument("--json", action="store_true", help="print JSON")
+    detect.add_argument("--config", type=Path, help="site configuration (detector section)")
+    detect.add_argument("--model", help="manifest name of the detector")
+    detect.add_argument("--confidence", type=float, help="minimum confidence for every class")
+    detect.set_defaults(func=_detect)
+
+
+def _detector_config(args: argparse.Namespace) -> Any:
+    from edge.config import load_site_config
+    from edge.detector import DetectorConfig
+
+    config = load_site_config(args.config).detector if args.config else DetectorConfig()
+    update: dict[str, Any] = {}
+    if args.model:
+        update["model"] = args.model
+    if args.confidence is not None:
+        update["confidence"] = args.confidence
+        update["class_confidence"] = {}
+    return DetectorConfig.model_validate({**config.model_dump(), **update})
+
+
+def _detect(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+
+    from edge.detector import Detector
+    from roadwatch.errors import UserError
+
+    image = cv2.imread(str(args.image)) if args.image.is_file() else None
+    if image is None:
+        raise UserError(f"cannot read image {args.image}")
+    dets = Detector.from_manifest(_detector_config(args)).detect([image.astype(np.uint8)])[0]
+    rows = [
+        {
+            "class": label,
+            "confidence": round(float(conf), 4),
+            "box": [round(float(v), 1) for v in box],
+        }
+        for label, conf, box in zip(dets.labels, dets.confidence, dets.xyxy, strict=True)
+    ]
+    if args.json:
+        print(json.dumps({"image": str(args.image), "detections": rows}, indent=1))
+    else:
+        for row in rows:
+            print(f"{row['class']:<11} {row['confidence']:.2f}  {row['box']}")
+        print(f"{len(rows)} detections")
+    return 0
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        print(f"roadwatch: {signal.Signals(signum).name}, stopping", file=sys.stderr)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def _progress(done: int, total: int, summary: Any) -> None:
+    if done % 25 and done != total:
+        return
+    pct = f" ({100 * done // total}%)" if total else ""
+    print(
+        f"\rframe {done}/{total or '?'}{pct}, {summary.fps:.1f} frames/s,"
+        f" {len(summary.track_classes)} tracks",
+        end="" if done != total else "\n",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge.config import SiteConfig, load_site_config
+    from edge.outputs import AnnotatedVideo, TrackLog
+    from edge.pipeline import LivePipeline, Sink, TrackedFrame, process_file
+    from edge.sources import probe_file
+    from roadwatch.errors import UserError
+
+    if not args.config and not args.source:
+        raise UserError("give --config site.yaml, --source VIDEO, or both")
+    if (args.annotate or args.tracks) and not args.source:
+        raise UserError("--annotate and --tracks need --source")
+    config = load_site_config(args.config) if args.config else None
+    stop = _stop_on_signals()
+
+    if args.source is None:
+        assert config is not None
+        pipeline = LivePipeline(config)
+        print(f"running {len(pipeline.cameras)} camera(s); stop with Ctrl-C", file=sys.stderr)
+        summary = pipeline.run(stop, [])
+        print(summary.describe(), file=sys.stderr)
+        return 0
+
+    source = Path(args.source)
+    info = probe_file(source)
+    if config is None:
+        config = SiteConfig.for_source(str(source))
+    else:
+        first = config.cameras[0].model_copy(update={"url": str(source)})
+        config = config.model_copy(update={"cameras": [first]})
+    sinks: list[Sink] = []
+    closers = []
+    if args.tracks:
+        log = TrackLog(args.tracks)
+        sinks.append(lambda item: log.write(item.frame, item.tracks))
+        closers.append(log.close)
+    if args.annotate:
+        video = AnnotatedVideo(args.annotate, info.fps)
+
+        def annotate(item: TrackedFrame) -> None:
+            video.write(item.frame, item.tracks)
+
+        sinks.append(annotate)
+        closers.append(video.close)
+    try:
+        summary = process_file(
+            source, config, sinks, stop=stop, progress=None if args.quiet else _progress
+        )
+    finally:
+        for close in closers:
+            close()
+    print(summary.describe(), file=sys.stderr)
+    return 130 if stop.is_set() else 0

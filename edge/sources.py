@@ -1,0 +1,378 @@
+"""Camera sources: files and RTSP streams behind one interface, one reader thread each.
+
+``CameraReader`` owns one capture and one thread. The thread keeps only the newest frame
+(a consumer that falls behind sees the latest picture, and every frame overwritten
+unseen counts as a drop), stamps each frame with monotonic and UTC time, skips and counts
+corrupt frames, reconnects with exponential back-off when the stream fails, and a stall
+watchdog reconnects when no good frame came for ``stall_timeout_s``. ``stop`` ends the
+thread within a bounded time: every blocking call has a timeout.
+
+``read_file`` reads a video file frame by frame without dropping, for offline runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from roadwatch.contract import CameraHealth, CameraState
+from roadwatch.errors import UserError
+
+log = logging.getLogger(__name__)
+
+Image = npt.NDArray[np.uint8]
+
+
+class SourceError(UserError):
+    """A source that cannot be opened at all (bad path, unreadable file)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    camera: str
+    index: int  # position in the source since the reader started (gaps are drops)
+    monotonic: float  # time.monotonic() when the frame was read
+    captured_at: datetime  # UTC wall clock when the frame was read
+    image: Image  # BGR, uint8, (height, width, 3)
+
+
+class Capture(Protocol):
+    """The few calls the readers need from a video capture."""
+
+    def read(self) -> tuple[bool, Image | None]: ...
+
+    def release(self) -> None: ...
+
+    @property
+    def fps(self) -> float: ...
+
+
+def is_stream(url: str) -> bool:
+    return "://" in url and not url.startswith("file://")
+
+
+class OpenCvCapture:
+    """OpenCV's FFmpeg back-end with open and read time-outs (so no call blocks forever)."""
+
+    def __init__(self, url: str, open_timeout_s: float = 5.0, read_timeout_s: float = 5.0) -> None:
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout_s * 1000),
+        ]  # fmt: skip
+        target = url.removeprefix("file://")
+        self._cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise SourceError(f"cannot open video source {url}")
+
+    def read(self) -> tuple[bool, Image | None]:
+        ok, image = self._cap.read()
+        return bool(ok), np.asarray(image, dtype=np.uint8) if ok and image is not None else None
+
+    def release(self) -> None:
+        self._cap.release()
+
+    @property
+    def fps(self) -> float:
+        value = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        return value if 0.0 < value < 1000.0 else 0.0
+
+    @property
+    def frame_count(self) -> int:
+        return max(0, int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+
+
+CaptureFactory = Callable[[str], Capture]
+
+
+def valid_image(image: object, expected: tuple[int, ...] | None = None) -> bool:
+    """A decodable BGR frame: uint8, (h, w, 3), non-empty, and the stream's size once known."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        return False
+    if image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
+        return False
+    return expected is None or image.shape == expected
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    fps: float
+    frame_count: int
+
+
+def probe_file(path: Path) -> FileInfo:
+    if not path.is_file():
+        raise SourceError(f"no such video file: {path}")
+    cap = OpenCvCapture(str(path))
+    try:
+        ok, image = cap.read()
+        if not ok or not valid_image(image):
+            raise SourceError(f"cannot decode any frame of {path}")
+        return FileInfo(cap.fps or 25.0, cap.frame_count)
+    finally:
+        cap.release()
+
+
+@dataclass
+class ReadCounters:
+    frames: int = 0
+    corrupt: int = 0
+
+
+def read_file(
+    path: Path, camera: str = "file", counters: ReadCounters | None = None
+) -> Iterator[Frame]:
+    """Every frame of a video file in order; corrupt frames are skipped and counted."""
+    probe_file(path)
+    counters = counters if counters is not None else ReadCounters()
+    cap = OpenCvCapture(str(path))
+    shape: tuple[int, ...] | None = None
+    index = -1
+    try:
+        while True:
+            ok, image = cap.read()
+            if not ok:
+                return
+            index += 1
+            if not valid_image(image, shape) or image is None:
+                counters.corrupt += 1
+                continue
+            shape = shape or image.shape
+            counters.frames += 1
+            yield Frame(camera, index, time.monotonic(), datetime.now(UTC), image)
+    finally:
+        cap.release()
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delays between reconnect attempts: initial, doubling, capped."""
+
+    initial_s: float = 0.5
+    factor: float = 2.0
+    max_s: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        return float(min(self.max_s, self.initial_s * self.factor ** max(0, failures - 1)))
+
+
+@dataclass(frozen=True)
+class ReaderCounts:
+    frames: int
+    dropped: int
+    corrupt: int
+    reconnects: int
+
+
+class CameraReader:
+    """One camera, one thread, the newest frame only. ``start`` it, ``latest`` it, ``stop`` it."""
+
+    def __init__(
+        self,
+        camera: str,
+        url: str,
+        *,
+        capture: CaptureFactory | None = None,
+        backoff: Backoff | None = None,
+        stall_timeout_s: float = 10.0,
+        target_fps: float | None = None,
+        loop: bool = False,
+        realtime: bool = True,
+    ) -> None:
+        self.camera = camera
+        self.url = url
+        self._open = capture or self._default_capture
+        self.backoff = backoff or Backoff()
+        self.stall_timeout_s = stall_timeout_s
+        self.min_interval = 1.0 / target_fps if target_fps else 0.0
+        self.loop = loop
+        # A file is paced at its own frame rate, like the camera it stands in for.
+        self.realtime = realtime and not is_stream(url)
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._latest: Frame | None = None
+        self._taken = True
+        self._thread: threading.Thread | None = None
+        self._state = CameraState.DOWN
+        self._reason = "not started"
+        self._frames = self._dropped = self._corrupt = self._reconnects = 0
+        self._last_good = 0.0
+        self._fps_ema = 0.0
+        self._ended = False
+
+    def _default_capture(self, url: str) -> Capture:
+        # The read time-out is the stall watchdog: no frame for that long ends the read.
+        timeout = self.stall_timeout_s
+        return OpenCvCapture(url, open_timeout_s=min(timeout, 10.0), read_timeout_s=timeout)
+
+    # -- consumer side -------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("reader already started")
+        self._thread = threading.Thread(target=self._run, name=f"camera-{self.camera}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """Ask the thread to end and wait at most ``timeout_s``; True when it has ended."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    def latest(self, timeout_s: float = 0.0) -> Frame | None:
+        """The newest frame not handed out yet, waiting up to ``timeout_s`` for one."""
+        with self._cond:
+            if self._taken and timeout_s > 0:
+                self._cond.wait_for(
+                    lambda: not self._taken or self._stop.is_set() or self._ended, timeout_s
+                )
+            if self._taken or self._latest is None:
+                return None
+            self._taken = True
+            return self._latest
+
+    @property
+    def ended(self) -> bool:
+        """A file source that reached its end (and does not loop)."""
+        return self._ended
+
+    def counts(self) -> ReaderCounts:
+        with self._cond:
+            return ReaderCounts(self._frames, self._dropped, self._corrupt, self._reconnects)
+
+    def health(self) -> CameraHealth:
+        with self._cond:
+            state, reason = self._state, self._reason
+            if (
+                state is CameraState.UP
+                and time.monotonic() - self._last_good > self.stall_timeout_s
+            ):
+                state, reason = CameraState.STALLED, "no frame within the stall timeout"
+            return CameraHealth(
+                camera=self.camera,
+                state=state,
+                reason=reason[:500],
+                fps=min(1000.0, round(self._fps_ema, 2)),
+                frames_dropped=self._dropped,
+                frames_corrupt=self._corrupt,
+                reconnects=self._reconnects,
+            )
+
+    # -- reader thread -------------------------------------------------------------
+    def _set_state(self, state: CameraState, reason: str) -> None:
+        with self._cond:
+            if (state, reason) != (self._state, self._reason):
+                log.info("camera %s: %s (%s)", self.camera, state.value, reason)
+            self._state, self._reason = state, reason
+
+    def _publish(self, image: Image, index: int) -> None:
+        now = time.monotonic()
+        frame = Frame(self.camera, index, now, datetime.now(UTC), image)
+        with self._cond:
+            if not self._taken:
+                self._dropped += 1
+            if self._last_good:
+                dt = now - self._last_good
+                if dt > 0:
+                    self._fps_ema = (
+                        0.9 * self._fps_ema + 0.1 * (1.0 / dt) if self._fps_ema else 1.0 / dt
+                    )
+            self._latest, self._taken = frame, False
+            self._frames += 1
+            self._last_good = now
+            self._cond.notify_all()
+
+    def _connect(self, failures: int) -> Capture | None:
+        try:
+            cap = self._open(self.url)
+        except SourceError as exc:
+            self._set_state(CameraState.DOWN, str(exc))
+            return None
+        except Exception as exc:  # a capture back-end can fail in its own ways
+            self._set_state(CameraState.DOWN, f"cannot open {self.url}: {exc}")
+            return None
+        if failures:
+            with self._cond:
+                self._reconnects += 1
+        self._set_state(CameraState.UP, "streaming")
+        with self._cond:
+            self._last_good = time.monotonic()
+        return cap
+
+    def _run(self) -> None:
+        failures = 0
+        index = -1
+        cap: Capture | None = None
+        period = next_due = last_sent = 0.0
+        shape: tuple[int, ...] | None = None
+        try:
+            while not self._stop.is_set():
+                if cap is None:
+                    cap = self._connect(failures)
+                    if cap is None:
+                        failures += 1
+                        self._stop.wait(self.backoff.delay(failures))
+                        continue
+                    failures = 0
+                    period = 1.0 / cap.fps if self.realtime and cap.fps else 0.0
+                    next_due = time.monotonic()
+                    last_sent = 0.0
+                    shape = None
+                started = time.monotonic()
+                ok, image = cap.read()
+                now = time.monotonic()
+                if ok and valid_image(image, shape) and image is not None:
+                    index += 1
+                    shape = shape or image.shape
+                    if period:
+                        next_due += period
+                        self._stop.wait(max(0.0, next_due - time.monotonic()))
+                    if not self.min_interval or now - last_sent >= self.min_interval:
+                        last_sent = now
+                        self._publish(image, index)
+                elif ok:
+                    index += 1
+                    with self._cond:
+                        self._corrupt += 1
+                    if now - self._last_good > self.stall_timeout_s:
+                        cap = self._drop(cap, CameraState.STALLED, "only corrupt frames")
+                        failures = 1
+                elif not is_stream(self.url) and not self.loop:
+                    self._set_state(CameraState.DOWN, "end of file")
+                    with self._cond:
+                        self._ended = True
+                        self._cond.notify_all()
+                    return
+                else:
+                    if not is_stream(self.url):
+                        state, reason = CameraState.UP, "end of file, looping"
+                    elif now - started >= self.stall_timeout_s * 0.9:
+                        state, reason = CameraState.STALLED, "no frame within the stall timeout"
+                    else:
+                        state, reason = CameraState.DOWN, "stream failed"
+                    cap = self._drop(cap, state, reason)
+                    failures = 0 if not is_stream(self.url) else 1
+                    if failures:
+                        self._stop.wait(self.backoff.delay(failures))
+        finally:
+            if cap is not None:
+                cap.release()
+
+    def _drop(self, cap: Capture, state: CameraState, reason: str) -> Capture | None:
+        """Release ``cap`` after a failure; the caller reconnects (returns None to say so)."""
+        self._set_state(state, reason)
+        cap.release()
+        return None

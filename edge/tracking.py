@@ -1,0 +1,169 @@
+"""Multi-object tracking: ByteTrack from supervision, plus per-track class and history.
+
+The association is supervision's ``ByteTrack`` (the 0.30 series: its last releases that
+ship ByteTrack without requiring the ``opencv-python`` wheel, which would clash with the
+``opencv-python-headless`` that everything else here uses; the later ``trackers``
+package requires ``opencv-python``). Around it this module adds what the pipeline needs:
+
+* ids that are always positive and stable; detections ByteTrack has not confirmed yet are
+  left out rather than given a sentinel id;
+* a per-track class decided by vote over the track's life, so one vehicle keeps one
+  class when the detector flickers between "person" and "motorcycle";
+* a bounded motion history per track (the newest samples only) and forgetting of tracks
+  lost for longer than the lost-track buffer, so memory stays flat on a 24/7 stream;
+* two-wheeler recovery: a person track that moves at vehicle speed is re-classed as a
+  motorcycle (riders sitting on a detected two-wheeler are already folded into it by the
+  detector).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge.detections import Detections, ObjectClass
+from edge.two_wheelers import (
+    TWO_WHEELERS,
+    MotionSample,
+    moving_like_a_vehicle,
+)
+
+
+class TrackerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    activation_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        0.25, description="confidence a detection needs to start a track"
+    )
+    match_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        0.8, description="ByteTrack's matching threshold (1 - IoU cost)"
+    )
+    lost_buffer_s: Annotated[float, Field(gt=0.0, le=60.0)] = Field(
+        2.0, description="how long a lost track can come back with the same id"
+    )
+    min_consecutive_frames: Annotated[int, Field(ge=1, le=30)] = Field(
+        1, description="frames a new track must be seen before it gets an id"
+    )
+    history: Annotated[int, Field(ge=2, le=10_000)] = Field(
+        60, description="motion samples kept per track (newest first out)"
+    )
+    promote_moving_persons: bool = Field(
+        True, description="treat a person track moving at vehicle speed as a motorcycle"
+    )
+    promote_speed: Annotated[float, Field(gt=0.0, le=100.0)] = Field(
+        1.5, description="box heights per second above which a person track is a two-wheeler"
+    )
+
+
+@dataclass
+class TrackState:
+    track_id: int
+    first_seen: float
+    last_frame: int
+    samples: deque[MotionSample]
+    votes: dict[ObjectClass, float] = field(default_factory=dict)
+    promoted: bool = False
+
+    @property
+    def object_class(self) -> ObjectClass:
+        if self.promoted:
+            return ObjectClass.MOTORCYCLE
+        total = sum(self.votes.values())
+        bikes = {c: v for c, v in self.votes.items() if c in TWO_WHEELERS}
+        # A rider seen as "person" for most frames is still on a two-wheeler.
+        if bikes and sum(bikes.values()) >= total / 3:
+            return max(bikes, key=lambda c: bikes[c])
+        return max(self.votes, key=lambda c: self.votes[c])
+
+
+@dataclass
+class TrackerStats:
+    persons_promoted: int = 0
+    tracks_started: int = 0
+
+
+class Tracker:
+    """Per-camera tracker: ``update`` takes one frame's detections and returns tracked ones."""
+
+    def __init__(self, config: TrackerConfig | None = None, fps: float = 30.0) -> None:
+        import supervision as sv
+
+        self.config = config or TrackerConfig()
+        self.fps = fps
+        self.lost_frames = max(1, round(self.config.lost_buffer_s * fps))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # deprecated upstream, see above
+            self._byte = sv.ByteTrack(
+                track_activation_threshold=self.config.activation_threshold,
+                lost_track_buffer=self.lost_frames,
+                minimum_matching_threshold=self.config.match_threshold,
+                frame_rate=30,  # lost_track_buffer is already in this stream's frames
+                minimum_consecutive_frames=self.config.min_consecutive_frames,
+            )
+        self._sv = sv
+        self._tracks: dict[int, TrackState] = {}
+        self._frame = -1
+        self.stats = TrackerStats()
+
+    @property
+    def tracks(self) -> dict[int, TrackState]:
+        return self._tracks
+
+    def update(self, dets: Detections, t: float) -> Detections:
+        """Tracked detections of this frame at time ``t`` (seconds), class decided per track."""
+        self._frame += 1
+        sv_in = self._sv.Detections(
+            xyxy=dets.xyxy.astype(np.float32).reshape(-1, 4),
+            confidence=dets.confidence.astype(np.float32),
+            class_id=dets.class_id.astype(int),
+        )
+        out = self._byte.update_with_detections(sv_in)
+        if len(out) == 0:
+            self._forget()
+            return Detections.empty().with_tracker_ids(np.zeros(0, np.int64))
+        ids = np.asarray(out.tracker_id, dtype=np.int64)
+        xyxy = np.asarray(out.xyxy, dtype=np.float32)
+        conf = (
+            np.asarray(out.confidence, dtype=np.float32)
+            if out.confidence is not None
+            else np.ones(len(out), np.float32)
+        )
+        cls = np.asarray(out.class_id, dtype=np.int64)
+        resolved = np.empty(len(ids), dtype=np.int64)
+        for i, tid in enumerate(ids.tolist()):
+            state = self._observe(tid, xyxy[i], float(conf[i]), ObjectClass(int(cls[i])), t)
+            resolved[i] = int(state.object_class)
+        self._forget()
+        return Detections(xyxy, conf, resolved, ids)
+
+    def _observe(
+        self, tid: int, box: np.ndarray, conf: float, cls: ObjectClass, t: float
+    ) -> TrackState:
+        state = self._tracks.get(tid)
+        if state is None:
+            state = TrackState(tid, t, self._frame, deque(maxlen=self.config.history))
+            self._tracks[tid] = state
+            self.stats.tracks_started += 1
+        state.last_frame = self._frame
+        state.votes[cls] = state.votes.get(cls, 0.0) + conf
+        x1, y1, x2, y2 = (float(v) for v in box)
+        state.samples.append(MotionSample(t, (x1 + x2) / 2, (y1 + y2) / 2, y2 - y1))
+        if (
+            self.config.promote_moving_persons
+            and not state.promoted
+            and state.object_class is ObjectClass.PERSON
+            and moving_like_a_vehicle(list(state.samples), min_speed=self.config.promote_speed)
+        ):
+            state.promoted = True
+            self.stats.persons_promoted += 1
+        return state
+
+    def _forget(self) -> None:
+        horizon = self._frame - self.lost_frames - 1
+        for tid in [k for k, s in self._tracks.items() if s.last_frame < horizon]:
+            del self._tracks[tid]
