@@ -26,7 +26,7 @@ from roadwatch.errors import UserError
 
 log = logging.getLogger(__name__)
 
-Image = npt.NDArray[np.uint8]
+Image = npt.NDArray[Any]  # BGR uint8 (height, width, 3)
 FloatArray = npt.NDArray[np.float32]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -55,6 +55,11 @@ class DetectorConfig(BaseModel):
         default_factory=dict, description="per-class minimum confidence, e.g. {motorcycle: 0.2}"
     )
     iou: Probability = Field(0.45, description="NMS IoU above which the weaker box is dropped")
+    cross_class_iou: Probability = Field(
+        0.7,
+        description="IoU above which boxes of different classes are one object (a car also"
+        " called truck); the weaker is dropped",
+    )
     max_detections: Annotated[int, Field(ge=1, le=3000)] = 300
     merge_riders: bool = Field(
         True, description="fold a person box riding a two-wheeler box into that two-wheeler"
@@ -153,6 +158,7 @@ def decode(
         conf = score[i, idx]
         cls = classes[best[i, idx]]
         kept = nms(xyxy, conf, config.iou, classes=cls, max_keep=config.max_detections)
+        kept = kept[nms(xyxy[kept], conf[kept], config.cross_class_iou)]
         xyxy_img = box.to_image(xyxy[kept])
         results.append(Detections(xyxy_img, np.clip(conf[kept], 0, 1), cls[kept]))
     return results

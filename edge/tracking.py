@@ -1,12 +1,10 @@
-"""Multi-object tracking: ByteTrack from supervision, plus per-track class and history.
+"""Multi-object tracking for one camera: ByteTrack association plus per-track class and history.
 
-The association is supervision's ``ByteTrack`` (the 0.30 series: its last releases that
-ship ByteTrack without requiring the ``opencv-python`` wheel, which would clash with the
-``opencv-python-headless`` that everything else here uses; the later ``trackers``
-package requires ``opencv-python``). Around it this module adds what the pipeline needs:
+The association is ``edge.bytetrack`` (written here, see its docstring for why). Around it
+this module adds what the pipeline needs:
 
-* ids that are always positive and stable; detections ByteTrack has not confirmed yet are
-  left out rather than given a sentinel id;
+* ids that are always positive and stable; detections that have not been confirmed as a
+  track yet are left out rather than given a sentinel id;
 * a per-track class decided by vote over the track's life, so one vehicle keeps one
   class when the detector flickers between "person" and "motorcycle";
 * a bounded motion history per track (the newest samples only) and forgetting of tracks
@@ -18,7 +16,6 @@ package requires ``opencv-python``). Around it this module adds what the pipelin
 
 from __future__ import annotations
 
-import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -26,6 +23,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.bytetrack import ByteTracker
 from edge.detections import Detections, ObjectClass
 from edge.two_wheelers import (
     TWO_WHEELERS,
@@ -41,13 +39,13 @@ class TrackerConfig(BaseModel):
         0.25, description="confidence a detection needs to start a track"
     )
     match_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
-        0.8, description="ByteTrack's matching threshold (1 - IoU cost)"
+        0.8, description="largest 1 - IoU at which a detection still continues a track"
     )
     lost_buffer_s: Annotated[float, Field(gt=0.0, le=60.0)] = Field(
         2.0, description="how long a lost track can come back with the same id"
     )
     min_consecutive_frames: Annotated[int, Field(ge=1, le=30)] = Field(
-        1, description="frames a new track must be seen before it gets an id"
+        2, description="frames a new track must be seen before it gets an id"
     )
     history: Annotated[int, Field(ge=2, le=10_000)] = Field(
         60, description="motion samples kept per track (newest first out)"
@@ -91,21 +89,16 @@ class Tracker:
     """Per-camera tracker: ``update`` takes one frame's detections and returns tracked ones."""
 
     def __init__(self, config: TrackerConfig | None = None, fps: float = 30.0) -> None:
-        import supervision as sv
-
         self.config = config or TrackerConfig()
         self.fps = fps
         self.lost_frames = max(1, round(self.config.lost_buffer_s * fps))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # deprecated upstream, see above
-            self._byte = sv.ByteTrack(
-                track_activation_threshold=self.config.activation_threshold,
-                lost_track_buffer=self.lost_frames,
-                minimum_matching_threshold=self.config.match_threshold,
-                frame_rate=30,  # lost_track_buffer is already in this stream's frames
-                minimum_consecutive_frames=self.config.min_consecutive_frames,
-            )
-        self._sv = sv
+        self._byte = ByteTracker(
+            high_threshold=self.config.activation_threshold,
+            new_track_threshold=self.config.activation_threshold,
+            match_cost=self.config.match_threshold,
+            max_lost_frames=self.lost_frames,
+            confirm_hits=self.config.min_consecutive_frames,
+        )
         self._tracks: dict[int, TrackState] = {}
         self._frame = -1
         self.stats = TrackerStats()
@@ -117,23 +110,9 @@ class Tracker:
     def update(self, dets: Detections, t: float) -> Detections:
         """Tracked detections of this frame at time ``t`` (seconds), class decided per track."""
         self._frame += 1
-        sv_in = self._sv.Detections(
-            xyxy=dets.xyxy.astype(np.float32).reshape(-1, 4),
-            confidence=dets.confidence.astype(np.float32),
-            class_id=dets.class_id.astype(int),
-        )
-        out = self._byte.update_with_detections(sv_in)
-        if len(out) == 0:
-            self._forget()
-            return Detections.empty().with_tracker_ids(np.zeros(0, np.int64))
-        ids = np.asarray(out.tracker_id, dtype=np.int64)
-        xyxy = np.asarray(out.xyxy, dtype=np.float32)
-        conf = (
-            np.asarray(out.confidence, dtype=np.float32)
-            if out.confidence is not None
-            else np.ones(len(out), np.float32)
-        )
-        cls = np.asarray(out.class_id, dtype=np.int64)
+        assoc = self._byte.update(dets.xyxy, dets.confidence)
+        picked = dets.select(assoc.detection_index)
+        ids, xyxy, conf, cls = assoc.track_id, picked.xyxy, picked.confidence, picked.class_id
         resolved = np.empty(len(ids), dtype=np.int64)
         for i, tid in enumerate(ids.tolist()):
             state = self._observe(tid, xyxy[i], float(conf[i]), ObjectClass(int(cls[i])), t)

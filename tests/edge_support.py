@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
+
 from tests.services import missing, require_shared_file
 
 if TYPE_CHECKING:
@@ -38,6 +41,14 @@ def shared_detector() -> Detector:
     """One warmed-up CPU detector for the whole test session (loading costs seconds)."""
     require_model("yolov8n-coco-dynamic")
     return _detector()
+
+
+def read_image(path: Path) -> npt.NDArray[np.uint8]:
+    import cv2
+
+    image = cv2.imread(str(path))
+    assert image is not None, f"cannot read {path}"
+    return np.asarray(image, dtype=np.uint8)
 
 
 def hanoi_clip() -> Path:

@@ -1,0 +1,209 @@
+"""ByteTrack association (Zhang et al., 2022) with a constant-velocity Kalman filter.
+
+Pure NumPy plus SciPy's assignment solver; no I/O. Every output row *is* the detection
+that was associated, so a tracked object is never dropped from a frame because its
+filtered box drifted from the detection.
+
+Why not a library: supervision's ``ByteTrack`` is the obvious one, and its 0.30 series is
+the only one that ships it without requiring the ``opencv-python`` wheel (which clashes
+with ``opencv-python-headless``; 0.27-0.29 require it, 0.31 removed ByteTrack in favour of
+the ``trackers`` package, which requires it too). Measured on the Hanoi clip with the same
+detections, supervision 0.30.9 gave an id to 4,803 of 7,136 detections, this module to
+6,415: supervision re-matches its Kalman boxes to the detections after tracking and drops
+pairs under IoU 0.5, which on the hand-labelled stretch in the tests lost a car that
+was being tracked in 3 of its 4 labelled frames.
+
+Steps per frame (as in the paper): predict every track; match high-score detections to
+tracked and lost tracks by IoU; match the low-score detections to the tracks still
+unmatched; let unconfirmed tracks take what is left; start new tracks from unmatched
+high-score detections; forget tracks lost for longer than the buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment
+
+from edge.boxes import iou
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+_STD_POSITION = 1.0 / 20
+_STD_VELOCITY = 1.0 / 160
+
+
+def _xyah(box: npt.NDArray[np.floating]) -> FloatArray:
+    w, h = box[2] - box[0], box[3] - box[1]
+    return np.array([box[0] + w / 2, box[1] + h / 2, w / max(h, 1e-6), h], dtype=np.float64)
+
+
+class KalmanBox:
+    """Constant-velocity Kalman filter on (centre x, centre y, aspect, height)."""
+
+    _F = np.eye(8)
+    _F[:4, 4:] = np.eye(4)
+    _H = np.eye(4, 8)
+
+    def __init__(self, box: npt.NDArray[np.floating]) -> None:
+        z = _xyah(box)
+        self.mean = np.r_[z, np.zeros(4)]
+        h = z[3]
+        p, v = 2 * _STD_POSITION * h, 10 * _STD_VELOCITY * h
+        std = [p, p, 1e-2, p, v, v, 1e-5, v]
+        self.cov = np.diag(np.square(std))
+
+    def predict(self) -> None:
+        h = self.mean[3]
+        p, v = _STD_POSITION * h, _STD_VELOCITY * h
+        std = [p, p, 1e-2, p, v, v, 1e-5, v]
+        self.mean = self._F @ self.mean
+        self.cov = self._F @ self.cov @ self._F.T + np.diag(np.square(std))
+
+    def update(self, box: npt.NDArray[np.floating]) -> None:
+        z = _xyah(box)
+        h = self.mean[3]
+        r = np.diag(np.square([_STD_POSITION * h, _STD_POSITION * h, 1e-1, _STD_POSITION * h]))
+        s = self._H @ self.cov @ self._H.T + r
+        gain = np.linalg.solve(s, self._H @ self.cov).T
+        self.mean = self.mean + gain @ (z - self._H @ self.mean)
+        self.cov = self.cov - gain @ s @ gain.T
+
+    @property
+    def xyxy(self) -> FloatArray:
+        cx, cy, a, h = self.mean[:4]
+        w = a * h
+        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+
+
+class TrackPhase(Enum):
+    NEW = "new"  # not confirmed yet: has no public id
+    TRACKED = "tracked"
+    LOST = "lost"
+
+
+@dataclass(eq=False)
+class ByteTrack:
+    kalman: KalmanBox
+    score: float
+    last_frame: int
+    hits: int = 1
+    phase: TrackPhase = TrackPhase.NEW
+    track_id: int = 0  # assigned when confirmed; always > 0 after that
+
+
+@dataclass(frozen=True)
+class Association:
+    """Detection rows that belong to a confirmed track this frame, and their ids."""
+
+    detection_index: IntArray
+    track_id: IntArray
+
+
+def _match(
+    tracks: list[ByteTrack], boxes: npt.NDArray[np.float32], max_cost: float
+) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+    """Hungarian matching on 1 - IoU; pairs above ``max_cost`` are refused."""
+    if not tracks or len(boxes) == 0:
+        return [], list(range(len(tracks))), list(range(len(boxes)))
+    predicted = np.array([t.kalman.xyxy for t in tracks], dtype=np.float32)
+    cost = 1.0 - iou(predicted, boxes)
+    rows, cols = linear_sum_assignment(cost)
+    pairs = [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if cost[r, c] <= max_cost]
+    used_t = {r for r, _ in pairs}
+    used_d = {c for _, c in pairs}
+    return (
+        pairs,
+        [i for i in range(len(tracks)) if i not in used_t],
+        [j for j in range(len(boxes)) if j not in used_d],
+    )
+
+
+@dataclass
+class ByteTracker:
+    """ByteTrack state for one camera."""
+
+    high_threshold: float = 0.25  # detections above it lead the association
+    low_threshold: float = 0.1  # detections between the two only extend existing tracks
+    new_track_threshold: float = 0.35  # a detection needs this much to start a track
+    match_cost: float = 0.8  # 1 - IoU allowed in the first association
+    low_match_cost: float = 0.5
+    new_match_cost: float = 0.7
+    max_lost_frames: int = 30
+    confirm_hits: int = 2
+    _tracks: list[ByteTrack] = field(default_factory=list)
+    _frame: int = -1
+    _next_id: int = 1
+
+    def update(self, xyxy: npt.NDArray[np.float32], scores: npt.NDArray[np.float32]) -> Association:
+        self._frame += 1
+        frame = self._frame
+        for t in self._tracks:
+            t.kalman.predict()
+        out_det: list[int] = []
+        out_id: list[int] = []
+
+        def hit(track: ByteTrack, det: int) -> None:
+            track.kalman.update(xyxy[det])
+            track.score = float(scores[det])
+            track.last_frame = frame
+            track.hits += 1
+            if track.phase is TrackPhase.NEW and track.hits >= self.confirm_hits:
+                track.track_id = self._next_id
+                self._next_id += 1
+            if track.track_id:
+                track.phase = TrackPhase.TRACKED
+                out_det.append(det)
+                out_id.append(track.track_id)
+
+        high = np.flatnonzero(scores >= self.high_threshold)
+        low = np.flatnonzero((scores >= self.low_threshold) & (scores < self.high_threshold))
+        confirmed = [t for t in self._tracks if t.phase is not TrackPhase.NEW]
+        unconfirmed = [t for t in self._tracks if t.phase is TrackPhase.NEW]
+
+        pairs, rest_t, rest_d = _match(confirmed, xyxy[high], self.match_cost)
+        for ti, di in pairs:
+            hit(confirmed[ti], int(high[di]))
+        left_high = high[rest_d]
+
+        still_tracked = [confirmed[i] for i in rest_t if confirmed[i].phase is TrackPhase.TRACKED]
+        pairs, rest_t2, _ = _match(still_tracked, xyxy[low], self.low_match_cost)
+        for ti, di in pairs:
+            hit(still_tracked[ti], int(low[di]))
+        for i in rest_t2:
+            still_tracked[i].phase = TrackPhase.LOST
+
+        pairs, rest_u, rest_d = _match(unconfirmed, xyxy[left_high], self.new_match_cost)
+        for ti, di in pairs:
+            hit(unconfirmed[ti], int(left_high[di]))
+        dead = {id(unconfirmed[i]) for i in rest_u}
+
+        for di in left_high[rest_d]:
+            if scores[di] < self.new_track_threshold:
+                continue
+            track = ByteTrack(KalmanBox(xyxy[di]), float(scores[di]), frame)
+            self._tracks.append(track)
+            if frame == 0 or self.confirm_hits <= 1:
+                track.track_id = self._next_id
+                self._next_id += 1
+                track.phase = TrackPhase.TRACKED
+                out_det.append(int(di))
+                out_id.append(track.track_id)
+
+        self._tracks = [
+            t
+            for t in self._tracks
+            if id(t) not in dead and frame - t.last_frame <= self.max_lost_frames
+        ]
+        order = np.argsort(np.array(out_det, dtype=np.int64), kind="stable")
+        return Association(
+            np.array(out_det, dtype=np.int64)[order], np.array(out_id, dtype=np.int64)[order]
+        )
+
+    @property
+    def live_tracks(self) -> int:
+        return len(self._tracks)

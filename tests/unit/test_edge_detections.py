@@ -1,0 +1,122 @@
+"""Detections struct-of-arrays, box maths and the rider merge: tables of synthetic boxes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.boxes import Letterbox, iou, nms
+from edge.detections import Detections, ObjectClass, vehicle_class
+from edge.two_wheelers import MotionSample, merge_riders, moving_like_a_vehicle
+from roadwatch.contract import VehicleClass
+
+CAR, MOTO, PERSON = int(ObjectClass.CAR), int(ObjectClass.MOTORCYCLE), int(ObjectClass.PERSON)
+
+
+def _d(boxes: list[list[float]], conf: list[float], cls: list[int]) -> Detections:
+    return Detections(np.array(boxes, np.float32).reshape(-1, 4), np.array(conf), np.array(cls))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"xyxy": [[0, 0, 1, 1]], "confidence": [0.5, 0.5], "class_id": [0]},
+            "confidence has shape",
+        ),
+        ({"xyxy": [[0, 0, 1, 1]], "confidence": [0.5], "class_id": [0.5]}, "class_id must be"),
+        ({"xyxy": [[5, 0, 1, 1]], "confidence": [0.5], "class_id": [0]}, "x2 >= x1"),
+        ({"xyxy": [[0, 0, np.nan, 1]], "confidence": [0.5], "class_id": [0]}, "finite"),
+        ({"xyxy": [[0, 0, 1, 1]], "confidence": [1.5], "class_id": [0]}, "within"),
+        ({"xyxy": [[0, 0, 1, 1]], "confidence": [0.5], "class_id": [9]}, "product's classes"),
+        (
+            {"xyxy": [[0, 0, 1, 1]], "confidence": [0.5], "class_id": [0], "tracker_id": [-1]},
+            "no sentinel",
+        ),
+    ],
+)
+def test_detections_refuse_bad_arrays(kwargs: dict[str, object], message: str) -> None:
+    arrays = {k: np.asarray(v) for k, v in kwargs.items()}
+    with pytest.raises(ValueError, match=message):
+        Detections(**arrays)
+
+
+def test_detections_are_immutable_and_select_keeps_columns_together() -> None:
+    dets = _d([[0, 0, 10, 10], [5, 5, 20, 30]], [0.9, 0.4], [CAR, MOTO])
+    with pytest.raises(ValueError):
+        dets.xyxy[0, 0] = 3
+    picked = dets.select(np.array([False, True]))
+    assert picked.labels == ["motorcycle"]
+    assert picked.confidence.tolist() == pytest.approx([0.4])
+    tracked = dets.with_tracker_ids(np.array([7, 8]))
+    merged_ids = Detections.merge([tracked, tracked]).tracker_id
+    assert merged_ids is not None and merged_ids.tolist() == [7, 8, 7, 8]
+    assert len(Detections.empty()) == 0
+
+
+def test_product_classes_map_to_the_contract() -> None:
+    assert vehicle_class(ObjectClass.MOTORCYCLE) is VehicleClass.MOTORCYCLE
+    assert vehicle_class(ObjectClass.PERSON) is None
+    assert {vehicle_class(c) for c in ObjectClass} - {None} == set(VehicleClass) - {
+        VehicleClass.UNKNOWN
+    }
+    assert ObjectClass.from_label("Bus") is ObjectClass.BUS
+    with pytest.raises(ValueError, match="unknown class 'tram'"):
+        ObjectClass.from_label("tram")
+
+
+def test_iou_table() -> None:
+    a = np.array([[0, 0, 10, 10]], np.float32)
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], np.float32)
+    assert iou(a, b)[0].tolist() == pytest.approx([1.0, 1 / 3, 0.0])
+
+
+@pytest.mark.parametrize(
+    ("classes", "kept"),
+    [
+        (None, [0, 2]),  # the second box overlaps the first and is weaker
+        ([CAR, MOTO, CAR], [0, 1, 2]),  # different classes do not suppress each other
+    ],
+)
+def test_nms(classes: list[int] | None, kept: list[int]) -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7], np.float32)
+    cls = None if classes is None else np.array(classes, np.int64)
+    assert sorted(nms(boxes, scores, 0.5, classes=cls).tolist()) == kept
+
+
+def test_letterbox_maps_model_pixels_back_to_the_image() -> None:
+    box = Letterbox.fit(480, 640, 640)  # 640x480 -> scale 1, 80 px bands above and below
+    assert (box.scale, box.pad_x, box.pad_y) == (1.0, 0.0, 80.0)
+    out = box.to_image(np.array([[10, 90, 20, 100], [-5, 0, 700, 700]], np.float32))
+    assert out.tolist() == [[10, 10, 20, 20], [0, 0, 640, 480]]
+
+
+@pytest.mark.parametrize(
+    ("person", "bike_cls", "merged"),
+    [
+        ([105, 40, 135, 110], MOTO, True),  # rider sitting on the motorcycle
+        ([300, 40, 330, 110], MOTO, False),  # pedestrian elsewhere
+        ([105, 40, 135, 110], CAR, False),  # a person next to a car is not its rider
+        ([160, 60, 190, 110], MOTO, False),  # overlaps the box but centre is beside it
+    ],
+)
+def test_merge_riders(person: list[float], bike_cls: int, merged: bool) -> None:
+    dets = _d([[100, 80, 150, 140], person], [0.3, 0.8], [bike_cls, PERSON])
+    result = merge_riders(dets)
+    assert result.riders_merged == int(merged)
+    if merged:
+        assert result.detections.labels == ["motorcycle"]
+        assert result.detections.xyxy[0].tolist() == [100, 40, 150, 140]
+        assert result.detections.confidence[0] == pytest.approx(0.8)
+    else:
+        assert len(result.detections) == 2
+
+
+@pytest.mark.parametrize(
+    ("step_px", "n", "moving"),
+    [(5.0, 6, False), (40.0, 6, True), (40.0, 2, False)],
+)
+def test_moving_like_a_vehicle(step_px: float, n: int, moving: bool) -> None:
+    samples = [MotionSample(t=i * 0.2, cx=100, cy=100 + i * step_px, height=80) for i in range(n)]
+    assert moving_like_a_vehicle(samples) is moving

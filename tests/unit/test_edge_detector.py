@@ -1,0 +1,117 @@
+"""The detector: post-processing on synthetic head outputs, and the real model on real stills."""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from edge.boxes import Letterbox
+from edge.detections import ObjectClass
+from edge.detector import (
+    DetectorConfig,
+    DetectorError,
+    choose_providers,
+    decode,
+    finish,
+    product_columns,
+)
+from tests.edge_support import cli, cli_env, read_image, shared_detector
+from tests.services import require_shared_file
+
+COCO_HEAD = ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck"]
+
+
+def _raw(rows: list[tuple[float, float, float, float, int, float]]) -> np.ndarray:
+    """A (1, 4 + classes, anchors) head output from (cx, cy, w, h, coco class, score) rows."""
+    out = np.zeros((1, 4 + len(COCO_HEAD), len(rows)), np.float32)
+    for a, (cx, cy, w, h, cls, score) in enumerate(rows):
+        out[0, :4, a] = (cx, cy, w, h)
+        out[0, 4 + cls, a] = score
+    return out
+
+
+def test_decode_thresholds_nms_classes_and_letterbox() -> None:
+    raw = _raw(
+        [
+            (100, 180, 40, 40, 2, 0.9),  # car
+            (102, 180, 40, 40, 2, 0.6),  # the same car again: NMS drops it
+            (300, 300, 20, 40, 3, 0.22),  # motorcycle below the default 0.25 ...
+            (500, 300, 30, 30, 4, 0.99),  # an airplane: not a product class
+            (400, 400, 50, 50, 7, 0.3),  # truck
+        ]
+    )
+    columns = product_columns(COCO_HEAD)
+    config = DetectorConfig(class_confidence={"motorcycle": 0.2}, merge_riders=False)
+    box = Letterbox(scale=0.5, pad_x=0, pad_y=80, width=1280, height=960)
+    (dets,) = decode(raw, [box], columns, config)
+    dets, _ = finish(dets, config)
+    assert sorted(dets.labels) == ["car", "motorcycle", "truck"]
+    car = dets.select(dets.class_id == ObjectClass.CAR)
+    assert car.xyxy[0].tolist() == pytest.approx([160, 160, 240, 240])
+    strict = DetectorConfig(merge_riders=False)
+    (dets2,) = decode(raw, [box], columns, strict)
+    assert "motorcycle" not in finish(dets2, strict)[0].labels
+
+
+def test_cross_class_duplicates_are_one_object() -> None:
+    raw = _raw([(100, 100, 60, 40, 2, 0.8), (101, 100, 60, 40, 7, 0.5)])  # car and truck
+    (dets,) = decode(
+        raw, [Letterbox(1, 0, 0, 640, 640)], product_columns(COCO_HEAD), DetectorConfig()
+    )
+    assert dets.labels == ["car"]
+
+
+def test_provider_preference() -> None:
+    preferred = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+    assert choose_providers(preferred, ["CPUExecutionProvider", "CUDAExecutionProvider"]) == [
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
+    with pytest.raises(DetectorError, match="none of the execution providers"):
+        choose_providers(["TensorrtExecutionProvider"], ["CPUExecutionProvider"])
+
+
+def test_bangkok_junction_has_ten_motorcycles_and_ten_cars() -> None:
+    image = read_image(require_shared_file("bangkok_junction.jpg"))
+    dets = shared_detector().detect([image])[0]
+    counts = collections.Counter(
+        label for label, c in zip(dets.labels, dets.confidence, strict=True) if c >= 0.25
+    )
+    assert counts["motorcycle"] >= 10 and counts["car"] >= 10, counts
+
+
+def test_one_batch_gives_the_same_as_one_frame_at_a_time() -> None:
+    import cv2
+
+    still = read_image(require_shared_file("bangkok_junction.jpg"))
+    frames = [still, cv2.flip(still, 1), still[100:500, 200:900].copy()]
+    detector = shared_detector()
+    together = detector.detect(frames)
+    for frame, batched in zip(frames, together, strict=True):
+        alone = detector.detect([frame])[0]
+        assert batched.labels == alone.labels
+        np.testing.assert_allclose(batched.xyxy, alone.xyxy, atol=0.05)
+
+
+def test_cli_detect_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    still = require_shared_file("bangkok_junction.jpg")
+    proc = subprocess.run(
+        cli("edge", "detect", str(still), "--json"),
+        capture_output=True, text=True, env=cli_env(), timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["detections"]
+    assert {"class", "confidence", "box"} <= set(rows[0])
+    assert collections.Counter(r["class"] for r in rows)["car"] >= 10
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    proc = subprocess.run(
+        cli("edge", "detect", str(bad), "--json"),
+        capture_output=True, text=True, env=cli_env(), timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [f"roadwatch: error: cannot read image {bad}"]

@@ -1,0 +1,167 @@
+"""Tracking: stable ids on synthetic boxes, per-track class, bounded memory, and id
+switches on a hand-labelled stretch of the real Hanoi clip."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from edge.detections import Detections, ObjectClass
+from edge.tracking import Tracker, TrackerConfig
+from tests.edge_support import hanoi_clip, shared_detector
+
+CAR, MOTO, PERSON = int(ObjectClass.CAR), int(ObjectClass.MOTORCYCLE), int(ObjectClass.PERSON)
+
+
+def _dets(boxes: Sequence[Sequence[float]], classes: list[int], conf: float = 0.9) -> Detections:
+    n = len(boxes)
+    return Detections(
+        np.array(boxes, np.float32).reshape(-1, 4),
+        np.full(n, conf, np.float32),
+        np.array(classes, np.int64),
+    )
+
+
+def test_two_moving_objects_keep_their_ids() -> None:
+    tracker = Tracker(TrackerConfig(), fps=10)
+    seen: dict[int, set[int]] = {0: set(), 1: set()}
+    for f in range(30):
+        a = [100 + 3 * f, 100, 160 + 3 * f, 150]
+        b = [400 - 3 * f, 300, 460 - 3 * f, 350]
+        out = tracker.update(_dets([a, b], [CAR, CAR]), f / 10)
+        assert out.tracker_id is not None
+        for i, tid in enumerate(out.tracker_id.tolist()):
+            who = 0 if out.xyxy[i, 1] < 200 else 1
+            seen[who].add(tid)
+    assert len(seen[0]) == 1 and len(seen[1]) == 1 and seen[0] != seen[1]
+
+
+def test_ids_are_positive_and_unconfirmed_detections_get_none() -> None:
+    tracker = Tracker(TrackerConfig(min_consecutive_frames=3), fps=10)
+    box = [[10, 10, 50, 50]]
+    lengths = []
+    tracker.update(Detections.empty(), 0.0)  # on a stream's very first frame all are confirmed
+    for f in range(1, 6):
+        out = tracker.update(_dets(box, [CAR]), f / 10)
+        lengths.append(len(out))
+        assert out.tracker_id is not None and np.all(out.tracker_id > 0)
+    assert lengths[0] == 0 and lengths[-1] == 1
+
+
+def test_a_rider_track_flickering_to_person_stays_a_motorcycle() -> None:
+    tracker = Tracker(TrackerConfig(promote_moving_persons=False), fps=10)
+    classes = []
+    for f in range(12):
+        cls = MOTO if f % 3 == 0 else PERSON
+        out = tracker.update(_dets([[100, 100 + f, 140, 180 + f]], [cls]), f / 10)
+        classes.extend(out.labels)
+    assert classes[-1] == "motorcycle"
+
+
+@pytest.mark.parametrize(
+    ("speed_px_per_frame", "promoted"),
+    [(2.0, False), (30.0, True)],  # box height 80 px at 10 fps: 0.25 vs 3.75 heights/s
+)
+def test_a_person_moving_at_vehicle_speed_becomes_a_two_wheeler(
+    speed_px_per_frame: float, promoted: bool
+) -> None:
+    tracker = Tracker(TrackerConfig(), fps=10)
+    out = Detections.empty()
+    for f in range(10):
+        y = 100 + speed_px_per_frame * f
+        out = tracker.update(_dets([[200, y, 240, y + 80]], [PERSON]), f / 10)
+    assert out.labels == (["motorcycle"] if promoted else ["person"])
+    assert tracker.stats.persons_promoted == int(promoted)
+
+
+def test_history_and_track_table_stay_bounded() -> None:
+    tracker = Tracker(TrackerConfig(history=5, lost_buffer_s=0.5), fps=10)
+    for f in range(200):
+        # a new object every 10 frames, each visible for 10 frames then gone
+        k = f // 10
+        x = 20 * (k % 20)
+        tracker.update(_dets([[x, 50 + k, x + 15, 80 + k]], [CAR]), f / 10)
+    assert all(len(s.samples) <= 5 for s in tracker.tracks.values())
+    assert len(tracker.tracks) <= 2
+    assert tracker.stats.tracks_started == 20
+
+
+# Hand-labelled stretch of vn_redlight_16h30.mp4, frames 236-266 (the light turns green
+# and the queue pulls away). Each object's box at every sixth frame was picked by a
+# person looking at the frames (boxes proposed by the detector, identity decided by eye).
+HANOI_LABELS: dict[str, dict[int, list[float]]] = {
+    "white car": {
+        236: [196, 335, 317, 447], 242: [206, 323, 320, 431], 248: [224, 300, 328, 396],
+        254: [241, 280, 334, 364], 260: [254, 263, 339, 340], 266: [266, 247, 344, 315],
+    },
+    "silver car": {
+        236: [337, 338, 444, 449], 242: [343, 322, 445, 425], 248: [349, 304, 440, 398],
+        254: [355, 288, 439, 374], 260: [354, 276, 439, 355], 266: [359, 264, 435, 337],
+    },
+    "dark car entering": {
+        248: [99, 438, 257, 479], 254: [110, 390, 276, 477], 260: [139, 358, 289, 476],
+        266: [171, 325, 291, 436],
+    },
+    "queued car, centre": {
+        236: [284, 141, 314, 167], 242: [282, 142, 309, 168], 248: [283, 142, 315, 168],
+        254: [282, 142, 313, 169], 260: [279, 143, 313, 169], 266: [276, 146, 309, 172],
+    },
+    "queued car, left": {
+        236: [234, 147, 266, 172], 242: [233, 147, 268, 173], 248: [233, 146, 267, 176],
+        254: [235, 146, 267, 172], 260: [234, 146, 268, 172], 266: [234, 146, 268, 172],
+    },
+    "queued car, right": {
+        236: [318, 140, 347, 170], 242: [314, 134, 348, 169], 248: [316, 135, 346, 169],
+        254: [316, 138, 347, 170], 260: [316, 139, 344, 171], 266: [315, 148, 344, 174],
+    },
+    "far car": {
+        236: [325, 124, 352, 151], 242: [328, 124, 352, 150], 248: [328, 124, 352, 150],
+        254: [328, 124, 353, 150], 260: [328, 123, 353, 151], 266: [324, 123, 353, 152],
+    },
+    "green-shirt motorcyclist": {
+        236: [153, 344, 193, 443], 242: [160, 317, 202, 409], 248: [169, 291, 205, 372],
+        254: [191, 261, 218, 329],
+    },
+}  # fmt: skip
+FIRST, LAST = 236, 266
+
+
+def _matched_id(tracks: Detections, box: list[float]) -> int | None:
+    from edge.boxes import iou
+
+    if len(tracks) == 0 or tracks.tracker_id is None:
+        return None
+    overlaps = iou(np.array([box], np.float32), tracks.xyxy)[0]
+    best = int(overlaps.argmax())
+    return int(tracks.tracker_id[best]) if overlaps[best] >= 0.5 else None
+
+
+def test_ids_hold_on_a_hand_labelled_stretch_of_real_footage() -> None:
+    import cv2
+
+    cap = cv2.VideoCapture(str(hanoi_clip()))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    cap.set(cv2.CAP_PROP_POS_FRAMES, FIRST)
+    detector = shared_detector()
+    tracker = Tracker(TrackerConfig(), fps=fps)
+    matches: dict[str, list[int | None]] = {name: [] for name in HANOI_LABELS}
+    for index in range(FIRST, LAST + 1):
+        ok, image = cap.read()
+        assert ok, f"cannot read frame {index}"
+        tracks = tracker.update(detector.detect([np.asarray(image)])[0], index / fps)
+        for name, boxes in HANOI_LABELS.items():
+            if index in boxes:
+                matches[name].append(_matched_id(tracks, boxes[index]))
+    cap.release()
+    switches = {
+        name: sum(1 for a, b in itertools.pairwise(ids) if a and b and a != b)
+        for name, ids in matches.items()
+    }
+    missed = sum(ids.count(None) for ids in matches.values())
+    labelled = sum(len(ids) for ids in matches.values())
+    # Measured: one switch (a motorcyclist whose rider box comes and goes), no miss.
+    assert sum(switches.values()) <= 1, (switches, matches)
+    assert missed <= labelled // 20, matches
