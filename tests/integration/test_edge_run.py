@@ -1,0 +1,104 @@
+"""`roadwatch edge run` end to end on a stretch of the real Hanoi clip, and its signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.edge_support import cli, cli_env, hanoi_clip, require_model
+
+pytestmark = pytest.mark.slow
+
+
+def _stretch(tmp_path: Path, first: int, count: int) -> Path:
+    """Frames [first, first + count) of the Hanoi clip as their own MP4."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(hanoi_clip()))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    cap.set(cv2.CAP_PROP_POS_FRAMES, first)
+    out = tmp_path / "stretch.mp4"
+    writer = None
+    for _ in range(count):
+        ok, image = cap.read()
+        assert ok
+        if writer is None:
+            h, w = image.shape[:2]
+            writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
+        writer.write(image)
+    assert writer is not None
+    writer.release()
+    cap.release()
+    return out
+
+
+def test_run_on_a_video_writes_tracks_and_an_annotated_video(tmp_path: Path) -> None:
+    import cv2
+
+    require_model("yolov8n-coco-dynamic")
+    clip = _stretch(tmp_path, 236, 24)
+    tracks, video = tmp_path / "t.jsonl", tmp_path / "a.mp4"
+    proc = subprocess.run(
+        cli("edge", "run", "--source", str(clip), "--annotate", str(video), "--tracks", str(tracks)),
+        capture_output=True, text=True, env=cli_env(), timeout=240, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "frame 24/24 (100%)" in proc.stderr
+    records = [json.loads(line) for line in tracks.read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(24))
+    ids = {t["track_id"] for r in records for t in r["tracks"]}
+    assert 8 <= len(ids) <= 60
+    first = records[-1]["tracks"][0]
+    assert set(first) == {"track_id", "class", "confidence", "box"}
+    cap = cv2.VideoCapture(str(video))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
+    cap.release()
+
+
+def test_run_with_a_config_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    require_model("yolov8n-coco-dynamic")
+    clip = _stretch(tmp_path, 0, 12)
+    config = tmp_path / "site.yaml"
+    config.write_text(
+        f"site: test\nnode: n1\ncameras:\n  - id: cam1\n    url: {clip}\n    loop: true\n"
+    )
+    proc = subprocess.Popen(
+        cli("edge", "run", "--config", str(config)),
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=cli_env(),
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "running 1 camera(s)" in line, line
+        time.sleep(3)  # let it detect a few frames
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+        rest = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert rc == 0, rest
+    assert "SIGTERM, stopping" in rest
+    assert "frames" in rest and "tracks" in rest
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source", "/nonexistent/clip.mp4"], "no such video file: /nonexistent/clip.mp4"),
+        ([], "give --config site.yaml, --source VIDEO, or both"),
+    ],
+)
+def test_bad_input_is_one_line(args: list[str], message: str) -> None:
+    proc = subprocess.run(
+        cli("edge", "run", *args),
+        capture_output=True, text=True, env=cli_env(), timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"roadwatch: error: {message}"]

@@ -1,0 +1,223 @@
+"""Camera readers with scripted captures: newest frame only, drops, corrupt frames,
+reconnect back-off, stall watchdog, bounded stop; and the file reader on a real clip."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.sources import (
+    Backoff,
+    CameraReader,
+    SourceError,
+    probe_file,
+    read_file,
+    valid_image,
+)
+from roadwatch.contract import CameraState
+from tests.edge_support import hanoi_clip
+
+GOOD = np.zeros((48, 64, 3), np.uint8)
+
+
+class ScriptedCapture:
+    """Plays a script: an image, None (read failure) or a wrong-sized image (corrupt)."""
+
+    def __init__(self, script: Callable[[int], np.ndarray | None], delay_s: float = 0.002) -> None:
+        self.script = script
+        self.delay_s = delay_s
+        self.calls = 0
+        self.released = False
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        time.sleep(self.delay_s)
+        image = self.script(self.calls)
+        self.calls += 1
+        return (image is not None), image
+
+    def release(self) -> None:
+        self.released = True
+
+    @property
+    def fps(self) -> float:
+        return 0.0
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+@pytest.mark.parametrize(
+    ("failures", "delay"), [(1, 0.5), (2, 1.0), (3, 2.0), (6, 16.0), (7, 30.0), (50, 30.0)]
+)
+def test_backoff_doubles_up_to_its_cap(failures: int, delay: float) -> None:
+    assert Backoff(initial_s=0.5, factor=2, max_s=30).delay(failures) == delay
+
+
+@pytest.mark.parametrize(
+    ("image", "expected", "ok"),
+    [
+        (GOOD, None, True),
+        (GOOD, (48, 64, 3), True),
+        (np.zeros((10, 10, 3), np.uint8), (48, 64, 3), False),
+        (np.zeros((48, 64), np.uint8), None, False),
+        (np.zeros((48, 64, 3), np.float32), None, False),
+        (np.zeros((0, 64, 3), np.uint8), None, False),
+        (None, None, False),
+    ],
+)
+def test_valid_image(image: object, expected: tuple[int, ...] | None, ok: bool) -> None:
+    assert valid_image(image, expected) is ok
+
+
+def test_keeps_only_the_newest_frame_and_counts_drops_and_corrupt_frames() -> None:
+    corrupt = np.zeros((10, 10, 3), np.uint8)
+    cap = ScriptedCapture(lambda i: corrupt if i % 10 == 5 else GOOD)
+    reader = CameraReader("cam1", "rtsp://scripted", capture=lambda url: cap)
+    reader.start()
+    try:
+        assert _wait_for(lambda: reader.counts().frames >= 40)
+        first = reader.latest(timeout_s=2)
+        time.sleep(0.1)
+        second = reader.latest(timeout_s=2)
+        assert first is not None and second is not None
+        assert second.index > first.index + 1  # frames in between were overwritten
+        assert reader.latest() is None  # nothing new handed out twice
+        assert second.monotonic > first.monotonic
+        assert second.captured_at.tzinfo is not None
+    finally:
+        assert reader.stop(timeout_s=5)
+    counts = reader.counts()
+    assert counts.dropped > 0
+    assert counts.corrupt >= 3
+    health = reader.health()
+    assert health.frames_dropped == counts.dropped and health.frames_corrupt == counts.corrupt
+    assert cap.released
+
+
+def test_reconnects_with_backoff_after_failed_opens_and_a_broken_stream() -> None:
+    opens: list[float] = []
+
+    def factory(url: str) -> ScriptedCapture:
+        opens.append(time.monotonic())
+        if len(opens) in (1, 2):
+            raise SourceError("connection refused")
+        # the third connection breaks after 20 frames, the fourth keeps going
+        if len(opens) == 3:
+            return ScriptedCapture(lambda i: GOOD if i < 20 else None)
+        return ScriptedCapture(lambda i: GOOD)
+
+    reader = CameraReader("cam1", "rtsp://scripted", capture=factory, backoff=Backoff(0.05, 2, 1))
+    reader.start()
+    try:
+        assert _wait_for(lambda: len(opens) >= 4 and reader.counts().frames > 25)
+        assert reader.health().state is CameraState.UP
+    finally:
+        assert reader.stop(timeout_s=5)
+    gaps = [b - a for a, b in zip(opens, opens[1:], strict=False)]
+    assert gaps[0] >= 0.05 and gaps[1] >= 0.1  # back-off doubled
+    assert reader.counts().reconnects == 2
+
+
+def test_stall_watchdog_reconnects_a_stream_that_sends_only_garbage() -> None:
+    opens: list[int] = []
+    bad = np.zeros((10, 10, 3), np.uint8)
+
+    def factory(url: str) -> ScriptedCapture:
+        opens.append(1)
+        if len(opens) == 1:  # one good frame, then only undecodable ones
+            return ScriptedCapture(lambda i: GOOD if i == 0 else bad)
+        return ScriptedCapture(lambda i: GOOD)
+
+    reader = CameraReader(
+        "cam1", "rtsp://scripted", capture=factory, stall_timeout_s=0.3,
+        backoff=Backoff(0.05, 2, 1),
+    )  # fmt: skip
+    reader.start()
+    try:
+        assert _wait_for(lambda: len(opens) >= 2)
+        assert _wait_for(lambda: reader.counts().frames > 5)
+    finally:
+        assert reader.stop(timeout_s=5)
+    assert reader.counts().reconnects == 1
+    assert reader.counts().corrupt > 0
+
+
+def test_health_reports_a_stall_while_the_read_is_blocked() -> None:
+    release = threading.Event()
+
+    def script(i: int) -> np.ndarray | None:
+        if i > 0:
+            release.wait(5)  # a read that hangs (the real capture has a read time-out)
+        return GOOD
+
+    reader = CameraReader(
+        "cam1", "rtsp://scripted", capture=lambda url: ScriptedCapture(script), stall_timeout_s=0.2
+    )
+    reader.start()
+    try:
+        assert _wait_for(lambda: reader.health().state is CameraState.STALLED, 3)
+    finally:
+        release.set()
+        assert reader.stop(timeout_s=5)
+
+
+def test_stop_is_bounded_while_waiting_out_a_long_backoff() -> None:
+    def refuse(url: str) -> ScriptedCapture:
+        raise SourceError("connection refused")
+
+    reader = CameraReader("cam1", "rtsp://x", capture=refuse, backoff=Backoff(60, 2, 60))
+    reader.start()
+    assert _wait_for(lambda: reader.health().reason == "connection refused")
+    started = time.monotonic()
+    assert reader.stop(timeout_s=5)
+    assert time.monotonic() - started < 5
+    assert reader.health().state is CameraState.DOWN
+
+
+def test_file_reader_reads_every_frame_of_a_real_clip_in_order() -> None:
+    frames = []
+    for frame in read_file(hanoi_clip(), "hanoi"):
+        frames.append(frame.index)
+        if len(frames) == 30:
+            break
+    assert frames == list(range(30))
+    info = probe_file(hanoi_clip())
+    assert info.frame_count == 384 and 5.9 < info.fps < 6.1
+
+
+def test_file_camera_ends_at_the_end_of_a_file(tmp_path: Path) -> None:
+    import cv2
+
+    clip = tmp_path / "short.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 50, (64, 48))
+    for _ in range(10):
+        writer.write(GOOD)
+    writer.release()
+    reader = CameraReader("f", str(clip), realtime=True)
+    reader.start()
+    try:
+        assert _wait_for(lambda: reader.ended)
+    finally:
+        assert reader.stop(timeout_s=5)
+    assert reader.counts().frames == 10
+    assert reader.health().reason == "end of file"
+
+
+@pytest.mark.parametrize("content", [None, b"this is not a video"])
+def test_unreadable_video_is_one_clear_error(tmp_path: Path, content: bytes | None) -> None:
+    path = tmp_path / "clip.mp4"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SourceError, match=r"clip.mp4"):
+        probe_file(path)
