@@ -43,8 +43,9 @@ def test_run_on_a_video_writes_tracks_and_an_annotated_video(tmp_path: Path) -> 
     require_model("yolov8n-coco-dynamic")
     clip = _stretch(tmp_path, 236, 24)
     tracks, video = tmp_path / "t.jsonl", tmp_path / "a.mp4"
+    args = ["--source", str(clip), "--annotate", str(video), "--tracks", str(tracks)]
     proc = subprocess.run(
-        cli("edge", "run", "--source", str(clip), "--annotate", str(video), "--tracks", str(tracks)),
+        cli("edge", "run", *args),
         capture_output=True, text=True, env=cli_env(), timeout=240, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -3,6 +3,7 @@ reconnect back-off, stall watchdog, bounded stop; and the file reader on a real 
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -124,7 +125,7 @@ def test_reconnects_with_backoff_after_failed_opens_and_a_broken_stream() -> Non
         assert reader.health().state is CameraState.UP
     finally:
         assert reader.stop(timeout_s=5)
-    gaps = [b - a for a, b in zip(opens, opens[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(opens)]
     assert gaps[0] >= 0.05 and gaps[1] >= 0.1  # back-off doubled
     assert reader.counts().reconnects == 2
 
