@@ -57,8 +57,8 @@ class DetectorConfig(BaseModel):
     iou: Probability = Field(0.45, description="NMS IoU above which the weaker box is dropped")
     cross_class_iou: Probability = Field(
         0.7,
-        description="IoU above which boxes of different classes are one object (a car also"
-        " called truck); the weaker is dropped",
+        description="IoU above which vehicle boxes of different classes are one vehicle (a"
+        " car also called truck); the weaker is dropped",
     )
     max_detections: Annotated[int, Field(ge=1, le=3000)] = 300
     merge_riders: bool = Field(
@@ -158,10 +158,26 @@ def decode(
         conf = score[i, idx]
         cls = classes[best[i, idx]]
         kept = nms(xyxy, conf, config.iou, classes=cls, max_keep=config.max_detections)
-        kept = kept[nms(xyxy[kept], conf[kept], config.cross_class_iou)]
+        kept = _one_class_per_vehicle(xyxy, conf, cls, kept, config.cross_class_iou)
         xyxy_img = box.to_image(xyxy[kept])
         results.append(Detections(xyxy_img, np.clip(conf[kept], 0, 1), cls[kept]))
     return results
+
+
+def _one_class_per_vehicle(
+    xyxy: FloatArray, conf: FloatArray, cls: npt.NDArray[np.int64], kept: npt.NDArray[np.int64],
+    iou_threshold: float,
+) -> npt.NDArray[np.int64]:  # fmt: skip
+    """Among vehicle boxes, drop the weaker of two near-identical boxes of different classes.
+
+    Persons are left out: a person on a two-wheeler is its rider, which ``merge_riders``
+    folds into the vehicle instead of letting the higher score pick the class.
+    """
+    vehicles = kept[cls[kept] != ObjectClass.PERSON]
+    survivors = vehicles[nms(xyxy[vehicles], conf[vehicles], iou_threshold)]
+    persons = kept[cls[kept] == ObjectClass.PERSON]
+    merged = np.concatenate([survivors, persons])
+    return merged[np.argsort(-conf[merged], kind="stable")]
 
 
 def finish(dets: Detections, config: DetectorConfig) -> tuple[Detections, int]:
