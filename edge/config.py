@@ -20,6 +20,7 @@ from roadwatch.errors import UserError
 
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt", "file"})
 
 
 class ConfigError(UserError):
@@ -45,6 +46,15 @@ class CameraConfig(BaseModel):
     stall_timeout_s: Annotated[float, Field(gt=0.0, le=600.0)] = Field(
         10.0, description="no frame for this long -> reconnect (reported as stalled)"
     )
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if sep and (scheme.lower() not in STREAM_SCHEMES or not rest):
+            known = ", ".join(sorted(STREAM_SCHEMES))
+            raise ValueError(f"unsupported source {value!r} (use a file path or {known} URL)")
+        return value
 
     @field_validator("thresholds", mode="before")
     @classmethod

@@ -18,7 +18,15 @@ from pathlib import Path
 from edge.config import CameraConfig, SiteConfig
 from edge.detections import Detections, ObjectClass
 from edge.detector import Detector, DetectorConfig
-from edge.sources import CameraReader, Frame, ReadCounters, probe_file, read_file
+from edge.sources import (
+    CameraReader,
+    Frame,
+    ReadCounters,
+    SourceError,
+    is_stream,
+    probe_file,
+    read_file,
+)
 from edge.tracking import Tracker
 from roadwatch.contract import CameraHealth
 
@@ -127,6 +135,9 @@ class LivePipeline:
     def __init__(self, config: SiteConfig, detectors: DetectorPool | None = None) -> None:
         self.config = config
         self.cameras: list[CameraConfig] = [c for c in config.cameras if c.enabled]
+        for cam in self.cameras:
+            if not is_stream(cam.url) and not Path(cam.url.removeprefix("file://")).is_file():
+                raise SourceError(f"camera {cam.id}: no such video file: {cam.url}")
         self.readers = {
             c.id: CameraReader(
                 c.id, c.url, target_fps=c.target_fps, loop=c.loop, stall_timeout_s=c.stall_timeout_s

@@ -94,9 +94,13 @@ def test_run_with_a_config_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     [
         (["--source", "/nonexistent/clip.mp4"], "no such video file: /nonexistent/clip.mp4"),
         ([], "give --config site.yaml, --source VIDEO, or both"),
+        (["--config", "CONFIG"], "camera cam1: no such video file: /nonexistent/cam.mp4"),
     ],
 )
-def test_bad_input_is_one_line(args: list[str], message: str) -> None:
+def test_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    config = tmp_path / "site.yaml"
+    config.write_text("site: s\nnode: n\ncameras:\n  - id: cam1\n    url: /nonexistent/cam.mp4\n")
+    args = [str(config) if a == "CONFIG" else a for a in args]
     proc = subprocess.run(
         cli("edge", "run", *args),
         capture_output=True, text=True, env=cli_env(), timeout=60, check=False,

@@ -222,3 +222,17 @@ def test_unreadable_video_is_one_clear_error(tmp_path: Path, content: bytes | No
         path.write_bytes(content)
     with pytest.raises(SourceError, match=r"clip.mp4"):
         probe_file(path)
+
+
+def test_target_fps_limits_the_frames_handed_on() -> None:
+    cap = ScriptedCapture(lambda i: GOOD, delay_s=0.001)
+    reader = CameraReader("cam1", "rtsp://scripted", capture=lambda url: cap, target_fps=10)
+    reader.start()
+    started = time.monotonic()
+    try:
+        assert _wait_for(lambda: cap.calls >= 200)
+    finally:
+        assert reader.stop(timeout_s=5)
+    elapsed = time.monotonic() - started
+    assert reader.counts().frames <= 10 * elapsed + 2
+    assert reader.counts().frames < cap.calls / 2
