@@ -162,6 +162,6 @@ def test_ids_hold_on_a_hand_labelled_stretch_of_real_footage() -> None:
     }
     missed = sum(ids.count(None) for ids in matches.values())
     labelled = sum(len(ids) for ids in matches.values())
-    # Measured: one switch (a motorcyclist whose rider box comes and goes), no miss.
+    # Measured: one switch (a motorcyclist whose rider box comes and goes), one miss.
     assert sum(switches.values()) <= 1, (switches, matches)
     assert missed <= labelled // 20, matches
