@@ -19,6 +19,7 @@ from roadwatch.errors import UserError
 COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("edge", "edge.cli"),
     ("models", "models.cli"),
+    ("central", "central.cli"),
 )
 
 

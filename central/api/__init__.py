@@ -1,0 +1,1 @@
+"""HTTP API of the central service (routers are mounted by ``central.app.create_app``)."""

@@ -1,0 +1,221 @@
+"""Log-in, users, the node registry and cameras."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi.responses import JSONResponse
+from fastapi.security import OAuth2PasswordRequestForm
+from sqlalchemy import select
+
+from central.api.deps import Admin, AnyUser, Manager, RegistryReader, SessionDep, StateDep
+from central.api.schemas import (
+    CameraOut,
+    CameraUpdate,
+    NodeCreate,
+    NodeOut,
+    NodeRegistered,
+    TokenOut,
+    UserCreate,
+    UserOut,
+    UserUpdate,
+)
+from central.models import Camera, Node, User, utcnow
+from central.records import append_audit, create_user, register_node
+from central.security import dummy_verify, hash_password, issue_access_token, verify_password
+from central.workflow import Role
+from roadwatch.errors import UserError
+
+router = APIRouter(prefix="/api/v1")
+
+
+@router.post("/auth/token", tags=["auth"], summary="Log in (OAuth2 password flow)")
+def login(
+    state: StateDep,
+    session: SessionDep,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+) -> TokenOut:
+    user = session.scalar(select(User).where(User.username == form.username))
+    if user is None:
+        dummy_verify()
+    if user is None or not user.active or not verify_password(form.password, user.password_hash):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "wrong user name or password",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    minutes = state.settings.access_token_minutes
+    token = issue_access_token(user.username, Role(user.role), state.settings.token_key(), minutes)
+    return TokenOut(access_token=token, expires_in=minutes * 60, role=Role(user.role))
+
+
+@router.get("/auth/me", tags=["auth"], summary="Who am I")
+def me(caller: AnyUser, session: SessionDep) -> UserOut:
+    user = session.scalar(select(User).where(User.username == caller.username))
+    return UserOut.model_validate(user)
+
+
+@router.get("/users", tags=["users"], summary="List users")
+def list_users(_: Admin, session: SessionDep) -> list[UserOut]:
+    return [UserOut.model_validate(u) for u in session.scalars(select(User).order_by(User.id))]
+
+
+@router.post("/users", tags=["users"], status_code=201, summary="Create a user")
+def add_user(caller: Admin, session: SessionDep, body: UserCreate) -> UserOut:
+    try:
+        user = create_user(
+            session,
+            username=body.username,
+            password=body.password,
+            role=Role(body.role),
+            full_name=body.full_name,
+        )
+    except UserError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    append_audit(
+        session,
+        actor=caller.username,
+        action="user_create",
+        detail={"username": body.username, "role": body.role},
+    )
+    session.commit()
+    return UserOut.model_validate(user)
+
+
+@router.patch("/users/{username}", tags=["users"], summary="Change a user's role or state")
+def change_user(caller: Admin, session: SessionDep, username: str, body: UserUpdate) -> UserOut:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {username!r}")
+    changed: dict[str, Any] = {}
+    if body.role is not None:
+        user.role = changed["role"] = Role(body.role).value
+    if body.active is not None:
+        user.active = changed["active"] = body.active
+    if body.full_name is not None:
+        user.full_name = changed["full_name"] = body.full_name
+    if body.password is not None:
+        user.password_hash = hash_password(body.password)
+        changed["password"] = "changed"
+    append_audit(
+        session,
+        actor=caller.username,
+        action="user_update",
+        detail={"username": username, **changed},
+    )
+    session.commit()
+    return UserOut.model_validate(user)
+
+
+@router.get("/nodes", tags=["registry"], summary="Edge nodes and their last status")
+def list_nodes(_: RegistryReader, session: SessionDep) -> list[NodeOut]:
+    nodes = session.scalars(select(Node).order_by(Node.site, Node.node))
+    return [
+        NodeOut(
+            site=n.site,
+            node=n.node,
+            state=n.state,
+            status_sent_at=n.status_sent_at,
+            status=json.loads(n.status_json) if n.status_json else None,
+            updated_at=n.updated_at,
+        )
+        for n in nodes
+    ]
+
+
+@router.post("/nodes", tags=["registry"], status_code=201, summary="Register a node's key")
+def add_node(caller: Admin, session: SessionDep, body: NodeCreate) -> NodeRegistered:
+    try:
+        reg = register_node(
+            session, site=body.site, node=body.node, public_key_pem=body.public_key_pem
+        )
+    except UserError as exc:
+        code = status.HTTP_409_CONFLICT if "already" in str(exc) else 422
+        raise HTTPException(code, str(exc)) from exc
+    append_audit(
+        session,
+        actor=caller.username,
+        action="node_add",
+        detail={"site": reg.site, "node": reg.node},
+    )
+    session.commit()
+    return NodeRegistered(site=reg.site, node=reg.node, upload_token=reg.token)
+
+
+@router.get("/cameras", tags=["registry"], summary="Cameras with their health")
+def list_cameras(_: AnyUser, session: SessionDep) -> list[CameraOut]:
+    cams = session.scalars(select(Camera).order_by(Camera.site, Camera.camera))
+    return [CameraOut.model_validate(c) for c in cams]
+
+
+class GeoJSONResponse(JSONResponse):
+    media_type = "application/geo+json"
+
+
+GEOJSON_EXAMPLE = {
+    "type": "FeatureCollection",
+    "features": [
+        {
+            "type": "Feature",
+            "id": 1,
+            "geometry": {"type": "Point", "coordinates": [106.7047, 10.9046]},
+            "properties": {"site": "ql13-km22", "camera": "cam-01", "state": "up"},
+        }
+    ],
+}
+
+
+@router.get(
+    "/cameras.geojson",
+    tags=["registry"],
+    summary="Cameras as a GeoJSON FeatureCollection (geometry null until located)",
+    response_class=GeoJSONResponse,
+    responses={200: {"content": {"application/geo+json": {"example": GEOJSON_EXAMPLE}}}},
+)
+def cameras_geojson(_: AnyUser, session: SessionDep) -> GeoJSONResponse:
+    features = []
+    for c in session.scalars(select(Camera).order_by(Camera.id)):
+        located = c.latitude is not None and c.longitude is not None
+        features.append(
+            {
+                "type": "Feature",
+                "id": c.id,
+                "geometry": {"type": "Point", "coordinates": [c.longitude, c.latitude]}
+                if located
+                else None,
+                "properties": {
+                    "site": c.site,
+                    "node": c.node,
+                    "camera": c.camera,
+                    "name": c.name,
+                    "place": c.place,
+                    "state": c.state,
+                    "reason": c.reason,
+                    "updated_at": c.updated_at.isoformat(),
+                },
+            }
+        )
+    return GeoJSONResponse({"type": "FeatureCollection", "features": features})
+
+
+@router.patch("/cameras/{camera_id}", tags=["registry"], summary="Name and locate a camera")
+def update_camera(
+    caller: Manager, session: SessionDep, camera_id: int, body: CameraUpdate
+) -> CameraOut:
+    cam = session.get(Camera, camera_id)
+    if cam is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id}")
+    changes = body.model_dump(exclude_none=True)
+    for key, value in changes.items():
+        setattr(cam, key, value)
+    cam.updated_at = utcnow()
+    append_audit(
+        session,
+        actor=caller.username,
+        action="camera_update",
+        detail={"camera_id": camera_id, **changes},
+    )
+    session.commit()
+    return CameraOut.model_validate(cam)

@@ -1,0 +1,378 @@
+"""Violations: search, detail, the review queue, deadlines and review actions."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from central.api.deps import AnyUser, CaseReader, Reviewer, SessionDep, StateDep
+from central.api.schemas import (
+    AuditOut,
+    DeadlineOut,
+    EvidenceOut,
+    Page,
+    QueueItem,
+    ReviewCommand,
+    ViolationDetail,
+    ViolationSummary,
+)
+from central.models import AuditEntry, Blob, EvidenceRef, Violation, utcnow
+from central.records import append_audit
+from central.workflow import (
+    Action,
+    Actor,
+    Case,
+    Command,
+    Policy,
+    Status,
+    WorkflowError,
+    deadlines,
+    decide,
+)
+from roadwatch.contract import ViolationType
+
+router = APIRouter(prefix="/api/v1")
+
+Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Rows to skip")]
+Ident = Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+Plate = Annotated[str | None, Query(min_length=1, max_length=16, description="Exact plate")]
+
+WORKFLOW_ERRORS = {
+    "forbidden": status.HTTP_403_FORBIDDEN,
+    "two_person_rule": status.HTTP_403_FORBIDDEN,
+    "invalid_transition": status.HTTP_409_CONFLICT,
+    "not_reviewer": status.HTTP_409_CONFLICT,
+}
+
+
+def case_of(v: Violation) -> Case:
+    return Case(
+        status=Status(v.status),
+        occurred_at=v.occurred_at,
+        plate_text=v.plate_text,
+        plate_corrected=v.plate_corrected,
+        reviewer=v.reviewer,
+        confirmed_by=v.confirmed_by,
+        decided_at=v.decided_at,
+        reject_reason=v.reject_reason,
+        notice_issued_by=v.notice_issued_by,
+        notice_issued_at=v.notice_issued_at,
+        closed_at=v.closed_at,
+    )
+
+
+def _deadlines(v: Violation, policy: Policy, now: datetime) -> list[DeadlineOut]:
+    return [
+        DeadlineOut(name=d.name, due_at=d.due_at, state=d.state)
+        for d in deadlines(case_of(v), now, policy)
+    ]
+
+
+def summary(v: Violation) -> ViolationSummary:
+    return ViolationSummary(
+        id=v.id,
+        event_id=v.event_id,
+        type=v.type,
+        site=v.site,
+        camera=v.camera,
+        lane=v.lane,
+        occurred_at=v.occurred_at,
+        vehicle_class=v.vehicle_class,
+        plate=v.plate_corrected or v.plate_text,
+        plate_text=v.plate_text,
+        plate_corrected=v.plate_corrected,
+        speed_kmh=v.speed_kmh,
+        speed_limit_kmh=v.speed_limit_kmh,
+        status=Status(v.status),
+        version=v.version,
+        evidence_complete=v.evidence_complete,
+    )
+
+
+def _page(session: Session, stmt: Select[Violation], limit: int, offset: int) -> list[Violation]:
+    return list(session.scalars(stmt.limit(limit + 1).offset(offset)))
+
+
+@router.get("/violations", tags=["violations"], summary="Search violations")
+def search_violations(
+    _: AnyUser,
+    session: SessionDep,
+    plate: Plate = None,
+    camera: Ident = None,
+    site: Ident = None,
+    type: ViolationType | None = None,
+    status_: Annotated[Status | None, Query(alias="status")] = None,
+    occurred_from: Annotated[datetime | None, Query(alias="from")] = None,
+    occurred_to: Annotated[datetime | None, Query(alias="to")] = None,
+    complete: bool | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[ViolationSummary]:
+    """Newest first. `plate` matches the roadside reading or the correction."""
+    stmt = select(Violation)
+    if plate:
+        p = plate.strip().upper()
+        stmt = stmt.where(or_(Violation.plate_text == p, Violation.plate_corrected == p))
+    if camera:
+        stmt = stmt.where(Violation.camera == camera)
+    if site:
+        stmt = stmt.where(Violation.site == site)
+    if type is not None:
+        stmt = stmt.where(Violation.type == type.value)
+    if status_ is not None:
+        stmt = stmt.where(Violation.status == status_.value)
+    if occurred_from is not None:
+        stmt = stmt.where(Violation.occurred_at >= _aware(occurred_from))
+    if occurred_to is not None:
+        stmt = stmt.where(Violation.occurred_at < _aware(occurred_to))
+    if complete is not None:
+        stmt = stmt.where(Violation.evidence_complete.is_(complete))
+    rows = _page(
+        session, stmt.order_by(Violation.occurred_at.desc(), Violation.id.desc()), limit, offset
+    )
+    return Page[ViolationSummary](
+        items=[summary(v) for v in rows[:limit]],
+        limit=limit,
+        offset=offset,
+        has_more=len(rows) > limit,
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise HTTPException(422, "times need a zone, e.g. 2026-11-23T07:00:00Z")
+    return value
+
+
+@router.get("/review/queue", tags=["review"], summary="Cases waiting for a decision")
+def review_queue(
+    caller: Reviewer,
+    state: StateDep,
+    session: SessionDep,
+    camera: Ident = None,
+    mine: Annotated[bool, Query(description="Only cases I have opened")] = False,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[QueueItem]:
+    """New cases and cases in review, oldest first (the notice deadline runs from the
+    violation time). Confirmed cases waiting for a notice are listed by `/review/deadlines`."""
+    stmt = select(Violation)
+    if mine:
+        stmt = stmt.where(
+            Violation.status == Status.IN_REVIEW.value, Violation.reviewer == caller.username
+        )
+    else:
+        stmt = stmt.where(Violation.status.in_([Status.NEW.value, Status.IN_REVIEW.value]))
+    if camera:
+        stmt = stmt.where(Violation.camera == camera)
+    rows = _page(session, stmt.order_by(Violation.occurred_at, Violation.id), limit, offset)
+    now = utcnow()
+    items = [
+        QueueItem(
+            **summary(v).model_dump(),
+            reviewer=v.reviewer,
+            deadlines=_deadlines(v, state.policy, now),
+        )
+        for v in rows[:limit]
+    ]
+    return Page[QueueItem](items=items, limit=limit, offset=offset, has_more=len(rows) > limit)
+
+
+@router.get(
+    "/review/deadlines", tags=["review"], summary="Open cases whose legal deadline is near or past"
+)
+def review_deadlines(
+    _: Reviewer,
+    state: StateDep,
+    session: SessionDep,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[QueueItem]:
+    """Cases without a notice whose notice deadline is within a day or past, and cases with
+    a notice and no response whose escalation deadline is within a day or past."""
+    policy = state.policy
+    now = utcnow()
+    notice_cut = now - timedelta(days=policy.notice_days) + timedelta(days=1)
+    escalate_cut = now - timedelta(days=policy.escalation_days) + timedelta(days=1)
+    stmt = (
+        select(Violation)
+        .where(
+            or_(
+                (Violation.status.in_(["new", "in_review", "confirmed"]))
+                & (Violation.occurred_at <= notice_cut),
+                (Violation.status == "notice_issued")
+                & (Violation.notice_issued_at <= escalate_cut),
+            )
+        )
+        .order_by(Violation.occurred_at, Violation.id)
+    )
+    rows = _page(session, stmt, limit, offset)
+    items = [
+        QueueItem(
+            **summary(v).model_dump(), reviewer=v.reviewer, deadlines=_deadlines(v, policy, now)
+        )
+        for v in rows[:limit]
+    ]
+    return Page[QueueItem](items=items, limit=limit, offset=offset, has_more=len(rows) > limit)
+
+
+def _get(session: Session, violation_id: int) -> Violation:
+    v = session.get(Violation, violation_id)
+    if v is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no violation {violation_id}")
+    return v
+
+
+def detail(session: Session, v: Violation, policy: Policy) -> ViolationDetail:
+    refs = session.execute(
+        select(EvidenceRef, Blob.sha256)
+        .outerjoin(Blob, Blob.sha256 == EvidenceRef.sha256)
+        .where(EvidenceRef.violation_id == v.id)
+        .order_by(EvidenceRef.role)
+    ).all()
+    return ViolationDetail(
+        **summary(v).model_dump(),
+        node=v.node,
+        place=v.place,
+        explanation=v.explanation,
+        plate_confidence=v.plate_confidence,
+        plate_valid=v.plate_valid,
+        received_at=v.received_at,
+        reviewer=v.reviewer,
+        confirmed_by=v.confirmed_by,
+        decided_at=v.decided_at,
+        reject_reason=v.reject_reason,
+        notice_issued_by=v.notice_issued_by,
+        notice_issued_at=v.notice_issued_at,
+        closed_at=v.closed_at,
+        evidence=[
+            EvidenceOut(
+                role=r.role,
+                media_type=r.media_type,
+                sha256=r.sha256,
+                size=r.size,
+                arrived=arrived is not None,
+                url=f"/api/v1/evidence/{r.sha256}",
+            )
+            for r, arrived in refs
+        ],
+        deadlines=_deadlines(v, policy, utcnow()),
+        event=json.loads(v.payload),
+    )
+
+
+@router.get("/violations/{violation_id}", tags=["violations"], summary="One violation in full")
+def get_violation(
+    _: AnyUser, state: StateDep, session: SessionDep, violation_id: int
+) -> ViolationDetail:
+    return detail(session, _get(session, violation_id), state.policy)
+
+
+@router.post(
+    "/violations/{violation_id}/review",
+    tags=["review"],
+    summary="Take a review action (start, release, correct plate, confirm, reject, notice, close)",
+    responses={
+        403: {"description": "Your role may not take this action, or the two-person rule"},
+        409: {"description": "The case changed since you loaded it, or the action is invalid"},
+        422: {"description": "A reason or a valid plate is missing"},
+    },
+)
+def review(
+    caller: Reviewer,
+    state: StateDep,
+    session: SessionDep,
+    violation_id: int,
+    body: ReviewCommand,
+) -> ViolationDetail:
+    v = _get(session, violation_id)
+    if v.version != body.version:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"case {violation_id} was changed by someone else (now version {v.version}, "
+            f"you decided on version {body.version}); reload it and decide again",
+        )
+    before = Status(v.status)
+    try:
+        after = decide(
+            case_of(v),
+            Command(body.action, reason=body.reason, plate=body.plate),
+            Actor(caller.username, caller.role),
+            utcnow(),
+            state.policy,
+        )
+    except WorkflowError as exc:
+        code = WORKFLOW_ERRORS.get(exc.code, status.HTTP_422_UNPROCESSABLE_CONTENT)
+        raise HTTPException(code, str(exc)) from exc
+    for name in (
+        "status",
+        "plate_corrected",
+        "reviewer",
+        "confirmed_by",
+        "decided_at",
+        "reject_reason",
+        "notice_issued_by",
+        "notice_issued_at",
+        "closed_at",
+    ):
+        value = getattr(after, name)
+        setattr(v, name, value.value if isinstance(value, Status) else value)
+    audit: dict[str, object] = {
+        "from": before.value,
+        "to": after.status.value,
+        "version": body.version,
+    }
+    if body.action is Action.CORRECT_PLATE:
+        audit.update(plate_before=v.plate_text, plate_after=after.plate_corrected)
+    if body.reason:
+        audit["reason"] = body.reason
+    if body.note:
+        audit["note"] = body.note
+    try:
+        session.flush()  # the version column makes a concurrent decision fail here
+        append_audit(
+            session,
+            actor=caller.username,
+            action=body.action.value,
+            violation_id=v.id,
+            detail=audit,
+        )
+        session.commit()
+    except StaleDataError as exc:
+        session.rollback()
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"case {violation_id} was decided by someone else a moment ago; reload it",
+        ) from exc
+    return detail(session, v, state.policy)
+
+
+@router.get(
+    "/violations/{violation_id}/audit", tags=["audit"], summary="The audit trail of one case"
+)
+def case_audit(_: CaseReader, session: SessionDep, violation_id: int) -> list[AuditOut]:
+    _get(session, violation_id)
+    rows = session.scalars(
+        select(AuditEntry).where(AuditEntry.violation_id == violation_id).order_by(AuditEntry.seq)
+    )
+    return [audit_out(e) for e in rows]
+
+
+def audit_out(e: AuditEntry) -> AuditOut:
+    return AuditOut(
+        seq=e.seq,
+        at=e.at,
+        actor=e.actor,
+        action=e.action,
+        violation_id=e.violation_id,
+        detail=json.loads(e.detail),
+        prev_hash=e.prev_hash,
+        entry_hash=e.entry_hash,
+    )

@@ -1,0 +1,127 @@
+"""Shared request dependencies: the database session, the caller and role checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from central.evidence import FilesystemStore
+from central.metrics import ApiMetrics
+from central.models import Node, User
+from central.records import node_for_token
+from central.security import NODE_TOKEN_PREFIX, decode_access_token
+from central.settings import Settings
+from central.workflow import Policy, Role
+
+TOKEN_URL = "/api/v1/auth/token"
+oauth2 = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
+node_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="NodeUploadToken",
+    description="A node's upload token, printed by `roadwatch central node add`",
+)
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    store: FilesystemStore
+    metrics: ApiMetrics
+    policy: Policy
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.central
+    return state
+
+
+StateDep = Annotated[AppState, Depends(app_state)]
+
+
+def db_session(state: StateDep) -> Iterator[Session]:
+    with state.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(db_session)]
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+@dataclass(frozen=True)
+class Caller:
+    username: str
+    role: Role
+
+
+def current_user(
+    state: StateDep, session: SessionDep, token: Annotated[str | None, Depends(oauth2)]
+) -> Caller:
+    if not token:
+        raise _unauthorized("not authenticated: log in at " + TOKEN_URL)
+    claims = decode_access_token(token, state.settings.token_key())
+    if claims is None:
+        if token.startswith(NODE_TOKEN_PREFIX) and node_for_token(session, token) is not None:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "nodes may only upload evidence")
+        raise _unauthorized("access token is invalid or expired")
+    user = session.scalar(select(User).where(User.username == claims.username))
+    if user is None or not user.active:
+        raise _unauthorized("user is unknown or disabled")
+    return Caller(user.username, Role(user.role))
+
+
+CurrentUser = Annotated[Caller, Depends(current_user)]
+
+
+def require(*roles: Role) -> Callable[[Caller], Caller]:
+    allowed = frozenset(roles)
+
+    def check(caller: CurrentUser) -> Caller:
+        if caller.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"role '{caller.role.value}' may not do this ({names})"
+            )
+        return caller
+
+    return check
+
+
+def current_node(
+    state: StateDep,
+    session: SessionDep,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(node_bearer)],
+) -> Node:
+    if creds is None or not creds.credentials:
+        raise _unauthorized("not authenticated: send the node's upload token")
+    token = creds.credentials
+    if token.startswith(NODE_TOKEN_PREFIX):
+        node = node_for_token(session, token)
+        if node is not None:
+            return node
+        raise _unauthorized("upload token is not valid")
+    if decode_access_token(token, state.settings.token_key()) is not None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only nodes upload evidence")
+    raise _unauthorized("upload token is not valid")
+
+
+NodeDep = Annotated[Node, Depends(current_node)]
+
+HUMANS = (Role.OFFICER, Role.SUPERVISOR, Role.ADMIN, Role.IOC)
+AnyUser = Annotated[Caller, Depends(require(*HUMANS))]
+Reviewer = Annotated[Caller, Depends(require(Role.OFFICER, Role.SUPERVISOR))]
+Admin = Annotated[Caller, Depends(require(Role.ADMIN))]
+CaseReader = Annotated[Caller, Depends(require(Role.OFFICER, Role.SUPERVISOR, Role.ADMIN))]
+Manager = Annotated[Caller, Depends(require(Role.SUPERVISOR, Role.ADMIN))]
+RegistryReader = Annotated[Caller, Depends(require(Role.SUPERVISOR, Role.ADMIN, Role.IOC))]

@@ -1,0 +1,116 @@
+"""Evidence blobs: node upload (PUT/HEAD) and download for reviewers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from central.api.deps import NodeDep, Reviewer, SessionDep, StateDep
+from central.api.schemas import EvidenceStored
+from central.db import transaction
+from central.evidence import SHA256_RE, EvidenceError
+from central.models import Blob
+from central.records import blob_known, record_blob
+from roadwatch.contract import MediaType
+
+router = APIRouter(prefix="/api/v1", tags=["evidence"])
+MEDIA_TYPES = frozenset(m.value for m in MediaType)
+
+
+def _check_sha(sha256: str) -> None:
+    if not SHA256_RE.match(sha256):
+        raise HTTPException(400, "not a sha256: expected 64 lower-case hex digits")
+
+
+@router.put(
+    "/evidence/{sha256}",
+    summary="Upload one evidence blob (node token)",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {m: {"schema": {"type": "string", "format": "binary"}} for m in MEDIA_TYPES},
+        }
+    },
+    responses={
+        200: {"description": "Already stored (idempotent)", "model": EvidenceStored},
+        201: {"description": "Stored", "model": EvidenceStored},
+        400: {"description": "Hash mismatch, bad sha256 or empty body"},
+        401: {"description": "No or invalid upload token"},
+        403: {"description": "Caller is not a node"},
+        413: {"description": "Blob larger than ROADWATCH_MAX_EVIDENCE_BYTES"},
+        415: {"description": "Media type is not image/jpeg, image/png or video/mp4"},
+    },
+)
+async def put_evidence(
+    node: NodeDep,
+    state: StateDep,
+    request: Request,
+    response: Response,
+    sha256: str,
+    content_type: Annotated[str | None, Header()] = None,
+    content_length: Annotated[int | None, Header()] = None,
+) -> EvidenceStored:
+    """Stores the body under its sha256 after checking the hash while it streams in."""
+    _check_sha(sha256)
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type not in MEDIA_TYPES:
+        raise HTTPException(415, f"media type must be one of {', '.join(sorted(MEDIA_TYPES))}")
+    limit = state.settings.max_evidence_bytes
+    if content_length is not None and content_length > limit:
+        state.metrics.evidence.labels("too_large").inc()
+        raise HTTPException(413, f"blob is {content_length} bytes; at most {limit} allowed")
+    node_id = node.id
+    try:
+        stored = await state.store.put(sha256, request.stream(), limit)
+    except EvidenceError as exc:
+        state.metrics.evidence.labels("refused").inc()
+        raise HTTPException(exc.status, str(exc)) from exc
+
+    def note() -> list[int]:
+        with transaction(state.sessions) as session:
+            return record_blob(
+                session, sha256=sha256, size=stored.size, media_type=media_type, node_id=node_id
+            )
+
+    completed = await run_in_threadpool(note)
+    response.status_code = 201 if stored.created else 200
+    state.metrics.evidence.labels("stored" if stored.created else "present").inc()
+    return EvidenceStored(
+        sha256=sha256, size=stored.size, stored=stored.created, completed_violations=completed
+    )
+
+
+@router.head(
+    "/evidence/{sha256}",
+    summary="Is this blob stored? (node token)",
+    responses={200: {"description": "Stored"}, 404: {"description": "Not stored"}},
+)
+def head_evidence(_: NodeDep, state: StateDep, session: SessionDep, sha256: str) -> Response:
+    _check_sha(sha256)
+    if blob_known(session, sha256) and state.store.exists(sha256):
+        return Response(status_code=200)
+    return Response(status_code=404)
+
+
+@router.get(
+    "/evidence/{sha256}",
+    summary="Download an evidence blob",
+    response_class=StreamingResponse,
+    responses={200: {"content": {m: {} for m in MEDIA_TYPES}}, 404: {"description": "Not here"}},
+)
+def get_evidence(
+    _: Reviewer, state: StateDep, session: SessionDep, sha256: str
+) -> StreamingResponse:
+    _check_sha(sha256)
+    blob = session.get(Blob, sha256)
+    if blob is None or not state.store.exists(sha256):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "blob has not arrived")
+    return StreamingResponse(
+        state.store.read(sha256),
+        media_type=blob.media_type,
+        headers={"Content-Length": str(blob.size), "Cache-Control": "private, max-age=86400"},
+    )

@@ -1,0 +1,309 @@
+"""Audit log, statistics, the live feed and the quarantine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from sqlalchemy import ColumnElement, case, func, literal_column, select
+from sqlalchemy.orm import Session
+
+from central.api.cases import Ident, Limit, Offset, _aware, audit_out, summary
+from central.api.deps import AnyUser, Manager, SessionDep, StateDep
+from central.api.schemas import (
+    AuditOut,
+    ChainOut,
+    CountOut,
+    FlowBucket,
+    QuarantineOut,
+    TrafficFlow,
+    ViolationStats,
+)
+from central.audit import ChainEntry, verify_chain
+from central.models import AuditEntry, Camera, Node, Quarantine, TrafficMinute, Violation
+
+router = APIRouter(prefix="/api/v1")
+From = Annotated[datetime | None, Query(alias="from", description="Start, inclusive (UTC)")]
+To = Annotated[datetime | None, Query(alias="to", description="End, exclusive (UTC)")]
+
+
+@router.get("/audit", tags=["audit"], summary="The audit log, newest first")
+def list_audit(
+    _: Manager,
+    session: SessionDep,
+    actor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> list[AuditOut]:
+    stmt = select(AuditEntry)
+    if actor:
+        stmt = stmt.where(AuditEntry.actor == actor)
+    rows = session.scalars(stmt.order_by(AuditEntry.seq.desc()).limit(limit).offset(offset))
+    return [audit_out(e) for e in rows]
+
+
+@router.get("/audit/verify", tags=["audit"], summary="Verify the audit log's hash chain")
+def verify_audit(_: Manager, session: SessionDep) -> ChainOut:
+    rows = session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars()
+    report = verify_chain(
+        ChainEntry(
+            seq=e.seq,
+            at=e.at,
+            actor=e.actor,
+            action=e.action,
+            violation_id=e.violation_id,
+            detail=e.detail,
+            prev_hash=e.prev_hash,
+            entry_hash=e.entry_hash,
+        )
+        for e in rows.yield_per(1000)
+    )
+    return ChainOut(
+        ok=report.ok,
+        entries=report.entries,
+        head=report.head,
+        first_bad_seq=report.first_bad_seq,
+        problem=report.problem,
+    )
+
+
+def time_bucket(session: Session, column: Any, by: str) -> ColumnElement[str]:
+    """An ISO text bucket (UTC) of ``column`` by hour or day, on either database."""
+    if session.get_bind().dialect.name == "postgresql":
+        fmt = {"hour": 'YYYY-MM-DD"T"HH24":00:00Z"', "day": 'YYYY-MM-DD"T00:00:00Z"'}[by]
+        return func.to_char(func.timezone("UTC", column), fmt)
+    fmt = {"hour": "%Y-%m-%dT%H:00:00Z", "day": "%Y-%m-%dT00:00:00Z"}[by]
+    return func.strftime(fmt, column)
+
+
+@router.get("/stats/violations", tags=["statistics"], summary="Violation counts")
+def violation_stats(
+    _: AnyUser,
+    session: SessionDep,
+    by: Literal["type", "camera", "hour", "day", "status"] = "type",
+    site: Ident = None,
+    camera: Ident = None,
+    occurred_from: From = None,
+    occurred_to: To = None,
+) -> ViolationStats:
+    """Counts by violation type, camera, status, or hour/day buckets of the violation time."""
+    key: Any
+    if by in ("hour", "day"):
+        key = time_bucket(session, Violation.occurred_at, by)
+    else:
+        key = {"type": Violation.type, "camera": Violation.camera, "status": Violation.status}[by]
+    stmt = select(key.label("k"), func.count().label("n"))
+    if site:
+        stmt = stmt.where(Violation.site == site)
+    if camera:
+        stmt = stmt.where(Violation.camera == camera)
+    if occurred_from is not None:
+        stmt = stmt.where(Violation.occurred_at >= _aware(occurred_from))
+    if occurred_to is not None:
+        stmt = stmt.where(Violation.occurred_at < _aware(occurred_to))
+    rows = session.execute(stmt.group_by(literal_column("k")).order_by(literal_column("k"))).all()
+    counts = [CountOut(key=str(k), count=n) for k, n in rows]
+    return ViolationStats(by=by, total=sum(c.count for c in counts), counts=counts)
+
+
+@router.get("/stats/traffic", tags=["statistics"], summary="Traffic flow from TrafficStats")
+def traffic_flow(
+    _: AnyUser,
+    session: SessionDep,
+    by: Literal["hour", "day"] = "hour",
+    site: Ident = None,
+    camera: Ident = None,
+    minute_from: From = None,
+    minute_to: To = None,
+) -> TrafficFlow:
+    """Vehicles counted per camera and hour or day, with the vehicle-weighted mean speed."""
+    bucket = time_bucket(session, TrafficMinute.minute_start, by).label("b")
+    weighted = func.sum(TrafficMinute.mean_speed_kmh * TrafficMinute.vehicles)
+    speed_weight = func.sum(
+        case((TrafficMinute.mean_speed_kmh.is_not(None), TrafficMinute.vehicles), else_=0)
+    )
+    stmt = select(
+        bucket,
+        TrafficMinute.camera,
+        func.sum(TrafficMinute.vehicles),
+        weighted,
+        speed_weight,
+        func.avg(TrafficMinute.occupancy),
+    )
+    if site:
+        stmt = stmt.where(TrafficMinute.site == site)
+    if camera:
+        stmt = stmt.where(TrafficMinute.camera == camera)
+    if minute_from is not None:
+        stmt = stmt.where(TrafficMinute.minute_start >= _aware(minute_from))
+    if minute_to is not None:
+        stmt = stmt.where(TrafficMinute.minute_start < _aware(minute_to))
+    stmt = stmt.group_by(literal_column("b"), TrafficMinute.camera).order_by(
+        literal_column("b"), TrafficMinute.camera
+    )
+    buckets = [
+        FlowBucket(
+            bucket=str(b),
+            camera=cam,
+            vehicles=int(n or 0),
+            mean_speed_kmh=round(float(w) / float(sw), 2) if w is not None and sw else None,
+            mean_occupancy=round(float(occ or 0.0), 4),
+        )
+        for b, cam, n, w, sw, occ in session.execute(stmt).all()
+    ]
+    return TrafficFlow(by=by, buckets=buckets)
+
+
+@router.get("/quarantine", tags=["ingest"], summary="Messages the ingest refused, with reasons")
+def list_quarantine(
+    _: Manager,
+    session: SessionDep,
+    reason_code: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> list[QuarantineOut]:
+    stmt = select(
+        Quarantine.id,
+        Quarantine.received_at,
+        Quarantine.topic,
+        Quarantine.reason_code,
+        Quarantine.reason,
+        func.length(Quarantine.payload),
+    )
+    if reason_code:
+        stmt = stmt.where(Quarantine.reason_code == reason_code)
+    rows = session.execute(stmt.order_by(Quarantine.id.desc()).limit(limit).offset(offset)).all()
+    return [
+        QuarantineOut(id=i, received_at=at, topic=t, reason_code=c, reason=r, size=int(n or 0))
+        for i, at, t, c, r, n in rows
+    ]
+
+
+# ---------------------------------------------------------------- live feed
+
+
+class _FeedCursor:
+    def __init__(self, last_violation: int, since: datetime) -> None:
+        self.last_violation = last_violation
+        self.since = since
+
+
+def _feed_start(session: Session) -> _FeedCursor:
+    from central.models import utcnow
+
+    last = session.scalar(select(func.max(Violation.id))) or 0
+    return _FeedCursor(int(last), utcnow())
+
+
+def _feed_poll(session: Session, cursor: _FeedCursor) -> list[tuple[str, dict[str, Any]]]:
+    from central.models import utcnow
+
+    out: list[tuple[str, dict[str, Any]]] = []
+    rows = session.scalars(
+        select(Violation)
+        .where(Violation.id > cursor.last_violation)
+        .order_by(Violation.id)
+        .limit(500)
+    )
+    for v in rows:
+        cursor.last_violation = v.id
+        out.append(("violation", summary(v).model_dump(mode="json")))
+    now = utcnow()
+    for c in session.scalars(select(Camera).where(Camera.updated_at > cursor.since)):
+        out.append(
+            (
+                "camera",
+                {
+                    "site": c.site,
+                    "node": c.node,
+                    "camera": c.camera,
+                    "state": c.state,
+                    "reason": c.reason,
+                    "updated_at": c.updated_at.isoformat(),
+                },
+            )
+        )
+    for n in session.scalars(select(Node).where(Node.updated_at > cursor.since)):
+        out.append(
+            (
+                "node",
+                {
+                    "site": n.site,
+                    "node": n.node,
+                    "state": n.state,
+                    "updated_at": n.updated_at.isoformat(),
+                },
+            )
+        )
+    cursor.since = now
+    return out
+
+
+@router.get(
+    "/feed",
+    tags=["live"],
+    summary="Live feed (server-sent events) of new violations and camera/node health changes",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {
+                "text/event-stream": {
+                    "example": 'event: violation\ndata: {"id": 1042, "type": "speeding"}\n\n'
+                    'event: camera\ndata: {"camera": "cam-01", "state": "stalled"}\n\n'
+                }
+            }
+        }
+    },
+)
+async def feed(
+    _: AnyUser,
+    state: StateDep,
+    request: Request,
+    max_events: Annotated[int, Query(ge=1, le=1_000_000)] = 1_000_000,
+    max_seconds: Annotated[float, Query(gt=0, le=86_400)] = 3600.0,
+) -> StreamingResponse:
+    """Events: `violation` (a new case), `camera` and `node` (a health change). A comment
+    line every 15 s keeps proxies from closing an idle stream; reconnect after it ends."""
+    sessions = state.sessions
+    poll_s = state.settings.feed_poll_s
+
+    def start() -> _FeedCursor:
+        with sessions() as s:
+            return _feed_start(s)
+
+    def poll(cursor: _FeedCursor) -> list[tuple[str, dict[str, Any]]]:
+        with sessions() as s:
+            return _feed_poll(s, cursor)
+
+    cursor = await run_in_threadpool(start)
+
+    async def stream() -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + max_seconds
+        sent = 0
+        idle = 0.0
+        yield b": roadwatch live feed\n\n"
+        while loop.time() < end and sent < max_events:
+            if await request.is_disconnected():
+                return
+            events = await run_in_threadpool(poll, cursor)
+            for kind, data in events:
+                yield f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+                sent += 1
+                if sent >= max_events:
+                    return
+            idle = 0.0 if events else idle + poll_s
+            if idle >= 15.0:
+                idle = 0.0
+                yield b": keep-alive\n\n"
+            await asyncio.sleep(min(poll_s, max(0.0, end - loop.time())))
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )

@@ -1,0 +1,340 @@
+"""Request and response bodies of the API, with the examples the OpenAPI page shows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from central.workflow import Action, DeadlineState, Role, Status
+
+Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{2,63}$")]
+Password = Annotated[str, StringConstraints(min_length=10, max_length=256)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the token expires")
+    role: Role
+
+
+class UserCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "username": "nguyen.van.an",
+                    "password": "a long passphrase",
+                    "role": "officer",
+                    "full_name": "Nguyễn Văn An",
+                }
+            ]
+        },
+    )
+    username: Username
+    password: Password
+    role: Literal[Role.OFFICER, Role.SUPERVISOR, Role.ADMIN, Role.IOC]
+    full_name: Annotated[str, StringConstraints(max_length=128)] = ""
+
+
+class UserUpdate(Strict):
+    role: Literal[Role.OFFICER, Role.SUPERVISOR, Role.ADMIN, Role.IOC] | None = None
+    active: bool | None = None
+    password: Password | None = None
+    full_name: Annotated[str, StringConstraints(max_length=128)] | None = None
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    username: str
+    full_name: str
+    role: Role
+    active: bool
+    created_at: datetime
+
+
+class NodeCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "site": "ql13-km22",
+                    "node": "node-01",
+                    "public_key_pem": "-----BEGIN PUBLIC KEY-----\n…\n-----END PUBLIC KEY-----\n",
+                }
+            ]
+        },
+    )
+    site: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+    node: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+    public_key_pem: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+class NodeRegistered(BaseModel):
+    site: str
+    node: str
+    upload_token: str = Field(description="Shown once; central keeps only its hash")
+
+
+class NodeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    site: str
+    node: str
+    state: str = Field(description="online, offline (last will) or unknown")
+    status_sent_at: datetime | None
+    status: dict[str, Any] | None = Field(description="The node's last NodeStatus")
+    updated_at: datetime
+
+
+class CameraOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    site: str
+    node: str
+    camera: str
+    name: str
+    place: str
+    latitude: float | None
+    longitude: float | None
+    state: str = Field(description="up, down, stalled, view_shifted, paused, offline, unknown")
+    reason: str
+    fps: float | None
+    updated_at: datetime
+
+
+class CameraUpdate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "QL13 Km 22 hướng Bình Dương",
+                    "place": "QL13 Km 22+300, Thuận An",
+                    "latitude": 10.9046,
+                    "longitude": 106.7047,
+                }
+            ]
+        },
+    )
+    name: Annotated[str, StringConstraints(max_length=128)] | None = None
+    place: Annotated[str, StringConstraints(max_length=128)] | None = None
+    latitude: Annotated[float, Field(ge=-90, le=90)] | None = None
+    longitude: Annotated[float, Field(ge=-180, le=180)] | None = None
+
+
+class DeadlineOut(BaseModel):
+    name: Literal["notice", "escalation"]
+    due_at: datetime
+    state: DeadlineState
+
+
+class ViolationSummary(BaseModel):
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 1042,
+                    "event_id": "019ab0c4-5e1a-7c3d-9f00-3a1b2c4d5e6f",
+                    "type": "speeding",
+                    "site": "ql13-km22",
+                    "camera": "cam-01",
+                    "lane": "lane-2",
+                    "occurred_at": "2026-11-23T07:03:05.120000Z",
+                    "vehicle_class": "car",
+                    "plate": "51F-123.45",
+                    "plate_text": "51F-123.45",
+                    "plate_corrected": None,
+                    "speed_kmh": 92.4,
+                    "speed_limit_kmh": 80.0,
+                    "status": "new",
+                    "version": 1,
+                    "evidence_complete": True,
+                }
+            ]
+        },
+    )
+    id: int
+    event_id: str
+    type: str
+    site: str
+    camera: str
+    lane: str | None
+    occurred_at: datetime
+    vehicle_class: str
+    plate: str | None = Field(description="Corrected plate if any, else the roadside reading")
+    plate_text: str | None = Field(description="The plate as read at the roadside (never changed)")
+    plate_corrected: str | None
+    speed_kmh: float | None
+    speed_limit_kmh: float | None
+    status: Status
+    version: int = Field(description="Send it back with a review action (optimistic locking)")
+    evidence_complete: bool
+
+
+class EvidenceOut(BaseModel):
+    role: str
+    media_type: str
+    sha256: str
+    size: int
+    arrived: bool
+    url: str
+
+
+class ViolationDetail(ViolationSummary):
+    node: str
+    place: str | None
+    explanation: str
+    plate_confidence: float | None
+    plate_valid: bool | None
+    received_at: datetime
+    reviewer: str | None
+    confirmed_by: str | None
+    decided_at: datetime | None
+    reject_reason: str | None
+    notice_issued_by: str | None
+    notice_issued_at: datetime | None
+    closed_at: datetime | None
+    evidence: list[EvidenceOut]
+    deadlines: list[DeadlineOut]
+    event: dict[str, Any] = Field(description="The signed event as received")
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    limit: int
+    offset: int
+    has_more: bool
+
+
+class QueueItem(ViolationSummary):
+    reviewer: str | None
+    deadlines: list[DeadlineOut]
+
+
+class ReviewCommand(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"action": "start_review", "version": 1},
+                {"action": "correct_plate", "version": 2, "plate": "51F-123.46"},
+                {"action": "confirm", "version": 3},
+                {"action": "reject", "version": 2, "reason": "Biển số bị che, không đọc được"},
+            ]
+        },
+    )
+    action: Action
+    version: Annotated[int, Field(ge=1, description="The version you decided on")]
+    reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    plate: Annotated[str, StringConstraints(max_length=16)] | None = None
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class AuditOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    violation_id: int | None
+    detail: dict[str, Any]
+    prev_hash: str
+    entry_hash: str
+
+
+class ChainOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"ok": True, "entries": 1532, "head": "9f2c…"}]}
+    )
+    ok: bool
+    entries: int
+    head: str
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+class CountOut(BaseModel):
+    key: str
+    count: int
+
+
+class ViolationStats(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "by": "type",
+                    "total": 42,
+                    "counts": [{"key": "speeding", "count": 30}, {"key": "red_light", "count": 12}],
+                }
+            ]
+        }
+    )
+    by: str
+    total: int
+    counts: list[CountOut]
+
+
+class FlowBucket(BaseModel):
+    bucket: str
+    camera: str
+    vehicles: int
+    mean_speed_kmh: float | None
+    mean_occupancy: float
+
+
+class TrafficFlow(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "by": "hour",
+                    "buckets": [
+                        {
+                            "bucket": "2026-11-23T07:00:00Z",
+                            "camera": "cam-01",
+                            "vehicles": 1840,
+                            "mean_speed_kmh": 46.2,
+                            "mean_occupancy": 0.21,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+    by: str
+    buckets: list[FlowBucket]
+
+
+class QuarantineOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    received_at: datetime
+    topic: str
+    reason_code: str
+    reason: str
+    size: int
+
+
+class EvidenceStored(BaseModel):
+    sha256: str
+    size: int
+    stored: bool = Field(description="True when this request stored it, false when it was there")
+    completed_violations: list[int]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: str

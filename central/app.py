@@ -1,0 +1,162 @@
+"""The FastAPI application factory. Nothing is created at import time."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy import Engine, text
+
+from central.api import admin, cases, evidence, ioc
+from central.api.deps import AppState, app_state
+from central.api.schemas import Health
+from central.db import make_engine, migrate, session_factory
+from central.evidence import FilesystemStore
+from central.metrics import ApiMetrics, IngestMetrics
+from central.security import decode_access_token
+from central.settings import Settings
+from central.workflow import Policy, Role
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Central service of Roadwatch: ingested violation records, the police review workflow
+with a hash-chained audit log, the camera and node registry, statistics and a live feed
+for the Intelligent Operation Centre (IOC), and evidence upload for edge nodes.
+
+Log in with `POST /api/v1/auth/token` (OAuth2 password flow) and send the access token as
+`Authorization: Bearer …`. Roles: **officer** (review), **supervisor** (review, notices,
+deadlines, audit), **admin** (users, nodes, cameras, audit), **ioc** (read-only) and
+**node** (evidence upload with its upload token only).
+"""
+
+metrics_bearer = HTTPBearer(auto_error=False, scheme_name="MetricsToken")
+
+
+def create_app(
+    settings: Settings, *, engine: Engine | None = None, with_ingest: bool = False
+) -> FastAPI:
+    """Build the app; the engine, migrations and (optionally) the ingest start in lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_engine = engine is None
+        eng = engine or make_engine(settings.resolved_database_url)
+        if settings.migrate_on_start:
+            migrate(eng)
+        registry = CollectorRegistry()
+        app.state.registry = registry
+        app.state.central = AppState(
+            settings=settings,
+            sessions=session_factory(eng),
+            store=FilesystemStore(settings.resolved_evidence_dir),
+            metrics=ApiMetrics(registry),
+            policy=Policy(
+                two_person_rule=settings.two_person_rule,
+                notice_days=settings.notice_days,
+                escalation_days=settings.escalation_days,
+            ),
+        )
+        ingest = None
+        if with_ingest:
+            from central.ingest import IngestService
+
+            ingest = IngestService(settings, eng, IngestMetrics(registry))
+            ingest.start()
+        try:
+            yield
+        finally:
+            if ingest is not None:
+                ingest.stop()
+            if own_engine:
+                eng.dispose()
+
+    app = FastAPI(
+        title="Roadwatch central",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "auth", "description": "Log in; tokens are short-lived JWTs"},
+            {"name": "violations", "description": "Search and read violation records"},
+            {"name": "review", "description": "The review workflow and legal deadlines"},
+            {"name": "audit", "description": "The append-only, hash-chained audit log"},
+            {"name": "statistics", "description": "Counts and traffic flow for the IOC"},
+            {"name": "live", "description": "Server-sent events of new cases and health"},
+            {"name": "registry", "description": "Cameras (also as GeoJSON) and edge nodes"},
+            {"name": "evidence", "description": "Content-addressed evidence blobs"},
+            {"name": "ingest", "description": "What the MQTT ingest refused"},
+            {"name": "users", "description": "User accounts and roles"},
+            {"name": "operations", "description": "Health and Prometheus metrics"},
+        ],
+    )
+
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        state: AppState | None = getattr(request.app.state, "central", None)
+        if state is not None:
+            state.metrics.requests.labels(
+                request.method, getattr(route, "path", "unmatched"), str(response.status_code)
+            ).observe(time.perf_counter() - start)
+        return response
+
+    @app.get("/health", tags=["operations"], summary="Liveness and database reachability")
+    def health(request: Request) -> JSONResponse:
+        state = app_state(request)
+        try:
+            with state.sessions() as session:
+                session.execute(text("SELECT 1"))
+            body = Health(status="ok", database="ok")
+            return JSONResponse(body.model_dump(), status_code=200)
+        except Exception as exc:  # the database is away: say so, do not crash
+            body = Health(status="degraded", database=type(exc).__name__)
+            return JSONResponse(body.model_dump(), status_code=503)
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics (metrics token, or an admin/supervisor/ioc access token)",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}}, 401: {"description": "No token"}},
+    )
+    def metrics(
+        request: Request,
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(metrics_bearer)],
+    ) -> Response:
+        state = app_state(request)
+        token = creds.credentials if creds else ""
+        allowed = bool(token) and (
+            (state.settings.metrics_token is not None and token == state.settings.metrics_token)
+            or _metrics_role(token, state.settings.token_key())
+        )
+        if not allowed:
+            return JSONResponse(
+                {"detail": "send the metrics token or an access token"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        registry: CollectorRegistry = request.app.state.registry
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(admin.router)
+    app.include_router(cases.router)
+    app.include_router(ioc.router)
+    app.include_router(evidence.router)
+    return app
+
+
+def _metrics_role(token: str, key: str) -> bool:
+    claims = decode_access_token(token, key)
+    return claims is not None and claims.role in (Role.ADMIN, Role.SUPERVISOR, Role.IOC)

@@ -1,0 +1,86 @@
+"""Hash chain of the audit log (pure): each entry's hash covers the previous hash."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from roadwatch.contract.canonical import canonical_bytes
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class ChainEntry:
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    violation_id: int | None
+    detail: str  # canonical JSON
+    prev_hash: str
+    entry_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    ok: bool
+    entries: int
+    head: str
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+def entry_hash(
+    *,
+    prev_hash: str,
+    seq: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    violation_id: int | None,
+    detail: str,
+) -> str:
+    body: dict[str, Any] = {
+        "seq": seq,
+        "at": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "actor": actor,
+        "action": action,
+        "violation_id": violation_id,
+        "detail": detail,
+    }
+    return hashlib.sha256(prev_hash.encode("ascii") + canonical_bytes(body)).hexdigest()
+
+
+def detail_text(detail: dict[str, Any]) -> str:
+    return canonical_bytes(detail).decode("utf-8")
+
+
+def verify_chain(entries: Iterable[ChainEntry]) -> ChainReport:
+    """Walk the entries in sequence order; report the first that breaks the chain."""
+    prev = GENESIS
+    expected_seq = 1
+    count = 0
+    for e in entries:
+        if e.seq != expected_seq:
+            return ChainReport(False, count, prev, e.seq, f"expected entry {expected_seq}")
+        if e.prev_hash != prev:
+            return ChainReport(False, count, prev, e.seq, "previous hash does not match")
+        actual = entry_hash(
+            prev_hash=e.prev_hash,
+            seq=e.seq,
+            at=e.at,
+            actor=e.actor,
+            action=e.action,
+            violation_id=e.violation_id,
+            detail=e.detail,
+        )
+        if actual != e.entry_hash:
+            return ChainReport(False, count, prev, e.seq, "entry was altered")
+        prev = e.entry_hash
+        expected_seq += 1
+        count += 1
+    return ChainReport(True, count, prev)

@@ -1,0 +1,200 @@
+"""``roadwatch central ...`` subcommands (the work is imported when a command runs)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from central.settings import Settings
+
+ROLES = ("officer", "supervisor", "admin", "ioc")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    central = sub.add_parser(
+        "central",
+        help="run the central service and manage its users and nodes",
+        description="Central service. Settings come from ROADWATCH_* variables "
+        "(ROADWATCH_DATABASE_URL, ROADWATCH_SECRET_KEY, ROADWATCH_MQTT_HOST, ...); "
+        "without them it uses SQLite and an evidence folder under ./var/central.",
+    )
+    csub = central.add_subparsers(dest="central_command", metavar="SUBCOMMAND", required=True)
+
+    serve = csub.add_parser("serve", help="serve the HTTP API (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--with-ingest", action="store_true", help="also run the MQTT ingest in this process"
+    )
+    serve.set_defaults(func=_serve)
+
+    ingest = csub.add_parser("ingest", help="run the MQTT ingest (violations, traffic, status)")
+    ingest.set_defaults(func=_ingest)
+
+    mig = csub.add_parser("migrate", help="apply database migrations and exit")
+    mig.set_defaults(func=_migrate)
+
+    node = csub.add_parser("node", help="the registry of edge nodes")
+    nsub = node.add_subparsers(dest="node_command", metavar="SUBCOMMAND", required=True)
+    add = nsub.add_parser(
+        "add",
+        help="register a node's public key and print its upload token",
+        description="Registers the node's Ed25519 public key (from `roadwatch edge keygen`) "
+        "and prints its evidence upload token once; central keeps only the token's hash.",
+    )
+    add.add_argument("--site", required=True)
+    add.add_argument("--node", required=True)
+    add.add_argument("--public-key", required=True, type=Path, metavar="node.pub")
+    add.set_defaults(func=_node_add)
+
+    user = csub.add_parser(
+        "create-user",
+        help="create a user (password from ROADWATCH_NEW_PASSWORD, --password-stdin or a prompt)",
+    )
+    user.add_argument("--username", required=True)
+    user.add_argument("--role", required=True, choices=ROLES)
+    user.add_argument("--full-name", default="")
+    user.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    user.set_defaults(func=_create_user)
+
+
+def _engine() -> tuple[Settings, Engine]:
+    from central.db import make_engine, migrate
+    from central.settings import load_settings
+
+    settings = load_settings()
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    return settings, engine
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from central.app import create_app
+    from central.settings import load_settings
+
+    settings = load_settings()
+    app = create_app(settings, with_ingest=args.with_ingest)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+        proxy_headers=False,
+    )
+    print(
+        f"central: serving on http://{args.host}:{args.port} "
+        f"(database {settings.resolved_database_url.split('@')[-1]}, "
+        f"evidence {settings.resolved_evidence_dir})",
+        flush=True,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _ingest(_args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from central.ingest import run_ingest
+
+    settings, engine = _engine()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_a: stop.set())
+    print(
+        f"central: ingesting from {settings.mqtt_host}:{settings.mqtt_port} "
+        f"(site {settings.mqtt_site}, group {settings.mqtt_share_group})",
+        flush=True,
+    )
+    try:
+        run_ingest(settings, engine, stop)
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    from central.db import current_revision
+
+    _settings, engine = _engine()
+    print(f"central: database at revision {current_revision(engine)}")
+    engine.dispose()
+    return 0
+
+
+def _node_add(args: argparse.Namespace) -> int:
+    from central.db import session_factory, transaction
+    from central.records import append_audit, register_node
+    from roadwatch.errors import UserError
+
+    try:
+        pem = args.public_key.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read public key {args.public_key}: {exc}") from exc
+    _settings, engine = _engine()
+    try:
+        with transaction(session_factory(engine)) as session:
+            reg = register_node(session, site=args.site, node=args.node, public_key_pem=pem)
+            append_audit(
+                session,
+                actor="cli",
+                action="node_add",
+                detail={"site": reg.site, "node": reg.node},
+            )
+    finally:
+        engine.dispose()
+    print(f"registered node {reg.site}/{reg.node}")
+    print(f"upload token (shown once, give it to the node): {reg.token}")
+    return 0
+
+
+def _create_user(args: argparse.Namespace) -> int:
+    import getpass
+
+    from central.db import session_factory, transaction
+    from central.records import append_audit, create_user
+    from central.security import MIN_PASSWORD
+    from central.workflow import Role
+    from roadwatch.errors import UserError
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif os.environ.get("ROADWATCH_NEW_PASSWORD"):
+        password = os.environ["ROADWATCH_NEW_PASSWORD"]
+    else:
+        password = getpass.getpass(f"password for {args.username}: ")
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"password needs at least {MIN_PASSWORD} characters")
+    import re
+
+    if not re.match(r"^[a-z0-9][a-z0-9_.-]{2,63}$", args.username):
+        raise UserError("user name: 3-64 of a-z, 0-9, '.', '_' or '-'")
+    _settings, engine = _engine()
+    try:
+        with transaction(session_factory(engine)) as session:
+            create_user(
+                session,
+                username=args.username,
+                password=password,
+                role=Role(args.role),
+                full_name=args.full_name,
+            )
+            append_audit(
+                session,
+                actor="cli",
+                action="user_create",
+                detail={"username": args.username, "role": args.role},
+            )
+    finally:
+        engine.dispose()
+    print(f"created {args.role} {args.username}")
+    return 0

@@ -1,0 +1,228 @@
+"""MQTT ingest: a shared MQTT 5 subscription, batches committed before they are acknowledged.
+
+paho's network thread only queues messages; one worker thread checks and stores a batch
+in one transaction, commits, and only then sends the PUBACKs (``manual_ack``). A message
+whose batch was not committed is never acknowledged, so the broker delivers it again
+after a crash and the unique event id makes that harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import ssl
+import threading
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from central.db import session_factory, transaction
+from central.intake import Message
+from central.metrics import IngestMetrics
+from central.records import BatchResult, KeyCache, record_batch, refresh_completeness
+from central.settings import Settings
+from roadwatch.contract import CameraTopic, NodeTopic, subscription
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    mid: int
+    qos: int
+    message: Message
+
+
+def subscriptions(settings: Settings) -> list[tuple[str, int]]:
+    """Violations and traffic through the shared group; status directly, because a broker
+    does not hand retained messages to shared subscriptions."""
+    group = settings.mqtt_share_group
+    site = settings.mqtt_site
+    return [
+        (subscription(CameraTopic.VIOLATION, site=site, share_group=group), 1),
+        (subscription(CameraTopic.TRAFFIC, site=site, share_group=group), 1),
+        (subscription(NodeTopic.STATUS, site=site), 1),
+    ]
+
+
+class IngestService:
+    """Runs the MQTT client and the batch worker until ``stop()``."""
+
+    def __init__(
+        self, settings: Settings, engine: Engine, metrics: IngestMetrics | None = None
+    ) -> None:
+        self.settings = settings
+        self._sessions: sessionmaker[Session] = session_factory(engine)
+        self.metrics = metrics or IngestMetrics()
+        self._queue: queue.Queue[_Delivery] = queue.Queue()
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._keys = KeyCache()
+        self._worker: threading.Thread | None = None
+        # A stable id keeps the broker session (and the messages queued for it) across restarts.
+        client_id = settings.mqtt_client_id or f"roadwatch-central-{socket.gethostname()}"
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if settings.mqtt_username:
+            self.client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+        if settings.mqtt_tls:
+            self.client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+
+    # -- paho callbacks (network thread) ---------------------------------------
+    def _on_connect(
+        self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object
+    ) -> None:
+        if getattr(rc, "is_failure", False):
+            log.error("MQTT connect refused: %s", rc)
+            return
+        opts = SubscribeOptions(qos=1)
+        client.subscribe([(topic, opts) for topic, _qos in subscriptions(self.settings)])
+        self._connected.set()
+        log.info("ingest connected to %s:%s", self.settings.mqtt_host, self.settings.mqtt_port)
+
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: object, _f: object, rc: object, _p: object
+    ) -> None:
+        self._connected.clear()
+        if not self._stop.is_set():
+            log.warning("ingest lost the broker (%s); reconnecting", rc)
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        self._queue.put(_Delivery(msg.mid, msg.qos, Message(msg.topic, bytes(msg.payload))))
+
+    # -- lifecycle ----------------------------------------------------------------
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self.settings.mqtt_session_expiry_s
+        props.ReceiveMaximum = self.settings.ingest_receive_maximum
+        self.client.connect_async(
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            keepalive=30,
+            clean_start=False,
+            properties=props,
+        )
+        self.client.loop_start()
+        self._worker = threading.Thread(target=self._run, name="central-ingest", daemon=True)
+        self._worker.start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the batch in hand, disconnect, and join every thread within ``timeout``."""
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> IngestService:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    # -- worker -------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batch = self._next_batch()
+            if batch:
+                self._commit_then_ack(batch)
+
+    def _next_batch(self) -> list[_Delivery]:
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        while len(batch) < self.settings.ingest_batch:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _commit_then_ack(self, batch: list[_Delivery]) -> None:
+        delay = 0.5
+        while True:
+            try:
+                result = self._store([d.message for d in batch])
+                break
+            except OperationalError as exc:
+                # The database is away: keep the batch unacknowledged and try again.
+                log.warning("database unavailable (%s); retrying in %.1f s", exc.orig, delay)
+                if self._stop.wait(delay):
+                    return  # not acknowledged: the broker re-delivers after restart
+                delay = min(delay * 2, 10.0)
+            except DBAPIError:
+                log.exception("batch refused by the database; storing one message at a time")
+                result = self._store_singly([d.message for d in batch])
+                break
+        for d in batch:
+            if d.qos > 0:
+                self.client.ack(d.mid, d.qos)
+        self.metrics.observe(result, len(batch))
+        if result.incomplete_ids:
+            # A blob may have been committed while this batch was open: look once more.
+            with transaction(self._sessions) as session:
+                refresh_completeness(session, result.incomplete_ids)
+
+    def _store(self, messages: list[Message]) -> BatchResult:
+        with transaction(self._sessions) as session:
+            return record_batch(session, messages, self._keys)
+
+    def _store_singly(self, messages: list[Message]) -> BatchResult:
+        from central.intake import Refusal, RefusalCode
+        from central.records import quarantine
+
+        total = BatchResult()
+        for message in messages:
+            try:
+                one = self._store([message])
+            except DBAPIError as exc:
+                with transaction(self._sessions) as session:
+                    quarantine(
+                        session,
+                        message,
+                        Refusal(RefusalCode.MALFORMED, f"database refused it: {exc.orig}"),
+                    )
+                total.refuse(RefusalCode.MALFORMED)
+                continue
+            total.accepted += one.accepted
+            total.duplicates += one.duplicates
+            total.traffic += one.traffic
+            total.statuses += one.statuses
+            for code, n in one.quarantined.items():
+                total.quarantined[code] = total.quarantined.get(code, 0) + n
+            total.new_violation_ids += one.new_violation_ids
+            total.incomplete_ids += one.incomplete_ids
+        return total
+
+
+def run_ingest(settings: Settings, engine: Engine, stop: threading.Event) -> None:
+    """Run the ingest until ``stop`` is set (the CLI sets it on SIGTERM/SIGINT)."""
+    service = IngestService(settings, engine)
+    service.start()
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        service.stop()

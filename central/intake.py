@@ -1,0 +1,111 @@
+"""Checks every incoming MQTT message against the contract and the node registry.
+
+Pure apart from the key lookup it is handed: a message is either accepted as a typed
+payload or refused with a reason code and a one-line reason, which goes to quarantine.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from roadwatch.contract import (
+    SCHEMA_VERSION,
+    CameraTopic,
+    ContractError,
+    NodeStatus,
+    NodeTopic,
+    TopicError,
+    TrafficStats,
+    ViolationEvent,
+    parse_payload,
+    parse_topic,
+)
+from roadwatch.contract.signing import SignatureError, verify
+
+KeyLookup = Callable[[str, str], Ed25519PublicKey | None]
+
+
+class RefusalCode(StrEnum):
+    MALFORMED = "malformed"
+    SCHEMA_VERSION = "schema_version"
+    BAD_TOPIC = "bad_topic"
+    TOPIC_MISMATCH = "topic_mismatch"
+    UNKNOWN_NODE = "unknown_node"
+    FORGED = "forged"
+    REUSED_ID = "reused_event_id"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    code: RefusalCode
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+
+
+Accepted = ViolationEvent | TrafficStats | NodeStatus
+
+
+def check(message: Message, keys: KeyLookup) -> Accepted | Refusal:
+    """Accept ``message`` as a typed payload or refuse it with the reason."""
+    try:
+        topic = parse_topic(message.topic)
+    except TopicError as exc:
+        return Refusal(RefusalCode.BAD_TOPIC, str(exc))
+    model: type[Accepted]
+    if topic.kind is CameraTopic.VIOLATION:
+        model = ViolationEvent
+    elif topic.kind is CameraTopic.TRAFFIC:
+        model = TrafficStats
+    elif topic.kind is NodeTopic.STATUS:
+        model = NodeStatus
+    else:
+        return Refusal(RefusalCode.BAD_TOPIC, f"central does not ingest {topic.kind.value}")
+    try:
+        payload = parse_payload(model, message.payload)
+    except ContractError as exc:
+        version = _schema_version(message.payload)
+        if version is not None and version != SCHEMA_VERSION:
+            return Refusal(
+                RefusalCode.SCHEMA_VERSION,
+                f"schema version {version!r} is not supported (expected {SCHEMA_VERSION!r})",
+            )
+        return Refusal(RefusalCode.MALFORMED, str(exc))
+    camera = getattr(payload, "camera", None)
+    if (payload.site, payload.node, camera) != (topic.site, topic.node, topic.camera):
+        return Refusal(
+            RefusalCode.TOPIC_MISMATCH,
+            f"payload names {payload.site}/{payload.node}/{camera or '-'} "
+            f"but came on {message.topic}",
+        )
+    key = keys(payload.site, payload.node)
+    if key is None:
+        return Refusal(
+            RefusalCode.UNKNOWN_NODE, f"node {payload.site}/{payload.node} is not registered"
+        )
+    if isinstance(payload, ViolationEvent):
+        try:
+            verify(payload, key)
+        except SignatureError as exc:
+            return Refusal(RefusalCode.FORGED, str(exc))
+    return payload
+
+
+def _schema_version(raw: bytes) -> str | None:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(data, dict):
+        value = data.get("schema_version")
+        return str(value)[:32] if value is not None else None
+    return None

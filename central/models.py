@@ -1,0 +1,256 @@
+"""SQLAlchemy models of central's records.
+
+Times are stored in UTC; ``UtcDateTime`` hands back timezone-aware values on every
+database (SQLite keeps no zone of its own).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; central stores UTC instants only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    full_name: Mapped[str] = mapped_column(String(128), default="")
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Node(Base):
+    """An edge node: its signing key, the hash of its upload token and its last status."""
+
+    __tablename__ = "nodes"
+    __table_args__ = (UniqueConstraint("site", "node", name="uq_nodes_site_node"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    node: Mapped[str] = mapped_column(String(64))
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), default="unknown")
+    status_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    status_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+
+class Camera(Base):
+    __tablename__ = "cameras"
+    __table_args__ = (
+        UniqueConstraint("site", "node", "camera", name="uq_cameras_site_node_camera"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    node: Mapped[str] = mapped_column(String(64))
+    camera: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128), default="")
+    place: Mapped[str] = mapped_column(String(128), default="")
+    latitude: Mapped[float | None] = mapped_column(Float, nullable=True)
+    longitude: Mapped[float | None] = mapped_column(Float, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default="unknown")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    fps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+
+class Violation(Base):
+    """One suspected violation as received, plus its review state.
+
+    ``plate_text`` is the plate as read at the roadside and is never changed;
+    a correction goes to ``plate_corrected``.
+    """
+
+    __tablename__ = "violations"
+    __table_args__ = (
+        Index("ix_violations_status_occurred", "status", "occurred_at"),
+        Index("ix_violations_camera_occurred", "camera", "occurred_at"),
+        Index("ix_violations_type_occurred", "type", "occurred_at"),
+        Index("ix_violations_plate", "plate_text"),
+        Index("ix_violations_plate_corrected", "plate_corrected"),
+        Index("ix_violations_occurred", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    type: Mapped[str] = mapped_column(String(32))
+    site: Mapped[str] = mapped_column(String(64))
+    node: Mapped[str] = mapped_column(String(64))
+    camera: Mapped[str] = mapped_column(String(64))
+    lane: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    vehicle_class: Mapped[str] = mapped_column(String(16))
+    plate_text: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    plate_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    plate_valid: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    plate_corrected: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    speed_kmh: Mapped[float | None] = mapped_column(Float, nullable=True)
+    speed_limit_kmh: Mapped[float | None] = mapped_column(Float, nullable=True)
+    place: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    explanation: Mapped[str] = mapped_column(Text, default="")
+    payload: Mapped[str] = mapped_column(Text)
+    payload_sha256: Mapped[str] = mapped_column(String(64))
+    evidence_count: Mapped[int] = mapped_column(Integer, default=0)
+    evidence_complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    reviewer: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    confirmed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    reject_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    notice_issued_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    notice_issued_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+
+class EvidenceRef(Base):
+    """A blob a violation lists; the violation is complete when all have arrived."""
+
+    __tablename__ = "evidence_refs"
+
+    violation_id: Mapped[int] = mapped_column(
+        ForeignKey("violations.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    media_type: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int] = mapped_column(BigInteger)
+
+
+class Blob(Base):
+    """An evidence blob that has arrived and matched its hash."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    media_type: Mapped[str] = mapped_column(String(32))
+    node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id"), nullable=True)
+    stored_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Quarantine(Base):
+    """A message that could not be accepted, kept with the reason."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    topic: Mapped[str] = mapped_column(String(512))
+    reason_code: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class TrafficMinute(Base):
+    """One lane's flow in one minute at one camera (from TrafficStats)."""
+
+    __tablename__ = "traffic"
+    __table_args__ = (
+        UniqueConstraint("site", "camera", "minute_start", "lane", name="uq_traffic_minute"),
+        Index("ix_traffic_camera_minute", "camera", "minute_start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    node: Mapped[str] = mapped_column(String(64))
+    camera: Mapped[str] = mapped_column(String(64))
+    minute_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    lane: Mapped[str] = mapped_column(String(64))
+    vehicles: Mapped[int] = mapped_column(Integer)
+    counts_json: Mapped[str] = mapped_column(Text)
+    mean_speed_kmh: Mapped[float | None] = mapped_column(Float, nullable=True)
+    occupancy: Mapped[float] = mapped_column(Float)
+
+
+class AuditEntry(Base):
+    """Append-only, hash-chained record of every review and administrative action.
+
+    ``entry_hash`` = sha256(prev_hash + canonical JSON of the entry's fields); database
+    triggers refuse UPDATE and DELETE on this table.
+    """
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    violation_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    detail: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The chain's newest entry; its row lock serializes appends across replicas."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    entry_hash: Mapped[str] = mapped_column(String(64))

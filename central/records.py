@@ -1,0 +1,437 @@
+"""Database writes: the ingest batch, nodes, users, evidence and the audit chain."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from central.audit import detail_text, entry_hash
+from central.intake import Message, Refusal, RefusalCode, check
+from central.models import (
+    AuditEntry,
+    AuditHead,
+    Blob,
+    Camera,
+    EvidenceRef,
+    Node,
+    Quarantine,
+    TrafficMinute,
+    User,
+    Violation,
+    utcnow,
+)
+from central.security import hash_password, new_node_token, token_digest
+from central.workflow import Role
+from roadwatch.contract import (
+    NodeState,
+    NodeStatus,
+    TrafficStats,
+    ViolationEvent,
+    to_wire,
+)
+from roadwatch.contract.signing import SignatureError, load_public_key_pem
+from roadwatch.errors import UserError
+
+MAX_QUARANTINE_PAYLOAD = 1024 * 1024
+
+
+def _insert(session: Session, table: Any) -> Any:
+    """INSERT that supports ON CONFLICT on both PostgreSQL and SQLite."""
+    name = session.get_bind().dialect.name
+    return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
+
+
+# ---------------------------------------------------------------- node registry
+
+
+class KeyCache:
+    """Registered node keys, looked up once and kept for ``ttl_s`` (re-keying takes effect)."""
+
+    def __init__(self, ttl_s: float = 60.0) -> None:
+        self.ttl_s = ttl_s
+        self._keys: dict[tuple[str, str], tuple[float, Ed25519PublicKey]] = {}
+
+    def lookup(self, session: Session, site: str, node: str) -> Ed25519PublicKey | None:
+        now = time.monotonic()
+        hit = self._keys.get((site, node))
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        pem = session.scalar(
+            select(Node.public_key_pem).where(Node.site == site, Node.node == node)
+        )
+        if pem is None:
+            return None
+        key = load_public_key_pem(pem)
+        self._keys[(site, node)] = (now, key)
+        return key
+
+
+@dataclass(frozen=True)
+class RegisteredNode:
+    site: str
+    node: str
+    token: str
+
+
+def register_node(session: Session, *, site: str, node: str, public_key_pem: str) -> RegisteredNode:
+    """Register a node's signing key; returns its upload token (only the hash is kept)."""
+    from roadwatch.contract.topics import TopicError, _check_ident
+
+    try:
+        _check_ident("site", site)
+        _check_ident("node", node)
+        load_public_key_pem(public_key_pem)
+    except (TopicError, SignatureError) as exc:
+        raise UserError(str(exc)) from exc
+    if session.scalar(select(Node.id).where(Node.site == site, Node.node == node)):
+        raise UserError(f"node {site}/{node} is already registered")
+    token = new_node_token()
+    session.add(
+        Node(site=site, node=node, public_key_pem=public_key_pem, token_hash=token_digest(token))
+    )
+    return RegisteredNode(site, node, token)
+
+
+def node_for_token(session: Session, token: str) -> Node | None:
+    return session.scalar(select(Node).where(Node.token_hash == token_digest(token)))
+
+
+def create_user(
+    session: Session, *, username: str, password: str, role: Role, full_name: str = ""
+) -> User:
+    if role is Role.NODE:
+        raise UserError("nodes are registered with 'central node add', not as users")
+    if session.scalar(select(User.id).where(User.username == username)):
+        raise UserError(f"user {username!r} exists")
+    user = User(
+        username=username, full_name=full_name, password_hash=hash_password(password), role=role
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+# ---------------------------------------------------------------- audit chain
+
+
+def append_audit(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    violation_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Append one entry; the head row's lock orders concurrent writers into one chain."""
+    head = session.scalar(select(AuditHead).where(AuditHead.id == 1).with_for_update())
+    if head is None:
+        raise RuntimeError("audit_head row is missing: the database is not migrated")
+    at = utcnow()
+    text = detail_text(detail or {})
+    seq = head.seq + 1
+    digest = entry_hash(
+        prev_hash=head.entry_hash,
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        violation_id=violation_id,
+        detail=text,
+    )
+    entry = AuditEntry(
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        violation_id=violation_id,
+        detail=text,
+        prev_hash=head.entry_hash,
+        entry_hash=digest,
+    )
+    session.add(entry)
+    head.seq = seq
+    head.entry_hash = digest
+    session.flush()
+    return entry
+
+
+# ---------------------------------------------------------------- ingest
+
+
+@dataclass
+class BatchResult:
+    accepted: int = 0
+    duplicates: int = 0
+    quarantined: dict[str, int] = field(default_factory=dict)
+    traffic: int = 0
+    statuses: int = 0
+    new_violation_ids: list[int] = field(default_factory=list)
+    incomplete_ids: list[int] = field(default_factory=list)
+
+    def refuse(self, code: RefusalCode) -> None:
+        self.quarantined[code.value] = self.quarantined.get(code.value, 0) + 1
+
+
+def record_batch(session: Session, messages: Sequence[Message], keys: KeyCache) -> BatchResult:
+    """Check and store one batch in the caller's transaction; refusals go to quarantine."""
+    result = BatchResult()
+    violations: dict[str, tuple[ViolationEvent, bytes, Message]] = {}
+    for message in messages:
+        outcome = check(message, lambda s, n: keys.lookup(session, s, n))
+        if isinstance(outcome, Refusal):
+            quarantine(session, message, outcome)
+            result.refuse(outcome.code)
+        elif isinstance(outcome, ViolationEvent):
+            if outcome.event_id in violations:
+                result.duplicates += 1
+            else:
+                violations[outcome.event_id] = (outcome, to_wire(outcome), message)
+        elif isinstance(outcome, TrafficStats):
+            result.traffic += _record_traffic(session, outcome)
+        else:
+            _record_status(session, outcome)
+            result.statuses += 1
+    if violations:
+        _record_violations(session, list(violations.values()), result)
+    return result
+
+
+def quarantine(session: Session, message: Message, refusal: Refusal) -> None:
+    session.add(
+        Quarantine(
+            topic=message.topic[:512],
+            reason_code=refusal.code.value,
+            reason=refusal.reason[:2000],
+            payload=message.payload[:MAX_QUARANTINE_PAYLOAD],
+        )
+    )
+
+
+def _violation_row(event: ViolationEvent, wire: bytes) -> dict[str, Any]:
+    plate = event.plate
+    return {
+        "event_id": event.event_id,
+        "type": event.type.value,
+        "site": event.site,
+        "node": event.node,
+        "camera": event.camera,
+        "lane": event.lane,
+        "occurred_at": event.occurred_at,
+        "received_at": utcnow(),
+        "vehicle_class": event.vehicle_class.value,
+        "plate_text": plate.text if plate is not None and plate.text else None,
+        "plate_confidence": plate.confidence if plate is not None else None,
+        "plate_valid": plate.valid if plate is not None else None,
+        "speed_kmh": event.measured.speed_kmh,
+        "speed_limit_kmh": event.measured.speed_limit_kmh,
+        "place": event.place,
+        "explanation": event.explanation,
+        "payload": wire.decode("utf-8"),
+        "payload_sha256": hashlib.sha256(wire).hexdigest(),
+        "evidence_count": len(event.evidence),
+        "evidence_complete": not event.evidence,
+        "status": "new",
+        "version": 1,
+    }
+
+
+def _record_violations(
+    session: Session,
+    items: list[tuple[ViolationEvent, bytes, Message]],
+    result: BatchResult,
+) -> None:
+    rows = [_violation_row(event, wire) for event, wire, _m in items]
+    stmt = (
+        _insert(session, Violation.__table__)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(Violation.__table__.c.id, Violation.__table__.c.event_id)
+    )
+    inserted = {event_id: vid for vid, event_id in session.execute(stmt).all()}
+    refs: list[dict[str, Any]] = []
+    cameras: set[tuple[str, str, str]] = set()
+    conflicts: list[tuple[ViolationEvent, bytes, Message]] = []
+    for event, wire, message in items:
+        vid = inserted.get(event.event_id)
+        if vid is None:
+            conflicts.append((event, wire, message))
+            continue
+        result.accepted += 1
+        result.new_violation_ids.append(vid)
+        cameras.add((event.site, event.node, event.camera))
+        for ref in event.evidence:
+            refs.append(
+                {
+                    "violation_id": vid,
+                    "role": ref.role.value,
+                    "sha256": ref.sha256,
+                    "media_type": ref.media_type.value,
+                    "size": ref.size,
+                }
+            )
+        if event.evidence:
+            result.incomplete_ids.append(vid)
+    if refs:
+        session.execute(_insert(session, EvidenceRef.__table__).values(refs))
+        result.incomplete_ids = refresh_completeness(session, result.incomplete_ids)
+    if cameras:
+        session.execute(
+            _insert(session, Camera.__table__)
+            .values(
+                [
+                    {"site": s, "node": n, "camera": c, "updated_at": utcnow()}
+                    for s, n, c in sorted(cameras)
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["site", "node", "camera"])
+        )
+    if conflicts:
+        _sort_conflicts(session, conflicts, result)
+
+
+def _sort_conflicts(
+    session: Session, conflicts: list[tuple[ViolationEvent, bytes, Message]], result: BatchResult
+) -> None:
+    """A re-sent event is a duplicate; an old id with different content is quarantined."""
+    stored = dict(
+        session.execute(
+            select(Violation.event_id, Violation.payload_sha256).where(
+                Violation.event_id.in_([e.event_id for e, _w, _m in conflicts])
+            )
+        ).all()
+    )
+    for event, wire, message in conflicts:
+        if stored.get(event.event_id) == hashlib.sha256(wire).hexdigest():
+            result.duplicates += 1
+        else:
+            refusal = Refusal(
+                RefusalCode.REUSED_ID,
+                f"event id {event.event_id} was already received with different content",
+            )
+            quarantine(session, message, refusal)
+            result.refuse(refusal.code)
+
+
+def refresh_completeness(session: Session, violation_ids: Sequence[int]) -> list[int]:
+    """Mark complete the violations whose every listed blob has arrived; return the rest."""
+    if not violation_ids:
+        return []
+    missing_blob = (
+        select(EvidenceRef.violation_id)
+        .where(
+            EvidenceRef.violation_id == Violation.id,
+            ~exists().where(Blob.sha256 == EvidenceRef.sha256),
+        )
+        .exists()
+    )
+    ids = list(violation_ids)
+    session.execute(
+        update(Violation)
+        .where(and_(Violation.id.in_(ids), Violation.evidence_complete.is_(False), ~missing_blob))
+        .values(evidence_complete=True)
+        .execution_options(synchronize_session=False)
+    )
+    return list(
+        session.scalars(
+            select(Violation.id).where(
+                Violation.id.in_(ids), Violation.evidence_complete.is_(False)
+            )
+        )
+    )
+
+
+def _record_traffic(session: Session, stats: TrafficStats) -> int:
+    if not stats.lanes:
+        return 0
+    rows = [
+        {
+            "site": stats.site,
+            "node": stats.node,
+            "camera": stats.camera,
+            "minute_start": stats.minute_start,
+            "lane": lane.lane,
+            "vehicles": sum(lane.counts.values()),
+            "counts_json": detail_text({k.value: v for k, v in lane.counts.items()}),
+            "mean_speed_kmh": lane.mean_speed_kmh,
+            "occupancy": lane.occupancy,
+        }
+        for lane in stats.lanes
+    ]
+    session.execute(
+        _insert(session, TrafficMinute.__table__)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["site", "camera", "minute_start", "lane"])
+    )
+    return len(rows)
+
+
+def _record_status(session: Session, status: NodeStatus) -> None:
+    """Apply a node's status (or its last will) and the health of its cameras."""
+    now = utcnow()
+    node = session.scalar(select(Node).where(Node.site == status.site, Node.node == status.node))
+    if node is None:
+        return
+    if node.state != status.state.value:
+        node.state = status.state.value
+        node.updated_at = now
+    node.status_sent_at = status.sent_at
+    node.status_json = to_wire(status).decode("utf-8")
+    cameras = {
+        c.camera: c
+        for c in session.scalars(
+            select(Camera).where(Camera.site == status.site, Camera.node == status.node)
+        )
+    }
+    offline = status.state is NodeState.OFFLINE
+    for health in status.cameras:
+        cam = cameras.get(health.camera)
+        if cam is None:
+            cam = Camera(site=status.site, node=status.node, camera=health.camera)
+            session.add(cam)
+            cameras[health.camera] = cam
+        state = "offline" if offline else health.state.value
+        reason = "node offline" if offline else health.reason
+        if cam.state != state or cam.reason != reason:
+            cam.state, cam.reason, cam.updated_at = state, reason, now
+        cam.fps = health.fps
+    if offline:
+        for cam in cameras.values():
+            if cam.state != "offline":
+                cam.state, cam.reason, cam.updated_at = "offline", "node offline", now
+
+
+# ---------------------------------------------------------------- evidence
+
+
+def record_blob(
+    session: Session, *, sha256: str, size: int, media_type: str, node_id: int | None
+) -> list[int]:
+    """Note an arrived blob; returns the ids of violations it made complete."""
+    session.execute(
+        _insert(session, Blob.__table__)
+        .values(
+            sha256=sha256, size=size, media_type=media_type, node_id=node_id, stored_at=utcnow()
+        )
+        .on_conflict_do_nothing(index_elements=["sha256"])
+    )
+    waiting = list(
+        session.scalars(
+            select(Violation.id)
+            .join(EvidenceRef, EvidenceRef.violation_id == Violation.id)
+            .where(EvidenceRef.sha256 == sha256, Violation.evidence_complete.is_(False))
+        )
+    )
+    still = set(refresh_completeness(session, waiting))
+    return [v for v in waiting if v not in still]
+
+
+def blob_known(session: Session, sha256: str) -> bool:
+    return session.get(Blob, sha256) is not None

@@ -1,0 +1,77 @@
+"""Passwords (argon2 via pwdlib), access tokens (JWT) and node upload tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+
+import jwt
+from pwdlib import PasswordHash
+
+from central.workflow import Role
+
+ALGORITHM = "HS256"
+NODE_TOKEN_PREFIX = "rwn_"
+HUMAN_ROLES = frozenset({Role.OFFICER, Role.SUPERVISOR, Role.ADMIN, Role.IOC})
+MIN_PASSWORD = 10
+
+
+@cache
+def _hasher() -> PasswordHash:
+    return PasswordHash.recommended()
+
+
+def hash_password(password: str) -> str:
+    return _hasher().hash(password)
+
+
+def verify_password(password: str, hashed: str) -> bool:
+    return _hasher().verify(password, hashed)
+
+
+def dummy_verify() -> None:
+    """Spend the same time as a real check, so a wrong user name cannot be timed."""
+    _hasher().verify("x", _dummy_hash())
+
+
+@cache
+def _dummy_hash() -> str:
+    return _hasher().hash(secrets.token_hex(8))
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    username: str
+    role: Role
+
+
+def issue_access_token(username: str, role: Role, key: str, minutes: int) -> str:
+    now = datetime.now(UTC)
+    claims = {
+        "sub": username,
+        "role": role.value,
+        "iat": now,
+        "exp": now + timedelta(minutes=minutes),
+        "typ": "access",
+    }
+    return jwt.encode(claims, key, algorithm=ALGORITHM)
+
+
+def decode_access_token(token: str, key: str) -> TokenClaims | None:
+    try:
+        data = jwt.decode(token, key, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
+        return TokenClaims(str(data["sub"]), Role(data["role"]))
+    except (jwt.PyJWTError, KeyError, ValueError):
+        return None
+
+
+def new_node_token() -> str:
+    return NODE_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_digest(token: str) -> str:
+    """What is stored of an upload token: its sha256 (the token has 256 random bits)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()

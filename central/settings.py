@@ -1,0 +1,148 @@
+"""Central's settings, read from the environment (prefix ``ROADWATCH_``) by a factory.
+
+Nothing here runs at import time: ``load_settings()`` builds a ``Settings`` when a
+command or a test asks for one. Outside development a placeholder or missing secret is
+refused, so a production deployment cannot start with a guessable token key.
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changethis", "change-me", "changeme", "secret", "dev"})
+MIN_SECRET_LENGTH = 32
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class EvidenceBackend(StrEnum):
+    FILESYSTEM = "filesystem"
+
+
+class Settings(BaseSettings):
+    """Every knob of the central service; each maps to ``ROADWATCH_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ROADWATCH_", extra="ignore", frozen=True, validate_default=True
+    )
+
+    environment: Environment = Field(
+        default=Environment.DEVELOPMENT,
+        description="'production' refuses placeholder or short secrets",
+    )
+    data_dir: Path = Field(
+        default=Path("var/central"),
+        description="Folder for the embedded SQLite database and the evidence store",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; "
+        "default: SQLite in data_dir",
+    )
+    migrate_on_start: bool = Field(default=True, description="Apply migrations on start")
+    secret_key: str = Field(
+        default="", description="Key that signs access tokens (at least 32 characters)"
+    )
+    access_token_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
+    evidence_backend: EvidenceBackend = EvidenceBackend.FILESYSTEM
+    evidence_dir: Path | None = Field(
+        default=None, description="Content-addressed evidence folder; default data_dir/evidence"
+    )
+    max_evidence_bytes: Annotated[int, Field(ge=1, le=256 * 1024 * 1024)] = 64 * 1024 * 1024
+    two_person_rule: bool = Field(
+        default=True,
+        description="The officer who confirms a case may not issue its notice",
+    )
+    notice_days: Annotated[int, Field(ge=1, le=365)] = 10
+    escalation_days: Annotated[int, Field(ge=1, le=365)] = 20
+    metrics_token: str | None = Field(
+        default=None, description="Bearer token a Prometheus scraper presents at /metrics"
+    )
+    feed_poll_s: Annotated[float, Field(gt=0.0, le=60.0)] = 1.0
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_tls: bool = False
+    mqtt_client_id: str | None = Field(
+        default=None, description="Stable MQTT client id of this ingest replica (session kept)"
+    )
+    mqtt_share_group: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "central"
+    mqtt_site: Annotated[str, Field(pattern=r"^(\+|[a-z0-9][a-z0-9_-]{0,63})$")] = Field(
+        default="+", description="Site to ingest ('+' = all sites)"
+    )
+    mqtt_session_expiry_s: Annotated[int, Field(ge=0, le=30 * 86400)] = 7 * 86400
+    ingest_batch: Annotated[int, Field(ge=1, le=5000)] = 500
+    ingest_receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 1000
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.environment is Environment.DEVELOPMENT:
+            return self
+        if self.secret_key.strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                "ROADWATCH_SECRET_KEY is missing or a placeholder; "
+                "set a random value of at least 32 characters outside development"
+            )
+        if len(self.secret_key) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"ROADWATCH_SECRET_KEY has {len(self.secret_key)} characters; "
+                f"at least {MIN_SECRET_LENGTH} are needed outside development"
+            )
+        if self.mqtt_password is not None and self.mqtt_password.lower() in PLACEHOLDER_SECRETS:
+            raise ValueError("ROADWATCH_MQTT_PASSWORD is a placeholder")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'central.db').as_posix()}"
+
+    @property
+    def resolved_evidence_dir(self) -> Path:
+        return self.evidence_dir or self.data_dir / "evidence"
+
+    def token_key(self) -> str:
+        """The key that signs access tokens; a fresh random one in development when unset."""
+        return self.secret_key or _DEV_KEY.value
+
+
+class _DevKey:
+    """A per-process random key, so an unconfigured development server has no known key."""
+
+    def __init__(self) -> None:
+        self._value: str | None = None
+
+    @property
+    def value(self) -> str:
+        if self._value is None:
+            self._value = secrets.token_urlsafe(48)
+        return self._value
+
+
+_DEV_KEY = _DevKey()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with keyword overrides (tests, CLI flags)."""
+    from pydantic import ValidationError
+
+    from roadwatch.errors import UserError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        where = f"setting '{loc}': " if loc else ""
+        raise UserError(f"invalid central settings: {where}{first['msg']}") from exc

@@ -1,0 +1,216 @@
+"""The review workflow as a pure state machine (no I/O).
+
+::
+
+    new -> in_review -> confirmed -> notice_issued -> closed (paid)
+             |   ^          \\                  \\-> escalated (no response)
+             |   release     (rejected needs a reason)
+             +-> rejected
+
+``decide`` takes a case, a command, the acting person and the policy, and returns the
+case's next state or raises ``WorkflowError``. The API persists what it returns; the
+audit log records the command. Legal deadlines follow from the case and the clock:
+the owner notice is due within ``notice_days`` of the violation, and a case with a
+notice and no response is escalated after ``escalation_days``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    NEW = "new"
+    IN_REVIEW = "in_review"
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+    NOTICE_ISSUED = "notice_issued"
+    CLOSED = "closed"
+    ESCALATED = "escalated"
+
+
+class Action(StrEnum):
+    START_REVIEW = "start_review"
+    RELEASE = "release"
+    CORRECT_PLATE = "correct_plate"
+    CONFIRM = "confirm"
+    REJECT = "reject"
+    ISSUE_NOTICE = "issue_notice"
+    CLOSE = "close"
+    ESCALATE = "escalate"
+
+
+class Role(StrEnum):
+    OFFICER = "officer"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+    IOC = "ioc"
+    NODE = "node"
+
+
+class DeadlineState(StrEnum):
+    PENDING = "pending"
+    DUE = "due"
+    OVERDUE = "overdue"
+
+
+# (from status, action) -> to status. Anything not listed is an invalid transition.
+TRANSITIONS: dict[tuple[Status, Action], Status] = {
+    (Status.NEW, Action.START_REVIEW): Status.IN_REVIEW,
+    (Status.IN_REVIEW, Action.RELEASE): Status.NEW,
+    (Status.IN_REVIEW, Action.CORRECT_PLATE): Status.IN_REVIEW,
+    (Status.IN_REVIEW, Action.CONFIRM): Status.CONFIRMED,
+    (Status.IN_REVIEW, Action.REJECT): Status.REJECTED,
+    (Status.CONFIRMED, Action.ISSUE_NOTICE): Status.NOTICE_ISSUED,
+    (Status.NOTICE_ISSUED, Action.CLOSE): Status.CLOSED,
+    (Status.NOTICE_ISSUED, Action.ESCALATE): Status.ESCALATED,
+}
+
+# Who may take each action. Admins manage users, nodes and cameras, not cases.
+ALLOWED_ROLES: dict[Action, frozenset[Role]] = {
+    Action.START_REVIEW: frozenset({Role.OFFICER, Role.SUPERVISOR}),
+    Action.RELEASE: frozenset({Role.OFFICER, Role.SUPERVISOR}),
+    Action.CORRECT_PLATE: frozenset({Role.OFFICER, Role.SUPERVISOR}),
+    Action.CONFIRM: frozenset({Role.OFFICER, Role.SUPERVISOR}),
+    Action.REJECT: frozenset({Role.OFFICER, Role.SUPERVISOR}),
+    Action.ISSUE_NOTICE: frozenset({Role.SUPERVISOR}),
+    Action.CLOSE: frozenset({Role.SUPERVISOR}),
+    Action.ESCALATE: frozenset({Role.SUPERVISOR}),
+}
+
+OPEN_STATUSES = frozenset({Status.NEW, Status.IN_REVIEW, Status.CONFIRMED, Status.NOTICE_ISSUED})
+PLATE_PATTERN = re.compile(r"^[0-9A-Z.\- ]{1,16}$")
+MAX_REASON = 2000
+
+
+class WorkflowError(ValueError):
+    """A command that the case, the role or the policy does not allow."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    two_person_rule: bool = True
+    notice_days: int = 10
+    escalation_days: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    username: str
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """The review-relevant state of one violation."""
+
+    status: Status
+    occurred_at: datetime
+    plate_text: str | None = None
+    plate_corrected: str | None = None
+    reviewer: str | None = None
+    confirmed_by: str | None = None
+    decided_at: datetime | None = None
+    reject_reason: str | None = None
+    notice_issued_by: str | None = None
+    notice_issued_at: datetime | None = None
+    closed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    action: Action
+    reason: str | None = None
+    plate: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    name: str
+    due_at: datetime
+    state: DeadlineState
+
+
+def decide(case: Case, command: Command, actor: Actor, now: datetime, policy: Policy) -> Case:
+    """The case after ``command`` by ``actor``; raises WorkflowError when not allowed."""
+    action = command.action
+    if actor.role not in ALLOWED_ROLES[action]:
+        raise WorkflowError("forbidden", f"role '{actor.role.value}' may not {action.value}")
+    target = TRANSITIONS.get((case.status, action))
+    if target is None:
+        raise WorkflowError(
+            "invalid_transition",
+            f"cannot {action.value} a case that is {case.status.value}",
+        )
+    if (
+        case.status is Status.IN_REVIEW
+        and case.reviewer not in (None, actor.username)
+        and actor.role is not Role.SUPERVISOR
+    ):
+        raise WorkflowError(
+            "not_reviewer", f"case is being reviewed by '{case.reviewer}', not by you"
+        )
+    if action is Action.START_REVIEW:
+        return replace(case, status=target, reviewer=actor.username)
+    if action is Action.RELEASE:
+        return replace(case, status=target, reviewer=None)
+    if action is Action.CORRECT_PLATE:
+        plate = (command.plate or "").strip().upper()
+        if not PLATE_PATTERN.match(plate):
+            raise WorkflowError(
+                "invalid_plate", "plate must be 1-16 of A-Z, 0-9, '.', '-' or space"
+            )
+        return replace(case, plate_corrected=plate)
+    if action is Action.CONFIRM:
+        return replace(case, status=target, confirmed_by=actor.username, decided_at=now)
+    if action is Action.REJECT:
+        reason = (command.reason or "").strip()
+        if not reason:
+            raise WorkflowError("reason_required", "a reason is required to reject a case")
+        if len(reason) > MAX_REASON:
+            raise WorkflowError("reason_too_long", f"reason is longer than {MAX_REASON}")
+        return replace(case, status=target, decided_at=now, reject_reason=reason)
+    if action is Action.ISSUE_NOTICE:
+        if policy.two_person_rule and case.confirmed_by == actor.username:
+            raise WorkflowError(
+                "two_person_rule",
+                "the person who confirmed a case may not also issue its notice",
+            )
+        return replace(case, status=target, notice_issued_by=actor.username, notice_issued_at=now)
+    # CLOSE and ESCALATE end the case.
+    return replace(case, status=target, closed_at=now)
+
+
+def deadlines(case: Case, now: datetime, policy: Policy) -> list[Deadline]:
+    """The legal deadlines still running for ``case`` and whether they are due or overdue.
+
+    A deadline is 'due' within its last day and 'overdue' once past.
+    """
+    found: list[Deadline] = []
+    if case.status in (Status.NEW, Status.IN_REVIEW, Status.CONFIRMED):
+        due = case.occurred_at + timedelta(days=policy.notice_days)
+        found.append(Deadline("notice", due, _state(due, now)))
+    elif case.status is Status.NOTICE_ISSUED and case.notice_issued_at is not None:
+        due = case.notice_issued_at + timedelta(days=policy.escalation_days)
+        found.append(Deadline("escalation", due, _state(due, now)))
+    return found
+
+
+def _state(due: datetime, now: datetime) -> DeadlineState:
+    if now > due:
+        return DeadlineState.OVERDUE
+    if due - now <= timedelta(days=1):
+        return DeadlineState.DUE
+    return DeadlineState.PENDING
+
+
+def effective_plate(case: Case) -> str | None:
+    """The plate to act on: the correction when there is one, else the roadside reading."""
+    return case.plate_corrected or case.plate_text
