@@ -78,6 +78,9 @@ def current_user(
     user = session.scalar(select(User).where(User.username == claims.username))
     if user is None or not user.active:
         raise _unauthorized("user is unknown or disabled")
+    # End the look-up's transaction: a long request (an upload, the live feed) must not
+    # hold it open (on SQLite that would be the write lock).
+    session.commit()
     return Caller(user.username, Role(user.role))
 
 
@@ -109,6 +112,7 @@ def current_node(
     if token.startswith(NODE_TOKEN_PREFIX):
         node = node_for_token(session, token)
         if node is not None:
+            session.commit()  # see current_user
             return node
         raise _unauthorized("upload token is not valid")
     if decode_access_token(token, state.settings.token_key()) is not None:

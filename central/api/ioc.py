@@ -194,11 +194,12 @@ class _FeedCursor:
         self.since = since
 
 
-def _feed_start(session: Session) -> _FeedCursor:
+def _feed_start(session: Session, after_id: int | None) -> _FeedCursor:
     from central.models import utcnow
 
-    last = session.scalar(select(func.max(Violation.id))) or 0
-    return _FeedCursor(int(last), utcnow())
+    if after_id is None:
+        after_id = int(session.scalar(select(func.max(Violation.id))) or 0)
+    return _FeedCursor(after_id, utcnow())
 
 
 def _feed_poll(session: Session, cursor: _FeedCursor) -> list[tuple[str, dict[str, Any]]]:
@@ -267,6 +268,10 @@ async def feed(
     request: Request,
     max_events: Annotated[int, Query(ge=1, le=1_000_000)] = 1_000_000,
     max_seconds: Annotated[float, Query(gt=0, le=86_400)] = 3600.0,
+    after_id: Annotated[
+        int | None,
+        Query(ge=0, description="Replay violations after this id (default: only new ones)"),
+    ] = None,
 ) -> StreamingResponse:
     """Events: `violation` (a new case), `camera` and `node` (a health change). A comment
     line every 15 s keeps proxies from closing an idle stream; reconnect after it ends."""
@@ -275,7 +280,7 @@ async def feed(
 
     def start() -> _FeedCursor:
         with sessions() as s:
-            return _feed_start(s)
+            return _feed_start(s, after_id)
 
     def poll(cursor: _FeedCursor) -> list[tuple[str, dict[str, Any]]]:
         with sessions() as s:

@@ -1,0 +1,208 @@
+"""Fixtures of the central service's tests, over SQLite and the real PostgreSQL.
+
+Import them into a test module with ``from tests.central_fixtures import *``. The
+database fixture is parametrized: each test that uses it runs on both databases. The
+PostgreSQL database is a fresh schema on the shared server, made and migrated once per
+test session and dropped at its end; tests isolate their data by unique site ids and
+user names.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from central.app import create_app
+from central.db import make_engine, migrate, session_factory, transaction
+from central.intake import Message
+from central.records import KeyCache, create_user, record_batch, register_node
+from central.security import issue_access_token
+from central.settings import Settings
+from central.workflow import Role
+from roadwatch.contract import CameraTopic, ViolationEvent, camera_topic, to_wire
+from roadwatch.contract.signing import generate_private_key, public_key_pem, sign
+from tests.factories import violation_event
+from tests.services import missing, postgres_url
+
+SECRET = "test-" + secrets.token_hex(24)
+PASSWORD = "correct horse battery"
+
+__all__ = [
+    "PASSWORD",
+    "Account",
+    "CentralDb",
+    "NodeIdentity",
+    "accounts",
+    "api",
+    "central_accounts",
+    "central_db",
+    "central_settings",
+    "make_node",
+    "signed_event",
+    "store_events",
+]
+
+
+@dataclass(frozen=True)
+class CentralDb:
+    kind: str
+    url: str
+    engine: Engine
+
+    def session(self) -> Session:
+        return session_factory(self.engine)()
+
+
+def _postgres_schema_url() -> Iterator[str]:
+    import psycopg
+
+    base = postgres_url()
+    try:
+        with psycopg.connect(base, connect_timeout=3):
+            pass
+    except Exception as exc:
+        missing(f"no PostgreSQL at {base}: {exc}")
+    schema = f"rw_central_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in base else "?"
+    url = base.replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def central_db(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CentralDb]:
+    """A migrated database: SQLite in a temporary folder, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("central-db") / "central.db"
+        urls: Iterator[str] = iter([f"sqlite:///{path}"])
+    else:
+        urls = _postgres_schema_url()
+    url = next(urls)
+    engine = make_engine(url)
+    try:
+        migrate(engine)
+        yield CentralDb(request.param, url, engine)
+    finally:
+        engine.dispose()
+        for _ in urls:  # drops the PostgreSQL schema
+            pass
+
+
+@pytest.fixture
+def central_settings(central_db: CentralDb, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=central_db.url,
+        data_dir=tmp_path,
+        secret_key=SECRET,
+        max_evidence_bytes=64 * 1024,
+        feed_poll_s=0.05,
+    )
+
+
+@pytest.fixture
+def api(central_settings: Settings, central_db: CentralDb) -> Iterator[TestClient]:
+    with TestClient(create_app(central_settings, engine=central_db.engine)) as client:
+        yield client
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    role: Role
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture(scope="session")
+def central_accounts(central_db: CentralDb) -> dict[str, Account]:
+    tag = uuid.uuid4().hex[:6]
+    wanted = {
+        "officer": Role.OFFICER,
+        "officer2": Role.OFFICER,
+        "supervisor": Role.SUPERVISOR,
+        "supervisor2": Role.SUPERVISOR,
+        "admin": Role.ADMIN,
+        "ioc": Role.IOC,
+    }
+    out: dict[str, Account] = {}
+    with transaction(session_factory(central_db.engine)) as session:
+        for name, role in wanted.items():
+            username = f"{name}-{tag}"
+            create_user(session, username=username, password=PASSWORD, role=role)
+            out[name] = Account(username, role, issue_access_token(username, role, SECRET, 15))
+    return out
+
+
+@pytest.fixture
+def accounts(central_accounts: dict[str, Account]) -> dict[str, Account]:
+    """One account per role (two officers, two supervisors), made once per database."""
+    return central_accounts
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    site: str
+    node: str
+    key: Ed25519PrivateKey
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def topic(self, camera: str = "cam-01", kind: CameraTopic = CameraTopic.VIOLATION) -> str:
+        return camera_topic(self.site, self.node, camera, kind)
+
+
+@pytest.fixture
+def make_node(central_db: CentralDb) -> Any:
+    """Register a node under a fresh site id; returns its key and upload token."""
+
+    def make(site: str | None = None, node: str = "node-01") -> NodeIdentity:
+        site = site or f"t{uuid.uuid4().hex[:10]}"
+        key = generate_private_key()
+        with transaction(session_factory(central_db.engine)) as session:
+            reg = register_node(
+                session,
+                site=site,
+                node=node,
+                public_key_pem=public_key_pem(key.public_key()).decode("ascii"),
+            )
+        return NodeIdentity(site, node, key, reg.token)
+
+    return make
+
+
+def signed_event(node: NodeIdentity, **overrides: Any) -> ViolationEvent:
+    fields: dict[str, Any] = {"site": node.site, "node": node.node}
+    fields.update(overrides)
+    return sign(violation_event(**fields), node.key)
+
+
+def store_events(db: CentralDb, node: NodeIdentity, events: list[ViolationEvent]) -> list[int]:
+    """Store signed events through the ingest's own batch path; returns the new ids."""
+    messages = [Message(node.topic(e.camera), to_wire(e)) for e in events]
+    with transaction(session_factory(db.engine)) as session:
+        result = record_batch(session, messages, KeyCache())
+    assert not result.quarantined, result.quarantined
+    return result.new_violation_ids

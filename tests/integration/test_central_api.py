@@ -1,0 +1,667 @@
+"""The central API on SQLite and the real PostgreSQL: roles, review workflow, audit,
+search, statistics, the registry, evidence upload and the live feed."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm.exc import StaleDataError
+
+from central.db import session_factory, transaction
+from central.intake import Message
+from central.models import Camera, Violation
+from central.records import KeyCache, record_batch
+from central.workflow import Role
+from roadwatch.contract import (
+    CameraHealth,
+    CameraState,
+    CameraTopic,
+    EvidenceRef,
+    EvidenceRole,
+    LaneFlow,
+    MediaType,
+    NodeState,
+    NodeStatus,
+    NodeTopic,
+    TrafficStats,
+    VehicleClass,
+    ViolationType,
+    node_topic,
+    to_wire,
+)
+from roadwatch.contract.signing import generate_private_key, public_key_pem
+from tests.central_fixtures import *  # noqa: F403
+from tests.central_fixtures import (
+    Account,
+    CentralDb,
+    NodeIdentity,
+    signed_event,
+    store_events,
+)
+from tests.factories import T0
+
+pytestmark = pytest.mark.integration
+
+JPEG = b"\xff\xd8\xff\xe0" + b"roadwatch test frame " * 40
+JPEG_SHA = hashlib.sha256(JPEG).hexdigest()
+
+HUMANS = {"officer", "supervisor", "admin", "ioc"}
+REVIEW = {"officer", "supervisor"}
+MANAGE = {"supervisor", "admin"}
+
+# Every route and who may use it. The test fails when a route is missing from this table.
+ROUTE_ROLES: dict[tuple[str, str], set[str]] = {
+    ("GET", "/api/v1/auth/me"): HUMANS,
+    ("GET", "/api/v1/users"): {"admin"},
+    ("POST", "/api/v1/users"): {"admin"},
+    ("PATCH", "/api/v1/users/{username}"): {"admin"},
+    ("GET", "/api/v1/nodes"): {"supervisor", "admin", "ioc"},
+    ("POST", "/api/v1/nodes"): {"admin"},
+    ("GET", "/api/v1/cameras"): HUMANS,
+    ("GET", "/api/v1/cameras.geojson"): HUMANS,
+    ("PATCH", "/api/v1/cameras/{camera_id}"): MANAGE,
+    ("GET", "/api/v1/violations"): HUMANS,
+    ("GET", "/api/v1/violations/{violation_id}"): HUMANS,
+    ("POST", "/api/v1/violations/{violation_id}/review"): REVIEW,
+    ("GET", "/api/v1/violations/{violation_id}/audit"): {"officer", "supervisor", "admin"},
+    ("GET", "/api/v1/review/queue"): REVIEW,
+    ("GET", "/api/v1/review/deadlines"): REVIEW,
+    ("GET", "/api/v1/audit"): MANAGE,
+    ("GET", "/api/v1/audit/verify"): MANAGE,
+    ("GET", "/api/v1/stats/violations"): HUMANS,
+    ("GET", "/api/v1/stats/traffic"): HUMANS,
+    ("GET", "/api/v1/quarantine"): MANAGE,
+    ("GET", "/api/v1/feed"): HUMANS,
+    ("PUT", "/api/v1/evidence/{sha256}"): {"node"},
+    ("HEAD", "/api/v1/evidence/{sha256}"): {"node"},
+    ("GET", "/api/v1/evidence/{sha256}"): REVIEW,
+    ("GET", "/metrics"): {"supervisor", "admin", "ioc"},
+}
+OPEN_ROUTES = {("GET", "/health"), ("POST", "/api/v1/auth/token")}
+
+
+def _routes(client: TestClient) -> set[tuple[str, str]]:
+    spec = client.get("/openapi.json").json()
+    return {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
+
+
+def _request(
+    client: TestClient, method: str, path: str, headers: dict[str, str], ctx: dict[str, Any]
+) -> httpx.Response:
+    params: dict[str, Any] = {}
+    body: Any = None
+    content: bytes | None = None
+    url = path.format(
+        username=ctx["patch_user"],
+        camera_id=ctx["camera_id"],
+        violation_id=ctx["violation_id"],
+        sha256=JPEG_SHA,
+    )
+    if path == "/api/v1/users":
+        body = {"username": f"u{uuid.uuid4().hex[:10]}", "password": "p" * 12, "role": "ioc"}
+    elif path == "/api/v1/users/{username}":
+        body = {"full_name": "Trần Thị Bình"}
+    elif path == "/api/v1/nodes":
+        key = public_key_pem(generate_private_key().public_key()).decode()
+        body = {"site": f"t{uuid.uuid4().hex[:10]}", "node": "n1", "public_key_pem": key}
+    elif path == "/api/v1/cameras/{camera_id}":
+        body = {"name": "QL13 Km 22"}
+    elif path.endswith("/review"):
+        body = {"action": "start_review", "version": 999}  # a stale version: 409, not 403
+    elif path == "/api/v1/feed":
+        params = {"max_events": 1, "max_seconds": 0.1}
+    elif path == "/api/v1/evidence/{sha256}" and method == "PUT":
+        content = JPEG
+        headers = {**headers, "Content-Type": "image/jpeg"}
+    r: httpx.Response = client.request(
+        method, url, headers=headers, params=params, json=body, content=content
+    )
+    return r
+
+
+@pytest.mark.parametrize("role", ["anonymous", "officer", "supervisor", "admin", "ioc", "node"])
+def test_each_role_can_do_exactly_its_part(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+    role: str,
+) -> None:
+    routes = _routes(api)
+    assert routes - OPEN_ROUTES == set(ROUTE_ROLES), "the role table must list every route"
+    node = make_node()
+    [vid] = store_events(central_db, node, [signed_event(node)])
+    assert api.put(
+        f"/api/v1/evidence/{JPEG_SHA}",
+        content=JPEG,
+        headers={**node.headers, "Content-Type": "image/jpeg"},
+    ).status_code in (200, 201)
+    with central_db.session() as s:
+        camera_id = s.scalar(select(Camera.id).where(Camera.site == node.site))
+    ctx = {"violation_id": vid, "camera_id": camera_id, "patch_user": accounts["officer2"].username}
+    if role == "anonymous":
+        headers: dict[str, str] = {}
+    elif role == "node":
+        headers = node.headers
+    else:
+        headers = accounts[role].headers
+    wrong = []
+    for (method, path), allowed in sorted(ROUTE_ROLES.items()):
+        code = _request(api, method, path, headers, ctx).status_code
+        if role == "anonymous":
+            ok = code == 401
+        elif role in allowed:
+            ok = 200 <= code < 300 if method != "POST" or "review" not in path else code == 409
+        else:
+            ok = code in (401, 403)
+        if not ok:
+            wrong.append(f"{method} {path} -> {code}")
+    assert not wrong, f"{role}: {wrong}"
+    for method, path in OPEN_ROUTES:
+        if method == "GET":
+            assert api.get(path).status_code == 200
+
+
+def test_login_issues_a_short_lived_token(api: TestClient, accounts: dict[str, Account]) -> None:
+    from tests.central_fixtures import PASSWORD
+
+    user = accounts["officer"].username
+    r = api.post("/api/v1/auth/token", data={"username": user, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["role"] == "officer" and body["expires_in"] == 15 * 60
+    me = api.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.json()["username"] == user
+    bad = api.post("/api/v1/auth/token", data={"username": user, "password": "wrong password"})
+    assert bad.status_code == 401
+    forged = api.get("/api/v1/auth/me", headers={"Authorization": "Bearer not.a.jwt"})
+    assert forged.status_code == 401
+
+
+def _act(
+    api: TestClient, who: Account, vid: int, action: str, version: int, **extra: Any
+) -> httpx.Response:
+    r: httpx.Response = api.post(
+        f"/api/v1/violations/{vid}/review",
+        headers=who.headers,
+        json={"action": action, "version": version, **extra},
+    )
+    return r
+
+
+def test_review_workflow_end_to_end_with_audit(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    [vid] = store_events(central_db, node, [signed_event(node)])
+    officer, sup, sup2 = accounts["officer"], accounts["supervisor"], accounts["supervisor2"]
+    steps = [
+        (officer, "start_review", {}, "in_review"),
+        (officer, "correct_plate", {"plate": "51F-123.46"}, "in_review"),
+        (officer, "confirm", {}, "confirmed"),
+        (sup, "issue_notice", {}, "notice_issued"),
+        (sup2, "close", {"note": "đã nộp phạt"}, "closed"),
+    ]
+    version = 1
+    for who, action, extra, status in steps:
+        r = _act(api, who, vid, action, version, **extra)
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == status
+        assert r.json()["version"] == version + 1
+        version += 1
+    case = r.json()
+    assert case["plate_text"] == "51F-123.45"  # the roadside reading is kept
+    assert case["plate_corrected"] == "51F-123.46" and case["plate"] == "51F-123.46"
+    assert case["confirmed_by"] == officer.username
+    assert case["notice_issued_by"] == sup.username
+    assert case["deadlines"] == []
+    trail = api.get(f"/api/v1/violations/{vid}/audit", headers=sup.headers).json()
+    assert [e["action"] for e in trail] == [a for _w, a, _e, _s in steps]
+    assert trail[1]["detail"]["plate_before"] == "51F-123.45"
+    assert [e["actor"] for e in trail] == [w.username for w, _a, _e, _s in steps]
+    chain = api.get("/api/v1/audit/verify", headers=accounts["admin"].headers).json()
+    assert chain["ok"] is True and chain["entries"] >= len(steps)
+
+
+def test_invalid_actions_change_nothing(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    [vid] = store_events(central_db, node, [signed_event(node)])
+    officer, officer2, sup = accounts["officer"], accounts["officer2"], accounts["supervisor"]
+    assert _act(api, officer, vid, "confirm", 1).status_code == 409  # not in review yet
+    assert _act(api, officer, vid, "issue_notice", 1).status_code == 403  # officer's role
+    assert _act(api, officer, vid, "start_review", 1).status_code == 200
+    r = _act(api, officer, vid, "reject", 2, reason="  ")
+    assert r.status_code == 422 and "reason" in r.json()["detail"]
+    assert _act(api, officer, vid, "correct_plate", 2, plate="<b>51F</b>").status_code == 422
+    assert _act(api, officer2, vid, "confirm", 2).status_code == 409  # someone else's case
+    assert _act(api, officer, vid, "bogus", 2).status_code == 422
+    assert (
+        api.post(
+            f"/api/v1/violations/{vid}/review",
+            headers=officer.headers,
+            content=b"{not json",
+        ).status_code
+        == 422
+    )
+    assert (
+        api.post(
+            "/api/v1/violations/999999999/review",
+            headers=officer.headers,
+            json={"action": "confirm", "version": 1},
+        ).status_code
+        == 404
+    )
+    case = api.get(f"/api/v1/violations/{vid}", headers=officer.headers).json()
+    assert case["status"] == "in_review" and case["version"] == 2
+    assert case["plate_corrected"] is None
+    trail = api.get(f"/api/v1/violations/{vid}/audit", headers=sup.headers).json()
+    assert [e["action"] for e in trail] == ["start_review"]
+    # a reason is all it takes
+    r = _act(api, officer, vid, "reject", 2, reason="Xe ưu tiên đang làm nhiệm vụ")
+    assert r.status_code == 200 and r.json()["reject_reason"].startswith("Xe ưu tiên")
+
+
+def test_two_officers_cannot_decide_the_same_case_twice(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    [vid] = store_events(central_db, node, [signed_event(node)])
+    sup, sup2 = accounts["supervisor"], accounts["supervisor2"]
+    assert _act(api, sup, vid, "start_review", 1).status_code == 200
+    first = _act(api, sup, vid, "confirm", 2)
+    second = _act(api, sup2, vid, "reject", 2, reason="ảnh mờ")
+    assert first.status_code == 200
+    assert second.status_code == 409
+    assert "changed by someone else" in second.json()["detail"]
+    assert "reload" in second.json()["detail"]
+
+
+def test_the_version_column_stops_a_lost_update(
+    central_db: CentralDb, make_node: Callable[..., NodeIdentity]
+) -> None:
+    """Two requests that both read version 1: the second write fails even if it got past
+    the version check (the race the HTTP check alone cannot close)."""
+    node = make_node()
+    [vid] = store_events(central_db, node, [signed_event(node)])
+    sessions = session_factory(central_db.engine)
+    with sessions() as a, sessions() as b:
+        va = a.get(Violation, vid)
+        a.commit()
+        vb = b.get(Violation, vid)
+        b.commit()
+        assert va is not None and vb is not None and va.version == vb.version == 1
+        va.status, va.reviewer = "in_review", "an"
+        a.commit()
+        vb.status, vb.reviewer = "in_review", "binh"
+        with pytest.raises(StaleDataError):
+            b.commit()
+    with sessions() as s:
+        assert s.get(Violation, vid).reviewer == "an"  # type: ignore[union-attr]
+
+
+def test_two_person_rule_via_api(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    [vid] = store_events(central_db, node, [signed_event(node)])
+    sup, sup2 = accounts["supervisor"], accounts["supervisor2"]
+    assert _act(api, sup, vid, "start_review", 1).status_code == 200
+    assert _act(api, sup, vid, "confirm", 2).status_code == 200
+    r = _act(api, sup, vid, "issue_notice", 3)
+    assert r.status_code == 403 and "confirmed" in r.json()["detail"]
+    assert _act(api, sup2, vid, "issue_notice", 3).status_code == 200
+
+
+def test_the_audit_log_is_append_only_in_the_database(
+    api: TestClient, central_db: CentralDb, accounts: dict[str, Account]
+) -> None:
+    api.patch(
+        f"/api/v1/users/{accounts['officer2'].username}",
+        headers=accounts["admin"].headers,
+        json={"full_name": "Lê Văn Cường"},
+    )
+    for statement in ("UPDATE audit_log SET actor = 'mallory'", "DELETE FROM audit_log"):
+        with (
+            pytest.raises(DBAPIError, match="append-only"),
+            transaction(session_factory(central_db.engine)) as s,
+        ):
+            s.execute(text(statement))
+    chain = api.get("/api/v1/audit/verify", headers=accounts["supervisor"].headers).json()
+    assert chain["ok"] is True
+
+
+def test_search_filters_and_pages(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    events = [
+        signed_event(node, camera="cam-a", type=ViolationType.SPEEDING, occurred_at=T0),
+        signed_event(
+            node,
+            camera="cam-b",
+            type=ViolationType.RED_LIGHT,
+            occurred_at=T0 + timedelta(hours=1),
+            plate=None,
+        ),
+        signed_event(
+            node, camera="cam-b", type=ViolationType.SPEEDING, occurred_at=T0 + timedelta(days=1)
+        ),
+    ]
+    ids = store_events(central_db, node, events)
+    h = accounts["ioc"].headers
+
+    def search(**params: Any) -> list[int]:
+        r = api.get("/api/v1/violations", headers=h, params={"site": node.site, **params})
+        assert r.status_code == 200, r.text
+        return [item["id"] for item in r.json()["items"]]
+
+    assert search() == ids[::-1]  # newest first
+    assert search(camera="cam-b") == [ids[2], ids[1]]
+    assert search(type="red_light") == [ids[1]]
+    assert search(plate="51f-123.45") == [ids[2], ids[0]]
+    assert search(**{"from": "2026-11-23T07:30:00Z", "to": "2026-11-23T09:00:00Z"}) == [ids[1]]
+    assert search(status="new") == ids[::-1] and search(status="closed") == []
+    page = api.get("/api/v1/violations", headers=h, params={"site": node.site, "limit": 2}).json()
+    assert page["has_more"] is True and len(page["items"]) == 2
+    page2 = api.get(
+        "/api/v1/violations", headers=h, params={"site": node.site, "limit": 2, "offset": 2}
+    ).json()
+    assert page2["has_more"] is False and [i["id"] for i in page2["items"]] == [ids[0]]
+    for bad in ({"type": "jaywalking"}, {"limit": 0}, {"camera": "../etc"}, {"from": "yesterday"}):
+        assert api.get("/api/v1/violations", headers=h, params=bad).status_code == 422
+    naive = api.get("/api/v1/violations", headers=h, params={"from": "2026-11-23T07:00:00"})
+    assert naive.status_code == 422
+    queue = api.get(
+        "/api/v1/review/queue", headers=accounts["officer"].headers, params={"camera": "cam-a"}
+    ).json()
+    assert ids[0] in [i["id"] for i in queue["items"]]
+    item = next(i for i in queue["items"] if i["id"] == ids[0])
+    assert item["deadlines"][0]["name"] == "notice"
+    due = api.get("/api/v1/review/deadlines", headers=accounts["officer"].headers).json()
+    assert due["items"] == [] or all(i["deadlines"] for i in due["items"])
+
+
+def test_statistics_and_traffic_flow(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    store_events(
+        central_db,
+        node,
+        [
+            signed_event(node, camera="cam-a", occurred_at=T0),
+            signed_event(node, camera="cam-a", occurred_at=T0 + timedelta(minutes=5)),
+            signed_event(
+                node,
+                camera="cam-b",
+                type=ViolationType.RED_LIGHT,
+                occurred_at=T0 + timedelta(hours=2),
+            ),
+        ],
+    )
+    h = accounts["ioc"].headers
+
+    def stats(by: str) -> dict[str, int]:
+        r = api.get("/api/v1/stats/violations", headers=h, params={"by": by, "site": node.site})
+        assert r.status_code == 200, r.text
+        return {c["key"]: c["count"] for c in r.json()["counts"]}
+
+    assert stats("type") == {"red_light": 1, "speeding": 2}
+    assert stats("camera") == {"cam-a": 2, "cam-b": 1}
+    assert stats("hour") == {"2026-11-23T07:00:00Z": 2, "2026-11-23T09:00:00Z": 1}
+    assert stats("day") == {"2026-11-23T00:00:00Z": 3}
+    assert stats("status") == {"new": 3}
+    minute = T0.replace(second=0, microsecond=0)
+    traffic = [
+        TrafficStats(
+            site=node.site,
+            node=node.node,
+            camera="cam-a",
+            minute_start=minute + timedelta(minutes=i),
+            lanes=[
+                LaneFlow(
+                    lane="lane-1",
+                    counts={VehicleClass.CAR: 10, VehicleClass.MOTORCYCLE: 30},
+                    mean_speed_kmh=40.0 + 10 * i,
+                    occupancy=0.2,
+                )
+            ],
+        )
+        for i in range(2)
+    ]
+    messages = [
+        Message(node.topic("cam-a", CameraTopic.TRAFFIC), to_wire(t)) for t in traffic + traffic
+    ]
+    with transaction(session_factory(central_db.engine)) as s:
+        result = record_batch(s, messages, KeyCache())
+    assert result.quarantined == {}
+    flow = api.get(
+        "/api/v1/stats/traffic", headers=h, params={"site": node.site, "by": "hour"}
+    ).json()
+    assert flow["buckets"] == [
+        {
+            "bucket": "2026-11-23T07:00:00Z",
+            "camera": "cam-a",
+            "vehicles": 80,  # re-sent minutes are counted once
+            "mean_speed_kmh": 45.0,
+            "mean_occupancy": 0.2,
+        }
+    ]
+
+
+def test_registry_status_geojson_and_feed(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    status = NodeStatus(
+        site=node.site,
+        node=node.node,
+        state=NodeState.ONLINE,
+        sent_at=T0,
+        cameras=[CameraHealth(camera="cam-01", state=CameraState.UP, fps=25.0)],
+    )
+    topic = node_topic(node.site, node.node, NodeTopic.STATUS)
+    with transaction(session_factory(central_db.engine)) as s:
+        record_batch(s, [Message(topic, to_wire(status))], KeyCache())
+    ioc = accounts["ioc"].headers
+    nodes = {(n["site"], n["node"]): n for n in api.get("/api/v1/nodes", headers=ioc).json()}
+    assert nodes[(node.site, node.node)]["state"] == "online"
+    assert nodes[(node.site, node.node)]["status"]["cameras"][0]["fps"] == 25.0
+    cams = [c for c in api.get("/api/v1/cameras", headers=ioc).json() if c["site"] == node.site]
+    assert [(c["camera"], c["state"]) for c in cams] == [("cam-01", "up")]
+    r = api.patch(
+        f"/api/v1/cameras/{cams[0]['id']}",
+        headers=accounts["supervisor"].headers,
+        json={"latitude": 10.9046, "longitude": 106.7047, "place": "QL13 Km 22+300"},
+    )
+    assert r.status_code == 200
+    assert (
+        api.patch(
+            f"/api/v1/cameras/{cams[0]['id']}",
+            headers=accounts["supervisor"].headers,
+            json={"latitude": 123.0},
+        ).status_code
+        == 422
+    )
+    geo = api.get("/api/v1/cameras.geojson", headers=ioc)
+    assert geo.headers["content-type"].startswith("application/geo+json")
+    feature = next(f for f in geo.json()["features"] if f["id"] == cams[0]["id"])
+    assert feature["geometry"] == {"type": "Point", "coordinates": [106.7047, 10.9046]}
+
+    # Live feed: a stored violation replayed after its predecessor, then the node's last
+    # will arriving while the stream is open turns its camera offline.
+    [vid] = store_events(central_db, node, [signed_event(node)])
+    will = status.model_copy(update={"state": NodeState.OFFLINE, "cameras": []})
+
+    def last_will() -> None:
+        time.sleep(0.3)
+        with transaction(session_factory(central_db.engine)) as s:
+            record_batch(s, [Message(topic, to_wire(will))], KeyCache())
+
+    worker = threading.Thread(target=last_will)
+    worker.start()
+    try:
+        r = api.get(
+            "/api/v1/feed",
+            headers=ioc,
+            params={"after_id": vid - 1, "max_events": 3, "max_seconds": 5},
+        )
+    finally:
+        worker.join(10)
+    assert r.headers["content-type"].startswith("text/event-stream")
+    events = [block for block in r.text.split("\n\n") if block.startswith("event:")]
+    kinds = [e.splitlines()[0] for e in events]
+    assert kinds[0] == "event: violation" and f'"id": {vid}' in events[0]
+    assert "event: camera" in kinds and "event: node" in kinds
+    camera_event = next(e for e in events if e.startswith("event: camera"))
+    assert '"state": "offline"' in camera_event and node.site in camera_event
+
+
+def test_evidence_upload(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    frame = b"\xff\xd8" + uuid.uuid4().bytes * 100
+    clip = b"\x00\x00\x00\x18ftypmp42" + uuid.uuid4().bytes * 50
+    refs = [
+        EvidenceRef(
+            role=EvidenceRole.FRAME_AT,
+            media_type=MediaType.JPEG,
+            sha256=hashlib.sha256(frame).hexdigest(),
+            size=len(frame),
+        ),
+        EvidenceRef(
+            role=EvidenceRole.CLIP,
+            media_type=MediaType.MP4,
+            sha256=hashlib.sha256(clip).hexdigest(),
+            size=len(clip),
+        ),
+    ]
+    [vid] = store_events(central_db, node, [signed_event(node, evidence=refs)])
+    officer = accounts["officer"].headers
+
+    def put(
+        sha: str, body: bytes, media: str = "image/jpeg", headers: Any = None
+    ) -> httpx.Response:
+        h = {**(headers if headers is not None else node.headers), "Content-Type": media}
+        r: httpx.Response = api.put(f"/api/v1/evidence/{sha}", content=body, headers=h)
+        return r
+
+    def complete() -> bool:
+        return bool(
+            api.get(f"/api/v1/violations/{vid}", headers=officer).json()["evidence_complete"]
+        )
+
+    frame_sha, clip_sha = refs[0].sha256, refs[1].sha256
+    assert api.head(f"/api/v1/evidence/{frame_sha}", headers=node.headers).status_code == 404
+    # refused, nothing stored
+    assert put(frame_sha, frame + b"x").status_code == 400  # hash mismatch
+    assert put("ABC", frame).status_code == 400  # not a sha256
+    assert put(frame_sha, frame, media="text/html").status_code == 415
+    big = b"\x00" * (64 * 1024 + 1)
+    assert put(hashlib.sha256(big).hexdigest(), big).status_code == 413
+    assert put(frame_sha, frame, headers={}).status_code == 401
+    assert put(frame_sha, frame, headers={"Authorization": "Bearer rwn_forged"}).status_code == 401
+    assert put(frame_sha, frame, headers=officer).status_code == 403
+    assert api.head(f"/api/v1/evidence/{frame_sha}", headers=node.headers).status_code == 404
+    assert not complete()
+    # stored, idempotent, complete when both are there
+    r = put(frame_sha, frame)
+    assert r.status_code == 201 and r.json()["completed_violations"] == []
+    assert put(frame_sha, frame).status_code == 200
+    assert api.head(f"/api/v1/evidence/{frame_sha}", headers=node.headers).status_code == 200
+    assert not complete()
+    r = put(clip_sha, clip, media="video/mp4")
+    assert r.status_code == 201 and r.json()["completed_violations"] == [vid]
+    assert complete()
+    got = api.get(f"/api/v1/evidence/{clip_sha}", headers=officer)
+    assert got.status_code == 200 and got.content == clip
+    assert got.headers["content-type"] == "video/mp4"
+    detail = api.get(f"/api/v1/violations/{vid}", headers=officer).json()
+    assert {e["role"]: e["arrived"] for e in detail["evidence"]} == {
+        "clip": True,
+        "frame_at": True,
+    }
+    # a later event listing blobs already stored is complete on arrival
+    [vid2] = store_events(central_db, node, [signed_event(node, evidence=refs)])
+    assert api.get(f"/api/v1/violations/{vid2}", headers=officer).json()["evidence_complete"]
+    leftovers = list((api.app.state.central.store.root / "tmp").iterdir())  # type: ignore[attr-defined]
+    assert leftovers == []
+
+
+def test_metrics_token(api: TestClient, accounts: dict[str, Account]) -> None:
+    assert api.get("/metrics").status_code == 401
+    r = api.get("/metrics", headers=accounts["ioc"].headers)
+    assert r.status_code == 200 and "roadwatch_http_request_seconds" in r.text
+
+
+def test_roles_in_tokens_follow_the_user_record(
+    api: TestClient, accounts: dict[str, Account]
+) -> None:
+    admin = accounts["admin"].headers
+    name = f"tmp{uuid.uuid4().hex[:8]}"
+    r = api.post(
+        "/api/v1/users", headers=admin, json={"username": name, "password": "x" * 12, "role": "ioc"}
+    )
+    assert r.status_code == 201
+    assert (
+        api.post(
+            "/api/v1/users",
+            headers=admin,
+            json={"username": name, "password": "x" * 12, "role": "ioc"},
+        ).status_code
+        == 409
+    )
+    assert (
+        api.post(
+            "/api/v1/users",
+            headers=admin,
+            json={"username": "x", "password": "short", "role": "node"},
+        ).status_code
+        == 422
+    )
+    login = api.post("/api/v1/auth/token", data={"username": name, "password": "x" * 12}).json()
+    h = {"Authorization": f"Bearer {login['access_token']}"}
+    assert api.get("/api/v1/stats/violations", headers=h).status_code == 200
+    assert (
+        api.patch(f"/api/v1/users/{name}", headers=admin, json={"active": False}).status_code == 200
+    )
+    assert api.get("/api/v1/stats/violations", headers=h).status_code == 401
+    assert Role.IOC.value == login["role"]

@@ -1,0 +1,243 @@
+"""The review state machine, deadlines and the audit chain: tables, no I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from central.audit import GENESIS, ChainEntry, detail_text, entry_hash, verify_chain
+from central.workflow import (
+    ALLOWED_ROLES,
+    TRANSITIONS,
+    Action,
+    Actor,
+    Case,
+    Command,
+    DeadlineState,
+    Policy,
+    Role,
+    Status,
+    WorkflowError,
+    deadlines,
+    decide,
+    effective_plate,
+)
+
+T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+NOW = T0 + timedelta(hours=2)
+POLICY = Policy()
+OFFICER = Actor("an", Role.OFFICER)
+OFFICER2 = Actor("binh", Role.OFFICER)
+SUPERVISOR = Actor("cuong", Role.SUPERVISOR)
+
+VALID = [
+    (Status.NEW, Action.START_REVIEW, Status.IN_REVIEW),
+    (Status.IN_REVIEW, Action.RELEASE, Status.NEW),
+    (Status.IN_REVIEW, Action.CORRECT_PLATE, Status.IN_REVIEW),
+    (Status.IN_REVIEW, Action.CONFIRM, Status.CONFIRMED),
+    (Status.IN_REVIEW, Action.REJECT, Status.REJECTED),
+    (Status.CONFIRMED, Action.ISSUE_NOTICE, Status.NOTICE_ISSUED),
+    (Status.NOTICE_ISSUED, Action.CLOSE, Status.CLOSED),
+    (Status.NOTICE_ISSUED, Action.ESCALATE, Status.ESCALATED),
+]
+INVALID = [
+    (s, a) for s in Status for a in Action if (s, a) not in {(f, act) for f, act, _t in VALID}
+]
+
+
+def _case(status: Status, **kw: object) -> Case:
+    fields: dict[str, object] = {"occurred_at": T0, "plate_text": "51F-123.45"}
+    if status is Status.IN_REVIEW:
+        fields["reviewer"] = SUPERVISOR.username
+    if status is Status.CONFIRMED:
+        fields["confirmed_by"] = OFFICER.username
+    fields.update(kw)
+    return Case(status=status, **fields)  # type: ignore[arg-type]
+
+
+def _command(action: Action) -> Command:
+    return Command(action, reason="không rõ biển số", plate="51F-123.46")
+
+
+def test_the_table_is_exactly_the_documented_machine() -> None:
+    assert {(f, a): t for f, a, t in VALID} == TRANSITIONS
+    assert len(INVALID) == len(Status) * len(Action) - len(VALID)
+
+
+@pytest.mark.parametrize(("start", "action", "target"), VALID)
+def test_valid_transition(start: Status, action: Action, target: Status) -> None:
+    after = decide(_case(start), _command(action), SUPERVISOR, NOW, POLICY)
+    assert after.status is target
+
+
+@pytest.mark.parametrize(("start", "action"), INVALID)
+def test_every_invalid_transition_is_refused(start: Status, action: Action) -> None:
+    case = _case(start)
+    with pytest.raises(WorkflowError) as err:
+        decide(case, _command(action), SUPERVISOR, NOW, POLICY)
+    assert err.value.code == "invalid_transition"
+    assert start.value in str(err.value)
+
+
+@pytest.mark.parametrize("action", list(Action))
+@pytest.mark.parametrize("role", list(Role))
+def test_roles(action: Action, role: Role) -> None:
+    start = next(f for f, a, _t in VALID if a is action)
+    actor = Actor("someone", role)
+    case = _case(start, reviewer="someone" if start is Status.IN_REVIEW else None)
+    if role in ALLOWED_ROLES[action]:
+        assert (
+            decide(case, _command(action), actor, NOW, POLICY).status
+            is TRANSITIONS[(start, action)]
+        )
+    else:
+        with pytest.raises(WorkflowError) as err:
+            decide(case, _command(action), actor, NOW, POLICY)
+        assert err.value.code == "forbidden"
+
+
+@pytest.mark.parametrize("reason", [None, "", "   "])
+def test_reject_needs_a_reason(reason: str | None) -> None:
+    case = _case(Status.IN_REVIEW, reviewer=OFFICER.username)
+    with pytest.raises(WorkflowError) as err:
+        decide(case, Command(Action.REJECT, reason=reason), OFFICER, NOW, POLICY)
+    assert err.value.code == "reason_required"
+    after = decide(case, Command(Action.REJECT, reason="xe cứu thương"), OFFICER, NOW, POLICY)
+    assert after.reject_reason == "xe cứu thương"
+    assert after.decided_at == NOW
+
+
+def test_plate_correction_keeps_the_roadside_reading() -> None:
+    case = _case(Status.IN_REVIEW, reviewer=OFFICER.username)
+    after = decide(case, Command(Action.CORRECT_PLATE, plate="51f-123.46"), OFFICER, NOW, POLICY)
+    assert after.plate_text == "51F-123.45"
+    assert after.plate_corrected == "51F-123.46"
+    assert effective_plate(after) == "51F-123.46"
+    assert effective_plate(case) == "51F-123.45"
+
+
+@pytest.mark.parametrize("plate", [None, "", "51F<script>", "X" * 17, "51F-12\n3"])
+def test_bad_plate_corrections_are_refused(plate: str | None) -> None:
+    case = _case(Status.IN_REVIEW, reviewer=OFFICER.username)
+    with pytest.raises(WorkflowError) as err:
+        decide(case, Command(Action.CORRECT_PLATE, plate=plate), OFFICER, NOW, POLICY)
+    assert err.value.code == "invalid_plate"
+
+
+def test_only_the_reviewer_or_a_supervisor_decides_a_case_in_review() -> None:
+    case = _case(Status.IN_REVIEW, reviewer=OFFICER.username)
+    with pytest.raises(WorkflowError) as err:
+        decide(case, Command(Action.CONFIRM), OFFICER2, NOW, POLICY)
+    assert err.value.code == "not_reviewer"
+    assert decide(case, Command(Action.CONFIRM), SUPERVISOR, NOW, POLICY).confirmed_by == "cuong"
+
+
+@pytest.mark.parametrize(("rule", "allowed"), [(True, False), (False, True)])
+def test_two_person_rule(rule: bool, allowed: bool) -> None:
+    policy = Policy(two_person_rule=rule)
+    case = _case(Status.CONFIRMED, confirmed_by=SUPERVISOR.username)
+    if allowed:
+        after = decide(case, Command(Action.ISSUE_NOTICE), SUPERVISOR, NOW, policy)
+        assert after.notice_issued_by == SUPERVISOR.username
+    else:
+        with pytest.raises(WorkflowError) as err:
+            decide(case, Command(Action.ISSUE_NOTICE), SUPERVISOR, NOW, policy)
+        assert err.value.code == "two_person_rule"
+    other = Actor("dung", Role.SUPERVISOR)
+    assert decide(case, Command(Action.ISSUE_NOTICE), other, NOW, policy).status is (
+        Status.NOTICE_ISSUED
+    )
+
+
+DAY = timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("status", "age", "notice_age", "expected"),
+    [
+        (Status.NEW, 2 * DAY, None, [("notice", DeadlineState.PENDING)]),
+        (Status.IN_REVIEW, 9 * DAY + timedelta(hours=1), None, [("notice", DeadlineState.DUE)]),
+        (
+            Status.CONFIRMED,
+            10 * DAY + timedelta(seconds=1),
+            None,
+            [("notice", DeadlineState.OVERDUE)],
+        ),
+        (Status.NOTICE_ISSUED, 30 * DAY, 5 * DAY, [("escalation", DeadlineState.PENDING)]),
+        (
+            Status.NOTICE_ISSUED,
+            30 * DAY,
+            19 * DAY + timedelta(hours=3),
+            [("escalation", DeadlineState.DUE)],
+        ),
+        (Status.NOTICE_ISSUED, 40 * DAY, 21 * DAY, [("escalation", DeadlineState.OVERDUE)]),
+        (Status.REJECTED, 40 * DAY, None, []),
+        (Status.CLOSED, 40 * DAY, 21 * DAY, []),
+        (Status.ESCALATED, 40 * DAY, 21 * DAY, []),
+    ],
+)
+def test_deadlines(
+    status: Status,
+    age: timedelta,
+    notice_age: timedelta | None,
+    expected: list[tuple[str, DeadlineState]],
+) -> None:
+    now = T0 + age
+    case = _case(status, notice_issued_at=None if notice_age is None else now - notice_age)
+    found = deadlines(case, now, POLICY)
+    assert [(d.name, d.state) for d in found] == expected
+    for d in found:
+        start = case.occurred_at if d.name == "notice" else case.notice_issued_at
+        days = POLICY.notice_days if d.name == "notice" else POLICY.escalation_days
+        assert d.due_at == start + timedelta(days=days)  # type: ignore[operator]
+
+
+def _chain(n: int) -> list[ChainEntry]:
+    prev, out = GENESIS, []
+    for i in range(1, n + 1):
+        at = T0 + timedelta(minutes=i)
+        detail = detail_text({"i": i, "lý do": "ảnh mờ"})
+        h = entry_hash(
+            prev_hash=prev,
+            seq=i,
+            at=at,
+            actor="an",
+            action="confirm",
+            violation_id=i,
+            detail=detail,
+        )
+        out.append(ChainEntry(i, at, "an", "confirm", i, detail, prev, h))
+        prev = h
+    return out
+
+
+def test_an_intact_chain_verifies() -> None:
+    report = verify_chain(_chain(5))
+    assert report.ok and report.entries == 5 and report.head == _chain(5)[-1].entry_hash
+
+
+@pytest.mark.parametrize(
+    ("index", "change", "problem"),
+    [
+        (2, {"actor": "mallory"}, "entry was altered"),
+        (2, {"detail": '{"i":3}'}, "entry was altered"),
+        (3, {"prev_hash": "f" * 64}, "previous hash does not match"),
+        (1, {"seq": 7}, "expected entry 2"),
+    ],
+)
+def test_tampering_is_found(index: int, change: dict[str, object], problem: str) -> None:
+    chain = _chain(5)
+    chain[index] = dataclasses.replace(chain[index], **change)  # type: ignore[arg-type]
+    report = verify_chain(chain)
+    assert not report.ok
+    assert report.problem == problem
+    assert report.entries == index
+
+
+def test_a_deleted_entry_breaks_the_chain() -> None:
+    chain = _chain(5)
+    del chain[2]
+    report = verify_chain(chain)
+    assert not report.ok and report.first_bad_seq == 4
