@@ -14,6 +14,7 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -65,6 +66,7 @@ class IngestService:
         self._queue: queue.Queue[_Delivery] = queue.Queue()
         self._stop = threading.Event()
         self._connected = threading.Event()
+        self._subscribed = threading.Event()
         self._keys = KeyCache()
         self._worker: threading.Thread | None = None
         # A stable id keeps the broker session (and the messages queued for it) across restarts.
@@ -82,6 +84,7 @@ class IngestService:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
 
     # -- paho callbacks (network thread) ---------------------------------------
@@ -96,10 +99,20 @@ class IngestService:
         self._connected.set()
         log.info("ingest connected to %s:%s", self.settings.mqtt_host, self.settings.mqtt_port)
 
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: object, _mid: int, codes: list[Any], _p: object
+    ) -> None:
+        failed = [c for c in codes if getattr(c, "is_failure", False)]
+        if failed:
+            log.error("broker refused the subscriptions: %s", failed)
+            return
+        self._subscribed.set()
+
     def _on_disconnect(
         self, _c: mqtt.Client, _u: object, _f: object, rc: object, _p: object
     ) -> None:
         self._connected.clear()
+        self._subscribed.clear()
         if not self._stop.is_set():
             log.warning("ingest lost the broker (%s); reconnecting", rc)
 
@@ -122,8 +135,9 @@ class IngestService:
         self._worker = threading.Thread(target=self._run, name="central-ingest", daemon=True)
         self._worker.start()
 
-    def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
+    def wait_ready(self, timeout: float) -> bool:
+        """True once connected and the broker has acknowledged the subscriptions."""
+        return self._subscribed.wait(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the batch in hand, disconnect, and join every thread within ``timeout``."""
@@ -222,6 +236,10 @@ def run_ingest(settings: Settings, engine: Engine, stop: threading.Event) -> Non
     service = IngestService(settings, engine)
     service.start()
     try:
+        while not stop.is_set():
+            if service.wait_ready(0.5):
+                print("central: ingest subscribed", flush=True)
+                break
         while not stop.wait(0.5):
             pass
     finally:

@@ -1,0 +1,291 @@
+"""MQTT ingest against the real Mosquitto and both databases, including kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from select import select as wait_readable
+from typing import IO
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import func, select
+
+from central.ingest import IngestService
+from central.models import Camera, Node, Quarantine, TrafficMinute, Violation
+from central.settings import Settings
+from roadwatch.contract import (
+    CameraHealth,
+    CameraState,
+    CameraTopic,
+    LaneFlow,
+    NodeState,
+    NodeStatus,
+    NodeTopic,
+    TrafficStats,
+    VehicleClass,
+    node_topic,
+    to_wire,
+)
+from roadwatch.contract.signing import generate_private_key, sign
+from tests.central_fixtures import *  # noqa: F403
+from tests.central_fixtures import CentralDb, NodeIdentity, signed_event
+from tests.factories import T0, violation_event
+from tests.services import BrokerAddress
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Publisher:
+    """A QoS 1 publisher that waits for each PUBACK."""
+
+    def __init__(self, broker: BrokerAddress) -> None:
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"pub-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
+        )
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(timeout=10)
+        assert info.is_published(), f"no PUBACK for {topic}"
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def publisher(mqtt_broker: BrokerAddress) -> Iterator[Publisher]:
+    pub = Publisher(mqtt_broker)
+    try:
+        yield pub
+    finally:
+        pub.close()
+
+
+def _ingest_settings(base: Settings, broker: BrokerAddress, site: str) -> Settings:
+    return base.model_copy(
+        update={
+            "mqtt_host": broker.host,
+            "mqtt_port": broker.port,
+            "mqtt_site": site,
+            "mqtt_share_group": f"g{uuid.uuid4().hex[:10]}",
+            "mqtt_client_id": f"central-test-{uuid.uuid4().hex[:10]}",
+            "mqtt_session_expiry_s": 60,
+        }
+    )
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_ingest_accepts_dedupes_and_quarantines(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    publisher: Publisher,
+) -> None:
+    node = make_node()
+    settings = _ingest_settings(central_settings, mqtt_broker, node.site)
+    good = signed_event(node)
+    tampered = good.model_copy(update={"event_id": violation_event().event_id})
+    stranger = sign(violation_event(site=node.site, node="node-99"), generate_private_key())
+    wrong_key = sign(violation_event(site=node.site, node=node.node), generate_private_key())
+    other_camera = signed_event(node, camera="cam-02")
+    status = NodeStatus(
+        site=node.site,
+        node=node.node,
+        state=NodeState.ONLINE,
+        sent_at=T0,
+        cameras=[CameraHealth(camera="cam-01", state=CameraState.STALLED, reason="no frames")],
+    )
+    traffic = TrafficStats(
+        site=node.site,
+        node=node.node,
+        camera="cam-01",
+        minute_start=T0.replace(second=0, microsecond=0),
+        lanes=[LaneFlow(lane="lane-1", counts={VehicleClass.CAR: 12}, occupancy=0.1)],
+    )
+    topic = node.topic()
+    v2 = to_wire(good).replace(b'"schema_version":"1"', b'"schema_version":"2"')
+    sends = [
+        (topic, to_wire(good)),
+        (topic, to_wire(good)),  # replayed: stored once
+        (topic, to_wire(tampered)),  # forged: the signature no longer matches
+        (node.topic().replace(node.node, "node-99"), to_wire(stranger)),  # unknown node
+        (topic, to_wire(wrong_key)),  # signed by another key
+        (topic, b'{"event_id": '),  # malformed JSON
+        (topic, v2),  # future schema
+        (topic, to_wire(other_camera)),  # payload names another camera than the topic
+        (topic, "Ω\x00".encode() * 10),  # hostile bytes
+        (node.topic(kind=CameraTopic.TRAFFIC), to_wire(traffic)),
+    ]
+    with IngestService(settings, central_db.engine) as ingest:
+        assert ingest.wait_ready(10), "ingest did not subscribe"
+        publisher.publish(node_topic(node.site, node.node, NodeTopic.STATUS), to_wire(status))
+        for t, payload in sends:
+            publisher.publish(t, payload)
+
+        def quarantined() -> list[str]:
+            with central_db.session() as s:
+                return sorted(
+                    s.scalars(
+                        select(Quarantine.reason_code).where(
+                            Quarantine.topic.like(f"roadwatch/v1/{node.site}/%")
+                        )
+                    )
+                )
+
+        _wait_for("7 refusals in quarantine", lambda: len(quarantined()) >= 7)
+        _wait_for("traffic", lambda: _count(central_db, TrafficMinute, node.site) == 1)
+    assert quarantined() == sorted(
+        [
+            "forged",
+            "unknown_node",
+            "forged",
+            "malformed",
+            "schema_version",
+            "topic_mismatch",
+            "malformed",
+        ]
+    )
+    with central_db.session() as s:
+        rows = s.scalars(select(Violation).where(Violation.site == node.site)).all()
+        assert [r.event_id for r in rows] == [good.event_id]
+        assert rows[0].payload.encode() == to_wire(good)  # stored as signed
+        reason = s.scalar(
+            select(Quarantine.reason).where(
+                Quarantine.topic == topic, Quarantine.reason_code == "schema_version"
+            )
+        )
+        assert reason is not None and "'2'" in reason
+        n = s.scalar(select(Node).where(Node.site == node.site))
+        assert n is not None and n.state == "online"
+        cam = s.scalar(select(Camera).where(Camera.site == node.site, Camera.camera == "cam-01"))
+        assert cam is not None and (cam.state, cam.reason) == ("stalled", "no frames")
+
+
+def _count(db: CentralDb, model: type[Violation] | type[TrafficMinute], site: str) -> int:
+    with db.session() as s:
+        return int(s.scalar(select(func.count()).select_from(model).where(model.site == site)) or 0)
+
+
+def _start_ingest(env: dict[str, str], log: IO[str]) -> subprocess.Popen[bytes]:
+    """Start ``roadwatch central ingest`` and wait until it says it has subscribed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roadwatch", "central", "ingest"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=log,
+    )
+    assert proc.stdout is not None
+    seen = b""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and b"subscribed" not in seen:
+        ready, _w, _x = wait_readable([proc.stdout], [], [], 0.5)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            seen += chunk
+    if b"subscribed" not in seen:
+        proc.kill()
+        proc.wait(5)
+        proc.stdout.close()
+        raise AssertionError(f"ingest did not subscribe: {seen.decode(errors='replace')}")
+    return proc
+
+
+@pytest.mark.reliability
+def test_ingest_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    publisher: Publisher,
+    tmp_path: Path,
+) -> None:
+    node = make_node()
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "ROADWATCH_DATABASE_URL": central_db.url,
+        "ROADWATCH_DATA_DIR": str(tmp_path),
+        "ROADWATCH_MQTT_HOST": mqtt_broker.host,
+        "ROADWATCH_MQTT_PORT": str(mqtt_broker.port),
+        "ROADWATCH_MQTT_SITE": node.site,
+        "ROADWATCH_MQTT_SHARE_GROUP": f"g{uuid.uuid4().hex[:10]}",
+        "ROADWATCH_MQTT_CLIENT_ID": f"central-kill-{uuid.uuid4().hex[:10]}",
+        "ROADWATCH_MQTT_SESSION_EXPIRY_S": "120",
+        "ROADWATCH_INGEST_BATCH": "10",
+    }
+    events = [signed_event(node, camera=f"cam-{i % 3}") for i in range(300)]
+    log = (tmp_path / "ingest.log").open("w")
+    proc = _start_ingest(env, log)
+    killed = threading.Event()
+    try:
+        done = threading.Event()
+
+        def publish_all() -> None:
+            for i, e in enumerate(events):
+                publisher.publish(node.topic(e.camera), to_wire(e))
+                if i % 50 == 49:
+                    time.sleep(0.05)
+            done.set()
+
+        sender = threading.Thread(target=publish_all, name="test-publisher")
+        sender.start()
+        try:
+            _wait_for("a third stored", lambda: _count(central_db, Violation, node.site) >= 100, 60)
+            proc.send_signal(signal.SIGKILL)  # mid-stream, no chance to clean up
+            proc.wait(10)
+            killed.set()
+            at_kill = _count(central_db, Violation, node.site)
+            assert at_kill < len(events), "the stream was over before the kill"
+            proc = _start_ingest(env, log)
+            _wait_for(
+                "every event stored",
+                lambda: _count(central_db, Violation, node.site) >= len(events),
+                90,
+            )
+        finally:
+            sender.join(60)
+        assert done.is_set()
+        time.sleep(0.5)  # any re-delivery still in flight would land now
+        with central_db.session() as s:
+            stored = list(s.scalars(select(Violation.event_id).where(Violation.site == node.site)))
+        assert sorted(stored) == sorted(e.event_id for e in events)
+        assert killed.is_set()
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        log.close()
+    assert proc.returncode == 0, "ingest did not stop cleanly on SIGTERM"
