@@ -75,6 +75,8 @@ def _engine() -> tuple[Settings, Engine]:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import signal
+
     import uvicorn
 
     from central.app import create_app
@@ -96,6 +98,10 @@ def _serve(args: argparse.Namespace) -> int:
         f"evidence {settings.resolved_evidence_dir})",
         flush=True,
     )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the
+    # handler that was there before it; a no-op one lets the command exit 0 after a clean stop.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_a: None)
     uvicorn.Server(config).run()
     return 0
 

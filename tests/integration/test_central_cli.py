@@ -1,0 +1,184 @@
+"""`roadwatch central ...` as a user runs it: node registry, users, serve and shut down."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from central.db import make_engine, session_factory
+from central.models import Node, User
+from central.security import NODE_TOKEN_PREFIX
+from roadwatch.cli import main
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROADWATCH_")}
+    env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    env["ROADWATCH_DATA_DIR"] = str(tmp_path / "data")
+    return env
+
+
+def _rw(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "roadwatch", "central", *args],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_node_add_and_create_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["edge", "keygen", "--out", str(tmp_path / "node")]) == 0
+    add = _rw(
+        tmp_path,
+        "node",
+        "add",
+        "--site",
+        "ql13-km22",
+        "--node",
+        "node-01",
+        "--public-key",
+        str(tmp_path / "node.pub"),
+    )
+    assert add.returncode == 0, add.stderr
+    token = add.stdout.split("upload token (shown once, give it to the node): ")[1].strip()
+    assert token.startswith(NODE_TOKEN_PREFIX) and len(token) > 40
+    user = _rw(
+        tmp_path,
+        "create-user",
+        "--username",
+        "nguyen.an",
+        "--role",
+        "supervisor",
+        "--password-stdin",
+        stdin="a long passphrase\n",
+    )
+    assert user.returncode == 0, user.stderr
+
+    # Refusals, in process: one line each, nothing stored.
+    for name, value in _env(tmp_path).items():
+        if name.startswith("ROADWATCH_"):
+            monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    (tmp_path / "bad.pub").write_text("not a key")
+    refusals = [
+        (
+            [
+                "node",
+                "add",
+                "--site",
+                "ql13-km22",
+                "--node",
+                "node-01",
+                "--public-key",
+                str(tmp_path / "node.pub"),
+            ],
+            "node ql13-km22/node-01 is already registered",
+        ),
+        (
+            [
+                "node",
+                "add",
+                "--site",
+                "s",
+                "--node",
+                "n",
+                "--public-key",
+                str(tmp_path / "bad.pub"),
+            ],
+            "not a PEM public key",
+        ),
+        (
+            [
+                "node",
+                "add",
+                "--site",
+                "S/../x",
+                "--node",
+                "n",
+                "--public-key",
+                str(tmp_path / "node.pub"),
+            ],
+            "not a valid topic level",
+        ),
+        (["create-user", "--username", "nguyen.an", "--role", "officer"], "exists"),
+        (["create-user", "--username", "x", "--role", "officer"], "user name"),
+    ]
+    monkeypatch.setenv("ROADWATCH_NEW_PASSWORD", "another long passphrase")
+    for args, message in refusals:
+        assert main(["central", *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("roadwatch: error: ") and message in err and err.count("\n") == 1
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'central.db'}")
+    try:
+        with session_factory(engine)() as s:
+            node = s.scalar(select(Node))
+            assert node is not None
+            assert node.token_hash == hashlib.sha256(token.encode()).hexdigest()
+            assert token not in repr(s.execute(select(Node.__table__)).all())
+            assert s.scalar(select(func.count()).select_from(Node)) == 1
+            users = s.scalars(select(User)).all()
+            assert [(u.username, u.role) for u in users] == [("nguyen.an", "supervisor")]
+            assert users[0].password_hash.startswith("$argon2")
+    finally:
+        engine.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_with_embedded_defaults_and_stop_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roadwatch", "central", "serve", "--port", str(port)],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        health = None
+        while time.monotonic() < deadline and health is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    health = r.read()
+            except OSError:
+                assert proc.poll() is None, "serve exited"
+                time.sleep(0.2)
+        assert health is not None and b'"ok"' in health
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/violations", timeout=5)
+        assert err.value.code == 401
+        assert (tmp_path / "data" / "central.db").is_file()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        if proc.stderr is not None:
+            proc.stderr.close()
