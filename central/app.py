@@ -9,10 +9,15 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import Engine, text
+from starlette.routing import Match
+from starlette.types import Scope
 
 from central.api import admin, cases, evidence, ioc
 from central.api.deps import AppState, app_state
@@ -104,6 +109,8 @@ def create_app(
     ) -> Response:
         start = time.perf_counter()
         response = await call_next(request)
+        if response.status_code == 405:
+            response.headers["Allow"] = _allowed_methods(request.app, request.scope)
         route = request.scope.get("route")
         state: AppState | None = getattr(request.app.state, "central", None)
         if state is not None:
@@ -150,11 +157,32 @@ def create_app(
         registry: CollectorRegistry = request.app.state.registry
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(admin.login_router)
     app.include_router(admin.router)
     app.include_router(cases.router)
     app.include_router(ioc.router)
     app.include_router(evidence.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        # The upload interface answers 400 for a malformed sha256, as for a hash mismatch.
+        if any(tuple(e.get("loc", ())) == ("path", "sha256") for e in exc.errors()):
+            return JSONResponse(
+                {"detail": "not a sha256: expected 64 lower-case hex digits"}, status_code=400
+            )
+        return await request_validation_exception_handler(request, exc)
+
     return app
+
+
+def _allowed_methods(app: FastAPI, scope: Scope) -> str:
+    """Every method the path accepts (Starlette names only the first matching route's)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _child = route.matches({**scope, "method": "GET"})
+        if match is not Match.NONE and isinstance(route, APIRoute):
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
 
 
 def _metrics_role(token: str, key: str) -> bool:

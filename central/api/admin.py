@@ -6,11 +6,22 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 
-from central.api.deps import Admin, AnyUser, Manager, RegistryReader, SessionDep, StateDep
+from central.api.deps import (
+    CONFLICT,
+    NOT_FOUND,
+    PROTECTED,
+    Admin,
+    AnyUser,
+    Manager,
+    RegistryReader,
+    SessionDep,
+    StateDep,
+)
 from central.api.schemas import (
     CameraOut,
     CameraUpdate,
@@ -28,10 +39,16 @@ from central.security import dummy_verify, hash_password, issue_access_token, ve
 from central.workflow import Role
 from roadwatch.errors import UserError
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", responses=PROTECTED)
+login_router = APIRouter(prefix="/api/v1")
 
 
-@router.post("/auth/token", tags=["auth"], summary="Log in (OAuth2 password flow)")
+@login_router.post(
+    "/auth/token",
+    tags=["auth"],
+    summary="Log in (OAuth2 password flow)",
+    responses={401: {"description": "Wrong user name or password"}},
+)
 def login(
     state: StateDep,
     session: SessionDep,
@@ -62,7 +79,7 @@ def list_users(_: Admin, session: SessionDep) -> list[UserOut]:
     return [UserOut.model_validate(u) for u in session.scalars(select(User).order_by(User.id))]
 
 
-@router.post("/users", tags=["users"], status_code=201, summary="Create a user")
+@router.post("/users", tags=["users"], status_code=201, summary="Create a user", responses=CONFLICT)
 def add_user(caller: Admin, session: SessionDep, body: UserCreate) -> UserOut:
     try:
         user = create_user(
@@ -84,7 +101,12 @@ def add_user(caller: Admin, session: SessionDep, body: UserCreate) -> UserOut:
     return UserOut.model_validate(user)
 
 
-@router.patch("/users/{username}", tags=["users"], summary="Change a user's role or state")
+@router.patch(
+    "/users/{username}",
+    tags=["users"],
+    summary="Change a user's role or state",
+    responses=NOT_FOUND,
+)
 def change_user(caller: Admin, session: SessionDep, username: str, body: UserUpdate) -> UserOut:
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
@@ -125,14 +147,20 @@ def list_nodes(_: RegistryReader, session: SessionDep) -> list[NodeOut]:
     ]
 
 
-@router.post("/nodes", tags=["registry"], status_code=201, summary="Register a node's key")
+@router.post(
+    "/nodes",
+    tags=["registry"],
+    status_code=201,
+    summary="Register a node's key",
+    responses=CONFLICT,
+)
 def add_node(caller: Admin, session: SessionDep, body: NodeCreate) -> NodeRegistered:
     try:
         reg = register_node(
             session, site=body.site, node=body.node, public_key_pem=body.public_key_pem
         )
     except UserError as exc:
-        code = status.HTTP_409_CONFLICT if "already" in str(exc) else 422
+        code = status.HTTP_409_CONFLICT if "already" in str(exc) else 400
         raise HTTPException(code, str(exc)) from exc
     append_audit(
         session,
@@ -200,9 +228,17 @@ def cameras_geojson(_: AnyUser, session: SessionDep) -> GeoJSONResponse:
     return GeoJSONResponse({"type": "FeatureCollection", "features": features})
 
 
-@router.patch("/cameras/{camera_id}", tags=["registry"], summary="Name and locate a camera")
+@router.patch(
+    "/cameras/{camera_id}",
+    tags=["registry"],
+    summary="Name and locate a camera",
+    responses=NOT_FOUND,
+)
 def update_camera(
-    caller: Manager, session: SessionDep, camera_id: int, body: CameraUpdate
+    caller: Manager,
+    session: SessionDep,
+    camera_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
+    body: CameraUpdate,
 ) -> CameraOut:
     cam = session.get(Camera, camera_id)
     if cam is None:

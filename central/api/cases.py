@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import Path as PathParam
+from pydantic import BeforeValidator
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from central.api.deps import AnyUser, CaseReader, Reviewer, SessionDep, StateDep
+from central.api.deps import (
+    NOT_FOUND,
+    PROTECTED,
+    AnyUser,
+    CaseReader,
+    Reviewer,
+    SessionDep,
+    StateDep,
+)
 from central.api.schemas import (
     AuditOut,
     DeadlineOut,
@@ -37,9 +48,20 @@ from central.workflow import (
 )
 from roadwatch.contract import ViolationType
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", responses=PROTECTED)
+
+
+def _iso_only(value: object) -> object:
+    """Times are ISO 8601 text with a zone; a bare number is not taken for a Unix time."""
+    if isinstance(value, str) and not re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]", value):
+        raise ValueError("expected an ISO 8601 time with a zone, e.g. 2026-11-23T07:00:00Z")
+    return value
+
+
+IsoTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
+ViolationId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Rows to skip")]
 Ident = Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Plate = Annotated[str | None, Query(min_length=1, max_length=16, description="Exact plate")]
@@ -109,8 +131,8 @@ def search_violations(
     site: Ident = None,
     type: ViolationType | None = None,
     status_: Annotated[Status | None, Query(alias="status")] = None,
-    occurred_from: Annotated[datetime | None, Query(alias="from")] = None,
-    occurred_to: Annotated[datetime | None, Query(alias="to")] = None,
+    occurred_from: Annotated[IsoTime | None, Query(alias="from")] = None,
+    occurred_to: Annotated[IsoTime | None, Query(alias="to")] = None,
     complete: bool | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
@@ -268,9 +290,14 @@ def detail(session: Session, v: Violation, policy: Policy) -> ViolationDetail:
     )
 
 
-@router.get("/violations/{violation_id}", tags=["violations"], summary="One violation in full")
+@router.get(
+    "/violations/{violation_id}",
+    tags=["violations"],
+    summary="One violation in full",
+    responses=NOT_FOUND,
+)
 def get_violation(
-    _: AnyUser, state: StateDep, session: SessionDep, violation_id: int
+    _: AnyUser, state: StateDep, session: SessionDep, violation_id: ViolationId
 ) -> ViolationDetail:
     return detail(session, _get(session, violation_id), state.policy)
 
@@ -281,6 +308,7 @@ def get_violation(
     summary="Take a review action (start, release, correct plate, confirm, reject, notice, close)",
     responses={
         403: {"description": "Your role may not take this action, or the two-person rule"},
+        404: {"description": "No such violation"},
         409: {"description": "The case changed since you loaded it, or the action is invalid"},
         422: {"description": "A reason or a valid plate is missing"},
     },
@@ -289,7 +317,7 @@ def review(
     caller: Reviewer,
     state: StateDep,
     session: SessionDep,
-    violation_id: int,
+    violation_id: ViolationId,
     body: ReviewCommand,
 ) -> ViolationDetail:
     v = _get(session, violation_id)
@@ -355,9 +383,12 @@ def review(
 
 
 @router.get(
-    "/violations/{violation_id}/audit", tags=["audit"], summary="The audit trail of one case"
+    "/violations/{violation_id}/audit",
+    tags=["audit"],
+    summary="The audit trail of one case",
+    responses=NOT_FOUND,
 )
-def case_audit(_: CaseReader, session: SessionDep, violation_id: int) -> list[AuditOut]:
+def case_audit(_: CaseReader, session: SessionDep, violation_id: ViolationId) -> list[AuditOut]:
     _get(session, violation_id)
     rows = session.scalars(
         select(AuditEntry).where(AuditEntry.violation_id == violation_id).order_by(AuditEntry.seq)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
@@ -20,6 +20,13 @@ from central.settings import Settings
 from central.workflow import Policy, Role
 
 TOKEN_URL = "/api/v1/auth/token"
+PROTECTED: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Malformed request"},
+    401: {"description": "Not authenticated, or the token is invalid or expired"},
+    403: {"description": "The caller's role may not use this operation"},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such record"}}
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "Conflicts with a record"}}
 oauth2 = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 node_bearer = HTTPBearer(
     auto_error=False,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response, status
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from central.api.deps import NodeDep, Reviewer, SessionDep, StateDep
+from central.api.deps import PROTECTED, NodeDep, Reviewer, SessionDep, StateDep
 from central.api.schemas import EvidenceStored
 from central.db import transaction
 from central.evidence import SHA256_RE, EvidenceError
@@ -16,7 +17,10 @@ from central.models import Blob
 from central.records import blob_known, record_blob
 from roadwatch.contract import MediaType
 
-router = APIRouter(prefix="/api/v1", tags=["evidence"])
+router = APIRouter(prefix="/api/v1", tags=["evidence"], responses=PROTECTED)
+Sha256 = Annotated[
+    str, PathParam(pattern=SHA256_RE.pattern, description="sha256 of the blob, lower-case hex")
+]
 MEDIA_TYPES = frozenset(m.value for m in MediaType)
 
 
@@ -50,7 +54,7 @@ async def put_evidence(
     state: StateDep,
     request: Request,
     response: Response,
-    sha256: str,
+    sha256: Sha256,
     content_type: Annotated[str | None, Header()] = None,
     content_length: Annotated[int | None, Header()] = None,
 ) -> EvidenceStored:
@@ -87,9 +91,13 @@ async def put_evidence(
 @router.head(
     "/evidence/{sha256}",
     summary="Is this blob stored? (node token)",
-    responses={200: {"description": "Stored"}, 404: {"description": "Not stored"}},
+    responses={
+        200: {"description": "Stored"},
+        400: {"description": "Not a sha256"},
+        404: {"description": "Not stored"},
+    },
 )
-def head_evidence(_: NodeDep, state: StateDep, session: SessionDep, sha256: str) -> Response:
+def head_evidence(_: NodeDep, state: StateDep, session: SessionDep, sha256: Sha256) -> Response:
     _check_sha(sha256)
     if blob_known(session, sha256) and state.store.exists(sha256):
         return Response(status_code=200)
@@ -100,10 +108,14 @@ def head_evidence(_: NodeDep, state: StateDep, session: SessionDep, sha256: str)
     "/evidence/{sha256}",
     summary="Download an evidence blob",
     response_class=StreamingResponse,
-    responses={200: {"content": {m: {} for m in MEDIA_TYPES}}, 404: {"description": "Not here"}},
+    responses={
+        200: {"content": {m: {} for m in MEDIA_TYPES}},
+        400: {"description": "Not a sha256"},
+        404: {"description": "Not here"},
+    },
 )
 def get_evidence(
-    _: Reviewer, state: StateDep, session: SessionDep, sha256: str
+    _: Reviewer, state: StateDep, session: SessionDep, sha256: Sha256
 ) -> StreamingResponse:
     _check_sha(sha256)
     blob = session.get(Blob, sha256)

@@ -14,8 +14,8 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import ColumnElement, case, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from central.api.cases import Ident, Limit, Offset, _aware, audit_out, summary
-from central.api.deps import AnyUser, Manager, SessionDep, StateDep
+from central.api.cases import Ident, IsoTime, Limit, Offset, _aware, audit_out, summary
+from central.api.deps import PROTECTED, AnyUser, Manager, SessionDep, StateDep
 from central.api.schemas import (
     AuditOut,
     ChainOut,
@@ -28,9 +28,9 @@ from central.api.schemas import (
 from central.audit import ChainEntry, verify_chain
 from central.models import AuditEntry, Camera, Node, Quarantine, TrafficMinute, Violation
 
-router = APIRouter(prefix="/api/v1")
-From = Annotated[datetime | None, Query(alias="from", description="Start, inclusive (UTC)")]
-To = Annotated[datetime | None, Query(alias="to", description="End, exclusive (UTC)")]
+router = APIRouter(prefix="/api/v1", responses=PROTECTED)
+From = Annotated[IsoTime | None, Query(alias="from", description="Start, inclusive")]
+To = Annotated[IsoTime | None, Query(alias="to", description="End, exclusive")]
 
 
 @router.get("/audit", tags=["audit"], summary="The audit log, newest first")

@@ -100,7 +100,7 @@ def test_tokens_and_passwords() -> None:
     expired = jwt.encode({"sub": "an", "role": "officer", "exp": past}, "k" * 40, "HS256")
     assert decode_access_token(expired, "k" * 40) is None
     unsigned = jwt.encode(
-        {"sub": "an", "role": "admin", "exp": past + timedelta(hours=1)}, None, "none"
+        {"sub": "an", "role": "admin", "exp": past + timedelta(hours=1)}, "", algorithm="none"
     )
     assert decode_access_token(unsigned, "k" * 40) is None
     hashed = hash_password("a long passphrase")
