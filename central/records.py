@@ -195,7 +195,7 @@ def record_batch(session: Session, messages: Sequence[Message], keys: KeyCache) 
             if outcome.event_id in violations:
                 result.duplicates += 1
             else:
-                violations[outcome.event_id] = (outcome, to_wire(outcome), message)
+                violations[outcome.event_id] = (outcome, message.payload, message)
         elif isinstance(outcome, TrafficStats):
             result.traffic += _record_traffic(session, outcome)
         else:
@@ -250,22 +250,42 @@ def _record_violations(
     items: list[tuple[ViolationEvent, bytes, Message]],
     result: BatchResult,
 ) -> None:
-    rows = [_violation_row(event, wire) for event, wire, _m in items]
-    stmt = (
-        _insert(session, Violation.__table__)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(Violation.__table__.c.id, Violation.__table__.c.event_id)
+    """Insert the events not stored yet, with their evidence lists.
+
+    The payload is stored exactly as received (it is what the node signed). Inserts go
+    through executemany with ON CONFLICT DO NOTHING, so a replica that stored the same
+    event a moment earlier only makes this one skip it.
+    """
+    ids = [event.event_id for event, _w, _m in items]
+    stored = {
+        event_id: (sha, payload)
+        for event_id, sha, payload in session.execute(
+            select(Violation.event_id, Violation.payload_sha256, Violation.payload).where(
+                Violation.event_id.in_(ids)
+            )
+        ).all()
+    }
+    fresh = [item for item in items if item[0].event_id not in stored]
+    for event, wire, message in items:
+        if event.event_id in stored:
+            _sort_conflict(session, event, wire, message, stored[event.event_id], result)
+    if not fresh:
+        return
+    session.execute(
+        _insert(session, Violation.__table__).on_conflict_do_nothing(index_elements=["event_id"]),
+        [_violation_row(event, wire) for event, wire, _m in fresh],
     )
-    inserted = {event_id: vid for vid, event_id in session.execute(stmt).all()}
+    inserted = dict(
+        session.execute(
+            select(Violation.event_id, Violation.id).where(
+                Violation.event_id.in_([event.event_id for event, _w, _m in fresh])
+            )
+        ).all()
+    )
     refs: list[dict[str, Any]] = []
     cameras: set[tuple[str, str, str]] = set()
-    conflicts: list[tuple[ViolationEvent, bytes, Message]] = []
-    for event, wire, message in items:
-        vid = inserted.get(event.event_id)
-        if vid is None:
-            conflicts.append((event, wire, message))
-            continue
+    for event, _wire, _message in fresh:
+        vid = inserted[event.event_id]
         result.accepted += 1
         result.new_violation_ids.append(vid)
         cameras.add((event.site, event.node, event.camera))
@@ -282,44 +302,45 @@ def _record_violations(
         if event.evidence:
             result.incomplete_ids.append(vid)
     if refs:
-        session.execute(_insert(session, EvidenceRef.__table__).values(refs))
-        result.incomplete_ids = refresh_completeness(session, result.incomplete_ids)
-    if cameras:
         session.execute(
-            _insert(session, Camera.__table__)
-            .values(
-                [
-                    {"site": s, "node": n, "camera": c, "updated_at": utcnow()}
-                    for s, n, c in sorted(cameras)
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["site", "node", "camera"])
+            _insert(session, EvidenceRef.__table__).on_conflict_do_nothing(
+                index_elements=["violation_id", "role"]
+            ),
+            refs,
         )
-    if conflicts:
-        _sort_conflicts(session, conflicts, result)
+        result.incomplete_ids = refresh_completeness(session, result.incomplete_ids)
+    session.execute(
+        _insert(session, Camera.__table__).on_conflict_do_nothing(
+            index_elements=["site", "node", "camera"]
+        ),
+        [
+            {"site": s, "node": n, "camera": c, "updated_at": utcnow()}
+            for s, n, c in sorted(cameras)
+        ],
+    )
 
 
-def _sort_conflicts(
-    session: Session, conflicts: list[tuple[ViolationEvent, bytes, Message]], result: BatchResult
+def _sort_conflict(
+    session: Session,
+    event: ViolationEvent,
+    wire: bytes,
+    message: Message,
+    stored: tuple[str, str],
+    result: BatchResult,
 ) -> None:
     """A re-sent event is a duplicate; an old id with different content is quarantined."""
-    stored = dict(
-        session.execute(
-            select(Violation.event_id, Violation.payload_sha256).where(
-                Violation.event_id.in_([e.event_id for e, _w, _m in conflicts])
-            )
-        ).all()
+    sha, payload = stored
+    if sha == hashlib.sha256(wire).hexdigest() or (
+        to_wire(ViolationEvent.model_validate_json(payload)) == to_wire(event)
+    ):
+        result.duplicates += 1
+        return
+    refusal = Refusal(
+        RefusalCode.REUSED_ID,
+        f"event id {event.event_id} was already received with different content",
     )
-    for event, wire, message in conflicts:
-        if stored.get(event.event_id) == hashlib.sha256(wire).hexdigest():
-            result.duplicates += 1
-        else:
-            refusal = Refusal(
-                RefusalCode.REUSED_ID,
-                f"event id {event.event_id} was already received with different content",
-            )
-            quarantine(session, message, refusal)
-            result.refuse(refusal.code)
+    quarantine(session, message, refusal)
+    result.refuse(refusal.code)
 
 
 def refresh_completeness(session: Session, violation_ids: Sequence[int]) -> list[int]:
@@ -368,9 +389,10 @@ def _record_traffic(session: Session, stats: TrafficStats) -> int:
         for lane in stats.lanes
     ]
     session.execute(
-        _insert(session, TrafficMinute.__table__)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["site", "camera", "minute_start", "lane"])
+        _insert(session, TrafficMinute.__table__).on_conflict_do_nothing(
+            index_elements=["site", "camera", "minute_start", "lane"]
+        ),
+        rows,
     )
     return len(rows)
 

@@ -194,12 +194,12 @@ class _FeedCursor:
         self.since = since
 
 
-def _feed_start(session: Session, after_id: int | None) -> _FeedCursor:
+def _feed_start(session: Session, after_id: int | None, since: datetime | None) -> _FeedCursor:
     from central.models import utcnow
 
     if after_id is None:
         after_id = int(session.scalar(select(func.max(Violation.id))) or 0)
-    return _FeedCursor(after_id, utcnow())
+    return _FeedCursor(after_id, since or utcnow())
 
 
 def _feed_poll(session: Session, cursor: _FeedCursor) -> list[tuple[str, dict[str, Any]]]:
@@ -272,6 +272,10 @@ async def feed(
         int | None,
         Query(ge=0, description="Replay violations after this id (default: only new ones)"),
     ] = None,
+    since: Annotated[
+        IsoTime | None,
+        Query(description="Replay camera and node changes after this time (default: now)"),
+    ] = None,
 ) -> StreamingResponse:
     """Events: `violation` (a new case), `camera` and `node` (a health change). A comment
     line every 15 s keeps proxies from closing an idle stream; reconnect after it ends."""
@@ -280,7 +284,7 @@ async def feed(
 
     def start() -> _FeedCursor:
         with sessions() as s:
-            return _feed_start(s, after_id)
+            return _feed_start(s, after_id, _aware(since) if since else None)
 
     def poll(cursor: _FeedCursor) -> list[tuple[str, dict[str, Any]]]:
         with sessions() as s:

@@ -1,0 +1,247 @@
+"""Ingest throughput: MQTT -> verified, deduplicated, committed PostgreSQL rows.
+
+Compared, in the same run and on the same broker, with the raw Mosquitto QoS 1 rate: a
+plain paho subscriber draining the same backlog with automatic acknowledgements. Both
+drain N signed events queued for a persistent session, so the figure is what the
+consumer sustains, not how fast one publisher can push.
+
+    .venv/bin/python bench/ingest.py --events 20000
+    (PostgreSQL: ROADWATCH_TEST_POSTGRES, default postgresql://postgres@127.0.0.1:5432/test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import paho.mqtt.client as mqtt  # noqa: E402
+import psycopg  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+from paho.mqtt.packettypes import PacketTypes  # noqa: E402
+from paho.mqtt.properties import Properties  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+
+from central.db import make_engine, migrate, session_factory, transaction  # noqa: E402
+from central.ingest import IngestService  # noqa: E402
+from central.models import Violation  # noqa: E402
+from central.records import register_node  # noqa: E402
+from central.settings import Settings  # noqa: E402
+from roadwatch.contract import CameraTopic, camera_topic, to_wire  # noqa: E402
+from roadwatch.contract.signing import generate_private_key, public_key_pem, sign  # noqa: E402
+from tests.factories import violation_event  # noqa: E402
+
+BROKER_CONF = """\
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 1000000
+max_queued_bytes 0
+max_inflight_messages {inflight}
+message_size_limit 1048576
+log_dest stderr
+log_type error
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_broker(folder: Path, inflight: int) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    conf = folder / "mosquitto.conf"
+    conf.write_text(BROKER_CONF.format(port=port, inflight=inflight))
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    proc = subprocess.Popen([exe, "-c", str(conf)], stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("mosquitto did not start")
+
+
+def client(client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
+    return mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=manual_ack
+    )
+
+
+def session_props(receive_maximum: int) -> Properties:
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600
+    props.ReceiveMaximum = receive_maximum
+    return props
+
+
+def publish_backlog(port: int, messages: list[tuple[str, bytes]]) -> float:
+    pub = client(f"bench-pub-{uuid.uuid4().hex[:6]}")
+    pub.max_inflight_messages_set(1000)
+    pub.max_queued_messages_set(0)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    t0 = time.perf_counter()
+    infos = [pub.publish(topic, payload, qos=1) for topic, payload in messages]
+    for info in infos:
+        info.wait_for_publish(timeout=120)
+    elapsed = time.perf_counter() - t0
+    pub.disconnect()
+    pub.loop_stop()
+    return elapsed
+
+
+def raw_drain(port: int, topic_filter: str, messages: list[tuple[str, bytes]]) -> float:
+    """A plain subscriber with automatic acks drains the same backlog."""
+    cid = f"bench-raw-{uuid.uuid4().hex[:6]}"
+    done = threading.Event()
+    got = 0
+    first: list[float] = []
+
+    def on_message(_c: mqtt.Client, _u: object, _m: mqtt.MQTTMessage) -> None:
+        nonlocal got
+        if not first:
+            first.append(time.perf_counter())
+        got += 1
+        if got >= len(messages):
+            done.set()
+
+    subscribed = threading.Event()
+    sub = client(cid)
+    sub.on_subscribe = lambda *_a: subscribed.set()
+    sub.connect("127.0.0.1", port, clean_start=True, properties=session_props(1000))
+    sub.loop_start()
+    sub.subscribe(topic_filter, qos=1)
+    subscribed.wait(10)
+    sub.disconnect()
+    sub.loop_stop()
+    publish_backlog(port, messages)
+    sub = client(cid)
+    sub.on_message = on_message
+    t0 = time.perf_counter()
+    sub.connect("127.0.0.1", port, clean_start=False, properties=session_props(1000))
+    sub.loop_start()
+    if not done.wait(300):
+        raise SystemExit(f"raw subscriber got {got} of {len(messages)}")
+    elapsed = time.perf_counter() - t0
+    sub.disconnect()
+    sub.loop_stop()
+    return elapsed
+
+
+def ingest_drain(
+    port: int, settings: Settings, engine_url: str, messages: list[tuple[str, bytes]]
+) -> float:
+    engine = make_engine(engine_url)
+    ingest = IngestService(settings, engine)
+    ingest.start()
+    if not ingest.wait_ready(10):
+        raise SystemExit("ingest did not subscribe")
+    ingest.stop()
+    publish_backlog(port, messages)
+    sessions = session_factory(engine)
+
+    def count() -> int:
+        with sessions() as s:
+            return int(s.scalar(select(func.count()).select_from(Violation)) or 0)
+
+    ingest = IngestService(settings, engine)
+    t0 = time.perf_counter()
+    ingest.start()
+    try:
+        while count() < len(messages):
+            if time.perf_counter() - t0 > 600:
+                raise SystemExit(f"ingest stored {count()} of {len(messages)}")
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - t0
+    finally:
+        ingest.stop()
+        engine.dispose()
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--batch", type=int, default=500, help="ingest batch (commit) size")
+    parser.add_argument("--inflight", type=int, default=1000, help="broker max_inflight_messages")
+    args = parser.parse_args()
+
+    base = os.environ.get("ROADWATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+    schema = f"rw_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    url = base.replace("postgresql://", "postgresql+psycopg://", 1)
+    url += ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}"
+    folder = Path(tempfile.mkdtemp(prefix="rw-bench-"))
+    broker, port = start_broker(folder, args.inflight)
+    try:
+        engine = make_engine(url)
+        migrate(engine)
+        key = generate_private_key()
+        site = "bench-site"
+        with transaction(session_factory(engine)) as s:
+            register_node(
+                s,
+                site=site,
+                node="node-01",
+                public_key_pem=public_key_pem(key.public_key()).decode(),
+            )
+        engine.dispose()
+        print(f"signing {args.events} events ...", flush=True)
+        events = [
+            sign(violation_event(site=site, camera=f"cam-{i % 8:02d}"), key)
+            for i in range(args.events)
+        ]
+        messages = [
+            (camera_topic(site, "node-01", e.camera, CameraTopic.VIOLATION), to_wire(e))
+            for e in events
+        ]
+        raw_s = raw_drain(port, f"roadwatch/v1/{site}/+/+/violation", messages)
+        settings = Settings(
+            database_url=url,
+            data_dir=folder,
+            mqtt_port=port,
+            mqtt_site=site,
+            mqtt_client_id="bench-central",
+            mqtt_share_group="central",
+            ingest_batch=args.batch,
+            ingest_receive_maximum=args.inflight,
+        )
+        ingest_s = ingest_drain(port, settings, url, messages)
+    finally:
+        broker.terminate()
+        broker.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    n = args.events
+    raw_rate, ingest_rate = n / raw_s, n / ingest_s
+    print(f"events:                 {n} signed ViolationEvents ({len(messages[0][1])} bytes each)")
+    print(f"broker:                 mosquitto, max_inflight_messages {args.inflight}")
+    print(f"raw QoS 1 drain:        {raw_rate:9.0f} msg/s  ({raw_s:.2f} s, paho subscriber)")
+    print(
+        f"central ingest:         {ingest_rate:9.0f} events/s ({ingest_s:.2f} s, "
+        f"verified + committed to PostgreSQL, batch {args.batch})"
+    )
+    print(f"ingest / raw:           {ingest_rate / raw_rate:9.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
