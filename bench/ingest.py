@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from select import select as wait_readable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -34,10 +35,8 @@ from paho.mqtt.properties import Properties  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from central.db import make_engine, migrate, session_factory, transaction  # noqa: E402
-from central.ingest import IngestService  # noqa: E402
 from central.models import Violation  # noqa: E402
 from central.records import register_node  # noqa: E402
-from central.settings import Settings  # noqa: E402
 from roadwatch.contract import CameraTopic, camera_topic, to_wire  # noqa: E402
 from roadwatch.contract.signing import generate_private_key, public_key_pem, sign  # noqa: E402
 from tests.factories import violation_event  # noqa: E402
@@ -79,7 +78,10 @@ def start_broker(folder: Path, inflight: int) -> tuple[subprocess.Popen[bytes], 
 
 def client(client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
     return mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=manual_ack
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5,
+        manual_ack=manual_ack,
     )
 
 
@@ -144,33 +146,65 @@ def raw_drain(port: int, topic_filter: str, messages: list[tuple[str, bytes]]) -
     return elapsed
 
 
+def start_ingest(env: dict[str, str], client_id: str) -> tuple[subprocess.Popen[bytes], float]:
+    """Start one `roadwatch central ingest` replica; returns it and when it subscribed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roadwatch", "central", "ingest"],
+        env={**env, "ROADWATCH_MQTT_CLIENT_ID": client_id},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"subscribed" not in seen:
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit("ingest did not subscribe")
+        ready, _w, _x = wait_readable([proc.stdout], [], [], 0.2)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                raise SystemExit("ingest exited on start")
+            seen += chunk
+    return proc, time.perf_counter()
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(30)
+        if p.stdout is not None:
+            p.stdout.close()
+
+
 def ingest_drain(
-    port: int, settings: Settings, engine_url: str, messages: list[tuple[str, bytes]]
+    env: dict[str, str], replicas: int, url: str, messages: list[tuple[str, bytes]]
 ) -> float:
-    engine = make_engine(engine_url)
-    ingest = IngestService(settings, engine)
-    ingest.start()
-    if not ingest.wait_ready(10):
-        raise SystemExit("ingest did not subscribe")
-    ingest.stop()
+    """Replicas in one shared-subscription group drain the backlog into PostgreSQL."""
+    ids = [f"bench-central-{i}" for i in range(replicas)]
+    stop_all([start_ingest(env, cid)[0] for cid in ids])  # sessions exist, then go away
+    port = int(env["ROADWATCH_MQTT_PORT"])
     publish_backlog(port, messages)
+    engine = make_engine(url)
     sessions = session_factory(engine)
 
     def count() -> int:
         with sessions() as s:
             return int(s.scalar(select(func.count()).select_from(Violation)) or 0)
 
-    ingest = IngestService(settings, engine)
-    t0 = time.perf_counter()
-    ingest.start()
+    before = count()
+    started = [start_ingest(env, cid) for cid in ids]
+    t0 = min(t for _p, t in started)
     try:
-        while count() < len(messages):
+        while count() - before < len(messages):
             if time.perf_counter() - t0 > 600:
-                raise SystemExit(f"ingest stored {count()} of {len(messages)}")
+                raise SystemExit(f"ingest stored {count() - before} of {len(messages)}")
             time.sleep(0.05)
         elapsed = time.perf_counter() - t0
     finally:
-        ingest.stop()
+        stop_all([p for p, _t in started])
         engine.dispose()
     return elapsed
 
@@ -180,6 +214,9 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=500, help="ingest batch (commit) size")
     parser.add_argument("--inflight", type=int, default=1000, help="broker max_inflight_messages")
+    parser.add_argument(
+        "--replicas", type=int, nargs="+", default=[1, 2], help="ingest processes to compare"
+    )
     args = parser.parse_args()
 
     base = os.environ.get("ROADWATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -203,27 +240,32 @@ def main() -> int:
                 public_key_pem=public_key_pem(key.public_key()).decode(),
             )
         engine.dispose()
-        print(f"signing {args.events} events ...", flush=True)
-        events = [
-            sign(violation_event(site=site, camera=f"cam-{i % 8:02d}"), key)
-            for i in range(args.events)
-        ]
-        messages = [
-            (camera_topic(site, "node-01", e.camera, CameraTopic.VIOLATION), to_wire(e))
-            for e in events
-        ]
+
+        def fresh() -> list[tuple[str, bytes]]:
+            events = [
+                sign(violation_event(site=site, camera=f"cam-{i % 8:02d}"), key)
+                for i in range(args.events)
+            ]
+            return [
+                (camera_topic(site, "node-01", e.camera, CameraTopic.VIOLATION), to_wire(e))
+                for e in events
+            ]
+
+        messages = fresh()
         raw_s = raw_drain(port, f"roadwatch/v1/{site}/+/+/violation", messages)
-        settings = Settings(
-            database_url=url,
-            data_dir=folder,
-            mqtt_port=port,
-            mqtt_site=site,
-            mqtt_client_id="bench-central",
-            mqtt_share_group="central",
-            ingest_batch=args.batch,
-            ingest_receive_maximum=args.inflight,
-        )
-        ingest_s = ingest_drain(port, settings, url, messages)
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "ROADWATCH_DATABASE_URL": url,
+            "ROADWATCH_DATA_DIR": str(folder),
+            "ROADWATCH_MQTT_PORT": str(port),
+            "ROADWATCH_MQTT_SITE": site,
+            "ROADWATCH_MQTT_SHARE_GROUP": "central",
+            "ROADWATCH_INGEST_BATCH": str(args.batch),
+            "ROADWATCH_INGEST_RECEIVE_MAXIMUM": str(args.inflight),
+        }
+        # new event ids for every run: a re-sent event is a duplicate, not a new row
+        ingest_s = {r: ingest_drain(env, r, url, fresh()) for r in args.replicas}
     finally:
         broker.terminate()
         broker.wait(10)
@@ -231,15 +273,19 @@ def main() -> int:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
     n = args.events
-    raw_rate, ingest_rate = n / raw_s, n / ingest_s
-    print(f"events:                 {n} signed ViolationEvents ({len(messages[0][1])} bytes each)")
-    print(f"broker:                 mosquitto, max_inflight_messages {args.inflight}")
-    print(f"raw QoS 1 drain:        {raw_rate:9.0f} msg/s  ({raw_s:.2f} s, paho subscriber)")
+    raw_rate = n / raw_s
+    print(f"events:              {n} signed ViolationEvents ({len(messages[0][1])} bytes each)")
     print(
-        f"central ingest:         {ingest_rate:9.0f} events/s ({ingest_s:.2f} s, "
-        f"verified + committed to PostgreSQL, batch {args.batch})"
+        f"broker:              mosquitto, max_inflight_messages {args.inflight}; "
+        f"{os.cpu_count()} cores"
     )
-    print(f"ingest / raw:           {ingest_rate / raw_rate:9.2f}")
+    print(f"raw QoS 1 drain:     {raw_rate:8.0f} msg/s    ({raw_s:.2f} s, one paho subscriber)")
+    for replicas, seconds in ingest_s.items():
+        rate = n / seconds
+        print(
+            f"central ingest x{replicas}:   {rate:8.0f} events/s ({seconds:.2f} s; verified, "
+            f"committed to PostgreSQL; ratio to raw {rate / raw_rate:.2f})"
+        )
     return 0
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -130,6 +131,14 @@ class Violation(Base):
         Index("ix_violations_plate", "plate_text"),
         Index("ix_violations_plate_corrected", "plate_corrected"),
         Index("ix_violations_occurred", "occurred_at"),
+        # The review queue: open cases oldest first, without sorting the whole table.
+        Index(
+            "ix_violations_queue",
+            "occurred_at",
+            "id",
+            postgresql_where=text("status IN ('new', 'in_review')"),
+            sqlite_where=text("status IN ('new', 'in_review')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

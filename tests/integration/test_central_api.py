@@ -660,3 +660,13 @@ def test_roles_in_tokens_follow_the_user_record(
     )
     assert api.get("/api/v1/stats/violations", headers=h).status_code == 401
     assert Role.IOC.value == login["role"]
+
+
+def test_migrations_match_the_models(central_db: CentralDb) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from central.models import Base
+
+    with central_db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []

@@ -159,6 +159,13 @@ def upgrade() -> None:
         batch_op.create_index('ix_violations_plate_corrected', ['plate_corrected'], unique=False)
         batch_op.create_index('ix_violations_status_occurred', ['status', 'occurred_at'], unique=False)
         batch_op.create_index('ix_violations_type_occurred', ['type', 'occurred_at'], unique=False)
+        batch_op.create_index(
+            "ix_violations_queue",
+            ["occurred_at", "id"],
+            unique=False,
+            postgresql_where=sa.text("status IN ('new', 'in_review')"),
+            sqlite_where=sa.text("status IN ('new', 'in_review')"),
+        )
 
     op.create_table('blobs',
     sa.Column('sha256', sa.String(length=64), nullable=False),
@@ -218,6 +225,7 @@ def downgrade() -> None:
     op.drop_table('blobs')
     with op.batch_alter_table('violations', schema=None) as batch_op:
         batch_op.drop_index('ix_violations_type_occurred')
+        batch_op.drop_index("ix_violations_queue")
         batch_op.drop_index('ix_violations_status_occurred')
         batch_op.drop_index('ix_violations_plate_corrected')
         batch_op.drop_index('ix_violations_plate')
