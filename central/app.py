@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -16,8 +16,9 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import Engine, text
+from starlette.datastructures import MutableHeaders
 from starlette.routing import Match
-from starlette.types import Scope
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from central.api import admin, cases, evidence, ioc
 from central.api.deps import AppState, app_state
@@ -103,21 +104,7 @@ def create_app(
         ],
     )
 
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        if response.status_code == 405:
-            response.headers["Allow"] = _allowed_methods(request.app, request.scope)
-        route = request.scope.get("route")
-        state: AppState | None = getattr(request.app.state, "central", None)
-        if state is not None:
-            state.metrics.requests.labels(
-                request.method, getattr(route, "path", "unmatched"), str(response.status_code)
-            ).observe(time.perf_counter() - start)
-        return response
+    app.add_middleware(MeasureMiddleware)
 
     @app.get("/health", tags=["operations"], summary="Liveness and database reachability")
     def health(request: Request) -> JSONResponse:
@@ -175,6 +162,44 @@ def create_app(
     return app
 
 
+class MeasureMiddleware:
+    """Request latency by route template; the full list of methods on a 405.
+
+    A plain ASGI middleware: it only watches the response start, so streamed responses
+    (the live feed, evidence downloads) pass through untouched.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if status == 405:
+                    fastapi_app = scope["app"]
+                    headers = MutableHeaders(scope=message)
+                    headers["Allow"] = _allowed_methods(fastapi_app, scope)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            central: AppState | None = getattr(scope["app"].state, "central", None)
+            if central is not None:
+                route = getattr(scope.get("route"), "path", "unmatched")
+                central.metrics.requests.labels(scope["method"], route, str(status)).observe(
+                    time.perf_counter() - start
+                )
+
+
 def _allowed_methods(app: FastAPI, scope: Scope) -> str:
     """Every method the path accepts (Starlette names only the first matching route's)."""
     methods: set[str] = set()
@@ -188,3 +213,10 @@ def _allowed_methods(app: FastAPI, scope: Scope) -> str:
 def _metrics_role(token: str, key: str) -> bool:
     claims = decode_access_token(token, key)
     return claims is not None and claims.role in (Role.ADMIN, Role.SUPERVISOR, Role.IOC)
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for uvicorn worker processes (``--factory``): settings from the environment."""
+    from central.settings import load_settings
+
+    return create_app(load_settings())

@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.add_argument(
         "--with-ingest", action="store_true", help="also run the MQTT ingest in this process"
     )
+    serve.add_argument("--workers", type=int, default=1, help="HTTP worker processes (default 1)")
     serve.set_defaults(func=_serve)
 
     ingest = csub.add_parser("ingest", help="run the MQTT ingest (violations, traffic, status)")
@@ -81,8 +82,28 @@ def _serve(args: argparse.Namespace) -> int:
 
     from central.app import create_app
     from central.settings import load_settings
+    from roadwatch.errors import UserError
 
     settings = load_settings()
+    if args.workers < 1:
+        raise UserError("--workers must be at least 1")
+    if args.workers > 1:
+        if args.with_ingest:
+            raise UserError("run the ingest as its own process when serving with --workers")
+        _settings, engine = _engine()  # migrate once, before the workers start
+        engine.dispose()
+        os.environ["ROADWATCH_MIGRATE_ON_START"] = "false"
+        uvicorn.run(
+            "central.app:app_from_environment",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level="info",
+            timeout_graceful_shutdown=10,
+            proxy_headers=False,
+        )
+        return 0
     app = create_app(settings, with_ingest=args.with_ingest)
     config = uvicorn.Config(
         app,

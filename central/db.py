@@ -29,7 +29,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip on every checkout (twice per request here). A
+    # connection broken by a database restart fails one request and is then replaced.
+    return create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
 
 
 def _sqlite_pragmas(engine: Engine) -> None:

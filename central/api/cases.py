@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi import Path as PathParam
 from pydantic import BeforeValidator
 from sqlalchemy import Select, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 from sqlalchemy.orm.exc import StaleDataError
 
 from central.api.deps import (
@@ -118,7 +118,35 @@ def summary(v: Violation) -> ViolationSummary:
     )
 
 
+SUMMARY_COLUMNS = (
+    Violation.id,
+    Violation.event_id,
+    Violation.type,
+    Violation.site,
+    Violation.camera,
+    Violation.lane,
+    Violation.occurred_at,
+    Violation.vehicle_class,
+    Violation.plate_text,
+    Violation.plate_corrected,
+    Violation.speed_kmh,
+    Violation.speed_limit_kmh,
+    Violation.status,
+    Violation.version,
+    Violation.evidence_complete,
+    Violation.reviewer,
+    Violation.confirmed_by,
+    Violation.decided_at,
+    Violation.reject_reason,
+    Violation.notice_issued_by,
+    Violation.notice_issued_at,
+    Violation.closed_at,
+)
+
+
 def _page(session: Session, stmt: Select[Violation], limit: int, offset: int) -> list[Violation]:
+    """One page (plus one row to tell whether more follow), loading list columns only."""
+    stmt = stmt.options(load_only(*SUMMARY_COLUMNS, raiseload=True))
     return list(session.scalars(stmt.limit(limit + 1).offset(offset)))
 
 
