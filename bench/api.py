@@ -57,8 +57,8 @@ SELECT
     t,
     t + interval '2 seconds',
     (ARRAY['car','motorcycle','truck','bus'])[1 + (g %% 4)],
-    (10 + g %% 89)::text || chr(65 + (g / 7) %% 26) || '-' || lpad(((g * 7919) %% 1000)::text, 3, '0')
-        || '.' || lpad(((g * 31) %% 100)::text, 2, '0'),
+    (10 + g %% 89)::text || chr(65 + (g / 7) %% 26) || '-'
+        || lpad(((g * 7919) %% 1000)::text, 3, '0') || '.' || lpad(((g * 31) %% 100)::text, 2, '0'),
     0.9, true,
     60 + (g %% 40), 60,
     'QL13 Km ' || (g %% 40),
