@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 from starlette.datastructures import MutableHeaders
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,6 +26,7 @@ from central.api.schemas import Health
 from central.db import make_engine, migrate, session_factory
 from central.evidence import FilesystemStore
 from central.metrics import ApiMetrics, IngestMetrics
+from central.models import User
 from central.security import decode_access_token
 from central.settings import Settings
 from central.workflow import Policy, Role
@@ -76,6 +77,7 @@ def create_app(
 
             ingest = IngestService(settings, eng, IngestMetrics(registry))
             ingest.start()
+        app.state.ingest = ingest
         try:
             yield
         finally:
@@ -133,7 +135,7 @@ def create_app(
         token = creds.credentials if creds else ""
         allowed = bool(token) and (
             (state.settings.metrics_token is not None and token == state.settings.metrics_token)
-            or _metrics_role(token, state.settings.token_key())
+            or _metrics_reader(state, token)
         )
         if not allowed:
             return JSONResponse(
@@ -210,9 +212,15 @@ def _allowed_methods(app: FastAPI, scope: Scope) -> str:
     return ", ".join(sorted(methods))
 
 
-def _metrics_role(token: str, key: str) -> bool:
-    claims = decode_access_token(token, key)
-    return claims is not None and claims.role in (Role.ADMIN, Role.SUPERVISOR, Role.IOC)
+def _metrics_reader(state: AppState, token: str) -> bool:
+    """An access token of an active admin, supervisor or IOC user."""
+    readers = (Role.ADMIN, Role.SUPERVISOR, Role.IOC)
+    claims = decode_access_token(token, state.settings.token_key())
+    if claims is None:
+        return False
+    with state.sessions() as session:
+        user = session.scalar(select(User).where(User.username == claims.username))
+    return user is not None and user.active and Role(user.role) in readers
 
 
 def app_from_environment() -> FastAPI:

@@ -37,7 +37,7 @@ from roadwatch.contract import (
 )
 from roadwatch.contract.signing import generate_private_key, sign
 from tests.central_fixtures import *  # noqa: F403
-from tests.central_fixtures import CentralDb, NodeIdentity, signed_event
+from tests.central_fixtures import Account, CentralDb, NodeIdentity, signed_event
 from tests.factories import T0, violation_event
 from tests.services import BrokerAddress
 
@@ -289,3 +289,40 @@ def test_ingest_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
             proc.stdout.close()
         log.close()
     assert proc.returncode == 0, "ingest did not stop cleanly on SIGTERM"
+
+
+def test_serve_with_ingest_in_one_process(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    publisher: Publisher,
+    accounts: dict[str, Account],
+) -> None:
+    """`serve --with-ingest`: an event published over MQTT reaches the API and the metrics."""
+    from fastapi.testclient import TestClient
+
+    from central.app import create_app
+    from central.security import issue_access_token
+    from central.workflow import Role
+    from tests.central_fixtures import SECRET
+
+    node = make_node()
+    settings = _ingest_settings(central_settings, mqtt_broker, node.site)
+    app = create_app(settings, engine=central_db.engine, with_ingest=True)
+    event = signed_event(node)
+    ioc = accounts["ioc"].headers
+    with TestClient(app) as client:
+        assert app.state.ingest.wait_ready(10)
+        publisher.publish(node.topic(), to_wire(event))
+        _wait_for(
+            "the event in the database", lambda: _count(central_db, Violation, node.site) == 1
+        )
+        found = client.get("/api/v1/violations", headers=ioc, params={"site": node.site}).json()
+        metrics = client.get("/metrics", headers=ioc)
+        ghost = issue_access_token("no-such-user", Role.IOC, SECRET, 5)
+        refused = client.get("/metrics", headers={"Authorization": f"Bearer {ghost}"})
+    assert [v["event_id"] for v in found["items"]] == [event.event_id]
+    assert metrics.status_code == 200
+    assert 'roadwatch_ingest_outcomes_total{outcome="accepted"} 1.0' in metrics.text
+    assert refused.status_code == 401
