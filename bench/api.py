@@ -49,15 +49,15 @@ INSERT INTO violations (
 SELECT
     gen_random_uuid()::text,
     (ARRAY['speeding','red_light','wrong_way','forbidden_lane','solid_line','no_stopping'])
-        [1 + (g %% 6)],
+        [1 + (g %% 6)::int],
     'site-' || (g %% 5),
     'node-' || (g %% 5),
     'cam-' || lpad((g %% 50)::text, 2, '0'),
     'lane-' || (1 + g %% 3),
     t,
     t + interval '2 seconds',
-    (ARRAY['car','motorcycle','truck','bus'])[1 + (g %% 4)],
-    (10 + g %% 89)::text || chr(65 + (g / 7) %% 26) || '-'
+    (ARRAY['car','motorcycle','truck','bus'])[1 + (g %% 4)::int],
+    (10 + g %% 89)::text || chr(65 + ((g / 7) %% 26)::int) || '-'
         || lpad(((g * 7919) %% 1000)::text, 3, '0') || '.' || lpad(((g * 31) %% 100)::text, 2, '0'),
     0.9, true,
     60 + (g %% 40), 60,
@@ -70,7 +70,7 @@ SELECT
     CASE WHEN g %% 20 = 0 THEN 'new' WHEN g %% 50 = 1 THEN 'in_review'
          WHEN g %% 7 = 2 THEN 'rejected' WHEN g %% 3 = 0 THEN 'closed' ELSE 'confirmed' END,
     1
-FROM generate_series(1, %(rows)s) AS g,
+FROM generate_series(1::bigint, %(rows)s::bigint) AS g,
      LATERAL (SELECT timestamptz '2026-08-25 00:00:00+00'
                      + (g::float8 / %(rows)s) * interval '90 days' AS t) AS ts
 """

@@ -158,8 +158,14 @@ class IngestService:
     def _run(self) -> None:
         while not self._stop.is_set():
             batch = self._next_batch()
-            if batch:
+            if not batch:
+                continue
+            try:
                 self._commit_then_ack(batch)
+            except Exception:
+                # Not acknowledged: the broker delivers the batch again after a reconnect.
+                log.exception("ingest batch of %d failed; left unacknowledged", len(batch))
+                self._stop.wait(1.0)
 
     def _next_batch(self) -> list[_Delivery]:
         try:
@@ -175,10 +181,18 @@ class IngestService:
         return batch
 
     def _commit_then_ack(self, batch: list[_Delivery]) -> None:
+        messages = [d.message for d in batch]
         delay = 0.5
         while True:
             try:
-                result = self._store([d.message for d in batch])
+                try:
+                    result = self._store(messages)
+                except OperationalError:
+                    raise
+                except Exception:
+                    # One message the database refuses must not hold back the others.
+                    log.exception("batch failed; storing one message at a time")
+                    result = self._store_singly(messages)
                 break
             except OperationalError as exc:
                 # The database is away: keep the batch unacknowledged and try again.
@@ -186,22 +200,23 @@ class IngestService:
                 if self._stop.wait(delay):
                     return  # not acknowledged: the broker re-delivers after restart
                 delay = min(delay * 2, 10.0)
-            except DBAPIError:
-                log.exception("batch refused by the database; storing one message at a time")
-                result = self._store_singly([d.message for d in batch])
-                break
         for d in batch:
             if d.qos > 0:
                 self.client.ack(d.mid, d.qos)
         self.metrics.observe(result, len(batch))
         if result.incomplete_ids:
-            # A blob may have been committed while this batch was open: look once more.
-            with transaction(self._sessions) as session:
-                refresh_completeness(session, result.incomplete_ids)
+            # After commit, so a blob committed while this batch was open is seen too.
+            try:
+                with transaction(self._sessions) as session:
+                    refresh_completeness(session, result.incomplete_ids)
+            except DBAPIError:
+                log.warning(
+                    "evidence completeness of %d cases not refreshed", len(result.incomplete_ids)
+                )
 
     def _store(self, messages: list[Message]) -> BatchResult:
         with transaction(self._sessions) as session:
-            return record_batch(session, messages, self._keys)
+            return record_batch(session, messages, self._keys, completeness=False)
 
     def _store_singly(self, messages: list[Message]) -> BatchResult:
         from central.intake import Refusal, RefusalCode
@@ -211,12 +226,15 @@ class IngestService:
         for message in messages:
             try:
                 one = self._store([message])
-            except DBAPIError as exc:
+            except OperationalError:
+                raise  # the database is away: the batch stays unacknowledged
+            except Exception as exc:
+                reason = str(exc.orig) if isinstance(exc, DBAPIError) else repr(exc)
                 with transaction(self._sessions) as session:
                     quarantine(
                         session,
                         message,
-                        Refusal(RefusalCode.MALFORMED, f"database refused it: {exc.orig}"),
+                        Refusal(RefusalCode.MALFORMED, f"could not be stored: {reason[:500]}"),
                     )
                 total.refuse(RefusalCode.MALFORMED)
                 continue

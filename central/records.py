@@ -182,8 +182,14 @@ class BatchResult:
         self.quarantined[code.value] = self.quarantined.get(code.value, 0) + 1
 
 
-def record_batch(session: Session, messages: Sequence[Message], keys: KeyCache) -> BatchResult:
-    """Check and store one batch in the caller's transaction; refusals go to quarantine."""
+def record_batch(
+    session: Session, messages: Sequence[Message], keys: KeyCache, *, completeness: bool = True
+) -> BatchResult:
+    """Check and store one batch in the caller's transaction; refusals go to quarantine.
+
+    With ``completeness=False`` the new violations that list evidence are left for the
+    caller to check after commit (``refresh_completeness``), as the ingest does anyway.
+    """
     result = BatchResult()
     violations: dict[str, tuple[ViolationEvent, bytes, Message]] = {}
     for message in messages:
@@ -202,7 +208,7 @@ def record_batch(session: Session, messages: Sequence[Message], keys: KeyCache) 
             _record_status(session, outcome)
             result.statuses += 1
     if violations:
-        _record_violations(session, list(violations.values()), result)
+        _record_violations(session, list(violations.values()), result, completeness)
     return result
 
 
@@ -249,6 +255,7 @@ def _record_violations(
     session: Session,
     items: list[tuple[ViolationEvent, bytes, Message]],
     result: BatchResult,
+    completeness: bool,
 ) -> None:
     """Insert the events not stored yet, with their evidence lists.
 
@@ -308,7 +315,8 @@ def _record_violations(
             ),
             refs,
         )
-        result.incomplete_ids = refresh_completeness(session, result.incomplete_ids)
+        if completeness:
+            result.incomplete_ids = refresh_completeness(session, result.incomplete_ids)
     session.execute(
         _insert(session, Camera.__table__).on_conflict_do_nothing(
             index_elements=["site", "node", "camera"]
