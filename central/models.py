@@ -128,6 +128,7 @@ class Violation(Base):
         Index("ix_violations_status_occurred", "status", "occurred_at"),
         Index("ix_violations_camera_occurred", "camera", "occurred_at"),
         Index("ix_violations_type_occurred", "type", "occurred_at"),
+        Index("ix_violations_type_status_occurred", "type", "status", "occurred_at"),
         Index("ix_violations_plate", "plate_text"),
         Index("ix_violations_plate_corrected", "plate_corrected"),
         Index("ix_violations_occurred", "occurred_at"),

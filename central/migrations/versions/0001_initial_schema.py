@@ -160,6 +160,9 @@ def upgrade() -> None:
         batch_op.create_index('ix_violations_status_occurred', ['status', 'occurred_at'], unique=False)
         batch_op.create_index('ix_violations_type_occurred', ['type', 'occurred_at'], unique=False)
         batch_op.create_index(
+            "ix_violations_type_status_occurred", ["type", "status", "occurred_at"], unique=False
+        )
+        batch_op.create_index(
             "ix_violations_queue",
             ["occurred_at", "id"],
             unique=False,
@@ -226,6 +229,7 @@ def downgrade() -> None:
     with op.batch_alter_table('violations', schema=None) as batch_op:
         batch_op.drop_index('ix_violations_type_occurred')
         batch_op.drop_index("ix_violations_queue")
+        batch_op.drop_index("ix_violations_type_status_occurred")
         batch_op.drop_index('ix_violations_status_occurred')
         batch_op.drop_index('ix_violations_plate_corrected')
         batch_op.drop_index('ix_violations_plate')
