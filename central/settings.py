@@ -24,10 +24,6 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
-class EvidenceBackend(StrEnum):
-    FILESYSTEM = "filesystem"
-
-
 class Settings(BaseSettings):
     """Every knob of the central service; each maps to ``ROADWATCH_<NAME>``."""
 
@@ -53,7 +49,6 @@ class Settings(BaseSettings):
         default="", description="Key that signs access tokens (at least 32 characters)"
     )
     access_token_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
-    evidence_backend: EvidenceBackend = EvidenceBackend.FILESYSTEM
     evidence_dir: Path | None = Field(
         default=None, description="Content-addressed evidence folder; default data_dir/evidence"
     )
