@@ -29,6 +29,7 @@ from central.metrics import ApiMetrics, IngestMetrics
 from central.models import User
 from central.security import decode_access_token
 from central.settings import Settings
+from central.ui import router as ui_router
 from central.workflow import Policy, Role
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,7 @@ def create_app(
     app.include_router(cases.router)
     app.include_router(ioc.router)
     app.include_router(evidence.router)
+    app.include_router(ui_router)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:

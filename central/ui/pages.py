@@ -1,0 +1,105 @@
+"""Page-shaped API calls of the web UI: the filtered review queue and the case page.
+
+They answer what one screen shows in one request, built from the same records and
+helpers as the rest of the API, and follow the same roles.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from central.api.cases import (
+    Ident,
+    Limit,
+    Offset,
+    _aware,
+    _deadlines,
+    _get,
+    _page,
+    audit_out,
+    detail,
+    summary,
+)
+from central.api.deps import CaseReader, Reviewer, SessionDep, StateDep
+from central.api.schemas import AuditOut, CameraOut, Page, QueueItem, ViolationDetail
+from central.models import AuditEntry, Camera, Violation, utcnow
+from central.workflow import OPEN_STATUSES, Role, Status
+from roadwatch.contract import ViolationType
+
+router = APIRouter(prefix="/api/v1/ui", tags=["review"])
+
+QUEUE_STATUSES = (Status.NEW.value, Status.IN_REVIEW.value)
+
+
+class CasePage(BaseModel):
+    """Everything the case page shows: the record, its camera and its audit trail."""
+
+    case: ViolationDetail
+    camera: CameraOut | None = Field(description="The camera that saw it, with its place")
+    audit: list[AuditOut]
+    can_review: bool = Field(description="The caller's role may take review actions")
+    evidence_visible: bool = Field(description="The caller's role may download evidence")
+
+
+@router.get("/queue", summary="The review queue with filters, the oldest due first")
+def ui_queue(
+    _: Reviewer,
+    state: StateDep,
+    session: SessionDep,
+    camera: Ident = None,
+    type: ViolationType | None = None,
+    occurred_from: Annotated[datetime | None, Query(alias="from")] = None,
+    occurred_to: Annotated[datetime | None, Query(alias="to")] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[QueueItem]:
+    """New cases and cases in review. The notice deadline runs from the violation time, so
+    the oldest violation is the first due."""
+    stmt = select(Violation).where(Violation.status.in_(QUEUE_STATUSES))
+    if camera:
+        stmt = stmt.where(Violation.camera == camera)
+    if type is not None:
+        stmt = stmt.where(Violation.type == type.value)
+    if occurred_from is not None:
+        stmt = stmt.where(Violation.occurred_at >= _aware(occurred_from))
+    if occurred_to is not None:
+        stmt = stmt.where(Violation.occurred_at < _aware(occurred_to))
+    rows = _page(session, stmt.order_by(Violation.occurred_at, Violation.id), limit, offset)
+    now = utcnow()
+    items = [
+        QueueItem(
+            **summary(v).model_dump(),
+            reviewer=v.reviewer,
+            deadlines=_deadlines(v, state.policy, now),
+        )
+        for v in rows[:limit]
+    ]
+    return Page[QueueItem](items=items, limit=limit, offset=offset, has_more=len(rows) > limit)
+
+
+@router.get("/cases/{violation_id}", summary="One case as its page shows it")
+def ui_case(
+    caller: CaseReader, state: StateDep, session: SessionDep, violation_id: int
+) -> CasePage:
+    v = _get(session, violation_id)
+    cam = session.scalar(
+        select(Camera).where(
+            Camera.site == v.site, Camera.node == v.node, Camera.camera == v.camera
+        )
+    )
+    audit = session.scalars(
+        select(AuditEntry).where(AuditEntry.violation_id == v.id).order_by(AuditEntry.seq)
+    )
+    reviewer = caller.role in (Role.OFFICER, Role.SUPERVISOR)
+    return CasePage(
+        case=detail(session, v, state.policy),
+        camera=CameraOut.model_validate(cam) if cam is not None else None,
+        audit=[audit_out(e) for e in audit],
+        can_review=reviewer and Status(v.status) in OPEN_STATUSES,
+        evidence_visible=reviewer,
+    )

@@ -1,0 +1,1400 @@
+/* Roadwatch web UI: review for traffic police, notices and statistics for supervisors,
+   users for administrators, and the read-only operations-centre (IOC) page.
+   Plain JavaScript, no build step; every visible string comes from i18n/<lang>.json. */
+"use strict";
+
+(() => {
+  const TZ = "Asia/Ho_Chi_Minh";
+  const LANGS = ["vi", "en"];
+  const LOCALES = { vi: "vi-VN", en: "en-GB" };
+  const TYPES = [
+    "speeding", "red_light", "wrong_way", "forbidden_lane", "solid_line", "no_stopping", "no_helmet",
+  ];
+  const ROLES = ["officer", "supervisor", "admin", "ioc"];
+  const VIEWS = ["frame_before", "frame_at", "frame_after", "clip"];
+  const DECIDING = ["confirm", "reject", "correct_plate"];
+  const PLATE_RE = /^[0-9A-Z.\- ]{1,16}$/;
+  const CROP_HEIGHT = 140; // px: a crop is first shown this high, then zoomed
+  const CAMERA_STATES = ["up", "stalled", "view_shifted", "down", "paused", "offline", "unknown"];
+
+  const PAGES = {
+    queue: { roles: ["officer", "supervisor"], nav: "nav.queue", render: renderQueue },
+    case: { roles: ["officer", "supervisor", "admin"], render: renderCasePage },
+    deadlines: { roles: ["supervisor"], nav: "nav.deadlines", render: renderDeadlines },
+    stats: { roles: ["supervisor", "admin", "ioc"], nav: "nav.stats", render: renderStats },
+    ioc: { roles: ["supervisor", "admin", "ioc"], nav: "nav.ioc", render: renderIoc },
+    users: { roles: ["admin"], nav: "nav.users", render: renderUsers },
+  };
+  const NAV_ORDER = ["queue", "deadlines", "ioc", "stats", "users"];
+  const HOME = { officer: "queue", supervisor: "queue", admin: "users", ioc: "ioc" };
+
+  const dicts = {};
+  const S = {
+    lang: "vi",
+    dict: {},
+    session: null, // {token, role, username, fullName}
+    page: null, // what the current page holds; page.cleanup() runs when it is left
+    queueIds: [], // the last review queue shown: [{id, occurred_at}]
+    busy: false,
+    gen: 0,
+  };
+
+  // ------------------------------------------------------------------ i18n
+
+  async function loadLang(lang) {
+    if (!LANGS.includes(lang)) lang = "vi";
+    if (!dicts[lang]) {
+      const r = await fetch(`/ui/i18n/${lang}.json`);
+      dicts[lang] = await r.json();
+    }
+    S.lang = lang;
+    S.dict = dicts[lang];
+    localStorage.setItem("rw.lang", lang);
+    document.documentElement.lang = lang;
+  }
+
+  function t(key, params) {
+    let s = S.dict[key];
+    if (s === undefined) {
+      console.error(`missing translation ${S.lang}:${key}`);
+      s = key;
+    }
+    if (params) s = s.replace(/\{(\w+)\}/g, (m, k) => (params[k] ?? m));
+    return s;
+  }
+
+  function translateStatic(root) {
+    root.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+    root.querySelectorAll("[data-i18n-aria]").forEach((el) => {
+      el.setAttribute("aria-label", t(el.dataset.i18nAria));
+    });
+  }
+
+  const locale = () => LOCALES[S.lang];
+
+  function fmtTime(iso) {
+    if (!iso) return t("misc.none");
+    return new Intl.DateTimeFormat(locale(), {
+      timeZone: TZ, year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+    }).format(new Date(iso));
+  }
+
+  function fmtDay(iso) {
+    return new Intl.DateTimeFormat(locale(), { timeZone: "UTC", day: "2-digit", month: "2-digit" })
+      .format(new Date(iso));
+  }
+
+  function fmtHour(iso) {
+    return new Intl.DateTimeFormat(locale(), { timeZone: TZ, hour: "2-digit", hour12: false })
+      .format(new Date(iso));
+  }
+
+  function fmtNum(x, digits = 1) {
+    if (x === null || x === undefined) return t("misc.none");
+    return new Intl.NumberFormat(locale(), { maximumFractionDigits: digits }).format(x);
+  }
+
+  // ------------------------------------------------------------------ DOM
+
+  function h(tag, attrs, ...kids) {
+    const el = document.createElement(tag);
+    setAttrs(el, attrs);
+    for (const kid of kids.flat(Infinity)) {
+      if (kid === null || kid === undefined || kid === false) continue;
+      el.append(kid instanceof Node ? kid : String(kid));
+    }
+    return el;
+  }
+
+  function svg(tag, attrs, ...kids) {
+    const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    setAttrs(el, attrs);
+    for (const kid of kids.flat(Infinity)) {
+      if (kid === null || kid === undefined || kid === false) continue;
+      el.append(kid instanceof Node ? kid : String(kid));
+    }
+    return el;
+  }
+
+  function setAttrs(el, attrs) {
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") el.setAttribute("class", v);
+      else if (k === "text") el.textContent = v;
+      else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      else el.setAttribute(k, v === true ? "" : String(v));
+    }
+  }
+
+  const $ = (sel, root = document) => root.querySelector(sel);
+  const main = () => $("#main");
+
+  function banner(message, kind = "error") {
+    const el = $("#banner");
+    el.textContent = message;
+    el.className = `banner ${kind}`;
+    el.hidden = false;
+  }
+
+  function clearBanner() {
+    const el = $("#banner");
+    el.hidden = true;
+    el.textContent = "";
+  }
+
+  let toastTimer = null;
+  function toast(message) {
+    const el = $("#toast");
+    el.textContent = message;
+    el.classList.add("show");
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => el.classList.remove("show"), 4000);
+  }
+
+  function sleep(ms, signal) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      signal?.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
+    });
+  }
+
+  // ------------------------------------------------------------------ API
+
+  class ApiError extends Error {
+    constructor(status, detail) {
+      super(detail);
+      this.status = status;
+      this.detail = detail;
+    }
+  }
+
+  async function api(path, { method = "GET", body, form, raw = false, signal } = {}) {
+    const headers = {};
+    if (S.session) headers.Authorization = `Bearer ${S.session.token}`;
+    let payload;
+    if (form) payload = new URLSearchParams(form);
+    else if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      payload = JSON.stringify(body);
+    }
+    let r;
+    try {
+      r = await fetch(path, { method, headers, body: payload, signal });
+    } catch (e) {
+      if (e.name === "AbortError") throw e;
+      throw new ApiError(0, t("app.offline"));
+    }
+    if (r.status === 401 && S.session) {
+      expire();
+      throw new ApiError(401, t("app.session_expired"));
+    }
+    if (!r.ok) {
+      let detail = r.statusText;
+      try {
+        const j = await r.json();
+        detail = typeof j.detail === "string" ? j.detail : JSON.stringify(j.detail);
+      } catch (_) { /* not JSON */ }
+      throw new ApiError(r.status, detail);
+    }
+    return raw ? r : r.json();
+  }
+
+  function query(params) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v !== "" && v != null) q.set(k, v);
+    const s = q.toString();
+    return s ? `?${s}` : "";
+  }
+
+  // ------------------------------------------------------------------ session
+
+  function loadSession() {
+    try {
+      S.session = JSON.parse(sessionStorage.getItem("rw.session") || "null");
+    } catch (_) {
+      S.session = null;
+    }
+  }
+
+  function saveSession(session) {
+    S.session = session;
+    if (session) sessionStorage.setItem("rw.session", JSON.stringify(session));
+    else sessionStorage.removeItem("rw.session");
+  }
+
+  function expire() {
+    saveSession(null);
+    sessionStorage.setItem("rw.expired", "1");
+    location.hash = "#/login";
+  }
+
+  // ------------------------------------------------------------------ routing
+
+  function parseHash() {
+    const raw = location.hash.replace(/^#\/?/, "");
+    const [path, qs] = raw.split("?");
+    const [name, arg] = path.split("/");
+    return { name: name || "", arg, params: new URLSearchParams(qs || ""), explicit: qs !== undefined };
+  }
+
+  function go(hash) {
+    if (location.hash === hash) render();
+    else location.hash = hash;
+  }
+
+  function leavePage() {
+    if (S.page?.cleanup) S.page.cleanup();
+    S.page = null;
+  }
+
+  // Every render bumps ``gen``; a page whose data arrives after another render began is
+  // dropped instead of drawn over the newer one.
+  async function render() {
+    S.gen += 1;
+    leavePage();
+    clearBanner();
+    drawChrome();
+    const { name, arg, params, explicit } = parseHash();
+    if (!S.session) {
+      renderLogin();
+      return;
+    }
+    const page = PAGES[name];
+    if (!page) {
+      go(`#/${HOME[S.session.role]}`);
+      return;
+    }
+    drawNav(name);
+    if (!page.roles.includes(S.session.role)) {
+      main().replaceChildren(
+        h("h1", { tabindex: "-1" }, t(page.nav || "app.name")),
+        h("p", { class: "forbidden" }, t("app.role_forbidden", { role: t(`role.${S.session.role}`) })),
+      );
+      return;
+    }
+    main().replaceChildren(h("p", {}, t("app.loading")));
+    try {
+      await page.render(arg, params, explicit);
+    } catch (e) {
+      if (e.name === "AbortError" || e.status === 401) return;
+      banner(t("app.error", { detail: e.message }));
+    }
+  }
+
+  function focusHeading() {
+    const h1 = $("#main h1");
+    if (h1) {
+      h1.setAttribute("tabindex", "-1");
+      h1.focus({ preventScroll: true });
+    }
+  }
+
+  function drawChrome() {
+    translateStatic(document);
+    const lang = $("#lang");
+    const other = S.lang === "vi" ? "en" : "vi";
+    lang.textContent = t("app.switch_lang");
+    lang.setAttribute("lang", other);
+    lang.setAttribute("aria-label", t("app.switch_lang_label"));
+    const who = $("#who");
+    const logout = $("#logout");
+    if (S.session) {
+      who.textContent = `${S.session.fullName || S.session.username} · ${t(`role.${S.session.role}`)}`;
+      logout.hidden = false;
+    } else {
+      who.textContent = "";
+      logout.hidden = true;
+      $("#nav").replaceChildren();
+    }
+  }
+
+  function drawNav(current) {
+    const links = NAV_ORDER.filter((n) => PAGES[n].roles.includes(S.session.role)).map((n) =>
+      h("a", {
+        href: `#/${n}`,
+        "aria-current": n === current || (current === "case" && n === "queue") ? "page" : null,
+      }, t(PAGES[n].nav)));
+    $("#nav").replaceChildren(...links);
+  }
+
+  // ------------------------------------------------------------------ login
+
+  function renderLogin() {
+    S.page = { kind: "login" };
+    const expired = sessionStorage.getItem("rw.expired");
+    sessionStorage.removeItem("rw.expired");
+    const error = h("p", { id: "login-error", class: "field-error", role: "alert", hidden: true });
+    const user = h("input", {
+      id: "login-user", name: "username", autocomplete: "username", required: true,
+      autocapitalize: "none", spellcheck: "false",
+    });
+    const pass = h("input", {
+      id: "login-pass", name: "password", type: "password", autocomplete: "current-password",
+      required: true,
+    });
+    const form = h("form", { class: "card login", onsubmit: onSubmit },
+      h("h1", {}, t("login.title")),
+      h("p", {}, t("login.intro")),
+      expired ? h("p", { class: "banner warn" }, t("app.session_expired")) : null,
+      h("label", { for: "login-user" }, t("login.username")), user,
+      h("label", { for: "login-pass" }, t("login.password")), pass,
+      error,
+      h("div", { class: "buttons" }, h("button", { type: "submit", class: "primary" }, t("login.submit"))),
+      h("p", { class: "help" }, t("app.timezone")),
+    );
+    main().replaceChildren(form);
+    user.focus();
+
+    async function onSubmit(ev) {
+      ev.preventDefault();
+      error.hidden = true;
+      try {
+        const tok = await api("/api/v1/auth/token", {
+          method: "POST", form: { username: user.value.trim(), password: pass.value },
+        });
+        saveSession({ token: tok.access_token, role: tok.role, username: user.value.trim(), fullName: "" });
+        try {
+          const me = await api("/api/v1/auth/me");
+          saveSession({ ...S.session, username: me.username, fullName: me.full_name });
+        } catch (_) { /* the name is a nicety */ }
+        go(`#/${HOME[tok.role] || "queue"}`);
+      } catch (e) {
+        error.textContent = e.status === 401 ? t("login.failed") : e.message;
+        error.hidden = false;
+        pass.value = "";
+        pass.focus();
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ review queue
+
+  function queueFilters(params) {
+    return {
+      camera: params.get("camera") || "",
+      type: params.get("type") || "",
+      from: params.get("from") || "",
+      to: params.get("to") || "",
+    };
+  }
+
+  function savedFilters() {
+    try {
+      return JSON.parse(sessionStorage.getItem("rw.filters") || "{}");
+    } catch (_) {
+      return {};
+    }
+  }
+
+  function localToIso(value) {
+    return value ? new Date(value).toISOString() : "";
+  }
+
+  async function fetchQueue(filters) {
+    const page = await api(`/api/v1/ui/queue${query({
+      camera: filters.camera, type: filters.type,
+      from: localToIso(filters.from), to: localToIso(filters.to), limit: 200,
+    })}`);
+    S.queueIds = page.items.map((i) => ({ id: i.id, occurred_at: i.occurred_at }));
+    return page;
+  }
+
+  async function renderQueue(_arg, params, explicit) {
+    const filters = explicit ? queueFilters(params) : { ...queueFilters(params), ...savedFilters() };
+    sessionStorage.setItem("rw.filters", JSON.stringify(filters));
+    const gen = S.gen;
+    const [page, cameras] = await Promise.all([fetchQueue(filters), api("/api/v1/cameras")]);
+    if (gen !== S.gen) return;
+    S.page = { kind: "queue", selected: 0 };
+
+    const camSel = h("select", { id: "f-camera", name: "camera" },
+      h("option", { value: "" }, t("queue.all")),
+      cameras.map((c) => h("option", { value: c.camera, selected: c.camera === filters.camera }, cameraName(c))));
+    const typeSel = h("select", { id: "f-type", name: "type" },
+      h("option", { value: "" }, t("queue.all")),
+      TYPES.map((ty) => h("option", { value: ty, selected: ty === filters.type }, t(`type.${ty}`))));
+    const from = h("input", { id: "f-from", name: "from", type: "datetime-local", value: filters.from });
+    const to = h("input", { id: "f-to", name: "to", type: "datetime-local", value: filters.to });
+    const form = h("form", { class: "filters", "aria-label": t("queue.filters"), onsubmit: (e) => {
+      e.preventDefault();
+      go(`#/queue${query({ camera: camSel.value, type: typeSel.value, from: from.value, to: to.value }) || "?"}`);
+    } },
+    field("f-camera", t("queue.camera"), camSel),
+    field("f-type", t("queue.type"), typeSel),
+    field("f-from", t("queue.from"), from),
+    field("f-to", t("queue.to"), to),
+    h("div", { class: "filter-buttons" },
+      h("button", { type: "submit", class: "primary" }, t("queue.apply")),
+      h("button", { type: "button", class: "ghost", onclick: () => go("#/queue?") }, t("queue.clear"))));
+
+    const rows = page.items.map((item, i) => h("tr", { "data-id": item.id, class: i === 0 ? "selected" : null },
+      h("td", {}, h("a", { href: `#/case/${item.id}`, class: "case-link" }, `#${item.id}`)),
+      h("td", {}, fmtTime(item.occurred_at)),
+      h("td", {}, t(`type.${item.type}`)),
+      h("td", {}, item.camera),
+      h("td", { class: "plate" }, item.plate || t("case.plate_unreadable")),
+      h("td", {}, measuredShort(item)),
+      h("td", {}, statusBadge(item.status), item.reviewer ? h("span", { class: "muted" }, ` ${item.reviewer}`) : null),
+      h("td", {}, deadlineCell(item.deadlines))));
+    const table = rows.length
+      ? h("table", { class: "grid", id: "queue" },
+        h("caption", { class: "sr-only" }, t("queue.title")),
+        h("thead", {}, h("tr", {}, ["case", "time", "type", "camera", "plate", "measured", "status", "deadline"]
+          .map((c) => h("th", { scope: "col" }, t(`queue.col.${c}`))))),
+        h("tbody", {}, rows))
+      : h("p", { class: "empty" }, t("queue.empty"));
+    main().replaceChildren(
+      h("div", { class: "page-head" }, h("h1", {}, t("queue.title")), h("p", { class: "muted" }, t("queue.intro"))),
+      form,
+      h("p", { class: "muted", id: "queue-count" }, t("queue.count", { count: page.items.length }), " · ", t("queue.hint")),
+      table);
+    focusHeading();
+  }
+
+  function field(id, label, control) {
+    return h("div", { class: "field" }, h("label", { for: id }, label), control);
+  }
+
+  function moveQueueSelection(delta) {
+    const rows = [...document.querySelectorAll("#queue tbody tr")];
+    if (!rows.length) return;
+    let i = rows.findIndex((r) => r.classList.contains("selected"));
+    rows[i]?.classList.remove("selected");
+    i = Math.min(rows.length - 1, Math.max(0, i + delta));
+    rows[i].classList.add("selected");
+    rows[i].querySelector("a").focus();
+  }
+
+  function measuredShort(item) {
+    if (item.speed_kmh != null) {
+      return `${fmtNum(item.speed_kmh)} / ${fmtNum(item.speed_limit_kmh, 0)} km/h`;
+    }
+    return t("misc.none");
+  }
+
+  function statusBadge(status) {
+    return h("span", { class: `badge st-${status}` }, t(`status.${status}`));
+  }
+
+  function deadlineCell(deadlines) {
+    if (!deadlines?.length) return t("misc.none");
+    return deadlines.map((d) => h("span", { class: `deadline dl-${d.state}` },
+      h("span", { class: "dl-state" }, t(`deadline.${d.state}`)), " ",
+      h("span", { class: "muted" }, t("deadline.due_at", { time: fmtTime(d.due_at) }))));
+  }
+
+  function cameraName(c) {
+    return c.name ? `${c.name} (${c.camera})` : c.camera;
+  }
+
+  // ------------------------------------------------------------------ case page
+
+  async function renderCasePage(arg) {
+    const id = Number.parseInt(arg, 10);
+    const gen = S.gen;
+    const data = await api(`/api/v1/ui/cases/${id}`);
+    if (gen === S.gen) drawCase(data);
+  }
+
+  function drawCase(data, keepView) {
+    const previous = S.page?.kind === "case" ? S.page : null;
+    const urls = previous?.urls || new Map();
+    if (previous) previous.cleanup = null; // the blob URLs carry over to the redrawn page
+    S.page = {
+      kind: "case",
+      data,
+      urls,
+      view: keepView && previous ? previous.view : "frame_at",
+      zoom: keepView && previous ? previous.zoom : { plate_crop: 1, lamp_crop: 1 },
+      cleanup() { for (const u of urls.values()) URL.revokeObjectURL(u); },
+    };
+    const c = data.case;
+    const ev = Object.fromEntries(c.evidence.map((e) => [e.role, e]));
+    const views = VIEWS.filter((v) => ev[v]);
+    if (!views.includes(S.page.view)) S.page.view = views[0] || "frame_at";
+
+    const viewer = h("div", { class: "viewer", id: "viewer" });
+    const viewButtons = views.map((v, i) => h("button", {
+      type: "button", class: "view-btn", "data-view": v, "aria-pressed": String(v === S.page.view),
+      onclick: () => showView(v),
+    }, h("kbd", {}, String(VIEWS.indexOf(v) + 1)), " ", t(`case.${v}`)));
+    const crops = ["plate_crop", "lamp_crop"].filter((r) => ev[r]).map((r) => cropFigure(c, ev[r]));
+
+    let evidence;
+    if (!data.evidence_visible) {
+      evidence = h("p", { class: "muted" }, t("case.evidence_hidden"));
+    } else {
+      evidence = [
+        c.evidence_complete ? null : h("p", { class: "banner warn" }, t("case.evidence_incomplete")),
+        h("div", { class: "view-buttons", role: "group", "aria-label": t("case.view") }, viewButtons),
+        viewer,
+        h("div", { class: "crops" }, crops),
+      ];
+    }
+
+    main().replaceChildren(h("div", { class: "case" },
+      h("section", { class: "evidence", "aria-labelledby": "h-evidence" },
+        h("h2", { id: "h-evidence", class: "sr-only" }, t("case.evidence")), evidence),
+      h("section", { class: "facts", "aria-labelledby": "case-title" },
+        h("div", { class: "case-head" },
+          h("h1", { id: "case-title" }, t("case.title", { id: c.id })),
+          statusBadge(c.status),
+          h("span", { class: "type" }, t(`type.${c.type}`))),
+        actionBar(data),
+        factsList(data),
+        h("h2", {}, t("case.explanation")),
+        h("p", { class: "explanation", lang: "vi" }, c.explanation || t("misc.none")),
+        decisionList(c),
+        auditTrail(data))));
+    if (data.evidence_visible) showView(S.page.view);
+    focusHeading();
+  }
+
+  async function blobUrl(e) {
+    const urls = S.page.urls;
+    if (urls.has(e.sha256)) return urls.get(e.sha256);
+    const r = await api(e.url, { raw: true });
+    const url = URL.createObjectURL(await r.blob());
+    urls.set(e.sha256, url);
+    return url;
+  }
+
+  async function showView(view) {
+    if (S.page?.kind !== "case") return;
+    const c = S.page.data.case;
+    const e = c.evidence.find((x) => x.role === view);
+    if (!e) return;
+    S.page.view = view;
+    document.querySelectorAll(".view-btn").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.view === view)));
+    const viewer = $("#viewer");
+    if (!e.arrived) {
+      viewer.replaceChildren(h("p", { class: "muted" }, t("case.no_evidence")));
+      return;
+    }
+    const page = S.page;
+    const url = await blobUrl(e).catch(() => null);
+    if (S.page !== page || page.view !== view) return; // another view was chosen meanwhile
+    if (!url) {
+      viewer.replaceChildren(h("p", { class: "muted" }, t("case.no_evidence")));
+      return;
+    }
+    if (view === "clip") {
+      viewer.replaceChildren(h("video", {
+        id: "clip", src: url, controls: true, muted: true, playsinline: true, preload: "auto",
+        "aria-label": t("case.clip_label", { id: c.id }),
+      }));
+    } else {
+      viewer.replaceChildren(h("img", {
+        id: "frame", src: url, alt: t("case.frame_alt", { which: t(`case.${view}`), id: c.id }),
+      }));
+    }
+  }
+
+  function cropFigure(c, e) {
+    const which = t(`case.${e.role}`);
+    const img = h("img", { alt: t("case.crop_alt", { which, id: c.id }), class: "crop-img" });
+    const box = h("div", { class: "crop-box", tabindex: "0", "aria-label": t("case.crop_alt", { which, id: c.id }) }, img);
+    const zoom = h("input", {
+      type: "range", min: "1", max: "8", step: "1", value: String(S.page.zoom[e.role]),
+      id: `zoom-${e.role}`, "aria-label": t("case.zoom", { which }),
+      oninput: () => setZoom(e.role, Number(zoom.value)),
+    });
+    const fig = h("figure", { class: "crop", id: `crop-${e.role}` },
+      box, h("figcaption", {}, h("span", {}, which), zoom, h("output", { for: `zoom-${e.role}`, class: "zoom-out" }, `${zoom.value}×`)));
+    img.addEventListener("load", () => {
+      img.dataset.base = String(Math.min(box.clientWidth, (CROP_HEIGHT * img.naturalWidth) / img.naturalHeight));
+      sizeCrop(img, S.page.zoom[e.role]);
+    });
+    if (e.arrived) {
+      blobUrl(e).then((url) => { img.src = url; }).catch(() => { box.replaceChildren(t("case.no_evidence")); });
+    } else {
+      box.replaceChildren(t("case.no_evidence"));
+    }
+    box.addEventListener("click", () => setZoom(e.role, S.page.zoom[e.role] >= 8 ? 1 : S.page.zoom[e.role] * 2));
+    return fig;
+  }
+
+  function setZoom(role, z) {
+    S.page.zoom[role] = z;
+    const fig = $(`#crop-${role}`);
+    if (!fig) return;
+    sizeCrop($(".crop-img", fig), z);
+    $("input", fig).value = String(z);
+    $("output", fig).textContent = `${z}×`;
+  }
+
+  function sizeCrop(img, zoom) {
+    if (img.dataset.base) img.style.width = `${Number(img.dataset.base) * zoom}px`;
+  }
+
+  function factsList(data) {
+    const c = data.case;
+    const m = c.event?.measured || {};
+    const rows = [
+      ["case.type", t(`type.${c.type}`)],
+      ["case.time", fmtTime(c.occurred_at)],
+      ["case.camera", data.camera ? cameraName(data.camera) : c.camera],
+      ["case.place", c.place || data.camera?.place || t("misc.none")],
+      ["case.lane", c.lane || t("misc.none")],
+      ["case.vehicle", t(`vehicle.${c.vehicle_class}`)],
+      ["case.plate", plateFacts(c)],
+    ];
+    if (m.speed_kmh != null) {
+      const over = m.speed_limit_kmh != null ? `${fmtNum(m.speed_kmh - m.speed_limit_kmh)} km/h` : t("misc.none");
+      rows.push(["case.speed", t("case.speed_value", {
+        speed: fmtNum(m.speed_kmh), uncertainty: fmtNum(m.speed_uncertainty_kmh ?? 0),
+        limit: fmtNum(m.speed_limit_kmh, 0), over,
+      })]);
+    }
+    if (m.signal_phase) {
+      rows.push(["case.signal", t("case.signal_value", {
+        phase: t(`lamp.${m.signal_phase}`), since: fmtNum(m.time_since_red_s ?? 0),
+      })]);
+    }
+    if (m.dwell_s != null) rows.push(["case.dwell", t("case.dwell_value", { seconds: fmtNum(m.dwell_s) })]);
+    if (m.distance_m != null) rows.push(["case.distance", t("case.distance_value", { metres: fmtNum(m.distance_m) })]);
+    rows.push(["case.deadlines", c.deadlines.length ? deadlineList(c.deadlines) : t("case.no_deadline")]);
+    return h("dl", { class: "facts-list", id: "facts" }, rows.map(([k, v]) => [h("dt", {}, t(k)), h("dd", {}, v)]));
+  }
+
+  function deadlineList(deadlines) {
+    return deadlines.map((d) => h("div", { class: `deadline dl-${d.state}` },
+      `${t(`deadline.${d.name}`)}: `, h("span", { class: "dl-state" }, t(`deadline.${d.state}`)), " ",
+      h("span", { class: "muted" }, t("deadline.due_at", { time: fmtTime(d.due_at) }))));
+  }
+
+  function plateFacts(c) {
+    const conf = c.plate_confidence != null ? `${fmtNum(c.plate_confidence * 100, 0)} %` : t("misc.none");
+    const read = c.plate_text || t("case.plate_unreadable");
+    return [
+      h("strong", { class: "plate", id: "plate-value" }, c.plate || t("case.plate_unreadable")),
+      c.plate_corrected ? h("span", { class: "badge st-confirmed" }, t("case.plate_corrected")) : null,
+      h("div", { class: "muted" }, t("case.plate_read", { plate: read, confidence: conf }),
+        c.plate_valid === false ? ` · ${t("case.plate_format_bad")}` : ""),
+    ];
+  }
+
+  function decisionList(c) {
+    const rows = [
+      ["case.reviewer", c.reviewer],
+      ["case.confirmed_by", c.confirmed_by],
+      ["case.reject_reason", c.reject_reason],
+      ["case.notice_by", c.notice_issued_by],
+    ].filter(([, v]) => v);
+    const versions = c.event ? h("p", { class: "muted small" }, t("case.versions", {
+      model: c.event.model_version, rule: c.event.rule_version, config: c.event.config_version,
+    })) : null;
+    if (!rows.length) return versions;
+    return [h("h2", {}, t("case.decision")),
+      h("dl", { class: "facts-list", id: "decision" }, rows.map(([k, v]) => [h("dt", {}, t(k)), h("dd", {}, v)])),
+      versions];
+  }
+
+  function auditTrail(data) {
+    const rows = data.audit;
+    const body = rows.length ? h("table", { class: "grid compact", id: "audit" },
+      h("thead", {}, h("tr", {}, ["at", "actor", "action", "detail"].map((k) => h("th", { scope: "col" }, t(`case.audit.${k}`))))),
+      h("tbody", {}, rows.map((e) => h("tr", {},
+        h("td", {}, fmtTime(e.at)), h("td", {}, e.actor),
+        h("td", {}, S.dict[`action.${e.action}`] ? t(`action.${e.action}`) : e.action),
+        h("td", { class: "small" }, Object.entries(e.detail).map(([k, v]) => `${k}: ${v}`).join("; "))))))
+      : h("p", { class: "muted" }, t("case.audit_empty"));
+    return h("details", { class: "audit", open: S.session.role !== "officer" },
+      h("summary", {}, t("case.audit")), body);
+  }
+
+  function actionBar(data) {
+    const c = data.case;
+    const role = S.session.role;
+    const nav = h("div", { class: "case-nav" },
+      h("a", { href: "#/queue", class: "ghost-link" }, t("case.back")),
+      h("button", { type: "button", class: "ghost", onclick: () => step(-1) }, h("kbd", {}, "K"), " ", t("case.previous")),
+      h("button", { type: "button", class: "ghost", onclick: () => step(1) }, t("case.next"), " ", h("kbd", {}, "J")));
+    if (!data.can_review) {
+      const why = ["rejected", "closed", "escalated"].includes(c.status) && data.evidence_visible
+        ? t("case.decided", { status: t(`status.${c.status}`) }) : t("case.read_only");
+      return [h("p", { class: "muted", id: "read-only" }, why), data.evidence_visible ? nav : null];
+    }
+    const buttons = [];
+    const btn = (action, label, key, cls) => h("button", {
+      type: "button", class: cls, id: `act-${action}`, onclick: () => onAction(action),
+    }, key ? [h("kbd", {}, key), " "] : null, t(label));
+    if (["new", "in_review"].includes(c.status)) {
+      buttons.push(btn("confirm", "case.confirm", "C", "primary"));
+      buttons.push(btn("reject", "case.reject", "R", "danger"));
+      buttons.push(btn("correct_plate", "case.correct", "P", "secondary"));
+      if (c.status === "in_review" && c.reviewer === S.session.username) {
+        buttons.push(btn("release", "case.release", null, "ghost"));
+      }
+    }
+    if (role === "supervisor" && c.status === "confirmed") {
+      buttons.push(btn("issue_notice", "case.issue_notice", null, "primary"));
+    }
+    if (role === "supervisor" && c.status === "notice_issued") {
+      buttons.push(btn("close", "case.close", null, "primary"));
+      buttons.push(btn("escalate", "case.escalate", null, "danger"));
+    }
+    if (!buttons.length) {
+      return [h("p", { class: "muted", id: "read-only" }, t("case.decided", { status: t(`status.${c.status}`) })), nav];
+    }
+    return [h("div", { class: "actions", role: "group", "aria-label": t("case.actions") }, buttons), nav];
+  }
+
+  async function onAction(action) {
+    if (S.page?.kind !== "case" || S.busy) return;
+    const c = S.page.data.case;
+    if (!S.page.data.can_review) return;
+    if (action === "reject") {
+      const reason = await askReject(c.id);
+      if (reason) await decide("reject", { reason });
+    } else if (action === "correct_plate") {
+      const plate = await askPlate(c);
+      if (plate) await decide("correct_plate", { plate });
+    } else {
+      await decide(action, {});
+    }
+  }
+
+  async function decide(action, extra) {
+    if (S.busy) return;
+    const c = S.page.data.case;
+    if (DECIDING.includes(action) && !["new", "in_review"].includes(c.status)) return;
+    S.busy = true;
+    clearBanner();
+    try {
+      let version = c.version;
+      if (c.status === "new" && DECIDING.includes(action)) {
+        const started = await review(c.id, { action: "start_review", version });
+        version = started.version;
+      }
+      const after = await review(c.id, { action, version, ...extra });
+      let message;
+      if (action === "confirm") message = t("case.confirmed_toast", { id: c.id });
+      else if (action === "reject") message = t("case.rejected_toast", { id: c.id });
+      else if (action === "correct_plate") message = t("case.corrected_toast", { id: c.id, plate: after.plate });
+      else message = t("case.done_toast", { id: c.id, status: t(`status.${after.status}`) });
+      toast(message);
+      if (action === "confirm" || action === "reject") {
+        S.busy = false;
+        await step(1, message);
+      } else {
+        const gen = S.gen;
+        const fresh = await api(`/api/v1/ui/cases/${c.id}`);
+        if (gen === S.gen) drawCase(fresh, true);
+      }
+    } catch (e) {
+      if (e.status === 409) await showConflict(c.id);
+      else if (e.status === 403) banner(t("case.forbidden", { detail: e.detail }));
+      else if (e.status === 422) banner(t("case.invalid", { detail: e.detail }));
+      else if (e.status !== 401) banner(t("app.error", { detail: e.message }));
+    } finally {
+      S.busy = false;
+    }
+  }
+
+  function review(id, body) {
+    return api(`/api/v1/violations/${id}/review`, { method: "POST", body });
+  }
+
+  async function showConflict(id) {
+    const gen = S.gen;
+    const fresh = await api(`/api/v1/ui/cases/${id}`);
+    if (gen !== S.gen) return;
+    const c = fresh.case;
+    let message;
+    if (c.status === "in_review" && c.reviewer && c.reviewer !== S.session.username) {
+      message = t("case.taken", { id, user: c.reviewer });
+    } else {
+      const by = c.confirmed_by || c.notice_issued_by || c.reviewer;
+      message = t("case.conflict", {
+        id, status: t(`status.${c.status}`), by: by ? t("case.conflict_by", { user: by }) : "",
+      });
+    }
+    drawCase(fresh, true);
+    banner(message, "warn");
+  }
+
+  // Next (+1) or previous (-1) case of the review queue, relative to the case shown.
+  // After a decision, ``decided`` is its message: it is shown with "end of queue" if so.
+  async function step(dir, decided = null) {
+    if (S.page?.kind !== "case") return;
+    const c = S.page.data.case;
+    const filters = savedFilters();
+    const gen = S.gen;
+    try {
+      await fetchQueue({ camera: "", type: "", from: "", to: "", ...filters });
+    } catch (e) {
+      if (e.status !== 401) banner(t("app.error", { detail: e.message }));
+      return;
+    }
+    if (gen !== S.gen) return;
+    const key = (x) => [x.occurred_at, x.id];
+    const cmp = (a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] - b[1]);
+    const here = key(c);
+    const target = dir > 0
+      ? S.queueIds.find((x) => cmp(key(x), here) > 0)
+      : [...S.queueIds].reverse().find((x) => cmp(key(x), here) < 0);
+    if (target) {
+      go(`#/case/${target.id}`);
+    } else if (decided) {
+      go(`#/queue${query(filters) || "?"}`);
+      toast(`${decided} ${t("case.queue_end")}`);
+    } else {
+      toast(t(dir > 0 ? "case.queue_end" : "case.queue_start"));
+    }
+  }
+
+  // ------------------------------------------------------------------ dialogs
+
+  function openDialog(dialog, setup, check) {
+    return new Promise((resolve) => {
+      const form = $("form", dialog);
+      translateStatic(dialog);
+      setup();
+      const onSubmit = (e) => {
+        if (e.submitter?.value === "ok" && !check()) e.preventDefault();
+      };
+      form.noValidate = true;
+      form.addEventListener("submit", onSubmit);
+      dialog.addEventListener("close", () => {
+        form.removeEventListener("submit", onSubmit);
+        resolve(dialog.returnValue === "ok");
+      }, { once: true });
+      dialog.returnValue = "";
+      dialog.showModal();
+    });
+  }
+
+  async function askReject(id) {
+    const dialog = $("#dlg-reject");
+    const preset = $("#reject-preset");
+    const reason = $("#reject-reason");
+    const error = $("#reject-error");
+    preset.onchange = () => { if (preset.value) reason.value = preset.selectedOptions[0].textContent; };
+    const ok = await openDialog(dialog, () => {
+      $("#dlg-reject-title").textContent = t("reject.title", { id });
+      preset.value = "";
+      reason.value = "";
+      error.hidden = true;
+      reason.removeAttribute("aria-invalid");
+    }, () => {
+      if (reason.value.trim()) return true;
+      error.hidden = false;
+      reason.setAttribute("aria-invalid", "true");
+      reason.focus();
+      return false;
+    });
+    return ok ? reason.value.trim() : null;
+  }
+
+  async function askPlate(c) {
+    const dialog = $("#dlg-plate");
+    const input = $("#plate-input");
+    const error = $("#plate-error");
+    input.oninput = () => { input.value = input.value.toUpperCase(); };
+    const ok = await openDialog(dialog, () => {
+      $("#dlg-plate-title").textContent = t("plate.title", { id: c.id });
+      input.value = c.plate || "";
+      error.hidden = true;
+      input.removeAttribute("aria-invalid");
+      setTimeout(() => input.select(), 0);
+    }, () => {
+      const v = input.value.trim().toUpperCase();
+      if (PLATE_RE.test(v)) return true;
+      error.hidden = false;
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+      return false;
+    });
+    return ok ? input.value.trim().toUpperCase() : null;
+  }
+
+  function openHelp() {
+    const dialog = $("#dlg-help");
+    if (dialog.open) return;
+    translateStatic(dialog);
+    dialog.showModal();
+  }
+
+  // ------------------------------------------------------------------ keyboard
+
+  function onKey(e) {
+    if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (document.querySelector("dialog[open]")) return;
+    const el = e.target;
+    if (el instanceof HTMLElement && (["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName) || el.isContentEditable)) return;
+    if (e.key === "?") {
+      e.preventDefault();
+      openHelp();
+      return;
+    }
+    const key = e.key.toLowerCase();
+    const kind = S.page?.kind;
+    if (kind === "queue") {
+      if (key === "j") { e.preventDefault(); moveQueueSelection(1); }
+      else if (key === "k") { e.preventDefault(); moveQueueSelection(-1); }
+      else if (key === "enter" && !(el instanceof HTMLAnchorElement) && !(el instanceof HTMLButtonElement)) {
+        const link = $("#queue tr.selected a");
+        if (link) { e.preventDefault(); link.click(); }
+      }
+    } else if (kind === "case") {
+      const actions = { c: "confirm", r: "reject", p: "correct_plate" };
+      if (actions[key]) { e.preventDefault(); onAction(actions[key]); }
+      else if (key === "j") { e.preventDefault(); step(1); }
+      else if (key === "k") { e.preventDefault(); step(-1); }
+      else if (["1", "2", "3", "4"].includes(key)) { e.preventDefault(); showView(VIEWS[Number(key) - 1]); }
+      else if (key === "z" && S.page.zoom) {
+        e.preventDefault();
+        const z = S.page.zoom.plate_crop;
+        setZoom("plate_crop", z >= 8 ? 1 : z * 2);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ deadlines
+
+  async function renderDeadlines() {
+    const gen = S.gen;
+    const [due, confirmed] = await Promise.all([
+      api("/api/v1/review/deadlines?limit=200"),
+      api("/api/v1/violations?status=confirmed&limit=200"),
+    ]);
+    if (gen !== S.gen) return;
+    S.page = { kind: "deadlines" };
+    const states = due.items.flatMap((i) => i.deadlines.map((d) => d.state));
+    const count = (s) => states.filter((x) => x === s).length;
+    const dueTable = due.items.length ? h("table", { class: "grid", id: "deadlines" },
+      h("thead", {}, h("tr", {},
+        ["queue.col.case", "queue.col.time", "queue.col.type", "queue.col.camera", "queue.col.plate",
+          "queue.col.status", "deadlines.col.deadline", "deadlines.col.state"].map((k) => h("th", { scope: "col" }, t(k))))),
+      h("tbody", {}, due.items.map((i) => i.deadlines.map((d) => h("tr", { class: `row-${d.state}` },
+        h("td", {}, h("a", { href: `#/case/${i.id}` }, `#${i.id}`)),
+        h("td", {}, fmtTime(i.occurred_at)),
+        h("td", {}, t(`type.${i.type}`)),
+        h("td", {}, i.camera),
+        h("td", { class: "plate" }, i.plate || t("case.plate_unreadable")),
+        h("td", {}, statusBadge(i.status)),
+        h("td", {}, t(`deadline.${d.name}`), h("div", { class: "muted" }, fmtTime(d.due_at))),
+        h("td", {}, h("span", { class: `deadline dl-${d.state}` }, h("span", { class: "dl-state" }, t(`deadline.${d.state}`)))))))))
+      : h("p", { class: "empty" }, t("deadlines.empty"));
+    const waiting = confirmed.items.length ? h("table", { class: "grid", id: "awaiting" },
+      h("thead", {}, h("tr", {}, ["queue.col.case", "queue.col.time", "queue.col.type", "queue.col.camera",
+        "queue.col.plate", "queue.col.status"].map((k) => h("th", { scope: "col" }, t(k))))),
+      h("tbody", {}, confirmed.items.map((i) => h("tr", {},
+        h("td", {}, h("a", { href: `#/case/${i.id}` }, `#${i.id}`)),
+        h("td", {}, fmtTime(i.occurred_at)),
+        h("td", {}, t(`type.${i.type}`)),
+        h("td", {}, i.camera),
+        h("td", { class: "plate" }, i.plate || t("case.plate_unreadable")),
+        h("td", {}, statusBadge(i.status)))))) : h("p", { class: "empty" }, t("deadlines.awaiting_empty"));
+    main().replaceChildren(
+      h("div", { class: "page-head" }, h("h1", {}, t("deadlines.title")), h("p", { class: "muted" }, t("deadlines.intro"))),
+      h("p", { class: "counts" },
+        h("span", { class: "deadline dl-due" }, h("span", { class: "dl-state" }, t("deadlines.due_count", { count: count("due") }))), " ",
+        h("span", { class: "deadline dl-overdue" }, h("span", { class: "dl-state" }, t("deadlines.overdue_count", { count: count("overdue") })))),
+      dueTable,
+      h("h2", {}, t("deadlines.awaiting")),
+      waiting);
+    focusHeading();
+  }
+
+  // ------------------------------------------------------------------ charts (inline SVG)
+
+  // Horizontal bars: one row per item, the label on the left.
+  function hBarChart(id, title, items) {
+    const total = items.reduce((s, i) => s + i.value, 0);
+    const fig = h("figure", { class: "chart", id });
+    fig.append(h("figcaption", {}, h("strong", {}, title), " ", h("span", { class: "muted" }, t("stats.total", { count: fmtNum(total, 0) }))));
+    if (!items.length) {
+      fig.append(h("p", { class: "muted" }, t("stats.none")));
+      return fig;
+    }
+    const rowH = 26; const labelW = 190; const width = 560; const barW = width - labelW - 60;
+    const max = Math.max(...items.map((i) => i.value), 1);
+    const height = items.length * rowH + 8;
+    const summary = items.map((i) => `${i.label} ${i.value}`).join(", ");
+    const chart = svg("svg", {
+      viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img",
+      "aria-label": t("stats.chart_label", { title, summary }), class: "svg-chart",
+    });
+    items.forEach((item, n) => {
+      const y = 4 + n * rowH;
+      const w = Math.max(2, (item.value / max) * barW);
+      chart.append(svg("g", {},
+        svg("title", {}, `${item.label}: ${item.value}`),
+        svg("text", { x: labelW - 8, y: y + 17, "text-anchor": "end", class: "lbl" }, truncate(item.label, 26)),
+        svg("rect", { x: labelW, y: y + 3, width: w, height: rowH - 8, rx: 3, class: `bar ${item.cls || ""}` }),
+        svg("text", { x: labelW + w + 6, y: y + 17, class: "val" }, fmtNum(item.value, 0))));
+    });
+    fig.append(chart);
+    return fig;
+  }
+
+  // Vertical bars over time buckets.
+  function vBarChart(id, title, items, { width = 560, height = 200, axis = "" } = {}) {
+    const total = items.reduce((s, i) => s + i.value, 0);
+    const fig = h("figure", { class: "chart", id });
+    fig.append(h("figcaption", {}, h("strong", {}, title), " ", h("span", { class: "muted" }, t("stats.total", { count: fmtNum(total, 0) }))));
+    if (!items.length) {
+      fig.append(h("p", { class: "muted" }, t("stats.none")));
+      return fig;
+    }
+    const left = 36; const bottom = 22; const top = 8;
+    const plotH = height - bottom - top; const plotW = width - left - 6;
+    const max = Math.max(...items.map((i) => i.value), 1);
+    const slot = plotW / items.length;
+    const summary = items.map((i) => `${i.label} ${i.value}`).join(", ");
+    const chart = svg("svg", {
+      viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img",
+      "aria-label": t("stats.chart_label", { title, summary }), class: "svg-chart",
+    });
+    chart.append(svg("line", { x1: left, y1: top + plotH, x2: width - 4, y2: top + plotH, class: "axis" }));
+    chart.append(svg("text", { x: left - 4, y: top + 10, "text-anchor": "end", class: "val" }, fmtNum(max, 0)));
+    chart.append(svg("text", { x: left - 4, y: top + plotH, "text-anchor": "end", class: "val" }, "0"));
+    if (axis) chart.append(svg("text", { x: left + 4, y: top + 10, class: "val muted-text" }, axis));
+    const every = Math.ceil(items.length / 12);
+    items.forEach((item, n) => {
+      const bh = (item.value / max) * plotH;
+      const x = left + n * slot + slot * 0.15;
+      chart.append(svg("g", {},
+        svg("title", {}, `${item.label}: ${item.value}`),
+        svg("rect", { x, y: top + plotH - bh, width: Math.max(1, slot * 0.7), height: Math.max(0, bh), rx: 2, class: "bar" }),
+        n % every === 0 ? svg("text", { x: x + slot * 0.35, y: height - 6, "text-anchor": "middle", class: "lbl small" }, item.label) : null));
+    });
+    fig.append(chart);
+    return fig;
+  }
+
+  function truncate(s, n) {
+    return s.length > n ? `${s.slice(0, n - 1)}…` : s;
+  }
+
+  // ------------------------------------------------------------------ statistics
+
+  function dateInput(value) {
+    return value.toISOString().slice(0, 10);
+  }
+
+  async function renderStats(_arg, params) {
+    const today = new Date();
+    const from = params.get("from") || dateInput(new Date(today.getTime() - 13 * 86400000));
+    const to = params.get("to") || dateInput(today);
+    const range = { from: `${from}T00:00:00+07:00`, to: new Date(new Date(`${to}T00:00:00+07:00`).getTime() + 86400000).toISOString() };
+    const gen = S.gen;
+    const [byType, byCamera, byDay, byStatus] = await Promise.all(
+      ["type", "camera", "day", "status"].map((by) => api(`/api/v1/stats/violations${query({ by, ...range })}`)));
+    if (gen !== S.gen) return;
+    S.page = { kind: "stats" };
+    const fromIn = h("input", { id: "s-from", type: "date", value: from });
+    const toIn = h("input", { id: "s-to", type: "date", value: to });
+    const form = h("form", { class: "filters", onsubmit: (e) => {
+      e.preventDefault();
+      go(`#/stats${query({ from: fromIn.value, to: toIn.value })}`);
+    } }, field("s-from", t("stats.from"), fromIn), field("s-to", t("stats.to"), toIn),
+    h("div", { class: "filter-buttons" }, h("button", { type: "submit", class: "primary" }, t("stats.apply"))));
+    const days = fillDays(from, to, byDay.counts);
+    main().replaceChildren(
+      h("div", { class: "page-head" }, h("h1", {}, t("stats.title")), h("p", { class: "muted" }, t("app.timezone"))),
+      form,
+      h("div", { class: "charts" },
+        hBarChart("chart-type", t("stats.by_type"), byType.counts.map((c) => ({ label: t(`type.${c.key}`), value: c.count }))),
+        hBarChart("chart-camera", t("stats.by_camera"), byCamera.counts.map((c) => ({ label: c.key, value: c.count }))),
+        vBarChart("chart-day", t("stats.by_day"), days),
+        hBarChart("chart-status", t("stats.by_status"), byStatus.counts.map((c) => ({ label: t(`status.${c.key}`), value: c.count, cls: `st-${c.key}` })))));
+    focusHeading();
+  }
+
+  function fillDays(from, to, counts) {
+    const byKey = Object.fromEntries(counts.map((c) => [c.key.slice(0, 10), c.count]));
+    const out = [];
+    for (let d = new Date(`${from}T00:00:00Z`); d <= new Date(`${to}T00:00:00Z`); d = new Date(d.getTime() + 86400000)) {
+      const key = d.toISOString().slice(0, 10);
+      out.push({ label: fmtDay(d.toISOString()), value: byKey[key] || 0 });
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------------ users
+
+  async function renderUsers() {
+    const gen = S.gen;
+    const users = await api("/api/v1/users");
+    if (gen !== S.gen) return;
+    S.page = { kind: "users" };
+    const roleSelect = (id, value, label) => h("select", { id, "aria-label": label },
+      ROLES.map((r) => h("option", { value: r, selected: r === value }, t(`role.${r}`))));
+    const rows = users.map((u, n) => {
+      const sel = roleSelect(`u-role-${n}`, u.role, t("users.row_role", { user: u.username }));
+      const active = h("input", { type: "checkbox", id: `u-active-${n}`, checked: u.active, "aria-label": t("users.row_active", { user: u.username }) });
+      const save = h("button", { type: "button", class: "secondary", "aria-label": t("users.save_user", { user: u.username }), onclick: async () => {
+        try {
+          await api(`/api/v1/users/${encodeURIComponent(u.username)}`, { method: "PATCH", body: { role: sel.value, active: active.checked } });
+          toast(t("users.saved", { user: u.username }));
+        } catch (e) {
+          if (e.status !== 401) banner(t("app.error", { detail: e.message }));
+        }
+      } }, t("users.save"));
+      return h("tr", { "data-user": u.username },
+        h("td", {}, u.username), h("td", {}, u.full_name || t("misc.none")), h("td", {}, sel),
+        h("td", {}, active), h("td", {}, fmtTime(u.created_at)), h("td", {}, save));
+    });
+    const name = h("input", { id: "nu-name", required: true, pattern: "[a-z0-9][a-z0-9_.\\-]{2,63}", autocomplete: "off" });
+    const full = h("input", { id: "nu-full", maxlength: "128", autocomplete: "off" });
+    const role = roleSelect("nu-role", "officer", null);
+    const pass = h("input", { id: "nu-pass", type: "password", minlength: "10", required: true, autocomplete: "new-password" });
+    const form = h("form", { class: "filters", id: "new-user", "aria-labelledby": "h-new-user", onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        await api("/api/v1/users", { method: "POST", body: { username: name.value.trim(), full_name: full.value, role: role.value, password: pass.value } });
+        const who = name.value.trim();
+        await render();
+        toast(t("users.added", { user: who }));
+      } catch (err) {
+        if (err.status !== 401) banner(t("app.error", { detail: err.message }));
+      }
+    } },
+    field("nu-name", t("users.username"), name), field("nu-full", t("users.full_name"), full),
+    field("nu-role", t("users.role"), role), field("nu-pass", t("users.password"), pass),
+    h("div", { class: "filter-buttons" }, h("button", { type: "submit", class: "primary" }, t("users.add"))));
+    main().replaceChildren(
+      h("div", { class: "page-head" }, h("h1", {}, t("users.title"))),
+      h("table", { class: "grid", id: "users" },
+        h("thead", {}, h("tr", {}, ["users.username", "users.full_name", "users.role", "users.active", "users.created", "users.actions"]
+          .map((k) => h("th", { scope: "col" }, t(k))))),
+        h("tbody", {}, rows)),
+      h("h2", { id: "h-new-user" }, t("users.create")),
+      form);
+    focusHeading();
+  }
+
+  // ------------------------------------------------------------------ IOC
+
+  // Approximate routes (latitude, longitude), drawn as a schematic.
+  const ROADS = {
+    ql13: [[10.801, 106.711], [10.83, 106.716], [10.862, 106.718], [10.905, 106.70], [10.94, 106.68],
+      [10.98, 106.655], [11.04, 106.63], [11.10, 106.60], [11.16, 106.585]],
+    mptv: [[10.905, 106.80], [10.925, 106.77], [10.955, 106.735], [10.99, 106.70], [11.03, 106.665],
+      [11.08, 106.63], [11.13, 106.60]],
+  };
+  const TOWNS = [
+    ["saigon", 10.801, 106.711], ["thuan_an", 10.905, 106.70], ["thu_dau_mot", 10.98, 106.655],
+    ["ben_cat", 11.13, 106.60], ["tan_van", 10.905, 106.80],
+  ];
+  const BOX = { lat0: 10.78, lat1: 11.18, lon0: 106.55, lon1: 106.85, w: 520, h: 440 };
+  const project = (lat, lon) => [
+    ((lon - BOX.lon0) / (BOX.lon1 - BOX.lon0)) * BOX.w,
+    ((BOX.lat1 - lat) / (BOX.lat1 - BOX.lat0)) * BOX.h,
+  ];
+
+  async function renderIoc() {
+    const since = new Date(Date.now() - 24 * 3600 * 1000);
+    since.setUTCMinutes(0, 0, 0);
+    const gen = S.gen;
+    const [cameras, recent, flow] = await Promise.all([
+      api("/api/v1/cameras"),
+      api("/api/v1/violations?limit=15"),
+      api(`/api/v1/stats/traffic${query({ by: "hour", from: since.toISOString() })}`),
+    ]);
+    if (gen !== S.gen) return;
+    const abort = new AbortController();
+    S.page = { kind: "ioc", cameras, feed: recent.items, cleanup: () => abort.abort() };
+    main().replaceChildren(
+      h("div", { class: "page-head" }, h("h1", {}, t("ioc.title")), h("span", { class: "badge ro" }, t("ioc.read_only"))),
+      h("div", { class: "ioc" },
+        h("div", { class: "ioc-col" },
+          h("section", { class: "map-panel", "aria-labelledby": "h-map" },
+            h("h2", { id: "h-map" }, t("ioc.map")), h("div", { id: "map" }), h("div", { id: "legend" })),
+          h("section", { class: "flow-panel", "aria-labelledby": "h-flow" },
+            h("h2", { id: "h-flow" }, t("ioc.flow")), flowCharts(flow, since))),
+        h("div", { class: "ioc-col" },
+          h("section", { class: "feed-panel", "aria-labelledby": "h-feed" },
+            h("h2", { id: "h-feed" }, t("ioc.feed"), " ", h("span", { id: "feed-state", class: "feed-state" }, t("ioc.feed_connecting"))),
+            h("ol", { id: "feed", class: "feed", "aria-live": "polite" })),
+          h("section", { class: "cams-panel", "aria-labelledby": "h-cams" },
+            h("h2", { id: "h-cams" }, t("ioc.cameras")), h("div", { id: "cam-table" })))));
+    drawMap();
+    drawCameraTable();
+    drawFeed();
+    focusHeading();
+    const afterId = recent.items.length ? Math.max(...recent.items.map((i) => i.id)) : null;
+    runFeed(abort.signal, afterId);
+  }
+
+  function camKey(c) {
+    return `${c.site}/${c.node}/${c.camera}`;
+  }
+
+  function stateOf(c) {
+    return CAMERA_STATES.includes(c.state) ? c.state : "unknown";
+  }
+
+  function drawMap() {
+    const { cameras } = S.page;
+    const map = svg("svg", {
+      viewBox: `0 0 ${BOX.w} ${BOX.h}`, width: "100%", role: "img", id: "map-svg",
+      "aria-label": `${t("ioc.map")} (${t("ioc.map_note")})`,
+    });
+    map.append(svg("rect", { x: 0, y: 0, width: BOX.w, height: BOX.h, class: "map-bg" }));
+    for (const [road, points] of Object.entries(ROADS)) {
+      const d = points.map(([la, lo], i) => `${i ? "L" : "M"}${project(la, lo).map((v) => v.toFixed(1)).join(",")}`).join(" ");
+      map.append(svg("path", { d, class: `road road-${road}` }, svg("title", {}, t(`ioc.${road}`))));
+    }
+    const [qx, qy] = project(11.06, 106.628);
+    map.append(svg("text", { x: qx - 12, y: qy, class: "road-label", "text-anchor": "end" }, t("ioc.ql13")));
+    const [mx, my] = project(10.94, 106.765);
+    map.append(svg("text", { x: mx + 14, y: my, class: "road-label" }, t("ioc.mptv")));
+    for (const [key, la, lo] of TOWNS) {
+      const [x, y] = project(la, lo);
+      map.append(svg("circle", { cx: x, cy: y, r: 3, class: "town" }));
+      map.append(svg("text", { x: x - 8, y: y + 4, class: "town-label", "text-anchor": "end" }, t(`ioc.place.${key}`)));
+    }
+    const unlocated = [];
+    for (const c of cameras) {
+      if (c.latitude == null || c.longitude == null) {
+        unlocated.push(c.name || c.camera);
+        continue;
+      }
+      const [x, y] = project(c.latitude, c.longitude);
+      const st = stateOf(c);
+      map.append(svg("g", { class: `cam cam-${st}`, "data-camera": c.camera, "data-state": st },
+        svg("title", {}, `${cameraName(c)}: ${t(`cam.${st}`)}${c.reason ? ` (${c.reason})` : ""}`),
+        svg("circle", { cx: x, cy: y, r: 9 }),
+        svg("text", { x: x + 13, y: y + 4, class: "cam-label" }, c.camera)));
+    }
+    map.append(svg("text", { x: 8, y: BOX.h - 8, class: "map-note" }, t("ioc.map_note")));
+    $("#map").replaceChildren(map, unlocated.length ? h("p", { class: "muted small" }, t("ioc.unlocated", { names: unlocated.join(", ") })) : "");
+    $("#legend").replaceChildren(h("ul", { class: "legend", "aria-label": t("ioc.legend") },
+      ["up", "stalled", "view_shifted", "down", "offline"].map((st) => h("li", {},
+        h("span", { class: `dot cam-${st}`, "aria-hidden": "true" }), t(`cam.${st}`)))));
+  }
+
+  function drawCameraTable() {
+    const { cameras } = S.page;
+    $("#cam-table").replaceChildren(h("table", { class: "grid compact", id: "cameras" },
+      h("thead", {}, h("tr", {}, ["camera", "place", "state", "reason", "fps", "updated"].map((k) => h("th", { scope: "col" }, t(`ioc.col.${k}`))))),
+      h("tbody", {}, cameras.map((c) => {
+        const st = stateOf(c);
+        return h("tr", { "data-camera": c.camera },
+          h("td", {}, h("strong", {}, c.name || c.camera), c.name ? h("div", { class: "muted small" }, c.camera) : null),
+          h("td", {}, c.place || t("misc.none")),
+          h("td", {}, h("span", { class: `state cam-${st}` }, h("span", { class: "dot", "aria-hidden": "true" }), t(`cam.${st}`))),
+          h("td", {}, c.reason || t("misc.none")), h("td", {}, fmtNum(c.fps)), h("td", {}, fmtTime(c.updated_at)));
+      }))));
+  }
+
+  function drawFeed() {
+    const items = S.page.feed.slice(0, 15);
+    $("#feed").replaceChildren(...(items.length ? items.map((v) => h("li", { "data-id": v.id },
+      h("span", { class: "feed-time" }, fmtTime(v.occurred_at)),
+      h("strong", {}, t("ioc.feed_item", { type: t(`type.${v.type}`), camera: v.camera })),
+      h("span", { class: "plate" }, v.plate || t("case.plate_unreadable")),
+      v.speed_kmh != null ? h("span", { class: "muted" }, `${fmtNum(v.speed_kmh)} km/h`) : null)) : [h("li", { class: "muted" }, t("ioc.feed_empty"))]));
+  }
+
+  function setFeedState(state) {
+    const el = $("#feed-state");
+    if (!el) return;
+    el.textContent = t(`ioc.feed_${state}`);
+    el.className = `feed-state fs-${state}`;
+  }
+
+  async function runFeed(signal, afterId) {
+    let after = afterId;
+    while (!signal.aborted) {
+      setFeedState("connecting");
+      try {
+        const r = await fetch(`/api/v1/feed${query({ after_id: after })}`, {
+          headers: { Authorization: `Bearer ${S.session.token}` }, signal,
+        });
+        if (r.status === 401) { expire(); return; }
+        if (!r.ok) throw new Error(String(r.status));
+        setFeedState("connected");
+        const reader = r.body.getReader();
+        const decoder = new TextDecoder();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += decoder.decode(value, { stream: true });
+          let cut;
+          while ((cut = buffer.indexOf("\n\n")) >= 0) {
+            const block = buffer.slice(0, cut);
+            buffer = buffer.slice(cut + 2);
+            let kind = "message"; let data = "";
+            for (const line of block.split("\n")) {
+              if (line.startsWith("event:")) kind = line.slice(6).trim();
+              else if (line.startsWith("data:")) data += line.slice(5).trim();
+            }
+            if (data) {
+              const payload = JSON.parse(data);
+              if (kind === "violation") after = Math.max(after || 0, payload.id);
+              onFeedEvent(kind, payload);
+            }
+          }
+        }
+      } catch (_) {
+        if (signal.aborted) return;
+      }
+      setFeedState("lost");
+      await sleep(2000, signal);
+    }
+  }
+
+  function onFeedEvent(kind, data) {
+    if (S.page?.kind !== "ioc") return;
+    if (kind === "violation") {
+      S.page.feed.unshift(data);
+      S.page.feed.length = Math.min(S.page.feed.length, 50);
+      drawFeed();
+    } else if (kind === "camera") {
+      const cam = S.page.cameras.find((c) => camKey(c) === camKey(data));
+      if (cam) Object.assign(cam, { state: data.state, reason: data.reason, updated_at: data.updated_at });
+      else S.page.cameras.push({ ...data, name: "", place: "", latitude: null, longitude: null, fps: null });
+      drawMap();
+      drawCameraTable();
+    }
+  }
+
+  function flowCharts(flow, since) {
+    const byCamera = new Map();
+    for (const b of flow.buckets) {
+      if (!byCamera.has(b.camera)) byCamera.set(b.camera, []);
+      byCamera.get(b.camera).push(b);
+    }
+    if (!byCamera.size) return h("p", { class: "muted" }, t("ioc.flow_none"));
+    const hours = [];
+    for (let i = 0; i <= 24; i++) hours.push(new Date(since.getTime() + i * 3600000).toISOString().slice(0, 13));
+    return h("div", { class: "flows" }, [...byCamera.entries()].map(([camera, buckets]) => {
+      const byHour = Object.fromEntries(buckets.map((b) => [b.bucket.slice(0, 13), b]));
+      const vehicles = buckets.reduce((s, b) => s + b.vehicles, 0);
+      const weighted = buckets.filter((b) => b.mean_speed_kmh != null);
+      const wsum = weighted.reduce((s, b) => s + b.vehicles, 0);
+      const speed = wsum ? `${fmtNum(weighted.reduce((s, b) => s + b.mean_speed_kmh * b.vehicles, 0) / wsum)} km/h` : t("ioc.no_speed");
+      const items = hours.map((hr) => ({ label: fmtHour(`${hr}:00:00Z`), value: byHour[hr]?.vehicles || 0 }));
+      return vBarChart(`flow-${camera}`, t("ioc.flow_camera", { camera, vehicles: fmtNum(vehicles, 0), speed }), items,
+        { width: 300, height: 130, axis: t("ioc.flow_axis") });
+    }));
+  }
+
+  // ------------------------------------------------------------------ start
+
+  async function start() {
+    await loadLang(localStorage.getItem("rw.lang") || "vi");
+    loadSession();
+    $("#lang").addEventListener("click", async () => {
+      await loadLang(S.lang === "vi" ? "en" : "vi");
+      await render();
+    });
+    $("#logout").addEventListener("click", () => {
+      saveSession(null);
+      go("#/login");
+    });
+    $("#skip").addEventListener("click", () => main().focus());
+    document.addEventListener("keydown", onKey);
+    window.addEventListener("hashchange", render);
+    await render();
+  }
+
+  start();
+})();

@@ -1,0 +1,429 @@
+"""The web UI in Debian's Chromium against the real central service: log-in, the review of
+a case end to end, the keyboard flow, two officers on one case, what each role sees, the
+supervisor's pages, the IOC page with its live feed, and the language switch.
+
+Screenshots are kept under test-artifacts/browser/.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from roadwatch.contract import CameraState, ViolationType
+from tests.ui_fixtures import (
+    PASSWORD,
+    VIEWPORT,
+    PageErrors,
+    UiServer,
+    browser,
+    shot,
+    ui_server,
+)
+
+__all__ = ["browser", "ui_server"]  # fixtures used by name
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+TIMEOUT_MS = 10_000
+NONZERO_BARS = "bars => bars.filter(b => Number(b.getAttribute('height')) > 0).length"
+
+
+@pytest.fixture
+def errors() -> Iterator[PageErrors]:
+    seen = PageErrors()
+    yield seen
+    assert not seen.errors, seen.errors
+
+
+def new_page(browser: Any, errors: PageErrors) -> Any:
+    context = browser.new_context(
+        viewport=VIEWPORT, locale="vi-VN", timezone_id="Asia/Ho_Chi_Minh"
+    )
+    context.set_default_timeout(TIMEOUT_MS)
+    return errors.watch(context.new_page())
+
+
+def wait_until(page: Any, script: str, timeout_s: float = 10.0) -> None:
+    """Poll a page expression (the UI's CSP forbids the eval that wait_for_function uses)."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(script):
+        assert time.monotonic() < deadline, f"still false after {timeout_s} s: {script}"
+        time.sleep(0.1)
+
+
+def login(page: Any, server: UiServer, who: str) -> None:
+    page.goto(f"{server.url}/")
+    page.get_by_label("Tên đăng nhập").fill(server.username(who))
+    page.get_by_label("Mật khẩu").fill(PASSWORD)
+    page.get_by_role("button", name="Đăng nhập").click()
+    expect(page.locator("#logout")).to_be_visible()
+
+
+@pytest.fixture
+def officer_page(browser: Any, ui_server: UiServer, errors: PageErrors) -> Iterator[Any]:
+    page = new_page(browser, errors)
+    login(page, ui_server, "officer")
+    yield page
+    page.context.close()
+
+
+def test_login_shows_the_queue_oldest_first_with_filters(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    now = datetime.now(UTC)
+    newer = ui_server.add_case(camera="mptv-km18", occurred_at=now - timedelta(hours=2))
+    older = ui_server.add_case(
+        camera="mptv-km18",
+        type=ViolationType.SPEEDING,
+        occurred_at=now - timedelta(hours=5),
+        plate="51F-678.90",
+    )
+    page = new_page(browser, errors)
+    page.goto(f"{ui_server.url}/")
+    # Vietnamese by default; a wrong password is refused with a message.
+    expect(page.locator("html")).to_have_attribute("lang", "vi")
+    expect(page.get_by_role("heading", name="Đăng nhập")).to_be_visible()
+    page.get_by_label("Tên đăng nhập").fill(ui_server.username("officer"))
+    page.get_by_label("Mật khẩu").fill("not the password")
+    page.get_by_role("button", name="Đăng nhập").click()
+    expect(page.locator("#login-error")).to_have_text("Sai tên đăng nhập hoặc mật khẩu.")
+    shot(page, "01-login-refused")
+    page.get_by_label("Mật khẩu").fill(PASSWORD)
+    page.get_by_role("button", name="Đăng nhập").click()
+    expect(page.get_by_role("heading", name="Hồ sơ chờ xử lý")).to_be_visible()
+    expect(page.locator("#who")).to_contain_text("Nguyễn Văn An")
+    # The whole queue is ordered by violation time, the oldest (first due) at the top.
+    ids = [int(x) for x in page.locator("#queue tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.id)"
+    )]
+    assert ids.index(older) < ids.index(newer)
+    shot(page, "02-queue")
+    # Filters: camera, then type, then a time window.
+    page.get_by_label("Camera").select_option("mptv-km18")
+    page.get_by_role("button", name="Lọc", exact=True).click()
+    rows = page.locator("#queue tbody tr")
+    expect(rows.first).to_have_attribute("data-id", str(older))
+    expect(rows.locator("td:nth-child(4)")).to_have_text(["mptv-km18"] * rows.count())
+    page.get_by_label("Loại vi phạm").select_option("speeding")
+    page.get_by_role("button", name="Lọc", exact=True).click()
+    expect(page.locator("#queue tbody tr")).to_have_count(1)
+    expect(page.locator("#queue tbody tr")).to_have_attribute("data-id", str(older))
+    page.get_by_label("Loại vi phạm").select_option("")
+    local = (now + timedelta(hours=7) - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M")
+    page.get_by_label("Từ").fill(local)
+    page.get_by_role("button", name="Lọc", exact=True).click()
+    expect(page.locator(f"#queue tr[data-id='{newer}']")).to_be_visible()
+    expect(page.locator(f"#queue tr[data-id='{older}']")).to_have_count(0)
+    shot(page, "03-queue-filtered")
+    page.get_by_role("button", name="Xóa lọc").click()
+    expect(page.locator(f"#queue tr[data-id='{older}']")).to_be_visible()
+    page.context.close()
+
+
+def test_an_officer_reviews_a_case_end_to_end(
+    officer_page: Any, ui_server: UiServer
+) -> None:
+    page = officer_page
+    vid = ui_server.add_case(camera="ql13-km22", plate="61A-999.99")
+    page.goto(f"{ui_server.url}/ui/#/case/{vid}")
+    expect(page.get_by_role("heading", name=f"Hồ sơ #{vid}")).to_be_visible()
+    # Evidence: the frame at the moment, the clip, the plate and lamp crops.
+    frame = page.locator("#frame")
+    expect(frame).to_be_visible()
+    wait_until(page, "document.querySelector('#frame')?.naturalWidth === 640")
+    expect(page.locator("#crop-plate_crop img")).to_be_visible()
+    expect(page.locator("#crop-lamp_crop img")).to_be_visible()
+    facts = page.locator("#facts")
+    expect(facts).to_contain_text("Vượt đèn đỏ")
+    expect(facts).to_contain_text("QL13 Km 22+300, Thuận An")
+    expect(facts).to_contain_text("2,4 giây sau khi đèn đỏ")
+    expect(page.locator(".explanation")).to_contain_text("vượt qua vạch dừng")
+    expect(page.locator("#facts")).to_contain_text("Gửi thông báo (10 ngày)")
+    # Zoom the plate crop with its slider.
+    before = page.locator("#crop-plate_crop img").evaluate("img => img.clientWidth")
+    page.get_by_label("Phóng to ảnh cắt Biển số").fill("4")
+    after = page.locator("#crop-plate_crop img").evaluate("img => img.clientWidth")
+    assert after >= 3.5 * before
+    shot(page, "04-case")
+    # The clip plays in the page (H.264 MP4 from the evidence store).
+    page.get_by_role("button", name=re.compile("Đoạn video")).click()
+    wait_until(
+        page,
+        "(() => { const v = document.querySelector('#clip'); return !!v && v.readyState >= 2 "
+        "&& v.videoWidth === 640 && v.duration > 2; })()",
+    )
+    shot(page, "05-case-clip")
+    # Correct the plate, then confirm.
+    page.get_by_role("button", name=re.compile("Sửa biển số")).click()
+    dialog = page.locator("#dlg-plate")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Biển số như trong chứng cứ").fill("61a-999.98")
+    dialog.get_by_role("button", name="Lưu biển số").click()
+    expect(page.locator("#plate-value")).to_have_text("61A-999.98")
+    expect(page.locator("#audit")).to_contain_text("Sửa biển số")
+    page.get_by_role("button", name=re.compile("Xác nhận")).click()
+    expect(page.locator("#toast")).to_contain_text(f"Đã xác nhận hồ sơ #{vid}")
+    case = ui_server.case("supervisor", vid)
+    assert case["status"] == "confirmed"
+    assert case["plate_corrected"] == "61A-999.98"
+    assert case["plate_text"] == "61A-999.99"
+    assert case["confirmed_by"] == ui_server.username("officer")
+
+
+def test_the_keyboard_flow(officer_page: Any, ui_server: UiServer) -> None:
+    page = officer_page
+    base = datetime.now(UTC) - timedelta(days=3)
+    ids = [
+        ui_server.add_case(camera="ql13-km31", occurred_at=base + timedelta(minutes=m))
+        for m in range(3)
+    ]
+    page.goto(f"{ui_server.url}/ui/#/queue?camera=ql13-km31")
+    expect(page.locator("#queue tbody tr")).to_have_count(3)
+    # J moves down the queue, K back up, Enter opens the selected case.
+    page.locator("body").press("j")
+    page.keyboard.press("j")
+    page.keyboard.press("k")
+    expect(page.locator("#queue tr.selected")).to_have_attribute("data-id", str(ids[1]))
+    page.keyboard.press("k")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name=f"Hồ sơ #{ids[0]}")).to_be_visible()
+    # ? shows the shortcuts; Escape closes them.
+    page.keyboard.press("?")
+    expect(page.locator("#dlg-help")).to_be_visible()
+    shot(page, "06-keyboard-help")
+    page.keyboard.press("Escape")
+    expect(page.locator("#dlg-help")).to_be_hidden()
+    # 4 shows the clip, 2 the frame again.
+    page.keyboard.press("4")
+    expect(page.locator("#clip")).to_be_visible()
+    page.keyboard.press("2")
+    expect(page.locator("#frame")).to_be_visible()
+    # C confirms and moves on to the next case.
+    page.keyboard.press("c")
+    expect(page.get_by_role("heading", name=f"Hồ sơ #{ids[1]}")).to_be_visible()
+    # R asks for a reason (required) and rejects.
+    page.keyboard.press("r")
+    dialog = page.locator("#dlg-reject")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Bác bỏ hồ sơ").click()
+    expect(page.locator("#reject-error")).to_be_visible()
+    dialog.get_by_label("Lý do thường gặp").select_option(index=1)
+    expect(dialog.get_by_label("Lý do", exact=True)).to_have_value(
+        "Biển số không đọc được hoặc bị che"
+    )
+    shot(page, "07-keyboard-reject")
+    dialog.get_by_role("button", name="Bác bỏ hồ sơ").click()
+    expect(page.get_by_role("heading", name=f"Hồ sơ #{ids[2]}")).to_be_visible()
+    # J/K walk the open cases: nothing is before this one any more.
+    page.keyboard.press("k")
+    expect(page.locator("#toast")).to_have_text("Đây là hồ sơ đầu tiên trong danh sách chờ.")
+    # The browser's back button shows the rejected case, which offers no decision now.
+    page.go_back()
+    expect(page.get_by_role("heading", name=f"Hồ sơ #{ids[1]}")).to_be_visible()
+    expect(page.locator("#read-only")).to_contain_text("Đã bác bỏ")
+    expect(page.locator("#act-confirm")).to_have_count(0)
+    page.go_forward()
+    expect(page.get_by_role("heading", name=f"Hồ sơ #{ids[2]}")).to_be_visible()
+    # P corrects the plate from the keyboard; Enter saves.
+    page.keyboard.press("p")
+    page.keyboard.type("61A-000.01")
+    page.keyboard.press("Enter")
+    expect(page.locator("#plate-value")).to_have_text("61A-000.01")
+    states = [ui_server.case("officer", i) for i in ids]
+    assert [s["status"] for s in states] == ["confirmed", "rejected", "in_review"]
+    assert states[1]["reject_reason"] == "Biển số không đọc được hoặc bị che"
+    assert states[2]["plate_corrected"] == "61A-000.01"
+
+
+def test_two_officers_cannot_decide_the_same_case_twice(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    vid = ui_server.add_case(camera="mptv-km4", plate="72C-111.22")
+    first = new_page(browser, errors)
+    second = new_page(browser, errors)
+    login(first, ui_server, "officer")
+    login(second, ui_server, "officer2")
+    for page in (first, second):
+        page.goto(f"{ui_server.url}/ui/#/case/{vid}")
+        expect(page.locator("#act-confirm")).to_be_visible()
+    first.keyboard.press("c")
+    expect(first.locator("#toast")).to_contain_text(f"Đã xác nhận hồ sơ #{vid}")
+    # The second officer still sees the case as it was and decides it too: refused.
+    second.get_by_role("button", name=re.compile("Bác bỏ")).click()
+    second.locator("#reject-reason").fill("Không thấy vi phạm")
+    second.get_by_role("button", name="Bác bỏ hồ sơ").click()
+    alert = second.locator("#banner")
+    expect(alert).to_be_visible()
+    expect(alert).to_contain_text(f"Hồ sơ #{vid} vừa được cán bộ khác xử lý")
+    expect(alert).to_contain_text(f"Đã xác nhận, bởi {ui_server.username('officer')}")
+    expect(second.locator("#act-reject")).to_have_count(0)
+    shot(second, "08-conflict")
+    case = ui_server.case("supervisor", vid)
+    assert case["status"] == "confirmed"
+    assert case["reject_reason"] is None
+    audit = ui_server.call("supervisor", "GET", f"/api/v1/violations/{vid}/audit").json()
+    assert [e["action"] for e in audit] == ["start_review", "confirm"]
+    first.context.close()
+    second.context.close()
+
+
+def test_each_role_sees_only_its_part(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    vid = ui_server.add_case(camera="ql13-km22")
+    # IOC: the operations page, no review queue, no case page, no review buttons.
+    page = new_page(browser, errors)
+    login(page, ui_server, "ioc")
+    expect(page.get_by_role("heading", name="Trung tâm điều hành")).to_be_visible()
+    nav = page.locator("#nav")
+    expect(nav.get_by_role("link")).to_have_text(["Trung tâm điều hành", "Thống kê"])
+    expect(page.locator("#act-confirm, #act-reject, #act-correct_plate")).to_have_count(0)
+    page.goto(f"{ui_server.url}/ui/#/case/{vid}")
+    expect(page.locator(".forbidden")).to_contain_text("không được mở trang này")
+    expect(page.locator("#act-confirm")).to_have_count(0)
+    page.goto(f"{ui_server.url}/ui/#/queue")
+    expect(page.locator(".forbidden")).to_be_visible()
+    page.context.close()
+    # Officer: no user management.
+    page = new_page(browser, errors)
+    login(page, ui_server, "officer")
+    expect(page.locator("#nav").get_by_role("link")).to_have_text(["Hồ sơ chờ xử lý"])
+    page.goto(f"{ui_server.url}/ui/#/users")
+    expect(page.locator(".forbidden")).to_contain_text("Cán bộ xử lý")
+    shot(page, "09-officer-no-users")
+    page.context.close()
+    # Admin: users, but no review buttons and no evidence.
+    page = new_page(browser, errors)
+    login(page, ui_server, "admin")
+    expect(page.get_by_role("heading", name="Người dùng", exact=True)).to_be_visible()
+    expect(page.locator(f"#users tr[data-user='{ui_server.username('officer')}']")).to_be_visible()
+    new_user = f"canbo-{vid}"
+    page.get_by_label("Tên đăng nhập").fill(new_user)
+    page.get_by_label("Họ và tên").fill("Võ Thị Em")
+    page.get_by_label("Vai trò", exact=True).select_option("officer")
+    page.get_by_label("Mật khẩu ban đầu (ít nhất 10 ký tự)").fill("một mật khẩu mới")
+    page.get_by_role("button", name="Tạo người dùng").click()
+    row = page.locator(f"#users tr[data-user='{new_user}']")
+    expect(row).to_contain_text("Võ Thị Em")
+    row.get_by_label(f"{new_user} đang hoạt động").uncheck()
+    row.get_by_role("button", name=f"Lưu {new_user}").click()
+    expect(page.locator("#toast")).to_contain_text(f"Đã lưu người dùng {new_user}")
+    shot(page, "10-admin-users")
+    users = ui_server.call("admin", "GET", "/api/v1/users").json()
+    assert {u["username"]: u["active"] for u in users}[new_user] is False
+    page.goto(f"{ui_server.url}/ui/#/case/{vid}")
+    expect(page.get_by_role("heading", name=f"Hồ sơ #{vid}")).to_be_visible()
+    expect(page.locator("#act-confirm")).to_have_count(0)
+    expect(page.locator("#read-only")).to_be_visible()
+    page.context.close()
+
+
+def test_supervisor_notices_statistics_and_audit(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    now = datetime.now(UTC)
+    due = ui_server.add_case(camera="mptv-km27", occurred_at=now - timedelta(days=9, hours=12))
+    overdue = ui_server.add_case(camera="mptv-km27", occurred_at=now - timedelta(days=12))
+    decided = ui_server.add_case(camera="mptv-km27", occurred_at=now - timedelta(days=1))
+    officer = ui_server.token("officer")
+    for action, version in (("start_review", 1), ("confirm", 2)):
+        r = ui_server.call(
+            "officer",
+            "POST",
+            f"/api/v1/violations/{decided}/review",
+            json={"action": action, "version": version},
+        )
+        assert r.status_code == 200, (officer[:0], r.text)
+    page = new_page(browser, errors)
+    login(page, ui_server, "supervisor")
+    page.locator("#nav").get_by_role("link", name="Thông báo và thời hạn").click()
+    table = page.locator("#deadlines")
+    expect(table.locator("tr.row-due", has=page.locator(f"a[href='#/case/{due}']"))).to_be_visible()
+    expect(
+        table.locator("tr.row-overdue", has=page.locator(f"a[href='#/case/{overdue}']"))
+    ).to_be_visible()
+    expect(page.locator("#awaiting")).to_contain_text(f"#{decided}")
+    shot(page, "11-deadlines")
+    # The confirmed case: its audit trail, and the notice issued by another person.
+    page.locator("#awaiting").get_by_role("link", name=f"#{decided}").click()
+    audit = page.locator("#audit")
+    expect(audit).to_contain_text(ui_server.username("officer"))
+    expect(audit.locator("tbody tr")).to_have_count(2)
+    page.get_by_role("button", name="Gửi thông báo").click()
+    expect(page.locator("#toast")).to_contain_text("Đã gửi thông báo")
+    expect(audit.locator("tbody tr")).to_have_count(3)
+    expect(page.locator("#facts")).to_contain_text("Chuyển xử lý (20 ngày)")
+    shot(page, "12-supervisor-case")
+    # Statistics by type, camera and day, drawn as inline SVG.
+    page.locator("#nav").get_by_role("link", name="Thống kê").click()
+    for chart in ("chart-type", "chart-camera", "chart-status"):
+        expect(page.locator(f"#{chart} svg rect.bar").first).to_be_visible()
+    labels = page.locator("#chart-type svg").get_attribute("aria-label") or ""
+    assert "Vượt đèn đỏ" in labels and "Chạy quá tốc độ" in labels
+    expect(page.locator("#chart-camera svg")).to_contain_text("mptv-km27")
+    days = page.locator("#chart-day svg rect.bar")
+    expect(days).to_have_count(14)
+    assert days.evaluate_all(NONZERO_BARS) >= 10
+    shot(page, "13-statistics")
+    page.context.close()
+
+
+def test_ioc_page_live_status_and_feed(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    page = new_page(browser, errors)
+    login(page, ui_server, "ioc")
+    map_ = page.locator("#map-svg")
+    expect(map_.locator("g.cam")).to_have_count(5)
+    expect(map_.locator("g.cam[data-camera='ql13-km31']")).to_have_attribute("data-state", "stalled")
+    expect(map_.locator("g.cam[data-camera='mptv-km4']")).to_have_attribute(
+        "data-state", "view_shifted"
+    )
+    expect(map_.locator("g.cam[data-camera='mptv-km27']")).to_have_attribute("data-state", "down")
+    expect(page.locator("#cameras tr[data-camera='mptv-km4']")).to_contain_text("Lệch góc quay")
+    expect(page.locator("#feed-state")).to_have_text("Trực tiếp")
+    assert page.locator("#flow-ql13-km22 svg rect.bar").evaluate_all(NONZERO_BARS) >= 18
+    expect(page.locator("#flow-mptv-km18")).to_contain_text("phương tiện")
+    # A new violation and a camera that stalls arrive over the live feed.
+    vid = ui_server.add_case(
+        camera="mptv-km18", type=ViolationType.SPEEDING, plate="61K-246.80"
+    )
+    expect(page.locator(f"#feed li[data-id='{vid}']")).to_contain_text("61K-246.80")
+    ui_server.set_cameras({"mptv-km18": (CameraState.STALLED, "no new frame for 9 s")})
+    expect(map_.locator("g.cam[data-camera='mptv-km18']")).to_have_attribute(
+        "data-state", "stalled"
+    )
+    expect(page.locator("#feed li").first).to_have_attribute("data-id", str(vid))
+    # Read-only: nothing on the page changes a record.
+    expect(page.locator("main button")).to_have_count(0)
+    shot(page, "14-ioc")
+    ui_server.set_cameras({"mptv-km18": (CameraState.UP, "")})
+    page.context.close()
+
+
+def test_the_language_switch(officer_page: Any, ui_server: UiServer) -> None:
+    page = officer_page
+    vid = ui_server.add_case(camera="ql13-km22", type=ViolationType.SPEEDING)
+    page.goto(f"{ui_server.url}/ui/#/case/{vid}")
+    expect(page.get_by_role("heading", name=f"Hồ sơ #{vid}")).to_be_visible()
+    page.get_by_role("button", name="Switch to English").click()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.get_by_role("heading", name=f"Case #{vid}")).to_be_visible()
+    expect(page.locator("#facts")).to_contain_text("Speeding")
+    expect(page.locator("#facts")).to_contain_text("km/h ± 1.1 (limit 80 km/h, 12.4 km/h over)")
+    expect(page.locator("#nav")).to_have_text("Review queue")
+    expect(page.get_by_role("button", name=re.compile("Confirm"))).to_be_visible()
+    shot(page, "15-case-english")
+    # The choice is kept across a reload, and switching back restores Vietnamese.
+    page.reload()
+    expect(page.get_by_role("heading", name=f"Case #{vid}")).to_be_visible()
+    page.get_by_role("button", name="Chuyển sang tiếng Việt").click()
+    expect(page.locator("html")).to_have_attribute("lang", "vi")
+    expect(page.locator("#facts")).to_contain_text("Chạy quá tốc độ")
+    expect(page.get_by_role("button", name=re.compile("Xác nhận"))).to_be_visible()
