@@ -81,14 +81,42 @@ NODE = "node-01"
 # Cameras of the seeded site: (camera, name, place, latitude, longitude, state, reason).
 CAMERAS = [
     ("ql13-km22", "QL13 Km 22", "QL13 Km 22+300, Thuận An", 10.905, 106.70, CameraState.UP, ""),
-    ("ql13-km31", "QL13 Km 31", "QL13 Km 31, Thủ Dầu Một", 10.98, 106.655, CameraState.STALLED,
-     "no new frame for 12 s"),
-    ("mptv-km4", "MP-TV Km 4", "Mỹ Phước – Tân Vạn Km 4, Dĩ An", 10.925, 106.77,
-     CameraState.VIEW_SHIFTED, "view moved 41 px from the reference"),
-    ("mptv-km18", "MP-TV Km 18", "Mỹ Phước – Tân Vạn Km 18, Tân Uyên", 11.03, 106.665,
-     CameraState.UP, ""),
-    ("mptv-km27", "MP-TV Km 27", "Mỹ Phước – Tân Vạn Km 27, Bến Cát", 11.08, 106.63,
-     CameraState.DOWN, "RTSP connection refused"),
+    (
+        "ql13-km31",
+        "QL13 Km 31",
+        "QL13 Km 31, Thủ Dầu Một",
+        10.98,
+        106.655,
+        CameraState.STALLED,
+        "no new frame for 12 s",
+    ),
+    (
+        "mptv-km4",
+        "MP-TV Km 4",
+        "Mỹ Phước – Tân Vạn Km 4, Dĩ An",
+        10.925,
+        106.77,
+        CameraState.VIEW_SHIFTED,
+        "view moved 41 px from the reference",
+    ),
+    (
+        "mptv-km18",
+        "MP-TV Km 18",
+        "Mỹ Phước – Tân Vạn Km 18, Tân Uyên",
+        11.03,
+        106.665,
+        CameraState.UP,
+        "",
+    ),
+    (
+        "mptv-km27",
+        "MP-TV Km 27",
+        "Mỹ Phước – Tân Vạn Km 27, Bến Cát",
+        11.08,
+        106.63,
+        CameraState.DOWN,
+        "RTSP connection refused",
+    ),
 ]
 
 
@@ -449,9 +477,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
     with transaction(session_factory(engine)) as session:
         for who, (_r, full, role) in names.items():
             users[who] = f"{who}-{tag}"
-            create_user(
-                session, username=users[who], password=PASSWORD, role=role, full_name=full
-            )
+            create_user(session, username=users[who], password=PASSWORD, role=role, full_name=full)
         reg = register_node(
             session,
             site=SITE,

@@ -75,6 +75,8 @@ ROUTE_ROLES: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/violations/{violation_id}/audit"): {"officer", "supervisor", "admin"},
     ("GET", "/api/v1/review/queue"): REVIEW,
     ("GET", "/api/v1/review/deadlines"): REVIEW,
+    ("GET", "/api/v1/ui/queue"): REVIEW,
+    ("GET", "/api/v1/ui/cases/{violation_id}"): {"officer", "supervisor", "admin"},
     ("GET", "/api/v1/audit"): MANAGE,
     ("GET", "/api/v1/audit/verify"): MANAGE,
     ("GET", "/api/v1/stats/violations"): HUMANS,

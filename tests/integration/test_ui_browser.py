@@ -42,9 +42,7 @@ def errors() -> Iterator[PageErrors]:
 
 
 def new_page(browser: Any, errors: PageErrors) -> Any:
-    context = browser.new_context(
-        viewport=VIEWPORT, locale="vi-VN", timezone_id="Asia/Ho_Chi_Minh"
-    )
+    context = browser.new_context(viewport=VIEWPORT, locale="vi-VN", timezone_id="Asia/Ho_Chi_Minh")
     context.set_default_timeout(TIMEOUT_MS)
     return errors.watch(context.new_page())
 
@@ -99,9 +97,10 @@ def test_login_shows_the_queue_oldest_first_with_filters(
     expect(page.get_by_role("heading", name="Hồ sơ chờ xử lý")).to_be_visible()
     expect(page.locator("#who")).to_contain_text("Nguyễn Văn An")
     # The whole queue is ordered by violation time, the oldest (first due) at the top.
-    ids = [int(x) for x in page.locator("#queue tbody tr").evaluate_all(
-        "rows => rows.map(r => r.dataset.id)"
-    )]
+    ids = [
+        int(x)
+        for x in page.locator("#queue tbody tr").evaluate_all("rows => rows.map(r => r.dataset.id)")
+    ]
     assert ids.index(older) < ids.index(newer)
     shot(page, "02-queue")
     # Filters: camera, then type, then a time window.
@@ -126,9 +125,7 @@ def test_login_shows_the_queue_oldest_first_with_filters(
     page.context.close()
 
 
-def test_an_officer_reviews_a_case_end_to_end(
-    officer_page: Any, ui_server: UiServer
-) -> None:
+def test_an_officer_reviews_a_case_end_to_end(officer_page: Any, ui_server: UiServer) -> None:
     page = officer_page
     vid = ui_server.add_case(camera="ql13-km22", plate="61A-999.99")
     page.goto(f"{ui_server.url}/ui/#/case/{vid}")
@@ -381,7 +378,9 @@ def test_ioc_page_live_status_and_feed(
     login(page, ui_server, "ioc")
     map_ = page.locator("#map-svg")
     expect(map_.locator("g.cam")).to_have_count(5)
-    expect(map_.locator("g.cam[data-camera='ql13-km31']")).to_have_attribute("data-state", "stalled")
+    expect(map_.locator("g.cam[data-camera='ql13-km31']")).to_have_attribute(
+        "data-state", "stalled"
+    )
     expect(map_.locator("g.cam[data-camera='mptv-km4']")).to_have_attribute(
         "data-state", "view_shifted"
     )
@@ -391,9 +390,7 @@ def test_ioc_page_live_status_and_feed(
     assert page.locator("#flow-ql13-km22 svg rect.bar").evaluate_all(NONZERO_BARS) >= 18
     expect(page.locator("#flow-mptv-km18")).to_contain_text("phương tiện")
     # A new violation and a camera that stalls arrive over the live feed.
-    vid = ui_server.add_case(
-        camera="mptv-km18", type=ViolationType.SPEEDING, plate="61K-246.80"
-    )
+    vid = ui_server.add_case(camera="mptv-km18", type=ViolationType.SPEEDING, plate="61K-246.80")
     expect(page.locator(f"#feed li[data-id='{vid}']")).to_contain_text("61K-246.80")
     ui_server.set_cameras({"mptv-km18": (CameraState.STALLED, "no new frame for 9 s")})
     expect(map_.locator("g.cam[data-camera='mptv-km18']")).to_have_attribute(

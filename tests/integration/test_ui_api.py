@@ -1,0 +1,132 @@
+"""The web UI's own routes on SQLite and the real PostgreSQL: the pages are served with a
+strict content policy, the filtered queue, and the case page's bundle per role."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from roadwatch.contract import EvidenceRef, EvidenceRole, MediaType, ViolationType
+from tests.central_fixtures import *  # noqa: F403
+from tests.central_fixtures import Account, CentralDb, NodeIdentity, signed_event, store_events
+from tests.factories import T0
+
+pytestmark = pytest.mark.integration
+
+JPEG = b"\xff\xd8\xff\xe0" + b"roadwatch ui frame " * 40
+JPEG_SHA = hashlib.sha256(JPEG).hexdigest()
+
+
+def test_the_pages_are_served_with_a_strict_policy(api: TestClient) -> None:
+    r = api.get("/", follow_redirects=False)
+    assert r.status_code == 307 and r.headers["location"] == "/ui/"
+    page = api.get("/ui/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<html lang="vi">' in page.text
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert api.get("/ui/app.js").headers["content-type"].startswith("text/javascript")
+    assert api.get("/ui/i18n/en.json").json()["login.submit"] == "Log in"
+    for bad in ("/ui/../app.py", "/ui/%2e%2e/routes.py", "/ui/nothing.js", "/ui/i18n"):
+        assert api.get(bad).status_code == 404, bad
+    # The UI's own routes are documented with the rest of the API.
+    paths = api.get("/openapi.json").json()["paths"]
+    assert {"/api/v1/ui/queue", "/api/v1/ui/cases/{violation_id}"} <= set(paths)
+    assert "/ui/{asset}" not in paths
+
+
+def test_the_queue_filters_by_camera_type_and_time_oldest_first(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    cam = f"c{uuid.uuid4().hex[:8]}"
+    events = [
+        signed_event(node, camera=cam, occurred_at=T0 + timedelta(minutes=30)),
+        signed_event(node, camera=cam, occurred_at=T0, type=ViolationType.RED_LIGHT),
+        signed_event(node, camera=cam, occurred_at=T0 + timedelta(minutes=10)),
+        signed_event(node, camera="other", occurred_at=T0 - timedelta(minutes=5)),
+    ]
+    late, early, middle, _other = store_events(central_db, node, events)
+    officer = accounts["officer"].headers
+
+    def queue(**params: str) -> list[int]:
+        r = api.get("/api/v1/ui/queue", params={"camera": cam, **params}, headers=officer)
+        assert r.status_code == 200, r.text
+        return [item["id"] for item in r.json()["items"]]
+
+    assert queue() == [early, middle, late]
+    assert queue(type="speeding") == [middle, late]
+    assert queue(type="red_light") == [early]
+    start = (T0 + timedelta(minutes=5)).isoformat()
+    end = (T0 + timedelta(minutes=20)).isoformat()
+    assert queue(**{"from": start}) == [middle, late]
+    assert queue(**{"from": start, "to": end}) == [middle]
+    item = api.get("/api/v1/ui/queue", params={"camera": cam}, headers=officer).json()["items"][0]
+    assert item["deadlines"][0]["name"] == "notice"
+    # A decided case leaves the queue.
+    for action, version in (("start_review", 1), ("confirm", 2)):
+        r = api.post(
+            f"/api/v1/violations/{early}/review",
+            json={"action": action, "version": version},
+            headers=officer,
+        )
+        assert r.status_code == 200, r.text
+    assert queue() == [middle, late]
+    # Bad filters are refused with a reason; other roles may not read the queue.
+    assert (
+        api.get("/api/v1/ui/queue", params={"type": "parking"}, headers=officer).status_code == 422
+    )
+    naive = api.get("/api/v1/ui/queue", params={"from": "2026-11-23T07:00:00"}, headers=officer)
+    assert naive.status_code == 422 and "zone" in naive.text
+    for role in ("admin", "ioc"):
+        assert api.get("/api/v1/ui/queue", headers=accounts[role].headers).status_code == 403
+    assert api.get("/api/v1/ui/queue").status_code == 401
+
+
+def test_the_case_page_bundle_follows_the_roles(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    frame = EvidenceRef(
+        role=EvidenceRole.FRAME_AT, media_type=MediaType.JPEG, sha256=JPEG_SHA, size=len(JPEG)
+    )
+    [vid] = store_events(central_db, node, [signed_event(node, evidence=[frame])])
+    api.put(
+        f"/api/v1/evidence/{JPEG_SHA}",
+        content=JPEG,
+        headers={**node.headers, "Content-Type": "image/jpeg"},
+    )
+    officer = accounts["officer"]
+    r = api.post(
+        f"/api/v1/violations/{vid}/review",
+        json={"action": "start_review", "version": 1},
+        headers=officer.headers,
+    )
+    assert r.status_code == 200
+    page = api.get(f"/api/v1/ui/cases/{vid}", headers=officer.headers).json()
+    assert page["case"]["id"] == vid and page["case"]["status"] == "in_review"
+    assert page["camera"]["camera"] == "cam-01" and page["camera"]["site"] == node.site
+    assert [e["action"] for e in page["audit"]] == ["start_review"]
+    assert page["audit"][0]["actor"] == officer.username
+    assert page["can_review"] is True and page["evidence_visible"] is True
+    [evidence] = page["case"]["evidence"]
+    assert evidence["arrived"] is True
+    assert api.get(evidence["url"], headers=officer.headers).content == JPEG
+    admin = api.get(f"/api/v1/ui/cases/{vid}", headers=accounts["admin"].headers).json()
+    assert admin["can_review"] is False and admin["evidence_visible"] is False
+    assert api.get(f"/api/v1/ui/cases/{vid}", headers=accounts["ioc"].headers).status_code == 403
+    assert api.get(f"/api/v1/ui/cases/{vid}").status_code == 401
+    assert api.get("/api/v1/ui/cases/999999999", headers=officer.headers).status_code == 404

@@ -1,0 +1,118 @@
+"""The web UI's static files: both languages say everything the pages show, and only the
+front end's own files are served."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from central.ui.routes import STATIC, resolve_asset
+from central.workflow import Action, DeadlineState, Role, Status
+from roadwatch.contract import CameraState, LampColour, VehicleClass, ViolationType
+
+LANGS = ("vi", "en")
+# The dictionary's sections; a quoted "section.name" in the script is a key.
+PREFIXES = (
+    "app|nav|login|queue|case|deadlines|deadline|stats|users|ioc|help|reject|plate|dialog|misc"
+)
+
+
+def dictionary(lang: str) -> dict[str, str]:
+    data: dict[str, str] = json.loads((STATIC / "i18n" / f"{lang}.json").read_text("utf-8"))
+    return data
+
+
+def used_keys() -> set[str]:
+    """Keys named literally in the page and the script: t("…"), data-i18n="…", labels."""
+    js = (STATIC / "app.js").read_text("utf-8")
+    html = (STATIC / "index.html").read_text("utf-8")
+    keys = set(re.findall(r"""\bt\(\s*["']([a-z_.0-9]+)["']""", js))
+    keys |= set(re.findall(rf"""["']((?:{PREFIXES})\.[a-z_.0-9]+)["']""", js))
+    keys |= set(re.findall(r'data-i18n(?:-aria)?="([^"]+)"', html))
+    return keys
+
+
+def enum_keys() -> set[str]:
+    """Keys the script builds from values the API sends (types, statuses, states …)."""
+    keys = {f"type.{t.value}" for t in ViolationType}
+    keys |= {f"status.{s.value}" for s in Status}
+    keys |= {f"action.{a.value}" for a in Action}
+    keys |= {f"deadline.{d.value}" for d in DeadlineState} | {
+        "deadline.notice",
+        "deadline.escalation",
+    }
+    keys |= {f"role.{r.value}" for r in Role if r is not Role.NODE}
+    keys |= {f"vehicle.{v.value}" for v in VehicleClass}
+    keys |= {f"lamp.{c.value}" for c in LampColour}
+    keys |= {f"cam.{c.value}" for c in CameraState} | {"cam.offline", "cam.unknown"}
+    keys |= {f"case.{r}" for r in ("frame_before", "frame_at", "frame_after", "clip")}
+    keys |= {f"case.{r}" for r in ("plate_crop", "lamp_crop")}
+    keys |= {f"ioc.feed_{s}" for s in ("connected", "connecting", "lost")}
+    return keys
+
+
+def test_both_languages_have_the_same_keys_and_no_empty_string() -> None:
+    vi, en = dictionary("vi"), dictionary("en")
+    assert set(vi) == set(en), set(vi) ^ set(en)
+    assert not [k for k, v in {**vi, **en}.items() if not v.strip()]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_string_the_pages_use_is_translated(lang: str) -> None:
+    words = dictionary(lang)
+    missing = sorted((used_keys() | enum_keys()) - set(words))
+    assert not missing, f"{lang}: {missing}"
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_placeholders_match_between_languages(lang: str) -> None:
+    other = dictionary("en" if lang == "vi" else "vi")
+    for key, text in dictionary(lang).items():
+        assert set(re.findall(r"\{(\w+)\}", text)) == set(re.findall(r"\{(\w+)\}", other[key])), key
+
+
+def test_vietnamese_is_really_vietnamese() -> None:
+    vi, en = dictionary("vi"), dictionary("en")
+    words = {k: re.sub(r"\{\w+\}", "", v) for k, v in vi.items()}
+    same = [k for k in vi if vi[k] == en[k] and re.search(r"[a-z]{4}", words[k])]
+    # Proper names and units read the same in both languages; nothing else may.
+    assert set(same) <= {
+        "app.name",
+        "queue.camera",
+        "queue.col.camera",
+        "case.camera",
+        "ioc.col.camera",
+        "case.distance_value",
+    }, same
+
+
+@pytest.mark.parametrize(
+    ("asset", "found"),
+    [
+        ("", "index.html"),
+        ("app.js", "app.js"),
+        ("i18n/vi.json", "vi.json"),
+        ("../routes.py", None),
+        ("../../settings.py", None),
+        ("i18n/../../pages.py", None),
+        ("/etc/passwd", None),
+        ("missing.js", None),
+        ("i18n", None),
+    ],
+)
+def test_only_the_front_end_files_are_served(asset: str, found: str | None) -> None:
+    path = resolve_asset(asset)
+    if found is None:
+        assert path is None
+    else:
+        assert path is not None and path.name == found and path.is_relative_to(STATIC)
+
+
+def test_the_page_loads_nothing_from_elsewhere() -> None:
+    for name in ("index.html", "app.js", "style.css"):
+        text = (STATIC / name).read_text("utf-8")
+        assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", text), name
+    assert Path(STATIC / "index.html").read_text("utf-8").count("<script") == 1
