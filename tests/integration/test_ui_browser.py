@@ -229,6 +229,7 @@ def test_the_keyboard_flow(officer_page: Any, ui_server: UiServer) -> None:
     expect(page.get_by_role("heading", name=f"Hồ sơ #{ids[2]}")).to_be_visible()
     # P corrects the plate from the keyboard; Enter saves.
     page.keyboard.press("p")
+    expect(page.locator("#plate-input")).to_be_focused()
     page.keyboard.type("61A-000.01")
     page.keyboard.press("Enter")
     expect(page.locator("#plate-value")).to_have_text("61A-000.01")

@@ -80,6 +80,12 @@
     }).format(new Date(iso));
   }
 
+  function fmtClock(iso) {
+    return new Intl.DateTimeFormat(locale(), {
+      timeZone: TZ, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+    }).format(new Date(iso));
+  }
+
   function fmtDay(iso) {
     return new Intl.DateTimeFormat(locale(), { timeZone: "UTC", day: "2-digit", month: "2-digit" })
       .format(new Date(iso));
@@ -602,20 +608,22 @@
     });
     const fig = h("figure", { class: "crop", id: `crop-${e.role}` },
       box, h("figcaption", {}, h("span", {}, which), zoom, h("output", { for: `zoom-${e.role}`, class: "zoom-out" }, `${zoom.value}×`)));
+    const zoomState = S.page.zoom; // the image may load after the page was left
     img.addEventListener("load", () => {
       img.dataset.base = String(Math.min(box.clientWidth, (CROP_HEIGHT * img.naturalWidth) / img.naturalHeight));
-      sizeCrop(img, S.page.zoom[e.role]);
+      sizeCrop(img, zoomState[e.role]);
     });
     if (e.arrived) {
       blobUrl(e).then((url) => { img.src = url; }).catch(() => { box.replaceChildren(t("case.no_evidence")); });
     } else {
       box.replaceChildren(t("case.no_evidence"));
     }
-    box.addEventListener("click", () => setZoom(e.role, S.page.zoom[e.role] >= 8 ? 1 : S.page.zoom[e.role] * 2));
+    box.addEventListener("click", () => setZoom(e.role, zoomState[e.role] >= 8 ? 1 : zoomState[e.role] * 2));
     return fig;
   }
 
   function setZoom(role, z) {
+    if (S.page?.kind !== "case") return;
     S.page.zoom[role] = z;
     const fig = $(`#crop-${role}`);
     if (!fig) return;
@@ -745,12 +753,13 @@
     if (S.page?.kind !== "case" || S.busy) return;
     const c = S.page.data.case;
     if (!S.page.data.can_review) return;
+    const page = S.page;
     if (action === "reject") {
       const reason = await askReject(c.id);
-      if (reason) await decide("reject", { reason });
+      if (reason && S.page === page) await decide("reject", { reason });
     } else if (action === "correct_plate") {
       const plate = await askPlate(c);
-      if (plate) await decide("correct_plate", { plate });
+      if (plate && S.page === page) await decide("correct_plate", { plate });
     } else {
       await decide(action, {});
     }
@@ -847,7 +856,7 @@
 
   // ------------------------------------------------------------------ dialogs
 
-  function openDialog(dialog, setup, check) {
+  function openDialog(dialog, setup, check, opened) {
     return new Promise((resolve) => {
       const form = $("form", dialog);
       translateStatic(dialog);
@@ -863,6 +872,7 @@
       }, { once: true });
       dialog.returnValue = "";
       dialog.showModal();
+      if (opened) opened();
     });
   }
 
@@ -898,7 +908,6 @@
       input.value = c.plate || "";
       error.hidden = true;
       input.removeAttribute("aria-invalid");
-      setTimeout(() => input.select(), 0);
     }, () => {
       const v = input.value.trim().toUpperCase();
       if (PLATE_RE.test(v)) return true;
@@ -906,7 +915,7 @@
       input.setAttribute("aria-invalid", "true");
       input.focus();
       return false;
-    });
+    }, () => input.select());
     return ok ? input.value.trim().toUpperCase() : null;
   }
 
@@ -1032,10 +1041,11 @@
   }
 
   // Vertical bars over time buckets.
-  function vBarChart(id, title, items, { width = 560, height = 200, axis = "" } = {}) {
+  function vBarChart(id, title, items, { width = 560, height = 200, note = null } = {}) {
     const total = items.reduce((s, i) => s + i.value, 0);
     const fig = h("figure", { class: "chart", id });
-    fig.append(h("figcaption", {}, h("strong", {}, title), " ", h("span", { class: "muted" }, t("stats.total", { count: fmtNum(total, 0) }))));
+    fig.append(h("figcaption", {}, h("strong", {}, title), " ",
+      h("span", { class: "muted" }, note ?? t("stats.total", { count: fmtNum(total, 0) }))));
     if (!items.length) {
       fig.append(h("p", { class: "muted" }, t("stats.none")));
       return fig;
@@ -1052,7 +1062,6 @@
     chart.append(svg("line", { x1: left, y1: top + plotH, x2: width - 4, y2: top + plotH, class: "axis" }));
     chart.append(svg("text", { x: left - 4, y: top + 10, "text-anchor": "end", class: "val" }, fmtNum(max, 0)));
     chart.append(svg("text", { x: left - 4, y: top + plotH, "text-anchor": "end", class: "val" }, "0"));
-    if (axis) chart.append(svg("text", { x: left + 4, y: top + 10, class: "val muted-text" }, axis));
     const every = Math.ceil(items.length / 12);
     items.forEach((item, n) => {
       const bh = (item.value / max) * plotH;
@@ -1181,7 +1190,7 @@
     ["saigon", 10.801, 106.711], ["thuan_an", 10.905, 106.70], ["thu_dau_mot", 10.98, 106.655],
     ["ben_cat", 11.13, 106.60], ["tan_van", 10.905, 106.80],
   ];
-  const BOX = { lat0: 10.78, lat1: 11.18, lon0: 106.55, lon1: 106.85, w: 520, h: 440 };
+  const BOX = { lat0: 10.78, lat1: 11.18, lon0: 106.50, lon1: 106.86, w: 600, h: 430 };
   const project = (lat, lon) => [
     ((lon - BOX.lon0) / (BOX.lon1 - BOX.lon0)) * BOX.w,
     ((BOX.lat1 - lat) / (BOX.lat1 - BOX.lat0)) * BOX.h,
@@ -1279,7 +1288,7 @@
           h("td", {}, h("strong", {}, c.name || c.camera), c.name ? h("div", { class: "muted small" }, c.camera) : null),
           h("td", {}, c.place || t("misc.none")),
           h("td", {}, h("span", { class: `state cam-${st}` }, h("span", { class: "dot", "aria-hidden": "true" }), t(`cam.${st}`))),
-          h("td", {}, c.reason || t("misc.none")), h("td", {}, fmtNum(c.fps)), h("td", {}, fmtTime(c.updated_at)));
+          h("td", {}, c.reason || t("misc.none")), h("td", {}, fmtNum(c.fps)), h("td", { title: fmtTime(c.updated_at) }, fmtClock(c.updated_at)));
       }))));
   }
 
@@ -1373,7 +1382,7 @@
       const speed = wsum ? `${fmtNum(weighted.reduce((s, b) => s + b.mean_speed_kmh * b.vehicles, 0) / wsum)} km/h` : t("ioc.no_speed");
       const items = hours.map((hr) => ({ label: fmtHour(`${hr}:00:00Z`), value: byHour[hr]?.vehicles || 0 }));
       return vBarChart(`flow-${camera}`, t("ioc.flow_camera", { camera, vehicles: fmtNum(vehicles, 0), speed }), items,
-        { width: 300, height: 130, axis: t("ioc.flow_axis") });
+        { width: 300, height: 130, note: `(${t("ioc.flow_axis")})` });
     }));
   }
 
