@@ -6,7 +6,6 @@ helpers as the rest of the API, and follow the same roles.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -15,8 +14,10 @@ from sqlalchemy import select
 
 from central.api.cases import (
     Ident,
+    IsoTime,
     Limit,
     Offset,
+    ViolationId,
     _aware,
     _deadlines,
     _get,
@@ -25,13 +26,13 @@ from central.api.cases import (
     detail,
     summary,
 )
-from central.api.deps import CaseReader, Reviewer, SessionDep, StateDep
+from central.api.deps import NOT_FOUND, PROTECTED, CaseReader, Reviewer, SessionDep, StateDep
 from central.api.schemas import AuditOut, CameraOut, Page, QueueItem, ViolationDetail
 from central.models import AuditEntry, Camera, Violation, utcnow
 from central.workflow import OPEN_STATUSES, Role, Status
 from roadwatch.contract import ViolationType
 
-router = APIRouter(prefix="/api/v1/ui", tags=["review"])
+router = APIRouter(prefix="/api/v1/ui", tags=["review"], responses=PROTECTED)
 
 QUEUE_STATUSES = (Status.NEW.value, Status.IN_REVIEW.value)
 
@@ -53,8 +54,8 @@ def ui_queue(
     session: SessionDep,
     camera: Ident = None,
     type: ViolationType | None = None,
-    occurred_from: Annotated[datetime | None, Query(alias="from")] = None,
-    occurred_to: Annotated[datetime | None, Query(alias="to")] = None,
+    occurred_from: Annotated[IsoTime | None, Query(alias="from")] = None,
+    occurred_to: Annotated[IsoTime | None, Query(alias="to")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[QueueItem]:
@@ -82,9 +83,9 @@ def ui_queue(
     return Page[QueueItem](items=items, limit=limit, offset=offset, has_more=len(rows) > limit)
 
 
-@router.get("/cases/{violation_id}", summary="One case as its page shows it")
+@router.get("/cases/{violation_id}", summary="One case as its page shows it", responses=NOT_FOUND)
 def ui_case(
-    caller: CaseReader, state: StateDep, session: SessionDep, violation_id: int
+    caller: CaseReader, state: StateDep, session: SessionDep, violation_id: ViolationId
 ) -> CasePage:
     v = _get(session, violation_id)
     cam = session.scalar(
