@@ -1089,7 +1089,8 @@
     const today = new Date();
     const from = params.get("from") || dateInput(new Date(today.getTime() - 13 * 86400000));
     const to = params.get("to") || dateInput(today);
-    const range = { from: `${from}T00:00:00+07:00`, to: new Date(new Date(`${to}T00:00:00+07:00`).getTime() + 86400000).toISOString() };
+    // Central counts days in UTC; the range follows the same days.
+    const range = { from: `${from}T00:00:00Z`, to: new Date(new Date(`${to}T00:00:00Z`).getTime() + 86400000).toISOString() };
     const gen = S.gen;
     const [byType, byCamera, byDay, byStatus] = await Promise.all(
       ["type", "camera", "day", "status"].map((by) => api(`/api/v1/stats/violations${query({ by, ...range })}`)));
@@ -1104,7 +1105,7 @@
     h("div", { class: "filter-buttons" }, h("button", { type: "submit", class: "primary" }, t("stats.apply"))));
     const days = fillDays(from, to, byDay.counts);
     main().replaceChildren(
-      h("div", { class: "page-head" }, h("h1", {}, t("stats.title")), h("p", { class: "muted" }, t("app.timezone"))),
+      h("div", { class: "page-head" }, h("h1", {}, t("stats.title")), h("p", { class: "muted" }, t("stats.days_utc"))),
       form,
       h("div", { class: "charts" },
         hBarChart("chart-type", t("stats.by_type"), byType.counts.map((c) => ({ label: t(`type.${c.key}`), value: c.count }))),
