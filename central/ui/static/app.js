@@ -1252,8 +1252,8 @@
     }
     const [qx, qy] = project(11.06, 106.628);
     map.append(svg("text", { x: qx - 12, y: qy, class: "road-label", "text-anchor": "end" }, t("ioc.ql13")));
-    const [mx, my] = project(10.94, 106.765);
-    map.append(svg("text", { x: mx + 14, y: my, class: "road-label" }, t("ioc.mptv")));
+    const [mx, my] = project(10.872, 106.80);
+    map.append(svg("text", { x: mx, y: my, class: "road-label", "text-anchor": "middle" }, t("ioc.mptv")));
     for (const [key, la, lo] of TOWNS) {
       const [x, y] = project(la, lo);
       map.append(svg("circle", { cx: x, cy: y, r: 3, class: "town" }));
