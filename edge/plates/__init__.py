@@ -1,0 +1,1 @@
+"""Vietnamese plate reading: grammar, plate colour, OCR and the per-track vote."""

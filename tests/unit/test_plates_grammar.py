@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import pytest
+
+from edge.plates.grammar import FORMATS, PlateKind, clean, parse_plate, parse_written, to_wire_text
+from edge.plates.provinces import PROVINCES, province_name
+
+
+@pytest.mark.parametrize(
+    ("lines", "text", "kind", "fmt", "n_lines"),
+    [
+        (["51F-123.45"], "51F-123.45", PlateKind.CAR, "car-1l-5", 1),
+        (["51F-1234"], "51F-1234", PlateKind.CAR, "car-1l-4", 1),
+        (["61A 888.88"], "61A-888.88", PlateKind.CAR, "car-1l-5", 1),
+        (["51LD-123.45"], "51LD-123.45", PlateKind.CAR, "car-LD-1l-5", 1),
+        (["51R-012.34"], "51R-012.34", PlateKind.CAR, "car-1l-5", 1),
+        (["51F", "123.45"], "51F-123.45", PlateKind.CAR, "car-2l-5", 2),
+        (["30A", "9999"], "30A-9999", PlateKind.CAR, "car-2l-4", 2),
+        (["59-X1", "123.45"], "59-X1 123.45", PlateKind.MOTORCYCLE, "motorcycle-5", 2),
+        (["59-X1", "1234"], "59-X1 1234", PlateKind.MOTORCYCLE, "motorcycle-4", 2),
+        (["29-HA", "123.45"], "29-HA 123.45", PlateKind.MOTORCYCLE, "moped-5", 2),
+        (["29-MĐ1", "123.45"], "29-MĐ1 123.45", PlateKind.MOTORCYCLE, "electric-5", 2),
+        (["29-MD1", "123.45"], "29-MĐ1 123.45", PlateKind.MOTORCYCLE, "electric-5", 2),
+        (["TM-12-34"], "TM-12-34", PlateKind.MILITARY, "military", 1),
+        (["  51f  -  123 . 45 "], "51F-123.45", PlateKind.CAR, "car-1l-5", 1),
+    ],
+)
+def test_valid_formats(
+    lines: list[str], text: str, kind: PlateKind, fmt: str, n_lines: int
+) -> None:
+    got = parse_plate(lines)
+    assert got.valid
+    assert (got.text, got.kind, got.format, got.lines) == (text, kind, fmt, n_lines)
+    assert got.repairs == 0
+
+
+@pytest.mark.parametrize(
+    ("lines", "text", "repairs"),
+    [
+        (["51F-I23.45"], "51F-123.45", 1),  # I in a digit slot
+        (["51F-123.O5"], "51F-123.05", 1),  # O in a digit slot
+        (["518-123.45"], "51B-123.45", 1),  # 8 in the series-letter slot
+        (["5IB-I23.45"], "51B-123.45", 2),
+        (["59-X1", "I23.45"], "59-X1 123.45", 1),
+        (["S9-X1", "123.45"], "59-X1 123.45", 1),
+        (["29-H4", "123.45"], "29-H4 123.45", 0),  # a digit fits: motorcycle, not moped
+    ],
+)
+def test_position_safe_repairs(lines: list[str], text: str, repairs: int) -> None:
+    got = parse_plate(lines)
+    assert got.valid
+    assert (got.text, got.repairs) == (text, repairs)
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [""],
+        [],
+        ["51F-123"],  # too few digits
+        ["51F-123.456"],  # too many
+        ["13F-123.45"],  # 13 is not an assigned province code
+        ["39A-123.45"],
+        ["51O-123.45"],  # O is not a series letter and nothing safe repairs it
+        ["51W-123.45"],  # W is not a series letter
+        ["51F", "123.45", "67"],  # three lines
+        ["59-X1 123.45"],  # a motorcycle plate is never on one line
+        ["51F1", "12345", "x"],
+        ["TOYOTA"],
+        ["59-X0", "123.45"],  # series digit 0 is not issued
+        ["29-HA", "1234"],  # mopeds carry five digits
+    ],
+)
+def test_invalid_is_never_valid(lines: list[str]) -> None:
+    got = parse_plate(lines)
+    assert not got.valid
+    assert got.kind is None and got.format is None
+
+
+def test_ambiguous_reading_is_not_repaired() -> None:
+    # "29-H8" (motorcycle, 0 repairs) and "29-HB" (moped, 0 repairs) cannot both be read;
+    # here B fits the moped and 8 would be a repair: the unrepaired reading wins.
+    assert parse_plate(["29-HB", "123.45"]).text == "29-HB 123.45"
+    # a Đ in an ordinary series slot is one repair to D, not silently accepted
+    got = parse_plate(["51Đ-123.45"])
+    assert (got.text, got.repairs) == ("51D-123.45", 1)
+
+
+def test_invalid_keeps_what_was_seen() -> None:
+    got = parse_plate(["51F-12X.45"])
+    assert not got.valid
+    assert got.text == "51F12X45"
+
+
+def test_province_table() -> None:
+    assert province_name("61") == "Bình Dương"
+    assert province_name("29") == province_name("30") == "Hà Nội"
+    assert province_name("51") == "TP Hồ Chí Minh"
+    assert province_name("13") is None
+    assert all(len(c) == 2 and c.isdigit() and 11 <= int(c) <= 99 for c in PROVINCES)
+    assert len(PROVINCES) == 79  # 11-99 less 13, 39, 41, 42, 44-46, 87, 91, 96
+
+
+def test_written_form_round_trips_for_every_format() -> None:
+    samples = {1: "51F-123.45", 2: "59-X1 123.45"}
+    assert parse_written(samples[1]).valid and parse_written(samples[2]).valid
+    for fmt in FORMATS:
+        chars = "".join(sorted(slot)[-1] for slot in fmt.head)
+        chars = ("61" + chars[2:]) if fmt.kind is not PlateKind.MILITARY else chars
+        chars += "1" * fmt.digits
+        written = fmt.render(chars)
+        got = parse_written(written)
+        assert got.valid, (fmt.name, written)
+        assert got.text == written
+
+
+@pytest.mark.parametrize(
+    ("text", "wire"),
+    [("29-MĐ1 123.45", "29-MD1 123.45"), ("51F-123.45", "51F-123.45"), ("a#b", "")],
+)
+def test_wire_text(text: str, wire: str) -> None:
+    assert to_wire_text(text) == wire
+
+
+def test_clean() -> None:
+    assert clean("29-mđ1 · 123,45") == "29MĐ112345"
