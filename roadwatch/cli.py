@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("edge", "edge.cli"),
     ("models", "models.cli"),
     ("central", "central.cli"),
+    ("eval", "roadwatch.eval_cli"),
 )
 
 

@@ -6,8 +6,9 @@ every step (greedy decoding) can produce a string no plate has, such as ``51F-I2
 Here the best path is searched only among strings the plate grammar allows, position
 by position (Viterbi over the slots of each format), and the price the grammar paid is
 kept: how much less likely the constrained path is than the free one. A reading is a
-plate only when that price is small and every character was a real candidate of the
-recognizer; otherwise it is a guess and is never reported as valid.
+plate only when that price is small, every character was the recognizer's own first
+choice somewhere in its span, and no other format reads nearly as well; otherwise it is
+a guess and is never reported as valid.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from edge.plates.grammar import FORMATS, PlateFormat, PlateText, Slot, parse_plate
+from edge.plates.grammar import FORMATS, PlateFormat, PlateText, Slot, look_alikes, parse_plate
 
 Floats = npt.NDArray[np.float32]
 
@@ -26,14 +27,14 @@ Floats = npt.NDArray[np.float32]
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZĐ"
 SEPARATORS = "-.·:, _"
 _NEG = np.float32(-1e9)
-_STROKED_D = frozenset("Đ")
-_D_STROKE = ALPHABET.index("Đ")
-_D_PLAIN = ALPHABET.index("D")
 
 # A reading is valid when the grammar cost at most MAX_COST nats over the free path and
 # every character reached MIN_CHAR_CONFIDENCE somewhere in its span.
 MAX_COST = 2.0
-MIN_CHAR_CONFIDENCE = 0.05
+MIN_CHAR_CONFIDENCE = 0.5
+# ... and when no other format's best reading comes within MIN_MARGIN nats of it (59-P9 on a
+# motorcycle against 59-PG on a moped, when the recognizer hesitates between 9 and G).
+MIN_MARGIN = 1.0
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,18 @@ def constrained_decode(scores: LineScores, slots: Sequence[Slot]) -> LineDecode 
         return None
     mask = _slot_masks(slots)
     emit = np.where(mask[None, :, :], logp[:, None, 1:], _NEG)  # (T, S, K)
+    # A look-alike the position makes certain (I for 1 in a digit slot, 8 for B in a letter
+    # slot) adds to the character's confidence; the path itself is scored on what the
+    # recognizer saw, so that 6 and G still tell a motorcycle from a moped. The stroke of
+    # Đ is the exception: recognizers drop it, and no other format competes for it.
+    sure = emit.copy()
     for i, slot in enumerate(slots):
-        if slot == _STROKED_D:  # recognizers often drop the stroke of Đ: D counts for it
-            emit[:, i, _D_STROKE] = np.logaddexp(logp[:, _D_STROKE + 1], logp[:, _D_PLAIN + 1])
+        for target, sources in look_alikes(slot).items():
+            k = ALPHABET.index(target)
+            cols = [k + 1] + [ALPHABET.index(src) + 1 for src in sources]
+            sure[:, i, k] = np.logaddexp.reduce(logp[:, cols], axis=1)
+            if target == "Đ":
+                emit[:, i, k] = sure[:, i, k]
     blank = logp[:, 0]
     k_all = mask.shape[1]
     b = np.full(n + 1, _NEG, np.float32)
@@ -149,7 +159,7 @@ def constrained_decode(scores: LineScores, slots: Sequence[Slot]) -> LineDecode 
     for t in range(steps - 1, -1, -1):
         if not on_blank:
             chars[s] = k
-            conf[s] = max(conf[s], float(np.exp(emit[t, s, k])))
+            conf[s] = max(conf[s], float(np.exp(sure[t, s, k])))
         if t == 0:
             break
         if on_blank:
@@ -180,7 +190,7 @@ def decode_plate(
     lines: Sequence[LineScores], formats: Sequence[PlateFormat] = FORMATS
 ) -> PlateDecode | None:
     """The grammar's most likely plate for these lines, checked for how much it was forced."""
-    best: tuple[float, PlateFormat, list[LineDecode]] | None = None
+    found: list[tuple[float, PlateFormat, list[LineDecode]]] = []
     cache: dict[tuple[int, tuple[Slot, ...]], LineDecode | None] = {}
     for fmt in formats:
         if fmt.lines != len(lines):
@@ -195,17 +205,22 @@ def decode_plate(
                 break
             decoded.append(got)
         else:
-            score = sum(d.logp for d in decoded)
-            if best is None or score > best[0]:
-                best = (score, fmt, decoded)
-    if best is None:
+            if fmt.takes("".join(d.text for d in decoded)):
+                found.append((sum(d.logp for d in decoded), fmt, decoded))
+    if not found:
         return None
-    score, fmt, decoded = best
+    found.sort(key=lambda f: f[0], reverse=True)
+    score, fmt, decoded = found[0]
+    text = fmt.render("".join(d.text for d in decoded))
+    rival = next(
+        (f[0] for f in found[1:] if f[1].render("".join(d.text for d in f[2])) != text), None
+    )
     cost = max(0.0, sum(line.free for line in lines) - score)
     char_conf = tuple(c for d in decoded for c in d.char_confidence)
     parsed = parse_plate([d.text for d in decoded], formats=(fmt,))
     confidence = min(char_conf) if char_conf else 0.0
-    if parsed.valid and (cost > MAX_COST or confidence < MIN_CHAR_CONFIDENCE):
+    ambiguous = rival is not None and score - rival < MIN_MARGIN
+    if parsed.valid and (cost > MAX_COST or confidence < MIN_CHAR_CONFIDENCE or ambiguous):
         parsed = PlateText(text=parsed.text, valid=False, lines=parsed.lines)
     return PlateDecode(parsed, confidence if parsed.valid else 0.0, char_conf, cost)
 

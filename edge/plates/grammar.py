@@ -9,7 +9,7 @@ military shape as issued by the Ministry of Defence):
 | car, two-letter series | 1 or 2 | 51LD-123.45 | LD, DA, KT, MK (see below) |
 | car trailer | 1 or 2 | 51R-123.45 | series R |
 | motorcycle | 2 | 59-X1 123.45, 59-X1 1234 (older) | series letter and digit 1-9 |
-| moped under 50 cm3 | 2 | 29-HA 123.45 | two series letters |
+| moped under 50 cm3 | 2 | 29-HA 123.45 | two series letters (not LD, DA, KT, MK) |
 | electric motorcycle / moped | 2 | 29-MĐ1 123.45 | series MĐ and digit 1-9 |
 | military (red) | 1 | TM-12-34 | unit letters, four digits |
 
@@ -70,6 +70,12 @@ class PlateFormat:
     lines: int
     head: tuple[Slot, ...]
     digits: int
+    # Series this format does not take although its slots allow them.
+    exclude: frozenset[str] = frozenset()
+
+    def takes(self, chars: str) -> bool:
+        """False for a series the format's slots allow but the regulation gives elsewhere."""
+        return chars[2 : len(self.head)] not in self.exclude
 
     def slots(self) -> tuple[tuple[Slot, ...], ...]:
         """The slots of each printed line, top line first."""
@@ -113,8 +119,12 @@ def _build_formats() -> tuple[PlateFormat, ...]:
         ("electric", (*_PROVINCE, *_fixed(ELECTRIC_SERIES), NONZERO), (5,)),
     ]
     for name, head, digit_counts in moto_heads:
+        # a two-line "51LD / 123.45" is the square plate of an LD car, not a moped
+        exclude = frozenset(CAR_SPECIAL_SERIES) if name == "moped" else frozenset()
         for digits in digit_counts:
-            formats.append(PlateFormat(f"{name}-{digits}", PlateKind.MOTORCYCLE, 2, head, digits))
+            formats.append(
+                PlateFormat(f"{name}-{digits}", PlateKind.MOTORCYCLE, 2, head, digits, exclude)
+            )
     formats.append(
         PlateFormat("military", PlateKind.MILITARY, 1, (MILITARY_UNIT_FIRST, SERIES_LETTERS), 4)
     )
@@ -188,6 +198,20 @@ def _repair(ch: str, slot: Slot) -> str | None:
     return cand if cand is not None and cand in slot else None
 
 
+def look_alikes(slot: Slot) -> dict[str, tuple[str, ...]]:
+    """For each character a slot allows, the other characters a reader may see in its place.
+
+    The same position-safe table the repairs use: in a digit slot an I is a 1, in a
+    letter slot an 8 is a B, and a D in the stroked-D slot is a Đ.
+    """
+    out: dict[str, list[str]] = {}
+    for ch in sorted(_TO_DIGIT.keys() | _TO_LETTER.keys() | {"D"}):
+        target = _repair(ch, slot)
+        if target is not None and target != ch:
+            out.setdefault(target, []).append(ch)
+    return {k: tuple(v) for k, v in out.items()}
+
+
 @dataclass(frozen=True)
 class _Match:
     fmt: PlateFormat
@@ -211,6 +235,8 @@ def _matches(lines: Sequence[str], formats: Iterable[PlateFormat]) -> list[_Matc
         else:
             text = "".join(chars)
             if fmt.kind is not PlateKind.MILITARY and text[:2] not in PROVINCES:
+                continue
+            if not fmt.takes(text):
                 continue
             found.append(_Match(fmt, text, repairs))
     return found

@@ -35,7 +35,7 @@ def test_clean_line_decodes_to_itself_at_no_cost() -> None:
     assert got.confidence > 0.9
 
 
-def test_grammar_picks_the_recognizers_second_choice() -> None:
+def test_a_look_alike_counts_for_the_character_its_position_needs() -> None:
     steps = spell("51F12345")
     steps[6] = {"I": 0.6, "1": 0.35}  # the first number digit: I first, 1 second
     line = scores(steps)
@@ -43,7 +43,17 @@ def test_grammar_picks_the_recognizers_second_choice() -> None:
     got = decode_plate([line])
     assert got is not None and got.plate.valid
     assert got.plate.text == "51F-123.45"
-    assert got.char_confidence[3] == pytest.approx(0.35, abs=0.01)
+    assert got.char_confidence[3] == pytest.approx(0.95, abs=0.01)  # I and 1 together
+
+
+def test_hesitation_between_two_formats_is_not_a_plate() -> None:
+    top = spell("33P9")
+    top[6] = {"G": 0.5, "9": 0.45}  # moped 33-PG or motorcycle 33-P9?
+    got = decode_plate([scores(top), scores(spell("14882"))])
+    assert got is not None and not got.plate.valid and got.confidence == 0.0
+    top[6] = {"9": 0.95}
+    got = decode_plate([scores(top), scores(spell("14882"))])
+    assert got is not None and got.plate.valid and got.plate.text == "33-P9 148.82"
 
 
 def test_a_character_the_recognizer_never_saw_is_not_invented() -> None:

@@ -15,6 +15,7 @@ from edge.plates.provinces import PROVINCES, province_name
         (["51LD-123.45"], "51LD-123.45", PlateKind.CAR, "car-LD-1l-5", 1),
         (["51R-012.34"], "51R-012.34", PlateKind.CAR, "car-1l-5", 1),
         (["51F", "123.45"], "51F-123.45", PlateKind.CAR, "car-2l-5", 2),
+        (["51LD", "123.45"], "51LD-123.45", PlateKind.CAR, "car-LD-2l-5", 2),  # not a moped
         (["30A", "9999"], "30A-9999", PlateKind.CAR, "car-2l-4", 2),
         (["59-X1", "123.45"], "59-X1 123.45", PlateKind.MOTORCYCLE, "motorcycle-5", 2),
         (["59-X1", "1234"], "59-X1 1234", PlateKind.MOTORCYCLE, "motorcycle-4", 2),
