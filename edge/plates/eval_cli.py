@@ -36,6 +36,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="sample media folder (default: ROADWATCH_SHARED_DATA or ../shared/data)",
     )
+    plates.add_argument(
+        "--plate-scale",
+        type=float,
+        default=1.0,
+        help="plate size on the image relative to the standard set (default %(default)s)",
+    )
     plates.add_argument("--threads", type=int, default=None, help="CPU threads for the OCR models")
     plates.set_defaults(func=_eval_plates)
 
@@ -48,16 +54,23 @@ def _eval_plates(args: argparse.Namespace) -> int:
 
     if not 1 <= args.count <= 5000:
         raise UserError(f"--count must be between 1 and 5000, not {args.count}")
+    if not 0.2 <= args.plate_scale <= 3.0:
+        raise UserError(f"--plate-scale must be between 0.2 and 3, not {args.plate_scale}")
     data = args.data if args.data is not None else shared_data_dir()
     if not data.is_dir():
         raise UserError(f"sample media folder {data} is not there")
     reader = PlateReader.from_packaged_models(args.threads)
-    result = evaluate(reader.read, generate(args.count, args.seed, data)).report()
+    samples = generate(args.count, args.seed, data, plate_scale=args.plate_scale)
+    result = evaluate(reader.read, samples).report()
     result["seed"] = args.seed
+    result["plate_scale"] = args.plate_scale
     if args.json:
         print(json.dumps(result, sort_keys=True))
         return 0
-    print(f"plate reading, seed {args.seed}, {result['samples']} samples")
+    print(
+        f"plate reading, seed {args.seed}, {result['samples']} samples,"
+        f" plate scale {args.plate_scale:g}"
+    )
     print(f"{'condition':<10} {'exact':>7} {'char':>7} {'wrong+valid':>12} {'colour':>7} {'n':>5}")
     for name in ("day", "night"):
         row = result.get(name)

@@ -259,8 +259,13 @@ def compose(
     plate: Image8,
     condition: Condition,
     rng: np.random.Generator,
+    plate_scale: float = 1.0,
 ) -> tuple[Image8, tuple[int, int, int, int]]:
-    """Put a plate on a vehicle crop: perspective, lighting, blur, noise, JPEG."""
+    """Put a plate on a vehicle crop: perspective, lighting, blur, noise, JPEG.
+
+    ``plate_scale`` shrinks (< 1) or enlarges the plate and its vehicle on the image, as a
+    camera further away or with a wider lens would.
+    """
     x1, y1, x2, y2 = vehicle.box
     bw, bh = x2 - x1, y2 - y1
     jx, jy = rng.uniform(-0.06, 0.06, 2)
@@ -278,6 +283,7 @@ def compose(
     else:
         plate_w = rng.uniform(105.0, 180.0) if ph < pw / 3 else rng.uniform(78.0, 120.0)
         share = rng.uniform(0.3, 0.42)
+    plate_w *= plate_scale
     scale = plate_w / (share * bw)
     out_w, out_h = max(8, round(crop.shape[1] * scale)), max(8, round(crop.shape[0] * scale))
     image = cv2.resize(
@@ -388,6 +394,7 @@ def generate(
     seed: int,
     data_dir: Path,
     conditions: Sequence[Condition] = (Condition.DAY, Condition.NIGHT),
+    plate_scale: float = 1.0,
 ) -> Iterator[PlateSample]:
     """``count`` samples per condition, drawn from ``seed``; the same seed, the same set."""
     frames = load_vehicle_images(data_dir)
@@ -398,5 +405,5 @@ def generate(
             vehicle = VEHICLES[int(rng.integers(0, len(VEHICLES)))]
             spec = random_spec(rng, vehicle.two_wheeler)
             plate = render_plate(spec, fonts[i % len(fonts)])
-            image, box = compose(vehicle, frames[vehicle], plate, condition, rng)
+            image, box = compose(vehicle, frames[vehicle], plate, condition, rng, plate_scale)
             yield PlateSample(image, spec, condition, box, f"{vehicle.file}#{vehicle.frame}")
