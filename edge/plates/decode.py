@@ -6,9 +6,9 @@ every step (greedy decoding) can produce a string no plate has, such as ``51F-I2
 Here the best path is searched only among strings the plate grammar allows, position
 by position (Viterbi over the slots of each format), and the price the grammar paid is
 kept: how much less likely the constrained path is than the free one. A reading is a
-plate only when that price is small, every character was the recognizer's own first
-choice somewhere in its span, and no other format reads nearly as well; otherwise it is
-a guess and is never reported as valid.
+plate only when that price is small, every character (with its position-safe
+look-alikes) reached a probability of one half somewhere in its span, and no other format
+reads nearly as well; otherwise it is a guess and is never reported as valid.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 
 from edge.plates import ocr
 from edge.plates.grammar import PlateKind
-from edge.plates.reader import PlateReader
+from edge.plates.reader import PlateReader, stretch_contrast
 from edge.plates.synth import FONT_FILES, PlateSpec, render_plate
 from roadwatch.contract import PlateColour
 from roadwatch.errors import UserError
@@ -99,3 +99,13 @@ def test_packaged_models_are_verified_by_sha256(monkeypatch: pytest.MonkeyPatch)
             ocr.packaged_models()
     finally:
         ocr.packaged_models.cache_clear()
+
+
+def test_stretch_contrast_spreads_a_dark_line_and_leaves_a_flat_one() -> None:
+    rng = np.random.default_rng(0)
+    dark = rng.integers(10, 40, (20, 60, 3)).astype(np.uint8)
+    out = stretch_contrast(dark)
+    assert out.dtype == np.uint8 and out.shape == dark.shape
+    assert int(out.min()) <= 5 and int(out.max()) >= 250
+    flat = np.full((20, 60, 3), 30, np.uint8)
+    assert stretch_contrast(flat) is flat
