@@ -1,0 +1,132 @@
+"""Image pixels -> road-plane metres for a calibrated camera, and the refusal without one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+
+from calibration.config import CalibrationFile, PointsFile, homography_pairs
+from calibration.errors import CalibrationError, CalibrationRequiredError
+from calibration.homography import (
+    HomographyFit,
+    Matrix3,
+    Points,
+    apply_homography,
+    as_points,
+    fit_homography,
+    homography_jacobian,
+    invert_homography,
+)
+from calibration.lens import LensModel
+
+# Step for the numeric derivative of the lens undistortion, pixels.
+_LENS_STEP_PX = 0.5
+
+
+@dataclass(frozen=True)
+class RoadProjector:
+    """Maps (distorted, as captured) pixels onto the road plane.
+
+    ``rms_m`` is the calibration's reprojection RMS on the road, the floor of any
+    position's uncertainty.
+    """
+
+    image_to_world: Matrix3
+    lens: LensModel | None = None
+    rms_m: float = 0.0
+
+    @classmethod
+    def from_calibration(cls, calibration: CalibrationFile, at: datetime) -> RoadProjector:
+        calibration.check_valid(at)
+        lens = calibration.lens.model() if calibration.undistort and calibration.lens else None
+        return cls(image_to_world=calibration.matrix(), lens=lens, rms_m=calibration.rms_m)
+
+    def ideal(self, pixels: Points) -> Points:
+        pts = as_points(pixels, "pixels")
+        return pts if self.lens is None else self.lens.undistort(pts)
+
+    def to_world(self, pixels: Points) -> Points:
+        """(N, 2) pixels -> (N, 2) metres; NaN for pixels on or above the horizon."""
+        return apply_homography(self.image_to_world, self.ideal(pixels))
+
+    def to_image(self, world: Points) -> Points:
+        """(N, 2) metres -> (N, 2) pixels as captured (distorted when a lens is set)."""
+        ideal = apply_homography(invert_homography(self.image_to_world), world)
+        if self.lens is None:
+            return ideal
+        out = np.full_like(ideal, np.nan)
+        ok = np.isfinite(ideal).all(axis=1)
+        if ok.any():
+            out[ok] = self.lens.distort(ideal[ok])
+        return out
+
+    def jacobian(self, pixel: tuple[float, float]) -> npt.NDArray[np.float64]:
+        """d(metres)/d(pixel) at a captured pixel (2x2), lens included."""
+        ideal = self.ideal(np.array([pixel]))[0]
+        plane = homography_jacobian(self.image_to_world, (float(ideal[0]), float(ideal[1])))
+        if self.lens is None:
+            return plane
+        u, v = pixel
+        h = _LENS_STEP_PX
+        probe = self.lens.undistort(np.array([[u + h, v], [u - h, v], [u, v + h], [u, v - h]]))
+        lens = np.column_stack([(probe[0] - probe[1]) / (2 * h), (probe[2] - probe[3]) / (2 * h)])
+        return np.asarray(plane @ lens, dtype=np.float64)
+
+
+def require_calibration(
+    calibration: CalibrationFile | None, camera: str, at: datetime
+) -> RoadProjector:
+    """The projector for a measurement that needs calibration; refuse without a valid one."""
+    if calibration is None:
+        raise CalibrationRequiredError(
+            f"camera {camera} has no calibration; speed needs one "
+            "(roadwatch calibrate fit ... -o CAMERA.calib.yaml)"
+        )
+    if calibration.camera != camera:
+        raise CalibrationRequiredError(
+            f"calibration is for camera {calibration.camera}, not {camera}"
+        )
+    return RoadProjector.from_calibration(calibration, at)
+
+
+def build_calibration(
+    survey: PointsFile,
+    image_size: tuple[int, int],
+    calibrated_by: str,
+    at: datetime,
+) -> tuple[CalibrationFile, HomographyFit]:
+    """Fit a survey into a calibration valid from ``at`` for ``survey.valid_days`` days."""
+    width, height = image_size
+    for point in survey.points:
+        u, v = point.pixel
+        if not (0 <= u <= width and 0 <= v <= height):
+            raise CalibrationError(
+                f"point {point.name} at pixel ({u:g}, {v:g}) is outside the {width}x{height} frame"
+            )
+    if survey.lens is not None and survey.lens.image_size != image_size:
+        raise CalibrationError(
+            f"lens was calibrated at {survey.lens.image_size[0]}x{survey.lens.image_size[1]}, "
+            f"the frame is {width}x{height}"
+        )
+    pairs = homography_pairs(survey.points, survey.lens if survey.undistort else None)
+    fit = fit_homography(pairs, survey.ransac_threshold_px)
+    calibration = CalibrationFile(
+        camera=survey.camera,
+        image_size=image_size,
+        homography=fit.image_to_world.tolist(),
+        points=survey.points,
+        inliers=[r.inlier for r in fit.residuals],
+        lanes=survey.lanes,
+        lens=survey.lens,
+        undistort=survey.undistort,
+        rms_px=fit.rms_px,
+        rms_m=fit.rms_m,
+        valid_from=at.date(),
+        valid_until=(at + timedelta(days=survey.valid_days)).date(),
+        calibrated_by=calibrated_by,
+        calibrated_at=at,
+    )
+    return calibration, fit

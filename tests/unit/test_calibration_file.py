@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from calibration.camera import PinholeCamera
+from calibration.config import LensSpec, PointsFile, SurveyPoint
+from calibration.errors import CalibrationError, CalibrationExpiredError, CalibrationRequiredError
+from calibration.lens import LensModel
+from calibration.projector import RoadProjector, build_calibration, require_calibration
+from calibration.store import load_calibration, load_points, save_calibration
+
+CAMERA = PinholeCamera(height_m=7, tilt_deg=14, focal_px=1100, width=1280, height=720)
+AT = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+ROAD = [(x, y) for x in (-3.5, 0.0, 3.5) for y in (18.0, 30.0, 45.0)]
+LENS = LensModel(
+    camera_matrix=CAMERA.intrinsics,
+    dist_coeffs=np.array([-0.2, 0.05, 0.0, 0.0, 0.0]),
+    image_size=(1280, 720),
+)
+
+
+def survey(lens: LensModel | None = None) -> PointsFile:
+    pixels = CAMERA.project(np.array(ROAD))
+    if lens is not None:
+        pixels = lens.distort(pixels)
+    return PointsFile(
+        camera="cam01",
+        points=[
+            SurveyPoint(name=f"m{i}", pixel=(float(u), float(v)), world=w)
+            for i, ((u, v), w) in enumerate(zip(pixels, ROAD, strict=True))
+        ],
+        lens=None if lens is None else LensSpec.from_model(lens),
+        undistort=lens is not None,
+    )
+
+
+def written(tmp_path: Path, lens: LensModel | None = None) -> Path:
+    calibration, _ = build_calibration(survey(lens), (1280, 720), "Nguyen Van A", AT)
+    path = tmp_path / "cam01.calib.yaml"
+    save_calibration(calibration, path)
+    return path
+
+
+@pytest.mark.parametrize("lens", [None, LENS])
+def test_fitted_calibration_round_trips_and_maps_captured_pixels_to_the_road(
+    tmp_path: Path, lens: LensModel | None
+) -> None:
+    calibration = load_calibration(written(tmp_path, lens))
+    assert calibration.calibrated_by == "Nguyen Van A"
+    assert calibration.valid_until == (AT + timedelta(days=365)).date()
+    assert calibration.rms_px < 0.01
+    projector = RoadProjector.from_calibration(calibration, AT)
+    probe = np.array([[1.7, 25.0], [-2.0, 40.0]])
+    captured = CAMERA.project(probe) if lens is None else lens.distort(CAMERA.project(probe))
+    assert np.allclose(projector.to_world(captured), probe, atol=0.01)
+    assert np.allclose(projector.to_image(probe), captured, atol=0.05)
+
+
+def test_lens_jacobian_matches_finite_differences(tmp_path: Path) -> None:
+    projector = RoadProjector.from_calibration(load_calibration(written(tmp_path, LENS)), AT)
+    pixel = np.array([900.0, 600.0])
+    jac = projector.jacobian((900.0, 600.0))
+    for axis in range(2):
+        d = np.zeros(2)
+        d[axis] = 0.25
+        diff = (projector.to_world((pixel + d)[None]) - projector.to_world((pixel - d)[None]))[0]
+        assert np.allclose(jac[:, axis], diff / 0.5, rtol=0.02, atol=1e-5)
+
+
+def _edited(tmp_path: Path, edit: object) -> Path:
+    path = written(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    assert callable(edit)
+    edit(data)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(colour="red"), "field 'colour': Extra inputs are not permitted"),
+        (lambda d: d["homography"][0].__setitem__(0, 0.5), "matrix or points were edited"),
+        (lambda d: d.update(homography=[[1, 2, 3], [2, 4, 6], [0, 0, 1]]), "not invertible"),
+        (lambda d: d["points"][0].__setitem__("pixel", [float("nan"), 3]), "points.0.pixel.0"),
+        (lambda d: d.update(undistort=True), "undistort is set but no lens is given"),
+        (lambda d: d.update(valid_until="2020-01-01"), "valid_until is before valid_from"),
+        (lambda d: d.update(calibrated_at="2026-11-23T08:00:00"), "needs a time zone"),
+        (lambda d: d.update(points=d["points"][:3], inliers=d["inliers"][:3]), "at least 4"),
+    ],
+)
+def test_bad_calibration_files_are_refused_with_the_field_named(
+    tmp_path: Path, edit: object, message: str
+) -> None:
+    path = _edited(tmp_path, edit)
+    with pytest.raises(CalibrationError, match=message):
+        load_calibration(path)
+
+
+def test_not_yaml_and_missing_files_are_clear_errors(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("camera: [unclosed")
+    with pytest.raises(CalibrationError, match="not valid YAML"):
+        load_calibration(path)
+    with pytest.raises(CalibrationError, match="cannot read"):
+        load_points(tmp_path / "missing.yaml")
+
+
+def test_expired_or_not_yet_valid_calibration_is_refused(tmp_path: Path) -> None:
+    calibration = load_calibration(written(tmp_path))
+    with pytest.raises(CalibrationExpiredError, match=r"expired on 2027-11-23 .*recalibrate"):
+        RoadProjector.from_calibration(calibration, AT + timedelta(days=366))
+    with pytest.raises(CalibrationExpiredError, match="valid only from 2026-11-23"):
+        RoadProjector.from_calibration(calibration, AT - timedelta(days=1))
+
+
+def test_measurement_needing_calibration_refuses_an_uncalibrated_camera(tmp_path: Path) -> None:
+    with pytest.raises(CalibrationRequiredError, match="camera cam07 has no calibration"):
+        require_calibration(None, "cam07", AT)
+    calibration = load_calibration(written(tmp_path))
+    with pytest.raises(
+        CalibrationRequiredError, match="calibration is for camera cam01, not cam02"
+    ):
+        require_calibration(calibration, "cam02", AT)
+    assert require_calibration(calibration, "cam01", AT).rms_m < 0.01
+
+
+def test_points_outside_the_frame_are_refused() -> None:
+    with pytest.raises(CalibrationError, match="outside the 640x360 frame"):
+        build_calibration(survey(), (640, 360), "x", AT)
