@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("models", "models.cli"),
     ("central", "central.cli"),
     ("eval", "roadwatch.eval_cli"),
+    ("calibrate", "calibration.cli"),
 )
 
 

@@ -1,0 +1,43 @@
+"""Reading one frame from an image or a video file (the I/O edge of the calibration tools)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from calibration.errors import CalibrationError
+
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".ts", ".webm"}
+
+
+def read_frame(path: Path, index: int = 0) -> npt.NDArray[np.uint8]:
+    """A BGR frame: the image itself, or frame ``index`` of a video."""
+    if not path.is_file():
+        raise CalibrationError(f"{path}: no such file")
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        capture = cv2.VideoCapture(str(path))
+        try:
+            if not capture.isOpened():
+                raise CalibrationError(f"{path}: cannot open the video")
+            if index:
+                capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+            ok, frame = capture.read()
+        finally:
+            capture.release()
+        if not ok or frame is None:
+            raise CalibrationError(f"{path}: has no frame {index}")
+        return np.asarray(frame, dtype=np.uint8)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise CalibrationError(f"{path}: not an image OpenCV can read")
+    return np.asarray(image, dtype=np.uint8)
+
+
+def write_image(image: npt.NDArray[np.uint8], path: Path) -> None:
+    if not path.parent.is_dir():
+        raise CalibrationError(f"{path.parent}: folder does not exist")
+    if not cv2.imwrite(str(path), image):
+        raise CalibrationError(f"{path}: cannot write (use .png or .jpg)")

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from calibration.check import GRID_5M
+from calibration.projector import RoadProjector
+from calibration.store import load_calibration
+from roadwatch.cli import main
+from tests.services import require_shared_file
+
+ROOT = Path(__file__).resolve().parents[2]
+SURVEY = ROOT / "calibration" / "examples" / "kraten_cars.points.yaml"
+
+
+def test_fit_and_check_on_a_real_frame(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clip = require_shared_file("kraten_cars.mp4")
+    out = tmp_path / "kraten.calib.yaml"
+    assert (
+        main(
+            [
+                "calibrate",
+                "fit",
+                "--points",
+                str(SURVEY),
+                "--frame",
+                str(clip),
+                "-o",
+                str(out),
+                "--by",
+                "Tran Thi B",
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "RMS" in printed and "C18" in printed
+    calibration = load_calibration(out)
+    assert calibration.image_size == (640, 360)
+    assert calibration.rms_px < 2.0  # dash ends picked to about a pixel
+    assert sum(calibration.inliers) >= 16
+
+    picture = tmp_path / "check.png"
+    assert main(["calibrate", "check", str(out), "--frame", str(clip), "-o", str(picture)]) == 0
+    image = cv2.imread(str(picture))
+    assert image is not None
+    assert image.shape == (720, 1280, 3)  # small frames are drawn at 2x for readable labels
+    # A 5 m grid crossing off the painted lines carries the grid colour over the road.
+    projector = RoadProjector(image_to_world=calibration.matrix())
+    u, v = (projector.to_image(np.array([[-5.0, 10.0]]))[0] * 2).round().astype(int)
+    pixel = image[v, u].astype(float)
+    assert np.abs(pixel - np.array(GRID_5M)).max() < np.abs(pixel - 128).max() + 60
+    assert pixel[2] > pixel[0] + 40  # yellow-ish (BGR): red well above blue
+
+
+def test_fit_from_the_installed_entry_point_with_bad_points_is_a_one_line_error(
+    tmp_path: Path,
+) -> None:
+    frame = tmp_path / "frame.png"
+    cv2.imwrite(str(frame), np.zeros((360, 640, 3), np.uint8))
+    survey = yaml.safe_load(SURVEY.read_text())
+    survey["points"] = [
+        {"name": f"p{i}", "pixel": [100 + 10 * i, 100 + 10 * i], "world": [i, i]} for i in range(5)
+    ]
+    points = tmp_path / "pts.yaml"
+    points.write_text(yaml.safe_dump(survey))
+    out = tmp_path / "cam.calib.yaml"
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "roadwatch",
+            "calibrate",
+            "fit",
+            "--points",
+            str(points),
+            "--frame",
+            str(frame),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == "roadwatch: error: image points: all points lie on one line"
+    assert not out.exists()
+
+
+def test_check_refuses_a_frame_of_another_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clip = require_shared_file("kraten_cars.mp4")
+    out = tmp_path / "kraten.calib.yaml"
+    assert (
+        main(["calibrate", "fit", "--points", str(SURVEY), "--frame", str(clip), "-o", str(out)])
+        == 0
+    )
+    frame = tmp_path / "big.png"
+    cv2.imwrite(str(frame), np.zeros((720, 1280, 3), np.uint8))
+    assert (
+        main(["calibrate", "check", str(out), "--frame", str(frame), "-o", str(tmp_path / "c.png")])
+        == 2
+    )
+    assert "frame is 1280x720, the calibration is for 640x360" in capsys.readouterr().err
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_lens_command_writes_a_lens_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.unit.test_calibration_lens import PATTERN, POSES, TRUE_LENS, render_checkerboard
+
+    paths = []
+    for i, (rvec, centre) in enumerate(POSES[:5]):
+        paths.append(tmp_path / f"b{i}.png")
+        cv2.imwrite(str(paths[-1]), render_checkerboard(TRUE_LENS, rvec, centre))
+    out = tmp_path / "lens.yaml"
+    cols, rows = PATTERN
+    assert (
+        main(
+            [
+                "calibrate",
+                "lens",
+                *map(str, paths),
+                "--pattern",
+                f"{cols}x{rows}",
+                "--square-mm",
+                "40",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    lens = yaml.safe_load(out.read_text())
+    assert lens["image_size"] == [640, 480]
+    assert lens["camera_matrix"][0][0] == pytest.approx(520, rel=0.02)
+    assert "lens from 5 views" in capsys.readouterr().out
