@@ -1,0 +1,170 @@
+"""Speed from exact synthetic trajectories seen through known cameras."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from calibration.camera import PinholeCamera
+from calibration.errors import CalibrationError
+from calibration.projector import RoadProjector
+from calibration.speed import GroundSample, SpeedConfig, estimate_speed
+
+HIGH = PinholeCamera(height_m=9, tilt_deg=18, focal_px=1400, width=1920, height=1080)
+LOW = PinholeCamera(height_m=5, tilt_deg=9, focal_px=1000, width=1280, height=720, pan_deg=-6)
+
+
+@dataclass(frozen=True)
+class Drive:
+    camera: PinholeCamera
+    start: tuple[float, float]
+    velocity_kmh: tuple[float, float]  # (across, along) the road
+    fps: float = 25.0
+    frames: int = 30
+
+
+def samples(drive: Drive, noise_px: float = 0.0, seed: int = 0) -> list[GroundSample]:
+    t = np.arange(drive.frames) / drive.fps
+    world = np.array(drive.start) + np.outer(t, np.array(drive.velocity_kmh) / 3.6)
+    pixels = drive.camera.project(world)
+    pixels += np.random.default_rng(seed).normal(0, noise_px, pixels.shape)
+    return [
+        GroundSample(t=float(ti), pixel=(float(u), float(v)))
+        for ti, (u, v) in zip(t, pixels, strict=True)
+    ]
+
+
+def projector(camera: PinholeCamera, rms_m: float = 0.0) -> RoadProjector:
+    return RoadProjector(image_to_world=camera.image_to_world, rms_m=rms_m)
+
+
+EXACT = [
+    pytest.param(Drive(HIGH, (1.75, 20), (0, 30)), 30.0, id="30 km/h away"),
+    pytest.param(Drive(HIGH, (-1.75, 70), (0, -130)), 130.0, id="130 km/h towards"),
+    pytest.param(Drive(HIGH, (-1.75, 20), (12, 80)), float(np.hypot(12, 80)), id="lane change"),
+    pytest.param(Drive(LOW, (0, 12), (0, 90), fps=10, frames=12), 90.0, id="10 fps low camera"),
+    pytest.param(Drive(LOW, (3.5, 60), (0, -60), fps=6, frames=6), 60.0, id="6 fps, 5 samples"),
+]
+
+
+@pytest.mark.parametrize(("drive", "true_kmh"), EXACT)
+def test_exact_trajectories_give_the_exact_speed(drive: Drive, true_kmh: float) -> None:
+    estimate = estimate_speed(samples(drive), projector(drive.camera), SpeedConfig())
+    assert estimate is not None
+    assert estimate.speed_kmh == pytest.approx(true_kmh, abs=1e-6)
+    assert estimate.sigma_jitter_mps == pytest.approx(0, abs=1e-6)
+    assert estimate.inliers == estimate.samples
+    assert estimate.contains(true_kmh)
+
+
+@pytest.mark.parametrize(
+    ("drive", "noise_px"),
+    [
+        (Drive(HIGH, (1.75, 20), (0, 60)), 1.0),
+        (Drive(HIGH, (-1.75, 80), (0, -110)), 1.0),
+        (Drive(LOW, (0, 15), (0, 50), frames=40), 0.5),
+    ],
+)
+def test_noisy_contact_points_stay_inside_the_interval_95_percent_of_the_time(
+    drive: Drive, noise_px: float
+) -> None:
+    true_kmh = float(np.hypot(*drive.velocity_kmh))
+    config = SpeedConfig(pixel_sigma_px=noise_px)
+    hits, errors = 0, []
+    for seed in range(200):
+        estimate = estimate_speed(samples(drive, noise_px, seed), projector(drive.camera), config)
+        assert estimate is not None
+        hits += estimate.contains(true_kmh)
+        errors.append(estimate.speed_kmh - true_kmh)
+    assert hits / 200 >= 0.95
+    assert abs(float(np.mean(errors))) < 0.3  # no bias
+    assert float(np.mean(np.abs(errors))) < 1.0
+
+
+def test_far_samples_carry_a_larger_pixel_footprint() -> None:
+    near = estimate_speed(samples(Drive(HIGH, (0, 15), (0, 60))), projector(HIGH), SpeedConfig())
+    far = estimate_speed(samples(Drive(HIGH, (0, 60), (0, 60))), projector(HIGH), SpeedConfig())
+    assert near is not None and far is not None
+    assert far.sigma_pixel_mps > 4 * near.sigma_pixel_mps
+
+
+def test_calibration_error_widens_the_interval() -> None:
+    drive = Drive(HIGH, (0, 20), (0, 80))
+    exact = estimate_speed(samples(drive), projector(HIGH), SpeedConfig())
+    rough = estimate_speed(samples(drive), projector(HIGH, rms_m=0.2), SpeedConfig())
+    assert exact is not None and rough is not None
+    assert rough.sigma_calibration_mps == pytest.approx(np.sqrt(2) * 0.2 / rough.window_s)
+    assert rough.uncertainty_kmh > exact.uncertainty_kmh
+    assert rough.lower_kmh < exact.lower_kmh
+
+
+def test_a_box_that_jumps_for_two_frames_is_outvoted() -> None:
+    drive = Drive(HIGH, (1.75, 20), (0, 72))
+    track = samples(drive)
+    for i in (10, 11):  # occlusion: the box bottom jumps 25 px up
+        s = track[i]
+        track[i] = GroundSample(t=s.t, pixel=(s.pixel[0], s.pixel[1] - 25))
+    estimate = estimate_speed(track, projector(HIGH), SpeedConfig())
+    assert estimate is not None
+    assert estimate.speed_kmh == pytest.approx(72, abs=0.5)
+    assert estimate.inliers == len(track) - 2
+
+
+@pytest.mark.parametrize(
+    ("drive", "config"),
+    [
+        pytest.param(Drive(HIGH, (0, 20), (0, 30), frames=10), SpeedConfig(), id="0.36 s, 3 m"),
+        pytest.param(Drive(HIGH, (0, 20), (0, 90), frames=4), SpeedConfig(), id="4 samples"),
+        pytest.param(
+            Drive(HIGH, (0, 20), (0, 130), frames=10),
+            SpeedConfig(min_distance_m=20),
+            id="13 m of 20 m",
+        ),
+    ],
+)
+def test_too_short_a_window_gives_no_speed(drive: Drive, config: SpeedConfig) -> None:
+    assert estimate_speed(samples(drive), projector(drive.camera), config) is None
+
+
+def test_the_window_keeps_the_latest_seconds() -> None:
+    # 40 km/h for 3 s, then 80 km/h for 2 s: a 1.5 s window sees only the latter.
+    t1 = np.arange(75) / 25
+    t2 = 3 + np.arange(1, 51) / 25
+    y = np.concatenate([20 + t1 * 40 / 3.6, 20 + 3 * 40 / 3.6 + (t2 - 3) * 80 / 3.6])
+    world = np.column_stack([np.zeros(len(y)), y])
+    pixels = HIGH.project(world)
+    track = [
+        GroundSample(t=float(t), pixel=(float(u), float(v)))
+        for t, (u, v) in zip(np.concatenate([t1, t2]), pixels, strict=True)
+    ]
+    estimate = estimate_speed(track, projector(HIGH), SpeedConfig(max_window_s=1.5))
+    assert estimate is not None
+    assert estimate.speed_kmh == pytest.approx(80, abs=1e-6)
+
+
+def test_samples_above_the_horizon_are_ignored() -> None:
+    track = samples(Drive(HIGH, (0, 20), (0, 60)))
+    track[3] = GroundSample(t=track[3].t, pixel=(960.0, 5.0))
+    estimate = estimate_speed(track, projector(HIGH), SpeedConfig())
+    assert estimate is not None
+    assert estimate.samples == len(track) - 1
+    assert estimate.speed_kmh == pytest.approx(60, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("track", "message"),
+    [
+        ([GroundSample(0.0, (1.0, 2.0)), GroundSample(0.0, (2.0, 3.0))], "strictly increasing"),
+        ([GroundSample(1.0, (1.0, 2.0)), GroundSample(0.5, (2.0, 3.0))], "strictly increasing"),
+        ([GroundSample(0.0, (float("nan"), 2.0))], "NaN"),
+    ],
+)
+def test_malformed_tracks_are_refused(track: list[GroundSample], message: str) -> None:
+    with pytest.raises(CalibrationError, match=message):
+        estimate_speed(track, projector(HIGH), SpeedConfig())
+
+
+def test_empty_track_has_no_speed() -> None:
+    assert estimate_speed([], projector(HIGH), SpeedConfig()) is None
