@@ -46,6 +46,9 @@ FAR_ROAD_M = 400.0
 # Foreground: a pixel differs from the empty road by more than this (0-255).
 FOREGROUND_THRESHOLD = 35
 MIN_SPRITE_AREA_PX = 2500
+SHADOW_MAX_RATIO = 0.85
+SHADOW_MAX_SATURATION_CHANGE = 30
+SHADOW_MAX_VALUE = 90
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,16 @@ def _median_background(capture: cv2.VideoCapture, step: int) -> tuple[Image, lis
 def _cut_out(frame: Image, road: Image, image_to_road: Matrix3, source: str) -> Sprite | None:
     """The largest whole vehicle in the near part of ``frame``, if there is one."""
     diff = np.abs(frame.astype(np.int16) - road.astype(np.int16)).max(axis=2)
-    mask = (diff > FOREGROUND_THRESHOLD).astype(np.uint8)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    # A cast shadow darkens the road without changing its colour: it is not the vehicle,
+    # and leaving it in would put the vehicle's contact point below its bumper.
+    hsv_frame = cv2.cvtColor(frame, cv2.COLOR_BGR2HSV).astype(np.float32)
+    hsv_road = cv2.cvtColor(road, cv2.COLOR_BGR2HSV).astype(np.float32)
+    darker = (hsv_frame[..., 2] + 1) / (hsv_road[..., 2] + 1) < SHADOW_MAX_RATIO
+    grey = np.abs(hsv_frame[..., 1] - hsv_road[..., 1]) < SHADOW_MAX_SATURATION_CHANGE
+    shadow = darker & grey & (hsv_frame[..., 2] < SHADOW_MAX_VALUE)
+    mask = ((diff > FOREGROUND_THRESHOLD) & ~shadow).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
     h, w = mask.shape
     best = None

@@ -168,12 +168,12 @@ LANES = (-1.75, 1.75, 5.25)
 
 def standard_scenes(
     seed: int = 2026,
-    count: int = 12,
+    count: int = 10,
     sprites: int = 8,
     width: int = 1280,
     height: int = 720,
-    fps: float = 25.0,
-    max_seconds: float = 6.0,
+    fps: float = 20.0,
+    max_seconds: float = 3.5,
 ) -> list[SceneSpec]:
     """A seeded set of speed scenes: 30-130 km/h, several camera heights and angles.
 

@@ -35,6 +35,8 @@ class GroundSample:
 
     t: float
     pixel: tuple[float, float]
+    box_height_px: float = 0.0
+    """Height of the box the point came from: its bottom edge's error grows with it."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,9 @@ class SpeedConfig:
     max_window_s: float = 4.0
     min_samples: int = 5
     pixel_sigma_px: float = 1.0
-    """One-sigma error of a contact point's pixel position (the detector's box edge)."""
+    """One-sigma error of a contact point's pixel position, whatever the box size."""
+    box_edge_sigma: float = 0.0
+    """One-sigma error of a box's bottom edge as a share of the box's height."""
     z: float = 1.96
     """Interval half-width in sigmas (1.96: 95 %)."""
 
@@ -53,8 +57,8 @@ class SpeedConfig:
             raise CalibrationError("speed window minimums must not be negative")
         if not (self.max_window_s > 0 and self.min_samples >= 3):
             raise CalibrationError("speed window needs a positive length and >= 3 samples")
-        if not (self.pixel_sigma_px >= 0 and self.z > 0):
-            raise CalibrationError("pixel sigma must not be negative and z must be positive")
+        if not (self.pixel_sigma_px >= 0 and self.box_edge_sigma >= 0 and self.z > 0):
+            raise CalibrationError("pixel sigmas must not be negative and z must be positive")
 
 
 @dataclass(frozen=True)
@@ -129,21 +133,23 @@ def estimate_speed(
         return None
     t = np.array([s.t for s in samples], dtype=np.float64)
     pixels = np.array([s.pixel for s in samples], dtype=np.float64)
-    if not (np.isfinite(t).all() and np.isfinite(pixels).all()):
+    heights = np.array([s.box_height_px for s in samples], dtype=np.float64)
+    if not (np.isfinite(t).all() and np.isfinite(pixels).all() and np.isfinite(heights).all()):
         raise CalibrationError("track samples contain NaN or infinite values")
     if np.any(np.diff(t) <= 0):
         raise CalibrationError("track samples must have strictly increasing times")
     keep = t >= t[-1] - config.max_window_s
-    t, pixels = t[keep], pixels[keep]
+    t, pixels, heights = t[keep], pixels[keep], heights[keep]
     world = projector.to_world(pixels)
     on_road = np.isfinite(world).all(axis=1)
-    t, pixels, world = t[on_road], pixels[on_road], world[on_road]
+    t, pixels, world, heights = t[on_road], pixels[on_road], world[on_road], heights[on_road]
     if len(t) < config.min_samples:
         return None
     duration = float(t[-1] - t[0])
     # Per-sample pixel footprint floors the robust scale so that exact tracks stay exact.
     jacobians = [projector.jacobian((float(u), float(v))) for u, v in pixels]
-    footprint = np.array([np.linalg.norm(j, 2) for j in jacobians]) * config.pixel_sigma_px
+    sigma_px = np.hypot(config.pixel_sigma_px, config.box_edge_sigma * heights)
+    footprint = np.array([np.linalg.norm(j, 2) for j in jacobians]) * sigma_px
     fit = _fit_line(t, world, 0.5 * float(np.median(footprint)))
     speed = float(np.hypot(*fit.velocity))
     distance = speed * duration
@@ -160,8 +166,9 @@ def estimate_speed(
     leverage = float(np.sum((w * dt) ** 2)) / sxx**2
     sigma_jitter = math.sqrt(residual_var * leverage)
     # Pixel footprint at the window's two ends, along the direction of travel.
-    ends = [jacobians[0], jacobians[-1]]
-    end_sigma = [config.pixel_sigma_px * float(np.linalg.norm(heading @ j)) for j in ends]
+    end_sigma = [
+        float(sigma_px[i]) * float(np.linalg.norm(heading @ jacobians[i])) for i in (0, -1)
+    ]
     sigma_pixel = math.hypot(*end_sigma) / duration
     sigma_calibration = math.sqrt(2.0) * projector.rms_m / duration
     sigma = math.sqrt(sigma_jitter**2 + sigma_pixel**2 + sigma_calibration**2)
