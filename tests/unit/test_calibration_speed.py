@@ -168,3 +168,16 @@ def test_malformed_tracks_are_refused(track: list[GroundSample], message: str) -
 
 def test_empty_track_has_no_speed() -> None:
     assert estimate_speed([], projector(HIGH), SpeedConfig()) is None
+
+
+def test_box_edge_sigma_grows_the_pixel_footprint_with_box_height() -> None:
+    drive = Drive(HIGH, (0, 20), (0, 60))
+    track = [GroundSample(t=s.t, pixel=s.pixel, box_height_px=100.0) for s in samples(drive)]
+    plain = estimate_speed(track, projector(HIGH), SpeedConfig(pixel_sigma_px=1.0))
+    edged = estimate_speed(
+        track, projector(HIGH), SpeedConfig(pixel_sigma_px=1.0, box_edge_sigma=0.04)
+    )
+    assert plain is not None and edged is not None
+    # hypot(1, 0.04 * 100) / 1 = sqrt(17)
+    assert edged.sigma_pixel_mps == pytest.approx(plain.sigma_pixel_mps * np.sqrt(17), rel=1e-6)
+    assert edged.speed_kmh == pytest.approx(plain.speed_kmh)
