@@ -101,14 +101,23 @@ class SpeedEstimate:
 class _LineFit:
     velocity: npt.NDArray[np.float64]
     weights: npt.NDArray[np.float64]
+    robust: npt.NDArray[np.float64]
     residuals: npt.NDArray[np.float64]
     t_mean: float
 
 
-def _fit_line(t: npt.NDArray[np.float64], xy: npt.NDArray[np.float64], floor_m: float) -> _LineFit:
-    """Weighted least squares p(t) = p0 + v t with Huber weights on residual lengths."""
-    weights = np.ones(len(t))
+def _fit_line(
+    t: npt.NDArray[np.float64], xy: npt.NDArray[np.float64], sigma_m: npt.NDArray[np.float64]
+) -> _LineFit:
+    """p(t) = p0 + v t, weighted by each sample's positional variance, Huber-robust.
+
+    Far samples, where one pixel covers much road, weigh less; a sample whose residual is
+    large for its own sigma is down-weighted further (an occlusion, a box that jumps).
+    """
+    precision = 1.0 / np.maximum(sigma_m, 1e-6) ** 2
+    robust = np.ones(len(t))
     for _ in range(_IRLS_STEPS):
+        weights = robust * precision
         t_mean = float(np.sum(weights * t) / np.sum(weights))
         dt = t - t_mean
         p_mean = (weights[:, None] * xy).sum(axis=0) / weights.sum()
@@ -116,13 +125,20 @@ def _fit_line(t: npt.NDArray[np.float64], xy: npt.NDArray[np.float64], floor_m: 
             weights * dt**2
         )
         residuals = xy - (p_mean + dt[:, None] * velocity)
-        lengths = np.hypot(residuals[:, 0], residuals[:, 1])
-        scale = max(1.4826 * float(np.median(lengths)), floor_m, 1e-9)
-        new = np.minimum(1.0, _HUBER_K * scale / np.maximum(lengths, 1e-12))
-        if np.allclose(new, weights, atol=1e-6):
+        normalised = np.hypot(residuals[:, 0], residuals[:, 1]) / np.maximum(sigma_m, 1e-6)
+        # The scale never drops below the modelled sigma, so exact tracks stay exact.
+        scale = max(1.4826 * float(np.median(normalised)), 1.0)
+        new = np.minimum(1.0, _HUBER_K * scale / np.maximum(normalised, 1e-12))
+        if np.allclose(new, robust, atol=1e-6):
             break
-        weights = new
-    return _LineFit(velocity=velocity, weights=weights, residuals=residuals, t_mean=t_mean)
+        robust = new
+    return _LineFit(
+        velocity=velocity,
+        weights=robust * precision,
+        robust=robust,
+        residuals=residuals,
+        t_mean=t_mean,
+    )
 
 
 def estimate_speed(
@@ -146,11 +162,11 @@ def estimate_speed(
     if len(t) < config.min_samples:
         return None
     duration = float(t[-1] - t[0])
-    # Per-sample pixel footprint floors the robust scale so that exact tracks stay exact.
-    jacobians = [projector.jacobian((float(u), float(v))) for u, v in pixels]
+    # A box's bottom edge errs up or down: its road footprint is the Jacobian's v column.
     sigma_px = np.hypot(config.pixel_sigma_px, config.box_edge_sigma * heights)
-    footprint = np.array([np.linalg.norm(j, 2) for j in jacobians]) * sigma_px
-    fit = _fit_line(t, world, 0.5 * float(np.median(footprint)))
+    v_column = np.array([projector.jacobian((float(u), float(v)))[:, 1] for u, v in pixels])
+    footprint = v_column * sigma_px[:, None]
+    fit = _fit_line(t, world, np.maximum(np.hypot(footprint[:, 0], footprint[:, 1]), 1e-3))
     speed = float(np.hypot(*fit.velocity))
     distance = speed * duration
     if duration < config.min_duration_s and distance < config.min_distance_m:
@@ -158,18 +174,15 @@ def estimate_speed(
     heading = fit.velocity / speed if speed > 1e-9 else np.array([0.0, 1.0])
     w = fit.weights
     dt = t - fit.t_mean
-    sxx = float(np.sum(w * dt**2))
-    # Along-track residuals give the jitter; the slope's standard error follows.
+    # How the fitted speed responds to each sample's along-track position.
+    slope_weights = w * dt / float(np.sum(w * dt**2))
+    # Jitter: the slope's standard error from the fit's own residuals (sandwich form).
     along = fit.residuals @ heading
-    dof = max(float(np.sum(w)) - 2.0, 1.0)
-    residual_var = float(np.sum(w * along**2)) / dof
-    leverage = float(np.sum((w * dt) ** 2)) / sxx**2
-    sigma_jitter = math.sqrt(residual_var * leverage)
-    # Pixel footprint at the window's two ends, along the direction of travel.
-    end_sigma = [
-        float(sigma_px[i]) * float(np.linalg.norm(heading @ jacobians[i])) for i in (0, -1)
-    ]
-    sigma_pixel = math.hypot(*end_sigma) / duration
+    n = len(t)
+    sigma_jitter = math.sqrt(float(np.sum((slope_weights * along) ** 2)) * n / max(n - 2, 1))
+    # Pixel footprint: a box edge that sits off by sigma_px for the whole track moves every
+    # sample by its footprint, and far samples by more; the speed error is the slope of it.
+    sigma_pixel = abs(float(np.sum(slope_weights * (footprint @ heading))))
     sigma_calibration = math.sqrt(2.0) * projector.rms_m / duration
     sigma = math.sqrt(sigma_jitter**2 + sigma_pixel**2 + sigma_calibration**2)
     return SpeedEstimate(
@@ -183,5 +196,5 @@ def estimate_speed(
         window_s=duration,
         distance_m=distance,
         samples=len(t),
-        inliers=int(np.sum(w > 0.5)),
+        inliers=int(np.sum(fit.robust > 0.5)),
     )

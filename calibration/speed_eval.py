@@ -41,6 +41,7 @@ SURVEY_CLICK_SIGMA_PX = 0.5
 # A truth box counts for recall when this much of the vehicle is in view and it is this tall.
 RECALL_MIN_VISIBLE = 0.6
 RECALL_MIN_HEIGHT_PX = 12.0
+RECALL_LARGE_HEIGHT_PX = 40.0
 MATCH_IOU = 0.5
 # Boxes cut by the frame's edge do not show where the vehicle touches the road.
 EDGE_MARGIN_PX = 2.0
@@ -71,6 +72,8 @@ class SceneResult:
     unmatched_tracks: int
     truth_boxes: int
     detected_boxes: int
+    large_truth_boxes: int = 0
+    large_detected_boxes: int = 0
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class SpeedReport:
         errors = np.array([abs(t.error_kmh) for t in self.tracks])
         covered = [t.estimate.contains(t.true_kmh) for t in self.tracks]
         truth = sum(s.truth_boxes for s in self.scenes)
+        large = sum(s.large_truth_boxes for s in self.scenes)
         measured = {(t.scene, t.vehicle_id) for t in self.tracks}
         return {
             "mean_abs_error_kmh": float(errors.mean()) if errors.size else math.nan,
@@ -104,6 +108,9 @@ class SpeedReport:
             if truth
             else math.nan,
             "truth_boxes": truth,
+            "detector_recall_40px": sum(s.large_detected_boxes for s in self.scenes) / large
+            if large
+            else math.nan,
         }
 
 
@@ -158,17 +165,27 @@ def _vehicle_boxes(dets: Detections) -> Detections:
     return dets.select(keep) if len(dets) else dets
 
 
-def _recall_counts(frame: FrameTruth, detections: Detections) -> tuple[int, int]:
-    xyxy = np.asarray(detections.xyxy, dtype=np.float64).reshape(-1, 4)
-    total = found = 0
-    for box in frame.boxes:
-        height = box.xyxy[3] - box.xyxy[1]
-        if box.visible < RECALL_MIN_VISIBLE or height < RECALL_MIN_HEIGHT_PX:
-            continue
-        total += 1
-        overlaps = _iou(box.xyxy, xyxy)
-        found += bool(overlaps.size and overlaps.max() >= MATCH_IOU)
-    return total, found
+@dataclass
+class _Recall:
+    truth: int = 0
+    found: int = 0
+    large_truth: int = 0
+    large_found: int = 0
+
+    def add(self, frame: FrameTruth, detections: Detections) -> None:
+        """Count the frame's well-visible truth boxes and those a detection overlaps."""
+        xyxy = np.asarray(detections.xyxy, dtype=np.float64).reshape(-1, 4)
+        for box in frame.boxes:
+            height = box.xyxy[3] - box.xyxy[1]
+            if box.visible < RECALL_MIN_VISIBLE or height < RECALL_MIN_HEIGHT_PX:
+                continue
+            overlaps = _iou(box.xyxy, xyxy)
+            found = bool(overlaps.size and overlaps.max() >= MATCH_IOU)
+            self.truth += 1
+            self.found += found
+            if height >= RECALL_LARGE_HEIGHT_PX:
+                self.large_truth += 1
+                self.large_found += found
 
 
 class _Frames:
@@ -209,13 +226,12 @@ def evaluate_scene(
     projector = survey_calibration(camera, truth.seed, at or datetime.now(UTC))
     tracker = Tracker(fps=truth.fps)
     logs: dict[int, _TrackLog] = {}
-    truth_boxes = detected = 0
+    recall = _Recall()
     frames = _Frames(paths.video)
     try:
         for frame_truth, image in zip(truth.frames, frames, strict=False):
             detections = _vehicle_boxes(detector.detect([image])[0])
-            total, found = _recall_counts(frame_truth, detections)
-            truth_boxes, detected = truth_boxes + total, detected + found
+            recall.add(frame_truth, detections)
             tracked = _vehicle_boxes(tracker.update(detections, frame_truth.t))
             if tracked.tracker_id is None:
                 continue
@@ -255,8 +271,10 @@ def evaluate_scene(
         tracks=tuple(results),
         vehicles=len(truth.vehicles),
         unmatched_tracks=unmatched,
-        truth_boxes=truth_boxes,
-        detected_boxes=detected,
+        truth_boxes=recall.truth,
+        detected_boxes=recall.found,
+        large_truth_boxes=recall.large_truth,
+        large_detected_boxes=recall.large_found,
     )
 
 

