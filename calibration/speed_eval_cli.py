@@ -36,15 +36,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _speed(args: argparse.Namespace) -> int:
-    from edge.detector import Detector, DetectorConfig
-
     from calibration.errors import CalibrationError
     from calibration.scene_render import load_assets, write_scene
     from calibration.scenes import standard_scenes
     from calibration.speed_eval import SceneResult, evaluate, scene_paths
+    from edge.detector import Detector, DetectorConfig
 
     if not 1 <= args.count <= 200:
         raise CalibrationError("--count must be 1-200")
+    given = scene_paths(args.scenes) if args.scenes else None
     detector = Detector.from_manifest(DetectorConfig())
 
     def progress(result: SceneResult) -> None:
@@ -56,8 +56,8 @@ def _speed(args: argparse.Namespace) -> int:
             print(f"{result.name}: {errors or 'no track measured'}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="roadwatch-scenes-") as tmp:
-        if args.scenes:
-            scenes = scene_paths(args.scenes)
+        if given is not None:
+            scenes = given
         else:
             folder = args.keep or Path(tmp)
             if not folder.is_dir():
