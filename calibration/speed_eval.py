@@ -74,6 +74,8 @@ class SceneResult:
     detected_boxes: int
     large_truth_boxes: int = 0
     large_detected_boxes: int = 0
+    bottom_offsets: tuple[float, ...] = ()
+    """Detected box bottom minus the true contact row, as shares of the true box height."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class SpeedReport:
         covered = [t.estimate.contains(t.true_kmh) for t in self.tracks]
         truth = sum(s.truth_boxes for s in self.scenes)
         large = sum(s.large_truth_boxes for s in self.scenes)
+        offsets = np.array([o for s in self.scenes for o in s.bottom_offsets])
         measured = {(t.scene, t.vehicle_id) for t in self.tracks}
         return {
             "mean_abs_error_kmh": float(errors.mean()) if errors.size else math.nan,
@@ -111,6 +114,8 @@ class SpeedReport:
             "detector_recall_40px": sum(s.large_detected_boxes for s in self.scenes) / large
             if large
             else math.nan,
+            "box_bottom_offset_mean": float(np.mean(offsets)) if offsets.size else math.nan,
+            "box_bottom_offset_std": float(np.std(offsets)) if offsets.size else math.nan,
         }
 
 
@@ -171,6 +176,7 @@ class _Recall:
     found: int = 0
     large_truth: int = 0
     large_found: int = 0
+    bottom_offsets: list[float] = field(default_factory=list)
 
     def add(self, frame: FrameTruth, detections: Detections) -> None:
         """Count the frame's well-visible truth boxes and those a detection overlaps."""
@@ -181,6 +187,9 @@ class _Recall:
                 continue
             overlaps = _iou(box.xyxy, xyxy)
             found = bool(overlaps.size and overlaps.max() >= MATCH_IOU)
+            if found and box.contact_px[1] == box.xyxy[3]:  # bottom not cut by the frame
+                bottom = float(xyxy[int(overlaps.argmax()), 3])
+                self.bottom_offsets.append((bottom - box.contact_px[1]) / height)
             self.truth += 1
             self.found += found
             if height >= RECALL_LARGE_HEIGHT_PX:
@@ -275,6 +284,7 @@ def evaluate_scene(
         detected_boxes=recall.found,
         large_truth_boxes=recall.large_truth,
         large_detected_boxes=recall.large_found,
+        bottom_offsets=tuple(recall.bottom_offsets),
     )
 
 

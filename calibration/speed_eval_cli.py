@@ -83,5 +83,8 @@ def _speed(args: argparse.Namespace) -> int:
     print(f"detector recall    {summary['detector_recall']:.1%} of {summary['truth_boxes']} "
           "vehicle boxes (>= 60 % in view, >= 12 px tall); "
           f"{summary['detector_recall_40px']:.1%} of those >= 40 px tall")  # fmt: skip
+    offset, scatter = summary["box_bottom_offset_mean"], summary["box_bottom_offset_std"]
+    print(f"box bottom         {offset:+.1%} of the box height from the contact point "
+          f"(+ = below), scatter {scatter:.1%}")  # fmt: skip
     sys.stdout.flush()
     return 0
