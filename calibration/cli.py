@@ -6,6 +6,10 @@ import argparse
 import getpass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from calibration.homography import HomographyFit
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,10 +55,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lens.set_defaults(func=_lens)
 
 
-def _print_residuals(fit: object) -> None:
-    from calibration.homography import HomographyFit
-
-    assert isinstance(fit, HomographyFit)
+def _print_residuals(fit: HomographyFit) -> None:
     print(f"{'point':<20} {'pixel':>16} {'road m':>16} {'err px':>7} {'err cm':>7}  kept")
     for r in fit.residuals:
         print(
