@@ -54,6 +54,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--public-key", required=True, type=Path, metavar="node.pub")
     add.set_defaults(func=_node_add)
 
+    files = csub.add_parser(
+        "broker-files",
+        help="write Mosquitto's password and ACL files (and TLS files) from the node registry",
+        description="Every registered node gets a broker account that may publish only under "
+        "its own topic prefix; central's account (ROADWATCH_MQTT_USERNAME, default 'central', "
+        "with ROADWATCH_MQTT_PASSWORD) reads everything and writes config and receipts.",
+    )
+    files.add_argument("--out", type=Path, required=True, help="folder for passwd, acl, certs/")
+    files.add_argument(
+        "--tls-host", action="append", metavar="HOST",
+        help="also write a private CA and a broker certificate for this host name or address",
+    )  # fmt: skip
+    files.set_defaults(func=_broker_files)
+
     user = csub.add_parser(
         "create-user",
         help="create a user (password from ROADWATCH_NEW_PASSWORD, --password-stdin or a prompt)",
@@ -181,7 +195,64 @@ def _node_add(args: argparse.Namespace) -> int:
         engine.dispose()
     print(f"registered node {reg.site}/{reg.node}")
     print(f"upload token (shown once, give it to the node): {reg.token}")
+    print(f"broker user: {reg.mqtt_username}")
+    print(f"broker password (shown once, give it to the node): {reg.mqtt_password}")
+    print("regenerate the broker's files: roadwatch central broker-files --out DIR")
     return 0
+
+
+def _broker_files(args: argparse.Namespace) -> int:
+    from central.broker_acl import (
+        BrokerAccount,
+        broker_username,
+        mosquitto_password_hash,
+        render_acl,
+        render_passwd,
+    )
+    from central.broker_tls import write_broker_tls
+    from central.db import session_factory, transaction
+    from central.records import broker_accounts
+    from roadwatch.errors import UserError
+
+    settings, engine = _engine()
+    central_password = settings.mqtt_password
+    if not central_password:
+        raise UserError("set ROADWATCH_MQTT_PASSWORD: central's own broker password")
+    try:
+        with transaction(session_factory(engine)) as session:
+            nodes = broker_accounts(session)
+    finally:
+        engine.dispose()
+    central_user = settings.mqtt_username or "central"
+    accounts = [BrokerAccount(central_user, mosquitto_password_hash(central_password))]
+    accounts += [
+        BrokerAccount(broker_username(site, node), pw_hash, site, node)
+        for site, node, pw_hash in nodes
+    ]
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    _write_private(out / "passwd", render_passwd(accounts))
+    (out / "acl").write_text(
+        render_acl([(site, node) for site, node, _ in nodes], central_user=central_user),
+        encoding="utf-8",
+    )
+    print(f"wrote {out / 'passwd'} and {out / 'acl'}: central and {len(nodes)} node(s)")
+    if args.tls_host:
+        certs = out / "certs"
+        if (certs / "server.crt").exists():
+            print(f"kept the existing TLS files in {certs}")
+        else:
+            files = write_broker_tls(certs, list(args.tls_host))
+            print(f"wrote a private CA and the broker's certificate in {files.ca_cert.parent}")
+    return 0
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    tmp.replace(path)
 
 
 def _create_user(args: argparse.Namespace) -> int:

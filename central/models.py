@@ -89,6 +89,7 @@ class Node(Base):
     node: Mapped[str] = mapped_column(String(64))
     public_key_pem: Mapped[str] = mapped_column(Text)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    mqtt_password_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     state: Mapped[str] = mapped_column(String(16), default="unknown")
     status_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

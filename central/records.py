@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from central.audit import detail_text, entry_hash
+from central.broker_acl import broker_username, mosquitto_password_hash
 from central.intake import Message, Refusal, RefusalCode, check
 from central.models import (
     AuditEntry,
@@ -79,6 +81,8 @@ class RegisteredNode:
     site: str
     node: str
     token: str
+    mqtt_username: str
+    mqtt_password: str
 
 
 def register_node(session: Session, *, site: str, node: str, public_key_pem: str) -> RegisteredNode:
@@ -96,10 +100,28 @@ def register_node(session: Session, *, site: str, node: str, public_key_pem: str
     if session.scalar(select(Node.id).where(Node.site == site, Node.node == node)):
         raise UserError(f"node {site}/{node} is already registered")
     token = new_node_token()
+    # The node's broker login; the broker's password file gets only its hash.
+    mqtt_password = secrets.token_urlsafe(24)
     session.add(
-        Node(site=site, node=node, public_key_pem=public_key_pem, token_hash=token_digest(token))
+        Node(
+            site=site,
+            node=node,
+            public_key_pem=public_key_pem,
+            token_hash=token_digest(token),
+            mqtt_password_hash=mosquitto_password_hash(mqtt_password),
+        )
     )
-    return RegisteredNode(site, node, token)
+    return RegisteredNode(site, node, token, broker_username(site, node), mqtt_password)
+
+
+def broker_accounts(session: Session) -> list[tuple[str, str, str]]:
+    """(site, node, mosquitto password hash) of every node that has broker credentials."""
+    rows = session.execute(
+        select(Node.site, Node.node, Node.mqtt_password_hash)
+        .where(Node.mqtt_password_hash.is_not(None))
+        .order_by(Node.site, Node.node)
+    ).all()
+    return [(site, node, str(pw_hash)) for site, node, pw_hash in rows]
 
 
 def node_for_token(session: Session, token: str) -> Node | None:

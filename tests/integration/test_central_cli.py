@@ -60,7 +60,7 @@ def test_node_add_and_create_user(
         str(tmp_path / "node.pub"),
     )
     assert add.returncode == 0, add.stderr
-    token = add.stdout.split("upload token (shown once, give it to the node): ")[1].strip()
+    token = add.stdout.split("upload token (shown once, give it to the node): ")[1].split()[0]
     assert token.startswith(NODE_TOKEN_PREFIX) and len(token) > 40
     user = _rw(
         tmp_path,

@@ -22,24 +22,11 @@ from central.broker_acl import (
     render_passwd,
 )
 from central.broker_tls import TlsFiles, write_broker_tls
-from tests.broker import free_port, mosquitto_process
+from tests.broker import free_port, local_docker_config, mosquitto_process
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 SITE = "ql13"
-
-
-def _local_config(tmp: Path, port: int) -> Path:
-    """docker/mosquitto/mosquitto.conf with its container paths moved into ``tmp``."""
-    text = (REPO / "docker" / "mosquitto" / "mosquitto.conf").read_text()
-    assert "listener 8883\n" in text
-    text = text.replace("listener 8883\n", f"listener {port} 127.0.0.1\n")
-    text = text.replace("/mosquitto/", f"{tmp}/")
-    (tmp / "data").mkdir()
-    conf = tmp / "mosquitto.conf"
-    conf.write_text(text + "\nuser root\n")  # the test process owns the files it wrote
-    return conf
 
 
 def _client(user: str, password: str, tls: TlsFiles, port: int) -> mqtt.Client:
@@ -89,7 +76,7 @@ def test_node_publishes_only_under_its_own_prefix(
     config.mkdir()
     (config / "passwd").write_text(render_passwd(accounts))
     (config / "acl").write_text(render_acl([(SITE, "node-01"), (SITE, "node-02")]))
-    conf = _local_config(tmp_path, port)
+    conf = local_docker_config(tmp_path, port)
 
     with mosquitto_process(conf, port, tmp_path / "mosquitto.log"):
         received: queue.Queue[str] = queue.Queue()
@@ -129,7 +116,7 @@ def test_bad_logins_are_refused(
     account = BrokerAccount("ql13.node-01", mosquitto_password_hash("n1-pw"), SITE, "node-01")
     (config / "passwd").write_text(render_passwd([account]))
     (config / "acl").write_text(render_acl([(SITE, "node-01")]))
-    conf = _local_config(tmp_path, port)
+    conf = local_docker_config(tmp_path, port)
     with mosquitto_process(conf, port, tmp_path / "mosquitto.log"):
         client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         if user is not None:
@@ -152,7 +139,7 @@ def test_plain_tcp_without_tls_gets_no_connack(
         render_passwd([BrokerAccount("central", mosquitto_password_hash("pw"))])
     )
     (config / "acl").write_text(render_acl([]))
-    conf = _local_config(tmp_path, port)
+    conf = local_docker_config(tmp_path, port)
     # MQTT 3.1.1 CONNECT, clean session, keep-alive 60 s, client id "x", in clear text.
     connect = bytes([0x10, 13, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 60, 0, 1]) + b"x"
     with (

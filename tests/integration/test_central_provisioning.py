@@ -1,0 +1,120 @@
+"""Provisioning: `central node add` issues a node's broker login and upload token;
+`central broker-files` writes Mosquitto's files from the registry; a real Mosquitto run
+with them lets each node publish under its own prefix only."""
+
+from __future__ import annotations
+
+import os
+import queue
+import ssl
+import stat
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.broker import REPO, free_port, local_docker_config, mosquitto_process
+
+pytestmark = pytest.mark.integration
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "roadwatch", *args], env=env, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _value(output: str, label: str) -> str:
+    line = next(ln for ln in output.splitlines() if ln.startswith(label))
+    return line.rsplit(":", 1)[1].strip()
+
+
+def _client(user: str, password: str, ca: Path, port: int) -> mqtt.Client:
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"{user}-{uuid.uuid4().hex[:6]}",
+        protocol=mqtt.MQTTv5,
+    )  # fmt: skip
+    client.username_pw_set(user, password)
+    client.tls_set(ca_certs=str(ca), cert_reqs=ssl.CERT_REQUIRED)
+    connected: queue.Queue[object] = queue.Queue()
+    client.on_connect = lambda _c, _u, _f, rc, _p: connected.put(rc)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    assert connected.get(timeout=10) == 0
+    return client
+
+
+def test_registered_nodes_get_broker_logins_limited_to_their_prefix(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "ROADWATCH_ENVIRONMENT": "development",
+        "ROADWATCH_DATA_DIR": str(tmp_path / "central"),
+        "ROADWATCH_SECRET_KEY": "x" * 48,
+        "ROADWATCH_MQTT_PASSWORD": "central-secret",
+    }
+    _cli(env, "central", "migrate")
+    logins = {}
+    for node in ("node-01", "node-02"):
+        _cli(env, "edge", "keygen", "--out", str(tmp_path / node))
+        out = _cli(env, "central", "node", "add", "--site", "ql13", "--node", node,
+                   "--public-key", str(tmp_path / f"{node}.pub"))  # fmt: skip
+        logins[node] = (_value(out, "broker user"), _value(out, "broker password"))
+    assert logins["node-01"][0] == "ql13.node-01"
+
+    config = tmp_path / "config"
+    _cli(env, "central", "broker-files", "--out", str(config), "--tls-host", "127.0.0.1")
+    passwd = (config / "passwd").read_text()
+    assert stat.S_IMODE((config / "passwd").stat().st_mode) == 0o600
+    assert logins["node-01"][1] not in passwd, "plain broker passwords must not reach the disk"
+    assert {line.split(":")[0] for line in passwd.splitlines()} == {
+        "central", "ql13.node-01", "ql13.node-02",
+    }  # fmt: skip
+    (tmp_path / "certs").symlink_to(config / "certs")
+
+    port = free_port()
+    conf = local_docker_config(tmp_path, port)
+    ca = config / "certs" / "ca.crt"
+    with mosquitto_process(conf, port, tmp_path / "mosquitto.log"):
+        received: queue.Queue[str] = queue.Queue()
+        central = _client("central", "central-secret", ca, port)
+        central.on_message = lambda _c, _u, m: received.put(m.topic)
+        central.subscribe("roadwatch/v1/#", qos=1)
+        publisher = _client(*logins["node-01"], ca, port)
+        try:
+            other = "roadwatch/v1/ql13/node-02/cam-01/violation"
+            own = "roadwatch/v1/ql13/node-01/cam-01/violation"
+            publisher.publish(other, b"{}", qos=1).wait_for_publish(timeout=10)
+            publisher.publish(own, b"{}", qos=1).wait_for_publish(timeout=10)
+            assert received.get(timeout=10) == own
+            with pytest.raises(queue.Empty):
+                received.get(timeout=1.0)
+        finally:
+            for client in (publisher, central):
+                client.disconnect()
+                client.loop_stop()
+
+
+def test_broker_files_need_centrals_own_password(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "ROADWATCH_ENVIRONMENT": "development",
+        "ROADWATCH_DATA_DIR": str(tmp_path / "central"),
+        "ROADWATCH_SECRET_KEY": "x" * 48,
+    }
+    env.pop("ROADWATCH_MQTT_PASSWORD", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "roadwatch", "central", "broker-files", "--out", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "ROADWATCH_MQTT_PASSWORD" in done.stderr
+    assert not (tmp_path / "passwd").exists()
