@@ -1,0 +1,118 @@
+"""What every rule shares: per-track memory, firing once, forgetting old tracks."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import ClassVar, Generic, Protocol, TypeVar
+
+from edge.rules.plane import LaneGeometry, SceneGeometry
+from edge.rules.tracks import (
+    ClassVote,
+    EvidenceTimes,
+    TrackFrame,
+    Violation,
+    WorldTrackPoint,
+)
+from roadwatch.contract import LampColour, Measurement, VehicleClass, ViolationType
+
+
+class PhaseSource(Protocol):
+    """A signal head's phase history (edge.rules.signal.SignalState provides it)."""
+
+    def phase_at(self, t: float) -> LampColour: ...
+
+    def red_began(self, t: float) -> float | None: ...
+
+
+Signals = Mapping[str, PhaseSource]
+"""Signal heads by id."""
+
+
+class RuleUnavailableError(Exception):
+    """A rule cannot run on this scene as configured (for example, no calibration)."""
+
+
+S = TypeVar("S")
+
+
+class TrackMemory(Generic[S]):
+    __slots__ = ("fired", "last_seen", "previous_t", "state", "vote")
+
+    def __init__(self, state: S, t: float) -> None:
+        self.state = state
+        self.vote = ClassVote()
+        self.last_seen = t
+        self.previous_t = t
+        self.fired = False
+
+
+class TrackRule(ABC, Generic[S]):
+    """A rule fed every frame's tracks; keeps bounded state per track, fires at most once."""
+
+    rule: ClassVar[ViolationType]
+    version: ClassVar[str]
+
+    def __init__(self, scene: SceneGeometry) -> None:
+        self.scene = scene
+        self._tracks: dict[int, TrackMemory[S]] = {}
+
+    @abstractmethod
+    def new_state(self) -> S: ...
+
+    @abstractmethod
+    def step(
+        self, memory: TrackMemory[S], p: WorldTrackPoint, signals: Signals
+    ) -> Violation | None:
+        """Advance one track by one sample; a violation when the rule is satisfied."""
+
+    def update(self, frame: TrackFrame, signals: Signals | None = None) -> list[Violation]:
+        found: list[Violation] = []
+        for p in frame.points:
+            memory = self._tracks.get(p.track_id)
+            if memory is None:
+                memory = self._tracks[p.track_id] = TrackMemory(self.new_state(), p.t)
+            memory.vote.add(p.vehicle_class)
+            if not memory.fired:
+                violation = self.step(memory, p, signals or {})
+                if violation is not None:
+                    memory.fired = True
+                    found.append(violation)
+            memory.previous_t = p.t
+            memory.last_seen = p.t
+        horizon = frame.t - self.scene.config.rules.forget_after_s
+        for track_id in [k for k, m in self._tracks.items() if m.last_seen < horizon]:
+            del self._tracks[track_id]
+        return found
+
+    @property
+    def tracks_held(self) -> int:
+        return len(self._tracks)
+
+    def violation(
+        self,
+        p: WorldTrackPoint,
+        vehicle: VehicleClass,
+        lane: LaneGeometry | None,
+        t: float,
+        evidence: EvidenceTimes,
+        measured: Measurement,
+        explanation: str,
+    ) -> Violation:
+        config = self.scene.config
+        return Violation(
+            rule=self.rule,
+            rule_version=self.version,
+            config_version=config.version,
+            camera=config.camera,
+            track_id=p.track_id,
+            vehicle_class=vehicle,
+            lane=None if lane is None else lane.id,
+            t=t,
+            evidence=evidence,
+            measured=measured,
+            explanation=explanation,
+        )
+
+    def clock(self, t: float) -> str:
+        return self.scene.config.clock_text(t)

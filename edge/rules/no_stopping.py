@@ -1,0 +1,79 @@
+"""No stopping: a vehicle stationary inside a no-stopping zone beyond the dwell time.
+
+Stationary means the ground point stays within a small radius of where it stopped, so box
+jitter neither resets nor fakes a stop; moving beyond the radius starts a new stop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRule
+from edge.rules.geometry import Point
+from edge.rules.plane import SceneGeometry, ZoneGeometry
+from edge.rules.tracks import EvidenceTimes, Violation, WorldTrackPoint
+from roadwatch.contract import Measurement, ViolationType
+
+
+@dataclass(slots=True)
+class NoStoppingState:
+    zone: str | None = None
+    anchor: Point | None = None
+    since: float = 0.0
+
+
+class NoStoppingRule(TrackRule[NoStoppingState]):
+    rule = ViolationType.NO_STOPPING
+    version = "no_stopping/1"
+
+    def __init__(self, scene: SceneGeometry) -> None:
+        super().__init__(scene)
+        if not scene.zones:
+            raise RuleUnavailableError("no stopping needs at least one no-stopping zone")
+        self._settings = scene.config.rules.no_stopping
+
+    def new_state(self) -> NoStoppingState:
+        return NoStoppingState()
+
+    def _zone_at(self, p: WorldTrackPoint) -> ZoneGeometry | None:
+        local = self.scene.config.local_time(p.t)
+        for zone in self.scene.zones:
+            windows = zone.config.windows
+            if zone.area.contains(p.ground_px) and (
+                not windows or any(w.contains(local) for w in windows)
+            ):
+                return zone
+        return None
+
+    def step(
+        self, memory: TrackMemory[NoStoppingState], p: WorldTrackPoint, signals: Signals
+    ) -> Violation | None:
+        st = memory.state
+        zone = self._zone_at(p)
+        pos = self.scene.position(p)
+        if zone is None or pos is None:
+            st.zone, st.anchor = None, None
+            return None
+        radius = self.scene.stationary_radius
+        if st.zone != zone.config.id or st.anchor is None or pos.distance(st.anchor) > radius:
+            st.zone, st.anchor, st.since = zone.config.id, pos, p.t
+            return None
+        dwell = p.t - st.since
+        limit = zone.config.dwell_s or self._settings.dwell_s
+        if dwell < limit:
+            return None
+        vehicle = memory.vote.winner
+        text = (
+            f"{vehicle.value} stood still (within {self.scene.distance_text(radius)}) inside "
+            f"{zone.label} from {self.clock(st.since)} to {self.clock(p.t)}: {dwell:.1f} s, "
+            f"more than the {limit:g} s allowed"
+        )
+        return self.violation(
+            p,
+            vehicle,
+            self.scene.lane_at(p),
+            p.t,
+            EvidenceTimes(before=st.since, at=st.since + limit / 2.0, after=p.t),
+            Measurement(dwell_s=dwell),
+            text,
+        )

@@ -1,0 +1,173 @@
+"""The scene's geometry in the plane the rules work in.
+
+With a calibration (an image -> road-plane mapping) lines are projected to metres and the
+rules measure distances on the road; without one they work in image pixels and the rules
+that need metres say so. Areas (lanes, zones, turn paths) are tested in the image, where
+they were drawn, on the vehicle's ground point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge.rules.geometry import ImageToWorld, Point, Polygon, Polyline, side_of
+from edge.rules.scene import XY, Lane, NoStoppingZone, SceneConfig, SpeedTrap
+from edge.rules.tracks import WorldTrackPoint
+
+
+def _label(kind: str, ident: str, name: str | None) -> str:
+    return f"{kind} {ident}" + (f" ({name})" if name else "")
+
+
+def _pts(xys: list[XY]) -> list[Point]:
+    return [Point(float(x), float(y)) for x, y in xys]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderedPair:
+    """Two lines crossed in order by lawful travel; ``*_forward`` is the lawful side sign."""
+
+    first: Polyline
+    second: Polyline
+    first_forward: int
+    second_forward: int
+
+    @classmethod
+    def of(cls, first: Polyline, second: Polyline) -> OrderedPair:
+        return cls(
+            first=first,
+            second=second,
+            first_forward=side_of(first, second.midpoint()),
+            second_forward=-side_of(second, first.midpoint()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LaneAxis:
+    """Road-plane coordinate along the lawful direction (metres); needs a calibration."""
+
+    unit: Point | None
+    centreline: Polyline | None
+
+    def along(self, p: Point) -> float:
+        if self.unit is not None:
+            return p.dot(self.unit)
+        assert self.centreline is not None
+        return self.centreline.place(p).along
+
+
+@dataclass(frozen=True, slots=True)
+class LaneGeometry:
+    config: Lane
+    area: Polygon
+    stop: OrderedPair | None
+    direction_lines: OrderedPair | None
+    axis: LaneAxis | None
+    exemptions: tuple[tuple[str, Polygon], ...]
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def label(self) -> str:
+        return _label("lane", self.config.id, self.config.name)
+
+
+@dataclass(frozen=True, slots=True)
+class NamedLine:
+    id: str
+    label: str
+    line: Polyline
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneGeometry:
+    config: NoStoppingZone
+    area: Polygon
+
+    @property
+    def label(self) -> str:
+        return _label("no-stopping zone", self.config.id, self.config.name)
+
+
+@dataclass(frozen=True, slots=True)
+class TrapGeometry:
+    config: SpeedTrap
+    lines: OrderedPair
+
+
+class SceneGeometry:
+    """A scene config placed in the rules' plane (metres when calibrated, else pixels)."""
+
+    def __init__(self, config: SceneConfig, to_world: ImageToWorld | None = None) -> None:
+        self.config = config
+        self.metric = to_world is not None
+        self.unit = "m" if self.metric else "px"
+
+        def line(xys: list[XY]) -> Polyline:
+            image = Polyline(_pts(xys))
+            return image.mapped(to_world) if to_world is not None else image
+
+        settings = config.rules
+        self.line_margin = settings.line_margin_m if self.metric else settings.line_margin_px
+        self.stationary_radius = (
+            settings.no_stopping.stationary_radius_m
+            if self.metric
+            else settings.no_stopping.stationary_radius_px
+        )
+        lanes = []
+        for lane in config.lanes:
+            stop = None
+            if lane.stop_line is not None and lane.went_on_line is not None:
+                stop = OrderedPair.of(line(lane.stop_line), line(lane.went_on_line))
+            pair = axis = None
+            d = lane.direction
+            if d is not None and d.lines is not None:
+                pair = OrderedPair.of(line(d.lines.first), line(d.lines.second))
+            elif d is not None and d.vector is not None:
+                v = Point(*d.vector)
+                axis = LaneAxis(unit=v.scaled(1.0 / v.norm()), centreline=None)
+            elif lane.world_centreline is not None:
+                axis = LaneAxis(unit=None, centreline=Polyline(_pts(lane.world_centreline)))
+            lanes.append(
+                LaneGeometry(
+                    config=lane,
+                    area=Polygon(_pts(lane.polygon)),
+                    stop=stop,
+                    direction_lines=pair,
+                    axis=axis,
+                    exemptions=tuple(
+                        (e.name, Polygon(_pts(e.polygon))) for e in lane.turn_exemptions
+                    ),
+                )
+            )
+        self.lanes: tuple[LaneGeometry, ...] = tuple(lanes)
+        self.solid_lines: tuple[NamedLine, ...] = tuple(
+            NamedLine(s.id, _label("solid line", s.id, s.name), line(s.points))
+            for s in config.solid_lines
+        )
+        self.zones: tuple[ZoneGeometry, ...] = tuple(
+            ZoneGeometry(z, Polygon(_pts(z.polygon))) for z in config.no_stopping_zones
+        )
+        self.traps: tuple[TrapGeometry, ...] = tuple(
+            TrapGeometry(t, OrderedPair.of(line(t.entry), line(t.exit))) for t in config.speed_traps
+        )
+
+    def position(self, p: WorldTrackPoint) -> Point | None:
+        """The point in the rules' plane: road metres when calibrated, else image pixels."""
+        if self.metric:
+            return p.world
+        return p.ground_px
+
+    def lane_at(self, p: WorldTrackPoint) -> LaneGeometry | None:
+        for lane in self.lanes:
+            if lane.area.contains(p.ground_px):
+                return lane
+        return None
+
+    def lane_by_id(self, lane_id: str) -> LaneGeometry | None:
+        return next((lane for lane in self.lanes if lane.id == lane_id), None)
+
+    def distance_text(self, d: float) -> str:
+        return f"{d:.1f} m" if self.metric else f"{d:.0f} px"

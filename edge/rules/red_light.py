@@ -1,0 +1,128 @@
+"""Red light: crossed the stop line after red began (plus grace) and went on past a second line.
+
+A vehicle that stops over the stop line never reaches the second line and is not a
+violation; one that reaches it only after the light has turned green is treated the same
+way. A vehicle whose path enters a turn exemption (for example right turn on red, where
+signed) after the stop line is exempt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRule
+from edge.rules.geometry import Crossing, SideTracker
+from edge.rules.plane import LaneGeometry, SceneGeometry
+from edge.rules.tracks import EvidenceTimes, Violation, WorldTrackPoint
+from roadwatch.contract import LampColour, Measurement, ViolationType
+
+
+@dataclass(slots=True)
+class _LaneState:
+    stop: SideTracker
+    went_on: SideTracker
+    crossed: Crossing | None = None
+    exempt: bool = False
+
+
+@dataclass(slots=True)
+class RedLightState:
+    lanes: dict[str, _LaneState] = field(default_factory=dict)
+
+
+class RedLightRule(TrackRule[RedLightState]):
+    rule = ViolationType.RED_LIGHT
+    version = "red_light/1"
+
+    def __init__(self, scene: SceneGeometry) -> None:
+        super().__init__(scene)
+        self._lanes = [lane for lane in scene.lanes if lane.stop is not None]
+        if not self._lanes:
+            raise RuleUnavailableError("red light needs a lane with a stop line and a went-on line")
+        self._settings = scene.config.rules.red_light
+
+    def new_state(self) -> RedLightState:
+        return RedLightState()
+
+    def _lane_state(self, state: RedLightState, lane: LaneGeometry) -> _LaneState:
+        got = state.lanes.get(lane.id)
+        if got is None:
+            assert lane.stop is not None
+            margin, confirm = self.scene.line_margin, self.scene.config.rules.confirm_samples
+            got = state.lanes[lane.id] = _LaneState(
+                stop=SideTracker(lane.stop.first, margin, confirm),
+                went_on=SideTracker(lane.stop.second, margin, confirm),
+            )
+        return got
+
+    def step(
+        self, memory: TrackMemory[RedLightState], p: WorldTrackPoint, signals: Signals
+    ) -> Violation | None:
+        pos = self.scene.position(p)
+        if pos is None:
+            return None
+        for lane in self._lanes:
+            assert lane.stop is not None
+            st = self._lane_state(memory.state, lane)
+            crossing = st.stop.update(p.t, pos)
+            if crossing is not None:
+                # Backing out behind the line undoes the crossing.
+                forward = crossing.to_side == lane.stop.first_forward
+                st.crossed, st.exempt = (crossing, False) if forward else (None, False)
+            if st.crossed is not None and not st.exempt:
+                st.exempt = any(area.contains(p.ground_px) for _, area in lane.exemptions)
+            went = st.went_on.update(p.t, pos)
+            if went is None or went.to_side != lane.stop.second_forward:
+                continue
+            crossed, st.crossed = st.crossed, None
+            if crossed is None or st.exempt:
+                continue
+            violation = self._judge(memory, p, lane, crossed, went, signals)
+            if violation is not None:
+                return violation
+        return None
+
+    def _judge(
+        self,
+        memory: TrackMemory[RedLightState],
+        p: WorldTrackPoint,
+        lane: LaneGeometry,
+        crossed: Crossing,
+        went: Crossing,
+        signals: Signals,
+    ) -> Violation | None:
+        head = signals.get(lane.config.signal_head)
+        if head is None:
+            return None
+        began = head.red_began(crossed.t)
+        if began is None:
+            return None
+        since = crossed.t - began
+        if since < self._settings.grace_s:
+            return None
+        if went.t - crossed.t > self._settings.max_went_on_s:
+            return None
+        if head.phase_at(went.t) is not LampColour.RED:
+            return None
+        vehicle = memory.vote.winner
+        distance = crossed.at.distance(went.at)
+        text = (
+            f"{vehicle.value} crossed the stop line of {lane.label} at {self.clock(crossed.t)}, "
+            f"{since:.1f} s after red began at {self.clock(began)}, and went on past the "
+            f"second line at {self.clock(went.t)}"
+        )
+        if self.scene.metric:
+            text += f", {distance:.1f} m beyond where it crossed"
+        return self.violation(
+            p,
+            vehicle,
+            lane,
+            crossed.t,
+            EvidenceTimes(before=crossed.t_before, at=crossed.t_after, after=went.t_after),
+            Measurement(
+                signal_phase=LampColour.RED,
+                time_since_red_s=since,
+                distance_m=min(distance, 10_000.0) if self.scene.metric else None,
+            ),
+            text,
+        )

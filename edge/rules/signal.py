@@ -1,0 +1,200 @@
+"""Signal state: from the lamp image and from the external controller, with phase history.
+
+The lamp reading compares the three lamp regions with each other rather than against
+fixed thresholds: the lit lamp is the one whose colour strength (max - min channel, high
+for a saturated lit lamp, low for a dark housing and for washed-out glare) stands out from
+the other two. Hysteresis (a higher ratio to turn a lamp on than to keep it on) and a
+minimum dwell keep single noisy frames from flipping the state; the phase's start is
+back-dated to the first frame of the new reading.
+
+A controller message (``SignalPhase``) is authoritative while fresh; once stale, the lamp
+reading takes over again.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge.rules.scene import LampSettings, SignalHead
+from roadwatch.contract import LampColour, SignalPhase, SignalSource
+
+LIT = (LampColour.RED, LampColour.YELLOW, LampColour.GREEN)
+
+
+@dataclass(frozen=True, slots=True)
+class LampStrengths:
+    """Colour strength (0-255) of each lamp region of one frame."""
+
+    red: float
+    yellow: float
+    green: float
+
+    def of(self, colour: LampColour) -> float:
+        if colour is LampColour.RED:
+            return self.red
+        if colour is LampColour.YELLOW:
+            return self.yellow
+        return self.green
+
+
+def lamp_strengths(image: NDArray[np.uint8], head: SignalHead) -> LampStrengths:
+    """Measure a BGR frame's lamp regions: mean of the brighter half of max-min channel."""
+
+    def strength(rect: tuple[int, int, int, int]) -> float:
+        x0, y0, x1, y1 = rect
+        patch = image[y0:y1, x0:x1].reshape(-1, image.shape[2]).astype(np.int16)
+        if patch.size == 0:
+            return 0.0
+        chroma = np.sort(patch.max(axis=1) - patch.min(axis=1))
+        return float(chroma[chroma.size // 2 :].mean())
+
+    return LampStrengths(strength(head.red), strength(head.yellow), strength(head.green))
+
+
+@dataclass(frozen=True, slots=True)
+class LampReading:
+    colour: LampColour
+    began_at: float
+
+
+class LampReader:
+    """Turns per-frame lamp strengths into a stable colour with hysteresis and dwell."""
+
+    def __init__(self, settings: LampSettings) -> None:
+        self._s = settings
+        self._stable = LampReading(LampColour.UNKNOWN, float("-inf"))
+        self._candidate: LampReading | None = None
+
+    @property
+    def reading(self) -> LampReading:
+        return self._stable
+
+    def raw(self, x: LampStrengths) -> LampColour:
+        """This frame's colour alone, with hysteresis towards the stable colour."""
+        values = {c: x.of(c) for c in LIT}
+        if max(values.values()) < self._s.min_strength:
+            return LampColour.OFF
+        current = self._stable.colour
+        if current in LIT:
+            others = max(v for c, v in values.items() if c is not current)
+            if values[current] >= self._s.exit_ratio * max(others, 1.0):
+                return current
+        best = max(LIT, key=lambda c: values[c])
+        others = max(v for c, v in values.items() if c is not best)
+        if values[best] >= self._s.enter_ratio * max(others, 1.0):
+            return best
+        return LampColour.UNKNOWN
+
+    def update(self, t: float, x: LampStrengths) -> LampReading:
+        colour = self.raw(x)
+        if colour is self._stable.colour:
+            self._candidate = None
+            return self._stable
+        if self._candidate is None or self._candidate.colour is not colour:
+            self._candidate = LampReading(colour, t)
+        if t - self._candidate.began_at >= self._s.min_dwell_s:
+            self._stable, self._candidate = self._candidate, None
+        return self._stable
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseSpan:
+    colour: LampColour
+    began_at: float
+    source: SignalSource
+
+
+class PhaseHistory:
+    """Recent phases of one signal head, oldest first; answers 'what was it at time t'."""
+
+    def __init__(self, horizon_s: float = 600.0, max_spans: int = 256) -> None:
+        self._horizon_s = horizon_s
+        self._spans: deque[PhaseSpan] = deque(maxlen=max_spans)
+
+    @property
+    def spans(self) -> tuple[PhaseSpan, ...]:
+        return tuple(self._spans)
+
+    def record(self, colour: LampColour, began_at: float, source: SignalSource) -> None:
+        """Record that ``colour`` began at ``began_at``.
+
+        The controller may correct history (a later-starting conflicting span is replaced);
+        a lamp reading never rewrites what is already recorded.
+        """
+        if source is SignalSource.LAMP and self._spans:
+            began_at = max(began_at, self._spans[-1].began_at)
+        if self._spans and self._spans[-1].colour is colour:
+            last = self._spans[-1]
+            if source is SignalSource.CONTROLLER and last.began_at != began_at:
+                self._spans[-1] = PhaseSpan(colour, began_at, source)
+            return
+        while self._spans and self._spans[-1].began_at > began_at:
+            self._spans.pop()
+        if self._spans and self._spans[-1].colour is colour:
+            return
+        self._spans.append(PhaseSpan(colour, began_at, source))
+        while len(self._spans) > 1 and self._spans[1].began_at < began_at - self._horizon_s:
+            self._spans.popleft()
+
+    def span_at(self, t: float) -> PhaseSpan | None:
+        for span in reversed(self._spans):
+            if span.began_at <= t:
+                return span
+        return None
+
+    def phase_at(self, t: float) -> LampColour:
+        span = self.span_at(t)
+        return LampColour.UNKNOWN if span is None else span.colour
+
+    def red_began(self, t: float) -> float | None:
+        """When the red phase in force at ``t`` began; None when it was not red at ``t``."""
+        span = self.span_at(t)
+        if span is None or span.colour is not LampColour.RED:
+            return None
+        return span.began_at
+
+    def time_since_red(self, t: float) -> float | None:
+        began = self.red_began(t)
+        return None if began is None else t - began
+
+
+class SignalState:
+    """One signal head's phase from its lamp image and from the controller."""
+
+    def __init__(self, head: str, settings: LampSettings) -> None:
+        self.head = head
+        self._settings = settings
+        self.lamp = LampReader(settings)
+        self.history = PhaseHistory()
+        self._controller_sent_at: float | None = None
+
+    def controller_fresh(self, t: float) -> bool:
+        sent = self._controller_sent_at
+        return sent is not None and t - sent <= self._settings.controller_ttl_s
+
+    def on_controller(self, message: SignalPhase) -> None:
+        """Take a controller message for this head; an older one than the last is ignored."""
+        if message.head != self.head:
+            raise ValueError(f"message for head {message.head!r} given to head {self.head!r}")
+        sent = message.sent_at.timestamp()
+        if self._controller_sent_at is not None and sent < self._controller_sent_at:
+            return
+        self._controller_sent_at = sent
+        self.history.record(message.phase, message.changed_at.timestamp(), SignalSource.CONTROLLER)
+
+    def on_lamp(self, t: float, strengths: LampStrengths) -> LampColour:
+        """Feed one frame's lamp strengths; returns the phase in force at ``t``."""
+        reading = self.lamp.update(t, strengths)
+        if not self.controller_fresh(t) and reading.colour is not LampColour.UNKNOWN:
+            self.history.record(reading.colour, reading.began_at, SignalSource.LAMP)
+        return self.history.phase_at(t)
+
+    def phase_at(self, t: float) -> LampColour:
+        return self.history.phase_at(t)
+
+    def red_began(self, t: float) -> float | None:
+        return self.history.red_began(t)

@@ -1,0 +1,60 @@
+"""Solid line: the vehicle's ground point crosses a solid line (debounced against jitter)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRule
+from edge.rules.geometry import SideTracker
+from edge.rules.plane import SceneGeometry
+from edge.rules.tracks import EvidenceTimes, Violation, WorldTrackPoint
+from roadwatch.contract import Measurement, ViolationType
+
+
+@dataclass(slots=True)
+class SolidLineState:
+    lines: dict[str, SideTracker] = field(default_factory=dict)
+
+
+class SolidLineRule(TrackRule[SolidLineState]):
+    rule = ViolationType.SOLID_LINE
+    version = "solid_line/1"
+
+    def __init__(self, scene: SceneGeometry) -> None:
+        super().__init__(scene)
+        if not scene.solid_lines:
+            raise RuleUnavailableError("solid line needs at least one solid line in the scene")
+
+    def new_state(self) -> SolidLineState:
+        return SolidLineState()
+
+    def step(
+        self, memory: TrackMemory[SolidLineState], p: WorldTrackPoint, signals: Signals
+    ) -> Violation | None:
+        pos = self.scene.position(p)
+        if pos is None:
+            return None
+        margin, confirm = self.scene.line_margin, self.scene.config.rules.confirm_samples
+        for line in self.scene.solid_lines:
+            tracker = memory.state.lines.get(line.id)
+            if tracker is None:
+                tracker = memory.state.lines[line.id] = SideTracker(line.line, margin, confirm)
+            crossing = tracker.update(p.t, pos)
+            if crossing is None:
+                continue
+            vehicle = memory.vote.winner
+            side = "left to right" if crossing.to_side < 0 else "right to left"
+            text = (
+                f"{vehicle.value} crossed {line.label} at {self.clock(crossing.t)}, from its "
+                f"{side} (as drawn), and stayed across it"
+            )
+            return self.violation(
+                p,
+                vehicle,
+                self.scene.lane_at(p),
+                crossing.t,
+                EvidenceTimes(before=crossing.t_before, at=crossing.t_after, after=p.t),
+                Measurement(),
+                text,
+            )
+        return None

@@ -1,0 +1,202 @@
+"""Speeding: the lower bound of the measured speed above the limit plus a tolerance.
+
+Two measurements: the calibration's per-frame speed estimate (with its uncertainty),
+sustained over a few samples so one spike does not fire, and section speed through a
+speed trap of measured length, bounded by the frames that bracket each crossing.
+The Decree 168/2024 band of the excess is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRule
+from edge.rules.geometry import Crossing, SideTracker
+from edge.rules.plane import LaneGeometry, SceneGeometry, TrapGeometry
+from edge.rules.tracks import EvidenceTimes, Violation, WorldTrackPoint
+from roadwatch.contract import Measurement, VehicleClass, ViolationType
+
+DECREE_168_BANDS: tuple[tuple[float, float, str], ...] = (
+    (5.0, 10.0, "5-10 km/h over"),
+    (10.0, 20.0, "10-20 km/h over"),
+    (20.0, 35.0, "20-35 km/h over"),
+    (35.0, float("inf"), "more than 35 km/h over"),
+)
+
+
+def decree_band(excess_kmh: float) -> str | None:
+    """The Decree 168/2024 speeding band of an excess over the limit; None below 5 km/h."""
+    for low, high, label in DECREE_168_BANDS:
+        if low <= excess_kmh < high:
+            return label
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Sample:
+    t: float
+    speed: float
+    uncertainty: float
+
+    @property
+    def lower(self) -> float:
+        return self.speed - self.uncertainty
+
+
+@dataclass(slots=True)
+class _TrapState:
+    entry: SideTracker
+    exit: SideTracker
+    entered: Crossing | None = None
+
+
+@dataclass(slots=True)
+class SpeedingState:
+    run: list[_Sample] = field(default_factory=list)
+    traps: dict[str, _TrapState] = field(default_factory=dict)
+
+
+class SpeedingRule(TrackRule[SpeedingState]):
+    rule = ViolationType.SPEEDING
+    version = "speeding/1"
+
+    def __init__(self, scene: SceneGeometry) -> None:
+        super().__init__(scene)
+        if not scene.metric and not scene.traps:
+            raise RuleUnavailableError(
+                "speeding needs metres: calibrate the camera, or configure a speed trap "
+                "with its measured length"
+            )
+        self._settings = scene.config.rules.speeding
+
+    def new_state(self) -> SpeedingState:
+        return SpeedingState()
+
+    def step(
+        self, memory: TrackMemory[SpeedingState], p: WorldTrackPoint, signals: Signals
+    ) -> Violation | None:
+        vehicle = memory.vote.winner
+        lane = self.scene.lane_at(p)
+        found = self._trap_step(memory, p, vehicle, lane)
+        if found is not None:
+            return found
+        limit = None if lane is None else lane.config.speed_limit(vehicle)
+        run = memory.state.run
+        if (
+            not self.scene.metric
+            or limit is None
+            or p.speed_kmh is None
+            or p.speed_uncertainty_kmh is None
+        ):
+            run.clear()
+            return None
+        sample = _Sample(p.t, p.speed_kmh, p.speed_uncertainty_kmh)
+        if sample.lower <= limit + self._settings.tolerance_kmh:
+            run.clear()
+            return None
+        run.append(sample)
+        if len(run) < self._settings.min_samples:
+            return None
+        slowest = min(run, key=lambda s: s.lower)
+        return self._fire(
+            p,
+            vehicle,
+            lane,
+            limit,
+            slowest,
+            EvidenceTimes(before=run[0].t, at=slowest.t, after=p.t),
+            "measured",
+        )
+
+    def _trap_step(
+        self,
+        memory: TrackMemory[SpeedingState],
+        p: WorldTrackPoint,
+        vehicle: VehicleClass,
+        lane: LaneGeometry | None,
+    ) -> Violation | None:
+        pos = self.scene.position(p)
+        if pos is None:
+            return None
+        margin, confirm = self.scene.line_margin, self.scene.config.rules.confirm_samples
+        for trap in self.scene.traps:
+            st = memory.state.traps.get(trap.config.id)
+            if st is None:
+                st = memory.state.traps[trap.config.id] = _TrapState(
+                    SideTracker(trap.lines.first, margin, confirm),
+                    SideTracker(trap.lines.second, margin, confirm),
+                )
+            entry = st.entry.update(p.t, pos)
+            if entry is not None:
+                st.entered = entry if entry.to_side == trap.lines.first_forward else None
+            out = st.exit.update(p.t, pos)
+            if out is None or out.to_side != trap.lines.second_forward or st.entered is None:
+                continue
+            entered, st.entered = st.entered, None
+            found = self._trap_judge(p, vehicle, lane, trap, entered, out)
+            if found is not None:
+                return found
+        return None
+
+    def _trap_judge(
+        self,
+        p: WorldTrackPoint,
+        vehicle: VehicleClass,
+        lane: LaneGeometry | None,
+        trap: TrapGeometry,
+        entered: Crossing,
+        out: Crossing,
+    ) -> Violation | None:
+        if trap.config.lane is not None:
+            lane = self.scene.lane_by_id(trap.config.lane)
+        limit = None if lane is None else lane.config.speed_limit(vehicle)
+        elapsed = out.t - entered.t
+        longest = out.t_after - entered.t_before
+        if limit is None or elapsed <= 0.0 or longest <= 0.0:
+            return None
+        speed = trap.config.length_m / elapsed * 3.6
+        lower = trap.config.length_m / longest * 3.6
+        if lower <= limit + self._settings.tolerance_kmh:
+            return None
+        return self._fire(
+            p,
+            vehicle,
+            lane,
+            limit,
+            _Sample(out.t, speed, speed - lower),
+            EvidenceTimes(before=entered.t_after, at=out.t_before, after=out.t_after),
+            f"timed over the {trap.config.length_m:g} m of speed trap {trap.config.id} at",
+        )
+
+    def _fire(
+        self,
+        p: WorldTrackPoint,
+        vehicle: VehicleClass,
+        lane: LaneGeometry | None,
+        limit: float,
+        sample: _Sample,
+        evidence: EvidenceTimes,
+        how: str,
+    ) -> Violation:
+        excess = sample.lower - limit
+        band = decree_band(excess)
+        where = "" if lane is None else f" in {lane.label}"
+        text = (
+            f"{vehicle.value}{where} {how} {sample.speed:.1f} ± {sample.uncertainty:.1f} km/h "
+            f"(at least {sample.lower:.1f} km/h) at {self.clock(sample.t)}; the limit for "
+            f"{vehicle.value} is {limit:g} km/h: {excess:.1f} km/h over"
+            + (f", Decree 168/2024 band {band}" if band else "")
+        )
+        return self.violation(
+            p,
+            vehicle,
+            lane,
+            sample.t,
+            evidence,
+            Measurement(
+                speed_kmh=min(sample.speed, 400.0),
+                speed_uncertainty_kmh=min(sample.uncertainty, 100.0),
+                speed_limit_kmh=limit,
+            ),
+            text,
+        )

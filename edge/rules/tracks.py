@@ -1,0 +1,88 @@
+"""What the rules eat (world track points) and what they emit (violations)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from edge.rules.geometry import Point
+from roadwatch.contract import Measurement, VehicleClass, ViolationType
+
+
+@dataclass(frozen=True, slots=True)
+class ImageBox:
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+
+@dataclass(frozen=True, slots=True)
+class WorldTrackPoint:
+    """One tracked vehicle in one frame.
+
+    ``t`` is the frame's capture time in UTC epoch seconds (camera clock corrected), so
+    rules can read local time windows and controller messages share the clock.
+    ``ground_px`` is the image point where the vehicle meets the road (bottom centre of the
+    box unless the tracker knows better); ``world`` is that point on the road plane in
+    metres, None without a calibration. Speeds come from the calibration's estimator.
+    """
+
+    track_id: int
+    t: float
+    vehicle_class: VehicleClass
+    box: ImageBox
+    ground_px: Point
+    world: Point | None = None
+    speed_kmh: float | None = None
+    speed_uncertainty_kmh: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrackFrame:
+    """Every tracked vehicle of one frame, at time ``t`` (the rules' clock)."""
+
+    t: float
+    points: tuple[WorldTrackPoint, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceTimes:
+    """Frame times for the evidence pictures: before, at and after the decisive moment."""
+
+    before: float
+    at: float
+    after: float
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    rule: ViolationType
+    rule_version: str
+    config_version: str
+    camera: str
+    track_id: int
+    vehicle_class: VehicleClass
+    lane: str | None
+    t: float
+    evidence: EvidenceTimes
+    measured: Measurement
+    explanation: str
+
+
+class ClassVote:
+    """A track's vehicle class by majority over its frames, so one mislabelled box is outvoted."""
+
+    __slots__ = ("_counts",)
+
+    def __init__(self) -> None:
+        self._counts: Counter[VehicleClass] = Counter()
+
+    def add(self, vehicle: VehicleClass) -> None:
+        self._counts[vehicle] += 1
+
+    @property
+    def winner(self) -> VehicleClass:
+        if not self._counts:
+            return VehicleClass.UNKNOWN
+        return max(self._counts.items(), key=lambda kv: (kv[1], kv[0].value))[0]
