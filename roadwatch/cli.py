@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("central", "central.cli"),
     ("eval", "roadwatch.eval_cli"),
     ("calibrate", "calibration.cli"),
+    ("scene", "edge.scene_cli"),
 )
 
 

@@ -1,0 +1,190 @@
+"""Forbidden lane, solid line and no stopping, each with the near misses that must not fire."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.rules.base import RuleUnavailableError
+from edge.rules.forbidden_lane import ForbiddenLaneRule
+from edge.rules.no_stopping import NoStoppingRule
+from edge.rules.solid_line import SolidLineRule
+from roadwatch.contract import VehicleClass, ViolationType
+from tests.rules_tracks import Track, geometry, hold, line_path, run
+
+TRUCK, CAR, MOTO = VehicleClass.TRUCK, VehicleClass.CAR, VehicleClass.MOTORCYCLE
+HOURS_TO_0730 = -(6 * 3600 + 33 * 60)  # from 14:03 back to 07:30 local
+
+# Lane 1 is closed to trucks at all times; lane 2 to motorcycles 06:00-09:00.
+FORBIDDEN_CASES = {
+    "truck drives up lane 1": (Track(1, line_path((500, 950), (500, 300), 0, 5), TRUCK), True),
+    "car drives up lane 1": (Track(1, line_path((500, 950), (500, 300), 0, 5), CAR), False),
+    "truck touches lane 1 for 1 s": (
+        Track(
+            1,
+            line_path((350, 900), (420, 800), 0, 0.5)
+            + line_path((420, 800), (350, 700), 0.6, 1.5)
+            + line_path((350, 700), (350, 100), 1.6, 8),
+            TRUCK,
+        ),
+        False,
+    ),
+    "truck flickers over the lane edge but stays": (
+        Track(
+            1, [(k / 10, 405 + (-8 if k % 7 == 0 else 0), 950 - 10 * k) for k in range(60)], TRUCK
+        ),
+        True,
+    ),
+    "car once mislabelled as truck": (
+        Track(
+            1,
+            line_path((500, 950), (500, 300), 0, 5),
+            classes=[TRUCK if k in (0, 1, 20) else CAR for k in range(51)],
+        ),
+        False,
+    ),
+    "motorcycle in lane 2 at 14:03 (open)": (
+        Track(1, line_path((700, 950), (700, 300), 0, 6), MOTO),
+        False,
+    ),
+    "motorcycle in lane 2 at 07:30 (closed)": (
+        Track(1, line_path((700, 950), (700, 300), HOURS_TO_0730, HOURS_TO_0730 + 6), MOTO),
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("metric", [True, False], ids=["metres", "pixels"])
+@pytest.mark.parametrize("name", list(FORBIDDEN_CASES))
+def test_forbidden_lane_table(name: str, metric: bool) -> None:
+    track, fires = FORBIDDEN_CASES[name]
+    found = run(ForbiddenLaneRule(geometry(metric)), [track])
+    assert len(found) == (1 if fires else 0), [v.explanation for v in found]
+
+
+def test_forbidden_lane_by_distance_and_its_explanation() -> None:
+    # 22 m in 1.5 s: fires on distance (20 m) before the 3 s minimum time.
+    [v] = run(
+        ForbiddenLaneRule(geometry(True)),
+        [Track(1, line_path((500, 950), (500, 600), 0, 1.6), TRUCK)],
+    )
+    assert v.rule is ViolationType.FORBIDDEN_LANE and v.lane == "1"
+    assert v.measured.distance_m == pytest.approx(20.0, abs=2.5)
+    assert v.explanation.startswith(
+        "truck drove in lane 1, which is closed to truck at 14:03 on Mon, for 1."
+    )
+    assert "from 14:03:00.000 to 14:03:01." in v.explanation
+
+
+def test_forbidden_lane_needs_a_closed_lane() -> None:
+    lanes = [{"id": "1", "polygon": [[0, 0], [100, 0], [100, 100]]}]
+    with pytest.raises(RuleUnavailableError, match="closed"):
+        ForbiddenLaneRule(geometry(True, lanes=lanes, speed_traps=[]))
+
+
+# The divider x=600 runs from y=100 to y=900 between lanes 1 and 2.
+SOLID_CASES = {
+    "changes from lane 1 to lane 2 across it": (line_path((520, 900), (680, 500), 0, 3), True),
+    "changes from lane 2 to lane 1 across it": (line_path((680, 900), (520, 500), 0, 3), True),
+    "drives along beside it": (line_path((590, 950), (590, 50), 0, 6), False),
+    "jitters on it": (
+        line_path((560, 700), (598, 600), 0, 1) + hold((600, 600), 1, 5, jitter=3),
+        False,
+    ),
+    "touches it and comes back": (
+        line_path((560, 800), (603, 700), 0, 1) + line_path((603, 700), (560, 600), 1.1, 2),
+        False,
+    ),
+    "goes round its end": (
+        line_path((520, 850), (520, 960), 0, 1)
+        + line_path((520, 960), (680, 960), 1.1, 2)
+        + line_path((680, 960), (680, 850), 2.1, 3),
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("metric", [True, False], ids=["metres", "pixels"])
+@pytest.mark.parametrize("name", list(SOLID_CASES))
+def test_solid_line_table(name: str, metric: bool) -> None:
+    samples, fires = SOLID_CASES[name]
+    found = run(SolidLineRule(geometry(metric)), [Track(2, samples)])
+    assert len(found) == (1 if fires else 0), [v.explanation for v in found]
+    if fires:
+        assert found[0].rule is ViolationType.SOLID_LINE
+        assert found[0].explanation.startswith("car crossed solid line divider at 14:03:0")
+
+
+def test_solid_line_fires_once_for_a_weaving_track() -> None:
+    weave = (
+        line_path((520, 900), (680, 700), 0, 2)
+        + line_path((680, 700), (520, 500), 2.1, 4)
+        + line_path((520, 500), (680, 300), 4.1, 6)
+    )
+    assert len(run(SolidLineRule(geometry(True)), [Track(2, weave)])) == 1
+
+
+# The no-stopping zone is x 800-1000, y 200-800; the dwell limit is 30 s.
+STOP_CASES = {
+    "stands 40 s in the zone": (
+        line_path((900, 950), (900, 500), 0, 3) + hold((900, 500), 3, 43),
+        True,
+    ),
+    "stands 40 s with box jitter": (
+        line_path((900, 950), (900, 500), 0, 3) + hold((900, 500), 3, 43, jitter=5),
+        True,
+    ),
+    "stands 20 s in the zone": (
+        line_path((900, 950), (900, 500), 0, 3)
+        + hold((900, 500), 3, 23)
+        + line_path((900, 500), (900, 100), 23.1, 26),
+        False,
+    ),
+    "creeps through the zone": (line_path((900, 790), (900, 210), 0, 60), False),
+    "stands 40 s outside the zone": (hold((900, 900), 0, 40), False),
+    "two short stops of 20 s": (
+        hold((900, 700), 0, 20)
+        + line_path((900, 700), (900, 400), 20.1, 22)
+        + hold((900, 400), 22, 42),
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("metric", [True, False], ids=["metres", "pixels"])
+@pytest.mark.parametrize("name", list(STOP_CASES))
+def test_no_stopping_table(name: str, metric: bool) -> None:
+    samples, fires = STOP_CASES[name]
+    found = run(NoStoppingRule(geometry(metric)), [Track(9, samples)])
+    assert len(found) == (1 if fires else 0), [v.explanation for v in found]
+    if fires:
+        [v] = found
+        assert v.rule is ViolationType.NO_STOPPING and v.measured.dwell_s == pytest.approx(
+            30.0, abs=0.11
+        )
+        assert "inside no-stopping zone shoulder from 14:03:0" in v.explanation
+
+
+def test_no_stopping_honours_the_zone_window() -> None:
+    zones = [
+        {
+            "id": "shoulder",
+            "polygon": [[800, 200], [1000, 200], [1000, 800], [800, 800]],
+            "windows": [{"start": "16:00", "end": "19:00"}],
+            "dwell_s": 10,
+        }
+    ]
+    scene = geometry(True, no_stopping_zones=zones)
+    assert run(NoStoppingRule(scene), [Track(9, hold((900, 500), 0, 40))]) == []
+    zones[0]["windows"] = [{"start": "14:00", "end": "15:00"}]
+    [v] = run(
+        NoStoppingRule(geometry(True, no_stopping_zones=zones)), [Track(9, hold((900, 500), 0, 40))]
+    )
+    assert v.measured.dwell_s == pytest.approx(10.0, abs=0.11)
+
+
+def test_state_is_bounded_by_forgetting_tracks() -> None:
+    rule = NoStoppingRule(geometry(True))
+    tracks = [Track(i, [(i * 0.5, 900, 500)]) for i in range(100)]
+    run(rule, tracks)
+    # forget_after_s is 5: only the tracks seen in the last 5 s (of 49.5 s) are held.
+    assert rule.tracks_held == 11

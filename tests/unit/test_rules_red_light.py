@@ -1,0 +1,138 @@
+"""Red light: crossed the stop line on red (after grace) and went on; near misses do not fire."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.rules.base import RuleUnavailableError
+from edge.rules.red_light import RedLightRule
+from roadwatch.contract import LampColour, ViolationType
+from tests.rules_tracks import T0, Track, geometry, hold, line_path, run, signal_plan
+
+RED_AT_10 = signal_plan((0.0, LampColour.GREEN), (7.0, LampColour.YELLOW), (10.0, LampColour.RED))
+RED_THEN_GREEN = signal_plan(
+    (0.0, LampColour.GREEN),
+    (7.0, LampColour.YELLOW),
+    (10.0, LampColour.RED),
+    (20.0, LampColour.GREEN),
+)
+
+
+# Up lane 1 at 100 px/s (10 m/s): stop line (y=500) is reached 4 s after start.
+def through(start_s: float, x: float = 500.0) -> list[tuple[float, float, float]]:
+    return line_path((x, 900.0), (x, 200.0), start_s, start_s + 7.0)
+
+
+CASES = {
+    "crosses 2 s after red began and goes on": (Track(1, through(8.0)), RED_AT_10, True),
+    "crosses on green": (Track(1, through(1.0)), RED_AT_10, False),
+    "crosses on yellow": (Track(1, through(4.5)), RED_AT_10, False),
+    "crosses inside the grace time": (Track(1, through(6.2)), RED_AT_10, False),
+    "stops over the stop line": (
+        Track(1, line_path((500, 900), (500, 470), 8.0, 12.3) + hold((500, 470), 12.3, 30.0)),
+        RED_AT_10,
+        False,
+    ),
+    "stops over the line, goes on after green": (
+        Track(
+            1,
+            line_path((500, 900), (500, 470), 8.0, 12.3)
+            + hold((500, 470), 12.3, 21.0)
+            + line_path((500, 470), (500, 200), 21.1, 24.0),
+        ),
+        RED_THEN_GREEN,
+        False,
+    ),
+    "jitters at the stop line during red": (
+        Track(
+            1,
+            line_path((500, 900), (500, 502), 8.0, 12.0) + hold((500, 500), 12.0, 19.0, jitter=3.0),
+        ),
+        RED_AT_10,
+        False,
+    ),
+    "turns right through the exemption": (
+        Track(
+            1,
+            line_path((580, 900), (580, 470), 8.0, 12.3)
+            + line_path((580, 460), (585, 300), 12.4, 14.0),
+        ),
+        RED_AT_10,
+        False,
+    ),
+    "comes the other way across both lines": (
+        Track(1, line_path((500, 200), (500, 900), 11.0, 18.0)),
+        RED_AT_10,
+        False,
+    ),
+    "backs out behind the line, then goes on at green": (
+        Track(
+            1,
+            line_path((500, 900), (500, 470), 8.0, 12.3)
+            + line_path((500, 470), (500, 540), 12.4, 13.0)
+            + hold((500, 540), 13.0, 20.5)
+            + line_path((500, 540), (500, 200), 20.6, 24.0),
+        ),
+        RED_THEN_GREEN,
+        False,
+    ),
+    "crosses outside the lane's stop line": (
+        Track(1, line_path((700, 900), (700, 200), 8.0, 15.0)),
+        RED_AT_10,
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("metric", [True, False], ids=["metres", "pixels"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_red_light_table(name: str, metric: bool) -> None:
+    track, signals, fires = CASES[name]
+    found = run(RedLightRule(geometry(metric)), [track], signals)
+    assert len(found) == (1 if fires else 0), [v.explanation for v in found]
+
+
+def test_violation_carries_what_a_person_checks() -> None:
+    [v] = run(RedLightRule(geometry(True)), [Track(7, through(8.0))], RED_AT_10)
+    assert v.rule is ViolationType.RED_LIGHT
+    assert (v.rule_version, v.config_version, v.camera) == (
+        "red_light/1",
+        "synthetic/7",
+        "cam-test",
+    )
+    assert (v.track_id, v.lane) == (7, "1")
+    # Stop line y=500 reached 4 s after the start at 8 s: 12 s, 2 s after red began.
+    assert v.t == pytest.approx(T0 + 12.0, abs=1e-6)
+    assert v.measured.signal_phase is LampColour.RED
+    assert v.measured.time_since_red_s == pytest.approx(2.0, abs=1e-6)
+    assert v.measured.distance_m == pytest.approx(10.0, abs=0.01)
+    assert v.evidence.before <= v.t <= v.evidence.at < v.evidence.after
+    assert v.explanation == (
+        "car crossed the stop line of lane 1 at 14:03:12.000, 2.0 s after red began at "
+        "14:03:10.000, and went on past the second line at 14:03:13.000, 10.0 m beyond "
+        "where it crossed"
+    )
+
+
+def test_fires_once_per_track_and_keeps_tracks_apart() -> None:
+    back_and_forth = (
+        through(8.0)[:45]
+        + line_path((500, 460), (500, 560), 12.6, 13.5)
+        + line_path((500, 560), (500, 200), 13.6, 17.0)
+    )
+    found = run(
+        RedLightRule(geometry(True)),
+        [Track(1, back_and_forth), Track(2, through(8.5, x=450)), Track(3, through(1.0, x=420))],
+        RED_AT_10,
+    )
+    assert sorted(v.track_id for v in found) == [1, 2]
+
+
+def test_no_signal_head_state_means_no_judgement() -> None:
+    assert run(RedLightRule(geometry(True)), [Track(1, through(8.0))], {}) == []
+
+
+def test_unavailable_without_a_stop_line() -> None:
+    lanes = [{"id": "1", "polygon": [[0, 0], [100, 0], [100, 100]]}]
+    with pytest.raises(RuleUnavailableError, match="stop line"):
+        RedLightRule(geometry(True, lanes=lanes, speed_traps=[]))

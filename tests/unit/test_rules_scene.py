@@ -1,0 +1,197 @@
+"""Scene configuration: validated on load, errors name the key path; drawn over a real frame."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from edge.rules.scene import SceneError, TimeWindow, load_scene, parse_scene
+from roadwatch.cli import main
+from roadwatch.contract import VehicleClass
+from tests.media import read_frames
+from tests.rules_tracks import BASE
+from tests.services import require_shared_file
+
+ROOT = Path(__file__).resolve().parents[2]
+HANOI_SCENE = ROOT / "tests" / "data" / "rules_vn_redlight_16h30.scene.yaml"
+HANOI_PHASES = ROOT / "tests" / "data" / "rules_vn_redlight_16h30.phases.yaml"
+
+
+def broken(path: str, value: Any) -> dict[str, Any]:
+    data = copy.deepcopy(BASE)
+    *parents, last = path.split(".")
+    node: Any = data
+    for key in parents:
+        node = node[int(key)] if key.isdigit() else node[key]
+    if value is DELETE:
+        del node[last]
+    elif last.isdigit():
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return data
+
+
+DELETE = object()
+
+ERRORS = {
+    "unknown key": (
+        broken("lanes.0.colour", "red"),
+        "lanes.0.colour: Extra inputs are not permitted",
+    ),
+    "bad class": (
+        broken("lanes.0.closures.0.classes.0", "tank"),
+        "lanes.0.closures.0.classes.0: Input should be",
+    ),
+    "point outside the image": (
+        broken("lanes.0.stop_line.1", [1200, 500]),
+        "lanes.0.stop_line.1: (1200, 500) is outside the 1000x1000 image",
+    ),
+    "stop line without second line": (
+        broken("lanes.0.went_on_line", DELETE),
+        "lanes.0: 'stop_line' and 'went_on_line' go together",
+    ),
+    "unknown signal head": (
+        broken("lanes.0.signal_head", "left"),
+        "lanes.0.signal_head: 'left' is not one of signal_heads",
+    ),
+    "duplicate lane": (broken("lanes.1.id", "1"), "lanes.1.id: '1' is used twice"),
+    "bad time zone": (
+        broken("timezone", "Mars/Olympus"),
+        "timezone: unknown time zone 'Mars/Olympus'",
+    ),
+    "zero direction": (
+        broken("lanes.1.direction.vector", [0, 0]),
+        "lanes.1.direction: vector: must not be zero",
+    ),
+    "speed limit too high": (
+        broken("lanes.0.speed_limits_kmh.car", 500),
+        "lanes.0.speed_limits_kmh.car: Input should be less than or equal to 200",
+    ),
+    "lamp rectangle upside down": (
+        broken("signal_heads.0.red", [20, 20, 10, 10]),
+        "signal_heads.0.red: rectangle",
+    ),
+    "trap in unknown lane": (
+        broken("speed_traps.0.lane", "9"),
+        "speed_traps.0.lane: '9' is not one of lanes",
+    ),
+    "missing version": (broken("version", DELETE), "version: Field required"),
+}
+
+
+@pytest.mark.parametrize("name", list(ERRORS))
+def test_scene_errors_name_the_key_path(name: str) -> None:
+    data, message = ERRORS[name]
+    with pytest.raises(SceneError) as caught:
+        parse_scene(data, "cam.yaml")
+    assert str(caught.value).startswith("cam.yaml: ")
+    assert message in str(caught.value)
+
+
+def test_load_scene_reports_files_and_yaml(tmp_path: Path) -> None:
+    with pytest.raises(SceneError, match="does not exist"):
+        load_scene(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lanes: [\n", encoding="utf-8")
+    with pytest.raises(SceneError, match="not valid YAML"):
+        load_scene(bad)
+    bad.write_text("- 1\n- 2\n", encoding="utf-8")
+    with pytest.raises(SceneError, match="a scene is a mapping"):
+        load_scene(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(BASE), encoding="utf-8")
+    scene = load_scene(good)
+    assert scene.lanes[0].speed_limit(VehicleClass.MOTORCYCLE) == 50
+    assert scene.lanes[0].speed_limit(VehicleClass.BUS) == 60
+
+
+@pytest.mark.parametrize(
+    ("when", "inside"),
+    [
+        ("2026-11-23 22:30", True),  # Monday evening
+        ("2026-11-24 05:59", True),  # after midnight, window began Monday
+        ("2026-11-24 06:00", False),
+        ("2026-11-22 23:00", False),  # Sunday: not a listed day
+        ("2026-11-23 01:00", False),  # Monday early: began Sunday, not listed
+    ],
+)
+def test_overnight_time_window(when: str, inside: bool) -> None:
+    window = TimeWindow.model_validate({"start": "22:00", "end": "06:00", "days": ["mon", "tue"]})
+    local = datetime.fromisoformat(when).replace(tzinfo=ZoneInfo("Asia/Ho_Chi_Minh"))
+    assert window.contains(local) is inside
+
+
+def test_scene_draw_over_a_real_frame(tmp_path: Path) -> None:
+    clip = require_shared_file("vn_redlight_16h30.mp4")
+    frame = read_frames("vn_redlight_16h30.mp4", [0])[0]
+    picture = tmp_path / "frame.png"
+    cv2.imwrite(str(picture), frame)
+    out = tmp_path / "scene.png"
+    assert main(["scene", "draw", str(HANOI_SCENE), "--frame", str(picture), "-o", str(out)]) == 0
+    drawn = cv2.imread(str(out))
+    assert drawn is not None
+    assert drawn.shape == frame.shape
+    # The stop line is drawn in red over the real stop line; the rest of the frame is intact.
+    assert tuple(drawn[392, 360]) == (0, 0, 255)
+    assert np.abs(drawn[100:150, 300:350].astype(int) - frame[100:150, 300:350]).max() < 30
+    # A frame of the video itself works too.
+    out2 = tmp_path / "scene2.png"
+    assert (
+        main(
+            [
+                "scene",
+                "draw",
+                str(HANOI_SCENE),
+                "--frame",
+                str(clip),
+                "--index",
+                "40",
+                "-o",
+                str(out2),
+            ]
+        )
+        == 0
+    )
+
+
+def test_scene_draw_refuses_a_frame_of_another_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    picture = tmp_path / "small.png"
+    cv2.imwrite(str(picture), np.zeros((100, 100, 3), np.uint8))
+    out = tmp_path / "scene.png"
+    assert main(["scene", "draw", str(HANOI_SCENE), "--frame", str(picture), "-o", str(out)]) == 2
+    assert "frame is 100x100 but the scene is drawn for 640x480" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_scene_check_lists_rules_and_why_some_cannot_run() -> None:
+    env_path = f"{ROOT}"
+    result = subprocess.run(
+        [sys.executable, "-m", "roadwatch", "scene", "check", str(HANOI_SCENE)],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"},
+        check=True,
+    )
+    assert "red_light: runs (red_light/1)" in result.stdout
+    assert "speeding needs metres: calibrate the camera" in result.stdout
+
+
+def test_scene_check_names_the_bad_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "cam.yaml"
+    bad.write_text(yaml.safe_dump(broken("lanes.0.colour", "red")), encoding="utf-8")
+    assert main(["scene", "check", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lanes.0.colour: Extra inputs are not permitted" in err

@@ -1,0 +1,96 @@
+"""Speeding: the lower bound above limit + tolerance, sustained; Decree 168/2024 bands."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.rules.base import RuleUnavailableError
+from edge.rules.speeding import SpeedingRule, decree_band
+from roadwatch.contract import VehicleClass, ViolationType
+from tests.rules_tracks import Track, geometry, line_path, run
+
+# A slow drive up lane 1 that stays clear of the speed trap, with a scripted speed per sample.
+PATH = line_path((500, 690), (500, 300), 0.0, 2.0)  # 21 samples
+
+
+def steady(kmh: float, uncertainty: float) -> list[tuple[float, float]]:
+    return [(kmh, uncertainty)] * len(PATH)
+
+
+CAR, MOTO = VehicleClass.CAR, VehicleClass.MOTORCYCLE
+CASES = {
+    "car 80 +- 2 in a 60 lane": (CAR, steady(80, 2), "10-20 km/h over"),
+    "motorcycle 58 +- 1 in its 50 limit": (MOTO, steady(58, 1), "5-10 km/h over"),
+    "car 100 +- 3": (CAR, steady(100, 3), "more than 35 km/h over"),
+    "car 64 +- 1: within the tolerance": (CAR, steady(64, 1), None),
+    "car at the limit": (CAR, steady(60, 0.5), None),
+    "car 68 +- 5: the lower bound is within tolerance": (CAR, steady(68, 5), None),
+    "one spike of 120 in a 55 drive": (
+        CAR,
+        [(55.0, 1.0)] * 10 + [(120.0, 2.0)] + [(55.0, 1.0)] * 10,
+        None,
+    ),
+    "two spikes then normal": (CAR, [(90.0, 2.0)] * 2 + [(58.0, 1.0)] * 19, None),
+    "no speed measured": (CAR, [(None, None)] * len(PATH), None),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_speeding_table(name: str) -> None:
+    vehicle, speeds, band = CASES[name]
+    track = Track(4, PATH, vehicle=vehicle, speeds=speeds)  # type: ignore[arg-type]
+    found = run(SpeedingRule(geometry(True)), [track])
+    if band is None:
+        assert found == [], [v.explanation for v in found]
+        return
+    [v] = found
+    assert v.rule is ViolationType.SPEEDING and v.lane == "1"
+    assert f"Decree 168/2024 band {band}" in v.explanation
+
+
+def test_measured_values_and_explanation() -> None:
+    speeds = [(80.0, 2.0)] * 3 + [(79.0, 3.0)] + [(85.0, 2.0)] * 17
+    [v] = run(SpeedingRule(geometry(True)), [Track(4, PATH, speeds=speeds)])
+    # Fires on the third sample over; reports the most conservative of those samples.
+    assert (v.measured.speed_kmh, v.measured.speed_uncertainty_kmh) == (80.0, 2.0)
+    assert v.measured.speed_limit_kmh == 60.0
+    assert v.explanation == (
+        "car in lane 1 measured 80.0 ± 2.0 km/h (at least 78.0 km/h) at 14:03:00.000; the "
+        "limit for car is 60 km/h: 18.0 km/h over, Decree 168/2024 band 10-20 km/h over"
+    )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "fires"), [(0.8, True), (1.0, True), (1.25, False), (1.5, False)]
+)
+def test_speed_trap_section_speed_without_calibration(seconds: float, fires: bool) -> None:
+    # 20 m between the trap lines (y=900 -> y=700); 0.8 s is 90 km/h, 1.25 s is 57.6 km/h.
+    track = Track(5, line_path((500, 950), (500, 650), 0.0, seconds * 300 / 200))
+    found = run(SpeedingRule(geometry(False)), [track])
+    assert len(found) == (1 if fires else 0), [v.explanation for v in found]
+    if fires:
+        assert "speed trap t1" in found[0].explanation
+        assert found[0].measured.speed_kmh == pytest.approx(72.0 / seconds, rel=0.01)
+        uncertainty = found[0].measured.speed_uncertainty_kmh
+        assert uncertainty is not None and 0.0 < uncertainty < 10.0
+
+
+def test_refuses_to_run_without_metres() -> None:
+    with pytest.raises(RuleUnavailableError, match="speeding needs metres: calibrate"):
+        SpeedingRule(geometry(False, speed_traps=[]))
+
+
+@pytest.mark.parametrize(
+    ("excess", "band"),
+    [
+        (4.9, None),
+        (5.0, "5-10 km/h over"),
+        (9.99, "5-10 km/h over"),
+        (10.0, "10-20 km/h over"),
+        (20.0, "20-35 km/h over"),
+        (35.0, "more than 35 km/h over"),
+        (80.0, "more than 35 km/h over"),
+    ],
+)
+def test_decree_bands(excess: float, band: str | None) -> None:
+    assert decree_band(excess) == band

@@ -1,0 +1,91 @@
+"""Wrong way: by the order two lines are crossed (lane 1) or along a road-plane vector (lane 2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.rules.base import RuleUnavailableError
+from edge.rules.wrong_way import WrongWayRule
+from roadwatch.contract import ViolationType
+from tests.rules_tracks import Track, geometry, hold, line_path, run
+
+LINES_CASES = {
+    "drives down lane 1 against its direction": (line_path((500, 300), (500, 950), 0, 6), True),
+    "drives up lane 1 lawfully": (line_path((500, 950), (500, 300), 0, 6), False),
+    "jitters at the far line, then drives on lawfully": (
+        line_path((500, 950), (500, 601), 0, 3)
+        + hold((500, 600), 3, 6, jitter=3)
+        + line_path((500, 600), (500, 300), 6.1, 8),
+        False,
+    ),
+    "reverses briefly over the near line, then drives on": (
+        line_path((500, 950), (500, 780), 0, 2)
+        + line_path((500, 780), (500, 840), 2.1, 3)
+        + line_path((500, 840), (500, 300), 3.1, 7),
+        False,
+    ),
+    "backs a little over the far line only": (
+        line_path((500, 950), (500, 560), 0, 3) + line_path((500, 560), (500, 650), 3.1, 4),
+        False,
+    ),
+    "enters between the lines and leaves down": (line_path((500, 700), (500, 950), 0, 3), False),
+}
+
+
+@pytest.mark.parametrize("metric", [True, False], ids=["metres", "pixels"])
+@pytest.mark.parametrize("name", list(LINES_CASES))
+def test_wrong_way_by_line_order(name: str, metric: bool) -> None:
+    samples, fires = LINES_CASES[name]
+    found = run(WrongWayRule(geometry(metric)), [Track(3, samples)])
+    assert len(found) == (1 if fires else 0), [v.explanation for v in found]
+
+
+# Lane 2 (x 600-800) has a road-plane direction (0, -1): lawful is up the image.
+AXIS_CASES = {
+    "10 m down lane 2": (line_path((700, 300), (700, 400), 0, 2), True),
+    "7 m down lane 2 (minimum is 8 m)": (line_path((700, 300), (700, 370), 0, 2), False),
+    "up lane 2 lawfully": (line_path((700, 900), (700, 200), 0, 5), False),
+    "up, backs 3 m, up again": (
+        line_path((700, 900), (700, 600), 0, 3)
+        + line_path((700, 600), (700, 630), 3.1, 4)
+        + line_path((700, 630), (700, 300), 4.1, 7),
+        False,
+    ),
+    "stands with heavy jitter": (hold((700, 500), 0, 10, jitter=20), False),
+}
+
+
+@pytest.mark.parametrize("name", list(AXIS_CASES))
+def test_wrong_way_along_a_road_vector(name: str) -> None:
+    samples, fires = AXIS_CASES[name]
+    found = run(WrongWayRule(geometry(True)), [Track(3, samples)])
+    assert len(found) == (1 if fires else 0), [v.explanation for v in found]
+    if fires:
+        assert found[0].lane == "2" and found[0].measured.distance_m >= 8.0  # type: ignore[operator]
+
+
+def test_road_vector_lanes_need_a_calibration() -> None:
+    # Without metres lane 2's vector cannot be used; lane 1's lines still can.
+    assert (
+        run(WrongWayRule(geometry(False)), [Track(3, line_path((700, 300), (700, 500), 0, 2))])
+        == []
+    )
+    lanes = [geometry(True).config.lanes[1].model_dump(mode="json")]
+    with pytest.raises(RuleUnavailableError, match="needs a calibration"):
+        WrongWayRule(geometry(False, lanes=lanes, speed_traps=[]))
+
+
+def test_explanation_and_fires_once() -> None:
+    there_and_back = line_path((500, 300), (500, 950), 0, 6) + line_path(
+        (500, 950), (500, 300), 6.1, 12
+    )
+    found = run(
+        WrongWayRule(geometry(True)),
+        [Track(3, there_and_back + line_path((500, 300), (500, 950), 12.1, 18))],
+    )
+    [v] = found
+    assert v.rule is ViolationType.WRONG_WAY and v.lane == "1"
+    assert v.explanation == (
+        "car drove against the direction of lane 1: it crossed the lane's far line at "
+        "14:03:02.769 and then its near line at 14:03:04.615, 20.0 m further on"
+    )
