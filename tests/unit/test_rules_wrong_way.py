@@ -52,6 +52,13 @@ AXIS_CASES = {
         False,
     ),
     "stands with heavy jitter": (hold((700, 500), 0, 10, jitter=20), False),
+    "one box glitch 12 m back while driving up": (
+        [
+            (s, x, y + 120 if k == 30 else y)
+            for k, (s, x, y) in enumerate(line_path((700, 900), (700, 200), 0, 5))
+        ],
+        False,
+    ),
 }
 
 
