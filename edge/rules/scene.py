@@ -290,7 +290,7 @@ class ImageSize(SceneModel):
 
 
 class SceneConfig(SceneModel):
-    version: Annotated[str, Field(min_length=1, max_length=128)] = Field(
+    version: Annotated[str, Field(pattern=r"^[ -~]{1,128}$")] = Field(
         description="configuration version, recorded in every violation"
     )
     camera: Ident

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from edge.rules.geometry import Point
-from roadwatch.contract import Measurement, VehicleClass, ViolationType
+from roadwatch.contract import (
+    Measurement,
+    PlateReading,
+    VehicleClass,
+    ViolationEvent,
+    ViolationType,
+    new_event_id,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +76,37 @@ class Violation:
     evidence: EvidenceTimes
     measured: Measurement
     explanation: str
+
+    def to_event(
+        self,
+        *,
+        site: str,
+        node: str,
+        model_version: str,
+        plate: PlateReading | None = None,
+        camera_clock_offset_s: float = 0.0,
+        place: str | None = None,
+    ) -> ViolationEvent:
+        """The unsigned contract event for this violation (evidence is added by delivery)."""
+        return ViolationEvent(
+            event_id=new_event_id(),
+            type=self.rule,
+            site=site,
+            node=node,
+            camera=self.camera,
+            lane=self.lane,
+            occurred_at=datetime.fromtimestamp(self.t, tz=UTC),
+            camera_clock_offset_s=camera_clock_offset_s,
+            vehicle_class=self.vehicle_class,
+            track_id=self.track_id,
+            plate=plate,
+            measured=self.measured,
+            explanation=self.explanation,
+            place=place,
+            model_version=model_version,
+            rule_version=self.rule_version,
+            config_version=self.config_version,
+        )
 
 
 class ClassVote:
