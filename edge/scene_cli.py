@@ -118,8 +118,8 @@ def _lamps(args: argparse.Namespace) -> int:
 
     scene = load_scene(args.scene)
     head = next((h for h in scene.signal_heads if h.id == args.head), None)
-    if head is None:
-        raise UserError(f"{args.scene} has no signal head {args.head!r}")
+    if head is None or head.lamps() is None:
+        raise UserError(f"{args.scene} has no signal head {args.head!r} with lamp regions")
     labels = None
     if args.labels is not None:
         try:

@@ -105,9 +105,11 @@ def draw_scene(frame: Image, scene: SceneConfig) -> Image:
         _line(image, trap.exit, TRAP, 2)
         _label(image, f"trap {trap.id} {trap.length_m:g} m", trap.entry[-1], TRAP)
     for head in scene.signal_heads:
-        for name, colour in LAMPS.items():
-            x0, y0, x1, y1 = getattr(head, name)
+        lamps = head.lamps()
+        if lamps is None:
+            continue
+        for (x0, y0, x1, y1), colour in zip(lamps, LAMPS.values(), strict=True):
             cv2.rectangle(image, (x0, y0), (x1 - 1, y1 - 1), colour, 1)
-        _label(image, head.id, (head.red[2] + 3, head.red[1] + 8), LAMPS["red"])
+        _label(image, head.id, (lamps[0][2] + 3, lamps[0][1] + 8), LAMPS["red"])
     _label(image, f"{scene.camera} scene {scene.version}", (8, scene.image_size.height - 10), LANE)
     return image

@@ -180,19 +180,33 @@ Rect = tuple[
 
 
 class SignalHead(SceneModel):
-    """Image rectangles [x0, y0, x1, y1] (pixels, x1/y1 exclusive) of one head's lamps."""
+    """A signal head: image rectangles [x0, y0, x1, y1] (pixels, x1/y1 exclusive) of its
+    lamps, or none when only the controller reports its phase."""
 
     id: Ident = "main"
-    red: Rect
-    yellow: Rect
-    green: Rect
+    red: Rect | None = None
+    yellow: Rect | None = None
+    green: Rect | None = None
 
     @field_validator("red", "yellow", "green")
     @classmethod
-    def _non_empty(cls, value: Rect) -> Rect:
-        if value[2] <= value[0] or value[3] <= value[1]:
+    def _non_empty(cls, value: Rect | None) -> Rect | None:
+        if value is not None and (value[2] <= value[0] or value[3] <= value[1]):
             raise ValueError("rectangle [x0, y0, x1, y1] needs x1 > x0 and y1 > y0")
         return value
+
+    @model_validator(mode="after")
+    def _all_or_none(self) -> Self:
+        given = [r is not None for r in (self.red, self.yellow, self.green)]
+        if any(given) and not all(given):
+            raise ValueError("give all three lamp rectangles (red, yellow, green) or none")
+        return self
+
+    def lamps(self) -> tuple[Rect, Rect, Rect] | None:
+        """The red, yellow and green rectangles; None for a controller-only head."""
+        if self.red is None or self.yellow is None or self.green is None:
+            return None
+        return self.red, self.yellow, self.green
 
 
 class SpeedTrap(SceneModel):
@@ -339,8 +353,7 @@ class SceneConfig(SceneModel):
         for i, z in enumerate(self.no_stopping_zones):
             _inside(f"no_stopping_zones.{i}.polygon", z.polygon, w, h)
         for i, head in enumerate(self.signal_heads):
-            for key in ("red", "yellow", "green"):
-                r = getattr(head, key)
+            for key, r in zip(("red", "yellow", "green"), head.lamps() or (), strict=False):
                 if r[2] > w or r[3] > h:
                     raise ValueError(f"signal_heads.{i}.{key}: rectangle leaves the {w}x{h} image")
         for i, trap in enumerate(self.speed_traps):

@@ -52,7 +52,10 @@ def lamp_strengths(image: NDArray[np.uint8], head: SignalHead) -> LampStrengths:
         chroma = np.sort(patch.max(axis=1) - patch.min(axis=1))
         return float(chroma[chroma.size // 2 :].mean())
 
-    return LampStrengths(strength(head.red), strength(head.yellow), strength(head.green))
+    lamps = head.lamps()
+    if lamps is None:
+        raise ValueError(f"signal head {head.id!r} has no lamp regions")
+    return LampStrengths(*(strength(r) for r in lamps))
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from edge.rules.scene import SceneError, TimeWindow, load_scene, parse_scene
+from edge.scene_draw import draw_scene
 from roadwatch.cli import main
 from roadwatch.contract import VehicleClass
 from tests.media import read_frames
@@ -81,6 +82,14 @@ ERRORS = {
     "lamp rectangle upside down": (
         broken("signal_heads.0.red", [20, 20, 10, 10]),
         "signal_heads.0.red: rectangle",
+    ),
+    "two of three lamps": (
+        broken("signal_heads.0.green", DELETE),
+        "signal_heads.0: give all three lamp rectangles (red, yellow, green) or none",
+    ),
+    "lamp off the image": (
+        broken("signal_heads.0.green", [10, 30, 20, 1040]),
+        "signal_heads.0.green: rectangle leaves the 1000x1000 image",
     ),
     "trap in unknown lane": (
         broken("speed_traps.0.lane", "9"),
@@ -195,3 +204,12 @@ def test_scene_check_names_the_bad_key(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["scene", "check", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "lanes.0.colour: Extra inputs are not permitted" in err
+
+
+def test_a_controller_only_head_needs_no_lamp_regions() -> None:
+    data = copy.deepcopy(BASE)
+    data["signal_heads"] = [{"id": "main"}]
+    scene = parse_scene(data)
+    assert scene.signal_heads[0].lamps() is None
+    drawn = draw_scene(np.zeros((1000, 1000, 3), np.uint8), scene)
+    assert drawn.any()
