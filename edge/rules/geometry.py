@@ -106,9 +106,6 @@ class Polyline:
                 return a + (b - a).scaled(u)
         return self.points[-1]  # pragma: no cover - loop always returns
 
-    def mapped(self, f: ImageToWorld) -> Polyline:
-        return Polyline([f(p) for p in self.points])
-
 
 class Polygon:
     """A simple polygon; membership by ray casting (boundary points may fall either way)."""

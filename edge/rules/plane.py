@@ -8,10 +8,11 @@ they were drawn, on the vehicle's ground point.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from edge.rules.geometry import ImageToWorld, Point, Polygon, Polyline, side_of
-from edge.rules.scene import XY, Lane, NoStoppingZone, SceneConfig, SpeedTrap
+from edge.rules.scene import XY, Lane, NoStoppingZone, SceneConfig, SceneError, SpeedTrap
 from edge.rules.tracks import WorldTrackPoint
 
 
@@ -107,7 +108,18 @@ class SceneGeometry:
 
         def line(xys: list[XY]) -> Polyline:
             image = Polyline(_pts(xys))
-            return image.mapped(to_world) if to_world is not None else image
+            if to_world is None:
+                return image
+            world = [to_world(p) for p in image.points]
+            if not all(math.isfinite(p.x) and math.isfinite(p.y) for p in world):
+                raise SceneError(
+                    f"scene {config.version}: the line through {xys} does not reach the road "
+                    "plane (above the horizon of the calibration); redraw it lower in the image"
+                )
+            try:
+                return Polyline(world)
+            except ValueError as exc:
+                raise SceneError(f"scene {config.version}: line {xys}: {exc}") from None
 
         settings = config.rules
         self.line_margin = settings.line_margin_m if self.metric else settings.line_margin_px

@@ -8,6 +8,7 @@ calibration. Unknown keys are refused and every error names its key path.
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, time
 from enum import StrEnum
 from pathlib import Path
@@ -15,7 +16,15 @@ from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from roadwatch.contract import VehicleClass
 from roadwatch.errors import UserError
@@ -27,7 +36,18 @@ Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Name = Annotated[str, Field(min_length=1, max_length=80)]
 Coordinate = Annotated[float, Field(ge=-100_000.0, le=100_000.0, allow_inf_nan=False)]
 XY = tuple[Coordinate, Coordinate]
-ImageLine = Annotated[list[XY], Field(min_length=2, max_length=MAX_VERTICES)]
+
+
+def _distinct_steps(points: list[XY]) -> list[XY]:
+    for j, (a, b) in enumerate(itertools.pairwise(points)):
+        if a == b:
+            raise ValueError(f"points {j} and {j + 1} are the same")
+    return points
+
+
+ImageLine = Annotated[
+    list[XY], Field(min_length=2, max_length=MAX_VERTICES), AfterValidator(_distinct_steps)
+]
 ImagePolygon = Annotated[list[XY], Field(min_length=3, max_length=MAX_VERTICES)]
 Kmh = Annotated[float, Field(gt=0.0, le=200.0)]
 

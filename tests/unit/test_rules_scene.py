@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import subprocess
 import sys
 from datetime import datetime
@@ -15,6 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
+from edge.rules.geometry import Point
+from edge.rules.plane import SceneGeometry
 from edge.rules.scene import SceneError, TimeWindow, load_scene, parse_scene
 from edge.scene_draw import draw_scene
 from roadwatch.cli import main
@@ -90,6 +93,10 @@ ERRORS = {
     "lamp off the image": (
         broken("signal_heads.0.green", [10, 30, 20, 1040]),
         "signal_heads.0.green: rectangle leaves the 1000x1000 image",
+    ),
+    "a line with a repeated point": (
+        broken("solid_lines.0.points", [[600, 100], [600, 100], [600, 900]]),
+        "solid_lines.0.points: points 0 and 1 are the same",
     ),
     "trap in unknown lane": (
         broken("speed_traps.0.lane", "9"),
@@ -213,3 +220,11 @@ def test_a_controller_only_head_needs_no_lamp_regions() -> None:
     assert scene.signal_heads[0].lamps() is None
     drawn = draw_scene(np.zeros((1000, 1000, 3), np.uint8), scene)
     assert drawn.any()
+
+
+def test_a_line_above_the_calibrations_horizon_is_refused() -> None:
+    def horizon_at_450(p: Point) -> Point:
+        return Point(p.x / 10, p.y / 10) if p.y > 450 else Point(math.nan, math.nan)
+
+    with pytest.raises(SceneError, match="does not reach the road plane"):
+        SceneGeometry(parse_scene(copy.deepcopy(BASE)), horizon_at_450)
