@@ -6,6 +6,7 @@ pixels (no calibration); the caller picks the margins in the matching unit.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -64,9 +65,12 @@ class Polyline:
         if any(n <= 0.0 for n in lengths):
             raise ValueError("a line has two equal consecutive points")
         self._starts: list[float] = []
+        # Per segment: start x, y, direction x, y, length, arc length at its start.
+        self._segments: list[tuple[float, float, float, float, float, float]] = []
         total = 0.0
-        for n in lengths:
+        for (a, b), n in zip(itertools.pairwise(self.points), lengths, strict=True):
             self._starts.append(total)
+            self._segments.append((a.x, a.y, b.x - a.x, b.y - a.y, n, total))
             total += n
         self.length = total
 
@@ -75,23 +79,26 @@ class Polyline:
 
         ``within`` is false when the foot falls beyond either end of the chain.
         """
-        best: tuple[float, float, float, bool] | None = None  # (abs distance, signed, along, in)
-        last = len(self.points) - 2
-        for i, (a, b) in enumerate(zip(self.points, self.points[1:], strict=False)):
-            ab = b - a
-            n = ab.norm()
-            u = (p - a).dot(ab) / (n * n)
-            within = (u >= 0.0 or i > 0) and (u <= 1.0 or i < last)
-            uc = min(max(u, 0.0), 1.0)
-            foot = a + ab.scaled(uc)
-            dist = p.distance(foot)
-            signed = math.copysign(dist, ab.cross(p - a)) if dist > 0.0 else 0.0
+        best_dist = math.inf
+        best = Placement(0.0, 0.0, False)
+        last = len(self._segments) - 1
+        for i, (ax, ay, dx, dy, n, start) in enumerate(self._segments):
+            px, py = p.x - ax, p.y - ay
+            u = (px * dx + py * dy) / (n * n)
+            uc = 0.0 if u < 0.0 else 1.0 if u > 1.0 else u
+            fx, fy = px - dx * uc, py - dy * uc
+            dist = math.hypot(fx, fy)
+            if dist >= best_dist:
+                continue
+            best_dist = dist
             extend = (i == 0 and u < 0.0) or (i == last and u > 1.0)
-            along = self._starts[i] + (u if extend else uc) * n
-            if best is None or dist < best[0]:
-                best = (dist, signed, along, within)
-        assert best is not None
-        return Placement(signed_distance=best[1], along=best[2], within=best[3])
+            side = dx * py - dy * px
+            best = Placement(
+                signed_distance=math.copysign(dist, side) if dist > 0.0 else 0.0,
+                along=start + (u if extend else uc) * n,
+                within=(u >= 0.0 or i > 0) and (u <= 1.0 or i < last),
+            )
+        return best
 
     def midpoint(self) -> Point:
         return self.point_at(self.length / 2.0)
