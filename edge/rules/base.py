@@ -37,13 +37,12 @@ S = TypeVar("S")
 
 
 class TrackMemory(Generic[S]):
-    __slots__ = ("fired", "last_seen", "previous_t", "state", "vote")
+    __slots__ = ("fired", "last_seen", "state", "vote")
 
     def __init__(self, state: S, t: float) -> None:
         self.state = state
         self.vote = ClassVote()
         self.last_seen = t
-        self.previous_t = t
         self.fired = False
 
 
@@ -78,7 +77,6 @@ class TrackRule(ABC, Generic[S]):
                 if violation is not None:
                     memory.fired = True
                     found.append(violation)
-            memory.previous_t = p.t
             memory.last_seen = p.t
         horizon = frame.t - self.scene.config.rules.forget_after_s
         for track_id in [k for k, m in self._tracks.items() if m.last_seen < horizon]:

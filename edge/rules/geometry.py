@@ -64,12 +64,10 @@ class Polyline:
         lengths = [a.distance(b) for a, b in zip(self.points, self.points[1:], strict=False)]
         if any(n <= 0.0 for n in lengths):
             raise ValueError("a line has two equal consecutive points")
-        self._starts: list[float] = []
         # Per segment: start x, y, direction x, y, length, arc length at its start.
         self._segments: list[tuple[float, float, float, float, float, float]] = []
         total = 0.0
         for (a, b), n in zip(itertools.pairwise(self.points), lengths, strict=True):
-            self._starts.append(total)
             self._segments.append((a.x, a.y, b.x - a.x, b.y - a.y, n, total))
             total += n
         self.length = total
@@ -105,13 +103,10 @@ class Polyline:
 
     def point_at(self, along: float) -> Point:
         along = min(max(along, 0.0), self.length)
-        for i in range(len(self.points) - 1):
-            a, b = self.points[i], self.points[i + 1]
-            seg = a.distance(b)
-            if along <= self._starts[i] + seg or i == len(self.points) - 2:
-                u = (along - self._starts[i]) / seg
-                return a + (b - a).scaled(u)
-        return self.points[-1]  # pragma: no cover - loop always returns
+        segment = next((s for s in self._segments if along <= s[5] + s[4]), self._segments[-1])
+        ax, ay, dx, dy, n, start = segment
+        u = (along - start) / n
+        return Point(ax + dx * u, ay + dy * u)
 
 
 class Polygon:

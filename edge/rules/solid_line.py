@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRule
@@ -14,6 +15,7 @@ from roadwatch.contract import Measurement, ViolationType
 @dataclass(slots=True)
 class SolidLineState:
     lines: dict[str, SideTracker] = field(default_factory=dict)
+    lanes: deque[tuple[float, str | None]] = field(default_factory=lambda: deque(maxlen=64))
 
 
 class SolidLineRule(TrackRule[SolidLineState]):
@@ -34,6 +36,8 @@ class SolidLineRule(TrackRule[SolidLineState]):
         pos = self.scene.position(p)
         if pos is None:
             return None
+        lane = self.scene.lane_at(p)
+        memory.state.lanes.append((p.t, None if lane is None else lane.label))
         margin, confirm = self.scene.line_margin, self.scene.config.rules.confirm_samples
         for line in self.scene.solid_lines:
             tracker = memory.state.lines.get(line.id)
@@ -43,15 +47,19 @@ class SolidLineRule(TrackRule[SolidLineState]):
             if crossing is None:
                 continue
             vehicle = memory.vote.winner
-            side = "left to right" if crossing.to_side < 0 else "right to left"
+            before = next(
+                (name for t, name in reversed(memory.state.lanes) if t < crossing.t), None
+            )
+            after = None if lane is None else lane.label
             text = (
-                f"{vehicle.value} crossed {line.label} at {self.clock(crossing.t)}, from its "
-                f"{side} (as drawn), and stayed across it"
+                f"{vehicle.value} crossed {line.label} at {self.clock(crossing.t)}, from "
+                f"{before or 'outside the lanes'} into {after or 'outside the lanes'}, "
+                "and stayed across it"
             )
             return self.violation(
                 p,
                 vehicle,
-                self.scene.lane_at(p),
+                lane,
                 crossing.t,
                 EvidenceTimes(before=crossing.t_before, at=crossing.t_after, after=p.t),
                 Measurement(),

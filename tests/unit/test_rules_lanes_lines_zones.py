@@ -112,6 +112,8 @@ def test_solid_line_table(name: str, metric: bool) -> None:
     if fires:
         assert found[0].rule is ViolationType.SOLID_LINE
         assert found[0].explanation.startswith("car crossed solid line divider at 14:03:0")
+        lanes = "from lane 1 into lane 2" if "1 to lane 2" in name else "from lane 2 into lane 1"
+        assert lanes in found[0].explanation
 
 
 def test_solid_line_fires_once_for_a_weaving_track() -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from edge.rules.geometry import Point
+from edge.rules.geometry import Point, Polyline
 from edge.rules.plane import SceneGeometry
 from edge.rules.scene import SceneError, TimeWindow, load_scene, parse_scene
 from edge.scene_draw import draw_scene
@@ -228,3 +228,16 @@ def test_a_line_above_the_calibrations_horizon_is_refused() -> None:
 
     with pytest.raises(SceneError, match="does not reach the road plane"):
         SceneGeometry(parse_scene(copy.deepcopy(BASE)), horizon_at_450)
+
+
+def test_polyline_placement_and_points_along_it() -> None:
+    line = Polyline([Point(0, 0), Point(10, 0), Point(10, 10)])
+    assert line.length == 20 and line.midpoint() == Point(10, 0)
+    assert line.point_at(15) == Point(10, 5) and line.point_at(99) == Point(10, 10)
+    left = line.place(Point(5, 2))  # left of travel along +x (y up is left in x-y axes)
+    assert (left.signed_distance, left.along, left.within) == (2.0, 5.0, True)
+    assert line.place(Point(12, 5)).signed_distance == -2.0
+    beyond = line.place(Point(-3, 1))
+    assert not beyond.within and beyond.along == -3.0
+    with pytest.raises(ValueError, match="two equal"):
+        Polyline([Point(1, 1), Point(1, 1)])
