@@ -1,9 +1,11 @@
 """Red light: crossed the stop line after red began (plus grace) and went on past a second line.
 
-A vehicle that stops over the stop line never reaches the second line and is not a
-violation; one that reaches it only after the light has turned green is treated the same
-way. A vehicle whose path enters a turn exemption (for example right turn on red, where
-signed) after the stop line is exempt.
+The second line proves the vehicle went on. A vehicle that stops over the stop line is not
+a violation: it either never reaches the second line or reaches it once the light is green.
+Going on while the same red is still showing is a violation whether or not the vehicle
+stopped first; a vehicle that never stopped is one even if it reaches the second line just
+after green. A vehicle whose path enters a turn exemption (for example right turn on red,
+where signed) after the stop line is exempt.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRule
-from edge.rules.geometry import Crossing, SideTracker
+from edge.rules.geometry import Crossing, Point, SideTracker
 from edge.rules.plane import LaneGeometry, SceneGeometry
 from edge.rules.tracks import EvidenceTimes, Violation, WorldTrackPoint
 from roadwatch.contract import LampColour, Measurement, ViolationType
@@ -23,6 +25,19 @@ class _LaneState:
     went_on: SideTracker
     crossed: Crossing | None = None
     exempt: bool = False
+    stopped: bool = False
+    still_at: Point | None = None
+    still_since: float = 0.0
+
+    def crossed_at(self, crossing: Crossing | None) -> None:
+        self.crossed, self.exempt, self.stopped, self.still_at = crossing, False, False, None
+
+    def moved(self, t: float, pos: Point, radius: float, stopped_s: float) -> None:
+        """Note whether the vehicle stands still (within ``radius``) for ``stopped_s``."""
+        if self.still_at is None or pos.distance(self.still_at) > radius:
+            self.still_at, self.still_since = pos, t
+        elif t - self.still_since >= stopped_s:
+            self.stopped = True
 
 
 @dataclass(slots=True)
@@ -67,17 +82,19 @@ class RedLightRule(TrackRule[RedLightState]):
             crossing = st.stop.update(p.t, pos)
             if crossing is not None:
                 # Backing out behind the line undoes the crossing.
-                forward = crossing.to_side == lane.stop.first_forward
-                st.crossed, st.exempt = (crossing, False) if forward else (None, False)
+                st.crossed_at(crossing if crossing.to_side == lane.stop.first_forward else None)
             if st.crossed is not None and not st.exempt:
                 st.exempt = any(area.contains(p.ground_px) for _, area in lane.exemptions)
+                radius = self.scene.stationary_radius
+                st.moved(p.t, pos, radius, self._settings.stopped_s)
             went = st.went_on.update(p.t, pos)
             if went is None or went.to_side != lane.stop.second_forward:
                 continue
-            crossed, st.crossed = st.crossed, None
-            if crossed is None or st.exempt:
+            crossed, stopped, exempt = st.crossed, st.stopped, st.exempt
+            st.crossed_at(None)
+            if crossed is None or exempt:
                 continue
-            violation = self._judge(memory, p, lane, crossed, went, signals)
+            violation = self._judge(memory, p, lane, crossed, went, stopped, signals)
             if violation is not None:
                 return violation
         return None
@@ -89,6 +106,7 @@ class RedLightRule(TrackRule[RedLightState]):
         lane: LaneGeometry,
         crossed: Crossing,
         went: Crossing,
+        stopped: bool,
         signals: Signals,
     ) -> Violation | None:
         head = signals.get(lane.config.signal_head)
@@ -102,7 +120,8 @@ class RedLightRule(TrackRule[RedLightState]):
             return None
         if went.t - crossed.t > self._settings.max_went_on_s:
             return None
-        if head.phase_at(went.t) is not LampColour.RED:
+        same_red = head.red_began(went.t) == began
+        if stopped and not same_red:
             return None
         vehicle = memory.vote.winner
         distance = crossed.at.distance(went.at)
@@ -110,6 +129,7 @@ class RedLightRule(TrackRule[RedLightState]):
             f"{vehicle.value} crossed the stop line of {lane.label} at {self.clock(crossed.t)}, "
             f"{since:.1f} s after red began at {self.clock(began)}, and went on past the "
             f"second line at {self.clock(went.t)}"
+            + (", while still red" if same_red else ", without stopping")
         )
         if self.scene.metric:
             text += f", {distance:.1f} m beyond where it crossed"

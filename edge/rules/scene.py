@@ -252,7 +252,13 @@ class SpeedingSettings(SceneModel):
 class RedLightSettings(SceneModel):
     enabled: bool = True
     grace_s: Annotated[float, Field(ge=0.0, le=10.0)] = 0.5
-    max_went_on_s: Annotated[float, Field(gt=0.0, le=60.0)] = 15.0
+    max_went_on_s: Annotated[float, Field(gt=0.0, le=600.0)] = Field(
+        default=180.0, description="longest time from the stop line to the second line"
+    )
+    stopped_s: Annotated[float, Field(gt=0.0, le=60.0)] = Field(
+        default=1.0,
+        description="standing still this long over the line counts as having stopped",
+    )
 
 
 class WrongWaySettings(SceneModel):

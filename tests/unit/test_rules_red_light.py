@@ -18,6 +18,14 @@ RED_THEN_GREEN = signal_plan(
 )
 
 
+NEXT_RED = signal_plan(
+    (0.0, LampColour.GREEN),
+    (10.0, LampColour.RED),
+    (20.0, LampColour.GREEN),
+    (40.0, LampColour.RED),
+)
+
+
 # Up lane 1 at 100 px/s (10 m/s): stop line (y=500) is reached 4 s after start.
 def through(start_s: float, x: float = 500.0) -> list[tuple[float, float, float]]:
     return line_path((x, 900.0), (x, 200.0), start_s, start_s + 7.0)
@@ -41,6 +49,31 @@ CASES = {
             + line_path((500, 470), (500, 200), 21.1, 24.0),
         ),
         RED_THEN_GREEN,
+        False,
+    ),
+    "never stops, reaches the second line just after green": (
+        Track(1, through(15.7)),
+        RED_THEN_GREEN,
+        True,
+    ),
+    "stops over the line for 8 s, goes on while still red": (
+        Track(
+            1,
+            line_path((500, 900), (500, 470), 8.0, 12.3)
+            + hold((500, 470), 12.3, 19.0)
+            + line_path((500, 470), (500, 200), 19.1, 19.9),
+        ),
+        RED_THEN_GREEN,
+        True,
+    ),
+    "stops over the line through green, goes on in the next red": (
+        Track(
+            1,
+            line_path((500, 900), (500, 470), 8.0, 12.3)
+            + hold((500, 470), 12.3, 44.0)
+            + line_path((500, 470), (500, 200), 44.1, 46.0),
+        ),
+        NEXT_RED,
         False,
     ),
     "jitters at the stop line during red": (
@@ -109,8 +142,8 @@ def test_violation_carries_what_a_person_checks() -> None:
     assert v.evidence.before <= v.t <= v.evidence.at < v.evidence.after
     assert v.explanation == (
         "car crossed the stop line of lane 1 at 14:03:12.000, 2.0 s after red began at "
-        "14:03:10.000, and went on past the second line at 14:03:13.000, 10.0 m beyond "
-        "where it crossed"
+        "14:03:10.000, and went on past the second line at 14:03:13.000, while still red, "
+        "10.0 m beyond where it crossed"
     )
 
 
