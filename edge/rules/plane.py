@@ -162,6 +162,7 @@ class SceneGeometry:
         self.zones: tuple[ZoneGeometry, ...] = tuple(
             ZoneGeometry(z, Polygon(_pts(z.polygon))) for z in config.no_stopping_zones
         )
+        self._lane_memo: dict[Point, LaneGeometry | None] = {}
         self.traps: tuple[TrapGeometry, ...] = tuple(
             TrapGeometry(t, OrderedPair.of(line(t.entry), line(t.exit))) for t in config.speed_traps
         )
@@ -173,10 +174,15 @@ class SceneGeometry:
         return p.ground_px
 
     def lane_at(self, p: WorldTrackPoint) -> LaneGeometry | None:
-        for lane in self.lanes:
-            if lane.area.contains(p.ground_px):
-                return lane
-        return None
+        # Several rules ask for the same point in the same frame: remember recent answers.
+        key = p.ground_px
+        if key in self._lane_memo:
+            return self._lane_memo[key]
+        found = next((lane for lane in self.lanes if lane.area.contains(key)), None)
+        if len(self._lane_memo) >= 4096:
+            self._lane_memo.clear()
+        self._lane_memo[key] = found
+        return found
 
     def lane_by_id(self, lane_id: str) -> LaneGeometry | None:
         return next((lane for lane in self.lanes if lane.id == lane_id), None)
