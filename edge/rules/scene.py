@@ -33,7 +33,8 @@ MAX_VERTICES = 64
 MAX_ITEMS = 32
 
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-Name = Annotated[str, Field(min_length=1, max_length=80)]
+# Names go into explanations, which refuse control characters.
+Name = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]{1,80}$")]
 Coordinate = Annotated[float, Field(ge=-100_000.0, le=100_000.0, allow_inf_nan=False)]
 XY = tuple[Coordinate, Coordinate]
 
