@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from calibration.camera import PinholeCamera
-from calibration.config import PointsFile, SurveyPoint
+from calibration.config import CalibrationFile, PointsFile, SurveyPoint
 from calibration.errors import CalibrationError
 from calibration.projector import RoadProjector, build_calibration, require_calibration
 from calibration.scene_render import ScenePaths, read_truth
@@ -122,6 +122,18 @@ class SpeedReport:
 
 def survey_calibration(camera: PinholeCamera, seed: int, at: datetime) -> RoadProjector:
     """Calibrate ``camera`` as a surveyor would: visible lane marks, clicked with noise."""
+    return require_calibration(surveyed_calibration(camera, seed, at), "scene", at)
+
+
+def surveyed_calibration(
+    camera: PinholeCamera,
+    seed: int,
+    at: datetime,
+    *,
+    camera_id: str = "scene",
+    calibrated_by: str = "scene survey",
+) -> CalibrationFile:
+    """The calibration file of ``camera`` from visible lane marks clicked with noise."""
     rng = np.random.default_rng(seed)
     world = np.array([(x, y) for x in SURVEY_X_M for y in SURVEY_Y_M], dtype=np.float64)
     pixels = camera.project(world)
@@ -134,14 +146,14 @@ def survey_calibration(camera: PinholeCamera, seed: int, at: datetime) -> RoadPr
     )
     clicked = pixels[inside] + rng.normal(0, SURVEY_CLICK_SIGMA_PX, (int(inside.sum()), 2))
     survey = PointsFile(
-        camera="scene",
+        camera=camera_id,
         points=[
             SurveyPoint(name=f"m{i}", pixel=(float(u), float(v)), world=(float(x), float(y)))
             for i, ((u, v), (x, y)) in enumerate(zip(clicked, world[inside], strict=True))
         ],
     )
-    calibration, _ = build_calibration(survey, (camera.width, camera.height), "scene survey", at)
-    return require_calibration(calibration, "scene", at)
+    calibration, _ = build_calibration(survey, (camera.width, camera.height), calibrated_by, at)
+    return calibration
 
 
 def _iou(box: Sequence[float], boxes: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edge.delivery_config import DeliveryConfig
 from edge.detections import ObjectClass
 from edge.detector import DetectorConfig
 from edge.tracking import TrackerConfig
@@ -46,6 +47,25 @@ class CameraConfig(BaseModel):
     stall_timeout_s: Annotated[float, Field(gt=0.0, le=600.0)] = Field(
         10.0, description="no frame for this long -> reconnect (reported as stalled)"
     )
+    scene: Path | None = Field(
+        None, description="scene file (lanes, lines, zones, lamps); enables enforcement"
+    )
+    calibration: Path | None = Field(
+        None, description="calibration file (road-plane homography); needed for metres and speed"
+    )
+    place: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+        None, description="place and Km marker printed on the evidence, e.g. 'QL13 Km 22+300'"
+    )
+    persons_as_riders: bool = Field(
+        False,
+        description="count a person box on the carriageway as a two-wheeler with its rider "
+        "(cameras that see motorcycles from behind or above)",
+    )
+    reference_view: Path | None = Field(
+        None,
+        description="image of the calibrated view for the integrity guard "
+        "(default: the first frame after start)",
+    )
 
     @field_validator("url")
     @classmethod
@@ -66,6 +86,23 @@ class CameraConfig(BaseModel):
         return value
 
 
+class IntegrityConfig(BaseModel):
+    """The scene-integrity guard: enforcement pauses while a camera's view has moved."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    check_every_s: Annotated[float, Field(gt=0.0, le=3600.0)] = Field(
+        5.0, description="seconds between checks of a camera's view"
+    )
+    max_shift_px: Annotated[float, Field(gt=0.0, le=500.0)] = Field(
+        8.0, description="view shift (pixels) beyond which enforcement pauses"
+    )
+    inertia: Annotated[int, Field(ge=1, le=100)] = Field(
+        3, description="checks in a row before enforcement pauses or resumes"
+    )
+
+
 class SiteConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -74,6 +111,26 @@ class SiteConfig(BaseModel):
     cameras: Annotated[list[CameraConfig], Field(min_length=1, max_length=256)]
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    delivery: DeliveryConfig | None = Field(
+        None, description="broker, central, outbox and node key; none: violations stay local"
+    )
+    integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
+    plates: bool = Field(True, description="read the plates of vehicles that broke a rule")
+    version: Annotated[str, Field(min_length=1, max_length=128)] = Field(
+        "local", description="configuration version, reported in the node's status"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _delivery_identity(cls, data: Any) -> Any:
+        # The delivery section shares the node's identity; it need not repeat it.
+        if isinstance(data, dict) and isinstance(data.get("delivery"), dict):
+            delivery = dict(data["delivery"])
+            for key in ("site", "node"):
+                if key in data:
+                    delivery.setdefault(key, data[key])
+            data = {**data, "delivery": delivery}
+        return data
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> SiteConfig:
@@ -82,7 +139,37 @@ class SiteConfig(BaseModel):
             if cam.id in seen:
                 raise ValueError(f"camera id {cam.id!r} appears twice")
             seen.add(cam.id)
+        if self.delivery is not None and (self.delivery.site, self.delivery.node) != (
+            self.site,
+            self.node,
+        ):
+            raise ValueError("delivery.site and delivery.node must match site and node")
         return self
+
+    def resolved(self, base: Path) -> SiteConfig:
+        """The configuration with its relative file paths taken from ``base``."""
+
+        def at(path: Path | None) -> Path | None:
+            return None if path is None or path.is_absolute() else base / path
+
+        cameras = []
+        for cam in self.cameras:
+            update: dict[str, object] = {}
+            for key in ("scene", "calibration", "reference_view"):
+                if (moved := at(getattr(cam, key))) is not None:
+                    update[key] = moved
+            if "://" not in cam.url and not Path(cam.url).is_absolute():
+                update["url"] = str(base / cam.url)
+            cameras.append(cam.model_copy(update=update))
+        update_site: dict[str, Any] = {"cameras": cameras}
+        if self.delivery is not None:
+            delivery: dict[str, Any] = {}
+            if (key_path := at(self.delivery.key_path)) is not None:
+                delivery["key_path"] = key_path
+            if (outbox := at(self.delivery.outbox.path)) is not None:
+                delivery["outbox"] = self.delivery.outbox.model_copy(update={"path": outbox})
+            update_site["delivery"] = self.delivery.model_copy(update=delivery)
+        return self.model_copy(update=update_site)
 
     def detector_for(self, camera: CameraConfig) -> DetectorConfig:
         overrides = {**self.detector.class_confidence, **camera.thresholds}
@@ -123,4 +210,4 @@ def load_site_config(path: Path) -> SiteConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path.name}: not valid YAML{where}") from exc
-    return parse_site_config(data, path.name)
+    return parse_site_config(data, path.name).resolved(path.resolve().parent)

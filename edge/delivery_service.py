@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge.delivery_config import DeliveryConfig
 from edge.delivery_policy import DiskBudget, plan_admission
 from edge.evidence.package import EvidencePackage
-from edge.outbox import Outbox, OutboxFullError
+from edge.outbox import MessageKind, Outbox, OutboxFullError
 from edge.publisher import CameraHealthSource, Publisher
 from edge.uploader import Uploader
 from roadwatch.contract import EvidenceRole, TrafficStats
@@ -58,10 +58,15 @@ class DeliveryService:
     uploader: Uploader | None
     key: Ed25519PrivateKey
     refused_blobs: int = field(default=0)
+    _delivered_at_stop: int | None = field(default=None)
 
     @classmethod
     def from_config(
-        cls, config: DeliveryConfig, *, cameras: CameraHealthSource = tuple
+        cls,
+        config: DeliveryConfig,
+        *,
+        cameras: CameraHealthSource = tuple,
+        config_version: str | None = None,
     ) -> DeliveryService:
         key = load_node_key(config)
         outbox = open_outbox(config)
@@ -69,7 +74,7 @@ class DeliveryService:
         return cls(
             config=config,
             outbox=outbox,
-            publisher=Publisher(config, outbox, cameras=cameras),
+            publisher=Publisher(config, outbox, cameras=cameras, config_version=config_version),
             uploader=uploader,
             key=key,
         )
@@ -110,10 +115,17 @@ class DeliveryService:
         if self.uploader is not None:
             self.uploader.start()
 
+    def delivered_violations(self) -> int:
+        """Violations the broker has acknowledged (the count at stop once stopped)."""
+        if self._delivered_at_stop is not None:
+            return self._delivered_at_stop
+        return self.outbox.delivered(MessageKind.VIOLATION)
+
     def stop(self, timeout_s: float = 10.0) -> bool:
         """Flush and stop; True when nothing is left pending. The outbox is closed."""
         uploader_stopped = self.uploader is None or self.uploader.stop(timeout_s / 2)
         flushed = self.publisher.stop(timeout_s / 2)
+        self._delivered_at_stop = self.outbox.delivered(MessageKind.VIOLATION)
         if uploader_stopped:
             # An upload still blocked in HTTP keeps using the outbox; the process exit
             # ends it, and its blob stays pending (the state is committed per blob).

@@ -622,6 +622,15 @@ class Outbox:
             oldest_pending_created_at=oldest,
         )
 
+    def delivered(self, kind: MessageKind) -> int:
+        """Messages of ``kind`` the broker has acknowledged (published or receipted)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM messages WHERE kind = ? AND state != 'pending'",
+                (kind.value,),
+            ).fetchone()
+        return int(row[0])
+
     def disk_free_bytes(self) -> int:
         return shutil.disk_usage(self.directory).free
 

@@ -24,6 +24,9 @@ def register_perception(edge_sub: argparse._SubParsersAction[argparse.ArgumentPa
     run.add_argument("--source", help="a video file to process instead of the cameras")
     run.add_argument("--annotate", type=Path, help="write an annotated MP4 here")
     run.add_argument("--tracks", type=Path, help="write per-frame tracks as JSON lines here")
+    run.add_argument(
+        "--violations", type=Path, help="write the violations found as JSON lines here"
+    )
     run.add_argument("--quiet", action="store_true", help="no progress line")
     run.set_defaults(func=_run)
 
@@ -108,10 +111,7 @@ def _progress(done: int, total: int, summary: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edge.config import SiteConfig, load_site_config
-    from edge.outputs import AnnotatedVideo, TrackLog
-    from edge.pipeline import LivePipeline, Sink, TrackedFrame, process_file
-    from edge.sources import probe_file
+    from edge.config import load_site_config
     from roadwatch.errors import UserError
 
     if not args.config and not args.source:
@@ -121,12 +121,45 @@ def _run(args: argparse.Namespace) -> int:
     config = load_site_config(args.config) if args.config else None
     stop = _stop_on_signals()
 
+    violations_out = args.violations.open("w", encoding="utf-8") if args.violations else None
+    try:
+        return _run_with(args, config, stop, violations_out)
+    finally:
+        if violations_out is not None:
+            violations_out.close()
+
+
+def _model_version(name: str) -> str:
+    from models.registry import model_entry
+
+    return f"{name}@{model_entry(name).sha256[:12]}"
+
+
+def _run_with(
+    args: argparse.Namespace, config: Any, stop: threading.Event, violations_out: Any
+) -> int:
+    from edge.config import SiteConfig
+    from edge.node import EdgeNode
+    from edge.outputs import AnnotatedVideo, TrackLog
+    from edge.pipeline import Sink, TrackedFrame
+    from edge.sources import probe_file
+
     if args.source is None:
         assert config is not None
-        pipeline = LivePipeline(config)
-        print(f"running {len(pipeline.cameras)} camera(s); stop with Ctrl-C", file=sys.stderr)
-        summary = pipeline.run(stop, [])
+        node = EdgeNode.from_config(
+            config,
+            model_version=_model_version(config.detector.model),
+            violations_out=violations_out,
+        )
+        cameras = len([c for c in config.cameras if c.enabled])
+        print(
+            f"running {cameras} camera(s), enforcement on {len(node.enforcement)};"
+            " stop with Ctrl-C",
+            file=sys.stderr,
+        )
+        summary = node.run_live(stop)
         print(summary.describe(), file=sys.stderr)
+        print(_enforcement_line(node), file=sys.stderr)
         return 0
 
     source = Path(args.source)
@@ -150,12 +183,29 @@ def _run(args: argparse.Namespace) -> int:
 
         sinks.append(annotate)
         closers.append(video.close)
+    node = EdgeNode.from_config(
+        config, model_version=_model_version(config.detector.model), violations_out=violations_out
+    )
+    if node.delivery is not None:
+        node.delivery.start()
     try:
-        summary = process_file(
-            source, config, sinks, stop=stop, progress=None if args.quiet else _progress
+        summary = node.run_file(
+            source, sinks=sinks, stop=stop, progress=None if args.quiet else _progress
         )
     finally:
         for close in closers:
             close()
+        if node.delivery is not None:
+            node.delivery.stop()
     print(summary.describe(), file=sys.stderr)
+    if node.enforcement:
+        print(_enforcement_line(node), file=sys.stderr)
     return 130 if stop.is_set() else 0
+
+
+def _enforcement_line(node: Any) -> str:
+    c = node.counters
+    return (
+        f"violations {c.violations} (evidence packages {c.packages}, stored in the outbox"
+        f" {c.stored}); traffic minutes {c.traffic_minutes}"
+    )

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("eval", "roadwatch.eval_cli"),
     ("calibrate", "calibration.cli"),
     ("scene", "edge.scene_cli"),
+    ("demo", "roadwatch.demo.cli"),
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.evidence.clip import encode_clip
@@ -33,6 +34,7 @@ class EvidenceRequest:
     decisive_mono_s: float
     vehicle_box: Box
     plate_box: Box | None = None
+    plate_crop: Image | None = None  # the plate as read (any frame), preferred to plate_box
     lamp_box: Box | None = None
     frame_offset_s: float = 1.0
     clip_half_s: float = 3.0
@@ -117,15 +119,24 @@ class EvidenceBuilder:
             except ValueError as exc:
                 raise EvidenceError(str(exc)) from exc
             blobs.append(_blob(role, MediaType.JPEG, encode_jpeg(marked, self._quality)))
+        plate_box = request.plate_box if request.plate_crop is None else None
         crops = (
             (EvidenceRole.VEHICLE_CROP, request.vehicle_box, 0.1),
-            (EvidenceRole.PLATE_CROP, request.plate_box, 0.15),
+            (EvidenceRole.PLATE_CROP, plate_box, 0.15),
             (EvidenceRole.LAMP_CROP, request.lamp_box, 0.3),
         )
         for role, crop_box, margin in crops:
             if crop_box is not None:
                 crop = _crop(at_image, crop_box, margin)
                 blobs.append(_blob(role, MediaType.JPEG, encode_jpeg(crop, self._quality)))
+        if request.plate_crop is not None and request.plate_crop.size:
+            blobs.append(
+                _blob(
+                    EvidenceRole.PLATE_CROP,
+                    MediaType.JPEG,
+                    encode_jpeg(np.ascontiguousarray(request.plate_crop), self._quality),
+                )
+            )
         clip = encode_clip(frames, ffmpeg=self._ffmpeg)
         blobs.append(_blob(EvidenceRole.CLIP, MediaType.MP4, clip))
         unsigned = event.model_copy(update={"evidence": [b.ref for b in blobs], "signature": None})

@@ -1,0 +1,353 @@
+"""Enforcement on one camera: tracked frames -> road-plane points and speeds -> rules ->
+plates and evidence packages, plus per-minute traffic flow and the scene-integrity guard.
+
+``CameraEnforcement.on_frame`` is fed every tracked frame of its camera in order and
+returns the evidence packages that became complete on that frame (a package waits until
+the ring holds the frames after the decisive moment). Plates are read only for vehicles
+that broke a rule, from the frames around the decisive moment: reading every vehicle on
+every frame would cost far more CPU and add nothing to the evidence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from calibration.projector import RoadProjector
+from calibration.speed import GroundSample, SpeedConfig, SpeedEstimate, estimate_speed
+from edge.detections import Detections, ObjectClass, vehicle_class
+from edge.evidence.overlay import Box
+from edge.evidence.package import EvidenceBuilder, EvidenceError, EvidencePackage, EvidenceRequest
+from edge.evidence.ring import FrameRing
+from edge.integrity import IntegrityBounds, IntegrityGuard, ReferenceView
+from edge.rules.calibrated import image_to_world
+from edge.rules.engine import RuleSet
+from edge.rules.geometry import Point
+from edge.rules.plane import SceneGeometry
+from edge.rules.scene import SceneConfig
+from edge.rules.signal import SignalState, lamp_strengths
+from edge.rules.tracks import ImageBox, TrackFrame, Violation, WorldTrackPoint
+from edge.traffic_stats import LaneObservation, TrafficAggregator
+from roadwatch.contract import CameraState, PlateReading, TrafficStats, VehicleClass
+
+log = logging.getLogger(__name__)
+
+Image = npt.NDArray[np.uint8]
+PlateRead = Callable[[Sequence[Image]], tuple[PlateReading, Image | None]]
+"""Reads a vehicle's plate from crops of several frames: the voted reading and best crop."""
+
+# Speed: a box's bottom edge errs by about 5 % of the box height (measured on generated
+# scenes, see calibration.speed_eval); contact points are picked with 1 px error.
+SPEED_CONFIG = SpeedConfig(pixel_sigma_px=1.0, box_edge_sigma=0.05)
+TRACK_HISTORY_S = 6.0
+PLATE_FRAMES = 6
+
+
+@dataclass(frozen=True, slots=True)
+class SeenBox:
+    mono_s: float
+    box: tuple[float, float, float, float]
+
+
+@dataclass(slots=True)
+class _Track:
+    samples: deque[GroundSample] = field(default_factory=deque)
+    boxes: deque[SeenBox] = field(default_factory=deque)
+    last_t: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    violation: Violation
+    decisive_mono_s: float
+    ready_mono_s: float
+    boxes: tuple[SeenBox, ...]
+    lamp_box: Box | None
+
+
+@dataclass
+class EnforcementCounters:
+    frames: int = 0
+    violations: int = 0
+    packages: int = 0
+    evidence_failures: int = 0
+    paused_frames: int = 0
+
+
+class CameraEnforcement:
+    """One camera's rules, signal state, plates, evidence and traffic statistics."""
+
+    def __init__(
+        self,
+        *,
+        site: str,
+        node: str,
+        camera: str,
+        scene: SceneConfig,
+        projector: RoadProjector | None,
+        ring: FrameRing,
+        builder: EvidenceBuilder,
+        model_version: str,
+        read_plate: PlateRead | None = None,
+        guard: IntegrityGuard | None = None,
+        guard_bounds: IntegrityBounds | None = None,
+        guard_every_s: float = 5.0,
+        place: str | None = None,
+        persons_as_riders: bool = False,
+        frame_offset_s: float = 1.0,
+        clip_half_s: float = 3.0,
+    ) -> None:
+        if scene.camera != camera:
+            raise ValueError(f"scene is for camera {scene.camera!r}, not {camera!r}")
+        self.site, self.node, self.camera = site, node, camera
+        self.scene = scene
+        self.projector = projector
+        to_world = image_to_world(projector) if projector is not None else None
+        self.geometry = SceneGeometry(scene, to_world)
+        self.rules = RuleSet(self.geometry)
+        for rule, why in self.rules.unavailable.items():
+            log.info("camera %s: rule %s is off: %s", camera, rule.value, why)
+        self.signals = {h.id: SignalState(h.id, scene.lamp) for h in scene.signal_heads}
+        self._lamp_heads = [h for h in scene.signal_heads if h.lamps() is not None]
+        self.ring = ring
+        self.builder = builder
+        self.model_version = model_version
+        self.read_plate = read_plate
+        self.guard = guard
+        # Without a stored reference view, the first frame that shows enough of the scene
+        # becomes the reference.
+        self._guard_bounds = guard_bounds if guard is None else None
+        self.guard_every_s = guard_every_s
+        self._guard_due = -float("inf")
+        self.place = place
+        self.persons_as_riders = persons_as_riders
+        self.frame_offset_s = frame_offset_s
+        self.clip_half_s = clip_half_s
+        self.traffic = TrafficAggregator(
+            site=site, node=node, camera=camera, lanes=[lane.id for lane in scene.lanes]
+        )
+        self._tracks: dict[int, _Track] = {}
+        self._pending: list[_Pending] = []
+        self.counters = EnforcementCounters()
+
+    # -- health -----------------------------------------------------------------------
+
+    @property
+    def enforcing(self) -> bool:
+        return self.guard is None or self.guard.enforcing
+
+    def health_override(self) -> tuple[CameraState, str] | None:
+        """The state the camera's health should show while the guard pauses enforcement."""
+        if self.guard is None or self.guard.enforcing:
+            return None
+        last = self.guard.last
+        shifted = last is not None and last.verdict.value == "shifted"
+        state = CameraState.VIEW_SHIFTED if shifted else CameraState.PAUSED
+        return state, f"enforcement paused: {self.guard.reason}"
+
+    # -- per frame --------------------------------------------------------------------
+
+    def on_frame(
+        self,
+        *,
+        index: int,
+        mono_s: float,
+        captured_at: datetime,
+        image: Image,
+        tracks: Detections,
+    ) -> tuple[list[EvidencePackage], list[TrafficStats]]:
+        """Account one tracked frame; the packages and traffic minutes it completed."""
+        self.counters.frames += 1
+        t = captured_at.timestamp()
+        self.ring.push(index, mono_s, captured_at, image)
+        if self.guard is None and self._guard_bounds is not None:
+            try:
+                self.guard = IntegrityGuard(ReferenceView.from_frame(image), self._guard_bounds)
+                self._guard_due = mono_s + self.guard_every_s
+                self._guard_bounds = None
+            except ValueError as exc:
+                log.warning("camera %s: no reference view yet: %s", self.camera, exc)
+        elif self.guard is not None and mono_s >= self._guard_due:
+            self._guard_due = mono_s + self.guard_every_s
+            was = self.guard.enforcing
+            if self.guard.update(image) != was:
+                log.warning("camera %s: %s", self.camera, self.guard.reason)
+        for head in self._lamp_heads:
+            self.signals[head.id].on_lamp(t, lamp_strengths(image, head))
+
+        points = self._points(t, mono_s, tracks)
+        traffic = self.traffic.add_frame(captured_at, self._lane_observations(points))
+        if self.enforcing:
+            for violation in self.rules.update(TrackFrame(t, tuple(points)), self.signals):
+                self._queue(violation, t, mono_s)
+        else:
+            self.counters.paused_frames += 1
+        self._forget(t)
+        return self._build_ready(mono_s), traffic
+
+    def finish(self) -> tuple[list[EvidencePackage], list[TrafficStats]]:
+        """At the end of a stream: the packages that can still be built, the last minute."""
+        return self._build_ready(float("inf")), self.traffic.flush()
+
+    # -- internals --------------------------------------------------------------------
+
+    def _class_of(self, object_class: ObjectClass) -> VehicleClass | None:
+        kind = vehicle_class(object_class)
+        if kind is None and self.persons_as_riders and object_class is ObjectClass.PERSON:
+            # From behind or above, a rider is often all the detector sees of a two-wheeler.
+            return VehicleClass.MOTORCYCLE
+        return kind
+
+    def _points(self, t: float, mono_s: float, tracks: Detections) -> list[WorldTrackPoint]:
+        if tracks.tracker_id is None or len(tracks) == 0:
+            return []
+        xyxy = np.asarray(tracks.xyxy, dtype=np.float64)
+        ground = np.column_stack([(xyxy[:, 0] + xyxy[:, 2]) / 2.0, xyxy[:, 3]])
+        world = self.projector.to_world(ground) if self.projector is not None else None
+        points: list[WorldTrackPoint] = []
+        rows = zip(tracks.class_id.tolist(), tracks.tracker_id.tolist(), strict=True)
+        for i, (cls, tid) in enumerate(rows):
+            kind = self._class_of(ObjectClass(cls))
+            if kind is None:
+                continue
+            x0, y0, x1, y1 = (float(v) for v in xyxy[i])
+            track = self._tracks.setdefault(tid, _Track())
+            track.last_t = t
+            track.boxes.append(SeenBox(mono_s, (x0, y0, x1, y1)))
+            while track.boxes and track.boxes[0].mono_s < mono_s - TRACK_HISTORY_S:
+                track.boxes.popleft()
+            speed: SpeedEstimate | None = None
+            at_world: Point | None = None
+            if world is not None and self.projector is not None and np.isfinite(world[i]).all():
+                at_world = Point(float(world[i, 0]), float(world[i, 1]))
+                if not track.samples or t > track.samples[-1].t:
+                    track.samples.append(
+                        GroundSample(t, (float(ground[i, 0]), float(ground[i, 1])), y1 - y0)
+                    )
+                while track.samples and track.samples[0].t < t - SPEED_CONFIG.max_window_s:
+                    track.samples.popleft()
+                speed = estimate_speed(list(track.samples), self.projector, SPEED_CONFIG)
+            points.append(
+                WorldTrackPoint(
+                    track_id=tid,
+                    t=t,
+                    vehicle_class=kind,
+                    box=ImageBox(x0, y0, x1, y1),
+                    ground_px=Point(float(ground[i, 0]), float(ground[i, 1])),
+                    world=at_world,
+                    speed_kmh=speed.speed_kmh if speed is not None else None,
+                    speed_uncertainty_kmh=speed.uncertainty_kmh if speed is not None else None,
+                )
+            )
+        return points
+
+    def _lane_observations(self, points: list[WorldTrackPoint]) -> list[LaneObservation]:
+        out = []
+        for p in points:
+            lane = self.geometry.lane_at(p)
+            if lane is not None:
+                out.append(LaneObservation(lane.id, p.track_id, p.vehicle_class, p.speed_kmh))
+        return out
+
+    def _queue(self, violation: Violation, t: float, mono_s: float) -> None:
+        self.counters.violations += 1
+        decisive = mono_s - (t - violation.t)
+        track = self._tracks.get(violation.track_id)
+        boxes = tuple(track.boxes) if track is not None else ()
+        lamp_box: Box | None = None
+        lane = self.scene.lanes[0]
+        for candidate in self.scene.lanes:
+            if candidate.id == violation.lane:
+                lane = candidate
+        if violation.rule.value == "red_light":
+            head = next((h for h in self._lamp_heads if h.id == lane.signal_head), None)
+            if head is not None and head.red is not None and head.green is not None:
+                lamps = head.lamps()
+                assert lamps is not None
+                x0 = min(r[0] for r in lamps)
+                y0 = min(r[1] for r in lamps)
+                x1 = max(r[2] for r in lamps)
+                y1 = max(r[3] for r in lamps)
+                lamp_box = Box(x0, y0, x1, y1)
+        ready = decisive + max(self.frame_offset_s, self.clip_half_s)
+        self._pending.append(_Pending(violation, decisive, ready, boxes, lamp_box))
+        log.info("camera %s: %s", self.camera, violation.explanation)
+
+    def _build_ready(self, mono_s: float) -> list[EvidencePackage]:
+        ready = [p for p in self._pending if p.ready_mono_s <= mono_s]
+        if not ready:
+            return []
+        self._pending = [p for p in self._pending if p.ready_mono_s > mono_s]
+        packages = []
+        for pending in ready:
+            try:
+                packages.append(self._package(pending))
+            except EvidenceError as exc:
+                # The violation is logged and counted; without frames there is no case.
+                self.counters.evidence_failures += 1
+                log.error(
+                    "camera %s: no evidence for %s of track %d: %s",
+                    self.camera, pending.violation.rule.value, pending.violation.track_id, exc,
+                )  # fmt: skip
+        self.counters.packages += len(packages)
+        return packages
+
+    def _package(self, pending: _Pending) -> EvidencePackage:
+        violation = pending.violation
+        if not pending.boxes:
+            raise EvidenceError("the track's boxes were forgotten before its evidence was built")
+        at = min(pending.boxes, key=lambda b: abs(b.mono_s - pending.decisive_mono_s))
+        plate, plate_crop = self._plate(pending)
+        event = violation.to_event(
+            site=self.site,
+            node=self.node,
+            model_version=self.model_version,
+            plate=plate,
+            place=self.place,
+        )
+        request = EvidenceRequest(
+            event=event,
+            decisive_mono_s=pending.decisive_mono_s,
+            vehicle_box=Box(*at.box),
+            lamp_box=pending.lamp_box,
+            plate_crop=plate_crop,
+            frame_offset_s=self.frame_offset_s,
+            clip_half_s=self.clip_half_s,
+        )
+        return self.builder.build(self.ring, request)
+
+    def _plate(self, pending: _Pending) -> tuple[PlateReading | None, Image | None]:
+        if self.read_plate is None:
+            return None, None
+        # The largest views of the vehicle near the decisive moment show the plate best.
+        near = sorted(pending.boxes, key=lambda b: abs(b.mono_s - pending.decisive_mono_s))[
+            : PLATE_FRAMES * 2
+        ]
+        near = sorted(near, key=lambda b: (b.box[2] - b.box[0]) * (b.box[3] - b.box[1]))
+        crops: list[Image] = []
+        for seen in reversed(near[-PLATE_FRAMES:]):
+            frames = self.ring.window(seen.mono_s - 1e-6, seen.mono_s + 1e-6)
+            if not frames:
+                continue
+            image = frames[0].image()
+            h, w = image.shape[:2]
+            x0, y0 = max(0, int(seen.box[0])), max(0, int(seen.box[1]))
+            x1, y1 = min(w, int(np.ceil(seen.box[2]))), min(h, int(np.ceil(seen.box[3])))
+            if x1 - x0 >= 8 and y1 - y0 >= 8:
+                crops.append(np.ascontiguousarray(image[y0:y1, x0:x1]))
+        if not crops:
+            return None, None
+        return self.read_plate(crops)
+
+    def _forget(self, t: float) -> None:
+        horizon = t - max(TRACK_HISTORY_S, self.scene.rules.forget_after_s)
+        waiting = {p.violation.track_id for p in self._pending}
+        for tid in [k for k, v in self._tracks.items() if v.last_t < horizon]:
+            if tid not in waiting:
+                del self._tracks[tid]

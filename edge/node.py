@@ -1,0 +1,267 @@
+"""A whole edge node: cameras -> perception -> enforcement -> delivery.
+
+``EdgeNode.from_config`` builds every part from the site configuration: one
+``CameraEnforcement`` per camera that has a scene, the delivery service when the
+configuration has a ``delivery`` section, the plate reader when plates are on. The
+perception pipeline calls ``on_tracked`` for every tracked frame; violations become signed
+evidence packages stored in the outbox before anything is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from calibration.config import CalibrationFile
+from calibration.projector import RoadProjector, require_calibration
+from calibration.store import load_calibration
+from edge.config import CameraConfig, SiteConfig
+from edge.delivery_service import DeliveryService
+from edge.enforcement import CameraEnforcement, Image, PlateRead
+from edge.evidence.package import EvidenceBuilder, EvidencePackage
+from edge.evidence.ring import FrameRing
+from edge.integrity import IntegrityBounds, IntegrityGuard, ReferenceView
+from edge.pipeline import DetectorPool, LivePipeline, RunSummary, TrackedFrame, process_file
+from edge.rules.scene import load_scene
+from edge.sources import probe_file
+from roadwatch.contract import CameraHealth, PlateReading, TrafficStats, to_wire
+from roadwatch.contract.signing import generate_private_key
+from roadwatch.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def packaged_plate_reader() -> PlateRead:
+    """Plate reading with the OCR models that ship in the rapidocr wheel, voted over crops."""
+    from edge.plates.reader import PlateReader
+    from edge.plates.vote import PlateVote
+
+    reader = PlateReader.from_packaged_models()
+
+    def read(crops: Sequence[Image]) -> tuple[PlateReading, Image | None]:
+        vote = PlateVote()
+        for crop in crops:
+            vote.add(reader.read(crop))
+        result = vote.result()
+        return result.reading, result.crop
+
+    return read
+
+
+def _projector(camera: CameraConfig, at: datetime) -> RoadProjector | None:
+    if camera.calibration is None:
+        return None
+    calibration: CalibrationFile = load_calibration(camera.calibration)
+    return require_calibration(calibration, camera.id, at)
+
+
+@dataclass
+class NodeCounters:
+    violations: int = 0
+    packages: int = 0
+    stored: int = 0
+    traffic_minutes: int = 0
+
+
+@dataclass
+class EdgeNode:
+    config: SiteConfig
+    enforcement: dict[str, CameraEnforcement]
+    delivery: DeliveryService | None
+    violations_out: TextIO | None = None
+    counters: NodeCounters = field(default_factory=NodeCounters)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _readers: Callable[[], Sequence[CameraHealth]] = tuple
+
+    @classmethod
+    def from_config(
+        cls,
+        config: SiteConfig,
+        *,
+        model_version: str,
+        now: datetime | None = None,
+        violations_out: TextIO | None = None,
+        read_plate: PlateRead | None = None,
+    ) -> EdgeNode:
+        """Everything the node needs, checked before any camera is opened."""
+        at = now or datetime.now(UTC)
+        health = _HealthSource()
+        delivery = (
+            DeliveryService.from_config(
+                config.delivery, cameras=health, config_version=config.version
+            )
+            if config.delivery
+            else None
+        )
+        key = delivery.key if delivery is not None else generate_private_key()
+        settings = config.delivery.evidence if config.delivery else None
+        if config.plates and read_plate is None and any(c.scene for c in config.cameras):
+            read_plate = packaged_plate_reader()
+        enforcement: dict[str, CameraEnforcement] = {}
+        for cam in config.cameras:
+            if cam.scene is None or not cam.enabled:
+                continue
+            scene = load_scene(cam.scene)
+            if scene.camera != cam.id:
+                raise UserError(
+                    f"{cam.scene}: the scene is for camera {scene.camera!r}, not {cam.id!r}"
+                )
+            ring = (
+                FrameRing.from_settings(cam.id, settings)
+                if settings is not None
+                else FrameRing(cam.id, seconds=12.0, max_bytes=64 << 20)
+            )
+            builder = EvidenceBuilder(key, jpeg_quality=ring.jpeg_quality)
+            bounds = IntegrityBounds(
+                max_shift_px=config.integrity.max_shift_px, inertia=config.integrity.inertia
+            )
+            guard = None
+            if config.integrity.enabled and cam.reference_view is not None:
+                guard = _guard(cam.reference_view, bounds)
+            enforcement[cam.id] = CameraEnforcement(
+                site=config.site,
+                node=config.node,
+                camera=cam.id,
+                scene=scene,
+                projector=_projector(cam, at),
+                ring=ring,
+                builder=builder,
+                model_version=model_version,
+                read_plate=read_plate if config.plates else None,
+                guard=guard,
+                guard_bounds=bounds if config.integrity.enabled else None,
+                guard_every_s=config.integrity.check_every_s,
+                place=cam.place,
+                persons_as_riders=cam.persons_as_riders,
+                frame_offset_s=settings.frame_offset_s if settings else 1.0,
+                clip_half_s=settings.clip_half_s if settings else 3.0,
+            )
+        if delivery is None and config.delivery is None and enforcement:
+            log.warning("no delivery section: violations are logged and kept local only")
+        node = cls(config, enforcement, delivery, violations_out)
+        health.node = node
+        return node
+
+    # -- frames -----------------------------------------------------------------------
+
+    def on_tracked(
+        self, item: TrackedFrame, *, mono_s: float | None = None, at: datetime | None = None
+    ) -> None:
+        """One tracked frame of a camera (times default to the frame's own)."""
+        camera = self.enforcement.get(item.frame.camera)
+        if camera is None:
+            return
+        packages, traffic = camera.on_frame(
+            index=item.frame.index,
+            mono_s=item.frame.monotonic if mono_s is None else mono_s,
+            captured_at=item.frame.captured_at if at is None else at,
+            image=item.frame.image,
+            tracks=item.tracks,
+        )
+        self._deliver(packages, traffic)
+
+    def finish(self) -> None:
+        """End of the streams: build what evidence can still be built, close the minutes."""
+        for camera in self.enforcement.values():
+            packages, traffic = camera.finish()
+            self._deliver(packages, traffic)
+
+    def _deliver(self, packages: list[EvidencePackage], traffic: list[TrafficStats]) -> None:
+        with self._lock:
+            self.counters.packages += len(packages)
+            for package in packages:
+                self.counters.violations += 1
+                if self.violations_out is not None:
+                    self.violations_out.write(to_wire(package.event).decode("utf-8") + "\n")
+                    self.violations_out.flush()
+                if self.delivery is not None:
+                    self.delivery.submit(package)
+                    self.counters.stored += 1
+            for stats in traffic:
+                self.counters.traffic_minutes += 1
+                if self.delivery is not None:
+                    self.delivery.submit_traffic(stats)
+
+    # -- health -----------------------------------------------------------------------
+
+    def health(self) -> list[CameraHealth]:
+        """Camera health from the readers, with the integrity guard's pauses applied."""
+        out = []
+        for health in self._readers():
+            camera = self.enforcement.get(health.camera)
+            override = camera.health_override() if camera is not None else None
+            if override is not None and health.state.value == "up":
+                state, reason = override
+                health = health.model_copy(update={"state": state, "reason": reason})
+            out.append(health)
+        return out
+
+    # -- runs -------------------------------------------------------------------------
+
+    def run_live(self, stop: threading.Event, detectors: DetectorPool | None = None) -> RunSummary:
+        """All cameras until ``stop`` is set; delivery runs beside them."""
+        pipeline = LivePipeline(self.config, detectors)
+        self._readers = pipeline.health
+        if self.delivery is not None:
+            self.delivery.start()
+        try:
+            return pipeline.run(stop, [self.on_tracked])
+        finally:
+            self.finish()
+            if self.delivery is not None:
+                self.delivery.stop()
+
+    def run_file(
+        self,
+        path: Path,
+        *,
+        sinks: Sequence[Callable[[TrackedFrame], None]] = (),
+        stop: threading.Event | None = None,
+        start: datetime | None = None,
+        progress: Callable[[int, int, RunSummary], None] | None = None,
+        detectors: DetectorPool | None = None,
+    ) -> RunSummary:
+        """A recording, every frame in order, on its own clock (``start`` + index / fps)."""
+        fps = probe_file(path).fps or 25.0
+        t0 = start or datetime.now(UTC)
+
+        def enforce(item: TrackedFrame) -> None:
+            offset = item.frame.index / fps
+            self.on_tracked(item, mono_s=offset, at=t0 + timedelta(seconds=offset))
+
+        try:
+            summary = process_file(
+                path, self.config, [*sinks, enforce], detectors=detectors, stop=stop,
+                progress=progress,
+            )  # fmt: skip
+        finally:
+            self.finish()
+        return summary
+
+
+class _HealthSource:
+    """Camera health for the status messages, once the node and its cameras exist."""
+
+    node: EdgeNode | None = None
+
+    def __call__(self) -> Sequence[CameraHealth]:
+        return self.node.health() if self.node is not None else ()
+
+
+def _guard(path: Path, bounds: IntegrityBounds) -> IntegrityGuard:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UserError(f"cannot read the reference view {path}")
+    try:
+        return IntegrityGuard(ReferenceView.from_frame(np.asarray(image, np.uint8)), bounds)
+    except ValueError as exc:
+        raise UserError(f"reference view {path}: {exc}") from exc

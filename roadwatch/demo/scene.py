@@ -1,0 +1,160 @@
+"""The demo's sample scene: a calibrated road camera with known violations.
+
+A clip is composed from real imagery (the road and vehicle cut-outs of the sample gantry
+clip, through the scene generator) with a one-way, three-lane road limited to 60 km/h.
+Most vehicles keep to the limit; some speed, and one drives against the traffic. The
+camera is calibrated as a surveyor would (road marks clicked with pixel noise), and the
+scene file marks the lanes, their direction and limit. Everything is seeded, so every run
+produces the same clip and the same known violations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from calibration.camera import PinholeCamera
+from calibration.config import CalibrationFile
+from calibration.scenes import LANES, Effects, SceneSpec, VehiclePath
+from roadwatch.contract import ViolationType
+
+SPEED_LIMIT_KMH = 60.0
+LANE_HALF_WIDTH_M = 1.75
+ROAD_NEAR_M, ROAD_FAR_M = 12.0, 75.0
+CAMERA_ID = "cam-01"
+
+# (lane index, speed km/h, enter second, towards the camera); all lanes run away from it.
+TRAFFIC: tuple[tuple[int, float, float, bool], ...] = (
+    (0, 48.0, 0.0, False),
+    (1, 104.0, 0.6, False),  # speeding
+    (2, 52.0, 2.0, False),
+    (0, 55.0, 5.0, False),
+    (2, 38.0, 6.0, True),  # wrong way
+    (1, 45.0, 8.5, False),
+    (0, 118.0, 11.0, False),  # speeding
+    (2, 57.0, 12.5, False),
+    (1, 50.0, 15.0, False),
+    (2, 96.0, 17.5, False),  # speeding
+    (0, 42.0, 19.0, False),
+)
+SECONDS = 24.0
+
+
+@dataclass(frozen=True)
+class KnownViolation:
+    type: ViolationType
+    lane: str
+    speed_kmh: float
+
+
+def demo_camera() -> PinholeCamera:
+    return PinholeCamera(
+        height_m=8.0, tilt_deg=14.0, focal_px=900.0, width=960, height=540, pan_deg=0.0,
+        offset_m=0.0,
+    )  # fmt: skip
+
+
+def lane_id(index: int) -> str:
+    return f"lane-{index + 1}"
+
+
+def demo_spec(seed: int = 2026, fps: float = 12.0) -> SceneSpec:
+    rng = np.random.default_rng(seed)
+    vehicles = []
+    for n, (lane, speed, enter, towards) in enumerate(TRAFFIC):
+        start_y = ROAD_FAR_M if towards else ROAD_NEAR_M + 1.0
+        vehicles.append(
+            VehiclePath(
+                vehicle_id=n + 1,
+                sprite=int(rng.integers(0, 8)),
+                start_m=(LANES[lane], start_y),
+                velocity_kmh=(0.0, -speed if towards else speed),
+                enter_s=enter,
+            )
+        )
+    return SceneSpec(
+        name="demo-ql13",
+        seed=seed,
+        camera=demo_camera(),
+        fps=fps,
+        frames=math.ceil(SECONDS * fps),
+        vehicles=tuple(vehicles),
+        effects=Effects(noise_sigma=2.0, crf=23),
+    )
+
+
+def known_violations() -> list[KnownViolation]:
+    out = []
+    for lane, speed, _enter, towards in TRAFFIC:
+        if towards:
+            out.append(KnownViolation(ViolationType.WRONG_WAY, lane_id(lane), speed))
+        elif speed > SPEED_LIMIT_KMH + 20:
+            out.append(KnownViolation(ViolationType.SPEEDING, lane_id(lane), speed))
+    return out
+
+
+def _image_polygon(camera: PinholeCamera, centre_x: float) -> list[list[float]]:
+    corners = np.array(
+        [
+            (centre_x - LANE_HALF_WIDTH_M, ROAD_NEAR_M),
+            (centre_x + LANE_HALF_WIDTH_M, ROAD_NEAR_M),
+            (centre_x + LANE_HALF_WIDTH_M, ROAD_FAR_M),
+            (centre_x - LANE_HALF_WIDTH_M, ROAD_FAR_M),
+        ]
+    )
+    pixels = camera.project(corners)
+    pixels[:, 0] = np.clip(pixels[:, 0], 0, camera.width)
+    pixels[:, 1] = np.clip(pixels[:, 1], 0, camera.height)
+    return [[round(float(u), 1), round(float(v), 1)] for u, v in pixels]
+
+
+def scene_document(camera: PinholeCamera) -> dict[str, object]:
+    """The scene file: three one-way lanes with their world geometry, limit 60 km/h."""
+    lanes = []
+    for index, centre in enumerate(LANES):
+        lanes.append(
+            {
+                "id": lane_id(index),
+                "name": f"Làn {index + 1}",
+                "polygon": _image_polygon(camera, centre),
+                "world_polygon": [
+                    [centre - LANE_HALF_WIDTH_M, ROAD_NEAR_M],
+                    [centre + LANE_HALF_WIDTH_M, ROAD_NEAR_M],
+                    [centre + LANE_HALF_WIDTH_M, ROAD_FAR_M],
+                    [centre - LANE_HALF_WIDTH_M, ROAD_FAR_M],
+                ],
+                "direction": {"vector": [0.0, 1.0]},
+                "default_speed_limit_kmh": SPEED_LIMIT_KMH,
+            }
+        )
+    return {
+        "version": "demo-ql13/1",
+        "camera": CAMERA_ID,
+        "image_size": {"width": camera.width, "height": camera.height},
+        "lanes": lanes,
+        "rules": {
+            "red_light": {"enabled": False},
+            "no_stopping": {"enabled": False},
+            "forbidden_lane": {"enabled": False},
+            "solid_line": {"enabled": False},
+        },
+    }
+
+
+def write_scene_file(path: Path, camera: PinholeCamera) -> None:
+    path.write_text(
+        yaml.safe_dump(scene_document(camera), allow_unicode=True, sort_keys=False),
+        encoding="utf-8",
+    )
+
+
+def surveyed_calibration(camera: PinholeCamera, seed: int, at: datetime) -> CalibrationFile:
+    """The camera calibrated from road marks clicked with pixel noise."""
+    from calibration.speed_eval import surveyed_calibration as survey
+
+    return survey(camera, seed, at, camera_id=CAMERA_ID, calibrated_by="Roadwatch demo survey")
