@@ -7,8 +7,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from roadwatch.contract.models import EventId
 from central.workflow import Action, DeadlineState, Role, Status
+from roadwatch.contract.models import EventId
 
 Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{2,63}$")]
 Password = Annotated[str, StringConstraints(min_length=10, max_length=256)]
