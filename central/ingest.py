@@ -220,6 +220,8 @@ class IngestService:
             if d.qos > 0:
                 self.client.ack(d.mid, d.qos)
         self.metrics.observe(result, len(batch))
+        if result.duplicates:
+            log.info("ingest: %d duplicate event(s) dropped (already held)", result.duplicates)
 
     def _send_receipts(self, event_ids: list[str]) -> None:
         """Queue the receipts (QoS 1) before the PUBACKs: paho sends them in that order."""
