@@ -243,11 +243,11 @@ def test_receipts_recover_what_a_dropping_and_crashing_broker_and_central_lose(
         # 1. The consumer stops taking messages: the broker queues 1,000, then drops.
         _wait("a first share committed", lambda: committed() >= 1000, 60)
         central.signal(signal.SIGSTOP)
-        time.sleep(3.0)
+        broker_log = broker.directory / "mosquitto.log"
+        _wait("the broker dropping messages", lambda: "dropped" in broker_log.read_text(), 60)
         central.signal(signal.SIGCONT)
         # 2. The broker dies without warning mid-stream and comes back empty.
         _wait("half the stream produced", lambda: len(expected) >= EVENTS // 2, 60)
-        dropped = "dropped" in (broker.directory / "mosquitto.log").read_text()
         broker.kill()
         time.sleep(0.5)
         broker.start()
@@ -256,9 +256,11 @@ def test_receipts_recover_what_a_dropping_and_crashing_broker_and_central_lose(
         before = committed()
         _wait("central ingesting again", lambda: committed() > before, 60)
         central.kill()
+        at_kill = committed()
         central.start()
         producer.join(timeout=60)
         assert produced.is_set()
+        assert at_kill < EVENTS, "the stream was over before central was killed"
         _wait("every event committed", lambda: committed() >= EVENTS, 120)
         _wait(
             "every event receipted at the edge",
@@ -280,14 +282,13 @@ def test_receipts_recover_what_a_dropping_and_crashing_broker_and_central_lose(
             f"\nreceipts: {len(expected)} events, {counters.resent} re-sent without a receipt, "
             f"{counters.republished} re-published without PUBACK, "
             f"duplicates dropped by central: {duplicates}, "
-            f"broker dropped messages: {dropped}, wall time {time.monotonic() - started:.1f} s"
+            f"wall time {time.monotonic() - started:.1f} s"
         )
         assert len(expected) == EVENTS
         assert len(rows) == EVENTS, "an event was committed twice or not at all"
         assert set(rows) == set(expected)
         assert stats.receipted == EVENTS and stats.published == 0 and stats.pending == 0
         assert stats.awaiting_receipt == 0
-        assert dropped, "the broker dropped nothing: the test did not overflow its queue"
         assert counters.resent > 0, "nothing was re-sent"
     finally:
         stop.set()
