@@ -24,13 +24,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.db import session_factory, transaction
 from central.intake import Message
 from central.metrics import IngestMetrics
+from central.models import Violation
 from central.receipts import held_events, receipt_messages
 from central.records import BatchResult, KeyCache, record_batch, refresh_completeness
 from central.settings import Settings
@@ -222,6 +223,17 @@ class IngestService:
         self.metrics.observe(result, len(batch))
         if result.duplicates:
             log.info("ingest: %d duplicate event(s) dropped (already held)", result.duplicates)
+
+    def send_completion_receipts(self, violation_ids: list[int]) -> None:
+        """Receipts again for violations whose evidence just became complete, so that a
+        node learns it (called by the evidence upload when the API runs the ingest)."""
+        if not violation_ids:
+            return
+        with self._sessions() as session:
+            event_ids = list(
+                session.scalars(select(Violation.event_id).where(Violation.id.in_(violation_ids)))
+            )
+        self._send_receipts(event_ids)
 
     def _send_receipts(self, event_ids: list[str]) -> None:
         """Queue the receipts (QoS 1) before the PUBACKs: paho sends them in that order."""

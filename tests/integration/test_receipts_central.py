@@ -4,6 +4,7 @@ real ``POST /api/v1/events/known``."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import uuid
@@ -15,11 +16,21 @@ import pytest
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
+from central.app import create_app
 from central.ingest import IngestService
 from central.settings import Settings
 from edge.outbox import MessageState, Outbox
 from edge.reconcile import reconcile
-from roadwatch.contract import NodeTopic, ViolationEvent, node_topic, parse_payload, to_wire
+from roadwatch.contract import (
+    EvidenceRef,
+    EvidenceRole,
+    MediaType,
+    NodeTopic,
+    ViolationEvent,
+    node_topic,
+    parse_payload,
+    to_wire,
+)
 from roadwatch.contract.models import ReceiptBatch
 from tests.central_fixtures import *  # noqa: F403
 from tests.central_fixtures import CentralDb, NodeIdentity, signed_event, store_events
@@ -194,3 +205,36 @@ def test_receipt_batches_are_valid_json_on_the_wire() -> None:
     ]
     first = json.loads(messages[0].payload)
     assert first["site"] == "s1" and first["node"] == "n1"
+
+
+def test_a_receipt_follows_when_evidence_becomes_complete(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    publisher: Publisher,
+) -> None:
+    node = make_node()
+    frame = b"\xff\xd8\xff\xe0" + uuid.uuid4().bytes * 20
+    sha = hashlib.sha256(frame).hexdigest()
+    ref = EvidenceRef(
+        role=EvidenceRole.FRAME_AT, media_type=MediaType.JPEG, sha256=sha, size=len(frame)
+    )
+    event = signed_event(node, evidence=[ref])
+    settings = _ingest_settings(central_settings, mqtt_broker, node.site)
+    listener = ReceiptListener(mqtt_broker, node_topic(node.site, node.node, NodeTopic.RECEIPT))
+    app = create_app(settings, engine=central_db.engine, with_ingest=True)
+    try:
+        with TestClient(app) as client:
+            assert app.state.ingest.wait_ready(10)
+            publisher.publish(node.topic(), to_wire(event))
+            _wait_for("the first receipt", lambda: len(listener.event_ids()) >= 1)
+            headers = {**node.headers, "Content-Type": "image/jpeg"}
+            r = client.put(f"/api/v1/evidence/{sha}", content=frame, headers=headers)
+            assert r.status_code == 201, r.text
+            _wait_for("the completion receipt", lambda: len(listener.event_ids()) >= 2)
+        flags = [r.evidence_complete for b in listener.batches for r in b.receipts]
+        assert listener.event_ids() == [event.event_id] * 2
+        assert flags == [False, True]
+    finally:
+        listener.close()
