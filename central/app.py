@@ -20,7 +20,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from central.api import admin, cases, evidence, ioc
+from central.api import admin, cases, events, evidence, ioc
 from central.api.deps import AppState, app_state
 from central.api.schemas import Health
 from central.db import make_engine, migrate, session_factory
@@ -152,6 +152,7 @@ def create_app(
     app.include_router(cases.router)
     app.include_router(ioc.router)
     app.include_router(evidence.router)
+    app.include_router(events.router)
     app.include_router(ui_router)
 
     @app.exception_handler(RequestValidationError)

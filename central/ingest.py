@@ -1,9 +1,11 @@
 """MQTT ingest: a shared MQTT 5 subscription, batches committed before they are acknowledged.
 
 paho's network thread only queues messages; one worker thread checks and stores a batch
-in one transaction, commits, and only then sends the PUBACKs (``manual_ack``). A message
-whose batch was not committed is never acknowledged, so the broker delivers it again
-after a crash and the unique event id makes that harmless.
+in one transaction, commits, publishes the end-to-end receipts of the violations the
+batch left committed (QoS 1, one ``ReceiptBatch`` per node; re-sent events included, so
+a node whose receipt was lost gets it again), and only then sends the PUBACKs
+(``manual_ack``). A message whose batch was not committed is never acknowledged, so the
+broker delivers it again after a crash and the unique event id makes that harmless.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -21,13 +24,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.db import session_factory, transaction
 from central.intake import Message
 from central.metrics import IngestMetrics
+from central.models import Violation
+from central.receipts import held_events, receipt_messages
 from central.records import BatchResult, KeyCache, record_batch, refresh_completeness
 from central.settings import Settings
 from roadwatch.contract import CameraTopic, NodeTopic, subscription
@@ -69,6 +74,7 @@ class IngestService:
         self._subscribed = threading.Event()
         self._keys = KeyCache()
         self._worker: threading.Thread | None = None
+        self.receipts_sent = 0
         # A stable id keeps the broker session (and the messages queued for it) across restarts.
         client_id = settings.mqtt_client_id or f"roadwatch-central-{socket.gethostname()}"
         self.client = mqtt.Client(
@@ -200,12 +206,9 @@ class IngestService:
                 if self._stop.wait(delay):
                     return  # not acknowledged: the broker re-delivers after restart
                 delay = min(delay * 2, 10.0)
-        for d in batch:
-            if d.qos > 0:
-                self.client.ack(d.mid, d.qos)
-        self.metrics.observe(result, len(batch))
         if result.incomplete_ids:
-            # After commit, so a blob committed while this batch was open is seen too.
+            # After commit, so a blob committed while this batch was open is seen too (and
+            # the receipts below carry the evidence completeness as it now stands).
             try:
                 with transaction(self._sessions) as session:
                     refresh_completeness(session, result.incomplete_ids)
@@ -213,6 +216,42 @@ class IngestService:
                 log.warning(
                     "evidence completeness of %d cases not refreshed", len(result.incomplete_ids)
                 )
+        self._send_receipts(result.held_event_ids)
+        for d in batch:
+            if d.qos > 0:
+                self.client.ack(d.mid, d.qos)
+        self.metrics.observe(result, len(batch))
+        if result.duplicates:
+            log.info("ingest: %d duplicate event(s) dropped (already held)", result.duplicates)
+
+    def send_completion_receipts(self, violation_ids: list[int]) -> None:
+        """Receipts again for violations whose evidence just became complete, so that a
+        node learns it (called by the evidence upload when the API runs the ingest)."""
+        if not violation_ids:
+            return
+        with self._sessions() as session:
+            event_ids = list(
+                session.scalars(select(Violation.event_id).where(Violation.id.in_(violation_ids)))
+            )
+        self._send_receipts(event_ids)
+
+    def _send_receipts(self, event_ids: list[str]) -> None:
+        """Queue the receipts (QoS 1) before the PUBACKs: paho sends them in that order."""
+        if not event_ids or not self.settings.receipts:
+            return
+        try:
+            with self._sessions() as session:
+                held = held_events(session, event_ids)
+        except DBAPIError as exc:
+            # The events are committed; a node without its receipt sends them again and
+            # gets the receipt then.
+            log.warning("receipts of %d events not sent: %s", len(event_ids), exc.orig)
+            return
+        sent = 0
+        for message in receipt_messages(held, datetime.now(UTC)):
+            self.client.publish(message.topic, message.payload, qos=1)
+            sent += message.count
+        self.receipts_sent += sent
 
     def _store(self, messages: list[Message]) -> BatchResult:
         with transaction(self._sessions) as session:
@@ -246,6 +285,7 @@ class IngestService:
                 total.quarantined[code] = total.quarantined.get(code, 0) + n
             total.new_violation_ids += one.new_violation_ids
             total.incomplete_ids += one.incomplete_ids
+            total.held_event_ids += one.held_event_ids
         return total
 
 

@@ -199,6 +199,8 @@ class BatchResult:
     statuses: int = 0
     new_violation_ids: list[int] = field(default_factory=list)
     incomplete_ids: list[int] = field(default_factory=list)
+    # Every violation this batch leaves committed, new or already held: each gets a receipt.
+    held_event_ids: list[str] = field(default_factory=list)
 
     def refuse(self, code: RefusalCode) -> None:
         self.quarantined[code.value] = self.quarantined.get(code.value, 0) + 1
@@ -317,6 +319,7 @@ def _record_violations(
         vid = inserted[event.event_id]
         result.accepted += 1
         result.new_violation_ids.append(vid)
+        result.held_event_ids.append(event.event_id)
         cameras.add((event.site, event.node, event.camera))
         for ref in event.evidence:
             refs.append(
@@ -364,6 +367,7 @@ def _sort_conflict(
         to_wire(ViolationEvent.model_validate_json(payload)) == to_wire(event)
     ):
         result.duplicates += 1
+        result.held_event_ids.append(event.event_id)
         return
     refusal = Refusal(
         RefusalCode.REUSED_ID,

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     mqtt_session_expiry_s: Annotated[int, Field(ge=0, le=30 * 86400)] = 7 * 86400
     ingest_batch: Annotated[int, Field(ge=1, le=5000)] = 500
     ingest_receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 1000
+    receipts: bool = Field(
+        default=True,
+        description="Publish end-to-end receipts to each node's receipt topic after commit",
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 
@@ -75,6 +76,9 @@ def _outbox_status(args: argparse.Namespace) -> int:
         f"  events pending {stats.pending}, published {stats.published}, "
         f"receipted {stats.receipted}"
     )
+    if stats.oldest_unreceipted_created_at is not None:
+        age = max(0.0, time.time() - stats.oldest_unreceipted_created_at)
+        print(f"  violations awaiting a receipt {stats.awaiting_receipt}, oldest {age:.0f} s")
     print(f"  evidence pending {stats.blobs_pending}, broken {stats.blobs_broken}")
     print(
         f"  disk {stats.used_bytes} of {stats.limit_bytes} bytes "

@@ -70,6 +70,24 @@ class OutboxConfig(_Section):
     retry_cap_s: Annotated[float, Field(gt=0, le=86400)] = Field(
         default=300.0, description="longest retry delay"
     )
+    receipt_timeout_s: Annotated[float, Field(gt=0, le=86400)] = Field(
+        default=60.0,
+        description="a published event without central's receipt after this is sent again; "
+        "the wait doubles with each re-send",
+    )
+    receipt_timeout_cap_s: Annotated[float, Field(gt=0, le=86400)] = Field(
+        default=900.0, description="longest wait for a receipt before the next re-send"
+    )
+    reconcile_after_s: Annotated[float, Field(gt=0, le=30 * 86400)] = Field(
+        default=1800.0,
+        description="events without a receipt for this long are checked with central over "
+        "HTTP (POST /api/v1/events/known): held ones are marked receipted, the rest re-sent",
+    )
+    receipted_retention_s: Annotated[float, Field(ge=0, le=365 * 86400)] = Field(
+        default=86400.0,
+        description="receipted events stay this long (for inspection), then are deleted with "
+        "their uploaded evidence records",
+    )
 
 
 class CentralConfig(_Section):

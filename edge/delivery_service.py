@@ -32,7 +32,14 @@ def open_outbox(config: DeliveryConfig) -> Outbox:
         event_reserve_bytes=box.event_reserve_bytes,
         alarm_fraction=box.alarm_fraction,
     )
-    return Outbox(box.path, budget, retry_base_s=box.retry_base_s, retry_cap_s=box.retry_cap_s)
+    return Outbox(
+        box.path,
+        budget,
+        retry_base_s=box.retry_base_s,
+        retry_cap_s=box.retry_cap_s,
+        receipt_timeout_s=box.receipt_timeout_s,
+        receipt_timeout_cap_s=box.receipt_timeout_cap_s,
+    )
 
 
 def load_node_key(config: DeliveryConfig) -> Ed25519PrivateKey:
@@ -70,7 +77,13 @@ class DeliveryService:
     ) -> DeliveryService:
         key = load_node_key(config)
         outbox = open_outbox(config)
-        uploader = Uploader.from_config(outbox, config.central) if config.central else None
+        uploader = (
+            Uploader.from_config(
+                outbox, config.central, reconcile_after_s=config.outbox.reconcile_after_s
+            )
+            if config.central
+            else None
+        )
         return cls(
             config=config,
             outbox=outbox,

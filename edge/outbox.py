@@ -11,9 +11,14 @@ committed, so a committed row never points at a half-written file.
 Message states: ``pending`` -> ``published`` (the broker's PUBACK; ``published_at``) ->
 ``receipted`` (central's end-to-end receipt; ``receipted_at``). Publishing never deletes:
 a published event stays until it is receipted, so it can be sent again if central never
-confirms it. Blob states: ``pending`` -> ``uploaded`` (the file is then deleted) or
-``broken`` (missing or changed on disk: its hash no longer matches; reported, never
-uploaded, and its event is never complete).
+confirms it. A published row's ``next_attempt_at`` is when it is sent again without a
+receipt (``receipt_timeout_s``, doubling per re-send up to ``receipt_timeout_cap_s``).
+Receipted rows are deleted after a retention period (``prune_receipted``), together with
+the records of uploaded blobs no remaining event lists.
+
+Blob states: ``pending`` -> ``uploaded`` (the file is then deleted) or ``broken``
+(missing or changed on disk: its hash no longer matches; reported, never uploaded, and
+its event is never complete).
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ CREATE TABLE IF NOT EXISTS messages (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_queue ON messages (state, priority, created_at, id);
+CREATE INDEX IF NOT EXISTS messages_due ON messages (state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS blobs (
     sha256 TEXT PRIMARY KEY,
     media_type TEXT NOT NULL,
@@ -195,6 +201,8 @@ class OutboxStats:
     limit_bytes: int
     alarm: bool
     oldest_pending_created_at: float | None
+    oldest_unreceipted_created_at: float | None = None
+    awaiting_receipt: int = 0
 
     @property
     def used_fraction(self) -> float:
@@ -235,8 +243,12 @@ class Outbox:
         clock: Callable[[], float] = time.time,
         retry_base_s: float = 1.0,
         retry_cap_s: float = 300.0,
+        receipt_timeout_s: float = 60.0,
+        receipt_timeout_cap_s: float = 900.0,
     ) -> None:
         self.directory = directory
+        self._receipt_timeout_s = receipt_timeout_s
+        self._receipt_timeout_cap_s = receipt_timeout_cap_s
         self.budget = budget
         self._clock = clock
         self._retry_base_s = retry_base_s
@@ -424,16 +436,109 @@ class Outbox:
         return out[:limit]
 
     def mark_published(self, ids: Iterable[str]) -> int:
-        """Record the broker's PUBACK; the rows stay until receipted."""
+        """Record the broker's PUBACK; the rows stay until receipted (violations are sent
+        again when no receipt comes within the receipt time-out)."""
         now = self._clock()
-        batch = [(now, i) for i in ids]
+        batch = [(now, now + self._receipt_timeout_s, i) for i in ids]
         with self._lock, self._transaction():
             cur = self._db.executemany(
-                "UPDATE messages SET state = 'published', published_at = ?, last_error = NULL"
-                " WHERE id = ? AND state = 'pending'",
+                "UPDATE messages SET state = 'published', published_at = ?,"
+                " next_attempt_at = ?, last_error = NULL WHERE id = ? AND state = 'pending'",
                 batch,
             )
             return cur.rowcount
+
+    def due_resends(self, limit: int, *, exclude: Iterable[str] = ()) -> list[OutboxMessage]:
+        """Published violations whose receipt is overdue, oldest first."""
+        skip = set(exclude)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, kind, topic, payload, attempts FROM messages"
+                " WHERE state = 'published' AND kind = 'violation' AND next_attempt_at <= ?"
+                " ORDER BY next_attempt_at, created_at LIMIT ?",
+                (self._clock(), limit + len(skip)),
+            ).fetchall()
+        out = [
+            OutboxMessage(id=r[0], kind=MessageKind(r[1]), topic=r[2], payload=r[3], attempts=r[4])
+            for r in rows
+            if r[0] not in skip
+        ]
+        return out[:limit]
+
+    def mark_resent(self, ids: Iterable[str]) -> int:
+        """A re-send left (or failed): wait longer for its receipt before the next one."""
+        now = self._clock()
+        count = 0
+        with self._lock, self._transaction():
+            for message_id in ids:
+                row = self._db.execute(
+                    "SELECT attempts FROM messages WHERE id = ? AND state = 'published'",
+                    (message_id,),
+                ).fetchone()
+                if row is None:
+                    continue
+                attempts = row[0] + 1
+                delay = backoff_delay(
+                    attempts + 1, base_s=self._receipt_timeout_s, cap_s=self._receipt_timeout_cap_s
+                )
+                self._db.execute(
+                    "UPDATE messages SET attempts = ?, next_attempt_at = ? WHERE id = ?",
+                    (attempts, now + delay, message_id),
+                )
+                count += 1
+        return count
+
+    def resend_now(self, ids: Iterable[str]) -> int:
+        """Make these published events due for sending again at once (central lacks them)."""
+        with self._lock, self._transaction():
+            cur = self._db.executemany(
+                "UPDATE messages SET next_attempt_at = 0 WHERE id = ? AND state = 'published'",
+                [(i,) for i in ids],
+            )
+            return cur.rowcount
+
+    def unreceipted(self, older_than_s: float, limit: int) -> list[str]:
+        """Published violations stored more than ``older_than_s`` ago and still without a
+        receipt, oldest first: the ones to ask central about after a long outage."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM messages WHERE state = 'published' AND kind = 'violation'"
+                " AND created_at <= ? ORDER BY created_at, id LIMIT ?",
+                (self._clock() - older_than_s, limit),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def prune_receipted(self, retention_s: float) -> tuple[int, int]:
+        """Delete events receipted more than ``retention_s`` ago whose evidence is all
+        uploaded, then the records of uploaded blobs no event lists any more.
+
+        Returns (events, blob records) deleted. Events with evidence still pending or broken
+        are kept (their blob files are needed, or kept for inspection)."""
+        cutoff = self._clock() - retention_s
+        with self._lock, self._transaction():
+            ids = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT m.id FROM messages m WHERE m.state = 'receipted'"
+                    " AND m.receipted_at <= ? AND NOT EXISTS (SELECT 1 FROM event_blobs e"
+                    " JOIN blobs b ON b.sha256 = e.sha256"
+                    " WHERE e.event_id = m.id AND b.state != 'uploaded')",
+                    (cutoff,),
+                )
+            ]
+            self._db.executemany("DELETE FROM event_blobs WHERE event_id = ?", [(i,) for i in ids])
+            self._db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
+            # Traffic statistics get no receipt: the broker's PUBACK is their delivery.
+            self._db.execute(
+                "DELETE FROM messages WHERE kind = 'traffic' AND state = 'published'"
+                " AND published_at <= ?",
+                (cutoff,),
+            )
+            blobs = self._db.execute(
+                "DELETE FROM blobs WHERE state = 'uploaded' AND NOT EXISTS"
+                " (SELECT 1 FROM event_blobs e WHERE e.sha256 = blobs.sha256)"
+            ).rowcount
+        return len(ids), blobs
 
     def record_publish_failure(self, ids: Iterable[str], error: str) -> None:
         """A publish got no PUBACK in time: try again after an exponential back-off."""
@@ -609,6 +714,10 @@ class Outbox:
             oldest = self._db.execute(
                 "SELECT MIN(created_at) FROM messages WHERE state = 'pending'"
             ).fetchone()[0]
+            awaiting, oldest_unreceipted = self._db.execute(
+                "SELECT COUNT(*), MIN(created_at) FROM messages WHERE state = 'published'"
+                " AND kind = 'violation'"
+            ).fetchone()
             used = self._used_bytes()
         return OutboxStats(
             pending=counts.get("pending", 0),
@@ -620,6 +729,10 @@ class Outbox:
             limit_bytes=self.budget.limit_bytes,
             alarm=self.budget.alarm(used),
             oldest_pending_created_at=oldest,
+            awaiting_receipt=int(awaiting),
+            oldest_unreceipted_created_at=min(
+                (t for t in (oldest, oldest_unreceipted) if t is not None), default=None
+            ),
         )
 
     def delivered(self, kind: MessageKind) -> int:

@@ -7,6 +7,13 @@ an exponential back-off, publishes due outbox messages while connected (at most
 arrives. The node's retained status topic carries a ``NodeStatus``: ``online`` on
 connect and every ``status_interval_s``, ``offline`` as the last will (and on a clean
 stop). ``stop()`` flushes what it can within its timeout, then disconnects.
+
+End-to-end receipts: the publisher subscribes (QoS 1) to the node's receipt topic, where
+central confirms the events it has committed; those are marked receipted in the outbox
+and deleted after ``receipted_retention_s``. A PUBACK only means the broker took the
+message (a broker may still drop it, e.g. beyond its queue limit), so a violation with
+no receipt after ``receipt_timeout_s`` is published again, with a doubling wait; central
+drops the duplicates by event id.
 """
 
 from __future__ import annotations
@@ -28,7 +35,17 @@ from edge.delivery_config import BrokerConfig, DeliveryConfig
 from edge.delivery_policy import backoff_delay
 from edge.outbox import Outbox
 from roadwatch import __version__
-from roadwatch.contract import CameraHealth, NodeState, NodeStatus, NodeTopic, node_topic, to_wire
+from roadwatch.contract import (
+    CameraHealth,
+    ContractError,
+    NodeState,
+    NodeStatus,
+    NodeTopic,
+    node_topic,
+    parse_payload,
+    to_wire,
+)
+from roadwatch.contract.models import ReceiptBatch
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +56,7 @@ CameraHealthSource = Callable[[], Sequence[CameraHealth]]
 class _InFlight:
     message_id: str
     sent_at: float
+    resend: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +65,8 @@ class PublisherCounters:
     disconnects: int
     published: int
     republished: int
+    resent: int = 0
+    receipted: int = 0
 
 
 def make_client(config: DeliveryConfig) -> mqtt.Client:
@@ -94,6 +114,12 @@ class Publisher:
         self._software_version = software_version
         self._config_version = config_version
         self._status_topic = node_topic(config.site, config.node, NodeTopic.STATUS)
+        self._receipt_topic = node_topic(config.site, config.node, NodeTopic.RECEIPT)
+        self._receipts: list[str] = []
+        self._resent_acked: list[str] = []
+        self._resent = 0
+        self._receipted = 0
+        self._next_prune = 0.0
         self._client: mqtt.Client | None = None
         self._inflight: dict[int, _InFlight] = {}
         self._acked: list[str] = []
@@ -138,6 +164,8 @@ class Publisher:
             disconnects=self._disconnects,
             published=self._published,
             republished=self._republished,
+            resent=self._resent,
+            receipted=self._receipted,
         )
 
     # ---------------------------------------------------------------- the thread
@@ -193,6 +221,7 @@ class Publisher:
             self._expire_inflight()
             self._publish_due()
             self._maybe_publish_status()
+        self._maybe_prune()
 
     def _try_connect(self) -> bool:
         """Connect with a fresh paho client on the node's fixed id.
@@ -210,6 +239,7 @@ class Publisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         try:
             client.connect(broker.host, broker.port, keepalive=broker.keepalive_s)
         except (OSError, ssl.SSLError) as exc:
@@ -223,6 +253,7 @@ class Publisher:
             self._client.on_publish = None
             self._client.on_disconnect = None
             self._client.on_connect = None
+            self._client.on_message = None
             self._client = None
         self._inflight.clear()
         self._connected.clear()
@@ -238,16 +269,25 @@ class Publisher:
         if room <= 0 or (self._inflight and room < max(1, window // 4)):
             return
         busy = {f.message_id for f in self._inflight.values()}
-        for message in self.outbox.due_messages(room, exclude=busy):
+        due = self.outbox.due_messages(room, exclude=busy)
+        resends = []
+        if len(due) < room:
+            # Pending messages first; then violations whose receipt is overdue.
+            resends = self.outbox.due_resends(room - len(due), exclude=busy)
+        for message, resend in [(m, False) for m in due] + [(m, True) for m in resends]:
             assert self._client is not None
             info = self._client.publish(message.topic, message.payload, qos=1)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                # The connection just went: the message stays pending in the outbox and
-                # goes again on the next connection.
+                # The connection just went: the message stays in the outbox and goes again
+                # on the next connection.
                 log.debug("publish of %s not sent: %s", message.id, info.rc)
-            if message.attempts:
+            if resend:
+                self._resent += 1
+            elif message.attempts:
                 self._republished += 1
-            self._inflight[info.mid] = _InFlight(message.id, time.monotonic())
+            self._inflight[info.mid] = _InFlight(message.id, time.monotonic(), resend)
+        if resends:
+            log.info("%d event(s) without a receipt published again", len(resends))
 
     def _expire_inflight(self) -> None:
         limit = self.config.broker.ack_timeout_s
@@ -255,19 +295,37 @@ class Publisher:
         expired = [mid for mid, f in self._inflight.items() if now - f.sent_at > limit]
         if not expired:
             return
-        ids = [self._inflight.pop(mid).message_id for mid in expired]
-        log.warning("%d message(s) without PUBACK for %.0f s; will send again", len(ids), limit)
+        flights = [self._inflight.pop(mid) for mid in expired]
+        ids = [f.message_id for f in flights if not f.resend]
+        log.warning("%d message(s) without PUBACK for %.0f s; will send again", len(flights), limit)
         self.outbox.record_publish_failure(ids, f"no PUBACK within {limit:.0f} s")
+        self.outbox.mark_resent([f.message_id for f in flights if f.resend])
 
     def _record_acks(self) -> None:
         if self._acked:
             acked, self._acked = self._acked, []
             self.outbox.mark_published(acked)
             self._published += len(acked)
+        if self._resent_acked:
+            resent, self._resent_acked = self._resent_acked, []
+            self.outbox.mark_resent(resent)
+        if self._receipts:
+            receipts, self._receipts = self._receipts, []
+            self._receipted += self.outbox.mark_receipted(receipts)
+
+    def _maybe_prune(self) -> None:
+        now = time.monotonic()
+        if now < self._next_prune:
+            return
+        retention = self.config.outbox.receipted_retention_s
+        self._next_prune = now + min(60.0, max(1.0, retention))
+        events, blobs = self.outbox.prune_receipted(retention)
+        if events or blobs:
+            log.info("pruned %d receipted event(s) and %d blob record(s)", events, blobs)
 
     def _status(self, state: NodeState) -> NodeStatus:
         stats = self.outbox.stats() if state is NodeState.ONLINE else None
-        oldest = stats.oldest_pending_created_at if stats else None
+        oldest = stats.oldest_unreceipted_created_at if stats else None
         return NodeStatus(
             site=self.config.site,
             node=self.config.node,
@@ -279,7 +337,7 @@ class Publisher:
             disk_free_bytes=self.outbox.disk_free_bytes() if stats else None,
             disk_used_fraction=stats.used_fraction if stats else None,
             outbox_depth=stats.pending if stats else 0,
-            awaiting_receipt=stats.published if stats else 0,
+            awaiting_receipt=stats.awaiting_receipt if stats else 0,
             oldest_unacked_age_s=max(0.0, time.time() - oldest) if oldest else None,
         )
 
@@ -325,6 +383,7 @@ class Publisher:
         self._connects += 1
         log.info("connected to the broker (session present: %s)", flags.session_present)
         self._connected.set()
+        client.subscribe(self._receipt_topic, qos=1)
         self._publish_status(NodeState.ONLINE)
 
     def _on_disconnect(
@@ -342,4 +401,17 @@ class Publisher:
     ) -> None:
         flight = self._inflight.pop(mid, None)
         if flight is not None:
-            self._acked.append(flight.message_id)
+            (self._resent_acked if flight.resend else self._acked).append(flight.message_id)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic != self._receipt_topic:
+            return
+        try:
+            batch = parse_payload(ReceiptBatch, bytes(message.payload))
+        except ContractError as exc:
+            log.warning("ignored a malformed receipt batch: %s", exc)
+            return
+        if (batch.site, batch.node) != (self.config.site, self.config.node):
+            log.warning("ignored receipts addressed to %s/%s", batch.site, batch.node)
+            return
+        self._receipts.extend(r.event_id for r in batch.receipts)

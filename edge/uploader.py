@@ -10,17 +10,23 @@ outbox, so an upload resumes after a restart at the first blob not yet confirmed
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import ssl
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass
 from enum import StrEnum
 
 from edge.delivery_config import CentralConfig
 from edge.outbox import Outbox, PendingBlob, sha256_hex
+from edge.reconcile import reconcile
 
 log = logging.getLogger(__name__)
+
+# Enough for the answer to a reconciliation query of 1,000 ids.
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 class UploadOutcome(StrEnum):
@@ -58,6 +64,11 @@ class CentralClient:
     def _request(
         self, method: str, sha256: str, body: bytes | None = None, media_type: str = ""
     ) -> _Answer:
+        return self._call(method, f"evidence/{sha256}", body, media_type)
+
+    def _call(
+        self, method: str, path: str, body: bytes | None = None, media_type: str = ""
+    ) -> _Answer:
         connection: http.client.HTTPConnection
         if self._https:
             connection = http.client.HTTPSConnection(
@@ -71,9 +82,9 @@ class CentralClient:
             headers["Content-Type"] = media_type
             headers["Content-Length"] = str(len(body))
         try:
-            connection.request(method, f"{self._base}/api/v1/evidence/{sha256}", body, headers)
+            connection.request(method, f"{self._base}/api/v1/{path}", body, headers)
             response = connection.getresponse()
-            return _Answer(response.status, response.read(4096))
+            return _Answer(response.status, response.read(MAX_ANSWER_BYTES))
         finally:
             connection.close()
 
@@ -82,6 +93,11 @@ class CentralClient:
 
     def put(self, sha256: str, body: bytes, media_type: str) -> _Answer:
         return self._request("PUT", sha256, body, media_type)
+
+    def known(self, event_ids: list[str]) -> _Answer:
+        """``POST /api/v1/events/known``: which of these events central holds."""
+        body = json.dumps({"event_ids": event_ids}).encode()
+        return self._call("POST", "events/known", body, "application/json")
 
 
 def _short(answer: _Answer) -> str:
@@ -93,18 +109,28 @@ class Uploader:
     """Uploads the outbox's pending blobs; ``run_once()`` for one pass, or a thread."""
 
     def __init__(
-        self, outbox: Outbox, client: CentralClient, *, batch: int = 16, idle_s: float = 1.0
+        self,
+        outbox: Outbox,
+        client: CentralClient,
+        *,
+        batch: int = 16,
+        idle_s: float = 1.0,
+        reconcile_after_s: float | None = None,
     ) -> None:
         self.outbox = outbox
         self.client = client
+        self._reconcile_after_s = reconcile_after_s
+        self._next_reconcile = 0.0
         self._batch = batch
         self._idle_s = idle_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_config(cls, outbox: Outbox, config: CentralConfig) -> Uploader:
-        return cls(outbox, CentralClient(config))
+    def from_config(
+        cls, outbox: Outbox, config: CentralConfig, *, reconcile_after_s: float | None = None
+    ) -> Uploader:
+        return cls(outbox, CentralClient(config), reconcile_after_s=reconcile_after_s)
 
     def upload(self, blob: PendingBlob) -> UploadResult:
         sha = blob.sha256
@@ -179,7 +205,20 @@ class Uploader:
                 self.run_once()
             except Exception:
                 log.exception("evidence upload pass failed")
+            try:
+                self._maybe_reconcile()
+            except Exception:
+                log.exception("reconciliation pass failed")
             self._stop.wait(self._idle_s)
+
+    def _maybe_reconcile(self) -> None:
+        after = self._reconcile_after_s
+        now = time.monotonic()
+        if after is None or now < self._next_reconcile:
+            return
+        # Asked at most every quarter of the age limit (and never more than once a second).
+        self._next_reconcile = now + max(1.0, after / 4)
+        reconcile(self.outbox, self.client, older_than_s=after)
 
     def stop(self, timeout_s: float = 10.0) -> bool:
         """Stop after the blob in progress (bounded by the HTTP timeout and ``timeout_s``)."""

@@ -81,6 +81,10 @@ async def put_evidence(
             )
 
     completed = await run_in_threadpool(note)
+    ingest = getattr(request.app.state, "ingest", None)
+    if completed and ingest is not None:
+        # The nodes learn from a fresh receipt that these events' evidence is complete.
+        await run_in_threadpool(ingest.send_completion_receipts, completed)
     response.status_code = 201 if stored.created else 200
     state.metrics.evidence.labels("stored" if stored.created else "present").inc()
     return EvidenceStored(

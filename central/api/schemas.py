@@ -8,6 +8,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from central.workflow import Action, DeadlineState, Role, Status
+from roadwatch.contract.models import EventId
 
 Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{2,63}$")]
 Password = Annotated[str, StringConstraints(min_length=10, max_length=256)]
@@ -338,3 +339,17 @@ class EvidenceStored(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: str
+
+
+MAX_KNOWN_QUERY = 1000
+
+
+class KnownEventsQuery(Strict):
+    event_ids: Annotated[
+        list[EventId],
+        Field(min_length=1, max_length=MAX_KNOWN_QUERY, description="The node's own event ids"),
+    ]
+
+
+class KnownEvents(BaseModel):
+    known: list[str] = Field(description="The ids among those asked that central holds")

@@ -38,6 +38,7 @@ from roadwatch.contract import (
     node_topic,
     to_wire,
 )
+from roadwatch.contract.ids import new_event_id
 from roadwatch.contract.signing import generate_private_key, public_key_pem
 from tests.central_fixtures import *  # noqa: F403
 from tests.central_fixtures import (
@@ -85,6 +86,7 @@ ROUTE_ROLES: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/feed"): HUMANS,
     ("PUT", "/api/v1/evidence/{sha256}"): {"node"},
     ("HEAD", "/api/v1/evidence/{sha256}"): {"node"},
+    ("POST", "/api/v1/events/known"): {"node"},
     ("GET", "/api/v1/evidence/{sha256}"): REVIEW,
     ("GET", "/metrics"): {"supervisor", "admin", "ioc"},
 }
@@ -121,6 +123,8 @@ def _request(
         body = {"action": "start_review", "version": 999}  # a stale version: 409, not 403
     elif path == "/api/v1/feed":
         params = {"max_events": 1, "max_seconds": 0.1}
+    elif path == "/api/v1/events/known":
+        body = {"event_ids": [new_event_id()]}
     elif path == "/api/v1/evidence/{sha256}" and method == "PUT":
         content = JPEG
         headers = {**headers, "Content-Type": "image/jpeg"}
@@ -672,3 +676,22 @@ def test_migrations_match_the_models(central_db: CentralDb) -> None:
 
     with central_db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_known_events_answers_only_for_the_calling_node(
+    api: TestClient, central_db: CentralDb, make_node: Callable[..., NodeIdentity]
+) -> None:
+    node = make_node()
+    other = make_node()
+    mine = [signed_event(node) for _ in range(3)]
+    theirs = signed_event(other)
+    store_events(central_db, node, mine[:2])
+    store_events(central_db, other, [theirs])
+    asked = [e.event_id for e in mine] + [theirs.event_id]
+    r = api.post("/api/v1/events/known", json={"event_ids": asked}, headers=node.headers)
+    assert r.status_code == 200, r.text
+    assert sorted(r.json()["known"]) == sorted(e.event_id for e in mine[:2])
+    too_many = {"event_ids": [new_event_id() for _ in range(1001)]}
+    assert api.post("/api/v1/events/known", json=too_many, headers=node.headers).status_code == 422
+    bad = {"event_ids": ["not-an-id"]}
+    assert api.post("/api/v1/events/known", json=bad, headers=node.headers).status_code == 422

@@ -1,0 +1,103 @@
+"""End-to-end delivery receipts: which events central holds, told back to their nodes.
+
+After an ingest batch is committed, every violation it left in the database (new ones and
+re-sent ones central already held) gets a ``Receipt``; they go to each node's receipt
+topic as ``ReceiptBatch`` messages of at most ``MAX_RECEIPTS_PER_BATCH``. A node deletes
+an event from its outbox only on a receipt, so a receipt is sent only for a committed row.
+The same lookup answers a node's reconciliation question (``known_event_ids``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from central.models import Violation
+from roadwatch.contract import NodeTopic, node_topic, to_wire
+from roadwatch.contract.models import MAX_RECEIPTS_PER_BATCH, Receipt, ReceiptBatch
+
+
+@dataclass(frozen=True, slots=True)
+class HeldEvent:
+    site: str
+    node: str
+    event_id: str
+    committed_at: datetime
+    evidence_complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptMessage:
+    topic: str
+    payload: bytes
+    count: int
+
+
+def held_events(session: Session, event_ids: Sequence[str]) -> list[HeldEvent]:
+    """The committed violations among ``event_ids`` (unknown ids are left out)."""
+    if not event_ids:
+        return []
+    rows = session.execute(
+        select(
+            Violation.site,
+            Violation.node,
+            Violation.event_id,
+            Violation.received_at,
+            Violation.evidence_complete,
+        ).where(Violation.event_id.in_(sorted(set(event_ids))))
+    ).all()
+    return [
+        HeldEvent(
+            site=r[0],
+            node=r[1],
+            event_id=r[2],
+            committed_at=_utc(r[3]),
+            evidence_complete=bool(r[4]),
+        )
+        for r in rows
+    ]
+
+
+def known_event_ids(session: Session, site: str, node: str, event_ids: Sequence[str]) -> list[str]:
+    """Which of a node's own event ids central holds (another node's ids are never told)."""
+    if not event_ids:
+        return []
+    return sorted(
+        session.scalars(
+            select(Violation.event_id).where(
+                Violation.event_id.in_(sorted(set(event_ids))),
+                Violation.site == site,
+                Violation.node == node,
+            )
+        )
+    )
+
+
+def receipt_messages(held: Sequence[HeldEvent], sent_at: datetime) -> list[ReceiptMessage]:
+    """Group receipts by node and cut them into contract-sized batches."""
+    by_node: dict[tuple[str, str], list[Receipt]] = {}
+    for h in held:
+        by_node.setdefault((h.site, h.node), []).append(
+            Receipt(
+                event_id=h.event_id,
+                committed_at=h.committed_at,
+                evidence_complete=h.evidence_complete,
+            )
+        )
+    out: list[ReceiptMessage] = []
+    for (site, node), receipts in sorted(by_node.items()):
+        topic = node_topic(site, node, NodeTopic.RECEIPT)
+        for start in range(0, len(receipts), MAX_RECEIPTS_PER_BATCH):
+            chunk = receipts[start : start + MAX_RECEIPTS_PER_BATCH]
+            batch = ReceiptBatch(site=site, node=node, sent_at=sent_at, receipts=chunk)
+            out.append(ReceiptMessage(topic=topic, payload=to_wire(batch), count=len(chunk)))
+    return out
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; they were stored as UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
