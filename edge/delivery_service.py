@@ -8,6 +8,7 @@ uploader threads, ``stop()`` flushes and stops them within a bound.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -127,6 +128,23 @@ class DeliveryService:
         self.publisher.start()
         if self.uploader is not None:
             self.uploader.start()
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait (bounded) until nothing is left to publish or upload; True when empty.
+        Events awaiting a receipt stay in the outbox; they are not waited for."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            stats = self.outbox.stats()
+            if stats.pending == 0 and stats.blobs_pending == 0:
+                return True
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "stopping with %d message(s) and %d blob(s) still to send; they stay in "
+                    "the outbox for the next start",
+                    stats.pending, stats.blobs_pending,
+                )  # fmt: skip
+                return False
+            time.sleep(0.2)
 
     def delivered_violations(self) -> int:
         """Violations the broker has acknowledged (the count at stop once stopped)."""

@@ -205,9 +205,17 @@ class EdgeNode:
 
     # -- runs -------------------------------------------------------------------------
 
-    def run_live(self, stop: threading.Event, detectors: DetectorPool | None = None) -> RunSummary:
-        """All cameras until ``stop`` is set; delivery runs beside them."""
-        pipeline = LivePipeline(self.config, detectors)
+    def run_live(
+        self,
+        stop: threading.Event,
+        detectors: DetectorPool | None = None,
+        *,
+        pipeline: LivePipeline | None = None,
+        drain_s: float = 10.0,
+    ) -> RunSummary:
+        """All cameras until ``stop`` is set; delivery runs beside them. At the end, the
+        last evidence is built and the outbox gets up to ``drain_s`` to empty itself."""
+        pipeline = pipeline or LivePipeline(self.config, detectors)
         self._readers = pipeline.health
         if self.delivery is not None:
             self.delivery.start()
@@ -216,6 +224,7 @@ class EdgeNode:
         finally:
             self.finish()
             if self.delivery is not None:
+                self.delivery.drain(drain_s)
                 self.delivery.stop()
 
     def run_file(

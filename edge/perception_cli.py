@@ -141,7 +141,7 @@ def _run_with(
     from edge.config import SiteConfig
     from edge.node import EdgeNode
     from edge.outputs import AnnotatedVideo, TrackLog
-    from edge.pipeline import Sink, TrackedFrame
+    from edge.pipeline import LivePipeline, Sink, TrackedFrame
     from edge.sources import probe_file
 
     if args.source is None:
@@ -151,13 +151,13 @@ def _run_with(
             model_version=_model_version(config.detector.model),
             violations_out=violations_out,
         )
-        cameras = len([c for c in config.cameras if c.enabled])
+        pipeline = LivePipeline(config)  # opens nothing yet; refuses missing files first
         print(
-            f"running {cameras} camera(s), enforcement on {len(node.enforcement)};"
-            " stop with Ctrl-C",
+            f"running {len(pipeline.cameras)} camera(s), enforcement on"
+            f" {len(node.enforcement)}; stop with Ctrl-C",
             file=sys.stderr,
         )
-        summary = node.run_live(stop)
+        summary = node.run_live(stop, pipeline=pipeline)
         print(summary.describe(), file=sys.stderr)
         print(_enforcement_line(node), file=sys.stderr)
         return 0

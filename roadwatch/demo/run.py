@@ -283,7 +283,11 @@ def run_demo(
         node = EdgeNode.from_config(config, model_version=assets.model_version)
         camera_stop = threading.Event()
         edge = threading.Thread(
-            target=node.run_live, args=(camera_stop,), name="demo-edge", daemon=True
+            target=node.run_live,
+            args=(camera_stop,),
+            kwargs={"drain_s": drain_s},
+            name="demo-edge",
+            daemon=True,
         )
         print(f"Roadwatch demo: review UI {base}/  (log in as {DEMO_USERS[0][0]} /"
               f" {password}; supervisor {DEMO_USERS[1][0]} / {password})", file=out)  # fmt: skip
@@ -299,7 +303,7 @@ def run_demo(
                 print(counts.line(time.monotonic() - started), file=out, flush=True)
         finally:
             camera_stop.set()
-            edge.join(timeout=60)
+            edge.join(timeout=drain_s + 60)
         # The camera is stopped; the outbox and the publisher were flushed by the node.
         # Central records what the broker holds: wait for it, bounded.
         _drain(node, client, counts, drain_s)
@@ -323,7 +327,8 @@ def _drain(node: Any, client: CentralClient, counts: DemoCounts, drain_s: float)
     deadline = time.monotonic() + drain_s
     while True:
         _count(node, client, counts)
-        if counts.recorded >= counts.produced or time.monotonic() >= deadline:
+        done = counts.recorded >= counts.produced and counts.complete >= counts.recorded
+        if done or time.monotonic() >= deadline:
             return
         time.sleep(1.0)
 
