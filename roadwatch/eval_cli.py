@@ -6,7 +6,11 @@ import argparse
 import importlib
 
 # Modules providing ``register(eval_subparsers)``, one per measured capability.
-EVAL_MODULES: tuple[str, ...] = ("edge.plates.eval_cli", "calibration.speed_eval_cli")
+EVAL_MODULES: tuple[str, ...] = (
+    "edge.plates.eval_cli",
+    "calibration.speed_eval_cli",
+    "edge.red_light_eval",
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
