@@ -23,9 +23,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--run-for", type=float, metavar="SECONDS",
         help="stop after this long, drain what is in flight, print a JSON summary last",
     )  # fmt: skip
-    demo.add_argument(
-        "--workdir", type=Path, default=Path("var/demo"), help="demo files (var/demo)"
-    )
+    demo.add_argument("--workdir", type=Path, help="demo files (default: the checkout's var/demo)")
     demo.add_argument("--data", type=Path, help="sample media folder (default ../shared/data)")
     demo.add_argument(
         "--prepare-only", action="store_true", help="render the sample scene and exit"
@@ -34,12 +32,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from roadwatch.demo.prepare import default_data_dir, prepare_demo
+    from roadwatch.demo.prepare import default_data_dir, default_workdir, prepare_demo
     from roadwatch.demo.run import run_demo, summary_json
 
     data = args.data or default_data_dir()
+    workdir = args.workdir or default_workdir()
     if args.prepare_only:
-        prepare_demo(args.workdir, data)
+        prepare_demo(workdir, data)
         return 0
     stop = threading.Event()
 
@@ -49,7 +48,7 @@ def _demo(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         counts = run_demo(
-            workdir=args.workdir, data_dir=data, port=args.port, run_for_s=args.run_for,
+            workdir=workdir, data_dir=data, port=args.port, run_for_s=args.run_for,
             stop=stop,
         )  # fmt: skip
     finally:

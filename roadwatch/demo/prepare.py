@@ -25,6 +25,11 @@ class DemoAssets:
     model_version: str
 
 
+def default_workdir() -> Path:
+    """``var/demo`` of the checkout, beside the models (the set-up renders the scene there)."""
+    return Path(__file__).resolve().parents[2] / "var" / "demo"
+
+
 def default_data_dir() -> Path:
     """The sample media beside the checkout (../shared/data)."""
     return Path(__file__).resolve().parents[3] / "shared" / "data"
