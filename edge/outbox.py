@@ -420,12 +420,18 @@ class Outbox:
     # --------------------------------------------------------------- publishing
     def due_messages(self, limit: int, *, exclude: Iterable[str] = ()) -> list[OutboxMessage]:
         """Pending messages whose retry time has come, violations first, oldest first."""
+        return self._due(
+            "state = 'pending'", "priority, created_at, id", limit=limit, exclude=exclude
+        )
+
+    def _due(
+        self, where: str, order: str, *, limit: int, exclude: Iterable[str]
+    ) -> list[OutboxMessage]:
         skip = set(exclude)
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, kind, topic, payload, attempts FROM messages"
-                " WHERE state = 'pending' AND next_attempt_at <= ?"
-                " ORDER BY priority, created_at, id LIMIT ?",
+                f" WHERE {where} AND next_attempt_at <= ? ORDER BY {order} LIMIT ?",
                 (self._clock(), limit + len(skip)),
             ).fetchall()
         out = [
@@ -450,20 +456,12 @@ class Outbox:
 
     def due_resends(self, limit: int, *, exclude: Iterable[str] = ()) -> list[OutboxMessage]:
         """Published violations whose receipt is overdue, oldest first."""
-        skip = set(exclude)
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, kind, topic, payload, attempts FROM messages"
-                " WHERE state = 'published' AND kind = 'violation' AND next_attempt_at <= ?"
-                " ORDER BY next_attempt_at, created_at LIMIT ?",
-                (self._clock(), limit + len(skip)),
-            ).fetchall()
-        out = [
-            OutboxMessage(id=r[0], kind=MessageKind(r[1]), topic=r[2], payload=r[3], attempts=r[4])
-            for r in rows
-            if r[0] not in skip
-        ]
-        return out[:limit]
+        return self._due(
+            "state = 'published' AND kind = 'violation'",
+            "next_attempt_at, created_at",
+            limit=limit,
+            exclude=exclude,
+        )
 
     def mark_resent(self, ids: Iterable[str]) -> int:
         """A re-send left (or failed): wait longer for its receipt before the next one."""
