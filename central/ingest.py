@@ -85,8 +85,9 @@ class IngestService:
         )
         if settings.mqtt_username:
             self.client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
-        if settings.mqtt_tls:
-            self.client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        if settings.mqtt_tls or settings.mqtt_tls_ca is not None:
+            ca = str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca is not None else None
+            self.client.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     mqtt_tls: bool = False
+    mqtt_tls_ca: Path | None = Field(
+        default=None, description="CA file of the broker's certificate (default: system CAs)"
+    )
     mqtt_client_id: str | None = Field(
         default=None, description="Stable MQTT client id of this ingest replica (session kept)"
     )
