@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from central.db import make_engine, migrate, session_factory, transaction  # noq
 from central.records import create_user  # noqa: E402
 from central.security import issue_access_token  # noqa: E402
 from central.workflow import Role  # noqa: E402
+from roadwatch.net import free_port  # noqa: E402
 
 SECRET = "bench-" + uuid.uuid4().hex * 2
 TYPES = ["speeding", "red_light", "wrong_way", "forbidden_lane", "solid_line", "no_stopping"]
@@ -129,12 +129,6 @@ def kinds(plate: str) -> list[Kind]:
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> int:

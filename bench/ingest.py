@@ -39,6 +39,7 @@ from central.models import Violation  # noqa: E402
 from central.records import register_node  # noqa: E402
 from roadwatch.contract import CameraTopic, camera_topic, to_wire  # noqa: E402
 from roadwatch.contract.signing import generate_private_key, public_key_pem, sign  # noqa: E402
+from roadwatch.net import free_port  # noqa: E402
 from tests.factories import violation_event  # noqa: E402
 
 BROKER_CONF = """\
@@ -52,12 +53,6 @@ message_size_limit 1048576
 log_dest stderr
 log_type error
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_broker(folder: Path, inflight: int) -> tuple[subprocess.Popen[bytes], int]:

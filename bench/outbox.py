@@ -34,6 +34,7 @@ from edge.outbox import Outbox
 from edge.publisher import Publisher
 from roadwatch.contract import ViolationEvent, new_event_id, to_wire
 from roadwatch.contract.signing import sign
+from roadwatch.net import free_port
 
 SAMPLE = {
     "type": "speeding",
@@ -57,12 +58,6 @@ KEY = Ed25519PrivateKey.generate()
 
 def event() -> ViolationEvent:
     return sign(ViolationEvent.model_validate({**SAMPLE, "event_id": new_event_id()}), KEY)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_broker(folder: Path, port: int) -> subprocess.Popen[bytes]:

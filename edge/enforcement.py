@@ -25,7 +25,7 @@ from edge.detections import Detections, ObjectClass, vehicle_class
 from edge.evidence.overlay import Box
 from edge.evidence.package import EvidenceBuilder, EvidenceError, EvidencePackage, EvidenceRequest
 from edge.evidence.ring import FrameRing
-from edge.integrity import IntegrityBounds, IntegrityGuard, ReferenceView
+from edge.integrity import IntegrityBounds, IntegrityGuard, ReferenceView, ViewVerdict
 from edge.rules.calibrated import image_to_world
 from edge.rules.engine import RuleSet
 from edge.rules.geometry import Point
@@ -34,7 +34,13 @@ from edge.rules.scene import SceneConfig
 from edge.rules.signal import SignalState, lamp_strengths
 from edge.rules.tracks import ImageBox, TrackFrame, Violation, WorldTrackPoint
 from edge.traffic_stats import LaneObservation, TrafficAggregator
-from roadwatch.contract import CameraState, PlateReading, TrafficStats, VehicleClass
+from roadwatch.contract import (
+    CameraState,
+    PlateReading,
+    TrafficStats,
+    VehicleClass,
+    ViolationType,
+)
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +153,7 @@ class CameraEnforcement:
         if self.guard is None or self.guard.enforcing:
             return None
         last = self.guard.last
-        shifted = last is not None and last.verdict.value == "shifted"
+        shifted = last is not None and last.verdict is ViewVerdict.SHIFTED
         state = CameraState.VIEW_SHIFTED if shifted else CameraState.PAUSED
         return state, f"enforcement paused: {self.guard.reason}"
 
@@ -261,20 +267,18 @@ class CameraEnforcement:
         track = self._tracks.get(violation.track_id)
         boxes = tuple(track.boxes) if track is not None else ()
         lamp_box: Box | None = None
-        lane = self.scene.lanes[0]
-        for candidate in self.scene.lanes:
-            if candidate.id == violation.lane:
-                lane = candidate
-        if violation.rule.value == "red_light":
-            head = next((h for h in self._lamp_heads if h.id == lane.signal_head), None)
-            if head is not None and head.red is not None and head.green is not None:
-                lamps = head.lamps()
-                assert lamps is not None
-                x0 = min(r[0] for r in lamps)
-                y0 = min(r[1] for r in lamps)
-                x1 = max(r[2] for r in lamps)
-                y1 = max(r[3] for r in lamps)
-                lamp_box = Box(x0, y0, x1, y1)
+        lane = self.geometry.lane_by_id(violation.lane) if violation.lane else None
+        if violation.rule is ViolationType.RED_LIGHT and lane is not None:
+            # The whole signal head: the crop shows which lamp was lit.
+            head = next((h for h in self._lamp_heads if h.id == lane.config.signal_head), None)
+            lamps = head.lamps() if head is not None else None
+            if lamps is not None:
+                lamp_box = Box(
+                    min(r[0] for r in lamps),
+                    min(r[1] for r in lamps),
+                    max(r[2] for r in lamps),
+                    max(r[3] for r in lamps),
+                )
         ready = decisive + max(self.frame_offset_s, self.clip_half_s)
         self._pending.append(_Pending(violation, decisive, ready, boxes, lamp_box))
         log.info("camera %s: %s", self.camera, violation.explanation)

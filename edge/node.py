@@ -64,9 +64,7 @@ def _projector(camera: CameraConfig, at: datetime) -> RoadProjector | None:
 
 @dataclass
 class NodeCounters:
-    violations: int = 0
-    packages: int = 0
-    stored: int = 0
+    stored: int = 0  # evidence packages stored in the outbox
     traffic_minutes: int = 0
 
 
@@ -175,9 +173,7 @@ class EdgeNode:
 
     def _deliver(self, packages: list[EvidencePackage], traffic: list[TrafficStats]) -> None:
         with self._lock:
-            self.counters.packages += len(packages)
             for package in packages:
-                self.counters.violations += 1
                 if self.violations_out is not None:
                     self.violations_out.write(to_wire(package.event).decode("utf-8") + "\n")
                     self.violations_out.flush()
@@ -188,6 +184,16 @@ class EdgeNode:
                 self.counters.traffic_minutes += 1
                 if self.delivery is not None:
                     self.delivery.submit_traffic(stats)
+
+    @property
+    def violations(self) -> int:
+        """Violations the rules found on every camera."""
+        return sum(c.counters.violations for c in self.enforcement.values())
+
+    @property
+    def packages(self) -> int:
+        """Evidence packages built (a violation without frames has none)."""
+        return sum(c.counters.packages for c in self.enforcement.values())
 
     # -- health -----------------------------------------------------------------------
 

@@ -206,6 +206,6 @@ def _run_with(
 def _enforcement_line(node: Any) -> str:
     c = node.counters
     return (
-        f"violations {c.violations} (evidence packages {c.packages}, stored in the outbox"
-        f" {c.stored}); traffic minutes {c.traffic_minutes}"
+        f"violations {node.violations} (evidence packages {node.packages}, stored in the"
+        f" outbox {c.stored}); traffic minutes {c.traffic_minutes}"
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,12 +24,6 @@ def local_docker_config(tmp: Path, port: int) -> Path:
     conf = tmp / "mosquitto.conf"
     conf.write_text(text + "\nuser root\n")  # the test process owns the files it wrote
     return conf
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -10,15 +10,18 @@ user names.
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
+from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -32,7 +35,7 @@ from central.workflow import Role
 from roadwatch.contract import CameraTopic, ViolationEvent, camera_topic, to_wire
 from roadwatch.contract.signing import generate_private_key, public_key_pem, sign
 from tests.factories import violation_event
-from tests.services import missing, postgres_url
+from tests.services import BrokerAddress, missing, postgres_url
 
 SECRET = "test-" + secrets.token_hex(24)
 PASSWORD = "correct horse battery"
@@ -48,6 +51,7 @@ __all__ = [
     "central_db",
     "central_settings",
     "make_node",
+    "publisher",
     "signed_event",
     "store_events",
 ]
@@ -206,3 +210,59 @@ def store_events(db: CentralDb, node: NodeIdentity, events: list[ViolationEvent]
         result = record_batch(session, messages, KeyCache())
     assert not result.quarantined, result.quarantined
     return result.new_violation_ids
+
+
+# -- MQTT: a publisher that waits for each PUBACK, and the ingest's settings for a test --
+
+
+class Publisher:
+    """A QoS 1 publisher that waits for each PUBACK."""
+
+    def __init__(self, broker: BrokerAddress) -> None:
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"pub-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
+        )
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(timeout=10)
+        assert info.is_published(), f"no PUBACK for {topic}"
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def publisher(mqtt_broker: BrokerAddress) -> Iterator[Publisher]:
+    pub = Publisher(mqtt_broker)
+    try:
+        yield pub
+    finally:
+        pub.close()
+
+
+def ingest_settings(base: Settings, broker: BrokerAddress, site: str) -> Settings:
+    return base.model_copy(
+        update={
+            "mqtt_host": broker.host,
+            "mqtt_port": broker.port,
+            "mqtt_site": site,
+            "mqtt_share_group": f"g{uuid.uuid4().hex[:10]}",
+            "mqtt_client_id": f"central-test-{uuid.uuid4().hex[:10]}",
+            "mqtt_session_expiry_s": 60,
+        }
+    )
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

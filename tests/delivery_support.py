@@ -50,12 +50,6 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class PrivateBroker:
     """A Mosquitto process of the test's own, on a free port, that the test may kill."""

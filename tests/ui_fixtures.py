@@ -13,7 +13,6 @@ import hashlib
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -58,6 +57,7 @@ from roadwatch.contract import (
     to_wire,
 )
 from roadwatch.contract.signing import generate_private_key, public_key_pem, sign
+from roadwatch.net import free_port
 from tests.services import missing, require_shared_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,13 +231,6 @@ def _png(image: Any) -> bytes:
 
 
 # ---------------------------------------------------------------- the running service
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 
 from roadwatch.errors import UserError
+from roadwatch.net import free_port
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,6 @@ class DemoCounts:
             f"[{elapsed_s:5.0f} s] events produced {self.produced}, delivered {self.delivered},"
             f" recorded {self.recorded} (evidence complete {self.complete})"
         )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log_file: Path) -> None:

@@ -9,14 +9,12 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from select import select as wait_readable
 from typing import IO
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
 from central.ingest import IngestService
@@ -37,65 +35,20 @@ from roadwatch.contract import (
 )
 from roadwatch.contract.signing import generate_private_key, sign
 from tests.central_fixtures import *  # noqa: F403
-from tests.central_fixtures import Account, CentralDb, NodeIdentity, signed_event
+from tests.central_fixtures import (
+    Account,
+    CentralDb,
+    NodeIdentity,
+    Publisher,
+    ingest_settings,
+    signed_event,
+    wait_for,
+)
 from tests.factories import T0, violation_event
 from tests.services import BrokerAddress
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Publisher:
-    """A QoS 1 publisher that waits for each PUBACK."""
-
-    def __init__(self, broker: BrokerAddress) -> None:
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"pub-{uuid.uuid4().hex[:8]}",
-            protocol=mqtt.MQTTv5,
-        )
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        info = self.client.publish(topic, payload, qos=1, retain=retain)
-        info.wait_for_publish(timeout=10)
-        assert info.is_published(), f"no PUBACK for {topic}"
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-@pytest.fixture
-def publisher(mqtt_broker: BrokerAddress) -> Iterator[Publisher]:
-    pub = Publisher(mqtt_broker)
-    try:
-        yield pub
-    finally:
-        pub.close()
-
-
-def _ingest_settings(base: Settings, broker: BrokerAddress, site: str) -> Settings:
-    return base.model_copy(
-        update={
-            "mqtt_host": broker.host,
-            "mqtt_port": broker.port,
-            "mqtt_site": site,
-            "mqtt_share_group": f"g{uuid.uuid4().hex[:10]}",
-            "mqtt_client_id": f"central-test-{uuid.uuid4().hex[:10]}",
-            "mqtt_session_expiry_s": 60,
-        }
-    )
-
-
-def _wait_for(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_ingest_accepts_dedupes_and_quarantines(
@@ -106,7 +59,7 @@ def test_ingest_accepts_dedupes_and_quarantines(
     publisher: Publisher,
 ) -> None:
     node = make_node()
-    settings = _ingest_settings(central_settings, mqtt_broker, node.site)
+    settings = ingest_settings(central_settings, mqtt_broker, node.site)
     good = signed_event(node)
     tampered = good.model_copy(update={"event_id": violation_event().event_id})
     stranger = sign(violation_event(site=node.site, node="node-99"), generate_private_key())
@@ -156,8 +109,8 @@ def test_ingest_accepts_dedupes_and_quarantines(
                     )
                 )
 
-        _wait_for("7 refusals in quarantine", lambda: len(quarantined()) >= 7)
-        _wait_for("traffic", lambda: _count(central_db, TrafficMinute, node.site) == 1)
+        wait_for("7 refusals in quarantine", lambda: len(quarantined()) >= 7)
+        wait_for("traffic", lambda: _count(central_db, TrafficMinute, node.site) == 1)
     assert quarantined() == sorted(
         [
             "forged",
@@ -257,14 +210,14 @@ def test_ingest_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
         sender = threading.Thread(target=publish_all, name="test-publisher")
         sender.start()
         try:
-            _wait_for("a third stored", lambda: _count(central_db, Violation, node.site) >= 100, 60)
+            wait_for("a third stored", lambda: _count(central_db, Violation, node.site) >= 100, 60)
             proc.send_signal(signal.SIGKILL)  # mid-stream, no chance to clean up
             proc.wait(10)
             killed.set()
             at_kill = _count(central_db, Violation, node.site)
             assert at_kill < len(events), "the stream was over before the kill"
             proc = _start_ingest(env, log)
-            _wait_for(
+            wait_for(
                 "every event stored",
                 lambda: _count(central_db, Violation, node.site) >= len(events),
                 90,
@@ -308,16 +261,14 @@ def test_serve_with_ingest_in_one_process(
     from tests.central_fixtures import SECRET
 
     node = make_node()
-    settings = _ingest_settings(central_settings, mqtt_broker, node.site)
+    settings = ingest_settings(central_settings, mqtt_broker, node.site)
     app = create_app(settings, engine=central_db.engine, with_ingest=True)
     event = signed_event(node)
     ioc = accounts["ioc"].headers
     with TestClient(app) as client:
         assert app.state.ingest.wait_ready(10)
         publisher.publish(node.topic(), to_wire(event))
-        _wait_for(
-            "the event in the database", lambda: _count(central_db, Violation, node.site) == 1
-        )
+        wait_for("the event in the database", lambda: _count(central_db, Violation, node.site) == 1)
         found = client.get("/api/v1/violations", headers=ioc, params={"site": node.site}).json()
         metrics = client.get("/metrics", headers=ioc)
         ghost = issue_access_token("no-such-user", Role.IOC, SECRET, 5)

@@ -17,7 +17,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.broker import REPO, free_port, local_docker_config, mosquitto_process
+from roadwatch.net import free_port
+from tests.broker import REPO, local_docker_config, mosquitto_process
 
 pytestmark = pytest.mark.integration
 

@@ -23,12 +23,12 @@ from edge.delivery_config import DeliveryConfig
 from edge.identity import write_key_pair
 from edge.outbox import Outbox
 from edge.publisher import Publisher
+from roadwatch.net import free_port
 from tests.delivery_support import (
     BIG_BUDGET,
     REPO,
     Consumer,
     PrivateBroker,
-    free_port,
     signed_event,
     subprocess_env,
 )

@@ -9,8 +9,9 @@ from edge.delivery_config import CentralConfig
 from edge.outbox import Outbox
 from edge.uploader import Uploader, UploadOutcome
 from roadwatch.contract import EvidenceRole, MediaType
+from roadwatch.net import free_port
 from tests.delivery_central import EvidenceServer
-from tests.delivery_support import BIG_BUDGET, blob, free_port, signed_event
+from tests.delivery_support import BIG_BUDGET, blob, signed_event
 
 TOKEN = "node-token-5b1f0e"
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from roadwatch.demo.run import free_port
+from roadwatch.net import free_port
 from tests.edge_support import REPO, cli, cli_env, require_model
 from tests.services import require_binary, require_shared_file
 

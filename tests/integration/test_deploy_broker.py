@@ -22,7 +22,8 @@ from central.broker_acl import (
     render_passwd,
 )
 from central.broker_tls import TlsFiles, write_broker_tls
-from tests.broker import free_port, local_docker_config, mosquitto_process
+from roadwatch.net import free_port
+from tests.broker import local_docker_config, mosquitto_process
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import hashlib
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -33,9 +33,16 @@ from roadwatch.contract import (
 )
 from roadwatch.contract.models import ReceiptBatch
 from tests.central_fixtures import *  # noqa: F403
-from tests.central_fixtures import CentralDb, NodeIdentity, signed_event, store_events
+from tests.central_fixtures import (
+    CentralDb,
+    NodeIdentity,
+    Publisher,
+    ingest_settings,
+    signed_event,
+    store_events,
+    wait_for,
+)
 from tests.delivery_support import BIG_BUDGET
-from tests.integration.test_central_ingest import Publisher, _ingest_settings, _wait_for
 from tests.services import BrokerAddress
 
 pytestmark = pytest.mark.integration
@@ -71,15 +78,6 @@ class ReceiptListener:
         self.client.loop_stop()
 
 
-@pytest.fixture
-def publisher(mqtt_broker: BrokerAddress) -> Iterator[Publisher]:
-    pub = Publisher(mqtt_broker)
-    try:
-        yield pub
-    finally:
-        pub.close()
-
-
 def test_receipts_follow_the_commit_and_repeat_for_a_resent_event(
     central_db: CentralDb,
     central_settings: Settings,
@@ -89,7 +87,7 @@ def test_receipts_follow_the_commit_and_repeat_for_a_resent_event(
 ) -> None:
     node = make_node()
     other = make_node(site=node.site, node="node-02")
-    settings = _ingest_settings(central_settings, mqtt_broker, node.site)
+    settings = ingest_settings(central_settings, mqtt_broker, node.site)
     listener = ReceiptListener(mqtt_broker, node_topic(node.site, node.node, NodeTopic.RECEIPT))
     theirs = ReceiptListener(mqtt_broker, node_topic(node.site, other.node, NodeTopic.RECEIPT))
     events = [signed_event(node) for _ in range(3)]
@@ -98,14 +96,14 @@ def test_receipts_follow_the_commit_and_repeat_for_a_resent_event(
             assert ingest.wait_ready(10), "ingest did not subscribe"
             for event in events:
                 publisher.publish(node.topic(), to_wire(event))
-            _wait_for("three receipts", lambda: len(listener.event_ids()) >= 3)
+            wait_for("three receipts", lambda: len(listener.event_ids()) >= 3)
             # The edge never saw its receipt and sends the event again: central holds it
             # already, stores nothing new, and answers with a receipt again.
             publisher.publish(node.topic(), to_wire(events[0]))
-            _wait_for("a second receipt", lambda: len(listener.event_ids()) >= 4)
+            wait_for("a second receipt", lambda: len(listener.event_ids()) >= 4)
             theirs_event = signed_event(other)
             publisher.publish(other.topic(), to_wire(theirs_event))
-            _wait_for("the other node's receipt", lambda: len(theirs.event_ids()) >= 1)
+            wait_for("the other node's receipt", lambda: len(theirs.event_ids()) >= 1)
         ids = listener.event_ids()
         assert sorted(ids) == sorted([e.event_id for e in events] + [events[0].event_id])
         assert theirs.event_ids() == [theirs_event.event_id]
@@ -221,18 +219,18 @@ def test_a_receipt_follows_when_evidence_becomes_complete(
         role=EvidenceRole.FRAME_AT, media_type=MediaType.JPEG, sha256=sha, size=len(frame)
     )
     event = signed_event(node, evidence=[ref])
-    settings = _ingest_settings(central_settings, mqtt_broker, node.site)
+    settings = ingest_settings(central_settings, mqtt_broker, node.site)
     listener = ReceiptListener(mqtt_broker, node_topic(node.site, node.node, NodeTopic.RECEIPT))
     app = create_app(settings, engine=central_db.engine, with_ingest=True)
     try:
         with TestClient(app) as client:
             assert app.state.ingest.wait_ready(10)
             publisher.publish(node.topic(), to_wire(event))
-            _wait_for("the first receipt", lambda: len(listener.event_ids()) >= 1)
+            wait_for("the first receipt", lambda: len(listener.event_ids()) >= 1)
             headers = {**node.headers, "Content-Type": "image/jpeg"}
             r = client.put(f"/api/v1/evidence/{sha}", content=frame, headers=headers)
             assert r.status_code == 201, r.text
-            _wait_for("the completion receipt", lambda: len(listener.event_ids()) >= 2)
+            wait_for("the completion receipt", lambda: len(listener.event_ids()) >= 2)
         flags = [r.evidence_complete for b in listener.batches for r in b.receipts]
         assert listener.event_ids() == [event.event_id] * 2
         assert flags == [False, True]

@@ -36,7 +36,8 @@ from edge.identity import write_key_pair
 from edge.outbox import Outbox
 from edge.publisher import Publisher
 from roadwatch.contract.signing import public_key_pem
-from tests.delivery_support import BIG_BUDGET, KEY, REPO, PrivateBroker, free_port, signed_event
+from roadwatch.net import free_port
+from tests.delivery_support import BIG_BUDGET, KEY, REPO, PrivateBroker, signed_event
 from tests.integration.test_delivery_reliability import mosquitto_binary
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
