@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 
@@ -26,6 +28,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     verify.add_argument("--manifest", type=Path, default=None, help="manifest YAML")
     verify.add_argument("--dir", type=Path, default=None, help="models folder")
     verify.set_defaults(func=_verify)
+
+    parity = msub.add_parser(
+        "parity",
+        help="check that a model variant (e.g. FP16) detects what its reference detects",
+        description="Runs both models on the same frames through the product's detector"
+        " and compares the confident detections. Exits non-zero outside the tolerances.",
+    )
+    parity.add_argument("variant", help="manifest name of the variant")
+    parity.add_argument(
+        "--against", default="yolov8n-coco-dynamic", help="manifest name of the reference"
+    )
+    parity.add_argument(
+        "media", nargs="*", type=Path,
+        help="images or videos (default: the Bangkok sample and the clips in ../shared/data)",
+    )  # fmt: skip
+    parity.add_argument("--frames", type=int, default=8, help="frames taken from each video")
+    parity.add_argument("--max-shift", type=float, default=2.0, help="pixels")
+    parity.add_argument("--max-score-diff", type=float, default=0.03)
+    parity.add_argument("--min-recall", type=float, default=0.97)
+    parity.set_defaults(func=_parity)
 
     export = msub.add_parser(
         "export",
@@ -62,6 +84,36 @@ def _verify(args: argparse.Namespace) -> int:
     for name, art in manifest.all_entries().items():
         print(f"{name}: {verified_path(name, art, args.dir or models_dir())} (sha256 ok)")
     return 0
+
+
+def _parity(args: argparse.Namespace) -> int:
+    from edge.detector import Detector, DetectorConfig
+    from edge.parity import compare
+    from edge.sample_frames import default_media, sample_frames
+
+    frames = sample_frames(args.media or default_media(), args.frames)
+    runs = []
+    for name in (args.against, args.variant):
+        detector = Detector.from_manifest(DetectorConfig(model=name, providers=_cpu_first()))
+        runs.append(detector.detect(frames))
+    report = compare(runs[0], runs[1])
+    print(f"{args.variant} against {args.against}: {report.describe()}")
+    ok = report.within(
+        shift_px=args.max_shift,
+        score=args.max_score_diff,
+        recall=args.min_recall,
+        classes=args.min_recall,
+    )
+    if not ok:
+        print("outside the tolerances", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def _cpu_first() -> tuple[str, ...]:
+    """Parity is a property of the weights: compare on the provider every machine has,
+    unless ROADWATCH_PARITY_PROVIDERS names others (comma-separated)."""
+    wanted = os.environ.get("ROADWATCH_PARITY_PROVIDERS", "CPUExecutionProvider")
+    return tuple(p.strip() for p in wanted.split(",") if p.strip())
 
 
 def _export(args: argparse.Namespace) -> int:

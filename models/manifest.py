@@ -44,6 +44,7 @@ class LocalSource(_Strict):
 
 class Transform(StrEnum):
     DYNAMIC_BATCH = "dynamic-batch"
+    FP16 = "fp16"
 
 
 class Derivation(_Strict):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.dynamic import make_batch_dynamic_bytes
+from models.fp16 import make_fp16_bytes
 from models.manifest import (
     DEFAULT_MANIFEST,
     Artifact,
@@ -175,6 +176,8 @@ class _Puller:
         base = self.pull_one(art.derive.base).path.read_bytes()
         if art.derive.transform is Transform.DYNAMIC_BATCH:
             return make_batch_dynamic_bytes(base)
+        if art.derive.transform is Transform.FP16:
+            return make_fp16_bytes(base)
         raise ModelError(f"{name}: unknown transform {art.derive.transform}")
 
     def pull_one(self, name: str) -> PullResult:

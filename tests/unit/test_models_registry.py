@@ -161,3 +161,44 @@ def test_dynamic_transform_is_deterministic_and_matches_the_manifest() -> None:
 
     derived = make_batch_dynamic_bytes(require_model("yolov8n-coco").read_bytes())
     assert sha256_bytes(derived) == model_entry("yolov8n-coco-dynamic").sha256
+
+
+def test_fp16_transform_is_deterministic_and_matches_the_manifest() -> None:
+    from models.fp16 import make_fp16_bytes
+    from models.registry import model_entry
+
+    derived = make_fp16_bytes(require_model("yolov8n-coco-dynamic").read_bytes())
+    assert sha256_bytes(derived) == model_entry("yolov8n-coco-dynamic-fp16").sha256
+
+
+def test_fp16_variant_keeps_float32_inputs_and_outputs_and_the_detections() -> None:
+    import onnxruntime as ort
+
+    path = require_model("yolov8n-coco-dynamic-fp16")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(float)"
+    assert session.get_outputs()[0].type == "tensor(float)"
+    sample = str(require_model("bangkok_junction"))
+    proc = subprocess.run(
+        [*cli("models", "parity", "yolov8n-coco-dynamic-fp16", sample)],
+        capture_output=True, text=True, env=cli_env(), timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "100.0% found again, classes agree 100.0%" in proc.stdout
+    # FP16 is close but not bit-identical: a zero tolerance must fail.
+    strict = subprocess.run(
+        [*cli("models", "parity", "yolov8n-coco-dynamic-fp16", sample, "--max-shift", "0")],
+        capture_output=True, text=True, env=cli_env(), timeout=300, check=False,
+    )  # fmt: skip
+    assert strict.returncode == 1 and "outside the tolerances" in strict.stderr
+
+
+def test_parity_refuses_media_it_cannot_read(tmp_path: Path) -> None:
+    bad = tmp_path / "frame.jpg"
+    bad.write_bytes(b"not a jpeg")
+    proc = subprocess.run(
+        [*cli("models", "parity", "yolov8n-coco-dynamic-fp16", str(bad))],
+        capture_output=True, text=True, env=cli_env(), timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "not an image OpenCV can read" in proc.stderr
