@@ -21,6 +21,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from edge.boxes import Letterbox, nms
 from edge.detections import BoolArray, Detections, ObjectClass
+from edge.device_batch import (
+    PAD_VALUE,
+    ArrayBackend,
+    BackendError,
+    BoundSession,
+    Candidates,
+    cuda_backend,
+    host_backend,
+    letterbox_on,
+    select_candidates,
+)
 from edge.two_wheelers import TWO_WHEELERS, merge_riders
 from roadwatch.errors import UserError
 
@@ -31,7 +42,6 @@ FloatArray = npt.NDArray[np.float32]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-PAD_VALUE = 114
 
 
 class DetectorError(UserError):
@@ -74,6 +84,13 @@ class DetectorConfig(BaseModel):
     )
     threads: Annotated[int, Field(ge=0, le=256)] = Field(
         0, description="CPU threads for inference (0: onnxruntime's default)"
+    )
+    device_pipeline: bool | None = Field(
+        None,
+        description="letterbox, inference and candidate selection in the frames' own memory"
+        " through IOBinding, only detections coming back to the host. Default: on when the"
+        " CUDA provider runs and CuPy is installed. true forces it (on the CPU provider the"
+        " same code runs with NumPy); false keeps OpenCV pre-processing on the host",
     )
 
     @field_validator("class_confidence", mode="before")
@@ -131,6 +148,18 @@ def letterbox_into(image: Image, size: int, out: FloatArray) -> Letterbox:
     return Letterbox(box.scale, float(left), float(top), w, h)
 
 
+def search_plan(
+    columns: dict[ObjectClass, int], config: DetectorConfig
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], FloatArray]:
+    """The product classes searched, their output columns and their candidate thresholds."""
+    classes = np.array(list(columns), dtype=np.int64)
+    cols = np.array([columns[ObjectClass(int(c))] for c in classes], dtype=np.int64)
+    thresholds = np.array(
+        [config.candidate_threshold(ObjectClass(int(c))) for c in classes], np.float32
+    )
+    return classes, cols, thresholds
+
+
 def decode(
     raw: FloatArray,
     boxes: Sequence[Letterbox],
@@ -138,25 +167,28 @@ def decode(
     config: DetectorConfig,
 ) -> list[Detections]:
     """Raw YOLOv8 head output (B, 4 + classes, anchors) -> one Detections per frame."""
-    classes = np.array(list(columns), dtype=np.int64)
-    cols = np.array([columns[ObjectClass(int(c))] for c in classes], dtype=np.int64)
-    thresholds = np.array(
-        [config.candidate_threshold(ObjectClass(int(c))) for c in classes], np.float32
-    )
-    scores_all = raw[:, 4 + cols, :]  # (B, K, A)
-    best = scores_all.argmax(axis=1)  # (B, A)
-    score = np.take_along_axis(scores_all, best[:, None, :], axis=1)[:, 0, :]
-    keep = score >= thresholds[best]
+    classes, cols, thresholds = search_plan(columns, config)
+    found = select_candidates(host_backend(), raw, cols, thresholds)
+    return decode_candidates(found, boxes, classes, config)
+
+
+def decode_candidates(
+    found: Candidates,
+    boxes: Sequence[Letterbox],
+    classes: npt.NDArray[np.int64],
+    config: DetectorConfig,
+) -> list[Detections]:
+    """Per-frame NMS of the anchors that passed their thresholds, boxes in image pixels."""
     results: list[Detections] = []
     for i, box in enumerate(boxes):
-        idx = np.flatnonzero(keep[i])
-        if idx.size == 0:
+        mine = found.of_frame(i)
+        if len(mine) == 0:
             results.append(Detections.empty())
             continue
-        cx, cy, w, h = raw[i, 0, idx], raw[i, 1, idx], raw[i, 2, idx], raw[i, 3, idx]
+        cx, cy, w, h = mine.cxcywh.T
         xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-        conf = score[i, idx]
-        cls = classes[best[i, idx]]
+        conf = mine.score
+        cls = classes[mine.column]
         kept = nms(xyxy, conf, config.iou, classes=cls, max_keep=config.max_detections)
         kept = _one_class_per_vehicle(xyxy, conf, cls, kept, config.cross_class_iou)
         xyxy_img = box.to_image(xyxy[kept])
@@ -207,6 +239,9 @@ class Detector:
             )
         self.providers: list[str] = list(session.get_providers())
         self.riders_merged = 0
+        self._plan = search_plan(self.columns, config)
+        self.backend = _choose_backend(config.device_pipeline, self.providers)
+        self._bound = BoundSession(session, self.backend) if self.backend else None
 
     @classmethod
     def load(
@@ -247,14 +282,47 @@ class Detector:
         step = self.config.max_batch if self.dynamic_batch else 1
         for start in range(0, len(frames), step):
             chunk = frames[start : start + step]
-            batch = np.empty((len(chunk), 3, self.size, self.size), np.float32)
-            boxes = [letterbox_into(f, self.size, batch[i]) for i, f in enumerate(chunk)]
-            raw = np.asarray(self._session.run(None, {self._input: batch})[0], np.float32)
-            for dets in decode(raw, boxes, self.columns, self.config):
+            for dets in self._detect_chunk(chunk):
                 final, riders = finish(dets, self.config)
                 self.riders_merged += riders
                 results.append(final)
         return results
+
+    def _detect_chunk(self, chunk: Sequence[Image]) -> list[Detections]:
+        classes, cols, thresholds = self._plan
+        if self._bound is not None and self.backend is not None:
+            xp = self.backend.xp
+            on_device = xp.empty((len(chunk), 3, self.size, self.size), xp.float32)
+            boxes = [
+                letterbox_on(xp, self.backend.asarray(f), self.size, on_device[i])
+                for i, f in enumerate(chunk)
+            ]
+            raw = self._bound.run(on_device)
+            found = select_candidates(self.backend, raw, cols, thresholds)
+            return decode_candidates(found, boxes, classes, self.config)
+        batch = np.empty((len(chunk), 3, self.size, self.size), np.float32)
+        boxes = [letterbox_into(f, self.size, batch[i]) for i, f in enumerate(chunk)]
+        raw = np.asarray(self._session.run(None, {self._input: batch})[0], np.float32)
+        found = select_candidates(host_backend(), raw, cols, thresholds)
+        return decode_candidates(found, boxes, classes, self.config)
+
+
+def _choose_backend(wanted: bool | None, providers: Sequence[str]) -> ArrayBackend | None:
+    """The backend of the device pipeline, or None for OpenCV pre-processing on the host."""
+    on_gpu = bool(providers) and providers[0] in (
+        "CUDAExecutionProvider", "TensorrtExecutionProvider"
+    )  # fmt: skip
+    if wanted is False:
+        return None
+    if on_gpu:
+        try:
+            return cuda_backend()
+        except BackendError as exc:
+            if wanted:
+                raise DetectorError(str(exc)) from exc
+            log.warning("pre-processing on the host: %s", exc)
+            return None
+    return host_backend() if wanted else None
 
 
 def _metadata_classes(session: Any) -> list[str]:
