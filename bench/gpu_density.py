@@ -1,0 +1,317 @@
+"""Stream density: how many 1080p30 H.264 cameras one edge box processes in real time.
+
+End to end means the node's own path: one reader thread per camera decoding its stream
+at 30 fps, the newest frame of every camera batched into one detector call, ByteTrack per
+camera, the scene's rules per camera (speeding and wrong way on the demo road, with a
+calibrated projector) and the violation events. A camera keeps up when at least 90 % of
+its frames are processed. The stream count is doubled while all cameras keep up, then
+bisected; each trial runs ``--seconds``.
+
+Measured in the same run, as the peers of the end-to-end figure:
+- the decode ceiling: frames/s that the decoder threads alone sustain on the same clip;
+- the inference ceiling: images/s of the detector alone (letterbox included) at the
+  configured batch, on frames already decoded.
+
+    .venv/bin/python bench/gpu_density.py                      # the providers in edge order
+    .venv/bin/python bench/gpu_density.py --providers CPUExecutionProvider --seconds 10
+
+The clip is the demo road rendered at 1920x1080, 30 fps (seeded, about a minute, once,
+into var/bench/density/). Decoding is OpenCV's (FFmpeg on the CPU) in this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+from calibration.camera import PinholeCamera  # noqa: E402
+from edge.detector import DEFAULT_PROVIDERS, Detector, DetectorConfig  # noqa: E402
+from edge.pipeline import DetectorPool, LivePipeline, TrackedFrame  # noqa: E402
+
+FPS = 30.0
+KEEP_UP = 0.9
+CLIP_SECONDS = 20.0
+SCENE_VERSION = "density-1080p30/1"
+
+
+def density_camera() -> PinholeCamera:
+    """The demo's road camera at full HD: same pose, twice the focal length in pixels."""
+    return PinholeCamera(
+        height_m=8.0, tilt_deg=14.0, focal_px=1800.0, width=1920, height=1080, pan_deg=0.0,
+        offset_m=0.0,
+    )  # fmt: skip
+
+
+def prepare(folder: Path, data_dir: Path) -> tuple[Path, dict[str, Any], Path]:
+    """The 1080p30 clip, its scene document and its calibration (rendered once)."""
+    from calibration.scene_render import load_assets, write_scene
+    from calibration.speed_eval import surveyed_calibration
+    from calibration.store import save_calibration
+    from roadwatch.demo.scene import demo_spec, scene_document
+
+    folder.mkdir(parents=True, exist_ok=True)
+    camera = density_camera()
+    spec = dataclasses.replace(
+        demo_spec(fps=FPS), name="density", camera=camera, frames=int(CLIP_SECONDS * FPS)
+    )
+    video, marker = folder / "density.mp4", folder / "density.json"
+    wanted = {"version": SCENE_VERSION, "frames": spec.frames}
+    if not video.is_file() or not marker.is_file() or json.loads(marker.read_text()) != wanted:
+        print("rendering the 1080p30 clip once (about a minute)...", file=sys.stderr)
+        write_scene(spec, load_assets(data_dir), folder)
+        marker.write_text(json.dumps(wanted))
+    calibration = folder / "density.calib.yaml"
+    if not calibration.is_file():
+        save_calibration(
+            surveyed_calibration(
+                camera, 7, _now(), camera_id="cam-0001", calibrated_by="density bench"
+            ),
+            calibration,
+        )
+    return video, scene_document(camera), calibration
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def decode_ceiling(video: Path, threads: int, seconds: float) -> float:
+    """Frames/s that ``threads`` decoder threads sustain, each looping over the clip."""
+    stop = threading.Event()
+    counts = [0] * threads
+
+    def work(i: int) -> None:
+        cap = cv2.VideoCapture(str(video))
+        try:
+            while not stop.is_set():
+                ok, _ = cap.read()
+                if not ok:
+                    cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                    continue
+                counts[i] += 1
+        finally:
+            cap.release()
+
+    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
+    for w in workers:
+        w.start()
+    time.sleep(1.0)  # warm-up
+    before, started = sum(counts), time.monotonic()
+    time.sleep(seconds)
+    rate = (sum(counts) - before) / (time.monotonic() - started)
+    stop.set()
+    for w in workers:
+        w.join(10.0)
+    return rate
+
+
+def inference_ceiling(detector: Detector, video: Path, seconds: float) -> float:
+    """Images/s of the detector alone (letterbox, inference, decoding of the output)."""
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while len(frames) < detector.config.max_batch:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    detector.detect(frames)
+    done, started = 0, time.monotonic()
+    while time.monotonic() - started < seconds:
+        detector.detect(frames)
+        done += len(frames)
+    return done / (time.monotonic() - started)
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    streams: int
+    seconds: float
+    processed: dict[str, int]
+    violations: int
+
+    @property
+    def slowest_fps(self) -> float:
+        return min(self.processed.values(), default=0) / self.seconds
+
+    @property
+    def total_fps(self) -> float:
+        return sum(self.processed.values()) / self.seconds
+
+    @property
+    def keeps_up(self) -> bool:
+        return len(self.processed) == self.streams and self.slowest_fps >= KEEP_UP * FPS
+
+
+def trial(
+    streams: int, video: Path, scene: dict[str, Any], calibration: Path, folder: Path,
+    pool: DetectorPool, seconds: float, model: DetectorConfig,
+) -> Trial:  # fmt: skip
+    """``streams`` cameras through the node's path for ``seconds`` (after a warm-up)."""
+    from edge.config import parse_site_config
+    from edge.node import EdgeNode
+
+    cameras = []
+    for n in range(streams):
+        cam = f"cam-{n + 1:04d}"
+        scene_file = folder / "scenes" / f"{cam}.yaml"
+        scene_file.parent.mkdir(exist_ok=True)
+        scene_file.write_text(yaml.safe_dump({**scene, "camera": cam}, allow_unicode=True))
+        cameras.append(
+            {"id": cam, "url": str(video), "loop": True, "scene": str(scene_file),
+             "calibration": str(calibration)}
+        )  # fmt: skip
+    config = parse_site_config(
+        {"site": "bench", "node": "density", "cameras": cameras, "plates": False,
+         "detector": model.model_dump(mode="json")}
+    )  # fmt: skip
+    node = EdgeNode.from_config(config, model_version=model.model)
+    pipeline = LivePipeline(config, pool)
+    counts: Counter[str] = Counter()
+    counting = threading.Event()
+
+    def count(item: TrackedFrame) -> None:
+        if counting.is_set():
+            counts[item.frame.camera] += 1
+
+    stop = threading.Event()
+    runner = threading.Thread(
+        target=pipeline.run, args=(stop, [node.on_tracked, count]), daemon=True
+    )
+    runner.start()
+    time.sleep(min(5.0, seconds / 2))  # readers open, tracks form
+    counting.set()
+    started = time.monotonic()
+    time.sleep(seconds)
+    counting.clear()
+    elapsed = time.monotonic() - started
+    stop.set()
+    runner.join(60.0)
+    node.finish()
+    return Trial(streams, elapsed, dict(counts), node.violations)
+
+
+def search(run: Any, limit: int) -> tuple[Trial | None, list[Trial]]:
+    """Largest stream count that keeps up: doubling, then bisection."""
+    trials: list[Trial] = []
+
+    def attempt(n: int) -> Trial:
+        t = run(n)
+        trials.append(t)
+        verdict = "keeps up" if t.keeps_up else "falls behind"
+        print(
+            f"  {n:4d} streams: slowest {t.slowest_fps:5.1f} fps, total {t.total_fps:7.1f}"
+            f" frames/s, {t.violations} violations -> {verdict}",
+            file=sys.stderr,
+        )
+        return t
+
+    best: Trial | None = None
+    n = 1
+    while n <= limit:
+        t = attempt(n)
+        if not t.keeps_up:
+            break
+        best = t
+        n *= 2
+    low = best.streams if best else 0
+    high = min(n, limit + 1)
+    while high - low > 1:
+        mid = (low + high) // 2
+        t = attempt(mid)
+        if t.keeps_up:
+            best, low = t, mid
+        else:
+            high = mid
+    return best, trials
+
+
+def versions(detector: Detector) -> str:
+    import onnxruntime as ort
+
+    gpu = ""
+    try:
+        import subprocess
+
+        gpu = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=False,
+        ).stdout.strip()  # fmt: skip
+    except OSError:
+        pass
+    return (
+        f"device: {gpu or platform.processor() or platform.machine()}, {os.cpu_count()} CPUs;"
+        f" onnxruntime {ort.__version__} on {detector.providers[0]};"
+        f" OpenCV {cv2.__version__}; NumPy {np.__version__}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15.0, help="per trial")
+    parser.add_argument("--max-streams", type=int, default=256)
+    parser.add_argument("--model", default="yolov8n-coco-dynamic")
+    parser.add_argument("--batch", type=int, default=64, help="most frames per inference")
+    parser.add_argument(
+        "--providers", default=",".join(DEFAULT_PROVIDERS), help="comma-separated, preferred first"
+    )
+    parser.add_argument("--decode-threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench" / "density")
+    args = parser.parse_args()
+
+    video, scene, calibration = prepare(args.workdir, args.data)
+    model = DetectorConfig(
+        model=args.model, max_batch=args.batch,
+        providers=tuple(p for p in args.providers.split(",") if p),
+    )  # fmt: skip
+    detector = Detector.from_manifest(model)
+    pool = DetectorPool(load=lambda _cfg: detector)
+    print(versions(detector))
+    print(f"clip: {video.name}, 1920x1080, {FPS:.0f} fps, H.264; {args.seconds:.0f} s per trial")
+
+    decode = decode_ceiling(video, args.decode_threads, args.seconds)
+    print(
+        f"decode ceiling:     {decode:8.1f} frames/s ({args.decode_threads} OpenCV threads;"
+        f" {decode / FPS:.1f} streams at {FPS:.0f} fps)"
+    )
+    infer = inference_ceiling(detector, video, args.seconds)
+    print(
+        f"inference ceiling:  {infer:8.1f} images/s ({args.model}, batch up to {args.batch};"
+        f" {infer / FPS:.1f} streams at {FPS:.0f} fps)"
+    )
+    print("end to end (decode -> detect -> track -> rules -> events):", file=sys.stderr)
+    best, trials = search(
+        lambda n: trial(n, video, scene, calibration, args.workdir, pool, args.seconds, model),
+        args.max_streams,
+    )
+    widest = max(trials, key=lambda t: t.total_fps)
+    streams = best.streams if best else 0
+    print(
+        f"end to end:         {streams} streams at {FPS:.0f} fps"
+        f" (largest total {widest.total_fps:.1f} frames/s at {widest.streams} streams;"
+        f" ratio to the decode ceiling {widest.total_fps / decode:.2f})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
