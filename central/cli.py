@@ -95,12 +95,14 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from central.app import create_app
+    from central.evidence import open_store
     from central.settings import load_settings
     from roadwatch.errors import UserError
 
     settings = load_settings()
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
+    open_store(settings).check()  # a clear one-line error before the server starts
     if args.workers > 1:
         if args.with_ingest:
             raise UserError("run the ingest as its own process when serving with --workers")
@@ -130,7 +132,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(
         f"central: serving on http://{args.host}:{args.port} "
         f"(database {settings.resolved_database_url.split('@')[-1]}, "
-        f"evidence {settings.resolved_evidence_dir})",
+        f"evidence {settings.evidence_location})",
         flush=True,
     )
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the
