@@ -8,6 +8,8 @@ import asyncio
 import base64
 import hashlib
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from tests.s3 import S3Server
 pytestmark = pytest.mark.integration
 
 LIMIT = 4 * CHUNK
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def body(size: int) -> bytes:
@@ -195,3 +198,27 @@ def test_s3_unreachable_is_503_for_the_uploader(s3_server: S3Server, tmp_path: P
     with pytest.raises(StoreUnavailableError):
         store.exists(sha(data))
     assert not store.spool_dir.exists() or list(store.spool_dir.iterdir()) == []
+
+
+def test_serve_stops_at_once_on_a_missing_bucket(
+    s3_server: S3Server,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROADWATCH_")}
+    env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    env["ROADWATCH_DATA_DIR"] = str(tmp_path / "data")
+    for name, value in s3_server.settings("rw-not-made-yet").items():
+        env[f"ROADWATCH_{name.upper()}"] = str(value)
+    port = free_port()
+    done = subprocess.run(
+        [sys.executable, "-m", "roadwatch", "central", "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "bucket 'rw-not-made-yet' does not exist" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "data" / "central.db").exists()
