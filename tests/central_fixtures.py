@@ -53,6 +53,7 @@ __all__ = [
     "central_db",
     "central_settings",
     "make_node",
+    "postgres_schema_url",
     "publisher",
     "s3_server",
     "signed_event",
@@ -70,7 +71,8 @@ class CentralDb:
         return session_factory(self.engine)()
 
 
-def _postgres_schema_url() -> Iterator[str]:
+def postgres_schema_url() -> Iterator[str]:
+    """URL of a fresh schema on the real PostgreSQL; dropped when the generator ends."""
     import psycopg
 
     base = postgres_url()
@@ -100,7 +102,7 @@ def central_db(
         path = tmp_path_factory.mktemp("central-db") / "central.db"
         urls: Iterator[str] = iter([f"sqlite:///{path}"])
     else:
-        urls = _postgres_schema_url()
+        urls = postgres_schema_url()
     url = next(urls)
     engine = make_engine(url)
     try:

@@ -676,9 +676,14 @@ def test_migrations_match_the_models(central_db: CentralDb) -> None:
     from alembic.migration import MigrationContext
 
     from central.models import Base
+    from central.partitions import layout_filter
 
     with central_db.engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        # PostgreSQL's monthly partitions of violations are compared in test_central_partitions.
+        context = MigrationContext.configure(
+            conn, opts={"include_object": layout_filter(conn.dialect.name)}
+        )
+        assert compare_metadata(context, Base.metadata) == []
 
 
 def test_known_events_answers_only_for_the_calling_node(
