@@ -15,20 +15,31 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from central.db import alembic_config, make_engine, migrate, session_factory, transaction
+from central.ingest import IngestService
 from central.intake import Message
 from central.models import Blob, EvidenceRef, Violation
-from central.partitions import ensure_partitions, layout_filter, list_partitions
+from central.partitions import (
+    MONTHS_AHEAD,
+    ensure_partitions,
+    layout_filter,
+    list_partitions,
+    month_starts,
+)
 from central.records import KeyCache, record_batch, refresh_completeness, register_node
+from central.settings import Settings
 from roadwatch.cli import main
 from roadwatch.contract import to_wire
 from roadwatch.contract.signing import generate_private_key, public_key_pem
 from tests.central_fixtures import (
     CentralDb,
     NodeIdentity,
+    ingest_settings,
     postgres_schema_url,
     signed_event,
     store_events,
+    wait_for,
 )
+from tests.services import BrokerAddress
 
 pytestmark = pytest.mark.integration
 
@@ -272,3 +283,19 @@ def test_partitions_command(
     assert f"violations_{today:%Y_%m}\tFOR VALUES FROM" in listed
     assert "violations_default\tDEFAULT" in listed
     assert main(["central", "partitions", "ensure", "--months-ahead", "-1"]) == 2
+
+
+def test_a_running_ingest_makes_the_coming_months(
+    pg: CentralDb, mqtt_broker: BrokerAddress, tmp_path: Path
+) -> None:
+    migrate(pg.engine)
+    node = node_in(pg)
+    last = month_starts(datetime.now(UTC).date(), MONTHS_AHEAD)[-1]
+    name = f"violations_{last:%Y_%m}"
+    with pg.engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE {name}"))
+    base = Settings(database_url=pg.url, data_dir=tmp_path)
+    settings = ingest_settings(base, mqtt_broker, node.site)
+    with IngestService(settings, pg.engine) as ingest:
+        assert ingest.wait_ready(10), "ingest did not subscribe"
+        wait_for(f"{name} made again", lambda: name in {p.name for p in list_partitions(pg.engine)})
