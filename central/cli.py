@@ -46,11 +46,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="monthly partitions of violations (PostgreSQL)",
         description="On PostgreSQL violations are partitioned by UTC month of the violation "
         "time; rows of a month without its partition wait in violations_default until "
-        "'ensure' makes it. Run 'ensure' monthly (start-up and migrate do it too). "
-        "SQLite is not partitioned: both commands say so and change nothing.",
+        "'ensure' makes it and moves them there. migrate, serve and ingest (once a day) "
+        "ensure too. SQLite is not partitioned: both commands say so and change nothing.",
     )
     psub = parts.add_subparsers(dest="partitions_command", metavar="SUBCOMMAND", required=True)
-    ensure = psub.add_parser("ensure", help="create this month's partition and the next ones")
+    ensure = psub.add_parser(
+        "ensure",
+        help="make this month's partition, the next ones and those of months waiting in default",
+    )
     ensure.add_argument(
         "--months-ahead", type=int, default=3, help="months after this one (default 3)"
     )

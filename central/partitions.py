@@ -57,18 +57,28 @@ def is_partitioned(conn: Connection) -> bool:
 def ensure_partitions(
     engine: Engine, months_ahead: int = MONTHS_AHEAD, today: date | None = None
 ) -> list[str]:
-    """Create the partitions of this month and ``months_ahead`` more; the new names.
+    """Create the partitions of this month and ``months_ahead`` more, and of every month
+    with rows waiting in the default partition (late or back-filled events, which move
+    into their month); the new names.
 
     Safe to run any time and from several replicas at once (the database function takes
     an advisory lock). Nothing happens where violations are not partitioned.
     """
-    months = month_starts(today or datetime.now(UTC).date(), months_ahead)
+    months = set(month_starts(today or datetime.now(UTC).date(), months_ahead))
     with engine.begin() as conn:
         if not is_partitioned(conn):
             return []
+        months |= set(
+            conn.execute(
+                text(
+                    "SELECT DISTINCT date_trunc('month', occurred_at AT TIME ZONE 'UTC')::date "
+                    "FROM violations_default"
+                )
+            ).scalars()
+        )
         made = [
             conn.execute(text("SELECT violations_ensure_month(:m)"), {"m": m}).scalar_one()
-            for m in months
+            for m in sorted(months)
         ]
     return [name for name in made if name is not None]
 

@@ -85,7 +85,7 @@ def where(engine: Engine) -> dict[str, str]:
         return dict(rows.all())
 
 
-def test_rows_land_in_their_month_and_wait_in_default_for_a_missing_one(pg: CentralDb) -> None:
+def test_rows_land_in_their_month_or_wait_in_default_until_it_is_made(pg: CentralDb) -> None:
     migrate(pg.engine)
     node = node_in(pg)
     now = datetime.now(UTC).replace(microsecond=0)
@@ -98,15 +98,21 @@ def test_rows_land_in_their_month_and_wait_in_default_for_a_missing_one(pg: Cent
         events[2].event_id: this_month,
         events[3].event_id: "violations_default",
     }
-    # Making January and February moves their rows out of the default partition.
-    made = ensure_partitions(pg.engine, months_ahead=1, today=date(2026, 1, 20))
-    assert made == ["violations_2026_01", "violations_2026_02"]
-    assert ensure_partitions(pg.engine, months_ahead=1, today=date(2026, 1, 20)) == []
+    # Ensuring makes the months ahead of "today" and every month waiting in the default
+    # partition, and moves those rows into their months.
+    made = ensure_partitions(pg.engine, months_ahead=1, today=date(2025, 12, 20))
+    assert made == [
+        "violations_2025_12",
+        "violations_2026_01",
+        "violations_2026_02",
+        "violations_2031_07",
+    ]
+    assert ensure_partitions(pg.engine, months_ahead=1, today=date(2025, 12, 20)) == []
     assert where(pg.engine) == {
         events[0].event_id: "violations_2026_01",
         events[1].event_id: "violations_2026_02",
         events[2].event_id: this_month,
-        events[3].event_id: "violations_default",
+        events[3].event_id: "violations_2031_07",
     }
     # Same ids, evidence lists and ORM access as before the move.
     with session_factory(pg.engine)() as session:
