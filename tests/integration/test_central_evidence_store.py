@@ -10,7 +10,7 @@ import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,8 @@ from central.evidence_s3 import S3Store
 from central.settings import Settings
 from roadwatch.errors import UserError
 from roadwatch.net import free_port
-from tests.central_fixtures import s3_server  # noqa: F401
+from tests.central_fixtures import *  # noqa: F403
+from tests.central_fixtures import NodeIdentity, s3_server  # noqa: F401
 from tests.s3 import S3Server
 
 pytestmark = pytest.mark.integration
@@ -222,3 +223,20 @@ def test_serve_stops_at_once_on_a_missing_bucket(
     assert "bucket 'rw-not-made-yet' does not exist" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "data" / "central.db").exists()
+
+
+@pytest.mark.parametrize("central_settings", ["s3"], indirect=True)
+def test_a_bucket_gone_under_a_running_service_is_503(
+    api: TestClient,
+    central_settings: Settings,
+    s3_server: S3Server,  # noqa: F811
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    data = b"\xff\xd8" + os.urandom(2000)
+    headers = {**node.headers, "Content-Type": "image/jpeg"}
+    assert central_settings.s3_bucket is not None
+    s3_server.client().delete_bucket(Bucket=central_settings.s3_bucket)
+    r = api.put(f"/api/v1/evidence/{sha(data)}", content=data, headers=headers)
+    assert r.status_code == 503 and "evidence store unavailable" in r.json()["detail"]
+    assert list(api.app.state.central.store.spool_dir.iterdir()) == []  # type: ignore[attr-defined]
