@@ -24,7 +24,7 @@ from central.api import admin, cases, events, evidence, ioc
 from central.api.deps import AppState, app_state
 from central.api.schemas import Health
 from central.db import make_engine, migrate, session_factory
-from central.evidence import FilesystemStore
+from central.evidence import EvidenceError, open_store
 from central.metrics import ApiMetrics, IngestMetrics
 from central.models import User
 from central.security import decode_access_token
@@ -55,6 +55,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = open_store(settings)
+        store.check()  # an unusable store stops the start with the reason
         own_engine = engine is None
         eng = engine or make_engine(settings.resolved_database_url)
         if settings.migrate_on_start:
@@ -64,7 +66,7 @@ def create_app(
         app.state.central = AppState(
             settings=settings,
             sessions=session_factory(eng),
-            store=FilesystemStore(settings.resolved_evidence_dir),
+            store=store,
             metrics=ApiMetrics(registry),
             policy=Policy(
                 two_person_rule=settings.two_person_rule,
@@ -154,6 +156,10 @@ def create_app(
     app.include_router(evidence.router)
     app.include_router(events.router)
     app.include_router(ui_router)
+
+    @app.exception_handler(EvidenceError)
+    async def evidence_refused(request: Request, exc: EvidenceError) -> Response:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:

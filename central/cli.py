@@ -41,6 +41,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mig = csub.add_parser("migrate", help="apply database migrations and exit")
     mig.set_defaults(func=_migrate)
 
+    parts = csub.add_parser(
+        "partitions",
+        help="monthly partitions of violations (PostgreSQL)",
+        description="On PostgreSQL violations are partitioned by UTC month of the violation "
+        "time; rows of a month without its partition wait in violations_default until "
+        "'ensure' makes it and moves them there. migrate, serve and ingest (once a day) "
+        "ensure too. SQLite is not partitioned: both commands say so and change nothing.",
+    )
+    psub = parts.add_subparsers(dest="partitions_command", metavar="SUBCOMMAND", required=True)
+    ensure = psub.add_parser(
+        "ensure",
+        help="make this month's partition, the next ones and those of months waiting in default",
+    )
+    ensure.add_argument(
+        "--months-ahead", type=int, default=3, help="months after this one (default 3)"
+    )
+    ensure.set_defaults(func=_partitions_ensure)
+    plist = psub.add_parser("list", help="each partition with its bounds and estimated rows")
+    plist.set_defaults(func=_partitions_list)
+
     node = csub.add_parser("node", help="the registry of edge nodes")
     nsub = node.add_subparsers(dest="node_command", metavar="SUBCOMMAND", required=True)
     add = nsub.add_parser(
@@ -95,12 +115,14 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from central.app import create_app
+    from central.evidence import open_store
     from central.settings import load_settings
     from roadwatch.errors import UserError
 
     settings = load_settings()
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
+    open_store(settings).check()  # a clear one-line error before the server starts
     if args.workers > 1:
         if args.with_ingest:
             raise UserError("run the ingest as its own process when serving with --workers")
@@ -130,7 +152,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(
         f"central: serving on http://{args.host}:{args.port} "
         f"(database {settings.resolved_database_url.split('@')[-1]}, "
-        f"evidence {settings.resolved_evidence_dir})",
+        f"evidence {settings.evidence_location})",
         flush=True,
     )
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the
@@ -169,6 +191,39 @@ def _migrate(_args: argparse.Namespace) -> int:
     _settings, engine = _engine()
     print(f"central: database at revision {current_revision(engine)}")
     engine.dispose()
+    return 0
+
+
+def _partitions_ensure(args: argparse.Namespace) -> int:
+    from central.partitions import ensure_partitions
+    from roadwatch.errors import UserError
+
+    if not 0 <= args.months_ahead <= 120:
+        raise UserError("--months-ahead must be between 0 and 120")
+    _settings, engine = _engine()
+    try:
+        if engine.dialect.name != "postgresql":
+            print("central: violations are partitioned on PostgreSQL only; nothing to do")
+            return 0
+        made = ensure_partitions(engine, args.months_ahead)
+    finally:
+        engine.dispose()
+    print(f"central: made {', '.join(made)}" if made else "central: every partition is there")
+    return 0
+
+
+def _partitions_list(_args: argparse.Namespace) -> int:
+    from central.partitions import list_partitions
+
+    _settings, engine = _engine()
+    try:
+        if engine.dialect.name != "postgresql":
+            print("central: violations are partitioned on PostgreSQL only")
+            return 0
+        for part in list_partitions(engine):
+            print(f"{part.name}\t{part.bounds}\t~{part.rows} rows")
+    finally:
+        engine.dispose()
     return 0
 
 

@@ -74,7 +74,8 @@ def alembic_config(url: str) -> Any:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision; replicas starting together take turns."""
+    """Bring the schema to the newest revision (replicas starting together take turns)
+    and make the coming months' partitions of violations on PostgreSQL."""
     from alembic import command
 
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
@@ -90,6 +91,10 @@ def migrate(engine: Engine) -> None:
             if engine.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_ID})
                 conn.commit()
+    if engine.dialect.name == "postgresql":
+        from central.partitions import ensure_partitions
+
+        ensure_partitions(engine)  # the months ahead, where violations are partitioned
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -1,8 +1,11 @@
-"""Content-addressed evidence store on the filesystem.
+"""Content-addressed evidence stores: a local folder, or an S3-compatible object store.
 
-A blob lands in a temporary file while its hash is computed, is flushed to disk, and is
-renamed to ``ab/cd/<sha256>`` only when the hash matches, so a reader never sees a
-partial or wrong blob and a crash leaves at most a temporary file behind.
+Every upload is first spooled to a temporary file while its sha256 is computed; only a
+body that hashes to its name and fits the size limit is then published under its final
+name (a rename on the filesystem, one ``PutObject`` with ``Content-MD5`` on S3). A reader
+therefore never sees a partial or wrong blob, and a crash leaves at most a temporary
+file behind. Both stores lay blobs out as ``ab/cd/<sha256>``, so a folder can be copied
+into a bucket (or back) as it is.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from central.settings import Settings
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1024 * 1024
@@ -35,6 +42,13 @@ class TooLargeError(EvidenceError):
         super().__init__(413, f"blob is larger than the {limit} bytes allowed")
 
 
+class StoreUnavailableError(EvidenceError):
+    """The store could not be reached or refused the operation; the uploader retries."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503, f"evidence store unavailable: {message}")
+
+
 @dataclass(frozen=True)
 class StoredBlob:
     sha256: str
@@ -42,50 +56,117 @@ class StoredBlob:
     created: bool
 
 
+class EvidenceStore(Protocol):
+    """Where evidence blobs live, named by their sha256."""
+
+    @property
+    def spool_dir(self) -> Path:
+        """Folder of uploads in progress (empty when none is)."""
+        ...
+
+    def check(self) -> None:
+        """Raise ``UserError`` with the reason when the store cannot be used."""
+        ...
+
+    def exists(self, sha256: str) -> bool: ...
+
+    async def put(self, sha256: str, chunks: AsyncIterator[bytes], limit: int) -> StoredBlob:
+        """Store the streamed body under ``sha256`` if it hashes to it and fits ``limit``."""
+        ...
+
+    def read(self, sha256: str) -> Iterator[bytes]:
+        """The blob's bytes in chunks, read as they are consumed."""
+        ...
+
+
+def blob_name(sha256: str) -> str:
+    """``ab/cd/<sha256>``, the blob's name relative to the store's root."""
+    if not SHA256_RE.match(sha256):
+        raise EvidenceError(400, "not a sha256 (64 lower-case hex digits)")
+    return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+@dataclass(frozen=True)
+class Spooled:
+    """A verified upload waiting in a temporary file to be published."""
+
+    path: Path
+    sha256: str
+    size: int
+    md5: bytes
+
+
+async def spool(sha256: str, chunks: AsyncIterator[bytes], limit: int, spool_dir: Path) -> Spooled:
+    """Write the body to a temporary file, checking size and hash as it streams in.
+
+    The file is flushed to disk. On any refusal it is removed and the error raised; on
+    success the caller publishes it and removes it.
+    """
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=spool_dir, prefix="upload-")
+    tmp = Path(tmp_name)
+    digest = hashlib.sha256()
+    md5 = hashlib.md5(usedforsecurity=False)  # Content-MD5 for an object store
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise TooLargeError(limit)
+                digest.update(chunk)
+                md5.update(chunk)
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        actual = digest.hexdigest()
+        if actual != sha256:
+            raise HashMismatchError(sha256, actual)
+        if size == 0:
+            raise EvidenceError(400, "empty body")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return Spooled(tmp, sha256, size, md5.digest())
+
+
 class FilesystemStore:
+    """Blobs under ``root/ab/cd/<sha256>``; uploads spool in ``root/tmp``."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self._tmp = root / "tmp"
 
+    @property
+    def spool_dir(self) -> Path:
+        return self._tmp
+
     def path(self, sha256: str) -> Path:
-        if not SHA256_RE.match(sha256):
-            raise EvidenceError(400, "not a sha256 (64 lower-case hex digits)")
-        return self.root / sha256[:2] / sha256[2:4] / sha256
+        return self.root / blob_name(sha256)
+
+    def check(self) -> None:
+        from roadwatch.errors import UserError
+
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"evidence folder {self.root} is not a folder")
+        if self.root.is_dir() and not os.access(self.root, os.W_OK | os.X_OK):
+            raise UserError(f"evidence folder {self.root} is not writable")
 
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
     async def put(self, sha256: str, chunks: AsyncIterator[bytes], limit: int) -> StoredBlob:
-        """Store the streamed body under ``sha256`` if it hashes to it and fits ``limit``."""
         final = self.path(sha256)
         if final.is_file():
             return StoredBlob(sha256, final.stat().st_size, created=False)
-        self._tmp.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="upload-")
-        tmp = Path(tmp_name)
-        digest = hashlib.sha256()
-        size = 0
+        spooled = await spool(sha256, chunks, limit, self._tmp)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > limit:
-                        raise TooLargeError(limit)
-                    digest.update(chunk)
-                    fh.write(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
-            actual = digest.hexdigest()
-            if actual != sha256:
-                raise HashMismatchError(sha256, actual)
-            if size == 0:
-                raise EvidenceError(400, "empty body")
             final.parent.mkdir(parents=True, exist_ok=True)
-            tmp.replace(final)
+            spooled.path.replace(final)
             _fsync_dir(final.parent)
         finally:
-            tmp.unlink(missing_ok=True)
-        return StoredBlob(sha256, size, created=True)
+            spooled.path.unlink(missing_ok=True)
+        return StoredBlob(sha256, spooled.size, created=True)
 
     def read(self, sha256: str) -> Iterator[bytes]:
         with self.path(sha256).open("rb") as fh:
@@ -99,3 +180,14 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def open_store(settings: Settings) -> EvidenceStore:
+    """The store the settings select (``ROADWATCH_EVIDENCE_STORE``); nothing is contacted."""
+    from central.settings import EvidenceStoreKind
+
+    if settings.evidence_store is EvidenceStoreKind.S3:
+        from central.evidence_s3 import S3Store
+
+        return S3Store.from_settings(settings)
+    return FilesystemStore(settings.resolved_evidence_dir)

@@ -15,8 +15,9 @@ import queue
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -32,6 +33,7 @@ from central.db import session_factory, transaction
 from central.intake import Message
 from central.metrics import IngestMetrics
 from central.models import Violation
+from central.partitions import ensure_partitions
 from central.receipts import held_events, receipt_messages
 from central.records import BatchResult, KeyCache, record_batch, refresh_completeness
 from central.settings import Settings
@@ -66,7 +68,10 @@ class IngestService:
         self, settings: Settings, engine: Engine, metrics: IngestMetrics | None = None
     ) -> None:
         self.settings = settings
+        self._engine = engine
         self._sessions: sessionmaker[Session] = session_factory(engine)
+        self._partitions_day: date | None = None
+        self._partitions_retry_at = 0.0
         self.metrics = metrics or IngestMetrics()
         self._queue: queue.Queue[_Delivery] = queue.Queue()
         self._stop = threading.Event()
@@ -164,6 +169,7 @@ class IngestService:
     # -- worker -------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._keep_partitions()
             batch = self._next_batch()
             if not batch:
                 continue
@@ -173,6 +179,22 @@ class IngestService:
                 # Not acknowledged: the broker delivers the batch again after a reconnect.
                 log.exception("ingest batch of %d failed; left unacknowledged", len(batch))
                 self._stop.wait(1.0)
+
+    def _keep_partitions(self) -> None:
+        """Once a UTC day, make the coming months' partitions of violations (PostgreSQL),
+        so a long-running ingest never leaves a month to the default partition."""
+        today = datetime.now(UTC).date()
+        if today == self._partitions_day or time.monotonic() < self._partitions_retry_at:
+            return
+        try:
+            made = ensure_partitions(self._engine)
+        except DBAPIError as exc:
+            log.warning("partitions of the coming months not made (%s); retry in 60 s", exc.orig)
+            self._partitions_retry_at = time.monotonic() + 60.0
+            return
+        self._partitions_day = today
+        if made:
+            log.info("ingest: made partitions %s", ", ".join(made))
 
     def _next_batch(self) -> list[_Delivery]:
         try:

@@ -302,8 +302,10 @@ def _record_violations(
             _sort_conflict(session, event, wire, message, stored[event.event_id], result)
     if not fresh:
         return
+    # No conflict target: on PostgreSQL the event-id key is claimed in violation_keys
+    # (the violations table is partitioned by month), on SQLite it is a unique column.
     session.execute(
-        _insert(session, Violation.__table__).on_conflict_do_nothing(index_elements=["event_id"]),
+        _insert(session, Violation.__table__).on_conflict_do_nothing(),
         [_violation_row(event, wire) for event, wire, _m in fresh],
     )
     inserted = dict(

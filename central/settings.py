@@ -12,16 +12,35 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "changethis", "change-me", "changeme", "secret", "dev"})
 MIN_SECRET_LENGTH = 32
+# Also the default secrets of local object stores and AWS's documentation example.
+S3_PLACEHOLDERS = PLACEHOLDER_SECRETS | {
+    "minioadmin",
+    "minio123",
+    "testing",
+    "test",
+    "wjalrxutnfemi/k7mdeng/bpxrficyexamplekey",
+}
 
 
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+class EvidenceStoreKind(StrEnum):
+    FILESYSTEM = "filesystem"
+    S3 = "s3"
+
+
+class S3AddressingStyle(StrEnum):
+    PATH = "path"
+    VIRTUAL = "virtual"
+    AUTO = "auto"
 
 
 class Settings(BaseSettings):
@@ -49,8 +68,37 @@ class Settings(BaseSettings):
         default="", description="Key that signs access tokens (at least 32 characters)"
     )
     access_token_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
+    evidence_store: EvidenceStoreKind = Field(
+        default=EvidenceStoreKind.FILESYSTEM,
+        description="Where evidence blobs live: 'filesystem' (evidence_dir) or 's3'",
+    )
     evidence_dir: Path | None = Field(
-        default=None, description="Content-addressed evidence folder; default data_dir/evidence"
+        default=None,
+        description="Content-addressed evidence folder (its tmp/ also spools uploads for "
+        "the S3 store); default data_dir/evidence",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="Endpoint of an S3-compatible store, e.g. http://minio:9000 "
+        "(default: AWS S3 of s3_region)",
+    )
+    s3_bucket: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="Bucket of the evidence blobs (it must exist)",
+    )
+    s3_region: str | None = Field(default=None, description="Region of the bucket")
+    s3_access_key_id: str | None = Field(
+        default=None, description="Access key; unset: the AWS default chain (env, profile, role)"
+    )
+    s3_secret_access_key: str | None = Field(default=None, description="Secret of the access key")
+    s3_prefix: Annotated[str, Field(pattern=r"^([A-Za-z0-9!_.*'()-]+/)*$")] = Field(
+        default="", description="Key prefix of the blobs inside the bucket, e.g. 'evidence/'"
+    )
+    s3_addressing_style: S3AddressingStyle = Field(
+        default=S3AddressingStyle.PATH,
+        description="'path' (most S3-compatible stores), 'virtual' or 'auto'",
     )
     max_evidence_bytes: Annotated[int, Field(ge=1, le=256 * 1024 * 1024)] = 64 * 1024 * 1024
     two_person_rule: bool = Field(
@@ -86,6 +134,32 @@ class Settings(BaseSettings):
         description="Publish end-to-end receipts to each node's receipt topic after commit",
     )
 
+    @field_validator(
+        "s3_endpoint_url",
+        "s3_bucket",
+        "s3_region",
+        "s3_access_key_id",
+        "s3_secret_access_key",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # A compose file passes an unset variable on as an empty string.
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _s3_complete(self) -> Settings:
+        if self.evidence_store is not EvidenceStoreKind.S3:
+            return self
+        if not self.s3_bucket:
+            raise ValueError("ROADWATCH_S3_BUCKET is needed when ROADWATCH_EVIDENCE_STORE=s3")
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError(
+                "set both ROADWATCH_S3_ACCESS_KEY_ID and ROADWATCH_S3_SECRET_ACCESS_KEY, "
+                "or neither (the AWS default credential chain)"
+            )
+        return self
+
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
         if self.environment is Environment.DEVELOPMENT:
@@ -102,6 +176,9 @@ class Settings(BaseSettings):
             )
         if self.mqtt_password is not None and self.mqtt_password.lower() in PLACEHOLDER_SECRETS:
             raise ValueError("ROADWATCH_MQTT_PASSWORD is a placeholder")
+        s3_secret = self.s3_secret_access_key
+        if s3_secret is not None and s3_secret.strip().lower() in S3_PLACEHOLDERS:
+            raise ValueError("ROADWATCH_S3_SECRET_ACCESS_KEY is a placeholder")
         return self
 
     @property
@@ -113,6 +190,14 @@ class Settings(BaseSettings):
     @property
     def resolved_evidence_dir(self) -> Path:
         return self.evidence_dir or self.data_dir / "evidence"
+
+    @property
+    def evidence_location(self) -> str:
+        """Where the evidence blobs go, for people to read."""
+        if self.evidence_store is EvidenceStoreKind.S3:
+            endpoint = f" at {self.s3_endpoint_url}" if self.s3_endpoint_url else ""
+            return f"s3://{self.s3_bucket}/{self.s3_prefix}{endpoint}"
+        return str(self.resolved_evidence_dir)
 
     def token_key(self) -> str:
         """The key that signs access tokens; a fresh random one in development when unset."""

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.services import require_binary, tcp_open
+from tests.services import require_binary, serving_process
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,19 +29,5 @@ def local_docker_config(tmp: Path, port: int) -> Path:
 def mosquitto_process(config: Path, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``mosquitto -c config`` until the block ends; always stopped within seconds."""
     binary = require_binary("mosquitto")
-    with log.open("wb") as out:
-        proc = subprocess.Popen([binary, "-c", str(config)], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 10
-        while not tcp_open("127.0.0.1", port, timeout=0.2):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mosquitto did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
+    with serving_process([binary, "-c", str(config)], port, log) as proc:
         yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)

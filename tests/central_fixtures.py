@@ -35,12 +35,14 @@ from central.workflow import Role
 from roadwatch.contract import CameraTopic, ViolationEvent, camera_topic, to_wire
 from roadwatch.contract.signing import generate_private_key, public_key_pem, sign
 from tests.factories import violation_event
+from tests.s3 import S3Server, moto_server
 from tests.services import BrokerAddress, missing, postgres_url
 
 SECRET = "test-" + secrets.token_hex(24)
 PASSWORD = "correct horse battery"
 
 __all__ = [
+    "EVIDENCE_STORES",
     "PASSWORD",
     "Account",
     "CentralDb",
@@ -51,7 +53,9 @@ __all__ = [
     "central_db",
     "central_settings",
     "make_node",
+    "postgres_schema_url",
     "publisher",
+    "s3_server",
     "signed_event",
     "store_events",
 ]
@@ -67,7 +71,8 @@ class CentralDb:
         return session_factory(self.engine)()
 
 
-def _postgres_schema_url() -> Iterator[str]:
+def postgres_schema_url() -> Iterator[str]:
+    """URL of a fresh schema on the real PostgreSQL; dropped when the generator ends."""
     import psycopg
 
     base = postgres_url()
@@ -97,7 +102,7 @@ def central_db(
         path = tmp_path_factory.mktemp("central-db") / "central.db"
         urls: Iterator[str] = iter([f"sqlite:///{path}"])
     else:
-        urls = _postgres_schema_url()
+        urls = postgres_schema_url()
     url = next(urls)
     engine = make_engine(url)
     try:
@@ -109,14 +114,35 @@ def central_db(
             pass
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible endpoint (moto's server process) for the test session."""
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
+
+
+# Tests that apply to every evidence store take
+# ``@pytest.mark.parametrize("central_settings", EVIDENCE_STORES, indirect=True)``.
+EVIDENCE_STORES = ["filesystem", "s3"]
+
+
 @pytest.fixture
-def central_settings(central_db: CentralDb, tmp_path: Path) -> Settings:
+def central_settings(
+    request: pytest.FixtureRequest, central_db: CentralDb, tmp_path: Path
+) -> Settings:
+    """Settings over the test's database; evidence in a folder, or (param "s3") in a
+    fresh bucket of the S3 server."""
+    store: dict[str, Any] = {}
+    if getattr(request, "param", "filesystem") == "s3":
+        server: S3Server = request.getfixturevalue("s3_server")
+        store = server.settings(server.new_bucket())
     return Settings(
         database_url=central_db.url,
         data_dir=tmp_path,
         secret_key=SECRET,
         max_evidence_bytes=64 * 1024,
         feed_poll_s=0.05,
+        **store,
     )
 
 

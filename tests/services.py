@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,3 +69,27 @@ def require_shared_file(name: str) -> Path:
     if not path.is_file():
         missing(f"sample media {path} is not there")
     return path
+
+
+@contextmanager
+def serving_process(
+    args: list[str], port: int, log: Path, start_s: float = 10.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server process until the block ends: up once ``port`` answers, always
+    stopped within seconds (terminate, then kill), its output in ``log``."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + start_s
+        while not tcp_open("127.0.0.1", port, timeout=0.2):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{args[0]} did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)

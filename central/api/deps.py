@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2Pas
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from central.evidence import FilesystemStore
+from central.evidence import EvidenceStore
 from central.metrics import ApiMetrics
 from central.models import Node, User
 from central.records import node_for_token
@@ -39,7 +39,7 @@ node_bearer = HTTPBearer(
 class AppState:
     settings: Settings
     sessions: sessionmaker[Session]
-    store: FilesystemStore
+    store: EvidenceStore
     metrics: ApiMetrics
     policy: Policy
 

@@ -47,6 +47,7 @@ def _check_sha(sha256: str) -> None:
         403: {"description": "Caller is not a node"},
         413: {"description": "Blob larger than ROADWATCH_MAX_EVIDENCE_BYTES"},
         415: {"description": "Media type is not image/jpeg, image/png or video/mp4"},
+        503: {"description": "The evidence store is unavailable; try again later"},
     },
 )
 async def put_evidence(
@@ -99,6 +100,7 @@ async def put_evidence(
         200: {"description": "Stored"},
         400: {"description": "Not a sha256"},
         404: {"description": "Not stored"},
+        503: {"description": "The evidence store is unavailable; try again later"},
     },
 )
 def head_evidence(_: NodeDep, state: StateDep, session: SessionDep, sha256: Sha256) -> Response:
@@ -116,6 +118,7 @@ def head_evidence(_: NodeDep, state: StateDep, session: SessionDep, sha256: Sha2
         200: {"content": {m: {} for m in MEDIA_TYPES}},
         400: {"description": "Not a sha256"},
         404: {"description": "Not here"},
+        503: {"description": "The evidence store is unavailable; try again later"},
     },
 )
 def get_evidence(

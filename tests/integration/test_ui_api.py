@@ -13,7 +13,14 @@ from fastapi.testclient import TestClient
 
 from roadwatch.contract import EvidenceRef, EvidenceRole, MediaType, ViolationType
 from tests.central_fixtures import *  # noqa: F403
-from tests.central_fixtures import Account, CentralDb, NodeIdentity, signed_event, store_events
+from tests.central_fixtures import (
+    EVIDENCE_STORES,
+    Account,
+    CentralDb,
+    NodeIdentity,
+    signed_event,
+    store_events,
+)
 from tests.factories import T0
 
 pytestmark = pytest.mark.integration
@@ -93,6 +100,7 @@ def test_the_queue_filters_by_camera_type_and_time_oldest_first(
     assert api.get("/api/v1/ui/queue").status_code == 401
 
 
+@pytest.mark.parametrize("central_settings", EVIDENCE_STORES, indirect=True)
 def test_the_case_page_bundle_follows_the_roles(
     api: TestClient,
     central_db: CentralDb,

@@ -71,6 +71,79 @@ def test_bad_values_are_one_line_errors(
         load_settings()
 
 
+S3_ENV = {
+    "ROADWATCH_EVIDENCE_STORE": "s3",
+    "ROADWATCH_S3_BUCKET": "roadwatch-evidence",
+    "ROADWATCH_S3_ENDPOINT_URL": "http://minio:9000",
+    "ROADWATCH_S3_ACCESS_KEY_ID": "central",
+    "ROADWATCH_S3_SECRET_ACCESS_KEY": "q" * 40,
+}
+
+
+def test_the_s3_store_is_chosen_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from central.evidence import FilesystemStore, open_store
+    from central.evidence_s3 import S3Store
+
+    assert isinstance(open_store(Settings()), FilesystemStore)
+    for name, value in S3_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ROADWATCH_S3_PREFIX", "ql13/")
+    s = load_settings()
+    store = open_store(s)  # builds a client, contacts nothing
+    assert isinstance(store, S3Store)
+    assert store.key("ab" * 32) == "ql13/ab/ab/" + "ab" * 32
+    assert s.evidence_location == "s3://roadwatch-evidence/ql13/ at http://minio:9000"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"ROADWATCH_S3_BUCKET": None}, "ROADWATCH_S3_BUCKET is needed"),
+        ({"ROADWATCH_S3_BUCKET": "Not_A_Bucket"}, "s3_bucket"),
+        ({"ROADWATCH_S3_SECRET_ACCESS_KEY": None}, "set both ROADWATCH_S3_ACCESS_KEY_ID"),
+        ({"ROADWATCH_S3_ACCESS_KEY_ID": None}, "set both ROADWATCH_S3_ACCESS_KEY_ID"),
+        ({"ROADWATCH_S3_ENDPOINT_URL": "minio:9000"}, "s3_endpoint_url"),
+        ({"ROADWATCH_S3_PREFIX": "/abs"}, "s3_prefix"),
+        ({"ROADWATCH_S3_PREFIX": "no-slash"}, "s3_prefix"),
+        ({"ROADWATCH_EVIDENCE_STORE": "ftp"}, "evidence_store"),
+    ],
+)
+def test_incomplete_s3_settings_are_refused(
+    change: dict[str, str | None], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {**S3_ENV, **change}.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    with pytest.raises(UserError, match=message):
+        load_settings()
+
+
+def test_empty_s3_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in S3_ENV:
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("ROADWATCH_EVIDENCE_STORE", "filesystem")
+    s = load_settings()  # what the compose file passes when docker/.env sets none of them
+    assert s.s3_bucket is None and s.s3_endpoint_url is None and s.s3_access_key_id is None
+
+
+@pytest.mark.parametrize("secret", ["minioadmin", "changeme", "testing", " Test "])
+def test_production_refuses_a_placeholder_s3_secret(
+    secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in S3_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ROADWATCH_SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("ROADWATCH_S3_SECRET_ACCESS_KEY", secret)
+    Settings()  # development takes it
+    monkeypatch.setenv("ROADWATCH_ENVIRONMENT", "production")
+    with pytest.raises(UserError, match="ROADWATCH_S3_SECRET_ACCESS_KEY is a placeholder"):
+        load_settings()
+    monkeypatch.setenv("ROADWATCH_S3_SECRET_ACCESS_KEY", "q" * 40)
+    assert load_settings().s3_secret_access_key == "q" * 40
+
+
 def test_importing_the_service_creates_nothing(tmp_path: Path) -> None:
     code = (
         "import central.app, central.ingest, central.cli, central.db, central.models;"
