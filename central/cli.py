@@ -296,7 +296,7 @@ def _config_push(args: argparse.Namespace) -> int:
     if not isinstance(site, str):
         raise UserError(f"{args.file}: no site; give --site")
     settings, engine = _engine()
-    key = load_config_key(settings)
+    load_config_key(settings)  # a missing key is reported before anything else
     try:
         with transaction(session_factory(engine)) as session:
             record = push_config(
@@ -305,7 +305,7 @@ def _config_push(args: argparse.Namespace) -> int:
                 node=args.node,
                 document=document,
                 actor="cli",
-                key=key,
+                key=lambda: load_config_key(settings),
                 publish=lambda topic, payload: publish_retained(settings, topic, payload),
             )
     finally:

@@ -144,12 +144,13 @@ def push_config(
     node: str,
     document: Mapping[str, Any],
     actor: str,
-    key: Ed25519PrivateKey,
+    key: Callable[[], Ed25519PrivateKey],
     publish: Publish,
     now: datetime | None = None,
 ) -> PushedRecord:
     """Validate, sign, publish and record a push (committed by the caller's transaction,
-    which must end with a commit only after this returns)."""
+    which must end with a commit only after this returns). ``key`` gives central's
+    config-signing key when a new version is signed."""
     if session.scalar(select(Node.id).where(Node.site == site, Node.node == node)) is None:
         raise UnknownNodeError(f"no node {site}/{node} in the registry")
     version = validate_document(document, site=site, node=node)
@@ -177,7 +178,7 @@ def push_config(
         )
     except ValueError as exc:
         raise InvalidConfigError(str(exc)) from exc
-    message = to_wire(sign(push, key))
+    message = to_wire(sign(push, key()))
     session.add(
         NodeConfig(
             site=site,

@@ -35,7 +35,7 @@ from central.workflow import Role
 from roadwatch.contract import CameraTopic, ViolationEvent, camera_topic, to_wire
 from roadwatch.contract.signing import generate_private_key, public_key_pem, sign
 from tests.factories import violation_event
-from tests.services import BrokerAddress, missing, postgres_url
+from tests.services import BrokerAddress, missing, mqtt_address, postgres_url
 
 SECRET = "test-" + secrets.token_hex(24)
 PASSWORD = "correct horse battery"
@@ -111,7 +111,10 @@ def central_db(
 
 @pytest.fixture
 def central_settings(central_db: CentralDb, tmp_path: Path) -> Settings:
+    broker = mqtt_address()
     return Settings(
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
         database_url=central_db.url,
         data_dir=tmp_path,
         secret_key=SECRET,

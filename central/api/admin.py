@@ -194,7 +194,6 @@ def push_node_config(
     body: NodeConfigIn,
 ) -> NodeConfigOut:  # fmt: skip
     from central.node_config import (
-        BrokerUnavailableError,
         ConfigConflictError,
         InvalidConfigError,
         UnknownNodeError,
@@ -204,26 +203,22 @@ def push_node_config(
     )
 
     try:
-        key = load_config_key(state.settings)
-    except UserError as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
-    try:
         record = push_config(
             session,
             site=site,
             node=node,
             document=body.config,
             actor=caller.username,
-            key=key,
+            key=lambda: load_config_key(state.settings),
             publish=lambda topic, payload: publish_retained(state.settings, topic, payload),
         )
     except UnknownNodeError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     except InvalidConfigError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     except ConfigConflictError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    except BrokerUnavailableError as exc:
+    except UserError as exc:  # no config-signing key, or the broker did not take the push
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
     session.commit()
     return NodeConfigOut(
