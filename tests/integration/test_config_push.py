@@ -336,3 +336,67 @@ def test_a_push_without_key_or_broker_records_nothing(
         assert r.status_code == 503 and "unreachable" in r.json()["detail"], r.text
     with central_db.session() as session:
         assert session.scalar(select(NodeConfig.id).where(NodeConfig.site == site)) is None
+
+
+def test_the_cli_signs_and_pushes_a_site_file(tmp_path: Path, mqtt_broker: BrokerAddress) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROADWATCH_")}
+    env.update(
+        PYTHONPATH=f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        ROADWATCH_DATA_DIR=str(tmp_path / "data"),
+        ROADWATCH_MQTT_HOST=mqtt_broker.host,
+        ROADWATCH_MQTT_PORT=str(mqtt_broker.port),
+    )
+
+    def rw(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "roadwatch", *args],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    site = f"t{uuid.uuid4().hex[:10]}"
+    folder = tmp_path / "node"
+    folder.mkdir()
+    site_file = _site_file(folder, site, mqtt_broker, tmp_path / "data" / "config-signing.pub")
+    config_topic = node_topic(site, "node-01", NodeTopic.CONFIG)
+    raw = Retained(mqtt_broker, [config_topic])
+    try:
+        add = rw("central", "node", "add", "--site", site, "--node", "node-01",
+                 "--public-key", str(folder / "node.pub"))  # fmt: skip
+        assert add.returncode == 0, add.stderr
+        push = ("central", "config", "push", "--node", "node-01", "--file", str(site_file))
+        no_key = rw(*push)
+        assert no_key.returncode != 0 and "roadwatch central config keygen" in no_key.stderr
+        keygen = rw("central", "config", "keygen")
+        assert keygen.returncode == 0, keygen.stderr
+        assert "config-signing.pub" in keygen.stdout
+        assert rw("central", "config", "keygen").returncode != 0  # never overwritten
+        first = rw(*push)
+        assert first.returncode == 0, first.stderr
+        assert f"pushed config v1 to {site}/node-01 on {config_topic}" in first.stdout
+        again = rw(*push)
+        assert again.returncode == 0 and "again" in again.stdout, again.stderr
+        wrong = rw("central", "config", "push", "--node", "node-02", "--file", str(site_file))
+        assert wrong.returncode != 0 and "no node" in wrong.stderr, wrong.stderr
+        bad = yaml.safe_load(site_file.read_text())
+        bad.update(version="v2")
+        bad["cameras"][0]["scene"] = "bad.scene.yaml"
+        (folder / "bad.scene.yaml").write_text("camera: cam-01\nlanes: everywhere\n")
+        (folder / "bad.yaml").write_text(yaml.safe_dump(bad))
+        invalid = rw(
+            "central", "config", "push", "--node", "node-01", "--file", str(folder / "bad.yaml")
+        )
+        assert invalid.returncode != 0 and "cameras.0.scene" in invalid.stderr, invalid.stderr
+
+        _wait("the retained push", lambda: config_topic in raw.messages)
+        pushed = ConfigPush.model_validate_json(raw.messages[config_topic])
+        verify(pushed, load_pub((tmp_path / "data" / "config-signing.pub").read_bytes()))
+        [camera] = pushed.config["cameras"]
+        assert camera["scene"]["camera"] == CAMERA_ID and camera["calibration"]["camera"]
+        assert "delivery" not in pushed.config
+    finally:
+        raw.close([config_topic])
