@@ -55,15 +55,8 @@ def _stop(*clients: mqtt.Client) -> None:
         c.loop_stop()
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> tuple[int, TlsFiles]:
-    return free_port(), write_broker_tls(tmp_path / "certs", ["127.0.0.1", "localhost"])
-
-
-def test_node_publishes_only_under_its_own_prefix(
-    tmp_path: Path, broker: tuple[int, TlsFiles]
-) -> None:
-    port, tls = broker
+def _central_and_two_nodes(tmp_path: Path, port: int) -> Path:
+    """The broker's files for central ("central-pw") and node-01/02 ("n1-pw", "n2-pw")."""
     accounts = [
         BrokerAccount("central", mosquitto_password_hash("central-pw")),
         BrokerAccount(
@@ -77,7 +70,19 @@ def test_node_publishes_only_under_its_own_prefix(
     config.mkdir()
     (config / "passwd").write_text(render_passwd(accounts))
     (config / "acl").write_text(render_acl([(SITE, "node-01"), (SITE, "node-02")]))
-    conf = local_docker_config(tmp_path, port)
+    return local_docker_config(tmp_path, port)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> tuple[int, TlsFiles]:
+    return free_port(), write_broker_tls(tmp_path / "certs", ["127.0.0.1", "localhost"])
+
+
+def test_node_publishes_only_under_its_own_prefix(
+    tmp_path: Path, broker: tuple[int, TlsFiles]
+) -> None:
+    port, tls = broker
+    conf = _central_and_two_nodes(tmp_path, port)
 
     with mosquitto_process(conf, port, tmp_path / "mosquitto.log"):
         received: queue.Queue[str] = queue.Queue()
@@ -176,20 +181,7 @@ def test_only_central_writes_a_nodes_config_and_only_that_node_reads_it(
     from central.settings import Settings
 
     port, tls = broker
-    accounts = [
-        BrokerAccount("central", mosquitto_password_hash("central-pw")),
-        BrokerAccount(
-            broker_username(SITE, "node-01"), mosquitto_password_hash("n1-pw"), SITE, "node-01"
-        ),
-        BrokerAccount(
-            broker_username(SITE, "node-02"), mosquitto_password_hash("n2-pw"), SITE, "node-02"
-        ),
-    ]
-    config = tmp_path / "config"
-    config.mkdir()
-    (config / "passwd").write_text(render_passwd(accounts))
-    (config / "acl").write_text(render_acl([(SITE, "node-01"), (SITE, "node-02")]))
-    conf = local_docker_config(tmp_path, port)
+    conf = _central_and_two_nodes(tmp_path, port)
     topic = f"roadwatch/v1/{SITE}/node-01/config"
 
     def settings(user: str, password: str) -> Settings:
