@@ -2,11 +2,12 @@
 
 A pushed document is the node's site configuration (``SiteConfig``) without its
 ``delivery`` section (that holds the node's own secrets and stays in its own file), with
-each camera's scene and calibration carried inline as mappings (or naming an absolute
-path on the node). A node applies a push live only where it can: a camera's scene,
-calibration, place and ``persons_as_riders``. Every other field must equal what the node
-runs; a push that changes one (a camera added or removed, a stream URL, the detector) is
-refused with "restart required".
+each camera's scene and calibration carried inline as mappings (or naming a file on the
+node; relative paths are taken from the node's configuration folder). A node applies a
+push live only where it can: a camera's scene, calibration, place and
+``persons_as_riders``. Every other field must equal what the node runs; a push that
+changes one (a camera added or removed, a stream URL, the detector) is refused with
+"restart required".
 
 ``decide`` is pure: the payload, central's key and what the node runs in, a
 ``PushDecision`` out.
@@ -120,13 +121,6 @@ def _inline_files(
     where = f"config: cameras.{index}"
     if not isinstance(cam_id, str):
         return out  # SiteConfig names the missing id
-    for key in ("scene", "calibration", "reference_view"):
-        value = camera.get(key)
-        if isinstance(value, str) and not Path(value).is_absolute():
-            raise ConfigError(
-                f"{where}.{key}: a pushed config carries files inline or names an absolute "
-                f"path on the node, not {value!r}"
-            )
     scene = camera.get("scene")
     if isinstance(scene, Mapping):
         try:

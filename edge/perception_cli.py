@@ -152,7 +152,8 @@ def _run_with(
             violations_out=violations_out,
             config_dir=Path(args.config).resolve().parent,
         )
-        pipeline = LivePipeline(node.config)  # the config central last pushed, if it applies  # opens nothing yet; refuses missing files first
+        # node.config: the node's file, or the config central last pushed when it fits.
+        pipeline = LivePipeline(node.config)  # opens nothing yet; refuses missing files first
         print(
             f"running {len(pipeline.cameras)} camera(s), enforcement on"
             f" {len(node.enforcement)}; stop with Ctrl-C",
