@@ -24,6 +24,7 @@ from edge.config_push import (
 from roadwatch.contract import ConfigPush, to_wire
 from roadwatch.contract.signing import generate_private_key, public_key_pem, sign
 from roadwatch.demo.scene import CAMERA_ID, demo_camera, scene_document, surveyed_calibration
+from roadwatch.errors import UserError
 
 CENTRAL = generate_private_key()
 OTHER = generate_private_key()
@@ -38,7 +39,7 @@ def _calibration() -> dict[str, Any]:
     return calib.model_dump(mode="json")
 
 
-SCENE = scene_document(demo_camera())
+SCENE: dict[str, Any] = scene_document(demo_camera())
 CALIBRATION = _calibration()
 
 
@@ -278,3 +279,68 @@ def test_a_store_keeps_the_files_of_the_applied_push_only(tmp_path: Path) -> Non
     assert not old.exists() and new.is_dir()
     assert store.load() == payload(document(version="v3"))
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def _tracked(index: int, at: datetime) -> Any:
+    import numpy as np
+
+    from edge.detections import Detections
+    from edge.pipeline import TrackedFrame
+    from edge.sources import Frame
+
+    image = np.zeros((540, 960, 3), np.uint8)
+    return TrackedFrame(Frame(CAMERA_ID, index, float(index), at, image), Detections.empty())
+
+
+def test_each_camera_switches_at_its_next_frame(tmp_path: Path) -> None:
+    import yaml
+
+    from calibration.config import CalibrationFile
+    from calibration.store import save_calibration
+    from edge.node import EdgeNode
+
+    scene = copy.deepcopy(SCENE)
+    (tmp_path / "a.scene.yaml").write_text(yaml.safe_dump(scene))
+    scene["lanes"] = scene["lanes"][:2]
+    (tmp_path / "b.scene.yaml").write_text(yaml.safe_dump(scene))
+    save_calibration(CalibrationFile.model_validate(CALIBRATION), tmp_path / "c.calib.yaml")
+    cam = {"id": CAMERA_ID, "url": URL, "calibration": "c.calib.yaml"}
+    doc = {"site": SITE, "node": NODE, "plates": False}
+
+    def config(version: str, scene_file: str | None, place: str = "Km 1") -> SiteConfig:
+        camera = {**cam, "scene": scene_file, "place": place}
+        return parse_site_config({**doc, "version": version, "cameras": [camera]}).resolved(
+            tmp_path
+        )
+
+    node = EdgeNode.from_config(config("v1", "a.scene.yaml"), model_version="test")
+    t0 = datetime(2026, 11, 23, 9, 0, 5, tzinfo=UTC)
+    node.on_tracked(_tracked(0, t0))
+    first = node.enforcement[CAMERA_ID]
+
+    same_lanes = config("v2", "a.scene.yaml", place="Km 2")
+    node.reconfigure(same_lanes, node.prepare(same_lanes))
+    assert node.config.version == "v2" and node.enforcement[CAMERA_ID] is first
+    node.on_tracked(_tracked(1, t0))
+    second = node.enforcement[CAMERA_ID]
+    assert second is not first and second.place == "Km 2"
+    assert second.ring is first.ring and second.traffic is first.traffic
+    assert second.counters.frames == 2 and node.counters.traffic_minutes == 0
+
+    two_lanes = config("v3", "b.scene.yaml")
+    node.reconfigure(two_lanes, node.prepare(two_lanes))
+    node.on_tracked(_tracked(2, t0))
+    third = node.enforcement[CAMERA_ID]
+    assert third.traffic is not second.traffic and third.traffic.lanes == ("lane-1", "lane-2")
+    assert node.counters.traffic_minutes == 1  # the open minute of the old lanes, closed
+
+    off = config("v4", None)
+    node.reconfigure(off, node.prepare(off))
+    node.on_tracked(_tracked(3, t0))
+    assert node.enforcement == {}
+
+    broken = tmp_path / "broken.scene.yaml"
+    broken.write_text("camera: cam-01\nlanes: everywhere\n")
+    with pytest.raises(UserError, match="lanes"):
+        node.prepare(config("v5", str(broken)))
+    assert node.config.version == "v4"
