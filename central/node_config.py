@@ -112,7 +112,7 @@ def _validated_version(document: Mapping[str, Any]) -> str:
     try:
         from edge.config_push import parse_config_document
     except ImportError:
-        return _outline_version(document)
+        return outline_version(document)
     from edge.config import ConfigError
 
     try:
@@ -121,7 +121,7 @@ def _validated_version(document: Mapping[str, Any]) -> str:
         raise InvalidConfigError(str(exc)) from None
 
 
-def _outline_version(document: Mapping[str, Any]) -> str:
+def outline_version(document: Mapping[str, Any]) -> str:
     """What central checks without the edge's dependencies (the node checks the rest)."""
     if "delivery" in document:
         raise InvalidConfigError("config: delivery stays in the node's own file")
