@@ -88,6 +88,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )  # fmt: skip
     files.set_defaults(func=_broker_files)
 
+    config = csub.add_parser("config", help="push camera and scene configs to edge nodes")
+    cfsub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
+    keygen = cfsub.add_parser(
+        "keygen",
+        help="write central's config-signing key pair (ROADWATCH_CONFIG_KEY, "
+        "default DATA_DIR/config-signing.key and .pub)",
+        description="Nodes apply only pushes signed with this key: give them the .pub file "
+        "(delivery.config_push.central_key in their site config).",
+    )
+    keygen.set_defaults(func=_config_keygen)
+    push = cfsub.add_parser(
+        "push",
+        help="validate a node's site config, sign it and publish it retained on its config topic",
+        description="Reads a site configuration file, carries the scene and calibration files "
+        "it names inline, leaves out the delivery section (the node keeps its own), validates "
+        "it, records the version, signs it with central's config key and publishes it "
+        "retained (QoS 1) on roadwatch/v1/SITE/NODE/config. The node applies scene, "
+        "calibration, place and persons_as_riders live; other changes need a restart.",
+    )
+    push.add_argument("--node", required=True, help="node id")
+    push.add_argument("--site", help="site id (default: the file's site)")
+    push.add_argument("--file", required=True, type=Path, metavar="site.yaml")
+    push.set_defaults(func=_config_push)
+
     user = csub.add_parser(
         "create-user",
         help="create a user (password from ROADWATCH_NEW_PASSWORD, --password-stdin or a prompt)",
@@ -299,6 +323,51 @@ def _broker_files(args: argparse.Namespace) -> int:
         else:
             files = write_broker_tls(certs, list(args.tls_host))
             print(f"wrote a private CA and the broker's certificate in {files.ca_cert.parent}")
+    return 0
+
+
+def _config_keygen(_args: argparse.Namespace) -> int:
+    from central.settings import load_settings
+    from edge.identity import write_key_pair
+    from roadwatch.errors import UserError
+
+    path = load_settings().resolved_config_key
+    if path.suffix != ".key":
+        raise UserError(f"the config key's file name must end in .key, not {path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    files = write_key_pair(path.with_suffix(""))
+    print(f"wrote {files.private} (keep it on central) and {files.public}")
+    print("give each node the .pub file: delivery.config_push.central_key in its site config")
+    return 0
+
+
+def _config_push(args: argparse.Namespace) -> int:
+    from central.db import session_factory, transaction
+    from central.node_config import load_config_key, publish_retained, push_config, read_document
+    from roadwatch.errors import UserError
+
+    document = read_document(args.file)
+    site = args.site or document.get("site")
+    if not isinstance(site, str):
+        raise UserError(f"{args.file}: no site; give --site")
+    settings, engine = _engine()
+    load_config_key(settings)  # a missing key is reported before anything else
+    try:
+        with transaction(session_factory(engine)) as session:
+            record = push_config(
+                session,
+                site=site,
+                node=args.node,
+                document=document,
+                actor="cli",
+                key=lambda: load_config_key(settings),
+                publish=lambda topic, payload: publish_retained(settings, topic, payload),
+            )
+    finally:
+        engine.dispose()
+    again = " again (same version and document)" if record.repeated else ""
+    print(f"pushed config {record.version} to {site}/{args.node}{again} on {record.topic}")
+    print(f"sha256 {record.sha256}; the node reports the version it runs in its status")
     return 0
 
 

@@ -61,6 +61,22 @@ def subscriptions(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
+def central_client(settings: Settings, client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
+    """An MQTT 5 client with central's broker credentials and TLS settings."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5,
+        manual_ack=manual_ack,
+    )
+    if settings.mqtt_username:
+        client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+    if settings.mqtt_tls or settings.mqtt_tls_ca is not None:
+        ca = str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca is not None else None
+        client.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED)
+    return client
+
+
 class IngestService:
     """Runs the MQTT client and the batch worker until ``stop()``."""
 
@@ -82,17 +98,7 @@ class IngestService:
         self.receipts_sent = 0
         # A stable id keeps the broker session (and the messages queued for it) across restarts.
         client_id = settings.mqtt_client_id or f"roadwatch-central-{socket.gethostname()}"
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        if settings.mqtt_username:
-            self.client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
-        if settings.mqtt_tls or settings.mqtt_tls_ca is not None:
-            ca = str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca is not None else None
-            self.client.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED)
+        self.client = central_client(settings, client_id, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message

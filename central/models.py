@@ -265,3 +265,23 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class NodeConfig(Base):
+    """A config pushed to a node: the document, and the signed message as published."""
+
+    __tablename__ = "node_configs"
+    __table_args__ = (
+        UniqueConstraint("site", "node", "version", name="uq_node_configs_site_node_version"),
+        Index("ix_node_configs_site_node_issued", "site", "node", "issued_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    node: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(128))
+    sha256: Mapped[str] = mapped_column(String(64))
+    document: Mapped[str] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    pushed_by: Mapped[str] = mapped_column(String(64))

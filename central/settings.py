@@ -129,6 +129,14 @@ class Settings(BaseSettings):
     mqtt_session_expiry_s: Annotated[int, Field(ge=0, le=30 * 86400)] = 7 * 86400
     ingest_batch: Annotated[int, Field(ge=1, le=5000)] = 500
     ingest_receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 1000
+    config_key: Path | None = Field(
+        default=None,
+        description="Ed25519 private key that signs configs pushed to nodes "
+        "(`roadwatch central config keygen`); default data_dir/config-signing.key",
+    )
+    config_push_timeout_s: Annotated[float, Field(gt=0.0, le=120.0)] = Field(
+        default=10.0, description="How long a config push waits for the broker"
+    )
     receipts: bool = Field(
         default=True,
         description="Publish end-to-end receipts to each node's receipt topic after commit",
@@ -198,6 +206,10 @@ class Settings(BaseSettings):
             endpoint = f" at {self.s3_endpoint_url}" if self.s3_endpoint_url else ""
             return f"s3://{self.s3_bucket}/{self.s3_prefix}{endpoint}"
         return str(self.resolved_evidence_dir)
+
+    @property
+    def resolved_config_key(self) -> Path:
+        return self.config_key or self.data_dir / "config-signing.key"
 
     def token_key(self) -> str:
         """The key that signs access tokens; a fresh random one in development when unset."""

@@ -168,6 +168,11 @@ class SiteConfig(BaseModel):
                 delivery["key_path"] = key_path
             if (outbox := at(self.delivery.outbox.path)) is not None:
                 delivery["outbox"] = self.delivery.outbox.model_copy(update={"path": outbox})
+            if (push := self.delivery.config_push) is not None:
+                paths = {k: at(getattr(push, k)) for k in ("central_key", "store")}
+                delivery["config_push"] = push.model_copy(
+                    update={k: v for k, v in paths.items() if v is not None}
+                )
             update_site["delivery"] = self.delivery.model_copy(update=delivery)
         return self.model_copy(update=update_site)
 

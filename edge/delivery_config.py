@@ -130,6 +130,19 @@ class EvidenceSettings(_Section):
         return self
 
 
+class ConfigPushSettings(_Section):
+    """Configuration pushed by central on the node's retained config topic."""
+
+    central_key: Path = Field(
+        description="central's config-signing public key (PEM, from "
+        "`roadwatch central config keygen`); only pushes it signed are applied"
+    )
+    store: Path = Field(
+        default=Path("var/config"),
+        description="folder where the applied push is kept, so a restart runs it too",
+    )
+
+
 class DeliveryConfig(_Section):
     """How a node stores and sends its events and evidence."""
 
@@ -144,6 +157,9 @@ class DeliveryConfig(_Section):
     evidence: EvidenceSettings = EvidenceSettings()
     status_interval_s: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=30.0, description="how often the retained node status is refreshed"
+    )
+    config_push: ConfigPushSettings | None = Field(
+        default=None, description="accept camera and scene configs pushed by central"
     )
 
     @property

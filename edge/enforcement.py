@@ -157,6 +157,35 @@ class CameraEnforcement:
         state = CameraState.VIEW_SHIFTED if shifted else CameraState.PAUSED
         return state, f"enforcement paused: {self.guard.reason}"
 
+    # -- a new configuration ----------------------------------------------------------
+
+    def take_over(self, old: CameraEnforcement) -> list[TrafficStats]:
+        """Continue from ``old`` (this camera's enforcement under the previous config).
+
+        Kept: the frame ring, the integrity guard, the violations waiting for their
+        after-frames (they get their evidence as before), the counters, the signal heads
+        whose id and lamp settings are unchanged, and the traffic minute when the lanes
+        are the same. Started afresh: the tracks' road-plane history and the rules' state,
+        since they belong to the old scene and calibration. Returns the traffic minute
+        closed early because the lanes changed.
+        """
+        if old.camera != self.camera:
+            raise ValueError(f"camera {self.camera} cannot take over camera {old.camera}")
+        self.ring = old.ring
+        self.guard, self._guard_bounds, self._guard_due = (
+            old.guard, old._guard_bounds, old._guard_due,
+        )  # fmt: skip
+        self._pending = old._pending
+        self.counters = old.counters
+        if old.scene.lamp == self.scene.lamp:
+            for head, state in old.signals.items():
+                if head in self.signals:
+                    self.signals[head] = state
+        if old.traffic.lanes == self.traffic.lanes:
+            self.traffic = old.traffic
+            return []
+        return old.traffic.flush()
+
     # -- per frame --------------------------------------------------------------------
 
     def on_frame(

@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from calibration.config import CalibrationFile
 from calibration.projector import RoadProjector, require_calibration
 from calibration.store import load_calibration
 from edge.config import CameraConfig, SiteConfig
+from edge.config_apply import ConfigApplier, startup_config
+from edge.config_push import AppliedConfig
 from edge.delivery_service import DeliveryService
 from edge.enforcement import CameraEnforcement, Image, PlateRead
 from edge.evidence.package import EvidenceBuilder, EvidencePackage
@@ -77,6 +80,11 @@ class EdgeNode:
     counters: NodeCounters = field(default_factory=NodeCounters)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _readers: Callable[[], Sequence[CameraHealth]] = tuple
+    _parts: _NodeParts | None = None
+    # Enforcement of a new configuration, per camera, waiting for that camera's next frame
+    # (None: the camera's enforcement ends).
+    _next: dict[str, CameraEnforcement | None] = field(default_factory=dict)
+    config_applier: ConfigApplier | None = None
 
     @classmethod
     def from_config(
@@ -87,9 +95,19 @@ class EdgeNode:
         now: datetime | None = None,
         violations_out: TextIO | None = None,
         read_plate: PlateRead | None = None,
+        config_dir: Path | None = None,
     ) -> EdgeNode:
-        """Everything the node needs, checked before any camera is opened."""
+        """Everything the node needs, checked before any camera is opened.
+
+        With ``config_dir`` (the folder of the node's configuration file) and a
+        ``delivery.config_push`` section, the node runs the config central last pushed
+        (when it still fits the file) and applies new pushes while it runs."""
         at = now or datetime.now(UTC)
+        push_settings = config.delivery.config_push if config.delivery else None
+        applied: AppliedConfig | None = None
+        stored_error: str | None = None
+        if push_settings is not None and config_dir is not None:
+            config, applied, stored_error = startup_config(config, config_dir)
         health = _HealthSource()
         delivery = (
             DeliveryService.from_config(
@@ -99,53 +117,74 @@ class EdgeNode:
             else None
         )
         key = delivery.key if delivery is not None else generate_private_key()
-        settings = config.delivery.evidence if config.delivery else None
         if config.plates and read_plate is None and any(c.scene for c in config.cameras):
             read_plate = packaged_plate_reader()
-        enforcement: dict[str, CameraEnforcement] = {}
-        for cam in config.cameras:
-            if cam.scene is None or not cam.enabled:
-                continue
-            scene = load_scene(cam.scene)
-            if scene.camera != cam.id:
-                raise UserError(
-                    f"{cam.scene}: the scene is for camera {scene.camera!r}, not {cam.id!r}"
-                )
-            ring = (
-                FrameRing.from_settings(cam.id, settings)
-                if settings is not None
-                else FrameRing(cam.id, seconds=12.0, max_bytes=64 << 20)
-            )
-            builder = EvidenceBuilder(key, jpeg_quality=ring.jpeg_quality)
-            bounds = IntegrityBounds(
-                max_shift_px=config.integrity.max_shift_px, inertia=config.integrity.inertia
-            )
-            guard = None
-            if config.integrity.enabled and cam.reference_view is not None:
-                guard = _guard(cam.reference_view, bounds)
-            enforcement[cam.id] = CameraEnforcement(
-                site=config.site,
-                node=config.node,
-                camera=cam.id,
-                scene=scene,
-                projector=_projector(cam, at),
-                ring=ring,
-                builder=builder,
-                model_version=model_version,
-                read_plate=read_plate if config.plates else None,
-                guard=guard,
-                guard_bounds=bounds if config.integrity.enabled else None,
-                guard_every_s=config.integrity.check_every_s,
-                place=cam.place,
-                persons_as_riders=cam.persons_as_riders,
-                frame_offset_s=settings.frame_offset_s if settings else 1.0,
-                clip_half_s=settings.clip_half_s if settings else 3.0,
-            )
+        parts = _NodeParts(key=key, model_version=model_version, read_plate=read_plate)
+        enforcement = parts.enforcement(config, at)
         if delivery is None and config.delivery is None and enforcement:
             log.warning("no delivery section: violations are logged and kept local only")
-        node = cls(config, enforcement, delivery, violations_out)
+        node = cls(config, enforcement, delivery, violations_out, _parts=parts)
         health.node = node
+        if delivery is not None and push_settings is not None and config_dir is not None:
+            assert applied is not None
+            publisher = delivery.publisher
+            publisher.set_config_state(applied.version, stored_error)
+            applier = ConfigApplier(
+                node,
+                push_settings,
+                base=config_dir,
+                applied=applied,
+                report=publisher.set_config_state,
+            )
+            publisher.on_config = applier.handle
+            node.config_applier = applier
         return node
+
+    # -- a new configuration ------------------------------------------------------------
+
+    def prepare(
+        self, config: SiteConfig, *, now: datetime | None = None
+    ) -> dict[str, CameraEnforcement]:
+        """Each camera's enforcement under ``config``, built and checked (a scene or
+        calibration that cannot be used raises UserError; nothing changes)."""
+        if self._parts is None:
+            raise RuntimeError("this node was not built by from_config")
+        if (
+            config.plates
+            and self._parts.read_plate is None
+            and any(c.scene for c in config.cameras)
+        ):
+            self._parts.read_plate = packaged_plate_reader()
+        return self._parts.enforcement(config, now or datetime.now(UTC))
+
+    def reconfigure(self, config: SiteConfig, built: dict[str, CameraEnforcement]) -> None:
+        """Take ``config`` without a restart (``built`` from ``prepare``): each camera
+        switches to its new enforcement at its next frame. Only the live fields may
+        differ from the running configuration (see ``edge.config_push``)."""
+        with self._lock:
+            for cam in config.cameras:
+                self._next[cam.id] = built.get(cam.id)
+            self.config = config
+        log.info("config %s taken; each camera switches at its next frame", config.version)
+
+    def _switch(self, camera: str) -> None:
+        """At a frame boundary of ``camera``: hand over to the enforcement of a new config."""
+        with self._lock:
+            if camera not in self._next:
+                return
+            new = self._next.pop(camera)
+        old = self.enforcement.get(camera)
+        traffic: list[TrafficStats] = []
+        packages: list[EvidencePackage] = []
+        if new is not None and old is not None:
+            traffic = new.take_over(old)
+        elif old is not None:
+            packages, traffic = old.finish()  # enforcement off: build what can be built
+        if new is None:
+            self.enforcement.pop(camera, None)
+        else:
+            self.enforcement[camera] = new
+        self._deliver(packages, traffic)
 
     # -- frames -----------------------------------------------------------------------
 
@@ -153,6 +192,8 @@ class EdgeNode:
         self, item: TrackedFrame, *, mono_s: float | None = None, at: datetime | None = None
     ) -> None:
         """One tracked frame of a camera (times default to the frame's own)."""
+        if self._next:
+            self._switch(item.frame.camera)
         camera = self.enforcement.get(item.frame.camera)
         if camera is None:
             return
@@ -259,6 +300,59 @@ class EdgeNode:
         finally:
             self.finish()
         return summary
+
+
+@dataclass
+class _NodeParts:
+    """What a camera's enforcement is built from besides the configuration."""
+
+    key: Ed25519PrivateKey
+    model_version: str
+    read_plate: PlateRead | None
+
+    def enforcement(self, config: SiteConfig, at: datetime) -> dict[str, CameraEnforcement]:
+        """Enforcement for every enabled camera with a scene, checked before any is used."""
+        settings = config.delivery.evidence if config.delivery else None
+        out: dict[str, CameraEnforcement] = {}
+        for cam in config.cameras:
+            if cam.scene is None or not cam.enabled:
+                continue
+            scene = load_scene(cam.scene)
+            if scene.camera != cam.id:
+                raise UserError(
+                    f"{cam.scene}: the scene is for camera {scene.camera!r}, not {cam.id!r}"
+                )
+            ring = (
+                FrameRing.from_settings(cam.id, settings)
+                if settings is not None
+                else FrameRing(cam.id, seconds=12.0, max_bytes=64 << 20)
+            )
+            builder = EvidenceBuilder(self.key, jpeg_quality=ring.jpeg_quality)
+            bounds = IntegrityBounds(
+                max_shift_px=config.integrity.max_shift_px, inertia=config.integrity.inertia
+            )
+            guard = None
+            if config.integrity.enabled and cam.reference_view is not None:
+                guard = _guard(cam.reference_view, bounds)
+            out[cam.id] = CameraEnforcement(
+                site=config.site,
+                node=config.node,
+                camera=cam.id,
+                scene=scene,
+                projector=_projector(cam, at),
+                ring=ring,
+                builder=builder,
+                model_version=self.model_version,
+                read_plate=self.read_plate if config.plates else None,
+                guard=guard,
+                guard_bounds=bounds if config.integrity.enabled else None,
+                guard_every_s=config.integrity.check_every_s,
+                place=cam.place,
+                persons_as_riders=cam.persons_as_riders,
+                frame_offset_s=settings.frame_offset_s if settings else 1.0,
+                clip_half_s=settings.clip_half_s if settings else 3.0,
+            )
+        return out
 
 
 class _HealthSource:

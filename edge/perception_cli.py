@@ -150,8 +150,10 @@ def _run_with(
             config,
             model_version=_model_version(config.detector.model),
             violations_out=violations_out,
+            config_dir=Path(args.config).resolve().parent,
         )
-        pipeline = LivePipeline(config)  # opens nothing yet; refuses missing files first
+        # node.config: the node's file, or the config central last pushed when it fits.
+        pipeline = LivePipeline(node.config)  # opens nothing yet; refuses missing files first
         print(
             f"running {len(pipeline.cameras)} camera(s), enforcement on"
             f" {len(node.enforcement)}; stop with Ctrl-C",

@@ -8,6 +8,9 @@ arrives. The node's retained status topic carries a ``NodeStatus``: ``online`` o
 connect and every ``status_interval_s``, ``offline`` as the last will (and on a clean
 stop). ``stop()`` flushes what it can within its timeout, then disconnects.
 
+Pushed configs: with ``on_config`` set, the publisher also subscribes to the node's
+retained config topic and hands each payload to it (``edge.config_apply``).
+
 End-to-end receipts: the publisher subscribes (QoS 1) to the node's receipt topic, where
 central confirms the events it has committed; those are marked receipted in the outbox
 and deleted after ``receipted_retention_s``. A PUBACK only means the broker took the
@@ -115,6 +118,11 @@ class Publisher:
         self._config_version = config_version
         self._status_topic = node_topic(config.site, config.node, NodeTopic.STATUS)
         self._receipt_topic = node_topic(config.site, config.node, NodeTopic.RECEIPT)
+        self._config_topic = node_topic(config.site, config.node, NodeTopic.CONFIG)
+        self._config_error: str | None = None
+        self.on_config: Callable[[bytes], object] | None = None
+        """Called on the publisher's thread with each payload of the config topic; set
+        before ``start()`` to subscribe to it."""
         self._receipts: list[str] = []
         self._resent_acked: list[str] = []
         self._resent = 0
@@ -153,6 +161,12 @@ class Publisher:
             return False
         self._thread = None
         return self.outbox.stats().pending == 0
+
+    def set_config_state(self, version: str, error: str | None) -> None:
+        """The config version in force and why the last push was refused (None: it was
+        not); the next status says so, at once when connected."""
+        self._config_version, self._config_error = version, error
+        self._next_status = 0.0
 
     @property
     def connected(self) -> threading.Event:
@@ -333,6 +347,7 @@ class Publisher:
             sent_at=datetime.now(UTC),
             software_version=self._software_version,
             config_version=self._config_version,
+            config_error=self._config_error,
             cameras=list(self._cameras()) if stats else [],
             disk_free_bytes=self.outbox.disk_free_bytes() if stats else None,
             disk_used_fraction=stats.used_fraction if stats else None,
@@ -384,6 +399,10 @@ class Publisher:
         log.info("connected to the broker (session present: %s)", flags.session_present)
         self._connected.set()
         client.subscribe(self._receipt_topic, qos=1)
+        if self.on_config is not None:
+            # Retained: the config in force arrives on every (re)connect; the same version
+            # again changes nothing.
+            client.subscribe(self._config_topic, qos=1)
         self._publish_status(NodeState.ONLINE)
 
     def _on_disconnect(
@@ -404,6 +423,12 @@ class Publisher:
             (self._resent_acked if flight.resend else self._acked).append(flight.message_id)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self._config_topic and self.on_config is not None:
+            try:
+                self.on_config(bytes(message.payload))
+            except Exception:
+                log.exception("handling a pushed config failed; the config in force stays")
+            return
         if message.topic != self._receipt_topic:
             return
         try:

@@ -36,7 +36,7 @@ from roadwatch.contract import CameraTopic, ViolationEvent, camera_topic, to_wir
 from roadwatch.contract.signing import generate_private_key, public_key_pem, sign
 from tests.factories import violation_event
 from tests.s3 import S3Server, moto_server
-from tests.services import BrokerAddress, missing, postgres_url
+from tests.services import BrokerAddress, missing, mqtt_address, postgres_url
 
 SECRET = "test-" + secrets.token_hex(24)
 PASSWORD = "correct horse battery"
@@ -136,7 +136,10 @@ def central_settings(
     if getattr(request, "param", "filesystem") == "s3":
         server: S3Server = request.getfixturevalue("s3_server")
         store = server.settings(server.new_bucket())
+    broker = mqtt_address()
     return Settings(
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
         database_url=central_db.url,
         data_dir=tmp_path,
         secret_key=SECRET,

@@ -25,6 +25,9 @@ from central.api.deps import (
 from central.api.schemas import (
     CameraOut,
     CameraUpdate,
+    NodeConfigIn,
+    NodeConfigOut,
+    NodeConfigRecord,
     NodeCreate,
     NodeOut,
     NodeRegistered,
@@ -170,6 +173,90 @@ def add_node(caller: Admin, session: SessionDep, body: NodeCreate) -> NodeRegist
     )
     session.commit()
     return NodeRegistered(site=reg.site, node=reg.node, upload_token=reg.token)
+
+
+SiteId = Annotated[str, PathParam(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+
+@router.put(
+    "/nodes/{site}/{node}/config",
+    tags=["registry"],
+    summary="Push a camera and scene config to a node (retained on its config topic)",
+    responses={
+        **NOT_FOUND,
+        **CONFLICT,
+        422: {"description": "The document is not a valid config for the node"},
+        503: {"description": "No config-signing key, or the broker did not take the push"},
+    },
+)
+def push_node_config(
+    caller: Admin, state: StateDep, session: SessionDep, site: SiteId, node: SiteId,
+    body: NodeConfigIn,
+) -> NodeConfigOut:  # fmt: skip
+    from central.node_config import (
+        ConfigConflictError,
+        InvalidConfigError,
+        UnknownNodeError,
+        load_config_key,
+        publish_retained,
+        push_config,
+    )
+
+    try:
+        record = push_config(
+            session,
+            site=site,
+            node=node,
+            document=body.config,
+            actor=caller.username,
+            key=lambda: load_config_key(state.settings),
+            publish=lambda topic, payload: publish_retained(state.settings, topic, payload),
+        )
+    except UnknownNodeError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except InvalidConfigError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    except ConfigConflictError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except UserError as exc:  # no config-signing key, or the broker did not take the push
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    session.commit()
+    return NodeConfigOut(
+        site=record.site,
+        node=record.node,
+        version=record.version,
+        sha256=record.sha256,
+        issued_at=record.issued_at,
+        pushed_by=record.pushed_by,
+        repeated=record.repeated,
+    )
+
+
+@router.get(
+    "/nodes/{site}/{node}/config",
+    tags=["registry"],
+    summary="Configs pushed to a node, newest first",
+    responses=NOT_FOUND,
+)
+def node_config_history(
+    _: Admin, session: SessionDep, site: SiteId, node: SiteId
+) -> list[NodeConfigRecord]:
+    from central.node_config import config_history
+
+    if session.scalar(select(Node.id).where(Node.site == site, Node.node == node)) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no node {site}/{node}")
+    return [
+        NodeConfigRecord(
+            site=r.site,
+            node=r.node,
+            version=r.version,
+            sha256=r.sha256,
+            issued_at=r.issued_at,
+            pushed_by=r.pushed_by,
+            config=json.loads(r.document),
+        )
+        for r in config_history(session, site=site, node=node)
+    ]
 
 
 @router.get("/cameras", tags=["registry"], summary="Cameras with their health")

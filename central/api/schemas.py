@@ -95,6 +95,47 @@ class NodeOut(BaseModel):
     updated_at: datetime
 
 
+class NodeConfigIn(Strict):
+    """A site configuration document for the node (``SiteConfig`` without ``delivery``;
+    scenes and calibrations inline)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "config": {
+                        "site": "ql13-km22",
+                        "node": "node-01",
+                        "version": "2026-11-23.2",
+                        "cameras": [
+                            {"id": "cam-01", "url": "rtsp://10.0.0.21/stream1",
+                             "place": "QL13 Km 22+300", "scene": {"camera": "cam-01"}}
+                        ],
+                    }
+                }
+            ]
+        },
+    )  # fmt: skip
+    config: dict[str, Any] = Field(description="The node's configuration document")
+
+
+class NodeConfigOut(BaseModel):
+    site: str
+    node: str
+    version: str
+    sha256: str = Field(description="sha256 of the document's canonical JSON")
+    issued_at: datetime
+    pushed_by: str
+    repeated: bool = Field(
+        default=False, description="This version and document were pushed before: sent again"
+    )
+
+
+class NodeConfigRecord(NodeConfigOut):
+    config: dict[str, Any]
+
+
 class CameraOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int

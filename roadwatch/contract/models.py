@@ -275,6 +275,11 @@ class NodeStatus(ContractModel):
     sent_at: UtcDatetime
     software_version: ShortText | None = None
     config_version: ShortText | None = None
+    config_error: LongText | None = Field(
+        default=None,
+        description="Why the last config pushed by central was refused; the node runs "
+        "config_version",
+    )
     cameras: Annotated[list[CameraHealth], Field(max_length=MAX_CAMERAS_PER_NODE)] = []
     disk_free_bytes: Annotated[int, Field(ge=0)] | None = None
     disk_used_fraction: Fraction | None = None

@@ -19,8 +19,11 @@ from sqlalchemy.orm.exc import StaleDataError
 from central.db import session_factory, transaction
 from central.intake import Message
 from central.models import Camera, Violation
+from central.node_config import publish_retained
 from central.records import KeyCache, record_batch
+from central.settings import Settings
 from central.workflow import Role
+from edge.identity import write_key_pair
 from roadwatch.contract import (
     CameraHealth,
     CameraState,
@@ -68,6 +71,8 @@ ROUTE_ROLES: dict[tuple[str, str], set[str]] = {
     ("PATCH", "/api/v1/users/{username}"): {"admin"},
     ("GET", "/api/v1/nodes"): {"supervisor", "admin", "ioc"},
     ("POST", "/api/v1/nodes"): {"admin"},
+    ("PUT", "/api/v1/nodes/{site}/{node}/config"): {"admin"},
+    ("GET", "/api/v1/nodes/{site}/{node}/config"): {"admin"},
     ("GET", "/api/v1/cameras"): HUMANS,
     ("GET", "/api/v1/cameras.geojson"): HUMANS,
     ("PATCH", "/api/v1/cameras/{camera_id}"): MANAGE,
@@ -110,8 +115,14 @@ def _request(
         camera_id=ctx["camera_id"],
         violation_id=ctx["violation_id"],
         sha256=JPEG_SHA,
+        site=ctx["site"],
+        node=ctx["node"],
     )
-    if path == "/api/v1/users":
+    if path == "/api/v1/nodes/{site}/{node}/config" and method == "PUT":
+        cameras = [{"id": "cam-01", "url": "rtsp://10.0.0.21/stream1"}]
+        body = {"config": {"site": ctx["site"], "node": ctx["node"], "version": "v1",
+                           "cameras": cameras}}  # fmt: skip
+    elif path == "/api/v1/users":
         body = {"username": f"u{uuid.uuid4().hex[:10]}", "password": "p" * 12, "role": "ioc"}
     elif path == "/api/v1/users/{username}":
         body = {"full_name": "Trần Thị Bình"}
@@ -139,6 +150,7 @@ def _request(
 def test_each_role_can_do_exactly_its_part(
     api: TestClient,
     central_db: CentralDb,
+    central_settings: Settings,
     accounts: dict[str, Account],
     make_node: Callable[..., NodeIdentity],
     role: str,
@@ -154,7 +166,14 @@ def test_each_role_can_do_exactly_its_part(
     ).status_code in (200, 201)
     with central_db.session() as s:
         camera_id = s.scalar(select(Camera.id).where(Camera.site == node.site))
-    ctx = {"violation_id": vid, "camera_id": camera_id, "patch_user": accounts["officer2"].username}
+    ctx = {
+        "violation_id": vid,
+        "camera_id": camera_id,
+        "patch_user": accounts["officer2"].username,
+        "site": node.site,
+        "node": node.node,
+    }
+    write_key_pair(central_settings.resolved_config_key.with_suffix(""))
     if role == "anonymous":
         headers: dict[str, str] = {}
     elif role == "node":
@@ -176,6 +195,8 @@ def test_each_role_can_do_exactly_its_part(
     for method, path in OPEN_ROUTES:
         if method == "GET":
             assert api.get(path).status_code == 200
+    # The admin's push left a retained config on the broker: remove it.
+    publish_retained(central_settings, node_topic(node.site, node.node, NodeTopic.CONFIG), b"")
 
 
 def test_login_issues_a_short_lived_token(api: TestClient, accounts: dict[str, Account]) -> None:

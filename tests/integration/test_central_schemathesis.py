@@ -109,9 +109,11 @@ def served(prepared: Prepared) -> Iterator[Served]:
 def _role_for(method: str, path: str) -> str:
     if path.startswith("/api/v1/evidence/") and method in ("PUT", "HEAD"):
         return "node"
-    if path in ("/api/v1/users", "/api/v1/users/{username}") or (
-        path == "/api/v1/nodes" and method == "POST"
-    ):
+    if path in (
+        "/api/v1/users",
+        "/api/v1/users/{username}",
+        "/api/v1/nodes/{site}/{node}/config",
+    ) or (path == "/api/v1/nodes" and method == "POST"):
         return "admin"
     return "supervisor"
 

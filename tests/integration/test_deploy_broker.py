@@ -55,15 +55,8 @@ def _stop(*clients: mqtt.Client) -> None:
         c.loop_stop()
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> tuple[int, TlsFiles]:
-    return free_port(), write_broker_tls(tmp_path / "certs", ["127.0.0.1", "localhost"])
-
-
-def test_node_publishes_only_under_its_own_prefix(
-    tmp_path: Path, broker: tuple[int, TlsFiles]
-) -> None:
-    port, tls = broker
+def _central_and_two_nodes(tmp_path: Path, port: int) -> Path:
+    """The broker's files for central ("central-pw") and node-01/02 ("n1-pw", "n2-pw")."""
     accounts = [
         BrokerAccount("central", mosquitto_password_hash("central-pw")),
         BrokerAccount(
@@ -77,7 +70,19 @@ def test_node_publishes_only_under_its_own_prefix(
     config.mkdir()
     (config / "passwd").write_text(render_passwd(accounts))
     (config / "acl").write_text(render_acl([(SITE, "node-01"), (SITE, "node-02")]))
-    conf = local_docker_config(tmp_path, port)
+    return local_docker_config(tmp_path, port)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> tuple[int, TlsFiles]:
+    return free_port(), write_broker_tls(tmp_path / "certs", ["127.0.0.1", "localhost"])
+
+
+def test_node_publishes_only_under_its_own_prefix(
+    tmp_path: Path, broker: tuple[int, TlsFiles]
+) -> None:
+    port, tls = broker
+    conf = _central_and_two_nodes(tmp_path, port)
 
     with mosquitto_process(conf, port, tmp_path / "mosquitto.log"):
         received: queue.Queue[str] = queue.Queue()
@@ -167,3 +172,43 @@ def test_password_hash_matches_mosquittos_format() -> None:
         render_passwd([BrokerAccount("a", line), BrokerAccount("a", line)])
     with pytest.raises(ValueError, match="contains"):
         BrokerAccount("a:b", line)
+
+
+def test_only_central_writes_a_nodes_config_and_only_that_node_reads_it(
+    tmp_path: Path, broker: tuple[int, TlsFiles]
+) -> None:
+    from central.node_config import BrokerUnavailableError, publish_retained
+    from central.settings import Settings
+
+    port, tls = broker
+    conf = _central_and_two_nodes(tmp_path, port)
+    topic = f"roadwatch/v1/{SITE}/node-01/config"
+
+    def settings(user: str, password: str) -> Settings:
+        return Settings(
+            mqtt_host="127.0.0.1",
+            mqtt_port=port,
+            mqtt_username=user,
+            mqtt_password=password,
+            mqtt_tls_ca=tls.ca_cert,
+            config_push_timeout_s=5.0,
+        )
+
+    with mosquitto_process(conf, port, tmp_path / "mosquitto.log"):
+        publish_retained(settings("central", "central-pw"), topic, b'{"from": "central"}')
+        with pytest.raises(BrokerUnavailableError, match="refused"):
+            publish_retained(settings("ql13.node-01", "n1-pw"), topic, b'{"from": "node"}')
+        readers = {}
+        for user, password in (("ql13.node-01", "n1-pw"), ("ql13.node-02", "n2-pw")):
+            got: queue.Queue[bytes] = queue.Queue()
+            client = _client(user, password, tls, port)
+            client.on_message = lambda _c, _u, m, got=got: got.put(bytes(m.payload))
+            assert _connect(client, port) == 0
+            client.subscribe(topic, qos=1)
+            readers[user] = (client, got)
+        try:
+            assert readers["ql13.node-01"][1].get(timeout=10) == b'{"from": "central"}'
+            with pytest.raises(queue.Empty):
+                readers["ql13.node-02"][1].get(timeout=1.0)
+        finally:
+            _stop(*(c for c, _g in readers.values()))

@@ -1,0 +1,299 @@
+"""Configs pushed to edge nodes: validated, recorded with their history, signed with
+central's config key, audited, and published retained (QoS 1) on the node's config topic.
+
+The document is validated with the edge's own rules (``edge.config_push``) where the edge
+code's dependencies are installed; a central installed without them checks the outline
+(site, node, version, unique camera ids, no delivery section) and the node checks the rest
+when the push arrives (it refuses an invalid one and reports why in its status).
+
+A push is recorded and published in one step: the row and its audit entry are committed
+only after the broker has acknowledged the retained message, so a push that did not reach
+the broker leaves nothing behind. Pushing a version again with the same document publishes
+the same signed message again; with another document it is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from central.models import Node, NodeConfig, utcnow
+from central.records import append_audit
+from central.settings import Settings
+from roadwatch.contract import ConfigPush, NodeTopic, node_topic, to_wire
+from roadwatch.contract.canonical import canonical_bytes
+from roadwatch.contract.models import MAX_CONFIG_BYTES
+from roadwatch.contract.signing import load_private_key, sign
+from roadwatch.errors import UserError
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, bytes], None]
+
+
+class InvalidConfigError(UserError):
+    """The document is not a valid config for the node."""
+
+
+class ConfigConflictError(UserError):
+    """The version was pushed before with another document."""
+
+
+class UnknownNodeError(UserError):
+    """No such node in the registry."""
+
+
+class BrokerUnavailableError(UserError):
+    """The broker did not take the retained message; nothing was recorded."""
+
+
+@dataclass(frozen=True, slots=True)
+class PushedRecord:
+    site: str
+    node: str
+    version: str
+    sha256: str
+    issued_at: datetime
+    pushed_by: str
+    topic: str
+    repeated: bool = False  # the same version and document were pushed before
+
+
+def load_config_key(settings: Settings) -> Ed25519PrivateKey:
+    path = settings.resolved_config_key
+    if not path.exists():
+        raise UserError(
+            f"no config-signing key at {path}: run `roadwatch central config keygen` "
+            "and give the nodes its .pub file (delivery.config_push.central_key)"
+        )
+    try:
+        return load_private_key(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load the config-signing key {path}: {exc}") from exc
+
+
+def document_sha256(document: Mapping[str, Any]) -> str:
+    import hashlib
+
+    return hashlib.sha256(canonical_bytes(dict(document))).hexdigest()
+
+
+def validate_document(document: Any, *, site: str, node: str) -> str:
+    """The document's version; InvalidConfigError says what is wrong."""
+    if not isinstance(document, Mapping):
+        raise InvalidConfigError("config: expected a mapping with site, node, version and cameras")
+    try:
+        size = len(canonical_bytes(dict(document)))
+    except (TypeError, ValueError) as exc:
+        raise InvalidConfigError(f"config is not plain JSON: {exc}") from exc
+    if size > MAX_CONFIG_BYTES:
+        raise InvalidConfigError(f"config is {size} bytes; at most {MAX_CONFIG_BYTES} allowed")
+    version = _validated_version(document)
+    if (document.get("site"), document.get("node")) != (site, node):
+        raise InvalidConfigError(
+            f"config: the document is for {document.get('site')}/{document.get('node')}, "
+            f"not {site}/{node}"
+        )
+    return version
+
+
+def _validated_version(document: Mapping[str, Any]) -> str:
+    try:
+        from edge.config_push import parse_config_document
+    except ImportError:
+        return outline_version(document)
+    from edge.config import ConfigError
+
+    try:
+        return parse_config_document(document).version
+    except ConfigError as exc:
+        raise InvalidConfigError(str(exc)) from None
+
+
+def outline_version(document: Mapping[str, Any]) -> str:
+    """What central checks without the edge's dependencies (the node checks the rest)."""
+    if "delivery" in document:
+        raise InvalidConfigError("config: delivery stays in the node's own file")
+    version = document.get("version")
+    if not isinstance(version, str) or not 1 <= len(version) <= 128:
+        raise InvalidConfigError("config: version is required (1 to 128 characters)")
+    cameras = document.get("cameras")
+    if not isinstance(cameras, list) or not cameras:
+        raise InvalidConfigError("config: cameras must be a non-empty list")
+    ids = [c.get("id") if isinstance(c, Mapping) else None for c in cameras]
+    if not all(isinstance(i, str) for i in ids) or len(set(ids)) != len(ids):
+        raise InvalidConfigError("config: every camera needs a unique id")
+    return version
+
+
+def push_config(
+    session: Session,
+    *,
+    site: str,
+    node: str,
+    document: Mapping[str, Any],
+    actor: str,
+    key: Callable[[], Ed25519PrivateKey],
+    publish: Publish,
+    now: datetime | None = None,
+) -> PushedRecord:
+    """Validate, sign, publish and record a push (committed by the caller's transaction,
+    which must end with a commit only after this returns). ``key`` gives central's
+    config-signing key when a new version is signed."""
+    if session.scalar(select(Node.id).where(Node.site == site, Node.node == node)) is None:
+        raise UnknownNodeError(f"no node {site}/{node} in the registry")
+    version = validate_document(document, site=site, node=node)
+    digest = document_sha256(document)
+    topic = node_topic(site, node, NodeTopic.CONFIG)
+    earlier = session.scalar(
+        select(NodeConfig).where(
+            NodeConfig.site == site, NodeConfig.node == node, NodeConfig.version == version
+        )
+    )
+    if earlier is not None:
+        if earlier.sha256 != digest:
+            raise ConfigConflictError(
+                f"version {version} was pushed to {site}/{node} with another document; "
+                "give the new document a new version"
+            )
+        publish(topic, earlier.message.encode("utf-8"))
+        return PushedRecord(
+            site, node, version, digest, earlier.issued_at, earlier.pushed_by, topic, True
+        )
+    issued_at = now or utcnow()
+    try:
+        push = ConfigPush(
+            site=site, node=node, config_version=version, issued_at=issued_at, config=dict(document)
+        )
+    except ValueError as exc:
+        raise InvalidConfigError(str(exc)) from exc
+    message = to_wire(sign(push, key()))
+    session.add(
+        NodeConfig(
+            site=site,
+            node=node,
+            version=version,
+            sha256=digest,
+            document=canonical_bytes(dict(document)).decode("utf-8"),
+            message=message.decode("utf-8"),
+            issued_at=issued_at,
+            pushed_by=actor,
+        )
+    )
+    append_audit(
+        session,
+        actor=actor,
+        action="config_push",
+        detail={"site": site, "node": node, "version": version, "sha256": digest},
+    )
+    session.flush()
+    publish(topic, message)
+    return PushedRecord(site, node, version, digest, issued_at, actor, topic)
+
+
+def config_history(session: Session, *, site: str, node: str) -> list[NodeConfig]:
+    """The node's pushed configs, newest first."""
+    return list(
+        session.scalars(
+            select(NodeConfig)
+            .where(NodeConfig.site == site, NodeConfig.node == node)
+            .order_by(NodeConfig.issued_at.desc(), NodeConfig.id.desc())
+        )
+    )
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """A site configuration file as a pushable document: scene and calibration files it
+    names (relative to the file) are carried inline; the delivery section is left out
+    (it holds the node's own secrets)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping with site, node, version and cameras")
+    data.pop("delivery", None)
+    cameras = data.get("cameras")
+    if isinstance(cameras, list):
+        data["cameras"] = [_inline(path.parent, c) if isinstance(c, dict) else c for c in cameras]
+    # JSON round trip: dates and times in the YAML become the strings the contract carries.
+    result: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    return result
+
+
+def _inline(base: Path, camera: dict[str, Any]) -> dict[str, Any]:
+    import yaml
+
+    out = dict(camera)
+    for key in ("scene", "calibration"):
+        value = camera.get(key)
+        if isinstance(value, str):
+            file = Path(value) if Path(value).is_absolute() else base / value
+            try:
+                out[key] = yaml.safe_load(file.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise UserError(f"cannot read {key} file {file}: {exc.strerror}") from exc
+            except yaml.YAMLError as exc:
+                raise UserError(f"{file}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    return out
+
+
+def publish_retained(settings: Settings, topic: str, payload: bytes) -> None:
+    """Publish ``payload`` retained at QoS 1 and wait for the broker's PUBACK."""
+    from central.ingest import central_client
+
+    timeout = settings.config_push_timeout_s
+    client = central_client(settings, f"roadwatch-central-config-{secrets.token_hex(6)}")
+    connected = threading.Event()
+    refused: list[str] = []
+
+    def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            refused.append(str(reason))
+        connected.set()
+
+    def on_publish(_c: Any, _u: Any, _mid: int, reason: Any, _p: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            refused.append(str(reason))
+
+    client.on_connect = on_connect
+    client.on_publish = on_publish
+    try:
+        client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30)
+    except OSError as exc:
+        raise BrokerUnavailableError(
+            f"broker {settings.mqtt_host}:{settings.mqtt_port} unreachable: {exc}"
+        ) from exc
+    client.loop_start()
+    try:
+        if not connected.wait(timeout) or refused:
+            why = refused[0] if refused else "no answer"
+            raise BrokerUnavailableError(f"broker refused the connection: {why}")
+        info = client.publish(topic, payload, qos=1, retain=True)
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError) as exc:
+            raise BrokerUnavailableError(f"config not sent to the broker: {exc}") from exc
+        if not info.is_published():
+            raise BrokerUnavailableError(f"no acknowledgement of the config in {timeout} s")
+        if refused:
+            # MQTT 5: a publish the ACL denies is acknowledged with a failure reason.
+            raise BrokerUnavailableError(f"broker refused the config: {refused[0]}")
+    finally:
+        client.disconnect()
+        client.loop_stop()

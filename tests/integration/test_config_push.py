@@ -1,0 +1,402 @@
+"""Config push over the real Mosquitto: central validates, records, signs and publishes a
+retained config; a running edge node applies it without restart and reports the version;
+invalid pushes are refused, reported, and the config in force stays. On SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import select
+
+from calibration.store import save_calibration
+from central.app import create_app
+from central.models import AuditEntry, NodeConfig
+from central.node_config import read_document
+from central.settings import Settings
+from edge.config import load_site_config
+from edge.detections import Detections
+from edge.identity import write_key_pair
+from edge.node import EdgeNode
+from edge.pipeline import TrackedFrame
+from edge.sources import Frame
+from roadwatch.contract import ConfigPush, NodeStatus, NodeTopic, node_topic, to_wire
+from roadwatch.contract.signing import generate_private_key, load_private_key, sign, verify
+from roadwatch.contract.signing import load_public_key_pem as load_pub
+from roadwatch.demo.scene import CAMERA_ID, demo_camera, scene_document, surveyed_calibration
+from tests.central_fixtures import *  # noqa: F403
+from tests.central_fixtures import Account, CentralDb, NodeIdentity
+from tests.delivery_support import Consumer
+from tests.services import BrokerAddress
+
+pytestmark = pytest.mark.integration
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def central(
+    central_settings: Settings, central_db: CentralDb, mqtt_broker: BrokerAddress
+) -> Iterator[tuple[TestClient, Settings]]:
+    """The API publishing to the test broker, with a config-signing key."""
+    settings = central_settings.model_copy(
+        update={"mqtt_host": mqtt_broker.host, "mqtt_port": mqtt_broker.port}
+    )
+    write_key_pair(settings.resolved_config_key.with_suffix(""))
+    with TestClient(create_app(settings, engine=central_db.engine)) as client:
+        yield client, settings
+
+
+class Retained:
+    """The retained messages of some topics, as the broker hands them out."""
+
+    def __init__(self, broker: BrokerAddress, topics: list[str]) -> None:
+        self.messages: dict[str, bytes] = {}
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"r-{uuid.uuid4().hex}")
+        self.client.on_message = lambda _c, _u, m: self.messages.__setitem__(
+            m.topic, bytes(m.payload)
+        )
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe([(t, 1) for t in topics])
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
+
+    def close(self, clear: list[str]) -> None:
+        for topic in clear:  # an empty retained message removes the retained one
+            self.publish(topic, b"")
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _site_file(folder: Path, site: str, broker: BrokerAddress, central_pub: Path) -> Path:
+    write_key_pair(folder / "node")
+    (folder / "cam-01.scene.yaml").write_text(yaml.safe_dump(scene_document(demo_camera())))
+    calibration = surveyed_calibration(demo_camera(), 3, datetime.now(UTC))
+    save_calibration(calibration, folder / "cam-01.calib.yaml")
+    doc = {
+        "site": site,
+        "node": "node-01",
+        "version": "v1",
+        "plates": False,
+        "cameras": [
+            {"id": CAMERA_ID, "url": "clip.mp4", "scene": "cam-01.scene.yaml",
+             "calibration": "cam-01.calib.yaml", "place": "QL13 Km 22"},
+        ],
+        "delivery": {
+            "key_path": "node.key",
+            "broker": {"host": broker.host, "port": broker.port, "keepalive_s": 5},
+            "outbox": {"path": "outbox"},
+            "status_interval_s": 0.5,
+            "config_push": {"central_key": str(central_pub), "store": "pushed"},
+        },
+    }  # fmt: skip
+    path = folder / "site.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _frame(index: int) -> TrackedFrame:
+    image = np.zeros((540, 960, 3), np.uint8)
+    frame = Frame(CAMERA_ID, index, time.monotonic(), datetime.now(UTC), image)
+    return TrackedFrame(frame, Detections.empty())
+
+
+def _put(client: TestClient, admin: Account, site: str, doc: dict[str, Any]) -> Any:
+    return client.put(
+        f"/api/v1/nodes/{site}/node-01/config", json={"config": doc}, headers=admin.headers
+    )
+
+
+def test_a_running_node_applies_a_pushed_config_and_refuses_bad_ones(
+    tmp_path: Path,
+    central: tuple[TestClient, Settings],
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+    mqtt_broker: BrokerAddress,
+) -> None:
+    client, settings = central
+    admin = accounts["admin"]
+    site = make_node().site
+    node_dir = tmp_path / "node"
+    node_dir.mkdir()
+    central_pub = settings.resolved_config_key.with_suffix(".pub")
+    site_file = _site_file(node_dir, site, mqtt_broker, central_pub)
+    status_topic = node_topic(site, "node-01", NodeTopic.STATUS)
+    config_topic = node_topic(site, "node-01", NodeTopic.CONFIG)
+    statuses = Consumer(mqtt_broker.host, mqtt_broker.port, [status_topic], f"s-{site}")
+    raw = Retained(mqtt_broker, [config_topic])
+
+    def status() -> NodeStatus | None:
+        payload = statuses.retained.get(status_topic)
+        return NodeStatus.model_validate_json(payload) if payload else None
+
+    def reported(version: str, error: str | None) -> Callable[[], bool]:
+        def check() -> bool:
+            s = status()
+            if s is None or s.config_version != version:
+                return False
+            return s.config_error is None if error is None else error in (s.config_error or "")
+
+        return check
+
+    node = EdgeNode.from_config(
+        load_site_config(site_file), model_version="test", config_dir=node_dir
+    )
+    assert node.delivery is not None
+    node.delivery.start()
+    try:
+        _wait("status v1", reported("v1", None))
+        before = node.enforcement[CAMERA_ID]
+        node.on_tracked(_frame(0))
+
+        # Central's side: the operator's copy of the file, with a new place and limit.
+        desk = tmp_path / "desk"
+        desk.mkdir()
+        scene = scene_document(demo_camera())
+        for lane in scene["lanes"]:  # type: ignore[attr-defined]
+            lane["default_speed_limit_kmh"] = 50.0
+        (desk / "scene.yaml").write_text(yaml.safe_dump(scene))
+        (desk / "cam.calib.yaml").write_text((node_dir / "cam-01.calib.yaml").read_text())
+        v2 = yaml.safe_load(site_file.read_text())
+        v2.update(version="v2")
+        v2["cameras"][0].update(
+            place="QL13 Km 22+300", scene="scene.yaml", calibration="cam.calib.yaml"
+        )
+        (desk / "site.yaml").write_text(yaml.safe_dump(v2))
+        document = read_document(desk / "site.yaml")
+        assert "delivery" not in document and isinstance(document["cameras"][0]["scene"], dict)
+
+        r = _put(client, admin, site, document)
+        assert r.status_code == 200, r.text
+        assert r.json()["version"] == "v2" and r.json()["repeated"] is False
+        _wait("status v2", reported("v2", None))
+        _wait("the retained push", lambda: config_topic in raw.messages)
+        push = ConfigPush.model_validate_json(raw.messages[config_topic])
+        verify(push, load_pub(central_pub.read_bytes()))
+
+        # Applied at the camera's next frame: same ring, new scene and place.
+        assert node.enforcement[CAMERA_ID] is before
+        node.on_tracked(_frame(1))
+        after = node.enforcement[CAMERA_ID]
+        assert after is not before and after.ring is before.ring
+        assert after.place == "QL13 Km 22+300"
+        assert {lane.default_speed_limit_kmh for lane in after.scene.lanes} == {50.0}
+        assert after.counters.frames == 2  # counted on across the switch
+        assert node.config.version == "v2"
+
+        # Refused pushes: each is reported; v2 stays in force.
+        moved = copy.deepcopy(document)
+        moved.update(version="v3")
+        moved["cameras"][0]["url"] = "rtsp://10.0.0.99/stream1"
+        assert _put(client, admin, site, moved).status_code == 200  # valid, needs a restart
+        _wait("refusal v3", reported("v2", "config v3 refused: camera cam-01: url changed"))
+
+        key = load_private_key(settings.resolved_config_key)
+        bad_scene = copy.deepcopy(document)
+        bad_scene.update(version="v4")
+        bad_scene["cameras"][0]["scene"]["lanes"] = "everywhere"
+        r = _put(client, admin, site, bad_scene)
+        assert r.status_code == 422 and "cameras.0.scene" in r.json()["detail"], r.text
+
+        def forged(doc: dict[str, Any], signer: Any, node_id: str = "node-01") -> bytes:
+            push = ConfigPush(
+                site=site,
+                node=node_id,
+                config_version=doc["version"],
+                issued_at=datetime.now(UTC),
+                config=doc,
+            )
+            return to_wire(sign(push, signer))
+
+        raw.publish(config_topic, forged(bad_scene, key))
+        _wait("refusal v4", reported("v2", "config v4 refused: invalid: config: cameras.0.scene"))
+        other = {**document, "version": "v5"}
+        raw.publish(config_topic, forged(other, generate_private_key()))
+        _wait("refusal v5", reported("v2", "not signed by central's config key"))
+        raw.publish(config_topic, forged({**other, "node": "node-02"}, key, "node-02"))
+        _wait("refusal v5 for node-02", reported("v2", "addressed to"))
+
+        node.on_tracked(_frame(2))
+        assert node.enforcement[CAMERA_ID] is after and node.config.version == "v2"
+    finally:
+        node.delivery.stop()
+        statuses.close()
+        raw.close([config_topic, status_topic])
+
+    # A restart runs the applied push from the node's store.
+    again = EdgeNode.from_config(
+        load_site_config(site_file), model_version="test", config_dir=node_dir
+    )
+    assert again.config.version == "v2"
+    assert again.enforcement[CAMERA_ID].place == "QL13 Km 22+300"
+    assert again.delivery is not None
+    again.delivery.stop()
+
+    with central_db.session() as session:
+        versions = session.scalars(
+            select(NodeConfig.version).where(NodeConfig.site == site).order_by(NodeConfig.id)
+        ).all()
+        audited = [
+            json.loads(d)
+            for d in session.scalars(
+                select(AuditEntry.detail).where(AuditEntry.action == "config_push")
+            )
+        ]
+    assert versions == ["v2", "v3"]
+    assert {(a["site"], a["version"]) for a in audited} >= {(site, "v2"), (site, "v3")}
+
+
+def test_central_records_each_version_once(
+    central: tuple[TestClient, Settings],
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+    mqtt_broker: BrokerAddress,
+) -> None:
+    client, settings = central
+    admin = accounts["admin"]
+    site = make_node().site
+    config_topic = node_topic(site, "node-01", NodeTopic.CONFIG)
+    raw = Retained(mqtt_broker, [config_topic])
+    doc: dict[str, Any] = {
+        "site": site,
+        "node": "node-01",
+        "version": "2026-11-23.1",
+        "cameras": [{"id": CAMERA_ID, "url": "rtsp://10.0.0.21/s", "place": "Km 1"}],
+    }
+    try:
+        first = _put(client, admin, site, doc)
+        assert first.status_code == 200, first.text
+        again = _put(client, admin, site, doc)
+        assert again.status_code == 200 and again.json()["repeated"] is True
+        assert again.json()["issued_at"] == first.json()["issued_at"]
+        changed = {**doc, "cameras": [{**doc["cameras"][0], "place": "Km 2"}]}
+        r = _put(client, admin, site, changed)
+        assert r.status_code == 409 and "new version" in r.json()["detail"]
+        assert _put(client, admin, "nowhere", {**doc, "site": "nowhere"}).status_code == 404
+        r = _put(client, admin, site, {**doc, "node": "node-02"})
+        assert r.status_code == 422 and "not " in r.json()["detail"]
+        r = _put(client, admin, site, {**doc, "delivery": {"key_path": "/k"}})
+        assert r.status_code == 422 and "delivery" in r.json()["detail"]
+        assert _put(client, accounts["supervisor"], site, doc).status_code == 403
+
+        history = client.get(f"/api/v1/nodes/{site}/node-01/config", headers=admin.headers)
+        assert [h["version"] for h in history.json()] == ["2026-11-23.1"]
+        assert history.json()[0]["config"] == doc
+
+        _wait("the retained push", lambda: config_topic in raw.messages)
+        push = ConfigPush.model_validate_json(raw.messages[config_topic])
+        assert push.config == doc and push.config_version == "2026-11-23.1"
+        pub = settings.resolved_config_key.with_suffix(".pub").read_bytes()
+        verify(push, load_pub(pub))
+    finally:
+        raw.close([config_topic])
+
+
+def test_a_push_without_key_or_broker_records_nothing(
+    central_settings: Settings,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+    tmp_path: Path,
+) -> None:
+    from roadwatch.net import free_port
+
+    site = make_node().site
+    doc = {"site": site, "node": "node-01", "version": "v1",
+           "cameras": [{"id": CAMERA_ID, "url": "rtsp://10.0.0.21/s"}]}  # fmt: skip
+    settings = central_settings.model_copy(
+        update={"mqtt_port": free_port(), "config_push_timeout_s": 2.0}
+    )
+    with TestClient(create_app(settings, engine=central_db.engine)) as client:
+        r = _put(client, accounts["admin"], site, doc)
+        assert r.status_code == 503 and "config keygen" in r.json()["detail"]
+        write_key_pair(settings.resolved_config_key.with_suffix(""))
+        r = _put(client, accounts["admin"], site, doc)
+        assert r.status_code == 503 and "unreachable" in r.json()["detail"], r.text
+    with central_db.session() as session:
+        assert session.scalar(select(NodeConfig.id).where(NodeConfig.site == site)) is None
+
+
+def test_the_cli_signs_and_pushes_a_site_file(tmp_path: Path, mqtt_broker: BrokerAddress) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROADWATCH_")}
+    env.update(
+        PYTHONPATH=f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        ROADWATCH_DATA_DIR=str(tmp_path / "data"),
+        ROADWATCH_MQTT_HOST=mqtt_broker.host,
+        ROADWATCH_MQTT_PORT=str(mqtt_broker.port),
+    )
+
+    def rw(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "roadwatch", *args],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    site = f"t{uuid.uuid4().hex[:10]}"
+    folder = tmp_path / "node"
+    folder.mkdir()
+    site_file = _site_file(folder, site, mqtt_broker, tmp_path / "data" / "config-signing.pub")
+    config_topic = node_topic(site, "node-01", NodeTopic.CONFIG)
+    raw = Retained(mqtt_broker, [config_topic])
+    try:
+        add = rw("central", "node", "add", "--site", site, "--node", "node-01",
+                 "--public-key", str(folder / "node.pub"))  # fmt: skip
+        assert add.returncode == 0, add.stderr
+        push = ("central", "config", "push", "--node", "node-01", "--file", str(site_file))
+        no_key = rw(*push)
+        assert no_key.returncode != 0 and "roadwatch central config keygen" in no_key.stderr
+        keygen = rw("central", "config", "keygen")
+        assert keygen.returncode == 0, keygen.stderr
+        assert "config-signing.pub" in keygen.stdout
+        assert rw("central", "config", "keygen").returncode != 0  # never overwritten
+        first = rw(*push)
+        assert first.returncode == 0, first.stderr
+        assert f"pushed config v1 to {site}/node-01 on {config_topic}" in first.stdout
+        again = rw(*push)
+        assert again.returncode == 0 and "again" in again.stdout, again.stderr
+        wrong = rw("central", "config", "push", "--node", "node-02", "--file", str(site_file))
+        assert wrong.returncode != 0 and "no node" in wrong.stderr, wrong.stderr
+        bad = yaml.safe_load(site_file.read_text())
+        bad.update(version="v2")
+        bad["cameras"][0]["scene"] = "bad.scene.yaml"
+        (folder / "bad.scene.yaml").write_text("camera: cam-01\nlanes: everywhere\n")
+        (folder / "bad.yaml").write_text(yaml.safe_dump(bad))
+        invalid = rw(
+            "central", "config", "push", "--node", "node-01", "--file", str(folder / "bad.yaml")
+        )
+        assert invalid.returncode != 0 and "cameras.0.scene" in invalid.stderr, invalid.stderr
+
+        _wait("the retained push", lambda: config_topic in raw.messages)
+        pushed = ConfigPush.model_validate_json(raw.messages[config_topic])
+        verify(pushed, load_pub((tmp_path / "data" / "config-signing.pub").read_bytes()))
+        [camera] = pushed.config["cameras"]
+        assert camera["scene"]["camera"] == CAMERA_ID and camera["calibration"]["camera"]
+        assert "delivery" not in pushed.config
+    finally:
+        raw.close([config_topic])

@@ -1,0 +1,62 @@
+"""Central's checks of a config before it is pushed, and the site file as a document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from central.node_config import InvalidConfigError, outline_version, read_document
+from roadwatch.errors import UserError
+
+CAM = {"id": "cam-01", "url": "rtsp://10.0.0.21/s"}
+DOC: dict[str, Any] = {"site": "ql13", "node": "node-01", "version": "v1", "cameras": [CAM]}
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({**DOC, "delivery": {}}, "delivery stays in the node's own file"),
+        ({k: v for k, v in DOC.items() if k != "version"}, "version is required"),
+        ({**DOC, "version": ""}, "version is required"),
+        ({**DOC, "cameras": []}, "cameras must be a non-empty list"),
+        ({**DOC, "cameras": [CAM, CAM]}, "unique id"),
+        ({**DOC, "cameras": [{"url": "x"}]}, "unique id"),
+    ],
+)
+def test_the_outline_central_checks_without_the_edge_code(
+    document: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidConfigError, match=message):
+        outline_version(document)
+
+
+def test_the_outline_of_a_good_document_gives_its_version() -> None:
+    assert outline_version(DOC) == "v1"
+
+
+def test_a_site_file_becomes_a_document_with_its_files_inline(tmp_path: Path) -> None:
+    (tmp_path / "cam.scene.yaml").write_text("camera: cam-01\nlanes: []\n")
+    (tmp_path / "cam.calib.yaml").write_text("camera: cam-01\nvalid_from: 2026-11-23\n")
+    site = {
+        **DOC,
+        "cameras": [{**CAM, "scene": "cam.scene.yaml", "calibration": "cam.calib.yaml"}],
+        "delivery": {"key_path": "node.key", "broker": {"password": "secret"}},
+    }
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+    document = read_document(tmp_path / "site.yaml")
+    assert "delivery" not in document
+    [camera] = document["cameras"]
+    assert camera["scene"] == {"camera": "cam-01", "lanes": []}
+    assert camera["calibration"] == {"camera": "cam-01", "valid_from": "2026-11-23"}
+
+    (tmp_path / "missing.yaml").write_text(
+        yaml.safe_dump({**DOC, "cameras": [{**CAM, "scene": "nowhere.yaml"}]})
+    )
+    with pytest.raises(UserError, match="cannot read scene file"):
+        read_document(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n")
+    with pytest.raises(UserError, match="expected a mapping"):
+        read_document(tmp_path / "list.yaml")

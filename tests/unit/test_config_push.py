@@ -1,0 +1,346 @@
+"""Whether a node applies a config pushed by central: apply, same, or refuse with a reason."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge.config import SiteConfig, parse_site_config
+from edge.config_apply import ConfigStore, effective_config, startup_config
+from edge.config_push import (
+    AppliedConfig,
+    PushAction,
+    decide,
+    document_digest,
+    parse_config_document,
+    restart_reasons,
+)
+from roadwatch.contract import ConfigPush, to_wire
+from roadwatch.contract.signing import generate_private_key, public_key_pem, sign
+from roadwatch.demo.scene import CAMERA_ID, demo_camera, scene_document, surveyed_calibration
+from roadwatch.errors import UserError
+
+CENTRAL = generate_private_key()
+OTHER = generate_private_key()
+SITE, NODE = "ql13", "node-01"
+BASE = Path("/etc/roadwatch")
+ISSUED = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+URL = "rtsp://10.0.0.21/stream1"
+
+
+def _calibration() -> dict[str, Any]:
+    calib = surveyed_calibration(demo_camera(), 3, datetime.now(UTC))
+    return calib.model_dump(mode="json")
+
+
+SCENE: dict[str, Any] = scene_document(demo_camera())
+CALIBRATION = _calibration()
+
+
+def current() -> SiteConfig:
+    return parse_site_config(
+        {
+            "site": SITE,
+            "node": NODE,
+            "version": "v1",
+            "cameras": [
+                {"id": CAMERA_ID, "url": URL, "scene": "/etc/roadwatch/cam-01.scene.yaml",
+                 "calibration": "/etc/roadwatch/cam-01.calib.yaml", "place": "QL13 Km 22"},
+            ],
+        }
+    )  # fmt: skip
+
+
+def document(**changes: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "site": SITE,
+        "node": NODE,
+        "version": "v2",
+        "cameras": [
+            {"id": CAMERA_ID, "url": URL, "scene": copy.deepcopy(SCENE),
+             "calibration": copy.deepcopy(CALIBRATION), "place": "QL13 Km 22+300"},
+        ],
+    }  # fmt: skip
+    doc.update(changes)
+    return doc
+
+
+def camera(**changes: Any) -> list[dict[str, Any]]:
+    cam = document()["cameras"][0]
+    cam.update(changes)
+    return [cam]
+
+
+def payload(
+    doc: dict[str, Any] | None = None,
+    *,
+    key: Ed25519PrivateKey | None = CENTRAL,
+    site: str = SITE,
+    node: str = NODE,
+    version: str | None = None,
+    issued_at: datetime = ISSUED,
+) -> bytes:
+    doc = document() if doc is None else doc
+    push = ConfigPush(
+        site=site,
+        node=node,
+        config_version=version or str(doc.get("version", "v2")),
+        issued_at=issued_at,
+        config=doc,
+    )
+    return to_wire(sign(push, key) if key is not None else push)
+
+
+def bad_scene() -> dict[str, Any]:
+    scene = copy.deepcopy(SCENE)
+    scene["lanes"] = "everywhere"
+    return document(cameras=camera(scene=scene))
+
+
+def other_camera_scene() -> dict[str, Any]:
+    scene = copy.deepcopy(SCENE)
+    scene["camera"] = "cam-09"
+    return document(cameras=camera(scene=scene))
+
+
+def added_camera() -> dict[str, Any]:
+    doc = document()
+    doc["cameras"].append({"id": "cam-02", "url": "rtsp://10.0.0.22/stream1"})
+    return doc
+
+
+V2 = AppliedConfig("v2", document_digest(document()), ISSUED)
+V1 = AppliedConfig("v1")
+LATER = AppliedConfig("v0", "0" * 64, ISSUED + timedelta(hours=1))
+
+CASES: list[tuple[str, Callable[[], bytes], AppliedConfig, PushAction, str]] = [
+    ("new version", lambda: payload(), V1, PushAction.APPLY, ""),
+    ("place only", lambda: payload(document(cameras=camera(place="Km 23"))), V1,
+     PushAction.APPLY, ""),
+    ("scene off", lambda: payload(document(cameras=camera(scene=None))), V1, PushAction.APPLY, ""),
+    ("same again", lambda: payload(), V2, PushAction.SAME, ""),
+    ("same version, other content",
+     lambda: payload(document(cameras=camera(place="Km 99"))), V2,
+     PushAction.REFUSE, "in force with other content"),
+    ("the node file's version", lambda: payload(document(version="v1")), V1,
+     PushAction.REFUSE, "in force with other content"),
+    ("issued before the one in force", lambda: payload(), LATER, PushAction.REFUSE,
+     "issued before the version in force (v0)"),
+    ("another key", lambda: payload(key=OTHER), V1, PushAction.REFUSE,
+     "not signed by central's config key"),
+    ("unsigned", lambda: payload(key=None), V1, PushAction.REFUSE, "payload is not signed"),
+    ("malformed", lambda: b"{not json", V1, PushAction.REFUSE, "malformed"),
+    ("for another node", lambda: payload(node="node-02"), V1, PushAction.REFUSE,
+     "addressed to ql13/node-02, not ql13/node-01"),
+    ("document for another node", lambda: payload(document(node="node-02")), V1,
+     PushAction.REFUSE, "another site or node"),
+    ("version differs from the document", lambda: payload(version="v3"), V1,
+     PushAction.REFUSE, "the document says version 'v2'"),
+    ("schema-invalid scene", lambda: payload(bad_scene()), V1, PushAction.REFUSE,
+     "invalid: config: cameras.0.scene"),
+    ("scene of another camera", lambda: payload(other_camera_scene()), V1, PushAction.REFUSE,
+     "the scene is for camera 'cam-09'"),
+    ("calibration of another camera",
+     lambda: payload(document(cameras=camera(calibration={**CALIBRATION, "camera": "cam-09"}))),
+     V1, PushAction.REFUSE, "the calibration is for camera 'cam-09'"),
+    ("broken calibration",
+     lambda: payload(document(cameras=camera(calibration={"camera": CAMERA_ID}))), V1,
+     PushAction.REFUSE, "cameras.0.calibration"),
+    ("a scene file on the node", lambda: payload(document(cameras=camera(scene="cam.yaml"))),
+     V1, PushAction.APPLY, ""),
+    ("delivery section", lambda: payload(document(delivery={"key_path": "/x"})), V1,
+     PushAction.REFUSE, "delivery stays in the node's own file"),
+    ("no version", lambda: payload({k: v for k, v in document().items() if k != "version"},
+                                   version="v2"), V1,
+     PushAction.REFUSE, "version is required"),
+    ("unknown key", lambda: payload(document(colour="red")), V1, PushAction.REFUSE,
+     "invalid: config: colour"),
+    ("camera added", lambda: payload(added_camera()), V1, PushAction.REFUSE,
+     "camera set changed (added cam-02); restart required"),
+    ("camera removed", lambda: payload(document(cameras=[])), V1, PushAction.REFUSE,
+     "invalid: config: cameras"),
+    ("stream changed", lambda: payload(document(cameras=camera(url="rtsp://10.0.0.99/s"))), V1,
+     PushAction.REFUSE, "camera cam-01: url changed; restart required"),
+    ("detector changed", lambda: payload(document(detector={"model": "other"})), V1,
+     PushAction.REFUSE, "detector changed; restart required"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("make", "applied", "action", "reason"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_decision(
+    make: Callable[[], bytes], applied: AppliedConfig, action: PushAction, reason: str
+) -> None:
+    decision, pushed, push = decide(
+        make(),
+        site=SITE,
+        node=NODE,
+        central_key=CENTRAL.public_key(),
+        applied=applied,
+        current=current(),
+        base=BASE,
+    )
+    assert decision.action is action, decision.reason
+    assert reason in decision.reason
+    assert (pushed is not None) == (action is PushAction.APPLY)
+    if action is not PushAction.REFUSE:
+        assert push is not None and decision.version == push.config_version
+
+
+def test_restart_reasons_name_every_change() -> None:
+    now = current()
+    wanted = now.model_copy(
+        update={
+            "plates": False,
+            "cameras": [now.cameras[0].model_copy(update={"target_fps": 5.0, "place": "x"})],
+        }
+    )
+    assert restart_reasons(now, wanted) == ["camera cam-01: target_fps changed", "plates changed"]
+    assert restart_reasons(now, now.model_copy(update={"version": "v9"})) == []
+
+
+def test_a_relative_stream_path_is_taken_from_the_node_folder() -> None:
+    local = parse_site_config(
+        {"site": SITE, "node": NODE, "cameras": [{"id": CAMERA_ID, "url": "clip.mp4"}]}
+    ).resolved(BASE)
+    doc = document(cameras=[{"id": CAMERA_ID, "url": "clip.mp4", "place": "Km 1"}])
+    decision, _p, _push = decide(
+        payload(doc),
+        site=SITE,
+        node=NODE,
+        central_key=CENTRAL.public_key(),
+        applied=V1,
+        current=local,
+        base=BASE,
+    )
+    assert decision.action is PushAction.APPLY, decision.reason
+
+
+def _node_file(tmp_path: Path) -> SiteConfig:
+    (tmp_path / "central.pub").write_bytes(public_key_pem(CENTRAL.public_key()))
+    return parse_site_config(
+        {
+            "site": SITE,
+            "node": NODE,
+            "version": "v1",
+            "cameras": [{"id": CAMERA_ID, "url": URL}],
+            "delivery": {
+                "key_path": "node.key",
+                "config_push": {"central_key": "central.pub", "store": "pushed"},
+            },
+        }
+    ).resolved(tmp_path)
+
+
+def test_the_stored_push_is_run_after_a_restart(tmp_path: Path) -> None:
+    local = _node_file(tmp_path)
+    assert local.delivery is not None and local.delivery.config_push is not None
+    assert local.delivery.config_push.store == tmp_path / "pushed"
+    assert startup_config(local, tmp_path) == (local, V1, None)
+
+    pushed = parse_config_document(document())
+    store = ConfigStore(tmp_path / "pushed")
+    files = store.files(pushed)
+    store.save(payload(), pushed)
+    config, applied, why = startup_config(local, tmp_path)
+    assert why is None and applied == V2
+    assert config == effective_config(local, pushed, files, tmp_path)
+    assert config.version == "v2" and config.delivery == local.delivery
+    [cam] = config.cameras
+    assert cam.place == "QL13 Km 22+300" and cam.scene == files / "cam-01.scene.yaml"
+    assert cam.scene.is_file() and cam.calibration is not None and cam.calibration.is_file()
+
+    # The node's own file changed the stream since: the stored push no longer fits.
+    moved = local.model_copy(
+        update={"cameras": [local.cameras[0].model_copy(update={"url": "rtsp://x/y"})]}
+    )
+    config, applied, why = startup_config(moved, tmp_path)
+    assert config == moved and applied == V1
+    assert why is not None and "url changed" in why
+
+
+def test_a_store_keeps_the_files_of_the_applied_push_only(tmp_path: Path) -> None:
+    store = ConfigStore(tmp_path)
+    first = parse_config_document(document())
+    second = parse_config_document(document(version="v3"))
+    old = store.files(first)
+    store.save(payload(), first)
+    new = store.files(second)
+    store.save(payload(document(version="v3")), second)
+    assert not old.exists() and new.is_dir()
+    assert store.load() == payload(document(version="v3"))
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def _tracked(index: int, at: datetime) -> Any:
+    import numpy as np
+
+    from edge.detections import Detections
+    from edge.pipeline import TrackedFrame
+    from edge.sources import Frame
+
+    image = np.zeros((540, 960, 3), np.uint8)
+    return TrackedFrame(Frame(CAMERA_ID, index, float(index), at, image), Detections.empty())
+
+
+def test_each_camera_switches_at_its_next_frame(tmp_path: Path) -> None:
+    import yaml
+
+    from calibration.config import CalibrationFile
+    from calibration.store import save_calibration
+    from edge.node import EdgeNode
+
+    scene = copy.deepcopy(SCENE)
+    (tmp_path / "a.scene.yaml").write_text(yaml.safe_dump(scene))
+    scene["lanes"] = scene["lanes"][:2]
+    (tmp_path / "b.scene.yaml").write_text(yaml.safe_dump(scene))
+    save_calibration(CalibrationFile.model_validate(CALIBRATION), tmp_path / "c.calib.yaml")
+    cam = {"id": CAMERA_ID, "url": URL, "calibration": "c.calib.yaml"}
+    doc = {"site": SITE, "node": NODE, "plates": False}
+
+    def config(version: str, scene_file: str | None, place: str = "Km 1") -> SiteConfig:
+        camera = {**cam, "scene": scene_file, "place": place}
+        return parse_site_config({**doc, "version": version, "cameras": [camera]}).resolved(
+            tmp_path
+        )
+
+    node = EdgeNode.from_config(config("v1", "a.scene.yaml"), model_version="test")
+    t0 = datetime(2026, 11, 23, 9, 0, 5, tzinfo=UTC)
+    node.on_tracked(_tracked(0, t0))
+    first = node.enforcement[CAMERA_ID]
+
+    same_lanes = config("v2", "a.scene.yaml", place="Km 2")
+    node.reconfigure(same_lanes, node.prepare(same_lanes))
+    assert node.config.version == "v2" and node.enforcement[CAMERA_ID] is first
+    node.on_tracked(_tracked(1, t0))
+    second = node.enforcement[CAMERA_ID]
+    assert second is not first and second.place == "Km 2"
+    assert second.ring is first.ring and second.traffic is first.traffic
+    assert second.counters.frames == 2 and node.counters.traffic_minutes == 0
+
+    two_lanes = config("v3", "b.scene.yaml")
+    node.reconfigure(two_lanes, node.prepare(two_lanes))
+    node.on_tracked(_tracked(2, t0))
+    third = node.enforcement[CAMERA_ID]
+    assert third.traffic is not second.traffic and third.traffic.lanes == ("lane-1", "lane-2")
+    assert node.counters.traffic_minutes == 1  # the open minute of the old lanes, closed
+
+    off = config("v4", None)
+    node.reconfigure(off, node.prepare(off))
+    node.on_tracked(_tracked(3, t0))
+    assert node.enforcement == {}
+
+    broken = tmp_path / "broken.scene.yaml"
+    broken.write_text("camera: cam-01\nlanes: everywhere\n")
+    with pytest.raises(UserError, match="lanes"):
+        node.prepare(config("v5", str(broken)))
+    assert node.config.version == "v4"
