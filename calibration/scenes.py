@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from calibration.camera import PinholeCamera
@@ -71,6 +72,25 @@ class VehiclePath:
             if left <= 0:
                 return (x, y), (vx, vy)
         return (x + vx * left, y + vy * left), (vx, vy)
+
+    def positions(self, times: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Positions (N, 2) at many times at once; NaN before the vehicle enters."""
+        times = np.asarray(times, dtype=np.float64)
+        out = np.full((len(times), 2), np.nan)
+        t0 = self.enter_s
+        p = np.array(self.start_m, dtype=np.float64)
+        v = np.array(self.velocity_kmh, dtype=np.float64) / 3.6
+        for leg in self.legs:
+            w = np.array(leg.velocity_kmh, dtype=np.float64) / 3.6
+            inside = (times >= t0) & (times < t0 + leg.duration_s)
+            dt = (times[inside] - t0)[:, None]
+            out[inside] = p + v * dt + (w - v) / leg.duration_s * dt * dt / 2
+            p = p + (v + w) / 2 * leg.duration_s
+            v = w
+            t0 += leg.duration_s
+        after = times >= t0
+        out[after] = p + v * (times[after] - t0)[:, None]
+        return out
 
     def position(self, t: float) -> tuple[float, float] | None:
         if t < self.enter_s:
