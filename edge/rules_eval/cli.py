@@ -39,9 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rules.add_argument(
         "--keep", type=Path, default=None, help="write the generated scenes into this folder"
     )
-    rules.add_argument(
-        "--verbose", action="store_true", help="list every violation and every miss"
-    )
+    rules.add_argument("--verbose", action="store_true", help="list every violation and every miss")
     rules.set_defaults(func=_rules)
 
 
@@ -82,8 +80,8 @@ def _rules(args: argparse.Namespace) -> int:
             else:
                 assert scenes is not None and assets is not None
                 scene = scenes[n]
-                _say(f"[{n + 1}/{total}] rendering {scene.spec.name} "
-                     f"({scene.spec.frames} frames, {len(scene.spec.vehicles)} vehicles)")  # fmt: skip
+                size = f"{scene.spec.frames} frames, {len(scene.spec.vehicles)} vehicles"
+                _say(f"[{n + 1}/{total}] rendering {scene.spec.name} ({size})")
                 files = write_rule_scene(scene, assets, folder)
             _say(f"[{n + 1}/{total}] running {files.video.name} through the edge node")
             result = run_scene(files, detectors, model_version)
@@ -109,7 +107,9 @@ def _rules(args: argparse.Namespace) -> int:
         for o in outcomes:
             where = f"{o.scene} vehicle {o.vehicle_id} ({o.episode})" if o.vehicle_id else o.scene
             delay = f" after {o.delay_s:.2f} s" if o.delay_s is not None else ""
-            print(f"{o.kind.upper()} {o.rule.value}: {where}, track {o.track_id}{delay}: {o.detail}")
+            print(
+                f"{o.kind.upper()} {o.rule.value}: {where}, track {o.track_id}{delay}: {o.detail}"
+            )
     else:
         for o in outcomes:
             if o.kind != "tp":

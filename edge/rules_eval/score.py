@@ -173,25 +173,53 @@ def score_scene(
         vehicle_id = track_vehicle(e.track_id, e.frame, run.tracks, truth)
         vehicle = vehicles.get(vehicle_id) if vehicle_id is not None else None
         t = e.frame / run.fps
-        if vehicle is not None and e.rule in vehicle.violations and (e.rule, vehicle.vehicle_id) not in credited:  # noqa: E501
+        if (
+            vehicle is not None
+            and e.rule in vehicle.violations
+            and (e.rule, vehicle.vehicle_id) not in credited
+        ):
             credited.add((e.rule, vehicle.vehicle_id))
             moment = max(vehicle.violations[e.rule], in_view.get(vehicle.vehicle_id, 0.0))
             delay = t - moment
             score.true_positives += 1
             score.delays_s.append(delay)
-            outcomes.append(Outcome(run.name, e.rule, "tp", vehicle.vehicle_id, vehicle.episode, e.track_id, delay, e.explanation))  # noqa: E501
+            outcomes.append(
+                Outcome(
+                    run.name,
+                    e.rule,
+                    "tp",
+                    vehicle.vehicle_id,
+                    vehicle.episode,
+                    e.track_id,
+                    delay,
+                    e.explanation,
+                )
+            )
             continue
         score.false_positives += 1
-        why = "no scripted vehicle under the track" if vehicle is None else (
-            "second violation for the same vehicle" if e.rule in vehicle.violations
-            else vehicle.near_misses.get(e.rule, "not scripted to break this rule")
+        why = (
+            "no scripted vehicle under the track"
+            if vehicle is None
+            else (
+                "second violation for the same vehicle"
+                if e.rule in vehicle.violations
+                else vehicle.near_misses.get(e.rule, "not scripted to break this rule")
+            )
         )
         if vehicle is not None and e.rule in vehicle.near_misses:
             flagged.add((e.rule, vehicle.vehicle_id))
-        outcomes.append(Outcome(
-            run.name, e.rule, "fp", vehicle_id, vehicle.episode if vehicle else None,
-            e.track_id, None, f"{why} at {t:.1f} s: {e.explanation}",
-        ))  # fmt: skip
+        outcomes.append(
+            Outcome(
+                run.name,
+                e.rule,
+                "fp",
+                vehicle_id,
+                vehicle.episode if vehicle else None,
+                e.track_id,
+                None,
+                f"{why} at {t:.1f} s: {e.explanation}",
+            )
+        )
     for rule in RULES:
         score = scores.setdefault(rule, RuleScore(rule))
         for v in rules.vehicles:
@@ -203,10 +231,18 @@ def score_scene(
             score.violators += 1
             if (rule, v.vehicle_id) not in credited:
                 score.false_negatives += 1
-                outcomes.append(Outcome(
-                    run.name, rule, "fn", v.vehicle_id, v.episode, None, None,
-                    f"scripted at {v.violations[rule]:.1f} s, no {rule.value} emitted",
-                ))  # fmt: skip
+                outcomes.append(
+                    Outcome(
+                        run.name,
+                        rule,
+                        "fn",
+                        v.vehicle_id,
+                        v.episode,
+                        None,
+                        None,
+                        f"scripted at {v.violations[rule]:.1f} s, no {rule.value} emitted",
+                    )
+                )
     return outcomes
 
 

@@ -18,7 +18,7 @@ Pure: no imagery, no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -231,8 +231,8 @@ class Cycle:
         )
 
     def red_at(self, t: float) -> bool:
-        return self.red_s is not None and self.green_s is not None and (
-            self.red_s <= t < self.green_s
+        return (
+            self.red_s is not None and self.green_s is not None and (self.red_s <= t < self.green_s)
         )
 
 
@@ -245,7 +245,9 @@ class Placement:
     anchor: float
 
 
-Build = Callable[[np.random.Generator, Placement, Cycle], tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]]  # noqa: E501
+Behaviour = tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]
+"""How a vehicle moves, what it is, the rules it breaks (and when) and those it nearly breaks."""
+Build = Callable[[np.random.Generator, Placement, Cycle], Behaviour]
 
 
 @dataclass(frozen=True)
@@ -277,12 +279,12 @@ def _stop_window(c: Cycle) -> tuple[float, float]:
     return (1.0, c.duration_s - 6.0)
 
 
-def _speeder(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]:  # noqa: E501
+def _speeder(rng: np.random.Generator, p: Placement, c: Cycle) -> Behaviour:
     kmh = float(rng.uniform(85, 105))
     return _cruise(LANE_X[p.lane], kmh, p.anchor), Kind.CAR, {ViolationType.SPEEDING: p.anchor}, {}
 
 
-def _speed_near(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]:  # noqa: E501
+def _speed_near(rng: np.random.Generator, p: Placement, c: Cycle) -> Behaviour:
     kmh = float(rng.uniform(52, SPEED_LIMIT_KMH + 2))
     return (
         _cruise(LANE_X[p.lane], kmh, p.anchor),
@@ -292,23 +294,38 @@ def _speed_near(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Motio
     )
 
 
-def _red_runner(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]:  # noqa: E501
+def _red_runner(rng: np.random.Generator, p: Placement, c: Cycle) -> Behaviour:
     kmh = float(rng.uniform(38, 50))
-    return _cross_stop_at(LANE_X[p.lane], kmh, p.anchor), Kind.CAR, {ViolationType.RED_LIGHT: p.anchor}, {}
+    return (
+        _cross_stop_at(LANE_X[p.lane], kmh, p.anchor),
+        Kind.CAR,
+        {ViolationType.RED_LIGHT: p.anchor},
+        {},
+    )
 
 
-def _yellow_crosser(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]:  # noqa: E501
+def _yellow_crosser(rng: np.random.Generator, p: Placement, c: Cycle) -> Behaviour:
     kmh = float(rng.uniform(38, 50))
     assert c.red_s is not None
     text = f"crossed the stop line {c.red_s - p.anchor:.1f} s before red"
-    return _cross_stop_at(LANE_X[p.lane], kmh, p.anchor), Kind.CAR, {}, {ViolationType.RED_LIGHT: text}
+    return (
+        _cross_stop_at(LANE_X[p.lane], kmh, p.anchor),
+        Kind.CAR,
+        {},
+        {ViolationType.RED_LIGHT: text},
+    )
 
 
-def _grace_crosser(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]:  # noqa: E501
+def _grace_crosser(rng: np.random.Generator, p: Placement, c: Cycle) -> Behaviour:
     kmh = float(rng.uniform(38, 50))
     assert c.red_s is not None
     text = f"crossed the stop line {p.anchor - c.red_s:.2f} s after red, within the grace time"
-    return _cross_stop_at(LANE_X[p.lane], kmh, p.anchor), Kind.CAR, {}, {ViolationType.RED_LIGHT: text}
+    return (
+        _cross_stop_at(LANE_X[p.lane], kmh, p.anchor),
+        Kind.CAR,
+        {},
+        {ViolationType.RED_LIGHT: text},
+    )
 
 
 def _go_at_green(motion: Motion, c: Cycle, delay: float) -> Motion:
@@ -317,7 +334,7 @@ def _go_at_green(motion: Motion, c: Cycle, delay: float) -> Motion:
     return motion.keep(max(0.1, c.green_s + delay - t_now)).then(4.5, 0.0, 40.0)
 
 
-def _queue(rng: np.random.Generator, p: Placement, c: Cycle, place: int) -> tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]:  # noqa: E501
+def _queue(rng: np.random.Generator, p: Placement, c: Cycle, place: int) -> Behaviour:
     y = QUEUE_FRONT_M - MIN_GAP_M * place
     motion = approach_stop(LANE_X[p.lane], y, p.anchor, float(rng.uniform(35, 45)), 2.5)
     motion = _go_at_green(motion, c, 0.6 + 1.3 * place)
@@ -327,7 +344,7 @@ def _queue(rng: np.random.Generator, p: Placement, c: Cycle, place: int) -> tupl
     return motion, Kind.CAR, {}, near
 
 
-def _stop_over(rng: np.random.Generator, p: Placement, c: Cycle, back_out: bool) -> tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]:  # noqa: E501
+def _stop_over(rng: np.random.Generator, p: Placement, c: Cycle, back_out: bool) -> Behaviour:
     over = float(rng.uniform(1.0, 2.0))
     motion = approach_stop(LANE_X[p.lane], STOP_M + over, p.anchor, 30.0, 2.5)
     near = {ViolationType.RED_LIGHT: f"stopped {over:.1f} m over the stop line, waited for green"}
@@ -341,12 +358,17 @@ def _stop_over(rng: np.random.Generator, p: Placement, c: Cycle, back_out: bool)
     return _go_at_green(motion, c, 0.5), Kind.CAR, {}, near
 
 
-def _truck_closed(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]:  # noqa: E501
+def _truck_closed(rng: np.random.Generator, p: Placement, c: Cycle) -> Behaviour:
     kmh = float(rng.uniform(32, 45))
-    return _cruise(LANE_X[p.lane], kmh, p.anchor), Kind.TRUCK, {ViolationType.FORBIDDEN_LANE: p.anchor}, {}
+    return (
+        _cruise(LANE_X[p.lane], kmh, p.anchor),
+        Kind.TRUCK,
+        {ViolationType.FORBIDDEN_LANE: p.anchor},
+        {},
+    )
 
 
-def _truck_open(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]:  # noqa: E501
+def _truck_open(rng: np.random.Generator, p: Placement, c: Cycle) -> Behaviour:
     kmh = float(rng.uniform(32, 45))
     return (
         _cruise(LANE_X[p.lane], kmh, p.anchor),
@@ -356,7 +378,7 @@ def _truck_open(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Motio
     )
 
 
-def _truck_brush(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]:  # noqa: E501
+def _truck_brush(rng: np.random.Generator, p: Placement, c: Cycle) -> Behaviour:
     kmh = float(rng.uniform(32, 40))
     depth = float(rng.uniform(0.4, 0.8))
     x = LANE_X[1]
@@ -369,7 +391,9 @@ def _truck_brush(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Moti
     return motion, Kind.TRUCK, {}, {ViolationType.FORBIDDEN_LANE: text}
 
 
-def _lane_change(p: Placement, kmh: float, to_lane: int, y_cross: float, span_s: float) -> tuple[Motion, float]:  # noqa: E501
+def _lane_change(
+    p: Placement, kmh: float, to_lane: int, y_cross: float, span_s: float
+) -> tuple[Motion, float]:
     """Change from ``p.lane`` to ``to_lane`` so the lane line is crossed at ``y_cross``."""
     x0 = LANE_X[p.lane]
     v = kmh / 3.6
@@ -384,14 +408,14 @@ def _neighbour(rng: np.random.Generator, lane: int) -> int:
     return int(rng.choice([n for n in (lane - 1, lane + 1) if 0 <= n < len(LANE_X)]))
 
 
-def _solid_violator(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]:  # noqa: E501
+def _solid_violator(rng: np.random.Generator, p: Placement, c: Cycle) -> Behaviour:
     kmh = float(rng.uniform(32, 45))
     y_cross = float(rng.uniform(SOLID_Y[0] + 5.0, SOLID_Y[1] - 5.0))
     motion, t_cross = _lane_change(p, kmh, _neighbour(rng, p.lane), y_cross, 2.5)
     return motion, Kind.CAR, {ViolationType.SOLID_LINE: t_cross}, {}
 
 
-def _solid_late_change(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]:  # noqa: E501
+def _solid_late_change(rng: np.random.Generator, p: Placement, c: Cycle) -> Behaviour:
     kmh = float(rng.uniform(32, 45))
     y_cross = float(rng.uniform(SOLID_Y[1] + 8.0, SOLID_Y[1] + 12.0))
     motion, _ = _lane_change(p, kmh, _neighbour(rng, p.lane), y_cross, 2.0)
@@ -399,7 +423,7 @@ def _solid_late_change(rng: np.random.Generator, p: Placement, c: Cycle) -> tupl
     return motion, Kind.CAR, {}, {ViolationType.SOLID_LINE: text}
 
 
-def _solid_drift(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]:  # noqa: E501
+def _solid_drift(rng: np.random.Generator, p: Placement, c: Cycle) -> Behaviour:
     kmh = float(rng.uniform(32, 45))
     gap = float(rng.uniform(0.7, 0.9))
     x0 = LANE_X[p.lane]
@@ -415,13 +439,13 @@ def _solid_drift(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Moti
     return motion, Kind.CAR, {}, {ViolationType.SOLID_LINE: text}
 
 
-def _wrong_way(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]:  # noqa: E501
+def _wrong_way(rng: np.random.Generator, p: Placement, c: Cycle) -> Behaviour:
     kmh = float(rng.uniform(28, 45))
     motion = Motion(LANE_X[p.lane], WRONG_WAY_START_M, 0.0, -kmh, p.anchor)
     return motion, Kind.CAR, {ViolationType.WRONG_WAY: p.anchor}, {}
 
 
-def _reverse(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]:  # noqa: E501
+def _reverse(rng: np.random.Generator, p: Placement, c: Cycle) -> Behaviour:
     y_stop = float(rng.uniform(29, 34))
     back = float(rng.uniform(2.5, 3.5))
     motion = approach_stop(LANE_X[p.lane], y_stop, p.anchor, 30.0, 2.5).keep(1.0)
@@ -436,25 +460,30 @@ def _zone_stop(rng: np.random.Generator, p: Placement, c: Cycle, hold: float) ->
     return motion.keep(hold).then(4.0, 0.0, 35.0)
 
 
-def _zone_violator(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]:  # noqa: E501
+def _zone_violator(rng: np.random.Generator, p: Placement, c: Cycle) -> Behaviour:
     hold = float(rng.uniform(ZONE_DWELL_S + 1.5, ZONE_DWELL_S + 3.0))
     motion = _zone_stop(rng, p, c, hold)
     return motion, Kind.CAR, {ViolationType.NO_STOPPING: p.anchor + ZONE_DWELL_S}, {}
 
 
-def _zone_short(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]:  # noqa: E501
+def _zone_short(rng: np.random.Generator, p: Placement, c: Cycle) -> Behaviour:
     hold = float(rng.uniform(1.0, ZONE_DWELL_S - 1.2))
     motion = _zone_stop(rng, p, c, hold)
     text = f"stopped {hold:.1f} s in the zone (allowed {ZONE_DWELL_S:g} s)"
     return motion, Kind.CAR, {}, {ViolationType.NO_STOPPING: text}
 
 
-def _zone_creep(rng: np.random.Generator, p: Placement, c: Cycle) -> tuple[Motion, Kind, dict[ViolationType, float], dict[ViolationType, str]]:  # noqa: E501
+def _zone_creep(rng: np.random.Generator, p: Placement, c: Cycle) -> Behaviour:
     kmh = float(rng.uniform(5, 8))
     start = ZONE_Y[0] - 4.0
     motion = Motion(LANE_X[p.lane], start, 0.0, kmh, p.anchor)
     motion.keep((ZONE_Y[1] + 1.0 - start) / (kmh / 3.6)).then(4.0, 0.0, 35.0)
-    return motion, Kind.CAR, {}, {ViolationType.NO_STOPPING: f"crept through the zone at {kmh:.0f} km/h"}  # noqa: E501
+    return (
+        motion,
+        Kind.CAR,
+        {},
+        {ViolationType.NO_STOPPING: f"crept through the zone at {kmh:.0f} km/h"},
+    )
 
 
 def _red_window(
@@ -476,13 +505,55 @@ EPISODES: dict[str, Episode] = {
     for e in (
         Episode("speeder", ALL_LANES, _green_window, _speeder),
         Episode("speed-near-miss", ALL_LANES, _green_window, _speed_near),
-        Episode("red-runner", ALL_LANES, _red_window(0.8, 5.0, to_green=False), _red_runner, red_light=True),
-        Episode("yellow-crosser", ALL_LANES, _red_window(-1.6, -0.4, to_green=False), _yellow_crosser, red_light=True),  # noqa: E501
-        Episode("grace-crosser", ALL_LANES, _red_window(0.05, 0.25, to_green=False), _grace_crosser, red_light=True),  # noqa: E501
-        Episode("queue-1", ALL_LANES, _red_window(3.0, -2.5), lambda r, p, c: _queue(r, p, c, 0), red_light=True),  # noqa: E501
-        Episode("queue-2", ALL_LANES, _red_window(4.0, -1.5), lambda r, p, c: _queue(r, p, c, 1), red_light=True),  # noqa: E501
-        Episode("stop-over-line", ALL_LANES, _red_window(3.0, -5.0), lambda r, p, c: _stop_over(r, p, c, False), red_light=True),  # noqa: E501
-        Episode("back-out", ALL_LANES, _red_window(3.0, -7.0), lambda r, p, c: _stop_over(r, p, c, True), red_light=True),  # noqa: E501
+        Episode(
+            "red-runner",
+            ALL_LANES,
+            _red_window(0.8, 5.0, to_green=False),
+            _red_runner,
+            red_light=True,
+        ),
+        Episode(
+            "yellow-crosser",
+            ALL_LANES,
+            _red_window(-1.6, -0.4, to_green=False),
+            _yellow_crosser,
+            red_light=True,
+        ),
+        Episode(
+            "grace-crosser",
+            ALL_LANES,
+            _red_window(0.05, 0.25, to_green=False),
+            _grace_crosser,
+            red_light=True,
+        ),
+        Episode(
+            "queue-1",
+            ALL_LANES,
+            _red_window(3.0, -2.5),
+            lambda r, p, c: _queue(r, p, c, 0),
+            red_light=True,
+        ),
+        Episode(
+            "queue-2",
+            ALL_LANES,
+            _red_window(4.0, -1.5),
+            lambda r, p, c: _queue(r, p, c, 1),
+            red_light=True,
+        ),
+        Episode(
+            "stop-over-line",
+            ALL_LANES,
+            _red_window(3.0, -5.0),
+            lambda r, p, c: _stop_over(r, p, c, False),
+            red_light=True,
+        ),
+        Episode(
+            "back-out",
+            ALL_LANES,
+            _red_window(3.0, -7.0),
+            lambda r, p, c: _stop_over(r, p, c, True),
+            red_light=True,
+        ),
         Episode("truck-closed-lane", (CLOSED_LANE,), _green_window, _truck_closed),
         Episode("truck-open-lane", (1, 2, 3), _green_window, _truck_open),
         Episode("truck-brush", (1,), _green_window, _truck_brush),
@@ -536,7 +607,11 @@ def _allowed_class_near_miss(path: VehiclePath, rules: VehicleRules, cycle: Cycl
     t = path.enter_s
     while t < cycle.duration_s:
         pos = path.position(t)
-        if pos is not None and LANE_EDGES[CLOSED_LANE] <= pos[0] < LANE_EDGES[CLOSED_LANE + 1] and 16.0 < pos[1] < FAR_M:
+        if (
+            pos is not None
+            and LANE_EDGES[CLOSED_LANE] <= pos[0] < LANE_EDGES[CLOSED_LANE + 1]
+            and 16.0 < pos[1] < FAR_M
+        ):
             inside += SAMPLE_S
         t += SAMPLE_S
     if inside < 3.0:
@@ -613,7 +688,7 @@ JUNCTION_MIX: Mix = (
     ),
 )
 ROAD_MIX: Mix = (
-    (("zone-stop", 5), ("wrong-way", 4), ("reverse", 5), ("zone-short-stop", 3), ("zone-creep", 1)),  # noqa: E501
+    (("zone-stop", 5), ("wrong-way", 4), ("reverse", 5), ("zone-short-stop", 3), ("zone-creep", 1)),
     (
         ("truck-closed-lane", 3),
         ("speeder", 3),

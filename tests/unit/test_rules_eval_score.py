@@ -26,16 +26,34 @@ B = (400.0, 100.0, 500.0, 200.0)  # vehicle 2's box
 def _truth(frames: int, *, b_from: int = 0) -> list[FrameTruth]:
     out = []
     for i in range(frames):
-        boxes = [BoxTruth(vehicle_id=1, xyxy=A, world_m=(0.0, 20.0), contact_px=(150.0, 200.0),
-                          speed_kmh=40.0, visible=1.0)]  # fmt: skip
+        boxes = [
+            BoxTruth(
+                vehicle_id=1,
+                xyxy=A,
+                world_m=(0.0, 20.0),
+                contact_px=(150.0, 200.0),
+                speed_kmh=40.0,
+                visible=1.0,
+            )
+        ]
         if i >= b_from:
-            boxes.append(BoxTruth(vehicle_id=2, xyxy=B, world_m=(3.0, 20.0),
-                                  contact_px=(450.0, 200.0), speed_kmh=40.0, visible=1.0))  # fmt: skip
+            boxes.append(
+                BoxTruth(
+                    vehicle_id=2,
+                    xyxy=B,
+                    world_m=(3.0, 20.0),
+                    contact_px=(450.0, 200.0),
+                    speed_kmh=40.0,
+                    visible=1.0,
+                )
+            )
         out.append(FrameTruth(index=i, t=i / FPS, boxes=boxes))
     return out
 
 
-def _tracks(frames: int, boxes: dict[int, tuple[float, float, float, float]]) -> tuple[tuple[TrackBox, ...], ...]:  # noqa: E501
+def _tracks(
+    frames: int, boxes: dict[int, tuple[float, float, float, float]]
+) -> tuple[tuple[TrackBox, ...], ...]:
     return tuple(tuple(TrackBox(t, b) for t, b in boxes.items()) for _ in range(frames))
 
 
@@ -44,12 +62,20 @@ RULES_TRUTH = RulesTruth(
     seed=1,
     duration_s=2.0,
     vehicles=[
-        VehicleRules(vehicle_id=1, kind=Kind.CAR, episode="red-runner",
-                     violations={ViolationType.RED_LIGHT: 0.5}),
-        VehicleRules(vehicle_id=2, kind=Kind.CAR, episode="yellow-crosser",
-                     near_misses={ViolationType.RED_LIGHT: "crossed before red"}),
+        VehicleRules(
+            vehicle_id=1,
+            kind=Kind.CAR,
+            episode="red-runner",
+            violations={ViolationType.RED_LIGHT: 0.5},
+        ),
+        VehicleRules(
+            vehicle_id=2,
+            kind=Kind.CAR,
+            episode="yellow-crosser",
+            near_misses={ViolationType.RED_LIGHT: "crossed before red"},
+        ),
     ],
-)  # fmt: skip
+)
 
 
 def test_iou_table() -> None:
@@ -69,9 +95,7 @@ def test_a_track_is_the_vehicle_under_most_of_its_recent_boxes() -> None:
 
 def test_a_track_that_switched_vehicles_counts_as_the_recent_one() -> None:
     truth = _truth(60)
-    tracks = tuple(
-        (TrackBox(5, A if i < 20 else B),) for i in range(60)
-    )
+    tracks = tuple((TrackBox(5, A if i < 20 else B),) for i in range(60))
     assert track_vehicle(5, 59, tracks, truth, window=40) == 2
 
 
@@ -81,8 +105,13 @@ def test_a_track_that_switched_vehicles_counts_as_the_recent_one() -> None:
         ([], 0, 0, 1, 0),
         ([Emitted(ViolationType.RED_LIGHT, 7, 9)], 1, 0, 0, 0),
         ([Emitted(ViolationType.RED_LIGHT, 8, 9)], 0, 1, 1, 1),  # the near miss flagged
-        ([Emitted(ViolationType.RED_LIGHT, 7, 8), Emitted(ViolationType.RED_LIGHT, 7, 9)],
-         1, 1, 0, 0),  # a second violation for one vehicle is a false alarm  # fmt: skip
+        (
+            [Emitted(ViolationType.RED_LIGHT, 7, 8), Emitted(ViolationType.RED_LIGHT, 7, 9)],
+            1,
+            1,
+            0,
+            0,
+        ),  # a second violation for one vehicle is a false alarm
         ([Emitted(ViolationType.RED_LIGHT, 99, 9)], 0, 1, 1, 0),  # a track over nothing
         ([Emitted(ViolationType.SPEEDING, 7, 9)], 0, 1, 1, 0),  # right vehicle, wrong rule
     ],
@@ -110,9 +139,14 @@ def test_time_to_emit_runs_from_the_moment_or_from_coming_into_view() -> None:
     score_scene(run, RULES_TRUTH, truth, HEIGHT, scores)
     assert scores[ViolationType.RED_LIGHT].delays_s == pytest.approx([0.7])
     # Came into full view only at frame 10 (its contact point was below the image before).
-    late = [f.model_copy(update={"boxes": [b.model_copy(update={"contact_px": (150.0, 600.0)})
-                                           for b in f.boxes]}) if f.index < 10 else f
-            for f in truth]  # fmt: skip
+    late = [
+        f.model_copy(
+            update={"boxes": [b.model_copy(update={"contact_px": (150.0, 600.0)}) for b in f.boxes]}
+        )
+        if f.index < 10
+        else f
+        for f in truth
+    ]
     scores = new_scores()
     score_scene(run, RULES_TRUTH, late, HEIGHT, scores)
     assert scores[ViolationType.RED_LIGHT].delays_s == pytest.approx([0.2])

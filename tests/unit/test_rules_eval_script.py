@@ -101,7 +101,9 @@ def test_the_layout_makes_a_valid_scene_file_for_each_camera(scenes) -> None:  #
     for scene in scenes:
         config = parse_scene(scene_document(scene.layout, scene.spec.camera), scene.spec.name)
         assert len(config.lanes) == 4
-        assert config.lanes[0].closed_to(config.lanes[0].closures[0].classes[0], config.local_time(0))
+        assert config.lanes[0].closed_to(
+            config.lanes[0].closures[0].classes[0], config.local_time(0)
+        )
         assert config.no_stopping_zones[0].dwell_s == ZONE_DWELL_S
         assert len(config.signal_heads) == 1
 
