@@ -124,8 +124,12 @@ def scene_document(layout: RoadLayout, camera: PinholeCamera) -> dict[str, objec
         if layout.stop_line_m is not None and layout.went_on_m is not None:
             # A little wider than the lane, so a vehicle off its lane's centre still crosses.
             x0, x1 = lane.x0 - 0.5, lane.x1 + 0.5
-            entry["stop_line"] = _pixels(camera, [(x0, layout.stop_line_m), (x1, layout.stop_line_m)])
-            entry["went_on_line"] = _pixels(camera, [(x0, layout.went_on_m), (x1, layout.went_on_m)])
+            entry["stop_line"] = _pixels(
+                camera, [(x0, layout.stop_line_m), (x1, layout.stop_line_m)]
+            )
+            entry["went_on_line"] = _pixels(
+                camera, [(x0, layout.went_on_m), (x1, layout.went_on_m)]
+            )
         lanes.append(entry)
     doc: dict[str, object] = {
         "version": layout.version,

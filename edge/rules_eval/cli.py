@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     rules.add_argument("--json", action="store_true", help="print one JSON line for scripts")
     rules.add_argument("--seed", type=int, default=2026, help="seed of the standard set")
-    rules.add_argument("--count", type=int, default=8, help="scenes in the standard set")
+    rules.add_argument("--count", type=int, default=9, help="scenes in the standard set")
     rules.add_argument(
         "--data", type=Path, default=DEFAULT_DATA, help="sample media folder (scene imagery)"
     )
