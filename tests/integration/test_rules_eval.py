@@ -61,5 +61,5 @@ def test_scene_arguments_need_all_four_files(scene: Path, tmp_path: Path) -> Non
     from roadwatch.errors import UserError
 
     (tmp_path / "lonely.mp4").write_bytes(scene.read_bytes())
-    with pytest.raises(UserError, match="lonely.truth.json"):
+    with pytest.raises(UserError, match=r"lonely\.truth\.json"):
         scene_files([tmp_path / "lonely.mp4"])
