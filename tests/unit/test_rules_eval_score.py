@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from calibration.scenes import BoxTruth, FrameTruth
@@ -156,3 +161,28 @@ def test_precision_and_recall_of_nothing_are_zero_not_undefined() -> None:
     s = new_scores()[ViolationType.SPEEDING]
     assert s.precision == 0.0 and s.recall == 0.0
     assert s.summary()["median_time_to_emit_s"] is None
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.run(
+        [sys.executable, "-m", "roadwatch", "eval", "rules", *args],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--count", "0"], "--count must be 1-100"),
+        (["missing.mp4"], "missing.mp4: scene file missing"),
+    ],
+)
+def test_eval_rules_refuses_bad_arguments_with_one_line(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    proc = _cli(*[str(tmp_path / a) if a.endswith(".mp4") else a for a in args])
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
