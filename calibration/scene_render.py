@@ -28,8 +28,11 @@ from calibration.homography import (
 from calibration.scenes import (
     BoxTruth,
     FrameTruth,
+    LampColourName,
+    PhaseTruth,
     SceneSpec,
     SceneTruth,
+    SignalHeadSpec,
     VehicleTruth,
     camera_truth,
 )
@@ -200,6 +203,45 @@ def _background(spec: SceneSpec, assets: SceneAssets) -> Image:
     return np.asarray(image, dtype=np.uint8)
 
 
+# Lamp colours (BGR): lit, and the dark glass of an unlit lamp.
+LAMP_LIT = {
+    LampColourName.RED: (40, 40, 255),
+    LampColourName.YELLOW: (0, 200, 255),
+    LampColourName.GREEN: (90, 255, 40),
+}
+LAMP_DARK = {
+    LampColourName.RED: (40, 40, 70),
+    LampColourName.YELLOW: (35, 60, 70),
+    LampColourName.GREEN: (50, 70, 40),
+}
+HOUSING = (28, 28, 28)
+
+
+def _paint(image: Image, spec: SceneSpec) -> Image:
+    """Road markings painted onto the empty road (blended, as worn paint lets the road show)."""
+    if not spec.markings:
+        return image
+    layer = image.copy()
+    for marking in spec.markings:
+        pixels = spec.camera.project(np.array(marking.polygon, dtype=np.float64))
+        if not np.isfinite(pixels).all():
+            raise CalibrationError(f"scene {spec.name}: a road marking is behind the camera")
+        points = np.round(pixels * 16).astype(np.int32)
+        cv2.fillConvexPoly(layer, points, marking.colour, lineType=cv2.LINE_AA, shift=4)
+    return np.asarray(cv2.addWeighted(layer, 0.85, image, 0.15, 0), dtype=np.uint8)
+
+
+def _draw_signal(frame: Image, head: SignalHeadSpec, t: float) -> None:
+    x0, y0, x1, y1 = head.box
+    cv2.rectangle(frame, (x0, y0), (x1 - 1, y1 - 1), HOUSING, thickness=-1)
+    lit = head.colour_at(t)
+    for colour, (a, b, c, d) in zip(LAMP_LIT, head.lamp_boxes(), strict=True):
+        centre = ((a + c) // 2, (b + d) // 2)
+        radius = max(2, min(c - a, d - b) // 2)
+        fill = LAMP_LIT[colour] if colour is lit else LAMP_DARK[colour]
+        cv2.circle(frame, centre, radius, fill, thickness=-1, lineType=cv2.LINE_AA)
+
+
 @dataclass(frozen=True)
 class _Placed:
     vehicle_id: int
@@ -222,7 +264,7 @@ class SceneRenderer:
                 )
         self.spec = spec
         self.assets = assets
-        self.background = _background(spec, assets)
+        self.background = _paint(_background(spec, assets), spec)
 
     def truth(self) -> SceneTruth:
         return SceneTruth(
@@ -241,6 +283,9 @@ class SceneRenderer:
                 for v in self.spec.vehicles
             ],
             frames=[],
+            signal_phases=[]
+            if self.spec.signal is None
+            else [PhaseTruth(start_s=p.start_s, colour=p.colour) for p in self.spec.signal.phases],
         )
 
     def render(self, index: int) -> tuple[Image, FrameTruth]:
@@ -262,7 +307,7 @@ class SceneRenderer:
             if item is not None:
                 placed.append(
                     _Placed(
-                        vehicle.vehicle_id, item[0], position, item[1], vehicle.speed_kmh, item[2]
+                        vehicle.vehicle_id, item[0], position, item[1], vehicle.speed_at(t), item[2]
                     )
                 )
         boxes = []
@@ -282,6 +327,8 @@ class SceneRenderer:
                     visible=min(1.0, visible),
                 )
             )
+        if spec.signal is not None:
+            _draw_signal(frame, spec.signal, t)
         image = self._effects(frame, index)
         return image, FrameTruth(index=index, t=t, boxes=boxes)
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from calibration.camera import PinholeCamera
@@ -19,8 +21,23 @@ from calibration.errors import CalibrationError
 
 
 @dataclass(frozen=True)
+class Leg:
+    """A change of velocity at constant acceleration: from the velocity before the leg to
+    ``velocity_kmh`` (across, along the road) over ``duration_s``. A leg that keeps the
+    velocity is a stretch of steady driving."""
+
+    duration_s: float
+    velocity_kmh: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        if not self.duration_s > 0:
+            raise CalibrationError("a leg of a vehicle path must last more than 0 s")
+
+
+@dataclass(frozen=True)
 class VehiclePath:
-    """A vehicle driving at constant velocity on the road plane from ``enter_s`` on.
+    """A vehicle on the road plane from ``enter_s`` on: it starts at ``velocity_kmh``, then
+    follows its ``legs`` one after the other and keeps the last velocity.
 
     The position is the vehicle's rear ground contact point (the bottom centre of its
     image), in road metres; velocity is (across, along) the road in km/h.
@@ -31,19 +48,65 @@ class VehiclePath:
     start_m: tuple[float, float]
     velocity_kmh: tuple[float, float]
     enter_s: float = 0.0
+    legs: tuple[Leg, ...] = ()
 
     @property
     def speed_kmh(self) -> float:
+        """The speed it enters at."""
         return math.hypot(*self.velocity_kmh)
+
+    def _state(self, t: float) -> tuple[tuple[float, float], tuple[float, float]]:
+        """Position (m) and velocity (m/s) at ``t`` >= ``enter_s``."""
+        x, y = self.start_m
+        vx, vy = self.velocity_kmh[0] / 3.6, self.velocity_kmh[1] / 3.6
+        left = t - self.enter_s
+        for leg in self.legs:
+            wx, wy = leg.velocity_kmh[0] / 3.6, leg.velocity_kmh[1] / 3.6
+            dt = min(left, leg.duration_s)
+            k = dt / leg.duration_s
+            ux, uy = vx + (wx - vx) * k, vy + (wy - vy) * k
+            x += (vx + ux) / 2 * dt
+            y += (vy + uy) / 2 * dt
+            vx, vy = ux, uy
+            left -= dt
+            if left <= 0:
+                return (x, y), (vx, vy)
+        return (x + vx * left, y + vy * left), (vx, vy)
+
+    def positions(self, times: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Positions (N, 2) at many times at once; NaN before the vehicle enters."""
+        times = np.asarray(times, dtype=np.float64)
+        out = np.full((len(times), 2), np.nan)
+        t0 = self.enter_s
+        p = np.array(self.start_m, dtype=np.float64)
+        v = np.array(self.velocity_kmh, dtype=np.float64) / 3.6
+        for leg in self.legs:
+            w = np.array(leg.velocity_kmh, dtype=np.float64) / 3.6
+            inside = (times >= t0) & (times < t0 + leg.duration_s)
+            dt = (times[inside] - t0)[:, None]
+            out[inside] = p + v * dt + (w - v) / leg.duration_s * dt * dt / 2
+            p = p + (v + w) / 2 * leg.duration_s
+            v = w
+            t0 += leg.duration_s
+        after = times >= t0
+        out[after] = p + v * (times[after] - t0)[:, None]
+        return out
 
     def position(self, t: float) -> tuple[float, float] | None:
         if t < self.enter_s:
             return None
-        dt = t - self.enter_s
-        return (
-            self.start_m[0] + self.velocity_kmh[0] / 3.6 * dt,
-            self.start_m[1] + self.velocity_kmh[1] / 3.6 * dt,
-        )
+        return self._state(t)[0]
+
+    def velocity_at(self, t: float) -> tuple[float, float] | None:
+        """Velocity (across, along) in km/h at ``t``; None before it enters."""
+        if t < self.enter_s:
+            return None
+        vx, vy = self._state(t)[1]
+        return vx * 3.6, vy * 3.6
+
+    def speed_at(self, t: float) -> float:
+        velocity = self.velocity_at(t)
+        return 0.0 if velocity is None else math.hypot(*velocity)
 
 
 @dataclass(frozen=True)
@@ -61,6 +124,60 @@ class Effects:
         return self.gain_start + (self.gain_end - self.gain_start) * fraction
 
 
+class LampColourName(StrEnum):
+    RED = "red"
+    YELLOW = "yellow"
+    GREEN = "green"
+    OFF = "off"
+
+
+@dataclass(frozen=True)
+class LampPhase:
+    start_s: float
+    colour: LampColourName
+
+
+@dataclass(frozen=True)
+class SignalHeadSpec:
+    """A traffic light drawn in the image: a dark housing at ``box`` (pixels x0, y0, x1, y1,
+    taller than wide) with red, yellow and green lamps top to bottom, lit by ``phases``."""
+
+    box: tuple[int, int, int, int]
+    phases: tuple[LampPhase, ...]
+
+    def __post_init__(self) -> None:
+        x0, y0, x1, y1 = self.box
+        if not (0 <= x0 < x1 and 0 <= y0 < y1 and y1 - y0 >= 3 * (x1 - x0) >= 9):
+            raise CalibrationError("signal head box must be at least 3 px wide and 3x as tall")
+        starts = [p.start_s for p in self.phases]
+        if not starts or starts[0] != 0.0 or starts != sorted(set(starts)):
+            raise CalibrationError("signal phases must start at 0 s and increase")
+
+    def colour_at(self, t: float) -> LampColourName:
+        current = self.phases[0].colour
+        for phase in self.phases:
+            if phase.start_s <= t:
+                current = phase.colour
+        return current
+
+    def lamp_boxes(self) -> tuple[tuple[int, int, int, int], ...]:
+        """The red, yellow and green lamp rectangles (x0, y0, x1, y1; x1, y1 exclusive)."""
+        x0, y0, x1, y1 = self.box
+        cell = (y1 - y0) // 3
+        pad = max(1, (x1 - x0) // 8)
+        return tuple(
+            (x0 + pad, y0 + i * cell + pad, x1 - pad, y0 + (i + 1) * cell - pad) for i in range(3)
+        )
+
+
+@dataclass(frozen=True)
+class RoadMarking:
+    """Paint on the road: a convex polygon in road metres and its BGR colour."""
+
+    polygon: tuple[tuple[float, float], ...]
+    colour: tuple[int, int, int] = (225, 225, 225)
+
+
 @dataclass(frozen=True)
 class SceneSpec:
     name: str
@@ -70,6 +187,8 @@ class SceneSpec:
     frames: int
     vehicles: tuple[VehiclePath, ...]
     effects: Effects = field(default_factory=Effects)
+    signal: SignalHeadSpec | None = None
+    markings: tuple[RoadMarking, ...] = ()
 
     def __post_init__(self) -> None:
         if not (1 <= self.fps <= 120 and 1 <= self.frames <= 100_000):
@@ -131,6 +250,11 @@ class FrameTruth(_Truth):
     boxes: list[BoxTruth]
 
 
+class PhaseTruth(_Truth):
+    start_s: float
+    colour: LampColourName
+
+
 class SceneTruth(_Truth):
     """What is true in a generated scene, frame by frame (written next to its video)."""
 
@@ -140,6 +264,9 @@ class SceneTruth(_Truth):
     camera: CameraTruth
     vehicles: list[VehicleTruth]
     frames: list[FrameTruth]
+    signal_phases: list[PhaseTruth] = Field(
+        default=[], description="the drawn traffic light's phases (none without one)"
+    )
 
 
 def camera_truth(camera: PinholeCamera) -> CameraTruth:

@@ -141,6 +141,8 @@ class CameraEnforcement:
         self._tracks: dict[int, _Track] = {}
         self._pending: list[_Pending] = []
         self.counters = EnforcementCounters()
+        self.listeners: list[Callable[[Violation], None]] = []
+        """Called with each violation as the rules find it (before its evidence exists)."""
 
     # -- health -----------------------------------------------------------------------
 
@@ -292,6 +294,8 @@ class CameraEnforcement:
 
     def _queue(self, violation: Violation, t: float, mono_s: float) -> None:
         self.counters.violations += 1
+        for listener in self.listeners:
+            listener(violation)
         decisive = mono_s - (t - violation.t)
         track = self._tracks.get(violation.track_id)
         boxes = tuple(track.boxes) if track is not None else ()

@@ -10,6 +10,7 @@ EVAL_MODULES: tuple[str, ...] = (
     "edge.plates.eval_cli",
     "calibration.speed_eval_cli",
     "edge.red_light_eval",
+    "edge.rules_eval.cli",
 )
 
 

@@ -21,6 +21,8 @@ import yaml
 from calibration.camera import PinholeCamera
 from calibration.config import CalibrationFile
 from calibration.scenes import LANES, Effects, SceneSpec, VehiclePath
+from edge.scene_layout import LaneStrip, RoadLayout
+from edge.scene_layout import scene_document as layout_document
 from roadwatch.contract import ViolationType
 
 SPEED_LIMIT_KMH = 60.0
@@ -98,52 +100,35 @@ def known_violations() -> list[KnownViolation]:
     return out
 
 
-def _image_polygon(camera: PinholeCamera, centre_x: float) -> list[list[float]]:
-    corners = np.array(
-        [
-            (centre_x - LANE_HALF_WIDTH_M, ROAD_NEAR_M),
-            (centre_x + LANE_HALF_WIDTH_M, ROAD_NEAR_M),
-            (centre_x + LANE_HALF_WIDTH_M, ROAD_FAR_M),
-            (centre_x - LANE_HALF_WIDTH_M, ROAD_FAR_M),
-        ]
-    )
-    pixels = camera.project(corners)
-    pixels[:, 0] = np.clip(pixels[:, 0], 0, camera.width)
-    pixels[:, 1] = np.clip(pixels[:, 1], 0, camera.height)
-    return [[round(float(u), 1), round(float(v), 1)] for u, v in pixels]
-
-
-def scene_document(camera: PinholeCamera) -> dict[str, object]:
-    """The scene file: three one-way lanes with their world geometry, limit 60 km/h."""
-    lanes = []
-    for index, centre in enumerate(LANES):
-        lanes.append(
-            {
-                "id": lane_id(index),
-                "name": f"Làn {index + 1}",
-                "polygon": _image_polygon(camera, centre),
-                "world_polygon": [
-                    [centre - LANE_HALF_WIDTH_M, ROAD_NEAR_M],
-                    [centre + LANE_HALF_WIDTH_M, ROAD_NEAR_M],
-                    [centre + LANE_HALF_WIDTH_M, ROAD_FAR_M],
-                    [centre - LANE_HALF_WIDTH_M, ROAD_FAR_M],
-                ],
-                "direction": {"vector": [0.0, 1.0]},
-                "default_speed_limit_kmh": SPEED_LIMIT_KMH,
-            }
-        )
-    return {
-        "version": "demo-ql13/1",
-        "camera": CAMERA_ID,
-        "image_size": {"width": camera.width, "height": camera.height},
-        "lanes": lanes,
-        "rules": {
+def demo_layout() -> RoadLayout:
+    """Three one-way lanes limited to 60 km/h, with their road-plane geometry."""
+    return RoadLayout(
+        version="demo-ql13/1",
+        camera_id=CAMERA_ID,
+        lanes=tuple(
+            LaneStrip(
+                id=lane_id(index),
+                x0=centre - LANE_HALF_WIDTH_M,
+                x1=centre + LANE_HALF_WIDTH_M,
+                name=f"Làn {index + 1}",
+            )
+            for index, centre in enumerate(LANES)
+        ),
+        near_m=ROAD_NEAR_M,
+        far_m=ROAD_FAR_M,
+        speed_limit_kmh=SPEED_LIMIT_KMH,
+        rules={
             "red_light": {"enabled": False},
             "no_stopping": {"enabled": False},
             "forbidden_lane": {"enabled": False},
             "solid_line": {"enabled": False},
         },
-    }
+    )
+
+
+def scene_document(camera: PinholeCamera) -> dict[str, object]:
+    """The scene file: three one-way lanes with their world geometry, limit 60 km/h."""
+    return layout_document(demo_layout(), camera)
 
 
 def write_scene_file(path: Path, camera: PinholeCamera) -> None:

@@ -1,0 +1,1 @@
+"""Per-rule precision and recall of the whole edge pipeline on scripted, generated scenes."""
