@@ -1,10 +1,12 @@
 """MQTT ingest: a shared MQTT 5 subscription, batches committed before they are acknowledged.
 
-paho's network thread only queues messages; one worker thread checks and stores a batch
-in one transaction, commits, publishes the end-to-end receipts of the violations the
-batch left committed (QoS 1, one ``ReceiptBatch`` per node; re-sent events included, so
-a node whose receipt was lost gets it again), and only then sends the PUBACKs
-(``manual_ack``). A message whose batch was not committed is never acknowledged, so the
+paho's network thread only queues messages. A checker thread takes them in batches and
+checks each against the contract and its node's signature; a writer thread stores each
+checked batch in one transaction, commits, publishes the end-to-end receipts of the
+violations the batch left committed (QoS 1, one ``ReceiptBatch`` per node; re-sent events
+included, so a node whose receipt was lost gets it again), and only then sends the
+PUBACKs (``manual_ack``). The two overlap: the next batch is checked while the database
+commits this one. A message whose batch was not committed is never acknowledged, so the
 broker delivers it again after a crash and the unique event id makes that harmless.
 """
 
@@ -29,13 +31,20 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from central.db import session_factory, transaction
+from central.db import one_of, session_factory, transaction
 from central.intake import Message
 from central.metrics import IngestMetrics
 from central.models import Violation
 from central.partitions import ensure_partitions
 from central.receipts import held_events, receipt_messages
-from central.records import BatchResult, KeyCache, record_batch, refresh_completeness
+from central.records import (
+    BatchResult,
+    Checked,
+    KeyCache,
+    check_batch,
+    refresh_completeness,
+    store_checked,
+)
 from central.settings import Settings
 from roadwatch.contract import CameraTopic, NodeTopic, subscription
 
@@ -47,6 +56,12 @@ class _Delivery:
     mid: int
     qos: int
     message: Message
+
+
+@dataclass(frozen=True)
+class _CheckedBatch:
+    deliveries: list[_Delivery]
+    checked: list[Checked]
 
 
 def subscriptions(settings: Settings) -> list[tuple[str, int]]:
@@ -90,11 +105,14 @@ class IngestService:
         self._partitions_retry_at = 0.0
         self.metrics = metrics or IngestMetrics()
         self._queue: queue.Queue[_Delivery] = queue.Queue()
+        # Two checked batches at most wait for the writer: the checker keeps ahead of the
+        # database without holding more than it must in memory.
+        self._checked: queue.Queue[_CheckedBatch] = queue.Queue(maxsize=2)
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._keys = KeyCache()
-        self._worker: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self.receipts_sent = 0
         # A stable id keeps the broker session (and the messages queued for it) across restarts.
         client_id = settings.mqtt_client_id or f"roadwatch-central-{socket.gethostname()}"
@@ -150,8 +168,12 @@ class IngestService:
             properties=props,
         )
         self.client.loop_start()
-        self._worker = threading.Thread(target=self._run, name="central-ingest", daemon=True)
-        self._worker.start()
+        self._threads = [
+            threading.Thread(target=self._check_loop, name="central-ingest-check", daemon=True),
+            threading.Thread(target=self._run, name="central-ingest", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def wait_ready(self, timeout: float) -> bool:
         """True once connected and the broker has acknowledged the subscriptions."""
@@ -160,8 +182,9 @@ class IngestService:
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the batch in hand, disconnect, and join every thread within ``timeout``."""
         self._stop.set()
-        if self._worker is not None:
-            self._worker.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -172,18 +195,43 @@ class IngestService:
     def __exit__(self, *_exc: object) -> None:
         self.stop()
 
-    # -- worker -------------------------------------------------------------------
+    # -- checker and writer -----------------------------------------------------
+    def _check_loop(self) -> None:
+        """Check batches against the contract and the node keys, ahead of the writer."""
+        while not self._stop.is_set():
+            batch = self._next_batch()
+            if not batch:
+                continue
+            try:
+                with self._sessions() as session:  # used only for a key not cached
+                    checked = check_batch(session, [d.message for d in batch], self._keys)
+            except DBAPIError as exc:
+                # A key could not be looked up: unacknowledged, the broker sends it again.
+                log.warning("ingest batch of %d not checked (%s)", len(batch), exc.orig)
+                self._stop.wait(1.0)
+                continue
+            item = _CheckedBatch(batch, checked)
+            while not self._stop.is_set():
+                try:
+                    self._checked.put(item, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._keep_partitions()
-            batch = self._next_batch()
-            if not batch:
+            try:
+                batch = self._checked.get(timeout=0.2)
+            except queue.Empty:
                 continue
             try:
                 self._commit_then_ack(batch)
             except Exception:
                 # Not acknowledged: the broker delivers the batch again after a reconnect.
-                log.exception("ingest batch of %d failed; left unacknowledged", len(batch))
+                log.exception(
+                    "ingest batch of %d failed; left unacknowledged", len(batch.deliveries)
+                )
                 self._stop.wait(1.0)
 
     def _keep_partitions(self) -> None:
@@ -215,19 +263,19 @@ class IngestService:
                 break
         return batch
 
-    def _commit_then_ack(self, batch: list[_Delivery]) -> None:
-        messages = [d.message for d in batch]
+    def _commit_then_ack(self, batch: _CheckedBatch) -> None:
+        checked = batch.checked
         delay = 0.5
         while True:
             try:
                 try:
-                    result = self._store(messages)
+                    result = self._store(checked)
                 except OperationalError:
                     raise
                 except Exception:
                     # One message the database refuses must not hold back the others.
                     log.exception("batch failed; storing one message at a time")
-                    result = self._store_singly(messages)
+                    result = self._store_singly(checked)
                 break
             except OperationalError as exc:
                 # The database is away: keep the batch unacknowledged and try again.
@@ -246,10 +294,10 @@ class IngestService:
                     "evidence completeness of %d cases not refreshed", len(result.incomplete_ids)
                 )
         self._send_receipts(result.held_event_ids)
-        for d in batch:
+        for d in batch.deliveries:
             if d.qos > 0:
                 self.client.ack(d.mid, d.qos)
-        self.metrics.observe(result, len(batch))
+        self.metrics.observe(result, len(batch.deliveries))
         if result.duplicates:
             log.info("ingest: %d duplicate event(s) dropped (already held)", result.duplicates)
 
@@ -260,7 +308,9 @@ class IngestService:
             return
         with self._sessions() as session:
             event_ids = list(
-                session.scalars(select(Violation.event_id).where(Violation.id.in_(violation_ids)))
+                session.scalars(
+                    select(Violation.event_id).where(one_of(session, Violation.id, violation_ids))
+                )
             )
         self._send_receipts(event_ids)
 
@@ -282,18 +332,18 @@ class IngestService:
             sent += message.count
         self.receipts_sent += sent
 
-    def _store(self, messages: list[Message]) -> BatchResult:
+    def _store(self, checked: list[Checked]) -> BatchResult:
         with transaction(self._sessions) as session:
-            return record_batch(session, messages, self._keys, completeness=False)
+            return store_checked(session, checked, completeness=False)
 
-    def _store_singly(self, messages: list[Message]) -> BatchResult:
+    def _store_singly(self, checked: list[Checked]) -> BatchResult:
         from central.intake import Refusal, RefusalCode
         from central.records import quarantine
 
         total = BatchResult()
-        for message in messages:
+        for item in checked:
             try:
-                one = self._store([message])
+                one = self._store([item])
             except OperationalError:
                 raise  # the database is away: the batch stays unacknowledged
             except Exception as exc:
@@ -301,7 +351,7 @@ class IngestService:
                 with transaction(self._sessions) as session:
                     quarantine(
                         session,
-                        message,
+                        item.message,
                         Refusal(RefusalCode.MALFORMED, f"could not be stored: {reason[:500]}"),
                     )
                 total.refuse(RefusalCode.MALFORMED)

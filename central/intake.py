@@ -94,7 +94,7 @@ def check(message: Message, keys: KeyLookup) -> Accepted | Refusal:
         )
     if isinstance(payload, ViolationEvent):
         try:
-            verify(payload, key)
+            verify(payload, key, wire=message.payload)
         except SignatureError as exc:
             return Refusal(RefusalCode.FORGED, str(exc))
     return payload

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from central.db import one_of
 from central.models import Violation
 from roadwatch.contract import NodeTopic, node_topic, to_wire
 from roadwatch.contract.models import MAX_RECEIPTS_PER_BATCH, Receipt, ReceiptBatch
@@ -48,7 +49,7 @@ def held_events(session: Session, event_ids: Sequence[str]) -> list[HeldEvent]:
             Violation.event_id,
             Violation.received_at,
             Violation.evidence_complete,
-        ).where(Violation.event_id.in_(sorted(set(event_ids))))
+        ).where(one_of(session, Violation.event_id, event_ids))
     ).all()
     return [
         HeldEvent(
@@ -69,7 +70,7 @@ def known_event_ids(session: Session, site: str, node: str, event_ids: Sequence[
     return sorted(
         session.scalars(
             select(Violation.event_id).where(
-                Violation.event_id.in_(sorted(set(event_ids))),
+                one_of(session, Violation.event_id, event_ids),
                 Violation.site == site,
                 Violation.node == node,
             )

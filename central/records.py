@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from central.audit import detail_text, entry_hash
 from central.broker_acl import broker_username, mosquitto_password_hash
-from central.intake import Message, Refusal, RefusalCode, check
+from central.db import one_of
+from central.intake import Accepted, KeyLookup, Message, Refusal, RefusalCode, check
 from central.models import (
     AuditEntry,
     AuditHead,
@@ -49,6 +50,37 @@ def _insert(session: Session, table: Any) -> Any:
     """INSERT that supports ON CONFLICT on both PostgreSQL and SQLite."""
     name = session.get_bind().dialect.name
     return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
+
+
+def _insert_rows(
+    session: Session, table: Any, rows: Sequence[dict[str, Any]], *, conflict: str
+) -> None:
+    """INSERT many rows, skipping those that conflict (``conflict``: the ON CONFLICT
+    clause's target, "" for any).
+
+    On PostgreSQL the rows travel as one array per column in a single ``INSERT ... SELECT
+    FROM unnest(...)`` statement: the database plans and runs one statement instead of one
+    per row, and the client binds a few arrays instead of every value (about 3x less CPU
+    on both sides for an ingest batch). SQLite gets executemany.
+    """
+    if not rows:
+        return
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        session.execute(_insert(session, table).on_conflict_do_nothing(), list(rows))
+        return
+    names = list(rows[0])
+    casts = ", ".join(
+        f"%(c{i})b::{table.c[name].type.compile(dialect=dialect)}[]" for i, name in enumerate(names)
+    )
+    target = f"({conflict})" if conflict else ""
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({casts}) "
+        f"ON CONFLICT {target} DO NOTHING"
+    )
+    session.connection().exec_driver_sql(
+        sql, {f"c{i}": [row[name] for row in rows] for i, name in enumerate(names)}
+    )
 
 
 # ---------------------------------------------------------------- node registry
@@ -206,6 +238,20 @@ class BatchResult:
         self.quarantined[code.value] = self.quarantined.get(code.value, 0) + 1
 
 
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A message and what the contract and signature check made of it."""
+
+    message: Message
+    outcome: Accepted | Refusal
+
+
+def check_batch(session: Session, messages: Sequence[Message], keys: KeyCache) -> list[Checked]:
+    """Check every message (the session is used only to look up a key not cached)."""
+    lookup: KeyLookup = lambda site, node: keys.lookup(session, site, node)  # noqa: E731
+    return [Checked(message, check(message, lookup)) for message in messages]
+
+
 def record_batch(
     session: Session, messages: Sequence[Message], keys: KeyCache, *, completeness: bool = True
 ) -> BatchResult:
@@ -214,10 +260,17 @@ def record_batch(
     With ``completeness=False`` the new violations that list evidence are left for the
     caller to check after commit (``refresh_completeness``), as the ingest does anyway.
     """
+    return store_checked(session, check_batch(session, messages, keys), completeness=completeness)
+
+
+def store_checked(
+    session: Session, checked: Sequence[Checked], *, completeness: bool = True
+) -> BatchResult:
+    """Store a checked batch in the caller's transaction (see ``record_batch``)."""
     result = BatchResult()
     violations: dict[str, tuple[ViolationEvent, bytes, Message]] = {}
-    for message in messages:
-        outcome = check(message, lambda s, n: keys.lookup(session, s, n))
+    for item in checked:
+        message, outcome = item.message, item.outcome
         if isinstance(outcome, Refusal):
             quarantine(session, message, outcome)
             result.refuse(outcome.code)
@@ -292,7 +345,7 @@ def _record_violations(
         event_id: (sha, payload)
         for event_id, sha, payload in session.execute(
             select(Violation.event_id, Violation.payload_sha256, Violation.payload).where(
-                Violation.event_id.in_(ids)
+                one_of(session, Violation.event_id, ids)
             )
         ).all()
     }
@@ -304,14 +357,16 @@ def _record_violations(
         return
     # No conflict target: on PostgreSQL the event-id key is claimed in violation_keys
     # (the violations table is partitioned by month), on SQLite it is a unique column.
-    session.execute(
-        _insert(session, Violation.__table__).on_conflict_do_nothing(),
+    _insert_rows(
+        session,
+        Violation.__table__,
         [_violation_row(event, wire) for event, wire, _m in fresh],
+        conflict="",
     )
     inserted = dict(
         session.execute(
             select(Violation.event_id, Violation.id).where(
-                Violation.event_id.in_([event.event_id for event, _w, _m in fresh])
+                one_of(session, Violation.event_id, [event.event_id for event, _w, _m in fresh])
             )
         ).all()
     )
@@ -336,12 +391,7 @@ def _record_violations(
         if event.evidence:
             result.incomplete_ids.append(vid)
     if refs:
-        session.execute(
-            _insert(session, EvidenceRef.__table__).on_conflict_do_nothing(
-                index_elements=["violation_id", "role"]
-            ),
-            refs,
-        )
+        _insert_rows(session, EvidenceRef.__table__, refs, conflict="violation_id, role")
         if completeness:
             result.incomplete_ids = refresh_completeness(session, result.incomplete_ids)
     session.execute(
@@ -394,14 +444,20 @@ def refresh_completeness(session: Session, violation_ids: Sequence[int]) -> list
     ids = list(violation_ids)
     session.execute(
         update(Violation)
-        .where(and_(Violation.id.in_(ids), Violation.evidence_complete.is_(False), ~missing_blob))
+        .where(
+            and_(
+                one_of(session, Violation.id, ids),
+                Violation.evidence_complete.is_(False),
+                ~missing_blob,
+            )
+        )
         .values(evidence_complete=True)
         .execution_options(synchronize_session=False)
     )
     return list(
         session.scalars(
             select(Violation.id).where(
-                Violation.id.in_(ids), Violation.evidence_complete.is_(False)
+                one_of(session, Violation.id, ids), Violation.evidence_complete.is_(False)
             )
         )
     )

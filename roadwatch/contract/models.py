@@ -7,6 +7,7 @@ timezone-aware and normalized to UTC; they serialize as ``YYYY-MM-DDTHH:MM:SS.ff
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -53,10 +54,13 @@ UtcDatetime = Annotated[
 """A timezone-aware instant, normalized to UTC."""
 
 
+_CONTROL_CHAR = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def _no_control_chars(value: str) -> str:
-    bad = next((c for c in value if (ord(c) < 0x20 and c not in "\n\t") or ord(c) == 0x7F), None)
+    bad = _CONTROL_CHAR.search(value)
     if bad is not None:
-        raise ValueError(f"control character U+{ord(bad):04X} is not allowed")
+        raise ValueError(f"control character U+{ord(bad.group()):04X} is not allowed")
     return value
 
 

@@ -69,15 +69,51 @@ def sign(model: S, key: Ed25519PrivateKey) -> S:
     return model.model_copy(update={"signature": base64.b64encode(signature).decode("ascii")})
 
 
-def verify(model: SignedModel, key: Ed25519PublicKey) -> None:
-    """Raise SignatureError unless ``model`` carries a valid signature by ``key``."""
+def verify(model: SignedModel, key: Ed25519PublicKey, *, wire: bytes | None = None) -> None:
+    """Raise SignatureError unless ``model`` carries a valid signature by ``key``.
+
+    ``wire``, the bytes ``model`` was parsed from, lets a payload sent in canonical form
+    (as nodes send it) be checked without serializing the model again; any other form is
+    checked against the model's canonical form, as without ``wire``.
+    """
     if model.signature is None:
         raise SignatureError("payload is not signed")
     try:
         raw = base64.b64decode(model.signature, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise SignatureError("signature is not valid base64") from exc
+    signed = _signed_part_of_wire(wire, model.signature) if wire is not None else None
+    if signed is not None:
+        try:
+            key.verify(raw, signed)
+            return
+        except InvalidSignature:
+            pass  # perhaps sent in another form: the canonical form decides
     try:
         key.verify(raw, signing_payload(model))
     except InvalidSignature as exc:
         raise SignatureError("signature does not match the payload and the node key") from exc
+
+
+def _signed_part_of_wire(wire: bytes, signature: str) -> bytes | None:
+    """``wire`` without its top-level signature member, or None where that member cannot
+    be told apart by its text alone.
+
+    Without ``\\u`` escapes every key is spelled literally, and inside a JSON string a
+    quote is always escaped, so a single literal ``"signature":"`` is the top-level member
+    the model's signature came from. Removing it changes nothing else: when the signature
+    matches the rest, the rest is exactly what the node signed, and it is what the model
+    holds besides the signature.
+    """
+    member = b'"signature":"' + signature.encode("ascii") + b'"'
+    if b"\\u" in wire or wire.count(b'"signature":"') != 1:
+        return None
+    at = wire.find(member)
+    if at <= 0:
+        return None
+    end = at + len(member)
+    if wire[at - 1 : at] == b",":
+        return wire[: at - 1] + wire[end:]
+    if wire[at - 1 : at] == b"{" and wire[end : end + 1] == b",":
+        return wire[:at] + wire[end + 1 :]
+    return None

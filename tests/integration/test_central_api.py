@@ -19,6 +19,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from central.db import session_factory, transaction
 from central.intake import Message
 from central.models import Camera, Violation
+from central.models import EvidenceRef as EvidenceRefRow
 from central.node_config import publish_retained
 from central.records import KeyCache, record_batch
 from central.settings import Settings
@@ -31,6 +32,7 @@ from roadwatch.contract import (
     EvidenceRef,
     EvidenceRole,
     LaneFlow,
+    Measurement,
     MediaType,
     NodeState,
     NodeStatus,
@@ -504,6 +506,82 @@ def test_statistics_and_traffic_flow(
             "mean_occupancy": 0.2,
         }
     ]
+
+
+def test_a_batch_stores_every_column_as_sent(central_db: CentralDb, make_node: Any) -> None:
+    """The batch insert (one array per column on PostgreSQL) keeps each value in its row,
+    optional values left out in every event of the batch included."""
+    node: NodeIdentity = make_node()
+    bare = [
+        signed_event(
+            node,
+            lane=None,
+            plate=None,
+            place=None,
+            evidence=[],
+            measured=Measurement(),
+            explanation=f"Đi ngược chiều {i}",
+        )
+        for i in range(3)
+    ]
+    full = [
+        signed_event(node, track_id=100 + i, occurred_at=T0 + timedelta(seconds=i))
+        for i in range(2)
+    ]
+    bare_only = [Message(node.topic(e.camera), to_wire(e)) for e in bare]
+    mixed = [Message(node.topic(e.camera), to_wire(e)) for e in [*full, full[0]]]
+    with transaction(session_factory(central_db.engine)) as s:
+        first = record_batch(s, bare_only, KeyCache())
+        second = record_batch(s, mixed, KeyCache())
+    assert (first.accepted, first.duplicates, first.incomplete_ids) == (3, 0, [])
+    assert (second.accepted, second.duplicates, len(second.incomplete_ids)) == (2, 1, 2)
+    with session_factory(central_db.engine)() as s:
+        rows = {
+            v.event_id: v
+            for v in s.scalars(
+                select(Violation).where(Violation.event_id.in_([e.event_id for e in bare + full]))
+            )
+        }
+        refs = {
+            (r.violation_id, r.role, r.sha256, r.media_type, r.size)
+            for r in s.scalars(
+                select(EvidenceRefRow).where(
+                    EvidenceRefRow.violation_id.in_([v.id for v in rows.values()])
+                )
+            )
+        }
+    assert len(rows) == 5
+    for event in bare + full:
+        row = rows[event.event_id]
+        plate = event.plate
+        assert row.payload == to_wire(event).decode()
+        assert row.payload_sha256 == hashlib.sha256(to_wire(event)).hexdigest()
+        assert (row.type, row.camera, row.lane, row.occurred_at, row.vehicle_class) == (
+            event.type.value,
+            event.camera,
+            event.lane,
+            event.occurred_at,
+            event.vehicle_class.value,
+        )
+        assert (row.plate_text, row.plate_confidence, row.plate_valid) == (
+            (plate.text, plate.confidence, plate.valid) if plate else (None, None, None)
+        )
+        assert (row.speed_kmh, row.speed_limit_kmh, row.place, row.explanation) == (
+            event.measured.speed_kmh,
+            event.measured.speed_limit_kmh,
+            event.place,
+            event.explanation,
+        )
+        assert (row.evidence_count, row.evidence_complete, row.status) == (
+            len(event.evidence),
+            not event.evidence,
+            "new",
+        )
+    assert refs == {
+        (rows[e.event_id].id, r.role.value, r.sha256, r.media_type.value, r.size)
+        for e in full
+        for r in e.evidence
+    }
 
 
 def test_registry_status_geojson_and_feed(

@@ -34,7 +34,14 @@ from roadwatch.contract import (
     parse_payload,
     to_wire,
 )
-from roadwatch.contract.signing import SignatureError, generate_private_key, sign, verify
+from roadwatch.contract.signing import (
+    SignatureError,
+    _signed_part_of_wire,
+    generate_private_key,
+    sign,
+    signing_payload,
+    verify,
+)
 from tests.factories import T0, violation_event
 
 
@@ -132,7 +139,86 @@ def test_signature_verifies_and_any_one_byte_change_breaks_it() -> None:
         flips += 1
         with pytest.raises(SignatureError):
             verify(candidate, key.public_key())
+        with pytest.raises(SignatureError):
+            verify(candidate, key.public_key(), wire=bytes(mutated))
     assert flips > 50, "too few mutations reached verification to mean anything"
+
+
+def _reformatted(wire: bytes, **dumps: object) -> bytes:
+    return json.dumps(json.loads(wire), **dumps).encode()  # type: ignore[arg-type]
+
+
+def _compact(data: dict[str, object]) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _signature_first(wire: bytes) -> bytes:
+    data = json.loads(wire)
+    return _compact({"signature": data.pop("signature"), **data})
+
+
+def _keys_reversed(wire: bytes) -> bytes:
+    return _compact(dict(reversed(json.loads(wire).items())))
+
+
+def _escaped_key(wire: bytes) -> bytes:
+    return wire.replace(b'"signature":', b'"signatur\\u0065":')
+
+
+@pytest.mark.parametrize(
+    ("name", "form", "fast"),
+    [
+        ("canonical, as nodes send it", lambda w: w, True),
+        ("signature member first", _signature_first, True),
+        ("spaces and indentation", lambda w: _reformatted(w, indent=2), False),
+        ("keys in another order", _keys_reversed, False),
+        ("ASCII escapes", lambda w: _reformatted(w, ensure_ascii=True), False),
+        ("signature key spelled with an escape", _escaped_key, False),
+    ],
+)
+def test_signature_verifies_from_the_wire_in_any_json_form(
+    name: str, form: object, fast: bool
+) -> None:
+    key = generate_private_key()
+    signed = sign(violation_event(explanation="Vượt đèn đỏ tại làn 2"), key)
+    wire = form(to_wire(signed))  # type: ignore[operator]
+    parsed = parse_payload(ViolationEvent, wire)
+    assert parsed == signed, name
+    verify(parsed, key.public_key(), wire=wire)
+    assert parsed.signature is not None
+    part = _signed_part_of_wire(wire, parsed.signature)
+    if fast:
+        assert part == signing_payload(signed)
+    else:
+        assert part is None or part != signing_payload(signed)
+
+
+def test_signed_wire_with_smuggled_members_is_refused() -> None:
+    """Text placed around the signature member to make the checked bytes differ from
+    what the model holds is caught by one path or the other."""
+    key = generate_private_key()
+    signed = sign(violation_event(explanation="honest"), key)
+    wire = to_wire(signed)
+    assert signed.signature is not None
+    member = b',"signature":"' + signed.signature.encode() + b'"'
+    forged = [
+        # a second member with another explanation after the signed one
+        wire[:-1] + b',"explanation":"forged"}',
+        # the signature given twice: the checked bytes would still hold one
+        wire[:-1] + member + b"}",
+        # the signed text moved into another field
+        wire.replace(b'"explanation":"honest"', b'"explanation":"forged"'),
+    ]
+    for raw in forged:
+        try:
+            parsed = parse_payload(ViolationEvent, raw)
+        except ContractError:
+            continue
+        if parsed == signed:
+            verify(parsed, key.public_key(), wire=raw)  # same content: rightly accepted
+            continue
+        with pytest.raises(SignatureError):
+            verify(parsed, key.public_key(), wire=raw)
 
 
 def test_signature_by_another_key_or_tampered_signature_fails() -> None:
