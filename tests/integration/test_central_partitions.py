@@ -108,6 +108,19 @@ def test_rows_land_in_their_month_or_wait_in_default_until_it_is_made(pg: Centra
         "violations_2031_07",
     ]
     assert ensure_partitions(pg.engine, months_ahead=1, today=date(2025, 12, 20)) == []
+    # The months that received rows were analyzed at once, so the planner has their
+    # column statistics instead of guessing; the month made empty was left alone.
+    with pg.engine.connect() as conn:
+        analyzed = set(
+            conn.scalars(
+                text(
+                    "SELECT DISTINCT tablename FROM pg_stats "
+                    "WHERE schemaname = current_schema() AND tablename LIKE 'violations_%'"
+                )
+            )
+        )
+    assert analyzed >= {"violations_2026_01", "violations_2026_02", "violations_2031_07"}
+    assert "violations_2025_12" not in analyzed
     assert where(pg.engine) == {
         events[0].event_id: "violations_2026_01",
         events[1].event_id: "violations_2026_02",
