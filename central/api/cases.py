@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi import Path as PathParam
 from pydantic import BeforeValidator
-from sqlalchemy import Select, or_, select
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy import Row, Select, or_, select
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from central.api.deps import (
@@ -74,7 +75,12 @@ WORKFLOW_ERRORS = {
 }
 
 
-def case_of(v: Violation) -> Case:
+# A violation as the list routes read it: the ORM object, or a row of SUMMARY_COLUMNS.
+ListRow = Row[*tuple[Any, ...]]
+CaseRow = Violation | ListRow
+
+
+def case_of(v: CaseRow) -> Case:
     return Case(
         status=Status(v.status),
         occurred_at=v.occurred_at,
@@ -90,15 +96,23 @@ def case_of(v: Violation) -> Case:
     )
 
 
-def _deadlines(v: Violation, policy: Policy, now: datetime) -> list[DeadlineOut]:
+def _deadlines(v: CaseRow, policy: Policy, now: datetime) -> list[DeadlineOut]:
     return [
         DeadlineOut(name=d.name, due_at=d.due_at, state=d.state)
         for d in deadlines(case_of(v), now, policy)
     ]
 
 
-def summary(v: Violation) -> ViolationSummary:
-    return ViolationSummary(
+def summary(v: CaseRow) -> ViolationSummary:
+    return ViolationSummary(**summary_fields(v))
+
+
+def queue_item(v: CaseRow, policy: Policy, now: datetime) -> QueueItem:
+    return QueueItem(**summary_fields(v), reviewer=v.reviewer, deadlines=_deadlines(v, policy, now))
+
+
+def summary_fields(v: CaseRow) -> dict[str, Any]:
+    return dict(
         id=v.id,
         event_id=v.event_id,
         type=v.type,
@@ -144,10 +158,11 @@ SUMMARY_COLUMNS = (
 )
 
 
-def _page(session: Session, stmt: Select[Violation], limit: int, offset: int) -> list[Violation]:
-    """One page (plus one row to tell whether more follow), loading list columns only."""
-    stmt = stmt.options(load_only(*SUMMARY_COLUMNS, raiseload=True))
-    return list(session.scalars(stmt.limit(limit + 1).offset(offset)))
+def _page(session: Session, stmt: Select[Any], limit: int, offset: int) -> Sequence[ListRow]:
+    """One page (plus one row to tell whether more follow), as rows of the list columns:
+    no ORM objects are built for a list (about half the time of a page request)."""
+    page = stmt.with_only_columns(*SUMMARY_COLUMNS).limit(limit + 1).offset(offset)
+    return session.execute(page).all()
 
 
 @router.get("/violations", tags=["violations"], summary="Search violations")
@@ -224,14 +239,7 @@ def review_queue(
         stmt = stmt.where(Violation.camera == camera)
     rows = _page(session, stmt.order_by(Violation.occurred_at, Violation.id), limit, offset)
     now = utcnow()
-    items = [
-        QueueItem(
-            **summary(v).model_dump(),
-            reviewer=v.reviewer,
-            deadlines=_deadlines(v, state.policy, now),
-        )
-        for v in rows[:limit]
-    ]
+    items = [queue_item(v, state.policy, now) for v in rows[:limit]]
     return Page[QueueItem](items=items, limit=limit, offset=offset, has_more=len(rows) > limit)
 
 
@@ -264,12 +272,7 @@ def review_deadlines(
         .order_by(Violation.occurred_at, Violation.id)
     )
     rows = _page(session, stmt, limit, offset)
-    items = [
-        QueueItem(
-            **summary(v).model_dump(), reviewer=v.reviewer, deadlines=_deadlines(v, policy, now)
-        )
-        for v in rows[:limit]
-    ]
+    items = [queue_item(v, policy, now) for v in rows[:limit]]
     return Page[QueueItem](items=items, limit=limit, offset=offset, has_more=len(rows) > limit)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -49,7 +49,13 @@ def app_state(request: Request) -> AppState:
     return state
 
 
-StateDep = Annotated[AppState, Depends(app_state)]
+# Dependencies that do no I/O are ``async def``: FastAPI runs them on the event loop
+# instead of handing each to the thread pool and back.
+async def _app_state(request: Request) -> AppState:
+    return app_state(request)
+
+
+StateDep = Annotated[AppState, Depends(_app_state)]
 
 
 def db_session(state: StateDep) -> Iterator[Session]:
@@ -94,10 +100,10 @@ def current_user(
 CurrentUser = Annotated[Caller, Depends(current_user)]
 
 
-def require(*roles: Role) -> Callable[[Caller], Caller]:
+def require(*roles: Role) -> Callable[[Caller], Coroutine[Any, Any, Caller]]:
     allowed = frozenset(roles)
 
-    def check(caller: CurrentUser) -> Caller:
+    async def check(caller: CurrentUser) -> Caller:
         if caller.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
             raise HTTPException(

@@ -19,12 +19,11 @@ from central.api.cases import (
     Offset,
     ViolationId,
     _aware,
-    _deadlines,
     _get,
     _page,
     audit_out,
     detail,
-    summary,
+    queue_item,
 )
 from central.api.deps import NOT_FOUND, PROTECTED, CaseReader, Reviewer, SessionDep, StateDep
 from central.api.schemas import AuditOut, CameraOut, Page, QueueItem, ViolationDetail
@@ -72,14 +71,7 @@ def ui_queue(
         stmt = stmt.where(Violation.occurred_at < _aware(occurred_to))
     rows = _page(session, stmt.order_by(Violation.occurred_at, Violation.id), limit, offset)
     now = utcnow()
-    items = [
-        QueueItem(
-            **summary(v).model_dump(),
-            reviewer=v.reviewer,
-            deadlines=_deadlines(v, state.policy, now),
-        )
-        for v in rows[:limit]
-    ]
+    items = [queue_item(v, state.policy, now) for v in rows[:limit]]
     return Page[QueueItem](items=items, limit=limit, offset=offset, has_more=len(rows) > limit)
 
 
