@@ -3,7 +3,9 @@
 Compared, in the same run and on the same broker, with the raw Mosquitto QoS 1 rate: a
 plain paho subscriber draining the same backlog with automatic acknowledgements. Both
 drain N signed events queued for a persistent session, so the figure is what the
-consumer sustains, not how fast one publisher can push.
+consumer sustains, not how fast one publisher can push. The ingest's clock stops when
+central's end-to-end receipts (sent after each commit) cover every event; the rows are
+then counted once.
 
     .venv/bin/python bench/ingest.py --events 20000
     (PostgreSQL: ROADWATCH_TEST_POSTGRES, default postgresql://postgres@127.0.0.1:5432/test)
@@ -37,7 +39,16 @@ from sqlalchemy import func, select  # noqa: E402
 from central.db import make_engine, migrate, session_factory, transaction  # noqa: E402
 from central.models import Violation  # noqa: E402
 from central.records import register_node  # noqa: E402
-from roadwatch.contract import CameraTopic, camera_topic, to_wire  # noqa: E402
+from roadwatch.contract import (  # noqa: E402
+    CameraTopic,
+    NodeTopic,
+    ReceiptBatch,
+    ViolationEvent,
+    camera_topic,
+    node_topic,
+    parse_payload,
+    to_wire,
+)
 from roadwatch.contract.signing import generate_private_key, public_key_pem, sign  # noqa: E402
 from roadwatch.net import free_port  # noqa: E402
 from tests.factories import violation_event  # noqa: E402
@@ -174,6 +185,38 @@ def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
             p.stdout.close()
 
 
+class ReceiptCounter:
+    """Counts the events central's receipts report committed (receipts go out after
+    commit), so the clock stops without polling the database from beside the ingest."""
+
+    def __init__(self, port: int, site: str) -> None:
+        self.seen: set[str] = set()
+        self.lock = threading.Condition()
+        self.client = client(f"bench-receipts-{uuid.uuid4().hex[:6]}")
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_a: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.client.subscribe(node_topic(site, "node-01", NodeTopic.RECEIPT), qos=1)
+        if not subscribed.wait(10):
+            raise SystemExit("receipt subscription not acknowledged")
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        batch = parse_payload(ReceiptBatch, msg.payload)
+        with self.lock:
+            self.seen.update(r.event_id for r in batch.receipts)
+            self.lock.notify_all()
+
+    def wait_for(self, ids: set[str], deadline: float) -> bool:
+        with self.lock:
+            return self.lock.wait_for(lambda: ids <= self.seen, deadline - time.monotonic())
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
 def ingest_drain(
     env: dict[str, str], replicas: int, url: str, messages: list[tuple[str, bytes]]
 ) -> float:
@@ -189,16 +232,20 @@ def ingest_drain(
         with sessions() as s:
             return int(s.scalar(select(func.count()).select_from(Violation)) or 0)
 
+    wanted = {ViolationEvent.model_validate_json(payload).event_id for _t, payload in messages}
     before = count()
+    receipts = ReceiptCounter(port, env["ROADWATCH_MQTT_SITE"])
     started = [start_ingest(env, cid) for cid in ids]
     t0 = min(t for _p, t in started)
     try:
-        while count() - before < len(messages):
-            if time.perf_counter() - t0 > 600:
-                raise SystemExit(f"ingest stored {count() - before} of {len(messages)}")
-            time.sleep(0.05)
+        if not receipts.wait_for(wanted, time.monotonic() + 600):
+            raise SystemExit(f"receipts for {len(wanted & receipts.seen)} of {len(wanted)}")
         elapsed = time.perf_counter() - t0
+        stored = count() - before
+        if stored != len(messages):
+            raise SystemExit(f"receipts for every event, but {stored} rows of {len(messages)}")
     finally:
+        receipts.close()
         stop_all([p for p, _t in started])
         engine.dispose()
     return elapsed
