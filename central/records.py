@@ -53,10 +53,15 @@ def _insert(session: Session, table: Any) -> Any:
 
 
 def _insert_rows(
-    session: Session, table: Any, rows: Sequence[dict[str, Any]], *, conflict: str
-) -> None:
+    session: Session,
+    table: Any,
+    rows: Sequence[dict[str, Any]],
+    *,
+    conflict: str,
+    returning: Sequence[str] = (),
+) -> list[Any]:
     """INSERT many rows, skipping those that conflict (``conflict``: the ON CONFLICT
-    clause's target, "" for any).
+    clause's target, "" for any); returns the ``returning`` columns of the rows inserted.
 
     On PostgreSQL the rows travel as one array per column in a single ``INSERT ... SELECT
     FROM unnest(...)`` statement: the database plans and runs one statement instead of one
@@ -64,11 +69,15 @@ def _insert_rows(
     on both sides for an ingest batch). SQLite gets executemany.
     """
     if not rows:
-        return
+        return []
     dialect = session.get_bind().dialect
     if dialect.name != "postgresql":
-        session.execute(_insert(session, table).on_conflict_do_nothing(), list(rows))
-        return
+        statement = _insert(session, table).on_conflict_do_nothing()
+        if not returning:
+            session.execute(statement, list(rows))
+            return []
+        statement = statement.returning(*(table.c[name] for name in returning))
+        return list(session.execute(statement, list(rows)).all())
     names = list(rows[0])
     casts = ", ".join(
         f"%(c{i})b::{table.c[name].type.compile(dialect=dialect)}[]" for i, name in enumerate(names)
@@ -78,9 +87,12 @@ def _insert_rows(
         f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({casts}) "
         f"ON CONFLICT {target} DO NOTHING"
     )
-    session.connection().exec_driver_sql(
+    if returning:
+        sql += f" RETURNING {', '.join(returning)}"
+    result = session.connection().exec_driver_sql(
         sql, {f"c{i}": [row[name] for row in rows] for i, name in enumerate(names)}
     )
+    return list(result.all()) if returning else []
 
 
 # ---------------------------------------------------------------- node registry
@@ -336,9 +348,9 @@ def _record_violations(
 ) -> None:
     """Insert the events not stored yet, with their evidence lists.
 
-    The payload is stored exactly as received (it is what the node signed). Inserts go
-    through executemany with ON CONFLICT DO NOTHING, so a replica that stored the same
-    event a moment earlier only makes this one skip it.
+    The payload is stored exactly as received (it is what the node signed). Rows go in
+    with ON CONFLICT DO NOTHING, so a replica that stored the same event a moment earlier
+    only makes this one skip it (and count it held).
     """
     ids = [event.event_id for event, _w, _m in items]
     stored = {
@@ -357,19 +369,19 @@ def _record_violations(
         return
     # No conflict target: on PostgreSQL the event-id key is claimed in violation_keys
     # (the violations table is partitioned by month), on SQLite it is a unique column.
-    _insert_rows(
+    returned = _insert_rows(
         session,
         Violation.__table__,
         [_violation_row(event, wire) for event, wire, _m in fresh],
         conflict="",
+        returning=("event_id", "id"),
     )
-    inserted = dict(
-        session.execute(
-            select(Violation.event_id, Violation.id).where(
-                one_of(session, Violation.event_id, [event.event_id for event, _w, _m in fresh])
-            )
-        ).all()
-    )
+    inserted: dict[str, int] = dict(returned)
+    raced = [item for item in fresh if item[0].event_id not in inserted]
+    if raced:  # stored by another replica since the look-up above: held, not new here
+        result.duplicates += len(raced)
+        result.held_event_ids += [event.event_id for event, _w, _m in raced]
+        fresh = [item for item in fresh if item[0].event_id in inserted]
     refs: list[dict[str, Any]] = []
     cameras: set[tuple[str, str, str]] = set()
     for event, _wire, _message in fresh:

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
@@ -582,6 +583,53 @@ def test_a_batch_stores_every_column_as_sent(central_db: CentralDb, make_node: A
         for e in full
         for r in e.evidence
     }
+
+
+# SQLite writers hold the database for the whole transaction (BEGIN IMMEDIATE): the race
+# exists only where replicas write side by side.
+@pytest.mark.parametrize("central_db", ["postgresql"], indirect=True)
+def test_an_event_stored_by_another_replica_mid_batch_is_held_not_doubled(
+    central_db: CentralDb, make_node: Any
+) -> None:
+    """Between this replica's look-up of stored events and its insert, another replica
+    stores two of the same events: they are counted as duplicates (held, acknowledged),
+    the rest as new, and no event or evidence row is written twice."""
+    node: NodeIdentity = make_node()
+    events = [signed_event(node, track_id=200 + i) for i in range(4)]
+    messages = [Message(node.topic(e.camera), to_wire(e)) for e in events]
+    factory = session_factory(central_db.engine)
+    other: list[Any] = []
+    raced: list[bool] = []
+
+    def race(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if raced or not statement.lstrip().upper().startswith("INSERT INTO VIOLATIONS"):
+            return
+        raced.append(True)
+        with transaction(factory) as s:
+            other.append(record_batch(s, messages[:2], KeyCache()))
+
+    sa_event.listen(central_db.engine, "before_cursor_execute", race)
+    try:
+        with transaction(factory) as s:
+            mine = record_batch(s, messages, KeyCache())
+    finally:
+        sa_event.remove(central_db.engine, "before_cursor_execute", race)
+    assert other and other[0].accepted == 2
+    assert (mine.accepted, mine.duplicates) == (2, 2)
+    assert sorted(mine.held_event_ids) == sorted(e.event_id for e in events)
+    with factory() as s:
+        rows = s.execute(
+            select(Violation.event_id, Violation.id).where(
+                Violation.event_id.in_([e.event_id for e in events])
+            )
+        ).all()
+        refs = s.scalars(
+            select(EvidenceRefRow.violation_id).where(
+                EvidenceRefRow.violation_id.in_([vid for _e, vid in rows])
+            )
+        ).all()
+    assert len(rows) == 4
+    assert len(refs) == sum(len(e.evidence) for e in events)
 
 
 def test_registry_status_geojson_and_feed(
