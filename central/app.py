@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from central.api import admin, cases, events, evidence, ioc
 from central.api.deps import AppState, app_state
 from central.api.schemas import Health
-from central.db import make_engine, migrate, session_factory
+from central.db import make_engine, migrate, read_session_factory, session_factory
 from central.evidence import EvidenceError, open_store
 from central.metrics import ApiMetrics, IngestMetrics
 from central.models import User
@@ -66,6 +66,7 @@ def create_app(
         app.state.central = AppState(
             settings=settings,
             sessions=session_factory(eng),
+            read_sessions=read_session_factory(eng),
             store=store,
             metrics=ApiMetrics(registry),
             policy=Policy(
@@ -115,7 +116,7 @@ def create_app(
     def health(request: Request) -> JSONResponse:
         state = app_state(request)
         try:
-            with state.sessions() as session:
+            with state.read_sessions() as session:
                 session.execute(text("SELECT 1"))
             body = Health(status="ok", database="ok")
             return JSONResponse(body.model_dump(), status_code=200)
@@ -227,7 +228,7 @@ def _metrics_reader(state: AppState, token: str) -> bool:
     claims = decode_access_token(token, state.settings.token_key())
     if claims is None:
         return False
-    with state.sessions() as session:
+    with state.read_sessions() as session:
         user = session.scalar(select(User).where(User.username == claims.username))
     return user is not None and user.active and Role(user.role) in readers
 

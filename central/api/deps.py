@@ -39,6 +39,7 @@ node_bearer = HTTPBearer(
 class AppState:
     settings: Settings
     sessions: sessionmaker[Session]
+    read_sessions: sessionmaker[Session]  # for GET requests: they never write
     store: EvidenceStore
     metrics: ApiMetrics
     policy: Policy
@@ -58,8 +59,13 @@ async def _app_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(_app_state)]
 
 
-def db_session(state: StateDep) -> Iterator[Session]:
-    with state.sessions() as session:
+READING = frozenset({"GET", "HEAD"})
+
+
+def db_session(state: StateDep, request: Request) -> Iterator[Session]:
+    """The request's session; a reading one for GET and HEAD (see read_session_factory)."""
+    factory = state.read_sessions if request.method in READING else state.sessions
+    with factory() as session:
         yield session
 
 

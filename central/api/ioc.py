@@ -279,7 +279,7 @@ async def feed(
 ) -> StreamingResponse:
     """Events: `violation` (a new case), `camera` and `node` (a health change). A comment
     line every 15 s keeps proxies from closing an idle stream; reconnect after it ends."""
-    sessions = state.sessions
+    sessions = state.read_sessions
     poll_s = state.settings.feed_poll_s
 
     def start() -> _FeedCursor:

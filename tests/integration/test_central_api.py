@@ -17,9 +17,9 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
 
-from central.db import session_factory, transaction
+from central.db import read_session_factory, session_factory, transaction
 from central.intake import Message
-from central.models import Camera, Violation
+from central.models import Camera, User, Violation
 from central.models import EvidenceRef as EvidenceRefRow
 from central.node_config import publish_retained
 from central.records import KeyCache, record_batch
@@ -583,6 +583,30 @@ def test_a_batch_stores_every_column_as_sent(central_db: CentralDb, make_node: A
         for e in full
         for r in e.evidence
     }
+
+
+def test_reading_sessions_read_beside_a_writer_and_refuse_to_write(
+    central_db: CentralDb,
+) -> None:
+    """GET requests read in reading sessions: while another session holds a write
+    transaction they read (SQLite: without waiting for the write lock) the last committed
+    state, and an attempt to write through one fails, leaving nothing behind."""
+    engine = central_db.engine
+    username = f"reader-{uuid.uuid4().hex[:8]}"
+    with session_factory(engine)() as writer:
+        writer.add(User(username=username, password_hash="x", role="officer", active=True))
+        writer.flush()  # holds the write transaction (SQLite: the database's write lock)
+        with read_session_factory(engine)() as reader:
+            seen = reader.scalar(select(User).where(User.username == username))
+            assert seen is None  # not committed yet
+            reader.add(User(username=username + "-r", password_hash="x", role="officer"))
+            with pytest.raises(RuntimeError, match="must not write"):
+                reader.flush()
+            reader.rollback()
+        writer.commit()
+    with read_session_factory(engine)() as reader:
+        names = reader.scalars(select(User.username).where(User.username.startswith(username)))
+        assert list(names) == [username]
 
 
 # SQLite writers hold the database for the whole transaction (BEGIN IMMEDIATE): the race
