@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi import Path as PathParam
 from pydantic import BeforeValidator
-from sqlalchemy import Row, Select, or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -75,9 +75,37 @@ WORKFLOW_ERRORS = {
 }
 
 
-# A violation as the list routes read it: the ORM object, or a row of SUMMARY_COLUMNS.
-ListRow = Row[*tuple[Any, ...]]
-CaseRow = Violation | ListRow
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A violation as the list routes read it: only the columns a list shows, built from
+    a row by position (a Row's attributes cost about 0.5 µs each to read by name)."""
+
+    id: int
+    event_id: str
+    type: str
+    site: str
+    camera: str
+    lane: str | None
+    occurred_at: datetime
+    vehicle_class: str
+    plate_text: str | None
+    plate_corrected: str | None
+    speed_kmh: float | None
+    speed_limit_kmh: float | None
+    status: str
+    version: int
+    evidence_complete: bool
+    reviewer: str | None
+    confirmed_by: str | None
+    decided_at: datetime | None
+    reject_reason: str | None
+    notice_issued_by: str | None
+    notice_issued_at: datetime | None
+    closed_at: datetime | None
+
+
+SUMMARY_COLUMNS = tuple(getattr(Violation, f.name) for f in fields(Listed))
+CaseRow = Violation | Listed
 
 
 def case_of(v: CaseRow) -> Case:
@@ -132,37 +160,11 @@ def summary_fields(v: CaseRow) -> dict[str, Any]:
     )
 
 
-SUMMARY_COLUMNS = (
-    Violation.id,
-    Violation.event_id,
-    Violation.type,
-    Violation.site,
-    Violation.camera,
-    Violation.lane,
-    Violation.occurred_at,
-    Violation.vehicle_class,
-    Violation.plate_text,
-    Violation.plate_corrected,
-    Violation.speed_kmh,
-    Violation.speed_limit_kmh,
-    Violation.status,
-    Violation.version,
-    Violation.evidence_complete,
-    Violation.reviewer,
-    Violation.confirmed_by,
-    Violation.decided_at,
-    Violation.reject_reason,
-    Violation.notice_issued_by,
-    Violation.notice_issued_at,
-    Violation.closed_at,
-)
-
-
-def _page(session: Session, stmt: Select[Any], limit: int, offset: int) -> Sequence[ListRow]:
-    """One page (plus one row to tell whether more follow), as rows of the list columns:
-    no ORM objects are built for a list (about half the time of a page request)."""
+def _page(session: Session, stmt: Select[Any], limit: int, offset: int) -> list[Listed]:
+    """One page (plus one row to tell whether more follow) of the list columns: no ORM
+    objects are built for a list (they cost about half the time of a page request)."""
     page = stmt.with_only_columns(*SUMMARY_COLUMNS).limit(limit + 1).offset(offset)
-    return session.execute(page).all()
+    return [Listed(*row) for row in session.execute(page)]
 
 
 @router.get("/violations", tags=["violations"], summary="Search violations")
