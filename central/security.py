@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 
 import jwt
 from pwdlib import PasswordHash
@@ -60,11 +61,25 @@ def issue_access_token(username: str, role: Role, key: str, minutes: int) -> str
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
-def decode_access_token(token: str, key: str) -> TokenClaims | None:
+def decode_access_token(token: str, key: str, *, now: float | None = None) -> TokenClaims | None:
+    """The claims of a valid, unexpired access token signed with ``key``; None otherwise.
+
+    A token is checked once and remembered with its expiry (a client sends the same one
+    with every request); the expiry is compared with ``now`` (default: the clock) each time.
+    """
+    checked = _checked_token(token, key)
+    if checked is None:
+        return None
+    claims, expires = checked
+    return claims if (time.time() if now is None else now) < expires else None
+
+
+@lru_cache(maxsize=4096)
+def _checked_token(token: str, key: str) -> tuple[TokenClaims, float] | None:
     try:
         data = jwt.decode(token, key, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
-        return TokenClaims(str(data["sub"]), Role(data["role"]))
-    except (jwt.PyJWTError, KeyError, ValueError):
+        return TokenClaims(str(data["sub"]), Role(data["role"])), float(data["exp"])
+    except (jwt.PyJWTError, KeyError, ValueError, TypeError):
         return None
 
 

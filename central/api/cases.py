@@ -105,6 +105,7 @@ class Listed:
 
 
 SUMMARY_COLUMNS = tuple(getattr(Violation, f.name) for f in fields(Listed))
+LISTED = select(*SUMMARY_COLUMNS)  # the list routes add their filters and order to it
 CaseRow = Violation | Listed
 
 
@@ -163,7 +164,7 @@ def summary_fields(v: CaseRow) -> dict[str, Any]:
 def _page(session: Session, stmt: Select[Any], limit: int, offset: int) -> list[Listed]:
     """One page (plus one row to tell whether more follow) of the list columns: no ORM
     objects are built for a list (they cost about half the time of a page request)."""
-    page = stmt.with_only_columns(*SUMMARY_COLUMNS).limit(limit + 1).offset(offset)
+    page = stmt.limit(limit + 1).offset(offset)
     return [Listed(*row) for row in session.execute(page)]
 
 
@@ -183,7 +184,7 @@ def search_violations(
     offset: Offset = 0,
 ) -> Page[ViolationSummary]:
     """Newest first. `plate` matches the roadside reading or the correction."""
-    stmt = select(Violation)
+    stmt = LISTED
     if plate:
         p = plate.strip().upper()
         stmt = stmt.where(or_(Violation.plate_text == p, Violation.plate_corrected == p))
@@ -230,7 +231,7 @@ def review_queue(
 ) -> Page[QueueItem]:
     """New cases and cases in review, oldest first (the notice deadline runs from the
     violation time). Confirmed cases waiting for a notice are listed by `/review/deadlines`."""
-    stmt = select(Violation)
+    stmt = LISTED
     if mine:
         stmt = stmt.where(
             Violation.status == Status.IN_REVIEW.value, Violation.reviewer == caller.username
@@ -261,18 +262,13 @@ def review_deadlines(
     now = utcnow()
     notice_cut = now - timedelta(days=policy.notice_days) + timedelta(days=1)
     escalate_cut = now - timedelta(days=policy.escalation_days) + timedelta(days=1)
-    stmt = (
-        select(Violation)
-        .where(
-            or_(
-                (Violation.status.in_(["new", "in_review", "confirmed"]))
-                & (Violation.occurred_at <= notice_cut),
-                (Violation.status == "notice_issued")
-                & (Violation.notice_issued_at <= escalate_cut),
-            )
+    stmt = LISTED.where(
+        or_(
+            (Violation.status.in_(["new", "in_review", "confirmed"]))
+            & (Violation.occurred_at <= notice_cut),
+            (Violation.status == "notice_issued") & (Violation.notice_issued_at <= escalate_cut),
         )
-        .order_by(Violation.occurred_at, Violation.id)
-    )
+    ).order_by(Violation.occurred_at, Violation.id)
     rows = _page(session, stmt, limit, offset)
     items = [queue_item(v, policy, now) for v in rows[:limit]]
     return Page[QueueItem](items=items, limit=limit, offset=offset, has_more=len(rows) > limit)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from central.api.cases import (
+    LISTED,
     Ident,
     IsoTime,
     Limit,
@@ -60,7 +61,7 @@ def ui_queue(
 ) -> Page[QueueItem]:
     """New cases and cases in review. The notice deadline runs from the violation time, so
     the oldest violation is the first due."""
-    stmt = select(Violation).where(Violation.status.in_(QUEUE_STATUSES))
+    stmt = LISTED.where(Violation.status.in_(QUEUE_STATUSES))
     if camera:
         stmt = stmt.where(Violation.camera == camera)
     if type is not None:

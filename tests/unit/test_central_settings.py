@@ -167,6 +167,9 @@ def test_tokens_and_passwords() -> None:
     token = issue_access_token("an", Role.OFFICER, "k" * 40, 15)
     claims = decode_access_token(token, "k" * 40)
     assert claims is not None and claims.role is Role.OFFICER and claims.username == "an"
+    expires = jwt.decode(token, "k" * 40, algorithms=["HS256"])["exp"]
+    assert decode_access_token(token, "k" * 40, now=expires - 1) == claims
+    assert decode_access_token(token, "k" * 40, now=expires) is None  # checked, then expired
     assert decode_access_token(token, "other" * 8) is None
     assert decode_access_token(token[:-2], "k" * 40) is None
     past = datetime.now(UTC) - timedelta(minutes=1)
