@@ -153,16 +153,22 @@ def _serve(args: argparse.Namespace) -> int:
         _settings, engine = _engine()  # migrate once, before the workers start
         engine.dispose()
         os.environ["ROADWATCH_MIGRATE_ON_START"] = "false"
-        uvicorn.run(
-            "central.app:app_from_environment",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_level="info",
-            timeout_graceful_shutdown=10,
-            proxy_headers=False,
+        from central.workers import Workers
+
+        workers = Workers(
+            args.host,
+            args.port,
+            args.workers,
+            options={"log_level": "info", "proxy_headers": False},
         )
+        workers.install_signal_handlers()
+        print(
+            f"central: serving on http://{args.host}:{args.port} with {args.workers} workers "
+            f"(database {settings.resolved_database_url.split('@')[-1]}, "
+            f"evidence {settings.evidence_location})",
+            flush=True,
+        )
+        workers.run()
         return 0
     app = create_app(settings, with_ingest=args.with_ingest)
     config = uvicorn.Config(

@@ -182,3 +182,117 @@ def test_serve_with_embedded_defaults_and_stop_on_sigterm(tmp_path: Path) -> Non
             proc.wait(5)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _socket_owners(pids: set[int], server_port: int, client_ports: list[int]) -> list[int | None]:
+    """For each client port, the pid among ``pids`` holding the server's end (Linux /proc)."""
+    inodes: dict[int, str] = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        parts = line.split()
+        local, remote, inode = parts[1], parts[2], parts[9]
+        if int(local.split(":")[1], 16) == server_port:
+            inodes[int(remote.split(":")[1], 16)] = inode
+    holder: dict[str, int] = {}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            try:
+                target = str(fd.readlink())
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                holder[target[8:-1]] = pid
+    return [holder.get(inodes.get(port, "")) for port in client_ports]
+
+
+def _health(port: int, timeout: float = 30) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=timeout) as r:
+        body: bytes = r.read()
+        return body
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux /proc")
+def test_serve_workers_share_kept_connections_replace_a_dead_worker_and_stop(
+    tmp_path: Path,
+) -> None:
+    """With --workers 2, connections opened at once and kept open spread over both
+    workers (each listens on its own socket); a worker killed with SIGKILL is replaced
+    and requests meanwhile wait instead of failing; SIGTERM stops the parent and every
+    worker."""
+    port = _free_port()
+    command = [sys.executable, "-m", "roadwatch", "central", "serve", "--port", str(port)]
+    proc = subprocess.Popen(
+        [*command, "--workers", "2"],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    clients: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert b'"ok"' in _health(port, timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.2)
+        for _ in range(16):
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        for client in clients:
+            client.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        for client in clients:
+            answer = b""
+            while b'"ok"' not in answer:
+                chunk = client.recv(4096)
+                assert chunk, "connection closed before the answer"
+                answer += chunk
+        listening = [
+            line.split()
+            for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+            if line.split()[3] == "0A" and int(line.split()[1].split(":")[1], 16) == port
+        ]
+        assert len(listening) == 2  # a socket per worker (SO_REUSEPORT), not one shared
+        workers = _children(proc.pid)
+        owners = _socket_owners(workers, port, [c.getsockname()[1] for c in clients])
+        assert None not in owners
+        assert len(set(owners)) == 2, f"every kept connection on one worker: {owners}"
+
+        victim = owners[0]
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+        for _ in range(8):  # some of these are queued for the dead worker's socket
+            assert b'"ok"' in _health(port)
+        replaced = _children(proc.pid)
+        assert victim not in replaced
+        assert len(set(owners) - {victim} & replaced) == 1
+    finally:
+        for client in clients:
+            client.close()
+        before = _children(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert proc.wait(30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+    # multiprocessing's resource tracker ends when it reads the parent's pipe close
+    deadline = time.monotonic() + 5
+    while (
+        left := [p for p in before if Path(f"/proc/{p}").exists()]
+    ) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, "a process of serve outlived it"
