@@ -16,7 +16,9 @@ Measured in the same run, as the peers of the end-to-end figure:
     .venv/bin/python bench/gpu_density.py --providers CPUExecutionProvider --seconds 10
 
 The clip is the demo road rendered at 1920x1080, 30 fps (seeded, about a minute, once,
-into var/bench/density/). Decoding is OpenCV's (FFmpeg on the CPU) in this script.
+into var/bench/density/). The end-to-end path decodes with OpenCV (FFmpeg on the CPU), as
+the node's camera readers do; where PyNvVideoCodec is installed the NVDEC decode ceiling
+(frames left in GPU memory) is measured too, with ``--nvdec-threads`` decoders.
 """
 
 from __future__ import annotations
@@ -120,6 +122,46 @@ def decode_ceiling(video: Path, threads: int, seconds: float) -> float:
     stop.set()
     for w in workers:
         w.join(10.0)
+    return rate
+
+
+def nvdec_ceiling(video: Path, threads: int, seconds: float) -> float:
+    """Frames/s that ``threads`` NVDEC decoders (PyNvVideoCodec, frames left in GPU
+    memory) sustain, each looping over the clip; raises ImportError without it."""
+    import PyNvVideoCodec
+
+    stop = threading.Event()
+    counts = [0] * threads
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            decoder = None
+            while not stop.is_set():
+                demuxer = PyNvVideoCodec.CreateDemuxer(filename=str(video))
+                if decoder is None:
+                    decoder = PyNvVideoCodec.CreateDecoder(
+                        gpuid=0, codec=demuxer.GetNvCodecId(), usedevicememory=True
+                    )
+                for packet in demuxer:
+                    counts[i] += len(decoder.Decode(packet))
+                    if stop.is_set():
+                        break
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
+    for w in workers:
+        w.start()
+    time.sleep(2.0)  # sessions open, warm-up
+    before, started = sum(counts), time.monotonic()
+    time.sleep(seconds)
+    rate = (sum(counts) - before) / (time.monotonic() - started)
+    stop.set()
+    for w in workers:
+        w.join(10.0)
+    if errors:
+        raise RuntimeError(f"NVDEC decoding failed: {errors[0]!r}")
     return rate
 
 
@@ -274,6 +316,10 @@ def main() -> int:
         "--providers", default=",".join(DEFAULT_PROVIDERS), help="comma-separated, preferred first"
     )
     parser.add_argument("--decode-threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--nvdec-threads", type=int, nargs="*", default=[8, 16],
+        help="NVDEC decoder counts to measure (when PyNvVideoCodec is installed)",
+    )  # fmt: skip
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench" / "density")
     args = parser.parse_args()
@@ -293,6 +339,16 @@ def main() -> int:
         f"decode ceiling:     {decode:8.1f} frames/s ({args.decode_threads} OpenCV threads;"
         f" {decode / FPS:.1f} streams at {FPS:.0f} fps)"
     )
+    for threads in args.nvdec_threads:
+        try:
+            nvdec = nvdec_ceiling(video, threads, args.seconds)
+        except (ImportError, RuntimeError) as exc:
+            print(f"NVDEC decode ceiling: not measured ({exc})")
+            break
+        print(
+            f"NVDEC decode ceiling: {nvdec:6.1f} frames/s ({threads} PyNvVideoCodec decoders,"
+            f" frames kept on the GPU; {nvdec / FPS:.1f} streams at {FPS:.0f} fps)"
+        )
     infer = inference_ceiling(detector, video, args.seconds)
     print(
         f"inference ceiling:  {infer:8.1f} images/s ({args.model}, batch up to {args.batch};"
