@@ -521,7 +521,7 @@ def test_a_batch_stores_every_column_as_sent(central_db: CentralDb, make_node: A
             place=None,
             evidence=[],
             measured=Measurement(),
-            explanation=f"Đi ngược chiều {i}",
+            explanation=f'Đi ngược chiều {i}, "làn 2" \\ 50% ${{x}} \\u0041',  # JSON-hostile
         )
         for i in range(3)
     ]
