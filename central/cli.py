@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -162,14 +163,15 @@ def _serve(args: argparse.Namespace) -> int:
             options={"log_level": "info", "proxy_headers": False},
         )
         workers.install_signal_handlers()
+        port = workers.bind()
+        logging.basicConfig(level=logging.INFO, format="central: %(message)s")
         print(
-            f"central: serving on http://{args.host}:{args.port} with {args.workers} workers "
+            f"central: serving on http://{args.host}:{port} with {args.workers} workers "
             f"(database {settings.resolved_database_url.split('@')[-1]}, "
             f"evidence {settings.evidence_location})",
             flush=True,
         )
-        workers.run()
-        return 0
+        return workers.run()
     app = create_app(settings, with_ingest=args.with_ingest)
     config = uvicorn.Config(
         app,

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, any_, bindparam, create_engine, event, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, ORMExecuteState, Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_LOCK_ID = 0x526F6164  # PostgreSQL advisory lock held while migrating
@@ -76,8 +76,13 @@ def read_session_factory(engine: Engine) -> sessionmaker[Session]:
     factory = sessionmaker(reader, expire_on_commit=False)
 
     @event.listens_for(factory, "before_flush")
-    def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
+    def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
         raise RuntimeError("a reading session (a GET request) must not write")
+
+    @event.listens_for(factory, "do_orm_execute")
+    def _refuse_dml(state: ORMExecuteState) -> None:
+        if state.is_insert or state.is_update or state.is_delete:
+            raise RuntimeError("a reading session (a GET request) must not write")
 
     return factory
 

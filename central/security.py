@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache, lru_cache
+from functools import cache
 
 import jwt
 from pwdlib import PasswordHash
@@ -61,26 +62,39 @@ def issue_access_token(username: str, role: Role, key: str, minutes: int) -> str
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
+MAX_TOKEN_CHARS = 4096  # ours are about 200; a longer one is refused before any check
+
+
 def decode_access_token(token: str, key: str, *, now: float | None = None) -> TokenClaims | None:
     """The claims of a valid, unexpired access token signed with ``key``; None otherwise.
 
-    A token is checked once and remembered with its expiry (a client sends the same one
-    with every request); the expiry is compared with ``now`` (default: the clock) each time.
+    A valid token is checked once and remembered with its expiry (a client sends the same
+    one with every request); the expiry is compared with ``now`` (default: the clock) each
+    time. Refused tokens are not remembered: they cannot fill the memory, and a token
+    refused for a moment (issued by a replica whose clock runs ahead) is checked again.
     """
-    checked = _checked_token(token, key)
-    if checked is None:
+    if len(token) > MAX_TOKEN_CHARS:
         return None
+    checked = _checked_tokens.get((token, key))
+    if checked is None:
+        try:
+            data = jwt.decode(
+                token, key, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
+            )
+            checked = TokenClaims(str(data["sub"]), Role(data["role"])), float(data["exp"])
+        except (jwt.PyJWTError, KeyError, ValueError, TypeError):
+            return None
+        with _checked_tokens_lock:  # request threads add at the same time
+            _checked_tokens[(token, key)] = checked
+            while len(_checked_tokens) > _CHECKED_TOKENS_KEPT:
+                del _checked_tokens[next(iter(_checked_tokens))]  # the oldest
     claims, expires = checked
     return claims if (time.time() if now is None else now) < expires else None
 
 
-@lru_cache(maxsize=4096)
-def _checked_token(token: str, key: str) -> tuple[TokenClaims, float] | None:
-    try:
-        data = jwt.decode(token, key, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
-        return TokenClaims(str(data["sub"]), Role(data["role"])), float(data["exp"])
-    except (jwt.PyJWTError, KeyError, ValueError, TypeError):
-        return None
+_CHECKED_TOKENS_KEPT = 4096
+_checked_tokens: dict[tuple[str, str], tuple[TokenClaims, float]] = {}
+_checked_tokens_lock = threading.Lock()
 
 
 def new_node_token() -> str:

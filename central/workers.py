@@ -7,9 +7,12 @@ while the others idle. Here each worker listens on its own socket bound with
 SO_REUSEPORT to the same address, and the kernel spreads new connections over them.
 
 The parent holds the sockets: a worker that dies is replaced on the same socket, and the
-connections the kernel queued for it meanwhile wait for the replacement. SIGTERM or
-SIGINT stops every worker gracefully (uvicorn's own shutdown, ``graceful_s``), then kills
-what is left; the parent returns within ``graceful_s`` + 5 s.
+connections the kernel queued for it meanwhile wait for the replacement. A worker that
+keeps dying soon after its start (``CRASH_LIMIT`` times in a row) stops the whole server
+with exit status 1, so a service manager sees the failure instead of a restart loop.
+SIGTERM or SIGINT stops every worker gracefully (uvicorn's own shutdown, ``graceful_s``),
+then kills what is left; the parent returns within ``graceful_s`` + 5 s. A worker whose
+parent dies (SIGKILL) is sent SIGTERM by the kernel (Linux), so none serves on alone.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import logging
 import multiprocessing
 import signal
 import socket
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.context import SpawnProcess
 from typing import Any
@@ -33,14 +36,27 @@ multiprocessing.allow_connection_pickling()  # sockets travel to spawned workers
 _spawn = multiprocessing.get_context("spawn")
 
 APP_FACTORY = "central.app:app_from_environment"
-RESTART_BACKOFF_S = 1.0  # a worker that keeps dying is restarted at most this often
+RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0)  # waits before restarts after quick deaths
+QUICK_DEATH_S = 20.0  # a worker that dies sooner than this after its start "crashed"
+CRASH_LIMIT = 5  # crashes in a row of one worker that stop the server
 
 
 def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
-    """``count`` sockets bound to (host, port) with SO_REUSEPORT, listening."""
+    """``count`` sockets bound to (host, port) with SO_REUSEPORT, listening.
+
+    The address is first bound once without SO_REUSEPORT, so a port another server holds
+    (with or without SO_REUSEPORT) is refused with a clear error instead of shared. Port 0
+    takes a free port, the same for every socket.
+    """
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise UserError("--workers above 1 needs SO_REUSEPORT (Linux); serve with one worker")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sockets: list[socket.socket] = []
     try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            port = probe.getsockname()[1]
         for _ in range(count):
             sock = socket.socket(family, socket.SOCK_STREAM)
             sockets.append(sock)
@@ -48,7 +64,6 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
             sock.listen(2048)
-            sock.set_inheritable(True)
     except OSError as exc:
         for sock in sockets:
             sock.close()
@@ -56,8 +71,20 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
+def _die_with_parent() -> None:
+    """Ask the kernel to send SIGTERM when the parent ends (Linux prctl; else nothing)."""
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    except (OSError, AttributeError):
+        pass
+
+
 def _serve(sock: socket.socket, options: dict[str, Any]) -> None:
     """A worker: uvicorn serving the app built from the environment on ``sock``."""
+    _die_with_parent()
     import uvicorn
 
     config = uvicorn.Config(APP_FACTORY, factory=True, **options)
@@ -71,60 +98,100 @@ class _Slot:
     sock: socket.socket
     process: SpawnProcess | None = None
     started: float = 0.0
+    crashes: int = 0  # quick deaths in a row
+    restart_at: float = 0.0
 
 
 @dataclass
 class Workers:
-    """``count`` uvicorn workers on ``host``:``port``; ``run`` blocks until told to stop."""
+    """``count`` workers on ``host``:``port``: ``bind``, then ``run`` until told to stop.
+
+    ``target(sock, options)`` is what a worker runs (uvicorn serving the app).
+    """
 
     host: str
     port: int
     count: int
     graceful_s: float = 10.0
     options: dict[str, Any] = field(default_factory=dict)
-    stopping: threading.Event = field(default_factory=threading.Event)
+    target: Callable[[socket.socket, dict[str, Any]], None] = _serve
+    crash_limit: int = CRASH_LIMIT
+    backoff_s: tuple[float, ...] = RESTART_BACKOFF_S
+    _stopping: bool = False  # set by the signal handlers: a plain flag takes no lock
+    _slots: list[_Slot] = field(default_factory=list)
 
-    def run(self) -> None:
-        slots = [_Slot(sock) for sock in listening_sockets(self.host, self.port, self.count)]
+    def bind(self) -> int:
+        """Bind the sockets; returns the port (the one chosen, for port 0)."""
+        self._slots = [_Slot(s) for s in listening_sockets(self.host, self.port, self.count)]
+        self.port = self._slots[0].sock.getsockname()[1]
+        return self.port
+
+    def run(self) -> int:
+        """Serve until stopped (0) or until a worker keeps crashing (1)."""
+        if not self._slots:
+            self.bind()
         options = {
             **self.options,
             "host": self.host,
             "port": self.port,
             "timeout_graceful_shutdown": self.graceful_s,
         }
+        status = 0
         try:
-            while not self.stopping.is_set():
-                for slot in slots:
-                    self._keep_alive(slot, options)
-                self.stopping.wait(0.25)
+            while not self._stopping:
+                if not all(self._keep_alive(slot, options) for slot in self._slots):
+                    status = 1
+                    break
+                time.sleep(0.25)
         finally:
-            self._stop(slots)
-            for slot in slots:
+            self._stop()
+            for slot in self._slots:
                 slot.sock.close()
+        return status
 
     def stop(self) -> None:
-        self.stopping.set()
+        self._stopping = True
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_a: self.stopping.set())
+            signal.signal(sig, lambda *_a: self.stop())
 
-    def _keep_alive(self, slot: _Slot, options: dict[str, Any]) -> None:
+    def _keep_alive(self, slot: _Slot, options: dict[str, Any]) -> bool:
+        """Start or restart the slot's worker; False once it has crashed too often."""
+        now = time.monotonic()
         process = slot.process
         if process is not None:
             if process.is_alive():
-                return
+                if now - slot.started >= QUICK_DEATH_S:
+                    slot.crashes = 0  # it has been up a while
+                return True
             process.join()
-            log.warning("worker %s exited with %s; starting another", process.pid, process.exitcode)
             slot.process = None
-        if time.monotonic() - slot.started < RESTART_BACKOFF_S:
-            return  # it died at once: wait a little before the next try
-        slot.process = _spawn.Process(target=_serve, args=(slot.sock, options), daemon=False)
+            quick = now - slot.started < QUICK_DEATH_S
+            slot.crashes = slot.crashes + 1 if quick else 0
+            if slot.crashes >= self.crash_limit:
+                log.error(
+                    "worker %s exited with %s, %d times in a row soon after starting; "
+                    "stopping the server",
+                    process.pid, process.exitcode, slot.crashes,
+                )  # fmt: skip
+                return False
+            wait = self.backoff_s[min(slot.crashes, len(self.backoff_s)) - 1] if quick else 0.0
+            log.warning(
+                "worker %s exited with %s; starting another in %.1f s",
+                process.pid, process.exitcode, wait,
+            )  # fmt: skip
+            slot.restart_at = now + wait
+        if now < slot.restart_at:
+            return True
+        slot.process = _spawn.Process(target=self.target, args=(slot.sock, options))
         slot.process.start()
         slot.started = time.monotonic()
+        return True
 
-    def _stop(self, slots: list[_Slot]) -> None:
-        running = [s.process for s in slots if s.process is not None and s.process.is_alive()]
+    def _stop(self) -> None:
+        running = [s.process for s in self._slots if s.process is not None]
+        running = [p for p in running if p.is_alive()]
         for process in running:
             process.terminate()
         deadline = time.monotonic() + self.graceful_s + 5.0

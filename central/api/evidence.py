@@ -126,6 +126,7 @@ def get_evidence(
 ) -> StreamingResponse:
     _check_sha(sha256)
     blob = session.get(Blob, sha256)
+    session.close()  # the download may take long: it holds no database connection
     if blob is None or not state.store.exists(sha256):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "blob has not arrived")
     return StreamingResponse(

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event as sa_event
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -603,6 +603,8 @@ def test_reading_sessions_read_beside_a_writer_and_refuse_to_write(
             with pytest.raises(RuntimeError, match="must not write"):
                 reader.flush()
             reader.rollback()
+            with pytest.raises(RuntimeError, match="must not write"):
+                reader.execute(update(User).values(active=False))
         writer.commit()
     with read_session_factory(engine)() as reader:
         names = reader.scalars(select(User.username).where(User.username.startswith(username)))

@@ -10,6 +10,7 @@ from pathlib import Path
 import jwt
 import pytest
 
+from central import security
 from central.security import (
     decode_access_token,
     hash_password,
@@ -170,6 +171,13 @@ def test_tokens_and_passwords() -> None:
     expires = jwt.decode(token, "k" * 40, algorithms=["HS256"])["exp"]
     assert decode_access_token(token, "k" * 40, now=expires - 1) == claims
     assert decode_access_token(token, "k" * 40, now=expires) is None  # checked, then expired
+    padded = jwt.encode({"sub": "an", "role": "officer", "exp": expires, "x": "y" * 5000}, "k" * 40)
+    assert jwt.decode(padded, "k" * 40, algorithms=["HS256"])["sub"] == "an"
+    assert decode_access_token(padded, "k" * 40) is None  # over MAX_TOKEN_CHARS: not checked
+    ahead = datetime.now(UTC) + timedelta(minutes=5)
+    early = jwt.encode({"sub": "an", "role": "officer", "iat": ahead, "exp": expires}, "k" * 40)
+    assert decode_access_token(early, "k" * 40) is None  # issued "in the future": refused...
+    assert (early, "k" * 40) not in security._checked_tokens  # ...and not remembered
     assert decode_access_token(token, "other" * 8) is None
     assert decode_access_token(token[:-2], "k" * 40) is None
     past = datetime.now(UTC) - timedelta(minutes=1)
