@@ -172,7 +172,7 @@ def _serve(args: argparse.Namespace) -> int:
             flush=True,
         )
         return workers.run()
-    app = create_app(settings, with_ingest=args.with_ingest)
+    app = create_app(settings, with_ingest=args.with_ingest, freeze_gc=True)
     config = uvicorn.Config(
         app,
         host=args.host,
