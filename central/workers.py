@@ -117,8 +117,8 @@ class Workers:
     target: Callable[[socket.socket, dict[str, Any]], None] = _serve
     crash_limit: int = CRASH_LIMIT
     backoff_s: tuple[float, ...] = RESTART_BACKOFF_S
-    _stopping: bool = False  # set by the signal handlers: a plain flag takes no lock
-    _slots: list[_Slot] = field(default_factory=list)
+    _stopping: bool = field(default=False, init=False)  # a plain flag: takes no lock
+    _slots: list[_Slot] = field(default_factory=list, init=False)
 
     def bind(self) -> int:
         """Bind the sockets; returns the port (the one chosen, for port 0)."""
