@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,10 +113,23 @@ def decode_ceiling(video: Path, threads: int, seconds: float) -> float:
         finally:
             cap.release()
 
-    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
+    return _threads_rate(work, counts, stop, seconds, warm_up_s=1.0)
+
+
+def _threads_rate(
+    work: Callable[[int], None],
+    counts: list[int],
+    stop: threading.Event,
+    seconds: float,
+    *,
+    warm_up_s: float,
+) -> float:
+    """Run ``work(i)`` in ``len(counts)`` threads, each adding to ``counts[i]``; after the
+    warm-up, the sum's rate over ``seconds``; then ``stop`` and join."""
+    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(counts))]
     for w in workers:
         w.start()
-    time.sleep(1.0)  # warm-up
+    time.sleep(warm_up_s)
     before, started = sum(counts), time.monotonic()
     time.sleep(seconds)
     rate = (sum(counts) - before) / (time.monotonic() - started)
@@ -150,16 +164,7 @@ def nvdec_ceiling(video: Path, threads: int, seconds: float) -> float:
         except BaseException as exc:  # reported by the caller
             errors.append(exc)
 
-    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
-    for w in workers:
-        w.start()
-    time.sleep(2.0)  # sessions open, warm-up
-    before, started = sum(counts), time.monotonic()
-    time.sleep(seconds)
-    rate = (sum(counts) - before) / (time.monotonic() - started)
-    stop.set()
-    for w in workers:
-        w.join(10.0)
+    rate = _threads_rate(work, counts, stop, seconds, warm_up_s=2.0)  # sessions open first
     if errors:
         raise RuntimeError(f"NVDEC decoding failed: {errors[0]!r}")
     return rate
