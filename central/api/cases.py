@@ -168,6 +168,16 @@ def _page(session: Session, stmt: Select[Any], limit: int, offset: int) -> list[
     return [Listed(*row) for row in session.execute(page)]
 
 
+def queue_page(
+    session: Session, stmt: Select[Any], policy: Policy, limit: int, offset: int
+) -> Page[QueueItem]:
+    """One page of ``stmt`` (LISTED with filters and order) as queue items with deadlines."""
+    rows = _page(session, stmt, limit, offset)
+    now = utcnow()
+    items = [queue_item(v, policy, now) for v in rows[:limit]]
+    return Page[QueueItem](items=items, limit=limit, offset=offset, has_more=len(rows) > limit)
+
+
 @router.get("/violations", tags=["violations"], summary="Search violations")
 def search_violations(
     _: AnyUser,
@@ -240,10 +250,8 @@ def review_queue(
         stmt = stmt.where(Violation.status.in_([Status.NEW.value, Status.IN_REVIEW.value]))
     if camera:
         stmt = stmt.where(Violation.camera == camera)
-    rows = _page(session, stmt.order_by(Violation.occurred_at, Violation.id), limit, offset)
-    now = utcnow()
-    items = [queue_item(v, state.policy, now) for v in rows[:limit]]
-    return Page[QueueItem](items=items, limit=limit, offset=offset, has_more=len(rows) > limit)
+    stmt = stmt.order_by(Violation.occurred_at, Violation.id)
+    return queue_page(session, stmt, state.policy, limit, offset)
 
 
 @router.get(
@@ -269,9 +277,7 @@ def review_deadlines(
             (Violation.status == "notice_issued") & (Violation.notice_issued_at <= escalate_cut),
         )
     ).order_by(Violation.occurred_at, Violation.id)
-    rows = _page(session, stmt, limit, offset)
-    items = [queue_item(v, policy, now) for v in rows[:limit]]
-    return Page[QueueItem](items=items, limit=limit, offset=offset, has_more=len(rows) > limit)
+    return queue_page(session, stmt, policy, limit, offset)
 
 
 def _get(session: Session, violation_id: int) -> Violation:

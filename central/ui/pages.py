@@ -21,14 +21,13 @@ from central.api.cases import (
     ViolationId,
     _aware,
     _get,
-    _page,
     audit_out,
     detail,
-    queue_item,
+    queue_page,
 )
 from central.api.deps import NOT_FOUND, PROTECTED, CaseReader, Reviewer, SessionDep, StateDep
 from central.api.schemas import AuditOut, CameraOut, Page, QueueItem, ViolationDetail
-from central.models import AuditEntry, Camera, Violation, utcnow
+from central.models import AuditEntry, Camera, Violation
 from central.workflow import OPEN_STATUSES, Role, Status
 from roadwatch.contract import ViolationType
 
@@ -70,10 +69,8 @@ def ui_queue(
         stmt = stmt.where(Violation.occurred_at >= _aware(occurred_from))
     if occurred_to is not None:
         stmt = stmt.where(Violation.occurred_at < _aware(occurred_to))
-    rows = _page(session, stmt.order_by(Violation.occurred_at, Violation.id), limit, offset)
-    now = utcnow()
-    items = [queue_item(v, state.policy, now) for v in rows[:limit]]
-    return Page[QueueItem](items=items, limit=limit, offset=offset, has_more=len(rows) > limit)
+    stmt = stmt.order_by(Violation.occurred_at, Violation.id)
+    return queue_page(session, stmt, state.policy, limit, offset)
 
 
 @router.get("/cases/{violation_id}", summary="One case as its page shows it", responses=NOT_FOUND)
