@@ -16,9 +16,10 @@ Measured in the same run, as the peers of the end-to-end figure:
     .venv/bin/python bench/gpu_density.py --providers CPUExecutionProvider --seconds 10
 
 The clip is the demo road rendered at 1920x1080, 30 fps (seeded, about a minute, once,
-into var/bench/density/). The end-to-end path decodes with OpenCV (FFmpeg on the CPU), as
-the node's camera readers do; where PyNvVideoCodec is installed the NVDEC decode ceiling
-(frames left in GPU memory) is measured too, with ``--nvdec-threads`` decoders.
+into var/bench/density/). The end-to-end path decodes as the node's camera readers do
+(``--decoder``: NVDEC where PyNvVideoCodec, CuPy and a GPU are usable, else OpenCV);
+where PyNvVideoCodec is installed the NVDEC decode ceiling (frames left in GPU memory) is
+measured too, with ``--nvdec-threads`` decoders.
 """
 
 from __future__ import annotations
@@ -210,7 +211,7 @@ class Trial:
 
 def trial(
     streams: int, video: Path, scene: dict[str, Any], calibration: Path, folder: Path,
-    pool: DetectorPool, seconds: float, model: DetectorConfig,
+    pool: DetectorPool, seconds: float, model: DetectorConfig, decoder: str,
 ) -> Trial:  # fmt: skip
     """``streams`` cameras through the node's path for ``seconds`` (after a warm-up)."""
     from edge.config import parse_site_config
@@ -228,7 +229,7 @@ def trial(
         )  # fmt: skip
     config = parse_site_config(
         {"site": "bench", "node": "density", "cameras": cameras, "plates": False,
-         "detector": model.model_dump(mode="json")}
+         "detector": model.model_dump(mode="json"), "decode": {"decoder": decoder}}
     )  # fmt: skip
     node = EdgeNode.from_config(config, model_version=model.model)
     pipeline = LivePipeline(config, pool)
@@ -304,10 +305,16 @@ def versions(detector: Detector) -> str:
         ).stdout.strip()  # fmt: skip
     except OSError:
         pass
+    try:
+        from importlib.metadata import version
+
+        nvc = f"; PyNvVideoCodec {version('pynvvideocodec')}"
+    except ImportError:
+        nvc = ""
     return (
         f"device: {gpu or platform.processor() or platform.machine()}, {os.cpu_count()} CPUs;"
         f" onnxruntime {ort.__version__} on {detector.providers[0]};"
-        f" OpenCV {cv2.__version__}; NumPy {np.__version__}"
+        f" OpenCV {cv2.__version__}; NumPy {np.__version__}{nvc}"
     )
 
 
@@ -322,6 +329,10 @@ def main() -> int:
     )
     parser.add_argument("--decode-threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
+        "--decoder", choices=("auto", "opencv", "nvdec"), default="auto",
+        help="the camera readers' decoder end to end (auto: NVDEC where it runs)",
+    )  # fmt: skip
+    parser.add_argument(
         "--nvdec-threads", type=int, nargs="*", default=[8, 16],
         help="NVDEC decoder counts to measure (when PyNvVideoCodec is installed)",
     )  # fmt: skip
@@ -329,6 +340,9 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench" / "density")
     args = parser.parse_args()
 
+    from edge.nvdec import capture_factory
+
+    decoder = capture_factory(args.decoder)[1]  # what auto chooses, or why nvdec cannot run
     video, scene, calibration = prepare(args.workdir, args.data)
     model = DetectorConfig(
         model=args.model, max_batch=args.batch,
@@ -359,15 +373,20 @@ def main() -> int:
         f"inference ceiling:  {infer:8.1f} images/s ({args.model}, batch up to {args.batch};"
         f" {infer / FPS:.1f} streams at {FPS:.0f} fps)"
     )
-    print("end to end (decode -> detect -> track -> rules -> events):", file=sys.stderr)
+    print(
+        f"end to end (decode on {decoder} -> detect -> track -> rules -> events):",
+        file=sys.stderr,
+    )
     best, trials = search(
-        lambda n: trial(n, video, scene, calibration, args.workdir, pool, args.seconds, model),
+        lambda n: trial(
+            n, video, scene, calibration, args.workdir, pool, args.seconds, model, decoder
+        ),
         args.max_streams,
     )
     widest = max(trials, key=lambda t: t.total_fps)
     streams = best.streams if best else 0
     print(
-        f"end to end:         {streams} streams at {FPS:.0f} fps"
+        f"end to end:         {streams} streams at {FPS:.0f} fps, decoded by {decoder}"
         f" (largest total {widest.total_fps:.1f} frames/s at {widest.streams} streams;"
         f" ratio to the decode ceiling {widest.total_fps / decode:.2f})"
     )

@@ -8,7 +8,7 @@ capabilities add their own sections as separate models in their own modules.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -103,6 +103,20 @@ class IntegrityConfig(BaseModel):
     )
 
 
+class DecodeConfig(BaseModel):
+    """Where the node's camera streams are decoded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    decoder: Literal["auto", "opencv", "nvdec"] = Field(
+        "auto",
+        description="nvdec: the GPU's video decoder (PyNvVideoCodec; frames stay in GPU"
+        " memory for the detector); opencv: FFmpeg on the CPU; auto: nvdec where"
+        " PyNvVideoCodec, CuPy and a GPU are usable, else opencv",
+    )
+    gpu: Annotated[int, Field(ge=0, le=15)] = Field(0, description="GPU that decodes")
+
+
 class SiteConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -115,6 +129,7 @@ class SiteConfig(BaseModel):
         None, description="broker, central, outbox and node key; none: violations stay local"
     )
     integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
     plates: bool = Field(True, description="read the plates of vehicles that broke a rule")
     version: Annotated[str, Field(min_length=1, max_length=128)] = Field(
         "local", description="configuration version, reported in the node's status"

@@ -29,6 +29,7 @@ from edge.device_batch import (
     Candidates,
     cuda_backend,
     host_backend,
+    host_image,
     letterbox_on,
     select_candidates,
 )
@@ -277,7 +278,8 @@ class Detector:
         self.detect([np.zeros((self.size, self.size, 3), np.uint8)])
 
     def detect(self, frames: Sequence[Image]) -> list[Detections]:
-        """Detections of each frame (BGR uint8), in one inference call per batch."""
+        """Detections of each frame (BGR uint8, in host memory or a CuPy array on the GPU),
+        in one inference call per batch."""
         results: list[Detections] = []
         step = self.config.max_batch if self.dynamic_batch else 1
         for start in range(0, len(frames), step):
@@ -301,7 +303,7 @@ class Detector:
             found = select_candidates(self.backend, raw, cols, thresholds)
             return decode_candidates(found, boxes, classes, self.config)
         batch = np.empty((len(chunk), 3, self.size, self.size), np.float32)
-        boxes = [letterbox_into(f, self.size, batch[i]) for i, f in enumerate(chunk)]
+        boxes = [letterbox_into(host_image(f), self.size, batch[i]) for i, f in enumerate(chunk)]
         raw = np.asarray(self._session.run(None, {self._input: batch})[0], np.float32)
         found = select_candidates(host_backend(), raw, cols, thresholds)
         return decode_candidates(found, boxes, classes, self.config)

@@ -46,9 +46,20 @@ class ArrayBackend:
     to_host: Callable[[Array], npt.NDArray[Any]]
     synchronize: Callable[[], None]
 
-    def asarray(self, frame: npt.NDArray[Any]) -> Array:
-        """A host frame on this backend (a copy on the GPU, the same array on the host)."""
+    def asarray(self, frame: Array) -> Array:
+        """A frame on this backend: a host frame is copied up to the GPU, a GPU frame down to
+        the host; one already there is returned as is."""
+        if self.xp is np:
+            return host_image(frame)
         return self.xp.asarray(frame)
+
+
+def host_image(image: Array) -> npt.NDArray[np.uint8]:
+    """An image in host memory: a GPU (CuPy) array is copied down, a host one returned as is."""
+    if isinstance(image, np.ndarray):
+        return image
+    host: npt.NDArray[np.uint8] = np.asarray(image.get(), dtype=np.uint8)
+    return host
 
 
 def host_backend() -> ArrayBackend:

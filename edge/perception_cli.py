@@ -155,8 +155,8 @@ def _run_with(
         # node.config: the node's file, or the config central last pushed when it fits.
         pipeline = LivePipeline(node.config)  # opens nothing yet; refuses missing files first
         print(
-            f"running {len(pipeline.cameras)} camera(s), enforcement on"
-            f" {len(node.enforcement)}; stop with Ctrl-C",
+            f"running {len(pipeline.cameras)} camera(s) decoded by {pipeline.decoder},"
+            f" enforcement on {len(node.enforcement)}; stop with Ctrl-C",
             file=sys.stderr,
         )
         summary = node.run_live(stop, pipeline=pipeline)

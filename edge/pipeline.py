@@ -18,8 +18,10 @@ from pathlib import Path
 from edge.config import CameraConfig, SiteConfig
 from edge.detections import Detections, ObjectClass
 from edge.detector import Detector, DetectorConfig
+from edge.nvdec import CaptureOpener, capture_factory
 from edge.sources import (
     CameraReader,
+    Capture,
     Frame,
     ReadCounters,
     SourceError,
@@ -130,20 +132,29 @@ def process_file(
 
 
 class LivePipeline:
-    """All cameras of a node: one reader thread each, one batched inference per model."""
+    """All cameras of a node: one reader thread each, one batched inference per model.
 
-    def __init__(self, config: SiteConfig, detectors: DetectorPool | None = None) -> None:
+    The readers decode where ``decode`` says (NVDEC or OpenCV; ``opener`` replaces that
+    choice, for tests); ``decoder`` tells which one runs."""
+
+    def __init__(
+        self,
+        config: SiteConfig,
+        detectors: DetectorPool | None = None,
+        *,
+        opener: CaptureOpener | None = None,
+    ) -> None:
         self.config = config
         self.cameras: list[CameraConfig] = [c for c in config.cameras if c.enabled]
         for cam in self.cameras:
             if not is_stream(cam.url) and not Path(cam.url.removeprefix("file://")).is_file():
                 raise SourceError(f"camera {cam.id}: no such video file: {cam.url}")
-        self.readers = {
-            c.id: CameraReader(
-                c.id, c.url, target_fps=c.target_fps, loop=c.loop, stall_timeout_s=c.stall_timeout_s
-            )
-            for c in self.cameras
-        }
+        if opener is None:
+            opener, self.decoder = capture_factory(config.decode.decoder, config.decode.gpu)
+        else:
+            self.decoder = "custom"
+        log.info("cameras decoded by %s", self.decoder)
+        self.readers = {c.id: _reader(c, opener) for c in self.cameras}
         self.detectors = detectors or DetectorPool()
         self.trackers = {
             c.id: Tracker(config.tracker, fps=c.target_fps or 25.0) for c in self.cameras
@@ -168,7 +179,7 @@ class LivePipeline:
             by_model.setdefault(key, (det_config, []))[1].append(frame)
         out: list[TrackedFrame] = []
         for det_config, group in by_model.values():
-            results = self.detectors.get(det_config).detect([f.image for f in group])
+            results = self.detectors.get(det_config).detect([f.pixels for f in group])
             for frame, dets in zip(group, results, strict=True):
                 tracks = self.trackers[frame.camera].update(dets, frame.monotonic)
                 self.summary.observe(tracks)
@@ -211,3 +222,13 @@ class LivePipeline:
     def close(self, timeout_s: float = 10.0) -> None:
         for reader in self.readers.values():
             reader.stop(timeout_s)
+
+
+def _reader(camera: CameraConfig, opener: CaptureOpener) -> CameraReader:
+    def capture(url: str) -> Capture:
+        return opener(url, camera.stall_timeout_s)
+
+    return CameraReader(
+        camera.id, camera.url, target_fps=camera.target_fps, loop=camera.loop,
+        stall_timeout_s=camera.stall_timeout_s, capture=capture,
+    )  # fmt: skip

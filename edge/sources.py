@@ -18,13 +18,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from edge.device_batch import host_image
 from roadwatch.contract import CameraHealth, CameraState
 from roadwatch.errors import UserError
 
@@ -43,13 +45,22 @@ class Frame:
     index: int  # position in the source since the reader started (gaps are drops)
     monotonic: float  # time.monotonic() when the frame was read
     captured_at: datetime  # UTC wall clock when the frame was read
-    image: Image  # BGR, uint8, (height, width, 3)
+    pixels: Any  # BGR, uint8, (height, width, 3): a NumPy array, or CuPy from NVDEC
+
+    @cached_property
+    def image(self) -> Image:
+        """The picture in host memory (copied down from the GPU once, when first asked)."""
+        return host_image(self.pixels)
+
+    @property
+    def on_device(self) -> bool:
+        return not isinstance(self.pixels, np.ndarray)
 
 
 class Capture(Protocol):
     """The few calls the readers need from a video capture."""
 
-    def read(self) -> tuple[bool, Image | None]: ...
+    def read(self) -> tuple[bool, Any]: ...  # (ok, BGR frame on the host or the GPU)
 
     def release(self) -> None: ...
 
@@ -95,13 +106,23 @@ class OpenCvCapture:
 CaptureFactory = Callable[[str], Capture]
 
 
+def open_opencv(url: str, stall_timeout_s: float) -> OpenCvCapture:
+    """OpenCV capture of a camera whose read time-out is its stall watchdog: no frame for
+    that long ends the read."""
+    return OpenCvCapture(
+        url, open_timeout_s=min(stall_timeout_s, 10.0), read_timeout_s=stall_timeout_s
+    )
+
+
 def valid_image(image: object, expected: tuple[int, ...] | None = None) -> bool:
-    """A decodable BGR frame: uint8, (h, w, 3), non-empty, and the stream's size once known."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+    """A decodable BGR frame: uint8, (h, w, 3), non-empty, and the stream's size once known
+    (a NumPy array, or a CuPy array in GPU memory)."""
+    if getattr(image, "dtype", None) != np.uint8:
         return False
-    if image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
+    shape = tuple(getattr(image, "shape", ()))
+    if len(shape) != 3 or shape[2] != 3 or 0 in shape:
         return False
-    return expected is None or image.shape == expected
+    return expected is None or shape == expected
 
 
 @dataclass(frozen=True)
@@ -211,9 +232,7 @@ class CameraReader:
         self._ended = False
 
     def _default_capture(self, url: str) -> Capture:
-        # The read time-out is the stall watchdog: no frame for that long ends the read.
-        timeout = self.stall_timeout_s
-        return OpenCvCapture(url, open_timeout_s=min(timeout, 10.0), read_timeout_s=timeout)
+        return open_opencv(url, self.stall_timeout_s)
 
     # -- consumer side -------------------------------------------------------------
     def start(self) -> None:

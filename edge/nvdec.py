@@ -1,0 +1,226 @@
+"""Camera decoding on the GPU: PyNvVideoCodec's demuxer (FFmpeg) and NVDEC decoder.
+
+``NvdecCapture`` is a ``Capture`` whose frames stay in GPU memory: the decoder converts
+each picture to interleaved RGB on the GPU, and one copy turns it into a BGR CuPy array
+that the capture owns (the decoder reuses its surfaces). The detector's device pipeline
+letterboxes that array where it is; the host sees the picture only when something asks
+for ``Frame.image`` (the evidence ring, the integrity guard, the lamp check).
+
+``capture_factory`` picks the decoder a node asked for: ``opencv`` (FFmpeg on the CPU),
+``nvdec``, or ``auto`` (NVDEC where PyNvVideoCodec, CuPy and a GPU are usable, OpenCV
+otherwise, with the reason logged once).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, Literal
+
+from edge.device_batch import BackendError, cuda_backend
+from edge.sources import Capture, Image, SourceError, open_opencv
+
+log = logging.getLogger(__name__)
+
+Decoder = Literal["auto", "opencv", "nvdec"]
+_END = object()  # the source ended or failed
+_CORRUPT = object()  # the decoder refused a packet
+
+
+class NvdecUnavailableError(SourceError):
+    """NVDEC decoding was asked for and cannot run here."""
+
+
+def load_nvc() -> Any:
+    """The PyNvVideoCodec module; ``NvdecUnavailableError`` with the reason when it cannot load."""
+    try:
+        import PyNvVideoCodec
+    except ImportError as exc:
+        raise NvdecUnavailableError(
+            f"NVDEC decoding needs PyNvVideoCodec (the gpu extra): {exc}".splitlines()[0]
+        ) from exc
+    except Exception as exc:  # its import probes the driver and raises its own errors
+        raise NvdecUnavailableError(f"PyNvVideoCodec cannot start: {exc}".splitlines()[0]) from exc
+    return PyNvVideoCodec
+
+
+def load_cupy(gpu_id: int) -> Any:
+    """CuPy on GPU ``gpu_id``, where the decoded frames are kept."""
+    try:
+        return cuda_backend(gpu_id).xp
+    except BackendError as exc:
+        raise NvdecUnavailableError(str(exc).splitlines()[0]) from exc
+
+
+class NvdecCapture:
+    """One source (file or stream URL) demuxed by FFmpeg and decoded by NVDEC.
+
+    Demuxing and decoding run on a thread of the capture's own, which hands finished BGR
+    frames over a short queue: ``read`` waits at most ``read_timeout_s`` (the demuxer has
+    no time-out of its own) and ``release`` returns within ``stop_timeout_s`` even while
+    the demuxer is stuck in a dead stream (the thread then ends when FFmpeg gives up).
+
+    ``read`` returns ``(True, frame)`` with a BGR uint8 (height, width, 3) array on the GPU,
+    ``(True, None)`` for a packet the decoder refused (a corrupt frame), and
+    ``(False, None)`` at the end of the source, when the demuxer fails or when no frame
+    came within the read time-out.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        gpu_id: int = 0,
+        nvc: Any = None,
+        xp: Any = None,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 10.0,
+        depth: int = 4,
+    ) -> None:
+        self.url = url
+        self._nvc = nvc if nvc is not None else load_nvc()
+        self._xp = xp if xp is not None else load_cupy(gpu_id)
+        self._gpu_id = gpu_id
+        self._read_timeout_s = read_timeout_s
+        self._frames: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._opened = threading.Event()
+        self._open_error: Exception | None = None
+        self._finished = False
+        self._fps = 0.0
+        self._thread = threading.Thread(target=self._run, name=f"nvdec {url}", daemon=True)
+        self._thread.start()
+        if not self._opened.wait(open_timeout_s):
+            self._stop.set()  # the thread ends when the open returns; nothing to wait for
+            raise SourceError(
+                f"cannot open video source {url} on NVDEC: no answer within {open_timeout_s:g} s"
+            )
+        if self._open_error is not None:
+            self._thread.join(1.0)
+            raise SourceError(
+                f"cannot open video source {url} on NVDEC: {self._open_error}"
+            ) from self._open_error
+
+    # -- the capture's thread ------------------------------------------------------------
+    def _open(self) -> tuple[Any, Any]:
+        if hasattr(self._xp, "cuda"):
+            self._xp.cuda.Device(self._gpu_id).use()  # CuPy's device is per thread
+        demuxer = self._nvc.CreateDemuxer(filename=self.url.removeprefix("file://"))
+        decoder = self._nvc.CreateDecoder(
+            gpuid=self._gpu_id,
+            codec=demuxer.GetNvCodecId(),
+            usedevicememory=True,
+            outputColorType=self._nvc.OutputColorType.RGB,
+            # No frame of latency for streams without B-frames (cameras), still in display
+            # order for those with them.
+            latency=self._nvc.DisplayDecodeLatencyType.LOW,
+        )
+        try:
+            rate = float(demuxer.FrameRate())
+        except Exception:  # a live stream may not know its rate
+            rate = 0.0
+        self._fps = rate if 0.0 < rate < 1000.0 else 0.0
+        return demuxer, decoder
+
+    def _run(self) -> None:
+        try:
+            demuxer, decoder = self._open()
+        except Exception as exc:  # PyNvVideoCodec raises its own untyped errors
+            self._open_error = exc
+            self._opened.set()
+            return
+        self._opened.set()
+        try:
+            for packet in demuxer:  # the last, empty packet flushes the decoder
+                try:
+                    decoded = decoder.Decode(packet)
+                except Exception as exc:  # a packet the decoder cannot take
+                    log.debug("NVDEC decoder on %s: %s", self.url, exc)
+                    decoded, refused = [], True
+                else:
+                    refused = False
+                items = [_CORRUPT] if refused else [self._bgr(d) for d in decoded]
+                if not all(self._put(item) for item in items):
+                    return
+        except Exception as exc:  # the demuxer's own error: the source failed
+            log.debug("NVDEC demuxer on %s: %s", self.url, exc)
+        self._put(_END)
+
+    def _bgr(self, decoded: Any) -> Image:
+        """The decoder's RGB surface as a BGR array of our own (the surface is reused)."""
+        rgb = self._xp.from_dlpack(decoded)
+        bgr: Image = self._xp.ascontiguousarray(rgb[:, :, ::-1])
+        return bgr
+
+    def _put(self, item: Any) -> bool:
+        """Hand ``item`` to the reader; False when the capture was released meanwhile."""
+        while not self._stop.is_set():
+            try:
+                self._frames.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    # -- the reader's side ---------------------------------------------------------------
+    def read(self) -> tuple[bool, Image | None]:
+        if self._finished or self._stop.is_set():
+            return False, None
+        try:
+            item = self._frames.get(timeout=self._read_timeout_s)
+        except queue.Empty:
+            return False, None
+        if item is _END:
+            self._finished = True
+            return False, None
+        if item is _CORRUPT:
+            return True, None
+        frame: Image = item
+        return True, frame
+
+    def release(self, stop_timeout_s: float = 2.0) -> None:
+        self._stop.set()
+        while True:  # unblock the thread's hand-over and free the frames it made
+            try:
+                self._frames.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(stop_timeout_s)
+        if self._thread.is_alive():
+            log.warning(
+                "NVDEC demuxer of %s did not return within %g s; it ends when FFmpeg gives up",
+                self.url, stop_timeout_s,
+            )  # fmt: skip
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+
+CaptureOpener = Callable[[str, float], Capture]  # (url, stall time-out in seconds)
+
+
+def capture_factory(decoder: Decoder, gpu_id: int = 0) -> tuple[CaptureOpener, str]:
+    """How a node opens its cameras and the decoder that won.
+
+    ``nvdec`` raises ``NvdecUnavailableError`` when it cannot run; ``auto`` falls back to
+    OpenCV and logs why."""
+    if decoder != "opencv":
+        try:
+            nvc, xp = load_nvc(), load_cupy(gpu_id)
+        except NvdecUnavailableError as exc:
+            if decoder == "nvdec":
+                raise
+            log.info("decoding on the CPU (OpenCV): %s", exc)
+        else:
+
+            def open_nvdec(url: str, stall_timeout_s: float) -> Capture:
+                return NvdecCapture(
+                    url, gpu_id=gpu_id, nvc=nvc, xp=xp,
+                    open_timeout_s=min(stall_timeout_s, 10.0), read_timeout_s=stall_timeout_s,
+                )  # fmt: skip
+
+            return open_nvdec, "nvdec"
+    return open_opencv, "opencv"

@@ -1,0 +1,353 @@
+"""NVDEC decoding in the camera readers, with a stand-in for PyNvVideoCodec and CuPy.
+
+The stand-in decodes the real clip with OpenCV and hands out RGB surfaces the way NVDEC
+does: a frame of latency, one surface reused for every picture, a flush at the end. Its
+"GPU arrays" are host arrays that are not ``numpy.ndarray``, so every place that needs the
+host must copy them down as it would from a GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from edge import nvdec
+from edge.config import ConfigError, parse_site_config
+from edge.detections import Detections
+from edge.nvdec import NvdecCapture, NvdecUnavailableError, capture_factory
+from edge.pipeline import DetectorPool, LivePipeline, TrackedFrame
+from edge.sources import CameraReader, Frame, OpenCvCapture, SourceError, valid_image
+from tests.edge_support import hanoi_clip, read_image, require_model, shared_detector
+
+Image = npt.NDArray[np.uint8]
+
+
+class GpuArray:
+    """An array "in GPU memory": shape and dtype like CuPy's, host copy only by ``get``."""
+
+    def __init__(self, data: Image) -> None:
+        self._data = data
+        self.copies_down = 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._data.shape)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self._data.dtype
+
+    def get(self) -> Image:
+        self.copies_down += 1
+        return self._data.copy()
+
+
+FAKE_XP = SimpleNamespace(
+    from_dlpack=np.from_dlpack,
+    ascontiguousarray=lambda a: GpuArray(np.ascontiguousarray(a)),
+)
+
+
+class FakeDecoder:
+    """NVDEC as seen from Python: RGB pictures one packet late, in one reused surface."""
+
+    def __init__(self, frames: list[Image], bad_packets: frozenset[int]) -> None:
+        self.frames = frames
+        self.bad = bad_packets
+        self.surface = np.zeros_like(frames[0]) if frames else np.zeros((1, 1, 3), np.uint8)
+        self.held: int | None = None
+
+    def Decode(self, packet: int | None) -> list[Image]:  # noqa: N802 (its API's name)
+        if packet is not None and packet in self.bad:
+            raise RuntimeError(f"cuvidParseVideoData failed on packet {packet}")
+        shown, self.held = self.held, packet
+        if shown is None:
+            return []
+        self.surface[...] = self.frames[shown][:, :, ::-1]  # RGB, written over the last one
+        return [self.surface]
+
+
+class FakeDemuxer:
+    """Packets 0, 1, ... then the empty packet (None here) that flushes the decoder."""
+
+    def __init__(self, count: int, fail_at: int, stall: threading.Event | None) -> None:
+        self.count, self.fail_at, self.stall = count, fail_at, stall
+
+    def __iter__(self) -> Iterator[int | None]:
+        for i in range(self.count):
+            if i == self.fail_at:
+                if self.stall is not None:  # a dead stream: the read returns much later
+                    self.stall.wait(30)
+                raise RuntimeError("av_read_frame failed: connection reset")
+            yield i
+        yield None
+
+    def GetNvCodecId(self) -> str:  # noqa: N802
+        return "h264"
+
+    def FrameRate(self) -> float:  # noqa: N802
+        return 25.0
+
+
+class FakeNvc:
+    """The few calls of PyNvVideoCodec that the capture makes."""
+
+    OutputColorType = SimpleNamespace(RGB="rgb", NATIVE="native")
+    DisplayDecodeLatencyType = SimpleNamespace(LOW="low", NATIVE="native")
+
+    def __init__(
+        self,
+        frames: list[Image],
+        *,
+        bad: frozenset[int] = frozenset(),
+        fail_at: int = -1,
+        stall: threading.Event | None = None,
+        hang_open: threading.Event | None = None,
+    ) -> None:
+        self.frames = frames
+        self.bad = bad
+        self.fail_at = fail_at
+        self.stall = stall
+        self.hang_open = hang_open
+        self.opened: list[str] = []
+        self.decoder_args: dict[str, Any] = {}
+
+    def CreateDemuxer(self, filename: str) -> FakeDemuxer:  # noqa: N802
+        if self.hang_open is not None:
+            self.hang_open.wait(30)
+        if not Path(filename).is_file():
+            raise RuntimeError(f"avformat_open_input failed for {filename}")
+        self.opened.append(filename)
+        return FakeDemuxer(len(self.frames), self.fail_at, self.stall)
+
+    def CreateDecoder(self, **kwargs: Any) -> FakeDecoder:  # noqa: N802
+        self.decoder_args = kwargs
+        return FakeDecoder(self.frames, self.bad)
+
+
+def clip_frames(count: int) -> list[Image]:
+    cap = cv2.VideoCapture(str(hanoi_clip()))
+    frames: list[Image] = []
+    while len(frames) < count:
+        ok, image = cap.read()
+        assert ok
+        frames.append(np.asarray(image, np.uint8))
+    cap.release()
+    return frames
+
+
+def read_all(cap: NvdecCapture) -> list[tuple[bool, Any]]:
+    out: list[tuple[bool, Any]] = []
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            return out
+        out.append((ok, image))
+
+
+def test_the_capture_gives_each_picture_once_as_bgr_in_its_own_memory() -> None:
+    frames = clip_frames(6)
+    nvc = FakeNvc(frames)
+    cap = NvdecCapture(str(hanoi_clip()), nvc=nvc, xp=FAKE_XP)
+    got = read_all(cap)
+    assert len(got) == len(frames)  # the flush at the end gives the held-back picture
+    for (_, image), want in zip(got, frames, strict=True):
+        assert isinstance(image, GpuArray) and valid_image(image, want.shape)
+        # Every picture came through one reused surface: each must be a copy of its own.
+        assert np.array_equal(image.get(), want)
+    assert cap.fps == 25.0
+    args = nvc.decoder_args
+    assert args["usedevicememory"] is True and args["outputColorType"] == "rgb"
+    assert args["latency"] == "low"
+    cap.release()
+    assert cap.read() == (False, None)
+
+
+def test_a_refused_packet_is_one_corrupt_frame_and_a_demuxer_failure_ends_the_read() -> None:
+    frames = clip_frames(8)
+    cap = NvdecCapture(str(hanoi_clip()), nvc=FakeNvc(frames, bad=frozenset({3})), xp=FAKE_XP)
+    got = read_all(cap)
+    assert [image is None for _, image in got].count(True) == 1
+    assert len(got) == len(frames)  # 7 pictures and one corrupt read
+    failing = NvdecCapture(str(hanoi_clip()), nvc=FakeNvc(frames, fail_at=4), xp=FAKE_XP)
+    assert len(read_all(failing)) == 3  # the fourth was held back when the stream broke
+    cap.release()
+    failing.release()
+
+
+def test_a_stream_that_stops_mid_read_times_out_and_releases_promptly() -> None:
+    stall = threading.Event()
+    nvc = FakeNvc(clip_frames(4), fail_at=2, stall=stall)
+    cap = NvdecCapture(str(hanoi_clip()), nvc=nvc, xp=FAKE_XP, read_timeout_s=0.3)
+    ok, first = cap.read()  # packet 1 brought frame 0 out; the read of packet 2 hangs
+    assert ok and first is not None
+    assert cap.read() == (False, None)  # no frame within the read time-out
+    cap.release(stop_timeout_s=0.2)
+    assert cap._thread.is_alive()  # release did not wait for the stuck demuxer
+    assert cap.read() == (False, None)
+    stall.set()  # FFmpeg gives up at last; the capture's thread ends by itself
+    cap._thread.join(5)
+    assert not cap._thread.is_alive()
+
+
+def test_an_open_that_hangs_is_a_clear_error_within_the_open_time_out() -> None:
+    hang = threading.Event()
+    nvc = FakeNvc(clip_frames(1), hang_open=hang)
+    with pytest.raises(SourceError, match=r"no answer within 0\.3 s"):
+        NvdecCapture("rtsp://10.0.0.9/stream", nvc=nvc, xp=FAKE_XP, open_timeout_s=0.3)
+    opening = [t for t in threading.enumerate() if t.name == "nvdec rtsp://10.0.0.9/stream"]
+    assert opening and opening[0].is_alive()  # the error came while the open still hung
+    hang.set()
+    opening[0].join(5)
+    assert not opening[0].is_alive()
+
+
+def test_a_source_nvdec_cannot_open_is_a_clear_error() -> None:
+    with pytest.raises(SourceError, match=r"cannot open video source /no/such\.mp4 on NVDEC"):
+        NvdecCapture("/no/such.mp4", nvc=FakeNvc(clip_frames(1)), xp=FAKE_XP)
+
+
+def test_a_reader_on_nvdec_hands_out_gpu_frames_and_ends_with_the_file() -> None:
+    frames = clip_frames(10)
+    nvc = FakeNvc(frames, bad=frozenset({5}))
+    reader = CameraReader(
+        "cam1",
+        str(hanoi_clip()),
+        capture=lambda url: NvdecCapture(url, nvc=nvc, xp=FAKE_XP),
+        realtime=False,
+    )
+    seen: list[Frame] = []
+    reader.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not reader.ended and time.monotonic() < deadline:
+            if (frame := reader.latest(timeout_s=0.05)) is not None:
+                seen.append(frame)
+    finally:
+        assert reader.stop(5.0)
+    assert reader.ended
+    counts = reader.counts()
+    assert counts.frames == 9 and counts.corrupt == 1
+    assert seen and all(f.on_device for f in seen)
+    last = seen[-1]
+    assert np.array_equal(last.image, frames[last.index])
+
+
+def test_frame_image_copies_a_gpu_frame_down_once() -> None:
+    pixels = GpuArray(np.full((4, 6, 3), 9, np.uint8))
+    frame = Frame("cam1", 0, 0.0, datetime.now(UTC), pixels)
+    assert frame.on_device
+    assert frame.image is frame.image
+    assert pixels.copies_down == 1 and frame.image.shape == (4, 6, 3)
+    host = np.zeros((4, 6, 3), np.uint8)
+    plain = Frame("cam1", 0, 0.0, datetime.now(UTC), host)
+    assert plain.image is host and not plain.on_device
+
+
+@pytest.mark.parametrize("device_pipeline", [False, True])
+def test_the_detector_takes_gpu_frames_on_the_cpu_provider(device_pipeline: bool) -> None:
+    from edge.detector import Detector, DetectorConfig
+
+    image = read_image(require_model("bangkok_junction"))
+    if device_pipeline:
+        detector = Detector.load(
+            require_model("yolov8n-coco-dynamic"),
+            DetectorConfig(providers=("CPUExecutionProvider",), device_pipeline=True),
+            None,
+        )
+    else:
+        detector = shared_detector()
+    want, got = detector.detect([image, GpuArray(image)])  # type: ignore[list-item]
+    assert len(want) > 5
+    assert np.array_equal(got.xyxy, want.xyxy) and np.array_equal(got.class_id, want.class_id)
+
+
+class RecordingDetector:
+    def __init__(self) -> None:
+        self.frames: list[Any] = []
+        self.riders_merged = 0
+
+    def detect(self, frames: list[Any]) -> list[Detections]:
+        self.frames.extend(frames)
+        return [Detections.empty() for _ in frames]
+
+
+def _site(decoder: str = "auto", cameras: int = 2) -> Any:
+    clip = str(hanoi_clip())
+    return parse_site_config(
+        {
+            "site": "s1", "node": "n1", "decode": {"decoder": decoder},
+            "cameras": [{"id": f"cam{i}", "url": clip} for i in range(cameras)],
+        }
+    )  # fmt: skip
+
+
+def test_the_live_pipeline_passes_gpu_frames_to_the_detector_untouched() -> None:
+    frames = clip_frames(12)
+    nvc = FakeNvc(frames)
+    recording = RecordingDetector()
+    pipeline = LivePipeline(
+        _site(),
+        DetectorPool(load=lambda _cfg: recording),  # type: ignore[arg-type, return-value]
+        opener=lambda url, stall_s: NvdecCapture(url, nvc=nvc, xp=FAKE_XP),
+    )
+    assert pipeline.decoder == "custom"
+    stop = threading.Event()
+    tracked: list[TrackedFrame] = []
+    runner = threading.Thread(target=pipeline.run, args=(stop, [tracked.append]))
+    runner.start()
+    deadline = time.monotonic() + 10
+    while len(tracked) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    runner.join(15)
+    assert not runner.is_alive()
+    assert len(tracked) >= 4 and len(nvc.opened) == 2
+    assert recording.frames and all(isinstance(f, GpuArray) for f in recording.frames)
+    # Nothing on the way needed the host copy: no sink asked for the picture.
+    assert all(f.copies_down == 0 for f in recording.frames)
+
+
+def test_the_decoder_choice(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="edge.nvdec")
+    monkeypatch.setitem(sys.modules, "PyNvVideoCodec", None)  # not installed
+    opener, name = capture_factory("auto")
+    assert name == "opencv" and "needs PyNvVideoCodec (the gpu extra)" in caplog.text
+    cap = opener(str(hanoi_clip()), 5.0)
+    assert isinstance(cap, OpenCvCapture)
+    cap.release()
+    with pytest.raises(NvdecUnavailableError, match="needs PyNvVideoCodec"):
+        capture_factory("nvdec")
+    with pytest.raises(NvdecUnavailableError, match="needs PyNvVideoCodec"):
+        LivePipeline(_site("nvdec"), DetectorPool(load=lambda _cfg: RecordingDetector()))  # type: ignore[arg-type, return-value]
+    assert LivePipeline(_site("auto"), DetectorPool()).decoder == "opencv"
+    assert capture_factory("opencv")[1] == "opencv"
+
+    fake = FakeNvc(clip_frames(2))
+    monkeypatch.setattr(nvdec, "load_nvc", lambda: fake)
+    monkeypatch.setattr(nvdec, "load_cupy", lambda gpu: FAKE_XP)
+    opener, name = capture_factory("auto", gpu_id=1)
+    assert name == "nvdec"
+    opened = opener(str(hanoi_clip()), 5.0)
+    assert isinstance(opened, NvdecCapture) and fake.decoder_args["gpuid"] == 1
+    opened.release()
+
+
+def test_the_decode_section_is_checked() -> None:
+    with pytest.raises(ConfigError, match=r"decode\.decoder: Input should be 'auto', 'opencv'"):
+        _site("gpu")
+    assert _site().decode.decoder == "auto" and _site().decode.gpu == 0
