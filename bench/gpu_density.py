@@ -325,6 +325,9 @@ def main() -> int:
     parser.add_argument("--model", default="yolov8n-coco-dynamic")
     parser.add_argument("--batch", type=int, default=64, help="most frames per inference")
     parser.add_argument(
+        "--batch-wait-ms", type=float, default=20.0, help="latency bound of a live batch"
+    )
+    parser.add_argument(
         "--providers", default=",".join(DEFAULT_PROVIDERS), help="comma-separated, preferred first"
     )
     parser.add_argument("--decode-threads", type=int, default=os.cpu_count() or 1)
@@ -345,7 +348,7 @@ def main() -> int:
     decoder = capture_factory(args.decoder)[1]  # what auto chooses, or why nvdec cannot run
     video, scene, calibration = prepare(args.workdir, args.data)
     model = DetectorConfig(
-        model=args.model, max_batch=args.batch,
+        model=args.model, max_batch=args.batch, batch_wait_ms=args.batch_wait_ms,
         providers=tuple(p for p in args.providers.split(",") if p),
     )  # fmt: skip
     detector = Detector.from_manifest(model)

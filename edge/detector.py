@@ -83,6 +83,11 @@ class DetectorConfig(BaseModel):
     max_batch: Annotated[int, Field(ge=1, le=64)] = Field(
         16, description="most frames in one inference call"
     )
+    batch_wait_ms: Annotated[float, Field(ge=0.0, le=1000.0)] = Field(
+        20.0,
+        description="latency bound of a live batch: it goes to the detector when max_batch"
+        " cameras have a frame waiting or when its oldest frame has waited this long",
+    )
     threads: Annotated[int, Field(ge=0, le=256)] = Field(
         0, description="CPU threads for inference (0: onnxruntime's default)"
     )

@@ -1,7 +1,9 @@
 """Frames -> batched detection -> per-camera tracks, for live cameras and for files.
 
-``LivePipeline`` takes the newest frame of every camera, runs all of them through the
-detector in one call per model, and tracks each camera on its own. ``process_file`` reads
+``LivePipeline`` takes the newest frame of every camera into a batch scheduler (one
+waiting frame per camera, a batch sent when full or when its oldest frame has waited the
+latency bound), runs each batch through the detector in one call per model, and tracks
+each camera on its own. ``process_file`` reads
 a video frame by frame without dropping, for offline runs and evaluation.
 """
 
@@ -19,6 +21,7 @@ from edge.config import CameraConfig, SiteConfig
 from edge.detections import Detections, ObjectClass
 from edge.detector import Detector, DetectorConfig
 from edge.nvdec import CaptureOpener, capture_factory
+from edge.scheduler import BatchScheduler
 from edge.sources import (
     CameraReader,
     Capture,
@@ -154,7 +157,11 @@ class LivePipeline:
         else:
             self.decoder = "custom"
         log.info("cameras decoded by %s", self.decoder)
-        self.readers = {c.id: _reader(c, opener) for c in self.cameras}
+        self._arrived = threading.Event()
+        self.readers = {c.id: _reader(c, opener, self._arrived) for c in self.cameras}
+        self.scheduler: BatchScheduler[Frame] = BatchScheduler(
+            config.detector.max_batch, config.detector.batch_wait_ms / 1000
+        )
         self.detectors = detectors or DetectorPool()
         self.trackers = {
             c.id: Tracker(config.tracker, fps=c.target_fps or 25.0) for c in self.cameras
@@ -162,15 +169,47 @@ class LivePipeline:
         self.summary = RunSummary()
 
     def health(self) -> list[CameraHealth]:
-        return [r.health() for r in self.readers.values()]
+        """Each reader's health; frames replaced while waiting for a batch count as dropped."""
+        out = []
+        for reader in self.readers.values():
+            health = reader.health()
+            if extra := self.scheduler.dropped[reader.camera]:
+                dropped = health.frames_dropped + extra
+                health = health.model_copy(update={"frames_dropped": dropped})
+            out.append(health)
+        return out
 
     def step(self, wait_s: float = 0.05) -> list[TrackedFrame]:
-        """Detect and track the newest frame of each camera that has a new one."""
-        frames = [f for r in self.readers.values() if (f := r.latest()) is not None]
-        if not frames:
-            first = next(iter(self.readers.values()))
-            frame = first.latest(timeout_s=wait_s)
-            frames = [frame] if frame is not None else []
+        """The next batch: the newest frame of each camera, sent when ``max_batch`` cameras
+        have one or the oldest has waited ``batch_wait_ms``; waits up to ``wait_s`` for
+        that, and returns nothing when it has not come."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            self._arrived.clear()  # a frame published from here on wakes the wait below
+            self._collect()
+            now = time.monotonic()
+            if self.scheduler.ready(now) or now >= deadline:
+                return self._process([p.item for p in self.scheduler.take(now)])
+            due = self.scheduler.deadline()
+            self._arrived.wait(max(0.0, min(deadline, due if due is not None else deadline) - now))
+
+    def flush(self) -> list[TrackedFrame]:
+        """The frames still waiting, processed now (at the end of the sources)."""
+        self._collect()
+        out: list[TrackedFrame] = []
+        while batch := self.scheduler.take(time.monotonic(), force=True):
+            out.extend(self._process([p.item for p in batch]))
+        return out
+
+    def _collect(self) -> None:
+        """Each camera's newest frame into the scheduler (replacing one still waiting)."""
+        for reader in self.readers.values():
+            if (newest := reader.newest()) is not None:
+                frame, since = newest
+                self.scheduler.offer(frame.camera, frame, since)
+
+    def _process(self, frames: list[Frame]) -> list[TrackedFrame]:
+        """Detection in one call per model, then each camera's tracker."""
         by_model: dict[str, tuple[DetectorConfig, list[Frame]]] = {}
         cams = {c.id: c for c in self.cameras}
         for frame in frames:
@@ -196,11 +235,12 @@ class LivePipeline:
             reader.start()
         try:
             while not stop.is_set():
-                if all(r.ended for r in self.readers.values()):
-                    break
-                for item in self.step():
+                ended = all(r.ended for r in self.readers.values())
+                for item in self.flush() if ended else self.step():
                     for sink in sinks:
                         sink(item)
+                if ended:
+                    break
                 now = time.monotonic()
                 if now - last_health >= health_every_s:
                     last_health = now
@@ -224,11 +264,11 @@ class LivePipeline:
             reader.stop(timeout_s)
 
 
-def _reader(camera: CameraConfig, opener: CaptureOpener) -> CameraReader:
+def _reader(camera: CameraConfig, opener: CaptureOpener, arrived: threading.Event) -> CameraReader:
     def capture(url: str) -> Capture:
         return opener(url, camera.stall_timeout_s)
 
     return CameraReader(
         camera.id, camera.url, target_fps=camera.target_fps, loop=camera.loop,
-        stall_timeout_s=camera.stall_timeout_s, capture=capture,
+        stall_timeout_s=camera.stall_timeout_s, capture=capture, arrived=arrived,
     )  # fmt: skip

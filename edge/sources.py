@@ -209,8 +209,10 @@ class CameraReader:
         target_fps: float | None = None,
         loop: bool = False,
         realtime: bool = True,
+        arrived: threading.Event | None = None,
     ) -> None:
         self.camera = camera
+        self._arrived = arrived  # set on every new frame (shared by a node's readers)
         self.url = url
         self._open = capture or self._default_capture
         self.backoff = backoff or Backoff()
@@ -223,6 +225,7 @@ class CameraReader:
         self._cond = threading.Condition()
         self._latest: Frame | None = None
         self._taken = True
+        self._waiting_since = 0.0
         self._thread: threading.Thread | None = None
         self._state = CameraState.DOWN
         self._reason = "not started"
@@ -262,6 +265,15 @@ class CameraReader:
                 return None
             self._taken = True
             return self._latest
+
+    def newest(self) -> tuple[Frame, float] | None:
+        """The newest frame not handed out yet, and since when the camera has had one
+        waiting (the read time of the oldest frame it replaced, or its own); no waiting."""
+        with self._cond:
+            if self._taken or self._latest is None:
+                return None
+            self._taken = True
+            return self._latest, self._waiting_since
 
     @property
     def ended(self) -> bool:
@@ -303,6 +315,8 @@ class CameraReader:
         with self._cond:
             if not self._taken:
                 self._dropped += 1
+            else:
+                self._waiting_since = now
             if self._last_good:
                 dt = now - self._last_good
                 if dt > 0:
@@ -313,6 +327,8 @@ class CameraReader:
             self._frames += 1
             self._last_good = now
             self._cond.notify_all()
+        if self._arrived is not None:
+            self._arrived.set()
 
     def _connect(self, failures: int) -> Capture | None:
         try:

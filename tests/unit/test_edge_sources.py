@@ -236,3 +236,36 @@ def test_target_fps_limits_the_frames_handed_on() -> None:
     elapsed = time.monotonic() - started
     assert reader.counts().frames <= 10 * elapsed + 2
     assert reader.counts().frames < cap.calls / 2
+
+
+def test_newest_says_since_when_the_camera_has_had_a_frame_waiting() -> None:
+    gate = threading.Semaphore(0)
+
+    def script(i: int) -> np.ndarray | None:
+        gate.acquire(timeout=5)  # one frame per release
+        return GOOD
+
+    arrived = threading.Event()
+    reader = CameraReader(
+        "cam1", "rtsp://scripted", capture=lambda url: ScriptedCapture(script), arrived=arrived
+    )
+    reader.start()
+    try:
+        gate.release()
+        assert arrived.wait(5)
+        first = reader.newest()
+        assert first is not None and first[1] == first[0].monotonic  # waiting since itself
+        assert reader.newest() is None  # handed out
+        arrived.clear()
+        for _ in range(3):  # three frames, none taken: the camera waits since the first
+            gate.release()
+        assert _wait_for(lambda: reader.counts().frames == 4)
+        newest = reader.newest()
+        assert newest is not None
+        frame, since = newest
+        assert arrived.is_set() and since < frame.monotonic
+        assert reader.counts().dropped == 2
+    finally:
+        for _ in range(10):
+            gate.release()
+        assert reader.stop(timeout_s=5)

@@ -1,0 +1,127 @@
+"""The live pipeline's batches: cameras' newest frames under the scheduler's bounds."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from edge.config import parse_site_config
+from edge.detections import Detections
+from edge.pipeline import DetectorPool, LivePipeline
+from tests.edge_support import hanoi_clip
+
+
+class Camera:
+    """A capture that yields a small frame every ``period_s`` (forever, or ``count``);
+    a silent one reads nothing it can decode (every 50 ms)."""
+
+    def __init__(self, period_s: float, count: int | None = None, silent: bool = False) -> None:
+        self.period_s, self.count, self.silent, self.read_n = period_s, count, silent, 0
+        self.released = threading.Event()
+
+    def read(self) -> tuple[bool, Any]:
+        if self.count is not None and self.read_n >= self.count:
+            return False, None
+        self.released.wait(self.period_s)
+        if self.silent:
+            return True, None
+        self.read_n += 1
+        return True, np.full((24, 32, 3), self.read_n % 256, np.uint8)
+
+    def release(self) -> None:
+        self.released.set()
+
+    @property
+    def fps(self) -> float:
+        return 0.0
+
+
+def SILENT() -> Camera:  # noqa: N802 (reads like the camera kind it makes)
+    return Camera(0.05, silent=True)
+
+
+class BatchRecorder:
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+        self.riders_merged = 0
+
+    def detect(self, frames: list[Any]) -> list[Detections]:
+        self.batches.append(len(frames))
+        return [Detections.empty() for _ in frames]
+
+
+def run_until(pipe: LivePipeline, frames: int) -> list[Any]:
+    stop = threading.Event()
+    seen: list[Any] = []
+    runner = threading.Thread(target=pipe.run, args=(stop, [seen.append]))
+    runner.start()
+    deadline = time.monotonic() + 20
+    while len(seen) < frames and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    runner.join(15)
+    assert not runner.is_alive()
+    return seen
+
+
+def build(cams: dict[str, Camera], max_batch: int, wait_ms: float) -> tuple[LivePipeline, Any]:
+    clip = str(hanoi_clip())
+    config = parse_site_config(
+        {
+            "site": "s1", "node": "n1",
+            "detector": {"max_batch": max_batch, "batch_wait_ms": wait_ms},
+            "cameras": [{"id": cam, "url": clip, "loop": True} for cam in cams],
+        }
+    )  # fmt: skip
+    recorder = BatchRecorder()
+    queue = iter(cams.values())  # readers open their cameras in configuration order
+    pipe = LivePipeline(
+        config,
+        DetectorPool(load=lambda _cfg: recorder),  # type: ignore[arg-type, return-value]
+        opener=lambda url, stall_s: next(queue),
+    )
+    return pipe, recorder
+
+
+def test_cameras_at_the_same_rate_share_full_batches() -> None:
+    cams = {f"cam{i}": Camera(0.02) for i in range(3)}
+    pipe, recorder = build(cams, max_batch=3, wait_ms=1000)
+    seen = run_until(pipe, 30)
+    # A batch leaves when all three cameras have a frame waiting, long before the bound.
+    full = [b for b in recorder.batches[:-1] if b == 3]
+    assert len(full) >= 8 and max(recorder.batches) == 3
+    assert {item.frame.camera for item in seen} == set(cams)
+
+
+def test_a_lone_camera_is_served_at_the_latency_bound() -> None:
+    # Two cameras never deliver: the third's frames go alone, once they have waited.
+    cams = {"cam0": Camera(0.01), "cam1": SILENT(), "cam2": SILENT()}
+    pipe, recorder = build(cams, max_batch=3, wait_ms=30)
+    seen = run_until(pipe, 5)
+    assert len(seen) >= 5 and set(recorder.batches) == {1}
+    assert {item.frame.camera for item in seen} == {"cam0"}
+
+
+def test_a_frame_replaced_while_waiting_counts_as_dropped() -> None:
+    # One camera, a bound far longer than its frame period, a batch it cannot fill alone:
+    # each frame waits the bound, and the newer ones replace it meanwhile.
+    cams = {"cam0": Camera(0.005), "cam1": SILENT()}
+    pipe, _ = build(cams, max_batch=2, wait_ms=200)
+    seen = run_until(pipe, 2)
+    assert seen and pipe.scheduler.dropped["cam0"] > 0
+    health = {h.camera: h for h in pipe.health()}
+    assert health["cam0"].frames_dropped >= pipe.scheduler.dropped["cam0"]
+
+
+def test_frames_left_when_the_files_end_are_processed() -> None:
+    count = 7
+    cams = {"cam0": Camera(0.001, count=count)}
+    pipe, _ = build(cams, max_batch=8, wait_ms=1000)
+    pipe.readers["cam0"].loop = False
+    stop = threading.Event()
+    seen: list[Any] = []
+    pipe.run(stop, [seen.append])  # returns once the only source has ended
+    assert seen and seen[-1].frame.index == count - 1
