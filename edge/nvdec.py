@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from edge.device_batch import BackendError, cuda_backend
-from edge.sources import Capture, Image, SourceError, open_opencv
+from edge.sources import Capture, Image, SourceError, open_opencv, redact_in, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class NvdecCapture:
         depth: int = 4,
     ) -> None:
         self.url = url
+        shown = redact_url(url)
         self._nvc = nvc if nvc is not None else load_nvc()
         self._xp = xp if xp is not None else load_cupy(gpu_id)
         self._gpu_id = gpu_id
@@ -90,17 +91,19 @@ class NvdecCapture:
         self._open_error: Exception | None = None
         self._finished = False
         self._fps = 0.0
-        self._thread = threading.Thread(target=self._run, name=f"nvdec {url}", daemon=True)
+        self.frames_out = 0  # frames handed to the reader
+        self.error: str | None = None  # why the source stopped, when it failed
+        self._thread = threading.Thread(target=self._run, name=f"nvdec {shown}", daemon=True)
         self._thread.start()
         if not self._opened.wait(open_timeout_s):
             self._stop.set()  # the thread ends when the open returns; nothing to wait for
             raise SourceError(
-                f"cannot open video source {url} on NVDEC: no answer within {open_timeout_s:g} s"
+                f"cannot open video source {shown} on NVDEC: no answer within {open_timeout_s:g} s"
             )
         if self._open_error is not None:
             self._thread.join(1.0)
             raise SourceError(
-                f"cannot open video source {url} on NVDEC: {self._open_error}"
+                redact_in(f"cannot open video source {url} on NVDEC: {self._open_error}", url)
             ) from self._open_error
 
     # -- the capture's thread ------------------------------------------------------------
@@ -137,15 +140,16 @@ class NvdecCapture:
                 try:
                     decoded = decoder.Decode(packet)
                 except Exception as exc:  # a packet the decoder cannot take
-                    log.debug("NVDEC decoder on %s: %s", self.url, exc)
+                    log.debug("NVDEC decoder: %s", redact_in(str(exc), self.url))
                     decoded, refused = [], True
                 else:
                     refused = False
                 items = [_CORRUPT] if refused else [self._bgr(d) for d in decoded]
                 if not all(self._put(item) for item in items):
                     return
-        except Exception as exc:  # the demuxer's own error: the source failed
-            log.debug("NVDEC demuxer on %s: %s", self.url, exc)
+        except Exception as exc:  # the demuxer's own error (the source failed), or CuPy's
+            self.error = redact_in(f"{type(exc).__name__}: {exc}".splitlines()[0], self.url)
+            log.info("NVDEC on %s stopped: %s", redact_url(self.url), self.error)
         self._put(_END)
 
     def _bgr(self, decoded: Any) -> Image:
@@ -178,6 +182,7 @@ class NvdecCapture:
         if item is _CORRUPT:
             return True, None
         frame: Image = item
+        self.frames_out += 1
         return True, frame
 
     def release(self, stop_timeout_s: float = 2.0) -> None:
@@ -191,7 +196,7 @@ class NvdecCapture:
         if self._thread.is_alive():
             log.warning(
                 "NVDEC demuxer of %s did not return within %g s; it ends when FFmpeg gives up",
-                self.url, stop_timeout_s,
+                redact_url(self.url), stop_timeout_s,
             )  # fmt: skip
 
     @property
@@ -206,7 +211,7 @@ def capture_factory(decoder: Decoder, gpu_id: int = 0) -> tuple[CaptureOpener, s
     """How a node opens its cameras and the decoder that won.
 
     ``nvdec`` raises ``NvdecUnavailableError`` when it cannot run; ``auto`` falls back to
-    OpenCV and logs why."""
+    OpenCV and logs why, and also per camera (see ``AutoOpener``)."""
     if decoder != "opencv":
         try:
             nvc, xp = load_nvc(), load_cupy(gpu_id)
@@ -216,11 +221,49 @@ def capture_factory(decoder: Decoder, gpu_id: int = 0) -> tuple[CaptureOpener, s
             log.info("decoding on the CPU (OpenCV): %s", exc)
         else:
 
-            def open_nvdec(url: str, stall_timeout_s: float) -> Capture:
+            def open_nvdec(url: str, stall_timeout_s: float) -> NvdecCapture:
                 return NvdecCapture(
                     url, gpu_id=gpu_id, nvc=nvc, xp=xp,
                     open_timeout_s=min(stall_timeout_s, 10.0), read_timeout_s=stall_timeout_s,
                 )  # fmt: skip
 
-            return open_nvdec, "nvdec"
+            return (AutoOpener(open_nvdec) if decoder == "auto" else open_nvdec), "nvdec"
     return open_opencv, "opencv"
+
+
+class AutoOpener:
+    """NVDEC for every camera, except one NVDEC cannot serve: a source that NVDEC cannot
+    open but OpenCV can (a codec NVDEC lacks, say), or whose NVDEC capture failed before
+    its first frame, is opened with OpenCV from then on (logged once)."""
+
+    def __init__(self, open_nvdec: Callable[[str, float], NvdecCapture]) -> None:
+        self._open_nvdec = open_nvdec
+        self._last: dict[str, NvdecCapture] = {}
+        self.on_cpu: dict[str, str] = {}  # url -> why it left NVDEC
+        self._lock = threading.Lock()  # readers open their cameras from their own threads
+
+    def __call__(self, url: str, stall_timeout_s: float) -> Capture:
+        with self._lock:
+            last = self._last.pop(url, None)
+            if last is not None and last.frames_out == 0 and last.error is not None:
+                self._to_cpu(url, last.error)
+            on_cpu = url in self.on_cpu
+        if on_cpu:
+            return open_opencv(url, stall_timeout_s)
+        try:
+            cap = self._open_nvdec(url, stall_timeout_s)
+        except SourceError as exc:
+            fallback = open_opencv(url, stall_timeout_s)  # raises when no decoder can open it
+            with self._lock:
+                self._to_cpu(url, str(exc))
+            return fallback
+        with self._lock:
+            self._last[url] = cap
+        return cap
+
+    def _to_cpu(self, url: str, reason: str) -> None:
+        if url not in self.on_cpu:
+            self.on_cpu[url] = reason
+            log.warning(
+                "camera source %s: decoding on the CPU (OpenCV): %s", redact_url(url), reason
+            )

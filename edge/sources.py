@@ -13,6 +13,7 @@ thread within a bounded time: every blocking call has a timeout.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -72,6 +73,24 @@ def is_stream(url: str) -> bool:
     return "://" in url and not url.startswith("file://")
 
 
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)([^/@]*)@")
+
+
+def redact_url(url: str) -> str:
+    """The URL as it may be logged or reported: a password in it is replaced by ***."""
+    return _USERINFO.sub(
+        lambda m: (
+            m.group(1) + m.group(2).split(":", 1)[0] + (":***" if ":" in m.group(2) else "") + "@"
+        ),
+        url,
+    )
+
+
+def redact_in(text: str, url: str) -> str:
+    """``text`` (an error message, say) with ``url``'s password replaced by ***."""
+    return text.replace(url, redact_url(url))
+
+
 class OpenCvCapture:
     """OpenCV's FFmpeg back-end with open and read time-outs (so no call blocks forever)."""
 
@@ -84,7 +103,7 @@ class OpenCvCapture:
         self._cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
         if not self._cap.isOpened():
             self._cap.release()
-            raise SourceError(f"cannot open video source {url}")
+            raise SourceError(f"cannot open video source {redact_url(url)}")
 
     def read(self) -> tuple[bool, Image | None]:
         ok, image = self._cap.read()
@@ -337,7 +356,8 @@ class CameraReader:
             self._set_state(CameraState.DOWN, str(exc))
             return None
         except Exception as exc:  # a capture back-end can fail in its own ways
-            self._set_state(CameraState.DOWN, f"cannot open {self.url}: {exc}")
+            reason = redact_in(f"cannot open {self.url}: {exc}", self.url)
+            self._set_state(CameraState.DOWN, reason)
             return None
         if failures:
             with self._cond:

@@ -26,9 +26,16 @@ import pytest
 from edge import nvdec
 from edge.config import ConfigError, parse_site_config
 from edge.detections import Detections
-from edge.nvdec import NvdecCapture, NvdecUnavailableError, capture_factory
+from edge.nvdec import AutoOpener, NvdecCapture, NvdecUnavailableError, capture_factory
 from edge.pipeline import DetectorPool, LivePipeline, TrackedFrame
-from edge.sources import CameraReader, Frame, OpenCvCapture, SourceError, valid_image
+from edge.sources import (
+    CameraReader,
+    Frame,
+    OpenCvCapture,
+    SourceError,
+    redact_url,
+    valid_image,
+)
 from tests.edge_support import hanoi_clip, read_image, require_model, shared_detector
 
 Image = npt.NDArray[np.uint8]
@@ -351,3 +358,87 @@ def test_the_decode_section_is_checked() -> None:
     with pytest.raises(ConfigError, match=r"decode\.decoder: Input should be 'auto', 'opencv'"):
         _site("gpu")
     assert _site().decode.decoder == "auto" and _site().decode.gpu == 0
+
+
+def _auto(monkeypatch: pytest.MonkeyPatch, nvc: Any, xp: Any = FAKE_XP) -> AutoOpener:
+    monkeypatch.setattr(nvdec, "load_nvc", lambda: nvc)
+    monkeypatch.setattr(nvdec, "load_cupy", lambda gpu: xp)
+    opener, name = capture_factory("auto")
+    assert name == "nvdec" and isinstance(opener, AutoOpener)
+    return opener
+
+
+class NoCodec(FakeNvc):
+    def CreateDecoder(self, **kwargs: Any) -> FakeDecoder:  # noqa: N802
+        raise RuntimeError("codec not supported by NVDEC")
+
+
+def test_auto_sends_a_source_nvdec_cannot_open_to_opencv(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    opener = _auto(monkeypatch, NoCodec(clip_frames(1)))
+    clip = str(hanoi_clip())
+    first = opener(clip, 5.0)
+    assert isinstance(first, OpenCvCapture) and "codec not supported" in opener.on_cpu[clip]
+    assert "decoding on the CPU (OpenCV)" in caplog.text
+    first.release()
+    with pytest.raises(SourceError, match="cannot open video source"):
+        opener("/no/such/file.mp4", 5.0)  # neither decoder opens it: the source's fault
+    assert "/no/such/file.mp4" not in opener.on_cpu
+
+
+def test_auto_sends_a_source_that_failed_before_its_first_frame_to_opencv(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(_: Any) -> Any:
+        raise RuntimeError("DLPack export failed")
+
+    xp = SimpleNamespace(from_dlpack=broken, ascontiguousarray=FAKE_XP.ascontiguousarray)
+    opener = _auto(monkeypatch, FakeNvc(clip_frames(3)), xp)
+    clip = str(hanoi_clip())
+    first = opener(clip, 5.0)
+    assert isinstance(first, NvdecCapture)
+    assert first.read() == (False, None) and first.error is not None
+    first.release()
+    second = opener(clip, 5.0)  # the reader reconnects
+    assert isinstance(second, OpenCvCapture) and "DLPack export failed" in opener.on_cpu[clip]
+    second.release()
+
+
+def test_auto_keeps_nvdec_for_a_stream_that_dropped_after_frames(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opener = _auto(monkeypatch, FakeNvc(clip_frames(6), fail_at=4))
+    clip = str(hanoi_clip())
+    first = opener(clip, 5.0)
+    assert isinstance(first, NvdecCapture)
+    while first.read()[0]:
+        pass
+    assert first.frames_out == 3 and first.error is not None
+    first.release()
+    again = opener(clip, 5.0)
+    assert isinstance(again, NvdecCapture) and not opener.on_cpu
+    again.release()
+
+
+def test_passwords_in_source_urls_are_not_reported() -> None:
+    assert redact_url("rtsp://admin:s3cret@10.0.0.1:554/s1") == "rtsp://admin:***@10.0.0.1:554/s1"
+    assert redact_url("rtsp://viewer@10.0.0.1/s1") == "rtsp://viewer@10.0.0.1/s1"
+    assert redact_url("/data/clip@2x.mp4") == "/data/clip@2x.mp4"
+    with pytest.raises(SourceError) as caught:
+        NvdecCapture("rtsp://admin:s3cret@10.0.0.1/s1", nvc=FakeNvc(clip_frames(1)), xp=FAKE_XP)
+    assert "s3cret" not in str(caught.value) and "admin:***@" in str(caught.value)
+
+    def refuse(url: str) -> OpenCvCapture:
+        raise RuntimeError(f"avformat_open_input({url}): connection refused")
+
+    reader = CameraReader("cam1", "rtsp://admin:s3cret@10.0.0.1/s1", capture=refuse)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 5
+        while "cannot open" not in reader.health().reason and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        assert reader.stop(5.0)
+    reason = reader.health().reason
+    assert "cannot open" in reason and "s3cret" not in reason
