@@ -190,6 +190,75 @@ def inference_ceiling(detector: Detector, video: Path, seconds: float) -> float:
 
 
 @dataclasses.dataclass(frozen=True)
+class HostCosts:
+    """Milliseconds per frame of the host work that runs on the one pipeline thread."""
+
+    tracking_ms: float
+    enforcement_ms: float  # rules, lamp and integrity checks, the evidence ring
+    ring_ms: float  # of which the ring (a JPEG of the frame)
+
+    @property
+    def ceiling(self) -> float:
+        """Frames/s the pipeline thread can serve with no time left for detection."""
+        return 1000.0 / (self.tracking_ms + self.enforcement_ms)
+
+
+def host_costs(
+    video: Path, scene: dict[str, Any], calibration: Path, folder: Path, detector: Detector,
+    frames: int = 90,
+) -> HostCosts:  # fmt: skip
+    """Tracking and enforcement of one camera on ``frames`` frames of the clip, timed
+    apart from decoding and detection (done first)."""
+    from datetime import UTC, datetime, timedelta
+
+    from edge.config import parse_site_config
+    from edge.evidence.ring import FrameRing
+    from edge.node import EdgeNode
+    from edge.sources import Frame
+    from edge.tracking import Tracker
+
+    cap = cv2.VideoCapture(str(video))
+    images: list[Any] = []
+    while len(images) < frames:
+        ok, image = cap.read()
+        if not ok:
+            break
+        images.append(np.asarray(image, np.uint8))
+    cap.release()
+    detections = detector.detect(images)
+    scene_file = folder / "scenes" / "host.yaml"
+    scene_file.parent.mkdir(exist_ok=True)
+    scene_file.write_text(yaml.safe_dump({**scene, "camera": "cam-0001"}, allow_unicode=True))
+    config = parse_site_config(
+        {"site": "bench", "node": "host", "plates": False, "cameras": [
+            {"id": "cam-0001", "url": str(video), "scene": str(scene_file),
+             "calibration": str(calibration)}]}
+    )  # fmt: skip
+    node = EdgeNode.from_config(config, model_version="bench")
+    tracker = Tracker(config.tracker, fps=FPS)
+    t0, mono0 = datetime.now(UTC), time.monotonic()
+    started = time.perf_counter()
+    tracks = [tracker.update(d, i / FPS) for i, d in enumerate(detections)]
+    tracking = time.perf_counter() - started
+    items = [
+        TrackedFrame(Frame("cam-0001", i, mono0 + i / FPS, t0 + timedelta(seconds=i / FPS), im), tr)
+        for i, (im, tr) in enumerate(zip(images, tracks, strict=True))
+    ]
+    started = time.perf_counter()
+    for item in items:
+        node.on_tracked(item)
+    enforcing = time.perf_counter() - started
+    node.finish()
+    ring = FrameRing("cam-0001", seconds=60.0, max_bytes=1 << 40)
+    started = time.perf_counter()
+    for item in items:
+        ring.push(item.frame.index, item.frame.monotonic, item.frame.captured_at, item.frame.image)
+    ringing = time.perf_counter() - started
+    n = len(items)
+    return HostCosts(1000 * tracking / n, 1000 * enforcing / n, 1000 * ringing / n)
+
+
+@dataclasses.dataclass(frozen=True)
 class Trial:
     streams: int
     seconds: float
@@ -214,18 +283,23 @@ def trial(
     pool: DetectorPool, seconds: float, model: DetectorConfig, decoder: str,
 ) -> Trial:  # fmt: skip
     """``streams`` cameras through the node's path for ``seconds`` (after a warm-up)."""
+    from calibration.store import load_calibration, save_calibration
     from edge.config import parse_site_config
     from edge.node import EdgeNode
 
+    surveyed = load_calibration(calibration)
     cameras = []
     for n in range(streams):
         cam = f"cam-{n + 1:04d}"
         scene_file = folder / "scenes" / f"{cam}.yaml"
         scene_file.parent.mkdir(exist_ok=True)
         scene_file.write_text(yaml.safe_dump({**scene, "camera": cam}, allow_unicode=True))
+        calib_file = folder / "scenes" / f"{cam}.calib.yaml"  # the same survey, its own camera
+        if not calib_file.is_file():
+            save_calibration(surveyed.model_copy(update={"camera": cam}), calib_file)
         cameras.append(
             {"id": cam, "url": str(video), "loop": True, "scene": str(scene_file),
-             "calibration": str(calibration)}
+             "calibration": str(calib_file)}
         )  # fmt: skip
     config = parse_site_config(
         {"site": "bench", "node": "density", "cameras": cameras, "plates": False,
@@ -371,6 +445,13 @@ def main() -> int:
             f"NVDEC decode ceiling: {nvdec:6.1f} frames/s ({threads} PyNvVideoCodec decoders,"
             f" frames kept on the GPU; {nvdec / FPS:.1f} streams at {FPS:.0f} fps)"
         )
+    host = host_costs(video, scene, calibration, args.workdir, detector)
+    print(
+        f"pipeline thread:    {host.ceiling:8.1f} frames/s at most (host work per frame:"
+        f" tracking {host.tracking_ms:.2f} ms, enforcement {host.enforcement_ms:.2f} ms of"
+        f" which the evidence ring's JPEG {host.ring_ms:.2f} ms; {host.ceiling / FPS:.1f}"
+        f" streams at {FPS:.0f} fps)"
+    )
     infer = inference_ceiling(detector, video, args.seconds)
     print(
         f"inference ceiling:  {infer:8.1f} images/s ({args.model}, batch up to {args.batch};"
@@ -382,7 +463,7 @@ def main() -> int:
     )
     best, trials = search(
         lambda n: trial(
-            n, video, scene, calibration, args.workdir, pool, args.seconds, model, decoder
+            n, video, scene, calibration, args.workdir, pool, args.seconds, model, args.decoder
         ),
         args.max_streams,
     )

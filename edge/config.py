@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edge.delivery_config import DeliveryConfig
 from edge.detections import ObjectClass
 from edge.detector import DetectorConfig
+from edge.sources import redact_url
 from edge.tracking import TrackerConfig
 from roadwatch.errors import UserError
 
@@ -73,7 +74,8 @@ class CameraConfig(BaseModel):
         scheme, sep, rest = value.partition("://")
         if sep and (scheme.lower() not in STREAM_SCHEMES or not rest):
             known = ", ".join(sorted(STREAM_SCHEMES))
-            raise ValueError(f"unsupported source {value!r} (use a file path or {known} URL)")
+            shown = redact_url(value)
+            raise ValueError(f"unsupported source {shown!r} (use a file path or {known} URL)")
         return value
 
     @field_validator("thresholds", mode="before")
@@ -112,9 +114,9 @@ class DecodeConfig(BaseModel):
         "auto",
         description="nvdec: the GPU's video decoder (PyNvVideoCodec; frames stay in GPU"
         " memory for the detector); opencv: FFmpeg on the CPU; auto: nvdec where"
-        " PyNvVideoCodec, CuPy and a GPU are usable, else opencv",
+        " PyNvVideoCodec, CuPy and a GPU are usable, else opencv (decoding and detection"
+        " share GPU 0)",
     )
-    gpu: Annotated[int, Field(ge=0, le=15)] = Field(0, description="GPU that decodes")
 
 
 class SiteConfig(BaseModel):

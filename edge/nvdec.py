@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -27,10 +28,15 @@ log = logging.getLogger(__name__)
 Decoder = Literal["auto", "opencv", "nvdec"]
 _END = object()  # the source ended or failed
 _CORRUPT = object()  # the decoder refused a packet
+REFUSALS_BEFORE_FAILURE = 30
 
 
 class NvdecUnavailableError(SourceError):
     """NVDEC decoding was asked for and cannot run here."""
+
+
+class NvdecBusyError(SourceError):
+    """The source's previous NVDEC session has not ended yet."""
 
 
 def load_nvc() -> Any:
@@ -59,8 +65,11 @@ class NvdecCapture:
 
     Demuxing and decoding run on a thread of the capture's own, which hands finished BGR
     frames over a short queue: ``read`` waits at most ``read_timeout_s`` (the demuxer has
-    no time-out of its own) and ``release`` returns within ``stop_timeout_s`` even while
-    the demuxer is stuck in a dead stream (the thread then ends when FFmpeg gives up).
+    no time-out of its own), ``interrupt`` (from any thread) ends a waiting read at once,
+    and ``release`` returns within ``stop_timeout_s`` even while the demuxer is stuck in a
+    dead stream (the thread then ends whenever FFmpeg returns; ``alive`` tells).
+    A decoder that refuses the first ``REFUSALS_BEFORE_FAILURE`` packets (a codec or
+    profile NVDEC lacks) ends the capture with ``error`` set.
 
     ``read`` returns ``(True, frame)`` with a BGR uint8 (height, width, 3) array on the GPU,
     ``(True, None)`` for a packet the decoder refused (a corrupt frame), and
@@ -92,6 +101,8 @@ class NvdecCapture:
         self._finished = False
         self._fps = 0.0
         self.frames_out = 0  # frames handed to the reader
+        self._produced = 0  # frames the thread decoded
+        self._settled = threading.Event()  # the first frame is decoded, or the thread ended
         self.error: str | None = None  # why the source stopped, when it failed
         self._thread = threading.Thread(target=self._run, name=f"nvdec {shown}", daemon=True)
         self._thread.start()
@@ -133,24 +144,40 @@ class NvdecCapture:
         except Exception as exc:  # PyNvVideoCodec raises its own untyped errors
             self._open_error = exc
             self._opened.set()
+            self._settled.set()
             return
         self._opened.set()
         try:
-            for packet in demuxer:  # the last, empty packet flushes the decoder
-                try:
-                    decoded = decoder.Decode(packet)
-                except Exception as exc:  # a packet the decoder cannot take
-                    log.debug("NVDEC decoder: %s", redact_in(str(exc), self.url))
-                    decoded, refused = [], True
-                else:
-                    refused = False
-                items = [_CORRUPT] if refused else [self._bgr(d) for d in decoded]
-                if not all(self._put(item) for item in items):
-                    return
+            self._decode(demuxer, decoder)
         except Exception as exc:  # the demuxer's own error (the source failed), or CuPy's
             self.error = redact_in(f"{type(exc).__name__}: {exc}".splitlines()[0], self.url)
+        if self.error is not None:
             log.info("NVDEC on %s stopped: %s", redact_url(self.url), self.error)
+        self._settled.set()
         self._put(_END)
+
+    def _decode(self, demuxer: Any, decoder: Any) -> None:
+        refused = 0
+        for packet in demuxer:  # the last, empty packet flushes the decoder
+            try:
+                decoded = decoder.Decode(packet)
+            except Exception as exc:  # a packet the decoder cannot take
+                log.debug("NVDEC decoder: %s", redact_in(str(exc), self.url))
+                refused += 1
+                if not self._produced:  # counted, not handed out: is the stream usable?
+                    if refused >= REFUSALS_BEFORE_FAILURE:
+                        self.error = f"the decoder refused the first {refused} packets: {exc}"
+                        return
+                    continue
+                if not self._put(_CORRUPT):
+                    return
+                continue
+            for picture in decoded:
+                frame = self._bgr(picture)
+                self._produced += 1
+                self._settled.set()
+                if not self._put(frame):
+                    return
 
     def _bgr(self, decoded: Any) -> Image:
         """The decoder's RGB surface as a BGR array of our own (the surface is reused)."""
@@ -170,12 +197,18 @@ class NvdecCapture:
 
     # -- the reader's side ---------------------------------------------------------------
     def read(self) -> tuple[bool, Image | None]:
-        if self._finished or self._stop.is_set():
-            return False, None
-        try:
-            item = self._frames.get(timeout=self._read_timeout_s)
-        except queue.Empty:
-            return False, None
+        deadline = time.monotonic() + self._read_timeout_s
+        while True:
+            if self._finished or self._stop.is_set():
+                return False, None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False, None
+            try:
+                item = self._frames.get(timeout=min(left, 0.1))
+                break
+            except queue.Empty:
+                continue
         if item is _END:
             self._finished = True
             return False, None
@@ -184,6 +217,23 @@ class NvdecCapture:
         frame: Image = item
         self.frames_out += 1
         return True, frame
+
+    def failed_before_first_frame(self, timeout_s: float) -> str | None:
+        """Why the capture ended without a single frame, waiting up to ``timeout_s`` for the
+        first one; None once frames flow (or while none came yet)."""
+        self._settled.wait(timeout_s)
+        if self._produced or not self._settled.is_set():
+            return None
+        return self.error or "the source ended before its first frame"
+
+    def interrupt(self) -> None:
+        """End a waiting ``read`` now (safe from any thread); release still follows."""
+        self._stop.set()
+
+    @property
+    def alive(self) -> bool:
+        """The capture's thread still runs (a released capture's demuxer may be stuck)."""
+        return self._thread.is_alive()
 
     def release(self, stop_timeout_s: float = 2.0) -> None:
         self._stop.set()
@@ -220,50 +270,72 @@ def capture_factory(decoder: Decoder, gpu_id: int = 0) -> tuple[CaptureOpener, s
                 raise
             log.info("decoding on the CPU (OpenCV): %s", exc)
         else:
-
-            def open_nvdec(url: str, stall_timeout_s: float) -> NvdecCapture:
-                return NvdecCapture(
-                    url, gpu_id=gpu_id, nvc=nvc, xp=xp,
-                    open_timeout_s=min(stall_timeout_s, 10.0), read_timeout_s=stall_timeout_s,
-                )  # fmt: skip
-
-            return (AutoOpener(open_nvdec) if decoder == "auto" else open_nvdec), "nvdec"
+            sessions = NvdecSessions(gpu_id, nvc, xp)
+            return (AutoOpener(sessions) if decoder == "auto" else sessions), "nvdec"
     return open_opencv, "opencv"
 
 
-class AutoOpener:
-    """NVDEC for every camera, except one NVDEC cannot serve: a source that NVDEC cannot
-    open but OpenCV can (a codec NVDEC lacks, say), or whose NVDEC capture failed before
-    its first frame, is opened with OpenCV from then on (logged once)."""
+class NvdecSessions:
+    """Opens NVDEC captures, at most one per source at a time: while the thread of a
+    released capture is still stuck in a dead stream's demuxer, the source is not opened
+    again (the reader retries with back-off), so stuck threads cannot pile up."""
 
-    def __init__(self, open_nvdec: Callable[[str, float], NvdecCapture]) -> None:
-        self._open_nvdec = open_nvdec
+    def __init__(self, gpu_id: int, nvc: Any, xp: Any) -> None:
+        self.gpu_id, self._nvc, self._xp = gpu_id, nvc, xp
         self._last: dict[str, NvdecCapture] = {}
-        self.on_cpu: dict[str, str] = {}  # url -> why it left NVDEC
         self._lock = threading.Lock()  # readers open their cameras from their own threads
 
-    def __call__(self, url: str, stall_timeout_s: float) -> Capture:
+    def __call__(self, url: str, stall_timeout_s: float) -> NvdecCapture:
         with self._lock:
-            last = self._last.pop(url, None)
-            if last is not None and last.frames_out == 0 and last.error is not None:
-                self._to_cpu(url, last.error)
-            on_cpu = url in self.on_cpu
-        if on_cpu:
-            return open_opencv(url, stall_timeout_s)
-        try:
-            cap = self._open_nvdec(url, stall_timeout_s)
-        except SourceError as exc:
-            fallback = open_opencv(url, stall_timeout_s)  # raises when no decoder can open it
-            with self._lock:
-                self._to_cpu(url, str(exc))
-            return fallback
+            last = self._last.get(url)
+        if last is not None and last.alive:
+            raise NvdecBusyError(
+                f"{redact_url(url)}: the previous NVDEC session has not ended yet (its"
+                " demuxer is stuck in the stream); retrying later"
+            )
+        cap = NvdecCapture(
+            url, gpu_id=self.gpu_id, nvc=self._nvc, xp=self._xp,
+            open_timeout_s=min(stall_timeout_s, 10.0), read_timeout_s=stall_timeout_s,
+        )  # fmt: skip
         with self._lock:
             self._last[url] = cap
         return cap
 
+
+class AutoOpener:
+    """NVDEC for every camera, except one NVDEC cannot serve: a source that NVDEC cannot
+    open but OpenCV can, or whose NVDEC capture ends before its first frame (a codec or
+    profile NVDEC lacks, say), is opened with OpenCV from then on (logged once)."""
+
+    def __init__(self, nvdec: Callable[[str, float], NvdecCapture]) -> None:
+        self._nvdec = nvdec
+        self.on_cpu: dict[str, str] = {}  # url -> why it left NVDEC
+        self._lock = threading.Lock()
+
+    def __call__(self, url: str, stall_timeout_s: float) -> Capture:
+        with self._lock:
+            on_cpu = url in self.on_cpu
+        if on_cpu:
+            return open_opencv(url, stall_timeout_s)
+        try:
+            cap = self._nvdec(url, stall_timeout_s)
+        except NvdecBusyError:
+            raise  # not the source's fault: the reader retries with back-off
+        except SourceError as exc:
+            fallback = open_opencv(url, stall_timeout_s)  # raises when no decoder can open it
+            self._to_cpu(url, str(exc))
+            return fallback
+        failure = cap.failed_before_first_frame(min(stall_timeout_s, 10.0))
+        if failure is None:
+            return cap
+        cap.release()
+        fallback = open_opencv(url, stall_timeout_s)
+        self._to_cpu(url, failure)
+        return fallback
+
     def _to_cpu(self, url: str, reason: str) -> None:
-        if url not in self.on_cpu:
+        with self._lock:
+            if url in self.on_cpu:
+                return
             self.on_cpu[url] = reason
-            log.warning(
-                "camera source %s: decoding on the CPU (OpenCV): %s", redact_url(url), reason
-            )
+        log.warning("camera source %s: decoding on the CPU (OpenCV): %s", redact_url(url), reason)

@@ -153,14 +153,17 @@ class LivePipeline:
             if not is_stream(cam.url) and not Path(cam.url.removeprefix("file://")).is_file():
                 raise SourceError(f"camera {cam.id}: no such video file: {cam.url}")
         if opener is None:
-            opener, self.decoder = capture_factory(config.decode.decoder, config.decode.gpu)
+            opener, self.decoder = capture_factory(config.decode.decoder)
         else:
             self.decoder = "custom"
         log.info("cameras decoded by %s", self.decoder)
         self._arrived = threading.Event()
         self.readers = {c.id: _reader(c, opener, self._arrived) for c in self.cameras}
+        # A batch cannot hold more frames than there are cameras: a node with fewer cameras
+        # than max_batch sends its batch once each has a frame, without waiting the bound.
         self.scheduler: BatchScheduler[Frame] = BatchScheduler(
-            config.detector.max_batch, config.detector.batch_wait_ms / 1000
+            max(1, min(config.detector.max_batch, len(self.cameras))),
+            config.detector.batch_wait_ms / 1000,
         )
         self.detectors = detectors or DetectorPool()
         self.trackers = {
@@ -260,8 +263,13 @@ class LivePipeline:
         return self.summary
 
     def close(self, timeout_s: float = 10.0) -> None:
+        """Stop every reader within ``timeout_s`` in all (not each)."""
         for reader in self.readers.values():
-            reader.stop(timeout_s)
+            reader.request_stop()
+        deadline = time.monotonic() + timeout_s
+        for reader in self.readers.values():
+            if not reader.stop(max(0.0, deadline - time.monotonic())):
+                log.warning("camera %s: reader did not stop within %g s", reader.camera, timeout_s)
 
 
 def _reader(camera: CameraConfig, opener: CaptureOpener, arrived: threading.Event) -> CameraReader:

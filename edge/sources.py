@@ -73,17 +73,25 @@ def is_stream(url: str) -> bool:
     return "://" in url and not url.startswith("file://")
 
 
-_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)([^/@]*)@")
+_SECRET_PARAM = re.compile(
+    r"([?&;](?:password|passwd|pwd|pass|token|key|auth)=)[^&;#]*", re.IGNORECASE
+)
 
 
 def redact_url(url: str) -> str:
-    """The URL as it may be logged or reported: a password in it is replaced by ***."""
-    return _USERINFO.sub(
-        lambda m: (
-            m.group(1) + m.group(2).split(":", 1)[0] + (":***" if ":" in m.group(2) else "") + "@"
-        ),
-        url,
-    )
+    """The URL as it may be logged or reported: a password in its user part (up to the
+    last ``@``, as FFmpeg reads it) or in its query is replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    cut = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
+    end = min(cut, default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    user_part, at, host = authority.rpartition("@")
+    if at:
+        user, colon, _ = user_part.partition(":")
+        authority = f"{user}{':***' if colon else ''}@{host}"
+    return f"{scheme}://{authority}{_SECRET_PARAM.sub(lambda m: m.group(1) + '***', tail)}"
 
 
 def redact_in(text: str, url: str) -> str:
@@ -245,6 +253,7 @@ class CameraReader:
         self._latest: Frame | None = None
         self._taken = True
         self._waiting_since = 0.0
+        self._capture: Capture | None = None  # the open one, for request_stop
         self._thread: threading.Thread | None = None
         self._state = CameraState.DOWN
         self._reason = "not started"
@@ -263,11 +272,19 @@ class CameraReader:
         self._thread = threading.Thread(target=self._run, name=f"camera-{self.camera}", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout_s: float = 10.0) -> bool:
-        """Ask the thread to end and wait at most ``timeout_s``; True when it has ended."""
+    def request_stop(self) -> None:
+        """Ask the thread to end (a capture that can be interrupted stops waiting now)."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+            cap = self._capture
+        interrupt = getattr(cap, "interrupt", None)
+        if interrupt is not None:
+            interrupt()
+
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """Ask the thread to end and wait at most ``timeout_s``; True when it has ended."""
+        self.request_stop()
         if self._thread is None:
             return True
         self._thread.join(timeout_s)
@@ -365,6 +382,11 @@ class CameraReader:
         self._set_state(CameraState.UP, "streaming")
         with self._cond:
             self._last_good = time.monotonic()
+            self._capture = cap
+            stopping = self._stop.is_set()
+        interrupt = getattr(cap, "interrupt", None)
+        if stopping and interrupt is not None:
+            interrupt()  # the stop came while this capture was opening
         return cap
 
     def _run(self) -> None:
@@ -429,5 +451,7 @@ class CameraReader:
     def _drop(self, cap: Capture, state: CameraState, reason: str) -> Capture | None:
         """Release ``cap`` after a failure; the caller reconnects (returns None to say so)."""
         self._set_state(state, reason)
+        with self._cond:
+            self._capture = None
         cap.release()
         return None

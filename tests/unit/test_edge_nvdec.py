@@ -26,7 +26,14 @@ import pytest
 from edge import nvdec
 from edge.config import ConfigError, parse_site_config
 from edge.detections import Detections
-from edge.nvdec import AutoOpener, NvdecCapture, NvdecUnavailableError, capture_factory
+from edge.nvdec import (
+    AutoOpener,
+    NvdecBusyError,
+    NvdecCapture,
+    NvdecSessions,
+    NvdecUnavailableError,
+    capture_factory,
+)
 from edge.pipeline import DetectorPool, LivePipeline, TrackedFrame
 from edge.sources import (
     CameraReader,
@@ -197,7 +204,7 @@ def test_a_refused_packet_is_one_corrupt_frame_and_a_demuxer_failure_ends_the_re
 def test_a_stream_that_stops_mid_read_times_out_and_releases_promptly() -> None:
     stall = threading.Event()
     nvc = FakeNvc(clip_frames(4), fail_at=2, stall=stall)
-    cap = NvdecCapture(str(hanoi_clip()), nvc=nvc, xp=FAKE_XP, read_timeout_s=0.3)
+    cap = NvdecCapture(str(hanoi_clip()), nvc=nvc, xp=FAKE_XP, read_timeout_s=2.0)
     ok, first = cap.read()  # packet 1 brought frame 0 out; the read of packet 2 hangs
     assert ok and first is not None
     assert cap.read() == (False, None)  # no frame within the read time-out
@@ -357,7 +364,7 @@ def test_the_decoder_choice(
 def test_the_decode_section_is_checked() -> None:
     with pytest.raises(ConfigError, match=r"decode\.decoder: Input should be 'auto', 'opencv'"):
         _site("gpu")
-    assert _site().decode.decoder == "auto" and _site().decode.gpu == 0
+    assert _site().decode.decoder == "auto"
 
 
 def _auto(monkeypatch: pytest.MonkeyPatch, nvc: Any, xp: Any = FAKE_XP) -> AutoOpener:
@@ -387,7 +394,7 @@ def test_auto_sends_a_source_nvdec_cannot_open_to_opencv(
     assert "/no/such/file.mp4" not in opener.on_cpu
 
 
-def test_auto_sends_a_source_that_failed_before_its_first_frame_to_opencv(
+def test_auto_sends_a_source_that_fails_before_its_first_frame_to_opencv(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def broken(_: Any) -> Any:
@@ -397,12 +404,61 @@ def test_auto_sends_a_source_that_failed_before_its_first_frame_to_opencv(
     opener = _auto(monkeypatch, FakeNvc(clip_frames(3)), xp)
     clip = str(hanoi_clip())
     first = opener(clip, 5.0)
-    assert isinstance(first, NvdecCapture)
-    assert first.read() == (False, None) and first.error is not None
+    assert isinstance(first, OpenCvCapture) and "DLPack export failed" in opener.on_cpu[clip]
     first.release()
-    second = opener(clip, 5.0)  # the reader reconnects
-    assert isinstance(second, OpenCvCapture) and "DLPack export failed" in opener.on_cpu[clip]
+    again = opener(clip, 5.0)  # the reader reconnects: straight to OpenCV
+    assert isinstance(again, OpenCvCapture)
+    again.release()
+
+
+def test_a_decoder_that_refuses_every_packet_fails_the_capture(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frames = clip_frames(40)
+    every = frozenset(range(len(frames)))
+    cap = NvdecCapture(str(hanoi_clip()), nvc=FakeNvc(frames, bad=every), xp=FAKE_XP)
+    assert read_all(cap) == []  # refusals before a first frame are not handed out
+    assert cap.error is not None and "refused the first 30 packets" in cap.error
+    cap.release()
+    opener = _auto(monkeypatch, FakeNvc(frames, bad=every))
+    chosen = opener(str(hanoi_clip()), 5.0)
+    assert isinstance(chosen, OpenCvCapture)
+    chosen.release()
+
+
+def test_a_source_is_not_reopened_while_its_last_session_is_stuck() -> None:
+    stall = threading.Event()
+    sessions = NvdecSessions(0, FakeNvc(clip_frames(4), fail_at=2, stall=stall), FAKE_XP)
+    clip = str(hanoi_clip())
+    first = sessions(clip, 5.0)
+    assert first.read()[0]  # frame 0 out: the thread goes on to the packet that hangs
+    first.release(stop_timeout_s=0.1)  # its demuxer is stuck in the stalled stream
+    with pytest.raises(NvdecBusyError, match="previous NVDEC session has not ended"):
+        sessions(clip, 5.0)
+    stall.set()
+    first._thread.join(5)
+    second = sessions(clip, 5.0)
+    assert second is not first
     second.release()
+
+
+def test_stopping_a_reader_ends_a_waiting_nvdec_read_at_once() -> None:
+    stall = threading.Event()
+    nvc = FakeNvc(clip_frames(4), fail_at=2, stall=stall)
+    reader = CameraReader(
+        "cam1",
+        "rtsp://10.0.0.9/stream",
+        capture=lambda url: NvdecCapture(
+            str(hanoi_clip()), nvc=nvc, xp=FAKE_XP, read_timeout_s=120.0
+        ),
+    )
+    reader.start()
+    try:
+        assert reader.latest(timeout_s=5.0) is not None  # frame 0; then the demuxer hangs
+    finally:
+        stopped = reader.stop(timeout_s=5.0)  # a read waiting 120 s would not end in 5 s
+        stall.set()
+    assert stopped
 
 
 def test_auto_keeps_nvdec_for_a_stream_that_dropped_after_frames(
@@ -425,6 +481,17 @@ def test_passwords_in_source_urls_are_not_reported() -> None:
     assert redact_url("rtsp://admin:s3cret@10.0.0.1:554/s1") == "rtsp://admin:***@10.0.0.1:554/s1"
     assert redact_url("rtsp://viewer@10.0.0.1/s1") == "rtsp://viewer@10.0.0.1/s1"
     assert redact_url("/data/clip@2x.mp4") == "/data/clip@2x.mp4"
+    assert redact_url("rtsp://admin:p@ss@10.0.0.1/s1") == "rtsp://admin:***@10.0.0.1/s1"
+    assert redact_url("rtsp://10.0.0.1/live@main") == "rtsp://10.0.0.1/live@main"
+    assert (
+        redact_url("http://10.0.0.2/cgi-bin/mjpg?user=admin&password=s3cret&channel=1")
+        == "http://10.0.0.2/cgi-bin/mjpg?user=admin&password=***&channel=1"
+    )
+    with pytest.raises(ConfigError) as refused:
+        parse_site_config(
+            {"site": "s1", "node": "n1", "cameras": [{"id": "c1", "url": "ftp://u:s3cret@h/x"}]}
+        )
+    assert "s3cret" not in str(refused.value) and "u:***@h" in str(refused.value)
     with pytest.raises(SourceError) as caught:
         NvdecCapture("rtsp://admin:s3cret@10.0.0.1/s1", nvc=FakeNvc(clip_frames(1)), xp=FAKE_XP)
     assert "s3cret" not in str(caught.value) and "admin:***@" in str(caught.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,28 +68,34 @@ def run_until(pipe: LivePipeline, frames: int) -> list[Any]:
     return seen
 
 
-def build(cams: dict[str, Camera], max_batch: int, wait_ms: float) -> tuple[LivePipeline, Any]:
-    clip = str(hanoi_clip())
+def build(
+    tmp_path: Path, cams: dict[str, Camera], max_batch: int, wait_ms: float
+) -> tuple[LivePipeline, Any]:
+    # Each camera has a file of its own (a link to the clip) for its reader to open; the
+    # captures above stand in for what a decoder would read from it.
+    urls = {}
+    for cam in cams:
+        urls[cam] = tmp_path / f"{cam}.mp4"
+        urls[cam].symlink_to(hanoi_clip())
     config = parse_site_config(
         {
             "site": "s1", "node": "n1",
             "detector": {"max_batch": max_batch, "batch_wait_ms": wait_ms},
-            "cameras": [{"id": cam, "url": clip, "loop": True} for cam in cams],
+            "cameras": [{"id": cam, "url": str(urls[cam]), "loop": True} for cam in cams],
         }
     )  # fmt: skip
     recorder = BatchRecorder()
-    queue = iter(cams.values())  # readers open their cameras in configuration order
     pipe = LivePipeline(
         config,
         DetectorPool(load=lambda _cfg: recorder),  # type: ignore[arg-type, return-value]
-        opener=lambda url, stall_s: next(queue),
+        opener=lambda url, stall_s: cams[Path(url).stem],
     )
     return pipe, recorder
 
 
-def test_cameras_at_the_same_rate_share_full_batches() -> None:
+def test_cameras_at_the_same_rate_share_full_batches(tmp_path: Path) -> None:
     cams = {f"cam{i}": Camera(0.02) for i in range(3)}
-    pipe, recorder = build(cams, max_batch=3, wait_ms=1000)
+    pipe, recorder = build(tmp_path, cams, max_batch=3, wait_ms=1000)
     seen = run_until(pipe, 30)
     # A batch leaves when all three cameras have a frame waiting, long before the bound.
     full = [b for b in recorder.batches[:-1] if b == 3]
@@ -96,30 +103,30 @@ def test_cameras_at_the_same_rate_share_full_batches() -> None:
     assert {item.frame.camera for item in seen} == set(cams)
 
 
-def test_a_lone_camera_is_served_at_the_latency_bound() -> None:
+def test_a_lone_camera_is_served_at_the_latency_bound(tmp_path: Path) -> None:
     # Two cameras never deliver: the third's frames go alone, once they have waited.
     cams = {"cam0": Camera(0.01), "cam1": SILENT(), "cam2": SILENT()}
-    pipe, recorder = build(cams, max_batch=3, wait_ms=30)
+    pipe, recorder = build(tmp_path, cams, max_batch=3, wait_ms=30)
     seen = run_until(pipe, 5)
     assert len(seen) >= 5 and set(recorder.batches) == {1}
     assert {item.frame.camera for item in seen} == {"cam0"}
 
 
-def test_a_frame_replaced_while_waiting_counts_as_dropped() -> None:
+def test_a_frame_replaced_while_waiting_counts_as_dropped(tmp_path: Path) -> None:
     # One camera, a bound far longer than its frame period, a batch it cannot fill alone:
     # each frame waits the bound, and the newer ones replace it meanwhile.
     cams = {"cam0": Camera(0.005), "cam1": SILENT()}
-    pipe, _ = build(cams, max_batch=2, wait_ms=200)
+    pipe, _ = build(tmp_path, cams, max_batch=2, wait_ms=200)
     seen = run_until(pipe, 2)
     assert seen and pipe.scheduler.dropped["cam0"] > 0
     health = {h.camera: h for h in pipe.health()}
     assert health["cam0"].frames_dropped >= pipe.scheduler.dropped["cam0"]
 
 
-def test_frames_left_when_the_files_end_are_processed() -> None:
+def test_frames_left_when_the_files_end_are_processed(tmp_path: Path) -> None:
     count = 7
     cams = {"cam0": Camera(0.001, count=count)}
-    pipe, _ = build(cams, max_batch=8, wait_ms=1000)
+    pipe, _ = build(tmp_path, cams, max_batch=8, wait_ms=1000)
     pipe.readers["cam0"].loop = False
     stop = threading.Event()
     seen: list[Any] = []
