@@ -24,7 +24,7 @@ from calibration.speed import GroundSample, SpeedConfig, SpeedEstimate, estimate
 from edge.detections import Detections, ObjectClass, vehicle_class
 from edge.evidence.overlay import Box
 from edge.evidence.package import EvidenceBuilder, EvidenceError, EvidencePackage, EvidenceRequest
-from edge.evidence.ring import FrameRing
+from edge.evidence.ring import EvidenceRing
 from edge.integrity import IntegrityBounds, IntegrityGuard, ReferenceView, ViewVerdict
 from edge.rules.calibrated import image_to_world
 from edge.rules.engine import RuleSet
@@ -33,6 +33,7 @@ from edge.rules.plane import SceneGeometry
 from edge.rules.scene import SceneConfig
 from edge.rules.signal import SignalState, lamp_strengths
 from edge.rules.tracks import ImageBox, TrackFrame, Violation, WorldTrackPoint
+from edge.sources import Frame
 from edge.traffic_stats import LaneObservation, TrafficAggregator
 from roadwatch.contract import (
     CameraState,
@@ -97,7 +98,7 @@ class CameraEnforcement:
         camera: str,
         scene: SceneConfig,
         projector: RoadProjector | None,
-        ring: FrameRing,
+        ring: EvidenceRing,
         builder: EvidenceBuilder,
         model_version: str,
         read_plate: PlateRead | None = None,
@@ -196,16 +197,21 @@ class CameraEnforcement:
         index: int,
         mono_s: float,
         captured_at: datetime,
-        image: Image,
+        frame: Frame,
         tracks: Detections,
     ) -> tuple[list[EvidencePackage], list[TrafficStats]]:
-        """Account one tracked frame; the packages and traffic minutes it completed."""
+        """Account one tracked frame; the packages and traffic minutes it completed.
+
+        The frame's picture is taken to the host (``frame.image``) only by the parts that
+        need it: a JPEG ring, the integrity check every few seconds, a lamp check."""
         self.counters.frames += 1
         t = captured_at.timestamp()
-        self.ring.push(index, mono_s, captured_at, image)
+        self.ring.push_frame(index, mono_s, captured_at, frame)
         if self.guard is None and self._guard_bounds is not None:
             try:
-                self.guard = IntegrityGuard(ReferenceView.from_frame(image), self._guard_bounds)
+                self.guard = IntegrityGuard(
+                    ReferenceView.from_frame(frame.image), self._guard_bounds
+                )
                 self._guard_due = mono_s + self.guard_every_s
                 self._guard_bounds = None
             except ValueError as exc:
@@ -213,10 +219,10 @@ class CameraEnforcement:
         elif self.guard is not None and mono_s >= self._guard_due:
             self._guard_due = mono_s + self.guard_every_s
             was = self.guard.enforcing
-            if self.guard.update(image) != was:
+            if self.guard.update(frame.image) != was:
                 log.warning("camera %s: %s", self.camera, self.guard.reason)
         for head in self._lamp_heads:
-            self.signals[head.id].on_lamp(t, lamp_strengths(image, head))
+            self.signals[head.id].on_lamp(t, lamp_strengths(frame.image, head))
 
         points = self._points(t, mono_s, tracks)
         traffic = self.traffic.add_frame(captured_at, self._lane_observations(points))
@@ -368,11 +374,12 @@ class CameraEnforcement:
         ]
         near = sorted(near, key=lambda b: (b.box[2] - b.box[0]) * (b.box[3] - b.box[1]))
         crops: list[Image] = []
-        for seen in reversed(near[-PLATE_FRAMES:]):
-            frames = self.ring.window(seen.mono_s - 1e-6, seen.mono_s + 1e-6)
-            if not frames:
+        chosen = list(reversed(near[-PLATE_FRAMES:]))
+        held = {f.mono_s: f for f in self.ring.frames_at(b.mono_s for b in chosen)}
+        for seen in chosen:
+            if (buffered := held.get(seen.mono_s)) is None:
                 continue
-            image = frames[0].image()
+            image = buffered.image()
             h, w = image.shape[:2]
             x0, y0 = max(0, int(seen.box[0])), max(0, int(seen.box[1]))
             x1, y1 = min(w, int(np.ceil(seen.box[2]))), min(h, int(np.ceil(seen.box[3])))

@@ -26,9 +26,11 @@ from calibration.store import load_calibration
 from edge.config import CameraConfig, SiteConfig
 from edge.config_apply import ConfigApplier, startup_config
 from edge.config_push import AppliedConfig
+from edge.delivery_config import EvidenceSettings
 from edge.delivery_service import DeliveryService
 from edge.enforcement import CameraEnforcement, Image, PlateRead
 from edge.evidence.package import EvidenceBuilder, EvidencePackage
+from edge.evidence.packets import PacketRing
 from edge.evidence.ring import FrameRing
 from edge.integrity import IntegrityBounds, IntegrityGuard, ReferenceView
 from edge.pipeline import DetectorPool, LivePipeline, RunSummary, TrackedFrame, process_file
@@ -201,7 +203,7 @@ class EdgeNode:
             index=item.frame.index,
             mono_s=item.frame.monotonic if mono_s is None else mono_s,
             captured_at=item.frame.captured_at if at is None else at,
-            image=item.frame.image,
+            frame=item.frame,
             tracks=item.tracks,
         )
         self._deliver(packages, traffic)
@@ -264,6 +266,8 @@ class EdgeNode:
         last evidence is built and the outbox gets up to ``drain_s`` to empty itself."""
         pipeline = pipeline or LivePipeline(self.config, detectors)
         self._readers = pipeline.health
+        if pipeline.decoder == "nvdec":
+            self.keep_streams(pipeline)
         if self.delivery is not None:
             self.delivery.start()
         try:
@@ -273,6 +277,17 @@ class EdgeNode:
             if self.delivery is not None:
                 self.delivery.drain(drain_s)
                 self.delivery.stop()
+
+    def keep_streams(self, pipeline: LivePipeline) -> None:
+        """Each enforced camera's ring keeps its compressed stream (packets from the NVDEC
+        capture) instead of a JPEG of every frame; before the cameras start."""
+        settings = self.config.delivery.evidence if self.config.delivery else None
+        for cam_id, camera in self.enforcement.items():
+            ring = camera_ring(cam_id, settings, keeps_stream=True)
+            assert isinstance(ring, PacketRing)
+            camera.ring = ring
+            pipeline.packet_sinks[cam_id] = ring
+        log.info("evidence rings keep the cameras' streams (%d cameras)", len(self.enforcement))
 
     def run_file(
         self,
@@ -322,11 +337,7 @@ class _NodeParts:
                 raise UserError(
                     f"{cam.scene}: the scene is for camera {scene.camera!r}, not {cam.id!r}"
                 )
-            ring = (
-                FrameRing.from_settings(cam.id, settings)
-                if settings is not None
-                else FrameRing(cam.id, seconds=12.0, max_bytes=64 << 20)
-            )
+            ring = camera_ring(cam.id, settings, keeps_stream=False)
             builder = EvidenceBuilder(self.key, jpeg_quality=ring.jpeg_quality)
             bounds = IntegrityBounds(
                 max_shift_px=config.integrity.max_shift_px, inertia=config.integrity.inertia
@@ -353,6 +364,19 @@ class _NodeParts:
                 clip_half_s=settings.clip_half_s if settings else 3.0,
             )
         return out
+
+
+def camera_ring(
+    camera: str, settings: EvidenceSettings | None, *, keeps_stream: bool
+) -> FrameRing | PacketRing:
+    """A camera's evidence ring: JPEGs of its frames, or its compressed stream."""
+    seconds, max_bytes, quality = (
+        (settings.ring_seconds, settings.ring_max_bytes, settings.jpeg_quality)
+        if settings is not None
+        else (12.0, 64 << 20, 90)
+    )
+    kind = PacketRing if keeps_stream else FrameRing
+    return kind(camera, seconds=seconds, max_bytes=max_bytes, jpeg_quality=quality)
 
 
 class _HealthSource:

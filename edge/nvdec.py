@@ -13,15 +13,25 @@ otherwise, with the reason logged once).
 
 from __future__ import annotations
 
+import ctypes
+import itertools
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from edge.device_batch import BackendError, cuda_backend
-from edge.sources import Capture, Image, SourceError, open_opencv, redact_in, redact_url
+from edge.sources import (
+    Capture,
+    Image,
+    SourceError,
+    SourceTag,
+    open_opencv,
+    redact_in,
+    redact_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +39,25 @@ Decoder = Literal["auto", "opencv", "nvdec"]
 _END = object()  # the source ended or failed
 _CORRUPT = object()  # the decoder refused a packet
 REFUSALS_BEFORE_FAILURE = 30
+_SESSIONS = itertools.count(1)
+
+
+class PacketSink(Protocol):
+    """Takes a capture's packets (the camera's evidence ring)."""
+
+    def add_packet(
+        self, session: int, codec: Literal["h264", "hevc"], pts: int, data: bytes, mono_s: float
+    ) -> None: ...
+
+
+def _codec_name(codec_id: Any) -> Literal["h264", "hevc"] | None:
+    """The stream's codec as the ring knows it (PyNvVideoCodec's cudaVideoCodec name)."""
+    name = str(codec_id).upper()
+    if "H264" in name:
+        return "h264"
+    if "HEVC" in name or "H265" in name:
+        return "hevc"
+    return None
 
 
 class NvdecUnavailableError(SourceError):
@@ -87,8 +116,12 @@ class NvdecCapture:
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 10.0,
         depth: int = 4,
+        packets: PacketSink | None = None,
     ) -> None:
         self.url = url
+        self.session = next(_SESSIONS)
+        self._packets = packets
+        self.last_source: SourceTag | None = None  # of the frame the last read returned
         shown = redact_url(url)
         self._nvc = nvc if nvc is not None else load_nvc()
         self._xp = xp if xp is not None else load_cupy(gpu_id)
@@ -158,7 +191,14 @@ class NvdecCapture:
 
     def _decode(self, demuxer: Any, decoder: Any) -> None:
         refused = 0
+        codec = _codec_name(demuxer.GetNvCodecId()) if self._packets is not None else None
         for packet in demuxer:  # the last, empty packet flushes the decoder
+            if codec is not None and self._packets is not None and packet.bsl > 0:
+                # Copied now: the demuxer reuses the packet's memory for the next one.
+                data = ctypes.string_at(packet.bsl_data, packet.bsl)
+                self._packets.add_packet(
+                    self.session, codec, int(packet.pts), data, time.monotonic()
+                )
             try:
                 decoded = decoder.Decode(packet)
             except Exception as exc:  # a packet the decoder cannot take
@@ -174,9 +214,10 @@ class NvdecCapture:
                 continue
             for picture in decoded:
                 frame = self._bgr(picture)
+                pts = int(picture.getPTS()) if codec is not None else 0
                 self._produced += 1
                 self._settled.set()
-                if not self._put(frame):
+                if not self._put((frame, pts)):
                     return
 
     def _bgr(self, decoded: Any) -> Image:
@@ -214,7 +255,8 @@ class NvdecCapture:
             return False, None
         if item is _CORRUPT:
             return True, None
-        frame: Image = item
+        frame, pts = item
+        self.last_source = SourceTag(self.session, pts) if self._packets is not None else None
         self.frames_out += 1
         return True, frame
 
@@ -254,7 +296,13 @@ class NvdecCapture:
         return self._fps
 
 
-CaptureOpener = Callable[[str, float], Capture]  # (url, stall time-out in seconds)
+# (url, stall time-out in seconds, where the capture may hand its packets)
+CaptureOpener = Callable[[str, float, "PacketSink | None"], Capture]
+
+
+def open_on_cpu(url: str, stall_timeout_s: float, packets: PacketSink | None = None) -> Capture:
+    """OpenCV (it hands out no packets: its frames go to a ring as pictures)."""
+    return open_opencv(url, stall_timeout_s)
 
 
 def capture_factory(decoder: Decoder, gpu_id: int = 0) -> tuple[CaptureOpener, str]:
@@ -272,7 +320,7 @@ def capture_factory(decoder: Decoder, gpu_id: int = 0) -> tuple[CaptureOpener, s
         else:
             sessions = NvdecSessions(gpu_id, nvc, xp)
             return (AutoOpener(sessions) if decoder == "auto" else sessions), "nvdec"
-    return open_opencv, "opencv"
+    return open_on_cpu, "opencv"
 
 
 class NvdecSessions:
@@ -285,7 +333,9 @@ class NvdecSessions:
         self._last: dict[str, NvdecCapture] = {}
         self._lock = threading.Lock()  # readers open their cameras from their own threads
 
-    def __call__(self, url: str, stall_timeout_s: float) -> NvdecCapture:
+    def __call__(
+        self, url: str, stall_timeout_s: float, packets: PacketSink | None = None
+    ) -> NvdecCapture:
         with self._lock:
             last = self._last.get(url)
         if last is not None and last.alive:
@@ -296,6 +346,7 @@ class NvdecSessions:
         cap = NvdecCapture(
             url, gpu_id=self.gpu_id, nvc=self._nvc, xp=self._xp,
             open_timeout_s=min(stall_timeout_s, 10.0), read_timeout_s=stall_timeout_s,
+            packets=packets,
         )  # fmt: skip
         with self._lock:
             self._last[url] = cap
@@ -307,18 +358,20 @@ class AutoOpener:
     open but OpenCV can, or whose NVDEC capture ends before its first frame (a codec or
     profile NVDEC lacks, say), is opened with OpenCV from then on (logged once)."""
 
-    def __init__(self, nvdec: Callable[[str, float], NvdecCapture]) -> None:
+    def __init__(self, nvdec: Callable[[str, float, PacketSink | None], NvdecCapture]) -> None:
         self._nvdec = nvdec
         self.on_cpu: dict[str, str] = {}  # url -> why it left NVDEC
         self._lock = threading.Lock()
 
-    def __call__(self, url: str, stall_timeout_s: float) -> Capture:
+    def __call__(
+        self, url: str, stall_timeout_s: float, packets: PacketSink | None = None
+    ) -> Capture:
         with self._lock:
             on_cpu = url in self.on_cpu
         if on_cpu:
             return open_opencv(url, stall_timeout_s)
         try:
-            cap = self._nvdec(url, stall_timeout_s)
+            cap = self._nvdec(url, stall_timeout_s, packets)
         except NvdecBusyError:
             raise  # not the source's fault: the reader retries with back-off
         except SourceError as exc:

@@ -20,7 +20,7 @@ from pathlib import Path
 from edge.config import CameraConfig, SiteConfig
 from edge.detections import Detections, ObjectClass
 from edge.detector import Detector, DetectorConfig
-from edge.nvdec import CaptureOpener, capture_factory
+from edge.nvdec import CaptureOpener, PacketSink, capture_factory
 from edge.scheduler import BatchScheduler
 from edge.sources import (
     CameraReader,
@@ -158,7 +158,12 @@ class LivePipeline:
             self.decoder = "custom"
         log.info("cameras decoded by %s", self.decoder)
         self._arrived = threading.Event()
-        self.readers = {c.id: _reader(c, opener, self._arrived) for c in self.cameras}
+        # Where a camera's capture hands its packets (an evidence ring that keeps the
+        # stream); filled before ``run`` by the node, for a decoder that has packets.
+        self.packet_sinks: dict[str, PacketSink] = {}
+        self.readers = {
+            c.id: _reader(c, opener, self._arrived, self.packet_sinks) for c in self.cameras
+        }
         # A batch cannot hold more frames than there are cameras: a node with fewer cameras
         # than max_batch sends its batch once each has a frame, without waiting the bound.
         self.scheduler: BatchScheduler[Frame] = BatchScheduler(
@@ -272,9 +277,14 @@ class LivePipeline:
                 log.warning("camera %s: reader did not stop within %g s", reader.camera, timeout_s)
 
 
-def _reader(camera: CameraConfig, opener: CaptureOpener, arrived: threading.Event) -> CameraReader:
+def _reader(
+    camera: CameraConfig,
+    opener: CaptureOpener,
+    arrived: threading.Event,
+    sinks: dict[str, PacketSink],
+) -> CameraReader:
     def capture(url: str) -> Capture:
-        return opener(url, camera.stall_timeout_s)
+        return opener(url, camera.stall_timeout_s, sinks.get(camera.id))
 
     return CameraReader(
         camera.id, camera.url, target_fps=camera.target_fps, loop=camera.loop,

@@ -40,6 +40,15 @@ class SourceError(UserError):
     """A source that cannot be opened at all (bad path, unreadable file)."""
 
 
+@dataclass(frozen=True, slots=True)
+class SourceTag:
+    """Where a frame sits in its compressed stream: the capture session (a reconnect opens
+    a new one) and the frame's presentation time stamp."""
+
+    session: int
+    pts: int
+
+
 @dataclass(frozen=True, eq=False)
 class Frame:
     camera: str
@@ -47,6 +56,7 @@ class Frame:
     monotonic: float  # time.monotonic() when the frame was read
     captured_at: datetime  # UTC wall clock when the frame was read
     pixels: Any  # BGR, uint8, (height, width, 3): a NumPy array, or CuPy from NVDEC
+    source: SourceTag | None = None  # from a capture that hands its packets to a ring
 
     @cached_property
     def image(self) -> Image:
@@ -345,9 +355,9 @@ class CameraReader:
                 log.info("camera %s: %s (%s)", self.camera, state.value, reason)
             self._state, self._reason = state, reason
 
-    def _publish(self, image: Image, index: int) -> None:
+    def _publish(self, image: Image, index: int, source: SourceTag | None) -> None:
         now = time.monotonic()
-        frame = Frame(self.camera, index, now, datetime.now(UTC), image)
+        frame = Frame(self.camera, index, now, datetime.now(UTC), image, source)
         with self._cond:
             if not self._taken:
                 self._dropped += 1
@@ -419,7 +429,7 @@ class CameraReader:
                         self._stop.wait(max(0.0, next_due - time.monotonic()))
                     if not self.min_interval or now - last_sent >= self.min_interval:
                         last_sent = now
-                        self._publish(image, index)
+                        self._publish(image, index, getattr(cap, "last_source", None))
                 elif ok:
                     index += 1
                     with self._cond:

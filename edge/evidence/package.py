@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.evidence.clip import encode_clip
 from edge.evidence.overlay import Box, caption_lines, draw_caption
-from edge.evidence.ring import BufferedFrame, FrameRing, Image, encode_jpeg
+from edge.evidence.ring import BufferedFrame, EvidenceRing, Image, encode_jpeg
 from edge.outbox import EvidenceBlob, sha256_hex
 from roadwatch.contract import EvidenceRef, EvidenceRole, MediaType, ViolationEvent
 from roadwatch.contract.signing import sign
@@ -88,7 +88,7 @@ class EvidenceBuilder:
         self._quality = jpeg_quality
         self._ffmpeg = ffmpeg
 
-    def build(self, ring: FrameRing, request: EvidenceRequest) -> EvidencePackage:
+    def build(self, ring: EvidenceRing, request: EvidenceRequest) -> EvidencePackage:
         t = request.decisive_mono_s
         frames = ring.window(t - request.clip_half_s, t + request.clip_half_s)
         if not frames:

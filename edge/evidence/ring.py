@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.delivery_config import EvidenceSettings
+if TYPE_CHECKING:
+    from edge.sources import Frame
 
 Image = npt.NDArray[np.uint8]
 
@@ -97,23 +100,24 @@ class FrameRing:
             ):
                 self._bytes -= len(self._frames.popleft().jpeg)
 
+    def push_frame(self, index: int, mono_s: float, captured_at: datetime, frame: Frame) -> None:
+        """Add a camera frame (its picture, copied to the host if it is on the GPU)."""
+        self.push(index, mono_s, captured_at, frame.image)
+
     def window(self, start_s: float, end_s: float) -> list[BufferedFrame]:
         """Frames with ``start_s <= mono_s <= end_s``, oldest first."""
         with self._lock:
             return [f for f in self._frames if start_s <= f.mono_s <= end_s]
 
+    def frames_at(self, monos: Iterable[float]) -> list[BufferedFrame]:
+        """The frames taken at exactly these times (those still held), oldest first."""
+        times = set(monos)
+        with self._lock:
+            return [f for f in self._frames if f.mono_s in times]
+
     def frames(self) -> list[BufferedFrame]:
         with self._lock:
             return list(self._frames)
-
-    @classmethod
-    def from_settings(cls, camera: str, settings: EvidenceSettings) -> FrameRing:
-        return cls(
-            camera,
-            seconds=settings.ring_seconds,
-            max_bytes=settings.ring_max_bytes,
-            jpeg_quality=settings.jpeg_quality,
-        )
 
     @property
     def newest_mono_s(self) -> float | None:
@@ -128,3 +132,21 @@ class FrameRing:
     def __len__(self) -> int:
         with self._lock:
             return len(self._frames)
+
+
+class EvidenceRing(Protocol):
+    """What enforcement and the evidence builder need of a camera's ring."""
+
+    camera: str
+    jpeg_quality: int
+
+    def push_frame(
+        self, index: int, mono_s: float, captured_at: datetime, frame: Frame
+    ) -> None: ...
+
+    def window(self, start_s: float, end_s: float) -> list[BufferedFrame]: ...
+
+    def frames_at(self, monos: Iterable[float]) -> list[BufferedFrame]: ...
+
+    @property
+    def newest_mono_s(self) -> float | None: ...

@@ -5,20 +5,26 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from calibration.scene_render import load_assets, write_scene
 from calibration.scenes import LANES, Effects, SceneSpec, VehiclePath
 from calibration.store import save_calibration
-from edge.config import parse_site_config
+from edge.config import SiteConfig, parse_site_config
+from edge.evidence.packets import PacketRing
 from edge.node import EdgeNode
-from edge.pipeline import DetectorPool
+from edge.nvdec import NvdecSessions
+from edge.pipeline import DetectorPool, LivePipeline
 from roadwatch.contract import EvidenceRole, ViolationEvent, ViolationType, parse_payload
 from roadwatch.demo.scene import CAMERA_ID, demo_camera, surveyed_calibration, write_scene_file
 from tests.edge_support import shared_detector
+from tests.nvdec_standin import FAKE_XP, GpuArray, StreamNvc
 from tests.services import SHARED_DATA, require_shared_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -51,8 +57,8 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_a_node_finds_the_known_violations_with_checkable_evidence(scene: Path) -> None:
-    config = parse_site_config(
+def site(scene: Path) -> SiteConfig:
+    return parse_site_config(
         {
             "site": "test",
             "node": "node-01",
@@ -64,6 +70,10 @@ def test_a_node_finds_the_known_violations_with_checkable_evidence(scene: Path) 
             "plates": False,
         }
     )  # fmt: skip
+
+
+def test_a_node_finds_the_known_violations_with_checkable_evidence(scene: Path) -> None:
+    config = site(scene)
     out = io.StringIO()
     node = EdgeNode.from_config(config, model_version="yolov8n-coco-dynamic", violations_out=out)
     pool = DetectorPool(load=lambda _cfg: shared_detector())
@@ -89,3 +99,53 @@ def test_a_node_finds_the_known_violations_with_checkable_evidence(scene: Path) 
         assert event.explanation
     assert node.counters.traffic_minutes >= 1
     assert json.loads(out.getvalue().splitlines()[0])["site"] == "test"
+
+
+class CountingXp:
+    """The CuPy stand-in, keeping every "GPU" frame it made so their copies can be counted."""
+
+    def __init__(self) -> None:
+        self.made: list[GpuArray] = []
+        self.from_dlpack = FAKE_XP.from_dlpack
+
+    def ascontiguousarray(self, array: Any) -> GpuArray:
+        made = GpuArray(np.ascontiguousarray(array))
+        self.made.append(made)
+        return made
+
+
+class OnTheGpu:
+    """The CPU detector reading the "GPU" frames where they are, as the device pipeline
+    reads CuPy arrays on a GPU (so only the node's own copies to the host are counted)."""
+
+    riders_merged = 0
+
+    def detect(self, frames: list[Any]) -> Any:
+        return shared_detector().detect(
+            [f.on_gpu if isinstance(f, GpuArray) else f for f in frames]
+        )
+
+
+def test_on_the_gpu_path_evidence_comes_from_the_kept_stream(scene: Path) -> None:
+    """The same scene live through NVDEC (a stand-in playing the clip's real packets): the
+    rings keep the stream, the evidence is rebuilt from it, frames stay on the "GPU"."""
+    config = site(scene)
+    out = io.StringIO()
+    node = EdgeNode.from_config(config, model_version="yolov8n-coco-dynamic", violations_out=out)
+    xp = CountingXp()
+    pipeline = LivePipeline(
+        config,
+        DetectorPool(load=lambda _cfg: OnTheGpu()),  # type: ignore[arg-type, return-value]
+        opener=NvdecSessions(0, StreamNvc(), xp),
+    )
+    node.keep_streams(pipeline)
+    assert isinstance(node.enforcement[CAMERA_ID].ring, PacketRing)
+    summary = node.run_live(threading.Event(), pipeline=pipeline)
+
+    assert summary.frames >= 20 and len(xp.made) >= summary.frames
+    assert node.violations >= 1 and node.packages == node.violations, out.getvalue()
+    for line in out.getvalue().splitlines():
+        event = parse_payload(ViolationEvent, line)
+        assert EvidenceRole.CLIP in {e.role for e in event.evidence}
+    # Copied to the host only for the integrity guard's checks (one every 5 s).
+    assert sum(a.copies_down for a in xp.made) <= 3

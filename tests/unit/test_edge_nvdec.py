@@ -44,34 +44,9 @@ from edge.sources import (
     valid_image,
 )
 from tests.edge_support import hanoi_clip, read_image, require_model, shared_detector
+from tests.nvdec_standin import FAKE_XP, GpuArray
 
 Image = npt.NDArray[np.uint8]
-
-
-class GpuArray:
-    """An array "in GPU memory": shape and dtype like CuPy's, host copy only by ``get``."""
-
-    def __init__(self, data: Image) -> None:
-        self._data = data
-        self.copies_down = 0
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self._data.shape)
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        return self._data.dtype
-
-    def get(self) -> Image:
-        self.copies_down += 1
-        return self._data.copy()
-
-
-FAKE_XP = SimpleNamespace(
-    from_dlpack=np.from_dlpack,
-    ascontiguousarray=lambda a: GpuArray(np.ascontiguousarray(a)),
-)
 
 
 class FakeDecoder:
@@ -315,7 +290,7 @@ def test_the_live_pipeline_passes_gpu_frames_to_the_detector_untouched() -> None
     pipeline = LivePipeline(
         _site(),
         DetectorPool(load=lambda _cfg: recording),  # type: ignore[arg-type, return-value]
-        opener=lambda url, stall_s: NvdecCapture(url, nvc=nvc, xp=FAKE_XP),
+        opener=lambda url, stall_s, packets: NvdecCapture(url, nvc=nvc, xp=FAKE_XP),
     )
     assert pipeline.decoder == "custom"
     stop = threading.Event()
@@ -341,7 +316,7 @@ def test_the_decoder_choice(
     monkeypatch.setitem(sys.modules, "PyNvVideoCodec", None)  # not installed
     opener, name = capture_factory("auto")
     assert name == "opencv" and "needs PyNvVideoCodec (the gpu extra)" in caplog.text
-    cap = opener(str(hanoi_clip()), 5.0)
+    cap = opener(str(hanoi_clip()), 5.0, None)
     assert isinstance(cap, OpenCvCapture)
     cap.release()
     with pytest.raises(NvdecUnavailableError, match="needs PyNvVideoCodec"):
@@ -356,7 +331,7 @@ def test_the_decoder_choice(
     monkeypatch.setattr(nvdec, "load_cupy", lambda gpu: FAKE_XP)
     opener, name = capture_factory("auto", gpu_id=1)
     assert name == "nvdec"
-    opened = opener(str(hanoi_clip()), 5.0)
+    opened = opener(str(hanoi_clip()), 5.0, None)
     assert isinstance(opened, NvdecCapture) and fake.decoder_args["gpuid"] == 1
     opened.release()
 

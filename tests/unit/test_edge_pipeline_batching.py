@@ -88,7 +88,7 @@ def build(
     pipe = LivePipeline(
         config,
         DetectorPool(load=lambda _cfg: recorder),  # type: ignore[arg-type, return-value]
-        opener=lambda url, stall_s: cams[Path(url).stem],
+        opener=lambda url, stall_s, packets: cams[Path(url).stem],
     )
     return pipe, recorder
 

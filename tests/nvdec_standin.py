@@ -1,0 +1,163 @@
+"""Stand-ins for CuPy and PyNvVideoCodec, for testing the GPU path where there is no GPU.
+
+``GpuArray`` is an array "in GPU memory": shape and dtype like CuPy's, a host copy only by
+``get`` (counted), and not a ``numpy.ndarray``, so code that needs the host must copy it
+down as it would from a GPU. ``StreamNvc`` plays PyNvVideoCodec on a real clip: its
+demuxer hands out the clip's real H.264 packets (Annex B, with their presentation time
+stamps, as FFmpeg demuxes them), and its decoder gives the pictures FFmpeg decodes, in
+display order, as RGB surfaces with their time stamps.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+Image = npt.NDArray[np.uint8]
+
+
+class GpuArray:
+    def __init__(self, data: Image) -> None:
+        self._data = data
+        self.copies_down = 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._data.shape)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self._data.dtype
+
+    def get(self) -> Image:
+        self.copies_down += 1
+        return self._data.copy()
+
+    @property
+    def on_gpu(self) -> Image:
+        """The memory itself, for a stand-in of code that runs on the GPU (not counted)."""
+        return self._data
+
+
+FAKE_XP = SimpleNamespace(
+    from_dlpack=np.from_dlpack,
+    ascontiguousarray=lambda a: GpuArray(np.ascontiguousarray(a)),
+)
+
+
+@functools.cache
+def read_stream(path: Path) -> tuple[tuple[tuple[int, bytes], ...], dict[int, Image], float]:
+    """The clip's packets in decode order as (pts, Annex B bytes), its pictures by pts
+    (BGR, as FFmpeg decodes them) and its frame rate."""
+    raw = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])
+    packets = []
+    while True:
+        ok, data = raw.read()
+        if not ok:
+            break
+        packets.append((int(raw.get(cv2.CAP_PROP_PTS)), data.tobytes()))
+    raw.release()
+    decoded = cv2.VideoCapture(str(path))
+    fps = float(decoded.get(cv2.CAP_PROP_FPS))
+    pictures: dict[int, Image] = {}
+    while True:
+        ok, image = decoded.read()
+        if not ok:
+            break
+        pictures[int(decoded.get(cv2.CAP_PROP_PTS))] = np.asarray(image, np.uint8)
+    decoded.release()
+    assert sorted(p for p, _ in packets) == sorted(pictures), "packets and pictures disagree"
+    return tuple(packets), pictures, fps
+
+
+class StreamPacket:
+    """Like PyNvVideoCodec's PacketData: ``bsl_data`` points at ``bsl`` bytes."""
+
+    def __init__(self, data: bytes, pts: int) -> None:
+        self._buffer = ctypes.create_string_buffer(data, len(data)) if data else None
+        self.bsl = len(data)
+        self.bsl_data = ctypes.addressof(self._buffer) if self._buffer is not None else 0
+        self.pts = pts
+
+
+class StreamPicture:
+    """Like PyNvVideoCodec's DecodedFrame in RGB: DLPack export and its time stamp."""
+
+    def __init__(self, rgb: Image, pts: int) -> None:
+        self._rgb, self._pts = rgb, pts
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        return self._rgb.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self) -> Any:
+        return self._rgb.__dlpack_device__()
+
+    def getPTS(self) -> int:  # noqa: N802 (its API's name)
+        return self._pts
+
+
+class StreamDecoder:
+    """Gives each picture once every packet up to it in display order has come."""
+
+    def __init__(self, pictures: dict[int, Image]) -> None:
+        self._pictures = pictures
+        self._order = sorted(pictures)
+        self._next = 0
+        self._received: set[int] = set()
+
+    def Decode(self, packet: StreamPacket) -> list[StreamPicture]:  # noqa: N802
+        if packet.bsl:
+            self._received.add(packet.pts)
+        flush = packet.bsl == 0
+        out = []
+        while self._next < len(self._order) and (
+            self._order[self._next] in self._received or flush
+        ):
+            pts = self._order[self._next]
+            if pts in self._received:
+                out.append(StreamPicture(self._pictures[pts][:, :, ::-1].copy(), pts))
+            self._next += 1
+        return out
+
+
+class StreamDemuxer:
+    def __init__(self, packets: tuple[tuple[int, bytes], ...], fps: float) -> None:
+        self._packets, self._fps = packets, fps
+
+    def __iter__(self) -> Iterator[StreamPacket]:
+        for pts, data in self._packets:
+            yield StreamPacket(data, pts)
+        yield StreamPacket(b"", 0)  # the empty packet that flushes the decoder
+
+    def GetNvCodecId(self) -> str:  # noqa: N802
+        return "cudaVideoCodec.H264"
+
+    def FrameRate(self) -> float:  # noqa: N802
+        return self._fps
+
+
+class StreamNvc:
+    """PyNvVideoCodec's demuxer and decoder, playing real clips."""
+
+    OutputColorType = SimpleNamespace(RGB="rgb", NATIVE="native")
+    DisplayDecodeLatencyType = SimpleNamespace(LOW="low", NATIVE="native")
+
+    def __init__(self) -> None:
+        self._clip = threading.local()  # each capture thread opens a demuxer, then a decoder
+
+    def CreateDemuxer(self, filename: str) -> StreamDemuxer:  # noqa: N802
+        packets, pictures, fps = read_stream(Path(filename))
+        self._clip.pictures = pictures
+        return StreamDemuxer(packets, fps)
+
+    def CreateDecoder(self, **kwargs: Any) -> StreamDecoder:  # noqa: N802
+        return StreamDecoder(self._clip.pictures)

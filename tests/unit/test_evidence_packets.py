@@ -1,0 +1,126 @@
+"""The evidence ring that keeps a camera's compressed stream, on real H.264 clips.
+
+Packets are the clips' own (Annex B, as FFmpeg demuxes them); the frames the enforcement
+processed are known by their time stamps and stand on the "GPU". Every frame the ring
+rebuilds must be the JPEG of exactly the picture FFmpeg decodes for that time stamp, and
+no frame may be copied off the GPU for it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from edge.evidence.packets import PacketRing, nal_units
+from edge.evidence.ring import encode_jpeg
+from edge.sources import Frame, SourceTag
+from tests.edge_support import hanoi_clip
+from tests.nvdec_standin import GpuArray, read_stream
+
+T0 = 1000.0
+AT0 = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
+SESSION = 7
+
+
+def demo_clip() -> Path:
+    """The demo road (rendered by the set-up): x264 with B-frames, one keyframe in 250."""
+    path = Path(__file__).resolve().parents[2] / "var" / "demo" / "scene" / "demo-ql13.mp4"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run bash scripts/setup")
+    return path
+
+
+def filled(
+    clip: Path, *, every: int = 1, seconds: float = 600.0, max_bytes: int = 1 << 30
+) -> tuple[PacketRing, dict[int, GpuArray], float]:
+    """A ring with the clip's packets and every ``every``-th frame processed."""
+    packets, pictures, fps = read_stream(clip)
+    ring = PacketRing("cam1", seconds=seconds, max_bytes=max_bytes)
+    on_gpu: dict[int, GpuArray] = {}
+    shown = sorted(pictures)
+    for seq, (pts, data) in enumerate(packets):
+        ring.add_packet(SESSION, "h264", pts, data, T0 + seq / fps)
+        # Frames come out of the decoder in display order, a little after their packets.
+        while (
+            shown
+            and shown[0] <= max(p for p, _ in packets[: seq + 1])
+            and (shown[0] in {p for p, _ in packets[: seq + 1]})
+        ):
+            pts_shown = shown.pop(0)
+            if pts_shown % every == 0:
+                on_gpu[pts_shown] = GpuArray(pictures[pts_shown])
+                mono = T0 + pts_shown / fps + 0.05
+                frame = Frame(
+                    "cam1", pts_shown, mono, AT0, on_gpu[pts_shown], SourceTag(SESSION, pts_shown)
+                )
+                ring.push_frame(pts_shown, mono, AT0 + timedelta(seconds=mono - T0), frame)
+    return ring, on_gpu, fps
+
+
+def mono_of(pts: int, fps: float) -> float:
+    return T0 + pts / fps + 0.05
+
+
+@pytest.mark.parametrize(("clip", "first", "last"), [("hanoi", 40, 70), ("demo", 100, 140)])
+def test_the_window_is_rebuilt_from_the_stream_picture_for_picture(
+    clip: str, first: int, last: int
+) -> None:
+    path = hanoi_clip() if clip == "hanoi" else demo_clip()
+    ring, on_gpu, fps = filled(path, every=2)
+    _, pictures, _ = read_stream(path)
+    got = ring.window(mono_of(first, fps) - 1e-3, mono_of(last, fps) + 1e-3)
+    assert [f.index for f in got] == [p for p in range(first, last + 1) if p % 2 == 0]
+    for frame in got:
+        assert frame.jpeg == encode_jpeg(pictures[frame.index], 90), frame.index
+        assert (frame.width, frame.height) == (pictures[0].shape[1], pictures[0].shape[0])
+    assert all(a.copies_down == 0 for a in on_gpu.values())  # nothing left the "GPU"
+    assert ring.bytes < sum(len(d) for _, d in read_stream(path)[0]) + 1
+
+
+def test_frames_at_gives_only_the_frames_asked_for() -> None:
+    ring, _, fps = filled(hanoi_clip())
+    _, pictures, _ = read_stream(hanoi_clip())
+    got = ring.frames_at([mono_of(p, fps) for p in (75, 33, 90)])
+    assert [f.index for f in got] == [33, 75, 90]
+    assert all(f.jpeg == encode_jpeg(pictures[f.index], 90) for f in got)
+    assert ring.frames_at([mono_of(33, fps) + 0.001]) == []
+
+
+def test_frames_without_a_place_in_the_stream_are_kept_as_pictures() -> None:
+    ring, _, fps = filled(hanoi_clip())
+    _, pictures, _ = read_stream(hanoi_clip())
+    # A reconnect with OpenCV: host frames, no source tag; and a tag of an unknown session.
+    late = T0 + (max(pictures) + 10) / fps
+    opencv = Frame("cam1", 1000, late, AT0, pictures[5])
+    stranger = Frame("cam1", 1001, late + 0.04, AT0, GpuArray(pictures[6]), SourceTag(99, 6))
+    ring.push_frame(1000, late, AT0, opencv)
+    ring.push_frame(1001, late + 0.04, AT0, stranger)
+    assert isinstance(stranger.pixels, GpuArray) and stranger.pixels.copies_down == 1
+    got = ring.window(mono_of(380, fps), late + 1)
+    assert [f.index for f in got][-2:] == [1000, 1001]
+    assert got[-2].jpeg == encode_jpeg(pictures[5], 90)
+    assert [f.index for f in got][:-2] == [p for p in sorted(pictures) if p >= 380]
+
+
+def test_a_window_whose_keyframe_has_left_the_ring_is_not_rebuilt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The Hanoi clip (frames 0-384) has a keyframe every 32 frames; the ring keeps the
+    # last 50 packets' worth of time, from frame 335 on.
+    fps = read_stream(hanoi_clip())[2]
+    ring, _, _ = filled(hanoi_clip(), seconds=49.5 / fps)
+    assert [f.index for f in ring.window(mono_of(360, fps), mono_of(362, fps))] == [
+        360, 361, 362,
+    ]  # from the keyframe at 352  # fmt: skip
+    assert ring.window(mono_of(340, fps), mono_of(345, fps)) == []  # needs the one at 320
+    assert "the keyframe before the evidence has left the ring" in caplog.text
+
+
+def test_nal_units_of_both_codecs() -> None:
+    h264 = b"\x00\x00\x00\x01\x67AB" + b"\x00\x00\x01\x68C" + b"\x00\x00\x01\x65DEF"
+    assert [(k, len(u)) for k, u in nal_units(h264, "h264")] == [(7, 7), (8, 5), (5, 7)]
+    hevc = b"\x00\x00\x00\x01\x40\x01V" + b"\x00\x00\x01\x26\x01I"
+    assert [k for k, _ in nal_units(hevc, "hevc")] == [32, 19]
+    assert list(nal_units(b"no start code", "h264")) == []
