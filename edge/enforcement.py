@@ -10,9 +10,12 @@ every frame would cost far more CPU and add nothing to the evidence.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -22,9 +25,10 @@ import numpy.typing as npt
 from calibration.projector import RoadProjector
 from calibration.speed import GroundSample, SpeedConfig, SpeedEstimate, estimate_speed
 from edge.detections import Detections, ObjectClass, vehicle_class
+from edge.evidence.clip import ClipError
 from edge.evidence.overlay import Box
 from edge.evidence.package import EvidenceBuilder, EvidenceError, EvidencePackage, EvidenceRequest
-from edge.evidence.ring import EvidenceRing
+from edge.evidence.ring import EvidenceRing, FrameCodecError
 from edge.integrity import IntegrityBounds, IntegrityGuard, ReferenceView, ViewVerdict
 from edge.rules.calibrated import image_to_world
 from edge.rules.engine import RuleSet
@@ -141,6 +145,10 @@ class CameraEnforcement:
         )
         self._tracks: dict[int, _Track] = {}
         self._pending: list[_Pending] = []
+        # Evidence being built by ``build_pool`` (live runs): the pipeline thread only
+        # hands the work over and collects what is done at its next frames.
+        self.build_pool: Executor | None = None
+        self._building: list[tuple[Future[EvidencePackage], _Pending]] = []
         self.counters = EnforcementCounters()
         self.listeners: list[Callable[[Violation], None]] = []
         """Called with each violation as the rules find it (before its evidence exists)."""
@@ -179,6 +187,7 @@ class CameraEnforcement:
             old.guard, old._guard_bounds, old._guard_due,
         )  # fmt: skip
         self._pending = old._pending
+        self._building, self.build_pool = old._building, old.build_pool
         self.counters = old.counters
         if old.scene.lamp == self.scene.lamp:
             for head, state in old.signals.items():
@@ -234,9 +243,10 @@ class CameraEnforcement:
         self._forget(t)
         return self._build_ready(mono_s), traffic
 
-    def finish(self) -> tuple[list[EvidencePackage], list[TrafficStats]]:
-        """At the end of a stream: the packages that can still be built, the last minute."""
-        return self._build_ready(float("inf")), self.traffic.flush()
+    def finish(self, wait_s: float = 300.0) -> tuple[list[EvidencePackage], list[TrafficStats]]:
+        """At the end of a stream: the packages that can still be built (waiting up to
+        ``wait_s`` for those being built), the last minute."""
+        return self._build_ready(float("inf"), wait_s=wait_s), self.traffic.flush()
 
     # -- internals --------------------------------------------------------------------
 
@@ -322,16 +332,25 @@ class CameraEnforcement:
         self._pending.append(_Pending(violation, decisive, ready, boxes, lamp_box))
         log.info("camera %s: %s", self.camera, violation.explanation)
 
-    def _build_ready(self, mono_s: float) -> list[EvidencePackage]:
+    def _build_ready(self, mono_s: float, *, wait_s: float = 0.0) -> list[EvidencePackage]:
+        """The packages whose after-frames have arrived by ``mono_s``: built here, or, with
+        a ``build_pool``, handed to it and returned once built (waiting up to ``wait_s``
+        for those still being built)."""
         ready = [p for p in self._pending if p.ready_mono_s <= mono_s]
-        if not ready:
-            return []
         self._pending = [p for p in self._pending if p.ready_mono_s > mono_s]
+        outcomes: list[tuple[Callable[[], EvidencePackage], _Pending]]
+        if self.build_pool is not None:
+            self._building += [(self.build_pool.submit(self._package, p), p) for p in ready]
+            done, _ = futures_wait([f for f, _ in self._building], timeout=wait_s)
+            outcomes = [(f.result, p) for f, p in self._building if f in done]
+            self._building = [(f, p) for f, p in self._building if f not in done]
+        else:
+            outcomes = [(functools.partial(self._package, p), p) for p in ready]
         packages = []
-        for pending in ready:
+        for outcome, pending in outcomes:
             try:
-                packages.append(self._package(pending))
-            except EvidenceError as exc:
+                packages.append(outcome())
+            except (EvidenceError, ClipError, FrameCodecError) as exc:
                 # The violation is logged and counted; without frames there is no case.
                 self.counters.evidence_failures += 1
                 log.error(

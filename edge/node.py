@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,6 +42,8 @@ from roadwatch.contract.signing import generate_private_key
 from roadwatch.errors import UserError
 
 log = logging.getLogger(__name__)
+
+EVIDENCE_BUILDERS = 2  # threads that build evidence packages during a live run
 
 
 def packaged_plate_reader() -> PlateRead:
@@ -268,15 +271,25 @@ class EdgeNode:
         self._readers = pipeline.health
         if pipeline.decoder == "nvdec":
             self.keep_streams(pipeline)
+        # Evidence (plate reading, decoding from a stream ring, the clip) is built beside
+        # the pipeline thread, which goes on with every camera's frames meanwhile.
+        builders = ThreadPoolExecutor(EVIDENCE_BUILDERS, thread_name_prefix="evidence")
+        for camera in self.enforcement.values():
+            camera.build_pool = builders
         if self.delivery is not None:
             self.delivery.start()
         try:
             return pipeline.run(stop, [self.on_tracked])
         finally:
-            self.finish()
-            if self.delivery is not None:
-                self.delivery.drain(drain_s)
-                self.delivery.stop()
+            try:
+                self.finish()  # waits for the evidence being built
+            finally:
+                builders.shutdown(wait=True, cancel_futures=True)
+                for camera in self.enforcement.values():
+                    camera.build_pool = None
+                if self.delivery is not None:
+                    self.delivery.drain(drain_s)
+                    self.delivery.stop()
 
     def keep_streams(self, pipeline: LivePipeline) -> None:
         """Each enforced camera's ring keeps its compressed stream (packets from the NVDEC

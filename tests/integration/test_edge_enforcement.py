@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from edge.config import SiteConfig, parse_site_config
 from edge.evidence.packets import PacketRing
 from edge.node import EdgeNode
 from edge.nvdec import NvdecSessions
-from edge.pipeline import DetectorPool, LivePipeline
+from edge.pipeline import DetectorPool, LivePipeline, TrackedFrame
 from roadwatch.contract import EvidenceRole, ViolationEvent, ViolationType, parse_payload
 from roadwatch.demo.scene import CAMERA_ID, demo_camera, surveyed_calibration, write_scene_file
 from tests.edge_support import shared_detector
@@ -149,3 +150,41 @@ def test_on_the_gpu_path_evidence_comes_from_the_kept_stream(scene: Path) -> Non
         assert EvidenceRole.CLIP in {e.role for e in event.evidence}
     # Copied to the host only for the integrity guard's checks (one every 5 s).
     assert sum(a.copies_down for a in xp.made) <= 3
+
+
+def test_evidence_is_built_beside_the_frames_not_between_them(
+    scene: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a build pool (as in live runs), frames go on while evidence is built: here no
+    package can be finished before the last frame, yet every violation gets its package."""
+    out = io.StringIO()
+    node = EdgeNode.from_config(
+        site(scene), model_version="yolov8n-coco-dynamic", violations_out=out
+    )
+    camera = node.enforcement[CAMERA_ID]
+    gate = threading.Event()
+    build = camera._package
+
+    def held(pending: Any) -> Any:
+        assert gate.wait(60), "the last frame never came"
+        return build(pending)
+
+    monkeypatch.setattr(camera, "_package", held)
+    seen_building: list[int] = []
+
+    def at_last_frame(item: TrackedFrame) -> None:
+        if item.frame.index == 59:
+            seen_building.append(len(camera._building))
+            assert node.packages == 0  # nothing was built in the pipeline's way
+            gate.set()
+
+    with ThreadPoolExecutor(1) as pool:
+        camera.build_pool = pool
+        node.run_file(
+            scene / "enforcement.mp4",
+            sinks=[at_last_frame],
+            detectors=DetectorPool(load=lambda _cfg: shared_detector()),
+        )
+    assert seen_building and seen_building[0] >= 1
+    assert node.violations == 2 and node.packages == 2
+    assert len(out.getvalue().splitlines()) == 2
