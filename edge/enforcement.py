@@ -25,6 +25,7 @@ import numpy.typing as npt
 from calibration.projector import RoadProjector
 from calibration.speed import GroundSample, SpeedConfig, SpeedEstimate, estimate_speed
 from edge.detections import Detections, ObjectClass, vehicle_class
+from edge.device_batch import host_image
 from edge.evidence.clip import ClipError
 from edge.evidence.overlay import Box
 from edge.evidence.package import EvidenceBuilder, EvidenceError, EvidencePackage, EvidenceRequest
@@ -35,7 +36,7 @@ from edge.rules.engine import RuleSet
 from edge.rules.geometry import Point
 from edge.rules.plane import SceneGeometry
 from edge.rules.scene import SceneConfig
-from edge.rules.signal import SignalState, lamp_strengths
+from edge.rules.signal import SignalState, lamp_region, lamp_strengths
 from edge.rules.tracks import ImageBox, TrackFrame, Violation, WorldTrackPoint
 from edge.sources import Frame
 from edge.traffic_stats import LaneObservation, TrafficAggregator
@@ -231,7 +232,11 @@ class CameraEnforcement:
             if self.guard.update(frame.image) != was:
                 log.warning("camera %s: %s", self.camera, self.guard.reason)
         for head in self._lamp_heads:
-            self.signals[head.id].on_lamp(t, lamp_strengths(frame.image, head))
+            # Only the lamps' rectangle leaves the GPU (a frame on the host is only sliced).
+            x0, y0, x1, y1 = lamp_region(head)
+            patch = host_image(frame.pixels[max(0, y0) : y1, max(0, x0) : x1])
+            strengths = lamp_strengths(patch, head, origin=(max(0, x0), max(0, y0)))
+            self.signals[head.id].on_lamp(t, strengths)
 
         points = self._points(t, mono_s, tracks)
         traffic = self.traffic.add_frame(captured_at, self._lane_observations(points))
@@ -320,14 +325,8 @@ class CameraEnforcement:
         if violation.rule is ViolationType.RED_LIGHT and lane is not None:
             # The whole signal head: the crop shows which lamp was lit.
             head = next((h for h in self._lamp_heads if h.id == lane.config.signal_head), None)
-            lamps = head.lamps() if head is not None else None
-            if lamps is not None:
-                lamp_box = Box(
-                    min(r[0] for r in lamps),
-                    min(r[1] for r in lamps),
-                    max(r[2] for r in lamps),
-                    max(r[3] for r in lamps),
-                )
+            if head is not None:
+                lamp_box = Box(*lamp_region(head))
         ready = decisive + max(self.frame_offset_s, self.clip_half_s)
         self._pending.append(_Pending(violation, decisive, ready, boxes, lamp_box))
         log.info("camera %s: %s", self.camera, violation.explanation)

@@ -41,11 +41,17 @@ class LampStrengths:
         return self.green
 
 
-def lamp_strengths(image: NDArray[np.uint8], head: SignalHead) -> LampStrengths:
-    """Measure a BGR frame's lamp regions: mean of the brighter half of max-min channel."""
+def lamp_strengths(
+    image: NDArray[np.uint8], head: SignalHead, origin: tuple[int, int] = (0, 0)
+) -> LampStrengths:
+    """Measure a BGR frame's lamp regions: mean of the brighter half of max-min channel.
+
+    ``image`` may be a part of the frame whose top-left corner is at ``origin``."""
+    ox, oy = origin
 
     def strength(rect: tuple[int, int, int, int]) -> float:
         x0, y0, x1, y1 = rect
+        x0, y0, x1, y1 = max(0, x0 - ox), max(0, y0 - oy), max(0, x1 - ox), max(0, y1 - oy)
         patch = image[y0:y1, x0:x1].reshape(-1, image.shape[2]).astype(np.int16)
         if patch.size == 0:
             return 0.0
@@ -56,6 +62,17 @@ def lamp_strengths(image: NDArray[np.uint8], head: SignalHead) -> LampStrengths:
     if lamps is None:
         raise ValueError(f"signal head {head.id!r} has no lamp regions")
     return LampStrengths(*(strength(r) for r in lamps))
+
+
+def lamp_region(head: SignalHead) -> tuple[int, int, int, int]:
+    """The rectangle that holds all of a head's lamps (x0, y0, x1, y1)."""
+    lamps = head.lamps()
+    if lamps is None:
+        raise ValueError(f"signal head {head.id!r} has no lamp regions")
+    return (
+        min(r[0] for r in lamps), min(r[1] for r in lamps),
+        max(r[2] for r in lamps), max(r[3] for r in lamps),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from edge.rules.scene import LampSettings, SignalHead
-from edge.rules.signal import LampReader, LampStrengths, PhaseHistory, SignalState, lamp_strengths
+from edge.rules.signal import (
+    LampReader,
+    LampStrengths,
+    PhaseHistory,
+    SignalState,
+    lamp_region,
+    lamp_strengths,
+)
 from roadwatch.contract import LampColour, SignalPhase, SignalSource
 
 RED, YELLOW, GREEN = LampColour.RED, LampColour.YELLOW, LampColour.GREEN
@@ -61,6 +68,15 @@ def test_lamp_strength_is_relative_not_absolute() -> None:
     glare = lamp_strengths(np.clip(image.astype(int) + 120, 0, 255).astype(np.uint8), head)
     for x in (bright, dim, glare):
         assert x.red > 1.8 * max(x.yellow, x.green, 1.0)
+
+
+def test_the_lamps_region_alone_measures_as_the_whole_frame() -> None:
+    head = SignalHead(red=(30, 10, 34, 14), yellow=(30, 14, 34, 18), green=(30, 18, 34, 22))
+    image = np.random.default_rng(3).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    assert lamp_region(head) == (30, 10, 34, 22)
+    x0, y0, x1, y1 = lamp_region(head)
+    patch = np.ascontiguousarray(image[y0:y1, x0:x1])
+    assert lamp_strengths(patch, head, origin=(x0, y0)) == lamp_strengths(image, head)
 
 
 def test_fresh_controller_wins_and_stale_one_expires() -> None:
