@@ -348,9 +348,11 @@ def trial(
             counts[item.frame.camera] += 1
 
     stop = threading.Event()
+    # The node's own live run: rings that keep the stream on NVDEC, evidence threads.
     runner = threading.Thread(
-        target=pipeline.run, args=(stop, [node.on_tracked, count]), daemon=True
-    )
+        target=node.run_live, args=(stop,), kwargs={"pipeline": pipeline, "sinks": [count]},
+        daemon=True,
+    )  # fmt: skip
     runner.start()
     time.sleep(min(5.0, seconds / 2))  # readers open, tracks form
     counting.set()
@@ -359,8 +361,7 @@ def trial(
     counting.clear()
     elapsed = time.monotonic() - started
     stop.set()
-    runner.join(60.0)
-    node.finish()
+    runner.join(120.0)
     return Trial(streams, elapsed, dict(counts), node.violations)
 
 

@@ -264,9 +264,11 @@ class EdgeNode:
         *,
         pipeline: LivePipeline | None = None,
         drain_s: float = 10.0,
+        sinks: Sequence[Callable[[TrackedFrame], None]] = (),
     ) -> RunSummary:
         """All cameras until ``stop`` is set; delivery runs beside them. At the end, the
-        last evidence is built and the outbox gets up to ``drain_s`` to empty itself."""
+        last evidence is built and the outbox gets up to ``drain_s`` to empty itself.
+        ``sinks`` also see every tracked frame, after the node."""
         pipeline = pipeline or LivePipeline(self.config, detectors)
         self._readers = pipeline.health
         if pipeline.decoder == "nvdec":
@@ -279,7 +281,7 @@ class EdgeNode:
         if self.delivery is not None:
             self.delivery.start()
         try:
-            return pipeline.run(stop, [self.on_tracked])
+            return pipeline.run(stop, [self.on_tracked, *sinks])
         finally:
             try:
                 self.finish()  # waits for the evidence being built
