@@ -251,7 +251,29 @@ class CameraEnforcement:
     def finish(self, wait_s: float = 300.0) -> tuple[list[EvidencePackage], list[TrafficStats]]:
         """At the end of a stream: the packages that can still be built (waiting up to
         ``wait_s`` for those being built), the last minute."""
-        return self._build_ready(float("inf"), wait_s=wait_s), self.traffic.flush()
+        packages = self._build_ready(float("inf"), wait_s=wait_s)
+        if self._building:
+            self.counters.evidence_failures += len(self._building)
+            log.error(
+                "camera %s: %d evidence packages were still being built after %g s; given up",
+                self.camera, len(self._building), wait_s,
+            )  # fmt: skip
+            self._building = []
+        return packages, self.traffic.flush()
+
+    def retire(self) -> tuple[list[EvidencePackage], list[TrafficStats]]:
+        """Enforcement ends on this camera (a new configuration): the packages ready or
+        built by now, and the last minute; ``collect`` returns the rest as they finish."""
+        return self._build_ready(float("inf")), self.traffic.flush()
+
+    def collect(self) -> list[EvidencePackage]:
+        """The packages that finished being built since the last look."""
+        return self._build_ready(float("-inf"))
+
+    @property
+    def building(self) -> int:
+        """Packages being built beside the pipeline."""
+        return len(self._building)
 
     # -- internals --------------------------------------------------------------------
 
@@ -355,6 +377,12 @@ class CameraEnforcement:
                 log.error(
                     "camera %s: no evidence for %s of track %d: %s",
                     self.camera, pending.violation.rule.value, pending.violation.track_id, exc,
+                )  # fmt: skip
+            except Exception:  # a fault in building one case must not stop the cameras
+                self.counters.evidence_failures += 1
+                log.exception(
+                    "camera %s: building the evidence for %s of track %d failed",
+                    self.camera, pending.violation.rule.value, pending.violation.track_id,
                 )  # fmt: skip
         self.counters.packages += len(packages)
         return packages

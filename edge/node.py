@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,6 +90,10 @@ class EdgeNode:
     # (None: the camera's enforcement ends).
     _next: dict[str, CameraEnforcement | None] = field(default_factory=dict)
     config_applier: ConfigApplier | None = None
+    # Live runs: where evidence is built, and cameras whose enforcement ended while some
+    # of their evidence was still being built.
+    _build_pool: Executor | None = None
+    _retiring: list[CameraEnforcement] = field(default_factory=list)
 
     @classmethod
     def from_config(
@@ -184,7 +188,12 @@ class EdgeNode:
         if new is not None and old is not None:
             traffic = new.take_over(old)
         elif old is not None:
-            packages, traffic = old.finish()  # enforcement off: build what can be built
+            # Enforcement off: what is ready now; the rest as it is built, at later frames.
+            packages, traffic = old.retire()
+            if old.building:
+                self._retiring.append(old)
+        if new is not None and new.build_pool is None:
+            new.build_pool = self._build_pool  # a camera that gained a scene
         if new is None:
             self.enforcement.pop(camera, None)
         else:
@@ -199,6 +208,11 @@ class EdgeNode:
         """One tracked frame of a camera (times default to the frame's own)."""
         if self._next:
             self._switch(item.frame.camera)
+        if self._retiring:
+            for retired in list(self._retiring):
+                self._deliver(retired.collect(), [])
+                if not retired.building:
+                    self._retiring.remove(retired)
         camera = self.enforcement.get(item.frame.camera)
         if camera is None:
             return
@@ -213,9 +227,10 @@ class EdgeNode:
 
     def finish(self) -> None:
         """End of the streams: build what evidence can still be built, close the minutes."""
-        for camera in self.enforcement.values():
+        for camera in [*self.enforcement.values(), *self._retiring]:
             packages, traffic = camera.finish()
             self._deliver(packages, traffic)
+        self._retiring.clear()
 
     def _deliver(self, packages: list[EvidencePackage], traffic: list[TrafficStats]) -> None:
         with self._lock:
@@ -276,6 +291,7 @@ class EdgeNode:
         # Evidence (plate reading, decoding from a stream ring, the clip) is built beside
         # the pipeline thread, which goes on with every camera's frames meanwhile.
         builders = ThreadPoolExecutor(EVIDENCE_BUILDERS, thread_name_prefix="evidence")
+        self._build_pool = builders
         for camera in self.enforcement.values():
             camera.build_pool = builders
         if self.delivery is not None:
@@ -287,6 +303,7 @@ class EdgeNode:
                 self.finish()  # waits for the evidence being built
             finally:
                 builders.shutdown(wait=True, cancel_futures=True)
+                self._build_pool = None
                 for camera in self.enforcement.values():
                     camera.build_pool = None
                 if self.delivery is not None:

@@ -138,7 +138,7 @@ class LivePipeline:
     """All cameras of a node: one reader thread each, one batched inference per model.
 
     The readers decode where ``decode`` says (NVDEC or OpenCV; ``opener`` replaces that
-    choice, for tests); ``decoder`` tells which one runs."""
+    choice, named by ``decoder``); ``decoder`` tells which one runs."""
 
     def __init__(
         self,
@@ -146,6 +146,7 @@ class LivePipeline:
         detectors: DetectorPool | None = None,
         *,
         opener: CaptureOpener | None = None,
+        decoder: str = "custom",
     ) -> None:
         self.config = config
         self.cameras: list[CameraConfig] = [c for c in config.cameras if c.enabled]
@@ -155,7 +156,7 @@ class LivePipeline:
         if opener is None:
             opener, self.decoder = capture_factory(config.decode.decoder)
         else:
-            self.decoder = "custom"
+            self.decoder = decoder
         log.info("cameras decoded by %s", self.decoder)
         self._arrived = threading.Event()
         # Where a camera's capture hands its packets (an evidence ring that keeps the

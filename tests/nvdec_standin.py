@@ -29,6 +29,22 @@ class GpuArray:
     def __init__(self, data: Image) -> None:
         self._data = data
         self.copies_down = 0
+        self.bytes_down = 0
+
+    def __getitem__(self, key: Any) -> GpuArray:
+        """A part of the array, still "on the GPU" (as a CuPy slice is)."""
+        part = GpuArray(self._data[key])
+        self.parts.append(part)
+        return part
+
+    @functools.cached_property
+    def parts(self) -> list[GpuArray]:
+        return []
+
+    @property
+    def total_bytes_down(self) -> int:
+        """Bytes copied to the host from this array and its parts."""
+        return self.bytes_down + sum(p.total_bytes_down for p in self.parts)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -40,6 +56,7 @@ class GpuArray:
 
     def get(self) -> Image:
         self.copies_down += 1
+        self.bytes_down += self._data.nbytes
         return self._data.copy()
 
     @property
@@ -131,7 +148,7 @@ class StreamDecoder:
 
 class StreamDemuxer:
     def __init__(self, packets: tuple[tuple[int, bytes], ...], fps: float) -> None:
-        self._packets, self._fps = packets, fps
+        self._packets, self._fps = packets, fps  # the rate a file is played back at
 
     def __iter__(self) -> Iterator[StreamPacket]:
         for pts, data in self._packets:
@@ -151,13 +168,15 @@ class StreamNvc:
     OutputColorType = SimpleNamespace(RGB="rgb", NATIVE="native")
     DisplayDecodeLatencyType = SimpleNamespace(LOW="low", NATIVE="native")
 
-    def __init__(self) -> None:
+    def __init__(self, pace: float = 1.0) -> None:
+        """``pace``: the share of its own frame rate a clip is played back at."""
         self._clip = threading.local()  # each capture thread opens a demuxer, then a decoder
+        self.pace = pace
 
     def CreateDemuxer(self, filename: str) -> StreamDemuxer:  # noqa: N802
         packets, pictures, fps = read_stream(Path(filename))
         self._clip.pictures = pictures
-        return StreamDemuxer(packets, fps)
+        return StreamDemuxer(packets, fps * self.pace)
 
     def CreateDecoder(self, **kwargs: Any) -> StreamDecoder:  # noqa: N802
         return StreamDecoder(self._clip.pictures)

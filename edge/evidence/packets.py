@@ -21,7 +21,7 @@ import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -64,6 +64,39 @@ def nal_units(data: bytes, codec: Codec) -> Iterator[tuple[int, bytes]]:
         yield kind, data[begin:end]
 
 
+REORDER_PTS_WINDOW = 32  # frames a time stamp may come before the highest one so far
+PARAM_SETS_KEPT = 16
+
+
+@dataclass
+class _Session:
+    """What the ring knows of one capture session's stream."""
+
+    codec: Codec
+    packets: int = 0
+    keys: int = 0
+    top_pts: int = -(2**62)
+    pts_step: int = 0  # smallest positive step between time stamps seen
+    _params: dict[bytes, None] = field(default_factory=dict)
+
+    def note(self, pts: int) -> None:
+        if pts > self.top_pts:
+            step = pts - self.top_pts
+            if self.top_pts > -(2**62) and (self.pts_step == 0 or step < self.pts_step):
+                self.pts_step = step
+            self.top_pts = pts
+
+    def remember(self, unit: bytes) -> None:
+        """A parameter set (several may be in use, e.g. PPS ids); the newest kept last."""
+        self._params.pop(unit, None)
+        self._params[unit] = None
+        while len(self._params) > PARAM_SETS_KEPT:
+            del self._params[next(iter(self._params))]
+
+    def param_units(self) -> list[bytes]:
+        return list(self._params)
+
+
 @dataclass(frozen=True, slots=True)
 class Packet:
     session: int
@@ -103,8 +136,7 @@ class PacketRing:
         self._packets: deque[Packet] = deque()
         self._bytes = 0
         self._seen: deque[Seen] = deque()
-        self._codec: dict[int, Codec] = {}
-        self._params: dict[int, dict[int, bytes]] = {}  # session -> NAL type -> unit
+        self._sessions: dict[int, _Session] = {}
         self._lock = threading.Lock()
 
     # -- the capture's thread ------------------------------------------------------------
@@ -113,29 +145,52 @@ class PacketRing:
         units = list(nal_units(data, codec))
         key = any(kind in KEY_NALS[codec] for kind, _ in units)
         with self._lock:
-            self._codec[session] = codec
-            params = self._params.setdefault(session, {})
+            state = self._sessions.get(session)
+            if state is None:
+                state = self._sessions[session] = _Session(codec)
+            elif pts < state.top_pts - REORDER_PTS_WINDOW * max(1, state.pts_step):
+                # The time stamps started over (a camera's clock reset): what came before
+                # cannot be matched to frames any more.
+                log.warning("camera %s: stream time stamps went back; older frames dropped",
+                            self.camera)  # fmt: skip
+                self._forget_session(session)
+                state = self._sessions[session] = _Session(codec)
+            state.note(pts)
             for kind, unit in units:
                 if kind in PARAM_NALS[codec]:
-                    params[kind] = unit
+                    state.remember(unit)
+            state.keys += key
+            state.packets += 1
             self._packets.append(Packet(session, pts, key, mono_s, data))
             self._bytes += len(data)
             horizon = mono_s - self.seconds
             while len(self._packets) > 1 and (
                 self._packets[0].mono_s < horizon or self._bytes > self.max_bytes
             ):
-                self._bytes -= len(self._packets.popleft().data)
-            live = {p.session for p in self._packets}
-            for gone in [s for s in self._codec if s not in live]:
-                del self._codec[gone]
-                self._params.pop(gone, None)
+                gone = self._packets.popleft()
+                self._bytes -= len(gone.data)
+                left = self._sessions[gone.session]
+                left.packets -= 1
+                left.keys -= gone.key
+                if left.packets == 0:
+                    del self._sessions[gone.session]
+
+    def _forget_session(self, session: int) -> None:
+        kept = [p for p in self._packets if p.session != session]
+        self._bytes = sum(len(p.data) for p in kept)
+        self._packets = deque(kept)
+        self._seen = deque(s for s in self._seen if s.session != session)
+        self._sessions.pop(session, None)
 
     # -- the enforcement ------------------------------------------------------------------
     def push_frame(self, index: int, mono_s: float, captured_at: datetime, frame: Frame) -> None:
         """Record a processed frame; one without a place in a stream here is kept as JPEG."""
         tag: SourceTag | None = frame.source
         with self._lock:
-            known = tag is not None and tag.session in self._codec
+            state = self._sessions.get(tag.session) if tag is not None else None
+            # Until its stream has a keyframe here (or when it never sends one), a frame
+            # could not be decoded from the ring: it is kept as a picture instead.
+            known = state is not None and state.keys > 0
             if known and tag is not None:
                 height, width = (int(v) for v in frame.pixels.shape[:2])
                 self._seen.append(
@@ -179,8 +234,9 @@ class PacketRing:
             mine = [s for s in wanted if s.session == session]
             with self._lock:
                 packets = [p for p in self._packets if p.session == session]
-                codec = self._codec.get(session)
-                params = list(self._params.get(session, {}).values())
+                state = self._sessions.get(session)
+                codec = state.codec if state is not None else None
+                params = state.param_units() if state is not None else []
             if codec is not None:
                 out.extend(self._decoded(mine, packets, params, codec))
         return sorted(out, key=lambda f: f.mono_s)
@@ -189,37 +245,43 @@ class PacketRing:
         self, wanted: list[Seen], packets: list[Packet], params: list[bytes], codec: Codec
     ) -> list[BufferedFrame]:
         first, last = min(s.pts for s in wanted), max(s.pts for s in wanted)
-        keys = [i for i, p in enumerate(packets) if p.key and p.pts <= first]
-        if not keys:
-            log.warning(
-                "camera %s: the keyframe before the evidence has left the ring", self.camera
-            )
+        keys = [i for i, p in enumerate(packets) if p.key]
+        before = [i for i in keys if packets[i].pts <= first]
+        # From the last keyframe before the first wanted frame; when that one has left the
+        # ring, from the first keyframe still held (the frames before it are lost).
+        start = before[-1] if before else next((i for i in keys if packets[i].pts <= last), None)
+        if start is None:
+            log.warning("camera %s: no keyframe held for the evidence frames", self.camera)
             return []
-        start = keys[-1]
-        stop = max(i for i, p in enumerate(packets) if p.pts <= last)
-        chunk = packets[start : stop + 1]
-        order = sorted(p.pts for p in chunk)  # the decoder gives pictures in this order
+        held = [i for i, p in enumerate(packets) if p.pts <= last]
+        chunk = packets[start : max(held) + 1]
+        # Pictures that lead the keyframe in display order (HEVC RASL) are not output.
+        key_pts = packets[start].pts
+        order = sorted(p.pts for p in chunk if p.pts >= key_pts)
+        if len(set(order)) != len(order):
+            log.warning("camera %s: repeated stream time stamps; evidence skipped", self.camera)
+            return []
         by_pts = {s.pts: s for s in wanted}
-        out: list[BufferedFrame] = []
+        kept: list[tuple[Seen, bytes, int, int]] = []
         count = 0
         for count, image in enumerate(decode_annexb(params, [p.data for p in chunk], codec), 1):
             if count > len(order):
                 break
             seen = by_pts.get(order[count - 1])
             if seen is not None:
-                out.append(
-                    BufferedFrame(
-                        camera=self.camera, index=seen.index, mono_s=seen.mono_s,
-                        captured_at=seen.captured_at, width=int(image.shape[1]),
-                        height=int(image.shape[0]), jpeg=encode_jpeg(image, self.jpeg_quality),
-                    )
-                )  # fmt: skip
+                jpeg = encode_jpeg(image, self.jpeg_quality)
+                kept.append((seen, jpeg, int(image.shape[1]), int(image.shape[0])))
         if count != len(order):
+            # Pictures and time stamps no longer pair up: better no frame than a wrong one.
             log.warning(
-                "camera %s: %d packets gave %d pictures; evidence frames may be missing",
+                "camera %s: %d packets gave %d pictures; evidence frames skipped",
                 self.camera, len(order), count,
             )  # fmt: skip
-        return out
+            return []
+        return [
+            BufferedFrame(self.camera, seen.index, seen.mono_s, seen.captured_at, w, h, jpeg)
+            for seen, jpeg, w, h in kept
+        ]
 
     # Last in the class: the property's name would shadow the type in annotations below it.
     @property

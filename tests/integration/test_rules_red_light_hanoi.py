@@ -34,23 +34,51 @@ def test_red_light_on_the_hanoi_clip_against_hand_labels() -> None:
 
 
 def test_a_node_on_the_hanoi_clip_reads_the_lamps_and_files_red_light_cases() -> None:
-    """The whole node (lamp check on the lamps' region, rules, evidence) on the real clip."""
+    """The whole node (lamp check, rules, evidence) on the real clip, its frames standing
+    on the "GPU": the lamp check copies only the signal head's rectangle to the host."""
     import io
+    from datetime import UTC, datetime, timedelta
+
+    import cv2
+    import numpy as np
 
     from edge.config import parse_site_config
     from edge.node import EdgeNode
-    from edge.pipeline import DetectorPool
+    from edge.pipeline import TrackedFrame
+    from edge.rules.scene import load_scene
+    from edge.rules.signal import lamp_region
+    from edge.sources import Frame
+    from edge.tracking import Tracker
     from roadwatch.contract import EvidenceRole, ViolationEvent, ViolationType, parse_payload
     from tests.edge_support import shared_detector
+    from tests.nvdec_standin import GpuArray
 
     clip = hanoi_clip()
+    camera = "vp4-ly-thuong-kiet"
     config = parse_site_config(
         {"site": "hanoi", "node": "n1", "plates": False, "integrity": {"enabled": False},
-         "cameras": [{"id": "vp4-ly-thuong-kiet", "url": str(clip), "scene": str(SCENE)}]}
+         "cameras": [{"id": camera, "url": str(clip), "scene": str(SCENE)}]}
     )  # fmt: skip
     out = io.StringIO()
     node = EdgeNode.from_config(config, model_version="yolov8n-coco", violations_out=out)
-    node.run_file(clip, detectors=DetectorPool(load=lambda _cfg: shared_detector()))
+    cap = cv2.VideoCapture(str(clip))
+    fps = float(cap.get(cv2.CAP_PROP_FPS))
+    tracker = Tracker(config.tracker, fps=fps)
+    start = datetime(2026, 12, 5, 9, 44, 40, tzinfo=UTC)
+    on_gpu: list[GpuArray] = []
+    index = 0
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        tracks = tracker.update(shared_detector().detect([image])[0], index / fps)
+        on_gpu.append(GpuArray(np.asarray(image, np.uint8)))
+        at = start + timedelta(seconds=index / fps)
+        frame = Frame(camera, index, index / fps, at, on_gpu[-1])
+        node.on_tracked(TrackedFrame(frame, tracks), mono_s=index / fps, at=at)
+        index += 1
+    cap.release()
+    node.finish()
     events = [parse_payload(ViolationEvent, line) for line in out.getvalue().splitlines()]
     red = [e for e in events if e.type is ViolationType.RED_LIGHT]
     # Measured: 21 red-light cases on the whole clip (15 hand-labelled violators in the
@@ -58,3 +86,10 @@ def test_a_node_on_the_hanoi_clip_reads_the_lamps_and_files_red_light_cases() ->
     assert len(red) >= 12, [e.explanation for e in events]
     assert all(EvidenceRole.LAMP_CROP in {r.role for r in e.evidence} for e in red)
     assert node.packages == node.violations
+    head = load_scene(SCENE).signal_heads[0]
+    x0, y0, x1, y1 = lamp_region(head)
+    lamps_bytes = (x1 - x0) * (y1 - y0) * 3
+    # The JPEG ring takes each frame once; the lamp check only the head's rectangle.
+    frame_bytes = on_gpu[0].total_bytes_down - on_gpu[0].bytes_down
+    assert frame_bytes == lamps_bytes
+    assert all(a.copies_down == 1 for a in on_gpu)

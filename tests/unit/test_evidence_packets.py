@@ -76,7 +76,7 @@ def test_the_window_is_rebuilt_from_the_stream_picture_for_picture(
         assert frame.jpeg == encode_jpeg(pictures[frame.index], 90), frame.index
         assert (frame.width, frame.height) == (pictures[0].shape[1], pictures[0].shape[0])
     assert all(a.copies_down == 0 for a in on_gpu.values())  # nothing left the "GPU"
-    assert ring.bytes < sum(len(d) for _, d in read_stream(path)[0]) + 1
+    assert ring.bytes == sum(len(d) for _, d in read_stream(path)[0])  # all held
 
 
 def test_frames_at_gives_only_the_frames_asked_for() -> None:
@@ -104,18 +104,47 @@ def test_frames_without_a_place_in_the_stream_are_kept_as_pictures() -> None:
     assert [f.index for f in got][:-2] == [p for p in sorted(pictures) if p >= 380]
 
 
-def test_a_window_whose_keyframe_has_left_the_ring_is_not_rebuilt(
+def test_frames_before_the_first_keyframe_held_are_lost_the_rest_rebuilt(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # The Hanoi clip (frames 0-384) has a keyframe every 32 frames; the ring keeps the
-    # last 50 packets' worth of time, from frame 335 on.
+    # The Hanoi clip (frames 0-384) has a keyframe every 32 frames, at 1, 33, ... 353;
+    # the ring keeps the last 50 packets' worth of time, from frame 335 on.
     fps = read_stream(hanoi_clip())[2]
     ring, _, _ = filled(hanoi_clip(), seconds=49.5 / fps)
-    assert [f.index for f in ring.window(mono_of(360, fps), mono_of(362, fps))] == [
-        360, 361, 362,
-    ]  # from the keyframe at 352  # fmt: skip
-    assert ring.window(mono_of(340, fps), mono_of(345, fps)) == []  # needs the one at 320
-    assert "the keyframe before the evidence has left the ring" in caplog.text
+    # Frames 351-352 needed the keyframe at 321, which has left; 353 on come back.
+    got = ring.window(mono_of(351, fps), mono_of(356, fps))
+    assert [f.index for f in got] == [353, 354, 355, 356]
+    assert ring.window(mono_of(340, fps), mono_of(345, fps)) == []
+    assert "no keyframe held for the evidence frames" in caplog.text
+
+
+def test_time_stamps_that_start_over_drop_what_came_before(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ring, _, fps = filled(hanoi_clip())
+    packets, pictures, _ = read_stream(hanoi_clip())
+    later = T0 + 1000 / fps
+    for seq, (pts, data) in enumerate(packets[:40]):  # the camera restarted its clock
+        ring.add_packet(SESSION, "h264", pts, data, later + seq / fps)
+    assert "stream time stamps went back" in caplog.text
+    assert ring.window(T0, mono_of(max(pictures), fps)) == []  # the old frames are gone
+    mono = later + 5 / fps + 0.05
+    ring.push_frame(5, mono, AT0, Frame("cam1", 5, mono, AT0, GpuArray(pictures[5]),
+                                        SourceTag(SESSION, 5)))  # fmt: skip
+    [again] = ring.window(mono - 1e-3, mono + 1e-3)
+    assert again.jpeg == encode_jpeg(pictures[5], 90)
+
+
+def test_a_stream_without_a_keyframe_yet_keeps_its_frames_as_pictures() -> None:
+    packets, pictures, fps = read_stream(hanoi_clip())
+    ring = PacketRing("cam1", seconds=600.0, max_bytes=1 << 30)
+    for seq, (pts, data) in enumerate(packets[2:20]):  # joined after the keyframe at 1
+        ring.add_packet(SESSION, "h264", pts, data, T0 + seq / fps)
+    pixels = GpuArray(pictures[10])
+    ring.push_frame(10, T0 + 1, AT0, Frame("cam1", 10, T0 + 1, AT0, pixels, SourceTag(SESSION, 10)))
+    assert pixels.copies_down == 1  # kept as a JPEG: the stream cannot give it back
+    [kept] = ring.window(T0, T0 + 2)
+    assert kept.jpeg == encode_jpeg(pictures[10], 90)
 
 
 def test_nal_units_of_both_codecs() -> None:
