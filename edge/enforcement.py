@@ -29,7 +29,7 @@ from edge.device_batch import host_image
 from edge.evidence.clip import ClipError
 from edge.evidence.overlay import Box
 from edge.evidence.package import EvidenceBuilder, EvidenceError, EvidencePackage, EvidenceRequest
-from edge.evidence.ring import EvidenceRing, FrameCodecError
+from edge.evidence.ring import BufferedFrame, EvidenceRing, FrameCodecError
 from edge.integrity import IntegrityBounds, IntegrityGuard, ReferenceView, ViewVerdict
 from edge.rules.calibrated import image_to_world
 from edge.rules.engine import RuleSet
@@ -392,7 +392,11 @@ class CameraEnforcement:
         if not pending.boxes:
             raise EvidenceError("the track's boxes were forgotten before its evidence was built")
         at = min(pending.boxes, key=lambda b: abs(b.mono_s - pending.decisive_mono_s))
-        plate, plate_crop = self._plate(pending)
+        # One look into the ring serves the plate and the package (a ring that keeps the
+        # stream decodes once); plate frames outside the clip are fetched on their own.
+        t = pending.decisive_mono_s
+        frames = self.ring.window(t - self.clip_half_s, t + self.clip_half_s)
+        plate, plate_crop = self._plate(pending, frames)
         event = violation.to_event(
             site=self.site,
             node=self.node,
@@ -409,9 +413,11 @@ class CameraEnforcement:
             frame_offset_s=self.frame_offset_s,
             clip_half_s=self.clip_half_s,
         )
-        return self.builder.build(self.ring, request)
+        return self.builder.build(self.ring, request, frames=frames)
 
-    def _plate(self, pending: _Pending) -> tuple[PlateReading | None, Image | None]:
+    def _plate(
+        self, pending: _Pending, frames: Sequence[BufferedFrame]
+    ) -> tuple[PlateReading | None, Image | None]:
         if self.read_plate is None:
             return None, None
         # The largest views of the vehicle near the decisive moment show the plate best.
@@ -421,7 +427,9 @@ class CameraEnforcement:
         near = sorted(near, key=lambda b: (b.box[2] - b.box[0]) * (b.box[3] - b.box[1]))
         crops: list[Image] = []
         chosen = list(reversed(near[-PLATE_FRAMES:]))
-        held = {f.mono_s: f for f in self.ring.frames_at(b.mono_s for b in chosen)}
+        held = {f.mono_s: f for f in frames}
+        if missing := [b.mono_s for b in chosen if b.mono_s not in held]:
+            held.update((f.mono_s, f) for f in self.ring.frames_at(missing))
         for seen in chosen:
             if (buffered := held.get(seen.mono_s)) is None:
                 continue

@@ -8,7 +8,7 @@ from the unmarked frame), and an H.264 clip of +/- ``clip_half_s``. Every blob i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,7 +65,7 @@ def _blob(role: EvidenceRole, media: MediaType, data: bytes) -> EvidenceBlob:
     return EvidenceBlob(ref=ref, data=data)
 
 
-def _nearest(frames: list[BufferedFrame], t: float) -> BufferedFrame:
+def _nearest(frames: Sequence[BufferedFrame], t: float) -> BufferedFrame:
     return min(frames, key=lambda f: abs(f.mono_s - t))
 
 
@@ -88,9 +88,18 @@ class EvidenceBuilder:
         self._quality = jpeg_quality
         self._ffmpeg = ffmpeg
 
-    def build(self, ring: EvidenceRing, request: EvidenceRequest) -> EvidencePackage:
+    def build(
+        self,
+        ring: EvidenceRing,
+        request: EvidenceRequest,
+        *,
+        frames: Sequence[BufferedFrame] | None = None,
+    ) -> EvidencePackage:
+        """The package of ``request`` from the ring's frames around the decisive moment
+        (``frames``: that window, when the caller has already taken it from the ring)."""
         t = request.decisive_mono_s
-        frames = ring.window(t - request.clip_half_s, t + request.clip_half_s)
+        if frames is None:
+            frames = ring.window(t - request.clip_half_s, t + request.clip_half_s)
         if not frames:
             raise EvidenceError(f"the ring of {ring.camera} holds no frame near the violation")
         at = _nearest(frames, t)
