@@ -197,6 +197,9 @@ class HostCosts:
     enforcement_ms: float  # rules, lamp and integrity checks, the evidence ring
     ring_ms: float  # of which the ring (a JPEG of the frame)
     stream_enforcement_ms: float  # the same with the ring that keeps the stream (NVDEC)
+    case_frames: int  # frames of a case's 2 s stretch
+    case_jpeg_ms: float  # taking them from the JPEG ring
+    case_stream_ms: float  # decoding them from the stream ring (and making their JPEGs)
 
     @property
     def ceiling(self) -> float:
@@ -284,10 +287,21 @@ def host_costs(
         streaming.on_tracked(item)
     stream_enforcing = time.perf_counter() - started
     streaming.finish()
+    # Frames of a case: the last 2 s, from each ring (the stream one decodes them from the
+    # clip's keyframe, 1 s before).
+    last = tagged[-1].frame.monotonic
+    started = time.perf_counter()
+    from_jpegs = ring.window(last - 2.0, last)
+    jpeg_window = time.perf_counter() - started
+    started = time.perf_counter()
+    from_stream = packets.window(last - 2.0, last)
+    stream_window = time.perf_counter() - started
+    assert len(from_stream) == len(from_jpegs), (len(from_stream), len(from_jpegs))
     n = len(items)
     return HostCosts(
         1000 * tracking / n, 1000 * enforcing / n, 1000 * ringing / n,
-        1000 * stream_enforcing / len(tagged),
+        1000 * stream_enforcing / len(tagged), len(from_jpegs), 1000 * jpeg_window,
+        1000 * stream_window,
     )  # fmt: skip
 
 
@@ -490,6 +504,10 @@ def main() -> int:
         f"  with the stream ring (NVDEC): {host.stream_ceiling:8.1f} frames/s at most"
         f" (enforcement {host.stream_enforcement_ms:.2f} ms per frame;"
         f" {host.stream_ceiling / FPS:.1f} streams at {FPS:.0f} fps)"
+    )
+    print(
+        f"  a case's {host.case_frames} frames (2 s): {host.case_jpeg_ms:.1f} ms from the JPEG"
+        f" ring, {host.case_stream_ms:.1f} ms decoded from the stream ring"
     )
     infer = inference_ceiling(detector, video, args.seconds)
     print(
