@@ -108,3 +108,26 @@ def test_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) ->
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"roadwatch: error: {message}"]
+
+
+def test_nvdec_where_it_cannot_run_is_one_line(tmp_path: Path) -> None:
+    # A PyNvVideoCodec that cannot load (as on a box without the gpu extra or a driver).
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "PyNvVideoCodec.py").write_text("raise ImportError('libnvcuvid.so.1: not found')\n")
+    config = tmp_path / "site.yaml"
+    config.write_text(
+        f"site: s\nnode: n\ndecode: {{decoder: nvdec}}\n"
+        f"cameras:\n  - id: cam1\n    url: {hanoi_clip()}\n"
+    )
+    env = cli_env()
+    env["PYTHONPATH"] = f"{shim}:{env['PYTHONPATH']}"
+    proc = subprocess.run(
+        cli("edge", "run", "--config", str(config)),
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "roadwatch: error: NVDEC decoding needs PyNvVideoCodec (the gpu extra):"
+        " libnvcuvid.so.1: not found"
+    ]
