@@ -1,11 +1,12 @@
 """Stream density: how many 1080p30 H.264 cameras one edge box processes in real time.
 
-End to end means the node's own path: one reader thread per camera decoding its stream
-at 30 fps, the newest frame of every camera batched into one detector call, ByteTrack per
-camera, the scene's rules per camera (speeding and wrong way on the demo road, with a
-calibrated projector) and the violation events. A camera keeps up when at least 90 % of
-its frames are processed. The stream count is doubled while all cameras keep up, then
-bisected; each trial runs ``--seconds``.
+End to end means the node's own live run: one reader thread per camera decoding its
+stream at 30 fps, the cameras' newest frames batched by the scheduler (up to ``--batch``
+per detector call, ``--batch-wait-ms`` latency bound), ByteTrack per camera, the scene's
+rules per camera (speeding and wrong way on the demo road, with a calibrated projector),
+the evidence rings (the stream itself on NVDEC) and the violation events. A camera keeps
+up when at least 90 % of its frames are processed. The stream count is doubled while all
+cameras keep up, then bisected; each trial runs ``--seconds``.
 
 Measured in the same run, as the peers of the end-to-end figure:
 - the decode ceiling: frames/s that the decoder threads alone sustain on the same clip;
@@ -465,9 +466,13 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench" / "density")
     args = parser.parse_args()
 
-    from edge.nvdec import capture_factory
+    from edge.nvdec import NvdecUnavailableError, capture_factory
 
-    decoder = capture_factory(args.decoder)[1]  # what auto chooses, or why nvdec cannot run
+    try:
+        decoder = capture_factory(args.decoder)[1]  # what auto chooses
+    except NvdecUnavailableError as exc:
+        print(f"gpu_density: {exc}", file=sys.stderr)
+        return 2
     video, scene, calibration = prepare(args.workdir, args.data)
     model = DetectorConfig(
         model=args.model, max_batch=args.batch, batch_wait_ms=args.batch_wait_ms,

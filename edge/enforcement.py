@@ -2,8 +2,9 @@
 plates and evidence packages, plus per-minute traffic flow and the scene-integrity guard.
 
 ``CameraEnforcement.on_frame`` is fed every tracked frame of its camera in order and
-returns the evidence packages that became complete on that frame (a package waits until
-the ring holds the frames after the decisive moment). Plates are read only for vehicles
+returns the evidence packages finished by then (a package waits until the ring holds the
+frames after the decisive moment; with a ``build_pool`` it is built beside the pipeline
+and returned once done, at a later frame or by ``collect``). Plates are read only for vehicles
 that broke a rule, from the frames around the decisive moment: reading every vehicle on
 every frame would cost far more CPU and add nothing to the evidence.
 """
@@ -149,6 +150,7 @@ class CameraEnforcement:
         # Evidence being built by ``build_pool`` (live runs): the pipeline thread only
         # hands the work over and collects what is done at its next frames.
         self.build_pool: Executor | None = None
+        self.on_built: Callable[[Future[EvidencePackage]], None] | None = None  # from a builder
         self._building: list[tuple[Future[EvidencePackage], _Pending]] = []
         self.counters = EnforcementCounters()
         self.listeners: list[Callable[[Violation], None]] = []
@@ -189,6 +191,7 @@ class CameraEnforcement:
         )  # fmt: skip
         self._pending = old._pending
         self._building, self.build_pool = old._building, old.build_pool
+        self.on_built = old.on_built
         self.counters = old.counters
         if old.scene.lamp == self.scene.lamp:
             for head, state in old.signals.items():
@@ -210,10 +213,12 @@ class CameraEnforcement:
         frame: Frame,
         tracks: Detections,
     ) -> tuple[list[EvidencePackage], list[TrafficStats]]:
-        """Account one tracked frame; the packages and traffic minutes it completed.
+        """Account one tracked frame; the packages finished by now and the traffic minutes
+        it completed.
 
         The frame's picture is taken to the host (``frame.image``) only by the parts that
-        need it: a JPEG ring, the integrity check every few seconds, a lamp check."""
+        need it: a JPEG ring and the integrity check every few seconds; the lamp check
+        takes only the signal head's rectangle."""
         self.counters.frames += 1
         t = captured_at.timestamp()
         self.ring.push_frame(index, mono_s, captured_at, frame)
@@ -361,7 +366,11 @@ class CameraEnforcement:
         self._pending = [p for p in self._pending if p.ready_mono_s > mono_s]
         outcomes: list[tuple[Callable[[], EvidencePackage], _Pending]]
         if self.build_pool is not None:
-            self._building += [(self.build_pool.submit(self._package, p), p) for p in ready]
+            for pending in ready:
+                future = self.build_pool.submit(self._package, pending)
+                if self.on_built is not None:
+                    future.add_done_callback(self.on_built)
+                self._building.append((future, pending))
             done, _ = futures_wait([f for f, _ in self._building], timeout=wait_s)
             outcomes = [(f.result, p) for f, p in self._building if f in done]
             self._building = [(f, p) for f, p in self._building if f not in done]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -94,6 +95,7 @@ class EdgeNode:
     # of their evidence was still being built.
     _build_pool: Executor | None = None
     _retiring: list[CameraEnforcement] = field(default_factory=list)
+    _built: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def from_config(
@@ -192,8 +194,8 @@ class EdgeNode:
             packages, traffic = old.retire()
             if old.building:
                 self._retiring.append(old)
-        if new is not None and new.build_pool is None:
-            new.build_pool = self._build_pool  # a camera that gained a scene
+        if new is not None and new.build_pool is None:  # a camera that gained a scene
+            new.build_pool, new.on_built = self._build_pool, self._note_built
         if new is None:
             self.enforcement.pop(camera, None)
         else:
@@ -208,11 +210,12 @@ class EdgeNode:
         """One tracked frame of a camera (times default to the frame's own)."""
         if self._next:
             self._switch(item.frame.camera)
-        if self._retiring:
-            for retired in list(self._retiring):
-                self._deliver(retired.collect(), [])
-                if not retired.building:
-                    self._retiring.remove(retired)
+        if self._built.is_set():  # evidence finished beside the pipeline: deliver it now
+            self._built.clear()
+            for other in [*self.enforcement.values(), *self._retiring]:
+                if other.building:
+                    self._deliver(other.collect(), [])
+            self._retiring = [r for r in self._retiring if r.building]
         camera = self.enforcement.get(item.frame.camera)
         if camera is None:
             return
@@ -225,10 +228,12 @@ class EdgeNode:
         )
         self._deliver(packages, traffic)
 
-    def finish(self) -> None:
-        """End of the streams: build what evidence can still be built, close the minutes."""
+    def finish(self, wait_s: float = 300.0) -> None:
+        """End of the streams: build what evidence can still be built (evidence still being
+        built is waited for up to ``wait_s`` in all, then given up), close the minutes."""
+        deadline = time.monotonic() + wait_s
         for camera in [*self.enforcement.values(), *self._retiring]:
-            packages, traffic = camera.finish()
+            packages, traffic = camera.finish(max(0.0, deadline - time.monotonic()))
             self._deliver(packages, traffic)
         self._retiring.clear()
 
@@ -293,7 +298,7 @@ class EdgeNode:
         builders = ThreadPoolExecutor(EVIDENCE_BUILDERS, thread_name_prefix="evidence")
         self._build_pool = builders
         for camera in self.enforcement.values():
-            camera.build_pool = builders
+            camera.build_pool, camera.on_built = builders, self._note_built
         if self.delivery is not None:
             self.delivery.start()
         try:
@@ -302,13 +307,17 @@ class EdgeNode:
             try:
                 self.finish()  # waits for the evidence being built
             finally:
-                builders.shutdown(wait=True, cancel_futures=True)
+                # What is still being built was given up by finish (counted and logged).
+                builders.shutdown(wait=False, cancel_futures=True)
                 self._build_pool = None
                 for camera in self.enforcement.values():
                     camera.build_pool = None
                 if self.delivery is not None:
                     self.delivery.drain(drain_s)
                     self.delivery.stop()
+
+    def _note_built(self, _: object) -> None:
+        self._built.set()  # from an evidence thread; the pipeline thread delivers
 
     def keep_streams(self, pipeline: LivePipeline) -> None:
         """Each enforced camera's ring keeps its compressed stream (packets from the NVDEC

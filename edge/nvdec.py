@@ -4,7 +4,9 @@
 each picture to interleaved RGB on the GPU, and one copy turns it into a BGR CuPy array
 that the capture owns (the decoder reuses its surfaces). The detector's device pipeline
 letterboxes that array where it is; the host sees the picture only when something asks
-for ``Frame.image`` (the evidence ring, the integrity guard, the lamp check).
+for ``Frame.image`` (the integrity guard every few seconds; a JPEG evidence ring, where a
+camera's ring does not keep its stream). A capture given a ``PacketSink`` hands it every
+packet it demuxes, and tags each frame with its place in the stream (``last_source``).
 
 ``capture_factory`` picks the decoder a node asked for: ``opencv`` (FFmpeg on the CPU),
 ``nvdec``, or ``auto`` (NVDEC where PyNvVideoCodec, CuPy and a GPU are usable, OpenCV

@@ -5,12 +5,13 @@ the enforcement records each frame it processed by its place in that stream (cap
 session and presentation time). Nothing is encoded per frame: the ring holds a few
 megabytes of stream per camera instead of a JPEG of every frame, and the frames stay on
 the GPU. When evidence is built, ``window`` decodes the stretch it needs on the CPU
-(FFmpeg, from the last keyframe before the first wanted frame) and returns the wanted
-frames as ``BufferedFrame`` JPEGs, exactly as ``FrameRing`` would have held them.
+(FFmpeg, from the last keyframe before the first wanted frame, or the first keyframe still
+held) and returns the wanted frames as ``BufferedFrame`` JPEGs, exactly as ``FrameRing``
+would have held them; a stretch whose pictures and time stamps do not pair up is skipped.
 
-Frames that arrive without a place in a stream the ring has (a camera reopened with
-OpenCV) are kept as JPEGs in a ``FrameRing`` beside, so evidence never depends on which
-decoder served the camera.
+Frames that arrive without a place in a stream that holds a keyframe (a camera reopened
+with OpenCV, a stream before its first IDR or without any) are kept as JPEGs in a
+``FrameRing`` beside, so evidence never depends on which decoder served the camera.
 """
 
 from __future__ import annotations
@@ -201,10 +202,6 @@ class PacketRing:
                     self._seen.popleft()
         if not known:
             self._jpegs.push(index, mono_s, captured_at, frame.image)
-
-    def push(self, index: int, mono_s: float, captured_at: datetime, image: Image) -> None:
-        """A frame given as a picture (kept as JPEG)."""
-        self._jpegs.push(index, mono_s, captured_at, image)
 
     def window(self, start_s: float, end_s: float) -> list[BufferedFrame]:
         """Frames with ``start_s <= mono_s <= end_s``, oldest first (decoded here)."""

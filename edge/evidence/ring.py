@@ -1,8 +1,8 @@
 """A per-camera ring buffer of recent frames, JPEG-encoded to bound its memory.
 
 Frames older than ``seconds`` behind the newest are evicted, and so are the oldest
-frames while the buffer holds more than ``max_bytes`` of JPEG. Thread-safe: the capture
-thread pushes while the evidence builder reads.
+frames while the buffer holds more than ``max_bytes`` of JPEG. Thread-safe: the pipeline
+thread pushes while the evidence threads read.
 """
 
 from __future__ import annotations
