@@ -153,19 +153,28 @@ def apply_homography(matrix: Matrix3, points: Points) -> Points:
 
 def homography_jacobian(matrix: Matrix3, pixel: tuple[float, float]) -> npt.NDArray[np.float64]:
     """d(world)/d(pixel) at one pixel: 2x2 metres per pixel."""
-    u, v = pixel
+    one: npt.NDArray[np.float64] = homography_jacobians(matrix, np.array([pixel], np.float64))[0]
+    return one
+
+
+def homography_jacobians(matrix: Matrix3, pixels: Points) -> npt.NDArray[np.float64]:
+    """d(world)/d(pixel) at each of (N, 2) pixels: (N, 2, 2) metres per pixel."""
     h = matrix
+    u, v = pixels[:, 0], pixels[:, 1]
     x = h[0, 0] * u + h[0, 1] * v + h[0, 2]
     y = h[1, 0] * u + h[1, 1] * v + h[1, 2]
     w = h[2, 0] * u + h[2, 1] * v + h[2, 2]
-    if w <= 1e-12:
-        raise CalibrationError(f"pixel ({u:.1f}, {v:.1f}) is on or above the road's horizon")
-    return np.array(
-        [
-            [(h[0, 0] * w - x * h[2, 0]) / w**2, (h[0, 1] * w - x * h[2, 1]) / w**2],
-            [(h[1, 0] * w - y * h[2, 0]) / w**2, (h[1, 1] * w - y * h[2, 1]) / w**2],
-        ]
-    )
+    above = np.flatnonzero(~(w > 1e-12))
+    if above.size:
+        bu, bv = pixels[above[0]]
+        raise CalibrationError(f"pixel ({bu:.1f}, {bv:.1f}) is on or above the road's horizon")
+    w2 = w**2
+    out = np.empty((len(u), 2, 2), dtype=np.float64)
+    out[:, 0, 0] = (h[0, 0] * w - x * h[2, 0]) / w2
+    out[:, 0, 1] = (h[0, 1] * w - x * h[2, 1]) / w2
+    out[:, 1, 0] = (h[1, 0] * w - y * h[2, 0]) / w2
+    out[:, 1, 1] = (h[1, 1] * w - y * h[2, 1]) / w2
+    return out
 
 
 def fit_homography(pairs: Sequence[PointPair], ransac_threshold_px: float = 3.0) -> HomographyFit:

@@ -17,7 +17,7 @@ from calibration.homography import (
     apply_homography,
     as_points,
     fit_homography,
-    homography_jacobian,
+    homography_jacobians,
     invert_homography,
 )
 from calibration.lens import LensModel
@@ -65,14 +65,23 @@ class RoadProjector:
 
     def jacobian(self, pixel: tuple[float, float]) -> npt.NDArray[np.float64]:
         """d(metres)/d(pixel) at a captured pixel (2x2), lens included."""
-        ideal = self.ideal(np.array([pixel]))[0]
-        plane = homography_jacobian(self.image_to_world, (float(ideal[0]), float(ideal[1])))
+        one: npt.NDArray[np.float64] = self.jacobians(np.array([pixel], dtype=np.float64))[0]
+        return one
+
+    def jacobians(self, pixels: Points) -> npt.NDArray[np.float64]:
+        """d(metres)/d(pixel) at each of (N, 2) captured pixels: (N, 2, 2), lens included."""
+        pts = as_points(pixels, "pixels")
+        plane = homography_jacobians(self.image_to_world, self.ideal(pts))
         if self.lens is None:
             return plane
-        u, v = pixel
         h = _LENS_STEP_PX
-        probe = self.lens.undistort(np.array([[u + h, v], [u - h, v], [u, v + h], [u, v - h]]))
-        lens = np.column_stack([(probe[0] - probe[1]) / (2 * h), (probe[2] - probe[3]) / (2 * h)])
+        steps = np.array([[h, 0.0], [-h, 0.0], [0.0, h], [0.0, -h]])
+        probe = self.lens.undistort((pts[:, None, :] + steps[None]).reshape(-1, 2))
+        probe = probe.reshape(len(pts), 4, 2)
+        # Columns: d(ideal)/du and d(ideal)/dv by central differences.
+        lens = np.stack(
+            [(probe[:, 0] - probe[:, 1]) / (2 * h), (probe[:, 2] - probe[:, 3]) / (2 * h)], axis=2
+        )
         return np.asarray(plane @ lens, dtype=np.float64)
 
 

@@ -164,7 +164,7 @@ def estimate_speed(
     duration = float(t[-1] - t[0])
     # A box's bottom edge errs up or down: its road footprint is the Jacobian's v column.
     sigma_px = np.hypot(config.pixel_sigma_px, config.box_edge_sigma * heights)
-    v_column = np.array([projector.jacobian((float(u), float(v)))[:, 1] for u, v in pixels])
+    v_column = projector.jacobians(pixels)[:, :, 1]
     footprint = v_column * sigma_px[:, None]
     fit = _fit_line(t, world, np.maximum(np.hypot(footprint[:, 0], footprint[:, 1]), 1e-3))
     speed = float(np.hypot(*fit.velocity))

@@ -72,6 +72,24 @@ def test_lens_jacobian_matches_finite_differences(tmp_path: Path) -> None:
         assert np.allclose(jac[:, axis], diff / 0.5, rtol=0.02, atol=1e-5)
 
 
+@pytest.mark.parametrize("lens", [True, False])
+def test_jacobians_of_many_pixels_at_once_match_finite_differences(
+    tmp_path: Path, lens: bool
+) -> None:
+    path = written(tmp_path, LENS) if lens else written(tmp_path)
+    projector = RoadProjector.from_calibration(load_calibration(path), AT)
+    pixels = np.array([[900.0, 600.0], [200.0, 1000.0], [1700.0, 800.0], [960.0, 700.0]])
+    jacs = projector.jacobians(pixels)
+    assert jacs.shape == (4, 2, 2)
+    for pixel, jac in zip(pixels, jacs, strict=True):
+        assert np.array_equal(jac, projector.jacobian((float(pixel[0]), float(pixel[1]))))
+        for axis in range(2):
+            d = np.zeros(2)
+            d[axis] = 0.25
+            ahead, back = projector.to_world(np.array([pixel + d, pixel - d]))
+            assert np.allclose(jac[:, axis], (ahead - back) / 0.5, rtol=0.02, atol=1e-5)
+
+
 def _edited(tmp_path: Path, edit: object) -> Path:
     path = written(tmp_path)
     data = yaml.safe_load(path.read_text())
