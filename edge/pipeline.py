@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from edge.detector import Detector, DetectorConfig
 from edge.nvdec import CaptureOpener, PacketSink, capture_factory
 from edge.scheduler import BatchScheduler
 from edge.sources import (
+    Arrivals,
     CameraReader,
     Capture,
     Frame,
@@ -158,12 +159,12 @@ class LivePipeline:
         else:
             self.decoder = decoder
         log.info("cameras decoded by %s", self.decoder)
-        self._arrived = threading.Event()
+        self._arrivals = Arrivals()
         # Where a camera's capture hands its packets (an evidence ring that keeps the
         # stream); filled before ``run`` by the node, for a decoder that has packets.
         self.packet_sinks: dict[str, PacketSink] = {}
         self.readers = {
-            c.id: _reader(c, opener, self._arrived, self.packet_sinks) for c in self.cameras
+            c.id: _reader(c, opener, self._arrivals, self.packet_sinks) for c in self.cameras
         }
         # A batch cannot hold more frames than there are cameras: a node with fewer cameras
         # than max_batch sends its batch once each has a frame, without waiting the bound.
@@ -193,27 +194,29 @@ class LivePipeline:
         have one or the oldest has waited ``batch_wait_ms``; waits up to ``wait_s`` for
         that, and returns nothing when it has not come."""
         deadline = time.monotonic() + wait_s
+        cameras = self._arrivals.take()
         while True:
-            self._arrived.clear()  # a frame published from here on wakes the wait below
-            self._collect()
+            self._collect(cameras)
             now = time.monotonic()
             if self.scheduler.ready(now) or now >= deadline:
                 return self._process([p.item for p in self.scheduler.take(now)])
             due = self.scheduler.deadline()
-            self._arrived.wait(max(0.0, min(deadline, due if due is not None else deadline) - now))
+            cameras = self._arrivals.take(
+                max(0.0, min(deadline, due if due is not None else deadline) - now)
+            )
 
     def flush(self) -> list[TrackedFrame]:
         """The frames still waiting, processed now (at the end of the sources)."""
-        self._collect()
+        self._collect(self.readers)
         out: list[TrackedFrame] = []
         while batch := self.scheduler.take(time.monotonic(), force=True):
             out.extend(self._process([p.item for p in batch]))
         return out
 
-    def _collect(self) -> None:
-        """Each camera's newest frame into the scheduler (replacing one still waiting)."""
-        for reader in self.readers.values():
-            if (newest := reader.newest()) is not None:
+    def _collect(self, cameras: Iterable[str]) -> None:
+        """These cameras' newest frames into the scheduler (replacing ones still waiting)."""
+        for camera in cameras:
+            if (newest := self.readers[camera].newest()) is not None:
                 frame, since = newest
                 self.scheduler.offer(frame.camera, frame, since)
 
@@ -281,7 +284,7 @@ class LivePipeline:
 def _reader(
     camera: CameraConfig,
     opener: CaptureOpener,
-    arrived: threading.Event,
+    arrivals: Arrivals,
     sinks: dict[str, PacketSink],
 ) -> CameraReader:
     def capture(url: str) -> Capture:
@@ -289,5 +292,5 @@ def _reader(
 
     return CameraReader(
         camera.id, camera.url, target_fps=camera.target_fps, loop=camera.loop,
-        stall_timeout_s=camera.stall_timeout_s, capture=capture, arrived=arrived,
+        stall_timeout_s=camera.stall_timeout_s, capture=capture, arrivals=arrivals,
     )  # fmt: skip

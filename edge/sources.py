@@ -232,6 +232,28 @@ class ReaderCounts:
     reconnects: int
 
 
+class Arrivals:
+    """Which cameras have published a frame since their consumer last looked, so that it
+    wakes on a new frame and looks only at the cameras that have one."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._cameras: set[str] = set()
+
+    def add(self, camera: str) -> None:
+        with self._cond:
+            self._cameras.add(camera)
+            self._cond.notify()
+
+    def take(self, timeout_s: float = 0.0) -> set[str]:
+        """The cameras with a new frame, waiting up to ``timeout_s`` for one."""
+        with self._cond:
+            if not self._cameras and timeout_s > 0:
+                self._cond.wait(timeout_s)
+            cameras, self._cameras = self._cameras, set()
+            return cameras
+
+
 class CameraReader:
     """One camera, one thread, the newest frame only. ``start`` it, ``latest`` it, ``stop`` it."""
 
@@ -246,10 +268,10 @@ class CameraReader:
         target_fps: float | None = None,
         loop: bool = False,
         realtime: bool = True,
-        arrived: threading.Event | None = None,
+        arrivals: Arrivals | None = None,
     ) -> None:
         self.camera = camera
-        self._arrived = arrived  # set on every new frame (shared by a node's readers)
+        self._arrivals = arrivals  # told of every new frame (shared by a node's readers)
         self.url = url
         self._open = capture or self._default_capture
         self.backoff = backoff or Backoff()
@@ -373,8 +395,8 @@ class CameraReader:
             self._frames += 1
             self._last_good = now
             self._cond.notify_all()
-        if self._arrived is not None:
-            self._arrived.set()
+        if self._arrivals is not None:
+            self._arrivals.add(self.camera)
 
     def _connect(self, failures: int) -> Capture | None:
         try:

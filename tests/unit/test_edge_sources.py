@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from edge.sources import (
+    Arrivals,
     Backoff,
     CameraReader,
     SourceError,
@@ -245,25 +246,24 @@ def test_newest_says_since_when_the_camera_has_had_a_frame_waiting() -> None:
         gate.acquire(timeout=5)  # one frame per release
         return GOOD
 
-    arrived = threading.Event()
+    arrivals = Arrivals()
     reader = CameraReader(
-        "cam1", "rtsp://scripted", capture=lambda url: ScriptedCapture(script), arrived=arrived
+        "cam1", "rtsp://scripted", capture=lambda url: ScriptedCapture(script), arrivals=arrivals
     )
     reader.start()
     try:
         gate.release()
-        assert arrived.wait(5)
+        assert arrivals.take(5) == {"cam1"}
         first = reader.newest()
         assert first is not None and first[1] == first[0].monotonic  # waiting since itself
         assert reader.newest() is None  # handed out
-        arrived.clear()
         for _ in range(3):  # three frames, none taken: the camera waits since the first
             gate.release()
         assert _wait_for(lambda: reader.counts().frames == 4)
         newest = reader.newest()
         assert newest is not None
         frame, since = newest
-        assert arrived.is_set() and since < frame.monotonic
+        assert arrivals.take() == {"cam1"} and since < frame.monotonic
         assert reader.counts().dropped == 2
     finally:
         for _ in range(10):
