@@ -93,6 +93,11 @@ class EnforcementCounters:
     paused_frames: int = 0
 
 
+def _clamped(rect: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = rect
+    return max(0, x0), max(0, y0), x1, y1
+
+
 class CameraEnforcement:
     """One camera's rules, signal state, plates, evidence and traffic statistics."""
 
@@ -128,6 +133,7 @@ class CameraEnforcement:
             log.info("camera %s: rule %s is off: %s", camera, rule.value, why)
         self.signals = {h.id: SignalState(h.id, scene.lamp) for h in scene.signal_heads}
         self._lamp_heads = [h for h in scene.signal_heads if h.lamps() is not None]
+        self._lamp_regions = [(h, _clamped(lamp_region(h))) for h in self._lamp_heads]
         self.ring = ring
         self.builder = builder
         self.model_version = model_version
@@ -236,12 +242,10 @@ class CameraEnforcement:
             was = self.guard.enforcing
             if self.guard.update(frame.image) != was:
                 log.warning("camera %s: %s", self.camera, self.guard.reason)
-        for head in self._lamp_heads:
+        for head, (x0, y0, x1, y1) in self._lamp_regions:
             # Only the lamps' rectangle leaves the GPU (a frame on the host is only sliced).
-            x0, y0, x1, y1 = lamp_region(head)
-            patch = host_image(frame.pixels[max(0, y0) : y1, max(0, x0) : x1])
-            strengths = lamp_strengths(patch, head, origin=(max(0, x0), max(0, y0)))
-            self.signals[head.id].on_lamp(t, strengths)
+            patch = host_image(frame.pixels[y0:y1, x0:x1])
+            self.signals[head.id].on_lamp(t, lamp_strengths(patch, head, origin=(x0, y0)))
 
         points = self._points(t, mono_s, tracks)
         traffic = self.traffic.add_frame(captured_at, self._lane_observations(points))

@@ -48,8 +48,10 @@ PARAM_NALS: dict[Codec, frozenset[int]] = {
 }
 
 
-def nal_units(data: bytes, codec: Codec) -> Iterator[tuple[int, bytes]]:
-    """(type, unit with its start code) of each NAL unit of an Annex B packet."""
+def nal_units(data: bytes, codec: Codec) -> Iterator[tuple[int, memoryview]]:
+    """(type, unit with its start code) of each NAL unit of an Annex B packet; the units
+    are views into ``data``, not copies (each packet of a stream passes through here)."""
+    view = memoryview(data)
     starts = []
     i = data.find(START)
     while i >= 0:
@@ -62,7 +64,7 @@ def nal_units(data: bytes, codec: Codec) -> Iterator[tuple[int, bytes]]:
         header = data[at + 3]
         kind = header & 0x1F if codec == "h264" else (header >> 1) & 0x3F
         begin = at - 1 if at > 0 and data[at - 1] == 0 else at  # a 4-byte start code
-        yield kind, data[begin:end]
+        yield kind, view[begin:end]
 
 
 REORDER_PTS_WINDOW = 32  # frames a time stamp may come before the highest one so far
@@ -87,8 +89,9 @@ class _Session:
                 self.pts_step = step
             self.top_pts = pts
 
-    def remember(self, unit: bytes) -> None:
+    def remember(self, view: memoryview) -> None:
         """A parameter set (several may be in use, e.g. PPS ids); the newest kept last."""
+        unit = bytes(view)
         self._params.pop(unit, None)
         self._params[unit] = None
         while len(self._params) > PARAM_SETS_KEPT:
