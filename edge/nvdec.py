@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 from edge.device_batch import BackendError, cuda_backend
+from edge.evidence.packets import Codec
 from edge.sources import (
     Capture,
     Image,
@@ -48,11 +49,11 @@ class PacketSink(Protocol):
     """Takes a capture's packets (the camera's evidence ring)."""
 
     def add_packet(
-        self, session: int, codec: Literal["h264", "hevc"], pts: int, data: bytes, mono_s: float
+        self, session: int, codec: Codec, pts: int, data: bytes, mono_s: float
     ) -> None: ...
 
 
-def _codec_name(codec_id: Any) -> Literal["h264", "hevc"] | None:
+def _codec_name(codec_id: Any) -> Codec | None:
     """The stream's codec as the ring knows it (PyNvVideoCodec's cudaVideoCodec name)."""
     name = str(codec_id).upper()
     if "H264" in name:
@@ -135,7 +136,6 @@ class NvdecCapture:
         self._open_error: Exception | None = None
         self._finished = False
         self._fps = 0.0
-        self.frames_out = 0  # frames handed to the reader
         self._produced = 0  # frames the thread decoded
         self._settled = threading.Event()  # the first frame is decoded, or the thread ended
         self.error: str | None = None  # why the source stopped, when it failed
@@ -193,14 +193,13 @@ class NvdecCapture:
 
     def _decode(self, demuxer: Any, decoder: Any) -> None:
         refused = 0
-        codec = _codec_name(demuxer.GetNvCodecId()) if self._packets is not None else None
+        sink = self._packets
+        codec = _codec_name(demuxer.GetNvCodecId()) if sink is not None else None
         for packet in demuxer:  # the last, empty packet flushes the decoder
-            if codec is not None and self._packets is not None and packet.bsl > 0:
+            if sink is not None and codec is not None and packet.bsl > 0:
                 # Copied now: the demuxer reuses the packet's memory for the next one.
                 data = ctypes.string_at(packet.bsl_data, packet.bsl)
-                self._packets.add_packet(
-                    self.session, codec, int(packet.pts), data, time.monotonic()
-                )
+                sink.add_packet(self.session, codec, int(packet.pts), data, time.monotonic())
             try:
                 decoded = decoder.Decode(packet)
             except Exception as exc:  # a packet the decoder cannot take
@@ -259,7 +258,6 @@ class NvdecCapture:
             return True, None
         frame, pts = item
         self.last_source = SourceTag(self.session, pts) if self._packets is not None else None
-        self.frames_out += 1
         return True, frame
 
     def failed_before_first_frame(self, timeout_s: float) -> str | None:
