@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,6 +49,9 @@ import yaml  # noqa: E402
 from calibration.camera import PinholeCamera  # noqa: E402
 from edge.detector import DEFAULT_PROVIDERS, Detector, DetectorConfig  # noqa: E402
 from edge.pipeline import DetectorPool, LivePipeline, TrackedFrame  # noqa: E402
+
+if TYPE_CHECKING:
+    from edge.node import EdgeNode
 
 FPS = 30.0
 KEEP_UP = 0.9
@@ -233,6 +236,22 @@ class _Deferred(Executor):
                 future.set_exception(exc)
 
 
+def _timed_enforcement(node: EdgeNode, items: list[TrackedFrame]) -> float:
+    """Seconds the node's enforcement takes over ``items`` on the pipeline thread. Evidence
+    is built beside that thread in live runs; here it waits until the timing is over (its
+    cost per case is measured apart)."""
+    later = _Deferred()
+    for camera in node.enforcement.values():
+        camera.build_pool = later
+    started = time.perf_counter()
+    for item in items:
+        node.on_tracked(item)
+    elapsed = time.perf_counter() - started
+    later.run_all()
+    node.finish()
+    return float(elapsed)
+
+
 def host_costs(
     video: Path, scene: dict[str, Any], calibration: Path, folder: Path, detector: Detector,
     frames: int = 150,
@@ -275,16 +294,7 @@ def host_costs(
         TrackedFrame(Frame("cam-0001", i, mono0 + i / FPS, t0 + timedelta(seconds=i / FPS), im), tr)
         for i, (im, tr) in enumerate(zip(images, tracks, strict=True))
     ]
-    # Evidence is built beside the pipeline thread in live runs; here it waits until the
-    # timing is over (its cost per case is measured below).
-    later = _Deferred()
-    node.enforcement["cam-0001"].build_pool = later
-    started = time.perf_counter()
-    for item in items:
-        node.on_tracked(item)
-    enforcing = time.perf_counter() - started
-    later.run_all()
-    node.finish()
+    enforcing = _timed_enforcement(node, items)
     ring = FrameRing("cam-0001", seconds=60.0, max_bytes=1 << 40)
     started = time.perf_counter()
     for item in items:
@@ -293,10 +303,8 @@ def host_costs(
     # The same frames on a node whose ring keeps the stream: the clip's own packets go in
     # as the NVDEC capture would hand them over, and each frame carries its time stamp.
     streaming = EdgeNode.from_config(config, model_version="bench")
-    packets = camera_ring("cam-0001", None, keeps_stream=True)
-    assert isinstance(packets, PacketRing)
+    packets = camera_ring(PacketRing, "cam-0001", None)
     streaming.enforcement["cam-0001"].ring = packets
-    streaming.enforcement["cam-0001"].build_pool = later
     raw = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])
     stamps = []
     for seq in range(len(items) + 16):
@@ -310,12 +318,7 @@ def host_costs(
         TrackedFrame(dataclasses.replace(item.frame, source=SourceTag(1, pts)), item.tracks)
         for item, pts in zip(items, sorted(stamps), strict=False)
     ]
-    started = time.perf_counter()
-    for item in tagged:
-        streaming.on_tracked(item)
-    stream_enforcing = time.perf_counter() - started
-    later.run_all()
-    streaming.finish()
+    stream_enforcing = _timed_enforcement(streaming, tagged)
     # Frames of a case: the last 2 s, from each ring (the stream one decodes them from the
     # clip's keyframe, 3 s before them).
     last = tagged[-1].frame.monotonic

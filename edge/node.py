@@ -17,7 +17,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -324,8 +324,7 @@ class EdgeNode:
         capture) instead of a JPEG of every frame; before the cameras start."""
         settings = self.config.delivery.evidence if self.config.delivery else None
         for cam_id, camera in self.enforcement.items():
-            ring = camera_ring(cam_id, settings, keeps_stream=True)
-            assert isinstance(ring, PacketRing)
+            ring = camera_ring(PacketRing, cam_id, settings)
             camera.ring = ring
             pipeline.packet_sinks[cam_id] = ring
         log.info("evidence rings keep the cameras' streams (%d cameras)", len(self.enforcement))
@@ -378,7 +377,7 @@ class _NodeParts:
                 raise UserError(
                     f"{cam.scene}: the scene is for camera {scene.camera!r}, not {cam.id!r}"
                 )
-            ring = camera_ring(cam.id, settings, keeps_stream=False)
+            ring = camera_ring(FrameRing, cam.id, settings)
             builder = EvidenceBuilder(self.key, jpeg_quality=ring.jpeg_quality)
             bounds = IntegrityBounds(
                 max_shift_px=config.integrity.max_shift_px, inertia=config.integrity.inertia
@@ -407,16 +406,17 @@ class _NodeParts:
         return out
 
 
-def camera_ring(
-    camera: str, settings: EvidenceSettings | None, *, keeps_stream: bool
-) -> FrameRing | PacketRing:
-    """A camera's evidence ring: JPEGs of its frames, or its compressed stream."""
+Ring = TypeVar("Ring", FrameRing, PacketRing)
+
+
+def camera_ring(kind: type[Ring], camera: str, settings: EvidenceSettings | None) -> Ring:
+    """A camera's evidence ring of ``kind`` (JPEGs of its frames, or its compressed
+    stream) with the configured limits."""
     seconds, max_bytes, quality = (
         (settings.ring_seconds, settings.ring_max_bytes, settings.jpeg_quality)
         if settings is not None
         else (12.0, 64 << 20, 90)
     )
-    kind = PacketRing if keeps_stream else FrameRing
     return kind(camera, seconds=seconds, max_bytes=max_bytes, jpeg_quality=quality)
 
 
