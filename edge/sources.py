@@ -63,10 +63,6 @@ class Frame:
         """The picture in host memory (copied down from the GPU once, when first asked)."""
         return host_image(self.pixels)
 
-    @property
-    def on_device(self) -> bool:
-        return not isinstance(self.pixels, np.ndarray)
-
 
 class Capture(Protocol):
     """The few calls the readers need from a video capture."""

@@ -229,7 +229,7 @@ def test_a_reader_on_nvdec_hands_out_gpu_frames_and_ends_with_the_file() -> None
     assert reader.ended
     counts = reader.counts()
     assert counts.frames == 9 and counts.corrupt == 1
-    assert seen and all(f.on_device for f in seen)
+    assert seen and all(isinstance(f.pixels, GpuArray) for f in seen)
     last = seen[-1]
     assert np.array_equal(last.image, frames[last.index])
 
@@ -237,12 +237,12 @@ def test_a_reader_on_nvdec_hands_out_gpu_frames_and_ends_with_the_file() -> None
 def test_frame_image_copies_a_gpu_frame_down_once() -> None:
     pixels = GpuArray(np.full((4, 6, 3), 9, np.uint8))
     frame = Frame("cam1", 0, 0.0, datetime.now(UTC), pixels)
-    assert frame.on_device
+    assert isinstance(frame.pixels, GpuArray)
     assert frame.image is frame.image
     assert pixels.copies_down == 1 and frame.image.shape == (4, 6, 3)
     host = np.zeros((4, 6, 3), np.uint8)
     plain = Frame("cam1", 0, 0.0, datetime.now(UTC), host)
-    assert plain.image is host and not plain.on_device
+    assert plain.image is host and isinstance(plain.pixels, np.ndarray)
 
 
 @pytest.mark.parametrize("device_pipeline", [False, True])
