@@ -359,9 +359,10 @@ class Trial:
 
 def trial(
     streams: int, video: Path, scene: dict[str, Any], calibration: Path, folder: Path,
-    pool: DetectorPool, seconds: float, model: DetectorConfig, decoder: str,
+    pool: DetectorPool, seconds: float, model: DetectorConfig, decoder: str, processes: int = 1,
 ) -> Trial:  # fmt: skip
-    """``streams`` cameras through the node's path for ``seconds`` (after a warm-up)."""
+    """``streams`` cameras through the node's path for ``seconds`` (after a warm-up); with
+    ``processes`` above 1, the node's worker processes (each loads its own detector)."""
     from calibration.store import load_calibration, save_calibration
     from edge.config import parse_site_config
     from edge.node import EdgeNode
@@ -382,9 +383,12 @@ def trial(
         )  # fmt: skip
     config = parse_site_config(
         {"site": "bench", "node": "density", "cameras": cameras, "plates": False,
-         "detector": model.model_dump(mode="json"), "decode": {"decoder": decoder}}
+         "detector": model.model_dump(mode="json"), "decode": {"decoder": decoder},
+         "processes": processes}
     )  # fmt: skip
     node = EdgeNode.from_config(config, model_version=model.model)
+    if processes > 1:
+        return _workers_trial(node, streams, seconds)
     pipeline = LivePipeline(config, pool)
     counts: Counter[str] = Counter()
     counting = threading.Event()
@@ -409,6 +413,37 @@ def trial(
     stop.set()
     runner.join(120.0)
     return Trial(streams, elapsed, dict(counts), node.violations)
+
+
+def _workers_trial(node: EdgeNode, streams: int, seconds: float) -> Trial:
+    """A trial through worker processes, counted from the frames each worker reports it
+    tracked, between two of its reports (time-stamped on the clock all processes share)."""
+    stop = threading.Event()
+    runner = threading.Thread(target=node.run_live, args=(stop,), daemon=True)
+    runner.start()
+    while (workers := node.workers) is None and runner.is_alive():
+        time.sleep(0.05)
+    assert workers is not None, "the run ended before its workers started"
+
+    def reported() -> dict[str, tuple[float, int]]:
+        return {cam: (at, n) for at, counts in workers.progress() for cam, n in counts.items()}
+
+    deadline = time.monotonic() + 300.0  # every worker has loaded its detector and tracks
+    while len(reported()) < streams and time.monotonic() < deadline and runner.is_alive():
+        time.sleep(0.5)
+    time.sleep(min(5.0, seconds / 2))
+    first = reported()
+    time.sleep(seconds)
+    last = reported()
+    stop.set()
+    runner.join(400.0)
+    elapsed = seconds
+    processed: dict[str, int] = {}
+    for cam, (at, n) in last.items():
+        if cam in first and at > first[cam][0]:
+            # Each camera's rate over its worker's own window, as frames in ``seconds``.
+            processed[cam] = round((n - first[cam][1]) * seconds / (at - first[cam][0]))
+    return Trial(streams, elapsed, processed, node.violations)
 
 
 def search(run: Any, limit: int) -> tuple[Trial | None, list[Trial]]:
@@ -493,6 +528,10 @@ def main() -> int:
         "--nvdec-threads", type=int, nargs="*", default=[8, 16],
         help="NVDEC decoder counts to measure (when PyNvVideoCodec is installed)",
     )  # fmt: skip
+    parser.add_argument(
+        "--processes", type=int, default=1,
+        help="worker processes end to end (the site config's processes; each its own detector)",
+    )  # fmt: skip
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench" / "density")
     args = parser.parse_args()
@@ -551,19 +590,30 @@ def main() -> int:
         f" {infer / FPS:.1f} streams at {FPS:.0f} fps)"
     )
     print(
-        f"end to end (decode on {decoder} -> detect -> track -> rules -> events):",
+        f"end to end (decode on {decoder} -> detect -> track -> rules -> events,"
+        f" {args.processes} process{'es' * (args.processes > 1)}):",
         file=sys.stderr,
     )
     best, trials = search(
         lambda n: trial(
-            n, video, scene, calibration, args.workdir, pool, args.seconds, model, args.decoder
+            n,
+            video,
+            scene,
+            calibration,
+            args.workdir,
+            pool,
+            args.seconds,
+            model,
+            args.decoder,
+            args.processes,
         ),
         args.max_streams,
     )
     widest = max(trials, key=lambda t: t.total_fps)
     streams = best.streams if best else 0
     print(
-        f"end to end:         {streams} streams at {FPS:.0f} fps, decoded by {decoder}"
+        f"end to end:         {streams} streams at {FPS:.0f} fps, decoded by {decoder},"
+        f" {args.processes} worker process{'es' * (args.processes > 1)}"
         f" (largest total {widest.total_fps:.1f} frames/s at {widest.streams} streams;"
         f" ratio to the decode ceiling {widest.total_fps / decode:.2f})"
     )

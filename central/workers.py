@@ -29,6 +29,7 @@ from multiprocessing.context import SpawnProcess
 from typing import Any
 
 from roadwatch.errors import UserError
+from roadwatch.processes import die_with_parent
 
 log = logging.getLogger("central.workers")
 
@@ -71,20 +72,9 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
-def _die_with_parent() -> None:
-    """Ask the kernel to send SIGTERM when the parent ends (Linux prctl; else nothing)."""
-    try:
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
-    except (OSError, AttributeError):
-        pass
-
-
 def _serve(sock: socket.socket, options: dict[str, Any]) -> None:
     """A worker: uvicorn serving the app built from the environment on ``sock``."""
-    _die_with_parent()
+    die_with_parent()
     import uvicorn
 
     config = uvicorn.Config(APP_FACTORY, factory=True, **options)

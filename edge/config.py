@@ -132,6 +132,13 @@ class SiteConfig(BaseModel):
     )
     integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    processes: Annotated[int, Field(ge=1, le=64)] = Field(
+        1,
+        description="worker processes that share the cameras, each running its cameras"
+        " end to end (readers, detector session, tracking, rules, evidence); the node's"
+        " own process keeps delivery. 1: everything in one process. More for nodes whose"
+        " cameras outrun one pipeline thread (about 30 streams at 30 fps on the GPU path)",
+    )
     plates: bool = Field(True, description="read the plates of vehicles that broke a rule")
     version: Annotated[str, Field(min_length=1, max_length=128)] = Field(
         "local", description="configuration version, reported in the node's status"

@@ -17,7 +17,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -35,16 +35,28 @@ from edge.evidence.package import EvidenceBuilder, EvidencePackage
 from edge.evidence.packets import PacketRing
 from edge.evidence.ring import FrameRing
 from edge.integrity import IntegrityBounds, IntegrityGuard, ReferenceView
-from edge.pipeline import DetectorPool, LivePipeline, RunSummary, TrackedFrame, process_file
+from edge.pipeline import (
+    DetectorPool,
+    LivePipeline,
+    RunSummary,
+    TrackedFrame,
+    check_sources,
+    process_file,
+)
 from edge.rules.scene import load_scene
 from edge.sources import probe_file
 from roadwatch.contract import CameraHealth, PlateReading, TrafficStats, to_wire
 from roadwatch.contract.signing import generate_private_key
 from roadwatch.errors import UserError
 
+if TYPE_CHECKING:
+    from edge.workers import Workers
+
 log = logging.getLogger(__name__)
 
 EVIDENCE_BUILDERS = 2  # threads that build evidence packages during a live run
+
+Forward = Callable[[list[EvidencePackage], list[TrafficStats]], None]
 
 
 def packaged_plate_reader() -> PlateRead:
@@ -96,6 +108,10 @@ class EdgeNode:
     _build_pool: Executor | None = None
     _retiring: list[CameraEnforcement] = field(default_factory=list)
     _built: threading.Event = field(default_factory=threading.Event)
+    # A worker process's node hands what it delivers to this (see ``for_worker``).
+    forward: Forward | None = None
+    # The worker processes that run the cameras, when ``processes`` is above 1.
+    _workers: Workers | None = None
 
     @classmethod
     def from_config(
@@ -128,8 +144,8 @@ class EdgeNode:
             else None
         )
         key = delivery.key if delivery is not None else generate_private_key()
-        if config.plates and read_plate is None and any(c.scene for c in config.cameras):
-            read_plate = packaged_plate_reader()
+        if config.processes == 1:  # with workers, each reads its own cameras' plates
+            read_plate = _plate_reader(config, read_plate)
         parts = _NodeParts(key=key, model_version=model_version, read_plate=read_plate)
         enforcement = parts.enforcement(config, at)
         if delivery is None and config.delivery is None and enforcement:
@@ -151,6 +167,24 @@ class EdgeNode:
             node.config_applier = applier
         return node
 
+    @classmethod
+    def for_worker(
+        cls,
+        config: SiteConfig,
+        *,
+        key: Ed25519PrivateKey,
+        model_version: str,
+        forward: Forward,
+        read_plate: PlateRead | None = None,
+        now: datetime | None = None,
+    ) -> EdgeNode:
+        """The cameras of one worker process (``config`` holds only them; see
+        ``edge.workers``): enforcement as in the node, evidence signed with the node's
+        ``key``, and what it would deliver handed to ``forward`` instead."""
+        parts = _NodeParts(key, model_version, _plate_reader(config, read_plate))
+        enforcement = parts.enforcement(config, now or datetime.now(UTC))
+        return cls(config, enforcement, None, _parts=parts, forward=forward)
+
     # -- a new configuration ------------------------------------------------------------
 
     def prepare(
@@ -160,12 +194,8 @@ class EdgeNode:
         calibration that cannot be used raises UserError; nothing changes)."""
         if self._parts is None:
             raise RuntimeError("this node was not built by from_config")
-        if (
-            config.plates
-            and self._parts.read_plate is None
-            and any(c.scene for c in config.cameras)
-        ):
-            self._parts.read_plate = packaged_plate_reader()
+        if config.processes == 1:
+            self._parts.read_plate = _plate_reader(config, self._parts.read_plate)
         return self._parts.enforcement(config, now or datetime.now(UTC))
 
     def reconfigure(self, config: SiteConfig, built: dict[str, CameraEnforcement]) -> None:
@@ -173,9 +203,12 @@ class EdgeNode:
         switches to its new enforcement at its next frame. Only the live fields may
         differ from the running configuration (see ``edge.config_push``)."""
         with self._lock:
-            for cam in config.cameras:
-                self._next[cam.id] = built.get(cam.id)
             self.config = config
+            if self._workers is not None:  # each worker builds and switches its own
+                self._workers.reconfigure(config)
+            else:
+                for cam in config.cameras:
+                    self._next[cam.id] = built.get(cam.id)
         log.info("config %s taken; each camera switches at its next frame", config.version)
 
     def _switch(self, camera: str) -> None:
@@ -238,6 +271,10 @@ class EdgeNode:
         self._retiring.clear()
 
     def _deliver(self, packages: list[EvidencePackage], traffic: list[TrafficStats]) -> None:
+        if self.forward is not None:  # a worker's: the node's process delivers
+            if packages or traffic:
+                self.forward(packages, traffic)
+            return
         with self._lock:
             for package in packages:
                 if self.violations_out is not None:
@@ -252,14 +289,21 @@ class EdgeNode:
                     self.delivery.submit_traffic(stats)
 
     @property
+    def workers(self) -> Workers | None:
+        """The worker processes that run the cameras (during and after a run with them)."""
+        return self._workers
+
+    @property
     def violations(self) -> int:
         """Violations the rules found on every camera."""
-        return sum(c.counters.violations for c in self.enforcement.values())
+        found = sum(c.counters.violations for c in self.enforcement.values())
+        return found + (self._workers.violations if self._workers is not None else 0)
 
     @property
     def packages(self) -> int:
         """Evidence packages built (a violation without frames has none)."""
-        return sum(c.counters.packages for c in self.enforcement.values())
+        built = sum(c.counters.packages for c in self.enforcement.values())
+        return built + (self._workers.packages if self._workers is not None else 0)
 
     # -- health -----------------------------------------------------------------------
 
@@ -288,7 +332,14 @@ class EdgeNode:
     ) -> RunSummary:
         """All cameras until ``stop`` is set; delivery runs beside them. At the end, the
         last evidence is built and the outbox gets up to ``drain_s`` to empty itself.
-        ``sinks`` also see every tracked frame, after the node."""
+        ``sinks`` also see every tracked frame, after the node.
+
+        With ``processes`` above 1 (and no ``pipeline`` given) the cameras run in worker
+        processes (``edge.workers``) and this process delivers what they send."""
+        if pipeline is None and self.config.processes > 1:
+            if detectors is not None or sinks:
+                raise ValueError("cameras in worker processes take no detectors or sinks")
+            return self._run_workers(stop, drain_s)
         pipeline = pipeline or LivePipeline(self.config, detectors)
         self._readers = pipeline.health
         if pipeline.decoder == "nvdec":
@@ -315,6 +366,26 @@ class EdgeNode:
                 if self.delivery is not None:
                     self.delivery.drain(drain_s)
                     self.delivery.stop()
+
+    def _run_workers(self, stop: threading.Event, drain_s: float) -> RunSummary:
+        from edge.workers import Workers
+
+        if self._parts is None:
+            raise RuntimeError("this node was not built by from_config")
+        check_sources(self.config.cameras)
+        workers = Workers(self.config, self._parts.key, self._parts.model_version, self._deliver)
+        with self._lock:
+            # The workers enforce (this process built each camera's only to check them).
+            self.enforcement, self._next, self._workers = {}, {}, workers
+        self._readers = workers.health
+        if self.delivery is not None:
+            self.delivery.start()
+        try:
+            return workers.run(stop)
+        finally:
+            if self.delivery is not None:
+                self.delivery.drain(drain_s)
+                self.delivery.stop()
 
     def _note_built(self, _: object) -> None:
         self._built.set()  # from an evidence thread; the pipeline thread delivers
@@ -355,6 +426,13 @@ class EdgeNode:
         finally:
             self.finish()
         return summary
+
+
+def _plate_reader(config: SiteConfig, loaded: PlateRead | None) -> PlateRead | None:
+    """``loaded``, or the packaged reader where ``config`` reads plates and none is loaded."""
+    if loaded is None and config.plates and any(c.scene for c in config.cameras):
+        return packaged_plate_reader()
+    return loaded
 
 
 @dataclass

@@ -141,7 +141,7 @@ def _run_with(
     from edge.config import SiteConfig
     from edge.node import EdgeNode
     from edge.outputs import AnnotatedVideo, TrackLog
-    from edge.pipeline import LivePipeline, Sink, TrackedFrame
+    from edge.pipeline import LivePipeline, Sink, TrackedFrame, check_sources
     from edge.sources import probe_file
 
     if args.source is None:
@@ -153,13 +153,24 @@ def _run_with(
             config_dir=Path(args.config).resolve().parent,
         )
         # node.config: the node's file, or the config central last pushed when it fits.
-        pipeline = LivePipeline(node.config)  # opens nothing yet; refuses missing files first
-        print(
-            f"running {len(pipeline.cameras)} camera(s) decoded by {pipeline.decoder},"
-            f" enforcement on {len(node.enforcement)}; stop with Ctrl-C",
-            file=sys.stderr,
-        )
-        summary = node.run_live(stop, pipeline=pipeline)
+        if node.config.processes > 1:
+            cameras = check_sources(node.config.cameras)  # refuses missing files first
+            processes = min(node.config.processes, len(cameras))
+            plural = "es" if processes > 1 else ""
+            print(
+                f"running {len(cameras)} camera(s) in {processes} worker process{plural},"
+                f" enforcement on {len(node.enforcement)}; stop with Ctrl-C",
+                file=sys.stderr,
+            )
+            summary = node.run_live(stop)
+        else:
+            pipeline = LivePipeline(node.config)  # opens nothing yet; refuses missing files
+            print(
+                f"running {len(pipeline.cameras)} camera(s) decoded by {pipeline.decoder},"
+                f" enforcement on {len(node.enforcement)}; stop with Ctrl-C",
+                file=sys.stderr,
+            )
+            summary = node.run_live(stop, pipeline=pipeline)
         print(summary.describe(), file=sys.stderr)
         print(_enforcement_line(node), file=sys.stderr)
         return 0

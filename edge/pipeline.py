@@ -54,6 +54,7 @@ class RunSummary:
     corrupt: int = 0
     seconds: float = 0.0
     track_classes: dict[int, ObjectClass] = field(default_factory=dict)
+    frames_by_camera: dict[str, int] = field(default_factory=dict)
     riders_merged: int = 0
     persons_promoted: int = 0
 
@@ -150,10 +151,7 @@ class LivePipeline:
         decoder: str = "custom",
     ) -> None:
         self.config = config
-        self.cameras: list[CameraConfig] = [c for c in config.cameras if c.enabled]
-        for cam in self.cameras:
-            if not is_stream(cam.url) and not Path(cam.url.removeprefix("file://")).is_file():
-                raise SourceError(f"camera {cam.id}: no such video file: {cam.url}")
+        self.cameras: list[CameraConfig] = check_sources(config.cameras)
         if opener is None:
             opener, self.decoder = capture_factory(config.decode.decoder)
         else:
@@ -235,6 +233,8 @@ class LivePipeline:
                 tracks = self.trackers[frame.camera].update(dets, frame.monotonic)
                 self.summary.observe(tracks)
                 self.summary.frames += 1
+                counts = self.summary.frames_by_camera
+                counts[frame.camera] = counts.get(frame.camera, 0) + 1
                 out.append(TrackedFrame(frame, tracks))
         return out
 
@@ -279,6 +279,15 @@ class LivePipeline:
         for reader in self.readers.values():
             if not reader.stop(max(0.0, deadline - time.monotonic())):
                 log.warning("camera %s: reader did not stop within %g s", reader.camera, timeout_s)
+
+
+def check_sources(cameras: Iterable[CameraConfig]) -> list[CameraConfig]:
+    """The enabled cameras, once each file source is known to exist (SourceError)."""
+    enabled = [c for c in cameras if c.enabled]
+    for cam in enabled:
+        if not is_stream(cam.url) and not Path(cam.url.removeprefix("file://")).is_file():
+            raise SourceError(f"camera {cam.id}: no such video file: {cam.url}")
+    return enabled
 
 
 def _reader(

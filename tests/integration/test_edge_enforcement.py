@@ -189,3 +189,46 @@ def test_evidence_is_built_beside_the_frames_not_between_them(
     assert seen_building and seen_building[0] >= 1
     assert node.violations == 2 and node.packages == 2
     assert len(out.getvalue().splitlines()) == 2
+
+
+def test_a_node_with_worker_processes_delivers_every_cameras_evidence(scene: Path) -> None:
+    """Two cameras on the scene, each in a worker process of its own (a node with
+    ``processes: 2``): the node's process receives, writes and counts what they find, and
+    the evidence carries the node's signature."""
+    import multiprocessing
+
+    import yaml
+
+    from calibration.speed_eval import surveyed_calibration as survey
+    from roadwatch.contract.signing import verify
+
+    second = "cam-02"
+    document = yaml.safe_load((scene / "scene.yaml").read_text(encoding="utf-8"))
+    (scene / "scene-2.yaml").write_text(yaml.safe_dump({**document, "camera": second}))
+    save_calibration(
+        survey(demo_camera(), 3, datetime.now(UTC), camera_id=second), scene / "cam-2.calib.yaml"
+    )
+    first = site(scene).cameras[0]
+    other = first.model_copy(
+        update={"id": second, "scene": scene / "scene-2.yaml",
+                "calibration": scene / "cam-2.calib.yaml"}
+    )  # fmt: skip
+    config = site(scene).model_copy(update={"cameras": [first, other], "processes": 2})
+    out = io.StringIO()
+    node = EdgeNode.from_config(config, model_version="yolov8n-coco-dynamic", violations_out=out)
+    assert node._parts is not None
+    public = node._parts.key.public_key()
+
+    summary = node.run_live(threading.Event())
+
+    assert multiprocessing.active_children() == []
+    assert set(summary.frames_by_camera) == {CAMERA_ID, second}
+    assert min(summary.frames_by_camera.values()) >= 20, summary.frames_by_camera
+    events = [parse_payload(ViolationEvent, line) for line in out.getvalue().splitlines()]
+    assert {e.camera for e in events} == {CAMERA_ID, second}, [(e.camera, e.type) for e in events]
+    assert node.violations == node.packages == len(events)
+    for event in events:
+        verify(event, public)
+        assert EvidenceRole.CLIP in {e.role for e in event.evidence}
+    assert node.counters.traffic_minutes >= 2
+    assert {h.camera for h in node.health()} == {CAMERA_ID, second}

@@ -62,12 +62,23 @@ def test_run_on_a_video_writes_tracks_and_an_annotated_video(tmp_path: Path) -> 
     cap.release()
 
 
-def test_run_with_a_config_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("processes", "running"),
+    [
+        (1, r"running 2 camera\(s\) decoded by (opencv|nvdec)"),
+        (2, r"running 2 camera\(s\) in 2 worker processes"),
+    ],
+)
+def test_run_with_a_config_stops_cleanly_on_sigterm(
+    tmp_path: Path, processes: int, running: str
+) -> None:
     require_model("yolov8n-coco-dynamic")
     clip = _stretch(tmp_path, 0, 12)
     config = tmp_path / "site.yaml"
     config.write_text(
-        f"site: test\nnode: n1\ncameras:\n  - id: cam1\n    url: {clip}\n    loop: true\n"
+        f"site: test\nnode: n1\nprocesses: {processes}\ncameras:\n"
+        f"  - id: cam1\n    url: {clip}\n    loop: true\n"
+        f"  - id: cam2\n    url: {clip}\n    loop: true\n"
     )
     proc = subprocess.Popen(
         cli("edge", "run", "--config", str(config)),
@@ -76,10 +87,10 @@ def test_run_with_a_config_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
-        assert re.search(r"running 1 camera\(s\) decoded by (opencv|nvdec)", line), line
-        time.sleep(3)  # let it detect a few frames
+        assert re.search(running, line), line
+        time.sleep(3 + 3 * (processes > 1))  # let it detect a few frames (workers load first)
         proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(timeout=30)
+        rc = proc.wait(timeout=60)
         rest = proc.stderr.read()
     finally:
         if proc.poll() is None:
@@ -87,7 +98,8 @@ def test_run_with_a_config_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             proc.wait(timeout=10)
     assert rc == 0, rest
     assert "SIGTERM, stopping" in rest
-    assert "frames" in rest and "tracks" in rest
+    found = re.search(r"^(\d+) frames .* tracks", rest, re.MULTILINE)
+    assert found is not None and int(found.group(1)) > 0, rest
 
 
 @pytest.mark.parametrize(
@@ -96,11 +108,17 @@ def test_run_with_a_config_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         (["--source", "/nonexistent/clip.mp4"], "no such video file: /nonexistent/clip.mp4"),
         ([], "give --config site.yaml, --source VIDEO, or both"),
         (["--config", "CONFIG"], "camera cam1: no such video file: /nonexistent/cam.mp4"),
+        (["--config", "WORKERS"], "camera cam1: no such video file: /nonexistent/cam.mp4"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     config = tmp_path / "site.yaml"
-    config.write_text("site: s\nnode: n\ncameras:\n  - id: cam1\n    url: /nonexistent/cam.mp4\n")
+    processes = 2 if "WORKERS" in args else 1
+    config.write_text(
+        f"site: s\nnode: n\nprocesses: {processes}\n"
+        "cameras:\n  - id: cam1\n    url: /nonexistent/cam.mp4\n"
+    )
+    args = ["CONFIG" if a == "WORKERS" else a for a in args]
     args = [str(config) if a == "CONFIG" else a for a in args]
     proc = subprocess.run(
         cli("edge", "run", *args),

@@ -1,0 +1,565 @@
+"""A node's cameras shared out over worker processes (``processes`` in the site config).
+
+One pipeline thread does the host work of every camera in its process (tracking, the
+rules, the evidence rings): about 1,000 frames/s on the GPU path, some 30 cameras at 30
+fps (README, "Stream density"). With ``processes: N`` the node starts N workers, each
+running its share of the cameras end to end as a node of its own would (readers and
+decoders, a detector session, trackers, enforcement, evidence built on its own threads),
+and keeps delivery in its own process: the workers send their finished evidence packages
+(signed with the node key), traffic minutes and camera health over one queue, and the
+node stores, publishes and reports them as it does its own.
+
+- Cameras are dealt by frame rate, the busiest first, each to the least loaded worker.
+- A config push is checked by the node, then handed to every worker (its own cameras
+  only); each camera switches at its next frame, as in one process.
+- A worker that dies (killed for memory, a crash in a driver) is started again, at once
+  or, after a quick death, after a growing wait; its cameras show ``down`` meanwhile, and
+  the evidence it was building is lost. One that dies soon after its start
+  ``crash_limit`` times in a row stops the node, as does a worker's error (a missing
+  model, an unreadable scene), with the worker's own message.
+- Stopping the node stops every worker, which finishes its evidence first; a worker still
+  running ``stop_wait_s`` later is terminated, then killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.context import SpawnProcess
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from edge.config import CameraConfig, SiteConfig
+from edge.detections import ObjectClass
+from edge.evidence.package import EvidencePackage
+from edge.pipeline import RunSummary
+from roadwatch.contract import CameraHealth, CameraState, TrafficStats
+from roadwatch.errors import UserError
+from roadwatch.processes import die_with_parent
+
+log = logging.getLogger(__name__)
+
+_spawn = multiprocessing.get_context("spawn")
+
+NOMINAL_FPS = 30.0  # the load of a camera without a target_fps
+RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0)  # waits before restarts after quick deaths
+QUICK_DEATH_S = 60.0  # a worker that dies sooner than this after its start "crashed"
+CRASH_LIMIT = 5  # crashes in a row of one worker that stop the node
+STOP_WAIT_S = 330.0  # a stopping worker's evidence (300 s at most), readers and queue
+HEALTH_EVERY_S = 2.0  # how often a worker reports its cameras' health
+STOP = "stop"  # to a worker: finish and end
+
+Deliver = Callable[[list[EvidencePackage], list[TrafficStats]], None]
+
+
+# -- which worker runs which camera ------------------------------------------------------
+
+
+def camera_load(camera: CameraConfig) -> float:
+    """Frames per second a camera brings to its worker."""
+    return camera.target_fps or NOMINAL_FPS
+
+
+def deal_cameras(cameras: Sequence[CameraConfig], processes: int) -> list[list[str]]:
+    """The enabled cameras' ids per worker: the busiest camera first, each to the least
+    loaded worker (the lower index on a tie); a worker's cameras in config order. No
+    worker is left without cameras, so there may be fewer than ``processes``."""
+    enabled = [c for c in cameras if c.enabled]
+    count = max(1, min(processes, len(enabled)))
+    loads = [0.0] * count
+    dealt: list[list[int]] = [[] for _ in range(count)]
+    for i in sorted(range(len(enabled)), key=lambda i: -camera_load(enabled[i])):
+        worker = min(range(count), key=lambda k: (loads[k], k))
+        dealt[worker].append(i)
+        loads[worker] += camera_load(enabled[i])
+    return [[enabled[i].id for i in sorted(group)] for group in dealt if group]
+
+
+def worker_config(
+    config: SiteConfig, cameras: Sequence[str], cpus: int | None = None
+) -> SiteConfig:
+    """The configuration a worker runs: the node's, with only its cameras. Where the
+    inference threads are left to onnxruntime (one per core in every process), the
+    workers share the ``cpus`` cores (default: this machine's) instead."""
+    keep = set(cameras)
+    chosen = [c for c in config.cameras if c.id in keep]
+    detector = config.detector
+    if not detector.threads:
+        share = max(1, (cpus or os.cpu_count() or 1) // config.processes)
+        detector = detector.model_copy(update={"threads": share})
+    return config.model_copy(update={"cameras": chosen, "processes": 1, "detector": detector})
+
+
+def merge_summaries(summaries: Sequence[RunSummary], seconds: float) -> RunSummary:
+    """The workers' run summaries as one (track ids are the workers' own, so each
+    worker's tracks count apart)."""
+    out = RunSummary(seconds=seconds)
+    classes: list[ObjectClass] = []
+    for summary in summaries:
+        out.frames += summary.frames
+        out.corrupt += summary.corrupt
+        out.riders_merged += summary.riders_merged
+        out.persons_promoted += summary.persons_promoted
+        classes += summary.track_classes.values()
+        for camera, frames in summary.frames_by_camera.items():
+            out.frames_by_camera[camera] = out.frames_by_camera.get(camera, 0) + frames
+    out.track_classes = dict(enumerate(classes, start=1))
+    return out
+
+
+# -- what workers and the node say to each other -----------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    index: int
+    config: str  # SiteConfig as JSON, the worker's cameras only
+    key: bytes  # the node key (raw Ed25519): the worker signs evidence as the node
+    model_version: str
+    log_level: int = logging.WARNING
+    health_every_s: float = HEALTH_EVERY_S
+
+
+@dataclass(frozen=True)
+class Output:
+    worker: int
+    packages: list[EvidencePackage]
+    traffic: list[TrafficStats]
+
+
+@dataclass(frozen=True)
+class Status:
+    worker: int
+    health: list[CameraHealth]
+    violations: int = 0
+    packages: int = 0
+    processed: dict[str, int] = field(default_factory=dict)  # frames tracked, per camera
+    at: float = 0.0  # time.monotonic() when taken (one clock for every process)
+
+
+@dataclass(frozen=True)
+class Ended:
+    worker: int
+    summary: RunSummary
+    status: Status
+
+
+@dataclass(frozen=True)
+class Failed:
+    worker: int
+    message: str
+    user_error: bool  # bad input or environment (exit status 2), not a fault
+
+
+@dataclass(frozen=True)
+class Reconfigure:
+    config: str  # SiteConfig as JSON, the worker's cameras only
+
+
+Message = Output | Status | Ended | Failed
+
+
+# -- in the worker -----------------------------------------------------------------------
+
+
+def run_worker(spec: WorkerSpec, out: Connection, control: Connection) -> None:
+    """A worker process: its cameras through a node of their own until the node says stop
+    (or its files end), everything it delivers sent to the node over ``out``."""
+    die_with_parent()
+    stop = threading.Event()
+    # Ctrl-C reaches the whole process group, and a service manager may signal every
+    # process: either way the worker finishes its evidence, as the node's own process does.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_a: stop.set())
+    logging.basicConfig(
+        level=spec.log_level,
+        format=f"%(asctime)s %(levelname)s worker {spec.index} %(name)s: %(message)s",
+    )
+    sender = _Sender(out, spec.index)
+    try:
+        _work(spec, sender.put, control, stop)
+    except UserError as exc:
+        sender.put(Failed(spec.index, str(exc), user_error=True))
+    except Exception as exc:
+        log.exception("worker %d failed", spec.index)
+        sender.put(Failed(spec.index, f"{type(exc).__name__}: {exc}", user_error=False))
+    finally:
+        sender.close()
+
+
+class _Sender:
+    """Messages to the node on a thread of their own, so that the pipeline thread never
+    waits for the node to read a large package."""
+
+    def __init__(self, out: Connection, index: int, close_wait_s: float = 60.0) -> None:
+        self._out = out
+        self._queue: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
+        self._close_wait_s = close_wait_s
+        self._thread = threading.Thread(target=self._run, name=f"worker-{index}-send")
+        self._thread.start()
+
+    def put(self, message: Message) -> None:
+        self._queue.put(message)
+
+    def close(self) -> None:
+        """Send what is queued (waiting up to ``close_wait_s``), then close."""
+        self._queue.put(None)
+        self._thread.join(self._close_wait_s)
+        self._out.close()
+
+    def _run(self) -> None:
+        while (message := self._queue.get()) is not None:
+            try:
+                self._out.send(message)
+            except OSError:  # the node is gone: nothing can be delivered any more
+                log.error("the node's process is gone; worker output is dropped")
+                return
+
+
+def _work(
+    spec: WorkerSpec, send: Callable[[Message], None], control: Connection, stop: threading.Event
+) -> None:
+    from edge.node import EdgeNode
+    from edge.pipeline import LivePipeline
+
+    config = SiteConfig.model_validate_json(spec.config)
+    node = EdgeNode.for_worker(
+        config,
+        key=Ed25519PrivateKey.from_private_bytes(spec.key),
+        model_version=spec.model_version,
+        forward=lambda packages, traffic: send(Output(spec.index, packages, traffic)),
+    )
+    pipeline = LivePipeline(config)
+
+    def status() -> Status:
+        processed = dict(pipeline.summary.frames_by_camera)
+        at = time.monotonic()
+        return Status(spec.index, node.health(), node.violations, node.packages, processed, at)
+
+    done = threading.Event()
+
+    def listen() -> None:
+        """The node's messages (stop, a new config), and the health every few seconds."""
+        next_status = time.monotonic() + spec.health_every_s
+        while not done.is_set():
+            try:
+                if control.poll(min(0.5, max(0.0, next_status - time.monotonic()))):
+                    message = control.recv()
+                    if message == STOP:
+                        stop.set()
+                    elif isinstance(message, Reconfigure):
+                        _reconfigure(node, SiteConfig.model_validate_json(message.config))
+            except (EOFError, OSError):  # the node's process is gone
+                stop.set()
+                return
+            if time.monotonic() >= next_status:
+                send(status())
+                next_status = time.monotonic() + spec.health_every_s
+
+    listener = threading.Thread(target=listen, name=f"worker-{spec.index}-control")
+    listener.start()
+    try:
+        summary = node.run_live(stop, pipeline=pipeline)
+    finally:
+        done.set()
+        listener.join(5.0)
+    send(Ended(spec.index, summary, status()))
+
+
+def _reconfigure(node: Any, config: SiteConfig) -> None:
+    try:
+        node.reconfigure(config, node.prepare(config))
+    except UserError as exc:  # the node checked it: only a file changed since can do this
+        log.error("config %s not taken: %s", config.version, exc)
+
+
+# -- in the node -------------------------------------------------------------------------
+
+
+class WorkerError(UserError):
+    """A worker failed, or kept dying: the node stops."""
+
+
+@dataclass
+class _Worker:
+    index: int
+    cameras: list[str]
+    process: SpawnProcess | None = None
+    output: Connection | None = None  # from this process; None once it is closed
+    control: Connection | None = None  # to this process
+    started: float = 0.0
+    crashes: int = 0  # quick deaths in a row
+    restart_at: float | None = None
+    status: Status | None = None
+    summary: RunSummary | None = None
+    done: bool = False  # ended, failed, or gone while the node stops
+    # Counts of the processes before a restart.
+    violations: int = 0
+    packages: int = 0
+
+
+@dataclass
+class Workers:
+    """The node's cameras over ``config.processes`` workers: ``run`` until ``stop`` is set
+    or every camera's source has ended; what the workers deliver goes to ``deliver`` on the
+    calling thread.
+
+    ``target(spec, output, control)`` is what a worker runs (a node of its own)."""
+
+    config: SiteConfig
+    key: Ed25519PrivateKey
+    model_version: str
+    deliver: Deliver
+    target: Callable[[WorkerSpec, Connection, Connection], None] = run_worker
+    stop_wait_s: float = STOP_WAIT_S
+    health_every_s: float = HEALTH_EVERY_S
+    crash_limit: int = CRASH_LIMIT
+    backoff_s: tuple[float, ...] = RESTART_BACKOFF_S
+    quick_death_s: float = QUICK_DEATH_S
+    kill_after_s: float = 10.0  # a terminated worker's time to end before it is killed
+    _workers: list[_Worker] = field(default_factory=list, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _failure: Failed | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        dealt = deal_cameras(self.config.cameras, self.config.processes)
+        if any(c.enabled for c in self.config.cameras):
+            self._workers = [_Worker(i, cams) for i, cams in enumerate(dealt)]
+
+    @property
+    def cameras(self) -> list[list[str]]:
+        """Each worker's cameras."""
+        return [w.cameras for w in self._workers]
+
+    def run(self, stop: threading.Event) -> RunSummary:
+        started = time.monotonic()
+        stop_by: float | None = None
+        try:
+            for worker in self._workers:
+                self._start(worker)
+            while not all(w.done for w in self._workers):
+                now = time.monotonic()
+                if stop_by is None and (stop.is_set() or self._failure is not None):
+                    stop_by = now + self.stop_wait_s
+                    for worker in self._workers:
+                        self._tell(worker, STOP)
+                if stop_by is not None and now > stop_by:
+                    log.warning("workers still running %g s after the stop", self.stop_wait_s)
+                    break
+                self._read(wait_s=0.25)
+                for worker in self._workers:
+                    if worker.process is not None and worker.output is None:
+                        self._reap(worker, stopping=stop_by is not None)
+                self._restart_due(stopping=stop_by is not None)
+        finally:
+            self._shut_down()
+        if (failure := self._failure) is not None:
+            cams = ", ".join(self._workers[failure.worker].cameras)
+            message = f"worker {failure.worker} (cameras {cams}): {failure.message}"
+            raise WorkerError(message, exit_code=2 if failure.user_error else 1)
+        summaries = [w.summary for w in self._workers if w.summary is not None]
+        return merge_summaries(summaries, time.monotonic() - started)
+
+    # -- read from any thread ----------------------------------------------------------
+
+    def health(self) -> list[CameraHealth]:
+        """Each camera's health as its worker last reported it."""
+        with self._lock:
+            out: list[CameraHealth] = []
+            for worker in self._workers:
+                if worker.status is not None:
+                    out += worker.status.health
+                else:
+                    out += [_down(c, "worker process starting") for c in worker.cameras]
+            return out
+
+    @property
+    def violations(self) -> int:
+        """Violations the rules found, over every worker."""
+        with self._lock:
+            return sum(
+                w.violations + (w.status.violations if w.status else 0) for w in self._workers
+            )
+
+    @property
+    def packages(self) -> int:
+        """Evidence packages built, over every worker."""
+        with self._lock:
+            return sum(w.packages + (w.status.packages if w.status else 0) for w in self._workers)
+
+    def progress(self) -> list[tuple[float, dict[str, int]]]:
+        """Per worker that has reported: when, and the frames tracked per camera by then."""
+        with self._lock:
+            return [(w.status.at, w.status.processed) for w in self._workers if w.status]
+
+    def reconfigure(self, config: SiteConfig) -> None:
+        """A checked new configuration to every worker (each gets its own cameras'); a
+        worker started later starts with it."""
+        with self._lock:
+            self.config = config
+            for worker in self._workers:
+                self._tell(worker, Reconfigure(_config_json(config, worker.cameras)))
+
+    # -- the node's thread -------------------------------------------------------------
+
+    def _start(self, worker: _Worker) -> None:
+        with self._lock:
+            spec = WorkerSpec(
+                index=worker.index,
+                config=_config_json(self.config, worker.cameras),
+                key=self.key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()),
+                model_version=self.model_version,
+                log_level=logging.getLogger().getEffectiveLevel(),
+                health_every_s=self.health_every_s,
+            )
+            output, their_output = _spawn.Pipe(duplex=False)
+            their_control, control = _spawn.Pipe(duplex=False)
+            process = _spawn.Process(
+                target=self.target,
+                args=(spec, their_output, their_control),
+                name=f"roadwatch-worker-{worker.index}",
+            )
+            process.start()
+            # Only the worker holds its ends now: its output reads as ended once it is gone.
+            their_output.close()
+            their_control.close()
+            worker.process, worker.output, worker.control = process, output, control
+            worker.started, worker.restart_at = time.monotonic(), None
+        log.info("worker %d (pid %s): cameras %s", worker.index, process.pid,
+                 ", ".join(worker.cameras))  # fmt: skip
+
+    def _tell(self, worker: _Worker, message: object) -> None:
+        if worker.control is not None and not worker.done:
+            with contextlib.suppress(OSError):  # gone: it is restarted or reaped
+                worker.control.send(message)
+
+    def _read(self, wait_s: float) -> None:
+        """Everything the workers sent by now (waiting up to ``wait_s`` for the first)."""
+        outputs = {w.output: w for w in self._workers if w.output is not None}
+        if not outputs:
+            time.sleep(wait_s)
+            return
+        for ready in wait(list(outputs), wait_s):
+            worker = outputs[ready]  # type: ignore[index]
+            assert worker.output is not None
+            try:
+                while worker.output.poll():
+                    self._handle(worker.output.recv())
+            except (EOFError, OSError):  # the process is gone (or going): nothing more
+                worker.output.close()
+                worker.output = None
+
+    def _handle(self, message: Message) -> None:
+        worker = self._workers[message.worker]
+        if isinstance(message, Output):
+            self.deliver(message.packages, message.traffic)
+            return
+        with self._lock:
+            if isinstance(message, Status):
+                worker.status = message
+            elif isinstance(message, Ended):
+                worker.status, worker.summary, worker.done = message.status, message.summary, True
+            else:
+                worker.done = True
+                if self._failure is None:
+                    self._failure = message
+                log.error("worker %d failed: %s", message.worker, message.message)
+
+    def _reap(self, worker: _Worker, stopping: bool) -> None:
+        """A worker whose output has ended: its exit, and a restart where one is due."""
+        process = worker.process
+        assert process is not None
+        process.join(5.0)
+        if process.is_alive():  # it closed its output and went on: it cannot report
+            process.kill()
+            process.join(5.0)
+        code = process.exitcode
+        now = time.monotonic()
+        with self._lock:
+            worker.process = None
+            _close(worker.control)
+            worker.control = None
+            if worker.done:
+                return
+            lost = f"worker {worker.index} exited with {code}"
+            if stopping:
+                worker.done = True
+                log.warning("%s while stopping; evidence it was building is lost", lost)
+                return
+            quick = now - worker.started < self.quick_death_s
+            worker.crashes = worker.crashes + 1 if quick else 0
+            if worker.status is not None:  # its counts so far; the next process starts at 0
+                worker.violations += worker.status.violations
+                worker.packages += worker.status.packages
+            reason = f"worker process exited ({code}); starting another"
+            worker.status = Status(worker.index, [_down(c, reason) for c in worker.cameras])
+            if worker.crashes >= self.crash_limit:
+                worker.done = True
+                message = f"exited with {code} {worker.crashes} times in a row soon after starting"
+                self._failure = self._failure or Failed(worker.index, message, user_error=False)
+                log.error("%s, %d times in a row soon after starting", lost, worker.crashes)
+                return
+            backoff = self.backoff_s[min(worker.crashes, len(self.backoff_s)) - 1] if quick else 0
+            worker.restart_at = now + backoff
+        log.warning("%s; starting another in %.1f s (evidence it was building is lost)",
+                    lost, backoff)  # fmt: skip
+
+    def _restart_due(self, stopping: bool) -> None:
+        for worker in self._workers:
+            if worker.restart_at is None:
+                continue
+            if stopping:
+                worker.restart_at, worker.done = None, True
+            elif time.monotonic() >= worker.restart_at:
+                self._start(worker)
+
+    def _shut_down(self) -> None:
+        """Every worker gone within a bounded time; what they still send is delivered.
+        (Only a worker past its stop's wait, or any after a fault here, is still running.)"""
+        for worker in self._workers:
+            if not worker.done and worker.process is not None and worker.process.is_alive():
+                self._tell(worker, STOP)
+                worker.process.terminate()  # a worker takes SIGTERM as "finish and end"
+        deadline = time.monotonic() + self.kill_after_s
+        while any(_alive(w) for w in self._workers) and time.monotonic() < deadline:
+            self._read(wait_s=0.1)
+        for worker in self._workers:
+            if worker.process is None:
+                continue
+            if worker.process.is_alive():
+                log.warning("worker %d did not end; killing it", worker.index)
+                worker.process.kill()
+            worker.process.join(5.0)
+        self._read(wait_s=0.0)
+        for worker in self._workers:
+            _close(worker.output)
+            _close(worker.control)
+            worker.process = worker.output = worker.control = None
+
+
+def _alive(worker: _Worker) -> bool:
+    return worker.process is not None and worker.process.is_alive()
+
+
+def _down(camera: str, reason: str) -> CameraHealth:
+    return CameraHealth(camera=camera, state=CameraState.DOWN, reason=reason)
+
+
+def _config_json(config: SiteConfig, cameras: Sequence[str]) -> str:
+    return worker_config(config, cameras).model_dump_json()
+
+
+def _close(connection: Connection | None) -> None:
+    if connection is not None:
+        connection.close()

@@ -1,0 +1,78 @@
+"""Worker processes that follow a script written in their camera ids, for the tests of
+``edge.workers`` (importable by a spawned process).
+
+Each camera id names what its worker does:
+- ``steady-…``: reports health, sends a traffic minute, runs until told to stop;
+- ``ends-…``: as steady, but ends by itself (its files ended);
+- ``crash<N>-…``: exits with status 3 at its first N starts (counted in ``$SCRIPT_DIR``);
+- ``fails-…``: fails with a user error;
+- ``deaf-…``: ignores stop and SIGTERM (it is killed).
+A worker answers a new configuration with a health report whose reason is its version.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from edge.config import SiteConfig
+from edge.pipeline import RunSummary
+from edge.workers import STOP, Ended, Failed, Output, Reconfigure, Status, WorkerSpec
+from roadwatch.contract import CameraHealth, CameraState, TrafficStats
+
+MINUTE = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
+
+
+def _health(config: SiteConfig, reason: str = "") -> list[CameraHealth]:
+    return [
+        CameraHealth(camera=c.id, state=CameraState.UP, reason=reason, fps=10.0)
+        for c in config.cameras
+    ]
+
+
+def _starts(name: str) -> int:
+    """How many times this camera's worker has started before (a file per camera)."""
+    counter = Path(os.environ["SCRIPT_DIR"]) / f"{name}.starts"
+    before = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(before + 1))
+    return before
+
+
+def scripted(spec: WorkerSpec, out: Connection, control: Connection) -> None:
+    config = SiteConfig.model_validate_json(spec.config)
+    ids = [c.id for c in config.cameras]
+    first = ids[0]
+    if first.startswith("crash"):
+        times = int(first.removeprefix("crash").split("-")[0])
+        if _starts(first) < times:
+            os._exit(3)
+    if first.startswith("fails"):
+        out.send(Failed(spec.index, "no such model: yolov9x", user_error=True))
+        return
+    if first.startswith("deaf"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            time.sleep(1)
+    out.send(Status(spec.index, _health(config), violations=len(ids), packages=len(ids)))
+    traffic = [TrafficStats(site=config.site, node=config.node, camera=i, minute_start=MINUTE)
+               for i in ids]  # fmt: skip
+    out.send(Output(spec.index, [], traffic))
+    ends = first.startswith("ends")
+    deadline = time.monotonic() + (0.5 if ends else 60.0)
+    while time.monotonic() < deadline:
+        if not control.poll(0.05):
+            continue
+        message = control.recv()
+        if message == STOP:
+            break
+        if isinstance(message, Reconfigure):
+            pushed = SiteConfig.model_validate_json(message.config)
+            health = _health(pushed, reason=f"config {pushed.version}")
+            out.send(Status(spec.index, health, violations=len(ids), packages=len(ids)))
+    summary = RunSummary(frames=10 * len(ids), frames_by_camera={i: 10 for i in ids})
+    status = Status(spec.index, _health(config), violations=len(ids), packages=len(ids))
+    out.send(Ended(spec.index, summary, status))

@@ -1,0 +1,215 @@
+"""Cameras over worker processes: which worker runs which camera (tables), and the node's
+side of real spawned workers that follow a script (tests/scripted_workers.py)."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.config import SiteConfig, parse_site_config
+from edge.detections import ObjectClass
+from edge.evidence.package import EvidencePackage
+from edge.pipeline import RunSummary
+from edge.workers import WorkerError, Workers, deal_cameras, merge_summaries, worker_config
+from roadwatch.contract import CameraState, TrafficStats
+from roadwatch.contract.signing import generate_private_key
+from tests.scripted_workers import scripted
+
+
+def site(*cameras: str | tuple[str, float | None, bool], processes: int = 2) -> SiteConfig:
+    listed = []
+    for cam in cameras:
+        cam_id, fps, enabled = cam if isinstance(cam, tuple) else (cam, None, True)
+        listed.append({"id": cam_id, "url": f"/v/{cam_id}.mp4", "target_fps": fps,
+                       "enabled": enabled})  # fmt: skip
+    return parse_site_config(
+        {"site": "s", "node": "n", "cameras": listed, "processes": processes, "version": "v1"}
+    )
+
+
+@pytest.mark.parametrize(
+    ("cameras", "processes", "dealt"),
+    [
+        (["a", "b", "c", "d", "e"], 2, [["a", "c", "e"], ["b", "d"]]),
+        (["a", "b"], 4, [["a"], ["b"]]),  # never a worker without cameras
+        (["a", "b", "c"], 1, [["a", "b", "c"]]),
+        # The busiest first, each to the least loaded worker.
+        ([("a", 30.0, True), ("b", 10.0, True), ("c", 10.0, True), ("d", 10.0, True)], 2,
+         [["a"], ["b", "c", "d"]]),
+        ([("a", 5.0, True), ("b", None, True), ("c", 25.0, True)], 2, [["b"], ["a", "c"]]),
+        ([("a", None, False), "b", "c"], 2, [["b"], ["c"]]),  # disabled cameras run nowhere
+        ([("a", None, False)], 2, []),
+    ],
+)  # fmt: skip
+def test_cameras_are_dealt_by_load(cameras: list[Any], processes: int, dealt: Any) -> None:
+    assert deal_cameras(site(*cameras).cameras, processes) == dealt
+
+
+def test_a_workers_config_holds_only_its_cameras_and_its_share_of_the_cores() -> None:
+    config = site("a", "b", "c", processes=3)
+    mine = worker_config(config, ["c", "a"], cpus=16)
+    assert [c.id for c in mine.cameras] == ["a", "c"]
+    assert mine.processes == 1
+    assert mine.detector.threads == 5  # 16 cores over 3 workers
+    assert mine.model_dump(exclude={"cameras", "processes", "detector"}) == config.model_dump(
+        exclude={"cameras", "processes", "detector"}
+    )
+    assert worker_config(config, ["a"], cpus=2).detector.threads == 1
+    threads = config.model_copy(
+        update={"detector": config.detector.model_copy(update={"threads": 4})}
+    )
+    assert worker_config(threads, ["a"], cpus=2).detector.threads == 4  # as configured
+
+
+def test_summaries_merge_with_each_workers_tracks_apart() -> None:
+    one = RunSummary(frames=10, corrupt=1, riders_merged=2, frames_by_camera={"a": 10})
+    one.track_classes = {1: ObjectClass.CAR, 2: ObjectClass.BUS}
+    two = RunSummary(frames=5, persons_promoted=1, frames_by_camera={"b": 5})
+    two.track_classes = {1: ObjectClass.MOTORCYCLE}  # the same id, another worker's track
+    merged = merge_summaries([one, two], seconds=2.0)
+    assert (merged.frames, merged.corrupt, merged.fps) == (15, 1, 7.5)
+    assert (merged.riders_merged, merged.persons_promoted) == (2, 1)
+    assert merged.frames_by_camera == {"a": 10, "b": 5}
+    assert sorted(c.label for c in merged.track_classes.values()) == ["bus", "car", "motorcycle"]
+
+
+# -- real worker processes ----------------------------------------------------------------
+
+
+class Delivered:
+    def __init__(self) -> None:
+        self.traffic: list[TrafficStats] = []
+        self.packages: list[EvidencePackage] = []
+
+    def __call__(self, packages: list[EvidencePackage], traffic: list[TrafficStats]) -> None:
+        self.packages += packages
+        self.traffic += traffic
+
+
+@pytest.fixture(autouse=True)
+def script_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("SCRIPT_DIR", str(tmp_path))
+    yield tmp_path
+    assert multiprocessing.active_children() == [], "a worker process outlived its node"
+
+
+def workers(config: SiteConfig, delivered: Delivered, **options: Any) -> Workers:
+    return Workers(
+        config, generate_private_key(), "m@1", delivered, target=scripted,
+        health_every_s=0.2, **options,
+    )  # fmt: skip
+
+
+class Running:
+    """``Workers.run`` on a thread of its own, for a test to look at it while it runs."""
+
+    def __init__(self, subject: Workers) -> None:
+        self.subject, self.stop = subject, threading.Event()
+        self.result: RunSummary | BaseException | None = None
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.result = self.subject.run(self.stop)
+        except BaseException as exc:
+            self.result = exc
+
+    def until(self, condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            assert time.monotonic() < deadline, f"never: {what}"
+            assert self.thread.is_alive(), f"ended before: {what} ({self.result!r})"
+            time.sleep(0.05)
+
+    def end(self, timeout_s: float = 60.0) -> RunSummary | BaseException | None:
+        self.stop.set()
+        self.thread.join(timeout_s)
+        assert not self.thread.is_alive()
+        return self.result
+
+
+def states(subject: Workers) -> dict[str, tuple[CameraState, str]]:
+    return {h.camera: (h.state, h.reason) for h in subject.health()}
+
+
+def test_workers_run_their_cameras_take_a_push_and_stop() -> None:
+    config = site("steady-a", "steady-b", "steady-c")
+    delivered = Delivered()
+    subject = workers(config, delivered)
+    assert subject.cameras == [["steady-a", "steady-c"], ["steady-b"]]
+    assert {s for s, _ in states(subject).values()} == {CameraState.DOWN}  # not started yet
+    running = Running(subject)
+    running.until(lambda: len(delivered.traffic) == 3, "every camera's traffic delivered")
+    running.until(
+        lambda: {s for s, _ in states(subject).values()} == {CameraState.UP}, "all cameras up"
+    )
+    assert subject.violations == 3 and subject.packages == 3  # one per camera, in script
+
+    subject.reconfigure(config.model_copy(update={"version": "v2"}))
+    running.until(
+        lambda: {r for _, r in states(subject).values()} == {"config v2"}, "each took the push"
+    )
+    summary = running.end()
+    assert isinstance(summary, RunSummary), summary
+    assert summary.frames_by_camera == {"steady-a": 10, "steady-b": 10, "steady-c": 10}
+    assert sorted(t.camera for t in delivered.traffic) == ["steady-a", "steady-b", "steady-c"]
+
+
+def test_workers_whose_sources_end_end_the_run() -> None:
+    delivered = Delivered()
+    result = workers(site("ends-a", "ends-b"), delivered).run(threading.Event())
+    assert result.frames_by_camera == {"ends-a": 10, "ends-b": 10}
+    assert len(delivered.traffic) == 2
+
+
+def test_a_worker_that_dies_is_started_again(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="edge.workers")
+    subject = workers(site("crash2-a", "steady-b"), Delivered(), backoff_s=(0.1, 0.2))
+    running = Running(subject)
+    running.until(lambda: states(subject)["crash2-a"][0] is CameraState.UP, "a restarted")
+    assert isinstance(running.end(), RunSummary)
+    restarts = [r.getMessage() for r in caplog.records if "starting another" in r.getMessage()]
+    assert restarts == [
+        "worker 0 exited with 3; starting another in 0.1 s (evidence it was building is lost)",
+        "worker 0 exited with 3; starting another in 0.2 s (evidence it was building is lost)",
+    ]
+
+
+def test_a_worker_that_keeps_dying_stops_the_node() -> None:
+    subject = workers(site("crash9-a", "steady-b"), Delivered(), backoff_s=(0.05,), crash_limit=3)
+    with pytest.raises(WorkerError) as failed:
+        subject.run(threading.Event())
+    assert str(failed.value) == (
+        "worker 0 (cameras crash9-a): exited with 3 3 times in a row soon after starting"
+    )
+    assert failed.value.exit_code == 1
+
+
+def test_a_workers_error_stops_the_node_with_its_message() -> None:
+    delivered = Delivered()
+    with pytest.raises(WorkerError) as failed:
+        workers(site("steady-a", "fails-b"), delivered).run(threading.Event())
+    assert str(failed.value) == "worker 1 (cameras fails-b): no such model: yolov9x"
+    assert failed.value.exit_code == 2  # the worker's user error reads as one
+    assert [t.camera for t in delivered.traffic] == ["steady-a"]  # the other finished
+
+
+def test_a_worker_that_ignores_the_stop_is_killed(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="edge.workers")
+    subject = workers(site("deaf-a", "steady-b"), Delivered(), stop_wait_s=0.5, kill_after_s=0.5)
+    running = Running(subject)
+    running.until(lambda: states(subject)["steady-b"][0] is CameraState.UP, "b up")
+    summary = running.end(timeout_s=30)
+    assert isinstance(summary, RunSummary)
+    assert summary.frames_by_camera == {"steady-b": 10}
+    messages = [r.getMessage() for r in caplog.records]
+    assert "workers still running 0.5 s after the stop" in messages
+    assert "worker 0 did not end; killing it" in messages
