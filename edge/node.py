@@ -35,6 +35,7 @@ from edge.evidence.package import EvidenceBuilder, EvidencePackage
 from edge.evidence.packets import PacketRing
 from edge.evidence.ring import FrameRing
 from edge.integrity import IntegrityBounds, IntegrityGuard, ReferenceView
+from edge.nvdec import PacketSink
 from edge.pipeline import (
     DetectorPool,
     LivePipeline,
@@ -112,6 +113,8 @@ class EdgeNode:
     forward: Forward | None = None
     # The worker processes that run the cameras, when ``processes`` is above 1.
     _workers: Workers | None = None
+    # On NVDEC: where each camera's capture hands its packets (the rings that keep them).
+    _streams: dict[str, PacketSink] | None = None
 
     @classmethod
     def from_config(
@@ -227,10 +230,14 @@ class EdgeNode:
             packages, traffic = old.retire()
             if old.building:
                 self._retiring.append(old)
-        if new is not None and new.build_pool is None:  # a camera that gained a scene
+        if new is not None and old is None:  # a camera that gained a scene
             new.build_pool, new.on_built = self._build_pool, self._note_built
+            if self._streams is not None:  # its ring keeps the stream, as at a start
+                self._keep_stream(camera, new)
         if new is None:
             self.enforcement.pop(camera, None)
+            if self._streams is not None:
+                self._streams.pop(camera, None)  # its packets are no longer kept
         else:
             self.enforcement[camera] = new
         self._deliver(packages, traffic)
@@ -393,12 +400,16 @@ class EdgeNode:
     def keep_streams(self, pipeline: LivePipeline) -> None:
         """Each enforced camera's ring keeps its compressed stream (packets from the NVDEC
         capture) instead of a JPEG of every frame; before the cameras start."""
-        settings = self.config.delivery.evidence if self.config.delivery else None
+        self._streams = pipeline.packet_sinks
         for cam_id, camera in self.enforcement.items():
-            ring = camera_ring(PacketRing, cam_id, settings)
-            camera.ring = ring
-            pipeline.packet_sinks[cam_id] = ring
+            self._keep_stream(cam_id, camera)
         log.info("evidence rings keep the cameras' streams (%d cameras)", len(self.enforcement))
+
+    def _keep_stream(self, cam_id: str, camera: CameraEnforcement) -> None:
+        assert self._streams is not None
+        settings = self.config.delivery.evidence if self.config.delivery else None
+        camera.ring = camera_ring(PacketRing, cam_id, settings)
+        self._streams[cam_id] = camera.ring
 
     def run_file(
         self,

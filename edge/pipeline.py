@@ -20,6 +20,7 @@ from pathlib import Path
 from edge.config import CameraConfig, SiteConfig
 from edge.detections import Detections, ObjectClass
 from edge.detector import Detector, DetectorConfig
+from edge.evidence.packets import Codec
 from edge.nvdec import CaptureOpener, PacketSink, capture_factory
 from edge.scheduler import BatchScheduler
 from edge.sources import (
@@ -281,6 +282,20 @@ class LivePipeline:
                 log.warning("camera %s: reader did not stop within %g s", reader.camera, timeout_s)
 
 
+class CameraPackets:
+    """Where a camera's capture hands its packets: the camera's entry in ``sinks`` as it is
+    at each packet (none: the packets are dropped). The node fills it before the cameras
+    start, and changes it when a config push gives a camera a scene or takes it away."""
+
+    def __init__(self, sinks: dict[str, PacketSink], camera: str) -> None:
+        self._sinks = sinks
+        self._camera = camera
+
+    def add_packet(self, session: int, codec: Codec, pts: int, data: bytes, mono_s: float) -> None:
+        if (sink := self._sinks.get(self._camera)) is not None:
+            sink.add_packet(session, codec, pts, data, mono_s)
+
+
 def check_sources(cameras: Iterable[CameraConfig]) -> list[CameraConfig]:
     """The enabled cameras, once each file source is known to exist (SourceError)."""
     enabled = [c for c in cameras if c.enabled]
@@ -296,8 +311,10 @@ def _reader(
     arrivals: Arrivals,
     sinks: dict[str, PacketSink],
 ) -> CameraReader:
+    packets = CameraPackets(sinks, camera.id)
+
     def capture(url: str) -> Capture:
-        return opener(url, camera.stall_timeout_s, sinks.get(camera.id))
+        return opener(url, camera.stall_timeout_s, packets)
 
     return CameraReader(
         camera.id, camera.url, target_fps=camera.target_fps, loop=camera.loop,

@@ -78,6 +78,9 @@ class _Session:
     codec: Codec
     packets: int = 0
     keys: int = 0
+    # The first keyframe's time stamp: frames shown before it cannot be decoded from here
+    # (a ring that joined the stream mid-way, a decoder's output ahead of its first IDR).
+    first_key_pts: int | None = None
     top_pts: int = -(2**62)
     pts_step: int = 0  # smallest positive step between time stamps seen
     _params: dict[bytes, None] = field(default_factory=dict)
@@ -164,6 +167,8 @@ class PacketRing:
                 if kind in PARAM_NALS[codec]:
                     state.remember(unit)
             state.keys += key
+            if key and state.first_key_pts is None:
+                state.first_key_pts = pts
             state.packets += 1
             self._packets.append(Packet(session, pts, key, mono_s, data))
             self._bytes += len(data)
@@ -192,9 +197,11 @@ class PacketRing:
         tag: SourceTag | None = frame.source
         with self._lock:
             state = self._sessions.get(tag.session) if tag is not None else None
-            # Until its stream has a keyframe here (or when it never sends one), a frame
-            # could not be decoded from the ring: it is kept as a picture instead.
-            known = state is not None and state.keys > 0
+            # Until its stream has a keyframe here (or when it never sends one), and for
+            # a frame shown before that keyframe, the frame could not be decoded from the
+            # ring: it is kept as a picture instead.
+            first = state.first_key_pts if state is not None else None
+            known = first is not None and tag is not None and tag.pts >= first
             if known and tag is not None:
                 height, width = (int(v) for v in frame.pixels.shape[:2])
                 self._seen.append(

@@ -18,10 +18,12 @@ from calibration.scene_render import load_assets, write_scene
 from calibration.scenes import LANES, Effects, SceneSpec, VehiclePath
 from calibration.store import save_calibration
 from edge.config import SiteConfig, parse_site_config
+from edge.detections import Detections
 from edge.evidence.packets import PacketRing
 from edge.node import EdgeNode
 from edge.nvdec import NvdecSessions
 from edge.pipeline import DetectorPool, LivePipeline, TrackedFrame
+from edge.sources import Frame
 from roadwatch.contract import EvidenceRole, ViolationEvent, ViolationType, parse_payload
 from roadwatch.demo.scene import CAMERA_ID, demo_camera, surveyed_calibration, write_scene_file
 from tests.edge_support import shared_detector
@@ -151,6 +153,65 @@ def test_on_the_gpu_path_evidence_comes_from_the_kept_stream(scene: Path) -> Non
         assert EvidenceRole.CLIP in {e.role for e in event.evidence}
     # Copied to the host only for the integrity guard's checks (one every 5 s).
     assert sum(a.copies_down for a in xp.made) <= 3
+
+
+def test_on_the_gpu_path_a_camera_given_a_scene_by_a_push_keeps_its_stream(
+    scene: Path, tmp_path: Path
+) -> None:
+    """A push gives a camera its scene while the node runs on NVDEC: from the stream's next
+    keyframe on, its evidence ring keeps the stream, as the rings of a start do."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    clip = tmp_path / "keyframes.mp4"  # the scene with a keyframe every 10 frames
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(scene / "enforcement.mp4"),
+         "-c:v", "libx264", "-g", "10", "-bf", "0", "-crf", "23", str(clip)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    camera = site(scene).cameras[0].model_copy(update={"url": str(clip)})
+    with_scene = site(scene).model_copy(update={"cameras": [camera], "version": "v2"})
+    bare = with_scene.model_copy(
+        update={"cameras": [camera.model_copy(update={"scene": None, "calibration": None})],
+                "version": "v1"}
+    )  # fmt: skip
+    out = io.StringIO()
+    node = EdgeNode.from_config(bare, model_version="yolov8n-coco-dynamic", violations_out=out)
+    assert node.enforcement == {}
+    pipeline = LivePipeline(
+        bare,
+        DetectorPool(load=lambda _cfg: OnTheGpu()),  # type: ignore[arg-type, return-value]
+        opener=NvdecSessions(0, StreamNvc(pace=0.5), FAKE_XP),
+        decoder="nvdec",
+    )
+    pushed: list[int] = []
+
+    def push(item: TrackedFrame) -> None:
+        if item.frame.index >= 2 and not pushed:
+            pushed.append(item.frame.index)
+            node.reconfigure(with_scene, node.prepare(with_scene))
+
+    node.run_live(threading.Event(), pipeline=pipeline, sinks=[push])
+    ring = node.enforcement[CAMERA_ID].ring
+    assert isinstance(ring, PacketRing)
+    assert pipeline.packet_sinks == {CAMERA_ID: ring}
+    assert ring._seen, "no frame was placed in the kept stream"
+    first = min(s.index for s in ring._seen)
+    assert first > pushed[0]
+    # The frames processed between the push and that keyframe were kept as pictures.
+    pictures = [f.index for f in ring._jpegs.frames()]
+    assert pictures and all(pushed[0] < i < first for i in pictures), (pictures, first)
+    assert node.violations >= 1 and node.packages == node.violations, out.getvalue()
+    for line in out.getvalue().splitlines():
+        event = parse_payload(ViolationEvent, line)
+        assert EvidenceRole.CLIP in {e.role for e in event.evidence}
+
+    # A push that takes the scene away again: the camera's packets are no longer kept.
+    node.reconfigure(bare, node.prepare(bare))
+    frame = Frame(CAMERA_ID, 99, 1e6, datetime.now(UTC), np.zeros((4, 4, 3), np.uint8))
+    node.on_tracked(TrackedFrame(frame, Detections.empty()))
+    assert node.enforcement == {} and pipeline.packet_sinks == {}
 
 
 def test_evidence_is_built_beside_the_frames_not_between_them(

@@ -135,6 +135,26 @@ def test_time_stamps_that_start_over_drop_what_came_before(
     assert again.jpeg == encode_jpeg(pictures[5], 90)
 
 
+def test_a_ring_that_joins_a_stream_keeps_the_frames_before_its_keyframe_as_pictures() -> None:
+    """A camera given a scene by a push while it runs: its ring gets the stream from the
+    middle of a GOP, and the capture demuxes a few packets ahead of the frames processed."""
+    packets, pictures, fps = read_stream(hanoi_clip())
+    ring = PacketRing("cam1", seconds=600.0, max_bytes=1 << 30)
+    start = [pts for pts, _ in packets].index(10)  # keyframes at time stamps 0, 32, 64, ...
+    for seq in range(start, start + 40):
+        pts, data = packets[seq]
+        ring.add_packet(SESSION, "h264", pts, data, T0 + seq / fps)
+    on_gpu = {p: GpuArray(pictures[p]) for p in range(10, 46)}
+    for p, pixels in on_gpu.items():  # processed once the keyframe at 32 had arrived
+        mono = mono_of(p, fps)
+        ring.push_frame(p, mono, AT0, Frame("cam1", p, mono, AT0, pixels, SourceTag(SESSION, p)))
+    got = ring.window(mono_of(10, fps) - 1e-3, mono_of(45, fps) + 1e-3)
+    assert [f.index for f in got] == list(range(10, 46))
+    assert all(f.jpeg == encode_jpeg(pictures[f.index], 90) for f in got)
+    # Frames 10-31 came to the host for their pictures; 32 on are rebuilt from the stream.
+    assert [p for p, a in on_gpu.items() if a.copies_down] == list(range(10, 32))
+
+
 def test_a_stream_without_a_keyframe_yet_keeps_its_frames_as_pictures() -> None:
     packets, pictures, fps = read_stream(hanoi_clip())
     ring = PacketRing("cam1", seconds=600.0, max_bytes=1 << 30)
