@@ -397,46 +397,63 @@ def trial(
         if counting.is_set():
             counts[item.frame.camera] += 1
 
-    stop = threading.Event()
     # The node's own live run: rings that keep the stream on NVDEC, evidence threads.
-    runner = threading.Thread(
-        target=node.run_live, args=(stop,), kwargs={"pipeline": pipeline, "sinks": [count]},
-        daemon=True,
-    )  # fmt: skip
-    runner.start()
+    run = _LiveRun(node, pipeline=pipeline, sinks=[count])
     time.sleep(min(5.0, seconds / 2))  # readers open, tracks form
     counting.set()
     started = time.monotonic()
     time.sleep(seconds)
     counting.clear()
     elapsed = time.monotonic() - started
-    stop.set()
-    runner.join(120.0)
+    run.end(120.0)
     return Trial(streams, elapsed, dict(counts), node.violations)
+
+
+class _LiveRun:
+    """``node.run_live`` on a thread of its own; ``end`` stops it and raises its error."""
+
+    def __init__(self, node: EdgeNode, **options: Any) -> None:
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(node, options), daemon=True)
+        self.thread.start()
+
+    def _run(self, node: EdgeNode, options: dict[str, Any]) -> None:
+        try:
+            node.run_live(self.stop, **options)
+        except BaseException as exc:
+            self.error = exc
+
+    def end(self, timeout_s: float) -> None:
+        self.stop.set()
+        self.thread.join(timeout_s)
+        if self.thread.is_alive():
+            raise RuntimeError(f"the trial's run did not end within {timeout_s:g} s")
+        if self.error is not None:
+            raise self.error
 
 
 def _workers_trial(node: EdgeNode, streams: int, seconds: float) -> Trial:
     """A trial through worker processes, counted from the frames each worker reports it
     tracked, between two of its reports (time-stamped on the clock all processes share)."""
-    stop = threading.Event()
-    runner = threading.Thread(target=node.run_live, args=(stop,), daemon=True)
-    runner.start()
-    while (workers := node.workers) is None and runner.is_alive():
+    run = _LiveRun(node)
+    while (workers := node.workers) is None and run.thread.is_alive():
         time.sleep(0.05)
-    assert workers is not None, "the run ended before its workers started"
+    if workers is None:
+        run.end(0.0)  # raises what ended it
+        raise RuntimeError("the run ended before its workers started")
 
     def reported() -> dict[str, tuple[float, int]]:
         return {cam: (at, n) for at, counts in workers.progress() for cam, n in counts.items()}
 
     deadline = time.monotonic() + 300.0  # every worker has loaded its detector and tracks
-    while len(reported()) < streams and time.monotonic() < deadline and runner.is_alive():
+    while len(reported()) < streams and time.monotonic() < deadline and run.thread.is_alive():
         time.sleep(0.5)
     time.sleep(min(5.0, seconds / 2))
     first = reported()
     time.sleep(seconds)
     last = reported()
-    stop.set()
-    runner.join(400.0)
+    run.end(400.0)
     elapsed = seconds
     processed: dict[str, int] = {}
     for cam, (at, n) in last.items():

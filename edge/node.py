@@ -303,13 +303,14 @@ class EdgeNode:
     @property
     def violations(self) -> int:
         """Violations the rules found on every camera."""
-        found = sum(c.counters.violations for c in self.enforcement.values())
+        # A copy of the cameras: a push may switch one meanwhile (on the pipeline thread).
+        found = sum(c.counters.violations for c in list(self.enforcement.values()))
         return found + (self._workers.violations if self._workers is not None else 0)
 
     @property
     def packages(self) -> int:
         """Evidence packages built (a violation without frames has none)."""
-        built = sum(c.counters.packages for c in self.enforcement.values())
+        built = sum(c.counters.packages for c in list(self.enforcement.values()))
         return built + (self._workers.packages if self._workers is not None else 0)
 
     # -- health -----------------------------------------------------------------------
@@ -343,9 +344,9 @@ class EdgeNode:
 
         With ``processes`` above 1 (and no ``pipeline`` given) the cameras run in worker
         processes (``edge.workers``) and this process delivers what they send."""
-        if pipeline is None and self.config.processes > 1:
-            if detectors is not None or sinks:
-                raise ValueError("cameras in worker processes take no detectors or sinks")
+        if self.config.processes > 1:
+            if pipeline is not None or detectors is not None or sinks:
+                raise ValueError("cameras in worker processes take no pipeline, detectors or sinks")
             return self._run_workers(stop, drain_s)
         pipeline = pipeline or LivePipeline(self.config, detectors)
         self._readers = pipeline.health
@@ -422,6 +423,8 @@ class EdgeNode:
         detectors: DetectorPool | None = None,
     ) -> RunSummary:
         """A recording, every frame in order, on its own clock (``start`` + index / fps)."""
+        if self.config.processes > 1:  # its plate reader was left to the workers
+            raise ValueError("a recording runs in one process: build the node with processes 1")
         fps = probe_file(path).fps or 25.0
         t0 = start or datetime.now(UTC)
 

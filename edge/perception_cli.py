@@ -181,7 +181,7 @@ def _run_with(
         config = SiteConfig.for_source(str(source))
     else:
         first = config.cameras[0].model_copy(update={"url": str(source)})
-        config = config.model_copy(update={"cameras": [first]})
+        config = config.model_copy(update={"cameras": [first], "processes": 1})
     sinks: list[Sink] = []
     closers = []
     if args.tracks:

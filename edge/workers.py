@@ -23,7 +23,6 @@ node stores, publishes and reports them as it does its own.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import os
@@ -124,7 +123,7 @@ def merge_summaries(summaries: Sequence[RunSummary], seconds: float) -> RunSumma
 @dataclass(frozen=True)
 class WorkerSpec:
     index: int
-    config: str  # SiteConfig as JSON, the worker's cameras only
+    config: SiteConfig  # the worker's cameras only
     key: bytes  # the node key (raw Ed25519): the worker signs evidence as the node
     model_version: str
     log_level: int = logging.WARNING
@@ -146,6 +145,7 @@ class Status:
     packages: int = 0
     processed: dict[str, int] = field(default_factory=dict)  # frames tracked, per camera
     at: float = 0.0  # time.monotonic() when taken (one clock for every process)
+    config_version: str = ""  # the configuration the worker's cameras run
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class Failed:
 
 @dataclass(frozen=True)
 class Reconfigure:
-    config: str  # SiteConfig as JSON, the worker's cameras only
+    config: SiteConfig  # the worker's cameras only
 
 
 Message = Output | Status | Ended | Failed
@@ -176,7 +176,9 @@ Message = Output | Status | Ended | Failed
 def run_worker(spec: WorkerSpec, out: Connection, control: Connection) -> None:
     """A worker process: its cameras through a node of their own until the node says stop
     (or its files end), everything it delivers sent to the node over ``out``."""
-    die_with_parent()
+    # Without the node nothing it makes can be delivered: it ends at once. (The signal
+    # comes when the thread that started it ends: ``Workers.run``'s, which outlives it.)
+    die_with_parent(signal.SIGKILL)
     stop = threading.Event()
     # Ctrl-C reaches the whole process group, and a service manager may signal every
     # process: either way the worker finishes its evidence, as the node's own process does.
@@ -186,45 +188,50 @@ def run_worker(spec: WorkerSpec, out: Connection, control: Connection) -> None:
         level=spec.log_level,
         format=f"%(asctime)s %(levelname)s worker {spec.index} %(name)s: %(message)s",
     )
-    sender = _Sender(out, spec.index)
+    sender = _Sender(out, f"worker-{spec.index}-send")
     try:
         _work(spec, sender.put, control, stop)
     except UserError as exc:
         sender.put(Failed(spec.index, str(exc), user_error=True))
     except Exception as exc:
         log.exception("worker %d failed", spec.index)
-        sender.put(Failed(spec.index, f"{type(exc).__name__}: {exc}", user_error=False))
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        sender.put(Failed(spec.index, f"{type(exc).__name__}: {first}", user_error=False))
     finally:
         sender.close()
 
 
 class _Sender:
-    """Messages to the node on a thread of their own, so that the pipeline thread never
-    waits for the node to read a large package."""
+    """Messages over a pipe on a thread of their own, so that whoever sends never waits
+    for the other side to read (a worker's pipeline, a large package; the node's config
+    push, a worker still loading its model). One thread per pipe keeps messages whole."""
 
-    def __init__(self, out: Connection, index: int, close_wait_s: float = 60.0) -> None:
-        self._out = out
-        self._queue: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
+    def __init__(self, connection: Connection, name: str, close_wait_s: float = 60.0) -> None:
+        self._connection = connection
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._close_wait_s = close_wait_s
-        self._thread = threading.Thread(target=self._run, name=f"worker-{index}-send")
+        self._thread = threading.Thread(target=self._run, name=name)
         self._thread.start()
 
-    def put(self, message: Message) -> None:
+    def put(self, message: object) -> None:
         self._queue.put(message)
 
     def close(self) -> None:
         """Send what is queued (waiting up to ``close_wait_s``), then close."""
-        self._queue.put(None)
+        self._queue.put(_CLOSE)
         self._thread.join(self._close_wait_s)
-        self._out.close()
+        self._connection.close()
 
     def _run(self) -> None:
-        while (message := self._queue.get()) is not None:
+        while (message := self._queue.get()) is not _CLOSE:
             try:
-                self._out.send(message)
-            except OSError:  # the node is gone: nothing can be delivered any more
-                log.error("the node's process is gone; worker output is dropped")
+                self._connection.send(message)
+            except OSError:  # the other side is gone: nothing more can reach it
+                log.info("%s: the other process is gone; messages dropped", self._thread.name)
                 return
+
+
+_CLOSE = object()
 
 
 def _work(
@@ -233,7 +240,7 @@ def _work(
     from edge.node import EdgeNode
     from edge.pipeline import LivePipeline
 
-    config = SiteConfig.model_validate_json(spec.config)
+    config = spec.config
     node = EdgeNode.for_worker(
         config,
         key=Ed25519PrivateKey.from_private_bytes(spec.key),
@@ -244,8 +251,10 @@ def _work(
 
     def status() -> Status:
         processed = dict(pipeline.summary.frames_by_camera)
-        at = time.monotonic()
-        return Status(spec.index, node.health(), node.violations, node.packages, processed, at)
+        return Status(
+            spec.index, node.health(), node.violations, node.packages, processed,
+            time.monotonic(), node.config.version,
+        )  # fmt: skip
 
     done = threading.Event()
 
@@ -254,18 +263,24 @@ def _work(
         next_status = time.monotonic() + spec.health_every_s
         while not done.is_set():
             try:
-                if control.poll(min(0.5, max(0.0, next_status - time.monotonic()))):
-                    message = control.recv()
-                    if message == STOP:
-                        stop.set()
-                    elif isinstance(message, Reconfigure):
-                        _reconfigure(node, SiteConfig.model_validate_json(message.config))
+                message = (
+                    control.recv()
+                    if control.poll(min(0.5, max(0.0, next_status - time.monotonic())))
+                    else None
+                )
             except (EOFError, OSError):  # the node's process is gone
                 stop.set()
                 return
-            if time.monotonic() >= next_status:
-                send(status())
-                next_status = time.monotonic() + spec.health_every_s
+            try:
+                if message == STOP:
+                    stop.set()
+                elif isinstance(message, Reconfigure):
+                    _reconfigure(node, message.config)
+                if time.monotonic() >= next_status:
+                    send(status())
+                    next_status = time.monotonic() + spec.health_every_s
+            except Exception:  # one bad message or report; the next may go through
+                log.exception("worker %d: control message or report failed", spec.index)
 
     listener = threading.Thread(target=listen, name=f"worker-{spec.index}-control")
     listener.start()
@@ -297,7 +312,7 @@ class _Worker:
     cameras: list[str]
     process: SpawnProcess | None = None
     output: Connection | None = None  # from this process; None once it is closed
-    control: Connection | None = None  # to this process
+    control: _Sender | None = None  # to this process
     started: float = 0.0
     crashes: int = 0  # quick deaths in a row
     restart_at: float | None = None
@@ -374,14 +389,20 @@ class Workers:
     # -- read from any thread ----------------------------------------------------------
 
     def health(self) -> list[CameraHealth]:
-        """Each camera's health as its worker last reported it."""
+        """Each camera's health as its worker last reported it; ``down`` while its worker
+        starts, and when a running worker has not reported for 5 report periods."""
+        now = time.monotonic()
         with self._lock:
             out: list[CameraHealth] = []
             for worker in self._workers:
-                if worker.status is not None:
-                    out += worker.status.health
-                else:
+                status = worker.status
+                if status is None:
                     out += [_down(c, "worker process starting") for c in worker.cameras]
+                elif status.at and now - status.at > 5 * self.health_every_s and not worker.done:
+                    silent = f"worker process not reporting for {now - status.at:.0f} s"
+                    out += [_down(c, silent) for c in worker.cameras]
+                else:
+                    out += status.health
             return out
 
     @property
@@ -403,13 +424,18 @@ class Workers:
         with self._lock:
             return [(w.status.at, w.status.processed) for w in self._workers if w.status]
 
+    def config_versions(self) -> list[str]:
+        """The configuration version each worker last reported running ("" before)."""
+        with self._lock:
+            return [w.status.config_version if w.status else "" for w in self._workers]
+
     def reconfigure(self, config: SiteConfig) -> None:
         """A checked new configuration to every worker (each gets its own cameras'); a
         worker started later starts with it."""
         with self._lock:
             self.config = config
             for worker in self._workers:
-                self._tell(worker, Reconfigure(_config_json(config, worker.cameras)))
+                self._tell(worker, Reconfigure(worker_config(config, worker.cameras)))
 
     # -- the node's thread -------------------------------------------------------------
 
@@ -417,7 +443,7 @@ class Workers:
         with self._lock:
             spec = WorkerSpec(
                 index=worker.index,
-                config=_config_json(self.config, worker.cameras),
+                config=worker_config(self.config, worker.cameras),
                 key=self.key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()),
                 model_version=self.model_version,
                 log_level=logging.getLogger().getEffectiveLevel(),
@@ -434,15 +460,17 @@ class Workers:
             # Only the worker holds its ends now: its output reads as ended once it is gone.
             their_output.close()
             their_control.close()
-            worker.process, worker.output, worker.control = process, output, control
+            worker.process, worker.output = process, output
+            # Closed once the process is gone, when a send fails at once.
+            worker.control = _Sender(control, f"worker-{worker.index}-control", close_wait_s=5.0)
             worker.started, worker.restart_at = time.monotonic(), None
         log.info("worker %d (pid %s): cameras %s", worker.index, process.pid,
                  ", ".join(worker.cameras))  # fmt: skip
 
-    def _tell(self, worker: _Worker, message: object) -> None:
+    def _tell(self, worker: _Worker, message: Reconfigure | str) -> None:
+        """Never waits: a worker busy loading its model reads its messages later."""
         if worker.control is not None and not worker.done:
-            with contextlib.suppress(OSError):  # gone: it is restarted or reaped
-                worker.control.send(message)
+            worker.control.put(message)
 
     def _read(self, wait_s: float) -> None:
         """Everything the workers sent by now (waiting up to ``wait_s`` for the first)."""
@@ -452,13 +480,16 @@ class Workers:
             return
         for ready in wait(list(outputs), wait_s):
             worker = outputs[ready]  # type: ignore[index]
-            assert worker.output is not None
-            try:
-                while worker.output.poll():
-                    self._handle(worker.output.recv())
-            except (EOFError, OSError):  # the process is gone (or going): nothing more
-                worker.output.close()
-                worker.output = None
+            while (connection := worker.output) is not None:
+                try:
+                    if not connection.poll():
+                        break
+                    message = connection.recv()
+                except (EOFError, OSError):  # the process is gone (or going): nothing more
+                    connection.close()
+                    worker.output = None
+                    break
+                self._handle(message)
 
     def _handle(self, message: Message) -> None:
         worker = self._workers[message.worker]
@@ -484,15 +515,15 @@ class Workers:
         if process.is_alive():  # it closed its output and went on: it cannot report
             process.kill()
             process.join(5.0)
-        code = process.exitcode
+        ended = _ended(process.exitcode)
         now = time.monotonic()
+        if worker.control is not None:
+            worker.control.close()  # a send to a process that is gone fails at once
         with self._lock:
-            worker.process = None
-            _close(worker.control)
-            worker.control = None
+            worker.process, worker.control = None, None
             if worker.done:
                 return
-            lost = f"worker {worker.index} exited with {code}"
+            lost = f"worker {worker.index} {ended}"
             if stopping:
                 worker.done = True
                 log.warning("%s while stopping; evidence it was building is lost", lost)
@@ -502,14 +533,19 @@ class Workers:
             if worker.status is not None:  # its counts so far; the next process starts at 0
                 worker.violations += worker.status.violations
                 worker.packages += worker.status.packages
-            reason = f"worker process exited ({code}); starting another"
-            worker.status = Status(worker.index, [_down(c, reason) for c in worker.cameras])
             if worker.crashes >= self.crash_limit:
                 worker.done = True
-                message = f"exited with {code} {worker.crashes} times in a row soon after starting"
+                message = (
+                    f"ended {worker.crashes} times in a row within {self.quick_death_s:g} s"
+                    f" of its start (last: {ended})"
+                )
                 self._failure = self._failure or Failed(worker.index, message, user_error=False)
-                log.error("%s, %d times in a row soon after starting", lost, worker.crashes)
+                reason = f"worker process {ended}; not started again ({message})"
+                worker.status = Status(worker.index, [_down(c, reason) for c in worker.cameras])
+                log.error("worker %d %s", worker.index, message)
                 return
+            reason = f"worker process {ended}; starting another"
+            worker.status = Status(worker.index, [_down(c, reason) for c in worker.cameras])
             backoff = self.backoff_s[min(worker.crashes, len(self.backoff_s)) - 1] if quick else 0
             worker.restart_at = now + backoff
         log.warning("%s; starting another in %.1f s (evidence it was building is lost)",
@@ -544,8 +580,21 @@ class Workers:
         self._read(wait_s=0.0)
         for worker in self._workers:
             _close(worker.output)
-            _close(worker.control)
-            worker.process = worker.output = worker.control = None
+            if worker.control is not None:
+                worker.control.close()
+            worker.process, worker.output, worker.control = None, None, None
+
+
+def _ended(code: int | None) -> str:
+    """How a worker process ended, in words."""
+    if code is None:
+        return "ended"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
 
 
 def _alive(worker: _Worker) -> bool:
@@ -554,10 +603,6 @@ def _alive(worker: _Worker) -> bool:
 
 def _down(camera: str, reason: str) -> CameraHealth:
     return CameraHealth(camera=camera, state=CameraState.DOWN, reason=reason)
-
-
-def _config_json(config: SiteConfig, cameras: Sequence[str]) -> str:
-    return worker_config(config, cameras).model_dump_json()
 
 
 def _close(connection: Connection | None) -> None:

@@ -6,8 +6,9 @@ Each camera id names what its worker does:
 - ``ends-…``: as steady, but ends by itself (its files ended);
 - ``crash<N>-…``: exits with status 3 at its first N starts (counted in ``$SCRIPT_DIR``);
 - ``fails-…``: fails with a user error;
-- ``deaf-…``: ignores stop and SIGTERM (it is killed).
-A worker answers a new configuration with a health report whose reason is its version.
+- ``deaf-…``: reports its health, then ignores stop and SIGTERM (it is killed).
+A worker answers a new configuration with a health report whose reason is its version,
+and reports the per-class thresholds it got as its cameras' frame counts.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _starts(name: str) -> int:
 
 
 def scripted(spec: WorkerSpec, out: Connection, control: Connection) -> None:
-    config = SiteConfig.model_validate_json(spec.config)
+    config = spec.config
     ids = [c.id for c in config.cameras]
     first = ids[0]
     if first.startswith("crash"):
@@ -55,24 +56,35 @@ def scripted(spec: WorkerSpec, out: Connection, control: Connection) -> None:
         return
     if first.startswith("deaf"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        out.send(Status(spec.index, _health(config), at=time.monotonic()))  # deaf from now on
         while True:
             time.sleep(1)
-    out.send(Status(spec.index, _health(config), violations=len(ids), packages=len(ids)))
+    reason = ""
+
+    def report() -> None:
+        health = _health(config, reason)
+        out.send(Status(spec.index, health, len(ids), len(ids), at=time.monotonic()))
+
+    report()
     traffic = [TrafficStats(site=config.site, node=config.node, camera=i, minute_start=MINUTE)
                for i in ids]  # fmt: skip
     out.send(Output(spec.index, [], traffic))
     ends = first.startswith("ends")
     deadline = time.monotonic() + (0.5 if ends else 60.0)
+    next_report = time.monotonic() + spec.health_every_s
     while time.monotonic() < deadline:
+        if time.monotonic() >= next_report:
+            report()
+            next_report += spec.health_every_s
         if not control.poll(0.05):
             continue
         message = control.recv()
         if message == STOP:
             break
         if isinstance(message, Reconfigure):
-            pushed = SiteConfig.model_validate_json(message.config)
-            health = _health(pushed, reason=f"config {pushed.version}")
-            out.send(Status(spec.index, health, violations=len(ids), packages=len(ids)))
-    summary = RunSummary(frames=10 * len(ids), frames_by_camera={i: 10 for i in ids})
-    status = Status(spec.index, _health(config), violations=len(ids), packages=len(ids))
+            reason = f"config {message.config.version}"
+            report()
+    thresholds = len(config.detector.class_confidence)  # the config came through whole
+    summary = RunSummary(frames=10 * len(ids), frames_by_camera={i: 10 + thresholds for i in ids})
+    status = Status(spec.index, _health(config, reason), len(ids), len(ids), at=time.monotonic())
     out.send(Ended(spec.index, summary, status))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ from edge.detections import Detections
 from edge.evidence.packets import PacketRing
 from edge.node import EdgeNode
 from edge.nvdec import NvdecSessions
-from edge.pipeline import DetectorPool, LivePipeline, TrackedFrame
+from edge.pipeline import DetectorPool, LivePipeline, RunSummary, TrackedFrame
 from edge.sources import Frame
 from roadwatch.contract import EvidenceRole, ViolationEvent, ViolationType, parse_payload
 from roadwatch.demo.scene import CAMERA_ID, demo_camera, surveyed_calibration, write_scene_file
@@ -280,7 +281,27 @@ def test_a_node_with_worker_processes_delivers_every_cameras_evidence(scene: Pat
     assert node._parts is not None
     public = node._parts.key.public_key()
 
-    summary = node.run_live(threading.Event())
+    result: list[RunSummary] = []
+    runner = threading.Thread(target=lambda: result.append(node.run_live(threading.Event())))
+    runner.start()
+    try:
+        # Once both cameras run, a push (a live field) reaches each worker, which runs it.
+        while (workers := node.workers) is None or len(
+            {cam for _, counts in workers.progress() for cam in counts}
+        ) < 2:
+            assert runner.is_alive(), "the run ended before both cameras ran"
+            time.sleep(0.1)
+        pushed = config.model_copy(
+            update={"version": "v2",
+                    "cameras": [c.model_copy(update={"place": "QL13 Km 22+400"})
+                                for c in config.cameras]}
+        )  # fmt: skip
+        node.reconfigure(pushed, node.prepare(pushed))
+    finally:
+        runner.join(120)
+    assert not runner.is_alive()
+    [summary] = result
+    assert workers.config_versions() == ["v2", "v2"]
 
     assert multiprocessing.active_children() == []
     assert set(summary.frames_by_camera) == {CAMERA_ID, second}

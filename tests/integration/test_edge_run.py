@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
 import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -81,21 +84,41 @@ def test_run_with_a_config_stops_cleanly_on_sigterm(
         f"  - id: cam2\n    url: {clip}\n    loop: true\n"
     )
     proc = subprocess.Popen(
-        cli("edge", "run", "--config", str(config)),
+        cli("-v", "edge", "run", "--config", str(config)),
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=cli_env(),
     )  # fmt: skip
+    assert proc.stderr is not None
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in proc.stderr or ():
+            lines.put(line)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    seen: list[str] = []
+
+    def wait_for(pattern: str, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not any(re.search(pattern, line) for line in seen):
+            assert time.monotonic() < deadline, f"never {pattern!r}: {''.join(seen)}"
+            with contextlib.suppress(queue.Empty):
+                seen.append(lines.get(timeout=0.5))
+
     try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        assert re.search(running, line), line
-        time.sleep(3 + 3 * (processes > 1))  # let it detect a few frames (workers load first)
+        wait_for(running)
+        wait_for(r"camera cam\d: up")  # (in a worker: its readers and detector are loaded)
+        time.sleep(3)  # let it detect a few frames
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=60)
-        rest = proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+        reader.join(10)
+    while not lines.empty():
+        seen.append(lines.get())
+    rest = "".join(seen)
     assert rc == 0, rest
     assert "SIGTERM, stopping" in rest
     found = re.search(r"^(\d+) frames .* tracks", rest, re.MULTILINE)

@@ -142,6 +142,9 @@ def states(subject: Workers) -> dict[str, tuple[CameraState, str]]:
 
 def test_workers_run_their_cameras_take_a_push_and_stop() -> None:
     config = site("steady-a", "steady-b", "steady-c")
+    thresholds = {ObjectClass.CAR: 0.4, ObjectClass.MOTORCYCLE: 0.2}  # class-keyed mapping
+    detector = config.detector.model_copy(update={"class_confidence": thresholds})
+    config = config.model_copy(update={"detector": detector})
     delivered = Delivered()
     subject = workers(config, delivered)
     assert subject.cameras == [["steady-a", "steady-c"], ["steady-b"]]
@@ -157,9 +160,11 @@ def test_workers_run_their_cameras_take_a_push_and_stop() -> None:
     running.until(
         lambda: {r for _, r in states(subject).values()} == {"config v2"}, "each took the push"
     )
+    assert len(subject.health()) == 3  # each camera from its own worker only
     summary = running.end()
     assert isinstance(summary, RunSummary), summary
-    assert summary.frames_by_camera == {"steady-a": 10, "steady-b": 10, "steady-c": 10}
+    # 10 frames each, plus the 2 thresholds each worker got (its config came whole).
+    assert summary.frames_by_camera == {"steady-a": 12, "steady-b": 12, "steady-c": 12}
     assert sorted(t.camera for t in delivered.traffic) == ["steady-a", "steady-b", "steady-c"]
 
 
@@ -178,8 +183,9 @@ def test_a_worker_that_dies_is_started_again(caplog: pytest.LogCaptureFixture) -
     assert isinstance(running.end(), RunSummary)
     restarts = [r.getMessage() for r in caplog.records if "starting another" in r.getMessage()]
     assert restarts == [
-        "worker 0 exited with 3; starting another in 0.1 s (evidence it was building is lost)",
-        "worker 0 exited with 3; starting another in 0.2 s (evidence it was building is lost)",
+        f"worker 0 exited with status 3; starting another in {wait} s (evidence it was"
+        " building is lost)"
+        for wait in ("0.1", "0.2")
     ]
 
 
@@ -188,9 +194,22 @@ def test_a_worker_that_keeps_dying_stops_the_node() -> None:
     with pytest.raises(WorkerError) as failed:
         subject.run(threading.Event())
     assert str(failed.value) == (
-        "worker 0 (cameras crash9-a): exited with 3 3 times in a row soon after starting"
+        "worker 0 (cameras crash9-a): ended 3 times in a row within 60 s of its start"
+        " (last: exited with status 3)"
     )
     assert failed.value.exit_code == 1
+    state, reason = states(subject)["crash9-a"]
+    assert state is CameraState.DOWN and "not started again" in reason
+
+
+def test_a_worker_that_stops_reporting_shows_its_cameras_down() -> None:
+    subject = workers(site("deaf-a", "steady-b"), Delivered(), stop_wait_s=0.5, kill_after_s=0.5)
+    running = Running(subject)
+    running.until(lambda: states(subject)["deaf-a"][0] is CameraState.UP, "a reported once")
+    running.until(lambda: states(subject)["deaf-a"][0] is CameraState.DOWN, "a silent")
+    assert states(subject)["deaf-a"][1].startswith("worker process not reporting for")
+    assert states(subject)["steady-b"][0] is CameraState.UP
+    running.end(timeout_s=30)
 
 
 def test_a_workers_error_stops_the_node_with_its_message() -> None:
@@ -206,6 +225,7 @@ def test_a_worker_that_ignores_the_stop_is_killed(caplog: pytest.LogCaptureFixtu
     caplog.set_level(logging.WARNING, logger="edge.workers")
     subject = workers(site("deaf-a", "steady-b"), Delivered(), stop_wait_s=0.5, kill_after_s=0.5)
     running = Running(subject)
+    running.until(lambda: states(subject)["deaf-a"][0] is CameraState.UP, "a deaf now")
     running.until(lambda: states(subject)["steady-b"][0] is CameraState.UP, "b up")
     summary = running.end(timeout_s=30)
     assert isinstance(summary, RunSummary)
