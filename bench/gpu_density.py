@@ -546,6 +546,11 @@ def main() -> int:
         help="NVDEC decoder counts to measure (when PyNvVideoCodec is installed)",
     )  # fmt: skip
     parser.add_argument(
+        "--streams", type=int, default=0,
+        help="one trial at this many streams instead of the search (with --processes above 1,"
+        " the same trial in one process as its peer)",
+    )  # fmt: skip
+    parser.add_argument(
         "--processes", type=int, default=1,
         help="worker processes end to end (the site config's processes; each its own detector)",
     )  # fmt: skip
@@ -570,6 +575,14 @@ def main() -> int:
     print(versions(detector))
     print(f"clip: {video.name}, 1920x1080, {FPS:.0f} fps, H.264; {args.seconds:.0f} s per trial")
 
+    def run(n: int, processes: int = args.processes) -> Trial:
+        return trial(
+            n, video, scene, calibration, args.workdir, pool, args.seconds, model,
+            args.decoder, processes,
+        )  # fmt: skip
+
+    if args.streams:  # (no ceilings: the peer is the same trial in one process)
+        return _workers_against_one_process(run, args.streams, args.processes)
     decode = decode_ceiling(video, args.decode_threads, args.seconds)
     print(
         f"decode ceiling:     {decode:8.1f} frames/s ({args.decode_threads} OpenCV threads;"
@@ -611,21 +624,7 @@ def main() -> int:
         f" {args.processes} process{'es' * (args.processes > 1)}):",
         file=sys.stderr,
     )
-    best, trials = search(
-        lambda n: trial(
-            n,
-            video,
-            scene,
-            calibration,
-            args.workdir,
-            pool,
-            args.seconds,
-            model,
-            args.decoder,
-            args.processes,
-        ),
-        args.max_streams,
-    )
+    best, trials = search(run, args.max_streams)
     widest = max(trials, key=lambda t: t.total_fps)
     streams = best.streams if best else 0
     print(
@@ -634,6 +633,22 @@ def main() -> int:
         f" (largest total {widest.total_fps:.1f} frames/s at {widest.streams} streams;"
         f" ratio to the decode ceiling {widest.total_fps / decode:.2f})"
     )
+    return 0
+
+
+def _workers_against_one_process(
+    run: Callable[[int, int], Trial], streams: int, processes: int
+) -> int:
+    """One trial at ``streams`` through ``processes`` workers, and its peer in one process."""
+    ours = run(streams, processes)
+    peer = run(streams, 1) if processes > 1 else ours
+    for label, t in ((f"{processes} worker processes", ours), ("one process", peer)):
+        print(
+            f"{streams} streams, {label + ':':22s} {t.total_fps:7.1f} frames/s in all, slowest"
+            f" camera {t.slowest_fps:5.1f} fps, {t.violations} violations"
+        )
+    if processes > 1 and peer.total_fps > 0:
+        print(f"ratio, workers to one process: {ours.total_fps / peer.total_fps:.2f}")
     return 0
 
 
