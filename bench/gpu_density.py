@@ -455,7 +455,8 @@ def _workers_trial(node: EdgeNode, streams: int, seconds: float) -> Trial:
     last = reported()
     run.end(400.0)
     elapsed = seconds
-    processed: dict[str, int] = {}
+    # A camera no worker reported on counts as none processed.
+    processed = {cam.id: 0 for cam in node.config.cameras}
     for cam, (at, n) in last.items():
         if cam in first and at > first[cam][0]:
             # Each camera's rate over its worker's own window, as frames in ``seconds``.

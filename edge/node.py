@@ -368,7 +368,7 @@ class EdgeNode:
             finally:
                 # What is still being built was given up by finish (counted and logged).
                 builders.shutdown(wait=False, cancel_futures=True)
-                self._build_pool = None
+                self._build_pool, self._streams = None, None
                 for camera in self.enforcement.values():
                     camera.build_pool = None
                 if self.delivery is not None:

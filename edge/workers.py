@@ -23,6 +23,7 @@ node stores, publishes and reports them as it does its own.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -126,6 +127,7 @@ class WorkerSpec:
     config: SiteConfig  # the worker's cameras only
     key: bytes  # the node key (raw Ed25519): the worker signs evidence as the node
     model_version: str
+    parent_pid: int  # the node's process
     log_level: int = logging.WARNING
     health_every_s: float = HEALTH_EVERY_S
 
@@ -145,7 +147,7 @@ class Status:
     packages: int = 0
     processed: dict[str, int] = field(default_factory=dict)  # frames tracked, per camera
     at: float = 0.0  # time.monotonic() when taken (one clock for every process)
-    config_version: str = ""  # the configuration the worker's cameras run
+    config_version: str = ""  # the configuration the worker last took (see reconfigure)
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,8 @@ def run_worker(spec: WorkerSpec, out: Connection, control: Connection) -> None:
     # Without the node nothing it makes can be delivered: it ends at once. (The signal
     # comes when the thread that started it ends: ``Workers.run``'s, which outlives it.)
     die_with_parent(signal.SIGKILL)
+    if os.getppid() != spec.parent_pid:  # the node ended before the line above
+        return
     stop = threading.Event()
     # Ctrl-C reaches the whole process group, and a service manager may signal every
     # process: either way the worker finishes its evidence, as the node's own process does.
@@ -188,9 +192,10 @@ def run_worker(spec: WorkerSpec, out: Connection, control: Connection) -> None:
         level=spec.log_level,
         format=f"%(asctime)s %(levelname)s worker {spec.index} %(name)s: %(message)s",
     )
-    sender = _Sender(out, f"worker-{spec.index}-send")
+    # Up to 16 messages (packages of a few MB each) wait for the node.
+    sender = _Sender(out, f"worker-{spec.index}-send", close_wait_s=60.0, max_queued=16)
     try:
-        _work(spec, sender.put, control, stop)
+        _work(spec, sender, control, stop)
     except UserError as exc:
         sender.put(Failed(spec.index, str(exc), user_error=True))
     except Exception as exc:
@@ -202,41 +207,60 @@ def run_worker(spec: WorkerSpec, out: Connection, control: Connection) -> None:
 
 
 class _Sender:
-    """Messages over a pipe on a thread of their own, so that whoever sends never waits
+    """Messages over a pipe on a thread of their own, so that whoever sends does not wait
     for the other side to read (a worker's pipeline, a large package; the node's config
-    push, a worker still loading its model). One thread per pipe keeps messages whole."""
+    push, a worker still loading its model). One thread per pipe keeps messages whole.
 
-    def __init__(self, connection: Connection, name: str, close_wait_s: float = 60.0) -> None:
+    With ``max_queued``, ``put`` waits while that many messages are queued: a node that
+    stores packages slower than a worker makes them slows that worker's pipeline (its
+    cameras drop frames), as delivery does in one process, instead of filling memory."""
+
+    def __init__(
+        self, connection: Connection, name: str, *, close_wait_s: float, max_queued: int = 0
+    ) -> None:
         self._connection = connection
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queued)
         self._close_wait_s = close_wait_s
-        self._thread = threading.Thread(target=self._run, name=name)
+        # A daemon: one blocked on a process stuck in a driver must not hold up the exit.
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def put(self, message: object) -> None:
         self._queue.put(message)
 
+    def offer(self, message: object) -> None:
+        """Queue ``message`` unless the queue is full (a report that the next replaces)."""
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(message)
+
     def close(self) -> None:
-        """Send what is queued (waiting up to ``close_wait_s``), then close."""
-        self._queue.put(_CLOSE)
+        """Send what is queued (waiting up to ``close_wait_s``); the thread closes the pipe."""
+        with contextlib.suppress(queue.Full):
+            self._queue.put(_CLOSE, timeout=self._close_wait_s)
         self._thread.join(self._close_wait_s)
-        self._connection.close()
+        if self._thread.is_alive():
+            log.warning("%s: the other process reads nothing; what is unsent is dropped",
+                        self._thread.name)  # fmt: skip
 
     def _run(self) -> None:
-        while (message := self._queue.get()) is not _CLOSE:
-            try:
-                self._connection.send(message)
-            except OSError:  # the other side is gone: nothing more can reach it
-                log.info("%s: the other process is gone; messages dropped", self._thread.name)
-                return
+        broken = False
+        try:
+            while (message := self._queue.get()) is not _CLOSE:
+                if broken:
+                    continue  # emptied, so that no ``put`` waits on a queue nobody sends
+                try:
+                    self._connection.send(message)
+                except Exception as exc:  # OSError: the other process is gone
+                    broken = True
+                    log.info("%s: %s; messages dropped", self._thread.name, exc)
+        finally:
+            self._connection.close()
 
 
 _CLOSE = object()
 
 
-def _work(
-    spec: WorkerSpec, send: Callable[[Message], None], control: Connection, stop: threading.Event
-) -> None:
+def _work(spec: WorkerSpec, sender: _Sender, control: Connection, stop: threading.Event) -> None:
     from edge.node import EdgeNode
     from edge.pipeline import LivePipeline
 
@@ -245,7 +269,7 @@ def _work(
         config,
         key=Ed25519PrivateKey.from_private_bytes(spec.key),
         model_version=spec.model_version,
-        forward=lambda packages, traffic: send(Output(spec.index, packages, traffic)),
+        forward=lambda packages, traffic: sender.put(Output(spec.index, packages, traffic)),
     )
     pipeline = LivePipeline(config)
 
@@ -268,7 +292,8 @@ def _work(
                     if control.poll(min(0.5, max(0.0, next_status - time.monotonic())))
                     else None
                 )
-            except (EOFError, OSError):  # the node's process is gone
+            except Exception as exc:  # EOFError: the node's process is gone
+                log.error("worker %d: the node's messages ended (%r); stopping", spec.index, exc)
                 stop.set()
                 return
             try:
@@ -277,7 +302,7 @@ def _work(
                 elif isinstance(message, Reconfigure):
                     _reconfigure(node, message.config)
                 if time.monotonic() >= next_status:
-                    send(status())
+                    sender.offer(status())
                     next_status = time.monotonic() + spec.health_every_s
             except Exception:  # one bad message or report; the next may go through
                 log.exception("worker %d: control message or report failed", spec.index)
@@ -289,7 +314,7 @@ def _work(
     finally:
         done.set()
         listener.join(5.0)
-    send(Ended(spec.index, summary, status()))
+    sender.put(Ended(spec.index, summary, status()))
 
 
 def _reconfigure(node: Any, config: SiteConfig) -> None:
@@ -425,7 +450,8 @@ class Workers:
             return [(w.status.at, w.status.processed) for w in self._workers if w.status]
 
     def config_versions(self) -> list[str]:
-        """The configuration version each worker last reported running ("" before)."""
+        """The configuration version each worker last reported taking ("" before it
+        reported); its cameras switch to it at their next frame."""
         with self._lock:
             return [w.status.config_version if w.status else "" for w in self._workers]
 
@@ -441,29 +467,34 @@ class Workers:
 
     def _start(self, worker: _Worker) -> None:
         with self._lock:
-            spec = WorkerSpec(
-                index=worker.index,
-                config=worker_config(self.config, worker.cameras),
-                key=self.key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()),
-                model_version=self.model_version,
-                log_level=logging.getLogger().getEffectiveLevel(),
-                health_every_s=self.health_every_s,
-            )
-            output, their_output = _spawn.Pipe(duplex=False)
-            their_control, control = _spawn.Pipe(duplex=False)
-            process = _spawn.Process(
-                target=self.target,
-                args=(spec, their_output, their_control),
-                name=f"roadwatch-worker-{worker.index}",
-            )
-            process.start()
-            # Only the worker holds its ends now: its output reads as ended once it is gone.
-            their_output.close()
-            their_control.close()
-            worker.process, worker.output = process, output
-            # Closed once the process is gone, when a send fails at once.
-            worker.control = _Sender(control, f"worker-{worker.index}-control", close_wait_s=5.0)
+            config = self.config
+        spec = WorkerSpec(
+            index=worker.index,
+            config=worker_config(config, worker.cameras),
+            key=self.key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()),
+            model_version=self.model_version,
+            parent_pid=os.getpid(),
+            log_level=logging.getLogger().getEffectiveLevel(),
+            health_every_s=self.health_every_s,
+        )
+        output, their_output = _spawn.Pipe(duplex=False)
+        their_control, control = _spawn.Pipe(duplex=False)
+        process = _spawn.Process(
+            target=self.target,
+            args=(spec, their_output, their_control),
+            name=f"roadwatch-worker-{worker.index}",
+        )
+        process.start()  # (outside the lock: a large config waits for the child to read it)
+        # Only the worker holds its ends now: its output reads as ended once it is gone.
+        their_output.close()
+        their_control.close()
+        # Closed once the process is gone, when a send fails at once.
+        sender = _Sender(control, f"worker-{worker.index}-control", close_wait_s=5.0)
+        with self._lock:
+            worker.process, worker.output, worker.control = process, output, sender
             worker.started, worker.restart_at = time.monotonic(), None
+            if self.config is not config:  # a push came while it started
+                self._tell(worker, Reconfigure(worker_config(self.config, worker.cameras)))
         log.info("worker %d (pid %s): cameras %s", worker.index, process.pid,
                  ", ".join(worker.cameras))  # fmt: skip
 
@@ -472,8 +503,9 @@ class Workers:
         if worker.control is not None and not worker.done:
             worker.control.put(message)
 
-    def _read(self, wait_s: float) -> None:
-        """Everything the workers sent by now (waiting up to ``wait_s`` for the first)."""
+    def _read(self, wait_s: float, stopping: bool = False) -> None:
+        """Everything the workers sent by now (waiting up to ``wait_s`` for the first).
+        While ``stopping`` after a fault, what cannot be delivered is logged and dropped."""
         outputs = {w.output: w for w in self._workers if w.output is not None}
         if not outputs:
             time.sleep(wait_s)
@@ -485,11 +517,19 @@ class Workers:
                     if not connection.poll():
                         break
                     message = connection.recv()
-                except (EOFError, OSError):  # the process is gone (or going): nothing more
+                except Exception as exc:  # EOFError: the process is gone (or going)
+                    if not isinstance(exc, EOFError | OSError):
+                        log.error("worker %d: its output broke off: %r", worker.index, exc)
                     connection.close()
                     worker.output = None
                     break
-                self._handle(message)
+                if not stopping:
+                    self._handle(message)
+                    continue
+                try:
+                    self._handle(message)
+                except Exception:
+                    log.exception("worker %d: a message lost while stopping", worker.index)
 
     def _handle(self, message: Message) -> None:
         worker = self._workers[message.worker]
@@ -561,28 +601,33 @@ class Workers:
                 self._start(worker)
 
     def _shut_down(self) -> None:
-        """Every worker gone within a bounded time; what they still send is delivered.
+        """Every worker gone within a bounded time, what they still send delivered where it
+        can be, every pipe and thread closed, whatever fails on the way.
         (Only a worker past its stop's wait, or any after a fault here, is still running.)"""
-        for worker in self._workers:
-            if not worker.done and worker.process is not None and worker.process.is_alive():
-                self._tell(worker, STOP)
-                worker.process.terminate()  # a worker takes SIGTERM as "finish and end"
-        deadline = time.monotonic() + self.kill_after_s
-        while any(_alive(w) for w in self._workers) and time.monotonic() < deadline:
-            self._read(wait_s=0.1)
-        for worker in self._workers:
-            if worker.process is None:
-                continue
-            if worker.process.is_alive():
-                log.warning("worker %d did not end; killing it", worker.index)
-                worker.process.kill()
-            worker.process.join(5.0)
-        self._read(wait_s=0.0)
-        for worker in self._workers:
-            _close(worker.output)
-            if worker.control is not None:
-                worker.control.close()
-            worker.process, worker.output, worker.control = None, None, None
+        try:
+            for worker in self._workers:
+                if not worker.done and worker.process is not None and worker.process.is_alive():
+                    self._tell(worker, STOP)
+                    worker.process.terminate()  # a worker takes SIGTERM as "finish and end"
+            deadline = time.monotonic() + self.kill_after_s
+            while any(_alive(w) for w in self._workers) and time.monotonic() < deadline:
+                self._read(wait_s=0.1, stopping=True)
+        finally:
+            try:
+                for worker in self._workers:
+                    if worker.process is None:
+                        continue
+                    if worker.process.is_alive():
+                        log.warning("worker %d did not end; killing it", worker.index)
+                        worker.process.kill()
+                    worker.process.join(5.0)
+                self._read(wait_s=0.0, stopping=True)
+            finally:
+                for worker in self._workers:
+                    _close(worker.output)
+                    if worker.control is not None:
+                        worker.control.close()
+                    worker.process, worker.output, worker.control = None, None, None
 
 
 def _ended(code: int | None) -> str:

@@ -78,8 +78,9 @@ class _Session:
     codec: Codec
     packets: int = 0
     keys: int = 0
-    # The first keyframe's time stamp: frames shown before it cannot be decoded from here
-    # (a ring that joined the stream mid-way, a decoder's output ahead of its first IDR).
+    # The time stamp of the first keyframe since the ring last held none: frames shown
+    # before it cannot be decoded from here (a ring that joined the stream mid-way, a
+    # decoder's output ahead of its first IDR, a GOP longer than the ring).
     first_key_pts: int | None = None
     top_pts: int = -(2**62)
     pts_step: int = 0  # smallest positive step between time stamps seen
@@ -181,6 +182,8 @@ class PacketRing:
                 left = self._sessions[gone.session]
                 left.packets -= 1
                 left.keys -= gone.key
+                if left.keys == 0:
+                    left.first_key_pts = None
                 if left.packets == 0:
                     del self._sessions[gone.session]
 
@@ -200,7 +203,7 @@ class PacketRing:
             # Until its stream has a keyframe here (or when it never sends one), and for
             # a frame shown before that keyframe, the frame could not be decoded from the
             # ring: it is kept as a picture instead.
-            first = state.first_key_pts if state is not None else None
+            first = state.first_key_pts if state is not None and state.keys > 0 else None
             known = first is not None and tag is not None and tag.pts >= first
             if known and tag is not None:
                 height, width = (int(v) for v in frame.pixels.shape[:2])

@@ -7,6 +7,7 @@ import io
 import json
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -275,33 +276,50 @@ def test_a_node_with_worker_processes_delivers_every_cameras_evidence(scene: Pat
         update={"id": second, "scene": scene / "scene-2.yaml",
                 "calibration": scene / "cam-2.calib.yaml"}
     )  # fmt: skip
-    config = site(scene).model_copy(update={"cameras": [first, other], "processes": 2})
+    cameras = [c.model_copy(update={"loop": True}) for c in (first, other)]
+    config = site(scene).model_copy(update={"cameras": cameras, "processes": 2})
     out = io.StringIO()
     node = EdgeNode.from_config(config, model_version="yolov8n-coco-dynamic", violations_out=out)
     assert node._parts is not None
     public = node._parts.key.public_key()
 
     result: list[RunSummary] = []
-    runner = threading.Thread(target=lambda: result.append(node.run_live(threading.Event())))
+    stop = threading.Event()
+    runner = threading.Thread(target=lambda: result.append(node.run_live(stop)))
     runner.start()
-    try:
-        # Once both cameras run, a push (a live field) reaches each worker, which runs it.
-        while (workers := node.workers) is None or len(
-            {cam for _, counts in workers.progress() for cam in counts}
-        ) < 2:
-            assert runner.is_alive(), "the run ended before both cameras ran"
+
+    def until(done: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 120
+        while not done():
+            assert runner.is_alive(), f"the run ended before {what}"
+            assert time.monotonic() < deadline, f"never: {what}"
             time.sleep(0.1)
+
+    try:
+        until(lambda: node.workers is not None, "its workers started")
+        workers = node.workers
+        assert workers is not None
+        until(lambda: len({c for _, n in workers.progress() for c in n}) == 2, "both ran")
+        # A push (a live field) reaches each worker, which takes it.
         pushed = config.model_copy(
             update={"version": "v2",
                     "cameras": [c.model_copy(update={"place": "QL13 Km 22+400"})
                                 for c in config.cameras]}
         )  # fmt: skip
         node.reconfigure(pushed, node.prepare(pushed))
+        until(lambda: workers.config_versions() == ["v2", "v2"], "both took the push")
+        until(
+            lambda: (
+                {json.loads(line)["camera"] for line in out.getvalue().splitlines()}
+                == {CAMERA_ID, second}
+            ),
+            "both cameras' violations came",
+        )
     finally:
+        stop.set()
         runner.join(120)
     assert not runner.is_alive()
     [summary] = result
-    assert workers.config_versions() == ["v2", "v2"]
 
     assert multiprocessing.active_children() == []
     assert set(summary.frames_by_camera) == {CAMERA_ID, second}

@@ -233,3 +233,19 @@ def test_a_worker_that_ignores_the_stop_is_killed(caplog: pytest.LogCaptureFixtu
     messages = [r.getMessage() for r in caplog.records]
     assert "workers still running 0.5 s after the stop" in messages
     assert "worker 0 did not end; killing it" in messages
+
+
+def test_a_delivery_fault_stops_the_run_and_leaves_nothing_running() -> None:
+    """The outbox failing (a full disk): the error ends the run as in one process, and
+    every worker, pipe and thread is gone (checked by this module's and conftest's
+    fixtures), though what the workers still send may fail again on the way."""
+
+    def full_disk(packages: list[EvidencePackage], traffic: list[TrafficStats]) -> None:
+        raise OSError(28, "No space left on device")
+
+    subject = Workers(
+        site("steady-a", "steady-b"), generate_private_key(), "m@1", full_disk,
+        target=scripted, health_every_s=0.2, kill_after_s=2.0,
+    )  # fmt: skip
+    with pytest.raises(OSError, match="No space left on device"):
+        subject.run(threading.Event())

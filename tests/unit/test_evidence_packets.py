@@ -33,14 +33,22 @@ def demo_clip() -> Path:
 
 
 def filled(
-    clip: Path, *, every: int = 1, seconds: float = 600.0, max_bytes: int = 1 << 30
+    clip: Path,
+    *,
+    every: int = 1,
+    seconds: float = 600.0,
+    max_bytes: int = 1 << 30,
+    until: int | None = None,
 ) -> tuple[PacketRing, dict[int, GpuArray], float]:
-    """A ring with the clip's packets and every ``every``-th frame processed."""
+    """A ring with the clip's packets and every ``every``-th frame processed (up to the
+    packet of frame ``until``)."""
     packets, pictures, fps = read_stream(clip)
     ring = PacketRing("cam1", seconds=seconds, max_bytes=max_bytes)
     on_gpu: dict[int, GpuArray] = {}
     shown = sorted(pictures)
     for seq, (pts, data) in enumerate(packets):
+        if until is not None and seq > [p for p, _ in packets].index(until):
+            break
         ring.add_packet(SESSION, "h264", pts, data, T0 + seq / fps)
         # Frames come out of the decoder in display order, a little after their packets.
         while (
@@ -135,24 +143,48 @@ def test_time_stamps_that_start_over_drop_what_came_before(
     assert again.jpeg == encode_jpeg(pictures[5], 90)
 
 
-def test_a_ring_that_joins_a_stream_keeps_the_frames_before_its_keyframe_as_pictures() -> None:
+@pytest.mark.parametrize(
+    ("clip", "join", "key"),
+    [("hanoi", 10, 32), ("demo", 200, 250)],  # keyframes: every 32 frames; at 0 and 250
+)
+def test_a_ring_that_joins_a_stream_keeps_the_frames_before_its_keyframe_as_pictures(
+    clip: str, join: int, key: int
+) -> None:
     """A camera given a scene by a push while it runs: its ring gets the stream from the
     middle of a GOP, and the capture demuxes a few packets ahead of the frames processed."""
-    packets, pictures, fps = read_stream(hanoi_clip())
+    path = hanoi_clip() if clip == "hanoi" else demo_clip()
+    packets, pictures, fps = read_stream(path)
     ring = PacketRing("cam1", seconds=600.0, max_bytes=1 << 30)
-    start = [pts for pts, _ in packets].index(10)  # keyframes at time stamps 0, 32, 64, ...
-    for seq in range(start, start + 40):
+    order = [pts for pts, _ in packets]
+    last = key + 13
+    for seq in range(order.index(join), order.index(last) + 3):  # (B-frames: decode order)
         pts, data = packets[seq]
         ring.add_packet(SESSION, "h264", pts, data, T0 + seq / fps)
-    on_gpu = {p: GpuArray(pictures[p]) for p in range(10, 46)}
-    for p, pixels in on_gpu.items():  # processed once the keyframe at 32 had arrived
+    on_gpu = {p: GpuArray(pictures[p]) for p in range(join, last + 1)}
+    for p, pixels in on_gpu.items():  # processed once the keyframe had arrived
         mono = mono_of(p, fps)
         ring.push_frame(p, mono, AT0, Frame("cam1", p, mono, AT0, pixels, SourceTag(SESSION, p)))
-    got = ring.window(mono_of(10, fps) - 1e-3, mono_of(45, fps) + 1e-3)
-    assert [f.index for f in got] == list(range(10, 46))
+    got = ring.window(mono_of(join, fps) - 1e-3, mono_of(last, fps) + 1e-3)
+    assert [f.index for f in got] == list(range(join, last + 1))
     assert all(f.jpeg == encode_jpeg(pictures[f.index], 90) for f in got)
-    # Frames 10-31 came to the host for their pictures; 32 on are rebuilt from the stream.
-    assert [p for p, a in on_gpu.items() if a.copies_down] == list(range(10, 32))
+    # The frames before the keyframe came to the host for their pictures; the keyframe and
+    # those after it are rebuilt from the stream.
+    assert [p for p, a in on_gpu.items() if a.copies_down] == list(range(join, key))
+
+
+def test_frames_while_the_ring_holds_no_keyframe_are_kept_as_pictures() -> None:
+    """A GOP longer than the ring (here 32 frames against 20): once its keyframe has left,
+    the frames up to the next one could not be decoded from the ring, so they are kept as
+    pictures."""
+    fps = read_stream(hanoi_clip())[2]
+    ring, on_gpu, _ = filled(hanoi_clip(), seconds=20 / fps, until=63)
+    _, pictures, _ = read_stream(hanoi_clip())
+    got = ring.window(mono_of(52, fps) - 1e-3, mono_of(63, fps) + 1e-3)
+    assert [f.index for f in got] == list(range(52, 64))
+    assert all(f.jpeg == encode_jpeg(pictures[f.index], 90) for f in got)
+    # Without a keyframe held: frames 21-31 (the one at 0 gone), 52-63 (the one at 32).
+    copied = [p for p, a in on_gpu.items() if a.copies_down]
+    assert copied == [*range(21, 32), *range(52, 64)]
 
 
 def test_a_stream_without_a_keyframe_yet_keeps_its_frames_as_pictures() -> None:
