@@ -454,14 +454,13 @@ def _workers_trial(node: EdgeNode, streams: int, seconds: float) -> Trial:
     time.sleep(seconds)
     last = reported()
     run.end(400.0)
-    elapsed = seconds
     # A camera no worker reported on counts as none processed.
     processed = {cam.id: 0 for cam in node.config.cameras}
     for cam, (at, n) in last.items():
         if cam in first and at > first[cam][0]:
             # Each camera's rate over its worker's own window, as frames in ``seconds``.
             processed[cam] = round((n - first[cam][1]) * seconds / (at - first[cam][0]))
-    return Trial(streams, elapsed, processed, node.violations)
+    return Trial(streams, seconds, processed, node.violations)
 
 
 def search(run: Any, limit: int) -> tuple[Trial | None, list[Trial]]:

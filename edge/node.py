@@ -9,10 +9,11 @@ evidence packages stored in the outbox before anything is sent.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -358,22 +359,18 @@ class EdgeNode:
         self._build_pool = builders
         for camera in self.enforcement.values():
             camera.build_pool, camera.on_built = builders, self._note_built
-        if self.delivery is not None:
-            self.delivery.start()
-        try:
-            return pipeline.run(stop, [self.on_tracked, *sinks])
-        finally:
+        with self._delivering(drain_s):
             try:
-                self.finish()  # waits for the evidence being built
+                return pipeline.run(stop, [self.on_tracked, *sinks])
             finally:
-                # What is still being built was given up by finish (counted and logged).
-                builders.shutdown(wait=False, cancel_futures=True)
-                self._build_pool, self._streams = None, None
-                for camera in self.enforcement.values():
-                    camera.build_pool = None
-                if self.delivery is not None:
-                    self.delivery.drain(drain_s)
-                    self.delivery.stop()
+                try:
+                    self.finish()  # waits for the evidence being built
+                finally:
+                    # What is still being built was given up by finish (counted, logged).
+                    builders.shutdown(wait=False, cancel_futures=True)
+                    self._build_pool, self._streams = None, None
+                    for camera in self.enforcement.values():
+                        camera.build_pool = None
 
     def _run_workers(self, stop: threading.Event, drain_s: float) -> RunSummary:
         from edge.workers import Workers
@@ -386,14 +383,22 @@ class EdgeNode:
             # The workers enforce (this process built each camera's only to check them).
             self.enforcement, self._next, self._workers = {}, {}, workers
         self._readers = workers.health
-        if self.delivery is not None:
-            self.delivery.start()
-        try:
+        with self._delivering(drain_s):
             return workers.run(stop)
+
+    @contextlib.contextmanager
+    def _delivering(self, drain_s: float) -> Iterator[None]:
+        """Delivery runs during a live run; after it, the outbox gets up to ``drain_s`` to
+        empty itself."""
+        if self.delivery is None:
+            yield
+            return
+        self.delivery.start()
+        try:
+            yield
         finally:
-            if self.delivery is not None:
-                self.delivery.drain(drain_s)
-                self.delivery.stop()
+            self.delivery.drain(drain_s)
+            self.delivery.stop()
 
     def _note_built(self, _: object) -> None:
         self._built.set()  # from an evidence thread; the pipeline thread delivers

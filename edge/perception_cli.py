@@ -143,6 +143,7 @@ def _run_with(
     from edge.outputs import AnnotatedVideo, TrackLog
     from edge.pipeline import LivePipeline, Sink, TrackedFrame, check_sources
     from edge.sources import probe_file
+    from edge.workers import deal_cameras
 
     if args.source is None:
         assert config is not None
@@ -155,7 +156,7 @@ def _run_with(
         # node.config: the node's file, or the config central last pushed when it fits.
         if node.config.processes > 1:
             cameras = check_sources(node.config.cameras)  # refuses missing files first
-            processes = min(node.config.processes, len(cameras))
+            processes = len(deal_cameras(cameras, node.config.processes))
             plural = "es" if processes > 1 else ""
             print(
                 f"running {len(cameras)} camera(s) in {processes} worker process{plural},"

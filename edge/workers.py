@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
@@ -47,6 +47,9 @@ from edge.pipeline import RunSummary
 from roadwatch.contract import CameraHealth, CameraState, TrafficStats
 from roadwatch.errors import UserError
 from roadwatch.processes import die_with_parent
+
+if TYPE_CHECKING:
+    from edge.node import EdgeNode
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +320,7 @@ def _work(spec: WorkerSpec, sender: _Sender, control: Connection, stop: threadin
     sender.put(Ended(spec.index, summary, status()))
 
 
-def _reconfigure(node: Any, config: SiteConfig) -> None:
+def _reconfigure(node: EdgeNode, config: SiteConfig) -> None:
     try:
         node.reconfigure(config, node.prepare(config))
     except UserError as exc:  # the node checked it: only a file changed since can do this
@@ -405,7 +408,7 @@ class Workers:
         finally:
             self._shut_down()
         if (failure := self._failure) is not None:
-            cams = ", ".join(self._workers[failure.worker].cameras)
+            cams = ", ".join(self.cameras[failure.worker])
             message = f"worker {failure.worker} (cameras {cams}): {failure.message}"
             raise WorkerError(message, exit_code=2 if failure.user_error else 1)
         summaries = [w.summary for w in self._workers if w.summary is not None]
