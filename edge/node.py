@@ -24,9 +24,9 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from calibration.config import CalibrationFile
-from calibration.projector import RoadProjector, require_calibration
+from calibration.projector import require_calibration
 from calibration.store import load_calibration
-from edge.config import CameraConfig, SiteConfig
+from edge.config import SiteConfig
 from edge.config_apply import ConfigApplier, startup_config
 from edge.config_push import AppliedConfig
 from edge.delivery_config import EvidenceSettings
@@ -45,7 +45,7 @@ from edge.pipeline import (
     check_sources,
     process_file,
 )
-from edge.rules.scene import load_scene
+from edge.rules.scene import SceneConfig, load_scene
 from edge.sources import probe_file
 from roadwatch.contract import CameraHealth, PlateReading, TrafficStats, to_wire
 from roadwatch.contract.signing import generate_private_key
@@ -78,11 +78,44 @@ def packaged_plate_reader() -> PlateRead:
     return read
 
 
-def _projector(camera: CameraConfig, at: datetime) -> RoadProjector | None:
-    if camera.calibration is None:
-        return None
-    calibration: CalibrationFile = load_calibration(camera.calibration)
-    return require_calibration(calibration, camera.id, at)
+@dataclass(frozen=True)
+class CameraFiles:
+    """What a camera's enforcement reads from disk, read once: its scene, its calibration
+    and its reference view. Worker processes build from these, never from the files, so
+    every process runs exactly what the node checked, even if a file changes meanwhile."""
+
+    scene: SceneConfig
+    calibration: CalibrationFile | None = None
+    reference: ReferenceView | None = None
+
+
+def read_camera_files(config: SiteConfig) -> dict[str, CameraFiles]:
+    """The files of every enabled camera with a scene (UserError names one that cannot be
+    used)."""
+    out: dict[str, CameraFiles] = {}
+    for cam in config.cameras:
+        if cam.scene is None or not cam.enabled:
+            continue
+        scene = load_scene(cam.scene)
+        if scene.camera != cam.id:
+            raise UserError(
+                f"{cam.scene}: the scene is for camera {scene.camera!r}, not {cam.id!r}"
+            )
+        calibration = load_calibration(cam.calibration) if cam.calibration is not None else None
+        reference = None
+        if config.integrity.enabled and cam.reference_view is not None:
+            reference = _reference_view(cam.reference_view)
+        out[cam.id] = CameraFiles(scene, calibration, reference)
+    return out
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A configuration's enforcement per camera, built and checked, and the files it was
+    built from (see ``EdgeNode.prepare``)."""
+
+    enforcement: dict[str, CameraEnforcement]
+    files: dict[str, CameraFiles]
 
 
 @dataclass
@@ -116,6 +149,8 @@ class EdgeNode:
     _workers: Workers | None = None
     # On NVDEC: where each camera's capture hands its packets (the rings that keep them).
     _streams: dict[str, PacketSink] | None = None
+    # The files the configuration in force was built from (what workers build from).
+    files: dict[str, CameraFiles] = field(default_factory=dict)
 
     @classmethod
     def from_config(
@@ -151,10 +186,11 @@ class EdgeNode:
         if config.processes == 1:  # with workers, each reads its own cameras' plates
             read_plate = _plate_reader(config, read_plate)
         parts = _NodeParts(key=key, model_version=model_version, read_plate=read_plate)
-        enforcement = parts.enforcement(config, at)
-        if delivery is None and config.delivery is None and enforcement:
+        built = parts.enforcement(config, at)
+        if delivery is None and config.delivery is None and built.enforcement:
             log.warning("no delivery section: violations are logged and kept local only")
-        node = cls(config, enforcement, delivery, violations_out, _parts=parts)
+        node = cls(config, built.enforcement, delivery, violations_out, _parts=parts)
+        node.files = built.files
         health.node = node
         if delivery is not None and push_settings is not None and config_dir is not None:
             assert applied is not None
@@ -179,40 +215,49 @@ class EdgeNode:
         key: Ed25519PrivateKey,
         model_version: str,
         forward: Forward,
+        files: dict[str, CameraFiles],
         read_plate: PlateRead | None = None,
         now: datetime | None = None,
     ) -> EdgeNode:
         """The cameras of one worker process (``config`` holds only them; see
-        ``edge.workers``): enforcement as in the node, evidence signed with the node's
-        ``key``, and what it would deliver handed to ``forward`` instead."""
+        ``edge.workers``): enforcement as in the node, built from the ``files`` the node
+        read, evidence signed with the node's ``key``, and what it would deliver handed to
+        ``forward`` instead."""
         parts = _NodeParts(key, model_version, _plate_reader(config, read_plate))
-        enforcement = parts.enforcement(config, now or datetime.now(UTC))
-        return cls(config, enforcement, None, _parts=parts, forward=forward)
+        built = parts.enforcement(config, now or datetime.now(UTC), files)
+        node = cls(config, built.enforcement, None, _parts=parts, forward=forward)
+        node.files = built.files
+        return node
 
     # -- a new configuration ------------------------------------------------------------
 
     def prepare(
-        self, config: SiteConfig, *, now: datetime | None = None
-    ) -> dict[str, CameraEnforcement]:
-        """Each camera's enforcement under ``config``, built and checked (a scene or
-        calibration that cannot be used raises UserError; nothing changes)."""
+        self,
+        config: SiteConfig,
+        *,
+        now: datetime | None = None,
+        files: dict[str, CameraFiles] | None = None,
+    ) -> Prepared:
+        """Each camera's enforcement under ``config``, built and checked from its files (or
+        from ``files`` already read); a scene or calibration that cannot be used raises
+        UserError, and nothing changes."""
         if self._parts is None:
             raise RuntimeError("this node was not built by from_config")
         if config.processes == 1:
             self._parts.read_plate = _plate_reader(config, self._parts.read_plate)
-        return self._parts.enforcement(config, now or datetime.now(UTC))
+        return self._parts.enforcement(config, now or datetime.now(UTC), files)
 
-    def reconfigure(self, config: SiteConfig, built: dict[str, CameraEnforcement]) -> None:
+    def reconfigure(self, config: SiteConfig, built: Prepared) -> None:
         """Take ``config`` without a restart (``built`` from ``prepare``): each camera
         switches to its new enforcement at its next frame. Only the live fields may
         differ from the running configuration (see ``edge.config_push``)."""
         with self._lock:
-            self.config = config
+            self.config, self.files = config, built.files
             if self._workers is not None:  # each worker builds and switches its own
-                self._workers.reconfigure(config)
+                self._workers.reconfigure(config, built.files)
             else:
                 for cam in config.cameras:
-                    self._next[cam.id] = built.get(cam.id)
+                    self._next[cam.id] = built.enforcement.get(cam.id)
         log.info("config %s taken; each camera switches at its next frame", config.version)
 
     def _switch(self, camera: str) -> None:
@@ -378,7 +423,9 @@ class EdgeNode:
         if self._parts is None:
             raise RuntimeError("this node was not built by from_config")
         check_sources(self.config.cameras)
-        workers = Workers(self.config, self._parts.key, self._parts.model_version, self._deliver)
+        workers = Workers(
+            self.config, self._parts.key, self._parts.model_version, self._deliver, self.files
+        )
         with self._lock:
             # The workers enforce (this process built each camera's only to check them).
             self.enforcement, self._next, self._workers = {}, {}, workers
@@ -462,32 +509,39 @@ class _NodeParts:
     model_version: str
     read_plate: PlateRead | None
 
-    def enforcement(self, config: SiteConfig, at: datetime) -> dict[str, CameraEnforcement]:
-        """Enforcement for every enabled camera with a scene, checked before any is used."""
+    def enforcement(
+        self, config: SiteConfig, at: datetime, files: dict[str, CameraFiles] | None = None
+    ) -> Prepared:
+        """Enforcement for every enabled camera with a scene, checked before any is used;
+        built from ``files`` where given, else from the files the configuration names."""
         settings = config.delivery.evidence if config.delivery else None
+        if files is None:
+            files = read_camera_files(config)
         out: dict[str, CameraEnforcement] = {}
         for cam in config.cameras:
             if cam.scene is None or not cam.enabled:
                 continue
-            scene = load_scene(cam.scene)
-            if scene.camera != cam.id:
-                raise UserError(
-                    f"{cam.scene}: the scene is for camera {scene.camera!r}, not {cam.id!r}"
-                )
+            if cam.id not in files:
+                raise ValueError(f"no files were read for camera {cam.id}")
+            read = files[cam.id]
             ring = camera_ring(FrameRing, cam.id, settings)
             builder = EvidenceBuilder(self.key, jpeg_quality=ring.jpeg_quality)
             bounds = IntegrityBounds(
                 max_shift_px=config.integrity.max_shift_px, inertia=config.integrity.inertia
             )
             guard = None
-            if config.integrity.enabled and cam.reference_view is not None:
-                guard = _guard(cam.reference_view, bounds)
+            if config.integrity.enabled and read.reference is not None:
+                guard = IntegrityGuard(read.reference, bounds)
             out[cam.id] = CameraEnforcement(
                 site=config.site,
                 node=config.node,
                 camera=cam.id,
-                scene=scene,
-                projector=_projector(cam, at),
+                scene=read.scene,
+                projector=(
+                    require_calibration(read.calibration, cam.id, at)
+                    if read.calibration is not None
+                    else None
+                ),
                 ring=ring,
                 builder=builder,
                 model_version=self.model_version,
@@ -500,7 +554,7 @@ class _NodeParts:
                 frame_offset_s=settings.frame_offset_s if settings else 1.0,
                 clip_half_s=settings.clip_half_s if settings else 3.0,
             )
-        return out
+        return Prepared(out, {c: files[c] for c in out})
 
 
 Ring = TypeVar("Ring", FrameRing, PacketRing)
@@ -526,13 +580,13 @@ class _HealthSource:
         return self.node.health() if self.node is not None else ()
 
 
-def _guard(path: Path, bounds: IntegrityBounds) -> IntegrityGuard:
+def _reference_view(path: Path) -> ReferenceView:
     import cv2
 
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise UserError(f"cannot read the reference view {path}")
     try:
-        return IntegrityGuard(ReferenceView.from_frame(np.asarray(image, np.uint8)), bounds)
+        return ReferenceView.from_frame(np.asarray(image, np.uint8))
     except ValueError as exc:
         raise UserError(f"reference view {path}: {exc}") from exc

@@ -11,12 +11,13 @@ node stores, publishes and reports them as it does its own.
 
 - Cameras are dealt by frame rate, the busiest first, each to the least loaded worker.
 - A config push is checked by the node, then handed to every worker (its own cameras
-  only); each camera switches at its next frame, as in one process.
+  only) with the scenes, calibrations and reference views the node read to check it;
+  each camera switches at its next frame, as in one process.
 - A worker that dies (killed for memory, a crash in a driver) is started again, at once
   or, after a quick death, after a growing wait; its cameras show ``down`` meanwhile, and
   the evidence it was building is lost. One that dies soon after its start
   ``crash_limit`` times in a row stops the node, as does a worker's error (a missing
-  model, an unreadable scene), with the worker's own message.
+  model, NVDEC without PyNvVideoCodec), with the worker's own message.
 - Stopping the node stops every worker, which finishes its evidence first; a worker still
   running ``stop_wait_s`` later is terminated, then killed.
 """
@@ -49,7 +50,7 @@ from roadwatch.errors import UserError
 from roadwatch.processes import die_with_parent
 
 if TYPE_CHECKING:
-    from edge.node import EdgeNode
+    from edge.node import CameraFiles, EdgeNode
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,10 @@ def worker_config(
     return config.model_copy(update={"cameras": chosen, "processes": 1, "detector": detector})
 
 
+def _files_of(files: dict[str, CameraFiles], cameras: Sequence[str]) -> dict[str, CameraFiles]:
+    return {c: files[c] for c in cameras if c in files}
+
+
 def merge_summaries(summaries: Sequence[RunSummary], seconds: float) -> RunSummary:
     """The workers' run summaries as one (track ids are the workers' own, so each
     worker's tracks count apart)."""
@@ -128,6 +133,7 @@ def merge_summaries(summaries: Sequence[RunSummary], seconds: float) -> RunSumma
 class WorkerSpec:
     index: int
     config: SiteConfig  # the worker's cameras only
+    files: dict[str, CameraFiles]  # their scenes, calibrations and reference views
     key: bytes  # the node key (raw Ed25519): the worker signs evidence as the node
     model_version: str
     parent_pid: int  # the node's process
@@ -170,6 +176,7 @@ class Failed:
 @dataclass(frozen=True)
 class Reconfigure:
     config: SiteConfig  # the worker's cameras only
+    files: dict[str, CameraFiles]  # as the node read them when it checked the config
 
 
 Message = Output | Status | Ended | Failed
@@ -273,6 +280,7 @@ def _work(spec: WorkerSpec, sender: _Sender, control: Connection, stop: threadin
         key=Ed25519PrivateKey.from_private_bytes(spec.key),
         model_version=spec.model_version,
         forward=lambda packages, traffic: sender.put(Output(spec.index, packages, traffic)),
+        files=spec.files,
     )
     pipeline = LivePipeline(config)
 
@@ -303,7 +311,7 @@ def _work(spec: WorkerSpec, sender: _Sender, control: Connection, stop: threadin
                 if message == STOP:
                     stop.set()
                 elif isinstance(message, Reconfigure):
-                    _reconfigure(node, message.config)
+                    _reconfigure(node, message)
                 if time.monotonic() >= next_status:
                     sender.offer(status())
                     next_status = time.monotonic() + spec.health_every_s
@@ -320,11 +328,13 @@ def _work(spec: WorkerSpec, sender: _Sender, control: Connection, stop: threadin
     sender.put(Ended(spec.index, summary, status()))
 
 
-def _reconfigure(node: EdgeNode, config: SiteConfig) -> None:
+def _reconfigure(node: EdgeNode, message: Reconfigure) -> None:
+    # Built from the files the node read and checked: nothing on disk is read again, so
+    # what the node took, every worker takes.
     try:
-        node.reconfigure(config, node.prepare(config))
-    except UserError as exc:  # the node checked it: only a file changed since can do this
-        log.error("config %s not taken: %s", config.version, exc)
+        node.reconfigure(message.config, node.prepare(message.config, files=message.files))
+    except UserError as exc:
+        log.error("config %s not taken: %s", message.config.version, exc)
 
 
 # -- in the node -------------------------------------------------------------------------
@@ -364,6 +374,9 @@ class Workers:
     key: Ed25519PrivateKey
     model_version: str
     deliver: Deliver
+    # The cameras' files as the node read them (``EdgeNode.files``): workers build from
+    # these, so a file changed on disk after the node's check reaches none of them.
+    files: dict[str, CameraFiles]
     target: Callable[[WorkerSpec, Connection, Connection], None] = run_worker
     stop_wait_s: float = STOP_WAIT_S
     health_every_s: float = HEALTH_EVERY_S
@@ -458,22 +471,23 @@ class Workers:
         with self._lock:
             return [w.status.config_version if w.status else "" for w in self._workers]
 
-    def reconfigure(self, config: SiteConfig) -> None:
-        """A checked new configuration to every worker (each gets its own cameras'); a
-        worker started later starts with it."""
+    def reconfigure(self, config: SiteConfig, files: dict[str, CameraFiles]) -> None:
+        """A checked new configuration, and the files the node checked it with, to every
+        worker (each gets its own cameras'); a worker started later starts with it."""
         with self._lock:
-            self.config = config
+            self.config, self.files = config, files
             for worker in self._workers:
-                self._tell(worker, Reconfigure(worker_config(config, worker.cameras)))
+                self._tell(worker, self._reconfigure_message(worker))
 
     # -- the node's thread -------------------------------------------------------------
 
     def _start(self, worker: _Worker) -> None:
         with self._lock:
-            config = self.config
+            config, files = self.config, self.files
         spec = WorkerSpec(
             index=worker.index,
             config=worker_config(config, worker.cameras),
+            files=_files_of(files, worker.cameras),
             key=self.key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()),
             model_version=self.model_version,
             parent_pid=os.getpid(),
@@ -497,9 +511,14 @@ class Workers:
             worker.process, worker.output, worker.control = process, output, sender
             worker.started, worker.restart_at = time.monotonic(), None
             if self.config is not config:  # a push came while it started
-                self._tell(worker, Reconfigure(worker_config(self.config, worker.cameras)))
+                self._tell(worker, self._reconfigure_message(worker))
         log.info("worker %d (pid %s): cameras %s", worker.index, process.pid,
                  ", ".join(worker.cameras))  # fmt: skip
+
+    def _reconfigure_message(self, worker: _Worker) -> Reconfigure:
+        return Reconfigure(
+            worker_config(self.config, worker.cameras), _files_of(self.files, worker.cameras)
+        )
 
     def _tell(self, worker: _Worker, message: Reconfigure | str) -> None:
         """Never waits: a worker busy loading its model reads its messages later."""

@@ -7,8 +7,9 @@ Each camera id names what its worker does:
 - ``crash<N>-…``: exits with status 3 at its first N starts (counted in ``$SCRIPT_DIR``);
 - ``fails-…``: fails with a user error;
 - ``deaf-…``: reports its health, then ignores stop and SIGTERM (it is killed).
-A worker answers a new configuration with a health report whose reason is its version,
-and reports the per-class thresholds it got as its cameras' frame counts.
+A worker answers a new configuration with a health report whose reason is its version
+and the cameras whose files came with it (the scenes' own camera ids), and reports the
+per-class thresholds it got as its cameras' frame counts.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def scripted(spec: WorkerSpec, out: Connection, control: Connection) -> None:
         if message == STOP:
             break
         if isinstance(message, Reconfigure):
-            reason = f"config {message.config.version}"
+            scenes = ",".join(sorted(f.scene.camera for f in message.files.values()))
+            reason = f"config {message.config.version} files {scenes}"
             report()
     thresholds = len(config.detector.class_confidence)  # the config came through whole
     summary = RunSummary(frames=10 * len(ids), frames_by_camera={i: 10 + thresholds for i in ids})

@@ -259,8 +259,9 @@ def test_evidence_is_built_beside_the_frames_not_between_them(
 
 def test_a_node_with_worker_processes_delivers_every_cameras_evidence(scene: Path) -> None:
     """Two cameras on the scene, each in a worker process of its own (a node with
-    ``processes: 2``): the node's process receives, writes and counts what they find, and
-    the evidence carries the node's signature."""
+    ``processes: 2``): a push reaches both, built from the files the node checked; the
+    node's process receives, writes and counts what they find, and the evidence carries
+    the node's signature."""
     import multiprocessing
 
     import yaml
@@ -309,7 +310,12 @@ def test_a_node_with_worker_processes_delivers_every_cameras_evidence(scene: Pat
                     "cameras": [c.model_copy(update={"place": "QL13 Km 22+400"})
                                 for c in config.cameras]}
         )  # fmt: skip
-        node.reconfigure(pushed, node.prepare(pushed))
+        built = node.prepare(pushed)
+        # A file changed on disk after the node's check reaches no worker: the workers
+        # build from what the node read and checked.
+        (scene / "scene-2.yaml").unlink()
+        (scene / "cam-2.calib.yaml").write_text("not: a calibration\n")
+        node.reconfigure(pushed, built)
         until(lambda: workers.config_versions() == ["v2", "v2"], "both took the push")
         until(
             lambda: (

@@ -16,10 +16,12 @@ import pytest
 from edge.config import SiteConfig, parse_site_config
 from edge.detections import ObjectClass
 from edge.evidence.package import EvidencePackage
+from edge.node import CameraFiles
 from edge.pipeline import RunSummary
 from edge.workers import WorkerError, Workers, deal_cameras, merge_summaries, worker_config
 from roadwatch.contract import CameraState, TrafficStats
 from roadwatch.contract.signing import generate_private_key
+from tests.rules_tracks import scene_config
 from tests.scripted_workers import scripted
 
 
@@ -102,7 +104,7 @@ def script_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 
 def workers(config: SiteConfig, delivered: Delivered, **options: Any) -> Workers:
     return Workers(
-        config, generate_private_key(), "m@1", delivered, target=scripted,
+        config, generate_private_key(), "m@1", delivered, {}, target=scripted,
         health_every_s=0.2, **options,
     )  # fmt: skip
 
@@ -156,9 +158,13 @@ def test_workers_run_their_cameras_take_a_push_and_stop() -> None:
     )
     assert subject.violations == 3 and subject.packages == 3  # one per camera, in script
 
-    subject.reconfigure(config.model_copy(update={"version": "v2"}))
+    # The files the node read travel with the push, each worker getting its cameras'.
+    files = {c: CameraFiles(scene_config(camera=c)) for c in ("steady-a", "steady-b")}
+    subject.reconfigure(config.model_copy(update={"version": "v2"}), files)
+    took = {"steady-a": "config v2 files steady-a", "steady-b": "config v2 files steady-b",
+            "steady-c": "config v2 files steady-a"}  # fmt: skip
     running.until(
-        lambda: {r for _, r in states(subject).values()} == {"config v2"}, "each took the push"
+        lambda: {c: r for c, (_, r) in states(subject).items()} == took, "each took the push"
     )
     assert len(subject.health()) == 3  # each camera from its own worker only
     summary = running.end()
@@ -244,7 +250,7 @@ def test_a_delivery_fault_stops_the_run_and_leaves_nothing_running() -> None:
         raise OSError(28, "No space left on device")
 
     subject = Workers(
-        site("steady-a", "steady-b"), generate_private_key(), "m@1", full_disk,
+        site("steady-a", "steady-b"), generate_private_key(), "m@1", full_disk, {},
         target=scripted, health_every_s=0.2, kill_after_s=2.0,
     )  # fmt: skip
     with pytest.raises(OSError, match="No space left on device"):
