@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 from edge.device_batch import BackendError, cuda_backend
-from edge.evidence.packets import Codec
+from edge.evidence.packets import KEY_NALS, PARAM_NALS, Codec, nal_units
 from edge.sources import (
     Capture,
     Image,
@@ -42,6 +42,9 @@ Decoder = Literal["auto", "opencv", "nvdec"]
 _END = object()  # the source ended or failed
 _CORRUPT = object()  # the decoder refused a packet
 REFUSALS_BEFORE_FAILURE = 30
+# Whole GOPs a decoder is given to show its first picture: one that shows none by the
+# keyframe after them cannot start on the stream (see ``_StartCheck``).
+GOPS_BEFORE_FAILURE = 2
 _SESSIONS = itertools.count(1)
 
 
@@ -61,6 +64,38 @@ def _codec_name(codec_id: Any) -> Codec | None:
     if "HEVC" in name or "H265" in name:
         return "hevc"
     return None
+
+
+class _StartCheck:
+    """The keyframes and parameter sets of a stream before its first picture: a decoder
+    that has had ``GOPS_BEFORE_FAILURE`` whole GOPs and shows nothing cannot start on it.
+
+    That is how NVDEC meets an H.264 or HEVC camera that sends its parameter sets only in
+    the RTSP SDP: PyNvVideoCodec's demuxer passes them to the decoder only for MP4, MOV,
+    FLV and Matroska sources, and NVDEC's parser skips every picture it has no SPS for,
+    without an error."""
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+        self.keys = 0
+        self.params = False
+
+    def cannot_start(self, data: bytes) -> str | None:
+        """Why the decoder cannot start, given the next packet (None: it may yet)."""
+        kinds = {kind for kind, _ in nal_units(data, self.codec)}
+        self.params = self.params or bool(kinds & PARAM_NALS[self.codec])
+        if not kinds & KEY_NALS[self.codec]:
+            return None
+        self.keys += 1
+        if self.keys <= GOPS_BEFORE_FAILURE:
+            return None
+        why = f"NVDEC decoded no picture from the stream's first {GOPS_BEFORE_FAILURE} GOPs"
+        if self.params:
+            return why
+        return (
+            f"{why}, which came without parameter sets (a camera that sends them only in "
+            "the RTSP SDP, which PyNvVideoCodec's demuxer does not pass to the decoder)"
+        )
 
 
 class NvdecUnavailableError(SourceError):
@@ -139,6 +174,9 @@ class NvdecCapture:
         self._produced = 0  # frames the thread decoded
         self._settled = threading.Event()  # the first frame is decoded, or the thread ended
         self.error: str | None = None  # why the source stopped, when it failed
+        # Why NVDEC cannot decode this source (set with ``error``): the decoder refused
+        # its first packets, or showed no picture from whole GOPs.
+        self.undecodable: str | None = None
         self._thread = threading.Thread(target=self._run, name=f"nvdec {shown}", daemon=True)
         self._thread.start()
         if not self._opened.wait(open_timeout_s):
@@ -194,12 +232,19 @@ class NvdecCapture:
     def _decode(self, demuxer: Any, decoder: Any) -> None:
         refused = 0
         sink = self._packets
-        codec = _codec_name(demuxer.GetNvCodecId()) if sink is not None else None
+        codec = _codec_name(demuxer.GetNvCodecId())
+        start = _StartCheck(codec) if codec is not None else None
         for packet in demuxer:  # the last, empty packet flushes the decoder
-            if sink is not None and codec is not None and packet.bsl > 0:
+            data = b""
+            if codec is not None and packet.bsl > 0 and (sink is not None or not self._produced):
                 # Copied now: the demuxer reuses the packet's memory for the next one.
                 data = ctypes.string_at(packet.bsl_data, packet.bsl)
+            if data and sink is not None and codec is not None:
                 sink.add_packet(self.session, codec, int(packet.pts), data, time.monotonic())
+            starting = start if data and not self._produced else None
+            if starting is not None and (why := starting.cannot_start(data)) is not None:
+                self.error = self.undecodable = why
+                return
             try:
                 decoded = decoder.Decode(packet)
             except Exception as exc:  # a packet the decoder cannot take
@@ -208,6 +253,7 @@ class NvdecCapture:
                 if not self._produced:  # counted, not handed out: is the stream usable?
                     if refused >= REFUSALS_BEFORE_FAILURE:
                         self.error = f"the decoder refused the first {refused} packets: {exc}"
+                        self.undecodable = self.error
                         return
                     continue
                 if not self._put(_CORRUPT):
@@ -355,17 +401,24 @@ class NvdecSessions:
 
 class AutoOpener:
     """NVDEC for every camera, except one NVDEC cannot serve: a source that NVDEC cannot
-    open but OpenCV can, or whose NVDEC capture ends before its first frame (a codec or
-    profile NVDEC lacks, say), is opened with OpenCV from then on (logged once)."""
+    open but OpenCV can, whose NVDEC capture ends before its first frame (a codec or
+    profile NVDEC lacks, say), or whose last NVDEC capture found that NVDEC cannot decode
+    it (no picture from whole GOPs, however long they took), is opened with OpenCV from
+    then on (logged once)."""
 
     def __init__(self, nvdec: Callable[[str, float, PacketSink | None], NvdecCapture]) -> None:
         self._nvdec = nvdec
         self.on_cpu: dict[str, str] = {}  # url -> why it left NVDEC
+        self._last: dict[str, NvdecCapture] = {}  # url -> its last NVDEC capture
         self._lock = threading.Lock()
 
     def __call__(
         self, url: str, stall_timeout_s: float, packets: PacketSink | None = None
     ) -> Capture:
+        with self._lock:
+            last = self._last.pop(url, None)
+        if last is not None and last.undecodable is not None:
+            self._to_cpu(url, last.undecodable)
         with self._lock:
             on_cpu = url in self.on_cpu
         if on_cpu:
@@ -380,6 +433,8 @@ class AutoOpener:
             return fallback
         failure = cap.failed_before_first_frame(min(stall_timeout_s, 10.0))
         if failure is None:
+            with self._lock:
+                self._last[url] = cap
             return cap
         cap.release()
         fallback = open_opencv(url, stall_timeout_s)

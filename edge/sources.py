@@ -467,7 +467,11 @@ class CameraReader:
                     elif now - started >= self.stall_timeout_s * 0.9:
                         state, reason = CameraState.STALLED, "no frame within the stall timeout"
                     else:
-                        state, reason = CameraState.DOWN, "stream failed"
+                        why = getattr(cap, "error", None)  # a capture that knows (NVDEC)
+                        state, reason = (
+                            CameraState.DOWN,
+                            f"stream failed: {why}" if why else "stream failed",
+                        )
                     cap = self._drop(cap, state, reason)
                     failures = 0 if not is_stream(self.url) else 1
                     if failures:

@@ -5,7 +5,9 @@
 down as it would from a GPU. ``StreamNvc`` plays PyNvVideoCodec on a real clip: its
 demuxer hands out the clip's real H.264 packets (Annex B, with their presentation time
 stamps, as FFmpeg demuxes them), and its decoder gives the pictures FFmpeg decodes, in
-display order, as RGB surfaces with their time stamps.
+display order, as RGB surfaces with their time stamps. ``StreamNvc(sdp_only=True)`` plays
+a camera that sends its parameter sets only in the RTSP SDP: the packets come without
+them, and the decoder, like NVDEC's parser, shows no picture it has no SPS and PPS for.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +24,8 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
+
+from edge.evidence.packets import nal_units
 
 Image = npt.NDArray[np.uint8]
 
@@ -96,6 +101,11 @@ def read_stream(path: Path) -> tuple[tuple[tuple[int, bytes], ...], dict[int, Im
     return tuple(packets), pictures, fps
 
 
+def without_parameter_sets(data: bytes) -> bytes:
+    """An H.264 packet (Annex B) without its SPS and PPS units."""
+    return b"".join(bytes(unit) for kind, unit in nal_units(data, "h264") if kind not in (7, 8))
+
+
 class StreamPacket:
     """Like PyNvVideoCodec's PacketData: ``bsl_data`` points at ``bsl`` bytes."""
 
@@ -123,16 +133,22 @@ class StreamPicture:
 
 
 class StreamDecoder:
-    """Gives each picture once every packet up to it in display order has come."""
+    """Gives each picture once every packet up to it in display order has come, from the
+    first packet that brought an SPS and a PPS on."""
 
     def __init__(self, pictures: dict[int, Image]) -> None:
         self._pictures = pictures
         self._order = sorted(pictures)
         self._next = 0
         self._received: set[int] = set()
+        self._params: set[int] = set()
 
     def Decode(self, packet: StreamPacket) -> list[StreamPicture]:  # noqa: N802
         if packet.bsl:
+            data = ctypes.string_at(packet.bsl_data, packet.bsl)
+            self._params |= {kind for kind, _ in nal_units(data, "h264")} & {7, 8}
+            if self._params != {7, 8}:
+                return []  # skipped, without an error
             self._received.add(packet.pts)
         flush = packet.bsl == 0
         out = []
@@ -147,11 +163,21 @@ class StreamDecoder:
 
 
 class StreamDemuxer:
-    def __init__(self, packets: tuple[tuple[int, bytes], ...], fps: float) -> None:
+    def __init__(
+        self,
+        packets: tuple[tuple[int, bytes], ...],
+        fps: float,
+        sdp_only: bool = False,
+        hold_s: float = 0.0,
+    ) -> None:
         self._packets, self._fps = packets, fps  # the rate a file is played back at
+        self._sdp_only, self._hold_s = sdp_only, hold_s
 
     def __iter__(self) -> Iterator[StreamPacket]:
+        time.sleep(self._hold_s)  # a stream slow to send its first packet
         for pts, data in self._packets:
+            if self._sdp_only:
+                data = without_parameter_sets(data)
             yield StreamPacket(data, pts)
         yield StreamPacket(b"", 0)  # the empty packet that flushes the decoder
 
@@ -168,15 +194,17 @@ class StreamNvc:
     OutputColorType = SimpleNamespace(RGB="rgb", NATIVE="native")
     DisplayDecodeLatencyType = SimpleNamespace(LOW="low", NATIVE="native")
 
-    def __init__(self, pace: float = 1.0) -> None:
-        """``pace``: the share of its own frame rate a clip is played back at."""
+    def __init__(self, pace: float = 1.0, *, sdp_only: bool = False, hold_s: float = 0.0) -> None:
+        """``pace``: the share of its own frame rate a clip is played back at; ``hold_s``:
+        how long the demuxer waits before its first packet."""
         self._clip = threading.local()  # each capture thread opens a demuxer, then a decoder
         self.pace = pace
+        self.sdp_only, self.hold_s = sdp_only, hold_s
 
     def CreateDemuxer(self, filename: str) -> StreamDemuxer:  # noqa: N802
         packets, pictures, fps = read_stream(Path(filename))
         self._clip.pictures = pictures
-        return StreamDemuxer(packets, fps * self.pace)
+        return StreamDemuxer(packets, fps * self.pace, self.sdp_only, self.hold_s)
 
     def CreateDecoder(self, **kwargs: Any) -> StreamDecoder:  # noqa: N802
         return StreamDecoder(self._clip.pictures)

@@ -44,7 +44,7 @@ from edge.sources import (
     valid_image,
 )
 from tests.edge_support import hanoi_clip, read_image, require_model, shared_detector
-from tests.nvdec_standin import FAKE_XP, GpuArray
+from tests.nvdec_standin import FAKE_XP, GpuArray, StreamNvc
 
 Image = npt.NDArray[np.uint8]
 
@@ -84,7 +84,7 @@ class FakeDemuxer:
         yield None
 
     def GetNvCodecId(self) -> str:  # noqa: N802
-        return "h264"
+        return "cudaVideoCodec.VP9"  # its packets are opaque: nothing parses them
 
     def FrameRate(self) -> float:  # noqa: N802
         return 25.0
@@ -451,6 +451,67 @@ def test_auto_keeps_nvdec_for_a_stream_that_dropped_after_frames(
     again = opener(clip, 5.0)
     assert isinstance(again, NvdecCapture) and not opener.on_cpu
     again.release()
+
+
+def test_a_stream_without_parameter_sets_of_its_own_fails_the_nvdec_capture() -> None:
+    """A camera that sends its SPS and PPS only in the RTSP SDP: the decoder skips every
+    picture without an error, so the capture tells after two whole GOPs, and why."""
+    clip = str(hanoi_clip())  # a keyframe every 32 packets
+    cap = NvdecCapture(clip, nvc=StreamNvc(sdp_only=True), xp=FAKE_XP)
+    assert read_all(cap) == []
+    assert cap.undecodable is not None and cap.error == cap.undecodable
+    assert "no picture from the stream's first 2 GOPs" in cap.undecodable
+    assert "without parameter sets" in cap.undecodable
+    assert cap.failed_before_first_frame(1.0) == cap.undecodable
+    cap.release()
+    # The same stream with its parameter sets decodes as ever.
+    whole = NvdecCapture(clip, nvc=StreamNvc(), xp=FAKE_XP)
+    assert len(read_all(whole)) == 384 and whole.undecodable is None
+    whole.release()
+
+
+def test_a_camera_on_nvdec_only_says_why_its_stream_failed() -> None:
+    reader = CameraReader(
+        "cam1",
+        "rtsp://10.0.0.9/stream",
+        capture=lambda url: NvdecCapture(
+            str(hanoi_clip()), nvc=StreamNvc(sdp_only=True), xp=FAKE_XP
+        ),
+    )
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while "without parameter sets" not in reader.health().reason:
+            assert time.monotonic() < deadline, reader.health()
+            time.sleep(0.05)
+    finally:
+        assert reader.stop(timeout_s=10.0)
+    assert reader.health().reason.startswith("stream failed: NVDEC decoded no picture")
+
+
+def test_auto_sends_a_source_nvdec_cannot_start_on_to_opencv(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whether the capture finds out within the first-frame wait at the open, or only
+    later (long GOPs, a short wait): the next open is OpenCV's, logged once."""
+    clip = str(hanoi_clip())
+    opener = _auto(monkeypatch, StreamNvc(sdp_only=True))
+    first = opener(clip, 5.0)
+    assert isinstance(first, OpenCvCapture) and "without parameter sets" in opener.on_cpu[clip]
+    first.release()
+
+    later = _auto(monkeypatch, StreamNvc(sdp_only=True, hold_s=0.3))
+    caplog.clear()
+    nvdec_first = later(clip, 0.2)  # its first-frame wait ends before two GOPs came
+    assert isinstance(nvdec_first, NvdecCapture) and not later.on_cpu
+    why = nvdec_first.failed_before_first_frame(10.0)  # it finds out later
+    assert why is not None and why == nvdec_first.undecodable
+    nvdec_first.release()
+    then = later(clip, 0.2)  # the reader reconnects: no NVDEC capture is tried again
+    assert isinstance(then, OpenCvCapture) and "without parameter sets" in later.on_cpu[clip]
+    assert then.read()[0]  # OpenCV decodes it (its FFmpeg reads the parameter sets)
+    then.release()
+    assert caplog.text.count("decoding on the CPU (OpenCV)") == 1
 
 
 def test_passwords_in_source_urls_are_not_reported() -> None:
