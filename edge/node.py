@@ -24,7 +24,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from calibration.config import CalibrationFile
-from calibration.projector import require_calibration
+from calibration.projector import RoadProjector, require_calibration
 from calibration.store import load_calibration
 from edge.config import SiteConfig
 from edge.config_apply import ConfigApplier, startup_config
@@ -80,18 +80,20 @@ def packaged_plate_reader() -> PlateRead:
 
 @dataclass(frozen=True)
 class CameraFiles:
-    """What a camera's enforcement reads from disk, read once: its scene, its calibration
-    and its reference view. Worker processes build from these, never from the files, so
-    every process runs exactly what the node checked, even if a file changes meanwhile."""
+    """What a camera's enforcement takes from its files, read and checked once: its
+    scene, the projector of its calibration (checked valid when the node read it) and its
+    reference view. Worker processes build from these, never from the files or the clock,
+    so every process runs exactly what the node checked, even if a file changes or a
+    calibration expires meanwhile (as a camera in the node's own process runs on)."""
 
     scene: SceneConfig
-    calibration: CalibrationFile | None = None
+    projector: RoadProjector | None = None
     reference: ReferenceView | None = None
 
 
-def read_camera_files(config: SiteConfig) -> dict[str, CameraFiles]:
-    """The files of every enabled camera with a scene (UserError names one that cannot be
-    used)."""
+def read_camera_files(config: SiteConfig, at: datetime) -> dict[str, CameraFiles]:
+    """The files of every enabled camera with a scene, calibrations checked valid at
+    ``at`` (UserError names one that cannot be used)."""
     out: dict[str, CameraFiles] = {}
     for cam in config.cameras:
         if cam.scene is None or not cam.enabled:
@@ -101,11 +103,14 @@ def read_camera_files(config: SiteConfig) -> dict[str, CameraFiles]:
             raise UserError(
                 f"{cam.scene}: the scene is for camera {scene.camera!r}, not {cam.id!r}"
             )
-        calibration = load_calibration(cam.calibration) if cam.calibration is not None else None
+        projector = None
+        if cam.calibration is not None:
+            calibration: CalibrationFile = load_calibration(cam.calibration)
+            projector = require_calibration(calibration, cam.id, at)
         reference = None
         if config.integrity.enabled and cam.reference_view is not None:
             reference = _reference_view(cam.reference_view)
-        out[cam.id] = CameraFiles(scene, calibration, reference)
+        out[cam.id] = CameraFiles(scene, projector, reference)
     return out
 
 
@@ -423,10 +428,11 @@ class EdgeNode:
         if self._parts is None:
             raise RuntimeError("this node was not built by from_config")
         check_sources(self.config.cameras)
-        workers = Workers(
-            self.config, self._parts.key, self._parts.model_version, self._deliver, self.files
-        )
-        with self._lock:
+        with self._lock:  # a push now reaches the workers, never the configuration before
+            workers = Workers(
+                self.config, self._parts.key, self._parts.model_version, self._deliver,
+                self.files,
+            )  # fmt: skip
             # The workers enforce (this process built each camera's only to check them).
             self.enforcement, self._next, self._workers = {}, {}, workers
         self._readers = workers.health
@@ -516,7 +522,7 @@ class _NodeParts:
         built from ``files`` where given, else from the files the configuration names."""
         settings = config.delivery.evidence if config.delivery else None
         if files is None:
-            files = read_camera_files(config)
+            files = read_camera_files(config, at)
         out: dict[str, CameraEnforcement] = {}
         for cam in config.cameras:
             if cam.scene is None or not cam.enabled:
@@ -537,11 +543,7 @@ class _NodeParts:
                 node=config.node,
                 camera=cam.id,
                 scene=read.scene,
-                projector=(
-                    require_calibration(read.calibration, cam.id, at)
-                    if read.calibration is not None
-                    else None
-                ),
+                projector=read.projector,
                 ring=ring,
                 builder=builder,
                 model_version=self.model_version,

@@ -45,6 +45,10 @@ REFUSALS_BEFORE_FAILURE = 30
 # Whole GOPs a decoder is given to show its first picture: one that shows none by the
 # keyframe after them cannot start on the stream (see ``_StartCheck``).
 GOPS_BEFORE_FAILURE = 2
+# How long a capture released before its first picture goes on demuxing to find out
+# whether NVDEC can decode the stream (a reader that gave up on a stream with long GOPs
+# reopens it once that is known; see ``AutoOpener``).
+VERDICT_AFTER_RELEASE_S = 30.0
 _SESSIONS = itertools.count(1)
 
 
@@ -234,7 +238,15 @@ class NvdecCapture:
         sink = self._packets
         codec = _codec_name(demuxer.GetNvCodecId())
         start = _StartCheck(codec) if codec is not None else None
+        stopped_at: float | None = None
         for packet in demuxer:  # the last, empty packet flushes the decoder
+            if self._stop.is_set():
+                # Released: done, unless it is still finding out whether NVDEC can start.
+                stopped_at = stopped_at or time.monotonic()
+                if self._produced or start is None:
+                    return
+                if time.monotonic() - stopped_at > VERDICT_AFTER_RELEASE_S:
+                    return
             data = b""
             if codec is not None and packet.bsl > 0 and (sink is not None or not self._produced):
                 # Copied now: the demuxer reuses the packet's memory for the next one.
@@ -252,8 +264,8 @@ class NvdecCapture:
                 refused += 1
                 if not self._produced:  # counted, not handed out: is the stream usable?
                     if refused >= REFUSALS_BEFORE_FAILURE:
-                        self.error = f"the decoder refused the first {refused} packets: {exc}"
-                        self.undecodable = self.error
+                        why = f"the decoder refused the first {refused} packets: {exc}"
+                        self.error = self.undecodable = redact_in(why, self.url)
                         return
                     continue
                 if not self._put(_CORRUPT):
@@ -331,7 +343,13 @@ class NvdecCapture:
             except queue.Empty:
                 break
         self._thread.join(stop_timeout_s)
-        if self._thread.is_alive():
+        if self._thread.is_alive() and not self._produced and self.undecodable is None:
+            log.info(
+                "NVDEC capture of %s goes on for up to %g s to find out whether NVDEC can "
+                "decode the stream (or until FFmpeg returns)",
+                redact_url(self.url), VERDICT_AFTER_RELEASE_S,
+            )  # fmt: skip
+        elif self._thread.is_alive():
             log.warning(
                 "NVDEC demuxer of %s did not return within %g s; it ends when FFmpeg gives up",
                 redact_url(self.url), stop_timeout_s,
@@ -415,8 +433,8 @@ class AutoOpener:
     def __call__(
         self, url: str, stall_timeout_s: float, packets: PacketSink | None = None
     ) -> Capture:
-        with self._lock:
-            last = self._last.pop(url, None)
+        with self._lock:  # kept until replaced: a released capture may find out later
+            last = self._last.get(url)
         if last is not None and last.undecodable is not None:
             self._to_cpu(url, last.undecodable)
         with self._lock:

@@ -169,13 +169,15 @@ class StreamDemuxer:
         fps: float,
         sdp_only: bool = False,
         hold_s: float = 0.0,
+        packet_s: float = 0.0,
     ) -> None:
         self._packets, self._fps = packets, fps  # the rate a file is played back at
-        self._sdp_only, self._hold_s = sdp_only, hold_s
+        self._sdp_only, self._hold_s, self._packet_s = sdp_only, hold_s, packet_s
 
     def __iter__(self) -> Iterator[StreamPacket]:
         time.sleep(self._hold_s)  # a stream slow to send its first packet
         for pts, data in self._packets:
+            time.sleep(self._packet_s)
             if self._sdp_only:
                 data = without_parameter_sets(data)
             yield StreamPacket(data, pts)
@@ -194,17 +196,24 @@ class StreamNvc:
     OutputColorType = SimpleNamespace(RGB="rgb", NATIVE="native")
     DisplayDecodeLatencyType = SimpleNamespace(LOW="low", NATIVE="native")
 
-    def __init__(self, pace: float = 1.0, *, sdp_only: bool = False, hold_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        pace: float = 1.0,
+        *,
+        sdp_only: bool = False,
+        hold_s: float = 0.0,
+        packet_s: float = 0.0,
+    ) -> None:
         """``pace``: the share of its own frame rate a clip is played back at; ``hold_s``:
-        how long the demuxer waits before its first packet."""
+        how long the demuxer waits before its first packet, ``packet_s`` before each."""
         self._clip = threading.local()  # each capture thread opens a demuxer, then a decoder
         self.pace = pace
-        self.sdp_only, self.hold_s = sdp_only, hold_s
+        self.sdp_only, self.hold_s, self.packet_s = sdp_only, hold_s, packet_s
 
     def CreateDemuxer(self, filename: str) -> StreamDemuxer:  # noqa: N802
         packets, pictures, fps = read_stream(Path(filename))
         self._clip.pictures = pictures
-        return StreamDemuxer(packets, fps * self.pace, self.sdp_only, self.hold_s)
+        return StreamDemuxer(packets, fps * self.pace, self.sdp_only, self.hold_s, self.packet_s)
 
     def CreateDecoder(self, **kwargs: Any) -> StreamDecoder:  # noqa: N802
         return StreamDecoder(self._clip.pictures)

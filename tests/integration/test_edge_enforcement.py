@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +255,28 @@ def test_evidence_is_built_beside_the_frames_not_between_them(
     assert seen_building and seen_building[0] >= 1
     assert node.violations == 2 and node.packages == 2
     assert len(out.getvalue().splitlines()) == 2
+
+
+def test_a_worker_builds_from_what_the_node_checked_even_after_it_expired(scene: Path) -> None:
+    """A worker restarted after its camera's calibration expired runs on, as the camera
+    would in the node's own process: it builds from the files and the check the node made
+    (never from the disk or the clock)."""
+    from calibration.errors import CalibrationExpiredError
+    from edge.node import read_camera_files
+    from roadwatch.contract.signing import generate_private_key
+
+    config = site(scene)
+    node = EdgeNode.from_config(config, model_version="yolov8n-coco-dynamic")
+    years_on = datetime.now(UTC) + timedelta(days=3650)
+    with pytest.raises(CalibrationExpiredError, match="expired"):
+        read_camera_files(config, years_on)
+    worker = EdgeNode.for_worker(
+        config, key=generate_private_key(), model_version="yolov8n-coco-dynamic",
+        forward=lambda packages, traffic: None, files=node.files, now=years_on,
+    )  # fmt: skip
+    built, checked = worker.enforcement[CAMERA_ID], node.enforcement[CAMERA_ID]
+    assert built.projector is checked.projector and built.projector is not None
+    assert built.scene is checked.scene
 
 
 def test_a_node_with_worker_processes_delivers_every_cameras_evidence(scene: Path) -> None:

@@ -36,6 +36,7 @@ from edge.nvdec import (
 )
 from edge.pipeline import DetectorPool, LivePipeline, TrackedFrame
 from edge.sources import (
+    Backoff,
     CameraReader,
     Frame,
     OpenCvCapture,
@@ -44,7 +45,7 @@ from edge.sources import (
     valid_image,
 )
 from tests.edge_support import hanoi_clip, read_image, require_model, shared_detector
-from tests.nvdec_standin import FAKE_XP, GpuArray, StreamNvc
+from tests.nvdec_standin import FAKE_XP, GpuArray, StreamNvc, read_stream
 
 Image = npt.NDArray[np.uint8]
 
@@ -479,14 +480,16 @@ def test_a_camera_on_nvdec_only_says_why_its_stream_failed() -> None:
         ),
     )
     reader.start()
+    seen: list[str] = []
     try:
         deadline = time.monotonic() + 30
-        while "without parameter sets" not in reader.health().reason:
-            assert time.monotonic() < deadline, reader.health()
-            time.sleep(0.05)
+        while "without parameter sets" not in (reason := reader.health().reason):
+            seen.append(reason)
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.02)
     finally:
         assert reader.stop(timeout_s=10.0)
-    assert reader.health().reason.startswith("stream failed: NVDEC decoded no picture")
+    assert reason.startswith("stream failed: NVDEC decoded no picture"), reason
 
 
 def test_auto_sends_a_source_nvdec_cannot_start_on_to_opencv(
@@ -500,7 +503,7 @@ def test_auto_sends_a_source_nvdec_cannot_start_on_to_opencv(
     assert isinstance(first, OpenCvCapture) and "without parameter sets" in opener.on_cpu[clip]
     first.release()
 
-    later = _auto(monkeypatch, StreamNvc(sdp_only=True, hold_s=0.3))
+    later = _auto(monkeypatch, StreamNvc(sdp_only=True, hold_s=2.0))
     caplog.clear()
     nvdec_first = later(clip, 0.2)  # its first-frame wait ends before two GOPs came
     assert isinstance(nvdec_first, NvdecCapture) and not later.on_cpu
@@ -512,6 +515,27 @@ def test_auto_sends_a_source_nvdec_cannot_start_on_to_opencv(
     assert then.read()[0]  # OpenCV decodes it (its FFmpeg reads the parameter sets)
     then.release()
     assert caplog.text.count("decoding on the CPU (OpenCV)") == 1
+
+
+def test_auto_moves_a_camera_with_long_gops_to_opencv_once_nvdec_finds_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reader gives up on the NVDEC capture (its stall time-out) long before that
+    capture has seen two whole GOPs: the released capture goes on finding out, and the
+    reconnect after it is OpenCV's, so the camera's frames flow."""
+    clip = str(hanoi_clip())  # a keyframe every 32 packets: one every 1.6 s here
+    read_stream(hanoi_clip())  # demuxed once, before the clock matters
+    opener = _auto(monkeypatch, StreamNvc(sdp_only=True, packet_s=0.05))
+    reader = CameraReader(
+        "cam1", "rtsp://10.0.0.9/stream", capture=lambda url: opener(clip, 0.5),
+        stall_timeout_s=0.5, backoff=Backoff(0.2, 1.0, 0.2),
+    )  # fmt: skip
+    reader.start()
+    try:
+        frame = reader.latest(timeout_s=30.0)
+    finally:
+        assert reader.stop(timeout_s=10.0)
+    assert frame is not None and "without parameter sets" in opener.on_cpu[clip]
 
 
 def test_passwords_in_source_urls_are_not_reported() -> None:
