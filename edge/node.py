@@ -431,13 +431,20 @@ class EdgeNode:
         with self._lock:  # a push now reaches the workers, never the configuration before
             workers = Workers(
                 self.config, self._parts.key, self._parts.model_version, self._deliver,
-                self.files,
+                self.files, refused=self._worker_refused,
             )  # fmt: skip
             # The workers enforce (this process built each camera's only to check them).
             self.enforcement, self._next, self._workers = {}, {}, workers
         self._readers = workers.health
         with self._delivering(drain_s):
             return workers.run(stop)
+
+    def _worker_refused(self, version: str, why: str) -> None:
+        """A worker runs on without config ``version``: central hears it in the node's
+        status, beside the version the node took."""
+        if self.config_applier is not None:
+            in_force = self.config_applier.applied.version
+            self.config_applier.report(in_force, f"config {version}: {why}"[:2000])
 
     @contextlib.contextmanager
     def _delivering(self, drain_s: float) -> Iterator[None]:

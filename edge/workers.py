@@ -12,7 +12,8 @@ node stores, publishes and reports them as it does its own.
 - Cameras are dealt by frame rate, the busiest first, each to the least loaded worker.
 - A config push is checked by the node, then handed to every worker (its own cameras
   only) with the scenes, calibrations and reference views the node read to check it;
-  each camera switches at its next frame, as in one process.
+  each camera switches at its next frame, as in one process. A worker that cannot take
+  it (its plate models) runs on as it was and says why (``refused``).
 - A worker that dies (killed for memory, a crash in a driver) is started again, at once
   or, after a quick death, after a growing wait; its cameras show ``down`` meanwhile, and
   the evidence it was building is lost. One that dies soon after its start
@@ -174,12 +175,21 @@ class Failed:
 
 
 @dataclass(frozen=True)
+class Refused:
+    """A worker could not take a configuration the node took (it runs on the one before)."""
+
+    worker: int
+    version: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Reconfigure:
     config: SiteConfig  # the worker's cameras only
     files: dict[str, CameraFiles]  # as the node read them when it checked the config
 
 
-Message = Output | Status | Ended | Failed
+Message = Output | Status | Ended | Failed | Refused
 
 
 # -- in the worker -----------------------------------------------------------------------
@@ -310,8 +320,8 @@ def _work(spec: WorkerSpec, sender: _Sender, control: Connection, stop: threadin
             try:
                 if message == STOP:
                     stop.set()
-                elif isinstance(message, Reconfigure):
-                    _reconfigure(node, message)
+                elif isinstance(message, Reconfigure) and (why := _reconfigure(node, message)):
+                    sender.put(Refused(spec.index, message.config.version, why))
                 if time.monotonic() >= next_status:
                     sender.offer(status())
                     next_status = time.monotonic() + spec.health_every_s
@@ -328,13 +338,21 @@ def _work(spec: WorkerSpec, sender: _Sender, control: Connection, stop: threadin
     sender.put(Ended(spec.index, summary, status()))
 
 
-def _reconfigure(node: EdgeNode, message: Reconfigure) -> None:
-    # Built from the files the node read and checked: nothing on disk is read again, so
-    # what the node took, every worker takes.
+def _reconfigure(node: EdgeNode, message: Reconfigure) -> str | None:
+    """Take the node's new configuration; why not, where it cannot be taken.
+
+    Built from the files the node read and checked: nothing on disk is read again. What
+    is left to fail is what the node leaves to its workers: the plate reader's models,
+    loaded where a push gives the first camera of a worker reading plates a scene."""
     try:
         node.reconfigure(message.config, node.prepare(message.config, files=message.files))
     except UserError as exc:
         log.error("config %s not taken: %s", message.config.version, exc)
+        return str(exc)
+    except Exception as exc:  # a fault, not the config's: still, the node must hear it
+        log.exception("config %s not taken", message.config.version)
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return None
 
 
 # -- in the node -------------------------------------------------------------------------
@@ -384,6 +402,8 @@ class Workers:
     backoff_s: tuple[float, ...] = RESTART_BACKOFF_S
     quick_death_s: float = QUICK_DEATH_S
     kill_after_s: float = 10.0  # a terminated worker's time to end before it is killed
+    # Told (config version, why) when a worker cannot take a configuration the node took.
+    refused: Callable[[str, str], None] | None = None
     _workers: list[_Worker] = field(default_factory=list, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _failure: Failed | None = field(default=None, init=False)
@@ -557,6 +577,13 @@ class Workers:
         worker = self._workers[message.worker]
         if isinstance(message, Output):
             self.deliver(message.packages, message.traffic)
+            return
+        if isinstance(message, Refused):
+            cams = ", ".join(worker.cameras)
+            why = f"worker {worker.index} (cameras {cams}) runs on without it: {message.reason}"
+            log.error("config %s: %s", message.version, why)
+            if self.refused is not None:
+                self.refused(message.version, why)
             return
         with self._lock:
             if isinstance(message, Status):

@@ -6,7 +6,8 @@ Each camera id names what its worker does:
 - ``ends-…``: as steady, but ends by itself (its files ended);
 - ``crash<N>-…``: exits with status 3 at its first N starts (counted in ``$SCRIPT_DIR``);
 - ``fails-…``: fails with a user error;
-- ``deaf-…``: reports its health, then ignores stop and SIGTERM (it is killed).
+- ``deaf-…``: reports its health, then ignores stop and SIGTERM (it is killed);
+- ``refuses-…``: as steady, but cannot take a new configuration (its plate models).
 A worker answers a new configuration with a health report whose reason is its version
 and the cameras whose files came with it (the scenes' own camera ids), and reports the
 per-class thresholds it got as its cameras' frame counts.
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from edge.config import SiteConfig
 from edge.pipeline import RunSummary
-from edge.workers import STOP, Ended, Failed, Output, Reconfigure, Status, WorkerSpec
+from edge.workers import STOP, Ended, Failed, Output, Reconfigure, Refused, Status, WorkerSpec
 from roadwatch.contract import CameraHealth, CameraState, TrafficStats
 
 MINUTE = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
@@ -82,7 +83,10 @@ def scripted(spec: WorkerSpec, out: Connection, control: Connection) -> None:
         message = control.recv()
         if message == STOP:
             break
-        if isinstance(message, Reconfigure):
+        if isinstance(message, Reconfigure) and first.startswith("refuses"):
+            why = "OCR model ch_PP-OCRv4_det_infer.onnx is missing from the rapidocr package"
+            out.send(Refused(spec.index, message.config.version, why))
+        elif isinstance(message, Reconfigure):
             scenes = ",".join(sorted(f.scene.camera for f in message.files.values()))
             reason = f"config {message.config.version} files {scenes}"
             report()

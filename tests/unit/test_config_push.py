@@ -22,7 +22,12 @@ from edge.config_push import (
     restart_reasons,
 )
 from roadwatch.contract import ConfigPush, to_wire
-from roadwatch.contract.signing import generate_private_key, public_key_pem, sign
+from roadwatch.contract.signing import (
+    generate_private_key,
+    private_key_pem,
+    public_key_pem,
+    sign,
+)
 from roadwatch.demo.scene import CAMERA_ID, demo_camera, scene_document, surveyed_calibration
 from roadwatch.errors import UserError
 
@@ -266,6 +271,30 @@ def test_the_stored_push_is_run_after_a_restart(tmp_path: Path) -> None:
     config, applied, why = startup_config(moved, tmp_path)
     assert config == moved and applied == V1
     assert why is not None and "url changed" in why
+
+
+def test_a_worker_that_runs_on_without_a_push_is_reported_to_central(tmp_path: Path) -> None:
+    """A node with worker processes took a push that one worker could not take: the
+    node's next status keeps the version it took and says which worker runs on without
+    it, and why."""
+    from edge.node import EdgeNode
+    from edge.workers import Refused, Workers
+
+    local = _node_file(tmp_path).model_copy(update={"processes": 2})
+    (tmp_path / "node.key").write_bytes(private_key_pem(generate_private_key()))
+    node = EdgeNode.from_config(local, model_version="test", config_dir=tmp_path)
+    assert node.config_applier is not None
+    reports: list[tuple[str, str | None]] = []
+    node.config_applier.report = lambda version, error: reports.append((version, error))
+    subject = Workers(
+        local, generate_private_key(), "test", lambda p, t: None, {},
+        refused=node._worker_refused,
+    )  # fmt: skip
+    subject._handle(Refused(0, "v2", "OCR model det.onnx is missing from the rapidocr package"))
+    assert reports == [
+        ("v1", f"config v2: worker 0 (cameras {CAMERA_ID}) runs on without it: OCR model "
+               "det.onnx is missing from the rapidocr package")
+    ]  # fmt: skip
 
 
 def test_a_store_keeps_the_files_of_the_applied_push_only(tmp_path: Path) -> None:

@@ -174,6 +174,28 @@ def test_workers_run_their_cameras_take_a_push_and_stop() -> None:
     assert sorted(t.camera for t in delivered.traffic) == ["steady-a", "steady-b", "steady-c"]
 
 
+def test_a_worker_that_cannot_take_a_push_is_reported_and_runs_on() -> None:
+    """The node took the push; the worker that could not (its plate models) says why,
+    which reaches ``refused`` (the node's status to central), and runs on as it was."""
+    refusals: list[tuple[str, str]] = []
+    subject = workers(
+        site("refuses-a", "steady-b"), Delivered(), refused=lambda v, why: refusals.append((v, why))
+    )
+    running = Running(subject)
+    running.until(
+        lambda: {s for s, _ in states(subject).values()} == {CameraState.UP}, "all cameras up"
+    )
+    subject.reconfigure(subject.config.model_copy(update={"version": "v2"}), {})
+    running.until(lambda: bool(refusals), "the refusal reported")
+    running.until(lambda: states(subject)["steady-b"][1] == "config v2 files ", "b took it")
+    assert refusals == [
+        ("v2", "worker 0 (cameras refuses-a) runs on without it: OCR model "
+               "ch_PP-OCRv4_det_infer.onnx is missing from the rapidocr package")
+    ]  # fmt: skip
+    assert states(subject)["refuses-a"] == (CameraState.UP, "")  # still on the config before
+    assert isinstance(running.end(), RunSummary)
+
+
 def test_workers_whose_sources_end_end_the_run() -> None:
     delivered = Delivered()
     result = workers(site("ends-a", "ends-b"), delivered).run(threading.Event())
