@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from calibration.config import CalibrationFile
 from calibration.projector import RoadProjector, require_calibration
 from calibration.store import load_calibration
-from edge.config import SiteConfig
+from edge.config import CameraConfig, SiteConfig
 from edge.config_apply import ConfigApplier, startup_config
 from edge.config_push import AppliedConfig
 from edge.delivery_config import EvidenceSettings
@@ -95,9 +95,8 @@ def read_camera_files(config: SiteConfig, at: datetime) -> dict[str, CameraFiles
     """The files of every enabled camera with a scene, calibrations checked valid at
     ``at`` (UserError names one that cannot be used)."""
     out: dict[str, CameraFiles] = {}
-    for cam in config.cameras:
-        if cam.scene is None or not cam.enabled:
-            continue
+    for cam in _enforced(config):
+        assert cam.scene is not None
         scene = load_scene(cam.scene)
         if scene.camera != cam.id:
             raise UserError(
@@ -112,6 +111,11 @@ def read_camera_files(config: SiteConfig, at: datetime) -> dict[str, CameraFiles
             reference = _reference_view(cam.reference_view)
         out[cam.id] = CameraFiles(scene, projector, reference)
     return out
+
+
+def _enforced(config: SiteConfig) -> list[CameraConfig]:
+    """The cameras whose rules run: enabled, with a scene."""
+    return [cam for cam in config.cameras if cam.scene is not None and cam.enabled]
 
 
 @dataclass(frozen=True)
@@ -194,8 +198,9 @@ class EdgeNode:
         built = parts.enforcement(config, at)
         if delivery is None and config.delivery is None and built.enforcement:
             log.warning("no delivery section: violations are logged and kept local only")
-        node = cls(config, built.enforcement, delivery, violations_out, _parts=parts)
-        node.files = built.files
+        node = cls(
+            config, built.enforcement, delivery, violations_out, _parts=parts, files=built.files
+        )
         health.node = node
         if delivery is not None and push_settings is not None and config_dir is not None:
             assert applied is not None
@@ -230,9 +235,9 @@ class EdgeNode:
         ``forward`` instead."""
         parts = _NodeParts(key, model_version, _plate_reader(config, read_plate))
         built = parts.enforcement(config, now or datetime.now(UTC), files)
-        node = cls(config, built.enforcement, None, _parts=parts, forward=forward)
-        node.files = built.files
-        return node
+        return cls(
+            config, built.enforcement, None, _parts=parts, forward=forward, files=built.files
+        )
 
     # -- a new configuration ------------------------------------------------------------
 
@@ -531,11 +536,7 @@ class _NodeParts:
         if files is None:
             files = read_camera_files(config, at)
         out: dict[str, CameraEnforcement] = {}
-        for cam in config.cameras:
-            if cam.scene is None or not cam.enabled:
-                continue
-            if cam.id not in files:
-                raise ValueError(f"no files were read for camera {cam.id}")
+        for cam in _enforced(config):
             read = files[cam.id]
             ring = camera_ring(FrameRing, cam.id, settings)
             builder = EvidenceBuilder(self.key, jpeg_quality=ring.jpeg_quality)
