@@ -98,103 +98,197 @@ class SpeedEstimate:
 
 
 @dataclass(frozen=True)
-class _LineFit:
-    velocity: npt.NDArray[np.float64]
-    weights: npt.NDArray[np.float64]
-    robust: npt.NDArray[np.float64]
-    residuals: npt.NDArray[np.float64]
-    t_mean: float
+class _LineFits:
+    """One fitted line per row of padded sample arrays (padding weighs nothing)."""
+
+    velocity: npt.NDArray[np.float64]  # (K, 2)
+    weights: npt.NDArray[np.float64]  # (K, L)
+    robust: npt.NDArray[np.float64]  # (K, L)
+    residuals: npt.NDArray[np.float64]  # (K, L, 2)
+    t_mean: npt.NDArray[np.float64]  # (K,)
 
 
-def _fit_line(
-    t: npt.NDArray[np.float64], xy: npt.NDArray[np.float64], sigma_m: npt.NDArray[np.float64]
-) -> _LineFit:
-    """p(t) = p0 + v t, weighted by each sample's positional variance, Huber-robust.
+def _fit_lines(
+    t: npt.NDArray[np.float64],
+    xy: npt.NDArray[np.float64],
+    sigma_m: npt.NDArray[np.float64],
+    valid: npt.NDArray[np.bool_],
+) -> _LineFits:
+    """Per row, p(t) = p0 + v t, weighted by each sample's positional variance,
+    Huber-robust; all rows in one array pass, each row stopping when its weights settle.
 
     Far samples, where one pixel covers much road, weigh less; a sample whose residual is
     large for its own sigma is down-weighted further (an occlusion, a box that jumps).
     """
-    precision = 1.0 / np.maximum(sigma_m, 1e-6) ** 2
-    robust = np.ones(len(t))
+    rows = np.arange(len(t))
+    counts = valid.sum(axis=1)
+    low, high = (counts - 1) // 2, counts // 2  # the median's two middle ranks
+    sigma = np.maximum(sigma_m, 1e-6)
+    precision = np.where(valid, 1.0 / sigma**2, 0.0)
+    robust = valid.astype(np.float64)
+    x, y = xy[..., 0], xy[..., 1]
+    active = np.ones(len(t), dtype=bool)
     for _ in range(_IRLS_STEPS):
         weights = robust * precision
-        t_mean = float(np.sum(weights * t) / np.sum(weights))
-        dt = t - t_mean
-        p_mean = (weights[:, None] * xy).sum(axis=0) / weights.sum()
-        velocity = (weights[:, None] * dt[:, None] * (xy - p_mean)).sum(axis=0) / np.sum(
-            weights * dt**2
-        )
-        residuals = xy - (p_mean + dt[:, None] * velocity)
-        normalised = np.hypot(residuals[:, 0], residuals[:, 1]) / np.maximum(sigma_m, 1e-6)
+        total = weights.sum(axis=1)
+        mean_t = (weights * t).sum(axis=1) / total
+        dt = t - mean_t[:, None]
+        x_mean = (weights * x).sum(axis=1) / total
+        y_mean = (weights * y).sum(axis=1) / total
+        weighted_dt = weights * dt
+        spread = (weighted_dt * dt).sum(axis=1)
+        vx = (weighted_dt * (x - x_mean[:, None])).sum(axis=1) / spread
+        vy = (weighted_dt * (y - y_mean[:, None])).sum(axis=1) / spread
+        rx = x - (x_mean[:, None] + dt * vx[:, None])
+        ry = y - (y_mean[:, None] + dt * vy[:, None])
+        normalised = np.hypot(rx, ry) / sigma
+        ordered = np.sort(np.where(valid, normalised, np.inf), axis=1)
         # The scale never drops below the modelled sigma, so exact tracks stay exact.
-        scale = max(1.4826 * float(np.median(normalised)), 1.0)
-        new = np.minimum(1.0, _HUBER_K * scale / np.maximum(normalised, 1e-12))
-        if np.allclose(new, robust, atol=1e-6):
+        scale = np.maximum(1.4826 * (ordered[rows, low] + ordered[rows, high]) / 2.0, 1.0)
+        new = np.where(
+            valid, np.minimum(1.0, _HUBER_K * scale[:, None] / np.maximum(normalised, 1e-12)), 0.0
+        )
+        # A settled row keeps its weights, so its fit stays the one it settled on.
+        settled = np.all(np.abs(new - robust) <= 1e-6 + 1e-5 * np.abs(robust), axis=1)
+        active &= ~settled
+        robust[active] = new[active]
+        if not active.any():
             break
-        robust = new
-    return _LineFit(
-        velocity=velocity,
+    return _LineFits(
+        velocity=np.column_stack([vx, vy]),
         weights=robust * precision,
         robust=robust,
-        residuals=residuals,
-        t_mean=t_mean,
+        residuals=np.stack([rx, ry], axis=-1),
+        t_mean=mean_t,
     )
+
+
+def ground_rows(samples: Sequence[GroundSample]) -> npt.NDArray[np.float64]:
+    """Samples as the rows ``estimate_speeds`` takes: (N, 4) of t, u, v, box height."""
+    rows = np.array(
+        [(s.t, s.pixel[0], s.pixel[1], s.box_height_px) for s in samples], dtype=np.float64
+    )
+    return rows.reshape(len(samples), 4)
+
+
+class SampleWindow:
+    """A track's newest ground samples as rows for ``estimate_speeds``, appended frame by
+    frame and kept to the last ``seconds`` (no per-frame conversion of the history)."""
+
+    __slots__ = ("_buffer", "_end", "_start", "seconds")
+
+    def __init__(self, seconds: float, capacity: int = 64) -> None:
+        self.seconds = seconds
+        self._buffer = np.empty((capacity, 4), dtype=np.float64)
+        self._start = self._end = 0
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    @property
+    def rows(self) -> npt.NDArray[np.float64]:
+        """The kept samples, oldest first (a view: valid until the next ``add``)."""
+        return self._buffer[self._start : self._end]
+
+    def add(self, sample: GroundSample) -> bool:
+        """Keep ``sample`` unless it is not newer than the last; drop what is too old."""
+        if len(self) and sample.t <= self._buffer[self._end - 1, 0]:
+            return False
+        if self._end == len(self._buffer):
+            live = self.rows.copy()
+            if len(live) * 2 > len(self._buffer):
+                self._buffer = np.empty((len(self._buffer) * 2, 4), dtype=np.float64)
+            self._buffer[: len(live)] = live
+            self._start, self._end = 0, len(live)
+        self._buffer[self._end] = (sample.t, *sample.pixel, sample.box_height_px)
+        self._end += 1
+        times = self._buffer[self._start : self._end, 0]
+        self._start += int(np.searchsorted(times, sample.t - self.seconds, side="left"))
+        return True
 
 
 def estimate_speed(
     samples: Sequence[GroundSample], projector: RoadProjector, config: SpeedConfig
 ) -> SpeedEstimate | None:
     """Speed +/- uncertainty over the latest window; None while the track is too short."""
-    if not samples:
-        return None
-    t = np.array([s.t for s in samples], dtype=np.float64)
-    pixels = np.array([s.pixel for s in samples], dtype=np.float64)
-    heights = np.array([s.box_height_px for s in samples], dtype=np.float64)
-    if not (np.isfinite(t).all() and np.isfinite(pixels).all() and np.isfinite(heights).all()):
+    return estimate_speeds([ground_rows(samples)], projector, config)[0]
+
+
+def estimate_speeds(
+    tracks: Sequence[npt.NDArray[np.float64]], projector: RoadProjector, config: SpeedConfig
+) -> list[SpeedEstimate | None]:
+    """``estimate_speed`` of each track, given as ``ground_rows`` (or a ``SampleWindow``'s
+    rows), all in one array pass: a frame's tracks cost little more than one does."""
+    out: list[SpeedEstimate | None] = [None] * len(tracks)
+    lengths = np.array([len(rows) for rows in tracks], dtype=np.intp)
+    if not lengths.sum():
+        return out
+    flat = np.concatenate([np.asarray(rows, dtype=np.float64).reshape(-1, 4) for rows in tracks])
+    if not np.isfinite(flat).all():
         raise CalibrationError("track samples contain NaN or infinite values")
-    if np.any(np.diff(t) <= 0):
+    track = np.repeat(np.arange(len(tracks)), lengths)  # each row's track
+    t = flat[:, 0]
+    if np.any((np.diff(t) <= 0) & (track[1:] == track[:-1])):
         raise CalibrationError("track samples must have strictly increasing times")
-    keep = t >= t[-1] - config.max_window_s
-    t, pixels, heights = t[keep], pixels[keep], heights[keep]
-    world = projector.to_world(pixels)
-    on_road = np.isfinite(world).all(axis=1)
-    t, pixels, world, heights = t[on_road], pixels[on_road], world[on_road], heights[on_road]
-    if len(t) < config.min_samples:
-        return None
-    duration = float(t[-1] - t[0])
+    last_t = t[np.maximum(np.cumsum(lengths) - 1, 0)]  # each track's newest (if any)
+    world = projector.to_world(flat[:, 1:3])
+    # The latest window of each track, on the road (not above the horizon).
+    used = (t >= last_t[track] - config.max_window_s) & np.isfinite(world).all(axis=1)
+    counts = np.bincount(track[used], minlength=len(tracks))
+    enough = np.flatnonzero(counts >= config.min_samples)
+    if not len(enough):
+        return out
+    used &= counts[track] >= config.min_samples
+    flat, world = flat[used], world[used]
+    # Padded rows, one per track with enough samples: its samples in order from column 0
+    # (``flat`` holds them track after track, which is the mask's row-major order).
+    n = counts[enough]
+    valid = np.arange(int(n.max())) < n[:, None]
+    t_rows = np.zeros(valid.shape)
+    t_rows[valid] = flat[:, 0]
+    xy = np.zeros((*valid.shape, 2))
+    xy[valid] = world
     # A box's bottom edge errs up or down: its road footprint is the Jacobian's v column.
-    sigma_px = np.hypot(config.pixel_sigma_px, config.box_edge_sigma * heights)
-    v_column = projector.jacobians(pixels)[:, :, 1]
-    footprint = v_column * sigma_px[:, None]
-    fit = _fit_line(t, world, np.maximum(np.hypot(footprint[:, 0], footprint[:, 1]), 1e-3))
-    speed = float(np.hypot(*fit.velocity))
+    sigma_px = np.hypot(config.pixel_sigma_px, config.box_edge_sigma * flat[:, 3])
+    foot = projector.jacobians(flat[:, 1:3])[:, :, 1] * sigma_px[:, None]
+    footprint = np.zeros((*valid.shape, 2))
+    footprint[valid] = foot
+    sigma_m = np.ones(valid.shape)  # (padding: any positive value, it weighs nothing)
+    sigma_m[valid] = np.maximum(np.hypot(foot[:, 0], foot[:, 1]), 1e-3)
+    fit = _fit_lines(t_rows, xy, sigma_m, valid)
+    duration = t_rows[np.arange(len(n)), n - 1] - t_rows[:, 0]
+    speed = np.hypot(fit.velocity[:, 0], fit.velocity[:, 1])
     distance = speed * duration
-    if duration < config.min_duration_s and distance < config.min_distance_m:
-        return None
-    heading = fit.velocity / speed if speed > 1e-9 else np.array([0.0, 1.0])
+    heading = np.where(
+        (speed > 1e-9)[:, None], fit.velocity / np.maximum(speed, 1e-300)[:, None], [0.0, 1.0]
+    )
     w = fit.weights
-    dt = t - fit.t_mean
+    dt = np.where(valid, t_rows - fit.t_mean[:, None], 0.0)
     # How the fitted speed responds to each sample's along-track position.
-    slope_weights = w * dt / float(np.sum(w * dt**2))
+    slope_weights = w * dt / (w * dt**2).sum(axis=1)[:, None]
     # Jitter: the slope's standard error from the fit's own residuals (sandwich form).
-    along = fit.residuals @ heading
-    n = len(t)
-    sigma_jitter = math.sqrt(float(np.sum((slope_weights * along) ** 2)) * n / max(n - 2, 1))
+    along = (fit.residuals * heading[:, None, :]).sum(axis=2)
+    sigma_jitter = np.sqrt(((slope_weights * along) ** 2).sum(axis=1) * n / np.maximum(n - 2, 1))
     # Pixel footprint: a box edge that sits off by sigma_px for the whole track moves every
     # sample by its footprint, and far samples by more; the speed error is the slope of it.
-    sigma_pixel = abs(float(np.sum(slope_weights * (footprint @ heading))))
+    sigma_pixel = np.abs((slope_weights * (footprint * heading[:, None, :]).sum(axis=2)).sum(1))
     sigma_calibration = math.sqrt(2.0) * projector.rms_m / duration
-    sigma = math.sqrt(sigma_jitter**2 + sigma_pixel**2 + sigma_calibration**2)
-    return SpeedEstimate(
-        speed_mps=speed,
-        sigma_mps=sigma,
-        z=config.z,
-        sigma_calibration_mps=sigma_calibration,
-        sigma_pixel_mps=sigma_pixel,
-        sigma_jitter_mps=sigma_jitter,
-        heading=(float(heading[0]), float(heading[1])),
-        window_s=duration,
-        distance_m=distance,
-        samples=len(t),
-        inliers=int(np.sum(fit.robust > 0.5)),
-    )
+    sigma = np.sqrt(sigma_jitter**2 + sigma_pixel**2 + sigma_calibration**2)
+    inliers = (fit.robust > 0.5).sum(axis=1)
+    for k, i in enumerate(enough.tolist()):
+        if duration[k] < config.min_duration_s and distance[k] < config.min_distance_m:
+            continue
+        out[i] = SpeedEstimate(
+            speed_mps=float(speed[k]),
+            sigma_mps=float(sigma[k]),
+            z=config.z,
+            sigma_calibration_mps=float(sigma_calibration[k]),
+            sigma_pixel_mps=float(sigma_pixel[k]),
+            sigma_jitter_mps=float(sigma_jitter[k]),
+            heading=(float(heading[k, 0]), float(heading[k, 1])),
+            window_s=float(duration[k]),
+            distance_m=float(distance[k]),
+            samples=int(n[k]),
+            inliers=int(inliers[k]),
+        )
+    return out

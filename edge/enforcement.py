@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from calibration.projector import RoadProjector
-from calibration.speed import GroundSample, SpeedConfig, SpeedEstimate, estimate_speed
+from calibration.speed import GroundSample, SampleWindow, SpeedConfig, estimate_speeds
 from edge.detections import Detections, ObjectClass, vehicle_class
 from edge.device_batch import host_image
 from edge.evidence.clip import ClipError
@@ -70,7 +70,7 @@ class SeenBox:
 
 @dataclass(slots=True)
 class _Track:
-    samples: deque[GroundSample] = field(default_factory=deque)
+    samples: SampleWindow = field(default_factory=lambda: SampleWindow(SPEED_CONFIG.max_window_s))
     boxes: deque[SeenBox] = field(default_factory=deque)
     last_t: float = 0.0
 
@@ -299,7 +299,8 @@ class CameraEnforcement:
         xyxy = np.asarray(tracks.xyxy, dtype=np.float64)
         ground = np.column_stack([(xyxy[:, 0] + xyxy[:, 2]) / 2.0, xyxy[:, 3]])
         world = self.projector.to_world(ground) if self.projector is not None else None
-        points: list[WorldTrackPoint] = []
+        seen: list[tuple[int, VehicleClass, ImageBox, Point, Point | None]] = []
+        samples: list[npt.NDArray[np.float64]] = []  # of the tracks seen on the road
         rows = zip(tracks.class_id.tolist(), tracks.tracker_id.tolist(), strict=True)
         for i, (cls, tid) in enumerate(rows):
             kind = self._class_of(ObjectClass(cls))
@@ -311,24 +312,29 @@ class CameraEnforcement:
             track.boxes.append(SeenBox(mono_s, (x0, y0, x1, y1)))
             while track.boxes and track.boxes[0].mono_s < mono_s - TRACK_HISTORY_S:
                 track.boxes.popleft()
-            speed: SpeedEstimate | None = None
+            ground_px = Point(float(ground[i, 0]), float(ground[i, 1]))
             at_world: Point | None = None
-            if world is not None and self.projector is not None and np.isfinite(world[i]).all():
+            if world is not None and np.isfinite(world[i]).all():
                 at_world = Point(float(world[i, 0]), float(world[i, 1]))
-                if not track.samples or t > track.samples[-1].t:
-                    track.samples.append(
-                        GroundSample(t, (float(ground[i, 0]), float(ground[i, 1])), y1 - y0)
-                    )
-                while track.samples and track.samples[0].t < t - SPEED_CONFIG.max_window_s:
-                    track.samples.popleft()
-                speed = estimate_speed(list(track.samples), self.projector, SPEED_CONFIG)
+                track.samples.add(GroundSample(t, (ground_px.x, ground_px.y), y1 - y0))
+                samples.append(track.samples.rows)
+            seen.append((tid, kind, ImageBox(x0, y0, x1, y1), ground_px, at_world))
+        # All of the frame's tracks in one pass: a busy road costs little more than one.
+        speeds = iter(
+            estimate_speeds(samples, self.projector, SPEED_CONFIG)
+            if samples and self.projector is not None
+            else []
+        )
+        points = []
+        for tid, kind, box, ground_px, at_world in seen:
+            speed = next(speeds) if at_world is not None else None
             points.append(
                 WorldTrackPoint(
                     track_id=tid,
                     t=t,
                     vehicle_class=kind,
-                    box=ImageBox(x0, y0, x1, y1),
-                    ground_px=Point(float(ground[i, 0]), float(ground[i, 1])),
+                    box=box,
+                    ground_px=ground_px,
                     world=at_world,
                     speed_kmh=speed.speed_kmh if speed is not None else None,
                     speed_uncertainty_kmh=speed.uncertainty_kmh if speed is not None else None,

@@ -10,7 +10,15 @@ import pytest
 from calibration.camera import PinholeCamera
 from calibration.errors import CalibrationError
 from calibration.projector import RoadProjector
-from calibration.speed import GroundSample, SpeedConfig, estimate_speed
+from calibration.speed import (
+    GroundSample,
+    SampleWindow,
+    SpeedConfig,
+    SpeedEstimate,
+    estimate_speed,
+    estimate_speeds,
+    ground_rows,
+)
 
 HIGH = PinholeCamera(height_m=9, tilt_deg=18, focal_px=1400, width=1920, height=1080)
 LOW = PinholeCamera(height_m=5, tilt_deg=9, focal_px=1000, width=1280, height=720, pan_deg=-6)
@@ -182,3 +190,90 @@ def test_box_edge_sigma_grows_the_pixel_footprint_with_box_height() -> None:
     # hypot(1, 0.04 * 100) / 1 = sqrt(17)
     assert edged.sigma_pixel_mps == pytest.approx(plain.sigma_pixel_mps * np.sqrt(17), rel=1e-6)
     assert edged.speed_kmh == pytest.approx(plain.speed_kmh)
+
+
+def _jumps(track: list[GroundSample], at: tuple[int, ...], by_px: float) -> list[GroundSample]:
+    return [
+        GroundSample(s.t, (s.pixel[0], s.pixel[1] - by_px * (i in at)), s.box_height_px)
+        for i, s in enumerate(track)
+    ]
+
+
+def _above_horizon(track: list[GroundSample], i: int) -> list[GroundSample]:
+    return [*track[:i], GroundSample(track[i].t, (960.0, 5.0)), *track[i + 1 :]]
+
+
+# A frame's tracks side by side: different lengths, exact and noisy, outliers that take
+# several reweighting steps beside tracks that settle at once, too short, empty.
+FRAME = [
+    samples(Drive(HIGH, (1.75, 20), (0, 60), fps=30, frames=120)),
+    samples(Drive(HIGH, (-1.75, 80), (0, -110), fps=30, frames=45), 1.5, seed=3),
+    _jumps(samples(Drive(HIGH, (1.75, 20), (0, 72))), (10, 11), 25.0),
+    samples(Drive(HIGH, (0, 20), (0, 90), frames=4)),
+    [],
+    _above_horizon(samples(Drive(HIGH, (0, 20), (0, 60))), 3),
+    samples(Drive(HIGH, (3.5, 30), (8, 50), fps=30, frames=90), 3.0, seed=4),
+    samples(Drive(HIGH, (0, 20), (0, 30), frames=10)),
+]
+
+
+def _fields(estimate: SpeedEstimate | None) -> list[float]:
+    """The estimate's figures in order; none for no estimate."""
+    if estimate is None:
+        return []
+    return [
+        estimate.speed_mps, estimate.sigma_mps, estimate.sigma_calibration_mps,
+        estimate.sigma_pixel_mps, estimate.sigma_jitter_mps, *estimate.heading,
+        estimate.window_s, estimate.distance_m, estimate.samples, estimate.inliers,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("rms_m", [0.0, 0.1])
+def test_a_frames_tracks_estimated_at_once_match_each_estimated_alone(rms_m: float) -> None:
+    config = SpeedConfig(pixel_sigma_px=1.0, box_edge_sigma=0.05)
+    alone = [estimate_speed(track, projector(HIGH, rms_m), config) for track in FRAME]
+    together = estimate_speeds([ground_rows(t) for t in FRAME], projector(HIGH, rms_m), config)
+    assert [e is None for e in alone] == [False, False, False, True, True, False, False, True]
+    for one, batched in zip(alone, together, strict=True):
+        assert _fields(batched) == pytest.approx(_fields(one), rel=1e-9, abs=1e-12)
+    # Reordered, each track still gets its own estimate.
+    backwards = estimate_speeds([ground_rows(t) for t in FRAME[::-1]], projector(HIGH), config)
+    forwards = [estimate_speed(track, projector(HIGH), config) for track in FRAME]
+    for one, batched in zip(forwards, backwards[::-1], strict=True):
+        assert _fields(batched) == pytest.approx(_fields(one), rel=1e-9, abs=1e-12)
+
+
+def test_tracks_at_once_refuse_a_malformed_track_but_not_a_later_track_starting_earlier() -> None:
+    later = samples(Drive(HIGH, (0, 20), (0, 60)))
+    shifted = [GroundSample(s.t + 100, s.pixel) for s in later]
+    estimates = estimate_speeds(
+        [ground_rows(shifted), ground_rows(later)], projector(HIGH), SpeedConfig()
+    )
+    assert [e is not None and e.speed_kmh for e in estimates] == pytest.approx([60, 60])
+    backwards = [*later[:5], GroundSample(later[3].t, later[5].pixel), *later[6:]]
+    with pytest.raises(CalibrationError, match="strictly increasing"):
+        estimate_speeds(
+            [ground_rows(later), ground_rows(backwards)], projector(HIGH), SpeedConfig()
+        )
+
+
+def test_no_tracks_and_empty_tracks_have_no_speed() -> None:
+    assert estimate_speeds([], projector(HIGH), SpeedConfig()) == []
+    assert estimate_speeds([ground_rows([])] * 2, projector(HIGH), SpeedConfig()) == [None, None]
+
+
+def test_a_sample_window_keeps_the_newest_seconds_as_rows() -> None:
+    track = samples(Drive(HIGH, (0, 20), (0, 60), fps=30, frames=300), 1.0)
+    track = [GroundSample(s.t, s.pixel, 40.0 + i) for i, s in enumerate(track)]
+    window = SampleWindow(seconds=2.0, capacity=4)
+    for i, sample in enumerate(track):
+        assert window.add(sample)
+        assert not window.add(GroundSample(sample.t, (1.0, 1.0)))  # not newer: left out
+        kept = [s for s in track[: i + 1] if s.t >= sample.t - 2.0]
+        np.testing.assert_array_equal(window.rows, ground_rows(kept))
+    assert len(window) == 61  # 2 s at 30 fps, both ends included
+    estimate = estimate_speeds([window.rows], projector(HIGH), SpeedConfig())[0]
+    assert estimate is not None
+    assert _fields(estimate) == pytest.approx(
+        _fields(estimate_speed(track[-61:], projector(HIGH), SpeedConfig())), rel=1e-12
+    )
