@@ -144,6 +144,7 @@ class CameraEnforcement:
         self._guard_bounds = guard_bounds if guard is None else None
         self.guard_every_s = guard_every_s
         self._guard_due = -float("inf")
+        self._reference_missed = False  # the reference view was tried and not taken yet
         self.place = place
         self.persons_as_riders = persons_as_riders
         self.frame_offset_s = frame_offset_s
@@ -195,6 +196,7 @@ class CameraEnforcement:
         self.guard, self._guard_bounds, self._guard_due = (
             old.guard, old._guard_bounds, old._guard_due,
         )  # fmt: skip
+        self._reference_missed = old._reference_missed
         self._pending = old._pending
         self._building, self.build_pool = old._building, old.build_pool
         self.on_built = old.on_built
@@ -229,14 +231,8 @@ class CameraEnforcement:
         t = captured_at.timestamp()
         self.ring.push_frame(index, mono_s, captured_at, frame)
         if self.guard is None and self._guard_bounds is not None:
-            try:
-                self.guard = IntegrityGuard(
-                    ReferenceView.from_frame(frame.image), self._guard_bounds
-                )
-                self._guard_due = mono_s + self.guard_every_s
-                self._guard_bounds = None
-            except ValueError as exc:
-                log.warning("camera %s: no reference view yet: %s", self.camera, exc)
+            if mono_s >= self._guard_due:  # (a dark or blank picture: tried again later)
+                self._take_reference(frame, mono_s, self._guard_bounds)
         elif self.guard is not None and mono_s >= self._guard_due:
             self._guard_due = mono_s + self.guard_every_s
             was = self.guard.enforcing
@@ -285,6 +281,24 @@ class CameraEnforcement:
         return len(self._building)
 
     # -- internals --------------------------------------------------------------------
+
+    def _take_reference(self, frame: Frame, mono_s: float, bounds: IntegrityBounds) -> None:
+        """The guard's reference view from this frame; without enough of the scene in it,
+        tried again ``guard_every_s`` later (said once, not at every frame)."""
+        self._guard_due = mono_s + self.guard_every_s
+        try:
+            reference = ReferenceView.from_frame(frame.image)
+        except ValueError as exc:
+            if not self._reference_missed:
+                log.warning(
+                    "camera %s: no reference view yet: %s; trying again every %g s",
+                    self.camera, exc, self.guard_every_s,
+                )  # fmt: skip
+            self._reference_missed = True
+            return
+        self.guard, self._guard_bounds = IntegrityGuard(reference, bounds), None
+        if self._reference_missed:
+            log.info("camera %s: reference view taken", self.camera)
 
     def _class_of(self, object_class: ObjectClass) -> VehicleClass | None:
         kind = vehicle_class(object_class)

@@ -363,3 +363,50 @@ def test_a_node_with_worker_processes_delivers_every_cameras_evidence(scene: Pat
         assert EvidenceRole.CLIP in {e.role for e in event.evidence}
     assert node.counters.traffic_minutes >= 2
     assert {h.camera for h in node.health()} == {CAMERA_ID, second}
+
+
+def test_a_blank_picture_at_start_is_tried_for_a_reference_view_at_the_guards_pace(
+    scene: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A camera that starts dark or capped gives no reference view: the guard tries again
+    every 5 s (not every frame, each a full-frame feature search) and says so once; the
+    first frame that shows the scene after that becomes the reference."""
+    import cv2
+
+    from edge.detections import Detections
+    from edge.integrity import ReferenceView
+    from edge.sources import Frame
+
+    tried: list[float] = []
+    take = ReferenceView.from_frame
+
+    def counted(image: Any) -> Any:
+        tried.append(seen[-1])
+        return take(image)
+
+    monkeypatch.setattr(ReferenceView, "from_frame", counted)
+    node = EdgeNode.from_config(site(scene), model_version="test")
+    camera = node.enforcement[CAMERA_ID]
+    capture = cv2.VideoCapture(str(scene / "enforcement.mp4"))
+    ok, road = capture.read()
+    capture.release()
+    assert ok
+    blank = np.zeros_like(road)
+    none = Detections(np.empty((0, 4), np.float32), np.empty(0, np.float32), np.empty(0, np.int64))
+    t0, seen = datetime.now(UTC), [0.0]
+    caplog.set_level("INFO", logger="edge.enforcement")
+    for i in range(120):  # 12 s at 10 fps: blank for the first 6.5 s
+        s = i / 10
+        seen.append(s)
+        image = blank if s < 6.5 else road
+        frame = Frame(CAMERA_ID, i, 100.0 + s, t0 + timedelta(seconds=s), image)
+        node.on_tracked(TrackedFrame(frame, none))
+        assert (camera.guard is not None) == (s >= 10.0), s
+    node.finish()
+    assert tried == [0.0, 5.0, 10.0]
+    said = [r.getMessage() for r in caplog.records if "reference view" in r.getMessage()]
+    assert said == [
+        f"camera {CAMERA_ID}: no reference view yet: reference frame has only 0 features;"
+        " pick a frame with the road in clear view; trying again every 5 s",
+        f"camera {CAMERA_ID}: reference view taken",
+    ]
