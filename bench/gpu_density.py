@@ -463,8 +463,11 @@ def _workers_trial(node: EdgeNode, streams: int, seconds: float) -> Trial:
     return Trial(streams, seconds, processed, node.violations)
 
 
-def search(run: Any, limit: int) -> tuple[Trial | None, list[Trial]]:
-    """Largest stream count that keeps up: doubling, then bisection."""
+def search(
+    run: Callable[[int], Trial], limit: int, start: int = 1, within: int = 1
+) -> tuple[Trial | None, list[Trial]]:
+    """Largest stream count that keeps up: doubling from ``start``, then bisection until
+    the count is known to ``within`` streams (the best trial that kept up is returned)."""
     trials: list[Trial] = []
 
     def attempt(n: int) -> Trial:
@@ -479,16 +482,19 @@ def search(run: Any, limit: int) -> tuple[Trial | None, list[Trial]]:
         return t
 
     best: Trial | None = None
-    n = 1
-    while n <= limit:
+    n = max(1, min(start, limit))
+    while True:
         t = attempt(n)
         if not t.keeps_up:
+            high = n
             break
         best = t
-        n *= 2
+        if n >= limit:
+            high = limit + 1
+            break
+        n = min(2 * n, limit)
     low = best.streams if best else 0
-    high = min(n, limit + 1)
-    while high - low > 1:
+    while high - low > max(1, within):
         mid = (low + high) // 2
         t = attempt(mid)
         if t.keeps_up:
@@ -528,6 +534,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="per trial")
     parser.add_argument("--max-streams", type=int, default=256)
+    parser.add_argument(
+        "--start-streams", type=int, default=1,
+        help="the search's first count (doubled while all keep up, then bisected)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--within", type=int, default=1,
+        help="stop bisecting once the largest count is known to this many streams",
+    )  # fmt: skip
     parser.add_argument("--model", default="yolov8n-coco-dynamic")
     parser.add_argument("--batch", type=int, default=64, help="most frames per inference")
     parser.add_argument(
@@ -588,12 +602,14 @@ def main() -> int:
         f"decode ceiling:     {decode:8.1f} frames/s ({args.decode_threads} OpenCV threads;"
         f" {decode / FPS:.1f} streams at {FPS:.0f} fps)"
     )
+    nvdec_ceilings = []
     for threads in args.nvdec_threads:
         try:
             nvdec = nvdec_ceiling(video, threads, args.seconds)
         except (ImportError, RuntimeError) as exc:
             print(f"NVDEC decode ceiling: not measured ({exc})")
             break
+        nvdec_ceilings.append(nvdec)
         print(
             f"NVDEC decode ceiling: {nvdec:6.1f} frames/s ({threads} PyNvVideoCodec decoders,"
             f" frames kept on the GPU; {nvdec / FPS:.1f} streams at {FPS:.0f} fps)"
@@ -624,14 +640,20 @@ def main() -> int:
         f" {args.processes} process{'es' * (args.processes > 1)}):",
         file=sys.stderr,
     )
-    best, trials = search(run, args.max_streams)
+    best, trials = search(run, args.max_streams, args.start_streams, args.within)
     widest = max(trials, key=lambda t: t.total_fps)
     streams = best.streams if best else 0
+    # The peer is the ceiling of the decoder the cameras used end to end.
+    ceiling, of = (
+        (max(nvdec_ceilings), "NVDEC") if decoder == "nvdec" and nvdec_ceilings else (decode, "")
+    )
+    fell = min((t.streams for t in trials if not t.keeps_up and t.streams > streams), default=0)
     print(
-        f"end to end:         {streams} streams at {FPS:.0f} fps, decoded by {decoder},"
+        f"end to end:         {streams} streams at {FPS:.0f} fps"
+        f"{f' ({fell} fell behind)' if fell else ''}, decoded by {decoder},"
         f" {args.processes} worker process{'es' * (args.processes > 1)}"
         f" (largest total {widest.total_fps:.1f} frames/s at {widest.streams} streams;"
-        f" ratio to the decode ceiling {widest.total_fps / decode:.2f})"
+        f" ratio to the {of + ' ' if of else ''}decode ceiling {widest.total_fps / ceiling:.2f})"
     )
     return 0
 
