@@ -42,12 +42,17 @@ def _xyah(box: npt.NDArray[np.floating]) -> FloatArray:
     return np.array([box[0] + w / 2, box[1] + h / 2, w / max(h, 1e-6), h], dtype=np.float64)
 
 
-class KalmanBox:
-    """Constant-velocity Kalman filter on (centre x, centre y, aspect, height)."""
+def _xyah_all(boxes: FloatArray) -> FloatArray:
+    """(K, 4) boxes (x1, y1, x2, y2) -> (K, 4) measurements (centre, aspect, height)."""
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    return np.stack([boxes[:, 0] + w / 2, boxes[:, 1] + h / 2, w / np.maximum(h, 1e-6), h], 1)
 
-    _F = np.eye(8)
-    _F[:4, 4:] = np.eye(4)
-    _H = np.eye(4, 8)
+
+class KalmanBox:
+    """Constant-velocity Kalman filter on (centre x, centre y, aspect, height).
+
+    A camera's boxes step together (``predict_all``, ``update_all``): one array operation
+    for all of a frame's tracks instead of a few small ones per track."""
 
     def __init__(self, box: npt.NDArray[np.floating]) -> None:
         z = _xyah(box)
@@ -57,27 +62,62 @@ class KalmanBox:
         std = [p, p, 1e-2, p, v, v, 1e-5, v]
         self.cov = np.diag(np.square(std))
 
-    def predict(self) -> None:
-        h = self.mean[3]
-        p, v = _STD_POSITION * h, _STD_VELOCITY * h
-        std = [p, p, 1e-2, p, v, v, 1e-5, v]
-        self.mean = self._F @ self.mean
-        self.cov = self._F @ self.cov @ self._F.T + np.diag(np.square(std))
 
-    def update(self, box: npt.NDArray[np.floating]) -> None:
-        z = _xyah(box)
-        h = self.mean[3]
-        r = np.diag(np.square([_STD_POSITION * h, _STD_POSITION * h, 1e-1, _STD_POSITION * h]))
-        s = self._H @ self.cov @ self._H.T + r
-        gain = np.linalg.solve(s, self._H @ self.cov).T
-        self.mean = self.mean + gain @ (z - self._H @ self.mean)
-        self.cov = self.cov - gain @ s @ gain.T
+# Process noise (one sigma) per unit of box height, and the aspect's fixed sigmas.
+_PROCESS_STD = np.array([
+    _STD_POSITION, _STD_POSITION, 0.0, _STD_POSITION,
+    _STD_VELOCITY, _STD_VELOCITY, 0.0, _STD_VELOCITY,
+])  # fmt: skip
+_PROCESS_FIXED = np.array([0.0, 0.0, 1e-2, 0.0, 0.0, 0.0, 1e-5, 0.0])
+_MEASURE_STD = np.array([_STD_POSITION, _STD_POSITION, 0.0, _STD_POSITION])
+_MEASURE_FIXED = np.array([0.0, 0.0, 1e-1, 0.0])
 
-    @property
-    def xyxy(self) -> FloatArray:
-        cx, cy, a, h = self.mean[:4]
-        w = a * h
-        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+
+def _xyxy(means: FloatArray) -> FloatArray:
+    """(K, 8) states -> (K, 4) boxes (x1, y1, x2, y2)."""
+    cx, cy, a, h = means[:, 0], means[:, 1], means[:, 2], means[:, 3]
+    w = a * h
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+
+
+def predict_all(boxes: list[KalmanBox]) -> None:
+    """One time step for each box: positions move by their velocities, uncertainty grows
+    with the box's height."""
+    if not boxes:
+        return
+    mean = np.stack([b.mean for b in boxes])
+    cov = np.stack([b.cov for b in boxes])
+    noise = np.square(_PROCESS_FIXED + _PROCESS_STD * mean[:, 3:4])
+    mean[:, :4] += mean[:, 4:]
+    # F P F^T with F = [[I, I], [0, I]], written out by blocks.
+    a, b, c, d = cov[:, :4, :4], cov[:, :4, 4:], cov[:, 4:, :4], cov[:, 4:, 4:]
+    stepped = np.empty_like(cov)
+    stepped[:, :4, :4] = a + b + c + d
+    stepped[:, :4, 4:] = b + d
+    stepped[:, 4:, :4] = c + d
+    stepped[:, 4:, 4:] = d
+    diagonal = np.arange(8)
+    stepped[:, diagonal, diagonal] += noise
+    for i, box in enumerate(boxes):
+        box.mean, box.cov = mean[i], stepped[i]
+
+
+def update_all(boxes: list[KalmanBox], measured: npt.NDArray[np.floating]) -> None:
+    """Correct each box with its measured box (rows of ``measured``, x1 y1 x2 y2)."""
+    if not boxes:
+        return
+    mean = np.stack([b.mean for b in boxes])
+    cov = np.stack([b.cov for b in boxes])
+    z = _xyah_all(np.asarray(measured, dtype=np.float64))
+    diagonal = np.arange(4)
+    # The measurement reads the positions: H P H^T is P's top-left block, H P its top rows.
+    innovation_cov = cov[:, :4, :4].copy()
+    innovation_cov[:, diagonal, diagonal] += np.square(_MEASURE_FIXED + _MEASURE_STD * mean[:, 3:4])
+    gain = np.linalg.solve(innovation_cov, cov[:, :4, :]).transpose(0, 2, 1)  # (K, 8, 4)
+    mean = mean + np.einsum("kij,kj->ki", gain, z - mean[:, :4])
+    cov = cov - gain @ innovation_cov @ gain.transpose(0, 2, 1)
+    for i, box in enumerate(boxes):
+        box.mean, box.cov = mean[i], cov[i]
 
 
 class TrackPhase(Enum):
@@ -110,7 +150,7 @@ def _match(
     """Hungarian matching on 1 - IoU; pairs above ``max_cost`` are refused."""
     if not tracks or len(boxes) == 0:
         return [], list(range(len(tracks))), list(range(len(boxes)))
-    predicted = np.array([t.kalman.xyxy for t in tracks], dtype=np.float32)
+    predicted = _xyxy(np.stack([t.kalman.mean for t in tracks])).astype(np.float32)
     cost = 1.0 - iou(predicted, boxes)
     rows, cols = linear_sum_assignment(cost)
     pairs = [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if cost[r, c] <= max_cost]
@@ -142,13 +182,15 @@ class ByteTracker:
     def update(self, xyxy: npt.NDArray[np.float32], scores: npt.NDArray[np.float32]) -> Association:
         self._frame += 1
         frame = self._frame
-        for t in self._tracks:
-            t.kalman.predict()
+        predict_all([t.kalman for t in self._tracks])
         out_det: list[int] = []
         out_id: list[int] = []
+        # A track is matched at most once per frame and each stage matches on boxes the
+        # stages before did not correct, so the corrections are made together at the end.
+        corrected: list[tuple[KalmanBox, int]] = []
 
         def hit(track: ByteTrack, det: int) -> None:
-            track.kalman.update(xyxy[det])
+            corrected.append((track.kalman, det))
             track.score = float(scores[det])
             track.last_frame = frame
             track.hits += 1
@@ -181,6 +223,8 @@ class ByteTracker:
         for ti, di in pairs:
             hit(unconfirmed[ti], int(left_high[di]))
         dead = {id(unconfirmed[i]) for i in rest_u}
+
+        update_all([k for k, _ in corrected], xyxy[[d for _, d in corrected]])
 
         for di in left_high[rest_d]:
             if scores[di] < self.new_track_threshold:

@@ -165,3 +165,47 @@ def test_ids_hold_on_a_hand_labelled_stretch_of_real_footage() -> None:
     # Measured: one switch (a motorcyclist whose rider box comes and goes), one miss.
     assert sum(switches.values()) <= 1, (switches, matches)
     assert missed <= labelled // 20, matches
+
+
+def _textbook_predict(mean: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The filter's step in its matrix form: x' = F x, P' = F P F^T + Q."""
+    f = np.eye(8)
+    f[:4, 4:] = np.eye(4)
+    h = mean[3]
+    std = [h / 20, h / 20, 1e-2, h / 20, h / 160, h / 160, 1e-5, h / 160]
+    return f @ mean, f @ cov @ f.T + np.diag(np.square(std))
+
+
+def _textbook_update(
+    mean: np.ndarray, cov: np.ndarray, box: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """x' = x + K (z - H x), P' = P - K S K^T, with S = H P H^T + R and K = P H^T S^-1."""
+    w, hb = box[2] - box[0], box[3] - box[1]
+    z = np.array([box[0] + w / 2, box[1] + hb / 2, w / hb, hb])
+    m = np.eye(4, 8)
+    h = mean[3]
+    s = m @ cov @ m.T + np.diag(np.square([h / 20, h / 20, 1e-1, h / 20]))
+    gain = cov @ m.T @ np.linalg.inv(s)
+    return mean + gain @ (z - m @ mean), cov - gain @ s @ gain.T
+
+
+def test_a_frames_boxes_step_together_as_each_would_alone() -> None:
+    """The Kalman steps of all of a frame's tracks in one array operation give each box
+    what the filter's matrix form gives it alone, whichever boxes are corrected."""
+    from edge.bytetrack import KalmanBox, predict_all, update_all
+
+    rng = np.random.default_rng(5)
+    starts = np.array([[100, 200, 180, 260], [900, 40, 910, 60], [10, 500, 400, 1000]], float)
+    boxes = [KalmanBox(b) for b in starts]
+    alone = [(b.mean.copy(), b.cov.copy()) for b in boxes]
+    for step in range(40):
+        predict_all(boxes)
+        alone = [_textbook_predict(m, c) for m, c in alone]
+        seen = [i for i in range(3) if (step + i) % 3]  # some boxes go unseen each frame
+        measured = np.array([starts[i] + step * (i + 1) + rng.normal(0, 2, 4) for i in seen])
+        update_all([boxes[i] for i in seen], measured)
+        for i, box in zip(seen, measured, strict=True):
+            alone[i] = _textbook_update(*alone[i], box)
+        for box, (mean, cov) in zip(boxes, alone, strict=True):
+            np.testing.assert_allclose(box.mean, mean, rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(box.cov, cov, rtol=1e-9, atol=1e-12)
