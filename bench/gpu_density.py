@@ -494,7 +494,7 @@ def search(
             break
         n = min(2 * n, limit)
     low = best.streams if best else 0
-    while high - low > max(1, within):
+    while high - low > (max(1, within) if best else 1):  # (to 1 stream until one keeps up)
         mid = (low + high) // 2
         t = attempt(mid)
         if t.keeps_up:
@@ -571,6 +571,8 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench" / "density")
     args = parser.parse_args()
+    if min(args.max_streams, args.start_streams, args.within, args.processes) < 1:
+        parser.error("--max-streams, --start-streams, --within and --processes must be at least 1")
 
     from edge.nvdec import NvdecUnavailableError, capture_factory
 

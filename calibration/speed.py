@@ -179,7 +179,7 @@ class SampleWindow:
 
     def __init__(self, seconds: float, capacity: int = 64) -> None:
         self.seconds = seconds
-        self._buffer = np.empty((capacity, 4), dtype=np.float64)
+        self._buffer = np.empty((max(capacity, 1), 4), dtype=np.float64)
         self._start = self._end = 0
 
     def __len__(self) -> int:
@@ -220,10 +220,13 @@ def estimate_speeds(
     """``estimate_speed`` of each track, given as ``ground_rows`` (or a ``SampleWindow``'s
     rows), all in one array pass: a frame's tracks cost little more than one does."""
     out: list[SpeedEstimate | None] = [None] * len(tracks)
-    lengths = np.array([len(rows) for rows in tracks], dtype=np.intp)
+    arrays = [np.asarray(rows, dtype=np.float64) for rows in tracks]
+    if any(a.ndim != 2 or a.shape[1] != 4 for a in arrays):
+        raise CalibrationError("each track's samples must be rows of (t, u, v, box height)")
+    lengths = np.array([len(a) for a in arrays], dtype=np.intp)
     if not lengths.sum():
         return out
-    flat = np.concatenate([np.asarray(rows, dtype=np.float64).reshape(-1, 4) for rows in tracks])
+    flat = np.concatenate(arrays)
     if not np.isfinite(flat).all():
         raise CalibrationError("track samples contain NaN or infinite values")
     track = np.repeat(np.arange(len(tracks)), lengths)  # each row's track
@@ -239,13 +242,15 @@ def estimate_speeds(
     if not len(enough):
         return out
     used &= counts[track] >= config.min_samples
-    flat, world = flat[used], world[used]
+    flat, world, since = flat[used], world[used], t[used] - last_t[track[used]]
     # Padded rows, one per track with enough samples: its samples in order from column 0
     # (``flat`` holds them track after track, which is the mask's row-major order).
     n = counts[enough]
     valid = np.arange(int(n.max())) < n[:, None]
+    # Times from each track's newest sample: epoch seconds would leave the fit's sums
+    # only a few significant digits for the motion within the window.
     t_rows = np.zeros(valid.shape)
-    t_rows[valid] = flat[:, 0]
+    t_rows[valid] = since
     xy = np.zeros((*valid.shape, 2))
     xy[valid] = world
     # A box's bottom edge errs up or down: its road footprint is the Jacobian's v column.

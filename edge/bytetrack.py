@@ -42,7 +42,7 @@ def _xyah(box: npt.NDArray[np.floating]) -> FloatArray:
     return np.array([box[0] + w / 2, box[1] + h / 2, w / max(h, 1e-6), h], dtype=np.float64)
 
 
-def _xyah_all(boxes: FloatArray) -> FloatArray:
+def _xyah_all(boxes: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
     """(K, 4) boxes (x1, y1, x2, y2) -> (K, 4) measurements (centre, aspect, height)."""
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     return np.stack([boxes[:, 0] + w / 2, boxes[:, 1] + h / 2, w / np.maximum(h, 1e-6), h], 1)
@@ -108,7 +108,8 @@ def update_all(boxes: list[KalmanBox], measured: npt.NDArray[np.floating]) -> No
         return
     mean = np.stack([b.mean for b in boxes])
     cov = np.stack([b.cov for b in boxes])
-    z = _xyah_all(np.asarray(measured, dtype=np.float64))
+    # (In the boxes' own precision, as a track's first box is: the same numbers.)
+    z = _xyah_all(np.asarray(measured)).astype(np.float64)
     diagonal = np.arange(4)
     # The measurement reads the positions: H P H^T is P's top-left block, H P its top rows.
     innovation_cov = cov[:, :4, :4].copy()

@@ -59,6 +59,9 @@ PlateRead = Callable[[Sequence[Image]], tuple[PlateReading, Image | None]]
 # scenes, see calibration.speed_eval); contact points are picked with 1 px error.
 SPEED_CONFIG = SpeedConfig(pixel_sigma_px=1.0, box_edge_sigma=0.05)
 TRACK_HISTORY_S = 6.0
+# A camera with no reference view yet (dark or capped at start) is tried this often: the
+# rules run unguarded until then, and each try searches the whole frame for features.
+REFERENCE_RETRY_S = 1.0
 PLATE_FRAMES = 6
 
 
@@ -284,19 +287,21 @@ class CameraEnforcement:
 
     def _take_reference(self, frame: Frame, mono_s: float, bounds: IntegrityBounds) -> None:
         """The guard's reference view from this frame; without enough of the scene in it,
-        tried again ``guard_every_s`` later (said once, not at every frame)."""
-        self._guard_due = mono_s + self.guard_every_s
+        tried again a second later (said once, not at every frame)."""
         try:
             reference = ReferenceView.from_frame(frame.image)
         except ValueError as exc:
+            retry_s = min(self.guard_every_s, REFERENCE_RETRY_S)
+            self._guard_due = mono_s + retry_s
             if not self._reference_missed:
                 log.warning(
                     "camera %s: no reference view yet: %s; trying again every %g s",
-                    self.camera, exc, self.guard_every_s,
+                    self.camera, exc, retry_s,
                 )  # fmt: skip
             self._reference_missed = True
             return
         self.guard, self._guard_bounds = IntegrityGuard(reference, bounds), None
+        self._guard_due = mono_s + self.guard_every_s
         if self._reference_missed:
             log.info("camera %s: reference view taken", self.camera)
 

@@ -32,6 +32,7 @@ def density() -> ModuleType:
         pytest.param(140, 256, 64, 8, 136, [64, 128, 256, 192, 160, 144, 136], id="to 8 streams"),
         pytest.param(40, 256, 64, 1, 40, [64, 32, 48, 40, 44, 42, 41], id="start too high"),
         pytest.param(0, 256, 8, 1, None, [8, 4, 2, 1], id="none keeps up"),
+        pytest.param(3, 256, 64, 8, 2, [64, 32, 16, 8, 4, 2], id="start too high, to 8"),
         pytest.param(300, 256, 1, 1, 256, [*DOUBLED, 256], id="all up to the limit"),
         pytest.param(300, 100, 64, 1, 100, [64, 100], id="limit between doublings"),
     ],

@@ -228,14 +228,29 @@ def _fields(estimate: SpeedEstimate | None) -> list[float]:
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("rms_m", [0.0, 0.1])
-def test_a_frames_tracks_estimated_at_once_match_each_estimated_alone(rms_m: float) -> None:
+def _at(t0: float, track: list[GroundSample]) -> list[GroundSample]:
+    return [GroundSample(t0 + s.t, s.pixel, s.box_height_px) for s in track]
+
+
+@pytest.mark.parametrize(
+    ("rms_m", "t0"), [(0.0, 0.0), (0.1, 0.0), (0.1, 1_765_000_000.0)], ids=["exact", "rms", "epoch"]
+)
+def test_a_frames_tracks_estimated_at_once_match_each_estimated_alone(
+    rms_m: float, t0: float
+) -> None:
+    """Epoch seconds, as the node's frames carry, included: each track's times are taken
+    from its newest sample, so the sums keep their digits whatever the clock reads."""
     config = SpeedConfig(pixel_sigma_px=1.0, box_edge_sigma=0.05)
-    alone = [estimate_speed(track, projector(HIGH, rms_m), config) for track in FRAME]
-    together = estimate_speeds([ground_rows(t) for t in FRAME], projector(HIGH, rms_m), config)
+    frame = [_at(t0, track) for track in FRAME]
+    alone = [estimate_speed(track, projector(HIGH, rms_m), config) for track in frame]
+    together = estimate_speeds([ground_rows(t) for t in frame], projector(HIGH, rms_m), config)
     assert [e is None for e in alone] == [False, False, False, True, True, False, False, True]
     for one, batched in zip(alone, together, strict=True):
         assert _fields(batched) == pytest.approx(_fields(one), rel=1e-9, abs=1e-12)
+    # The clock's reading changes nothing but the times' own rounding (about 1e-7 s).
+    from_zero = [estimate_speed(track, projector(HIGH, rms_m), config) for track in FRAME]
+    for one, zero in zip(alone, from_zero, strict=True):
+        assert _fields(one) == pytest.approx(_fields(zero), rel=1e-5, abs=1e-6)
     # Reordered, each track still gets its own estimate.
     backwards = estimate_speeds([ground_rows(t) for t in FRAME[::-1]], projector(HIGH), config)
     forwards = [estimate_speed(track, projector(HIGH), config) for track in FRAME]
@@ -260,6 +275,12 @@ def test_tracks_at_once_refuse_a_malformed_track_but_not_a_later_track_starting_
 def test_no_tracks_and_empty_tracks_have_no_speed() -> None:
     assert estimate_speeds([], projector(HIGH), SpeedConfig()) == []
     assert estimate_speeds([ground_rows([])] * 2, projector(HIGH), SpeedConfig()) == [None, None]
+
+
+def test_samples_not_given_as_rows_are_refused() -> None:
+    one = ground_rows(samples(Drive(HIGH, (0, 20), (0, 60))))
+    with pytest.raises(CalibrationError, match="rows of"):
+        estimate_speeds([one, one[0]], projector(HIGH), SpeedConfig())
 
 
 def test_a_sample_window_keeps_the_newest_seconds_as_rows() -> None:
