@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from gpu_density import density_camera  # noqa: E402  (beside this script)
 
-from calibration.camera import PinholeCamera  # noqa: E402
 from calibration.projector import RoadProjector  # noqa: E402
 from calibration.speed import (  # noqa: E402
     GroundSample,
@@ -46,10 +46,7 @@ from calibration.speed import (  # noqa: E402
 from edge.enforcement import SPEED_CONFIG  # noqa: E402
 
 FPS = 30.0
-CAMERA = PinholeCamera(
-    height_m=8.0, tilt_deg=14.0, focal_px=1800.0, width=1920, height=1080, pan_deg=0.0,
-    offset_m=0.0,
-)  # fmt: skip
+CAMERA = density_camera()  # the density bench's 1080p camera
 Feed = list[list[tuple[int, GroundSample]]]  # per frame: (track id, its sample)
 Estimates = list[list[SpeedEstimate | None]]
 

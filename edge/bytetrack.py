@@ -37,11 +37,6 @@ _STD_POSITION = 1.0 / 20
 _STD_VELOCITY = 1.0 / 160
 
 
-def _xyah(box: npt.NDArray[np.floating]) -> FloatArray:
-    w, h = box[2] - box[0], box[3] - box[1]
-    return np.array([box[0] + w / 2, box[1] + h / 2, w / max(h, 1e-6), h], dtype=np.float64)
-
-
 def _xyah_all(boxes: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
     """(K, 4) boxes (x1, y1, x2, y2) -> (K, 4) measurements (centre, aspect, height)."""
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
@@ -55,7 +50,7 @@ class KalmanBox:
     for all of a frame's tracks instead of a few small ones per track."""
 
     def __init__(self, box: npt.NDArray[np.floating]) -> None:
-        z = _xyah(box)
+        z = _xyah_all(np.asarray(box)[None])[0].astype(np.float64)
         self.mean = np.r_[z, np.zeros(4)]
         h = z[3]
         p, v = 2 * _STD_POSITION * h, 10 * _STD_VELOCITY * h

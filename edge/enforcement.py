@@ -318,6 +318,12 @@ class CameraEnforcement:
         xyxy = np.asarray(tracks.xyxy, dtype=np.float64)
         ground = np.column_stack([(xyxy[:, 0] + xyxy[:, 2]) / 2.0, xyxy[:, 3]])
         world = self.projector.to_world(ground) if self.projector is not None else None
+        # Off the road plane (on or above the horizon): no world point, no speed sample.
+        on_road = (
+            np.isfinite(world[:, 0]) & np.isfinite(world[:, 1])
+            if world is not None
+            else np.zeros(len(xyxy), dtype=bool)
+        )
         seen: list[tuple[int, VehicleClass, ImageBox, Point, Point | None]] = []
         samples: list[npt.NDArray[np.float64]] = []  # of the tracks seen on the road
         rows = zip(tracks.class_id.tolist(), tracks.tracker_id.tolist(), strict=True)
@@ -333,7 +339,7 @@ class CameraEnforcement:
                 track.boxes.popleft()
             ground_px = Point(float(ground[i, 0]), float(ground[i, 1]))
             at_world: Point | None = None
-            if world is not None and np.isfinite(world[i]).all():
+            if world is not None and on_road[i]:
                 at_world = Point(float(world[i, 0]), float(world[i, 1]))
                 track.samples.add(GroundSample(t, (ground_px.x, ground_px.y), y1 - y0))
                 samples.append(track.samples.rows)
