@@ -8,6 +8,13 @@ for ``Frame.image`` (the integrity guard every few seconds; a JPEG evidence ring
 camera's ring does not keep its stream). A capture given a ``PacketSink`` hands it every
 packet it demuxes, and tags each frame with its place in the stream (``last_source``).
 
+A camera that sends its parameter sets (H.264 SPS and PPS, HEVC VPS, SPS and PPS) only in
+the RTSP SDP, never in the stream, would show NVDEC nothing: PyNvVideoCodec's demuxer does
+not pass the SDP's sets on, and NVDEC's parser skips every picture it has no SPS for. When
+a stream's first keyframe comes before any parameter set, the capture reads the SDP's
+sets once (``sdp_parameter_sets``: FFmpeg's RTSP client, through OpenCV) and puts them
+ahead of that keyframe, for the decoder and for the packet sink alike.
+
 ``capture_factory`` picks the decoder a node asked for: ``opencv`` (FFmpeg on the CPU),
 ``nvdec``, or ``auto`` (NVDEC where PyNvVideoCodec, CuPy and a GPU are usable, OpenCV
 otherwise, with the reason logged once).
@@ -23,6 +30,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
+
+import cv2
 
 from edge.device_batch import BackendError, cuda_backend
 from edge.evidence.packets import KEY_NALS, PARAM_NALS, Codec, nal_units
@@ -70,36 +79,73 @@ def _codec_name(codec_id: Any) -> Codec | None:
     return None
 
 
+# (source, codec) -> the parameter sets a stream's SDP carries (none: it carries none)
+ParameterSets = Callable[[str, Codec], list[bytes]]
+
+
 class _StartCheck:
     """The keyframes and parameter sets of a stream before its first picture: a decoder
     that has had ``GOPS_BEFORE_FAILURE`` whole GOPs and shows nothing cannot start on it.
 
-    That is how NVDEC meets an H.264 or HEVC camera that sends its parameter sets only in
-    the RTSP SDP: PyNvVideoCodec's demuxer passes them to the decoder only for MP4, MOV,
-    FLV and Matroska sources, and NVDEC's parser skips every picture it has no SPS for,
-    without an error."""
+    A keyframe that comes before any parameter set gets the SDP's ahead of it (read once,
+    when the first such keyframe comes): that is how a camera that sends its parameter
+    sets only in the RTSP SDP gets decoded (see the module's notes)."""
 
-    def __init__(self, codec: Codec) -> None:
+    def __init__(self, codec: Codec, sdp: Callable[[], list[bytes]]) -> None:
         self.codec = codec
         self.keys = 0
         self.params = False
+        self._sdp = sdp
+        self._from_sdp: list[bytes] | None = None  # read from the SDP (once)
 
-    def cannot_start(self, data: bytes) -> str | None:
-        """Why the decoder cannot start, given the next packet (None: it may yet)."""
+    def admit(self, data: bytes) -> tuple[bytes, str | None]:
+        """The packet as the decoder gets it, and why the decoder cannot start (None: it
+        may yet)."""
         kinds = {kind for kind, _ in nal_units(data, self.codec)}
         self.params = self.params or bool(kinds & PARAM_NALS[self.codec])
         if not kinds & KEY_NALS[self.codec]:
-            return None
+            return data, None
+        if not self.params:
+            if self._from_sdp is None:
+                self._from_sdp = self._sdp()
+            if self._from_sdp:
+                data, self.params = b"".join(self._from_sdp) + data, True
         self.keys += 1
         if self.keys <= GOPS_BEFORE_FAILURE:
-            return None
+            return data, None
         why = f"NVDEC decoded no picture from the stream's first {GOPS_BEFORE_FAILURE} GOPs"
         if self.params:
-            return why
-        return (
-            f"{why}, which came without parameter sets (a camera that sends them only in "
-            "the RTSP SDP, which PyNvVideoCodec's demuxer does not pass to the decoder)"
-        )
+            return data, why
+        return data, f"{why}, which came without parameter sets, in the stream or in its RTSP SDP"
+
+
+def sdp_parameter_sets(url: str, codec: Codec, timeout_s: float = 10.0) -> list[bytes]:
+    """The parameter sets (Annex B units) that an RTSP source's SDP carries
+    (``sprop-parameter-sets``; HEVC's ``sprop-vps``, ``sprop-sps`` and ``sprop-pps``), as
+    FFmpeg's RTSP client reads them (through OpenCV); none for another source, or when
+    the SDP carries none or cannot be read (logged)."""
+    if not url.lower().startswith(("rtsp://", "rtsps://")):
+        return []
+    shown = redact_url(url)
+    params = [
+        cv2.CAP_PROP_FORMAT, -1,  # the stream's packets, not pictures: nothing is decoded
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(timeout_s * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(timeout_s * 1000),
+    ]  # fmt: skip
+    cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+    try:
+        if not cap.isOpened():
+            log.info("camera source %s: cannot read its RTSP SDP", shown)
+            return []
+        index = int(cap.get(cv2.CAP_PROP_CODEC_EXTRADATA_INDEX))
+        ok, extra = cap.retrieve(flag=index) if index > 0 else (False, None)
+    finally:
+        cap.release()
+    data = bytes(extra.ravel()) if ok and extra is not None else b""
+    units = [bytes(unit) for kind, unit in nal_units(data, codec) if kind in PARAM_NALS[codec]]
+    if not units:
+        log.info("camera source %s: its RTSP SDP carries no %s parameter sets", shown, codec)
+    return units
 
 
 class NvdecUnavailableError(SourceError):
@@ -159,10 +205,14 @@ class NvdecCapture:
         read_timeout_s: float = 10.0,
         depth: int = 4,
         packets: PacketSink | None = None,
+        parameter_sets: ParameterSets | None = None,
     ) -> None:
         self.url = url
         self.session = next(_SESSIONS)
         self._packets = packets
+        self._parameter_sets = parameter_sets or (
+            lambda source, codec: sdp_parameter_sets(source, codec, min(read_timeout_s, 10.0))
+        )
         self.last_source: SourceTag | None = None  # of the frame the last read returned
         shown = redact_url(url)
         self._nvc = nvc if nvc is not None else load_nvc()
@@ -176,6 +226,7 @@ class NvdecCapture:
         self._finished = False
         self._fps = 0.0
         self._produced = 0  # frames the thread decoded
+        self._made: ctypes.Array[ctypes.c_char] | None = None  # see ``_packet_of``
         self._settled = threading.Event()  # the first frame is decoded, or the thread ended
         self.error: str | None = None  # why the source stopped, when it failed
         # Why NVDEC cannot decode this source (set with ``error``): the decoder refused
@@ -237,7 +288,9 @@ class NvdecCapture:
         refused = 0
         sink = self._packets
         codec = _codec_name(demuxer.GetNvCodecId())
-        start = _StartCheck(codec) if codec is not None else None
+        start = None
+        if codec is not None:
+            start = _StartCheck(codec, lambda: self._parameter_sets(self.url, codec))
         stopped_at: float | None = None
         for packet in demuxer:  # the last, empty packet flushes the decoder
             if self._stop.is_set():
@@ -251,12 +304,15 @@ class NvdecCapture:
             if codec is not None and packet.bsl > 0 and (sink is not None or not self._produced):
                 # Copied now: the demuxer reuses the packet's memory for the next one.
                 data = ctypes.string_at(packet.bsl_data, packet.bsl)
+            if start is not None and data and not self._produced:
+                admitted, why = start.admit(data)
+                if why is not None:
+                    self.error = self.undecodable = why
+                    return
+                if admitted is not data:  # parameter sets from the SDP ahead of a keyframe
+                    data, packet = admitted, self._packet_of(admitted, packet)
             if data and sink is not None and codec is not None:
                 sink.add_packet(self.session, codec, int(packet.pts), data, time.monotonic())
-            starting = start if data and not self._produced else None
-            if starting is not None and (why := starting.cannot_start(data)) is not None:
-                self.error = self.undecodable = why
-                return
             try:
                 decoded = decoder.Decode(packet)
             except Exception as exc:  # a packet the decoder cannot take
@@ -278,6 +334,17 @@ class NvdecCapture:
                 self._settled.set()
                 if not self._put((frame, pts)):
                     return
+
+    def _packet_of(self, data: bytes, like: Any) -> Any:
+        """A packet for the decoder holding ``data``, with ``like``'s time stamps and flags.
+        It points into a buffer the capture keeps until it makes the next one (the
+        decoder's parser reads the packet during ``Decode``)."""
+        packet = self._nvc.PacketData()
+        for name in ("key", "pts", "dts", "pos", "duration"):
+            setattr(packet, name, getattr(like, name))
+        self._made = ctypes.create_string_buffer(data, len(data))
+        packet.bsl_data, packet.bsl = ctypes.addressof(self._made), len(data)
+        return packet
 
     def _bgr(self, decoded: Any) -> Image:
         """The decoder's RGB surface as a BGR array of our own (the surface is reused)."""

@@ -7,7 +7,8 @@ demuxer hands out the clip's real H.264 packets (Annex B, with their presentatio
 stamps, as FFmpeg demuxes them), and its decoder gives the pictures FFmpeg decodes, in
 display order, as RGB surfaces with their time stamps. ``StreamNvc(sdp_only=True)`` plays
 a camera that sends its parameter sets only in the RTSP SDP: the packets come without
-them, and the decoder, like NVDEC's parser, shows no picture it has no SPS and PPS for.
+them, and the decoder, like NVDEC's parser, shows no picture it has no SPS and PPS for
+(``clip_parameter_sets`` are the ones its SDP would carry).
 """
 
 from __future__ import annotations
@@ -106,14 +107,32 @@ def without_parameter_sets(data: bytes) -> bytes:
     return b"".join(bytes(unit) for kind, unit in nal_units(data, "h264") if kind not in (7, 8))
 
 
-class StreamPacket:
-    """Like PyNvVideoCodec's PacketData: ``bsl_data`` points at ``bsl`` bytes."""
+def clip_parameter_sets(path: Path) -> list[bytes]:
+    """The clip's SPS and PPS units, each once, in the order they first came."""
+    packets, _, _ = read_stream(path)
+    units = (u for _, data in packets for kind, u in nal_units(data, "h264") if kind in (7, 8))
+    return list(dict.fromkeys(bytes(u) for u in units))
+
+
+class PacketData:
+    """PyNvVideoCodec's PacketData as an application makes one: empty, then filled in
+    (``bsl_data`` points at ``bsl`` bytes that the application keeps alive)."""
+
+    def __init__(self) -> None:
+        self.key = self.pts = self.dts = self.pos = self.duration = 0
+        self.bsl = self.bsl_data = 0
+
+
+class StreamPacket(PacketData):
+    """A packet as PyNvVideoCodec's demuxer hands it out (it owns its bytes)."""
 
     def __init__(self, data: bytes, pts: int) -> None:
+        super().__init__()
         self._buffer = ctypes.create_string_buffer(data, len(data)) if data else None
         self.bsl = len(data)
         self.bsl_data = ctypes.addressof(self._buffer) if self._buffer is not None else 0
-        self.pts = pts
+        self.pts = self.dts = pts
+        self.key = int(any(kind == 5 for kind, _ in nal_units(data, "h264")))
 
 
 class StreamPicture:
@@ -195,6 +214,7 @@ class StreamNvc:
 
     OutputColorType = SimpleNamespace(RGB="rgb", NATIVE="native")
     DisplayDecodeLatencyType = SimpleNamespace(LOW="low", NATIVE="native")
+    PacketData = PacketData
 
     def __init__(
         self,

@@ -12,8 +12,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import cv2
 import pytest
 
+from edge.evidence.packets import decode_annexb, nal_units
+from edge.nvdec import sdp_parameter_sets
 from edge.sources import Backoff, CameraReader
 from roadwatch.contract import CameraState
 from tests.services import missing
@@ -44,8 +47,9 @@ def _gst_available() -> bool:
 
 
 class RtspServer:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, sdp_only: bool = False) -> None:
         self.port = port
+        self.sdp_only = sdp_only
         self.proc: subprocess.Popen[str] | None = None
 
     @property
@@ -54,7 +58,7 @@ class RtspServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(SERVER), str(self.port)],
+            [SYSTEM_PYTHON, str(SERVER), str(self.port), *(["sdp-only"] if self.sdp_only else [])],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         assert self.proc.stdout is not None
@@ -74,16 +78,27 @@ class RtspServer:
         self.proc = None
 
 
-@pytest.fixture
-def rtsp_server() -> Iterator[RtspServer]:
+def _serving(sdp_only: bool) -> Iterator[RtspServer]:
     if not _gst_available():
         missing("GStreamer's RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0) is not installed")
-    server = RtspServer(_free_port())
+    server = RtspServer(_free_port(), sdp_only)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def rtsp_server() -> Iterator[RtspServer]:
+    yield from _serving(sdp_only=False)
+
+
+@pytest.fixture(params=[True, False], ids=["sdp-only", "in-band"])
+def either_server(request: pytest.FixtureRequest) -> Iterator[RtspServer]:
+    """A camera that sends its parameter sets only in the SDP, and one that sends them in
+    the stream too."""
+    yield from _serving(sdp_only=request.param)
 
 
 def _wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
@@ -126,3 +141,40 @@ def test_reader_reconnects_when_the_server_comes_back(rtsp_server: RtspServer) -
         assert health.reconnects >= 1
     finally:
         assert reader.stop(timeout_s=15)
+
+
+def _packets(url: str, count: int) -> list[bytes]:
+    """The stream's first ``count`` packets (Annex B, as FFmpeg's RTSP client gets them)."""
+    raw = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])
+    try:
+        assert raw.isOpened()
+        out = []
+        while len(out) < count and (read := raw.read())[0]:
+            out.append(read[1].tobytes())
+        return out
+    finally:
+        raw.release()
+
+
+def _kinds(packets: list[bytes]) -> list[set[int]]:
+    return [{kind for kind, _ in nal_units(data, "h264")} for data in packets]
+
+
+def test_the_parameter_sets_of_a_camera_are_read_from_its_sdp(either_server: RtspServer) -> None:
+    """What NVDEC gets ahead of the first keyframe of a camera that sends its SPS and PPS
+    only in the SDP: the sets that make that stream decodable (FFmpeg decodes nothing
+    from its packets without them, and every picture with them)."""
+    server, sdp_only = either_server, either_server.sdp_only
+    sets = sdp_parameter_sets(server.url, "h264", timeout_s=10.0)
+    assert _kinds(sets) == [{7}, {8}]
+    packets = _packets(server.url, 25)
+    kinds = _kinds(packets)
+    key = next(i for i, k in enumerate(kinds) if 5 in k)
+    in_band = any(k & {7, 8} for k in kinds)
+    assert in_band is not sdp_only
+    stretch = packets[key:]
+    if sdp_only:
+        assert list(decode_annexb([], stretch, "h264")) == []
+    pictures = list(decode_annexb(sets, stretch, "h264"))
+    assert len(pictures) == len(stretch)
+    assert all(p.shape == (240, 320, 3) for p in pictures)
