@@ -8,12 +8,12 @@ for ``Frame.image`` (the integrity guard every few seconds; a JPEG evidence ring
 camera's ring does not keep its stream). A capture given a ``PacketSink`` hands it every
 packet it demuxes, and tags each frame with its place in the stream (``last_source``).
 
-A camera that sends its parameter sets (H.264 SPS and PPS, HEVC VPS, SPS and PPS) only in
-the RTSP SDP, never in the stream, would show NVDEC nothing: PyNvVideoCodec's demuxer does
-not pass the SDP's sets on, and NVDEC's parser skips every picture it has no SPS for. When
-a stream's first keyframe comes before any parameter set, the capture reads the SDP's
-sets once (``sdp_parameter_sets``: FFmpeg's RTSP client, through OpenCV) and puts them
-ahead of that keyframe, for the decoder and for the packet sink alike.
+A file is demuxed by PyNvVideoCodec's own demuxer. A network stream (RTSP and the like) is
+demuxed by FFmpeg through PyAV (``StreamDemuxer``): PyNvVideoCodec 2.2.4's demuxer crashes
+the process on one (it reads the seekable flag of the source's I/O context, which FFmpeg's
+RTSP demuxer does not have). ``StreamDemuxer`` hands out the same packets, with time-outs
+of its own, and puts parameter sets that a camera sends only in its RTSP SDP ahead of the
+stream's first keyframe (NVDEC's parser skips every picture it has no SPS for).
 
 ``capture_factory`` picks the decoder a node asked for: ``opencv`` (FFmpeg on the CPU),
 ``nvdec``, or ``auto`` (NVDEC where PyNvVideoCodec, CuPy and a GPU are usable, OpenCV
@@ -28,10 +28,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Literal, Protocol
-
-import cv2
 
 from edge.device_batch import BackendError, cuda_backend
 from edge.evidence.packets import KEY_NALS, PARAM_NALS, Codec, nal_units
@@ -79,73 +77,120 @@ def _codec_name(codec_id: Any) -> Codec | None:
     return None
 
 
-# (source, codec) -> the parameter sets a stream's SDP carries (none: it carries none)
-ParameterSets = Callable[[str, Codec], list[bytes]]
-
-
 class _StartCheck:
     """The keyframes and parameter sets of a stream before its first picture: a decoder
     that has had ``GOPS_BEFORE_FAILURE`` whole GOPs and shows nothing cannot start on it.
 
-    A keyframe that comes before any parameter set gets the SDP's ahead of it (read once,
-    when the first such keyframe comes): that is how a camera that sends its parameter
-    sets only in the RTSP SDP gets decoded (see the module's notes)."""
+    That is how NVDEC meets a stream that carries no parameter sets its decoder gets (in
+    the stream, its container or its SDP): NVDEC's parser skips every picture it has no
+    SPS for, without an error."""
 
-    def __init__(self, codec: Codec, sdp: Callable[[], list[bytes]]) -> None:
+    def __init__(self, codec: Codec) -> None:
         self.codec = codec
         self.keys = 0
         self.params = False
-        self._sdp = sdp
-        self._from_sdp: list[bytes] | None = None  # read from the SDP (once)
 
-    def admit(self, data: bytes) -> tuple[bytes, str | None]:
-        """The packet as the decoder gets it, and why the decoder cannot start (None: it
-        may yet)."""
+    def cannot_start(self, data: bytes) -> str | None:
+        """Why the decoder cannot start, given the next packet (None: it may yet)."""
         kinds = {kind for kind, _ in nal_units(data, self.codec)}
         self.params = self.params or bool(kinds & PARAM_NALS[self.codec])
         if not kinds & KEY_NALS[self.codec]:
-            return data, None
-        if not self.params:
-            if self._from_sdp is None:
-                self._from_sdp = self._sdp()
-            if self._from_sdp:
-                data, self.params = b"".join(self._from_sdp) + data, True
+            return None
         self.keys += 1
         if self.keys <= GOPS_BEFORE_FAILURE:
-            return data, None
+            return None
         why = f"NVDEC decoded no picture from the stream's first {GOPS_BEFORE_FAILURE} GOPs"
         if self.params:
-            return data, why
-        return data, f"{why}, which came without parameter sets, in the stream or in its RTSP SDP"
+            return why
+        return f"{why}, which came without parameter sets, in the stream or out of it"
 
 
-def sdp_parameter_sets(url: str, codec: Codec, timeout_s: float = 10.0) -> list[bytes]:
-    """The parameter sets (Annex B units) that an RTSP source's SDP carries
-    (``sprop-parameter-sets``; HEVC's ``sprop-vps``, ``sprop-sps`` and ``sprop-pps``), as
-    FFmpeg's RTSP client reads them (through OpenCV); none for another source, or when
-    the SDP carries none or cannot be read (logged)."""
-    if not url.lower().startswith(("rtsp://", "rtsps://")):
-        return []
-    shown = redact_url(url)
-    params = [
-        cv2.CAP_PROP_FORMAT, -1,  # the stream's packets, not pictures: nothing is decoded
-        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(timeout_s * 1000),
-        cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(timeout_s * 1000),
-    ]  # fmt: skip
-    cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
-    try:
-        if not cap.isOpened():
-            log.info("camera source %s: cannot read its RTSP SDP", shown)
-            return []
-        index = int(cap.get(cv2.CAP_PROP_CODEC_EXTRADATA_INDEX))
-        ok, extra = cap.retrieve(flag=index) if index > 0 else (False, None)
-    finally:
-        cap.release()
-    data = bytes(extra.ravel()) if ok and extra is not None else b""
-    units = [bytes(unit) for kind, unit in nal_units(data, codec) if kind in PARAM_NALS[codec]]
-    if not units:
-        log.info("camera source %s: its RTSP SDP carries no %s parameter sets", shown, codec)
-    return units
+def is_network(url: str) -> bool:
+    """A source read over the network (any URL but ``file://``), not a file."""
+    scheme, sep, _ = url.partition("://")
+    return bool(sep) and scheme.lower() != "file"
+
+
+class StreamDemuxer:
+    """A network stream demuxed by FFmpeg through PyAV, its packets handed out as
+    PyNvVideoCodec's demuxer hands them out: Annex B H.264 or HEVC in ``PacketData`` with
+    the stream's own time stamps, each valid until the next is taken, then an empty packet
+    that flushes the decoder.
+
+    Opening waits at most ``open_timeout_s`` and each read at most ``read_timeout_s``
+    (FFmpeg's interrupt callback), then raises. A stream whose codec data is in MP4 form
+    (avcC/hvcC) goes through FFmpeg's ``mp4toannexb`` filter. Parameter sets that come only
+    out of the stream (the RTSP SDP's ``sprop-parameter-sets``, which FFmpeg keeps as the
+    codec's extradata) go ahead of the first keyframe that comes before any in the stream.
+    """
+
+    def __init__(self, url: str, nvc: Any, *, open_timeout_s: float, read_timeout_s: float):
+        import av
+
+        self._nvc = nvc
+        try:
+            self._container = av.open(url, timeout=(open_timeout_s, read_timeout_s))
+        except av.FFmpegError as exc:
+            raise SourceError(redact_in(f"{exc}".splitlines()[0], url)) from exc
+        try:
+            videos = self._container.streams.video
+            if not videos:
+                raise SourceError("the source has no video stream")
+            self._stream = videos[0]
+            name = self._stream.codec_context.name
+            if name not in ("h264", "hevc"):
+                raise SourceError(f"its codec is {name}; NVDEC decodes H.264 and HEVC here")
+            self.codec: Codec = "h264" if name == "h264" else "hevc"
+            extra = bytes(self._stream.codec_context.extradata or b"")
+            mp4_form = extra[:1] == b"\x01"
+            self._filter = (
+                av.BitStreamFilterContext(f"{name}_mp4toannexb", self._stream) if mp4_form else None
+            )
+            kinds = PARAM_NALS[self.codec]
+            self._params = [bytes(u) for k, u in nal_units(extra, self.codec) if k in kinds]
+            rate = self._stream.average_rate or self._stream.guessed_rate
+            self._rate = float(rate) if rate else 0.0
+        except BaseException:
+            self._container.close()
+            raise
+        self._held: ctypes.Array[ctypes.c_char] | None = None
+
+    def GetNvCodecId(self) -> Any:  # noqa: N802 (PyNvVideoCodec's demuxer's name)
+        codecs = self._nvc.cudaVideoCodec
+        return codecs.H264 if self.codec == "h264" else codecs.HEVC
+
+    def FrameRate(self) -> float:  # noqa: N802
+        return self._rate
+
+    def __iter__(self) -> Iterator[Any]:
+        sets_seen = not self._params  # nothing to put ahead of a keyframe
+        last_pts = -1
+        try:
+            for packet in self._container.demux(self._stream):
+                for part in self._filter.filter(packet) if self._filter else (packet,):
+                    if not part.size:
+                        continue  # the demuxer's own end-of-stream marker
+                    data = bytes(part)
+                    if not sets_seen:
+                        kinds = {kind for kind, _ in nal_units(data, self.codec)}
+                        if kinds & PARAM_NALS[self.codec]:
+                            sets_seen = True
+                        elif kinds & KEY_NALS[self.codec]:
+                            data, sets_seen = b"".join(self._params) + data, True
+                    pts = part.pts if part.pts is not None else part.dts
+                    last_pts = int(pts) if pts is not None else last_pts + 1
+                    yield self._packet(data, last_pts, bool(part.is_keyframe))
+            yield self._nvc.PacketData()  # empty: flushes the decoder
+        finally:
+            self._container.close()
+
+    def _packet(self, data: bytes, pts: int, key: bool) -> Any:
+        out = self._nvc.PacketData()
+        self._held = ctypes.create_string_buffer(data, len(data))
+        out.bsl_data, out.bsl = ctypes.addressof(self._held), len(data)
+        out.pts = out.dts = pts
+        out.key = int(key)
+        return out
 
 
 class NvdecUnavailableError(SourceError):
@@ -205,19 +250,16 @@ class NvdecCapture:
         read_timeout_s: float = 10.0,
         depth: int = 4,
         packets: PacketSink | None = None,
-        parameter_sets: ParameterSets | None = None,
     ) -> None:
         self.url = url
         self.session = next(_SESSIONS)
         self._packets = packets
-        self._parameter_sets = parameter_sets or (
-            lambda source, codec: sdp_parameter_sets(source, codec, min(read_timeout_s, 10.0))
-        )
         self.last_source: SourceTag | None = None  # of the frame the last read returned
         shown = redact_url(url)
         self._nvc = nvc if nvc is not None else load_nvc()
         self._xp = xp if xp is not None else load_cupy(gpu_id)
         self._gpu_id = gpu_id
+        self._open_timeout_s = open_timeout_s
         self._read_timeout_s = read_timeout_s
         self._frames: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
@@ -226,7 +268,6 @@ class NvdecCapture:
         self._finished = False
         self._fps = 0.0
         self._produced = 0  # frames the thread decoded
-        self._made: ctypes.Array[ctypes.c_char] | None = None  # see ``_packet_of``
         self._settled = threading.Event()  # the first frame is decoded, or the thread ended
         self.error: str | None = None  # why the source stopped, when it failed
         # Why NVDEC cannot decode this source (set with ``error``): the decoder refused
@@ -249,7 +290,13 @@ class NvdecCapture:
     def _open(self) -> tuple[Any, Any]:
         if hasattr(self._xp, "cuda"):
             self._xp.cuda.Device(self._gpu_id).use()  # CuPy's device is per thread
-        demuxer = self._nvc.CreateDemuxer(filename=self.url.removeprefix("file://"))
+        if is_network(self.url):
+            demuxer: Any = StreamDemuxer(
+                self.url, self._nvc, open_timeout_s=self._open_timeout_s,
+                read_timeout_s=self._read_timeout_s,
+            )  # fmt: skip
+        else:
+            demuxer = self._nvc.CreateDemuxer(filename=self.url.removeprefix("file://"))
         decoder = self._nvc.CreateDecoder(
             gpuid=self._gpu_id,
             codec=demuxer.GetNvCodecId(),
@@ -288,9 +335,7 @@ class NvdecCapture:
         refused = 0
         sink = self._packets
         codec = _codec_name(demuxer.GetNvCodecId())
-        start = None
-        if codec is not None:
-            start = _StartCheck(codec, lambda: self._parameter_sets(self.url, codec))
+        start = _StartCheck(codec) if codec is not None else None
         stopped_at: float | None = None
         for packet in demuxer:  # the last, empty packet flushes the decoder
             if self._stop.is_set():
@@ -304,15 +349,12 @@ class NvdecCapture:
             if codec is not None and packet.bsl > 0 and (sink is not None or not self._produced):
                 # Copied now: the demuxer reuses the packet's memory for the next one.
                 data = ctypes.string_at(packet.bsl_data, packet.bsl)
-            if start is not None and data and not self._produced:
-                admitted, why = start.admit(data)
-                if why is not None:
-                    self.error = self.undecodable = why
-                    return
-                if admitted is not data:  # parameter sets from the SDP ahead of a keyframe
-                    data, packet = admitted, self._packet_of(admitted, packet)
             if data and sink is not None and codec is not None:
                 sink.add_packet(self.session, codec, int(packet.pts), data, time.monotonic())
+            starting = start if data and not self._produced else None
+            if starting is not None and (why := starting.cannot_start(data)) is not None:
+                self.error = self.undecodable = why
+                return
             try:
                 decoded = decoder.Decode(packet)
             except Exception as exc:  # a packet the decoder cannot take
@@ -334,17 +376,6 @@ class NvdecCapture:
                 self._settled.set()
                 if not self._put((frame, pts)):
                     return
-
-    def _packet_of(self, data: bytes, like: Any) -> Any:
-        """A packet for the decoder holding ``data``, with ``like``'s time stamps and flags.
-        It points into a buffer the capture keeps until it makes the next one (the
-        decoder's parser reads the packet during ``Decode``)."""
-        packet = self._nvc.PacketData()
-        for name in ("key", "pts", "dts", "pos", "duration"):
-            setattr(packet, name, getattr(like, name))
-        self._made = ctypes.create_string_buffer(data, len(data))
-        packet.bsl_data, packet.bsl = ctypes.addressof(self._made), len(data)
-        return packet
 
     def _bgr(self, decoded: Any) -> Image:
         """The decoder's RGB surface as a BGR array of our own (the surface is reused)."""

@@ -7,8 +7,10 @@ demuxer hands out the clip's real H.264 packets (Annex B, with their presentatio
 stamps, as FFmpeg demuxes them), and its decoder gives the pictures FFmpeg decodes, in
 display order, as RGB surfaces with their time stamps. ``StreamNvc(sdp_only=True)`` plays
 a camera that sends its parameter sets only in the RTSP SDP: the packets come without
-them, and the decoder, like NVDEC's parser, shows no picture it has no SPS and PPS for
-(``clip_parameter_sets`` are the ones its SDP would carry).
+them, and the decoder, like NVDEC's parser, shows no picture it has no SPS and PPS for.
+``AvNvc`` is PyNvVideoCodec's decoder for network streams (which ``StreamDemuxer`` demuxes,
+for real): it decodes the packets it is given with FFmpeg (PyAV), and like NVDEC's parser
+shows no picture from packets it has no parameter sets for, without an error.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import av
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -105,13 +108,6 @@ def read_stream(path: Path) -> tuple[tuple[tuple[int, bytes], ...], dict[int, Im
 def without_parameter_sets(data: bytes) -> bytes:
     """An H.264 packet (Annex B) without its SPS and PPS units."""
     return b"".join(bytes(unit) for kind, unit in nal_units(data, "h264") if kind not in (7, 8))
-
-
-def clip_parameter_sets(path: Path) -> list[bytes]:
-    """The clip's SPS and PPS units, each once, in the order they first came."""
-    packets, _, _ = read_stream(path)
-    units = (u for _, data in packets for kind, u in nal_units(data, "h264") if kind in (7, 8))
-    return list(dict.fromkeys(bytes(u) for u in units))
 
 
 class PacketData:
@@ -237,3 +233,45 @@ class StreamNvc:
 
     def CreateDecoder(self, **kwargs: Any) -> StreamDecoder:  # noqa: N802
         return StreamDecoder(self._clip.pictures)
+
+
+class AvDecoder:
+    """Decodes what it is given with FFmpeg: RGB pictures with their packets' time stamps."""
+
+    def __init__(self, codec: str) -> None:
+        self._context = av.CodecContext.create(codec, "r")
+        self.packets = 0
+
+    def Decode(self, packet: PacketData) -> list[StreamPicture]:  # noqa: N802
+        if packet.bsl:
+            self.packets += 1
+            data = av.Packet(ctypes.string_at(packet.bsl_data, packet.bsl))
+            data.pts = data.dts = packet.pts
+        else:
+            data = None  # the empty packet: flush
+        try:
+            frames = self._context.decode(data)
+        except av.FFmpegError:  # e.g. no parameter sets yet: NVDEC skips such pictures
+            return []
+        return [StreamPicture(f.to_ndarray(format="rgb24"), int(f.pts or 0)) for f in frames]
+
+
+class AvNvc:
+    """PyNvVideoCodec for network streams: packets come from ``StreamDemuxer``."""
+
+    OutputColorType = SimpleNamespace(RGB="rgb", NATIVE="native")
+    DisplayDecodeLatencyType = SimpleNamespace(LOW="low", NATIVE="native")
+    cudaVideoCodec = SimpleNamespace(  # noqa: N815 (its API's name)
+        H264="cudaVideoCodec.H264", HEVC="cudaVideoCodec.HEVC"
+    )
+    PacketData = PacketData
+
+    def __init__(self) -> None:
+        self.decoders: list[AvDecoder] = []
+
+    def CreateDemuxer(self, filename: str) -> None:  # noqa: N802
+        raise AssertionError(f"PyNvVideoCodec's demuxer crashes on network sources: {filename}")
+
+    def CreateDecoder(self, codec: str, **kwargs: Any) -> AvDecoder:  # noqa: N802
+        self.decoders.append(AvDecoder("h264" if "H264" in codec else "hevc"))
+        return self.decoders[-1]

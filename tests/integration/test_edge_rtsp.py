@@ -10,15 +10,18 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
-from edge.evidence.packets import decode_annexb, nal_units
-from edge.nvdec import sdp_parameter_sets
-from edge.sources import Backoff, CameraReader
+from edge.evidence.packets import PacketRing
+from edge.nvdec import NvdecCapture
+from edge.sources import Backoff, CameraReader, Frame
 from roadwatch.contract import CameraState
+from tests.nvdec_standin import FAKE_XP, AvNvc, GpuArray
 from tests.services import missing
 
 pytestmark = pytest.mark.integration
@@ -143,38 +146,33 @@ def test_reader_reconnects_when_the_server_comes_back(rtsp_server: RtspServer) -
         assert reader.stop(timeout_s=15)
 
 
-def _packets(url: str, count: int) -> list[bytes]:
-    """The stream's first ``count`` packets (Annex B, as FFmpeg's RTSP client gets them)."""
-    raw = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])
+def test_an_nvdec_capture_reads_a_camera_over_rtsp(either_server: RtspServer) -> None:
+    """The NVDEC capture of a real RTSP camera: demuxed by ``StreamDemuxer`` (PyNvVideoCodec's
+    own demuxer would crash the process), decoded by the stand-in for NVDEC (FFmpeg, which
+    like NVDEC's parser shows nothing it has no parameter sets for). A camera that sends its
+    SPS and PPS only in its SDP is decoded too: they go ahead of the stream's first
+    keyframe, for the decoder and for the evidence ring, which rebuilds the frames of a
+    later GOP from them."""
+    nvc = AvNvc()
+    ring = PacketRing("cam1", seconds=60.0, max_bytes=1 << 26)
+    cap = NvdecCapture(either_server.url, nvc=nvc, xp=FAKE_XP, packets=ring)
+    at = datetime.now(UTC)
+    shown: list[GpuArray] = []
     try:
-        assert raw.isOpened()
-        out = []
-        while len(out) < count and (read := raw.read())[0]:
-            out.append(read[1].tobytes())
-        return out
+        while len(shown) < 25:  # 2.5 s: three keyframes or more
+            ok, image = cap.read()
+            assert ok and isinstance(image, GpuArray) and cap.last_source is not None
+            assert image.shape == (240, 320, 3)
+            n = len(shown)
+            shown.append(image)
+            frame = Frame("cam1", n, 100.0 + n / 10, at, image, cap.last_source)
+            ring.push_frame(n, frame.monotonic, at, frame)
     finally:
-        raw.release()
-
-
-def _kinds(packets: list[bytes]) -> list[set[int]]:
-    return [{kind for kind, _ in nal_units(data, "h264")} for data in packets]
-
-
-def test_the_parameter_sets_of_a_camera_are_read_from_its_sdp(either_server: RtspServer) -> None:
-    """What NVDEC gets ahead of the first keyframe of a camera that sends its SPS and PPS
-    only in the SDP: the sets that make that stream decodable (FFmpeg decodes nothing
-    from its packets without them, and every picture with them)."""
-    server, sdp_only = either_server, either_server.sdp_only
-    sets = sdp_parameter_sets(server.url, "h264", timeout_s=10.0)
-    assert _kinds(sets) == [{7}, {8}]
-    packets = _packets(server.url, 25)
-    kinds = _kinds(packets)
-    key = next(i for i, k in enumerate(kinds) if 5 in k)
-    in_band = any(k & {7, 8} for k in kinds)
-    assert in_band is not sdp_only
-    stretch = packets[key:]
-    if sdp_only:
-        assert list(decode_annexb([], stretch, "h264")) == []
-    pictures = list(decode_annexb(sets, stretch, "h264"))
-    assert len(pictures) == len(stretch)
-    assert all(p.shape == (240, 320, 3) for p in pictures)
+        cap.release()
+    assert cap.fps == 10.0 and len(nvc.decoders) == 1
+    rebuilt = ring.window(100.0 + 15 / 10, 100.0 + 24 / 10)
+    assert [f.index for f in rebuilt] == list(range(15, 25))
+    for f in rebuilt:
+        picture = cv2.imdecode(np.frombuffer(f.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        difference = np.abs(picture.astype(np.int16) - shown[f.index].get().astype(np.int16))
+        assert float(difference.mean()) < 4.0, f.index

@@ -8,6 +8,7 @@ host must copy them down as it would from a GPU.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import socket
 import sys
@@ -27,8 +28,6 @@ import pytest
 from edge import nvdec
 from edge.config import ConfigError, parse_site_config
 from edge.detections import Detections
-from edge.evidence.packets import PacketRing
-from edge.evidence.ring import encode_jpeg
 from edge.nvdec import (
     AutoOpener,
     NvdecBusyError,
@@ -50,9 +49,9 @@ from edge.sources import (
 from tests.edge_support import hanoi_clip, read_image, require_model, shared_detector
 from tests.nvdec_standin import (
     FAKE_XP,
+    AvNvc,
     GpuArray,
     StreamNvc,
-    clip_parameter_sets,
     read_stream,
 )
 
@@ -205,8 +204,8 @@ def test_an_open_that_hangs_is_a_clear_error_within_the_open_time_out() -> None:
     hang = threading.Event()
     nvc = FakeNvc(clip_frames(1), hang_open=hang)
     with pytest.raises(SourceError, match=r"no answer within 0\.3 s"):
-        NvdecCapture("rtsp://10.0.0.9/stream", nvc=nvc, xp=FAKE_XP, open_timeout_s=0.3)
-    opening = [t for t in threading.enumerate() if t.name == "nvdec rtsp://10.0.0.9/stream"]
+        NvdecCapture("/cams/stuck.mp4", nvc=nvc, xp=FAKE_XP, open_timeout_s=0.3)
+    opening = [t for t in threading.enumerate() if t.name == "nvdec /cams/stuck.mp4"]
     assert opening and opening[0].is_alive()  # the error came while the open still hung
     hang.set()
     opening[0].join(5)
@@ -480,92 +479,54 @@ def test_a_stream_without_parameter_sets_of_its_own_fails_the_nvdec_capture() ->
     whole.release()
 
 
-class SdpSets:
-    """The parameter sets a stream's SDP carries, counting who asked."""
-
-    def __init__(self, sets: list[bytes]) -> None:
-        self.sets = sets
-        self.asked: list[tuple[str, str]] = []
-
-    def __call__(self, url: str, codec: str) -> list[bytes]:
-        self.asked.append((url, codec))
-        return list(self.sets)
-
-
-def test_a_stream_whose_parameter_sets_are_only_in_its_sdp_decodes_on_nvdec() -> None:
-    """The SDP's sets go ahead of the first keyframe, once: every picture comes, the same
-    as from the stream that carries its own, and the stream ring rebuilds the frames of
-    later GOPs (whose keyframes came without sets) from the sets it was handed."""
-    clip = hanoi_clip()
-    _, pictures, fps = read_stream(clip)
-    sdp = SdpSets(clip_parameter_sets(clip))
-    ring = PacketRing("cam1", seconds=600.0, max_bytes=1 << 30)
-    cap = NvdecCapture(
-        str(clip), nvc=StreamNvc(sdp_only=True), xp=FAKE_XP, parameter_sets=sdp, packets=ring
-    )
-    shown: list[int] = []
-    at = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
-    try:
-        while (read := cap.read())[0]:
-            image, source, n = read[1], cap.last_source, len(shown)
-            assert image is not None and source is not None
-            assert np.array_equal(image.get(), pictures[source.pts]), source.pts
-            shown.append(source.pts)
-            frame = Frame("cam1", n, 100.0 + n / fps, at, image, source)
-            ring.push_frame(n, frame.monotonic, at, frame)
-    finally:
-        cap.release()
-    assert shown == sorted(pictures) and cap.undecodable is None
-    assert sdp.asked == [(str(clip), "h264")]
-    late = ring.window(100.0 + 200 / fps, 100.0 + 215 / fps)  # from the keyframe at 192
-    assert [f.index for f in late] == list(range(200, 216))
-    assert all(f.jpeg == encode_jpeg(pictures[shown[f.index]], 90) for f in late)
-
-
-def test_a_stream_without_parameter_sets_in_its_sdp_either_still_fails_once_asked() -> None:
-    sdp = SdpSets([])
-    cap = NvdecCapture(
-        str(hanoi_clip()), nvc=StreamNvc(sdp_only=True), xp=FAKE_XP, parameter_sets=sdp
-    )
-    assert read_all(cap) == []
-    assert cap.undecodable is not None
-    assert "without parameter sets, in the stream or in its RTSP SDP" in cap.undecodable
-    assert len(sdp.asked) == 1  # not again at each keyframe
-    cap.release()
-
-
-def test_a_stream_with_parameter_sets_of_its_own_never_asks_its_sdp() -> None:
-    sdp = SdpSets([b"\x00\x00\x00\x01\x67never"])
-    cap = NvdecCapture(str(hanoi_clip()), nvc=StreamNvc(), xp=FAKE_XP, parameter_sets=sdp)
-    assert len(read_all(cap)) == 384 and sdp.asked == []
-    cap.release()
-
-
-def test_auto_keeps_a_camera_whose_sdp_carries_its_parameter_sets_on_nvdec(
-    monkeypatch: pytest.MonkeyPatch,
+def test_a_network_stream_is_demuxed_by_pyav_into_packets_like_pynvvideocodecs(
+    tmp_path: Path,
 ) -> None:
+    """The demuxer that stands in for PyNvVideoCodec's on network sources: the same Annex B
+    packets as FFmpeg's own (MP4 codec data filtered into the stream), the stream's own time
+    stamps (the clip's time base is 1/90000), each packet's bytes valid until the next, then
+    the empty packet that flushes the decoder."""
     clip = hanoi_clip()
-    sets = clip_parameter_sets(clip)
-    monkeypatch.setattr(nvdec, "sdp_parameter_sets", lambda url, codec, timeout_s: sets)
-    opener = _auto(monkeypatch, StreamNvc(sdp_only=True))
-    cap = opener(str(clip), 5.0)
-    assert isinstance(cap, NvdecCapture) and not opener.on_cpu
-    assert cap.read()[0]
-    cap.release()
+    packets, _, fps = read_stream(clip)
+    demuxer = nvdec.StreamDemuxer(str(clip), AvNvc(), open_timeout_s=5.0, read_timeout_s=5.0)
+    assert demuxer.GetNvCodecId() == AvNvc.cudaVideoCodec.H264
+    assert demuxer.FrameRate() == pytest.approx(fps, rel=1e-3)
+    got = [(p.pts, p.key, ctypes.string_at(p.bsl_data, p.bsl)) for p in demuxer]
+    assert got[-1] == (0, 0, b"") and len(got) == len(packets) + 1
+    assert [data for _, _, data in got[:-1]] == [data for _, data in packets]
+    assert [pts for pts, _, _ in got[:5]] == [0, 14998, 29993, 44989, 59986]
+    assert [i for i, (_, key, _) in enumerate(got) if key] == list(range(0, 384, 32))
 
 
-def test_a_source_without_an_sdp_to_read_gives_no_parameter_sets(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    assert nvdec.sdp_parameter_sets(str(hanoi_clip()), "h264") == []
-    assert nvdec.sdp_parameter_sets("http://10.0.0.9/stream.h264", "h264") == []
+def test_a_network_stream_nvdec_cannot_take_is_refused_at_the_open(tmp_path: Path) -> None:
+    mpeg4 = tmp_path / "mpeg4.avi"
+    writer = cv2.VideoWriter(str(mpeg4), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for _ in range(3):
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    with pytest.raises(SourceError, match=r"its codec is mjpeg; NVDEC decodes H\.264 and HEVC"):
+        nvdec.StreamDemuxer(str(mpeg4), AvNvc(), open_timeout_s=5.0, read_timeout_s=5.0)
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    caplog.set_level(logging.INFO, logger="edge.nvdec")
     url = f"rtsp://admin:s3cret@127.0.0.1:{port}/cam"
-    assert nvdec.sdp_parameter_sets(url, "h264", timeout_s=2.0) == []
-    assert "cannot read its RTSP SDP" in caplog.text and "s3cret" not in caplog.text
+    with pytest.raises(SourceError) as refused:
+        nvdec.StreamDemuxer(url, AvNvc(), open_timeout_s=2.0, read_timeout_s=2.0)
+    assert "s3cret" not in str(refused.value)
+
+
+def test_an_rtsp_source_never_reaches_pynvvideocodecs_demuxer() -> None:
+    """Its demuxer crashes the process on a network source: the capture does not call it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    nvc, asked = FakeNvc(clip_frames(1)), []
+    nvc.CreateDemuxer = asked.append  # type: ignore[method-assign,assignment]
+    with pytest.raises(SourceError, match=r"cannot open video source rtsp://127\.0\.0\.1"):
+        NvdecCapture(f"rtsp://127.0.0.1:{port}/cam", nvc=nvc, xp=FAKE_XP, open_timeout_s=2.0)
+    assert asked == []
+    assert nvdec.is_network("rtsp://10.0.0.9/s") and nvdec.is_network("HTTP://10.0.0.9/s")
+    assert not nvdec.is_network("/data/clip.mp4") and not nvdec.is_network("file:///data/c.mp4")
 
 
 def test_a_camera_on_nvdec_only_says_why_its_stream_failed() -> None:
