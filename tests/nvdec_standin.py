@@ -239,6 +239,7 @@ class AvDecoder:
     """Decodes what it is given with FFmpeg: RGB pictures with their packets' time stamps."""
 
     def __init__(self, codec: str) -> None:
+        self.codec = codec
         self._context = av.CodecContext.create(codec, "r")
         self.packets = 0
 

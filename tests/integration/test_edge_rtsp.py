@@ -50,9 +50,11 @@ def _gst_available() -> bool:
 
 
 class RtspServer:
-    def __init__(self, port: int, sdp_only: bool = False) -> None:
+    def __init__(self, port: int, mode: str = "") -> None:
+        """``mode``: "" (H.264, parameter sets in the stream), "sdp-only" or "hevc" (see
+        tests/rtsp_server.py)."""
         self.port = port
-        self.sdp_only = sdp_only
+        self.mode = mode
         self.proc: subprocess.Popen[str] | None = None
 
     @property
@@ -61,7 +63,7 @@ class RtspServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(SERVER), str(self.port), *(["sdp-only"] if self.sdp_only else [])],
+            [SYSTEM_PYTHON, str(SERVER), str(self.port), *([self.mode] if self.mode else [])],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         assert self.proc.stdout is not None
@@ -81,10 +83,10 @@ class RtspServer:
         self.proc = None
 
 
-def _serving(sdp_only: bool) -> Iterator[RtspServer]:
+def _serving(mode: str) -> Iterator[RtspServer]:
     if not _gst_available():
         missing("GStreamer's RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0) is not installed")
-    server = RtspServer(_free_port(), sdp_only)
+    server = RtspServer(_free_port(), mode)
     server.start()
     try:
         yield server
@@ -94,14 +96,14 @@ def _serving(sdp_only: bool) -> Iterator[RtspServer]:
 
 @pytest.fixture
 def rtsp_server() -> Iterator[RtspServer]:
-    yield from _serving(sdp_only=False)
+    yield from _serving("")
 
 
-@pytest.fixture(params=[True, False], ids=["sdp-only", "in-band"])
-def either_server(request: pytest.FixtureRequest) -> Iterator[RtspServer]:
-    """A camera that sends its parameter sets only in the SDP, and one that sends them in
-    the stream too."""
-    yield from _serving(sdp_only=request.param)
+@pytest.fixture(params=["", "sdp-only", "hevc"], ids=["h264", "h264-sdp-only", "hevc"])
+def any_camera(request: pytest.FixtureRequest) -> Iterator[RtspServer]:
+    """An H.264 camera that sends its parameter sets in the stream, one that sends them only
+    in the SDP, and an HEVC camera (its sets ahead of the first keyframe only)."""
+    yield from _serving(request.param)
 
 
 def _wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
@@ -146,16 +148,16 @@ def test_reader_reconnects_when_the_server_comes_back(rtsp_server: RtspServer) -
         assert reader.stop(timeout_s=15)
 
 
-def test_an_nvdec_capture_reads_a_camera_over_rtsp(either_server: RtspServer) -> None:
+def test_an_nvdec_capture_reads_a_camera_over_rtsp(any_camera: RtspServer) -> None:
     """The NVDEC capture of a real RTSP camera: demuxed by ``StreamDemuxer`` (PyNvVideoCodec's
     own demuxer would crash the process), decoded by the stand-in for NVDEC (FFmpeg, which
-    like NVDEC's parser shows nothing it has no parameter sets for). A camera that sends its
-    SPS and PPS only in its SDP is decoded too: they go ahead of the stream's first
-    keyframe, for the decoder and for the evidence ring, which rebuilds the frames of a
-    later GOP from them."""
+    like NVDEC's parser shows nothing it has no parameter sets for), H.264 and HEVC. A
+    camera that sends its SPS and PPS only in its SDP is decoded too: they go ahead of the
+    stream's first keyframe, for the decoder and for the evidence ring, which rebuilds the
+    frames of a later GOP from them."""
     nvc = AvNvc()
     ring = PacketRing("cam1", seconds=60.0, max_bytes=1 << 26)
-    cap = NvdecCapture(either_server.url, nvc=nvc, xp=FAKE_XP, packets=ring)
+    cap = NvdecCapture(any_camera.url, nvc=nvc, xp=FAKE_XP, packets=ring)
     at = datetime.now(UTC)
     shown: list[GpuArray] = []
     try:
@@ -169,7 +171,8 @@ def test_an_nvdec_capture_reads_a_camera_over_rtsp(either_server: RtspServer) ->
             ring.push_frame(n, frame.monotonic, at, frame)
     finally:
         cap.release()
-    assert cap.fps == 10.0 and len(nvc.decoders) == 1
+    codec = "hevc" if any_camera.mode == "hevc" else "h264"
+    assert cap.fps == 10.0 and [d.codec for d in nvc.decoders] == [codec]
     rebuilt = ring.window(100.0 + 15 / 10, 100.0 + 24 / 10)
     assert [f.index for f in rebuilt] == list(range(15, 25))
     for f in rebuilt:
