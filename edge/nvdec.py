@@ -1,4 +1,4 @@
-"""Camera decoding on the GPU: PyNvVideoCodec's demuxer (FFmpeg) and NVDEC decoder.
+"""Camera decoding on the GPU: FFmpeg's demuxers and PyNvVideoCodec's NVDEC decoder.
 
 ``NvdecCapture`` is a ``Capture`` whose frames stay in GPU memory: the decoder converts
 each picture to interleaved RGB on the GPU, and one copy turns it into a BGR CuPy array
@@ -115,23 +115,39 @@ class StreamDemuxer:
     """A network stream demuxed by FFmpeg through PyAV, its packets handed out as
     PyNvVideoCodec's demuxer hands them out: Annex B H.264 or HEVC in ``PacketData`` with
     the stream's own time stamps, each valid until the next is taken, then an empty packet
-    that flushes the decoder.
+    that flushes the decoder. A packet without a time stamp (an RTSP stream's first, before
+    its clock is known) gets the one after the last packet's.
 
-    Opening waits at most ``open_timeout_s`` and each read at most ``read_timeout_s``
-    (FFmpeg's interrupt callback), then raises. A stream whose codec data is in MP4 form
-    (avcC/hvcC) goes through FFmpeg's ``mp4toannexb`` filter. Parameter sets that come only
-    out of the stream (the RTSP SDP's ``sprop-parameter-sets``, which FFmpeg keeps as the
-    codec's extradata) go ahead of the first keyframe that comes before any in the stream.
+    Each of FFmpeg's opening steps (connecting, then reading the stream's first packets to
+    learn its codec) waits at most ``open_timeout_s``, and each read at most
+    ``read_timeout_s`` (FFmpeg's interrupt callback), then raises. RTSP is asked for over
+    TCP first, as OpenCV asks for it: RTP over UDP does not cross most NATs and firewalls,
+    and a large keyframe over lossy UDP arrives broken. A stream whose codec data is in MP4
+    form (avcC/hvcC) goes through FFmpeg's ``mp4toannexb`` filter. Parameter sets that come
+    only out of the stream (the RTSP SDP's ``sprop-parameter-sets``, which FFmpeg keeps as
+    the codec's extradata) go ahead of the stream's first keyframe, those of each kind the
+    stream has not sent by then.
     """
 
-    def __init__(self, url: str, nvc: Any, *, open_timeout_s: float, read_timeout_s: float):
+    def __init__(self, url: str, nvc: Any, *, open_timeout_s: float, read_timeout_s: float) -> None:
         import av
 
         self._nvc = nvc
+        rtsp = url.lower().startswith(("rtsp://", "rtsps://"))
+        started = time.monotonic()
         try:
-            self._container = av.open(url, timeout=(open_timeout_s, read_timeout_s))
+            self._container = av.open(
+                url, options={"rtsp_flags": "prefer_tcp"} if rtsp else None,
+                timeout=(open_timeout_s, read_timeout_s),
+            )  # fmt: skip
         except av.FFmpegError as exc:
-            raise SourceError(redact_in(f"{exc}".splitlines()[0], url)) from exc
+            why = redact_in(f"{exc}".splitlines()[0], url)
+            # FFmpeg's interrupt at the time-out surfaces as whatever the step it stopped
+            # was doing ("Immediate exit requested", "Invalid data found", ...).
+            if time.monotonic() - started >= open_timeout_s:
+                why = f"no answer within {open_timeout_s:g} s ({why})"
+            raise SourceError(why) from exc
+        self._read_timeout_s = read_timeout_s
         try:
             videos = self._container.streams.video
             if not videos:
@@ -147,7 +163,7 @@ class StreamDemuxer:
                 av.BitStreamFilterContext(f"{name}_mp4toannexb", self._stream) if mp4_form else None
             )
             kinds = PARAM_NALS[self.codec]
-            self._params = [bytes(u) for k, u in nal_units(extra, self.codec) if k in kinds]
+            self._params = [(k, bytes(u)) for k, u in nal_units(extra, self.codec) if k in kinds]
             rate = self._stream.average_rate or self._stream.guessed_rate
             self._rate = float(rate) if rate else 0.0
         except BaseException:
@@ -162,27 +178,47 @@ class StreamDemuxer:
     def FrameRate(self) -> float:  # noqa: N802
         return self._rate
 
+    def close(self) -> None:
+        """End the session with the source (also done when the packets run out)."""
+        self._container.close()
+
     def __iter__(self) -> Iterator[Any]:
-        sets_seen = not self._params  # nothing to put ahead of a keyframe
+        keyed = not self._params  # nothing to put ahead of the first keyframe
+        sent: set[int] = set()  # kinds of parameter set the stream sent before it
         last_pts = -1
         try:
-            for packet in self._container.demux(self._stream):
+            for packet in self._demuxed():
                 for part in self._filter.filter(packet) if self._filter else (packet,):
                     if not part.size:
                         continue  # the demuxer's own end-of-stream marker
                     data = bytes(part)
-                    if not sets_seen:
+                    if not keyed:
                         kinds = {kind for kind, _ in nal_units(data, self.codec)}
-                        if kinds & PARAM_NALS[self.codec]:
-                            sets_seen = True
-                        elif kinds & KEY_NALS[self.codec]:
-                            data, sets_seen = b"".join(self._params) + data, True
+                        sent |= kinds & PARAM_NALS[self.codec]
+                        if kinds & KEY_NALS[self.codec]:
+                            ahead = [unit for kind, unit in self._params if kind not in sent]
+                            data, keyed = b"".join(ahead) + data, True
                     pts = part.pts if part.pts is not None else part.dts
                     last_pts = int(pts) if pts is not None else last_pts + 1
                     yield self._packet(data, last_pts, bool(part.is_keyframe))
             yield self._nvc.PacketData()  # empty: flushes the decoder
         finally:
-            self._container.close()
+            self.close()
+
+    def _demuxed(self) -> Iterator[Any]:
+        """The stream's packets; a read that times out raises ``SourceError`` saying so."""
+        import av
+
+        packets = self._container.demux(self._stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except av.ExitError as exc:  # FFmpeg's interrupt: the read time-out
+                why = f"no packet from the stream within {self._read_timeout_s:g} s"
+                raise SourceError(why) from exc
+            yield packet
 
     def _packet(self, data: bytes, pts: int, key: bool) -> Any:
         out = self._nvc.PacketData()
@@ -191,6 +227,12 @@ class StreamDemuxer:
         out.pts = out.dts = pts
         out.key = int(key)
         return out
+
+
+def _close(demuxer: Any) -> None:
+    """End a demuxer's session with its source, where it has one to end (a stream's)."""
+    if isinstance(demuxer, StreamDemuxer):
+        demuxer.close()
 
 
 class NvdecUnavailableError(SourceError):
@@ -226,10 +268,11 @@ class NvdecCapture:
     """One source (file or stream URL) demuxed by FFmpeg and decoded by NVDEC.
 
     Demuxing and decoding run on a thread of the capture's own, which hands finished BGR
-    frames over a short queue: ``read`` waits at most ``read_timeout_s`` (the demuxer has
-    no time-out of its own), ``interrupt`` (from any thread) ends a waiting read at once,
-    and ``release`` returns within ``stop_timeout_s`` even while the demuxer is stuck in a
-    dead stream (the thread then ends whenever FFmpeg returns; ``alive`` tells).
+    frames over a short queue: ``read`` waits at most ``read_timeout_s`` (PyNvVideoCodec's
+    file demuxer has no time-out of its own), ``interrupt`` (from any thread) ends a
+    waiting read at once, and ``release`` returns within ``stop_timeout_s`` even while the
+    demuxer is stuck in a dead source (the thread then ends whenever FFmpeg returns;
+    ``alive`` tells).
     A decoder that refuses the first ``REFUSALS_BEFORE_FAILURE`` packets (a codec or
     profile NVDEC lacks) ends the capture with ``error`` set.
 
@@ -297,15 +340,19 @@ class NvdecCapture:
             )  # fmt: skip
         else:
             demuxer = self._nvc.CreateDemuxer(filename=self.url.removeprefix("file://"))
-        decoder = self._nvc.CreateDecoder(
-            gpuid=self._gpu_id,
-            codec=demuxer.GetNvCodecId(),
-            usedevicememory=True,
-            outputColorType=self._nvc.OutputColorType.RGB,
-            # No frame of latency for streams without B-frames (cameras), still in display
-            # order for those with them.
-            latency=self._nvc.DisplayDecodeLatencyType.LOW,
-        )
+        try:
+            decoder = self._nvc.CreateDecoder(
+                gpuid=self._gpu_id,
+                codec=demuxer.GetNvCodecId(),
+                usedevicememory=True,
+                outputColorType=self._nvc.OutputColorType.RGB,
+                # No frame of latency for streams without B-frames (cameras), still in
+                # display order for those with them.
+                latency=self._nvc.DisplayDecodeLatencyType.LOW,
+            )
+        except BaseException:  # no decoder (e.g. all NVDEC sessions taken): free the camera
+            _close(demuxer)
+            raise
         try:
             rate = float(demuxer.FrameRate())
         except Exception:  # a live stream may not know its rate
@@ -326,6 +373,8 @@ class NvdecCapture:
             self._decode(demuxer, decoder)
         except Exception as exc:  # the demuxer's own error (the source failed), or CuPy's
             self.error = redact_in(f"{type(exc).__name__}: {exc}".splitlines()[0], self.url)
+        finally:
+            _close(demuxer)  # the camera's session ends with the capture, not at collection
         if self.error is not None:
             log.info("NVDEC on %s stopped: %s", redact_url(self.url), self.error)
         self._settled.set()

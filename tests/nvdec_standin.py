@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import av
 import cv2
@@ -240,7 +240,7 @@ class AvDecoder:
 
     def __init__(self, codec: str) -> None:
         self.codec = codec
-        self._context = av.CodecContext.create(codec, "r")
+        self._context = cast(av.VideoCodecContext, av.CodecContext.create(codec, "r"))
         self.packets = 0
 
     def Decode(self, packet: PacketData) -> list[StreamPicture]:  # noqa: N802
@@ -254,7 +254,8 @@ class AvDecoder:
             frames = self._context.decode(data)
         except av.FFmpegError:  # e.g. no parameter sets yet: NVDEC skips such pictures
             return []
-        return [StreamPicture(f.to_ndarray(format="rgb24"), int(f.pts or 0)) for f in frames]
+        pictures = [(np.asarray(f.to_ndarray(format="rgb24"), np.uint8), f.pts) for f in frames]
+        return [StreamPicture(rgb, int(pts or 0)) for rgb, pts in pictures]
 
 
 class AvNvc:

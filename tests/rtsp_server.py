@@ -6,7 +6,8 @@ environment does not see). It serves a moving test pattern as H.264 at
 rtsp://127.0.0.1:PORT/cam and prints "ready" once it listens. The stream carries its SPS
 and PPS ahead of each keyframe, as most cameras send them; with ``sdp-only`` it carries
 them only in the SDP (``sprop-parameter-sets``), as some cameras do. With ``hevc`` the
-stream is HEVC, its parameter sets in the SDP and ahead of the first keyframe only.
+stream is HEVC, its parameter sets in the SDP and ahead of each IDR picture (the server
+asks for one for each new client).
 """
 
 import sys

@@ -6,6 +6,7 @@ scripts/setup), run by the system python3 in its own process on a free port.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import time
@@ -157,9 +158,9 @@ def test_an_nvdec_capture_reads_a_camera_over_rtsp(any_camera: RtspServer) -> No
     frames of a later GOP from them."""
     nvc = AvNvc()
     ring = PacketRing("cam1", seconds=60.0, max_bytes=1 << 26)
-    cap = NvdecCapture(any_camera.url, nvc=nvc, xp=FAKE_XP, packets=ring)
     at = datetime.now(UTC)
     shown: list[GpuArray] = []
+    cap = NvdecCapture(any_camera.url, nvc=nvc, xp=FAKE_XP, packets=ring)
     try:
         while len(shown) < 25:  # 2.5 s: three keyframes or more
             ok, image = cap.read()
@@ -171,11 +172,34 @@ def test_an_nvdec_capture_reads_a_camera_over_rtsp(any_camera: RtspServer) -> No
             ring.push_frame(n, frame.monotonic, at, frame)
     finally:
         cap.release()
+    assert not cap.alive  # the stream's session ended with the capture
     codec = "hevc" if any_camera.mode == "hevc" else "h264"
     assert cap.fps == 10.0 and [d.codec for d in nvc.decoders] == [codec]
     rebuilt = ring.window(100.0 + 15 / 10, 100.0 + 24 / 10)
     assert [f.index for f in rebuilt] == list(range(15, 25))
     for f in rebuilt:
         picture = cv2.imdecode(np.frombuffer(f.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert picture is not None
         difference = np.abs(picture.astype(np.int16) - shown[f.index].get().astype(np.int16))
         assert float(difference.mean()) < 4.0, f.index
+
+
+def test_a_camera_that_stops_sending_ends_its_nvdec_capture(rtsp_server: RtspServer) -> None:
+    """A stream that goes silent (the camera hangs) ends the capture's thread at the read
+    time-out of its demuxer, with the reason, rather than leaving it blocked in FFmpeg."""
+    cap = NvdecCapture(rtsp_server.url, nvc=AvNvc(), xp=FAKE_XP, read_timeout_s=2.0)
+    proc = rtsp_server.proc
+    assert proc is not None
+    try:
+        assert cap.read()[0]
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 30
+            while cap.alive and time.monotonic() < deadline:
+                cap.read()  # takes what was decoded before (the queue is short)
+            assert not cap.alive, "the capture's thread still waits in FFmpeg"
+        finally:
+            proc.send_signal(signal.SIGCONT)
+    finally:
+        cap.release()
+    assert cap.error == "SourceError: no packet from the stream within 2 s", cap.error

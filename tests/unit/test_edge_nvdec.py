@@ -499,13 +499,13 @@ def test_a_network_stream_is_demuxed_by_pyav_into_packets_like_pynvvideocodecs(
 
 
 def test_a_network_stream_nvdec_cannot_take_is_refused_at_the_open(tmp_path: Path) -> None:
-    mpeg4 = tmp_path / "mpeg4.avi"
-    writer = cv2.VideoWriter(str(mpeg4), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    mjpeg = tmp_path / "mjpeg.avi"
+    writer = cv2.VideoWriter(str(mjpeg), cv2.VideoWriter.fourcc(*"MJPG"), 10, (64, 48))
     for _ in range(3):
         writer.write(np.zeros((48, 64, 3), np.uint8))
     writer.release()
     with pytest.raises(SourceError, match=r"its codec is mjpeg; NVDEC decodes H\.264 and HEVC"):
-        nvdec.StreamDemuxer(str(mpeg4), AvNvc(), open_timeout_s=5.0, read_timeout_s=5.0)
+        nvdec.StreamDemuxer(str(mjpeg), AvNvc(), open_timeout_s=5.0, read_timeout_s=5.0)
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -515,12 +515,38 @@ def test_a_network_stream_nvdec_cannot_take_is_refused_at_the_open(tmp_path: Pat
     assert "s3cret" not in str(refused.value)
 
 
+def test_a_network_source_that_never_answers_is_refused_within_the_open_time_out() -> None:
+    with socket.socket() as listener:  # accepts the connection, then says nothing
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"rtsp://127.0.0.1:{listener.getsockname()[1]}/cam"
+        with pytest.raises(SourceError, match=r"^no answer within 1 s \("):
+            nvdec.StreamDemuxer(url, AvNvc(), open_timeout_s=1.0, read_timeout_s=1.0)
+
+
+def test_rtsp_is_asked_for_over_tcp_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As OpenCV asks for it: RTP over UDP does not cross most NATs and firewalls."""
+    import av
+
+    asked: list[tuple[str, Any]] = []
+
+    def opened(url: str, options: Any = None, timeout: Any = None) -> Any:
+        asked.append((url, options))
+        raise av.error.ConnectionRefusedError(111, "Connection refused", url)
+
+    monkeypatch.setattr(av, "open", opened)
+    for url in ("rtsp://10.0.0.9/s", "RTSPS://10.0.0.9/s", "http://10.0.0.9/s.ts"):
+        with pytest.raises(SourceError, match="Connection refused"):
+            nvdec.StreamDemuxer(url, AvNvc(), open_timeout_s=1.0, read_timeout_s=1.0)
+    assert [options for _, options in asked] == [{"rtsp_flags": "prefer_tcp"}] * 2 + [None]
+
+
 def test_an_rtsp_source_never_reaches_pynvvideocodecs_demuxer() -> None:
     """Its demuxer crashes the process on a network source: the capture does not call it."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    nvc, asked = FakeNvc(clip_frames(1)), []
+    nvc, asked = FakeNvc(clip_frames(1)), list[str]()
     nvc.CreateDemuxer = asked.append  # type: ignore[method-assign,assignment]
     with pytest.raises(SourceError, match=r"cannot open video source rtsp://127\.0\.0\.1"):
         NvdecCapture(f"rtsp://127.0.0.1:{port}/cam", nvc=nvc, xp=FAKE_XP, open_timeout_s=2.0)
