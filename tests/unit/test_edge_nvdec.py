@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -539,6 +539,47 @@ def test_rtsp_is_asked_for_over_tcp_first(monkeypatch: pytest.MonkeyPatch) -> No
         with pytest.raises(SourceError, match="Connection refused"):
             nvdec.StreamDemuxer(url, AvNvc(), open_timeout_s=1.0, read_timeout_s=1.0)
     assert [options for _, options in asked] == [{"rtsp_flags": "prefer_tcp"}] * 2 + [None]
+
+
+class ClosedStream:
+    """A stream demuxer that only records whether its session was closed."""
+
+    closed: ClassVar[list[str]] = []
+
+    def __init__(self, url: str, nvc: Any, **timeouts: float) -> None:
+        self.url = url
+
+    def GetNvCodecId(self) -> str:  # noqa: N802
+        return "cudaVideoCodec.H264"
+
+    def FrameRate(self) -> float:  # noqa: N802
+        return 25.0
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter([])  # the stream ended at once
+
+    def close(self) -> None:
+        self.closed.append(self.url)
+
+
+def test_a_cameras_session_ends_with_its_capture(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also when no NVDEC decoder can be made for it (all sessions taken): cameras allow
+    few sessions, and one left open until garbage collection would lock the camera out."""
+    monkeypatch.setattr(nvdec, "StreamDemuxer", ClosedStream)
+    ClosedStream.closed = []
+    refusing = FakeNvc(clip_frames(1))
+
+    def no_session(**kwargs: Any) -> None:
+        raise RuntimeError("cuvidCreateDecoder: out of NVDEC sessions")
+
+    refusing.CreateDecoder = no_session  # type: ignore[method-assign,assignment]
+    with pytest.raises(SourceError, match="out of NVDEC sessions"):
+        NvdecCapture("rtsp://10.0.0.9/a", nvc=refusing, xp=FAKE_XP)
+    assert ClosedStream.closed == ["rtsp://10.0.0.9/a"]
+    cap = NvdecCapture("rtsp://10.0.0.9/b", nvc=FakeNvc(clip_frames(1)), xp=FAKE_XP)
+    assert cap.read() == (False, None)  # the stream ended
+    cap.release()
+    assert ClosedStream.closed == ["rtsp://10.0.0.9/a", "rtsp://10.0.0.9/b"]
 
 
 def test_an_rtsp_source_never_reaches_pynvvideocodecs_demuxer() -> None:
