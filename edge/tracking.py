@@ -111,18 +111,20 @@ class Tracker:
         """Tracked detections of this frame at time ``t`` (seconds), class decided per track."""
         self._frame += 1
         assoc = self._byte.update(dets.xyxy, dets.confidence)
-        picked = dets.select(assoc.detection_index)
-        ids, xyxy, conf, cls = assoc.track_id, picked.xyxy, picked.confidence, picked.class_id
+        picked = assoc.detection_index  # rows of ``dets``, already validated
+        ids, xyxy = assoc.track_id, dets.xyxy[picked]
+        conf, cls = dets.confidence[picked], dets.class_id[picked]
         resolved = np.empty(len(ids), dtype=np.int64)
-        for i, tid in enumerate(ids.tolist()):
-            state = self._observe(tid, xyxy[i], float(conf[i]), ObjectClass(int(cls[i])), t)
-            resolved[i] = int(state.object_class)
+        rows = zip(ids.tolist(), xyxy.tolist(), conf.tolist(), cls.tolist(), strict=True)
+        for i, (tid, box, score, seen) in enumerate(rows):
+            resolved[i] = self._observe(tid, box, score, ObjectClass(seen), t)
         self._forget()
         return Detections(xyxy, conf, resolved, ids)
 
     def _observe(
-        self, tid: int, box: np.ndarray, conf: float, cls: ObjectClass, t: float
-    ) -> TrackState:
+        self, tid: int, box: list[float], conf: float, cls: ObjectClass, t: float
+    ) -> ObjectClass:
+        """Add a detection to its track; the track's class after it."""
         state = self._tracks.get(tid)
         if state is None:
             state = TrackState(tid, t, self._frame, deque(maxlen=self.config.history))
@@ -130,17 +132,18 @@ class Tracker:
             self.stats.tracks_started += 1
         state.last_frame = self._frame
         state.votes[cls] = state.votes.get(cls, 0.0) + conf
-        x1, y1, x2, y2 = (float(v) for v in box)
+        x1, y1, x2, y2 = box
         state.samples.append(MotionSample(t, (x1 + x2) / 2, (y1 + y2) / 2, y2 - y1))
+        decided = state.object_class
         if (
             self.config.promote_moving_persons
-            and not state.promoted
-            and state.object_class is ObjectClass.PERSON
+            and decided is ObjectClass.PERSON
             and moving_like_a_vehicle(list(state.samples), min_speed=self.config.promote_speed)
         ):
             state.promoted = True
             self.stats.persons_promoted += 1
-        return state
+            decided = ObjectClass.MOTORCYCLE
+        return decided
 
     def _forget(self) -> None:
         horizon = self._frame - self.lost_frames - 1
