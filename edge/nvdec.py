@@ -56,6 +56,9 @@ GOPS_BEFORE_FAILURE = 2
 # whether NVDEC can decode the stream (a reader that gave up on a stream with long GOPs
 # reopens it once that is known; see ``AutoOpener``).
 VERDICT_AFTER_RELEASE_S = 30.0
+# How much longer than its open time-out a capture waits for a stream's demuxer to answer,
+# so the demuxer's own reason for giving up comes back rather than the wait's.
+OPEN_GRACE_S = 1.0
 _SESSIONS = itertools.count(1)
 
 
@@ -118,9 +121,9 @@ class StreamDemuxer:
     that flushes the decoder. A packet without a time stamp (an RTSP stream's first, before
     its clock is known) gets the one after the last packet's.
 
-    Each of FFmpeg's opening steps (connecting, then reading the stream's first packets to
-    learn its codec) waits at most ``open_timeout_s``, and each read at most
-    ``read_timeout_s`` (FFmpeg's interrupt callback), then raises. RTSP is asked for over
+    FFmpeg's two opening steps (connecting, then reading the stream's first packets to
+    learn its codec) wait at most half of ``open_timeout_s`` each, and each read at most
+    ``read_timeout_s`` (FFmpeg's interrupt callback), then raise. RTSP is asked for over
     TCP first, as OpenCV asks for it: RTP over UDP does not cross most NATs and firewalls,
     and a large keyframe over lossy UDP arrives broken. A stream whose codec data is in MP4
     form (avcC/hvcC) goes through FFmpeg's ``mp4toannexb`` filter. Parameter sets that come
@@ -134,17 +137,18 @@ class StreamDemuxer:
 
         self._nvc = nvc
         rtsp = url.lower().startswith(("rtsp://", "rtsps://"))
+        step_s = open_timeout_s / 2  # FFmpeg's two opening steps share the open time-out
         started = time.monotonic()
         try:
             self._container = av.open(
                 url, options={"rtsp_flags": "prefer_tcp"} if rtsp else None,
-                timeout=(open_timeout_s, read_timeout_s),
+                timeout=(step_s, read_timeout_s),
             )  # fmt: skip
         except av.FFmpegError as exc:
             why = redact_in(f"{exc}".splitlines()[0], url)
             # FFmpeg's interrupt at the time-out surfaces as whatever the step it stopped
             # was doing ("Immediate exit requested", "Invalid data found", ...).
-            if time.monotonic() - started >= open_timeout_s:
+            if time.monotonic() - started >= step_s:
                 why = f"no answer within {open_timeout_s:g} s ({why})"
             raise SourceError(why) from exc
         self._read_timeout_s = read_timeout_s
@@ -196,14 +200,28 @@ class StreamDemuxer:
                         kinds = {kind for kind, _ in nal_units(data, self.codec)}
                         sent |= kinds & PARAM_NALS[self.codec]
                         if kinds & KEY_NALS[self.codec]:
-                            ahead = [unit for kind, unit in self._params if kind not in sent]
-                            data, keyed = b"".join(ahead) + data, True
+                            data, keyed = self._with_sets(data, sent), True
                     pts = part.pts if part.pts is not None else part.dts
                     last_pts = int(pts) if pts is not None else last_pts + 1
                     yield self._packet(data, last_pts, bool(part.is_keyframe))
             yield self._nvc.PacketData()  # empty: flushes the decoder
         finally:
             self.close()
+
+    def _with_sets(self, key: bytes, sent: set[int]) -> bytes:
+        """The keyframe packet with the SDP's sets of the kinds the stream has not ``sent``,
+        and the sets it carries itself, in the order they refer to each other (VPS, SPS,
+        PPS: the kinds' numbers ascend in that order in both codecs), where its first set
+        or its picture was."""
+        params, pictures = PARAM_NALS[self.codec], KEY_NALS[self.codec]
+        units = [(kind, bytes(unit)) for kind, unit in nal_units(key, self.codec)]
+        at = next(i for i, (kind, _) in enumerate(units) if kind in params | pictures)
+        sets = [(k, u) for k, u in units if k in params]
+        sets += [(k, u) for k, u in self._params if k not in sent]
+        ordered = [u for _, u in sorted(sets, key=lambda set_: set_[0])]  # stable
+        before = [u for _, u in units[:at]]
+        after = [u for k, u in units[at:] if k not in params]
+        return b"".join(before + ordered + after)
 
     def _demuxed(self) -> Iterator[Any]:
         """The stream's packets; a read that times out raises ``SourceError`` saying so."""
@@ -307,6 +325,7 @@ class NvdecCapture:
         self._frames: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._opened = threading.Event()
+        self._abandoned = threading.Event()  # the constructor stopped waiting for the open
         self._open_error: Exception | None = None
         self._finished = False
         self._fps = 0.0
@@ -318,8 +337,12 @@ class NvdecCapture:
         self.undecodable: str | None = None
         self._thread = threading.Thread(target=self._run, name=f"nvdec {shown}", daemon=True)
         self._thread.start()
-        if not self._opened.wait(open_timeout_s):
-            self._stop.set()  # the thread ends when the open returns; nothing to wait for
+        # A stream's demuxer gives up within the open time-out itself, with its reason; a
+        # file's has no time-out of its own.
+        grace = OPEN_GRACE_S if is_network(url) else 0.0
+        if not self._opened.wait(open_timeout_s + grace):
+            self._abandoned.set()  # the thread frees what it opens, once the open returns
+            self._stop.set()
             raise SourceError(
                 f"cannot open video source {shown} on NVDEC: no answer within {open_timeout_s:g} s"
             )
@@ -340,6 +363,9 @@ class NvdecCapture:
             )  # fmt: skip
         else:
             demuxer = self._nvc.CreateDemuxer(filename=self.url.removeprefix("file://"))
+        if self._abandoned.is_set():  # no decoder for a capture nobody holds
+            _close(demuxer)
+            raise SourceError("the open was given up")
         try:
             decoder = self._nvc.CreateDecoder(
                 gpuid=self._gpu_id,
@@ -370,9 +396,11 @@ class NvdecCapture:
             return
         self._opened.set()
         try:
-            self._decode(demuxer, decoder)
+            if not self._abandoned.is_set():
+                self._decode(demuxer, decoder)
         except Exception as exc:  # the demuxer's own error (the source failed), or CuPy's
-            self.error = redact_in(f"{type(exc).__name__}: {exc}".splitlines()[0], self.url)
+            if not self._stop.is_set():  # after a release, nobody asks why it ended
+                self.error = redact_in(f"{type(exc).__name__}: {exc}".splitlines()[0], self.url)
         finally:
             _close(demuxer)  # the camera's session ends with the capture, not at collection
         if self.error is not None:

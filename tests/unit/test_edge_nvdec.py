@@ -28,6 +28,7 @@ import pytest
 from edge import nvdec
 from edge.config import ConfigError, parse_site_config
 from edge.detections import Detections
+from edge.evidence.packets import nal_units
 from edge.nvdec import (
     AutoOpener,
     NvdecBusyError,
@@ -498,6 +499,49 @@ def test_a_network_stream_is_demuxed_by_pyav_into_packets_like_pynvvideocodecs(
     assert [i for i, (_, key, _) in enumerate(got) if key] == list(range(0, 384, 32))
 
 
+class DemuxedPacket:
+    """A packet as PyAV's demuxer gives it."""
+
+    def __init__(self, data: bytes, pts: int) -> None:
+        self.data, self.pts, self.dts, self.size = data, pts, pts, len(data)
+        self.is_keyframe = any(kind == 5 for kind, _ in nal_units(data, "h264"))
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+
+@pytest.mark.parametrize("kept", [set[int](), {7}, {8}], ids=["none", "sps", "pps"])
+def test_the_sdps_sets_go_ahead_of_the_keyframe_picture_with_those_it_carries(
+    kept: set[int],
+) -> None:
+    """A stream that sends some of its parameter sets in the stream and the rest only in
+    its SDP: the missing ones go right before the keyframe's picture, after those it
+    carries (an SDP's PPS refers to the stream's SPS), and FFmpeg decodes every picture."""
+    clip = hanoi_clip()
+    packets, pictures, _ = read_stream(clip)
+    demuxer = nvdec.StreamDemuxer(str(clip), AvNvc(), open_timeout_s=5.0, read_timeout_s=5.0)
+    demuxer.close()
+    units = [(k, bytes(u)) for _, d in packets[:1] for k, u in nal_units(d, "h264")]
+    demuxer._params = [(k, u) for k, u in units if k in (7, 8)]
+    demuxer._filter = None
+
+    def stream() -> Iterator[DemuxedPacket]:
+        for pts, data in packets:
+            parts = [bytes(u) for k, u in nal_units(data, "h264") if k not in {7, 8} - kept]
+            yield DemuxedPacket(b"".join(parts), pts)
+
+    demuxer._demuxed = stream  # type: ignore[method-assign]
+    decoder = AvNvc().CreateDecoder(codec="cudaVideoCodec.H264")
+    handed: list[bytes] = []  # each packet's bytes live until the next is taken
+    shown = []
+    for packet in demuxer:
+        handed.append(ctypes.string_at(packet.bsl_data, packet.bsl))
+        shown.extend(decoder.Decode(packet))
+    kinds = [k for k, _ in nal_units(handed[0], "h264")]
+    assert kinds.index(7) < kinds.index(8) < kinds.index(5)
+    assert len(shown) == len(pictures)
+
+
 def test_a_network_stream_nvdec_cannot_take_is_refused_at_the_open(tmp_path: Path) -> None:
     mjpeg = tmp_path / "mjpeg.avi"
     writer = cv2.VideoWriter(str(mjpeg), cv2.VideoWriter.fourcc(*"MJPG"), 10, (64, 48))
@@ -542,12 +586,16 @@ def test_rtsp_is_asked_for_over_tcp_first(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 class ClosedStream:
-    """A stream demuxer that only records whether its session was closed."""
+    """A stream demuxer that only records whether its session was closed (and can be made
+    to take long to open)."""
 
     closed: ClassVar[list[str]] = []
+    answer: ClassVar[threading.Event | None] = None
 
     def __init__(self, url: str, nvc: Any, **timeouts: float) -> None:
         self.url = url
+        if self.answer is not None:
+            self.answer.wait(30)
 
     def GetNvCodecId(self) -> str:  # noqa: N802
         return "cudaVideoCodec.H264"
@@ -580,6 +628,27 @@ def test_a_cameras_session_ends_with_its_capture(monkeypatch: pytest.MonkeyPatch
     assert cap.read() == (False, None)  # the stream ended
     cap.release()
     assert ClosedStream.closed == ["rtsp://10.0.0.9/a", "rtsp://10.0.0.9/b"]
+
+
+def test_a_capture_given_up_at_the_open_frees_what_its_thread_opens_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A camera slower to answer than the capture waits: the open it was given up on
+    still returns later, and then makes no decoder and ends the camera's session."""
+    monkeypatch.setattr(nvdec, "StreamDemuxer", ClosedStream)
+    ClosedStream.closed, ClosedStream.answer = [], threading.Event()
+    nvc = FakeNvc(clip_frames(1))
+    try:
+        with pytest.raises(SourceError, match=r"no answer within 0\.2 s"):
+            NvdecCapture("rtsp://10.0.0.9/slow", nvc=nvc, xp=FAKE_XP, open_timeout_s=0.2)
+        opening = [t for t in threading.enumerate() if t.name == "nvdec rtsp://10.0.0.9/slow"]
+        assert opening and opening[0].is_alive()
+    finally:
+        ClosedStream.answer.set()
+        ClosedStream.answer = None
+    opening[0].join(5)
+    assert not opening[0].is_alive()
+    assert ClosedStream.closed == ["rtsp://10.0.0.9/slow"] and nvc.decoder_args == {}
 
 
 def test_an_rtsp_source_never_reaches_pynvvideocodecs_demuxer() -> None:
