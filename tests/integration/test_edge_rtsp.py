@@ -6,6 +6,7 @@ scripts/setup), run by the system python3 in its own process on a free port.
 
 from __future__ import annotations
 
+import ctypes
 import signal
 import socket
 import subprocess
@@ -13,13 +14,14 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 
-from edge.evidence.packets import PacketRing
-from edge.nvdec import NvdecCapture
+from edge.evidence.packets import KEY_NALS, PacketRing, nal_units
+from edge.nvdec import NvdecCapture, StreamDemuxer
 from edge.sources import Backoff, CameraReader, Frame
 from roadwatch.contract import CameraState
 from tests.nvdec_standin import FAKE_XP, AvNvc, GpuArray
@@ -98,6 +100,11 @@ def _serving(mode: str) -> Iterator[RtspServer]:
 @pytest.fixture
 def rtsp_server() -> Iterator[RtspServer]:
     yield from _serving("")
+
+
+@pytest.fixture
+def hevc_camera() -> Iterator[RtspServer]:
+    yield from _serving("hevc")
 
 
 @pytest.fixture(params=["", "sdp-only", "hevc"], ids=["h264", "h264-sdp-only", "hevc"])
@@ -203,3 +210,44 @@ def test_a_camera_that_stops_sending_ends_its_nvdec_capture(rtsp_server: RtspSer
     finally:
         cap.release()
     assert cap.error == "SourceError: no packet from the stream within 2 s", cap.error
+
+
+class _WithoutSets:
+    """A demuxed HEVC packet with its VPS, SPS and PPS taken out."""
+
+    def __init__(self, packet: Any) -> None:
+        units = nal_units(bytes(packet), "hevc")
+        self.data = b"".join(bytes(u) for kind, u in units if kind not in (32, 33, 34))
+        self.size, self.pts, self.dts = len(self.data), packet.pts, packet.dts
+        self.is_keyframe = packet.is_keyframe
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+
+def test_an_hevc_camera_that_sends_its_sets_only_in_its_sdp_is_decoded(
+    hevc_camera: RtspServer,
+) -> None:
+    """GStreamer's HEVC encoder sends its VPS, SPS and PPS with every IDR picture, so they
+    are taken out of the demuxed packets here, as a camera that sends them only in its SDP
+    leaves them out: the SDP's go into the first keyframe in the order they refer to each
+    other, before its picture, and FFmpeg's HEVC decoder shows the stream."""
+    demuxer = StreamDemuxer(hevc_camera.url, AvNvc(), open_timeout_s=10.0, read_timeout_s=10.0)
+    demuxed = demuxer._demuxed
+    demuxer._demuxed = lambda: (_WithoutSets(p) for p in demuxed())  # type: ignore[method-assign]
+    decoder = AvNvc().CreateDecoder(codec=demuxer.GetNvCodecId())
+    handed: list[bytes] = []  # each packet's bytes live until the next is taken
+    shown = 0
+    for packet in demuxer:
+        handed.append(ctypes.string_at(packet.bsl_data, packet.bsl))
+        shown += len(decoder.Decode(packet))
+        if shown >= 15 or len(handed) >= 60:  # 6 s of stream at most
+            break
+    demuxer.close()
+    keys = KEY_NALS["hevc"]
+    keyframe = next(data for data in handed if {k for k, _ in nal_units(data, "hevc")} & keys)
+    kinds = [kind for kind, _ in nal_units(keyframe, "hevc")]
+    picture = next(i for i, kind in enumerate(kinds) if kind in keys)
+    assert kinds.index(32) < kinds.index(33) < kinds.index(34) < picture
+    assert sum(1 for data in handed for k, _ in nal_units(data, "hevc") if k in (32, 33, 34)) == 3
+    assert shown >= 15
