@@ -128,8 +128,8 @@ class StreamDemuxer:
     and a large keyframe over lossy UDP arrives broken. A stream whose codec data is in MP4
     form (avcC/hvcC) goes through FFmpeg's ``mp4toannexb`` filter. Parameter sets that come
     only out of the stream (the RTSP SDP's ``sprop-parameter-sets``, which FFmpeg keeps as
-    the codec's extradata) go ahead of the stream's first keyframe, those of each kind the
-    stream has not sent by then.
+    the codec's extradata) go into the stream's first keyframe, those of each kind the
+    stream has not sent by then, before its picture (see ``_with_sets``).
     """
 
     def __init__(self, url: str, nvc: Any, *, open_timeout_s: float, read_timeout_s: float) -> None:
