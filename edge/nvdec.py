@@ -38,6 +38,7 @@ from edge.sources import (
     Image,
     SourceError,
     SourceTag,
+    is_stream,
     open_opencv,
     redact_in,
     redact_url,
@@ -108,12 +109,6 @@ class _StartCheck:
         return f"{why}, which came without parameter sets, in the stream or out of it"
 
 
-def is_network(url: str) -> bool:
-    """A source read over the network (any URL but ``file://``), not a file."""
-    scheme, sep, _ = url.partition("://")
-    return bool(sep) and scheme.lower() != "file"
-
-
 class StreamDemuxer:
     """A network stream demuxed by FFmpeg through PyAV, its packets handed out as
     PyNvVideoCodec's demuxer hands them out: Annex B H.264 or HEVC in ``PacketData`` with
@@ -173,7 +168,7 @@ class StreamDemuxer:
         except BaseException:
             self._container.close()
             raise
-        self._held: ctypes.Array[ctypes.c_char] | None = None
+        self._held = b""  # the bytes the last packet handed out points at
 
     def GetNvCodecId(self) -> Any:  # noqa: N802 (PyNvVideoCodec's demuxer's name)
         codecs = self._nvc.cudaVideoCodec
@@ -240,8 +235,9 @@ class StreamDemuxer:
 
     def _packet(self, data: bytes, pts: int, key: bool) -> Any:
         out = self._nvc.PacketData()
-        self._held = ctypes.create_string_buffer(data, len(data))
-        out.bsl_data, out.bsl = ctypes.addressof(self._held), len(data)
+        self._held = data  # pointed at, not copied: kept until the next packet
+        out.bsl_data = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0
+        out.bsl = len(data)
         out.pts = out.dts = pts
         out.key = int(key)
         return out
@@ -339,7 +335,7 @@ class NvdecCapture:
         self._thread.start()
         # A stream's demuxer gives up within the open time-out itself, with its reason; a
         # file's has no time-out of its own.
-        grace = OPEN_GRACE_S if is_network(url) else 0.0
+        grace = OPEN_GRACE_S if is_stream(url) else 0.0
         if not self._opened.wait(open_timeout_s + grace):
             self._abandoned.set()  # the thread frees what it opens, once the open returns
             self._stop.set()
@@ -356,7 +352,7 @@ class NvdecCapture:
     def _open(self) -> tuple[Any, Any]:
         if hasattr(self._xp, "cuda"):
             self._xp.cuda.Device(self._gpu_id).use()  # CuPy's device is per thread
-        if is_network(self.url):
+        if is_stream(self.url):
             demuxer: Any = StreamDemuxer(
                 self.url, self._nvc, open_timeout_s=self._open_timeout_s,
                 read_timeout_s=self._read_timeout_s,

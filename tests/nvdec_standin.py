@@ -119,16 +119,25 @@ class PacketData:
         self.bsl = self.bsl_data = 0
 
 
-class StreamPacket(PacketData):
-    """A packet as PyNvVideoCodec's demuxer hands it out (it owns its bytes)."""
+class StreamPacket:
+    """Like PyNvVideoCodec's PacketData: ``bsl_data`` points at ``bsl`` bytes."""
 
     def __init__(self, data: bytes, pts: int) -> None:
-        super().__init__()
         self._buffer = ctypes.create_string_buffer(data, len(data)) if data else None
         self.bsl = len(data)
         self.bsl_data = ctypes.addressof(self._buffer) if self._buffer is not None else 0
-        self.pts = self.dts = pts
-        self.key = int(any(kind == 5 for kind, _ in nal_units(data, "h264")))
+        self.pts = pts
+
+
+class DemuxedPacket:
+    """A packet as PyAV's demuxer gives it, for ``StreamDemuxer`` to hand on."""
+
+    def __init__(self, data: bytes, pts: int | None, dts: int | None, is_keyframe: bool) -> None:
+        self.data, self.size = data, len(data)
+        self.pts, self.dts, self.is_keyframe = pts, dts, is_keyframe
+
+    def __bytes__(self) -> bytes:
+        return self.data
 
 
 class StreamPicture:
@@ -210,7 +219,6 @@ class StreamNvc:
 
     OutputColorType = SimpleNamespace(RGB="rgb", NATIVE="native")
     DisplayDecodeLatencyType = SimpleNamespace(LOW="low", NATIVE="native")
-    PacketData = PacketData
 
     def __init__(
         self,
@@ -241,11 +249,9 @@ class AvDecoder:
     def __init__(self, codec: str) -> None:
         self.codec = codec
         self._context = cast(av.VideoCodecContext, av.CodecContext.create(codec, "r"))
-        self.packets = 0
 
     def Decode(self, packet: PacketData) -> list[StreamPicture]:  # noqa: N802
         if packet.bsl:
-            self.packets += 1
             data = av.Packet(ctypes.string_at(packet.bsl_data, packet.bsl))
             data.pts = data.dts = packet.pts
         else:

@@ -24,7 +24,7 @@ from edge.evidence.packets import KEY_NALS, PacketRing, nal_units
 from edge.nvdec import NvdecCapture, StreamDemuxer
 from edge.sources import Backoff, CameraReader, Frame
 from roadwatch.contract import CameraState
-from tests.nvdec_standin import FAKE_XP, AvNvc, GpuArray
+from tests.nvdec_standin import FAKE_XP, AvNvc, DemuxedPacket, GpuArray
 from tests.services import missing
 
 pytestmark = pytest.mark.integration
@@ -212,17 +212,11 @@ def test_a_camera_that_stops_sending_ends_its_nvdec_capture(rtsp_server: RtspSer
     assert cap.error == "SourceError: no packet from the stream within 2 s", cap.error
 
 
-class _WithoutSets:
+def _without_sets(packet: Any) -> DemuxedPacket:
     """A demuxed HEVC packet with its VPS, SPS and PPS taken out."""
-
-    def __init__(self, packet: Any) -> None:
-        units = nal_units(bytes(packet), "hevc")
-        self.data = b"".join(bytes(u) for kind, u in units if kind not in (32, 33, 34))
-        self.size, self.pts, self.dts = len(self.data), packet.pts, packet.dts
-        self.is_keyframe = packet.is_keyframe
-
-    def __bytes__(self) -> bytes:
-        return self.data
+    units = nal_units(bytes(packet), "hevc")
+    data = b"".join(bytes(u) for kind, u in units if kind not in (32, 33, 34))
+    return DemuxedPacket(data, packet.pts, packet.dts, packet.is_keyframe)
 
 
 def test_an_hevc_camera_that_sends_its_sets_only_in_its_sdp_is_decoded(
@@ -234,7 +228,7 @@ def test_an_hevc_camera_that_sends_its_sets_only_in_its_sdp_is_decoded(
     other, before its picture, and FFmpeg's HEVC decoder shows the stream."""
     demuxer = StreamDemuxer(hevc_camera.url, AvNvc(), open_timeout_s=10.0, read_timeout_s=10.0)
     demuxed = demuxer._demuxed
-    demuxer._demuxed = lambda: (_WithoutSets(p) for p in demuxed())  # type: ignore[method-assign]
+    demuxer._demuxed = lambda: (_without_sets(p) for p in demuxed())  # type: ignore[method-assign]
     decoder = AvNvc().CreateDecoder(codec=demuxer.GetNvCodecId())
     handed: list[bytes] = []  # each packet's bytes live until the next is taken
     shown = 0

@@ -44,6 +44,7 @@ from edge.sources import (
     Frame,
     OpenCvCapture,
     SourceError,
+    is_stream,
     redact_url,
     valid_image,
 )
@@ -51,6 +52,7 @@ from tests.edge_support import hanoi_clip, read_image, require_model, shared_det
 from tests.nvdec_standin import (
     FAKE_XP,
     AvNvc,
+    DemuxedPacket,
     GpuArray,
     StreamNvc,
     read_stream,
@@ -499,17 +501,6 @@ def test_a_network_stream_is_demuxed_by_pyav_into_packets_like_pynvvideocodecs(
     assert [i for i, (_, key, _) in enumerate(got) if key] == list(range(0, 384, 32))
 
 
-class DemuxedPacket:
-    """A packet as PyAV's demuxer gives it."""
-
-    def __init__(self, data: bytes, pts: int) -> None:
-        self.data, self.pts, self.dts, self.size = data, pts, pts, len(data)
-        self.is_keyframe = any(kind == 5 for kind, _ in nal_units(data, "h264"))
-
-    def __bytes__(self) -> bytes:
-        return self.data
-
-
 @pytest.mark.parametrize("kept", [set[int](), {7}, {8}], ids=["none", "sps", "pps"])
 def test_the_sdps_sets_go_ahead_of_the_keyframe_picture_with_those_it_carries(
     kept: set[int],
@@ -528,7 +519,8 @@ def test_the_sdps_sets_go_ahead_of_the_keyframe_picture_with_those_it_carries(
     def stream() -> Iterator[DemuxedPacket]:
         for pts, data in packets:
             parts = [bytes(u) for k, u in nal_units(data, "h264") if k not in {7, 8} - kept]
-            yield DemuxedPacket(b"".join(parts), pts)
+            key = any(kind == 5 for kind, _ in nal_units(data, "h264"))
+            yield DemuxedPacket(b"".join(parts), pts, pts, key)
 
     demuxer._demuxed = stream  # type: ignore[method-assign]
     decoder = AvNvc().CreateDecoder(codec="cudaVideoCodec.H264")
@@ -661,8 +653,8 @@ def test_an_rtsp_source_never_reaches_pynvvideocodecs_demuxer() -> None:
     with pytest.raises(SourceError, match=r"cannot open video source rtsp://127\.0\.0\.1"):
         NvdecCapture(f"rtsp://127.0.0.1:{port}/cam", nvc=nvc, xp=FAKE_XP, open_timeout_s=2.0)
     assert asked == []
-    assert nvdec.is_network("rtsp://10.0.0.9/s") and nvdec.is_network("HTTP://10.0.0.9/s")
-    assert not nvdec.is_network("/data/clip.mp4") and not nvdec.is_network("file:///data/c.mp4")
+    assert is_stream("rtsp://10.0.0.9/s") and is_stream("HTTP://10.0.0.9/s")
+    assert not is_stream("/data/clip.mp4") and not is_stream("file:///data/c.mp4")
 
 
 def test_a_camera_on_nvdec_only_says_why_its_stream_failed() -> None:
