@@ -3,7 +3,8 @@
 One array code path serves NumPy (host) and CuPy (GPU), chosen by ``ArrayBackend``:
 
 - letterbox: a bilinear resize by gathering the four neighbours of each output pixel (the
-  same sampling as OpenCV's ``INTER_LINEAR``), grey padding, BGR -> RGB, [0, 1], written
+  same sampling as OpenCV's ``INTER_LINEAR``; where to sample is worked out once per frame
+  size, see ``ResizePlan``), grey padding, BGR -> RGB, [0, 1], written
   straight into the batch tensor;
 - inference: the batch and a pre-allocated output are bound to onnxruntime by pointer
   (IOBinding), so on the CUDA provider neither crosses to the host;
@@ -16,6 +17,7 @@ where there is no GPU.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -102,17 +104,58 @@ def _axis(xp: Any, out_len: int, in_len: int) -> tuple[Array, Array, Array]:
     return low, high, (pos - low).astype(xp.float32)
 
 
+@dataclass(frozen=True)
+class ResizePlan:
+    """Where each pixel of a bilinear resize samples its source, and with what weights.
+
+    A camera's frames keep their size, so a plan is made once per source and output size
+    (``resize_plan``) and every frame after that costs only its four gathers and the blend.
+    """
+
+    rows: tuple[Array, Array]  # (out_h,) source rows above and below
+    cols: tuple[Array, Array]  # (out_w,) source columns left and right
+    wy: tuple[Array, Array]  # (out_h, 1, 1) weights of the rows above and below
+    wx: tuple[Array, Array]  # (1, out_w, 1) weights of the columns left and right
+
+    def resize(self, image: Array) -> Array:
+        """(H, W, C) uint8 -> (out_h, out_w, C) float32 in 0..255.
+
+        The needed rows, then the needed columns of them, are taken from the uint8 frame
+        (``take`` copies whole rows, far quicker than gathering pixel by pixel), so only
+        output-sized arrays are converted and blended, never the whole frame.
+        """
+        (y0, y1), (x0, x1) = self.rows, self.cols
+        (ay, by), (ax, bx) = self.wy, self.wx
+        above, below = image.take(y0, axis=0), image.take(y1, axis=0)
+        top = above.take(x0, axis=1) * ax + above.take(x1, axis=1) * bx
+        bottom = below.take(x0, axis=1) * ax + below.take(x1, axis=1) * bx
+        return top * ay + bottom * by
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(xp: Any, device: int, shape: tuple[int, int, int, int]) -> ResizePlan:
+    in_h, in_w, out_h, out_w = shape
+    y0, y1, wy = _axis(xp, out_h, in_h)
+    x0, x1, wx = _axis(xp, out_w, in_w)
+    return ResizePlan(
+        rows=(y0, y1),
+        cols=(x0, x1),
+        wy=((1 - wy)[:, None, None], wy[:, None, None]),
+        wx=((1 - wx)[None, :, None], wx[None, :, None]),
+    )
+
+
+def resize_plan(xp: Any, in_h: int, in_w: int, out_h: int, out_w: int) -> ResizePlan:
+    """The plan for resizing (in_h, in_w) to (out_h, out_w) on ``xp``'s current device."""
+    cuda = getattr(xp, "cuda", None)
+    device = int(cuda.Device().id) if cuda is not None else -1
+    return _plan(xp, device, (in_h, in_w, out_h, out_w))
+
+
 def resize_bilinear(xp: Any, image: Array, width: int, height: int) -> Array:
     """(H, W, C) uint8 -> (height, width, C) float32 in 0..255."""
     h, w = image.shape[:2]
-    y0, y1, wy = _axis(xp, height, h)
-    x0, x1, wx = _axis(xp, width, w)
-    src = image.astype(xp.float32)
-    wx = wx[None, :, None]
-    top = src[y0][:, x0] * (1 - wx) + src[y0][:, x1] * wx
-    bottom = src[y1][:, x0] * (1 - wx) + src[y1][:, x1] * wx
-    wy = wy[:, None, None]
-    return top * (1 - wy) + bottom * wy
+    return resize_plan(xp, h, w, height, width).resize(image)
 
 
 def letterbox_on(xp: Any, image: Array, size: int, out: Array) -> Letterbox:

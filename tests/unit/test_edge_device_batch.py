@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from edge.detector import Detector, DetectorConfig, letterbox_into
-from edge.device_batch import host_backend, letterbox_on, resize_bilinear, select_candidates
+from edge.device_batch import (
+    host_backend,
+    letterbox_on,
+    resize_bilinear,
+    resize_plan,
+    select_candidates,
+)
 from edge.parity import compare
 from tests.edge_support import read_image, require_model
 
@@ -26,6 +32,18 @@ def test_array_letterbox_matches_opencv(h: int, w: int, size: int) -> None:
     assert box_xp == box_cv
     # OpenCV weights in 11-bit fixed point; one grey level apart at most.
     assert np.abs(got - want).max() <= 1.01 / 255
+
+
+def test_a_plan_is_made_once_per_size_and_each_size_keeps_its_own() -> None:
+    assert resize_plan(np, 1080, 1920, 360, 640) is resize_plan(np, 1080, 1920, 360, 640)
+    rng = np.random.default_rng(7)
+    wide = rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    tall = rng.integers(0, 256, (1920, 1080, 3), dtype=np.uint8)
+    for image in (wide, tall, wide, tall):  # two cameras' frames in turn
+        want = np.empty((3, 640, 640), np.float32)
+        got = np.empty((3, 640, 640), np.float32)
+        assert letterbox_on(np, image, 640, got) == letterbox_into(image, 640, want)
+        assert np.abs(got - want).max() <= 1.01 / 255
 
 
 def test_bilinear_resize_keeps_a_flat_image_flat_and_scales_a_ramp() -> None:
