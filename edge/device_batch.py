@@ -4,8 +4,8 @@ One array code path serves NumPy (host) and CuPy (GPU), chosen by ``ArrayBackend
 
 - letterbox: a bilinear resize by gathering the four neighbours of each output pixel (the
   same sampling as OpenCV's ``INTER_LINEAR``; where to sample is worked out once per frame
-  size, see ``ResizePlan``), grey padding, BGR -> RGB, [0, 1], written
-  straight into the batch tensor;
+  size, see ``ResizePlan``), grey padding, BGR -> RGB, [0, 1], written straight into the
+  batch tensor;
 - inference: the batch and a pre-allocated output are bound to onnxruntime by pointer
   (IOBinding), so on the CUDA provider neither crosses to the host;
 - candidates: the per-anchor best class and its threshold test run beside the output, and
@@ -109,7 +109,7 @@ class ResizePlan:
     """Where each pixel of a bilinear resize samples its source, and with what weights.
 
     A camera's frames keep their size, so a plan is made once per source and output size
-    (``resize_plan``) and every frame after that costs only its four gathers and the blend.
+    (``resize_plan``) and every frame after that costs only its gathers and the blend.
     """
 
     rows: tuple[Array, Array]  # (out_h,) source rows above and below
