@@ -103,7 +103,7 @@ def check(message: Message, keys: KeyLookup) -> Accepted | Refusal:
 def _schema_version(raw: bytes) -> str | None:
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # (nested past Python's stack)
         return None
     if isinstance(data, dict):
         value = data.get("schema_version")

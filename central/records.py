@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from central.audit import detail_text, entry_hash
@@ -42,6 +44,8 @@ from roadwatch.contract import (
 )
 from roadwatch.contract.signing import SignatureError, load_public_key_pem
 from roadwatch.errors import UserError
+
+log = logging.getLogger(__name__)
 
 MAX_QUARANTINE_PAYLOAD = 1024 * 1024
 
@@ -261,7 +265,20 @@ class Checked:
 def check_batch(session: Session, messages: Sequence[Message], keys: KeyCache) -> list[Checked]:
     """Check every message (the session is used only to look up a key not cached)."""
     lookup: KeyLookup = lambda site, node: keys.lookup(session, site, node)  # noqa: E731
-    return [Checked(message, check(message, lookup)) for message in messages]
+    return [Checked(message, _check_one(message, lookup)) for message in messages]
+
+
+def _check_one(message: Message, lookup: KeyLookup) -> Accepted | Refusal:
+    """``check``, where a message that breaks the check itself is refused, not raised: one
+    such message must not stop the ingest (it would come back after every restart). A
+    database error still raises, so the batch is checked again later."""
+    try:
+        return check(message, lookup)
+    except DBAPIError:
+        raise
+    except Exception as exc:
+        log.exception("message on %s could not be checked; quarantined", message.topic)
+        return Refusal(RefusalCode.MALFORMED, f"could not be checked: {type(exc).__name__}")
 
 
 def record_batch(

@@ -57,7 +57,7 @@ def reconcile(
             break
         try:
             known = set(json.loads(answer.body)["known"]) & set(chunk)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             log.warning("reconciliation: unreadable answer from central (%s)", exc)
             break
         asked += len(chunk)

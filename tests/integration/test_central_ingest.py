@@ -91,6 +91,7 @@ def test_ingest_accepts_dedupes_and_quarantines(
         (topic, v2),  # future schema
         (topic, to_wire(other_camera)),  # payload names another camera than the topic
         (topic, "Ω\x00".encode() * 10),  # hostile bytes
+        (topic, b"[" * 5000),  # nested past Python's stack: refused, the ingest goes on
         (node.topic(kind=CameraTopic.TRAFFIC), to_wire(traffic)),
     ]
     with IngestService(settings, central_db.engine) as ingest:
@@ -109,7 +110,7 @@ def test_ingest_accepts_dedupes_and_quarantines(
                     )
                 )
 
-        wait_for("7 refusals in quarantine", lambda: len(quarantined()) >= 7)
+        wait_for("8 refusals in quarantine", lambda: len(quarantined()) >= 8)
         wait_for("traffic", lambda: _count(central_db, TrafficMinute, node.site) == 1)
     assert quarantined() == sorted(
         [
@@ -119,6 +120,7 @@ def test_ingest_accepts_dedupes_and_quarantines(
             "malformed",
             "schema_version",
             "topic_mismatch",
+            "malformed",
             "malformed",
         ]
     )

@@ -9,6 +9,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -32,6 +33,7 @@ from roadwatch.contract import (
     to_wire,
 )
 from roadwatch.contract.models import ReceiptBatch
+from roadwatch.contract.signing import generate_private_key, sign
 from tests.central_fixtures import *  # noqa: F403
 from tests.central_fixtures import (
     CentralDb,
@@ -43,6 +45,7 @@ from tests.central_fixtures import (
     wait_for,
 )
 from tests.delivery_support import BIG_BUDGET
+from tests.factories import violation_event
 from tests.services import BrokerAddress
 
 pytestmark = pytest.mark.integration
@@ -236,3 +239,31 @@ def test_a_receipt_follows_when_evidence_becomes_complete(
         assert flags == [False, True]
     finally:
         listener.close()
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: bytes
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{", b"[" * 5000, b'{"known": 5}', b"[]", b'{"other": []}'],
+    ids=["truncated", "nested", "not-a-list", "not-an-object", "no-known"],
+)
+def test_reconcile_leaves_everything_when_the_answer_is_unreadable(
+    body: bytes, tmp_path: Path
+) -> None:
+    events = [sign(violation_event(evidence=[]), generate_private_key())]
+    clock = [1_000_000.0]
+
+    class Garbled:
+        def known(self, event_ids: list[str]) -> _Reply:
+            return _Reply(200, body)
+
+    with Outbox(tmp_path / "outbox", BIG_BUDGET, clock=lambda: clock[0]) as outbox:
+        _publish_all(outbox, events)
+        clock[0] += 3600
+        assert reconcile(outbox, Garbled(), older_than_s=600).asked == 0
+        assert outbox.message_state(events[0].event_id) is MessageState.PUBLISHED
