@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
-from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -123,6 +124,7 @@ def create_app(
         ],
     )
 
+    app.add_middleware(NoNulMiddleware)  # (inside the measuring, which counts its 422s)
     app.add_middleware(MeasureMiddleware)
 
     @app.get("/health", tags=["operations"], summary="Liveness and database reachability")
@@ -182,9 +184,48 @@ def create_app(
             return JSONResponse(
                 {"detail": "not a sha256: expected 64 lower-case hex digits"}, status_code=400
             )
-        return await request_validation_exception_handler(request, exc)
+        # The errors echo the input: a NaN or an infinity there is not valid JSON.
+        return JSONResponse({"detail": _finite(jsonable_encoder(exc.errors()))}, status_code=422)
 
     return app
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity written as a string ("nan", "inf", "-inf")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+NUL_REFUSED = "NUL characters are not allowed in names, plates, filters or any other text"
+
+
+class NoNulMiddleware:
+    """Refuses (422) a request whose path or query holds a NUL character, before routing.
+
+    PostgreSQL text cannot hold one (it would fail as a server error there and be stored
+    on SQLite). The free-text fields of bodies and queries say so in the API's schema too
+    (``schemas.NO_NUL``); this catches what reaches no such field.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query: bytes = scope["query_string"]
+            where = "path" if "\x00" in scope["path"] else None
+            where = where or ("query" if b"%00" in query or b"\x00" in query else None)
+            if where is not None:
+                # The shape of every other 422: a list of what was wrong, and where.
+                error = {"type": "string_nul", "loc": [where], "msg": NUL_REFUSED}
+                await JSONResponse({"detail": [error]}, status_code=422)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class MeasureMiddleware:

@@ -210,6 +210,10 @@ class IngestService:
                 log.warning("ingest batch of %d not checked (%s)", len(batch), exc.orig)
                 self._stop.wait(1.0)
                 continue
+            except Exception:  # (the thread must live on: unacknowledged, it comes again)
+                log.exception("ingest batch of %d not checked", len(batch))
+                self._stop.wait(1.0)
+                continue
             item = _CheckedBatch(batch, checked)
             while not self._stop.is_set():
                 try:

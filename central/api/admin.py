@@ -23,6 +23,7 @@ from central.api.deps import (
     StateDep,
 )
 from central.api.schemas import (
+    NO_NUL,
     CameraOut,
     CameraUpdate,
     NodeConfigIn,
@@ -57,7 +58,8 @@ def login(
     session: SessionDep,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
 ) -> TokenOut:
-    user = session.scalar(select(User).where(User.username == form.username))
+    known = "\x00" not in form.username  # (no name holds one; PostgreSQL cannot look it up)
+    user = session.scalar(select(User).where(User.username == form.username)) if known else None
     if user is None:
         dummy_verify()
     if user is None or not user.active or not verify_password(form.password, user.password_hash):
@@ -110,7 +112,12 @@ def add_user(caller: Admin, session: SessionDep, body: UserCreate) -> UserOut:
     summary="Change a user's role or state",
     responses=NOT_FOUND,
 )
-def change_user(caller: Admin, session: SessionDep, username: str, body: UserUpdate) -> UserOut:
+def change_user(
+    caller: Admin,
+    session: SessionDep,
+    username: Annotated[str, PathParam(pattern=NO_NUL)],
+    body: UserUpdate,
+) -> UserOut:
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {username!r}")

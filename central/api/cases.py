@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi import Path as PathParam
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -25,6 +25,7 @@ from central.api.deps import (
     StateDep,
 )
 from central.api.schemas import (
+    NO_NUL,
     AuditOut,
     DeadlineOut,
     EvidenceOut,
@@ -59,13 +60,25 @@ def _iso_only(value: object) -> object:
     return value
 
 
-IsoTime = Annotated[datetime, BeforeValidator(_iso_only)]
+def _in_utc_range(value: datetime) -> datetime:
+    """A zoned time must exist in UTC too (0001-01-01T00:00+14:00 would be in year 0)."""
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("time out of range once in UTC (years 1 to 9999)") from None
+    return value
+
+
+IsoTime = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_in_utc_range)]
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
 ViolationId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Rows to skip")]
 Ident = Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-Plate = Annotated[str | None, Query(min_length=1, max_length=16, description="Exact plate")]
+Plate = Annotated[
+    str | None, Query(min_length=1, max_length=16, pattern=NO_NUL, description="Exact plate")
+]
 
 WORKFLOW_ERRORS = {
     "forbidden": status.HTTP_403_FORBIDDEN,

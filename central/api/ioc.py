@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from central.api.cases import Ident, IsoTime, Limit, Offset, _aware, audit_out, summary
 from central.api.deps import PROTECTED, AnyUser, Manager, SessionDep, StateDep
 from central.api.schemas import (
+    NO_NUL,
     AuditOut,
     ChainOut,
     CountOut,
@@ -37,7 +38,7 @@ To = Annotated[IsoTime | None, Query(alias="to", description="End, exclusive")]
 def list_audit(
     _: Manager,
     session: SessionDep,
-    actor: Annotated[str | None, Query(max_length=64)] = None,
+    actor: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> list[AuditOut]:
@@ -164,7 +165,7 @@ def traffic_flow(
 def list_quarantine(
     _: Manager,
     session: SessionDep,
-    reason_code: Annotated[str | None, Query(max_length=32)] = None,
+    reason_code: Annotated[str | None, Query(max_length=32, pattern=NO_NUL)] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> list[QuarantineOut]:
@@ -270,7 +271,11 @@ async def feed(
     max_seconds: Annotated[float, Query(gt=0, le=86_400)] = 3600.0,
     after_id: Annotated[
         int | None,
-        Query(ge=0, description="Replay violations after this id (default: only new ones)"),
+        Query(
+            ge=0,
+            le=2**63 - 1,
+            description="Replay violations after this id (default: only new ones)",
+        ),
     ] = None,
     since: Annotated[
         IsoTime | None,

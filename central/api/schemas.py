@@ -12,6 +12,8 @@ from roadwatch.contract.models import EventId
 
 Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{2,63}$")]
 Password = Annotated[str, StringConstraints(min_length=10, max_length=256)]
+# Free text must not hold a NUL character: PostgreSQL text cannot store one.
+NO_NUL = r"^[^\x00]*$"
 
 
 class Strict(BaseModel):
@@ -42,14 +44,14 @@ class UserCreate(Strict):
     username: Username
     password: Password
     role: Literal[Role.OFFICER, Role.SUPERVISOR, Role.ADMIN, Role.IOC]
-    full_name: Annotated[str, StringConstraints(max_length=128)] = ""
+    full_name: Annotated[str, StringConstraints(max_length=128, pattern=NO_NUL)] = ""
 
 
 class UserUpdate(Strict):
     role: Literal[Role.OFFICER, Role.SUPERVISOR, Role.ADMIN, Role.IOC] | None = None
     active: bool | None = None
     password: Password | None = None
-    full_name: Annotated[str, StringConstraints(max_length=128)] | None = None
+    full_name: Annotated[str, StringConstraints(max_length=128, pattern=NO_NUL)] | None = None
 
 
 class UserOut(BaseModel):
@@ -76,7 +78,7 @@ class NodeCreate(Strict):
     )
     site: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
     node: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-    public_key_pem: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    public_key_pem: Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=NO_NUL)]
 
 
 class NodeRegistered(BaseModel):
@@ -166,8 +168,8 @@ class CameraUpdate(Strict):
             ]
         },
     )
-    name: Annotated[str, StringConstraints(max_length=128)] | None = None
-    place: Annotated[str, StringConstraints(max_length=128)] | None = None
+    name: Annotated[str, StringConstraints(max_length=128, pattern=NO_NUL)] | None = None
+    place: Annotated[str, StringConstraints(max_length=128, pattern=NO_NUL)] | None = None
     latitude: Annotated[float, Field(ge=-90, le=90)] | None = None
     longitude: Annotated[float, Field(ge=-180, le=180)] | None = None
 
@@ -279,9 +281,9 @@ class ReviewCommand(Strict):
     )
     action: Action
     version: Annotated[int, Field(ge=1, description="The version you decided on")]
-    reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
-    plate: Annotated[str, StringConstraints(max_length=16)] | None = None
-    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    reason: Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)] | None = None
+    plate: Annotated[str, StringConstraints(max_length=16, pattern=NO_NUL)] | None = None
+    note: Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)] | None = None
 
 
 class AuditOut(BaseModel):

@@ -53,7 +53,10 @@ def ui_asset(asset: str) -> FileResponse:
 
 def resolve_asset(asset: str, root: Path = STATIC) -> Path | None:
     """The file under ``root`` that ``asset`` names, or None (also for '..' escapes)."""
-    path = (root / (asset or "index.html")).resolve()
+    try:
+        path = (root / (asset or "index.html")).resolve()
+    except (ValueError, OSError):  # a NUL in the name, a name too long for the system
+        return None
     if not path.is_relative_to(root) or path.suffix not in MEDIA_TYPES or not path.is_file():
         return None
     return path

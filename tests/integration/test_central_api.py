@@ -309,6 +309,61 @@ def test_invalid_actions_change_nothing(
     assert r.status_code == 200 and r.json()["reject_reason"].startswith("Xe ưu tiên")
 
 
+def test_hostile_text_numbers_and_times_are_refused_and_change_nothing(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    [vid] = store_events(central_db, node, [signed_event(node)])
+    officer, admin, ioc = accounts["officer"], accounts["admin"], accounts["ioc"]
+    assert _act(api, officer, vid, "start_review", 1).status_code == 200
+    review = f"/api/v1/violations/{vid}/review"
+    for body in (
+        b'{"action": "confirm", "version": NaN}',
+        b'{"action": "confirm", "version": 1e400}',  # infinity
+        b'{"action": "confirm", "version": -Infinity}',
+        b'{"action": "reject", "version": 2, "reason": "sai\\u0000"}',
+    ):
+        json_headers = {**officer.headers, "Content-Type": "application/json"}
+        r = api.post(review, headers=json_headers, content=body)
+        assert r.status_code == 422, (body, r.text)
+    case = api.get(f"/api/v1/violations/{vid}", headers=officer.headers).json()
+    assert (case["status"], case["version"], case["reject_reason"]) == ("in_review", 2, None)
+    # Times that do not exist in UTC, ids past 64 bits, NUL in a path or a filter: 422.
+    far = [{"from": "0001-01-01T00:00:00+14:00"}, {"to": "9999-12-31T23:59:59-10:00"}]
+    for path in ("/api/v1/violations", "/api/v1/stats/violations", "/api/v1/stats/traffic"):
+        for params in far:
+            assert api.get(path, headers=ioc.headers, params=params).status_code == 422
+    for params in ({"since": far[0]["from"]}, {"after_id": str(2**64)}):
+        assert api.get("/api/v1/feed", headers=ioc.headers, params=params).status_code == 422
+    nul = [
+        ("/api/v1/violations", {"plate": "51F\x00"}),
+        ("/api/v1/audit", {"actor": "a\x00b"}),
+        ("/api/v1/quarantine", {"reason_code": "a\x00b"}),
+    ]
+    for path, params in nul:
+        r = api.get(path, headers=admin.headers, params=params)
+        assert r.status_code == 422 and "NUL" in r.json()["detail"][0]["msg"], path
+    assert api.patch("/api/v1/users/a%00b", headers=admin.headers, json={}).status_code == 422
+    assert api.get("/ui/%00").status_code in (404, 422)
+    assert api.get("/ui/a%00.html").status_code in (404, 422)
+    login = api.post("/api/v1/auth/token", data={"username": "a\x00b", "password": "x" * 12})
+    assert login.status_code == 401
+    name = f"nul.{uuid.uuid4().hex[:8]}"
+    created = api.post(
+        "/api/v1/users",
+        headers=admin.headers,
+        json={"username": name, "password": "a long passphrase", "role": "ioc",
+              "full_name": "Nguyễn\x00"},
+    )  # fmt: skip
+    assert created.status_code == 422
+    assert created.json()["detail"][0]["loc"] == ["body", "full_name"]
+    with central_db.session() as s:
+        assert s.scalar(select(User).where(User.username == name)) is None
+
+
 def test_two_officers_cannot_decide_the_same_case_twice(
     api: TestClient,
     central_db: CentralDb,
