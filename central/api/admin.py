@@ -10,6 +10,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from central.api.deps import (
     CONFLICT,
@@ -110,7 +111,7 @@ def add_user(caller: Admin, session: SessionDep, body: UserCreate) -> UserOut:
     "/users/{username}",
     tags=["users"],
     summary="Change a user's role or state",
-    responses=NOT_FOUND,
+    responses={**NOT_FOUND, **CONFLICT},
 )
 def change_user(
     caller: Admin,
@@ -121,6 +122,11 @@ def change_user(
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {username!r}")
+    stays_admin = (body.role or user.role) == Role.ADMIN and (
+        user.active if body.active is None else body.active
+    )
+    if user.role == Role.ADMIN and user.active and not stays_admin:
+        _keep_an_admin(session, user)
     changed: dict[str, Any] = {}
     if body.role is not None:
         user.role = changed["role"] = Role(body.role).value
@@ -131,14 +137,28 @@ def change_user(
     if body.password is not None:
         user.password_hash = hash_password(body.password)
         changed["password"] = "changed"
-    append_audit(
-        session,
-        actor=caller.username,
-        action="user_update",
-        detail={"username": username, **changed},
-    )
+    if changed:
+        append_audit(
+            session,
+            actor=caller.username,
+            action="user_update",
+            detail={"username": username, **changed},
+        )
     session.commit()
     return UserOut.model_validate(user)
+
+
+def _keep_an_admin(session: Session, user: User) -> None:
+    """409 unless another active admin stays (the rows are locked until the commit, so two
+    admins cannot each demote the other at once)."""
+    admins = session.scalars(
+        select(User.id).where(User.role == Role.ADMIN.value, User.active).with_for_update()
+    ).all()
+    if not any(a != user.id for a in admins):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"{user.username!r} is the last active admin: make another user admin first",
+        )
 
 
 @router.get("/nodes", tags=["registry"], summary="Edge nodes and their last status")

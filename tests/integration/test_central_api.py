@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,12 +18,14 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
 
-from central.db import read_session_factory, session_factory, transaction
+from central.app import create_app
+from central.db import make_engine, migrate, read_session_factory, session_factory, transaction
 from central.intake import Message
 from central.models import Camera, User, Violation
 from central.models import EvidenceRef as EvidenceRefRow
 from central.node_config import publish_retained
-from central.records import KeyCache, record_batch
+from central.records import KeyCache, create_user, record_batch
+from central.security import issue_access_token
 from central.settings import Settings
 from central.workflow import Role
 from edge.identity import write_key_pair
@@ -49,13 +52,17 @@ from roadwatch.contract.signing import generate_private_key, public_key_pem
 from tests.central_fixtures import *  # noqa: F403
 from tests.central_fixtures import (
     EVIDENCE_STORES,
+    PASSWORD,
+    SECRET,
     Account,
     CentralDb,
     NodeIdentity,
+    postgres_schema_url,
     signed_event,
     store_events,
 )
 from tests.factories import T0
+from tests.services import mqtt_address
 
 pytestmark = pytest.mark.integration
 
@@ -931,3 +938,54 @@ def test_known_events_answers_only_for_the_calling_node(
     assert api.post("/api/v1/events/known", json=too_many, headers=node.headers).status_code == 422
     bad = {"event_ids": ["not-an-id"]}
     assert api.post("/api/v1/events/known", json=bad, headers=node.headers).status_code == 422
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_central(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[TestClient, CentralDb]]:
+    """An API over a database of its own (no other test's accounts in it)."""
+    if request.param == "sqlite":
+        urls: Iterator[str] = iter([f"sqlite:///{tmp_path / 'own.db'}"])
+    else:
+        urls = postgres_schema_url()
+    url = next(urls)
+    engine = make_engine(url)
+    try:
+        migrate(engine)
+        broker = mqtt_address()
+        settings = Settings(
+            mqtt_host=broker.host,
+            mqtt_port=broker.port,
+            database_url=url,
+            data_dir=tmp_path,
+            secret_key=SECRET,
+        )
+        with TestClient(create_app(settings, engine=engine)) as client:
+            yield client, CentralDb(request.param, url, engine)
+    finally:
+        engine.dispose()
+        for _ in urls:  # drops the PostgreSQL schema
+            pass
+
+
+def test_the_last_active_admin_stays_one(empty_central: tuple[TestClient, CentralDb]) -> None:
+    api, db = empty_central
+    with transaction(session_factory(db.engine)) as session:
+        create_user(session, username="admin.one", password=PASSWORD, role=Role.ADMIN)
+    one = {"Authorization": f"Bearer {issue_access_token('admin.one', Role.ADMIN, SECRET, 15)}"}
+    for change in ({"role": "officer"}, {"active": False}, {"role": "ioc", "active": True}):
+        r = api.patch("/api/v1/users/admin.one", headers=one, json=change)
+        assert r.status_code == 409 and "last active admin" in r.text, change
+    trail = api.get("/api/v1/audit", headers=one).json()
+    assert api.patch("/api/v1/users/admin.one", headers=one, json={}).status_code == 200
+    assert api.get("/api/v1/audit", headers=one).json() == trail  # nothing changed
+    two = {"username": "admin.two", "password": PASSWORD, "role": "admin"}
+    assert api.post("/api/v1/users", headers=one, json=two).status_code == 201
+    r = api.patch("/api/v1/users/admin.one", headers=one, json={"role": "supervisor"})
+    assert r.status_code == 200 and r.json()["role"] == "supervisor"
+    r = api.patch("/api/v1/users/admin.two", headers=one, json={"active": False})
+    assert r.status_code == 403  # admin.one is an admin no longer
+    with session_factory(db.engine)() as session:
+        roles = {name: role for name, role in session.execute(select(User.username, User.role))}
+    assert roles == {"admin.one": "supervisor", "admin.two": "admin"}
