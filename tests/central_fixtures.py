@@ -13,6 +13,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ __all__ = [
     "central_db",
     "central_settings",
     "make_node",
+    "migrated_database",
     "postgres_schema_url",
     "publisher",
     "s3_server",
@@ -98,16 +100,23 @@ def central_db(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CentralDb]:
     """A migrated database: SQLite in a temporary folder, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("central-db") / "central.db"
-        urls: Iterator[str] = iter([f"sqlite:///{path}"])
+    with migrated_database(request.param, tmp_path_factory.mktemp("central-db")) as db:
+        yield db
+
+
+@contextmanager
+def migrated_database(kind: str, folder: Path) -> Iterator[CentralDb]:
+    """A migrated database of its own: SQLite (``kind`` "sqlite") in ``folder``, or a fresh
+    PostgreSQL schema, dropped at the end."""
+    if kind == "sqlite":
+        urls: Iterator[str] = iter([f"sqlite:///{folder / 'central.db'}"])
     else:
         urls = postgres_schema_url()
     url = next(urls)
     engine = make_engine(url)
     try:
         migrate(engine)
-        yield CentralDb(request.param, url, engine)
+        yield CentralDb(kind, url, engine)
     finally:
         engine.dispose()
         for _ in urls:  # drops the PostgreSQL schema

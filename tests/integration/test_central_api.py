@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
 
 from central.app import create_app
-from central.db import make_engine, migrate, read_session_factory, session_factory, transaction
+from central.db import read_session_factory, session_factory, transaction
 from central.intake import Message
 from central.models import Camera, User, Violation
 from central.models import EvidenceRef as EvidenceRefRow
@@ -57,7 +57,7 @@ from tests.central_fixtures import (
     Account,
     CentralDb,
     NodeIdentity,
-    postgres_schema_url,
+    migrated_database,
     signed_event,
     store_events,
 )
@@ -945,28 +945,17 @@ def empty_central(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[TestClient, CentralDb]]:
     """An API over a database of its own (no other test's accounts in it)."""
-    if request.param == "sqlite":
-        urls: Iterator[str] = iter([f"sqlite:///{tmp_path / 'own.db'}"])
-    else:
-        urls = postgres_schema_url()
-    url = next(urls)
-    engine = make_engine(url)
-    try:
-        migrate(engine)
+    with migrated_database(request.param, tmp_path) as db:
         broker = mqtt_address()
         settings = Settings(
             mqtt_host=broker.host,
             mqtt_port=broker.port,
-            database_url=url,
+            database_url=db.url,
             data_dir=tmp_path,
             secret_key=SECRET,
         )
-        with TestClient(create_app(settings, engine=engine)) as client:
-            yield client, CentralDb(request.param, url, engine)
-    finally:
-        engine.dispose()
-        for _ in urls:  # drops the PostgreSQL schema
-            pass
+        with TestClient(create_app(settings, engine=db.engine)) as client:
+            yield client, db
 
 
 def test_the_last_active_admin_stays_one(empty_central: tuple[TestClient, CentralDb]) -> None:
