@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     serve = csub.add_parser("serve", help="serve the HTTP API (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
     serve.add_argument(
         "--with-ingest", action="store_true", help="also run the MQTT ingest in this process"
     )
@@ -124,13 +124,42 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     user.set_defaults(func=_create_user)
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 1-65535")
+    return port
+
+
 def _engine() -> tuple[Settings, Engine]:
+    """The configured database, migrated; a URL that names no usable database is a user
+    error of one line (its password hidden), not a driver's traceback."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
     from central.db import make_engine, migrate
     from central.settings import load_settings
+    from roadwatch.errors import UserError
 
     settings = load_settings()
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
+    url = settings.resolved_database_url
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        raise UserError("ROADWATCH_DATABASE_URL is not a database URL") from None
+    try:
+        engine = make_engine(url)
+    except (ArgumentError, ImportError) as exc:  # (an unknown scheme or a missing driver)
+        raise UserError(f"database {shown}: {exc}".splitlines()[0]) from exc
+    try:
+        migrate(engine)
+    except DBAPIError as exc:
+        engine.dispose()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise UserError(f"database {shown}: {reason}") from exc
     return settings, engine
 
 
@@ -389,25 +418,32 @@ def _write_private(path: Path, text: str) -> None:
 
 def _create_user(args: argparse.Namespace) -> int:
     import getpass
+    import re
 
+    from central.api.schemas import MAX_FULL_NAME
     from central.db import session_factory, transaction
     from central.records import append_audit, create_user
     from central.security import MIN_PASSWORD
     from central.workflow import Role
     from roadwatch.errors import UserError
 
+    if not re.match(r"^[a-z0-9][a-z0-9_.-]{2,63}$", args.username):
+        raise UserError("user name: 3-64 of a-z, 0-9, '.', '_' or '-'")
+    if len(args.full_name) > MAX_FULL_NAME or "\x00" in args.full_name:
+        raise UserError(f"--full-name: at most {MAX_FULL_NAME} characters, no NUL")
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     elif os.environ.get("ROADWATCH_NEW_PASSWORD"):
         password = os.environ["ROADWATCH_NEW_PASSWORD"]
     else:
-        password = getpass.getpass(f"password for {args.username}: ")
+        try:
+            password = getpass.getpass(f"password for {args.username}: ")
+        except EOFError:  # no terminal to ask on
+            raise UserError(
+                "no password given: set ROADWATCH_NEW_PASSWORD or use --password-stdin"
+            ) from None
     if len(password) < MIN_PASSWORD:
         raise UserError(f"password needs at least {MIN_PASSWORD} characters")
-    import re
-
-    if not re.match(r"^[a-z0-9][a-z0-9_.-]{2,63}$", args.username):
-        raise UserError("user name: 3-64 of a-z, 0-9, '.', '_' or '-'")
     _settings, engine = _engine()
     try:
         with transaction(session_factory(engine)) as session:

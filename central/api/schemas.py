@@ -14,6 +14,7 @@ Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{2,63}
 Password = Annotated[str, StringConstraints(min_length=10, max_length=256)]
 # Free text must not hold a NUL character: PostgreSQL text cannot store one.
 NO_NUL = r"^[^\x00]*$"
+MAX_FULL_NAME = 128  # (the column's width)
 
 
 class Strict(BaseModel):
@@ -44,14 +45,16 @@ class UserCreate(Strict):
     username: Username
     password: Password
     role: Literal[Role.OFFICER, Role.SUPERVISOR, Role.ADMIN, Role.IOC]
-    full_name: Annotated[str, StringConstraints(max_length=128, pattern=NO_NUL)] = ""
+    full_name: Annotated[str, StringConstraints(max_length=MAX_FULL_NAME, pattern=NO_NUL)] = ""
 
 
 class UserUpdate(Strict):
     role: Literal[Role.OFFICER, Role.SUPERVISOR, Role.ADMIN, Role.IOC] | None = None
     active: bool | None = None
     password: Password | None = None
-    full_name: Annotated[str, StringConstraints(max_length=128, pattern=NO_NUL)] | None = None
+    full_name: (
+        Annotated[str, StringConstraints(max_length=MAX_FULL_NAME, pattern=NO_NUL)] | None
+    ) = None
 
 
 class UserOut(BaseModel):

@@ -122,6 +122,18 @@ def test_node_add_and_create_user(
         ),
         (["create-user", "--username", "nguyen.an", "--role", "officer"], "exists"),
         (["create-user", "--username", "x", "--role", "officer"], "user name"),
+        (
+            [
+                "create-user",
+                "--username",
+                "tran.binh",
+                "--role",
+                "officer",
+                "--full-name",
+                "x" * 129,
+            ],
+            "--full-name: at most 128",
+        ),
     ]
     monkeypatch.setenv("ROADWATCH_NEW_PASSWORD", "another long passphrase")
     for args, message in refusals:
@@ -141,6 +153,39 @@ def test_node_add_and_create_user(
             assert users[0].password_hash.startswith("$argon2")
     finally:
         engine.dispose()
+
+
+def test_a_database_that_cannot_be_used_and_a_missing_password_are_one_line_errors(
+    tmp_path: Path,
+) -> None:
+    env = _env(tmp_path)
+    urls = {
+        "foo://bar": "database foo://bar: ",
+        "postgresql://roadwatch:s3cret@127.0.0.1:1/nowhere": "database postgresql://roadwatch:***@",
+        "not a url": "ROADWATCH_DATABASE_URL is not a database URL",
+    }
+    for url, message in urls.items():
+        for args in (["migrate"], ["partitions", "list"]):
+            run = subprocess.run(
+                [sys.executable, "-m", "roadwatch", "central", *args],
+                env={**env, "ROADWATCH_DATABASE_URL": url},
+                cwd=tmp_path, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert run.returncode == 2, (url, run.stderr)
+            assert run.stderr.startswith("roadwatch: error: " + message), run.stderr
+            assert run.stderr.count("\n") == 1 and "s3cret" not in run.stderr
+    # No terminal to ask for a password on, and none given another way.
+    ask = subprocess.run(
+        [sys.executable, "-m", "roadwatch", "central", "create-user", "--username", "le.cuong",
+         "--role", "officer"],
+        env=env, cwd=tmp_path, input="", capture_output=True, text=True, timeout=120,
+        start_new_session=True,  # (no controlling terminal)
+    )  # fmt: skip
+    assert ask.returncode == 2 and "no password given" in ask.stderr, ask.stderr
+    assert "Traceback" not in ask.stderr
+    for port in ("99999", "0", "-5", "http"):
+        serve = _rw(tmp_path, "serve", "--port", port)
+        assert serve.returncode == 2 and "--port" in serve.stderr, serve.stderr
 
 
 def _free_port() -> int:
