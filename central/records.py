@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import ColumnElement, and_, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -458,16 +458,24 @@ def _sort_conflict(
     result.refuse(refusal.code)
 
 
+def blob_as_listed() -> ColumnElement[bool]:
+    """A stored blob is the one an evidence row lists: its hash, and the size and media type
+    the signed event gave it (a blob sent as another type has not arrived as listed)."""
+    return and_(
+        Blob.sha256 == EvidenceRef.sha256,
+        Blob.size == EvidenceRef.size,
+        Blob.media_type == EvidenceRef.media_type,
+    )
+
+
 def refresh_completeness(session: Session, violation_ids: Sequence[int]) -> list[int]:
-    """Mark complete the violations whose every listed blob has arrived; return the rest."""
+    """Mark complete the violations whose every listed blob has arrived as listed; return
+    the rest."""
     if not violation_ids:
         return []
     missing_blob = (
         select(EvidenceRef.violation_id)
-        .where(
-            EvidenceRef.violation_id == Violation.id,
-            ~exists().where(Blob.sha256 == EvidenceRef.sha256),
-        )
+        .where(EvidenceRef.violation_id == Violation.id, ~exists().where(blob_as_listed()))
         .exists()
     )
     ids = list(violation_ids)

@@ -36,7 +36,7 @@ from central.api.schemas import (
     ViolationSummary,
 )
 from central.models import AuditEntry, Blob, EvidenceRef, Violation, utcnow
-from central.records import append_audit
+from central.records import append_audit, blob_as_listed
 from central.workflow import (
     Action,
     Actor,
@@ -303,7 +303,7 @@ def _get(session: Session, violation_id: int) -> Violation:
 def detail(session: Session, v: Violation, policy: Policy) -> ViolationDetail:
     refs = session.execute(
         select(EvidenceRef, Blob.sha256)
-        .outerjoin(Blob, Blob.sha256 == EvidenceRef.sha256)
+        .outerjoin(Blob, blob_as_listed())
         .where(EvidenceRef.violation_id == v.id)
         .order_by(EvidenceRef.role)
     ).all()

@@ -863,6 +863,21 @@ def test_evidence_upload(
     [vid2] = store_events(central_db, node, [signed_event(node, evidence=refs)])
     assert api.get(f"/api/v1/violations/{vid2}", headers=officer).json()["evidence_complete"]
     assert list(store.spool_dir.iterdir()) == []
+    # A blob sent as another type, or of another size, than its signed event lists has not
+    # arrived as listed: the case stays incomplete.
+    for n, (media, extra) in enumerate([("video/mp4", 0), ("image/jpeg", 7)]):
+        still = b"\xff\xd8" + uuid.uuid4().bytes * (30 + n)
+        listed = EvidenceRef(
+            role=EvidenceRole.FRAME_AT,
+            media_type=MediaType.JPEG,
+            sha256=hashlib.sha256(still).hexdigest(),
+            size=len(still) + extra,
+        )
+        [odd] = store_events(central_db, node, [signed_event(node, evidence=[listed])])
+        r = put(listed.sha256, still, media=media)
+        assert r.status_code == 201 and r.json()["completed_violations"] == []
+        case = api.get(f"/api/v1/violations/{odd}", headers=officer).json()
+        assert not case["evidence_complete"] and not case["evidence"][0]["arrived"]
 
 
 def test_metrics_token(api: TestClient, accounts: dict[str, Account]) -> None:
