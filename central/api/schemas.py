@@ -15,6 +15,8 @@ Password = Annotated[str, StringConstraints(min_length=10, max_length=256)]
 # Free text must not hold a NUL character: PostgreSQL text cannot store one.
 NO_NUL = r"^[^\x00]*$"
 MAX_FULL_NAME = 128  # (the column's width)
+# The roles a person can hold (``Role`` less the nodes'), spelled as the API takes them.
+UserRole = Literal["officer", "supervisor", "admin", "ioc"]
 
 
 class Strict(BaseModel):
@@ -44,12 +46,12 @@ class UserCreate(Strict):
     )
     username: Username
     password: Password
-    role: Literal[Role.OFFICER, Role.SUPERVISOR, Role.ADMIN, Role.IOC]
+    role: UserRole
     full_name: Annotated[str, StringConstraints(max_length=MAX_FULL_NAME, pattern=NO_NUL)] = ""
 
 
 class UserUpdate(Strict):
-    role: Literal[Role.OFFICER, Role.SUPERVISOR, Role.ADMIN, Role.IOC] | None = None
+    role: UserRole | None = None
     active: bool | None = None
     password: Password | None = None
     full_name: (
