@@ -17,6 +17,6 @@ def test_every_role_but_the_nodes_can_be_given_to_a_person() -> None:
 
 def test_a_wrong_role_is_refused_naming_the_roles_as_the_api_spells_them() -> None:
     with pytest.raises(ValidationError) as err:
-        UserCreate(username="tran.binh", password="a long passphrase", role="node")  # type: ignore[arg-type]
+        UserCreate(username="tran.binh", password="a long passphrase", role="node")
     assert "'officer', 'supervisor', 'admin' or 'ioc'" in str(err.value)
     assert "Role." not in str(err.value)
