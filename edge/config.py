@@ -187,17 +187,7 @@ class SiteConfig(BaseModel):
             cameras.append(cam.model_copy(update=update))
         update_site: dict[str, Any] = {"cameras": cameras}
         if self.delivery is not None:
-            delivery: dict[str, Any] = {}
-            if (key_path := at(self.delivery.key_path)) is not None:
-                delivery["key_path"] = key_path
-            if (outbox := at(self.delivery.outbox.path)) is not None:
-                delivery["outbox"] = self.delivery.outbox.model_copy(update={"path": outbox})
-            if (push := self.delivery.config_push) is not None:
-                paths = {k: at(getattr(push, k)) for k in ("central_key", "store")}
-                delivery["config_push"] = push.model_copy(
-                    update={k: v for k, v in paths.items() if v is not None}
-                )
-            update_site["delivery"] = self.delivery.model_copy(update=delivery)
+            update_site["delivery"] = self.delivery.resolved(base)
         return self.model_copy(update=update_site)
 
     def detector_for(self, camera: CameraConfig) -> DetectorConfig:
@@ -233,6 +223,8 @@ def load_site_config(path: Path) -> SiteConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path.name}: not UTF-8 text") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

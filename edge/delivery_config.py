@@ -167,20 +167,52 @@ class DeliveryConfig(_Section):
         # Fixed per node: the broker keeps the persistent session under this id.
         return f"roadwatch-{self.site}-{self.node}"
 
+    def resolved(self, base: Path) -> DeliveryConfig:
+        """The settings with their relative file paths taken from ``base`` (the folder of
+        the file they were read from): node key, outbox, TLS files, config push."""
+
+        def at(path: Path) -> Path:
+            return path if path.is_absolute() else base / path
+
+        update: dict[str, Any] = {
+            "key_path": at(self.key_path),
+            "outbox": self.outbox.model_copy(update={"path": at(self.outbox.path)}),
+        }
+        if (tls := self.broker.tls) is not None:
+            files = {"ca_file": at(tls.ca_file)}
+            for key in ("cert_file", "key_file"):
+                if (path := getattr(tls, key)) is not None:
+                    files[key] = at(path)
+            update["broker"] = self.broker.model_copy(update={"tls": tls.model_copy(update=files)})
+        if (push := self.config_push) is not None:
+            update["config_push"] = push.model_copy(
+                update={"central_key": at(push.central_key), "store": at(push.store)}
+            )
+        return self.model_copy(update=update)
+
 
 def load_delivery_config(path: Path) -> DeliveryConfig:
-    """Read a DeliveryConfig from YAML; one-line UserError on any problem."""
+    """Read a DeliveryConfig from YAML: the ``delivery`` section of a site configuration
+    (which takes the node's ``site`` and ``node`` from the top, as ``edge run`` does) or a
+    file holding only that section. Relative paths are taken from the file's folder. A
+    one-line UserError on any problem."""
     try:
         data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML: {exc}") from exc
     if isinstance(data, dict) and "delivery" in data:
-        data = data["delivery"]
+        section = data["delivery"]
+        if isinstance(section, dict):
+            section = {**{k: data[k] for k in ("site", "node") if k in data}, **section}
+        data = section
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping with the delivery settings")
     try:
-        return DeliveryConfig.model_validate(data)
+        config = DeliveryConfig.model_validate(data)
     except ValidationError as exc:
         raise UserError(f"{path}: {describe(exc)}") from exc
+    return config.resolved(path.resolve().parent)

@@ -8,6 +8,7 @@ uploader threads, ``stop()`` flushes and stops them within a bound.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 
@@ -50,6 +51,32 @@ def load_node_key(config: DeliveryConfig) -> Ed25519PrivateKey:
         raise UserError(f"cannot load the node key {config.key_path}: {exc}") from exc
 
 
+def check_tls_files(config: DeliveryConfig) -> None:
+    """Load the broker's TLS files once at the start, so a missing or wrong file is one
+    line naming it instead of a failed connection retried for ever."""
+    tls = config.broker.tls
+    if tls is None:
+        return
+    try:
+        context = ssl.create_default_context(cafile=str(tls.ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise UserError(f"broker.tls.ca_file {tls.ca_file}: {_tls_reason(exc)}") from exc
+    if tls.cert_file is not None:
+        key = tls.key_file or tls.cert_file
+        try:
+            context.load_cert_chain(str(tls.cert_file), str(key))
+        except (OSError, ssl.SSLError) as exc:
+            raise UserError(
+                f"broker.tls.cert_file {tls.cert_file} / key_file {key}: {_tls_reason(exc)}"
+            ) from exc
+
+
+def _tls_reason(exc: OSError | ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"not a usable PEM file ({exc.reason or exc})"
+    return exc.strerror or str(exc)
+
+
 @dataclass(frozen=True, slots=True)
 class Submitted:
     """What was stored of a violation; ``refused`` lists evidence left out for lack of disk."""
@@ -77,6 +104,7 @@ class DeliveryService:
         config_version: str | None = None,
     ) -> DeliveryService:
         key = load_node_key(config)
+        check_tls_files(config)
         outbox = open_outbox(config)
         uploader = (
             Uploader.from_config(

@@ -7,8 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from central.broker_tls import write_broker_tls
 from edge.config import ConfigError, SiteConfig, load_site_config, parse_site_config
+from edge.delivery_config import DeliveryConfig, load_delivery_config
+from edge.delivery_service import check_tls_files
 from edge.detections import ObjectClass
+from roadwatch.errors import UserError
 from tests.edge_support import cli, cli_env
 
 GOOD = """
@@ -82,3 +86,72 @@ def test_cli_refuses_a_bad_config_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("roadwatch: error: site.yaml: node: String")
+
+
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_bytes(b"\xff\xfe site: x")
+    with pytest.raises(ConfigError, match=r"^site.yaml: not UTF-8 text$"):
+        load_site_config(path)
+    with pytest.raises(UserError, match=r"site.yaml: not UTF-8 text$"):
+        load_delivery_config(path)
+
+
+DELIVERY = """
+site: binh-duong
+node: ql13-km21
+cameras:
+  - {id: cam-north, url: rtsp://10.0.0.5/stream1}
+delivery:
+  key_path: keys/node.key
+  outbox: {path: outbox}
+  broker:
+    host: broker.example
+    port: 8883
+    tls: {ca_file: certs/ca.crt, cert_file: certs/node.crt, key_file: /etc/node.key}
+  config_push: {central_key: keys/central.pub}
+"""
+
+
+def test_delivery_paths_are_taken_from_the_config_folder_by_edge_run_and_edge_deliver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / "site.yaml").write_text(DELIVERY)
+    monkeypatch.chdir(tmp_path)  # run from elsewhere
+    site = load_site_config(Path("site/site.yaml")).delivery
+    alone = load_delivery_config(Path("site/site.yaml"))  # site and node from the top
+    base = folder.resolve()
+    for config in (site, alone):
+        assert config is not None and (config.site, config.node) == ("binh-duong", "ql13-km21")
+        assert config.key_path == base / "keys/node.key"
+        assert config.outbox.path == base / "outbox"
+        tls = config.broker.tls
+        assert tls is not None and tls.ca_file == base / "certs/ca.crt"
+        assert (tls.cert_file, tls.key_file) == (base / "certs/node.crt", Path("/etc/node.key"))
+        assert config.config_push is not None
+        assert config.config_push.central_key == base / "keys/central.pub"
+        assert config.config_push.store == base / "var/config"
+
+
+def test_broker_tls_files_are_checked_at_the_start(tmp_path: Path) -> None:
+    good = write_broker_tls(tmp_path / "certs", ["127.0.0.1"])
+    (tmp_path / "junk.crt").write_text("not a certificate")
+
+    def config(**tls: Path) -> DeliveryConfig:
+        return DeliveryConfig(
+            site="s", node="n", key_path=tmp_path / "node.key", broker={"tls": tls}
+        )
+
+    check_tls_files(config(ca_file=good.ca_cert))
+    check_tls_files(config(ca_file=good.ca_cert, cert_file=good.server_cert,
+                           key_file=good.server_key))  # fmt: skip
+    refusals = [
+        ({"ca_file": tmp_path / "nosuch.crt"}, "nosuch.crt: No such file"),
+        ({"ca_file": tmp_path / "junk.crt"}, "junk.crt: not a usable PEM file"),
+        ({"ca_file": good.ca_cert, "cert_file": tmp_path / "junk.crt"}, "junk.crt"),
+    ]
+    for tls, message in refusals:
+        with pytest.raises(UserError, match=message):
+            check_tls_files(config(**tls))
