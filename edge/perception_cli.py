@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -118,15 +119,45 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError("give --config site.yaml, --source VIDEO, or both")
     if (args.annotate or args.tracks) and not args.source:
         raise UserError("--annotate and --tracks need --source")
+    for option, path in (("--violations", args.violations), ("--tracks", args.tracks),
+                         ("--annotate", args.annotate)):  # fmt: skip
+        if path is not None:
+            _check_writable(option, path)
     config = load_site_config(args.config) if args.config else None
     stop = _stop_on_signals()
-
-    violations_out = args.violations.open("w", encoding="utf-8") if args.violations else None
+    outputs: list[Any] = []
     try:
-        return _run_with(args, config, stop, violations_out)
+        return _run_with(args, config, stop, outputs)
     finally:
-        if violations_out is not None:
-            violations_out.close()
+        for out in outputs:
+            out.close()
+
+
+def _check_writable(option: str, path: Path) -> None:
+    """Refuse an output the run could not write, before anything is loaded; the file
+    itself is opened (and an old one replaced) only once the run is about to start."""
+    from roadwatch.errors import UserError
+
+    folder = path.parent
+    if path.is_dir():
+        raise UserError(f"{option} {path}: is a folder; name a file")
+    if not folder.is_dir():
+        raise UserError(f"{option} {path}: no folder {folder}")
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        raise UserError(f"{option} {path}: not writable")
+
+
+def _open_violations(args: argparse.Namespace, outputs: list[Any]) -> Any:
+    from roadwatch.errors import UserError
+
+    if args.violations is None:
+        return None
+    try:
+        out = args.violations.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {args.violations}: {exc.strerror}") from exc
+    outputs.append(out)
+    return out
 
 
 def _model_version(name: str) -> str:
@@ -136,7 +167,7 @@ def _model_version(name: str) -> str:
 
 
 def _run_with(
-    args: argparse.Namespace, config: Any, stop: threading.Event, violations_out: Any
+    args: argparse.Namespace, config: Any, stop: threading.Event, outputs: list[Any]
 ) -> int:
     from edge.config import SiteConfig
     from edge.node import EdgeNode
@@ -150,7 +181,6 @@ def _run_with(
         node = EdgeNode.from_config(
             config,
             model_version=_model_version(config.detector.model),
-            violations_out=violations_out,
             config_dir=Path(args.config).resolve().parent,
         )
         # node.config: the node's file, or the config central last pushed when it fits.
@@ -163,6 +193,7 @@ def _run_with(
                 f" enforcement on {len(node.enforcement)}; stop with Ctrl-C",
                 file=sys.stderr,
             )
+            node.violations_out = _open_violations(args, outputs)
             summary = node.run_live(stop)
         else:
             pipeline = LivePipeline(node.config)  # opens nothing yet; refuses missing files
@@ -171,6 +202,7 @@ def _run_with(
                 f" enforcement on {len(node.enforcement)}; stop with Ctrl-C",
                 file=sys.stderr,
             )
+            node.violations_out = _open_violations(args, outputs)
             summary = node.run_live(stop, pipeline=pipeline)
         print(summary.describe(), file=sys.stderr)
         print(_enforcement_line(node), file=sys.stderr)
@@ -183,6 +215,7 @@ def _run_with(
     else:
         first = config.cameras[0].model_copy(update={"url": str(source)})
         config = config.model_copy(update={"cameras": [first], "processes": 1})
+    node = EdgeNode.from_config(config, model_version=_model_version(config.detector.model))
     sinks: list[Sink] = []
     closers = []
     if args.tracks:
@@ -197,9 +230,7 @@ def _run_with(
 
         sinks.append(annotate)
         closers.append(video.close)
-    node = EdgeNode.from_config(
-        config, model_version=_model_version(config.detector.model), violations_out=violations_out
-    )
+    node.violations_out = _open_violations(args, outputs)
     if node.delivery is not None:
         node.delivery.start()
     try:

@@ -132,9 +132,27 @@ def test_run_with_a_config_stops_cleanly_on_sigterm(
         ([], "give --config site.yaml, --source VIDEO, or both"),
         (["--config", "CONFIG"], "camera cam1: no such video file: /nonexistent/cam.mp4"),
         (["--config", "WORKERS"], "camera cam1: no such video file: /nonexistent/cam.mp4"),
+        # An output named is left as it was when the run does not start.
+        (
+            ["--source", "/nonexistent/clip.mp4", "--violations", "KEEP"],
+            "no such video file: /nonexistent/clip.mp4",
+        ),
+        (
+            ["--config", "CONFIG", "--violations", "KEEP"],
+            "camera cam1: no such video file: /nonexistent/cam.mp4",
+        ),
+        (
+            ["--config", "CONFIG", "--violations", "/nonexistent/v.jsonl"],
+            "--violations /nonexistent/v.jsonl: no folder /nonexistent",
+        ),
+        (["--config", "CONFIG", "--violations", "FOLDER"], "is a folder; name a file"),
+        (["--source", "CONFIG", "--tracks", "FOLDER"], "--tracks"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    keep = tmp_path / "v.jsonl"
+    keep.write_text('{"kept": "from an earlier run"}\n')
+    args = [str(keep) if a == "KEEP" else str(tmp_path) if a == "FOLDER" else a for a in args]
     config = tmp_path / "site.yaml"
     processes = 2 if "WORKERS" in args else 1
     config.write_text(
@@ -148,7 +166,9 @@ def test_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) ->
         capture_output=True, text=True, env=cli_env(), timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"roadwatch: error: {message}"]
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("roadwatch: error: ") and message in line, line
+    assert keep.read_text() == '{"kept": "from an earlier run"}\n'
 
 
 def test_nvdec_where_it_cannot_run_is_one_line(tmp_path: Path) -> None:
