@@ -24,7 +24,11 @@ def key_paths(prefix: Path) -> KeyPairFiles:
 
 
 def write_key_pair(prefix: Path) -> KeyPairFiles:
-    """Write ``PREFIX.key`` (mode 0600) and ``PREFIX.pub``; never overwrite either."""
+    """Write ``PREFIX.key`` (mode 0600) and ``PREFIX.pub``; never overwrite either. A
+    ``prefix`` that is a folder means ``folder/node.key`` and ``folder/node.pub``. Either
+    both files are written or neither is left."""
+    if prefix.is_dir():
+        prefix = prefix / "node"
     paths = key_paths(prefix)
     for path in (paths.private, paths.public):
         if path.exists():
@@ -33,17 +37,22 @@ def write_key_pair(prefix: Path) -> KeyPairFiles:
         raise UserError(f"folder {paths.private.parent} does not exist")
     key = generate_private_key()
     # O_EXCL closes the race with another writer; the mode is set at creation, never widened.
-    fd = os.open(paths.private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(private_key_pem(key))
-        fh.flush()
-        os.fsync(fh.fileno())
-    paths.private.chmod(0o600)  # in case the umask narrowed or widened the bits
     try:
+        fd = os.open(paths.private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise UserError(f"cannot write {paths.private}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(private_key_pem(key))
+            fh.flush()
+            os.fsync(fh.fileno())
+        paths.private.chmod(0o600)  # in case the umask narrowed or widened the bits
         fd = os.open(paths.public, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError as exc:
-        paths.private.unlink()
-        raise UserError(f"{paths.public} appeared while writing; nothing written") from exc
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(public_key_pem(key.public_key()))
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(public_key_pem(key.public_key()))
+    except OSError as exc:
+        paths.private.unlink(missing_ok=True)
+        if isinstance(exc, FileExistsError):
+            raise UserError(f"{paths.public} appeared while writing; nothing written") from exc
+        raise UserError(f"cannot write the key pair at {prefix}: {exc.strerror}") from exc
     return paths

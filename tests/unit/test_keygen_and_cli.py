@@ -5,11 +5,13 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from roadwatch.cli import main
 from roadwatch.contract.signing import load_private_key, load_public_key_pem, sign, verify
+from roadwatch.errors import UserError
 from tests.factories import violation_event
 from tests.threads import leaked_threads
 
@@ -37,6 +39,37 @@ def test_keygen_into_missing_folder_is_a_clear_error(
 ) -> None:
     assert main(["edge", "keygen", "--out", str(tmp_path / "nope" / "n1")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_keygen_into_a_folder_writes_node_key_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "keys").mkdir()
+    assert main(["edge", "keygen", "--out", f"{tmp_path / 'keys'}/"]) == 0
+    assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == ["node.key", "node.pub"]
+    monkeypatch.chdir(tmp_path / "keys")
+    assert main(["edge", "keygen", "--out", "."]) == 2  # ./node.key is there already
+
+
+def test_keygen_leaves_no_private_key_when_the_public_one_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    from edge import identity
+
+    real_open = os.open
+
+    def disk_full_at_pub(path: Any, flags: int, mode: int = 0o777) -> int:
+        if str(path).endswith(".pub"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", disk_full_at_pub)  # (the one edge.identity calls)
+    with pytest.raises(UserError, match="No space left on device"):
+        identity.write_key_pair(tmp_path / "n1")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_help_and_version_from_the_installed_entry_point() -> None:
