@@ -37,7 +37,9 @@ def read_frame(path: Path, index: int = 0) -> npt.NDArray[np.uint8]:
 
 
 def write_image(image: npt.NDArray[np.uint8], path: Path) -> None:
+    if path.suffix.lower() not in {".png", ".jpg", ".jpeg"}:
+        raise CalibrationError(f"{path}: must end in .png, .jpg or .jpeg")
     if not path.parent.is_dir():
         raise CalibrationError(f"{path.parent}: folder does not exist")
     if not cv2.imwrite(str(path), image):
-        raise CalibrationError(f"{path}: cannot write (use .png or .jpg)")
+        raise CalibrationError(f"{path}: cannot write")

@@ -49,8 +49,14 @@ def dump_yaml(model: BaseModel) -> str:
 
 def save_calibration(calibration: CalibrationFile, path: Path) -> None:
     """Write atomically: a failed write leaves any previous file as it was."""
+    if path.is_dir():
+        raise CalibrationError(f"{path}: is a folder; name the calibration file")
     if not path.parent.is_dir():
         raise CalibrationError(f"{path.parent}: folder does not exist")
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(dump_yaml(calibration), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(dump_yaml(calibration), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CalibrationError(f"cannot write {path}: {exc.strerror}") from exc

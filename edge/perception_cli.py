@@ -45,8 +45,11 @@ def register_perception(edge_sub: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def _detector_config(args: argparse.Namespace) -> Any:
-    from edge.config import load_site_config
+    from pydantic import ValidationError
+
+    from edge.config import error_line, load_site_config
     from edge.detector import DetectorConfig
+    from roadwatch.errors import UserError
 
     config = load_site_config(args.config).detector if args.config else DetectorConfig()
     update: dict[str, Any] = {}
@@ -55,7 +58,10 @@ def _detector_config(args: argparse.Namespace) -> Any:
     if args.confidence is not None:
         update["confidence"] = args.confidence
         update["class_confidence"] = {}
-    return DetectorConfig.model_validate({**config.model_dump(), **update})
+    try:
+        return DetectorConfig.model_validate({**config.model_dump(), **update})
+    except ValidationError as exc:
+        raise UserError(f"--model/--confidence: {error_line(exc)}") from exc
 
 
 def _detect(args: argparse.Namespace) -> int:

@@ -147,3 +147,21 @@ def test_lens_command_writes_a_lens_section(
     assert lens["image_size"] == [640, 480]
     assert lens["camera_matrix"][0][0] == pytest.approx(520, rel=0.02)
     assert "lens from 5 views" in capsys.readouterr().out
+
+
+def test_outputs_that_cannot_be_written_are_one_line_and_leave_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clip = require_shared_file("kraten_cars.mp4")
+    fit = ["calibrate", "fit", "--points", str(SURVEY), "--frame", str(clip), "-o"]
+    assert main([*fit, str(tmp_path)]) == 2  # a folder
+    assert "is a folder" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    out = tmp_path / "kraten.calib.yaml"
+    assert main([*fit, str(out)]) == 0
+    capsys.readouterr()
+    check = ["calibrate", "check", str(out), "--frame", str(clip), "-o"]
+    assert main([*check, str(tmp_path / "check.txt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "must end in .png, .jpg or .jpeg" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kraten.calib.yaml"]

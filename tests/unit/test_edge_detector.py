@@ -115,3 +115,12 @@ def test_cli_detect_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
     )  # fmt: skip
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [f"roadwatch: error: cannot read image {bad}"]
+    for confidence, message in (("2", "less than or equal to 1"), ("-1", "greater than")):
+        proc = subprocess.run(
+            cli("edge", "detect", str(still), "--confidence", confidence),
+            capture_output=True, text=True, env=cli_env(), timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 2
+        [line] = proc.stderr.strip().splitlines()
+        assert line.startswith("roadwatch: error: --model/--confidence: confidence: "), line
+        assert message in line
