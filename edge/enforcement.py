@@ -163,6 +163,9 @@ class CameraEnforcement:
         self.on_built: Callable[[Future[EvidencePackage]], None] | None = None  # from a builder
         self._building: list[tuple[Future[EvidencePackage], _Pending]] = []
         self.counters = EnforcementCounters()
+        # Set while the camera's frames are not the size its scene was drawn for: every
+        # line and zone would be in the wrong place, so nothing is enforced or counted.
+        self.size_mismatch: str | None = None
         self.listeners: list[Callable[[Violation], None]] = []
         """Called with each violation as the rules find it (before its evidence exists)."""
 
@@ -170,10 +173,13 @@ class CameraEnforcement:
 
     @property
     def enforcing(self) -> bool:
-        return self.guard is None or self.guard.enforcing
+        return self.size_mismatch is None and (self.guard is None or self.guard.enforcing)
 
     def health_override(self) -> tuple[CameraState, str] | None:
-        """The state the camera's health should show while the guard pauses enforcement."""
+        """The state the camera's health should show while enforcement is paused (frames
+        of another size than the scene's, or the integrity guard)."""
+        if self.size_mismatch is not None:
+            return CameraState.PAUSED, f"enforcement paused: {self.size_mismatch}"
         if self.guard is None or self.guard.enforcing:
             return None
         last = self.guard.last
@@ -231,6 +237,9 @@ class CameraEnforcement:
         need it: a JPEG ring and the integrity check every few seconds; the lamp check
         takes only the signal head's rectangle."""
         self.counters.frames += 1
+        if not self._frame_fits(frame):
+            self.counters.paused_frames += 1
+            return self._build_ready(mono_s), []
         t = captured_at.timestamp()
         self.ring.push_frame(index, mono_s, captured_at, frame)
         if self.guard is None and self._guard_bounds is not None:
@@ -284,6 +293,24 @@ class CameraEnforcement:
         return len(self._building)
 
     # -- internals --------------------------------------------------------------------
+
+    def _frame_fits(self, frame: Frame) -> bool:
+        """Whether the frame is the size the scene was drawn for (said once per change)."""
+        height, width = frame.pixels.shape[:2]
+        size = self.scene.image_size
+        if (width, height) == (size.width, size.height):
+            if self.size_mismatch is not None:
+                log.warning("camera %s: frames are %dx%d again; enforcing", self.camera,
+                            width, height)  # fmt: skip
+                self.size_mismatch = None
+            return True
+        reason = (
+            f"frames are {width}x{height} but the scene is drawn for {size.width}x{size.height}"
+        )
+        if reason != self.size_mismatch:
+            log.error("camera %s: %s; nothing is enforced", self.camera, reason)
+            self.size_mismatch = reason
+        return False
 
     def _take_reference(self, frame: Frame, mono_s: float, bounds: IntegrityBounds) -> None:
         """The guard's reference view from this frame; without enough of the scene in it,

@@ -105,6 +105,13 @@ def read_camera_files(config: SiteConfig, at: datetime) -> dict[str, CameraFiles
         projector = None
         if cam.calibration is not None:
             calibration: CalibrationFile = load_calibration(cam.calibration)
+            size = (scene.image_size.width, scene.image_size.height)
+            if tuple(calibration.image_size) != size:
+                raise UserError(
+                    f"{cam.calibration}: the calibration is for"
+                    f" {calibration.image_size[0]}x{calibration.image_size[1]}, the scene"
+                    f" {cam.scene.name} for {size[0]}x{size[1]}"
+                )
             projector = require_calibration(calibration, cam.id, at)
         reference = None
         if config.integrity.enabled and cam.reference_view is not None:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edge.rules.scene import ImageSize
 
 from roadwatch.errors import UserError
 
@@ -81,6 +85,14 @@ def _read_frame(path: Path, index: int) -> object:
     return frame
 
 
+def _require_scene_size(frame: Any, size: ImageSize) -> None:
+    height, width = frame.shape[:2]
+    if (width, height) != (size.width, size.height):
+        raise UserError(
+            f"frame is {width}x{height} but the scene is drawn for {size.width}x{size.height}"
+        )
+
+
 def _draw(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
@@ -90,12 +102,7 @@ def _draw(args: argparse.Namespace) -> int:
 
     scene = load_scene(args.scene)
     frame = np.asarray(_read_frame(args.frame, args.index), dtype=np.uint8)
-    height, width = frame.shape[:2]
-    size = scene.image_size
-    if (width, height) != (size.width, size.height):
-        raise UserError(
-            f"frame is {width}x{height} but the scene is drawn for {size.width}x{size.height}"
-        )
+    _require_scene_size(frame, scene.image_size)
     if args.out.suffix.lower() not in {".png", ".jpg", ".jpeg"}:
         raise UserError(f"output {args.out} must end in .png, .jpg or .jpeg")
     if not args.out.parent.is_dir():
@@ -114,7 +121,7 @@ def _lamps(args: argparse.Namespace) -> int:
 
     from edge.rules.lamp_check import PhaseLabels, check_lamps
     from edge.rules.scene import load_scene
-    from edge.rules.signal import SignalState, lamp_strengths
+    from edge.rules.signal import LampStrengths, SignalState, lamp_strengths
 
     scene = load_scene(args.scene)
     head = next((h for h in scene.signal_heads if h.id == args.head), None)
@@ -130,12 +137,14 @@ def _lamps(args: argparse.Namespace) -> int:
         raise UserError(f"video {args.video} does not exist")
     capture = cv2.VideoCapture(str(args.video))
     fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
-    strengths = []
+    strengths: list[LampStrengths] = []
     try:
         while True:
             ok, frame = capture.read()
             if not ok:
                 break
+            if not strengths:
+                _require_scene_size(frame, scene.image_size)
             strengths.append(lamp_strengths(np.asarray(frame, dtype=np.uint8), head))
     finally:
         capture.release()

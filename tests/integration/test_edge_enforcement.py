@@ -410,3 +410,68 @@ def test_a_blank_picture_at_start_is_tried_for_a_reference_view_at_the_guards_pa
         " pick a frame with the road in clear view; trying again every 1 s",
         f"camera {CAMERA_ID}: reference view taken",
     ]
+
+
+def test_frames_of_another_size_than_the_scene_pause_enforcement_until_they_fit(
+    scene: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A camera's lines and zones are pixels of its scene's size: on frames of another size
+    (a camera re-configured to another resolution) nothing is enforced or counted, the
+    health says why, and enforcement comes back with frames of the scene's size."""
+    import cv2
+
+    from edge.sources import Frame
+
+    node = EdgeNode.from_config(site(scene), model_version="test")
+    camera = node.enforcement[CAMERA_ID]
+    capture = cv2.VideoCapture(str(scene / "enforcement.mp4"))
+    ok, road = capture.read()
+    capture.release()
+    assert ok
+    height, width = road.shape[:2]
+    small = np.ascontiguousarray(cv2.resize(road, (width // 2, height // 2)))
+    # A track crossing the frame, which would count in the traffic lanes if enforced.
+    tracks = tracked_box(np.array([[width * 0.4, height * 0.5, width * 0.5, height * 0.7]]))
+    caplog.set_level("INFO", logger="edge.enforcement")
+    t0 = datetime.now(UTC)
+    for i in range(30):
+        image = small if i < 20 else road
+        frame = Frame(CAMERA_ID, i, 100.0 + i / 10, t0 + timedelta(seconds=i / 10), image)
+        node.on_tracked(TrackedFrame(frame, tracks))
+        if i == 19:
+            reason = f"frames are {width // 2}x{height // 2} but the scene is drawn for"
+            assert not camera.enforcing
+            state, why = camera.health_override() or (None, "")
+            assert state is not None and state.value == "paused" and reason in why
+            assert camera.counters.paused_frames == 20 and not camera._tracks
+    assert camera.enforcing and camera.health_override() is None
+    assert camera.counters.paused_frames == 20 and list(camera._tracks) == [7]
+    node.finish()
+    said = [r.getMessage() for r in caplog.records if "frames are" in r.getMessage()]
+    assert len(said) == 2 and "nothing is enforced" in said[0] and "again" in said[1]
+
+
+def test_a_calibration_for_another_size_than_the_scene_is_refused(
+    scene: Path, tmp_path: Path
+) -> None:
+    from calibration.store import load_calibration
+    from roadwatch.errors import UserError
+
+    calibration = load_calibration(scene / "cam.calib.yaml")
+    w, h = calibration.image_size
+    other = tmp_path / "other.calib.yaml"
+    save_calibration(calibration.model_copy(update={"image_size": (w * 2, h * 2)}), other)
+    config = site(scene)
+    camera = config.cameras[0].model_copy(update={"calibration": other})
+    with pytest.raises(UserError, match=f"the calibration is for {w * 2}x{h * 2}, the scene"):
+        EdgeNode.from_config(config.model_copy(update={"cameras": [camera]}), model_version="t")
+
+
+def tracked_box(xyxy: np.ndarray) -> Any:
+    from edge.detections import Detections
+
+    n = len(xyxy)
+    return Detections(
+        xyxy.astype(np.float32), np.full(n, 0.9, np.float32), np.full(n, 2, np.int64),
+        tracker_id=np.arange(7, 7 + n, dtype=np.int64),
+    )  # fmt: skip

@@ -94,3 +94,14 @@ def test_scene_lamps_command_scores_the_clip(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert "frame     3     0.50 s  red" in out
     assert "history accuracy 1.000, worst phase-start error 0 frame(s)" in out
+
+
+def test_scene_lamps_refuses_a_video_of_another_size(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.services import require_shared_file
+
+    clip = require_shared_file("kraten_cars.mp4")  # 640x360; the scene is drawn for another
+    assert main(["scene", "lamps", str(SCENE), "--video", str(clip)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "frame is 640x360 but the scene is drawn for" in err
