@@ -371,7 +371,6 @@ def test_a_blank_picture_at_start_is_tried_for_a_reference_view_at_the_guards_pa
     """A camera that starts dark or capped gives no reference view: the guard tries again
     every second (not at every frame, each a full-frame feature search) and says so once;
     the first try on a frame that shows the scene takes it as the reference."""
-    import cv2
 
     from edge.detections import Detections
     from edge.integrity import ReferenceView
@@ -387,10 +386,7 @@ def test_a_blank_picture_at_start_is_tried_for_a_reference_view_at_the_guards_pa
     monkeypatch.setattr(ReferenceView, "from_frame", counted)
     node = EdgeNode.from_config(site(scene), model_version="test")
     camera = node.enforcement[CAMERA_ID]
-    capture = cv2.VideoCapture(str(scene / "enforcement.mp4"))
-    ok, road = capture.read()
-    capture.release()
-    assert ok
+    road = first_frame(scene)
     blank = np.zeros_like(road)
     none = Detections(np.empty((0, 4), np.float32), np.empty(0, np.float32), np.empty(0, np.int64))
     t0, seen = datetime.now(UTC), [0.0]
@@ -424,10 +420,7 @@ def test_frames_of_another_size_than_the_scene_pause_enforcement_until_they_fit(
 
     node = EdgeNode.from_config(site(scene), model_version="test")
     camera = node.enforcement[CAMERA_ID]
-    capture = cv2.VideoCapture(str(scene / "enforcement.mp4"))
-    ok, road = capture.read()
-    capture.release()
-    assert ok
+    road = first_frame(scene)
     height, width = road.shape[:2]
     small = np.ascontiguousarray(cv2.resize(road, (width // 2, height // 2)))
     # A track crossing the frame, which would count in the traffic lanes if enforced.
@@ -475,3 +468,13 @@ def tracked_box(xyxy: np.ndarray) -> Any:
         xyxy.astype(np.float32), np.full(n, 0.9, np.float32), np.full(n, 2, np.int64),
         tracker_id=np.arange(7, 7 + n, dtype=np.int64),
     )  # fmt: skip
+
+
+def first_frame(scene: Path) -> Any:
+    import cv2
+
+    capture = cv2.VideoCapture(str(scene / "enforcement.mp4"))
+    ok, road = capture.read()
+    capture.release()
+    assert ok
+    return road
