@@ -129,6 +129,10 @@ def _run(args: argparse.Namespace) -> int:
                          ("--annotate", args.annotate)):  # fmt: skip
         if path is not None:
             _check_writable(option, path)
+    if not getattr(args, "verbose", 0):  # OpenCV's own warnings only with -v
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     config = load_site_config(args.config) if args.config else None
     stop = _stop_on_signals()
     outputs: list[Any] = []

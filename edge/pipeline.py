@@ -297,11 +297,15 @@ class CameraPackets:
 
 
 def check_sources(cameras: Iterable[CameraConfig]) -> list[CameraConfig]:
-    """The enabled cameras, once each file source is known to exist (SourceError)."""
+    """The enabled cameras, once each file source is known to exist and to hold a video
+    (SourceError): a file never becomes readable by retrying it, as a camera might."""
     enabled = [c for c in cameras if c.enabled]
     for cam in enabled:
-        if not is_stream(cam.url) and not Path(cam.url.removeprefix("file://")).is_file():
-            raise SourceError(f"camera {cam.id}: no such video file: {cam.url}")
+        if not is_stream(cam.url):
+            try:
+                probe_file(Path(cam.url.removeprefix("file://")))
+            except SourceError as exc:
+                raise SourceError(f"camera {cam.id}: {exc}") from None
     return enabled
 
 

@@ -370,7 +370,9 @@ class CameraReader:
     def _set_state(self, state: CameraState, reason: str) -> None:
         with self._cond:
             if (state, reason) != (self._state, self._reason):
-                log.info("camera %s: %s (%s)", self.camera, state.value, reason)
+                # A camera that goes down or stalls is the operator's to see without -v.
+                level = logging.INFO if state is CameraState.UP else logging.WARNING
+                log.log(level, "camera %s: %s (%s)", self.camera, state.value, reason)
             self._state, self._reason = state, reason
 
     def _publish(self, image: Image, index: int, source: SourceTag | None) -> None:

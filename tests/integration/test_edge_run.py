@@ -147,6 +147,8 @@ def test_run_with_a_config_stops_cleanly_on_sigterm(
         ),
         (["--config", "CONFIG", "--violations", "FOLDER"], "is a folder; name a file"),
         (["--source", "CONFIG", "--tracks", "FOLDER"], "--tracks"),
+        # A file camera that holds no video is refused, not retried for ever.
+        (["--config", "NOTVIDEO"], "camera cam1: cannot open video source"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:
@@ -155,11 +157,11 @@ def test_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) ->
     args = [str(keep) if a == "KEEP" else str(tmp_path) if a == "FOLDER" else a for a in args]
     config = tmp_path / "site.yaml"
     processes = 2 if "WORKERS" in args else 1
+    url = keep if "NOTVIDEO" in args else "/nonexistent/cam.mp4"
     config.write_text(
-        f"site: s\nnode: n\nprocesses: {processes}\n"
-        "cameras:\n  - id: cam1\n    url: /nonexistent/cam.mp4\n"
+        f"site: s\nnode: n\nprocesses: {processes}\ncameras:\n  - id: cam1\n    url: {url}\n"
     )
-    args = ["CONFIG" if a == "WORKERS" else a for a in args]
+    args = ["CONFIG" if a in ("WORKERS", "NOTVIDEO") else a for a in args]
     args = [str(config) if a == "CONFIG" else a for a in args]
     proc = subprocess.run(
         cli("edge", "run", *args),

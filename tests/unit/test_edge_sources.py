@@ -131,6 +131,31 @@ def test_reconnects_with_backoff_after_failed_opens_and_a_broken_stream() -> Non
     assert reader.counts().reconnects == 2
 
 
+def test_a_camera_going_down_is_a_warning_and_coming_up_is_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    opens: list[int] = []
+
+    def factory(url: str) -> ScriptedCapture:
+        opens.append(1)
+        if len(opens) == 1:
+            raise SourceError("connection refused")
+        return ScriptedCapture(lambda i: GOOD)
+
+    caplog.set_level("INFO", logger="edge.sources")
+    reader = CameraReader("cam1", "rtsp://scripted", capture=factory, backoff=Backoff(0.05, 2, 1))
+    reader.start()
+    try:
+        assert _wait_for(lambda: reader.health().state is CameraState.UP)
+    finally:
+        assert reader.stop(timeout_s=5)
+    said = [
+        (r.levelname, r.getMessage()) for r in caplog.records if "camera cam1" in r.getMessage()
+    ]
+    assert ("WARNING", "camera cam1: down (connection refused)") in said
+    assert any(level == "INFO" and ": up" in text for level, text in said)
+
+
 def test_stall_watchdog_reconnects_a_stream_that_sends_only_garbage() -> None:
     opens: list[int] = []
     bad = np.zeros((10, 10, 3), np.uint8)
