@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from roadwatch import cli_args
+
 if TYPE_CHECKING:
     from calibration.homography import HomographyFit
 
@@ -28,7 +30,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     fit.add_argument("--points", type=Path, required=True, help="survey YAML (points, lanes, lens)")
     fit.add_argument("--frame", type=Path, required=True, help="a frame (image or video file)")
-    fit.add_argument("--frame-index", type=int, default=0, help="frame of a video (default 0)")
+    fit.add_argument(
+        "--frame-index", type=cli_args.frame_index, default=0, help="frame of a video (default 0)"
+    )
     fit.add_argument("-o", "--out", type=Path, required=True, help="calibration YAML to write")
     fit.add_argument("--by", default=None, help="who calibrated (default: the current user)")
     fit.set_defaults(func=_fit)
@@ -39,7 +43,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     check.add_argument("calibration", type=Path, help="calibration YAML")
     check.add_argument("--frame", type=Path, required=True, help="a frame (image or video file)")
-    check.add_argument("--frame-index", type=int, default=0, help="frame of a video (default 0)")
+    check.add_argument(
+        "--frame-index", type=cli_args.frame_index, default=0, help="frame of a video (default 0)"
+    )
     check.add_argument("-o", "--out", type=Path, required=True, help="picture to write (.png)")
     check.set_defaults(func=_check)
 

@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from roadwatch import cli_args
+
 
 def register(edge_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     deliver = edge_sub.add_parser(
@@ -22,7 +24,7 @@ def register(edge_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     deliver.add_argument(
         "--stop-timeout",
-        type=float,
+        type=cli_args.seconds,
         default=10.0,
         metavar="S",
         help="seconds to flush on stop (default 10)",

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from roadwatch import cli_args
+
 if TYPE_CHECKING:
     from edge.rules.scene import ImageSize
 
@@ -33,7 +35,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     draw.add_argument("scene", type=Path, help="scene YAML file")
     draw.add_argument("--frame", type=Path, required=True, help="image or video file")
     draw.add_argument(
-        "--index", type=int, default=0, help="frame index when --frame is a video (default 0)"
+        "--index",
+        type=cli_args.frame_index,
+        default=0,
+        help="frame index when --frame is a video (default 0)",
     )
     draw.add_argument("-o", "--out", type=Path, required=True, help="output picture (.png, .jpg)")
     draw.set_defaults(func=_draw)
