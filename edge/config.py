@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edge.delivery_config import DeliveryConfig
 from edge.detections import ObjectClass
-from edge.detector import DetectorConfig
+from edge.detector import DetectorConfig, class_probabilities
 from edge.sources import redact_url
 from edge.tracking import TrackerConfig
 from roadwatch.errors import UserError
@@ -81,11 +81,7 @@ class CameraConfig(BaseModel):
     @field_validator("thresholds", mode="before")
     @classmethod
     def _labels(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {
-                ObjectClass.from_label(k) if isinstance(k, str) else k: v for k, v in value.items()
-            }
-        return value
+        return class_probabilities(value)
 
 
 class IntegrityConfig(BaseModel):

@@ -49,6 +49,20 @@ class DetectorError(UserError):
     """The model cannot be loaded or does not look like a YOLO detector."""
 
 
+def class_probabilities(value: Any) -> Any:
+    """``{label: confidence}`` as ``{ObjectClass: confidence}``, a confidence outside 0-1
+    named by its label (a key path would show the class's number)."""
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, confidence in value.items():
+        cls = ObjectClass.from_label(key) if isinstance(key, str) else key
+        if isinstance(confidence, int | float) and not 0 <= confidence <= 1:
+            raise ValueError(f"{key}: {confidence} is not a confidence between 0 and 1")
+        out[cls] = confidence
+    return out
+
+
 class DetectorConfig(BaseModel):
     """How detections are made and filtered."""
 
@@ -102,11 +116,7 @@ class DetectorConfig(BaseModel):
     @field_validator("class_confidence", mode="before")
     @classmethod
     def _labels(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {
-                ObjectClass.from_label(k) if isinstance(k, str) else k: v for k, v in value.items()
-            }
-        return value
+        return class_probabilities(value)
 
     def threshold(self, object_class: ObjectClass) -> float:
         return self.class_confidence.get(object_class, self.confidence)

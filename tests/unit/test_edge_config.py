@@ -53,6 +53,11 @@ def test_a_valid_config_loads(tmp_path: Path) -> None:
         (("    loop: true", "    loop: true\n    colour: red"), "cameras.1.colour: Extra inputs"),
         (("cam-south", "cam-north"), "camera id 'cam-north' appears twice"),
         (("{car: 0.4}", "{tram: 0.4}"), "cameras.0.thresholds: Value error, unknown class 'tram'"),
+        (("{car: 0.4}", "{car: 1.5}"), "cameras.0.thresholds: Value error, car: 1.5 is not a"),
+        (
+            ("{motorcycle: 0.2}", "{motorcycle: -0.2}"),
+            "detector.class_confidence: Value error, motorcycle: -0.2 is not a confidence",
+        ),
         (("lost_buffer_s: 3", "lost_bufer_s: 3"), "tracker.lost_bufer_s: Extra inputs"),
         (("site: binh-duong\n", ""), "site.yaml: site: Field required"),
         (("url: /data/south.mp4", "url: [oops"), "site.yaml: not valid YAML at line"),
