@@ -95,7 +95,12 @@ def model_path(name: str, *, manifest: Path | None = None, folder: Path | None =
 
 
 def model_entry(name: str, *, manifest: Path | None = None) -> Artifact:
-    return _entry(_manifest(manifest), name)
+    """The entry of model ``name``; ModelError for a sample or an unknown name."""
+    man = _manifest(manifest)
+    if name in man.samples:
+        known = ", ".join(sorted(man.models))
+        raise ModelError(f"{name!r} is a sample file, not a model (models: {known})")
+    return _entry(man, name)
 
 
 def pip_download(package: str, version: str, folder: Path) -> Path:

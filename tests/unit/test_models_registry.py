@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from models.manifest import ManifestError, parse_manifest
-from models.registry import ModelError, model_path, pull, sha256_bytes
+from models.registry import ModelError, model_entry, model_path, pull, sha256_bytes
 from tests.edge_support import cli, cli_env, require_model
 
 PAYLOAD = b"not really a model, but bytes with a known hash"
@@ -202,3 +202,9 @@ def test_parity_refuses_media_it_cannot_read(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode != 0
     assert "not an image OpenCV can read" in proc.stderr
+
+
+def test_a_sample_is_not_taken_for_a_model() -> None:
+    assert model_entry("yolov8n-coco-dynamic").classes
+    with pytest.raises(ModelError, match="'bangkok_junction' is a sample file, not a model"):
+        model_entry("bangkok_junction")
