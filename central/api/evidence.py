@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, HTTPException, Request, Response, status
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from central.api.deps import PROTECTED, NodeDep, Reviewer, SessionDep, StateDep
 from central.api.schemas import EvidenceStored
@@ -74,6 +75,10 @@ async def put_evidence(
     except EvidenceError as exc:
         state.metrics.evidence.labels("refused").inc()
         raise HTTPException(exc.status, str(exc)) from exc
+    except ClientDisconnect:
+        # The node went away mid-body: nothing was stored, it sends the blob again.
+        state.metrics.evidence.labels("disconnected").inc()
+        raise HTTPException(400, "the upload ended before its body was complete") from None
 
     def note() -> list[int]:
         with transaction(state.sessions) as session:

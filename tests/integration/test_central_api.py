@@ -880,6 +880,44 @@ def test_evidence_upload(
         assert not case["evidence_complete"] and not case["evidence"][0]["arrived"]
 
 
+def test_an_upload_cut_off_midway_is_a_400_and_stores_nothing(
+    api: TestClient, make_node: Callable[..., NodeIdentity]
+) -> None:
+    import asyncio
+
+    node = make_node()
+    blob = b"\xff\xd8" + uuid.uuid4().bytes * 64
+    sha = hashlib.sha256(blob).hexdigest()
+    path = f"/api/v1/evidence/{sha}"
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": blob[:100], "more_body": True},
+        {"type": "http.disconnect"},  # the node's link drops
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "PUT",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+        "headers": [
+            (b"host", b"testserver"), (b"content-type", b"image/jpeg"),
+            *((k.lower().encode(), v.encode()) for k, v in node.headers.items()),
+        ],
+    }  # fmt: skip
+    asyncio.run(api.app(scope, receive, send))  # type: ignore[arg-type]
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    assert start["status"] == 400
+    store = api.app.state.central.store  # type: ignore[attr-defined]
+    assert not store.exists(sha) and list(store.spool_dir.iterdir()) == []
+    assert api.head(path, headers=node.headers).status_code == 404
+
+
 def test_metrics_token(api: TestClient, accounts: dict[str, Account]) -> None:
     assert api.get("/metrics").status_code == 401
     r = api.get("/metrics", headers=accounts["ioc"].headers)
