@@ -358,14 +358,15 @@ def update_camera(
     if cam is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id}")
     changes = body.model_dump(exclude_none=True)
-    for key, value in changes.items():
-        setattr(cam, key, value)
-    cam.updated_at = utcnow()
-    append_audit(
-        session,
-        actor=caller.username,
-        action="camera_update",
-        detail={"camera_id": camera_id, **changes},
-    )
-    session.commit()
+    if changes:  # (a request that changes nothing leaves no audit entry)
+        for key, value in changes.items():
+            setattr(cam, key, value)
+        cam.updated_at = utcnow()
+        append_audit(
+            session,
+            actor=caller.username,
+            action="camera_update",
+            detail={"camera_id": camera_id, **changes},
+        )
+        session.commit()
     return CameraOut.model_validate(cam)

@@ -757,6 +757,11 @@ def test_registry_status_geojson_and_feed(
         ).status_code
         == 422
     )
+    sup = accounts["supervisor"].headers
+    trail = api.get("/api/v1/audit", headers=sup).json()
+    nothing = api.patch(f"/api/v1/cameras/{cams[0]['id']}", headers=sup, json={"name": None})
+    assert nothing.status_code == 200 and nothing.json()["place"] == "QL13 Km 22+300"
+    assert api.get("/api/v1/audit", headers=sup).json() == trail  # no entry for no change
     geo = api.get("/api/v1/cameras.geojson", headers=ioc)
     assert geo.headers["content-type"].startswith("application/geo+json")
     feature = next(f for f in geo.json()["features"] if f["id"] == cams[0]["id"])
