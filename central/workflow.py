@@ -188,6 +188,29 @@ def decide(case: Case, command: Command, actor: Actor, now: datetime, policy: Po
     return replace(case, status=target, closed_at=now)
 
 
+# The decisions the review page offers on a new case: it starts the review first.
+_STARTS_REVIEW = frozenset({Action.CORRECT_PLATE, Action.CONFIRM, Action.REJECT})
+
+
+def available_actions(case: Case, actor: Actor, now: datetime, policy: Policy) -> list[Action]:
+    """The actions ``actor`` can take on ``case`` now, as ``decide`` would allow them (with
+    a reason and a plate given): the review page offers these and no others. On a new case
+    the decisions count when the actor could start its review."""
+    found: list[Action] = []
+    for action in Action:
+        if action is Action.START_REVIEW:
+            continue
+        try:
+            probe = case
+            if case.status is Status.NEW and action in _STARTS_REVIEW:
+                probe = decide(case, Command(Action.START_REVIEW), actor, now, policy)
+            decide(probe, Command(action, reason="-", plate="-"), actor, now, policy)
+        except WorkflowError:
+            continue
+        found.append(action)
+    return found
+
+
 def deadlines(case: Case, now: datetime, policy: Policy) -> list[Deadline]:
     """The legal deadlines still running for ``case`` and whether they are due or overdue.
 

@@ -74,6 +74,16 @@ def login(
     return TokenOut(access_token=token, expires_in=minutes * 60, role=Role(user.role))
 
 
+@router.post("/auth/refresh", tags=["auth"], summary="A fresh token while signed in")
+def refresh(caller: AnyUser, state: StateDep) -> TokenOut:
+    """A new token for the caller, with the role the user record has now: the web UI asks
+    for one before its token runs out, so a reviewer at work is not logged out mid-case,
+    and a changed role takes effect. A disabled user gets 401 like any other call."""
+    minutes = state.settings.access_token_minutes
+    token = issue_access_token(caller.username, caller.role, state.settings.token_key(), minutes)
+    return TokenOut(access_token=token, expires_in=minutes * 60, role=caller.role)
+
+
 @router.get("/auth/me", tags=["auth"], summary="Who am I")
 def me(caller: AnyUser, session: SessionDep) -> UserOut:
     user = session.scalar(select(User).where(User.username == caller.username))

@@ -22,13 +22,14 @@ from central.api.cases import (
     _aware,
     _get,
     audit_out,
+    case_of,
     detail,
     queue_page,
 )
 from central.api.deps import NOT_FOUND, PROTECTED, CaseReader, Reviewer, SessionDep, StateDep
 from central.api.schemas import AuditOut, CameraOut, Page, QueueItem, ViolationDetail
-from central.models import AuditEntry, Camera, Violation
-from central.workflow import OPEN_STATUSES, Role, Status
+from central.models import AuditEntry, Camera, Violation, utcnow
+from central.workflow import OPEN_STATUSES, Action, Actor, Role, Status, available_actions
 from roadwatch.contract import ViolationType
 
 router = APIRouter(prefix="/api/v1/ui", tags=["review"], responses=PROTECTED)
@@ -43,6 +44,10 @@ class CasePage(BaseModel):
     camera: CameraOut | None = Field(description="The camera that saw it, with its place")
     audit: list[AuditOut]
     can_review: bool = Field(description="The caller's role may take review actions")
+    actions: list[Action] = Field(
+        description="What the caller can do to the case now (the workflow's own answer: who"
+        " holds it, the two-person rule); on a new case the decisions start its review"
+    )
     evidence_visible: bool = Field(description="The caller's role may download evidence")
 
 
@@ -87,10 +92,12 @@ def ui_case(
         select(AuditEntry).where(AuditEntry.violation_id == v.id).order_by(AuditEntry.seq)
     )
     reviewer = caller.role in (Role.OFFICER, Role.SUPERVISOR)
+    actor = Actor(caller.username, caller.role)
     return CasePage(
         case=detail(session, v, state.policy),
         camera=CameraOut.model_validate(cam) if cam is not None else None,
         audit=[audit_out(e) for e in audit],
         can_review=reviewer and Status(v.status) in OPEN_STATUSES,
+        actions=available_actions(case_of(v), actor, utcnow(), state.policy),
         evidence_visible=reviewer,
     )

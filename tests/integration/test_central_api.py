@@ -76,6 +76,7 @@ MANAGE = {"supervisor", "admin"}
 # Every route and who may use it. The test fails when a route is missing from this table.
 ROUTE_ROLES: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/auth/me"): HUMANS,
+    ("POST", "/api/v1/auth/refresh"): HUMANS,
     ("GET", "/api/v1/users"): {"admin"},
     ("POST", "/api/v1/users"): {"admin"},
     ("PATCH", "/api/v1/users/{username}"): {"admin"},
@@ -957,11 +958,18 @@ def test_roles_in_tokens_follow_the_user_record(
     login = api.post("/api/v1/auth/token", data={"username": name, "password": "x" * 12}).json()
     h = {"Authorization": f"Bearer {login['access_token']}"}
     assert api.get("/api/v1/stats/violations", headers=h).status_code == 200
+    assert Role.IOC.value == login["role"]
+    # A refresh carries the role the record has now.
+    assert api.patch(f"/api/v1/users/{name}", headers=admin, json={"role": "officer"}).is_success
+    fresh = api.post("/api/v1/auth/refresh", headers=h).json()
+    assert fresh["role"] == "officer" and fresh["expires_in"] > 0
+    h2 = {"Authorization": f"Bearer {fresh['access_token']}"}
+    assert api.get("/api/v1/review/queue", headers=h2).status_code == 200
     assert (
         api.patch(f"/api/v1/users/{name}", headers=admin, json={"active": False}).status_code == 200
     )
     assert api.get("/api/v1/stats/violations", headers=h).status_code == 401
-    assert Role.IOC.value == login["role"]
+    assert api.post("/api/v1/auth/refresh", headers=h2).status_code == 401
 
 
 def test_migrations_match_the_models(central_db: CentralDb) -> None:

@@ -20,6 +20,7 @@ from central.workflow import (
     Role,
     Status,
     WorkflowError,
+    available_actions,
     deadlines,
     decide,
     effective_plate,
@@ -132,6 +133,37 @@ def test_only_the_reviewer_or_a_supervisor_decides_a_case_in_review() -> None:
         decide(case, Command(Action.CONFIRM), OFFICER2, NOW, POLICY)
     assert err.value.code == "not_reviewer"
     assert decide(case, Command(Action.CONFIRM), SUPERVISOR, NOW, POLICY).confirmed_by == "cuong"
+
+
+DECISIONS = [Action.CORRECT_PLATE, Action.CONFIRM, Action.REJECT]
+
+
+@pytest.mark.parametrize(
+    ("case", "actor", "expected"),
+    [
+        (_case(Status.NEW), OFFICER, DECISIONS),
+        (_case(Status.NEW), Actor("ioc", Role.IOC), []),
+        (_case(Status.IN_REVIEW, reviewer="an"), OFFICER, [Action.RELEASE, *DECISIONS]),
+        (_case(Status.IN_REVIEW, reviewer="an"), OFFICER2, []),  # another officer holds it
+        (_case(Status.IN_REVIEW, reviewer="an"), SUPERVISOR, [Action.RELEASE, *DECISIONS]),
+        (_case(Status.CONFIRMED, confirmed_by="cuong"), SUPERVISOR, []),  # two-person rule
+        (_case(Status.CONFIRMED, confirmed_by="an"), SUPERVISOR, [Action.ISSUE_NOTICE]),
+        (_case(Status.CONFIRMED, confirmed_by="an"), OFFICER, []),
+        (_case(Status.NOTICE_ISSUED), SUPERVISOR, [Action.CLOSE, Action.ESCALATE]),
+        (_case(Status.REJECTED), SUPERVISOR, []),
+        (_case(Status.CLOSED), OFFICER, []),
+    ],
+)
+def test_available_actions_are_what_decide_allows(
+    case: Case, actor: Actor, expected: list[Action]
+) -> None:
+    assert available_actions(case, actor, NOW, POLICY) == expected
+
+
+def test_without_the_two_person_rule_the_confirming_supervisor_may_issue_the_notice() -> None:
+    case = _case(Status.CONFIRMED, confirmed_by="cuong")
+    allowed = available_actions(case, SUPERVISOR, NOW, Policy(two_person_rule=False))
+    assert allowed == [Action.ISSUE_NOTICE]
 
 
 @pytest.mark.parametrize(("rule", "allowed"), [(True, False), (False, True)])
