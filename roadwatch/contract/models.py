@@ -54,7 +54,9 @@ UtcDatetime = Annotated[
 """A timezone-aware instant, normalized to UTC."""
 
 
-_CONTROL_CHAR = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+# Control characters, and the bidirectional embeddings, overrides and isolates, which
+# would show a reviewer text in another order than it was written (U+202E reverses it).
+_CONTROL_CHAR = re.compile("[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 
 
 def _no_control_chars(value: str) -> str:

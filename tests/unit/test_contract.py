@@ -250,6 +250,8 @@ def test_signature_by_another_key_or_tampered_signature_fails() -> None:
         ({"measured": {"speed_kmh": "NaN"}}, "measured.speed_kmh"),
         ({"explanation": "x" * 2001}, "explanation"),
         ({"explanation": "null\x00byte"}, "explanation"),
+        ({"explanation": "Xe \u202evượt đèn đỏ"}, "explanation"),  # shown reversed
+        ({"place": "QL13 \u2067Km 22\u2069"}, "place"),
         ({"schema_version": "2"}, "schema_version"),
         ({"event_id": "not-a-uuid"}, "event_id"),
         ({"type": "jaywalking"}, "type"),
