@@ -242,10 +242,29 @@ class UiServer:
     key: Ed25519PrivateKey
     node_token: str
     users: dict[str, str]
+    data_dir: Path
     evidence: dict[str, list[Blob]] = field(default_factory=dict)
 
     def username(self, who: str) -> str:
         return self.users[who]
+
+    def upload(self, blob: Blob) -> None:
+        """Send one evidence blob as the node does."""
+        r = httpx.put(
+            f"{self.url}/api/v1/evidence/{blob.sha256}",
+            content=blob.data,
+            headers={
+                "Authorization": f"Bearer {self.node_token}",
+                "Content-Type": blob.media_type.value,
+            },
+            timeout=30,
+        )
+        assert r.status_code in (200, 201), r.text
+
+    def blob_file(self, blob: Blob) -> Path:
+        """Where the filesystem store keeps ``blob``."""
+        sha = blob.sha256
+        return self.data_dir / "evidence" / sha[:2] / sha[2:4] / sha
 
     def _record(self, messages: list[Message]) -> list[int]:
         with transaction(session_factory(self.engine)) as session:
@@ -499,20 +518,13 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
         )
     try:
         _wait_healthy(url, proc, log, timeout_s=60)
-        server = UiServer(url=url, engine=engine, key=key, node_token=reg.token, users=users)
+        server = UiServer(
+            url=url, engine=engine, key=key, node_token=reg.token, users=users, data_dir=tmp
+        )
         for kind in SCENES:
             server.evidence[kind] = cut_evidence(kind)
             for blob in server.evidence[kind]:
-                r = httpx.put(
-                    f"{url}/api/v1/evidence/{blob.sha256}",
-                    content=blob.data,
-                    headers={
-                        "Authorization": f"Bearer {reg.token}",
-                        "Content-Type": blob.media_type.value,
-                    },
-                    timeout=30,
-                )
-                assert r.status_code in (200, 201), r.text
+                server.upload(blob)
         _seed(server)
         yield server
     finally:

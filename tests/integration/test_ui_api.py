@@ -130,11 +130,15 @@ def test_the_case_page_bundle_follows_the_roles(
     assert [e["action"] for e in page["audit"]] == ["start_review"]
     assert page["audit"][0]["actor"] == officer.username
     assert page["can_review"] is True and page["evidence_visible"] is True
+    assert page["actions"] == ["release", "correct_plate", "confirm", "reject"]
+    other = api.get(f"/api/v1/ui/cases/{vid}", headers=accounts["officer2"].headers).json()
+    assert other["can_review"] is True and other["actions"] == []  # officer holds the case
     [evidence] = page["case"]["evidence"]
     assert evidence["arrived"] is True
     assert api.get(evidence["url"], headers=officer.headers).content == JPEG
     admin = api.get(f"/api/v1/ui/cases/{vid}", headers=accounts["admin"].headers).json()
     assert admin["can_review"] is False and admin["evidence_visible"] is False
+    assert admin["actions"] == []
     assert api.get(f"/api/v1/ui/cases/{vid}", headers=accounts["ioc"].headers).status_code == 403
     assert api.get(f"/api/v1/ui/cases/{vid}").status_code == 401
     assert api.get("/api/v1/ui/cases/999999999", headers=officer.headers).status_code == 404

@@ -12,6 +12,7 @@
   ];
   const ROLES = ["officer", "supervisor", "admin", "ioc"];
   const VIEWS = ["frame_before", "frame_at", "frame_after", "clip"];
+  const CROPS = ["plate_crop", "vehicle_crop", "lamp_crop"];
   const DECIDING = ["confirm", "reject", "correct_plate"];
   const PLATE_RE = /^[0-9A-Z.\- ]{1,16}$/;
   const CROP_HEIGHT = 140; // px: a crop is first shown this high, then zoomed
@@ -175,7 +176,36 @@
     }
   }
 
+  // A token is renewed when less than this is left of it, so a reviewer at work is never
+  // logged out mid-case; an idle one still is, when the token runs out.
+  const REFRESH_BEFORE_MS = 5 * 60 * 1000;
+  let refreshing = null;
+
+  async function freshToken() {
+    const session = S.session;
+    if (!session?.expiresAt || session.expiresAt - Date.now() > REFRESH_BEFORE_MS) return;
+    refreshing ??= (async () => {
+      try {
+        const r = await fetch("/api/v1/auth/refresh", {
+          method: "POST", headers: { Authorization: `Bearer ${session.token}` },
+        });
+        if (r.ok && S.session === session) {
+          const tok = await r.json();
+          saveSession({ ...session, token: tok.access_token, role: tok.role, expiresAt: expiresAt(tok) });
+        }
+      } catch (_) { /* offline: the call itself will say so */ } finally {
+        refreshing = null;
+      }
+    })();
+    await refreshing;
+  }
+
+  function expiresAt(tok) {
+    return Date.now() + tok.expires_in * 1000;
+  }
+
   async function api(path, { method = "GET", body, form, raw = false, signal } = {}) {
+    if (S.session) await freshToken();
     const headers = {};
     if (S.session) headers.Authorization = `Bearer ${S.session.token}`;
     let payload;
@@ -232,6 +262,7 @@
   function expire() {
     saveSession(null);
     sessionStorage.setItem("rw.expired", "1");
+    if (!location.hash.startsWith("#/login")) sessionStorage.setItem("rw.return", location.hash);
     location.hash = "#/login";
   }
 
@@ -280,11 +311,16 @@
       return;
     }
     main().replaceChildren(h("p", {}, t("app.loading")));
+    const gen = S.gen;
     try {
       await page.render(arg, params, explicit);
     } catch (e) {
-      if (e.name === "AbortError" || e.status === 401) return;
-      banner(t("app.error", { detail: e.message }));
+      if (e.name === "AbortError" || e.status === 401 || gen !== S.gen) return;
+      main().replaceChildren(
+        h("h1", { tabindex: "-1" }, t(page.nav || "app.name")),
+        h("p", { class: "field-error", id: "page-error" },
+          e.status === 404 ? t("app.not_found") : t("app.error", { detail: e.message })));
+      focusHeading();
     }
   }
 
@@ -328,8 +364,7 @@
 
   function renderLogin() {
     S.page = { kind: "login" };
-    const expired = sessionStorage.getItem("rw.expired");
-    sessionStorage.removeItem("rw.expired");
+    const expired = sessionStorage.getItem("rw.expired"); // (cleared by the next log-in)
     const error = h("p", { id: "login-error", class: "field-error", role: "alert", hidden: true });
     const user = h("input", {
       id: "login-user", name: "username", autocomplete: "username", required: true,
@@ -359,12 +394,18 @@
         const tok = await api("/api/v1/auth/token", {
           method: "POST", form: { username: user.value.trim(), password: pass.value },
         });
-        saveSession({ token: tok.access_token, role: tok.role, username: user.value.trim(), fullName: "" });
+        saveSession({
+          token: tok.access_token, role: tok.role, username: user.value.trim(), fullName: "",
+          expiresAt: expiresAt(tok),
+        });
         try {
           const me = await api("/api/v1/auth/me");
           saveSession({ ...S.session, username: me.username, fullName: me.full_name });
         } catch (_) { /* the name is a nicety */ }
-        go(`#/${HOME[tok.role] || "queue"}`);
+        const back = sessionStorage.getItem("rw.return");
+        sessionStorage.removeItem("rw.return");
+        sessionStorage.removeItem("rw.expired");
+        go(back && back !== "#/login" ? back : `#/${HOME[tok.role] || "queue"}`);
       } catch (e) {
         error.textContent = e.status === 401 ? t("login.failed") : e.message;
         error.hidden = false;
@@ -393,17 +434,31 @@
     }
   }
 
+  // The filters' times are Vietnam's, as every time on the page is, whatever zone the
+  // browser is set to (Vietnam keeps UTC+7 all year).
   function localToIso(value) {
-    return value ? new Date(value).toISOString() : "";
+    return value ? new Date(`${value.length === 16 ? `${value}:00` : value}+07:00`).toISOString() : "";
   }
 
+  const QUEUE_PAGE = 200; // the API's largest page
+  const QUEUE_MOST = 2000; // read at most this many; the page says when there are more
+
+  // The whole queue in order, page by page (up to QUEUE_MOST), so the list and J/K see
+  // every case, not the first page only.
   async function fetchQueue(filters) {
-    const page = await api(`/api/v1/ui/queue${query({
-      camera: filters.camera, type: filters.type,
-      from: localToIso(filters.from), to: localToIso(filters.to), limit: 200,
-    })}`);
-    S.queueIds = page.items.map((i) => ({ id: i.id, occurred_at: i.occurred_at }));
-    return page;
+    const items = [];
+    let more = true;
+    while (more && items.length < QUEUE_MOST) {
+      const page = await api(`/api/v1/ui/queue${query({
+        camera: filters.camera, type: filters.type,
+        from: localToIso(filters.from), to: localToIso(filters.to),
+        limit: QUEUE_PAGE, offset: items.length,
+      })}`);
+      items.push(...page.items);
+      more = page.has_more;
+    }
+    S.queueIds = items.map((i) => ({ id: i.id, occurred_at: i.occurred_at }));
+    return { items, has_more: more };
   }
 
   async function renderQueue(_arg, params, explicit) {
@@ -449,11 +504,12 @@
         h("thead", {}, h("tr", {}, ["case", "time", "type", "camera", "plate", "measured", "status", "deadline"]
           .map((c) => h("th", { scope: "col" }, t(`queue.col.${c}`))))),
         h("tbody", {}, rows))
-      : h("p", { class: "empty" }, t("queue.empty"));
+      : h("p", { class: "empty" }, t(Object.values(filters).some((v) => v) ? "queue.empty_filtered" : "queue.empty"));
     main().replaceChildren(
       h("div", { class: "page-head" }, h("h1", {}, t("queue.title")), h("p", { class: "muted" }, t("queue.intro"))),
       form,
-      h("p", { class: "muted", id: "queue-count" }, t("queue.count", { count: page.items.length }), " · ", t("queue.hint")),
+      h("p", { class: "muted", id: "queue-count" },
+        t(page.has_more ? "queue.count_more" : "queue.count", { count: page.items.length }), " · ", t("queue.hint")),
       table);
     focusHeading();
   }
@@ -497,6 +553,7 @@
   // ------------------------------------------------------------------ case page
 
   async function renderCasePage(arg) {
+    if (!/^[1-9][0-9]{0,17}$/.test(arg || "")) throw new ApiError(404, "no such case");
     const id = Number.parseInt(arg, 10);
     const gen = S.gen;
     const data = await api(`/api/v1/ui/cases/${id}`);
@@ -512,7 +569,7 @@
       data,
       urls,
       view: keepView && previous ? previous.view : "frame_at",
-      zoom: keepView && previous ? previous.zoom : { plate_crop: 1, lamp_crop: 1 },
+      zoom: keepView && previous ? previous.zoom : { plate_crop: 1, vehicle_crop: 1, lamp_crop: 1 },
       cleanup() { for (const u of urls.values()) URL.revokeObjectURL(u); },
     };
     const c = data.case;
@@ -525,16 +582,17 @@
       type: "button", class: "view-btn", "data-view": v, "aria-pressed": String(v === S.page.view),
       onclick: () => showView(v),
     }, h("kbd", {}, String(VIEWS.indexOf(v) + 1)), " ", t(`case.${v}`)));
-    const crops = ["plate_crop", "lamp_crop"].filter((r) => ev[r]).map((r) => cropFigure(c, ev[r]));
+    const crops = CROPS.filter((r) => ev[r]).map((r) => cropFigure(c, ev[r]));
 
     let evidence;
     if (!data.evidence_visible) {
       evidence = h("p", { class: "muted" }, t("case.evidence_hidden"));
     } else {
       evidence = [
+        c.evidence.length ? null : h("p", { class: "banner warn", id: "no-evidence" }, t("case.evidence_none")),
         c.evidence_complete ? null : h("p", { class: "banner warn" }, t("case.evidence_incomplete")),
-        h("div", { class: "view-buttons", role: "group", "aria-label": t("case.view") }, viewButtons),
-        viewer,
+        views.length ? h("div", { class: "view-buttons", role: "group", "aria-label": t("case.view") }, viewButtons) : null,
+        views.length ? viewer : null,
         h("div", { class: "crops" }, crops),
       ];
     }
@@ -551,7 +609,7 @@
         factsList(data),
         h("h2", {}, t("case.explanation")),
         h("p", { class: "explanation", lang: "vi" }, c.explanation || t("misc.none")),
-        decisionList(c),
+        decisionList(data),
         auditTrail(data))));
     if (data.evidence_visible) showView(S.page.view);
     focusHeading();
@@ -566,6 +624,13 @@
     return url;
   }
 
+  // Why a piece of evidence cannot be shown: not uploaded yet, or listed as arrived but
+  // not to be had from the store (which the administrator must look into).
+  function evidenceMissing(e, error) {
+    if (!e.arrived) return t("case.no_evidence");
+    return error?.status === 404 ? t("case.evidence_lost") : t("app.error", { detail: error?.message || "" });
+  }
+
   async function showView(view) {
     if (S.page?.kind !== "case") return;
     const c = S.page.data.case;
@@ -575,26 +640,30 @@
     document.querySelectorAll(".view-btn").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.view === view)));
     const viewer = $("#viewer");
     if (!e.arrived) {
-      viewer.replaceChildren(h("p", { class: "muted" }, t("case.no_evidence")));
+      viewer.replaceChildren(h("p", { class: "muted" }, evidenceMissing(e)));
       return;
     }
     const page = S.page;
-    const url = await blobUrl(e).catch(() => null);
+    let failed = null;
+    const url = await blobUrl(e).catch((error) => { failed = error; return null; });
     if (S.page !== page || page.view !== view) return; // another view was chosen meanwhile
     if (!url) {
-      viewer.replaceChildren(h("p", { class: "muted" }, t("case.no_evidence")));
+      viewer.replaceChildren(h("p", { class: "field-error", id: "evidence-error" }, evidenceMissing(e, failed)));
       return;
     }
-    if (view === "clip") {
-      viewer.replaceChildren(h("video", {
+    // The element follows what the blob is, not the role it was listed under.
+    const shown = e.media_type.startsWith("video/")
+      ? h("video", {
         id: "clip", src: url, controls: true, muted: true, playsinline: true, preload: "auto",
         "aria-label": t("case.clip_label", { id: c.id }),
-      }));
-    } else {
-      viewer.replaceChildren(h("img", {
-        id: "frame", src: url, alt: t("case.frame_alt", { which: t(`case.${view}`), id: c.id }),
-      }));
-    }
+      })
+      : h("img", { id: "frame", src: url, alt: t("case.frame_alt", { which: t(`case.${view}`), id: c.id }) });
+    shown.addEventListener("error", () => {
+      if (S.page === page && page.view === view) {
+        viewer.replaceChildren(h("p", { class: "field-error", id: "evidence-error" }, t("case.evidence_unplayable")));
+      }
+    });
+    viewer.replaceChildren(shown);
   }
 
   function cropFigure(c, e) {
@@ -614,9 +683,9 @@
       sizeCrop(img, zoomState[e.role]);
     });
     if (e.arrived) {
-      blobUrl(e).then((url) => { img.src = url; }).catch(() => { box.replaceChildren(t("case.no_evidence")); });
+      blobUrl(e).then((url) => { img.src = url; }).catch((error) => { box.replaceChildren(evidenceMissing(e, error)); });
     } else {
-      box.replaceChildren(t("case.no_evidence"));
+      box.replaceChildren(evidenceMissing(e));
     }
     box.addEventListener("click", () => setZoom(e.role, zoomState[e.role] >= 8 ? 1 : zoomState[e.role] * 2));
     return fig;
@@ -683,12 +752,16 @@
     ];
   }
 
-  function decisionList(c) {
+  function decisionList(data) {
+    const c = data.case;
+    const actorOf = (...actions) => [...data.audit].reverse().find((e) => actions.includes(e.action))?.actor;
     const rows = [
       ["case.reviewer", c.reviewer],
       ["case.confirmed_by", c.confirmed_by],
+      ["case.rejected_by", c.status === "rejected" ? actorOf("reject") : null],
       ["case.reject_reason", c.reject_reason],
       ["case.notice_by", c.notice_issued_by],
+      ["case.ended_by", ["closed", "escalated"].includes(c.status) ? actorOf("close", "escalate") : null],
     ].filter(([, v]) => v);
     const versions = c.event ? h("p", { class: "muted small" }, t("case.versions", {
       model: c.event.model_version, rule: c.event.rule_version, config: c.event.config_version,
@@ -712,9 +785,21 @@
       h("summary", {}, t("case.audit")), body);
   }
 
+  // The review page's buttons, in this order, for the actions the server says the caller
+  // can take now (the workflow's answer: who holds the case, the two-person rule).
+  const ACTION_BUTTONS = [
+    ["confirm", "case.confirm", "C", "primary"],
+    ["reject", "case.reject", "R", "danger"],
+    ["correct_plate", "case.correct", "P", "secondary"],
+    ["release", "case.release", null, "ghost"],
+    ["issue_notice", "case.issue_notice", null, "primary"],
+    ["close", "case.close", null, "primary"],
+    ["escalate", "case.escalate", null, "danger"],
+  ];
+
   function actionBar(data) {
     const c = data.case;
-    const role = S.session.role;
+    const me = S.session.username;
     const nav = h("div", { class: "case-nav" },
       h("a", { href: "#/queue", class: "ghost-link" }, t("case.back")),
       h("button", { type: "button", class: "ghost", onclick: () => step(-1) }, h("kbd", {}, "K"), " ", t("case.previous")),
@@ -724,27 +809,15 @@
         ? t("case.decided", { status: t(`status.${c.status}`) }) : t("case.read_only");
       return [h("p", { class: "muted", id: "read-only" }, why), data.evidence_visible ? nav : null];
     }
-    const buttons = [];
-    const btn = (action, label, key, cls) => h("button", {
-      type: "button", class: cls, id: `act-${action}`, onclick: () => onAction(action),
-    }, key ? [h("kbd", {}, key), " "] : null, t(label));
-    if (["new", "in_review"].includes(c.status)) {
-      buttons.push(btn("confirm", "case.confirm", "C", "primary"));
-      buttons.push(btn("reject", "case.reject", "R", "danger"));
-      buttons.push(btn("correct_plate", "case.correct", "P", "secondary"));
-      if (c.status === "in_review" && c.reviewer === S.session.username) {
-        buttons.push(btn("release", "case.release", null, "ghost"));
-      }
-    }
-    if (role === "supervisor" && c.status === "confirmed") {
-      buttons.push(btn("issue_notice", "case.issue_notice", null, "primary"));
-    }
-    if (role === "supervisor" && c.status === "notice_issued") {
-      buttons.push(btn("close", "case.close", null, "primary"));
-      buttons.push(btn("escalate", "case.escalate", null, "danger"));
-    }
+    const allowed = new Set(data.actions);
+    const buttons = ACTION_BUTTONS.filter(([action]) => allowed.has(action)).map(([action, label, key, cls]) =>
+      h("button", { type: "button", class: cls, id: `act-${action}`, onclick: () => onAction(action) },
+        key ? [h("kbd", {}, key), " "] : null, t(label)));
     if (!buttons.length) {
-      return [h("p", { class: "muted", id: "read-only" }, t("case.decided", { status: t(`status.${c.status}`) })), nav];
+      let why = t("case.decided", { status: t(`status.${c.status}`) });
+      if (c.status === "in_review" && c.reviewer && c.reviewer !== me) why = t("case.held_by", { user: c.reviewer });
+      else if (c.status === "confirmed" && c.confirmed_by === me) why = t("case.two_person");
+      return [h("p", { class: "muted", id: "read-only" }, why), nav];
     }
     return [h("div", { class: "actions", role: "group", "aria-label": t("case.actions") }, buttons), nav];
   }
@@ -752,7 +825,7 @@
   async function onAction(action) {
     if (S.page?.kind !== "case" || S.busy) return;
     const c = S.page.data.case;
-    if (!S.page.data.can_review) return;
+    if (!S.page.data.actions.includes(action)) return; // (a key for a button not offered)
     const page = S.page;
     if (action === "reject") {
       const reason = await askReject(c.id);
@@ -815,7 +888,9 @@
     if (c.status === "in_review" && c.reviewer && c.reviewer !== S.session.username) {
       message = t("case.taken", { id, user: c.reviewer });
     } else {
-      const by = c.confirmed_by || c.notice_issued_by || c.reviewer;
+      // Whoever acted last, from the case's own audit trail.
+      const last = fresh.audit[fresh.audit.length - 1];
+      const by = last ? (last.actor === S.session.username ? t("case.by_you") : last.actor) : null;
       message = t("case.conflict", {
         id, status: t(`status.${c.status}`), by: by ? t("case.conflict_by", { user: by }) : "",
       });
@@ -1142,7 +1217,11 @@
           await api(`/api/v1/users/${encodeURIComponent(u.username)}`, { method: "PATCH", body: { role: sel.value, active: active.checked } });
           toast(t("users.saved", { user: u.username }));
         } catch (e) {
-          if (e.status !== 401) banner(t("app.error", { detail: e.message }));
+          if (e.status === 401) return;
+          // Put the row back as it is stored, then say why the change was refused.
+          sel.value = u.role;
+          active.checked = u.active;
+          banner(e.status === 409 ? t("users.refused", { detail: e.detail }) : t("app.error", { detail: e.message }));
         }
       } }, t("users.save"));
       return h("tr", { "data-user": u.username },
@@ -1398,11 +1477,20 @@
     });
     $("#logout").addEventListener("click", () => {
       saveSession(null);
+      sessionStorage.removeItem("rw.return"); // (a deliberate log-out goes back nowhere)
+      sessionStorage.removeItem("rw.expired");
       go("#/login");
     });
     $("#skip").addEventListener("click", () => main().focus());
     document.addEventListener("keydown", onKey);
     window.addEventListener("hashchange", render);
+    if (S.session) {
+      // The role may have changed since this tab signed in (an admin's change).
+      try {
+        const me = await api("/api/v1/auth/me");
+        if (S.session) saveSession({ ...S.session, role: me.role, fullName: me.full_name });
+      } catch (_) { /* 401 leads to the login page; offline shows on the page */ }
+    }
     await render();
   }
 
