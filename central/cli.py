@@ -363,8 +363,11 @@ def _config_keygen(_args: argparse.Namespace) -> int:
     path = load_settings().resolved_config_key
     if path.suffix != ".key":
         raise UserError(f"the config key's file name must end in .key, not {path.name}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    files = write_key_pair(path.with_suffix(""))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot make the folder of {path}: {exc.strerror}") from exc
+    files = write_key_pair(path.with_suffix(""), kind="config-signing key")
     print(f"wrote {files.private} (keep it on central) and {files.public}")
     print("give each node the .pub file: delivery.config_push.central_key in its site config")
     return 0

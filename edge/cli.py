@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _keygen(args: argparse.Namespace) -> int:
     from edge.identity import write_key_pair
 
-    paths = write_key_pair(args.out)
+    # A folder means the usual names inside it.
+    paths = write_key_pair(args.out / "node" if args.out.is_dir() else args.out)
     print(f"private key: {paths.private} (mode 0600, keep it on the node)")
     print(f"public key:  {paths.public} (register it with central)")
     return 0

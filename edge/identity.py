@@ -23,16 +23,13 @@ def key_paths(prefix: Path) -> KeyPairFiles:
     )
 
 
-def write_key_pair(prefix: Path) -> KeyPairFiles:
-    """Write ``PREFIX.key`` (mode 0600) and ``PREFIX.pub``; never overwrite either. A
-    ``prefix`` that is a folder means ``folder/node.key`` and ``folder/node.pub``. Either
-    both files are written or neither is left."""
-    if prefix.is_dir():
-        prefix = prefix / "node"
+def write_key_pair(prefix: Path, kind: str = "node key") -> KeyPairFiles:
+    """Write ``PREFIX.key`` (mode 0600) and ``PREFIX.pub``; never overwrite either (``kind``
+    names the key in the refusal). Either both files are written or neither is left."""
     paths = key_paths(prefix)
     for path in (paths.private, paths.public):
         if path.exists():
-            raise UserError(f"{path} exists; refusing to overwrite a node key")
+            raise UserError(f"{path} exists; refusing to overwrite a {kind}")
     if not paths.private.parent.is_dir():
         raise UserError(f"folder {paths.private.parent} does not exist")
     key = generate_private_key()

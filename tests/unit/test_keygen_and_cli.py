@@ -98,3 +98,17 @@ def test_thread_leak_detector_sees_a_running_thread() -> None:
         stop.set()
         worker.join(timeout=2)
     assert leaked_threads(before, grace_s=1.0) == []
+
+
+def test_config_keygen_writes_the_configured_file_even_beside_a_folder_of_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "keys" / "central").mkdir(parents=True)
+    monkeypatch.setenv("ROADWATCH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ROADWATCH_CONFIG_KEY", str(tmp_path / "keys" / "central.key"))
+    assert main(["central", "config", "keygen"]) == 0
+    assert (tmp_path / "keys" / "central.key").is_file()
+    assert list((tmp_path / "keys" / "central").iterdir()) == []
+    capsys.readouterr()
+    assert main(["central", "config", "keygen"]) == 2
+    assert "refusing to overwrite a config-signing key" in capsys.readouterr().err
