@@ -34,6 +34,13 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
+def certificate_hosts(path: Path) -> list[str]:
+    """The host names and addresses a server certificate is for (its SANs)."""
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return [str(n.value) for n in names]
+
+
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -45,11 +52,26 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         fh.write(pem)
 
 
+FILES = ("ca.crt", "ca.key", "server.crt", "server.key")
+
+
 def write_broker_tls(folder: Path, hostnames: list[str], *, days: int = 825) -> TlsFiles:
-    """Write ca.crt, ca.key, server.crt and server.key for ``hostnames`` into ``folder``."""
+    """Write ca.crt, ca.key, server.crt and server.key for ``hostnames`` into ``folder``.
+
+    Never replaces any of them: nodes trust ``ca.crt``, and a new CA would cut them off.
+    ValueError for a bad host name or a file already there; nothing is written then.
+    """
     if not hostnames:
         raise ValueError("at least one broker host name or address is needed")
-    folder.mkdir(parents=True, exist_ok=True)
+    for host in hostnames:
+        if not host or host != host.strip():
+            raise ValueError(f"not a host name: {host!r}")
+    there = [name for name in FILES if (folder / name).exists()]
+    if there:
+        raise ValueError(
+            f"{folder} already holds {', '.join(there)}; nodes may trust that CA, so nothing"
+            " is replaced (move the files away to make new ones)"
+        )
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
@@ -86,7 +108,7 @@ def write_broker_tls(folder: Path, hostnames: list[str], *, days: int = 825) -> 
     server_key = ec.generate_private_key(ec.SECP256R1())
     server_cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(hostnames[0]))
+        .subject_name(_name(hostnames[0] if len(hostnames[0]) <= 64 else "Roadwatch broker"))
         .issuer_name(ca_cert.subject)
         .public_key(server_key.public_key())
         .serial_number(x509.random_serial_number())
@@ -96,6 +118,7 @@ def write_broker_tls(folder: Path, hostnames: list[str], *, days: int = 825) -> 
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+    folder.mkdir(parents=True, exist_ok=True)
     files = TlsFiles(folder / "ca.crt", folder / "server.crt", folder / "server.key")
     files.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     files.server_cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))

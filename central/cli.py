@@ -317,7 +317,7 @@ def _broker_files(args: argparse.Namespace) -> int:
         render_acl,
         render_passwd,
     )
-    from central.broker_tls import write_broker_tls
+    from central.broker_tls import certificate_hosts, write_broker_tls
     from central.db import session_factory, transaction
     from central.records import broker_accounts
     from roadwatch.errors import UserError
@@ -331,27 +331,48 @@ def _broker_files(args: argparse.Namespace) -> int:
             nodes = broker_accounts(session)
     finally:
         engine.dispose()
-    central_user = settings.mqtt_username or "central"
-    accounts = [BrokerAccount(central_user, mosquitto_password_hash(central_password))]
-    accounts += [
-        BrokerAccount(broker_username(site, node), pw_hash, site, node)
-        for site, node, pw_hash in nodes
-    ]
+    central_user = settings.broker_username or "central"
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    _write_private(out / "passwd", render_passwd(accounts))
-    (out / "acl").write_text(
-        render_acl([(site, node) for site, node, _ in nodes], central_user=central_user),
-        encoding="utf-8",
-    )
-    print(f"wrote {out / 'passwd'} and {out / 'acl'}: central and {len(nodes)} node(s)")
-    if args.tls_host:
-        certs = out / "certs"
-        if (certs / "server.crt").exists():
-            print(f"kept the existing TLS files in {certs}")
-        else:
-            files = write_broker_tls(certs, list(args.tls_host))
+    certs = out / "certs"
+    # Everything is checked before anything is written: files that name each other
+    # (passwd, acl) are never left half new.
+    try:
+        accounts = [BrokerAccount(central_user, mosquitto_password_hash(central_password))]
+        accounts += [
+            BrokerAccount(broker_username(site, node), pw_hash, site, node)
+            for site, node, pw_hash in nodes
+        ]
+        passwd = render_passwd(accounts)
+        acl = render_acl([(site, node) for site, node, _ in nodes], central_user=central_user)
+    except ValueError as exc:
+        raise UserError(f"broker accounts: {exc}") from exc
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: not a folder")
+    for path in (out / "passwd", out / "acl"):
+        if path.is_dir():
+            raise UserError(f"{path} is a folder; it must be the broker's file")
+    hosts = list(args.tls_host or [])
+    new_tls = bool(hosts) and not (certs / "server.crt").exists()
+    if hosts and not new_tls:
+        kept = certificate_hosts(certs / "server.crt")
+        missing = [h for h in hosts if h not in kept]
+        print(f"kept the existing TLS files in {certs}" + (
+            f"; its certificate is for {', '.join(kept)}, not {', '.join(missing)}:"
+            " move certs/ away to make new ones" if missing else ""))  # fmt: skip
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if new_tls:
+            if certs.exists() and not certs.is_dir():
+                raise UserError(f"{certs} is not a folder")
+            files = write_broker_tls(certs, hosts)
             print(f"wrote a private CA and the broker's certificate in {files.ca_cert.parent}")
+        _write_private(out / "passwd", passwd)
+        _write_atomic(out / "acl", acl)
+    except ValueError as exc:
+        raise UserError(f"--tls-host: {exc}") from exc
+    except OSError as exc:
+        raise UserError(f"cannot write in {out}: {exc.strerror or exc}") from exc
+    print(f"wrote {out / 'passwd'} and {out / 'acl'}: central and {len(nodes)} node(s)")
     return 0
 
 
@@ -404,11 +425,20 @@ def _config_push(args: argparse.Namespace) -> int:
 
 
 def _write_private(path: Path, text: str) -> None:
+    _write_atomic(path, text, mode=0o600)
+
+
+def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write ``path`` whole or not at all (a temporary file renamed over it)."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    tmp.replace(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _create_user(args: argparse.Namespace) -> int:

@@ -84,8 +84,8 @@ def central_client(settings: Settings, client_id: str, *, manual_ack: bool = Fal
         protocol=mqtt.MQTTv5,
         manual_ack=manual_ack,
     )
-    if settings.mqtt_username:
-        client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+    if settings.broker_username:
+        client.username_pw_set(settings.broker_username, settings.mqtt_password)
     if settings.mqtt_tls or settings.mqtt_tls_ca is not None:
         ca = str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca is not None else None
         client.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED)

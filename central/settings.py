@@ -196,6 +196,12 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'central.db').as_posix()}"
 
     @property
+    def broker_username(self) -> str | None:
+        """Central's broker login: ROADWATCH_MQTT_USERNAME, else "central" (the account
+        `central broker-files` writes) once a password is set; none for an open broker."""
+        return self.mqtt_username or ("central" if self.mqtt_password else None)
+
+    @property
     def resolved_evidence_dir(self) -> Path:
         return self.evidence_dir or self.data_dir / "evidence"
 

@@ -23,6 +23,17 @@ from tests.broker import REPO, local_docker_config, mosquitto_process
 pytestmark = pytest.mark.integration
 
 
+def _central_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "ROADWATCH_ENVIRONMENT": "development",
+        "ROADWATCH_DATA_DIR": str(tmp_path / "central"),
+        "ROADWATCH_SECRET_KEY": "x" * 48,
+        "ROADWATCH_MQTT_PASSWORD": "central-secret",
+    }
+
+
 def _cli(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "roadwatch", *args], env=env, capture_output=True, text=True,
@@ -53,14 +64,7 @@ def _client(user: str, password: str, ca: Path, port: int) -> mqtt.Client:
 
 
 def test_registered_nodes_get_broker_logins_limited_to_their_prefix(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "ROADWATCH_ENVIRONMENT": "development",
-        "ROADWATCH_DATA_DIR": str(tmp_path / "central"),
-        "ROADWATCH_SECRET_KEY": "x" * 48,
-        "ROADWATCH_MQTT_PASSWORD": "central-secret",
-    }
+    env = _central_env(tmp_path)
     _cli(env, "central", "migrate")
     logins = {}
     for node in ("node-01", "node-02"):
@@ -119,3 +123,49 @@ def test_broker_files_need_centrals_own_password(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "ROADWATCH_MQTT_PASSWORD" in done.stderr
     assert not (tmp_path / "passwd").exists()
+
+
+def test_broker_files_check_everything_before_writing_and_never_replace_a_ca(
+    tmp_path: Path,
+) -> None:
+    env = _central_env(tmp_path)
+
+    def files(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "roadwatch", "central", "broker-files", *args],
+            env={**env, **extra}, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    out = tmp_path / "broker"
+    refusals = [
+        (["--out", str(out), "--tls-host", ""], {}, "not a host name: ''"),
+        (["--out", str(out)], {"ROADWATCH_MQTT_USERNAME": "cen:tral"}, "broker accounts:"),
+        (["--out", str(tmp_path / "central" / "central.db")], {}, "not a folder"),
+    ]
+    for args, extra, message in refusals:
+        done = files(*args, **extra)
+        assert done.returncode == 2, done.stderr
+        [line] = done.stderr.strip().splitlines()
+        assert message in line, line
+        assert not out.exists() or list(out.iterdir()) == []  # nothing written
+    # A CA without its server certificate (say, copied over by hand) is never replaced.
+    certs = out / "certs"
+    certs.mkdir(parents=True)
+    (certs / "ca.crt").write_text("the CA the nodes trust")
+    done = files("--out", str(out), "--tls-host", "broker.example")
+    assert done.returncode == 2 and "nodes may trust that CA" in done.stderr, done.stderr
+    assert (certs / "ca.crt").read_text() == "the CA the nodes trust"
+    assert not (out / "passwd").exists()
+    # Made once; asked again for another host name, the kept certificate says so.
+    (certs / "ca.crt").unlink()
+    assert files("--out", str(out), "--tls-host", "broker.example").returncode == 0
+    again = files("--out", str(out), "--tls-host", "10.0.0.9")
+    assert again.returncode == 0 and "is for broker.example, not 10.0.0.9" in again.stdout
+
+
+def test_central_logs_in_as_the_account_broker_files_wrote() -> None:
+    from central.settings import Settings
+
+    assert Settings(mqtt_password="pw").broker_username == "central"
+    assert Settings(mqtt_password="pw", mqtt_username="ingest").broker_username == "ingest"
+    assert Settings().broker_username is None  # an open broker: no login
