@@ -217,14 +217,7 @@ def read_document(path: Path) -> dict[str, Any]:
     """A site configuration file as a pushable document: scene and calibration files it
     names (relative to the file) are carried inline; the delivery section is left out
     (it holds the node's own secrets)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    data = _yaml_file(path, "")
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping with site, node, version and cameras")
     data.pop("delivery", None)
@@ -232,25 +225,37 @@ def read_document(path: Path) -> dict[str, Any]:
     if isinstance(cameras, list):
         data["cameras"] = [_inline(path.parent, c) if isinstance(c, dict) else c for c in cameras]
     # JSON round trip: dates and times in the YAML become the strings the contract carries.
-    result: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    try:
+        result: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to be a site configuration") from None
     return result
 
 
 def _inline(base: Path, camera: dict[str, Any]) -> dict[str, Any]:
-    import yaml
-
     out = dict(camera)
     for key in ("scene", "calibration"):
         value = camera.get(key)
         if isinstance(value, str):
             file = Path(value) if Path(value).is_absolute() else base / value
-            try:
-                out[key] = yaml.safe_load(file.read_text(encoding="utf-8"))
-            except OSError as exc:
-                raise UserError(f"cannot read {key} file {file}: {exc.strerror}") from exc
-            except yaml.YAMLError as exc:
-                raise UserError(f"{file}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+            out[key] = _yaml_file(file, f"{key} file ")
     return out
+
+
+def _yaml_file(path: Path, what: str) -> Any:
+    """A YAML file's data; one line naming the file when it cannot be read as YAML."""
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"cannot read {what}{path}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise UserError(f"{what}{path}: not UTF-8 text") from None
+    except RecursionError:
+        raise UserError(f"{what}{path}: nested too deeply") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{what}{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
 
 
 def publish_retained(settings: Settings, topic: str, payload: bytes) -> None:

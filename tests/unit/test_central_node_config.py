@@ -60,3 +60,14 @@ def test_a_site_file_becomes_a_document_with_its_files_inline(tmp_path: Path) ->
     (tmp_path / "list.yaml").write_text("- a\n")
     with pytest.raises(UserError, match="expected a mapping"):
         read_document(tmp_path / "list.yaml")
+    (tmp_path / "latin1.yaml").write_bytes(b"\xff\xfe site: x")
+    with pytest.raises(UserError, match=r"latin1.yaml: not UTF-8 text$"):
+        read_document(tmp_path / "latin1.yaml")
+    (tmp_path / "scene-latin1.yaml").write_text(
+        yaml.safe_dump({**DOC, "cameras": [{**CAM, "scene": "latin1.yaml"}]})
+    )
+    with pytest.raises(UserError, match=r"^scene file .*latin1.yaml: not UTF-8 text$"):
+        read_document(tmp_path / "scene-latin1.yaml")
+    (tmp_path / "deep.yaml").write_text("z: " + "[" * 3000 + "]" * 3000 + "\n")
+    with pytest.raises(UserError, match="nested too deeply"):
+        read_document(tmp_path / "deep.yaml")
