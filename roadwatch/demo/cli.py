@@ -8,6 +8,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from roadwatch import cli_args
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = sub.add_parser(
@@ -18,9 +20,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "vehicles, prints the review UI's address and a running summary. Ctrl-C stops "
         "everything cleanly.",
     )
-    demo.add_argument("--port", type=int, default=8000, help="central's HTTP port (8000)")
+    demo.add_argument("--port", type=cli_args.port, default=8000, help="central's HTTP port (8000)")
     demo.add_argument(
-        "--run-for", type=float, metavar="SECONDS",
+        "--run-for", type=cli_args.seconds, metavar="SECONDS",
         help="stop after this long, drain what is in flight, print a JSON summary last",
     )  # fmt: skip
     demo.add_argument("--workdir", type=Path, help="demo files (default: the checkout's var/demo)")

@@ -49,7 +49,10 @@ def prepare_demo(workdir: Path, data_dir: Path, *, quiet: bool = False) -> DemoA
     )
 
     folder = workdir / "scene"
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--workdir {workdir}: cannot make {folder}: {exc.strerror}") from exc
     spec = demo_spec()
     marker = folder / "scene.json"
     video = folder / f"{spec.name}.mp4"

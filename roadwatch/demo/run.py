@@ -52,6 +52,38 @@ class DemoCounts:
         )
 
 
+RUN_MARK = ".roadwatch-demo-run"  # in every run folder the demo makes
+# What a run leaves in its folder (runs before the mark was written left these alone).
+RUN_ENTRIES = {RUN_MARK, "broker", "central", "outbox", "central.log", "mosquitto.log"}
+
+
+def _fresh_run_dir(run_dir: Path) -> Path:
+    """The run's folder, emptied: the last run's is replaced; a folder holding anything a
+    run does not leave is refused (those files are not the demo's to delete)."""
+    if run_dir.exists():
+        if not run_dir.is_dir():
+            raise UserError(f"{run_dir} is not a folder; move it away or give another --workdir")
+        foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in RUN_ENTRIES)
+        if foreign and not (run_dir / RUN_MARK).is_file():
+            raise UserError(
+                f"{run_dir} holds files the demo did not make ({', '.join(foreign[:3])});"
+                " move them away or give another --workdir"
+            )
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    (run_dir / RUN_MARK).write_text("made by roadwatch demo; replaced by the next run\n")
+    return run_dir
+
+
+def _port_free(port: int) -> None:
+    """Refuse a port another program holds: its answers would be taken for central's."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise UserError(f"port {port} is in use ({exc.strerror}); give another --port") from exc
+
+
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log_file: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -188,11 +220,9 @@ def run_demo(
         # An embedded Python broker cannot stand in: central's ingest needs MQTT 5 shared
         # subscriptions, which the pure-Python brokers do not offer.
         raise UserError("the demo needs Mosquitto (installed by scripts/setup)")
+    _port_free(port)
     assets = prepare_demo(workdir, data_dir)
-    run_dir = workdir / "run"
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
+    run_dir = _fresh_run_dir(workdir / "run")
     broker_port = free_port()
     password = "roadwatch-demo"
     env = {

@@ -53,6 +53,9 @@ def test_bad_values(kind: object, text: str, message: str) -> None:
         ["calibrate", "check", "c.yaml", "--frame", "f.mp4", "--frame-index", "-5", "-o", "x.png"],
         ["edge", "deliver", "--config", "site.yaml", "--stop-timeout", "nan"],
         ["central", "serve", "--port", "99999"],
+        ["demo", "--port", "0"],
+        ["demo", "--run-for", "nan"],
+        ["demo", "--run-for", "-5"],
     ],
 )  # fmt: skip
 def test_the_commands_take_them(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:

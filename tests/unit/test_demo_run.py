@@ -1,0 +1,45 @@
+"""The demo's run folder and port: what it replaces, and what it refuses."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from roadwatch.demo.run import RUN_MARK, _fresh_run_dir, _port_free
+from roadwatch.errors import UserError
+
+
+def test_the_last_runs_folder_is_replaced(tmp_path: Path) -> None:
+    run = _fresh_run_dir(tmp_path / "run")
+    (run / "central.log").write_text("last run")
+    (run / "outbox").mkdir()
+    again = _fresh_run_dir(tmp_path / "run")
+    assert sorted(p.name for p in again.iterdir()) == [RUN_MARK]
+    # A run from before the mark, with only what runs leave, is replaced too.
+    (again / RUN_MARK).unlink()
+    (again / "mosquitto.log").write_text("older run")
+    assert sorted(p.name for p in _fresh_run_dir(again).iterdir()) == [RUN_MARK]
+
+
+def test_a_folder_with_someone_elses_files_is_refused_and_kept(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("precious")
+    with pytest.raises(UserError, match=r"holds files the demo did not make \(notes.txt\)"):
+        _fresh_run_dir(run)
+    assert (run / "notes.txt").read_text() == "precious"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="is not a folder"):
+        _fresh_run_dir(tmp_path / "file")
+
+
+def test_a_port_another_program_holds_is_refused() -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(UserError, match=f"port {port} is in use"):
+            _port_free(port)
+    _port_free(port)  # free again
