@@ -95,6 +95,11 @@ class ConfigStore:
             _write_atomic(folder / calibration_file_name(camera), dump_yaml(calibration).encode())
         return folder
 
+    def discard(self, pushed: PushedConfig, applied: AppliedConfig) -> None:
+        """Drop the files written for a push that was then refused (never the applied's)."""
+        if pushed.digest != applied.digest:
+            shutil.rmtree(self.folder / f"v-{pushed.digest[:24]}", ignore_errors=True)
+
     def save(self, raw: bytes, pushed: PushedConfig) -> None:
         """Keep ``raw`` as the applied push; drop the files of earlier ones."""
         _write_atomic(self.folder / APPLIED_FILE, raw)
@@ -188,6 +193,7 @@ class ConfigApplier:
                 built = self.node.prepare(wanted)
                 self.store.save(raw, pushed)
             except (UserError, OSError, ValueError) as exc:
+                self.store.discard(pushed, self.applied)
                 decision = PushDecision(PushAction.REFUSE, decision.version, f"not usable: {exc}")
             else:
                 self.node.reconfigure(wanted, built)

@@ -236,6 +236,13 @@ def test_a_running_node_applies_a_pushed_config_and_refuses_bad_ones(
         _wait("refusal v5", reported("v2", "not signed by central's config key"))
         raw.publish(config_topic, forged({**other, "node": "node-02"}, key, "node-02"))
         _wait("refusal v5 for node-02", reported("v2", "addressed to"))
+        # A push naming a scene file this node does not have: refused when the node tries it,
+        # and the files written for it are gone again (v2's stay).
+        elsewhere = {**document, "version": "v6"}
+        elsewhere["cameras"] = [{**document["cameras"][0], "scene": "not-on-this-node.yaml"}]
+        raw.publish(config_topic, forged(elsewhere, key))
+        _wait("refusal v6", reported("v2", "config v6 refused: not usable"))
+        assert len(list((node_dir / "pushed").glob("v-*"))) == 1
 
         node.on_tracked(_frame(2))
         assert node.enforcement[CAMERA_ID] is after and node.config.version == "v2"
