@@ -148,7 +148,8 @@ def startup_config(local: SiteConfig, base: Path) -> tuple[SiteConfig, AppliedCo
         base=base,
     )
     if decision.action is not PushAction.APPLY or pushed is None or push is None:
-        why = f"stored config {decision.version} not used: {decision.reason or 'same version'}"
+        stored = decision.version or f"in {store.folder / APPLIED_FILE} (unreadable)"
+        why = f"stored config {stored} not used: {decision.reason or 'same version'}"
         log.warning("%s", why)
         return local, applied, why if decision.action is PushAction.REFUSE else None
     config = effective_config(local, pushed, store.files(pushed), base)
@@ -178,6 +179,10 @@ class ConfigApplier:
 
     def handle(self, raw: bytes) -> PushDecision:
         config = self.node.config
+        if not raw:  # the retained config was cleared: nothing is pushed, nothing refused
+            log.info("the config topic was cleared; %s stays in force", self.applied.version)
+            self.last = PushDecision(PushAction.CLEARED, None, "the config topic was cleared")
+            return self.last
         decision, pushed, push = decide(
             raw,
             site=config.site,

@@ -44,6 +44,7 @@ class PushAction(StrEnum):
     APPLY = "apply"
     SAME = "same"  # the version in force, again (a retained message on reconnect)
     REFUSE = "refuse"
+    CLEARED = "cleared"  # an empty retained message: the topic was cleared, nothing pushed
 
 
 @dataclass(frozen=True, slots=True)

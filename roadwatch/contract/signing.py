@@ -99,7 +99,7 @@ def verify(model: SignedModel, key: Ed25519PublicKey, *, wire: bytes | None = No
     try:
         verify_key.verify(signing_payload(model), raw)
     except BadSignatureError as exc:
-        raise SignatureError("signature does not match the payload and the node key") from exc
+        raise SignatureError("signature does not match the payload and the signer's key") from exc
 
 
 def _signed_part_of_wire(wire: bytes, signature: str) -> bytes | None:

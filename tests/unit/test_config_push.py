@@ -373,3 +373,19 @@ def test_each_camera_switches_at_its_next_frame(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="lanes"):
         node.prepare(config("v5", str(broken)))
     assert node.config.version == "v4"
+
+
+def test_a_cleared_config_topic_is_neither_applied_nor_refused(tmp_path: Path) -> None:
+    from edge.node import EdgeNode
+
+    local = _node_file(tmp_path)
+    (tmp_path / "node.key").write_bytes(private_key_pem(generate_private_key()))
+    node = EdgeNode.from_config(local, model_version="test", config_dir=tmp_path)
+    assert node.config_applier is not None
+    reports: list[tuple[str, str | None]] = []
+    node.config_applier.report = lambda version, error: reports.append((version, error))
+    decision = node.config_applier.handle(b"")  # how a retained message is cleared
+    assert decision.action is PushAction.CLEARED
+    assert reports == [] and node.config.version == "v1"
+    if node.delivery is not None:
+        node.delivery.stop()
