@@ -206,6 +206,10 @@ def decide(
     if version == applied.version:
         if digest == applied.digest:
             return PushDecision(PushAction.SAME, version), None, push
+        if applied.digest is None:  # (the node's own file, which has no push to compare)
+            return refuse(
+                "this version is the node's own file in force; give the push a new version"
+            )
         return refuse("this version is in force with other content")
     if applied.issued_at is not None and push.issued_at < applied.issued_at:
         return refuse(f"issued before the version in force ({applied.version})")

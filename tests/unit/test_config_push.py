@@ -134,7 +134,7 @@ CASES: list[tuple[str, Callable[[], bytes], AppliedConfig, PushAction, str]] = [
      lambda: payload(document(cameras=camera(place="Km 99"))), V2,
      PushAction.REFUSE, "in force with other content"),
     ("the node file's version", lambda: payload(document(version="v1")), V1,
-     PushAction.REFUSE, "in force with other content"),
+     PushAction.REFUSE, "the node's own file in force; give the push a new version"),
     ("issued before the one in force", lambda: payload(), LATER, PushAction.REFUSE,
      "issued before the version in force (v0)"),
     ("another key", lambda: payload(key=OTHER), V1, PushAction.REFUSE,
