@@ -48,15 +48,21 @@ def _dummy_hash() -> str:
 class TokenClaims:
     username: str
     role: Role
+    signed_in_at: float = 0.0  # when the user logged in (a renewed token keeps it)
 
 
-def issue_access_token(username: str, role: Role, key: str, minutes: int) -> str:
+def issue_access_token(
+    username: str, role: Role, key: str, minutes: int, *, signed_in_at: float | None = None
+) -> str:
+    """A signed access token; ``signed_in_at`` (epoch seconds, default now) is carried by
+    every renewal, so a session can be held to a longest length however often renewed."""
     now = datetime.now(UTC)
     claims = {
         "sub": username,
         "role": role.value,
         "iat": now,
         "exp": now + timedelta(minutes=minutes),
+        "auth_time": int(now.timestamp() if signed_in_at is None else signed_in_at),
         "typ": "access",
     }
     return jwt.encode(claims, key, algorithm=ALGORITHM)
@@ -81,7 +87,9 @@ def decode_access_token(token: str, key: str, *, now: float | None = None) -> To
             data = jwt.decode(
                 token, key, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
             )
-            checked = TokenClaims(str(data["sub"]), Role(data["role"])), float(data["exp"])
+            signed_in = float(data.get("auth_time", data.get("iat", 0)))
+            claims_in = TokenClaims(str(data["sub"]), Role(data["role"]), signed_in)
+            checked = claims_in, float(data["exp"])
         except (jwt.PyJWTError, KeyError, ValueError, TypeError):
             return None
         with _checked_tokens_lock:  # request threads add at the same time

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         default="", description="Key that signs access tokens (at least 32 characters)"
     )
     access_token_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
+    session_max_hours: Annotated[float, Field(gt=0, le=7 * 24)] = Field(
+        default=12.0,
+        description="Longest a log-in lasts however often its token is renewed (a shift)",
+    )
     evidence_store: EvidenceStoreKind = Field(
         default=EvidenceStoreKind.FILESYSTEM,
         description="Where evidence blobs live: 'filesystem' (evidence_dir) or 's3'",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, status
@@ -22,6 +23,7 @@ from central.api.deps import (
     RegistryReader,
     SessionDep,
     StateDep,
+    oauth2,
 )
 from central.api.schemas import (
     NO_NUL,
@@ -40,7 +42,13 @@ from central.api.schemas import (
 )
 from central.models import Camera, Node, User, utcnow
 from central.records import append_audit, create_user, register_node
-from central.security import dummy_verify, hash_password, issue_access_token, verify_password
+from central.security import (
+    decode_access_token,
+    dummy_verify,
+    hash_password,
+    issue_access_token,
+    verify_password,
+)
 from central.workflow import Role
 from roadwatch.errors import UserError
 
@@ -75,13 +83,27 @@ def login(
 
 
 @router.post("/auth/refresh", tags=["auth"], summary="A fresh token while signed in")
-def refresh(caller: AnyUser, state: StateDep) -> TokenOut:
+def refresh(
+    caller: AnyUser, state: StateDep, token: Annotated[str | None, Depends(oauth2)]
+) -> TokenOut:
     """A new token for the caller, with the role the user record has now: the web UI asks
     for one before its token runs out, so a reviewer at work is not logged out mid-case,
-    and a changed role takes effect. A disabled user gets 401 like any other call."""
-    minutes = state.settings.access_token_minutes
-    token = issue_access_token(caller.username, caller.role, state.settings.token_key(), minutes)
-    return TokenOut(access_token=token, expires_in=minutes * 60, role=caller.role)
+    and a changed role takes effect. A log-in lasts at most ``session_max_hours`` however
+    often it is renewed (so a token that leaked does not live on); a disabled user gets
+    401 like any other call."""
+    settings = state.settings
+    claims = decode_access_token(token or "", settings.token_key())
+    max_s = settings.session_max_hours * 3600
+    if claims is None or time.time() - claims.signed_in_at > max_s:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            f"signed in more than {settings.session_max_hours:g} h ago: log in again",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    minutes = settings.access_token_minutes
+    fresh = issue_access_token(caller.username, caller.role, settings.token_key(), minutes,
+                               signed_in_at=claims.signed_in_at)  # fmt: skip
+    return TokenOut(access_token=fresh, expires_in=minutes * 60, role=caller.role)
 
 
 @router.get("/auth/me", tags=["auth"], summary="Who am I")

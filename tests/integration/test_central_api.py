@@ -972,6 +972,28 @@ def test_roles_in_tokens_follow_the_user_record(
     assert api.post("/api/v1/auth/refresh", headers=h2).status_code == 401
 
 
+def test_a_renewed_session_still_ends_when_its_log_in_is_too_old(
+    api: TestClient, accounts: dict[str, Account]
+) -> None:
+    import time
+
+    from central.security import decode_access_token
+
+    who = accounts["officer"]
+    signed_in = time.time() - 11 * 3600  # (the default longest session is 12 h)
+    token = issue_access_token(who.username, who.role, SECRET, 15, signed_in_at=signed_in)
+    r = api.post("/api/v1/auth/refresh", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200
+    renewed = decode_access_token(r.json()["access_token"], SECRET)
+    assert renewed is not None and renewed.signed_in_at == int(signed_in)  # carried on
+    stale = issue_access_token(who.username, who.role, SECRET, 15,
+                               signed_in_at=time.time() - 13 * 3600)  # fmt: skip
+    r = api.post("/api/v1/auth/refresh", headers={"Authorization": f"Bearer {stale}"})
+    assert r.status_code == 401 and "log in again" in r.json()["detail"]
+    # (the token itself still works until it expires: only its renewal is refused)
+    assert api.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {stale}"}).is_success
+
+
 def test_migrations_match_the_models(central_db: CentralDb) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
