@@ -53,7 +53,7 @@ class DemoCounts:
 
 
 RUN_MARK = ".roadwatch-demo-run"  # in every run folder the demo makes
-# What a run leaves in its folder (runs before the mark was written left these alone).
+# What a run leaves in its folder; anything else there is someone else's.
 RUN_ENTRIES = {RUN_MARK, "broker", "central", "outbox", "central.log", "mosquitto.log"}
 
 
@@ -64,7 +64,7 @@ def _fresh_run_dir(run_dir: Path) -> Path:
         if not run_dir.is_dir():
             raise UserError(f"{run_dir} is not a folder; move it away or give another --workdir")
         foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in RUN_ENTRIES)
-        if foreign and not (run_dir / RUN_MARK).is_file():
+        if foreign:
             raise UserError(
                 f"{run_dir} holds files the demo did not make ({', '.join(foreign[:3])});"
                 " move them away or give another --workdir"
@@ -78,6 +78,8 @@ def _fresh_run_dir(run_dir: Path) -> Path:
 def _port_free(port: int) -> None:
     """Refuse a port another program holds: its answers would be taken for central's."""
     with socket.socket() as sock:
+        # As the server binds: closed connections waiting out TIME_WAIT do not hold it.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as exc:

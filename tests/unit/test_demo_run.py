@@ -30,9 +30,26 @@ def test_a_folder_with_someone_elses_files_is_refused_and_kept(tmp_path: Path) -
     with pytest.raises(UserError, match=r"holds files the demo did not make \(notes.txt\)"):
         _fresh_run_dir(run)
     assert (run / "notes.txt").read_text() == "precious"
+    (run / RUN_MARK).write_text("a demo run once")  # a demo folder someone added to
+    with pytest.raises(UserError, match="holds files the demo did not make"):
+        _fresh_run_dir(run)
+    assert (run / "notes.txt").read_text() == "precious"
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="is not a folder"):
         _fresh_run_dir(tmp_path / "file")
+
+
+def test_a_port_left_in_time_wait_by_the_last_run_is_free() -> None:
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server closes first: its side waits in TIME_WAIT
+        client.close()
+    _port_free(port)
 
 
 def test_a_port_another_program_holds_is_refused() -> None:
