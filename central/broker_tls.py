@@ -41,15 +41,12 @@ def certificate_hosts(path: Path) -> list[str]:
     return [str(n.value) for n in names]
 
 
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    pem = key.private_bytes(
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
 
 
 FILES = ("ca.crt", "ca.key", "server.crt", "server.key")
@@ -119,9 +116,25 @@ def write_broker_tls(folder: Path, hostnames: list[str], *, days: int = 825) -> 
         .sign(ca_key, hashes.SHA256())
     )
     folder.mkdir(parents=True, exist_ok=True)
-    files = TlsFiles(folder / "ca.crt", folder / "server.crt", folder / "server.key")
-    files.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    files.server_cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(folder / "ca.key", ca_key)
-    _write_key(files.server_key, server_key)
-    return files
+    # All four are written under temporary names first, then renamed into place: an
+    # interrupted run leaves no partial set (which the next run would have to refuse).
+    staged = {
+        "ca.crt": (ca_cert.public_bytes(serialization.Encoding.PEM), 0o644),
+        "server.crt": (server_cert.public_bytes(serialization.Encoding.PEM), 0o644),
+        "ca.key": (_key_pem(ca_key), 0o600),
+        "server.key": (_key_pem(server_key), 0o600),
+    }
+    temporary = []
+    try:
+        for name, (data, mode) in staged.items():
+            tmp = folder / f".{name}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            temporary.append(tmp)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        for name in staged:
+            (folder / f".{name}.tmp").replace(folder / name)
+    finally:
+        for tmp in temporary:
+            tmp.unlink(missing_ok=True)
+    return TlsFiles(folder / "ca.crt", folder / "server.crt", folder / "server.key")

@@ -310,6 +310,8 @@ def _node_add(args: argparse.Namespace) -> int:
 
 
 def _broker_files(args: argparse.Namespace) -> int:
+    from cryptography import x509
+
     from central.broker_acl import (
         BrokerAccount,
         broker_username,
@@ -317,6 +319,7 @@ def _broker_files(args: argparse.Namespace) -> int:
         render_acl,
         render_passwd,
     )
+    from central.broker_tls import FILES as TLS_FILES
     from central.broker_tls import certificate_hosts, write_broker_tls
     from central.db import session_factory, transaction
     from central.records import broker_accounts
@@ -352,9 +355,21 @@ def _broker_files(args: argparse.Namespace) -> int:
         if path.is_dir():
             raise UserError(f"{path} is a folder; it must be the broker's file")
     hosts = list(args.tls_host or [])
-    new_tls = bool(hosts) and not (certs / "server.crt").exists()
-    if hosts and not new_tls:
-        kept = certificate_hosts(certs / "server.crt")
+    if certs.exists() and not certs.is_dir():
+        raise UserError(f"{certs} is not a folder")
+    present = [name for name in TLS_FILES if (certs / name).exists()] if hosts else []
+    new_tls = bool(hosts) and not present
+    if present and "server.crt" not in present:
+        raise UserError(
+            f"{certs} holds {', '.join(present)} but no server.crt (an interrupted run, or"
+            " files put there by hand): nodes may trust that CA, so nothing is replaced;"
+            " complete or move the folder"
+        )
+    if present:
+        try:
+            kept = certificate_hosts(certs / "server.crt")
+        except (OSError, ValueError, x509.ExtensionNotFound) as exc:
+            raise UserError(f"{certs / 'server.crt'}: not a usable certificate ({exc})") from exc
         missing = [h for h in hosts if h not in kept]
         print(f"kept the existing TLS files in {certs}" + (
             f"; its certificate is for {', '.join(kept)}, not {', '.join(missing)}:"
@@ -362,12 +377,18 @@ def _broker_files(args: argparse.Namespace) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
         if new_tls:
-            if certs.exists() and not certs.is_dir():
-                raise UserError(f"{certs} is not a folder")
             files = write_broker_tls(certs, hosts)
             print(f"wrote a private CA and the broker's certificate in {files.ca_cert.parent}")
-        _write_private(out / "passwd", passwd)
-        _write_atomic(out / "acl", acl)
+        # Both files are made in full before either replaces the one in use.
+        staged: list[tuple[Path, Path]] = []
+        try:
+            staged.append(_staged(out / "passwd", passwd, 0o600))
+            staged.append(_staged(out / "acl", acl, 0o644))
+            for tmp, final in staged:
+                tmp.replace(final)
+        finally:
+            for tmp, _final in staged:
+                tmp.unlink(missing_ok=True)
     except ValueError as exc:
         raise UserError(f"--tls-host: {exc}") from exc
     except OSError as exc:
@@ -430,15 +451,21 @@ def _write_private(path: Path, text: str) -> None:
 
 def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     """Write ``path`` whole or not at all (a temporary file renamed over it)."""
+    tmp, final = _staged(path, text, mode)
+    tmp.replace(final)
+
+
+def _staged(path: Path, text: str, mode: int) -> tuple[Path, Path]:
+    """``text`` written in full beside ``path``, to be renamed over it: (temporary, path)."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        tmp.replace(path)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)  # (ours: the open above made it)
         raise
+    return tmp, path
 
 
 def _create_user(args: argparse.Namespace) -> int:

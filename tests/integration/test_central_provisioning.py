@@ -153,9 +153,20 @@ def test_broker_files_check_everything_before_writing_and_never_replace_a_ca(
     certs.mkdir(parents=True)
     (certs / "ca.crt").write_text("the CA the nodes trust")
     done = files("--out", str(out), "--tls-host", "broker.example")
-    assert done.returncode == 2 and "nodes may trust that CA" in done.stderr, done.stderr
+    assert done.returncode == 2 and "but no server.crt" in done.stderr, done.stderr
     assert (certs / "ca.crt").read_text() == "the CA the nodes trust"
     assert not (out / "passwd").exists()
+    # A kept certificate that is not one: one line, nothing written.
+    (certs / "server.crt").write_text("not a certificate")
+    done = files("--out", str(out), "--tls-host", "broker.example")
+    assert done.returncode == 2 and "not a usable certificate" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not (out / "passwd").exists()
+    (certs / "server.crt").unlink()
+    # passwd and acl change together: an acl that cannot be written leaves passwd as it was.
+    (out / "acl.tmp").mkdir()
+    done = files("--out", str(out))
+    assert done.returncode == 2 and not (out / "passwd").exists(), done.stderr
+    (out / "acl.tmp").rmdir()
     # Made once; asked again for another host name, the kept certificate says so.
     (certs / "ca.crt").unlink()
     assert files("--out", str(out), "--tls-host", "broker.example").returncode == 0
