@@ -303,6 +303,7 @@ class CameraEnforcement:
                 log.warning("camera %s: frames are %dx%d again; enforcing", self.camera,
                             width, height)  # fmt: skip
                 self.size_mismatch = None
+                self._start_over()
             return True
         reason = (
             f"frames are {width}x{height} but the scene is drawn for {size.width}x{size.height}"
@@ -311,6 +312,14 @@ class CameraEnforcement:
             log.error("camera %s: %s; nothing is enforced", self.camera, reason)
             self.size_mismatch = reason
         return False
+
+    def _start_over(self) -> None:
+        """Forget the tracks, rule states and lamp phases from before a gap in what was
+        seen: a track's last point or a red phase from before it must not decide a case
+        after it (lamps read unknown until they are seen again)."""
+        self.rules = RuleSet(self.geometry)
+        self.signals = {h.id: SignalState(h.id, self.scene.lamp) for h in self.scene.signal_heads}
+        self._tracks.clear()
 
     def _take_reference(self, frame: Frame, mono_s: float, bounds: IntegrityBounds) -> None:
         """The guard's reference view from this frame; without enough of the scene in it,

@@ -38,6 +38,7 @@ def write_key_pair(prefix: Path, kind: str = "node key") -> KeyPairFiles:
         fd = os.open(paths.private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
         raise UserError(f"cannot write {paths.private}: {exc.strerror}") from exc
+    public_made = False
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(private_key_pem(key))
@@ -45,10 +46,13 @@ def write_key_pair(prefix: Path, kind: str = "node key") -> KeyPairFiles:
             os.fsync(fh.fileno())
         paths.private.chmod(0o600)  # in case the umask narrowed or widened the bits
         fd = os.open(paths.public, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        public_made = True
         with os.fdopen(fd, "wb") as fh:
             fh.write(public_key_pem(key.public_key()))
     except OSError as exc:
         paths.private.unlink(missing_ok=True)
+        if public_made:  # (a half-written one would block the next try)
+            paths.public.unlink(missing_ok=True)
         if isinstance(exc, FileExistsError):
             raise UserError(f"{paths.public} appeared while writing; nothing written") from exc
         raise UserError(f"cannot write the key pair at {prefix}: {exc.strerror}") from exc

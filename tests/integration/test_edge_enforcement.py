@@ -428,17 +428,20 @@ def test_frames_of_another_size_than_the_scene_pause_enforcement_until_they_fit(
     caplog.set_level("INFO", logger="edge.enforcement")
     t0 = datetime.now(UTC)
     for i in range(30):
-        image = small if i < 20 else road
+        image = small if 5 <= i < 25 else road
         frame = Frame(CAMERA_ID, i, 100.0 + i / 10, t0 + timedelta(seconds=i / 10), image)
         node.on_tracked(TrackedFrame(frame, tracks))
-        if i == 19:
+        if i == 24:
             reason = f"frames are {width // 2}x{height // 2} but the scene is drawn for"
             assert not camera.enforcing
             state, why = camera.health_override() or (None, "")
             assert state is not None and state.value == "paused" and reason in why
-            assert camera.counters.paused_frames == 20 and not camera._tracks
+            assert camera.counters.paused_frames == 20
+            assert len(camera._tracks[7].boxes) == 5  # nothing added while paused
     assert camera.enforcing and camera.health_override() is None
     assert camera.counters.paused_frames == 20 and list(camera._tracks) == [7]
+    # What was known before the gap is not carried across it: the track starts again.
+    assert len(camera._tracks[7].boxes) == 5  # only what was seen after the gap
     node.finish()
     said = [r.getMessage() for r in caplog.records if "frames are" in r.getMessage()]
     assert len(said) == 2 and "nothing is enforced" in said[0] and "again" in said[1]

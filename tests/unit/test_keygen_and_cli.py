@@ -112,3 +112,19 @@ def test_config_keygen_writes_the_configured_file_even_beside_a_folder_of_its_na
     capsys.readouterr()
     assert main(["central", "config", "keygen"]) == 2
     assert "refusing to overwrite a config-signing key" in capsys.readouterr().err
+
+
+def test_keygen_leaves_neither_file_when_the_public_key_breaks_off_midway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from edge import identity
+
+    def disk_full(_key: Any) -> bytes:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(identity, "public_key_pem", disk_full)
+    with pytest.raises(UserError, match="No space left on device"):
+        identity.write_key_pair(tmp_path / "n1")
+    assert list(tmp_path.iterdir()) == []  # so the next try is not refused
