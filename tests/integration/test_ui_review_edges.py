@@ -240,3 +240,22 @@ def test_a_page_that_fails_says_so_and_a_changed_role_is_picked_up(
         r = ui_server.call("admin", "PATCH", f"/api/v1/users/{who}", json={"role": "officer"})
         assert r.status_code == 200
     page.context.close()
+
+
+def test_crops_zoom_from_the_keyboard_and_a_backwards_range_is_said(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    vid = ui_server.add_case(camera="ql13-km22")
+    page = open_page(browser, errors, ui_server, "supervisor")
+    page.goto(f"{ui_server.url}/ui/#/case/{vid}")
+    box = page.locator("#crop-plate_crop .crop-box")
+    expect(box.locator("img")).to_be_visible()
+    box.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#crop-plate_crop output")).to_have_text("2×")
+    page.keyboard.press(" ")
+    expect(page.locator("#crop-plate_crop output")).to_have_text("4×")
+    page.goto(f"{ui_server.url}/ui/#/stats?from=2026-11-20&to=2026-11-10")
+    expect(page.locator("#stats-range")).to_contain_text("Ngày bắt đầu sau ngày kết thúc")
+    page.context.close()
+    clear(ui_server, vid)

@@ -669,7 +669,7 @@
   function cropFigure(c, e) {
     const which = t(`case.${e.role}`);
     const img = h("img", { alt: t("case.crop_alt", { which, id: c.id }), class: "crop-img" });
-    const box = h("div", { class: "crop-box", tabindex: "0", "aria-label": t("case.crop_alt", { which, id: c.id }) }, img);
+    const box = h("div", { class: "crop-box", role: "button", tabindex: "0", "aria-label": t("case.crop_alt", { which, id: c.id }) }, img);
     const zoom = h("input", {
       type: "range", min: "1", max: "8", step: "1", value: String(S.page.zoom[e.role]),
       id: `zoom-${e.role}`, "aria-label": t("case.zoom", { which }),
@@ -687,7 +687,15 @@
     } else {
       box.replaceChildren(evidenceMissing(e));
     }
-    box.addEventListener("click", () => setZoom(e.role, zoomState[e.role] >= 8 ? 1 : zoomState[e.role] * 2));
+    const zoomStep = () => setZoom(e.role, zoomState[e.role] >= 8 ? 1 : zoomState[e.role] * 2);
+    box.addEventListener("click", zoomStep);
+    box.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" || ev.key === " ") {
+        ev.preventDefault();
+        ev.stopPropagation(); // (not also the page's own keys)
+        zoomStep();
+      }
+    });
     return fig;
   }
 
@@ -1179,9 +1187,11 @@
     } }, field("s-from", t("stats.from"), fromIn), field("s-to", t("stats.to"), toIn),
     h("div", { class: "filter-buttons" }, h("button", { type: "submit", class: "primary" }, t("stats.apply"))));
     const days = fillDays(from, to, byDay.counts);
+    const backwards = from > to; // (ISO dates compare as text)
     main().replaceChildren(
       h("div", { class: "page-head" }, h("h1", {}, t("stats.title")), h("p", { class: "muted" }, t("stats.days_utc"))),
       form,
+      backwards ? h("p", { class: "field-error", id: "stats-range", role: "alert" }, t("stats.backwards")) : null,
       h("div", { class: "charts" },
         hBarChart("chart-type", t("stats.by_type"), byType.counts.map((c) => ({ label: t(`type.${c.key}`), value: c.count }))),
         hBarChart("chart-camera", t("stats.by_camera"), byCamera.counts.map((c) => ({ label: c.key, value: c.count }))),
