@@ -445,16 +445,6 @@ def _config_push(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_private(path: Path, text: str) -> None:
-    _write_atomic(path, text, mode=0o600)
-
-
-def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``path`` whole or not at all (a temporary file renamed over it)."""
-    tmp, final = _staged(path, text, mode)
-    tmp.replace(final)
-
-
 def _staged(path: Path, text: str, mode: int) -> tuple[Path, Path]:
     """``text`` written in full beside ``path``, to be renamed over it: (temporary, path)."""
     tmp = path.with_name(path.name + ".tmp")
@@ -472,14 +462,14 @@ def _create_user(args: argparse.Namespace) -> int:
     import getpass
     import re
 
-    from central.api.schemas import MAX_FULL_NAME
+    from central.api.schemas import MAX_FULL_NAME, USERNAME_PATTERN
     from central.db import session_factory, transaction
     from central.records import append_audit, create_user
     from central.security import MIN_PASSWORD
     from central.workflow import Role
     from roadwatch.errors import UserError
 
-    if not re.match(r"^[a-z0-9][a-z0-9_.-]{2,63}$", args.username):
+    if not re.match(USERNAME_PATTERN, args.username):
         raise UserError("user name: 3-64 of a-z, 0-9, '.', '_' or '-'")
     if len(args.full_name) > MAX_FULL_NAME or "\x00" in args.full_name:
         raise UserError(f"--full-name: at most {MAX_FULL_NAME} characters, no NUL")

@@ -131,10 +131,10 @@ class CameraEnforcement:
         self.projector = projector
         to_world = image_to_world(projector) if projector is not None else None
         self.geometry = SceneGeometry(scene, to_world)
-        self.rules = RuleSet(self.geometry)
+        self._tracks: dict[int, _Track] = {}
+        self._start_over()  # the rules and the lamps' states, no tracks yet
         for rule, why in self.rules.unavailable.items():
             log.info("camera %s: rule %s is off: %s", camera, rule.value, why)
-        self.signals = {h.id: SignalState(h.id, scene.lamp) for h in scene.signal_heads}
         self._lamp_heads = [h for h in scene.signal_heads if h.lamps() is not None]
         self._lamp_regions = [(h, _clamped(lamp_region(h))) for h in self._lamp_heads]
         self.ring = ring
@@ -155,7 +155,6 @@ class CameraEnforcement:
         self.traffic = TrafficAggregator(
             site=site, node=node, camera=camera, lanes=[lane.id for lane in scene.lanes]
         )
-        self._tracks: dict[int, _Track] = {}
         self._pending: list[_Pending] = []
         # Evidence being built by ``build_pool`` (live runs): the pipeline thread only
         # hands the work over and collects what is done at its next frames.
@@ -314,9 +313,9 @@ class CameraEnforcement:
         return False
 
     def _start_over(self) -> None:
-        """Forget the tracks, rule states and lamp phases from before a gap in what was
-        seen: a track's last point or a red phase from before it must not decide a case
-        after it (lamps read unknown until they are seen again)."""
+        """No tracks, fresh rule states, lamps unknown until seen: at the start, and after a
+        gap in what was seen, so a track's last point or a red phase from before the gap
+        cannot decide a case after it."""
         self.rules = RuleSet(self.geometry)
         self.signals = {h.id: SignalState(h.id, self.scene.lamp) for h in self.scene.signal_heads}
         self._tracks.clear()

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import ColumnElement, case, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from central.api.cases import Ident, IsoTime, Limit, Offset, _aware, audit_out, summary
+from central.api.cases import Ident, IsoTime, Limit, Offset, audit_out, summary
 from central.api.deps import PROTECTED, AnyUser, Manager, SessionDep, StateDep
 from central.api.schemas import (
     NO_NUL,
@@ -105,9 +105,9 @@ def violation_stats(
     if camera:
         stmt = stmt.where(Violation.camera == camera)
     if occurred_from is not None:
-        stmt = stmt.where(Violation.occurred_at >= _aware(occurred_from))
+        stmt = stmt.where(Violation.occurred_at >= occurred_from)
     if occurred_to is not None:
-        stmt = stmt.where(Violation.occurred_at < _aware(occurred_to))
+        stmt = stmt.where(Violation.occurred_at < occurred_to)
     rows = session.execute(stmt.group_by(literal_column("k")).order_by(literal_column("k"))).all()
     counts = [CountOut(key=str(k), count=n) for k, n in rows]
     return ViolationStats(by=by, total=sum(c.count for c in counts), counts=counts)
@@ -142,9 +142,9 @@ def traffic_flow(
     if camera:
         stmt = stmt.where(TrafficMinute.camera == camera)
     if minute_from is not None:
-        stmt = stmt.where(TrafficMinute.minute_start >= _aware(minute_from))
+        stmt = stmt.where(TrafficMinute.minute_start >= minute_from)
     if minute_to is not None:
-        stmt = stmt.where(TrafficMinute.minute_start < _aware(minute_to))
+        stmt = stmt.where(TrafficMinute.minute_start < minute_to)
     stmt = stmt.group_by(literal_column("b"), TrafficMinute.camera).order_by(
         literal_column("b"), TrafficMinute.camera
     )
@@ -289,7 +289,7 @@ async def feed(
 
     def start() -> _FeedCursor:
         with sessions() as s:
-            return _feed_start(s, after_id, _aware(since) if since else None)
+            return _feed_start(s, after_id, since)
 
     def poll(cursor: _FeedCursor) -> list[tuple[str, dict[str, Any]]]:
         with sessions() as s:

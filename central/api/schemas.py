@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from central.workflow import Action, DeadlineState, Role, Status
 from roadwatch.contract.models import EventId
 
-Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{2,63}$")]
+USERNAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{2,63}$"
+Username = Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]
 Password = Annotated[str, StringConstraints(min_length=10, max_length=256)]
 # Free text must not hold a NUL character: PostgreSQL text cannot store one.
 NO_NUL = r"^[^\x00]*$"

@@ -19,7 +19,6 @@ from central.api.cases import (
     Limit,
     Offset,
     ViolationId,
-    _aware,
     _get,
     audit_out,
     case_of,
@@ -71,9 +70,9 @@ def ui_queue(
     if type is not None:
         stmt = stmt.where(Violation.type == type.value)
     if occurred_from is not None:
-        stmt = stmt.where(Violation.occurred_at >= _aware(occurred_from))
+        stmt = stmt.where(Violation.occurred_at >= occurred_from)
     if occurred_to is not None:
-        stmt = stmt.where(Violation.occurred_at < _aware(occurred_to))
+        stmt = stmt.where(Violation.occurred_at < occurred_to)
     stmt = stmt.order_by(Violation.occurred_at, Violation.id)
     return queue_page(session, stmt, state.policy, limit, offset)
 

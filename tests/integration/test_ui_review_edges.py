@@ -55,6 +55,15 @@ def open_page(browser: Any, errors: PageErrors, server: UiServer, who: str, tz: 
     return page
 
 
+def open_new_case(browser: Any, errors: PageErrors, server: UiServer, who: str) -> tuple[int, Any]:
+    """A new case, open in a page of ``who``'s: (its id, the page)."""
+    vid = server.add_case(camera="ql13-km22")
+    page = open_page(browser, errors, server, who)
+    page.goto(f"{server.url}/ui/#/case/{vid}")
+    expect(page.get_by_role("heading", name=f"Hồ sơ #{vid}")).to_be_visible()
+    return vid, page
+
+
 def act(server: UiServer, who: str, vid: int, *actions: dict[str, Any]) -> None:
     """Take ``actions`` on case ``vid`` through the API, each at the case's version."""
     if who not in TOKENS:  # (a log-in verifies an argon2 hash: slow on purpose)
@@ -178,10 +187,7 @@ def set_session(page: Any, change: str) -> None:
 def test_a_session_is_renewed_at_work_and_an_ended_one_returns_to_the_case(
     browser: Any, ui_server: UiServer, errors: PageErrors
 ) -> None:
-    vid = ui_server.add_case(camera="ql13-km22")
-    page = open_page(browser, errors, ui_server, "officer")
-    page.goto(f"{ui_server.url}/ui/#/case/{vid}")
-    expect(page.get_by_role("heading", name=f"Hồ sơ #{vid}")).to_be_visible()
+    vid, page = open_new_case(browser, errors, ui_server, "officer")
     # Nearly run out: the next call renews the token first (a token of a full hour).
     set_session(page, "s.expiresAt = Date.now() + 60000")
     page.reload()
@@ -245,9 +251,7 @@ def test_a_page_that_fails_says_so_and_a_changed_role_is_picked_up(
 def test_crops_zoom_from_the_keyboard_and_a_backwards_range_is_said(
     browser: Any, ui_server: UiServer, errors: PageErrors
 ) -> None:
-    vid = ui_server.add_case(camera="ql13-km22")
-    page = open_page(browser, errors, ui_server, "supervisor")
-    page.goto(f"{ui_server.url}/ui/#/case/{vid}")
+    vid, page = open_new_case(browser, errors, ui_server, "supervisor")
     box = page.locator("#crop-plate_crop .crop-box")
     expect(box.locator("img")).to_be_visible()
     box.focus()
