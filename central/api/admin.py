@@ -389,7 +389,7 @@ def update_camera(
     cam = session.get(Camera, camera_id)
     if cam is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id}")
-    changes = body.model_dump(exclude_none=True)
+    changes = {k: v for k, v in body.changes().items() if getattr(cam, k) != v}
     if changes:  # (a request that changes nothing leaves no audit entry)
         for key, value in changes.items():
             setattr(cam, key, value)

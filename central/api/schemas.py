@@ -160,6 +160,9 @@ class CameraOut(BaseModel):
     updated_at: datetime
 
 
+CameraText = Annotated[str, StringConstraints(max_length=128, pattern=NO_NUL)]
+
+
 class CameraUpdate(Strict):
     model_config = ConfigDict(
         extra="forbid",
@@ -174,10 +177,20 @@ class CameraUpdate(Strict):
             ]
         },
     )
-    name: Annotated[str, StringConstraints(max_length=128, pattern=NO_NUL)] | None = None
-    place: Annotated[str, StringConstraints(max_length=128, pattern=NO_NUL)] | None = None
-    latitude: Annotated[float, Field(ge=-90, le=90)] | None = None
-    longitude: Annotated[float, Field(ge=-180, le=180)] | None = None
+    name: CameraText | None = Field(None, description='Absent: unchanged; null or "" clears it')
+    place: CameraText | None = Field(None, description='Absent: unchanged; null or "" clears it')
+    latitude: Annotated[float, Field(ge=-90, le=90)] | None = Field(
+        None, description="Absent: unchanged; null clears it (the map needs both)"
+    )
+    longitude: Annotated[float, Field(ge=-180, le=180)] | None = Field(
+        None, description="Absent: unchanged; null clears it (the map needs both)"
+    )
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the request sent, by name: null clears a field, a text to ""."""
+        cleared: dict[str, Any] = {"name": "", "place": ""}
+        sent = {name: getattr(self, name) for name in sorted(self.model_fields_set)}
+        return {k: cleared.get(k) if v is None else v for k, v in sent.items()}
 
 
 class DeadlineOut(BaseModel):

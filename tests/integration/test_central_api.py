@@ -760,13 +760,29 @@ def test_registry_status_geojson_and_feed(
     )
     sup = accounts["supervisor"].headers
     trail = api.get("/api/v1/audit", headers=sup).json()
-    nothing = api.patch(f"/api/v1/cameras/{cams[0]['id']}", headers=sup, json={"name": None})
+    same = {"place": "QL13 Km 22+300", "latitude": 10.9046, "longitude": 106.7047}
+    nothing = api.patch(f"/api/v1/cameras/{cams[0]['id']}", headers=sup, json=same)
     assert nothing.status_code == 200 and nothing.json()["place"] == "QL13 Km 22+300"
     assert api.get("/api/v1/audit", headers=sup).json() == trail  # no entry for no change
     geo = api.get("/api/v1/cameras.geojson", headers=ioc)
     assert geo.headers["content-type"].startswith("application/geo+json")
     feature = next(f for f in geo.json()["features"] if f["id"] == cams[0]["id"])
     assert feature["geometry"] == {"type": "Point", "coordinates": [106.7047, 10.9046]}
+    # A position put in by mistake can be taken out again.
+    cleared = api.patch(
+        f"/api/v1/cameras/{cams[0]['id']}",
+        headers=sup,
+        json={"latitude": None, "longitude": None, "name": None},
+    )
+    assert cleared.status_code == 200
+    assert (cleared.json()["latitude"], cleared.json()["longitude"]) == (None, None)
+    assert cleared.json()["place"] == "QL13 Km 22+300" and cleared.json()["name"] == ""
+    geo = api.get("/api/v1/cameras.geojson", headers=ioc).json()
+    assert cams[0]["id"] not in [f["id"] for f in geo["features"] if f["geometry"] is not None]
+    [last] = api.get("/api/v1/audit", headers=sup, params={"limit": 1}).json()
+    assert last["action"] == "camera_update"
+    # (its name was never set: clearing it is no change, so the entry leaves it out)
+    assert last["detail"] == {"camera_id": cams[0]["id"], "latitude": None, "longitude": None}
 
     # Live feed, replayed from a point in time: a new violation, then the node's last will
     # turning its camera offline.
