@@ -117,7 +117,35 @@ def read_camera_files(config: SiteConfig, at: datetime) -> dict[str, CameraFiles
         if config.integrity.enabled and cam.reference_view is not None:
             reference = _reference_view(cam.reference_view)
         out[cam.id] = CameraFiles(scene, projector, reference)
+    for cam in config.cameras:
+        if cam.enabled and cam.scene is None:
+            _warn_unused_files(cam, at)
     return out
+
+
+def _warn_unused_files(cam: CameraConfig, at: datetime) -> None:
+    """Say that a camera without a scene ignores its calibration and reference view (only
+    the scene's rules use them), and what is wrong with the calibration, so that a broken
+    file is known before a scene is added."""
+    if cam.calibration is not None:
+        try:
+            require_calibration(load_calibration(cam.calibration), cam.id, at)
+            problem = ""
+        except UserError as exc:
+            problem = f"; it cannot be used as it is: {exc}"
+        log.warning(
+            "camera %s has a calibration (%s) but no scene: no rules run, so it is not used%s",
+            cam.id,
+            cam.calibration,
+            problem,
+        )
+    if cam.reference_view is not None:
+        log.warning(
+            "camera %s has a reference view (%s) but no scene: the integrity guard watches"
+            " only cameras whose rules run",
+            cam.id,
+            cam.reference_view,
+        )
 
 
 def _enforced(config: SiteConfig) -> list[CameraConfig]:
