@@ -87,11 +87,25 @@ MAX_REASON = 2000
 
 
 class WorkflowError(ValueError):
-    """A command that the case, the role or the policy does not allow."""
+    """A command that the case, the role or the policy does not allow: ``code`` names the
+    refusal (the review page words it in the reviewer's language), ``params`` its values."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, **params: str | int) -> None:
         super().__init__(message)
         self.code = code
+        self.params = params
+
+
+# Every code ``decide`` refuses with.
+WORKFLOW_REFUSALS = (
+    "forbidden",
+    "invalid_transition",
+    "not_reviewer",
+    "invalid_plate",
+    "reason_required",
+    "reason_too_long",
+    "two_person_rule",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +156,19 @@ def decide(case: Case, command: Command, actor: Actor, now: datetime, policy: Po
     """The case after ``command`` by ``actor``; raises WorkflowError when not allowed."""
     action = command.action
     if actor.role not in ALLOWED_ROLES[action]:
-        raise WorkflowError("forbidden", f"role '{actor.role.value}' may not {action.value}")
+        raise WorkflowError(
+            "forbidden",
+            f"role '{actor.role.value}' may not {action.value}",
+            role=actor.role.value,
+            action=action.value,
+        )
     target = TRANSITIONS.get((case.status, action))
     if target is None:
         raise WorkflowError(
             "invalid_transition",
             f"cannot {action.value} a case that is {case.status.value}",
+            action=action.value,
+            status=case.status.value,
         )
     if (
         case.status is Status.IN_REVIEW
@@ -155,7 +176,9 @@ def decide(case: Case, command: Command, actor: Actor, now: datetime, policy: Po
         and actor.role is not Role.SUPERVISOR
     ):
         raise WorkflowError(
-            "not_reviewer", f"case is being reviewed by '{case.reviewer}', not by you"
+            "not_reviewer",
+            f"case is being reviewed by '{case.reviewer}', not by you",
+            user=case.reviewer or "",
         )
     if action is Action.START_REVIEW:
         return replace(case, status=target, reviewer=actor.username)
@@ -175,7 +198,9 @@ def decide(case: Case, command: Command, actor: Actor, now: datetime, policy: Po
         if not reason:
             raise WorkflowError("reason_required", "a reason is required to reject a case")
         if len(reason) > MAX_REASON:
-            raise WorkflowError("reason_too_long", f"reason is longer than {MAX_REASON}")
+            raise WorkflowError(
+                "reason_too_long", f"reason is longer than {MAX_REASON}", max=MAX_REASON
+            )
         return replace(case, status=target, decided_at=now, reject_reason=reason)
     if action is Action.ISSUE_NOTICE:
         if policy.two_person_rule and case.confirmed_by == actor.username:

@@ -20,6 +20,7 @@ from central.api.deps import (
     Admin,
     AnyUser,
     Manager,
+    Refusal,
     RegistryReader,
     SessionDep,
     StateDep,
@@ -127,8 +128,10 @@ def add_user(caller: Admin, session: SessionDep, body: UserCreate) -> UserOut:
             role=Role(body.role),
             full_name=body.full_name,
         )
-    except UserError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except UserError as exc:  # (the API names no node role: the name is taken)
+        raise Refusal(
+            status.HTTP_409_CONFLICT, "user_exists", str(exc), user=body.username
+        ) from exc
     append_audit(
         session,
         actor=caller.username,
@@ -187,9 +190,11 @@ def _keep_an_admin(session: Session, user: User) -> None:
         select(User.id).where(User.role == Role.ADMIN.value, User.active).with_for_update()
     ).all()
     if not any(a != user.id for a in admins):
-        raise HTTPException(
+        raise Refusal(
             status.HTTP_409_CONFLICT,
+            "last_admin",
             f"{user.username!r} is the last active admin: make another user admin first",
+            user=user.username,
         )
 
 

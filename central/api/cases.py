@@ -20,6 +20,7 @@ from central.api.deps import (
     PROTECTED,
     AnyUser,
     CaseReader,
+    Refusal,
     Reviewer,
     SessionDep,
     StateDep,
@@ -366,10 +367,12 @@ def review(
 ) -> ViolationDetail:
     v = _get(session, violation_id)
     if v.version != body.version:
-        raise HTTPException(
+        raise Refusal(
             status.HTTP_409_CONFLICT,
+            "changed",
             f"case {violation_id} was changed by someone else (now version {v.version}, "
             f"you decided on version {body.version}); reload it and decide again",
+            id=violation_id,
         )
     before = Status(v.status)
     try:
@@ -382,7 +385,7 @@ def review(
         )
     except WorkflowError as exc:
         code = WORKFLOW_ERRORS.get(exc.code, status.HTTP_422_UNPROCESSABLE_CONTENT)
-        raise HTTPException(code, str(exc)) from exc
+        raise Refusal(code, exc.code, str(exc), **exc.params) from exc
     for name in (
         "status",
         "plate_corrected",
@@ -419,9 +422,11 @@ def review(
         session.commit()
     except StaleDataError as exc:
         session.rollback()
-        raise HTTPException(
+        raise Refusal(
             status.HTTP_409_CONFLICT,
+            "changed",
             f"case {violation_id} was decided by someone else a moment ago; reload it",
+            id=violation_id,
         ) from exc
     return detail(session, v, state.policy)
 

@@ -18,7 +18,7 @@ from central.models import Node, User
 from central.records import node_for_token
 from central.security import NODE_TOKEN_PREFIX, decode_access_token
 from central.settings import Settings
-from central.workflow import Policy, Role
+from central.workflow import WORKFLOW_REFUSALS, Policy, Role
 
 TOKEN_URL = "/api/v1/auth/token"
 PROTECTED: dict[int | str, dict[str, Any]] = {
@@ -83,6 +83,21 @@ async def db_session(state: StateDep, request: Request) -> AsyncIterator[Session
 
 
 SessionDep = Annotated[Session, Depends(db_session)]
+
+
+# The refusals a client can word in its user's language: the workflow's and these.
+REFUSALS = (*WORKFLOW_REFUSALS, "changed", "last_admin", "user_exists")
+
+
+class Refusal(HTTPException):
+    """A request refused for a reason a client can word in its user's language: the body
+    carries ``code`` (one of ``REFUSALS``) and ``params`` beside the English ``detail``."""
+
+    def __init__(self, status_code: int, code: str, detail: str, **params: str | int) -> None:
+        assert code in REFUSALS, code
+        super().__init__(status_code, detail)
+        self.code = code
+        self.params = params
 
 
 def _unauthorized(detail: str) -> HTTPException:

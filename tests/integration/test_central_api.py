@@ -4,6 +4,8 @@ search, statistics, the registry, evidence upload and the live feed."""
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +20,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
 
+from central.api.deps import REFUSALS
 from central.app import create_app
 from central.db import read_session_factory, session_factory, transaction
 from central.intake import Message
@@ -27,7 +30,18 @@ from central.node_config import publish_retained
 from central.records import KeyCache, create_user, record_batch
 from central.security import issue_access_token
 from central.settings import Settings
-from central.workflow import Role
+from central.ui.routes import STATIC
+from central.workflow import (
+    Action,
+    Actor,
+    Case,
+    Command,
+    Policy,
+    Role,
+    Status,
+    WorkflowError,
+    decide,
+)
 from edge.identity import write_key_pair
 from roadwatch.contract import (
     CameraHealth,
@@ -315,6 +329,69 @@ def test_invalid_actions_change_nothing(
     # a reason is all it takes
     r = _act(api, officer, vid, "reject", 2, reason="Xe ưu tiên đang làm nhiệm vụ")
     assert r.status_code == 200 and r.json()["reject_reason"].startswith("Xe ưu tiên")
+
+
+def _worded(r: httpx.Response) -> str:
+    """The code of a refusal, checked to carry every value the review page's words for
+    it use, in both languages."""
+    body = r.json()
+    code, params = body["code"], body["params"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    for lang in ("vi", "en"):
+        words = json.loads((STATIC / "i18n" / f"{lang}.json").read_text("utf-8"))
+        assert set(re.findall(r"\{(\w+)\}", words[f"error.{code}"])) <= set(params), (lang, body)
+    return str(code)
+
+
+def test_each_refusal_is_named_so_the_review_page_can_word_it(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """A refused review carries a code from ``REFUSALS`` and the values its message needs,
+    beside the English detail: the page shows it in the reviewer's language."""
+    node = make_node()
+    [vid, other] = store_events(central_db, node, [signed_event(node), signed_event(node)])
+    officer, officer2, sup = accounts["officer"], accounts["officer2"], accounts["supervisor"]
+    refused = [
+        (_act(api, officer, vid, "confirm", 1), 409),
+        (_act(api, officer, vid, "issue_notice", 1), 403),
+        (_act(api, officer, vid, "start_review", 2), 409),
+    ]
+    assert _act(api, officer, vid, "start_review", 1).status_code == 200
+    refused += [
+        (_act(api, officer, vid, "reject", 2, reason="  "), 422),
+        (_act(api, officer, vid, "correct_plate", 2, plate="<b>51F</b>"), 422),
+        (_act(api, officer2, vid, "confirm", 2), 409),
+    ]
+    for version, action in enumerate(("start_review", "confirm"), start=1):
+        assert _act(api, sup, other, action, version).status_code == 200
+    refused.append((_act(api, sup, other, "issue_notice", 3), 403))
+    assert [r.status_code for r, _ in refused] == [status for _, status in refused]
+    codes = [_worded(r) for r, _ in refused]
+    assert codes == [
+        "invalid_transition",
+        "forbidden",
+        "changed",
+        "reason_required",
+        "invalid_plate",
+        "not_reviewer",
+        "two_person_rule",
+    ]
+    assert refused[1][0].json()["params"] == {"role": "officer", "action": "issue_notice"}
+    # The API's schema keeps reasons to the workflow's limit; the workflow says it too.
+    with pytest.raises(WorkflowError) as err:
+        decide(
+            Case(Status.IN_REVIEW, T0, reviewer="an"),
+            Command(Action.REJECT, reason="x" * 2001),
+            Actor("an", Role.OFFICER),
+            T0,
+            Policy(),
+        )
+    assert err.value.code == "reason_too_long" and err.value.params == {"max": 2000}
+    # The rest are the admin's: see test_the_last_active_admin_stays_one.
+    assert set(REFUSALS) - set(codes) == {"reason_too_long", "last_admin", "user_exists"}
 
 
 def test_hostile_text_numbers_and_times_are_refused_and_change_nothing(
@@ -1070,11 +1147,14 @@ def test_the_last_active_admin_stays_one(empty_central: tuple[TestClient, Centra
     for change in ({"role": "officer"}, {"active": False}, {"role": "ioc", "active": True}):
         r = api.patch("/api/v1/users/admin.one", headers=one, json=change)
         assert r.status_code == 409 and "last active admin" in r.text, change
+        assert _worded(r) == "last_admin" and r.json()["params"] == {"user": "admin.one"}
     trail = api.get("/api/v1/audit", headers=one).json()
     assert api.patch("/api/v1/users/admin.one", headers=one, json={}).status_code == 200
     assert api.get("/api/v1/audit", headers=one).json() == trail  # nothing changed
     two = {"username": "admin.two", "password": PASSWORD, "role": "admin"}
     assert api.post("/api/v1/users", headers=one, json=two).status_code == 201
+    again = api.post("/api/v1/users", headers=one, json=two)
+    assert again.status_code == 409 and _worded(again) == "user_exists"
     r = api.patch("/api/v1/users/admin.one", headers=one, json={"role": "supervisor"})
     assert r.status_code == 200 and r.json()["role"] == "supervisor"
     r = api.patch("/api/v1/users/admin.two", headers=one, json={"active": False})

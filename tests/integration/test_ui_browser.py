@@ -312,6 +312,11 @@ def test_each_role_sees_only_its_part(
     page.get_by_role("button", name="Tạo người dùng").click()
     row = page.locator(f"#users tr[data-user='{new_user}']")
     expect(row).to_contain_text("Võ Thị Em")
+    # A name already taken is said in Vietnamese, from the code the server refuses with.
+    page.get_by_label("Tên đăng nhập").fill(new_user)
+    page.get_by_label("Mật khẩu ban đầu (ít nhất 10 ký tự)").fill("một mật khẩu khác")
+    page.get_by_role("button", name="Tạo người dùng").click()
+    expect(page.locator("#banner")).to_have_text(f"Tên đăng nhập {new_user} đã có.")
     row.get_by_label(f"{new_user} đang hoạt động").uncheck()
     row.get_by_role("button", name=f"Lưu {new_user}").click()
     expect(page.locator("#toast")).to_contain_text(f"Đã lưu người dùng {new_user}")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from central.api.deps import REFUSALS
 from central.ui.routes import STATIC, resolve_asset
 from central.workflow import Action, DeadlineState, Role, Status
 from roadwatch.contract import CameraState, LampColour, VehicleClass, ViolationType
@@ -17,6 +18,7 @@ LANGS = ("vi", "en")
 # The dictionary's sections; a quoted "section.name" in the script is a key.
 PREFIXES = (
     "app|nav|login|queue|case|deadlines|deadline|stats|users|ioc|help|reject|plate|dialog|misc"
+    "|error"
 )
 
 
@@ -51,6 +53,7 @@ def enum_keys() -> set[str]:
     keys |= {f"case.{r}" for r in ("frame_before", "frame_at", "frame_after", "clip")}
     keys |= {f"case.{r}" for r in ("plate_crop", "lamp_crop")}
     keys |= {f"ioc.feed_{s}" for s in ("connected", "connecting", "lost")}
+    keys |= {f"error.{code}" for code in REFUSALS}
     return keys
 
 

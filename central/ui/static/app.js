@@ -168,12 +168,34 @@
 
   // ------------------------------------------------------------------ API
 
+  // A refused request. Where the server names its reason (``code``, ``params``), the
+  // message is in the reader's language; else it is the server's own English ``detail``.
   class ApiError extends Error {
-    constructor(status, detail) {
-      super(detail);
+    constructor(status, detail, code = null, params = {}) {
+      super(refusalText(code, params) ?? detail);
       this.status = status;
       this.detail = detail;
+      this.code = code;
     }
+  }
+
+  function refusalText(code, params) {
+    if (!code || S.dict[`error.${code}`] === undefined) return null;
+    const shown = { ...params };
+    if (shown.role) shown.role = t(`role.${shown.role}`);
+    if (shown.action) shown.action = t(`action.${shown.action}`);
+    if (shown.status) shown.status = t(`status.${shown.status}`);
+    return t(`error.${code}`, shown);
+  }
+
+  // A validation error's list, as "field: problem; …".
+  function validationText(detail) {
+    if (typeof detail === "string") return detail;
+    if (!Array.isArray(detail)) return JSON.stringify(detail);
+    return detail.map((d) => {
+      const where = (d.loc || []).filter((x) => x !== "body").join(".");
+      return where ? `${where}: ${d.msg}` : d.msg;
+    }).join("; ");
   }
 
   // A token is renewed when less than this is left of it, so a reviewer at work is never
@@ -226,12 +248,14 @@
       throw new ApiError(401, t("app.session_expired"));
     }
     if (!r.ok) {
-      let detail = r.statusText;
+      let detail = r.statusText, code = null, params = {};
       try {
         const j = await r.json();
-        detail = typeof j.detail === "string" ? j.detail : JSON.stringify(j.detail);
+        detail = validationText(j.detail);
+        code = typeof j.code === "string" ? j.code : null;
+        params = j.params && typeof j.params === "object" ? j.params : {};
       } catch (_) { /* not JSON */ }
-      throw new ApiError(r.status, detail);
+      throw new ApiError(r.status, detail, code, params);
     }
     return raw ? r : r.json();
   }
@@ -875,8 +899,8 @@
       }
     } catch (e) {
       if (e.status === 409) await showConflict(c.id);
-      else if (e.status === 403) banner(t("case.forbidden", { detail: e.detail }));
-      else if (e.status === 422) banner(t("case.invalid", { detail: e.detail }));
+      else if (e.status === 403) banner(t("case.forbidden", { detail: e.message }));
+      else if (e.status === 422) banner(t("case.invalid", { detail: e.message }));
       else if (e.status !== 401) banner(t("app.error", { detail: e.message }));
     } finally {
       S.busy = false;
@@ -1231,7 +1255,7 @@
           // Put the row back as it is stored, then say why the change was refused.
           sel.value = u.role;
           active.checked = u.active;
-          banner(e.status === 409 ? t("users.refused", { detail: e.detail }) : t("app.error", { detail: e.message }));
+          banner(e.status === 409 ? t("users.refused", { detail: e.message }) : t("app.error", { detail: e.message }));
         }
       } }, t("users.save"));
       return h("tr", { "data-user": u.username },
@@ -1250,7 +1274,7 @@
         await render();
         toast(t("users.added", { user: who }));
       } catch (err) {
-        if (err.status !== 401) banner(t("app.error", { detail: err.message }));
+        if (err.status !== 401) banner(err.code ? err.message : t("app.error", { detail: err.message }));
       }
     } },
     field("nu-name", t("users.username"), name), field("nu-full", t("users.full_name"), full),
