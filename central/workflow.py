@@ -8,8 +8,9 @@
              +-> rejected
 
 ``decide`` takes a case, a command, the acting person and the policy, and returns the
-case's next state or raises ``WorkflowError``. The API persists what it returns; the
-audit log records the command. Legal deadlines follow from the case and the clock:
+case's next state or raises ``WorkflowError``. A case is confirmed, and its notice
+issued, only when the evidence its event lists is all on file. The API persists what it
+returns; the audit log records the command. Legal deadlines follow from the case and the clock:
 the owner notice is due within ``notice_days`` of the violation, and a case with a
 notice and no response is escalated after ``escalation_days``.
 """
@@ -105,7 +106,10 @@ WORKFLOW_REFUSALS = (
     "reason_required",
     "reason_too_long",
     "two_person_rule",
+    "evidence_incomplete",
 )
+# The decisions that stand on the evidence.
+_NEED_EVIDENCE = frozenset({Action.CONFIRM, Action.ISSUE_NOTICE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +140,9 @@ class Case:
     notice_issued_by: str | None = None
     notice_issued_at: datetime | None = None
     closed_at: datetime | None = None
+    # The event lists evidence and every listed blob has arrived as listed: a case is
+    # confirmed, and its notice issued, only on evidence that is all on file.
+    evidence_on_file: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +186,12 @@ def decide(case: Case, command: Command, actor: Actor, now: datetime, policy: Po
             "not_reviewer",
             f"case is being reviewed by '{case.reviewer}', not by you",
             user=case.reviewer or "",
+        )
+    if action in _NEED_EVIDENCE and not case.evidence_on_file:
+        raise WorkflowError(
+            "evidence_incomplete",
+            f"cannot {action.value} a case whose evidence has not all arrived",
+            action=action.value,
         )
     if action is Action.START_REVIEW:
         return replace(case, status=target, reviewer=actor.username)

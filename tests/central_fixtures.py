@@ -29,11 +29,19 @@ from sqlalchemy.orm import Session
 from central.app import create_app
 from central.db import make_engine, migrate, session_factory, transaction
 from central.intake import Message
-from central.records import KeyCache, create_user, record_batch, register_node
+from central.records import KeyCache, create_user, record_batch, record_blob, register_node
 from central.security import issue_access_token
 from central.settings import Settings
 from central.workflow import Role
-from roadwatch.contract import CameraTopic, ViolationEvent, camera_topic, to_wire
+from roadwatch.contract import (
+    CameraTopic,
+    EvidenceRef,
+    EvidenceRole,
+    MediaType,
+    ViolationEvent,
+    camera_topic,
+    to_wire,
+)
 from roadwatch.contract.signing import generate_private_key, public_key_pem, sign
 from tests.factories import violation_event
 from tests.s3 import S3Server, moto_server
@@ -241,11 +249,44 @@ def signed_event(node: NodeIdentity, **overrides: Any) -> ViolationEvent:
     return sign(violation_event(**fields), node.key)
 
 
-def store_events(db: CentralDb, node: NodeIdentity, events: list[ViolationEvent]) -> list[int]:
-    """Store signed events through the ingest's own batch path; returns the new ids."""
+def fresh_evidence() -> list[EvidenceRef]:
+    """A frame and a clip of their own (the factory's default hashes are shared by every
+    event: noted as arrived, they would complete other tests' cases)."""
+    return [
+        EvidenceRef(
+            role=role,
+            media_type=media,
+            sha256=secrets.token_hex(32),
+            size=secrets.randbelow(9999) + 1,
+        )
+        for role, media in (
+            (EvidenceRole.FRAME_AT, MediaType.JPEG),
+            (EvidenceRole.CLIP, MediaType.MP4),
+        )
+    ]
+
+
+def store_events(
+    db: CentralDb, node: NodeIdentity, events: list[ViolationEvent], *, arrived: bool = False
+) -> list[int]:
+    """Store signed events through the ingest's own batch path; returns the new ids. With
+    ``arrived`` the blobs they list are noted as arrived too (as the upload route notes
+    them), so that their cases can be confirmed; give such events ``fresh_evidence()``."""
+    if arrived:
+        shared = {r.sha256 for r in violation_event().evidence}
+        assert not shared & {r.sha256 for e in events for r in e.evidence}, "fresh_evidence()"
     messages = [Message(node.topic(e.camera), to_wire(e)) for e in events]
     with transaction(session_factory(db.engine)) as session:
         result = record_batch(session, messages, KeyCache())
+        if arrived:
+            for ref in {r.sha256: r for e in events for r in e.evidence}.values():
+                record_blob(
+                    session,
+                    sha256=ref.sha256,
+                    size=ref.size,
+                    media_type=ref.media_type.value,
+                    node_id=None,
+                )
     assert not result.quarantined, result.quarantined
     return result.new_violation_ids
 

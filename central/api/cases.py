@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi import Path as PathParam
 from pydantic import AfterValidator, BeforeValidator
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -88,6 +88,7 @@ WORKFLOW_ERRORS = {
     "two_person_rule": status.HTTP_403_FORBIDDEN,
     "invalid_transition": status.HTTP_409_CONFLICT,
     "not_reviewer": status.HTTP_409_CONFLICT,
+    "evidence_incomplete": status.HTTP_409_CONFLICT,
 }
 
 
@@ -125,7 +126,7 @@ LISTED = select(*SUMMARY_COLUMNS)  # the list routes add their filters and order
 CaseRow = Violation | Listed
 
 
-def case_of(v: CaseRow) -> Case:
+def case_of(v: CaseRow, *, evidence_on_file: bool) -> Case:
     return Case(
         status=Status(v.status),
         occurred_at=v.occurred_at,
@@ -138,13 +139,22 @@ def case_of(v: CaseRow) -> Case:
         notice_issued_by=v.notice_issued_by,
         notice_issued_at=v.notice_issued_at,
         closed_at=v.closed_at,
+        evidence_on_file=evidence_on_file,
     )
+
+
+def evidence_on_file(session: Session, v: Violation) -> bool:
+    """The case's event lists evidence and every listed blob has arrived as listed."""
+    if not v.evidence_complete:
+        return False
+    listed = session.scalar(select(exists().where(EvidenceRef.violation_id == v.id)))
+    return bool(listed)
 
 
 def _deadlines(v: CaseRow, policy: Policy, now: datetime) -> list[DeadlineOut]:
     return [
         DeadlineOut(name=d.name, due_at=d.due_at, state=d.state)
-        for d in deadlines(case_of(v), now, policy)
+        for d in deadlines(case_of(v, evidence_on_file=False), now, policy)
     ]
 
 
@@ -354,7 +364,10 @@ def get_violation(
     responses={
         403: {"description": "Your role may not take this action, or the two-person rule"},
         404: {"description": "No such violation"},
-        409: {"description": "The case changed since you loaded it, or the action is invalid"},
+        409: {
+            "description": "The case changed since you loaded it, the action is invalid, or"
+            " (to confirm or issue a notice) its evidence has not all arrived"
+        },
         422: {"description": "A reason or a valid plate is missing"},
     },
 )
@@ -377,7 +390,7 @@ def review(
     before = Status(v.status)
     try:
         after = decide(
-            case_of(v),
+            case_of(v, evidence_on_file=evidence_on_file(session, v)),
             Command(body.action, reason=body.reason, plate=body.plate),
             Actor(caller.username, caller.role),
             utcnow(),
@@ -406,6 +419,9 @@ def review(
     }
     if body.action is Action.CORRECT_PLATE:
         audit.update(plate_before=v.plate_text, plate_after=after.plate_corrected)
+    if body.action in (Action.CONFIRM, Action.ISSUE_NOTICE):
+        # The decision stands on this signed event, which lists its evidence by sha256.
+        audit["payload_sha256"] = v.payload_sha256
     if body.reason:
         audit["reason"] = body.reason
     if body.note:

@@ -23,6 +23,7 @@ from central.api.cases import (
     audit_out,
     case_of,
     detail,
+    evidence_on_file,
     queue_page,
 )
 from central.api.deps import NOT_FOUND, PROTECTED, CaseReader, Reviewer, SessionDep, StateDep
@@ -97,6 +98,8 @@ def ui_case(
         camera=CameraOut.model_validate(cam) if cam is not None else None,
         audit=[audit_out(e) for e in audit],
         can_review=reviewer and Status(v.status) in OPEN_STATUSES,
-        actions=available_actions(case_of(v), actor, utcnow(), state.policy),
+        actions=available_actions(
+            case_of(v, evidence_on_file=evidence_on_file(session, v)), actor, utcnow(), state.policy
+        ),
         evidence_visible=reviewer,
     )

@@ -71,6 +71,7 @@ from tests.central_fixtures import (
     Account,
     CentralDb,
     NodeIdentity,
+    fresh_evidence,
     migrated_database,
     signed_event,
     store_events,
@@ -258,7 +259,8 @@ def test_review_workflow_end_to_end_with_audit(
     make_node: Callable[..., NodeIdentity],
 ) -> None:
     node = make_node()
-    [vid] = store_events(central_db, node, [signed_event(node)])
+    event = signed_event(node, evidence=fresh_evidence())
+    [vid] = store_events(central_db, node, [event], arrived=True)
     officer, sup, sup2 = accounts["officer"], accounts["supervisor"], accounts["supervisor2"]
     steps = [
         (officer, "start_review", {}, "in_review"),
@@ -284,6 +286,16 @@ def test_review_workflow_end_to_end_with_audit(
     assert [e["action"] for e in trail] == [a for _w, a, _e, _s in steps]
     assert trail[1]["detail"]["plate_before"] == "51F-123.45"
     assert [e["actor"] for e in trail] == [w.username for w, _a, _e, _s in steps]
+    # The confirmation and the notice name the signed event (and so its evidence) they
+    # were decided on.
+    decided_on = hashlib.sha256(to_wire(event)).hexdigest()
+    assert [e["detail"].get("payload_sha256") for e in trail] == [
+        None,
+        None,
+        decided_on,
+        decided_on,
+        None,
+    ]
     chain = api.get("/api/v1/audit/verify", headers=accounts["admin"].headers).json()
     assert chain["ok"] is True and chain["entries"] >= len(steps)
 
@@ -352,7 +364,13 @@ def test_each_refusal_is_named_so_the_review_page_can_word_it(
     """A refused review carries a code from ``REFUSALS`` and the values its message needs,
     beside the English detail: the page shows it in the reviewer's language."""
     node = make_node()
-    [vid, other] = store_events(central_db, node, [signed_event(node), signed_event(node)])
+    [vid] = store_events(
+        central_db, node, [signed_event(node, evidence=fresh_evidence())], arrived=True
+    )
+    [other] = store_events(
+        central_db, node, [signed_event(node, evidence=fresh_evidence())], arrived=True
+    )
+    [waiting] = store_events(central_db, node, [signed_event(node)])
     officer, officer2, sup = accounts["officer"], accounts["officer2"], accounts["supervisor"]
     refused = [
         (_act(api, officer, vid, "confirm", 1), 409),
@@ -368,6 +386,8 @@ def test_each_refusal_is_named_so_the_review_page_can_word_it(
     for version, action in enumerate(("start_review", "confirm"), start=1):
         assert _act(api, sup, other, action, version).status_code == 200
     refused.append((_act(api, sup, other, "issue_notice", 3), 403))
+    assert _act(api, sup, waiting, "start_review", 1).status_code == 200
+    refused.append((_act(api, sup, waiting, "confirm", 2), 409))
     assert [r.status_code for r, _ in refused] == [status for _, status in refused]
     codes = [_worded(r) for r, _ in refused]
     assert codes == [
@@ -378,6 +398,7 @@ def test_each_refusal_is_named_so_the_review_page_can_word_it(
         "invalid_plate",
         "not_reviewer",
         "two_person_rule",
+        "evidence_incomplete",
     ]
     assert refused[1][0].json()["params"] == {"role": "officer", "action": "issue_notice"}
     # The API's schema keeps reasons to the workflow's limit; the workflow says it too.
@@ -456,7 +477,9 @@ def test_two_officers_cannot_decide_the_same_case_twice(
     make_node: Callable[..., NodeIdentity],
 ) -> None:
     node = make_node()
-    [vid] = store_events(central_db, node, [signed_event(node)])
+    [vid] = store_events(
+        central_db, node, [signed_event(node, evidence=fresh_evidence())], arrived=True
+    )
     sup, sup2 = accounts["supervisor"], accounts["supervisor2"]
     assert _act(api, sup, vid, "start_review", 1).status_code == 200
     first = _act(api, sup, vid, "confirm", 2)
@@ -497,7 +520,9 @@ def test_two_person_rule_via_api(
     make_node: Callable[..., NodeIdentity],
 ) -> None:
     node = make_node()
-    [vid] = store_events(central_db, node, [signed_event(node)])
+    [vid] = store_events(
+        central_db, node, [signed_event(node, evidence=fresh_evidence())], arrived=True
+    )
     sup, sup2 = accounts["supervisor"], accounts["supervisor2"]
     assert _act(api, sup, vid, "start_review", 1).status_code == 200
     assert _act(api, sup, vid, "confirm", 2).status_code == 200

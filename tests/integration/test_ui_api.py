@@ -18,6 +18,7 @@ from tests.central_fixtures import (
     Account,
     CentralDb,
     NodeIdentity,
+    fresh_evidence,
     signed_event,
     store_events,
 )
@@ -57,13 +58,17 @@ def test_the_queue_filters_by_camera_type_and_time_oldest_first(
 ) -> None:
     node = make_node()
     cam = f"c{uuid.uuid4().hex[:8]}"
-    events = [
-        signed_event(node, camera=cam, occurred_at=T0 + timedelta(minutes=30)),
-        signed_event(node, camera=cam, occurred_at=T0, type=ViolationType.RED_LIGHT),
-        signed_event(node, camera=cam, occurred_at=T0 + timedelta(minutes=10)),
-        signed_event(node, camera="other", occurred_at=T0 - timedelta(minutes=5)),
+    when = [
+        (cam, T0 + timedelta(minutes=30), ViolationType.SPEEDING),
+        (cam, T0, ViolationType.RED_LIGHT),
+        (cam, T0 + timedelta(minutes=10), ViolationType.SPEEDING),
+        ("other", T0 - timedelta(minutes=5), ViolationType.SPEEDING),
     ]
-    late, early, middle, _other = store_events(central_db, node, events)
+    events = [
+        signed_event(node, camera=c, occurred_at=t, type=kind, evidence=fresh_evidence())
+        for c, t, kind in when
+    ]
+    late, early, middle, _other = store_events(central_db, node, events, arrived=True)
     officer = accounts["officer"].headers
 
     def queue(**params: str) -> list[int]:

@@ -118,6 +118,9 @@ def test_evidence_that_is_missing_lost_or_of_another_kind_says_so(
     page.goto(f"{ui_server.url}/ui/#/case/{bare}")
     expect(page.locator("#no-evidence")).to_contain_text("không có chứng cứ nào")
     expect(page.locator("#viewer")).to_have_count(0)
+    # Nothing to stand on: it can be rejected, not confirmed.
+    expect(page.locator("#act-reject")).to_be_visible()
+    expect(page.locator("#act-confirm")).to_have_count(0)
     # A clip that is a still: shown as the picture it is. A frame the store lost: said so.
     still = next(b for b in ui_server.evidence["red_light"] if b.role is EvidenceRole.FRAME_AT)
     lost = Blob(EvidenceRole.FRAME_AT, MediaType.JPEG, still.data + b"lost")
@@ -129,12 +132,25 @@ def test_evidence_that_is_missing_lost_or_of_another_kind_says_so(
     ui_server.evidence["odd"] = [lost, clip, crop]
     odd = ui_server.add_case(camera="ql13-km22", evidence="odd")
     page.goto(f"{ui_server.url}/ui/#/case/{odd}")
+    expect(page.locator("#act-reject")).to_be_visible()
+    expect(page.locator("#act-confirm")).to_have_count(1)  # (all arrived as listed)
     expect(page.locator("#evidence-error")).to_contain_text("không tìm thấy trong kho lưu trữ")
     expect(page.locator("#crop-vehicle_crop img")).to_be_visible()
     page.get_by_role("button", name="Đoạn video").click()
     expect(page.locator("#frame")).to_be_visible()
+    # A frame that has not arrived yet: no confirmation until it has.
+    late = Blob(EvidenceRole.FRAME_AT, MediaType.JPEG, still.data + b"late")
+    ui_server.evidence["late"] = [late]
+    waiting = ui_server.add_case(camera="ql13-km22", evidence="late")
+    page.goto(f"{ui_server.url}/ui/#/case/{waiting}")
+    expect(page.get_by_text("Chưa thể xác nhận hay gửi thông báo cho đến khi đủ")).to_be_visible()
+    expect(page.locator("#act-reject")).to_be_visible()
+    expect(page.locator("#act-confirm")).to_have_count(0)
+    ui_server.upload(late)
+    page.reload()
+    expect(page.locator("#act-confirm")).to_be_visible()
     page.context.close()
-    for vid in (bare, odd):
+    for vid in (bare, odd, waiting):
         clear(ui_server, vid)
 
 

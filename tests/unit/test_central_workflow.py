@@ -49,7 +49,11 @@ INVALID = [
 
 
 def _case(status: Status, **kw: object) -> Case:
-    fields: dict[str, object] = {"occurred_at": T0, "plate_text": "51F-123.45"}
+    fields: dict[str, object] = {
+        "occurred_at": T0,
+        "plate_text": "51F-123.45",
+        "evidence_on_file": True,
+    }
     if status is Status.IN_REVIEW:
         fields["reviewer"] = SUPERVISOR.username
     if status is Status.CONFIRMED:
@@ -273,3 +277,32 @@ def test_a_deleted_entry_breaks_the_chain() -> None:
     del chain[2]
     report = verify_chain(chain)
     assert not report.ok and report.first_bad_seq == 4
+
+
+@pytest.mark.parametrize(
+    ("start", "action", "actor"),
+    [
+        (Status.IN_REVIEW, Action.CONFIRM, SUPERVISOR),
+        (Status.CONFIRMED, Action.ISSUE_NOTICE, SUPERVISOR),
+    ],
+)
+def test_no_confirmation_or_notice_without_all_the_evidence(
+    start: Status, action: Action, actor: Actor
+) -> None:
+    case = _case(start, evidence_on_file=False)
+    with pytest.raises(WorkflowError) as err:
+        decide(case, _command(action), actor, NOW, POLICY)
+    assert err.value.code == "evidence_incomplete"
+    assert err.value.params == {"action": action.value}
+    assert action not in available_actions(case, actor, NOW, POLICY)
+    # Everything else a reviewer does goes on: the case can still be rejected or released.
+    if start is Status.IN_REVIEW:
+        assert {Action.REJECT, Action.RELEASE, Action.CORRECT_PLATE} <= set(
+            available_actions(case, actor, NOW, POLICY)
+        )
+    assert action in available_actions(_case(start), actor, NOW, POLICY)
+
+
+def test_a_case_decides_nothing_on_evidence_unless_told() -> None:
+    """The safe default: a case built without saying its evidence is on file has none."""
+    assert Case(status=Status.IN_REVIEW, occurred_at=T0).evidence_on_file is False

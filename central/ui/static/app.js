@@ -898,7 +898,8 @@
         if (gen === S.gen) drawCase(fresh, true);
       }
     } catch (e) {
-      if (e.status === 409) await showConflict(c.id);
+      if (e.code === "evidence_incomplete") banner(e.message);
+      else if (e.status === 409) await showConflict(c.id);
       else if (e.status === 403) banner(t("case.forbidden", { detail: e.message }));
       else if (e.status === 422) banner(t("case.invalid", { detail: e.message }));
       else if (e.status !== 401) banner(t("app.error", { detail: e.message }));
