@@ -4,8 +4,10 @@ Every upload is first spooled to a temporary file while its sha256 is computed; 
 body that hashes to its name and fits the size limit is then published under its final
 name (a rename on the filesystem, one ``PutObject`` with ``Content-MD5`` on S3). A reader
 therefore never sees a partial or wrong blob, and a crash leaves at most a temporary
-file behind. Both stores lay blobs out as ``ab/cd/<sha256>``, so a folder can be copied
-into a bucket (or back) as it is.
+file behind. What is stored is checked again before it is used (``intact``): a copy
+altered or damaged in the store is not served, not reported as stored to a node, and is
+replaced when its node sends the blob again. Both stores lay blobs out as
+``ab/cd/<sha256>``, so a folder can be copied into a bucket (or back) as it is.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+
+import anyio
 
 if TYPE_CHECKING:
     from central.settings import Settings
@@ -77,6 +81,20 @@ class EvidenceStore(Protocol):
     def read(self, sha256: str) -> Iterator[bytes]:
         """The blob's bytes in chunks, read as they are consumed."""
         ...
+
+
+def intact(store: EvidenceStore, sha256: str) -> bool:
+    """The stored blob is there and still hashes to its name (read in full: a copy
+    altered or damaged in the store is never served as evidence)."""
+    if not store.exists(sha256):
+        return False
+    digest = hashlib.sha256()
+    try:
+        for chunk in store.read(sha256):
+            digest.update(chunk)
+    except FileNotFoundError:
+        return False
+    return digest.hexdigest() == sha256
 
 
 def blob_name(sha256: str) -> str:
@@ -156,11 +174,13 @@ class FilesystemStore:
         return self.path(sha256).is_file()
 
     async def put(self, sha256: str, chunks: AsyncIterator[bytes], limit: int) -> StoredBlob:
+        # The body is checked even when the blob is stored: a wrong body is refused, and
+        # a stored copy that no longer hashes to its name is replaced by the sound one.
         final = self.path(sha256)
-        if final.is_file():
-            return StoredBlob(sha256, final.stat().st_size, created=False)
         spooled = await spool(sha256, chunks, limit, self._tmp)
         try:
+            if await anyio.to_thread.run_sync(intact, self, sha256):
+                return StoredBlob(sha256, spooled.size, created=False)
             final.parent.mkdir(parents=True, exist_ok=True)
             spooled.path.replace(final)
             _fsync_dir(final.parent)

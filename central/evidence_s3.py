@@ -25,6 +25,7 @@ from central.evidence import (
     StoredBlob,
     StoreUnavailableError,
     blob_name,
+    intact,
     spool,
 )
 from roadwatch.errors import UserError
@@ -121,12 +122,13 @@ class S3Store:
         return self._size(sha256) is not None
 
     async def put(self, sha256: str, chunks: AsyncIterator[bytes], limit: int) -> StoredBlob:
+        # The body is checked even when the blob is stored: a wrong body is refused, and
+        # a stored copy that no longer hashes to its name is replaced by the sound one.
         key = self.key(sha256)
-        size = await anyio.to_thread.run_sync(self._size, sha256)
-        if size is not None:
-            return StoredBlob(sha256, size, created=False)
         spooled = await spool(sha256, chunks, limit, self._spool)
         try:
+            if await anyio.to_thread.run_sync(intact, self, sha256):
+                return StoredBlob(sha256, spooled.size, created=False)
             await anyio.to_thread.run_sync(self.send, key, spooled)
         finally:
             spooled.path.unlink(missing_ok=True)

@@ -49,3 +49,8 @@ class ApiMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.damaged = Counter(
+            "roadwatch_evidence_damaged",
+            "Stored evidence read back that no longer hashes to its name (not served)",
+            registry=registry,
+        )

@@ -9,6 +9,7 @@ user names.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 import uuid
@@ -247,6 +248,18 @@ def signed_event(node: NodeIdentity, **overrides: Any) -> ViolationEvent:
     fields: dict[str, Any] = {"site": node.site, "node": node.node}
     fields.update(overrides)
     return sign(violation_event(**fields), node.key)
+
+
+def jpeg_blob() -> tuple[bytes, EvidenceRef]:
+    """A frame's bytes of its own and the reference an event lists it by."""
+    frame = b"\xff\xd8\xff\xe0" + uuid.uuid4().bytes * 100
+    ref = EvidenceRef(
+        role=EvidenceRole.FRAME_AT,
+        media_type=MediaType.JPEG,
+        sha256=hashlib.sha256(frame).hexdigest(),
+        size=len(frame),
+    )
+    return frame, ref
 
 
 def fresh_evidence() -> list[EvidenceRef]:

@@ -86,7 +86,7 @@ SessionDep = Annotated[Session, Depends(db_session)]
 
 
 # The refusals a client can word in its user's language: the workflow's and these.
-REFUSALS = (*WORKFLOW_REFUSALS, "changed", "last_admin", "user_exists")
+REFUSALS = (*WORKFLOW_REFUSALS, "changed", "last_admin", "user_exists", "evidence_damaged")
 
 
 class Refusal(HTTPException):

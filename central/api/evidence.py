@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response, status
@@ -10,14 +11,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
-from central.api.deps import PROTECTED, NodeDep, Reviewer, SessionDep, StateDep
+from central.api.deps import PROTECTED, NodeDep, Refusal, Reviewer, SessionDep, StateDep
 from central.api.schemas import EvidenceStored
 from central.db import transaction
-from central.evidence import SHA256_RE, EvidenceError
+from central.evidence import SHA256_RE, EvidenceError, intact
 from central.models import Blob
 from central.records import blob_known, record_blob
 from roadwatch.contract import MediaType
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["evidence"], responses=PROTECTED)
 Sha256 = Annotated[
     str, PathParam(pattern=SHA256_RE.pattern, description="sha256 of the blob, lower-case hex")
@@ -110,7 +112,8 @@ async def put_evidence(
 )
 def head_evidence(_: NodeDep, state: StateDep, session: SessionDep, sha256: Sha256) -> Response:
     _check_sha(sha256)
-    if blob_known(session, sha256) and state.store.exists(sha256):
+    # (a stored copy that no longer hashes to its name is not stored: the node sends it again)
+    if blob_known(session, sha256) and intact(state.store, sha256):
         return Response(status_code=200)
     return Response(status_code=404)
 
@@ -123,6 +126,7 @@ def head_evidence(_: NodeDep, state: StateDep, session: SessionDep, sha256: Sha2
         200: {"content": {m: {} for m in MEDIA_TYPES}},
         400: {"description": "Not a sha256"},
         404: {"description": "Not here"},
+        409: {"description": "The stored copy no longer hashes to its sha256 (not served)"},
         503: {"description": "The evidence store is unavailable; try again later"},
     },
 )
@@ -134,6 +138,15 @@ def get_evidence(
     session.close()  # the download may take long: it holds no database connection
     if blob is None or not state.store.exists(sha256):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "blob has not arrived")
+    if not intact(state.store, sha256):
+        log.error("evidence %s in the store no longer hashes to its name", sha256)
+        state.metrics.damaged.inc()
+        raise Refusal(
+            status.HTTP_409_CONFLICT,
+            "evidence_damaged",
+            "the stored copy no longer hashes to its sha256: it was altered or damaged in"
+            " the store, and is not served (its node can send it again)",
+        )
     return StreamingResponse(
         state.store.read(sha256),
         media_type=blob.media_type,

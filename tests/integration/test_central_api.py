@@ -23,6 +23,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from central.api.deps import REFUSALS
 from central.app import create_app
 from central.db import read_session_factory, session_factory, transaction
+from central.evidence import FilesystemStore
 from central.intake import Message
 from central.models import Camera, User, Violation
 from central.models import EvidenceRef as EvidenceRefRow
@@ -72,6 +73,7 @@ from tests.central_fixtures import (
     CentralDb,
     NodeIdentity,
     fresh_evidence,
+    jpeg_blob,
     migrated_database,
     signed_event,
     store_events,
@@ -1002,6 +1004,52 @@ def test_evidence_upload(
         assert r.status_code == 201 and r.json()["completed_violations"] == []
         case = api.get(f"/api/v1/violations/{odd}", headers=officer).json()
         assert not case["evidence_complete"] and not case["evidence"][0]["arrived"]
+
+
+def _overwrite_stored(store: Any, sha256: str, data: bytes) -> None:
+    """Change a stored blob behind the service's back, as a tampering hand or a failing
+    disk would."""
+    if isinstance(store, FilesystemStore):
+        store.path(sha256).write_bytes(data)
+    else:
+        store.client.put_object(Bucket=store.bucket, Key=store.key(sha256), Body=data)
+
+
+@pytest.mark.parametrize("central_settings", EVIDENCE_STORES, indirect=True)
+def test_a_stored_blob_altered_in_the_store_is_not_served_and_its_node_can_mend_it(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    frame, listed = jpeg_blob()
+    sha = listed.sha256
+    [vid] = store_events(central_db, node, [signed_event(node, evidence=[listed])])
+    officer = accounts["officer"].headers
+    jpeg = {**node.headers, "Content-Type": "image/jpeg"}
+    assert api.put(f"/api/v1/evidence/{sha}", content=frame, headers=jpeg).status_code == 201
+    # A wrong body for a blob already stored is refused, as for a new one.
+    wrong = api.put(f"/api/v1/evidence/{sha}", content=frame[::-1], headers=jpeg)
+    assert wrong.status_code == 400 and "hashes to" in wrong.text
+    store = api.app.state.central.store  # type: ignore[attr-defined]
+    forged = frame.replace(b"\xff\xd8", b"\xff\xd9", 1)  # (the same size)
+    _overwrite_stored(store, sha, forged)
+    got = api.get(f"/api/v1/evidence/{sha}", headers=officer)
+    assert got.status_code == 409 and got.json()["code"] == "evidence_damaged"
+    assert forged not in got.content
+    metrics = api.get("/metrics", headers=accounts["supervisor"].headers).text
+    assert "roadwatch_evidence_damaged_total 1.0" in metrics
+    # The node is told it is not stored, sends it again, and the sound copy is served.
+    assert api.head(f"/api/v1/evidence/{sha}", headers=node.headers).status_code == 404
+    again = api.put(f"/api/v1/evidence/{sha}", content=frame, headers=jpeg)
+    assert again.status_code == 201 and again.json()["stored"] is True
+    got = api.get(f"/api/v1/evidence/{sha}", headers=officer)
+    assert got.status_code == 200 and got.content == frame
+    assert api.head(f"/api/v1/evidence/{sha}", headers=node.headers).status_code == 200
+    case = api.get(f"/api/v1/violations/{vid}", headers=officer).json()
+    assert case["evidence_complete"] and case["evidence"][0]["arrived"]
+    assert list(store.spool_dir.iterdir()) == []
 
 
 def test_an_upload_cut_off_midway_is_a_400_and_stores_nothing(

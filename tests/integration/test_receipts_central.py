@@ -4,7 +4,6 @@ real ``POST /api/v1/events/known``."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import uuid
@@ -23,9 +22,6 @@ from central.settings import Settings
 from edge.outbox import MessageState, Outbox
 from edge.reconcile import reconcile
 from roadwatch.contract import (
-    EvidenceRef,
-    EvidenceRole,
-    MediaType,
     NodeTopic,
     ViolationEvent,
     node_topic,
@@ -40,6 +36,7 @@ from tests.central_fixtures import (
     NodeIdentity,
     Publisher,
     ingest_settings,
+    jpeg_blob,
     signed_event,
     store_events,
     wait_for,
@@ -216,11 +213,8 @@ def test_a_receipt_follows_when_evidence_becomes_complete(
     publisher: Publisher,
 ) -> None:
     node = make_node()
-    frame = b"\xff\xd8\xff\xe0" + uuid.uuid4().bytes * 20
-    sha = hashlib.sha256(frame).hexdigest()
-    ref = EvidenceRef(
-        role=EvidenceRole.FRAME_AT, media_type=MediaType.JPEG, sha256=sha, size=len(frame)
-    )
+    frame, ref = jpeg_blob()
+    sha = ref.sha256
     event = signed_event(node, evidence=[ref])
     settings = ingest_settings(central_settings, mqtt_broker, node.site)
     listener = ReceiptListener(mqtt_broker, node_topic(node.site, node.node, NodeTopic.RECEIPT))

@@ -652,7 +652,8 @@
   // not to be had from the store (which the administrator must look into).
   function evidenceMissing(e, error) {
     if (!e.arrived) return t("case.no_evidence");
-    return error?.status === 404 ? t("case.evidence_lost") : t("app.error", { detail: error?.message || "" });
+    if (error?.status === 404) return t("case.evidence_lost");
+    return error?.code ? error.message : t("app.error", { detail: error?.message || "" });
   }
 
   async function showView(view) {
