@@ -10,6 +10,7 @@ user names.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import time
 import uuid
@@ -305,6 +306,20 @@ def store_events(
 
 
 # -- MQTT: a publisher that waits for each PUBACK, and the ingest's settings for a test --
+
+
+def sse_events(text: str) -> list[tuple[str | None, str, dict[str, Any]]]:
+    """A server-sent event stream as (id, event, data) per event, comments left out."""
+    out: list[tuple[str | None, str, dict[str, Any]]] = []
+    for block in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            if line and not line.startswith(":") and ":" in line:
+                name, _, value = line.partition(":")
+                fields[name] = value.strip()
+        if "event" in fields:
+            out.append((fields.get("id"), fields["event"], json.loads(fields["data"])))
+    return out
 
 
 class Publisher:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy import ColumnElement, case, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from central.api.cases import Ident, IsoTime, Limit, Offset, audit_out, summary
+from central import feed
+from central.api.cases import Ident, IsoTime, Limit, Offset, audit_out
 from central.api.deps import PROTECTED, AnyUser, Manager, SessionDep, StateDep
 from central.api.schemas import (
     NO_NUL,
@@ -27,7 +27,7 @@ from central.api.schemas import (
     ViolationStats,
 )
 from central.audit import ChainEntry, verify_chain
-from central.models import AuditEntry, Camera, Node, Quarantine, TrafficMinute, Violation
+from central.models import AuditEntry, Quarantine, TrafficMinute, Violation
 
 router = APIRouter(prefix="/api/v1", responses=PROTECTED)
 From = Annotated[IsoTime | None, Query(alias="from", description="Start, inclusive")]
@@ -189,64 +189,6 @@ def list_quarantine(
 # ---------------------------------------------------------------- live feed
 
 
-class _FeedCursor:
-    def __init__(self, last_violation: int, since: datetime) -> None:
-        self.last_violation = last_violation
-        self.since = since
-
-
-def _feed_start(session: Session, after_id: int | None, since: datetime | None) -> _FeedCursor:
-    from central.models import utcnow
-
-    if after_id is None:
-        after_id = int(session.scalar(select(func.max(Violation.id))) or 0)
-    return _FeedCursor(after_id, since or utcnow())
-
-
-def _feed_poll(session: Session, cursor: _FeedCursor) -> list[tuple[str, dict[str, Any]]]:
-    from central.models import utcnow
-
-    out: list[tuple[str, dict[str, Any]]] = []
-    rows = session.scalars(
-        select(Violation)
-        .where(Violation.id > cursor.last_violation)
-        .order_by(Violation.id)
-        .limit(500)
-    )
-    for v in rows:
-        cursor.last_violation = v.id
-        out.append(("violation", summary(v).model_dump(mode="json")))
-    now = utcnow()
-    for c in session.scalars(select(Camera).where(Camera.updated_at > cursor.since)):
-        out.append(
-            (
-                "camera",
-                {
-                    "site": c.site,
-                    "node": c.node,
-                    "camera": c.camera,
-                    "state": c.state,
-                    "reason": c.reason,
-                    "updated_at": c.updated_at.isoformat(),
-                },
-            )
-        )
-    for n in session.scalars(select(Node).where(Node.updated_at > cursor.since)):
-        out.append(
-            (
-                "node",
-                {
-                    "site": n.site,
-                    "node": n.node,
-                    "state": n.state,
-                    "updated_at": n.updated_at.isoformat(),
-                },
-            )
-        )
-    cursor.since = now
-    return out
-
-
 @router.get(
     "/feed",
     tags=["live"],
@@ -263,8 +205,8 @@ def _feed_poll(session: Session, cursor: _FeedCursor) -> list[tuple[str, dict[st
         }
     },
 )
-async def feed(
-    _: AnyUser,
+async def live_feed(
+    caller: AnyUser,
     state: StateDep,
     request: Request,
     max_events: Annotated[int, Query(ge=1, le=1_000_000)] = 1_000_000,
@@ -281,19 +223,38 @@ async def feed(
         IsoTime | None,
         Query(description="Replay camera and node changes after this time (default: now)"),
     ] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=64,
+            description="Resume after the event with this id, as EventSource sends it on a"
+            " reconnect (after_id and since, when given, come first)",
+        ),
+    ] = None,
 ) -> StreamingResponse:
     """Events: `violation` (a new case), `camera` and `node` (a health change). A comment
-    line every 15 s keeps proxies from closing an idle stream; reconnect after it ends."""
+    line every 15 s keeps proxies from closing an idle stream; reconnect after it ends,
+    sending the last `id:` seen as `Last-Event-ID` (EventSource does): nothing committed
+    meanwhile is lost, though a violation may come twice. A disabled account's stream ends
+    at once."""
     sessions = state.read_sessions
     poll_s = state.settings.feed_poll_s
+    if last_event_id and after_id is None and since is None:
+        try:
+            after_id, since = feed.parse_resume_token(last_event_id)
+        except feed.ResumeTokenError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
 
-    def start() -> _FeedCursor:
+    def start() -> feed.FeedCursor:
         with sessions() as s:
-            return _feed_start(s, after_id, since)
+            return feed.start(s, after_id, since)
 
-    def poll(cursor: _FeedCursor) -> list[tuple[str, dict[str, Any]]]:
+    def poll(cursor: feed.FeedCursor) -> list[feed.FeedEvent] | None:
         with sessions() as s:
-            return _feed_poll(s, cursor)
+            if not feed.user_active(s, caller.username):
+                return None
+            return feed.poll(s, cursor)
 
     cursor = await run_in_threadpool(start)
 
@@ -302,14 +263,21 @@ async def feed(
         end = loop.time() + max_seconds
         sent = 0
         idle = 0.0
-        yield b": roadwatch live feed\n\n"
+        yield b": roadwatch live feed\nretry: 2000\n\n"
         while loop.time() < end and sent < max_events:
             if await request.is_disconnected():
                 return
             events = await run_in_threadpool(poll, cursor)
-            for kind, data in events:
-                yield f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+            if events is None:
+                return  # (the account was disabled)
+            token = cursor.resume_token()
+            for n, (kind, data) in enumerate(events):
                 sent += 1
+                # The resume token goes on the last event of a poll: a stream cut off
+                # before it resumes from the poll before (and may repeat some).
+                head = f"id: {token}\n" if n == len(events) - 1 else ""
+                body = json.dumps(data, ensure_ascii=False)
+                yield f"{head}event: {kind}\ndata: {body}\n\n".encode()
                 if sent >= max_events:
                     return
             idle = 0.0 if events else idle + poll_s

@@ -76,6 +76,7 @@ from tests.central_fixtures import (
     jpeg_blob,
     migrated_database,
     signed_event,
+    sse_events,
     store_events,
 )
 from tests.factories import T0
@@ -906,12 +907,13 @@ def test_registry_status_geojson_and_feed(
         },
     )
     assert r.headers["content-type"].startswith("text/event-stream")
-    events = [block for block in r.text.split("\n\n") if block.startswith("event:")]
-    kinds = [e.splitlines()[0] for e in events]
-    assert kinds[0] == "event: violation" and f'"id": {vid}' in events[0]
-    assert "event: camera" in kinds and "event: node" in kinds
-    camera_event = next(e for e in events if e.startswith("event: camera"))
-    assert '"state": "offline"' in camera_event and node.site in camera_event
+    events = sse_events(r.text)
+    kinds = [kind for _id, kind, _data in events]
+    assert kinds[0] == "violation" and events[0][2]["id"] == vid
+    assert "camera" in kinds and "node" in kinds
+    camera_event = next(data for _id, kind, data in events if kind == "camera")
+    assert camera_event["state"] == "offline" and camera_event["site"] == node.site
+    assert events[-1][0] is not None  # (the poll's resume token)
 
 
 @pytest.mark.parametrize("central_settings", EVIDENCE_STORES, indirect=True)

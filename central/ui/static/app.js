@@ -1316,6 +1316,9 @@
     const since = new Date(Date.now() - 24 * 3600 * 1000);
     since.setUTCMinutes(0, 0, 0);
     const gen = S.gen;
+    // The feed replays health changes from a minute before the page loaded (a browser clock
+    // a little ahead of the server's loses nothing; repeats are harmless).
+    const loadedAt = new Date(Date.now() - 60 * 1000).toISOString();
     const [cameras, recent, flow] = await Promise.all([
       api("/api/v1/cameras"),
       api("/api/v1/violations?limit=15"),
@@ -1343,7 +1346,7 @@
     drawFeed();
     focusHeading();
     const afterId = recent.items.length ? Math.max(...recent.items.map((i) => i.id)) : null;
-    runFeed(abort.signal, afterId);
+    runFeed(abort.signal, afterId, loadedAt);
   }
 
   function camKey(c) {
@@ -1424,14 +1427,16 @@
     el.className = `feed-state fs-${state}`;
   }
 
-  async function runFeed(signal, afterId) {
-    let after = afterId;
+  // The feed from after ``afterId`` and ``since``; a reconnect resumes from the last resume token the
+  // stream gave (``id:``), so what happened while it was away still arrives.
+  async function runFeed(signal, afterId, since) {
+    let resume = null;
     while (!signal.aborted) {
       setFeedState("connecting");
       try {
-        const r = await fetch(`/api/v1/feed${query({ after_id: after })}`, {
-          headers: { Authorization: `Bearer ${S.session.token}` }, signal,
-        });
+        const headers = { Authorization: `Bearer ${S.session.token}` };
+        if (resume) headers["Last-Event-ID"] = resume;
+        const r = await fetch(`/api/v1/feed${resume ? "" : query({ after_id: afterId, since })}`, { headers, signal });
         if (r.status === 401) { expire(); return; }
         if (!r.ok) throw new Error(String(r.status));
         setFeedState("connected");
@@ -1446,16 +1451,14 @@
           while ((cut = buffer.indexOf("\n\n")) >= 0) {
             const block = buffer.slice(0, cut);
             buffer = buffer.slice(cut + 2);
-            let kind = "message"; let data = "";
+            let kind = "message"; let data = ""; let id = null;
             for (const line of block.split("\n")) {
               if (line.startsWith("event:")) kind = line.slice(6).trim();
               else if (line.startsWith("data:")) data += line.slice(5).trim();
+              else if (line.startsWith("id:")) id = line.slice(3).trim();
             }
-            if (data) {
-              const payload = JSON.parse(data);
-              if (kind === "violation") after = Math.max(after || 0, payload.id);
-              onFeedEvent(kind, payload);
-            }
+            if (data) onFeedEvent(kind, JSON.parse(data));
+            if (id) resume = id;
           }
         }
       } catch (_) {
@@ -1469,6 +1472,7 @@
   function onFeedEvent(kind, data) {
     if (S.page?.kind !== "ioc") return;
     if (kind === "violation") {
+      if (S.page.feed.some((v) => v.id === data.id)) return; // (a resumed stream may repeat one)
       S.page.feed.unshift(data);
       S.page.feed.length = Math.min(S.page.feed.length, 50);
       drawFeed();

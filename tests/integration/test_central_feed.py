@@ -1,0 +1,173 @@
+"""The live feed loses nothing that commits: violations whose ids commit out of order,
+health changes stamped before a late commit, a reconnect with ``Last-Event-ID``; and a
+disabled account's stream ends."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+
+from central import feed
+from central.db import read_session_factory, session_factory, transaction
+from central.intake import Message
+from central.models import User
+from central.records import KeyCache, create_user, record_batch
+from central.security import issue_access_token
+from central.workflow import Role
+from roadwatch.contract import (
+    CameraHealth,
+    CameraState,
+    NodeState,
+    NodeStatus,
+    NodeTopic,
+    node_topic,
+    to_wire,
+)
+from tests.central_fixtures import *  # noqa: F403
+from tests.central_fixtures import (
+    PASSWORD,
+    SECRET,
+    Account,
+    CentralDb,
+    NodeIdentity,
+    signed_event,
+    sse_events,
+    store_events,
+)
+from tests.factories import T0
+
+pytestmark = pytest.mark.integration
+
+
+def _status(node: NodeIdentity, state: CameraState) -> Message:
+    status = NodeStatus(
+        site=node.site,
+        node=node.node,
+        state=NodeState.ONLINE,
+        sent_at=T0,
+        cameras=[CameraHealth(camera="cam-01", state=state, fps=25.0)],
+    )
+    return Message(node_topic(node.site, node.node, NodeTopic.STATUS), to_wire(status))
+
+
+def violations(events: list[feed.FeedEvent]) -> list[int]:
+    return [int(d["id"]) for kind, d in events if kind == "violation"]
+
+
+def test_violations_committed_out_of_id_order_are_all_sent(
+    central_db: CentralDb, make_node: Callable[..., NodeIdentity]
+) -> None:
+    """Two ingest processes: the first takes its id, the second takes the next and commits
+    first. The feed sends the second, then the first once it commits."""
+    if central_db.kind == "sqlite":
+        pytest.skip("SQLite has one writer at a time: its ids commit in order")
+    node, other = make_node(), make_node()  # (each process holds its own node's rows)
+    readers = read_session_factory(central_db.engine)
+    with readers() as s:
+        cursor = feed.start(s, None, None)
+    slow = session_factory(central_db.engine)()
+    try:
+        first = record_batch(
+            slow, [Message(node.topic("cam-01"), to_wire(signed_event(node)))], KeyCache()
+        )
+        [second] = store_events(central_db, other, [signed_event(other)])
+        [early] = first.new_violation_ids
+        assert early < second
+        with readers() as s:
+            assert violations(feed.poll(s, cursor)) == [second]
+        resumed_after, _at = feed.parse_resume_token(cursor.resume_token())
+        assert resumed_after < early  # (a reconnect now would ask for it too)
+        slow.commit()
+    finally:
+        slow.close()
+    with readers() as s:
+        assert violations(feed.poll(s, cursor)) == [early]
+        assert violations(feed.poll(s, cursor)) == []
+    assert cursor.gaps == {}
+
+
+def test_a_health_change_stamped_before_a_late_commit_is_sent(
+    central_db: CentralDb, make_node: Callable[..., NodeIdentity]
+) -> None:
+    node = make_node()
+    with transaction(session_factory(central_db.engine)) as s:
+        record_batch(s, [_status(node, CameraState.UP)], KeyCache())
+    readers = read_session_factory(central_db.engine)
+    with readers() as s:
+        cursor = feed.start(s, None, None)
+    slow = session_factory(central_db.engine)()
+    try:
+        record_batch(slow, [_status(node, CameraState.STALLED)], KeyCache())
+        slow.flush()  # stamped now; the batch commits after the feed's next poll
+        with readers() as s:
+            assert [k for k, d in feed.poll(s, cursor) if d.get("site") == node.site] == []
+        slow.commit()
+    finally:
+        slow.close()
+    with readers() as s:
+        sent = [(k, d["state"]) for k, d in feed.poll(s, cursor) if d.get("site") == node.site]
+        assert ("camera", "stalled") in sent
+        assert [k for k, d in feed.poll(s, cursor) if d.get("site") == node.site] == []
+
+
+def test_a_reconnect_with_last_event_id_gets_what_happened_meanwhile(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    ioc = accounts["ioc"].headers
+    [before] = store_events(central_db, node, [signed_event(node)])
+    first = sse_events(
+        api.get(
+            "/api/v1/feed",
+            headers=ioc,
+            params={"after_id": before - 1, "max_events": 1, "max_seconds": 5},
+        ).text
+    )
+    [(token, kind, data)] = first
+    assert kind == "violation" and data["id"] == before and token is not None
+    # Disconnected: a violation and a camera going down.
+    [meanwhile] = store_events(central_db, node, [signed_event(node)])
+    with transaction(session_factory(central_db.engine)) as s:
+        record_batch(s, [_status(node, CameraState.DOWN)], KeyCache())
+    again = api.get(
+        "/api/v1/feed",
+        headers={**ioc, "Last-Event-ID": token},
+        params={"max_seconds": 1},
+    )
+    assert again.status_code == 200
+    events = sse_events(again.text)
+    assert meanwhile in [d["id"] for _i, k, d in events if k == "violation"]
+    assert ("camera", "down") in [(k, d.get("state")) for _i, k, d in events]
+    assert "retry: 2000" in again.text
+    bad = api.get("/api/v1/feed", headers={**ioc, "Last-Event-ID": "not-mine"})
+    assert bad.status_code == 422 and "resume token" in bad.text
+
+
+def test_a_disabled_account_stream_ends_at_once(
+    api: TestClient, central_db: CentralDb, make_node: Callable[..., NodeIdentity]
+) -> None:
+    node = make_node()
+    name = f"ioc-{uuid.uuid4().hex[:8]}"
+    with transaction(session_factory(central_db.engine)) as s:
+        create_user(s, username=name, password=PASSWORD, role=Role.IOC)
+    token = issue_access_token(name, Role.IOC, SECRET, 15)
+    with api.stream(
+        "GET",
+        "/api/v1/feed",
+        headers={"Authorization": f"Bearer {token}"},
+        params={"max_seconds": 30},
+    ) as stream:
+        lines = stream.iter_lines()
+        assert next(lines).startswith(": roadwatch live feed")
+        with transaction(session_factory(central_db.engine)) as s:
+            user = s.query(User).filter_by(username=name).one()
+            user.active = False
+        store_events(central_db, node, [signed_event(node)])
+        rest = "\n".join(lines)  # (ends: the stream closes at the next poll)
+    assert "event: violation" not in rest
