@@ -66,7 +66,10 @@ def _deliver(args: argparse.Namespace) -> int:
 
 
 def _outbox_status(args: argparse.Namespace) -> int:
+    import shutil
+
     from edge.delivery_config import load_delivery_config
+    from edge.delivery_policy import DISK_HEADROOM_BYTES
     from edge.delivery_service import open_outbox
 
     config = load_delivery_config(args.config)
@@ -86,6 +89,11 @@ def _outbox_status(args: argparse.Namespace) -> int:
         f"  disk {stats.used_bytes} of {stats.limit_bytes} bytes "
         f"({stats.used_fraction:.0%}){' ALARM: nearly full' if stats.alarm else ''}"
     )
+    # The budget counts the outbox's own files; the disk may fill with others.
+    free = shutil.disk_usage(config.outbox.path).free
+    disk_low = free < 2 * DISK_HEADROOM_BYTES
+    alarm = " ALARM: the disk is nearly full (evidence is refused, clips first)"
+    print(f"  filesystem {free} bytes free{alarm if disk_low else ''}")
     for blob in broken:
         print(f"  broken {blob.sha256}: {blob.reason}; incomplete: {' '.join(blob.event_ids)}")
-    return 1 if broken or stats.alarm else 0
+    return 1 if broken or stats.alarm or disk_low else 0

@@ -58,6 +58,23 @@ class DiskBudget:
         return used_bytes >= self.alarm_fraction * self.limit_bytes
 
 
+# Free space the outbox leaves on its disk for the database's own writes (journal,
+# checkpoints, receipts): with the disk really full, even freeing space would fail.
+DISK_HEADROOM_BYTES = 64 * 1024 * 1024
+
+
+def effective_budget(
+    budget: DiskBudget, used_bytes: int, free_bytes: int, headroom: int = DISK_HEADROOM_BYTES
+) -> DiskBudget:
+    """``budget`` as the disk allows it now: what is used plus what is free (less
+    ``headroom``) caps both the limit and the event reserve, so that a disk other files
+    fill up refuses the clip first, as the budget would, instead of failing a write."""
+    room = max(0, free_bytes - headroom)
+    limit = max(1, min(budget.limit_bytes, used_bytes + room))
+    reserve = max(0, min(budget.event_reserve_bytes, used_bytes + room - limit))
+    return DiskBudget(limit, reserve, budget.alarm_fraction)
+
+
 @dataclass(frozen=True, slots=True)
 class Admission:
     """What the outbox can take of one violation: the roles kept and those refused."""

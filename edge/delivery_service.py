@@ -127,8 +127,9 @@ class DeliveryService:
         them); the event itself is stored while the event reserve lasts. Raises
         OutboxFullError (logged) only when not even the bare event fits."""
         sizes = {b.ref.role: b.ref.size for b in package.blobs}
+        used = self.outbox.used_bytes()
         plan = plan_admission(
-            self.outbox.budget, self.outbox.used_bytes(), 4096, sizes
+            self.outbox.budget_now(used), used, 4096, sizes
         )  # 4 KiB: a generous bound on an event's payload
         if plan.refused:
             package = package.without(plan.refused, self.key)
@@ -140,17 +141,20 @@ class DeliveryService:
             )
         try:
             self.outbox.put_violation(package.event, package.blobs)
-        except OutboxFullError:
-            log.error("outbox full: violation %s NOT stored", package.event.event_id)
+        except OutboxFullError as exc:
+            log.error("outbox full: violation %s NOT stored (%s)", package.event.event_id, exc)
             raise
         return Submitted(event_id=package.event.event_id, refused=plan.refused)
 
-    def submit_traffic(self, stats: TrafficStats) -> None:
+    def submit_traffic(self, stats: TrafficStats) -> bool:
+        """Store a minute of traffic statistics; False (logged) when the outbox is full:
+        the minute is dropped, and the room left is kept for violations."""
         try:
             self.outbox.put_traffic(stats)
-        except OutboxFullError:
-            log.error("outbox full: traffic statistics of %s dropped", stats.camera)
-            raise
+        except OutboxFullError as exc:
+            log.error("outbox full: traffic statistics of %s dropped (%s)", stats.camera, exc)
+            return False
+        return True
 
     def start(self) -> None:
         self.publisher.start()

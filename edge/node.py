@@ -37,6 +37,7 @@ from edge.evidence.packets import PacketRing
 from edge.evidence.ring import FrameRing
 from edge.integrity import IntegrityBounds, IntegrityGuard, ReferenceView
 from edge.nvdec import PacketSink
+from edge.outbox import OutboxFullError
 from edge.pipeline import (
     DetectorPool,
     LivePipeline,
@@ -165,7 +166,9 @@ class Prepared:
 @dataclass
 class NodeCounters:
     stored: int = 0  # evidence packages stored in the outbox
+    not_stored: int = 0  # violations the full outbox could not take (each logged)
     traffic_minutes: int = 0
+    traffic_dropped: int = 0  # minutes the full outbox could not take
 
 
 @dataclass
@@ -379,12 +382,18 @@ class EdgeNode:
                     self.violations_out.write(to_wire(package.event).decode("utf-8") + "\n")
                     self.violations_out.flush()
                 if self.delivery is not None:
-                    self.delivery.submit(package)
+                    try:
+                        self.delivery.submit(package)
+                    except OutboxFullError:
+                        # (logged with the event id) The cameras go on: the next violation
+                        # may fit once delivery has freed room.
+                        self.counters.not_stored += 1
+                        continue
                     self.counters.stored += 1
             for stats in traffic:
                 self.counters.traffic_minutes += 1
-                if self.delivery is not None:
-                    self.delivery.submit_traffic(stats)
+                if self.delivery is not None and not self.delivery.submit_traffic(stats):
+                    self.counters.traffic_dropped += 1
 
     @property
     def workers(self) -> Workers | None:

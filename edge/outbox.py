@@ -24,6 +24,7 @@ its event is never complete).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from edge.delivery_policy import DiskBudget, backoff_delay
+from edge.delivery_policy import DiskBudget, backoff_delay, effective_budget
 from roadwatch.contract import (
     CameraTopic,
     EvidenceRef,
@@ -141,8 +142,28 @@ class BlobState(StrEnum):
 _PRIORITY = {MessageKind.VIOLATION: 0, MessageKind.TRAFFIC: 1}
 
 
+# A blob file no row lists is removed at start once it is this old.
+ORPHAN_AGE_S = 600.0
+
+
 class OutboxFullError(Exception):
     """The outbox cannot store this without going over its disk limit; nothing was stored."""
+
+
+@contextlib.contextmanager
+def _disk_full_is_full(what: str) -> Iterator[None]:
+    """A write the disk itself refused (no space, or SQLite's "database or disk is full")
+    is the outbox being full: the caller keeps running and says what was not stored."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise OutboxFullError(f"{what}: the disk is full ({exc.strerror})") from exc
+    except sqlite3.OperationalError as exc:
+        if "full" not in str(exc):
+            raise
+        raise OutboxFullError(f"{what}: the disk is full ({exc})") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,11 +305,22 @@ class Outbox:
         self.close()
 
     def _remove_stale_temp_files(self) -> None:
-        # A process killed between writing and renaming a blob leaves a temp file; the
-        # row that would list it was never committed, so it is garbage.
+        # A process killed between writing and renaming a blob leaves a temp file; one
+        # killed after the rename but before its rows committed leaves a file no row
+        # lists. Both are garbage that no budget counts. (Only files older than
+        # ORPHAN_AGE_S: another process may be about to commit the rows of a new one.)
         for tmp in self._blob_dir.glob("*/.tmp-*"):
             with contextlib.suppress(OSError):
                 tmp.unlink()
+        listed = {r[0] for r in self._db.execute("SELECT sha256 FROM blobs")}
+        old = time.time() - ORPHAN_AGE_S
+        for path in self._blob_dir.glob("*/*"):
+            if path.name.startswith(".") or path.name in listed:
+                continue
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < old:
+                    log.info("removing evidence file %s that no outbox row lists", path.name)
+                    path.unlink()
 
     # ------------------------------------------------------------------ storing
     def blob_path(self, sha256: str) -> Path:
@@ -325,7 +357,7 @@ class Outbox:
             _check_blobs(event, blobs)
             topic = camera_topic(event.site, event.node, event.camera, CameraTopic.VIOLATION)
             prepared.append((event, blobs, to_wire(event), topic))
-        with self._lock:
+        with self._lock, _disk_full_is_full(f"{len(prepared)} violation(s)"):
             uploaded = self._uploaded_among({b.ref.sha256 for _, bs, _, _ in prepared for b in bs})
             written: list[Path] = []
             try:
@@ -355,20 +387,29 @@ class Outbox:
         ).fetchall()
         return {r[0] for r in rows}
 
+    def budget_now(self, used: int) -> DiskBudget:
+        """The budget as the disk allows it now (other files may be filling it)."""
+        try:
+            free = shutil.disk_usage(self.directory).free
+        except OSError:
+            return self.budget
+        return effective_budget(self.budget, used, free)
+
     def _insert_violation(
         self, event: ViolationEvent, blobs: Sequence[EvidenceBlob], payload: bytes, topic: str
     ) -> None:
         used = self._used_bytes()
+        budget = self.budget_now(used)
         evidence = sum(b.ref.size for b in blobs)
-        if blobs and used + len(payload) + evidence > self.budget.limit_bytes:
+        if blobs and used + len(payload) + evidence > budget.limit_bytes:
             raise OutboxFullError(
                 f"event {event.event_id}: {len(payload) + evidence} bytes do not fit "
-                f"({used} of {self.budget.limit_bytes} used)"
+                f"({used} of {budget.limit_bytes} used)"
             )
-        if used + len(payload) > self.budget.limit_bytes + self.budget.event_reserve_bytes:
+        if used + len(payload) > budget.limit_bytes + budget.event_reserve_bytes:
             raise OutboxFullError(
                 f"event {event.event_id}: the outbox is full even for events "
-                f"({used} bytes used, limit {self.budget.limit_bytes} + reserve)"
+                f"({used} bytes used, limit {budget.limit_bytes} + reserve)"
             )
         inserted = self._db.execute(
             "INSERT OR IGNORE INTO messages (id, kind, topic, payload, priority,"
@@ -401,8 +442,9 @@ class Outbox:
         payload = to_wire(stats)
         key = f"traffic/{stats.site}/{stats.node}/{stats.camera}/{stats.minute_start.isoformat()}"
         topic = camera_topic(stats.site, stats.node, stats.camera, CameraTopic.TRAFFIC)
-        with self._lock, self._transaction():
-            if self._used_bytes() + len(payload) > self.budget.limit_bytes:
+        with self._lock, _disk_full_is_full(key), self._transaction():
+            used = self._used_bytes()
+            if used + len(payload) > self.budget_now(used).limit_bytes:
                 raise OutboxFullError(f"traffic statistics {key}: the outbox is full")
             self._db.execute(
                 "INSERT OR IGNORE INTO messages (id, kind, topic, payload, priority,"
@@ -424,6 +466,14 @@ class Outbox:
             "state = 'pending'", "priority, created_at, id", limit=limit, exclude=exclude
         )
 
+    def _due_window(self) -> tuple[float, float]:
+        """Rows are due at or before the first time, and after the second: no wait is
+        ever scheduled that far ahead, so such a row was scheduled by a clock that has
+        since been set back (an NTP correction) and would otherwise wait as long."""
+        now = self._clock()
+        longest = max(self._retry_cap_s, self._receipt_timeout_s, self._receipt_timeout_cap_s)
+        return now, now + longest + 1.0
+
     def _due(
         self, where: str, order: str, *, limit: int, exclude: Iterable[str]
     ) -> list[OutboxMessage]:
@@ -431,8 +481,9 @@ class Outbox:
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, kind, topic, payload, attempts FROM messages"
-                f" WHERE {where} AND next_attempt_at <= ? ORDER BY {order} LIMIT ?",
-                (self._clock(), limit + len(skip)),
+                f" WHERE {where} AND (next_attempt_at <= ? OR next_attempt_at > ?)"
+                f" ORDER BY {order} LIMIT ?",
+                (*self._due_window(), limit + len(skip)),
             ).fetchall()
         out = [
             OutboxMessage(id=r[0], kind=MessageKind(r[1]), topic=r[2], payload=r[3], attempts=r[4])
@@ -580,9 +631,9 @@ class Outbox:
         with self._lock:
             rows = self._db.execute(
                 "SELECT sha256, media_type, size, attempts FROM blobs"
-                " WHERE state = 'pending' AND next_attempt_at <= ?"
+                " WHERE state = 'pending' AND (next_attempt_at <= ? OR next_attempt_at > ?)"
                 " ORDER BY next_attempt_at, rowid LIMIT ?",
-                (self._clock(), limit),
+                (*self._due_window(), limit),
             ).fetchall()
         return [
             PendingBlob(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,28 @@ def test_unsigned_or_mismatched_events_are_refused(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="does not match its hash"):
             outbox.put_violation(event, tampered)
         assert outbox.stats().pending == 0
+
+
+def test_a_clock_set_back_does_not_hold_back_retries_for_as_long(tmp_path: Path) -> None:
+    """Failures back off while the clock is two hours ahead; NTP then sets it right. The
+    retries (a message, a blob, a receipt re-send) are due at once, not in two hours."""
+    clock = FakeClock()
+    clock.now += 7200.0
+    with Outbox(tmp_path, BIG_BUDGET, clock=clock, retry_base_s=2.0, retry_cap_s=60) as outbox:
+        event, blobs = signed_event()
+        outbox.put_violation(event, blobs)
+        other, _ = signed_event([])
+        outbox.put_violation(other, [])
+        outbox.record_publish_failure([event.event_id], "no PUBACK")
+        outbox.record_blob_failure(blobs[0].ref.sha256, "central down")
+        outbox.mark_published([other.event_id])
+        failed = blobs[0].ref.sha256
+        assert outbox.due_messages(10) == [] and outbox.due_resends(10) == []
+        assert failed not in [b.sha256 for b in outbox.due_blobs(10)]
+        clock.now -= 7200.0
+        assert [m.id for m in outbox.due_messages(10)] == [event.event_id]
+        assert failed in [b.sha256 for b in outbox.due_blobs(10)]
+        assert [m.id for m in outbox.due_resends(10)] == [other.event_id]
 
 
 def test_published_is_kept_until_receipted(tmp_path: Path) -> None:
@@ -174,6 +197,29 @@ def test_kill_9_mid_write_loses_nothing_that_was_stored(tmp_path: Path) -> None:
         assert all(b.path.exists() for b in outbox.due_blobs(100_000))
         assert not list(tmp_path.glob("blobs/*/.tmp-*")), "temp files are cleaned on open"
         print(f"kill -9 after {len(stored)} stored events: {len(pending)} in the outbox, intact")
+
+
+def test_evidence_files_no_row_lists_are_removed_at_start_once_old(tmp_path: Path) -> None:
+    """A process killed after a blob's file was renamed into place but before its rows
+    committed leaves a file that nothing counts or sends: the next start removes it, once
+    it is old enough that no other process can be about to commit it."""
+    import os
+
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        event, blobs = signed_event()
+        outbox.put_violation(event, blobs)
+        listed = outbox.blob_path(blobs[0].ref.sha256)
+    orphan = tmp_path / "blobs" / "ab" / ("ab" + "0" * 62)
+    fresh = tmp_path / "blobs" / "cd" / ("cd" + "0" * 62)
+    for path in (orphan, fresh):
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"clip of a violation never stored")
+    old = time.time() - 3600
+    os.utime(orphan, (old, old))
+    os.utime(listed, (old, old))
+    with Outbox(tmp_path, BIG_BUDGET):
+        assert not orphan.exists()
+        assert fresh.exists() and listed.exists()
 
 
 def test_usage_counter_matches_the_rows(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.delivery_policy import DiskBudget, backoff_delay, plan_admission
+from edge.delivery_policy import DiskBudget, backoff_delay, effective_budget, plan_admission
 from roadwatch.contract import EvidenceRole as R
 
 
@@ -63,3 +63,30 @@ def test_budget_refuses_nonsense() -> None:
         DiskBudget(limit_bytes=0, event_reserve_bytes=0)
     with pytest.raises(ValueError):
         DiskBudget(limit_bytes=10, event_reserve_bytes=0, alarm_fraction=1.5)
+
+
+@pytest.mark.parametrize(
+    ("used", "free", "limit", "reserve"),
+    [
+        (0, 10_000, 1000, 100),  # a roomy disk: the budget as configured
+        (500, 560, 1000, 60),  # room for the limit, only part of the reserve
+        (500, 200, 700, 0),  # other files fill the disk: the limit shrinks to it
+        (500, 0, 500, 0),  # full: nothing more
+        (0, 0, 1, 0),  # (a limit is never zero)
+    ],
+)
+def test_the_budget_shrinks_to_the_free_disk(
+    used: int, free: int, limit: int, reserve: int
+) -> None:
+    got = effective_budget(BUDGET, used, free, headroom=0)
+    assert (got.limit_bytes, got.event_reserve_bytes) == (limit, reserve)
+    assert got.alarm_fraction == BUDGET.alarm_fraction
+
+
+def test_on_a_disk_filling_up_the_clip_goes_first_then_nothing_is_written() -> None:
+    """With 350 bytes free (after headroom) the frames fit and the clip does not; with
+    5 bytes free not even the event does, so nothing is written to a full disk."""
+    roomy = plan_admission(effective_budget(BUDGET, 0, 350 + 64, headroom=64), 0, 10, PACKAGE)
+    assert roomy.refused == (R.CLIP,) and roomy.event_fits
+    full = plan_admission(effective_budget(BUDGET, 0, 5, headroom=0), 0, 10, PACKAGE)
+    assert not full.event_fits

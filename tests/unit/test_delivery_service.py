@@ -97,6 +97,80 @@ def test_submit_refuses_the_clip_before_the_event(tmp_path: Path) -> None:
         service.stop(timeout_s=1)
 
 
+def test_a_disk_other_files_fill_refuses_the_clip_first_then_drops_not_crashes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outbox's budget is 1 MiB, but the disk itself has only 300 KB left: the clip is
+    refused as if the budget were short; with no room at all a violation is refused (and
+    said), a traffic minute dropped, and a write the disk refuses is the outbox being full."""
+    import errno
+    from collections import namedtuple
+    from datetime import timedelta
+
+    from edge.delivery_policy import DISK_HEADROOM_BYTES
+    from roadwatch.contract import TrafficStats
+    from tests.factories import T0
+
+    def traffic_stats(minute: int) -> TrafficStats:
+        start = T0.replace(second=0, microsecond=0) + timedelta(minutes=minute)
+        return TrafficStats(site="ql13-km22", node="node-01", camera="c", minute_start=start)
+
+    usage = namedtuple("usage", "total used free")
+    free = {"bytes": DISK_HEADROOM_BYTES + 300_000}
+    monkeypatch.setattr(
+        "edge.outbox.shutil.disk_usage", lambda _p: usage(1 << 40, 0, free["bytes"])
+    )
+    service = DeliveryService.from_config(load_delivery_config(write_config(tmp_path)))
+    try:
+        first = service.submit(package(500_000))
+        assert first.refused == (EvidenceRole.CLIP,)
+        free["bytes"] = DISK_HEADROOM_BYTES  # nothing left beyond the headroom
+        with pytest.raises(OutboxFullError, match="the outbox is full even for events"):
+            service.submit(package(10))
+        assert service.submit_traffic(traffic_stats(0)) is False
+        free["bytes"] = 1 << 30
+        assert service.submit_traffic(traffic_stats(1)) is True
+
+        def no_space(*_a: object) -> bool:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(service.outbox, "_write_blob", no_space)
+        with pytest.raises(OutboxFullError, match="the disk is full"):
+            service.submit(package(10))
+    finally:
+        service.stop(timeout_s=1)
+
+
+def test_a_full_outbox_does_not_stop_the_node(tmp_path: Path) -> None:
+    """A violation or a traffic minute the outbox refuses is counted (and logged); the
+    next one is still offered, and the cameras go on."""
+    import io
+
+    from edge.config import SiteConfig
+    from edge.node import EdgeNode
+
+    class Full:
+        def __init__(self) -> None:
+            self.offered = 0
+
+        def submit(self, _package: EvidencePackage) -> None:
+            self.offered += 1
+            raise OutboxFullError("the outbox is full even for events")
+
+        def submit_traffic(self, _stats: object) -> bool:
+            return False
+
+    out = io.StringIO()
+    full = Full()
+    node = EdgeNode(SiteConfig.for_source("/data/a.mp4"), {}, None, violations_out=out)
+    node.delivery = full  # type: ignore[assignment]
+    node._deliver([package(10), package(10)], [object(), object()])  # type: ignore[list-item]
+    assert full.offered == 2
+    assert (node.counters.stored, node.counters.not_stored) == (0, 2)
+    assert (node.counters.traffic_minutes, node.counters.traffic_dropped) == (2, 2)
+    assert len(out.getvalue().splitlines()) == 2  # (the violations file still has them)
+
+
 def test_missing_key_is_a_clear_error(tmp_path: Path) -> None:
     config = load_delivery_config(write_config(tmp_path))
     (tmp_path / "node.key").unlink()
@@ -122,4 +196,5 @@ def test_outbox_command_reports_broken_evidence(
     out = capsys.readouterr().out
     assert "events pending 1, published 0" in out
     assert f"broken {clip.sha256}: evidence file changed on disk" in out
+    assert "bytes free" in out and "ALARM: the disk" not in out
     assert submitted.event_id in out
