@@ -222,7 +222,9 @@ class TrafficMinute(Base):
 
     __tablename__ = "traffic"
     __table_args__ = (
-        UniqueConstraint("site", "camera", "minute_start", "lane", name="uq_traffic_minute"),
+        UniqueConstraint(
+            "site", "node", "camera", "minute_start", "lane", name="uq_traffic_minute"
+        ),
         Index("ix_traffic_camera_minute", "camera", "minute_start"),
     )
 

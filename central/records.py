@@ -519,7 +519,7 @@ def _record_traffic(session: Session, stats: TrafficStats) -> int:
     ]
     session.execute(
         _insert(session, TrafficMinute.__table__).on_conflict_do_nothing(
-            index_elements=["site", "camera", "minute_start", "lane"]
+            index_elements=["site", "node", "camera", "minute_start", "lane"]
         ),
         rows,
     )

@@ -123,7 +123,8 @@ def traffic_flow(
     minute_from: From = None,
     minute_to: To = None,
 ) -> TrafficFlow:
-    """Vehicles counted per camera and hour or day, with the vehicle-weighted mean speed."""
+    """Vehicles counted per camera (site, node, camera) and hour or day, with the
+    vehicle-weighted mean speed."""
     bucket = time_bucket(session, TrafficMinute.minute_start, by).label("b")
     weighted = func.sum(TrafficMinute.mean_speed_kmh * TrafficMinute.vehicles)
     speed_weight = func.sum(
@@ -131,6 +132,8 @@ def traffic_flow(
     )
     stmt = select(
         bucket,
+        TrafficMinute.site,
+        TrafficMinute.node,
         TrafficMinute.camera,
         func.sum(TrafficMinute.vehicles),
         weighted,
@@ -145,18 +148,19 @@ def traffic_flow(
         stmt = stmt.where(TrafficMinute.minute_start >= minute_from)
     if minute_to is not None:
         stmt = stmt.where(TrafficMinute.minute_start < minute_to)
-    stmt = stmt.group_by(literal_column("b"), TrafficMinute.camera).order_by(
-        literal_column("b"), TrafficMinute.camera
-    )
+    cameras = (TrafficMinute.site, TrafficMinute.node, TrafficMinute.camera)
+    stmt = stmt.group_by(literal_column("b"), *cameras).order_by(literal_column("b"), *cameras)
     buckets = [
         FlowBucket(
             bucket=str(b),
+            site=site_,
+            node=node_,
             camera=cam,
             vehicles=int(n or 0),
             mean_speed_kmh=round(float(w) / float(sw), 2) if w is not None and sw else None,
             mean_occupancy=round(float(occ or 0.0), 4),
         )
-        for b, cam, n, w, sw, occ in session.execute(stmt).all()
+        for b, site_, node_, cam, n, w, sw, occ in session.execute(stmt).all()
     ]
     return TrafficFlow(by=by, buckets=buckets)
 

@@ -352,6 +352,8 @@ class ViolationStats(BaseModel):
 
 class FlowBucket(BaseModel):
     bucket: str
+    site: str
+    node: str
     camera: str
     vehicles: int
     mean_speed_kmh: float | None
@@ -367,6 +369,8 @@ class TrafficFlow(BaseModel):
                     "buckets": [
                         {
                             "bucket": "2026-11-23T07:00:00Z",
+                            "site": "ql13-km22",
+                            "node": "node-01",
                             "camera": "cam-01",
                             "vehicles": 1840,
                             "mean_speed_kmh": 46.2,

@@ -657,9 +657,12 @@ def test_statistics_and_traffic_flow(
         )
         for i in range(2)
     ]
+    # A second node of the site has a camera of the same name: its minutes are its own.
+    other = make_node(site=node.site, node="node-02")
+    theirs = [t.model_copy(update={"node": other.node}) for t in traffic[:1]]
     messages = [
         Message(node.topic("cam-a", CameraTopic.TRAFFIC), to_wire(t)) for t in traffic + traffic
-    ]
+    ] + [Message(other.topic("cam-a", CameraTopic.TRAFFIC), to_wire(t)) for t in theirs]
     with transaction(session_factory(central_db.engine)) as s:
         result = record_batch(s, messages, KeyCache())
     assert result.quarantined == {}
@@ -669,11 +672,22 @@ def test_statistics_and_traffic_flow(
     assert flow["buckets"] == [
         {
             "bucket": "2026-11-23T07:00:00Z",
+            "site": node.site,
+            "node": "node-01",
             "camera": "cam-a",
             "vehicles": 80,  # re-sent minutes are counted once
             "mean_speed_kmh": 45.0,
             "mean_occupancy": 0.2,
-        }
+        },
+        {
+            "bucket": "2026-11-23T07:00:00Z",
+            "site": node.site,
+            "node": "node-02",
+            "camera": "cam-a",
+            "vehicles": 40,
+            "mean_speed_kmh": 40.0,
+            "mean_occupancy": 0.2,
+        },
     ]
 
 

@@ -1486,22 +1486,28 @@
   }
 
   function flowCharts(flow, since) {
+    // One chart per camera: site, node and camera (two nodes may each have a "cam-01").
     const byCamera = new Map();
     for (const b of flow.buckets) {
-      if (!byCamera.has(b.camera)) byCamera.set(b.camera, []);
-      byCamera.get(b.camera).push(b);
+      const key = camKey(b);
+      if (!byCamera.has(key)) byCamera.set(key, []);
+      byCamera.get(key).push(b);
     }
     if (!byCamera.size) return h("p", { class: "muted" }, t("ioc.flow_none"));
+    const names = [...byCamera.values()].map((bs) => bs[0].camera);
+    const shared = new Set(names.filter((n, i) => names.indexOf(n) !== i));
     const hours = [];
     for (let i = 0; i <= 24; i++) hours.push(new Date(since.getTime() + i * 3600000).toISOString().slice(0, 13));
-    return h("div", { class: "flows" }, [...byCamera.entries()].map(([camera, buckets]) => {
+    return h("div", { class: "flows" }, [...byCamera.values()].map((buckets) => {
+      const { site, node } = buckets[0];
+      const camera = shared.has(buckets[0].camera) ? `${site}/${node}/${buckets[0].camera}` : buckets[0].camera;
       const byHour = Object.fromEntries(buckets.map((b) => [b.bucket.slice(0, 13), b]));
       const vehicles = buckets.reduce((s, b) => s + b.vehicles, 0);
       const weighted = buckets.filter((b) => b.mean_speed_kmh != null);
       const wsum = weighted.reduce((s, b) => s + b.vehicles, 0);
       const speed = wsum ? `${fmtNum(weighted.reduce((s, b) => s + b.mean_speed_kmh * b.vehicles, 0) / wsum)} km/h` : t("ioc.no_speed");
       const items = hours.map((hr) => ({ label: fmtHour(`${hr}:00:00Z`), value: byHour[hr]?.vehicles || 0 }));
-      return vBarChart(`flow-${camera}`, t("ioc.flow_camera", { camera, vehicles: fmtNum(vehicles, 0), speed }), items,
+      return vBarChart(`flow-${camera.replaceAll("/", "-")}`, t("ioc.flow_camera", { camera, vehicles: fmtNum(vehicles, 0), speed }), items,
         { width: 300, height: 130, note: `(${t("ioc.flow_axis")})` });
     }));
   }
