@@ -59,8 +59,10 @@ def detail_text(detail: dict[str, Any]) -> str:
     return canonical_bytes(detail).decode("utf-8")
 
 
-def verify_chain(entries: Iterable[ChainEntry]) -> ChainReport:
-    """Walk the entries in sequence order; report the first that breaks the chain."""
+def verify_chain(entries: Iterable[ChainEntry], head: tuple[int, str] | None = None) -> ChainReport:
+    """Walk the entries in sequence order; report the first that breaks the chain. With
+    ``head`` (the sequence number and hash the log's head row holds), the chain must end
+    there too: entries taken off its end, or the whole log emptied, break it."""
     prev = GENESIS
     expected_seq = 1
     count = 0
@@ -83,4 +85,15 @@ def verify_chain(entries: Iterable[ChainEntry]) -> ChainReport:
         prev = e.entry_hash
         expected_seq += 1
         count += 1
+    if head is not None and head != (count, prev):
+        return ChainReport(
+            False,
+            count,
+            prev,
+            count + 1,
+            f"the log ends at entry {count}, but its head records entry {head[0]}"
+            " (entries removed from the end)"
+            if head[0] > count
+            else f"the head records entry {head[0]} with another hash than the log's end",
+        )
     return ChainReport(True, count, prev)

@@ -27,7 +27,7 @@ from central.api.schemas import (
     ViolationStats,
 )
 from central.audit import ChainEntry, verify_chain
-from central.models import AuditEntry, Quarantine, TrafficMinute, Violation
+from central.models import AuditEntry, AuditHead, Quarantine, TrafficMinute, Violation
 
 router = APIRouter(prefix="/api/v1", responses=PROTECTED)
 From = Annotated[IsoTime | None, Query(alias="from", description="Start, inclusive")]
@@ -51,8 +51,9 @@ def list_audit(
 
 @router.get("/audit/verify", tags=["audit"], summary="Verify the audit log's hash chain")
 def verify_audit(_: Manager, session: SessionDep) -> ChainOut:
+    head = session.execute(select(AuditHead.seq, AuditHead.entry_hash)).one()
     rows = session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars()
-    report = verify_chain(
+    entries = (
         ChainEntry(
             seq=e.seq,
             at=e.at,
@@ -65,6 +66,7 @@ def verify_audit(_: Manager, session: SessionDep) -> ChainOut:
         )
         for e in rows.yield_per(1000)
     )
+    report = verify_chain(entries, (int(head.seq), str(head.entry_hash)))
     return ChainOut(
         ok=report.ok,
         entries=report.entries,

@@ -28,7 +28,7 @@ from central.intake import Message
 from central.models import Camera, User, Violation
 from central.models import EvidenceRef as EvidenceRefRow
 from central.node_config import publish_retained
-from central.records import KeyCache, create_user, record_batch
+from central.records import KeyCache, append_audit, create_user, record_batch
 from central.security import issue_access_token
 from central.settings import Settings
 from central.ui.routes import STATIC
@@ -542,7 +542,10 @@ def test_the_audit_log_is_append_only_in_the_database(
         headers=accounts["admin"].headers,
         json={"full_name": "Lê Văn Cường"},
     )
-    for statement in ("UPDATE audit_log SET actor = 'mallory'", "DELETE FROM audit_log"):
+    statements = ["UPDATE audit_log SET actor = 'mallory'", "DELETE FROM audit_log"]
+    if central_db.kind == "postgresql":  # (SQLite has no TRUNCATE)
+        statements.append("TRUNCATE audit_log")
+    for statement in statements:
         with (
             pytest.raises(DBAPIError, match="append-only"),
             transaction(session_factory(central_db.engine)) as s,
@@ -550,6 +553,34 @@ def test_the_audit_log_is_append_only_in_the_database(
             s.execute(text(statement))
     chain = api.get("/api/v1/audit/verify", headers=accounts["supervisor"].headers).json()
     assert chain["ok"] is True
+
+
+def test_entries_taken_off_the_end_of_the_audit_log_are_found(
+    central_db: CentralDb, central_settings: Settings
+) -> None:
+    """With its triggers dropped (an owner of the database can), the last entry is
+    deleted: the chain that is left is intact, but it no longer ends at its head."""
+    with migrated_database(central_db.kind, central_settings.data_dir) as db:
+        settings = central_settings.model_copy(update={"database_url": db.url})
+        with TestClient(create_app(settings, engine=db.engine)) as client:
+            with transaction(session_factory(db.engine)) as s:
+                create_user(s, username="admin.one", password=PASSWORD, role=Role.ADMIN)
+                for n in range(3):
+                    append_audit(s, actor="admin.one", action="user_update", detail={"n": n})
+            token = issue_access_token("admin.one", Role.ADMIN, SECRET, 15)
+            headers = {"Authorization": f"Bearer {token}"}
+            assert client.get("/api/v1/audit/verify", headers=headers).json()["ok"] is True
+            drop = {
+                "postgresql": ["ALTER TABLE audit_log DISABLE TRIGGER USER"],
+                "sqlite": ["DROP TRIGGER audit_log_no_delete"],
+            }[db.kind]
+            with transaction(session_factory(db.engine)) as s:
+                for statement in drop:
+                    s.execute(text(statement))
+                s.execute(text("DELETE FROM audit_log WHERE seq = 3"))
+            chain = client.get("/api/v1/audit/verify", headers=headers).json()
+    assert chain["ok"] is False and chain["first_bad_seq"] == 3
+    assert "head records entry 3" in chain["problem"]
 
 
 def test_search_filters_and_pages(

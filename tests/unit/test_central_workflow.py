@@ -280,6 +280,27 @@ def test_a_deleted_entry_breaks_the_chain() -> None:
 
 
 @pytest.mark.parametrize(
+    ("kept", "head_seq", "problem"),
+    [
+        (5, 5, None),  # whole, and ending where its head says
+        (3, 5, "the log ends at entry 3, but its head records entry 5"),
+        (0, 5, "the log ends at entry 0, but its head records entry 5"),
+        (5, 4, "the head records entry 4 with another hash than the log's end"),
+    ],
+)
+def test_the_chain_must_end_at_its_head(kept: int, head_seq: int, problem: str | None) -> None:
+    """Entries taken off the end leave an intact chain: only the head row shows it."""
+    full = _chain(5)
+    head = (head_seq, full[head_seq - 1].entry_hash)
+    report = verify_chain(full[:kept], head)
+    assert report.ok is (problem is None)
+    if problem is not None:
+        assert report.problem is not None and report.problem.startswith(problem)
+        assert report.first_bad_seq == kept + 1
+    assert verify_chain(full[:kept]).ok  # (without the head, nothing to see)
+
+
+@pytest.mark.parametrize(
     ("start", "action", "actor"),
     [
         (Status.IN_REVIEW, Action.CONFIRM, SUPERVISOR),
