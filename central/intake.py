@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -38,6 +39,14 @@ class RefusalCode(StrEnum):
     UNKNOWN_NODE = "unknown_node"
     FORGED = "forged"
     REUSED_ID = "reused_event_id"
+    FUTURE = "from_the_future"
+
+
+# An event may be stamped this far ahead of central's clock (two clocks never agree to the
+# second); one further ahead comes from a node whose clock is wrong, and its deadlines
+# would be wrong with it. It is quarantined, and taken when its node sends it again once
+# that time has come (nodes send an event again until it is receipted).
+MAX_AHEAD = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +64,9 @@ class Message:
 Accepted = ViolationEvent | TrafficStats | NodeStatus
 
 
-def check(message: Message, keys: KeyLookup) -> Accepted | Refusal:
-    """Accept ``message`` as a typed payload or refuse it with the reason."""
+def check(message: Message, keys: KeyLookup, now: datetime | None = None) -> Accepted | Refusal:
+    """Accept ``message`` as a typed payload or refuse it with the reason (``now``:
+    central's clock, by default the system's)."""
     try:
         topic = parse_topic(message.topic)
     except TopicError as exc:
@@ -94,9 +104,23 @@ def check(message: Message, keys: KeyLookup) -> Accepted | Refusal:
         )
     if isinstance(payload, ViolationEvent):
         try:
-            verify(payload, key, wire=message.payload)
+            verify(payload, key, wire=message.payload, exact=True)
         except SignatureError as exc:
             return Refusal(RefusalCode.FORGED, str(exc))
+    stamped = (
+        payload.occurred_at
+        if isinstance(payload, ViolationEvent)
+        else payload.minute_start
+        if isinstance(payload, TrafficStats)
+        else None
+    )
+    limit = (now or datetime.now(UTC)) + MAX_AHEAD
+    if stamped is not None and stamped > limit:
+        return Refusal(
+            RefusalCode.FUTURE,
+            f"stamped {stamped.isoformat()}, more than {MAX_AHEAD} ahead of central's clock:"
+            " the node's clock is wrong",
+        )
     return payload
 
 

@@ -75,12 +75,17 @@ def sign(model: S, key: Ed25519PrivateKey) -> S:
     return model.model_copy(update={"signature": base64.b64encode(signature).decode("ascii")})
 
 
-def verify(model: SignedModel, key: Ed25519PublicKey, *, wire: bytes | None = None) -> None:
+def verify(
+    model: SignedModel, key: Ed25519PublicKey, *, wire: bytes | None = None, exact: bool = False
+) -> None:
     """Raise SignatureError unless ``model`` carries a valid signature by ``key``.
 
     ``wire``, the bytes ``model`` was parsed from, lets a payload sent in canonical form
     (as nodes send it) be checked without serializing the model again; any other form is
-    checked against the model's canonical form, as without ``wire``.
+    checked against the model's canonical form, as without ``wire``. With ``exact`` the
+    bytes themselves must be what was signed: a signed payload re-encoded in another form
+    (other spacing or key order, a number sent as a string) is refused, so that the bytes
+    kept as evidence verify as they are.
     """
     if model.signature is None:
         raise SignatureError("payload is not signed")
@@ -96,6 +101,11 @@ def verify(model: SignedModel, key: Ed25519PublicKey, *, wire: bytes | None = No
             return
         except BadSignatureError:
             pass  # perhaps sent in another form: the canonical form decides
+    if exact and wire is not None and canonical_model_bytes(model) != wire:
+        raise SignatureError(
+            "payload is not in the form it was signed in (canonical JSON): as received it"
+            " would not verify"
+        )
     try:
         verify_key.verify(signing_payload(model), raw)
     except BadSignatureError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -47,3 +48,67 @@ def test_a_database_error_still_raises_so_the_batch_is_checked_again(
     monkeypatch.setattr(records, "check", no_database)
     with pytest.raises(OperationalError):
         check_batch(None, [Message(TOPIC, b"{}")], KeyCache())  # type: ignore[arg-type]
+
+
+def _reencoded(text: bytes, how: str) -> bytes:
+    import json
+
+    data = json.loads(text)
+    if how == "spaced":
+        return json.dumps(data, ensure_ascii=False, indent=2).encode()
+    if how == "reordered":
+        return json.dumps(dict(reversed(list(data.items()))), ensure_ascii=False).encode()
+    data["track_id"] = str(data["track_id"])  # (the lax parser turns it back into 17)
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("how", ["spaced", "reordered", "number as text"])
+def test_a_signed_event_re_encoded_in_another_form_is_refused(how: str) -> None:
+    """The same event in other bytes would be stored as received and then not verify for
+    whoever checks the evidence: only the form that was signed is taken."""
+    from roadwatch.contract import to_wire
+    from roadwatch.contract.signing import generate_private_key, sign
+    from tests.factories import violation_event
+
+    key = generate_private_key()
+    event = sign(violation_event(site="site-a", node="node-01", camera="cam-01"), key)
+
+    def keys(site: str, node: str) -> Any:
+        return key.public_key()
+
+    genuine = to_wire(event)
+    assert check(Message(TOPIC, genuine), keys) == event
+    outcome = check(Message(TOPIC, _reencoded(genuine, how)), keys)
+    assert isinstance(outcome, Refusal) and outcome.code is RefusalCode.FORGED
+    assert "not in the form it was signed in" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    ("ahead", "taken"),
+    [
+        (timedelta(minutes=9), True),  # two clocks never agree to the second
+        (timedelta(minutes=11), False),
+        (timedelta(days=365 * 73), False),
+    ],
+)
+def test_an_event_stamped_in_the_future_waits_for_its_time(ahead: timedelta, taken: bool) -> None:
+    """A node whose clock runs ahead: its event is quarantined, and taken when the node
+    sends it again once that time has come."""
+    from roadwatch.contract import to_wire
+    from roadwatch.contract.signing import generate_private_key, sign
+    from tests.factories import T0, violation_event
+
+    key = generate_private_key()
+    event = sign(
+        violation_event(site="site-a", node="node-01", camera="cam-01", occurred_at=T0 + ahead),
+        key,
+    )
+    message = Message(TOPIC, to_wire(event))
+    outcome = check(message, lambda _s, _n: key.public_key(), now=T0)
+    if taken:
+        assert outcome == event
+    else:
+        assert isinstance(outcome, Refusal) and outcome.code is RefusalCode.FUTURE
+        assert "the node's clock is wrong" in outcome.reason
+        later = check(message, lambda _s, _n: key.public_key(), now=T0 + ahead)
+        assert later == event
