@@ -42,7 +42,7 @@ class RefusalCode(StrEnum):
     FUTURE = "from_the_future"
 
 
-# An event may be stamped this far ahead of central's clock (two clocks never agree to the
+# A violation may be stamped this far ahead of central's clock (two clocks never agree to the
 # second); one further ahead comes from a node whose clock is wrong, and its deadlines
 # would be wrong with it. It is quarantined, and taken when its node sends it again once
 # that time has come (nodes send an event again until it is receipted).
@@ -107,19 +107,14 @@ def check(message: Message, keys: KeyLookup, now: datetime | None = None) -> Acc
             verify(payload, key, wire=message.payload, exact=True)
         except SignatureError as exc:
             return Refusal(RefusalCode.FORGED, str(exc))
-    stamped = (
-        payload.occurred_at
-        if isinstance(payload, ViolationEvent)
-        else payload.minute_start
-        if isinstance(payload, TrafficStats)
-        else None
-    )
+    # (Only violations: a node sends them again until receipted. Traffic minutes are sent
+    # once, so one stamped ahead is taken as it is rather than lost.)
     limit = (now or datetime.now(UTC)) + MAX_AHEAD
-    if stamped is not None and stamped > limit:
+    if isinstance(payload, ViolationEvent) and payload.occurred_at > limit:
         return Refusal(
             RefusalCode.FUTURE,
-            f"stamped {stamped.isoformat()}, more than {MAX_AHEAD} ahead of central's clock:"
-            " the node's clock is wrong",
+            f"stamped {payload.occurred_at.isoformat()}, more than {MAX_AHEAD} ahead of"
+            " central's clock: the node's clock is wrong",
         )
     return payload
 

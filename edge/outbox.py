@@ -359,6 +359,9 @@ class Outbox:
             prepared.append((event, blobs, to_wire(event), topic))
         with self._lock, _disk_full_is_full(f"{len(prepared)} violation(s)"):
             uploaded = self._uploaded_among({b.ref.sha256 for _, bs, _, _ in prepared for b in bs})
+            # The disk's room is read before the files go in (after, it would count them
+            # twice: as used and as no longer free).
+            budget = self.budget_now(self._used_bytes())
             written: list[Path] = []
             try:
                 for _, blobs, _, _ in prepared:
@@ -367,7 +370,7 @@ class Outbox:
                             written.append(self.blob_path(blob.ref.sha256))
                 with self._transaction():
                     for event, blobs, payload, topic in prepared:
-                        self._insert_violation(event, blobs, payload, topic)
+                        self._insert_violation(event, blobs, payload, topic, budget)
                     used = self._used_bytes()
             except BaseException:
                 # The rows were rolled back; files written for them are garbage.
@@ -396,10 +399,14 @@ class Outbox:
         return effective_budget(self.budget, used, free)
 
     def _insert_violation(
-        self, event: ViolationEvent, blobs: Sequence[EvidenceBlob], payload: bytes, topic: str
+        self,
+        event: ViolationEvent,
+        blobs: Sequence[EvidenceBlob],
+        payload: bytes,
+        topic: str,
+        budget: DiskBudget,
     ) -> None:
         used = self._used_bytes()
-        budget = self.budget_now(used)
         evidence = sum(b.ref.size for b in blobs)
         if blobs and used + len(payload) + evidence > budget.limit_bytes:
             raise OutboxFullError(
@@ -739,7 +746,7 @@ class Outbox:
         return int(self._db.execute("SELECT used_bytes FROM usage WHERE id = 1").fetchone()[0])
 
     def _check_alarm(self, used: int) -> None:
-        alarm = self.budget.alarm(used)
+        alarm = self.budget_now(used).alarm(used)  # (a disk other files fill raises it too)
         if alarm and not self._alarmed:
             log.warning(
                 "outbox nearly full: %d of %d bytes used; clips are refused first when full",
@@ -808,7 +815,13 @@ class Outbox:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            # (a commit the disk refused: leave no transaction open for the next BEGIN)
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
 
 def _check_blobs(event: ViolationEvent, blobs: Sequence[EvidenceBlob]) -> None:

@@ -26,7 +26,7 @@ from central.api.schemas import (
     TrafficFlow,
     ViolationStats,
 )
-from central.audit import ChainEntry, verify_chain
+from central.audit import ChainEntry, ChainReport, verify_chain
 from central.models import AuditEntry, AuditHead, Quarantine, TrafficMinute, Violation
 
 router = APIRouter(prefix="/api/v1", responses=PROTECTED)
@@ -52,7 +52,11 @@ def list_audit(
 @router.get("/audit/verify", tags=["audit"], summary="Verify the audit log's hash chain")
 def verify_audit(_: Manager, session: SessionDep) -> ChainOut:
     head = session.execute(select(AuditHead.seq, AuditHead.entry_hash)).one()
-    rows = session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars()
+    # Only the entries up to the head as read: each read may see a later commit (reading
+    # sessions autocommit on PostgreSQL), and an entry appended meanwhile is no tampering.
+    rows = session.execute(
+        select(AuditEntry).where(AuditEntry.seq <= head.seq).order_by(AuditEntry.seq)
+    ).scalars()
     entries = (
         ChainEntry(
             seq=e.seq,
@@ -67,6 +71,19 @@ def verify_audit(_: Manager, session: SessionDep) -> ChainOut:
         for e in rows.yield_per(1000)
     )
     report = verify_chain(entries, (int(head.seq), str(head.entry_hash)))
+    if report.ok:
+        # An entry past the head is one appended since (the head has moved on past it
+        # by now) or one added outside the chain.
+        last = session.scalar(select(func.max(AuditEntry.seq)))
+        now_head = session.scalar(select(AuditHead.seq))
+        if last is not None and now_head is not None and last > now_head:
+            report = ChainReport(
+                False,
+                report.entries,
+                report.head,
+                int(now_head) + 1,
+                f"entries past the head (up to {last}; the head records {now_head})",
+            )
     return ChainOut(
         ok=report.ok,
         entries=report.entries,
@@ -235,7 +252,8 @@ async def live_feed(
             alias="Last-Event-ID",
             max_length=64,
             description="Resume after the event with this id, as EventSource sends it on a"
-            " reconnect (after_id and since, when given, come first)",
+            " reconnect (it comes before after_id and since: a reconnecting EventSource"
+            " repeats the query it started with)",
         ),
     ] = None,
 ) -> StreamingResponse:
@@ -246,7 +264,7 @@ async def live_feed(
     at once."""
     sessions = state.read_sessions
     poll_s = state.settings.feed_poll_s
-    if last_event_id and after_id is None and since is None:
+    if last_event_id:
         try:
             after_id, since = feed.parse_resume_token(last_event_id)
         except feed.ResumeTokenError as exc:

@@ -415,7 +415,12 @@ def test_each_refusal_is_named_so_the_review_page_can_word_it(
         )
     assert err.value.code == "reason_too_long" and err.value.params == {"max": 2000}
     # The rest are the admin's: see test_the_last_active_admin_stays_one.
-    assert set(REFUSALS) - set(codes) == {"reason_too_long", "last_admin", "user_exists"}
+    assert set(REFUSALS) - set(codes) == {
+        "reason_too_long",
+        "last_admin",
+        "user_exists",
+        "evidence_damaged",  # (see test_a_stored_blob_altered_in_the_store_…)
+    }
 
 
 def test_hostile_text_numbers_and_times_are_refused_and_change_nothing(
@@ -570,6 +575,17 @@ def test_entries_taken_off_the_end_of_the_audit_log_are_found(
             token = issue_access_token("admin.one", Role.ADMIN, SECRET, 15)
             headers = {"Authorization": f"Bearer {token}"}
             assert client.get("/api/v1/audit/verify", headers=headers).json()["ok"] is True
+            # An entry added outside the chain, past its head.
+            with transaction(session_factory(db.engine)) as s:
+                s.execute(
+                    text(
+                        "INSERT INTO audit_log (seq, at, actor, action, detail, prev_hash,"
+                        " entry_hash) SELECT 9, at, actor, action, detail, prev_hash,"
+                        " entry_hash FROM audit_log WHERE seq = 3"
+                    )
+                )
+            past = client.get("/api/v1/audit/verify", headers=headers).json()
+            assert past["ok"] is False and "entries past the head (up to 9" in past["problem"]
             drop = {
                 "postgresql": ["ALTER TABLE audit_log DISABLE TRIGGER USER"],
                 "sqlite": ["DROP TRIGGER audit_log_no_delete"],
@@ -577,7 +593,7 @@ def test_entries_taken_off_the_end_of_the_audit_log_are_found(
             with transaction(session_factory(db.engine)) as s:
                 for statement in drop:
                     s.execute(text(statement))
-                s.execute(text("DELETE FROM audit_log WHERE seq = 3"))
+                s.execute(text("DELETE FROM audit_log WHERE seq IN (3, 9)"))
             chain = client.get("/api/v1/audit/verify", headers=headers).json()
     assert chain["ok"] is False and chain["first_bad_seq"] == 3
     assert "head records entry 3" in chain["problem"]

@@ -141,6 +141,33 @@ def test_a_disk_other_files_fill_refuses_the_clip_first_then_drops_not_crashes(
         service.stop(timeout_s=1)
 
 
+def test_evidence_that_fits_the_free_disk_is_stored_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk's free space shrinks as the outbox writes: a package that fits what was
+    free before it was written is stored whole (the room is not counted twice)."""
+    from collections import namedtuple
+
+    from edge.delivery_policy import DISK_HEADROOM_BYTES
+
+    usage = namedtuple("usage", "total used free")
+    service = DeliveryService.from_config(load_delivery_config(write_config(tmp_path)))
+    outbox_dir = service.outbox.directory
+    room = DISK_HEADROOM_BYTES + 900_000
+
+    def disk_usage(_path: object) -> object:
+        written = sum(p.stat().st_size for p in outbox_dir.rglob("*") if p.is_file())
+        return usage(1 << 40, written, room - written)
+
+    monkeypatch.setattr("edge.outbox.shutil.disk_usage", disk_usage)
+    try:
+        stored = service.submit(package(500_000))  # (600 KB of about 800 KB free)
+        assert stored.refused == ()
+        assert service.outbox.message_state(stored.event_id) is MessageState.PENDING
+    finally:
+        service.stop(timeout_s=1)
+
+
 def test_a_full_outbox_does_not_stop_the_node(tmp_path: Path) -> None:
     """A violation or a traffic minute the outbox refuses is counted (and logged); the
     next one is still offered, and the cameras go on."""

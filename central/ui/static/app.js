@@ -1472,7 +1472,11 @@
   function onFeedEvent(kind, data) {
     if (S.page?.kind !== "ioc") return;
     if (kind === "violation") {
-      if (S.page.feed.some((v) => v.id === data.id)) return; // (a resumed stream may repeat one)
+      // (a resumed stream may repeat a violation, from up to a minute back)
+      const seen = S.page.feedSeen ??= new Set(S.page.feed.map((v) => v.id));
+      if (seen.has(data.id)) return;
+      seen.add(data.id);
+      if (seen.size > 5000) seen.delete(seen.values().next().value);
       S.page.feed.unshift(data);
       S.page.feed.length = Math.min(S.page.feed.length, 50);
       drawFeed();
