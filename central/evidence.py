@@ -16,7 +16,7 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -95,6 +95,42 @@ def intact(store: EvidenceStore, sha256: str) -> bool:
     except FileNotFoundError:
         return False
     return digest.hexdigest() == sha256
+
+
+# What the first bytes of each media type are (a JPEG's start-of-image marker, PNG's
+# signature, an MP4's leading "ftyp" box): a body is stored under a type only if it is
+# one, so the first upload of a blob cannot give it a type its signed event does not list.
+def _is_mp4(head: bytes) -> bool:
+    return head[4:8] == b"ftyp"
+
+
+MEDIA_SIGNATURES: dict[str, Callable[[bytes], bool]] = {
+    "image/jpeg": lambda head: head.startswith(b"\xff\xd8"),
+    "image/png": lambda head: head.startswith(b"\x89PNG\r\n\x1a\n"),
+    "video/mp4": _is_mp4,
+}
+_SNIFF = 12
+
+
+async def of_media_type(chunks: AsyncIterator[bytes], media_type: str) -> AsyncIterator[bytes]:
+    """``chunks`` as they come, once their first bytes show they are ``media_type``
+    (EvidenceError 415 when not)."""
+    head = b""
+    checked = False
+    async for chunk in chunks:
+        if not checked:
+            head += chunk
+            if len(head) < _SNIFF:
+                continue
+            if not MEDIA_SIGNATURES[media_type](head):
+                raise EvidenceError(415, f"the body is not {media_type}")
+            checked, chunk = True, head
+        yield chunk
+    if not checked:
+        if head and not MEDIA_SIGNATURES[media_type](head):
+            raise EvidenceError(415, f"the body is not {media_type}")
+        if head:
+            yield head
 
 
 def blob_name(sha256: str) -> str:

@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect
 from central.api.deps import PROTECTED, NodeDep, Refusal, Reviewer, SessionDep, StateDep
 from central.api.schemas import EvidenceStored
 from central.db import transaction
-from central.evidence import SHA256_RE, EvidenceError, intact
+from central.evidence import SHA256_RE, EvidenceError, intact, of_media_type
 from central.models import Blob
 from central.records import blob_known, record_blob
 from roadwatch.contract import MediaType
@@ -49,7 +49,10 @@ def _check_sha(sha256: str) -> None:
         401: {"description": "No or invalid upload token"},
         403: {"description": "Caller is not a node"},
         413: {"description": "Blob larger than ROADWATCH_MAX_EVIDENCE_BYTES"},
-        415: {"description": "Media type is not image/jpeg, image/png or video/mp4"},
+        415: {
+            "description": "Media type is not image/jpeg, image/png or video/mp4, or the"
+            " body is not of the type it is sent as"
+        },
         503: {"description": "The evidence store is unavailable; try again later"},
     },
 )
@@ -73,7 +76,8 @@ async def put_evidence(
         raise HTTPException(413, f"blob is {content_length} bytes; at most {limit} allowed")
     node_id = node.id
     try:
-        stored = await state.store.put(sha256, request.stream(), limit)
+        body = of_media_type(request.stream(), media_type)
+        stored = await state.store.put(sha256, body, limit)
     except EvidenceError as exc:
         state.metrics.evidence.labels("refused").inc()
         raise HTTPException(exc.status, str(exc)) from exc

@@ -1052,10 +1052,17 @@ def test_evidence_upload(
     [vid2] = store_events(central_db, node, [signed_event(node, evidence=refs)])
     assert api.get(f"/api/v1/violations/{vid2}", headers=officer).json()["evidence_complete"]
     assert list(store.spool_dir.iterdir()) == []
-    # A blob sent as another type, or of another size, than its signed event lists has not
-    # arrived as listed: the case stays incomplete.
-    for n, (media, extra) in enumerate([("video/mp4", 0), ("image/jpeg", 7)]):
-        still = b"\xff\xd8" + uuid.uuid4().bytes * (30 + n)
+    # A blob of another type, or of another size, than its signed event lists has not
+    # arrived as listed: the case stays incomplete. A body that is not the type it is
+    # sent as is refused and not stored.
+    mp4 = b"\x00\x00\x00\x18ftypmp42"
+    for body, media, extra, status in [
+        (mp4, "video/mp4", 0, 201),
+        (b"\xff\xd8", "image/jpeg", 7, 201),
+        (b"\xff\xd8", "video/mp4", 0, 415),
+        (mp4, "image/jpeg", 0, 415),
+    ]:
+        still = body + uuid.uuid4().bytes * 30
         listed = EvidenceRef(
             role=EvidenceRole.FRAME_AT,
             media_type=MediaType.JPEG,
@@ -1064,7 +1071,11 @@ def test_evidence_upload(
         )
         [odd] = store_events(central_db, node, [signed_event(node, evidence=[listed])])
         r = put(listed.sha256, still, media=media)
-        assert r.status_code == 201 and r.json()["completed_violations"] == []
+        assert r.status_code == status, (media, r.text)
+        if status == 201:
+            assert r.json()["completed_violations"] == []
+        else:
+            assert f"the body is not {media}" in r.text and not store.exists(listed.sha256)
         case = api.get(f"/api/v1/violations/{odd}", headers=officer).json()
         assert not case["evidence_complete"] and not case["evidence"][0]["arrived"]
 
