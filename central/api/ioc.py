@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
@@ -93,13 +94,33 @@ def verify_audit(_: Manager, session: SessionDep) -> ChainOut:
     )
 
 
-def time_bucket(session: Session, column: Any, by: str) -> ColumnElement[str]:
-    """An ISO text bucket (UTC) of ``column`` by hour or day, on either database."""
+UtcOffset = Annotated[
+    str,
+    Query(
+        pattern=r"^[+-](0\d|1[0-4]):[0-5]\d$",
+        description="Hours and days are counted at this offset from UTC: +07:00 counts"
+        " Vietnam's days (midnight to midnight there); buckets are named with it",
+    ),
+]
+
+
+def time_bucket(
+    session: Session, column: Any, by: str, utc_offset: str = "+00:00"
+) -> ColumnElement[str]:
+    """An ISO text bucket of ``column`` by hour or day at ``utc_offset`` (named with it,
+    ``Z`` for UTC), on either database."""
+    sign = -1 if utc_offset.startswith("-") else 1
+    minutes = sign * (int(utc_offset[1:3]) * 60 + int(utc_offset[4:6]))
+    suffix = "Z" if minutes == 0 else utc_offset
     if session.get_bind().dialect.name == "postgresql":
-        fmt = {"hour": 'YYYY-MM-DD"T"HH24":00:00Z"', "day": 'YYYY-MM-DD"T00:00:00Z"'}[by]
-        return func.to_char(func.timezone("UTC", column), fmt)
-    fmt = {"hour": "%Y-%m-%dT%H:00:00Z", "day": "%Y-%m-%dT00:00:00Z"}[by]
-    return func.strftime(fmt, column)
+        fmt = {
+            "hour": f'YYYY-MM-DD"T"HH24":00:00{suffix}"',
+            "day": f'YYYY-MM-DD"T00:00:00{suffix}"',
+        }[by]
+        local = func.timezone("UTC", column) + timedelta(minutes=minutes)
+        return func.to_char(local, fmt)
+    fmt = {"hour": f"%Y-%m-%dT%H:00:00{suffix}", "day": f"%Y-%m-%dT00:00:00{suffix}"}[by]
+    return func.strftime(fmt, column, f"{minutes:+d} minutes")
 
 
 @router.get("/stats/violations", tags=["statistics"], summary="Violation counts")
@@ -111,11 +132,12 @@ def violation_stats(
     camera: Ident = None,
     occurred_from: From = None,
     occurred_to: To = None,
+    utc_offset: UtcOffset = "+00:00",
 ) -> ViolationStats:
     """Counts by violation type, camera, status, or hour/day buckets of the violation time."""
     key: Any
     if by in ("hour", "day"):
-        key = time_bucket(session, Violation.occurred_at, by)
+        key = time_bucket(session, Violation.occurred_at, by, utc_offset)
     else:
         key = {"type": Violation.type, "camera": Violation.camera, "status": Violation.status}[by]
     stmt = select(key.label("k"), func.count().label("n"))
@@ -141,10 +163,11 @@ def traffic_flow(
     camera: Ident = None,
     minute_from: From = None,
     minute_to: To = None,
+    utc_offset: UtcOffset = "+00:00",
 ) -> TrafficFlow:
     """Vehicles counted per camera (site, node, camera) and hour or day, with the
     vehicle-weighted mean speed."""
-    bucket = time_bucket(session, TrafficMinute.minute_start, by).label("b")
+    bucket = time_bucket(session, TrafficMinute.minute_start, by, utc_offset).label("b")
     weighted = func.sum(TrafficMinute.mean_speed_kmh * TrafficMinute.vehicles)
     speed_weight = func.sum(
         case((TrafficMinute.mean_speed_kmh.is_not(None), TrafficMinute.vehicles), else_=0)

@@ -738,6 +738,64 @@ def test_statistics_and_traffic_flow(
     ]
 
 
+def test_days_and_hours_are_counted_at_the_offset_asked_for(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """23:30 and 00:30 in Vietnam are two days there, one day in UTC."""
+    node = make_node()
+    late = datetime(2026, 11, 23, 16, 30, tzinfo=UTC)
+    store_events(
+        central_db,
+        node,
+        [
+            signed_event(node, occurred_at=late),
+            signed_event(node, occurred_at=late + timedelta(hours=1)),
+        ],
+    )
+    minute = late.replace(minute=0)
+    traffic = TrafficStats(
+        site=node.site,
+        node=node.node,
+        camera="cam-01",
+        minute_start=minute,
+        lanes=[LaneFlow(lane="lane-1", counts={VehicleClass.CAR: 5}, occupancy=0.1)],
+    )
+    with transaction(session_factory(central_db.engine)) as s:
+        record_batch(
+            s, [Message(node.topic("cam-01", CameraTopic.TRAFFIC), to_wire(traffic))], KeyCache()
+        )
+    h = accounts["ioc"].headers
+
+    def counts(by: str, offset: str | None) -> dict[str, int]:
+        params = {"by": by, "site": node.site} | ({"utc_offset": offset} if offset else {})
+        r = api.get("/api/v1/stats/violations", headers=h, params=params)
+        assert r.status_code == 200, r.text
+        return {c["key"]: c["count"] for c in r.json()["counts"]}
+
+    assert counts("day", None) == {"2026-11-23T00:00:00Z": 2}
+    assert counts("day", "+07:00") == {
+        "2026-11-23T00:00:00+07:00": 1,
+        "2026-11-24T00:00:00+07:00": 1,
+    }
+    assert counts("hour", "+07:00") == {
+        "2026-11-23T23:00:00+07:00": 1,
+        "2026-11-24T00:00:00+07:00": 1,
+    }
+    assert counts("day", "-05:30") == {"2026-11-23T00:00:00-05:30": 2}
+    flow = api.get(
+        "/api/v1/stats/traffic",
+        headers=h,
+        params={"site": node.site, "by": "hour", "utc_offset": "+07:00"},
+    ).json()
+    assert [b["bucket"] for b in flow["buckets"]] == ["2026-11-23T23:00:00+07:00"]
+    for bad in ("+7", "07:00", "+15:00", "+07:60"):
+        r = api.get("/api/v1/stats/violations", headers=h, params={"by": "day", "utc_offset": bad})
+        assert r.status_code == 422, bad
+
+
 def test_a_batch_stores_every_column_as_sent(central_db: CentralDb, make_node: Any) -> None:
     """The batch insert (one array per column on PostgreSQL) keeps each value in its row,
     optional values left out in every event of the batch included."""

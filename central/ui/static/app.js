@@ -5,6 +5,7 @@
 
 (() => {
   const TZ = "Asia/Ho_Chi_Minh";
+  const VN_OFFSET = "+07:00"; // (Vietnam keeps UTC+7 all year)
   const LANGS = ["vi", "en"];
   const LOCALES = { vi: "vi-VN", en: "en-GB" };
   const TYPES = [
@@ -1198,8 +1199,9 @@
     const today = new Date();
     const from = params.get("from") || dateInput(new Date(today.getTime() - 13 * 86400000));
     const to = params.get("to") || dateInput(today);
-    // Central counts days in UTC; the range follows the same days.
-    const range = { from: `${from}T00:00:00Z`, to: new Date(new Date(`${to}T00:00:00Z`).getTime() + 86400000).toISOString() };
+    // Days in Vietnam (UTC+7, all year): central counts them so, and the range is theirs.
+    const dayAfter = new Date(new Date(`${to}T00:00:00Z`).getTime() + 86400000).toISOString().slice(0, 10);
+    const range = { from: `${from}T00:00:00${VN_OFFSET}`, to: `${dayAfter}T00:00:00${VN_OFFSET}`, utc_offset: VN_OFFSET };
     const gen = S.gen;
     const [byType, byCamera, byDay, byStatus] = await Promise.all(
       ["type", "camera", "day", "status"].map((by) => api(`/api/v1/stats/violations${query({ by, ...range })}`)));
@@ -1215,7 +1217,7 @@
     const days = fillDays(from, to, byDay.counts);
     const backwards = from > to; // (ISO dates compare as text)
     main().replaceChildren(
-      h("div", { class: "page-head" }, h("h1", {}, t("stats.title")), h("p", { class: "muted" }, t("stats.days_utc"))),
+      h("div", { class: "page-head" }, h("h1", {}, t("stats.title")), h("p", { class: "muted" }, t("stats.days_vn"))),
       form,
       backwards ? h("p", { class: "field-error", id: "stats-range", role: "alert" }, t("stats.backwards")) : null,
       h("div", { class: "charts" },
