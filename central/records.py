@@ -329,7 +329,7 @@ def quarantine(session: Session, message: Message, refusal: Refusal) -> None:
     )
 
 
-def _violation_row(event: ViolationEvent, wire: bytes) -> dict[str, Any]:
+def violation_row(event: ViolationEvent, wire: bytes) -> dict[str, Any]:
     plate = event.plate
     return {
         "event_id": event.event_id,
@@ -389,7 +389,7 @@ def _record_violations(
     returned = _insert_rows(
         session,
         Violation.__table__,
-        [_violation_row(event, wire) for event, wire, _m in fresh],
+        [violation_row(event, wire) for event, wire, _m in fresh],
         conflict="",
         returning=("event_id", "id"),
     )

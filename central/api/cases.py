@@ -36,6 +36,7 @@ from central.api.schemas import (
     ViolationDetail,
     ViolationSummary,
 )
+from central.case_record import record_problems
 from central.models import AuditEntry, Blob, EvidenceRef, Violation, utcnow
 from central.records import append_audit, blob_as_listed
 from central.workflow import (
@@ -342,6 +343,7 @@ def detail(session: Session, v: Violation, policy: Policy) -> ViolationDetail:
         ],
         deadlines=_deadlines(v, policy, utcnow()),
         event=json.loads(v.payload),
+        record_problems=record_problems(session, v),
     )
 
 
@@ -388,6 +390,16 @@ def review(
             id=violation_id,
         )
     before = Status(v.status)
+    if body.action in (Action.CONFIRM, Action.ISSUE_NOTICE) and (
+        problems := record_problems(session, v)
+    ):
+        raise Refusal(
+            status.HTTP_409_CONFLICT,
+            "record_altered",
+            "the stored case disagrees with its signed event or audit trail: "
+            + "; ".join(problems),
+            problems="; ".join(problems),
+        )
     try:
         after = decide(
             case_of(v, evidence_on_file=evidence_on_file(session, v)),

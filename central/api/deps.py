@@ -86,7 +86,14 @@ SessionDep = Annotated[Session, Depends(db_session)]
 
 
 # The refusals a client can word in its user's language: the workflow's and these.
-REFUSALS = (*WORKFLOW_REFUSALS, "changed", "last_admin", "user_exists", "evidence_damaged")
+REFUSALS = (
+    *WORKFLOW_REFUSALS,
+    "changed",
+    "last_admin",
+    "user_exists",
+    "evidence_damaged",
+    "record_altered",
+)
 
 
 class Refusal(HTTPException):

@@ -269,6 +269,11 @@ class ViolationDetail(ViolationSummary):
     evidence: list[EvidenceOut]
     deadlines: list[DeadlineOut]
     event: dict[str, Any] = Field(description="The signed event as received")
+    record_problems: list[str] = Field(
+        default_factory=list,
+        description="Where the stored case disagrees with its signed event or its audit"
+        " trail (empty when they agree): such a case is not confirmed nor its notice issued",
+    )
 
 
 T = TypeVar("T")

@@ -93,13 +93,17 @@ def ui_case(
     )
     reviewer = caller.role in (Role.OFFICER, Role.SUPERVISOR)
     actor = Actor(caller.username, caller.role)
+    case = detail(session, v, state.policy)
+    actions = available_actions(
+        case_of(v, evidence_on_file=evidence_on_file(session, v)), actor, utcnow(), state.policy
+    )
+    if case.record_problems:  # (the API refuses these on an altered record)
+        actions = [a for a in actions if a not in (Action.CONFIRM, Action.ISSUE_NOTICE)]
     return CasePage(
-        case=detail(session, v, state.policy),
+        case=case,
         camera=CameraOut.model_validate(cam) if cam is not None else None,
         audit=[audit_out(e) for e in audit],
         can_review=reviewer and Status(v.status) in OPEN_STATUSES,
-        actions=available_actions(
-            case_of(v, evidence_on_file=evidence_on_file(session, v)), actor, utcnow(), state.policy
-        ),
+        actions=actions,
         evidence_visible=reviewer,
     )

@@ -420,6 +420,7 @@ def test_each_refusal_is_named_so_the_review_page_can_word_it(
         "last_admin",
         "user_exists",
         "evidence_damaged",  # (see test_a_stored_blob_altered_in_the_store_…)
+        "record_altered",  # (see test_a_case_changed_in_the_database_…)
     }
 
 
@@ -537,6 +538,63 @@ def test_two_person_rule_via_api(
     r = _act(api, sup, vid, "issue_notice", 3)
     assert r.status_code == 403 and "confirmed" in r.json()["detail"]
     assert _act(api, sup2, vid, "issue_notice", 3).status_code == 200
+
+
+def test_a_case_changed_in_the_database_behind_the_service_is_found(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """A plate, a speed, an evidence hash or a status changed in the database by hand: the
+    case page lists what disagrees with the signed event and the audit trail, and no
+    confirmation or notice goes out on it."""
+    node = make_node()
+    [vid, other] = store_events(
+        central_db,
+        node,
+        [signed_event(node, evidence=fresh_evidence()) for _ in range(2)],
+        arrived=True,
+    )
+    sup, sup2 = accounts["supervisor"], accounts["supervisor2"]
+
+    def problems(case_id: int) -> list[str]:
+        got: list[str] = api.get(f"/api/v1/violations/{case_id}", headers=sup.headers).json()[
+            "record_problems"
+        ]
+        return got
+
+    assert problems(vid) == [] and problems(other) == []
+    assert _act(api, sup, vid, "start_review", 1).status_code == 200
+    with transaction(session_factory(central_db.engine)) as s:
+        s.execute(
+            text("UPDATE violations SET plate_text = '99Z-000.00', speed_kmh = 140 WHERE id = :i"),
+            {"i": vid},
+        )
+        s.execute(
+            text("UPDATE evidence_refs SET sha256 = :h WHERE violation_id = :i AND role = 'clip'"),
+            {"h": "e" * 64, "i": vid},
+        )
+        s.execute(
+            text(
+                "UPDATE violations SET status = 'confirmed', confirmed_by = :u, version = 2"
+                " WHERE id = :i"
+            ),
+            {"u": accounts["officer"].username, "i": other},
+        )
+    assert problems(vid) == [
+        "plate_text differs from the signed event",
+        "speed_kmh differs from the signed event",
+        "the evidence list differs from the signed event's",
+    ]
+    assert problems(other) == ["its status confirmed is not where its audit trail leads (new)"]
+    refused = _act(api, sup, vid, "confirm", 2)
+    assert refused.status_code == 409 and refused.json()["code"] == "record_altered"
+    notice = _act(api, sup2, other, "issue_notice", 2)
+    assert notice.status_code == 409 and notice.json()["code"] == "record_altered"
+    assert _act(api, sup, vid, "reject", 2, reason="hồ sơ bị sửa").status_code == 200
+    page = api.get(f"/api/v1/ui/cases/{other}", headers=sup2.headers).json()
+    assert "issue_notice" not in page["actions"]
 
 
 def test_the_audit_log_is_append_only_in_the_database(
@@ -1162,7 +1220,7 @@ def test_a_stored_blob_altered_in_the_store_is_not_served_and_its_node_can_mend_
     jpeg = {**node.headers, "Content-Type": "image/jpeg"}
     assert api.put(f"/api/v1/evidence/{sha}", content=frame, headers=jpeg).status_code == 201
     # A wrong body for a blob already stored is refused, as for a new one.
-    wrong = api.put(f"/api/v1/evidence/{sha}", content=frame[::-1], headers=jpeg)
+    wrong = api.put(f"/api/v1/evidence/{sha}", content=frame[:4] + frame[4:][::-1], headers=jpeg)
     assert wrong.status_code == 400 and "hashes to" in wrong.text
     store = api.app.state.central.store  # type: ignore[attr-defined]
     forged = frame.replace(b"\xff\xd8", b"\xff\xd9", 1)  # (the same size)

@@ -614,6 +614,9 @@
       evidence = h("p", { class: "muted" }, t("case.evidence_hidden"));
     } else {
       evidence = [
+        c.record_problems?.length
+          ? h("p", { class: "banner error", id: "record-altered", role: "alert" }, t("case.record_altered", { problems: c.record_problems.join("; ") }))
+          : null,
         c.evidence.length ? null : h("p", { class: "banner warn", id: "no-evidence" }, t("case.evidence_none")),
         c.evidence_complete ? null : h("p", { class: "banner warn" }, t("case.evidence_incomplete")),
         views.length ? h("div", { class: "view-buttons", role: "group", "aria-label": t("case.view") }, viewButtons) : null,

@@ -1,0 +1,86 @@
+"""Does a stored case still say what its signed event and its audit trail say?
+
+The case's columns are copied from the event when it arrives, and its status moves only
+with an audit entry. A row changed in the database by hand (a plate, a speed, an evidence
+hash, a status set without a review) keeps its old signed event beside it: comparing the
+two, and the status with the trail, shows the change, so that no notice rests on it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from central.models import AuditEntry, EvidenceRef, Node, Violation
+from central.records import violation_row
+from roadwatch.contract import ContractError, ViolationEvent, parse_payload
+from roadwatch.contract.signing import SignatureError, load_public_key_pem, verify
+
+# The columns copied from the signed event.
+SIGNED_COLUMNS = (
+    "event_id",
+    "type",
+    "site",
+    "node",
+    "camera",
+    "lane",
+    "occurred_at",
+    "vehicle_class",
+    "plate_text",
+    "plate_confidence",
+    "plate_valid",
+    "speed_kmh",
+    "speed_limit_kmh",
+    "place",
+    "explanation",
+    "payload_sha256",
+    "evidence_count",
+)
+
+
+def record_problems(session: Session, v: Violation) -> list[str]:
+    """Where the stored case disagrees with its signed event or its audit trail (empty
+    when everything agrees)."""
+    wire = v.payload.encode("utf-8")
+    try:
+        event = parse_payload(ViolationEvent, wire)
+    except ContractError:
+        return ["the stored event cannot be read"]
+    problems: list[str] = []
+    pem = session.scalar(
+        select(Node.public_key_pem).where(Node.site == v.site, Node.node == v.node)
+    )
+    if pem is None:
+        problems.append("its node is not registered: the signature cannot be checked")
+    else:
+        try:
+            verify(event, load_public_key_pem(pem), wire=wire, exact=True)
+        except SignatureError:
+            problems.append("the stored event's signature does not verify")
+    expected = violation_row(event, wire)
+    problems += [
+        f"{name} differs from the signed event"
+        for name in SIGNED_COLUMNS
+        if getattr(v, name) != expected[name]
+    ]
+    stored = {
+        (r.role, r.sha256, r.size, r.media_type)
+        for r in session.scalars(select(EvidenceRef).where(EvidenceRef.violation_id == v.id))
+    }
+    listed = {(e.role.value, e.sha256, e.size, e.media_type.value) for e in event.evidence}
+    if stored != listed:
+        problems.append("the evidence list differs from the signed event's")
+    last = session.scalar(
+        select(AuditEntry.detail)
+        .where(AuditEntry.violation_id == v.id)
+        .order_by(AuditEntry.seq.desc())
+        .limit(1)
+    )
+    trail_status = json.loads(last).get("to", "new") if last is not None else "new"
+    if v.status != trail_status:
+        problems.append(
+            f"its status {v.status} is not where its audit trail leads ({trail_status})"
+        )
+    return problems
