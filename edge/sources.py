@@ -356,11 +356,13 @@ class CameraReader:
                 and time.monotonic() - self._last_good > self.stall_timeout_s
             ):
                 state, reason = CameraState.STALLED, "no frame within the stall timeout"
+            # A camera that sends nothing has no frame rate (not the last one it had).
+            fps = self._fps_ema if state is CameraState.UP else 0.0
             return CameraHealth(
                 camera=self.camera,
                 state=state,
                 reason=reason[:500],
-                fps=min(1000.0, round(self._fps_ema, 2)),
+                fps=min(1000.0, round(fps, 2)),
                 frames_dropped=self._dropped,
                 frames_corrupt=self._corrupt,
                 reconnects=self._reconnects,
@@ -412,6 +414,7 @@ class CameraReader:
         self._set_state(CameraState.UP, "streaming")
         with self._cond:
             self._last_good = time.monotonic()
+            self._fps_ema = 0.0  # (the rate starts again with the new connection)
             self._capture = cap
             stopping = self._stop.is_set()
         interrupt = getattr(cap, "interrupt", None)

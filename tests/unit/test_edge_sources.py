@@ -131,6 +131,28 @@ def test_reconnects_with_backoff_after_failed_opens_and_a_broken_stream() -> Non
     assert reader.counts().reconnects == 2
 
 
+def test_a_camera_that_is_down_reports_no_frame_rate() -> None:
+    """While it is down the camera sends nothing: its status says 0 fps, not the rate it
+    had before."""
+    opens: list[int] = []
+
+    def factory(url: str) -> ScriptedCapture:
+        opens.append(1)
+        if len(opens) == 1:
+            return ScriptedCapture(lambda i: GOOD if i < 20 else None)
+        raise SourceError("connection refused")
+
+    reader = CameraReader("cam1", "rtsp://scripted", capture=factory, backoff=Backoff(0.05, 2, 5))
+    reader.start()
+    try:
+        assert _wait_for(lambda: reader.counts().frames >= 10)
+        assert reader.health().fps > 0
+        assert _wait_for(lambda: reader.health().state is CameraState.DOWN)
+        assert reader.health().fps == 0.0
+    finally:
+        assert reader.stop(timeout_s=5)
+
+
 def test_a_camera_going_down_is_a_warning_and_coming_up_is_info(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
