@@ -11,6 +11,8 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -94,6 +96,7 @@ class DeliveryService:
     key: Ed25519PrivateKey
     refused_blobs: int = field(default=0)
     _delivered_at_stop: int | None = field(default=None)
+    _lock: IO[bytes] | None = field(default=None)
 
     @classmethod
     def from_config(
@@ -157,6 +160,10 @@ class DeliveryService:
         return True
 
     def start(self) -> None:
+        """Start publishing and uploading. One process delivers from an outbox: a second
+        (``edge deliver`` beside ``edge run``) is refused, as the broker would otherwise
+        throw the two off in turn (they share the node's client id)."""
+        self._lock = _hold_delivery_lock(self.config.outbox.path)
         self.publisher.start()
         if self.uploader is not None:
             self.uploader.start()
@@ -188,9 +195,29 @@ class DeliveryService:
         """Flush and stop; True when nothing is left pending. The outbox is closed."""
         uploader_stopped = self.uploader is None or self.uploader.stop(timeout_s / 2)
         flushed = self.publisher.stop(timeout_s / 2)
+        if self._lock is not None:
+            self._lock.close()  # (the lock goes with the file; a killed process's too)
+            self._lock = None
         self._delivered_at_stop = self.outbox.delivered(MessageKind.VIOLATION)
         if uploader_stopped:
             # An upload still blocked in HTTP keeps using the outbox; the process exit
             # ends it, and its blob stays pending (the state is committed per blob).
             self.outbox.close()
         return flushed
+
+
+def _hold_delivery_lock(outbox: Path) -> IO[bytes]:
+    """An exclusive lock on the outbox's delivery, held while the returned file is open."""
+    import fcntl
+
+    path = outbox / "delivery.lock"
+    handle = path.open("a+b")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise UserError(
+            f"another process is already delivering from the outbox {outbox} (edge run or"
+            " edge deliver for this node): run one of them"
+        ) from None
+    return handle

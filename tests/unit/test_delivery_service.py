@@ -198,6 +198,21 @@ def test_a_full_outbox_does_not_stop_the_node(tmp_path: Path) -> None:
     assert len(out.getvalue().splitlines()) == 2  # (the violations file still has them)
 
 
+def test_one_process_delivers_from_an_outbox(tmp_path: Path) -> None:
+    """edge deliver beside edge run for the same node: the second is refused in one line
+    (the broker would throw the two off in turn); once the first stops, it may start."""
+    config = load_delivery_config(write_config(tmp_path))
+    first, second = DeliveryService.from_config(config), DeliveryService.from_config(config)
+    first.start()
+    try:
+        with pytest.raises(UserError, match="another process is already delivering"):
+            second.start()
+    finally:
+        first.stop(timeout_s=1)
+    second.start()
+    second.stop(timeout_s=1)
+
+
 def test_missing_key_is_a_clear_error(tmp_path: Path) -> None:
     config = load_delivery_config(write_config(tmp_path))
     (tmp_path / "node.key").unlink()
