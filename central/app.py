@@ -23,7 +23,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from central.api import admin, cases, events, evidence, ioc
-from central.api.deps import AppState, Refusal, app_state
+from central.api.deps import ApiRefusal, AppState, app_state
 from central.api.schemas import Health
 from central.db import make_engine, migrate, read_session_factory, session_factory
 from central.evidence import EvidenceError, open_store
@@ -173,8 +173,8 @@ def create_app(
     app.include_router(events.router)
     app.include_router(ui_router)
 
-    @app.exception_handler(Refusal)
-    async def refused(request: Request, exc: Refusal) -> Response:
+    @app.exception_handler(ApiRefusal)
+    async def refused(request: Request, exc: ApiRefusal) -> Response:
         body = {"detail": exc.detail, "code": exc.code, "params": exc.params}
         return JSONResponse(body, status_code=exc.status_code)
 

@@ -19,8 +19,8 @@ from central.api.deps import (
     PROTECTED,
     Admin,
     AnyUser,
+    ApiRefusal,
     Manager,
-    Refusal,
     RegistryReader,
     SessionDep,
     StateDep,
@@ -129,7 +129,7 @@ def add_user(caller: Admin, session: SessionDep, body: UserCreate) -> UserOut:
             full_name=body.full_name,
         )
     except UserError as exc:  # (the API names no node role: the name is taken)
-        raise Refusal(
+        raise ApiRefusal(
             status.HTTP_409_CONFLICT, "user_exists", str(exc), user=body.username
         ) from exc
     append_audit(
@@ -190,7 +190,7 @@ def _keep_an_admin(session: Session, user: User) -> None:
         select(User.id).where(User.role == Role.ADMIN.value, User.active).with_for_update()
     ).all()
     if not any(a != user.id for a in admins):
-        raise Refusal(
+        raise ApiRefusal(
             status.HTTP_409_CONFLICT,
             "last_admin",
             f"{user.username!r} is the last active admin: make another user admin first",

@@ -19,8 +19,8 @@ from central.api.deps import (
     NOT_FOUND,
     PROTECTED,
     AnyUser,
+    ApiRefusal,
     CaseReader,
-    Refusal,
     Reviewer,
     SessionDep,
     StateDep,
@@ -382,7 +382,7 @@ def review(
 ) -> ViolationDetail:
     v = _get(session, violation_id)
     if v.version != body.version:
-        raise Refusal(
+        raise ApiRefusal(
             status.HTTP_409_CONFLICT,
             "changed",
             f"case {violation_id} was changed by someone else (now version {v.version}, "
@@ -393,7 +393,7 @@ def review(
     if body.action in (Action.CONFIRM, Action.ISSUE_NOTICE) and (
         problems := record_problems(session, v)
     ):
-        raise Refusal(
+        raise ApiRefusal(
             status.HTTP_409_CONFLICT,
             "record_altered",
             "the stored case disagrees with its signed event or audit trail: "
@@ -410,7 +410,7 @@ def review(
         )
     except WorkflowError as exc:
         code = WORKFLOW_ERRORS.get(exc.code, status.HTTP_422_UNPROCESSABLE_CONTENT)
-        raise Refusal(code, exc.code, str(exc), **exc.params) from exc
+        raise ApiRefusal(code, exc.code, str(exc), **exc.params) from exc
     for name in (
         "status",
         "plate_corrected",
@@ -450,7 +450,7 @@ def review(
         session.commit()
     except StaleDataError as exc:
         session.rollback()
-        raise Refusal(
+        raise ApiRefusal(
             status.HTTP_409_CONFLICT,
             "changed",
             f"case {violation_id} was decided by someone else a moment ago; reload it",

@@ -96,7 +96,7 @@ REFUSALS = (
 )
 
 
-class Refusal(HTTPException):
+class ApiRefusal(HTTPException):
     """A request refused for a reason a client can word in its user's language: the body
     carries ``code`` (one of ``REFUSALS``) and ``params`` beside the English ``detail``."""
 

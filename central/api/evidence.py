@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
-from central.api.deps import PROTECTED, NodeDep, Refusal, Reviewer, SessionDep, StateDep
+from central.api.deps import PROTECTED, ApiRefusal, NodeDep, Reviewer, SessionDep, StateDep
 from central.api.schemas import EvidenceStored
 from central.db import transaction
 from central.evidence import SHA256_RE, EvidenceError, intact, of_media_type
@@ -145,7 +145,7 @@ def get_evidence(
     if not intact(state.store, sha256):
         log.error("evidence %s in the store no longer hashes to its name", sha256)
         state.metrics.damaged.inc()
-        raise Refusal(
+        raise ApiRefusal(
             status.HTTP_409_CONFLICT,
             "evidence_damaged",
             "the stored copy no longer hashes to its sha256: it was altered or damaged in"
