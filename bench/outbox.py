@@ -7,6 +7,8 @@ It starts its own Mosquitto on a free port (never the shared one), then measures
   raw       mosquitto_pub -q 1 -l: N event payloads, one per line, until it exits
   outbox    N signed events stored one by one (one fsynced commit each, as the pipeline
             stores them) while the publisher drains them; until the last PUBACK is recorded
+  recorded  as outbox, each event first recorded as its rule found it (put_fired, its own
+            fsynced commit), as the node records every violation before its evidence
   batched   the same, storing 50 events per commit (put_violations), for bursts
   drain     the publisher alone emptying an outbox pre-filled with N events
 and prints events/s for each and the ratios to raw.
@@ -109,8 +111,8 @@ def wait_drained(outbox: Outbox, n: int) -> None:
         time.sleep(0.005)
 
 
-def outbox_rate(folder: Path, port: int, n: int, batch: int) -> float:
-    cfg = config(folder / f"live-{batch}", port)
+def outbox_rate(folder: Path, port: int, n: int, batch: int, recorded: bool = False) -> float:
+    cfg = config(folder / f"live-{batch}-{recorded}", port)
     outbox = Outbox(cfg.outbox.path, DiskBudget(limit_bytes=1 << 34, event_reserve_bytes=0))
     publisher = Publisher(cfg, outbox)
     events = [event() for _ in range(n)]
@@ -118,6 +120,9 @@ def outbox_rate(folder: Path, port: int, n: int, batch: int) -> float:
     publisher.connected.wait(10)
     start = time.perf_counter()
     for i in range(0, n, batch):
+        if recorded:
+            for e in events[i : i + batch]:
+                outbox.put_fired(e.model_copy(update={"signature": None}))
         outbox.put_violations([(e, []) for e in events[i : i + batch]])
     wait_drained(outbox, n)
     elapsed = time.perf_counter() - start
@@ -155,6 +160,7 @@ def main() -> None:
         try:
             raw = raw_rate(port, n)
             live = outbox_rate(folder, port, n, 1)
+            recorded = outbox_rate(folder, port, n, 1, recorded=True)
             batched = outbox_rate(folder, port, n, 50)
             drain = drain_rate(folder, port, n)
         finally:
@@ -164,6 +170,10 @@ def main() -> None:
     print(f"{n} events of {size} bytes, QoS 1, one private Mosquitto on 127.0.0.1")
     print(f"mosquitto_pub -q 1 -l (raw)          {raw:9.0f} events/s")
     print(f"outbox -> MQTT (store + publish)     {live:9.0f} events/s  ratio {live / raw:.3f}")
+    print(
+        f"outbox -> MQTT, recorded when found  {recorded:9.0f} events/s  ratio {recorded / raw:.3f}"
+        f"  ({recorded / live:.2f} x store + publish)"
+    )
     print(
         f"outbox -> MQTT, 50 events a commit   {batched:9.0f} events/s  ratio {batched / raw:.3f}"
     )

@@ -76,6 +76,7 @@ def _outbox_status(args: argparse.Namespace) -> int:
     with open_outbox(config) as outbox:
         stats = outbox.stats()
         broken = outbox.broken_blobs()
+        fired = outbox.fired()
     print(f"outbox {config.outbox.path}")
     print(
         f"  events pending {stats.pending}, published {stats.published}, "
@@ -85,6 +86,12 @@ def _outbox_status(args: argparse.Namespace) -> int:
         age = max(0.0, time.time() - stats.oldest_unreceipted_created_at)
         print(f"  violations awaiting a receipt {stats.awaiting_receipt}, oldest {age:.0f} s")
     print(f"  evidence pending {stats.blobs_pending}, broken {stats.blobs_broken}")
+    if fired:
+        left = sum(f.orphaned for f in fired)
+        print(
+            f"  violations found, evidence being built {len(fired) - left}, left by a stopped"
+            f" node {left} (stored without evidence when delivery next starts)"
+        )
     print(
         f"  disk {stats.used_bytes} of {stats.limit_bytes} bytes "
         f"({stats.used_fraction:.0%}){' ALARM: nearly full' if stats.alarm else ''}"

@@ -2,7 +2,8 @@
 
 Built from a ``DeliveryConfig`` by ``DeliveryService.from_config``; ``submit()`` stores a
 violation's evidence package under the disk policy, ``start()`` runs the publisher and
-uploader threads, ``stop()`` flushes and stops them within a bound.
+uploader threads, ``stop()`` flushes and stops them within a bound. ``start()`` first
+stores the violations a stopped process found and never stored (``recover_fired``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.delivery_config import DeliveryConfig
 from edge.delivery_policy import DiskBudget, plan_admission
-from edge.evidence.package import EvidencePackage
+from edge.evidence.package import EvidencePackage, without_evidence
 from edge.outbox import MessageKind, Outbox, OutboxFullError
 from edge.publisher import CameraHealthSource, Publisher
 from edge.uploader import Uploader
@@ -27,6 +28,8 @@ from roadwatch.contract.signing import load_private_key
 from roadwatch.errors import UserError
 
 log = logging.getLogger(__name__)
+
+RECOVERED_WHY = "the node stopped (a power cut or a kill) before its evidence was stored"
 
 
 def open_outbox(config: DeliveryConfig) -> Outbox:
@@ -149,6 +152,30 @@ class DeliveryService:
             raise
         return Submitted(event_id=package.event.event_id, refused=plan.refused)
 
+    def recover_fired(self) -> int:
+        """Store the violations a process that is gone (a power cut, a kill) recorded as
+        found and never stored, each as its event without evidence (the frames it was
+        built from went with that process); how many were stored. One that does not fit
+        the outbox stays recorded for the next start."""
+        stored = 0
+        for fired in self.outbox.fired():
+            if not fired.orphaned:
+                continue  # a running process is still building its evidence
+            event = fired.event
+            package = without_evidence(event, RECOVERED_WHY, self.key)
+            try:
+                self.outbox.put_violation(package.event, ())
+            except OutboxFullError as exc:
+                log.error("outbox full: violation %s stays to be stored (%s)", event.event_id, exc)
+                continue
+            stored += 1
+            log.warning(
+                "violation %s (%s on %s, found %s) stored without evidence: %s",
+                event.event_id, event.type.value, event.camera,
+                event.occurred_at.isoformat(timespec="seconds"), RECOVERED_WHY,
+            )  # fmt: skip
+        return stored
+
     def submit_traffic(self, stats: TrafficStats) -> bool:
         """Store a minute of traffic statistics; False (logged) when the outbox is full:
         the minute is dropped, and the room left is kept for violations."""
@@ -164,6 +191,7 @@ class DeliveryService:
         (``edge deliver`` beside ``edge run``) is refused, as the broker would otherwise
         throw the two off in turn (they share the node's client id)."""
         self._lock = _hold_delivery_lock(self.config.outbox.path)
+        self.recover_fired()
         self.publisher.start()
         if self.uploader is not None:
             self.uploader.start()

@@ -4,7 +4,10 @@ plates and evidence packages, plus per-minute traffic flow and the scene-integri
 ``CameraEnforcement.on_frame`` is fed every tracked frame of its camera in order and
 returns the evidence packages finished by then (a package waits until the ring holds the
 frames after the decisive moment; with a ``build_pool`` it is built beside the pipeline
-and returned once done, at a later frame or by ``collect``). Plates are read only for vehicles
+and returned once done, at a later frame or by ``collect``). Each violation's event is
+handed to ``on_fired`` as its rule finds it, so that it can be recorded before its
+evidence exists; one whose evidence cannot be built comes back as its event without
+evidence, saying why, so that no violation found is ever lost. Plates are read only for vehicles
 that broke a rule, from the frames around the decisive moment: reading every vehicle on
 every frame would cost far more CPU and add nothing to the evidence.
 """
@@ -46,6 +49,7 @@ from roadwatch.contract import (
     PlateReading,
     TrafficStats,
     VehicleClass,
+    ViolationEvent,
     ViolationType,
 )
 
@@ -81,6 +85,7 @@ class _Track:
 @dataclass(frozen=True, slots=True)
 class _Pending:
     violation: Violation
+    event: ViolationEvent  # unsigned, as recorded when the rule fired (no plate yet)
     decisive_mono_s: float
     ready_mono_s: float
     boxes: tuple[SeenBox, ...]
@@ -167,6 +172,9 @@ class CameraEnforcement:
         self.size_mismatch: str | None = None
         self.listeners: list[Callable[[Violation], None]] = []
         """Called with each violation as the rules find it (before its evidence exists)."""
+        self.on_fired: Callable[[ViolationEvent], None] | None = None
+        """Called with each violation's event (unsigned, no evidence) as the rules find it,
+        to record it durably: its package, or the event without evidence, follows."""
 
     # -- health -----------------------------------------------------------------------
 
@@ -207,7 +215,7 @@ class CameraEnforcement:
         self._reference_missed = old._reference_missed
         self._pending = old._pending
         self._building, self.build_pool = old._building, old.build_pool
-        self.on_built = old.on_built
+        self.on_built, self.on_fired = old.on_built, old.on_fired
         self.counters = old.counters
         if old.scene.lamp == self.scene.lamp:
             for head, state in old.signals.items():
@@ -271,9 +279,12 @@ class CameraEnforcement:
         if self._building:
             self.counters.evidence_failures += len(self._building)
             log.error(
-                "camera %s: %d evidence packages were still being built after %g s; given up",
+                "camera %s: %d evidence packages were still being built after %g s; the "
+                "violations are stored without evidence",
                 self.camera, len(self._building), wait_s,
             )  # fmt: skip
+            why = f"its evidence was still being built {wait_s:g} s after the camera stopped"
+            packages += [self.builder.without_evidence(p.event, why) for _, p in self._building]
             self._building = []
         return packages, self.traffic.flush()
 
@@ -425,8 +436,13 @@ class CameraEnforcement:
             if head is not None:
                 lamp_box = Box(*lamp_region(head))
         ready = decisive + max(self.frame_offset_s, self.clip_half_s)
-        self._pending.append(_Pending(violation, decisive, ready, boxes, lamp_box))
+        event = violation.to_event(
+            site=self.site, node=self.node, model_version=self.model_version, place=self.place
+        )
+        self._pending.append(_Pending(violation, event, decisive, ready, boxes, lamp_box))
         log.info("camera %s: %s", self.camera, violation.explanation)
+        if self.on_fired is not None:
+            self.on_fired(event)
 
     def _build_ready(self, mono_s: float, *, wait_s: float = 0.0) -> list[EvidencePackage]:
         """The packages whose after-frames have arrived by ``mono_s``: built here, or, with
@@ -450,24 +466,26 @@ class CameraEnforcement:
         for outcome, pending in outcomes:
             try:
                 packages.append(outcome())
+                self.counters.packages += 1
+                continue
             except (EvidenceError, ClipError, FrameCodecError) as exc:
-                # The violation is logged and counted; without frames there is no case.
-                self.counters.evidence_failures += 1
+                why = f"its evidence could not be built: {exc}"
                 log.error(
                     "camera %s: no evidence for %s of track %d: %s",
                     self.camera, pending.violation.rule.value, pending.violation.track_id, exc,
                 )  # fmt: skip
-            except Exception:  # a fault in building one case must not stop the cameras
-                self.counters.evidence_failures += 1
+            except Exception as exc:  # a fault in building one case must not stop the cameras
+                why = f"building its evidence failed ({type(exc).__name__})"
                 log.exception(
                     "camera %s: building the evidence for %s of track %d failed",
                     self.camera, pending.violation.rule.value, pending.violation.track_id,
                 )  # fmt: skip
-        self.counters.packages += len(packages)
+            # Counted, and stored without evidence: reviewed (and rejected), never lost.
+            self.counters.evidence_failures += 1
+            packages.append(self.builder.without_evidence(pending.event, why))
         return packages
 
     def _package(self, pending: _Pending) -> EvidencePackage:
-        violation = pending.violation
         if not pending.boxes:
             raise EvidenceError("the track's boxes were forgotten before its evidence was built")
         at = min(pending.boxes, key=lambda b: abs(b.mono_s - pending.decisive_mono_s))
@@ -476,15 +494,8 @@ class CameraEnforcement:
         t = pending.decisive_mono_s
         frames = self.ring.window(t - self.clip_half_s, t + self.clip_half_s)
         plate, plate_crop = self._plate(pending, frames)
-        event = violation.to_event(
-            site=self.site,
-            node=self.node,
-            model_version=self.model_version,
-            plate=plate,
-            place=self.place,
-        )
         request = EvidenceRequest(
-            event=event,
+            event=pending.event.model_copy(update={"plate": plate}),
             decisive_mono_s=pending.decisive_mono_s,
             vehicle_box=Box(*at.box),
             lamp_box=pending.lamp_box,

@@ -5,12 +5,17 @@
 configuration has a ``delivery`` section, the plate reader when plates are on. The
 perception pipeline calls ``on_tracked`` for every tracked frame; violations become signed
 evidence packages stored in the outbox before anything is sent.
+
+A violation is recorded in the outbox the moment its rule finds it, before the frames
+that follow it (its evidence) have come: a power cut or a kill while its evidence is
+built leaves that record, and the next start stores it as an event without evidence.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +37,7 @@ from edge.config_push import AppliedConfig
 from edge.delivery_config import EvidenceSettings
 from edge.delivery_service import DeliveryService
 from edge.enforcement import CameraEnforcement, Image, PlateRead
-from edge.evidence.package import EvidenceBuilder, EvidencePackage
+from edge.evidence.package import EvidenceBuilder, EvidencePackage, without_evidence
 from edge.evidence.packets import PacketRing
 from edge.evidence.ring import FrameRing
 from edge.integrity import IntegrityBounds, IntegrityGuard, ReferenceView
@@ -48,7 +53,7 @@ from edge.pipeline import (
 )
 from edge.rules.scene import SceneConfig, load_scene
 from edge.sources import probe_file
-from roadwatch.contract import CameraHealth, PlateReading, TrafficStats, to_wire
+from roadwatch.contract import CameraHealth, PlateReading, TrafficStats, ViolationEvent, to_wire
 from roadwatch.contract.signing import generate_private_key
 from roadwatch.errors import UserError
 
@@ -60,6 +65,7 @@ log = logging.getLogger(__name__)
 EVIDENCE_BUILDERS = 2  # threads that build evidence packages during a live run
 
 Forward = Callable[[list[EvidencePackage], list[TrafficStats]], None]
+Fired = Callable[[ViolationEvent], None]
 
 
 def packaged_plate_reader() -> PlateRead:
@@ -190,8 +196,10 @@ class EdgeNode:
     _build_pool: Executor | None = None
     _retiring: list[CameraEnforcement] = field(default_factory=list)
     _built: threading.Event = field(default_factory=threading.Event)
-    # A worker process's node hands what it delivers to this (see ``for_worker``).
+    # A worker process's node hands what it delivers to this (see ``for_worker``), and
+    # each violation as its rule finds it to ``forward_fired``.
     forward: Forward | None = None
+    forward_fired: Fired | None = None
     # The worker processes that run the cameras, when ``processes`` is above 1.
     _workers: Workers | None = None
     # On NVDEC: where each camera's capture hands its packets (the rings that keep them).
@@ -239,6 +247,8 @@ class EdgeNode:
         node = cls(
             config, built.enforcement, delivery, violations_out, _parts=parts, files=built.files
         )
+        for camera in node.enforcement.values():
+            camera.on_fired = node._record_fired
         health.node = node
         if delivery is not None and push_settings is not None and config_dir is not None:
             assert applied is not None
@@ -263,6 +273,7 @@ class EdgeNode:
         key: Ed25519PrivateKey,
         model_version: str,
         forward: Forward,
+        forward_fired: Fired,
         files: dict[str, CameraFiles],
         read_plate: PlateRead | None = None,
         now: datetime | None = None,
@@ -270,12 +281,16 @@ class EdgeNode:
         """The cameras of one worker process (``config`` holds only them; see
         ``edge.workers``): enforcement as in the node, built from the ``files`` the node
         read, evidence signed with the node's ``key``, and what it would deliver handed to
-        ``forward`` instead."""
+        ``forward`` instead (each violation, as its rule finds it, to ``forward_fired``)."""
         parts = _NodeParts(key, model_version, _plate_reader(config, read_plate))
         built = parts.enforcement(config, now or datetime.now(UTC), files)
-        return cls(
-            config, built.enforcement, None, _parts=parts, forward=forward, files=built.files
-        )
+        node = cls(
+            config, built.enforcement, None, _parts=parts, forward=forward,
+            forward_fired=forward_fired, files=built.files,
+        )  # fmt: skip
+        for camera in node.enforcement.values():
+            camera.on_fired = node._record_fired
+        return node
 
     # -- a new configuration ------------------------------------------------------------
 
@@ -326,6 +341,7 @@ class EdgeNode:
                 self._retiring.append(old)
         if new is not None and old is None:  # a camera that gained a scene
             new.build_pool, new.on_built = self._build_pool, self._note_built
+            new.on_fired = self._record_fired
             if self._streams is not None:  # its ring keeps the stream, as at a start
                 self._keep_stream(camera, new)
         if new is None:
@@ -370,6 +386,29 @@ class EdgeNode:
             packages, traffic = camera.finish(max(0.0, deadline - time.monotonic()))
             self._deliver(packages, traffic)
         self._retiring.clear()
+
+    def _record_fired(self, event: ViolationEvent) -> None:
+        """A violation as its rule finds it, recorded in the outbox before its evidence is
+        built (see ``edge.outbox``). A record the disk refuses is logged; the violation
+        goes on being built and stored as usual."""
+        if self.forward_fired is not None:  # a worker's: the node's process records it
+            self.forward_fired(event)
+            return
+        if self.delivery is None:
+            return
+        try:
+            self.delivery.outbox.put_fired(event)
+        except (OutboxFullError, sqlite3.Error, OSError) as exc:
+            log.error("violation %s: not recorded before its evidence: %s", event.event_id, exc)
+
+    def _lost_in_worker(self, events: list[ViolationEvent]) -> None:
+        """Violations a worker found and did not deliver before it ended (killed, or
+        crashed): stored without evidence, which was lost with the worker."""
+        if self._parts is None:
+            raise RuntimeError("this node was not built by from_config")
+        why = "the worker process building its evidence ended before it was stored"
+        log.error("%d violation(s) stored without evidence: %s", len(events), why)
+        self._deliver([without_evidence(e, why, self._parts.key) for e in events], [])
 
     def _deliver(self, packages: list[EvidencePackage], traffic: list[TrafficStats]) -> None:
         if self.forward is not None:  # a worker's: the node's process delivers
@@ -480,7 +519,8 @@ class EdgeNode:
         with self._lock:  # a push now reaches the workers, never the configuration before
             workers = Workers(
                 self.config, self._parts.key, self._parts.model_version, self._deliver,
-                self.files, refused=self._worker_refused,
+                self.files, refused=self._worker_refused, fired=self._record_fired,
+                lost=self._lost_in_worker,
             )  # fmt: skip
             # The workers enforce (this process built each camera's only to check them).
             self.enforcement, self._next, self._workers = {}, {}, workers

@@ -16,6 +16,12 @@ receipt (``receipt_timeout_s``, doubling per re-send up to ``receipt_timeout_cap
 Receipted rows are deleted after a retention period (``prune_receipted``), together with
 the records of uploaded blobs no remaining event lists.
 
+A violation is recorded (``put_fired``) the moment a rule finds it, before its evidence
+is built from the frames that follow; storing the violation removes that record in the
+same transaction. So a violation found before a power cut is never lost: a record left
+by a process that is gone is stored at the next start as an event without evidence,
+saying why (``DeliveryService.recover_fired``).
+
 Blob states: ``pending`` -> ``uploaded`` (the file is then deleted) or ``broken``
 (missing or changed on disk: its hash no longer matches; reported, never uploaded, and
 its event is never complete).
@@ -87,6 +93,17 @@ CREATE TABLE IF NOT EXISTS event_blobs (
     PRIMARY KEY (event_id, role)
 );
 CREATE INDEX IF NOT EXISTS event_blobs_sha ON event_blobs (sha256);
+-- Violations a rule has found whose evidence is still being built (the unsigned event,
+-- no plate yet): the row goes when the violation is stored in ``messages``. One left by
+-- a process that is gone (a power cut, a kill) is stored without evidence instead (see
+-- ``fired``). ``owner`` is the boot and process that wrote it.
+CREATE TABLE IF NOT EXISTS fired (
+    event_id TEXT PRIMARY KEY,
+    camera TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    fired_at REAL NOT NULL,
+    owner TEXT NOT NULL
+);
 -- Bytes held against the disk budget, kept by triggers in the same transactions as the
 -- rows (so every process sharing the outbox sees one consistent figure, at O(1) cost).
 CREATE TABLE IF NOT EXISTS usage (
@@ -181,6 +198,15 @@ class OutboxMessage:
     topic: str
     payload: bytes
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class FiredViolation:
+    """A violation found by a rule and not stored yet (see ``Outbox.put_fired``)."""
+
+    event: ViolationEvent  # unsigned, without evidence or plate
+    fired_at: float
+    orphaned: bool  # the process that recorded it is gone: nothing will store it now
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,6 +456,7 @@ class Outbox:
                 self._clock(),
             ),
         ).rowcount
+        self._db.execute("DELETE FROM fired WHERE event_id = ?", (event.event_id,))
         if not inserted:
             return
         for blob in blobs:
@@ -443,6 +470,36 @@ class Outbox:
                 "INSERT INTO event_blobs (event_id, role, sha256) VALUES (?, ?, ?)",
                 (event.event_id, ref.role.value, ref.sha256),
             )
+
+    def put_fired(self, event: ViolationEvent) -> None:
+        """Record a violation as its rule finds it (the unsigned event), durably, before
+        its evidence is built; storing the violation later removes the record. Raises
+        OutboxFullError when the disk refuses it (the violation goes on being built)."""
+        payload = to_wire(event)
+        with self._lock, _disk_full_is_full(f"violation {event.event_id}"), self._transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO fired (event_id, camera, payload, fired_at, owner)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (event.event_id, event.camera, payload, self._clock(), _owner()),
+            )
+
+    def fired(self, *, ids: Iterable[str] | None = None) -> list[FiredViolation]:
+        """Violations recorded by ``put_fired`` and not stored since, oldest first: those
+        of ``ids``, or all of them."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT event_id, payload, fired_at, owner FROM fired ORDER BY fired_at, event_id"
+            ).fetchall()
+        wanted = None if ids is None else set(ids)
+        return [
+            FiredViolation(
+                event=ViolationEvent.model_validate_json(r[1]),
+                fired_at=r[2],
+                orphaned=not _owner_alive(r[3]),
+            )
+            for r in rows
+            if wanted is None or r[0] in wanted
+        ]
 
     def put_traffic(self, stats: TrafficStats) -> None:
         """Store one minute of traffic statistics (keyed by camera and minute)."""
@@ -822,6 +879,36 @@ class Outbox:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except OSError:
+        return "unknown"
+
+
+_BOOT_ID = _boot_id()
+
+
+def _owner() -> str:
+    return f"{_BOOT_ID} {os.getpid()}"
+
+
+def _owner_alive(owner: str) -> bool:
+    """Whether the process that wrote a ``fired`` row (``owner``: boot id and pid) runs."""
+    boot, _, pid = owner.rpartition(" ")
+    if boot != _BOOT_ID or not pid.isdigit():
+        return False  # another boot: every process of it is gone
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # (another user's process: it exists)
+        return True
+    return True
 
 
 def _check_blobs(event: ViolationEvent, blobs: Sequence[EvidenceBlob]) -> None:

@@ -14,9 +14,12 @@ node stores, publishes and reports them as it does its own.
   only) with the scenes, calibrations and reference views the node read to check it;
   each camera switches at its next frame, as in one process. A worker that cannot take
   it (its plate models) runs on as it was and says why (``refused``).
+- Each violation a worker's rules find is sent to the node as found (``Fired``), before
+  its evidence is built, and the node records it in the outbox.
 - A worker that dies (killed for memory, a crash in a driver) is started again, at once
-  or, after a quick death, after a growing wait; its cameras show ``down`` meanwhile, and
-  the evidence it was building is lost. One that dies soon after its start
+  or, after a quick death, after a growing wait; its cameras show ``down`` meanwhile. The
+  evidence it was building is lost, but not the violations: the node stores those it
+  was told of and never received as events without evidence. One that dies soon after its start
   ``crash_limit`` times in a row stops the node, as does a worker's error (a missing
   model, NVDEC without PyNvVideoCodec), with the worker's own message.
 - Stopping the node stops every worker, which finishes its evidence first; a worker still
@@ -46,7 +49,7 @@ from edge.config import CameraConfig, SiteConfig
 from edge.detections import ObjectClass
 from edge.evidence.package import EvidencePackage
 from edge.pipeline import RunSummary
-from roadwatch.contract import CameraHealth, CameraState, TrafficStats
+from roadwatch.contract import CameraHealth, CameraState, TrafficStats, ViolationEvent
 from roadwatch.errors import UserError
 from roadwatch.processes import die_with_parent
 
@@ -150,6 +153,14 @@ class Output:
 
 
 @dataclass(frozen=True)
+class Fired:
+    """A violation as the worker's rules found it (its package follows in an ``Output``)."""
+
+    worker: int
+    event: ViolationEvent  # unsigned, no evidence
+
+
+@dataclass(frozen=True)
 class Status:
     worker: int
     health: list[CameraHealth]
@@ -189,7 +200,7 @@ class Reconfigure:
     files: dict[str, CameraFiles]  # as the node read them when it checked the config
 
 
-Message = Output | Status | Ended | Failed | Refused
+Message = Output | Fired | Status | Ended | Failed | Refused
 
 
 # -- in the worker -----------------------------------------------------------------------
@@ -290,6 +301,7 @@ def _work(spec: WorkerSpec, sender: _Sender, control: Connection, stop: threadin
         key=Ed25519PrivateKey.from_private_bytes(spec.key),
         model_version=spec.model_version,
         forward=lambda packages, traffic: sender.put(Output(spec.index, packages, traffic)),
+        forward_fired=lambda event: sender.put(Fired(spec.index, event)),
         files=spec.files,
     )
     pipeline = LivePipeline(config)
@@ -378,6 +390,8 @@ class _Worker:
     # Counts of the processes before a restart.
     violations: int = 0
     packages: int = 0
+    # Violations it found whose package has not come yet, by event id.
+    in_flight: dict[str, ViolationEvent] = field(default_factory=dict)
 
 
 @dataclass
@@ -404,6 +418,10 @@ class Workers:
     kill_after_s: float = 10.0  # a terminated worker's time to end before it is killed
     # Told (config version, why) when a worker cannot take a configuration the node took.
     refused: Callable[[str, str], None] | None = None
+    # Told of each violation as a worker finds it, and of those a worker found and never
+    # delivered when it ends (they are to be stored without evidence).
+    fired: Callable[[ViolationEvent], None] | None = None
+    lost: Callable[[list[ViolationEvent]], None] | None = None
     _workers: list[_Worker] = field(default_factory=list, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _failure: Failed | None = field(default=None, init=False)
@@ -575,7 +593,14 @@ class Workers:
 
     def _handle(self, message: Message) -> None:
         worker = self._workers[message.worker]
+        if isinstance(message, Fired):
+            worker.in_flight[message.event.event_id] = message.event
+            if self.fired is not None:
+                self.fired(message.event)
+            return
         if isinstance(message, Output):
+            for package in message.packages:
+                worker.in_flight.pop(package.event.event_id, None)
             self.deliver(message.packages, message.traffic)
             return
         if isinstance(message, Refused):
@@ -608,6 +633,7 @@ class Workers:
         now = time.monotonic()
         if worker.control is not None:
             worker.control.close()  # a send to a process that is gone fails at once
+        self._deliver_lost(worker)
         with self._lock:
             worker.process, worker.control = None, None
             if worker.done:
@@ -640,6 +666,13 @@ class Workers:
         log.warning("%s; starting another in %.1f s (evidence it was building is lost)",
                     lost, backoff)  # fmt: skip
 
+    def _deliver_lost(self, worker: _Worker) -> None:
+        """The violations ``worker`` (whose output has ended) found and never delivered."""
+        events = list(worker.in_flight.values())
+        worker.in_flight.clear()
+        if events and self.lost is not None:
+            self.lost(events)
+
     def _restart_due(self, stopping: bool) -> None:
         for worker in self._workers:
             if worker.restart_at is None:
@@ -671,6 +704,8 @@ class Workers:
                         worker.process.kill()
                     worker.process.join(5.0)
                 self._read(wait_s=0.0, stopping=True)
+                for worker in self._workers:
+                    self._deliver_lost(worker)
             finally:
                 for worker in self._workers:
                     _close(worker.output)

@@ -7,7 +7,9 @@ Each camera id names what its worker does:
 - ``crash<N>-…``: exits with status 3 at its first N starts (counted in ``$SCRIPT_DIR``);
 - ``fails-…``: fails with a user error;
 - ``deaf-…``: reports its health, then ignores stop and SIGTERM (it is killed);
-- ``refuses-…``: as steady, but cannot take a new configuration (its plate models).
+- ``refuses-…``: as steady, but cannot take a new configuration (its plate models);
+- ``fires-…``: at its first start, finds two violations, delivers the package of the
+  first and dies (exit status 3) while the second's evidence is being built.
 A worker answers a new configuration with a health report whose reason is its version
 and the cameras whose files came with it (the scenes' own camera ids), and reports the
 per-class thresholds it got as its cameras' frame counts.
@@ -23,8 +25,19 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from edge.config import SiteConfig
+from edge.evidence.package import EvidencePackage
 from edge.pipeline import RunSummary
-from edge.workers import STOP, Ended, Failed, Output, Reconfigure, Refused, Status, WorkerSpec
+from edge.workers import (
+    STOP,
+    Ended,
+    Failed,
+    Fired,
+    Output,
+    Reconfigure,
+    Refused,
+    Status,
+    WorkerSpec,
+)
 from roadwatch.contract import CameraHealth, CameraState, TrafficStats
 
 MINUTE = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
@@ -45,6 +58,20 @@ def _starts(name: str) -> int:
     return before
 
 
+def _fire_and_die(spec: WorkerSpec, camera: str, out: Connection) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from roadwatch.contract.signing import sign
+    from tests.factories import violation_event
+
+    key = Ed25519PrivateKey.from_private_bytes(spec.key)
+    found = [violation_event(camera=camera, track_id=i, plate=None, evidence=[]) for i in (1, 2)]
+    for event in found:
+        out.send(Fired(spec.index, event))
+    out.send(Output(spec.index, [EvidencePackage(sign(found[0], key), ())], []))
+    os._exit(3)
+
+
 def scripted(spec: WorkerSpec, out: Connection, control: Connection) -> None:
     config = spec.config
     ids = [c.id for c in config.cameras]
@@ -53,6 +80,8 @@ def scripted(spec: WorkerSpec, out: Connection, control: Connection) -> None:
         times = int(first.removeprefix("crash").split("-")[0])
         if _starts(first) < times:
             os._exit(3)
+    if first.startswith("fires") and _starts(first) == 0:
+        _fire_and_die(spec, first, out)
     if first.startswith("fails"):
         out.send(Failed(spec.index, "no such model: yolov9x", user_error=True))
         return

@@ -19,6 +19,7 @@ from edge.evidence.overlay import Box, caption_lines, draw_caption
 from edge.evidence.ring import BufferedFrame, EvidenceRing, Image, encode_jpeg
 from edge.outbox import EvidenceBlob, sha256_hex
 from roadwatch.contract import EvidenceRef, EvidenceRole, MediaType, ViolationEvent
+from roadwatch.contract.models import MAX_LONG_TEXT
 from roadwatch.contract.signing import sign
 
 
@@ -58,6 +59,19 @@ class EvidencePackage:
             update={"evidence": [b.ref for b in blobs], "signature": None}
         )
         return EvidencePackage(event=sign(unsigned, key), blobs=blobs)
+
+
+def without_evidence(event: ViolationEvent, why: str, key: Ed25519PrivateKey) -> EvidencePackage:
+    """The violation with no evidence at all, signed, its explanation saying why (its
+    frames are gone): found by a rule, it is still stored and reviewed, never lost."""
+    note = f" No evidence: {why}"
+    room = MAX_LONG_TEXT - len(note)
+    explanation = (event.explanation[:room] + note)[:MAX_LONG_TEXT]
+    unsigned = event.model_copy(
+        update={"evidence": [], "signature": None, "explanation": explanation}
+    )
+    checked = ViolationEvent.model_validate(unsigned.model_dump())
+    return EvidencePackage(event=sign(checked, key), blobs=())
 
 
 def _blob(role: EvidenceRole, media: MediaType, data: bytes) -> EvidenceBlob:
@@ -152,3 +166,7 @@ class EvidenceBuilder:
         # Validate the filled event (model_copy does not), then sign it.
         checked = ViolationEvent.model_validate(unsigned.model_dump())
         return EvidencePackage(event=sign(checked, self._key), blobs=tuple(blobs))
+
+    def without_evidence(self, event: ViolationEvent, why: str) -> EvidencePackage:
+        """``event`` signed with no evidence, saying why (see ``without_evidence``)."""
+        return without_evidence(event, why, self._key)

@@ -72,7 +72,10 @@ Ident = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 ShortText = Annotated[
     str, StringConstraints(min_length=1, max_length=128), AfterValidator(_no_control_chars)
 ]
-LongText = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_no_control_chars)]
+MAX_LONG_TEXT = 2000
+LongText = Annotated[
+    str, StringConstraints(max_length=MAX_LONG_TEXT), AfterValidator(_no_control_chars)
+]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 EventId = Annotated[str, StringConstraints(pattern=UUID7_PATTERN)]
 Signature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{86}==$")]

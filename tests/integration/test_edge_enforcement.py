@@ -3,6 +3,7 @@ detector, tracker, calibration, speed, rules and evidence, as `edge run` runs a 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import threading
@@ -272,7 +273,8 @@ def test_a_worker_builds_from_what_the_node_checked_even_after_it_expired(scene:
         read_camera_files(config, years_on)
     worker = EdgeNode.for_worker(
         config, key=generate_private_key(), model_version="yolov8n-coco-dynamic",
-        forward=lambda packages, traffic: None, files=node.files, now=years_on,
+        forward=lambda packages, traffic: None, forward_fired=lambda event: None,
+        files=node.files, now=years_on,
     )  # fmt: skip
     built, checked = worker.enforcement[CAMERA_ID], node.enforcement[CAMERA_ID]
     assert built.projector is checked.projector and built.projector is not None
@@ -481,3 +483,152 @@ def first_frame(scene: Path) -> Any:
     capture.release()
     assert ok
     return road
+
+
+def test_a_violation_found_before_a_kill_is_stored_without_evidence_at_the_next_start(
+    scene: Path, tmp_path: Path
+) -> None:
+    """`edge run` is killed (SIGKILL, as a power cut) while a violation's evidence is being
+    built: the violation was recorded in the outbox as its rule found it, and the next
+    start of delivery stores it, signed by the node, with no evidence and saying why."""
+    import signal
+    import socket
+    import sqlite3
+    import subprocess
+    import sys
+
+    import yaml
+
+    from edge.config import load_site_config
+    from edge.delivery_service import DeliveryService
+    from edge.identity import write_key_pair
+    from edge.outbox import MessageKind
+    from roadwatch.contract.signing import verify
+    from tests.delivery_support import subprocess_env
+
+    write_key_pair(tmp_path / "node")
+    with socket.socket() as s:  # a port nobody listens on: nothing is sent
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    [camera] = site(scene).model_dump(mode="json")["cameras"]
+    doc = {
+        "site": "test", "node": "node-01", "plates": False,
+        "cameras": [{k: camera[k] for k in ("id", "url", "scene", "calibration", "place")}],
+        "delivery": {"key_path": "node.key", "outbox": {"path": "outbox"},
+                     "broker": {"host": "127.0.0.1", "port": port}},
+    }  # fmt: skip
+    config_path = tmp_path / "site.yaml"
+    config_path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    script = (
+        "import sys, threading\n"
+        "from edge.enforcement import CameraEnforcement\n"
+        # Evidence that never finishes: the kill always comes while it is being built.
+        "CameraEnforcement._package = lambda self, pending: threading.Event().wait()\n"
+        "from roadwatch.cli import main\n"
+        "sys.exit(main(['edge', 'run', '--config', sys.argv[1]]))\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(config_path)], env=subprocess_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    outbox_db = tmp_path / "outbox" / "outbox.sqlite3"
+
+    def fired() -> int:
+        if not outbox_db.exists():
+            return 0
+        with contextlib.closing(sqlite3.connect(outbox_db, timeout=5)) as db:
+            try:
+                return int(db.execute("SELECT COUNT(*) FROM fired").fetchone()[0])
+            except sqlite3.OperationalError:  # (the table is not made yet)
+                return 0
+
+    try:
+        deadline = time.monotonic() + 120
+        while fired() < 2:
+            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            assert time.monotonic() < deadline, "the rules never fired"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+        if process.stderr is not None:
+            process.stderr.close()
+
+    config = load_site_config(config_path)
+    assert config.delivery is not None
+    service = DeliveryService.from_config(config.delivery)
+    try:
+        service.start()
+        stored = [
+            parse_payload(ViolationEvent, m.payload)
+            for m in service.outbox.due_messages(10)
+            if m.kind is MessageKind.VIOLATION
+        ]
+        assert service.outbox.fired() == []
+    finally:
+        service.stop(timeout_s=2)
+    assert {e.type for e in stored} == {ViolationType.SPEEDING, ViolationType.WRONG_WAY}
+    for event in stored:
+        verify(event, service.key.public_key())
+        assert event.evidence == []
+        assert "No evidence: the node stopped" in event.explanation
+        assert event.camera == CAMERA_ID and event.place == "QL13 Km 22+300"
+
+
+def test_each_violation_is_recorded_as_found_and_one_without_evidence_is_still_stored(
+    scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a violation's evidence is built, the outbox already holds the violation as
+    its rule found it. One whose evidence cannot be built is stored all the same, signed,
+    with no evidence and saying why; the record goes once each is stored."""
+    from edge.delivery_config import DeliveryConfig
+    from edge.evidence.package import EvidenceError
+    from edge.identity import write_key_pair
+    from edge.outbox import MessageKind
+    from roadwatch.contract.signing import verify
+
+    write_key_pair(tmp_path / "node")
+    delivery = DeliveryConfig.model_validate(
+        {"site": "test", "node": "node-01", "key_path": str(tmp_path / "node.key"),
+         "outbox": {"path": str(tmp_path / "outbox")}}
+    )  # fmt: skip
+    config = site(scene).model_copy(update={"delivery": delivery})
+    out = io.StringIO()
+    node = EdgeNode.from_config(config, model_version="yolov8n-coco-dynamic", violations_out=out)
+    assert node.delivery is not None
+    outbox = node.delivery.outbox
+    camera = node.enforcement[CAMERA_ID]
+    build = camera._package
+    recorded: list[list[str]] = []
+
+    def first_fails(pending: Any) -> Any:
+        recorded.append([f.event.event_id for f in outbox.fired()])
+        assert pending.event.event_id in recorded[-1]  # on disk before its evidence
+        if len(recorded) == 1:
+            raise EvidenceError("the ring of cam-01 holds no frame near the violation")
+        return build(pending)
+
+    monkeypatch.setattr(camera, "_package", first_fails)
+    try:
+        node.run_file(
+            scene / "enforcement.mp4", detectors=DetectorPool(load=lambda _cfg: shared_detector())
+        )
+        assert len(recorded) == 2
+        stored = [
+            parse_payload(ViolationEvent, m.payload)
+            for m in outbox.due_messages(10)
+            if m.kind is MessageKind.VIOLATION
+        ]
+        assert outbox.fired() == []
+        assert len(stored) == 2 and node.violations == 2
+        assert node.packages == 1 and camera.counters.evidence_failures == 1
+        bare = next(e for e in stored if not e.evidence)
+        assert bare.explanation.endswith(
+            "No evidence: its evidence could not be built: the ring of cam-01 holds no frame"
+            " near the violation"
+        )
+        for event in stored:
+            verify(event, node.delivery.key.public_key())
+        assert len(out.getvalue().splitlines()) == 2
+    finally:
+        node.delivery.stop(timeout_s=1)

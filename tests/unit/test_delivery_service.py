@@ -240,3 +240,63 @@ def test_outbox_command_reports_broken_evidence(
     assert f"broken {clip.sha256}: evidence file changed on disk" in out
     assert "bytes free" in out and "ALARM: the disk" not in out
     assert submitted.event_id in out
+
+
+def test_a_violation_a_gone_process_found_is_stored_without_evidence_at_the_next_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A process records a violation as its rule finds it and dies (a power cut, a kill)
+    before the evidence is built: the next start stores it, signed, with no evidence and
+    saying why. A violation whose package was stored leaves no record; one a running
+    process is still building is left to it."""
+    import subprocess
+    import sys
+
+    from roadwatch.cli import main
+    from tests.delivery_support import subprocess_env
+    from tests.factories import violation_event
+
+    path = write_config(tmp_path)
+    config = load_delivery_config(path)
+    found = violation_event(plate=None, evidence=[])
+    script = (
+        "import sys\n"
+        "from edge.delivery_policy import DiskBudget\n"
+        "from edge.outbox import Outbox\n"
+        "from roadwatch.contract import ViolationEvent\n"
+        "box = Outbox(__import__('pathlib').Path(sys.argv[1]), DiskBudget(1 << 20, 1 << 16))\n"
+        "box.put_fired(ViolationEvent.model_validate_json(sys.argv[2]))\n"
+        "__import__('os')._exit(0)\n"  # no close, no clean-up: as a process that is killed
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, str(config.outbox.path), found.model_dump_json()],
+        env=subprocess_env(), check=True, timeout=60,
+    )  # fmt: skip
+    service = DeliveryService.from_config(config)
+    try:
+        building = violation_event(plate=None, evidence=[])
+        service.outbox.put_fired(building)  # this process's: its evidence is on its way
+        done = package(10)
+        service.outbox.put_fired(done.event.model_copy(update={"signature": None}))
+        service.submit(done)
+        by_id = {f.event.event_id: f for f in service.outbox.fired()}
+        assert set(by_id) == {found.event_id, building.event_id}
+        assert by_id[found.event_id].orphaned and not by_id[building.event_id].orphaned
+        assert main(["edge", "outbox", "--config", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert "violations found, evidence being built 1, left by a stopped node 1" in out
+
+        assert service.recover_fired() == 1
+        [message] = [m for m in service.outbox.due_messages(10) if m.id == found.event_id]
+        stored = parse_payload(ViolationEvent, message.payload)
+        verify(stored, service.key.public_key())
+        assert stored.evidence == []
+        assert stored.explanation.startswith(found.explanation)
+        assert "No evidence: the node stopped" in stored.explanation
+        assert stored.model_dump(exclude={"explanation", "signature"}) == found.model_dump(
+            exclude={"explanation", "signature"}
+        )
+        assert [f.event.event_id for f in service.outbox.fired()] == [building.event_id]
+        assert service.recover_fired() == 0  # nothing twice
+    finally:
+        service.stop(timeout_s=1)

@@ -19,7 +19,7 @@ from edge.evidence.package import EvidencePackage
 from edge.node import CameraFiles
 from edge.pipeline import RunSummary
 from edge.workers import WorkerError, Workers, deal_cameras, merge_summaries, worker_config
-from roadwatch.contract import CameraState, TrafficStats
+from roadwatch.contract import CameraState, TrafficStats, ViolationEvent
 from roadwatch.contract.signing import generate_private_key
 from tests.rules_tracks import scene_config
 from tests.scripted_workers import scripted
@@ -215,6 +215,25 @@ def test_a_worker_that_dies_is_started_again(caplog: pytest.LogCaptureFixture) -
         " building is lost)"
         for wait in ("0.1", "0.2")
     ]
+
+
+def test_violations_a_dead_worker_found_and_never_delivered_are_handed_on() -> None:
+    """Each violation a worker finds reaches ``fired`` as found; when the worker dies,
+    those whose package never came reach ``lost`` (the node stores them without
+    evidence), and those delivered do not."""
+    fired: list[ViolationEvent] = []
+    lost: list[ViolationEvent] = []
+    delivered = Delivered()
+    subject = workers(
+        site("fires-a", "steady-b"), delivered, backoff_s=(0.1,), fired=fired.append,
+        lost=lost.extend,
+    )  # fmt: skip
+    running = Running(subject)
+    running.until(lambda: bool(lost), "the undelivered violation handed on")
+    assert isinstance(running.end(), RunSummary)
+    assert [e.track_id for e in fired] == [1, 2]
+    assert [p.event.track_id for p in delivered.packages] == [1]
+    assert lost == [fired[1]]
 
 
 def test_a_worker_that_keeps_dying_stops_the_node() -> None:
