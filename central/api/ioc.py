@@ -134,13 +134,18 @@ def violation_stats(
     occurred_to: To = None,
     utc_offset: UtcOffset = "+00:00",
 ) -> ViolationStats:
-    """Counts by violation type, camera, status, or hour/day buckets of the violation time."""
+    """Counts by violation type, camera, status, or hour/day buckets of the violation time.
+    By camera, each count also names the camera's site: two sites may each have a camera
+    of the same id, and they are counted apart."""
     key: Any
     if by in ("hour", "day"):
         key = time_bucket(session, Violation.occurred_at, by, utc_offset)
     else:
         key = {"type": Violation.type, "camera": Violation.camera, "status": Violation.status}[by]
-    stmt = select(key.label("k"), func.count().label("n"))
+    groups: list[Any] = [key.label("k")]
+    if by == "camera":
+        groups.append(Violation.site.label("s"))
+    stmt = select(func.count().label("n"), *groups)
     if site:
         stmt = stmt.where(Violation.site == site)
     if camera:
@@ -149,8 +154,9 @@ def violation_stats(
         stmt = stmt.where(Violation.occurred_at >= occurred_from)
     if occurred_to is not None:
         stmt = stmt.where(Violation.occurred_at < occurred_to)
-    rows = session.execute(stmt.group_by(literal_column("k")).order_by(literal_column("k"))).all()
-    counts = [CountOut(key=str(k), count=n) for k, n in rows]
+    order: list[Any] = [literal_column(g.name) for g in groups]
+    rows = session.execute(stmt.group_by(*order).order_by(*order)).all()
+    counts = [CountOut(key=str(r.k), count=r.n, site=r.s if by == "camera" else None) for r in rows]
     return ViolationStats(by=by, total=sum(c.count for c in counts), counts=counts)
 
 

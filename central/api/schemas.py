@@ -336,6 +336,7 @@ class ChainOut(BaseModel):
 class CountOut(BaseModel):
     key: str
     count: int
+    site: str | None = Field(default=None, description="The camera's site (counts by camera)")
 
 
 class ViolationStats(BaseModel):

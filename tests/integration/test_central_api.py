@@ -711,6 +711,37 @@ def test_search_filters_and_pages(
     assert due["items"] == [] or all(i["deadlines"] for i in due["items"])
 
 
+def test_counts_by_camera_keep_two_sites_cameras_of_one_id_apart(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """Two sites each with a camera "cam-a": counted by camera over every site, each count
+    names its site, and the two are not merged into one."""
+    at = T0 - timedelta(days=2, microseconds=uuid.uuid4().int % 10**10)  # this test's alone
+    first, second = make_node(), make_node()
+    store_events(central_db, first, [signed_event(first, camera="cam-a", occurred_at=at)])
+    store_events(
+        central_db, second,
+        [signed_event(second, camera="cam-a", occurred_at=at) for _ in range(2)],
+    )  # fmt: skip
+    window = {"from": at.isoformat(), "to": (at + timedelta(microseconds=1)).isoformat()}
+    r = api.get(
+        "/api/v1/stats/violations", headers=accounts["ioc"].headers,
+        params={"by": "camera", **window},
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    counts = sorted((c["site"], c["key"], c["count"]) for c in r.json()["counts"])
+    assert counts == sorted([(first.site, "cam-a", 1), (second.site, "cam-a", 2)])
+    assert r.json()["total"] == 3
+    by_type = api.get(
+        "/api/v1/stats/violations", headers=accounts["ioc"].headers,
+        params={"by": "type", **window},
+    ).json()  # fmt: skip
+    assert by_type["counts"] == [{"key": "speeding", "count": 3, "site": None}]
+
+
 def test_statistics_and_traffic_flow(
     api: TestClient,
     central_db: CentralDb,

@@ -1225,10 +1225,17 @@
       backwards ? h("p", { class: "field-error", id: "stats-range", role: "alert" }, t("stats.backwards")) : null,
       h("div", { class: "charts" },
         hBarChart("chart-type", t("stats.by_type"), byType.counts.map((c) => ({ label: t(`type.${c.key}`), value: c.count }))),
-        hBarChart("chart-camera", t("stats.by_camera"), byCamera.counts.map((c) => ({ label: c.key, value: c.count }))),
+        hBarChart("chart-camera", t("stats.by_camera"), cameraBars(byCamera.counts)),
         vBarChart("chart-day", t("stats.by_day"), days),
         hBarChart("chart-status", t("stats.by_status"), byStatus.counts.map((c) => ({ label: t(`status.${c.key}`), value: c.count, cls: `st-${c.key}` })))));
     focusHeading();
+  }
+
+  // Counts by camera name their site: a camera id that two sites share shows its site.
+  function cameraBars(counts) {
+    const seen = {};
+    for (const c of counts) seen[c.key] = (seen[c.key] || 0) + 1;
+    return counts.map((c) => ({ label: seen[c.key] > 1 ? `${c.key} (${c.site})` : c.key, value: c.count }));
   }
 
   function fillDays(from, to, counts) {
