@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from central.models import AuditEntry, EvidenceRef, Node, Violation
 from central.records import violation_row
+from central.workflow import Action
 from roadwatch.contract import ContractError, ViolationEvent, parse_payload
 from roadwatch.contract.signing import SignatureError, load_public_key_pem, verify
 
@@ -74,7 +75,9 @@ def record_problems(session: Session, v: Violation) -> list[str]:
         problems.append("the evidence list differs from the signed event's")
     last = session.scalar(
         select(AuditEntry.detail)
-        .where(AuditEntry.violation_id == v.id)
+        .where(  # (the decisions only: an export, say, moves no status)
+            AuditEntry.violation_id == v.id, AuditEntry.action.in_([a.value for a in Action])
+        )
         .order_by(AuditEntry.seq.desc())
         .limit(1)
     )

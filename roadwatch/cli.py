@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("calibrate", "calibration.cli"),
     ("scene", "edge.scene_cli"),
     ("demo", "roadwatch.demo.cli"),
+    ("verify", "roadwatch.verify_cli"),
 )
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi import Path as PathParam
+from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session
@@ -36,7 +38,9 @@ from central.api.schemas import (
     ViolationDetail,
     ViolationSummary,
 )
+from central.case_export import export_case
 from central.case_record import record_problems
+from central.evidence import EvidenceError
 from central.models import AuditEntry, Blob, EvidenceRef, Violation, utcnow
 from central.records import append_audit, blob_as_listed
 from central.workflow import (
@@ -457,6 +461,67 @@ def review(
             id=violation_id,
         ) from exc
     return detail(session, v, state.policy)
+
+
+@router.post(
+    "/violations/{violation_id}/export",
+    tags=["violations"],
+    summary="Export the case as one ZIP a third party can check (roadwatch verify)",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"application/zip": {}},
+            "description": "The package; its sha256 is in X-Package-SHA256 and the audit trail",
+        },
+        404: {"description": "No such violation"},
+        503: {"description": "The evidence store is unavailable; try again later"},
+    },
+)
+def export(
+    caller: Reviewer, state: StateDep, session: SessionDep, violation_id: ViolationId
+) -> StreamingResponse:
+    """The signed event, its node's public key, every piece of evidence that is on file,
+    the case's audit trail and a manifest (see `roadwatch.case_package`). Evidence that
+    never arrived or no longer hashes to its sha256 is left out and named in the manifest.
+    The export is written to the case's audit trail with the package's sha256."""
+    v = _get(session, violation_id)
+    try:
+        exported = export_case(session, state.store, v, actor=caller.username, at=utcnow())
+    except EvidenceError as exc:
+        raise HTTPException(exc.status, str(exc)) from exc
+    try:
+        append_audit(
+            session,
+            actor=caller.username,
+            action="export",
+            violation_id=v.id,
+            detail={
+                "package_sha256": exported.sha256,
+                "payload_sha256": v.payload_sha256,
+                "missing": [m["role"] for m in exported.manifest["missing"]],
+            },
+        )
+        session.commit()
+    except BaseException:
+        exported.file.close()
+        raise
+    session.close()  # the download may take long: it holds no database connection
+
+    def body() -> Iterator[bytes]:
+        with exported.file:
+            while chunk := exported.file.read(1 << 20):
+                yield chunk
+
+    return StreamingResponse(
+        body(),
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="{exported.name}"',
+            "Content-Length": str(exported.size),
+            "X-Package-SHA256": exported.sha256,
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @router.get(

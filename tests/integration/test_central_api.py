@@ -108,6 +108,7 @@ ROUTE_ROLES: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/violations"): HUMANS,
     ("GET", "/api/v1/violations/{violation_id}"): HUMANS,
     ("POST", "/api/v1/violations/{violation_id}/review"): REVIEW,
+    ("POST", "/api/v1/violations/{violation_id}/export"): REVIEW,
     ("GET", "/api/v1/violations/{violation_id}/audit"): {"officer", "supervisor", "admin"},
     ("GET", "/api/v1/review/queue"): REVIEW,
     ("GET", "/api/v1/review/deadlines"): REVIEW,
@@ -1456,3 +1457,115 @@ def test_the_last_active_admin_stays_one(empty_central: tuple[TestClient, Centra
     with session_factory(db.engine)() as session:
         roles = {name: role for name, role in session.execute(select(User.username, User.role))}
     assert roles == {"admin.one": "supervisor", "admin.two": "admin"}
+
+
+def _rezip(source: Path, target: Path, change: Callable[[str, bytes], bytes]) -> None:
+    """A copy of the package at ``source`` with each member passed through ``change``."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for info in old.infolist():
+            new.writestr(info.filename, change(info.filename, old.read(info)))
+
+
+@pytest.mark.parametrize("central_settings", EVIDENCE_STORES, indirect=True)
+def test_an_exported_case_checks_out_without_central_and_tampering_shows(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A case exported for a court: the signed event, the node's key, the evidence on file,
+    the audit trail and a manifest, checked by `roadwatch verify` with the node's key.
+    Evidence not yet arrived is named and fails the check; altered evidence, an altered
+    event and a wrong key each fail it; the export is in the case's audit trail."""
+    from roadwatch.case_package import verify_package
+    from roadwatch.cli import main
+
+    node = make_node()
+    frame, frame_ref = jpeg_blob()
+    before, before_ref = jpeg_blob()
+    before_ref = before_ref.model_copy(update={"role": EvidenceRole.FRAME_BEFORE})
+    clip = b"\x00\x00\x00\x18ftypmp42" + uuid.uuid4().bytes * 300
+    clip_ref = EvidenceRef(
+        role=EvidenceRole.CLIP, media_type=MediaType.MP4,
+        sha256=hashlib.sha256(clip).hexdigest(), size=len(clip),
+    )  # fmt: skip
+    event = signed_event(node, evidence=[frame_ref, before_ref, clip_ref])
+    [vid] = store_events(central_db, node, [event])
+    for body, media in ((frame, "image/jpeg"), (clip, "video/mp4")):
+        sha = hashlib.sha256(body).hexdigest()
+        put = api.put(
+            f"/api/v1/evidence/{sha}", content=body, headers={**node.headers, "Content-Type": media}
+        )
+        assert put.status_code == 201, put.text
+    officer = accounts["officer"].headers
+    r = api.post(
+        f"/api/v1/violations/{vid}/review", headers=officer,
+        json={"action": "start_review", "version": 1},
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    key = tmp_path / "node.pub"
+    key.write_bytes(public_key_pem(node.key.public_key()))
+
+    def export(name: str) -> Path:
+        got = api.post(f"/api/v1/violations/{vid}/export", headers=officer)
+        assert got.status_code == 200, got.text
+        assert got.headers["content-type"] == "application/zip"
+        assert got.headers["x-package-sha256"] == hashlib.sha256(got.content).hexdigest()
+        path = tmp_path / name
+        path.write_bytes(got.content)
+        return path
+
+    def failures(path: Path, pem: bytes | None = None) -> dict[str, str]:
+        report = verify_package(path, pem if pem is not None else key.read_bytes())
+        return {c.what: c.detail for c in report.checks if not c.ok}
+
+    first = export("first.zip")
+    assert failures(first) == {"evidence frame_before": "missing: it has not arrived at central"}
+    before_put = api.put(
+        f"/api/v1/evidence/{before_ref.sha256}", content=before,
+        headers={**node.headers, "Content-Type": "image/jpeg"},
+    )  # fmt: skip
+    assert before_put.status_code == 201
+    whole = export("whole.zip")
+    assert failures(whole) == {}
+    assert main(["verify", str(whole), "--key", str(key)]) == 0
+    out = capsys.readouterr().out
+    assert "the package checks out" in out and event.event_id in out
+    assert "OK   audit trail: 2 entries, each hashing as chained: start_review, export" in out
+
+    # A clip altered after the export, an event altered, another node's key: each fails.
+    altered = tmp_path / "altered.zip"
+    _rezip(whole, altered, lambda n, b: b[:-1] + b"\x00" if n.endswith(".mp4") else b)
+    assert set(failures(altered)) == {"evidence clip", "manifest"}
+    plate = event.plate.text if event.plate else ""
+    forged = tmp_path / "forged.zip"
+    _rezip(
+        whole,
+        forged,
+        lambda n, b: b.replace(plate.encode(), b"51F-999.99") if n == "event.json" else b,
+    )
+    assert "signature" in failures(forged)
+    other = public_key_pem(generate_private_key().public_key())
+    assert "signature does not match" in failures(whole, other)["signature"]
+    assert main(["verify", str(forged), "--key", str(key)]) == 1
+    capsys.readouterr()
+    (tmp_path / "junk.zip").write_bytes(b"not a zip")
+    assert main(["verify", str(tmp_path / "junk.zip")]) == 2
+    assert "not a case package" in capsys.readouterr().err
+
+    # The exports are in the case's trail, and move nothing: the case is as it was.
+    trail = api.get(f"/api/v1/violations/{vid}/audit", headers=officer).json()
+    exports = [e for e in trail if e["action"] == "export"]
+    assert len(exports) == 2
+    assert exports[-1]["detail"]["package_sha256"] == hashlib.sha256(whole.read_bytes()).hexdigest()
+    case = api.get(f"/api/v1/violations/{vid}", headers=officer).json()
+    assert case["status"] == "in_review" and case["record_problems"] == []
+    assert (
+        api.post(f"/api/v1/violations/{vid}/export", headers=accounts["ioc"].headers).status_code
+        == 403
+    )
+    assert api.post("/api/v1/violations/999999999/export", headers=officer).status_code == 404

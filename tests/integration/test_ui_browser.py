@@ -11,11 +11,13 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
+from roadwatch.case_package import verify_package
 from roadwatch.contract import CameraState, ViolationType
 from tests.ui_fixtures import (
     PASSWORD,
@@ -366,6 +368,15 @@ def test_supervisor_notices_statistics_and_audit(
     expect(audit.locator("tbody tr")).to_have_count(3)
     expect(page.locator("#facts")).to_contain_text("Chuyển xử lý (20 ngày)")
     shot(page, "12-supervisor-case")
+    # The case for a court: one ZIP that checks out without central; the export is audited.
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Xuất hồ sơ cho tòa án (ZIP)").click()
+    assert download.value.suggested_filename == f"case-{decided}.zip"
+    report = verify_package(Path(download.value.path()))
+    assert report.ok, [c for c in report.checks if not c.ok]
+    expect(page.locator("#toast")).to_contain_text(f"Đã xuất hồ sơ #{decided}")
+    expect(audit.locator("tbody tr")).to_have_count(4)
+    expect(audit).to_contain_text("Đã xuất hồ sơ")
     # Statistics by type, camera and day, drawn as inline SVG.
     page.locator("#nav").get_by_role("link", name="Thống kê").click()
     for chart in ("chart-type", "chart-camera", "chart-status"):

@@ -638,9 +638,41 @@
         h("h2", {}, t("case.explanation")),
         h("p", { class: "explanation", lang: "vi" }, c.explanation || t("misc.none")),
         decisionList(data),
-        auditTrail(data))));
+        auditTrail(data),
+        data.evidence_visible ? exportButton(c) : null)));
     if (data.evidence_visible) showView(S.page.view);
     focusHeading();
+  }
+
+  // The case as one ZIP for a court or the vehicle's owner, checked anywhere with
+  // `roadwatch verify` (the export is written to the case's audit trail).
+  function exportButton(c) {
+    return h("p", { class: "export" },
+      h("button", { type: "button", class: "secondary", id: "export", onclick: () => exportCase(c) }, t("case.export")),
+      " ", h("span", { class: "muted" }, t("case.export_hint")));
+  }
+
+  async function exportCase(c) {
+    if (S.busy) return;
+    S.busy = true;
+    clearBanner();
+    try {
+      const r = await api(`/api/v1/violations/${c.id}/export`, { method: "POST", raw: true });
+      const url = URL.createObjectURL(await r.blob());
+      const link = h("a", { href: url, download: `case-${c.id}.zip`, hidden: true });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+      toast(t("case.exported", { id: c.id, sha256: (r.headers.get("X-Package-SHA256") || "").slice(0, 16) }));
+      const gen = S.gen;
+      const fresh = await api(`/api/v1/ui/cases/${c.id}`); // (its trail now holds the export)
+      if (gen === S.gen) drawCase(fresh, true);
+    } catch (e) {
+      if (e.status !== 401) banner(t("app.error", { detail: e.message }));
+    } finally {
+      S.busy = false;
+    }
   }
 
   async function blobUrl(e) {

@@ -1,0 +1,150 @@
+"""A case exported as one ZIP file a third party can check without central
+(the format and its check: ``roadwatch.case_package``).
+
+Each piece of evidence is read from the store once, hashed as it is copied, and put in
+only when it is the blob the signed event lists; one that never arrived, or that the
+store no longer holds as listed, is named in the manifest with the reason. The export is
+written to the case's audit trail with the package's sha256, so that the copy handed to
+a court can be matched with the record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from central.case_record import record_problems
+from central.evidence import EvidenceStore
+from central.models import AuditEntry, Blob, Node, Violation
+from roadwatch.case_package import (
+    AUDIT,
+    EVENT,
+    FORMAT,
+    MANIFEST,
+    NODE_KEY,
+    README,
+    README_TEXT,
+    evidence_name,
+)
+from roadwatch.contract import EvidenceRef, ViolationEvent, parse_payload
+
+COPY_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedCase:
+    file: IO[bytes]  # the ZIP, positioned at its start
+    name: str
+    size: int
+    sha256: str
+    manifest: dict[str, Any]
+
+
+def export_case(
+    session: Session, store: EvidenceStore, v: Violation, *, actor: str, at: datetime
+) -> ExportedCase:
+    """Case ``v`` as a package (see the module's description), in a temporary file."""
+    event = parse_payload(ViolationEvent, v.payload.encode("utf-8"))
+    pem = session.scalar(
+        select(Node.public_key_pem).where(Node.site == v.site, Node.node == v.node)
+    )
+    entries = session.scalars(
+        select(AuditEntry).where(AuditEntry.violation_id == v.id).order_by(AuditEntry.seq)
+    ).all()
+    files: dict[str, str] = {}
+    missing: list[dict[str, str]] = []
+    out = tempfile.SpooledTemporaryFile(max_size=16 << 20)  # noqa: SIM115 (returned open)
+    try:
+        with zipfile.ZipFile(out, "w") as package:
+
+            def put(name: str, data: bytes) -> None:
+                package.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
+                files[name] = hashlib.sha256(data).hexdigest()
+
+            put(EVENT, v.payload.encode("utf-8"))
+            if pem is not None:
+                put(NODE_KEY, pem.encode("ascii"))
+            for ref in event.evidence:
+                why = _copy_evidence(session, store, package, ref)
+                if why is None:
+                    files[evidence_name(ref.role, ref.media_type)] = ref.sha256
+                else:
+                    missing.append({"role": ref.role.value, "sha256": ref.sha256, "why": why})
+            put(AUDIT, _json([_entry(e) for e in entries]))
+            name = f"case-{v.id}.zip"
+            put(README, README_TEXT.format(name=name).encode("utf-8"))
+            manifest = {
+                "format": FORMAT,
+                "case": v.id,
+                "event_id": v.event_id,
+                "site": v.site,
+                "node": v.node,
+                "status": v.status,
+                "exported_at": at.isoformat(),
+                "exported_by": actor,
+                "files": files,
+                "missing": missing,
+                "record_problems": record_problems(session, v),
+            }
+            package.writestr(MANIFEST, _json(manifest), compress_type=zipfile.ZIP_DEFLATED)
+        size = out.tell()
+        out.seek(0)
+        digest = hashlib.sha256()
+        while chunk := out.read(COPY_CHUNK):
+            digest.update(chunk)
+        out.seek(0)
+    except BaseException:
+        out.close()
+        raise
+    return ExportedCase(out, name, size, digest.hexdigest(), manifest)
+
+
+def _copy_evidence(
+    session: Session, store: EvidenceStore, package: zipfile.ZipFile, ref: EvidenceRef
+) -> str | None:
+    """Put the blob ``ref`` lists into the package; why not, where it cannot be."""
+    if session.get(Blob, ref.sha256) is None:
+        return "it has not arrived at central"
+    name = evidence_name(ref.role, ref.media_type)
+    digest, size = hashlib.sha256(), 0
+    # (stored, not compressed: JPEG and MP4 do not compress; hashed as it is copied)
+    with tempfile.TemporaryFile() as copy:
+        try:
+            for chunk in store.read(ref.sha256):
+                digest.update(chunk)
+                size += len(chunk)
+                copy.write(chunk)
+        except FileNotFoundError:
+            return "the evidence store no longer holds it"
+        if digest.hexdigest() != ref.sha256 or size != ref.size:
+            return "the stored copy no longer hashes to its sha256 (damaged or altered)"
+        copy.seek(0)
+        with package.open(zipfile.ZipInfo(name), "w", force_zip64=True) as member:
+            while chunk := copy.read(COPY_CHUNK):
+                member.write(chunk)
+    return None
+
+
+def _entry(e: AuditEntry) -> dict[str, Any]:
+    return {
+        "seq": e.seq,
+        "at": e.at.isoformat(),
+        "actor": e.actor,
+        "action": e.action,
+        "violation_id": e.violation_id,
+        "detail": e.detail,
+        "prev_hash": e.prev_hash,
+        "entry_hash": e.entry_hash,
+    }
+
+
+def _json(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8")

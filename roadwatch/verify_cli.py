@@ -1,0 +1,44 @@
+"""``roadwatch verify``: check a case package exported by central, without central."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    verify = sub.add_parser(
+        "verify",
+        help="check a case package exported by central (signature, evidence, audit trail)",
+        description="Check a case package (case-N.zip, exported from the case page or by"
+        " POST /api/v1/violations/N/export): the edge node's signature on the event, that"
+        " every piece of evidence is the one the signed event lists, the audit entries'"
+        " hashes, and the manifest. Exits 0 when everything checks out, 1 when anything"
+        " is wrong or missing.",
+    )
+    verify.add_argument("package", type=Path, help="the case package (ZIP)")
+    verify.add_argument(
+        "--key",
+        type=Path,
+        help="the node's public key (PEM) from a source you trust; without it the key in"
+        " the package is used, which proves the package is whole but not who signed it",
+    )
+    verify.set_defaults(func=_verify)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from roadwatch.case_package import describe, verify_package
+    from roadwatch.errors import UserError
+
+    key = None
+    if args.key is not None:
+        try:
+            key = args.key.read_bytes()
+        except OSError as exc:
+            raise UserError(f"cannot read the key {args.key}: {exc.strerror}") from exc
+    if not args.package.is_file():
+        raise UserError(f"{args.package}: no such file")
+    report = verify_package(args.package, key)
+    for line in describe(report):
+        print(line)
+    return 0 if report.ok else 1
