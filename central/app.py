@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from sqlalchemy import Engine, select, text
 from starlette.datastructures import MutableHeaders
 from starlette.routing import Match
@@ -27,7 +27,7 @@ from central.api.deps import ApiRefusal, AppState, app_state
 from central.api.schemas import Health
 from central.db import make_engine, migrate, read_session_factory, session_factory
 from central.evidence import EvidenceError, open_store
-from central.metrics import ApiMetrics, IngestMetrics
+from central.metrics import ApiMetrics, IngestMetrics, metrics_text
 from central.models import User
 from central.security import decode_access_token
 from central.settings import Settings
@@ -163,7 +163,7 @@ def create_app(
                 headers={"WWW-Authenticate": "Bearer"},
             )
         registry: CollectorRegistry = request.app.state.registry
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics_text(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(admin.login_router)
     app.include_router(admin.router)

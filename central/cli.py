@@ -39,6 +39,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.set_defaults(func=_serve)
 
     ingest = csub.add_parser("ingest", help="run the MQTT ingest (violations, traffic, status)")
+    ingest.add_argument(
+        "--metrics-port", type=int, default=None, metavar="PORT",
+        help="serve the ingest's Prometheus counters at http://HOST:PORT/metrics (they are"
+        " not in the API's /metrics when the ingest runs as its own process)",
+    )  # fmt: skip
+    ingest.add_argument(
+        "--metrics-host", default="127.0.0.1", metavar="HOST",
+        help="address for --metrics-port (default 127.0.0.1: this machine only)",
+    )  # fmt: skip
     ingest.set_defaults(func=_ingest)
 
     mig = csub.add_parser("migrate", help="apply database migrations and exit")
@@ -175,7 +184,7 @@ def _serve(args: argparse.Namespace) -> int:
         _settings, engine = _engine()  # migrate once, before the workers start
         engine.dispose()
         os.environ["ROADWATCH_MIGRATE_ON_START"] = "false"
-        from central.workers import Workers
+        from central.workers import Workers, shared_metrics
 
         workers = Workers(
             args.host,
@@ -192,7 +201,8 @@ def _serve(args: argparse.Namespace) -> int:
             f"evidence {settings.evidence_location})",
             flush=True,
         )
-        return workers.run()
+        with shared_metrics():  # /metrics on any worker: the sum over them all
+            return workers.run()
     app = create_app(settings, with_ingest=args.with_ingest, freeze_gc=True)
     config = uvicorn.Config(
         app,
@@ -216,12 +226,15 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ingest(_args: argparse.Namespace) -> int:
+def _ingest(args: argparse.Namespace) -> int:
     import signal
     import threading
 
     from central.ingest import run_ingest
+    from roadwatch.errors import UserError
 
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise UserError("--metrics-port must be between 0 and 65535")
     settings, engine = _engine()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -231,8 +244,9 @@ def _ingest(_args: argparse.Namespace) -> int:
         f"(site {settings.mqtt_site}, group {settings.mqtt_share_group})",
         flush=True,
     )
+    metrics_at = None if args.metrics_port is None else (args.metrics_host, args.metrics_port)
     try:
-        run_ingest(settings, engine, stop)
+        run_ingest(settings, engine, stop, metrics_at=metrics_at)
     finally:
         engine.dispose()
     return 0

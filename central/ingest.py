@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central.db import one_of, session_factory, transaction
 from central.intake import Message
-from central.metrics import IngestMetrics
+from central.metrics import IngestMetrics, MetricsServer
 from central.models import Violation
 from central.partitions import ensure_partitions
 from central.receipts import held_events, receipt_messages
@@ -47,6 +47,7 @@ from central.records import (
 )
 from central.settings import Settings
 from roadwatch.contract import CameraTopic, NodeTopic, subscription
+from roadwatch.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -372,9 +373,34 @@ class IngestService:
         return total
 
 
-def run_ingest(settings: Settings, engine: Engine, stop: threading.Event) -> None:
-    """Run the ingest until ``stop`` is set (the CLI sets it on SIGTERM/SIGINT)."""
+def run_ingest(
+    settings: Settings,
+    engine: Engine,
+    stop: threading.Event,
+    *,
+    metrics_at: tuple[str, int] | None = None,
+) -> None:
+    """Run the ingest until ``stop`` is set (the CLI sets it on SIGTERM/SIGINT); with
+    ``metrics_at`` (host, port), its Prometheus counters are served there meanwhile."""
     service = IngestService(settings, engine)
+    server = None
+    if metrics_at is not None:
+        host, port = metrics_at
+        try:
+            server = MetricsServer(service.metrics.registry, host, port)
+        except OSError as exc:
+            raise UserError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
+            ) from exc
+        print(f"central: ingest metrics on http://{host}:{server.port}/metrics", flush=True)
+    try:
+        _run(service, stop)
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _run(service: IngestService, stop: threading.Event) -> None:
     service.start()
     try:
         while not stop.is_set():

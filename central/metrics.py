@@ -1,10 +1,22 @@
-"""Prometheus metrics, in a registry owned by each app or ingest service (not global)."""
+"""Prometheus metrics, in a registry owned by each app or ingest service (not global).
+
+A server with several HTTP workers (``central serve --workers N``) gives its workers one
+folder to write their metrics to (``PROMETHEUS_MULTIPROC_DIR``, set before they start),
+and ``/metrics`` on any of them serves the sum over every worker (``metrics_text``). An
+ingest run as its own process serves its counters on a port of its own
+(``central ingest --metrics-port``; see ``serve_metrics``).
+"""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import start_http_server
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 if TYPE_CHECKING:
     from central.records import BatchResult
@@ -54,3 +66,28 @@ class ApiMetrics:
             "Stored evidence read back that no longer hashes to its name (not served)",
             registry=registry,
         )
+
+
+def metrics_text(registry: CollectorRegistry) -> bytes:
+    """The exposition of ``registry``; in a worker of a server whose workers share a
+    metrics folder, the sum over every worker it has run, live or ended."""
+    folder = os.environ.get(MULTIPROCESS_ENV)
+    if folder:
+        summed = CollectorRegistry()
+        MultiProcessCollector(summed, path=folder)  # type: ignore[no-untyped-call]
+        return generate_latest(summed)
+    return generate_latest(registry)
+
+
+class MetricsServer:
+    """``registry`` served over plain HTTP at ``host``:``port`` (``/metrics``) on a
+    thread of its own, until ``close``."""
+
+    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
+        self._server, self._thread = start_http_server(port, addr=host, registry=registry)
+        self.port: int = self._server.server_address[1]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5.0)

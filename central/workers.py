@@ -20,14 +20,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.context import SpawnProcess
+from pathlib import Path
 from typing import Any
 
+from central.metrics import MULTIPROCESS_ENV
 from roadwatch.errors import UserError
 from roadwatch.processes import die_with_parent
 
@@ -70,6 +75,25 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
             sock.close()
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     return sockets
+
+
+@contextlib.contextmanager
+def shared_metrics() -> Iterator[Path]:
+    """A folder of their own where the workers started meanwhile write their metrics, so
+    that ``/metrics`` on any of them serves the sum (``central.metrics``); made empty,
+    named to them through the environment (they are spawned, so they read it at their
+    start), and removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="roadwatch-metrics-"))
+    before = os.environ.get(MULTIPROCESS_ENV)
+    os.environ[MULTIPROCESS_ENV] = str(folder)
+    try:
+        yield folder
+    finally:
+        if before is None:
+            os.environ.pop(MULTIPROCESS_ENV, None)
+        else:
+            os.environ[MULTIPROCESS_ENV] = before
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _serve(sock: socket.socket, options: dict[str, Any]) -> None:

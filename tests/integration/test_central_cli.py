@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -261,6 +262,24 @@ def _socket_owners(pids: set[int], server_port: int, client_ports: list[int]) ->
     return [holder.get(inodes.get(port, "")) for port in client_ports]
 
 
+def _answer(client: socket.socket, request: str) -> str:
+    """One request over a kept connection; the answer's body."""
+    client.sendall(request.encode("ascii") + b"\r\n\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = client.recv(65536)
+        assert chunk, "connection closed before the answer"
+        answer += chunk
+    head, body = answer.split(b"\r\n\r\n", 1)
+    length = re.search(rb"(?i)content-length: (\d+)", head)
+    assert length is not None, head
+    while len(body) < int(length.group(1)):
+        chunk = client.recv(65536)
+        assert chunk, "connection closed in the body"
+        body += chunk
+    return body.decode("utf-8")
+
+
 def _health(port: int, timeout: float = 30) -> bytes:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=timeout) as r:
         body: bytes = r.read()
@@ -272,14 +291,15 @@ def test_serve_workers_share_kept_connections_replace_a_dead_worker_and_stop(
     tmp_path: Path,
 ) -> None:
     """With --workers 2, connections opened at once and kept open spread over both
-    workers (each listens on its own socket); a worker killed with SIGKILL is replaced
-    and requests meanwhile wait instead of failing; SIGTERM stops the parent and every
-    worker."""
+    workers (each listens on its own socket), and /metrics on either counts the requests
+    both answered; a worker killed with SIGKILL is replaced and requests meanwhile wait
+    instead of failing; SIGTERM stops the parent and every worker."""
     port = _free_port()
     command = [sys.executable, "-m", "roadwatch", "central", "serve", "--port", str(port)]
+    token = "metrics-" + "k" * 32
     proc = subprocess.Popen(
         [*command, "--workers", "2"],
-        env=_env(tmp_path),
+        env={**_env(tmp_path), "ROADWATCH_METRICS_TOKEN": token},
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -314,6 +334,18 @@ def test_serve_workers_share_kept_connections_replace_a_dead_worker_and_stop(
         owners = _socket_owners(workers, port, [c.getsockname()[1] for c in clients])
         assert None not in owners
         assert len(set(owners)) == 2, f"every kept connection on one worker: {owners}"
+        # 17 health checks answered (the first at the start, then 16), by both workers:
+        # /metrics on each worker counts all 17.
+        for worker in set(owners):
+            client = clients[owners.index(worker)]
+            text = _answer(
+                client, f"GET /metrics HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}"
+            )
+            health = re.search(
+                r'roadwatch_http_request_seconds_count\{method="GET",route="/health",'
+                r'status="200"\} (\S+)', text,
+            )  # fmt: skip
+            assert health is not None and float(health.group(1)) == 17.0, (worker, text[:2000])
 
         victim = owners[0]
         assert victim is not None

@@ -145,10 +145,27 @@ def _count(db: CentralDb, model: type[Violation] | type[TrafficMinute], site: st
         return int(s.scalar(select(func.count()).select_from(model).where(model.site == site)) or 0)
 
 
-def _start_ingest(env: dict[str, str], log: IO[str]) -> subprocess.Popen[bytes]:
+def _ingest_env(
+    db: CentralDb, broker: BrokerAddress, site: str, data: Path, **more: str
+) -> dict[str, str]:
+    """The environment of a `central ingest` of the test's own, for ``site``."""
+    return {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "ROADWATCH_DATABASE_URL": db.url,
+        "ROADWATCH_DATA_DIR": str(data),
+        "ROADWATCH_MQTT_HOST": broker.host,
+        "ROADWATCH_MQTT_PORT": str(broker.port),
+        "ROADWATCH_MQTT_SITE": site,
+        "ROADWATCH_MQTT_SHARE_GROUP": f"g{uuid.uuid4().hex[:10]}",
+        **more,
+    }
+
+
+def _start_ingest(env: dict[str, str], log: IO[str], *options: str) -> subprocess.Popen[bytes]:
     """Start ``roadwatch central ingest`` and wait until it says it has subscribed."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "roadwatch", "central", "ingest"],
+        [sys.executable, "-m", "roadwatch", "central", "ingest", *options],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -182,19 +199,12 @@ def test_ingest_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
     tmp_path: Path,
 ) -> None:
     node = make_node()
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-        "ROADWATCH_DATABASE_URL": central_db.url,
-        "ROADWATCH_DATA_DIR": str(tmp_path),
-        "ROADWATCH_MQTT_HOST": mqtt_broker.host,
-        "ROADWATCH_MQTT_PORT": str(mqtt_broker.port),
-        "ROADWATCH_MQTT_SITE": node.site,
-        "ROADWATCH_MQTT_SHARE_GROUP": f"g{uuid.uuid4().hex[:10]}",
-        "ROADWATCH_MQTT_CLIENT_ID": f"central-kill-{uuid.uuid4().hex[:10]}",
-        "ROADWATCH_MQTT_SESSION_EXPIRY_S": "120",
-        "ROADWATCH_INGEST_BATCH": "10",
-    }
+    env = _ingest_env(
+        central_db, mqtt_broker, node.site, tmp_path,
+        ROADWATCH_MQTT_CLIENT_ID=f"central-kill-{uuid.uuid4().hex[:10]}",
+        ROADWATCH_MQTT_SESSION_EXPIRY_S="120",
+        ROADWATCH_INGEST_BATCH="10",
+    )  # fmt: skip
     events = [signed_event(node, camera=f"cam-{i % 3}") for i in range(300)]
     log = (tmp_path / "ingest.log").open("w")
     proc = _start_ingest(env, log)
@@ -244,6 +254,55 @@ def test_ingest_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
             proc.stdout.close()
         log.close()
     assert proc.returncode == 0, "ingest did not stop cleanly on SIGTERM"
+
+
+def test_an_ingest_of_its_own_serves_its_counters_on_its_metrics_port(
+    central_db: CentralDb,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    publisher: Publisher,
+    tmp_path: Path,
+) -> None:
+    """`central ingest --metrics-port`: what the ingest took is counted where Prometheus
+    can read it; the port closes when the ingest stops."""
+    import urllib.request
+
+    from roadwatch.net import free_port
+
+    node = make_node()
+    port = free_port()
+    env = _ingest_env(central_db, mqtt_broker, node.site, tmp_path)
+    log = (tmp_path / "ingest.log").open("w")
+    proc = _start_ingest(env, log, "--metrics-port", str(port))
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        events = [signed_event(node) for _ in range(3)]
+        for event in events:
+            publisher.publish(node.topic(event.camera), to_wire(event))
+        publisher.publish(node.topic("cam-01"), b"{not json")
+        wait_for("all stored", lambda: _count(central_db, Violation, node.site) == 3, 30)
+
+        def counted() -> str:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return str(r.read().decode("utf-8"))
+
+        wait_for("all counted", lambda: "roadwatch_ingest_messages_total 4.0" in counted(), 30)
+        text = counted()
+        assert 'roadwatch_ingest_outcomes_total{outcome="accepted"} 3.0' in text
+        assert 'roadwatch_ingest_outcomes_total{outcome="quarantined_malformed"} 1.0' in text
+    finally:
+        proc.terminate()
+        try:
+            assert proc.wait(15) == 0, "ingest did not stop cleanly on SIGTERM"
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+            if proc.stdout is not None:
+                proc.stdout.close()
+            log.close()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url, timeout=2)
 
 
 def test_serve_with_ingest_in_one_process(
