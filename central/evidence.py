@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 import anyio
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1024 * 1024
+SPOOL_IN_MEMORY = 8 << 20  # a blob read back from S3 is kept in memory up to this size
 
 
 class EvidenceError(ValueError):
@@ -82,19 +83,49 @@ class EvidenceStore(Protocol):
         """The blob's bytes in chunks, read as they are consumed."""
         ...
 
+    def open_checked(self, sha256: str) -> IO[bytes] | None:
+        """The blob read from the store once and checked against its sha256, as a file
+        at its start whose bytes are the ones checked; None where the stored copy no
+        longer hashes to its name. Raises FileNotFoundError where it is not stored."""
+        ...
+
 
 def intact(store: EvidenceStore, sha256: str) -> bool:
     """The stored blob is there and still hashes to its name (read in full: a copy
     altered or damaged in the store is never served as evidence)."""
     if not store.exists(sha256):
         return False
-    digest = hashlib.sha256()
     try:
-        for chunk in store.read(sha256):
-            digest.update(chunk)
+        checked = store.open_checked(sha256)
     except FileNotFoundError:
         return False
-    return digest.hexdigest() == sha256
+    if checked is None:
+        return False
+    checked.close()
+    return True
+
+
+def checked_file(file: IO[bytes], sha256: str) -> IO[bytes] | None:
+    """``file`` (at its start) when its bytes hash to ``sha256``, rewound; else closed."""
+    digest = hashlib.sha256()
+    try:
+        while chunk := file.read(CHUNK):
+            digest.update(chunk)
+        if digest.hexdigest() == sha256:
+            file.seek(0)
+            return file
+    except BaseException:
+        file.close()
+        raise
+    file.close()
+    return None
+
+
+def file_chunks(file: IO[bytes]) -> Iterator[bytes]:
+    """``file``'s bytes in chunks; the file is closed at the end (or when dropped)."""
+    with file:
+        while chunk := file.read(CHUNK):
+            yield chunk
 
 
 # What the first bytes of each media type are (a JPEG's start-of-image marker, PNG's
@@ -228,6 +259,11 @@ class FilesystemStore:
         with self.path(sha256).open("rb") as fh:
             while chunk := fh.read(CHUNK):
                 yield chunk
+
+    def open_checked(self, sha256: str) -> IO[bytes] | None:
+        # One open file, hashed then served: a blob replaced meanwhile (by a rename) is
+        # not what this file reads.
+        return checked_file(self.path(sha256).open("rb"), sha256)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -10,9 +10,10 @@ in worker threads; the client has bounded timeouts and retries.
 from __future__ import annotations
 
 import base64
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio.to_thread
 import boto3
@@ -21,10 +22,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from central.evidence import (
     CHUNK,
+    SPOOL_IN_MEMORY,
     Spooled,
     StoredBlob,
     StoreUnavailableError,
     blob_name,
+    checked_file,
     intact,
     spool,
 )
@@ -147,6 +150,22 @@ class S3Store:
                 )
         except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError(str(exc)) from exc
+
+    def open_checked(self, sha256: str) -> IO[bytes] | None:
+        # Downloaded once, into memory or (past SPOOL_IN_MEMORY) a nameless file in the
+        # spool folder, and served from there: the bytes checked are the bytes served.
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        copy = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (returned open)
+            max_size=SPOOL_IN_MEMORY, dir=str(self.spool_dir)
+        )
+        try:
+            for chunk in self.read(sha256):
+                copy.write(chunk)
+            copy.seek(0)
+        except BaseException:
+            copy.close()
+            raise
+        return checked_file(copy, sha256)
 
     def read(self, sha256: str) -> Iterator[bytes]:
         key = self.key(sha256)

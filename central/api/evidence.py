@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect
 from central.api.deps import PROTECTED, ApiRefusal, NodeDep, Reviewer, SessionDep, StateDep
 from central.api.schemas import EvidenceStored
 from central.db import transaction
-from central.evidence import SHA256_RE, EvidenceError, intact, of_media_type
+from central.evidence import SHA256_RE, EvidenceError, file_chunks, intact, of_media_type
 from central.models import Blob
 from central.records import blob_known, record_blob
 from roadwatch.contract import MediaType
@@ -140,9 +140,15 @@ def get_evidence(
     _check_sha(sha256)
     blob = session.get(Blob, sha256)
     session.close()  # the download may take long: it holds no database connection
+    missing = HTTPException(status.HTTP_404_NOT_FOUND, "blob has not arrived")
     if blob is None or not state.store.exists(sha256):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "blob has not arrived")
-    if not intact(state.store, sha256):
+        raise missing
+    try:
+        # Read from the store once: the bytes checked against the sha256 are those served.
+        checked = state.store.open_checked(sha256)
+    except FileNotFoundError:
+        raise missing from None
+    if checked is None:
         log.error("evidence %s in the store no longer hashes to its name", sha256)
         state.metrics.damaged.inc()
         raise ApiRefusal(
@@ -152,7 +158,7 @@ def get_evidence(
             " the store, and is not served (its node can send it again)",
         )
     return StreamingResponse(
-        state.store.read(sha256),
+        file_chunks(checked),
         media_type=blob.media_type,
         headers={"Content-Length": str(blob.size), "Cache-Control": "private, max-age=86400"},
     )

@@ -1459,6 +1459,39 @@ def test_the_last_active_admin_stays_one(empty_central: tuple[TestClient, Centra
     assert roles == {"admin.one": "supervisor", "admin.two": "admin"}
 
 
+@pytest.mark.parametrize("central_settings", ["s3"], indirect=True)
+def test_a_view_of_evidence_in_s3_downloads_it_once_and_serves_the_bytes_it_checked(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check against the sha256 and the download served are one read of the object
+    (a large clip is kept in a nameless file in the spool folder meanwhile)."""
+    node = make_node()
+    frame, listed = jpeg_blob()
+    store_events(central_db, node, [signed_event(node, evidence=[listed])])
+    jpeg = {**node.headers, "Content-Type": "image/jpeg"}
+    assert api.put(f"/api/v1/evidence/{listed.sha256}", content=frame, headers=jpeg).is_success
+    store = api.app.state.central.store  # type: ignore[attr-defined]
+    downloads: list[str] = []
+    get_object = store.client.get_object
+
+    def counted(**kwargs: Any) -> Any:
+        downloads.append(kwargs["Key"])
+        return get_object(**kwargs)
+
+    store.client.get_object = counted
+    officer = accounts["officer"].headers
+    for in_memory in (1 << 20, 16):  # in memory, then spilled to the spool folder
+        monkeypatch.setattr("central.evidence_s3.SPOOL_IN_MEMORY", in_memory)
+        got = api.get(f"/api/v1/evidence/{listed.sha256}", headers=officer)
+        assert got.status_code == 200 and got.content == frame
+    assert downloads == [store.key(listed.sha256)] * 2
+    assert list(store.spool_dir.iterdir()) == []
+
+
 def _rezip(source: Path, target: Path, change: Callable[[str, bytes], bytes]) -> None:
     """A copy of the package at ``source`` with each member passed through ``change``."""
     import zipfile
