@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from central.case_record import record_problems
 from central.evidence import EvidenceStore
-from central.models import AuditEntry, Blob, Node, Violation
+from central.models import AuditEntry, Blob, Node, NodeKey, Violation
 from roadwatch.case_package import (
     AUDIT,
     EVENT,
@@ -35,6 +35,7 @@ from roadwatch.case_package import (
     evidence_name,
 )
 from roadwatch.contract import EvidenceRef, ViolationEvent, parse_payload
+from roadwatch.contract.signing import SignatureError, load_public_key_pem, verify
 
 COPY_CHUNK = 1 << 20
 
@@ -53,9 +54,8 @@ def export_case(
 ) -> ExportedCase:
     """Case ``v`` as a package (see the module's description), in a temporary file."""
     event = parse_payload(ViolationEvent, v.payload.encode("utf-8"))
-    pem = session.scalar(
-        select(Node.public_key_pem).where(Node.site == v.site, Node.node == v.node)
-    )
+    signer = _signing_key(session, v, event)
+    pem = signer.public_key_pem if signer is not None else None
     entries = session.scalars(
         select(AuditEntry).where(AuditEntry.violation_id == v.id).order_by(AuditEntry.seq)
     ).all()
@@ -93,7 +93,13 @@ def export_case(
                 "files": files,
                 "missing": missing,
                 "record_problems": record_problems(session, v),
-            }
+                "node_key": None if signer is None else {
+                    "fingerprint": signer.fingerprint,
+                    "added_at": signer.added_at.isoformat(),
+                    "revoked_at": signer.revoked_at.isoformat() if signer.revoked_at else None,
+                    "revoke_reason": signer.revoke_reason,
+                },
+            }  # fmt: skip
             package.writestr(MANIFEST, _json(manifest), compress_type=zipfile.ZIP_DEFLATED)
         size = out.tell()
         out.seek(0)
@@ -105,6 +111,24 @@ def export_case(
         out.close()
         raise
     return ExportedCase(out, name, size, digest.hexdigest(), manifest)
+
+
+def _signing_key(session: Session, v: Violation, event: ViolationEvent) -> NodeKey | None:
+    """The node's key the event verifies with (its newest key where none does)."""
+    keys = session.scalars(
+        select(NodeKey)
+        .join(Node, Node.id == NodeKey.node_id)
+        .where(Node.site == v.site, Node.node == v.node)
+        .order_by(NodeKey.added_at.desc(), NodeKey.id.desc())
+    ).all()
+    wire = v.payload.encode("utf-8")
+    for key in keys:
+        try:
+            verify(event, load_public_key_pem(key.public_key_pem), wire=wire, exact=True)
+        except SignatureError:
+            continue
+        return key
+    return keys[0] if keys else None
 
 
 def _copy_evidence(

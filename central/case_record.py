@@ -13,11 +13,11 @@ import json
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from central.models import AuditEntry, EvidenceRef, Node, Violation
-from central.records import violation_row
+from central.intake import RefusalCode, unsigned
+from central.models import AuditEntry, EvidenceRef, Violation
+from central.records import node_keys, violation_row
 from central.workflow import Action
 from roadwatch.contract import ContractError, ViolationEvent, parse_payload
-from roadwatch.contract.signing import SignatureError, load_public_key_pem, verify
 
 # The columns copied from the signed event.
 SIGNED_COLUMNS = (
@@ -50,16 +50,15 @@ def record_problems(session: Session, v: Violation) -> list[str]:
     except ContractError:
         return ["the stored event cannot be read"]
     problems: list[str] = []
-    pem = session.scalar(
-        select(Node.public_key_pem).where(Node.site == v.site, Node.node == v.node)
-    )
-    if pem is None:
+    keys = node_keys(session, v.site, v.node)
+    if keys is None:
         problems.append("its node is not registered: the signature cannot be checked")
-    else:
-        try:
-            verify(event, load_public_key_pem(pem), wire=wire, exact=True)
-        except SignatureError:
-            problems.append("the stored event's signature does not verify")
+    elif (refused := unsigned(event, wire, keys)) is not None:
+        problems.append(
+            f"it is signed with a revoked key ({refused.reason})"
+            if refused.code is RefusalCode.REVOKED_KEY
+            else "the stored event's signature does not verify"
+        )
     expected = violation_row(event, wire)
     problems += [
         f"{name} differs from the signed event"

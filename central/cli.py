@@ -86,6 +86,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--public-key", required=True, type=Path, metavar="node.pub")
     add.set_defaults(func=_node_add)
 
+    key = nsub.add_parser(
+        "key",
+        help="a node's signing keys: list, add a new one (rotation), revoke one",
+        description="A node may have several keys: what it signs with any key in force is"
+        " taken. Add the new key before the node switches to it; revoke a key once the node"
+        " no longer uses it, or at once when it may be in other hands (a box stolen): events"
+        " signed with a revoked key are refused (quarantined as revoked_key) within a minute"
+        " in every ingest, and the cases it signed before are flagged and cannot be"
+        " confirmed nor their notice issued.",
+    )
+    ksub = key.add_subparsers(dest="key_command", metavar="SUBCOMMAND", required=True)
+    klist = ksub.add_parser("list", help="the node's keys with their fingerprints and state")
+    kadd = ksub.add_parser("add", help="add a new public key for the node")
+    kadd.add_argument("--public-key", required=True, type=Path, metavar="node.pub")
+    krevoke = ksub.add_parser("revoke", help="revoke one of the node's keys")
+    krevoke.add_argument("--fingerprint", required=True, help="the key's fingerprint (16+ hex)")
+    krevoke.add_argument("--reason", required=True, help="why (kept with the key, audited)")
+    for each in (klist, kadd, krevoke):
+        each.add_argument("--site", required=True)
+        each.add_argument("--node", required=True)
+    klist.set_defaults(func=_node_key_list)
+    kadd.set_defaults(func=_node_key_add)
+    krevoke.set_defaults(func=_node_key_revoke)
+
     files = csub.add_parser(
         "broker-files",
         help="write Mosquitto's password and ACL files (and TLS files) from the node registry",
@@ -297,12 +321,8 @@ def _partitions_list(_args: argparse.Namespace) -> int:
 def _node_add(args: argparse.Namespace) -> int:
     from central.db import session_factory, transaction
     from central.records import append_audit, register_node
-    from roadwatch.errors import UserError
 
-    try:
-        pem = args.public_key.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read public key {args.public_key}: {exc}") from exc
+    pem = _read_public_key(args.public_key)
     _settings, engine = _engine()
     try:
         with transaction(session_factory(engine)) as session:
@@ -320,6 +340,90 @@ def _node_add(args: argparse.Namespace) -> int:
     print(f"broker user: {reg.mqtt_username}")
     print(f"broker password (shown once, give it to the node): {reg.mqtt_password}")
     print("regenerate the broker's files: roadwatch central broker-files --out DIR")
+    return 0
+
+
+def _read_public_key(path: Path) -> str:
+    from roadwatch.errors import UserError
+
+    try:
+        return path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read public key {path}: {exc}") from exc
+
+
+def _node_key_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from central.db import session_factory
+    from central.models import Node, NodeKey
+    from roadwatch.errors import UserError
+
+    _settings, engine = _engine()
+    try:
+        with session_factory(engine)() as session:
+            found = session.scalar(
+                select(Node).where(Node.site == args.site, Node.node == args.node)
+            )
+            if found is None:
+                raise UserError(f"no node {args.site}/{args.node} is registered")
+            keys = session.scalars(
+                select(NodeKey).where(NodeKey.node_id == found.id).order_by(NodeKey.added_at)
+            ).all()
+            for k in keys:
+                state = (
+                    f"revoked {k.revoked_at.isoformat(timespec='seconds')}: {k.revoke_reason}"
+                    if k.revoked_at is not None
+                    else "in force"
+                )
+                print(f"{k.fingerprint}  added {k.added_at.isoformat(timespec='seconds')}  {state}")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _node_key_add(args: argparse.Namespace) -> int:
+    from central.db import session_factory, transaction
+    from central.records import add_node_key, append_audit
+
+    pem = _read_public_key(args.public_key)
+    _settings, engine = _engine()
+    try:
+        with transaction(session_factory(engine)) as session:
+            key = add_node_key(session, site=args.site, node=args.node, public_key_pem=pem)
+            fingerprint = key.fingerprint
+            append_audit(
+                session, actor="cli", action="node_key_add",
+                detail={"site": args.site, "node": args.node, "fingerprint": fingerprint},
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+    print(f"key {fingerprint} added to node {args.site}/{args.node}")
+    print("its earlier keys stay in force until revoked: roadwatch central node key revoke")
+    return 0
+
+
+def _node_key_revoke(args: argparse.Namespace) -> int:
+    from central.db import session_factory, transaction
+    from central.records import append_audit, revoke_node_key
+
+    _settings, engine = _engine()
+    try:
+        with transaction(session_factory(engine)) as session:
+            key = revoke_node_key(
+                session, site=args.site, node=args.node, fingerprint=args.fingerprint,
+                reason=args.reason,
+            )  # fmt: skip
+            fingerprint = key.fingerprint
+            append_audit(
+                session, actor="cli", action="node_key_revoke",
+                detail={"site": args.site, "node": args.node, "fingerprint": fingerprint,
+                        "reason": key.revoke_reason},
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+    print(f"key {fingerprint} of node {args.site}/{args.node} revoked")
+    print("every ingest refuses what it signs within a minute; its earlier cases are flagged")
     return 0
 
 

@@ -28,7 +28,25 @@ from roadwatch.contract import (
 )
 from roadwatch.contract.signing import SignatureError, verify
 
-KeyLookup = Callable[[str, str], Ed25519PublicKey | None]
+
+@dataclass(frozen=True, slots=True)
+class RevokedKey:
+    key: Ed25519PublicKey
+    fingerprint: str
+    revoked_at: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeKeys:
+    """A node's keys: those in force (the newest first) and those revoked."""
+
+    active: tuple[Ed25519PublicKey, ...]
+    revoked: tuple[RevokedKey, ...] = ()
+
+
+# A node's keys (or its one key) by site and node; None for a node not registered.
+KeyLookup = Callable[[str, str], NodeKeys | Ed25519PublicKey | None]
 
 
 class RefusalCode(StrEnum):
@@ -40,6 +58,7 @@ class RefusalCode(StrEnum):
     FORGED = "forged"
     REUSED_ID = "reused_event_id"
     FUTURE = "from_the_future"
+    REVOKED_KEY = "revoked_key"
 
 
 # A violation may be stamped this far ahead of central's clock (two clocks never agree to the
@@ -97,16 +116,15 @@ def check(message: Message, keys: KeyLookup, now: datetime | None = None) -> Acc
             f"payload names {payload.site}/{payload.node}/{camera or '-'} "
             f"but came on {message.topic}",
         )
-    key = keys(payload.site, payload.node)
-    if key is None:
+    found = keys(payload.site, payload.node)
+    if found is None:
         return Refusal(
             RefusalCode.UNKNOWN_NODE, f"node {payload.site}/{payload.node} is not registered"
         )
     if isinstance(payload, ViolationEvent):
-        try:
-            verify(payload, key, wire=message.payload, exact=True)
-        except SignatureError as exc:
-            return Refusal(RefusalCode.FORGED, str(exc))
+        node_keys = found if isinstance(found, NodeKeys) else NodeKeys((found,))
+        if (refused := unsigned(payload, message.payload, node_keys)) is not None:
+            return refused
     # (Only violations: a node sends them again until receipted. Traffic minutes are sent
     # once, so one stamped ahead is taken as it is rather than lost.)
     limit = (now or datetime.now(UTC)) + MAX_AHEAD
@@ -117,6 +135,28 @@ def check(message: Message, keys: KeyLookup, now: datetime | None = None) -> Acc
             " central's clock: the node's clock is wrong",
         )
     return payload
+
+
+def unsigned(event: ViolationEvent, wire: bytes, keys: NodeKeys) -> Refusal | None:
+    """Why ``event`` is not signed by a key its node has in force; None when it is."""
+    why = "the node has no key in force"
+    for key in keys.active:
+        try:
+            verify(event, key, wire=wire, exact=True)
+            return None
+        except SignatureError as exc:
+            why = str(exc)
+    for gone in keys.revoked:
+        try:
+            verify(event, gone.key, wire=wire, exact=True)
+        except SignatureError:
+            continue
+        return Refusal(
+            RefusalCode.REVOKED_KEY,
+            f"signed with key {gone.fingerprint[:16]}, revoked"
+            f" {gone.revoked_at.isoformat(timespec='seconds')}: {gone.reason}",
+        )
+    return Refusal(RefusalCode.FORGED, why)
 
 
 def _schema_version(raw: bytes) -> str | None:

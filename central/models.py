@@ -97,6 +97,26 @@ class Node(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 
 
+class NodeKey(Base):
+    """A signing key a node has had: the one it signs with now, those it signed with
+    before (rotated: their events still verify), and those revoked (a box stolen, a key
+    leaked: what it signs is refused from ``revoked_at`` on, and the cases it signed
+    before are flagged). ``fingerprint`` is the sha256 of the raw 32-byte public key."""
+
+    __tablename__ = "node_keys"
+    __table_args__ = (
+        UniqueConstraint("node_id", "fingerprint", name="uq_node_keys_node_id_fingerprint"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"), index=True)
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    added_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    revoke_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
 class Camera(Base):
     __tablename__ = "cameras"
     __table_args__ = (

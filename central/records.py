@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import ColumnElement, and_, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
@@ -19,7 +19,16 @@ from sqlalchemy.orm import Session
 from central.audit import detail_text, entry_hash
 from central.broker_acl import broker_username, mosquitto_password_hash
 from central.db import one_of
-from central.intake import Accepted, KeyLookup, Message, Refusal, RefusalCode, check
+from central.intake import (
+    Accepted,
+    KeyLookup,
+    Message,
+    NodeKeys,
+    Refusal,
+    RefusalCode,
+    RevokedKey,
+    check,
+)
 from central.models import (
     AuditEntry,
     AuditHead,
@@ -27,6 +36,7 @@ from central.models import (
     Camera,
     EvidenceRef,
     Node,
+    NodeKey,
     Quarantine,
     TrafficMinute,
     User,
@@ -42,7 +52,7 @@ from roadwatch.contract import (
     ViolationEvent,
     to_wire,
 )
-from roadwatch.contract.signing import SignatureError, load_public_key_pem
+from roadwatch.contract.signing import SignatureError, key_fingerprint, load_public_key_pem
 from roadwatch.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -103,25 +113,105 @@ def _insert_rows(
 
 
 class KeyCache:
-    """Registered node keys, looked up once and kept for ``ttl_s`` (re-keying takes effect)."""
+    """Registered node keys, looked up once and kept for ``ttl_s``: a key added or revoked
+    takes effect in every ingest process within that time."""
 
     def __init__(self, ttl_s: float = 60.0) -> None:
         self.ttl_s = ttl_s
-        self._keys: dict[tuple[str, str], tuple[float, Ed25519PublicKey]] = {}
+        self._keys: dict[tuple[str, str], tuple[float, NodeKeys | None]] = {}
 
-    def lookup(self, session: Session, site: str, node: str) -> Ed25519PublicKey | None:
+    def lookup(self, session: Session, site: str, node: str) -> NodeKeys | None:
         now = time.monotonic()
         hit = self._keys.get((site, node))
         if hit is not None and now - hit[0] < self.ttl_s:
             return hit[1]
-        pem = session.scalar(
-            select(Node.public_key_pem).where(Node.site == site, Node.node == node)
+        keys = node_keys(session, site, node)
+        self._keys[(site, node)] = (now, keys)
+        return keys
+
+
+def node_keys(session: Session, site: str, node: str) -> NodeKeys | None:
+    """The keys of node ``site``/``node`` (None: not registered)."""
+    rows = session.execute(
+        select(NodeKey.public_key_pem, NodeKey.fingerprint, NodeKey.revoked_at,
+               NodeKey.revoke_reason)
+        .join(Node, Node.id == NodeKey.node_id)
+        .where(Node.site == site, Node.node == node)
+        .order_by(NodeKey.added_at.desc(), NodeKey.id.desc())
+    ).all()  # fmt: skip
+    if not rows:
+        return None
+    active = tuple(load_public_key_pem(r.public_key_pem) for r in rows if r.revoked_at is None)
+    revoked = tuple(
+        RevokedKey(load_public_key_pem(r.public_key_pem), r.fingerprint, r.revoked_at,
+                   r.revoke_reason or "")
+        for r in rows
+        if r.revoked_at is not None
+    )  # fmt: skip
+    return NodeKeys(active, revoked)
+
+
+def _node(session: Session, site: str, node: str) -> Node:
+    found = session.scalar(select(Node).where(Node.site == site, Node.node == node))
+    if found is None:
+        raise UserError(f"no node {site}/{node} is registered")
+    return found
+
+
+def _checked_pem(public_key_pem: str) -> str:
+    """``public_key_pem``'s fingerprint once it is a PEM Ed25519 public key."""
+    try:
+        return key_fingerprint(load_public_key_pem(public_key_pem))
+    except SignatureError as exc:
+        raise UserError(str(exc)) from exc
+    except ValueError as exc:  # e.g. non-ASCII text where a PEM block belongs
+        raise UserError(f"not a PEM public key: {exc}") from exc
+
+
+def _new_key(session: Session, node_id: int, public_key_pem: str) -> NodeKey:
+    fingerprint = _checked_pem(public_key_pem)
+    if session.scalar(select(NodeKey.id).where(NodeKey.fingerprint == fingerprint)):
+        raise UserError(f"key {fingerprint[:16]} is already registered (each node has its own)")
+    key = NodeKey(node_id=node_id, public_key_pem=public_key_pem, fingerprint=fingerprint)
+    session.add(key)
+    return key
+
+
+def add_node_key(session: Session, *, site: str, node: str, public_key_pem: str) -> NodeKey:
+    """A new key for a registered node (rotation): what it signs from now is taken, as is
+    what its earlier keys signed, until they are revoked."""
+    found = _node(session, site, node)
+    key = _new_key(session, found.id, public_key_pem)
+    found.public_key_pem = public_key_pem  # (its newest key)
+    session.flush()
+    return key
+
+
+def revoke_node_key(
+    session: Session, *, site: str, node: str, fingerprint: str, reason: str
+) -> NodeKey:
+    """Revoke a node's key (``fingerprint``, or its first 16 characters or more): events
+    signed with it are refused from now on, and its cases signed before are flagged."""
+    found = _node(session, site, node)
+    reason = reason.strip()
+    if not reason:
+        raise UserError("say why the key is revoked (--reason)")
+    fingerprint = fingerprint.strip().lower()
+    if re.fullmatch(r"[0-9a-f]{16,64}", fingerprint) is None:
+        raise UserError("give the key's fingerprint: 16 to 64 hex characters")
+    keys = session.scalars(
+        select(NodeKey).where(
+            NodeKey.node_id == found.id, NodeKey.fingerprint.startswith(fingerprint)
         )
-        if pem is None:
-            return None
-        key = load_public_key_pem(pem)
-        self._keys[(site, node)] = (now, key)
-        return key
+    ).all()
+    if len(keys) != 1:
+        raise UserError(f"node {site}/{node} has no key {fingerprint}")
+    [key] = keys
+    if key.revoked_at is not None:
+        raise UserError(f"key {key.fingerprint[:16]} was revoked already ({key.revoked_at})")
+    key.revoked_at, key.revoke_reason = utcnow(), reason[:2000]
+    session.flush()
+    return key
 
 
 @dataclass(frozen=True)
@@ -150,15 +240,16 @@ def register_node(session: Session, *, site: str, node: str, public_key_pem: str
     token = new_node_token()
     # The node's broker login; the broker's password file gets only its hash.
     mqtt_password = secrets.token_urlsafe(24)
-    session.add(
-        Node(
-            site=site,
-            node=node,
-            public_key_pem=public_key_pem,
-            token_hash=token_digest(token),
-            mqtt_password_hash=mosquitto_password_hash(mqtt_password),
-        )
+    row = Node(
+        site=site,
+        node=node,
+        public_key_pem=public_key_pem,
+        token_hash=token_digest(token),
+        mqtt_password_hash=mosquitto_password_hash(mqtt_password),
     )
+    session.add(row)
+    session.flush()
+    _new_key(session, row.id, public_key_pem)
     return RegisteredNode(site, node, token, broker_username(site, node), mqtt_password)
 
 

@@ -144,6 +144,10 @@ def _verify(package: _Package, trusted_key: bytes | None) -> PackageReport:
     checks += _evidence(package, event, manifest)
     checks += _audit(package, manifest)
     checks += _manifest_files(package, manifest)
+    revoked = (manifest.get("node_key") or {}).get("revoked_at")
+    if revoked:
+        why = (manifest.get("node_key") or {}).get("revoke_reason") or ""
+        checks.append(Check("node key", False, f"the node's key was revoked {revoked}: {why}"))
     for problem in manifest.get("record_problems") or []:
         checks.append(Check("central's record", False, str(problem)))
     return PackageReport(event, tuple(checks))

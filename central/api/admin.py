@@ -34,6 +34,9 @@ from central.api.schemas import (
     NodeConfigOut,
     NodeConfigRecord,
     NodeCreate,
+    NodeKeyIn,
+    NodeKeyOut,
+    NodeKeyRevoke,
     NodeOut,
     NodeRegistered,
     TokenOut,
@@ -41,8 +44,14 @@ from central.api.schemas import (
     UserOut,
     UserUpdate,
 )
-from central.models import Camera, Node, User, utcnow
-from central.records import append_audit, create_user, register_node
+from central.models import Camera, Node, NodeKey, User, utcnow
+from central.records import (
+    add_node_key,
+    append_audit,
+    create_user,
+    register_node,
+    revoke_node_key,
+)
 from central.security import (
     decode_access_token,
     dummy_verify,
@@ -240,6 +249,97 @@ def add_node(caller: Admin, session: SessionDep, body: NodeCreate) -> NodeRegist
 
 
 SiteId = Annotated[str, PathParam(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+Fingerprint = Annotated[str, PathParam(pattern=r"^[0-9a-f]{16,64}$")]
+
+
+def _key_out(key: NodeKey) -> NodeKeyOut:
+    return NodeKeyOut(
+        fingerprint=key.fingerprint,
+        public_key_pem=key.public_key_pem,
+        added_at=key.added_at,
+        revoked_at=key.revoked_at,
+        revoke_reason=key.revoke_reason,
+    )
+
+
+def _registry_refusal(exc: UserError) -> HTTPException:
+    said = str(exc)
+    if said.startswith("no node") or " has no key " in said:
+        return HTTPException(status.HTTP_404_NOT_FOUND, said)
+    if "already" in said:
+        return HTTPException(status.HTTP_409_CONFLICT, said)
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, said)
+
+
+@router.get(
+    "/nodes/{site}/{node}/keys",
+    tags=["registry"],
+    summary="A node's signing keys: in force, rotated out, revoked",
+    responses=NOT_FOUND,
+)
+def list_node_keys(_: Manager, session: SessionDep, site: SiteId, node: SiteId) -> list[NodeKeyOut]:
+    found = session.scalar(select(Node).where(Node.site == site, Node.node == node))
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no node {site}/{node} is registered")
+    keys = session.scalars(
+        select(NodeKey).where(NodeKey.node_id == found.id).order_by(NodeKey.added_at, NodeKey.id)
+    )
+    return [_key_out(k) for k in keys]
+
+
+@router.post(
+    "/nodes/{site}/{node}/keys",
+    tags=["registry"],
+    status_code=201,
+    summary="Add a node's new signing key (rotation: its earlier keys stay until revoked)",
+    responses={**NOT_FOUND, **CONFLICT, 422: {"description": "Not a PEM Ed25519 public key"}},
+)
+def add_key(
+    caller: Admin, session: SessionDep, site: SiteId, node: SiteId, body: NodeKeyIn
+) -> NodeKeyOut:
+    try:
+        key = add_node_key(session, site=site, node=node, public_key_pem=body.public_key_pem)
+    except UserError as exc:
+        raise _registry_refusal(exc) from exc
+    append_audit(
+        session,
+        actor=caller.username,
+        action="node_key_add",
+        detail={"site": site, "node": node, "fingerprint": key.fingerprint},
+    )
+    session.commit()
+    return _key_out(key)
+
+
+@router.post(
+    "/nodes/{site}/{node}/keys/{fingerprint}/revoke",
+    tags=["registry"],
+    summary="Revoke a node's key: what it signs is refused, its earlier cases are flagged",
+    responses={**NOT_FOUND, **CONFLICT},
+)
+def revoke_key(
+    caller: Admin,
+    session: SessionDep,
+    site: SiteId,
+    node: SiteId,
+    fingerprint: Fingerprint,
+    body: NodeKeyRevoke,
+) -> NodeKeyOut:
+    try:
+        key = revoke_node_key(
+            session, site=site, node=node, fingerprint=fingerprint, reason=body.reason
+        )
+    except UserError as exc:
+        raise _registry_refusal(exc) from exc
+    append_audit(
+        session,
+        actor=caller.username,
+        action="node_key_revoke",
+        detail={"site": site, "node": node, "fingerprint": key.fingerprint,
+                "reason": key.revoke_reason},
+    )  # fmt: skip
+    session.commit()
+    return _key_out(key)
 
 
 @router.put(

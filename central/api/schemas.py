@@ -93,6 +93,24 @@ class NodeRegistered(BaseModel):
     upload_token: str = Field(description="Shown once; central keeps only its hash")
 
 
+class NodeKeyIn(Strict):
+    public_key_pem: Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=NO_NUL)]
+
+
+class NodeKeyRevoke(Strict):
+    reason: Annotated[
+        str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*\S[^\x00]*$")
+    ] = Field(description="Why (a box stolen, a key leaked); kept with the key and audited")
+
+
+class NodeKeyOut(BaseModel):
+    fingerprint: str = Field(description="sha256 of the raw 32-byte public key (hex)")
+    public_key_pem: str
+    added_at: datetime
+    revoked_at: datetime | None
+    revoke_reason: str | None
+
+
 class NodeOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     site: str

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from pathlib import Path
 from typing import TypeVar
 
@@ -44,6 +45,11 @@ def public_key_pem(key: Ed25519PublicKey) -> bytes:
         encoding=serialization.Encoding.PEM,
         format=serialization.PublicFormat.SubjectPublicKeyInfo,
     )
+
+
+def key_fingerprint(key: Ed25519PublicKey) -> str:
+    """The sha256 (hex) of the raw 32-byte public key: how a key is named and compared."""
+    return hashlib.sha256(key.public_bytes_raw()).hexdigest()
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:

@@ -28,7 +28,7 @@ from central.intake import Message
 from central.models import Camera, User, Violation
 from central.models import EvidenceRef as EvidenceRefRow
 from central.node_config import publish_retained
-from central.records import KeyCache, append_audit, create_user, record_batch
+from central.records import KeyCache, add_node_key, append_audit, create_user, record_batch
 from central.security import issue_access_token
 from central.settings import Settings
 from central.ui.routes import STATIC
@@ -63,7 +63,7 @@ from roadwatch.contract import (
     to_wire,
 )
 from roadwatch.contract.ids import new_event_id
-from roadwatch.contract.signing import generate_private_key, public_key_pem
+from roadwatch.contract.signing import generate_private_key, key_fingerprint, public_key_pem
 from tests.central_fixtures import *  # noqa: F403
 from tests.central_fixtures import (
     EVIDENCE_STORES,
@@ -102,6 +102,9 @@ ROUTE_ROLES: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/nodes"): {"admin"},
     ("PUT", "/api/v1/nodes/{site}/{node}/config"): {"admin"},
     ("GET", "/api/v1/nodes/{site}/{node}/config"): {"admin"},
+    ("GET", "/api/v1/nodes/{site}/{node}/keys"): MANAGE,
+    ("POST", "/api/v1/nodes/{site}/{node}/keys"): {"admin"},
+    ("POST", "/api/v1/nodes/{site}/{node}/keys/{fingerprint}/revoke"): {"admin"},
     ("GET", "/api/v1/cameras"): HUMANS,
     ("GET", "/api/v1/cameras.geojson"): HUMANS,
     ("PATCH", "/api/v1/cameras/{camera_id}"): MANAGE,
@@ -147,6 +150,7 @@ def _request(
         sha256=JPEG_SHA,
         site=ctx["site"],
         node=ctx["node"],
+        fingerprint=ctx["fingerprint"],
     )
     if path == "/api/v1/nodes/{site}/{node}/config" and method == "PUT":
         cameras = [{"id": "cam-01", "url": "rtsp://10.0.0.21/stream1"}]
@@ -159,6 +163,10 @@ def _request(
     elif path == "/api/v1/nodes":
         key = public_key_pem(generate_private_key().public_key()).decode()
         body = {"site": f"t{uuid.uuid4().hex[:10]}", "node": "n1", "public_key_pem": key}
+    elif path == "/api/v1/nodes/{site}/{node}/keys" and method == "POST":
+        body = {"public_key_pem": public_key_pem(generate_private_key().public_key()).decode()}
+    elif path.endswith("/revoke"):
+        body = {"reason": "a spare key, never used"}
     elif path == "/api/v1/cameras/{camera_id}":
         body = {"name": "QL13 Km 22"}
     elif path.endswith("/review"):
@@ -196,12 +204,19 @@ def test_each_role_can_do_exactly_its_part(
     ).status_code in (200, 201)
     with central_db.session() as s:
         camera_id = s.scalar(select(Camera.id).where(Camera.site == node.site))
+    with transaction(session_factory(central_db.engine)) as session:
+        spare = generate_private_key().public_key()
+        add_node_key(
+            session, site=node.site, node=node.node,
+            public_key_pem=public_key_pem(spare).decode("ascii"),
+        )  # fmt: skip
     ctx = {
         "violation_id": vid,
         "camera_id": camera_id,
         "patch_user": accounts["officer2"].username,
         "site": node.site,
         "node": node.node,
+        "fingerprint": key_fingerprint(spare),
     }
     write_key_pair(central_settings.resolved_config_key.with_suffix(""))
     if role == "anonymous":
@@ -1397,6 +1412,37 @@ def test_migrations_match_the_models(central_db: CentralDb) -> None:
         assert compare_metadata(context, Base.metadata) == []
 
 
+def test_upgrading_to_node_keys_keeps_each_registered_nodes_key(tmp_path: Path) -> None:
+    """Migration 0007 gives every node registered before it its key as its first."""
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from central.db import alembic_config
+    from central.models import NodeKey
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    cfg = alembic_config(url)
+    command.upgrade(cfg, "0006_audit_no_truncate")
+    key = generate_private_key().public_key()
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO nodes (site, node, public_key_pem, token_hash, created_at,"
+                    " state, updated_at) VALUES ('s1', 'n1', :pem, :token, :at, 'unknown', :at)"
+                ),
+                {"pem": public_key_pem(key).decode(), "token": "t" * 64, "at": T0},
+            )
+        command.upgrade(cfg, "head")
+        with session_factory(engine)() as session:
+            [row] = session.scalars(select(NodeKey)).all()
+            assert row.fingerprint == key_fingerprint(key) and row.revoked_at is None
+            assert row.added_at == T0
+    finally:
+        engine.dispose()
+
+
 def test_known_events_answers_only_for_the_calling_node(
     api: TestClient, central_db: CentralDb, make_node: Callable[..., NodeIdentity]
 ) -> None:
@@ -1602,3 +1648,78 @@ def test_an_exported_case_checks_out_without_central_and_tampering_shows(
         == 403
     )
     assert api.post("/api/v1/violations/999999999/export", headers=officer).status_code == 404
+
+
+def test_a_node_key_rotated_and_revoked(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """A node gets a new key: what either key signs is taken. Its old key is revoked (the
+    box was stolen): what that key signs is quarantined as revoked_key, the cases it
+    signed before are flagged and cannot be confirmed, and the new key goes on working.
+    Each change is in the audit log."""
+    from central.models import Quarantine
+
+    node = make_node()
+    admin = accounts["admin"].headers
+    keys_url = f"/api/v1/nodes/{node.site}/{node.node}/keys"
+    old = key_fingerprint(node.key.public_key())
+    [before] = store_events(central_db, node, [signed_event(node)])
+    new_key = generate_private_key()
+    new_pem = public_key_pem(new_key.public_key()).decode("ascii")
+    r = api.post(keys_url, headers=admin, json={"public_key_pem": new_pem})
+    assert r.status_code == 201, r.text
+    new = r.json()["fingerprint"]
+    assert new == key_fingerprint(new_key.public_key())
+    assert api.post(keys_url, headers=admin, json={"public_key_pem": new_pem}).status_code == 409
+    assert (
+        api.post(keys_url, headers=admin, json={"public_key_pem": "-----BEGIN x"}).status_code
+        == 422
+    )
+    missing = "/api/v1/nodes/nosuchsite/n1/keys"
+    assert api.post(missing, headers=admin, json={"public_key_pem": new_pem}).status_code == 404
+
+    rotated = NodeIdentity(node.site, node.node, new_key, node.token)
+    taken = store_events(central_db, node, [signed_event(rotated), signed_event(node)])
+    assert len(taken) == 2  # both keys are in force
+
+    revoke = f"{keys_url}/{old[:16]}/revoke"
+    assert api.post(revoke, headers=admin, json={"reason": " "}).status_code == 422
+    r = api.post(revoke, headers=admin, json={"reason": "box stolen from its cabinet"})
+    assert r.status_code == 200, r.text
+    assert r.json()["fingerprint"] == old and r.json()["revoked_at"]
+    again = api.post(revoke, headers=admin, json={"reason": "twice"})
+    assert again.status_code == 409
+    listed = {k["fingerprint"]: k for k in api.get(keys_url, headers=admin).json()}
+    assert listed[old]["revoke_reason"] == "box stolen from its cabinet"
+    assert listed[new]["revoked_at"] is None
+
+    stolen = signed_event(node)
+    with transaction(session_factory(central_db.engine)) as session:
+        result = record_batch(
+            session,
+            [Message(node.topic(), to_wire(e)) for e in (stolen, signed_event(rotated))],
+            KeyCache(),
+        )
+    assert result.quarantined == {"revoked_key": 1} and len(result.new_violation_ids) == 1
+    with central_db.session() as s:
+        code, reason = s.execute(
+            select(Quarantine.reason_code, Quarantine.reason).where(
+                Quarantine.payload == to_wire(stolen)
+            )
+        ).one()
+    assert code == "revoked_key" and "box stolen" in reason
+    officer = accounts["officer"].headers
+    case = api.get(f"/api/v1/violations/{before}", headers=officer).json()
+    assert any("revoked key" in p for p in case["record_problems"]), case["record_problems"]
+    for action, version in (("start_review", 1), ("confirm", 2)):
+        r = api.post(
+            f"/api/v1/violations/{before}/review", headers=officer,
+            json={"action": action, "version": version},
+        )  # fmt: skip
+    assert r.status_code == 409 and r.json()["code"] == "record_altered"
+    trail = api.get("/api/v1/audit", headers=admin, params={"actor": accounts["admin"].username})
+    actions = [(e["action"], e["detail"].get("fingerprint")) for e in trail.json()]
+    assert ("node_key_add", new) in actions and ("node_key_revoke", old) in actions

@@ -45,6 +45,52 @@ def _rw(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProc
     )
 
 
+def test_a_nodes_keys_are_listed_added_and_revoked_from_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from roadwatch.contract.signing import key_fingerprint, load_public_key_pem
+
+    for name in ("old", "new"):
+        assert main(["edge", "keygen", "--out", str(tmp_path / name)]) == 0
+    for name, value in _env(tmp_path).items():
+        if name.startswith("ROADWATCH_"):
+            monkeypatch.setenv(name, value)
+    at = ["--site", "ql13-km22", "--node", "node-01"]
+
+    def fingerprint(name: str) -> str:
+        return key_fingerprint(load_public_key_pem((tmp_path / f"{name}.pub").read_bytes()))
+
+    def central(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(["central", *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    assert central("node", "add", *at, "--public-key", str(tmp_path / "old.pub"))[0] == 0
+    code, out, _ = central("node", "key", "add", *at, "--public-key", str(tmp_path / "new.pub"))
+    assert code == 0 and f"key {fingerprint('new')} added" in out
+    code, out, _ = central("node", "key", "list", *at)
+    assert code == 0 and out.count("in force") == 2
+    revoke = ("node", "key", "revoke", *at, "--fingerprint", fingerprint("old")[:16])
+    code, out, _ = central(*revoke, "--reason", "box stolen")
+    assert code == 0 and f"key {fingerprint('old')} of node ql13-km22/node-01 revoked" in out
+    code, out, _ = central("node", "key", "list", *at)
+    lines = dict(line.split("  ", 1) for line in out.splitlines())
+    assert (
+        lines[fingerprint("old")].endswith(": box stolen")
+        and "revoked" in lines[fingerprint("old")]
+    )
+    assert lines[fingerprint("new")].endswith("in force")
+    for args, said in (
+        ((*revoke, "--reason", "again"), "was revoked already"),
+        (("node", "key", "revoke", *at, "--fingerprint", "zz", "--reason", "x"), "16 to 64 hex"),
+        (("node", "key", "add", *at, "--public-key", str(tmp_path / "new.pub")), "already"),
+        (("node", "key", "list", "--site", "nowhere", "--node", "n1"), "no node nowhere/n1"),
+    ):  # fmt: skip
+        code, _, err = central(*args)
+        assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_node_add_and_create_user(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

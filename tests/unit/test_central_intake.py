@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from central import records
-from central.intake import Message, Refusal, RefusalCode, check
+from central.intake import Message, NodeKeys, Refusal, RefusalCode, RevokedKey, check
 from central.records import KeyCache, check_batch
 
 TOPIC = "roadwatch/v1/site-a/node-01/cam-01/violation"
@@ -112,3 +112,33 @@ def test_an_event_stamped_in_the_future_waits_for_its_time(ahead: timedelta, tak
         assert "the node's clock is wrong" in outcome.reason
         later = check(message, lambda _s, _n: key.public_key(), now=T0 + ahead)
         assert later == event
+
+
+def test_which_of_a_nodes_keys_signed_decides() -> None:
+    """Keys in force (a rotation keeps the old one until it is revoked) are each taken; a
+    revoked key's signature is refused as revoked_key with the date and reason; any other
+    key's as forged; with no key in force, nothing is taken."""
+    from roadwatch.contract import to_wire
+    from roadwatch.contract.signing import generate_private_key, key_fingerprint, sign
+    from tests.factories import T0, violation_event
+
+    old, new, stolen, stranger = (generate_private_key() for _ in range(4))
+    revoked = RevokedKey(stolen.public_key(), key_fingerprint(stolen.public_key()), T0,
+                         "box stolen")  # fmt: skip
+    keys = NodeKeys((new.public_key(), old.public_key()), (revoked,))
+
+    def outcome(signer: Any, lookup: NodeKeys = keys) -> Any:
+        event = sign(violation_event(site="site-a", node="node-01", camera="cam-01"), signer)
+        found = check(Message(TOPIC, to_wire(event)), lambda _s, _n: lookup, now=T0)
+        return found if isinstance(found, Refusal) else "taken"
+
+    assert outcome(new) == outcome(old) == "taken"
+    refused = outcome(stolen)
+    assert refused.code is RefusalCode.REVOKED_KEY
+    assert refused.reason == (
+        f"signed with key {revoked.fingerprint[:16]}, revoked 2026-11-23T07:03:05+00:00: box stolen"
+    )
+    assert outcome(stranger).code is RefusalCode.FORGED
+    none_in_force = NodeKeys((), (revoked,))
+    assert outcome(stranger, none_in_force).reason == "the node has no key in force"
+    assert outcome(stolen, none_in_force).code is RefusalCode.REVOKED_KEY
