@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select, text
@@ -17,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from central.db import alembic_config, make_engine, migrate, session_factory, transaction
 from central.ingest import IngestService
 from central.intake import Message
-from central.models import Blob, EvidenceRef, Violation
+from central.models import Blob, EvidenceRef, Node, Violation
 from central.partitions import (
     MONTHS_AHEAD,
     ensure_partitions,
@@ -26,10 +27,11 @@ from central.partitions import (
     month_starts,
 )
 from central.records import KeyCache, record_batch, refresh_completeness, register_node
+from central.security import new_node_token, token_digest
 from central.settings import Settings
 from roadwatch.cli import main
 from roadwatch.contract import to_wire
-from roadwatch.contract.signing import generate_private_key, public_key_pem
+from roadwatch.contract.signing import generate_private_key, load_public_key_pem, public_key_pem
 from tests.central_fixtures import (
     CentralDb,
     NodeIdentity,
@@ -76,6 +78,37 @@ def node_in(db: CentralDb) -> NodeIdentity:
         pem = public_key_pem(key.public_key()).decode("ascii")
         reg = register_node(session, site=site, node="node-01", public_key_pem=pem)
     return NodeIdentity(site, "node-01", key, reg.token)
+
+
+class KeysBefore0007(KeyCache):
+    """Node keys as the ingest read them before migration 0007: the node's one key."""
+
+    def lookup(self, session: Any, site: str, node: str) -> Any:
+        pem = session.scalar(
+            select(Node.public_key_pem).where(Node.site == site, Node.node == node)
+        )
+        return None if pem is None else load_public_key_pem(pem)
+
+
+def node_before_0007(db: CentralDb) -> NodeIdentity:
+    """A node registered as central did before migration 0007 (no ``node_keys`` yet)."""
+    site, key, token = f"t{uuid.uuid4().hex[:10]}", generate_private_key(), new_node_token()
+    with transaction(session_factory(db.engine)) as session:
+        session.add(
+            Node(site=site, node="node-01", token_hash=token_digest(token),
+                 public_key_pem=public_key_pem(key.public_key()).decode("ascii"))
+        )  # fmt: skip
+    return NodeIdentity(site, "node-01", key, token)
+
+
+def store_before_0007(db: CentralDb, node: NodeIdentity, events: list[Any]) -> list[int]:
+    """``events`` stored as the ingest of a schema before 0007 stored them."""
+    with transaction(session_factory(db.engine)) as session:
+        stored = record_batch(
+            session, [Message(node.topic(), to_wire(e)) for e in events], KeysBefore0007()
+        )
+    assert not stored.quarantined, stored.quarantined
+    return stored.new_violation_ids
 
 
 def where(engine: Engine) -> dict[str, str]:
@@ -203,10 +236,10 @@ def test_a_database_with_rows_upgrades_and_downgrades_with_every_row_kept(
 
     cfg = alembic_config(pg.url)
     command.upgrade(cfg, "0002")
-    node = node_in(pg)
+    node = node_before_0007(pg)
     events = [signed_event(node, occurred_at=t) for t in (JAN, JAN, FEB, FAR)]
-    ids = store_events(pg, node, events)
     sessions = session_factory(pg.engine)
+    ids = store_before_0007(pg, node, events)
     with transaction(sessions) as session:  # one blob of the first event has arrived
         ref = events[0].evidence[0]
         session.add(Blob(sha256=ref.sha256, size=ref.size, media_type=ref.media_type.value))
@@ -259,7 +292,7 @@ def test_a_database_with_rows_upgrades_and_downgrades_with_every_row_kept(
         kind = conn.execute(text("SELECT relkind FROM pg_class WHERE oid = 'violations'::regclass"))
         assert kind.scalar_one() == "r"
         assert conn.execute(text("SELECT to_regclass('violation_keys')")).scalar_one() is None
-    [plain_id] = store_events(pg, node, [signed_event(node, occurred_at=JAN)])
+    [plain_id] = store_before_0007(pg, node, [signed_event(node, occurred_at=JAN)])
     assert plain_id > new_id
     migrate(pg.engine)  # and up again
     assert len(where(pg.engine)) == 6
