@@ -276,17 +276,32 @@ def test_a_violation_a_gone_process_found_is_stored_without_evidence_at_the_next
     try:
         building = violation_event(plate=None, evidence=[])
         service.outbox.put_fired(building)  # this process's: its evidence is on its way
+        # A process gone whose pid is this one's now (a node restarted as PID 1 of a new
+        # container): told apart by its start time. A row that cannot be read is left.
+        import os
+        import sqlite3
+
+        reused = violation_event(plate=None, evidence=[])
+        service.outbox.put_fired(reused)
+        with sqlite3.connect(config.outbox.path / "outbox.sqlite3") as db:
+            boot = db.execute("SELECT owner FROM fired LIMIT 1").fetchone()[0].split()[0]
+            db.execute(
+                "UPDATE fired SET owner = ? WHERE event_id = ?",
+                (f"{boot} {os.getpid()} 1", reused.event_id),
+            )
+            db.execute("INSERT INTO fired VALUES ('x', 'cam-01', '{not an event', 0, 'b 1')")
         done = package(10)
         service.outbox.put_fired(done.event.model_copy(update={"signature": None}))
         service.submit(done)
         by_id = {f.event.event_id: f for f in service.outbox.fired()}
-        assert set(by_id) == {found.event_id, building.event_id}
+        assert set(by_id) == {found.event_id, building.event_id, reused.event_id}
         assert by_id[found.event_id].orphaned and not by_id[building.event_id].orphaned
+        assert by_id[reused.event_id].orphaned
         assert main(["edge", "outbox", "--config", str(path)]) == 0
         out = capsys.readouterr().out
-        assert "violations found, evidence being built 1, left by a stopped node 1" in out
+        assert "violations found, evidence being built 1, left by a stopped node 2" in out
 
-        assert service.recover_fired() == 1
+        assert service.recover_fired() == 2
         [message] = [m for m in service.outbox.due_messages(10) if m.id == found.event_id]
         stored = parse_payload(ViolationEvent, message.payload)
         verify(stored, service.key.public_key())
