@@ -53,9 +53,9 @@ def record_problems(session: Session, v: Violation) -> list[str]:
     keys = node_keys(session, v.site, v.node)
     if keys is None:
         problems.append("its node is not registered: the signature cannot be checked")
-    elif (refused := unsigned(event, wire, keys)) is not None:
+    elif (refused := unsigned(event, wire, keys, at=v.received_at)) is not None:
         problems.append(
-            f"it is signed with a revoked key ({refused.reason})"
+            f"it came signed with a key revoked since ({refused.reason})"
             if refused.code is RefusalCode.REVOKED_KEY
             else "the stored event's signature does not verify"
         )

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from roadwatch import cli_args
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from sqlalchemy import Engine
 
     from central.settings import Settings
@@ -103,6 +105,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     krevoke = ksub.add_parser("revoke", help="revoke one of the node's keys")
     krevoke.add_argument("--fingerprint", required=True, help="the key's fingerprint (16+ hex)")
     krevoke.add_argument("--reason", required=True, help="why (kept with the key, audited)")
+    krevoke.add_argument(
+        "--since", type=_zoned_time, metavar="TIME",
+        help="revoked from this time (ISO, with zone; default now): the cases central"
+        " received from then on are flagged. For a box stolen: when it was last known safe",
+    )  # fmt: skip
     for each in (klist, kadd, krevoke):
         each.add_argument("--site", required=True)
         each.add_argument("--node", required=True)
@@ -343,6 +350,18 @@ def _node_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _zoned_time(text: str) -> datetime:
+    from datetime import datetime
+
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from None
+    if at.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give the zone too, e.g. {text}+07:00")
+    return at
+
+
 def _read_public_key(path: Path) -> str:
     from roadwatch.errors import UserError
 
@@ -412,7 +431,7 @@ def _node_key_revoke(args: argparse.Namespace) -> int:
         with transaction(session_factory(engine)) as session:
             key = revoke_node_key(
                 session, site=args.site, node=args.node, fingerprint=args.fingerprint,
-                reason=args.reason,
+                reason=args.reason, since=args.since,
             )  # fmt: skip
             fingerprint = key.fingerprint
             append_audit(

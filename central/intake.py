@@ -137,16 +137,21 @@ def check(message: Message, keys: KeyLookup, now: datetime | None = None) -> Acc
     return payload
 
 
-def unsigned(event: ViolationEvent, wire: bytes, keys: NodeKeys) -> Refusal | None:
-    """Why ``event`` is not signed by a key its node has in force; None when it is."""
+def unsigned(
+    event: ViolationEvent, wire: bytes, keys: NodeKeys, at: datetime | None = None
+) -> Refusal | None:
+    """Why ``event``, received ``at`` (default: now), is not signed by a key its node had
+    in force then; None when it is. A key revoked after ``at`` was still in force."""
+    when = at or datetime.now(UTC)
     why = "the node has no key in force"
-    for key in keys.active:
+    in_force = [*keys.active, *(r.key for r in keys.revoked if r.revoked_at > when)]
+    for key in in_force:
         try:
             verify(event, key, wire=wire, exact=True)
             return None
         except SignatureError as exc:
             why = str(exc)
-    for gone in keys.revoked:
+    for gone in (r for r in keys.revoked if r.revoked_at <= when):
         try:
             verify(event, gone.key, wire=wire, exact=True)
         except SignatureError:

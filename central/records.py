@@ -9,6 +9,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, select, update
@@ -188,10 +189,18 @@ def add_node_key(session: Session, *, site: str, node: str, public_key_pem: str)
 
 
 def revoke_node_key(
-    session: Session, *, site: str, node: str, fingerprint: str, reason: str
+    session: Session,
+    *,
+    site: str,
+    node: str,
+    fingerprint: str,
+    reason: str,
+    since: datetime | None = None,
 ) -> NodeKey:
-    """Revoke a node's key (``fingerprint``, or its first 16 characters or more): events
-    signed with it are refused from now on, and its cases signed before are flagged."""
+    """Revoke a node's key (``fingerprint``, or its first 16 characters or more) from
+    ``since`` (default now; earlier for a key that may have been in other hands since):
+    events signed with it are refused from now on, and the cases it signed that central
+    received from ``since`` on are flagged; those received before stand."""
     found = _node(session, site, node)
     reason = reason.strip()
     if not reason:
@@ -209,7 +218,12 @@ def revoke_node_key(
     [key] = keys
     if key.revoked_at is not None:
         raise UserError(f"key {key.fingerprint[:16]} was revoked already ({key.revoked_at})")
-    key.revoked_at, key.revoke_reason = utcnow(), reason[:2000]
+    now = utcnow()
+    if since is not None and since.tzinfo is None:
+        raise UserError("give the time it is revoked from with its zone, e.g. +07:00")
+    if since is not None and since > now:
+        raise UserError("a key is revoked from now or from a time past, not ahead")
+    key.revoked_at, key.revoke_reason = since or now, reason[:2000]
     session.flush()
     return key
 

@@ -327,8 +327,9 @@ def revoke_key(
 ) -> NodeKeyOut:
     try:
         key = revoke_node_key(
-            session, site=site, node=node, fingerprint=fingerprint, reason=body.reason
-        )
+            session, site=site, node=node, fingerprint=fingerprint, reason=body.reason,
+            since=body.since,
+        )  # fmt: skip
     except UserError as exc:
         raise _registry_refusal(exc) from exc
     append_audit(
@@ -336,7 +337,8 @@ def revoke_key(
         actor=caller.username,
         action="node_key_revoke",
         detail={"site": site, "node": node, "fingerprint": key.fingerprint,
-                "reason": key.revoke_reason},
+                "reason": key.revoke_reason, "since": key.revoked_at.isoformat()
+                if key.revoked_at else None},
     )  # fmt: skip
     session.commit()
     return _key_out(key)

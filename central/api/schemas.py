@@ -101,6 +101,12 @@ class NodeKeyRevoke(Strict):
     reason: Annotated[
         str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*\S[^\x00]*$")
     ] = Field(description="Why (a box stolen, a key leaked); kept with the key and audited")
+    since: datetime | None = Field(
+        default=None,
+        description="Revoked from this time (default now): cases central received from then"
+        " on are flagged, those received before stand. For a box stolen, the last time it"
+        " was known safe",
+    )
 
 
 class NodeKeyOut(BaseModel):

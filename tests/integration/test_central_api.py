@@ -1656,10 +1656,11 @@ def test_a_node_key_rotated_and_revoked(
     accounts: dict[str, Account],
     make_node: Callable[..., NodeIdentity],
 ) -> None:
-    """A node gets a new key: what either key signs is taken. Its old key is revoked (the
-    box was stolen): what that key signs is quarantined as revoked_key, the cases it
-    signed before are flagged and cannot be confirmed, and the new key goes on working.
-    Each change is in the audit log."""
+    """A node gets a new key: what either key signs is taken. Its old key is revoked: what
+    that key signs from then on is quarantined as revoked_key, the cases it signed before
+    stand, and the new key goes on working. A key revoked from a time past (it leaked):
+    the cases central received since are flagged and cannot be confirmed. Each change is
+    in the audit log."""
     from central.models import Quarantine
 
     node = make_node()
@@ -1713,13 +1714,29 @@ def test_a_node_key_rotated_and_revoked(
     assert code == "revoked_key" and "box stolen" in reason
     officer = accounts["officer"].headers
     case = api.get(f"/api/v1/violations/{before}", headers=officer).json()
-    assert any("revoked key" in p for p in case["record_problems"]), case["record_problems"]
+    assert case["record_problems"] == []  # received before the revocation: it stands
+
+    # The new key leaked too, since before a case it signed came: that case is flagged.
+    [leaked] = store_events(central_db, node, [signed_event(rotated)])
+    with central_db.session() as s:
+        received = s.scalar(select(Violation.received_at).where(Violation.id == leaked))
+    assert received is not None
+    since = (received - timedelta(seconds=1)).isoformat()
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    revoke_new = f"{keys_url}/{new}/revoke"
+    ahead = api.post(revoke_new, headers=admin, json={"reason": "leaked", "since": future})
+    assert ahead.status_code == 422 and "not ahead" in ahead.text
+    r = api.post(revoke_new, headers=admin, json={"reason": "leaked", "since": since})
+    assert r.status_code == 200, r.text
+    case = api.get(f"/api/v1/violations/{leaked}", headers=officer).json()
+    assert any("revoked since" in p for p in case["record_problems"]), case["record_problems"]
     for action, version in (("start_review", 1), ("confirm", 2)):
         r = api.post(
-            f"/api/v1/violations/{before}/review", headers=officer,
+            f"/api/v1/violations/{leaked}/review", headers=officer,
             json={"action": action, "version": version},
         )  # fmt: skip
     assert r.status_code == 409 and r.json()["code"] == "record_altered"
+    assert api.get(f"/api/v1/violations/{before}", headers=officer).json()["record_problems"] == []
     trail = api.get("/api/v1/audit", headers=admin, params={"actor": accounts["admin"].username})
     actions = [(e["action"], e["detail"].get("fingerprint")) for e in trail.json()]
     assert ("node_key_add", new) in actions and ("node_key_revoke", old) in actions

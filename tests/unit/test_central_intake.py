@@ -9,7 +9,15 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from central import records
-from central.intake import Message, NodeKeys, Refusal, RefusalCode, RevokedKey, check
+from central.intake import (
+    Message,
+    NodeKeys,
+    Refusal,
+    RefusalCode,
+    RevokedKey,
+    check,
+    unsigned,
+)
 from central.records import KeyCache, check_batch
 
 TOPIC = "roadwatch/v1/site-a/node-01/cam-01/violation"
@@ -142,3 +150,8 @@ def test_which_of_a_nodes_keys_signed_decides() -> None:
     none_in_force = NodeKeys((), (revoked,))
     assert outcome(stranger, none_in_force).reason == "the node has no key in force"
     assert outcome(stolen, none_in_force).code is RefusalCode.REVOKED_KEY
+    # Received before the key was revoked: it was in force then (a stored case stands).
+    event = sign(violation_event(site="site-a", node="node-01", camera="cam-01"), stolen)
+    wire = to_wire(event)
+    assert unsigned(event, wire, keys, at=T0 - timedelta(hours=1)) is None
+    assert unsigned(event, wire, keys, at=T0).code is RefusalCode.REVOKED_KEY  # type: ignore[union-attr]
