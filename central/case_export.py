@@ -49,16 +49,53 @@ class ExportedCase:
     manifest: dict[str, Any]
 
 
-def export_case(
-    session: Session, store: EvidenceStore, v: Violation, *, actor: str, at: datetime
-) -> ExportedCase:
-    """Case ``v`` as a package (see the module's description), in a temporary file."""
+@dataclass(frozen=True, slots=True)
+class CaseOnRecord:
+    """What a package is made of from the database, read in one short transaction (the
+    evidence is read from the store afterwards, holding no database lock)."""
+
+    case: int
+    payload: str
+    event: ViolationEvent
+    facts: dict[str, Any]  # the manifest's description of the case
+    node_pem: str | None
+    node_key: dict[str, Any] | None
+    audit: list[dict[str, Any]]
+    arrived: frozenset[str]  # the sha256 of the listed blobs that have arrived
+
+
+def case_on_record(session: Session, v: Violation) -> CaseOnRecord:
     event = parse_payload(ViolationEvent, v.payload.encode("utf-8"))
     signer = _signing_key(session, v, event)
-    pem = signer.public_key_pem if signer is not None else None
     entries = session.scalars(
         select(AuditEntry).where(AuditEntry.violation_id == v.id).order_by(AuditEntry.seq)
     ).all()
+    listed = {ref.sha256 for ref in event.evidence}
+    arrived = (
+        frozenset(session.scalars(select(Blob.sha256).where(Blob.sha256.in_(listed))))
+        if listed
+        else frozenset()
+    )
+    facts = {
+        "case": v.id, "event_id": v.event_id, "site": v.site, "node": v.node,
+        "status": v.status, "record_problems": record_problems(session, v),
+    }  # fmt: skip
+    node_key = None if signer is None else {
+        "fingerprint": signer.fingerprint,
+        "added_at": signer.added_at.isoformat(),
+        "revoked_at": signer.revoked_at.isoformat() if signer.revoked_at else None,
+        "revoke_reason": signer.revoke_reason,
+    }  # fmt: skip
+    return CaseOnRecord(
+        v.id, v.payload, event, facts, signer.public_key_pem if signer else None, node_key,
+        [_entry(e) for e in entries], arrived,
+    )  # fmt: skip
+
+
+def export_case(
+    record: CaseOnRecord, store: EvidenceStore, *, actor: str, at: datetime
+) -> ExportedCase:
+    """The case as a package (see the module's description), in a temporary file."""
     files: dict[str, str] = {}
     missing: list[dict[str, str]] = []
     out = tempfile.SpooledTemporaryFile(max_size=16 << 20)  # noqa: SIM115 (returned open)
@@ -69,37 +106,30 @@ def export_case(
                 package.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
                 files[name] = hashlib.sha256(data).hexdigest()
 
-            put(EVENT, v.payload.encode("utf-8"))
-            if pem is not None:
-                put(NODE_KEY, pem.encode("ascii"))
-            for ref in event.evidence:
-                why = _copy_evidence(session, store, package, ref)
+            put(EVENT, record.payload.encode("utf-8"))
+            if record.node_pem is not None:
+                put(NODE_KEY, record.node_pem.encode("ascii"))
+            for ref in record.event.evidence:
+                if ref.sha256 not in record.arrived:
+                    why: str | None = "it has not arrived at central"
+                else:
+                    why = _copy_evidence(store, package, ref)
                 if why is None:
                     files[evidence_name(ref.role, ref.media_type)] = ref.sha256
                 else:
                     missing.append({"role": ref.role.value, "sha256": ref.sha256, "why": why})
-            put(AUDIT, _json([_entry(e) for e in entries]))
-            name = f"case-{v.id}.zip"
+            put(AUDIT, _json(record.audit))
+            name = f"case-{record.case}.zip"
             put(README, README_TEXT.format(name=name).encode("utf-8"))
             manifest = {
                 "format": FORMAT,
-                "case": v.id,
-                "event_id": v.event_id,
-                "site": v.site,
-                "node": v.node,
-                "status": v.status,
+                **record.facts,
                 "exported_at": at.isoformat(),
                 "exported_by": actor,
                 "files": files,
                 "missing": missing,
-                "record_problems": record_problems(session, v),
-                "node_key": None if signer is None else {
-                    "fingerprint": signer.fingerprint,
-                    "added_at": signer.added_at.isoformat(),
-                    "revoked_at": signer.revoked_at.isoformat() if signer.revoked_at else None,
-                    "revoke_reason": signer.revoke_reason,
-                },
-            }  # fmt: skip
+                "node_key": record.node_key,
+            }
             package.writestr(MANIFEST, _json(manifest), compress_type=zipfile.ZIP_DEFLATED)
         size = out.tell()
         out.seek(0)
@@ -131,12 +161,8 @@ def _signing_key(session: Session, v: Violation, event: ViolationEvent) -> NodeK
     return keys[0] if keys else None
 
 
-def _copy_evidence(
-    session: Session, store: EvidenceStore, package: zipfile.ZipFile, ref: EvidenceRef
-) -> str | None:
+def _copy_evidence(store: EvidenceStore, package: zipfile.ZipFile, ref: EvidenceRef) -> str | None:
     """Put the blob ``ref`` lists into the package; why not, where it cannot be."""
-    if session.get(Blob, ref.sha256) is None:
-        return "it has not arrived at central"
     name = evidence_name(ref.role, ref.media_type)
     digest, size = hashlib.sha256(), 0
     # (stored, not compressed: JPEG and MP4 do not compress; hashed as it is copied)

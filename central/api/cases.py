@@ -38,7 +38,7 @@ from central.api.schemas import (
     ViolationDetail,
     ViolationSummary,
 )
-from central.case_export import export_case
+from central.case_export import case_on_record, export_case
 from central.case_record import record_problems
 from central.evidence import EvidenceError
 from central.models import AuditEntry, Blob, EvidenceRef, Violation, utcnow
@@ -485,8 +485,12 @@ def export(
     never arrived or no longer hashes to its sha256 is left out and named in the manifest.
     The export is written to the case's audit trail with the package's sha256."""
     v = _get(session, violation_id)
+    record = case_on_record(session, v)
+    payload_sha256 = v.payload_sha256
+    # The evidence is read with no transaction open: on SQLite one holds the write lock.
+    session.rollback()
     try:
-        exported = export_case(session, state.store, v, actor=caller.username, at=utcnow())
+        exported = export_case(record, state.store, actor=caller.username, at=utcnow())
     except EvidenceError as exc:
         raise HTTPException(exc.status, str(exc)) from exc
     try:
@@ -494,10 +498,10 @@ def export(
             session,
             actor=caller.username,
             action="export",
-            violation_id=v.id,
+            violation_id=record.case,
             detail={
                 "package_sha256": exported.sha256,
-                "payload_sha256": v.payload_sha256,
+                "payload_sha256": payload_sha256,
                 "missing": [m["role"] for m in exported.manifest["missing"]],
             },
         )

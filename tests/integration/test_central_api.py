@@ -1650,6 +1650,33 @@ def test_an_exported_case_checks_out_without_central_and_tampering_shows(
     assert api.post("/api/v1/violations/999999999/export", headers=officer).status_code == 404
 
 
+def test_an_export_reads_the_evidence_holding_no_database_lock(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """While an export reads a (slow) store, the ingest and reviews go on writing."""
+    node = make_node()
+    frame, listed = jpeg_blob()
+    [vid] = store_events(central_db, node, [signed_event(node, evidence=[listed])])
+    jpeg = {**node.headers, "Content-Type": "image/jpeg"}
+    assert api.put(f"/api/v1/evidence/{listed.sha256}", content=frame, headers=jpeg).is_success
+    store = api.app.state.central.store  # type: ignore[attr-defined]
+    read = store.read
+    wrote: list[int] = []
+
+    def meanwhile(sha256: str) -> Any:
+        # Another writer, as the ingest would be, while the export reads the blob.
+        wrote.extend(store_events(central_db, node, [signed_event(node)]))
+        return read(sha256)
+
+    store.read = meanwhile
+    got = api.post(f"/api/v1/violations/{vid}/export", headers=accounts["officer"].headers)
+    assert got.status_code == 200, got.text
+    assert len(wrote) == 1
+
+
 def test_a_node_key_rotated_and_revoked(
     api: TestClient,
     central_db: CentralDb,
