@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -95,7 +96,11 @@ class _Package:
             self._zip = zipfile.ZipFile(path)
         except (OSError, zipfile.BadZipFile) as exc:
             raise UserError(f"{path}: not a case package ({exc})") from exc
-        self.names = {i.filename: i for i in self._zip.infolist() if not i.is_dir()}
+        members = [i for i in self._zip.infolist() if not i.is_dir()]
+        self.names = {i.filename: i for i in members}
+        if len(self.names) != len(members):
+            self._zip.close()
+            raise UserError(f"{path}: holds two files of one name: not a package central made")
 
     def close(self) -> None:
         self._zip.close()
@@ -109,7 +114,8 @@ class _Package:
         try:
             with self._zip.open(info) as member:
                 data = member.read(limit + 1)
-        except (OSError, zipfile.BadZipFile, RuntimeError) as exc:
+        except (OSError, zipfile.BadZipFile, RuntimeError, zlib.error, EOFError,
+                NotImplementedError) as exc:  # fmt: skip
             raise UserError(f"{name}: cannot be read from the package ({exc})") from exc
         if len(data) > limit:
             raise UserError(f"{name}: more than a case package holds")
@@ -140,15 +146,13 @@ def _verify(package: _Package, trusted_key: bytes | None) -> PackageReport:
     except ContractError as exc:
         return PackageReport(None, (Check("event", False, str(exc)),))
 
+    if manifest.get("event_id") != event.event_id:
+        raise UserError(f"{MANIFEST} names another event than {EVENT}: not one package")
     checks.append(_signature(package, event, raw_event, trusted_key))
     checks += _evidence(package, event, manifest)
-    checks += _audit(package, manifest)
+    checks += _audit(package, manifest, sha256_hex(raw_event))
     checks += _manifest_files(package, manifest)
-    revoked = (manifest.get("node_key") or {}).get("revoked_at")
-    if revoked:
-        why = (manifest.get("node_key") or {}).get("revoke_reason") or ""
-        checks.append(Check("node key", False, f"the node's key was revoked {revoked}: {why}"))
-    for problem in manifest.get("record_problems") or []:
+    for problem in _list(manifest, "record_problems"):
         checks.append(Check("central's record", False, str(problem)))
     return PackageReport(event, tuple(checks))
 
@@ -185,7 +189,11 @@ def _signature(
 
 def _evidence(package: _Package, event: ViolationEvent, manifest: dict[str, Any]) -> list[Check]:
     checks = []
-    left_out = {m.get("role"): m.get("why", "") for m in manifest.get("missing") or []}
+    left_out = {
+        str(m.get("role")): str(m.get("why", ""))
+        for m in _list(manifest, "missing")
+        if isinstance(m, dict)
+    }
     if not event.evidence:
         checks.append(Check("evidence", False, "the signed event lists no evidence"))
     for ref in event.evidence:
@@ -202,7 +210,16 @@ def _evidence(package: _Package, event: ViolationEvent, manifest: dict[str, Any]
     return checks
 
 
-def _audit(package: _Package, manifest: dict[str, Any]) -> list[Check]:
+def _list(manifest: dict[str, Any], name: str) -> list[Any]:
+    value = manifest.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise UserError(f"{MANIFEST}: {name} is not a list")
+    return value
+
+
+def _audit(package: _Package, manifest: dict[str, Any], event_sha256: str) -> list[Check]:
     entries = _json(package, AUDIT)
     if not isinstance(entries, list):
         return [Check("audit trail", False, f"{AUDIT} is missing or not a list")]
@@ -224,10 +241,25 @@ def _audit(package: _Package, manifest: dict[str, Any]) -> list[Check]:
             return [Check("audit trail", False, f"entry {entry['seq']} does not hash to its hash")]
         if entry["violation_id"] != case:
             return [Check("audit trail", False, f"entry {entry['seq']} is of another case")]
+        decided_on = _decided_on(entry["detail"])
+        if decided_on is not None and decided_on != event_sha256:
+            return [Check("audit trail", False, f"entry {entry['seq']} decided on another event")]
     actions = ", ".join(str(e["action"]) for e in entries) or "none"
-    return [
-        Check("audit trail", True, f"{len(entries)} entries, each hashing as chained: {actions}")
-    ]
+    said = (
+        f"{len(entries)} entries, each hashing to its own hash: {actions} (central's record,"
+        " not signed by the node: match the package's sha256 with central's audit log)"
+    )
+    return [Check("audit trail", True, said)]
+
+
+def _decided_on(detail: str) -> str | None:
+    """The signed event's sha256 a decision names (confirmations and notices do)."""
+    try:
+        data = json.loads(detail)
+    except ValueError:
+        return None
+    value = data.get("payload_sha256") if isinstance(data, dict) else None
+    return str(value) if value is not None else None
 
 
 def _manifest_files(package: _Package, manifest: dict[str, Any]) -> list[Check]:

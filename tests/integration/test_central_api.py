@@ -1614,7 +1614,7 @@ def test_an_exported_case_checks_out_without_central_and_tampering_shows(
     assert main(["verify", str(whole), "--key", str(key)]) == 0
     out = capsys.readouterr().out
     assert "the package checks out" in out and event.event_id in out
-    assert "OK   audit trail: 2 entries, each hashing as chained: start_review, export" in out
+    assert "OK   audit trail: 2 entries, each hashing to its own hash: start_review, export" in out
 
     # A clip altered after the export, an event altered, another node's key: each fails.
     altered = tmp_path / "altered.zip"

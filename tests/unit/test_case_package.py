@@ -47,7 +47,8 @@ def make_package(path: Path, **change: bytes) -> bytes:
     }  # fmt: skip
     members.update(change)
     files = {n: hashlib.sha256(b).hexdigest() for n, b in members.items()}
-    manifest = {"format": FORMAT, "case": 12, "missing": [], "record_problems": [], "files": files}
+    manifest = {"format": FORMAT, "case": 12, "event_id": event.event_id, "missing": [],
+                "record_problems": [], "files": files}  # fmt: skip
     with zipfile.ZipFile(path, "w") as package:
         for name, data in members.items():
             package.writestr(name, data)
@@ -92,6 +93,53 @@ def test_what_is_not_a_case_package_is_one_line(
     build(path)
     with pytest.raises(UserError, match=message):
         verify_package(path)
+
+
+def test_a_second_member_of_one_name_or_a_broken_one_is_refused_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """A doctored frame added under the genuine one's name (tools show the first), a
+    damaged deflate stream, a manifest whose fields are not what central writes, and a
+    manifest of another event: each one line, none a crash."""
+    path = tmp_path / "case.zip"
+    make_package(path)
+    with zipfile.ZipFile(path) as package:
+        frame = next(n for n in package.namelist() if n.startswith("evidence/"))
+    twice = tmp_path / "twice.zip"
+    with (
+        zipfile.ZipFile(path) as old,
+        zipfile.ZipFile(twice, "w") as new,
+        pytest.warns(UserWarning, match="Duplicate name"),
+    ):
+        new.writestr(frame, b"\xff\xd8 doctored")
+        for info in old.infolist():
+            new.writestr(info, old.read(info))
+    with pytest.raises(UserError, match="two files of one name"):
+        verify_package(twice)
+
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(broken, "w") as package:
+        package.writestr(MANIFEST, json.dumps({"format": FORMAT}) * 50, zipfile.ZIP_DEFLATED)
+    raw = bytearray(broken.read_bytes())
+    at = raw.index(b"PK\x01\x02")  # (the central directory: the data before it is damaged)
+    raw[60 : min(at, 90)] = b"\x00" * (min(at, 90) - 60)
+    broken.write_bytes(bytes(raw))
+    with pytest.raises(UserError, match=r"cannot be read from the package|not JSON"):
+        verify_package(broken)
+
+    for manifest_change, said in (
+        ({"missing": "x"}, "missing is not a list"),
+        ({"event_id": "01890000-0000-7000-8000-000000000000"}, "names another event"),
+    ):
+        odd = tmp_path / "odd.zip"
+        with zipfile.ZipFile(path) as old, zipfile.ZipFile(odd, "w") as new:
+            for info in old.infolist():
+                data = old.read(info)
+                if info.filename == MANIFEST:
+                    data = json.dumps({**json.loads(data), **manifest_change}).encode()
+                new.writestr(info, data)
+        with pytest.raises(UserError, match=said):
+            verify_package(odd)
 
 
 def test_a_member_larger_than_a_package_holds_is_refused_unread(tmp_path: Path) -> None:
