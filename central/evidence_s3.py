@@ -171,10 +171,16 @@ class S3Store:
         key = self.key(sha256)
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            if _code(exc) in NOT_FOUND:  # (removed since it was looked for)
+                raise FileNotFoundError(key) from exc
+            raise StoreUnavailableError(str(exc)) from exc
+        except BotoCoreError as exc:
             raise StoreUnavailableError(str(exc)) from exc
         try:
             yield from body.iter_chunks(CHUNK)
+        except (BotoCoreError, OSError) as exc:  # the connection broke off mid-body
+            raise StoreUnavailableError(f"reading {key} broke off: {exc}") from exc
         finally:
             body.close()
 

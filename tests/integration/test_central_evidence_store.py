@@ -92,6 +92,13 @@ def test_a_blob_goes_in_and_streams_out(store: EvidenceStore) -> None:
         put(store, name, data[::-1])
     assert b"".join(store.read(name)) == data
     assert list(store.spool_dir.iterdir()) == []
+    # Read back checked, once; a blob not (or no longer) stored is not found, in both stores.
+    checked = store.open_checked(name)
+    assert checked is not None
+    with checked:
+        assert checked.read() == data
+    with pytest.raises(FileNotFoundError):
+        store.open_checked(sha(b"never stored"))
 
 
 @pytest.mark.parametrize(
