@@ -380,8 +380,10 @@ def test_serve_workers_share_kept_connections_replace_a_dead_worker_and_stop(
         owners = _socket_owners(workers, port, [c.getsockname()[1] for c in clients])
         assert None not in owners
         assert len(set(owners)) == 2, f"every kept connection on one worker: {owners}"
-        # 17 health checks answered (the first at the start, then 16), by both workers:
-        # /metrics on each worker counts all 17.
+        # At least 17 health checks answered (one or more at the start, as a check that
+        # timed out on a loaded machine is tried again, then 16), by both workers: /metrics
+        # on each worker counts them all, the same sum (each worker's own count is less).
+        counted = []
         for worker in set(owners):
             client = clients[owners.index(worker)]
             text = _answer(
@@ -391,7 +393,9 @@ def test_serve_workers_share_kept_connections_replace_a_dead_worker_and_stop(
                 r'roadwatch_http_request_seconds_count\{method="GET",route="/health",'
                 r'status="200"\} (\S+)', text,
             )  # fmt: skip
-            assert health is not None and float(health.group(1)) == 17.0, (worker, text[:2000])
+            assert health is not None, (worker, text[:2000])
+            counted.append(float(health.group(1)))
+        assert counted[0] == counted[1] >= 17.0, counted
 
         victim = owners[0]
         assert victim is not None
