@@ -244,11 +244,9 @@ def register_node(session: Session, *, site: str, node: str, public_key_pem: str
     try:
         _check_ident("site", site)
         _check_ident("node", node)
-        load_public_key_pem(public_key_pem)
-    except (TopicError, SignatureError) as exc:
+    except TopicError as exc:
         raise UserError(str(exc)) from exc
-    except ValueError as exc:  # e.g. non-ASCII text where a PEM block belongs
-        raise UserError(f"not a PEM public key: {exc}") from exc
+    _checked_pem(public_key_pem)
     if session.scalar(select(Node.id).where(Node.site == site, Node.node == node)):
         raise UserError(f"node {site}/{node} is already registered")
     token = new_node_token()

@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 EVIDENCE_BUILDERS = 2  # threads that build evidence packages during a live run
 
 Forward = Callable[[list[EvidencePackage], list[TrafficStats]], None]
-Fired = Callable[[ViolationEvent], None]
+FiredTo = Callable[[ViolationEvent], None]
 
 
 def packaged_plate_reader() -> PlateRead:
@@ -199,7 +199,7 @@ class EdgeNode:
     # A worker process's node hands what it delivers to this (see ``for_worker``), and
     # each violation as its rule finds it to ``forward_fired``.
     forward: Forward | None = None
-    forward_fired: Fired | None = None
+    forward_fired: FiredTo | None = None
     # The worker processes that run the cameras, when ``processes`` is above 1.
     _workers: Workers | None = None
     # On NVDEC: where each camera's capture hands its packets (the rings that keep them).
@@ -273,7 +273,7 @@ class EdgeNode:
         key: Ed25519PrivateKey,
         model_version: str,
         forward: Forward,
-        forward_fired: Fired,
+        forward_fired: FiredTo,
         files: dict[str, CameraFiles],
         read_plate: PlateRead | None = None,
         now: datetime | None = None,

@@ -205,7 +205,6 @@ class FiredViolation:
     """A violation found by a rule and not stored yet (see ``Outbox.put_fired``)."""
 
     event: ViolationEvent  # unsigned, without evidence or plate
-    fired_at: float
     orphaned: bool  # the process that recorded it is gone: nothing will store it now
 
 
@@ -483,25 +482,21 @@ class Outbox:
                 (event.event_id, event.camera, payload, self._clock(), _owner()),
             )
 
-    def fired(self, *, ids: Iterable[str] | None = None) -> list[FiredViolation]:
-        """Violations recorded by ``put_fired`` and not stored since, oldest first: those
-        of ``ids``, or all of them."""
+    def fired(self) -> list[FiredViolation]:
+        """Violations recorded by ``put_fired`` and not stored since, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT event_id, payload, fired_at, owner FROM fired ORDER BY fired_at, event_id"
+                "SELECT event_id, payload, owner FROM fired ORDER BY fired_at, event_id"
             ).fetchall()
-        wanted = None if ids is None else set(ids)
         out = []
-        for event_id, payload, fired_at, owner in rows:
-            if wanted is not None and event_id not in wanted:
-                continue
+        for event_id, payload, owner in rows:
             try:
                 event = ViolationEvent.model_validate_json(payload)
             except ValueError as exc:  # (not this version's contract): left, and said
                 log.error("recorded violation %s cannot be read, left as it is: %s",
                           event_id, str(exc).splitlines()[0])  # fmt: skip
                 continue
-            out.append(FiredViolation(event, fired_at, orphaned=not _owner_alive(owner)))
+            out.append(FiredViolation(event, orphaned=not _owner_alive(owner)))
         return out
 
     def put_traffic(self, stats: TrafficStats) -> None:

@@ -1505,6 +1505,17 @@ def test_the_last_active_admin_stays_one(empty_central: tuple[TestClient, Centra
     assert roles == {"admin.one": "supervisor", "admin.two": "admin"}
 
 
+def _case_with_a_frame(
+    api: TestClient, db: CentralDb, node: NodeIdentity
+) -> tuple[int, bytes, EvidenceRef]:
+    """A case of ``node`` listing one frame, the frame uploaded as the node does."""
+    frame, listed = jpeg_blob()
+    [vid] = store_events(db, node, [signed_event(node, evidence=[listed])])
+    jpeg = {**node.headers, "Content-Type": "image/jpeg"}
+    assert api.put(f"/api/v1/evidence/{listed.sha256}", content=frame, headers=jpeg).is_success
+    return vid, frame, listed
+
+
 @pytest.mark.parametrize("central_settings", ["s3"], indirect=True)
 def test_a_view_of_evidence_in_s3_downloads_it_once_and_serves_the_bytes_it_checked(
     api: TestClient,
@@ -1516,10 +1527,7 @@ def test_a_view_of_evidence_in_s3_downloads_it_once_and_serves_the_bytes_it_chec
     """The check against the sha256 and the download served are one read of the object
     (a large clip is kept in a nameless file in the spool folder meanwhile)."""
     node = make_node()
-    frame, listed = jpeg_blob()
-    store_events(central_db, node, [signed_event(node, evidence=[listed])])
-    jpeg = {**node.headers, "Content-Type": "image/jpeg"}
-    assert api.put(f"/api/v1/evidence/{listed.sha256}", content=frame, headers=jpeg).is_success
+    _vid, frame, listed = _case_with_a_frame(api, central_db, node)
     store = api.app.state.central.store  # type: ignore[attr-defined]
     downloads: list[str] = []
     get_object = store.client.get_object
@@ -1658,10 +1666,7 @@ def test_an_export_reads_the_evidence_holding_no_database_lock(
 ) -> None:
     """While an export reads a (slow) store, the ingest and reviews go on writing."""
     node = make_node()
-    frame, listed = jpeg_blob()
-    [vid] = store_events(central_db, node, [signed_event(node, evidence=[listed])])
-    jpeg = {**node.headers, "Content-Type": "image/jpeg"}
-    assert api.put(f"/api/v1/evidence/{listed.sha256}", content=frame, headers=jpeg).is_success
+    vid, _frame, _listed = _case_with_a_frame(api, central_db, node)
     store = api.app.state.central.store  # type: ignore[attr-defined]
     read = store.read
     wrote: list[int] = []
