@@ -3,9 +3,11 @@
 
 Each piece of evidence is read from the store once, hashed as it is copied, and put in
 only when it is the blob the signed event lists; one that never arrived, or that the
-store no longer holds as listed, is named in the manifest with the reason. The export is
-written to the case's audit trail with the package's sha256, so that the copy handed to
-a court can be matched with the record.
+store no longer holds as listed, is named in the manifest with the reason. Central signs
+the manifest with its case-signing key, so that what only central can tell (the audit
+trail, what is missing) is proven as the node's signature proves the event. The export
+is written to the case's audit trail with the package's sha256, so that the copy handed
+to a court can be matched with the record.
 """
 
 from __future__ import annotations
@@ -18,26 +20,58 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from central.case_record import record_problems
 from central.evidence import EvidenceStore
 from central.models import AuditEntry, Blob, Node, NodeKey, Violation
+from central.records import append_audit
+from central.settings import Settings
 from roadwatch.case_package import (
     AUDIT,
+    CENTRAL_KEY,
     EVENT,
     FORMAT,
     MANIFEST,
+    MANIFEST_SIG,
     NODE_KEY,
     README,
     README_TEXT,
     evidence_name,
 )
 from roadwatch.contract import EvidenceRef, ViolationEvent, parse_payload
-from roadwatch.contract.signing import SignatureError, load_public_key_pem, verify
+from roadwatch.contract.signing import (
+    SignatureError,
+    key_fingerprint,
+    load_private_key,
+    load_public_key_pem,
+    public_key_pem,
+    sign_bytes,
+    verify,
+)
+from roadwatch.errors import UserError
 
 COPY_CHUNK = 1 << 20
+
+
+class NoCaseKeyError(UserError):
+    """Central has no case-signing key (or cannot load it): nothing can be exported."""
+
+
+def load_case_key(settings: Settings) -> Ed25519PrivateKey:
+    path = settings.resolved_case_key
+    if not path.exists():
+        raise NoCaseKeyError(
+            f"central has no case-signing key at {path}: an administrator runs"
+            " `roadwatch central case keygen` once, and publishes its .pub file for"
+            " whoever checks exported cases"
+        )
+    try:
+        return load_private_key(path)
+    except (OSError, ValueError) as exc:
+        raise NoCaseKeyError(f"cannot load the case-signing key {path}: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +90,7 @@ class CaseOnRecord:
 
     case: int
     payload: str
+    payload_sha256: str  # as central recorded it
     event: ViolationEvent
     facts: dict[str, Any]  # the manifest's description of the case
     node_pem: str | None
@@ -87,15 +122,22 @@ def case_on_record(session: Session, v: Violation) -> CaseOnRecord:
         "revoke_reason": signer.revoke_reason,
     }  # fmt: skip
     return CaseOnRecord(
-        v.id, v.payload, event, facts, signer.public_key_pem if signer else None, node_key,
-        [_entry(e) for e in entries], arrived,
+        v.id, v.payload, v.payload_sha256, event, facts,
+        signer.public_key_pem if signer else None, node_key, [_entry(e) for e in entries],
+        arrived,
     )  # fmt: skip
 
 
 def export_case(
-    record: CaseOnRecord, store: EvidenceStore, *, actor: str, at: datetime
+    record: CaseOnRecord,
+    store: EvidenceStore,
+    *,
+    key: Ed25519PrivateKey,
+    actor: str,
+    at: datetime,
 ) -> ExportedCase:
-    """The case as a package (see the module's description), in a temporary file."""
+    """The case as a package (see the module's description), signed with ``key``, in a
+    temporary file."""
     files: dict[str, str] = {}
     missing: list[dict[str, str]] = []
     out = tempfile.SpooledTemporaryFile(max_size=16 << 20)  # noqa: SIM115 (returned open)
@@ -121,6 +163,7 @@ def export_case(
             put(AUDIT, _json(record.audit))
             name = f"case-{record.case}.zip"
             put(README, README_TEXT.format(name=name).encode("utf-8"))
+            put(CENTRAL_KEY, public_key_pem(key.public_key()))
             manifest = {
                 "format": FORMAT,
                 **record.facts,
@@ -129,8 +172,11 @@ def export_case(
                 "files": files,
                 "missing": missing,
                 "node_key": record.node_key,
+                "central_key": key_fingerprint(key.public_key()),
             }
-            package.writestr(MANIFEST, _json(manifest), compress_type=zipfile.ZIP_DEFLATED)
+            signed = _json(manifest)
+            package.writestr(MANIFEST, signed, compress_type=zipfile.ZIP_DEFLATED)
+            package.writestr(MANIFEST_SIG, sign_bytes(signed, key) + "\n")
         size = out.tell()
         out.seek(0)
         digest = hashlib.sha256()
@@ -141,6 +187,23 @@ def export_case(
         out.close()
         raise
     return ExportedCase(out, name, size, digest.hexdigest(), manifest)
+
+
+def record_export(
+    session: Session, record: CaseOnRecord, exported: ExportedCase, *, actor: str
+) -> None:
+    """The export in the case's audit trail, with the package's sha256 (not committed)."""
+    append_audit(
+        session,
+        actor=actor,
+        action="export",
+        violation_id=record.case,
+        detail={
+            "package_sha256": exported.sha256,
+            "payload_sha256": record.payload_sha256,
+            "missing": [m["role"] for m in exported.manifest["missing"]],
+        },
+    )
 
 
 def _signing_key(session: Session, v: Violation, event: ViolationEvent) -> NodeKey | None:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from central.settings import Settings
+    from edge.identity import KeyPairFiles
 
 ROLES = ("officer", "supervisor", "admin", "ioc")
 
@@ -154,6 +155,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     push.add_argument("--site", help="site id (default: the file's site)")
     push.add_argument("--file", required=True, type=Path, metavar="site.yaml")
     push.set_defaults(func=_config_push)
+
+    case = csub.add_parser("case", help="export cases for a court; central's case-signing key")
+    casesub = case.add_subparsers(dest="case_command", metavar="SUBCOMMAND", required=True)
+    case_keygen = casesub.add_parser(
+        "keygen",
+        help="write central's case-signing key pair (ROADWATCH_CASE_KEY, "
+        "default DATA_DIR/case-signing.key and .pub)",
+        description="Central signs the manifest of every case package it exports with this"
+        " key. Publish the .pub file where courts and lawyers can get it from a source they"
+        " trust: `roadwatch verify --central-key` checks packages with it.",
+    )
+    case_keygen.set_defaults(func=_case_keygen)
+    case_export = casesub.add_parser(
+        "export",
+        help="export a case as one signed ZIP (as the case page's button does), audited",
+        description="Writes case-ID.zip: the signed event, its node's key, the evidence on"
+        " file, the audit trail and a manifest signed by central. The export is written to"
+        " the case's audit trail (actor 'cli') with the package's sha256. Check it with"
+        " `roadwatch verify`.",
+    )
+    case_export.add_argument("--id", required=True, type=int, help="the case (violation) id")
+    case_export.add_argument(
+        "--out", type=Path, default=Path(),
+        help="a folder (case-ID.zip is written in it) or a file name (default: here)",
+    )  # fmt: skip
+    case_export.set_defaults(func=_case_export)
 
     user = csub.add_parser(
         "create-user",
@@ -536,19 +563,84 @@ def _broker_files(args: argparse.Namespace) -> int:
 
 def _config_keygen(_args: argparse.Namespace) -> int:
     from central.settings import load_settings
+
+    files = _keygen(load_settings().resolved_config_key, "config-signing key")
+    print(f"wrote {files.private} (keep it on central) and {files.public}")
+    print("give each node the .pub file: delivery.config_push.central_key in its site config")
+    return 0
+
+
+def _case_keygen(_args: argparse.Namespace) -> int:
+    from central.settings import load_settings
+
+    files = _keygen(load_settings().resolved_case_key, "case-signing key")
+    print(f"wrote {files.private} (keep it on central) and {files.public}")
+    print("publish the .pub file for whoever checks exported cases: roadwatch verify --central-key")
+    return 0
+
+
+def _keygen(path: Path, kind: str) -> KeyPairFiles:
     from edge.identity import write_key_pair
     from roadwatch.errors import UserError
 
-    path = load_settings().resolved_config_key
     if path.suffix != ".key":
-        raise UserError(f"the config key's file name must end in .key, not {path.name}")
+        raise UserError(f"the {kind}'s file name must end in .key, not {path.name}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot make the folder of {path}: {exc.strerror}") from exc
-    files = write_key_pair(path.with_suffix(""), kind="config-signing key")
-    print(f"wrote {files.private} (keep it on central) and {files.public}")
-    print("give each node the .pub file: delivery.config_push.central_key in its site config")
+    return write_key_pair(path.with_suffix(""), kind=kind)
+
+
+def _case_export(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from central.case_export import case_on_record, export_case, load_case_key, record_export
+    from central.db import session_factory, transaction
+    from central.evidence import EvidenceError, open_store
+    from central.models import Violation, utcnow
+    from roadwatch.errors import UserError
+
+    out: Path = args.out / f"case-{args.id}.zip" if args.out.is_dir() else args.out
+    if out.exists():
+        raise UserError(f"{out} exists: give another --out (an export is never overwritten)")
+    settings, engine = _engine()
+    try:
+        key = load_case_key(settings)  # a missing key is reported before anything is read
+        with session_factory(engine)() as session:
+            found = session.get(Violation, args.id)
+            if found is None:
+                raise UserError(f"no case {args.id}")
+            record = case_on_record(session, found)
+        try:
+            exported = export_case(record, open_store(settings), key=key, actor="cli", at=utcnow())
+        except EvidenceError as exc:
+            raise UserError(f"the evidence store: {exc}") from exc
+        with exported.file:
+            try:
+                fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+            except OSError as exc:
+                raise UserError(f"cannot write in {out.parent}: {exc.strerror}") from exc
+            partial = Path(name)
+            try:
+                with os.fdopen(fd, "wb") as file:
+                    shutil.copyfileobj(exported.file, file)
+                    file.flush()
+                    os.fsync(file.fileno())
+                with transaction(session_factory(engine)) as session:
+                    record_export(session, record, exported, actor="cli")
+                partial.rename(out)
+            except OSError as exc:
+                raise UserError(f"cannot write {out}: {exc.strerror or exc}") from exc
+            finally:
+                partial.unlink(missing_ok=True)
+    finally:
+        engine.dispose()
+    print(f"wrote {out} ({exported.size} bytes, sha256 {exported.sha256})")
+    for gone in exported.manifest["missing"]:
+        print(f"left out: {gone['role']}: {gone['why']}")
+    print(f"check it: roadwatch verify {out} --key NODE.pub --central-key CENTRAL.pub")
     return 0
 
 

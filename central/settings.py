@@ -138,6 +138,11 @@ class Settings(BaseSettings):
         description="Ed25519 private key that signs configs pushed to nodes "
         "(`roadwatch central config keygen`); default data_dir/config-signing.key",
     )
+    case_key: Path | None = Field(
+        default=None,
+        description="Ed25519 private key that signs exported case packages "
+        "(`roadwatch central case keygen`); default data_dir/case-signing.key",
+    )
     config_push_timeout_s: Annotated[float, Field(gt=0.0, le=120.0)] = Field(
         default=10.0, description="How long a config push waits for the broker"
     )
@@ -220,6 +225,10 @@ class Settings(BaseSettings):
     @property
     def resolved_config_key(self) -> Path:
         return self.config_key or self.data_dir / "config-signing.key"
+
+    @property
+    def resolved_case_key(self) -> Path:
+        return self.case_key or self.data_dir / "case-signing.key"
 
     def token_key(self) -> str:
         """The key that signs access tokens; a fresh random one in development when unset."""

@@ -10,13 +10,24 @@ Central exports a case as one ZIP file (``central.case_export``):
 - ``manifest.json``: what the package holds (the sha256 of every file), who exported it
   and when, and what could not be put in (evidence that never arrived or was damaged in
   the store, disagreements between the stored case and its signed event);
+- ``central.pub`` and ``manifest.sig``: central's case-signing public key, and its Ed25519
+  signature (base64) over the bytes of ``manifest.json``. The node's signature proves the
+  event and its evidence; central's proves the rest (the audit trail, what is missing),
+  which only central can tell;
 - ``README.txt``: how to check it, in Vietnamese and English.
 
 ``verify_package`` checks all of it without central: the event's signature (with a key
 the reader trusts, or the package's own, which proves integrity but not origin), that
 every piece of evidence is the one the signed event lists (sha256 and size), that each
-audit entry hashes to what it says and belongs to the case, and that every file is the
-one the manifest lists. Anything wrong, missing or left out is a failure.
+audit entry hashes to what it says and belongs to the case, that every file is the one
+the manifest lists, and central's signature on the manifest (again with a key the reader
+trusts, or the package's own). Anything wrong, missing or left out is a failure.
+
+Central's signature can be checked with OpenSSL alone (3.0 or newer)::
+
+    base64 -d manifest.sig > manifest.sig.bin
+    openssl pkeyutl -verify -pubin -inkey central.pub -rawin -in manifest.json \
+        -sigfile manifest.sig.bin
 """
 
 from __future__ import annotations
@@ -25,6 +36,8 @@ import hashlib
 import json
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,16 +46,26 @@ from typing import Any
 from central.audit import entry_hash
 from roadwatch.contract import EvidenceRole, MediaType, ViolationEvent
 from roadwatch.contract.models import MAX_BLOB_BYTES
-from roadwatch.contract.signing import SignatureError, load_public_key_pem, verify
+from roadwatch.contract.signing import (
+    SignatureError,
+    key_fingerprint,
+    load_public_key_pem,
+    verify,
+    verify_bytes,
+)
 from roadwatch.contract.wire import ContractError, parse_payload
 from roadwatch.errors import UserError
 
-FORMAT = "roadwatch-case/1"
+FORMAT = "roadwatch-case/2"
+UNSIGNED_FORMAT = "roadwatch-case/1"  # exported before central signed its packages
 EVENT = "event.json"
 NODE_KEY = "node.pub"
 AUDIT = "audit.json"
 MANIFEST = "manifest.json"
+MANIFEST_SIG = "manifest.sig"
+CENTRAL_KEY = "central.pub"
 README = "README.txt"
+CHUNK = 1 << 20
 EXTENSIONS = {MediaType.JPEG: "jpg", MediaType.PNG: "png", MediaType.MP4: "mp4"}
 MAX_SMALL_FILE = 4 << 20  # the event, key, audit trail and manifest are far smaller
 
@@ -52,14 +75,18 @@ Hồ sơ vi phạm Roadwatch / Roadwatch case package
 Kiểm tra hồ sơ (chữ ký của thiết bị, chứng cứ, nhật ký xử lý):
     roadwatch verify {name} --key <khóa công khai của thiết bị, lấy từ nguồn tin cậy>
 
+    (thêm --central-key <khóa công khai ký hồ sơ của hệ thống trung tâm> để kiểm tra nguồn gốc)
+
 Check this package (the edge node's signature, the evidence, the review trail):
     roadwatch verify {name} --key <the node's public key, from a source you trust>
+    (add --central-key <central's case-signing public key> to check where it came from)
 
 event.json   the violation as the edge node signed it (canonical JSON, Ed25519)
 node.pub     the node's public key as central registered it
 evidence/    each piece of evidence the event lists (its sha256 and size are signed)
 audit.json   the case's entries in central's hash-chained audit log
 manifest.json  the sha256 of every file, who exported the package and when
+manifest.sig   central's Ed25519 signature (base64) over manifest.json, by central.pub
 """
 
 
@@ -98,6 +125,7 @@ class _Package:
             raise UserError(f"{path}: not a case package ({exc})") from exc
         members = [i for i in self._zip.infolist() if not i.is_dir()]
         self.names = {i.filename: i for i in members}
+        self._digests: dict[str, tuple[str, int]] = {}
         if len(self.names) != len(members):
             self._zip.close()
             raise UserError(f"{path}: holds two files of one name: not a package central made")
@@ -106,38 +134,70 @@ class _Package:
         self._zip.close()
 
     def read(self, name: str, limit: int = MAX_SMALL_FILE) -> bytes | None:
-        info = self.names.get(name)
+        info = self._info(name, limit)
         if info is None:
             return None
-        if info.file_size > limit:
-            raise UserError(f"{name}: {info.file_size} bytes, more than a case package holds")
-        try:
-            with self._zip.open(info) as member:
-                data = member.read(limit + 1)
-        except (OSError, zipfile.BadZipFile, RuntimeError, zlib.error, EOFError,
-                NotImplementedError) as exc:  # fmt: skip
-            raise UserError(f"{name}: cannot be read from the package ({exc})") from exc
+        with self._reading(name), self._zip.open(info) as member:
+            data = member.read(limit + 1)
         if len(data) > limit:
             raise UserError(f"{name}: more than a case package holds")
         return data
 
+    def digest(self, name: str, limit: int) -> tuple[str, int] | None:
+        """The member's sha256 and size, read once in chunks (evidence runs to 256 MiB)."""
+        if name in self._digests:
+            return self._digests[name]
+        info = self._info(name, limit)
+        if info is None:
+            return None
+        digest, size = hashlib.sha256(), 0
+        with self._reading(name), self._zip.open(info) as member:
+            while chunk := member.read(CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise UserError(f"{name}: more than a case package holds")
+                digest.update(chunk)
+        self._digests[name] = (digest.hexdigest(), size)
+        return self._digests[name]
 
-def verify_package(path: Path, trusted_key: bytes | None = None) -> PackageReport:
+    def _info(self, name: str, limit: int) -> zipfile.ZipInfo | None:
+        info = self.names.get(name)
+        if info is not None and info.file_size > limit:
+            raise UserError(f"{name}: {info.file_size} bytes, more than a case package holds")
+        return info
+
+    @contextmanager
+    def _reading(self, name: str) -> Iterator[None]:
+        try:
+            yield
+        except (OSError, zipfile.BadZipFile, RuntimeError, zlib.error, EOFError,
+                NotImplementedError) as exc:  # fmt: skip
+            raise UserError(f"{name}: cannot be read from the package ({exc})") from exc
+
+
+def verify_package(
+    path: Path, trusted_key: bytes | None = None, central_key: bytes | None = None
+) -> PackageReport:
     """Check the package at ``path`` (see the module's description); ``trusted_key`` is the
-    node's public key (PEM) from a source the reader trusts. Raises UserError for a file
-    that is not a case package at all."""
+    node's public key (PEM) and ``central_key`` central's case-signing public key, each
+    from a source the reader trusts. Raises UserError for a file that is not a case
+    package at all."""
     package = _Package(path)
     try:
-        return _verify(package, trusted_key)
+        return _verify(package, trusted_key, central_key)
     finally:
         package.close()
 
 
-def _verify(package: _Package, trusted_key: bytes | None) -> PackageReport:
+def _verify(
+    package: _Package, trusted_key: bytes | None, central_key: bytes | None
+) -> PackageReport:
     checks: list[Check] = []
-    manifest = _json(package, MANIFEST)
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    raw_manifest = package.read(MANIFEST)
+    manifest = _parsed(MANIFEST, raw_manifest)
+    if not isinstance(manifest, dict) or manifest.get("format") not in (FORMAT, UNSIGNED_FORMAT):
         raise UserError(f"not a case package: {MANIFEST} is missing or not {FORMAT}")
+    assert raw_manifest is not None
     raw_event = package.read(EVENT)
     if raw_event is None:
         raise UserError(f"not a case package: {EVENT} is missing")
@@ -152,13 +212,13 @@ def _verify(package: _Package, trusted_key: bytes | None) -> PackageReport:
     checks += _evidence(package, event, manifest)
     checks += _audit(package, manifest, sha256_hex(raw_event))
     checks += _manifest_files(package, manifest)
+    checks.append(_central_signature(package, manifest, raw_manifest, central_key))
     for problem in _list(manifest, "record_problems"):
         checks.append(Check("central's record", False, str(problem)))
     return PackageReport(event, tuple(checks))
 
 
-def _json(package: _Package, name: str) -> Any:
-    raw = package.read(name)
+def _parsed(name: str, raw: bytes | None) -> Any:
     if raw is None:
         return None
     try:
@@ -167,16 +227,19 @@ def _json(package: _Package, name: str) -> Any:
         raise UserError(f"{name}: not JSON ({exc})") from exc
 
 
+def _key(package: _Package, given: bytes | None, own: str) -> tuple[bytes | None, str]:
+    """The public key to check with: the one given (trusted), else the package's own."""
+    if given is not None:
+        return given, "the key given"
+    return package.read(own), f"the package's own {own} (proves integrity, not origin)"
+
+
 def _signature(
     package: _Package, event: ViolationEvent, raw_event: bytes, trusted_key: bytes | None
 ) -> Check:
-    if trusted_key is not None:
-        pem, whose = trusted_key, "the key given"
-    else:
-        own = package.read(NODE_KEY)
-        if own is None:
-            return Check("signature", False, f"no {NODE_KEY} in the package and no key given")
-        pem, whose = own, f"the package's own {NODE_KEY} (proves integrity, not origin)"
+    pem, whose = _key(package, trusted_key, NODE_KEY)
+    if pem is None:
+        return Check("signature", False, f"no {NODE_KEY} in the package and no key given")
     try:
         key = load_public_key_pem(pem)
         verify(event, key, wire=raw_event.rstrip(b"\n"), exact=True)
@@ -185,6 +248,32 @@ def _signature(
     return Check(
         "signature", True, f"signed by node {event.site}/{event.node}, checked with {whose}"
     )
+
+
+def _central_signature(
+    package: _Package, manifest: dict[str, Any], raw_manifest: bytes, central_key: bytes | None
+) -> Check:
+    what = "central's signature"
+    if manifest.get("format") == UNSIGNED_FORMAT:
+        return Check(
+            what, False, f"exported before central signed its packages ({UNSIGNED_FORMAT}):"
+            " the audit trail and what is missing are unproven; export the case again",
+        )  # fmt: skip
+    signature = package.read(MANIFEST_SIG)
+    if signature is None:
+        return Check(what, False, f"no {MANIFEST_SIG}: the manifest is not signed")
+    pem, whose = _key(package, central_key, CENTRAL_KEY)
+    if pem is None:
+        return Check(what, False, f"no {CENTRAL_KEY} in the package and no central key given")
+    try:
+        key = load_public_key_pem(pem)
+        verify_bytes(raw_manifest, signature.decode("ascii", "replace").strip(), key)
+    except SignatureError as exc:
+        return Check(what, False, f"{exc} (checked with {whose})")
+    return Check(
+        what, True, f"the manifest, and through it the audit trail and what is missing, is"
+        f" signed by central's key {key_fingerprint(key)[:16]}…, checked with {whose}",
+    )  # fmt: skip
 
 
 def _evidence(package: _Package, event: ViolationEvent, manifest: dict[str, Any]) -> list[Check]:
@@ -199,11 +288,11 @@ def _evidence(package: _Package, event: ViolationEvent, manifest: dict[str, Any]
     for ref in event.evidence:
         name = evidence_name(ref.role, ref.media_type)
         what = f"evidence {ref.role.value}"
-        data = package.read(name, limit=MAX_BLOB_BYTES)
-        if data is None:
+        got = package.digest(name, MAX_BLOB_BYTES)
+        if got is None:
             why = left_out.get(ref.role.value) or "not in the package"
             checks.append(Check(what, False, f"missing: {why}"))
-        elif len(data) != ref.size or sha256_hex(data) != ref.sha256:
+        elif got != (ref.sha256, ref.size):
             checks.append(Check(what, False, f"{name} is not the file the signed event lists"))
         else:
             checks.append(Check(what, True, f"{name}, sha256 {ref.sha256[:16]}…, {ref.size} bytes"))
@@ -220,7 +309,7 @@ def _list(manifest: dict[str, Any], name: str) -> list[Any]:
 
 
 def _audit(package: _Package, manifest: dict[str, Any], event_sha256: str) -> list[Check]:
-    entries = _json(package, AUDIT)
+    entries = _parsed(AUDIT, package.read(AUDIT))
     if not isinstance(entries, list):
         return [Check("audit trail", False, f"{AUDIT} is missing or not a list")]
     case = manifest.get("case")
@@ -247,7 +336,7 @@ def _audit(package: _Package, manifest: dict[str, Any], event_sha256: str) -> li
     actions = ", ".join(str(e["action"]) for e in entries) or "none"
     said = (
         f"{len(entries)} entries, each hashing to its own hash: {actions} (central's record,"
-        " not signed by the node: match the package's sha256 with central's audit log)"
+        " which central's signature on the manifest proves)"
     )
     return [Check("audit trail", True, said)]
 
@@ -269,10 +358,10 @@ def _manifest_files(package: _Package, manifest: dict[str, Any]) -> list[Check]:
     wrong = []
     for name, digest in sorted(files.items()):
         limit = MAX_BLOB_BYTES if name.startswith("evidence/") else MAX_SMALL_FILE
-        data = package.read(name, limit=limit)
-        if data is None or sha256_hex(data) != digest:
+        got = package.digest(name, limit)
+        if got is None or got[0] != digest:
             wrong.append(name)
-    extra = sorted(set(package.names) - set(files) - {MANIFEST})
+    extra = sorted(set(package.names) - set(files) - {MANIFEST, MANIFEST_SIG})
     if wrong or extra:
         said = [f"{', '.join(wrong)} differ from the manifest"] if wrong else []
         said += [f"{', '.join(extra)} not in the manifest"] if extra else []

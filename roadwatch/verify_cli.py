@@ -13,8 +13,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Check a case package (case-N.zip, exported from the case page or by"
         " POST /api/v1/violations/N/export): the edge node's signature on the event, that"
         " every piece of evidence is the one the signed event lists, the audit entries'"
-        " hashes, and the manifest. Exits 0 when everything checks out, 1 when anything"
-        " is wrong or missing.",
+        " hashes, and the manifest and central's signature on it. Exits 0 when everything"
+        " checks out, 1 when anything is wrong or missing.",
     )
     verify.add_argument("package", type=Path, help="the case package (ZIP)")
     verify.add_argument(
@@ -23,6 +23,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the node's public key (PEM) from a source you trust; without it the key in"
         " the package is used, which proves the package is whole but not who signed it",
     )
+    verify.add_argument(
+        "--central-key",
+        type=Path,
+        help="central's case-signing public key (PEM, `roadwatch central case keygen`) from a"
+        " source you trust; it proves the audit trail and the manifest. Without it the"
+        " package's own central.pub is used",
+    )
     verify.set_defaults(func=_verify)
 
 
@@ -30,15 +37,16 @@ def _verify(args: argparse.Namespace) -> int:
     from roadwatch.case_package import describe, verify_package
     from roadwatch.errors import UserError
 
-    key = None
-    if args.key is not None:
+    def read(path: Path | None) -> bytes | None:
         try:
-            key = args.key.read_bytes()
+            return None if path is None else path.read_bytes()
         except OSError as exc:
-            raise UserError(f"cannot read the key {args.key}: {exc.strerror}") from exc
+            raise UserError(f"cannot read the key {path}: {exc.strerror}") from exc
+
+    key, central_key = read(args.key), read(args.central_key)
     if not args.package.is_file():
         raise UserError(f"{args.package}: no such file")
-    report = verify_package(args.package, key)
+    report = verify_package(args.package, key, central_key)
     for line in describe(report):
         print(line)
     return 0 if report.ok else 1

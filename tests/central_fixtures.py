@@ -60,6 +60,7 @@ __all__ = [
     "NodeIdentity",
     "accounts",
     "api",
+    "case_key",
     "central_accounts",
     "central_db",
     "central_settings",
@@ -166,6 +167,15 @@ def central_settings(
         feed_poll_s=0.05,
         **store,
     )
+
+
+@pytest.fixture
+def case_key(central_settings: Settings) -> Path:
+    """Central's case-signing key pair in its default place; the public key's path."""
+    from edge.identity import write_key_pair
+
+    prefix = central_settings.resolved_case_key.with_suffix("")
+    return write_key_pair(prefix, kind="case-signing key").public
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from central.db import make_engine, migrate, session_factory, transaction
 from central.intake import Message
 from central.records import KeyCache, create_user, record_batch, register_node
 from central.workflow import Role
+from edge.identity import write_key_pair
 from roadwatch.contract import (
     CameraHealth,
     CameraState,
@@ -496,6 +497,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
             node=NODE,
             public_key_pem=public_key_pem(key.public_key()).decode("ascii"),
         )
+    write_key_pair(tmp / "case-signing", kind="case-signing key")  # (the default place)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {

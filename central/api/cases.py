@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -38,7 +39,13 @@ from central.api.schemas import (
     ViolationDetail,
     ViolationSummary,
 )
-from central.case_export import case_on_record, export_case
+from central.case_export import (
+    NoCaseKeyError,
+    case_on_record,
+    export_case,
+    load_case_key,
+    record_export,
+)
 from central.case_record import record_problems
 from central.evidence import EvidenceError
 from central.models import AuditEntry, Blob, EvidenceRef, Violation, utcnow
@@ -56,6 +63,7 @@ from central.workflow import (
 )
 from roadwatch.contract import ViolationType
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", responses=PROTECTED)
 
 
@@ -474,7 +482,10 @@ def review(
             "description": "The package; its sha256 is in X-Package-SHA256 and the audit trail",
         },
         404: {"description": "No such violation"},
-        503: {"description": "The evidence store is unavailable; try again later"},
+        503: {
+            "description": "Central has no case-signing key (code no_case_key), or the"
+            " evidence store is unavailable; try again later"
+        },
     },
 )
 def export(
@@ -483,28 +494,23 @@ def export(
     """The signed event, its node's public key, every piece of evidence that is on file,
     the case's audit trail and a manifest (see `roadwatch.case_package`). Evidence that
     never arrived or no longer hashes to its sha256 is left out and named in the manifest.
-    The export is written to the case's audit trail with the package's sha256."""
+    Central signs the manifest with its case-signing key. The export is written to the
+    case's audit trail with the package's sha256."""
     v = _get(session, violation_id)
+    try:
+        key = load_case_key(state.settings)
+    except NoCaseKeyError as exc:
+        log.error("%s", exc)
+        raise ApiRefusal(status.HTTP_503_SERVICE_UNAVAILABLE, "no_case_key", str(exc)) from exc
     record = case_on_record(session, v)
-    payload_sha256 = v.payload_sha256
     # The evidence is read with no transaction open: on SQLite one holds the write lock.
     session.rollback()
     try:
-        exported = export_case(record, state.store, actor=caller.username, at=utcnow())
+        exported = export_case(record, state.store, key=key, actor=caller.username, at=utcnow())
     except EvidenceError as exc:
         raise HTTPException(exc.status, str(exc)) from exc
     try:
-        append_audit(
-            session,
-            actor=caller.username,
-            action="export",
-            violation_id=record.case,
-            detail={
-                "package_sha256": exported.sha256,
-                "payload_sha256": payload_sha256,
-                "missing": [m["role"] for m in exported.manifest["missing"]],
-            },
-        )
+        record_export(session, record, exported, actor=caller.username)
         session.commit()
     except BaseException:
         exported.file.close()

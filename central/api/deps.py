@@ -93,6 +93,7 @@ REFUSALS = (
     "user_exists",
     "evidence_damaged",
     "record_altered",
+    "no_case_key",
 )
 
 

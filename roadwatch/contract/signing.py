@@ -81,6 +81,23 @@ def sign(model: S, key: Ed25519PrivateKey) -> S:
     return model.model_copy(update={"signature": base64.b64encode(signature).decode("ascii")})
 
 
+def sign_bytes(data: bytes, key: Ed25519PrivateKey) -> str:
+    """The signature (base64) over ``data`` itself, for a document that is not a model."""
+    return base64.b64encode(key.sign(data)).decode("ascii")
+
+
+def verify_bytes(data: bytes, signature: str, key: Ed25519PublicKey) -> None:
+    """Raise SignatureError unless ``signature`` (base64) is ``key``'s over ``data``."""
+    try:
+        raw = base64.b64decode(signature, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SignatureError("signature is not valid base64") from exc
+    try:
+        VerifyKey(key.public_bytes_raw()).verify(data, raw)
+    except (BadSignatureError, ValueError) as exc:
+        raise SignatureError("signature does not match the document and the signer's key") from exc
+
+
 def verify(
     model: SignedModel, key: Ed25519PublicKey, *, wire: bytes | None = None, exact: bool = False
 ) -> None:

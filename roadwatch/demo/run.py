@@ -248,6 +248,7 @@ def run_demo(
         return done.stdout
 
     central("migrate")
+    central("case", "keygen")  # (a fresh run folder: cases exported from the demo are signed)
     for username, role, full_name in DEMO_USERS:
         central(
             "create-user", "--username", username, "--role", role, "--full-name", full_name,

@@ -1561,13 +1561,15 @@ def test_an_exported_case_checks_out_without_central_and_tampering_shows(
     central_db: CentralDb,
     accounts: dict[str, Account],
     make_node: Callable[..., NodeIdentity],
+    case_key: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A case exported for a court: the signed event, the node's key, the evidence on file,
-    the audit trail and a manifest, checked by `roadwatch verify` with the node's key.
-    Evidence not yet arrived is named and fails the check; altered evidence, an altered
-    event and a wrong key each fail it; the export is in the case's audit trail."""
+    the audit trail and a manifest signed by central, checked by `roadwatch verify` with
+    the node's and central's keys. Evidence not yet arrived is named and fails the check;
+    altered evidence, an altered event and a wrong key each fail it; the export is in the
+    case's audit trail."""
     from roadwatch.case_package import verify_package
     from roadwatch.cli import main
 
@@ -1606,8 +1608,10 @@ def test_an_exported_case_checks_out_without_central_and_tampering_shows(
         path.write_bytes(got.content)
         return path
 
-    def failures(path: Path, pem: bytes | None = None) -> dict[str, str]:
-        report = verify_package(path, pem if pem is not None else key.read_bytes())
+    def failures(
+        path: Path, pem: bytes | None = None, central_pem: bytes | None = None
+    ) -> dict[str, str]:
+        report = verify_package(path, pem or key.read_bytes(), central_pem or case_key.read_bytes())
         return {c.what: c.detail for c in report.checks if not c.ok}
 
     first = export("first.zip")
@@ -1619,10 +1623,11 @@ def test_an_exported_case_checks_out_without_central_and_tampering_shows(
     assert before_put.status_code == 201
     whole = export("whole.zip")
     assert failures(whole) == {}
-    assert main(["verify", str(whole), "--key", str(key)]) == 0
+    assert main(["verify", str(whole), "--key", str(key), "--central-key", str(case_key)]) == 0
     out = capsys.readouterr().out
     assert "the package checks out" in out and event.event_id in out
     assert "OK   audit trail: 2 entries, each hashing to its own hash: start_review, export" in out
+    assert "OK   central's signature: the manifest, and through it the audit trail" in out
 
     # A clip altered after the export, an event altered, another node's key: each fails.
     altered = tmp_path / "altered.zip"
@@ -1638,6 +1643,7 @@ def test_an_exported_case_checks_out_without_central_and_tampering_shows(
     assert "signature" in failures(forged)
     other = public_key_pem(generate_private_key().public_key())
     assert "signature does not match" in failures(whole, other)["signature"]
+    assert set(failures(whole, central_pem=other)) == {"central's signature"}
     assert main(["verify", str(forged), "--key", str(key)]) == 1
     capsys.readouterr()
     (tmp_path / "junk.zip").write_bytes(b"not a zip")
@@ -1663,6 +1669,7 @@ def test_an_export_reads_the_evidence_holding_no_database_lock(
     central_db: CentralDb,
     accounts: dict[str, Account],
     make_node: Callable[..., NodeIdentity],
+    case_key: Path,
 ) -> None:
     """While an export reads a (slow) store, the ingest and reviews go on writing."""
     node = make_node()
@@ -1680,6 +1687,77 @@ def test_an_export_reads_the_evidence_holding_no_database_lock(
     got = api.post(f"/api/v1/violations/{vid}/export", headers=accounts["officer"].headers)
     assert got.status_code == 200, got.text
     assert len(wrote) == 1
+
+
+def test_without_centrals_case_signing_key_nothing_is_exported_nor_audited(
+    api: TestClient,
+    central_db: CentralDb,
+    central_settings: Settings,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    vid, _frame, _listed = _case_with_a_frame(api, central_db, node)
+    officer = accounts["officer"].headers
+    got = api.post(f"/api/v1/violations/{vid}/export", headers=officer)
+    assert got.status_code == 503
+    assert got.json()["code"] == "no_case_key"
+    assert "roadwatch central case keygen" in got.json()["detail"]
+    trail = api.get(f"/api/v1/violations/{vid}/audit", headers=officer).json()
+    assert [e for e in trail if e["action"] == "export"] == []
+    # A file that is not a key: the same refusal, saying why.
+    central_settings.resolved_case_key.write_text("not a key")
+    got = api.post(f"/api/v1/violations/{vid}/export", headers=officer)
+    assert got.status_code == 503 and "cannot load the case-signing key" in got.json()["detail"]
+
+
+def test_a_case_exported_from_the_command_line(
+    api: TestClient,
+    central_db: CentralDb,
+    central_settings: Settings,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`central case keygen` once, then `central case export`: the same signed package as
+    the case page's button, audited as the command line's; never written over."""
+    from roadwatch.case_package import verify_package
+    from roadwatch.cli import main
+
+    monkeypatch.setenv("ROADWATCH_DATABASE_URL", central_db.url)
+    monkeypatch.setenv("ROADWATCH_DATA_DIR", str(central_settings.data_dir))
+    node = make_node()
+    vid, _frame, _listed = _case_with_a_frame(api, central_db, node)
+    out = tmp_path / "court"
+    out.mkdir()
+    export = ["central", "case", "export", "--id", str(vid), "--out", str(out)]
+    assert main(export) == 2
+    assert "roadwatch central case keygen" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
+
+    assert main(["central", "case", "keygen"]) == 0
+    assert "case-signing.pub" in capsys.readouterr().out
+    assert main(["central", "case", "keygen"]) == 2  # never overwritten
+    capsys.readouterr()
+    assert main(export) == 0
+    said = capsys.readouterr().out
+    package = out / f"case-{vid}.zip"
+    assert f"wrote {package}" in said
+    central_pub = central_settings.resolved_case_key.with_suffix(".pub").read_bytes()
+    report = verify_package(package, public_key_pem(node.key.public_key()), central_pub)
+    assert report.ok, [c for c in report.checks if not c.ok]
+    trail = api.get(f"/api/v1/violations/{vid}/audit", headers=accounts["officer"].headers)
+    [entry] = [e for e in trail.json() if e["action"] == "export"]
+    assert entry["actor"] == "cli"
+    assert entry["detail"]["package_sha256"] == hashlib.sha256(package.read_bytes()).hexdigest()
+
+    assert main(export) == 2  # the file is there: not written over
+    assert "exists" in capsys.readouterr().err
+    assert main(["central", "case", "export", "--id", "999999999", "--out", str(tmp_path)]) == 2
+    assert "no case 999999999" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [package.name]
 
 
 def test_a_node_key_rotated_and_revoked(

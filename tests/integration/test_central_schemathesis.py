@@ -28,6 +28,7 @@ from central.records import create_user, register_node
 from central.security import issue_access_token
 from central.settings import Settings
 from central.workflow import Role
+from edge.identity import write_key_pair
 from roadwatch.contract.signing import generate_private_key, public_key_pem
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -76,6 +77,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
         )
         headers["node"] = {"Authorization": f"Bearer {node.token}"}
     engine.dispose()
+    write_key_pair(data / "case-signing", kind="case-signing key")  # (exports are signed)
     return Prepared(data, headers)
 
 

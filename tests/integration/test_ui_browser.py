@@ -372,7 +372,8 @@ def test_supervisor_notices_statistics_and_audit(
     with page.expect_download() as download:
         page.get_by_role("button", name="Xuất hồ sơ cho tòa án (ZIP)").click()
     assert download.value.suggested_filename == f"case-{decided}.zip"
-    report = verify_package(Path(download.value.path()))
+    central_pub = (ui_server.data_dir / "case-signing.pub").read_bytes()
+    report = verify_package(Path(download.value.path()), central_key=central_pub)
     assert report.ok, [c for c in report.checks if not c.ok]
     expect(page.locator("#toast")).to_contain_text(f"Đã xuất hồ sơ #{decided}")
     expect(audit.locator("tbody tr")).to_have_count(4)

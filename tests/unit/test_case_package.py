@@ -7,30 +7,42 @@ import json
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 
 from central.audit import GENESIS, entry_hash
 from roadwatch.case_package import (
     AUDIT,
+    CENTRAL_KEY,
     EVENT,
     FORMAT,
     MANIFEST,
+    MANIFEST_SIG,
     NODE_KEY,
+    UNSIGNED_FORMAT,
     evidence_name,
     verify_package,
 )
 from roadwatch.contract import EvidenceRef, EvidenceRole, MediaType, to_wire
-from roadwatch.contract.signing import generate_private_key, public_key_pem, sign
+from roadwatch.contract.signing import generate_private_key, public_key_pem, sign, sign_bytes
 from roadwatch.errors import UserError
 from tests.factories import T0, violation_event
 
 
-def make_package(path: Path, **change: bytes) -> bytes:
-    """A package of one signed event with one frame and one audit entry; ``change`` gives
-    other bytes for any member (before the manifest is written). Returns the node key."""
-    key = generate_private_key()
-    frame = b"\xff\xd8\xff\xe0" + b"frame" * 50
+class Keys(NamedTuple):
+    node: bytes  # PEM
+    central: bytes
+
+
+def make_package(
+    path: Path, *, frame: bytes = b"\xff\xd8\xff\xe0" + b"frame" * 50, signed: bool = True,
+    change: dict[str, bytes] | None = None,
+) -> Keys:  # fmt: skip
+    """A package of one signed event with one frame and one audit entry, its manifest
+    signed by a central key (unless not ``signed``: the older format); ``change`` gives
+    other bytes for any member (before the manifest is written)."""
+    key, central = generate_private_key(), generate_private_key()
     ref = EvidenceRef(
         role=EvidenceRole.FRAME_AT, media_type=MediaType.JPEG,
         sha256=hashlib.sha256(frame).hexdigest(), size=len(frame),
@@ -40,41 +52,126 @@ def make_package(path: Path, **change: bytes) -> bytes:
     entry = {"seq": 7, "at": T0.isoformat(), "actor": "officer.a", "action": "start_review",
              "violation_id": 12, "detail": detail, "prev_hash": GENESIS}  # fmt: skip
     entry["entry_hash"] = entry_hash(**{**entry, "at": T0})  # type: ignore[arg-type]
-    pem = public_key_pem(key.public_key())
+    keys = Keys(public_key_pem(key.public_key()), public_key_pem(central.public_key()))
     members = {
-        EVENT: to_wire(event), NODE_KEY: pem, evidence_name(ref.role, ref.media_type): frame,
+        EVENT: to_wire(event), NODE_KEY: keys.node, evidence_name(ref.role, ref.media_type): frame,
         AUDIT: json.dumps([entry]).encode(),
     }  # fmt: skip
-    members.update(change)
+    if signed:
+        members[CENTRAL_KEY] = keys.central
+    members.update(change or {})
     files = {n: hashlib.sha256(b).hexdigest() for n, b in members.items()}
-    manifest = {"format": FORMAT, "case": 12, "event_id": event.event_id, "missing": [],
-                "record_problems": [], "files": files}  # fmt: skip
+    manifest = {"format": FORMAT if signed else UNSIGNED_FORMAT, "case": 12,
+                "event_id": event.event_id, "missing": [], "record_problems": [],
+                "files": files}  # fmt: skip
+    raw_manifest = json.dumps(manifest).encode()
     with zipfile.ZipFile(path, "w") as package:
         for name, data in members.items():
-            package.writestr(name, data)
-        package.writestr(MANIFEST, json.dumps(manifest))
-    return pem
+            package.writestr(name, data, zipfile.ZIP_DEFLATED)
+        package.writestr(MANIFEST, raw_manifest)
+        if signed:
+            package.writestr(MANIFEST_SIG, sign_bytes(raw_manifest, central) + "\n")
+    return keys
 
 
-def test_a_whole_package_checks_out_with_its_nodes_key(tmp_path: Path) -> None:
-    pem = make_package(tmp_path / "case.zip")
-    report = verify_package(tmp_path / "case.zip", pem)
+def rewrite(path: Path, out: Path, change: Callable[[str, bytes], bytes]) -> None:
+    with zipfile.ZipFile(path) as old, zipfile.ZipFile(out, "w") as new:
+        for info in old.infolist():
+            new.writestr(info.filename, change(info.filename, old.read(info)))
+
+
+def test_a_whole_package_checks_out_with_its_nodes_and_centrals_keys(tmp_path: Path) -> None:
+    keys = make_package(tmp_path / "case.zip")
+    report = verify_package(tmp_path / "case.zip", keys.node, keys.central)
     assert report.ok, report.checks
     assert [c.what for c in report.checks] == [
-        "signature", "evidence frame_at", "audit trail", "manifest"
+        "signature", "evidence frame_at", "audit trail", "manifest", "central's signature"
     ]  # fmt: skip
-    own = verify_package(tmp_path / "case.zip")  # the package's own key: said so
-    assert own.ok and "proves integrity, not origin" in own.checks[0].detail
+    assert "checked with the key given" in report.checks[-1].detail
+    own = verify_package(tmp_path / "case.zip")  # the package's own keys: said so
+    assert own.ok
+    assert "proves integrity, not origin" in own.checks[0].detail
+    assert "proves integrity, not origin" in own.checks[-1].detail
+
+
+def test_a_trail_rewritten_with_its_hashes_recomputed_fails_centrals_signature(
+    tmp_path: Path,
+) -> None:
+    """Without central's signature anyone could rewrite the audit trail (recomputing each
+    entry's hash) and the manifest: a decision added, an actor changed. Signed, it fails;
+    so does a package checked with another central's key, or one whose signature is gone."""
+    path = tmp_path / "case.zip"
+    keys = make_package(path)
+    with zipfile.ZipFile(path) as package:
+        [entry] = json.loads(package.read(AUDIT))
+        manifest = json.loads(package.read(MANIFEST))
+    entry["actor"] = "someone.else"
+    del entry["entry_hash"]
+    entry["entry_hash"] = entry_hash(**{**entry, "at": T0})
+    trail = json.dumps([entry]).encode()
+    manifest["files"][AUDIT] = hashlib.sha256(trail).hexdigest()
+
+    forged = tmp_path / "forged.zip"
+    changed = {AUDIT: trail, MANIFEST: json.dumps(manifest).encode()}
+    rewrite(path, forged, lambda n, b: changed.get(n, b))
+    failed = {c.what: c.detail for c in verify_package(forged, keys.node).checks if not c.ok}
+    assert failed == {
+        "central's signature": "signature does not match the document and the signer's key"
+        " (checked with the package's own central.pub (proves integrity, not origin))"
+    }
+    other = public_key_pem(generate_private_key().public_key())
+    other_failed = {c.what for c in verify_package(path, keys.node, other).checks if not c.ok}
+    assert other_failed == {"central's signature"}
+    unsigned = tmp_path / "unsigned.zip"
+    _drop(path, unsigned, MANIFEST_SIG)
+    failed = {c.what: c.detail for c in verify_package(unsigned, keys.node).checks if not c.ok}
+    assert failed == {"central's signature": "no manifest.sig: the manifest is not signed"}
+
+
+def _drop(path: Path, out: Path, name: str) -> None:
+    with zipfile.ZipFile(path) as old, zipfile.ZipFile(out, "w") as new:
+        for info in old.infolist():
+            if info.filename != name:
+                new.writestr(info.filename, old.read(info))
+
+
+def test_a_package_from_before_central_signed_them_is_read_and_said_unproven(
+    tmp_path: Path,
+) -> None:
+    keys = make_package(tmp_path / "old.zip", signed=False)
+    report = verify_package(tmp_path / "old.zip", keys.node)
+    failed = {c.what: c.detail for c in report.checks if not c.ok}
+    assert list(failed) == ["central's signature"]
+    assert "exported before central signed its packages" in failed["central's signature"]
+    assert not report.ok
+
+
+def test_each_piece_of_evidence_is_read_once_in_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The evidence check and the manifest check share one read of each member."""
+    path = tmp_path / "case.zip"
+    keys = make_package(path, frame=b"\xff\xd8" + bytes(range(256)) * 12_000)
+    opened: list[str] = []
+    real_open = zipfile.ZipFile.open
+
+    def counting(self: zipfile.ZipFile, name: Any, *args: Any, **kw: Any) -> Any:
+        opened.append(name if isinstance(name, str) else name.filename)
+        return real_open(self, name, *args, **kw)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", counting)
+    assert verify_package(path, keys.node, keys.central).ok
+    assert opened.count(evidence_name(EvidenceRole.FRAME_AT, MediaType.JPEG)) == 1
 
 
 def test_an_audit_entry_altered_before_the_manifest_was_written_fails(tmp_path: Path) -> None:
-    """The manifest alone proves nothing: an entry whose hash is not its own fails."""
+    """An entry whose hash is not its own fails, though central signed the manifest."""
     path = tmp_path / "case.zip"
     make_package(path)
     with zipfile.ZipFile(path) as package:
         [entry] = json.loads(package.read(AUDIT))
     entry["actor"] = "someone.else"
-    make_package(path, **{AUDIT: json.dumps([entry]).encode()})
+    make_package(path, change={AUDIT: json.dumps([entry]).encode()})
     failed = {c.what: c.detail for c in verify_package(path).checks if not c.ok}
     assert failed == {"audit trail": "entry 7 does not hash to its hash"}
 
@@ -144,6 +241,6 @@ def test_a_second_member_of_one_name_or_a_broken_one_is_refused_not_a_traceback(
 
 def test_a_member_larger_than_a_package_holds_is_refused_unread(tmp_path: Path) -> None:
     path = tmp_path / "case.zip"
-    make_package(path, **{AUDIT: b"[" + b" " * (5 << 20) + b"]"})
+    make_package(path, change={AUDIT: b"[" + b" " * (5 << 20) + b"]"})
     with pytest.raises(UserError, match=r"audit\.json: .* more than a case package holds"):
         verify_package(path)
