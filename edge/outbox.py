@@ -178,7 +178,8 @@ def _disk_full_is_full(what: str) -> Iterator[None]:
             raise
         raise OutboxFullError(f"{what}: the disk is full ({exc.strerror})") from exc
     except sqlite3.OperationalError as exc:
-        if "full" not in str(exc):
+        # (SQLite's result code, primary part: SQLITE_FULL, whatever the message's wording)
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_FULL:
             raise
         raise OutboxFullError(f"{what}: the disk is full ({exc})") from exc
 

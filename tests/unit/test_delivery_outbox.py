@@ -250,3 +250,27 @@ def test_a_batch_is_stored_whole_or_not_at_all(tmp_path: Path) -> None:
             outbox.put_violations([fits, too_big])
         assert outbox.stats().pending == 0 and outbox.used_bytes() == 0
         assert not list(tmp_path.glob("blobs/*/*")), "no orphan blob files"
+
+
+def test_sqlite_refusing_a_write_for_want_of_room_is_a_full_outbox(tmp_path: Path) -> None:
+    """SQLite's own "disk full" (SQLITE_FULL, here from a page limit set on the file): the
+    violation is refused as the outbox being full, nothing of it is left, and once there
+    is room again the same violation is stored."""
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        db = outbox._db  # the outbox's own connection (what its writes go through)
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {pages}")
+        stored = 0
+        with pytest.raises(OutboxFullError, match="the disk is full"):  # (once pages run out)
+            for n in range(100):
+                clip = b"c" * 5_000 + n.to_bytes(2, "big")
+                event, blobs = signed_event([blob(EvidenceRole.CLIP, clip)])
+                outbox.put_violation(event, blobs)
+                stored += 1
+        assert outbox.message_state(event.event_id) is None
+        assert not outbox.blob_path(blobs[0].ref.sha256).exists()
+        assert not db.in_transaction
+        db.execute("PRAGMA max_page_count = 1073741823")
+        outbox.put_violation(event, blobs)
+        assert outbox.message_state(event.event_id) is MessageState.PENDING
+        assert outbox.stats().pending == stored + 1
