@@ -152,10 +152,22 @@ def node_keys(session: Session, site: str, node: str) -> NodeKeys | None:
     return NodeKeys(active, revoked)
 
 
+class RegistryError(UserError):
+    """A change to the registry (nodes, their keys, users) refused: the request is invalid."""
+
+
+class NotRegisteredError(RegistryError):
+    """The node or key the change names is not in the registry."""
+
+
+class AlreadyRegisteredError(RegistryError):
+    """The change would make a second of what exists (or undo one done already)."""
+
+
 def _node(session: Session, site: str, node: str) -> Node:
     found = session.scalar(select(Node).where(Node.site == site, Node.node == node))
     if found is None:
-        raise UserError(f"no node {site}/{node} is registered")
+        raise NotRegisteredError(f"no node {site}/{node} is registered")
     return found
 
 
@@ -164,15 +176,17 @@ def _checked_pem(public_key_pem: str) -> str:
     try:
         return key_fingerprint(load_public_key_pem(public_key_pem))
     except SignatureError as exc:
-        raise UserError(str(exc)) from exc
+        raise RegistryError(str(exc)) from exc
     except ValueError as exc:  # e.g. non-ASCII text where a PEM block belongs
-        raise UserError(f"not a PEM public key: {exc}") from exc
+        raise RegistryError(f"not a PEM public key: {exc}") from exc
 
 
 def _new_key(session: Session, node_id: int, public_key_pem: str) -> NodeKey:
     fingerprint = _checked_pem(public_key_pem)
     if session.scalar(select(NodeKey.id).where(NodeKey.fingerprint == fingerprint)):
-        raise UserError(f"key {fingerprint[:16]} is already registered (each node has its own)")
+        raise AlreadyRegisteredError(
+            f"key {fingerprint[:16]} is already registered (each node has its own)"
+        )
     key = NodeKey(node_id=node_id, public_key_pem=public_key_pem, fingerprint=fingerprint)
     session.add(key)
     return key
@@ -204,25 +218,27 @@ def revoke_node_key(
     found = _node(session, site, node)
     reason = reason.strip()
     if not reason:
-        raise UserError("say why the key is revoked (--reason)")
+        raise RegistryError("say why the key is revoked (--reason)")
     fingerprint = fingerprint.strip().lower()
     if re.fullmatch(r"[0-9a-f]{16,64}", fingerprint) is None:
-        raise UserError("give the key's fingerprint: 16 to 64 hex characters")
+        raise RegistryError("give the key's fingerprint: 16 to 64 hex characters")
     keys = session.scalars(
         select(NodeKey).where(
             NodeKey.node_id == found.id, NodeKey.fingerprint.startswith(fingerprint)
         )
     ).all()
     if len(keys) != 1:
-        raise UserError(f"node {site}/{node} has no key {fingerprint}")
+        raise NotRegisteredError(f"node {site}/{node} has no key {fingerprint}")
     [key] = keys
     if key.revoked_at is not None:
-        raise UserError(f"key {key.fingerprint[:16]} was revoked already ({key.revoked_at})")
+        raise AlreadyRegisteredError(
+            f"key {key.fingerprint[:16]} was revoked already ({key.revoked_at})"
+        )
     now = utcnow()
     if since is not None and since.tzinfo is None:
-        raise UserError("give the time it is revoked from with its zone, e.g. +07:00")
+        raise RegistryError("give the time it is revoked from with its zone, e.g. +07:00")
     if since is not None and since > now:
-        raise UserError("a key is revoked from now or from a time past, not ahead")
+        raise RegistryError("a key is revoked from now or from a time past, not ahead")
     key.revoked_at, key.revoke_reason = since or now, reason[:2000]
     session.flush()
     return key
@@ -245,10 +261,10 @@ def register_node(session: Session, *, site: str, node: str, public_key_pem: str
         _check_ident("site", site)
         _check_ident("node", node)
     except TopicError as exc:
-        raise UserError(str(exc)) from exc
+        raise RegistryError(str(exc)) from exc
     _checked_pem(public_key_pem)
     if session.scalar(select(Node.id).where(Node.site == site, Node.node == node)):
-        raise UserError(f"node {site}/{node} is already registered")
+        raise AlreadyRegisteredError(f"node {site}/{node} is already registered")
     token = new_node_token()
     # The node's broker login; the broker's password file gets only its hash.
     mqtt_password = secrets.token_urlsafe(24)
@@ -283,9 +299,9 @@ def create_user(
     session: Session, *, username: str, password: str, role: Role, full_name: str = ""
 ) -> User:
     if role is Role.NODE:
-        raise UserError("nodes are registered with 'central node add', not as users")
+        raise RegistryError("nodes are registered with 'central node add', not as users")
     if session.scalar(select(User.id).where(User.username == username)):
-        raise UserError(f"user {username!r} exists")
+        raise AlreadyRegisteredError(f"user {username!r} exists")
     user = User(
         username=username, full_name=full_name, password_hash=hash_password(password), role=role
     )

@@ -46,6 +46,9 @@ from central.api.schemas import (
 )
 from central.models import Camera, Node, NodeKey, User, utcnow
 from central.records import (
+    AlreadyRegisteredError,
+    NotRegisteredError,
+    RegistryError,
     add_node_key,
     append_audit,
     create_user,
@@ -137,7 +140,7 @@ def add_user(caller: Admin, session: SessionDep, body: UserCreate) -> UserOut:
             role=Role(body.role),
             full_name=body.full_name,
         )
-    except UserError as exc:  # (the API names no node role: the name is taken)
+    except AlreadyRegisteredError as exc:  # (the API names no node role)
         raise ApiRefusal(
             status.HTTP_409_CONFLICT, "user_exists", str(exc), user=body.username
         ) from exc
@@ -235,9 +238,8 @@ def add_node(caller: Admin, session: SessionDep, body: NodeCreate) -> NodeRegist
         reg = register_node(
             session, site=body.site, node=body.node, public_key_pem=body.public_key_pem
         )
-    except UserError as exc:
-        code = status.HTTP_409_CONFLICT if "already" in str(exc) else 400
-        raise HTTPException(code, str(exc)) from exc
+    except RegistryError as exc:
+        raise _registry_refusal(exc, invalid=status.HTTP_400_BAD_REQUEST) from exc
     append_audit(
         session,
         actor=caller.username,
@@ -262,13 +264,12 @@ def _key_out(key: NodeKey) -> NodeKeyOut:
     )
 
 
-def _registry_refusal(exc: UserError) -> HTTPException:
-    said = str(exc)
-    if said.startswith("no node") or " has no key " in said:
-        return HTTPException(status.HTTP_404_NOT_FOUND, said)
-    if "already" in said:
-        return HTTPException(status.HTTP_409_CONFLICT, said)
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, said)
+def _registry_refusal(exc: RegistryError, invalid: int = 422) -> HTTPException:
+    if isinstance(exc, NotRegisteredError):
+        return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
+    if isinstance(exc, AlreadyRegisteredError):
+        return HTTPException(status.HTTP_409_CONFLICT, str(exc))
+    return HTTPException(invalid, str(exc))
 
 
 @router.get(
@@ -299,7 +300,7 @@ def add_key(
 ) -> NodeKeyOut:
     try:
         key = add_node_key(session, site=site, node=node, public_key_pem=body.public_key_pem)
-    except UserError as exc:
+    except RegistryError as exc:
         raise _registry_refusal(exc) from exc
     append_audit(
         session,
@@ -330,7 +331,7 @@ def revoke_key(
             session, site=site, node=node, fingerprint=fingerprint, reason=body.reason,
             since=body.since,
         )  # fmt: skip
-    except UserError as exc:
+    except RegistryError as exc:
         raise _registry_refusal(exc) from exc
     append_audit(
         session,

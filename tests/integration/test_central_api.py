@@ -219,6 +219,7 @@ def test_each_role_can_do_exactly_its_part(
         "fingerprint": key_fingerprint(spare),
     }
     write_key_pair(central_settings.resolved_config_key.with_suffix(""))
+    write_key_pair(central_settings.resolved_case_key.with_suffix(""))
     if role == "anonymous":
         headers: dict[str, str] = {}
     elif role == "node":
@@ -437,6 +438,7 @@ def test_each_refusal_is_named_so_the_review_page_can_word_it(
         "user_exists",
         "evidence_damaged",  # (see test_a_stored_blob_altered_in_the_store_…)
         "record_altered",  # (see test_a_case_changed_in_the_database_…)
+        "no_case_key",  # (see test_without_centrals_case_signing_key_…)
     }
 
 
@@ -1798,6 +1800,8 @@ def test_a_node_key_rotated_and_revoked(
 
     revoke = f"{keys_url}/{old[:16]}/revoke"
     assert api.post(revoke, headers=admin, json={"reason": " "}).status_code == 422
+    unknown = f"{keys_url}/{'0' * 16}/revoke"
+    assert api.post(unknown, headers=admin, json={"reason": "lost"}).status_code == 404
     r = api.post(revoke, headers=admin, json={"reason": "box stolen from its cabinet"})
     assert r.status_code == 200, r.text
     assert r.json()["fingerprint"] == old and r.json()["revoked_at"]
