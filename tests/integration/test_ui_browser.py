@@ -17,8 +17,11 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from central.db import session_factory, transaction
+from central.records import register_node
 from roadwatch.case_package import verify_package
 from roadwatch.contract import CameraState, ViolationType
+from roadwatch.contract.signing import generate_private_key, key_fingerprint, public_key_pem
 from tests.ui_fixtures import (
     PASSWORD,
     VIEWPORT,
@@ -329,6 +332,62 @@ def test_each_role_sees_only_its_part(
     expect(page.get_by_role("heading", name=f"Hồ sơ #{vid}")).to_be_visible()
     expect(page.locator("#act-confirm")).to_have_count(0)
     expect(page.locator("#read-only")).to_be_visible()
+    page.context.close()
+
+
+def test_an_admin_adds_a_nodes_new_key_and_revokes_its_old_one(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """The edge nodes page: a node's keys with their state; a new key pasted in is added
+    (its earlier key stays in force), a key added twice is refused in a banner, and the
+    old key is revoked with its reason and the time it is revoked from."""
+    old, new = generate_private_key().public_key(), generate_private_key().public_key()
+    site = f"t{int(time.time() * 1000) % 10**9}"
+    with transaction(session_factory(ui_server.engine)) as session:
+        register_node(
+            session, site=site, node="node-07", public_key_pem=public_key_pem(old).decode()
+        )
+    name, old_fp, new_fp = f"{site}/node-07", key_fingerprint(old), key_fingerprint(new)
+    page = new_page(browser, errors)
+    login(page, ui_server, "admin")
+    page.locator("#nav").get_by_role("link", name="Thiết bị biên").click()
+    expect(page.get_by_role("heading", name="Thiết bị biên và khóa ký")).to_be_visible()
+    node = page.locator(f"section.node[data-node='{name}']")
+    expect(node.get_by_role("heading", name=name)).to_be_visible()
+    expect(node.locator("tbody tr")).to_have_count(1)
+    expect(node.locator(f"tr[data-key='{old_fp}']")).to_contain_text("Đang hiệu lực")
+
+    box = node.get_by_label("Khóa công khai mới (PEM, từ roadwatch edge keygen)")
+    box.fill(public_key_pem(new).decode())
+    node.get_by_role("button", name="Thêm khóa").click()
+    expect(page.locator("#toast")).to_contain_text(f"Đã thêm khóa {new_fp[:16]} cho {name}")
+    node = page.locator(f"section.node[data-node='{name}']")  # (the page was drawn again)
+    expect(node.locator("tbody tr")).to_have_count(2)
+    expect(node.locator(f"tr[data-key='{new_fp}']")).to_contain_text("Đang hiệu lực")
+    node.get_by_label("Khóa công khai mới (PEM, từ roadwatch edge keygen)").fill(
+        public_key_pem(new).decode()
+    )
+    node.get_by_role("button", name="Thêm khóa").click()
+    expect(page.locator("#banner")).to_contain_text("Không thay đổi: key")
+    expect(page.locator("#banner")).to_contain_text("is already registered")
+
+    row = node.locator(f"tr[data-key='{old_fp}']")
+    row.get_by_label("Lý do thu hồi").fill("Tủ thiết bị bị cạy, hộp bị mất")
+    row.get_by_label("Thu hồi từ (giờ Việt Nam; để trống: ngay bây giờ)").fill(
+        "2026-12-01T08:00:00"
+    )
+    row.get_by_role("button", name=f"Thu hồi khóa {old_fp[:16]}").click()
+    expect(page.locator("#toast")).to_contain_text(f"Đã thu hồi khóa {old_fp[:16]} của {name}")
+    row = page.locator(f"section.node[data-node='{name}'] tr[data-key='{old_fp}']")
+    expect(row).to_contain_text("Đã thu hồi từ 08:00:00 01/12/2026")
+    expect(row).to_contain_text("Tủ thiết bị bị cạy, hộp bị mất")
+    expect(row.get_by_role("button")).to_have_count(0)
+    shot(page, "14-admin-node-keys")
+    keys = ui_server.call("admin", "GET", f"/api/v1/nodes/{site}/node-07/keys").json()
+    revoked = {k["fingerprint"]: k["revoked_at"] for k in keys}
+    assert revoked[new_fp] is None
+    # 08:00 in Vietnam, as every time on the page is, kept as UTC.
+    assert datetime.fromisoformat(revoked[old_fp]) == datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
     page.context.close()
 
 

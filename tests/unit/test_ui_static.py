@@ -18,7 +18,7 @@ LANGS = ("vi", "en")
 # The dictionary's sections; a quoted "section.name" in the script is a key.
 PREFIXES = (
     "app|nav|login|queue|case|deadlines|deadline|stats|users|ioc|help|reject|plate|dialog|misc"
-    "|error"
+    "|error|nodes"
 )
 
 
@@ -54,6 +54,7 @@ def enum_keys() -> set[str]:
     keys |= {f"case.{r}" for r in ("plate_crop", "lamp_crop")}
     keys |= {f"ioc.feed_{s}" for s in ("connected", "connecting", "lost")}
     keys |= {f"error.{code}" for code in REFUSALS}
+    keys |= {f"nodes.state_{s}" for s in ("online", "offline", "unknown")}
     return keys
 
 

@@ -26,9 +26,11 @@
     stats: { roles: ["supervisor", "admin", "ioc"], nav: "nav.stats", render: renderStats },
     ioc: { roles: ["supervisor", "admin", "ioc"], nav: "nav.ioc", render: renderIoc },
     users: { roles: ["admin"], nav: "nav.users", render: renderUsers },
+    nodes: { roles: ["admin"], nav: "nav.nodes", render: renderNodes },
   };
-  const NAV_ORDER = ["queue", "deadlines", "ioc", "stats", "users"];
+  const NAV_ORDER = ["queue", "deadlines", "ioc", "stats", "users", "nodes"];
   const HOME = { officer: "queue", supervisor: "queue", admin: "users", ioc: "ioc" };
+  const NODE_STATES = ["online", "offline", "unknown"];
 
   const dicts = {};
   const S = {
@@ -1335,6 +1337,85 @@
       h("h2", { id: "h-new-user" }, t("users.create")),
       form);
     focusHeading();
+  }
+
+  // ------------------------------------------------------------------ edge nodes
+
+  // The registered edge nodes and their signing keys: a new key is added before a node
+  // switches to it (rotation); a key is revoked once out of use, or at once when a box
+  // may be in other hands, from the time it was last known safe.
+  async function renderNodes() {
+    const gen = S.gen;
+    const nodes = await api("/api/v1/nodes");
+    const keys = await Promise.all(nodes.map((n) =>
+      api(`/api/v1/nodes/${encodeURIComponent(n.site)}/${encodeURIComponent(n.node)}/keys`)));
+    if (gen !== S.gen) return;
+    S.page = { kind: "nodes" };
+    const sections = nodes.map((n, i) => nodeSection(n, keys[i], i));
+    main().replaceChildren(
+      h("div", { class: "page-head" }, h("h1", {}, t("nodes.title"))),
+      h("p", { class: "muted" }, t("nodes.intro")),
+      nodes.length ? h("div", { id: "nodes" }, sections) : h("p", { class: "muted" }, t("nodes.none")));
+    focusHeading();
+  }
+
+  function nodeSection(n, keys, i) {
+    const path = `/api/v1/nodes/${encodeURIComponent(n.site)}/${encodeURIComponent(n.node)}/keys`;
+    const name = `${n.site}/${n.node}`;
+    const refused = (err) => {
+      if (err.status !== 401) banner(t("nodes.refused", { detail: err.message }));
+    };
+    const rows = keys.map((k, j) => {
+      const state = k.revoked_at
+        ? t("nodes.key_revoked", { at: fmtTime(k.revoked_at), reason: k.revoke_reason || t("misc.none") })
+        : t("nodes.key_in_force");
+      let action = null;
+      if (!k.revoked_at) {
+        const reason = h("input", { id: `nk-reason-${i}-${j}`, required: true, maxlength: "2000", autocomplete: "off" });
+        const since = h("input", { id: `nk-since-${i}-${j}`, type: "datetime-local", step: "1" });
+        action = h("form", { class: "revoke-key", onsubmit: async (e) => {
+          e.preventDefault();
+          const body = { reason: reason.value.trim() };
+          if (since.value) body.since = localToIso(since.value);
+          try {
+            await api(`${path}/${k.fingerprint}/revoke`, { method: "POST", body });
+            await render();
+            toast(t("nodes.revoked", { key: k.fingerprint.slice(0, 16), node: name }));
+          } catch (err) {
+            refused(err);
+          }
+        } },
+        field(`nk-reason-${i}-${j}`, t("nodes.reason"), reason),
+        field(`nk-since-${i}-${j}`, t("nodes.since"), since),
+        h("button", { type: "submit", class: "danger", "aria-label": t("nodes.revoke_key", { key: k.fingerprint.slice(0, 16) }) }, t("nodes.revoke")));
+      }
+      return h("tr", { "data-key": k.fingerprint, class: k.revoked_at ? "revoked" : null },
+        h("td", {}, h("code", { title: k.fingerprint }, `${k.fingerprint.slice(0, 16)}…`)),
+        h("td", {}, fmtTime(k.added_at)), h("td", {}, state), h("td", {}, action));
+    });
+    const pem = h("textarea", { id: `nk-pem-${i}`, required: true, rows: "4", spellcheck: "false",
+      placeholder: "-----BEGIN PUBLIC KEY-----" });
+    const add = h("form", { class: "add-key", onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        const added = await api(path, { method: "POST", body: { public_key_pem: pem.value.trim() + "\n" } });
+        await render();
+        toast(t("nodes.added", { key: added.fingerprint.slice(0, 16), node: name }));
+      } catch (err) {
+        refused(err);
+      }
+    } },
+    field(`nk-pem-${i}`, t("nodes.new_key"), pem),
+    h("div", { class: "filter-buttons" }, h("button", { type: "submit", class: "secondary" }, t("nodes.add"))));
+    return h("section", { class: "node", "data-node": name, "aria-labelledby": `h-node-${i}` },
+      h("h2", { id: `h-node-${i}` }, name, " ",
+        h("span", { class: `badge node-${n.state}` }, t(`nodes.state_${NODE_STATES.includes(n.state) ? n.state : "unknown"}`))),
+      h("p", { class: "muted" }, t("nodes.last_status", { at: fmtTime(n.status_sent_at) })),
+      h("table", { class: "grid node-keys" },
+        h("thead", {}, h("tr", {}, ["nodes.fingerprint", "nodes.added_at", "nodes.state", "nodes.actions"]
+          .map((key) => h("th", { scope: "col" }, t(key))))),
+        h("tbody", {}, rows)),
+      add);
   }
 
   // ------------------------------------------------------------------ IOC
