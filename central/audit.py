@@ -97,3 +97,45 @@ def verify_chain(entries: Iterable[ChainEntry], head: tuple[int, str] | None = N
             else f"the head records entry {head[0]} with another hash than the log's end",
         )
     return ChainReport(True, count, prev)
+
+
+# ---------------------------------------------------------------- signed checkpoints
+
+CHECKPOINT_FORMAT = "roadwatch-audit-checkpoint/1"
+
+
+def checkpoint_body(seq: int, entry_hash: str, at: datetime) -> dict[str, Any]:
+    """What a checkpoint signs: the chain's entry ``seq`` had hash ``entry_hash`` at ``at``."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "seq": seq,
+        "entry_hash": entry_hash,
+        "at": at.astimezone(UTC).isoformat(),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointFinding:
+    """One checkpoint held against the log: ``problem`` is None where the log agrees."""
+
+    seq: int
+    at: str
+    problem: str | None
+
+
+def hold_checkpoint(
+    seq: int, entry_hash: str, at: str, stored_hash: str | None, log_entries: int
+) -> CheckpointFinding:
+    """A checkpoint (already known to be signed by central) against the log's entry
+    ``seq`` as stored now (``stored_hash``; None where there is no such entry)."""
+    if stored_hash is None:
+        return CheckpointFinding(
+            seq, at, f"the log holds {log_entries} entries, but on {at} it held entry {seq}:"
+            " entries were removed",
+        )  # fmt: skip
+    if stored_hash != entry_hash:
+        return CheckpointFinding(
+            seq, at, f"entry {seq} is not the entry it was on {at}: the log was rewritten at"
+            " or before it",
+        )  # fmt: skip
+    return CheckpointFinding(seq, at, None)

@@ -162,9 +162,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "keygen",
         help="write central's case-signing key pair (ROADWATCH_CASE_KEY, "
         "default DATA_DIR/case-signing.key and .pub)",
-        description="Central signs the manifest of every case package it exports with this"
-        " key. Publish the .pub file where courts and lawyers can get it from a source they"
-        " trust: `roadwatch verify --central-key` checks packages with it.",
+        description="Central signs the manifest of every case package it exports, and each"
+        " audit checkpoint, with this key. Publish the .pub file where courts and lawyers"
+        " can get it from a source they trust: `roadwatch verify --central-key` checks"
+        " packages with it.",
     )
     case_keygen.set_defaults(func=_case_keygen)
     case_export = casesub.add_parser(
@@ -181,6 +182,36 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="a folder (case-ID.zip is written in it) or a file name (default: here)",
     )  # fmt: skip
     case_export.set_defaults(func=_case_export)
+
+    audit = csub.add_parser("audit", help="check the audit log; sign checkpoints of its head")
+    asub = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", required=True)
+    checkpoint = asub.add_parser(
+        "checkpoint",
+        help="sign the audit log's head (entry number and hash) with central's case-signing key",
+        description="Checks the whole hash chain, then prints its head signed with central's"
+        " case-signing key as one JSON line (or appends it to --out). Keep the lines where"
+        " the database's writers cannot reach them (run it daily from another machine over"
+        " ssh, say): `central audit verify --checkpoints FILE` then finds a log rewritten"
+        " whole, which the chain alone cannot show.",
+    )
+    checkpoint.add_argument("--out", type=Path, help="append the checkpoint to this file")
+    checkpoint.set_defaults(func=_audit_checkpoint)
+    averify = asub.add_parser(
+        "verify",
+        help="walk the audit log's hash chain, and hold it against signed checkpoints",
+        description="Exits 0 when the chain checks out and agrees with every checkpoint"
+        " given, 1 when anything does not.",
+    )
+    averify.add_argument(
+        "--checkpoints", type=Path, action="append", default=[], metavar="FILE",
+        help="a file of checkpoints (one JSON line each), as `central audit checkpoint` writes",
+    )  # fmt: skip
+    averify.add_argument(
+        "--central-key", type=Path, metavar="case-signing.pub",
+        help="central's case-signing public key from a source you trust"
+        " (default: the one beside ROADWATCH_CASE_KEY)",
+    )  # fmt: skip
+    averify.set_defaults(func=_audit_verify)
 
     user = csub.add_parser(
         "create-user",
@@ -642,6 +673,72 @@ def _case_export(args: argparse.Namespace) -> int:
         print(f"left out: {gone['role']}: {gone['why']}")
     print(f"check it: roadwatch verify {out} --key NODE.pub --central-key CENTRAL.pub")
     return 0
+
+
+def _audit_checkpoint(args: argparse.Namespace) -> int:
+    import json
+
+    from central.audit_log import make_checkpoint
+    from central.case_export import load_case_key
+    from central.db import read_session_factory
+    from central.models import utcnow
+    from roadwatch.errors import UserError
+
+    settings, engine = _engine()
+    try:
+        key = load_case_key(settings)
+        with read_session_factory(engine)() as session:
+            line = json.dumps(make_checkpoint(session, key, utcnow()), sort_keys=True)
+    finally:
+        engine.dispose()
+    if args.out is None:
+        print(line)
+        return 0
+    try:
+        with args.out.open("a", encoding="utf-8") as out:
+            out.write(line + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as exc:
+        raise UserError(f"cannot append to {args.out}: {exc.strerror or exc}") from exc
+    print(f"appended the checkpoint of entry {json.loads(line)['seq']} to {args.out}")
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from central.audit_log import check_checkpoints, check_log, read_checkpoints
+    from central.case_export import load_case_key
+    from central.db import read_session_factory
+    from roadwatch.contract.signing import SignatureError, load_public_key_pem
+    from roadwatch.errors import UserError
+
+    checkpoints = [c for path in args.checkpoints for c in read_checkpoints(path)]
+    settings, engine = _engine()
+    try:
+        if not checkpoints:
+            key = None
+        elif args.central_key is not None:
+            try:
+                key = load_public_key_pem(args.central_key.read_bytes())
+            except (OSError, SignatureError) as exc:
+                raise UserError(f"cannot use the key {args.central_key}: {exc}") from exc
+        else:
+            key = load_case_key(settings).public_key()
+        with read_session_factory(engine)() as session:
+            chain = check_log(session)
+            held = check_checkpoints(session, checkpoints, key) if key is not None else None
+    finally:
+        engine.dispose()
+    if chain.ok:
+        print(f"OK   the chain: {chain.entries} entries, head {chain.head}")
+    else:
+        print(f"FAIL the chain breaks at entry {chain.first_bad_seq}: {chain.problem}")
+    for finding in held.findings if held is not None else ():
+        if finding.problem is None:
+            print(f"OK   checkpoint of entry {finding.seq} ({finding.at}): the log agrees")
+        else:
+            print(f"FAIL checkpoint of entry {finding.seq} ({finding.at}): {finding.problem}")
+    return 0 if chain.ok and (held is None or held.ok) else 1
 
 
 def _config_push(args: argparse.Namespace) -> int:

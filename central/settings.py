@@ -140,7 +140,7 @@ class Settings(BaseSettings):
     )
     case_key: Path | None = Field(
         default=None,
-        description="Ed25519 private key that signs exported case packages "
+        description="Ed25519 private key that signs exported case packages and audit checkpoints "
         "(`roadwatch central case keygen`); default data_dir/case-signing.key",
     )
     config_push_timeout_s: Annotated[float, Field(gt=0.0, le=120.0)] = Field(

@@ -27,8 +27,8 @@ from central.api.schemas import (
     TrafficFlow,
     ViolationStats,
 )
-from central.audit import ChainEntry, ChainReport, verify_chain
-from central.models import AuditEntry, AuditHead, Quarantine, TrafficMinute, Violation
+from central.audit_log import check_log
+from central.models import AuditEntry, Quarantine, TrafficMinute, Violation
 
 router = APIRouter(prefix="/api/v1", responses=PROTECTED)
 From = Annotated[IsoTime | None, Query(alias="from", description="Start, inclusive")]
@@ -52,39 +52,7 @@ def list_audit(
 
 @router.get("/audit/verify", tags=["audit"], summary="Verify the audit log's hash chain")
 def verify_audit(_: Manager, session: SessionDep) -> ChainOut:
-    head = session.execute(select(AuditHead.seq, AuditHead.entry_hash)).one()
-    # Only the entries up to the head as read: each read may see a later commit (reading
-    # sessions autocommit on PostgreSQL), and an entry appended meanwhile is no tampering.
-    rows = session.execute(
-        select(AuditEntry).where(AuditEntry.seq <= head.seq).order_by(AuditEntry.seq)
-    ).scalars()
-    entries = (
-        ChainEntry(
-            seq=e.seq,
-            at=e.at,
-            actor=e.actor,
-            action=e.action,
-            violation_id=e.violation_id,
-            detail=e.detail,
-            prev_hash=e.prev_hash,
-            entry_hash=e.entry_hash,
-        )
-        for e in rows.yield_per(1000)
-    )
-    report = verify_chain(entries, (int(head.seq), str(head.entry_hash)))
-    if report.ok:
-        # An entry past the head is one appended since (the head has moved on past it
-        # by now) or one added outside the chain.
-        last = session.scalar(select(func.max(AuditEntry.seq)))
-        now_head = session.scalar(select(AuditHead.seq))
-        if last is not None and now_head is not None and last > now_head:
-            report = ChainReport(
-                False,
-                report.entries,
-                report.head,
-                int(now_head) + 1,
-                f"entries past the head (up to {last}; the head records {now_head})",
-            )
+    report = check_log(session)
     return ChainOut(
         ok=report.ok,
         entries=report.entries,

@@ -675,6 +675,92 @@ def test_entries_taken_off_the_end_of_the_audit_log_are_found(
     assert "head records entry 3" in chain["problem"]
 
 
+def test_a_log_rewritten_whole_is_found_by_the_checkpoints_kept_elsewhere(
+    central_db: CentralDb,
+    central_settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The chain alone cannot show a log rewritten whole by someone who can write the
+    database (each hash recomputed, the head too): a checkpoint central signed before
+    can. A checkpoint altered, or signed by another key, is said so; so is a log cut
+    short of a checkpoint."""
+    import json
+
+    from central.audit import GENESIS
+    from central.models import AuditHead
+    from roadwatch.cli import main
+
+    with migrated_database(central_db.kind, central_settings.data_dir) as db:
+        monkeypatch.setenv("ROADWATCH_DATABASE_URL", db.url)
+        monkeypatch.setenv("ROADWATCH_DATA_DIR", str(central_settings.data_dir))
+
+        def central(*args: str) -> tuple[int, str]:
+            capsys.readouterr()
+            code = main(["central", "audit", *args])
+            out, err = capsys.readouterr()
+            return code, out + err
+
+        def write_log(actors: list[str]) -> None:
+            with transaction(session_factory(db.engine)) as s:
+                for n, actor in enumerate(actors):
+                    append_audit(s, actor=actor, action="user_update", detail={"n": n})
+
+        write_log(["admin.one", "admin.one", "admin.two"])
+        kept = tmp_path / "checkpoints.jsonl"
+        assert central("checkpoint", "--out", str(kept))[0] == 2  # no key yet
+        assert not kept.exists()
+        write_key_pair(central_settings.resolved_case_key.with_suffix(""), kind="case key")
+        code, out = central("checkpoint", "--out", str(kept))
+        assert code == 0 and "appended the checkpoint of entry 3" in out, out
+        write_log(["admin.two"])
+        assert central("checkpoint", "--out", str(kept))[0] == 0
+        code, out = central("verify", "--checkpoints", str(kept))
+        assert code == 0, out
+        assert "OK   the chain: 4 entries" in out and out.count("the log agrees") == 2
+
+        # Rewritten whole, by someone who can write the database: entry 2 names another.
+        drop = {
+            "postgresql": ["ALTER TABLE audit_log DISABLE TRIGGER USER"],
+            "sqlite": ["DROP TRIGGER audit_log_no_update", "DROP TRIGGER audit_log_no_delete"],
+        }[db.kind]
+        with transaction(session_factory(db.engine)) as s:
+            for statement in drop:
+                s.execute(text(statement))
+            s.execute(text("DELETE FROM audit_log"))
+            s.execute(update(AuditHead).values(seq=0, entry_hash=GENESIS))
+        write_log(["admin.one", "mallory", "admin.two", "admin.two"])
+        code, out = central("verify")
+        assert code == 0 and "OK   the chain: 4 entries" in out  # (the chain cannot tell)
+        code, out = central("verify", "--checkpoints", str(kept))
+        assert code == 1
+        assert "FAIL checkpoint of entry 3" in out and "the log was rewritten at or before" in out
+        assert "FAIL checkpoint of entry 4" in out
+
+        # A checkpoint altered by hand, and one checked with another key.
+        lines = [json.loads(line) for line in kept.read_text().splitlines()]
+        forged = tmp_path / "forged.jsonl"
+        forged.write_text(json.dumps({**lines[0], "seq": 2}) + "\n")
+        code, out = central("verify", "--checkpoints", str(forged))
+        assert code == 1 and "not signed by central's key" in out
+        other = tmp_path / "other"
+        write_key_pair(other, kind="another key")
+        code, out = central(
+            "verify", "--checkpoints", str(kept), "--central-key", str(other) + ".pub"
+        )
+        assert code == 1 and out.count("not signed by central's key") == 2
+        # Cut short of a checkpoint.
+        with transaction(session_factory(db.engine)) as s:
+            s.execute(text("DELETE FROM audit_log WHERE seq = 4"))
+            s.execute(update(AuditHead).values(seq=3, entry_hash=lines[0]["entry_hash"]))
+        code, out = central("verify", "--checkpoints", str(kept))
+        assert code == 1 and "the log holds 3 entries, but on" in out
+        (tmp_path / "junk.jsonl").write_text("not json\n")
+        code, out = central("verify", "--checkpoints", str(tmp_path / "junk.jsonl"))
+        assert code == 2 and "junk.jsonl:1: not an audit checkpoint" in out
+
+
 def test_search_filters_and_pages(
     api: TestClient,
     central_db: CentralDb,
