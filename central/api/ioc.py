@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import ColumnElement, case, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from central import feed
+from central.api import feed
 from central.api.cases import Ident, IsoTime, Limit, Offset, audit_out
 from central.api.deps import PROTECTED, AnyUser, Manager, SessionDep, StateDep
 from central.api.schemas import (

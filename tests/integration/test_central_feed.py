@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 from fastapi.testclient import TestClient
 
-from central import feed
+from central.api import feed
 from central.db import read_session_factory, session_factory, transaction
 from central.intake import Message
 from central.models import User
