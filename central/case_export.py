@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -70,7 +71,8 @@ def load_case_key(settings: Settings) -> Ed25519PrivateKey:
         )
     try:
         return load_private_key(path)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        # (TypeError: a key with a passphrase; UnsupportedAlgorithm: not a key we read)
         raise NoCaseKeyError(f"cannot load the case-signing key {path}: {exc}") from exc
 
 

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from roadwatch import cli_args
 
@@ -624,9 +624,6 @@ def _keygen(path: Path, kind: str) -> KeyPairFiles:
 
 
 def _case_export(args: argparse.Namespace) -> int:
-    import shutil
-    import tempfile
-
     from central.case_export import case_on_record, export_case, load_case_key, record_export
     from central.db import session_factory, transaction
     from central.evidence import EvidenceError, open_store
@@ -634,6 +631,10 @@ def _case_export(args: argparse.Namespace) -> int:
     from roadwatch.errors import UserError
 
     out: Path = args.out / f"case-{args.id}.zip" if args.out.is_dir() else args.out
+    if out.suffix != ".zip":
+        raise UserError(
+            f"--out {args.out}: give a folder that exists or a file name ending in .zip"
+        )
     if out.exists():
         raise UserError(f"{out} exists: give another --out (an export is never overwritten)")
     settings, engine = _engine()
@@ -649,30 +650,50 @@ def _case_export(args: argparse.Namespace) -> int:
         except EvidenceError as exc:
             raise UserError(f"the evidence store: {exc}") from exc
         with exported.file:
+            _write_new(out, exported.file)
             try:
-                fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-            except OSError as exc:
-                raise UserError(f"cannot write in {out.parent}: {exc.strerror}") from exc
-            partial = Path(name)
-            try:
-                with os.fdopen(fd, "wb") as file:
-                    shutil.copyfileobj(exported.file, file)
-                    file.flush()
-                    os.fsync(file.fileno())
                 with transaction(session_factory(engine)) as session:
                     record_export(session, record, exported, actor="cli")
-                partial.rename(out)
-            except OSError as exc:
-                raise UserError(f"cannot write {out}: {exc.strerror or exc}") from exc
-            finally:
-                partial.unlink(missing_ok=True)
+            except BaseException:
+                out.unlink(missing_ok=True)  # (a package not in the audit trail is not handed out)
+                raise
     finally:
         engine.dispose()
     print(f"wrote {out} ({exported.size} bytes, sha256 {exported.sha256})")
     for gone in exported.manifest["missing"]:
         print(f"left out: {gone['role']}: {gone['why']}")
-    print(f"check it: roadwatch verify {out} --key NODE.pub --central-key CENTRAL.pub")
+    print(f"check it: roadwatch verify {out} --central-key case-signing.pub")
     return 0
+
+
+def _write_new(out: Path, source: IO[bytes]) -> None:
+    """``source`` written whole to ``out``, which must not exist (nor come to exist while
+    it is written: the finished file is linked in, which never replaces one)."""
+    import shutil
+    import tempfile
+
+    from roadwatch.errors import UserError
+
+    try:
+        fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+    except OSError as exc:
+        raise UserError(f"cannot write in {out.parent}: {exc.strerror or exc}") from exc
+    partial = Path(name)
+    try:
+        os.fchmod(fd, 0o644)  # (mkstemp's 0600 would keep it from whoever hands it on)
+        with os.fdopen(fd, "wb") as file:
+            shutil.copyfileobj(source, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.link(partial, out)
+    except FileExistsError:
+        raise UserError(
+            f"{out} exists: give another --out (an export is never overwritten)"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _audit_checkpoint(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -79,7 +80,8 @@ def load_config_key(settings: Settings) -> Ed25519PrivateKey:
         )
     try:
         return load_private_key(path)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        # (TypeError: a key with a passphrase; UnsupportedAlgorithm: not a key we read)
         raise UserError(f"cannot load the config-signing key {path}: {exc}") from exc
 
 

@@ -153,21 +153,39 @@ def node_keys(session: Session, site: str, node: str) -> NodeKeys | None:
 
 
 class RegistryError(UserError):
-    """A change to the registry (nodes, their keys, users) refused: the request is invalid."""
+    """A change to the registry (nodes, their keys, users) refused: the request is invalid.
+    ``code`` and ``params`` (where set) let a client word it in its user's language."""
+
+    def __init__(self, message: str, code: str | None = None, **params: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
 
 
 class NotRegisteredError(RegistryError):
     """The node or key the change names is not in the registry."""
 
 
-class AlreadyRegisteredError(RegistryError):
-    """The change would make a second of what exists (or undo one done already)."""
+class RegistryConflictError(RegistryError):
+    """The change conflicts with the registry: a second of what exists, or a thing done
+    already."""
+
+
+def _lock_registry(session: Session) -> None:
+    """Serialize changes to the registry until the transaction ends: their checks (is this
+    key anyone's already?) then see what the others committed. Every change appends to
+    the audit log, which takes this row's lock anyway; on SQLite, writers are one at a
+    time already (BEGIN IMMEDIATE)."""
+    session.execute(select(AuditHead.id).where(AuditHead.id == 1).with_for_update())
 
 
 def _node(session: Session, site: str, node: str) -> Node:
+    _lock_registry(session)
     found = session.scalar(select(Node).where(Node.site == site, Node.node == node))
     if found is None:
-        raise NotRegisteredError(f"no node {site}/{node} is registered")
+        raise NotRegisteredError(
+            f"no node {site}/{node} is registered", "node_unknown", node=f"{site}/{node}"
+        )
     return found
 
 
@@ -176,17 +194,18 @@ def _checked_pem(public_key_pem: str) -> str:
     try:
         return key_fingerprint(load_public_key_pem(public_key_pem))
     except SignatureError as exc:
-        raise RegistryError(str(exc)) from exc
+        raise RegistryError(str(exc), "invalid_key") from exc
     except ValueError as exc:  # e.g. non-ASCII text where a PEM block belongs
-        raise RegistryError(f"not a PEM public key: {exc}") from exc
+        raise RegistryError(f"not a PEM public key: {exc}", "invalid_key") from exc
 
 
 def _new_key(session: Session, node_id: int, public_key_pem: str) -> NodeKey:
     fingerprint = _checked_pem(public_key_pem)
     if session.scalar(select(NodeKey.id).where(NodeKey.fingerprint == fingerprint)):
-        raise AlreadyRegisteredError(
-            f"key {fingerprint[:16]} is already registered (each node has its own)"
-        )
+        raise RegistryConflictError(
+            f"key {fingerprint[:16]} is already registered (each node has its own)",
+            "key_taken", key=fingerprint[:16],
+        )  # fmt: skip
     key = NodeKey(node_id=node_id, public_key_pem=public_key_pem, fingerprint=fingerprint)
     session.add(key)
     return key
@@ -218,7 +237,7 @@ def revoke_node_key(
     found = _node(session, site, node)
     reason = reason.strip()
     if not reason:
-        raise RegistryError("say why the key is revoked (--reason)")
+        raise RegistryError("say why the key is revoked", "revoke_reason_required")
     fingerprint = fingerprint.strip().lower()
     if re.fullmatch(r"[0-9a-f]{16,64}", fingerprint) is None:
         raise RegistryError("give the key's fingerprint: 16 to 64 hex characters")
@@ -228,17 +247,23 @@ def revoke_node_key(
         )
     ).all()
     if len(keys) != 1:
-        raise NotRegisteredError(f"node {site}/{node} has no key {fingerprint}")
+        raise NotRegisteredError(
+            f"node {site}/{node} has no key {fingerprint}", "key_unknown",
+            node=f"{site}/{node}", key=fingerprint[:16],
+        )  # fmt: skip
     [key] = keys
     if key.revoked_at is not None:
-        raise AlreadyRegisteredError(
-            f"key {key.fingerprint[:16]} was revoked already ({key.revoked_at})"
-        )
+        raise RegistryConflictError(
+            f"key {key.fingerprint[:16]} was revoked already ({key.revoked_at})",
+            "key_revoked_already", key=key.fingerprint[:16],
+        )  # fmt: skip
     now = utcnow()
     if since is not None and since.tzinfo is None:
         raise RegistryError("give the time it is revoked from with its zone, e.g. +07:00")
     if since is not None and since > now:
-        raise RegistryError("a key is revoked from now or from a time past, not ahead")
+        raise RegistryError(
+            "a key is revoked from now or from a time past, not ahead", "revoke_since_ahead"
+        )
     key.revoked_at, key.revoke_reason = since or now, reason[:2000]
     session.flush()
     return key
@@ -263,8 +288,9 @@ def register_node(session: Session, *, site: str, node: str, public_key_pem: str
     except TopicError as exc:
         raise RegistryError(str(exc)) from exc
     _checked_pem(public_key_pem)
+    _lock_registry(session)
     if session.scalar(select(Node.id).where(Node.site == site, Node.node == node)):
-        raise AlreadyRegisteredError(f"node {site}/{node} is already registered")
+        raise RegistryConflictError(f"node {site}/{node} is already registered")
     token = new_node_token()
     # The node's broker login; the broker's password file gets only its hash.
     mqtt_password = secrets.token_urlsafe(24)
@@ -301,7 +327,7 @@ def create_user(
     if role is Role.NODE:
         raise RegistryError("nodes are registered with 'central node add', not as users")
     if session.scalar(select(User.id).where(User.username == username)):
-        raise AlreadyRegisteredError(f"user {username!r} exists")
+        raise RegistryConflictError(f"user {username!r} exists", "user_exists", user=username)
     user = User(
         username=username, full_name=full_name, password_hash=hash_password(password), role=role
     )

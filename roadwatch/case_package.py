@@ -72,17 +72,17 @@ MAX_SMALL_FILE = 4 << 20  # the event, key, audit trail and manifest are far sma
 README_TEXT = """\
 Hồ sơ vi phạm Roadwatch / Roadwatch case package
 
-Kiểm tra hồ sơ (chữ ký của thiết bị, chứng cứ, nhật ký xử lý):
-    roadwatch verify {name} --key <khóa công khai của thiết bị, lấy từ nguồn tin cậy>
+Kiểm tra hồ sơ (chữ ký của thiết bị, chứng cứ, nhật ký xử lý, chữ ký của trung tâm):
+    roadwatch verify {name} --central-key <khóa công khai ký hồ sơ của hệ thống trung tâm,
+        lấy từ nguồn tin cậy> [--key <khóa công khai của thiết bị>]
 
-    (thêm --central-key <khóa công khai ký hồ sơ của hệ thống trung tâm> để kiểm tra nguồn gốc)
-
-Check this package (the edge node's signature, the evidence, the review trail):
-    roadwatch verify {name} --key <the node's public key, from a source you trust>
-    (add --central-key <central's case-signing public key> to check where it came from)
+Check this package (the edge node's signature, the evidence, the review trail, central's
+signature):
+    roadwatch verify {name} --central-key <central's case-signing public key, from a
+        source you trust> [--key <the node's public key>]
 
 event.json   the violation as the edge node signed it (canonical JSON, Ed25519)
-node.pub     the node's public key as central registered it
+node.pub     the node's public key as central registered it (the manifest lists it)
 evidence/    each piece of evidence the event lists (its sha256 and size are signed)
 audit.json   the case's entries in central's hash-chained audit log
 manifest.json  the sha256 of every file, who exported the package and when
@@ -109,6 +109,10 @@ class Check:
 class PackageReport:
     event: ViolationEvent | None
     checks: tuple[Check, ...]
+    # Central's signature was checked with a key the reader gave (and so the node's key,
+    # which the manifest lists, is the one central registered): who made it is proven,
+    # not only that it is whole.
+    origin_proven: bool = False
 
     @property
     def ok(self) -> bool:
@@ -123,6 +127,9 @@ class _Package:
             self._zip = zipfile.ZipFile(path)
         except (OSError, zipfile.BadZipFile) as exc:
             raise UserError(f"{path}: not a case package ({exc})") from exc
+        if any(i.is_dir() and i.file_size for i in self._zip.infolist()):
+            self._zip.close()
+            raise UserError(f"{path}: a folder entry holds data: not a package central made")
         members = [i for i in self._zip.infolist() if not i.is_dir()]
         self.names = {i.filename: i for i in members}
         self._digests: dict[str, tuple[str, int]] = {}
@@ -208,14 +215,15 @@ def _verify(
 
     if manifest.get("event_id") != event.event_id:
         raise UserError(f"{MANIFEST} names another event than {EVENT}: not one package")
+    central = _central_signature(package, manifest, raw_manifest, central_key)
     checks.append(_signature(package, event, raw_event, trusted_key))
     checks += _evidence(package, event, manifest)
-    checks += _audit(package, manifest, sha256_hex(raw_event))
+    checks += _audit(package, manifest, sha256_hex(raw_event), central)
     checks += _manifest_files(package, manifest)
-    checks.append(_central_signature(package, manifest, raw_manifest, central_key))
+    checks.append(central)
     for problem in _list(manifest, "record_problems"):
         checks.append(Check("central's record", False, str(problem)))
-    return PackageReport(event, tuple(checks))
+    return PackageReport(event, tuple(checks), central.ok and central_key is not None)
 
 
 def _parsed(name: str, raw: bytes | None) -> Any:
@@ -225,6 +233,8 @@ def _parsed(name: str, raw: bytes | None) -> Any:
         return json.loads(raw)
     except ValueError as exc:
         raise UserError(f"{name}: not JSON ({exc})") from exc
+    except RecursionError:
+        raise UserError(f"{name}: nested deeper than a case package's JSON is") from None
 
 
 def _key(package: _Package, given: bytes | None, own: str) -> tuple[bytes | None, str]:
@@ -308,13 +318,17 @@ def _list(manifest: dict[str, Any], name: str) -> list[Any]:
     return value
 
 
-def _audit(package: _Package, manifest: dict[str, Any], event_sha256: str) -> list[Check]:
+def _audit(
+    package: _Package, manifest: dict[str, Any], event_sha256: str, central: Check
+) -> list[Check]:
     entries = _parsed(AUDIT, package.read(AUDIT))
-    if not isinstance(entries, list):
-        return [Check("audit trail", False, f"{AUDIT} is missing or not a list")]
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        return [Check("audit trail", False, f"{AUDIT} is missing or not a list of entries")]
     case = manifest.get("case")
     for entry in entries:
         try:
+            if not isinstance(entry["detail"], str):
+                raise TypeError("its detail is not text")
             digest = entry_hash(
                 prev_hash=str(entry["prev_hash"]),
                 seq=int(entry["seq"]),
@@ -322,9 +336,9 @@ def _audit(package: _Package, manifest: dict[str, Any], event_sha256: str) -> li
                 actor=str(entry["actor"]),
                 action=str(entry["action"]),
                 violation_id=entry["violation_id"],
-                detail=str(entry["detail"]),
+                detail=entry["detail"],
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             return [Check("audit trail", False, f"an entry cannot be read: {exc!r}")]
         if digest != entry.get("entry_hash"):
             return [Check("audit trail", False, f"entry {entry['seq']} does not hash to its hash")]
@@ -334,9 +348,13 @@ def _audit(package: _Package, manifest: dict[str, Any], event_sha256: str) -> li
         if decided_on is not None and decided_on != event_sha256:
             return [Check("audit trail", False, f"entry {entry['seq']} decided on another event")]
     actions = ", ".join(str(e["action"]) for e in entries) or "none"
+    proof = (
+        "proven by central's signature on the manifest" if central.ok
+        else "unproven: central's signature on the manifest fails"
+    )  # fmt: skip
     said = (
         f"{len(entries)} entries, each hashing to its own hash: {actions} (central's record,"
-        " which central's signature on the manifest proves)"
+        f" {proof})"
     )
     return [Check("audit trail", True, said)]
 
@@ -345,10 +363,10 @@ def _decided_on(detail: str) -> str | None:
     """The signed event's sha256 a decision names (confirmations and notices do)."""
     try:
         data = json.loads(detail)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     value = data.get("payload_sha256") if isinstance(data, dict) else None
-    return str(value) if value is not None else None
+    return value if isinstance(value, str) else None
 
 
 def _manifest_files(package: _Package, manifest: dict[str, Any]) -> list[Check]:
@@ -383,5 +401,13 @@ def describe(report: PackageReport) -> list[str]:
         ]
     for check in report.checks:
         lines.append(f"{'OK  ' if check.ok else 'FAIL'} {check.what}: {check.detail}")
-    lines.append("the package checks out" if report.ok else "the package does NOT check out")
+    if not report.ok:
+        lines.append("the package does NOT check out")
+    elif report.origin_proven:
+        lines.append("the package checks out")
+    else:
+        lines.append(
+            "the package is whole, but who made it is NOT proven: check it again with"
+            " --central-key (central's case-signing key) from a source you trust"
+        )
     return lines

@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         " POST /api/v1/violations/N/export): the edge node's signature on the event, that"
         " every piece of evidence is the one the signed event lists, the audit entries'"
         " hashes, and the manifest and central's signature on it. Exits 0 when everything"
-        " checks out, 1 when anything is wrong or missing.",
+        " checks out with central's key given, 3 when the package is whole but was checked"
+        " only with the keys it carries (who made it is not proven), 1 when anything is"
+        " wrong or missing, 2 for a file that is not a case package.",
     )
     verify.add_argument("package", type=Path, help="the case package (ZIP)")
     verify.add_argument(
@@ -49,4 +51,6 @@ def _verify(args: argparse.Namespace) -> int:
     report = verify_package(args.package, key, central_key)
     for line in describe(report):
         print(line)
-    return 0 if report.ok else 1
+    if not report.ok:
+        return 1
+    return 0 if report.origin_proven else 3

@@ -46,8 +46,8 @@ from central.api.schemas import (
 )
 from central.models import Camera, Node, NodeKey, User, utcnow
 from central.records import (
-    AlreadyRegisteredError,
     NotRegisteredError,
+    RegistryConflictError,
     RegistryError,
     add_node_key,
     append_audit,
@@ -140,10 +140,8 @@ def add_user(caller: Admin, session: SessionDep, body: UserCreate) -> UserOut:
             role=Role(body.role),
             full_name=body.full_name,
         )
-    except AlreadyRegisteredError as exc:  # (the API names no node role)
-        raise ApiRefusal(
-            status.HTTP_409_CONFLICT, "user_exists", str(exc), user=body.username
-        ) from exc
+    except RegistryConflictError as exc:  # (the API names no node role: the name is taken)
+        raise _registry_refusal(exc) from exc
     append_audit(
         session,
         actor=caller.username,
@@ -266,10 +264,14 @@ def _key_out(key: NodeKey) -> NodeKeyOut:
 
 def _registry_refusal(exc: RegistryError, invalid: int = 422) -> HTTPException:
     if isinstance(exc, NotRegisteredError):
-        return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
-    if isinstance(exc, AlreadyRegisteredError):
-        return HTTPException(status.HTTP_409_CONFLICT, str(exc))
-    return HTTPException(invalid, str(exc))
+        code = status.HTTP_404_NOT_FOUND
+    elif isinstance(exc, RegistryConflictError):
+        code = status.HTTP_409_CONFLICT
+    else:
+        code = invalid
+    if exc.code is None:
+        return HTTPException(code, str(exc))
+    return ApiRefusal(code, exc.code, str(exc), **exc.params)
 
 
 @router.get(

@@ -483,8 +483,9 @@ def review(
         },
         404: {"description": "No such violation"},
         503: {
-            "description": "Central has no case-signing key (code no_case_key), or the"
-            " evidence store is unavailable; try again later"
+            "description": "Central has no usable case-signing key (code no_case_key: an"
+            " administrator runs `roadwatch central case keygen`), or the evidence store is"
+            " unavailable (try again later)"
         },
     },
 )

@@ -94,6 +94,13 @@ REFUSALS = (
     "evidence_damaged",
     "record_altered",
     "no_case_key",
+    # the registry's (central.records.RegistryError codes)
+    "node_unknown",
+    "key_unknown",
+    "key_taken",
+    "key_revoked_already",
+    "invalid_key",
+    "revoke_since_ahead",
 )
 
 

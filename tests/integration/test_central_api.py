@@ -439,6 +439,13 @@ def test_each_refusal_is_named_so_the_review_page_can_word_it(
         "evidence_damaged",  # (see test_a_stored_blob_altered_in_the_store_…)
         "record_altered",  # (see test_a_case_changed_in_the_database_…)
         "no_case_key",  # (see test_without_centrals_case_signing_key_…)
+        # the registry's: see test_a_node_key_rotated_and_revoked
+        "node_unknown",
+        "key_unknown",
+        "key_taken",
+        "key_revoked_already",
+        "invalid_key",
+        "revoke_since_ahead",
     }
 
 
@@ -1793,10 +1800,27 @@ def test_without_centrals_case_signing_key_nothing_is_exported_nor_audited(
     assert "roadwatch central case keygen" in got.json()["detail"]
     trail = api.get(f"/api/v1/violations/{vid}/audit", headers=officer).json()
     assert [e for e in trail if e["action"] == "export"] == []
-    # A file that is not a key: the same refusal, saying why.
-    central_settings.resolved_case_key.write_text("not a key")
-    got = api.post(f"/api/v1/violations/{vid}/export", headers=officer)
-    assert got.status_code == 503 and "cannot load the case-signing key" in got.json()["detail"]
+    # A file that is not a key, a key kept under a passphrase, another kind of key: the
+    # same refusal, saying why.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    locked = generate_private_key().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"a passphrase"),
+    )
+    ecdsa = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    for content in (b"not a key", locked, ecdsa):
+        central_settings.resolved_case_key.write_bytes(content)
+        got = api.post(f"/api/v1/violations/{vid}/export", headers=officer)
+        assert got.status_code == 503, got.text
+        assert got.json()["code"] == "no_case_key"
+        assert "cannot load the case-signing key" in got.json()["detail"]
 
 
 def test_a_case_exported_from_the_command_line(
@@ -1841,11 +1865,62 @@ def test_a_case_exported_from_the_command_line(
     assert entry["actor"] == "cli"
     assert entry["detail"]["package_sha256"] == hashlib.sha256(package.read_bytes()).hexdigest()
 
+    assert package.stat().st_mode & 0o777 == 0o644  # (readable by whoever hands it on)
+
     assert main(export) == 2  # the file is there: not written over
     assert "exists" in capsys.readouterr().err
     assert main(["central", "case", "export", "--id", "999999999", "--out", str(tmp_path)]) == 2
     assert "no case 999999999" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == [package.name]
+    for bad_out, said in ((tmp_path / "newdir", "a file name ending in .zip"),
+                          (tmp_path / "gone" / "case.zip", "cannot write in")):  # fmt: skip
+        assert main([*export[:-1], str(bad_out)]) == 2
+        assert said in capsys.readouterr().err
+    # The audit trail refuses the entry: the file written is taken back.
+    import central.case_export
+
+    def refused(*_a: object, **_k: object) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(central.case_export, "record_export", refused)
+    with pytest.raises(RuntimeError, match="went away"):
+        main([*export[:-1], str(out / "again.zip")])
+    assert sorted(p.name for p in out.iterdir()) == [package.name]  # (no partial file either)
+
+
+def test_one_key_added_to_two_nodes_at_once_is_taken_once(
+    central_db: CentralDb, make_node: Callable[..., NodeIdentity]
+) -> None:
+    """Two admins add the same key to two nodes at the same moment: the second waits for
+    the first to commit, then is refused (each node has its own key). Without the wait,
+    each check would miss the other's key, still uncommitted, and both would be taken."""
+    import threading
+
+    from central.records import RegistryConflictError
+
+    first, second = make_node(), make_node()
+    pem = public_key_pem(generate_private_key().public_key()).decode("ascii")
+    factory = session_factory(central_db.engine)
+    outcome: list[object] = []
+    started = threading.Event()
+
+    def add_second() -> None:
+        started.set()
+        try:
+            with transaction(factory) as s:
+                add_node_key(s, site=second.site, node=second.node, public_key_pem=pem)
+            outcome.append("taken")
+        except RegistryConflictError as exc:
+            outcome.append(exc.code)
+
+    with transaction(factory) as s:
+        add_node_key(s, site=first.site, node=first.node, public_key_pem=pem)
+        other = threading.Thread(target=add_second)
+        other.start()
+        started.wait(5)
+        other.join(0.5)  # (it waits for this transaction; without the lock it would finish)
+    other.join(30)
+    assert not other.is_alive()
+    assert outcome == ["key_taken"]
 
 
 def test_a_node_key_rotated_and_revoked(
@@ -1872,27 +1947,29 @@ def test_a_node_key_rotated_and_revoked(
     assert r.status_code == 201, r.text
     new = r.json()["fingerprint"]
     assert new == key_fingerprint(new_key.public_key())
-    assert api.post(keys_url, headers=admin, json={"public_key_pem": new_pem}).status_code == 409
-    assert (
-        api.post(keys_url, headers=admin, json={"public_key_pem": "-----BEGIN x"}).status_code
-        == 422
-    )
+
+    def refused(url: str, body: dict[str, str]) -> tuple[int, str]:
+        """The status and the code the page words the refusal by."""
+        got = api.post(url, headers=admin, json=body)
+        return got.status_code, got.json().get("code", "")
+
+    assert refused(keys_url, {"public_key_pem": new_pem}) == (409, "key_taken")
+    assert refused(keys_url, {"public_key_pem": "-----BEGIN x"}) == (422, "invalid_key")
     missing = "/api/v1/nodes/nosuchsite/n1/keys"
-    assert api.post(missing, headers=admin, json={"public_key_pem": new_pem}).status_code == 404
+    assert refused(missing, {"public_key_pem": new_pem}) == (404, "node_unknown")
 
     rotated = NodeIdentity(node.site, node.node, new_key, node.token)
     taken = store_events(central_db, node, [signed_event(rotated), signed_event(node)])
     assert len(taken) == 2  # both keys are in force
 
     revoke = f"{keys_url}/{old[:16]}/revoke"
-    assert api.post(revoke, headers=admin, json={"reason": " "}).status_code == 422
+    assert refused(revoke, {"reason": " "})[0] == 422  # (the schema's: the page asks first)
     unknown = f"{keys_url}/{'0' * 16}/revoke"
-    assert api.post(unknown, headers=admin, json={"reason": "lost"}).status_code == 404
+    assert refused(unknown, {"reason": "lost"}) == (404, "key_unknown")
     r = api.post(revoke, headers=admin, json={"reason": "box stolen from its cabinet"})
     assert r.status_code == 200, r.text
     assert r.json()["fingerprint"] == old and r.json()["revoked_at"]
-    again = api.post(revoke, headers=admin, json={"reason": "twice"})
-    assert again.status_code == 409
+    assert refused(revoke, {"reason": "twice"}) == (409, "key_revoked_already")
     listed = {k["fingerprint"]: k for k in api.get(keys_url, headers=admin).json()}
     assert listed[old]["revoke_reason"] == "box stolen from its cabinet"
     assert listed[new]["revoked_at"] is None
@@ -1924,8 +2001,9 @@ def test_a_node_key_rotated_and_revoked(
     since = (received - timedelta(seconds=1)).isoformat()
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     revoke_new = f"{keys_url}/{new}/revoke"
-    ahead = api.post(revoke_new, headers=admin, json={"reason": "leaked", "since": future})
-    assert ahead.status_code == 422 and "not ahead" in ahead.text
+    assert refused(revoke_new, {"reason": "leaked", "since": future}) == (
+        422, "revoke_since_ahead",
+    )  # fmt: skip
     r = api.post(revoke_new, headers=admin, json={"reason": "leaked", "since": since})
     assert r.status_code == 200, r.text
     case = api.get(f"/api/v1/violations/{leaked}", headers=officer).json()

@@ -368,15 +368,37 @@ def test_an_admin_adds_a_nodes_new_key_and_revokes_its_old_one(
         public_key_pem(new).decode()
     )
     node.get_by_role("button", name="Thêm khóa").click()
-    expect(page.locator("#banner")).to_contain_text("Không thay đổi: key")
-    expect(page.locator("#banner")).to_contain_text("is already registered")
+    expect(page.locator("#banner")).to_have_text(
+        f"Không thay đổi: Khóa {new_fp[:16]} đã được đăng ký (mỗi thiết bị có khóa riêng)."
+    )
 
     row = node.locator(f"tr[data-key='{old_fp}']")
+    revoke = row.get_by_role("button", name=f"Thu hồi khóa {old_fp[:16]}")
+    row.get_by_label("Lý do thu hồi").fill("   ")  # (the page asks for a reason first)
+    revoke.click()
+    expect(page.locator("#banner")).to_have_text("Hãy ghi lý do thu hồi khóa.")
     row.get_by_label("Lý do thu hồi").fill("Tủ thiết bị bị cạy, hộp bị mất")
     row.get_by_label("Thu hồi từ (giờ Việt Nam; để trống: ngay bây giờ)").fill(
         "2026-12-01T08:00:00"
     )
-    row.get_by_role("button", name=f"Thu hồi khóa {old_fp[:16]}").click()
+    asked: list[str] = []
+
+    def answer(accept: bool) -> Any:
+        def on_dialog(dialog: Any) -> None:
+            asked.append(dialog.message)
+            if accept:
+                dialog.accept()
+            else:
+                dialog.dismiss()
+
+        return on_dialog
+
+    page.once("dialog", answer(False))  # thought better of it: nothing changes
+    revoke.click()
+    expect(row).to_contain_text("Đang hiệu lực")
+    assert asked and "Không thể hoàn tác" in asked[0]
+    page.once("dialog", answer(True))
+    revoke.click()
     expect(page.locator("#toast")).to_contain_text(f"Đã thu hồi khóa {old_fp[:16]} của {name}")
     row = page.locator(f"section.node[data-node='{name}'] tr[data-key='{old_fp}']")
     expect(row).to_contain_text("Đã thu hồi từ 08:00:00 01/12/2026")

@@ -21,6 +21,7 @@ from roadwatch.case_package import (
     MANIFEST_SIG,
     NODE_KEY,
     UNSIGNED_FORMAT,
+    describe,
     evidence_name,
     verify_package,
 )
@@ -88,10 +89,87 @@ def test_a_whole_package_checks_out_with_its_nodes_and_centrals_keys(tmp_path: P
         "signature", "evidence frame_at", "audit trail", "manifest", "central's signature"
     ]  # fmt: skip
     assert "checked with the key given" in report.checks[-1].detail
+    assert report.origin_proven
+    # Central's key alone proves the node's key too: the signed manifest lists it.
+    assert verify_package(tmp_path / "case.zip", central_key=keys.central).origin_proven
     own = verify_package(tmp_path / "case.zip")  # the package's own keys: said so
-    assert own.ok
+    assert own.ok and not own.origin_proven
     assert "proves integrity, not origin" in own.checks[0].detail
     assert "proves integrity, not origin" in own.checks[-1].detail
+    assert "who made it is NOT proven" in describe(own)[-1]
+    assert describe(report)[-1] == "the package checks out"
+
+
+def test_the_verifier_says_who_made_a_package_only_with_centrals_key_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 0 with central's key given, 3 when whole but checked only with the keys the
+    package carries (anyone can re-sign a package with keys of their own), 2 for a key
+    that cannot be read."""
+    from roadwatch.cli import main
+
+    keys = make_package(tmp_path / "case.zip")
+    (tmp_path / "central.pub").write_bytes(keys.central)
+    package = str(tmp_path / "case.zip")
+    assert main(["verify", package]) == 3
+    assert main(["verify", package, "--central-key", str(tmp_path / "central.pub")]) == 0
+    assert main(["verify", package, "--central-key", str(tmp_path / "nowhere.pub")]) == 2
+    assert "cannot read the key" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("member", "data", "said"),
+    [
+        (MANIFEST, b"[" * 100_000 + b"]" * 100_000, "nested deeper"),
+        (AUDIT, b"[" * 100_000 + b"]" * 100_000, "nested deeper"),
+    ],
+)
+def test_json_nested_too_deep_is_one_line(
+    tmp_path: Path, member: str, data: bytes, said: str
+) -> None:
+    path = tmp_path / "case.zip"
+    if member == MANIFEST:
+        with zipfile.ZipFile(path, "w") as package:
+            package.writestr(MANIFEST, data, zipfile.ZIP_DEFLATED)
+    else:
+        make_package(path, change={AUDIT: data})
+    with pytest.raises(UserError, match=said):
+        verify_package(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"detail": {"payload_sha256": "x"}}, "its detail is not text"),
+        ({"detail": 7}, "its detail is not text"),
+        ({"seq": float("inf")}, "OverflowError"),
+        ({"detail": json.dumps({"payload_sha256": 7})}, None),  # (names no event: read as none)
+    ],
+)
+def test_an_audit_entry_of_odd_fields_fails_its_check_not_the_verifier(
+    tmp_path: Path, change: dict[str, Any], said: str | None
+) -> None:
+    """Entries anyone can write (their hashes recomputed): a failed check, no traceback."""
+    path = tmp_path / "case.zip"
+    make_package(path)
+    with zipfile.ZipFile(path) as package:
+        [entry] = json.loads(package.read(AUDIT))
+    entry.update(change)
+    make_package(path, change={AUDIT: json.dumps([entry]).encode()})
+    failed = {c.what: c.detail for c in verify_package(path).checks if not c.ok}
+    if said is None:
+        assert "does not hash to its hash" in failed["audit trail"]
+    else:
+        assert said in failed["audit trail"]
+
+
+def test_a_folder_entry_that_holds_data_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "case.zip"
+    make_package(path)
+    with zipfile.ZipFile(path, "a") as package:
+        package.writestr(zipfile.ZipInfo("evidence/extra.mp4/"), b"hidden bytes")
+    with pytest.raises(UserError, match="a folder entry holds data"):
+        verify_package(path)
 
 
 def test_a_trail_rewritten_with_its_hashes_recomputed_fails_centrals_signature(

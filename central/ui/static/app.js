@@ -1376,6 +1376,13 @@
         action = h("form", { class: "revoke-key", onsubmit: async (e) => {
           e.preventDefault();
           const body = { reason: reason.value.trim() };
+          if (!body.reason) {
+            banner(t("error.revoke_reason_required"));
+            reason.focus();
+            return;
+          }
+          // (revoking cannot be undone: what the key signs is refused from then on)
+          if (!window.confirm(t("nodes.revoke_confirm", { key: k.fingerprint.slice(0, 16), node: name }))) return;
           if (since.value) body.since = localToIso(since.value);
           try {
             await api(`${path}/${k.fingerprint}/revoke`, { method: "POST", body });
