@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "gpu_density.py"
+from tests.bench_support import load_bench
+
 DOUBLED = [1, 2, 4, 8, 16, 32, 64, 128]
 TO_140 = [192, 160, 144, 136, 140, 142, 141]  # bisecting between 128 and 256
 
 
 @pytest.fixture(scope="module")
 def density() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpu_density", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_density"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("gpu_density")
 
 
 @pytest.mark.parametrize(
