@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import importlib.metadata
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -38,9 +39,10 @@ PART_BYTES = 60_000_000  # (with the checkout, under one call's 64 MiB)
 PART_NAME = "kit.tar.xz.part"
 INDEX = "kit.json"
 CHUNK = 1 << 20
+CLIP_DIR = ROOT / "var" / "bench" / "density"  # (bench/gpu_density.py's --workdir default)
 
-# What bench/gpu_density.py imports that the device image lacks, at the versions this
-# project is tested with (onnxruntime-gpu and PyNvVideoCodec at the issue's versions).
+# What bench/gpu_density.py imports that the device image lacks: onnxruntime-gpu and
+# PyNvVideoCodec at the issue's versions, the rest at versions published for cp312.
 WHEELS = (
     "onnxruntime-gpu==1.31.1",
     "pynvvideocodec==2.2.4",
@@ -93,8 +95,12 @@ def join(folder: Path, out: Path) -> None:
     index_file = folder / "part-01" / INDEX
     if not index_file.is_file():
         raise ValueError(f"{index_file} is missing: carry var/device-kit/part-01 first")
-    index = json.loads(index_file.read_text())
-    parts = [folder / f"part-{n:02d}" / PART_NAME for n in range(1, index["parts"] + 1)]
+    try:
+        index = json.loads(index_file.read_text())
+        count, expected = int(index["parts"]), str(index["sha256"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{index_file} is not the kit's index: carry part-01 again") from exc
+    parts = [folder / f"part-{n:02d}" / PART_NAME for n in range(1, count + 1)]
     absent = [str(p.parent.name) for p in parts if not p.is_file()]
     if absent:
         raise ValueError(f"parts not carried (or gone with a machine that went cold): {absent}")
@@ -105,13 +111,26 @@ def join(folder: Path, out: Path) -> None:
                 while block := piece.read(CHUNK):
                     digest.update(block)
                     whole.write(block)
-    if digest.hexdigest() != index["sha256"]:
+    if digest.hexdigest() != expected:
         raise ValueError("the joined parts do not hash to the kit's sha256: carry them again")
 
 
+def _key(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
 def _download(wheels: Path, python: str) -> None:
-    have = {p.name.split("-")[0].lower().replace("_", "-") for p in wheels.glob("*.whl")}
-    wanted = [w for w in WHEELS if w.split("==")[0].lower().replace("_", "-") not in have]
+    """The pinned wheels in ``wheels`` (one folder per Python): those there already at the
+    pinned version are kept, any other is removed (a pin changed), the rest downloaded."""
+    pins = {_key(w.split("==")[0]): w.split("==")[1] for w in WHEELS}
+    have = set()
+    for wheel in wheels.glob("*.whl"):
+        name, version = wheel.name.split("-")[:2]
+        if pins.get(_key(name)) == version:
+            have.add(_key(name))
+        else:
+            wheel.unlink()
+    wanted = [w for w in WHEELS if _key(w.split("==")[0]) not in have]
     if not wanted:
         return
     tag = python.replace(".", "")
@@ -146,19 +165,20 @@ def _stored(wheel: Path, out: Path) -> Path:
 
 
 def pack(args: argparse.Namespace) -> int:
-    wheels = KIT / "wheels"
+    wheels = KIT / "wheels" / args.python
     wheels.mkdir(parents=True, exist_ok=True)
     _download(wheels, args.python)
     sys.path.insert(0, str(ROOT / "bench"))
     from gpu_density import prepare
 
-    clip_dir = ROOT / "var" / "bench" / "density"
+    clip_dir = CLIP_DIR
     prepare(clip_dir, args.data)
-    # (in the tar: wheels/NAME.whl, and the rest where it goes under the checkout)
+    # (in the tar: wheels/NAME.whl, models/NAME.onnx and clip/…)
     members = {f"wheels/{p.name}": p for p in sorted(wheels.glob("*.whl"))}
-    for path in [*_model_files(args.model), *sorted(clip_dir.rglob("*"))]:
-        if path.is_file():
-            members[str(path.relative_to(ROOT))] = path
+    members |= {f"models/{p.name}": p for p in _model_files(args.model)}
+    members |= {
+        f"clip/{p.relative_to(clip_dir)}": p for p in sorted(clip_dir.rglob("*")) if p.is_file()
+    }
     print(f"packing {len(members)} files (xz: a few minutes)...", file=sys.stderr)
     with tempfile.TemporaryDirectory(dir=KIT) as tmp:
         tar = Path(tmp) / "kit.tar.xz"
@@ -187,15 +207,19 @@ def install(args: argparse.Namespace) -> int:
         join(KIT, tar)
         with tarfile.open(tar, "r:xz") as kit:
             kit.extractall(tmp, filter="data")
-        for path in (Path(tmp) / "var").rglob("*"):  # the models and the clip
-            if path.is_file():
-                dest = ROOT / path.relative_to(tmp)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, dest)
+        sys.path.insert(0, str(ROOT))
+        from models.registry import models_dir
+
+        for part, home in (("models", models_dir()), ("clip", CLIP_DIR)):
+            for path in (Path(tmp) / part).rglob("*"):
+                if path.is_file():
+                    dest = home / path.relative_to(Path(tmp) / part)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, dest)
         chosen = list(_missing(sorted((Path(tmp) / "wheels").glob("*.whl"))))
         if chosen:
             cmd = [
-                sys.executable, "-m", "pip", "install", "--no-index", "--no-deps",
+                sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--upgrade",
                 "--disable-pip-version-check", "-q", "--target", str(target), *map(str, chosen),
             ]  # fmt: skip
             subprocess.run(cmd, check=True)
@@ -216,10 +240,12 @@ def _environment(target: Path) -> str:
     for entry in map(Path, sys.path):
         libs += sorted(entry.glob("nvidia/*/lib")) if entry.is_dir() else []
     found = ":".join(str(d) for d in libs if d.is_dir())
-    return (
-        f"export PYTHONPATH={target}:{ROOT}${{PYTHONPATH:+:$PYTHONPATH}}\n"
-        f"export LD_LIBRARY_PATH={found}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}\n"
-    )
+    lines = [f"export PYTHONPATH={shlex.quote(f'{target}:{ROOT}')}${{PYTHONPATH:+:$PYTHONPATH}}"]
+    if found:
+        lines.append(
+            f"export LD_LIBRARY_PATH={shlex.quote(found)}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _missing(wheels: list[Path]) -> Iterator[Path]:

@@ -12,6 +12,7 @@ before a checkpoint's entry no longer has that entry's hash there.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -91,6 +92,8 @@ def make_checkpoint(session: Session, key: Ed25519PrivateKey, at: datetime) -> d
             f"the audit log does not check out (entry {report.first_bad_seq}: {report.problem});"
             " no checkpoint is signed"
         )
+    if report.entries == 0:
+        raise UserError("the audit log is empty: there is no entry to vouch for yet")
     body = checkpoint_body(report.entries, report.head, at)
     return {
         **body,
@@ -123,14 +126,32 @@ def read_checkpoints(path: Path) -> list[dict[str, Any]]:
             continue
         try:
             doc = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             doc = None
-        if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
-            raise UserError(f"{path}:{number}: not an audit checkpoint ({CHECKPOINT_FORMAT})")
+        if not _well_formed(doc):
+            raise UserError(
+                f"{path}:{number}: not an audit checkpoint ({CHECKPOINT_FORMAT}: format, seq,"
+                " entry_hash, at and signature as `central audit checkpoint` writes them)"
+            )
         found.append(doc)
     if not found:
         raise UserError(f"{path}: holds no checkpoint")
     return found
+
+
+def _well_formed(doc: Any) -> bool:
+    if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
+        return False
+    seq = doc.get("seq")
+    return (
+        type(seq) is int
+        and 1 <= seq < 1 << 63
+        and isinstance(doc.get("entry_hash"), str)
+        and re.fullmatch(r"[0-9a-f]{64}", doc["entry_hash"]) is not None
+        and isinstance(doc.get("at"), str)
+        and len(doc["at"]) <= 64
+        and isinstance(doc.get("signature"), str)
+    )
 
 
 def check_checkpoints(
@@ -139,12 +160,9 @@ def check_checkpoints(
     """Each checkpoint's signature by ``key``, then the log's entry it names as stored now."""
     entries = int(session.scalar(select(func.count()).select_from(AuditEntry)) or 0)
     findings = []
-    for doc in checkpoints:
-        seq, at = doc.get("seq"), str(doc.get("at"))
-        body = {k: doc.get(k) for k in ("format", "seq", "entry_hash", "at")}
-        if not isinstance(seq, int) or not isinstance(doc.get("entry_hash"), str):
-            findings.append(CheckpointFinding(-1, at, "a checkpoint without its entry and hash"))
-            continue
+    for doc in checkpoints:  # (well formed: read_checkpoints checked each)
+        seq, at = doc["seq"], doc["at"]
+        body = {k: doc[k] for k in ("format", "seq", "entry_hash", "at")}
         try:
             verify_bytes(canonical_bytes(body), str(doc.get("signature", "")), key)
         except SignatureError as exc:

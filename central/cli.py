@@ -14,6 +14,7 @@ from roadwatch import cli_args
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from sqlalchemy import Engine
 
     from central.settings import Settings
@@ -208,8 +209,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )  # fmt: skip
     averify.add_argument(
         "--central-key", type=Path, metavar="case-signing.pub",
-        help="central's case-signing public key from a source you trust"
-        " (default: the one beside ROADWATCH_CASE_KEY)",
+        help="central's case-signing public key from a source you trust (default: the .pub"
+        " beside ROADWATCH_CASE_KEY)",
     )  # fmt: skip
     averify.set_defaults(func=_audit_verify)
 
@@ -668,32 +669,57 @@ def _case_export(args: argparse.Namespace) -> int:
 
 def _write_new(out: Path, source: IO[bytes]) -> None:
     """``source`` written whole to ``out``, which must not exist (nor come to exist while
-    it is written: the finished file is linked in, which never replaces one)."""
+    it is written: the finished file is linked in, which never replaces one; where the
+    filesystem has no links, a USB stick's FAT say, it is created exclusively and copied)."""
+    import errno
     import shutil
     import tempfile
 
     from roadwatch.errors import UserError
 
+    exists = f"{out} exists: give another --out (an export is never overwritten)"
     try:
         fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
     except OSError as exc:
         raise UserError(f"cannot write in {out.parent}: {exc.strerror or exc}") from exc
     partial = Path(name)
     try:
-        os.fchmod(fd, 0o644)  # (mkstemp's 0600 would keep it from whoever hands it on)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)  # (as a file made anew: mkstemp's is 0600)
         with os.fdopen(fd, "wb") as file:
             shutil.copyfileobj(source, file)
             file.flush()
             os.fsync(file.fileno())
-        os.link(partial, out)
+        try:
+            os.link(partial, out)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+                raise
+            _copy_new(partial, out)
     except FileExistsError:
-        raise UserError(
-            f"{out} exists: give another --out (an export is never overwritten)"
-        ) from None
+        raise UserError(exists) from None
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror or exc}") from exc
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _copy_new(source: Path, out: Path) -> None:
+    """``source`` copied to ``out``, created exclusively; nothing left there on failure."""
+    import shutil
+
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as file, source.open("rb") as whole:
+            shutil.copyfileobj(whole, file)
+            file.flush()
+            os.fsync(file.fileno())
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
 
 
 def _audit_checkpoint(args: argparse.Namespace) -> int:
@@ -726,9 +752,23 @@ def _audit_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _case_public_key(settings: Settings) -> Ed25519PublicKey:
+    """Central's case-signing public key: the .pub beside the key (or the key's own half)."""
+    from central.case_export import load_case_key
+    from roadwatch.contract.signing import SignatureError, load_public_key_pem
+    from roadwatch.errors import UserError
+
+    pub = settings.resolved_case_key.with_suffix(".pub")
+    if not pub.is_file():
+        return load_case_key(settings).public_key()
+    try:
+        return load_public_key_pem(pub.read_bytes())
+    except (OSError, SignatureError) as exc:
+        raise UserError(f"cannot use the key {pub}: {exc}") from exc
+
+
 def _audit_verify(args: argparse.Namespace) -> int:
     from central.audit_log import check_checkpoints, check_log, read_checkpoints
-    from central.case_export import load_case_key
     from central.db import read_session_factory
     from roadwatch.contract.signing import SignatureError, load_public_key_pem
     from roadwatch.errors import UserError
@@ -744,7 +784,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
             except (OSError, SignatureError) as exc:
                 raise UserError(f"cannot use the key {args.central_key}: {exc}") from exc
         else:
-            key = load_case_key(settings).public_key()
+            key = _case_public_key(settings)
         with read_session_factory(engine)() as session:
             chain = check_log(session)
             held = check_checkpoints(session, checkpoints, key) if key is not None else None

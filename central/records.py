@@ -152,11 +152,26 @@ def node_keys(session: Session, site: str, node: str) -> NodeKeys | None:
     return NodeKeys(active, revoked)
 
 
+# The codes a registry refusal carries for a client to word (the API's REFUSALS has them).
+REGISTRY_REFUSALS = (
+    "user_exists",
+    "node_unknown",
+    "key_unknown",
+    "key_taken",
+    "key_revoked_already",
+    "invalid_key",
+    "revoke_reason_required",
+    "revoke_since_ahead",
+)
+
+
 class RegistryError(UserError):
     """A change to the registry (nodes, their keys, users) refused: the request is invalid.
-    ``code`` and ``params`` (where set) let a client word it in its user's language."""
+    ``code`` (one of ``REGISTRY_REFUSALS``) and ``params``, where set, let a client word
+    it in its user's language."""
 
     def __init__(self, message: str, code: str | None = None, **params: str) -> None:
+        assert code is None or code in REGISTRY_REFUSALS, code
         super().__init__(message)
         self.code = code
         self.params = params
@@ -326,6 +341,7 @@ def create_user(
 ) -> User:
     if role is Role.NODE:
         raise RegistryError("nodes are registered with 'central node add', not as users")
+    _lock_registry(session)
     if session.scalar(select(User.id).where(User.username == username)):
         raise RegistryConflictError(f"user {username!r} exists", "user_exists", user=username)
     user = User(

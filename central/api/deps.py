@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from central.evidence import EvidenceStore
 from central.metrics import ApiMetrics
 from central.models import Node, User
-from central.records import node_for_token
+from central.records import REGISTRY_REFUSALS, node_for_token
 from central.security import NODE_TOKEN_PREFIX, decode_access_token
 from central.settings import Settings
 from central.workflow import WORKFLOW_REFUSALS, Policy, Role
@@ -88,19 +88,12 @@ SessionDep = Annotated[Session, Depends(db_session)]
 # The refusals a client can word in its user's language: the workflow's and these.
 REFUSALS = (
     *WORKFLOW_REFUSALS,
+    *REGISTRY_REFUSALS,
     "changed",
     "last_admin",
-    "user_exists",
     "evidence_damaged",
     "record_altered",
     "no_case_key",
-    # the registry's (central.records.RegistryError codes)
-    "node_unknown",
-    "key_unknown",
-    "key_taken",
-    "key_revoked_already",
-    "invalid_key",
-    "revoke_since_ahead",
 )
 
 

@@ -445,6 +445,7 @@ def test_each_refusal_is_named_so_the_review_page_can_word_it(
         "key_taken",
         "key_revoked_already",
         "invalid_key",
+        "revoke_reason_required",
         "revoke_since_ahead",
     }
 
@@ -714,11 +715,13 @@ def test_a_log_rewritten_whole_is_found_by_the_checkpoints_kept_elsewhere(
                 for n, actor in enumerate(actors):
                     append_audit(s, actor=actor, action="user_update", detail={"n": n})
 
-        write_log(["admin.one", "admin.one", "admin.two"])
         kept = tmp_path / "checkpoints.jsonl"
         assert central("checkpoint", "--out", str(kept))[0] == 2  # no key yet
-        assert not kept.exists()
         write_key_pair(central_settings.resolved_case_key.with_suffix(""), kind="case key")
+        code, out = central("checkpoint", "--out", str(kept))
+        assert code == 2 and "the audit log is empty" in out  # (nothing to vouch for)
+        assert not kept.exists()
+        write_log(["admin.one", "admin.one", "admin.two"])
         code, out = central("checkpoint", "--out", str(kept))
         assert code == 0 and "appended the checkpoint of entry 3" in out, out
         write_log(["admin.two"])
@@ -763,9 +766,19 @@ def test_a_log_rewritten_whole_is_found_by_the_checkpoints_kept_elsewhere(
             s.execute(update(AuditHead).values(seq=3, entry_hash=lines[0]["entry_hash"]))
         code, out = central("verify", "--checkpoints", str(kept))
         assert code == 1 and "the log holds 3 entries, but on" in out
-        (tmp_path / "junk.jsonl").write_text("not json\n")
-        code, out = central("verify", "--checkpoints", str(tmp_path / "junk.jsonl"))
-        assert code == 2 and "junk.jsonl:1: not an audit checkpoint" in out
+        good = lines[0]
+        for junk in (
+            "not json",
+            "[" * 100_000 + "]" * 100_000,
+            json.dumps({**good, "seq": True}),
+            json.dumps({**good, "seq": 10**30}),
+            json.dumps({**good, "at": float("nan")}),
+            json.dumps({**good, "entry_hash": 7}),
+            json.dumps({k: v for k, v in good.items() if k != "signature"}),
+        ):
+            (tmp_path / "junk.jsonl").write_text(json.dumps(good) + "\n" + junk + "\n")
+            code, out = central("verify", "--checkpoints", str(tmp_path / "junk.jsonl"))
+            assert code == 2 and "junk.jsonl:2: not an audit checkpoint" in out, junk[:80]
 
 
 def test_search_filters_and_pages(
@@ -1875,6 +1888,22 @@ def test_a_case_exported_from_the_command_line(
                           (tmp_path / "gone" / "case.zip", "cannot write in")):  # fmt: skip
         assert main([*export[:-1], str(bad_out)]) == 2
         assert said in capsys.readouterr().err
+    # A filesystem without hard links (a USB stick's FAT): created anew, still never over.
+    import errno
+
+    def no_links(*_a: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr("os.link", no_links)
+    assert main([*export[:-1], str(out / "on-a-stick.zip")]) == 0
+    capsys.readouterr()
+    stick = verify_package(out / "on-a-stick.zip", central_key=central_pub)
+    assert stick.ok and stick.origin_proven
+    assert main([*export[:-1], str(out / "on-a-stick.zip")]) == 2
+    assert "exists" in capsys.readouterr().err
+    monkeypatch.undo()
+    monkeypatch.setenv("ROADWATCH_DATABASE_URL", central_db.url)
+    monkeypatch.setenv("ROADWATCH_DATA_DIR", str(central_settings.data_dir))
     # The audit trail refuses the entry: the file written is taken back.
     import central.case_export
 
@@ -1884,7 +1913,8 @@ def test_a_case_exported_from_the_command_line(
     monkeypatch.setattr(central.case_export, "record_export", refused)
     with pytest.raises(RuntimeError, match="went away"):
         main([*export[:-1], str(out / "again.zip")])
-    assert sorted(p.name for p in out.iterdir()) == [package.name]  # (no partial file either)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [package.name, "on-a-stick.zip"]  # (no partial file either)
 
 
 def test_one_key_added_to_two_nodes_at_once_is_taken_once(
@@ -1964,6 +1994,8 @@ def test_a_node_key_rotated_and_revoked(
 
     revoke = f"{keys_url}/{old[:16]}/revoke"
     assert refused(revoke, {"reason": " "})[0] == 422  # (the schema's: the page asks first)
+    # A reason the schema takes (not blank to it) that is blank once trimmed.
+    assert refused(revoke, {"reason": "\x1c"}) == (422, "revoke_reason_required")
     unknown = f"{keys_url}/{'0' * 16}/revoke"
     assert refused(unknown, {"reason": "lost"}) == (404, "key_unknown")
     r = api.post(revoke, headers=admin, json={"reason": "box stolen from its cabinet"})

@@ -72,3 +72,25 @@ def test_the_environment_puts_the_kit_first_and_keeps_what_was_set(
     )
     assert lines[1].startswith("export LD_LIBRARY_PATH=")
     assert lines[1].endswith("${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+
+
+def test_the_wheel_cache_keeps_the_pinned_versions_and_drops_the_rest(
+    kit: ModuleType, tmp_path: Path
+) -> None:
+    """Every pin there already: nothing is downloaded; a wheel of another version (a pin
+    changed since) is removed so that the kit never carries two versions of one."""
+    for pin in kit.WHEELS:
+        name, version = pin.split("==")
+        (tmp_path / f"{name.replace('-', '_')}-{version}-py3-none-any.whl").touch()
+    stale = tmp_path / "pydantic-1.10.0-py3-none-any.whl"
+    stale.touch()
+    kit._download(tmp_path, "3.12")  # (would run pip, and fail here, if any were wanted)
+    assert not stale.exists()
+    assert len(list(tmp_path.glob("*.whl"))) == len(kit.WHEELS)
+
+
+def test_a_damaged_index_is_said(kit: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "part-01").mkdir()
+    (tmp_path / "part-01" / kit.INDEX).write_text('{"parts": "many"}')
+    with pytest.raises(ValueError, match="is not the kit's index"):
+        kit.join(tmp_path, tmp_path / "out")
