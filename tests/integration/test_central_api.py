@@ -28,7 +28,14 @@ from central.intake import Message
 from central.models import Camera, User, Violation
 from central.models import EvidenceRef as EvidenceRefRow
 from central.node_config import publish_retained
-from central.records import KeyCache, add_node_key, append_audit, create_user, record_batch
+from central.records import (
+    REGISTRY_REFUSALS,
+    KeyCache,
+    add_node_key,
+    append_audit,
+    create_user,
+    record_batch,
+)
 from central.security import issue_access_token
 from central.settings import Settings
 from central.ui.routes import STATIC
@@ -435,18 +442,10 @@ def test_each_refusal_is_named_so_the_review_page_can_word_it(
     assert set(REFUSALS) - set(codes) == {
         "reason_too_long",
         "last_admin",
-        "user_exists",
         "evidence_damaged",  # (see test_a_stored_blob_altered_in_the_store_…)
         "record_altered",  # (see test_a_case_changed_in_the_database_…)
         "no_case_key",  # (see test_without_centrals_case_signing_key_…)
-        # the registry's: see test_a_node_key_rotated_and_revoked
-        "node_unknown",
-        "key_unknown",
-        "key_taken",
-        "key_revoked_already",
-        "invalid_key",
-        "revoke_reason_required",
-        "revoke_since_ahead",
+        *REGISTRY_REFUSALS,  # (see test_a_node_key_rotated_and_revoked)
     }
 
 
