@@ -413,6 +413,52 @@ def test_an_admin_adds_a_nodes_new_key_and_revokes_its_old_one(
     page.context.close()
 
 
+def test_a_supervisor_names_and_places_a_camera(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """The cameras page: a camera's name, place and map position edited and saved (and
+    audited); one coordinate without the other is refused on the page."""
+    cams = ui_server.call("supervisor", "GET", "/api/v1/cameras").json()
+    [cam] = [c for c in cams if c["camera"] == "mptv-km18"]
+    before = {k: cam[k] for k in ("name", "place", "latitude", "longitude")}
+    who = f"{cam['site']}/{cam['node']}/mptv-km18"
+    page = new_page(browser, errors)
+    try:
+        login(page, ui_server, "supervisor")
+        page.locator("#nav").get_by_role("link", name="Camera", exact=True).click()
+        expect(page.get_by_role("heading", name="Camera", exact=True)).to_be_visible()
+        row = page.locator(f"#cameras tr[data-camera='{who}']")
+        expect(row.get_by_label(f"Tên của {who}")).to_have_value(before["name"])
+        row.get_by_label(f"Tên của {who}").fill("Camera Km 18 hướng Tân Vạn")
+        row.get_by_label(f"Vị trí của {who}").fill("ĐT 742 Km 18+500, Tân Uyên")
+        row.get_by_label(f"Vĩ độ của {who}").fill("")
+        row.get_by_role("button", name=f"Lưu {who}").click()
+        expect(page.locator("#banner")).to_contain_text("Hãy nhập cả vĩ độ và kinh độ")
+        row.get_by_label(f"Vĩ độ của {who}").fill("11.051234")
+        row.get_by_label(f"Kinh độ của {who}").fill("106.641234")
+        row.get_by_role("button", name=f"Lưu {who}").click()
+        expect(page.locator("#toast")).to_contain_text(f"Đã lưu camera {who}")
+        shot(page, "15-supervisor-cameras")
+        [saved] = [
+            c
+            for c in ui_server.call("supervisor", "GET", "/api/v1/cameras").json()
+            if c["id"] == cam["id"]
+        ]
+        assert (saved["name"], saved["place"]) == (
+            "Camera Km 18 hướng Tân Vạn", "ĐT 742 Km 18+500, Tân Uyên",
+        )  # fmt: skip
+        assert (saved["latitude"], saved["longitude"]) == (11.051234, 106.641234)
+        trail = ui_server.call("supervisor", "GET", "/api/v1/audit?limit=5").json()
+        assert any(
+            e["action"] == "camera_update" and e["actor"] == ui_server.username("supervisor")
+            for e in trail
+        )
+    finally:
+        page.context.close()
+        back = ui_server.call("admin", "PATCH", f"/api/v1/cameras/{cam['id']}", json=before)
+        assert back.status_code == 200, back.text  # (the other pages' tests see it as seeded)
+
+
 def test_supervisor_notices_statistics_and_audit(
     browser: Any, ui_server: UiServer, errors: PageErrors
 ) -> None:

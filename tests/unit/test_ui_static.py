@@ -18,7 +18,7 @@ LANGS = ("vi", "en")
 # The dictionary's sections; a quoted "section.name" in the script is a key.
 PREFIXES = (
     "app|nav|login|queue|case|deadlines|deadline|stats|users|ioc|help|reject|plate|dialog|misc"
-    "|error|nodes"
+    "|error|nodes|cameras"
 )
 
 
@@ -89,6 +89,7 @@ def test_vietnamese_is_really_vietnamese() -> None:
         "queue.col.camera",
         "case.camera",
         "ioc.col.camera",
+        "cameras.camera",
         "case.distance_value",
     }, same
 

@@ -27,8 +27,9 @@
     ioc: { roles: ["supervisor", "admin", "ioc"], nav: "nav.ioc", render: renderIoc },
     users: { roles: ["admin"], nav: "nav.users", render: renderUsers },
     nodes: { roles: ["admin"], nav: "nav.nodes", render: renderNodes },
+    cameras: { roles: ["supervisor", "admin"], nav: "nav.cameras", render: renderCameras },
   };
-  const NAV_ORDER = ["queue", "deadlines", "ioc", "stats", "users", "nodes"];
+  const NAV_ORDER = ["queue", "deadlines", "ioc", "stats", "users", "cameras", "nodes"];
   const HOME = { officer: "queue", supervisor: "queue", admin: "users", ioc: "ioc" };
   const NODE_STATES = ["online", "offline", "unknown"];
 
@@ -1336,6 +1337,55 @@
         h("tbody", {}, rows)),
       h("h2", { id: "h-new-user" }, t("users.create")),
       form);
+    focusHeading();
+  }
+
+  // ------------------------------------------------------------------ cameras
+
+  // Each camera's name, place and map position, as the IOC map and the case page show
+  // them (the node reports the camera; people name and place it here).
+  async function renderCameras() {
+    const gen = S.gen;
+    const cameras = await api("/api/v1/cameras");
+    if (gen !== S.gen) return;
+    S.page = { kind: "cameras" };
+    const rows = cameras.map((c, n) => {
+      const who = `${c.site}/${c.node}/${c.camera}`;
+      const text = (id, value, label) => h("input", { id, value: value || "", maxlength: "128", autocomplete: "off", "aria-label": label });
+      const coord = (id, value, label, min, max) => h("input", { id, type: "number", step: "0.000001", min, max, value: value ?? "", "aria-label": label });
+      const name = text(`cam-name-${n}`, c.name, t("cameras.row_name", { camera: who }));
+      const place = text(`cam-place-${n}`, c.place, t("cameras.row_place", { camera: who }));
+      const lat = coord(`cam-lat-${n}`, c.latitude, t("cameras.row_lat", { camera: who }), "-90", "90");
+      const lon = coord(`cam-lon-${n}`, c.longitude, t("cameras.row_lon", { camera: who }), "-180", "180");
+      const save = h("button", { type: "button", class: "secondary", "aria-label": t("cameras.save_camera", { camera: who }), onclick: async () => {
+        const number = (input) => (input.value.trim() === "" ? null : Number(input.value));
+        if ((number(lat) === null) !== (number(lon) === null) || !lat.checkValidity() || !lon.checkValidity()) {
+          banner(t("cameras.both_coords"));
+          return;
+        }
+        try {
+          await api(`/api/v1/cameras/${c.id}`, { method: "PATCH", body: {
+            name: name.value.trim(), place: place.value.trim(), latitude: number(lat), longitude: number(lon) } });
+          clearBanner();
+          toast(t("cameras.saved", { camera: who }));
+        } catch (e) {
+          if (e.status !== 401) banner(t("cameras.refused", { detail: e.message }));
+        }
+      } }, t("cameras.save"));
+      return h("tr", { "data-camera": who },
+        h("td", {}, h("code", {}, who)),
+        h("td", {}, h("span", { class: `state cam-${stateOf(c)}` }, h("span", { class: "dot", "aria-hidden": "true" }), t(`cam.${stateOf(c)}`))),
+        h("td", {}, name), h("td", {}, place), h("td", {}, lat), h("td", {}, lon), h("td", {}, save));
+    });
+    main().replaceChildren(
+      h("div", { class: "page-head" }, h("h1", {}, t("cameras.title"))),
+      h("p", { class: "muted" }, t("cameras.intro")),
+      cameras.length
+        ? h("table", { class: "grid", id: "cameras" },
+          h("thead", {}, h("tr", {}, ["cameras.camera", "cameras.state", "cameras.name", "cameras.place", "cameras.latitude", "cameras.longitude", "cameras.actions"]
+            .map((k) => h("th", { scope: "col" }, t(k))))),
+          h("tbody", {}, rows))
+        : h("p", { class: "muted" }, t("cameras.none")));
     focusHeading();
   }
 
