@@ -571,6 +571,14 @@ class PageErrors:
             self.errors.append(message.text)
 
 
+def wait_until(page: Any, script: str, timeout_s: float = 10.0) -> None:
+    """Poll a page expression (the UI's CSP forbids the eval that wait_for_function uses)."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(script):
+        assert time.monotonic() < deadline, f"still false after {timeout_s} s: {script}"
+        time.sleep(0.1)
+
+
 def shot(page: Any, name: str) -> Path:
     """Save a screenshot as a test artefact."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ from tests.ui_fixtures import (
     browser,
     shot,
     ui_server,
+    wait_until,
 )
 
 __all__ = ["browser", "ui_server"]  # fixtures used by name
@@ -50,14 +51,6 @@ def new_page(browser: Any, errors: PageErrors) -> Any:
     context = browser.new_context(viewport=VIEWPORT, locale="vi-VN", timezone_id="Asia/Ho_Chi_Minh")
     context.set_default_timeout(TIMEOUT_MS)
     return errors.watch(context.new_page())
-
-
-def wait_until(page: Any, script: str, timeout_s: float = 10.0) -> None:
-    """Poll a page expression (the UI's CSP forbids the eval that wait_for_function uses)."""
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate(script):
-        assert time.monotonic() < deadline, f"still false after {timeout_s} s: {script}"
-        time.sleep(0.1)
 
 
 def login(page: Any, server: UiServer, who: str) -> None:

@@ -24,6 +24,7 @@ from tests.ui_fixtures import (
     UiServer,
     browser,
     ui_server,
+    wait_until,
 )
 
 __all__ = ["browser", "ui_server"]  # fixtures used by name
@@ -258,9 +259,10 @@ def test_a_page_that_fails_says_so_and_a_changed_role_is_picked_up(
         page.reload()
         # (the role is taken from central once the page has loaded: wait for it, as the
         # nav alone is also without the queue while the page reloads)
-        page.wait_for_function(
+        wait_until(
+            page,
             "JSON.parse(sessionStorage.getItem('rw.session') || '{}').role === 'ioc'",
-            timeout=30_000,
+            timeout_s=30,
         )
         expect(page.locator("nav")).not_to_contain_text("Hồ sơ chờ xử lý")
     finally:
