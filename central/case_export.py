@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from central.case_record import record_problems
 from central.evidence import EvidenceStore
+from central.keys import load_central_key
 from central.models import AuditEntry, Blob, Node, NodeKey, Violation
 from central.records import append_audit
 from central.settings import Settings
@@ -46,7 +46,6 @@ from roadwatch.contract import EvidenceRef, ViolationEvent, parse_payload
 from roadwatch.contract.signing import (
     SignatureError,
     key_fingerprint,
-    load_private_key,
     load_public_key_pem,
     public_key_pem,
     sign_bytes,
@@ -63,17 +62,12 @@ class NoCaseKeyError(UserError):
 
 def load_case_key(settings: Settings) -> Ed25519PrivateKey:
     path = settings.resolved_case_key
-    if not path.exists():
-        raise NoCaseKeyError(
-            f"central has no case-signing key at {path}: an administrator runs"
-            " `roadwatch central case keygen` once, and publishes its .pub file for"
-            " whoever checks exported cases"
-        )
-    try:
-        return load_private_key(path)
-    except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        # (TypeError: a key with a passphrase; UnsupportedAlgorithm: not a key we read)
-        raise NoCaseKeyError(f"cannot load the case-signing key {path}: {exc}") from exc
+    return load_central_key(
+        path, kind="case-signing key", error=NoCaseKeyError,
+        missing=f"central has no case-signing key at {path}: an administrator runs"
+        " `roadwatch central case keygen` once, and publishes its .pub file for whoever"
+        " checks exported cases",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

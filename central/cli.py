@@ -752,26 +752,27 @@ def _audit_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
-def _case_public_key(settings: Settings) -> Ed25519PublicKey:
-    """Central's case-signing public key: the .pub beside the key (or the key's own half)."""
-    from central.case_export import load_case_key
+def _public_key(path: Path) -> Ed25519PublicKey:
     from roadwatch.contract.signing import SignatureError, load_public_key_pem
     from roadwatch.errors import UserError
 
-    pub = settings.resolved_case_key.with_suffix(".pub")
-    if not pub.is_file():
-        return load_case_key(settings).public_key()
     try:
-        return load_public_key_pem(pub.read_bytes())
-    except (OSError, SignatureError) as exc:
-        raise UserError(f"cannot use the key {pub}: {exc}") from exc
+        return load_public_key_pem(_read_public_key(path))
+    except SignatureError as exc:
+        raise UserError(f"cannot use the key {path}: {exc}") from exc
+
+
+def _case_public_key(settings: Settings) -> Ed25519PublicKey:
+    """Central's case-signing public key: the .pub beside the key (or the key's own half)."""
+    from central.case_export import load_case_key
+
+    pub = settings.resolved_case_key.with_suffix(".pub")
+    return _public_key(pub) if pub.is_file() else load_case_key(settings).public_key()
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
     from central.audit_log import check_checkpoints, check_log, read_checkpoints
     from central.db import read_session_factory
-    from roadwatch.contract.signing import SignatureError, load_public_key_pem
-    from roadwatch.errors import UserError
 
     checkpoints = [c for path in args.checkpoints for c in read_checkpoints(path)]
     settings, engine = _engine()
@@ -779,10 +780,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
         if not checkpoints:
             key = None
         elif args.central_key is not None:
-            try:
-                key = load_public_key_pem(args.central_key.read_bytes())
-            except (OSError, SignatureError) as exc:
-                raise UserError(f"cannot use the key {args.central_key}: {exc}") from exc
+            key = _public_key(args.central_key)
         else:
             key = _case_public_key(settings)
         with read_session_factory(engine)() as session:

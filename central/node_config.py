@@ -24,18 +24,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from central.keys import load_central_key
 from central.models import Node, NodeConfig, utcnow
 from central.records import append_audit
 from central.settings import Settings
 from roadwatch.contract import ConfigPush, NodeTopic, node_topic, to_wire
 from roadwatch.contract.canonical import canonical_bytes
 from roadwatch.contract.models import MAX_CONFIG_BYTES
-from roadwatch.contract.signing import load_private_key, sign
+from roadwatch.contract.signing import sign
 from roadwatch.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -73,16 +73,11 @@ class PushedRecord:
 
 def load_config_key(settings: Settings) -> Ed25519PrivateKey:
     path = settings.resolved_config_key
-    if not path.exists():
-        raise UserError(
-            f"no config-signing key at {path}: run `roadwatch central config keygen` "
-            "and give the nodes its .pub file (delivery.config_push.central_key)"
-        )
-    try:
-        return load_private_key(path)
-    except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        # (TypeError: a key with a passphrase; UnsupportedAlgorithm: not a key we read)
-        raise UserError(f"cannot load the config-signing key {path}: {exc}") from exc
+    return load_central_key(
+        path, kind="config-signing key",
+        missing=f"no config-signing key at {path}: run `roadwatch central config keygen` and"
+        " give the nodes its .pub file (delivery.config_push.central_key)",
+    )  # fmt: skip
 
 
 def document_sha256(document: Mapping[str, Any]) -> str:

@@ -7,72 +7,25 @@ import json
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 
-from central.audit import GENESIS, entry_hash
+from central.audit import entry_hash
 from roadwatch.case_package import (
     AUDIT,
-    CENTRAL_KEY,
-    EVENT,
     FORMAT,
     MANIFEST,
     MANIFEST_SIG,
-    NODE_KEY,
-    UNSIGNED_FORMAT,
     describe,
     evidence_name,
     verify_package,
 )
-from roadwatch.contract import EvidenceRef, EvidenceRole, MediaType, to_wire
-from roadwatch.contract.signing import generate_private_key, public_key_pem, sign, sign_bytes
+from roadwatch.contract import EvidenceRole, MediaType
+from roadwatch.contract.signing import generate_private_key, public_key_pem
 from roadwatch.errors import UserError
-from tests.factories import T0, violation_event
-
-
-class Keys(NamedTuple):
-    node: bytes  # PEM
-    central: bytes
-
-
-def make_package(
-    path: Path, *, frame: bytes = b"\xff\xd8\xff\xe0" + b"frame" * 50, signed: bool = True,
-    change: dict[str, bytes] | None = None,
-) -> Keys:  # fmt: skip
-    """A package of one signed event with one frame and one audit entry, its manifest
-    signed by a central key (unless not ``signed``: the older format); ``change`` gives
-    other bytes for any member (before the manifest is written)."""
-    key, central = generate_private_key(), generate_private_key()
-    ref = EvidenceRef(
-        role=EvidenceRole.FRAME_AT, media_type=MediaType.JPEG,
-        sha256=hashlib.sha256(frame).hexdigest(), size=len(frame),
-    )  # fmt: skip
-    event = sign(violation_event(evidence=[ref]), key)
-    detail = json.dumps({"from": "new", "to": "in_review"})
-    entry = {"seq": 7, "at": T0.isoformat(), "actor": "officer.a", "action": "start_review",
-             "violation_id": 12, "detail": detail, "prev_hash": GENESIS}  # fmt: skip
-    entry["entry_hash"] = entry_hash(**{**entry, "at": T0})  # type: ignore[arg-type]
-    keys = Keys(public_key_pem(key.public_key()), public_key_pem(central.public_key()))
-    members = {
-        EVENT: to_wire(event), NODE_KEY: keys.node, evidence_name(ref.role, ref.media_type): frame,
-        AUDIT: json.dumps([entry]).encode(),
-    }  # fmt: skip
-    if signed:
-        members[CENTRAL_KEY] = keys.central
-    members.update(change or {})
-    files = {n: hashlib.sha256(b).hexdigest() for n, b in members.items()}
-    manifest = {"format": FORMAT if signed else UNSIGNED_FORMAT, "case": 12,
-                "event_id": event.event_id, "missing": [], "record_problems": [],
-                "files": files}  # fmt: skip
-    raw_manifest = json.dumps(manifest).encode()
-    with zipfile.ZipFile(path, "w") as package:
-        for name, data in members.items():
-            package.writestr(name, data, zipfile.ZIP_DEFLATED)
-        package.writestr(MANIFEST, raw_manifest)
-        if signed:
-            package.writestr(MANIFEST_SIG, sign_bytes(raw_manifest, central) + "\n")
-    return keys
+from tests.case_packages import make_package
+from tests.factories import T0
 
 
 def rewrite(path: Path, out: Path, change: Callable[[str, bytes], bytes]) -> None:
@@ -229,7 +182,7 @@ def test_each_piece_of_evidence_is_read_once_in_chunks(
 ) -> None:
     """The evidence check and the manifest check share one read of each member."""
     path = tmp_path / "case.zip"
-    keys = make_package(path, frame=b"\xff\xd8" + bytes(range(256)) * 12_000)
+    keys = make_package(path, evidence=b"\xff\xd8" + bytes(range(256)) * 12_000)
     opened: list[str] = []
     real_open = zipfile.ZipFile.open
 
