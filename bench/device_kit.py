@@ -195,7 +195,7 @@ def pack(args: argparse.Namespace) -> int:
     total = sum(p.stat().st_size for p in parts)
     print(f"{len(members)} files, {total / 1e6:.0f} MB in {len(parts)} parts under {KIT}")
     for n, part in enumerate(parts, start=1):
-        then = "the install and the bench (README)" if n == len(parts) else "true"
+        then = "the install and the bench (docs/edge-perception.md)" if n == len(parts) else "true"
         print(f"device call {n}: carry {part.parent.relative_to(ROOT)}, command: {then}")
     return 0
 

@@ -2,12 +2,12 @@
 
 One pipeline thread does the host work of every camera in its process (tracking, the
 rules, the evidence rings): about 1,000 frames/s on the GPU path, some 30 cameras at 30
-fps (README, "Stream density"). With ``processes: N`` the node starts N workers, each
-running its share of the cameras end to end as a node of its own would (readers and
-decoders, a detector session, trackers, enforcement, evidence built on its own threads),
-and keeps delivery in its own process: the workers send their finished evidence packages
-(signed with the node key), traffic minutes and camera health over one queue, and the
-node stores, publishes and reports them as it does its own.
+fps (docs/edge-perception.md, "Stream density"). With ``processes: N`` the node starts N
+workers, each running its share of the cameras end to end as a node of its own would
+(readers and decoders, a detector session, trackers, enforcement, evidence built on its own
+threads), and keeps delivery in its own process: the workers send their finished evidence
+packages (signed with the node key), traffic minutes and camera health over one queue, and
+the node stores, publishes and reports them as it does its own.
 
 - Cameras are dealt by frame rate, the busiest first, each to the least loaded worker.
 - A config push is checked by the node, then handed to every worker (its own cameras
