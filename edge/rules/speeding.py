@@ -37,6 +37,7 @@ class _Sample:
     t: float
     speed: float
     uncertainty: float
+    limit: float
 
     @property
     def lower(self) -> float:
@@ -90,10 +91,14 @@ class SpeedingRule(TrackRule[SpeedingState]):
         ):
             run.clear()
             return None
-        sample = _Sample(p.t, p.speed_kmh, p.speed_uncertainty_kmh)
+        sample = _Sample(p.t, p.speed_kmh, p.speed_uncertainty_kmh, limit)
         if sample.lower <= limit + self._settings.tolerance_kmh:
             run.clear()
             return None
+        if run and run[-1].limit != limit:
+            # A run is judged against one limit: samples taken under another lane's or
+            # class's limit do not count towards this one (nor report a speed below it).
+            run.clear()
         run.append(sample)
         if len(run) < self._settings.min_samples:
             return None
@@ -163,7 +168,7 @@ class SpeedingRule(TrackRule[SpeedingState]):
             vehicle,
             lane,
             limit,
-            _Sample(out.t, speed, speed - lower),
+            _Sample(out.t, speed, speed - lower, limit),
             EvidenceTimes(before=entered.t_after, at=out.t_before, after=out.t_after),
             f"timed over the {trap.config.length_m:g} m of speed trap {trap.config.id} at",
         )

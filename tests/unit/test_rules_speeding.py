@@ -94,3 +94,44 @@ def test_refuses_to_run_without_metres() -> None:
 )
 def test_decree_bands(excess: float, band: str | None) -> None:
     assert decree_band(excess) == band
+
+
+# Lane 1 (x 400-600) allows a car 60 km/h, lane 2 (x 600-800) 80; a motorcycle 50 in lane 1.
+LIMIT_CHANGES = {
+    "car 72 in lane 1 moves to lane 2 and drives 72 there": (
+        [(0.0, 550, 650), (0.1, 580, 640), (0.2, 650, 630), (0.3, 700, 620), (0.4, 720, 610)],
+        [CAR] * 5,
+        [(72.0, 2.0)] * 5,
+        None,
+    ),
+    "car 72 in lane 1 moves to lane 2 and speeds up to 92": (
+        [(0.0, 550, 650), (0.1, 580, 640), (0.2, 650, 630), (0.3, 700, 620), (0.4, 720, 610)],
+        [CAR] * 5,
+        [(72.0, 2.0)] * 2 + [(92.0, 2.0)] * 3,
+        (CAR, 92.0, 80.0),
+    ),
+    "a motorcycle at 60 turns out to be a car at 70": (
+        [(0.1 * i, 500, 650 - i) for i in range(7)],
+        [MOTO] * 2 + [CAR] * 5,
+        [(60.0, 2.0)] * 2 + [(70.0, 2.0)] * 5,
+        (CAR, 70.0, 60.0),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(LIMIT_CHANGES))
+def test_a_run_is_judged_against_one_limit(name: str) -> None:
+    samples, classes, speeds, expected = LIMIT_CHANGES[name]
+    track = Track(6, samples, CAR, speeds=speeds, classes=classes)  # type: ignore[arg-type]
+    found = run(SpeedingRule(geometry(True, speed_traps=[])), [track])
+    if expected is None:
+        assert found == [], [v.explanation for v in found]
+        return
+    [v] = found
+    vehicle, speed, limit = expected
+    assert (v.vehicle_class, v.measured.speed_kmh, v.measured.speed_limit_kmh) == (
+        vehicle,
+        speed,
+        limit,
+    )
+    assert v.measured.speed_kmh - (v.measured.speed_uncertainty_kmh or 0.0) > limit
