@@ -417,18 +417,27 @@ class EdgeNode:
             return
         with self._lock:
             for package in packages:
-                if self.violations_out is not None:
-                    self.violations_out.write(to_wire(package.event).decode("utf-8") + "\n")
-                    self.violations_out.flush()
+                # Stored first: the outbox keeps it, the --violations file is a copy. A full
+                # outbox is counted (logged with the event id) and the cameras go on, as the
+                # next violation may fit once delivery has freed room; any other fault of
+                # the outbox ends the run, so that the next start stores what was found.
                 if self.delivery is not None:
                     try:
                         self.delivery.submit(package)
                     except OutboxFullError:
-                        # (logged with the event id) The cameras go on: the next violation
-                        # may fit once delivery has freed room.
                         self.counters.not_stored += 1
-                        continue
-                    self.counters.stored += 1
+                    else:
+                        self.counters.stored += 1
+                if self.violations_out is not None:
+                    try:
+                        self.violations_out.write(to_wire(package.event).decode("utf-8") + "\n")
+                        self.violations_out.flush()
+                    except OSError as exc:
+                        log.error(
+                            "violation %s: not written to --violations (%s)",
+                            package.event.event_id,
+                            exc,
+                        )
             for stats in traffic:
                 self.counters.traffic_minutes += 1
                 if self.delivery is not None and not self.delivery.submit_traffic(stats):

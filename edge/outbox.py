@@ -276,6 +276,42 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _writer_alive(temp_name: str) -> bool:
+    """Whether the process named in a blob's temp file (``.tmp-PID-…``) is still running."""
+    try:
+        pid = int(temp_name.split("-")[1])
+        if pid <= 0:
+            return False
+        os.kill(pid, 0)
+    except (IndexError, ValueError, OverflowError, ProcessLookupError):
+        return False
+    except PermissionError:  # (someone else's process: running)
+        return True
+    return True
+
+
+def _open_database(path: Path) -> sqlite3.Connection:
+    """The outbox's database, its schema in place; a UserError naming the file when SQLite
+    cannot open or read it (a damaged file is left as it is, for recovery)."""
+    try:
+        db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise UserError(f"cannot open the outbox database {path}: {exc}") from exc
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.executescript(SCHEMA)
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise UserError(
+            f"the outbox database {path} cannot be used: {exc}. Nothing was changed; "
+            f"if the file is damaged, recover its events with `sqlite3 {path} .recover`, "
+            "or move it aside to start an empty outbox"
+        ) from exc
+    return db
+
+
 class Outbox:
     """The node's durable queue of events and evidence. Thread-safe; one per process.
 
@@ -306,16 +342,7 @@ class Outbox:
         except OSError as exc:
             raise UserError(f"cannot create the outbox folder {directory}: {exc}") from exc
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            directory / "outbox.sqlite3",
-            timeout=30.0,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        self._db = _open_database(directory / "outbox.sqlite3")
         self._alarmed = False
         self._remove_stale_temp_files()
 
@@ -334,12 +361,14 @@ class Outbox:
         # A process killed between writing and renaming a blob leaves a temp file; one
         # killed after the rename but before its rows committed leaves a file no row
         # lists. Both are garbage that no budget counts. (Only files older than
-        # ORPHAN_AGE_S: another process may be about to commit the rows of a new one.)
+        # ORPHAN_AGE_S: another process, e.g. the running node when ``edge outbox`` opens
+        # the same outbox, may be writing a temp file or about to commit a new one's rows.)
+        old = time.time() - ORPHAN_AGE_S
         for tmp in self._blob_dir.glob("*/.tmp-*"):
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                if not _writer_alive(tmp.name) or tmp.stat().st_mtime < old:
+                    tmp.unlink()
         listed = {r[0] for r in self._db.execute("SELECT sha256 FROM blobs")}
-        old = time.time() - ORPHAN_AGE_S
         for path in self._blob_dir.glob("*/*"):
             if path.name.startswith(".") or path.name in listed:
                 continue
@@ -359,11 +388,17 @@ class Outbox:
             return False
         path.parent.mkdir(exist_ok=True)
         tmp = path.parent / f".tmp-{os.getpid()}-{threading.get_ident()}-{blob.ref.sha256}"
-        with tmp.open("wb") as fh:
-            fh.write(blob.data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
+        try:
+            with tmp.open("wb") as fh:
+                fh.write(blob.data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(path)
+        except BaseException:
+            # (a full disk, mostly: what was written of it would hold space no budget counts)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         _fsync_dir(path.parent)
         return True
 

@@ -274,3 +274,59 @@ def test_sqlite_refusing_a_write_for_want_of_room_is_a_full_outbox(tmp_path: Pat
         outbox.put_violation(event, blobs)
         assert outbox.message_state(event.event_id) is MessageState.PENDING
         assert outbox.stats().pending == stored + 1
+
+
+def test_opening_an_outbox_leaves_a_running_writers_temp_file_alone(tmp_path: Path) -> None:
+    """``edge outbox`` beside a running node opens the same outbox: the blob the node is
+    writing (its temp file, named with its pid) stays; one of a process that is gone, or
+    one left for longer than ORPHAN_AGE_S, is removed."""
+    import os
+
+    from edge.outbox import ORPHAN_AGE_S
+
+    with Outbox(tmp_path, BIG_BUDGET):
+        pass
+    folder = tmp_path / "blobs" / "ab"
+    folder.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    writing = folder / f".tmp-{os.getpid()}-1-ab{'0' * 62}"
+    gone = folder / f".tmp-{dead}-1-ab{'1' * 62}"
+    stale = folder / f".tmp-{os.getpid()}-2-ab{'2' * 62}"
+    for path in (writing, gone, stale):
+        path.write_bytes(b"part of a clip")
+    old = time.time() - ORPHAN_AGE_S - 60
+    os.utime(stale, (old, old))
+    with Outbox(tmp_path, BIG_BUDGET):
+        assert writing.exists()
+        assert not gone.exists() and not stale.exists()
+
+
+def test_a_blob_the_disk_refuses_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    def no_room(_fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        event, blobs = signed_event([blob(EvidenceRole.CLIP, b"c" * 50_000)])
+        monkeypatch.setattr("edge.outbox.os.fsync", no_room)
+        with pytest.raises(OutboxFullError, match="the disk is full"):
+            outbox.put_violation(event, blobs)
+        monkeypatch.undo()
+        assert not list(tmp_path.glob("blobs/*/.tmp-*"))
+        assert outbox.message_state(event.event_id) is None
+        outbox.put_violation(event, blobs)
+        assert outbox.message_state(event.event_id) is MessageState.PENDING
+
+
+def test_a_damaged_outbox_database_is_named_and_left_as_it_is(tmp_path: Path) -> None:
+    from roadwatch.errors import UserError
+
+    damaged = b"not an SQLite database, but the node's events may be in what is left" * 100
+    (tmp_path / "outbox.sqlite3").write_bytes(damaged)
+    with pytest.raises(UserError, match=r"outbox database .*outbox\.sqlite3 cannot be used"):
+        Outbox(tmp_path, BIG_BUDGET)
+    assert (tmp_path / "outbox.sqlite3").read_bytes() == damaged

@@ -315,3 +315,29 @@ def test_a_violation_a_gone_process_found_is_stored_without_evidence_at_the_next
         assert service.recover_fired() == 0  # nothing twice
     finally:
         service.stop(timeout_s=1)
+
+
+def test_a_violations_file_that_refuses_writes_loses_nothing_stored(tmp_path: Path) -> None:
+    """``--violations FILE`` on a full disk: each package is stored in the outbox first,
+    and the copy that cannot be written is logged; the run goes on."""
+    from edge.config import SiteConfig
+    from edge.node import EdgeNode
+
+    class FullFile:
+        def write(self, _text: str) -> int:
+            raise OSError(28, "No space left on device")
+
+        def flush(self) -> None:
+            raise OSError(28, "No space left on device")
+
+    service = DeliveryService.from_config(load_delivery_config(write_config(tmp_path)))
+    try:
+        node = EdgeNode(SiteConfig.for_source("/data/a.mp4"), {}, service)
+        node.violations_out = FullFile()  # type: ignore[assignment]
+        packages = [package(10), package(10)]
+        node._deliver(packages, [])
+        assert (node.counters.stored, node.counters.not_stored) == (2, 0)
+        for p in packages:
+            assert service.outbox.message_state(p.event.event_id) is MessageState.PENDING
+    finally:
+        service.stop(timeout_s=1)
