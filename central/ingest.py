@@ -203,18 +203,9 @@ class IngestService:
             batch = self._next_batch()
             if not batch:
                 continue
-            try:
-                with self._sessions() as session:  # used only for a key not cached
-                    checked = check_batch(session, [d.message for d in batch], self._keys)
-            except DBAPIError as exc:
-                # A key could not be looked up: unacknowledged, the broker sends it again.
-                log.warning("ingest batch of %d not checked (%s)", len(batch), exc.orig)
-                self._stop.wait(1.0)
-                continue
-            except Exception:  # (the thread must live on: unacknowledged, it comes again)
-                log.exception("ingest batch of %d not checked", len(batch))
-                self._stop.wait(1.0)
-                continue
+            checked = self._check(batch)
+            if checked is None:
+                return  # stopping: unacknowledged, the broker sends it again after restart
             item = _CheckedBatch(batch, checked)
             while not self._stop.is_set():
                 try:
@@ -223,6 +214,30 @@ class IngestService:
                 except queue.Full:
                     continue
 
+    def _check(self, batch: list[_Delivery]) -> list[Checked] | None:
+        """The batch checked, trying again until it can be (None once stopping). A batch is
+        never dropped unacknowledged while connected: the broker sends a message again only
+        after a reconnect, and until then it holds a place of the Receive Maximum, so a few
+        dropped batches would stop delivery to this ingest altogether."""
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                with self._sessions() as session:  # used only for a key not cached
+                    return check_batch(session, [d.message for d in batch], self._keys)
+            except DBAPIError as exc:
+                log.warning(
+                    "ingest batch of %d not checked (%s); again in %.1f s",
+                    len(batch),
+                    exc.orig,
+                    delay,
+                )
+            except Exception:  # (the thread must live on)
+                log.exception("ingest batch of %d not checked; again in %.1f s", len(batch), delay)
+            if self._stop.wait(delay):
+                break
+            delay = min(delay * 2, 10.0)
+        return None
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._keep_partitions()
@@ -230,14 +245,19 @@ class IngestService:
                 batch = self._checked.get(timeout=0.2)
             except queue.Empty:
                 continue
-            try:
-                self._commit_then_ack(batch)
-            except Exception:
-                # Not acknowledged: the broker delivers the batch again after a reconnect.
-                log.exception(
-                    "ingest batch of %d failed; left unacknowledged", len(batch.deliveries)
-                )
-                self._stop.wait(1.0)
+            delay = 1.0
+            while not self._stop.is_set():
+                try:
+                    self._commit_then_ack(batch)
+                    break
+                except Exception:
+                    # Tried again, as the checker does (a batch left unacknowledged holds its
+                    # place in the broker's window); storing it again is safe, by event id.
+                    log.exception(
+                        "ingest batch of %d failed; again in %.1f s", len(batch.deliveries), delay
+                    )
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, 10.0)
 
     def _keep_partitions(self) -> None:
         """Once a UTC day, make the coming months' partitions of violations (PostgreSQL),

@@ -140,6 +140,43 @@ def test_ingest_accepts_dedupes_and_quarantines(
         assert cam is not None and (cam.state, cam.reason) == ("stalled", "no frames")
 
 
+def test_a_batch_that_cannot_be_checked_is_checked_again_not_dropped(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    publisher: Publisher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database away while a node's key is looked up: the batch is checked again
+    until it can be. Dropped unacknowledged, each message would hold a place of the
+    broker's Receive Maximum until a reconnect, and two such would stop delivery here."""
+    from sqlalchemy.exc import OperationalError
+
+    import central.ingest
+
+    node = make_node()
+    settings = ingest_settings(central_settings, mqtt_broker, node.site).model_copy(
+        update={"ingest_receive_maximum": 2, "ingest_batch": 1}
+    )
+    real_check = central.ingest.check_batch
+    failures = [OperationalError("SELECT", {}, Exception("the database system is starting up"))] * 2
+
+    def check_batch(*args: object, **kwargs: object) -> object:
+        if failures:
+            raise failures.pop()
+        return real_check(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(central.ingest, "check_batch", check_batch)
+    events = [signed_event(node) for _ in range(5)]
+    with IngestService(settings, central_db.engine) as ingest:
+        assert ingest.wait_ready(10), "ingest did not subscribe"
+        for event in events:
+            publisher.publish(node.topic(), to_wire(event))
+        wait_for("all 5 stored", lambda: _count(central_db, Violation, node.site) == 5)
+    assert failures == []
+
+
 def _count(db: CentralDb, model: type[Violation] | type[TrafficMinute], site: str) -> int:
     with db.session() as s:
         return int(s.scalar(select(func.count()).select_from(model).where(model.site == site)) or 0)
