@@ -25,16 +25,17 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from central.keys import load_central_key
 from central.models import Node, NodeConfig, utcnow
-from central.records import append_audit
+from central.records import append_audit, lock_registry
 from central.settings import Settings
 from roadwatch.contract import ConfigPush, NodeTopic, node_topic, to_wire
 from roadwatch.contract.canonical import canonical_bytes
-from roadwatch.contract.models import MAX_CONFIG_BYTES
+from roadwatch.contract.models import MAX_CONFIG_BYTES, ShortText
 from roadwatch.contract.signing import sign
 from roadwatch.errors import UserError
 
@@ -134,6 +135,9 @@ def outline_version(document: Mapping[str, Any]) -> str:
     return version
 
 
+_VERSION: TypeAdapter[str] = TypeAdapter(ShortText)
+
+
 def push_config(
     session: Session,
     *,
@@ -148,9 +152,16 @@ def push_config(
     """Validate, sign, publish and record a push (committed by the caller's transaction,
     which must end with a commit only after this returns). ``key`` gives central's
     config-signing key when a new version is signed."""
+    # Pushes one at a time: the second of a double click then finds the first's row
+    # (repeated, or a conflict), where its insert would have hit the unique key.
+    lock_registry(session)
     if session.scalar(select(Node.id).where(Node.site == site, Node.node == node)) is None:
         raise UnknownNodeError(f"no node {site}/{node} in the registry")
     version = validate_document(document, site=site, node=node)
+    try:
+        _VERSION.validate_python(version)  # (before it is looked up: no NUL reaches SQL)
+    except ValidationError as exc:
+        raise InvalidConfigError(f"config: version: {exc.errors()[0]['msg']}") from None
     digest = document_sha256(document)
     topic = node_topic(site, node, NodeTopic.CONFIG)
     earlier = session.scalar(

@@ -186,7 +186,7 @@ class RegistryConflictError(RegistryError):
     already."""
 
 
-def _lock_registry(session: Session) -> None:
+def lock_registry(session: Session) -> None:
     """Serialize changes to the registry until the transaction ends: their checks (is this
     key anyone's already?) then see what the others committed. Every change appends to
     the audit log, which takes this row's lock anyway; on SQLite, writers are one at a
@@ -195,7 +195,7 @@ def _lock_registry(session: Session) -> None:
 
 
 def _node(session: Session, site: str, node: str) -> Node:
-    _lock_registry(session)
+    lock_registry(session)
     found = session.scalar(select(Node).where(Node.site == site, Node.node == node))
     if found is None:
         raise NotRegisteredError(
@@ -303,7 +303,7 @@ def register_node(session: Session, *, site: str, node: str, public_key_pem: str
     except TopicError as exc:
         raise RegistryError(str(exc)) from exc
     _checked_pem(public_key_pem)
-    _lock_registry(session)
+    lock_registry(session)
     if session.scalar(select(Node.id).where(Node.site == site, Node.node == node)):
         raise RegistryConflictError(f"node {site}/{node} is already registered")
     token = new_node_token()
@@ -341,7 +341,7 @@ def create_user(
 ) -> User:
     if role is Role.NODE:
         raise RegistryError("nodes are registered with 'central node add', not as users")
-    _lock_registry(session)
+    lock_registry(session)
     if session.scalar(select(User.id).where(User.username == username)):
         raise RegistryConflictError(f"user {username!r} exists", "user_exists", user=username)
     user = User(

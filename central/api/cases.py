@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
-from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -33,6 +31,7 @@ from central.api.schemas import (
     AuditOut,
     DeadlineOut,
     EvidenceOut,
+    IsoTime,
     Page,
     QueueItem,
     ReviewCommand,
@@ -66,27 +65,6 @@ from roadwatch.contract import ViolationType
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", responses=PROTECTED)
 
-
-def _iso_only(value: object) -> object:
-    """Times are ISO 8601 text with a zone; a bare number is not taken for a Unix time."""
-    if isinstance(value, str) and not re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]", value):
-        raise ValueError("expected an ISO 8601 time with a zone, e.g. 2026-11-23T07:00:00Z")
-    return value
-
-
-def _zoned_utc(value: datetime) -> datetime:
-    """A time with a zone that exists in UTC too (0001-01-01T00:00+14:00 would be in year
-    0), as UTC."""
-    if value.tzinfo is None:
-        raise ValueError("times need a zone, e.g. 2026-11-23T07:00:00Z")
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("time out of range once in UTC (years 1 to 9999)") from None
-
-
-# Every time a query takes: ISO text with a zone, in UTC once checked.
-IsoTime = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_zoned_utc)]
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
 ViolationId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, case, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from central.api import feed
-from central.api.cases import Ident, IsoTime, Limit, Offset, audit_out
+from central.api.cases import Ident, Limit, Offset, audit_out
 from central.api.deps import PROTECTED, AnyUser, Manager, SessionDep, StateDep
 from central.api.schemas import (
     NO_NUL,
@@ -23,6 +23,7 @@ from central.api.schemas import (
     ChainOut,
     CountOut,
     FlowBucket,
+    IsoTime,
     QuarantineOut,
     TrafficFlow,
     ViolationStats,

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from central.workflow import Action, DeadlineState, Role, Status
 from roadwatch.contract.models import EventId
@@ -18,6 +26,28 @@ NO_NUL = r"^[^\x00]*$"
 MAX_FULL_NAME = 128  # (the column's width)
 # The roles a person can hold (``Role`` less the nodes'), spelled as the API takes them.
 UserRole = Literal["officer", "supervisor", "admin", "ioc"]
+
+
+def _iso_only(value: object) -> object:
+    """Times are ISO 8601 text with a zone; a bare number is not taken for a Unix time."""
+    if isinstance(value, str) and not re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]", value):
+        raise ValueError("expected an ISO 8601 time with a zone, e.g. 2026-11-23T07:00:00Z")
+    return value
+
+
+def _zoned_utc(value: datetime) -> datetime:
+    """A time with a zone that exists in UTC too (0001-01-01T00:00+14:00 would be in year
+    0), as UTC."""
+    if value.tzinfo is None:
+        raise ValueError("times need a zone, e.g. 2026-11-23T07:00:00Z")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time out of range once in UTC (years 1 to 9999)") from None
+
+
+# Every time a query takes: ISO text with a zone, in UTC once checked.
+IsoTime = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_zoned_utc)]
 
 
 class Strict(BaseModel):
@@ -101,7 +131,7 @@ class NodeKeyRevoke(Strict):
     reason: Annotated[
         str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*\S[^\x00]*$")
     ] = Field(description="Why (a box stolen, a key leaked); kept with the key and audited")
-    since: datetime | None = Field(
+    since: IsoTime | None = Field(
         default=None,
         description="Revoked from this time (default now): cases central received from then"
         " on are flagged, those received before stand. For a box stolen, the last time it"

@@ -15,7 +15,6 @@ from sqlalchemy import select
 from central.api.cases import (
     LISTED,
     Ident,
-    IsoTime,
     Limit,
     Offset,
     ViolationId,
@@ -27,7 +26,7 @@ from central.api.cases import (
     queue_page,
 )
 from central.api.deps import NOT_FOUND, PROTECTED, CaseReader, Reviewer, SessionDep, StateDep
-from central.api.schemas import AuditOut, CameraOut, Page, QueueItem, ViolationDetail
+from central.api.schemas import AuditOut, CameraOut, IsoTime, Page, QueueItem, ViolationDetail
 from central.models import AuditEntry, Camera, Violation, utcnow
 from central.workflow import OPEN_STATUSES, Action, Actor, Role, Status, available_actions
 from roadwatch.contract import ViolationType

@@ -2035,6 +2035,9 @@ def test_a_node_key_rotated_and_revoked(
     assert refused(revoke_new, {"reason": "leaked", "since": future}) == (
         422, "revoke_since_ahead",
     )  # fmt: skip
+    for outside in ("0001-01-01T00:30:00+01:00", "2026-11-23T07:00:00", "1764000000"):
+        got = api.post(revoke_new, headers=admin, json={"reason": "leaked", "since": outside})
+        assert got.status_code == 422, (outside, got.text)  # (the key stays in force)
     r = api.post(revoke_new, headers=admin, json={"reason": "leaked", "since": since})
     assert r.status_code == 200, r.text
     case = api.get(f"/api/v1/violations/{leaked}", headers=officer).json()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -316,6 +317,26 @@ def test_central_records_each_version_once(
         assert push.config == doc and push.config_version == "2026-11-23.1"
         pub = settings.resolved_config_key.with_suffix(".pub").read_bytes()
         verify(push, load_pub(pub))
+
+        r = _put(client, admin, site, {**doc, "version": "2026-11-23.2\x00"})
+        assert r.status_code == 422 and "control character" in r.json()["detail"], r.text
+        # A double click with two documents of one new version: one is recorded, the
+        # other refused as a conflict, never a server error (PostgreSQL's unique key).
+        version = {**doc, "version": "2026-11-23.3"}
+        both = [version, {**version, "cameras": [{**doc["cameras"][0], "place": "Km 3"}]}]
+        answers = [0, 0]
+        start = threading.Barrier(2)
+
+        def push(i: int) -> None:
+            start.wait()
+            answers[i] = _put(client, admin, site, both[i]).status_code
+
+        pushing = [threading.Thread(target=push, args=(i,)) for i in (0, 1)]
+        for thread in pushing:
+            thread.start()
+        for thread in pushing:
+            thread.join(30)
+        assert sorted(answers) == [200, 409]
     finally:
         raw.close([config_topic])
 
