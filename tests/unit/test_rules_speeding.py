@@ -111,9 +111,9 @@ LIMIT_CHANGES = {
         (CAR, 92.0, 80.0),
     ),
     "a motorcycle at 60 turns out to be a car at 70": (
-        [(0.1 * i, 500, 650 - i) for i in range(7)],
-        [MOTO] * 2 + [CAR] * 5,
-        [(60.0, 2.0)] * 2 + [(70.0, 2.0)] * 5,
+        [(0.1 * i, 500, 650 - i) for i in range(6)],
+        [MOTO] + [CAR] * 5,
+        [(60.0, 2.0)] + [(70.0, 2.0)] * 5,
         (CAR, 70.0, 60.0),
     ),
 }
