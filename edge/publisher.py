@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import ssl
 import threading
 import time
@@ -36,7 +37,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from edge.delivery_config import BrokerConfig, DeliveryConfig
 from edge.delivery_policy import backoff_delay
-from edge.outbox import Outbox
+from edge.outbox import Outbox, OutboxFullError
 from roadwatch import __version__
 from roadwatch.contract import (
     CameraHealth,
@@ -131,6 +132,8 @@ class Publisher:
         self._client: mqtt.Client | None = None
         self._inflight: dict[int, _InFlight] = {}
         self._acked: list[str] = []
+        self._unrecorded = False  # acknowledgements the outbox could not record yet
+        self._accepted = False  # the broker accepted the current connection
         self._stop = threading.Event()
         self._stop_deadline = 0.0
         self._thread: threading.Thread | None = None
@@ -192,20 +195,20 @@ class Publisher:
                     break
                 if self._client is None and not self._try_connect():
                     failures += 1
-                    delay = backoff_delay(
-                        failures,
-                        base_s=self.config.broker.reconnect_min_s,
-                        cap_s=self.config.broker.reconnect_max_s,
-                        jitter=random.random() * 0.5,
-                    )
-                    log.info("broker unreachable; next try in %.1f s", delay)
                     if stopping:
                         break
-                    self._stop.wait(delay)
+                    self._back_off(failures, "broker unreachable")
                     continue
                 self._turn()
                 if self._connected.is_set():
                     failures = 0
+                elif self._client is None and not self._accepted:
+                    # Ended before the broker accepted it (a refused login, a revoked
+                    # node): wait as for a broker out of reach, not at once again.
+                    failures += 1
+                    if stopping:
+                        break
+                    self._back_off(failures, "broker refused the connection")
             except Exception:
                 # The outbox keeps every message; a failed turn (disk, database) must not
                 # end publishing: start over on a fresh connection after a pause.
@@ -219,6 +222,16 @@ class Publisher:
         except Exception:
             log.exception("clean disconnect failed")
             self._drop_client()
+
+    def _back_off(self, failures: int, why: str) -> None:
+        delay = backoff_delay(
+            failures,
+            base_s=self.config.broker.reconnect_min_s,
+            cap_s=self.config.broker.reconnect_max_s,
+            jitter=random.random() * 0.5,
+        )
+        log.info("%s; next try in %.1f s", why, delay)
+        self._stop.wait(delay)
 
     def _turn(self) -> None:
         """One turn of the loop: network I/O, acknowledgements, publishing, status."""
@@ -260,6 +273,7 @@ class Publisher:
             log.debug("connect to %s:%d failed: %s", broker.host, broker.port, exc)
             return False
         self._client = client
+        self._accepted = False
         return True
 
     def _drop_client(self) -> None:
@@ -282,7 +296,9 @@ class Publisher:
         # Refill in chunks, not one message per PUBACK: each refill is a query.
         if room <= 0 or (self._inflight and room < max(1, window // 4)):
             return
+        # (acknowledged ones the outbox has not recorded yet are not sent again either)
         busy = {f.message_id for f in self._inflight.values()}
+        busy.update(self._acked, self._resent_acked, self._receipts)
         due = self.outbox.due_messages(room, exclude=busy)
         resends = []
         if len(due) < room:
@@ -316,16 +332,28 @@ class Publisher:
         self.outbox.mark_resent([f.message_id for f in flights if f.resend])
 
     def _record_acks(self) -> None:
-        if self._acked:
-            acked, self._acked = self._acked, []
-            self.outbox.mark_published(acked)
-            self._published += len(acked)
-        if self._resent_acked:
-            resent, self._resent_acked = self._resent_acked, []
-            self.outbox.mark_resent(resent)
-        if self._receipts:
-            receipts, self._receipts = self._receipts, []
-            self._receipted += self.outbox.mark_receipted(receipts)
+        """Record the broker's and central's acknowledgements. Those the outbox cannot
+        take yet (its disk full) are kept for a later turn, on the same connection: they
+        are known, so nothing is published again for want of writing them down."""
+        try:
+            if self._acked:
+                self.outbox.mark_published(self._acked)
+                self._published += len(self._acked)
+                self._acked = []
+            if self._resent_acked:
+                self.outbox.mark_resent(self._resent_acked)
+                self._resent_acked = []
+            if self._receipts:
+                self._receipted += self.outbox.mark_receipted(self._receipts)
+                self._receipts = []
+        except (OutboxFullError, sqlite3.Error) as exc:
+            if not self._unrecorded:
+                log.warning("acknowledgements kept in memory until the outbox takes them: %s", exc)
+            self._unrecorded = True
+            return
+        if self._unrecorded:
+            log.info("acknowledgements recorded again")
+            self._unrecorded = False
 
     def _maybe_prune(self) -> None:
         now = time.monotonic()
@@ -333,7 +361,11 @@ class Publisher:
             return
         retention = self.config.outbox.receipted_retention_s
         self._next_prune = now + min(60.0, max(1.0, retention))
-        events, blobs = self.outbox.prune_receipted(retention)
+        try:
+            events, blobs = self.outbox.prune_receipted(retention)
+        except (OutboxFullError, sqlite3.Error) as exc:
+            log.warning("receipted events not pruned this time: %s", exc)
+            return
         if events or blobs:
             log.info("pruned %d receipted event(s) and %d blob record(s)", events, blobs)
 
@@ -396,6 +428,7 @@ class Publisher:
             log.error("broker refused the connection: %s", reason)
             return
         self._connects += 1
+        self._accepted = True
         log.info("connected to the broker (session present: %s)", flags.session_present)
         self._connected.set()
         client.subscribe(self._receipt_topic, qos=1)

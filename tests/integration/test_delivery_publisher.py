@@ -119,3 +119,104 @@ def test_a_failing_disk_does_not_end_publishing(
         assert publisher.stop(timeout_s=5)
         consumer.close()
         outbox.close()
+
+
+def test_a_full_disk_keeps_the_connection_and_sends_nothing_twice(
+    tmp_path: Path, mqtt_broker: BrokerAddress, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PUBACKs the outbox cannot record (its disk full, as another program filled it) are
+    kept until it can: the connection stays, and no event goes out twice meanwhile."""
+    import sqlite3
+
+    site = "t" + uuid.uuid4().hex[:12]
+    cfg = config(tmp_path, mqtt_broker, site)
+    consumer = Consumer(
+        mqtt_broker.host,
+        mqtt_broker.port,
+        [f"roadwatch/v1/{site}/node-01/+/violation"],
+        f"consumer-{site}",
+    )
+    outbox = Outbox(cfg.outbox.path, BIG_BUDGET)
+    publisher = Publisher(cfg, outbox)
+    real_mark = outbox.mark_published
+    full = [True]
+    refused: list[int] = []
+
+    def mark_when_room(ids: list[str]) -> int:
+        if full[0]:
+            refused.append(len(ids))
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_mark(ids)
+
+    monkeypatch.setattr(outbox, "mark_published", mark_when_room)
+    try:
+        time.sleep(0.3)
+        events = [signed_event([], site=site)[0] for _ in range(20)]
+        for event in events:
+            outbox.put_violation(event, [])
+        publisher.start()
+        assert consumer.wait_for({e.event_id for e in events}, 20) == set()
+        time.sleep(2.0)  # (turns enough to have published everything again, before)
+        assert len(refused) > 1, "the full disk was met on more than one turn"
+        assert outbox.stats().pending == 20
+        full[0] = False
+        deadline = time.monotonic() + 10
+        while outbox.stats().pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert outbox.stats().pending == 0
+        assert sorted(consumer.ids()) == sorted(e.event_id for e in events)
+        assert publisher.counters().connects == 1
+    finally:
+        assert publisher.stop(timeout_s=5)
+        consumer.close()
+        outbox.close()
+
+
+def test_a_broker_refusing_the_login_is_tried_again_with_back_off(tmp_path: Path) -> None:
+    """A CONNACK that refuses (a wrong password, a revoked node) is not followed at once
+    by the next try: the tries spread out as for a broker out of reach."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)
+    port = server.getsockname()[1]
+    tries: list[float] = []
+    done = threading.Event()
+
+    def refuse() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                tries.append(time.monotonic())
+                conn.recv(4096)
+                conn.sendall(bytes([0x20, 0x02, 0x00, 0x05]))  # CONNACK: not authorised
+                time.sleep(0.05)
+
+    refusing = threading.Thread(target=refuse, name="refusing-broker")
+    refusing.start()
+    cfg = DeliveryConfig.model_validate(
+        {
+            "site": "t" + uuid.uuid4().hex[:12],
+            "node": "node-01",
+            "key_path": str(tmp_path / "node.key"),
+            "broker": {"host": "127.0.0.1", "port": port, "reconnect_min_s": 0.5},
+            "outbox": {"path": str(tmp_path / "outbox")},
+        }
+    )
+    outbox = Outbox(cfg.outbox.path, BIG_BUDGET)
+    publisher = Publisher(cfg, outbox)
+    try:
+        publisher.start()
+        time.sleep(3.0)
+    finally:
+        publisher.stop(timeout_s=5)
+        done.set()
+        refusing.join(5)
+        server.close()
+        outbox.close()
+    assert 2 <= len(tries) <= 6, f"{len(tries)} tries in 3 s"
+    assert publisher.counters().connects == 0
