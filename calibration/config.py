@@ -7,6 +7,7 @@ metres.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
@@ -14,7 +15,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from calibration.errors import CalibrationError, CalibrationExpiredError
-from calibration.homography import Matrix3, PointPair, check_homography, evaluate
+from calibration.homography import (
+    Matrix3,
+    PointPair,
+    as_points,
+    check_homography,
+    check_inliers,
+    evaluate,
+)
 from calibration.lens import LensModel
 
 Coordinate = Annotated[float, Field(allow_inf_nan=False, ge=-1e5, le=1e5)]
@@ -22,6 +30,10 @@ Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.
 CameraId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 # A stored matrix must reproduce the stored points to within this (pixels) of its RMS.
 RMS_TOLERANCE_PX = 0.05
+# The same on the road. rms_m is the floor of every speed's uncertainty; 1 cm is about what
+# RMS_TOLERANCE_PX amounts to at the far end of a view, and it moves a speed's uncertainty
+# by well under 0.1 km/h.
+RMS_TOLERANCE_M = 0.01
 
 
 class _Strict(BaseModel):
@@ -150,13 +162,28 @@ class CalibrationFile(_Strict):
             raise ValueError("inliers must have one entry per point")
         try:
             matrix = self.matrix()
-            fit = evaluate(matrix, self.pairs(), np.asarray(self.inliers, dtype=bool))
+            pairs = self.pairs()
+            inliers = np.asarray(self.inliers, dtype=bool)
+            check_inliers(
+                as_points([p.pixel for p in pairs], "image points"),
+                as_points([p.world for p in pairs], "road points"),
+                inliers,
+            )
+            fit = evaluate(matrix, pairs, inliers)
         except CalibrationError as exc:
             raise ValueError(str(exc)) from exc
+        # NaN compares false with everything: without this an unmeasurable fit would pass.
+        if not (math.isfinite(fit.rms_px) and math.isfinite(fit.rms_m)):
+            raise ValueError("the homography's RMS over the inlier points is not a finite number")
         if abs(fit.rms_px - self.rms_px) > RMS_TOLERANCE_PX + 0.01 * self.rms_px:
             raise ValueError(
                 f"homography reproduces the points with RMS {fit.rms_px:.2f} px, "
                 f"not the recorded {self.rms_px:.2f} px (matrix or points were edited)"
+            )
+        if abs(fit.rms_m - self.rms_m) > RMS_TOLERANCE_M + 0.01 * self.rms_m:
+            raise ValueError(
+                f"homography reproduces the points with RMS {fit.rms_m:.3f} m, "
+                f"not the recorded {self.rms_m:.3f} m (rms_m, matrix or points were edited)"
             )
         return self
 

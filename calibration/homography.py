@@ -111,6 +111,22 @@ def check_general_position(points: Points, what: str) -> None:
     )
 
 
+def check_inliers(pixels: Points, world: Points, inlier: npt.NDArray[np.bool_]) -> None:
+    """Refuse an inlier mask whose points cannot determine a homography on their own.
+
+    The RMS figures are measured over the inliers only, so a mask that keeps too few points
+    (none at all gives an RMS of NaN) would let any matrix pass a check against them.
+    """
+    kept = int(np.count_nonzero(inlier))
+    if kept < MIN_POINTS:
+        raise CalibrationError(
+            f"only {kept} of {len(inlier)} points are marked inliers; "
+            f"a homography needs at least {MIN_POINTS}"
+        )
+    check_general_position(pixels[inlier], "inlier image points")
+    check_general_position(world[inlier], "inlier road points")
+
+
 def _collinear(tri: Points) -> bool:
     a, b, c = tri
     ab, ac = b - a, c - a
@@ -198,6 +214,8 @@ def fit_homography(pairs: Sequence[PointPair], ransac_threshold_px: float = 3.0)
             f"only {int(inlier.sum())} points agree within {ransac_threshold_px} px; "
             "check the point pairs"
         )
+    # The file written from this fit is checked the same way when it is loaded.
+    check_inliers(pixels, world, inlier)
     refined, _ = cv2.findHomography(world[inlier], pixels[inlier], 0)
     if refined is None:
         raise CalibrationError("the point pairs do not determine a homography")

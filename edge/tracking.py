@@ -71,12 +71,16 @@ class TrackState:
     def object_class(self) -> ObjectClass:
         if self.promoted:
             return ObjectClass.MOTORCYCLE
+        plurality = max(self.votes, key=lambda c: self.votes[c])
+        if plurality is not ObjectClass.PERSON:
+            return plurality
+        # A rider seen as "person" for most frames is still on a two-wheeler. Only against
+        # "person": a car seen now and then as a motorcycle is still a car.
         total = sum(self.votes.values())
         bikes = {c: v for c, v in self.votes.items() if c in TWO_WHEELERS}
-        # A rider seen as "person" for most frames is still on a two-wheeler.
         if bikes and sum(bikes.values()) >= total / 3:
             return max(bikes, key=lambda c: bikes[c])
-        return max(self.votes, key=lambda c: self.votes[c])
+        return plurality
 
 
 @dataclass

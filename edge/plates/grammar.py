@@ -21,7 +21,7 @@ Series letters are A-Z without I, J, O, Q, R, W (R is the trailer series); the p
 code must be one in :mod:`edge.plates.provinces`. OCR confusions are repaired only where
 the position makes the character class certain (a digit slot turns O into 0, a letter slot
 turns 8 into B) and only when exactly one format fits with the fewest repairs; nothing is
-ever added or dropped.
+ever added or dropped. An all-zero number ("000.00", "0000") is never issued and never valid.
 """
 
 from __future__ import annotations
@@ -74,8 +74,13 @@ class PlateFormat:
     exclude: frozenset[str] = frozenset()
 
     def takes(self, chars: str) -> bool:
-        """False for a series the format's slots allow but the regulation gives elsewhere."""
-        return chars[2 : len(self.head)] not in self.exclude
+        """False for what the format's slots allow but is never issued to it.
+
+        That is a series the regulation gives elsewhere, or an all-zero number: numbers run
+        from 0001 / 000.01, so "000.00" is a misreading (often five O's "repaired" to 0).
+        """
+        n = len(self.head)
+        return chars[2:n] not in self.exclude and chars[n:].strip("0") != ""
 
     def slots(self) -> tuple[tuple[Slot, ...], ...]:
         """The slots of each printed line, top line first."""

@@ -25,19 +25,29 @@ class _LaneState:
     went_on: SideTracker
     crossed: Crossing | None = None
     exempt: bool = False
-    stopped: bool = False
+    # Stillness is timed on every sample, apart from the crossings: a box whose bottom
+    # jitters across the stop line re-crosses it every few frames, and a timer restarted at
+    # each crossing would never let a vehicle waiting on the line count as stopped.
     still_at: Point | None = None
     still_since: float = 0.0
+    # Last time the vehicle stood still over the stop line. Kept across re-crossings of the
+    # line; the judgement compares it with the red in force, so a stop in an earlier red
+    # does not excuse this one.
+    stood_at: float | None = None
 
     def crossed_at(self, crossing: Crossing | None) -> None:
-        self.crossed, self.exempt, self.stopped, self.still_at = crossing, False, False, None
+        self.crossed, self.exempt = crossing, False
+
+    def went_on_past(self) -> None:
+        """The vehicle reached the second line: its pass over this lane's lines is over."""
+        self.crossed, self.exempt, self.stood_at = None, False, None
 
     def moved(self, t: float, pos: Point, radius: float, stopped_s: float) -> None:
         """Note whether the vehicle stands still (within ``radius``) for ``stopped_s``."""
         if self.still_at is None or pos.distance(self.still_at) > radius:
             self.still_at, self.still_since = pos, t
-        elif t - self.still_since >= stopped_s:
-            self.stopped = True
+        elif t - self.still_since >= stopped_s and self.crossed is not None:
+            self.stood_at = t
 
 
 @dataclass(slots=True)
@@ -47,7 +57,7 @@ class RedLightState:
 
 class RedLightRule(TrackRule[RedLightState]):
     rule = ViolationType.RED_LIGHT
-    version = "red_light/1"
+    version = "red_light/2"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)
@@ -85,16 +95,15 @@ class RedLightRule(TrackRule[RedLightState]):
                 st.crossed_at(crossing if crossing.to_side == lane.stop.first_forward else None)
             if st.crossed is not None and not st.exempt:
                 st.exempt = any(area.contains(p.ground_px) for _, area in lane.exemptions)
-                radius = self.scene.stationary_radius
-                st.moved(p.t, pos, radius, self._settings.stopped_s)
+            st.moved(p.t, pos, self.scene.stationary_radius, self._settings.stopped_s)
             went = st.went_on.update(p.t, pos)
             if went is None or went.to_side != lane.stop.second_forward:
                 continue
-            crossed, stopped, exempt = st.crossed, st.stopped, st.exempt
-            st.crossed_at(None)
+            crossed, stood_at, exempt = st.crossed, st.stood_at, st.exempt
+            st.went_on_past()
             if crossed is None or exempt:
                 continue
-            violation = self._judge(memory, p, lane, crossed, went, stopped, signals)
+            violation = self._judge(memory, p, lane, crossed, went, stood_at, signals)
             if violation is not None:
                 return violation
         return None
@@ -106,7 +115,7 @@ class RedLightRule(TrackRule[RedLightState]):
         lane: LaneGeometry,
         crossed: Crossing,
         went: Crossing,
-        stopped: bool,
+        stood_at: float | None,
         signals: Signals,
     ) -> Violation | None:
         head = signals.get(lane.config.signal_head)
@@ -121,6 +130,7 @@ class RedLightRule(TrackRule[RedLightState]):
         if went.t - crossed.t > self._settings.max_went_on_s:
             return None
         same_red = head.red_began(went.t) == began
+        stopped = stood_at is not None and stood_at >= began
         if stopped and not same_red:
             return None
         vehicle = memory.vote.winner

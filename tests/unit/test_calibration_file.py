@@ -110,6 +110,19 @@ def _edited(tmp_path: Path, edit: object) -> Path:
         (lambda d: d.update(valid_until="2020-01-01"), "valid_until is before valid_from"),
         (lambda d: d.update(calibrated_at="2026-11-23T08:00:00"), "needs a time zone"),
         (lambda d: d.update(points=d["points"][:3], inliers=d["inliers"][:3]), "at least 4"),
+        # The RMS checks run over the inliers: with none, any matrix would pass them.
+        (lambda d: d.update(inliers=[False] * 9), "only 0 of 9 points are marked inliers"),
+        (
+            lambda d: (d["homography"][0].__setitem__(0, 0.5), d.update(inliers=[False] * 9)),
+            "only 0 of 9 points are marked inliers",
+        ),
+        (lambda d: d.update(inliers=[True] * 3 + [False] * 6), "only 3 of 9 points"),
+        # Points 0-2 lie on one lane line: four inliers with three of them on a line.
+        (
+            lambda d: d.update(inliers=[True] * 4 + [False] * 5),
+            "inlier image points: no four points without three on one line",
+        ),
+        (lambda d: d.update(rms_m=0.5), r"not the recorded 0\.500 m"),
     ],
 )
 def test_bad_calibration_files_are_refused_with_the_field_named(
@@ -117,6 +130,29 @@ def test_bad_calibration_files_are_refused_with_the_field_named(
 ) -> None:
     path = _edited(tmp_path, edit)
     with pytest.raises(CalibrationError, match=message):
+        load_calibration(path)
+
+
+def test_recorded_rms_m_is_checked_against_the_matrix(tmp_path: Path) -> None:
+    # rms_m is the floor of every speed's uncertainty: a file may not claim a better fit.
+    noise = np.random.default_rng(1).normal(0.0, 1.0, (len(ROAD), 2))
+    pixels = CAMERA.project(np.array(ROAD)) + noise
+    noisy = PointsFile(
+        camera="cam01",
+        points=[
+            SurveyPoint(name=f"m{i}", pixel=(float(u), float(v)), world=w)
+            for i, ((u, v), w) in enumerate(zip(pixels, ROAD, strict=True))
+        ],
+    )
+    calibration, fit = build_calibration(noisy, (1280, 720), "x", AT)
+    assert fit.rms_m > 0.05
+    path = tmp_path / "cam01.calib.yaml"
+    save_calibration(calibration, path)
+    assert load_calibration(path).rms_m == pytest.approx(fit.rms_m)
+    data = yaml.safe_load(path.read_text())
+    data["rms_m"] = 0.0
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(CalibrationError, match=r"RMS 0\.\d+ m, not the recorded 0\.000 m"):
         load_calibration(path)
 
 

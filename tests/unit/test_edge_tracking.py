@@ -4,13 +4,14 @@ switches on a hand-labelled stretch of the real Hanoi clip."""
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
 from edge.detections import Detections, ObjectClass
-from edge.tracking import Tracker, TrackerConfig
+from edge.tracking import Tracker, TrackerConfig, TrackState
 from tests.edge_support import hanoi_clip, shared_detector
 
 CAR, MOTO, PERSON = int(ObjectClass.CAR), int(ObjectClass.MOTORCYCLE), int(ObjectClass.PERSON)
@@ -59,6 +60,38 @@ def test_a_rider_track_flickering_to_person_stays_a_motorcycle() -> None:
         out = tracker.update(_dets([[100, 100 + f, 140, 180 + f]], [cls]), f / 10)
         classes.extend(out.labels)
     assert classes[-1] == "motorcycle"
+
+
+Cls = ObjectClass
+CLASS_VOTES = {
+    "rider mostly seen as person": ({Cls.PERSON: 0.6, Cls.MOTORCYCLE: 0.4}, Cls.MOTORCYCLE),
+    "rider, bicycle a third of the votes": ({Cls.PERSON: 2.0, Cls.BICYCLE: 1.0}, Cls.BICYCLE),
+    "pedestrian, a bike now and then": ({Cls.PERSON: 3.0, Cls.MOTORCYCLE: 1.0}, Cls.PERSON),
+    "car seen as motorcycle 40 %": ({Cls.CAR: 0.6, Cls.MOTORCYCLE: 0.4}, Cls.CAR),
+    "truck seen as bicycle 40 %": ({Cls.TRUCK: 0.6, Cls.BICYCLE: 0.4}, Cls.TRUCK),
+    "person then car then motorcycle": (
+        {Cls.PERSON: 0.4, Cls.CAR: 0.3, Cls.MOTORCYCLE: 0.35},
+        Cls.MOTORCYCLE,
+    ),
+    "motorcycle most of the time": ({Cls.MOTORCYCLE: 0.7, Cls.CAR: 0.3}, Cls.MOTORCYCLE),
+}
+
+
+@pytest.mark.parametrize("name", list(CLASS_VOTES))
+def test_track_class_vote(name: str) -> None:
+    votes, expected = CLASS_VOTES[name]
+    state = TrackState(1, 0.0, 0, deque(), votes=dict(votes))
+    assert state.object_class is expected
+
+
+def test_a_car_track_flickering_to_motorcycle_stays_a_car() -> None:
+    tracker = Tracker(TrackerConfig(), fps=10)
+    classes = []
+    for f in range(30):
+        cls = MOTO if f % 5 in (1, 3) else CAR
+        out = tracker.update(_dets([[100 + 3 * f, 200, 260 + 3 * f, 320]], [cls]), f / 10)
+        classes.extend(out.labels)
+    assert classes[-10:] == ["car"] * 10
 
 
 @pytest.mark.parametrize(

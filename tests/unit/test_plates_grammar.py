@@ -17,6 +17,8 @@ from edge.plates.provinces import PROVINCES, province_name
         (["51F", "123.45"], "51F-123.45", PlateKind.CAR, "car-2l-5", 2),
         (["51LD", "123.45"], "51LD-123.45", PlateKind.CAR, "car-LD-2l-5", 2),  # not a moped
         (["30A", "9999"], "30A-9999", PlateKind.CAR, "car-2l-4", 2),
+        (["51F-000.01"], "51F-000.01", PlateKind.CAR, "car-1l-5", 1),  # the lowest number
+        (["30A", "0001"], "30A-0001", PlateKind.CAR, "car-2l-4", 2),
         (["59-X1", "123.45"], "59-X1 123.45", PlateKind.MOTORCYCLE, "motorcycle-5", 2),
         (["59-X1", "1234"], "59-X1 1234", PlateKind.MOTORCYCLE, "motorcycle-4", 2),
         (["29-HA", "123.45"], "29-HA 123.45", PlateKind.MOTORCYCLE, "moped-5", 2),
@@ -70,6 +72,14 @@ def test_position_safe_repairs(lines: list[str], text: str, repairs: int) -> Non
         ["TOYOTA"],
         ["59-X0", "123.45"],  # series digit 0 is not issued
         ["29-HA", "1234"],  # mopeds carry five digits
+        # numbers run from 000.01 / 0001: all zeros is never issued, read or repaired
+        ["51F-000.00"],
+        ["51F-OOO.OO"],
+        ["30A", "0000"],
+        ["59-X1", "000.00"],
+        ["59X1", "OOOOO"],
+        ["29-MĐ1", "000.00"],
+        ["TM-00-00"],
     ],
 )
 def test_invalid_is_never_valid(lines: list[str]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from edge.rules.base import RuleUnavailableError
@@ -135,6 +137,9 @@ STOP_CASES = {
         line_path((900, 950), (900, 500), 0, 3) + hold((900, 500), 3, 43, jitter=5),
         True,
     ),
+    # The limit is "more than 30 s": standing exactly 30 s is allowed, 30.1 s is not.
+    "stands exactly the 30 s allowed": ([(0.0, 900, 500), *hold((900, 500), 0, 30)], False),
+    "stands 30.1 s": ([(0.0, 900, 500), *hold((900, 500), 0, 30.1)], True),
     "stands 20 s in the zone": (
         line_path((900, 950), (900, 500), 0, 3)
         + hold((900, 500), 3, 23)
@@ -164,6 +169,8 @@ def test_no_stopping_table(name: str, metric: bool) -> None:
             30.0, abs=0.11
         )
         assert "inside no-stopping zone shoulder from 14:03:0" in v.explanation
+        shown = re.search(r": (\d+\.\d) s, more than the 30 s allowed$", v.explanation)
+        assert shown is not None and float(shown[1]) > 30.0, v.explanation
 
 
 def test_no_stopping_honours_the_zone_window() -> None:

@@ -25,6 +25,26 @@ NEXT_RED = signal_plan(
     (40.0, LampColour.RED),
 )
 
+RED_GREEN_RED_GREEN = signal_plan(
+    (0.0, LampColour.GREEN),
+    (10.0, LampColour.RED),
+    (20.0, LampColour.GREEN),
+    (40.0, LampColour.RED),
+    (50.0, LampColour.GREEN),
+)
+
+
+def straddle(y: float, swing: float, t0: float, t1: float) -> list[tuple[float, float, float]]:
+    """Standing on the line y at x=500, the box bottom +-swing px across it, two frames a side.
+
+    Ends on the far side, so the last crossing of the line is the one the rule judges.
+    """
+    n = max(2, round((t1 - t0) * 10.0) // 4 * 4)
+    return [
+        (t0 + (t1 - t0) * k / n, 500.0, y - swing if (k // 2) % 2 == 0 else y + swing)
+        for k in range(1, n + 1)
+    ]
+
 
 # Up lane 1 at 100 px/s (10 m/s): stop line (y=500) is reached 4 s after start.
 def through(start_s: float, x: float = 500.0) -> list[tuple[float, float, float]]:
@@ -84,6 +104,29 @@ CASES = {
         RED_AT_10,
         False,
     ),
+    # +-5 px is +-0.5 m: past the hysteresis band, so each two-frame run is a crossing.
+    "waits on the stop line jittering across it, goes on after green": (
+        Track(
+            1,
+            line_path((500, 900), (500, 510), 8.0, 12.0)
+            + straddle(500.0, 5.0, 12.0, 19.6)
+            + line_path((500, 495), (500, 200), 20.5, 23.5),
+        ),
+        RED_THEN_GREEN,
+        False,
+    ),
+    "stops over the line in one red, runs the next without stopping": (
+        Track(
+            1,
+            line_path((500, 900), (500, 470), 8.0, 12.3)
+            + hold((500, 470), 12.3, 14.0)
+            + line_path((500, 470), (500, 540), 14.1, 15.0)
+            + hold((500, 540), 15.0, 49.2)
+            + line_path((500, 540), (500, 200), 49.3, 52.7),
+        ),
+        RED_GREEN_RED_GREEN,
+        True,
+    ),
     "turns right through the exemption": (
         Track(
             1,
@@ -129,7 +172,7 @@ def test_violation_carries_what_a_person_checks() -> None:
     [v] = run(RedLightRule(geometry(True)), [Track(7, through(8.0))], RED_AT_10)
     assert v.rule is ViolationType.RED_LIGHT
     assert (v.rule_version, v.config_version, v.camera) == (
-        "red_light/1",
+        "red_light/2",
         "synthetic/7",
         "cam-test",
     )
