@@ -423,11 +423,15 @@ class CameraReader:
         return cap
 
     def _run(self) -> None:
+        # Failures in a row: opens refused, and connections that broke before their first
+        # good frame (a camera that accepts and fails at once still backs off).
         failures = 0
         index = -1
         cap: Capture | None = None
         period = next_due = last_sent = 0.0
         shape: tuple[int, ...] | None = None
+        stall = self.stall_timeout_s * 0.9
+        slow = False  # the last read took about the stall timeout (frames arrived late)
         try:
             while not self._stop.is_set():
                 if cap is None:
@@ -436,7 +440,7 @@ class CameraReader:
                         failures += 1
                         self._stop.wait(self.backoff.delay(failures))
                         continue
-                    failures = 0
+                    slow = False
                     period = 1.0 / cap.fps if self.realtime and cap.fps else 0.0
                     next_due = time.monotonic()
                     last_sent = 0.0
@@ -444,7 +448,9 @@ class CameraReader:
                 started = time.monotonic()
                 ok, image = cap.read()
                 now = time.monotonic()
+                slow_before, slow = slow, now - started >= stall
                 if ok and valid_image(image, shape) and image is not None:
+                    failures = 0
                     index += 1
                     shape = shape or image.shape
                     if period:
@@ -459,7 +465,7 @@ class CameraReader:
                         self._corrupt += 1
                     if now - self._last_good > self.stall_timeout_s:
                         cap = self._drop(cap, CameraState.STALLED, "only corrupt frames")
-                        failures = 1
+                        failures += 1
                 elif not is_stream(self.url) and not self.loop:
                     self._set_state(CameraState.DOWN, "end of file")
                     with self._cond:
@@ -469,7 +475,9 @@ class CameraReader:
                 else:
                     if not is_stream(self.url):
                         state, reason = CameraState.UP, "end of file, looping"
-                    elif now - started >= self.stall_timeout_s * 0.9:
+                    elif slow or slow_before:
+                        # (a read that waited out the time-out may still hand over what the
+                        # decoder held; the stream then fails at once on the next)
                         state, reason = CameraState.STALLED, "no frame within the stall timeout"
                     else:
                         why = getattr(cap, "error", None)  # a capture that knows (NVDEC)
@@ -478,7 +486,7 @@ class CameraReader:
                             f"stream failed: {why}" if why else "stream failed",
                         )
                     cap = self._drop(cap, state, reason)
-                    failures = 0 if not is_stream(self.url) else 1
+                    failures = 0 if not is_stream(self.url) else failures + 1
                     if failures:
                         self._stop.wait(self.backoff.delay(failures))
         finally:

@@ -202,6 +202,56 @@ def test_stall_watchdog_reconnects_a_stream_that_sends_only_garbage() -> None:
     assert reader.counts().corrupt > 0
 
 
+def test_a_camera_that_opens_and_fails_at_once_backs_off_as_one_refusing() -> None:
+    """Each open succeeds and the first read fails (a camera that accepts, then breaks):
+    the reader waits longer each time, as for refused opens, until a frame comes."""
+    opens: list[float] = []
+
+    def factory(url: str) -> ScriptedCapture:
+        opens.append(time.monotonic())
+        return ScriptedCapture(lambda i: GOOD if len(opens) > 5 else None)
+
+    reader = CameraReader("cam1", "rtsp://scripted", capture=factory, backoff=Backoff(0.05, 2, 1))
+    reader.start()
+    try:
+        assert _wait_for(lambda: reader.counts().frames > 3)
+    finally:
+        assert reader.stop(timeout_s=5)
+    gaps = [b - a for a, b in itertools.pairwise(opens)]
+    assert gaps[1] >= 0.1 and gaps[3] >= 0.4, gaps  # 0.05, 0.1, 0.2, 0.4 s
+
+
+def test_a_stream_gone_silent_is_reported_stalled_not_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A read that waits out the time-out may still hand over a frame the decoder held;
+    the stream then fails at once. That is a stall, and the status says so."""
+
+    def script(i: int) -> np.ndarray | None:
+        if i == 10:
+            time.sleep(0.3)  # silence: the read's own time-out, then a late frame
+        return GOOD if i <= 10 else None
+
+    opens: list[int] = []
+
+    def factory(url: str) -> ScriptedCapture:
+        opens.append(1)
+        return ScriptedCapture(script if len(opens) == 1 else (lambda i: GOOD))
+
+    caplog.set_level("INFO", logger="edge.sources")
+    reader = CameraReader(
+        "cam1", "rtsp://scripted", capture=factory, stall_timeout_s=0.3,
+        backoff=Backoff(0.05, 2, 1),
+    )  # fmt: skip
+    reader.start()
+    try:
+        assert _wait_for(lambda: len(opens) >= 2)
+    finally:
+        assert reader.stop(timeout_s=5)
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert said == ["camera cam1: stalled (no frame within the stall timeout)"], said
+
+
 def test_health_reports_a_stall_while_the_read_is_blocked() -> None:
     release = threading.Event()
 
