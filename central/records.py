@@ -465,10 +465,18 @@ def store_checked(
             quarantine(session, message, outcome)
             result.refuse(outcome.code)
         elif isinstance(outcome, ViolationEvent):
-            if outcome.event_id in violations:
-                result.duplicates += 1
-            else:
+            first = violations.get(outcome.event_id)
+            if first is None:
                 violations[outcome.event_id] = (outcome, message.payload, message)
+            elif first[1] == message.payload or to_wire(first[0]) == to_wire(outcome):
+                result.duplicates += 1
+            else:  # as it would be in the next batch: one id, two contents
+                refusal = Refusal(
+                    RefusalCode.REUSED_ID,
+                    f"event id {outcome.event_id} was received twice with different content",
+                )
+                quarantine(session, message, refusal)
+                result.refuse(refusal.code)
         elif isinstance(outcome, TrafficStats):
             result.traffic += _record_traffic(session, outcome)
         else:

@@ -89,7 +89,9 @@ def time_bucket(
         local = func.timezone("UTC", column) + timedelta(minutes=minutes)
         return func.to_char(local, fmt)
     fmt = {"hour": f"%Y-%m-%dT%H:00:00{suffix}", "day": f"%Y-%m-%dT00:00:00{suffix}"}[by]
-    return func.strftime(fmt, column, f"{minutes:+d} minutes")
+    # (whole seconds first: SQLite reads the time in milliseconds, rounded, which would put
+    # 23:59:59.9996 in the next day)
+    return func.strftime(fmt, func.substr(column, 1, 19), f"{minutes:+d} minutes")
 
 
 @router.get("/stats/violations", tags=["statistics"], summary="Violation counts")

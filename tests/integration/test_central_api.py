@@ -956,7 +956,8 @@ def test_days_and_hours_are_counted_at_the_offset_asked_for(
     accounts: dict[str, Account],
     make_node: Callable[..., NodeIdentity],
 ) -> None:
-    """23:30 and 00:30 in Vietnam are two days there, one day in UTC."""
+    """23:30 and 00:30 in Vietnam are two days there, one day in UTC; 23:59:59.9996 is
+    still the first day (SQLite, which reads times in rounded milliseconds, too)."""
     node = make_node()
     late = datetime(2026, 11, 23, 16, 30, tzinfo=UTC)
     store_events(
@@ -965,6 +966,7 @@ def test_days_and_hours_are_counted_at_the_offset_asked_for(
         [
             signed_event(node, occurred_at=late),
             signed_event(node, occurred_at=late + timedelta(hours=1)),
+            signed_event(node, occurred_at=late.replace(minute=59, second=59, microsecond=999600)),
         ],
     )
     minute = late.replace(minute=0)
@@ -987,16 +989,17 @@ def test_days_and_hours_are_counted_at_the_offset_asked_for(
         assert r.status_code == 200, r.text
         return {c["key"]: c["count"] for c in r.json()["counts"]}
 
-    assert counts("day", None) == {"2026-11-23T00:00:00Z": 2}
+    assert counts("day", None) == {"2026-11-23T00:00:00Z": 3}
     assert counts("day", "+07:00") == {
-        "2026-11-23T00:00:00+07:00": 1,
+        "2026-11-23T00:00:00+07:00": 2,
         "2026-11-24T00:00:00+07:00": 1,
     }
     assert counts("hour", "+07:00") == {
-        "2026-11-23T23:00:00+07:00": 1,
+        "2026-11-23T23:00:00+07:00": 2,
         "2026-11-24T00:00:00+07:00": 1,
     }
-    assert counts("day", "-05:30") == {"2026-11-23T00:00:00-05:30": 2}
+    assert counts("hour", None) == {"2026-11-23T16:00:00Z": 2, "2026-11-23T17:00:00Z": 1}
+    assert counts("day", "-05:30") == {"2026-11-23T00:00:00-05:30": 3}
     flow = api.get(
         "/api/v1/stats/traffic",
         headers=h,
@@ -1006,6 +1009,31 @@ def test_days_and_hours_are_counted_at_the_offset_asked_for(
     for bad in ("+7", "07:00", "+15:00", "+07:60"):
         r = api.get("/api/v1/stats/violations", headers=h, params={"by": "day", "utc_offset": bad})
         assert r.status_code == 422, bad
+
+
+@pytest.mark.parametrize("batches", ["one batch", "two batches"])
+def test_one_event_id_with_two_contents_is_refused_however_the_batches_fall(
+    central_db: CentralDb, make_node: Any, batches: str
+) -> None:
+    """The second content of an id is quarantined as reused, whether it comes in the same
+    batch as the first or in a later one; the same content again is a duplicate."""
+    node: NodeIdentity = make_node()
+    first = signed_event(node, explanation="first")
+    other = signed_event(node, event_id=first.event_id, explanation="another violation")
+    messages = [Message(node.topic(e.camera), to_wire(e)) for e in (first, first, other)]
+    groups = [messages] if batches == "one batch" else [messages[:1], messages[1:]]
+    results = []
+    with transaction(session_factory(central_db.engine)) as s:
+        for group in groups:
+            results.append(record_batch(s, group, KeyCache()))
+    assert sum(r.accepted for r in results) == 1
+    assert sum(r.duplicates for r in results) == 1
+    assert [r.quarantined for r in results][-1] == {"reused_event_id": 1}
+    with session_factory(central_db.engine)() as s:
+        stored = s.scalars(
+            select(Violation.explanation).where(Violation.event_id == first.event_id)
+        )
+        assert list(stored) == ["first"]
 
 
 def test_a_batch_stores_every_column_as_sent(central_db: CentralDb, make_node: Any) -> None:
