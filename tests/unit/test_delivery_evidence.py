@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.evidence.clip import encode_clip, ffmpeg_binary
+from edge.evidence.clip import clip_schedule, encode_clip, ffmpeg_binary, frame_rate
 from edge.evidence.overlay import Box, caption_lines, render_text
 from edge.evidence.package import EvidenceBuilder, EvidenceError, EvidenceRequest
 from edge.evidence.ring import FrameRing, decode_jpeg
@@ -179,3 +179,41 @@ def test_clip_refuses_mixed_sizes(frames: list[np.ndarray], tmp_path: Path) -> N
     ring.push(1, 0.2, T0, frames[1][:240])
     with pytest.raises(RuntimeError, match="one size"):
         encode_clip(ring.frames())
+
+
+SCHEDULES = {
+    "steady 10 fps": ([0.0, 0.1, 0.2, 0.3], [0, 1, 2, 3]),
+    "one frame skipped holds the one before": ([0.0, 0.1, 0.3, 0.4], [0, 1, 1, 2, 3]),
+    "jitter keeps every frame": ([0.0, 0.11, 0.19, 0.31, 0.4], [0, 1, 2, 3, 4]),
+    "10 fps, then 2 fps": (
+        [i / 10 for i in range(31)] + [3.0 + 0.5 * i for i in range(1, 7)],
+        list(range(30)) + [n for n in range(30, 36) for _ in range(5)] + [36],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SCHEDULES))
+def test_each_frame_is_shown_at_its_own_time(name: str) -> None:
+    times, shown = SCHEDULES[name]
+    rate = frame_rate(times)
+    assert rate == pytest.approx(10.0)
+    assert clip_schedule(times, rate) == shown
+
+
+def test_a_clip_with_frames_skipped_lasts_as_long_as_they_took(
+    frames: list[np.ndarray], tmp_path: Path
+) -> None:
+    """10 fps for 3 s, then 2 fps for 3 s (a pipeline behind): the clip lasts 6 s at 10 fps,
+    so its middle frame shows what happened 3 s in; evened out, it showed it at 5 s."""
+    ring = FrameRing("c", seconds=60, max_bytes=1 << 26)
+    times = [i / 10 for i in range(31)] + [3.0 + 0.5 * i for i in range(1, 7)]
+    for i, t in enumerate(times):
+        ring.push(i, t, T0 + timedelta(seconds=t), frames[i % len(frames)])
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(encode_clip(ring.frames()))
+    video = cv2.VideoCapture(str(path))
+    try:
+        assert video.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0, abs=0.01)
+        assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 61
+    finally:
+        video.release()
