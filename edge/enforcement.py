@@ -199,19 +199,21 @@ class CameraEnforcement:
     def take_over(self, old: CameraEnforcement) -> list[TrafficStats]:
         """Continue from ``old`` (this camera's enforcement under the previous config).
 
-        Kept: the frame ring, the integrity guard, the violations waiting for their
-        after-frames (they get their evidence as before), the counters, the signal heads
-        whose id and lamp settings are unchanged, and the traffic minute when the lanes
-        are the same. Started afresh: the tracks' road-plane history and the rules' state,
-        since they belong to the old scene and calibration. Returns the traffic minute
-        closed early because the lanes changed.
+        Kept: the frame ring, the integrity guard while the image size stays, the
+        violations waiting for their after-frames (they get their evidence as before), the
+        counters, the signal heads whose id and lamp settings are unchanged, and the
+        traffic minute when the lanes are the same. Started afresh: the tracks' road-plane
+        history and the rules' state, since they belong to the old scene and calibration.
+        Returns the traffic minute closed early because the lanes changed.
         """
         if old.camera != self.camera:
             raise ValueError(f"camera {self.camera} cannot take over camera {old.camera}")
         self.ring = old.ring
-        self.guard, self._guard_bounds, self._guard_due = (
-            old.guard, old._guard_bounds, old._guard_due,
-        )  # fmt: skip
+        if old.scene.image_size == self.scene.image_size:
+            self.guard, self._guard_bounds, self._guard_due = (
+                old.guard, old._guard_bounds, old._guard_due,
+            )  # fmt: skip
+        # (else the guard starts afresh: a view of another resolution is not comparable)
         self._reference_missed = old._reference_missed
         self._pending = old._pending
         self._building, self.build_pool = old._building, old.build_pool

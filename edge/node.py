@@ -123,6 +123,12 @@ def read_camera_files(config: SiteConfig, at: datetime) -> dict[str, CameraFiles
         reference = None
         if config.integrity.enabled and cam.reference_view is not None:
             reference = _reference_view(cam.reference_view)
+            height, width = reference.shape
+            if (width, height) != (scene.image_size.width, scene.image_size.height):
+                raise UserError(
+                    f"{cam.reference_view}: the reference view is {width}x{height}, the scene"
+                    f" {cam.scene.name} for {scene.image_size.width}x{scene.image_size.height}"
+                )
         out[cam.id] = CameraFiles(scene, projector, reference)
     for cam in config.cameras:
         if cam.enabled and cam.scene is None:

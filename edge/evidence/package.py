@@ -117,6 +117,9 @@ class EvidenceBuilder:
         if not frames:
             raise EvidenceError(f"the ring of {ring.camera} holds no frame near the violation")
         at = _nearest(frames, t)
+        # (a pushed config may have changed the camera's resolution within the window: the
+        # case is told in the frames of the decisive one's size)
+        frames = [f for f in frames if (f.width, f.height) == (at.width, at.height)]
         before_pool = [f for f in frames if f.mono_s < at.mono_s]
         after_pool = [f for f in frames if f.mono_s > at.mono_s]
         if not before_pool or not after_pool:

@@ -217,3 +217,18 @@ def test_a_clip_with_frames_skipped_lasts_as_long_as_they_took(
         assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 61
     finally:
         video.release()
+
+
+def test_a_resolution_changed_within_the_clip_keeps_the_evidence(
+    frames: list[np.ndarray],
+) -> None:
+    """A pushed config gave the camera another resolution 1 s before the decisive frame:
+    the package is built from the frames of the decisive one's size (it was refused whole,
+    the clip's frames not sharing one size)."""
+    smaller = [cv2.resize(f, (320, 240)) for f in frames[:18]]
+    ring = filled_ring(smaller + frames[18:])
+    package = EvidenceBuilder(KEY).build(ring, red_light_request())
+    roles = {b.ref.role for b in package.blobs}
+    assert {EvidenceRole.FRAME_BEFORE, EvidenceRole.CLIP} <= roles
+    before = next(b for b in package.blobs if b.ref.role is EvidenceRole.FRAME_BEFORE)
+    assert decode_jpeg(before.data).shape[:2] == (480, 640)
