@@ -459,24 +459,19 @@ def store_checked(
     """Store a checked batch in the caller's transaction (see ``record_batch``)."""
     result = BatchResult()
     violations: dict[str, tuple[ViolationEvent, bytes, Message]] = {}
+    # An id again in the same batch is sorted against what is then stored, as in a later
+    # batch: the same content is a duplicate, another content a reused id.
+    again: list[tuple[ViolationEvent, bytes, Message]] = []
     for item in checked:
         message, outcome = item.message, item.outcome
         if isinstance(outcome, Refusal):
             quarantine(session, message, outcome)
             result.refuse(outcome.code)
         elif isinstance(outcome, ViolationEvent):
-            first = violations.get(outcome.event_id)
-            if first is None:
+            if outcome.event_id in violations:
+                again.append((outcome, message.payload, message))
+            else:
                 violations[outcome.event_id] = (outcome, message.payload, message)
-            elif first[1] == message.payload or to_wire(first[0]) == to_wire(outcome):
-                result.duplicates += 1
-            else:  # as it would be in the next batch: one id, two contents
-                refusal = Refusal(
-                    RefusalCode.REUSED_ID,
-                    f"event id {outcome.event_id} was received twice with different content",
-                )
-                quarantine(session, message, refusal)
-                result.refuse(refusal.code)
         elif isinstance(outcome, TrafficStats):
             result.traffic += _record_traffic(session, outcome)
         else:
@@ -484,6 +479,8 @@ def store_checked(
             result.statuses += 1
     if violations:
         _record_violations(session, list(violations.values()), result, completeness)
+    if again:
+        _record_violations(session, again, result, completeness)
     return result
 
 

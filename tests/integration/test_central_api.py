@@ -1011,24 +1011,32 @@ def test_days_and_hours_are_counted_at_the_offset_asked_for(
         assert r.status_code == 422, bad
 
 
-@pytest.mark.parametrize("batches", ["one batch", "two batches"])
+BATCHINGS = {
+    "one batch": [[0, 1, 2]],
+    "two batches": [[0], [1, 2]],
+    "the other content first in the second batch": [[0], [2, 1]],
+}
+
+
+@pytest.mark.parametrize("batches", list(BATCHINGS))
 def test_one_event_id_with_two_contents_is_refused_however_the_batches_fall(
     central_db: CentralDb, make_node: Any, batches: str
 ) -> None:
     """The second content of an id is quarantined as reused, whether it comes in the same
-    batch as the first or in a later one; the same content again is a duplicate."""
+    batch as the first or in a later one; the same content again is a duplicate, in
+    whatever order the two come."""
     node: NodeIdentity = make_node()
     first = signed_event(node, explanation="first")
     other = signed_event(node, event_id=first.event_id, explanation="another violation")
     messages = [Message(node.topic(e.camera), to_wire(e)) for e in (first, first, other)]
-    groups = [messages] if batches == "one batch" else [messages[:1], messages[1:]]
     results = []
     with transaction(session_factory(central_db.engine)) as s:
-        for group in groups:
-            results.append(record_batch(s, group, KeyCache()))
+        for group in BATCHINGS[batches]:
+            results.append(record_batch(s, [messages[i] for i in group], KeyCache()))
     assert sum(r.accepted for r in results) == 1
     assert sum(r.duplicates for r in results) == 1
     assert [r.quarantined for r in results][-1] == {"reused_event_id": 1}
+    assert first.event_id in results[-1].held_event_ids  # (the duplicate is receipted)
     with session_factory(central_db.engine)() as s:
         stored = s.scalars(
             select(Violation.explanation).where(Violation.event_id == first.event_id)
