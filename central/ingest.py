@@ -59,6 +59,9 @@ class _Delivery:
     message: Message
 
 
+WRITE_ATTEMPTS = 3  # for a batch that fails otherwise than by the database being away
+
+
 @dataclass(frozen=True)
 class _CheckedBatch:
     deliveries: list[_Delivery]
@@ -245,19 +248,23 @@ class IngestService:
                 batch = self._checked.get(timeout=0.2)
             except queue.Empty:
                 continue
-            delay = 1.0
-            while not self._stop.is_set():
+            # The database away is waited out inside (the batch is never dropped). Any other
+            # fault is tried a few times, then the batch is left unacknowledged (the broker
+            # sends it again after a reconnect): one that fails the same way every time
+            # must not hold back every batch behind it.
+            for attempt in range(1, WRITE_ATTEMPTS + 1):
                 try:
                     self._commit_then_ack(batch)
                     break
                 except Exception:
-                    # Tried again, as the checker does (a batch left unacknowledged holds its
-                    # place in the broker's window); storing it again is safe, by event id.
+                    last = attempt == WRITE_ATTEMPTS
                     log.exception(
-                        "ingest batch of %d failed; again in %.1f s", len(batch.deliveries), delay
+                        "ingest batch of %d failed (%s)",
+                        len(batch.deliveries),
+                        "left unacknowledged" if last else "trying again",
                     )
-                    self._stop.wait(delay)
-                    delay = min(delay * 2, 10.0)
+                    if last or self._stop.wait(attempt):
+                        break
 
     def _keep_partitions(self) -> None:
         """Once a UTC day, make the coming months' partitions of violations (PostgreSQL),
@@ -308,21 +315,29 @@ class IngestService:
                 if self._stop.wait(delay):
                     return  # not acknowledged: the broker re-delivers after restart
                 delay = min(delay * 2, 10.0)
+        # Committed: what follows is told in the log when it fails, and the PUBACKs go out
+        # whatever happens to it (a node without its receipt sends the event again).
         if result.incomplete_ids:
             # After commit, so a blob committed while this batch was open is seen too (and
             # the receipts below carry the evidence completeness as it now stands).
             try:
                 with transaction(self._sessions) as session:
                     refresh_completeness(session, result.incomplete_ids)
-            except DBAPIError:
-                log.warning(
+            except Exception:
+                log.exception(
                     "evidence completeness of %d cases not refreshed", len(result.incomplete_ids)
                 )
-        self._send_receipts(result.held_event_ids)
+        try:
+            self._send_receipts(result.held_event_ids)
+        except Exception:
+            log.exception("receipts of %d events not sent", len(result.held_event_ids))
         for d in batch.deliveries:
             if d.qos > 0:
                 self.client.ack(d.mid, d.qos)
-        self.metrics.observe(result, len(batch.deliveries))
+        try:
+            self.metrics.observe(result, len(batch.deliveries))
+        except Exception:
+            log.exception("ingest metrics not counted")
         if result.duplicates:
             log.info("ingest: %d duplicate event(s) dropped (already held)", result.duplicates)
 

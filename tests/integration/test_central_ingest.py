@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from select import select as wait_readable
-from typing import IO
+from typing import IO, Any
 
 import pytest
 from sqlalchemy import func, select
@@ -175,6 +175,40 @@ def test_a_batch_that_cannot_be_checked_is_checked_again_not_dropped(
             publisher.publish(node.topic(), to_wire(event))
         wait_for("all 5 stored", lambda: _count(central_db, Violation, node.site) == 5)
     assert failures == []
+
+
+def test_a_batch_that_fails_every_time_does_not_hold_back_the_rest(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    publisher: Publisher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch whose writing fails otherwise than by the database being away is tried a
+    few times, then left unacknowledged; the batches behind it are stored."""
+    node = make_node()
+    settings = ingest_settings(central_settings, mqtt_broker, node.site).model_copy(
+        update={"ingest_batch": 1}
+    )
+    poison = signed_event(node)
+    real = IngestService._commit_then_ack
+    tries: list[int] = []
+
+    def commit_then_ack(self: IngestService, batch: Any) -> None:
+        if any(d.message.payload == to_wire(poison) for d in batch.deliveries):
+            tries.append(1)
+            raise RuntimeError("a fault that comes back every time")
+        real(self, batch)
+
+    monkeypatch.setattr(IngestService, "_commit_then_ack", commit_then_ack)
+    rest = [signed_event(node) for _ in range(3)]
+    with IngestService(settings, central_db.engine) as ingest:
+        assert ingest.wait_ready(10), "ingest did not subscribe"
+        for event in [poison, *rest]:
+            publisher.publish(node.topic(), to_wire(event))
+        wait_for("the 3 behind it stored", lambda: _count(central_db, Violation, node.site) == 3)
+    assert len(tries) == 3
 
 
 def _count(db: CentralDb, model: type[Violation] | type[TrafficMinute], site: str) -> int:
