@@ -217,7 +217,9 @@ class Backoff:
     max_s: float = 30.0
 
     def delay(self, failures: int) -> float:
-        return float(min(self.max_s, self.initial_s * self.factor ** max(0, failures - 1)))
+        # (the exponent bounded: a camera down for a day has failed thousands of times, and
+        # 2.0 ** 1024 overflows)
+        return float(min(self.max_s, self.initial_s * self.factor ** min(max(0, failures - 1), 64)))
 
 
 @dataclass(frozen=True)
@@ -432,6 +434,7 @@ class CameraReader:
         shape: tuple[int, ...] | None = None
         stall = self.stall_timeout_s * 0.9
         slow = False  # the last read took about the stall timeout (frames arrived late)
+        framed = False  # this connection has given a good frame
         try:
             while not self._stop.is_set():
                 if cap is None:
@@ -440,7 +443,7 @@ class CameraReader:
                         failures += 1
                         self._stop.wait(self.backoff.delay(failures))
                         continue
-                    slow = False
+                    slow = framed = False
                     period = 1.0 / cap.fps if self.realtime and cap.fps else 0.0
                     next_due = time.monotonic()
                     last_sent = 0.0
@@ -450,7 +453,7 @@ class CameraReader:
                 now = time.monotonic()
                 slow_before, slow = slow, now - started >= stall
                 if ok and valid_image(image, shape) and image is not None:
-                    failures = 0
+                    failures, framed = 0, True
                     index += 1
                     shape = shape or image.shape
                     if period:
@@ -474,7 +477,11 @@ class CameraReader:
                     return
                 else:
                     if not is_stream(self.url):
-                        state, reason = CameraState.UP, "end of file, looping"
+                        state, reason = (
+                            (CameraState.UP, "end of file, looping")
+                            if framed
+                            else (CameraState.DOWN, "no frame could be read from the file")
+                        )
                     elif slow or slow_before:
                         # (a read that waited out the time-out may still hand over what the
                         # decoder held; the stream then fails at once on the next)
@@ -486,7 +493,8 @@ class CameraReader:
                             f"stream failed: {why}" if why else "stream failed",
                         )
                     cap = self._drop(cap, state, reason)
-                    failures = 0 if not is_stream(self.url) else failures + 1
+                    # (a file that gave frames loops at once; one that gave none backs off)
+                    failures = 0 if framed and not is_stream(self.url) else failures + 1
                     if failures:
                         self._stop.wait(self.backoff.delay(failures))
         finally:

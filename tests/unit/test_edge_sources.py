@@ -60,7 +60,8 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("failures", "delay"), [(1, 0.5), (2, 1.0), (3, 2.0), (6, 16.0), (7, 30.0), (50, 30.0)]
+    ("failures", "delay"),
+    [(1, 0.5), (2, 1.0), (3, 2.0), (6, 16.0), (7, 30.0), (50, 30.0), (5000, 30.0)],
 )
 def test_backoff_doubles_up_to_its_cap(failures: int, delay: float) -> None:
     assert Backoff(initial_s=0.5, factor=2, max_s=30).delay(failures) == delay
@@ -250,6 +251,28 @@ def test_a_stream_gone_silent_is_reported_stalled_not_down(
         assert reader.stop(timeout_s=5)
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert said == ["camera cam1: stalled (no frame within the stall timeout)"], said
+
+
+def test_a_looping_file_without_a_readable_frame_backs_off() -> None:
+    """A file that opens and gives no frame is down and opened again with back-off, not
+    thousands of times a second; a file that gives frames loops at once."""
+    opens: list[float] = []
+
+    def factory(url: str) -> ScriptedCapture:
+        opens.append(time.monotonic())
+        return ScriptedCapture(lambda i: None, delay_s=0.0)
+
+    reader = CameraReader(
+        "cam1", "clip.mp4", capture=factory, loop=True, backoff=Backoff(0.05, 2, 1)
+    )
+    reader.start()
+    try:
+        assert _wait_for(lambda: len(opens) >= 4)
+        assert reader.health().state is CameraState.DOWN
+    finally:
+        assert reader.stop(timeout_s=5)
+    gaps = [b - a for a, b in itertools.pairwise(opens)]
+    assert gaps[2] >= 0.2, gaps  # 0.05, 0.1, 0.2 s
 
 
 def test_health_reports_a_stall_while_the_read_is_blocked() -> None:
