@@ -30,6 +30,10 @@ class _LaneState:
     # each crossing would never let a vehicle waiting on the line count as stopped.
     still_at: Point | None = None
     still_since: float = 0.0
+    # When this pass first crossed the stop line forward (kept across jitter re-crossings):
+    # only stillness from then on counts, so waiting behind the line and then driving over
+    # it on red is not a stop over the line.
+    first_crossed: float | None = None
     # Last time the vehicle stood still over the stop line. Kept across re-crossings of the
     # line; the judgement compares it with the red in force, so a stop in an earlier red
     # does not excuse this one.
@@ -37,16 +41,23 @@ class _LaneState:
 
     def crossed_at(self, crossing: Crossing | None) -> None:
         self.crossed, self.exempt = crossing, False
+        if crossing is not None and self.first_crossed is None:
+            self.first_crossed = crossing.t
 
     def went_on_past(self) -> None:
         """The vehicle reached the second line: its pass over this lane's lines is over."""
-        self.crossed, self.exempt, self.stood_at = None, False, None
+        self.crossed, self.exempt, self.stood_at, self.first_crossed = None, False, None, None
 
     def moved(self, t: float, pos: Point, radius: float, stopped_s: float) -> None:
-        """Note whether the vehicle stands still (within ``radius``) for ``stopped_s``."""
+        """Note whether the vehicle stands still (within ``radius``) for ``stopped_s``
+        since it first crossed the stop line."""
         if self.still_at is None or pos.distance(self.still_at) > radius:
             self.still_at, self.still_since = pos, t
-        elif t - self.still_since >= stopped_s and self.crossed is not None:
+        elif (
+            self.crossed is not None  # (over the line now, not backed out behind it)
+            and self.first_crossed is not None
+            and t - max(self.still_since, self.first_crossed) >= stopped_s
+        ):
             self.stood_at = t
 
 

@@ -127,6 +127,17 @@ CASES = {
         RED_GREEN_RED_GREEN,
         True,
     ),
+    "waits just behind the line, then drives over it on red without stopping": (
+        Track(
+            1,
+            line_path((500, 900), (500, 508), 4.0, 8.0)
+            + hold((500, 508), 8.0, 18.5)
+            + line_path((500, 508), (500, 496), 18.6, 19.4)
+            + line_path((500, 494), (500, 200), 19.5, 22.5),
+        ),
+        RED_THEN_GREEN,
+        True,
+    ),
     "turns right through the exemption": (
         Track(
             1,
