@@ -167,21 +167,29 @@ class OutboxFullError(Exception):
     """The outbox cannot store this without going over its disk limit; nothing was stored."""
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write the disk itself refused: no space (or quota) left, or
+    SQLite's "database or disk is full" (told by its result code, whatever the wording)."""
+    if isinstance(exc, OutboxFullError):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, sqlite3.OperationalError):
+        return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL
+    return False
+
+
 @contextlib.contextmanager
 def _disk_full_is_full(what: str) -> Iterator[None]:
-    """A write the disk itself refused (no space, or SQLite's "database or disk is full")
-    is the outbox being full: the caller keeps running and says what was not stored."""
+    """A write the disk itself refused is the outbox being full: the caller keeps running
+    and says what was not stored."""
     try:
         yield
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+    except (OSError, sqlite3.OperationalError) as exc:
+        if not is_disk_full(exc):
             raise
-        raise OutboxFullError(f"{what}: the disk is full ({exc.strerror})") from exc
-    except sqlite3.OperationalError as exc:
-        # (SQLite's result code, primary part: SQLITE_FULL, whatever the message's wording)
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_FULL:
-            raise
-        raise OutboxFullError(f"{what}: the disk is full ({exc})") from exc
+        why = exc.strerror if isinstance(exc, OSError) else exc
+        raise OutboxFullError(f"{what}: the disk is full ({why})") from exc
 
 
 @dataclass(frozen=True, slots=True)

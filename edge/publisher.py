@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import random
-import sqlite3
 import ssl
 import threading
 import time
@@ -37,7 +36,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from edge.delivery_config import BrokerConfig, DeliveryConfig
 from edge.delivery_policy import backoff_delay
-from edge.outbox import Outbox, OutboxFullError
+from edge.outbox import Outbox, is_disk_full
 from roadwatch import __version__
 from roadwatch.contract import (
     CameraHealth,
@@ -328,8 +327,14 @@ class Publisher:
         flights = [self._inflight.pop(mid) for mid in expired]
         ids = [f.message_id for f in flights if not f.resend]
         log.warning("%d message(s) without PUBACK for %.0f s; will send again", len(flights), limit)
-        self.outbox.record_publish_failure(ids, f"no PUBACK within {limit:.0f} s")
-        self.outbox.mark_resent([f.message_id for f in flights if f.resend])
+        try:
+            self.outbox.record_publish_failure(ids, f"no PUBACK within {limit:.0f} s")
+            self.outbox.mark_resent([f.message_id for f in flights if f.resend])
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            # (unrecorded, they are simply due again: sent on this connection's next turns)
+            log.warning("PUBACK time-outs not recorded: %s", exc)
 
     def _record_acks(self) -> None:
         """Record the broker's and central's acknowledgements. Those the outbox cannot
@@ -346,7 +351,9 @@ class Publisher:
             if self._receipts:
                 self._receipted += self.outbox.mark_receipted(self._receipts)
                 self._receipts = []
-        except (OutboxFullError, sqlite3.Error) as exc:
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise  # (any other fault: the turn starts over on a new connection)
             if not self._unrecorded:
                 log.warning("acknowledgements kept in memory until the outbox takes them: %s", exc)
             self._unrecorded = True
@@ -363,7 +370,9 @@ class Publisher:
         self._next_prune = now + min(60.0, max(1.0, retention))
         try:
             events, blobs = self.outbox.prune_receipted(retention)
-        except (OutboxFullError, sqlite3.Error) as exc:
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
             log.warning("receipted events not pruned this time: %s", exc)
             return
         if events or blobs:

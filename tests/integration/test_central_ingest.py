@@ -153,13 +153,12 @@ def test_a_batch_that_cannot_be_checked_is_checked_again_not_dropped(
     broker's Receive Maximum until a reconnect, and two such would stop delivery here."""
     from sqlalchemy.exc import OperationalError
 
-    import central.ingest
+    from central.records import check_batch as real_check
 
     node = make_node()
     settings = ingest_settings(central_settings, mqtt_broker, node.site).model_copy(
         update={"ingest_receive_maximum": 2, "ingest_batch": 1}
     )
-    real_check = central.ingest.check_batch
     failures = [OperationalError("SELECT", {}, Exception("the database system is starting up"))] * 2
 
     def check_batch(*args: object, **kwargs: object) -> object:
@@ -167,7 +166,7 @@ def test_a_batch_that_cannot_be_checked_is_checked_again_not_dropped(
             raise failures.pop()
         return real_check(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(central.ingest, "check_batch", check_batch)
+    monkeypatch.setattr("central.ingest.check_batch", check_batch)
     events = [signed_event(node) for _ in range(5)]
     with IngestService(settings, central_db.engine) as ingest:
         assert ingest.wait_ready(10), "ingest did not subscribe"
@@ -229,6 +228,9 @@ def _ingest_env(
         "ROADWATCH_MQTT_PORT": str(broker.port),
         "ROADWATCH_MQTT_SITE": site,
         "ROADWATCH_MQTT_SHARE_GROUP": f"g{uuid.uuid4().hex[:10]}",
+        # (a client id of the test's own: the default one's broker session may hold the
+        # subscriptions of another run, which would deliver every message twice)
+        "ROADWATCH_MQTT_CLIENT_ID": f"central-test-{uuid.uuid4().hex[:10]}",
         **more,
     }
 

@@ -327,11 +327,11 @@ def test_central_records_each_version_once(
         answers = [0, 0]
         start = threading.Barrier(2)
 
-        def push(i: int) -> None:
+        def push_one(i: int) -> None:
             start.wait()
             answers[i] = _put(client, admin, site, both[i]).status_code
 
-        pushing = [threading.Thread(target=push, args=(i,)) for i in (0, 1)]
+        pushing = [threading.Thread(target=push_one, args=(i,)) for i in (0, 1)]
         for thread in pushing:
             thread.start()
         for thread in pushing:

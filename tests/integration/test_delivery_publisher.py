@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import uuid
 from datetime import UTC, datetime
@@ -79,9 +80,14 @@ def test_events_are_marked_published_only_after_puback(
         outbox.close()
 
 
+@pytest.mark.parametrize(
+    "fault", [OSError("disk I/O error"), sqlite3.OperationalError("disk I/O error")]
+)
 def test_a_failing_disk_does_not_end_publishing(
-    tmp_path: Path, mqtt_broker: BrokerAddress, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, mqtt_broker: BrokerAddress, monkeypatch: pytest.MonkeyPatch, fault: Exception
 ) -> None:
+    """A fault other than a full disk when PUBACKs are recorded: publishing starts over on a
+    new connection, and what was not recorded is published again."""
     site = "t" + uuid.uuid4().hex[:12]
     cfg = config(tmp_path, mqtt_broker, site)
     consumer = Consumer(
@@ -98,7 +104,7 @@ def test_a_failing_disk_does_not_end_publishing(
     def flaky_mark(ids: list[str]) -> int:
         if not failures:
             failures.append(ids)
-            raise OSError("disk I/O error")
+            raise fault
         return real_mark(ids)
 
     monkeypatch.setattr(outbox, "mark_published", flaky_mark)
@@ -115,6 +121,7 @@ def test_a_failing_disk_does_not_end_publishing(
         assert failures, "the failure was injected"
         # The batch whose PUBACKs could not be recorded was published again.
         assert outbox.stats().pending == 0
+        assert publisher.counters().connects == 2
     finally:
         assert publisher.stop(timeout_s=5)
         consumer.close()
@@ -126,8 +133,6 @@ def test_a_full_disk_keeps_the_connection_and_sends_nothing_twice(
 ) -> None:
     """PUBACKs the outbox cannot record (its disk full, as another program filled it) are
     kept until it can: the connection stays, and no event goes out twice meanwhile."""
-    import sqlite3
-
     site = "t" + uuid.uuid4().hex[:12]
     cfg = config(tmp_path, mqtt_broker, site)
     consumer = Consumer(
@@ -145,7 +150,9 @@ def test_a_full_disk_keeps_the_connection_and_sends_nothing_twice(
     def mark_when_room(ids: list[str]) -> int:
         if full[0]:
             refused.append(len(ids))
-            raise sqlite3.OperationalError("database or disk is full")
+            error = sqlite3.OperationalError("database or disk is full")
+            error.sqlite_errorcode = sqlite3.SQLITE_FULL
+            raise error
         return real_mark(ids)
 
     monkeypatch.setattr(outbox, "mark_published", mark_when_room)
