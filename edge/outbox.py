@@ -284,18 +284,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _temp_name(sha256: str) -> str:
+    """A blob's temp file, named with its writer (boot, pid and start time, as ``fired``
+    rows are) and thread."""
+    return f".tmp-{_owner().replace(' ', '~')}-{threading.get_ident()}-{sha256}"
+
+
 def _writer_alive(temp_name: str) -> bool:
-    """Whether the process named in a blob's temp file (``.tmp-PID-…``) is still running."""
-    try:
-        pid = int(temp_name.split("-")[1])
-        if pid <= 0:
-            return False
-        os.kill(pid, 0)
-    except (IndexError, ValueError, OverflowError, ProcessLookupError):
-        return False
-    except PermissionError:  # (someone else's process: running)
-        return True
-    return True
+    """Whether the process that named a blob's temp file still runs: not a process gone,
+    nor one of an earlier boot, nor an earlier holder of the same pid (a node restarted as
+    PID 1 of a new container)."""
+    owner = temp_name.removeprefix(".tmp-").rsplit("-", 2)[0]
+    return _owner_alive(owner.replace("~", " "))
 
 
 def _open_database(path: Path) -> sqlite3.Connection:
@@ -395,7 +395,7 @@ class Outbox:
         if path.exists():
             return False
         path.parent.mkdir(exist_ok=True)
-        tmp = path.parent / f".tmp-{os.getpid()}-{threading.get_ident()}-{blob.ref.sha256}"
+        tmp = path.parent / _temp_name(blob.ref.sha256)
         try:
             with tmp.open("wb") as fh:
                 fh.write(blob.data)

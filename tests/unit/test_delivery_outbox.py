@@ -278,11 +278,12 @@ def test_sqlite_refusing_a_write_for_want_of_room_is_a_full_outbox(tmp_path: Pat
 
 def test_opening_an_outbox_leaves_a_running_writers_temp_file_alone(tmp_path: Path) -> None:
     """``edge outbox`` beside a running node opens the same outbox: the blob the node is
-    writing (its temp file, named with its pid) stays; one of a process that is gone, or
-    one left for longer than ORPHAN_AGE_S, is removed."""
+    writing (its temp file, named with its boot, pid and start time) stays; one of a
+    process that is gone, of an earlier holder of a running pid (a node restarted as PID 1
+    of a new container), of an older naming, or one left longer than ORPHAN_AGE_S goes."""
     import os
 
-    from edge.outbox import ORPHAN_AGE_S
+    from edge.outbox import ORPHAN_AGE_S, _temp_name
 
     with Outbox(tmp_path, BIG_BUDGET):
         pass
@@ -290,16 +291,21 @@ def test_opening_an_outbox_leaves_a_running_writers_temp_file_alone(tmp_path: Pa
     folder.mkdir()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    writing = folder / f".tmp-{os.getpid()}-1-ab{'0' * 62}"
-    gone = folder / f".tmp-{dead}-1-ab{'1' * 62}"
-    stale = folder / f".tmp-{os.getpid()}-2-ab{'2' * 62}"
-    for path in (writing, gone, stale):
+    mine = _temp_name("ab" + "0" * 62)
+    boot, pid, started = mine.removeprefix(".tmp-").rsplit("-", 2)[0].split("~")
+    assert pid == str(os.getpid())
+    writing = folder / mine
+    gone = folder / f".tmp-{boot}~{dead}~{started}-1-ab{'1' * 62}"
+    restarted = folder / f".tmp-{boot}~{pid}~1-1-ab{'2' * 62}"
+    older = folder / f".tmp-{os.getpid()}-1-ab{'3' * 62}"
+    stale = folder / _temp_name("ab" + "4" * 62)
+    for path in (writing, gone, restarted, older, stale):
         path.write_bytes(b"part of a clip")
     old = time.time() - ORPHAN_AGE_S - 60
     os.utime(stale, (old, old))
     with Outbox(tmp_path, BIG_BUDGET):
         assert writing.exists()
-        assert not gone.exists() and not stale.exists()
+        assert not any(p.exists() for p in (gone, restarted, older, stale))
 
 
 def test_a_blob_the_disk_refuses_leaves_no_temp_file(
