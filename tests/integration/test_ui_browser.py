@@ -165,6 +165,9 @@ def test_an_officer_reviews_a_case_end_to_end(officer_page: Any, ui_server: UiSe
     dialog.get_by_role("button", name="Lưu biển số").click()
     expect(page.locator("#plate-value")).to_have_text("61A-999.98")
     expect(page.locator("#audit")).to_contain_text("Sửa biển số")
+    # The trail's details in Vietnamese too: fields by name, statuses as statuses.
+    expect(page.locator("#audit")).to_contain_text("từ: Mới; sang: Đang xem xét; phiên bản: 1")
+    expect(page.locator("#audit")).to_contain_text("biển số sau: 61A-999.98")
     page.get_by_role("button", name=re.compile("Xác nhận")).click()
     expect(page.locator("#toast")).to_contain_text(f"Đã xác nhận hồ sơ #{vid}")
     case = ui_server.case("supervisor", vid)
@@ -352,8 +355,9 @@ def test_an_admin_adds_a_nodes_new_key_and_revokes_its_old_one(
 
     box = node.get_by_label("Khóa công khai mới (PEM, từ roadwatch edge keygen)")
     box.fill(public_key_pem(new).decode())
-    node.get_by_role("button", name="Thêm khóa").click()
+    node.get_by_role("button", name="Thêm khóa").dblclick()  # (sent once: no refusal)
     expect(page.locator("#toast")).to_contain_text(f"Đã thêm khóa {new_fp[:16]} cho {name}")
+    expect(page.locator("#banner")).to_be_hidden()
     node = page.locator(f"section.node[data-node='{name}']")  # (the page was drawn again)
     expect(node.locator("tbody tr")).to_have_count(2)
     expect(node.locator(f"tr[data-key='{new_fp}']")).to_contain_text("Đang hiệu lực")
@@ -498,8 +502,12 @@ def test_supervisor_notices_statistics_and_audit(
     expect(page.locator("#toast")).to_contain_text(f"Đã xuất hồ sơ #{decided}")
     expect(audit.locator("tbody tr")).to_have_count(4)
     expect(audit).to_contain_text("Đã xuất hồ sơ")
-    # Statistics by type, camera and day, drawn as inline SVG.
+    # Statistics by type, camera and day, drawn as inline SVG; the range ends today in
+    # Vietnam, whatever the hour.
     page.locator("#nav").get_by_role("link", name="Thống kê").click()
+    today = (datetime.now(UTC) + timedelta(hours=7)).date().isoformat()
+    expect(page.locator("#s-to")).to_have_value(today)
+    assert "null" not in page.locator("main").inner_text()
     for chart in ("chart-type", "chart-camera", "chart-status"):
         expect(page.locator(f"#{chart} svg rect.bar").first).to_be_visible()
     labels = page.locator("#chart-type svg").get_attribute("aria-label") or ""

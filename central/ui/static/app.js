@@ -96,8 +96,10 @@
       .format(new Date(iso));
   }
 
+  // The bare two-digit hour ("03"), in any language: vi-VN writes "03 giờ", too wide for
+  // the flow charts' bars.
   function fmtHour(iso) {
-    return new Intl.DateTimeFormat(locale(), { timeZone: TZ, hour: "2-digit", hour12: false })
+    return new Intl.DateTimeFormat("en-GB", { timeZone: TZ, hour: "2-digit", hour12: false })
       .format(new Date(iso));
   }
 
@@ -116,6 +118,38 @@
       el.append(kid instanceof Node ? kid : String(kid));
     }
     return el;
+  }
+
+  // A form's submit handler run one at a time: its submit buttons are off until the request
+  // settles. (A double click sent it twice, and the second's refusal said that what had
+  // just been done had failed.)
+  function oneAtATime(handler) {
+    let busy = false;
+    return async (e) => {
+      e.preventDefault();
+      if (busy) return;
+      busy = true;
+      const buttons = [...e.currentTarget.querySelectorAll("button[type=submit]")];
+      for (const b of buttons) b.disabled = true;
+      try {
+        await handler(e);
+      } finally {
+        busy = false;
+        for (const b of buttons) b.disabled = false;
+      }
+    };
+  }
+
+  // A trail entry's detail in the reader's language: the fields central writes by name,
+  // statuses as statuses; a field it does not know is shown as it is.
+  function auditDetail(detail) {
+    return Object.entries(detail).map(([k, v]) => {
+      const label = S.dict[`audit.field.${k}`] ? t(`audit.field.${k}`) : k;
+      let value = v;
+      if ((k === "from" || k === "to") && S.dict[`status.${v}`]) value = t(`status.${v}`);
+      else if (Array.isArray(v)) value = v.length ? v.join(", ") : t("misc.none");
+      return `${label}: ${value}`;
+    }).join("; ");
   }
 
   function svg(tag, attrs, ...kids) {
@@ -851,7 +885,7 @@
       h("tbody", {}, rows.map((e) => h("tr", {},
         h("td", {}, fmtTime(e.at)), h("td", {}, e.actor),
         h("td", {}, S.dict[`action.${e.action}`] ? t(`action.${e.action}`) : e.action),
-        h("td", { class: "small" }, Object.entries(e.detail).map(([k, v]) => `${k}: ${v}`).join("; "))))))
+        h("td", { class: "small" }, auditDetail(e.detail))))))
       : h("p", { class: "muted" }, t("case.audit_empty"));
     return h("details", { class: "audit", open: S.session.role !== "officer" },
       h("summary", {}, t("case.audit")), body);
@@ -1229,8 +1263,11 @@
 
   // ------------------------------------------------------------------ statistics
 
+  // A day in Vietnam as YYYY-MM-DD (en-CA writes dates so), whatever the browser's zone:
+  // toISOString's UTC date is yesterday there from 00:00 to 07:00.
   function dateInput(value) {
-    return value.toISOString().slice(0, 10);
+    return new Intl.DateTimeFormat("en-CA", { timeZone: TZ, year: "numeric", month: "2-digit", day: "2-digit" })
+      .format(value);
   }
 
   async function renderStats(_arg, params) {
@@ -1257,7 +1294,7 @@
     main().replaceChildren(
       h("div", { class: "page-head" }, h("h1", {}, t("stats.title")), h("p", { class: "muted" }, t("stats.days_vn"))),
       form,
-      backwards ? h("p", { class: "field-error", id: "stats-range", role: "alert" }, t("stats.backwards")) : null,
+      backwards ? h("p", { class: "field-error", id: "stats-range", role: "alert" }, t("stats.backwards")) : "",
       h("div", { class: "charts" },
         hBarChart("chart-type", t("stats.by_type"), byType.counts.map((c) => ({ label: t(`type.${c.key}`), value: c.count }))),
         hBarChart("chart-camera", t("stats.by_camera"), cameraBars(byCamera.counts)),
@@ -1315,8 +1352,7 @@
     const full = h("input", { id: "nu-full", maxlength: "128", autocomplete: "off" });
     const role = roleSelect("nu-role", "officer", null);
     const pass = h("input", { id: "nu-pass", type: "password", minlength: "10", required: true, autocomplete: "new-password" });
-    const form = h("form", { class: "filters", id: "new-user", "aria-labelledby": "h-new-user", onsubmit: async (e) => {
-      e.preventDefault();
+    const form = h("form", { class: "filters", id: "new-user", "aria-labelledby": "h-new-user", onsubmit: oneAtATime(async () => {
       try {
         await api("/api/v1/users", { method: "POST", body: { username: name.value.trim(), full_name: full.value, role: role.value, password: pass.value } });
         const who = name.value.trim();
@@ -1325,7 +1361,7 @@
       } catch (err) {
         if (err.status !== 401) banner(err.code ? err.message : t("app.error", { detail: err.message }));
       }
-    } },
+    }) },
     field("nu-name", t("users.username"), name), field("nu-full", t("users.full_name"), full),
     field("nu-role", t("users.role"), role), field("nu-pass", t("users.password"), pass),
     h("div", { class: "filter-buttons" }, h("button", { type: "submit", class: "primary" }, t("users.add"))));
@@ -1423,8 +1459,7 @@
       if (!k.revoked_at) {
         const reason = h("input", { id: `nk-reason-${i}-${j}`, required: true, maxlength: "2000", autocomplete: "off" });
         const since = h("input", { id: `nk-since-${i}-${j}`, type: "datetime-local", step: "1" });
-        action = h("form", { class: "revoke-key", onsubmit: async (e) => {
-          e.preventDefault();
+        action = h("form", { class: "revoke-key", onsubmit: oneAtATime(async () => {
           const body = { reason: reason.value.trim() };
           if (!body.reason) {
             banner(t("error.revoke_reason_required"));
@@ -1441,7 +1476,7 @@
           } catch (err) {
             refused(err);
           }
-        } },
+        }) },
         field(`nk-reason-${i}-${j}`, t("nodes.reason"), reason),
         field(`nk-since-${i}-${j}`, t("nodes.since"), since),
         h("button", { type: "submit", class: "danger", "aria-label": t("nodes.revoke_key", { key: k.fingerprint.slice(0, 16) }) }, t("nodes.revoke")));
@@ -1452,8 +1487,7 @@
     });
     const pem = h("textarea", { id: `nk-pem-${i}`, required: true, rows: "4", spellcheck: "false",
       placeholder: "-----BEGIN PUBLIC KEY-----" });
-    const add = h("form", { class: "add-key", onsubmit: async (e) => {
-      e.preventDefault();
+    const add = h("form", { class: "add-key", onsubmit: oneAtATime(async () => {
       try {
         const added = await api(path, { method: "POST", body: { public_key_pem: pem.value.trim() + "\n" } });
         await render();
@@ -1461,7 +1495,7 @@
       } catch (err) {
         refused(err);
       }
-    } },
+    }) },
     field(`nk-pem-${i}`, t("nodes.new_key"), pem),
     h("div", { class: "filter-buttons" }, h("button", { type: "submit", class: "secondary" }, t("nodes.add"))));
     return h("section", { class: "node", "data-node": name, "aria-labelledby": `h-node-${i}` },
