@@ -34,6 +34,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--frame-index", type=cli_args.frame_index, default=0, help="frame of a video (default 0)"
     )
     fit.add_argument("-o", "--out", type=Path, required=True, help="calibration YAML to write")
+    fit.add_argument(
+        "--replace",
+        action="store_true",
+        help="write over an existing calibration file (a new survey of the camera)",
+    )
     fit.add_argument("--by", default=None, help="who calibrated (default: the current user)")
     fit.set_defaults(func=_fit)
 
@@ -76,10 +81,17 @@ def _print_residuals(fit: HomographyFit) -> None:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from calibration.errors import CalibrationError
     from calibration.frames import read_frame
     from calibration.projector import build_calibration
     from calibration.store import load_points, save_calibration
 
+    if args.out.resolve() == args.points.resolve():
+        raise CalibrationError(f"{args.out}: that is the survey file; name the calibration file")
+    if args.out.is_file() and not args.replace:
+        raise CalibrationError(
+            f"{args.out} exists: give --replace to write the new calibration over it"
+        )
     survey = load_points(args.points)
     frame = read_frame(args.frame, args.frame_index)
     by = args.by or getpass.getuser()

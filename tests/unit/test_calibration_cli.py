@@ -165,3 +165,22 @@ def test_outputs_that_cannot_be_written_are_one_line_and_leave_nothing(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "must end in .png, .jpg or .jpeg" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kraten.calib.yaml"]
+
+
+def test_fit_writes_over_neither_its_survey_nor_a_calibration_unasked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clip = require_shared_file("kraten_cars.mp4")
+    survey = tmp_path / "survey.yaml"
+    survey.write_bytes(SURVEY.read_bytes())
+    fit = ["calibrate", "fit", "--points", str(survey), "--frame", str(clip), "-o"]
+    assert main([*fit, str(survey)]) == 2
+    assert "that is the survey file" in capsys.readouterr().err
+    assert survey.read_bytes() == SURVEY.read_bytes()
+    out = tmp_path / "cam.calib.yaml"
+    out.write_text("the calibration in force\n", encoding="utf-8")
+    assert main([*fit, str(out)]) == 2
+    assert "exists: give --replace" in capsys.readouterr().err
+    assert out.read_text(encoding="utf-8") == "the calibration in force\n"
+    assert main([*fit, str(out), "--replace"]) == 0
+    assert load_calibration(out).image_size == (640, 360)
