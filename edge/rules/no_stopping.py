@@ -60,11 +60,12 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
             return None
         dwell = p.t - st.since
         limit = zone.config.dwell_s or self._settings.dwell_s
-        # Standing exactly the time allowed is allowed. Judged on the dwell as the
-        # explanation shows it (0.1 s), so it never reads "30.0 s, more than the 30 s
-        # allowed", and timestamp rounding cannot tip an exact stop over the limit.
+        # Standing exactly the time allowed is allowed. Judged on the dwell both as
+        # measured and as the explanation shows it (0.1 s): it never reads "30.0 s, more
+        # than the 30 s allowed", timestamp rounding cannot tip an exact stop over the
+        # limit, nor rounding up a dwell still under a limit such as 30.06 s.
         shown = round(dwell, 1)
-        if shown <= limit:
+        if dwell <= limit or shown <= limit:
             return None
         vehicle = memory.vote.winner
         text = (

@@ -197,3 +197,18 @@ def test_state_is_bounded_by_forgetting_tracks() -> None:
     run(rule, tracks)
     # forget_after_s is 5: only the tracks seen in the last 5 s (of 49.5 s) are held.
     assert rule.tracks_held == 11
+
+
+@pytest.mark.parametrize(("seconds", "fires"), [(10.058, False), (10.1, True)])
+def test_no_stopping_fires_only_past_a_limit_of_hundredths(seconds: float, fires: bool) -> None:
+    """A zone's 10.06 s: 10.058 s shows rounded as 10.1 s yet is within it, so it stands."""
+    zones = [
+        {
+            "id": "shoulder",
+            "polygon": [[800, 200], [1000, 200], [1000, 800], [800, 800]],
+            "dwell_s": 10.06,
+        }
+    ]
+    samples = [(0.0, 900, 500), (seconds, 900, 500)]
+    found = run(NoStoppingRule(geometry(True, no_stopping_zones=zones)), [Track(9, samples)])
+    assert len(found) == (1 if fires else 0), [v.explanation for v in found]
