@@ -35,7 +35,7 @@ from edge.sources import (
     read_file,
 )
 from edge.tracking import Tracker
-from roadwatch.contract import CameraHealth
+from roadwatch.contract import CameraHealth, CameraState
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,11 @@ def process_file(
     return summary
 
 
+# The longest a live run's loop may take to come round (one batch through the detector
+# and the sinks) before its cameras are reported stalled.
+PIPELINE_STALL_S = 30.0
+
+
 class LivePipeline:
     """All cameras of a node: one reader thread each, one batched inference per model.
 
@@ -176,15 +181,23 @@ class LivePipeline:
             c.id: Tracker(config.tracker, fps=c.target_fps or 25.0) for c in self.cameras
         }
         self.summary = RunSummary()
+        self._turned: float | None = None  # when the run's loop last came round
 
     def health(self) -> list[CameraHealth]:
-        """Each reader's health; frames replaced while waiting for a batch count as dropped."""
+        """Each reader's health; frames replaced while waiting for a batch count as dropped.
+        A camera that streams is reported stalled while the run's loop has not come round
+        for ``PIPELINE_STALL_S`` (inference or a sink stuck): frames arrive, none is seen."""
+        turned = self._turned
+        stuck = 0.0 if turned is None else time.monotonic() - turned
         out = []
         for reader in self.readers.values():
             health = reader.health()
             if extra := self.scheduler.dropped[reader.camera]:
                 dropped = health.frames_dropped + extra
                 health = health.model_copy(update={"frames_dropped": dropped})
+            if stuck > PIPELINE_STALL_S and health.state is CameraState.UP:
+                why = f"frames not processed for {stuck:.0f} s: the pipeline is stuck"
+                health = health.model_copy(update={"state": CameraState.STALLED, "reason": why})
             out.append(health)
         return out
 
@@ -248,6 +261,7 @@ class LivePipeline:
             reader.start()
         try:
             while not stop.is_set():
+                self._turned = time.monotonic()
                 ended = all(r.ended for r in self.readers.values())
                 for item in self.flush() if ended else self.step():
                     for sink in sinks:
@@ -264,6 +278,7 @@ class LivePipeline:
                             h.frames_corrupt, h.reconnects,
                         )  # fmt: skip
         finally:
+            self._turned = None
             self.close()
             self.summary.seconds = time.monotonic() - started
             self.summary.riders_merged = self.detectors.riders_merged

@@ -132,3 +132,32 @@ def test_frames_left_when_the_files_end_are_processed(tmp_path: Path) -> None:
     seen: list[Any] = []
     pipe.run(stop, [seen.append])  # returns once the only source has ended
     assert seen and seen[-1].frame.index == count - 1
+
+
+def test_cameras_are_reported_stalled_while_the_pipeline_is_stuck(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A sink (or the detector) that never returns: the camera still streams, yet nothing
+    is seen; the status says so once the loop has not come round for PIPELINE_STALL_S."""
+    from roadwatch.contract import CameraState
+
+    monkeypatch.setattr("edge.pipeline.PIPELINE_STALL_S", 0.3)
+    pipe, _ = build(tmp_path, {"cam0": Camera(0.01)}, max_batch=1, wait_ms=10)
+    stuck, stop = threading.Event(), threading.Event()
+    runner = threading.Thread(target=pipe.run, args=(stop, [lambda _item: stuck.wait(20)]))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            [health] = pipe.health()
+            if health.state is CameraState.STALLED:
+                break
+            time.sleep(0.05)
+        assert health.state is CameraState.STALLED
+        assert health.reason.endswith("the pipeline is stuck"), health.reason
+    finally:
+        stop.set()
+        stuck.set()
+        runner.join(15)
+    assert not runner.is_alive()
+    assert pipe.health()[0].state is not CameraState.STALLED  # (the run is over)
