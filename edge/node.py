@@ -233,6 +233,7 @@ class EdgeNode:
         push_settings = config.delivery.config_push if config.delivery else None
         applied: AppliedConfig | None = None
         stored_error: str | None = None
+        local, plates = config, read_plate
         if push_settings is not None and config_dir is not None:
             config, applied, stored_error = startup_config(config, config_dir)
         health = _HealthSource()
@@ -247,7 +248,21 @@ class EdgeNode:
         if config.processes == 1:  # with workers, each reads its own cameras' plates
             read_plate = _plate_reader(config, read_plate)
         parts = _NodeParts(key=key, model_version=model_version, read_plate=read_plate)
-        built = parts.enforcement(config, at)
+        try:
+            built = parts.enforcement(config, at)
+        except (UserError, OSError) as exc:
+            if config is local:
+                raise
+            # The stored push no longer builds (a calibration it carried has expired since,
+            # say): the node's own file runs, and its status says why, as for a stored push
+            # that does not fit. Central cannot push a fix to a node that does not start.
+            stored_error = f"stored config {config.version} not used: {exc}"
+            log.warning("%s", stored_error)
+            config, applied = local, AppliedConfig(local.version)
+            if config.processes == 1:
+                read_plate = _plate_reader(config, plates)
+            parts = _NodeParts(key=key, model_version=model_version, read_plate=read_plate)
+            built = parts.enforcement(config, at)
         if delivery is None and config.delivery is None and built.enforcement:
             log.warning("no delivery section: violations are logged and kept local only")
         node = cls(
