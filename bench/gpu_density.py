@@ -265,6 +265,7 @@ def host_costs(
     from datetime import UTC, datetime, timedelta
 
     from edge.config import parse_site_config
+    from edge.delivery_config import EvidenceSettings
     from edge.evidence.packets import PacketRing
     from edge.evidence.ring import FrameRing
     from edge.node import EdgeNode, camera_ring
@@ -307,7 +308,7 @@ def host_costs(
     # The same frames on a node whose ring keeps the stream: the clip's own packets go in
     # as the NVDEC capture would hand them over, and each frame carries its time stamp.
     streaming = EdgeNode.from_config(config, model_version="bench")
-    packets = camera_ring(PacketRing, "cam-0001", None)
+    packets = camera_ring(PacketRing, "cam-0001", EvidenceSettings())
     streaming.enforcement["cam-0001"].ring = packets
     raw = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])
     stamps = []

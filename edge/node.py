@@ -592,8 +592,7 @@ class EdgeNode:
 
     def _keep_stream(self, cam_id: str, camera: CameraEnforcement) -> None:
         assert self._streams is not None
-        settings = self.config.delivery.evidence if self.config.delivery else None
-        camera.ring = camera_ring(PacketRing, cam_id, settings)
+        camera.ring = camera_ring(PacketRing, cam_id, evidence_settings(self.config))
         self._streams[cam_id] = camera.ring
 
     def run_file(
@@ -646,7 +645,7 @@ class _NodeParts:
     ) -> Prepared:
         """Enforcement for every enabled camera with a scene, checked before any is used;
         built from ``files`` where given, else from the files the configuration names."""
-        settings = config.delivery.evidence if config.delivery else None
+        settings = evidence_settings(config)
         if files is None:
             files = read_camera_files(config, at)
         out: dict[str, CameraEnforcement] = {}
@@ -675,8 +674,8 @@ class _NodeParts:
                 guard_every_s=config.integrity.check_every_s,
                 place=cam.place,
                 persons_as_riders=cam.persons_as_riders,
-                frame_offset_s=settings.frame_offset_s if settings else 1.0,
-                clip_half_s=settings.clip_half_s if settings else 3.0,
+                frame_offset_s=settings.frame_offset_s,
+                clip_half_s=settings.clip_half_s,
             )
         return Prepared(out, {c: files[c] for c in out})
 
@@ -684,15 +683,21 @@ class _NodeParts:
 Ring = TypeVar("Ring", FrameRing, PacketRing)
 
 
-def camera_ring(kind: type[Ring], camera: str, settings: EvidenceSettings | None) -> Ring:
+def evidence_settings(config: SiteConfig) -> EvidenceSettings:
+    """The evidence settings of ``config``'s delivery section, or their defaults (one set
+    of defaults, whether or not the node delivers)."""
+    return config.delivery.evidence if config.delivery else EvidenceSettings()
+
+
+def camera_ring(kind: type[Ring], camera: str, settings: EvidenceSettings) -> Ring:
     """A camera's evidence ring of ``kind`` (JPEGs of its frames, or its compressed
     stream) with the configured limits."""
-    seconds, max_bytes, quality = (
-        (settings.ring_seconds, settings.ring_max_bytes, settings.jpeg_quality)
-        if settings is not None
-        else (12.0, 64 << 20, 90)
+    return kind(
+        camera,
+        seconds=settings.ring_seconds,
+        max_bytes=settings.ring_max_bytes,
+        jpeg_quality=settings.jpeg_quality,
     )
-    return kind(camera, seconds=seconds, max_bytes=max_bytes, jpeg_quality=quality)
 
 
 class _HealthSource:
