@@ -67,12 +67,33 @@ TRACK_HISTORY_S = 6.0
 # rules run unguarded until then, and each try searches the whole frame for features.
 REFERENCE_RETRY_S = 1.0
 PLATE_FRAMES = 6
+# A box this close to the frame's edge is a vehicle cut by it: its plate may be cut too,
+# and a cut plate reads as another, valid one (84P-919.01 as 84P-9190).
+EDGE_MARGIN_PX = 2.0
 
 
 @dataclass(frozen=True, slots=True)
 class SeenBox:
     mono_s: float
     box: tuple[float, float, float, float]
+
+
+def plate_views(
+    boxes: Sequence[SeenBox], decisive_mono_s: float, width: int, height: int
+) -> list[SeenBox]:
+    """The views of a vehicle to read its plate from, best first: of the frames nearest
+    the decisive moment, the largest views of the whole vehicle; none cut by the frame."""
+    whole = [
+        b
+        for b in boxes
+        if b.box[0] > EDGE_MARGIN_PX
+        and b.box[1] > EDGE_MARGIN_PX
+        and b.box[2] < width - EDGE_MARGIN_PX
+        and b.box[3] < height - EDGE_MARGIN_PX
+    ]
+    near = sorted(whole, key=lambda b: abs(b.mono_s - decisive_mono_s))[: PLATE_FRAMES * 2]
+    near.sort(key=lambda b: (b.box[2] - b.box[0]) * (b.box[3] - b.box[1]))
+    return list(reversed(near[-PLATE_FRAMES:]))
 
 
 @dataclass(slots=True)
@@ -513,12 +534,9 @@ class CameraEnforcement:
         if self.read_plate is None:
             return None, None
         # The largest views of the vehicle near the decisive moment show the plate best.
-        near = sorted(pending.boxes, key=lambda b: abs(b.mono_s - pending.decisive_mono_s))[
-            : PLATE_FRAMES * 2
-        ]
-        near = sorted(near, key=lambda b: (b.box[2] - b.box[0]) * (b.box[3] - b.box[1]))
+        size = self.scene.image_size
+        chosen = plate_views(pending.boxes, pending.decisive_mono_s, size.width, size.height)
         crops: list[Image] = []
-        chosen = list(reversed(near[-PLATE_FRAMES:]))
         held = {f.mono_s: f for f in frames}
         if missing := [b.mono_s for b in chosen if b.mono_s not in held]:
             held.update((f.mono_s, f) for f in self.ring.frames_at(missing))

@@ -30,6 +30,9 @@ class TrackPlatesConfig:
     max_tracks: int = 1024  # tracks remembered at once
 
 
+# A box this close to the frame's edge is a vehicle cut by it (and maybe its plate).
+EDGE_MARGIN_PX = 2.0
+
 @dataclass
 class _Track:
     vote: PlateVote
@@ -61,8 +64,10 @@ class TrackPlates:
             track = self._touch(int(tid))
             if not self._wants(track):
                 continue
-            x0, y0 = int(max(0, np.floor(box[0]))), int(max(0, np.floor(box[1])))
-            x1, y1 = int(min(w, np.ceil(box[2]))), int(min(h, np.ceil(box[3])))
+            if min(box[0], box[1], w - box[2], h - box[3]) <= EDGE_MARGIN_PX:
+                continue  # (cut by the frame: a cut plate reads as another, valid one)
+            x0, y0 = int(np.floor(box[0])), int(np.floor(box[1]))
+            x1, y1 = int(np.ceil(box[2])), int(np.ceil(box[3]))
             if x1 - x0 < self.config.min_vehicle_width or y1 - y0 < 2:
                 continue
             track.attempts += 1

@@ -33,7 +33,7 @@ def test_reads_tracks_and_votes_per_track() -> None:
     fake = FakeReader()
     tracks = TrackPlates(fake)
     for _ in range(3):
-        tracks.observe(FRAME, boxes((0, 0, 100, 80), (150, 0, 230, 80)), np.array([7, 8]))
+        tracks.observe(FRAME, boxes((10, 10, 110, 90), (150, 10, 230, 90)), np.array([7, 8]))
     assert tracks.plate(7).reading.text == "51F-123.45"
     assert tracks.plate(7).frames == 3
     assert not tracks.plate(8).reading.valid
@@ -42,19 +42,21 @@ def test_reads_tracks_and_votes_per_track() -> None:
     assert not tracks.finish(99).reading.valid  # never seen
 
 
-def test_small_vehicles_are_not_read_and_boxes_are_clipped() -> None:
+def test_small_vehicles_and_vehicles_cut_by_the_frame_are_not_read() -> None:
     fake = FakeReader()
     tracks = TrackPlates(fake, TrackPlatesConfig(min_vehicle_width=48))
-    assert tracks.observe(FRAME, boxes((0, 0, 30, 80)), np.array([1])) == 0
-    assert tracks.observe(FRAME, boxes((350, 10, 480, 90)), np.array([2])) == 1
-    assert fake.widths == [50]  # clipped to the frame's right edge
+    assert tracks.observe(FRAME, boxes((10, 10, 40, 90)), np.array([1])) == 0
+    # Cut by the right edge (a cut plate reads as another, valid one), or by the top.
+    assert tracks.observe(FRAME, boxes((300, 10, 480, 90), (10, 0, 110, 80)), np.array([2, 3])) == 0
+    assert tracks.observe(FRAME, boxes((290, 10, 390, 90)), np.array([2])) == 1
+    assert fake.widths == [100]
 
 
 def test_a_settled_track_is_not_read_again() -> None:
     fake = FakeReader()
     tracks = TrackPlates(fake, TrackPlatesConfig(settled_frames=2, max_attempts=4))
     for _ in range(6):
-        tracks.observe(FRAME, boxes((0, 0, 100, 80), (150, 0, 220, 80)), np.array([1, 2]))
+        tracks.observe(FRAME, boxes((10, 10, 110, 90), (150, 10, 220, 90)), np.array([1, 2]))
     assert fake.widths.count(100) == 2  # settled after two agreeing frames
     assert fake.widths.count(70) == 4  # never readable: stops at max_attempts
 
@@ -62,7 +64,7 @@ def test_a_settled_track_is_not_read_again() -> None:
 def test_memory_is_bounded_least_recent_first() -> None:
     tracks = TrackPlates(FakeReader(), TrackPlatesConfig(max_tracks=3))
     for tid in range(5):
-        tracks.observe(FRAME, boxes((0, 0, 100, 80)), np.array([tid]))
+        tracks.observe(FRAME, boxes((10, 10, 110, 90)), np.array([tid]))
     assert len(tracks) == 3
     assert not tracks.plate(0).reading.valid and tracks.plate(4).reading.valid
 
