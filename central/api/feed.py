@@ -33,6 +33,8 @@ LOOKBACK = timedelta(seconds=60)
 GAP_S = 60.0
 MAX_GAPS = 5000
 BATCH = 500
+# How far below the newest id a stream from now looks for ids not committed yet.
+START_WINDOW = 1000
 _TOKEN = re.compile(r"^(\d{1,19})-(\d{1,16})$")
 
 FeedEvent = tuple[str, dict[str, Any]]
@@ -73,12 +75,22 @@ def parse_resume_token(token: str) -> tuple[int, datetime]:
 
 
 def start(session: Session, after_id: int | None, since: datetime | None) -> FeedCursor:
-    """A cursor from ``after_id`` and ``since``; by default only what happens from now."""
+    """A cursor from ``after_id`` and ``since``; by default only what happens from now.
+
+    From now, ids below the newest that are not committed yet (handed out to another
+    ingest process) are gaps from the start, as ids stepped over later are: committed a
+    moment after, they are still new to this stream."""
+    now = utcnow()
+    gaps: dict[int, datetime] = {}
     if after_id is None:
         after_id = int(session.scalar(select(func.max(Violation.id))) or 0)
-    now = utcnow()
+        low = max(0, after_id - START_WINDOW)
+        held = set(
+            session.scalars(select(Violation.id).where(Violation.id > low, Violation.id < after_id))
+        )
+        gaps = {i: now for i in range(low + 1, after_id) if i not in held}
     at = since or now
-    return FeedCursor(after_id, since=at, floor=at)
+    return FeedCursor(after_id, since=at, floor=at, gaps=gaps)
 
 
 def user_active(session: Session, username: str) -> bool:

@@ -291,15 +291,19 @@ async def live_feed(
         while loop.time() < end and sent < max_events:
             if await request.is_disconnected():
                 return
+            before = cursor.resume_token()
             events = await run_in_threadpool(poll, cursor)
             if events is None:
                 return  # (the account was disabled)
             token = cursor.resume_token()
             for n, (kind, data) in enumerate(events):
                 sent += 1
-                # The resume token goes on the last event of a poll: a stream cut off
-                # before it resumes from the poll before (and may repeat some).
-                head = f"id: {token}\n" if n == len(events) - 1 else ""
+                # The resume token goes on the last event of a poll; a stream that ends
+                # inside a poll (max_events) gives the token from before it on its last
+                # event, so a reconnect repeats some of the poll and loses none of it.
+                last = n == len(events) - 1
+                cut = sent >= max_events and not last
+                head = f"id: {token if last else before}\n" if last or cut else ""
                 body = json.dumps(data, ensure_ascii=False)
                 yield f"{head}event: {kind}\ndata: {body}\n\n".encode()
                 if sent >= max_events:
