@@ -294,8 +294,20 @@ def _writer_alive(temp_name: str) -> bool:
     """Whether the process that named a blob's temp file still runs: not a process gone,
     nor one of an earlier boot, nor an earlier holder of the same pid (a node restarted as
     PID 1 of a new container)."""
-    owner = temp_name.removeprefix(".tmp-").rsplit("-", 2)[0]
-    return _owner_alive(owner.replace("~", " "))
+    owner = temp_name.removeprefix(".tmp-").rsplit("-", 2)[0].split("~")
+    if _started(os.getpid()) is not None:
+        return _owner_alive(" ".join(owner))
+    # Without /proc (nor a start time, nor perhaps a boot id), by the pid alone.
+    try:
+        pid = int(owner[1])
+        if pid <= 0:
+            return False
+        os.kill(pid, 0)
+    except (IndexError, ValueError, OverflowError, ProcessLookupError):
+        return False
+    except PermissionError:  # (another user's process: running)
+        return True
+    return True
 
 
 def _open_database(path: Path) -> sqlite3.Connection:

@@ -261,11 +261,13 @@ class LivePipeline:
             reader.start()
         try:
             while not stop.is_set():
-                self._turned = time.monotonic()
                 ended = all(r.ended for r in self.readers.values())
                 for item in self.flush() if ended else self.step():
                     for sink in sinks:
                         sink(item)
+                # (from the end of the first turn: that one loads the detectors, which
+                # may take longer, a TensorRT engine being built, say)
+                self._turned = time.monotonic()
                 if ended:
                     break
                 now = time.monotonic()

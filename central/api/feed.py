@@ -51,11 +51,17 @@ class FeedCursor:
     floor: datetime  # never send a change from before this (the time asked for)
     gaps: dict[int, datetime] = field(default_factory=dict)
     sent: dict[tuple[str, str, str, str], datetime] = field(default_factory=dict)
+    # Gaps found below the newest id when a stream started from now: looked for, but kept
+    # out of the resume token (most are ids that never commit, and a token below them
+    # would send a reconnect what came before the stream).
+    start_gaps: frozenset[int] = frozenset()
 
     def resume_token(self) -> str:
         """``<violation id>-<ms since the epoch>``: a stream resumed from it sends every
         violation after the id and every change after the time."""
-        first_gap = min(self.gaps, default=self.last_violation + 1)
+        first_gap = min(
+            (g for g in self.gaps if g not in self.start_gaps), default=self.last_violation + 1
+        )
         after = min(self.last_violation, first_gap - 1)
         at = max(self.floor, self.since - LOOKBACK)
         return f"{after}-{int(at.timestamp() * 1000)}"
@@ -90,7 +96,7 @@ def start(session: Session, after_id: int | None, since: datetime | None) -> Fee
         )
         gaps = {i: now for i in range(low + 1, after_id) if i not in held}
     at = since or now
-    return FeedCursor(after_id, since=at, floor=at, gaps=gaps)
+    return FeedCursor(after_id, since=at, floor=at, gaps=gaps, start_gaps=frozenset(gaps))
 
 
 def user_active(session: Session, username: str) -> bool:

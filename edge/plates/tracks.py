@@ -33,6 +33,7 @@ class TrackPlatesConfig:
 # A box this close to the frame's edge is a vehicle cut by it (and maybe its plate).
 EDGE_MARGIN_PX = 2.0
 
+
 @dataclass
 class _Track:
     vote: PlateVote

@@ -336,3 +336,18 @@ def test_a_damaged_outbox_database_is_named_and_left_as_it_is(tmp_path: Path) ->
     with pytest.raises(UserError, match=r"outbox database .*outbox\.sqlite3 cannot be used"):
         Outbox(tmp_path, BIG_BUDGET)
     assert (tmp_path / "outbox.sqlite3").read_bytes() == damaged
+
+
+def test_without_proc_a_writers_temp_file_is_judged_by_its_pid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No /proc to read (no start time, no boot id): a temp file of a running process stays
+    and one of a process that is gone goes, by the pid alone."""
+    from edge.outbox import _temp_name, _writer_alive
+
+    mine = _temp_name("ab" + "0" * 62)
+    monkeypatch.setattr("edge.outbox._started", lambda _pid: None)
+    assert _writer_alive(mine)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    assert not _writer_alive(f".tmp-unknown~{dead}~--1-ab{'1' * 62}")

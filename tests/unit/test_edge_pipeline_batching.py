@@ -144,7 +144,14 @@ def test_cameras_are_reported_stalled_while_the_pipeline_is_stuck(
     monkeypatch.setattr("edge.pipeline.PIPELINE_STALL_S", 0.3)
     pipe, _ = build(tmp_path, {"cam0": Camera(0.01)}, max_batch=1, wait_ms=10)
     stuck, stop = threading.Event(), threading.Event()
-    runner = threading.Thread(target=pipe.run, args=(stop, [lambda _item: stuck.wait(20)]))
+    seen: list[Any] = []
+
+    def sink(item: Any) -> None:  # (stuck from the third frame on)
+        seen.append(item)
+        if len(seen) >= 3:
+            stuck.wait(20)
+
+    runner = threading.Thread(target=pipe.run, args=(stop, [sink]))
     runner.start()
     try:
         deadline = time.monotonic() + 10
@@ -161,3 +168,34 @@ def test_cameras_are_reported_stalled_while_the_pipeline_is_stuck(
         runner.join(15)
     assert not runner.is_alive()
     assert pipe.health()[0].state is not CameraState.STALLED  # (the run is over)
+
+
+def test_loading_the_detector_is_not_a_stuck_pipeline(tmp_path: Path, monkeypatch: Any) -> None:
+    """The first turn loads the detector (a TensorRT engine may take minutes to build):
+    the cameras are not reported stalled meanwhile."""
+    from roadwatch.contract import CameraState
+
+    monkeypatch.setattr("edge.pipeline.PIPELINE_STALL_S", 0.2)
+    pipe, recorder = build(tmp_path, {"cam0": Camera(0.01)}, max_batch=1, wait_ms=10)
+    loaded = threading.Event()
+
+    def slow_load(_cfg: Any) -> Any:
+        loaded.wait(1.0)
+        return recorder
+
+    pipe.detectors = DetectorPool(load=slow_load)
+    stop = threading.Event()
+    runner = threading.Thread(target=pipe.run, args=(stop, [lambda _item: None]))
+    runner.start()
+    try:
+        states = []
+        deadline = time.monotonic() + 0.8
+        while time.monotonic() < deadline:
+            states.append(pipe.health()[0].state)
+            time.sleep(0.05)
+        assert CameraState.STALLED not in states, states
+    finally:
+        loaded.set()
+        stop.set()
+        runner.join(15)
+    assert not runner.is_alive()

@@ -148,6 +148,7 @@
       let value = v;
       if ((k === "from" || k === "to") && S.dict[`status.${v}`]) value = t(`status.${v}`);
       else if (Array.isArray(v)) value = v.length ? v.join(", ") : t("misc.none");
+      else if (v === null || v === undefined || v === "") value = t("misc.none");
       return `${label}: ${value}`;
     }).join("; ");
   }
