@@ -80,21 +80,27 @@ def parse_resume_token(token: str) -> tuple[int, datetime]:
     return int(match.group(1)), at
 
 
-def start(session: Session, after_id: int | None, since: datetime | None) -> FeedCursor:
+def start(
+    session: Session, after_id: int | None, since: datetime | None, *, resumed: bool = False
+) -> FeedCursor:
     """A cursor from ``after_id`` and ``since``; by default only what happens from now.
 
-    From now, ids below the newest that are not committed yet (handed out to another
-    ingest process) are gaps from the start, as ids stepped over later are: committed a
-    moment after, they are still new to this stream."""
+    Ids up to the last one the stream skips that are not committed yet (handed out to
+    another ingest process) are gaps from the start, as ids stepped over later are:
+    committed a moment after, they are still new to this stream. (A stream ``resumed``
+    from a resume token needs none: the token is from before anything still missing.)"""
     now = utcnow()
     gaps: dict[int, datetime] = {}
     if after_id is None:
         after_id = int(session.scalar(select(func.max(Violation.id))) or 0)
+    if not resumed:
         low = max(0, after_id - START_WINDOW)
         held = set(
-            session.scalars(select(Violation.id).where(Violation.id > low, Violation.id < after_id))
+            session.scalars(
+                select(Violation.id).where(Violation.id > low, Violation.id <= after_id)
+            )
         )
-        gaps = {i: now for i in range(low + 1, after_id) if i not in held}
+        gaps = {i: now for i in range(low + 1, after_id + 1) if i not in held}
     at = since or now
     return FeedCursor(after_id, since=at, floor=at, gaps=gaps, start_gaps=frozenset(gaps))
 

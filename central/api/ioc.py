@@ -272,7 +272,7 @@ async def live_feed(
 
     def start() -> feed.FeedCursor:
         with sessions() as s:
-            return feed.start(s, after_id, since)
+            return feed.start(s, after_id, since, resumed=bool(last_event_id))
 
     def poll(cursor: feed.FeedCursor) -> list[feed.FeedEvent] | None:
         with sessions() as s:

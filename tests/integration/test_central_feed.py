@@ -91,11 +91,13 @@ def test_violations_committed_out_of_id_order_are_all_sent(
 
 # (PostgreSQL only, as above)
 @pytest.mark.parametrize("central_db", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("from_newest", [False, True], ids=["from now", "after the newest seen"])
 def test_a_violation_whose_id_came_before_the_stream_and_commit_after_is_sent(
-    central_db: CentralDb, make_node: Callable[..., NodeIdentity]
+    central_db: CentralDb, make_node: Callable[..., NodeIdentity], from_newest: bool
 ) -> None:
     """An ingest takes its id, another takes the next and commits, then a stream starts
-    from now: the first, committed after, is still sent."""
+    from now, or after the newest id the page has listed (as the IOC page asks): the
+    first, committed after, is still sent."""
     node, other = make_node(), make_node()
     readers = read_session_factory(central_db.engine)
     slow = session_factory(central_db.engine)()
@@ -106,7 +108,7 @@ def test_a_violation_whose_id_came_before_the_stream_and_commit_after_is_sent(
         [second] = store_events(central_db, other, [signed_event(other)])
         [early] = first.new_violation_ids
         with readers() as s:
-            cursor = feed.start(s, None, None)
+            cursor = feed.start(s, second if from_newest else None, None)
             assert violations(feed.poll(s, cursor)) == []
         slow.commit()
     finally:
