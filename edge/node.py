@@ -233,7 +233,7 @@ class EdgeNode:
         push_settings = config.delivery.config_push if config.delivery else None
         applied: AppliedConfig | None = None
         stored_error: str | None = None
-        local, plates = config, read_plate
+        local = config
         if push_settings is not None and config_dir is not None:
             config, applied, stored_error = startup_config(config, config_dir)
         health = _HealthSource()
@@ -245,9 +245,13 @@ class EdgeNode:
             else None
         )
         key = delivery.key if delivery is not None else generate_private_key()
-        if config.processes == 1:  # with workers, each reads its own cameras' plates
-            read_plate = _plate_reader(config, read_plate)
-        parts = _NodeParts(key=key, model_version=model_version, read_plate=read_plate)
+
+        def parts_for(config: SiteConfig) -> _NodeParts:
+            # (with workers, each reads its own cameras' plates)
+            plate = _plate_reader(config, read_plate) if config.processes == 1 else read_plate
+            return _NodeParts(key=key, model_version=model_version, read_plate=plate)
+
+        parts = parts_for(config)
         try:
             built = parts.enforcement(config, at)
         except (UserError, OSError) as exc:
@@ -259,9 +263,7 @@ class EdgeNode:
             stored_error = f"stored config {config.version} not used: {exc}"
             log.warning("%s", stored_error)
             config, applied = local, AppliedConfig(local.version)
-            if config.processes == 1:
-                read_plate = _plate_reader(config, plates)
-            parts = _NodeParts(key=key, model_version=model_version, read_plate=read_plate)
+            parts = parts_for(config)
             built = parts.enforcement(config, at)
         if delivery is None and config.delivery is None and built.enforcement:
             log.warning("no delivery section: violations are logged and kept local only")

@@ -21,12 +21,13 @@ drops the duplicates by event id.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -97,6 +98,18 @@ def make_client(config: DeliveryConfig) -> mqtt.Client:
     client.max_inflight_messages_set(broker.max_inflight + 16)
     client.max_queued_messages_set(0)
     return client
+
+
+@contextlib.contextmanager
+def _unless_disk_full(what: str) -> Iterator[None]:
+    """An outbox write the full disk refuses is logged (``what``) and left for a later
+    turn, on the same connection; any other fault goes on up (the turn starts over)."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        log.warning("%s: %s", what, exc)
 
 
 class Publisher:
@@ -327,14 +340,10 @@ class Publisher:
         flights = [self._inflight.pop(mid) for mid in expired]
         ids = [f.message_id for f in flights if not f.resend]
         log.warning("%d message(s) without PUBACK for %.0f s; will send again", len(flights), limit)
-        try:
+        # (unrecorded for a full disk, they are simply due again on the next turns)
+        with _unless_disk_full("PUBACK time-outs not recorded"):
             self.outbox.record_publish_failure(ids, f"no PUBACK within {limit:.0f} s")
             self.outbox.mark_resent([f.message_id for f in flights if f.resend])
-        except Exception as exc:
-            if not is_disk_full(exc):
-                raise
-            # (unrecorded, they are simply due again: sent on this connection's next turns)
-            log.warning("PUBACK time-outs not recorded: %s", exc)
 
     def _record_acks(self) -> None:
         """Record the broker's and central's acknowledgements. Those the outbox cannot
@@ -368,13 +377,9 @@ class Publisher:
             return
         retention = self.config.outbox.receipted_retention_s
         self._next_prune = now + min(60.0, max(1.0, retention))
-        try:
+        events = blobs = 0
+        with _unless_disk_full("receipted events not pruned this time"):
             events, blobs = self.outbox.prune_receipted(retention)
-        except Exception as exc:
-            if not is_disk_full(exc):
-                raise
-            log.warning("receipted events not pruned this time: %s", exc)
-            return
         if events or blobs:
             log.info("pruned %d receipted event(s) and %d blob record(s)", events, blobs)
 
