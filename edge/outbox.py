@@ -294,19 +294,8 @@ def _writer_alive(temp_name: str) -> bool:
     """Whether the process that named a blob's temp file still runs: not a process gone,
     nor one of an earlier boot, nor an earlier holder of the same pid (a node restarted as
     PID 1 of a new container)."""
-    owner = temp_name.removeprefix(".tmp-").rsplit("-", 2)[0].split("~")
-    if _started(os.getpid()) is not None:
-        return _owner_alive(" ".join(owner))
-    # Without /proc (nor a start time, nor perhaps a boot id), by the pid alone.
-    try:
-        pid = int(owner[1])
-        if pid <= 0:
-            return False
-        os.kill(pid, 0)
-    except (IndexError, ValueError, OverflowError, ProcessLookupError):
-        return False
-    except PermissionError:  # (another user's process: running)
-        return True
+    owner = temp_name.removeprefix(".tmp-").rsplit("-", 2)[0].replace("~", " ")
+    return _owner_alive(owner)
     return True
 
 
@@ -969,10 +958,24 @@ def _owner_alive(owner: str) -> bool:
     boot, pid = parts[0], parts[1] if len(parts) > 1 else ""
     if boot != _BOOT_ID or not pid.isdigit():
         return False  # another boot: every process of it is gone
+    if _started(os.getpid()) is None:
+        return _pid_alive(int(pid))  # without /proc, by the pid alone
     started = _started(int(pid))
     if started is None:
         return False
     return len(parts) < 3 or parts[2] == started
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (OverflowError, ProcessLookupError):
+        return False
+    except PermissionError:  # (another user's process: running)
+        return True
+    return True
 
 
 def _check_blobs(event: ViolationEvent, blobs: Sequence[EvidenceBlob]) -> None:

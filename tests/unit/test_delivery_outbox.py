@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -203,7 +205,6 @@ def test_evidence_files_no_row_lists_are_removed_at_start_once_old(tmp_path: Pat
     """A process killed after a blob's file was renamed into place but before its rows
     committed leaves a file that nothing counts or sends: the next start removes it, once
     it is old enough that no other process can be about to commit it."""
-    import os
 
     with Outbox(tmp_path, BIG_BUDGET) as outbox:
         event, blobs = signed_event()
@@ -281,7 +282,6 @@ def test_opening_an_outbox_leaves_a_running_writers_temp_file_alone(tmp_path: Pa
     writing (its temp file, named with its boot, pid and start time) stays; one of a
     process that is gone, of an earlier holder of a running pid (a node restarted as PID 1
     of a new container), of an older naming, or one left longer than ORPHAN_AGE_S goes."""
-    import os
 
     from edge.outbox import ORPHAN_AGE_S, _temp_name
 
@@ -338,16 +338,29 @@ def test_a_damaged_outbox_database_is_named_and_left_as_it_is(tmp_path: Path) ->
     assert (tmp_path / "outbox.sqlite3").read_bytes() == damaged
 
 
-def test_without_proc_a_writers_temp_file_is_judged_by_its_pid(
+def test_without_proc_a_writer_is_judged_by_its_pid(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No /proc to read (no start time, no boot id): a temp file of a running process stays
-    and one of a process that is gone goes, by the pid alone."""
+    """No /proc to read (no start time, no boot id): a temp file or a ``fired`` row of a
+    running process stays its own, and one of a process that is gone is left to others, by
+    the pid alone."""
     from edge.outbox import _temp_name, _writer_alive
 
-    mine = _temp_name("ab" + "0" * 62)
     monkeypatch.setattr("edge.outbox._started", lambda _pid: None)
+    monkeypatch.setattr("edge.outbox._BOOT_ID", "unknown")
+    mine = _temp_name("ab" + "0" * 62)
+    assert mine.startswith(f".tmp-unknown~{os.getpid()}~--")
     assert _writer_alive(mine)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     assert not _writer_alive(f".tmp-unknown~{dead}~--1-ab{'1' * 62}")
+
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        building, _ = signed_event([])
+        outbox.put_fired(building)
+        [fired] = outbox.fired()
+        assert not fired.orphaned  # this process is still building its evidence
+        with sqlite3.connect(tmp_path / "outbox.sqlite3") as db:
+            db.execute("UPDATE fired SET owner = ?", (f"unknown {dead} -",))
+        [fired] = outbox.fired()
+        assert fired.orphaned
