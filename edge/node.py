@@ -49,6 +49,7 @@ from edge.pipeline import (
     RunSummary,
     TrackedFrame,
     check_sources,
+    end_hung_process,
     process_file,
 )
 from edge.rules.scene import SceneConfig, load_scene
@@ -212,6 +213,8 @@ class EdgeNode:
     _streams: dict[str, PacketSink] | None = None
     # The files the configuration in force was built from (what workers build from).
     files: dict[str, CameraFiles] = field(default_factory=dict)
+    # Told when a live run's loop has been stuck for ``PIPELINE_HUNG_S``: ends the process.
+    on_hung: Callable[[float], None] = end_hung_process
 
     @classmethod
     def from_config(
@@ -531,7 +534,9 @@ class EdgeNode:
             camera.build_pool, camera.on_built = builders, self._note_built
         with self._delivering(drain_s):
             try:
-                return pipeline.run(stop, [self.on_tracked, *sinks])
+                # A loop stuck for minutes (a driver, the device) ends the process for
+                # its service manager, or its node, to start it again.
+                return pipeline.run(stop, [self.on_tracked, *sinks], on_hung=self.on_hung)
             finally:
                 try:
                     self.finish()  # waits for the evidence being built

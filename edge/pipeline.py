@@ -10,6 +10,7 @@ a video frame by frame without dropping, for offline runs and evaluation.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -140,6 +141,24 @@ def process_file(
 # The longest a live run's loop may take to come round (one batch through the detector
 # and the sinks) before its cameras are reported stalled.
 PIPELINE_STALL_S = 30.0
+# The longest it may stay stuck before the process ends, so that what runs it (the
+# service manager, or for a worker process the node) starts it again: nothing inside the
+# process can free a thread stuck in a driver or a device call.
+PIPELINE_HUNG_S = 180.0
+HUNG_EXIT_CODE = 70  # (EX_SOFTWARE)
+
+
+def end_hung_process(stuck_s: float) -> None:
+    """Ends this process at once with ``HUNG_EXIT_CODE``, its pipeline stuck for
+    ``stuck_s``. What the outbox holds is safe (it survives a kill); the violations found
+    whose evidence was being built are stored without evidence at the next start."""
+    log.critical(
+        "the pipeline has not come round for %.0f s (the detector or a sink stuck): ending"
+        " the process (exit %d) for it to be started again", stuck_s, HUNG_EXIT_CODE,
+    )  # fmt: skip
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(HUNG_EXIT_CODE)
 
 
 class LivePipeline:
@@ -187,8 +206,7 @@ class LivePipeline:
         """Each reader's health; frames replaced while waiting for a batch count as dropped.
         A camera that streams is reported stalled while the run's loop has not come round
         for ``PIPELINE_STALL_S`` (inference or a sink stuck): frames arrive, none is seen."""
-        turned = self._turned
-        stuck = 0.0 if turned is None else time.monotonic() - turned
+        stuck = self.stuck_s()
         out = []
         for reader in self.readers.values():
             health = reader.health()
@@ -200,6 +218,12 @@ class LivePipeline:
                 health = health.model_copy(update={"state": CameraState.STALLED, "reason": why})
             out.append(health)
         return out
+
+    def stuck_s(self) -> float:
+        """How long the run's loop has not come round (0 before the end of its first
+        turn, which loads the detectors, and after the run)."""
+        turned = self._turned
+        return 0.0 if turned is None else time.monotonic() - turned
 
     def step(self, wait_s: float = 0.05) -> list[TrackedFrame]:
         """The next batch: the newest frame of each camera, sent when ``max_batch`` cameras
@@ -253,12 +277,19 @@ class LivePipeline:
         return out
 
     def run(
-        self, stop: threading.Event, sinks: list[Sink], health_every_s: float = 30.0
+        self,
+        stop: threading.Event,
+        sinks: list[Sink],
+        health_every_s: float = 30.0,
+        on_hung: Callable[[float], None] | None = None,
     ) -> RunSummary:
+        """Every camera until ``stop`` is set or every source has ended. ``on_hung`` is told
+        (once) when the loop has not come round for ``PIPELINE_HUNG_S``."""
         started = time.monotonic()
         last_health = started
         for reader in self.readers.values():
             reader.start()
+        watch = _HungWatch(self.stuck_s, on_hung) if on_hung is not None else None
         try:
             while not stop.is_set():
                 ended = all(r.ended for r in self.readers.values())
@@ -281,6 +312,8 @@ class LivePipeline:
                         )  # fmt: skip
         finally:
             self._turned = None
+            if watch is not None:
+                watch.stop()
             self.close()
             self.summary.seconds = time.monotonic() - started
             self.summary.riders_merged = self.detectors.riders_merged
@@ -297,6 +330,28 @@ class LivePipeline:
         for reader in self.readers.values():
             if not reader.stop(max(0.0, deadline - time.monotonic())):
                 log.warning("camera %s: reader did not stop within %g s", reader.camera, timeout_s)
+
+
+class _HungWatch:
+    """A thread that tells ``on_hung`` (once) when ``stuck_s()`` passes
+    ``PIPELINE_HUNG_S``; ``stop`` ends it within a bounded time."""
+
+    def __init__(self, stuck_s: Callable[[], float], on_hung: Callable[[float], None]) -> None:
+        self._stuck_s, self._on_hung = stuck_s, on_hung
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="pipeline-hung-watch", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        every = min(1.0, PIPELINE_HUNG_S / 10)
+        while not self._done.wait(every):
+            if (stuck := self._stuck_s()) > PIPELINE_HUNG_S:
+                self._on_hung(stuck)
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(5.0)
 
 
 class CameraPackets:

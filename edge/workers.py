@@ -22,6 +22,9 @@ the node stores, publishes and reports them as it does its own.
   was told of and never received as events without evidence. One that dies soon after its start
   ``crash_limit`` times in a row stops the node, as does a worker's error (a missing
   model, NVDEC without PyNvVideoCodec), with the worker's own message.
+- A worker whose pipeline stays stuck (a driver, the device) ends itself, as a node in one
+  process does, and is started again. One that stops reporting at all for as long
+  (frozen whole) is killed and started again.
 - Stopping the node stops every worker, which finishes its evidence first; a worker still
   running ``stop_wait_s`` later is terminated, then killed.
 """
@@ -48,7 +51,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from edge.config import CameraConfig, SiteConfig
 from edge.detections import ObjectClass
 from edge.evidence.package import EvidencePackage
-from edge.pipeline import RunSummary
+from edge.pipeline import HUNG_EXIT_CODE, PIPELINE_HUNG_S, RunSummary
 from roadwatch.contract import CameraHealth, CameraState, TrafficStats, ViolationEvent
 from roadwatch.errors import UserError
 from roadwatch.processes import die_with_parent
@@ -392,6 +395,7 @@ class _Worker:
     packages: int = 0
     # Violations it found whose package has not come yet, by event id.
     in_flight: dict[str, ViolationEvent] = field(default_factory=dict)
+    killed_why: str | None = None  # why the node killed it (silent), for its restart
 
 
 @dataclass
@@ -416,6 +420,7 @@ class Workers:
     backoff_s: tuple[float, ...] = RESTART_BACKOFF_S
     quick_death_s: float = QUICK_DEATH_S
     kill_after_s: float = 10.0  # a terminated worker's time to end before it is killed
+    hung_s: float = PIPELINE_HUNG_S  # a running worker silent this long is killed
     # Told (config version, why) when a worker cannot take a configuration the node took.
     refused: Callable[[str, str], None] | None = None
     # Told of each violation as a worker finds it, and of those a worker found and never
@@ -452,6 +457,8 @@ class Workers:
                     log.warning("workers still running %g s after the stop", self.stop_wait_s)
                     break
                 self._read(wait_s=0.25)
+                if stop_by is None:
+                    self._kill_silent()
                 for worker in self._workers:
                     if worker.process is not None and worker.output is None:
                         self._reap(worker, stopping=stop_by is not None)
@@ -630,6 +637,8 @@ class Workers:
             process.kill()
             process.join(5.0)
         ended = _ended(process.exitcode)
+        if worker.killed_why is not None:
+            ended, worker.killed_why = f"{ended} ({worker.killed_why})", None
         now = time.monotonic()
         if worker.control is not None:
             worker.control.close()  # a send to a process that is gone fails at once
@@ -665,6 +674,21 @@ class Workers:
             worker.restart_at = now + backoff
         log.warning("%s; starting another in %.1f s (evidence it was building is lost)",
                     lost, backoff)  # fmt: skip
+
+    def _kill_silent(self) -> None:
+        """Kills each running worker that has reported before and not for ``hung_s``
+        (frozen whole: its own watch cannot end it); it is started again as one that
+        died. One still starting (loading its models) is left to start."""
+        now = time.monotonic()
+        for worker in self._workers:
+            status, process = worker.status, worker.process
+            if worker.done or worker.killed_why is not None or process is None:
+                continue
+            if status is None or not status.at or now - status.at <= self.hung_s:
+                continue
+            worker.killed_why = f"not reporting for {now - status.at:.0f} s"
+            log.error("worker %d %s: killing it", worker.index, worker.killed_why)
+            process.kill()
 
     def _deliver_lost(self, worker: _Worker) -> None:
         """The violations ``worker`` (whose output has ended) found and never delivered."""
@@ -723,6 +747,8 @@ def _ended(code: int | None) -> str:
             return f"was killed by {signal.Signals(-code).name}"
         except ValueError:
             return f"was killed by signal {-code}"
+    if code == HUNG_EXIT_CODE:
+        return f"exited with status {code} (its pipeline was stuck)"
     return f"exited with status {code}"
 
 

@@ -199,3 +199,106 @@ def test_loading_the_detector_is_not_a_stuck_pipeline(tmp_path: Path, monkeypatc
         stop.set()
         runner.join(15)
     assert not runner.is_alive()
+
+
+def test_a_pipeline_stuck_for_long_is_told_once(tmp_path: Path, monkeypatch: Any) -> None:
+    """Stuck past PIPELINE_HUNG_S (a sink or the detector never returns): ``on_hung`` is
+    told once, with how long; a run that comes round, or has ended, is never told."""
+    monkeypatch.setattr("edge.pipeline.PIPELINE_HUNG_S", 0.4)
+    pipe, _ = build(tmp_path, {"cam0": Camera(0.01)}, max_batch=1, wait_ms=10)
+    stuck, stop = threading.Event(), threading.Event()
+    seen: list[Any] = []
+    told: list[float] = []
+
+    def sink(item: Any) -> None:  # (stuck from the fifth frame on)
+        seen.append(item)
+        if len(seen) >= 5:
+            stuck.wait(20)
+
+    runner = threading.Thread(target=pipe.run, args=(stop, [sink]), kwargs={"on_hung": told.append})
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not told and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # (no second call)
+    finally:
+        stop.set()
+        stuck.set()
+        runner.join(15)
+    assert not runner.is_alive()
+    assert len(told) == 1 and told[0] > 0.4, told
+    assert not [t for t in threading.enumerate() if t.name == "pipeline-hung-watch"]
+
+    steady: list[float] = []
+    (tmp_path / "steady").mkdir()
+    pipe, _ = build(tmp_path / "steady", {"cam0": Camera(0.01)}, max_batch=1, wait_ms=10)
+    stop = threading.Event()
+    runner = threading.Thread(target=pipe.run, args=(stop, [lambda _i: None]),
+                              kwargs={"on_hung": steady.append})  # fmt: skip
+    runner.start()
+    time.sleep(1.2)
+    stop.set()
+    runner.join(15)
+    assert steady == []
+
+
+def test_a_stuck_pipeline_ends_its_process_for_it_to_be_started_again(tmp_path: Path) -> None:
+    """The node's ``on_hung``: the process ends at once with HUNG_EXIT_CODE, saying why,
+    though the stuck thread never returns."""
+    import subprocess
+    import sys
+
+    from edge.pipeline import HUNG_EXIT_CODE
+    from tests.delivery_support import subprocess_env
+
+    script = (
+        "import logging, sys, threading\n"
+        "from pathlib import Path\n"
+        "import edge.pipeline\n"
+        "from edge.node import EdgeNode\n"
+        "from tests.unit.test_edge_pipeline_batching import Camera, build\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "edge.pipeline.PIPELINE_HUNG_S = 0.5\n"
+        "pipe, _ = build(Path(sys.argv[1]), {'cam0': Camera(0.01)}, max_batch=1, wait_ms=10)\n"
+        "on_hung = EdgeNode.__dataclass_fields__['on_hung'].default\n"
+        "seen = []\n"
+        "def sink(item):\n"
+        "    seen.append(item)\n"
+        "    if len(seen) >= 3:\n"
+        "        threading.Event().wait()\n"
+        "pipe.run(threading.Event(), [sink], on_hung=on_hung)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], env=subprocess_env(),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == HUNG_EXIT_CODE, done.stderr[-2000:]
+    assert "the pipeline has not come round for" in done.stderr, done.stderr[-2000:]
+    assert f"ending the process (exit {HUNG_EXIT_CODE})" in done.stderr
+
+
+def test_a_nodes_live_run_ends_its_process_when_stuck(tmp_path: Path, monkeypatch: Any) -> None:
+    """The node runs its pipeline with its ``on_hung`` (by default, ending the process)."""
+    from edge.node import EdgeNode
+
+    monkeypatch.setattr("edge.pipeline.PIPELINE_HUNG_S", 0.4)
+    pipe, _ = build(tmp_path, {"cam0": Camera(0.01)}, max_batch=1, wait_ms=10)
+    node = EdgeNode(pipe.config, {}, None)
+    told: list[float] = []
+    stop, released = threading.Event(), threading.Event()
+    seen: list[Any] = []
+
+    def sink(item: Any) -> None:
+        seen.append(item)
+        if len(seen) >= 3 and not told:
+            released.wait(20)
+
+    def hung(stuck_s: float) -> None:
+        told.append(stuck_s)
+        stop.set()
+        released.set()
+
+    node.on_hung = hung
+    node.run_live(stop, pipeline=pipe, sinks=[sink])
+    assert len(told) == 1 and told[0] > 0.4

@@ -259,6 +259,41 @@ def test_a_worker_that_stops_reporting_shows_its_cameras_down() -> None:
     running.end(timeout_s=30)
 
 
+def test_a_worker_silent_for_long_is_killed_and_started_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Frozen whole (its own watch cannot end it): after ``hung_s`` without a report the
+    node kills it, and another process takes its cameras."""
+    caplog.set_level(logging.WARNING, logger="edge.workers")
+    subject = workers(site("deaf-a", "steady-b"), Delivered(), stop_wait_s=0.5,
+                      kill_after_s=0.5, hung_s=1.5)  # fmt: skip
+    running = Running(subject)
+    pids: set[int | None] = set()
+
+    def restarted() -> bool:
+        process = subject._workers[0].process
+        pids.add(process.pid if process is not None else None)
+        return len(pids - {None}) >= 2 and states(subject)["deaf-a"][0] is CameraState.UP
+
+    running.until(lambda: "(not reporting for" in states(subject)["deaf-a"][1], "a killed")
+    state, reason = states(subject)["deaf-a"]
+    assert state is CameraState.DOWN
+    assert reason.startswith("worker process was killed by SIGKILL (not reporting for ")
+    running.until(restarted, "a started again")
+    assert states(subject)["steady-b"][0] is CameraState.UP  # never silent: left running
+    running.end(timeout_s=30)
+    killed = [r.getMessage() for r in caplog.records if r.getMessage().endswith(": killing it")]
+    assert killed and all(m.startswith("worker 0 not reporting for ") for m in killed)
+
+
+def test_a_worker_whose_pipeline_was_stuck_is_named_so() -> None:
+    from edge.pipeline import HUNG_EXIT_CODE
+    from edge.workers import _ended
+
+    assert _ended(HUNG_EXIT_CODE) == "exited with status 70 (its pipeline was stuck)"
+    assert _ended(3) == "exited with status 3"
+
+
 def test_a_workers_error_stops_the_node_with_its_message() -> None:
     delivered = Delivered()
     with pytest.raises(WorkerError) as failed:
