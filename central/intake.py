@@ -23,6 +23,7 @@ from roadwatch.contract import (
     TopicError,
     TrafficStats,
     ViolationEvent,
+    canonical_model_bytes,
     parse_payload,
     parse_topic,
 )
@@ -56,6 +57,7 @@ class RefusalCode(StrEnum):
     TOPIC_MISMATCH = "topic_mismatch"
     UNKNOWN_NODE = "unknown_node"
     FORGED = "forged"
+    NOT_CANONICAL = "not_canonical"
     REUSED_ID = "reused_event_id"
     FUTURE = "from_the_future"
     REVOKED_KEY = "revoked_key"
@@ -122,6 +124,15 @@ def check(message: Message, keys: KeyLookup, now: datetime | None = None) -> Acc
             RefusalCode.UNKNOWN_NODE, f"node {payload.site}/{payload.node} is not registered"
         )
     if isinstance(payload, ViolationEvent):
+        # Only the canonical form is kept (as nodes sign it): any other spelling of the
+        # same event (other key order, a number as text, a key given twice, escapes) would
+        # read otherwise to another parser, and fail the published schema.
+        if canonical_model_bytes(payload) != message.payload:
+            return Refusal(
+                RefusalCode.NOT_CANONICAL,
+                "the event is not in canonical JSON (sorted keys, no spaces, UTF-8 text,"
+                " the contract's own types): only that form is signed and kept",
+            )
         node_keys = found if isinstance(found, NodeKeys) else NodeKeys((found,))
         if (refused := unsigned(payload, message.payload, node_keys)) is not None:
             return refused

@@ -87,8 +87,53 @@ def test_a_signed_event_re_encoded_in_another_form_is_refused(how: str) -> None:
     genuine = to_wire(event)
     assert check(Message(TOPIC, genuine), keys) == event
     outcome = check(Message(TOPIC, _reencoded(genuine, how)), keys)
-    assert isinstance(outcome, Refusal) and outcome.code is RefusalCode.FORGED
-    assert "not in the form it was signed in" in outcome.reason
+    assert isinstance(outcome, Refusal) and outcome.code is RefusalCode.NOT_CANONICAL
+    assert "not in canonical JSON" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('"track_id":17', '"track_id":"17"'),  # a number as text
+        ('"valid":true', '"valid":"true"'),
+        ('"occurred_at":"2026-11-23T07:03:05.120000Z"', '"occurred_at":"2026-11-23 07:03:05.12Z"'),
+        ('"camera":"cam-01",', '"camera":"cam-01","camera":"cam-01",'),  # a key twice
+        # One parser reads the first plate, another the last.
+        ('"plate":{', '"plate":{"text":"99X-999.99","confidence":1.0,"valid":true},"plate":{'),
+        ("Phường", "Ph\\u01b0\\u1eddng"),  # the same text in ASCII escapes
+        ('"site":"site-a",', '"site": "site-a",'),
+    ],
+)
+def test_an_event_its_node_signed_in_another_form_is_refused_as_not_canonical(
+    old: str, new: str
+) -> None:
+    """Signed over exactly the bytes sent, but not in canonical form: central would keep
+    what the published schema refuses, or what another parser reads otherwise."""
+    import base64
+
+    from roadwatch.contract import canonical_model_bytes
+    from roadwatch.contract.signing import generate_private_key
+    from tests.factories import violation_event
+
+    key = generate_private_key()
+    event = violation_event(site="site-a", node="node-01", camera="cam-01")
+    event = event.model_copy(update={"explanation": "Phường Hiệp Thành: speed 72 km/h"})
+    text = canonical_model_bytes(event, exclude=("signature",)).decode()
+    assert text.count(old) == 1, (old, text)
+    body = text.replace(old, new).encode()
+    signature = base64.b64encode(key.sign(body)).decode("ascii")
+    wire = body[:-1] + f',"signature":"{signature}"}}'.encode("ascii")
+
+    def keys(site: str, node: str) -> Any:
+        return key.public_key()
+
+    from roadwatch.contract import to_wire
+    from roadwatch.contract.signing import sign
+
+    signed = sign(event, key)  # (the canonical form of the same event is taken)
+    assert check(Message(TOPIC, to_wire(signed)), keys, now=event.occurred_at) == signed
+    outcome = check(Message(TOPIC, wire), keys, now=event.occurred_at)
+    assert isinstance(outcome, Refusal) and outcome.code is RefusalCode.NOT_CANONICAL, outcome
 
 
 @pytest.mark.parametrize(
