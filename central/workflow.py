@@ -9,7 +9,9 @@
 
 ``decide`` takes a case, a command, the acting person and the policy, and returns the
 case's next state or raises ``WorkflowError``. A case is confirmed, and its notice
-issued, only when the evidence its event lists is all on file. The API persists what it
+issued, only when the evidence its event lists is all on file and it has a plate to act
+on (a roadside reading that passed the format check, or an officer's correction). The
+API persists what it
 returns; the audit log records the command. Legal deadlines follow from the case and the clock:
 the owner notice is due within ``notice_days`` of the violation, and a case with a
 notice and no response is escalated after ``escalation_days``.
@@ -107,6 +109,7 @@ WORKFLOW_REFUSALS = (
     "reason_too_long",
     "two_person_rule",
     "evidence_incomplete",
+    "plate_required",
 )
 # The decisions that stand on the evidence.
 _NEED_EVIDENCE = frozenset({Action.CONFIRM, Action.ISSUE_NOTICE})
@@ -133,6 +136,8 @@ class Case:
     occurred_at: datetime
     plate_text: str | None = None
     plate_corrected: str | None = None
+    # Whether the roadside reading passed the Vietnamese plate format check.
+    plate_valid: bool | None = None
     reviewer: str | None = None
     confirmed_by: str | None = None
     decided_at: datetime | None = None
@@ -193,13 +198,20 @@ def decide(case: Case, command: Command, actor: Actor, now: datetime, policy: Po
             f"cannot {action.value} a case whose evidence has not all arrived",
             action=action.value,
         )
+    if action in _NEED_EVIDENCE and plate_to_act_on(case) is None:
+        raise WorkflowError(
+            "plate_required",
+            f"cannot {action.value} a case without a plate to act on: the roadside reading"
+            " is missing or failed the format check; correct the plate, or reject the case",
+            action=action.value,
+        )
     if action is Action.START_REVIEW:
         return replace(case, status=target, reviewer=actor.username)
     if action is Action.RELEASE:
         return replace(case, status=target, reviewer=None)
     if action is Action.CORRECT_PLATE:
         plate = (command.plate or "").strip().upper()
-        if not PLATE_PATTERN.match(plate):
+        if not PLATE_PATTERN.fullmatch(plate):
             raise WorkflowError(
                 "invalid_plate", "plate must be 1-16 of A-Z, 0-9, '.', '-' or space"
             )
@@ -270,6 +282,14 @@ def _state(due: datetime, now: datetime) -> DeadlineState:
     if due - now <= timedelta(days=1):
         return DeadlineState.DUE
     return DeadlineState.PENDING
+
+
+def plate_to_act_on(case: Case) -> str | None:
+    """The plate a confirmation and a notice stand on: an officer's correction, else the
+    roadside reading where it passed the format check; None when there is none."""
+    if case.plate_corrected:
+        return case.plate_corrected
+    return case.plate_text if case.plate_text and case.plate_valid is not False else None
 
 
 def effective_plate(case: Case) -> str | None:

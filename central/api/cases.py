@@ -80,6 +80,7 @@ WORKFLOW_ERRORS = {
     "invalid_transition": status.HTTP_409_CONFLICT,
     "not_reviewer": status.HTTP_409_CONFLICT,
     "evidence_incomplete": status.HTTP_409_CONFLICT,
+    "plate_required": status.HTTP_409_CONFLICT,
 }
 
 
@@ -98,6 +99,7 @@ class Listed:
     vehicle_class: str
     plate_text: str | None
     plate_corrected: str | None
+    plate_valid: bool | None
     speed_kmh: float | None
     speed_limit_kmh: float | None
     status: str
@@ -123,6 +125,7 @@ def case_of(v: CaseRow, *, evidence_on_file: bool) -> Case:
         occurred_at=v.occurred_at,
         plate_text=v.plate_text,
         plate_corrected=v.plate_corrected,
+        plate_valid=v.plate_valid,
         reviewer=v.reviewer,
         confirmed_by=v.confirmed_by,
         decided_at=v.decided_at,

@@ -398,6 +398,10 @@ def test_each_refusal_is_named_so_the_review_page_can_word_it(
         central_db, node, [signed_event(node, evidence=fresh_evidence())], arrived=True
     )
     [waiting] = store_events(central_db, node, [signed_event(node)])
+    [unread] = store_events(
+        central_db, node, [signed_event(node, plate=None, evidence=fresh_evidence())],
+        arrived=True,
+    )  # fmt: skip
     officer, officer2, sup = accounts["officer"], accounts["officer2"], accounts["supervisor"]
     refused = [
         (_act(api, officer, vid, "confirm", 1), 409),
@@ -415,6 +419,8 @@ def test_each_refusal_is_named_so_the_review_page_can_word_it(
     refused.append((_act(api, sup, other, "issue_notice", 3), 403))
     assert _act(api, sup, waiting, "start_review", 1).status_code == 200
     refused.append((_act(api, sup, waiting, "confirm", 2), 409))
+    assert _act(api, sup, unread, "start_review", 1).status_code == 200
+    refused.append((_act(api, sup, unread, "confirm", 2), 409))
     assert [r.status_code for r, _ in refused] == [status for _, status in refused]
     codes = [_worded(r) for r, _ in refused]
     assert codes == [
@@ -426,6 +432,7 @@ def test_each_refusal_is_named_so_the_review_page_can_word_it(
         "not_reviewer",
         "two_person_rule",
         "evidence_incomplete",
+        "plate_required",
     ]
     assert refused[1][0].json()["params"] == {"role": "officer", "action": "issue_notice"}
     # The API's schema keeps reasons to the workflow's limit; the workflow says it too.

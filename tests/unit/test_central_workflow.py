@@ -327,3 +327,44 @@ def test_no_confirmation_or_notice_without_all_the_evidence(
 def test_a_case_decides_nothing_on_evidence_unless_told() -> None:
     """The safe default: a case built without saying its evidence is on file has none."""
     assert Case(status=Status.IN_REVIEW, occurred_at=T0).evidence_on_file is False
+
+
+@pytest.mark.parametrize(
+    ("plate_text", "plate_valid", "corrected", "allowed"),
+    [
+        ("51F-123.45", True, None, True),
+        ("51F-123.45", None, None, True),  # (a reading without a check said nothing wrong)
+        (None, None, None, False),  # nothing read: nobody to address the notice to
+        ("5IF-I23.4S", False, None, False),  # read, but not a Vietnamese plate
+        ("5IF-I23.4S", False, "51F-123.45", True),  # corrected by the officer
+        (None, None, "51F-123.45", True),
+        ("", None, None, False),
+    ],
+)
+@pytest.mark.parametrize(
+    ("start", "action"),
+    [(Status.IN_REVIEW, Action.CONFIRM), (Status.CONFIRMED, Action.ISSUE_NOTICE)],
+)
+def test_no_confirmation_or_notice_without_a_plate_to_act_on(
+    start: Status,
+    action: Action,
+    plate_text: str | None,
+    plate_valid: bool | None,
+    corrected: str | None,
+    allowed: bool,
+) -> None:
+    case = _case(start, plate_text=plate_text, plate_valid=plate_valid, plate_corrected=corrected)
+    if allowed:
+        assert decide(case, _command(action), SUPERVISOR, NOW, POLICY).status is not start
+        assert action in available_actions(case, SUPERVISOR, NOW, POLICY)
+        return
+    with pytest.raises(WorkflowError) as err:
+        decide(case, _command(action), SUPERVISOR, NOW, POLICY)
+    assert err.value.code == "plate_required" and err.value.params == {"action": action.value}
+    offered = available_actions(case, SUPERVISOR, NOW, POLICY)
+    assert action not in offered
+    if start is Status.IN_REVIEW:  # the way on: correct the plate, or reject
+        assert {Action.CORRECT_PLATE, Action.REJECT} <= set(offered)
+        fixed = decide(case, Command(Action.CORRECT_PLATE, plate="51f-123.45"), SUPERVISOR, NOW,
+                       POLICY)  # fmt: skip
+        assert decide(fixed, _command(action), SUPERVISOR, NOW, POLICY).status is Status.CONFIRMED
