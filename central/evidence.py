@@ -166,7 +166,7 @@ async def of_media_type(chunks: AsyncIterator[bytes], media_type: str) -> AsyncI
 
 def blob_name(sha256: str) -> str:
     """``ab/cd/<sha256>``, the blob's name relative to the store's root."""
-    if not SHA256_RE.match(sha256):
+    if not SHA256_RE.fullmatch(sha256):
         raise EvidenceError(400, "not a sha256 (64 lower-case hex digits)")
     return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
 

@@ -121,7 +121,7 @@ def layout_filter(dialect: str) -> Callable[..., bool]:
         if dialect != "postgresql":
             return True
         table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", "")
-        if PARTITION_RE.match(table or "") or table == KEYS_TABLE:
+        if PARTITION_RE.fullmatch(table or "") or table == KEYS_TABLE:
             return False
         return not (
             type_ in {"unique_constraint", "foreign_key_constraint"} and name in LAYOUT_CONSTRAINTS

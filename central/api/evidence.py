@@ -28,7 +28,7 @@ MEDIA_TYPES = frozenset(m.value for m in MediaType)
 
 
 def _check_sha(sha256: str) -> None:
-    if not SHA256_RE.match(sha256):
+    if not SHA256_RE.fullmatch(sha256):
         raise HTTPException(400, "not a sha256: expected 64 lower-case hex digits")
 
 

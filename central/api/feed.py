@@ -69,7 +69,7 @@ class FeedCursor:
 
 def parse_resume_token(token: str) -> tuple[int, datetime]:
     """The violation id and time a resume token stands for."""
-    match = _TOKEN.match(token.strip())
+    match = _TOKEN.fullmatch(token.strip())
     if match is None:
         raise ResumeTokenError(f"Last-Event-ID {token[:40]!r} is not a resume token of this feed")
     ms = int(match.group(2))

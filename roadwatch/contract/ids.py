@@ -48,7 +48,7 @@ def new_event_id(now_ms: int | None = None) -> str:
 
 
 def is_event_id(text: str) -> bool:
-    return bool(_UUID7_RE.match(text))
+    return bool(_UUID7_RE.fullmatch(text))
 
 
 def event_id_time_ms(event_id: str) -> int:

@@ -51,7 +51,7 @@ class Topic:
 
 
 def _check_ident(name: str, value: str) -> None:
-    if not _IDENT.match(value):
+    if not _IDENT.fullmatch(value):
         raise TopicError(
             f"{name} {value!r} is not a valid topic level "
             "(lower-case letters, digits, '-' and '_', at most 64)"

@@ -59,6 +59,7 @@ def test_builders() -> None:
         ("roadwatch/v1/S/n/status", "not a valid topic level"),
         ("roadwatch/v1/s/+/status", "not a valid topic level"),
         ("roadwatch/v1/s/n/#/violation", "not a valid topic level"),
+        ("roadwatch/v1/s\n/n/status", "not a valid topic level"),  # (a newline at the end)
     ],
 )
 def test_bad_topics_are_refused(topic: str, message: str) -> None:
@@ -71,3 +72,13 @@ def test_camera_topic_needs_camera() -> None:
         Topic("s", "n", CameraTopic.VIOLATION)
     with pytest.raises(TopicError, match="no camera level"):
         Topic("s", "n", NodeTopic.STATUS, "c")
+
+
+def test_a_name_ending_in_a_newline_is_refused() -> None:
+    """(``$`` in a pattern also matches before a final newline.) A site registered as
+    ``ql13\n`` would be a broker user name the broker files cannot hold."""
+    from roadwatch.contract import is_event_id, new_event_id
+
+    with pytest.raises(TopicError, match="not a valid topic level"):
+        Topic("ql13\n", "n", NodeTopic.STATUS)
+    assert is_event_id(event_id := new_event_id()) and not is_event_id(event_id + "\n")
