@@ -9,8 +9,9 @@ two, and the status with the trail, shows the change, so that no notice rests on
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from central.intake import RefusalCode, unsigned
@@ -72,17 +73,47 @@ def record_problems(session: Session, v: Violation) -> list[str]:
     listed = {(e.role.value, e.sha256, e.size, e.media_type.value) for e in event.evidence}
     if stored != listed:
         problems.append("the evidence list differs from the signed event's")
-    last = session.scalar(
-        select(AuditEntry.detail)
+    trail = session.execute(
+        select(AuditEntry.actor, AuditEntry.action, AuditEntry.detail)
         .where(  # (the decisions only: an export, say, moves no status)
             AuditEntry.violation_id == v.id, AuditEntry.action.in_([a.value for a in Action])
         )
-        .order_by(AuditEntry.seq.desc())
-        .limit(1)
-    )
-    trail_status = json.loads(last).get("to", "new") if last is not None else "new"
-    if v.status != trail_status:
+        .order_by(AuditEntry.seq)
+    ).all()
+    led = _where_the_trail_leads(trail)
+    if v.status != led["status"]:
         problems.append(
-            f"its status {v.status} is not where its audit trail leads ({trail_status})"
+            f"its status {v.status} is not where its audit trail leads ({led['status']})"
         )
+    problems += [
+        f"its {name} is not what its audit trail says"
+        for name, value in led.items()
+        if name != "status" and getattr(v, name) != value
+    ]
     return problems
+
+
+def _where_the_trail_leads(trail: Sequence[Row[str, str, str]]) -> dict[str, str | None]:
+    """The review columns as a case's decisions (actor, action, detail; oldest first) left
+    them: who reviews it, the plate correction, who confirmed it, the reason it was
+    rejected for, who issued its notice, and its status."""
+    led: dict[str, str | None] = dict.fromkeys(
+        ("reviewer", "plate_corrected", "confirmed_by", "reject_reason", "notice_issued_by")
+    )
+    led["status"] = "new"
+    for actor, action, text in trail:
+        detail = json.loads(text)
+        led["status"] = detail.get("to", led["status"])
+        if action == Action.START_REVIEW:
+            led["reviewer"] = actor
+        elif action == Action.RELEASE:
+            led["reviewer"] = None
+        elif action == Action.CORRECT_PLATE:
+            led["plate_corrected"] = detail.get("plate_after")
+        elif action == Action.CONFIRM:
+            led["confirmed_by"] = actor
+        elif action == Action.REJECT:
+            led["reject_reason"] = (detail.get("reason") or "").strip() or None
+        elif action == Action.ISSUE_NOTICE:
+            led["notice_issued_by"] = actor
+    return led

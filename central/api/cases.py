@@ -59,6 +59,7 @@ from central.workflow import (
     WorkflowError,
     deadlines,
     decide,
+    plate_to_act_on,
 )
 from roadwatch.contract import ViolationType
 
@@ -383,6 +384,7 @@ def review(
             id=violation_id,
         )
     before = Status(v.status)
+    plate_before = v.plate_corrected or v.plate_text  # (the plate a correction replaces)
     if body.action in (Action.CONFIRM, Action.ISSUE_NOTICE) and (
         problems := record_problems(session, v)
     ):
@@ -423,10 +425,12 @@ def review(
         "version": body.version,
     }
     if body.action is Action.CORRECT_PLATE:
-        audit.update(plate_before=v.plate_text, plate_after=after.plate_corrected)
+        audit.update(plate_before=plate_before, plate_after=after.plate_corrected)
     if body.action in (Action.CONFIRM, Action.ISSUE_NOTICE):
-        # The decision stands on this signed event, which lists its evidence by sha256.
+        # The decision stands on this signed event, which lists its evidence by sha256,
+        # and on this plate.
         audit["payload_sha256"] = v.payload_sha256
+        audit["plate"] = plate_to_act_on(after)
     if body.reason:
         audit["reason"] = body.reason
     if body.note:

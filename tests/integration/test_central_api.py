@@ -619,7 +619,10 @@ def test_a_case_changed_in_the_database_behind_the_service_is_found(
         "speed_kmh differs from the signed event",
         "the evidence list differs from the signed event's",
     ]
-    assert problems(other) == ["its status confirmed is not where its audit trail leads (new)"]
+    assert problems(other) == [
+        "its status confirmed is not where its audit trail leads (new)",
+        "its confirmed_by is not what its audit trail says",
+    ]
     refused = _act(api, sup, vid, "confirm", 2)
     assert refused.status_code == 409 and refused.json()["code"] == "record_altered"
     notice = _act(api, sup2, other, "issue_notice", 2)
@@ -627,6 +630,52 @@ def test_a_case_changed_in_the_database_behind_the_service_is_found(
     assert _act(api, sup, vid, "reject", 2, reason="hồ sơ bị sửa").status_code == 200
     page = api.get(f"/api/v1/ui/cases/{other}", headers=sup2.headers).json()
     assert "issue_notice" not in page["actions"]
+
+
+def test_a_decision_changed_in_the_database_behind_the_service_is_found(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """After a correction and a confirmation, the corrected plate and the confirmer are
+    changed by hand (so that the notice goes to another plate, and the confirmer could
+    issue it himself): the trail's decisions say otherwise, and no notice goes out."""
+    node = make_node()
+    [vid] = store_events(
+        central_db, node, [signed_event(node, evidence=fresh_evidence())], arrived=True
+    )
+    officer, sup, sup2 = accounts["officer"], accounts["supervisor"], accounts["supervisor2"]
+    assert _act(api, officer, vid, "start_review", 1).status_code == 200
+    assert _act(api, officer, vid, "correct_plate", 2, plate="51F-123.46").status_code == 200
+    corrected = _act(api, officer, vid, "correct_plate", 3, plate="51F-128.46")
+    assert corrected.status_code == 200
+    confirmed = _act(api, sup, vid, "confirm", 4)
+    assert confirmed.status_code == 200
+    trail = api.get(f"/api/v1/violations/{vid}/audit", headers=sup.headers).json()
+    corrections = [e["detail"] for e in trail if e["action"] == "correct_plate"]
+    assert [(c["plate_before"], c["plate_after"]) for c in corrections] == [
+        ("51F-123.45", "51F-123.46"),
+        ("51F-123.46", "51F-128.46"),  # (the plate it replaced, not the roadside reading)
+    ]
+    [confirm] = [e["detail"] for e in trail if e["action"] == "confirm"]
+    assert confirm["plate"] == "51F-128.46"
+    case = api.get(f"/api/v1/violations/{vid}", headers=sup.headers).json()
+    assert case["record_problems"] == []
+    with transaction(session_factory(central_db.engine)) as s:
+        s.execute(
+            text("UPDATE violations SET plate_corrected = '30A-999.99', confirmed_by = :u"
+                 " WHERE id = :i"),
+            {"u": officer.username, "i": vid},
+        )  # fmt: skip
+    case = api.get(f"/api/v1/violations/{vid}", headers=sup.headers).json()
+    assert case["record_problems"] == [
+        "its plate_corrected is not what its audit trail says",
+        "its confirmed_by is not what its audit trail says",
+    ]
+    notice = _act(api, sup, vid, "issue_notice", 5)
+    assert notice.status_code == 409 and notice.json()["code"] == "record_altered"
+    assert _act(api, sup2, vid, "issue_notice", 5).json()["code"] == "record_altered"
 
 
 def test_the_audit_log_is_append_only_in_the_database(
