@@ -1488,6 +1488,38 @@ def test_a_stored_blob_altered_in_the_store_is_not_served_and_its_node_can_mend_
     assert list(store.spool_dir.iterdir()) == []
 
 
+@pytest.mark.parametrize("central_settings", EVIDENCE_STORES, indirect=True)
+def test_no_decision_stands_on_evidence_damaged_in_the_store(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """A stored frame overwritten behind the service: nobody could see what a confirmation
+    or a notice would stand on, so neither is taken until the node sends it again."""
+    node = make_node()
+    frame, listed = jpeg_blob()
+    [vid] = store_events(central_db, node, [signed_event(node, evidence=[listed])])
+    jpeg = {**node.headers, "Content-Type": "image/jpeg"}
+    path = f"/api/v1/evidence/{listed.sha256}"
+    assert api.put(path, content=frame, headers=jpeg).status_code == 201
+    store = api.app.state.central.store  # type: ignore[attr-defined]
+    _overwrite_stored(store, listed.sha256, frame.replace(b"\xff\xd8", b"\xff\xd9", 1))
+    sup, sup2 = accounts["supervisor"], accounts["supervisor2"]
+    assert _act(api, sup, vid, "start_review", 1).status_code == 200
+    refused = _act(api, sup, vid, "confirm", 2)
+    assert refused.status_code == 409 and refused.json()["code"] == "evidence_damaged"
+    assert "frame_at" in refused.json()["detail"]
+    assert api.get(f"/api/v1/violations/{vid}", headers=sup.headers).json()["status"] == (
+        "in_review"
+    )
+    assert api.put(path, content=frame, headers=jpeg).status_code == 201  # mended
+    assert _act(api, sup, vid, "confirm", 2).status_code == 200
+    _overwrite_stored(store, listed.sha256, frame[:-1] + b"\x00")
+    notice = _act(api, sup2, vid, "issue_notice", 3)
+    assert notice.status_code == 409 and notice.json()["code"] == "evidence_damaged"
+
+
 def test_an_upload_cut_off_midway_is_a_400_and_stores_nothing(
     api: TestClient, make_node: Callable[..., NodeIdentity]
 ) -> None:

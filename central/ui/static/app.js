@@ -973,7 +973,7 @@
         if (gen === S.gen) drawCase(fresh, true);
       }
     } catch (e) {
-      if (e.code === "evidence_incomplete" || e.code === "plate_required") banner(e.message);
+      if (["evidence_incomplete", "plate_required", "evidence_damaged"].includes(e.code)) banner(e.message);
       else if (e.status === 409) await showConflict(c.id);
       else if (e.status === 403) banner(t("case.forbidden", { detail: e.message }));
       else if (e.status === 422) banner(t("case.invalid", { detail: e.message }));
