@@ -30,6 +30,7 @@ from central.keys import load_central_key
 from central.models import AuditEntry, Blob, Node, NodeKey, Violation
 from central.records import append_audit
 from central.settings import Settings
+from central.workflow import Case, Status, plate_to_act_on
 from roadwatch.case_package import (
     AUDIT,
     CENTRAL_KEY,
@@ -95,6 +96,10 @@ class CaseOnRecord:
     arrived: frozenset[str]  # the sha256 of the listed blobs that have arrived
 
 
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
 def case_on_record(session: Session, v: Violation) -> CaseOnRecord:
     event = parse_payload(ViolationEvent, v.payload.encode("utf-8"))
     signer = _signing_key(session, v, event)
@@ -107,9 +112,18 @@ def case_on_record(session: Session, v: Violation) -> CaseOnRecord:
         if listed
         else frozenset()
     )
+    case = Case(
+        status=Status(v.status), occurred_at=v.occurred_at, plate_text=v.plate_text,
+        plate_corrected=v.plate_corrected, plate_valid=v.plate_valid,
+    )  # fmt: skip
     facts = {
         "case": v.id, "event_id": v.event_id, "site": v.site, "node": v.node,
         "status": v.status, "record_problems": record_problems(session, v),
+        # The plate as the case was decided on (an officer's correction, else the roadside
+        # reading that passed the format check), beside the roadside reading the event holds.
+        "plate": plate_to_act_on(case), "plate_read": v.plate_text,
+        "plate_corrected": v.plate_corrected, "confirmed_by": v.confirmed_by,
+        "decided_at": _iso(v.decided_at), "notice_issued_at": _iso(v.notice_issued_at),
     }  # fmt: skip
     node_key = None if signer is None else {
         "fingerprint": signer.fingerprint,

@@ -113,6 +113,8 @@ class PackageReport:
     # which the manifest lists, is the one central registered): who made it is proven,
     # not only that it is whole.
     origin_proven: bool = False
+    # The case as central's manifest describes it (its status, the plate decided on …).
+    case: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -223,7 +225,7 @@ def _verify(
     checks.append(central)
     for problem in _list(manifest, "record_problems"):
         checks.append(Check("central's record", False, str(problem)))
-    return PackageReport(event, tuple(checks), central.ok and central_key is not None)
+    return PackageReport(event, tuple(checks), central.ok and central_key is not None, manifest)
 
 
 def _parsed(name: str, raw: bytes | None) -> Any:
@@ -387,6 +389,33 @@ def _manifest_files(package: _Package, manifest: dict[str, Any]) -> list[Check]:
     return [Check("manifest", True, f"{len(files)} files as listed")]
 
 
+# The statuses of a case an officer confirmed as a violation.
+DECIDED = frozenset({"confirmed", "notice_issued", "closed", "escalated"})
+
+
+def _decision(case: dict[str, Any]) -> list[str]:
+    """What central decided, from the manifest: the case's status and the plate it stands
+    on; a case not confirmed is said to be no finding of a violation."""
+    status = case.get("status")
+    if not isinstance(status, str):
+        return []
+    lines = [f"case {case.get('case')} at central: {status}"]
+    if status in DECIDED:
+        by, at = case.get("confirmed_by"), case.get("decided_at")
+        lines.append(f"confirmed by {by} at {at}; plate decided on: {case.get('plate')}")
+        if case.get("plate_corrected"):
+            lines.append(
+                f"(the plate was corrected at review; the roadside reading was"
+                f" {case.get('plate_read') or 'none'})"
+            )
+    else:
+        lines.append(
+            f"NOTE: this case is {status}, not confirmed by an officer: the package is no"
+            " finding of a violation"
+        )
+    return lines
+
+
 def describe(report: PackageReport) -> list[str]:
     """The report in lines, for a person."""
     lines = []
@@ -396,9 +425,10 @@ def describe(report: PackageReport) -> list[str]:
         lines += [
             f"violation {event.type.value} at {event.occurred_at.isoformat()}"
             f" on camera {event.camera} ({event.place or event.site})",
-            f"plate {plate}; event {event.event_id}",
+            f"plate {plate} (as read at the roadside); event {event.event_id}",
             f"explanation: {event.explanation}",
         ]
+    lines += _decision(report.case or {})
     for check in report.checks:
         lines.append(f"{'OK  ' if check.ok else 'FAIL'} {check.what}: {check.detail}")
     if not report.ok:

@@ -1857,6 +1857,9 @@ def test_an_exported_case_checks_out_without_central_and_tampering_shows(
     assert main(["verify", str(whole), "--key", str(key), "--central-key", str(case_key)]) == 0
     out = capsys.readouterr().out
     assert "the package checks out" in out and event.event_id in out
+    # Under review, not confirmed: the reader is told it is no finding of a violation.
+    assert f"case {vid} at central: in_review" in out
+    assert "NOTE: this case is in_review, not confirmed by an officer" in out
     assert "OK   audit trail: 2 entries, each hashing to its own hash: start_review, export" in out
     assert "OK   central's signature: the manifest, and through it the audit trail" in out
 

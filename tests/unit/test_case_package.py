@@ -25,7 +25,7 @@ from roadwatch.contract import EvidenceRole, MediaType
 from roadwatch.contract.signing import generate_private_key, public_key_pem
 from roadwatch.errors import UserError
 from tests.case_packages import make_package
-from tests.factories import T0
+from tests.factories import T0, violation_event
 
 
 def rewrite(path: Path, out: Path, change: Callable[[str, bytes], bytes]) -> None:
@@ -275,3 +275,43 @@ def test_a_member_larger_than_a_package_holds_is_refused_unread(tmp_path: Path) 
     make_package(path, change={AUDIT: b"[" + b" " * (5 << 20) + b"]"})
     with pytest.raises(UserError, match=r"audit\.json: .* more than a case package holds"):
         verify_package(path)
+
+
+@pytest.mark.parametrize(
+    ("case", "said"),
+    [
+        (
+            {"case": 12, "status": "notice_issued", "confirmed_by": "binh",
+             "decided_at": "2026-11-23T09:00:00+00:00", "plate": "51F-128.46",
+             "plate_read": "51F-123.45", "plate_corrected": "51F-128.46"},
+            ["case 12 at central: notice_issued",
+             "confirmed by binh at 2026-11-23T09:00:00+00:00; plate decided on: 51F-128.46",
+             "(the plate was corrected at review; the roadside reading was 51F-123.45)"],
+        ),
+        (
+            {"case": 12, "status": "confirmed", "confirmed_by": "binh", "decided_at": "t",
+             "plate": "51F-123.45", "plate_read": "51F-123.45", "plate_corrected": None},
+            ["case 12 at central: confirmed",
+             "confirmed by binh at t; plate decided on: 51F-123.45"],
+        ),
+        (
+            {"case": 12, "status": "rejected", "plate": None},
+            ["case 12 at central: rejected",
+             "NOTE: this case is rejected, not confirmed by an officer: the package is no"
+             " finding of a violation"],
+        ),
+        ({"case": 12}, []),  # (a package from before the manifest gave the status)
+    ],
+)  # fmt: skip
+def test_the_verifier_says_what_central_decided_and_on_which_plate(
+    case: dict[str, object], said: list[str]
+) -> None:
+    """The event holds the roadside reading; a reader of the package is also told the
+    case's status and the plate it was decided on, and when it is no finding at all."""
+    from roadwatch.case_package import Check, PackageReport
+
+    report = PackageReport(violation_event(), (Check("signature", True),), True, case)
+    lines = describe(report)
+    assert lines[1].startswith("plate 51F-123.45 (as read at the roadside)")
+    assert lines[3 : 3 + len(said)] == said
+    assert lines[-1] == "the package checks out"
