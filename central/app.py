@@ -189,20 +189,24 @@ def create_app(
             return JSONResponse(
                 {"detail": "not a sha256: expected 64 lower-case hex digits"}, status_code=400
             )
-        # The errors echo the input: a NaN or an infinity there is not valid JSON.
-        return JSONResponse({"detail": _finite(jsonable_encoder(exc.errors()))}, status_code=422)
+        # The errors echo the input: a NaN or an infinity there is not valid JSON, nor is
+        # a lone surrogate (a "\\ud800" escape) UTF-8.
+        return JSONResponse({"detail": _echoable(jsonable_encoder(exc.errors()))}, status_code=422)
 
     return app
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with every NaN or infinity written as a string ("nan", "inf", "-inf")."""
+def _echoable(value: Any) -> Any:
+    """``value`` with every NaN or infinity written as a string ("nan", "inf", "-inf") and
+    every lone surrogate in a string as "?": what JSON in UTF-8 can carry."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {_echoable(k): _echoable(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return [_echoable(v) for v in value]
     return value
 
 

@@ -472,6 +472,7 @@ def test_hostile_text_numbers_and_times_are_refused_and_change_nothing(
         b'{"action": "confirm", "version": 1e400}',  # infinity
         b'{"action": "confirm", "version": -Infinity}',
         b'{"action": "reject", "version": 2, "reason": "sai\\u0000"}',
+        b'{"action": "reject", "version": 2, "reason": "bi\\ud800n s\\u1ed1"}',  # (a lone half)
     ):
         json_headers = {**officer.headers, "Content-Type": "application/json"}
         r = api.post(review, headers=json_headers, content=body)
