@@ -60,6 +60,7 @@ class RefusalCode(StrEnum):
     NOT_CANONICAL = "not_canonical"
     REUSED_ID = "reused_event_id"
     FUTURE = "from_the_future"
+    PAST = "from_the_past"
     REVOKED_KEY = "revoked_key"
 
 
@@ -68,6 +69,10 @@ class RefusalCode(StrEnum):
 # would be wrong with it. It is quarantined, and taken when its node sends it again once
 # that time has come (nodes send an event again until it is receipted).
 MAX_AHEAD = timedelta(minutes=10)
+# Nothing is stamped before this: Decree 168/2024/NĐ-CP, under which the violations are
+# found, took force on 1 January 2025. An earlier stamp (1970, the year 1) comes from a
+# node whose clock was reset; it is quarantined, not filed under a month long gone.
+EARLIEST = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +149,17 @@ def check(message: Message, keys: KeyLookup, now: datetime | None = None) -> Acc
             RefusalCode.FUTURE,
             f"stamped {payload.occurred_at.isoformat()}, more than {MAX_AHEAD} ahead of"
             " central's clock: the node's clock is wrong",
+        )
+    stamped = (
+        payload.occurred_at if isinstance(payload, ViolationEvent)
+        else payload.minute_start if isinstance(payload, TrafficStats)
+        else None
+    )  # fmt: skip
+    if stamped is not None and stamped < EARLIEST:
+        return Refusal(
+            RefusalCode.PAST,
+            f"stamped {stamped.isoformat()}, before {EARLIEST.date().isoformat()} (when the"
+            " decree the rules follow took force): the node's clock is wrong",
         )
     return payload
 

@@ -43,7 +43,8 @@ def _utc(value: datetime) -> datetime:
 
 
 def _utc_text(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # (isoformat, not strftime: "%Y" writes the year 1 as "1", which no parser reads back)
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 UtcDatetime = Annotated[

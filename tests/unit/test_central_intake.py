@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -200,3 +200,41 @@ def test_which_of_a_nodes_keys_signed_decides() -> None:
     wire = to_wire(event)
     assert unsigned(event, wire, keys, at=T0 - timedelta(hours=1)) is None
     assert unsigned(event, wire, keys, at=T0).code is RefusalCode.REVOKED_KEY  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("kind", "stamped", "taken"),
+    [
+        ("violation", datetime(1970, 1, 1, 0, 0, 5, tzinfo=UTC), False),  # a clock reset
+        ("violation", datetime(1, 1, 1, tzinfo=UTC), False),
+        ("violation", datetime(2024, 12, 31, 23, 59, tzinfo=UTC), False),
+        ("violation", datetime(2025, 1, 1, tzinfo=UTC), True),
+        ("traffic", datetime(1970, 1, 1, tzinfo=UTC), False),
+        ("traffic", datetime(2025, 3, 1, 8, 0, tzinfo=UTC), True),
+    ],
+)
+def test_an_event_stamped_before_the_decree_is_quarantined(
+    kind: str, stamped: datetime, taken: bool
+) -> None:
+    """A node whose clock was reset (1970, the year 1): its events are not filed under a
+    month long gone (with a partition of their own, overdue on arrival)."""
+    from roadwatch.contract import TrafficStats, to_wire
+    from roadwatch.contract.signing import generate_private_key, sign
+    from tests.factories import violation_event
+
+    key = generate_private_key()
+    payload: Any
+    if kind == "violation":
+        payload = sign(violation_event(site="site-a", node="node-01", camera="cam-01",
+                                       occurred_at=stamped), key)  # fmt: skip
+        topic = TOPIC
+    else:
+        payload = TrafficStats(site="site-a", node="node-01", camera="cam-01",
+                               minute_start=stamped)  # fmt: skip
+        topic = TOPIC.replace("/violation", "/traffic")
+    outcome = check(Message(topic, to_wire(payload)), lambda _s, _n: key.public_key())
+    if taken:
+        assert outcome == payload
+    else:
+        assert isinstance(outcome, Refusal) and outcome.code is RefusalCode.PAST, outcome
+        assert "the node's clock is wrong" in outcome.reason
