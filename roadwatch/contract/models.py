@@ -70,16 +70,27 @@ def _no_control_chars(value: str) -> str:
 Ident = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 """An id usable as an MQTT topic level: lower-case letters, digits, '-' and '_', up to 64."""
 
+# (The published schema says it as a pattern; the validator names the character.)
+_NO_CONTROL = Field(
+    json_schema_extra={"pattern": r"^[^\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]*$"}
+)
 ShortText = Annotated[
-    str, StringConstraints(min_length=1, max_length=128), AfterValidator(_no_control_chars)
+    str,
+    StringConstraints(min_length=1, max_length=128),
+    AfterValidator(_no_control_chars),
+    _NO_CONTROL,
 ]
 MAX_LONG_TEXT = 2000
 LongText = Annotated[
-    str, StringConstraints(max_length=MAX_LONG_TEXT), AfterValidator(_no_control_chars)
+    str, StringConstraints(max_length=MAX_LONG_TEXT), AfterValidator(_no_control_chars), _NO_CONTROL
 ]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Count = Annotated[int, Field(ge=0, le=2**53)]  # (JSON's exact integers)
 EventId = Annotated[str, StringConstraints(pattern=UUID7_PATTERN)]
-Signature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{86}==$")]
+# 64 bytes in base64: the last character before "==" carries 2 bits, so only A, Q, g and
+# w are its canonical spellings (others decode to the same bytes: a copy of an event in
+# other bytes that would still verify).
+Signature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{85}[AQgw]==$")]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Seconds = Annotated[float, Field(ge=0.0, le=7 * 86400.0, allow_inf_nan=False)]
 SpeedKmh = Annotated[float, Field(ge=0.0, le=400.0, allow_inf_nan=False)]
@@ -223,6 +234,10 @@ class ViolationEvent(SignedModel):
         roles = [e.role for e in value]
         if len(set(roles)) != len(roles):
             raise ValueError("each evidence role may appear once")
+        # One blob (one sha256) has one size and one media type: listed otherwise, the
+        # case could never have all its evidence.
+        if len({(e.sha256, e.size, e.media_type) for e in value}) != len({e.sha256 for e in value}):
+            raise ValueError("a blob listed twice must have the same size and media type")
         return value
 
 
@@ -264,9 +279,9 @@ class CameraHealth(ContractModel):
     state: CameraState
     reason: LongText = ""
     fps: Annotated[float, Field(ge=0.0, le=1000.0)] = 0.0
-    frames_dropped: Annotated[int, Field(ge=0)] = 0
-    frames_corrupt: Annotated[int, Field(ge=0)] = 0
-    reconnects: Annotated[int, Field(ge=0)] = 0
+    frames_dropped: Count = 0
+    frames_corrupt: Count = 0
+    reconnects: Count = 0
     inference_latency_ms: Annotated[float, Field(ge=0.0, le=600_000.0)] | None = None
 
 
@@ -291,10 +306,10 @@ class NodeStatus(ContractModel):
         "config_version",
     )
     cameras: Annotated[list[CameraHealth], Field(max_length=MAX_CAMERAS_PER_NODE)] = []
-    disk_free_bytes: Annotated[int, Field(ge=0)] | None = None
+    disk_free_bytes: Count | None = None
     disk_used_fraction: Fraction | None = None
-    outbox_depth: Annotated[int, Field(ge=0)] = 0
-    awaiting_receipt: Annotated[int, Field(ge=0)] = 0
+    outbox_depth: Count = 0
+    awaiting_receipt: Count = 0
     oldest_unacked_age_s: Seconds | None = None
 
 

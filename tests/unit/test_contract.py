@@ -394,3 +394,43 @@ def test_serialization_round_trips_for_any_valid_values(
 def test_canonical_bytes_is_a_fixed_point(data: dict[str, object]) -> None:
     once = canonical_bytes(data)
     assert canonical_bytes(json.loads(once)) == once
+
+
+def test_one_blob_listed_under_two_roles_must_agree_with_itself() -> None:
+    """The same picture as two roles is fine; as two sizes or types, the case could
+    never have all its evidence."""
+    frame = EvidenceRef(role=EvidenceRole.FRAME_AT, media_type=MediaType.JPEG, sha256="a" * 64,
+                        size=100)  # fmt: skip
+    same = frame.model_copy(update={"role": EvidenceRole.FRAME_BEFORE})
+    assert len(violation_event(evidence=[frame, same]).evidence) == 2
+    for change in ({"size": 101}, {"media_type": MediaType.PNG}):
+        with pytest.raises(ValidationError, match="same size and media type"):
+            violation_event(evidence=[frame, same.model_copy(update=change)])
+
+
+def test_a_signature_has_one_spelling() -> None:
+    """Base64 of 64 bytes ends in one of A, Q, g, w before "==": the other 15 letters there
+    decode to the same bytes, so one event could be stored in other bytes that verify."""
+    import base64
+
+    from roadwatch.contract.signing import generate_private_key, sign
+
+    signed = sign(violation_event(), generate_private_key())
+    assert signed.signature is not None and signed.signature[-3] in "AQgw"
+    assert parse_payload(ViolationEvent, to_wire(signed)) == signed
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    at = alphabet.index(signed.signature[-3])
+    twin = signed.signature[:-3] + alphabet[at + 1] + "=="
+    assert base64.b64decode(twin) == base64.b64decode(signed.signature)
+    wire = json.loads(to_wire(signed))
+    wire["signature"] = twin
+    with pytest.raises(ContractError, match="field 'signature'"):
+        parse_payload(ViolationEvent, json.dumps(wire))
+
+
+def test_status_counters_are_bounded() -> None:
+    from roadwatch.contract import CameraHealth
+
+    with pytest.raises(ValidationError):
+        CameraHealth(camera="cam-01", state="up", reconnects=10**4000)
+    assert CameraHealth(camera="cam-01", state="up", reconnects=2**53).reconnects == 2**53
