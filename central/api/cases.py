@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import Select, and_, exists, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -72,6 +72,13 @@ Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
 ViolationId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Rows to skip")]
 Ident = Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+AfterAt = Annotated[
+    IsoTime | None,
+    Query(description="Continue after the case with this violation time and `after_id` (the"
+          " last of the page before): a walk that neither repeats nor skips a case while"
+          " others are decided meanwhile"),
+]  # fmt: skip
+AfterId = Annotated[int | None, Query(ge=1, le=2**63 - 1, description="See `after_at`")]
 Plate = Annotated[
     str | None, Query(min_length=1, max_length=16, pattern=NO_NUL, description="Exact plate")
 ]
@@ -245,6 +252,21 @@ def search_violations(
     )
 
 
+def after_in_queue(stmt: Select[Any], at: datetime | None, case: int | None) -> Select[Any]:
+    """``stmt`` (in the queue's order: violation time, then id) continued after the case
+    (``at``, ``case``): page by page by position, not by count, so a case decided or
+    arriving meanwhile neither repeats another nor hides one."""
+    if at is None and case is None:
+        return stmt
+    if at is None or case is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "after_at and after_id are given together"
+        )
+    return stmt.where(
+        or_(Violation.occurred_at > at, and_(Violation.occurred_at == at, Violation.id > case))
+    )
+
+
 @router.get("/review/queue", tags=["review"], summary="Cases waiting for a decision")
 def review_queue(
     caller: Reviewer,
@@ -252,6 +274,8 @@ def review_queue(
     session: SessionDep,
     camera: Ident = None,
     mine: Annotated[bool, Query(description="Only cases I have opened")] = False,
+    after_at: AfterAt = None,
+    after_id: AfterId = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[QueueItem]:
@@ -266,7 +290,7 @@ def review_queue(
         stmt = stmt.where(Violation.status.in_([Status.NEW.value, Status.IN_REVIEW.value]))
     if camera:
         stmt = stmt.where(Violation.camera == camera)
-    stmt = stmt.order_by(Violation.occurred_at, Violation.id)
+    stmt = after_in_queue(stmt, after_at, after_id).order_by(Violation.occurred_at, Violation.id)
     return queue_page(session, stmt, state.policy, limit, offset)
 
 
@@ -462,10 +486,12 @@ def review(
 def _check_evidence_intact(session: Session, state: AppState, v: Violation) -> None:
     """Refuses (409 ``evidence_damaged``) a decision on evidence of which a stored copy no
     longer hashes to its sha256: nobody could see what it stands on. Read in full from
-    the store (about 3 ms for a 3 MB clip); the node's next upload mends the copy."""
+    the store (about 3 ms for a 3 MB clip); the node's next upload mends the copy. (A blob
+    noted as arrived is in the store: the upload notes it only once stored.)"""
     refs = session.scalars(select(EvidenceRef).where(EvidenceRef.violation_id == v.id)).all()
     for ref in refs:
-        if session.get(Blob, ref.sha256) is not None and not intact(state.store, ref.sha256):
+        stored = session.get(Blob, ref.sha256) is not None and state.store.exists(ref.sha256)
+        if stored and not intact(state.store, ref.sha256):
             log.error("case %d: evidence %s in the store no longer hashes to its name",
                       v.id, ref.sha256)  # fmt: skip
             state.metrics.damaged.inc()

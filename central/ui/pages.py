@@ -14,11 +14,14 @@ from sqlalchemy import select
 
 from central.api.cases import (
     LISTED,
+    AfterAt,
+    AfterId,
     Ident,
     Limit,
     Offset,
     ViolationId,
     _get,
+    after_in_queue,
     audit_out,
     case_of,
     detail,
@@ -59,6 +62,8 @@ def ui_queue(
     type: ViolationType | None = None,
     occurred_from: Annotated[IsoTime | None, Query(alias="from")] = None,
     occurred_to: Annotated[IsoTime | None, Query(alias="to")] = None,
+    after_at: AfterAt = None,
+    after_id: AfterId = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[QueueItem]:
@@ -73,7 +78,7 @@ def ui_queue(
         stmt = stmt.where(Violation.occurred_at >= occurred_from)
     if occurred_to is not None:
         stmt = stmt.where(Violation.occurred_at < occurred_to)
-    stmt = stmt.order_by(Violation.occurred_at, Violation.id)
+    stmt = after_in_queue(stmt, after_at, after_id).order_by(Violation.occurred_at, Violation.id)
     return queue_page(session, stmt, state.policy, limit, offset)
 
 

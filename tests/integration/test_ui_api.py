@@ -105,6 +105,50 @@ def test_the_queue_filters_by_camera_type_and_time_oldest_first(
     assert api.get("/api/v1/ui/queue").status_code == 401
 
 
+@pytest.mark.parametrize("route", ["/api/v1/ui/queue", "/api/v1/review/queue"])
+def test_a_walk_through_the_queue_by_pages_neither_repeats_nor_skips_a_case(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+    route: str,
+) -> None:
+    """Pages of 3, each after the last case of the one before (as the page walks it): a
+    case decided by someone else between two pages hides no other (by offset, the fourth
+    was skipped)."""
+    node = make_node()
+    cam = f"c{uuid.uuid4().hex[:8]}"
+    events = [
+        signed_event(node, camera=cam, occurred_at=T0 + timedelta(minutes=i),
+                     evidence=fresh_evidence())
+        for i in range(7)
+    ]  # fmt: skip
+    ids = store_events(central_db, node, events, arrived=True)
+    officer, other = accounts["officer"].headers, accounts["officer2"].headers
+    walked: list[int] = []
+    after: dict[str, str] = {}
+    for _ in range(5):  # (3 pages hold them all)
+        r = api.get(route, params={"camera": cam, "limit": 3, **after}, headers=officer)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        walked += [item["id"] for item in page["items"]]
+        if len(walked) == 3:  # someone else decides the first case meanwhile
+            for action, version in (("start_review", 1), ("reject", 2)):
+                done = api.post(
+                    f"/api/v1/violations/{ids[0]}/review",
+                    headers=other,
+                    json={"action": action, "version": version, "reason": "x"},
+                )
+                assert done.status_code == 200, done.text  # fmt: skip
+        if not page["has_more"]:
+            break
+        last = page["items"][-1]
+        after = {"after_at": last["occurred_at"], "after_id": str(last["id"])}
+    assert walked == ids
+    half = api.get(route, params={"after_id": "3"}, headers=officer)
+    assert half.status_code == 422 and "together" in half.text
+
+
 @pytest.mark.parametrize("central_settings", EVIDENCE_STORES, indirect=True)
 def test_the_case_page_bundle_follows_the_roles(
     api: TestClient,

@@ -508,17 +508,26 @@
 
   // The whole queue in order, page by page (up to QUEUE_MOST), so the list and J/K see
   // every case, not the first page only.
+  // Each page starts after the last case of the one before (not at a count of rows), so a
+  // case decided by someone else meanwhile neither repeats one nor hides one.
   async function fetchQueue(filters) {
     const items = [];
+    const seen = new Set();
     let more = true;
+    let last = null;
     while (more && items.length < QUEUE_MOST) {
       const page = await api(`/api/v1/ui/queue${query({
         camera: filters.camera, type: filters.type,
         from: localToIso(filters.from), to: localToIso(filters.to),
-        limit: QUEUE_PAGE, offset: items.length,
+        after_at: last ? last.occurred_at : "", after_id: last ? last.id : "",
+        limit: QUEUE_PAGE,
       })}`);
-      items.push(...page.items);
-      more = page.has_more;
+      for (const item of page.items) {
+        if (!seen.has(item.id)) items.push(item);
+        seen.add(item.id);
+      }
+      last = page.items.length ? page.items[page.items.length - 1] : last;
+      more = page.has_more && page.items.length > 0;
     }
     S.queueIds = items.map((i) => ({ id: i.id, occurred_at: i.occurred_at }));
     return { items, has_more: more };
