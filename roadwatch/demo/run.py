@@ -244,7 +244,7 @@ def run_demo(
             check=False,
         )  # fmt: skip
         if done.returncode != 0:
-            raise UserError(f"roadwatch central {args[0]} failed: {done.stderr.strip()}")
+            raise UserError(f"roadwatch central {args[0]} failed: {_why(done)}")
         return done.stdout
 
     central("migrate")
@@ -363,3 +363,16 @@ def _drain(node: Any, client: CentralClient, counts: DemoCounts, drain_s: float)
 
 def summary_json(counts: DemoCounts) -> str:
     return json.dumps({**asdict(counts), "finished_at": datetime.now(UTC).isoformat()})
+
+
+def _why(done: subprocess.CompletedProcess[str]) -> str:
+    """What a failed command said, or how it ended when it said nothing (stopped by a
+    signal, an interrupt say)."""
+    if said := done.stderr.strip():
+        return said
+    if done.returncode < 0:
+        try:
+            return f"stopped by {signal.Signals(-done.returncode).name}"
+        except ValueError:
+            return f"stopped by signal {-done.returncode}"
+    return f"exit status {done.returncode}, nothing said"

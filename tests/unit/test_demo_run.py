@@ -60,3 +60,19 @@ def test_a_port_another_program_holds_is_refused() -> None:
         with pytest.raises(UserError, match=f"port {port} is in use"):
             _port_free(port)
     _port_free(port)  # free again
+
+
+def test_a_step_stopped_by_an_interrupt_says_so() -> None:
+    """A step that says nothing (an interrupt stopped it) is told by how it ended, not as
+    an empty "failed:" line."""
+    import signal
+    import subprocess
+
+    from roadwatch.demo.run import _why
+
+    def done(code: int, stderr: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(["roadwatch"], code, "", stderr)
+
+    assert _why(done(-signal.SIGINT)) == "stopped by SIGINT"
+    assert _why(done(2, "  site 'x' is not registered\n")) == "site 'x' is not registered"
+    assert _why(done(1)) == "exit status 1, nothing said"
