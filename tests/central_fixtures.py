@@ -9,12 +9,13 @@ user names.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from central.app import create_app
 from central.db import make_engine, migrate, session_factory, transaction
+from central.evidence import EvidenceStore
 from central.intake import Message
 from central.records import KeyCache, create_user, record_batch, record_blob, register_node
 from central.security import issue_access_token
@@ -273,36 +275,52 @@ def jpeg_blob() -> tuple[bytes, EvidenceRef]:
     return frame, ref
 
 
+# The bytes of each blob ``fresh_evidence`` made, by sha256, for ``store_events`` to store.
+_FRESH: dict[str, bytes] = {}
+
+
 def fresh_evidence() -> list[EvidenceRef]:
     """A frame and a clip of their own (the factory's default hashes are shared by every
     event: noted as arrived, they would complete other tests' cases)."""
-    return [
-        EvidenceRef(
-            role=role,
-            media_type=media,
-            sha256=secrets.token_hex(32),
-            size=secrets.randbelow(9999) + 1,
-        )
-        for role, media in (
-            (EvidenceRole.FRAME_AT, MediaType.JPEG),
-            (EvidenceRole.CLIP, MediaType.MP4),
-        )
-    ]
+    refs = []
+    for role, media, head in (
+        (EvidenceRole.FRAME_AT, MediaType.JPEG, b"\xff\xd8\xff\xe0"),
+        (EvidenceRole.CLIP, MediaType.MP4, b"\x00\x00\x00\x18ftypmp42"),
+    ):
+        data = head + secrets.token_bytes(secrets.randbelow(9999) + 1)
+        sha = hashlib.sha256(data).hexdigest()
+        _FRESH[sha] = data
+        refs.append(EvidenceRef(role=role, media_type=media, sha256=sha, size=len(data)))
+    return refs
+
+
+def store_of(api: TestClient) -> EvidenceStore:
+    """The evidence store of the service ``api`` talks to."""
+    store: EvidenceStore = api.app.state.central.store  # type: ignore[attr-defined]
+    return store
 
 
 def store_events(
-    db: CentralDb, node: NodeIdentity, events: list[ViolationEvent], *, arrived: bool = False
+    db: CentralDb,
+    node: NodeIdentity,
+    events: list[ViolationEvent],
+    *,
+    arrived: EvidenceStore | None = None,
 ) -> list[int]:
     """Store signed events through the ingest's own batch path; returns the new ids. With
-    ``arrived`` the blobs they list are noted as arrived too (as the upload route notes
-    them), so that their cases can be confirmed; give such events ``fresh_evidence()``."""
-    if arrived:
+    ``arrived`` (the service's store: ``store_of(api)``) the blobs they list are stored
+    there and noted as arrived too, as the upload route does, so that their cases can be
+    confirmed; give such events ``fresh_evidence()``."""
+    if arrived is not None:
         shared = {r.sha256 for r in violation_event().evidence}
-        assert not shared & {r.sha256 for e in events for r in e.evidence}, "fresh_evidence()"
+        listed = {r.sha256 for e in events for r in e.evidence}
+        assert not shared & listed and listed <= set(_FRESH), "fresh_evidence()"
+        for sha in listed:
+            asyncio.run(arrived.put(sha, _chunks(_FRESH[sha]), len(_FRESH[sha])))
     messages = [Message(node.topic(e.camera), to_wire(e)) for e in events]
     with transaction(session_factory(db.engine)) as session:
         result = record_batch(session, messages, KeyCache())
-        if arrived:
+        if arrived is not None:
             for ref in {r.sha256: r for e in events for r in e.evidence}.values():
                 record_blob(
                     session,
@@ -313,6 +331,10 @@ def store_events(
                 )
     assert not result.quarantined, result.quarantined
     return result.new_violation_ids
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 # -- MQTT: a publisher that waits for each PUBACK, and the ingest's settings for a test --

@@ -47,7 +47,7 @@ from central.case_export import (
     record_export,
 )
 from central.case_record import record_problems
-from central.evidence import EvidenceError, intact
+from central.evidence import EvidenceError
 from central.models import AuditEntry, Blob, EvidenceRef, Violation, utcnow
 from central.records import append_audit, blob_as_listed
 from central.workflow import (
@@ -484,24 +484,32 @@ def review(
 
 
 def _check_evidence_intact(session: Session, state: AppState, v: Violation) -> None:
-    """Refuses (409 ``evidence_damaged``) a decision on evidence of which a stored copy no
-    longer hashes to its sha256: nobody could see what it stands on. Read in full from
-    the store (about 3 ms for a 3 MB clip); the node's next upload mends the copy. (A blob
-    noted as arrived is in the store: the upload notes it only once stored.)"""
+    """Refuses (409 ``evidence_damaged``) a decision on evidence of which the stored copy
+    is gone from the store or no longer hashes to its sha256: nobody could see what it
+    stands on. Each blob is read once in full (about 3 ms for a 3 MB clip); the node's
+    next upload mends it."""
     refs = session.scalars(select(EvidenceRef).where(EvidenceRef.violation_id == v.id)).all()
+    roles: dict[str, str] = {}
     for ref in refs:
-        stored = session.get(Blob, ref.sha256) is not None and state.store.exists(ref.sha256)
-        if stored and not intact(state.store, ref.sha256):
-            log.error("case %d: evidence %s in the store no longer hashes to its name",
-                      v.id, ref.sha256)  # fmt: skip
-            state.metrics.damaged.inc()
-            raise ApiRefusal(
-                status.HTTP_409_CONFLICT,
-                "evidence_damaged",
-                f"the stored copy of the case's {ref.role} no longer hashes to its sha256:"
-                " it was altered or damaged in the store; no decision stands on it until"
-                " its node sends it again",
-            )
+        roles.setdefault(ref.sha256, ref.role)
+    for sha256, role in roles.items():
+        try:
+            checked = state.store.open_checked(sha256)
+        except FileNotFoundError:
+            why = "is gone from the store"
+        else:
+            if checked is not None:
+                checked.close()
+                continue
+            why = "no longer hashes to its sha256: it was altered or damaged in the store"
+        log.error("case %d: evidence %s %s", v.id, sha256, why)
+        state.metrics.damaged.inc()
+        raise ApiRefusal(
+            status.HTTP_409_CONFLICT,
+            "evidence_damaged",
+            f"the stored copy of the case's {role} {why}; no decision stands on it until its"
+            " node sends it again",
+        )
 
 
 @router.post(

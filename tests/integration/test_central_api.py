@@ -85,6 +85,7 @@ from tests.central_fixtures import (
     signed_event,
     sse_events,
     store_events,
+    store_of,
 )
 from tests.factories import T0
 from tests.services import mqtt_address
@@ -287,7 +288,7 @@ def test_review_workflow_end_to_end_with_audit(
 ) -> None:
     node = make_node()
     event = signed_event(node, evidence=fresh_evidence())
-    [vid] = store_events(central_db, node, [event], arrived=True)
+    [vid] = store_events(central_db, node, [event], arrived=store_of(api))
     officer, sup, sup2 = accounts["officer"], accounts["supervisor"], accounts["supervisor2"]
     steps = [
         (officer, "start_review", {}, "in_review"),
@@ -392,15 +393,15 @@ def test_each_refusal_is_named_so_the_review_page_can_word_it(
     beside the English detail: the page shows it in the reviewer's language."""
     node = make_node()
     [vid] = store_events(
-        central_db, node, [signed_event(node, evidence=fresh_evidence())], arrived=True
+        central_db, node, [signed_event(node, evidence=fresh_evidence())], arrived=store_of(api)
     )
     [other] = store_events(
-        central_db, node, [signed_event(node, evidence=fresh_evidence())], arrived=True
+        central_db, node, [signed_event(node, evidence=fresh_evidence())], arrived=store_of(api)
     )
     [waiting] = store_events(central_db, node, [signed_event(node)])
     [unread] = store_events(
         central_db, node, [signed_event(node, plate=None, evidence=fresh_evidence())],
-        arrived=True,
+        arrived=store_of(api),
     )  # fmt: skip
     officer, officer2, sup = accounts["officer"], accounts["officer2"], accounts["supervisor"]
     refused = [
@@ -520,7 +521,7 @@ def test_two_officers_cannot_decide_the_same_case_twice(
 ) -> None:
     node = make_node()
     [vid] = store_events(
-        central_db, node, [signed_event(node, evidence=fresh_evidence())], arrived=True
+        central_db, node, [signed_event(node, evidence=fresh_evidence())], arrived=store_of(api)
     )
     sup, sup2 = accounts["supervisor"], accounts["supervisor2"]
     assert _act(api, sup, vid, "start_review", 1).status_code == 200
@@ -563,7 +564,7 @@ def test_two_person_rule_via_api(
 ) -> None:
     node = make_node()
     [vid] = store_events(
-        central_db, node, [signed_event(node, evidence=fresh_evidence())], arrived=True
+        central_db, node, [signed_event(node, evidence=fresh_evidence())], arrived=store_of(api)
     )
     sup, sup2 = accounts["supervisor"], accounts["supervisor2"]
     assert _act(api, sup, vid, "start_review", 1).status_code == 200
@@ -587,7 +588,7 @@ def test_a_case_changed_in_the_database_behind_the_service_is_found(
         central_db,
         node,
         [signed_event(node, evidence=fresh_evidence()) for _ in range(2)],
-        arrived=True,
+        arrived=store_of(api),
     )
     sup, sup2 = accounts["supervisor"], accounts["supervisor2"]
 
@@ -644,7 +645,7 @@ def test_a_decision_changed_in_the_database_behind_the_service_is_found(
     issue it himself): the trail's decisions say otherwise, and no notice goes out."""
     node = make_node()
     [vid] = store_events(
-        central_db, node, [signed_event(node, evidence=fresh_evidence())], arrived=True
+        central_db, node, [signed_event(node, evidence=fresh_evidence())], arrived=store_of(api)
     )
     officer, sup, sup2 = accounts["officer"], accounts["supervisor"], accounts["supervisor2"]
     assert _act(api, officer, vid, "start_review", 1).status_code == 200
@@ -1519,6 +1520,15 @@ def test_no_decision_stands_on_evidence_damaged_in_the_store(
     _overwrite_stored(store, listed.sha256, frame[:-1] + b"\x00")
     notice = _act(api, sup2, vid, "issue_notice", 3)
     assert notice.status_code == 409 and notice.json()["code"] == "evidence_damaged"
+    assert api.put(path, content=frame, headers=jpeg).status_code == 201  # mended
+    if isinstance(store, FilesystemStore):  # and then lost (a disk, a bucket's lifecycle)
+        store.path(listed.sha256).unlink()
+    else:
+        store.client.delete_object(Bucket=store.bucket, Key=store.key(listed.sha256))
+    notice = _act(api, sup2, vid, "issue_notice", 3)
+    assert notice.status_code == 409 and "is gone from the store" in notice.json()["detail"]
+    assert api.put(path, content=frame, headers=jpeg).status_code == 201
+    assert _act(api, sup2, vid, "issue_notice", 3).status_code == 200
 
 
 def test_an_upload_cut_off_midway_is_a_400_and_stores_nothing(

@@ -21,6 +21,7 @@ from tests.central_fixtures import (
     fresh_evidence,
     signed_event,
     store_events,
+    store_of,
 )
 from tests.factories import T0
 
@@ -68,7 +69,7 @@ def test_the_queue_filters_by_camera_type_and_time_oldest_first(
         signed_event(node, camera=c, occurred_at=t, type=kind, evidence=fresh_evidence())
         for c, t, kind in when
     ]
-    late, early, middle, _other = store_events(central_db, node, events, arrived=True)
+    late, early, middle, _other = store_events(central_db, node, events, arrived=store_of(api))
     officer = accounts["officer"].headers
 
     def queue(**params: str) -> list[int]:
@@ -123,7 +124,7 @@ def test_a_walk_through_the_queue_by_pages_neither_repeats_nor_skips_a_case(
                      evidence=fresh_evidence())
         for i in range(7)
     ]  # fmt: skip
-    ids = store_events(central_db, node, events, arrived=True)
+    ids = store_events(central_db, node, events, arrived=store_of(api))
     officer, other = accounts["officer"].headers, accounts["officer2"].headers
     walked: list[int] = []
     after: dict[str, str] = {}
