@@ -106,8 +106,8 @@ def _where_the_trail_leads(trail: Sequence[Row[str, str, str]]) -> dict[str, str
         led["status"] = detail.get("to", led["status"])
         if action == Action.START_REVIEW:
             led["reviewer"] = actor
-        elif action == Action.RELEASE:
-            led["reviewer"] = None
+        elif action == Action.RELEASE:  # (from a confirmation too: it is undone)
+            led["reviewer"] = led["confirmed_by"] = None
         elif action == Action.CORRECT_PLATE:
             led["plate_corrected"] = detail.get("plate_after")
         elif action == Action.CONFIRM:

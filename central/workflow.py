@@ -3,9 +3,9 @@
 ::
 
     new -> in_review -> confirmed -> notice_issued -> closed (paid)
-             |   ^          \\                  \\-> escalated (no response)
-             |   release     (rejected needs a reason)
-             +-> rejected
+             |   ^          |  \\                \\-> escalated (no response)
+             |   release    |   (rejected needs a reason)
+             +-> rejected   +-> new (a supervisor's release: reopened for review)
 
 ``decide`` takes a case, a command, the acting person and the policy, and returns the
 case's next state or raises ``WorkflowError``. A case is confirmed, and its notice
@@ -68,6 +68,9 @@ TRANSITIONS: dict[tuple[Status, Action], Status] = {
     (Status.IN_REVIEW, Action.CONFIRM): Status.CONFIRMED,
     (Status.IN_REVIEW, Action.REJECT): Status.REJECTED,
     (Status.CONFIRMED, Action.ISSUE_NOTICE): Status.NOTICE_ISSUED,
+    # A supervisor reopens a confirmed case before its notice (a plate that cannot be
+    # noticed, a doubt): back to the queue, the confirmation undone.
+    (Status.CONFIRMED, Action.RELEASE): Status.NEW,
     (Status.NOTICE_ISSUED, Action.CLOSE): Status.CLOSED,
     (Status.NOTICE_ISSUED, Action.ESCALATE): Status.ESCALATED,
 }
@@ -182,6 +185,14 @@ def decide(case: Case, command: Command, actor: Actor, now: datetime, policy: Po
             action=action.value,
             status=case.status.value,
         )
+    reopening = action is Action.RELEASE and case.status is Status.CONFIRMED
+    if reopening and actor.role is not Role.SUPERVISOR:
+        raise WorkflowError(
+            "forbidden",
+            f"role '{actor.role.value}' may not reopen a confirmed case",
+            role=actor.role.value,
+            action=action.value,
+        )
     if (
         case.status is Status.IN_REVIEW
         and case.reviewer not in (None, actor.username)
@@ -199,16 +210,20 @@ def decide(case: Case, command: Command, actor: Actor, now: datetime, policy: Po
             action=action.value,
         )
     if action in _NEED_EVIDENCE and plate_to_act_on(case) is None:
+        way = (
+            "correct the plate, or reject the case" if case.status is Status.IN_REVIEW
+            else "a supervisor can return it to the queue (release) to correct the plate"
+        )  # fmt: skip
         raise WorkflowError(
             "plate_required",
             f"cannot {action.value} a case without a plate to act on: the roadside reading"
-            " is missing or failed the format check; correct the plate, or reject the case",
+            f" is missing or failed the format check; {way}",
             action=action.value,
         )
     if action is Action.START_REVIEW:
         return replace(case, status=target, reviewer=actor.username)
     if action is Action.RELEASE:
-        return replace(case, status=target, reviewer=None)
+        return replace(case, status=target, reviewer=None, confirmed_by=None, decided_at=None)
     if action is Action.CORRECT_PLATE:
         plate = (command.plate or "").strip().upper()
         if not PLATE_PATTERN.fullmatch(plate):

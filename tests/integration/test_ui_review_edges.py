@@ -174,8 +174,9 @@ def test_only_the_actions_the_workflow_allows_are_offered_and_a_conflict_names_w
     act(ui_server, "supervisor", confirmed, {"action": "start_review"}, {"action": "confirm"})
     supervisor = open_page(browser, errors, ui_server, "supervisor")
     supervisor.goto(f"{ui_server.url}/ui/#/case/{confirmed}")
-    expect(supervisor.locator("#read-only")).to_contain_text("quy tắc hai người")
+    expect(supervisor.locator("#action-note")).to_contain_text("quy tắc hai người")
     expect(supervisor.locator("#act-issue_notice")).to_have_count(0)
+    expect(supervisor.locator("#act-release")).to_have_count(1)  # (reopening it: offered)
     # A decision on a case the supervisor rejected meanwhile names the supervisor.
     open_case = ui_server.add_case(camera="mptv-km4")
     officer.goto(f"{ui_server.url}/ui/#/case/{open_case}")

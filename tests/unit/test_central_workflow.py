@@ -40,6 +40,7 @@ VALID = [
     (Status.IN_REVIEW, Action.CONFIRM, Status.CONFIRMED),
     (Status.IN_REVIEW, Action.REJECT, Status.REJECTED),
     (Status.CONFIRMED, Action.ISSUE_NOTICE, Status.NOTICE_ISSUED),
+    (Status.CONFIRMED, Action.RELEASE, Status.NEW),  # a supervisor reopens it
     (Status.NOTICE_ISSUED, Action.CLOSE, Status.CLOSED),
     (Status.NOTICE_ISSUED, Action.ESCALATE, Status.ESCALATED),
 ]
@@ -150,8 +151,12 @@ DECISIONS = [Action.CORRECT_PLATE, Action.CONFIRM, Action.REJECT]
         (_case(Status.IN_REVIEW, reviewer="an"), OFFICER, [Action.RELEASE, *DECISIONS]),
         (_case(Status.IN_REVIEW, reviewer="an"), OFFICER2, []),  # another officer holds it
         (_case(Status.IN_REVIEW, reviewer="an"), SUPERVISOR, [Action.RELEASE, *DECISIONS]),
-        (_case(Status.CONFIRMED, confirmed_by="cuong"), SUPERVISOR, []),  # two-person rule
-        (_case(Status.CONFIRMED, confirmed_by="an"), SUPERVISOR, [Action.ISSUE_NOTICE]),
+        (_case(Status.CONFIRMED, confirmed_by="cuong"), SUPERVISOR, [Action.RELEASE]),  # 2 persons
+        (
+            _case(Status.CONFIRMED, confirmed_by="an"),
+            SUPERVISOR,
+            [Action.RELEASE, Action.ISSUE_NOTICE],
+        ),
         (_case(Status.CONFIRMED, confirmed_by="an"), OFFICER, []),
         (_case(Status.NOTICE_ISSUED), SUPERVISOR, [Action.CLOSE, Action.ESCALATE]),
         (_case(Status.REJECTED), SUPERVISOR, []),
@@ -167,7 +172,7 @@ def test_available_actions_are_what_decide_allows(
 def test_without_the_two_person_rule_the_confirming_supervisor_may_issue_the_notice() -> None:
     case = _case(Status.CONFIRMED, confirmed_by="cuong")
     allowed = available_actions(case, SUPERVISOR, NOW, Policy(two_person_rule=False))
-    assert allowed == [Action.ISSUE_NOTICE]
+    assert allowed == [Action.RELEASE, Action.ISSUE_NOTICE]
 
 
 @pytest.mark.parametrize(("rule", "allowed"), [(True, False), (False, True)])
@@ -368,3 +373,27 @@ def test_no_confirmation_or_notice_without_a_plate_to_act_on(
         fixed = decide(case, Command(Action.CORRECT_PLATE, plate="51f-123.45"), SUPERVISOR, NOW,
                        POLICY)  # fmt: skip
         assert decide(fixed, _command(action), SUPERVISOR, NOW, POLICY).status is Status.CONFIRMED
+
+
+def test_a_supervisor_reopens_a_confirmed_case_an_officer_may_not() -> None:
+    """A confirmed case that cannot be noticed (no plate to act on, from before that was
+    required; a doubt) goes back to the queue with its confirmation undone, by a
+    supervisor only; there its plate can be corrected and it can be decided again."""
+    stuck = _case(Status.CONFIRMED, plate_text="5IF-I23.4S", plate_valid=False,
+                  confirmed_by="an", decided_at=T0)  # fmt: skip
+    with pytest.raises(WorkflowError) as err:
+        decide(stuck, Command(Action.ISSUE_NOTICE), SUPERVISOR, NOW, POLICY)
+    assert err.value.code == "plate_required" and "release" in str(err.value)
+    assert available_actions(stuck, SUPERVISOR, NOW, POLICY) == [Action.RELEASE]
+    with pytest.raises(WorkflowError) as err:
+        decide(stuck, Command(Action.RELEASE), OFFICER, NOW, POLICY)
+    assert err.value.code == "forbidden"
+    assert Action.RELEASE not in available_actions(stuck, OFFICER, NOW, POLICY)
+    reopened = decide(stuck, Command(Action.RELEASE), SUPERVISOR, NOW, POLICY)
+    assert (reopened.status, reopened.confirmed_by, reopened.decided_at) == (Status.NEW, None, None)
+    review = decide(reopened, Command(Action.START_REVIEW), OFFICER, NOW, POLICY)
+    fixed = decide(review, Command(Action.CORRECT_PLATE, plate="51F-123.45"), OFFICER, NOW, POLICY)
+    again = decide(fixed, Command(Action.CONFIRM), OFFICER, NOW, POLICY)
+    assert decide(again, Command(Action.ISSUE_NOTICE), SUPERVISOR, NOW, POLICY).status is (
+        Status.NOTICE_ISSUED
+    )

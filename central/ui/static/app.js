@@ -935,7 +935,10 @@
       else if (c.status === "confirmed" && c.confirmed_by === me) why = t("case.two_person");
       return [h("p", { class: "muted", id: "read-only" }, why), nav];
     }
-    return [h("div", { class: "actions", role: "group", "aria-label": t("case.actions") }, buttons), nav];
+    // (A supervisor who confirmed it may reopen it, not send its notice: said beside.)
+    const note = c.status === "confirmed" && c.confirmed_by === me && !allowed.has("issue_notice")
+      ? h("p", { class: "muted", id: "action-note" }, t("case.two_person")) : null;
+    return [note, h("div", { class: "actions", role: "group", "aria-label": t("case.actions") }, buttons), nav];
   }
 
   async function onAction(action) {
