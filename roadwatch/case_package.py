@@ -393,14 +393,22 @@ def _manifest_files(package: _Package, manifest: dict[str, Any]) -> list[Check]:
 DECIDED = frozenset({"confirmed", "notice_issued", "closed", "escalated"})
 
 
-def _decision(case: dict[str, Any]) -> list[str]:
+def _central_ok(report: PackageReport) -> bool:
+    return any(c.what == "central's signature" and c.ok for c in report.checks)
+
+
+def _decision(case: dict[str, Any], proven: bool) -> list[str]:
     """What central decided, from the manifest: the case's status and the plate it stands
-    on; a case not confirmed is said to be no finding of a violation."""
+    on; a case not confirmed is said to be no finding of a violation. Said unproven where
+    central's signature on the manifest does not check out."""
     status = case.get("status")
     if not isinstance(status, str):
         return []
-    lines = [f"case {case.get('case')} at central: {status}"]
+    unproven = "" if proven else " (UNPROVEN: central's signature on the manifest fails)"
+    lines = [f"case {case.get('case')} at central: {status}{unproven}"]
     if status in DECIDED:
+        if "plate" not in case:  # (a package from before the manifest named it)
+            return lines
         by, at = case.get("confirmed_by"), case.get("decided_at")
         lines.append(f"confirmed by {by} at {at}; plate decided on: {case.get('plate')}")
         if case.get("plate_corrected"):
@@ -428,7 +436,7 @@ def describe(report: PackageReport) -> list[str]:
             f"plate {plate} (as read at the roadside); event {event.event_id}",
             f"explanation: {event.explanation}",
         ]
-    lines += _decision(report.case or {})
+    lines += _decision(report.case or {}, proven=_central_ok(report))
     for check in report.checks:
         lines.append(f"{'OK  ' if check.ok else 'FAIL'} {check.what}: {check.detail}")
     if not report.ok:

@@ -85,7 +85,7 @@ LongText = Annotated[
     str, StringConstraints(max_length=MAX_LONG_TEXT), AfterValidator(_no_control_chars), _NO_CONTROL
 ]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-Count = Annotated[int, Field(ge=0, le=2**53)]  # (JSON's exact integers)
+Count = Annotated[int, Field(ge=0, le=2**53 - 1)]  # (JSON's safe integers)
 EventId = Annotated[str, StringConstraints(pattern=UUID7_PATTERN)]
 # 64 bytes in base64: the last character before "==" carries 2 bits, so only A, Q, g and
 # w are its canonical spellings (others decode to the same bytes: a copy of an event in

@@ -310,8 +310,22 @@ def test_the_verifier_says_what_central_decided_and_on_which_plate(
     case's status and the plate it was decided on, and when it is no finding at all."""
     from roadwatch.case_package import Check, PackageReport
 
-    report = PackageReport(violation_event(), (Check("signature", True),), True, case)
-    lines = describe(report)
+    checks = (Check("signature", True), Check("central's signature", True))
+    lines = describe(PackageReport(violation_event(), checks, True, case))
     assert lines[1].startswith("plate 51F-123.45 (as read at the roadside)")
     assert lines[3 : 3 + len(said)] == said
     assert lines[-1] == "the package checks out"
+    # Without central's signature holding, what the manifest says is said unproven.
+    failed = (Check("signature", True), Check("central's signature", False))
+    lines = describe(PackageReport(violation_event(), failed, False, case))
+    assert not said or lines[3].endswith("(UNPROVEN: central's signature on the manifest fails)")
+
+
+def test_a_package_from_before_it_named_the_plate_says_only_the_status() -> None:
+    from roadwatch.case_package import Check, PackageReport
+
+    checks = (Check("signature", True), Check("central's signature", True))
+    case = {"case": 12, "status": "confirmed", "record_problems": []}
+    lines = describe(PackageReport(violation_event(), checks, True, case))
+    assert lines[3:-1] == ["case 12 at central: confirmed", "OK   signature: ",
+                           "OK   central's signature: "]  # fmt: skip

@@ -522,12 +522,14 @@
         after_at: last ? last.occurred_at : "", after_id: last ? last.id : "",
         limit: QUEUE_PAGE,
       })}`);
+      const before = items.length;
       for (const item of page.items) {
         if (!seen.has(item.id)) items.push(item);
         seen.add(item.id);
       }
       last = page.items.length ? page.items[page.items.length - 1] : last;
-      more = page.has_more && page.items.length > 0;
+      // (a page that adds no case would be asked for again and again: the walk ends)
+      more = page.has_more && items.length > before;
     }
     S.queueIds = items.map((i) => ({ id: i.id, occurred_at: i.occurred_at }));
     return { items, has_more: more };
@@ -1033,7 +1035,10 @@
       return;
     }
     if (gen !== S.gen) return;
-    const key = (x) => [x.occurred_at, x.id];
+    // (Times as the API writes them, whole seconds without a fraction: compared with the
+    // fraction written out, since "." sorts before "Z".)
+    const key = (x) => [x.occurred_at.replace(/:(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})$/,
+      (_m, sec, frac, tz) => `:${sec}${(frac || ".").padEnd(7, "0")}${tz}`), x.id];
     const cmp = (a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] - b[1]);
     const here = key(c);
     const target = dir > 0
