@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from calibration.config import CalibrationFile, PointsFile
 from calibration.errors import CalibrationError
 from roadwatch.contract.wire import describe
+from roadwatch.yaml_load import YamlError, load_yaml
 
 M = TypeVar("M", bound=BaseModel)
 MAX_FILE_BYTES = 1024 * 1024
@@ -24,9 +25,9 @@ def _load(model: type[M], path: Path) -> M:
     if len(raw) > MAX_FILE_BYTES:
         raise CalibrationError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
     try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise CalibrationError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
+        data = load_yaml(raw)
+    except YamlError as exc:
+        raise CalibrationError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise CalibrationError(f"{path}: expected a mapping at the top level")
     try:

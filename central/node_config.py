@@ -252,18 +252,16 @@ def _inline(base: Path, camera: dict[str, Any]) -> dict[str, Any]:
 
 def _yaml_file(path: Path, what: str) -> Any:
     """A YAML file's data; one line naming the file when it cannot be read as YAML."""
-    import yaml
+    from roadwatch.yaml_load import YamlError, load_yaml
 
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return load_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise UserError(f"cannot read {what}{path}: {exc.strerror}") from exc
     except UnicodeDecodeError:
         raise UserError(f"{what}{path}: not UTF-8 text") from None
-    except RecursionError:
-        raise UserError(f"{what}{path}: nested too deeply") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{what}{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    except YamlError as exc:
+        raise UserError(f"{what}{path}: not valid YAML: {exc}") from None
 
 
 def publish_retained(settings: Settings, topic: str, payload: bytes) -> None:

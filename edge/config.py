@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.delivery_config import DeliveryConfig
@@ -19,6 +18,7 @@ from edge.detector import DetectorConfig, class_probabilities
 from edge.sources import redact_url
 from edge.tracking import TrackerConfig
 from roadwatch.errors import UserError
+from roadwatch.yaml_load import YamlError, load_yaml
 
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -222,9 +222,7 @@ def load_site_config(path: Path) -> SiteConfig:
     except UnicodeDecodeError:
         raise ConfigError(f"{path.name}: not UTF-8 text") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path.name}: not valid YAML{where}") from exc
+        data = load_yaml(text)
+    except YamlError as exc:
+        raise ConfigError(f"{path.name}: not valid YAML: {exc}") from None
     return parse_site_config(data, path.name).resolved(path.resolve().parent)

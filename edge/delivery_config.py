@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from roadwatch.contract.models import Ident
 from roadwatch.contract.wire import describe
 from roadwatch.errors import UserError
+from roadwatch.yaml_load import YamlError, load_yaml
 
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "token", "xxx", ""}
 
@@ -197,13 +197,13 @@ def load_delivery_config(path: Path) -> DeliveryConfig:
     file holding only that section. Relative paths are taken from the file's folder. A
     one-line UserError on any problem."""
     try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data: Any = load_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from exc
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}") from exc
+    except YamlError as exc:
+        raise UserError(f"{path}: not valid YAML: {exc}") from None
     if isinstance(data, dict) and "delivery" in data:
         section = data["delivery"]
         if isinstance(section, dict):

@@ -121,12 +121,12 @@ def _draw(args: argparse.Namespace) -> int:
 def _lamps(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
-    import yaml
     from pydantic import ValidationError
 
     from edge.rules.lamp_check import PhaseLabels, check_lamps
     from edge.rules.scene import load_scene
     from edge.rules.signal import LampStrengths, SignalState, lamp_strengths
+    from roadwatch.yaml_load import YamlError, load_yaml
 
     scene = load_scene(args.scene)
     head = next((h for h in scene.signal_heads if h.id == args.head), None)
@@ -135,8 +135,8 @@ def _lamps(args: argparse.Namespace) -> int:
     labels = None
     if args.labels is not None:
         try:
-            labels = PhaseLabels.model_validate(yaml.safe_load(args.labels.read_text("utf-8")))
-        except (OSError, yaml.YAMLError, ValidationError) as exc:
+            labels = PhaseLabels.model_validate(load_yaml(args.labels.read_text("utf-8")))
+        except (OSError, YamlError, ValidationError) as exc:
             raise UserError(f"labels {args.labels}: {str(exc).splitlines()[0]}") from None
     if not args.video.is_file():
         raise UserError(f"video {args.video} does not exist")

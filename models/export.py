@@ -16,7 +16,6 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-import yaml
 
 from models.manifest import (
     DEFAULT_MANIFEST,
@@ -28,6 +27,7 @@ from models.manifest import (
     parse_manifest,
 )
 from models.registry import ModelError, models_dir, sha256_file
+from roadwatch.yaml_load import YamlError, load_yaml
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -142,8 +142,8 @@ def export_model(
     )
     text = insert_model_entry(manifest.read_text(encoding="utf-8"), name, art)
     try:
-        parse_manifest(yaml.safe_load(text))
-    except ManifestError as exc:
+        parse_manifest(load_yaml(text))
+    except (ManifestError, YamlError) as exc:
         raise ModelError(f"the new manifest entry does not validate: {exc}") from exc
     tmp = manifest.with_name(f".{manifest.name}.tmp")
     tmp.write_text(text, encoding="utf-8")

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from roadwatch.yaml_load import YamlError, load_yaml
+
 DEFAULT_MANIFEST = Path(__file__).with_name("manifest.yaml")
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -112,9 +114,9 @@ def load_manifest(path: Path = DEFAULT_MANIFEST) -> Manifest:
     except OSError as exc:
         raise ManifestError(f"cannot read manifest {path}: {exc.strerror}") from exc
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ManifestError(f"manifest {path} is not valid YAML: {exc}") from exc
+        data = load_yaml(text)
+    except YamlError as exc:
+        raise ManifestError(f"manifest {path} is not valid YAML: {exc}") from None
     return parse_manifest(data or {})
 
 

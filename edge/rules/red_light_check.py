@@ -9,13 +9,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge.rules.geometry import Point
 from edge.rules.tracks import Violation
 from roadwatch.contract import VehicleClass
 from roadwatch.errors import UserError
+from roadwatch.yaml_load import YamlError, load_yaml
 
 
 class _Label(BaseModel):
@@ -48,8 +48,8 @@ class RedLightLabels(_Label):
     @classmethod
     def load(cls, path: Path) -> RedLightLabels:
         try:
-            return cls.model_validate(yaml.safe_load(path.read_text("utf-8")))
-        except (OSError, yaml.YAMLError, ValidationError) as exc:
+            return cls.model_validate(load_yaml(path.read_text("utf-8")))
+        except (OSError, YamlError, ValidationError) as exc:
             raise UserError(f"labels {path}: {str(exc).splitlines()[0]}") from None
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -28,6 +27,7 @@ from pydantic import (
 
 from roadwatch.contract import VehicleClass
 from roadwatch.errors import UserError
+from roadwatch.yaml_load import YamlError, load_yaml
 
 MAX_VERTICES = 64
 MAX_ITEMS = 32
@@ -445,7 +445,7 @@ def load_scene(path: Path) -> SceneConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise SceneError(f"scene file {path} cannot be read: {exc}") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SceneError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        data = load_yaml(text)
+    except YamlError as exc:
+        raise SceneError(f"{path}: not valid YAML: {exc}") from None
     return parse_scene(data, str(path))

@@ -60,7 +60,7 @@ def test_a_valid_config_loads(tmp_path: Path) -> None:
         ),
         (("lost_buffer_s: 3", "lost_bufer_s: 3"), "tracker.lost_bufer_s: Extra inputs"),
         (("site: binh-duong\n", ""), "site.yaml: site: Field required"),
-        (("url: /data/south.mp4", "url: [oops"), "site.yaml: not valid YAML at line"),
+        (("url: /data/south.mp4", "url: [oops"), "site.yaml: not valid YAML: line 1"),
         (("rtsp://10.0.0.5", "rstp://10.0.0.5"), "cameras.0.url: Value error, unsupported source"),
     ],
 )
