@@ -9,6 +9,7 @@ calibration. Unknown keys are refused and every error names its key path.
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import datetime, time
 from enum import StrEnum
 from pathlib import Path
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -74,11 +76,39 @@ class Weekday(StrEnum):
 WEEKDAYS = tuple(Weekday)
 
 
+_CLOCK = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?")
+
+
+def _local_clock(value: Any) -> Any:
+    """A wall-clock time of the scene's zone, written ``'HH:MM'``. YAML reads an unquoted
+    ``22:00`` as the number 1320 (base 60), which would otherwise pass as 00:22 UTC; a time
+    with an offset would not compare with the local clock at all."""
+    if isinstance(value, time) and value.tzinfo is None:
+        return value
+    if isinstance(value, str) and _CLOCK.fullmatch(value):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, int) and 60 <= value < 24 * 60:
+            clock = f"{value // 60:02d}:{value % 60:02d}"
+            raise ValueError(
+                f"{value} is a number, not a time (YAML reads an unquoted {clock} as the "
+                f"number {value}): quote it, '{clock}'"
+            )
+        raise ValueError(f"{value!r} is a number, not a time: quote it as 'HH:MM', e.g. '22:00'")
+    raise ValueError(
+        f"{value!r} is not a local time: write it quoted as 'HH:MM', e.g. '22:00', "
+        "without a time zone (the scene's timezone applies)"
+    )
+
+
+LocalClock = Annotated[time, BeforeValidator(_local_clock)]
+
+
 class TimeWindow(SceneModel):
     """Local-time window (the scene's time zone); ``end`` before ``start`` runs past midnight."""
 
-    start: time = Field(description="local start time, HH:MM")
-    end: time = Field(description="local end time, HH:MM")
+    start: LocalClock = Field(description="local start time, 'HH:MM' (quoted in YAML)")
+    end: LocalClock = Field(description="local end time, 'HH:MM' (quoted in YAML)")
     days: Annotated[list[Weekday], Field(min_length=1, max_length=7)] = list(WEEKDAYS)
 
     def contains(self, local: datetime) -> bool:

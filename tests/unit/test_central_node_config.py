@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 import yaml
 
-from central.node_config import InvalidConfigError, outline_version, read_document
+from central.node_config import (
+    InvalidConfigError,
+    outline_version,
+    read_document,
+    validate_document,
+)
 from roadwatch.errors import UserError
 
 CAM = {"id": "cam-01", "url": "rtsp://10.0.0.21/s"}
@@ -71,3 +76,21 @@ def test_a_site_file_becomes_a_document_with_its_files_inline(tmp_path: Path) ->
     (tmp_path / "deep.yaml").write_text("z: " + "[" * 3000 + "]" * 3000 + "\n")
     with pytest.raises(UserError, match="nested too deeply"):
         read_document(tmp_path / "deep.yaml")
+
+
+def test_a_scene_with_an_unquoted_time_is_not_pushed(tmp_path: Path) -> None:
+    # YAML reads `start: 22:00` as 1320; central took it, and the node crashed on every start.
+    from tests.rules_tracks import BASE
+
+    scene = {**BASE, "camera": "cam-01"}
+    scene.pop("no_stopping_zones")
+    (tmp_path / "cam.scene.yaml").write_text(
+        yaml.safe_dump(scene)
+        + "no_stopping_zones:\n  - id: z\n    polygon: [[800, 200], [1000, 200], [1000, 800]]\n"
+        + "    windows: [{start: 22:00, end: '06:00'}]\n"
+    )
+    site = {**DOC, "cameras": [{**CAM, "scene": "cam.scene.yaml"}]}
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+    document = read_document(tmp_path / "site.yaml")
+    with pytest.raises(InvalidConfigError, match=r"start: 1320 is a number, not a time .*'22:00'"):
+        validate_document(document, site="ql13", node="node-01")

@@ -103,6 +103,26 @@ ERRORS = {
         "speed_traps.0.lane: '9' is not one of lanes",
     ),
     "missing version": (broken("version", DELETE), "version: Field required"),
+    # YAML reads an unquoted 22:00 as 1320 (base 60): it passed as 00:22 UTC, and the node
+    # crashed comparing it with the local clock.
+    "unquoted time": (
+        broken("lanes.1.closures.0.windows.0.start", 1320),
+        "lanes.1.closures.0.windows.0.start: 1320 is a number, not a time (YAML reads an"
+        " unquoted 22:00 as the number 1320): quote it, '22:00'",
+    ),
+    "time as a number": (
+        broken("lanes.1.closures.0.windows.0.end", 7),
+        "lanes.1.closures.0.windows.0.end: 7 is a number, not a time: quote it as 'HH:MM'",
+    ),
+    "time with an offset": (
+        broken("lanes.1.closures.0.windows.0.start", "22:00+07:00"),
+        "windows.0.start: '22:00+07:00' is not a local time: write it quoted as 'HH:MM', e.g."
+        " '22:00', without a time zone",
+    ),
+    "time in UTC": (
+        broken("lanes.1.closures.0.windows.0.start", "22:00Z"),
+        "windows.0.start: '22:00Z' is not a local time",
+    ),
 }
 
 
@@ -146,6 +166,34 @@ def test_overnight_time_window(when: str, inside: bool) -> None:
     window = TimeWindow.model_validate({"start": "22:00", "end": "06:00", "days": ["mon", "tue"]})
     local = datetime.fromisoformat(when).replace(tzinfo=ZoneInfo("Asia/Ho_Chi_Minh"))
     assert window.contains(local) is inside
+
+
+UNQUOTED_WINDOW = """
+no_stopping_zones:
+  - id: shoulder
+    polygon: [[800, 200], [1000, 200], [1000, 800], [800, 800]]
+    windows: [{start: 22:00, end: '06:00'}]
+"""
+
+
+def test_an_unquoted_time_is_refused_by_scene_check(tmp_path: Path) -> None:
+    data = {k: v for k, v in BASE.items() if k != "no_stopping_zones"}
+    path = tmp_path / "cam.yaml"
+    path.write_text(yaml.safe_dump(data) + UNQUOTED_WINDOW, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "roadwatch", "scene", "check", str(path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"roadwatch: error: {path}: no_stopping_zones.0.windows.0.start: 1320 is a number, not"
+        " a time (YAML reads an unquoted 22:00 as the number 1320): quote it, '22:00'"
+    ]
+    # Quoted, it loads and means 22:00 local time.
+    path.write_text(path.read_text().replace("start: 22:00", "start: '22:00'"), encoding="utf-8")
+    window = load_scene(path).no_stopping_zones[0].windows[0]
+    local = datetime(2026, 11, 23, 23, 0, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh"))
+    assert window.contains(local)
 
 
 def test_scene_draw_over_a_real_frame(tmp_path: Path) -> None:
