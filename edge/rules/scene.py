@@ -380,7 +380,12 @@ class SceneConfig(SceneModel):
     def _zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except IsADirectoryError:
+            # tzdata keeps a region's zones in a folder of its name: not a zone itself.
+            raise ValueError(
+                f"{value!r} is a region, not a time zone (e.g. 'Asia/Ho_Chi_Minh')"
+            ) from None
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 

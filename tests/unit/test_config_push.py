@@ -108,6 +108,10 @@ def bad_scene() -> dict[str, Any]:
     return document(cameras=camera(scene=scene))
 
 
+def scene_with(**changes: Any) -> dict[str, Any]:
+    return document(cameras=camera(scene={**copy.deepcopy(SCENE), **changes}))
+
+
 def other_camera_scene() -> dict[str, Any]:
     scene = copy.deepcopy(SCENE)
     scene["camera"] = "cam-09"
@@ -149,6 +153,13 @@ CASES: list[tuple[str, Callable[[], bytes], AppliedConfig, PushAction, str]] = [
      PushAction.REFUSE, "the document says version 'v2'"),
     ("schema-invalid scene", lambda: payload(bad_scene()), V1, PushAction.REFUSE,
      "invalid: config: cameras.0.scene"),
+    # A folder of tzdata raised IsADirectoryError out of decide(): central never heard why.
+    ("time zone a region", lambda: payload(scene_with(timezone="Asia")), V1, PushAction.REFUSE,
+     "invalid: config: cameras.0.scene: timezone: 'Asia' is a region, not a time zone"),
+    ("unquoted time", lambda: payload(scene_with(no_stopping_zones=[
+        {"id": "z", "polygon": [[0, 0], [100, 0], [100, 100]],
+         "windows": [{"start": 1320, "end": "06:00"}]}])), V1, PushAction.REFUSE,
+     "no_stopping_zones.0.windows.0.start: 1320 is a number, not a time"),
     ("scene of another camera", lambda: payload(other_camera_scene()), V1, PushAction.REFUSE,
      "the scene is for camera 'cam-09'"),
     ("calibration of another camera",

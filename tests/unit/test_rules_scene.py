@@ -74,6 +74,11 @@ ERRORS = {
         broken("timezone", "Mars/Olympus"),
         "timezone: unknown time zone 'Mars/Olympus'",
     ),
+    "time zone a region": (
+        broken("timezone", "Asia"),
+        "timezone: 'Asia' is a region, not a time zone (e.g. 'Asia/Ho_Chi_Minh')",
+    ),
+    "time zone not a zone file": (broken("timezone", "zone.tab"), "unknown time zone 'zone.tab'"),
     "zero direction": (
         broken("lanes.1.direction.vector", [0, 0]),
         "lanes.1.direction: vector: must not be zero",
