@@ -63,6 +63,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lens.add_argument("--pattern", required=True, help="inner corners, COLSxROWS (e.g. 9x6)")
     lens.add_argument("--square-mm", type=float, required=True, help="square size in mm")
     lens.add_argument("-o", "--out", type=Path, required=True, help="lens YAML to write")
+    lens.add_argument("--replace", action="store_true", help="write over an existing lens file")
     lens.set_defaults(func=_lens)
 
 
@@ -81,17 +82,16 @@ def _print_residuals(fit: HomographyFit) -> None:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from calibration.errors import CalibrationError
     from calibration.frames import read_frame
     from calibration.projector import build_calibration
-    from calibration.store import load_points, save_calibration
+    from calibration.store import check_output, load_points, save_calibration
 
-    if args.out.resolve() == args.points.resolve():
-        raise CalibrationError(f"{args.out}: that is the survey file; name the calibration file")
-    if args.out.is_file() and not args.replace:
-        raise CalibrationError(
-            f"{args.out} exists: give --replace to write the new calibration over it"
-        )
+    check_output(
+        args.out,
+        what="calibration",
+        inputs=[("survey file", args.points), ("frame", args.frame)],
+        replace=args.replace,
+    )
     survey = load_points(args.points)
     frame = read_frame(args.frame, args.frame_index)
     by = args.by or getpass.getuser()
@@ -139,17 +139,21 @@ def _lens(args: argparse.Namespace) -> int:
     from calibration.errors import CalibrationError
     from calibration.frames import read_frame
     from calibration.lens import calibrate_lens
-    from calibration.store import dump_yaml
+    from calibration.store import check_output, dump_yaml, write_text_atomic
 
     try:
         cols, rows = (int(n) for n in args.pattern.lower().split("x"))
     except ValueError as exc:
         raise CalibrationError(f"--pattern {args.pattern!r}: expected COLSxROWS, e.g. 9x6") from exc
+    check_output(
+        args.out,
+        what="lens",
+        inputs=[("checkerboard image", p) for p in args.images],
+        replace=args.replace,
+    )
     images = [read_frame(p) for p in args.images]
     fit = calibrate_lens(images, (cols, rows), args.square_mm / 1000)
-    if not args.out.parent.is_dir():
-        raise CalibrationError(f"{args.out.parent}: folder does not exist")
-    args.out.write_text(dump_yaml(LensSpec.from_model(fit.lens, fit.rms_px)), encoding="utf-8")
+    write_text_atomic(args.out, dump_yaml(LensSpec.from_model(fit.lens, fit.rms_px)), "lens")
     print(
         f"lens from {fit.views_used} views ({fit.views_rejected} without the board): "
         f"RMS {fit.rms_px:.2f} px; wrote {args.out}"

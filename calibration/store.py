@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -48,16 +49,45 @@ def dump_yaml(model: BaseModel) -> str:
     return yaml.safe_dump(model.model_dump(mode="json"), sort_keys=False, width=100)
 
 
-def save_calibration(calibration: CalibrationFile, path: Path) -> None:
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def check_output(
+    out: Path, *, what: str, inputs: Sequence[tuple[str, Path]] = (), replace: bool = False
+) -> None:
+    """Refuse, before any work, an output that is a folder, one of the command's own input
+    files, or (without ``replace``) an existing file: a calibration or survey written over
+    by mistake is a camera to survey again."""
+    if out.is_dir():
+        raise CalibrationError(f"{out}: is a folder; name the {what} file")
+    for name, path in inputs:
+        if _same_file(out, path):
+            raise CalibrationError(f"{out}: that is the {name}; name the {what} file")
+    if out.exists() and not replace:
+        raise CalibrationError(f"{out} exists: give --replace to write the new {what} over it")
+    if not out.parent.is_dir():
+        raise CalibrationError(f"{out.parent}: folder does not exist")
+
+
+def write_text_atomic(path: Path, text: str, what: str) -> None:
     """Write atomically: a failed write leaves any previous file as it was."""
     if path.is_dir():
-        raise CalibrationError(f"{path}: is a folder; name the calibration file")
+        raise CalibrationError(f"{path}: is a folder; name the {what} file")
     if not path.parent.is_dir():
         raise CalibrationError(f"{path.parent}: folder does not exist")
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(dump_yaml(calibration), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise CalibrationError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def save_calibration(calibration: CalibrationFile, path: Path) -> None:
+    """Write atomically: a failed write leaves any previous file as it was."""
+    write_text_atomic(path, dump_yaml(calibration), "calibration")

@@ -184,3 +184,51 @@ def test_fit_writes_over_neither_its_survey_nor_a_calibration_unasked(
     assert out.read_text(encoding="utf-8") == "the calibration in force\n"
     assert main([*fit, str(out), "--replace"]) == 0
     assert load_calibration(out).image_size == (640, 360)
+
+
+def test_lens_writes_over_nothing_unasked_and_never_a_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.unit.test_calibration_lens import PATTERN, POSES, TRUE_LENS, render_checkerboard
+
+    boards = []
+    for i, (rvec, centre) in enumerate(POSES[:5]):
+        boards.append(tmp_path / f"b{i}.png")
+        cv2.imwrite(str(boards[-1]), render_checkerboard(TRUE_LENS, rvec, centre))
+    survey = tmp_path / "survey.yaml"
+    survey.write_bytes(SURVEY.read_bytes())
+    cols, rows = PATTERN
+    lens = ["calibrate", "lens", *map(str, boards), "--pattern", f"{cols}x{rows}"]
+    lens += ["--square-mm", "40", "-o"]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    # The survey file (where the lens section goes) was overwritten without a word.
+    assert main([*lens, str(survey)]) == 2
+    err = capsys.readouterr().err
+    assert f"{survey} exists: give --replace to write the new lens over it" in err
+    assert err.count("\n") == 1
+    # One of its own images, even with --replace.
+    assert main([*lens, str(boards[0]), "--replace"]) == 2
+    assert "that is the checkerboard image; name the lens file" in capsys.readouterr().err
+    # A folder was an IsADirectoryError traceback.
+    assert main([*lens, str(tmp_path)]) == 2
+    assert f"{tmp_path}: is a folder; name the lens file" in capsys.readouterr().err
+    assert main([*lens, str(tmp_path / "nowhere" / "lens.yaml")]) == 2
+    assert "folder does not exist" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    # Asked, it writes over an older lens file, in one step (no temp file left).
+    old = tmp_path / "lens.yaml"
+    old.write_text("old lens\n", encoding="utf-8")
+    assert main([*lens, str(old), "--replace"]) == 0
+    assert yaml.safe_load(old.read_text())["image_size"] == [640, 480]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "lens.yaml"])
+
+
+def test_fit_does_not_write_over_its_frame(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = tmp_path / "frame.png"
+    cv2.imwrite(str(frame), np.zeros((360, 640, 3), np.uint8))
+    fit = ["calibrate", "fit", "--points", str(SURVEY), "--frame", str(frame), "--replace"]
+    assert main([*fit, "-o", str(frame)]) == 2
+    assert "that is the frame; name the calibration file" in capsys.readouterr().err
+    assert cv2.imread(str(frame)) is not None
