@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from calibration.config import CalibrationFile, PointsFile
 from calibration.errors import CalibrationError
 from roadwatch.contract.wire import describe
+from roadwatch.files import same_file
 from roadwatch.yaml_load import YamlError, load_yaml
 
 M = TypeVar("M", bound=BaseModel)
@@ -49,13 +50,6 @@ def dump_yaml(model: BaseModel) -> str:
     return yaml.safe_dump(model.model_dump(mode="json"), sort_keys=False, width=100)
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
-    except OSError:
-        return False
-
-
 def check_output(
     out: Path, *, what: str, inputs: Sequence[tuple[str, Path]] = (), replace: bool = False
 ) -> None:
@@ -65,7 +59,7 @@ def check_output(
     if out.is_dir():
         raise CalibrationError(f"{out}: is a folder; name the {what} file")
     for name, path in inputs:
-        if _same_file(out, path):
+        if same_file(out, path):
             raise CalibrationError(f"{out}: that is the {name}; name the {what} file")
     if out.exists() and not replace:
         raise CalibrationError(f"{out} exists: give --replace to write the new {what} over it")

@@ -12,6 +12,7 @@ import numpy as np
 from edge.detections import Detections, ObjectClass
 from edge.sources import Frame
 from roadwatch.errors import UserError
+from roadwatch.files import partial_path
 
 # BGR colours per class, chosen to stay apart on a grey road.
 COLOURS: dict[ObjectClass, tuple[int, int, int]] = {
@@ -44,20 +45,38 @@ def frame_record(frame: Frame, tracks: Detections) -> dict[str, Any]:
     }
 
 
+def _finish(partial: Path, path: Path, keep: bool) -> None:
+    """Rename a finished output into place, or drop an unfinished one: the file of an earlier
+    run stays as it was until this one has written its own."""
+    if not keep:
+        partial.unlink(missing_ok=True)
+        return
+    try:
+        partial.replace(path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {exc.strerror}") from exc
+
+
 class TrackLog:
-    """One JSON object per frame: camera, frame, captured_at, tracks[track_id, class, ...]."""
+    """One JSON object per frame: camera, frame, captured_at, tracks[track_id, class, ...].
+    Written beside ``path`` and renamed to it by ``close()``."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
+        self._partial = partial_path(path)
         try:
-            self._fh: IO[str] = path.open("w", encoding="utf-8")
+            self._fh: IO[str] = self._partial.open("w", encoding="utf-8")
         except OSError as exc:
             raise UserError(f"cannot write {path}: {exc.strerror}") from exc
 
     def write(self, frame: Frame, tracks: Detections) -> None:
         self._fh.write(json.dumps(frame_record(frame, tracks), separators=(",", ":")) + "\n")
 
-    def close(self) -> None:
+    def close(self, keep: bool = True) -> None:
+        """Put the log in place (``keep``), or drop it (the run failed)."""
         self._fh.close()
+        _finish(self._partial, self.path, keep)
 
 
 def draw_tracks(image: np.ndarray, tracks: Detections) -> np.ndarray:
@@ -76,11 +95,13 @@ def draw_tracks(image: np.ndarray, tracks: Detections) -> np.ndarray:
 
 
 class AnnotatedVideo:
-    """An MP4 of the frames with each track's box, id and class drawn on it."""
+    """An MP4 of the frames with each track's box, id and class drawn on it. Written beside
+    ``path`` and renamed to it by ``close()``."""
 
     def __init__(self, path: Path, fps: float) -> None:
         self.path = path
         self.fps = fps
+        self._partial = partial_path(path)
         self._writer: cv2.VideoWriter | None = None
 
     def write(self, frame: Frame, tracks: Detections) -> None:
@@ -88,11 +109,14 @@ class AnnotatedVideo:
         if self._writer is None:
             h, w = image.shape[:2]
             fourcc = cv2.VideoWriter.fourcc(*"mp4v")
-            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (w, h))
+            self._writer = cv2.VideoWriter(str(self._partial), fourcc, self.fps, (w, h))
             if not self._writer.isOpened():
+                self._partial.unlink(missing_ok=True)
                 raise UserError(f"cannot write video {self.path}")
         self._writer.write(image)
 
-    def close(self) -> None:
+    def close(self, keep: bool = True) -> None:
+        """Put the video in place (``keep``), or drop it (the run failed)."""
         if self._writer is not None:
             self._writer.release()
+            _finish(self._partial, self.path, keep)

@@ -125,15 +125,22 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError("give --config site.yaml, --source VIDEO, or both")
     if (args.annotate or args.tracks) and not args.source:
         raise UserError("--annotate and --tracks need --source")
-    for option, path in (("--violations", args.violations), ("--tracks", args.tracks),
-                         ("--annotate", args.annotate)):  # fmt: skip
-        if path is not None:
-            _check_writable(option, path)
+    named = (("--violations", args.violations), ("--tracks", args.tracks),
+             ("--annotate", args.annotate))  # fmt: skip
+    outputs_named = [(option, path) for option, path in named if path is not None]
+    for option, path in outputs_named:
+        _check_writable(option, path)
+    inputs = [("the --source video", Path(args.source))] if args.source else []
+    if args.config:
+        inputs.append(("the --config file", args.config))
+    _refuse_overwriting(outputs_named, inputs)
     if not getattr(args, "verbose", 0):  # OpenCV's own warnings only with -v
         import cv2
 
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     config = load_site_config(args.config) if args.config else None
+    if config is not None:
+        _refuse_overwriting(outputs_named, _config_files(config))
     stop = _stop_on_signals()
     outputs: list[Any] = []
     try:
@@ -155,6 +162,41 @@ def _check_writable(option: str, path: Path) -> None:
         raise UserError(f"{option} {path}: no folder {folder}")
     if not os.access(path if path.exists() else folder, os.W_OK):
         raise UserError(f"{option} {path}: not writable")
+
+
+def _refuse_overwriting(outputs: list[tuple[str, Path]], inputs: list[tuple[str, Path]]) -> None:
+    """Refuse an output that names one of the run's inputs or another output: writing it
+    would destroy the clip or the configuration (or two outputs would share one file)."""
+    from roadwatch.errors import UserError
+    from roadwatch.files import same_file
+
+    for i, (option, path) in enumerate(outputs):
+        for other_option, other in outputs[:i]:
+            if same_file(path, other):
+                raise UserError(f"{option} {path}: also given to {other_option}; name another file")
+        for what, source in inputs:
+            if same_file(path, source):
+                raise UserError(f"{option} {path}: that is {what}; name another file")
+
+
+def _config_files(config: Any) -> list[tuple[str, Path]]:
+    """The files a site configuration reads: camera videos, scenes, calibrations, reference
+    views, and the delivery section's key and TLS files."""
+    files: list[tuple[str, Path]] = []
+    for cam in config.cameras:
+        if "://" not in cam.url:
+            files.append((f"camera {cam.id}'s video", Path(cam.url)))
+        for key in ("scene", "calibration", "reference_view"):
+            if (path := getattr(cam, key)) is not None:
+                files.append((f"camera {cam.id}'s {key.replace('_', ' ')} file", path))
+    if (delivery := config.delivery) is not None:
+        files.append(("the node key", delivery.key_path))
+        if delivery.config_push is not None:
+            files.append(("central's config key", delivery.config_push.central_key))
+        if (tls := delivery.broker.tls) is not None:
+            files += [(f"the TLS {key}", p) for key in ("ca_file", "cert_file", "key_file")
+                      if (p := getattr(tls, key)) is not None]  # fmt: skip
+    return files
 
 
 def _open_violations(args: argparse.Namespace, outputs: list[Any]) -> Any:
@@ -243,13 +285,15 @@ def _run_with(
     node.violations_out = _open_violations(args, outputs)
     if node.delivery is not None:
         node.delivery.start()
+    finished = False
     try:
         summary = node.run_file(
             source, sinks=sinks, stop=stop, progress=None if args.quiet else _progress
         )
+        finished = True  # (also when stopped: what was written so far is kept)
     finally:
         for close in closers:
-            close()
+            close(finished)  # a failed run leaves the files of an earlier run as they were
         if node.delivery is not None:
             node.delivery.stop()
     print(summary.describe(), file=sys.stderr)

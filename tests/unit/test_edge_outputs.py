@@ -1,0 +1,96 @@
+"""`edge run`'s outputs: never one of the run's inputs, and written in place only at the end."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.detections import Detections
+from edge.outputs import AnnotatedVideo, TrackLog
+from edge.sources import Frame
+from tests.edge_support import cli, cli_env
+
+
+def _frame(index: int) -> Frame:
+    return Frame("cam1", index, float(index), datetime.now(UTC), np.zeros((64, 96, 3), np.uint8))
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_outputs_replace_an_earlier_run_only_when_finished(tmp_path: Path, keep: bool) -> None:
+    tracks, video = tmp_path / "t.jsonl", tmp_path / "a.mp4"
+    tracks.write_text("earlier run\n")
+    video.write_bytes(b"earlier run")
+    log, annotated = TrackLog(tracks), AnnotatedVideo(video, 10.0)
+    for i in range(3):
+        log.write(_frame(i), Detections.empty())
+        annotated.write(_frame(i), Detections.empty())
+    # While the run goes on, the files of the earlier run are as they were.
+    assert tracks.read_text() == "earlier run\n"
+    assert video.read_bytes() == b"earlier run"
+    log.close(keep)
+    annotated.close(keep)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "t.jsonl"]
+    if keep:
+        assert len(tracks.read_text().splitlines()) == 3
+        cap = cv2.VideoCapture(str(video))
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+        cap.release()
+    else:  # a failed run
+        assert tracks.read_text() == "earlier run\n"
+        assert video.read_bytes() == b"earlier run"
+
+
+SCENE = "version: v1\ncamera: cam1\nimage_size: {width: 64, height: 64}\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # The clip was overwritten by its own annotated video.
+        (["--source", "CLIP", "--annotate", "CLIP"], "--annotate CLIP: that is the --source video"),
+        (["--source", "CLIP", "--tracks", "LINK"], "--tracks LINK: that is the --source video"),
+        # The configuration was overwritten by the violations.
+        (["--config", "SITE", "--violations", "SITE"], "--violations SITE: that is the --config"),
+        (["--config", "SITE", "--violations", "SCENE"], "that is camera cam1's scene file"),
+        (["--config", "SITE", "--violations", "CAMCLIP"], "that is camera cam1's video"),
+        (
+            ["--source", "CLIP", "--tracks", "OUT", "--annotate", "OUT"],
+            "--annotate OUT: also given to --tracks; name another file",
+        ),
+    ],
+)
+def test_an_output_that_is_an_input_is_refused(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    files = {
+        "CLIP": tmp_path / "clip.mp4",
+        "CAMCLIP": tmp_path / "cam.mp4",
+        "SITE": tmp_path / "site.yaml",
+        "SCENE": tmp_path / "cam1.scene.yaml",
+        "OUT": tmp_path / "out.mp4",
+    }
+    files["CLIP"].write_bytes(b"the only copy of the clip")
+    files["CAMCLIP"].write_bytes(b"the camera's clip")
+    files["SCENE"].write_text(SCENE)
+    files["SITE"].write_text(
+        "site: s\nnode: n\ncameras:\n  - {id: cam1, url: cam.mp4, scene: cam1.scene.yaml}\n"
+    )
+    (tmp_path / "sub").mkdir()
+    files["LINK"] = tmp_path / "sub" / ".." / "clip.mp4"
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    named = [str(files.get(a, a)) for a in args]
+    proc = subprocess.run(
+        cli("edge", "run", *named),
+        capture_output=True, text=True, env=cli_env(), timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    for name, path in files.items():
+        message = message.replace(name, str(path))
+    assert line.startswith("roadwatch: error: ") and message in line, line
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
