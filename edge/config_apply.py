@@ -168,10 +168,11 @@ class ConfigApplier:
         base: Path,
         applied: AppliedConfig,
         report: ConfigReport,
+        central_key: Ed25519PublicKey | None = None,
     ) -> None:
         self.node = node
         self.store = ConfigStore(settings.store)
-        self.key = load_central_key(settings.central_key)
+        self.key = load_central_key(settings.central_key) if central_key is None else central_key
         self.base = base
         self.applied = applied
         self.report = report

@@ -108,8 +108,10 @@ class DeliveryService:
         *,
         cameras: CameraHealthSource = tuple,
         config_version: str | None = None,
+        key: Ed25519PrivateKey | None = None,
     ) -> DeliveryService:
-        key = load_node_key(config)
+        """The node's delivery; ``key``: the node key, when the caller loaded it already."""
+        key = load_node_key(config) if key is None else key
         check_tls_files(config)
         outbox = open_outbox(config)
         uploader = (

@@ -26,16 +26,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, TypeVar
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from calibration.config import CalibrationFile
 from calibration.projector import RoadProjector, require_calibration
 from calibration.store import load_calibration
 from edge.config import CameraConfig, SiteConfig
-from edge.config_apply import ConfigApplier, startup_config
+from edge.config_apply import ConfigApplier, load_central_key, startup_config
 from edge.config_push import AppliedConfig
 from edge.delivery_config import EvidenceSettings
-from edge.delivery_service import DeliveryService
+from edge.delivery_service import DeliveryService, check_tls_files, load_node_key
 from edge.enforcement import CameraEnforcement, Image, PlateRead
 from edge.evidence.package import EvidenceBuilder, EvidencePackage, without_evidence
 from edge.evidence.packets import PacketRing
@@ -237,17 +237,18 @@ class EdgeNode:
         applied: AppliedConfig | None = None
         stored_error: str | None = None
         local = config
+        central_key: Ed25519PublicKey | None = None
         if push_settings is not None and config_dir is not None:
+            central_key = load_central_key(push_settings.central_key)
             config, applied, stored_error = startup_config(config, config_dir)
-        health = _HealthSource()
-        delivery = (
-            DeliveryService.from_config(
-                config.delivery, cameras=health, config_version=config.version
-            )
-            if config.delivery
-            else None
-        )
-        key = delivery.key if delivery is not None else generate_private_key()
+        # Everything that can refuse the start is checked before the outbox is opened (it
+        # is created on first open): a start refused for a missing scene or key leaves no
+        # outbox folder and database behind.
+        if config.delivery is not None:
+            key = load_node_key(config.delivery)
+            check_tls_files(config.delivery)
+        else:
+            key = generate_private_key()
 
         def parts_for(config: SiteConfig) -> _NodeParts:
             # (with workers, each reads its own cameras' plates)
@@ -268,7 +269,15 @@ class EdgeNode:
             config, applied = local, AppliedConfig(local.version)
             parts = parts_for(config)
             built = parts.enforcement(config, at)
-        if delivery is None and config.delivery is None and built.enforcement:
+        health = _HealthSource()
+        delivery = (
+            DeliveryService.from_config(
+                config.delivery, cameras=health, config_version=config.version, key=key
+            )
+            if config.delivery
+            else None
+        )
+        if delivery is None and built.enforcement:
             log.warning("no delivery section: violations are logged and kept local only")
         node = cls(
             config, built.enforcement, delivery, violations_out, _parts=parts, files=built.files
@@ -277,7 +286,7 @@ class EdgeNode:
             camera.on_fired = node._record_fired
         health.node = node
         if delivery is not None and push_settings is not None and config_dir is not None:
-            assert applied is not None
+            assert applied is not None and central_key is not None
             publisher = delivery.publisher
             publisher.set_config_state(applied.version, stored_error)
             applier = ConfigApplier(
@@ -286,6 +295,7 @@ class EdgeNode:
                 base=config_dir,
                 applied=applied,
                 report=publisher.set_config_state,
+                central_key=central_key,
             )
             publisher.on_config = applier.handle
             node.config_applier = applier

@@ -230,6 +230,9 @@ def _run_with(
 
     if args.source is None:
         assert config is not None
+        # A missing file camera is refused before the node opens its outbox (a push cannot
+        # change a camera's url, so the node's cameras are these).
+        check_sources(config.cameras)
         node = EdgeNode.from_config(
             config,
             model_version=_model_version(config.detector.model),

@@ -64,3 +64,42 @@ def test_bad_sections_are_refused_with_their_path(patch: dict[str, object], mess
     doc.update(patch)
     with pytest.raises(ConfigError, match=message):
         parse_site_config(doc, "site.yaml")
+
+
+@pytest.mark.parametrize(
+    ("camera", "push", "message"),
+    [
+        ({"scene": "missing.scene.yaml"}, {}, "scene file"),
+        ({}, {"config_push": {"central_key": "missing.pub"}}, "cannot read central's config key"),
+        ({"url": "missing.mp4"}, {}, "camera cam-01: no such video file"),
+        ({}, {"key_path": "missing.key"}, "cannot load the node key"),
+    ],
+)
+def test_a_refused_start_leaves_no_outbox_behind(
+    tmp_path: Path, camera: dict[str, str], push: dict[str, object], message: str
+) -> None:
+    # The outbox folder and its database were created before the scene and the central key
+    # were looked at, so each refused start left an empty outbox behind.
+    import subprocess
+
+    from roadwatch.contract.signing import generate_private_key, private_key_pem
+    from tests.edge_support import cli, cli_env
+
+    (tmp_path / "node.key").write_bytes(private_key_pem(generate_private_key()))
+    path = _write(
+        tmp_path,
+        {
+            "site": "ql13",
+            "node": "node-01",
+            "cameras": [{"id": "cam-01", "url": "rtsp://10.255.0.1/stream", **camera}],
+            "delivery": {"key_path": "node.key", "outbox": {"path": "outbox"}, **push},
+        },
+    )
+    proc = subprocess.run(
+        cli("edge", "run", "--config", str(path)),
+        capture_output=True, text=True, env=cli_env(), timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("roadwatch: error: ") and message in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node.key", "site.yaml"]
