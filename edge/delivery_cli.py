@@ -71,8 +71,14 @@ def _outbox_status(args: argparse.Namespace) -> int:
     from edge.delivery_config import load_delivery_config
     from edge.delivery_policy import DISK_HEADROOM_BYTES
     from edge.delivery_service import open_outbox
+    from edge.outbox import DATABASE_NAME
+    from roadwatch.errors import UserError
 
     config = load_delivery_config(args.config)
+    # Only an outbox that is there: opening one creates it, and a mistyped path then showed
+    # an empty outbox with nothing pending.
+    if not (config.outbox.path / DATABASE_NAME).is_file():
+        raise UserError(f"no outbox at {config.outbox.path} (outbox.path in {args.config})")
     with open_outbox(config) as outbox:
         stats = outbox.stats()
         broken = outbox.broken_blobs()

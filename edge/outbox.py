@@ -58,6 +58,8 @@ from roadwatch.errors import UserError
 
 log = logging.getLogger(__name__)
 
+DATABASE_NAME = "outbox.sqlite3"  # in the outbox folder
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     id TEXT PRIMARY KEY,
@@ -351,7 +353,7 @@ class Outbox:
         except OSError as exc:
             raise UserError(f"cannot create the outbox folder {directory}: {exc}") from exc
         self._lock = threading.Lock()
-        self._db = _open_database(directory / "outbox.sqlite3")
+        self._db = _open_database(directory / DATABASE_NAME)
         self._alarmed = False
         self._remove_stale_temp_files()
 

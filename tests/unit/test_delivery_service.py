@@ -341,3 +341,23 @@ def test_a_violations_file_that_refuses_writes_loses_nothing_stored(tmp_path: Pa
             assert service.outbox.message_state(p.event.event_id) is MessageState.PENDING
     finally:
         service.stop(timeout_s=1)
+
+
+def test_outbox_status_of_a_path_with_no_outbox_creates_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A mistyped outbox.path created an empty outbox and reported 0 pending.
+    from roadwatch.cli import main
+
+    path = write_config(tmp_path)
+    missing = tmp_path / "outbox"
+    assert main(["edge", "outbox", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"roadwatch: error: no outbox at {missing} (outbox.path in {path})\n"
+    assert not missing.exists()
+    missing.mkdir()  # a folder without the outbox's database is no outbox either
+    assert main(["edge", "outbox", "--config", str(path)]) == 2
+    assert list(missing.iterdir()) == []
+    DeliveryService.from_config(load_delivery_config(path)).stop(timeout_s=1)
+    assert main(["edge", "outbox", "--config", str(path)]) == 0
+    assert "events pending 0, published 0" in capsys.readouterr().out
