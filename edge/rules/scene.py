@@ -48,10 +48,68 @@ def _distinct_steps(points: list[XY]) -> list[XY]:
     return points
 
 
+def _orientation(a: XY, b: XY, c: XY) -> float:
+    return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+
+def _on_segment(a: XY, b: XY, p: XY) -> bool:
+    return min(a[0], b[0]) <= p[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= p[1] <= max(a[1], b[1])
+
+
+def _segments_meet(a: XY, b: XY, c: XY, d: XY) -> bool:
+    """Whether segments ab and cd cross or touch."""
+    o1, o2 = _orientation(a, b, c), _orientation(a, b, d)
+    o3, o4 = _orientation(c, d, a), _orientation(c, d, b)
+    if ((o1 > 0) != (o2 > 0) and o1 != 0 and o2 != 0) and (
+        (o3 > 0) != (o4 > 0) and o3 != 0 and o4 != 0
+    ):
+        return True
+    return (
+        (o1 == 0 and _on_segment(a, b, c))
+        or (o2 == 0 and _on_segment(a, b, d))
+        or (o3 == 0 and _on_segment(c, d, a))
+        or (o4 == 0 and _on_segment(c, d, b))
+    )
+
+
+def _simple_polygon(points: list[XY]) -> list[XY]:
+    """An area a point can be inside of: distinct corners, not all on one line, and edges
+    that meet only their neighbours, at their shared corner (a bow-tie's inside is not the
+    area meant). A last point repeating the first (the polygon closed by hand) is allowed."""
+    corners = points[:-1] if len(points) > 3 and points[0] == points[-1] else points
+    n = len(corners)
+    for j in range(n):
+        if corners[j] == corners[(j + 1) % n]:
+            raise ValueError(f"points {j} and {(j + 1) % n} are the same")
+    xs, ys = [p[0] for p in corners], [p[1] for p in corners]
+    tiny = 1e-9 * max(max(xs) - min(xs), max(ys) - min(ys), 1.0) ** 2
+    if all(abs(_orientation(corners[0], corners[1], c)) <= tiny for c in corners[2:]):
+        raise ValueError("the polygon has no area: its points lie on one line")
+    edges = [(corners[j], corners[(j + 1) % n]) for j in range(n)]
+    for j in range(n):
+        a, b = edges[j]
+        for k in range(j + 2, n):
+            if j == 0 and k == n - 1:
+                continue  # neighbours across the closing corner
+            if _segments_meet(a, b, *edges[k]):
+                raise ValueError(
+                    f"edges {j}-{(j + 1) % n} and {k}-{(k + 1) % n} cross: list the points in "
+                    "order around the area (not a bow-tie)"
+                )
+        # The next edge shares corner b: it may turn, but not fold back along this one.
+        c = edges[(j + 1) % n][1]
+        back = (b[0] - a[0]) * (c[0] - b[0]) + (b[1] - a[1]) * (c[1] - b[1]) < 0
+        if back and abs(_orientation(a, b, c)) <= tiny:
+            raise ValueError(f"the polygon folds back on itself at point {(j + 1) % n}")
+    return points
+
+
 ImageLine = Annotated[
     list[XY], Field(min_length=2, max_length=MAX_VERTICES), AfterValidator(_distinct_steps)
 ]
-ImagePolygon = Annotated[list[XY], Field(min_length=3, max_length=MAX_VERTICES)]
+ImagePolygon = Annotated[
+    list[XY], Field(min_length=3, max_length=MAX_VERTICES), AfterValidator(_simple_polygon)
+]
 Kmh = Annotated[float, Field(gt=0.0, le=200.0)]
 
 
@@ -111,6 +169,15 @@ class TimeWindow(SceneModel):
     end: LocalClock = Field(description="local end time, 'HH:MM' (quoted in YAML)")
     days: Annotated[list[Weekday], Field(min_length=1, max_length=7)] = list(WEEKDAYS)
 
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if self.start == self.end:
+            raise ValueError(
+                "start and end are the same: the window is empty (to be in force at all"
+                " times, leave out 'windows')"
+            )
+        return self
+
     def contains(self, local: datetime) -> bool:
         now = local.time()
         day = WEEKDAYS[local.weekday()]
@@ -136,6 +203,14 @@ class OrderedLines(SceneModel):
 
     first: ImageLine
     second: ImageLine
+
+    @model_validator(mode="after")
+    def _two_lines(self) -> Self:
+        if _same_line(self.first, self.second):
+            raise ValueError(
+                "first and second are the same line: lawful travel crosses one, then the other"
+            )
+        return self
 
 
 class LaneDirection(SceneModel):
@@ -164,10 +239,18 @@ class Lane(SceneModel):
     id: Ident
     name: Name | None = None
     polygon: ImagePolygon = Field(description="lane surface in image pixels")
-    world_polygon: Annotated[list[XY], Field(min_length=3, max_length=MAX_VERTICES)] | None = None
-    world_centreline: Annotated[list[XY], Field(min_length=2, max_length=MAX_VERTICES)] | None = (
-        Field(default=None, description="road-plane centreline, ordered in travel direction")
-    )
+    world_polygon: (
+        Annotated[
+            list[XY], Field(min_length=3, max_length=MAX_VERTICES), AfterValidator(_simple_polygon)
+        ]
+        | None
+    ) = None
+    world_centreline: (
+        Annotated[
+            list[XY], Field(min_length=2, max_length=MAX_VERTICES), AfterValidator(_distinct_steps)
+        ]
+        | None
+    ) = Field(default=None, description="road-plane centreline, ordered in travel direction")
     direction: LaneDirection | None = None
     allowed_classes: Annotated[list[VehicleClass], Field(min_length=1, max_length=8)] | None = (
         Field(default=None, description="classes allowed at all times; absent: every class")
@@ -190,6 +273,12 @@ class Lane(SceneModel):
             raise ValueError("give at most one of 'world_polygon' or 'world_centreline'")
         if (self.stop_line is None) != (self.went_on_line is None):
             raise ValueError("'stop_line' and 'went_on_line' go together")
+        stop, went_on = self.stop_line, self.went_on_line
+        if stop is not None and went_on is not None and _same_line(stop, went_on):
+            raise ValueError(
+                "'stop_line' and 'went_on_line' are the same line: the second lies beyond"
+                " the stop line"
+            )
         return self
 
     def speed_limit(self, vehicle: VehicleClass) -> float | None:
@@ -270,6 +359,15 @@ class SpeedTrap(SceneModel):
         description="distance between the lines measured on the road"
     )
     lane: Ident | None = None
+
+    @model_validator(mode="after")
+    def _two_lines(self) -> Self:
+        if _same_line(self.entry, self.exit):
+            raise ValueError(
+                "entry and exit are the same line: a vehicle is timed from one to the other,"
+                " length_m apart"
+            )
+        return self
 
 
 class SpeedingSettings(SceneModel):
@@ -410,6 +508,9 @@ class SceneConfig(SceneModel):
             if lane.direction is not None and lane.direction.lines is not None:
                 _inside(f"lanes.{i}.direction.lines.first", lane.direction.lines.first, w, h)
                 _inside(f"lanes.{i}.direction.lines.second", lane.direction.lines.second, w, h)
+        for i, lane in enumerate(self.lanes):
+            for k, turn in enumerate(lane.turn_exemptions):
+                _inside(f"lanes.{i}.turn_exemptions.{k}.polygon", turn.polygon, w, h)
         for i, s in enumerate(self.solid_lines):
             _inside(f"solid_lines.{i}.points", s.points, w, h)
         for i, z in enumerate(self.no_stopping_zones):
@@ -435,6 +536,11 @@ class SceneConfig(SceneModel):
     def clock_text(self, t: float) -> str:
         """``HH:MM:SS.mmm`` in local time, as a person reads it off the evidence overlay."""
         return self.local_time(t).strftime("%H:%M:%S.%f")[:-3]
+
+
+def _same_line(a: list[XY], b: list[XY]) -> bool:
+    """The same points, in either order: one line given twice."""
+    return a == b or a == b[::-1]
 
 
 def _unique(key: str, ids: list[str]) -> None:

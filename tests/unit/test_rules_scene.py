@@ -74,6 +74,59 @@ ERRORS = {
         broken("timezone", "Mars/Olympus"),
         "timezone: unknown time zone 'Mars/Olympus'",
     ),
+    # Degenerate geometry passed: a rule then never fires, or fires on nonsense.
+    "bow-tie lane": (
+        broken("lanes.0.polygon", [[400, 0], [600, 1000], [600, 0], [400, 1000]]),
+        "lanes.0.polygon: edges 0-1 and 2-3 cross: list the points in order around the area",
+    ),
+    "lane on one line": (
+        broken("lanes.0.polygon", [[400, 0], [500, 500], [600, 1000]]),
+        "lanes.0.polygon: the polygon has no area: its points lie on one line",
+    ),
+    "lane of one point": (
+        broken("lanes.0.polygon", [[500, 500], [500, 500], [500, 500]]),
+        "lanes.0.polygon: points 0 and 1 are the same",
+    ),
+    "zone folding back": (
+        broken("no_stopping_zones.0.polygon", [[800, 200], [1000, 200], [900, 200], [900, 800]]),
+        "no_stopping_zones.0.polygon: edges 0-1 and 2-3 cross",
+    ),
+    "bow-tie world polygon": (
+        broken("lanes.0.world_polygon", [[0, 0], [3, 50], [3, 0], [0, 50]]),
+        "lanes.0.world_polygon: edges 0-1 and 2-3 cross",
+    ),
+    "turn exemption on one line": (
+        broken("lanes.0.turn_exemptions.0.polygon", [[560, 410], [580, 450], [600, 490]]),
+        "lanes.0.turn_exemptions.0.polygon: the polygon has no area",
+    ),
+    "turn exemption off the image": (
+        broken("lanes.0.turn_exemptions.0.polygon", [[-500, -500], [600, 410], [600, 490]]),
+        "lanes.0.turn_exemptions.0.polygon.0: (-500, -500) is outside the 1000x1000 image",
+    ),
+    "direction lines the same": (
+        broken("lanes.0.direction.lines.second", [[400, 800], [600, 800]]),
+        "lanes.0.direction.lines: first and second are the same line",
+    ),
+    "direction lines the same, reversed": (
+        broken("lanes.0.direction.lines.second", [[600, 800], [400, 800]]),
+        "lanes.0.direction.lines: first and second are the same line",
+    ),
+    "second line on the stop line": (
+        broken("lanes.0.went_on_line", [[400, 500], [600, 500]]),
+        "lanes.0: 'stop_line' and 'went_on_line' are the same line",
+    ),
+    "speed trap exit on its entry": (
+        broken("speed_traps.0.exit", [[400, 900], [600, 900]]),
+        "speed_traps.0: entry and exit are the same line",
+    ),
+    "empty time window": (
+        broken("lanes.1.closures.0.windows.0.end", "06:00"),
+        "lanes.1.closures.0.windows.0: start and end are the same: the window is empty",
+    ),
+    "world centreline with a repeated point": (
+        broken("lanes.1.world_centreline", [[0, 0], [0, 0], [0, 50]]),
+        "lanes.1.world_centreline: points 0 and 1 are the same",
+    ),
     "time zone a region": (
         broken("timezone", "Asia"),
         "timezone: 'Asia' is a region, not a time zone (e.g. 'Asia/Ho_Chi_Minh')",
@@ -129,6 +182,16 @@ ERRORS = {
         "windows.0.start: '22:00Z' is not a local time",
     ),
 }
+
+
+def test_polygons_that_are_areas_pass() -> None:
+    concave = [[400, 0], [600, 0], [600, 1000], [500, 600], [400, 1000]]
+    closed_by_hand = [[400, 0], [600, 0], [600, 1000], [400, 1000], [400, 0]]
+    clockwise = [[400, 1000], [600, 1000], [600, 0], [400, 0]]
+    for polygon in (concave, closed_by_hand, clockwise):
+        assert parse_scene(broken("lanes.0.polygon", polygon)).lanes[0].polygon == [
+            tuple(p) for p in polygon
+        ]
 
 
 @pytest.mark.parametrize("name", list(ERRORS))
