@@ -23,6 +23,14 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _at_most(first: str, cap: str, section: BaseModel) -> None:
+    """A delay that doubles from ``first`` up to ``cap``: a first delay above the cap would
+    be cut to the cap at once, which is not what either number says."""
+    low, high = getattr(section, first), getattr(section, cap)
+    if low > high:
+        raise ValueError(f"{first} ({low:g} s) is above {cap} ({high:g} s); raise {cap} too")
+
+
 class TlsConfig(_Section):
     ca_file: Path = Field(title="CA file", description="PEM bundle that signs the broker's cert")
     cert_file: Path | None = Field(default=None, description="client certificate (mutual TLS)")
@@ -50,6 +58,11 @@ class BrokerConfig(_Section):
     ack_timeout_s: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=60.0, description="a message without PUBACK this long is sent again later"
     )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BrokerConfig:
+        _at_most("reconnect_min_s", "reconnect_max_s", self)
+        return self
 
 
 class OutboxConfig(_Section):
@@ -88,6 +101,12 @@ class OutboxConfig(_Section):
         description="receipted events stay this long (for inspection), then are deleted with "
         "their uploaded evidence records",
     )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OutboxConfig:
+        _at_most("retry_base_s", "retry_cap_s", self)
+        _at_most("receipt_timeout_s", "receipt_timeout_cap_s", self)
+        return self
 
 
 class CentralConfig(_Section):

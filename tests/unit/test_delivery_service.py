@@ -54,6 +54,40 @@ def test_bad_config_is_one_clear_line(tmp_path: Path, extra: str, message: str) 
         load_delivery_config(write_config(tmp_path, extra))
 
 
+@pytest.mark.parametrize(
+    ("section", "lines", "message"),
+    [
+        (
+            "broker",
+            ["reconnect_min_s: 60", "reconnect_max_s: 1"],
+            "field 'broker': Value error, reconnect_min_s (60 s) is above reconnect_max_s (1 s)",
+        ),
+        (
+            "outbox",
+            ["retry_base_s: 600"],
+            "field 'outbox': Value error, retry_base_s (600 s) is above retry_cap_s (300 s);"
+            " raise retry_cap_s too",
+        ),
+        (
+            "outbox",
+            ["receipt_timeout_s: 1200"],
+            "receipt_timeout_s (1200 s) is above receipt_timeout_cap_s (900 s)",
+        ),
+    ],
+)
+def test_a_delay_above_its_cap_is_refused(
+    tmp_path: Path, section: str, lines: list[str], message: str
+) -> None:
+    # Accepted before: the doubling delays then started at the cap, or above it.
+    path = write_config(tmp_path, "  broker:\n    host: 127.0.0.1\n")
+    body = "".join(f"    {line}\n" for line in lines)
+    path.write_text(path.read_text().replace(f"  {section}:\n", f"  {section}:\n{body}"))
+    with pytest.raises(UserError) as caught:
+        load_delivery_config(path)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
 def test_placeholder_token_is_refused(tmp_path: Path) -> None:
     path = write_config(tmp_path)
     path.write_text(path.read_text().replace("tok-8f3a1c", "changeme"))
