@@ -65,9 +65,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _pull(args: argparse.Namespace) -> int:
-    from models.registry import pull
+    from models.manifest import DEFAULT_MANIFEST
+    from models.registry import ModelError, pull
 
-    for result in pull(args.names, manifest=args.manifest, folder=args.dir):
+    results = pull(args.names, manifest=args.manifest, folder=args.dir)
+    if not results:  # (names given are each found or refused)
+        raise ModelError(f"{_nothing_in(args.manifest or DEFAULT_MANIFEST)}: nothing to pull")
+    for result in results:
         state = "fetched, sha256 ok" if result.fetched else "present, sha256 ok"
         print(f"{result.name}: {result.path} ({state})")
     return 0
@@ -81,9 +85,16 @@ def _verify(args: argparse.Namespace) -> int:
         manifest = load_manifest(args.manifest or DEFAULT_MANIFEST)
     except ValueError as exc:
         raise ModelError(str(exc)) from exc
-    for name, art in manifest.all_entries().items():
+    entries = manifest.all_entries()
+    if not entries:  # exit 0 would say every model was checked
+        raise ModelError(f"{_nothing_in(args.manifest or DEFAULT_MANIFEST)}: nothing to verify")
+    for name, art in entries.items():
         print(f"{name}: {verified_path(name, art, args.dir or models_dir())} (sha256 ok)")
     return 0
+
+
+def _nothing_in(manifest: Path) -> str:
+    return f"manifest {manifest} lists no models or samples"
 
 
 def _parity(args: argparse.Namespace) -> int:

@@ -208,3 +208,19 @@ def test_a_sample_is_not_taken_for_a_model() -> None:
     assert model_entry("yolov8n-coco-dynamic").classes
     with pytest.raises(ModelError, match="'bangkok_junction' is a sample file, not a model"):
         model_entry("bangkok_junction")
+
+
+@pytest.mark.parametrize("command", ["verify", "pull"])
+@pytest.mark.parametrize("text", ["", "models: {}\nsamples: {}\n", "# nothing yet\n"])
+def test_a_manifest_with_no_entries_is_refused(tmp_path: Path, command: str, text: str) -> None:
+    # `models verify` exited 0, as if every model had been checked.
+    manifest = tmp_path / "empty.yaml"
+    manifest.write_text(text)
+    proc = subprocess.run(
+        [*cli("models", command, "--manifest", str(manifest), "--dir", str(tmp_path))],
+        capture_output=True, text=True, env=cli_env(), timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"roadwatch: error: manifest {manifest} lists no models or samples: nothing to {command}"
+    ]
