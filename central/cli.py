@@ -245,6 +245,8 @@ def _engine() -> tuple[Settings, Engine]:
         engine = make_engine(url)
     except (ArgumentError, ImportError) as exc:  # (an unknown scheme or a missing driver)
         raise UserError(f"database {shown}: {exc}".splitlines()[0]) from exc
+    except OSError as exc:  # SQLite's folder could not be made
+        raise UserError(f"database {shown}: cannot make its folder: {exc}") from exc
     try:
         migrate(engine)
     except DBAPIError as exc:

@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "changethis", "change-me", "changeme", "secret", "dev"})
@@ -151,6 +151,22 @@ class Settings(BaseSettings):
         description="Publish end-to-end receipts to each node's receipt topic after commit",
     )
 
+    @field_validator("data_dir", "evidence_dir")
+    @classmethod
+    def _a_folder(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # Made on first use: a file where it or a folder above it should be would stop
+        # each command with a traceback from deep inside (FileExistsError, NotADirectoryError).
+        if value is None:
+            return None
+        name = f"ROADWATCH_{(info.field_name or '').upper()}"
+        for folder in (value, *value.parents):
+            if folder.exists() or folder.is_symlink():
+                if not folder.is_dir():
+                    what = value if folder == value else f"{value}: {folder}"
+                    raise ValueError(f"{name} {what} is a file, not a folder")
+                break
+        return value
+
     @field_validator(
         "s3_endpoint_url",
         "s3_bucket",
@@ -263,4 +279,5 @@ def load_settings(**overrides: object) -> Settings:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
         where = f"setting '{loc}': " if loc else ""
-        raise UserError(f"invalid central settings: {where}{first['msg']}") from exc
+        message = first["msg"].removeprefix("Value error, ")
+        raise UserError(f"invalid central settings: {where}{message}") from exc

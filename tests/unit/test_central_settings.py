@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -70,6 +71,45 @@ def test_bad_values_are_one_line_errors(
     monkeypatch.setenv(name, value)
     with pytest.raises(UserError, match=name.removeprefix("ROADWATCH_").lower()):
         load_settings()
+
+
+@pytest.mark.parametrize("below", ["", "sub/folder"])
+@pytest.mark.parametrize("name", ["ROADWATCH_DATA_DIR", "ROADWATCH_EVIDENCE_DIR"])
+def test_a_data_folder_that_is_a_file_is_one_line_naming_the_variable(
+    tmp_path: Path, name: str, below: str
+) -> None:
+    # Every central command stopped with a FileExistsError (or NotADirectoryError) traceback.
+    (tmp_path / "central.txt").write_text("not a folder")
+    value = tmp_path / "central.txt" / below if below else tmp_path / "central.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROADWATCH_")}
+    env |= {name: str(value), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "roadwatch", "central", "migrate"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    shown = f"{value}: {tmp_path / 'central.txt'}" if below else f"{value}"
+    field = name.removeprefix("ROADWATCH_").lower()
+    assert proc.stderr.splitlines() == [
+        f"roadwatch: error: invalid central settings: setting '{field}':"
+        f" {name} {shown} is a file, not a folder"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["central.txt"]
+
+
+def test_a_sqlite_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROADWATCH_")}
+    env |= {"ROADWATCH_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
+    env["ROADWATCH_DATABASE_URL"] = f"sqlite:///{tmp_path}/f/db/central.db"
+    proc = subprocess.run(
+        [sys.executable, "-m", "roadwatch", "central", "migrate"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.splitlines()
+    assert line.startswith(f"roadwatch: error: database sqlite:///{tmp_path}/f/db/central.db:")
+    assert "cannot make its folder" in line
 
 
 S3_ENV = {
