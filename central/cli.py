@@ -270,6 +270,10 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
     open_store(settings).check()  # a clear one-line error before the server starts
+    if args.with_ingest:
+        from central.ingest import check_broker_tls
+
+        check_broker_tls(settings)
     if args.workers > 1:
         if args.with_ingest:
             raise UserError("run the ingest as its own process when serving with --workers")
@@ -322,11 +326,13 @@ def _ingest(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from central.ingest import run_ingest
+    from central.ingest import check_broker_tls, run_ingest
+    from central.settings import load_settings
     from roadwatch.errors import UserError
 
     if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
         raise UserError("--metrics-port must be between 0 and 65535")
+    check_broker_tls(load_settings())  # before the database is made or migrated
     settings, engine = _engine()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -811,6 +817,10 @@ def _config_push(args: argparse.Namespace) -> int:
     site = args.site or document.get("site")
     if not isinstance(site, str):
         raise UserError(f"{args.file}: no site; give --site")
+    from central.ingest import check_broker_tls
+    from central.settings import load_settings
+
+    check_broker_tls(load_settings())  # before the database is made or migrated
     settings, engine = _engine()
     load_config_key(settings)  # a missing key is reported before anything else
     try:

@@ -80,6 +80,22 @@ def subscriptions(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
+def check_broker_tls(settings: Settings) -> None:
+    """Load the broker's CA file (ROADWATCH_MQTT_TLS_CA) once, before anything starts, so
+    a missing or wrong file is one line naming the variable and the file."""
+    ca = settings.mqtt_tls_ca
+    if ca is None:
+        return
+    try:
+        ssl.create_default_context(cafile=str(ca))
+    except ssl.SSLError as exc:
+        raise UserError(
+            f"ROADWATCH_MQTT_TLS_CA {ca}: not a PEM file of CA certificates ({exc.reason or exc})"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"ROADWATCH_MQTT_TLS_CA {ca}: {exc.strerror or exc}") from None
+
+
 def central_client(settings: Settings, client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
     """An MQTT 5 client with central's broker credentials and TLS settings."""
     client = mqtt.Client(
@@ -91,6 +107,7 @@ def central_client(settings: Settings, client_id: str, *, manual_ack: bool = Fal
     if settings.broker_username:
         client.username_pw_set(settings.broker_username, settings.mqtt_password)
     if settings.mqtt_tls or settings.mqtt_tls_ca is not None:
+        check_broker_tls(settings)
         ca = str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca is not None else None
         client.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED)
     return client

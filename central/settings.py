@@ -173,6 +173,7 @@ class Settings(BaseSettings):
         "s3_region",
         "s3_access_key_id",
         "s3_secret_access_key",
+        "mqtt_tls_ca",
         mode="before",
     )
     @classmethod

@@ -112,6 +112,49 @@ def test_a_sqlite_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None
     assert "cannot make its folder" in line
 
 
+@pytest.mark.parametrize(
+    ("ca", "reason"),
+    [
+        ("missing.crt", "No such file or directory"),
+        (".", "Is a directory"),
+        ("not-pem.crt", "not a PEM file of CA certificates"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command", [["ingest"], ["serve", "--with-ingest", "--port", "1"]], ids=["ingest", "serve"]
+)
+def test_a_broker_ca_that_cannot_be_read_is_one_line_naming_it(
+    tmp_path: Path, ca: str, reason: str, command: list[str]
+) -> None:
+    # `central ingest` stopped with a FileNotFoundError traceback that named no file.
+    (tmp_path / "not-pem.crt").write_text("hello\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROADWATCH_")}
+    env |= {"ROADWATCH_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
+    env["ROADWATCH_MQTT_TLS_CA"] = str(tmp_path / ca)
+    proc = subprocess.run(
+        [sys.executable, "-m", "roadwatch", "central", *command],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.splitlines()
+    assert line.startswith(f"roadwatch: error: ROADWATCH_MQTT_TLS_CA {tmp_path / ca}: {reason}")
+    assert not (tmp_path / "data").exists()  # no database made or migrated
+
+
+def test_the_broker_client_names_a_ca_it_cannot_read(tmp_path: Path) -> None:
+    from central.ingest import central_client
+
+    settings = Settings(mqtt_tls_ca=tmp_path / "missing.crt")
+    with pytest.raises(UserError, match=r"^ROADWATCH_MQTT_TLS_CA .*missing.crt: No such file"):
+        central_client(settings, "test")
+
+
+def test_an_empty_broker_ca_variable_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A compose file passes an unset variable on as an empty string (the current folder).
+    monkeypatch.setenv("ROADWATCH_MQTT_TLS_CA", "")
+    assert load_settings().mqtt_tls_ca is None
+
+
 S3_ENV = {
     "ROADWATCH_EVIDENCE_STORE": "s3",
     "ROADWATCH_S3_BUCKET": "roadwatch-evidence",
