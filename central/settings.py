@@ -7,7 +7,10 @@ refused, so a production deployment cannot start with a guessable token key.
 
 from __future__ import annotations
 
+import difflib
+import os
 import secrets
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -25,6 +28,21 @@ S3_PLACEHOLDERS = PLACEHOLDER_SECRETS | {
     "test",
     "wjalrxutnfemi/k7mdeng/bpxrficyexamplekey",
 }
+
+
+# ROADWATCH_ variables that are not central settings, which an environment shared with the
+# edge, the model tools or the tests (a container, CI) may hold beside central's.
+OTHER_VARIABLES = frozenset(
+    {
+        "ROADWATCH_MODELS_DIR",  # models/registry.py: the models folder (edge)
+        "ROADWATCH_PARITY_PROVIDERS",  # models parity: the providers compared
+        "ROADWATCH_SHARED_DATA",  # the sample media (eval)
+        "ROADWATCH_NEW_PASSWORD",  # central create-user: the new user's password
+        "ROADWATCH_REQUIRE_SERVICES",  # tests: a missing service fails (CI)
+        "ROADWATCH_TEST_MQTT",  # tests: the broker's address
+        "ROADWATCH_TEST_POSTGRES",  # tests: the database's URL
+    }
+)
 
 
 class Environment(StrEnum):
@@ -268,12 +286,34 @@ class _DevKey:
 _DEV_KEY = _DevKey()
 
 
+def unknown_variable(environ: Mapping[str, str]) -> str | None:
+    """The first ROADWATCH_ variable of ``environ`` that is neither a setting nor one of
+    ``OTHER_VARIABLES``, said as a refusal with the setting it most looks like; None when
+    there is none. (A mistyped name was ignored: central ran on SQLite for a mistyped
+    database URL.)"""
+    settings = sorted(name.upper() for name in Settings.model_fields)
+    for name, value in sorted(environ.items()):
+        upper = name.upper()
+        if not upper.startswith("ROADWATCH_") or not value:  # (empty: as if unset)
+            continue
+        rest = upper.removeprefix("ROADWATCH_")
+        if rest in settings or upper in OTHER_VARIABLES:
+            continue
+        close = difflib.get_close_matches(rest, settings, n=1, cutoff=0.6)
+        hint = f"did you mean ROADWATCH_{close[0]}?" if close else "see docs/central.md"
+        return f"{name} is not a central setting ({hint})"
+    return None
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with keyword overrides (tests, CLI flags)."""
+    """Settings from the environment, with keyword overrides (tests, CLI flags). A
+    ROADWATCH_ variable that is no setting is refused (see ``unknown_variable``)."""
     from pydantic import ValidationError
 
     from roadwatch.errors import UserError
 
+    if (unknown := unknown_variable(os.environ)) is not None:
+        raise UserError(unknown)
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from central.security import (
     token_digest,
     verify_password,
 )
-from central.settings import Settings, load_settings
+from central.settings import OTHER_VARIABLES, Settings, load_settings, unknown_variable
 from central.workflow import Role
 from roadwatch.errors import UserError
 
@@ -153,6 +154,71 @@ def test_an_empty_broker_ca_variable_is_unset(monkeypatch: pytest.MonkeyPatch) -
     # A compose file passes an unset variable on as an empty string (the current folder).
     monkeypatch.setenv("ROADWATCH_MQTT_TLS_CA", "")
     assert load_settings().mqtt_tls_ca is None
+
+
+@pytest.mark.parametrize(
+    ("environ", "refusal"),
+    [
+        # A typo was ignored: central ran on SQLite instead of the database named.
+        (
+            {"ROADWATCH_DATABSE_URL": "postgresql://db/x"},
+            "ROADWATCH_DATABSE_URL is not a central setting (did you mean ROADWATCH_DATABASE_URL?)",
+        ),
+        (
+            {"roadwatch_mqtt_hots": "broker"},
+            "roadwatch_mqtt_hots is not a central setting (did you mean ROADWATCH_MQTT_HOST?)",
+        ),
+        ({"ROADWATCH_TWO_PERSON": "false"}, "(did you mean ROADWATCH_TWO_PERSON_RULE?)"),
+        (
+            {"ROADWATCH_XYZZY": "1"},
+            "ROADWATCH_XYZZY is not a central setting (see docs/central.md)",
+        ),
+        # Settings in any case, the edge's, the tools' and the tests' variables, empty ones
+        # (as compose passes an unset one) and others' are no settings to refuse.
+        ({"ROADWATCH_DATABASE_URL": "x", "roadwatch_mqtt_host": "h"}, None),
+        ({name: "1" for name in OTHER_VARIABLES}, None),
+        ({"ROADWATCH_DATABSE_URL": ""}, None),
+        ({"PATH": "/bin", "ROADWATCHER": "1"}, None),
+    ],
+)
+def test_unknown_roadwatch_variables_are_refused(
+    environ: dict[str, str], refusal: str | None
+) -> None:
+    found = unknown_variable(environ)
+    if refusal is None:
+        assert found is None
+    else:
+        assert found is not None and refusal in found
+
+
+def test_every_roadwatch_variable_the_project_uses_is_known() -> None:
+    used = set()
+    # (every file that may set or read one; not docs/, where a typo may be an example)
+    for folder in ("central", "edge", "models", "roadwatch", "calibration", "tests", "scripts",
+                   "docker", ".ci", "bench"):  # fmt: skip
+        for path in (ROOT / folder).rglob("*"):
+            binary = path.suffix in {".pyc", ".onnx", ".mp4", ".png", ".jpg"}
+            if path.is_file() and not binary and path != Path(__file__):  # (its typos)
+                text = path.read_text(encoding="utf-8", errors="replace")
+                used |= set(re.findall(r"\bROADWATCH_[A-Z0-9_]*[A-Z0-9]\b", text))
+    assert used
+    assert unknown_variable(dict.fromkeys(used, "1")) is None
+
+
+def test_central_refuses_a_mistyped_variable_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROADWATCH_")}
+    env |= {"ROADWATCH_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
+    env["ROADWATCH_DATABSE_URL"] = "postgresql://central@db/roadwatch"
+    proc = subprocess.run(
+        [sys.executable, "-m", "roadwatch", "central", "migrate"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "roadwatch: error: ROADWATCH_DATABSE_URL is not a central setting"
+        " (did you mean ROADWATCH_DATABASE_URL?)"
+    ]
+    assert not (tmp_path / "data").exists()
 
 
 S3_ENV = {
