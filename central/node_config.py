@@ -37,7 +37,7 @@ from roadwatch.contract import ConfigPush, NodeTopic, node_topic, to_wire
 from roadwatch.contract.canonical import canonical_bytes
 from roadwatch.contract.models import MAX_CONFIG_BYTES, ShortText
 from roadwatch.contract.signing import sign
-from roadwatch.errors import UserError
+from roadwatch.errors import UserError, validator_words
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,8 @@ def push_config(
     try:
         _VERSION.validate_python(version)  # (before it is looked up: no NUL reaches SQL)
     except ValidationError as exc:
-        raise InvalidConfigError(f"config: version: {exc.errors()[0]['msg']}") from None
+        why = validator_words(exc.errors()[0]["msg"])
+        raise InvalidConfigError(f"config: version: {why}") from None
     digest = document_sha256(document)
     topic = node_topic(site, node, NodeTopic.CONFIG)
     earlier = session.scalar(

@@ -310,7 +310,7 @@ def load_settings(**overrides: object) -> Settings:
     ROADWATCH_ variable that is no setting is refused (see ``unknown_variable``)."""
     from pydantic import ValidationError
 
-    from roadwatch.errors import UserError
+    from roadwatch.errors import UserError, validator_words
 
     if (unknown := unknown_variable(os.environ)) is not None:
         raise UserError(unknown)
@@ -320,5 +320,5 @@ def load_settings(**overrides: object) -> Settings:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
         where = f"setting '{loc}': " if loc else ""
-        message = first["msg"].removeprefix("Value error, ")
+        message = validator_words(first["msg"])
         raise UserError(f"invalid central settings: {where}{message}") from exc

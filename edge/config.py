@@ -17,7 +17,7 @@ from edge.detections import ObjectClass
 from edge.detector import DetectorConfig, class_probabilities
 from edge.sources import redact_url
 from edge.tracking import TrackerConfig
-from roadwatch.errors import UserError
+from roadwatch.errors import UserError, validator_words
 from roadwatch.yaml_load import YamlError, load_yaml
 
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -202,7 +202,7 @@ def error_line(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: {first['msg']}{more}"
+    return f"{where}: {validator_words(first['msg'])}{more}"
 
 
 def parse_site_config(data: Any, origin: str = "config") -> SiteConfig:

@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from roadwatch.contract import VehicleClass
-from roadwatch.errors import UserError
+from roadwatch.errors import UserError, validator_words
 from roadwatch.yaml_load import YamlError, load_yaml
 
 MAX_VERTICES = 64
@@ -561,7 +561,7 @@ def _format_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
         loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = validator_words(err["msg"])
         parts.append(f"{loc}: {msg}" if loc else msg)
     more = len(exc.errors()) - 5
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

@@ -7,6 +7,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from roadwatch.contract.canonical import canonical_model_bytes
+from roadwatch.errors import validator_words
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -21,7 +22,7 @@ def describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors()[:5]:
         loc = ".".join(str(p) for p in item["loc"]) or "payload"
-        parts.append(f"field '{loc}': {item['msg']}")
+        parts.append(f"field '{loc}': {validator_words(item['msg'])}")
     more = error.error_count() - 5
     if more > 0:
         parts.append(f"and {more} more")
