@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=Path,
         default=Path("node"),
         metavar="PREFIX",
-        help="path prefix of the key files (default: ./node -> node.key, node.pub)",
+        help="path prefix of the key files (default: ./node -> node.key, node.pub; "
+        "node.key or node.pub name the same pair; a folder: FOLDER/node.key)",
     )
     keygen.set_defaults(func=_keygen)
     register_perception(edge_sub)
@@ -35,8 +36,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _keygen(args: argparse.Namespace) -> int:
     from edge.identity import write_key_pair
 
-    # A folder means the usual names inside it.
-    paths = write_key_pair(args.out / "node" if args.out.is_dir() else args.out)
+    # A folder means the usual names inside it; a name ending in .key or .pub, that pair
+    # (node.key gave node.key.key and node.key.pub).
+    prefix: Path = args.out / "node" if args.out.is_dir() else args.out
+    if prefix.suffix in (".key", ".pub"):
+        prefix = prefix.with_suffix("")
+    paths = write_key_pair(prefix)
     print(f"private key: {paths.private} (mode 0600, keep it on the node)")
     print(f"public key:  {paths.public} (register it with central)")
     return 0

@@ -128,3 +128,10 @@ def test_keygen_leaves_neither_file_when_the_public_key_breaks_off_midway(
     with pytest.raises(UserError, match="No space left on device"):
         identity.write_key_pair(tmp_path / "n1")
     assert list(tmp_path.iterdir()) == []  # so the next try is not refused
+
+
+@pytest.mark.parametrize("given", ["node.key", "node.pub", "node"])
+def test_keygen_takes_a_key_file_name_as_its_pair(tmp_path: Path, given: str) -> None:
+    # `--out node.key` wrote node.key.key and node.key.pub.
+    assert main(["edge", "keygen", "--out", str(tmp_path / given)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node.key", "node.pub"]
