@@ -16,17 +16,28 @@ from typing import Any
 def register_perception(edge_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = edge_sub.add_parser(
         "run",
-        help="run detection and tracking on the configured cameras (or one video)",
-        description="With --config: read every camera until SIGINT/SIGTERM. With --source:"
-        " process one video file (the configuration is then optional) and write the"
-        " annotated video and per-frame tracks.",
+        help="run the edge node: detection, tracking, the rules, evidence and delivery on"
+        " the configured cameras (or on one video)",
+        description="With --config: run every camera of the site configuration until"
+        " SIGINT/SIGTERM: detection and tracking; on each camera with a scene, speed on the"
+        " calibrated road plane, the violation rules, the violator's plate and a signed"
+        " evidence package, stored in the outbox and, with a delivery section, published to"
+        " the broker and uploaded to central, which may also push the node new scenes"
+        " (delivery.config_push). With --source: the same on one video file, on its own"
+        " clock (the configuration is then optional; its first camera's settings are used)."
+        " Nothing is written beside the outbox unless asked with --annotate, --tracks or"
+        " --violations.",
     )
     run.add_argument("--config", type=Path, help="site configuration YAML")
-    run.add_argument("--source", help="a video file to process instead of the cameras")
-    run.add_argument("--annotate", type=Path, help="write an annotated MP4 here")
-    run.add_argument("--tracks", type=Path, help="write per-frame tracks as JSON lines here")
+    run.add_argument("--source", help="a video file to run instead of the cameras")
     run.add_argument(
-        "--violations", type=Path, help="write the violations found as JSON lines here"
+        "--annotate", type=Path, help="with --source: write the video with the tracks drawn here"
+    )
+    run.add_argument(
+        "--tracks", type=Path, help="with --source: write per-frame tracks as JSON lines here"
+    )
+    run.add_argument(
+        "--violations", type=Path, help="write the signed violations found as JSON lines here"
     )
     run.add_argument("--quiet", action="store_true", help="no progress line")
     run.set_defaults(func=_run)

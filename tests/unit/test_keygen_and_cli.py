@@ -135,3 +135,14 @@ def test_keygen_takes_a_key_file_name_as_its_pair(tmp_path: Path, given: str) ->
     # `--out node.key` wrote node.key.key and node.key.pub.
     assert main(["edge", "keygen", "--out", str(tmp_path / given)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["node.key", "node.pub"]
+
+
+def test_edge_run_help_says_what_a_run_does(capsys: pytest.CaptureFixture[str]) -> None:
+    # It said "detection and tracking" only, and that --source writes the annotated video.
+    with pytest.raises(SystemExit):
+        main(["edge", "run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for part in ("the violation rules", "evidence package", "outbox", "delivery.config_push"):
+        assert part in text
+    assert "--annotate ANNOTATE with --source: write the video with the tracks drawn" in text
+    assert "and write the annotated video" not in text
