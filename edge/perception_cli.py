@@ -24,12 +24,19 @@ def register_perception(edge_sub: argparse._SubParsersAction[argparse.ArgumentPa
         " evidence package, stored in the outbox and, with a delivery section, published to"
         " the broker and uploaded to central, which may also push the node new scenes"
         " (delivery.config_push). With --source: the same on one video file, on its own"
-        " clock (the configuration is then optional; its first camera's settings are used)."
+        " clock (the configuration is then optional; with one of several cameras, name the"
+        " camera whose settings and scene apply with --camera)."
         " Nothing is written beside the outbox unless asked with --annotate, --tracks or"
         " --violations.",
     )
     run.add_argument("--config", type=Path, help="site configuration YAML")
     run.add_argument("--source", help="a video file to run instead of the cameras")
+    run.add_argument(
+        "--camera",
+        metavar="ID",
+        help="with --source and a configuration of several cameras: the camera whose"
+        " settings, scene and calibration apply to the video",
+    )
     run.add_argument(
         "--annotate", type=Path, help="with --source: write the video with the tracks drawn here"
     )
@@ -136,6 +143,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError("give --config site.yaml, --source VIDEO, or both")
     if (args.annotate or args.tracks) and not args.source:
         raise UserError("--annotate and --tracks need --source")
+    if args.camera and not (args.source and args.config):
+        raise UserError("--camera names a camera of --config to run --source as; give both")
     named = (("--violations", args.violations), ("--tracks", args.tracks),
              ("--annotate", args.annotate))  # fmt: skip
     outputs_named = [(option, path) for option, path in named if path is not None]
@@ -152,6 +161,8 @@ def _run(args: argparse.Namespace) -> int:
     config = load_site_config(args.config) if args.config else None
     if config is not None:
         _refuse_overwriting(outputs_named, _config_files(config))
+        if args.source:
+            config = _source_camera(config, args.camera, args.config)
     stop = _stop_on_signals()
     outputs: list[Any] = []
     try:
@@ -173,6 +184,26 @@ def _check_writable(option: str, path: Path) -> None:
         raise UserError(f"{option} {path}: no folder {folder}")
     if not os.access(path if path.exists() else folder, os.W_OK):
         raise UserError(f"{option} {path}: not writable")
+
+
+def _source_camera(config: Any, camera: str | None, path: Path) -> Any:
+    """The configuration with only the camera whose settings apply to --source: the one
+    named, or the only one. A run on one of several cameras took the first without a word,
+    with that camera's scene and calibration, which may not be the video's."""
+    from roadwatch.errors import UserError
+
+    ids = [cam.id for cam in config.cameras]
+    if camera is None:
+        if len(ids) > 1:
+            raise UserError(
+                f"{path} has {len(ids)} cameras ({', '.join(ids)}): name the one the video"
+                " is from with --camera"
+            )
+        camera = ids[0]
+    if camera not in ids:
+        raise UserError(f"--camera {camera}: {path} has no such camera ({', '.join(ids)})")
+    chosen = [cam for cam in config.cameras if cam.id == camera]
+    return config.model_copy(update={"cameras": chosen})
 
 
 def _refuse_overwriting(outputs: list[tuple[str, Path]], inputs: list[tuple[str, Path]]) -> None:
@@ -279,8 +310,9 @@ def _run_with(
     if config is None:
         config = SiteConfig.for_source(str(source))
     else:
-        first = config.cameras[0].model_copy(update={"url": str(source)})
-        config = config.model_copy(update={"cameras": [first], "processes": 1})
+        [camera] = config.cameras  # (the one --camera names, or the only one)
+        camera = camera.model_copy(update={"url": str(source)})
+        config = config.model_copy(update={"cameras": [camera], "processes": 1})
     node = EdgeNode.from_config(config, model_version=_model_version(config.detector.model))
     sinks: list[Sink] = []
     closers = []

@@ -103,3 +103,56 @@ def test_a_refused_start_leaves_no_outbox_behind(
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith("roadwatch: error: ") and message in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["node.key", "site.yaml"]
+
+
+CAMERAS = [
+    {"id": "cam-01", "url": "rtsp://10.255.0.1/a", "place": "Km 22"},
+    {"id": "cam-02", "url": "rtsp://10.255.0.2/b", "place": "Km 23"},
+]
+TWO_CAMERAS: dict[str, object] = {"site": "ql13", "node": "node-01", "cameras": CAMERAS}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # The first camera's settings and scene were taken without a word.
+        (
+            ["--source", "CLIP"],
+            "site.yaml has 2 cameras (cam-01, cam-02): name the one the video is from with"
+            " --camera",
+        ),
+        (
+            ["--source", "CLIP", "--camera", "cam-09"],
+            "--camera cam-09: SITE has no such camera (cam-01, cam-02)",
+        ),
+        (["--camera", "cam-01"], "--camera names a camera of --config to run --source as"),
+    ],
+)
+def test_a_video_of_one_of_several_cameras_needs_the_camera_named(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    import subprocess
+
+    from tests.edge_support import cli, cli_env
+
+    site = _write(tmp_path, TWO_CAMERAS)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")
+    named = [str(clip) if a == "CLIP" else a for a in args]
+    proc = subprocess.run(
+        cli("edge", "run", "--config", str(site), *named),
+        capture_output=True, text=True, env=cli_env(), timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert message.replace("SITE", str(site)) in line, line
+
+
+def test_the_camera_named_is_the_one_run_on_the_video(tmp_path: Path) -> None:
+    from edge.perception_cli import _source_camera
+
+    config = parse_site_config(TWO_CAMERAS)
+    [chosen] = _source_camera(config, "cam-02", tmp_path / "site.yaml").cameras
+    assert (chosen.id, chosen.place) == ("cam-02", "Km 23")
+    alone = parse_site_config({**TWO_CAMERAS, "cameras": CAMERAS[:1]})
+    assert _source_camera(alone, None, tmp_path / "site.yaml").cameras[0].id == "cam-01"
