@@ -866,7 +866,7 @@ def _create_user(args: argparse.Namespace) -> int:
     from central.workflow import Role
     from roadwatch.errors import UserError
 
-    if not re.match(USERNAME_PATTERN, args.username):
+    if not re.fullmatch(USERNAME_PATTERN, args.username):
         raise UserError("user name: 3-64 of a-z, 0-9, '.', '_' or '-'")
     if len(args.full_name) > MAX_FULL_NAME or "\x00" in args.full_name:
         raise UserError(f"--full-name: at most {MAX_FULL_NAME} characters, no NUL")

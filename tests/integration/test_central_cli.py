@@ -169,6 +169,7 @@ def test_node_add_and_create_user(
         ),
         (["create-user", "--username", "nguyen.an", "--role", "officer"], "exists"),
         (["create-user", "--username", "x", "--role", "officer"], "user name"),
+        (["create-user", "--username", "canbo2\n", "--role", "officer"], "user name"),
         (
             [
                 "create-user",
