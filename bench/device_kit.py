@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import importlib.metadata
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -145,6 +146,14 @@ def _download(wheels: Path, python: str) -> None:
     subprocess.run(cmd, check=True)
 
 
+def models_dir() -> Path:
+    """The models folder, by ``models.registry.models_dir``'s rule, without importing it:
+    ``install`` runs before the kit's wheels are, and the registry needs pydantic, which
+    the device image lacks."""
+    env = os.environ.get("ROADWATCH_MODELS_DIR")
+    return Path(env) if env else ROOT / "var" / "models"
+
+
 def _model_files(model: str) -> list[Path]:
     sys.path.insert(0, str(ROOT))
     from models.registry import model_path
@@ -207,9 +216,6 @@ def install(args: argparse.Namespace) -> int:
         join(KIT, tar)
         with tarfile.open(tar, "r:xz") as kit:
             kit.extractall(tmp, filter="data")
-        sys.path.insert(0, str(ROOT))
-        from models.registry import models_dir
-
         for part, home in (("models", models_dir()), ("clip", CLIP_DIR)):
             for path in (Path(tmp) / part).rglob("*"):
                 if path.is_file():

@@ -3,8 +3,15 @@ joined and checked there."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
 from pathlib import Path
 from types import ModuleType
 
@@ -94,3 +101,89 @@ def test_a_damaged_index_is_said(kit: ModuleType, tmp_path: Path) -> None:
     (tmp_path / "part-01" / kit.INDEX).write_text('{"parts": "many"}')
     with pytest.raises(ValueError, match="is not the kit's index"):
         kit.join(tmp_path, tmp_path / "out")
+
+
+def test_the_models_folder_follows_the_registrys_rule(
+    kit: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models import registry
+
+    monkeypatch.delenv(registry.MODELS_DIR_ENV, raising=False)
+    assert kit.models_dir() == registry.models_dir() == kit.ROOT / "var" / "models"
+    monkeypatch.setenv(registry.MODELS_DIR_ENV, str(tmp_path / "elsewhere"))
+    assert kit.models_dir() == registry.models_dir() == tmp_path / "elsewhere"
+
+
+def _wheel(folder: Path, name: str, version: str) -> Path:
+    """A pure-Python wheel of one module, ``name.X == 1``."""
+    files = {
+        f"{name}/__init__.py": b"X = 1\n",
+        f"{name}-{version}.dist-info/METADATA": (
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+        ),
+        f"{name}-{version}.dist-info/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    record = "".join(
+        f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()}"
+        f",{len(d)}\n"
+        for n, d in files.items()
+    )
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as out:
+        for n, d in files.items():
+            out.writestr(n, d)
+        out.writestr(
+            f"{name}-{version}.dist-info/RECORD", record + f"{name}-{version}.dist-info/RECORD,,\n"
+        )
+    return wheel
+
+
+def test_install_runs_where_pydantic_is_not_installed_yet(kit: ModuleType, tmp_path: Path) -> None:
+    """The device image has no pydantic (the kit brings it): ``install``, run as the doc
+    says, puts models, clip and wheels in place without importing it."""
+    checkout = tmp_path / "checkout"  # bench/device_kit.py there, the project's packages
+    (checkout / "bench").mkdir(parents=True)
+    shutil.copy(kit.ROOT / "bench" / "device_kit.py", checkout / "bench")
+    for package in ("models", "roadwatch"):
+        (checkout / package).symlink_to(kit.ROOT / package)
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class NoPydantic:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('pydantic', 'pydantic_core'):\n"
+        "            raise ImportError(f'{name} is not installed (the device image)')\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, NoPydantic())\n"
+    )
+    source = tmp_path / "source"
+    source.mkdir()
+    wheel = _wheel(source, "rwdummy", "1.0")
+    (source / "model.onnx").write_bytes(b"model")
+    (source / "clip.mp4").write_bytes(b"clip")
+    whole = source / "kit.tar.xz"
+    with tarfile.open(whole, "w:xz") as tar:
+        tar.add(wheel, arcname=f"wheels/{wheel.name}")
+        tar.add(source / "model.onnx", arcname="models/fake.onnx")
+        tar.add(source / "clip.mp4", arcname="clip/density.mp4")
+    kit.split(whole, checkout / "var" / "device-kit", part_bytes=400)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ROADWATCH_MODELS_DIR")}
+    env["PYTHONPATH"] = str(blocker)
+    target = tmp_path / "rwlib"
+    done = subprocess.run(
+        [sys.executable, "bench/device_kit.py", "install", "--target", str(target)],
+        cwd=checkout, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"installed into {target}: rwdummy" in done.stdout
+    assert (target / "rwdummy" / "__init__.py").is_file()
+    assert (checkout / "var" / "models" / "fake.onnx").read_bytes() == b"model"
+    assert (checkout / "var" / "bench" / "density" / "density.mp4").read_bytes() == b"clip"
+    assert str(target) in (checkout / "var" / "device-kit" / "env.sh").read_text()
+    blocked = subprocess.run(
+        [sys.executable, "-c", "import pydantic"], env=env, capture_output=True, check=False
+    )
+    assert blocked.returncode != 0  # (the blocker works)
