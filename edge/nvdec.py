@@ -559,21 +559,31 @@ def capture_factory(decoder: Decoder, gpu_id: int = 0) -> tuple[CaptureOpener, s
 
 
 class NvdecSessions:
-    """Opens NVDEC captures, at most one per source at a time: while the thread of a
-    released capture is still stuck in a dead stream's demuxer, the source is not opened
-    again (the reader retries with back-off), so stuck threads cannot pile up."""
+    """Opens NVDEC captures, at most one per camera reader at a time: while the thread of a
+    reader's released capture is still stuck in a dead stream's demuxer, that reader's
+    source is not opened again (it retries with back-off), so stuck threads cannot pile up.
+
+    A reader is told by the packet sink it passes (``CameraPackets``, one per reader), not
+    by its URL: cameras that share one URL (one stream enforced for two zones, or every
+    camera of the density bench looping one clip) each have their own live capture, which
+    is no stuck session of the others'. A caller that passes no sink is one reader per URL.
+    """
 
     def __init__(self, gpu_id: int, nvc: Any, xp: Any) -> None:
         self.gpu_id, self._nvc, self._xp = gpu_id, nvc, xp
-        self._last: dict[str, NvdecCapture] = {}
+        # (url, id of the reader's sink) -> its last capture; the capture holds the sink,
+        # so the id is not reused while the entry is kept.
+        self._last: dict[tuple[str, int], NvdecCapture] = {}
         self._lock = threading.Lock()  # readers open their cameras from their own threads
 
     def __call__(
         self, url: str, stall_timeout_s: float, packets: PacketSink | None = None
     ) -> NvdecCapture:
+        reader = (url, id(packets) if packets is not None else 0)
         with self._lock:
-            last = self._last.get(url)
-        if last is not None and last.alive:
+            self._last = {k: c for k, c in self._last.items() if c.alive}  # ended: forgotten
+            last = self._last.get(reader)
+        if last is not None:
             raise NvdecBusyError(
                 f"{redact_url(url)}: the previous NVDEC session has not ended yet (its"
                 " demuxer is stuck in the stream); retrying later"
@@ -584,7 +594,7 @@ class NvdecSessions:
             packets=packets,
         )  # fmt: skip
         with self._lock:
-            self._last[url] = cap
+            self._last[reader] = cap
         return cap
 
 

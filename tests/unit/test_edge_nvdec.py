@@ -429,6 +429,68 @@ def test_a_source_is_not_reopened_while_its_last_session_is_stuck() -> None:
     second.release()
 
 
+class Sink:
+    """A camera reader's packet sink (``CameraPackets``): what tells the readers apart."""
+
+    def add_packet(self, session: int, codec: Any, pts: int, data: bytes, mono_s: float) -> None:
+        pass
+
+
+def test_a_stuck_session_blocks_only_its_own_readers_reopen() -> None:
+    """Two cameras on one URL: the other camera's live capture is no stuck session of this
+    one's, and this one's stuck capture holds back only this one."""
+    stall = threading.Event()
+    sessions = NvdecSessions(0, FakeNvc(clip_frames(4), fail_at=2, stall=stall), FAKE_XP)
+    clip = str(hanoi_clip())
+    one, two = Sink(), Sink()
+    first = sessions(clip, 5.0, one)
+    other = sessions(clip, 5.0, two)  # the second camera, while the first streams
+    assert first.read()[0]
+    first.release(stop_timeout_s=0.1)  # stuck in the stalled stream
+    with pytest.raises(NvdecBusyError, match="previous NVDEC session has not ended"):
+        sessions(clip, 5.0, one)
+    other.release(stop_timeout_s=0.1)
+    stall.set()
+    first._thread.join(5)
+    other._thread.join(5)
+    again = sessions(clip, 5.0, one)
+    again.release()
+
+
+def test_cameras_sharing_one_url_all_stream_across_their_files_loops() -> None:
+    """Every camera loops the same clip on NVDEC (as the density bench's do): each reopens
+    its file at the end of each loop while the others stream, and all stay up."""
+    clip = str(hanoi_clip())
+    frames_in_clip = len(read_stream(hanoi_clip())[0])
+    ids = [f"cam{i}" for i in range(3)]
+    cameras = [{"id": cam, "url": clip, "loop": True} for cam in ids]
+    config = parse_site_config({"site": "s1", "node": "n1", "cameras": cameras, "plates": False})
+    pipeline = LivePipeline(
+        config,
+        DetectorPool(load=lambda _cfg: RecordingDetector()),  # type: ignore[arg-type, return-value]
+        opener=NvdecSessions(0, StreamNvc(pace=32.0), FAKE_XP),  # a loop in about 2 s
+        decoder="nvdec",
+    )
+    stop = threading.Event()
+    runner = threading.Thread(target=pipeline.run, args=(stop, []))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            counts = pipeline.summary.frames_by_camera
+            if all(counts.get(cam, 0) > 2 * frames_in_clip for cam in ids):
+                break
+            time.sleep(0.2)
+        health = {h.camera: (h.state.value, h.reason) for h in pipeline.health()}
+    finally:
+        stop.set()
+        runner.join(15)
+    assert not runner.is_alive()
+    counts = dict(pipeline.summary.frames_by_camera)
+    assert all(counts.get(cam, 0) > 2 * frames_in_clip for cam in ids), (counts, health)
+    assert all(state == "up" for state, _ in health.values()), health
+
+
 def test_stopping_a_reader_ends_a_waiting_nvdec_read_at_once() -> None:
     stall = threading.Event()
     nvc = FakeNvc(clip_frames(4), fail_at=2, stall=stall)
