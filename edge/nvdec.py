@@ -243,6 +243,21 @@ class StreamDemuxer:
         return out
 
 
+def _end_of_picture(nvc: Any) -> int | None:
+    """The packet flag that tells NVDEC a packet holds one whole picture (None where this
+    PyNvVideoCodec has none).
+
+    With ``DisplayDecodeLatencyType.LOW`` the decoder shows a picture as soon as it is
+    decoded only when its packet carries this flag (``PacketData.decode_flag``, passed to
+    ``cuvidParseVideoData`` as ``CUVID_PKT_ENDOFPICTURE``); without it, the parser waits for
+    the next packet to know that the picture ended, one frame of delay. Both demuxers hand
+    out one access unit per packet: FFmpeg's file demuxer (PyNvVideoCodec's) and PyAV's,
+    whose RTSP demuxer parses the stream into whole frames."""
+    flags = getattr(nvc, "VideoPacketFlag", None)
+    flag = getattr(flags, "ENDOFPICTURE", None)
+    return int(flag) if flag is not None else None
+
+
 def _close(demuxer: Any) -> None:
     """End a demuxer's session with its source, where it has one to end (a stream's)."""
     if isinstance(demuxer, StreamDemuxer):
@@ -368,8 +383,9 @@ class NvdecCapture:
                 codec=demuxer.GetNvCodecId(),
                 usedevicememory=True,
                 outputColorType=self._nvc.OutputColorType.RGB,
-                # No frame of latency for streams without B-frames (cameras), still in
-                # display order for those with them.
+                # Pictures in display order, without NVDEC's usual 4 frames of delay; the
+                # last frame of delay goes with packets that say they end their picture
+                # (see ``_end_of_picture``).
                 latency=self._nvc.DisplayDecodeLatencyType.LOW,
             )
         except BaseException:  # no decoder (e.g. all NVDEC sessions taken): free the camera
@@ -406,6 +422,7 @@ class NvdecCapture:
 
     def _decode(self, demuxer: Any, decoder: Any) -> None:
         refused = 0
+        end_of_picture = _end_of_picture(self._nvc)
         sink = self._packets
         codec = _codec_name(demuxer.GetNvCodecId())
         start = _StartCheck(codec) if codec is not None else None
@@ -428,6 +445,8 @@ class NvdecCapture:
             if starting is not None and (why := starting.cannot_start(data)) is not None:
                 self.error = self.undecodable = why
                 return
+            if end_of_picture is not None and getattr(packet, "bsl", 0) > 0:
+                packet.decode_flag = end_of_picture
             try:
                 decoded = decoder.Decode(packet)
             except Exception as exc:  # a packet the decoder cannot take

@@ -117,6 +117,7 @@ class PacketData:
     def __init__(self) -> None:
         self.key = self.pts = self.dts = self.pos = self.duration = 0
         self.bsl = self.bsl_data = 0
+        self.decode_flag = 0  # CUvideopacketflags for the parser (VideoPacketFlag)
 
 
 class StreamPacket:
@@ -127,6 +128,7 @@ class StreamPacket:
         self.bsl = len(data)
         self.bsl_data = ctypes.addressof(self._buffer) if self._buffer is not None else 0
         self.pts = pts
+        self.decode_flag = 0
 
 
 class DemuxedPacket:
@@ -214,11 +216,16 @@ class StreamDemuxer:
         return self._fps
 
 
+# PyNvVideoCodec's VideoPacketFlag (CUvideopacketflags' values)
+VIDEO_PACKET_FLAG = SimpleNamespace(ENDOFSTREAM=1, TIMESTAMP=2, DISCONTINUITY=4, ENDOFPICTURE=8)
+
+
 class StreamNvc:
     """PyNvVideoCodec's demuxer and decoder, playing real clips."""
 
     OutputColorType = SimpleNamespace(RGB="rgb", NATIVE="native")
     DisplayDecodeLatencyType = SimpleNamespace(LOW="low", NATIVE="native")
+    VideoPacketFlag = VIDEO_PACKET_FLAG
 
     def __init__(
         self,
@@ -269,6 +276,7 @@ class AvNvc:
 
     OutputColorType = SimpleNamespace(RGB="rgb", NATIVE="native")
     DisplayDecodeLatencyType = SimpleNamespace(LOW="low", NATIVE="native")
+    VideoPacketFlag = VIDEO_PACKET_FLAG
     cudaVideoCodec = SimpleNamespace(  # noqa: N815 (its API's name)
         H264="cudaVideoCodec.H264", HEVC="cudaVideoCodec.HEVC"
     )

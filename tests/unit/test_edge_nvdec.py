@@ -51,6 +51,7 @@ from edge.sources import (
 from tests.edge_support import hanoi_clip, read_image, require_model, shared_detector
 from tests.nvdec_standin import (
     FAKE_XP,
+    VIDEO_PACKET_FLAG,
     AvNvc,
     DemuxedPacket,
     GpuArray,
@@ -174,6 +175,78 @@ def test_the_capture_gives_each_picture_once_as_bgr_in_its_own_memory() -> None:
     assert args["latency"] == "low"
     cap.release()
     assert cap.read() == (False, None)
+
+
+class Picture:
+    """A demuxed packet of one whole picture (``bsl`` 0: the flush), as PyNvVideoCodec's
+    PacketData: the application may set ``decode_flag`` before decoding it."""
+
+    def __init__(self, index: int, size: int = 1) -> None:
+        self.index, self.bsl, self.pts, self.decode_flag = index, size, index, 0
+
+
+class LowLatencyNvc(FakeNvc):
+    """NVDEC at ``DisplayDecodeLatencyType.LOW``: a picture is shown with its own packet
+    only when that packet says it ends the picture (ENDOFPICTURE), else with the next
+    packet (or the flush). The stream sends its first packet, then nothing until ``gate``."""
+
+    VideoPacketFlag = VIDEO_PACKET_FLAG
+
+    def __init__(self, frames: list[Image], gate: threading.Event) -> None:
+        super().__init__(frames)
+        self.gate = gate
+        self.flags: list[tuple[int, int]] = []  # (bsl, decode_flag) of each packet decoded
+
+    def CreateDemuxer(self, filename: str) -> Any:  # noqa: N802
+        frames, gate = self.frames, self.gate
+
+        class Demuxer(FakeDemuxer):
+            def __iter__(self) -> Iterator[Any]:
+                for i in range(len(frames)):
+                    if i == 1:
+                        gate.wait(30)
+                    yield Picture(i)
+                yield Picture(-1, size=0)
+
+        return Demuxer(len(frames), -1, None)
+
+    def CreateDecoder(self, **kwargs: Any) -> Any:  # noqa: N802
+        self.decoder_args = kwargs
+        frames, flags = self.frames, self.flags
+        held: list[int] = []
+
+        class Decoder:
+            def Decode(self, packet: Picture) -> list[Image]:  # noqa: N802
+                flags.append((packet.bsl, packet.decode_flag))
+                shown = held[:]
+                held.clear()
+                if packet.bsl and packet.decode_flag & VIDEO_PACKET_FLAG.ENDOFPICTURE:
+                    shown.append(packet.index)
+                elif packet.bsl:
+                    held.append(packet.index)
+                return [frames[i][:, :, ::-1].copy() for i in shown]
+
+        return Decoder()
+
+
+def test_a_picture_comes_out_with_its_own_packet() -> None:
+    """Each packet is marked as ending its picture, so a camera's frame is handed over as
+    soon as its packet is decoded, not one packet (a frame period of the camera) later."""
+    gate = threading.Event()
+    frames = clip_frames(3)
+    nvc = LowLatencyNvc(frames, gate)
+    cap = NvdecCapture(str(hanoi_clip()), nvc=nvc, xp=FAKE_XP, read_timeout_s=3.0)
+    try:
+        ok, first = cap.read()  # the stream has sent one packet so far
+        assert ok and isinstance(first, GpuArray), "the first picture waited for the next packet"
+        assert np.array_equal(first.get(), frames[0])
+        gate.set()
+        assert len(read_all(cap)) == len(frames) - 1
+    finally:
+        gate.set()
+        cap.release()
+    end = VIDEO_PACKET_FLAG.ENDOFPICTURE
+    assert nvc.flags == [(1, end)] * len(frames) + [(0, 0)]  # not the flush
 
 
 def test_a_refused_packet_is_one_corrupt_frame_and_a_demuxer_failure_ends_the_read() -> None:
