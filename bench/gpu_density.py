@@ -19,8 +19,8 @@ Measured in the same run, as the peers of the end-to-end figure:
 The clip is the demo road rendered at 1920x1080, 30 fps (seeded, about a minute, once,
 into var/bench/density/). The end-to-end path decodes as the node's camera readers do
 (``--decoder``: NVDEC where PyNvVideoCodec, CuPy and a GPU are usable, else OpenCV);
-where PyNvVideoCodec is installed the NVDEC decode ceiling (frames left in GPU memory) is
-measured too, with ``--nvdec-threads`` decoders.
+where PyNvVideoCodec is installed the NVDEC decode ceiling (the cameras' own NVDEC capture,
+BGR frames left in GPU memory) is measured too, with ``--nvdec-threads`` decoders.
 """
 
 from __future__ import annotations
@@ -146,27 +146,32 @@ def _threads_rate(
 
 
 def nvdec_ceiling(video: Path, threads: int, seconds: float) -> float:
-    """Frames/s that ``threads`` NVDEC decoders (PyNvVideoCodec, frames left in GPU
-    memory) sustain, each looping over the clip; raises ImportError without it."""
-    import PyNvVideoCodec
+    """Frames/s that ``threads`` NVDEC captures sustain, each looping over the clip and read
+    as fast as it decodes. They are the camera readers' own (``NvdecCapture``: the decoder
+    made as theirs is, RGB at low latency, each picture copied into a BGR array of its own
+    on the GPU, a new capture at each loop), so the end-to-end ratio compares like with
+    like; ``NvdecUnavailableError`` where NVDEC cannot run."""
+    from edge.nvdec import NvdecCapture, load_cupy, load_nvc
 
+    nvc, xp = load_nvc(), load_cupy(0)
     stop = threading.Event()
     counts = [0] * threads
     errors: list[BaseException] = []
 
     def work(i: int) -> None:
         try:
-            decoder = None
             while not stop.is_set():
-                demuxer = PyNvVideoCodec.CreateDemuxer(filename=str(video))
-                if decoder is None:
-                    decoder = PyNvVideoCodec.CreateDecoder(
-                        gpuid=0, codec=demuxer.GetNvCodecId(), usedevicememory=True
-                    )
-                for packet in demuxer:
-                    counts[i] += len(decoder.Decode(packet))
-                    if stop.is_set():
-                        break
+                cap = NvdecCapture(str(video), nvc=nvc, xp=xp)
+                try:
+                    while not stop.is_set():
+                        ok, frame = cap.read()
+                        if not ok:
+                            if cap.error is not None:
+                                raise RuntimeError(cap.error)
+                            break  # the clip's end: open it again, as a looping camera does
+                        counts[i] += frame is not None
+                finally:
+                    cap.release()
         except BaseException as exc:  # reported by the caller
             errors.append(exc)
 
@@ -613,13 +618,13 @@ def main() -> int:
     for threads in args.nvdec_threads:
         try:
             nvdec = nvdec_ceiling(video, threads, args.seconds)
-        except (ImportError, RuntimeError) as exc:
+        except (NvdecUnavailableError, RuntimeError) as exc:
             print(f"NVDEC decode ceiling: not measured ({exc})")
             break
         nvdec_ceilings.append(nvdec)
         print(
-            f"NVDEC decode ceiling: {nvdec:6.1f} frames/s ({threads} PyNvVideoCodec decoders,"
-            f" frames kept on the GPU; {nvdec / FPS:.1f} streams at {FPS:.0f} fps)"
+            f"NVDEC decode ceiling: {nvdec:6.1f} frames/s ({threads} NVDEC captures as the"
+            f" cameras', BGR frames kept on the GPU; {nvdec / FPS:.1f} streams at {FPS:.0f} fps)"
         )
     host = host_costs(video, scene, calibration, args.workdir, detector)
     print(
