@@ -10,6 +10,7 @@ and NMS runs per class.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -144,6 +145,64 @@ def choose_providers(preferred: Sequence[str], available: Sequence[str]) -> list
     return chosen
 
 
+# A provider as onnxruntime takes it: its name, or its name and its options.
+ProviderSpec = str | tuple[str, dict[str, str]]
+TRT_CACHE = "trt-cache"  # beside the model: TensorRT's engines, built once per model and GPU
+
+
+def provider_options(
+    providers: Sequence[str], *, model: Path, max_batch: int
+) -> list[ProviderSpec]:
+    """The chosen providers with the options each GPU one is given (the CPU's has none).
+
+    CUDA: cuDNN picks each convolution's algorithm by its heuristics (``HEURISTIC``)
+    instead of timing every algorithm (``EXHAUSTIVE``, onnxruntime's default) at each input
+    shape it has not seen: a live batch has any size from 1 to ``max_batch``, and each new
+    size stalled the pipeline for that search in a run's first minutes.
+    TensorRT: one engine for the whole batch range (an optimisation profile from 1 to
+    ``max_batch``, where the model's batch is its only free dimension) instead of one
+    built at each new size, kept in ``trt-cache`` beside the model where that folder can
+    be written, so a restart does not build it again."""
+    out: list[ProviderSpec] = []
+    for name in providers:
+        if name == "CUDAExecutionProvider":
+            out.append((name, {"cudnn_conv_algo_search": "HEURISTIC"}))
+        elif name == "TensorrtExecutionProvider":
+            out.append((name, _tensorrt_options(model, max_batch)))
+        else:
+            out.append(name)
+    return out
+
+
+def _tensorrt_options(model: Path, max_batch: int) -> dict[str, str]:
+    options: dict[str, str] = {}
+    cache = model.parent / TRT_CACHE
+    if os.access(model.parent, os.W_OK):
+        options |= {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache)}
+    input_name, dims = _model_input(model)
+    if dims and dims[0] is None and all(d is not None for d in dims[1:]):
+        rest = "x".join(str(d) for d in dims[1:])
+        options |= {
+            "trt_profile_min_shapes": f"{input_name}:1x{rest}",
+            "trt_profile_opt_shapes": f"{input_name}:{max_batch}x{rest}",
+            "trt_profile_max_shapes": f"{input_name}:{max_batch}x{rest}",
+        }
+    return options
+
+
+def _model_input(model: Path) -> tuple[str, list[int | None]]:
+    """The model's first input: its name and dimensions (None where symbolic)."""
+    import onnx
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    first = graph.input[0]
+    dims = [
+        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+        for d in first.type.tensor_type.shape.dim
+    ]
+    return first.name, dims
+
+
 def product_columns(model_classes: Sequence[str]) -> dict[ObjectClass, int]:
     """Which output column holds each product class, matched by name."""
     names = [n.strip().lower() for n in model_classes]
@@ -265,7 +324,8 @@ class Detector:
     ) -> Detector:
         import onnxruntime as ort
 
-        providers = choose_providers(config.providers, ort.get_available_providers())
+        chosen = choose_providers(config.providers, ort.get_available_providers())
+        providers = provider_options(chosen, model=path, max_batch=config.max_batch)
         options = ort.SessionOptions()
         if config.threads:
             options.intra_op_num_threads = config.threads

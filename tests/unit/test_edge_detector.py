@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import subprocess
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,14 +15,17 @@ import pytest
 from edge.boxes import Letterbox
 from edge.detections import ObjectClass
 from edge.detector import (
+    DEFAULT_PROVIDERS,
+    Detector,
     DetectorConfig,
     DetectorError,
     choose_providers,
     decode,
     finish,
     product_columns,
+    provider_options,
 )
-from tests.edge_support import cli, cli_env, read_image, shared_detector
+from tests.edge_support import cli, cli_env, read_image, require_model, shared_detector
 from tests.services import require_shared_file
 
 COCO_HEAD = ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck"]
@@ -124,3 +130,57 @@ def test_cli_detect_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
         [line] = proc.stderr.strip().splitlines()
         assert line.startswith("roadwatch: error: --model/--confidence: confidence: "), line
         assert message in line
+
+
+def test_each_gpu_provider_gets_its_options_and_the_cpu_none(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """cuDNN's algorithm by heuristics (not timed per new batch size), TensorRT's engine
+    for the whole batch range, kept beside the model: what the session is given."""
+    import onnxruntime as ort
+
+    model = tmp_path / "yolov8n-coco-dynamic.onnx"
+    model.write_bytes(require_model("yolov8n-coco-dynamic").read_bytes())
+    real = ort.InferenceSession
+    given: list[Any] = []
+
+    def session(path: str, sess_options: Any = None, providers: Any = None) -> Any:
+        given.append(providers)
+        return real(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: list(DEFAULT_PROVIDERS))
+    Detector.load(model, DetectorConfig(max_batch=8), COCO_HEAD)
+    assert given[-1] == [
+        (
+            "TensorrtExecutionProvider",
+            {
+                "trt_engine_cache_enable": "True",
+                "trt_engine_cache_path": str(tmp_path / "trt-cache"),
+                "trt_profile_min_shapes": "images:1x3x640x640",
+                "trt_profile_opt_shapes": "images:8x3x640x640",
+                "trt_profile_max_shapes": "images:8x3x640x640",
+            },
+        ),
+        ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}),
+        "CPUExecutionProvider",
+    ]
+    Detector.load(model, DetectorConfig(providers=("CPUExecutionProvider",)), COCO_HEAD)
+    assert given[-1] == ["CPUExecutionProvider"]  # the CPU's as before: no options
+
+
+def test_tensorrt_builds_per_shape_where_more_than_the_batch_is_free(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A model of fixed batch gets no profile; a models folder it cannot write, no cache."""
+    fixed = require_model("yolov8n-coco")
+    spec = provider_options(["TensorrtExecutionProvider"], model=fixed, max_batch=8)[0]
+    assert isinstance(spec, tuple) and spec[0] == "TensorrtExecutionProvider"
+    options = spec[1]
+    assert set(options) == {"trt_engine_cache_enable", "trt_engine_cache_path"}
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    dynamic = require_model("yolov8n-coco-dynamic")
+    spec = provider_options(["TensorrtExecutionProvider"], model=dynamic, max_batch=8)[0]
+    assert isinstance(spec, tuple)
+    options = spec[1]
+    assert "trt_engine_cache_enable" not in options and "trt_profile_max_shapes" in options
