@@ -67,6 +67,9 @@ TRACK_HISTORY_S = 6.0
 # rules run unguarded until then, and each try searches the whole frame for features.
 REFERENCE_RETRY_S = 1.0
 PLATE_FRAMES = 6
+# How long the end of a run waits for the evidence still being built; what is not built
+# by then is stored without evidence.
+EVIDENCE_WAIT_S = 300.0
 # A box this close to the frame's edge is a vehicle cut by it: its plate may be cut too,
 # and a cut plate reads as another, valid one (84P-919.01 as 84P-9190).
 EDGE_MARGIN_PX = 2.0
@@ -295,7 +298,9 @@ class CameraEnforcement:
         self._forget(t)
         return self._build_ready(mono_s), traffic
 
-    def finish(self, wait_s: float = 300.0) -> tuple[list[EvidencePackage], list[TrafficStats]]:
+    def finish(
+        self, wait_s: float = EVIDENCE_WAIT_S
+    ) -> tuple[list[EvidencePackage], list[TrafficStats]]:
         """At the end of a stream: the packages that can still be built (waiting up to
         ``wait_s`` for those being built), the last minute."""
         packages = self._build_ready(float("inf"), wait_s=wait_s)

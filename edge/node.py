@@ -36,7 +36,7 @@ from edge.config_apply import ConfigApplier, load_central_key, startup_config
 from edge.config_push import AppliedConfig
 from edge.delivery_config import EvidenceSettings
 from edge.delivery_service import DeliveryService, check_tls_files, load_node_key
-from edge.enforcement import CameraEnforcement, Image, PlateRead
+from edge.enforcement import EVIDENCE_WAIT_S, CameraEnforcement, Image, PlateRead
 from edge.evidence.package import EvidenceBuilder, EvidencePackage, without_evidence
 from edge.evidence.packets import PacketRing
 from edge.evidence.ring import FrameRing
@@ -414,7 +414,7 @@ class EdgeNode:
         )
         self._deliver(packages, traffic)
 
-    def finish(self, wait_s: float = 300.0) -> None:
+    def finish(self, wait_s: float = EVIDENCE_WAIT_S) -> None:
         """End of the streams: build what evidence can still be built (evidence still being
         built is waited for up to ``wait_s`` in all, then given up), close the minutes."""
         deadline = time.monotonic() + wait_s
@@ -521,17 +521,19 @@ class EdgeNode:
         pipeline: LivePipeline | None = None,
         drain_s: float = 10.0,
         sinks: Sequence[Callable[[TrackedFrame], None]] = (),
+        evidence_wait_s: float = EVIDENCE_WAIT_S,
     ) -> RunSummary:
         """All cameras until ``stop`` is set; delivery runs beside them. At the end, the
-        last evidence is built and the outbox gets up to ``drain_s`` to empty itself.
-        ``sinks`` also see every tracked frame, after the node.
+        evidence being built gets up to ``evidence_wait_s`` (what is not built by then is
+        stored without evidence, as ``finish`` says) and the outbox up to ``drain_s`` to
+        empty itself. ``sinks`` also see every tracked frame, after the node.
 
         With ``processes`` above 1 (and no ``pipeline`` given) the cameras run in worker
         processes (``edge.workers``) and this process delivers what they send."""
         if self.config.processes > 1:
             if pipeline is not None or detectors is not None or sinks:
                 raise ValueError("cameras in worker processes take no pipeline, detectors or sinks")
-            return self._run_workers(stop, drain_s)
+            return self._run_workers(stop, drain_s, evidence_wait_s)
         pipeline = pipeline or LivePipeline(self.config, detectors)
         self._readers = pipeline.health
         if pipeline.decoder == "nvdec":
@@ -549,7 +551,7 @@ class EdgeNode:
                 return pipeline.run(stop, [self.on_tracked, *sinks], on_hung=self.on_hung)
             finally:
                 try:
-                    self.finish()  # waits for the evidence being built
+                    self.finish(evidence_wait_s)  # waits for the evidence being built
                 finally:
                     # What is still being built was given up by finish (counted, logged).
                     builders.shutdown(wait=False, cancel_futures=True)
@@ -557,8 +559,10 @@ class EdgeNode:
                     for camera in self.enforcement.values():
                         camera.build_pool = None
 
-    def _run_workers(self, stop: threading.Event, drain_s: float) -> RunSummary:
-        from edge.workers import Workers
+    def _run_workers(
+        self, stop: threading.Event, drain_s: float, evidence_wait_s: float
+    ) -> RunSummary:
+        from edge.workers import STOP_MARGIN_S, Workers
 
         if self._parts is None:
             raise RuntimeError("this node was not built by from_config")
@@ -567,7 +571,8 @@ class EdgeNode:
             workers = Workers(
                 self.config, self._parts.key, self._parts.model_version, self._deliver,
                 self.files, refused=self._worker_refused, fired=self._record_fired,
-                lost=self._lost_in_worker,
+                lost=self._lost_in_worker, evidence_wait_s=evidence_wait_s,
+                stop_wait_s=evidence_wait_s + STOP_MARGIN_S,
             )  # fmt: skip
             # The workers enforce (this process built each camera's only to check them).
             self.enforcement, self._next, self._workers = {}, {}, workers

@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from edge.config import CameraConfig, SiteConfig
 from edge.detections import ObjectClass
+from edge.enforcement import EVIDENCE_WAIT_S
 from edge.evidence.package import EvidencePackage
 from edge.pipeline import HUNG_EXIT_CODE, PIPELINE_HUNG_S, RunSummary
 from roadwatch.contract import CameraHealth, CameraState, TrafficStats, ViolationEvent
@@ -67,7 +68,10 @@ NOMINAL_FPS = 30.0  # the load of a camera without a target_fps
 RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0)  # waits before restarts after quick deaths
 QUICK_DEATH_S = 60.0  # a worker that dies sooner than this after its start "crashed"
 CRASH_LIMIT = 5  # crashes in a row of one worker that stop the node
-STOP_WAIT_S = 330.0  # a stopping worker's evidence (300 s at most), readers and queue
+# A stopping worker's time to end: its evidence (``EVIDENCE_WAIT_S`` at most), then its
+# readers and what it still sends.
+STOP_MARGIN_S = 30.0
+STOP_WAIT_S = EVIDENCE_WAIT_S + STOP_MARGIN_S
 HEALTH_EVERY_S = 2.0  # how often a worker reports its cameras' health
 STOP = "stop"  # to a worker: finish and end
 
@@ -146,6 +150,7 @@ class WorkerSpec:
     parent_pid: int  # the node's process
     log_level: int = logging.WARNING
     health_every_s: float = HEALTH_EVERY_S
+    evidence_wait_s: float = EVIDENCE_WAIT_S  # at the stop (see ``EdgeNode.run_live``)
 
 
 @dataclass(frozen=True)
@@ -346,7 +351,7 @@ def _work(spec: WorkerSpec, sender: _Sender, control: Connection, stop: threadin
     listener = threading.Thread(target=listen, name=f"worker-{spec.index}-control")
     listener.start()
     try:
-        summary = node.run_live(stop, pipeline=pipeline)
+        summary = node.run_live(stop, pipeline=pipeline, evidence_wait_s=spec.evidence_wait_s)
     finally:
         done.set()
         listener.join(5.0)
@@ -415,6 +420,7 @@ class Workers:
     files: dict[str, CameraFiles]
     target: Callable[[WorkerSpec, Connection, Connection], None] = run_worker
     stop_wait_s: float = STOP_WAIT_S
+    evidence_wait_s: float = EVIDENCE_WAIT_S  # a stopping worker's wait for its evidence
     health_every_s: float = HEALTH_EVERY_S
     crash_limit: int = CRASH_LIMIT
     backoff_s: tuple[float, ...] = RESTART_BACKOFF_S
@@ -538,6 +544,7 @@ class Workers:
             parent_pid=os.getpid(),
             log_level=logging.getLogger().getEffectiveLevel(),
             health_every_s=self.health_every_s,
+            evidence_wait_s=self.evidence_wait_s,
         )
         output, their_output = _spawn.Pipe(duplex=False)
         their_control, control = _spawn.Pipe(duplex=False)

@@ -9,7 +9,8 @@ Each camera id names what its worker does:
 - ``deaf-…``: reports its health, then ignores stop and SIGTERM (it is killed);
 - ``refuses-…``: as steady, but cannot take a new configuration (its plate models);
 - ``fires-…``: at its first start, finds two violations, delivers the package of the
-  first and dies (exit status 3) while the second's evidence is being built.
+  first and dies (exit status 3) while the second's evidence is being built;
+- ``evidence-…``: as steady, its health's reason the evidence wait it was given.
 A worker answers a new configuration with a health report whose reason is its version
 and the cameras whose files came with it (the scenes' own camera ids), and reports the
 per-class thresholds it got as its cameras' frame counts.
@@ -90,7 +91,7 @@ def scripted(spec: WorkerSpec, out: Connection, control: Connection) -> None:
         out.send(Status(spec.index, _health(config), at=time.monotonic()))  # deaf from now on
         while True:
             time.sleep(1)
-    reason = ""
+    reason = f"evidence wait {spec.evidence_wait_s:g} s" if first.startswith("evidence") else ""
 
     def report() -> None:
         health = _health(config, reason)

@@ -302,3 +302,27 @@ def test_a_nodes_live_run_ends_its_process_when_stuck(tmp_path: Path, monkeypatc
     node.on_hung = hung
     node.run_live(stop, pipeline=pipe, sinks=[sink])
     assert len(told) == 1 and told[0] > 0.4
+
+
+def test_a_live_runs_end_waits_for_evidence_as_long_as_it_is_told(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The node's own stop waits up to 300 s for the evidence still being built; a run told
+    less (the density bench's trials) waits that long."""
+    from edge.enforcement import EVIDENCE_WAIT_S
+    from edge.node import EdgeNode
+
+    waits: list[float] = []
+    for told in (2.5, None):
+        folder = tmp_path / f"run{len(waits)}"
+        folder.mkdir()
+        pipe, _ = build(folder, {"cam0": Camera(0.01)}, max_batch=1, wait_ms=10)
+        node = EdgeNode(pipe.config, {}, None)
+        monkeypatch.setattr(node, "finish", lambda wait_s=-1.0: waits.append(wait_s))
+        stop = threading.Event()
+        stop.set()
+        if told is None:
+            node.run_live(stop, pipeline=pipe)
+        else:
+            node.run_live(stop, pipeline=pipe, evidence_wait_s=told)
+    assert waits == [2.5, EVIDENCE_WAIT_S] and EVIDENCE_WAIT_S == 300.0

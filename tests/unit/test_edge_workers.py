@@ -331,3 +331,41 @@ def test_a_delivery_fault_stops_the_run_and_leaves_nothing_running() -> None:
     )  # fmt: skip
     with pytest.raises(OSError, match="No space left on device"):
         subject.run(threading.Event())
+
+
+def test_workers_wait_for_their_evidence_at_the_stop_as_long_as_the_node_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A live run told to wait ``evidence_wait_s`` (the density bench: a few seconds, not
+    the 300 s of a node's stop) hands it to its workers, whose stop is awaited that long
+    plus the margin for their readers and last messages."""
+    from edge import workers as workers_module
+    from edge.node import EdgeNode
+    from tests.edge_support import hanoi_clip
+
+    subject = workers(site("evidence-a"), Delivered(), evidence_wait_s=4.0)
+    running = Running(subject)
+    running.until(lambda: states(subject)["evidence-a"][1] == "evidence wait 4 s", "its wait")
+    assert isinstance(running.end(), RunSummary)
+
+    built: dict[str, Any] = {}
+
+    class Built:
+        def __init__(self, *args: Any, **options: Any) -> None:
+            built.update(options)
+
+        def health(self) -> list[Any]:
+            return []
+
+        def run(self, stop: threading.Event) -> RunSummary:
+            return RunSummary()
+
+    monkeypatch.setattr(workers_module, "Workers", Built)
+    config = parse_site_config(
+        {"site": "s", "node": "n", "processes": 2,
+         "cameras": [{"id": c, "url": str(hanoi_clip())} for c in ("a", "b")]}
+    )  # fmt: skip
+    EdgeNode.from_config(config, model_version="m@1").run_live(
+        threading.Event(), evidence_wait_s=4.0
+    )
+    assert built["evidence_wait_s"] == 4.0 and built["stop_wait_s"] == 34.0
