@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import os
 import platform
@@ -353,6 +354,8 @@ class Trial:
     seconds: float
     processed: dict[str, int]
     violations: int
+    failure: str = ""  # why the trial measured nothing (it counts as falling behind)
+    ended: bool = True  # False: its run did not end, and may still hold the machine
 
     @property
     def slowest_fps(self) -> float:
@@ -364,15 +367,36 @@ class Trial:
 
     @property
     def keeps_up(self) -> bool:
-        return len(self.processed) == self.streams and self.slowest_fps >= KEEP_UP * FPS
+        return (
+            not self.failure
+            and len(self.processed) == self.streams
+            and self.slowest_fps >= KEEP_UP * FPS
+        )
+
+
+# A trial's live run ends at its stop within this margin after its evidence wait (readers,
+# the last batch; with workers, their stop margin and their kill after it).
+END_MARGIN_S = 30.0
+EVIDENCE_WAIT_S = 5.0  # the bench's evidence wait at a trial's end (the node's is 300 s)
+START_WAIT_S = 60.0  # for every camera of a worker trial to be reported (detectors loaded)
+
+
+class TrialStuckError(RuntimeError):
+    """A trial's live run did not end: its threads or workers may still hold the machine."""
 
 
 def trial(
     streams: int, video: Path, scene: dict[str, Any], calibration: Path, folder: Path,
     pool: DetectorPool, seconds: float, model: DetectorConfig, decoder: str, processes: int = 1,
+    *, evidence_wait_s: float = EVIDENCE_WAIT_S, start_wait_s: float = START_WAIT_S,
 ) -> Trial:  # fmt: skip
     """``streams`` cameras through the node's path for ``seconds`` (after a warm-up); with
-    ``processes`` above 1, the node's worker processes (each loads its own detector)."""
+    ``processes`` above 1, the node's worker processes (each loads its own detector).
+
+    The evidence still being built when the trial stops gets ``evidence_wait_s`` (it is
+    built after the measuring window: the trial does not wait for all of it, and what is
+    not built is stored without evidence); a run that does not end within a margin after
+    that raises ``TrialStuckError``."""
     from calibration.store import load_calibration, save_calibration
     from edge.config import parse_site_config
     from edge.node import EdgeNode
@@ -398,7 +422,7 @@ def trial(
     )  # fmt: skip
     node = EdgeNode.from_config(config, model_version=model.model)
     if processes > 1:
-        return _workers_trial(node, streams, seconds)
+        return _workers_trial(node, streams, seconds, evidence_wait_s, start_wait_s)
     pipeline = LivePipeline(config, pool)
     counts: Counter[str] = Counter()
     counting = threading.Event()
@@ -408,14 +432,14 @@ def trial(
             counts[item.frame.camera] += 1
 
     # The node's own live run: rings that keep the stream on NVDEC, evidence threads.
-    run = _LiveRun(node, pipeline=pipeline, sinks=[count])
+    run = _LiveRun(node, pipeline=pipeline, sinks=[count], evidence_wait_s=evidence_wait_s)
     time.sleep(min(5.0, seconds / 2))  # readers open, tracks form
     counting.set()
     started = time.monotonic()
     time.sleep(seconds)
     counting.clear()
     elapsed = time.monotonic() - started
-    run.end(120.0)
+    run.end(evidence_wait_s + END_MARGIN_S)
     return Trial(streams, elapsed, dict(counts), node.violations)
 
 
@@ -438,32 +462,43 @@ class _LiveRun:
         self.stop.set()
         self.thread.join(timeout_s)
         if self.thread.is_alive():
-            raise RuntimeError(f"the trial's run did not end within {timeout_s:g} s")
+            raise TrialStuckError(f"the trial's run did not end within {timeout_s:g} s")
         if self.error is not None:
             raise self.error
 
 
-def _workers_trial(node: EdgeNode, streams: int, seconds: float) -> Trial:
+def _workers_trial(
+    node: EdgeNode, streams: int, seconds: float, evidence_wait_s: float, start_wait_s: float
+) -> Trial:
     """A trial through worker processes, counted from the frames each worker reports it
-    tracked, between two of its reports (time-stamped on the clock all processes share)."""
-    run = _LiveRun(node)
+    tracked, between two of its reports (time-stamped on the clock all processes share).
+    Every camera has to be reported within ``start_wait_s`` (the workers started, their
+    detectors loaded, their cameras open), else the trial fails saying so."""
+    from edge.workers import STOP_MARGIN_S
+
+    run = _LiveRun(node, evidence_wait_s=evidence_wait_s)
+    ending_s = evidence_wait_s + STOP_MARGIN_S + END_MARGIN_S
     while (workers := node.workers) is None and run.thread.is_alive():
         time.sleep(0.05)
     if workers is None:
-        run.end(0.0)  # raises what ended it
+        run.end(ending_s)  # raises what ended it
         raise RuntimeError("the run ended before its workers started")
 
     def reported() -> dict[str, tuple[float, int]]:
         return {cam: (at, n) for at, counts in workers.progress() for cam, n in counts.items()}
 
-    deadline = time.monotonic() + 300.0  # every worker has loaded its detector and tracks
+    deadline = time.monotonic() + start_wait_s
     while len(reported()) < streams and time.monotonic() < deadline and run.thread.is_alive():
         time.sleep(0.5)
+    if (seen := len(reported())) < streams:
+        run.end(ending_s)
+        why = f"{seen} of {streams} cameras reported within {start_wait_s:g} s of the start"
+        return Trial(streams, seconds, {}, node.violations, failure=why)
     time.sleep(min(5.0, seconds / 2))
     first = reported()
     time.sleep(seconds)
     last = reported()
-    run.end(400.0)
+    run.end(ending_s)
     # A camera no worker reported on counts as none processed.
     processed = {cam.id: 0 for cam in node.config.cameras}
     for cam, (at, n) in last.items():
@@ -473,45 +508,93 @@ def _workers_trial(node: EdgeNode, streams: int, seconds: float) -> Trial:
     return Trial(streams, seconds, processed, node.violations)
 
 
-def search(
-    run: Callable[[int], Trial], limit: int, start: int = 1, within: int = 1
-) -> tuple[Trial | None, list[Trial]]:
-    """Largest stream count that keeps up: doubling from ``start``, then bisection until
-    the count is known to ``within`` streams (the best trial that kept up is returned)."""
-    trials: list[Trial] = []
+def guarded(run: Callable[[int], Trial], seconds: float) -> Callable[[int], Trial]:
+    """``run``, with a trial that raises recorded as failed (one whose run did not end as
+    not ended) instead of ending the bench before its figures are printed."""
 
     def attempt(n: int) -> Trial:
+        try:
+            return run(n)
+        except TrialStuckError as exc:
+            return Trial(n, seconds, {}, 0, failure=str(exc), ended=False)
+        except Exception as exc:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            return Trial(n, seconds, {}, 0, failure=f"{type(exc).__name__}: {first}")
+
+    return attempt
+
+
+@dataclasses.dataclass(frozen=True)
+class Search:
+    best: Trial | None  # the largest count that kept up
+    trials: list[Trial]
+    stopped: str = ""  # why the search ended before it knew the count to ``within``
+
+
+def search(
+    run: Callable[[int], Trial], limit: int, start: int = 1, within: int = 1, *,
+    deadline: float | None = None, expected_s: float = 0.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> Search:  # fmt: skip
+    """Largest stream count that keeps up: doubling from ``start``, then bisection until
+    the count is known to ``within`` streams (the best trial that kept up is returned).
+
+    With a ``deadline`` (on ``clock``), no trial starts that would end after it, taking a
+    trial to last as long as the longest so far (``expected_s`` before the first); a
+    trial whose run did not end stops the search too. Each trial's line is printed as
+    it ends."""
+    trials: list[Trial] = []
+    longest = [expected_s]
+
+    class _SearchStoppedError(Exception):
+        pass
+
+    def attempt(n: int) -> Trial:
+        if deadline is not None and clock() + longest[0] > deadline:
+            raise _SearchStoppedError(
+                f"--deadline-s: no time for another trial (one takes {longest[0]:.0f} s)"
+            )
+        started = clock()
         t = run(n)
+        longest[0] = max(longest[0], clock() - started)
         trials.append(t)
-        verdict = "keeps up" if t.keeps_up else "falls behind"
+        if t.failure:
+            verdict = f"failed: {t.failure}"
+        else:
+            verdict = "keeps up" if t.keeps_up else "falls behind"
         print(
             f"  {n:4d} streams: slowest {t.slowest_fps:5.1f} fps, total {t.total_fps:7.1f}"
             f" frames/s, {t.violations} violations -> {verdict}",
-            file=sys.stderr,
-        )
+            file=sys.stderr, flush=True,
+        )  # fmt: skip
+        if not t.ended:
+            raise _SearchStoppedError(f"the trial at {n} streams did not end")
         return t
 
     best: Trial | None = None
-    n = max(1, min(start, limit))
-    while True:
-        t = attempt(n)
-        if not t.keeps_up:
-            high = n
-            break
-        best = t
-        if n >= limit:
-            high = limit + 1
-            break
-        n = min(2 * n, limit)
-    low = best.streams if best else 0
-    while high - low > (max(1, within) if best else 1):  # (to 1 stream until one keeps up)
-        mid = (low + high) // 2
-        t = attempt(mid)
-        if t.keeps_up:
-            best, low = t, mid
-        else:
-            high = mid
-    return best, trials
+    try:
+        n = max(1, min(start, limit))
+        while True:
+            t = attempt(n)
+            if not t.keeps_up:
+                high = n
+                break
+            best = t
+            if n >= limit:
+                high = limit + 1
+                break
+            n = min(2 * n, limit)
+        low = best.streams if best else 0
+        while high - low > (max(1, within) if best else 1):  # (to 1 stream until one keeps up)
+            mid = (low + high) // 2
+            t = attempt(mid)
+            if t.keeps_up:
+                best, low = t, mid
+            else:
+                high = mid
+    except _SearchStoppedError as stop:
+        return Search(best, trials, str(stop))
+    return Search(best, trials)
 
 
 def versions(detector: Detector) -> str:
@@ -541,6 +624,9 @@ def versions(detector: Detector) -> str:
 
 
 def main() -> int:
+    began = time.monotonic()
+    if isinstance(sys.stdout, io.TextIOWrapper):  # each figure line out as it is found
+        sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="per trial")
     parser.add_argument("--max-streams", type=int, default=256)
@@ -551,6 +637,20 @@ def main() -> int:
     parser.add_argument(
         "--within", type=int, default=1,
         help="stop bisecting once the largest count is known to this many streams",
+    )  # fmt: skip
+    parser.add_argument(
+        "--deadline-s", type=float, default=None,
+        help="seconds from the start after which no trial begins: the search ends and the"
+        " best count so far is printed (a trial is taken to last as long as the longest yet)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--evidence-wait-s", type=float, default=EVIDENCE_WAIT_S,
+        help="how long a trial's end waits for the evidence still being built (the node's"
+        " own run waits 300 s; what is not built is stored without evidence)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--start-wait-s", type=float, default=START_WAIT_S,
+        help="how long a worker trial waits for every camera to be reported, else it fails",
     )  # fmt: skip
     parser.add_argument("--model", default="yolov8n-coco-dynamic")
     parser.add_argument("--batch", type=int, default=64, help="most frames per inference")
@@ -591,12 +691,13 @@ def main() -> int:
     except NvdecUnavailableError as exc:
         print(f"gpu_density: {exc}", file=sys.stderr)
         return 2
-    video, scene, calibration = prepare(args.workdir, args.data)
+    providers = tuple(p for p in args.providers.split(",") if p)
     model = DetectorConfig(
         model=args.model, max_batch=args.batch, batch_wait_ms=args.batch_wait_ms,
-        providers=tuple(p for p in args.providers.split(",") if p),
+        providers=providers,
     )  # fmt: skip
     detector = Detector.from_manifest(model)
+    video, scene, calibration = prepare(args.workdir, args.data)
     pool = DetectorPool(load=lambda _cfg: detector)
     print(versions(detector))
     print(f"clip: {video.name}, 1920x1080, {FPS:.0f} fps, H.264; {args.seconds:.0f} s per trial")
@@ -604,11 +705,15 @@ def main() -> int:
     def run(n: int, processes: int = args.processes) -> Trial:
         return trial(
             n, video, scene, calibration, args.workdir, pool, args.seconds, model,
-            args.decoder, processes,
+            args.decoder, processes, evidence_wait_s=args.evidence_wait_s,
+            start_wait_s=args.start_wait_s,
         )  # fmt: skip
 
     if args.streams:  # (no ceilings: the peer is the same trial in one process)
-        return _workers_against_one_process(run, args.streams, args.processes)
+        return _workers_against_one_process(
+            guarded(run, args.seconds), guarded(lambda n: run(n, 1), args.seconds),
+            args.streams, args.processes,
+        )  # fmt: skip
     decode = decode_ceiling(video, args.decode_threads, args.seconds)
     print(
         f"decode ceiling:     {decode:8.1f} frames/s ({args.decode_threads} OpenCV threads;"
@@ -654,36 +759,58 @@ def main() -> int:
         f" {args.processes} process{'es' * (args.processes > 1)}):",
         file=sys.stderr,
     )
-    best, trials = search(run, args.max_streams, args.start_streams, args.within)
-    widest = max(trials, key=lambda t: t.total_fps)
-    streams = best.streams if best else 0
+    # A trial: its warm-up and window, its evidence wait, the start of its workers.
+    expected_s = min(5.0, args.seconds / 2) + args.seconds + args.evidence_wait_s + 10.0
+    found = search(
+        guarded(run, args.seconds), args.max_streams, args.start_streams, args.within,
+        deadline=None if args.deadline_s is None else began + args.deadline_s,
+        expected_s=expected_s + (20.0 if args.processes > 1 else 0.0),
+    )  # fmt: skip
     # The peer is the ceiling of the decoder the cameras used end to end.
     ceiling, of = (
         (max(nvdec_ceilings), "NVDEC") if decoder == "nvdec" and nvdec_ceilings else (decode, "")
     )
-    fell = min((t.streams for t in trials if not t.keeps_up and t.streams > streams), default=0)
-    print(
-        f"end to end:         {streams} streams at {FPS:.0f} fps"
-        f"{f' ({fell} fell behind)' if fell else ''}, decoded by {decoder},"
-        f" {args.processes} worker process{'es' * (args.processes > 1)}"
-        f" (largest total {widest.total_fps:.1f} frames/s at {widest.streams} streams;"
-        f" ratio to the {of + ' ' if of else ''}decode ceiling {widest.total_fps / ceiling:.2f})"
-    )
+    print(end_to_end_line(found, decoder, args.processes, ceiling, of))
     return 0
 
 
+def end_to_end_line(found: Search, decoder: str, processes: int, ceiling: float, of: str) -> str:
+    """The bench's last line: the largest count that kept up and the widest trial's total
+    against the decode ceiling, or why there is none; where the search was cut short,
+    why (the count is then a lower bound)."""
+    workers = f"{processes} worker process{'es' * (processes > 1)}"
+    cut = f"; search ended early: {found.stopped}" if found.stopped else ""
+    measured = [t for t in found.trials if not t.failure]
+    if not measured:
+        return f"end to end:         not measured, decoded by {decoder}, {workers}{cut}"
+    widest = max(measured, key=lambda t: t.total_fps)
+    streams = found.best.streams if found.best else 0
+    fell = min(
+        (t.streams for t in found.trials if not t.keeps_up and t.streams > streams), default=0
+    )
+    at_least = "at least " if found.stopped else ""
+    return (
+        f"end to end:         {at_least}{streams} streams at {FPS:.0f} fps"
+        f"{f' ({fell} fell behind)' if fell else ''}, decoded by {decoder}, {workers}"
+        f" (largest total {widest.total_fps:.1f} frames/s at {widest.streams} streams;"
+        f" ratio to the {of + ' ' if of else ''}decode ceiling {widest.total_fps / ceiling:.2f})"
+        f"{cut}"
+    )
+
+
 def _workers_against_one_process(
-    run: Callable[[int, int], Trial], streams: int, processes: int
+    run: Callable[[int], Trial], peer_run: Callable[[int], Trial], streams: int, processes: int
 ) -> int:
     """One trial at ``streams`` through ``processes`` workers, and its peer in one process."""
-    ours = run(streams, processes)
-    peer = run(streams, 1) if processes > 1 else ours
+    ours = run(streams)
+    peer = peer_run(streams) if processes > 1 and ours.ended else ours
     for label, t in ((f"{processes} worker processes", ours), ("one process", peer)):
+        failed = f" (failed: {t.failure})" if t.failure else ""
         print(
             f"{streams} streams, {label + ':':22s} {t.total_fps:7.1f} frames/s in all, slowest"
-            f" camera {t.slowest_fps:5.1f} fps, {t.violations} violations"
+            f" camera {t.slowest_fps:5.1f} fps, {t.violations} violations{failed}"
         )
-    if processes > 1 and peer.total_fps > 0:
+    if processes > 1 and peer.total_fps > 0 and not ours.failure:
         print(f"ratio, workers to one process: {ours.total_fps / peer.total_fps:.2f}")
     return 0
 

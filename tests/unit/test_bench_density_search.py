@@ -45,6 +45,7 @@ def test_search_finds_the_largest_count_that_keeps_up(
         fps = 30.0 if n <= capacity else 20.0
         return density.Trial(n, 10.0, {f"cam-{i}": round(fps * 10) for i in range(n)}, 0)
 
-    best, trials = density.search(run, limit, start, within)
-    assert [t.streams for t in trials] == tried
-    assert (best.streams if best else None) == found
+    found_ = density.search(run, limit, start, within)
+    assert [t.streams for t in found_.trials] == tried
+    assert (found_.best.streams if found_.best else None) == found
+    assert found_.stopped == ""

@@ -4,6 +4,7 @@ PyNvVideoCodec and CuPy where the GPU path is measured)."""
 from __future__ import annotations
 
 import sys
+import time
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
@@ -54,3 +55,80 @@ def test_the_nvdec_ceiling_decodes_as_the_camera_readers_do(
     cap = NvdecCapture(str(hanoi_clip()), nvc=camera, xp=FAKE_XP)
     cap.release()
     assert ceiling.decoders and all(d == camera.decoders[0] for d in ceiling.decoders)
+
+
+def _trial(density: ModuleType, n: int, fps: float = 30.0, **extra: Any) -> Any:
+    return density.Trial(n, 10.0, {f"cam-{i}": round(fps * 10) for i in range(n)}, 0, **extra)
+
+
+def test_the_search_ends_at_its_deadline_with_the_best_count_so_far(density: ModuleType) -> None:
+    """No trial starts that would end after the deadline (each taken to last as long as the
+    longest yet): the best count so far is the figure, said to be a lower bound."""
+    now = [0.0]
+
+    def run(n: int) -> Any:
+        now[0] += 100.0  # every trial takes 100 s; all keep up
+        return _trial(density, n)
+
+    found = density.search(run, 256, 8, 1, deadline=450.0, expected_s=60.0, clock=lambda: now[0])
+    assert [t.streams for t in found.trials] == [8, 16, 32, 64]  # a fifth would end at 500
+    assert found.best.streams == 64 and "--deadline-s" in found.stopped
+    line = density.end_to_end_line(found, "nvdec", 6, 3000.0, "NVDEC")
+    assert line.startswith("end to end:         at least 64 streams at 30 fps")
+    assert "search ended early: --deadline-s" in line
+    none = density.search(
+        run, 256, 8, 1, deadline=now[0] + 10, expected_s=60.0, clock=lambda: now[0]
+    )
+    assert none.trials == [] and none.best is None
+    assert "not measured" in density.end_to_end_line(none, "nvdec", 6, 3000.0, "NVDEC")
+
+
+def test_a_trial_that_fails_is_recorded_and_one_that_does_not_end_stops_the_search(
+    density: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run(n: int) -> Any:
+        if n == 32:
+            raise RuntimeError("worker 2 (cameras cam-0003): NVDEC session limit\nmore")
+        if n == 24:
+            raise density.TrialStuckError("the trial's run did not end within 65 s")
+        return _trial(density, n)
+
+    found = density.search(density.guarded(run, 10.0), 256, 16, 1)
+    assert [(t.streams, t.failure[:12]) for t in found.trials] == [
+        (16, ""), (32, "RuntimeError"), (24, "the trial's ")
+    ]  # fmt: skip
+    assert found.best.streams == 16 and "at 24 streams did not end" in found.stopped
+    assert "failed: RuntimeError: worker 2 (cameras cam-0003): NVDEC session limit" in (
+        capsys.readouterr().err
+    )
+    line = density.end_to_end_line(found, "nvdec", 6, 3000.0, "NVDEC")
+    assert line.startswith("end to end:         at least 16 streams at 30 fps (24 fell behind)")
+
+
+class FakeWorkers:
+    def progress(self) -> list[tuple[float, dict[str, int]]]:
+        return [(1.0, {"cam-0001": 30})]  # one camera of two ever reported
+
+
+class FakeNode:
+    """A node whose worker reports only one of its two cameras."""
+
+    def __init__(self) -> None:
+        self.workers = FakeWorkers()
+        self.violations = 0
+        self.stopped_after: float | None = None
+
+    def run_live(self, stop: Any, evidence_wait_s: float) -> None:
+        stop.wait(30)
+        self.evidence_wait_s = evidence_wait_s
+
+
+def test_a_worker_trial_whose_cameras_are_not_all_reported_fails_within_its_start_wait(
+    density: ModuleType,
+) -> None:
+    node = FakeNode()
+    started = time.monotonic()
+    t = density._workers_trial(node, 2, 8.0, evidence_wait_s=3.0, start_wait_s=1.0)
+    assert time.monotonic() - started < 10
+    assert t.failure == "1 of 2 cameras reported within 1 s of the start" and not t.keeps_up
+    assert node.evidence_wait_s == 3.0  # the trial's run waits that long for evidence
