@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +50,7 @@ import yaml  # noqa: E402
 from calibration.camera import PinholeCamera  # noqa: E402
 from edge.detector import DEFAULT_PROVIDERS, Detector, DetectorConfig  # noqa: E402
 from edge.pipeline import DetectorPool, LivePipeline, TrackedFrame  # noqa: E402
+from roadwatch.errors import UserError  # noqa: E402
 
 if TYPE_CHECKING:
     from edge.node import EdgeNode
@@ -623,6 +624,40 @@ def versions(detector: Detector) -> str:
     )
 
 
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def gpu_refusal(asked: Sequence[str], detector: Detector, decoder: str) -> str | None:
+    """Why this run would not measure the GPU it was asked to (None: it will).
+
+    onnxruntime runs on the CPU without a word where a GPU provider cannot load (a CUDA or
+    cuDNN library missing: the detector skips what onnxruntime does not offer, and its
+    session logs only errors), and NVDEC's frames would each be copied to the host where
+    the detector's device pipeline is not on the GPU."""
+    wanted = [p for p in asked if p in GPU_PROVIDERS]
+    running = detector.providers[0] if detector.providers else "none"
+    if wanted and running not in GPU_PROVIDERS:
+        return (
+            f"the GPU provider did not load: asked {', '.join(wanted)}, the detector runs on"
+            f" {running} (onnxruntime offers {', '.join(_available())}; a CUDA or cuDNN"
+            " library it cannot load is the usual cause, which onnxruntime printed above)"
+        )
+    backend = detector.backend
+    if decoder == "nvdec" and (backend is None or backend.xp is np):
+        return (
+            "the cameras decode on NVDEC into GPU memory, but the detector's device pipeline"
+            f" is not on the GPU (detector on {running}, CuPy missing or device_pipeline off):"
+            " every frame would be copied to the host, which is not the path measured"
+        )
+    return None
+
+
+def _available() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
 def main() -> int:
     began = time.monotonic()
     if isinstance(sys.stdout, io.TextIOWrapper):  # each figure line out as it is found
@@ -660,6 +695,12 @@ def main() -> int:
     parser.add_argument(
         "--providers", default=",".join(DEFAULT_PROVIDERS), help="comma-separated, preferred first"
     )
+    parser.add_argument(
+        "--require-gpu", action=argparse.BooleanOptionalAction, default=None,
+        help="exit 2 unless the detector runs on the GPU provider asked for and, with"
+        " --decoder nvdec, its device pipeline on the GPU (default: on when a GPU provider"
+        " or NVDEC is asked for)",
+    )  # fmt: skip
     parser.add_argument("--decode-threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
         "--decoder", choices=("auto", "opencv", "nvdec"), default="auto",
@@ -696,7 +737,18 @@ def main() -> int:
         model=args.model, max_batch=args.batch, batch_wait_ms=args.batch_wait_ms,
         providers=providers,
     )  # fmt: skip
-    detector = Detector.from_manifest(model)
+    try:
+        detector = Detector.from_manifest(model)
+    except UserError as exc:  # a model not pulled, a provider that refused to start
+        print(f"gpu_density: {exc}", file=sys.stderr)
+        return 2
+    require_gpu = args.require_gpu
+    if require_gpu is None:
+        require_gpu = args.decoder == "nvdec" or any(p in GPU_PROVIDERS for p in providers)
+    if require_gpu and (why := gpu_refusal(providers, detector, decoder)) is not None:
+        print(f"gpu_density: {why}; nothing measured (--no-require-gpu measures anyway)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     video, scene, calibration = prepare(args.workdir, args.data)
     pool = DetectorPool(load=lambda _cfg: detector)
     print(versions(detector))

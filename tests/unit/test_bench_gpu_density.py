@@ -8,12 +8,13 @@ import time
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
 from edge import nvdec
 from edge.nvdec import NvdecCapture
 from tests.bench_support import load_bench
-from tests.edge_support import hanoi_clip
+from tests.edge_support import hanoi_clip, require_model
 from tests.nvdec_standin import FAKE_XP, StreamDecoder, StreamNvc
 
 
@@ -132,3 +133,50 @@ def test_a_worker_trial_whose_cameras_are_not_all_reported_fails_within_its_star
     assert time.monotonic() - started < 10
     assert t.failure == "1 of 2 cameras reported within 1 s of the start" and not t.keeps_up
     assert node.evidence_wait_s == 3.0  # the trial's run waits that long for evidence
+
+
+def _detector(providers: list[str], xp: Any = None) -> Any:
+    backend = SimpleNamespace(xp=xp) if xp is not None else None
+    return SimpleNamespace(providers=providers, backend=backend)
+
+
+@pytest.mark.parametrize(
+    ("asked", "running", "xp", "decoder", "refused"),
+    [
+        ("CUDA,CPU", "CPU", None, "opencv", "the GPU provider did not load: asked CUDA"),
+        ("TensorRT,CUDA,CPU", "CPU", None, "nvdec", "the GPU provider did not load"),
+        ("CUDA,CPU", "CUDA", "cupy", "nvdec", None),
+        ("CUDA,CPU", "CUDA", None, "nvdec", "device pipeline is not on the GPU"),
+        ("CUDA,CPU", "CUDA", np, "nvdec", "device pipeline is not on the GPU"),
+        ("CUDA,CPU", "CUDA", None, "opencv", None),  # host frames: host pre-processing
+        ("CPU", "CPU", None, "opencv", None),
+    ],
+)  # fmt: skip
+def test_what_keeps_a_run_from_measuring_the_gpu(
+    density: ModuleType, asked: str, running: str, xp: Any, decoder: str, refused: str | None
+) -> None:
+    name = {"CUDA": "CUDAExecutionProvider", "CPU": "CPUExecutionProvider",
+            "TensorRT": "TensorrtExecutionProvider"}  # fmt: skip
+    providers = [name[p] for p in asked.split(",")]
+    detector = _detector([name[running]], "a CuPy module" if xp == "cupy" else xp)
+    why = density.gpu_refusal(providers, detector, decoder)
+    assert (why is None) if refused is None else (why is not None and refused in why)
+
+
+def test_the_bench_stops_when_the_gpu_provider_did_not_load(
+    density: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On this machine onnxruntime has no CUDA provider: the detector runs on the CPU, and
+    the bench says so and measures nothing (exit 2) rather than a CPU figure for a GPU's."""
+    require_model("yolov8n-coco-dynamic")
+
+    def measured(*args: Any) -> Any:
+        raise AssertionError("the bench went on to measure on the CPU")
+
+    monkeypatch.setattr(density, "prepare", measured)
+    argv = ["gpu_density.py", "--providers", "CUDAExecutionProvider,CPUExecutionProvider"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert density.main() == 2
+    err = capsys.readouterr().err
+    assert "gpu_density: the GPU provider did not load: asked CUDAExecutionProvider, the" in err
+    assert "runs on CPUExecutionProvider" in err and "--no-require-gpu" in err
