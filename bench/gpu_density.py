@@ -228,23 +228,30 @@ class HostCosts:
 
 
 class _Deferred(Executor):
-    """Runs what is submitted only when asked to (``run_all``)."""
+    """Runs what is submitted only when asked to (``run_all``), and from then on at once:
+    the end of the timing (``finish``) submits the cases still waiting for their
+    after-frames, which no thread would ever run."""
 
     def __init__(self) -> None:
         self._jobs: list[tuple[Future[Any], Callable[[], Any]]] = []
+        self._at_once = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         future: Future[Any] = Future()
         self._jobs.append((future, lambda: fn(*args, **kwargs)))
+        if self._at_once:
+            self.run_all()
         return future
 
     def run_all(self) -> None:
-        jobs, self._jobs = self._jobs, []
-        for future, job in jobs:
-            try:
-                future.set_result(job())
-            except Exception as exc:  # handed to whoever waits for it
-                future.set_exception(exc)
+        self._at_once = True
+        while self._jobs:
+            jobs, self._jobs = self._jobs, []
+            for future, job in jobs:
+                try:
+                    future.set_result(job())
+                except Exception as exc:  # handed to whoever waits for it
+                    future.set_exception(exc)
 
 
 def _timed_enforcement(node: EdgeNode, items: list[TrackedFrame]) -> float:

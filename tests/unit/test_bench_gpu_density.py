@@ -180,3 +180,37 @@ def test_the_bench_stops_when_the_gpu_provider_did_not_load(
     err = capsys.readouterr().err
     assert "gpu_density: the GPU provider did not load: asked CUDAExecutionProvider, the" in err
     assert "runs on CPUExecutionProvider" in err and "--no-require-gpu" in err
+
+
+class DeferringCamera:
+    build_pool: Any = None
+
+
+class CaseAtTheEnd:
+    """A node whose last case waits for after-frames that never come: ``finish`` hands it
+    to the camera's build pool and waits for it, as the node's own does."""
+
+    def __init__(self) -> None:
+        self.enforcement = {"cam-0001": DeferringCamera()}
+        self.built: list[str] = []
+
+    def on_tracked(self, item: Any) -> None:
+        pass
+
+    def finish(self, wait_s: float = 300.0) -> None:
+        from concurrent.futures import wait
+
+        pool = self.enforcement["cam-0001"].build_pool
+        done, _ = wait([pool.submit(self.built.append, "case")], timeout=wait_s)
+        assert done, f"the last case was not built within {wait_s} s"
+
+
+def test_the_host_timing_builds_the_cases_its_end_hands_over(density: ModuleType) -> None:
+    """The timing's deferred pool runs what ``finish`` submits at once: it waited the whole
+    300 s evidence wait for a case nothing would build (5 minutes of a GPU lease)."""
+    node = CaseAtTheEnd()
+    started = time.monotonic()
+    node_finish = node.finish
+    node.finish = lambda wait_s=300.0: node_finish(min(wait_s, 5.0))  # type: ignore[method-assign]
+    density._timed_enforcement(node, [])
+    assert node.built == ["case"] and time.monotonic() - started < 2.0
