@@ -1,8 +1,9 @@
 """What a lent GPU machine lacks for ``bench/gpu_density.py``, carried to it in parts
 small enough for one device call each, and installed there.
 
-The device image has CUDA, cuDNN, NumPy, CuPy and OpenCV, but not onnxruntime-gpu (a
-255 MB wheel), PyNvVideoCodec nor this project's other dependencies; one device call
+The device image has CUDA, cuDNN, NumPy, CuPy, OpenCV, SciPy, Pillow, PyYAML and onnx, but
+not onnxruntime-gpu (a 255 MB wheel), PyNvVideoCodec, PyAV nor this project's other
+dependencies (pydantic, cryptography, PyNaCl, paho-mqtt, imageio-ffmpeg); one device call
 carries at most 64 MiB. So:
 
 here     ``.venv/bin/python bench/device_kit.py pack``: downloads the wheels for the
@@ -42,8 +43,17 @@ INDEX = "kit.json"
 CHUNK = 1 << 20
 CLIP_DIR = ROOT / "var" / "bench" / "density"  # (bench/gpu_density.py's --workdir default)
 
-# What bench/gpu_density.py imports that the device image lacks: onnxruntime-gpu and
-# PyNvVideoCodec at the issue's versions, the rest at versions published for cp312.
+# What bench/gpu_density.py imports that the device image lacks (its package list:
+# /work/.library/device/KINDS.md, "Python packages already there"): onnxruntime-gpu and
+# PyNvVideoCodec at the issue's versions, the rest at versions published for cp312. The
+# image's own NumPy, CuPy, OpenCV, SciPy, Pillow, PyYAML, onnx (with ml-dtypes and
+# protobuf), flatbuffers and packaging serve as they are; typing-extensions is carried
+# all the same (45 kB) because pydantic-core needs a recent one.
+IMAGE_HAS = (  # of what the bench imports (KINDS.md as read on 2026-11-17)
+    "numpy", "cupy-cuda13x", "opencv-python-headless", "scipy", "pillow", "pyyaml", "onnx",
+    "onnxruntime", "ml-dtypes", "protobuf", "flatbuffers", "packaging", "sympy",
+    "typing-extensions", "charset-normalizer", "setuptools",
+)  # fmt: skip
 WHEELS = (
     "onnxruntime-gpu==1.31.1",
     "pynvvideocodec==2.2.4",
@@ -58,14 +68,6 @@ WHEELS = (
     "pycparser==3.12",
     "pynacl==1.6.2",
     "paho-mqtt==2.2.0",
-    "pyyaml==6.0.3",
-    "scipy==1.17.1",
-    "pillow==13.0.0",
-    "onnx==1.23.2",
-    "ml-dtypes==0.7.0",
-    "protobuf==7.36.2",
-    "flatbuffers==25.12.19",
-    "packaging==26.4",
     "tzdata==2026.6",
     "imageio-ffmpeg==0.8.1",
 )

@@ -187,3 +187,32 @@ def test_install_runs_where_pydantic_is_not_installed_yet(kit: ModuleType, tmp_p
         [sys.executable, "-c", "import pydantic"], env=env, capture_output=True, check=False
     )
     assert blocked.returncode != 0  # (the blocker works)
+
+
+def test_the_kit_carries_what_the_bench_needs_and_the_image_lacks(kit: ModuleType) -> None:
+    """Every distribution the bench imports (its lazy imports too) is in the image or in
+    the kit, and the kit carries none the image has, but typing-extensions (pydantic-core
+    needs a recent one; 45 kB)."""
+    script = (
+        "import importlib.metadata as md, sys\n"
+        "sys.path[:0] = ['bench', '.']\n"
+        "import gpu_density, device_kit\n"
+        "from calibration.scene_render import load_assets, write_scene\n"
+        "from calibration.speed_eval import surveyed_calibration\n"
+        "from roadwatch.demo.scene import demo_spec, scene_document\n"
+        "import edge.node, edge.workers, edge.evidence.packets, edge.evidence.clip, edge.nvdec\n"
+        "import av, imageio_ffmpeg, onnxruntime, tzdata\n"
+        "names = md.packages_distributions()\n"
+        "print('\\n'.join(sorted({d for m in list(sys.modules) for d in names.get(m, [])})))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=kit.ROOT, capture_output=True, text=True,
+        timeout=120, check=True,
+    )  # fmt: skip
+    imported = {kit._key(d) for d in done.stdout.split()} - {"roadwatch"}
+    carried = {kit._key(w.split("==")[0]) for w in kit.WHEELS}
+    image = {kit._key(d) for d in kit.IMAGE_HAS}
+    # (onnxruntime-gpu is imported as onnxruntime; PyNvVideoCodec and CuPy need a GPU)
+    assert imported - image - carried - {"onnxruntime-gpu"} == set()
+    assert carried & image == {"typing-extensions"}
+    assert {"onnxruntime-gpu", "pynvvideocodec", "av", "pydantic", "imageio-ffmpeg"} <= carried
