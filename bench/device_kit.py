@@ -11,8 +11,9 @@ here     ``.venv/bin/python bench/device_kit.py pack``: downloads the wheels for
          the density clip once, and packs the wheels, the model files and the clip into
          one xz tar split into ``var/device-kit/part-NN/`` folders of at most 60 MB; it
          prints the device calls to make;
-there    each call carries one part folder (the machine keeps earlier ones while warm),
-         and the last runs ``python3 bench/device_kit.py install --target /tmp/rwlib``,
+there    each call carries one part folder (the machine keeps earlier ones while warm,
+         about 30 s after a call: the calls follow one another at once, each listing
+         ``var/device-kit``), and the last runs ``python3 bench/device_kit.py install``,
          which joins the parts, checks the whole against its sha256, puts the models and
          the clip in place and installs each wheel whose version the image lacks, then
          the bench with ``PYTHONPATH=/tmp/rwlib:.``.
@@ -205,8 +206,11 @@ def pack(args: argparse.Namespace) -> int:
         parts = split(tar, KIT)
     total = sum(p.stat().st_size for p in parts)
     print(f"{len(members)} files, {total / 1e6:.0f} MB in {len(parts)} parts under {KIT}")
+    # One call right after the other: a machine stays warm about 30 s, and one that went
+    # cold comes back without the parts carried (the listing shows which it holds).
     for n, part in enumerate(parts, start=1):
-        then = "the install and the bench (docs/edge-perception.md)" if n == len(parts) else "true"
+        last = "the install and the bench (docs/edge-perception.md)"
+        then = last if n == len(parts) else "ls var/device-kit"
         print(f"device call {n}: carry {part.parent.relative_to(ROOT)}, command: {then}")
     return 0
 

@@ -847,7 +847,7 @@ def end_to_end_line(found: Search, decoder: str, processes: int, ceiling: float,
     fell = min(
         (t.streams for t in found.trials if not t.keeps_up and t.streams > streams), default=0
     )
-    at_least = "at least " if found.stopped else ""
+    at_least = "at least " if found.stopped and found.best else ""
     return (
         f"end to end:         {at_least}{streams} streams at {FPS:.0f} fps"
         f"{f' ({fell} fell behind)' if fell else ''}, decoded by {decoder}, {workers}"

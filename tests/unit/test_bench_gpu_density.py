@@ -83,6 +83,17 @@ def test_the_search_ends_at_its_deadline_with_the_best_count_so_far(density: Mod
     assert none.trials == [] and none.best is None
     assert "not measured" in density.end_to_end_line(none, "nvdec", 6, 3000.0, "NVDEC")
 
+    def slow(n: int) -> Any:
+        now[0] += 100.0
+        return _trial(density, n, fps=20.0)  # none keeps up
+
+    behind = density.search(
+        slow, 256, 8, 1, deadline=now[0] + 150.0, expected_s=100.0, clock=lambda: now[0]
+    )
+    line = density.end_to_end_line(behind, "nvdec", 6, 3000.0, "NVDEC")
+    assert [t.streams for t in behind.trials] == [8] and behind.stopped
+    assert line.startswith("end to end:         0 streams at 30 fps (8 fell behind)")
+
 
 def test_a_trial_that_fails_is_recorded_and_one_that_does_not_end_stops_the_search(
     density: ModuleType, capsys: pytest.CaptureFixture[str]
