@@ -16,6 +16,12 @@ Measured in the same run, as the peers of the end-to-end figure:
     .venv/bin/python bench/gpu_density.py                      # the providers in edge order
     .venv/bin/python bench/gpu_density.py --providers CPUExecutionProvider --seconds 10
 
+Where a GPU provider (the default order has two) or NVDEC is asked for, the bench stops
+with exit 2 unless the detector runs on that GPU provider, its device pipeline on the GPU
+with NVDEC (``--no-require-gpu`` measures whatever runs). ``--deadline-s`` ends the search
+in time to print its best count, and a trial waits ``--evidence-wait-s`` (5 s) for the
+evidence built after its window.
+
 The clip is the demo road rendered at 1920x1080, 30 fps (seeded, about a minute, once,
 into var/bench/density/). The end-to-end path decodes as the node's camera readers do
 (``--decoder``: NVDEC where PyNvVideoCodec, CuPy and a GPU are usable, else OpenCV);
