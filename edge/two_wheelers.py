@@ -4,7 +4,8 @@ Seen from behind or from a high pole, YOLOv8n often labels a motorcycle with its
 "person" only. Two cues bring them back:
 
 * a person box that sits on a motorcycle or bicycle box is its rider: the rider is merged
-  into the two-wheeler (the box grows to cover both), so one vehicle stays one object;
+  into the two-wheeler (the box grows up and sideways to cover both; its bottom edge, the
+  vehicle's ground point, stays the two-wheeler's), so one vehicle stays one object;
 * a person track that moves at vehicle speed is a two-wheeler, not a pedestrian
   (``moving_like_a_vehicle``; the tracker applies it, as it needs the track's history).
 
@@ -30,11 +31,20 @@ class RiderMerge:
     riders_merged: int
 
 
-def merge_riders(dets: Detections, min_overlap: float = 0.3) -> RiderMerge:
-    """Fold each person box that overlaps a two-wheeler box into that two-wheeler.
+def merge_riders(
+    dets: Detections, min_overlap: float = 0.3, below_wheels: float = 0.15
+) -> RiderMerge:
+    """Fold each person box that sits on a two-wheeler box into that two-wheeler.
 
     A person counts as the rider when at least ``min_overlap`` of the person's box lies
-    inside the two-wheeler's box and the person's centre is above its horizontal extent.
+    inside the two-wheeler's box, the person's centre is above its horizontal extent and
+    the person sits on it: the person's centre no lower than the two-wheeler's, and the
+    person's feet no more than ``below_wheels`` of the two-wheeler's height below its
+    wheels. A person standing in front of a two-wheeler (lower in the image, nearer the
+    camera), such as the motorcycle behind in a queue, is not its rider.
+
+    The merged box covers both, except below: its bottom edge stays the two-wheeler's, as
+    that edge is the vehicle's ground point (stop line, speed).
     """
     is_person = dets.class_id == ObjectClass.PERSON
     is_bike = np.isin(dets.class_id, [int(c) for c in TWO_WHEELERS])
@@ -45,7 +55,12 @@ def merge_riders(dets: Detections, min_overlap: float = 0.3) -> RiderMerge:
     overlap = ioa(p_box, b_box)
     cx = (p_box[:, 0] + p_box[:, 2]) / 2
     above = (cx[:, None] >= b_box[None, :, 0]) & (cx[:, None] <= b_box[None, :, 2])
-    overlap = np.where(above, overlap, 0.0)
+    p_cy, b_cy = (p_box[:, 1] + p_box[:, 3]) / 2, (b_box[:, 1] + b_box[:, 3]) / 2
+    b_h = b_box[:, 3] - b_box[:, 1]
+    seated = (p_cy[:, None] <= b_cy[None, :]) & (
+        p_box[:, 3][:, None] <= (b_box[:, 3] + below_wheels * b_h)[None, :]
+    )
+    overlap = np.where(above & seated, overlap, 0.0)
     best = overlap.argmax(axis=1)
     rider = overlap[np.arange(len(persons)), best] >= min_overlap
     if not rider.any():
@@ -54,7 +69,7 @@ def merge_riders(dets: Detections, min_overlap: float = 0.3) -> RiderMerge:
     conf = dets.confidence.copy()
     for p, b in zip(persons[rider], bikes[best[rider]], strict=True):
         xyxy[b, :2] = np.minimum(xyxy[b, :2], xyxy[p, :2])
-        xyxy[b, 2:] = np.maximum(xyxy[b, 2:], xyxy[p, 2:])
+        xyxy[b, 2] = max(xyxy[b, 2], xyxy[p, 2])
         # The rider's score vouches for the vehicle as much as the two-wheeler's own.
         conf[b] = max(conf[b], conf[p])
     keep = np.ones(len(dets), dtype=bool)

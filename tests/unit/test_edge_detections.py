@@ -92,25 +92,46 @@ def test_letterbox_maps_model_pixels_back_to_the_image() -> None:
     assert out.tolist() == [[10, 10, 20, 20], [0, 0, 640, 480]]
 
 
+BIKE: list[float] = [100, 80, 150, 140]  # height 60, centre y 110, wheels at y 140
+
+
 @pytest.mark.parametrize(
-    ("person", "bike_cls", "merged"),
+    ("person", "bike_cls", "merged_box"),
     [
-        ([105, 40, 135, 110], MOTO, True),  # rider sitting on the motorcycle
-        ([300, 40, 330, 110], MOTO, False),  # pedestrian elsewhere
-        ([105, 40, 135, 110], CAR, False),  # a person next to a car is not its rider
-        ([160, 60, 190, 110], MOTO, False),  # overlaps the box but centre is beside it
+        ([105, 40, 135, 110], MOTO, [100, 40, 150, 140]),  # rider sitting on the motorcycle
+        ([300, 40, 330, 110], MOTO, None),  # pedestrian elsewhere
+        ([105, 40, 135, 110], CAR, None),  # a person next to a car is not its rider
+        ([160, 60, 190, 110], MOTO, None),  # overlaps the box but centre is beside it
+        # feet a little below the wheels (within 0.15 of the bike's height): still the
+        # rider, and the bike's bottom edge (its ground point) does not move down
+        ([105, 50, 135, 148], MOTO, [100, 50, 150, 140]),
+        ([95, 40, 140, 110], MOTO, [95, 40, 150, 140]),  # a rider wider than the bike
+        ([105, 60, 135, 155], MOTO, None),  # feet 15 px (0.25 heights) below the wheels
+        ([105, 100, 135, 140], MOTO, None),  # inside the bike box, but centred below its centre
     ],
 )
-def test_merge_riders(person: list[float], bike_cls: int, merged: bool) -> None:
-    dets = _d([[100, 80, 150, 140], person], [0.3, 0.8], [bike_cls, PERSON])
+def test_merge_riders(person: list[float], bike_cls: int, merged_box: list[float] | None) -> None:
+    dets = _d([BIKE, person], [0.3, 0.8], [bike_cls, PERSON])
     result = merge_riders(dets)
-    assert result.riders_merged == int(merged)
-    if merged:
+    assert result.riders_merged == int(merged_box is not None)
+    if merged_box is not None:
         assert result.detections.labels == ["motorcycle"]
-        assert result.detections.xyxy[0].tolist() == [100, 40, 150, 140]
+        assert result.detections.xyxy[0].tolist() == merged_box
         assert result.detections.confidence[0] == pytest.approx(0.8)
     else:
         assert len(result.detections) == 2
+        assert result.detections.xyxy.tolist() == dets.xyxy.tolist()
+
+
+def test_merge_riders_leaves_the_motorcycle_behind_a_queued_one() -> None:
+    """Hanoi clip, frame 168: a motorcycle labelled "person" (0.55) stands in front of
+    (below, in the image) the motorcycle box of the one ahead of it (0.17), its centre
+    inside that box's x-range. It is not that motorcycle's rider: merged, the box ahead
+    took its bottom edge, 27 px (0.6 of its height) further down the road."""
+    dets = _d([[181, 316, 219, 393], [163, 322, 221, 366]], [0.55, 0.17], [PERSON, MOTO])
+    result = merge_riders(dets)
+    assert result.riders_merged == 0
+    assert result.detections.xyxy.tolist() == dets.xyxy.tolist()
 
 
 @pytest.mark.parametrize(
