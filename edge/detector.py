@@ -34,6 +34,7 @@ from edge.device_batch import (
     letterbox_on,
     select_candidates,
 )
+from edge.sources import valid_image
 from edge.two_wheelers import TWO_WHEELERS, merge_riders
 from roadwatch.errors import UserError
 
@@ -48,6 +49,20 @@ DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUE
 
 class DetectorError(UserError):
     """The model cannot be loaded or does not look like a YOLO detector."""
+
+
+class FrameError(DetectorError):
+    """Frames the detector cannot take (``problems``: index in the batch -> why); nothing
+    of the batch was inferred."""
+
+    def __init__(self, problems: dict[int, str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"frame {i}: {why}" for i, why in problems.items()))
+
+
+# Smaller than this a side, a frame holds nothing worth detecting (and the letterbox would
+# scale a side to nothing).
+MIN_FRAME_SIDE = 32
 
 
 def class_probabilities(value: Any) -> Any:
@@ -209,6 +224,29 @@ def product_columns(model_classes: Sequence[str]) -> dict[ObjectClass, int]:
     return {c: names.index(c.label) for c in ObjectClass if c.label in names}
 
 
+def frame_problem(image: object, size: int) -> str | None:
+    """Why ``image`` cannot go to a detector of input ``size``, or None: it must be a BGR
+    uint8 frame (h, w, 3), at least ``MIN_FRAME_SIDE`` pixels a side, whose shorter side
+    keeps a pixel when the longer is scaled to ``size``."""
+    if valid_image(image):
+        h, w = (int(v) for v in getattr(image, "shape", ())[:2])
+        if min(h, w) < MIN_FRAME_SIDE:
+            return f"{w}x{h} pixels, under the {MIN_FRAME_SIDE} a side the detector needs"
+        if min(Letterbox.fit(h, w, size).resized) < 1:
+            return f"{w}x{h} pixels, too narrow to scale to {size} (a side would be 0 pixels)"
+        return None
+    dtype, shape = getattr(image, "dtype", None), tuple(getattr(image, "shape", ()))
+    if dtype is None:
+        return f"not an image ({type(image).__name__})"
+    if dtype != np.uint8:
+        return f"pixels of type {dtype}, where BGR uint8 (0-255) is expected"
+    if len(shape) == 2 or (len(shape) == 3 and shape[2] == 1):
+        return f"greyscale, shape {shape}, where BGR (height, width, 3) is expected"
+    if len(shape) != 3 or shape[2] != 3:
+        return f"shape {shape}, where BGR (height, width, 3) is expected"
+    return f"empty, shape {shape}"
+
+
 def letterbox_into(image: Image, size: int, out: FloatArray) -> Letterbox:
     """Scale ``image`` (BGR) into ``out`` (3, size, size) as RGB in [0, 1], grey-padded."""
     h, w = image.shape[:2]
@@ -257,6 +295,11 @@ def decode_candidates(
     results: list[Detections] = []
     for i, box in enumerate(boxes):
         mine = found.of_frame(i)
+        # A broken model (or an FP16 overflow) can give NaN or infinite boxes: one such
+        # anchor must not cost the frame, nor a batch, its other detections.
+        finite = np.isfinite(mine.cxcywh).all(axis=1) & np.isfinite(mine.score)
+        if not finite.all():
+            mine = mine.where(finite)
         if len(mine) == 0:
             results.append(Detections.empty())
             continue
@@ -354,7 +397,11 @@ class Detector:
 
     def detect(self, frames: Sequence[Image]) -> list[Detections]:
         """Detections of each frame (BGR uint8, in host memory or a CuPy array on the GPU),
-        in one inference call per batch."""
+        in one inference call per batch. ``FrameError`` before any inference when a frame
+        is not such an image (greyscale, four channels, floats) or is too small."""
+        problems = {i: why for i, f in enumerate(frames) if (why := frame_problem(f, self.size))}
+        if problems:
+            raise FrameError(problems)
         results: list[Detections] = []
         step = self.config.max_batch if self.dynamic_batch else 1
         for start in range(0, len(frames), step):

@@ -180,7 +180,9 @@ class Candidates:
     column: IntArray  # index into the columns that were searched
 
     def of_frame(self, i: int) -> Candidates:
-        keep = self.frame == i
+        return self.where(self.frame == i)
+
+    def where(self, keep: npt.NDArray[np.bool_]) -> Candidates:
         return Candidates(self.frame[keep], self.cxcywh[keep], self.score[keep], self.column[keep])
 
     def __len__(self) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edge.config import CameraConfig, SiteConfig
 from edge.detections import Detections, ObjectClass
-from edge.detector import Detector, DetectorConfig
+from edge.detector import Detector, DetectorConfig, FrameError
 from edge.evidence.packets import Codec
 from edge.nvdec import CaptureOpener, PacketSink, capture_factory
 from edge.scheduler import BatchScheduler
@@ -120,7 +120,13 @@ def process_file(
     for frame in frames:
         if stop is not None and stop.is_set():
             break
-        dets = detector.detect([frame.image])[0]
+        try:
+            dets = detector.detect([frame.image])[0]
+        except FrameError as exc:
+            log.warning("%s: frame %d skipped as corrupt: %s", path.name, frame.index, exc)
+            counters.frames -= 1
+            counters.corrupt += 1
+            continue
         tracks = tracker.update(dets, frame.index / info.fps)
         summary.observe(tracks)
         item = TrackedFrame(frame, tracks)
@@ -201,6 +207,10 @@ class LivePipeline:
         }
         self.summary = RunSummary()
         self._turned: float | None = None  # when the run's loop last came round
+        # Frames the detector could not take (a camera sending greyscale or tiny frames),
+        # per camera: counted as corrupt, said once per camera and reason.
+        self.refused: Counter[str] = Counter()
+        self._refusals_said: set[tuple[str, str]] = set()
 
     def health(self) -> list[CameraHealth]:
         """Each reader's health; frames replaced while waiting for a batch count as dropped.
@@ -213,6 +223,9 @@ class LivePipeline:
             if extra := self.scheduler.dropped[reader.camera]:
                 dropped = health.frames_dropped + extra
                 health = health.model_copy(update={"frames_dropped": dropped})
+            if refused := self.refused[reader.camera]:
+                corrupt = health.frames_corrupt + refused
+                health = health.model_copy(update={"frames_corrupt": corrupt})
             if stuck > PIPELINE_STALL_S and health.state is CameraState.UP:
                 why = f"frames not processed for {stuck:.0f} s: the pipeline is stuck"
                 health = health.model_copy(update={"state": CameraState.STALLED, "reason": why})
@@ -266,8 +279,7 @@ class LivePipeline:
             by_model.setdefault(key, (det_config, []))[1].append(frame)
         out: list[TrackedFrame] = []
         for det_config, group in by_model.values():
-            results = self.detectors.get(det_config).detect([f.pixels for f in group])
-            for frame, dets in zip(group, results, strict=True):
+            for frame, dets in self._detect(self.detectors.get(det_config), group):
                 tracks = self.trackers[frame.camera].update(dets, frame.monotonic)
                 self.summary.observe(tracks)
                 self.summary.frames += 1
@@ -275,6 +287,27 @@ class LivePipeline:
                 counts[frame.camera] = counts.get(frame.camera, 0) + 1
                 out.append(TrackedFrame(frame, tracks))
         return out
+
+    def _detect(self, detector: Detector, frames: list[Frame]) -> list[tuple[Frame, Detections]]:
+        """Each frame with its detections; a frame the detector cannot take is counted as
+        its camera's corrupt frame and left out, and the batch goes on without it."""
+        try:
+            return list(zip(frames, detector.detect([f.pixels for f in frames]), strict=True))
+        except FrameError as exc:
+            refused = exc.problems
+        for i, why in refused.items():
+            frame = frames[i]
+            self.refused[frame.camera] += 1
+            self.summary.corrupt += 1
+            if (frame.camera, why) not in self._refusals_said:
+                self._refusals_said.add((frame.camera, why))
+                log.warning(
+                    "camera %s: frame %d skipped as corrupt, the detector cannot take it: %s"
+                    " (more such frames of this camera are counted, not logged)",
+                    frame.camera, frame.index, why,
+                )  # fmt: skip
+        good = [f for i, f in enumerate(frames) if i not in refused]
+        return list(zip(good, detector.detect([f.pixels for f in good]), strict=True))
 
     def run(
         self,

@@ -19,6 +19,7 @@ from edge.detector import (
     Detector,
     DetectorConfig,
     DetectorError,
+    FrameError,
     choose_providers,
     decode,
     finish,
@@ -69,6 +70,47 @@ def test_cross_class_duplicates_are_one_object() -> None:
         raw, [Letterbox(1, 0, 0, 640, 640)], product_columns(COCO_HEAD), DetectorConfig()
     )
     assert dets.labels == ["car"]
+
+
+def test_non_finite_anchors_are_dropped_and_the_frame_keeps_its_detections() -> None:
+    """One NaN or infinite coordinate in the model's output failed the whole batch (the
+    Detections refused it) or became a box squashed against the frame's edge."""
+    raw = _raw(
+        [
+            (100, 100, 50, 40, 2, 0.9),  # a good car
+            (300, 300, np.nan, 40, 3, 0.8),  # a motorcycle with a NaN width
+            (np.inf, 300, 20, 40, 3, 0.7),  # and one with an infinite centre
+            (200, 400, 30, 30, 7, np.nan),  # a truck with a NaN score
+        ]
+    )
+    (dets,) = decode(
+        raw, [Letterbox.fit(1080, 1920, 640)], product_columns(COCO_HEAD), DetectorConfig()
+    )
+    assert dets.labels == ["car"]
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (np.zeros((64, 64), np.uint8), r"greyscale, shape \(64, 64\)"),
+        (np.zeros((64, 64, 1), np.uint8), r"greyscale, shape \(64, 64, 1\)"),
+        (np.zeros((64, 64, 4), np.uint8), r"shape \(64, 64, 4\), where BGR"),
+        (np.zeros((64, 64, 3), np.float32), "pixels of type float32"),
+        (np.zeros((64, 64, 3), np.uint16), "pixels of type uint16"),
+        (np.zeros((0, 0, 3), np.uint8), r"empty, shape \(0, 0, 3\)"),
+        (np.zeros((1, 2000, 3), np.uint8), "2000x1 pixels, under the 32"),
+        (np.zeros((32, 50000, 3), np.uint8), "50000x32 pixels, too narrow"),
+        ("frame.jpg", "not an image"),
+    ],
+)
+def test_detect_refuses_frames_it_cannot_take(frame: object, message: str) -> None:
+    """Greyscale and four-channel frames crashed inside OpenCV, float frames gave no
+    detection at all, a frame one pixel high crashed cv2.resize: each is refused, before
+    any inference, with what is wrong, and the good frames of the batch are named apart."""
+    good = np.zeros((48, 64, 3), np.uint8)
+    with pytest.raises(FrameError, match=f"^frame 1: {message}") as refused:
+        shared_detector().detect([good, frame])  # type: ignore[list-item]
+    assert list(refused.value.problems) == [1]
 
 
 def test_provider_preference() -> None:

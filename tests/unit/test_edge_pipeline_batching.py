@@ -12,15 +12,22 @@ import numpy as np
 from edge.config import parse_site_config
 from edge.detections import Detections
 from edge.pipeline import DetectorPool, LivePipeline
-from tests.edge_support import hanoi_clip
+from tests.edge_support import hanoi_clip, shared_detector
 
 
 class Camera:
     """A capture that yields a small frame every ``period_s`` (forever, or ``count``);
     a silent one reads nothing it can decode (every 50 ms)."""
 
-    def __init__(self, period_s: float, count: int | None = None, silent: bool = False) -> None:
+    def __init__(
+        self,
+        period_s: float,
+        count: int | None = None,
+        silent: bool = False,
+        shape: tuple[int, int, int] = (24, 32, 3),
+    ) -> None:
         self.period_s, self.count, self.silent, self.read_n = period_s, count, silent, 0
+        self.shape = shape
         self.released = threading.Event()
 
     def read(self) -> tuple[bool, Any]:
@@ -30,7 +37,7 @@ class Camera:
         if self.silent:
             return True, None
         self.read_n += 1
-        return True, np.full((24, 32, 3), self.read_n % 256, np.uint8)
+        return True, np.full(self.shape, self.read_n % 256, np.uint8)
 
     def release(self) -> None:
         self.released.set()
@@ -69,7 +76,7 @@ def run_until(pipe: LivePipeline, frames: int) -> list[Any]:
 
 
 def build(
-    tmp_path: Path, cams: dict[str, Camera], max_batch: int, wait_ms: float
+    tmp_path: Path, cams: dict[str, Camera], max_batch: int, wait_ms: float, detector: Any = None
 ) -> tuple[LivePipeline, Any]:
     # Each camera has a file of its own (a link to the clip) for its reader to open; the
     # captures above stand in for what a decoder would read from it.
@@ -84,7 +91,7 @@ def build(
             "cameras": [{"id": cam, "url": str(urls[cam]), "loop": True} for cam in cams],
         }
     )  # fmt: skip
-    recorder = BatchRecorder()
+    recorder = detector or BatchRecorder()
     pipe = LivePipeline(
         config,
         DetectorPool(load=lambda _cfg: recorder),  # type: ignore[arg-type, return-value]
@@ -121,6 +128,50 @@ def test_a_frame_replaced_while_waiting_counts_as_dropped(tmp_path: Path) -> Non
     assert seen and pipe.scheduler.dropped["cam0"] > 0
     health = {h.camera: h for h in pipe.health()}
     assert health["cam0"].frames_dropped >= pipe.scheduler.dropped["cam0"]
+
+
+def test_a_frame_the_detector_cannot_take_is_corrupt_and_the_run_goes_on(tmp_path: Path) -> None:
+    """A camera sending frames one pixel high (cv2.resize failed on them, and with it the
+    whole loop): its frames count as corrupt, and the other camera in its batches is
+    still tracked."""
+    cams = {"good": Camera(0.02, shape=(48, 64, 3)), "thin": Camera(0.02, shape=(1, 2000, 3))}
+    pipe, _ = build(tmp_path, cams, max_batch=2, wait_ms=50, detector=shared_detector())
+    seen = run_until(pipe, 5)
+    assert len(seen) >= 5 and {item.frame.camera for item in seen} == {"good"}
+    health = {h.camera: h for h in pipe.health()}
+    assert health["thin"].frames_corrupt >= pipe.refused["thin"] > 0
+    assert health["good"].frames_corrupt == 0
+    assert pipe.summary.corrupt == pipe.refused["thin"]
+
+
+def test_a_file_frame_the_detector_cannot_take_is_skipped_as_corrupt(tmp_path: Path) -> None:
+    import cv2
+
+    from edge.detector import FrameError
+    from edge.pipeline import process_file
+
+    video = tmp_path / "six.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (64, 48))
+    for i in range(6):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+
+    class EveryOtherRefused:
+        riders_merged, calls = 0, 0
+
+        def detect(self, frames: list[Any]) -> list[Detections]:
+            self.calls += 1
+            if self.calls % 2 == 0:
+                raise FrameError({0: "greyscale, shape (48, 64)"})
+            return [Detections.empty() for _ in frames]
+
+    config = parse_site_config(
+        {"site": "s1", "node": "n1", "cameras": [{"id": "cam", "url": str(video)}]}
+    )
+    seen: list[Any] = []
+    pool = DetectorPool(load=lambda _cfg: EveryOtherRefused())  # type: ignore[arg-type, return-value]
+    summary = process_file(video, config, [seen.append], detectors=pool)
+    assert (summary.frames, summary.corrupt, len(seen)) == (3, 3, 3)
 
 
 def test_frames_left_when_the_files_end_are_processed(tmp_path: Path) -> None:
