@@ -79,9 +79,21 @@ class Manifest(_Strict):
 
     @model_validator(mode="after")
     def _derivations_resolve(self) -> Manifest:
-        for name, art in self.models.items():
-            if art.derive is not None and art.derive.base not in self.models:
-                raise ValueError(f"model {name!r} derives from unknown model {art.derive.base!r}")
+        """Every derivation starts from a model, and following them never comes back to
+        where it started (making a model from itself would never end)."""
+        for kind, entries in (("model", self.models), ("sample", self.samples)):
+            for name, art in entries.items():
+                if art.derive is not None and art.derive.base not in self.models:
+                    raise ValueError(
+                        f"{kind} {name!r} derives from unknown model {art.derive.base!r}"
+                    )
+        for name in self.models:
+            chain = [name]
+            while (derive := self.models[chain[-1]].derive) is not None:
+                if derive.base in chain:
+                    loop = " -> ".join(repr(n) for n in [*chain, derive.base])
+                    raise ValueError(f"model {name!r} derives from itself: {loop}")
+                chain.append(derive.base)
         return self
 
     def entry(self, name: str) -> Artifact:

@@ -83,6 +83,17 @@ def test_model_path_refuses_an_altered_file(tmp_path: Path) -> None:
         model_path("nope", manifest=manifest, folder=folder)
 
 
+def _derived(bases: dict[str, str]) -> dict[str, object]:
+    """A manifest of models each derived from another (name -> base)."""
+    entry = {"file": "m.onnx", "sha256": "0" * 64, "licence": "x"}
+    return {
+        "models": {
+            name: {**entry, "derive": {"base": base, "transform": "fp16"}}
+            for name, base in bases.items()
+        }
+    }
+
+
 @pytest.mark.parametrize(
     ("data", "where"),
     [
@@ -101,6 +112,22 @@ def test_model_path_refuses_an_altered_file(tmp_path: Path) -> None:
             },
             "unknown model 'nope'",
         ),
+        (
+            {
+                "samples": {
+                    "s": {
+                        "derive": {"base": "s", "transform": "fp16"},
+                        "file": "s",
+                        "sha256": "0" * 64,
+                        "licence": "x",
+                    }
+                }
+            },
+            "sample 's' derives from unknown model 's'",
+        ),
+        (_derived({"a": "a"}), "model 'a' derives from itself: 'a' -> 'a'"),
+        (_derived({"a": "b", "b": "a"}), "model 'a' derives from itself: 'a' -> 'b' -> 'a'"),
+        (_derived({"c": "a", "a": "b", "b": "a"}), "model 'c' derives from itself: 'c' -> 'a' ->"),
     ],
 )
 def test_manifest_errors_name_the_key(data: object, where: str) -> None:
