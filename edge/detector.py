@@ -342,13 +342,19 @@ def finish(dets: Detections, config: DetectorConfig) -> tuple[Detections, int]:
 class Detector:
     """A loaded, warmed-up detector. Build it with ``Detector.load``."""
 
-    def __init__(self, session: Any, model_classes: Sequence[str], config: DetectorConfig) -> None:
+    def __init__(
+        self,
+        session: Any,
+        model_classes: Sequence[str],
+        config: DetectorConfig,
+        input_size: tuple[int, int] | None = None,
+    ) -> None:
         self._session = session
         self.config = config
         inp = session.get_inputs()[0]
         self._input = inp.name
         shape = inp.shape
-        self.size = int(shape[2]) if isinstance(shape[2], int) else 640
+        self.size = square_input(shape, input_size)
         self.dynamic_batch = not isinstance(shape[0], int)
         self.columns = product_columns(model_classes)
         if not self.columns:
@@ -363,8 +369,14 @@ class Detector:
 
     @classmethod
     def load(
-        cls, path: Path, config: DetectorConfig, model_classes: Sequence[str] | None = None
+        cls,
+        path: Path,
+        config: DetectorConfig,
+        model_classes: Sequence[str] | None = None,
+        input_size: tuple[int, int] | None = None,
     ) -> Detector:
+        """The model at ``path``, its classes and (height, width) input size from its
+        manifest entry where the model itself does not say them."""
         import onnxruntime as ort
 
         chosen = choose_providers(config.providers, ort.get_available_providers())
@@ -378,8 +390,14 @@ class Detector:
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise DetectorError(f"cannot load model {path}: {exc}".splitlines()[0]) from exc
         names = list(model_classes) if model_classes is not None else _metadata_classes(session)
-        detector = cls(session, names, config)
-        detector.warm_up()
+        detector = cls(session, names, config, input_size)
+        try:
+            detector.warm_up()
+        except Exception as exc:  # onnxruntime's own errors again (a shape the graph refuses)
+            raise DetectorError(
+                f"cannot run model {path} on a {detector.size}x{detector.size} input"
+                f" (is its input_size right?): {exc}".splitlines()[0]
+            ) from exc
         log.info("detector %s on %s (dynamic batch: %s)", path.name, detector.providers,
                  detector.dynamic_batch)  # fmt: skip
         return detector
@@ -389,7 +407,7 @@ class Detector:
         from models.registry import model_entry, model_path
 
         entry = model_entry(config.model)
-        return cls.load(model_path(config.model), config, entry.classes)
+        return cls.load(model_path(config.model), config, entry.classes, entry.input_size)
 
     def warm_up(self) -> None:
         """One inference on a blank frame so the first real frame is not slow."""
@@ -429,6 +447,37 @@ class Detector:
         raw = np.asarray(self._session.run(None, {self._input: batch})[0], np.float32)
         found = select_candidates(host_backend(), raw, cols, thresholds)
         return decode_candidates(found, boxes, classes, self.config)
+
+
+# Ultralytics' default, for a model with a symbolic input size and no size in its entry.
+DEFAULT_INPUT_SIZE = 640
+
+
+def square_input(shape: Sequence[Any], declared: tuple[int, int] | None) -> int:
+    """The side of the square the frames are letterboxed into: the model input's own
+    (batch, 3, height, width) where both are fixed, else the manifest entry's
+    ``input_size`` (height, width), else ``DEFAULT_INPUT_SIZE``. A rectangle is refused."""
+    height, width = (d if isinstance(d, int) and d > 0 else None for d in shape[2:4])
+    if height is not None and width is not None:
+        where = "the model's input"
+        if declared is not None and tuple(declared) != (height, width):
+            log.warning(
+                "the model's input is %dx%d (width x height), its manifest entry says %dx%d:"
+                " using the model's", width, height, declared[1], declared[0],
+            )  # fmt: skip
+    elif declared is not None:
+        (height, width), where = declared, "the manifest entry's input_size"
+    else:
+        log.info(
+            "the model's input size is symbolic and its entry gives none: %d", DEFAULT_INPUT_SIZE
+        )
+        return DEFAULT_INPUT_SIZE
+    if height != width:
+        raise DetectorError(
+            f"{where} is {width}x{height} (width x height): frames are letterboxed into a"
+            " square, so export the model with a square input"
+        )
+    return height
 
 
 def _choose_backend(wanted: bool | None, providers: Sequence[str]) -> ArrayBackend | None:

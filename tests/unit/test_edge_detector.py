@@ -113,6 +113,84 @@ def test_detect_refuses_frames_it_cannot_take(frame: object, message: str) -> No
     assert list(refused.value.problems) == [1]
 
 
+class _Input:
+    def __init__(self, shape: list[object]) -> None:
+        self.name, self.shape = "images", shape
+
+
+class _Session:
+    """What ``Detector`` reads of an onnxruntime session before any inference."""
+
+    def __init__(self, shape: list[object]) -> None:
+        self._shape = shape
+
+    def get_inputs(self) -> list[_Input]:
+        return [_Input(self._shape)]
+
+    def get_providers(self) -> list[str]:
+        return ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize(
+    ("shape", "entry_size", "size"),
+    [
+        ([1, 3, 640, 640], None, 640),
+        (["batch", 3, 480, 480], (640, 640), 480),  # the model's own fixed size wins
+        (["batch", 3, "height", "width"], (320, 320), 320),  # a dynamic export's entry
+        (["batch", 3, "height", "width"], (1280, 1280), 1280),
+        (["batch", 3, "height", "width"], None, 640),  # no size anywhere: Ultralytics' 640
+        ([1, 3, 384, 640], None, "the model's input is 640x384"),
+        (["batch", 3, "height", "width"], (384, 640), "input_size is 640x384"),
+    ],
+)
+def test_input_size_from_the_model_or_its_manifest_entry(
+    shape: list[object], entry_size: tuple[int, int] | None, size: int | str
+) -> None:
+    """A model exported with symbolic height and width was letterboxed to 640 whatever its
+    manifest entry said; a rectangle cannot be letterboxed into and is refused."""
+    session, config = _Session(shape), DetectorConfig()
+    if isinstance(size, str):
+        with pytest.raises(DetectorError, match=size):
+            Detector(session, COCO_HEAD, config, entry_size)
+    else:
+        assert Detector(session, COCO_HEAD, config, entry_size).size == size
+
+
+def test_from_manifest_gives_the_entry_s_input_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.manifest import Artifact, Derivation
+
+    entry = Artifact(
+        derive=Derivation(base="m", transform="dynamic-batch"),
+        file="mine.onnx", sha256="0" * 64, licence="x", input_size=(320, 320), classes=COCO_HEAD,
+    )  # fmt: skip
+    monkeypatch.setattr("models.registry.model_entry", lambda name: entry)
+    monkeypatch.setattr("models.registry.model_path", lambda name: f"{name}.onnx")
+    loaded: dict[str, object] = {}
+
+    def load(path: object, config: object, classes: object, input_size: object = None) -> None:
+        loaded.update(path=path, classes=classes, input_size=input_size)
+
+    monkeypatch.setattr(Detector, "load", load)
+    Detector.from_manifest(DetectorConfig(model="mine"))
+    assert loaded == {"path": "mine.onnx", "classes": COCO_HEAD, "input_size": (320, 320)}
+
+
+def test_a_model_that_fails_its_warm_up_is_a_clear_error(tmp_path: Path) -> None:
+    """The stock weights with height and width made symbolic (as a dynamic export's are) but
+    a head still built for 640: at the entry's 320 the warm-up fails, and says so in one
+    line instead of onnxruntime's traceback."""
+    import onnx
+
+    model = onnx.load(str(require_model("yolov8n-coco-dynamic")))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    path = tmp_path / "symbolic.onnx"
+    onnx.save(model, str(path))
+    assert Detector.load(path, DetectorConfig(), COCO_HEAD, (640, 640)).size == 640
+    with pytest.raises(DetectorError, match=r"^cannot run model .* on a 320x320 input"):
+        Detector.load(path, DetectorConfig(), COCO_HEAD, (320, 320))
+
+
 def test_provider_preference() -> None:
     preferred = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
     assert choose_providers(preferred, ["CPUExecutionProvider", "CUDAExecutionProvider"]) == [
