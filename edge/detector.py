@@ -361,6 +361,12 @@ class Detector:
             raise DetectorError(
                 "the model has none of the classes car, motorcycle, bus, truck, bicycle, person"
             )
+        if missing := [c.label for c in ObjectClass if c not in self.columns]:
+            shown = ", ".join(model_classes[:12]) + (", ..." if len(model_classes) > 12 else "")
+            log.warning(
+                "the model has no class named %s (matched by name): it never detects %s; its"
+                " classes: %s", ", ".join(missing), "them" if len(missing) > 1 else "it", shown,
+            )  # fmt: skip
         self.providers: list[str] = list(session.get_providers())
         self.riders_merged = 0
         self._plan = search_plan(self.columns, config)

@@ -175,6 +175,25 @@ def test_from_manifest_gives_the_entry_s_input_size(monkeypatch: pytest.MonkeyPa
     assert loaded == {"path": "mine.onnx", "classes": COCO_HEAD, "input_size": (320, 320)}
 
 
+def test_product_classes_the_model_lacks_are_said_once_at_load(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A custom model that calls motorcycles "motorbike" never detects one: say so."""
+    names = ["car", "motorbike", "bus", "truck", "person"]
+    with caplog.at_level("WARNING", logger="edge.detector"):
+        detector = Detector(_Session([1, 3, 640, 640]), names, DetectorConfig())
+    assert ObjectClass.MOTORCYCLE not in detector.columns
+    [record] = [r for r in caplog.records if "no class named" in r.getMessage()]
+    assert record.getMessage() == (
+        "the model has no class named motorcycle, bicycle (matched by name): it never detects"
+        " them; its classes: car, motorbike, bus, truck, person"
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="edge.detector"):
+        Detector(_Session([1, 3, 640, 640]), COCO_HEAD, DetectorConfig())
+    assert not [r for r in caplog.records if "no class named" in r.getMessage()]
+
+
 def test_a_model_that_fails_its_warm_up_is_a_clear_error(tmp_path: Path) -> None:
     """The stock weights with height and width made symbolic (as a dynamic export's are) but
     a head still built for 640: at the entry's 320 the warm-up fails, and says so in one
