@@ -50,18 +50,19 @@ def track(feed: list[Detections], fps: float) -> tuple[float, list[Detections]]:
     return time.perf_counter() - started, out
 
 
-_F = np.eye(8)
-_F[:4, 4:] = np.eye(4)
 _H = np.eye(4, 8)
 _POSITION, _VELOCITY = 1.0 / 20, 1.0 / 160  # edge.bytetrack's process noise per box height
 
 
-def predict_alone(boxes: list[bytetrack.KalmanBox]) -> None:
+def predict_alone(boxes: list[bytetrack.KalmanBox], steps: float = 1.0) -> None:
+    f = np.eye(8)
+    f[:4, 4:] = steps * np.eye(4)
     for box in boxes:
         h = box.mean[3]
         p, v = _POSITION * h, _VELOCITY * h
-        box.mean = _F @ box.mean
-        box.cov = _F @ box.cov @ _F.T + np.diag(np.square([p, p, 1e-2, p, v, v, 1e-5, v]))
+        box.mean = f @ box.mean
+        q = np.diag(np.square([p, p, 1e-2, p, v, v, 1e-5, v])) * steps
+        box.cov = f @ box.cov @ f.T + q
 
 
 def update_alone(boxes: list[bytetrack.KalmanBox], measured: np.ndarray) -> None:

@@ -17,6 +17,11 @@ Steps per frame (as in the paper): predict every track; match high-score detecti
 tracked and lost tracks by IoU; match the low-score detections to the tracks still
 unmatched; let unconfirmed tracks take what is left; start new tracks from unmatched
 high-score detections; forget tracks lost for longer than the buffer.
+
+Time is the frames' own: the prediction spans the time since the frame before (in
+nominal frame periods, so a camera whose frames come late or are dropped has its tracks
+carried as far as they went), and a lost track is forgotten after the buffer's seconds,
+however few frames came meanwhile.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ IntArray = npt.NDArray[np.int64]
 
 _STD_POSITION = 1.0 / 20
 _STD_VELOCITY = 1.0 / 160
+# Rounding in frame times (index / fps) must not end a track one frame before its buffer.
+TIME_SLACK_S = 1e-6
 
 
 def _xyah_all(boxes: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
@@ -75,21 +82,22 @@ def _xyxy(means: FloatArray) -> FloatArray:
     return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
 
 
-def predict_all(boxes: list[KalmanBox]) -> None:
-    """One time step for each box: positions move by their velocities, uncertainty grows
-    with the box's height."""
+def predict_all(boxes: list[KalmanBox], steps: float = 1.0) -> None:
+    """``steps`` frame periods for each box: positions move by their velocities (per frame
+    period), uncertainty grows with the box's height and the time spanned."""
     if not boxes:
         return
     mean = np.stack([b.mean for b in boxes])
     cov = np.stack([b.cov for b in boxes])
-    noise = np.square(_PROCESS_FIXED + _PROCESS_STD * mean[:, 3:4])
-    mean[:, :4] += mean[:, 4:]
-    # F P F^T with F = [[I, I], [0, I]], written out by blocks.
+    noise = np.square(_PROCESS_FIXED + _PROCESS_STD * mean[:, 3:4]) * steps
+    mean[:, :4] += steps * mean[:, 4:]
+    # F P F^T with F = [[I, s I], [0, I]], written out by blocks (for s = 1, the same sums
+    # in the same order as the one-frame step, to the last bit).
     a, b, c, d = cov[:, :4, :4], cov[:, :4, 4:], cov[:, 4:, :4], cov[:, 4:, 4:]
     stepped = np.empty_like(cov)
-    stepped[:, :4, :4] = a + b + c + d
-    stepped[:, :4, 4:] = b + d
-    stepped[:, 4:, :4] = c + d
+    stepped[:, :4, :4] = a + steps * b + steps * c + (steps * steps) * d
+    stepped[:, :4, 4:] = b + steps * d
+    stepped[:, 4:, :4] = c + steps * d
     stepped[:, 4:, 4:] = d
     diagonal = np.arange(8)
     stepped[:, diagonal, diagonal] += noise
@@ -126,7 +134,7 @@ class TrackPhase(Enum):
 class ByteTrack:
     kalman: KalmanBox
     score: float
-    last_frame: int
+    last_t: float  # seconds, when it was last matched
     hits: int = 1
     phase: TrackPhase = TrackPhase.NEW
     track_id: int = 0  # assigned when confirmed; always > 0 after that
@@ -169,16 +177,24 @@ class ByteTracker:
     match_cost: float = 0.8  # 1 - IoU allowed in the first association
     low_match_cost: float = 0.5
     new_match_cost: float = 0.7
-    max_lost_frames: int = 30
+    max_lost_s: float = 1.0  # a track unmatched for longer is forgotten
+    frame_period_s: float = 1 / 30  # the nominal time between frames: the filter's unit
     confirm_hits: int = 2
     _tracks: list[ByteTrack] = field(default_factory=list)
     _frame: int = -1
+    _last_t: float | None = None
     _next_id: int = 1
 
-    def update(self, xyxy: npt.NDArray[np.float32], scores: npt.NDArray[np.float32]) -> Association:
+    def update(
+        self, xyxy: npt.NDArray[np.float32], scores: npt.NDArray[np.float32], t: float
+    ) -> Association:
+        """The association of one frame's detections, seen at ``t`` seconds."""
         self._frame += 1
         frame = self._frame
-        predict_all([t.kalman for t in self._tracks])
+        # (Rounded: frames at their nominal times step exactly one period each.)
+        since = 1.0 if self._last_t is None else (t - self._last_t) / self.frame_period_s
+        self._last_t = t
+        predict_all([k.kalman for k in self._tracks], max(0.0, round(since, 6)))
         out_det: list[int] = []
         out_id: list[int] = []
         # A track is matched at most once per frame and each stage matches on boxes the
@@ -188,7 +204,7 @@ class ByteTracker:
         def hit(track: ByteTrack, det: int) -> None:
             corrected.append((track.kalman, det))
             track.score = float(scores[det])
-            track.last_frame = frame
+            track.last_t = t
             track.hits += 1
             if track.phase is TrackPhase.NEW and track.hits >= self.confirm_hits:
                 track.track_id = self._next_id
@@ -225,7 +241,7 @@ class ByteTracker:
         for di in left_high[rest_d]:
             if scores[di] < self.new_track_threshold:
                 continue
-            track = ByteTrack(KalmanBox(xyxy[di]), float(scores[di]), frame)
+            track = ByteTrack(KalmanBox(xyxy[di]), float(scores[di]), t)
             self._tracks.append(track)
             if frame == 0 or self.confirm_hits <= 1:
                 track.track_id = self._next_id
@@ -234,11 +250,8 @@ class ByteTracker:
                 out_det.append(int(di))
                 out_id.append(track.track_id)
 
-        self._tracks = [
-            t
-            for t in self._tracks
-            if id(t) not in dead and frame - t.last_frame <= self.max_lost_frames
-        ]
+        horizon = t - self.max_lost_s - TIME_SLACK_S
+        self._tracks = [k for k in self._tracks if id(k) not in dead and k.last_t >= horizon]
         order = np.argsort(np.array(out_det, dtype=np.int64), kind="stable")
         return Association(
             np.array(out_det, dtype=np.int64)[order], np.array(out_id, dtype=np.int64)[order]

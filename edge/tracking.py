@@ -8,7 +8,8 @@ this module adds what the pipeline needs:
 * a per-track class decided by vote over the track's life, so one vehicle keeps one
   class when the detector flickers between "person" and "motorcycle";
 * a bounded motion history per track (the newest samples only) and forgetting of tracks
-  lost for longer than the lost-track buffer, so memory stays flat on a 24/7 stream;
+  lost for longer than the lost-track buffer (in seconds of the frames' own times, however
+  many frames came meanwhile), so memory stays flat on a 24/7 stream;
 * two-wheeler recovery: a person track that moves at vehicle speed is re-classed as a
   motorcycle (riders sitting on a detected two-wheeler are already folded into it by the
   detector).
@@ -23,7 +24,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.bytetrack import ByteTracker
+from edge.bytetrack import TIME_SLACK_S, ByteTracker
 from edge.detections import Detections, ObjectClass
 from edge.two_wheelers import (
     TWO_WHEELERS,
@@ -42,7 +43,9 @@ class TrackerConfig(BaseModel):
         0.8, description="largest 1 - IoU at which a detection still continues a track"
     )
     lost_buffer_s: Annotated[float, Field(gt=0.0, le=60.0)] = Field(
-        2.0, description="how long a lost track can come back with the same id"
+        2.0,
+        description="how long (seconds of the frames' own times, however many frames come"
+        " meanwhile) a lost track can come back with the same id",
     )
     min_consecutive_frames: Annotated[int, Field(ge=1, le=30)] = Field(
         2, description="frames a new track must be seen before it gets an id"
@@ -62,7 +65,7 @@ class TrackerConfig(BaseModel):
 class TrackState:
     track_id: int
     first_seen: float
-    last_frame: int
+    last_seen: float
     samples: deque[MotionSample]
     votes: dict[ObjectClass, float] = field(default_factory=dict)
     promoted: bool = False
@@ -93,18 +96,20 @@ class Tracker:
     """Per-camera tracker: ``update`` takes one frame's detections and returns tracked ones."""
 
     def __init__(self, config: TrackerConfig | None = None, fps: float = 30.0) -> None:
+        """``fps``: the camera's nominal frame rate, the motion model's time unit. Frames
+        may come at any times (``update``'s ``t``): predictions span the real time between
+        them and lost tracks are forgotten after ``lost_buffer_s`` seconds."""
         self.config = config or TrackerConfig()
         self.fps = fps
-        self.lost_frames = max(1, round(self.config.lost_buffer_s * fps))
         self._byte = ByteTracker(
             high_threshold=self.config.activation_threshold,
             new_track_threshold=self.config.activation_threshold,
             match_cost=self.config.match_threshold,
-            max_lost_frames=self.lost_frames,
+            max_lost_s=self.config.lost_buffer_s,
+            frame_period_s=1.0 / fps,
             confirm_hits=self.config.min_consecutive_frames,
         )
         self._tracks: dict[int, TrackState] = {}
-        self._frame = -1
         self.stats = TrackerStats()
 
     @property
@@ -113,8 +118,7 @@ class Tracker:
 
     def update(self, dets: Detections, t: float) -> Detections:
         """Tracked detections of this frame at time ``t`` (seconds), class decided per track."""
-        self._frame += 1
-        assoc = self._byte.update(dets.xyxy, dets.confidence)
+        assoc = self._byte.update(dets.xyxy, dets.confidence, t)
         picked = assoc.detection_index  # rows of ``dets``, already validated
         ids, xyxy = assoc.track_id, dets.xyxy[picked]
         conf, cls = dets.confidence[picked], dets.class_id[picked]
@@ -122,7 +126,7 @@ class Tracker:
         rows = zip(ids.tolist(), xyxy.tolist(), conf.tolist(), cls.tolist(), strict=True)
         for i, (tid, box, score, seen) in enumerate(rows):
             resolved[i] = self._observe(tid, box, score, ObjectClass(seen), t)
-        self._forget()
+        self._forget(t)
         return Detections(xyxy, conf, resolved, ids)
 
     def _observe(
@@ -131,10 +135,10 @@ class Tracker:
         """Add a detection to its track; the track's class after it."""
         state = self._tracks.get(tid)
         if state is None:
-            state = TrackState(tid, t, self._frame, deque(maxlen=self.config.history))
+            state = TrackState(tid, t, t, deque(maxlen=self.config.history))
             self._tracks[tid] = state
             self.stats.tracks_started += 1
-        state.last_frame = self._frame
+        state.last_seen = t
         state.votes[cls] = state.votes.get(cls, 0.0) + conf
         x1, y1, x2, y2 = box
         state.samples.append(MotionSample(t, (x1 + x2) / 2, (y1 + y2) / 2, y2 - y1))
@@ -149,7 +153,8 @@ class Tracker:
             decided = ObjectClass.MOTORCYCLE
         return decided
 
-    def _forget(self) -> None:
-        horizon = self._frame - self.lost_frames - 1
-        for tid in [k for k, s in self._tracks.items() if s.last_frame < horizon]:
+    def _forget(self, t: float) -> None:
+        """The tracks the association has forgotten (lost for longer than the buffer)."""
+        horizon = t - self.config.lost_buffer_s - TIME_SLACK_S
+        for tid in [k for k, s in self._tracks.items() if s.last_seen < horizon]:
             del self._tracks[tid]
