@@ -72,13 +72,12 @@ Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
 ViolationId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Rows to skip")]
 Ident = Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-AfterAt = Annotated[
-    IsoTime | None,
-    Query(description="Continue after the case with this violation time and `after_id` (the"
-          " last of the page before): a walk that neither repeats nor skips a case while"
-          " others are decided meanwhile"),
+AfterId = Annotated[
+    int | None,
+    Query(ge=1, le=2**63 - 1,
+          description="Continue after this case (the last of the page before): a walk that"
+          " neither repeats nor skips a case while others are decided meanwhile"),
 ]  # fmt: skip
-AfterId = Annotated[int | None, Query(ge=1, le=2**63 - 1, description="See `after_at`")]
 Plate = Annotated[
     str | None, Query(min_length=1, max_length=16, pattern=NO_NUL, description="Exact plate")
 ]
@@ -252,29 +251,32 @@ def search_violations(
     )
 
 
-def after_in_queue(stmt: Select[Any], at: datetime | None, case: int | None) -> Select[Any]:
-    """``stmt`` (in the queue's order: violation time, then id) continued after the case
-    (``at``, ``case``): page by page by position, not by count, so a case decided or
-    arriving meanwhile neither repeats another nor hides one."""
-    if at is None and case is None:
+def after_in_queue(session: Session, stmt: Select[Any], case: int | None) -> Select[Any]:
+    """``stmt`` (in the queue's order: violation time, then id) continued after ``case``:
+    page by page by position, not by count, so a case decided or arriving meanwhile
+    neither repeats another nor hides one."""
+    if case is None:
         return stmt
-    if at is None or case is None:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, "after_at and after_id are given together"
-        )
+    at = session.scalar(select(Violation.occurred_at).where(Violation.id == case))
+    if at is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no case {case} to continue after")
     return stmt.where(
         or_(Violation.occurred_at > at, and_(Violation.occurred_at == at, Violation.id > case))
     )
 
 
-@router.get("/review/queue", tags=["review"], summary="Cases waiting for a decision")
+@router.get(
+    "/review/queue",
+    tags=["review"],
+    summary="Cases waiting for a decision",
+    responses={404: {"description": "No case `after_id` to continue after"}},
+)
 def review_queue(
     caller: Reviewer,
     state: StateDep,
     session: SessionDep,
     camera: Ident = None,
     mine: Annotated[bool, Query(description="Only cases I have opened")] = False,
-    after_at: AfterAt = None,
     after_id: AfterId = None,
     limit: Limit = 50,
     offset: Offset = 0,
@@ -290,7 +292,7 @@ def review_queue(
         stmt = stmt.where(Violation.status.in_([Status.NEW.value, Status.IN_REVIEW.value]))
     if camera:
         stmt = stmt.where(Violation.camera == camera)
-    stmt = after_in_queue(stmt, after_at, after_id).order_by(Violation.occurred_at, Violation.id)
+    stmt = after_in_queue(session, stmt, after_id).order_by(Violation.occurred_at, Violation.id)
     return queue_page(session, stmt, state.policy, limit, offset)
 
 

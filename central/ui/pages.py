@@ -14,7 +14,6 @@ from sqlalchemy import select
 
 from central.api.cases import (
     LISTED,
-    AfterAt,
     AfterId,
     Ident,
     Limit,
@@ -53,7 +52,11 @@ class CasePage(BaseModel):
     evidence_visible: bool = Field(description="The caller's role may download evidence")
 
 
-@router.get("/queue", summary="The review queue with filters, the oldest due first")
+@router.get(
+    "/queue",
+    summary="The review queue with filters, the oldest due first",
+    responses={404: {"description": "No case `after_id` to continue after"}},
+)
 def ui_queue(
     _: Reviewer,
     state: StateDep,
@@ -62,7 +65,6 @@ def ui_queue(
     type: ViolationType | None = None,
     occurred_from: Annotated[IsoTime | None, Query(alias="from")] = None,
     occurred_to: Annotated[IsoTime | None, Query(alias="to")] = None,
-    after_at: AfterAt = None,
     after_id: AfterId = None,
     limit: Limit = 50,
     offset: Offset = 0,
@@ -78,7 +80,7 @@ def ui_queue(
         stmt = stmt.where(Violation.occurred_at >= occurred_from)
     if occurred_to is not None:
         stmt = stmt.where(Violation.occurred_at < occurred_to)
-    stmt = after_in_queue(stmt, after_at, after_id).order_by(Violation.occurred_at, Violation.id)
+    stmt = after_in_queue(session, stmt, after_id).order_by(Violation.occurred_at, Violation.id)
     return queue_page(session, stmt, state.policy, limit, offset)
 
 

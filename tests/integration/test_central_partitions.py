@@ -47,7 +47,7 @@ pytestmark = pytest.mark.integration
 
 JAN = datetime(2026, 1, 15, 8, 30, tzinfo=UTC)
 FEB = datetime(2026, 2, 28, 23, 59, 59, tzinfo=UTC)
-FAR = datetime(2019, 7, 1, tzinfo=UTC)  # (a month long past: central takes no future)
+FAR = datetime(2025, 7, 1, tzinfo=UTC)  # (a month long past: central takes no future)
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ def test_rows_land_in_their_month_or_wait_in_default_until_it_is_made(pg: Centra
     # partition, and moves those rows into their months.
     made = ensure_partitions(pg.engine, months_ahead=1, today=date(2025, 12, 20))
     assert made == [
-        "violations_2019_07",
+        "violations_2025_07",
         "violations_2025_12",
         "violations_2026_01",
         "violations_2026_02",
@@ -152,13 +152,13 @@ def test_rows_land_in_their_month_or_wait_in_default_until_it_is_made(pg: Centra
                 )
             )
         )
-    assert analyzed >= {"violations_2026_01", "violations_2026_02", "violations_2019_07"}
+    assert analyzed >= {"violations_2026_01", "violations_2026_02", "violations_2025_07"}
     assert "violations_2025_12" not in analyzed
     assert where(pg.engine) == {
         events[0].event_id: "violations_2026_01",
         events[1].event_id: "violations_2026_02",
         events[2].event_id: this_month,
-        events[3].event_id: "violations_2019_07",
+        events[3].event_id: "violations_2025_07",
     }
     # Same ids, evidence lists and ORM access as before the move.
     with session_factory(pg.engine)() as session:
@@ -264,7 +264,7 @@ def test_a_database_with_rows_upgrades_and_downgrades_with_every_row_kept(
         events[0].event_id: "violations_2026_01",
         events[1].event_id: "violations_2026_01",
         events[2].event_id: "violations_2026_02",
-        events[3].event_id: "violations_2019_07",
+        events[3].event_id: "violations_2025_07",
     }
     # The sequence goes on after the copied ids; completeness still finds the blobs.
     [new_id] = store_events(pg, node, [signed_event(node, occurred_at=FEB)])

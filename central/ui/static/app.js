@@ -519,7 +519,7 @@
       const page = await api(`/api/v1/ui/queue${query({
         camera: filters.camera, type: filters.type,
         from: localToIso(filters.from), to: localToIso(filters.to),
-        after_at: last ? last.occurred_at : "", after_id: last ? last.id : "",
+        after_id: last ? last.id : "",
         limit: QUEUE_PAGE,
       })}`);
       const before = items.length;
