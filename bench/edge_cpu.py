@@ -44,7 +44,8 @@ def run_ours(clip: Path, frames: int) -> dict[str, Any]:
     started = time.perf_counter()
     cpu_started = time.process_time()
     for frame in read_file(clip):
-        tracks = tracker.update(detector.detect([frame.image])[0], frame.index / tracker.fps)
+        found = detector.detect_for_tracking([frame.image])[0]  # as the node detects
+        tracks = tracker.update(found.confident, frame.index / tracker.fps, found.low)
         if tracks.tracker_id is not None:
             seen.update(tracks.tracker_id.tolist())
         done += 1

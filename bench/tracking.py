@@ -1,8 +1,9 @@
 """Tracking per frame on the Hanoi clip: a camera's Kalman steps for all of its tracks in
 one array operation, against the same tracker stepping each track alone, in the same run.
 
-The clip's detections are made once (the stock detector, CPU), then each way tracks all
-384 frames; the best of ``--repeat`` runs is kept and the two ways' tracks are compared.
+The clip's detections are made once (the stock detector, CPU; each frame's confident and
+low boxes, as the node makes them), then each way tracks all 384 frames; the best of
+``--repeat`` runs is kept and the two ways' tracks are compared.
 The peer steps each track in the filter's matrix form, as the tracker did before its
 tracks stepped together.
 
@@ -25,11 +26,11 @@ import numpy as np  # noqa: E402
 
 from edge import bytetrack  # noqa: E402
 from edge.detections import Detections  # noqa: E402
-from edge.detector import Detector, DetectorConfig  # noqa: E402
+from edge.detector import Detector, DetectorConfig, FrameDetections  # noqa: E402
 from edge.tracking import Tracker  # noqa: E402
 
 
-def detections(clip: Path) -> tuple[list[Detections], float]:
+def detections(clip: Path) -> tuple[list[FrameDetections], float]:
     detector = Detector.from_manifest(DetectorConfig(providers=("CPUExecutionProvider",)))
     capture = cv2.VideoCapture(str(clip))
     fps = capture.get(cv2.CAP_PROP_FPS)
@@ -40,13 +41,18 @@ def detections(clip: Path) -> tuple[list[Detections], float]:
             break
         frames.append(np.asarray(frame, dtype=np.uint8))
     capture.release()
-    return [d for i in range(0, len(frames), 8) for d in detector.detect(frames[i : i + 8])], fps
+    step = 8
+    return [
+        d
+        for i in range(0, len(frames), step)
+        for d in detector.detect_for_tracking(frames[i : i + step])
+    ], fps
 
 
-def track(feed: list[Detections], fps: float) -> tuple[float, list[Detections]]:
+def track(feed: list[FrameDetections], fps: float) -> tuple[float, list[Detections]]:
     tracker = Tracker(fps=fps)
     started = time.perf_counter()
-    out = [tracker.update(d, i / fps) for i, d in enumerate(feed)]
+    out = [tracker.update(d.confident, i / fps, d.low) for i, d in enumerate(feed)]
     return time.perf_counter() - started, out
 
 
@@ -103,7 +109,8 @@ def main() -> int:
     )
     n = len(feed)
     print(
-        f"{args.clip.name}: {n} frames, {sum(len(d) for d in feed) / n:.1f} detections and"
+        f"{args.clip.name}: {n} frames, {sum(len(d.confident) for d in feed) / n:.1f} detections"
+        f" (and {sum(len(d.low) for d in feed) / n:.1f} low) and"
         f" {sum(len(d) for d in together[0][1]) / n:.1f} tracked per frame"
     )
     print(

@@ -171,9 +171,10 @@ def _match(
 class ByteTracker:
     """ByteTrack state for one camera."""
 
-    high_threshold: float = 0.25  # detections above it lead the association
-    low_threshold: float = 0.1  # detections between the two only extend existing tracks
-    new_track_threshold: float = 0.35  # a detection needs this much to start a track
+    # Without a per-detection ``high`` mask, detections from it up lead the association.
+    high_threshold: float = 0.25
+    low_threshold: float = 0.1  # low detections from it up only extend existing tracks
+    new_track_threshold: float = 0.35  # a high detection needs this much to start a track
     match_cost: float = 0.8  # 1 - IoU allowed in the first association
     low_match_cost: float = 0.5
     new_match_cost: float = 0.7
@@ -186,9 +187,15 @@ class ByteTracker:
     _next_id: int = 1
 
     def update(
-        self, xyxy: npt.NDArray[np.float32], scores: npt.NDArray[np.float32], t: float
+        self,
+        xyxy: npt.NDArray[np.float32],
+        scores: npt.NDArray[np.float32],
+        t: float,
+        high: npt.NDArray[np.bool_] | None = None,
     ) -> Association:
-        """The association of one frame's detections, seen at ``t`` seconds."""
+        """The association of one frame's detections, seen at ``t`` seconds. ``high``
+        says which detections lead (the detector's own call, per class); by default those
+        scoring ``high_threshold`` or more. Only a high detection starts a track."""
         self._frame += 1
         frame = self._frame
         # (Rounded: frames at their nominal times step exactly one period each.)
@@ -214,15 +221,16 @@ class ByteTracker:
                 out_det.append(det)
                 out_id.append(track.track_id)
 
-        high = np.flatnonzero(scores >= self.high_threshold)
-        low = np.flatnonzero((scores >= self.low_threshold) & (scores < self.high_threshold))
-        confirmed = [t for t in self._tracks if t.phase is not TrackPhase.NEW]
-        unconfirmed = [t for t in self._tracks if t.phase is TrackPhase.NEW]
+        leads = scores >= self.high_threshold if high is None else np.asarray(high, bool)
+        high_i = np.flatnonzero(leads)
+        low = np.flatnonzero(~leads & (scores >= self.low_threshold))
+        confirmed = [k for k in self._tracks if k.phase is not TrackPhase.NEW]
+        unconfirmed = [k for k in self._tracks if k.phase is TrackPhase.NEW]
 
-        pairs, rest_t, rest_d = _match(confirmed, xyxy[high], self.match_cost)
+        pairs, rest_t, rest_d = _match(confirmed, xyxy[high_i], self.match_cost)
         for ti, di in pairs:
-            hit(confirmed[ti], int(high[di]))
-        left_high = high[rest_d]
+            hit(confirmed[ti], int(high_i[di]))
+        left_high = high_i[rest_d]
 
         still_tracked = [confirmed[i] for i in rest_t if confirmed[i].phase is TrackPhase.TRACKED]
         pairs, rest_t2, _ = _match(still_tracked, xyxy[low], self.low_match_cost)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from edge.boxes import Letterbox, nms
+from edge.boxes import Letterbox, iou, nms
 from edge.detections import BoolArray, Detections, ObjectClass
 from edge.device_batch import (
     PAD_VALUE,
@@ -110,6 +111,12 @@ class DetectorConfig(BaseModel):
         description="lowest two-wheeler confidence that can carry a rider; the merged box"
         " takes the higher of the two scores and must still pass its class threshold",
     )
+    low_confidence: Probability = Field(
+        0.1,
+        description="lowest confidence of a box handed to the tracker below its class"
+        " threshold: such a box may continue a track (ByteTrack's second association),"
+        " never start one",
+    )
     max_batch: Annotated[int, Field(ge=1, le=64)] = Field(
         16, description="most frames in one inference call"
     )
@@ -137,9 +144,12 @@ class DetectorConfig(BaseModel):
     def threshold(self, object_class: ObjectClass) -> float:
         return self.class_confidence.get(object_class, self.confidence)
 
-    def candidate_threshold(self, object_class: ObjectClass) -> float:
-        """The score a box needs to leave the decoder (lower for possible rider carriers)."""
+    def candidate_threshold(self, object_class: ObjectClass, low: bool = False) -> float:
+        """The score a box needs to leave the decoder (lower for possible rider carriers,
+        and with ``low`` for the boxes that may continue a track)."""
         base = self.threshold(object_class)
+        if low:
+            base = min(base, self.low_confidence)
         if self.merge_riders and object_class in TWO_WHEELERS:
             return min(base, self.rider_evidence)
         return base
@@ -261,14 +271,16 @@ def letterbox_into(image: Image, size: int, out: FloatArray) -> Letterbox:
     return Letterbox(box.scale, float(left), float(top), w, h)
 
 
-def search_plan(
-    columns: dict[ObjectClass, int], config: DetectorConfig
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], FloatArray]:
-    """The product classes searched, their output columns and their candidate thresholds."""
+Plan = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], FloatArray]
+
+
+def search_plan(columns: dict[ObjectClass, int], config: DetectorConfig, low: bool = False) -> Plan:
+    """The product classes searched, their output columns and their candidate thresholds
+    (with ``low``, down to the boxes that may continue a track)."""
     classes = np.array(list(columns), dtype=np.int64)
     cols = np.array([columns[ObjectClass(int(c))] for c in classes], dtype=np.int64)
     thresholds = np.array(
-        [config.candidate_threshold(ObjectClass(int(c))) for c in classes], np.float32
+        [config.candidate_threshold(ObjectClass(int(c)), low) for c in classes], np.float32
     )
     return classes, cols, thresholds
 
@@ -285,6 +297,26 @@ def decode(
     return decode_candidates(found, boxes, classes, config)
 
 
+def decode_for_tracking(
+    raw: FloatArray,
+    boxes: Sequence[Letterbox],
+    columns: dict[ObjectClass, int],
+    config: DetectorConfig,
+) -> list[FrameDetections]:
+    """As ``decode`` then ``finish``, with each frame's low boxes beside (``FrameDetections``)."""
+    classes, cols, thresholds = search_plan(columns, config, low=True)
+    found = select_candidates(host_backend(), raw, cols, thresholds)
+    pairs = decode_with_low(found, boxes, classes, config)
+    return [finish_for_tracking(dets, extra, config) for dets, extra in pairs]
+
+
+def _finite(found: Candidates) -> Candidates:
+    """A broken model (or an FP16 overflow) can give NaN or infinite boxes: one such
+    anchor must not cost the frame, nor a batch, its other detections."""
+    finite = np.isfinite(found.cxcywh).all(axis=1) & np.isfinite(found.score)
+    return found if finite.all() else found.where(finite)
+
+
 def decode_candidates(
     found: Candidates,
     boxes: Sequence[Letterbox],
@@ -292,26 +324,67 @@ def decode_candidates(
     config: DetectorConfig,
 ) -> list[Detections]:
     """Per-frame NMS of the anchors that passed their thresholds, boxes in image pixels."""
-    results: list[Detections] = []
+    return [
+        _frame_boxes(_finite(found.of_frame(i)), box, classes, config)
+        for i, box in enumerate(boxes)
+    ]
+
+
+def decode_with_low(
+    found: Candidates,
+    boxes: Sequence[Letterbox],
+    classes: npt.NDArray[np.int64],
+    config: DetectorConfig,
+) -> list[tuple[Detections, Detections]]:
+    """Per frame, the boxes ``decode_candidates`` makes of the anchors that pass the usual
+    candidate thresholds (the very same boxes) and, beside them, the boxes of the anchors
+    only the low floor let through, less those that are one of the first boxes again.
+
+    Apart, so that a box under its threshold never changes what is detected: in one NMS
+    a car at 0.15 suppressed the motorcycle at 0.12 under it, whose rider then stayed a
+    person instead of making it a motorcycle at the rider's 0.38."""
+    usual = np.array([config.candidate_threshold(ObjectClass(int(c))) for c in classes], np.float32)
+    out: list[tuple[Detections, Detections]] = []
     for i, box in enumerate(boxes):
-        mine = found.of_frame(i)
-        # A broken model (or an FP16 overflow) can give NaN or infinite boxes: one such
-        # anchor must not cost the frame, nor a batch, its other detections.
-        finite = np.isfinite(mine.cxcywh).all(axis=1) & np.isfinite(mine.score)
-        if not finite.all():
-            mine = mine.where(finite)
-        if len(mine) == 0:
-            results.append(Detections.empty())
-            continue
-        cx, cy, w, h = mine.cxcywh.T
-        xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-        conf = mine.score
-        cls = classes[mine.column]
-        kept = nms(xyxy, conf, config.iou, classes=cls, max_keep=config.max_detections)
-        kept = _one_class_per_vehicle(xyxy, conf, cls, kept, config.cross_class_iou)
-        xyxy_img = box.to_image(xyxy[kept])
-        results.append(Detections(xyxy_img, np.clip(conf[kept], 0, 1), cls[kept]))
-    return results
+        mine = _finite(found.of_frame(i))
+        sure = mine.score >= usual[mine.column]
+        kept = _frame_boxes(mine.where(sure), box, classes, config)
+        extra = _frame_boxes(mine.where(~sure), box, classes, config)
+        out.append((kept, extra.select(~_seen_again(extra, kept, config))))
+    return out
+
+
+def _seen_again(extra: Detections, kept: Detections, config: DetectorConfig) -> BoolArray:
+    """Which ``extra`` boxes NMS would have dropped beside ``kept`` (all of them scoring
+    higher): of the same class over ``iou``, of another vehicle class over
+    ``cross_class_iou`` (persons and vehicles never suppress each other)."""
+    if len(extra) == 0 or len(kept) == 0:
+        return np.zeros(len(extra), dtype=bool)
+    overlap = iou(extra.xyxy, kept.xyxy)
+    same = extra.class_id[:, None] == kept.class_id[None, :]
+    person_e = extra.class_id == ObjectClass.PERSON
+    person_k = kept.class_id == ObjectClass.PERSON
+    vehicles = ~person_e[:, None] & ~person_k[None, :]
+    hidden = (same & (overlap > config.iou)) | (
+        ~same & vehicles & (overlap > config.cross_class_iou)
+    )
+    seen: BoolArray = hidden.any(axis=1)
+    return seen
+
+
+def _frame_boxes(
+    mine: Candidates, box: Letterbox, classes: npt.NDArray[np.int64], config: DetectorConfig
+) -> Detections:
+    """One frame's candidates after NMS per class and one class per vehicle, in pixels."""
+    if len(mine) == 0:
+        return Detections.empty()
+    cx, cy, w, h = mine.cxcywh.T
+    xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    conf = mine.score
+    cls = classes[mine.column]
+    kept = nms(xyxy, conf, config.iou, classes=cls, max_keep=config.max_detections)
+    kept = _one_class_per_vehicle(xyxy, conf, cls, kept, config.cross_class_iou)
+    return Detections(box.to_image(xyxy[kept]), np.clip(conf[kept], 0, 1), cls[kept])
 
 
 def _one_class_per_vehicle(
@@ -330,13 +403,39 @@ def _one_class_per_vehicle(
     return merged[np.argsort(-conf[merged], kind="stable")]
 
 
+EMPTY = Detections.empty()
+
+
+@dataclass(frozen=True)
+class FrameDetections:
+    """One frame's detections for the tracker."""
+
+    confident: Detections  # passed their class's threshold: they start and continue tracks
+    low: Detections  # from ``low_confidence`` up to it: they may only continue a track
+    riders_merged: int = 0
+
+
 def finish(dets: Detections, config: DetectorConfig) -> tuple[Detections, int]:
     """Riders folded into their two-wheelers, then every class held to its threshold."""
+    split = finish_for_tracking(dets, EMPTY, config)
+    return split.confident, split.riders_merged
+
+
+def finish_for_tracking(
+    dets: Detections, extra: Detections, config: DetectorConfig
+) -> FrameDetections:
+    """Riders folded into their two-wheelers (as ``finish``), then each box confident (it
+    passes its class's threshold) or low (from ``low_confidence`` up to it); the ``extra``
+    boxes (``decode_with_low``: under their thresholds, no riders) are low too."""
     riders = 0
     if config.merge_riders:
         merged = merge_riders(dets)
         dets, riders = merged.detections, merged.riders_merged
-    return dets.select(config.passes(dets)), riders
+    passed = config.passes(dets)
+    low = Detections.merge([dets.select(~passed), extra.select(~config.passes(extra))])
+    return FrameDetections(
+        dets.select(passed), low.select(low.confidence >= config.low_confidence), riders
+    )
 
 
 class Detector:
@@ -369,7 +468,7 @@ class Detector:
             )  # fmt: skip
         self.providers: list[str] = list(session.get_providers())
         self.riders_merged = 0
-        self._plan = search_plan(self.columns, config)
+        self._plans = {low: search_plan(self.columns, config, low) for low in (False, True)}
         self.backend = _choose_backend(config.device_pipeline, self.providers)
         self._bound = BoundSession(session, self.backend) if self.backend else None
 
@@ -421,23 +520,39 @@ class Detector:
 
     def detect(self, frames: Sequence[Image]) -> list[Detections]:
         """Detections of each frame (BGR uint8, in host memory or a CuPy array on the GPU),
-        in one inference call per batch. ``FrameError`` before any inference when a frame
-        is not such an image (greyscale, four channels, floats) or is too small."""
+        each passing its class's threshold, in one inference call per batch. ``FrameError``
+        before any inference when a frame is not such an image (greyscale, four channels,
+        floats) or is too small."""
+        return [f.confident for f in self._detect(frames, low=False)]
+
+    def detect_for_tracking(self, frames: Sequence[Image]) -> list[FrameDetections]:
+        """As ``detect``, with each frame's low boxes (from ``low_confidence`` up to their
+        class's threshold) beside its confident ones, for ByteTrack's second association."""
+        return self._detect(frames, low=True)
+
+    def _detect(self, frames: Sequence[Image], low: bool) -> list[FrameDetections]:
         problems = {i: why for i, f in enumerate(frames) if (why := frame_problem(f, self.size))}
         if problems:
             raise FrameError(problems)
-        results: list[Detections] = []
+        classes, _, _ = plan = self._plans[low]
+        results: list[FrameDetections] = []
         step = self.config.max_batch if self.dynamic_batch else 1
         for start in range(0, len(frames), step):
-            chunk = frames[start : start + step]
-            for dets in self._detect_chunk(chunk):
-                final, riders = finish(dets, self.config)
-                self.riders_merged += riders
-                results.append(final)
+            found, boxes = self._candidates(frames[start : start + step], plan)
+            if low:
+                pairs = decode_with_low(found, boxes, classes, self.config)
+            else:
+                pairs = [(d, EMPTY) for d in decode_candidates(found, boxes, classes, self.config)]
+            for dets, extra in pairs:
+                split = finish_for_tracking(dets, extra, self.config)
+                self.riders_merged += split.riders_merged
+                results.append(split if low else FrameDetections(split.confident, EMPTY))
         return results
 
-    def _detect_chunk(self, chunk: Sequence[Image]) -> list[Detections]:
-        classes, cols, thresholds = self._plan
+    def _candidates(self, chunk: Sequence[Image], plan: Plan) -> tuple[Candidates, list[Letterbox]]:
+        """One inference call for ``chunk``: the anchors that pass the plan's thresholds,
+        and how each frame was letterboxed."""
+        _, cols, thresholds = plan
         if self._bound is not None and self.backend is not None:
             xp = self.backend.xp
             on_device = xp.empty((len(chunk), 3, self.size, self.size), xp.float32)
@@ -446,13 +561,11 @@ class Detector:
                 for i, f in enumerate(chunk)
             ]
             raw = self._bound.run(on_device)
-            found = select_candidates(self.backend, raw, cols, thresholds)
-            return decode_candidates(found, boxes, classes, self.config)
+            return select_candidates(self.backend, raw, cols, thresholds), boxes
         batch = np.empty((len(chunk), 3, self.size, self.size), np.float32)
         boxes = [letterbox_into(host_image(f), self.size, batch[i]) for i, f in enumerate(chunk)]
         raw = np.asarray(self._session.run(None, {self._input: batch})[0], np.float32)
-        found = select_candidates(host_backend(), raw, cols, thresholds)
-        return decode_candidates(found, boxes, classes, self.config)
+        return select_candidates(host_backend(), raw, cols, thresholds), boxes
 
 
 # Ultralytics' default, for a model with a symbolic input size and no size in its entry.

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edge.config import CameraConfig, SiteConfig
 from edge.detections import Detections, ObjectClass
-from edge.detector import Detector, DetectorConfig, FrameError
+from edge.detector import Detector, DetectorConfig, FrameDetections, FrameError
 from edge.evidence.packets import Codec
 from edge.nvdec import CaptureOpener, PacketSink, capture_factory
 from edge.scheduler import BatchScheduler
@@ -121,13 +121,13 @@ def process_file(
         if stop is not None and stop.is_set():
             break
         try:
-            dets = detector.detect([frame.image])[0]
+            found = detector.detect_for_tracking([frame.image])[0]
         except FrameError as exc:
             log.warning("%s: frame %d skipped as corrupt: %s", path.name, frame.index, exc)
             counters.frames -= 1
             counters.corrupt += 1
             continue
-        tracks = tracker.update(dets, frame.index / info.fps)
+        tracks = tracker.update(found.confident, frame.index / info.fps, found.low)
         summary.observe(tracks)
         item = TrackedFrame(frame, tracks)
         for sink in sinks:
@@ -279,8 +279,9 @@ class LivePipeline:
             by_model.setdefault(key, (det_config, []))[1].append(frame)
         out: list[TrackedFrame] = []
         for det_config, group in by_model.values():
-            for frame, dets in self._detect(self.detectors.get(det_config), group):
-                tracks = self.trackers[frame.camera].update(dets, frame.monotonic)
+            for frame, found in self._detect(self.detectors.get(det_config), group):
+                tracker = self.trackers[frame.camera]
+                tracks = tracker.update(found.confident, frame.monotonic, found.low)
                 self.summary.observe(tracks)
                 self.summary.frames += 1
                 counts = self.summary.frames_by_camera
@@ -288,11 +289,14 @@ class LivePipeline:
                 out.append(TrackedFrame(frame, tracks))
         return out
 
-    def _detect(self, detector: Detector, frames: list[Frame]) -> list[tuple[Frame, Detections]]:
+    def _detect(
+        self, detector: Detector, frames: list[Frame]
+    ) -> list[tuple[Frame, FrameDetections]]:
         """Each frame with its detections; a frame the detector cannot take is counted as
         its camera's corrupt frame and left out, and the batch goes on without it."""
         try:
-            return list(zip(frames, detector.detect([f.pixels for f in frames]), strict=True))
+            found = detector.detect_for_tracking([f.pixels for f in frames])
+            return list(zip(frames, found, strict=True))
         except FrameError as exc:
             refused = exc.problems
         for i, why in refused.items():
@@ -307,7 +311,7 @@ class LivePipeline:
                     frame.camera, frame.index, why,
                 )  # fmt: skip
         good = [f for i, f in enumerate(frames) if i not in refused]
-        return list(zip(good, detector.detect([f.pixels for f in good]), strict=True))
+        return list(zip(good, detector.detect_for_tracking([f.pixels for f in good]), strict=True))
 
     def run(
         self,

@@ -37,7 +37,9 @@ class TrackerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     activation_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
-        0.25, description="confidence a detection needs to start a track"
+        0.0,
+        description="confidence a detection needs to start a track besides its class's"
+        " threshold in the detector (0: that threshold alone decides)",
     )
     match_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
         0.8, description="largest 1 - IoU at which a detection still continues a track"
@@ -101,8 +103,10 @@ class Tracker:
         them and lost tracks are forgotten after ``lost_buffer_s`` seconds."""
         self.config = config or TrackerConfig()
         self.fps = fps
+        # Which detections lead and which may only continue a track is the detector's
+        # call, made per class (``update``'s ``dets`` and ``low``).
         self._byte = ByteTracker(
-            high_threshold=self.config.activation_threshold,
+            low_threshold=0.0,
             new_track_threshold=self.config.activation_threshold,
             match_cost=self.config.match_threshold,
             max_lost_s=self.config.lost_buffer_s,
@@ -116,30 +120,43 @@ class Tracker:
     def tracks(self) -> dict[int, TrackState]:
         return self._tracks
 
-    def update(self, dets: Detections, t: float) -> Detections:
-        """Tracked detections of this frame at time ``t`` (seconds), class decided per track."""
-        assoc = self._byte.update(dets.xyxy, dets.confidence, t)
-        picked = assoc.detection_index  # rows of ``dets``, already validated
-        ids, xyxy = assoc.track_id, dets.xyxy[picked]
-        conf, cls = dets.confidence[picked], dets.class_id[picked]
+    def update(self, dets: Detections, t: float, low: Detections | None = None) -> Detections:
+        """Tracked detections of this frame at time ``t`` (seconds), class decided per track.
+
+        ``dets`` passed their class's threshold: they continue tracks and start new ones.
+        ``low`` (under it, ``Detector.detect_for_tracking``) only continue a track that was
+        tracked on the frame before, where no confident box did (ByteTrack's second
+        association): such a row comes out with its track's id and class, never as a new
+        track, and does not vote on the track's class."""
+        both = dets if low is None or len(low) == 0 else Detections.merge([dets, low])
+        confident = np.arange(len(both)) < len(dets)
+        assoc = self._byte.update(both.xyxy, both.confidence, t, confident)
+        picked = assoc.detection_index  # rows of ``both``, already validated
+        ids, xyxy = assoc.track_id, both.xyxy[picked]
+        conf, cls = both.confidence[picked], both.class_id[picked]
         resolved = np.empty(len(ids), dtype=np.int64)
-        rows = zip(ids.tolist(), xyxy.tolist(), conf.tolist(), cls.tolist(), strict=True)
-        for i, (tid, box, score, seen) in enumerate(rows):
-            resolved[i] = self._observe(tid, box, score, ObjectClass(seen), t)
+        rows = zip(
+            ids.tolist(), xyxy.tolist(), conf.tolist(), cls.tolist(), confident[picked].tolist(),
+            strict=True,
+        )  # fmt: skip
+        for i, (tid, box, score, seen, sure) in enumerate(rows):
+            resolved[i] = self._observe(tid, box, score if sure else 0.0, ObjectClass(seen), t)
         self._forget(t)
         return Detections(xyxy, conf, resolved, ids)
 
     def _observe(
-        self, tid: int, box: list[float], conf: float, cls: ObjectClass, t: float
+        self, tid: int, box: list[float], vote: float, cls: ObjectClass, t: float
     ) -> ObjectClass:
-        """Add a detection to its track; the track's class after it."""
+        """Add a detection to its track, its class voted for with weight ``vote``; the
+        track's class after it."""
         state = self._tracks.get(tid)
         if state is None:
             state = TrackState(tid, t, t, deque(maxlen=self.config.history))
             self._tracks[tid] = state
             self.stats.tracks_started += 1
         state.last_seen = t
-        state.votes[cls] = state.votes.get(cls, 0.0) + conf
+        if vote > 0 or not state.votes:
+            state.votes[cls] = state.votes.get(cls, 0.0) + vote
         x1, y1, x2, y2 = box
         state.samples.append(MotionSample(t, (x1 + x2) / 2, (y1 + y2) / 2, y2 - y1))
         decided = state.object_class

@@ -124,8 +124,8 @@ class OnTheGpu:
 
     riders_merged = 0
 
-    def detect(self, frames: list[Any]) -> Any:
-        return shared_detector().detect(
+    def detect_for_tracking(self, frames: list[Any]) -> Any:
+        return shared_detector().detect_for_tracking(
             [f.on_gpu if isinstance(f, GpuArray) else f for f in frames]
         )
 

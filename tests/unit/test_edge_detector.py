@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge.boxes import Letterbox
-from edge.detections import ObjectClass
+from edge.detections import Detections, ObjectClass
 from edge.detector import (
     DEFAULT_PROVIDERS,
     Detector,
@@ -22,6 +22,7 @@ from edge.detector import (
     FrameError,
     choose_providers,
     decode,
+    decode_for_tracking,
     finish,
     product_columns,
     provider_options,
@@ -62,6 +63,58 @@ def test_decode_thresholds_nms_classes_and_letterbox() -> None:
     strict = DetectorConfig(merge_riders=False)
     (dets2,) = decode(raw, [box], columns, strict)
     assert "motorcycle" not in finish(dets2, strict)[0].labels
+
+
+def test_boxes_under_their_class_threshold_go_to_the_tracker_as_low() -> None:
+    """Each box is confident or low by its own class's threshold (motorcycles 0.2 here):
+    low boxes, from low_confidence (0.1) up, may continue a track; a person box under
+    its threshold is no rider."""
+    raw = _raw(
+        [
+            (100, 100, 40, 40, 3, 0.22),  # motorcycle over its 0.2: confident
+            (300, 100, 40, 40, 3, 0.15),  # motorcycle under it: low
+            (500, 100, 40, 40, 2, 0.2),  # car under the default 0.25: low
+            (100, 400, 40, 40, 2, 0.05),  # car under low_confidence: gone
+            (300, 390, 30, 50, 0, 0.2),  # person under 0.25, on a motorcycle: low, no rider
+            (300, 410, 40, 40, 3, 0.6),  # that motorcycle
+        ]
+    )
+    config = DetectorConfig(class_confidence={"motorcycle": 0.2})
+    columns = product_columns(COCO_HEAD)
+    (split,) = decode_for_tracking(raw, [Letterbox(1, 0, 0, 640, 640)], columns, config)
+    assert _scored(split.confident) == [("motorcycle", 0.22), ("motorcycle", 0.6)]
+    assert _scored(split.low) == [("car", 0.2), ("motorcycle", 0.15), ("person", 0.2)]
+    assert split.riders_merged == 0
+    # Without low, the decoder keeps to the thresholds as before (and the merge to them).
+    (plain,) = decode(raw, [Letterbox(1, 0, 0, 640, 640)], columns, config)
+    assert _scored(finish(plain, config)[0]) == [("motorcycle", 0.22), ("motorcycle", 0.6)]
+
+
+def test_low_boxes_never_change_the_confident_ones() -> None:
+    """Hanoi clip, frame 289: a person at 0.38 rides a motorcycle seen at 0.12, which a car
+    box at 0.15 covers. Decoded together, the car (under its threshold) took the
+    motorcycle's place and the rider stayed a person; apart, the motorcycle takes its rider
+    as without low boxes, and the car, the same vehicle again, is not a low box either."""
+    raw = _raw(
+        [
+            (330, 214, 17, 35, 0, 0.38),  # person
+            (333, 214, 24, 38, 3, 0.12),  # motorcycle
+            (333, 215, 24, 37, 2, 0.15),  # car
+            (100, 100, 40, 40, 2, 0.15),  # a car elsewhere: low
+        ]
+    )
+    config, columns = DetectorConfig(), product_columns(COCO_HEAD)
+    (split,) = decode_for_tracking(raw, [Letterbox(1, 0, 0, 640, 640)], columns, config)
+    (plain,) = decode(raw, [Letterbox(1, 0, 0, 640, 640)], columns, config)
+    assert _scored(finish(plain, config)[0]) == [("motorcycle", 0.38)]
+    assert _scored(split.confident) == [("motorcycle", 0.38)] and split.riders_merged == 1
+    assert _scored(split.low) == [("car", 0.15)]
+
+
+def _scored(dets: Detections) -> list[tuple[str, float]]:
+    return sorted(
+        (c, round(s, 2)) for c, s in zip(dets.labels, dets.confidence.tolist(), strict=True)
+    )
 
 
 def test_cross_class_duplicates_are_one_object() -> None:

@@ -28,6 +28,7 @@ import pytest
 from edge import nvdec
 from edge.config import ConfigError, parse_site_config
 from edge.detections import Detections
+from edge.detector import FrameDetections
 from edge.evidence.packets import nal_units
 from edge.nvdec import (
     AutoOpener,
@@ -353,9 +354,9 @@ class RecordingDetector:
         self.frames: list[Any] = []
         self.riders_merged = 0
 
-    def detect(self, frames: list[Any]) -> list[Detections]:
+    def detect_for_tracking(self, frames: list[Any]) -> list[FrameDetections]:
         self.frames.extend(frames)
-        return [Detections.empty() for _ in frames]
+        return [FrameDetections(Detections.empty(), Detections.empty()) for _ in frames]
 
 
 def _site(decoder: str = "auto", cameras: int = 2) -> Any:

@@ -11,6 +11,7 @@ import numpy as np
 
 from edge.config import parse_site_config
 from edge.detections import Detections
+from edge.detector import FrameDetections
 from edge.pipeline import DetectorPool, LivePipeline
 from tests.edge_support import hanoi_clip, shared_detector
 
@@ -56,9 +57,9 @@ class BatchRecorder:
         self.batches: list[int] = []
         self.riders_merged = 0
 
-    def detect(self, frames: list[Any]) -> list[Detections]:
+    def detect_for_tracking(self, frames: list[Any]) -> list[FrameDetections]:
         self.batches.append(len(frames))
-        return [Detections.empty() for _ in frames]
+        return [FrameDetections(Detections.empty(), Detections.empty()) for _ in frames]
 
 
 def run_until(pipe: LivePipeline, frames: int) -> list[Any]:
@@ -145,25 +146,19 @@ def test_a_frame_the_detector_cannot_take_is_corrupt_and_the_run_goes_on(tmp_pat
 
 
 def test_a_file_frame_the_detector_cannot_take_is_skipped_as_corrupt(tmp_path: Path) -> None:
-    import cv2
-
     from edge.detector import FrameError
     from edge.pipeline import process_file
 
-    video = tmp_path / "six.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (64, 48))
-    for i in range(6):
-        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
-    writer.release()
+    video = _six_frames(tmp_path)
 
     class EveryOtherRefused:
         riders_merged, calls = 0, 0
 
-        def detect(self, frames: list[Any]) -> list[Detections]:
+        def detect_for_tracking(self, frames: list[Any]) -> list[FrameDetections]:
             self.calls += 1
             if self.calls % 2 == 0:
                 raise FrameError({0: "greyscale, shape (48, 64)"})
-            return [Detections.empty() for _ in frames]
+            return [FrameDetections(Detections.empty(), Detections.empty()) for _ in frames]
 
     config = parse_site_config(
         {"site": "s1", "node": "n1", "cameras": [{"id": "cam", "url": str(video)}]}
@@ -172,6 +167,42 @@ def test_a_file_frame_the_detector_cannot_take_is_skipped_as_corrupt(tmp_path: P
     pool = DetectorPool(load=lambda _cfg: EveryOtherRefused())  # type: ignore[arg-type, return-value]
     summary = process_file(video, config, [seen.append], detectors=pool)
     assert (summary.frames, summary.corrupt, len(seen)) == (3, 3, 3)
+
+
+def test_a_file_s_low_boxes_reach_the_tracker(tmp_path: Path) -> None:
+    """A car confident on the first frames, then only low: its track goes on with it."""
+    from edge.pipeline import process_file
+
+    video = _six_frames(tmp_path)
+    car = Detections(np.array([[10, 10, 40, 30]], np.float32), np.array([0.9]), np.array([0]))
+    unsure = Detections(car.xyxy, np.array([0.15], np.float32), car.class_id)
+
+    class FadingCar:
+        riders_merged, calls = 0, 0
+
+        def detect_for_tracking(self, frames: list[Any]) -> list[FrameDetections]:
+            self.calls += 1
+            sure = self.calls <= 3
+            return [FrameDetections(car if sure else Detections.empty(), unsure) for _ in frames]
+
+    config = parse_site_config(
+        {"site": "s1", "node": "n1", "cameras": [{"id": "cam", "url": str(video)}]}
+    )
+    seen: list[Any] = []
+    pool = DetectorPool(load=lambda _cfg: FadingCar())  # type: ignore[arg-type, return-value]
+    process_file(video, config, [seen.append], detectors=pool)
+    assert [item.tracks.tracker_id.tolist() for item in seen] == [[1]] * 6
+
+
+def _six_frames(tmp_path: Path) -> Path:
+    import cv2
+
+    video = tmp_path / "six.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (64, 48))
+    for i in range(6):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    return video
 
 
 def test_frames_left_when_the_files_end_are_processed(tmp_path: Path) -> None:

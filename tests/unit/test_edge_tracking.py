@@ -160,6 +160,57 @@ def test_a_track_is_predicted_across_the_frames_that_did_not_come() -> None:
     assert len(ids) == 1
 
 
+def test_a_detection_that_passed_its_class_threshold_starts_a_track() -> None:
+    """With class_confidence {motorcycle: 0.2} the detector passes a motorcycle at 0.22;
+    the tracker held every track's start to 0.25, so it never got an id."""
+    tracker = Tracker(TrackerConfig(), fps=25)
+    ids: set[int] = set()
+    for f in range(10):
+        out = tracker.update(_dets([[100 + 4 * f, 200, 140 + 4 * f, 260]], [MOTO], 0.22), f / 25)
+        assert out.tracker_id is not None
+        ids |= set(out.tracker_id.tolist())
+    assert len(ids) == 1
+
+
+def _low(boxes: Sequence[Sequence[float]], classes: list[int]) -> Detections:
+    return _dets(boxes, classes, conf=0.15)
+
+
+def test_low_boxes_continue_a_track_and_never_start_one() -> None:
+    """ByteTrack's second association: a car's box scored under its threshold for a while
+    keeps its id (it had a gap in its track), and neither votes on the track's class nor
+    starts a track of its own."""
+    tracker = Tracker(TrackerConfig(), fps=10)
+    ids, classes, lone = [], [], []
+    for f in range(20):
+        car = [[100 + 5 * f, 200, 180 + 5 * f, 260]]
+        other = [[500, 400 + 2 * f, 540, 480 + 2 * f]]  # only ever low
+        confident = _dets(car, [CAR]) if f < 8 or f >= 15 else Detections.empty()
+        low = _low(other + (car if 8 <= f < 15 else []), [PERSON] + ([MOTO] if 8 <= f < 15 else []))
+        out = tracker.update(confident, f / 10, low)
+        assert out.tracker_id is not None
+        ids.append(out.tracker_id[out.xyxy[:, 1] < 300].tolist())
+        classes.extend(out.labels)
+        lone.append(int((out.xyxy[:, 1] >= 300).sum()))
+    assert ids[1:] == [[ids[1][0]]] * 19  # the car, every frame (confirmed on the second)
+    assert set(classes) == {"car"}
+    assert lone == [0] * 20 and len(tracker.tracks) == 1
+
+
+def test_low_boxes_do_not_bring_back_a_lost_track() -> None:
+    """As in ByteTrack: a low box continues a track seen on the frame before; a lost one
+    comes back only with a confident box."""
+    tracker = Tracker(TrackerConfig(), fps=10)
+    box = [[100, 200, 180, 260]]
+    for f in range(5):
+        first = tracker.update(_dets(box, [CAR]), f / 10)
+    assert tracker.update(Detections.empty(), 0.5).tracker_id is not None
+    assert len(tracker.update(Detections.empty(), 0.6, _low(box, [CAR]))) == 0
+    back = tracker.update(_dets(box, [CAR]), 0.7)
+    assert first.tracker_id is not None and back.tracker_id is not None
+    assert back.tracker_id.tolist() == first.tracker_id.tolist()
+
+
 # Hand-labelled stretch of vn_redlight_16h30.mp4, frames 236-266 (the light turns green
 # and the queue pulls away). Each object's box at every sixth frame was picked by a
 # person looking at the frames (boxes proposed by the detector, identity decided by eye).
@@ -222,7 +273,8 @@ def test_ids_hold_on_a_hand_labelled_stretch_of_real_footage() -> None:
     for index in range(FIRST, LAST + 1):
         ok, image = cap.read()
         assert ok, f"cannot read frame {index}"
-        tracks = tracker.update(detector.detect([np.asarray(image)])[0], index / fps)
+        found = detector.detect_for_tracking([np.asarray(image)])[0]  # as the node detects
+        tracks = tracker.update(found.confident, index / fps, found.low)
         for name, boxes in HANOI_LABELS.items():
             if index in boxes:
                 matches[name].append(_matched_id(tracks, boxes[index]))
