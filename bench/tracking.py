@@ -30,23 +30,27 @@ from edge.detector import Detector, DetectorConfig, FrameDetections  # noqa: E40
 from edge.tracking import Tracker  # noqa: E402
 
 
-def detections(clip: Path) -> tuple[list[FrameDetections], float]:
-    detector = Detector.from_manifest(DetectorConfig(providers=("CPUExecutionProvider",)))
+def detections(clip: Path, detector: Detector | None = None) -> tuple[list[FrameDetections], float]:
+    """Every frame's detections for the tracker (confident and low boxes), read and
+    detected 8 frames at a time; and the clip's frame rate."""
+    detector = detector or Detector.from_manifest(
+        DetectorConfig(providers=("CPUExecutionProvider",))
+    )
     capture = cv2.VideoCapture(str(clip))
     fps = capture.get(cv2.CAP_PROP_FPS)
-    frames = []
+    out: list[FrameDetections] = []
+    batch: list[np.ndarray] = []
     while True:
         ok, frame = capture.read()
+        if ok:
+            batch.append(np.asarray(frame, dtype=np.uint8))
+        if batch and (not ok or len(batch) == 8):
+            out.extend(detector.detect_for_tracking(batch))
+            batch = []
         if not ok:
             break
-        frames.append(np.asarray(frame, dtype=np.uint8))
     capture.release()
-    step = 8
-    return [
-        d
-        for i in range(0, len(frames), step)
-        for d in detector.detect_for_tracking(frames[i : i + step])
-    ], fps
+    return out, fps
 
 
 def track(feed: list[FrameDetections], fps: float) -> tuple[float, list[Detections]]:

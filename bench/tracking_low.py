@@ -19,26 +19,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import cv2  # noqa: E402
 
+from bench.tracking import detections  # noqa: E402
 from edge.detections import Detections, ObjectClass  # noqa: E402
 from edge.detector import Detector, DetectorConfig, FrameDetections  # noqa: E402
 from edge.tracking import Tracker  # noqa: E402
 
 CLIPS = ("vn_redlight_16h30.mp4", "kraten_cars.mp4", "vn_saigon.mp4")
-
-
-def detections(detector: Detector, clip: Path) -> tuple[list[FrameDetections], float]:
-    capture = cv2.VideoCapture(str(clip))
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    out = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        out.extend(detector.detect_for_tracking([frame]))
-    capture.release()
-    return out, fps
 
 
 def tracked(feed: list[FrameDetections], fps: float, low: bool) -> list[tuple[Detections, int]]:
@@ -92,7 +79,7 @@ def main() -> int:
     if args.motorcycle is not None and args.motorcycle < config.confidence:
         band = (args.motorcycle, config.confidence)
     for clip in clips:
-        feed, fps = detections(detector, clip)
+        feed, fps = detections(clip, detector)
         head = f"{clip.name}: {len(feed)} frames"
         if band is not None:
             passed = sum(in_band(f.confident, band) for f in feed)
