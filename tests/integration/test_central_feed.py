@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
 from central.api import feed
 from central.db import read_session_factory, session_factory, transaction
@@ -57,6 +58,19 @@ def violations(events: list[feed.FeedEvent]) -> list[int]:
     return [int(d["id"]) for kind, d in events if kind == "violation"]
 
 
+def _out_of_order(
+    central_db: CentralDb, slow: Session, node: NodeIdentity, other: NodeIdentity
+) -> tuple[int, int]:
+    """One ingest (``slow``, not committed) takes an id for ``node``'s violation, another
+    takes the next for ``other``'s and commits: the two ids, the first not committed."""
+    first = record_batch(
+        slow, [Message(node.topic("cam-01"), to_wire(signed_event(node)))], KeyCache()
+    )
+    [second] = store_events(central_db, other, [signed_event(other)])
+    [early] = first.new_violation_ids
+    return early, second
+
+
 # (PostgreSQL only: SQLite has one writer at a time, so its ids commit in order)
 @pytest.mark.parametrize("central_db", ["postgresql"], indirect=True)
 def test_violations_committed_out_of_id_order_are_all_sent(
@@ -70,11 +84,7 @@ def test_violations_committed_out_of_id_order_are_all_sent(
         cursor = feed.start(s, None, None)
     slow = session_factory(central_db.engine)()
     try:
-        first = record_batch(
-            slow, [Message(node.topic("cam-01"), to_wire(signed_event(node)))], KeyCache()
-        )
-        [second] = store_events(central_db, other, [signed_event(other)])
-        [early] = first.new_violation_ids
+        early, second = _out_of_order(central_db, slow, node, other)
         assert early < second
         with readers() as s:
             assert violations(feed.poll(s, cursor)) == [second]
@@ -102,11 +112,7 @@ def test_a_violation_whose_id_came_before_the_stream_and_commit_after_is_sent(
     readers = read_session_factory(central_db.engine)
     slow = session_factory(central_db.engine)()
     try:
-        first = record_batch(
-            slow, [Message(node.topic("cam-01"), to_wire(signed_event(node)))], KeyCache()
-        )
-        [second] = store_events(central_db, other, [signed_event(other)])
-        [early] = first.new_violation_ids
+        early, second = _out_of_order(central_db, slow, node, other)
         with readers() as s:
             cursor = feed.start(s, second if from_newest else None, None)
             assert violations(feed.poll(s, cursor)) == []
