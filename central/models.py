@@ -235,6 +235,11 @@ class Quarantine(Base):
     reason_code: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
+    # The same message refused again for the same reason (a node re-sends an event until
+    # it is receipted) is counted on its first row, not stored again.
+    payload_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    times: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    last_received_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class TrafficMinute(Base):

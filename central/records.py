@@ -485,12 +485,37 @@ def store_checked(
 
 
 def quarantine(session: Session, message: Message, refusal: Refusal) -> None:
+    """Keep a refused message with its reason; the same message refused again for the same
+    reason is counted on the row that holds it (its latest reason and time kept)."""
+    topic, code = message.topic[:512], refusal.code.value
+    sha = hashlib.sha256(message.payload).hexdigest()
+    reason = refusal.reason[:2000]
+    held = session.scalars(
+        select(Quarantine)
+        .where(
+            Quarantine.payload_sha256 == sha,
+            Quarantine.reason_code == code,
+            Quarantine.topic == topic,
+        )
+        .order_by(Quarantine.id.desc())
+        .limit(1)
+    ).first()
+    now = utcnow()
+    if held is not None:
+        held.times += 1
+        held.last_received_at = now
+        held.reason = reason
+        return
     session.add(
         Quarantine(
-            topic=message.topic[:512],
-            reason_code=refusal.code.value,
-            reason=refusal.reason[:2000],
+            received_at=now,
+            last_received_at=now,
+            topic=topic,
+            reason_code=code,
+            reason=reason,
             payload=message.payload[:MAX_QUARANTINE_PAYLOAD],
+            payload_sha256=sha,
+            times=1,
         )
     )
 

@@ -199,13 +199,24 @@ def list_quarantine(
         Quarantine.reason_code,
         Quarantine.reason,
         func.length(Quarantine.payload),
+        Quarantine.times,
+        func.coalesce(Quarantine.last_received_at, Quarantine.received_at),
     )
     if reason_code:
         stmt = stmt.where(Quarantine.reason_code == reason_code)
     rows = session.execute(stmt.order_by(Quarantine.id.desc()).limit(limit).offset(offset)).all()
     return [
-        QuarantineOut(id=i, received_at=at, topic=t, reason_code=c, reason=r, size=int(n or 0))
-        for i, at, t, c, r, n in rows
+        QuarantineOut(
+            id=i,
+            received_at=at,
+            topic=t,
+            reason_code=c,
+            reason=r,
+            size=int(n or 0),
+            times=times,
+            last_received_at=last,
+        )
+        for i, at, t, c, r, n, times, last in rows
     ]
 
 

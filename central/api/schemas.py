@@ -453,6 +453,8 @@ class QuarantineOut(BaseModel):
     reason_code: str
     reason: str
     size: int
+    times: int = Field(description="How many times this message was refused for this reason")
+    last_received_at: datetime = Field(description="When it was last refused")
 
 
 class EvidenceStored(BaseModel):

@@ -1102,6 +1102,36 @@ def test_one_event_id_with_two_contents_is_refused_however_the_batches_fall(
         assert list(stored) == ["first"]
 
 
+def test_a_message_refused_again_is_counted_on_its_quarantine_row(
+    api: TestClient, accounts: dict[str, Account], central_db: CentralDb, make_node: Any
+) -> None:
+    """A node re-sends an event until it is receipted: the same message refused again for
+    the same reason (in one batch or a later one) counts on its first row instead of adding
+    one per re-send; the same bytes refused for another reason keep a row of their own."""
+    node: NodeIdentity = make_node()
+    event = signed_event(node)
+    forged = to_wire(event).replace(event.explanation.encode(), b"forged", 1)
+    again = Message(node.topic(event.camera), forged)
+    elsewhere = Message(node.topic("cam-09"), forged)  # names another camera than its topic
+    with transaction(session_factory(central_db.engine)) as s:
+        assert record_batch(s, [again, again], KeyCache()).quarantined == {"forged": 2}
+    for _ in range(3):
+        with transaction(session_factory(central_db.engine)) as s:
+            record_batch(s, [again], KeyCache())
+    with transaction(session_factory(central_db.engine)) as s:
+        record_batch(s, [elsewhere], KeyCache())
+    listed = api.get(
+        "/api/v1/quarantine", headers=accounts["supervisor"].headers, params={"limit": 5}
+    ).json()
+    mine = [q for q in listed if q["topic"] in (again.topic, elsewhere.topic)]
+    assert [(q["reason_code"], q["times"]) for q in mine] == [
+        ("topic_mismatch", 1),
+        ("forged", 5),
+    ]
+    assert mine[1]["last_received_at"] > mine[1]["received_at"]
+    assert mine[0]["last_received_at"] == mine[0]["received_at"]
+
+
 def test_a_batch_stores_every_column_as_sent(central_db: CentralDb, make_node: Any) -> None:
     """The batch insert (one array per column on PostgreSQL) keeps each value in its row,
     optional values left out in every event of the batch included."""
