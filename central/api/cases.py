@@ -385,13 +385,24 @@ def get_violation(
     tags=["review"],
     summary="Take a review action (start, release, correct plate, confirm, reject, notice, close)",
     responses={
-        403: {"description": "Your role may not take this action, or the two-person rule"},
+        403: {
+            "description": "Your role may not take this action (`forbidden`), or the"
+            " two-person rule (`two_person_rule`)"
+        },
         404: {"description": "No such violation"},
         409: {
-            "description": "The case changed since you loaded it, the action is invalid, or"
-            " (to confirm or issue a notice) its evidence has not all arrived"
+            "description": "The case changed since you loaded it (`changed`: reload it), the"
+            " action does not apply to its status (`invalid_transition`), or another officer"
+            " reviews it (`not_reviewer`); to confirm or issue a notice, also: its evidence"
+            " has not all arrived (`evidence_incomplete`), it has no plate to act on"
+            " (`plate_required`: correct the plate, or reject), the stored case disagrees"
+            " with its signed event or audit trail (`record_altered`), or a stored copy of"
+            " its evidence was altered or damaged (`evidence_damaged`)"
         },
-        422: {"description": "A reason or a valid plate is missing"},
+        422: {
+            "description": "The body is not valid, the plate is not one (`invalid_plate`), or"
+            " the reason is missing or too long (`reason_required`, `reason_too_long`)"
+        },
     },
 )
 def review(
