@@ -391,7 +391,12 @@ class IngestService:
 
     def _store(self, checked: list[Checked]) -> BatchResult:
         with transaction(self._sessions) as session:
-            return store_checked(session, checked, completeness=False)
+            return store_checked(
+                session,
+                checked,
+                completeness=False,
+                silent_after=self.settings.silent_after,
+            )
 
     def _store_singly(self, checked: list[Checked]) -> BatchResult:
         from central.intake import Refusal, RefusalCode

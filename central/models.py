@@ -94,6 +94,8 @@ class Node(Base):
     state: Mapped[str] = mapped_column(String(16), default="unknown")
     status_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     status_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # When central received the last status, by its own clock (a node's clock may be off).
+    status_received_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 
 
@@ -134,6 +136,8 @@ class Camera(Base):
     state: Mapped[str] = mapped_column(String(16), default="unknown")
     reason: Mapped[str] = mapped_column(Text, default="")
     fps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # When central last received a status of its node that listed it (central's clock).
+    seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 
 

@@ -9,7 +9,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, select, update
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from central.audit import detail_text, entry_hash
 from central.broker_acl import broker_username, mosquitto_password_hash
 from central.db import one_of
+from central.health import SILENT_AFTER
 from central.intake import (
     Accepted,
     KeyLookup,
@@ -454,9 +455,14 @@ def record_batch(
 
 
 def store_checked(
-    session: Session, checked: Sequence[Checked], *, completeness: bool = True
+    session: Session,
+    checked: Sequence[Checked],
+    *,
+    completeness: bool = True,
+    silent_after: timedelta = SILENT_AFTER,
 ) -> BatchResult:
-    """Store a checked batch in the caller's transaction (see ``record_batch``)."""
+    """Store a checked batch in the caller's transaction (see ``record_batch``);
+    ``silent_after``: see ``central.health``."""
     result = BatchResult()
     violations: dict[str, tuple[ViolationEvent, bytes, Message]] = {}
     # An id again in the same batch is sorted against what is then stored, as in a later
@@ -475,7 +481,7 @@ def store_checked(
         elif isinstance(outcome, TrafficStats):
             result.traffic += _record_traffic(session, outcome)
         else:
-            _record_status(session, outcome)
+            _record_status(session, outcome, silent_after)
             result.statuses += 1
     if violations:
         _record_violations(session, list(violations.values()), result, completeness)
@@ -717,16 +723,24 @@ def _record_traffic(session: Session, stats: TrafficStats) -> int:
     return len(rows)
 
 
-def _record_status(session: Session, status: NodeStatus) -> None:
-    """Apply a node's status (or its last will) and the health of its cameras."""
+def _silent(heard: datetime | None, now: datetime, silent_after: timedelta) -> bool:
+    return heard is not None and now - heard > silent_after
+
+
+def _record_status(session: Session, status: NodeStatus, silent_after: timedelta) -> None:
+    """Apply a node's status (or its last will) and the health of its cameras; a camera
+    the status leaves out is ``unknown``."""
     now = utcnow()
     node = session.scalar(select(Node).where(Node.site == status.site, Node.node == status.node))
     if node is None:
         return
-    if node.state != status.state.value:
+    # Heard again after going silent: a change for the live feed, though the state is
+    # the one stored (see central.health).
+    if node.state != status.state.value or _silent(node.status_received_at, now, silent_after):
         node.state = status.state.value
         node.updated_at = now
     node.status_sent_at = status.sent_at
+    node.status_received_at = now
     node.status_json = to_wire(status).decode("utf-8")
     cameras = {
         c.camera: c
@@ -743,13 +757,23 @@ def _record_status(session: Session, status: NodeStatus) -> None:
             cameras[health.camera] = cam
         state = "offline" if offline else health.state.value
         reason = "node offline" if offline else health.reason
-        if cam.state != state or cam.reason != reason:
+        if cam.state != state or cam.reason != reason or _silent(cam.seen_at, now, silent_after):
             cam.state, cam.reason, cam.updated_at = state, reason, now
         cam.fps = health.fps
-    if offline:
-        for cam in cameras.values():
-            if cam.state != "offline":
-                cam.state, cam.reason, cam.updated_at = "offline", "node offline", now
+        if not offline:
+            cam.seen_at = now
+    listed = {health.camera for health in status.cameras}
+    for name, cam in cameras.items():
+        if offline:
+            state, reason = "offline", "node offline"
+        elif name not in listed:
+            # (A camera taken out of the node's configuration, or one the node does not
+            # run yet: its last state would say nothing true of it now.)
+            state, reason = "unknown", "not in the node's status: not running on the node"
+        else:
+            continue
+        if cam.state != state or cam.reason != reason:
+            cam.state, cam.reason, cam.updated_at = state, reason, now
 
 
 # ---------------------------------------------------------------- evidence

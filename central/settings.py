@@ -11,6 +11,7 @@ import difflib
 import os
 import secrets
 from collections.abc import Mapping
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -133,6 +134,12 @@ class Settings(BaseSettings):
         default=None, description="Bearer token a Prometheus scraper presents at /metrics"
     )
     feed_poll_s: Annotated[float, Field(gt=0.0, le=60.0)] = 1.0
+    status_silent_s: Annotated[float, Field(gt=0.0, le=86_400.0)] = Field(
+        default=120.0,
+        description="A node that has sent no status for this long is shown silent and its"
+        " cameras unknown (nodes send one every 30 s by default: keep a few of their"
+        " intervals)",
+    )
     mqtt_host: str = "127.0.0.1"
     mqtt_port: Annotated[int, Field(ge=1, le=65535)] = 1883
     mqtt_username: str | None = None
@@ -232,6 +239,10 @@ class Settings(BaseSettings):
         if s3_secret is not None and s3_secret.strip().lower() in S3_PLACEHOLDERS:
             raise ValueError("ROADWATCH_S3_SECRET_ACCESS_KEY is a placeholder")
         return self
+
+    @property
+    def silent_after(self) -> timedelta:
+        return timedelta(seconds=self.status_silent_s)
 
     @property
     def resolved_database_url(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, status
@@ -44,6 +45,7 @@ from central.api.schemas import (
     UserOut,
     UserUpdate,
 )
+from central.health import camera_health, node_health
 from central.models import Camera, Node, NodeKey, User, utcnow
 from central.records import (
     NotRegisteredError,
@@ -209,19 +211,24 @@ def _keep_an_admin(session: Session, user: User) -> None:
 
 
 @router.get("/nodes", tags=["registry"], summary="Edge nodes and their last status")
-def list_nodes(_: RegistryReader, session: SessionDep) -> list[NodeOut]:
+def list_nodes(_: RegistryReader, state: StateDep, session: SessionDep) -> list[NodeOut]:
     nodes = session.scalars(select(Node).order_by(Node.site, Node.node))
-    return [
-        NodeOut(
-            site=n.site,
-            node=n.node,
-            state=n.state,
-            status_sent_at=n.status_sent_at,
-            status=json.loads(n.status_json) if n.status_json else None,
-            updated_at=n.updated_at,
+    now, silent_after = utcnow(), state.settings.silent_after
+    out = []
+    for n in nodes:
+        health = node_health(n, now, silent_after)
+        out.append(
+            NodeOut(
+                site=n.site,
+                node=n.node,
+                state=health.state,
+                status_sent_at=n.status_sent_at,
+                status_received_at=n.status_received_at,
+                status=json.loads(n.status_json) if n.status_json else None,
+                updated_at=health.since,
+            )
         )
-        for n in nodes
-    ]
+    return out
 
 
 @router.post(
@@ -429,9 +436,18 @@ def node_config_history(
 
 
 @router.get("/cameras", tags=["registry"], summary="Cameras with their health")
-def list_cameras(_: AnyUser, session: SessionDep) -> list[CameraOut]:
+def list_cameras(_: AnyUser, state: StateDep, session: SessionDep) -> list[CameraOut]:
     cams = session.scalars(select(Camera).order_by(Camera.site, Camera.camera))
-    return [CameraOut.model_validate(c) for c in cams]
+    now, silent_after = utcnow(), state.settings.silent_after
+    return [camera_out(c, now, silent_after) for c in cams]
+
+
+def camera_out(cam: Camera, now: datetime, silent_after: timedelta) -> CameraOut:
+    """The camera as the IOC sees it: ``unknown`` once its node has gone silent."""
+    health = camera_health(cam, now, silent_after)
+    return CameraOut.model_validate(cam).model_copy(
+        update={"state": health.state, "reason": health.reason, "updated_at": health.since}
+    )
 
 
 class GeoJSONResponse(JSONResponse):
@@ -458,9 +474,11 @@ GEOJSON_EXAMPLE = {
     response_class=GeoJSONResponse,
     responses={200: {"content": {"application/geo+json": {"example": GEOJSON_EXAMPLE}}}},
 )
-def cameras_geojson(_: AnyUser, session: SessionDep) -> GeoJSONResponse:
+def cameras_geojson(_: AnyUser, state: StateDep, session: SessionDep) -> GeoJSONResponse:
     features = []
+    now, silent_after = utcnow(), state.settings.silent_after
     for c in session.scalars(select(Camera).order_by(Camera.id)):
+        health = camera_health(c, now, silent_after)
         located = c.latitude is not None and c.longitude is not None
         features.append(
             {
@@ -475,9 +493,10 @@ def cameras_geojson(_: AnyUser, session: SessionDep) -> GeoJSONResponse:
                     "camera": c.camera,
                     "name": c.name,
                     "place": c.place,
-                    "state": c.state,
-                    "reason": c.reason,
-                    "updated_at": c.updated_at.isoformat(),
+                    "state": health.state,
+                    "reason": health.reason,
+                    "seen_at": c.seen_at.isoformat() if c.seen_at else None,
+                    "updated_at": health.since.isoformat(),
                 },
             }
         )

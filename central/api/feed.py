@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from central.api.cases import summary
+from central.health import SILENT_AFTER, UNKNOWN, camera_health, node_health
 from central.models import Camera, Node, User, Violation, utcnow
 
 LOOKBACK = timedelta(seconds=60)
@@ -110,8 +111,11 @@ def user_active(session: Session, username: str) -> bool:
     return bool(session.scalar(select(User.active).where(User.username == username)))
 
 
-def poll(session: Session, cursor: FeedCursor) -> list[FeedEvent]:
-    """What has been committed since the last poll; moves ``cursor`` on."""
+def poll(
+    session: Session, cursor: FeedCursor, silent_after: timedelta = SILENT_AFTER
+) -> list[FeedEvent]:
+    """What has been committed since the last poll, and the nodes that have fallen silent
+    (``central.health``) since; moves ``cursor`` on."""
     now = utcnow()
     out: list[FeedEvent] = []
     _expire_gaps(cursor, now)
@@ -123,28 +127,53 @@ def poll(session: Session, cursor: FeedCursor) -> list[FeedEvent]:
             _step_over(cursor, v.id, now)
         out.append(("violation", summary(v).model_dump(mode="json")))
     floor = max(cursor.floor, cursor.since - LOOKBACK)
-    for c in session.scalars(
-        select(Camera).where(Camera.updated_at > floor).order_by(Camera.updated_at)
-    ):
+    # A change is stored (updated_at), or a node falls silent: no status for silent_after.
+    quiet_from, quiet_to = floor - silent_after, now - silent_after
+    cameras = select(Camera).where(
+        or_(
+            Camera.updated_at > floor,
+            and_(
+                Camera.seen_at > quiet_from,
+                Camera.seen_at <= quiet_to,
+                Camera.state.not_in(["offline", UNKNOWN]),
+            ),
+        )
+    )
+    changes: list[tuple[datetime, FeedEvent, tuple[str, str, str, str]]] = []
+    for c in session.scalars(cameras):
+        health = camera_health(c, now, silent_after)
         data = {
             "site": c.site,
             "node": c.node,
             "camera": c.camera,
-            "state": c.state,
-            "reason": c.reason,
-            "updated_at": c.updated_at.isoformat(),
+            "state": health.state,
+            "reason": health.reason,
+            "updated_at": health.since.isoformat(),
         }
-        if _new(cursor, ("camera", c.site, c.node, c.camera), c.updated_at):
-            out.append(("camera", data))
-    for n in session.scalars(select(Node).where(Node.updated_at > floor).order_by(Node.updated_at)):
+        changes.append((health.since, ("camera", data), ("camera", c.site, c.node, c.camera)))
+    nodes = select(Node).where(
+        or_(
+            Node.updated_at > floor,
+            and_(
+                Node.status_received_at > quiet_from,
+                Node.status_received_at <= quiet_to,
+                Node.state == "online",
+            ),
+        )
+    )
+    for n in session.scalars(nodes):
+        node = node_health(n, now, silent_after)
         data = {
             "site": n.site,
             "node": n.node,
-            "state": n.state,
-            "updated_at": n.updated_at.isoformat(),
+            "state": node.state,
+            "updated_at": node.since.isoformat(),
         }
-        if _new(cursor, ("node", n.site, n.node, ""), n.updated_at):
-            out.append(("node", data))
+        changes.append((node.since, ("node", data), ("node", n.site, n.node, "")))
+    changes.sort(key=lambda change: (change[0], change[1][0] == "node"))
+    for at, event, key in changes:
+        if at > floor and _new(cursor, key, at):
+            out.append(event)
     cursor.since = now
     # What is older than the next poll's floor can no longer come back: forget it.
     next_floor = max(cursor.floor, now - LOOKBACK)

@@ -275,6 +275,7 @@ async def live_feed(
     at once."""
     sessions = state.read_sessions
     poll_s = state.settings.feed_poll_s
+    silent_after = state.settings.silent_after
     if last_event_id:
         try:
             after_id, since = feed.parse_resume_token(last_event_id)
@@ -289,7 +290,7 @@ async def live_feed(
         with sessions() as s:
             if not feed.user_active(s, caller.username):
                 return None
-            return feed.poll(s, cursor)
+            return feed.poll(s, cursor, silent_after)
 
     cursor = await run_in_threadpool(start)
 

@@ -151,8 +151,14 @@ class NodeOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     site: str
     node: str
-    state: str = Field(description="online, offline (last will) or unknown")
-    status_sent_at: datetime | None
+    state: str = Field(
+        description="online, offline (last will), silent (online, but no status for"
+        " ROADWATCH_STATUS_SILENT_S) or unknown (never heard)"
+    )
+    status_sent_at: datetime | None = Field(description="The last status's time, node's clock")
+    status_received_at: datetime | None = Field(
+        description="When central received the last status, central's clock"
+    )
     status: dict[str, Any] | None = Field(description="The node's last NodeStatus")
     updated_at: datetime
 
@@ -208,10 +214,16 @@ class CameraOut(BaseModel):
     place: str
     latitude: float | None
     longitude: float | None
-    state: str = Field(description="up, down, stalled, view_shifted, paused, offline, unknown")
+    state: str = Field(
+        description="up, down, stalled, view_shifted, paused, offline (node offline),"
+        " unknown (not in its node's last status, or its node silent)"
+    )
     reason: str
     fps: float | None
-    updated_at: datetime
+    seen_at: datetime | None = Field(
+        description="When central last received a status of its node that listed it"
+    )
+    updated_at: datetime = Field(description="When it came to be in this state")
 
 
 CameraText = Annotated[str, StringConstraints(max_length=128, pattern=NO_NUL)]

@@ -31,7 +31,7 @@
   };
   const NAV_ORDER = ["queue", "deadlines", "ioc", "stats", "users", "cameras", "nodes"];
   const HOME = { officer: "queue", supervisor: "queue", admin: "users", ioc: "ioc" };
-  const NODE_STATES = ["online", "offline", "unknown"];
+  const NODE_STATES = ["online", "offline", "silent", "unknown"];
 
   const dicts = {};
   const S = {

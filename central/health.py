@@ -1,0 +1,47 @@
+"""Node and camera health as the IOC reads it: what was last reported, unless it is too old.
+
+A node's status says how its cameras are; a node that has sent none for a while (its
+process hung, its link or the broker gone without the last will being published) has
+said nothing for them since. Such a node is shown ``silent`` and its cameras ``unknown``,
+from central's own clock, so that a dead camera is never shown as it last was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from central.models import Camera, Node
+
+# (The default of Settings.status_silent_s.)
+SILENT_AFTER = timedelta(seconds=120)
+SILENT = "silent"
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    state: str
+    reason: str
+    since: datetime  # when it became so
+
+
+def node_health(node: Node, now: datetime, silent_after: timedelta) -> Health:
+    """The node's state, ``silent`` once an online node's status is ``silent_after`` old."""
+    heard = node.status_received_at
+    if node.state == "online" and heard is not None and now - heard > silent_after:
+        return Health(SILENT, _silent_reason(now - heard), heard + silent_after)
+    return Health(node.state, "", node.updated_at)
+
+
+def camera_health(camera: Camera, now: datetime, silent_after: timedelta) -> Health:
+    """The camera's state, ``unknown`` once no status has listed it for ``silent_after``."""
+    seen = camera.seen_at
+    live = camera.state not in ("offline", UNKNOWN)
+    if live and seen is not None and now - seen > silent_after:
+        return Health(UNKNOWN, _silent_reason(now - seen), seen + silent_after)
+    return Health(camera.state, camera.reason, camera.updated_at)
+
+
+def _silent_reason(age: timedelta) -> str:
+    return f"no status from the node for {int(age.total_seconds())} s"

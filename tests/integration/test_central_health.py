@@ -1,0 +1,129 @@
+"""Camera and node health as the IOC reads it: a camera its node no longer reports and
+a node that has gone silent are not shown as they last were."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from central.api import feed
+from central.db import session_factory, transaction
+from central.intake import Message
+from central.models import Camera, Node, utcnow
+from central.records import KeyCache, record_batch
+from roadwatch.contract import (
+    CameraHealth,
+    CameraState,
+    NodeState,
+    NodeStatus,
+    NodeTopic,
+    node_topic,
+    to_wire,
+)
+from tests.central_fixtures import *  # noqa: F403
+from tests.central_fixtures import Account, CentralDb, NodeIdentity
+from tests.factories import T0
+
+pytestmark = pytest.mark.integration
+
+SILENT_AFTER = timedelta(seconds=120)  # (central's default)
+
+
+def report(db: CentralDb, node: NodeIdentity, cameras: list[str]) -> None:
+    status = NodeStatus(
+        site=node.site,
+        node=node.node,
+        state=NodeState.ONLINE,
+        sent_at=T0,
+        cameras=[CameraHealth(camera=c, state=CameraState.UP, fps=25.0) for c in cameras],
+    )
+    message = Message(node_topic(node.site, node.node, NodeTopic.STATUS), to_wire(status))
+    with transaction(session_factory(db.engine)) as s:
+        record_batch(s, [message], KeyCache())
+
+
+def heard_last(db: CentralDb, node: NodeIdentity, at: datetime) -> None:
+    """As if the node's last status had come at ``at`` (and nothing since)."""
+    with transaction(session_factory(db.engine)) as s:
+        s.execute(
+            update(Node)
+            .where(Node.site == node.site, Node.node == node.node)
+            .values(status_received_at=at)
+        )
+        s.execute(update(Camera).where(Camera.site == node.site).values(seen_at=at, updated_at=at))
+
+
+def cameras(api: TestClient, who: Account, node: NodeIdentity) -> dict[str, tuple[str, str]]:
+    r = api.get("/api/v1/cameras", headers=who.headers)
+    assert r.status_code == 200, r.text
+    return {c["camera"]: (c["state"], c["reason"]) for c in r.json() if c["site"] == node.site}
+
+
+def test_a_camera_its_node_no_longer_reports_is_unknown(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    report(central_db, node, ["cam-01", "cam-02"])
+    report(central_db, node, ["cam-01"])  # cam-02 taken out of the node's configuration
+    got = cameras(api, accounts["ioc"], node)
+    assert got["cam-01"] == ("up", "")
+    assert got["cam-02"][0] == "unknown" and "not in the node's status" in got["cam-02"][1]
+    report(central_db, node, ["cam-01", "cam-02"])  # and put back
+    assert cameras(api, accounts["ioc"], node)["cam-02"] == ("up", "")
+
+
+def test_a_node_that_stops_sending_status_is_silent_and_its_cameras_unknown(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    ioc = accounts["ioc"]
+    report(central_db, node, ["cam-01"])
+    assert cameras(api, ioc, node) == {"cam-01": ("up", "")}
+    [listed] = [c for c in api.get("/api/v1/cameras", headers=ioc.headers).json()
+                if c["site"] == node.site]  # fmt: skip
+    assert listed["seen_at"] is not None
+    heard_last(central_db, node, utcnow() - timedelta(minutes=10))
+    state, reason = cameras(api, ioc, node)["cam-01"]
+    assert state == "unknown" and reason.startswith("no status from the node for")
+    nodes = {
+        (n["site"], n["node"]): n for n in api.get("/api/v1/nodes", headers=ioc.headers).json()
+    }
+    assert nodes[(node.site, node.node)]["state"] == "silent"
+    geo = api.get("/api/v1/cameras.geojson", headers=ioc.headers).json()
+    [feature] = [f for f in geo["features"] if f["properties"]["site"] == node.site]
+    assert feature["properties"]["state"] == "unknown"
+    report(central_db, node, ["cam-01"])  # heard again
+    assert cameras(api, ioc, node) == {"cam-01": ("up", "")}
+    nodes = {
+        (n["site"], n["node"]): n for n in api.get("/api/v1/nodes", headers=ioc.headers).json()
+    }
+    assert nodes[(node.site, node.node)]["state"] == "online"
+
+
+def test_the_live_feed_says_when_a_node_falls_silent_and_when_it_is_heard_again(
+    central_db: CentralDb, make_node: Callable[..., NodeIdentity]
+) -> None:
+    node = make_node()
+    report(central_db, node, ["cam-01"])
+    # Its last status came 130 s ago: it fell silent 10 s ago, after the stream's start.
+    now = utcnow()
+    heard_last(central_db, node, now - SILENT_AFTER - timedelta(seconds=10))
+    with session_factory(central_db.engine)() as s:
+        cursor = feed.start(s, None, now - timedelta(seconds=20))
+        events = [(k, d) for k, d in feed.poll(s, cursor) if d.get("site") == node.site]
+        assert [(k, d["state"]) for k, d in events] == [("camera", "unknown"), ("node", "silent")]
+        assert [d for k, d in feed.poll(s, cursor) if d.get("site") == node.site] == []
+    report(central_db, node, ["cam-01"])
+    with session_factory(central_db.engine)() as s:
+        events = [(k, d) for k, d in feed.poll(s, cursor) if d.get("site") == node.site]
+    assert sorted((k, d["state"]) for k, d in events) == [("camera", "up"), ("node", "online")]
