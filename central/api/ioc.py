@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
@@ -29,7 +29,7 @@ from central.api.schemas import (
     ViolationStats,
 )
 from central.audit_log import check_log
-from central.models import AuditEntry, Quarantine, TrafficMinute, Violation
+from central.models import AuditEntry, Quarantine, TrafficMinute, Violation, utcnow
 
 router = APIRouter(prefix="/api/v1", responses=PROTECTED)
 From = Annotated[IsoTime | None, Query(alias="from", description="Start, inclusive")]
@@ -143,7 +143,19 @@ def traffic_flow(
     utc_offset: UtcOffset = "+00:00",
 ) -> TrafficFlow:
     """Vehicles counted per camera (site, node, camera) and hour or day, with the
-    vehicle-weighted mean speed."""
+    vehicle-weighted mean speed and the minutes the camera reported (a bucket with fewer
+    minutes than it spans had its camera down part of the time; a period with none has no
+    bucket). One request spans at most 31 days by hour, 366 by day: without `to` it ends
+    now, without `from` it starts that span before `to`."""
+    span = MAX_FLOW_SPAN[by]
+    if minute_to is None:
+        minute_to = utcnow() if minute_from is None else _shifted(minute_from, span)
+    if minute_from is None:
+        minute_from = _shifted(minute_to, -span)
+    if minute_from >= minute_to:
+        raise _refused("from", "from must be before to")
+    if minute_to - minute_from > span:
+        raise _refused("to", f"at most {span.days} days by {by} in one request")
     bucket = time_bucket(session, TrafficMinute.minute_start, by, utc_offset).label("b")
     weighted = func.sum(TrafficMinute.mean_speed_kmh * TrafficMinute.vehicles)
     speed_weight = func.sum(
@@ -158,15 +170,12 @@ def traffic_flow(
         weighted,
         speed_weight,
         func.avg(TrafficMinute.occupancy),
-    )
+        func.count(TrafficMinute.minute_start.distinct()),
+    ).where(TrafficMinute.minute_start >= minute_from, TrafficMinute.minute_start < minute_to)
     if site:
         stmt = stmt.where(TrafficMinute.site == site)
     if camera:
         stmt = stmt.where(TrafficMinute.camera == camera)
-    if minute_from is not None:
-        stmt = stmt.where(TrafficMinute.minute_start >= minute_from)
-    if minute_to is not None:
-        stmt = stmt.where(TrafficMinute.minute_start < minute_to)
     cameras = (TrafficMinute.site, TrafficMinute.node, TrafficMinute.camera)
     stmt = stmt.group_by(literal_column("b"), *cameras).order_by(literal_column("b"), *cameras)
     buckets = [
@@ -178,10 +187,34 @@ def traffic_flow(
             vehicles=int(n or 0),
             mean_speed_kmh=round(float(w) / float(sw), 2) if w is not None and sw else None,
             mean_occupancy=round(float(occ or 0.0), 4),
+            minutes=int(m),
         )
-        for b, site_, node_, cam, n, w, sw, occ in session.execute(stmt).all()
+        for b, site_, node_, cam, n, w, sw, occ, m in session.execute(stmt).all()
     ]
-    return TrafficFlow(by=by, buckets=buckets)
+    return TrafficFlow(by=by, range_from=minute_from, range_to=minute_to, buckets=buckets)
+
+
+# The longest span one request for traffic flow may cover (a bucket per camera per hour:
+# 744 a camera by hour); a longer one is asked for in parts.
+MAX_FLOW_SPAN = {"hour": timedelta(days=31), "day": timedelta(days=366)}
+
+
+def _shifted(at: datetime, by: timedelta) -> datetime:
+    """``at`` + ``by``, held within the years datetime holds."""
+    try:
+        return at + by
+    except OverflowError:
+        return (
+            datetime.max.replace(tzinfo=UTC)
+            if by > timedelta(0)
+            else datetime.min.replace(tzinfo=UTC)
+        )
+
+
+def _refused(name: str, message: str) -> HTTPException:
+    """A 422 in FastAPI's own shape, naming the query parameter."""
+    detail = [{"type": "value_error", "loc": ["query", name], "msg": message, "input": None}]
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
 
 @router.get("/quarantine", tags=["ingest"], summary="Messages the ingest refused, with reasons")

@@ -430,6 +430,7 @@ class FlowBucket(BaseModel):
     vehicles: int
     mean_speed_kmh: float | None
     mean_occupancy: float
+    minutes: int = Field(description="Minutes of the bucket the camera reported")
 
 
 class TrafficFlow(BaseModel):
@@ -447,13 +448,18 @@ class TrafficFlow(BaseModel):
                             "vehicles": 1840,
                             "mean_speed_kmh": 46.2,
                             "mean_occupancy": 0.21,
+                            "minutes": 60,
                         }
                     ],
+                    "from": "2026-11-23T07:00:00Z",
+                    "to": "2026-11-24T07:00:00Z",
                 }
             ]
         }
     )
     by: str
+    range_from: datetime = Field(serialization_alias="from", description="Counted from, inclusive")
+    range_to: datetime = Field(serialization_alias="to", description="Counted to, exclusive")
     buckets: list[FlowBucket]
 
 

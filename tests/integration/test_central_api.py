@@ -983,9 +983,11 @@ def test_statistics_and_traffic_flow(
     with transaction(session_factory(central_db.engine)) as s:
         result = record_batch(s, messages, KeyCache())
     assert result.quarantined == {}
+    day = {"from": "2026-11-23T00:00:00Z", "to": "2026-11-24T00:00:00Z"}
     flow = api.get(
-        "/api/v1/stats/traffic", headers=h, params={"site": node.site, "by": "hour"}
+        "/api/v1/stats/traffic", headers=h, params={"site": node.site, "by": "hour", **day}
     ).json()
+    assert (flow["from"], flow["to"]) == ("2026-11-23T00:00:00Z", "2026-11-24T00:00:00Z")
     assert flow["buckets"] == [
         {
             "bucket": "2026-11-23T07:00:00Z",
@@ -995,6 +997,7 @@ def test_statistics_and_traffic_flow(
             "vehicles": 80,  # re-sent minutes are counted once
             "mean_speed_kmh": 45.0,
             "mean_occupancy": 0.2,
+            "minutes": 2,  # of the hour's 60: the camera reported two
         },
         {
             "bucket": "2026-11-23T07:00:00Z",
@@ -1004,8 +1007,59 @@ def test_statistics_and_traffic_flow(
             "vehicles": 40,
             "mean_speed_kmh": 40.0,
             "mean_occupancy": 0.2,
+            "minutes": 1,
         },
     ]
+
+
+def test_traffic_flow_spans_a_bounded_range_and_refuses_odd_ones(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """One request reads at most 31 days by hour (366 by day), never the whole table; an
+    open end is filled in and said; a reversed range or a time at the end of the calendar
+    is a 422, not a server error."""
+    node = make_node()
+    minute = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+    lanes = [LaneFlow(lane="lane-1", counts={VehicleClass.CAR: 10}, occupancy=0.1)]
+    messages = [
+        Message(
+            node.topic("cam-01", CameraTopic.TRAFFIC),
+            to_wire(
+                TrafficStats(
+                    site=node.site, node=node.node, camera="cam-01", minute_start=at, lanes=lanes
+                )
+            ),
+        )
+        for at in (minute, minute + timedelta(days=40))
+    ]
+    with transaction(session_factory(central_db.engine)) as s:
+        record_batch(s, messages, KeyCache())
+    h = accounts["ioc"].headers
+
+    def flow(**params: str) -> Any:
+        return api.get("/api/v1/stats/traffic", headers=h, params={"site": node.site, **params})
+
+    r = flow(by="hour", **{"from": "2026-11-01T00:00:00Z"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["from"], r.json()["to"]) == ("2026-11-01T00:00:00Z", "2026-12-02T00:00:00Z")
+    assert [b["bucket"] for b in r.json()["buckets"]] == ["2026-11-23T07:00:00Z"]
+    r = flow(by="day", to="2027-01-03T00:00:00Z")
+    assert r.json()["from"] == "2026-01-02T00:00:00Z"
+    assert [b["vehicles"] for b in r.json()["buckets"]] == [10, 10]
+    for params in (
+        {"by": "hour", "from": "2026-11-01T00:00:00Z", "to": "2026-12-02T00:00:01Z"},
+        {"by": "day", "from": "2025-01-01T00:00:00Z", "to": "2026-12-01T00:00:00Z"},
+        {"by": "hour", "from": "2026-11-24T00:00:00Z", "to": "2026-11-23T00:00:00Z"},
+        {"by": "hour", "from": "2026-11-24T00:00:00Z", "to": "2026-11-24T00:00:00Z"},
+    ):
+        r = flow(**params)
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"][0] == "query", params
+    for params in ({"from": "9999-12-31T23:00:00Z"}, {"to": "0001-01-01T01:00:00Z"}):
+        r = flow(by="day", **params)
+        assert r.status_code == 200 and r.json()["buckets"] == [], (params, r.text)
 
 
 def test_days_and_hours_are_counted_at_the_offset_asked_for(
@@ -1061,7 +1115,13 @@ def test_days_and_hours_are_counted_at_the_offset_asked_for(
     flow = api.get(
         "/api/v1/stats/traffic",
         headers=h,
-        params={"site": node.site, "by": "hour", "utc_offset": "+07:00"},
+        params={
+            "site": node.site,
+            "by": "hour",
+            "utc_offset": "+07:00",
+            "from": "2026-11-23T00:00:00+07:00",
+            "to": "2026-11-25T00:00:00+07:00",
+        },
     ).json()
     assert [b["bucket"] for b in flow["buckets"]] == ["2026-11-23T23:00:00+07:00"]
     for bad in ("+7", "07:00", "+15:00", "+07:60"):
