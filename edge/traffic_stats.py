@@ -3,12 +3,17 @@
 Pure: fed the tracked vehicles seen in each lane on each frame, it returns a
 ``TrafficStats`` for every minute that a frame closes.
 
-- A vehicle counts once per lane: in the minute its track is first seen in that lane
-  (a slow vehicle seen across a minute boundary is not counted twice).
+- A vehicle counts once, in the lane and the minute its track is first seen in (a slow
+  vehicle seen across a minute boundary, or one changing lanes, is not counted twice:
+  the camera's total, the sum of its lanes, is the vehicles that passed).
 - Mean speed: the mean over the vehicles observed in the lane during the minute that have
   a speed, each vehicle weighted once by the mean of its samples in that minute.
 - Occupancy: the fraction of the minute's frames on which at least one vehicle was in
   the lane.
+- Time: a frame counts in the minute it is stamped in. One stamped a little before the
+  open minute (less than ``STEP_BACK_TOLERANCE``) counts in the open one; one further back
+  means the clock was set back (a wrong time corrected): the open minute closes and the
+  frame's begins, so the traffic after a correction is not all filed under the wrong time.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from roadwatch.contract.models import MAX_LANES_PER_CAMERA
 
 # A track not seen for this long may count again (ids are reused by some trackers).
 _FORGET_AFTER = timedelta(minutes=2)
+STEP_BACK_TOLERANCE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +64,7 @@ class TrafficAggregator:
         self._minute: datetime | None = None
         self._frames = 0
         self._lanes: dict[str, _LaneMinute] = {}
-        self._last_seen: dict[tuple[str, int], datetime] = {}
+        self._last_seen: dict[int, datetime] = {}  # by track id
 
     def add_frame(
         self, at: datetime, observations: Sequence[LaneObservation]
@@ -71,21 +77,19 @@ class TrafficAggregator:
         closed: list[TrafficStats] = []
         if self._minute is None:
             self._start(minute)
-        elif minute > self._minute:
+        elif minute > self._minute or at < self._minute - STEP_BACK_TOLERANCE:
             closed.extend(self.flush())
             self._start(minute)
-        # A frame stamped earlier than the open minute (clock step) counts in the open one.
         self._frames += 1
         now = at.astimezone(UTC)
         for name in {o.lane for o in observations}:
             self._lanes[name].occupied_frames += 1
         for obs in observations:
             lane = self._lanes[obs.lane]
-            key = (obs.lane, obs.track_id)
-            last = self._last_seen.get(key)
+            last = self._last_seen.get(obs.track_id)
             if last is None or now - last > _FORGET_AFTER:
                 lane.counts[obs.vehicle_class] = lane.counts.get(obs.vehicle_class, 0) + 1
-            self._last_seen[key] = now
+            self._last_seen[obs.track_id] = now
             if obs.speed_kmh is not None:
                 lane.speeds.setdefault(obs.track_id, []).append(obs.speed_kmh)
         self._forget(now)

@@ -44,8 +44,8 @@ CASES = [
     ),
     pytest.param(
         [(0, [o("l1", 1)]), (1, [o("l2", 1)])],
-        {"l1": ({V.CAR: 1}, None, 0.5), "l2": ({V.CAR: 1}, None, 0.5)},
-        id="a lane change counts in both lanes",
+        {"l1": ({V.CAR: 1}, None, 0.5), "l2": ({}, None, 0.5)},
+        id="a lane change counts once, in the lane first seen in",
     ),
 ]
 
@@ -93,3 +93,24 @@ def test_a_minute_is_published_when_a_later_frame_closes_it() -> None:
 def test_bad_input_is_refused(bad: object) -> None:
     with pytest.raises(ValueError):
         bad()  # type: ignore[operator]
+
+
+def test_a_vehicle_changing_lanes_across_minutes_counts_once_for_the_camera() -> None:
+    first, second = run([(50, [o("l1", 5)]), (58, [o("l1", 5), o("l2", 5)]), (65, [o("l2", 5)])])
+    assert [sum(sum(f.counts.values()) for f in s.lanes) for s in (first, second)] == [1, 0]
+
+
+def test_a_clock_set_back_starts_the_minute_it_says_again() -> None:
+    """A clock an hour ahead, then corrected: the traffic after the correction is filed
+    under its own minutes, not all under the wrong one; a frame a few seconds early still
+    counts in the open minute."""
+    agg = aggregator()
+    out = agg.add_frame(T, [o("l1", 1)])
+    out += agg.add_frame(T + timedelta(hours=1), [o("l1", 2)])  # the wrong time
+    for minute in range(1, 4):
+        out += agg.add_frame(T + timedelta(minutes=minute, seconds=1), [o("l1", 10 + minute)])
+    out += agg.add_frame(T + timedelta(minutes=3, seconds=-2), [o("l1", 20)])  # (2 s early)
+    out += agg.flush()
+    starts = [s.minute_start - T for s in out]
+    assert starts == [timedelta(minutes=m) for m in (0, 60, 1, 2, 3)]
+    assert [s.lanes[0].counts for s in out] == [{V.CAR: 1}] * 4 + [{V.CAR: 2}]
