@@ -1,7 +1,7 @@
 """when central last heard a node's status and each camera in it
 
-Revision ID: 0008_health_last_seen
-Revises: 0007_node_keys
+Revision ID: 0009_health_last_seen
+Revises: 0008_quarantine_times
 Create Date: 2026-12-07 02:00:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import central.models
 
-revision = "0008_health_last_seen"
-down_revision = "0007_node_keys"
+revision = "0009_health_last_seen"
+down_revision = "0008_quarantine_times"
 branch_labels = None
 depends_on = None
 
