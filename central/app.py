@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from sqlalchemy import Engine, select, text
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -124,6 +124,7 @@ def create_app(
         ],
     )
 
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(NoNulMiddleware)  # (inside the measuring, which counts its 422s)
     app.add_middleware(MeasureMiddleware)
 
@@ -235,6 +236,56 @@ class NoNulMiddleware:
                 await JSONResponse({"detail": [error]}, status_code=422)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+MAX_BODY_BYTES = 1024 * 1024
+"""The largest request body central reads, evidence uploads apart (they stream to the
+store under ``max_evidence_bytes``): a config push (at most 256 KiB of config) is the
+largest any other route takes."""
+
+
+class BodyTooLargeError(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(413, f"the request body is over {MAX_BODY_BYTES} bytes")
+
+
+class BodyLimitMiddleware:
+    """Refuses (413) a request body over ``MAX_BODY_BYTES``, but for evidence uploads.
+
+    FastAPI reads a route's whole body before its dependencies run, the caller's token
+    check among them: without a limit anyone could make a process hold hundreds of
+    megabytes per request. A body announced larger is refused before it is read; one
+    that grows larger as it streams (chunked) is refused once it has.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _streams_its_body(scope):
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            refused = BodyTooLargeError()
+            await JSONResponse({"detail": refused.detail}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_BODY_BYTES:
+                    raise BodyTooLargeError()  # (answered by the app's HTTPException handler)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _streams_its_body(scope: Scope) -> bool:
+    return scope["method"] == "PUT" and str(scope["path"]).startswith("/api/v1/evidence/")
 
 
 class MeasureMiddleware:
