@@ -17,18 +17,17 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, text
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from central.api import admin, cases, events, evidence, ioc
-from central.api.deps import ApiRefusal, AppState, app_state
+from central.api.deps import ApiRefusal, AppState, app_state, signed_in_user
 from central.api.schemas import Health
 from central.db import make_engine, migrate, read_session_factory, session_factory
 from central.evidence import EvidenceError, open_store
 from central.metrics import ApiMetrics, IngestMetrics, metrics_text
-from central.models import User
 from central.security import decode_access_token
 from central.settings import Settings
 from central.ui import router as ui_router
@@ -343,8 +342,8 @@ def _metrics_reader(state: AppState, token: str) -> bool:
     if claims is None:
         return False
     with state.read_sessions() as session:
-        user = session.scalar(select(User).where(User.username == claims.username))
-    return user is not None and user.active and Role(user.role) in readers
+        user = signed_in_user(session, claims)
+    return user is not None and Role(user.role) in readers
 
 
 def app_from_environment() -> FastAPI:

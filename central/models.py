@@ -76,6 +76,10 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Carried by every access token issued to the user; a token of another generation is
+    # refused. Raised when the password changes or the user is disabled, it ends every
+    # session the user had (a token that leaked with it among them).
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Node(Base):

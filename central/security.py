@@ -49,13 +49,22 @@ class TokenClaims:
     username: str
     role: Role
     signed_in_at: float = 0.0  # when the user logged in (a renewed token keeps it)
+    generation: int = 0  # the user's session generation when it was issued
 
 
 def issue_access_token(
-    username: str, role: Role, key: str, minutes: int, *, signed_in_at: float | None = None
+    username: str,
+    role: Role,
+    key: str,
+    minutes: int,
+    *,
+    signed_in_at: float | None = None,
+    generation: int = 0,
 ) -> str:
     """A signed access token; ``signed_in_at`` (epoch seconds, default now) is carried by
-    every renewal, so a session can be held to a longest length however often renewed."""
+    every renewal, so a session can be held to a longest length however often renewed.
+    ``generation`` is the user's session generation (``User.session_generation``): once
+    the user's moves on, the token is refused."""
     now = datetime.now(UTC)
     claims = {
         "sub": username,
@@ -64,6 +73,7 @@ def issue_access_token(
         "exp": now + timedelta(minutes=minutes),
         "auth_time": int(now.timestamp() if signed_in_at is None else signed_in_at),
         "typ": "access",
+        "gen": generation,
     }
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
@@ -88,7 +98,10 @@ def decode_access_token(token: str, key: str, *, now: float | None = None) -> To
                 token, key, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
             )
             signed_in = float(data.get("auth_time", data.get("iat", 0)))
-            claims_in = TokenClaims(str(data["sub"]), Role(data["role"]), signed_in)
+            generation = data.get("gen", 0)
+            if type(generation) is not int:
+                return None
+            claims_in = TokenClaims(str(data["sub"]), Role(data["role"]), signed_in, generation)
             checked = claims_in, float(data["exp"])
         except (jwt.PyJWTError, KeyError, ValueError, TypeError):
             return None

@@ -93,7 +93,13 @@ def login(
             headers={"WWW-Authenticate": "Bearer"},
         )
     minutes = state.settings.access_token_minutes
-    token = issue_access_token(user.username, Role(user.role), state.settings.token_key(), minutes)
+    token = issue_access_token(
+        user.username,
+        Role(user.role),
+        state.settings.token_key(),
+        minutes,
+        generation=user.session_generation,
+    )
     return TokenOut(access_token=token, expires_in=minutes * 60, role=Role(user.role))
 
 
@@ -117,7 +123,8 @@ def refresh(
         )
     minutes = settings.access_token_minutes
     fresh = issue_access_token(caller.username, caller.role, settings.token_key(), minutes,
-                               signed_in_at=claims.signed_in_at)  # fmt: skip
+                               signed_in_at=claims.signed_in_at,
+                               generation=caller.generation)  # fmt: skip
     return TokenOut(access_token=fresh, expires_in=minutes * 60, role=caller.role)
 
 
@@ -184,6 +191,10 @@ def change_user(
     if body.password is not None:
         user.password_hash = hash_password(body.password)
         changed["password"] = "changed"
+    if body.password is not None or body.active is False:
+        # Every session the user has ends: a token taken with the old password (or held
+        # by someone the account was disabled against) is not one to let back in.
+        user.session_generation += 1
     if changed:
         append_audit(
             session,

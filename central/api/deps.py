@@ -9,14 +9,14 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
-from sqlalchemy import bindparam, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.evidence import EvidenceStore
 from central.metrics import ApiMetrics
 from central.models import Node, User
 from central.records import REGISTRY_REFUSALS, node_for_token
-from central.security import NODE_TOKEN_PREFIX, decode_access_token
+from central.security import NODE_TOKEN_PREFIX, TokenClaims, decode_access_token
 from central.settings import Settings
 from central.workflow import WORKFLOW_REFUSALS, Policy, Role
 
@@ -118,11 +118,24 @@ def _unauthorized(detail: str) -> HTTPException:
 class Caller:
     username: str
     role: Role
+    generation: int = 0  # the user's session generation (see User.session_generation)
 
 
 # Built once: a statement object keeps its cache key, which costs more to compute than
 # the look-up's SQL takes to run.
-_CALLER = select(User.active, User.role).where(User.username == bindparam("username"))
+_CALLER = select(User.active, User.role, User.session_generation).where(
+    User.username == bindparam("username")
+)
+
+
+def signed_in_user(session: Session, claims: TokenClaims) -> Row[bool, str, int] | None:
+    """The user record (active, role, session generation) a token's session still stands
+    on: None where the user is unknown or disabled, or the token is of a session that
+    ended (its password changed, or it was disabled, since the token was issued)."""
+    user = session.execute(_CALLER, {"username": claims.username}).first()
+    if user is None or not user.active or user.session_generation != claims.generation:
+        return None
+    return user
 
 
 def current_user(
@@ -135,13 +148,13 @@ def current_user(
         if token.startswith(NODE_TOKEN_PREFIX) and node_for_token(session, token) is not None:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "nodes may only upload evidence")
         raise _unauthorized("access token is invalid or expired")
-    user = session.execute(_CALLER, {"username": claims.username}).first()
-    if user is None or not user.active:
-        raise _unauthorized("user is unknown or disabled")
+    user = signed_in_user(session, claims)
+    if user is None:
+        raise _unauthorized("user is unknown or disabled, or the session has ended: log in")
     # End the look-up's transaction: a long request (an upload, the live feed) must not
     # hold it open (on SQLite that would be the write lock).
     session.commit()
-    return Caller(claims.username, Role(user.role))
+    return Caller(claims.username, Role(user.role), claims.generation)
 
 
 CurrentUser = Annotated[Caller, Depends(current_user)]

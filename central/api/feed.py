@@ -106,9 +106,13 @@ def start(
     return FeedCursor(after_id, since=at, floor=at, gaps=gaps, start_gaps=frozenset(gaps))
 
 
-def user_active(session: Session, username: str) -> bool:
-    """The account may still read: a disabled user's stream ends at the next poll."""
-    return bool(session.scalar(select(User.active).where(User.username == username)))
+def session_live(session: Session, username: str, generation: int) -> bool:
+    """The account may still read: the stream of a user disabled, or whose password
+    changed, since it started ends at the next poll."""
+    user = session.execute(
+        select(User.active, User.session_generation).where(User.username == username)
+    ).first()
+    return user is not None and user.active and user.session_generation == generation
 
 
 def poll(

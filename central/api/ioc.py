@@ -321,7 +321,7 @@ async def live_feed(
 
     def poll(cursor: feed.FeedCursor) -> list[feed.FeedEvent] | None:
         with sessions() as s:
-            if not feed.user_active(s, caller.username):
+            if not feed.session_live(s, caller.username, caller.generation):
                 return None
             return feed.poll(s, cursor, silent_after)
 

@@ -15,7 +15,13 @@ from fastapi.testclient import TestClient
 from central.app import MAX_BODY_BYTES, create_app
 from central.settings import Settings
 from tests.central_fixtures import *  # noqa: F403
-from tests.central_fixtures import Account, CentralDb, NodeIdentity
+from tests.central_fixtures import (
+    Account,
+    CentralDb,
+    NodeIdentity,
+    signed_event,
+    store_events,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -65,3 +71,80 @@ def test_evidence_uploads_keep_their_own_limit_above_the_body_limit(
             headers={**node.headers, "Content-Type": "image/jpeg"},
         )
         assert r.status_code == 201, r.text
+
+
+def _new_user(api: TestClient, admin: Account, role: str = "officer") -> tuple[str, str]:
+    name, password = f"u{uuid.uuid4().hex[:10]}", "first password"
+    r = api.post(
+        "/api/v1/users",
+        headers=admin.headers,
+        json={"username": name, "password": password, "role": role},
+    )
+    assert r.status_code == 201, r.text
+    return name, password
+
+
+def _log_in(api: TestClient, name: str, password: str) -> dict[str, str]:
+    r = api.post("/api/v1/auth/token", data={"username": name, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def test_a_password_change_ends_every_session_of_the_user(
+    api: TestClient, accounts: dict[str, Account]
+) -> None:
+    admin = accounts["admin"]
+    name, password = _new_user(api, admin, "ioc")
+    taken = _log_in(api, name, password)  # (a token that leaked with the password)
+    renewed = api.post("/api/v1/auth/refresh", headers=taken)
+    assert renewed.status_code == 200
+    renewed_h = {"Authorization": f"Bearer {renewed.json()['access_token']}"}
+    r = api.patch(f"/api/v1/users/{name}", headers=admin.headers, json={"password": "new secret 1"})
+    assert r.status_code == 200
+    for old in (taken, renewed_h):
+        assert api.get("/api/v1/auth/me", headers=old).status_code == 401
+        assert api.post("/api/v1/auth/refresh", headers=old).status_code == 401
+        assert api.get("/metrics", headers=old).status_code == 401
+    fresh = _log_in(api, name, "new secret 1")
+    assert api.get("/api/v1/auth/me", headers=fresh).json()["username"] == name
+    # A change of role or name leaves the sessions as they are (the role is read anew).
+    r = api.patch(f"/api/v1/users/{name}", headers=admin.headers, json={"role": "officer"})
+    assert r.status_code == 200
+    assert api.get("/api/v1/review/queue", headers=fresh).status_code == 200
+
+
+def test_a_session_ended_by_disabling_does_not_come_back_with_the_account(
+    api: TestClient, accounts: dict[str, Account]
+) -> None:
+    admin = accounts["admin"]
+    name, password = _new_user(api, admin)
+    taken = _log_in(api, name, password)
+    assert api.patch(f"/api/v1/users/{name}", headers=admin.headers,
+                     json={"active": False}).status_code == 200  # fmt: skip
+    assert api.get("/api/v1/auth/me", headers=taken).status_code == 401
+    assert api.patch(f"/api/v1/users/{name}", headers=admin.headers,
+                     json={"active": True}).status_code == 200  # fmt: skip
+    assert api.get("/api/v1/auth/me", headers=taken).status_code == 401
+    assert api.post("/api/v1/auth/refresh", headers=taken).status_code == 401
+    assert api.get("/api/v1/auth/me", headers=_log_in(api, name, password)).status_code == 200
+
+
+def test_a_live_feed_ends_when_its_users_password_changes(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Any,
+) -> None:
+    admin = accounts["admin"]
+    node: NodeIdentity = make_node()
+    name, password = _new_user(api, admin, "ioc")
+    taken = _log_in(api, name, password)
+    with api.stream("GET", "/api/v1/feed", headers=taken, params={"max_seconds": 30}) as stream:
+        lines = stream.iter_lines()
+        assert next(lines).startswith(": roadwatch live feed")
+        r = api.patch(f"/api/v1/users/{name}", headers=admin.headers,
+                      json={"password": "new secret 2"})  # fmt: skip
+        assert r.status_code == 200
+        store_events(central_db, node, [signed_event(node)])
+        rest = "\n".join(lines)  # (ends: the stream closes at the next poll)
+    assert "event: violation" not in rest
