@@ -86,7 +86,10 @@ def login(
     user = session.scalar(select(User).where(User.username == form.username)) if known else None
     if user is None:
         dummy_verify()
-    if user is None or not user.active or not verify_password(form.password, user.password_hash):
+    # The password is checked for a disabled user too: answering at once would tell which
+    # names are accounts (disabled ones), as a quick answer for an unknown name would.
+    right = user is not None and verify_password(form.password, user.password_hash)
+    if user is None or not user.active or not right:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "wrong user name or password",

@@ -148,3 +148,28 @@ def test_a_live_feed_ends_when_its_users_password_changes(
         store_events(central_db, node, [signed_event(node)])
         rest = "\n".join(lines)  # (ends: the stream closes at the next poll)
     assert "event: violation" not in rest
+
+
+def test_a_disabled_users_log_in_costs_a_password_check_like_any_other(
+    api: TestClient, accounts: dict[str, Account], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refusal that skipped the hash check came back in 9 ms instead of 460: a timer
+    could tell a disabled account's name from an unknown one."""
+    from central.security import verify_password
+
+    admin = accounts["admin"]
+    name, password = _new_user(api, admin)
+    assert api.patch(f"/api/v1/users/{name}", headers=admin.headers,
+                     json={"active": False}).status_code == 200  # fmt: skip
+    checked: list[str] = []
+
+    def counted(given: str, hashed: str) -> bool:
+        checked.append(given)
+        return verify_password(given, hashed)
+
+    monkeypatch.setattr("central.api.admin.verify_password", counted)
+    for attempt in ("wrong password", password):
+        r = api.post("/api/v1/auth/token", data={"username": name, "password": attempt})
+        assert r.status_code == 401
+        assert r.json()["detail"] == "wrong user name or password"
+    assert checked == ["wrong password", password]
