@@ -176,7 +176,7 @@ def create_app(
     @app.exception_handler(ApiRefusal)
     async def refused(request: Request, exc: ApiRefusal) -> Response:
         body = {"detail": exc.detail, "code": exc.code, "params": exc.params}
-        return JSONResponse(body, status_code=exc.status_code)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(EvidenceError)
     async def evidence_refused(request: Request, exc: EvidenceError) -> Response:

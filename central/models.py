@@ -82,6 +82,18 @@ class User(Base):
     session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+class LoginFailure(Base):
+    """Failed log-ins in a row under one user name, known or not (so the answer to a name
+    tells nothing of whether it is an account); removed by a successful log-in."""
+
+    __tablename__ = "login_failures"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
 class Node(Base):
     """An edge node: its signing key, the hash of its upload token and its last status."""
 

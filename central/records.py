@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -37,6 +37,7 @@ from central.models import (
     Blob,
     Camera,
     EvidenceRef,
+    LoginFailure,
     Node,
     NodeKey,
     Quarantine,
@@ -351,6 +352,58 @@ def create_user(
     session.add(user)
     session.flush()
     return user
+
+
+# ---------------------------------------------------------------- log-in throttling
+
+LOGIN_FAILURES_ALLOWED = 5
+"""Failed log-ins in a row under one name before it is locked for ``LOGIN_LOCKOUT``."""
+LOGIN_LOCKOUT = timedelta(minutes=5)
+LOGIN_FAILURES_FORGOTTEN = timedelta(hours=1)
+"""A failure this long after the one before starts the count again; older rows go."""
+
+
+def login_locked_until(session: Session, username: str, now: datetime) -> datetime | None:
+    """Until when log-ins under ``username`` are refused unchecked; None: they are not."""
+    until = session.scalar(
+        select(LoginFailure.locked_until).where(LoginFailure.username == username)
+    )
+    return until if until is not None and until > now else None
+
+
+def note_login_failure(session: Session, username: str, now: datetime) -> datetime | None:
+    """Count a failed log-in under ``username``; until when the name is now locked (after
+    ``LOGIN_FAILURES_ALLOWED`` in a row, and after each further one), or None."""
+    table = LoginFailure.__table__
+    fresh = table.c.last_failed_at < now - LOGIN_FAILURES_FORGOTTEN
+    session.execute(
+        _insert(session, table)
+        .values(username=username, failures=1, last_failed_at=now, locked_until=None)
+        .on_conflict_do_update(
+            index_elements=["username"],
+            set_={
+                "failures": case((fresh, 1), else_=table.c.failures + 1),
+                "last_failed_at": now,
+            },
+        )
+    )
+    failures = session.scalar(
+        select(LoginFailure.failures).where(LoginFailure.username == username)
+    )
+    until = None
+    if failures is not None and failures >= LOGIN_FAILURES_ALLOWED:
+        until = now + LOGIN_LOCKOUT
+        session.execute(
+            update(LoginFailure).where(LoginFailure.username == username).values(locked_until=until)
+        )
+    session.execute(
+        delete(LoginFailure).where(LoginFailure.last_failed_at < now - LOGIN_FAILURES_FORGOTTEN)
+    )
+    return until
+
+
+def clear_login_failures(session: Session, username: str) -> None:
+    session.execute(delete(LoginFailure).where(LoginFailure.username == username))
 
 
 # ---------------------------------------------------------------- audit chain

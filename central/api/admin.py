@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -29,6 +31,7 @@ from central.api.deps import (
 )
 from central.api.schemas import (
     NO_NUL,
+    USERNAME_PATTERN,
     CameraOut,
     CameraUpdate,
     NodeConfigIn,
@@ -53,7 +56,10 @@ from central.records import (
     RegistryError,
     add_node_key,
     append_audit,
+    clear_login_failures,
     create_user,
+    login_locked_until,
+    note_login_failure,
     register_node,
     revoke_node_key,
 )
@@ -75,26 +81,46 @@ login_router = APIRouter(prefix="/api/v1")
     "/auth/token",
     tags=["auth"],
     summary="Log in (OAuth2 password flow)",
-    responses={401: {"description": "Wrong user name or password"}},
+    responses={
+        401: {"description": "Wrong user name or password"},
+        429: {
+            "description": "Too many failed log-ins in a row under this name: locked for a"
+            " while (Retry-After says how long)"
+        },
+    },
 )
 def login(
     state: StateDep,
     session: SessionDep,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
 ) -> TokenOut:
-    known = "\x00" not in form.username  # (no name holds one; PostgreSQL cannot look it up)
-    user = session.scalar(select(User).where(User.username == form.username)) if known else None
+    # Only a name that could be an account is looked up and counted (no name holds a
+    # NUL, which PostgreSQL could not look up anyway); any such name is counted the same,
+    # an account's or not, so being locked tells nothing of which names are accounts.
+    name = form.username
+    counted = re.fullmatch(USERNAME_PATTERN, name) is not None
+    now = utcnow()
+    if counted and (until := login_locked_until(session, name, now)) is not None:
+        raise _locked(until, now)
+    user = session.scalar(select(User).where(User.username == name)) if counted else None
     if user is None:
         dummy_verify()
     # The password is checked for a disabled user too: answering at once would tell which
     # names are accounts (disabled ones), as a quick answer for an unknown name would.
     right = user is not None and verify_password(form.password, user.password_hash)
     if user is None or not user.active or not right:
+        if counted:
+            until = note_login_failure(session, name, now)
+            session.commit()
+            if until is not None:
+                raise _locked(until, now)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "wrong user name or password",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    clear_login_failures(session, name)
+    session.commit()
     minutes = state.settings.access_token_minutes
     token = issue_access_token(
         user.username,
@@ -104,6 +130,18 @@ def login(
         generation=user.session_generation,
     )
     return TokenOut(access_token=token, expires_in=minutes * 60, role=Role(user.role))
+
+
+def _locked(until: datetime, now: datetime) -> ApiRefusal:
+    seconds = max(1, math.ceil((until - now).total_seconds()))
+    refusal = ApiRefusal(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        "login_locked",
+        f"too many failed log-ins under this name: try again in {seconds} s",
+        seconds=seconds,
+    )
+    refusal.headers = {"Retry-After": str(seconds)}
+    return refusal
 
 
 @router.post("/auth/refresh", tags=["auth"], summary="A fresh token while signed in")

@@ -94,6 +94,7 @@ REFUSALS = (
     "evidence_damaged",
     "record_altered",
     "no_case_key",
+    "login_locked",
 )
 
 

@@ -453,6 +453,7 @@ def test_each_refusal_is_named_so_the_review_page_can_word_it(
         "evidence_damaged",  # (see test_a_stored_blob_altered_in_the_store_…)
         "record_altered",  # (see test_a_case_changed_in_the_database_…)
         "no_case_key",  # (see test_without_centrals_case_signing_key_…)
+        "login_locked",  # (see test_central_security)
         *REGISTRY_REFUSALS,  # (see test_a_node_key_rotated_and_revoked)
     }
 

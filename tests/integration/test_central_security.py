@@ -173,3 +173,39 @@ def test_a_disabled_users_log_in_costs_a_password_check_like_any_other(
         assert r.status_code == 401
         assert r.json()["detail"] == "wrong user name or password"
     assert checked == ["wrong password", password]
+
+
+def test_a_name_is_locked_after_five_failed_log_ins_in_a_row(
+    api: TestClient, accounts: dict[str, Account], central_db: CentralDb
+) -> None:
+    """Thirty wrong passwords in a row were thirty 401s, the right one then let in: a
+    password could be guessed as fast as the service hashed."""
+    from sqlalchemy import update
+
+    from central.db import session_factory, transaction
+    from central.models import LoginFailure, utcnow
+
+    name, password = _new_user(api, accounts["admin"])
+    unknown = f"nobody{uuid.uuid4().hex[:8]}"
+
+    def log_in(who: str, secret: str) -> Any:
+        return api.post("/api/v1/auth/token", data={"username": who, "password": secret})
+
+    for who in (name, unknown):  # (an account and a name that is none: the same answers)
+        codes = [log_in(who, f"guess number {i}").status_code for i in range(5)]
+        assert codes == [401, 401, 401, 401, 429], (who, codes)
+        locked = log_in(who, password)
+        assert locked.status_code == 429
+        assert locked.json()["code"] == "login_locked"
+        assert 0 < int(locked.headers["Retry-After"]) <= 300
+    # Another name is not held up.
+    assert log_in(accounts["officer"].username, "correct horse battery").status_code == 200
+    # Once the lock has run out the right password lets in and the count starts again.
+    with transaction(session_factory(central_db.engine)) as s:
+        s.execute(
+            update(LoginFailure)
+            .where(LoginFailure.username == name)
+            .values(locked_until=utcnow(), last_failed_at=utcnow())
+        )
+    assert log_in(name, password).status_code == 200
+    assert [log_in(name, "wrong again").status_code for _ in range(4)] == [401] * 4
