@@ -199,6 +199,7 @@ class Settings(BaseSettings):
         "s3_access_key_id",
         "s3_secret_access_key",
         "mqtt_tls_ca",
+        "metrics_token",
         mode="before",
     )
     @classmethod
@@ -232,6 +233,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"ROADWATCH_SECRET_KEY has {len(self.secret_key)} characters; "
                 f"at least {MIN_SECRET_LENGTH} are needed outside development"
+            )
+        metrics = self.metrics_token
+        if metrics is not None and (
+            metrics.strip().lower() in PLACEHOLDER_SECRETS or len(metrics) < MIN_SECRET_LENGTH
+        ):
+            raise ValueError(
+                "ROADWATCH_METRICS_TOKEN is a placeholder or shorter than "
+                f"{MIN_SECRET_LENGTH} characters; set a random one (or leave it unset)"
             )
         if self.mqtt_password is not None and self.mqtt_password.lower() in PLACEHOLDER_SECRETS:
             raise ValueError("ROADWATCH_MQTT_PASSWORD is a placeholder")

@@ -37,6 +37,22 @@ def test_production_refuses_placeholder_or_short_secrets(
         load_settings()
 
 
+@pytest.mark.parametrize("token", ["  ", "changeme", "secret", "prometheus-token"])
+def test_production_refuses_a_placeholder_or_short_metrics_token(
+    token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The metrics token is a bearer credential like the secret key: "secret" was taken."""
+    monkeypatch.setenv("ROADWATCH_ENVIRONMENT", "production")
+    monkeypatch.setenv("ROADWATCH_SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("ROADWATCH_METRICS_TOKEN", token)
+    with pytest.raises(UserError, match="ROADWATCH_METRICS_TOKEN"):
+        load_settings()
+    monkeypatch.setenv("ROADWATCH_METRICS_TOKEN", "m" * 40)
+    assert load_settings().metrics_token == "m" * 40
+    monkeypatch.setenv("ROADWATCH_METRICS_TOKEN", "")  # (a compose file's unset variable)
+    assert load_settings().metrics_token is None
+
+
 def test_production_accepts_a_real_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROADWATCH_ENVIRONMENT", "production")
     monkeypatch.setenv("ROADWATCH_SECRET_KEY", "k" * 40)
