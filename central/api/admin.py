@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi import Path as PathParam
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -167,6 +167,25 @@ def refresh(
                                signed_in_at=claims.signed_in_at,
                                generation=caller.generation)  # fmt: skip
     return TokenOut(access_token=fresh, expires_in=minutes * 60, role=caller.role)
+
+
+@router.post(
+    "/auth/logout",
+    tags=["auth"],
+    status_code=204,
+    summary="Log out: end every session of the caller",
+    response_class=Response,
+)
+def logout(caller: AnyUser, session: SessionDep) -> Response:
+    """End every session the caller has (this token, its renewals and any other tab or
+    device signed in as the same user, open live feeds included), as a password change
+    does: a token copied off a shared workstation is no use once its officer has logged
+    out. The web UI calls this on Log out."""
+    user = session.scalar(select(User).where(User.username == caller.username))
+    if user is not None:
+        user.session_generation += 1
+        session.commit()
+    return Response(status_code=204)
 
 
 @router.get("/auth/me", tags=["auth"], summary="Who am I")

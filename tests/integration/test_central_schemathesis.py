@@ -39,7 +39,10 @@ EXCLUDED = {"/api/v1/feed"}
 # do not hash to the sha256 in the path, and two times are not a range the traffic flow
 # reads (from before to, at most 31 days by hour). Each answers a clear 4xx; they are
 # tested directly.
+# A log-out ends the token the next example would use (its role's token is used for no
+# other operation).
 SEMANTIC = {
+    ("POST", "/api/v1/auth/logout"),
     ("POST", "/api/v1/nodes"),
     ("PUT", "/api/v1/evidence/{sha256}"),
     ("GET", "/api/v1/stats/traffic"),
@@ -115,6 +118,8 @@ def served(prepared: Prepared) -> Iterator[Served]:
 
 
 def _role_for(method: str, path: str) -> str:
+    if path == "/api/v1/auth/logout":
+        return "ioc"
     if path.startswith("/api/v1/evidence/") and method in ("PUT", "HEAD"):
         return "node"
     if path in (

@@ -113,6 +113,23 @@ def test_a_password_change_ends_every_session_of_the_user(
     assert api.get("/api/v1/review/queue", headers=fresh).status_code == 200
 
 
+def test_logging_out_ends_every_session_of_the_user_and_no_one_elses(
+    api: TestClient, accounts: dict[str, Account]
+) -> None:
+    admin = accounts["admin"]
+    name, password = _new_user(api, admin)
+    here, elsewhere = _log_in(api, name, password), _log_in(api, name, password)
+    renewed = api.post("/api/v1/auth/refresh", headers=here)
+    renewed_h = {"Authorization": f"Bearer {renewed.json()['access_token']}"}
+    assert api.post("/api/v1/auth/logout", headers=here).status_code == 204
+    for old in (here, elsewhere, renewed_h):  # (a copy of the token is no use either)
+        assert api.get("/api/v1/auth/me", headers=old).status_code == 401
+        assert api.post("/api/v1/auth/refresh", headers=old).status_code == 401
+    assert api.post("/api/v1/auth/logout", headers=here).status_code == 401
+    assert api.get("/api/v1/auth/me", headers=admin.headers).status_code == 200  # others stay
+    assert api.get("/api/v1/auth/me", headers=_log_in(api, name, password)).status_code == 200
+
+
 def test_a_session_ended_by_disabling_does_not_come_back_with_the_account(
     api: TestClient, accounts: dict[str, Account]
 ) -> None:

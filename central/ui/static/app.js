@@ -1760,6 +1760,15 @@
       await render();
     });
     $("#logout").addEventListener("click", () => {
+      // Central ends the session (and every other of this user) for good; the page does
+      // not wait for it: offline, the token still runs out by itself.
+      if (S.session) {
+        fetch("/api/v1/auth/logout", {
+          method: "POST",
+          headers: { Authorization: `Bearer ${S.session.token}` },
+          keepalive: true,
+        }).catch(() => {});
+      }
       saveSession(null);
       sessionStorage.removeItem("rw.return"); // (a deliberate log-out goes back nowhere)
       sessionStorage.removeItem("rw.expired");
