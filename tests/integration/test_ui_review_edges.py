@@ -287,3 +287,26 @@ def test_crops_zoom_from_the_keyboard_and_a_backwards_range_is_said(
     expect(page.locator("#stats-range")).to_contain_text("Ngày bắt đầu sau ngày kết thúc")
     page.context.close()
     clear(ui_server, vid)
+
+
+def test_log_out_ends_the_session_at_central_not_only_in_the_tab(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """A token copied off a shared workstation is no use once its officer logs out."""
+    name = f"leaver-{time.monotonic_ns() % 10**8}"
+    account = {"username": name, "password": PASSWORD, "role": "officer"}
+    made = ui_server.call("admin", "POST", "/api/v1/users", json=account)
+    assert made.status_code == 201, made.text
+    ui_server.users[name] = name
+    page = open_page(browser, errors, ui_server, name)
+    token = page.evaluate("JSON.parse(sessionStorage.getItem('rw.session')).token")
+    me = f"{ui_server.url}/api/v1/auth/me"
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(me, headers=headers, timeout=10).status_code == 200
+    page.locator("#logout").click()
+    expect(page.get_by_role("button", name="Đăng nhập")).to_be_visible()
+    deadline = time.monotonic() + 10  # (the page does not wait for central's answer)
+    while httpx.get(me, headers=headers, timeout=10).status_code != 401:
+        assert time.monotonic() < deadline, "the copied token still works after log-out"
+        time.sleep(0.1)
+    page.context.close()
