@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import threading
 import time
@@ -50,6 +51,7 @@ class TokenClaims:
     role: Role
     signed_in_at: float = 0.0  # when the user logged in (a renewed token keeps it)
     generation: int = 0  # the user's session generation when it was issued
+    expires_at: float = math.inf  # epoch seconds
 
 
 def issue_access_token(
@@ -101,8 +103,11 @@ def decode_access_token(token: str, key: str, *, now: float | None = None) -> To
             generation = data.get("gen", 0)
             if type(generation) is not int:
                 return None
-            claims_in = TokenClaims(str(data["sub"]), Role(data["role"]), signed_in, generation)
-            checked = claims_in, float(data["exp"])
+            expires = float(data["exp"])
+            claims_in = TokenClaims(
+                str(data["sub"]), Role(data["role"]), signed_in, generation, expires
+            )
+            checked = claims_in, expires
         except (jwt.PyJWTError, KeyError, ValueError, TypeError):
             return None
         with _checked_tokens_lock:  # request threads add at the same time

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -120,6 +121,7 @@ class Caller:
     username: str
     role: Role
     generation: int = 0  # the user's session generation (see User.session_generation)
+    token_expires_at: float = math.inf  # epoch seconds: when the caller's token runs out
 
 
 # Built once: a statement object keeps its cache key, which costs more to compute than
@@ -155,7 +157,7 @@ def current_user(
     # End the look-up's transaction: a long request (an upload, the live feed) must not
     # hold it open (on SQLite that would be the write lock).
     session.commit()
-    return Caller(claims.username, Role(user.role), claims.generation)
+    return Caller(claims.username, Role(user.role), claims.generation, claims.expires_at)
 
 
 CurrentUser = Annotated[Caller, Depends(current_user)]

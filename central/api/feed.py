@@ -41,6 +41,20 @@ _TOKEN = re.compile(r"^(\d{1,19})-(\d{1,16})$")
 FeedEvent = tuple[str, dict[str, Any]]
 
 
+# A stream ends this long before its token runs out: time for the client to renew the
+# token (which an expired one cannot do) and reconnect with its resume token.
+RENEW_MARGIN_S = 60.0
+
+
+def stream_seconds(max_seconds: float, token_left_s: float) -> float:
+    """How long a stream runs: what was asked, and never past the token it was opened with
+    (a copied token is not a day's feed): ``RENEW_MARGIN_S`` before that token runs out,
+    or when it does, if it has less than twice that left."""
+    if token_left_s > 2 * RENEW_MARGIN_S:
+        token_left_s -= RENEW_MARGIN_S
+    return max(0.0, min(max_seconds, token_left_s))
+
+
 class ResumeTokenError(ValueError):
     """A ``Last-Event-ID`` this service did not write."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -304,8 +305,10 @@ async def live_feed(
     """Events: `violation` (a new case), `camera` and `node` (a health change). A comment
     line every 15 s keeps proxies from closing an idle stream; reconnect after it ends,
     sending the last `id:` seen as `Last-Event-ID` (EventSource does): nothing committed
-    meanwhile is lost, though a violation may come twice. A disabled account's stream ends
-    at once."""
+    meanwhile is lost, though a violation may come twice. A stream ends a minute before
+    the token it was opened with runs out (renew the token, then reconnect); one of a
+    disabled account, or of a session ended by log-out or a password change, ends at
+    once."""
     sessions = state.read_sessions
     poll_s = state.settings.feed_poll_s
     silent_after = state.settings.silent_after
@@ -329,7 +332,7 @@ async def live_feed(
 
     async def stream() -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
-        end = loop.time() + max_seconds
+        end = loop.time() + feed.stream_seconds(max_seconds, caller.token_expires_at - time.time())
         sent = 0
         idle = 0.0
         yield b": roadwatch live feed\nretry: 2000\n\n"

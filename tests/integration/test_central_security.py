@@ -5,10 +5,12 @@ the answers that must not tell one account from another."""
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import jwt
 import pytest
 from fastapi.testclient import TestClient
 
@@ -16,6 +18,7 @@ from central.app import MAX_BODY_BYTES, create_app
 from central.settings import Settings
 from tests.central_fixtures import *  # noqa: F403
 from tests.central_fixtures import (
+    SECRET,
     Account,
     CentralDb,
     NodeIdentity,
@@ -165,6 +168,24 @@ def test_a_live_feed_ends_when_its_users_password_changes(
         store_events(central_db, node, [signed_event(node)])
         rest = "\n".join(lines)  # (ends: the stream closes at the next poll)
     assert "event: violation" not in rest
+
+
+@pytest.mark.timeout(60)
+def test_a_live_feed_ends_with_the_token_it_was_opened_with(
+    api: TestClient, accounts: dict[str, Account]
+) -> None:
+    """A copied token is not a day's feed: the stream ends (here, with a token of a few
+    seconds, when it runs out) however long it was asked to run; the client renews its
+    token and reconnects with its resume token."""
+    name, password = _new_user(api, accounts["admin"], "ioc")
+    taken = _log_in(api, name, password)["Authorization"].removeprefix("Bearer ")
+    claims = jwt.decode(taken, SECRET, algorithms=["HS256"])
+    short = jwt.encode({**claims, "exp": int(time.time()) + 3}, SECRET, algorithm="HS256")
+    headers = {"Authorization": f"Bearer {short}"}
+    with api.stream("GET", "/api/v1/feed", headers=headers, params={"max_seconds": 86_400}) as r:
+        assert r.status_code == 200
+        lines = list(r.iter_lines())  # (it ends by itself; the test's timeout bounds it)
+    assert lines[0].startswith(": roadwatch live feed")
 
 
 def test_a_disabled_users_log_in_costs_a_password_check_like_any_other(

@@ -1667,7 +1667,10 @@
     let resume = null;
     while (!signal.aborted) {
       setFeedState("connecting");
+      let ended = false;
       try {
+        await freshToken(); // (a stream ends a minute before its token runs out)
+        if (!S.session) return;
         const headers = { Authorization: `Bearer ${S.session.token}` };
         if (resume) headers["Last-Event-ID"] = resume;
         const r = await fetch(`/api/v1/feed${resume ? "" : query({ after_id: afterId, since })}`, { headers, signal });
@@ -1679,7 +1682,7 @@
         let buffer = "";
         for (;;) {
           const { value, done } = await reader.read();
-          if (done) break;
+          if (done) { ended = true; break; }
           buffer += decoder.decode(value, { stream: true });
           let cut;
           while ((cut = buffer.indexOf("\n\n")) >= 0) {
@@ -1698,6 +1701,7 @@
       } catch (_) {
         if (signal.aborted) return;
       }
+      if (ended) { await sleep(250, signal); continue; } // (it ended as streams do: go on)
       setFeedState("lost");
       await sleep(2000, signal);
     }
