@@ -90,6 +90,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--public-key", required=True, type=Path, metavar="node.pub")
     add.set_defaults(func=_node_add)
 
+    creds = nsub.add_parser(
+        "credentials",
+        help="give a node a new upload token and broker password (the old ones stop working)",
+        description="Prints a new evidence upload token and broker password for the node,"
+        " once; central keeps only their hashes. The old upload token is refused at once;"
+        " the old broker password once the broker's files are written again"
+        " (`roadwatch central broker-files`) and the broker has reloaded them. For a box that"
+        " may be in other hands (revoke its signing keys too: `central node key revoke`) or"
+        " credentials that leaked. The node keeps its outbox: give it the new ones and"
+        " restart it, and what it holds is delivered.",
+    )
+    creds.add_argument("--site", required=True)
+    creds.add_argument("--node", required=True)
+    creds.set_defaults(func=_node_credentials)
+
     key = nsub.add_parser(
         "key",
         help="a node's signing keys: list, add a new one (rotation), revoke one",
@@ -414,6 +429,31 @@ def _node_add(args: argparse.Namespace) -> int:
     print(f"broker user: {reg.mqtt_username}")
     print(f"broker password (shown once, give it to the node): {reg.mqtt_password}")
     print("regenerate the broker's files: roadwatch central broker-files --out DIR")
+    return 0
+
+
+def _node_credentials(args: argparse.Namespace) -> int:
+    from central.db import session_factory, transaction
+    from central.records import append_audit, renew_node_credentials
+
+    _settings, engine = _engine()
+    try:
+        with transaction(session_factory(engine)) as session:
+            renewed = renew_node_credentials(session, site=args.site, node=args.node)
+            append_audit(
+                session,
+                actor="cli",
+                action="node_credentials",
+                detail={"site": renewed.site, "node": renewed.node},
+            )
+    finally:
+        engine.dispose()
+    print(f"new credentials for node {renewed.site}/{renewed.node}: the old token is refused")
+    print(f"upload token (shown once, give it to the node): {renewed.token}")
+    print(f"broker user: {renewed.mqtt_username}")
+    print(f"broker password (shown once, give it to the node): {renewed.mqtt_password}")
+    print("the old broker password works until the broker's files are written again:")
+    print("  roadwatch central broker-files --out DIR   (then reload the broker)")
     return 0
 
 

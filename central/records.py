@@ -324,6 +324,21 @@ def register_node(session: Session, *, site: str, node: str, public_key_pem: str
     return RegisteredNode(site, node, token, broker_username(site, node), mqtt_password)
 
 
+def renew_node_credentials(session: Session, *, site: str, node: str) -> RegisteredNode:
+    """A new upload token and broker password for a registered node (returned once; only
+    their hashes are kept): the old token is refused from the commit on, and the old
+    password once the broker's files are written again (``central broker-files``). For a
+    box that may be in other hands, or credentials that leaked; its signing keys are
+    revoked apart (``revoke_node_key``)."""
+    found = _node(session, site, node)
+    token = new_node_token()
+    mqtt_password = secrets.token_urlsafe(24)
+    found.token_hash = token_digest(token)
+    found.mqtt_password_hash = mosquitto_password_hash(mqtt_password)
+    session.flush()
+    return RegisteredNode(site, node, token, broker_username(site, node), mqtt_password)
+
+
 def broker_accounts(session: Session) -> list[tuple[str, str, str]]:
     """(site, node, mosquitto password hash) of every node that has broker credentials."""
     rows = session.execute(

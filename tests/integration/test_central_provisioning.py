@@ -107,6 +107,64 @@ def test_registered_nodes_get_broker_logins_limited_to_their_prefix(tmp_path: Pa
                 client.loop_stop()
 
 
+def test_new_node_credentials_lock_the_old_ones_out(tmp_path: Path) -> None:
+    """A box that may be in other hands: its upload token is refused as soon as new
+    credentials are issued, its broker password once the broker's files are written
+    again; the new ones work."""
+    from sqlalchemy.orm import Session
+
+    from central.db import make_engine
+    from central.records import node_for_token
+
+    env = _central_env(tmp_path)
+    _cli(env, "central", "migrate")
+    _cli(env, "edge", "keygen", "--out", str(tmp_path / "node-01"))
+    at = ("--site", "ql13", "--node", "node-01")
+    first = _cli(env, "central", "node", "add", *at, "--public-key", str(tmp_path / "node-01.pub"))
+    renewed = _cli(env, "central", "node", "credentials", *at)
+    old = (_value(first, "broker user"), _value(first, "broker password"))
+    new = (_value(renewed, "broker user"), _value(renewed, "broker password"))
+    assert old[0] == new[0] and old[1] != new[1]
+    engine = make_engine(f"sqlite:///{tmp_path / 'central' / 'central.db'}")
+    try:
+        with Session(engine) as session:
+            assert node_for_token(session, _value(first, "upload token")) is None
+            found = node_for_token(session, _value(renewed, "upload token"))
+            assert found is not None and found.node == "node-01"
+    finally:
+        engine.dispose()
+    unknown = subprocess.run(
+        [sys.executable, "-m", "roadwatch", "central", "node", "credentials", "--site", "ql13",
+         "--node", "node-09"], env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert unknown.returncode == 2 and "no node ql13/node-09" in unknown.stderr, unknown.stderr
+
+    config = tmp_path / "config"
+    _cli(env, "central", "broker-files", "--out", str(config), "--tls-host", "127.0.0.1")
+    (tmp_path / "certs").symlink_to(config / "certs")
+    port = free_port()
+    ca = config / "certs" / "ca.crt"
+    with mosquitto_process(local_docker_config(tmp_path, port), port, tmp_path / "m.log"):
+        client = _client(*new, ca, port)
+        client.disconnect()
+        client.loop_stop()
+        refused = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"old-{uuid.uuid4().hex[:6]}",
+            protocol=mqtt.MQTTv5,
+        )  # fmt: skip
+        refused.username_pw_set(*old)
+        refused.tls_set(ca_certs=str(ca), cert_reqs=ssl.CERT_REQUIRED)
+        answer: queue.Queue[object] = queue.Queue()
+        refused.on_connect = lambda _c, _u, _f, rc, _p: answer.put(rc)
+        refused.connect("127.0.0.1", port)
+        refused.loop_start()
+        try:
+            assert answer.get(timeout=10) != 0  # (bad user name or password)
+        finally:
+            refused.disconnect()
+            refused.loop_stop()
+
+
 def test_broker_files_need_centrals_own_password(tmp_path: Path) -> None:
     env = {
         **os.environ,
