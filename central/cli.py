@@ -12,11 +12,14 @@ from typing import IO, TYPE_CHECKING
 from roadwatch import cli_args
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
 
+    from central.records import RegisteredNode
     from central.settings import Settings
     from edge.identity import KeyPairFiles
 
@@ -408,53 +411,55 @@ def _partitions_list(_args: argparse.Namespace) -> int:
 
 
 def _node_add(args: argparse.Namespace) -> int:
-    from central.db import session_factory, transaction
-    from central.records import append_audit, register_node
+    from central.records import register_node
 
     pem = _read_public_key(args.public_key)
-    _settings, engine = _engine()
-    try:
-        with transaction(session_factory(engine)) as session:
-            reg = register_node(session, site=args.site, node=args.node, public_key_pem=pem)
-            append_audit(
-                session,
-                actor="cli",
-                action="node_add",
-                detail={"site": reg.site, "node": reg.node},
-            )
-    finally:
-        engine.dispose()
+    reg = _node_registry_change(
+        "node_add",
+        lambda session: register_node(session, site=args.site, node=args.node, public_key_pem=pem),
+    )
     print(f"registered node {reg.site}/{reg.node}")
-    print(f"upload token (shown once, give it to the node): {reg.token}")
-    print(f"broker user: {reg.mqtt_username}")
-    print(f"broker password (shown once, give it to the node): {reg.mqtt_password}")
+    _print_node_credentials(reg)
     print("regenerate the broker's files: roadwatch central broker-files --out DIR")
     return 0
 
 
 def _node_credentials(args: argparse.Namespace) -> int:
+    from central.records import renew_node_credentials
+
+    renewed = _node_registry_change(
+        "node_credentials",
+        lambda session: renew_node_credentials(session, site=args.site, node=args.node),
+    )
+    print(f"new credentials for node {renewed.site}/{renewed.node}: the old token is refused")
+    _print_node_credentials(renewed)
+    print("the old broker password works until the broker's files are written again:")
+    print("  roadwatch central broker-files --out DIR   (then reload the broker)")
+    return 0
+
+
+def _node_registry_change(
+    action: str, change: Callable[[Session], RegisteredNode]
+) -> RegisteredNode:
+    """``change`` made and audited (as ``action``, by the CLI) in one transaction."""
     from central.db import session_factory, transaction
-    from central.records import append_audit, renew_node_credentials
+    from central.records import append_audit
 
     _settings, engine = _engine()
     try:
         with transaction(session_factory(engine)) as session:
-            renewed = renew_node_credentials(session, site=args.site, node=args.node)
-            append_audit(
-                session,
-                actor="cli",
-                action="node_credentials",
-                detail={"site": renewed.site, "node": renewed.node},
-            )
+            done = change(session)
+            append_audit(session, actor="cli", action=action,
+                         detail={"site": done.site, "node": done.node})  # fmt: skip
     finally:
         engine.dispose()
-    print(f"new credentials for node {renewed.site}/{renewed.node}: the old token is refused")
-    print(f"upload token (shown once, give it to the node): {renewed.token}")
-    print(f"broker user: {renewed.mqtt_username}")
-    print(f"broker password (shown once, give it to the node): {renewed.mqtt_password}")
-    print("the old broker password works until the broker's files are written again:")
-    print("  roadwatch central broker-files --out DIR   (then reload the broker)")
-    return 0
+    return done
+
+
+def _print_node_credentials(reg: RegisteredNode) -> None:
+    print(f"upload token (shown once, give it to the node): {reg.token}")
+    print(f"broker user: {reg.mqtt_username}")
+    print(f"broker password (shown once, give it to the node): {reg.mqtt_password}")
 
 
 def _zoned_time(text: str) -> datetime:
