@@ -559,6 +559,20 @@ def open_on_cpu(url: str, stall_timeout_s: float, packets: PacketSink | None = N
     return open_opencv(url, stall_timeout_s)
 
 
+def check_decoder(decoder: Decoder, gpu_id: int = 0) -> None:
+    """``NvdecUnavailableError`` where ``decoder`` is nvdec and NVDEC cannot run here, for a
+    start to be refused before it creates anything (``auto`` and ``opencv`` always run)."""
+    if decoder != "nvdec":
+        return
+    try:
+        load_nvc()
+        load_cupy(gpu_id)
+    except NvdecUnavailableError as exc:
+        raise NvdecUnavailableError(
+            f"decode.decoder is nvdec, which cannot run here ({exc}); use auto or opencv"
+        ) from exc
+
+
 def capture_factory(decoder: Decoder, gpu_id: int = 0) -> tuple[CaptureOpener, str]:
     """How a node opens its cameras and the decoder that won.
 

@@ -265,16 +265,26 @@ def _run_with(
 ) -> int:
     from edge.config import SiteConfig
     from edge.node import EdgeNode
+    from edge.nvdec import check_decoder
     from edge.outputs import AnnotatedVideo, TrackLog
-    from edge.pipeline import LivePipeline, Sink, TrackedFrame, check_sources
+    from edge.pipeline import (
+        LivePipeline,
+        Sink,
+        TrackedFrame,
+        check_detectors,
+        check_sources,
+    )
     from edge.sources import probe_file
     from edge.workers import deal_cameras
 
     if args.source is None:
         assert config is not None
-        # A missing file camera is refused before the node opens its outbox (a push cannot
-        # change a camera's url, so the node's cameras are these).
-        check_sources(config.cameras)
+        # A missing file camera, detector model or NVDEC is refused before the node opens
+        # its outbox (a push cannot change a camera's url, its model or the decoder, so
+        # the node's are these).
+        cameras = check_sources(config.cameras)
+        check_decoder(config.decode.decoder)
+        check_detectors(config, cameras)
         node = EdgeNode.from_config(
             config,
             model_version=_model_version(config.detector.model),
@@ -313,6 +323,7 @@ def _run_with(
         [camera] = config.cameras  # (the one --camera names, or the only one)
         camera = camera.model_copy(update={"url": str(source)})
         config = config.model_copy(update={"cameras": [camera], "processes": 1})
+    check_detectors(config, config.cameras)  # before the node opens its outbox
     node = EdgeNode.from_config(config, model_version=_model_version(config.detector.model))
     sinks: list[Sink] = []
     closers = []

@@ -418,6 +418,23 @@ def check_sources(cameras: Iterable[CameraConfig]) -> list[CameraConfig]:
     return enabled
 
 
+def check_detectors(config: SiteConfig, cameras: Iterable[CameraConfig]) -> None:
+    """Each model ``cameras`` detect with is a model of the manifest, there and matching
+    it (``ModelError``), and onnxruntime offers one of the detector's providers
+    (``DetectorError``): a start is refused for them before it creates anything, where
+    loading the detector finds them only at the first frame (never, for a camera that is
+    down)."""
+    import onnxruntime as ort
+
+    from edge.detector import choose_providers
+    from models.registry import model_entry, model_path
+
+    for name in sorted({config.detector_for(c).model for c in cameras}):
+        model_entry(name)
+        model_path(name)
+    choose_providers(config.detector.providers, ort.get_available_providers())
+
+
 def _reader(
     camera: CameraConfig,
     opener: CaptureOpener,

@@ -191,6 +191,6 @@ def test_nvdec_where_it_cannot_run_is_one_line(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        "roadwatch: error: NVDEC decoding needs PyNvVideoCodec (the gpu extra):"
-        " libnvcuvid.so.1: not found"
+        "roadwatch: error: decode.decoder is nvdec, which cannot run here (NVDEC decoding"
+        " needs PyNvVideoCodec (the gpu extra): libnvcuvid.so.1: not found); use auto or opencv"
     ]

@@ -105,6 +105,74 @@ def test_a_refused_start_leaves_no_outbox_behind(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["node.key", "site.yaml"]
 
 
+# NVDEC made unusable in the node's process, whatever this machine has (as a machine
+# without PyNvVideoCodec, the gpu extra, is).
+WITHOUT_NVDEC = (
+    "import sys; sys.modules['PyNvVideoCodec'] = None;"
+    " from roadwatch.cli import main; raise SystemExit(main(sys.argv[1:]))"
+)
+
+
+@pytest.mark.parametrize(
+    ("site", "source", "message"),
+    [
+        ({"decode": {"decoder": "nvdec"}}, False,
+         "decode.decoder is nvdec, which cannot run here (NVDEC decoding needs PyNvVideoCodec"),
+        ({}, False, "yolov8n-coco-dynamic: MODELS/yolov8n-coco-dynamic.onnx is not there"),
+        ({"cameras": [{"id": "cam-01", "url": "CLIP", "model": "yolov8n-coco"}]}, False,
+         "yolov8n-coco: MODELS/yolov8n-coco.onnx is not there"),
+        ({}, True, "yolov8n-coco-dynamic: MODELS/yolov8n-coco-dynamic.onnx is not there"),
+        ({"detector": {"providers": ["TensorrtExecutionProvider"]}}, False,
+         "none of the execution providers ['TensorrtExecutionProvider'] is available"),
+    ],
+)  # fmt: skip
+def test_a_start_whose_detector_or_decoder_cannot_run_changes_nothing(
+    tmp_path: Path, site: dict[str, object], source: bool, message: str
+) -> None:
+    """A missing detector model (or one no provider runs) was found by the first frame's
+    detection, and NVDEC by the pipeline, both after the node had created its outbox (a
+    camera that stays down: never). Now the start is refused first, in one line."""
+    import shutil
+    import subprocess
+    import sys
+
+    import onnxruntime as ort
+
+    from roadwatch.contract.signing import generate_private_key, private_key_pem
+    from tests.edge_support import cli_env, hanoi_clip, require_model
+
+    if "TensorrtExecutionProvider" in message and "TensorrtExecutionProvider" in (
+        ort.get_available_providers()
+    ):
+        pytest.skip("onnxruntime here runs TensorRT")
+    models = tmp_path / "models"
+    models.mkdir()
+    if site:  # the model is there where the case is not about it
+        shutil.copy(require_model("yolov8n-coco-dynamic"), models)
+    work = tmp_path / "node"
+    work.mkdir()
+    (work / "node.key").write_bytes(private_key_pem(generate_private_key()))
+    clip = work / "clip.mp4"
+    clip.symlink_to(hanoi_clip())
+    doc: dict[str, object] = {
+        "site": "ql13", "node": "node-01", "cameras": [{"id": "cam-01", "url": "CLIP"}],
+        "delivery": {"key_path": "node.key", "outbox": {"path": "outbox"}}, **site,
+    }  # fmt: skip
+    for camera in doc["cameras"]:  # type: ignore[attr-defined]
+        camera["url"] = str(clip)
+    path = _write(work, doc)
+    args = ["edge", "run", "--config", str(path), *(["--source", str(clip)] if source else [])]
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_NVDEC, *args], capture_output=True, text=True,
+        env={**cli_env(), "ROADWATCH_MODELS_DIR": str(models)}, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("roadwatch: error: "), line
+    assert message.replace("MODELS", str(models)) in line, line
+    assert sorted(p.name for p in work.iterdir()) == ["clip.mp4", "node.key", "site.yaml"]
+
+
 CAMERAS = [
     {"id": "cam-01", "url": "rtsp://10.255.0.1/a", "place": "Km 22"},
     {"id": "cam-02", "url": "rtsp://10.255.0.2/b", "place": "Km 23"},
