@@ -33,6 +33,7 @@ def _peak_rss_mib() -> float:
 
 def run_ours(clip: Path, frames: int) -> dict[str, Any]:
     from edge.detector import Detector, DetectorConfig
+    from edge.pipeline import track_frame
     from edge.sources import probe_file, read_file
     from edge.tracking import Tracker
 
@@ -45,7 +46,7 @@ def run_ours(clip: Path, frames: int) -> dict[str, Any]:
     cpu_started = time.process_time()
     for frame in read_file(clip):
         found = detector.detect_for_tracking([frame.image])[0]  # as the node detects
-        tracks = tracker.update(found.confident, frame.index / tracker.fps, found.low)
+        tracks = track_frame(tracker, found, frame.index / tracker.fps)
         if tracks.tracker_id is not None:
             seen.update(tracks.tracker_id.tolist())
         done += 1

@@ -190,9 +190,10 @@ def nvdec_ceiling(video: Path, threads: int, seconds: float) -> float:
 
 
 def inference_ceiling(detector: Detector, video: Path, seconds: float) -> float:
-    """Images/s of the detector alone (letterbox, inference, decoding of the output), on
-    frames where the cameras' frames are when it gets them: in GPU memory where the device
-    pipeline runs on the GPU (as NVDEC leaves them), else in host memory."""
+    """Images/s of the detector alone (letterbox, inference, decoding of the output into
+    the confident and the low boxes, as the node's pipeline detects), on frames where the
+    cameras' frames are when it gets them: in GPU memory where the device pipeline runs on
+    the GPU (as NVDEC leaves them), else in host memory."""
     cap = cv2.VideoCapture(str(video))
     frames: list[Any] = []
     while len(frames) < detector.config.max_batch:
@@ -203,10 +204,10 @@ def inference_ceiling(detector: Detector, video: Path, seconds: float) -> float:
     cap.release()
     if detector.backend is not None:  # copied up once, not at every call
         frames = [detector.backend.asarray(f) for f in frames]
-    detector.detect(frames)
+    detector.detect_for_tracking(frames)
     done, started = 0, time.monotonic()
     while time.monotonic() - started < seconds:
-        detector.detect(frames)
+        detector.detect_for_tracking(frames)
         done += len(frames)
     return done / (time.monotonic() - started)
 
@@ -281,7 +282,8 @@ def host_costs(
     frames: int = 150,
 ) -> HostCosts:  # fmt: skip
     """Tracking and enforcement of one camera on ``frames`` frames of the clip, timed
-    apart from decoding and detection (done first)."""
+    apart from decoding and detection (done first, as the node's pipeline detects and
+    tracks: confident and low boxes)."""
     from datetime import UTC, datetime, timedelta
 
     from edge.config import parse_site_config
@@ -289,6 +291,7 @@ def host_costs(
     from edge.evidence.packets import PacketRing
     from edge.evidence.ring import FrameRing
     from edge.node import EdgeNode, camera_ring
+    from edge.pipeline import track_frame
     from edge.sources import Frame, SourceTag
     from edge.tracking import Tracker
 
@@ -300,7 +303,7 @@ def host_costs(
             break
         images.append(np.asarray(image, np.uint8))
     cap.release()
-    detections = detector.detect(images)
+    detections = detector.detect_for_tracking(images)
     scene_file = folder / "scenes" / "host.yaml"
     scene_file.parent.mkdir(exist_ok=True)
     scene_file.write_text(yaml.safe_dump({**scene, "camera": "cam-0001"}, allow_unicode=True))
@@ -313,7 +316,7 @@ def host_costs(
     tracker = Tracker(config.tracker, fps=FPS)
     t0, mono0 = datetime.now(UTC), time.monotonic()
     started = time.perf_counter()
-    tracks = [tracker.update(d, i / FPS) for i, d in enumerate(detections)]
+    tracks = [track_frame(tracker, d, i / FPS) for i, d in enumerate(detections)]
     tracking = time.perf_counter() - started
     items = [
         TrackedFrame(Frame("cam-0001", i, mono0 + i / FPS, t0 + timedelta(seconds=i / FPS), im), tr)

@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 from edge import bytetrack  # noqa: E402
 from edge.detections import Detections  # noqa: E402
 from edge.detector import Detector, DetectorConfig, FrameDetections  # noqa: E402
+from edge.pipeline import track_frame  # noqa: E402
 from edge.tracking import Tracker  # noqa: E402
 
 
@@ -56,7 +57,7 @@ def detections(clip: Path, detector: Detector | None = None) -> tuple[list[Frame
 def track(feed: list[FrameDetections], fps: float) -> tuple[float, list[Detections]]:
     tracker = Tracker(fps=fps)
     started = time.perf_counter()
-    out = [tracker.update(d.confident, i / fps, d.low) for i, d in enumerate(feed)]
+    out = [track_frame(tracker, d, i / fps) for i, d in enumerate(feed)]
     return time.perf_counter() - started, out
 
 

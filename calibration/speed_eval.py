@@ -1,7 +1,8 @@
 """Speed accuracy of the whole pipeline on generated scenes with exact ground truth.
 
 Each scene is run as a camera would be: its camera is calibrated from surveyed road marks
-(picked with pixel noise), every frame goes through the edge detector and tracker, each
+(picked with pixel noise), every frame goes through the edge detector and tracker as the
+node runs them (``Detector.detect_for_tracking``, ``edge.pipeline.track_frame``), each
 track's bottom-centre contact points go through the calibration, and the speed estimator
 reports speed +/- uncertainty per track. Tracks are matched to the scripted vehicles by
 box overlap and compared with their true speed.
@@ -240,7 +241,12 @@ def evaluate_scene(
     config: SpeedConfig = DEFAULT_SPEED_CONFIG,
     at: datetime | None = None,
 ) -> SceneResult:
-    """Run detector, tracker, calibration and speed over one generated scene."""
+    """Run detector, tracker, calibration and speed over one generated scene.
+
+    Each frame is detected and tracked as the node does it (``detect_for_tracking`` and
+    ``track_frame``: every class, the low boxes continuing tracks); the tracks of vehicle
+    classes are measured, and the detector's recall is that of its confident vehicle boxes."""
+    from edge.pipeline import track_frame
     from edge.tracking import Tracker
 
     truth: SceneTruth = read_truth(paths.truth)
@@ -252,9 +258,9 @@ def evaluate_scene(
     frames = _Frames(paths.video)
     try:
         for frame_truth, image in zip(truth.frames, frames, strict=False):
-            detections = _vehicle_boxes(detector.detect([image])[0])
-            recall.add(frame_truth, detections)
-            tracked = _vehicle_boxes(tracker.update(detections, frame_truth.t))
+            found = detector.detect_for_tracking([image])[0]
+            recall.add(frame_truth, _vehicle_boxes(found.confident))
+            tracked = _vehicle_boxes(track_frame(tracker, found, frame_truth.t))
             if tracked.tracker_id is None:
                 continue
             truth_xyxy = np.array([b.xyxy for b in frame_truth.boxes], dtype=np.float64)

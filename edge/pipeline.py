@@ -99,6 +99,14 @@ class DetectorPool:
         return sum(d.riders_merged for d in self._by_config.values())
 
 
+def track_frame(tracker: Tracker, found: FrameDetections, t: float) -> Detections:
+    """One frame's detections (``Detector.detect_for_tracking``) through its camera's
+    tracker at ``t`` seconds, as every run of the node tracks: the confident boxes continue
+    and start tracks, the low ones only continue them. Benches and evaluations track
+    through this too, so that they measure the tracking the node does."""
+    return tracker.update(found.confident, t, found.low)
+
+
 def process_file(
     path: Path,
     config: SiteConfig,
@@ -127,7 +135,7 @@ def process_file(
             counters.frames -= 1
             counters.corrupt += 1
             continue
-        tracks = tracker.update(found.confident, frame.index / info.fps, found.low)
+        tracks = track_frame(tracker, found, frame.index / info.fps)
         summary.observe(tracks)
         item = TrackedFrame(frame, tracks)
         for sink in sinks:
@@ -280,8 +288,7 @@ class LivePipeline:
         out: list[TrackedFrame] = []
         for det_config, group in by_model.values():
             for frame, found in self._detect(self.detectors.get(det_config), group):
-                tracker = self.trackers[frame.camera]
-                tracks = tracker.update(found.confident, frame.monotonic, found.low)
+                tracks = track_frame(self.trackers[frame.camera], found, frame.monotonic)
                 self.summary.observe(tracks)
                 self.summary.frames += 1
                 counts = self.summary.frames_by_camera

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
@@ -12,6 +16,8 @@ import numpy as np
 import pytest
 
 from edge import nvdec
+from edge.detections import Detections, ObjectClass
+from edge.detector import FrameDetections
 from edge.nvdec import NvdecCapture
 from tests.bench_support import load_bench
 from tests.edge_support import hanoi_clip, require_model
@@ -225,3 +231,98 @@ def test_the_host_timing_builds_the_cases_its_end_hands_over(density: ModuleType
     node.finish = lambda wait_s=300.0: node_finish(min(wait_s, 5.0))  # type: ignore[method-assign]
     density._timed_enforcement(node, [])
     assert node.built == ["case"] and time.monotonic() - started < 2.0
+
+
+class TrackingFeed:
+    """A detector stand-in that tells which of its calls was made: each frame's one car,
+    confident on the first frames and a low box after them (where the node's tracker still
+    continues its track)."""
+
+    backend = None
+
+    def __init__(self, sure_frames: int) -> None:
+        from edge.detector import DetectorConfig
+
+        self.config = DetectorConfig(max_batch=4)
+        self.sure_frames = sure_frames
+        self.frames = 0
+        self.calls: Counter[str] = Counter()
+
+    def detect_for_tracking(self, frames: Sequence[Any]) -> list[FrameDetections]:
+        self.calls["detect_for_tracking"] += 1
+        return [self._frame() for _ in frames]
+
+    def detect(self, frames: Sequence[Any]) -> list[Detections]:
+        self.calls["detect"] += 1
+        return [self._frame().confident for _ in frames]
+
+    def _frame(self) -> FrameDetections:
+        i, self.frames = self.frames, self.frames + 1
+        car = Detections(
+            np.array([[100.0 + 4 * i, 500.0, 300.0 + 4 * i, 640.0]], np.float32),
+            np.array([0.9 if i < self.sure_frames else 0.15], np.float32),
+            np.array([ObjectClass.CAR.value]),
+        )
+        if i < self.sure_frames:
+            return FrameDetections(car, Detections.empty())
+        return FrameDetections(Detections.empty(), car)
+
+
+def _clip(path: Path, width: int, height: int, frames: int) -> Path:
+    """A short H.264 clip of the bench's size (as the bench's own, 30 fps)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    picture = np.random.default_rng(3).integers(0, 256, (height, width, 3), np.uint8)
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo",
+         "-pix_fmt", "bgr24", "-s", f"{width}x{height}", "-r", "30", "-i", "-", "-an",
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)],
+        input=b"".join(np.roll(picture, 8 * i, axis=1).tobytes() for i in range(frames)),
+        check=True, timeout=60,
+    )  # fmt: skip
+    return path
+
+
+def test_the_inference_ceiling_times_the_detection_the_node_runs(density: ModuleType) -> None:
+    """The node's pipeline detects with the low boxes beside the confident ones (a second,
+    lower candidate search and NMS): the ceiling timed the confident boxes alone."""
+    feed = TrackingFeed(sure_frames=0)
+    assert density.inference_ceiling(feed, hanoi_clip(), 0.2) > 0
+    assert feed.calls["detect_for_tracking"] >= 2 and feed.calls["detect"] == 0
+
+
+def test_the_host_timing_tracks_the_low_boxes_as_the_node_does(
+    density: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tracking timed on the pipeline thread is the node's: a car seen confidently on
+    its first frames and by low boxes after them keeps its track on every frame. The host
+    timing tracked the confident boxes alone, so its tracker saw no low box at all."""
+    from calibration.speed_eval import surveyed_calibration
+    from calibration.store import save_calibration
+    from edge.tracking import Tracker
+    from roadwatch.demo.scene import scene_document
+
+    camera = density.density_camera()
+    calibration = tmp_path / "cam.calib.yaml"
+    save_calibration(
+        surveyed_calibration(camera, 7, datetime.now(UTC), camera_id="cam-0001"), calibration
+    )
+    tracked: list[Detections] = []
+    update = Tracker.update
+
+    def recorded(self: Tracker, *args: Any, **kwargs: Any) -> Detections:
+        out = update(self, *args, **kwargs)
+        tracked.append(out)
+        return out
+
+    monkeypatch.setattr(Tracker, "update", recorded)
+    feed = TrackingFeed(sure_frames=4)
+    costs = density.host_costs(
+        _clip(tmp_path / "road.mp4", camera.width, camera.height, 12),
+        scene_document(camera), calibration, tmp_path, feed, frames=12,
+    )  # fmt: skip
+    assert costs.tracking_ms > 0 and len(tracked) == 12
+    ids = [t.tracker_id.tolist() if t.tracker_id is not None else [] for t in tracked]
+    assert ids[1:] == [[ids[1][0]]] * 11  # confirmed on its second frame, then kept

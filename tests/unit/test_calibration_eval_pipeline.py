@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from calibration.camera import PinholeCamera
 from calibration.scene_render import ScenePaths, load_assets, write_scene
 from calibration.scenes import Effects, SceneSpec, VehiclePath
 from calibration.speed_eval import evaluate_scene
+from edge.detections import Detections
+from edge.detector import Detector, FrameDetections
 from roadwatch.cli import main
 from tests.edge_support import shared_detector
 from tests.services import require_shared_file
@@ -48,6 +53,53 @@ def test_real_detector_and_tracker_measure_each_vehicle_within_its_interval(
         assert abs(track.error_kmh) < 3.0
         assert track.estimate.contains(track.true_kmh)
         assert track.estimate.lower_kmh > 0.9 * track.true_kmh
+
+
+class UnsureStretch:
+    """The shared detector, except that on frames ``first`` to ``last`` every box is only a
+    low one (its score brought under its class threshold): the detector's output on a
+    stretch where the vehicles are seen less surely (dusk, rain, a passing shadow)."""
+
+    def __init__(self, detector: Detector, first: int, last: int) -> None:
+        self._detector, self._first, self._last = detector, first, last
+        self.frame = 0
+
+    def detect_for_tracking(self, frames: Sequence[Any]) -> list[FrameDetections]:
+        out = []
+        for found in self._detector.detect_for_tracking(frames):
+            if self._first <= self.frame <= self._last:
+                both = Detections.merge([found.confident, found.low])
+                lowered = np.minimum(both.confidence, np.float32(0.2))
+                found = FrameDetections(
+                    Detections.empty(), Detections(both.xyxy, lowered, both.class_id)
+                )
+            out.append(found)
+            self.frame += 1
+        return out
+
+    def detect(self, frames: Sequence[Any]) -> list[Any]:
+        return [f.confident for f in self.detect_for_tracking(frames)]
+
+
+def test_the_evaluation_tracks_as_the_node_does_low_boxes_continuing_tracks(
+    scene: ScenePaths,
+) -> None:
+    """A stretch of frames where each vehicle is seen by low boxes only: in the node they
+    continue its track, so its speed is measured from the same positions as where it was
+    seen surely. The evaluation fed its tracker the confident boxes alone, so each track
+    lost those frames' samples."""
+    sure = evaluate_scene(scene, shared_detector())
+    unsure = evaluate_scene(scene, UnsureStretch(shared_detector(), 20, 31))  # type: ignore[arg-type]
+    assert unsure.detected_boxes < sure.detected_boxes  # recall: the confident boxes alone
+    measured = {t.vehicle_id: t.estimate for t in sure.tracks}
+    assert set(measured) == {1, 2}
+    assert {t.vehicle_id: t.estimate.samples for t in unsure.tracks} == {
+        v: e.samples for v, e in measured.items()
+    }
+    for track in unsure.tracks:
+        assert track.estimate.speed_kmh == pytest.approx(
+            measured[track.vehicle_id].speed_kmh, abs=0.5
+        )
 
 
 def test_eval_speed_command_prints_the_json_summary(

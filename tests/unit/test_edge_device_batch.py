@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 import pytest
 
-from edge.detector import Detector, DetectorConfig, letterbox_into
+from edge.detections import Detections
+from edge.detector import Detector, DetectorConfig, FrameDetections, letterbox_into
 from edge.device_batch import (
     host_backend,
     letterbox_on,
@@ -70,7 +72,10 @@ def test_only_anchors_above_their_class_threshold_come_back() -> None:
     assert len(found.of_frame(1)) == 1
 
 
-def test_device_pipeline_on_the_host_finds_what_the_opencv_path_finds() -> None:
+@pytest.fixture(scope="module")
+def two_paths() -> tuple[Detector, Detector, list[npt.NDArray[np.uint8]]]:
+    """The detector with OpenCV pre-processing, the same with the device pipeline on the
+    host, and two frames (a junction photo and the same at 1920x1080)."""
     path = require_model("yolov8n-coco-dynamic")
     plain = Detector.load(path, DetectorConfig(providers=("CPUExecutionProvider",)), None)
     bound = Detector.load(
@@ -81,11 +86,41 @@ def test_device_pipeline_on_the_host_finds_what_the_opencv_path_finds() -> None:
     assert plain.backend is None and bound.backend is not None
     frames = [read_image(require_model("bangkok_junction"))]
     frames.append(np.asarray(cv2.resize(frames[0], (1920, 1080)), np.uint8))
+    return plain, bound, frames
+
+
+def test_device_pipeline_on_the_host_finds_what_the_opencv_path_finds(
+    two_paths: tuple[Detector, Detector, list[npt.NDArray[np.uint8]]],
+) -> None:
+    plain, bound, frames = two_paths
     # Inputs differ by at most one grey level, so boxes near a threshold may come and go;
     # the confident ones must all be there, in place and of the same class.
     report = compare(plain.detect(frames), bound.detect(frames))
     assert report.reference_boxes > 10
     assert report.within(shift_px=2.0, score=0.02, recall=1.0, classes=1.0), report.describe()
+
+
+def test_device_pipeline_on_the_host_hands_the_tracker_what_the_opencv_path_does(
+    two_paths: tuple[Detector, Detector, list[npt.NDArray[np.uint8]]],
+) -> None:
+    """The node tracks with ``detect_for_tracking``: its low boxes leave the device through
+    the same candidate search, at the low floor, as on the host. A box near its class
+    threshold may be confident on one path and low on the other (the inputs differ by a
+    grey level), so the tracker's whole input is compared: the confident boxes of both,
+    and every box clear of the low floor found again, in place and of the same class."""
+    plain, bound, frames = two_paths
+    want, got = plain.detect_for_tracking(frames), bound.detect_for_tracking(frames)
+    sure = compare([f.confident for f in want], [f.confident for f in got])
+    assert sure.within(shift_px=2.0, score=0.02, recall=1.0, classes=1.0), sure.describe()
+    assert sum(len(f.low) for f in want) > 50
+
+    def tracker_input(found: list[FrameDetections]) -> list[Detections]:
+        return [Detections.merge([f.confident, f.low]) for f in found]
+
+    floor = plain.config.low_confidence
+    report = compare(tracker_input(want), tracker_input(got), confident=floor + 0.02)
+    assert report.reference_boxes > 100
+    assert report.within(shift_px=8.0, score=0.02, recall=1.0, classes=1.0), report.describe()
 
 
 def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
