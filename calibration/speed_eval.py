@@ -264,7 +264,8 @@ def evaluate_scene(
             if tracked.tracker_id is None:
                 continue
             truth_xyxy = np.array([b.xyxy for b in frame_truth.boxes], dtype=np.float64)
-            for box, track_id in zip(tracked.xyxy, tracked.tracker_id, strict=True):
+            rows = zip(tracked.xyxy, tracked.tracker_id, tracked.low_rows, strict=True)
+            for box, track_id, low in rows:
                 x1, y1, x2, y2 = (float(v) for v in box)
                 log = logs.setdefault(int(track_id), _TrackLog())
                 log.frames += 1
@@ -276,7 +277,7 @@ def evaluate_scene(
                     or y2 >= camera.height - EDGE_MARGIN_PX
                     or x2 >= camera.width - EDGE_MARGIN_PX
                 )
-                if not cut:
+                if not cut and not low:  # (as the node: a low box is no speed sample)
                     log.samples.append(
                         GroundSample(
                             t=frame_truth.t, pixel=((x1 + x2) / 2, y2), box_height_px=y2 - y1

@@ -70,12 +70,17 @@ def _frozen(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
 
 @dataclass(frozen=True, eq=False)
 class Detections:
-    """N detections of one frame: boxes in pixels (x1, y1, x2, y2), scores, classes, ids."""
+    """N detections of one frame: boxes in pixels (x1, y1, x2, y2), scores, classes, ids.
+
+    ``low`` marks the tracked rows that continue their track from a low-score box
+    (ByteTrack's second association): the vehicle is there, but its box is less sure, so
+    its place is not a speed sample. None: no row is."""
 
     xyxy: FloatArray
     confidence: FloatArray
     class_id: IntArray
     tracker_id: IntArray | None = None
+    low: BoolArray | None = None
 
     def __post_init__(self) -> None:
         xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -104,6 +109,11 @@ class Detections:
             if n and ids.min() <= 0:
                 raise ValueError("tracker ids are positive; there is no sentinel id")
             object.__setattr__(self, "tracker_id", _frozen(ids.astype(np.int64)))
+        if self.low is not None:
+            low = np.asarray(self.low)
+            if low.shape != (n,) or low.dtype != np.bool_:
+                raise ValueError(f"low must be {n} booleans")
+            object.__setattr__(self, "low", _frozen(low))
 
     @classmethod
     def empty(cls) -> Detections:
@@ -123,10 +133,18 @@ class Detections:
             np.concatenate([p.tracker_id for p in parts if p.tracker_id is not None])
             if all(tracked)
             else None,
+            np.concatenate([p.low_rows for p in parts])
+            if any(p.low is not None for p in parts)
+            else None,
         )
 
     def __len__(self) -> int:
         return len(self.xyxy)
+
+    @property
+    def low_rows(self) -> BoolArray:
+        """``low`` of every row (all False where it is None)."""
+        return np.zeros(len(self), dtype=bool) if self.low is None else self.low
 
     def select(self, index: BoolArray | IntArray | Sequence[int]) -> Detections:
         idx = np.asarray(index)
@@ -135,16 +153,17 @@ class Detections:
             self.confidence[idx],
             self.class_id[idx],
             None if self.tracker_id is None else self.tracker_id[idx],
+            None if self.low is None else self.low[idx],
         )
 
     def with_tracker_ids(self, tracker_id: IntArray) -> Detections:
-        return Detections(self.xyxy, self.confidence, self.class_id, tracker_id)
+        return Detections(self.xyxy, self.confidence, self.class_id, tracker_id, self.low)
 
     def with_class_ids(self, class_id: IntArray) -> Detections:
-        return Detections(self.xyxy, self.confidence, class_id, self.tracker_id)
+        return Detections(self.xyxy, self.confidence, class_id, self.tracker_id, self.low)
 
     def with_boxes(self, xyxy: FloatArray) -> Detections:
-        return Detections(xyxy, self.confidence, self.class_id, self.tracker_id)
+        return Detections(xyxy, self.confidence, self.class_id, self.tracker_id, self.low)
 
     def of_class(self, *classes: ObjectClass) -> Detections:
         return self.select(np.isin(self.class_id, [int(c) for c in classes]))

@@ -400,8 +400,11 @@ class CameraEnforcement:
         )
         seen: list[tuple[int, VehicleClass, ImageBox, Point, Point | None]] = []
         samples: list[npt.NDArray[np.float64]] = []  # of the tracks seen on the road
-        rows = zip(tracks.class_id.tolist(), tracks.tracker_id.tolist(), strict=True)
-        for i, (cls, tid) in enumerate(rows):
+        rows = zip(
+            tracks.class_id.tolist(), tracks.tracker_id.tolist(), tracks.low_rows.tolist(),
+            strict=True,
+        )  # fmt: skip
+        for i, (cls, tid, low) in enumerate(rows):
             kind = self._class_of(ObjectClass(cls))
             if kind is None:
                 continue
@@ -415,7 +418,8 @@ class CameraEnforcement:
             at_world: Point | None = None
             if world is not None and on_road[i]:
                 at_world = Point(float(world[i, 0]), float(world[i, 1]))
-                track.samples.add(GroundSample(t, (ground_px.x, ground_px.y), y1 - y0))
+                if not low:  # (a low-score box's place is not sure enough to time it)
+                    track.samples.add(GroundSample(t, (ground_px.x, ground_px.y), y1 - y0))
                 samples.append(track.samples.rows)
             seen.append((tid, kind, ImageBox(x0, y0, x1, y1), ground_px, at_world))
         # All of the frame's tracks in one pass: a busy road costs little more than one.

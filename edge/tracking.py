@@ -142,7 +142,7 @@ class Tracker:
         for i, (tid, box, score, seen, sure) in enumerate(rows):
             resolved[i] = self._observe(tid, box, score if sure else 0.0, ObjectClass(seen), t)
         self._forget(t)
-        return Detections(xyxy, conf, resolved, ids)
+        return Detections(xyxy, conf, resolved, ids, ~confident[picked])
 
     def _observe(
         self, tid: int, box: list[float], vote: float, cls: ObjectClass, t: float

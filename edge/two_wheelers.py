@@ -74,7 +74,7 @@ def merge_riders(
         conf[b] = max(conf[b], conf[p])
     keep = np.ones(len(dets), dtype=bool)
     keep[persons[rider]] = False
-    merged = Detections(xyxy, conf, dets.class_id, dets.tracker_id).select(keep)
+    merged = Detections(xyxy, conf, dets.class_id, dets.tracker_id, dets.low).select(keep)
     return RiderMerge(merged, int(rider.sum()))
 
 

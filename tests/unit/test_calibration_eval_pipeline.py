@@ -84,17 +84,19 @@ class UnsureStretch:
 def test_the_evaluation_tracks_as_the_node_does_low_boxes_continuing_tracks(
     scene: ScenePaths,
 ) -> None:
-    """A stretch of frames where each vehicle is seen by low boxes only: in the node they
-    continue its track, so its speed is measured from the same positions as where it was
-    seen surely. The evaluation fed its tracker the confident boxes alone, so each track
-    lost those frames' samples."""
+    """A stretch of frames (12) where each vehicle is seen by low boxes only: in the node
+    they continue its track, which is measured from the frames where it was seen surely
+    on both sides of the stretch (a low box's place is no speed sample). The evaluation
+    fed its tracker the confident boxes alone, so each track broke at the stretch and
+    only a piece of it was measured."""
     sure = evaluate_scene(scene, shared_detector())
     unsure = evaluate_scene(scene, UnsureStretch(shared_detector(), 20, 31))  # type: ignore[arg-type]
     assert unsure.detected_boxes < sure.detected_boxes  # recall: the confident boxes alone
     measured = {t.vehicle_id: t.estimate for t in sure.tracks}
     assert set(measured) == {1, 2}
+    assert sorted(t.vehicle_id for t in unsure.tracks) == [1, 2]  # one track each
     assert {t.vehicle_id: t.estimate.samples for t in unsure.tracks} == {
-        v: e.samples for v, e in measured.items()
+        v: e.samples - 12 for v, e in measured.items()
     }
     for track in unsure.tracks:
         assert track.estimate.speed_kmh == pytest.approx(

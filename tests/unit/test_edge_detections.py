@@ -141,3 +141,19 @@ def test_merge_riders_leaves_the_motorcycle_behind_a_queued_one() -> None:
 def test_moving_like_a_vehicle(step_px: float, n: int, moving: bool) -> None:
     samples = [MotionSample(t=i * 0.2, cx=100, cy=100 + i * step_px, height=80) for i in range(n)]
     assert moving_like_a_vehicle(samples) is moving
+
+
+def test_the_low_mark_follows_its_rows() -> None:
+    boxes = np.array([[0, 0, 10, 10], [5, 5, 20, 20], [1, 1, 2, 2]], dtype=np.float32)
+    tracked = Detections(boxes, np.array([0.9, 0.15, 0.8]), np.array([2, 2, 3]),
+                         np.array([1, 2, 3]), np.array([False, True, False]))  # fmt: skip
+    assert tracked.select([1, 2]).low_rows.tolist() == [True, False]
+    assert tracked.with_boxes(boxes + 1).low_rows.tolist() == [False, True, False]
+    unmarked = tracked.select([0]).with_tracker_ids(np.array([7]))
+    plain = Detections(boxes[:1], np.array([0.5]), np.array([2]), np.array([9]))
+    assert plain.low is None and plain.low_rows.tolist() == [False]
+    assert Detections.merge([plain, tracked]).low_rows.tolist() == [False, False, True, False]
+    assert Detections.merge([plain, plain]).low is None
+    assert unmarked.low_rows.tolist() == [False]
+    with pytest.raises(ValueError, match="low must be 3 booleans"):
+        Detections(boxes, np.array([0.9, 0.1, 0.8]), np.array([2, 2, 3]), None, np.array([1, 0, 1]))

@@ -181,7 +181,7 @@ def test_low_boxes_continue_a_track_and_never_start_one() -> None:
     keeps its id (it had a gap in its track), and neither votes on the track's class nor
     starts a track of its own."""
     tracker = Tracker(TrackerConfig(), fps=10)
-    ids, classes, lone = [], [], []
+    ids, classes, lone, marked = [], [], [], []
     for f in range(20):
         car = [[100 + 5 * f, 200, 180 + 5 * f, 260]]
         other = [[500, 400 + 2 * f, 540, 480 + 2 * f]]  # only ever low
@@ -190,11 +190,14 @@ def test_low_boxes_continue_a_track_and_never_start_one() -> None:
         out = tracker.update(confident, f / 10, low)
         assert out.tracker_id is not None
         ids.append(out.tracker_id[out.xyxy[:, 1] < 300].tolist())
+        marked.extend(out.low_rows[out.xyxy[:, 1] < 300].tolist())
         classes.extend(out.labels)
         lone.append(int((out.xyxy[:, 1] >= 300).sum()))
     assert ids[1:] == [[ids[1][0]]] * 19  # the car, every frame (confirmed on the second)
     assert set(classes) == {"car"}
     assert lone == [0] * 20 and len(tracker.tracks) == 1
+    # The rows the low boxes continued are marked so (no speed sample is taken of them).
+    assert marked == [False] * 8 + [True] * 7 + [False] * 5, marked
 
 
 def test_low_boxes_do_not_bring_back_a_lost_track() -> None:
