@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from edge.delivery_policy import DiskBudget, backoff_delay, effective_budget, plan_admission
+from edge.delivery_policy import (
+    REFUSAL_ORDER,
+    DiskBudget,
+    backoff_delay,
+    effective_budget,
+    plan_admission,
+)
 from roadwatch.contract import EvidenceRole as R
 
 
@@ -41,6 +47,7 @@ PACKAGE = {R.FRAME_BEFORE: 100, R.FRAME_AT: 100, R.FRAME_AFTER: 100, R.CLIP: 400
         (850, (R.FRAME_AT,), (R.CLIP, R.FRAME_BEFORE, R.FRAME_AFTER), True),
         (950, (), (R.CLIP, R.FRAME_BEFORE, R.FRAME_AFTER, R.FRAME_AT), True),
         (1085, (), (R.CLIP, R.FRAME_BEFORE, R.FRAME_AFTER, R.FRAME_AT), True),
+        (1090, (), (R.CLIP, R.FRAME_BEFORE, R.FRAME_AFTER, R.FRAME_AT), True),  # reserve full
         (1095, (), (R.CLIP, R.FRAME_BEFORE, R.FRAME_AFTER, R.FRAME_AT), False),
     ],
 )
@@ -58,11 +65,28 @@ def test_alarm_when_nearly_full(used: int, alarm: bool) -> None:
     assert BUDGET.alarm(used) is alarm
 
 
-def test_budget_refuses_nonsense() -> None:
+@pytest.mark.parametrize(
+    ("limit", "reserve", "alarm_fraction"),
+    [(0, 0, 0.8), (10, -1, 0.8), (10, 0, 1.5), (10, 0, 0.0), (10, 0, -0.1)],
+)
+def test_budget_refuses_nonsense(limit: int, reserve: int, alarm_fraction: float) -> None:
     with pytest.raises(ValueError):
-        DiskBudget(limit_bytes=0, event_reserve_bytes=0)
-    with pytest.raises(ValueError):
-        DiskBudget(limit_bytes=10, event_reserve_bytes=0, alarm_fraction=1.5)
+        DiskBudget(limit_bytes=limit, event_reserve_bytes=reserve, alarm_fraction=alarm_fraction)
+
+
+@pytest.mark.parametrize(("limit", "reserve", "alarm_fraction"), [(1, 0, 1.0), (10, 0, 0.01)])
+def test_budget_takes_the_edges_of_its_ranges(
+    limit: int, reserve: int, alarm_fraction: float
+) -> None:
+    budget = DiskBudget(
+        limit_bytes=limit, event_reserve_bytes=reserve, alarm_fraction=alarm_fraction
+    )
+    assert budget.alarm(limit) and not budget.alarm(0)
+
+
+def test_every_evidence_role_has_its_place_in_the_refusal_order() -> None:
+    assert sorted(REFUSAL_ORDER) == sorted(R)
+    assert len(set(REFUSAL_ORDER)) == len(REFUSAL_ORDER)
 
 
 @pytest.mark.parametrize(
@@ -81,6 +105,29 @@ def test_the_budget_shrinks_to_the_free_disk(
     got = effective_budget(BUDGET, used, free, headroom=0)
     assert (got.limit_bytes, got.event_reserve_bytes) == (limit, reserve)
     assert got.alarm_fraction == BUDGET.alarm_fraction
+
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("used", "free", "headroom", "limit", "reserve"),
+    [
+        (500, 760, 200, 1000, 60),  # the headroom comes off the free space
+        (500, 400, 200, 700, 0),
+        (500, 100, 200, 500, 0),  # less free than the headroom: nothing more
+        (0, 64 * MIB + 350, None, 350, 0),  # the default headroom is 64 MiB
+        (0, 64 * MIB - 1, None, 1, 0),
+    ],
+)
+def test_the_headroom_stays_free(
+    used: int, free: int, headroom: int | None, limit: int, reserve: int
+) -> None:
+    if headroom is None:
+        got = effective_budget(BUDGET, used, free)
+    else:
+        got = effective_budget(BUDGET, used, free, headroom=headroom)
+    assert (got.limit_bytes, got.event_reserve_bytes) == (limit, reserve)
 
 
 def test_on_a_disk_filling_up_the_clip_goes_first_then_nothing_is_written() -> None:
