@@ -10,6 +10,7 @@ import pytest
 from central.audit import GENESIS, ChainEntry, detail_text, entry_hash, verify_chain
 from central.workflow import (
     ALLOWED_ROLES,
+    MAX_REASON,
     TRANSITIONS,
     Action,
     Actor,
@@ -84,7 +85,8 @@ def test_every_invalid_transition_is_refused(start: Status, action: Action) -> N
     with pytest.raises(WorkflowError) as err:
         decide(case, _command(action), SUPERVISOR, NOW, POLICY)
     assert err.value.code == "invalid_transition"
-    assert start.value in str(err.value)
+    assert str(err.value) == f"cannot {action.value} a case that is {start.value}"
+    assert err.value.params == {"action": action.value, "status": start.value}
 
 
 @pytest.mark.parametrize("action", list(Action))
@@ -115,6 +117,49 @@ def test_reject_needs_a_reason(reason: str | None) -> None:
     assert after.decided_at == NOW
 
 
+@pytest.mark.parametrize(("length", "refused"), [(MAX_REASON, False), (MAX_REASON + 1, True)])
+def test_a_reason_is_at_most_2000_characters(length: int, refused: bool) -> None:
+    assert MAX_REASON == 2000
+    case = _case(Status.IN_REVIEW, reviewer=OFFICER.username)
+    command = Command(Action.REJECT, reason=" " + "x" * length + " ")  # (stripped first)
+    if not refused:
+        assert decide(case, command, OFFICER, NOW, POLICY).reject_reason == "x" * length
+        return
+    with pytest.raises(WorkflowError) as err:
+        decide(case, command, OFFICER, NOW, POLICY)
+    assert err.value.code == "reason_too_long" and err.value.params == {"max": MAX_REASON}
+
+
+def test_each_decision_records_who_and_when_and_nothing_else() -> None:
+    """The fields each step writes: the review page and the audit read them back."""
+    new = _case(Status.NEW)
+    review = decide(new, Command(Action.START_REVIEW), OFFICER, NOW, POLICY)
+    assert review == dataclasses.replace(new, status=Status.IN_REVIEW, reviewer="an")
+    later = NOW + timedelta(minutes=5)
+    confirmed = decide(review, Command(Action.CONFIRM), OFFICER, later, POLICY)
+    assert confirmed == dataclasses.replace(
+        review, status=Status.CONFIRMED, confirmed_by="an", decided_at=later
+    )
+    rejected = decide(review, Command(Action.REJECT, reason="mờ"), OFFICER, later, POLICY)
+    assert rejected == dataclasses.replace(
+        review, status=Status.REJECTED, decided_at=later, reject_reason="mờ"
+    )
+    released = decide(review, Command(Action.RELEASE), OFFICER, later, POLICY)
+    assert released == dataclasses.replace(review, status=Status.NEW, reviewer=None)
+    issued_at = later + timedelta(hours=1)
+    issued = decide(confirmed, Command(Action.ISSUE_NOTICE), SUPERVISOR, issued_at, POLICY)
+    assert issued == dataclasses.replace(
+        confirmed,
+        status=Status.NOTICE_ISSUED,
+        notice_issued_by="cuong",
+        notice_issued_at=issued_at,
+    )
+    ended_at = issued_at + timedelta(days=3)
+    for action, status in ((Action.CLOSE, Status.CLOSED), (Action.ESCALATE, Status.ESCALATED)):
+        ended = decide(issued, Command(action), SUPERVISOR, ended_at, POLICY)
+        assert ended == dataclasses.replace(issued, status=status, closed_at=ended_at)
+
+
 def test_plate_correction_keeps_the_roadside_reading() -> None:
     case = _case(Status.IN_REVIEW, reviewer=OFFICER.username)
     after = decide(case, Command(Action.CORRECT_PLATE, plate="51f-123.46"), OFFICER, NOW, POLICY)
@@ -137,6 +182,7 @@ def test_only_the_reviewer_or_a_supervisor_decides_a_case_in_review() -> None:
     with pytest.raises(WorkflowError) as err:
         decide(case, Command(Action.CONFIRM), OFFICER2, NOW, POLICY)
     assert err.value.code == "not_reviewer"
+    assert err.value.params == {"user": OFFICER.username}
     assert decide(case, Command(Action.CONFIRM), SUPERVISOR, NOW, POLICY).confirmed_by == "cuong"
 
 
@@ -199,6 +245,9 @@ DAY = timedelta(days=1)
     ("status", "age", "notice_age", "expected"),
     [
         (Status.NEW, 2 * DAY, None, [("notice", DeadlineState.PENDING)]),
+        (Status.NEW, 9 * DAY - timedelta(seconds=1), None, [("notice", DeadlineState.PENDING)]),
+        (Status.NEW, 9 * DAY, None, [("notice", DeadlineState.DUE)]),  # its last day begins
+        (Status.NEW, 10 * DAY, None, [("notice", DeadlineState.DUE)]),  # due now, not yet past
         (Status.IN_REVIEW, 9 * DAY + timedelta(hours=1), None, [("notice", DeadlineState.DUE)]),
         (
             Status.CONFIRMED,
@@ -214,6 +263,7 @@ DAY = timedelta(days=1)
             [("escalation", DeadlineState.DUE)],
         ),
         (Status.NOTICE_ISSUED, 40 * DAY, 21 * DAY, [("escalation", DeadlineState.OVERDUE)]),
+        (Status.NOTICE_ISSUED, 40 * DAY, None, []),  # (no issue time on record: nothing to count)
         (Status.REJECTED, 40 * DAY, None, []),
         (Status.CLOSED, 40 * DAY, 21 * DAY, []),
         (Status.ESCALATED, 40 * DAY, 21 * DAY, []),
