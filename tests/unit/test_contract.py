@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -38,9 +40,16 @@ from roadwatch.contract.signing import (
     SignatureError,
     _signed_part_of_wire,
     generate_private_key,
+    key_fingerprint,
+    load_private_key,
+    load_public_key_pem,
+    private_key_pem,
+    public_key_pem,
     sign,
+    sign_bytes,
     signing_payload,
     verify,
+    verify_bytes,
 )
 from tests.factories import T0, violation_event
 
@@ -339,6 +348,55 @@ def test_event_ids_are_uuid7_unique_and_sorted_by_time() -> None:
     assert event_id_time_ms(new_event_id(now_ms=ms + 10_000)) >= ms
 
 
+def _id_fields(event_id: str) -> tuple[int, int, int, int, int]:
+    """(ms, version, counter, variant, random) of a UUIDv7 as laid out by RFC 9562."""
+    value = uuid.UUID(event_id).int
+    return (value >> 80, (value >> 76) & 0xF, (value >> 64) & 0xFFF, (value >> 62) & 0b11,
+            value & ((1 << 62) - 1))  # fmt: skip
+
+
+def test_event_id_layout_counts_within_a_millisecond_and_across_a_clock_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from roadwatch.contract import ids
+
+    monkeypatch.setattr(ids, "_last_ms", 0)
+    monkeypatch.setattr(ids, "_counter", 0)
+    t = 1_763_881_385_121  # (odd: every bit of the time is kept)
+    steps = [
+        (t, t, 0),  # a new millisecond: the counter starts again
+        (t, t, 1),  # the same millisecond: counted
+        (t - 5, t, 2),  # the clock stepped back: still after the last id
+        (t + 10, t + 10, 0),
+    ]
+    made = []
+    for clock_ms, ms, counter in steps:
+        made.append(new_event_id(now_ms=clock_ms))
+        assert _id_fields(made[-1])[:4] == (ms, 7, counter, 0b10)
+        assert event_id_time_ms(made[-1]) == ms
+    monkeypatch.setattr(ids, "_counter", 0xFFE)
+    made.append(new_event_id(now_ms=t + 10))
+    assert _id_fields(made[-1])[:3] == (t + 10, 7, 0xFFF)  # the last count of that ms
+    made.append(new_event_id(now_ms=t + 10))
+    assert _id_fields(made[-1])[:3] == (t + 11, 7, 0)  # counter full: the next ms
+    assert made == sorted(made) and len(set(made)) == len(made)
+    randoms = [_id_fields(new_event_id(now_ms=t + 20))[4] for _ in range(32)]
+    assert len(set(randoms)) == len(randoms)
+    assert any(r >> 61 for r in randoms) and any(r & 1 for r in randoms)  # all 62 bits used
+
+
+def test_an_event_id_carries_the_time_it_was_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from roadwatch.contract import ids
+
+    monkeypatch.setattr(ids, "_last_ms", 0)
+    before = int(time.time() * 1000)
+    made = new_event_id()
+    after = int(time.time() * 1000)
+    assert before <= event_id_time_ms(made) <= after
+
+
 def test_models_are_frozen() -> None:
     event = violation_event()
     with pytest.raises(ValidationError):
@@ -436,3 +494,119 @@ def test_status_counters_are_bounded() -> None:
     assert CameraHealth(camera="cam-01", state="up", reconnects=2**53 - 1).reconnects > 0
     with pytest.raises(ValidationError):
         CameraHealth(camera="cam-01", state="up", reconnects=2**53)
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        (b'{"a":1,"signature":"S"}', b'{"a":1}'),  # the member last: its comma goes
+        (b'{"signature":"S","a":1}', b'{"a":1}'),  # the member first: the comma after it
+        (b'{"a":1,"signature":"S","b":2}', b'{"a":1,"b":2}'),
+        (b'{"signature":"S"}', None),  # (no member beside it: nothing was signed so)
+        (b'{ "signature":"S","a":1}', None),  # not compact: the canonical form decides
+        (b'{"a":"\\u0041","signature":"S"}', None),  # an escape anywhere: cannot tell
+        (b'{"a":1,"signature":"S","signature":"S"}', None),  # twice
+        (b'{"a":1,"signature":"T"}', None),  # another signature than the model's
+        (b'{"a":1,"signature": "S"}', None),  # spaced: not the literal member
+        (b'"signature":"S","a":1}', None),  # (at the very start: not an object's member)
+    ],
+)
+def test_the_signed_part_is_cut_from_the_wire_only_where_it_is_unambiguous(
+    wire: bytes, expected: bytes | None
+) -> None:
+    assert _signed_part_of_wire(wire, "S") == expected
+
+
+@pytest.mark.parametrize(
+    ("form", "exact_ok"),
+    [
+        (lambda w: w, True),  # canonical, as nodes send it
+        (_signature_first, True),  # the signed bytes are in it as they are
+        (lambda w: _reformatted(w, indent=2), False),
+        (_keys_reversed, False),
+    ],
+)
+def test_exact_verification_takes_only_the_bytes_that_were_signed(
+    form: object, exact_ok: bool
+) -> None:
+    key = generate_private_key()
+    signed = sign(violation_event(), key)
+    wire = form(to_wire(signed))  # type: ignore[operator]
+    parsed = parse_payload(ViolationEvent, wire)
+    verify(parsed, key.public_key(), wire=wire)  # the content is the signed content
+    verify(parsed, key.public_key(), exact=True)  # (no bytes given: the model's own form)
+    if exact_ok:
+        verify(parsed, key.public_key(), wire=wire, exact=True)
+    else:
+        with pytest.raises(SignatureError, match="not in the form it was signed in"):
+            verify(parsed, key.public_key(), wire=wire, exact=True)
+    other = generate_private_key()
+    with pytest.raises(SignatureError, match="does not match"):
+        verify(parsed, other.public_key(), wire=to_wire(signed), exact=True)
+
+
+def test_a_model_signature_must_be_strict_base64() -> None:
+    key = generate_private_key()
+    signed = sign(violation_event(), key)
+    assert signed.signature is not None
+    junk = signed.model_copy(update={"signature": "!" + signed.signature})
+    with pytest.raises(SignatureError, match="not valid base64"):
+        verify(junk, key.public_key())
+
+
+def test_a_document_signature_verifies_and_nothing_else_does() -> None:
+    key, other = generate_private_key(), generate_private_key()
+    data = "cấu hình".encode()
+    signature = sign_bytes(data, key)
+    verify_bytes(data, signature, key.public_key())
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_bytes(data + b" ", signature, key.public_key())
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_bytes(data, signature, other.public_key())
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_bytes(data, sign_bytes(data, other), key.public_key())
+    for bad in ("!" + signature, signature[:-2] + "#=", "not base64"):
+        with pytest.raises(SignatureError, match="not valid base64"):
+            verify_bytes(data, bad, key.public_key())
+
+
+def test_keys_round_trip_through_pem_and_keep_their_fingerprint(tmp_path: Path) -> None:
+    import hashlib
+
+    key = generate_private_key()
+    public = key.public_key()
+    path = tmp_path / "node.pem"
+    path.write_bytes(private_key_pem(key))
+    again = load_private_key(path)
+    assert again.private_bytes_raw() == key.private_bytes_raw()
+    pem = public_key_pem(public)
+    assert pem.startswith(b"-----BEGIN PUBLIC KEY-----")
+    for text in (pem, pem.decode("ascii")):
+        assert load_public_key_pem(text).public_bytes_raw() == public.public_bytes_raw()
+    fingerprint = key_fingerprint(public)
+    assert fingerprint == hashlib.sha256(public.public_bytes_raw()).hexdigest()
+    assert fingerprint != key_fingerprint(generate_private_key().public_key())
+
+
+def test_only_ed25519_keys_are_taken(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    path = tmp_path / "ec.pem"
+    path.write_bytes(
+        ec_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    with pytest.raises(SignatureError, match="not an Ed25519 private key"):
+        load_private_key(path)
+    ec_public = ec_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with pytest.raises(SignatureError, match="not an Ed25519 public key"):
+        load_public_key_pem(ec_public)
+    with pytest.raises(SignatureError, match="not a PEM public key"):
+        load_public_key_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
