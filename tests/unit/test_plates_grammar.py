@@ -2,7 +2,19 @@ from __future__ import annotations
 
 import pytest
 
-from edge.plates.grammar import FORMATS, PlateKind, clean, parse_plate, parse_written, to_wire_text
+from edge.plates.grammar import (
+    DIGITS,
+    FORMATS,
+    NONZERO,
+    SERIES_LETTERS,
+    PlateFormat,
+    PlateKind,
+    clean,
+    look_alikes,
+    parse_plate,
+    parse_written,
+    to_wire_text,
+)
 from edge.plates.provinces import PROVINCES, province_name
 
 
@@ -71,6 +83,9 @@ def test_position_safe_repairs(lines: list[str], text: str, repairs: int) -> Non
         ["51F1", "12345", "x"],
         ["TOYOTA"],
         ["59-X0", "123.45"],  # series digit 0 is not issued
+        ["59-XO", "123.45"],  # ... nor repaired from an O
+        ["5M-12-34"],  # 5 would be an S, which no military unit starts with
+        ["51F"],  # the top line of a two-line plate alone
         ["29-HA", "1234"],  # mopeds carry five digits
         # numbers run from 000.01 / 0001: all zeros is never issued, read or repaired
         ["51F-000.00"],
@@ -95,6 +110,48 @@ def test_ambiguous_reading_is_not_repaired() -> None:
     # a Đ in an ordinary series slot is one repair to D, not silently accepted
     got = parse_plate(["51Đ-123.45"])
     assert (got.text, got.repairs) == ("51D-123.45", 1)
+
+
+def test_two_normal_forms_fitting_equally_well_are_not_a_reading() -> None:
+    """Only one normal form may fit with the fewest repairs: the same characters read as a
+    car's and as a motorcycle's plate are no plate."""
+    head = (frozenset("5"), frozenset("9"), SERIES_LETTERS, NONZERO)
+    car = PlateFormat("car-x", PlateKind.CAR, 2, head, 5)
+    moto = PlateFormat("moto-x", PlateKind.MOTORCYCLE, 2, head, 5)
+    assert parse_plate(["59X1", "12345"], formats=(car,)).text == "59X1-123.45"
+    assert parse_plate(["59X1", "12345"], formats=(moto,)).text == "59-X1 123.45"
+    both = parse_plate(["59X1", "12345"], formats=(car, moto))
+    assert (both.valid, both.text, both.kind, both.lines) == (False, "59X1 12345", None, 2)
+
+
+@pytest.mark.parametrize(
+    ("slot", "alikes"),
+    [
+        (
+            DIGITS,
+            {
+                "0": ("D", "O", "Q", "U"),
+                "1": ("I",),
+                "2": ("Z",),
+                "5": ("S",),
+                "6": ("G",),
+                "8": ("B",),
+            },
+        ),
+        (NONZERO, {"1": ("I",), "2": ("Z",), "5": ("S",), "6": ("G",), "8": ("B",)}),
+        (
+            SERIES_LETTERS,
+            {"A": ("4",), "B": ("8",), "D": ("Đ",), "G": ("6",), "S": ("5",), "Z": ("2",)},
+        ),
+        (frozenset("ABHKPQT"), {"A": ("4",), "B": ("8",)}),
+        (frozenset("Đ"), {"Đ": ("D",)}),
+        (frozenset("L"), {}),
+    ],
+)
+def test_look_alikes_are_the_repairs_read_backwards(
+    slot: frozenset[str], alikes: dict[str, tuple[str, ...]]
+) -> None:
+    assert look_alikes(slot) == alikes
 
 
 def test_invalid_keeps_what_was_seen() -> None:
@@ -127,10 +184,21 @@ def test_written_form_round_trips_for_every_format() -> None:
 
 @pytest.mark.parametrize(
     ("text", "wire"),
-    [("29-MĐ1 123.45", "29-MD1 123.45"), ("51F-123.45", "51F-123.45"), ("a#b", "")],
+    [
+        ("29-MĐ1 123.45", "29-MD1 123.45"),
+        ("51F-123.45", "51F-123.45"),
+        ("a#b", ""),
+        ("51F12X45 67890123456", "51F12X45 6789012"),  # at most 16 characters
+        ("51F12X45 6789012", "51F12X45 6789012"),
+    ],
 )
 def test_wire_text(text: str, wire: str) -> None:
     assert to_wire_text(text) == wire
+
+
+def test_a_reading_carries_its_wire_text() -> None:
+    assert parse_written("29-MĐ1 123.45").wire_text == "29-MD1 123.45"
+    assert parse_plate(["29mđ1", "12x45"]).wire_text == "29MD1 12X45"
 
 
 def test_clean() -> None:
