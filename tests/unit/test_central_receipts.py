@@ -1,0 +1,128 @@
+"""Receipts: which of its events central holds, told back to each node in contract-sized
+batches (the SQL lookups on a migrated SQLite database; both databases in integration)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from central.db import session_factory, transaction
+from central.models import Violation
+from central.receipts import HeldEvent, held_events, known_event_ids, receipt_messages
+from roadwatch.contract import parse_payload
+from roadwatch.contract.ids import new_event_id
+from roadwatch.contract.models import MAX_RECEIPTS_PER_BATCH, ReceiptBatch
+from tests.central_fixtures import CentralDb, migrated_database
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+SENT = T0 + timedelta(minutes=5)
+
+
+def _held(site: str, node: str, n: int, complete: bool = True) -> list[HeldEvent]:
+    return [
+        HeldEvent(site, node, new_event_id(), T0 + timedelta(seconds=i), complete) for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        ({}, []),
+        ({("s1", "n1"): 1}, [("s1", "n1", 1)]),
+        ({("s1", "n1"): MAX_RECEIPTS_PER_BATCH}, [("s1", "n1", MAX_RECEIPTS_PER_BATCH)]),
+        (
+            {("s1", "n1"): MAX_RECEIPTS_PER_BATCH + 1},
+            [("s1", "n1", MAX_RECEIPTS_PER_BATCH), ("s1", "n1", 1)],
+        ),
+        # by site, then node, whatever order they were committed in
+        (
+            {("s2", "n1"): 2, ("s1", "n2"): 1, ("s1", "n1"): 3},
+            [("s1", "n1", 3), ("s1", "n2", 1), ("s2", "n1", 2)],
+        ),
+    ],
+)
+def test_receipts_go_to_their_node_in_batches_of_at_most_the_contract_size(
+    counts: dict[tuple[str, str], int], expected: list[tuple[str, str, int]]
+) -> None:
+    held = [h for (site, node), n in counts.items() for h in _held(site, node, n)]
+    messages = receipt_messages(held, SENT)
+    got = []
+    told: dict[tuple[str, str], list[str]] = {}
+    for m in messages:
+        batch = parse_payload(ReceiptBatch, m.payload)
+        assert m.topic == f"roadwatch/v1/{batch.site}/{batch.node}/receipt"
+        assert m.count == len(batch.receipts) and batch.sent_at == SENT
+        got.append((batch.site, batch.node, m.count))
+        told.setdefault((batch.site, batch.node), []).extend(r.event_id for r in batch.receipts)
+    assert got == expected
+    # every held event is told once, to its own node, in the order it was given
+    for key in counts:
+        assert told[key] == [h.event_id for h in held if (h.site, h.node) == key]
+
+
+def test_a_receipt_says_when_the_event_was_committed_and_whether_its_evidence_is_all_in() -> None:
+    held = _held("s1", "n1", 1, complete=False) + _held("s1", "n1", 1, complete=True)
+    (message,) = receipt_messages(held, SENT)
+    receipts = json.loads(message.payload)["receipts"]
+    assert [(r["event_id"], r["evidence_complete"]) for r in receipts] == [
+        (held[0].event_id, False),
+        (held[1].event_id, True),
+    ]
+    batch = parse_payload(ReceiptBatch, message.payload)
+    assert [r.committed_at for r in batch.receipts] == [h.committed_at for h in held]
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CentralDb]:
+    with migrated_database("sqlite", Path(tmp_path_factory.mktemp("receipts-db"))) as db:
+        yield db
+
+
+def _store(db: CentralDb, site: str, node: str, received_at: datetime, complete: bool) -> str:
+    event_id = new_event_id()
+    row = Violation(
+        event_id=event_id,
+        type="speeding",
+        site=site,
+        node=node,
+        camera="cam-01",
+        occurred_at=received_at - timedelta(seconds=30),
+        received_at=received_at,
+        vehicle_class="car",
+        payload="{}",
+        payload_sha256="0" * 64,
+        evidence_complete=complete,
+    )
+    with transaction(session_factory(db.engine)) as session:
+        session.add(row)
+    return event_id
+
+
+def test_only_committed_events_are_held_with_their_commit_time(db: CentralDb) -> None:
+    a = _store(db, "s1", "n1", T0, complete=True)
+    b = _store(db, "s1", "n2", T0 + timedelta(seconds=1), complete=False)
+    unknown = new_event_id()
+    with transaction(session_factory(db.engine)) as session:
+        assert held_events(session, []) == []
+        assert held_events(session, [unknown]) == []
+        got = sorted(held_events(session, [b, unknown, a]), key=lambda h: h.event_id)
+    assert got == [
+        HeldEvent("s1", "n1", a, T0, True),
+        HeldEvent("s1", "n2", b, T0 + timedelta(seconds=1), False),
+    ]
+    assert all(h.committed_at.tzinfo is not None for h in got)
+
+
+def test_a_node_is_told_only_of_its_own_events(db: CentralDb) -> None:
+    mine = sorted(_store(db, "s9", "n1", T0, complete=True) for _ in range(3))
+    other_node = _store(db, "s9", "n2", T0, complete=True)
+    other_site = _store(db, "s8", "n1", T0, complete=True)
+    asked = [*mine, other_node, other_site, new_event_id()]
+    with transaction(session_factory(db.engine)) as session:
+        assert known_event_ids(session, "s9", "n1", asked) == mine
+        assert known_event_ids(session, "s9", "n2", asked) == [other_node]
+        assert known_event_ids(session, "s9", "n1", []) == []
