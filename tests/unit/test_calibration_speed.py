@@ -168,6 +168,8 @@ def test_samples_above_the_horizon_are_ignored() -> None:
         ([GroundSample(0.0, (1.0, 2.0)), GroundSample(0.0, (2.0, 3.0))], "strictly increasing"),
         ([GroundSample(1.0, (1.0, 2.0)), GroundSample(0.5, (2.0, 3.0))], "strictly increasing"),
         ([GroundSample(0.0, (float("nan"), 2.0))], "NaN"),
+        ([GroundSample(float("nan"), (1.0, 2.0))], "NaN"),
+        ([GroundSample(0.0, (1.0, 2.0), box_height_px=float("inf"))], "NaN or infinite"),
     ],
 )
 def test_malformed_tracks_are_refused(track: list[GroundSample], message: str) -> None:
@@ -298,3 +300,97 @@ def test_a_sample_window_keeps_the_newest_seconds_as_rows() -> None:
     assert _fields(estimate) == pytest.approx(
         _fields(estimate_speed(track[-61:], projector(HIGH), SpeedConfig())), rel=1e-12
     )
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"min_distance_m": -0.1},
+        {"min_duration_s": -0.1},
+        {"max_window_s": 0.0},
+        {"min_samples": 2},
+        {"pixel_sigma_px": -0.1},
+        {"box_edge_sigma": -0.1},
+        {"z": 0.0},
+    ],
+)
+def test_a_speed_config_out_of_range_is_refused(fields: dict[str, float]) -> None:
+    with pytest.raises(CalibrationError):
+        SpeedConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_a_speed_config_takes_the_edges_of_its_ranges() -> None:
+    config = SpeedConfig(
+        min_distance_m=0, min_duration_s=0, min_samples=3, pixel_sigma_px=0, box_edge_sigma=0,
+        z=0.5,
+    )  # fmt: skip
+    assert (config.min_distance_m, config.min_samples, config.z) == (0, 3, 0.5)
+
+
+def _estimate(speed_mps: float, sigma_mps: float, z: float) -> SpeedEstimate:
+    return SpeedEstimate(
+        speed_mps=speed_mps, sigma_mps=sigma_mps, z=z, sigma_calibration_mps=0.0,
+        sigma_pixel_mps=0.0, sigma_jitter_mps=sigma_mps, heading=(0.0, 1.0), window_s=1.0,
+        distance_m=speed_mps, samples=10, inliers=10,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("speed_mps", "sigma_mps", "z", "lower", "upper"),
+    [
+        (10.0, 1.0, 2.0, 36.0 - 7.2, 36.0 + 7.2),
+        (1.0, 1.0, 2.0, 0.0, 3.6 + 7.2),  # a speed is never below zero
+        (10.0, 0.0, 1.96, 36.0, 36.0),
+    ],
+)
+def test_the_interval_is_speed_plus_minus_z_sigma_and_holds_its_ends(
+    speed_mps: float, sigma_mps: float, z: float, lower: float, upper: float
+) -> None:
+    estimate = _estimate(speed_mps, sigma_mps, z)
+    assert estimate.lower_kmh == pytest.approx(lower) and estimate.upper_kmh == pytest.approx(upper)
+    assert estimate.contains(estimate.lower_kmh) and estimate.contains(estimate.upper_kmh)
+    assert not estimate.contains(estimate.upper_kmh + 1e-6)
+    assert not estimate.contains(estimate.lower_kmh - 1e-6)
+
+
+def test_the_sources_of_uncertainty_add_in_quadrature() -> None:
+    drive = Drive(HIGH, (1.75, 30), (0, 70))
+    config = SpeedConfig(box_edge_sigma=0.02)
+    estimate = estimate_speed(samples(drive, noise_px=1.0), projector(HIGH, rms_m=0.1), config)
+    assert estimate is not None
+    parts = (estimate.sigma_jitter_mps, estimate.sigma_pixel_mps, estimate.sigma_calibration_mps)
+    assert all(p > 0 for p in parts)
+    assert estimate.sigma_mps == pytest.approx(float(np.sqrt(sum(p * p for p in parts))))
+    assert estimate.uncertainty_kmh == pytest.approx(1.96 * estimate.sigma_mps * 3.6)
+
+
+def test_window_distance_and_heading_are_those_of_the_fitted_stretch() -> None:
+    drive = Drive(HIGH, (1.75, 20), (0, 72), frames=26)  # 1.0 s at 20 m/s
+    estimate = estimate_speed(samples(drive), projector(HIGH), SpeedConfig(max_window_s=1.0))
+    assert estimate is not None
+    assert estimate.samples == 26  # the sample exactly max_window_s old is still in
+    assert estimate.window_s == pytest.approx(1.0)
+    assert estimate.distance_m == pytest.approx(20.0, abs=1e-6)
+    assert estimate.heading == pytest.approx((0.0, 1.0), abs=1e-9)
+    longer = samples(Drive(HIGH, (1.75, 20), (0, 72), frames=30))  # 1.16 s
+    latest = estimate_speed(longer, projector(HIGH), SpeedConfig(max_window_s=0.98))
+    assert latest is not None and latest.samples == 25  # counted back from the newest
+    towards = estimate_speed(
+        samples(Drive(HIGH, (-1.75, 60), (0, -72))), projector(HIGH), SpeedConfig()
+    )
+    assert towards is not None and towards.heading == pytest.approx((0.0, -1.0), abs=1e-9)
+
+
+def test_exactly_the_minimum_of_samples_gives_a_speed() -> None:
+    config = SpeedConfig(min_distance_m=0, min_duration_s=0, min_samples=5)
+    five = estimate_speed(samples(Drive(HIGH, (0, 20), (0, 90), frames=5)), projector(HIGH), config)
+    assert five is not None and five.samples == 5
+    assert five.speed_kmh == pytest.approx(90, abs=1e-6)
+
+
+def test_a_standing_vehicle_has_no_speed_and_the_default_heading() -> None:
+    config = SpeedConfig(min_distance_m=0)
+    estimate = estimate_speed(samples(Drive(HIGH, (0, 20), (0, 0))), projector(HIGH), config)
+    assert estimate is not None
+    assert estimate.speed_kmh == pytest.approx(0.0, abs=1e-6)
+    assert estimate.heading == (0.0, 1.0) and estimate.lower_kmh == 0.0
