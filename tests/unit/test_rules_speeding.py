@@ -7,7 +7,7 @@ import pytest
 from edge.rules.base import RuleUnavailableError
 from edge.rules.speeding import SpeedingRule, decree_band
 from roadwatch.contract import VehicleClass, ViolationType
-from tests.rules_tracks import Track, geometry, line_path, run
+from tests.rules_tracks import T0, Track, geometry, line_path, run
 
 # A slow drive up lane 1 that stays clear of the speed trap, with a scripted speed per sample.
 PATH = line_path((500, 690), (500, 300), 0.0, 2.0)  # 21 samples
@@ -32,6 +32,25 @@ CASES = {
     ),
     "two spikes then normal": (CAR, [(90.0, 2.0)] * 2 + [(58.0, 1.0)] * 19, None),
     "no speed measured": (CAR, [(None, None)] * len(PATH), None),
+    # the lower bound must be above limit + tolerance (60 + 5), not at it
+    "car 66 +- 1: the lower bound is exactly limit + tolerance": (CAR, steady(66, 1), None),
+    "car 66.1 +- 1: just above": (CAR, steady(66.1, 1), "5-10 km/h over"),
+    # three samples in a row over: a sample under the limit or without a speed starts again
+    "two over, one under, two over": (
+        CAR,
+        ([(90.0, 2.0)] * 2 + [(55.0, 1.0)]) * 7,
+        None,
+    ),
+    "two over, one unmeasured, two over": (
+        CAR,
+        ([(90.0, 2.0)] * 2 + [(None, None)]) * 7,
+        None,
+    ),
+    "over, unmeasured, over three times": (
+        CAR,
+        [(90.0, 2.0), (None, None)] + [(90.0, 2.0)] * 3 + [(55.0, 1.0)] * 16,
+        "20-35 km/h over",
+    ),
 }
 
 
@@ -58,6 +77,28 @@ def test_measured_values_and_explanation() -> None:
         "car in lane 1 measured 80.0 ± 2.0 km/h (at least 78.0 km/h) at 14:03:00.000; the "
         "limit for car is 60 km/h: 18.0 km/h over, Decree 168/2024 band 10-20 km/h over"
     )
+
+
+def test_the_run_reports_its_slowest_sample_and_its_own_times() -> None:
+    """The evidence frames: the run's first sample, its slowest (whose speed is reported)
+    and the sample that completed it."""
+    speeds = [(55.0, 1.0)] * 4 + [(85.0, 2.0), (80.0, 2.0), (90.0, 2.0)] + [(55.0, 1.0)] * 14
+    [v] = run(SpeedingRule(geometry(True)), [Track(4, PATH, speeds=speeds)])
+    t = [T0 + s for s, _x, _y in PATH]
+    assert (v.evidence.before, v.evidence.at, v.evidence.after) == (t[4], t[5], t[6])
+    assert (v.t, v.measured.speed_kmh, v.measured.speed_uncertainty_kmh) == (t[5], 80.0, 2.0)
+
+
+def test_a_speed_beyond_the_contract_is_reported_at_its_bound() -> None:
+    [v] = run(SpeedingRule(geometry(True)), [Track(4, PATH, speeds=steady(700, 150))])
+    assert (v.measured.speed_kmh, v.measured.speed_uncertainty_kmh) == (400.0, 100.0)
+    assert "700.0 ± 150.0 km/h" in v.explanation  # (the explanation keeps what was measured)
+
+
+def test_no_speeding_outside_every_lane() -> None:
+    outside = line_path((200, 690), (200, 300), 0.0, 2.0)
+    track = Track(4, outside, speeds=[(120.0, 2.0)] * len(outside))
+    assert run(SpeedingRule(geometry(True)), [track]) == []
 
 
 @pytest.mark.parametrize(
