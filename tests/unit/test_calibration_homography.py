@@ -8,8 +8,11 @@ import pytest
 from calibration.camera import PinholeCamera
 from calibration.errors import CalibrationError
 from calibration.homography import (
+    MAX_POINTS,
     PointPair,
     apply_homography,
+    as_points,
+    check_general_position,
     check_homography,
     fit_homography,
     homography_jacobian,
@@ -144,3 +147,44 @@ def test_pixels_above_the_horizon_have_no_road_position() -> None:
     assert np.isnan(apply_homography(camera.image_to_world, sky)).all()
     with pytest.raises(CalibrationError, match="horizon"):
         homography_jacobian(camera.image_to_world, (960.0, 10.0))
+
+
+def _circle(n: int) -> list[tuple[float, float]]:
+    """n points on a circle of radius 500: no three on one line."""
+    angles = np.arange(n) * 2 * np.pi / n
+    return [(500 * float(np.cos(a)), 500 * float(np.sin(a))) for a in angles]
+
+
+@pytest.mark.parametrize(
+    ("points", "message"),
+    [
+        (_circle(MAX_POINTS + 1), f"at most {MAX_POINTS} points, got {MAX_POINTS + 1}"),
+        ([(5.0, 5.0)] * 4, "all points are the same point"),
+        ([(0, 0), (1000, 0), (1000, 1000), (0.0005, 0.0)], "points 1 and 4 are duplicates"),
+        ([(0, 0), (1000, 0), (500, 2), (250, -1)], "all points lie on one line"),
+    ],
+)
+def test_point_sets_that_cannot_fix_a_homography_are_refused(
+    points: list[tuple[float, float]], message: str
+) -> None:
+    with pytest.raises(CalibrationError, match=message):
+        check_general_position(as_points(points, "road points"), "road points")
+
+
+@pytest.mark.parametrize(
+    "points",
+    [
+        _circle(MAX_POINTS),
+        _circle(4),
+        [(0, 0), (1000, 0), (1000, 1000), (0, 1000), (0.002, 1000)],  # 2 mm apart in 1 km
+        [(0, 0), (1000, 0), (500, 60), (250, -60)],  # flat, but not a line
+    ],
+)
+def test_point_sets_in_general_position_are_taken(points: list[tuple[float, float]]) -> None:
+    check_general_position(as_points(points, "road points"), "road points")
+
+
+@pytest.mark.parametrize("values", [[(1.0, 2.0, 3.0)] * 4, [1.0, 2.0], [[[1.0, 2.0]]]])
+def test_points_must_be_pairs(values: object) -> None:
+    with pytest.raises(CalibrationError, match="expected a list of \\(x, y\\) pairs"):
+        as_points(values, "image points")  # type: ignore[arg-type]
