@@ -56,6 +56,27 @@ CASES = {
     "crosses on green": (Track(1, through(1.0)), RED_AT_10, False),
     "crosses on yellow": (Track(1, through(4.5)), RED_AT_10, False),
     "crosses inside the grace time": (Track(1, through(6.2)), RED_AT_10, False),
+    "crosses as the grace time ends": (Track(1, through(6.5)), RED_AT_10, True),  # 0.5 s
+    "waits over the line on red, goes on within max_went_on_s": (
+        Track(
+            1,
+            line_path((500, 900), (500, 470), 8.0, 12.3)
+            + hold((500, 470), 12.3, 180.0)
+            + line_path((500, 470), (500, 200), 180.0, 182.7)[1:],
+        ),
+        RED_AT_10,
+        True,
+    ),
+    "waits over the line on red longer than max_went_on_s (180 s), then goes on": (
+        Track(
+            1,
+            line_path((500, 900), (500, 470), 8.0, 12.3)
+            + hold((500, 470), 12.3, 195.0)
+            + line_path((500, 470), (500, 200), 195.0, 197.7)[1:],
+        ),
+        RED_AT_10,
+        False,
+    ),
     "stops over the stop line": (
         Track(1, line_path((500, 900), (500, 470), 8.0, 12.3) + hold((500, 470), 12.3, 30.0)),
         RED_AT_10,
