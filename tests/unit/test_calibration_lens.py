@@ -104,3 +104,34 @@ def test_too_few_checkerboard_views_is_a_clear_error(views: list[np.ndarray]) ->
 def test_bad_lens_values_are_refused(matrix: np.ndarray, coeffs: np.ndarray, message: str) -> None:
     with pytest.raises(CalibrationError, match=message):
         LensModel(camera_matrix=matrix, dist_coeffs=coeffs, image_size=(640, 480))
+
+
+def _lens(fx: float = 520.0, fy: float = 520.0, coeffs: object = (0.0,) * 5) -> LensModel:
+    return LensModel(
+        camera_matrix=np.array([[fx, 0, 322.0], [0, fy, 238.0], [0, 0, 1]]),
+        dist_coeffs=np.array(coeffs, dtype=np.float64),
+        image_size=(640, 480),
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"fx": -520.0}, "focal lengths must be positive"),
+        ({"fy": -520.0}, "focal lengths must be positive"),
+        ({"coeffs": (0.0,) * 3}, "expected 4, 5 or 8 coefficients"),
+        ({"coeffs": (0.0,) * 6}, "expected 4, 5 or 8 coefficients"),
+        ({"coeffs": (0.0,) * 9}, "expected 4, 5 or 8 coefficients"),
+        ({"coeffs": [[0.0] * 5]}, "expected 4, 5 or 8 coefficients"),
+        ({"coeffs": (0.0, float("nan"), 0.0, 0.0, 0.0)}, "must be finite"),
+    ],
+)
+def test_a_lens_out_of_range_is_refused(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(CalibrationError, match=message):
+        _lens(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("n", [4, 5, 8])
+def test_a_lens_takes_4_5_or_8_coefficients(n: int) -> None:
+    lens = _lens(fx=0.5, fy=0.5, coeffs=(0.0,) * n)  # (a short focal length is still one)
+    assert len(lens.dist_coeffs) == n
