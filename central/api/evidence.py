@@ -160,5 +160,12 @@ def get_evidence(
     return StreamingResponse(
         file_chunks(checked),
         media_type=blob.media_type,
-        headers={"Content-Length": str(blob.size), "Cache-Control": "private, max-age=86400"},
+        headers={
+            "Content-Length": str(blob.size),
+            "Cache-Control": "private, max-age=86400",
+            # Opened on its own (a link copied from the case page), a blob is shown as
+            # its type says or not at all: never read as a page or run as one.
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        },
     )

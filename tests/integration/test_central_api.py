@@ -1512,6 +1512,9 @@ def test_evidence_upload(
     got = api.get(f"/api/v1/evidence/{clip_sha}", headers=officer)
     assert got.status_code == 200 and got.content == clip
     assert got.headers["content-type"] == "video/mp4"
+    # Opened on its own, a blob is never taken for a page (nor run as one).
+    assert got.headers["x-content-type-options"] == "nosniff"
+    assert got.headers["content-security-policy"] == "default-src 'none'; sandbox"
     detail = api.get(f"/api/v1/violations/{vid}", headers=officer).json()
     assert {e["role"]: e["arrived"] for e in detail["evidence"]} == {
         "clip": True,
