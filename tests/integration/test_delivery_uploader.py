@@ -71,7 +71,8 @@ def test_a_file_changed_or_missing_on_disk_is_caught_and_reported(
         event_id, shas = stored_event(outbox)
         path = outbox.blob_path(shas[2])
         if damage == "changed":
-            path.write_bytes(path.read_bytes()[:-1] + b"X")
+            body = path.read_bytes()
+            path.write_bytes(body[:-1] + bytes([body[-1] ^ 0xFF]))  # (never the same byte)
         else:
             path.unlink()
         with caplog.at_level(logging.ERROR):
