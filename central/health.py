@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from central.models import Camera, Node
+from central.settings import Settings
 
-# (The default of Settings.status_silent_s.)
-SILENT_AFTER = timedelta(seconds=120)
+SILENT_AFTER = timedelta(seconds=Settings.model_fields["status_silent_s"].default)
 SILENT = "silent"
 UNKNOWN = "unknown"
 
