@@ -79,12 +79,15 @@ class Settings(BaseSettings):
     )
     database_url: str | None = Field(
         default=None,
+        repr=False,  # (it may hold the database password)
         description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; "
         "default: SQLite in data_dir",
     )
     migrate_on_start: bool = Field(default=True, description="Apply migrations on start")
     secret_key: str = Field(
-        default="", description="Key that signs access tokens (at least 32 characters)"
+        default="",
+        description="Key that signs access tokens (at least 32 characters)",
+        repr=False,
     )
     access_token_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
     session_max_hours: Annotated[float, Field(gt=0, le=7 * 24)] = Field(
@@ -115,7 +118,9 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = Field(
         default=None, description="Access key; unset: the AWS default chain (env, profile, role)"
     )
-    s3_secret_access_key: str | None = Field(default=None, description="Secret of the access key")
+    s3_secret_access_key: str | None = Field(
+        default=None, description="Secret of the access key", repr=False
+    )
     s3_prefix: Annotated[str, Field(pattern=r"^([A-Za-z0-9!_.*'()-]+/)*$")] = Field(
         default="", description="Key prefix of the blobs inside the bucket, e.g. 'evidence/'"
     )
@@ -131,7 +136,9 @@ class Settings(BaseSettings):
     notice_days: Annotated[int, Field(ge=1, le=365)] = 10
     escalation_days: Annotated[int, Field(ge=1, le=365)] = 20
     metrics_token: str | None = Field(
-        default=None, description="Bearer token a Prometheus scraper presents at /metrics"
+        default=None,
+        description="Bearer token a Prometheus scraper presents at /metrics",
+        repr=False,
     )
     feed_poll_s: Annotated[float, Field(gt=0.0, le=60.0)] = 1.0
     status_silent_s: Annotated[float, Field(gt=0.0, le=86_400.0)] = Field(
@@ -143,7 +150,7 @@ class Settings(BaseSettings):
     mqtt_host: str = "127.0.0.1"
     mqtt_port: Annotated[int, Field(ge=1, le=65535)] = 1883
     mqtt_username: str | None = None
-    mqtt_password: str | None = None
+    mqtt_password: str | None = Field(default=None, repr=False)
     mqtt_tls: bool = False
     mqtt_tls_ca: Path | None = Field(
         default=None, description="CA file of the broker's certificate (default: system CAs)"

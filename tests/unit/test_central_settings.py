@@ -64,6 +64,24 @@ def test_production_accepts_a_real_secret(monkeypatch: pytest.MonkeyPatch) -> No
     assert s.token_key() == "k" * 40
 
 
+def test_secrets_stay_out_of_the_settings_repr() -> None:
+    """A settings object logged or shown in a traceback names no secret."""
+    secrets = {
+        "secret_key": "k-secret-" + "k" * 32,
+        "s3_secret_access_key": "s3-secret-value",
+        "metrics_token": "m-secret-" + "m" * 32,
+        "mqtt_password": "mqtt-secret-value",
+        "database_url": "postgresql+psycopg://central:db-secret-value@db/roadwatch",
+    }
+    s = Settings(s3_access_key_id="AKIAEXAMPLE", **secrets)  # type: ignore[arg-type]
+    shown = repr(s) + str(s)
+    for name, value in secrets.items():
+        assert getattr(s, name) == value
+        assert value not in shown, name
+        assert "secret-value" not in shown and "-secret-" not in shown
+    assert "AKIAEXAMPLE" in shown  # (what is no secret is still shown)
+
+
 def test_development_defaults_run_anywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ROADWATCH_DATABASE_URL", "ROADWATCH_SECRET_KEY", "ROADWATCH_ENVIRONMENT"):
         monkeypatch.delenv(name, raising=False)
