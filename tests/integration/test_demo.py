@@ -12,7 +12,8 @@ from roadwatch.net import free_port
 from tests.edge_support import REPO, cli, cli_env, require_model
 from tests.services import require_binary, require_shared_file
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# (serial: the node is paced at the scene's frame rate and must keep up)
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.serial]
 
 
 def test_demo_runs_and_records_everything_it_produced() -> None:

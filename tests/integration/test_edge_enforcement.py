@@ -31,7 +31,8 @@ from tests.edge_support import shared_detector
 from tests.nvdec_standin import FAKE_XP, GpuArray, StreamNvc
 from tests.services import SHARED_DATA, require_shared_file
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# (serial: live nodes are paced at the scene's frame rate and must keep up)
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.serial]
 
 SPEEDER_KMH = 100.0
 

@@ -16,7 +16,8 @@ import pytest
 
 from tests.edge_support import cli, cli_env, hanoi_clip, require_model
 
-pytestmark = pytest.mark.slow
+# (serial: `edge run` paces its cameras at their frame rate and must keep up)
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 def _stretch(tmp_path: Path, first: int, count: int) -> Path:
