@@ -42,6 +42,7 @@ OTHER_VARIABLES = frozenset(
         "ROADWATCH_REQUIRE_SERVICES",  # tests: a missing service fails (CI)
         "ROADWATCH_TEST_MQTT",  # tests: the broker's address
         "ROADWATCH_TEST_POSTGRES",  # tests: the database's URL
+        "ROADWATCH_TEST_WORKERS",  # scripts/test: test processes (0: one, in-process)
     }
 )
 

@@ -244,6 +244,9 @@ class UiServer:
     node_token: str
     users: dict[str, str]
     data_dir: Path
+    # One client for every request of the tests: a client of its own per request (httpx.get)
+    # builds a TLS context first, about 40 ms.
+    http: httpx.Client
     evidence: dict[str, list[Blob]] = field(default_factory=dict)
 
     def username(self, who: str) -> str:
@@ -251,7 +254,7 @@ class UiServer:
 
     def upload(self, blob: Blob) -> None:
         """Send one evidence blob as the node does."""
-        r = httpx.put(
+        r = self.http.put(
             f"{self.url}/api/v1/evidence/{blob.sha256}",
             content=blob.data,
             headers={
@@ -372,10 +375,9 @@ class UiServer:
         self._record(messages)
 
     def token(self, who: str) -> str:
-        r = httpx.post(
+        r = self.http.post(
             f"{self.url}/api/v1/auth/token",
             data={"username": self.users[who], "password": PASSWORD},
-            timeout=10,
         )
         r.raise_for_status()
         token: str = r.json()["access_token"]
@@ -383,7 +385,7 @@ class UiServer:
 
     def call(self, who: str, method: str, path: str, **kw: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token(who)}"}
-        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=10, **kw)
+        return self.http.request(method, f"{self.url}{path}", headers=headers, **kw)
 
     def case(self, who: str, vid: int) -> dict[str, Any]:
         r = self.call(who, "GET", f"/api/v1/violations/{vid}")
@@ -421,16 +423,15 @@ def _seed(server: UiServer) -> None:
     now = datetime.now(UTC)
     server.set_cameras({c[0]: (c[5], c[6]) for c in CAMERAS})
     sup = server.token("supervisor")
-    cams = httpx.get(
-        f"{server.url}/api/v1/cameras", headers={"Authorization": f"Bearer {sup}"}, timeout=10
+    cams = server.http.get(
+        f"{server.url}/api/v1/cameras", headers={"Authorization": f"Bearer {sup}"}
     ).json()
     by_id = {c["camera"]: c["id"] for c in cams}
     for camera, name, place, lat, lon, _st, _r in CAMERAS:
-        r = httpx.patch(
+        r = server.http.patch(
             f"{server.url}/api/v1/cameras/{by_id[camera]}",
             json={"name": name, "place": place, "latitude": lat, "longitude": lon},
             headers={"Authorization": f"Bearer {sup}"},
-            timeout=10,
         )
         r.raise_for_status()
     hour = now.replace(minute=0, second=0, microsecond=0)
@@ -460,11 +461,10 @@ def _seed(server: UiServer) -> None:
             if n % 3 == 2:
                 steps.append((supervisor, {"action": "issue_notice"}))
             for version, (headers, body) in enumerate(steps, start=1):
-                r = httpx.post(
+                r = server.http.post(
                     f"{server.url}/api/v1/violations/{vid}/review",
                     json={**body, "version": version},
                     headers=headers,
-                    timeout=10,
                 )
                 r.raise_for_status()
             n += 1
@@ -518,10 +518,17 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
             stderr=subprocess.STDOUT,
             cwd=tmp,
         )
+    http = httpx.Client(timeout=10)
     try:
         _wait_healthy(url, proc, log, timeout_s=60)
         server = UiServer(
-            url=url, engine=engine, key=key, node_token=reg.token, users=users, data_dir=tmp
+            url=url,
+            engine=engine,
+            key=key,
+            node_token=reg.token,
+            users=users,
+            data_dir=tmp,
+            http=http,
         )
         for kind in SCENES:
             server.evidence[kind] = cut_evidence(kind)
@@ -530,6 +537,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
         _seed(server)
         yield server
     finally:
+        http.close()
         _stop(proc)
         engine.dispose()
 

@@ -21,8 +21,9 @@ def test_demo_runs_and_records_everything_it_produced() -> None:
     require_shared_file("kraten_cars.mp4")
     require_model("yolov8n-coco-dynamic")
     port = free_port()
+    # 30 s: the 24 s sample scene once through, with its four violations, and then some.
     done = subprocess.run(
-        cli("demo", "--run-for", "45", "--port", str(port), "--workdir",
+        cli("demo", "--run-for", "30", "--port", str(port), "--workdir",
             str(REPO / "var" / "demo")),
         env=cli_env(), capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
@@ -30,7 +31,7 @@ def test_demo_runs_and_records_everything_it_produced() -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert lines[0].startswith("Roadwatch demo: review UI http://127.0.0.1:")
     summary = json.loads(lines[-1])
-    assert summary["produced"] >= 1, "no violation within 45 s on the sample scene"
+    assert summary["produced"] >= 1, "no violation within 30 s on the sample scene"
     assert summary["delivered"] == summary["produced"]
     assert summary["recorded"] == summary["produced"]
     assert summary["complete"] == summary["recorded"]

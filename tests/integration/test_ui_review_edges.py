@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -72,9 +71,8 @@ def act(server: UiServer, who: str, vid: int, *actions: dict[str, Any]) -> None:
     headers = {"Authorization": f"Bearer {TOKENS[who]}"}
     for body in actions:
         url = f"{server.url}/api/v1/violations/{vid}"
-        version = httpx.get(url, headers=headers, timeout=10).json()["version"]
-        r = httpx.post(f"{url}/review", json={**body, "version": version}, headers=headers,
-                       timeout=10)  # fmt: skip
+        version = server.http.get(url, headers=headers).json()["version"]
+        r = server.http.post(f"{url}/review", json={**body, "version": version}, headers=headers)
         assert r.status_code == 200, r.text
 
 
@@ -302,11 +300,11 @@ def test_log_out_ends_the_session_at_central_not_only_in_the_tab(
     token = page.evaluate("JSON.parse(sessionStorage.getItem('rw.session')).token")
     me = f"{ui_server.url}/api/v1/auth/me"
     headers = {"Authorization": f"Bearer {token}"}
-    assert httpx.get(me, headers=headers, timeout=10).status_code == 200
+    assert ui_server.http.get(me, headers=headers).status_code == 200
     page.locator("#logout").click()
     expect(page.get_by_role("button", name="Đăng nhập")).to_be_visible()
     deadline = time.monotonic() + 10  # (the page does not wait for central's answer)
-    while httpx.get(me, headers=headers, timeout=10).status_code != 401:
+    while ui_server.http.get(me, headers=headers).status_code != 401:
         assert time.monotonic() < deadline, "the copied token still works after log-out"
         time.sleep(0.1)
     page.context.close()
