@@ -38,8 +38,8 @@ def _detector() -> Detector:
 
 
 def shared_detector() -> Detector:
-    """One warmed-up CPU detector for the whole test session (loading costs seconds)."""
-    require_model("yolov8n-coco-dynamic")
+    """One warmed-up CPU detector for the whole test session (loading costs seconds; its
+    model is verified once, at the load: tests call this for every frame)."""
     return _detector()
 
 
