@@ -124,6 +124,7 @@ def test_login_shows_the_queue_oldest_first_with_filters(
     page.get_by_role("button", name="Xóa lọc").click()
     expect(page.locator(f"#queue tr[data-id='{older}']")).to_be_visible()
     page.context.close()
+    ui_server.take_out(newer, older)
 
 
 def test_an_officer_reviews_a_case_end_to_end(officer_page: Any, ui_server: UiServer) -> None:
@@ -551,6 +552,7 @@ def test_ioc_page_live_status_and_feed(
     shot(page, "14-ioc")
     ui_server.set_cameras({"mptv-km18": (CameraState.UP, "")})
     page.context.close()
+    ui_server.take_out(vid)  # (the queue's filter test counts mptv-km18's speeding cases)
 
 
 def test_the_language_switch(officer_page: Any, ui_server: UiServer) -> None:

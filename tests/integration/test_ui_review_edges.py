@@ -30,7 +30,6 @@ __all__ = ["browser", "ui_server"]  # fixtures used by name
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 TIMEOUT_MS = 10_000
-TOKENS: dict[str, str] = {}  # the API tokens of this module's tests, by who
 
 
 @pytest.fixture
@@ -64,24 +63,6 @@ def open_new_case(browser: Any, errors: PageErrors, server: UiServer, who: str) 
     return vid, page
 
 
-def act(server: UiServer, who: str, vid: int, *actions: dict[str, Any]) -> None:
-    """Take ``actions`` on case ``vid`` through the API, each at the case's version."""
-    if who not in TOKENS:  # (a log-in verifies an argon2 hash: slow on purpose)
-        TOKENS[who] = server.token(who)
-    headers = {"Authorization": f"Bearer {TOKENS[who]}"}
-    for body in actions:
-        url = f"{server.url}/api/v1/violations/{vid}"
-        version = server.http.get(url, headers=headers).json()["version"]
-        r = server.http.post(f"{url}/review", json={**body, "version": version}, headers=headers)
-        assert r.status_code == 200, r.text
-
-
-def clear(server: UiServer, vid: int) -> None:
-    """Take a test's case out of the queue (each test owns its queue)."""
-    act(server, "officer2", vid, {"action": "start_review"},
-        {"action": "reject", "reason": "xong"})  # fmt: skip
-
-
 def test_the_whole_queue_is_listed_and_walked_past_the_first_page(
     browser: Any, ui_server: UiServer, errors: PageErrors
 ) -> None:
@@ -104,7 +85,7 @@ def test_the_whole_queue_is_listed_and_walked_past_the_first_page(
         page.context.close()
     finally:
         for vid in ids:  # each test owns its queue
-            clear(ui_server, vid)
+            ui_server.take_out(vid)
 
 
 def test_evidence_that_is_missing_lost_or_of_another_kind_says_so(
@@ -150,14 +131,14 @@ def test_evidence_that_is_missing_lost_or_of_another_kind_says_so(
     expect(page.locator("#act-confirm")).to_be_visible()
     page.context.close()
     for vid in (bare, odd, waiting):
-        clear(ui_server, vid)
+        ui_server.take_out(vid)
 
 
 def test_only_the_actions_the_workflow_allows_are_offered_and_a_conflict_names_who(
     browser: Any, ui_server: UiServer, errors: PageErrors
 ) -> None:
     held = ui_server.add_case(camera="mptv-km4")
-    act(ui_server, "officer2", held, {"action": "start_review"})
+    ui_server.act("officer2", held, {"action": "start_review"})
     officer = open_page(browser, errors, ui_server, "officer")
     officer.goto(f"{ui_server.url}/ui/#/case/{held}")
     expect(officer.locator("#read-only")).to_contain_text(
@@ -169,7 +150,7 @@ def test_only_the_actions_the_workflow_allows_are_offered_and_a_conflict_names_w
     assert ui_server.case("supervisor", held)["status"] == "in_review"
     # The supervisor who confirmed a case is not offered its notice (two-person rule).
     confirmed = ui_server.add_case(camera="mptv-km4")
-    act(ui_server, "supervisor", confirmed, {"action": "start_review"}, {"action": "confirm"})
+    ui_server.act("supervisor", confirmed, {"action": "start_review"}, {"action": "confirm"})
     supervisor = open_page(browser, errors, ui_server, "supervisor")
     supervisor.goto(f"{ui_server.url}/ui/#/case/{confirmed}")
     expect(supervisor.locator("#action-note")).to_contain_text("quy tắc hai người")
@@ -179,7 +160,7 @@ def test_only_the_actions_the_workflow_allows_are_offered_and_a_conflict_names_w
     open_case = ui_server.add_case(camera="mptv-km4")
     officer.goto(f"{ui_server.url}/ui/#/case/{open_case}")
     expect(officer.locator("#act-confirm")).to_be_visible()
-    act(ui_server, "supervisor", open_case, {"action": "start_review"},
+    ui_server.act("supervisor", open_case, {"action": "start_review"},
         {"action": "reject", "reason": "Xe ưu tiên"})  # fmt: skip
     officer.locator("#act-confirm").click()
     banner = officer.locator("#banner")
@@ -189,7 +170,7 @@ def test_only_the_actions_the_workflow_allows_are_offered_and_a_conflict_names_w
     expect(decision).to_contain_text(ui_server.username("supervisor"))
     for page in (officer, supervisor):
         page.context.close()
-    act(ui_server, "officer2", held, {"action": "reject", "reason": "xong"})
+    ui_server.act("officer2", held, {"action": "reject", "reason": "xong"})
 
 
 def set_session(page: Any, change: str) -> None:
@@ -221,7 +202,7 @@ def test_a_session_is_renewed_at_work_and_an_ended_one_returns_to_the_case(
     expect(page.get_by_role("heading", name=f"Hồ sơ #{vid}")).to_be_visible()
     assert ui_server.case("supervisor", vid)["status"] == "new"  # nothing was decided
     page.context.close()
-    clear(ui_server, vid)
+    ui_server.take_out(vid)
 
 
 def test_filter_times_are_vietnam_time_in_a_browser_set_to_utc(
@@ -239,7 +220,7 @@ def test_filter_times_are_vietnam_time_in_a_browser_set_to_utc(
     page.goto(f"{ui_server.url}/ui/#/queue?camera=mptv-km4&from={later}&to={until}")
     expect(page.locator(".empty")).to_have_text("Không có hồ sơ nào khớp với bộ lọc.")
     page.context.close()
-    clear(ui_server, vid)
+    ui_server.take_out(vid)
 
 
 def test_a_page_that_fails_says_so_and_a_changed_role_is_picked_up(
@@ -284,7 +265,7 @@ def test_crops_zoom_from_the_keyboard_and_a_backwards_range_is_said(
     page.goto(f"{ui_server.url}/ui/#/stats?from=2026-11-20&to=2026-11-10")
     expect(page.locator("#stats-range")).to_contain_text("Ngày bắt đầu sau ngày kết thúc")
     page.context.close()
-    clear(ui_server, vid)
+    ui_server.take_out(vid)
 
 
 def test_log_out_ends_the_session_at_central_not_only_in_the_tab(
