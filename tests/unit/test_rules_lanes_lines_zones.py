@@ -2,19 +2,44 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import re
+from collections.abc import Iterable
+from typing import Any
 
 import pytest
 
-from edge.rules.base import RuleUnavailableError
+from edge.rules.base import RuleUnavailableError, TrackRule
 from edge.rules.forbidden_lane import ForbiddenLaneRule
 from edge.rules.no_stopping import NoStoppingRule
 from edge.rules.solid_line import SolidLineRule
+from edge.rules.tracks import EvidenceTimes, TrackFrame, Violation
 from roadwatch.contract import VehicleClass, ViolationType
-from tests.rules_tracks import Track, geometry, hold, line_path, run
+from tests.rules_tracks import BASE, T0, Track, geometry, hold, line_path, run
 
 TRUCK, CAR, MOTO = VehicleClass.TRUCK, VehicleClass.CAR, VehicleClass.MOTORCYCLE
 HOURS_TO_0730 = -(6 * 3600 + 33 * 60)  # from 14:03 back to 07:30 local
+HOURS_TO_0900 = -(5 * 3600 + 3 * 60)  # from 14:03 back to 09:00 local
+
+
+def run_without_road_position(
+    rule: TrackRule[Any], track: Track, missing: Iterable[int]
+) -> list[Violation]:
+    """Feed one calibrated track whose samples at the ``missing`` indices have no road point
+    (the ground point is off the road plane of the calibration)."""
+    gone = set(missing)
+    found: list[Violation] = []
+    for i, p in enumerate(track.points(metric=True)):
+        point = dataclasses.replace(p, world=None) if i in gone else p
+        found.extend(rule.update(TrackFrame(point.t, (point,))))
+    return found
+
+
+def lane_1_with_gap(out_from: int, out_to: int) -> list[tuple[float, float, float]]:
+    """Up lane 1 at 2 m/s for 4.5 s, outside the lanes (x=380) from sample out_from to out_to."""
+    return [(k / 10, 380 if out_from <= k <= out_to else 420, 900 - 2 * k) for k in range(46)]
+
 
 # Lane 1 is closed to trucks at all times; lane 2 to motorcycles 06:00-09:00.
 FORBIDDEN_CASES = {
@@ -52,6 +77,37 @@ FORBIDDEN_CASES = {
         Track(1, line_path((700, 950), (700, 300), HOURS_TO_0730, HOURS_TO_0730 + 6), MOTO),
         True,
     ),
+    "motorcycle in lane 2 from 08:59:58, when the closure ends at 09:00": (
+        Track(1, line_path((700, 950), (700, 750), HOURS_TO_0900 - 2, HOURS_TO_0900 + 4), MOTO),
+        False,
+    ),
+    "truck in lane 1 for exactly the 3 s minimum": (
+        Track(1, line_path((500, 950), (500, 850), 0, 3), TRUCK),
+        True,
+    ),
+    "truck labelled a car for 1.6 s is still a truck": (
+        Track(
+            1,
+            line_path((500, 950), (500, 700), 0, 5),
+            classes=[CAR if 20 <= k < 36 else TRUCK for k in range(51)],
+        ),
+        True,
+    ),
+    "truck leaves lane 1 for the 0.5 s allowed": (Track(1, lane_1_with_gap(16, 20), TRUCK), True),
+    "truck leaves lane 1 for 0.6 s and starts again": (
+        Track(1, lane_1_with_gap(16, 21), TRUCK),
+        False,
+    ),
+    "truck in lane 1 twice, 12 m each time": (
+        Track(
+            1,
+            line_path((500, 950), (500, 830), 0, 1)
+            + line_path((380, 820), (380, 720), 1.1, 2)
+            + line_path((500, 710), (500, 590), 2.1, 3.1),
+            TRUCK,
+        ),
+        False,
+    ),
 }
 
 
@@ -75,6 +131,63 @@ def test_forbidden_lane_by_distance_and_its_explanation() -> None:
         "truck drove in lane 1, which is closed to truck at 14:03 on Mon, for 1."
     )
     assert "from 14:03:00.000 to 14:03:01." in v.explanation
+
+
+@pytest.mark.parametrize("metric", [True, False], ids=["metres", "pixels"])
+def test_forbidden_lane_records_entry_time_dwell_and_distance(metric: bool) -> None:
+    [v] = run(
+        ForbiddenLaneRule(geometry(metric)),
+        [Track(1, line_path((500, 950), (500, 850), 0, 3), TRUCK)],
+    )
+    assert (v.t, v.lane, v.vehicle_class) == (T0 + 3.0, "1", TRUCK)
+    assert v.evidence == EvidenceTimes(before=T0, at=T0 + 3.0, after=T0 + 3.0)
+    assert v.measured.dwell_s == 3.0
+    assert v.measured.distance_m == (pytest.approx(10.0) if metric else None)
+    assert v.explanation == (
+        "truck drove in lane 1, which is closed to truck at 14:03 on Mon, for 3.0 s"
+        + (" and 10.0 m" if metric else "")
+        + " from 14:03:00.000 to 14:03:03.000"
+    )
+
+
+def test_forbidden_lane_fires_at_exactly_the_minimum_distance() -> None:
+    # Two frames 20 m (the minimum) apart, long before the 3 s minimum time.
+    [v] = run(
+        ForbiddenLaneRule(geometry(True)),
+        [Track(1, [(0.0, 500, 900), (0.5, 500, 700)], TRUCK)],
+    )
+    assert v.measured.distance_m == 20.0 and v.t == T0 + 0.5
+
+
+def test_forbidden_lane_counts_distance_over_frames_with_a_road_position() -> None:
+    # 35 m in 1.6 s; the first and a middle frame are off the road plane.
+    track = Track(1, line_path((500, 950), (500, 600), 0, 1.6), TRUCK)
+    [v] = run_without_road_position(ForbiddenLaneRule(geometry(True)), track, [0, 8])
+    assert v.measured.distance_m is not None and v.measured.distance_m >= 20.0
+    assert v.t < T0 + 1.6
+
+
+def test_forbidden_lane_counts_each_closed_lane_on_its_own() -> None:
+    # Both lanes closed to trucks: 2 s in lane 1, then 2 s in lane 2, is 2 s in each.
+    lanes = copy.deepcopy(BASE["lanes"])
+    lanes[1]["closures"] = [{"classes": ["truck"]}]
+    track = Track(
+        1,
+        line_path((550, 950), (550, 900), 0, 2) + line_path((650, 895), (650, 850), 2.1, 4),
+        TRUCK,
+    )
+    for metric in (True, False):
+        assert run(ForbiddenLaneRule(geometry(metric, lanes=lanes)), [track]) == []
+
+
+def test_forbidden_lane_runs_on_a_lane_open_only_to_some_classes() -> None:
+    lanes = copy.deepcopy(BASE["lanes"])
+    for lane in lanes:
+        lane["closures"] = []
+    lanes[0]["allowed_classes"] = ["car", "motorcycle"]
+    rule = ForbiddenLaneRule(geometry(True, lanes=lanes))
+    [v] = run(rule, [Track(1, line_path((500, 950), (500, 850), 0, 3), TRUCK)])
+    assert v.lane == "1"
 
 
 def test_forbidden_lane_needs_a_closed_lane() -> None:
