@@ -215,6 +215,41 @@ SOLID_CASES = {
         + line_path((680, 960), (680, 850), 2.1, 3),
         False,
     ),
+    "changes from lane 1 to lane 2 after running on it for 2 s": (
+        line_path((560, 800), (597, 780), 0, 0.5)
+        + line_path((602, 775), (602, 575), 0.6, 2.6)
+        + line_path((602, 570), (640, 540), 2.7, 3.2)
+        + hold((640, 540), 3.2, 4),
+        True,
+    ),
+    "changes from lane 1 to lane 2, ending just past it": (
+        line_path((560, 800), (605, 700), 0, 1) + hold((605, 700), 1, 3),
+        True,
+    ),
+    "cuts in from the kerb, one frame in lane 1 to lane 2": (
+        [
+            (0.0, 380, 500),
+            (0.1, 380, 490),
+            (0.2, 590, 480),
+            *line_path((610, 470), (650, 450), 0.3, 0.5),
+        ],
+        True,
+    ),
+    "comes round its end from lane 2, then changes from lane 1 to lane 2 across it": (
+        line_path((680, 880), (680, 960), 0, 0.8)
+        + line_path((680, 960), (520, 960), 0.9, 2.5)
+        + line_path((520, 960), (520, 850), 2.6, 3.7)
+        + line_path((520, 850), (680, 600), 3.8, 6),
+        True,
+    ),
+    "one frame's box jumps across it": (
+        [
+            *line_path((570, 800), (590, 700), 0, 1),
+            (1.1, 612, 690),
+            *line_path((590, 680), (590, 500), 1.2, 3),
+        ],
+        False,
+    ),
 }
 
 
@@ -229,6 +264,35 @@ def test_solid_line_table(name: str, metric: bool) -> None:
         assert found[0].explanation.startswith("car crossed solid line divider at 14:03:0")
         lanes = "from lane 1 into lane 2" if "1 to lane 2" in name else "from lane 2 into lane 1"
         assert lanes in found[0].explanation
+
+
+@pytest.mark.parametrize("metric", [True, False], ids=["metres", "pixels"])
+def test_solid_line_records_the_crossing_between_its_frames(metric: bool) -> None:
+    # The divider (x=600) is crossed halfway between the frames at 0.5 s and 0.75 s; the
+    # second frame beyond the margin, at 1.0 s, confirms it.
+    samples = [(k / 4, x, 800 - 20 * k) for k, x in enumerate([560, 580, 590, 610, 630, 650])]
+    [v] = run(SolidLineRule(geometry(metric)), [Track(2, samples)])
+    assert v.t == pytest.approx(T0 + 0.625, abs=1e-6) and v.lane == "2"
+    assert v.evidence == EvidenceTimes(before=T0 + 0.5, at=T0 + 0.75, after=T0 + 1.0)
+    assert v.explanation == (
+        "car crossed solid line divider at 14:03:00.625, from lane 1 into lane 2, "
+        "and stayed across it"
+    )
+
+
+@pytest.mark.parametrize("metric", [True, False], ids=["metres", "pixels"])
+def test_solid_line_watches_every_line_of_the_scene(metric: bool) -> None:
+    lines = [*BASE["solid_lines"], {"id": "kerb", "points": [[400, 100], [400, 900]]}]
+    track = Track(2, line_path((350, 700), (450, 600), 0, 1))
+    [v] = run(SolidLineRule(geometry(metric, solid_lines=lines)), [track])
+    assert v.explanation.startswith("car crossed solid line kerb at 14:03:00.")
+    assert v.explanation.endswith(", from outside the lanes into lane 1, and stayed across it")
+
+
+def test_solid_line_skips_frames_without_a_road_position() -> None:
+    track = Track(2, line_path((520, 900), (680, 500), 0, 3))
+    [v] = run_without_road_position(SolidLineRule(geometry(True)), track, [10, 16])
+    assert "from lane 1 into lane 2" in v.explanation
 
 
 def test_solid_line_fires_once_for_a_weaving_track() -> None:
@@ -325,3 +389,45 @@ def test_no_stopping_fires_only_past_a_limit_of_hundredths(seconds: float, fires
     samples = [(0.0, 900, 500), (seconds, 900, 500)]
     found = run(NoStoppingRule(geometry(True, no_stopping_zones=zones)), [Track(9, samples)])
     assert len(found) == (1 if fires else 0), [v.explanation for v in found]
+
+
+# Each rule names the vehicle by the track's majority class, not by the class of the frame
+# that completes the violation.
+VOTE_CASES: dict[str, tuple[type[TrackRule[Any]], Track, VehicleClass]] = {
+    "forbidden lane": (
+        ForbiddenLaneRule,
+        Track(
+            1,
+            line_path((500, 950), (500, 850), 0, 3),
+            classes=[CAR if k == 30 else TRUCK for k in range(31)],
+        ),
+        TRUCK,
+    ),
+    "solid line": (
+        SolidLineRule,
+        Track(
+            2,
+            line_path((520, 900), (680, 500), 0, 3),
+            classes=[MOTO if k in (16, 17) else CAR for k in range(31)],
+        ),
+        CAR,
+    ),
+    "no stopping": (
+        NoStoppingRule,
+        Track(
+            9,
+            [(0.0, 900, 500), *hold((900, 500), 0, 30.1)],
+            classes=[TRUCK if k == 301 else CAR for k in range(302)],
+        ),
+        CAR,
+    ),
+}
+
+
+@pytest.mark.parametrize("metric", [True, False], ids=["metres", "pixels"])
+@pytest.mark.parametrize("name", list(VOTE_CASES))
+def test_violation_names_the_tracks_majority_class(name: str, metric: bool) -> None:
+    rule, track, vehicle = VOTE_CASES[name]
+    [v] = run(rule(geometry(metric)), [track])
+    assert v.vehicle_class is vehicle
+    assert v.explanation.startswith(f"{vehicle.value} ")
