@@ -331,6 +331,18 @@ STOP_CASES = {
         + hold((900, 400), 22, 42),
         False,
     ),
+    "stands 30.04 s, shown as 30.0 s": ([(0.0, 900, 500), *hold((900, 500), 0, 30.04)], False),
+    "stands 20 s, moves 2 m on, stands 20 s": (
+        hold((900, 500), 0, 20) + hold((900, 480), 20, 40),
+        False,
+    ),
+    "stands 20 s, steps out of the zone and back, stands 20 s": (
+        hold((900, 780), 0, 20)
+        + line_path((900, 780), (900, 840), 20.1, 21)
+        + line_path((900, 840), (900, 780), 21.1, 22)
+        + hold((900, 780), 22, 42),
+        False,
+    ),
 }
 
 
@@ -348,6 +360,68 @@ def test_no_stopping_table(name: str, metric: bool) -> None:
         assert "inside no-stopping zone shoulder from 14:03:0" in v.explanation
         shown = re.search(r": (\d+\.\d) s, more than the 30 s allowed$", v.explanation)
         assert shown is not None and float(shown[1]) > 30.0, v.explanation
+
+
+@pytest.mark.parametrize(("metric", "step"), [(True, 15), (False, 12)], ids=["metres", "pixels"])
+def test_no_stopping_counts_moving_exactly_the_stationary_radius_as_standing(
+    metric: bool, step: int
+) -> None:
+    # The stationary radius is 1.5 m (15 px on this camera) calibrated, 12 px without.
+    samples = [(k / 10, 900 + step * (k % 2), 500) for k in range(401)]
+    [v] = run(NoStoppingRule(geometry(metric)), [Track(9, samples)])
+    assert v.measured.dwell_s == pytest.approx(30.1)
+
+
+@pytest.mark.parametrize(("metric", "radius"), [(True, "1.5 m"), (False, "12 px")])
+def test_no_stopping_records_the_stop(metric: bool, radius: str) -> None:
+    [v] = run(NoStoppingRule(geometry(metric)), [Track(9, [(0.0, 900, 500), (30.25, 900, 500)])])
+    assert (v.t, v.lane) == (T0 + 30.25, None)
+    assert v.evidence == EvidenceTimes(before=T0, at=T0 + 15.0, after=T0 + 30.25)
+    assert v.measured.dwell_s == 30.25
+    assert v.explanation == (
+        f"car stood still (within {radius}) inside no-stopping zone shoulder from "
+        "14:03:00.000 to 14:03:30.250: 30.2 s, more than the 30 s allowed"
+    )
+
+
+def test_no_stopping_names_the_lane_it_stands_in() -> None:
+    zones = [{"id": "bay", "polygon": [[620, 200], [780, 200], [780, 800], [620, 800]]}]
+    [v] = run(
+        NoStoppingRule(geometry(True, no_stopping_zones=zones)),
+        [Track(9, hold((700, 500), 0, 31))],
+    )
+    assert v.lane == "2"
+
+
+def test_no_stopping_fires_once_despite_a_frame_without_a_road_position() -> None:
+    track = Track(9, hold((900, 500), 0, 45))
+    assert len(run_without_road_position(NoStoppingRule(geometry(True)), track, [100])) == 1
+
+
+@pytest.mark.parametrize(
+    ("windows", "fires"),
+    [
+        ([("16:00", "19:00")], False),
+        ([("14:00", "15:00")], True),
+        ([("06:00", "09:00"), ("14:00", "15:00")], True),
+        ([("06:00", "09:00"), ("16:00", "19:00")], False),
+    ],
+    ids=["16-19", "14-15", "6-9 and 14-15", "6-9 and 16-19"],
+)
+def test_no_stopping_is_in_force_within_any_of_the_zone_windows(
+    windows: list[tuple[str, str]], fires: bool
+) -> None:
+    zones = [
+        {
+            "id": "shoulder",
+            "polygon": [[800, 200], [1000, 200], [1000, 800], [800, 800]],
+            "windows": [{"start": start, "end": end} for start, end in windows],
+        }
+    ]
+    found = run(
+        NoStoppingRule(geometry(True, no_stopping_zones=zones)), [Track(9, hold((900, 500), 0, 40))]
+    )
+    assert len(found) == (1 if fires else 0), [v.explanation for v in found]
 
 
 def test_no_stopping_honours_the_zone_window() -> None:
@@ -376,14 +450,20 @@ def test_state_is_bounded_by_forgetting_tracks() -> None:
     assert rule.tracks_held == 11
 
 
-@pytest.mark.parametrize(("seconds", "fires"), [(10.058, False), (10.1, True)])
-def test_no_stopping_fires_only_past_a_limit_of_hundredths(seconds: float, fires: bool) -> None:
-    """A zone's 10.06 s: 10.058 s shows rounded as 10.1 s yet is within it, so it stands."""
+@pytest.mark.parametrize(
+    ("limit", "seconds", "fires"),
+    [(10.06, 10.058, False), (10.06, 10.1, True), (10.75, 10.75, False)],
+)
+def test_no_stopping_fires_only_past_a_limit_of_hundredths(
+    limit: float, seconds: float, fires: bool
+) -> None:
+    """A zone's 10.06 s: 10.058 s shows rounded as 10.1 s yet is within it, so it stands;
+    so does exactly 10.75 s of a 10.75 s limit, though it shows as 10.8 s."""
     zones = [
         {
             "id": "shoulder",
             "polygon": [[800, 200], [1000, 200], [1000, 800], [800, 800]],
-            "dwell_s": 10.06,
+            "dwell_s": limit,
         }
     ]
     samples = [(0.0, 900, 500), (seconds, 900, 500)]
