@@ -1,12 +1,17 @@
 """No stopping: a vehicle stationary inside a no-stopping zone beyond the dwell time.
 
 Stationary means the ground point stays within a small radius of where it stopped, so box
-jitter neither resets nor fakes a stop; moving beyond the radius starts a new stop.
+jitter neither resets nor fakes a stop; moving beyond the radius starts a new stop. A
+vehicle that stopped inside a zone and stands on its edge keeps its stop while jitter
+carries the ground point over the edge and back, as long as each absence from the zone is
+no longer than ``max_gap_s``; one that stands outside is not made to stop inside by a
+frame whose box jitters in.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRule
 from edge.rules.geometry import Point
@@ -20,11 +25,12 @@ class NoStoppingState:
     zone: str | None = None
     anchor: Point | None = None
     since: float = 0.0
+    last_in: float = 0.0
 
 
 class NoStoppingRule(TrackRule[NoStoppingState]):
     rule = ViolationType.NO_STOPPING
-    version = "no_stopping/2"
+    version = "no_stopping/3"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)
@@ -35,25 +41,45 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
     def new_state(self) -> NoStoppingState:
         return NoStoppingState()
 
-    def _zone_at(self, p: WorldTrackPoint) -> ZoneGeometry | None:
-        local = self.scene.config.local_time(p.t)
+    @staticmethod
+    def _in_force(zone: ZoneGeometry, local: datetime) -> bool:
+        windows = zone.config.windows
+        return not windows or any(w.contains(local) for w in windows)
+
+    def _zone_at(self, p: WorldTrackPoint, local: datetime) -> ZoneGeometry | None:
         for zone in self.scene.zones:
-            windows = zone.config.windows
-            if zone.area.contains(p.ground_px) and (
-                not windows or any(w.contains(local) for w in windows)
-            ):
+            if zone.area.contains(p.ground_px) and self._in_force(zone, local):
                 return zone
         return None
+
+    def _stop_kept(
+        self, st: NoStoppingState, t: float, pos: Point, local: datetime
+    ) -> ZoneGeometry | None:
+        """The zone of the stop under way, when a sample outside every zone still stands at
+        it: within the radius of where it stopped, at most ``max_gap_s`` after the last
+        sample inside, while that zone is in force."""
+        if st.anchor is None or t - st.last_in > self._settings.max_gap_s:
+            return None
+        if pos.distance(st.anchor) > self.scene.stationary_radius:
+            return None
+        zone = next((z for z in self.scene.zones if z.config.id == st.zone), None)
+        return zone if zone is not None and self._in_force(zone, local) else None
 
     def step(
         self, memory: TrackMemory[NoStoppingState], p: WorldTrackPoint, signals: Signals
     ) -> Violation | None:
         st = memory.state
-        zone = self._zone_at(p)
+        local = self.scene.config.local_time(p.t)
+        zone = self._zone_at(p, local)
+        inside = zone is not None
         pos = self.scene.position(p)
+        if zone is None and pos is not None:
+            zone = self._stop_kept(st, p.t, pos, local)
         if zone is None or pos is None:
             st.zone, st.anchor = None, None
             return None
+        if inside:
+            st.last_in = p.t
         radius = self.scene.stationary_radius
         if st.zone != zone.config.id or st.anchor is None or pos.distance(st.anchor) > radius:
             st.zone, st.anchor, st.since = zone.config.id, pos, p.t

@@ -412,6 +412,10 @@ class NoStoppingSettings(SceneModel):
     dwell_s: Annotated[float, Field(gt=0.0, le=3600.0)] = 30.0
     stationary_radius_m: Annotated[float, Field(gt=0.0, le=20.0)] = 1.5
     stationary_radius_px: Annotated[float, Field(gt=0.0, le=500.0)] = 12.0
+    max_gap_s: Annotated[float, Field(ge=0.0, le=10.0)] = Field(
+        default=0.5,
+        description="longest absence from a zone (box jitter over its edge) that keeps a stop",
+    )
 
 
 class RuleSettings(SceneModel):

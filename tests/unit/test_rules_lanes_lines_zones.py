@@ -331,6 +331,15 @@ STOP_CASES = {
         + hold((900, 400), 22, 42),
         False,
     ),
+    # The zone's edge is y=800: box jitter carries the ground point over it and back.
+    "parked on the zone's edge, its box jittering over the edge": (
+        hold((900, 799), 0, 40, jitter=3),
+        True,
+    ),
+    "parked just outside the zone, its box once jittering in": (
+        [*hold((900, 806), 0, 5), (5.1, 900, 799), *hold((900, 806), 5.1, 40)],
+        False,
+    ),
     "stands 30.04 s, shown as 30.0 s": ([(0.0, 900, 500), *hold((900, 500), 0, 30.04)], False),
     "stands 20 s, moves 2 m on, stands 20 s": (
         hold((900, 500), 0, 20) + hold((900, 480), 20, 40),
