@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from edge.rules.engine import RuleSet
+import pytest
+
+from edge.rules.engine import RULES, RuleSet
+from edge.rules.plane import SceneGeometry
 from edge.rules.signal import LampStrengths, SignalState
+from edge.rules.speeding import SpeedingRule
 from edge.rules.tracks import Violation
 from roadwatch.contract import VehicleClass, ViolationEvent, ViolationType, parse_payload, to_wire
 from tests.rules_tracks import T0, Track, frames, geometry, hold, line_path, scene_config
@@ -77,3 +81,25 @@ def test_disabled_and_unavailable_rules() -> None:
     )
     assert set(rules.unavailable) == {ViolationType.SPEEDING}
     assert "calibrate the camera" in rules.unavailable[ViolationType.SPEEDING]
+
+
+@pytest.mark.parametrize("disabled", list(RULES), ids=[t.value for t in RULES])
+def test_disabling_one_rule_leaves_the_other_five(disabled: ViolationType) -> None:
+    config = scene_config().model_dump(mode="json")
+    config["rules"][disabled.value]["enabled"] = False
+    rules = RuleSet(geometry(True, rules=config["rules"]))
+    assert rules.unavailable == {}
+    assert [r.rule for r in rules.rules] == [t for t in RULES if t is not disabled]
+
+
+class BrokenSpeedingRule(SpeedingRule):
+    def __init__(self, scene: SceneGeometry) -> None:
+        raise ValueError("speeding rule broken")
+
+
+def test_a_rule_that_breaks_is_not_passed_off_as_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(RULES, ViolationType.SPEEDING, BrokenSpeedingRule)
+    with pytest.raises(ValueError, match="speeding rule broken"):
+        RuleSet(geometry(True))
