@@ -340,6 +340,10 @@ STOP_CASES = {
         [*hold((900, 806), 0, 5), (5.1, 900, 799), *hold((900, 806), 5.1, 40)],
         False,
     ),
+    "stands 20 s on the zone's edge, one frame 3.5 m out of it, 20 s more": (
+        [*hold((900, 795), 0, 20), (20.1, 900, 830), *hold((900, 795), 20.1, 40)],
+        False,
+    ),
     "stands 30.04 s, shown as 30.0 s": ([(0.0, 900, 500), *hold((900, 500), 0, 30.04)], False),
     "stands 20 s, moves 2 m on, stands 20 s": (
         hold((900, 500), 0, 20) + hold((900, 480), 20, 40),
@@ -520,3 +524,33 @@ def test_violation_names_the_tracks_majority_class(name: str, metric: bool) -> N
     [v] = run(rule(geometry(metric)), [track])
     assert v.vehicle_class is vehicle
     assert v.explanation.startswith(f"{vehicle.value} ")
+
+
+@pytest.mark.parametrize("metric", [True, False], ids=["metres", "pixels"])
+@pytest.mark.parametrize(("cycle", "fires"), [(3, True), (4, False)], ids=["0.5 s", "0.75 s"])
+def test_no_stopping_keeps_a_stop_on_the_zone_edge_through_absences_up_to_the_gap_allowed(
+    cycle: int, fires: bool, metric: bool
+) -> None:
+    # At 4 frames a second one frame in `cycle` is inside the zone (y < 800), the others
+    # 4 px outside: absences of 0.5 s keep the stop (max_gap_s 0.5), of 0.75 s end it.
+    samples = [(k / 4, 900, 799 if k % cycle == 0 else 803) for k in range(161)]
+    found = run(NoStoppingRule(geometry(metric)), [Track(9, samples)])
+    assert len(found) == (1 if fires else 0), [v.explanation for v in found]
+
+
+@pytest.mark.parametrize(("end", "fires"), [("14:00", False), ("15:00", True)])
+def test_no_stopping_ends_a_stop_on_the_zone_edge_with_the_zones_window(
+    end: str, fires: bool
+) -> None:
+    zones = [
+        {
+            "id": "shoulder",
+            "polygon": [[800, 200], [1000, 200], [1000, 800], [800, 800]],
+            "windows": [{"start": "13:00", "end": end}],
+            "dwell_s": 29.9,
+        }
+    ]
+    # On the zone's edge, its box jittering over it, from 13:59:30 local for 40 s.
+    track = Track(9, hold((900, 799), -210, -170, jitter=3))
+    found = run(NoStoppingRule(geometry(True, no_stopping_zones=zones)), [track])
+    assert len(found) == (1 if fires else 0), [v.explanation for v in found]
