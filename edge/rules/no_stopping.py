@@ -22,7 +22,7 @@ from roadwatch.contract import Measurement, ViolationType
 
 @dataclass(slots=True)
 class NoStoppingState:
-    zone: str | None = None
+    zone: ZoneGeometry | None = None  # of the stop under way
     anchor: Point | None = None
     since: float = 0.0
     last_in: float = 0.0
@@ -62,7 +62,7 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
             return None
         if pos.distance(st.anchor) > self.scene.stationary_radius:
             return None
-        zone = next((z for z in self.scene.zones if z.config.id == st.zone), None)
+        zone = st.zone
         return zone if zone is not None and self._in_force(zone, local) else None
 
     def step(
@@ -81,8 +81,8 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
         if inside:
             st.last_in = p.t
         radius = self.scene.stationary_radius
-        if st.zone != zone.config.id or st.anchor is None or pos.distance(st.anchor) > radius:
-            st.zone, st.anchor, st.since = zone.config.id, pos, p.t
+        if st.zone is not zone or st.anchor is None or pos.distance(st.anchor) > radius:
+            st.zone, st.anchor, st.since = zone, pos, p.t
             return None
         dwell = p.t - st.since
         limit = zone.config.dwell_s or self._settings.dwell_s
