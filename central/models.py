@@ -263,12 +263,20 @@ class Quarantine(Base):
 
 
 class TrafficMinute(Base):
-    """One lane's flow in one minute at one camera (from TrafficStats)."""
+    """One lane's flow in one minute, or one part of a minute, at one camera (from
+    TrafficStats: a minute whose counting began within it, after its node restarted, comes
+    in parts; ``part_start`` is when the part began, the minute's start for a whole one)."""
 
     __tablename__ = "traffic"
     __table_args__ = (
         UniqueConstraint(
-            "site", "node", "camera", "minute_start", "lane", name="uq_traffic_minute"
+            "site",
+            "node",
+            "camera",
+            "minute_start",
+            "lane",
+            "part_start",
+            name="uq_traffic_minute",
         ),
         Index("ix_traffic_camera_minute", "camera", "minute_start"),
     )
@@ -279,6 +287,7 @@ class TrafficMinute(Base):
     camera: Mapped[str] = mapped_column(String(64))
     minute_start: Mapped[datetime] = mapped_column(UtcDateTime)
     lane: Mapped[str] = mapped_column(String(64))
+    part_start: Mapped[datetime] = mapped_column(UtcDateTime)
     vehicles: Mapped[int] = mapped_column(Integer)
     counts_json: Mapped[str] = mapped_column(Text)
     mean_speed_kmh: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -775,6 +775,7 @@ def _record_traffic(session: Session, stats: TrafficStats) -> int:
             "camera": stats.camera,
             "minute_start": stats.minute_start,
             "lane": lane.lane,
+            "part_start": stats.part_start,
             "vehicles": sum(lane.counts.values()),
             "counts_json": detail_text({k.value: v for k, v in lane.counts.items()}),
             "mean_speed_kmh": lane.mean_speed_kmh,
@@ -784,7 +785,7 @@ def _record_traffic(session: Session, stats: TrafficStats) -> int:
     ]
     session.execute(
         _insert(session, TrafficMinute.__table__).on_conflict_do_nothing(
-            index_elements=["site", "node", "camera", "minute_start", "lane"]
+            index_elements=["site", "node", "camera", "minute_start", "lane", "part_start"]
         ),
         rows,
     )

@@ -547,9 +547,12 @@ class Outbox:
         return out
 
     def put_traffic(self, stats: TrafficStats) -> None:
-        """Store one minute of traffic statistics (keyed by camera and minute)."""
+        """Store one minute of traffic statistics (keyed by camera, minute and the part of
+        the minute it counts)."""
         payload = to_wire(stats)
         key = f"traffic/{stats.site}/{stats.node}/{stats.camera}/{stats.minute_start.isoformat()}"
+        if stats.counted_from is not None:
+            key += f"/{stats.counted_from.isoformat()}"
         topic = camera_topic(stats.site, stats.node, stats.camera, CameraTopic.TRAFFIC)
         with self._lock, _disk_full_is_full(key), self._transaction():
             used = self._used_bytes()

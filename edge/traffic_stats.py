@@ -14,6 +14,10 @@ Pure: fed the tracked vehicles seen in each lane on each frame, it returns a
   open minute (less than ``STEP_BACK_TOLERANCE``) counts in the open one; one further back
   means the clock was set back (a wrong time corrected): the open minute closes and the
   frame's begins, so the traffic after a correction is not all filed under the wrong time.
+- Parts: counting that begins within a minute (the first frame of an aggregator, made
+  when the node starts or its camera's lanes change, or the first after a clock set back)
+  makes a part of that minute whose ``counted_from`` is that frame's time. Another part
+  of the same minute, sent before a restart, is then kept beside it, not replaced.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class TrafficAggregator:
         self.site, self.node, self.camera = site, node, camera
         self.lanes = tuple(lanes)
         self._minute: datetime | None = None
+        self._counted_from: datetime | None = None
         self._frames = 0
         self._lanes: dict[str, _LaneMinute] = {}
         self._last_seen: dict[int, datetime] = {}  # by track id
@@ -75,13 +80,16 @@ class TrafficAggregator:
             if obs.lane not in self.lanes:
                 raise ValueError(f"lane {obs.lane!r} is not one of {', '.join(self.lanes)}")
         closed: list[TrafficStats] = []
-        if self._minute is None:
-            self._start(minute)
-        elif minute > self._minute or at < self._minute - STEP_BACK_TOLERANCE:
-            closed.extend(self.flush())
-            self._start(minute)
-        self._frames += 1
         now = at.astimezone(UTC)
+        if self._minute is None:
+            self._start(minute, counted_from=now)
+        elif minute > self._minute:
+            closed.extend(self.flush())
+            self._start(minute, counted_from=None)
+        elif at < self._minute - STEP_BACK_TOLERANCE:
+            closed.extend(self.flush())
+            self._start(minute, counted_from=now)
+        self._frames += 1
         for name in {o.lane for o in observations}:
             self._lanes[name].occupied_frames += 1
         for obs in observations:
@@ -116,14 +124,17 @@ class TrafficAggregator:
             node=self.node,
             camera=self.camera,
             minute_start=self._minute,
+            counted_from=self._counted_from,
             lanes=flows,
         )
         self._minute = None
         self._frames = 0
         return [stats]
 
-    def _start(self, minute: datetime) -> None:
+    def _start(self, minute: datetime, *, counted_from: datetime | None) -> None:
         self._minute = minute
+        # (a part begun on the minute's first instant is the whole minute)
+        self._counted_from = counted_from if counted_from != minute else None
         self._frames = 0
         self._lanes = {name: _LaneMinute() for name in self.lanes}
 

@@ -8,7 +8,7 @@ timezone-aware and normalized to UTC; they serialize as ``YYYY-MM-DDTHH:MM:SS.ff
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -249,13 +249,21 @@ class LaneFlow(ContractModel):
 
 
 class TrafficStats(ContractModel):
-    """Per-minute traffic flow of one camera, by lane, for the IOC."""
+    """Per-minute traffic flow of one camera, by lane, for the IOC.
+
+    A minute is sent in parts when its counting began within it: the node started (or
+    restarted), its camera's lanes changed, or its clock was set back into a minute
+    already sent. Such a part says when it began in ``counted_from``; a part without it
+    began with the minute. Central keeps each part, once however often it is sent.
+    """
 
     schema_version: Literal["1"] = SCHEMA_VERSION
     site: Ident
     node: Ident
     camera: Ident
     minute_start: UtcDatetime
+    # (left out of the message when absent: a minute counted whole reads as it always has)
+    counted_from: Annotated[UtcDatetime | None, Field(exclude_if=lambda v: v is None)] = None
     lanes: Annotated[list[LaneFlow], Field(max_length=MAX_LANES_PER_CAMERA)] = []
 
     @field_validator("minute_start")
@@ -264,6 +272,20 @@ class TrafficStats(ContractModel):
         if value.second or value.microsecond:
             raise ValueError("minute_start must be on a whole minute")
         return value
+
+    @model_validator(mode="after")
+    def _counted_within_the_minute(self) -> TrafficStats:
+        start = self.counted_from
+        if start is not None and not (
+            self.minute_start <= start < self.minute_start + timedelta(minutes=1)
+        ):
+            raise ValueError("counted_from must lie within the minute that minute_start begins")
+        return self
+
+    @property
+    def part_start(self) -> datetime:
+        """When this part of the minute began: what tells it from the minute's other parts."""
+        return self.counted_from or self.minute_start
 
 
 class CameraState(StrEnum):

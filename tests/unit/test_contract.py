@@ -332,6 +332,37 @@ def test_traffic_minute_must_be_whole() -> None:
         TrafficStats(site="s", node="n", camera="c", minute_start=T0)
 
 
+MINUTE = T0.replace(second=0, microsecond=0)
+
+
+@pytest.mark.parametrize(
+    ("counted_from", "ok"),
+    [
+        (None, True),
+        (MINUTE, True),
+        (MINUTE + timedelta(seconds=59.999999), True),
+        (MINUTE + timedelta(minutes=1), False),
+        (MINUTE - timedelta(microseconds=1), False),
+    ],
+    ids=["whole minute", "its first instant", "its last instant", "the next minute", "before"],
+)
+def test_a_part_of_a_traffic_minute_begins_within_it(
+    counted_from: datetime | None, ok: bool
+) -> None:
+    def part() -> TrafficStats:
+        return TrafficStats(
+            site="s", node="n", camera="c", minute_start=MINUTE, counted_from=counted_from
+        )
+
+    if not ok:
+        with pytest.raises(ValidationError, match="within the minute"):
+            part()
+        return
+    wire = to_wire(part())
+    assert (b"counted_from" in wire) == (counted_from is not None)  # (absent: as it always read)
+    assert parse_payload(TrafficStats, wire).part_start == (counted_from or MINUTE)
+
+
 def test_config_push_is_bounded() -> None:
     with pytest.raises(ValidationError, match="at most"):
         ConfigPush(

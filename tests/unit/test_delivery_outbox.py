@@ -120,6 +120,25 @@ def test_violations_go_before_traffic(tmp_path: Path) -> None:
         assert [m.kind.value for m in outbox.due_messages(10)] == ["violation", "traffic"]
 
 
+def test_each_part_of_a_traffic_minute_is_kept(tmp_path: Path) -> None:
+    """A minute begun again within it (the node restarted, its lanes changed) is a second
+    part of it, stored beside the first, not taken for the first stored again."""
+    from datetime import timedelta
+
+    from roadwatch.contract import TrafficStats
+
+    minute = T0.replace(second=0, microsecond=0)
+    parts = [
+        TrafficStats(site="s", node="n", camera="c", minute_start=minute, counted_from=start)
+        for start in (None, minute + timedelta(seconds=20), minute + timedelta(seconds=41))
+    ]
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        for part in parts + parts:
+            outbox.put_traffic(part)
+        sent = [TrafficStats.model_validate_json(m.payload) for m in outbox.due_messages(10)]
+    assert sorted(s.part_start for s in sent) == [p.part_start for p in parts]
+
+
 def test_disk_limit_refuses_blobs_then_events_never_silently(tmp_path: Path) -> None:
     # Each event's payload is about 1,000 bytes.
     budget = DiskBudget(limit_bytes=10_000, event_reserve_bytes=3_000, alarm_fraction=0.6)

@@ -114,3 +114,34 @@ def test_a_clock_set_back_starts_the_minute_it_says_again() -> None:
     starts = [s.minute_start - T for s in out]
     assert starts == [timedelta(minutes=m) for m in (0, 60, 1, 2, 3)]
     assert [s.lanes[0].counts for s in out] == [{V.CAR: 1}] * 4 + [{V.CAR: 2}]
+    # (the minute after the correction was not sent before; said to be a part, it is kept
+    # beside one sent before the wrong time, if any)
+    parts = [None, None, T + timedelta(minutes=1, seconds=1), None, None]
+    assert [s.counted_from for s in out] == parts
+
+
+def test_counting_begun_within_a_minute_is_a_part_of_it() -> None:
+    """A node restarted mid-minute sends the minute in two parts; each says when it began,
+    so central keeps both rather than taking the second for the first sent again."""
+    before = aggregator()
+    before.add_frame(T + timedelta(seconds=5), [o("l1", 1)])
+    [first] = before.flush()  # (the node stops: its partial minute goes out)
+    after = aggregator()  # (the node started again)
+    out = after.add_frame(T + timedelta(seconds=35.5), [o("l1", 1), o("l2", 2)])
+    out += after.add_frame(T + timedelta(minutes=1, seconds=2), [o("l1", 3)])
+    out += after.flush()
+    second, next_minute = out
+    assert (first.minute_start, second.minute_start) == (T, T)
+    assert first.counted_from == T + timedelta(seconds=5)
+    assert second.counted_from == T + timedelta(seconds=35.5)
+    assert first.part_start != second.part_start
+    assert [f.counts for f in second.lanes] == [{V.CAR: 1}, {V.CAR: 1}]
+    assert next_minute.counted_from is None  # (counted from its first instant)
+    assert next_minute.part_start == T + timedelta(minutes=1)
+
+
+def test_a_part_begun_on_the_minutes_first_instant_is_the_whole_minute() -> None:
+    agg = aggregator()
+    agg.add_frame(T, [o("l1", 1)])
+    [whole] = agg.flush()
+    assert whole.counted_from is None and whole.part_start == T
