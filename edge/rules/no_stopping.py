@@ -5,12 +5,14 @@ jitter neither resets nor fakes a stop; moving beyond the radius starts a new st
 vehicle that stopped inside a zone and stands on its edge keeps its stop while jitter
 carries the ground point over the edge and back, as long as each absence from the zone is
 no longer than ``max_gap_s``; one that stands outside is not made to stop inside by a
-frame whose box jitters in.
+frame whose box jitters in. A vehicle standing across the border of two adjacent zones
+keeps its stop as its point changes zone; it is allowed the longest dwell of the zones
+it stood in, and the explanation names them all.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRule
@@ -22,7 +24,8 @@ from roadwatch.contract import Measurement, ViolationType
 
 @dataclass(slots=True)
 class NoStoppingState:
-    zone: ZoneGeometry | None = None  # of the stop under way
+    zone: ZoneGeometry | None = None  # of the stop under way, where it stood last
+    zones: list[ZoneGeometry] = field(default_factory=list)  # every one it stood in
     anchor: Point | None = None
     since: float = 0.0
     last_in: float = 0.0
@@ -30,7 +33,7 @@ class NoStoppingState:
 
 class NoStoppingRule(TrackRule[NoStoppingState]):
     rule = ViolationType.NO_STOPPING
-    version = "no_stopping/3"
+    version = "no_stopping/4"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)
@@ -81,11 +84,15 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
         if inside:
             st.last_in = p.t
         radius = self.scene.stationary_radius
-        if st.zone is not zone or st.anchor is None or pos.distance(st.anchor) > radius:
-            st.zone, st.anchor, st.since = zone, pos, p.t
+        if st.anchor is None or pos.distance(st.anchor) > radius:
+            st.zone, st.zones, st.anchor, st.since = zone, [zone], pos, p.t
             return None
+        if st.zone is not zone:  # (standing on the border with an adjacent zone)
+            st.zone = zone
+            if all(z is not zone for z in st.zones):
+                st.zones.append(zone)
         dwell = p.t - st.since
-        limit = zone.config.dwell_s or self._settings.dwell_s
+        limit = max(z.config.dwell_s or self._settings.dwell_s for z in st.zones)
         # Standing exactly the time allowed is allowed. Judged on the dwell both as
         # measured and as the explanation shows it (0.1 s): it never reads "30.0 s, more
         # than the 30 s allowed", timestamp rounding cannot tip an exact stop over the
@@ -94,9 +101,10 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
         if dwell <= limit or shown <= limit:
             return None
         vehicle = memory.vote.winner
+        zones = " and ".join(z.label for z in self.scene.zones if z in st.zones)
         text = (
             f"{vehicle.value} stood still (within {self.scene.distance_text(radius)}) inside "
-            f"{zone.label} from {self.clock(st.since)} to {self.clock(p.t)}: {shown:.1f} s, "
+            f"{zones} from {self.clock(st.since)} to {self.clock(p.t)}: {shown:.1f} s, "
             f"more than the {limit:g} s allowed"
         )
         return self.violation(

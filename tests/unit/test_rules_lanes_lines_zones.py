@@ -455,6 +455,45 @@ def test_no_stopping_honours_the_zone_window() -> None:
     assert v.measured.dwell_s == pytest.approx(10.0, abs=0.11)
 
 
+def border_zones(north_dwell_s: float, south_dwell_s: float) -> list[dict[str, object]]:
+    """Two no-stopping zones meeting at y=500 (the shoulder, cut in two)."""
+    return [
+        {"id": "north", "polygon": [[800, 200], [1000, 200], [1000, 500], [800, 500]],
+         "dwell_s": north_dwell_s},
+        {"id": "south", "polygon": [[800, 500], [1000, 500], [1000, 800], [800, 800]],
+         "dwell_s": south_dwell_s},
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("dwells", "samples", "fires_after"),
+    [
+        ((30, 30), hold((900, 500), 0, 40, jitter=3), 30.0),
+        ((30, 60), hold((900, 500), 0, 70, jitter=3), 60.0),
+        ((30, 60), hold((900, 500), 0, 55, jitter=3), None),
+        ((30, 60), hold((900, 450), 0, 20) + hold((900, 510), 20, 40), None),
+    ],
+    ids=[
+        "parked across the border, its point jittering from zone to zone",
+        "allowed the longer dwell of the two zones",
+        "standing less than the longer dwell",
+        "stands 20 s, moves 6 m into the next zone, stands 20 s",
+    ],
+)
+def test_no_stopping_across_the_border_of_two_zones_is_one_stop(
+    dwells: tuple[float, float],
+    samples: list[tuple[float, float, float]],
+    fires_after: float | None,
+) -> None:
+    scene = geometry(True, no_stopping_zones=border_zones(*dwells))
+    found = run(NoStoppingRule(scene), [Track(9, samples)])
+    assert len(found) == (0 if fires_after is None else 1), [v.explanation for v in found]
+    if found:
+        [v] = found
+        assert v.measured.dwell_s == pytest.approx(fires_after, abs=0.11)
+        assert "inside no-stopping zone north and no-stopping zone south from" in v.explanation
+
+
 def test_state_is_bounded_by_forgetting_tracks() -> None:
     rule = NoStoppingRule(geometry(True))
     tracks = [Track(i, [(i * 0.5, 900, 500)]) for i in range(100)]
