@@ -47,6 +47,7 @@ from edge.traffic_stats import LaneObservation, TrafficAggregator
 from roadwatch.contract import (
     CameraState,
     PlateReading,
+    SignalPhase,
     TrafficStats,
     VehicleClass,
     ViolationEvent,
@@ -252,6 +253,17 @@ class CameraEnforcement:
             return []
         return old.traffic.flush()
 
+    # -- signal controller ------------------------------------------------------------
+
+    def on_controller(self, message: SignalPhase) -> bool:
+        """A signal controller's message for one of this camera's signal heads (on the
+        pipeline's thread); False when the scene has no head of that id."""
+        state = self.signals.get(message.head)
+        if state is None:
+            return False
+        state.on_controller(message)
+        return True
+
     # -- per frame --------------------------------------------------------------------
 
     def on_frame(
@@ -356,7 +368,10 @@ class CameraEnforcement:
         gap in what was seen, so a track's last point or a red phase from before the gap
         cannot decide a case after it."""
         self.rules = RuleSet(self.geometry)
-        self.signals = {h.id: SignalState(h.id, self.scene.lamp) for h in self.scene.signal_heads}
+        self.signals = {
+            h.id: SignalState(h.id, self.scene.lamp, lamps=h.lamps() is not None)
+            for h in self.scene.signal_heads
+        }
         self._tracks.clear()
 
     def _take_reference(self, frame: Frame, mono_s: float, bounds: IntegrityBounds) -> None:

@@ -18,6 +18,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -54,7 +55,14 @@ from edge.pipeline import (
 )
 from edge.rules.scene import SceneConfig, load_scene
 from edge.sources import probe_file
-from roadwatch.contract import CameraHealth, PlateReading, TrafficStats, ViolationEvent, to_wire
+from roadwatch.contract import (
+    CameraHealth,
+    PlateReading,
+    SignalPhase,
+    TrafficStats,
+    ViolationEvent,
+    to_wire,
+)
 from roadwatch.contract.signing import generate_private_key
 from roadwatch.errors import UserError
 
@@ -64,6 +72,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVIDENCE_BUILDERS = 2  # threads that build evidence packages during a live run
+# Signal controller messages waiting for their cameras' next frames: a controller sends a
+# few a second per head, so this holds seconds of them; the oldest go first when full.
+MAX_SIGNALS = 1024
+# How far ahead of the node's clock a controller's message may be stamped (the two clocks
+# keep NTP time; a message further ahead comes from a clock that is wrong).
+SIGNAL_AHEAD_S = 2.0
 
 Forward = Callable[[list[EvidencePackage], list[TrafficStats]], None]
 FiredTo = Callable[[ViolationEvent], None]
@@ -215,6 +229,9 @@ class EdgeNode:
     files: dict[str, CameraFiles] = field(default_factory=dict)
     # Told when a live run's loop has been stuck for ``PIPELINE_HUNG_S``: ends the process.
     on_hung: Callable[[float], None] = end_hung_process
+    # Signal controllers' messages, from the publisher's thread, for the cameras' next frames.
+    _signals: deque[SignalPhase] = field(default_factory=lambda: deque(maxlen=MAX_SIGNALS))
+    _signals_unplaced: set[tuple[str, str]] = field(default_factory=set)  # (said once)
 
     @classmethod
     def from_config(
@@ -299,6 +316,8 @@ class EdgeNode:
             )
             publisher.on_config = applier.handle
             node.config_applier = applier
+        if delivery is not None:
+            delivery.publisher.on_signal = node.on_signal
         return node
 
     @classmethod
@@ -390,12 +409,45 @@ class EdgeNode:
 
     # -- frames -----------------------------------------------------------------------
 
+    def on_signal(self, message: SignalPhase, now: datetime | None = None) -> None:
+        """A signal controller's message (from any thread): its camera's enforcement takes
+        it before that camera's next frame. One stamped ahead of this node's clock by more
+        than ``SIGNAL_AHEAD_S`` is refused: it would stand as fresh, and every message
+        after it as older, until the node's clock caught up."""
+        ahead = (message.sent_at - (now or datetime.now(UTC))).total_seconds()
+        if ahead > SIGNAL_AHEAD_S:
+            log.warning(
+                "signal %s/%s: refused a message stamped %.1f s ahead of this node's clock "
+                "(is the controller's clock right?)", message.camera, message.head, ahead,
+            )  # fmt: skip
+            return
+        if self._workers is not None:
+            self._workers.signal(message)
+            return
+        self._signals.append(message)
+
+    def _take_signals(self) -> None:
+        while self._signals:
+            message = self._signals.popleft()
+            camera = self.enforcement.get(message.camera)
+            if camera is not None and camera.on_controller(message):
+                continue
+            place = (message.camera, message.head)
+            if place not in self._signals_unplaced:  # (a controller sends every second)
+                self._signals_unplaced.add(place)
+                log.warning(
+                    "signal messages for camera %s, head %s: no such enforced camera or "
+                    "signal head in its scene; ignored", *place,
+                )  # fmt: skip
+
     def on_tracked(
         self, item: TrackedFrame, *, mono_s: float | None = None, at: datetime | None = None
     ) -> None:
         """One tracked frame of a camera (times default to the frame's own)."""
         if self._next:
             self._switch(item.frame.camera)
+        if self._signals:
+            self._take_signals()
         if self._built.is_set():  # evidence finished beside the pipeline: deliver it now
             self._built.clear()
             for other in [*self.enforcement.values(), *self._retiring]:

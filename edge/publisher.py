@@ -11,6 +11,11 @@ stop). ``stop()`` flushes what it can within its timeout, then disconnects.
 Pushed configs: with ``on_config`` set, the publisher also subscribes to the node's
 retained config topic and hands each payload to it (``edge.config_apply``).
 
+Signal controllers: with ``on_signal`` set, the publisher also subscribes (QoS 0: a phase
+is news only while fresh, and a backlog kept for the node while it was away is not) to
+the ``signal`` topics of the node's cameras and hands each ``SignalPhase`` that names the
+node and camera of its topic to it; anything else is logged and dropped.
+
 End-to-end receipts: the publisher subscribes (QoS 1) to the node's receipt topic, where
 central confirms the events it has committed; those are marked receipted in the outbox
 and deleted after ``receipted_retention_s``. A PUBACK only means the broker took the
@@ -41,12 +46,17 @@ from edge.outbox import Outbox, is_disk_full
 from roadwatch import __version__
 from roadwatch.contract import (
     CameraHealth,
+    CameraTopic,
     ContractError,
     NodeState,
     NodeStatus,
     NodeTopic,
+    SignalPhase,
+    TopicError,
     node_topic,
     parse_payload,
+    parse_topic,
+    subscription,
     to_wire,
 )
 from roadwatch.contract.models import ReceiptBatch
@@ -71,6 +81,8 @@ class PublisherCounters:
     republished: int
     resent: int = 0
     receipted: int = 0
+    signals: int = 0  # signal controller messages handed on
+    signals_refused: int = 0  # malformed, or for another node or camera
 
 
 def make_client(config: DeliveryConfig) -> mqtt.Client:
@@ -136,6 +148,12 @@ class Publisher:
         self.on_config: Callable[[bytes], object] | None = None
         """Called on the publisher's thread with each payload of the config topic; set
         before ``start()`` to subscribe to it."""
+        self.on_signal: Callable[[SignalPhase], object] | None = None
+        """Called on the publisher's thread with each signal controller's message for one
+        of the node's cameras; set before ``start()`` to subscribe to them."""
+        self._signal_filter = subscription(CameraTopic.SIGNAL, site=config.site, node=config.node)
+        self._signals = 0
+        self._signals_refused = 0
         self._receipts: list[str] = []
         self._resent_acked: list[str] = []
         self._resent = 0
@@ -195,6 +213,8 @@ class Publisher:
             republished=self._republished,
             resent=self._resent,
             receipted=self._receipted,
+            signals=self._signals,
+            signals_refused=self._signals_refused,
         )
 
     # ---------------------------------------------------------------- the thread
@@ -450,6 +470,8 @@ class Publisher:
             # Retained: the config in force arrives on every (re)connect; the same version
             # again changes nothing.
             client.subscribe(self._config_topic, qos=1)
+        if self.on_signal is not None:
+            client.subscribe(self._signal_filter, qos=0)
         self._publish_status(NodeState.ONLINE)
 
     def _on_disconnect(
@@ -469,12 +491,37 @@ class Publisher:
         if flight is not None:
             (self._resent_acked if flight.resend else self._acked).append(flight.message_id)
 
+    def _take_signal(self, topic: str, payload: bytes) -> None:
+        """A signal controller's message: to ``on_signal`` when it is for this node and
+        the camera its topic names."""
+        if self.on_signal is None:
+            return
+        try:
+            where = parse_topic(topic)
+            phase = parse_payload(SignalPhase, payload)
+            if (phase.site, phase.node, phase.camera) != (where.site, where.node, where.camera):
+                raise ContractError(f"it names {phase.site}/{phase.node}/{phase.camera}")
+            if (where.site, where.node) != (self.config.site, self.config.node):
+                raise ContractError(f"it is for node {where.site}/{where.node}")
+        except (ContractError, TopicError) as exc:
+            self._signals_refused += 1
+            log.warning("ignored a signal message on %s: %s", topic, exc)
+            return
+        self._signals += 1
+        try:
+            self.on_signal(phase)
+        except Exception:
+            log.exception("handling a signal message on %s failed", topic)
+
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if message.topic == self._config_topic and self.on_config is not None:
             try:
                 self.on_config(bytes(message.payload))
             except Exception:
                 log.exception("handling a pushed config failed; the config in force stays")
+            return
+        if message.topic.endswith("/" + CameraTopic.SIGNAL.value):
+            self._take_signal(message.topic, bytes(message.payload))
             return
         if message.topic != self._receipt_topic:
             return

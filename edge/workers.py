@@ -16,6 +16,8 @@ the node stores, publishes and reports them as it does its own.
   it (its plate models) runs on as it was and says why (``refused``).
 - Each violation a worker's rules find is sent to the node as found (``Fired``), before
   its evidence is built, and the node records it in the outbox.
+- A signal controller's message reaches the node's publisher and goes on to the worker
+  that runs its camera.
 - A worker that dies (killed for memory, a crash in a driver) is started again, at once
   or, after a quick death, after a growing wait; its cameras show ``down`` meanwhile. The
   evidence it was building is lost, but not the violations: the node stores those it
@@ -53,7 +55,13 @@ from edge.detections import ObjectClass
 from edge.enforcement import EVIDENCE_WAIT_S
 from edge.evidence.package import EvidencePackage
 from edge.pipeline import HUNG_EXIT_CODE, PIPELINE_HUNG_S, RunSummary
-from roadwatch.contract import CameraHealth, CameraState, TrafficStats, ViolationEvent
+from roadwatch.contract import (
+    CameraHealth,
+    CameraState,
+    SignalPhase,
+    TrafficStats,
+    ViolationEvent,
+)
 from roadwatch.errors import UserError
 from roadwatch.processes import die_with_parent
 
@@ -340,6 +348,8 @@ def _work(spec: WorkerSpec, sender: _Sender, control: Connection, stop: threadin
             try:
                 if message == STOP:
                     stop.set()
+                elif isinstance(message, SignalPhase):
+                    node.on_signal(message)
                 elif isinstance(message, Reconfigure) and (why := _reconfigure(node, message)):
                     sender.put(Refused(spec.index, message.config.version, why))
                 if time.monotonic() >= next_status:
@@ -530,6 +540,16 @@ class Workers:
             for worker in self._workers:
                 self._tell(worker, self._reconfigure_message(worker))
 
+    def signal(self, message: SignalPhase) -> None:
+        """A signal controller's message (from any thread), to the worker of its camera."""
+        with self._lock:
+            for worker in self._workers:
+                if message.camera in worker.cameras:
+                    self._tell(worker, message)
+                    return
+        log.warning("signal message for camera %s, which no worker runs; ignored",
+                    message.camera)  # fmt: skip
+
     # -- the node's thread -------------------------------------------------------------
 
     def _start(self, worker: _Worker) -> None:
@@ -572,7 +592,7 @@ class Workers:
             worker_config(self.config, worker.cameras), _files_of(self.files, worker.cameras)
         )
 
-    def _tell(self, worker: _Worker, message: Reconfigure | str) -> None:
+    def _tell(self, worker: _Worker, message: Reconfigure | SignalPhase | str) -> None:
         """Never waits: a worker busy loading its model reads its messages later."""
         if worker.control is not None and not worker.done:
             worker.control.put(message)

@@ -168,9 +168,12 @@ def run(
     return found
 
 
-def signal_plan(*phases: tuple[float, LampColour]) -> dict[str, PhaseHistory]:
-    """Signal head 'main' with phases beginning at the given seconds from T0."""
+def signal_plan(
+    *phases: tuple[float, LampColour], source: SignalSource = SignalSource.LAMP
+) -> dict[str, PhaseHistory]:
+    """Signal head 'main' with phases beginning at the given seconds from T0, read from
+    the lamp image (or told by ``source``)."""
     history = PhaseHistory()
     for s, colour in phases:
-        history.record(colour, T0 + s, SignalSource.CONTROLLER)
+        history.record(colour, T0 + s, source)
     return {"main": history}

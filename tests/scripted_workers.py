@@ -39,7 +39,7 @@ from edge.workers import (
     Status,
     WorkerSpec,
 )
-from roadwatch.contract import CameraHealth, CameraState, TrafficStats
+from roadwatch.contract import CameraHealth, CameraState, SignalPhase, TrafficStats
 
 MINUTE = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
 
@@ -116,6 +116,9 @@ def scripted(spec: WorkerSpec, out: Connection, control: Connection) -> None:
         if isinstance(message, Reconfigure) and first.startswith("refuses"):
             why = "OCR model ch_PP-OCRv4_det_infer.onnx is missing from the rapidocr package"
             out.send(Refused(spec.index, message.config.version, why))
+        elif isinstance(message, SignalPhase):  # (a signal controller's, via the node)
+            reason = f"signal {message.camera} {message.phase.value}"
+            report()
         elif isinstance(message, Reconfigure):
             scenes = ",".join(sorted(f.scene.camera for f in message.files.values()))
             reason = f"config {message.config.version} files {scenes}"

@@ -14,7 +14,7 @@ from edge.rules.tracks import (
     Violation,
     WorldTrackPoint,
 )
-from roadwatch.contract import LampColour, Measurement, VehicleClass, ViolationType
+from roadwatch.contract import LampColour, Measurement, SignalSource, VehicleClass, ViolationType
 
 
 class PhaseSource(Protocol):
@@ -23,6 +23,8 @@ class PhaseSource(Protocol):
     def phase_at(self, t: float) -> LampColour: ...
 
     def red_began(self, t: float) -> float | None: ...
+
+    def source_at(self, t: float) -> SignalSource | None: ...
 
 
 Signals = Mapping[str, PhaseSource]

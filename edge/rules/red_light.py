@@ -16,7 +16,7 @@ from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRul
 from edge.rules.geometry import Crossing, Point, SideTracker
 from edge.rules.plane import LaneGeometry, SceneGeometry
 from edge.rules.tracks import EvidenceTimes, Violation, WorldTrackPoint
-from roadwatch.contract import LampColour, Measurement, ViolationType
+from roadwatch.contract import LampColour, Measurement, SignalSource, ViolationType
 
 
 @dataclass(slots=True)
@@ -146,9 +146,12 @@ class RedLightRule(TrackRule[RedLightState]):
             return None
         vehicle = memory.vote.winner
         distance = crossed.at.distance(went.at)
+        # (a phase the controller reported has no lamp in the pictures: the text says so)
+        controller = head.source_at(crossed.t) is SignalSource.CONTROLLER
+        told = " (signal controller)" if controller else ""
         text = (
             f"{vehicle.value} crossed the stop line of {lane.label} at {self.clock(crossed.t)}, "
-            f"{since:.1f} s after red began at {self.clock(began)}, and went on past the "
+            f"{since:.1f} s after red began at {self.clock(began)}{told}, and went on past the "
             f"second line at {self.clock(went.t)}"
             + (", while still red" if same_red else ", without stopping")
         )

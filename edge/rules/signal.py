@@ -7,8 +7,12 @@ the other two. Hysteresis (a higher ratio to turn a lamp on than to keep it on) 
 minimum dwell keep single noisy frames from flipping the state; the phase's start is
 back-dated to the first frame of the new reading.
 
-A controller message (``SignalPhase``) is authoritative while fresh; once stale, the lamp
-reading takes over again.
+A controller message (``SignalPhase``) is authoritative while fresh (younger than
+``controller_ttl_s`` by its ``sent_at``); once stale, the lamp reading takes over again,
+from the moment the controller went stale: a lamp reading begun earlier never replaces
+what the controller said while it was fresh. A head with no lamp regions is known only
+from the controller: its phase is unknown before the first message and once the last is
+stale, so a silent controller never leaves a red standing.
 """
 
 from __future__ import annotations
@@ -177,6 +181,10 @@ class PhaseHistory:
             return None
         return span.began_at
 
+    def source_at(self, t: float) -> SignalSource | None:
+        span = self.span_at(t)
+        return None if span is None else span.source
+
     def time_since_red(self, t: float) -> float | None:
         began = self.red_began(t)
         return None if began is None else t - began
@@ -185,9 +193,10 @@ class PhaseHistory:
 class SignalState:
     """One signal head's phase from its lamp image and from the controller."""
 
-    def __init__(self, head: str, settings: LampSettings) -> None:
+    def __init__(self, head: str, settings: LampSettings, *, lamps: bool = True) -> None:
         self.head = head
         self._settings = settings
+        self._lamps = lamps  # (False: a head only the controller reports)
         self.lamp = LampReader(settings)
         self.history = PhaseHistory()
         self._controller_sent_at: float | None = None
@@ -210,11 +219,21 @@ class SignalState:
         """Feed one frame's lamp strengths; returns the phase in force at ``t``."""
         reading = self.lamp.update(t, strengths)
         if not self.controller_fresh(t) and reading.colour is not LampColour.UNKNOWN:
-            self.history.record(reading.colour, reading.began_at, SignalSource.LAMP)
-        return self.history.phase_at(t)
+            began = reading.began_at
+            if self._controller_sent_at is not None:
+                began = max(began, self._controller_sent_at + self._settings.controller_ttl_s)
+            self.history.record(reading.colour, began, SignalSource.LAMP)
+        return self.phase_at(t)
+
+    def _known(self, t: float) -> bool:
+        return self._lamps or self.controller_fresh(t)
 
     def phase_at(self, t: float) -> LampColour:
-        return self.history.phase_at(t)
+        return self.history.phase_at(t) if self._known(t) else LampColour.UNKNOWN
 
     def red_began(self, t: float) -> float | None:
-        return self.history.red_began(t)
+        return self.history.red_began(t) if self._known(t) else None
+
+    def source_at(self, t: float) -> SignalSource | None:
+        """Where the phase in force at ``t`` came from; None when it is not known."""
+        return self.history.source_at(t) if self._known(t) else None

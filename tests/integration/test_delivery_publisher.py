@@ -227,3 +227,58 @@ def test_a_broker_refusing_the_login_is_tried_again_with_back_off(tmp_path: Path
         outbox.close()
     assert 2 <= len(tries) <= 6, f"{len(tries)} tries in 3 s"
     assert publisher.counters().connects == 0
+
+
+def test_signal_controller_messages_for_the_nodes_cameras_are_handed_on(
+    tmp_path: Path, mqtt_broker: BrokerAddress
+) -> None:
+    """A controller publishes each head's phase on its camera's ``signal`` topic: the node
+    takes those for its own cameras that name the camera of their topic, and only those."""
+    import threading
+
+    from roadwatch.contract import LampColour, SignalPhase, to_wire
+    from tests.central_fixtures import Publisher as Controller
+
+    site = "t" + uuid.uuid4().hex[:12]
+    cfg = config(tmp_path, mqtt_broker, site)
+    outbox = Outbox(cfg.outbox.path, BIG_BUDGET)
+    publisher = Publisher(cfg, outbox)
+    taken: list[SignalPhase] = []
+    arrived = threading.Event()
+
+    def on_signal(message: SignalPhase) -> None:
+        taken.append(message)
+        if message.phase is LampColour.GREEN:
+            arrived.set()
+
+    publisher.on_signal = on_signal
+    controller = Controller(mqtt_broker)
+    at = datetime(2026, 11, 23, 7, 3, tzinfo=UTC)
+
+    def phase(colour: LampColour, camera: str = "cam-01", node: str = "node-01") -> bytes:
+        return to_wire(SignalPhase(site=site, node=node, camera=camera, phase=colour,
+                                   changed_at=at, sent_at=at))  # fmt: skip
+
+    topic = f"roadwatch/v1/{site}/node-01/cam-01/signal"
+    try:
+        publisher.start()
+        assert publisher.connected.wait(10)
+        deadline = time.monotonic() + 10
+        while not taken and time.monotonic() < deadline:  # (until the subscription holds)
+            controller.publish(topic, phase(LampColour.RED))
+            time.sleep(0.1)
+        assert taken and taken[0].phase is LampColour.RED
+        controller.publish(topic, b"{not json")
+        controller.publish(topic, phase(LampColour.YELLOW, camera="cam-02"))  # (topic: cam-01)
+        controller.publish(f"roadwatch/v1/{site}/node-02/cam-01/signal",
+                           phase(LampColour.YELLOW, node="node-02"))  # fmt: skip
+        controller.publish(topic, phase(LampColour.GREEN))
+        assert arrived.wait(10)
+        assert {m.phase for m in taken} == {LampColour.RED, LampColour.GREEN}
+        counters = publisher.counters()
+        assert counters.signals_refused == 2  # (node-02's never reaches this node)
+        assert counters.signals == len(taken)
+    finally:
+        publisher.stop(timeout_s=5)
+        controller.close()
+        outbox.close()

@@ -196,6 +196,24 @@ def test_a_worker_that_cannot_take_a_push_is_reported_and_runs_on() -> None:
     assert isinstance(running.end(), RunSummary)
 
 
+def test_a_signal_controllers_message_goes_to_the_worker_of_its_camera() -> None:
+    from datetime import UTC, datetime
+
+    from roadwatch.contract import LampColour, SignalPhase
+
+    subject = workers(site("steady-a", "steady-b"), Delivered())
+    running = Running(subject)
+    running.until(
+        lambda: {s for s, _ in states(subject).values()} == {CameraState.UP}, "all cameras up"
+    )
+    at = datetime.now(UTC)
+    subject.signal(SignalPhase(site="s", node="n", camera="steady-b",
+                               phase=LampColour.RED, changed_at=at, sent_at=at))  # fmt: skip
+    running.until(lambda: states(subject)["steady-b"][1] == "signal steady-b red", "b told")
+    assert states(subject)["steady-a"][1] == ""  # (the other worker's camera)
+    assert isinstance(running.end(), RunSummary)
+
+
 def test_workers_whose_sources_end_end_the_run() -> None:
     delivered = Delivered()
     result = workers(site("ends-a", "ends-b"), delivered).run(threading.Event())

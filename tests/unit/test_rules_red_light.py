@@ -6,10 +6,11 @@ import pytest
 
 from edge.rules.base import RuleUnavailableError
 from edge.rules.red_light import RedLightRule
-from roadwatch.contract import LampColour, ViolationType
+from roadwatch.contract import LampColour, SignalSource, ViolationType
 from tests.rules_tracks import T0, Track, geometry, hold, line_path, run, signal_plan
 
-RED_AT_10 = signal_plan((0.0, LampColour.GREEN), (7.0, LampColour.YELLOW), (10.0, LampColour.RED))
+RED_AT_10_PHASES = ((0.0, LampColour.GREEN), (7.0, LampColour.YELLOW), (10.0, LampColour.RED))
+RED_AT_10 = signal_plan(*RED_AT_10_PHASES)
 RED_THEN_GREEN = signal_plan(
     (0.0, LampColour.GREEN),
     (7.0, LampColour.YELLOW),
@@ -219,6 +220,16 @@ def test_violation_carries_what_a_person_checks() -> None:
         "car crossed the stop line of lane 1 at 14:03:12.000, 2.0 s after red began at "
         "14:03:10.000, and went on past the second line at 14:03:13.000, while still red, "
         "10.0 m beyond where it crossed"
+    )
+
+
+def test_a_red_the_controller_reported_is_said_in_the_explanation() -> None:
+    """No lamp in the pictures shows a phase the controller reported: the text says where
+    the red came from."""
+    told = signal_plan(*RED_AT_10_PHASES, source=SignalSource.CONTROLLER)
+    [v] = run(RedLightRule(geometry(True)), [Track(7, through(8.0))], told)
+    assert "2.0 s after red began at 14:03:10.000 (signal controller), and went on" in (
+        v.explanation
     )
 
 

@@ -1,0 +1,100 @@
+"""A signal controller's messages reach the enforcement of their camera at its next frame;
+one stamped ahead of the node's clock, or for a camera or head the node does not have, is
+refused and said so."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge.config import parse_site_config
+from edge.detections import Detections
+from edge.node import SIGNAL_AHEAD_S, EdgeNode
+from edge.pipeline import TrackedFrame
+from edge.sources import Frame
+from roadwatch.contract import LampColour, SignalPhase
+
+NOW = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+
+
+class Camera:
+    """Stands in for a camera's enforcement: records what it is told, and when."""
+
+    def __init__(self, heads: set[str]) -> None:
+        self.heads = heads
+        self.told: list[SignalPhase] = []
+        self.log: list[str] = []
+
+    def on_controller(self, message: SignalPhase) -> bool:
+        self.log.append("signal")
+        if message.head not in self.heads:
+            return False
+        self.told.append(message)
+        return True
+
+    def on_frame(self, **_: Any) -> tuple[list[Any], list[Any]]:
+        self.log.append("frame")
+        return [], []
+
+
+def node_with(cameras: dict[str, Camera]) -> EdgeNode:
+    config = parse_site_config(
+        {"site": "s", "node": "n", "cameras": [{"id": c, "url": "x.mp4"} for c in cameras]}
+    )
+    return EdgeNode(config, cameras, None)  # type: ignore[arg-type]
+
+
+def phase(camera: str = "cam-a", head: str = "main", sent: timedelta = timedelta()) -> SignalPhase:
+    return SignalPhase(site="s", node="n", camera=camera, head=head, phase=LampColour.RED,
+                       changed_at=NOW - timedelta(seconds=5), sent_at=NOW + sent)  # fmt: skip
+
+
+def frame_of(node: EdgeNode, camera: str) -> None:
+    pixels = np.zeros((4, 4, 3), np.uint8)
+    node.on_tracked(TrackedFrame(Frame(camera, 0, 0.0, NOW, pixels), Detections.empty()))
+
+
+def test_a_message_reaches_its_camera_before_that_cameras_next_frame() -> None:
+    a, b = Camera({"main"}), Camera({"main"})
+    node = node_with({"cam-a": a, "cam-b": b})
+    node.on_signal(phase(), now=NOW)
+    assert a.told == []  # (from the publisher's thread: taken on the pipeline's)
+    frame_of(node, "cam-b")
+    assert [m.camera for m in a.told] == ["cam-a"] and b.told == []
+    assert a.log == ["signal"]  # (any camera's frame takes it: before cam-a's next)
+
+
+@pytest.mark.parametrize(
+    ("ahead_s", "taken"),
+    [(0.0, True), (-60.0, True), (SIGNAL_AHEAD_S, True), (SIGNAL_AHEAD_S + 0.5, False)],
+    ids=["now", "a minute old", "just within the clocks' drift", "ahead of the node's clock"],
+)
+def test_a_message_stamped_ahead_of_the_nodes_clock_is_refused(
+    ahead_s: float, taken: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It would stand as fresh, and the controller's next messages as older, until the
+    node's clock caught up with it."""
+    a = Camera({"main"})
+    node = node_with({"cam-a": a})
+    node.on_signal(phase(sent=timedelta(seconds=ahead_s)), now=NOW)
+    frame_of(node, "cam-a")
+    assert bool(a.told) == taken
+    assert ("ahead of this node's clock" in caplog.text) == (not taken)
+
+
+def test_messages_for_a_head_or_camera_the_node_lacks_are_ignored_and_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    a = Camera({"main"})
+    node = node_with({"cam-a": a})
+    for _ in range(3):
+        node.on_signal(phase(head="left"), now=NOW)
+        node.on_signal(phase(camera="cam-z"), now=NOW)
+        frame_of(node, "cam-a")
+    assert a.told == []
+    said = [r.getMessage() for r in caplog.records if "signal messages for" in r.getMessage()]
+    assert len(said) == 2, said
+    assert "camera cam-a, head left" in said[0] and "camera cam-z, head main" in said[1]
