@@ -149,6 +149,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--tls-host", action="append", metavar="HOST",
         help="also write a private CA and a broker certificate for this host name or address",
     )  # fmt: skip
+    files.add_argument(
+        "--signal-controller", action="append", metavar="SITE:PASSWORD_FILE", default=[],
+        help="a broker account signal.SITE for the site's signal controllers, with the "
+        "password in PASSWORD_FILE: it may write only the site's signal topics",
+    )  # fmt: skip
     files.set_defaults(func=_broker_files)
 
     config = csub.add_parser("config", help="push camera and scene configs to edge nodes")
@@ -558,6 +563,27 @@ def _node_key_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _signal_controller(spec: str) -> tuple[str, str, str]:
+    """``SITE:PASSWORD_FILE`` -> (broker user, site, password)."""
+    from roadwatch.contract.topics import NodeTopic, TopicError, node_topic
+    from roadwatch.errors import UserError
+
+    site, sep, file = spec.partition(":")
+    if not sep or not file:
+        raise UserError(f"--signal-controller {spec!r}: give SITE:PASSWORD_FILE")
+    try:
+        node_topic(site, "x", NodeTopic.STATUS)  # (the site must be a topic level)
+    except TopicError as exc:
+        raise UserError(f"--signal-controller {spec!r}: {exc}") from exc
+    try:
+        password = Path(file).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--signal-controller {spec!r}: cannot read {file}: {exc}") from exc
+    if not password:
+        raise UserError(f"--signal-controller {spec!r}: {file} holds no password")
+    return f"signal.{site}", site, password
+
+
 def _broker_files(args: argparse.Namespace) -> int:
     from cryptography import x509
 
@@ -594,8 +620,17 @@ def _broker_files(args: argparse.Namespace) -> int:
             BrokerAccount(broker_username(site, node), pw_hash, site, node)
             for site, node, pw_hash in nodes
         ]
+        controllers = [_signal_controller(spec) for spec in args.signal_controller]
+        accounts += [
+            BrokerAccount(user, mosquitto_password_hash(password))
+            for user, _, password in controllers
+        ]
         passwd = render_passwd(accounts)
-        acl = render_acl([(site, node) for site, node, _ in nodes], central_user=central_user)
+        acl = render_acl(
+            [(site, node) for site, node, _ in nodes],
+            central_user=central_user,
+            controllers=[(user, site) for user, site, _ in controllers],
+        )
     except ValueError as exc:
         raise UserError(f"broker accounts: {exc}") from exc
     if out.exists() and not out.is_dir():

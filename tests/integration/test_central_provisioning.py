@@ -75,12 +75,15 @@ def test_registered_nodes_get_broker_logins_limited_to_their_prefix(tmp_path: Pa
     assert logins["node-01"][0] == "ql13.node-01"
 
     config = tmp_path / "config"
-    _cli(env, "central", "broker-files", "--out", str(config), "--tls-host", "127.0.0.1")
+    (tmp_path / "signal.pw").write_text("lights-secret\n")
+    _cli(env, "central", "broker-files", "--out", str(config), "--tls-host", "127.0.0.1",
+         "--signal-controller", f"ql13:{tmp_path / 'signal.pw'}")  # fmt: skip
     passwd = (config / "passwd").read_text()
     assert stat.S_IMODE((config / "passwd").stat().st_mode) == 0o600
     assert logins["node-01"][1] not in passwd, "plain broker passwords must not reach the disk"
+    assert "lights-secret" not in passwd
     assert {line.split(":")[0] for line in passwd.splitlines()} == {
-        "central", "ql13.node-01", "ql13.node-02",
+        "central", "ql13.node-01", "ql13.node-02", "signal.ql13",
     }  # fmt: skip
     (tmp_path / "certs").symlink_to(config / "certs")
 
@@ -101,6 +104,22 @@ def test_registered_nodes_get_broker_logins_limited_to_their_prefix(tmp_path: Pa
             assert received.get(timeout=10) == own
             with pytest.raises(queue.Empty):
                 received.get(timeout=1.0)
+            # The site's signal controller writes the phase of any of its cameras, and
+            # nothing else; the node reads its own cameras' signal topics.
+            controller = _client("signal.ql13", "lights-secret", ca, port)
+            phase = "roadwatch/v1/ql13/node-01/cam-01/signal"
+            publisher.on_message = lambda _c, _u, m: received.put(f"node read {m.topic}")
+            publisher.subscribe("roadwatch/v1/ql13/node-01/+/signal", qos=1)
+            not_its = ["roadwatch/v1/other/node-01/cam-01/signal", own,
+                       "roadwatch/v1/ql13/node-01/config"]  # fmt: skip
+            for topic in [*not_its, phase]:
+                controller.publish(topic, b"{}", qos=1).wait_for_publish(timeout=10)
+            got = {received.get(timeout=10), received.get(timeout=10)}
+            assert got == {phase, f"node read {phase}"}
+            with pytest.raises(queue.Empty):
+                print("unexpected:", received.get(timeout=1.0))
+            controller.disconnect()
+            controller.loop_stop()
         finally:
             for client in (publisher, central):
                 client.disconnect()
@@ -195,10 +214,16 @@ def test_broker_files_check_everything_before_writing_and_never_replace_a_ca(
         )  # fmt: skip
 
     out = tmp_path / "broker"
+    empty = tmp_path / "empty.pw"
+    empty.write_text("\n")
     refusals = [
         (["--out", str(out), "--tls-host", ""], {}, "not a host name: ''"),
         (["--out", str(out)], {"ROADWATCH_MQTT_USERNAME": "cen:tral"}, "broker accounts:"),
         (["--out", str(tmp_path / "central" / "central.db")], {}, "not a folder"),
+        (["--out", str(out), "--signal-controller", "ql13"], {}, "give SITE:PASSWORD_FILE"),
+        (["--out", str(out), "--signal-controller", f"QL13:{empty}"], {}, "not a valid topic"),
+        (["--out", str(out), "--signal-controller", f"ql13:{tmp_path}/none"], {}, "cannot read"),
+        (["--out", str(out), "--signal-controller", f"ql13:{empty}"], {}, "holds no password"),
     ]
     for args, extra, message in refusals:
         done = files(*args, **extra)
