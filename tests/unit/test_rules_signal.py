@@ -112,7 +112,8 @@ def test_older_controller_message_is_ignored_and_a_newer_one_corrects_history() 
         update={"changed_at": T - timedelta(seconds=0.4), "sent_at": T + timedelta(seconds=1)}
     )
     state.on_controller(corrected)
-    assert state.red_began(T.timestamp() + 1) == pytest.approx(T.timestamp() - 0.4)
+    # abs: approx is relative by default, and 1e-6 of an epoch time is half an hour.
+    assert state.red_began(T.timestamp() + 1) == pytest.approx(T.timestamp() - 0.4, abs=1e-6)
     with pytest.raises(ValueError, match="head"):
         state.on_controller(red.model_copy(update={"head": "left"}))
 
