@@ -195,6 +195,7 @@ class CameraEnforcement:
         # Set while the camera's frames are not the size its scene was drawn for: every
         # line and zone would be in the wrong place, so nothing is enforced or counted.
         self.size_mismatch: str | None = None
+        self._last_t: float | None = None  # the time of the last frame seen
         self.listeners: list[Callable[[Violation], None]] = []
         """Called with each violation as the rules find it (before its evidence exists)."""
         self.on_fired: Callable[[ViolationEvent], None] | None = None
@@ -218,6 +219,21 @@ class CameraEnforcement:
         shifted = last is not None and last.verdict is ViewVerdict.SHIFTED
         state = CameraState.VIEW_SHIFTED if shifted else CameraState.PAUSED
         return state, f"enforcement paused: {self.guard.reason}"
+
+    def health_note(self) -> str | None:
+        """What the health of a camera that is up should say (from any thread): the signal
+        heads only a controller reports that have no fresh message, where red light is
+        not enforced."""
+        t = self._last_t
+        if t is None:
+            return None
+        silent = sorted(h for h, s in self.signals.items() if s.silent(t))
+        if not silent:
+            return None
+        return (
+            f"no fresh signal controller message for head {', '.join(silent)}: red light "
+            "is not enforced at its stop lines"
+        )
 
     # -- a new configuration ----------------------------------------------------------
 
@@ -286,6 +302,7 @@ class CameraEnforcement:
             self.counters.paused_frames += 1
             return self._build_ready(mono_s), []
         t = captured_at.timestamp()
+        self._last_t = t
         self.ring.push_frame(index, mono_s, captured_at, frame)
         if self.guard is None and self._guard_bounds is not None:
             if mono_s >= self._guard_due:  # (a dark or blank picture: tried again later)

@@ -560,6 +560,10 @@ class EdgeNode:
             if override is not None and health.state.value == "up":
                 state, reason = override
                 health = health.model_copy(update={"state": state, "reason": reason})
+            elif health.state.value == "up" and not health.reason:
+                note = camera.health_note() if camera is not None else None
+                if note is not None:  # (up, and said why red light is not enforced)
+                    health = health.model_copy(update={"reason": note})
             out.append(health)
         return out
 

@@ -228,6 +228,10 @@ class SignalState:
     def _known(self, t: float) -> bool:
         return self._lamps or self.controller_fresh(t)
 
+    def silent(self, t: float) -> bool:
+        """A head only the controller reports, with no fresh message at ``t``."""
+        return not self._known(t)
+
     def phase_at(self, t: float) -> LampColour:
         return self.history.phase_at(t) if self._known(t) else LampColour.UNKNOWN
 

@@ -98,3 +98,42 @@ def test_messages_for_a_head_or_camera_the_node_lacks_are_ignored_and_said_once(
     said = [r.getMessage() for r in caplog.records if "signal messages for" in r.getMessage()]
     assert len(said) == 2, said
     assert "camera cam-a, head left" in said[0] and "camera cam-z, head main" in said[1]
+
+
+def test_a_camera_says_when_a_head_only_the_controller_reports_has_gone_silent() -> None:
+    """Up, but red light is not enforced at that head's stop lines: the camera's health
+    says so (the IOC reads it) until a fresh message comes."""
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edge.enforcement import CameraEnforcement
+    from edge.evidence.package import EvidenceBuilder
+    from edge.evidence.ring import FrameRing
+    from edge.rules.scene import SignalHead, load_scene
+
+    repo = Path(__file__).resolve().parents[2]
+    scene = load_scene(repo / "tests" / "data" / "rules_vn_redlight_16h30.scene.yaml")
+    scene = scene.model_copy(update={"signal_heads": [SignalHead(id="main")]})
+    camera = CameraEnforcement(
+        site="s", node="n", camera=scene.camera, scene=scene, projector=None,
+        ring=FrameRing(scene.camera, seconds=2, max_bytes=1 << 24),
+        builder=EvidenceBuilder(Ed25519PrivateKey.generate()), model_version="m@1",
+    )  # fmt: skip
+    size = scene.image_size
+    pixels = np.zeros((size.height, size.width, 3), np.uint8)
+
+    def frame_at(seconds: float) -> str | None:
+        at = NOW + timedelta(seconds=seconds)
+        camera.on_frame(index=int(seconds * 10), mono_s=seconds, captured_at=at,
+                        frame=Frame(scene.camera, 0, seconds, at, pixels),
+                        tracks=Detections.empty())  # fmt: skip
+        return camera.health_note()
+
+    assert camera.health_note() is None  # (no frame yet)
+    assert "no fresh signal controller message for head main" in (frame_at(0.0) or "")
+    message = phase(camera=scene.camera).model_copy(update={"sent_at": NOW})
+    assert camera.on_controller(message)
+    assert frame_at(1.0) is None
+    assert frame_at(3.0) is None  # (3 s old: fresh)
+    assert "red light is not enforced" in (frame_at(3.5) or "")
