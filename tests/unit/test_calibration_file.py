@@ -61,8 +61,26 @@ def test_fitted_calibration_round_trips_and_maps_captured_pixels_to_the_road(
     assert np.allclose(projector.to_image(probe), captured, atol=0.05)
 
 
-def test_lens_jacobian_matches_finite_differences(tmp_path: Path) -> None:
-    projector = RoadProjector.from_calibration(load_calibration(written(tmp_path, LENS)), AT)
+# A radial-only lens on square pixels has a symmetric Jacobian: it cannot tell d/du from
+# d/dv. Tangential distortion and unequal focal lengths can.
+LENSES = {
+    "radial": LENS,
+    "tangential": LensModel(
+        camera_matrix=CAMERA.intrinsics,
+        dist_coeffs=np.array([-0.2, 0.05, 0.004, -0.003, 0.0]),
+        image_size=(1280, 720),
+    ),
+    "non-square-pixels": LensModel(
+        camera_matrix=np.diag([1.3, 1.0, 1.0]) @ CAMERA.intrinsics,
+        dist_coeffs=np.array([-0.2, 0.05, 0.0, 0.0, 0.0]),
+        image_size=(1280, 720),
+    ),
+}
+
+
+@pytest.mark.parametrize("lens", LENSES.values(), ids=LENSES.keys())
+def test_lens_jacobian_matches_finite_differences(tmp_path: Path, lens: LensModel) -> None:
+    projector = RoadProjector.from_calibration(load_calibration(written(tmp_path, lens)), AT)
     pixel = np.array([900.0, 600.0])
     jac = projector.jacobian((900.0, 600.0))
     for axis in range(2):
@@ -133,18 +151,22 @@ def test_bad_calibration_files_are_refused_with_the_field_named(
         load_calibration(path)
 
 
-def test_recorded_rms_m_is_checked_against_the_matrix(tmp_path: Path) -> None:
-    # rms_m is the floor of every speed's uncertainty: a file may not claim a better fit.
+def noisy_survey() -> PointsFile:
+    """The survey clicked with about a pixel of noise: a fit with a real RMS."""
     noise = np.random.default_rng(1).normal(0.0, 1.0, (len(ROAD), 2))
     pixels = CAMERA.project(np.array(ROAD)) + noise
-    noisy = PointsFile(
+    return PointsFile(
         camera="cam01",
         points=[
             SurveyPoint(name=f"m{i}", pixel=(float(u), float(v)), world=w)
             for i, ((u, v), w) in enumerate(zip(pixels, ROAD, strict=True))
         ],
     )
-    calibration, fit = build_calibration(noisy, (1280, 720), "x", AT)
+
+
+def test_recorded_rms_m_is_checked_against_the_matrix(tmp_path: Path) -> None:
+    # rms_m is the floor of every speed's uncertainty: a file may not claim a better fit.
+    calibration, fit = build_calibration(noisy_survey(), (1280, 720), "x", AT)
     assert fit.rms_m > 0.05
     path = tmp_path / "cam01.calib.yaml"
     save_calibration(calibration, path)
@@ -187,3 +209,86 @@ def test_measurement_needing_calibration_refuses_an_uncalibrated_camera(tmp_path
 def test_points_outside_the_frame_are_refused() -> None:
     with pytest.raises(CalibrationError, match="outside the 640x360 frame"):
         build_calibration(survey(), (640, 360), "x", AT)
+
+
+def test_the_projector_keeps_the_calibrations_rms_m_as_its_uncertainty_floor() -> None:
+    calibration, fit = build_calibration(noisy_survey(), (1280, 720), "x", AT)
+    assert fit.rms_m > 0.05
+    assert RoadProjector.from_calibration(calibration, AT).rms_m == fit.rms_m
+    assert require_calibration(calibration, "cam01", AT).rms_m == fit.rms_m
+
+
+def _with_pixel(points: PointsFile, index: int, pixel: tuple[float, float]) -> PointsFile:
+    moved = [
+        p.model_copy(update={"pixel": pixel}) if i == index else p
+        for i, p in enumerate(points.points)
+    ]
+    return points.model_copy(update={"points": moved})
+
+
+@pytest.mark.parametrize(
+    ("pixel", "inside"),
+    [
+        ((0.0, 400.0), True),
+        ((1280.0, 400.0), True),
+        ((640.0, 0.0), True),
+        ((640.0, 720.0), True),
+        ((-0.5, 400.0), False),
+        ((1280.5, 400.0), False),
+        ((640.0, -0.5), False),
+        ((640.0, 720.5), False),
+        ((640.0, 1000.0), False),
+    ],
+    ids=[
+        "left-edge",
+        "right-edge",
+        "top-edge",
+        "bottom-edge",
+        "left-of-frame",
+        "right-of-frame",
+        "above-frame",
+        "below-frame",
+        "below-frame-within-its-width",
+    ],
+)
+def test_a_point_on_the_frame_edge_is_taken_and_one_past_it_refused(
+    pixel: tuple[float, float], inside: bool
+) -> None:
+    # The middle road mark moved: RANSAC drops it as a misclick, the frame check comes first.
+    points = _with_pixel(survey(), 4, pixel)
+    if inside:
+        calibration, _ = build_calibration(points, (1280, 720), "x", AT)
+        assert calibration.inliers[4] is False
+    else:
+        with pytest.raises(CalibrationError, match=r"point m4 at pixel .* outside the 1280x720"):
+            build_calibration(points, (1280, 720), "x", AT)
+
+
+def test_a_lens_calibrated_at_another_frame_size_is_refused() -> None:
+    with pytest.raises(
+        CalibrationError, match="lens was calibrated at 1280x720, the frame is 1920x1080"
+    ):
+        build_calibration(survey(LENS), (1920, 1080), "x", AT)
+
+
+def test_a_lens_on_file_is_not_applied_unless_undistort_is_set() -> None:
+    # Pixels clicked on an undistorted frame: the lens is recorded but must not be applied.
+    points = survey().model_copy(update={"lens": LensSpec.from_model(LENS)})
+    calibration, fit = build_calibration(points, (1280, 720), "x", AT)
+    assert calibration.lens is not None and not calibration.undistort
+    assert fit.rms_px < 0.01
+    projector = RoadProjector.from_calibration(calibration, AT)
+    assert projector.lens is None
+    probe = np.array([[1.7, 25.0], [-2.0, 40.0]])
+    assert np.allclose(projector.to_world(CAMERA.project(probe)), probe, atol=0.01)
+
+
+@pytest.mark.parametrize("lens", [None, LENS], ids=["no-lens", "lens"])
+def test_a_road_point_behind_the_camera_has_no_pixel_and_leaves_the_others_alone(
+    tmp_path: Path, lens: LensModel | None
+) -> None:
+    projector = RoadProjector.from_calibration(load_calibration(written(tmp_path, lens)), AT)
+    ahead, behind = np.array([1.7, 25.0]), np.array([0.0, -50.0])
+    pixels = projector.to_image(np.array([ahead, behind]))
+    assert np.array_equal(pixels[0], projector.to_image(ahead[None])[0])
+    assert np.isnan(pixels[1]).all()
