@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 import cv2
 import numpy as np
@@ -147,7 +147,8 @@ def _points(image: Image, fit: HomographyFit, projector: RoadProjector, scale: i
 
 
 def _legend(image: Image, calibration: CalibrationFile, fit: HomographyFit, at: datetime) -> None:
-    expired = at.date() > calibration.valid_until or at.date() < calibration.valid_from
+    day = at.astimezone(UTC).date()  # as CalibrationFile.check_valid judges it
+    expired = day > calibration.valid_until or day < calibration.valid_from
     lines = [
         (
             f"camera {calibration.camera}  calibrated {calibration.calibrated_at:%Y-%m-%d} "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -133,8 +133,9 @@ def build_calibration(
         undistort=survey.undistort,
         rms_px=fit.rms_px,
         rms_m=fit.rms_m,
-        valid_from=at.date(),
-        valid_until=(at + timedelta(days=survey.valid_days)).date(),
+        # Validity is in UTC days, as check_valid judges it (calibrated_at is kept in UTC).
+        valid_from=at.astimezone(UTC).date(),
+        valid_until=(at.astimezone(UTC) + timedelta(days=survey.valid_days)).date(),
         calibrated_by=calibrated_by,
         calibrated_at=at,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta, timezone
 
 import numpy as np
 import numpy.typing as npt
@@ -210,3 +210,13 @@ def test_lane_lines_are_drawn_along_the_road_through_the_lens(lens: str) -> None
     for y in (20.0, 33.0, 47.0, 61.0):
         spot = near(image, to_picture(calibration, (-8.0, y)), 1)
         assert count(spot, LANE, tolerance=60) > 0, y
+
+
+def test_the_legend_judges_expiry_on_utc_days_as_the_calibration_does() -> None:
+    calibration = calibrated()
+    # 23:30 UTC on the last valid day: already the next day in Hanoi, still valid.
+    last = datetime.combine(calibration.valid_until, time(23, 30), tzinfo=UTC)
+    in_hanoi = last.astimezone(timezone(timedelta(hours=7)))
+    assert in_hanoi.date() > calibration.valid_until
+    RoadProjector.from_calibration(calibration, in_hanoi)
+    assert np.array_equal(picture(calibration, in_hanoi), picture(calibration))

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -292,3 +292,19 @@ def test_a_road_point_behind_the_camera_has_no_pixel_and_leaves_the_others_alone
     pixels = projector.to_image(np.array([ahead, behind]))
     assert np.array_equal(pixels[0], projector.to_image(ahead[None])[0])
     assert np.isnan(pixels[1]).all()
+
+
+# Validity days are UTC days (check_valid): 01:00 on the 24th in Hanoi is the 23rd in UTC.
+HANOI = timezone(timedelta(hours=7))
+
+
+@pytest.mark.parametrize(
+    "at",
+    [AT, datetime(2026, 11, 24, 1, 0, tzinfo=HANOI), datetime(2026, 11, 23, 20, 0, tzinfo=UTC)],
+    ids=["utc-morning", "hanoi-after-midnight", "utc-evening"],
+)
+def test_a_calibration_is_valid_from_the_utc_day_it_was_made(at: datetime) -> None:
+    calibration, _ = build_calibration(survey(), (1280, 720), "x", at)
+    assert calibration.valid_from == date(2026, 11, 23)
+    assert calibration.valid_until == date(2027, 11, 23)
+    assert RoadProjector.from_calibration(calibration, at).rms_m < 0.01
