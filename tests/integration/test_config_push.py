@@ -34,12 +34,23 @@ from edge.identity import write_key_pair
 from edge.node import EdgeNode
 from edge.pipeline import TrackedFrame
 from edge.sources import Frame
-from roadwatch.contract import ConfigPush, NodeStatus, NodeTopic, node_topic, to_wire
+from roadwatch.contract import (
+    CameraTopic,
+    ConfigPush,
+    LampColour,
+    NodeStatus,
+    NodeTopic,
+    SignalPhase,
+    camera_topic,
+    node_topic,
+    to_wire,
+)
 from roadwatch.contract.signing import generate_private_key, load_private_key, sign, verify
 from roadwatch.contract.signing import load_public_key_pem as load_pub
 from roadwatch.demo.scene import CAMERA_ID, demo_camera, scene_document, surveyed_calibration
 from tests.central_fixtures import *  # noqa: F403
 from tests.central_fixtures import Account, CentralDb, NodeIdentity
+from tests.central_fixtures import Publisher as ControllerClient
 from tests.delivery_support import Consumer
 from tests.services import BrokerAddress
 
@@ -170,6 +181,23 @@ def test_a_running_node_applies_a_pushed_config_and_refuses_bad_ones(
         _wait("status v1", reported("v1", None))
         before = node.enforcement[CAMERA_ID]
         node.on_tracked(_frame(0))
+        # A signal controller's message for the camera reaches the node (its scene has no
+        # signal head of that id: it is said in the log and left).
+        controller = ControllerClient(mqtt_broker)
+        try:
+            at = datetime.now(UTC)
+            phase = SignalPhase(site=site, node="node-01", camera=CAMERA_ID, head="main",
+                                phase=LampColour.RED, changed_at=at, sent_at=at)  # fmt: skip
+            topic = camera_topic(site, "node-01", CAMERA_ID, CameraTopic.SIGNAL)
+            signals = node.delivery.publisher.counters
+            for _ in range(50):  # (until the node's subscription holds: QoS 0 is not kept)
+                controller.publish(topic, to_wire(phase))
+                if signals().signals:
+                    break
+                time.sleep(0.1)
+            assert signals().signals >= 1
+        finally:
+            controller.close()
 
         # Central's side: the operator's copy of the file, with a new place and limit.
         desk = tmp_path / "desk"
