@@ -271,14 +271,18 @@ class CameraEnforcement:
 
     # -- signal controller ------------------------------------------------------------
 
-    def on_controller(self, message: SignalPhase) -> bool:
-        """A signal controller's message for one of this camera's signal heads (on the
-        pipeline's thread); False when the scene has no head of that id."""
+    def on_controller(self, message: SignalPhase, t: float) -> str | None:
+        """A signal controller's message for one of this camera's signal heads, taken
+        before a frame of time ``t`` (on the pipeline's thread); why not, when it is not."""
         state = self.signals.get(message.head)
         if state is None:
-            return False
-        state.on_controller(message)
-        return True
+            return "no such signal head in the camera's scene"
+        if not state.on_controller(message, t):
+            return (
+                f"sent more than controller_ttl_s ({self.scene.lamp.controller_ttl_s:g} s) "
+                "away from the frames' time (the controller's clock or a late delivery)"
+            )
+        return None
 
     # -- per frame --------------------------------------------------------------------
 

@@ -231,7 +231,7 @@ class EdgeNode:
     on_hung: Callable[[float], None] = end_hung_process
     # Signal controllers' messages, from the publisher's thread, for the cameras' next frames.
     _signals: deque[SignalPhase] = field(default_factory=lambda: deque(maxlen=MAX_SIGNALS))
-    _signals_unplaced: set[tuple[str, str]] = field(default_factory=set)  # (said once)
+    _signals_unplaced: set[tuple[str, str, str]] = field(default_factory=set)  # (said once)
 
     @classmethod
     def from_config(
@@ -426,19 +426,22 @@ class EdgeNode:
             return
         self._signals.append(message)
 
-    def _take_signals(self) -> None:
+    def _take_signals(self, at: datetime) -> None:
+        """The controllers' messages, before a frame of time ``at``."""
         while self._signals:
             message = self._signals.popleft()
             camera = self.enforcement.get(message.camera)
-            if camera is not None and camera.on_controller(message):
+            why = (
+                "no camera of that id is enforced"
+                if camera is None
+                else camera.on_controller(message, at.timestamp())
+            )
+            if why is None:
                 continue
-            place = (message.camera, message.head)
-            if place not in self._signals_unplaced:  # (a controller sends every second)
-                self._signals_unplaced.add(place)
-                log.warning(
-                    "signal messages for camera %s, head %s: no such enforced camera or "
-                    "signal head in its scene; ignored", *place,
-                )  # fmt: skip
+            said = (message.camera, message.head, why)
+            if said not in self._signals_unplaced:  # (a controller sends every second)
+                self._signals_unplaced.add(said)
+                log.warning("signal messages for camera %s, head %s: %s; ignored", *said)
 
     def on_tracked(
         self, item: TrackedFrame, *, mono_s: float | None = None, at: datetime | None = None
@@ -447,7 +450,7 @@ class EdgeNode:
         if self._next:
             self._switch(item.frame.camera)
         if self._signals:
-            self._take_signals()
+            self._take_signals(item.frame.captured_at if at is None else at)
         if self._built.is_set():  # evidence finished beside the pipeline: deliver it now
             self._built.clear()
             for other in [*self.enforcement.values(), *self._retiring]:

@@ -202,26 +202,35 @@ class SignalState:
         self._controller_sent_at: float | None = None
 
     def controller_fresh(self, t: float) -> bool:
+        """A controller message sent within ``controller_ttl_s`` of ``t``, either side: one
+        stamped well after the frame (a recording replayed on its own clock) is no more
+        fresh for it than one well before."""
         sent = self._controller_sent_at
-        return sent is not None and t - sent <= self._settings.controller_ttl_s
+        return sent is not None and abs(t - sent) <= self._settings.controller_ttl_s
 
-    def on_controller(self, message: SignalPhase) -> None:
-        """Take a controller message for this head; an older one than the last is ignored."""
+    def on_controller(self, message: SignalPhase, t: float | None = None) -> bool:
+        """Take a controller message for this head, before the frame of time ``t`` if
+        given; one older than the last is ignored, and one not fresh at ``t`` is refused
+        (False): it would rewrite the history with what no longer holds, or does not yet."""
         if message.head != self.head:
             raise ValueError(f"message for head {message.head!r} given to head {self.head!r}")
         sent = message.sent_at.timestamp()
+        if t is not None and abs(t - sent) > self._settings.controller_ttl_s:
+            return False
         if self._controller_sent_at is not None and sent < self._controller_sent_at:
-            return
+            return True
         self._controller_sent_at = sent
         self.history.record(message.phase, message.changed_at.timestamp(), SignalSource.CONTROLLER)
+        return True
 
     def on_lamp(self, t: float, strengths: LampStrengths) -> LampColour:
         """Feed one frame's lamp strengths; returns the phase in force at ``t``."""
         reading = self.lamp.update(t, strengths)
         if not self.controller_fresh(t) and reading.colour is not LampColour.UNKNOWN:
             began = reading.began_at
-            if self._controller_sent_at is not None:
-                began = max(began, self._controller_sent_at + self._settings.controller_ttl_s)
+            if self._controller_sent_at is not None:  # (never after this frame)
+                stale = self._controller_sent_at + self._settings.controller_ttl_s
+                began = max(began, min(stale, t))
             self.history.record(reading.colour, began, SignalSource.LAMP)
         return self.phase_at(t)
 

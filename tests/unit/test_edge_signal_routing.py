@@ -28,12 +28,12 @@ class Camera:
         self.told: list[SignalPhase] = []
         self.log: list[str] = []
 
-    def on_controller(self, message: SignalPhase) -> bool:
+    def on_controller(self, message: SignalPhase, t: float) -> str | None:
         self.log.append("signal")
         if message.head not in self.heads:
-            return False
+            return "no such signal head in the camera's scene"
         self.told.append(message)
-        return True
+        return None
 
     def on_frame(self, **_: Any) -> tuple[list[Any], list[Any]]:
         self.log.append("frame")
@@ -97,7 +97,8 @@ def test_messages_for_a_head_or_camera_the_node_lacks_are_ignored_and_said_once(
     assert a.told == []
     said = [r.getMessage() for r in caplog.records if "signal messages for" in r.getMessage()]
     assert len(said) == 2, said
-    assert "camera cam-a, head left" in said[0] and "camera cam-z, head main" in said[1]
+    assert "camera cam-a, head left: no such signal head in the camera's scene" in said[0]
+    assert "camera cam-z, head main: no camera of that id is enforced" in said[1]
 
 
 def test_a_camera_says_when_a_head_only_the_controller_reports_has_gone_silent() -> None:
@@ -133,7 +134,11 @@ def test_a_camera_says_when_a_head_only_the_controller_reports_has_gone_silent()
     assert camera.health_note() is None  # (no frame yet)
     assert "no fresh signal controller message for head main" in (frame_at(0.0) or "")
     message = phase(camera=scene.camera).model_copy(update={"sent_at": NOW})
-    assert camera.on_controller(message)
+    assert camera.on_controller(message, NOW.timestamp()) is None
+    stale = message.model_copy(update={"sent_at": NOW - timedelta(seconds=4)})
+    assert "the controller's clock or a late delivery" in (
+        camera.on_controller(stale, NOW.timestamp()) or ""
+    )
     assert frame_at(1.0) is None
     assert frame_at(3.0) is None  # (3 s old: fresh)
     assert "red light is not enforced" in (frame_at(3.5) or "")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from edge.rules.scene import LampSettings
 from edge.rules.signal import LampStrengths, SignalState
 from roadwatch.contract import LampColour, SignalPhase, SignalSource
@@ -62,3 +64,28 @@ def test_a_head_with_lamps_keeps_its_lamp_reading_when_the_controller_is_silent(
     for k in range(5):
         state.on_lamp(t0 + k * 0.1, LIT_RED)
     assert state.phase_at(t0 + 60.0) is RED  # (no controller at all: the lamp decides)
+
+
+def test_a_controller_message_far_from_the_frames_time_is_refused() -> None:
+    """One sent long after the frame (a recording replayed on its own clock while a
+    controller sends the time now) or that arrives late is not fresh for it: refused, it
+    neither stands nor rewrites the history, and the lamp decides."""
+    state = SignalState("main", SETTINGS)
+    assert not state.on_controller(told(YELLOW, 3600.0, 3600.0), t0)  # (an hour after)
+    assert not state.on_controller(told(YELLOW, -10.0, -3.5), t0)  # (arrived 3.5 s late)
+    for k in range(10):
+        state.on_lamp(t0 + k * 0.1, LIT_RED)
+    assert state.phase_at(t0 + 0.9) is RED
+    assert state.source_at(t0 + 0.9) is SignalSource.LAMP
+    assert state.on_controller(told(YELLOW, 0.5, 3.9), t0 + 0.9)  # (3 s ahead: fresh)
+    assert state.phase_at(t0 + 0.9) is YELLOW
+
+
+@pytest.mark.parametrize(("frame_s", "fresh"), [(0.0, True), (-3.0, True), (-3.1, False),
+                                               (3.0, True), (3.1, False)])  # fmt: skip
+def test_a_controller_message_is_fresh_within_its_ttl_either_side(
+    frame_s: float, fresh: bool
+) -> None:
+    state = SignalState("main", SETTINGS)
+    state.on_controller(told(YELLOW, 0.0, 0.0))
+    assert state.controller_fresh(t0 + frame_s) is fresh
