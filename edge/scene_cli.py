@@ -68,6 +68,13 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  {rule.rule.value}: runs ({rule.version})")
     for rule_type, why in rules.unavailable.items():
         print(f"  {rule_type.value}: does not run without calibration or more scene: {why}")
+    for head in scene.signal_heads:
+        source = (
+            "read from its lamps in the picture (a signal controller's messages win while fresh)"
+            if head.lamps() is not None
+            else "no lamps drawn: known only from a signal controller's messages"
+        )
+        print(f"  signal head {head.id}: {source}")
     return 0
 
 

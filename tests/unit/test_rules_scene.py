@@ -319,6 +319,19 @@ def test_scene_check_lists_rules_and_why_some_cannot_run() -> None:
     )
     assert "red_light: runs (red_light/2)" in result.stdout
     assert "speeding needs metres: calibrate the camera" in result.stdout
+    assert "signal head main: read from its lamps in the picture" in result.stdout
+
+
+def test_scene_check_says_a_head_without_lamps_waits_for_the_controller(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scene = yaml.safe_load(HANOI_SCENE.read_text(encoding="utf-8"))
+    scene["signal_heads"] = [{"id": "main"}]
+    path = tmp_path / "cam.yaml"
+    path.write_text(yaml.safe_dump(scene), encoding="utf-8")
+    assert main(["scene", "check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "signal head main: no lamps drawn: known only from a signal controller" in out
 
 
 def test_scene_check_names_the_bad_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
