@@ -261,9 +261,12 @@ class CameraEnforcement:
         self.on_built, self.on_fired = old.on_built, old.on_fired
         self.counters = old.counters
         if old.scene.lamp == self.scene.lamp:
-            for head, state in old.signals.items():
-                if head in self.signals:
-                    self.signals[head] = state
+            # (a head whose lamp rectangles changed, or were added or taken away, starts
+            # afresh: its state was read from, or waited for, what is no longer there)
+            before = {h.id: h.lamps() for h in old.scene.signal_heads}
+            for head in self.scene.signal_heads:
+                if head.id in old.signals and before.get(head.id) == head.lamps():
+                    self.signals[head.id] = old.signals[head.id]
         if old.traffic.lanes == self.traffic.lanes:
             self.traffic = old.traffic
             return []

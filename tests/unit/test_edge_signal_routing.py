@@ -5,15 +5,21 @@ refused and said so."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.config import parse_site_config
 from edge.detections import Detections
+from edge.enforcement import CameraEnforcement
+from edge.evidence.package import EvidenceBuilder
+from edge.evidence.ring import FrameRing
 from edge.node import SIGNAL_AHEAD_S, EdgeNode
 from edge.pipeline import TrackedFrame
+from edge.rules.scene import SceneConfig, SignalHead, load_scene
 from edge.sources import Frame
 from roadwatch.contract import LampColour, SignalPhase
 
@@ -101,26 +107,45 @@ def test_messages_for_a_head_or_camera_the_node_lacks_are_ignored_and_said_once(
     assert "camera cam-z, head main: no camera of that id is enforced" in said[1]
 
 
-def test_a_camera_says_when_a_head_only_the_controller_reports_has_gone_silent() -> None:
-    """Up, but red light is not enforced at that head's stop lines: the camera's health
-    says so (the IOC reads it) until a fresh message comes."""
-    from pathlib import Path
+HANOI = load_scene(Path(__file__).resolve().parents[2] / "tests" / "data"
+                   / "rules_vn_redlight_16h30.scene.yaml")  # fmt: skip
 
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from edge.enforcement import CameraEnforcement
-    from edge.evidence.package import EvidenceBuilder
-    from edge.evidence.ring import FrameRing
-    from edge.rules.scene import SignalHead, load_scene
-
-    repo = Path(__file__).resolve().parents[2]
-    scene = load_scene(repo / "tests" / "data" / "rules_vn_redlight_16h30.scene.yaml")
-    scene = scene.model_copy(update={"signal_heads": [SignalHead(id="main")]})
-    camera = CameraEnforcement(
+def enforcement(scene: SceneConfig) -> CameraEnforcement:
+    return CameraEnforcement(
         site="s", node="n", camera=scene.camera, scene=scene, projector=None,
         ring=FrameRing(scene.camera, seconds=2, max_bytes=1 << 24),
         builder=EvidenceBuilder(Ed25519PrivateKey.generate()), model_version="m@1",
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("lamps_after", "kept"),
+    [("same", True), ("none", False), ("moved", False)],
+    ids=["lamps unchanged", "lamps taken away", "lamps redrawn elsewhere"],
+)
+def test_a_pushed_scene_keeps_a_heads_signal_state_only_while_its_lamps_stay(
+    lamps_after: str, kept: bool
+) -> None:
+    """A head whose lamps were taken away must not keep a red read from them (nor one
+    given lamps wait for the controller): it starts afresh."""
+    [head] = HANOI.signal_heads
+    new_head = {
+        "same": head,
+        "none": SignalHead(id="main"),
+        "moved": head.model_copy(update={"red": (500, 185, 510, 195)}),
+    }[lamps_after]
+    old = enforcement(HANOI)
+    new = enforcement(HANOI.model_copy(update={"signal_heads": [new_head]}))
+    new.take_over(old)
+    assert (new.signals["main"] is old.signals["main"]) is kept
+
+
+def test_a_camera_says_when_a_head_only_the_controller_reports_has_gone_silent() -> None:
+    """Up, but red light is not enforced at that head's stop lines: the camera's health
+    says so (the IOC reads it) until a fresh message comes."""
+    scene = HANOI.model_copy(update={"signal_heads": [SignalHead(id="main")]})
+    camera = enforcement(scene)
     size = scene.image_size
     pixels = np.zeros((size.height, size.width, 3), np.uint8)
 
