@@ -197,6 +197,10 @@ class SignalState:
         self.head = head
         self._settings = settings
         self._lamps = lamps  # (False: a head only the controller reports)
+        # The spans of time [from, to] the controller's messages cover (each message
+        # +-controller_ttl_s), oldest first: a head only the controller reports is known
+        # within them, for a crossing judged seconds later as for one now.
+        self._covered: deque[list[float]] = deque(maxlen=256)
         self.lamp = LampReader(settings)
         self.history = PhaseHistory()
         self._controller_sent_at: float | None = None
@@ -220,6 +224,11 @@ class SignalState:
         if self._controller_sent_at is not None and sent < self._controller_sent_at:
             return True
         self._controller_sent_at = sent
+        ttl = self._settings.controller_ttl_s
+        if self._covered and sent - ttl <= self._covered[-1][1]:
+            self._covered[-1][1] = sent + ttl
+        else:
+            self._covered.append([sent - ttl, sent + ttl])
         self.history.record(message.phase, message.changed_at.timestamp(), SignalSource.CONTROLLER)
         return True
 
@@ -235,7 +244,7 @@ class SignalState:
         return self.phase_at(t)
 
     def _known(self, t: float) -> bool:
-        return self._lamps or self.controller_fresh(t)
+        return self._lamps or any(a <= t <= b for a, b in reversed(self._covered))
 
     def silent(self, t: float) -> bool:
         """A head only the controller reports, with no fresh message at ``t``."""

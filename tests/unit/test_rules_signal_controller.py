@@ -89,3 +89,17 @@ def test_a_controller_message_is_fresh_within_its_ttl_either_side(
     state = SignalState("main", SETTINGS)
     state.on_controller(told(YELLOW, 0.0, 0.0))
     assert state.controller_fresh(t0 + frame_s) is fresh
+
+
+def test_a_head_only_the_controller_reports_answers_for_the_times_its_messages_cover() -> None:
+    """A red-light case is judged when the vehicle has gone on, seconds after it crossed:
+    the phase at the crossing is known while the controller's messages covered that time,
+    and not where it fell silent."""
+    state = SignalState("main", SETTINGS, lamps=False)
+    for second in [*range(0, 11), *range(20, 31)]:  # (silent from 10 s to 20 s)
+        state.on_controller(told(RED, -2.0, float(second)))
+    assert state.red_began(t0 + 2.0) == t0 - 2.0  # (asked at 30 s)
+    assert state.red_began(t0 + 13.0) == t0 - 2.0  # (3 s after the last message before)
+    assert state.red_began(t0 + 15.0) is None and state.phase_at(t0 + 15.0) is UNKNOWN
+    assert state.red_began(t0 + 17.0) == t0 - 2.0  # (3 s before the first one after)
+    assert state.red_began(t0 - 3.5) is None  # (before the first message's cover)
