@@ -12,6 +12,7 @@ from central.workflow import (
     ALLOWED_ROLES,
     MAX_REASON,
     TRANSITIONS,
+    WORKFLOW_REFUSALS,
     Action,
     Actor,
     Case,
@@ -447,3 +448,95 @@ def test_a_supervisor_reopens_a_confirmed_case_an_officer_may_not() -> None:
     assert decide(again, Command(Action.ISSUE_NOTICE), SUPERVISOR, NOW, POLICY).status is (
         Status.NOTICE_ISSUED
     )
+
+
+# Who may take each action, written out rather than read back from ALLOWED_ROLES: an
+# officer issuing a notice, or an admin or the IOC deciding a case, must fail a test.
+_REVIEWERS = {Role.OFFICER, Role.SUPERVISOR}
+EXPECTED_ROLES: dict[Action, set[Role]] = {
+    Action.START_REVIEW: _REVIEWERS,
+    Action.RELEASE: _REVIEWERS,
+    Action.CORRECT_PLATE: _REVIEWERS,
+    Action.CONFIRM: _REVIEWERS,
+    Action.REJECT: _REVIEWERS,
+    Action.ISSUE_NOTICE: {Role.SUPERVISOR},
+    Action.CLOSE: {Role.SUPERVISOR},
+    Action.ESCALATE: {Role.SUPERVISOR},
+}
+
+
+@pytest.mark.parametrize("action", list(Action), ids=str)
+def test_the_role_table_is_the_documented_one(action: Action) -> None:
+    assert set(ALLOWED_ROLES[action]) == EXPECTED_ROLES[action]
+
+
+@pytest.mark.parametrize(
+    "plate",
+    ["51f-123.46", " 51F-123.46", "51F-123.46  ", "\t51f-123.46\n"],
+    ids=["lower", "leading-space", "trailing-spaces", "tab-and-newline"],
+)
+def test_a_plate_correction_is_stored_trimmed_and_upper_case(plate: str) -> None:
+    """Only ``plate_corrected`` changes: the reviewer keeps the case, nothing is decided."""
+    case = _case(Status.IN_REVIEW, reviewer=OFFICER.username)
+    after = decide(case, Command(Action.CORRECT_PLATE, plate=plate), OFFICER, NOW, POLICY)
+    assert after == dataclasses.replace(case, plate_corrected="51F-123.46")
+
+
+_NO_PLATE = {"plate_text": None}
+# One way to meet each refusal: (start, its fields, action, actor, policy, code).
+REFUSALS = [
+    pytest.param(Status.CLOSED, {}, Action.CLOSE, Actor("x", Role.IOC), POLICY, "forbidden",
+                 id="forbidden"),
+    pytest.param(Status.REJECTED, {}, Action.CONFIRM, SUPERVISOR, POLICY, "invalid_transition",
+                 id="invalid_transition"),
+    pytest.param(Status.IN_REVIEW, {"reviewer": "an"}, Action.REJECT, OFFICER2, POLICY,
+                 "not_reviewer", id="not_reviewer"),
+    pytest.param(Status.IN_REVIEW, {}, Action.CORRECT_PLATE, SUPERVISOR, POLICY, "invalid_plate",
+                 id="invalid_plate"),
+    pytest.param(Status.IN_REVIEW, {}, Action.REJECT, SUPERVISOR, POLICY, "reason_required",
+                 id="reason_required"),
+    pytest.param(Status.IN_REVIEW, {}, Action.REJECT, SUPERVISOR, POLICY, "reason_too_long",
+                 id="reason_too_long"),
+    pytest.param(Status.CONFIRMED, {"confirmed_by": "cuong"}, Action.ISSUE_NOTICE, SUPERVISOR,
+                 POLICY, "two_person_rule", id="two_person_rule"),
+    pytest.param(Status.IN_REVIEW, {"evidence_on_file": False}, Action.CONFIRM, SUPERVISOR,
+                 POLICY, "evidence_incomplete", id="evidence_incomplete"),
+    pytest.param(Status.IN_REVIEW, _NO_PLATE, Action.CONFIRM, SUPERVISOR, POLICY,
+                 "plate_required", id="plate_required"),
+    # Which refusal speaks first where several apply.
+    pytest.param(Status.CLOSED, {}, Action.CONFIRM, Actor("x", Role.ADMIN), POLICY, "forbidden",
+                 id="role-before-status"),
+    pytest.param(Status.IN_REVIEW, {"reviewer": "an", "evidence_on_file": False},
+                 Action.CONFIRM, OFFICER2, POLICY, "not_reviewer", id="reviewer-before-evidence"),
+    pytest.param(Status.IN_REVIEW, {**_NO_PLATE, "evidence_on_file": False}, Action.CONFIRM,
+                 SUPERVISOR, POLICY, "evidence_incomplete", id="evidence-before-plate"),
+]  # fmt: skip
+_COMMANDS = {
+    "invalid_plate": Command(Action.CORRECT_PLATE, plate="51F<b>"),
+    "reason_required": Command(Action.REJECT, reason=" "),
+    "reason_too_long": Command(Action.REJECT, reason="x" * (MAX_REASON + 1)),
+}
+
+
+@pytest.mark.parametrize(("start", "fields", "action", "actor", "policy", "code"), REFUSALS)
+def test_each_refusal_has_its_code(
+    start: Status,
+    fields: dict[str, object],
+    action: Action,
+    actor: Actor,
+    policy: Policy,
+    code: str,
+) -> None:
+    command = _COMMANDS.get(code, _command(action))
+    assert command.action is action
+    with pytest.raises(WorkflowError) as err:
+        decide(_case(start, **fields), command, actor, NOW, policy)
+    assert err.value.code == code
+
+
+def test_the_refusal_catalogue_is_exactly_the_codes_decide_raises() -> None:
+    """The API maps each listed code to an HTTP status and the page words it: a code that
+    ``decide`` raises but the catalogue lacks would reach the reviewer unworded."""
+    raised = {p.values[-1] for p in REFUSALS}
+    assert raised == set(WORKFLOW_REFUSALS)
+    assert len(WORKFLOW_REFUSALS) == len(set(WORKFLOW_REFUSALS))
