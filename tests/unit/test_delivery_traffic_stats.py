@@ -47,6 +47,16 @@ CASES = [
         {"l1": ({V.CAR: 1}, None, 0.5), "l2": ({}, None, 0.5)},
         id="a lane change counts once, in the lane first seen in",
     ),
+    pytest.param(
+        [(0, [o("l1", 1, V.CAR, 10), o("l1", 2, V.CAR, 80)]), (1, [o("l1", 1, V.CAR, 30)])],
+        {"l1": ({V.CAR: 2}, 50.0, 1.0), "l2": ({}, None, 0.0)},
+        id="a vehicle sampled twice weighs as much as one sampled once",
+    ),
+    pytest.param(
+        [(0, [o("l2", 1, V.CAR, 10), o("l2", 2, V.CAR, 20), o("l2", 3, V.CAR, 20.5)])],
+        {"l1": ({}, None, 0.0), "l2": ({V.CAR: 3}, 16.83, 1.0)},
+        id="the mean speed is rounded to two decimals",
+    ),
 ]
 
 
@@ -145,3 +155,94 @@ def test_a_part_begun_on_the_minutes_first_instant_is_the_whole_minute() -> None
     agg.add_frame(T, [o("l1", 1)])
     [whole] = agg.flush()
     assert whole.counted_from is None and whole.part_start == T
+
+
+def _cars_counted(stats: list[TrafficStats]) -> int:
+    return sum(f.counts.get(V.CAR, 0) for s in stats for f in s.lanes)
+
+
+@pytest.mark.parametrize(
+    ("gap_s", "counted"),
+    [(60, 1), (119, 1), (120, 1), (121, 2), (600, 2)],
+    ids=["1 min", "just under 2 min", "exactly 2 min", "just over 2 min", "10 min"],
+)
+def test_a_track_id_seen_again_counts_again_only_after_two_minutes_unseen(
+    gap_s: int, counted: int
+) -> None:
+    """Some trackers reuse ids: an id unseen for over two minutes is another vehicle."""
+    assert _cars_counted(run([(0, [o("l1", 7)]), (gap_s, [o("l1", 7)])])) == counted
+
+
+def test_a_vehicle_seen_steadily_for_minutes_counts_once() -> None:
+    """Each sighting renews the track: a queue standing for five minutes is not recounted."""
+    frames = [(float(t), [o("l1", 7)]) for t in range(0, 300, 30)]
+    assert _cars_counted(run(frames)) == 1
+
+
+@pytest.mark.parametrize(
+    ("early", "parts"),
+    [
+        (timedelta(seconds=59), 1),
+        (timedelta(seconds=60), 1),
+        (timedelta(seconds=60, milliseconds=1), 2),
+        (timedelta(minutes=2), 2),
+    ],
+    ids=["59 s early", "60 s early", "just over 60 s early", "2 min early"],
+)
+def test_a_frame_stamped_early_counts_in_the_open_minute_up_to_one_minute(
+    early: timedelta, parts: int
+) -> None:
+    """Up to STEP_BACK_TOLERANCE before the open minute a frame is jitter; further back,
+    the clock was set back and the frame's own minute begins, as a part."""
+    open_minute = T + timedelta(minutes=5)
+    agg = aggregator()
+    out = agg.add_frame(open_minute + timedelta(seconds=1), [o("l1", 1)])
+    out += agg.add_frame(open_minute - early, [o("l1", 2)])
+    out += agg.flush()
+    assert len(out) == parts
+    if parts == 1:
+        assert out[0].minute_start == open_minute and out[0].lanes[0].counts == {V.CAR: 2}
+    else:
+        back = out[1]
+        assert back.minute_start == (open_minute - early).replace(second=0, microsecond=0)
+        assert back.part_start == open_minute - early  # (its counting began there)
+        assert back.lanes[0].counts == {V.CAR: 1}
+
+
+@pytest.mark.parametrize(("n", "ok"), [(1, True), (16, True), (17, False)], ids=str)
+def test_a_camera_has_at_most_sixteen_lanes(n: int, ok: bool) -> None:
+    lanes = [f"l{i}" for i in range(n)]
+    if ok:
+        assert TrafficAggregator(site="s", node="n", camera="c", lanes=lanes).lanes == tuple(lanes)
+        return
+    with pytest.raises(ValueError):
+        TrafficAggregator(site="s", node="n", camera="c", lanes=lanes)
+
+
+def test_after_a_flush_counting_begins_a_new_part() -> None:
+    """A flush (a partial minute sent) leaves nothing behind: what follows, in the same
+    minute, is a part of its own with only its own traffic."""
+    agg = aggregator()
+    agg.add_frame(T + timedelta(seconds=5), [o("l1", 1)])
+    [first] = agg.flush()
+    agg.add_frame(T + timedelta(seconds=20), [o("l2", 2)])
+    [second] = agg.flush()
+    assert first.counted_from == T + timedelta(seconds=5)
+    assert second.counted_from == T + timedelta(seconds=20)
+    assert [f.counts for f in second.lanes] == [{}, {V.CAR: 1}]
+    assert [f.occupancy for f in second.lanes] == [0.0, 1.0]
+
+
+def test_counts_are_listed_in_class_order() -> None:
+    """Whatever order vehicles arrive in, a minute's message reads the same."""
+    [stats] = run([(0, [o("l1", 1, V.TRUCK), o("l1", 2, V.BUS), o("l1", 3, V.CAR)])])
+    assert list(stats.lanes[0].counts) == sorted([V.TRUCK, V.BUS, V.CAR])
+
+
+def test_the_tracks_remembered_stay_bounded_on_a_long_run() -> None:
+    """A node runs for months: ids unseen for over two minutes are let go (the memory
+    bound is checked on the aggregator's own table, there being no other way to see it)."""
+    agg = aggregator()
+    for i in range(10_000):
+        agg.add_frame(T + timedelta(seconds=i), [o("l1", i)])
+    assert len(agg._last_seen) <= 4096
