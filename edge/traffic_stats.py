@@ -15,9 +15,10 @@ Pure: fed the tracked vehicles seen in each lane on each frame, it returns a
   means the clock was set back (a wrong time corrected): the open minute closes and the
   frame's begins, so the traffic after a correction is not all filed under the wrong time.
 - Parts: counting that begins within a minute (the first frame of an aggregator, made
-  when the node starts or its camera's lanes change, or the first after a clock set back)
-  makes a part of that minute whose ``counted_from`` is that frame's time. Another part
-  of the same minute, sent before a restart, is then kept beside it, not replaced.
+  when the node starts or its camera's lanes change) makes a part of that minute whose
+  ``counted_from`` is that frame's time; so does every minute counted again after a
+  clock set back, up to the latest minute sent before. Another part of the same minute,
+  sent before, is then kept beside it, not replaced.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from roadwatch.contract.models import MAX_LANES_PER_CAMERA
 # A track not seen for this long may count again (ids are reused by some trackers).
 _FORGET_AFTER = timedelta(minutes=2)
 STEP_BACK_TOLERANCE = timedelta(minutes=1)
+_ONE_US = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,7 @@ class TrafficAggregator:
         self.lanes = tuple(lanes)
         self._minute: datetime | None = None
         self._counted_from: datetime | None = None
+        self._sent_up_to: datetime | None = None  # the latest minute closed
         self._frames = 0
         self._lanes: dict[str, _LaneMinute] = {}
         self._last_seen: dict[int, datetime] = {}  # by track id
@@ -83,12 +86,11 @@ class TrafficAggregator:
         now = at.astimezone(UTC)
         if self._minute is None:
             self._start(minute, counted_from=now)
-        elif minute > self._minute:
+        elif minute > self._minute or at < self._minute - STEP_BACK_TOLERANCE:
             closed.extend(self.flush())
-            self._start(minute, counted_from=None)
-        elif at < self._minute - STEP_BACK_TOLERANCE:
-            closed.extend(self.flush())
-            self._start(minute, counted_from=now)
+            # (a minute at or before one already sent is counted again: a part of it)
+            again = self._sent_up_to is not None and minute <= self._sent_up_to
+            self._start(minute, counted_from=now if again else None, again=again)
         self._frames += 1
         for name in {o.lane for o in observations}:
             self._lanes[name].occupied_frames += 1
@@ -127,14 +129,22 @@ class TrafficAggregator:
             counted_from=self._counted_from,
             lanes=flows,
         )
+        if self._sent_up_to is None or self._minute > self._sent_up_to:
+            self._sent_up_to = self._minute
         self._minute = None
         self._frames = 0
         return [stats]
 
-    def _start(self, minute: datetime, *, counted_from: datetime | None) -> None:
+    def _start(
+        self, minute: datetime, *, counted_from: datetime | None, again: bool = False
+    ) -> None:
         self._minute = minute
-        # (a part begun on the minute's first instant is the whole minute)
-        self._counted_from = counted_from if counted_from != minute else None
+        if counted_from == minute:
+            # A part begun on the minute's first instant is the whole minute, unless the
+            # minute is counted again: then it is said to begin a microsecond in, to stay
+            # apart from the whole minute sent before.
+            counted_from = minute + _ONE_US if again else None
+        self._counted_from = counted_from
         self._frames = 0
         self._lanes = {name: _LaneMinute() for name in self.lanes}
 

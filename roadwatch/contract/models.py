@@ -252,9 +252,11 @@ class TrafficStats(ContractModel):
     """Per-minute traffic flow of one camera, by lane, for the IOC.
 
     A minute is sent in parts when its counting began within it: the node started (or
-    restarted), its camera's lanes changed, or its clock was set back into a minute
-    already sent. Such a part says when it began in ``counted_from``; a part without it
-    began with the minute. Central keeps each part, once however often it is sent.
+    restarted), its camera's lanes changed, or its clock was set back into minutes
+    already sent (each counted again is a part). Such a part says when it began in
+    ``counted_from`` (one counted again from the minute's first instant, a microsecond
+    in); a part without it began with the minute. Central keeps each part, once however
+    often it is sent.
     """
 
     schema_version: Literal["1"] = SCHEMA_VERSION

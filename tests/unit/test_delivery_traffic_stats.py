@@ -124,10 +124,33 @@ def test_a_clock_set_back_starts_the_minute_it_says_again() -> None:
     starts = [s.minute_start - T for s in out]
     assert starts == [timedelta(minutes=m) for m in (0, 60, 1, 2, 3)]
     assert [s.lanes[0].counts for s in out] == [{V.CAR: 1}] * 4 + [{V.CAR: 2}]
-    # (the minute after the correction was not sent before; said to be a part, it is kept
-    # beside one sent before the wrong time, if any)
-    parts = [None, None, T + timedelta(minutes=1, seconds=1), None, None]
+    # (the minutes after the correction, up to the latest sent at the wrong time, are
+    # parts: each is kept beside one of them sent before the correction, if any)
+    parts = [None, None, *(T + timedelta(minutes=m, seconds=1) for m in (1, 2, 3))]
     assert [s.counted_from for s in out] == parts
+
+
+def test_minutes_counted_again_after_a_clock_set_back_are_parts_of_them() -> None:
+    """Counted to 07:08, then the clock set back to 07:05:30: 07:05, 07:06 and 07:07
+    come again, each as a part beside the one sent before; 07:09 is new."""
+    agg = aggregator()
+    out: list[TrafficStats] = []
+    for k in range(11):  # 07:03:00 to 07:08:00, a car each 30 s
+        out += agg.add_frame(T + timedelta(seconds=30 * k), [o("l1", k)])
+    for k in range(8):  # 07:05:30 to 07:09:00
+        out += agg.add_frame(T + timedelta(seconds=150 + 30 * k), [o("l1", 100 + k)])
+    out += agg.flush()
+    keys = [(s.minute_start - T, s.part_start - T) for s in out]
+    assert len(set(keys)) == len(keys), keys  # (none taken for another sent before)
+    again = [(s.minute_start - T, s.counted_from - T) for s in out if s.counted_from]
+    us = timedelta(microseconds=1)  # (begun on the minute's first instant, counted again)
+    assert again == [
+        (timedelta(minutes=2), timedelta(minutes=2, seconds=30)),
+        (timedelta(minutes=3), timedelta(minutes=3) + us),
+        (timedelta(minutes=4), timedelta(minutes=4) + us),
+        (timedelta(minutes=5), timedelta(minutes=5) + us),
+    ]
+    assert sum(sum(s.lanes[0].counts.values()) for s in out) == 11 + 8  # (each car once)
 
 
 def test_counting_begun_within_a_minute_is_a_part_of_it() -> None:
@@ -205,7 +228,10 @@ def test_a_frame_stamped_early_counts_in_the_open_minute_up_to_one_minute(
     else:
         back = out[1]
         assert back.minute_start == (open_minute - early).replace(second=0, microsecond=0)
-        assert back.part_start == open_minute - early  # (its counting began there)
+        began = open_minute - early  # (its counting began there; on a minute's first
+        # instant, a microsecond in: it may be counted again, after the whole one)
+        on_the_minute = began.second == 0 and began.microsecond == 0
+        assert back.part_start == began + timedelta(microseconds=on_the_minute)
         assert back.lanes[0].counts == {V.CAR: 1}
 
 
