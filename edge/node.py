@@ -54,6 +54,7 @@ from edge.pipeline import (
     process_file,
 )
 from edge.rules.scene import SceneConfig, load_scene
+from edge.said_once import SaidOnce
 from edge.sources import probe_file
 from roadwatch.contract import (
     CameraHealth,
@@ -231,7 +232,7 @@ class EdgeNode:
     on_hung: Callable[[float], None] = end_hung_process
     # Signal controllers' messages, from the publisher's thread, for the cameras' next frames.
     _signals: deque[SignalPhase] = field(default_factory=lambda: deque(maxlen=MAX_SIGNALS))
-    _signals_unplaced: set[tuple[str, str, str]] = field(default_factory=set)  # (said once)
+    _signals_refused: SaidOnce = field(default_factory=SaidOnce)  # (a controller sends often)
 
     @classmethod
     def from_config(
@@ -439,8 +440,7 @@ class EdgeNode:
             if why is None:
                 continue
             said = (message.camera, message.head, why)
-            if said not in self._signals_unplaced:  # (a controller sends every second)
-                self._signals_unplaced.add(said)
+            if self._signals_refused.due(said):
                 log.warning("signal messages for camera %s, head %s: %s; ignored", *said)
 
     def on_tracked(

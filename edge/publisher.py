@@ -52,6 +52,7 @@ from roadwatch.contract import (
     NodeStatus,
     NodeTopic,
     SignalPhase,
+    SignalSource,
     TopicError,
     node_topic,
     parse_payload,
@@ -503,6 +504,8 @@ class Publisher:
                 raise ContractError(f"it names {phase.site}/{phase.node}/{phase.camera}")
             if (where.site, where.node) != (self.config.site, self.config.node):
                 raise ContractError(f"it is for node {where.site}/{where.node}")
+            if phase.source is not SignalSource.CONTROLLER:
+                raise ContractError(f"its source is {phase.source.value}, not a controller")
         except (ContractError, TopicError) as exc:
             self._signals_refused += 1
             log.warning("ignored a signal message on %s: %s", topic, exc)

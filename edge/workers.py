@@ -55,6 +55,7 @@ from edge.detections import ObjectClass
 from edge.enforcement import EVIDENCE_WAIT_S
 from edge.evidence.package import EvidencePackage
 from edge.pipeline import HUNG_EXIT_CODE, PIPELINE_HUNG_S, RunSummary
+from edge.said_once import SaidOnce
 from roadwatch.contract import (
     CameraHealth,
     CameraState,
@@ -446,6 +447,7 @@ class Workers:
     _workers: list[_Worker] = field(default_factory=list, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _failure: Failed | None = field(default=None, init=False)
+    _signals_refused: SaidOnce = field(default_factory=SaidOnce, init=False)
 
     def __post_init__(self) -> None:
         dealt = deal_cameras(self.config.cameras, self.config.processes)
@@ -541,14 +543,19 @@ class Workers:
                 self._tell(worker, self._reconfigure_message(worker))
 
     def signal(self, message: SignalPhase) -> None:
-        """A signal controller's message (from any thread), to the worker of its camera."""
+        """A signal controller's message (from the publisher's thread), to the worker of
+        its camera once that worker runs (one starting, or started again, would only take
+        them stale after its model loads)."""
         with self._lock:
             for worker in self._workers:
                 if message.camera in worker.cameras:
-                    self._tell(worker, message)
+                    status = worker.status  # (its own report, since this process started)
+                    if status is not None and status.at >= worker.started > 0:
+                        self._tell(worker, message)
                     return
-        log.warning("signal message for camera %s, which no worker runs; ignored",
-                    message.camera)  # fmt: skip
+        if self._signals_refused.due(message.camera):
+            log.warning("signal messages for camera %s, which no worker runs; ignored",
+                        message.camera)  # fmt: skip
 
     # -- the node's thread -------------------------------------------------------------
 

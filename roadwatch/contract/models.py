@@ -350,6 +350,12 @@ class SignalPhase(ContractModel):
     sent_at: UtcDatetime
     source: SignalSource = SignalSource.CONTROLLER
 
+    @model_validator(mode="after")
+    def _began_before_it_was_sent(self) -> SignalPhase:
+        if self.changed_at > self.sent_at:
+            raise ValueError("changed_at is after sent_at: a phase is told once it has begun")
+        return self
+
 
 class ConfigPush(SignedModel):
     """Camera and scene configuration pushed by central (retained, central -> edge)."""

@@ -236,7 +236,7 @@ def test_signal_controller_messages_for_the_nodes_cameras_are_handed_on(
     takes those for its own cameras that name the camera of their topic, and only those."""
     import threading
 
-    from roadwatch.contract import LampColour, SignalPhase, to_wire
+    from roadwatch.contract import LampColour, SignalPhase, SignalSource, to_wire
     from tests.central_fixtures import Publisher as Controller
 
     site = "t" + uuid.uuid4().hex[:12]
@@ -270,13 +270,16 @@ def test_signal_controller_messages_for_the_nodes_cameras_are_handed_on(
         assert taken and taken[0].phase is LampColour.RED
         controller.publish(topic, b"{not json")
         controller.publish(topic, phase(LampColour.YELLOW, camera="cam-02"))  # (topic: cam-01)
+        read_off_a_lamp = SignalPhase.model_validate_json(phase(LampColour.YELLOW))
+        lamp = read_off_a_lamp.model_copy(update={"source": SignalSource.LAMP})
+        controller.publish(topic, to_wire(lamp))  # (the topic is the controller's)
         controller.publish(f"roadwatch/v1/{site}/node-02/cam-01/signal",
                            phase(LampColour.YELLOW, node="node-02"))  # fmt: skip
         controller.publish(topic, phase(LampColour.GREEN))
         assert arrived.wait(10)
         assert {m.phase for m in taken} == {LampColour.RED, LampColour.GREEN}
         counters = publisher.counters()
-        assert counters.signals_refused == 2  # (node-02's never reaches this node)
+        assert counters.signals_refused == 3  # (node-02's never reaches this node)
         assert counters.signals == len(taken)
     finally:
         publisher.stop(timeout_s=5)

@@ -363,6 +363,16 @@ def test_a_part_of_a_traffic_minute_begins_within_it(
     assert parse_payload(TrafficStats, wire).part_start == (counted_from or MINUTE)
 
 
+def test_a_signal_phase_is_told_once_it_has_begun() -> None:
+    def told(changed: timedelta) -> SignalPhase:
+        return SignalPhase(site="s", node="n", camera="c", phase=LampColour.RED,
+                           changed_at=T0 + changed, sent_at=T0)  # fmt: skip
+
+    assert told(timedelta(0)).changed_at == T0
+    with pytest.raises(ValidationError, match="changed_at is after sent_at"):
+        told(timedelta(microseconds=1))
+
+
 def test_config_push_is_bounded() -> None:
     with pytest.raises(ValidationError, match="at most"):
         ConfigPush(

@@ -54,8 +54,9 @@ def node_with(cameras: dict[str, Camera]) -> EdgeNode:
 
 
 def phase(camera: str = "cam-a", head: str = "main", sent: timedelta = timedelta()) -> SignalPhase:
+    at = NOW + sent
     return SignalPhase(site="s", node="n", camera=camera, head=head, phase=LampColour.RED,
-                       changed_at=NOW - timedelta(seconds=5), sent_at=NOW + sent)  # fmt: skip
+                       changed_at=at - timedelta(seconds=5), sent_at=at)  # fmt: skip
 
 
 def frame_of(node: EdgeNode, camera: str) -> None:

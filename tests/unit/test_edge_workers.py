@@ -214,6 +214,23 @@ def test_a_signal_controllers_message_goes_to_the_worker_of_its_camera() -> None
     assert isinstance(running.end(), RunSummary)
 
 
+def test_a_signal_message_waits_for_no_worker_and_one_for_no_camera_is_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from datetime import UTC, datetime
+
+    from roadwatch.contract import LampColour, SignalPhase
+
+    subject = workers(site("steady-a", "steady-b"), Delivered())
+    at = datetime.now(UTC)
+    for camera in ("steady-a", "cam-z", "cam-z"):  # (no worker started yet: none queued)
+        subject.signal(SignalPhase(site="s", node="n", camera=camera,
+                                   phase=LampColour.RED, changed_at=at, sent_at=at))  # fmt: skip
+    assert [r.getMessage() for r in caplog.records] == [
+        "signal messages for camera cam-z, which no worker runs; ignored"
+    ]
+
+
 def test_workers_whose_sources_end_end_the_run() -> None:
     delivered = Delivered()
     result = workers(site("ends-a", "ends-b"), delivered).run(threading.Event())
