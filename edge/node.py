@@ -233,6 +233,7 @@ class EdgeNode:
     # Signal controllers' messages, from the publisher's thread, for the cameras' next frames.
     _signals: deque[SignalPhase] = field(default_factory=lambda: deque(maxlen=MAX_SIGNALS))
     _signals_refused: SaidOnce = field(default_factory=SaidOnce)  # (a controller sends often)
+    _signals_ahead: SaidOnce = field(default_factory=SaidOnce)  # (on the publisher's thread)
 
     @classmethod
     def from_config(
@@ -417,10 +418,12 @@ class EdgeNode:
         after it as older, until the node's clock caught up."""
         ahead = (message.sent_at - (now or datetime.now(UTC))).total_seconds()
         if ahead > SIGNAL_AHEAD_S:
-            log.warning(
-                "signal %s/%s: refused a message stamped %.1f s ahead of this node's clock "
-                "(is the controller's clock right?)", message.camera, message.head, ahead,
-            )  # fmt: skip
+            if self._signals_ahead.due((message.camera, message.head)):
+                log.warning(
+                    "signal %s/%s: refused a message stamped %.1f s ahead of this node's "
+                    "clock (is the controller's clock right?)", message.camera, message.head,
+                    ahead,
+                )  # fmt: skip
             return
         if self._workers is not None:
             self._workers.signal(message)
