@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.exc import OperationalError
 
 from central import records
@@ -19,8 +22,20 @@ from central.intake import (
     unsigned,
 )
 from central.records import KeyCache, check_batch
+from roadwatch.contract import (
+    NodeState,
+    NodeStatus,
+    TrafficStats,
+    ViolationEvent,
+    canonical_model_bytes,
+    to_wire,
+)
+from roadwatch.contract.signing import generate_private_key, key_fingerprint, sign
+from tests.factories import T0, violation_event
 
 TOPIC = "roadwatch/v1/site-a/node-01/cam-01/violation"
+TRAFFIC_TOPIC = "roadwatch/v1/site-a/node-01/cam-01/traffic"
+STATUS_TOPIC = "roadwatch/v1/site-a/node-01/status"
 
 
 def no_key(site: str, node: str) -> None:
@@ -59,8 +74,6 @@ def test_a_database_error_still_raises_so_the_batch_is_checked_again(
 
 
 def _reencoded(text: bytes, how: str) -> bytes:
-    import json
-
     data = json.loads(text)
     if how == "spaced":
         return json.dumps(data, ensure_ascii=False, indent=2).encode()
@@ -74,9 +87,6 @@ def _reencoded(text: bytes, how: str) -> bytes:
 def test_a_signed_event_re_encoded_in_another_form_is_refused(how: str) -> None:
     """The same event in other bytes would be stored as received and then not verify for
     whoever checks the evidence: only the form that was signed is taken."""
-    from roadwatch.contract import to_wire
-    from roadwatch.contract.signing import generate_private_key, sign
-    from tests.factories import violation_event
 
     key = generate_private_key()
     event = sign(violation_event(site="site-a", node="node-01", camera="cam-01"), key)
@@ -109,11 +119,6 @@ def test_an_event_its_node_signed_in_another_form_is_refused_as_not_canonical(
 ) -> None:
     """Signed over exactly the bytes sent, but not in canonical form: central would keep
     what the published schema refuses, or what another parser reads otherwise."""
-    import base64
-
-    from roadwatch.contract import canonical_model_bytes
-    from roadwatch.contract.signing import generate_private_key
-    from tests.factories import violation_event
 
     key = generate_private_key()
     event = violation_event(site="site-a", node="node-01", camera="cam-01")
@@ -127,9 +132,6 @@ def test_an_event_its_node_signed_in_another_form_is_refused_as_not_canonical(
     def keys(site: str, node: str) -> Any:
         return key.public_key()
 
-    from roadwatch.contract import to_wire
-    from roadwatch.contract.signing import sign
-
     signed = sign(event, key)  # (the canonical form of the same event is taken)
     assert check(Message(TOPIC, to_wire(signed)), keys, now=event.occurred_at) == signed
     outcome = check(Message(TOPIC, wire), keys, now=event.occurred_at)
@@ -140,6 +142,8 @@ def test_an_event_its_node_signed_in_another_form_is_refused_as_not_canonical(
     ("ahead", "taken"),
     [
         (timedelta(minutes=9), True),  # two clocks never agree to the second
+        pytest.param(timedelta(minutes=10), True, id="exactly the margin ahead"),
+        pytest.param(timedelta(minutes=10, microseconds=1), False, id="just past the margin"),
         (timedelta(minutes=11), False),
         (timedelta(days=365 * 73), False),
     ],
@@ -147,9 +151,6 @@ def test_an_event_its_node_signed_in_another_form_is_refused_as_not_canonical(
 def test_an_event_stamped_in_the_future_waits_for_its_time(ahead: timedelta, taken: bool) -> None:
     """A node whose clock runs ahead: its event is quarantined, and taken when the node
     sends it again once that time has come."""
-    from roadwatch.contract import to_wire
-    from roadwatch.contract.signing import generate_private_key, sign
-    from tests.factories import T0, violation_event
 
     key = generate_private_key()
     event = sign(
@@ -171,9 +172,6 @@ def test_which_of_a_nodes_keys_signed_decides() -> None:
     """Keys in force (a rotation keeps the old one until it is revoked) are each taken; a
     revoked key's signature is refused as revoked_key with the date and reason; any other
     key's as forged; with no key in force, nothing is taken."""
-    from roadwatch.contract import to_wire
-    from roadwatch.contract.signing import generate_private_key, key_fingerprint, sign
-    from tests.factories import T0, violation_event
 
     old, new, stolen, stranger = (generate_private_key() for _ in range(4))
     revoked = RevokedKey(stolen.public_key(), key_fingerprint(stolen.public_key()), T0,
@@ -218,9 +216,6 @@ def test_an_event_stamped_before_the_decree_is_quarantined(
 ) -> None:
     """A node whose clock was reset (1970, the year 1): its events are not filed under a
     month long gone (with a partition of their own, overdue on arrival)."""
-    from roadwatch.contract import TrafficStats, to_wire
-    from roadwatch.contract.signing import generate_private_key, sign
-    from tests.factories import violation_event
 
     key = generate_private_key()
     payload: Any
@@ -238,3 +233,213 @@ def test_an_event_stamped_before_the_decree_is_quarantined(
     else:
         assert isinstance(outcome, Refusal) and outcome.code is RefusalCode.PAST, outcome
         assert "the node's clock is wrong" in outcome.reason
+
+
+# -- the message as a whole: topic, contract, registry -------------------------------------
+
+
+def _registered(key: Ed25519PrivateKey) -> Any:
+    """A key lookup where site-a/node-01 is registered with ``key``."""
+    return lambda _site, _node: key.public_key()
+
+
+def _signed(key: Ed25519PrivateKey, **overrides: Any) -> ViolationEvent:
+    fields: dict[str, Any] = {"site": "site-a", "node": "node-01", "camera": "cam-01"}
+    return sign(violation_event(**(fields | overrides)), key)
+
+
+def _traffic(**overrides: Any) -> TrafficStats:
+    fields: dict[str, Any] = {
+        "site": "site-a",
+        "node": "node-01",
+        "camera": "cam-01",
+        "minute_start": T0.replace(second=0, microsecond=0),
+    }
+    return TrafficStats(**(fields | overrides))
+
+
+def _status(**overrides: Any) -> NodeStatus:
+    fields: dict[str, Any] = {
+        "site": "site-a",
+        "node": "node-01",
+        "state": NodeState.ONLINE,
+        "sent_at": T0,
+    }
+    return NodeStatus(**(fields | overrides))
+
+
+def _message(kind: str, key: Ed25519PrivateKey, **overrides: Any) -> tuple[Message, Any]:
+    """A message of ``kind`` on its own topic (the payload's fields overridden), and the
+    payload it carries."""
+    if kind == "violation":
+        payload: Any = _signed(key, **overrides)
+        return Message(TOPIC, to_wire(payload)), payload
+    if kind == "traffic":
+        payload = _traffic(**overrides)
+        return Message(TRAFFIC_TOPIC, to_wire(payload)), payload
+    payload = _status(**overrides)
+    return Message(STATUS_TOPIC, to_wire(payload)), payload
+
+
+@pytest.mark.parametrize("kind", ["violation", "traffic", "status"])
+def test_each_kind_central_ingests_is_taken_from_its_topic(kind: str) -> None:
+    key = generate_private_key()
+    message, payload = _message(kind, key)
+    assert check(message, _registered(key), now=T0) == payload
+
+
+@pytest.mark.parametrize(
+    ("topic", "reason"),
+    [
+        pytest.param("mqtt/v1/site-a/node-01/status", "does not start with", id="another root"),
+        pytest.param(
+            "roadwatch/v1/site-a/node-01/cam-01/frame", "unknown topic kind", id="unknown kind"
+        ),
+        pytest.param(
+            "roadwatch/v1/site-a/node-01/config",
+            "central does not ingest config",
+            id="central to edge: config",
+        ),
+        pytest.param(
+            "roadwatch/v1/site-a/node-01/receipt",
+            "central does not ingest receipt",
+            id="central to edge: receipt",
+        ),
+    ],
+)
+def test_a_topic_central_does_not_ingest_is_a_bad_topic(topic: str, reason: str) -> None:
+    key = generate_private_key()
+    message, _ = _message("status", key)
+    outcome = check(Message(topic, message.payload), _registered(key), now=T0)
+    assert isinstance(outcome, Refusal) and outcome.code is RefusalCode.BAD_TOPIC, outcome
+    assert reason in outcome.reason
+
+
+@pytest.mark.parametrize(
+    ("kind", "overrides"),
+    [
+        pytest.param("violation", {"site": "site-b"}, id="violation, another site"),
+        pytest.param("violation", {"node": "node-02"}, id="violation, another node"),
+        pytest.param("violation", {"camera": "cam-02"}, id="violation, another camera"),
+        pytest.param("traffic", {"site": "site-b"}, id="traffic, another site"),
+        pytest.param("traffic", {"node": "node-02"}, id="traffic, another node"),
+        pytest.param("traffic", {"camera": "cam-02"}, id="traffic, another camera"),
+        pytest.param("status", {"node": "node-02"}, id="status, another node"),
+    ],
+)
+def test_a_payload_naming_another_place_than_its_topic_is_refused(
+    kind: str, overrides: dict[str, str]
+) -> None:
+    """A node publishes only under its own topics: a payload naming another site, node or
+    camera is not filed under either."""
+    key = generate_private_key()
+    message, _ = _message(kind, key, **overrides)
+    outcome = check(message, _registered(key), now=T0)
+    assert isinstance(outcome, Refusal) and outcome.code is RefusalCode.TOPIC_MISMATCH, outcome
+    assert outcome.reason.endswith(f"but came on {message.topic}")
+
+
+@pytest.mark.parametrize("kind", ["violation", "traffic", "status"])
+def test_a_node_not_registered_is_refused(kind: str) -> None:
+    message, _ = _message(kind, generate_private_key())
+    outcome = check(message, no_key, now=T0)
+    assert outcome == Refusal(RefusalCode.UNKNOWN_NODE, "node site-a/node-01 is not registered")
+
+
+def _with_version(version: str) -> bytes:
+    wire = to_wire(_signed(generate_private_key()))
+    return wire.replace(b'"schema_version":"1"', b'"schema_version":"%s"' % version.encode())
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "reason"),
+    [
+        pytest.param(
+            _with_version("2"),
+            RefusalCode.SCHEMA_VERSION,
+            "schema version '2' is not supported (expected '1')",
+            id="a later version",
+        ),
+        pytest.param(
+            _with_version("9" * 100),
+            RefusalCode.SCHEMA_VERSION,
+            f"schema version '{'9' * 32}' is not",
+            id="a long version, cut short",
+        ),
+        pytest.param(
+            b'{"schema_version":"1"}',
+            RefusalCode.MALFORMED,
+            "field 'event_id': Field required",
+            id="this version, fields missing",
+        ),
+        pytest.param(
+            b"{}", RefusalCode.MALFORMED, "field 'event_id': Field required", id="no version"
+        ),
+        pytest.param(b"[]", RefusalCode.MALFORMED, "Input should be an object", id="a list"),
+        pytest.param(b'"1"', RefusalCode.MALFORMED, "Input should be an object", id="a string"),
+        pytest.param(b"\xff\xfe", RefusalCode.MALFORMED, "Invalid JSON", id="not UTF-8"),
+    ],
+)
+def test_a_payload_the_contract_refuses_says_whether_its_version_is_why(
+    payload: bytes, code: RefusalCode, reason: str
+) -> None:
+    """Only a payload naming another schema version is refused as such: the node needs an
+    upgrade, not a fix. Anything else the contract refuses is malformed, with the field."""
+    outcome = check(Message(TOPIC, payload), no_key, now=T0)
+    assert isinstance(outcome, Refusal) and outcome.code is code, outcome
+    assert reason in outcome.reason
+
+
+# -- the signature: which key, and when ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("how", "reason"),
+    [
+        pytest.param(
+            "another key",
+            "signature does not match the payload and the signer's key",
+            id="signed by a stranger",
+        ),
+        pytest.param("unsigned", "payload is not signed", id="not signed"),
+    ],
+)
+def test_a_forged_event_says_why(how: str, reason: str) -> None:
+    key = generate_private_key()
+    event = violation_event(site="site-a", node="node-01", camera="cam-01")
+    wire = to_wire(sign(event, generate_private_key()) if how == "another key" else event)
+    outcome = check(Message(TOPIC, wire), _registered(key), now=T0)
+    assert outcome == Refusal(RefusalCode.FORGED, reason)
+
+
+@pytest.mark.parametrize(
+    "bytes_around",
+    [
+        pytest.param((b"", b"\n"), id="a newline after"),
+        pytest.param((b"", b"\r\n"), id="a CRLF after"),
+        pytest.param((b" ", b""), id="a space before"),
+    ],
+)
+def test_bytes_around_the_canonical_event_are_not_canonical(
+    bytes_around: tuple[bytes, bytes],
+) -> None:
+    """What is kept is the bytes received: any byte outside the signed form is refused."""
+    key = generate_private_key()
+    before, after = bytes_around
+    wire = before + to_wire(_signed(key)) + after
+    outcome = check(Message(TOPIC, wire), _registered(key), now=T0)
+    assert isinstance(outcome, Refusal) and outcome.code is RefusalCode.NOT_CANONICAL, outcome
+
+
+def test_stored_bytes_in_another_form_than_signed_do_not_verify() -> None:
+    """``unsigned`` also re-checks stored cases: the bytes themselves must verify, not the
+    event they parse to (the evidence is handed on as bytes)."""
+    key = generate_private_key()
+    event = _signed(key)
+    respaced = json.dumps(json.loads(to_wire(event)), ensure_ascii=False, indent=1).encode()
+    assert unsigned(event, to_wire(event), NodeKeys((key.public_key(),))) is None
+    assert unsigned(event, respaced, NodeKeys((key.public_key(),))) == Refusal(
+        RefusalCode.FORGED,
+        "payload is not in the form it was signed in (canonical JSON): as received it would"
+        " not verify",
+    )
