@@ -139,7 +139,7 @@ def check(message: Message, keys: KeyLookup, now: datetime | None = None) -> Acc
                 " the contract's own types): only that form is signed and kept",
             )
         node_keys = found if isinstance(found, NodeKeys) else NodeKeys((found,))
-        if (refused := unsigned(payload, message.payload, node_keys)) is not None:
+        if (refused := unsigned(payload, message.payload, node_keys, at=now)) is not None:
             return refused
     # (Only violations: a node sends them again until receipted. Traffic minutes are sent
     # once, so one stamped ahead is taken as it is rather than lost.)

@@ -443,3 +443,58 @@ def test_stored_bytes_in_another_form_than_signed_do_not_verify() -> None:
         "payload is not in the form it was signed in (canonical JSON): as received it would"
         " not verify",
     )
+
+
+REVOKED_AT = T0
+
+
+@pytest.mark.parametrize(
+    ("stamped", "received", "code"),
+    [
+        pytest.param(
+            REVOKED_AT - timedelta(hours=1),
+            REVOKED_AT - timedelta(minutes=1),
+            None,
+            id="received before the revocation",
+        ),
+        pytest.param(
+            REVOKED_AT - timedelta(hours=1),
+            REVOKED_AT,
+            RefusalCode.REVOKED_KEY,
+            id="received at the revocation",
+        ),
+        pytest.param(
+            REVOKED_AT - timedelta(hours=1),
+            REVOKED_AT + timedelta(days=1),
+            RefusalCode.REVOKED_KEY,
+            id="stamped before, received after",
+        ),
+    ],
+)
+def test_a_revoked_key_is_judged_when_the_event_is_received(
+    stamped: datetime, received: datetime, code: RefusalCode | None
+) -> None:
+    """Whoever holds a revoked key can stamp an event with any time: only when central
+    receives it decides whether the key was still in force (on central's clock as given)."""
+    stolen = generate_private_key()
+    revoked = RevokedKey(
+        stolen.public_key(), key_fingerprint(stolen.public_key()), REVOKED_AT, "box stolen"
+    )
+    keys = NodeKeys((generate_private_key().public_key(),), (revoked,))
+    event = _signed(stolen, occurred_at=stamped)
+    outcome = check(Message(TOPIC, to_wire(event)), lambda _s, _n: keys, now=received)
+    if code is None:
+        assert outcome == event
+    else:
+        assert isinstance(outcome, Refusal) and outcome.code is code, outcome
+
+
+def test_without_central_s_clock_given_a_key_revoked_before_is_refused() -> None:
+    """As the ingest calls it (no clock handed in): the system's clock decides, and a key
+    revoked on the day the decree took force has been revoked since."""
+    stolen = generate_private_key()
+    revoked = RevokedKey(stolen.public_key(), key_fingerprint(stolen.public_key()),
+                         datetime(2025, 1, 1, tzinfo=UTC), "box stolen")  # fmt: skip
+    keys = NodeKeys((generate_private_key().public_key(),), (revoked,))
+    outcome = check(Message(TOPIC, to_wire(_signed(stolen))), lambda _s, _n: keys)
+    assert isinstance(outcome, Refusal) and outcome.code is RefusalCode.REVOKED_KEY, outcome
