@@ -6,6 +6,7 @@ import pytest
 
 from edge.rules.base import RuleUnavailableError
 from edge.rules.red_light import RedLightRule
+from edge.rules.signal import PhaseHistory
 from roadwatch.contract import LampColour, SignalSource, ViolationType
 from tests.rules_tracks import T0, Track, geometry, hold, line_path, run, signal_plan
 
@@ -24,6 +25,20 @@ NEXT_RED = signal_plan(
     (10.0, LampColour.RED),
     (20.0, LampColour.GREEN),
     (40.0, LampColour.RED),
+)
+
+# Short reds for the cases timed sample by sample.
+RED_10_TO_14 = signal_plan(
+    (0.0, LampColour.GREEN),
+    (7.0, LampColour.YELLOW),
+    (10.0, LampColour.RED),
+    (14.0, LampColour.GREEN),
+)
+RED_10_TO_13_5 = signal_plan(
+    (0.0, LampColour.GREEN),
+    (7.0, LampColour.YELLOW),
+    (10.0, LampColour.RED),
+    (13.5, LampColour.GREEN),
 )
 
 RED_GREEN_RED_GREEN = signal_plan(
@@ -45,6 +60,11 @@ def straddle(y: float, swing: float, t0: float, t1: float) -> list[tuple[float, 
         (t0 + (t1 - t0) * k / n, 500.0, y - swing if (k // 2) % 2 == 0 else y + swing)
         for k in range(1, n + 1)
     ]
+
+
+def at_x(x: float, *points: tuple[float, float]) -> list[tuple[float, float, float]]:
+    """Samples at the given (s, y) along x=``x``: for cases that need exact sample times."""
+    return [(s, x, y) for s, y in points]
 
 
 # Up lane 1 at 100 px/s (10 m/s): stop line (y=500) is reached 4 s after start.
@@ -160,6 +180,75 @@ CASES = {
         RED_THEN_GREEN,
         True,
     ),
+    # The stop line (y=500) is crossed at 10.83 s; standing at y=460 from 11.5 s to 12.5 s is
+    # exactly stopped_s (1 s); the second line (y=400) is crossed at 14.1 s, after green.
+    "stops over the line exactly stopped_s, goes on after green": (
+        Track(
+            1,
+            at_x(500, (10.0, 600), (10.5, 540), (11.0, 480), (11.5, 460), (12.0, 460))
+            + at_x(500, (12.5, 460), (13.0, 440), (13.5, 420), (14.0, 405), (14.5, 380))
+            + at_x(500, (15.0, 360)),
+        ),
+        RED_10_TO_14,
+        False,
+    ),
+    # Over the line on yellow (8.75 s), standing still up to the instant red begins (10 s);
+    # backs out, crosses again on red (11.33 s), reaches the second line after green.
+    "stands over the line until red begins, backs out, crosses on red, goes on after green": (
+        Track(
+            1,
+            at_x(500, (8.0, 540), (8.5, 520), (9.0, 480), (9.5, 470), (10.0, 470))
+            + at_x(500, (10.5, 540), (11.0, 540), (11.5, 480), (12.0, 460), (12.5, 444))
+            + at_x(500, (13.0, 428), (13.5, 412), (14.0, 395), (14.5, 380), (15.0, 360)),
+        ),
+        RED_10_TO_13_5,
+        False,
+    ),
+    "waits on the stop line jittering across it from before red, goes on after green": (
+        Track(
+            1,
+            line_path((500, 900), (500, 510), 4.0, 8.0)
+            + straddle(500.0, 5.0, 8.0, 19.6)
+            + line_path((500, 495), (500, 200), 20.5, 23.5),
+        ),
+        RED_THEN_GREEN,
+        False,
+    ),
+    # On the stop line at exactly 12 s and on the second line at exactly 192 s.
+    "goes on exactly max_went_on_s (180 s) after crossing": (
+        Track(
+            1,
+            line_path((500, 900), (500, 500), 8.0, 12.0)
+            + hold((500, 470), 12.0, 191.0)
+            + line_path((500, 470), (500, 400), 191.0, 192.0)[1:]
+            + line_path((500, 400), (500, 300), 192.0, 193.0)[1:],
+        ),
+        RED_AT_10,
+        True,
+    ),
+    "crosses on red, leaves past the lines' ends, comes back and reverses over the second line": (
+        Track(
+            1,
+            line_path((500, 900), (500, 470), 8.0, 12.3)
+            + line_path((500, 470), (300, 470), 12.4, 13.4)
+            + line_path((300, 470), (300, 300), 13.5, 15.0)
+            + line_path((300, 300), (500, 300), 15.1, 16.1)
+            + line_path((500, 300), (500, 450), 16.2, 17.7),
+        ),
+        RED_AT_10,
+        False,
+    ),
+    "pokes into the right-turn area, backs out, then goes straight on": (
+        Track(
+            1,
+            line_path((580, 900), (580, 470), 8.0, 12.3)
+            + line_path((580, 470), (580, 540), 12.4, 13.0)
+            + line_path((580, 540), (500, 540), 13.1, 13.9)
+            + line_path((500, 540), (500, 200), 14.0, 17.4),
+        ),
+        RED_AT_10,
+        True,
+    ),
     "turns right through the exemption": (
         Track(
             1,
@@ -216,6 +305,10 @@ def test_violation_carries_what_a_person_checks() -> None:
     assert v.measured.time_since_red_s == pytest.approx(2.0, abs=1e-6)
     assert v.measured.distance_m == pytest.approx(10.0, abs=0.01)
     assert v.evidence.before <= v.t <= v.evidence.at < v.evidence.after
+    # The frames either side of the stop line, and the first frame past the second line.
+    assert (v.evidence.before - T0, v.evidence.at - T0, v.evidence.after - T0) == pytest.approx(
+        (12.0, 12.1, 13.1), abs=1e-6
+    )
     assert v.explanation == (
         "car crossed the stop line of lane 1 at 14:03:12.000, 2.0 s after red began at "
         "14:03:10.000, and went on past the second line at 14:03:13.000, while still red, "
@@ -231,6 +324,33 @@ def test_a_red_the_controller_reported_is_said_in_the_explanation() -> None:
     assert "2.0 s after red began at 14:03:10.000 (signal controller), and went on" in (
         v.explanation
     )
+
+
+def test_a_red_the_controller_reported_is_said_even_when_a_lamp_showed_green_after() -> None:
+    """The source said is that of the red at the crossing, not of the phase at the second line."""
+    history = PhaseHistory()
+    history.record(LampColour.GREEN, T0, SignalSource.LAMP)
+    history.record(LampColour.RED, T0 + 10.0, SignalSource.CONTROLLER)
+    history.record(LampColour.GREEN, T0 + 20.0, SignalSource.LAMP)
+    [v] = run(RedLightRule(geometry(True)), [Track(7, through(15.7))], {"main": history})
+    assert "(signal controller)" in v.explanation and v.explanation.endswith(
+        ", without stopping, 10.0 m beyond where it crossed"
+    )
+
+
+def test_a_lane_is_judged_on_its_own_signal_head() -> None:
+    """Another head's red (a turn arrow, say) does not make lane 1's green a red."""
+    signals = {
+        "left arrow": signal_plan(*RED_AT_10_PHASES)["main"],
+        "main": signal_plan((0.0, LampColour.GREEN))["main"],
+    }
+    assert run(RedLightRule(geometry(True)), [Track(1, through(8.0))], signals) == []
+
+
+def test_no_distance_in_metres_without_a_calibration() -> None:
+    [v] = run(RedLightRule(geometry(False)), [Track(7, through(8.0))], RED_AT_10)
+    assert v.measured.distance_m is None
+    assert v.explanation.endswith("while still red")
 
 
 def test_fires_once_per_track_and_keeps_tracks_apart() -> None:
