@@ -32,6 +32,7 @@ CASES = {
     ),
     "two spikes then normal": (CAR, [(90.0, 2.0)] * 2 + [(58.0, 1.0)] * 19, None),
     "no speed measured": (CAR, [(None, None)] * len(PATH), None),
+    "a speed without its uncertainty": (CAR, [(90.0, None)] * len(PATH), None),
     # the lower bound must be above limit + tolerance (60 + 5), not at it
     "car 66 +- 1: the lower bound is exactly limit + tolerance": (CAR, steady(66, 1), None),
     "car 66.1 +- 1: just above": (CAR, steady(66.1, 1), "5-10 km/h over"),
@@ -95,6 +96,20 @@ def test_a_speed_beyond_the_contract_is_reported_at_its_bound() -> None:
     assert "700.0 ± 150.0 km/h" in v.explanation  # (the explanation keeps what was measured)
 
 
+def test_per_frame_speeds_need_a_calibration() -> None:
+    """Without metres only a speed trap times a vehicle; a per-frame speed is not judged."""
+    track = Track(4, PATH, speeds=steady(90, 2))
+    assert run(SpeedingRule(geometry(False)), [track]) == []
+
+
+def test_a_car_is_judged_by_its_voted_class_not_one_frame_label() -> None:
+    """58 +- 1 is over a motorcycle's 50 + 5 but not a car's 60 + 5: three frames labelled
+    motorcycle in a car's track do not make it one."""
+    classes = [CAR] * 10 + [MOTO] * 3 + [CAR] * 8
+    track = Track(4, PATH, speeds=steady(58, 1), classes=classes)
+    assert run(SpeedingRule(geometry(True)), [track]) == []
+
+
 def test_no_speeding_outside_every_lane() -> None:
     outside = line_path((200, 690), (200, 300), 0.0, 2.0)
     track = Track(4, outside, speeds=[(120.0, 2.0)] * len(outside))
@@ -114,6 +129,87 @@ def test_speed_trap_section_speed_without_calibration(seconds: float, fires: boo
         assert found[0].measured.speed_kmh == pytest.approx(72.0 / seconds, rel=0.01)
         uncertainty = found[0].measured.speed_uncertainty_kmh
         assert uncertainty is not None and 0.0 < uncertainty < 10.0
+
+
+def trap_pass(
+    entry: tuple[float, float], exit: tuple[float, float]
+) -> list[tuple[float, float, float]]:
+    """Up lane 1 through speed trap t1 (entry line y=900, exit line y=700) with the frames
+    either side of each line at the given times (s); each line is crossed midway between.
+
+    The section speed is timed midway to midway; its lower bound over the outer frames.
+    """
+    (entry_before, entry_after), (exit_before, exit_after) = entry, exit
+    between = (entry_after + exit_before) / 2.0
+    return [
+        (entry_before - 0.2, 500.0, 960.0),
+        (entry_before - 0.1, 500.0, 950.0),
+        (entry_before, 500.0, 910.0),
+        (entry_after, 500.0, 890.0),
+        (between, 500.0, 800.0),
+        (exit_before, 500.0, 710.0),
+        (exit_after, 500.0, 690.0),
+        (exit_after + 0.1, 500.0, 600.0),
+        (exit_after + 0.2, 500.0, 550.0),
+    ]
+
+
+def trap(length_m: float = 20.0, lane: str = "1") -> list[dict[str, object]]:
+    return [
+        {
+            "id": "t1",
+            "entry": [[400, 900], [600, 900]],
+            "exit": [[400, 700], [600, 700]],
+            "length_m": length_m,
+            "lane": lane,
+        }
+    ]
+
+
+# A car in lane 1: limit 60, tolerance 5. (length m, entry frames, exit frames, fires)
+TRAP_CASES = {
+    # 65/3.6 m over an outer 1.0 s is a lower bound of exactly 65 km/h (timed: 72.2).
+    "lower bound exactly limit + tolerance": (65 / 3.6, (0.0, 0.1), (0.9, 1.0), False),
+    # 20 m timed over 0.9 s is 80 km/h, but over the outer 1.2 s only 60.
+    "timed over limit + tolerance, lower bound at the limit": (20.0, (0.0, 0.3), (0.9, 1.2), False),
+    # 20 m: timed 68.6 km/h, lower bound 62.6: over the limit, within the tolerance.
+    "lower bound over the limit, within the tolerance": (20.0, (0.0, 0.1), (1.05, 1.15), False),
+    "lower bound just above limit + tolerance": (20.0, (0.0, 0.1), (1.0, 1.1), True),  # 65.45
+}
+
+
+@pytest.mark.parametrize("metric", [True, False], ids=["metres", "pixels"])
+@pytest.mark.parametrize("name", list(TRAP_CASES))
+def test_speed_trap_judges_the_lower_bound(name: str, metric: bool) -> None:
+    length_m, entry, exit_, fires = TRAP_CASES[name]
+    rule = SpeedingRule(geometry(metric, speed_traps=trap(length_m)))
+    found = run(rule, [Track(5, trap_pass(entry, exit_))])
+    assert len(found) == (1 if fires else 0), [v.explanation for v in found]
+
+
+def test_speed_trap_evidence_frames() -> None:
+    """Evidence: the first frame past the entry line, the last before the exit line and the
+    first past it."""
+    [v] = run(SpeedingRule(geometry(False)), [Track(5, trap_pass((0.0, 0.1), (1.0, 1.1)))])
+    assert (v.evidence.before - T0, v.evidence.at - T0, v.evidence.after - T0) == pytest.approx(
+        (0.1, 1.0, 1.1), abs=1e-6
+    )
+    assert "5-10 km/h over" in v.explanation
+
+
+def test_speed_trap_judges_the_voted_class() -> None:
+    """62.6 km/h at least is over a motorcycle's 50 + 5, not a car's 60 + 5: the frame the
+    car is last seen in, labelled motorcycle, does not decide the limit."""
+    samples = trap_pass((0.0, 0.1), (1.05, 1.15))
+    track = Track(5, samples, classes=[CAR] * 7 + [MOTO] * 2)
+    assert run(SpeedingRule(geometry(False)), [track]) == []
+
+
+def test_speed_trap_uses_its_configured_lanes_limit() -> None:
+    """A trap configured for lane 2 (80 km/h) times at lane 2's limit wherever the box is."""
+    track = Track(5, trap_pass((0.0, 0.1), (0.9, 1.0)))  # 72 km/h at least
+    assert run(SpeedingRule(geometry(False, speed_traps=trap(lane="2"))), [track]) == []
+    assert len(run(SpeedingRule(geometry(False, speed_traps=trap(lane="1"))), [track])) == 1
 
 
 def test_refuses_to_run_without_metres() -> None:
