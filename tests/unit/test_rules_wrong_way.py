@@ -7,7 +7,7 @@ import pytest
 from edge.rules.base import RuleUnavailableError
 from edge.rules.wrong_way import WrongWayRule
 from roadwatch.contract import ViolationType
-from tests.rules_tracks import Track, geometry, hold, line_path, run
+from tests.rules_tracks import BASE, T0, Track, geometry, hold, line_path, run
 
 LINES_CASES = {
     "drives down lane 1 against its direction": (line_path((500, 300), (500, 950), 0, 6), True),
@@ -59,6 +59,27 @@ AXIS_CASES = {
         ],
         False,
     ),
+    # The mean of five would move 14 m back; the median does not move.
+    "one box glitch 70 m back while driving up": (
+        [
+            (s, x, y + 700 if k == 45 else y)
+            for k, (s, x, y) in enumerate(line_path((700, 900), (700, 200), 0, 5))
+        ],
+        False,
+    ),
+    "a first box 12 m ahead of the vehicle, then driving up": (
+        [(0.0, 700.0, 780.0), *line_path((700, 900), (700, 200), 0.1, 5)],
+        False,
+    ),
+    # Backing along the shoulder (x > 800, no lane) is not motion along lane 2.
+    "up lane 2, backs 12 m on the shoulder, rejoins lane 2 driving up": (
+        line_path((700, 900), (700, 300), 0, 4)
+        + line_path((700, 300), (900, 300), 4.1, 5)
+        + line_path((900, 300), (900, 420), 5.1, 6)
+        + line_path((900, 420), (700, 420), 6.1, 7)
+        + line_path((700, 420), (700, 100), 7.1, 9),
+        False,
+    ),
 }
 
 
@@ -69,6 +90,32 @@ def test_wrong_way_along_a_road_vector(name: str) -> None:
     assert len(found) == (1 if fires else 0), [v.explanation for v in found]
     if fires:
         assert found[0].lane == "2" and found[0].measured.distance_m >= 8.0  # type: ignore[operator]
+
+
+def test_axis_evidence_runs_from_the_farthest_point() -> None:
+    [v] = run(WrongWayRule(geometry(True)), [Track(3, line_path((700, 300), (700, 400), 0, 2))])
+    # The five-sample median first stands at 0.4 s, the farthest it gets; 8 m back at 2 s.
+    assert (v.evidence.before - T0, v.evidence.at - T0, v.evidence.after - T0) == pytest.approx(
+        (0.4, 2.0, 2.0), abs=1e-6
+    )
+    assert v.t == v.evidence.at
+
+
+def test_positions_along_one_lane_are_not_compared_with_another_lanes() -> None:
+    """Lane 3 measures along its centreline (from its start, 70 m at y=300 px); lane 2 along
+    its vector (-30 m there). Driving up lane 3 and on up lane 2 is lawful throughout."""
+    lane_3 = {
+        "id": "3",
+        "polygon": [[800, 0], [1000, 0], [1000, 1000], [800, 1000]],
+        "world_centreline": [[90, 100], [90, 0]],
+    }
+    scene = geometry(True, lanes=[*BASE["lanes"], lane_3], no_stopping_zones=[])
+    samples = (
+        line_path((900, 900), (900, 400), 0, 3)
+        + line_path((900, 400), (700, 300), 3.1, 4)
+        + line_path((700, 300), (700, 100), 4.1, 5.5)
+    )
+    assert run(WrongWayRule(scene), [Track(3, samples)]) == []
 
 
 def test_road_vector_lanes_need_a_calibration() -> None:
@@ -92,7 +139,17 @@ def test_explanation_and_fires_once() -> None:
     )
     [v] = found
     assert v.rule is ViolationType.WRONG_WAY and v.lane == "1"
+    # Judged when the near line is crossed: the evidence brackets each crossing.
+    assert (v.t - T0, v.evidence.before - T0, v.evidence.at - T0, v.evidence.after - T0) == (
+        pytest.approx((4.615, 2.7, 4.6, 4.7), abs=1e-3)
+    )
     assert v.explanation == (
         "car drove against the direction of lane 1: it crossed the lane's far line at "
         "14:03:02.769 and then its near line at 14:03:04.615, 20.0 m further on"
     )
+
+
+def test_no_distance_in_metres_without_a_calibration() -> None:
+    [v] = run(WrongWayRule(geometry(False)), [Track(3, line_path((500, 300), (500, 950), 0, 6))])
+    assert v.measured.distance_m is None
+    assert v.explanation.endswith(", 200 px further on")
