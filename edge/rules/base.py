@@ -6,7 +6,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import ClassVar, Generic, Protocol, TypeVar
 
-from edge.rules.geometry import Point
 from edge.rules.plane import LaneGeometry, SceneGeometry
 from edge.rules.tracks import (
     ClassVote,
@@ -39,25 +38,14 @@ class RuleUnavailableError(Exception):
 S = TypeVar("S")
 
 
-# A track whose box moves further between two samples than a vehicle can is not one
-# vehicle: the tracker gave its id to another (a lost track taken up again by a vehicle
-# some way off). Each rule then judges it afresh, so the jump is never read as a crossing,
-# a reversal or a speed. Judged in the picture, against the box's own size: a vehicle
-# moves less than its own length in a frame even at 250 km/h, and a box's jitter is a
-# few pixels, where far off a few pixels are metres on the road. More than
-# PLAUSIBLE_BOXES box sizes per 0.1 s (and per frame, however quick the frames) is a jump.
-PLAUSIBLE_BOXES = 2.0
-
-
 class TrackMemory(Generic[S]):
-    __slots__ = ("at", "fired", "last_seen", "state", "vote")
+    __slots__ = ("fired", "last_seen", "state", "vote")
 
     def __init__(self, state: S, t: float) -> None:
         self.state = state
         self.vote = ClassVote()
         self.last_seen = t
         self.fired = False
-        self.at: Point | None = None  # its ground point when last seen (pixels)
 
 
 class TrackRule(ABC, Generic[S]):
@@ -83,9 +71,8 @@ class TrackRule(ABC, Generic[S]):
         found: list[Violation] = []
         for p in frame.points:
             memory = self._tracks.get(p.track_id)
-            if memory is None or self._jumped(memory, p):
+            if memory is None:
                 memory = self._tracks[p.track_id] = TrackMemory(self.new_state(), p.t)
-            memory.at = p.ground_px
             memory.vote.add(p.vehicle_class)
             if not memory.fired:
                 violation = self.step(memory, p, signals or {})
@@ -97,15 +84,6 @@ class TrackRule(ABC, Generic[S]):
         for track_id in [k for k, m in self._tracks.items() if m.last_seen < horizon]:
             del self._tracks[track_id]
         return found
-
-    @staticmethod
-    def _jumped(memory: TrackMemory[S], p: WorldTrackPoint) -> bool:
-        """The track's box moved further since its last sample than a vehicle can."""
-        if memory.at is None:
-            return False
-        size = max(p.box.x1 - p.box.x0, p.box.y1 - p.box.y0, 1.0)
-        dt = max(0.0, p.t - memory.last_seen)
-        return p.ground_px.distance(memory.at) > PLAUSIBLE_BOXES * size * max(1.0, dt / 0.1)
 
     @property
     def tracks_held(self) -> int:

@@ -27,7 +27,7 @@ class ForbiddenLaneState:
 
 class ForbiddenLaneRule(TrackRule[ForbiddenLaneState]):
     rule = ViolationType.FORBIDDEN_LANE
-    version = "forbidden_lane/2"
+    version = "forbidden_lane/1"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)

@@ -33,7 +33,7 @@ class NoStoppingState:
 
 class NoStoppingRule(TrackRule[NoStoppingState]):
     rule = ViolationType.NO_STOPPING
-    version = "no_stopping/5"
+    version = "no_stopping/4"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)

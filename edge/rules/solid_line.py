@@ -20,7 +20,7 @@ class SolidLineState:
 
 class SolidLineRule(TrackRule[SolidLineState]):
     rule = ViolationType.SOLID_LINE
-    version = "solid_line/2"
+    version = "solid_line/1"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)

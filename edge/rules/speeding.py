@@ -59,7 +59,7 @@ class SpeedingState:
 
 class SpeedingRule(TrackRule[SpeedingState]):
     rule = ViolationType.SPEEDING
-    version = "speeding/3"
+    version = "speeding/2"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)

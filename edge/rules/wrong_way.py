@@ -44,7 +44,7 @@ class WrongWayState:
 
 class WrongWayRule(TrackRule[WrongWayState]):
     rule = ViolationType.WRONG_WAY
-    version = "wrong_way/2"
+    version = "wrong_way/1"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)

@@ -149,8 +149,8 @@ def trap_pass(
         (between, 500.0, 800.0),
         (exit_before, 500.0, 710.0),
         (exit_after, 500.0, 690.0),
-        (exit_after + 0.1, 500.0, 670.0),
-        (exit_after + 0.2, 500.0, 650.0),
+        (exit_after + 0.1, 500.0, 600.0),
+        (exit_after + 0.2, 500.0, 550.0),
     ]
 
 
