@@ -43,6 +43,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from edge.delivery_config import BrokerConfig, DeliveryConfig
 from edge.delivery_policy import backoff_delay
 from edge.outbox import Outbox, is_disk_full
+from edge.said_once import SaidOnce
 from roadwatch import __version__
 from roadwatch.contract import (
     CameraHealth,
@@ -155,6 +156,7 @@ class Publisher:
         self._signal_filter = subscription(CameraTopic.SIGNAL, site=config.site, node=config.node)
         self._signals = 0
         self._signals_refused = 0
+        self._signals_said = SaidOnce()
         self._receipts: list[str] = []
         self._resent_acked: list[str] = []
         self._resent = 0
@@ -508,7 +510,8 @@ class Publisher:
                 raise ContractError(f"its source is {phase.source.value}, not a controller")
         except (ContractError, TopicError) as exc:
             self._signals_refused += 1
-            log.warning("ignored a signal message on %s: %s", topic, exc)
+            if self._signals_said.due(topic):  # (a controller sends every second)
+                log.warning("ignored a signal message on %s: %s", topic, exc)
             return
         self._signals += 1
         try:
