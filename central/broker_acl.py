@@ -26,6 +26,11 @@ def broker_username(site: str, node: str) -> str:
     return f"{site}.{node}"
 
 
+def signal_controller_username(site: str) -> str:
+    """The account of a site's signal controllers (``signal_controller_acl``)."""
+    return f"signal.{site}"
+
+
 def mosquitto_password_hash(password: str, *, salt: bytes | None = None) -> str:
     """The ``$7$`` hash mosquitto_passwd writes for ``password``."""
     if not password:

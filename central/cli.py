@@ -565,14 +565,15 @@ def _node_key_revoke(args: argparse.Namespace) -> int:
 
 def _signal_controller(spec: str) -> tuple[str, str, str]:
     """``SITE:PASSWORD_FILE`` -> (broker user, site, password)."""
-    from roadwatch.contract.topics import NodeTopic, TopicError, node_topic
+    from central.broker_acl import signal_controller_username
+    from roadwatch.contract.topics import TopicError, _check_ident
     from roadwatch.errors import UserError
 
     site, sep, file = spec.partition(":")
     if not sep or not file:
         raise UserError(f"--signal-controller {spec!r}: give SITE:PASSWORD_FILE")
     try:
-        node_topic(site, "x", NodeTopic.STATUS)  # (the site must be a topic level)
+        _check_ident("site", site)
     except TopicError as exc:
         raise UserError(f"--signal-controller {spec!r}: {exc}") from exc
     try:
@@ -581,7 +582,7 @@ def _signal_controller(spec: str) -> tuple[str, str, str]:
         raise UserError(f"--signal-controller {spec!r}: cannot read {file}: {exc}") from exc
     if not password:
         raise UserError(f"--signal-controller {spec!r}: {file} holds no password")
-    return f"signal.{site}", site, password
+    return signal_controller_username(site), site, password
 
 
 def _broker_files(args: argparse.Namespace) -> int:

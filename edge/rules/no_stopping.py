@@ -101,7 +101,7 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
         if dwell <= limit or shown <= limit:
             return None
         vehicle = memory.vote.winner
-        zones = " and ".join(z.label for z in self.scene.zones if z in st.zones)
+        zones = " and ".join(z.label for z in self.scene.zones if any(z is y for y in st.zones))
         text = (
             f"{vehicle.value} stood still (within {self.scene.distance_text(radius)}) inside "
             f"{zones} from {self.clock(st.since)} to {self.clock(p.t)}: {shown:.1f} s, "

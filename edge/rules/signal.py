@@ -210,7 +210,10 @@ class SignalState:
         stamped well after the frame (a recording replayed on its own clock) is no more
         fresh for it than one well before."""
         sent = self._controller_sent_at
-        return sent is not None and abs(t - sent) <= self._settings.controller_ttl_s
+        return sent is not None and self._fresh(t, sent)
+
+    def _fresh(self, t: float, sent: float) -> bool:
+        return abs(t - sent) <= self._settings.controller_ttl_s
 
     def on_controller(self, message: SignalPhase, t: float | None = None) -> bool:
         """Take a controller message for this head, before the frame of time ``t`` if
@@ -219,7 +222,7 @@ class SignalState:
         if message.head != self.head:
             raise ValueError(f"message for head {message.head!r} given to head {self.head!r}")
         sent = message.sent_at.timestamp()
-        if t is not None and abs(t - sent) > self._settings.controller_ttl_s:
+        if t is not None and not self._fresh(t, sent):
             return False
         if self._controller_sent_at is not None and sent < self._controller_sent_at:
             return True

@@ -214,7 +214,7 @@ def test_a_signal_controllers_message_goes_to_the_worker_of_its_camera() -> None
     assert isinstance(running.end(), RunSummary)
 
 
-def test_a_signal_message_waits_for_no_worker_and_one_for_no_camera_is_said_once(
+def test_signal_messages_for_a_camera_no_worker_runs_are_said_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from datetime import UTC, datetime
@@ -223,7 +223,7 @@ def test_a_signal_message_waits_for_no_worker_and_one_for_no_camera_is_said_once
 
     subject = workers(site("steady-a", "steady-b"), Delivered())
     at = datetime.now(UTC)
-    for camera in ("steady-a", "cam-z", "cam-z"):  # (no worker started yet: none queued)
+    for camera in ("steady-a", "cam-z", "cam-z"):  # (steady-a's worker is not started)
         subject.signal(SignalPhase(site="s", node="n", camera=camera,
                                    phase=LampColour.RED, changed_at=at, sent_at=at))  # fmt: skip
     assert [r.getMessage() for r in caplog.records] == [
