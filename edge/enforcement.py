@@ -242,9 +242,11 @@ class CameraEnforcement:
 
         Kept: the frame ring, the integrity guard while the image size stays, the
         violations waiting for their after-frames (they get their evidence as before), the
-        counters, the signal heads whose id and lamp settings are unchanged, and the
-        traffic minute when the lanes are the same. Started afresh: the tracks' road-plane
-        history and the rules' state, since they belong to the old scene and calibration.
+        counters, the signal heads whose id and lamp settings are unchanged, the traffic
+        minute when the lanes are the same, and which tracks each rule has fined (and the
+        places of fined stops), so no vehicle in view is fined twice for one act. Started
+        afresh: the tracks' road-plane history and the rules' other state, since they
+        belong to the old scene and calibration.
         Returns the traffic minute closed early because the lanes changed.
         """
         if old.camera != self.camera:
@@ -260,6 +262,7 @@ class CameraEnforcement:
         self._building, self.build_pool = old._building, old.build_pool
         self.on_built, self.on_fired = old.on_built, old.on_fired
         self.counters = old.counters
+        self.rules.carry_fired(old.rules)
         if old.scene.lamp == self.scene.lamp:
             # (a head whose lamp rectangles changed, or were added or taken away, starts
             # afresh: its state was read from, or waited for, what is no longer there)

@@ -85,6 +85,15 @@ class TrackRule(ABC, Generic[S]):
             del self._tracks[track_id]
         return found
 
+    def carry_fired(self, old: TrackRule[S]) -> None:
+        """Go on from ``old`` (this rule on the camera's scene before a new one): its
+        tracks that fired stay fired, so a vehicle in view while the scene changed is not
+        fined twice for one act; their other state starts afresh with the new scene."""
+        for track_id, before in old._tracks.items():
+            if before.fired:
+                memory = self._tracks[track_id] = TrackMemory(self.new_state(), before.last_seen)
+                memory.fired = True
+
     @property
     def tracks_held(self) -> int:
         return len(self._tracks)

@@ -51,6 +51,13 @@ class RuleSet:
             except RuleUnavailableError as exc:
                 self.unavailable[rule_type] = str(exc)
 
+    def carry_fired(self, old: RuleSet) -> None:
+        """Go on from the rules of the scene before: what fired there stays fired."""
+        before = {rule.rule: rule for rule in old.rules}
+        for rule in self.rules:
+            if (same := before.get(rule.rule)) is not None:
+                rule.carry_fired(same)
+
     def update(self, frame: TrackFrame, signals: Signals | None = None) -> list[Violation]:
         found: list[Violation] = []
         for rule in self.rules:

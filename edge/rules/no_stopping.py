@@ -8,6 +8,17 @@ no longer than ``max_gap_s``; one that stands outside is not made to stop inside
 frame whose box jitters in. A vehicle standing across the border of two adjacent zones
 keeps its stop as its point changes zone; it is allowed the longest dwell of the zones
 it stood in, and the explanation names them all.
+
+A stop is fined once. A vehicle hidden for a while (a bus stopping in front of it) comes
+back to the tracker as a new track, which would stand its dwell again and be fined
+again, at every such occlusion of a car parked for an hour. So the rule keeps each fined
+stop's place for as long as a vehicle is seen standing there (the fined track, or a
+later one standing on that place, within the stationary radius, for ``STANDING_S``),
+and ``same_stop_gap_s`` after the last such sighting; a new track whose stop begins
+there meanwhile is that vehicle, and is not fined again. The place is let go at once
+when the fined track is seen driving off (twice the radius away). A different vehicle
+that stops on the very place soon after a fined one left unseen is not fined: the
+lenient side of a case that cannot be told from the pictures' tracks alone.
 """
 
 from __future__ import annotations
@@ -18,8 +29,20 @@ from datetime import datetime
 from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRule
 from edge.rules.geometry import Point
 from edge.rules.plane import SceneGeometry, ZoneGeometry
-from edge.rules.tracks import EvidenceTimes, Violation, WorldTrackPoint
+from edge.rules.tracks import EvidenceTimes, TrackFrame, Violation, WorldTrackPoint
 from roadwatch.contract import Measurement, ViolationType
+
+# A vehicle standing this long on a fined stop's place keeps the place taken.
+STANDING_S = 1.0
+
+
+@dataclass(slots=True)
+class FinedStop:
+    """Where a vehicle stood when it was fined, and who was last seen standing there."""
+
+    at: Point
+    track_id: int
+    last_t: float
 
 
 @dataclass(slots=True)
@@ -33,16 +56,70 @@ class NoStoppingState:
 
 class NoStoppingRule(TrackRule[NoStoppingState]):
     rule = ViolationType.NO_STOPPING
-    version = "no_stopping/4"
+    version = "no_stopping/5"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)
         if not scene.zones:
             raise RuleUnavailableError("no stopping needs at least one no-stopping zone")
         self._settings = scene.config.rules.no_stopping
+        self._fined: list[FinedStop] = []
 
     def new_state(self) -> NoStoppingState:
         return NoStoppingState()
+
+    def update(self, frame: TrackFrame, signals: Signals | None = None) -> list[Violation]:
+        found = super().update(frame, signals)
+        self._keep_fined(frame)
+        return found
+
+    def carry_fired(self, old: TrackRule[NoStoppingState]) -> None:
+        super().carry_fired(old)
+        if isinstance(old, NoStoppingRule) and old.scene.metric == self.scene.metric:
+            # (places in the same units: metres on the road, or pixels)
+            self._fined = old._fined
+
+    def _keep_fined(self, frame: TrackFrame) -> None:
+        """Each fined stop's place: still taken while a vehicle is seen standing on it,
+        let go when the fined track drives off or nobody stood there for the gap."""
+        if not self._fined:
+            return
+        radius = self.scene.stationary_radius
+        kept = []
+        for stop in self._fined:
+            left = False
+            for p in frame.points:
+                pos = self.scene.position(p)
+                if pos is None:
+                    continue
+                if p.track_id == stop.track_id:
+                    left = pos.distance(stop.at) > 2.0 * radius
+                    stop.last_t = p.t
+                    continue
+                memory = self._tracks.get(p.track_id)
+                st = memory.state if memory is not None else None
+                if (
+                    st is not None
+                    and st.anchor is not None
+                    and st.anchor.distance(stop.at) <= radius
+                    and p.t - st.since >= STANDING_S
+                ):
+                    stop.last_t = max(stop.last_t, p.t)
+            if not left and frame.t - stop.last_t <= self._settings.same_stop_gap_s:
+                kept.append(stop)
+        self._fined = kept
+
+    def _fined_here(self, st: NoStoppingState) -> FinedStop | None:
+        """The fined stop that this stop goes on: begun on its place within the gap."""
+        if st.anchor is None:
+            return None
+        for stop in self._fined:
+            if (
+                st.anchor.distance(stop.at) <= self.scene.stationary_radius
+                and st.since - stop.last_t <= self._settings.same_stop_gap_s
+            ):
+                return stop
+        return None
 
     @staticmethod
     def _in_force(zone: ZoneGeometry, local: datetime) -> bool:
@@ -100,6 +177,13 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
         shown = round(dwell, 1)
         if dwell <= limit or shown <= limit:
             return None
+        if (same := self._fined_here(st)) is not None:
+            # (a vehicle fined here, back under a new track id: fined once; this track is
+            # now the one whose driving off lets the place go)
+            memory.fired = True
+            same.track_id, same.last_t = p.track_id, p.t
+            return None
+        self._fined.append(FinedStop(st.anchor, p.track_id, p.t))
         vehicle = memory.vote.winner
         zones = " and ".join(z.label for z in self.scene.zones if any(z is y for y in st.zones))
         text = (

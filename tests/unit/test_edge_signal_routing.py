@@ -19,9 +19,10 @@ from edge.evidence.package import EvidenceBuilder
 from edge.evidence.ring import FrameRing
 from edge.node import SIGNAL_AHEAD_S, EdgeNode
 from edge.pipeline import TrackedFrame
+from edge.rules.base import TrackMemory
 from edge.rules.scene import SceneConfig, SignalHead, load_scene
 from edge.sources import Frame
-from roadwatch.contract import LampColour, SignalPhase
+from roadwatch.contract import LampColour, SignalPhase, ViolationType
 
 NOW = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 
@@ -140,6 +141,19 @@ def test_a_pushed_scene_keeps_a_heads_signal_state_only_while_its_lamps_stay(
     new = enforcement(HANOI.model_copy(update={"signal_heads": [new_head]}))
     new.take_over(old)
     assert (new.signals["main"] is old.signals["main"]) is kept
+
+
+def test_a_pushed_scene_keeps_which_tracks_each_rule_has_fined() -> None:
+    """Its rules start afresh on the new scene but for that: a vehicle fined before the
+    push, still in view, is not fined again for the same act."""
+    old = enforcement(HANOI)
+    new = enforcement(HANOI.model_copy(update={"version": "pushed"}))
+    [rule] = [r for r in old.rules.rules if r.rule is ViolationType.RED_LIGHT]
+    memory = rule._tracks[7] = TrackMemory(rule.new_state(), 0.0)
+    memory.fired = True
+    new.take_over(old)
+    [after] = [r for r in new.rules.rules if r.rule is ViolationType.RED_LIGHT]
+    assert after is not rule and after._tracks[7].fired
 
 
 def test_a_camera_says_when_a_head_only_the_controller_reports_has_gone_silent() -> None:

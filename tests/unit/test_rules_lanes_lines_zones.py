@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 from edge.rules.base import RuleUnavailableError, TrackRule
+from edge.rules.engine import RuleSet
 from edge.rules.forbidden_lane import ForbiddenLaneRule
 from edge.rules.no_stopping import NoStoppingRule
 from edge.rules.solid_line import SolidLineRule
 from edge.rules.tracks import EvidenceTimes, TrackFrame, Violation
 from roadwatch.contract import VehicleClass, ViolationType
-from tests.rules_tracks import BASE, T0, Track, geometry, hold, line_path, run
+from tests.rules_tracks import BASE, T0, Track, frames, geometry, hold, line_path, run
 
 TRUCK, CAR, MOTO = VehicleClass.TRUCK, VehicleClass.CAR, VehicleClass.MOTORCYCLE
 HOURS_TO_0730 = -(6 * 3600 + 33 * 60)  # from 14:03 back to 07:30 local
@@ -593,3 +594,78 @@ def test_no_stopping_ends_a_stop_on_the_zone_edge_with_the_zones_window(
     track = Track(9, hold((900, 799), -210, -170, jitter=3))
     found = run(NoStoppingRule(geometry(True, no_stopping_zones=zones)), [track])
     assert len(found) == (1 if fires else 0), [v.explanation for v in found]
+
+
+# A vehicle fined for no stopping and then hidden (a bus stopping in front of it) comes
+# back with a new track id: the same stop goes on, not a new one to fine again.
+SAME_STOP_CASES: dict[str, tuple[list[Track], int]] = {
+    "fined, hidden 3 s, seen again standing on": (
+        [Track(9, hold((900, 500), 0, 40)), Track(10, hold((900, 500), 43, 90))],
+        1,
+    ),
+    "fined, hidden three times, each time a new id": (
+        [
+            Track(9, hold((900, 500), 0, 40)),
+            Track(10, hold((900, 501), 45, 80)),
+            Track(11, hold((901, 500), 90, 130)),
+            Track(12, hold((900, 500), 140, 180)),
+        ],
+        1,
+    ),
+    "fined, hidden 50 s behind a bus, seen again": (
+        [Track(9, hold((900, 500), 0, 40)), Track(10, hold((900, 500), 90, 130))],
+        1,
+    ),
+    "fined, hidden 70 s, longer than a stop is taken to go on unseen": (
+        [Track(9, hold((900, 500), 0, 40)), Track(10, hold((900, 500), 110, 150))],
+        2,
+    ),
+    "fined, drives off, another car parks on the spot 5 s later": (
+        [
+            Track(9, hold((900, 500), 0, 40) + line_path((900, 500), (900, 250), 40.1, 45)),
+            Track(10, line_path((900, 750), (900, 500), 45, 50) + hold((900, 500), 50, 90)),
+        ],
+        2,
+    ),
+    "fined, another car parks 5 m behind it": (
+        [Track(9, hold((900, 500), 0, 60)), Track(10, hold((900, 550), 20, 60))],
+        2,
+    ),
+    "fined, hidden 3 s, seen again 5 m away (another car)": (
+        [Track(9, hold((900, 500), 0, 40)), Track(10, hold((900, 550), 43, 90))],
+        2,
+    ),
+}
+
+
+@pytest.mark.parametrize("metric", [True, False], ids=["metres", "pixels"])
+@pytest.mark.parametrize("name", list(SAME_STOP_CASES))
+def test_no_stopping_fines_a_stop_once_however_often_its_vehicle_gets_a_new_id(
+    name: str, metric: bool
+) -> None:
+    tracks, fines = SAME_STOP_CASES[name]
+    found = run(NoStoppingRule(geometry(metric)), tracks)
+    assert len(found) == fines, [(v.track_id, v.explanation) for v in found]
+
+
+@pytest.mark.parametrize("metric", [True, False], ids=["metres", "pixels"])
+@pytest.mark.parametrize(
+    "hidden_after", [False, True], ids=["seen throughout", "hidden, back under a new id"]
+)
+def test_a_new_scene_does_not_fine_again_a_vehicle_fined_before_it(
+    metric: bool, hidden_after: bool
+) -> None:
+    """A scene pushed while a fined car stands on: the rules start afresh on the new scene
+    (the camera's enforcement takes the old one's fired tracks and fined places over)."""
+    old = RuleSet(geometry(metric))
+    parked = Track(9, hold((900, 500), 0, 40))
+    fined = [v for frame in frames([parked], metric) for v in old.update(frame)]
+    assert [v.rule for v in fined] == [ViolationType.NO_STOPPING]
+    new = RuleSet(geometry(metric, version="synthetic/8"))
+    new.carry_fired(old)
+    later = Track(10 if hidden_after else 9, hold((900, 500), 45 if hidden_after else 40, 90))
+    assert [v for frame in frames([later], metric) for v in new.update(frame)] == []
+    # (without what the old rules knew, the new ones would fine it again)
+    fresh = RuleSet(geometry(metric, version="synthetic/8"))
+    again = [v for frame in frames([later], metric) for v in fresh.update(frame)]
+    assert [v.rule for v in again] == [ViolationType.NO_STOPPING]
