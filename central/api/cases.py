@@ -29,10 +29,12 @@ from central.api.deps import (
 )
 from central.api.schemas import (
     NO_NUL,
+    SAME_PLATE_WINDOW_MIN,
     AuditOut,
     DeadlineOut,
     EvidenceOut,
     IsoTime,
+    NearbyCase,
     Page,
     QueueItem,
     ReviewCommand,
@@ -365,7 +367,34 @@ def detail(session: Session, v: Violation, policy: Policy) -> ViolationDetail:
         deadlines=_deadlines(v, policy, utcnow()),
         event=json.loads(v.payload),
         record_problems=record_problems(session, v),
+        same_plate_nearby=same_plate_nearby(session, v),
     )
+
+
+def same_plate_nearby(session: Session, v: Violation) -> list[NearbyCase]:
+    """The other cases of the same type for the same plate (as corrected, else as read)
+    on the same camera within ``SAME_PLATE_WINDOW_MIN`` minutes either side, oldest first."""
+    plate = v.plate_corrected or v.plate_text
+    if not plate:
+        return []
+    window = timedelta(minutes=SAME_PLATE_WINDOW_MIN)
+    rows = session.execute(
+        select(Violation.id, Violation.occurred_at, Violation.status)
+        .where(
+            Violation.site == v.site,
+            Violation.camera == v.camera,
+            Violation.type == v.type,
+            Violation.id != v.id,
+            Violation.occurred_at >= v.occurred_at - window,
+            Violation.occurred_at <= v.occurred_at + window,
+            or_(
+                Violation.plate_corrected == plate,
+                and_(Violation.plate_corrected.is_(None), Violation.plate_text == plate),
+            ),
+        )
+        .order_by(Violation.occurred_at, Violation.id)
+    ).all()
+    return [NearbyCase(id=i, occurred_at=at, status=Status(st)) for i, at, st in rows]
 
 
 @router.get(

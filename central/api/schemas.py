@@ -318,6 +318,16 @@ class EvidenceOut(BaseModel):
     url: str
 
 
+# Cases of one plate, type and camera this close in time are shown beside each other.
+SAME_PLATE_WINDOW_MIN = 30
+
+
+class NearbyCase(BaseModel):
+    id: int
+    occurred_at: datetime
+    status: Status
+
+
 class ViolationDetail(ViolationSummary):
     node: str
     place: str | None
@@ -339,6 +349,13 @@ class ViolationDetail(ViolationSummary):
         default_factory=list,
         description="Where the stored case disagrees with its signed event or its audit"
         " trail (empty when they agree): such a case is not confirmed nor its notice issued",
+    )
+    same_plate_nearby: list[NearbyCase] = Field(
+        default_factory=list,
+        description="Other cases of the same type for the same plate on the same camera,"
+        f" within {SAME_PLATE_WINDOW_MIN} minutes either side, oldest first: likely the same"
+        " act found twice (the vehicle hidden from the camera a while and tracked again);"
+        " confirm one and reject the others as duplicates",
     )
 
 

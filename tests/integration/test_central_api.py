@@ -63,6 +63,8 @@ from roadwatch.contract import (
     NodeState,
     NodeStatus,
     NodeTopic,
+    PlateColour,
+    PlateReading,
     TrafficStats,
     VehicleClass,
     ViolationType,
@@ -693,6 +695,73 @@ def test_a_decision_changed_in_the_database_behind_the_service_is_found(
     notice = _act(api, sup, vid, "issue_notice", 5)
     assert notice.status_code == 409 and notice.json()["code"] == "record_altered"
     assert _act(api, sup2, vid, "issue_notice", 5).json()["code"] == "record_altered"
+
+
+def test_a_case_names_the_other_cases_of_its_plate_nearby(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """One act found twice (the vehicle hidden from the camera a while and tracked again)
+    comes as two cases of one plate: each case names the other, so the reviewer confirms
+    one and rejects the other. Another plate, type or camera, or a case more than 30
+    minutes off, is not named; a plate corrected by a reviewer counts as corrected."""
+    node = make_node()
+    t0 = datetime(2026, 12, 7, 2, 0, tzinfo=UTC)
+
+    def event(
+        plate: str | None,
+        minutes: float,
+        type: ViolationType = ViolationType.NO_STOPPING,
+        **more: Any,
+    ) -> Any:
+        reading = None if plate is None else PlateReading(
+            text=plate, confidence=0.9, valid=True, colour=PlateColour.WHITE
+        )  # fmt: skip
+        return signed_event(
+            node, plate=reading, occurred_at=t0 + timedelta(minutes=minutes),
+            type=type, measured=Measurement(dwell_s=31.0), **more,
+        )  # fmt: skip
+
+    ids = store_events(
+        central_db,
+        node,
+        [
+            event("61A-123.45", 0),  # the first case
+            event("61A-123.45", 4),  # the same stop, found again
+            event("61A-123.45", 29),
+            event("61A-123.45", 31),  # (over half an hour after the first)
+            event("61A-123.46", 2),  # another plate
+            event("61A-123.45", 1, type=ViolationType.FORBIDDEN_LANE),
+            event("61A-123.45", 1, camera="cam-02"),
+            event(None, 1),  # no plate read
+            event("61A-128.45", 3),  # misread; corrected below
+        ],
+    )
+    first, again, late, later, other, lane, cam2, unread, misread = ids
+    sup, officer = accounts["supervisor"], accounts["officer"]
+
+    def nearby(case_id: int) -> list[int]:
+        case = api.get(f"/api/v1/violations/{case_id}", headers=sup.headers).json()
+        return [c["id"] for c in case["same_plate_nearby"]]
+
+    assert nearby(first) == [again, late]
+    assert nearby(again) == [first, late, later]
+    assert nearby(other) == [] and nearby(lane) == [] and nearby(cam2) == []
+    assert nearby(unread) == []
+    assert _act(api, officer, misread, "start_review", 1).status_code == 200
+    assert _act(api, officer, misread, "correct_plate", 2, plate="61A-123.45").status_code == 200
+    assert nearby(misread) == [first, again, late, later]
+    assert nearby(first) == [misread, again, late]
+    [shown] = [
+        c
+        for c in api.get(f"/api/v1/violations/{first}", headers=sup.headers).json()[
+            "same_plate_nearby"
+        ]
+        if c["id"] == again
+    ]
+    assert shown["status"] == "new" and shown["occurred_at"].startswith("2026-12-07T02:04:00")
 
 
 def test_the_audit_log_is_append_only_in_the_database(

@@ -130,8 +130,18 @@ def test_login_shows_the_queue_oldest_first_with_filters(
 def test_an_officer_reviews_a_case_end_to_end(officer_page: Any, ui_server: UiServer) -> None:
     page = officer_page
     vid = ui_server.add_case(camera="ql13-km22", plate="61A-999.99")
+    # The same act found again 5 minutes on (the vehicle hidden a while, tracked again).
+    twin = ui_server.add_case(
+        camera="ql13-km22",
+        plate="61A-999.99",
+        occurred_at=datetime.now(UTC) - timedelta(minutes=55),
+    )
     page.goto(f"{ui_server.url}/ui/#/case/{vid}")
     expect(page.get_by_role("heading", name=f"Hồ sơ #{vid}")).to_be_visible()
+    same = page.locator("#same-plate")
+    expect(same).to_contain_text("cùng một hành vi bị ghi nhận hai lần")
+    expect(same.locator(f"a[href='#/case/{twin}']")).to_have_text(f"#{twin}")
+    expect(same).to_contain_text("(Mới)")
     # Evidence: the frame at the moment, the clip, the plate and lamp crops.
     frame = page.locator("#frame")
     expect(frame).to_be_visible()
@@ -165,6 +175,7 @@ def test_an_officer_reviews_a_case_end_to_end(officer_page: Any, ui_server: UiSe
     dialog.get_by_label("Biển số như trong chứng cứ").fill("61a-999.98")
     dialog.get_by_role("button", name="Lưu biển số").click()
     expect(page.locator("#plate-value")).to_have_text("61A-999.98")
+    expect(page.locator("#same-plate")).to_have_count(0)  # (another plate now)
     expect(page.locator("#audit")).to_contain_text("Sửa biển số")
     # The trail's details in Vietnamese too: fields by name, statuses as statuses.
     expect(page.locator("#audit")).to_contain_text("từ: Mới; sang: Đang xem xét; phiên bản: 1")
@@ -176,6 +187,7 @@ def test_an_officer_reviews_a_case_end_to_end(officer_page: Any, ui_server: UiSe
     assert case["plate_corrected"] == "61A-999.98"
     assert case["plate_text"] == "61A-999.99"
     assert case["confirmed_by"] == ui_server.username("officer")
+    ui_server.take_out(twin)
 
 
 def test_the_keyboard_flow(officer_page: Any, ui_server: UiServer) -> None:

@@ -682,6 +682,7 @@
           h("h1", { id: "case-title" }, t("case.title", { id: c.id })),
           statusBadge(c.status),
           h("span", { class: "type" }, t(`type.${c.type}`))),
+        samePlateNearby(c),
         actionBar(data),
         factsList(data),
         h("h2", {}, t("case.explanation")),
@@ -691,6 +692,19 @@
         data.evidence_visible ? exportButton(c) : null)));
     if (data.evidence_visible) showView(S.page.view);
     focusHeading();
+  }
+
+  // One act found twice (the vehicle hidden from the camera a while and tracked again)
+  // comes as two cases of one plate: each names the others, for the reviewer to confirm
+  // one and reject the rest as duplicates.
+  function samePlateNearby(c) {
+    const others = c.same_plate_nearby || [];
+    if (!others.length) return null;
+    const items = others.map((o) => h("li", {},
+      h("a", { href: `#/case/${o.id}` }, `#${o.id}`), " ",
+      t("case.same_plate_item", { time: fmtTime(o.occurred_at), status: t(`status.${o.status}`) })));
+    return h("div", { class: "banner warn", id: "same-plate", role: "note" },
+      h("p", {}, t("case.same_plate")), h("ul", {}, items));
   }
 
   // The case as one ZIP for a court or the vehicle's owner, checked anywhere with
