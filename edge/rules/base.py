@@ -26,6 +26,12 @@ class PhaseSource(Protocol):
 
     def source_at(self, t: float) -> SignalSource | None: ...
 
+    def told_until(self) -> float:
+        """Up to when the controller's account of the phases is told after the fact: the
+        sent time of its latest message (a later message says whether a phase it reported
+        still held). Infinite for a history known whole."""
+        ...
+
 
 Signals = Mapping[str, PhaseSource]
 """Signal heads by id."""

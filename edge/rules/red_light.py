@@ -6,6 +6,14 @@ Going on while the same red is still showing is a violation whether or not the v
 stopped first; a vehicle that never stopped is one even if it reaches the second line just
 after green. A vehicle whose path enters a turn exemption (for example right turn on red,
 where signed) after the stop line is exempt.
+
+A red the signal controller reported is judged once the controller has spoken again
+after the vehicle went on: its messages go over the network and may be lost, and until
+a later one says otherwise the last red stands for ``controller_ttl_s``, though a lost
+message may have turned it green. The later message says when the phase in force began,
+so the crossing is judged again on what it tells (a red that began later, or a green,
+fines nobody). Without such a message within twice ``controller_ttl_s`` the crossing is
+not judged: the lenient side. A red read from the lamp image is judged at once.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from dataclasses import dataclass, field
 from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRule
 from edge.rules.geometry import Crossing, Point, SideTracker
 from edge.rules.plane import LaneGeometry, SceneGeometry
-from edge.rules.tracks import EvidenceTimes, Violation, WorldTrackPoint
+from edge.rules.tracks import EvidenceTimes, TrackFrame, Violation, WorldTrackPoint
 from roadwatch.contract import LampColour, Measurement, SignalSource, ViolationType
 
 
@@ -62,13 +70,26 @@ class _LaneState:
 
 
 @dataclass(slots=True)
+class _Awaiting:
+    """A crossing judged a violation on a red the controller reported, waiting for its
+    next message (sent after the vehicle went on) to judge it again."""
+
+    memory: TrackMemory[RedLightState]
+    p: WorldTrackPoint
+    lane: LaneGeometry
+    crossed: Crossing
+    went: Crossing
+    stood_at: float | None
+
+
+@dataclass(slots=True)
 class RedLightState:
     lanes: dict[str, _LaneState] = field(default_factory=dict)
 
 
 class RedLightRule(TrackRule[RedLightState]):
     rule = ViolationType.RED_LIGHT
-    version = "red_light/2"
+    version = "red_light/3"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)
@@ -76,6 +97,7 @@ class RedLightRule(TrackRule[RedLightState]):
         if not self._lanes:
             raise RuleUnavailableError("red light needs a lane with a stop line and a went-on line")
         self._settings = scene.config.rules.red_light
+        self._awaiting: list[_Awaiting] = []
 
     def new_state(self) -> RedLightState:
         return RedLightState()
@@ -115,9 +137,45 @@ class RedLightRule(TrackRule[RedLightState]):
             if crossed is None or exempt:
                 continue
             violation = self._judge(memory, p, lane, crossed, went, stood_at, signals)
-            if violation is not None:
+            if violation is None:
+                continue
+            head = signals[lane.config.signal_head]  # (a violation means it is there)
+            told = (head.source_at(crossed.t), head.source_at(went.t))
+            if SignalSource.CONTROLLER not in told or head.told_until() >= went.t:
                 return violation
+            self._awaiting.append(_Awaiting(memory, p, lane, crossed, went, stood_at))
         return None
+
+    def update(self, frame: TrackFrame, signals: Signals | None = None) -> list[Violation]:
+        found = super().update(frame, signals)
+        if self._awaiting:
+            found.extend(self._judge_awaiting(frame.t, signals or {}))
+        return found
+
+    @property
+    def awaiting(self) -> int:
+        """Crossings waiting for the controller's next message to be judged."""
+        return len(self._awaiting)
+
+    def _judge_awaiting(self, t: float, signals: Signals) -> list[Violation]:
+        """The crossings waiting on the controller whose next message has come, judged
+        again on what it told; those it has not spoken after in twice its ttl are let go."""
+        wait_s = 2.0 * self.scene.config.lamp.controller_ttl_s
+        found, still = [], []
+        for a in self._awaiting:
+            head = signals.get(a.lane.config.signal_head)
+            if head is None or a.memory.fired:
+                continue
+            if head.told_until() < a.went.t:
+                if t - a.went.t <= wait_s:
+                    still.append(a)
+                continue
+            violation = self._judge(a.memory, a.p, a.lane, a.crossed, a.went, a.stood_at, signals)
+            if violation is not None:
+                a.memory.fired = True
+                found.append(violation)
+        self._awaiting = still
+        return found
 
     def _judge(
         self,

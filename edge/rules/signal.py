@@ -185,6 +185,10 @@ class PhaseHistory:
         span = self.span_at(t)
         return None if span is None else span.source
 
+    def told_until(self) -> float:
+        """A history given whole (a recording's labelled phases) is known to its end."""
+        return float("inf")
+
     def time_since_red(self, t: float) -> float | None:
         began = self.red_began(t)
         return None if began is None else t - began
@@ -262,3 +266,9 @@ class SignalState:
     def source_at(self, t: float) -> SignalSource | None:
         """Where the phase in force at ``t`` came from; None when it is not known."""
         return self.history.source_at(t) if self._known(t) else None
+
+    def told_until(self) -> float:
+        """The sent time of the controller's latest message taken (-inf before any): what
+        it reported for times up to then is as it knew them then."""
+        sent = self._controller_sent_at
+        return -float("inf") if sent is None else sent

@@ -103,3 +103,74 @@ def test_a_head_only_the_controller_reports_answers_for_the_times_its_messages_c
     assert state.red_began(t0 + 15.0) is None and state.phase_at(t0 + 15.0) is UNKNOWN
     assert state.red_began(t0 + 17.0) == t0 - 2.0  # (3 s before the first one after)
     assert state.red_began(t0 - 3.5) is None  # (before the first message's cover)
+
+
+def test_a_green_whose_messages_were_lost_is_never_read_as_red() -> None:
+    """A head only the controller reports: red from -10 s, a green from 1 s to 4 s whose
+    messages were all lost, red again from 4 s, told at 5 s. The two messages are close
+    enough for their spans to join, but the second says when its red began: a crossing
+    during the green is never judged against the red before it."""
+    state = SignalState("main", SETTINGS, lamps=False)
+    state.on_controller(told(RED, -10.0, 0.0))
+    assert state.red_began(t0 + 2.5) == t0 - 10.0  # (what was known before 5 s)
+    state.on_controller(told(RED, 4.0, 5.0))
+    for s in (1.0, 2.5, 3.9):
+        assert state.red_began(t0 + s) is None, s
+        assert state.phase_at(t0 + s) is not RED, s
+    assert state.red_began(t0 + 4.5) == t0 + 4.0
+
+
+def _red_light_cases(messages: list[SignalPhase]) -> tuple[list[tuple[float, float]], int]:
+    """A car up lane 1 over the stop line at 2.5 s and the second line at 3.5 s, judged
+    on a head only the controller reports, each message taken before the first frame at
+    or after its sending: (when each case was found, its decisive time) and the
+    crossings still waiting at the end."""
+    from edge.rules.red_light import RedLightRule
+    from tests.rules_tracks import Track, frames, geometry, hold, line_path
+
+    rule = RedLightRule(geometry(True))
+    state = SignalState("main", SETTINGS, lamps=False)
+    car = Track(1, line_path((500.0, 900.0), (500.0, 200.0), -1.5, 5.5))
+    parked = Track(2, hold((900.0, 500.0), -2.0, 12.0))  # (frames go on after the car)
+    queue = sorted(messages, key=lambda m: m.sent_at)
+    found = []
+    for frame in frames([car, parked], True):
+        while queue and queue[0].sent_at.timestamp() <= frame.t:
+            assert state.on_controller(queue.pop(0), frame.t)
+        found += [(frame.t - t0, v.t - t0) for v in rule.update(frame, {"main": state})]
+    return found, rule.awaiting
+
+
+def _every_second(phase: LampColour, changed_s: float, first: int, last: int) -> list[SignalPhase]:
+    return [told(phase, changed_s, float(s)) for s in range(first, last + 1)]
+
+
+GREEN = LampColour.GREEN
+
+
+@pytest.mark.parametrize(
+    ("messages", "fined_at"),
+    [
+        (_every_second(RED, -10.0, -2, 11), 4.0),
+        # A green from 1.5 s to 4 s whose messages were lost: the last red stood, fresh.
+        (_every_second(RED, -10.0, -2, 1) + _every_second(RED, 4.0, 4, 11), None),
+        (_every_second(RED, -10.0, -2, 1), None),  # (silent from 1 s on: never told)
+        (_every_second(RED, -10.0, -2, 3) + _every_second(GREEN, 4.0, 4, 11), 4.0),
+    ],
+    ids=[
+        "red throughout: fined when the next message comes",
+        "a green whose messages were lost: not fined",
+        "the controller silent after the crossing: not judged",
+        "green only after the car went on: fined",
+    ],
+)
+def test_a_crossing_on_the_controllers_red_is_judged_on_its_next_message(
+    messages: list[SignalPhase], fined_at: float | None
+) -> None:
+    found, awaiting = _red_light_cases(messages)
+    if fined_at is None:
+        assert found == []
+    else:
+        [(at, decisive)] = found
+        assert at == pytest.approx(fined_at) and decisive == pytest.approx(2.5, abs=0.11)
+    assert awaiting == 0
