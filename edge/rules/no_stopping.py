@@ -12,13 +12,24 @@ it stood in, and the explanation names them all.
 A stop is fined once. A vehicle hidden for a while (a bus stopping in front of it) comes
 back to the tracker as a new track, which would stand its dwell again and be fined
 again, at every such occlusion of a car parked for an hour. So the rule keeps each fined
-stop's place for as long as a vehicle is seen standing there (the fined track, or a
-later one standing on that place, within the stationary radius, for ``STANDING_S``),
-and ``same_stop_gap_s`` after the last such sighting; a new track whose stop begins
-there meanwhile is that vehicle, and is not fined again. The place is let go at once
-when the fined track is seen driving off (twice the radius away). A different vehicle
-that stops on the very place soon after a fined one left unseen is not fined: the
-lenient side of a case that cannot be told from the pictures' tracks alone.
+stop's place (where the vehicle stood when fined) while its vehicle is seen standing
+within twice the stationary radius of it (the fined track, or a track first seen near
+it), and for ``same_stop_gap_s`` after the last such sighting. A track first seen within
+four radii of a kept place (not seen arriving: a box half hidden at first lands a few
+metres off), whose stop begins within two radii of it meanwhile, is the fined vehicle
+come back: not fined again, and it stands for the place from then on. A vehicle seen
+arriving is never taken for the one fined there, however near and soon it stops (two
+motorcycles side by side are each fined), and nothing the fined track's box does (a
+passing bus hiding its wheels, or taking its id along) lets the place go.
+
+Lenient side: a different vehicle that arrives wholly unseen (behind a bus) and is first
+seen standing on a kept place is not fined. Left as it was: a fined vehicle seen again
+only after ``same_stop_gap_s``, or first seen more than four radii off, is fined again
+(the reviewer sees the same vehicle on the same place); so is one standing on through
+the hours its zone is not in force, hidden meanwhile, when the zone is in force again.
+
+A pushed scene takes the fined places over when its image size is the same, mapped
+again from their image points through its own calibration.
 """
 
 from __future__ import annotations
@@ -34,13 +45,22 @@ from roadwatch.contract import Measurement, ViolationType
 
 # A vehicle standing this long on a fined stop's place keeps the place taken.
 STANDING_S = 1.0
+# How near a fined place (in stationary radii) a vehicle's stop is that place, and how
+# near it the track must have been first seen to be taken for the vehicle fined there
+# come back (not one seen arriving; a box half hidden at first lands a few metres off).
+SAME_PLACE_RADII = 2.0
+FIRST_SEEN_RADII = 4.0
+# The most fined places kept (a camera's view holds far fewer vehicles standing).
+MAX_FINED = 256
 
 
 @dataclass(slots=True)
 class FinedStop:
-    """Where a vehicle stood when it was fined, and who was last seen standing there."""
+    """Where a vehicle stood when it was fined (in the rules' plane, and in the image),
+    the track that stands for it, and when it was last seen standing there."""
 
     at: Point
+    px: Point
     track_id: int
     last_t: float
 
@@ -52,11 +72,12 @@ class NoStoppingState:
     anchor: Point | None = None
     since: float = 0.0
     last_in: float = 0.0
+    first: Point | None = None  # where the track was first seen
 
 
 class NoStoppingRule(TrackRule[NoStoppingState]):
     rule = ViolationType.NO_STOPPING
-    version = "no_stopping/5"
+    version = "no_stopping/6"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)
@@ -75,47 +96,60 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
 
     def carry_fired(self, old: TrackRule[NoStoppingState]) -> None:
         super().carry_fired(old)
-        if isinstance(old, NoStoppingRule) and old.scene.metric == self.scene.metric:
-            # (places in the same units: metres on the road, or pixels)
-            self._fined = old._fined
+        if not isinstance(old, NoStoppingRule):
+            return
+        if old.scene.config.image_size != self.scene.config.image_size:
+            return  # (image points of another picture: nothing to map again)
+        for stop in old._fined:
+            # (mapped again from the image: a new calibration moves the road plane's axes)
+            at = self.scene.place(stop.px)
+            if at is not None:
+                self._fined.append(FinedStop(at, stop.px, stop.track_id, stop.last_t))
 
     def _keep_fined(self, frame: TrackFrame) -> None:
-        """Each fined stop's place: still taken while a vehicle is seen standing on it,
-        let go when the fined track drives off or nobody stood there for the gap."""
+        """Each fined stop's place: kept while its vehicle is seen standing on it (the
+        track that stands for it, or a track first seen there), let go ``same_stop_gap_s``
+        after the last such sighting."""
         if not self._fined:
             return
-        radius = self.scene.stationary_radius
-        kept = []
-        for stop in self._fined:
-            left = False
-            for p in frame.points:
+        reach = SAME_PLACE_RADII * self.scene.stationary_radius
+        born = FIRST_SEEN_RADII * self.scene.stationary_radius
+        owners = {stop.track_id: stop for stop in self._fined}
+        standing: list[tuple[Point, Point, float]] = []
+        for p in frame.points:
+            stop = owners.get(p.track_id)
+            if stop is not None:
                 pos = self.scene.position(p)
-                if pos is None:
-                    continue
-                if p.track_id == stop.track_id:
-                    left = pos.distance(stop.at) > 2.0 * radius
+                if pos is not None and pos.distance(stop.at) <= reach:
                     stop.last_t = p.t
-                    continue
-                memory = self._tracks.get(p.track_id)
-                st = memory.state if memory is not None else None
-                if (
-                    st is not None
-                    and st.anchor is not None
-                    and st.anchor.distance(stop.at) <= radius
-                    and p.t - st.since >= STANDING_S
-                ):
-                    stop.last_t = max(stop.last_t, p.t)
-            if not left and frame.t - stop.last_t <= self._settings.same_stop_gap_s:
-                kept.append(stop)
-        self._fined = kept
+                continue
+            memory = self._tracks.get(p.track_id)
+            if memory is None or memory.fired:
+                continue
+            st = memory.state
+            if st.anchor is not None and st.first is not None and p.t - st.since >= STANDING_S:
+                standing.append((st.anchor, st.first, p.t))
+        for anchor, first, t in standing:
+            for stop in self._fined:
+                if anchor.distance(stop.at) <= reach and first.distance(stop.at) <= born:
+                    stop.last_t = max(stop.last_t, t)
+        gap = self._settings.same_stop_gap_s
+        self._fined = [stop for stop in self._fined if frame.t - stop.last_t <= gap]
+        if len(self._fined) > MAX_FINED:
+            self._fined.sort(key=lambda stop: stop.last_t)
+            del self._fined[: len(self._fined) - MAX_FINED]
 
     def _fined_here(self, st: NoStoppingState) -> FinedStop | None:
-        """The fined stop that this stop goes on: begun on its place within the gap."""
-        if st.anchor is None:
+        """The fined stop that this stop goes on: a track first seen on its place, whose
+        stop began there within the gap."""
+        if st.anchor is None or st.first is None:
             return None
+        reach = SAME_PLACE_RADII * self.scene.stationary_radius
+        born = FIRST_SEEN_RADII * self.scene.stationary_radius
         for stop in self._fined:
             if (
-                st.anchor.distance(stop.at) <= self.scene.stationary_radius
+                st.first.distance(stop.at) <= born
+                and st.anchor.distance(stop.at) <= reach
                 and st.since - stop.last_t <= self._settings.same_stop_gap_s
             ):
                 return stop
@@ -153,6 +187,8 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
         zone = self._zone_at(p, local)
         inside = zone is not None
         pos = self.scene.position(p)
+        if st.first is None:
+            st.first = pos
         if zone is None and pos is not None:
             zone = self._stop_kept(st, p.t, pos, local)
         if zone is None or pos is None:
@@ -183,7 +219,7 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
             memory.fired = True
             same.track_id, same.last_t = p.track_id, p.t
             return None
-        self._fined.append(FinedStop(st.anchor, p.track_id, p.t))
+        self._fined.append(FinedStop(pos, p.ground_px, p.track_id, p.t))
         vehicle = memory.vote.winner
         zones = " and ".join(z.label for z in self.scene.zones if any(z is y for y in st.zones))
         text = (

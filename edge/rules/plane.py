@@ -103,6 +103,7 @@ class SceneGeometry:
 
     def __init__(self, config: SceneConfig, to_world: ImageToWorld | None = None) -> None:
         self.config = config
+        self._to_world = to_world
         self.metric = to_world is not None
         self.unit = "m" if self.metric else "px"
 
@@ -172,6 +173,13 @@ class SceneGeometry:
         if self.metric:
             return p.world
         return p.ground_px
+
+    def place(self, ground_px: Point) -> Point | None:
+        """An image point in the rules' plane (None where it does not reach the road)."""
+        if self._to_world is None:
+            return ground_px
+        at = self._to_world(ground_px)
+        return at if math.isfinite(at.x) and math.isfinite(at.y) else None
 
     def lane_at(self, p: WorldTrackPoint) -> LaneGeometry | None:
         # Several rules ask for the same point in the same frame: remember recent answers.

@@ -13,11 +13,23 @@ import pytest
 from edge.rules.base import RuleUnavailableError, TrackRule
 from edge.rules.engine import RuleSet
 from edge.rules.forbidden_lane import ForbiddenLaneRule
+from edge.rules.geometry import Point
 from edge.rules.no_stopping import NoStoppingRule
+from edge.rules.plane import SceneGeometry
 from edge.rules.solid_line import SolidLineRule
 from edge.rules.tracks import EvidenceTimes, TrackFrame, Violation
 from roadwatch.contract import VehicleClass, ViolationType
-from tests.rules_tracks import BASE, T0, Track, frames, geometry, hold, line_path, run
+from tests.rules_tracks import (
+    BASE,
+    T0,
+    Track,
+    frames,
+    geometry,
+    hold,
+    line_path,
+    run,
+    scene_config,
+)
 
 TRUCK, CAR, MOTO = VehicleClass.TRUCK, VehicleClass.CAR, VehicleClass.MOTORCYCLE
 HOURS_TO_0730 = -(6 * 3600 + 33 * 60)  # from 14:03 back to 07:30 local
@@ -597,11 +609,12 @@ def test_no_stopping_ends_a_stop_on_the_zone_edge_with_the_zones_window(
 
 
 # A vehicle fined for no stopping and then hidden (a bus stopping in front of it) comes
-# back with a new track id: the same stop goes on, not a new one to fine again.
-SAME_STOP_CASES: dict[str, tuple[list[Track], int]] = {
+# back with a new track id: the same stop goes on, not a new one to fine again. A vehicle
+# seen riding in is another vehicle, however close and however soon. (The tracks fined.)
+SAME_STOP_CASES: dict[str, tuple[list[Track], tuple[int, ...]]] = {
     "fined, hidden 3 s, seen again standing on": (
         [Track(9, hold((900, 500), 0, 40)), Track(10, hold((900, 500), 43, 90))],
-        1,
+        (9,),
     ),
     "fined, hidden three times, each time a new id": (
         [
@@ -610,30 +623,118 @@ SAME_STOP_CASES: dict[str, tuple[list[Track], int]] = {
             Track(11, hold((901, 500), 90, 130)),
             Track(12, hold((900, 500), 140, 180)),
         ],
-        1,
+        (9,),
     ),
     "fined, hidden 50 s behind a bus, seen again": (
         [Track(9, hold((900, 500), 0, 40)), Track(10, hold((900, 500), 90, 130))],
-        1,
+        (9,),
     ),
     "fined, hidden 70 s, longer than a stop is taken to go on unseen": (
         [Track(9, hold((900, 500), 0, 40)), Track(10, hold((900, 500), 110, 150))],
-        2,
+        (9, 10),
     ),
     "fined, drives off, another car parks on the spot 5 s later": (
         [
             Track(9, hold((900, 500), 0, 40) + line_path((900, 500), (900, 250), 40.1, 45)),
             Track(10, line_path((900, 750), (900, 500), 45, 50) + hold((900, 500), 50, 90)),
         ],
-        2,
+        (9, 10),
     ),
     "fined, another car parks 5 m behind it": (
         [Track(9, hold((900, 500), 0, 60)), Track(10, hold((900, 550), 20, 60))],
-        2,
+        (9, 10),
     ),
     "fined, hidden 3 s, seen again 5 m away (another car)": (
         [Track(9, hold((900, 500), 0, 40)), Track(10, hold((900, 550), 43, 90))],
-        2,
+        (9, 10),
+    ),
+    "fined, a passing bus hides its wheels for a frame (3.5 m off), then hidden 3 s": (
+        [
+            Track(9, [*hold((900, 500), 0, 40), (40.1, 900, 465), *hold((900, 500), 40.1, 50)]),
+            Track(10, hold((900, 500), 53, 100)),
+        ],
+        (9,),
+    ),
+    "fined, its id goes off with a passing bus, the car re-found under a new id": (
+        [
+            Track(9, hold((900, 500), 0, 40) + line_path((900, 490), (900, 200), 40.1, 43)),
+            Track(10, hold((900, 500), 40.1, 100)),
+        ],
+        (9,),
+    ),
+    "fined after rolling its last 1.4 m, re-found where it came to rest": (
+        [
+            Track(
+                9,
+                line_path((900, 800), (900, 514), 0, 3)
+                + line_path((900, 514), (900, 500), 3, 5)[1:]
+                + hold((900, 500), 5, 45),
+            ),
+            Track(10, hold((900, 497), 48, 100)),
+        ],
+        (9,),
+    ),
+    "fined, re-found 4 m off for 0.5 s (half hidden as the bus pulls away)": (
+        [
+            Track(9, hold((900, 500), 0, 40)),
+            Track(10, hold((900, 540), 43, 43.5) + hold((900, 500), 43.5, 100)),
+        ],
+        (9,),
+    ),
+    "fined, re-found 2 m off (a bus still half in front of it)": (
+        [Track(9, hold((900, 500), 0, 40)), Track(10, hold((900, 520), 43, 100))],
+        (9,),
+    ),
+    "fined, a motorcycle rides in and stands 0.8 m beside it; the car hidden later": (
+        [
+            Track(9, hold((900, 500), 0, 90)),
+            Track(
+                10,
+                line_path((950, 800), (908, 500), 0, 5)
+                + hold((908, 500), 5, 45)
+                + line_path((908, 500), (950, 200), 45, 50),
+                MOTO,
+            ),
+            Track(11, hold((900, 500), 93, 140)),
+        ],
+        (9, 10),
+    ),
+    "fined, leaves unseen; a new car rides in 50 s later, and so on, four cars": (
+        [
+            Track(
+                9 + k,
+                line_path((900, 800), (900, 500), 100 * k, 100 * k + 3)
+                + hold((900, 500), 100 * k + 3, 100 * k + 50),
+            )
+            for k in range(4)
+        ],
+        (9, 10, 11, 12),
+    ),
+    "fined, leaves unseen; cars queue over the spot 1.5 s each; one parks there later": (
+        [Track(9, hold((900, 500), 0, 40))]
+        + [
+            Track(
+                20 + k,
+                line_path((900, 800), (900, 505), 40 + 20 * k, 43 + 20 * k)
+                + hold((900, 505), 43 + 20 * k, 44.5 + 20 * k)
+                + line_path((900, 505), (900, 200), 44.5 + 20 * k, 47 + 20 * k),
+            )
+            for k in range(12)
+        ]
+        + [Track(50, line_path((900, 800), (900, 500), 280, 283) + hold((900, 500), 283, 330))],
+        (9, 50),
+    ),
+    "a row of eight motorcycles 0.7 m apart, each ridden in": (
+        [
+            Track(
+                30 + k,
+                line_path((990, 700), (850 + 7 * k, 500), 2 * k, 2 * k + 3)
+                + hold((850 + 7 * k, 500), 2 * k + 3, 100),
+                MOTO,
+            )
+            for k in range(8)
+        ],
+        tuple(range(30, 38)),
     ),
 }
 
@@ -643,9 +744,9 @@ SAME_STOP_CASES: dict[str, tuple[list[Track], int]] = {
 def test_no_stopping_fines_a_stop_once_however_often_its_vehicle_gets_a_new_id(
     name: str, metric: bool
 ) -> None:
-    tracks, fines = SAME_STOP_CASES[name]
+    tracks, fined = SAME_STOP_CASES[name]
     found = run(NoStoppingRule(geometry(metric)), tracks)
-    assert len(found) == fines, [(v.track_id, v.explanation) for v in found]
+    assert tuple(v.track_id for v in found) == fined, [(v.track_id, v.explanation) for v in found]
 
 
 @pytest.mark.parametrize("metric", [True, False], ids=["metres", "pixels"])
@@ -669,3 +770,25 @@ def test_a_new_scene_does_not_fine_again_a_vehicle_fined_before_it(
     fresh = RuleSet(geometry(metric, version="synthetic/8"))
     again = [v for frame in frames([later], metric) for v in fresh.update(frame)]
     assert [v.rule for v in again] == [ViolationType.NO_STOPPING]
+
+
+def test_a_new_calibration_maps_a_fined_stop_again_from_the_image() -> None:
+    """A scene pushed with a new calibration (its road plane's origin 4 m elsewhere): the
+    fined car, hidden meanwhile and back under a new id, is the same stop."""
+    old = RuleSet(geometry(True))
+    fined = [
+        v for frame in frames([Track(9, hold((900, 500), 0, 40))], True) for v in old.update(frame)
+    ]
+    assert len(fined) == 1
+
+    def moved(p: Point) -> Point:
+        return Point(p.x / 10, p.y / 10 + 4.0)
+
+    new = RuleSet(SceneGeometry(scene_config(version="synthetic/8"), moved))
+    new.carry_fired(old)
+    later = [Track(9, hold((900, 500), 40, 50)), Track(10, hold((900, 500), 53, 100))]
+    again = []
+    for frame in frames(later, True):
+        points = tuple(dataclasses.replace(p, world=moved(p.ground_px)) for p in frame.points)
+        again += new.update(dataclasses.replace(frame, points=points))
+    assert again == [], [v.explanation for v in again]
