@@ -17,7 +17,8 @@ within twice the stationary radius of it (the fined track, or a track first seen
 it), and for ``same_stop_gap_s`` after the last such sighting. A track first seen within
 four radii of a kept place (not seen arriving: a box half hidden at first lands a few
 metres off), whose stop begins within two radii of it meanwhile, is the fined vehicle
-come back: not fined again, and it stands for the place from then on. A vehicle seen
+come back: not fined again, and it stands for the place from then on, as do the
+tracks taken for it before (a second box on it that comes and goes). A vehicle seen
 arriving is never taken for the one fined there, however near and soon it stops (two
 motorcycles side by side are each fined), and nothing the fined track's box does (a
 passing bus hiding its wheels, or taking its id along) lets the place go.
@@ -50,18 +51,21 @@ STANDING_S = 1.0
 # come back (not one seen arriving; a box half hidden at first lands a few metres off).
 SAME_PLACE_RADII = 2.0
 FIRST_SEEN_RADII = 4.0
-# The most fined places kept (a camera's view holds far fewer vehicles standing).
+# The most fined places kept (a camera's view holds far fewer vehicles standing), and
+# the most tracks taken for one of them.
 MAX_FINED = 256
+MAX_TRACKS_PER_PLACE = 16
 
 
 @dataclass(slots=True)
 class FinedStop:
     """Where a vehicle stood when it was fined (in the rules' plane, and in the image),
-    the track that stands for it, and when it was last seen standing there."""
+    the tracks taken for it (the fined one, and each that came back there), and when it
+    was last seen standing there."""
 
     at: Point
     px: Point
-    track_id: int
+    track_ids: set[int]
     last_t: float
 
 
@@ -104,7 +108,7 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
             # (mapped again from the image: a new calibration moves the road plane's axes)
             at = self.scene.place(stop.px)
             if at is not None:
-                self._fined.append(FinedStop(at, stop.px, stop.track_id, stop.last_t))
+                self._fined.append(FinedStop(at, stop.px, set(stop.track_ids), stop.last_t))
 
     def _keep_fined(self, frame: TrackFrame) -> None:
         """Each fined stop's place: kept while its vehicle is seen standing on it (the
@@ -114,7 +118,7 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
             return
         reach = SAME_PLACE_RADII * self.scene.stationary_radius
         born = FIRST_SEEN_RADII * self.scene.stationary_radius
-        owners = {stop.track_id: stop for stop in self._fined}
+        owners = {track_id: stop for stop in self._fined for track_id in stop.track_ids}
         standing: list[tuple[Point, Point, float]] = []
         for p in frame.points:
             stop = owners.get(p.track_id)
@@ -215,11 +219,15 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
             return None
         if (same := self._fined_here(st)) is not None:
             # (a vehicle fined here, back under a new track id: fined once; this track is
-            # now the one whose driving off lets the place go)
+            # taken for it from now on, as is any other already taken for it: a second box
+            # on it that comes and goes leaves it still standing for the place)
             memory.fired = True
-            same.track_id, same.last_t = p.track_id, p.t
+            if len(same.track_ids) >= MAX_TRACKS_PER_PLACE:
+                same.track_ids.clear()  # (the older ids: long gone)
+            same.track_ids.add(p.track_id)
+            same.last_t = p.t
             return None
-        self._fined.append(FinedStop(pos, p.ground_px, p.track_id, p.t))
+        self._fined.append(FinedStop(pos, p.ground_px, {p.track_id}, p.t))
         vehicle = memory.vote.winner
         zones = " and ".join(z.label for z in self.scene.zones if any(z is y for y in st.zones))
         text = (

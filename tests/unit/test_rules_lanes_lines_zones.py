@@ -724,6 +724,14 @@ SAME_STOP_CASES: dict[str, tuple[list[Track], tuple[int, ...]]] = {
         + [Track(50, line_path((900, 800), (900, 500), 280, 283) + hold((900, 500), 283, 330))],
         (9, 50),
     ),
+    "fined truck, a second box on it for 36 s, hidden later, back under a new id": (
+        [
+            Track(9, hold((900, 500), 0, 150)),
+            Track(10, hold((900, 510), 40, 76)),
+            Track(11, hold((900, 500), 153, 220)),
+        ],
+        (9,),
+    ),
     "a row of eight motorcycles 0.7 m apart, each ridden in": (
         [
             Track(
