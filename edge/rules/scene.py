@@ -417,7 +417,7 @@ class NoStoppingSettings(SceneModel):
         description="longest absence from a zone (box jitter over its edge) that keeps a stop",
     )
     same_stop_gap_s: Annotated[float, Field(ge=0.0, le=3600.0)] = Field(
-        default=60.0,
+        default=300.0,
         description="a vehicle found standing where one was fined, within this long of that"
         " one's last sighting there, is taken as the same vehicle come back under a new"
         " track id (hidden meanwhile) and is not fined again for the same stop",

@@ -347,13 +347,13 @@ def test_a_track_never_jumps_to_a_vehicle_elsewhere_in_the_frame(seed: int) -> N
     """What the rules rely on: an id goes to a box only where its track's motion predicts
     it (IoU with the predicted box), so a track's path never jumps across the frame. Cars
     in four lanes at each lane's own speed, three lengths apart, each vanishing once for
-    up to 0.8 s (an occlusion), with the tracker keeping a lost track 1 s: between two
+    up to 0.8 s (an occlusion), with the tracker's defaults: between two
     sightings an id moves at most as far as the lanes' cars drive in that time, plus one
     length, and never to another lane. (An id may pass to a car that comes to where a lost
     track was predicted, and between vehicles whose boxes overlap, such as riders side by
     side: the switches measured on real footage, none of them a jump.)"""
     rng = np.random.default_rng(seed)
-    tracker = Tracker(TrackerConfig(lost_buffer_s=1.0), fps=10)
+    tracker = Tracker(TrackerConfig(), fps=10)  # (a lost track is kept 2 s)
     lanes = [(100.0 + 150.0 * k, float(rng.uniform(4.0, 25.0))) for k in range(4)]
     fastest = max(speed for _, speed in lanes)  # px per frame
     length, height = 60.0, 40.0

@@ -629,8 +629,12 @@ SAME_STOP_CASES: dict[str, tuple[list[Track], tuple[int, ...]]] = {
         [Track(9, hold((900, 500), 0, 40)), Track(10, hold((900, 500), 90, 130))],
         (9,),
     ),
-    "fined, hidden 70 s, longer than a stop is taken to go on unseen": (
-        [Track(9, hold((900, 500), 0, 40)), Track(10, hold((900, 500), 110, 150))],
+    "fined, hidden 4 minutes (a queue standing in front of it), seen again": (
+        [Track(9, hold((900, 500), 0, 40)), Track(10, hold((900, 500), 280, 320))],
+        (9,),
+    ),
+    "fined, hidden 6 minutes, longer than a stop is taken to go on unseen": (
+        [Track(9, hold((900, 500), 0, 40)), Track(10, hold((900, 500), 400, 440))],
         (9, 10),
     ),
     "fined, drives off, another car parks on the spot 5 s later": (
