@@ -429,11 +429,15 @@ def describe(report: PackageReport) -> list[str]:
     lines = []
     event = report.event
     if event is not None:
-        plate = event.plate.text if event.plate is not None else "not read"
+        # (an unreadable plate is an empty reading: said as none, not as a blank plate)
+        read = event.plate.text if event.plate is not None else ""
+        plate = (
+            f"plate {read} (as read at the roadside)" if read else "plate not read at the roadside"
+        )
         lines += [
             f"violation {event.type.value} at {event.occurred_at.isoformat()}"
             f" on camera {event.camera} ({event.place or event.site})",
-            f"plate {plate} (as read at the roadside); event {event.event_id}",
+            f"{plate}; event {event.event_id}",
             f"explanation: {event.explanation}",
         ]
     lines += _decision(report.case or {}, proven=_central_ok(report))

@@ -21,7 +21,7 @@ from roadwatch.case_package import (
     evidence_name,
     verify_package,
 )
-from roadwatch.contract import EvidenceRole, MediaType
+from roadwatch.contract import EvidenceRole, MediaType, PlateReading
 from roadwatch.contract.signing import generate_private_key, public_key_pem
 from roadwatch.errors import UserError
 from tests.case_packages import make_package
@@ -319,6 +319,23 @@ def test_the_verifier_says_what_central_decided_and_on_which_plate(
     failed = (Check("signature", True), Check("central's signature", False))
     lines = describe(PackageReport(violation_event(), failed, False, case))
     assert not said or lines[3].endswith("(UNPROVEN: central's signature on the manifest fails)")
+
+
+@pytest.mark.parametrize(
+    "reading",
+    [None, PlateReading(text="", confidence=0.0, valid=False)],
+    ids=["no reading", "unreadable"],
+)
+def test_the_verifier_says_when_no_plate_was_read_at_the_roadside(
+    reading: PlateReading | None,
+) -> None:
+    """An event without a plate, or with the empty reading of one that could not be read,
+    is said to have none, not shown as a blank plate ("plate  (as read at the roadside)")."""
+    from roadwatch.case_package import Check, PackageReport
+
+    checks = (Check("signature", True), Check("central's signature", True))
+    lines = describe(PackageReport(violation_event(plate=reading), checks, True, {}))
+    assert lines[1].startswith("plate not read at the roadside; event ")
 
 
 def test_a_package_from_before_it_named_the_plate_says_only_the_status() -> None:
