@@ -752,7 +752,8 @@ def _case_export(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({exported.size} bytes, sha256 {exported.sha256})")
     for gone in exported.manifest["missing"]:
         print(f"left out: {gone['role']}: {gone['why']}")
-    print(f"check it: roadwatch verify {out} --central-key case-signing.pub")
+    pub = settings.resolved_case_key.with_suffix(".pub")
+    print(f"check it: roadwatch verify {out} --central-key {pub}")
     return 0
 
 

@@ -2185,7 +2185,10 @@ def test_a_case_exported_from_the_command_line(
     said = capsys.readouterr().out
     package = out / f"case-{vid}.zip"
     assert f"wrote {package}" in said
-    central_pub = central_settings.resolved_case_key.with_suffix(".pub").read_bytes()
+    pub_path = central_settings.resolved_case_key.with_suffix(".pub")
+    # The hint names central's .pub where it is (DATA_DIR), not a bare name beside the caller.
+    assert f"roadwatch verify {package} --central-key {pub_path}" in said
+    central_pub = pub_path.read_bytes()
     report = verify_package(package, public_key_pem(node.key.public_key()), central_pub)
     assert report.ok, [c for c in report.checks if not c.ok]
     trail = api.get(f"/api/v1/violations/{vid}/audit", headers=accounts["officer"].headers)
