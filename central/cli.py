@@ -322,6 +322,9 @@ def _serve(args: argparse.Namespace) -> int:
         )
         with shared_metrics():  # /metrics on any worker: the sum over them all
             return workers.run()
+    from central.workers import listenable_port
+
+    listenable_port(args.host, args.port)  # uvicorn would log its own error and exit 3
     app = create_app(settings, with_ingest=args.with_ingest, freeze_gc=True)
     config = uvicorn.Config(
         app,

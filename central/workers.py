@@ -47,6 +47,20 @@ QUICK_DEATH_S = 20.0  # a worker that dies sooner than this after its start "cra
 CRASH_LIMIT = 5  # crashes in a row of one worker that stop the server
 
 
+def listenable_port(host: str, port: int) -> int:
+    """``port`` (or, for 0, a free one) once (host, port) has been bound without
+    SO_REUSEPORT and let go: a port another server holds, or an address not on this
+    machine, is refused in one line before anything starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            return int(probe.getsockname()[1])
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+
 def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     """``count`` sockets bound to (host, port) with SO_REUSEPORT, listening.
 
@@ -57,12 +71,9 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     if not hasattr(socket, "SO_REUSEPORT"):
         raise UserError("--workers above 1 needs SO_REUSEPORT (Linux); serve with one worker")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    port = listenable_port(host, port)
     sockets: list[socket.socket] = []
     try:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
-            port = probe.getsockname()[1]
         for _ in range(count):
             sock = socket.socket(family, socket.SOCK_STREAM)
             sockets.append(sock)

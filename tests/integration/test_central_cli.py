@@ -277,6 +277,21 @@ def test_serve_with_embedded_defaults_and_stop_on_sigterm(tmp_path: Path) -> Non
             proc.stderr.close()
 
 
+def test_serve_where_it_cannot_listen_is_a_one_line_error(tmp_path: Path) -> None:
+    """A port another server holds, or an address not on this machine, stops `serve` with
+    one line and exit 2, with one worker as with several: one worker used to print
+    "serving on" and then uvicorn's own log, and exit 3."""
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        for workers in ("1", "2"):
+            run = _rw(tmp_path, "serve", "--port", str(port), "--workers", workers)
+            assert run.returncode == 2, (workers, run.stdout, run.stderr)
+            assert run.stderr.startswith(f"roadwatch: error: cannot listen on 127.0.0.1:{port}: ")
+            assert run.stderr.count("\n") == 1 and "serving on" not in run.stdout, run
+    run = _rw(tmp_path, "serve", "--host", "192.0.2.1", "--port", str(port))  # (TEST-NET-1)
+    assert run.returncode == 2 and "cannot listen on 192.0.2.1" in run.stderr, run.stderr
+
+
 def _children(pid: int) -> set[int]:
     found = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
