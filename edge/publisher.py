@@ -167,6 +167,7 @@ class Publisher:
         self._acked: list[str] = []
         self._unrecorded = False  # acknowledgements the outbox could not record yet
         self._accepted = False  # the broker accepted the current connection
+        self._unreachable_said = False  # "cannot reach the broker" logged for this outage
         self._stop = threading.Event()
         self._stop_deadline = 0.0
         self._thread: threading.Thread | None = None
@@ -305,7 +306,17 @@ class Publisher:
         try:
             client.connect(broker.host, broker.port, keepalive=broker.keepalive_s)
         except (OSError, ssl.SSLError) as exc:
-            log.debug("connect to %s:%d failed: %s", broker.host, broker.port, exc)
+            if self._unreachable_said:
+                log.debug("connect to %s:%d failed: %s", broker.host, broker.port, exc)
+            else:  # once for the outage: said again only after a connection
+                self._unreachable_said = True
+                log.warning(
+                    "cannot reach the broker at %s:%d: %s; trying again (events wait in the"
+                    " outbox)",
+                    broker.host,
+                    broker.port,
+                    exc,
+                )
             return False
         self._client = client
         self._accepted = False
@@ -466,6 +477,7 @@ class Publisher:
             return
         self._connects += 1
         self._accepted = True
+        self._unreachable_said = False
         log.info("connected to the broker (session present: %s)", flags.session_present)
         self._connected.set()
         client.subscribe(self._receipt_topic, qos=1)

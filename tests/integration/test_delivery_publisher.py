@@ -229,6 +229,40 @@ def test_a_broker_refusing_the_login_is_tried_again_with_back_off(tmp_path: Path
     assert publisher.counters().connects == 0
 
 
+def test_a_broker_out_of_reach_is_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker nobody answers at (a wrong host or port in the site file, the broker
+    down) is said in the log at the default level, once for the outage, not at every
+    try: `edge run` and `edge deliver` went on without a word."""
+    import logging
+
+    from roadwatch.net import free_port
+
+    port = free_port()  # (nobody listens on it)
+    cfg = DeliveryConfig.model_validate(
+        {
+            "site": "t" + uuid.uuid4().hex[:12],
+            "node": "node-01",
+            "key_path": str(tmp_path / "node.key"),
+            "broker": {"host": "127.0.0.1", "port": port, "reconnect_min_s": 0.2},
+            "outbox": {"path": str(tmp_path / "outbox")},
+        }
+    )
+    outbox = Outbox(cfg.outbox.path, BIG_BUDGET)
+    publisher = Publisher(cfg, outbox)
+    caplog.set_level(logging.WARNING, logger="edge.publisher")
+    try:
+        publisher.start()
+        time.sleep(2.0)  # (several tries)
+    finally:
+        publisher.stop(timeout_s=2)
+        outbox.close()
+    said = [r.getMessage() for r in caplog.records if "cannot reach the broker" in r.getMessage()]
+    assert len(said) == 1, caplog.text
+    assert f"127.0.0.1:{port}" in said[0]
+
+
 def test_signal_controller_messages_for_the_nodes_cameras_are_handed_on(
     tmp_path: Path, mqtt_broker: BrokerAddress
 ) -> None:
