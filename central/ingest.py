@@ -140,6 +140,8 @@ class IngestService:
         self.client = central_client(settings, client_id, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
+        self._unreachable_said = False  # "cannot reach the broker" logged for this outage
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -153,8 +155,19 @@ class IngestService:
             return
         opts = SubscribeOptions(qos=1)
         client.subscribe([(topic, opts) for topic, _qos in subscriptions(self.settings)])
+        self._unreachable_said = False
         self._connected.set()
         log.info("ingest connected to %s:%s", self.settings.mqtt_host, self.settings.mqtt_port)
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: object) -> None:
+        # (paho tries again by itself, up to every 30 s; said once until a connection)
+        if not self._unreachable_said and not self._stop.is_set():
+            self._unreachable_said = True
+            log.warning(
+                "ingest cannot reach the broker at %s:%s; trying again",
+                self.settings.mqtt_host,
+                self.settings.mqtt_port,
+            )
 
     def _on_subscribe(
         self, _c: mqtt.Client, _u: object, _mid: int, codes: list[Any], _p: object

@@ -378,6 +378,33 @@ def test_an_ingest_of_its_own_serves_its_counters_on_its_metrics_port(
         urllib.request.urlopen(url, timeout=2)
 
 
+def test_a_broker_out_of_reach_is_said_once(
+    central_db: CentralDb, central_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker nobody answers at (ROADWATCH_MQTT_HOST or _PORT wrong, the broker down) is
+    said in the log at the default level, once for the outage: `central ingest` printed
+    "ingesting from …" and then nothing, however long it tried."""
+    import logging
+
+    from roadwatch.net import free_port
+
+    port = free_port()  # (nobody listens on it)
+    settings = central_settings.model_copy(
+        update={"mqtt_host": "127.0.0.1", "mqtt_port": port,
+                "mqtt_client_id": f"central-test-{uuid.uuid4().hex[:10]}"}
+    )  # fmt: skip
+    caplog.set_level(logging.WARNING, logger="central.ingest")
+    service = IngestService(settings, central_db.engine)
+    service.start()
+    try:
+        time.sleep(3.5)  # (tries after 0, 1 and 2 s or so)
+    finally:
+        service.stop(5)
+    said = [r.getMessage() for r in caplog.records if "cannot reach the broker" in r.getMessage()]
+    assert len(said) == 1, caplog.text
+    assert f"127.0.0.1:{port}" in said[0]
+
+
 def test_serve_with_ingest_in_one_process(
     central_db: CentralDb,
     central_settings: Settings,
