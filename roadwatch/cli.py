@@ -7,8 +7,10 @@ nothing heavy at import time; the work is imported when a command runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -56,6 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("roadwatch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of the output went away (`roadwatch verify case.zip | head`): no
+        # traceback, and none again when Python flushes stdout at exit.
+        with contextlib.suppress(OSError, ValueError):  # (a stdout without a descriptor)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return int(result or 0)
 
 

@@ -146,3 +146,20 @@ def test_edge_run_help_says_what_a_run_does(capsys: pytest.CaptureFixture[str]) 
         assert part in text
     assert "--annotate ANNOTATE with --source: write the video with the tracks drawn" in text
     assert "and write the annotated video" not in text
+
+
+def test_output_piped_into_a_reader_that_goes_away_is_no_traceback() -> None:
+    # `roadwatch verify case.zip | head -2` printed a BrokenPipeError traceback.
+    scene = Path(__file__).resolve().parents[1] / "data" / "rules_vn_redlight_16h30.scene.yaml"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roadwatch", "scene", "check", str(scene)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # (before the command writes: the reader is gone)
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(60) == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
