@@ -200,6 +200,30 @@ class Settings(BaseSettings):
                 break
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _a_database_central_runs_on(cls, value: str | None) -> str | None:
+        # Any other URL would fail later with its driver's import error (No module named
+        # 'MySQLdb'), or an unparsable one with a traceback from deep inside SQLAlchemy.
+        if not value:
+            return value
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "ROADWATCH_DATABASE_URL is not a database URL (postgresql+psycopg://user@host/db,"
+                " or sqlite:///path/central.db)"
+            ) from None
+        if url.drivername in ("postgresql", "postgresql+psycopg", "sqlite", "sqlite+pysqlite"):
+            return value
+        raise ValueError(
+            f"ROADWATCH_DATABASE_URL names {url.drivername}: central runs on PostgreSQL"
+            " (postgresql+psycopg://user@host/db) or SQLite (sqlite:///path/central.db)"
+        )
+
     @field_validator(
         "s3_endpoint_url",
         "s3_bucket",

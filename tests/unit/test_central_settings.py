@@ -132,6 +132,32 @@ def test_a_data_folder_that_is_a_file_is_one_line_naming_the_variable(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["central.txt"]
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("mysql://root@127.0.0.1/test", "names mysql: central runs on PostgreSQL"),
+        ("postgresql+asyncpg://u@h/db", "names postgresql+asyncpg: central runs on"),
+        ("not a url", "is not a database URL"),
+    ],
+)
+def test_a_database_central_does_not_run_on_is_one_line(
+    url: str, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It failed later with its driver's import error: No module named 'MySQLdb'.
+    monkeypatch.setenv("ROADWATCH_DATABASE_URL", url)
+    with pytest.raises(UserError, match="database_url") as refused:
+        load_settings()
+    assert said in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://u@h/db", "postgresql+psycopg://u@h/db", "sqlite:///var/c.db"]
+)
+def test_the_databases_central_runs_on_are_taken(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROADWATCH_DATABASE_URL", url)
+    assert load_settings().resolved_database_url == url
+
+
 def test_a_sqlite_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROADWATCH_")}
