@@ -89,9 +89,13 @@ def _detect(args: argparse.Namespace) -> int:
     from edge.detector import Detector
     from roadwatch.errors import UserError
 
-    image = cv2.imread(str(args.image)) if args.image.is_file() else None
+    if not args.image.exists():
+        raise UserError(f"no such file: {args.image}")
+    if not args.image.is_file():
+        raise UserError(f"{args.image} is not a file")
+    image = cv2.imread(str(args.image))
     if image is None:
-        raise UserError(f"cannot read image {args.image}")
+        raise UserError(f"cannot read image {args.image}: not a picture OpenCV reads")
     dets = Detector.from_manifest(_detector_config(args)).detect([image.astype(np.uint8)])[0]
     rows = [
         {

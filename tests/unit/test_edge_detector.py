@@ -312,7 +312,19 @@ def test_cli_detect_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
         capture_output=True, text=True, env=cli_env(), timeout=120, check=False,
     )  # fmt: skip
     assert proc.returncode != 0
-    assert proc.stderr.strip().splitlines() == [f"roadwatch: error: cannot read image {bad}"]
+    assert proc.stderr.strip().splitlines() == [
+        f"roadwatch: error: cannot read image {bad}: not a picture OpenCV reads"
+    ]
+    for missing, said in (
+        (tmp_path / "gone.jpg", "no such file: {}"),
+        (tmp_path, "{} is not a file"),
+    ):
+        proc = subprocess.run(
+            cli("edge", "detect", str(missing)),
+            capture_output=True, text=True, env=cli_env(), timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 2
+        assert proc.stderr.strip().splitlines() == [f"roadwatch: error: {said.format(missing)}"]
     for confidence, message in (("2", "less than or equal to 1"), ("-1", "greater than")):
         proc = subprocess.run(
             cli("edge", "detect", str(still), "--confidence", confidence),
