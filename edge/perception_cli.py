@@ -355,12 +355,33 @@ def _run_with(
     finally:
         for close in closers:
             close(finished)  # a failed run leaves the files of an earlier run as they were
-        if node.delivery is not None:
-            node.delivery.stop()
+        left = _stop_delivery(node.delivery, 0.0 if stop.is_set() else DRAIN_S)
     print(summary.describe(), file=sys.stderr)
     if node.enforcement:
         print(_enforcement_line(node), file=sys.stderr)
+    if left:
+        print(left, file=sys.stderr)
     return 130 if stop.is_set() else 0
+
+
+# How long a recording's run waits at its end for its events and evidence to be sent.
+DRAIN_S = 30.0
+
+
+def _stop_delivery(delivery: Any, drain_s: float) -> str | None:
+    """Stop delivery after up to ``drain_s`` for the outbox to empty; what is left to
+    send, said for the operator (it is sent at the next start or by `edge deliver`)."""
+    if delivery is None:
+        return None
+    delivery.drain(drain_s)
+    stats = delivery.outbox.stats()
+    delivery.stop()
+    if stats.pending == 0 and stats.blobs_pending == 0:
+        return None
+    return (
+        f"still to send: {stats.pending} message(s) and {stats.blobs_pending} evidence"
+        " file(s); they wait in the outbox (`roadwatch edge deliver --config FILE` sends them)"
+    )
 
 
 def _enforcement_line(node: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -94,3 +95,46 @@ def test_an_output_that_is_an_input_is_refused(
         message = message.replace(name, str(path))
     assert line.startswith("roadwatch: error: ") and message in line, line
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+class _Delivery:
+    """Stands in for a node's delivery: what is left in its outbox after the drain."""
+
+    def __init__(self, pending: int, blobs: int) -> None:
+        self.outbox = SimpleNamespace(
+            stats=lambda: SimpleNamespace(pending=pending, blobs_pending=blobs)
+        )
+        self.calls: list[str] = []
+
+    def drain(self, timeout_s: float) -> bool:
+        self.calls.append(f"drain {timeout_s:g}")
+        return False
+
+    def stop(self) -> bool:
+        self.calls.append("stop")
+        return True
+
+
+@pytest.mark.parametrize(
+    ("pending", "blobs", "said"),
+    [
+        (0, 0, None),
+        (0, 5, "still to send: 0 message(s) and 5 evidence file(s)"),
+        (2, 1, "still to send: 2 message(s) and 1 evidence file(s)"),
+    ],
+)
+def test_a_recordings_run_says_what_it_left_to_send(
+    pending: int, blobs: int, said: str | None
+) -> None:
+    """`edge run --source` with a delivery section ended saying what it stored, and an
+    operator took the cases as at central while their evidence still waited to upload."""
+    from edge.perception_cli import DRAIN_S, _stop_delivery
+
+    delivery = _Delivery(pending, blobs)
+    left = _stop_delivery(delivery, DRAIN_S)
+    assert delivery.calls == [f"drain {DRAIN_S:g}", "stop"]
+    if said is None:
+        assert left is None
+    else:
+        assert left is not None and left.startswith(said) and "edge deliver" in left
+    assert _stop_delivery(None, DRAIN_S) is None
