@@ -19,6 +19,11 @@ Pure: fed the tracked vehicles seen in each lane on each frame, it returns a
   ``counted_from`` is that frame's time; so does every minute counted again after a
   clock set back, up to the latest minute sent before. Another part of the same minute,
   sent before, is then kept beside it, not replaced.
+- The latest minute sent before: the aggregator's own, and what it is told was sent
+  before it began (``sent_up_to``, ``note_sent``): a node started again learns it from
+  its outbox, so that a clock set back across the restart (a node that ran fast until
+  then) still counts the minutes it comes back to as parts, not as whole minutes the
+  outbox would take for those it holds and drop.
 """
 
 from __future__ import annotations
@@ -62,17 +67,42 @@ def minute_of(at: datetime) -> datetime:
 class TrafficAggregator:
     """Accumulates one camera's lanes minute by minute."""
 
-    def __init__(self, *, site: str, node: str, camera: str, lanes: Sequence[str]) -> None:
+    def __init__(
+        self,
+        *,
+        site: str,
+        node: str,
+        camera: str,
+        lanes: Sequence[str],
+        sent_up_to: datetime | None = None,
+    ) -> None:
         if not lanes or len(lanes) > MAX_LANES_PER_CAMERA or len(set(lanes)) != len(lanes):
             raise ValueError(f"a camera has 1 to {MAX_LANES_PER_CAMERA} distinct lanes")
         self.site, self.node, self.camera = site, node, camera
         self.lanes = tuple(lanes)
         self._minute: datetime | None = None
         self._counted_from: datetime | None = None
-        self._sent_up_to: datetime | None = None  # the latest minute closed
+        self._sent_up_to: datetime | None = None  # the latest minute closed, or sent before
         self._frames = 0
         self._lanes: dict[str, _LaneMinute] = {}
         self._last_seen: dict[int, datetime] = {}  # by track id
+        self.note_sent(sent_up_to)
+
+    @property
+    def sent_up_to(self) -> datetime | None:
+        """The latest minute sent: closed here, or sent before this aggregator began."""
+        return self._sent_up_to
+
+    def note_sent(self, up_to: datetime | None) -> None:
+        """The camera's minutes up to ``up_to`` (its minute) were sent before this
+        aggregator began (by a process before a restart, or the aggregator before a
+        change of lanes): counted again, each is a part. An earlier one than it knows
+        changes nothing."""
+        if up_to is None:
+            return
+        minute = minute_of(up_to)
+        if self._sent_up_to is None or minute > self._sent_up_to:
+            self._sent_up_to = minute
 
     def add_frame(
         self, at: datetime, observations: Sequence[LaneObservation]
@@ -84,13 +114,15 @@ class TrafficAggregator:
                 raise ValueError(f"lane {obs.lane!r} is not one of {', '.join(self.lanes)}")
         closed: list[TrafficStats] = []
         now = at.astimezone(UTC)
-        if self._minute is None:
-            self._start(minute, counted_from=now)
-        elif minute > self._minute or at < self._minute - STEP_BACK_TOLERANCE:
+        open_minute = self._minute
+        if open_minute is None or minute > open_minute or at < open_minute - STEP_BACK_TOLERANCE:
             closed.extend(self.flush())
-            # (a minute at or before one already sent is counted again: a part of it)
+            # A part of the minute: counting begun within it (no minute open), or a minute
+            # at or before one already sent, counted again (its first frame may be this
+            # aggregator's first: the node restarted with its clock set back).
             again = self._sent_up_to is not None and minute <= self._sent_up_to
-            self._start(minute, counted_from=now if again else None, again=again)
+            part = open_minute is None or again
+            self._start(minute, counted_from=now if part else None, again=again)
         self._frames += 1
         for name in {o.lane for o in observations}:
             self._lanes[name].occupied_frames += 1

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from edge.traffic_stats import LaneObservation, TrafficAggregator
+from edge.traffic_stats import LaneObservation, TrafficAggregator, minute_of
 from roadwatch.contract import TrafficStats
 from roadwatch.contract import VehicleClass as V
 
@@ -97,8 +97,9 @@ def test_a_minute_is_published_when_a_later_frame_closes_it() -> None:
         lambda: TrafficAggregator(site="s", node="n", camera="c", lanes=["a", "a"]),
         lambda: aggregator().add_frame(T, [o("l9", 1)]),
         lambda: aggregator().add_frame(T.replace(tzinfo=None), []),
+        lambda: aggregator().note_sent(T.replace(tzinfo=None)),
     ],
-    ids=["no lanes", "duplicate lane", "unknown lane", "naive time"],
+    ids=["no lanes", "duplicate lane", "unknown lane", "naive time", "naive minute sent"],
 )
 def test_bad_input_is_refused(bad: object) -> None:
     with pytest.raises(ValueError):
@@ -171,6 +172,63 @@ def test_counting_begun_within_a_minute_is_a_part_of_it() -> None:
     assert [f.counts for f in second.lanes] == [{V.CAR: 1}, {V.CAR: 1}]
     assert next_minute.counted_from is None  # (counted from its first instant)
     assert next_minute.part_start == T + timedelta(minutes=1)
+
+
+_M, _S, _US = timedelta(minutes=1), timedelta(seconds=1), timedelta(microseconds=1)
+_20S = 20 * _S
+
+# (the latest minute sent before the aggregator began, as after T; its first frame, after
+# T, then one every 30 s up to T + 5 min: when each of the five minutes' part began, into
+# its minute; None for a whole minute)
+SENT_BEFORE = [
+    pytest.param(None, _20S, [_20S, None, None, None, None], id="nothing sent before"),
+    pytest.param(-_M, _20S, [_20S, None, None, None, None], id="a minute before the first"),
+    pytest.param(3 * _M, _20S, [_20S] * 4 + [None], id="up to a later one: each up to it a part"),
+    pytest.param(3 * _M + 42 * _S, _20S, [_20S] * 4 + [None], id="a time stands for its minute"),
+    pytest.param(3 * _M, 0 * _S, [_US] * 4 + [None], id="counted again from the first instant"),
+    pytest.param(0 * _M, 0 * _S, [_US, None, None, None, None], id="up to the first minute"),
+    pytest.param(10 * _M, _20S, [_20S] * 5, id="up to a minute past them all"),
+]
+
+
+@pytest.mark.parametrize(("sent", "first", "parts"), SENT_BEFORE)
+@pytest.mark.parametrize("told", ["at construction", "by note_sent"])
+def test_minutes_up_to_the_latest_sent_before_the_aggregator_began_are_parts(
+    sent: timedelta | None, first: timedelta, parts: list[timedelta | None], told: str
+) -> None:
+    """A node restarted with its clock set back (it ran fast, and sent minutes up to a
+    later one than it now counts): told the latest minute sent before it began, the
+    aggregator counts each minute up to it as a part, never as a whole minute the
+    outbox would take for the one it holds; the minutes after it are whole. (One counted
+    again from its first instant begins a microsecond in, apart from the whole one.)"""
+    up_to = None if sent is None else T + sent
+    if told == "at construction":
+        agg = TrafficAggregator(site="s", node="n", camera="c", lanes=["l1"], sent_up_to=up_to)
+    else:
+        agg = TrafficAggregator(site="s", node="n", camera="c", lanes=["l1"])
+        agg.note_sent(up_to)
+    out: list[TrafficStats] = []
+    at = T + first
+    while at < T + 5 * _M:
+        out += agg.add_frame(at, [o("l1", 1)])
+        at += 30 * _S
+    out += agg.flush()
+    assert [s.minute_start - T for s in out] == [m * _M for m in range(5)]
+    assert [s.counted_from and s.counted_from - s.minute_start for s in out] == parts
+    # (the latest minute sent is its own now, or the one it was told of, if later)
+    assert agg.sent_up_to == max(T + 4 * _M, minute_of(up_to or T))
+
+
+def test_an_earlier_minute_sent_than_the_aggregator_knows_changes_nothing() -> None:
+    agg = TrafficAggregator(
+        site="s", node="n", camera="c", lanes=["l1"], sent_up_to=T + 3 * _M + 5 * _S
+    )
+    assert agg.sent_up_to == T + 3 * _M
+    agg.note_sent(T + _M)
+    agg.note_sent(None)
+    assert agg.sent_up_to == T + 3 * _M
+    agg.note_sent(T + 4 * _M)
+    assert agg.sent_up_to == T + 4 * _M
 
 
 def test_a_part_begun_on_the_minutes_first_instant_is_the_whole_minute() -> None:
