@@ -9,6 +9,11 @@ evidence packages stored in the outbox before anything is sent.
 A violation is recorded in the outbox the moment its rule finds it, before the frames
 that follow it (its evidence) have come: a power cut or a kill while its evidence is
 built leaves that record, and the next start stores it as an event without evidence.
+
+Each camera's traffic counting begins after the latest minute the outbox holds of it
+(``traffic_sent``): a node that ran with its clock fast and is started with it set back
+counts the minutes it comes back to as parts, which the outbox stores beside those it
+holds (counted whole, they would take their keys and be dropped).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -228,6 +233,11 @@ class EdgeNode:
     _streams: dict[str, PacketSink] | None = None
     # The files the configuration in force was built from (what workers build from).
     files: dict[str, CameraFiles] = field(default_factory=dict)
+    # Per camera, the latest traffic minute sent before its counting began (by a process
+    # before this one, read from the outbox at the start): its minutes up to it are
+    # counted as parts, so that a clock set back across a restart does not count whole
+    # minutes the outbox already holds.
+    traffic_sent: dict[str, datetime] = field(default_factory=dict)
     # Told when a live run's loop has been stuck for ``PIPELINE_HUNG_S``: ends the process.
     on_hung: Callable[[float], None] = end_hung_process
     # Signal controllers' messages, from the publisher's thread, for the cameras' next frames.
@@ -303,6 +313,7 @@ class EdgeNode:
         )
         for camera in node.enforcement.values():
             camera.on_fired = node._record_fired
+        node._count_traffic_after(node.stored_traffic(c.id for c in config.cameras if c.enabled))
         health.node = node
         if delivery is not None and push_settings is not None and config_dir is not None:
             assert applied is not None and central_key is not None
@@ -334,11 +345,14 @@ class EdgeNode:
         files: dict[str, CameraFiles],
         read_plate: PlateRead | None = None,
         now: datetime | None = None,
+        traffic_sent: Mapping[str, datetime] | None = None,
     ) -> EdgeNode:
         """The cameras of one worker process (``config`` holds only them; see
         ``edge.workers``): enforcement as in the node, built from the ``files`` the node
         read, evidence signed with the node's ``key``, and what it would deliver handed to
-        ``forward`` instead (each violation, as its rule finds it, to ``forward_fired``)."""
+        ``forward`` instead (each violation, as its rule finds it, to ``forward_fired``).
+        ``traffic_sent``: the latest traffic minute per camera the node's outbox held when
+        the worker started (the outbox is the node's: a worker opens none)."""
         parts = _NodeParts(key, model_version, _plate_reader(config, read_plate))
         built = parts.enforcement(config, now or datetime.now(UTC), files)
         node = cls(
@@ -347,7 +361,25 @@ class EdgeNode:
         )  # fmt: skip
         for camera in node.enforcement.values():
             camera.on_fired = node._record_fired
+        node._count_traffic_after(traffic_sent or {})
         return node
+
+    # -- traffic minutes sent before ----------------------------------------------------
+
+    def stored_traffic(self, cameras: Iterable[str]) -> dict[str, datetime]:
+        """The latest traffic minute the outbox holds of each of ``cameras`` (those it
+        holds any of); none without delivery (nothing is stored)."""
+        if self.delivery is None:
+            return {}
+        outbox, site, node = self.delivery.outbox, self.config.site, self.config.node
+        found = {c: outbox.latest_traffic_minute(site, node, c) for c in cameras}
+        return {c: minute for c, minute in found.items() if minute is not None}
+
+    def _count_traffic_after(self, sent: Mapping[str, datetime]) -> None:
+        """Each camera's counting begins after the minutes ``sent`` before this process."""
+        self.traffic_sent = dict(sent)
+        for cam_id, camera in self.enforcement.items():
+            camera.traffic.note_sent(self.traffic_sent.get(cam_id))
 
     # -- a new configuration ------------------------------------------------------------
 
@@ -634,7 +666,7 @@ class EdgeNode:
                 self.config, self._parts.key, self._parts.model_version, self._deliver,
                 self.files, refused=self._worker_refused, fired=self._record_fired,
                 lost=self._lost_in_worker, evidence_wait_s=evidence_wait_s,
-                stop_wait_s=evidence_wait_s + STOP_MARGIN_S,
+                stop_wait_s=evidence_wait_s + STOP_MARGIN_S, traffic_sent=self.stored_traffic,
             )  # fmt: skip
             # The workers enforce (this process built each camera's only to check them).
             self.enforcement, self._next, self._workers = {}, {}, workers

@@ -40,6 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -550,7 +551,8 @@ class Outbox:
         """Store one minute of traffic statistics (keyed by camera, minute and the part of
         the minute it counts)."""
         payload = to_wire(stats)
-        key = f"traffic/{stats.site}/{stats.node}/{stats.camera}/{stats.minute_start.isoformat()}"
+        # (minutes in UTC, whole: every key's minute has one width and sorts in time order)
+        key = _traffic_prefix(stats.site, stats.node, stats.camera) + stats.minute_start.isoformat()
         if stats.counted_from is not None:
             key += f"/{stats.counted_from.isoformat()}"
         topic = camera_topic(stats.site, stats.node, stats.camera, CameraTopic.TRAFFIC)
@@ -570,6 +572,24 @@ class Outbox:
                     self._clock(),
                 ),
             )
+
+    def latest_traffic_minute(self, site: str, node: str, camera: str) -> datetime | None:
+        """The latest minute of a camera's traffic statistics the outbox holds (sent or
+        not, until pruned), or None. A node started again counts the minutes up to it as
+        parts: counted whole, one would take the key of the minute held here and be
+        dropped (a clock set back across the restart; see ``edge.traffic_stats``)."""
+        prefix = _traffic_prefix(site, node, camera)
+        with self._lock:
+            # The camera's keys, on the primary key's index: those from its prefix up to
+            # the prefix with its closing "/" made "0", the character after it. Minutes
+            # are written in UTC in one width, so the greatest key holds the latest.
+            row = self._db.execute(
+                "SELECT id FROM messages WHERE id >= ? AND id < ? ORDER BY id DESC LIMIT 1",
+                (prefix, prefix[:-1] + "0"),
+            ).fetchone()
+        if row is None:
+            return None
+        return datetime.fromisoformat(row[0][len(prefix) :].split("/", 1)[0])
 
     # --------------------------------------------------------------- publishing
     def due_messages(self, limit: int, *, exclude: Iterable[str] = ()) -> list[OutboxMessage]:
@@ -927,6 +947,11 @@ class Outbox:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+
+
+def _traffic_prefix(site: str, node: str, camera: str) -> str:
+    """How the keys of a camera's traffic minutes begin (ids: no "/" within them)."""
+    return f"traffic/{site}/{node}/{camera}/"
 
 
 def _boot_id() -> str:

@@ -21,7 +21,10 @@ the node stores, publishes and reports them as it does its own.
 - A worker that dies (killed for memory, a crash in a driver) is started again, at once
   or, after a quick death, after a growing wait; its cameras show ``down`` meanwhile. The
   evidence it was building is lost, but not the violations: the node stores those it
-  was told of and never received as events without evidence. One that dies soon after its start
+  was told of and never received as events without evidence. Each start tells the worker
+  the latest traffic minute the node's outbox holds of its cameras (a worker opens no
+  outbox): after a clock set back, the minutes up to it are counted as parts, as in a
+  node started again (``edge.traffic_stats``). One that dies soon after its start
   ``crash_limit`` times in a row stops the node, as does a worker's error (a missing
   model, NVDEC without PyNvVideoCodec), with the worker's own message.
 - A worker whose pipeline stays stuck (a driver, the device) ends itself, as a node in one
@@ -43,6 +46,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
 from typing import TYPE_CHECKING
@@ -160,6 +164,9 @@ class WorkerSpec:
     log_level: int = logging.WARNING
     health_every_s: float = HEALTH_EVERY_S
     evidence_wait_s: float = EVIDENCE_WAIT_S  # at the stop (see ``EdgeNode.run_live``)
+    # Per camera, the latest traffic minute the node's outbox held at the worker's start
+    # (see ``EdgeNode.traffic_sent``).
+    traffic_sent: dict[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -320,6 +327,7 @@ def _work(spec: WorkerSpec, sender: _Sender, control: Connection, stop: threadin
         forward=lambda packages, traffic: sender.put(Output(spec.index, packages, traffic)),
         forward_fired=lambda event: sender.put(Fired(spec.index, event)),
         files=spec.files,
+        traffic_sent=spec.traffic_sent,
     )
     pipeline = LivePipeline(config)
 
@@ -444,6 +452,10 @@ class Workers:
     # delivered when it ends (they are to be stored without evidence).
     fired: Callable[[ViolationEvent], None] | None = None
     lost: Callable[[list[ViolationEvent]], None] | None = None
+    # Asked at each worker's start (a restart too: what the worker before delivered is
+    # stored by then) for the latest traffic minute the outbox holds of each of its
+    # cameras: the worker counts the minutes up to it as parts, as a node started again.
+    traffic_sent: Callable[[Sequence[str]], dict[str, datetime]] | None = None
     _workers: list[_Worker] = field(default_factory=list, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _failure: Failed | None = field(default=None, init=False)
@@ -572,6 +584,7 @@ class Workers:
             log_level=logging.getLogger().getEffectiveLevel(),
             health_every_s=self.health_every_s,
             evidence_wait_s=self.evidence_wait_s,
+            traffic_sent=self.traffic_sent(worker.cameras) if self.traffic_sent else {},
         )
         output, their_output = _spawn.Pipe(duplex=False)
         their_control, control = _spawn.Pipe(duplex=False)

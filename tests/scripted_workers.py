@@ -10,7 +10,10 @@ Each camera id names what its worker does:
 - ``refuses-…``: as steady, but cannot take a new configuration (its plate models);
 - ``fires-…``: at its first start, finds two violations, delivers the package of the
   first and dies (exit status 3) while the second's evidence is being built;
-- ``evidence-…``: as steady, its health's reason the evidence wait it was given.
+- ``evidence-…``: as steady, its health's reason the evidence wait it was given;
+- ``once-…``: at its first start, sends its traffic minute and dies (exit status 3).
+A worker told of traffic minutes sent before its start (``traffic_sent``) says the
+latest in its health's reason.
 A worker answers a new configuration with a health report whose reason is its version
 and the cameras whose files came with it (the scenes' own camera ids), and reports the
 per-class thresholds it got as its cameras' frame counts.
@@ -83,6 +86,10 @@ def scripted(spec: WorkerSpec, out: Connection, control: Connection) -> None:
             os._exit(3)
     if first.startswith("fires") and _starts(first) == 0:
         _fire_and_die(spec, first, out)
+    if first.startswith("once") and _starts(first) == 0:
+        minute = TrafficStats(site=config.site, node=config.node, camera=first, minute_start=MINUTE)
+        out.send(Output(spec.index, [], [minute]))
+        os._exit(3)
     if first.startswith("fails"):
         out.send(Failed(spec.index, "no such model: yolov9x", user_error=True))
         return
@@ -92,6 +99,8 @@ def scripted(spec: WorkerSpec, out: Connection, control: Connection) -> None:
         while True:
             time.sleep(1)
     reason = f"evidence wait {spec.evidence_wait_s:g} s" if first.startswith("evidence") else ""
+    if spec.traffic_sent:
+        reason = f"traffic sent up to {max(spec.traffic_sent.values()):%H:%M}"
 
     def report() -> None:
         health = _health(config, reason)

@@ -139,6 +139,36 @@ def test_each_part_of_a_traffic_minute_is_kept(tmp_path: Path) -> None:
     assert sorted(s.part_start for s in sent) == [p.part_start for p in parts]
 
 
+def test_the_latest_traffic_minute_held_of_a_camera_is_its_own(tmp_path: Path) -> None:
+    """What a node started again counts on from: the latest minute of the camera, part or
+    whole, sent or not; never another camera's (one whose id begins with it, too), site's
+    or node's."""
+    from datetime import timedelta
+
+    from roadwatch.contract import TrafficStats
+
+    minute = T0.replace(second=0, microsecond=0)
+
+    def stats(camera: str, at: int, part: bool = False, site: str = "s") -> TrafficStats:
+        start = minute + timedelta(minutes=at)
+        counted_from = start + timedelta(seconds=7) if part else None
+        return TrafficStats(
+            site=site, node="n", camera=camera, minute_start=start, counted_from=counted_from
+        )
+
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        assert outbox.latest_traffic_minute("s", "n", "c") is None
+        for held in (stats("c", 9), stats("c", 15, part=True), stats("c", 3), stats("c", 15)):
+            outbox.put_traffic(held)
+        for other in (stats("c2", 40), stats("b", 41), stats("c", 42, site="t")):
+            outbox.put_traffic(other)
+        [first] = outbox.due_messages(1)
+        outbox.mark_published([first.id])
+        assert outbox.latest_traffic_minute("s", "n", "c") == minute + timedelta(minutes=15)
+        assert outbox.latest_traffic_minute("s", "n", "c2") == minute + timedelta(minutes=40)
+        assert outbox.latest_traffic_minute("s", "m", "c") is None
+
+
 def test_disk_limit_refuses_blobs_then_events_never_silently(tmp_path: Path) -> None:
     # Each event's payload is about 1,000 bytes.
     budget = DiskBudget(limit_bytes=10_000, event_reserve_bytes=3_000, alarm_fraction=0.6)

@@ -7,7 +7,8 @@ import logging
 import multiprocessing
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -269,6 +270,28 @@ def test_violations_a_dead_worker_found_and_never_delivered_are_handed_on() -> N
     assert [e.track_id for e in fired] == [1, 2]
     assert [p.event.track_id for p in delivered.packages] == [1]
     assert lost == [fired[1]]
+
+
+def test_a_worker_started_again_is_told_the_traffic_minutes_its_cameras_sent_before() -> None:
+    """Asked at each start, the node's outbox (here, what was delivered) tells a worker
+    the latest traffic minute of its cameras: one started again after its first process
+    delivered a minute knows of it (and counts it again as a part, should the clock have
+    been set back), as a node started again does."""
+    delivered = Delivered()
+    asked: list[list[str]] = []
+
+    def traffic_sent(cameras: Sequence[str]) -> dict[str, datetime]:
+        asked.append(list(cameras))
+        return {t.camera: t.minute_start for t in delivered.traffic if t.camera in cameras}
+
+    subject = workers(
+        site("once-a", "steady-b"), delivered, backoff_s=(0.1,), traffic_sent=traffic_sent
+    )
+    running = Running(subject)
+    running.until(lambda: states(subject)["once-a"][1] == "traffic sent up to 08:00", "a told")
+    assert isinstance(running.end(), RunSummary)
+    assert sorted(asked) == [["once-a"], ["once-a"], ["steady-b"]]  # (a's two starts)
+    assert states(subject)["steady-b"][1] == ""  # (its minute came after its start)
 
 
 def test_a_worker_that_keeps_dying_stops_the_node() -> None:

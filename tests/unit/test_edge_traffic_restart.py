@@ -1,0 +1,186 @@
+"""A node started again with its clock set back (it ran fast until the restart): the
+traffic minutes it counts again, up to the latest its outbox holds from before, are
+stored as parts beside those, not dropped as duplicates of them. The whole node as it
+starts (``EdgeNode.from_config``, its outbox, a camera's enforcement) or as a worker
+process builds its own, fed tracked frames at chosen times."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from edge.config import SiteConfig, load_site_config
+from edge.detections import Detections
+from edge.identity import write_key_pair
+from edge.node import EdgeNode
+from edge.outbox import MessageKind
+from edge.pipeline import TrackedFrame
+from edge.sources import Frame
+from roadwatch.contract import TrafficStats
+from roadwatch.demo.scene import CAMERA_ID, demo_camera, scene_document
+
+T = datetime(2026, 12, 8, 10, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+FRAME_EVERY = timedelta(seconds=20)
+PICTURE = np.zeros((540, 960, 3), np.uint8)  # (the scene's size)
+
+
+def site_file(folder: Path, **options: Any) -> Path:
+    """A node with one camera on the demo scene (960x540, three lanes), delivering to an
+    outbox in ``folder`` (to no broker: nothing is sent)."""
+    write_key_pair(folder / "node")
+    (folder / "cam.scene.yaml").write_text(yaml.safe_dump(scene_document(demo_camera())))
+    doc = {
+        "site": "ql13", "node": "node-01", "plates": False, "integrity": {"enabled": False},
+        "cameras": [{"id": CAMERA_ID, "url": "rtsp://127.0.0.1:1/cam", "scene": "cam.scene.yaml"}],
+        "delivery": {"key_path": "node.key", "outbox": {"path": "outbox"},
+                     "broker": {"host": "127.0.0.1", "port": 1}},
+        **options,
+    }  # fmt: skip
+    path = folder / "site.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def car(track: int) -> Detections:
+    """One car whose ground point (the box's bottom middle, 420,400) is in lane 1."""
+    box = np.array([[400.0, 350.0, 440.0, 400.0]], np.float32)
+    ids = np.array([track], np.int64)
+    return Detections(box, np.full(1, 0.9, np.float32), np.full(1, 2, np.int64), tracker_id=ids)
+
+
+def feed(
+    on_tracked: Callable[[TrackedFrame], None], start: datetime, end: datetime, first: int
+) -> int:
+    """A new car every frame (20 s apart) from ``start`` to before ``end``; how many."""
+    count, at = 0, start
+    while at < end:
+        frame = Frame(CAMERA_ID, count, float(count), at, PICTURE)
+        on_tracked(TrackedFrame(frame, car(first + count)))
+        count, at = count + 1, at + FRAME_EVERY
+    return count
+
+
+def stored(node: EdgeNode) -> list[TrafficStats]:
+    assert node.delivery is not None
+    return [
+        TrafficStats.model_validate_json(m.payload)
+        for m in node.delivery.outbox.due_messages(1000)
+        if m.kind is MessageKind.TRAFFIC
+    ]
+
+
+def cars(minutes: list[TrafficStats]) -> int:
+    return sum(sum(lane.counts.values()) for s in minutes for lane in s.lanes)
+
+
+def start(path: Path) -> EdgeNode:
+    node = EdgeNode.from_config(load_site_config(path), model_version="m@1")
+    assert node.delivery is not None
+    return node
+
+
+def before_the_restart(path: Path) -> list[TrafficStats]:
+    """The node ran with its clock fast, up to 10:15:40, and stopped: minutes up to 10:15
+    are in its outbox."""
+    node = start(path)
+    try:
+        fed = feed(node.on_tracked, T + 2 * MINUTE, T + 15 * MINUTE + 41 * timedelta(seconds=1), 1)
+        node.finish()
+        minutes = stored(node)
+    finally:
+        assert node.delivery is not None
+        node.delivery.stop()  # (never started: closes the outbox)
+    assert [s.minute_start for s in minutes] == [T + m * MINUTE for m in range(2, 16)]
+    assert cars(minutes) == fed
+    return minutes
+
+
+def in_the_nodes_process(node: EdgeNode) -> Callable[[TrackedFrame], None]:
+    return node.on_tracked
+
+
+def in_a_worker(node: EdgeNode) -> Callable[[TrackedFrame], None]:
+    """A worker process's node, built as ``edge.workers`` builds one: told what the
+    node's outbox held at its start, handing what it delivers to the node's process."""
+    assert node._parts is not None
+    worker = EdgeNode.for_worker(
+        node.config, key=node._parts.key, model_version="m@1", files=node.files,
+        forward=node._deliver, forward_fired=node._record_fired,
+        traffic_sent=node.stored_traffic([CAMERA_ID]),
+    )  # fmt: skip
+    node.finish = worker.finish  # type: ignore[method-assign]  # (its cameras are the worker's)
+    return worker.on_tracked
+
+
+@pytest.mark.parametrize("counted", [in_the_nodes_process, in_a_worker], ids=lambda f: f.__name__)
+def test_minutes_counted_again_after_a_restart_with_the_clock_set_back_are_kept(
+    tmp_path: Path, counted: Callable[[EdgeNode], Callable[[TrackedFrame], None]]
+) -> None:
+    """Sent up to 10:15 with the clock 10 minutes fast; started again with the clock set
+    right at 10:05:10 and run to 10:17: each minute from 10:05 to 10:15 is counted again
+    as a part, stored beside the one sent before; 10:16 and 10:17 are whole. Every car
+    is in the outbox once: none is lost."""
+    path = site_file(tmp_path)
+    sent = before_the_restart(path)
+    node = start(path)
+    try:
+        fed = feed(counted(node), T + 5 * MINUTE + 10 * timedelta(seconds=1), T + 18 * MINUTE, 1000)
+        node.finish()
+        minutes = stored(node)
+    finally:
+        assert node.delivery is not None
+        node.delivery.stop()
+    again = [s for s in minutes if s not in sent]
+    assert [s.minute_start for s in again] == [T + m * MINUTE for m in range(5, 18)]
+    assert cars(again) == fed  # (none dropped as a duplicate of a minute sent before)
+    parts = [s.counted_from for s in again]
+    assert parts == [T + m * MINUTE + 10 * timedelta(seconds=1) for m in range(5, 16)] + [
+        None,
+        None,
+    ]
+    kept = {(s.minute_start, s.part_start) for s in minutes}
+    assert len(kept) == len(minutes) == len(sent) + len(again)
+
+
+def test_a_node_without_delivery_starts_knowing_of_no_minute_sent(tmp_path: Path) -> None:
+    config: SiteConfig = load_site_config(site_file(tmp_path))
+    node = EdgeNode.from_config(config.model_copy(update={"delivery": None}), model_version="m")
+    assert node.stored_traffic([CAMERA_ID]) == {} and node.traffic_sent == {}
+    assert node.enforcement[CAMERA_ID].traffic.sent_up_to is None
+
+
+def test_worker_processes_are_told_what_the_outbox_holds_as_they_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``processes`` above 1 the cameras are counted in worker processes, which open
+    no outbox: the workers are given the node's reading of it, asked at each start."""
+    import threading
+
+    from edge import workers as workers_module
+    from edge.pipeline import RunSummary
+
+    path = site_file(tmp_path, processes=2)
+    before_the_restart(path)
+    told: list[dict[str, datetime]] = []
+
+    class Built:
+        def __init__(self, *args: Any, **options: Any) -> None:
+            self.traffic_sent = options["traffic_sent"]
+
+        def health(self) -> list[Any]:
+            return []
+
+        def run(self, stop: threading.Event) -> RunSummary:
+            told.append(self.traffic_sent([CAMERA_ID, "cam-09"]))  # (as a worker starts)
+            return RunSummary()
+
+    monkeypatch.setattr(workers_module, "Workers", Built)
+    start(path).run_live(threading.Event(), drain_s=0.0)  # (delivery stops with the run)
+    assert told == [{CAMERA_ID: T + 15 * MINUTE}]  # (a camera it holds nothing of: none)
