@@ -243,10 +243,10 @@ class CameraEnforcement:
         Kept: the frame ring, the integrity guard while the image size stays, the
         violations waiting for their after-frames (they get their evidence as before), the
         counters, the signal heads whose id and lamp settings are unchanged, the traffic
-        minute when the lanes are the same, and which tracks each rule has fined (and the
-        places of fined stops), so no vehicle in view is fined twice for one act. Started
-        afresh: the tracks' road-plane history and the rules' other state, since they
-        belong to the old scene and calibration.
+        minute when the lanes are the same (else, the latest minute sent), and which
+        tracks each rule has fined (and the places of fined stops), so no vehicle in view
+        is fined twice for one act. Started afresh: the tracks' road-plane history and the
+        rules' other state, since they belong to the old scene and calibration.
         Returns the traffic minute closed early because the lanes changed.
         """
         if old.camera != self.camera:
@@ -273,7 +273,11 @@ class CameraEnforcement:
         if old.traffic.lanes == self.traffic.lanes:
             self.traffic = old.traffic
             return []
-        return old.traffic.flush()
+        closed = old.traffic.flush()
+        # (the minutes sent under the old lanes, if counted again after a clock set back,
+        # are parts: whole, they would take the keys of those sent and be dropped)
+        self.traffic.note_sent(old.traffic.sent_up_to)
+        return closed
 
     # -- signal controller ------------------------------------------------------------
 

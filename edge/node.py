@@ -234,9 +234,9 @@ class EdgeNode:
     # The files the configuration in force was built from (what workers build from).
     files: dict[str, CameraFiles] = field(default_factory=dict)
     # Per camera, the latest traffic minute sent before its counting began (by a process
-    # before this one, read from the outbox at the start): its minutes up to it are
-    # counted as parts, so that a clock set back across a restart does not count whole
-    # minutes the outbox already holds.
+    # before this one, read from the outbox at the start; by the camera's enforcement
+    # before a push ended it): its minutes up to it are counted as parts, so that a clock
+    # set back (across a restart) does not count whole minutes the outbox already holds.
     traffic_sent: dict[str, datetime] = field(default_factory=dict)
     # Told when a live run's loop has been stuck for ``PIPELINE_HUNG_S``: ends the process.
     on_hung: Callable[[float], None] = end_hung_process
@@ -428,9 +428,12 @@ class EdgeNode:
             packages, traffic = old.retire()
             if old.building:
                 self._retiring.append(old)
+            if (sent := old.traffic.sent_up_to) is not None:  # (for a scene given again)
+                self.traffic_sent[camera] = sent
         if new is not None and old is None:  # a camera that gained a scene
             new.build_pool, new.on_built = self._build_pool, self._note_built
             new.on_fired = self._record_fired
+            new.traffic.note_sent(self.traffic_sent.get(camera))
             if self._streams is not None:  # its ring keeps the stream, as at a start
                 self._keep_stream(camera, new)
         if new is None:

@@ -2,10 +2,13 @@
 traffic minutes it counts again, up to the latest its outbox holds from before, are
 stored as parts beside those, not dropped as duplicates of them. The whole node as it
 starts (``EdgeNode.from_config``, its outbox, a camera's enforcement) or as a worker
-process builds its own, fed tracked frames at chosen times."""
+process builds its own, fed tracked frames at chosen times. A camera whose counting a
+push begins afresh (its lanes changed; its scene taken away and given back) after a
+clock set back keeps the minutes it counts again likewise."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +29,7 @@ from roadwatch.contract import TrafficStats
 from roadwatch.demo.scene import CAMERA_ID, demo_camera, scene_document
 
 T = datetime(2026, 12, 8, 10, 0, tzinfo=UTC)
-MINUTE = timedelta(minutes=1)
+MINUTE, SECOND = timedelta(minutes=1), timedelta(seconds=1)
 FRAME_EVERY = timedelta(seconds=20)
 PICTURE = np.zeros((540, 960, 3), np.uint8)  # (the scene's size)
 
@@ -55,13 +58,17 @@ def car(track: int) -> Detections:
     return Detections(box, np.full(1, 0.9, np.float32), np.full(1, 2, np.int64), tracker_id=ids)
 
 
+_FRAMES = itertools.count()  # (a camera's frame index and monotonic time only go on)
+
+
 def feed(
     on_tracked: Callable[[TrackedFrame], None], start: datetime, end: datetime, first: int
 ) -> int:
     """A new car every frame (20 s apart) from ``start`` to before ``end``; how many."""
     count, at = 0, start
     while at < end:
-        frame = Frame(CAMERA_ID, count, float(count), at, PICTURE)
+        index = next(_FRAMES)
+        frame = Frame(CAMERA_ID, index, float(index), at, PICTURE)
         on_tracked(TrackedFrame(frame, car(first + count)))
         count, at = count + 1, at + FRAME_EVERY
     return count
@@ -91,7 +98,7 @@ def before_the_restart(path: Path) -> list[TrafficStats]:
     are in its outbox."""
     node = start(path)
     try:
-        fed = feed(node.on_tracked, T + 2 * MINUTE, T + 15 * MINUTE + 41 * timedelta(seconds=1), 1)
+        fed = feed(node.on_tracked, T + 2 * MINUTE, T + 15 * MINUTE + 41 * SECOND, 1)
         node.finish()
         minutes = stored(node)
     finally:
@@ -131,7 +138,7 @@ def test_minutes_counted_again_after_a_restart_with_the_clock_set_back_are_kept(
     sent = before_the_restart(path)
     node = start(path)
     try:
-        fed = feed(counted(node), T + 5 * MINUTE + 10 * timedelta(seconds=1), T + 18 * MINUTE, 1000)
+        fed = feed(counted(node), T + 5 * MINUTE + 10 * SECOND, T + 18 * MINUTE, 1000)
         node.finish()
         minutes = stored(node)
     finally:
@@ -141,12 +148,54 @@ def test_minutes_counted_again_after_a_restart_with_the_clock_set_back_are_kept(
     assert [s.minute_start for s in again] == [T + m * MINUTE for m in range(5, 18)]
     assert cars(again) == fed  # (none dropped as a duplicate of a minute sent before)
     parts = [s.counted_from for s in again]
-    assert parts == [T + m * MINUTE + 10 * timedelta(seconds=1) for m in range(5, 16)] + [
+    assert parts == [T + m * MINUTE + 10 * SECOND for m in range(5, 16)] + [
         None,
         None,
     ]
     kept = {(s.minute_start, s.part_start) for s in minutes}
     assert len(kept) == len(minutes) == len(sent) + len(again)
+
+
+def push(node: EdgeNode, scene: Path | None) -> None:
+    """A config push giving the camera ``scene`` (None: no scene, nothing enforced)."""
+    camera = node.config.cameras[0].model_copy(update={"scene": scene})
+    pushed = node.config.model_copy(update={"cameras": [camera]})
+    node.reconfigure(pushed, node.prepare(pushed))
+
+
+@pytest.mark.parametrize("change", ["lanes changed", "scene taken away and given back"])
+def test_a_push_after_a_clock_set_back_keeps_the_minutes_counted_again(
+    tmp_path: Path, change: str
+) -> None:
+    """Counted up to 10:15 with the clock fast, set back to 10:05:10, then a push at
+    10:07:10 (and, taking the scene away, one giving it back at 10:08:10): the camera's
+    counting begins afresh, still knowing the minutes up to 10:15 were sent, so every
+    car counted is in the outbox."""
+    path = site_file(tmp_path)
+    scene = tmp_path / "cam.scene.yaml"
+    document = yaml.safe_load(scene.read_text())
+    document["lanes"] = document["lanes"][:2]  # (lane 3 taken away)
+    (tmp_path / "two-lanes.scene.yaml").write_text(yaml.safe_dump(document))
+    node = start(path)
+    try:
+        fed = feed(node.on_tracked, T + 2 * MINUTE, T + 15 * MINUTE + 41 * SECOND, 1)
+        fed += feed(node.on_tracked, T + 5 * MINUTE + 10 * SECOND, T + 7 * MINUTE, 1000)
+        if change == "lanes changed":
+            push(node, tmp_path / "two-lanes.scene.yaml")
+            fed += feed(node.on_tracked, T + 7 * MINUTE + 10 * SECOND, T + 8 * MINUTE, 2000)
+        else:
+            push(node, None)
+            feed(node.on_tracked, T + 7 * MINUTE + 10 * SECOND, T + 8 * MINUTE, 2000)
+            push(node, scene)  # (the cars of 10:07, with no scene, are not counted)
+        fed += feed(node.on_tracked, T + 8 * MINUTE + 10 * SECOND, T + 18 * MINUTE, 3000)
+        node.finish()
+        minutes = stored(node)
+    finally:
+        assert node.delivery is not None
+        node.delivery.stop()
+    assert cars(minutes) == fed
+    again = [s.minute_start for s in minutes if s.counted_from is not None]
+    assert again[-8:] == [T + m * MINUTE for m in range(8, 16)]  # (10:08 to 10:15: parts)
 
 
 def test_a_node_without_delivery_starts_knowing_of_no_minute_sent(tmp_path: Path) -> None:
