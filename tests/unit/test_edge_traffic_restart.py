@@ -109,26 +109,26 @@ def before_the_restart(path: Path) -> list[TrafficStats]:
     return minutes
 
 
-def in_the_nodes_process(node: EdgeNode) -> Callable[[TrackedFrame], None]:
-    return node.on_tracked
+def in_the_nodes_process(node: EdgeNode) -> EdgeNode:
+    return node
 
 
-def in_a_worker(node: EdgeNode) -> Callable[[TrackedFrame], None]:
+def in_a_worker(node: EdgeNode) -> EdgeNode:
     """A worker process's node, built as ``edge.workers`` builds one: told what the
     node's outbox held at its start, handing what it delivers to the node's process."""
     assert node._parts is not None
-    worker = EdgeNode.for_worker(
+    return EdgeNode.for_worker(
         node.config, key=node._parts.key, model_version="m@1", files=node.files,
         forward=node._deliver, forward_fired=node._record_fired,
         traffic_sent=node.stored_traffic([CAMERA_ID]),
     )  # fmt: skip
-    node.finish = worker.finish  # type: ignore[method-assign]  # (its cameras are the worker's)
-    return worker.on_tracked
 
 
-@pytest.mark.parametrize("counted", [in_the_nodes_process, in_a_worker], ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "counted_by", [in_the_nodes_process, in_a_worker], ids=lambda f: f.__name__
+)
 def test_minutes_counted_again_after_a_restart_with_the_clock_set_back_are_kept(
-    tmp_path: Path, counted: Callable[[EdgeNode], Callable[[TrackedFrame], None]]
+    tmp_path: Path, counted_by: Callable[[EdgeNode], EdgeNode]
 ) -> None:
     """Sent up to 10:15 with the clock 10 minutes fast; started again with the clock set
     right at 10:05:10 and run to 10:17: each minute from 10:05 to 10:15 is counted again
@@ -138,8 +138,9 @@ def test_minutes_counted_again_after_a_restart_with_the_clock_set_back_are_kept(
     sent = before_the_restart(path)
     node = start(path)
     try:
-        fed = feed(counted(node), T + 5 * MINUTE + 10 * SECOND, T + 18 * MINUTE, 1000)
-        node.finish()
+        counting = counted_by(node)
+        fed = feed(counting.on_tracked, T + 5 * MINUTE + 10 * SECOND, T + 18 * MINUTE, 1000)
+        counting.finish()
         minutes = stored(node)
     finally:
         assert node.delivery is not None
@@ -148,10 +149,7 @@ def test_minutes_counted_again_after_a_restart_with_the_clock_set_back_are_kept(
     assert [s.minute_start for s in again] == [T + m * MINUTE for m in range(5, 18)]
     assert cars(again) == fed  # (none dropped as a duplicate of a minute sent before)
     parts = [s.counted_from for s in again]
-    assert parts == [T + m * MINUTE + 10 * SECOND for m in range(5, 16)] + [
-        None,
-        None,
-    ]
+    assert parts == [*(T + m * MINUTE + 10 * SECOND for m in range(5, 16)), None, None]
     kept = {(s.minute_start, s.part_start) for s in minutes}
     assert len(kept) == len(minutes) == len(sent) + len(again)
 
