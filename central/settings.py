@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from datetime import timedelta
@@ -29,6 +30,9 @@ S3_PLACEHOLDERS = PLACEHOLDER_SECRETS | {
     "test",
     "wjalrxutnfemi/k7mdeng/bpxrficyexamplekey",
 }
+
+# An offset from UTC as statistics take it: +07:00, -05:30 (-14:59 to +14:59).
+UTC_OFFSET_PATTERN = r"^[+-](0\d|1[0-4]):[0-5]\d$"
 
 
 # ROADWATCH_ variables that are not central settings, which an environment shared with the
@@ -148,6 +152,12 @@ class Settings(BaseSettings):
         " cameras unknown (nodes send one every 30 s by default: keep a few of their"
         " intervals)",
     )
+    stats_utc_offset: str = Field(
+        default="+07:00",
+        description="Offset from UTC at which statistics count hours and days when a request"
+        " names none (its utc_offset): +07:00 counts Vietnam's days, midnight to midnight"
+        " there",
+    )
     mqtt_host: str = "127.0.0.1"
     mqtt_port: Annotated[int, Field(ge=1, le=65535)] = 1883
     mqtt_username: str | None = None
@@ -223,6 +233,16 @@ class Settings(BaseSettings):
             f"ROADWATCH_DATABASE_URL names {url.drivername}: central runs on PostgreSQL"
             " (postgresql+psycopg://user@host/db) or SQLite (sqlite:///path/central.db)"
         )
+
+    @field_validator("stats_utc_offset")
+    @classmethod
+    def _an_offset(cls, value: str) -> str:
+        if not re.fullmatch(UTC_OFFSET_PATTERN, value):
+            raise ValueError(
+                f"ROADWATCH_STATS_UTC_OFFSET {value!r} is not an offset from UTC:"
+                " give a sign, hours and minutes, e.g. +07:00 (Vietnam) or -05:30"
+            )
+        return value
 
     @field_validator(
         "s3_endpoint_url",

@@ -31,6 +31,7 @@ from central.api.schemas import (
 )
 from central.audit_log import check_log
 from central.models import AuditEntry, Quarantine, TrafficMinute, Violation, utcnow
+from central.settings import UTC_OFFSET_PATTERN
 
 router = APIRouter(prefix="/api/v1", responses=PROTECTED)
 From = Annotated[IsoTime | None, Query(alias="from", description="Start, inclusive")]
@@ -65,11 +66,12 @@ def verify_audit(_: Manager, session: SessionDep) -> ChainOut:
 
 
 UtcOffset = Annotated[
-    str,
+    str | None,
     Query(
-        pattern=r"^[+-](0\d|1[0-4]):[0-5]\d$",
+        pattern=UTC_OFFSET_PATTERN,
         description="Hours and days are counted at this offset from UTC: +07:00 counts"
-        " Vietnam's days (midnight to midnight there); buckets are named with it",
+        " Vietnam's days (midnight to midnight there); buckets are named with it. Default:"
+        " the service's ROADWATCH_STATS_UTC_OFFSET, +07:00 unless set otherwise",
     ),
 ]
 
@@ -99,19 +101,21 @@ def time_bucket(
 def violation_stats(
     _: AnyUser,
     session: SessionDep,
+    state: StateDep,
     by: Literal["type", "camera", "hour", "day", "status"] = "type",
     site: Ident = None,
     camera: Ident = None,
     occurred_from: From = None,
     occurred_to: To = None,
-    utc_offset: UtcOffset = "+00:00",
+    utc_offset: UtcOffset = None,
 ) -> ViolationStats:
     """Counts by violation type, camera, status, or hour/day buckets of the violation time.
     By camera, each count also names the camera's site: two sites may each have a camera
     of the same id, and they are counted apart."""
     key: Any
     if by in ("hour", "day"):
-        key = time_bucket(session, Violation.occurred_at, by, utc_offset)
+        offset = utc_offset or state.settings.stats_utc_offset
+        key = time_bucket(session, Violation.occurred_at, by, offset)
     else:
         key = {"type": Violation.type, "camera": Violation.camera, "status": Violation.status}[by]
     groups: list[Any] = [key.label("k")]
@@ -136,12 +140,13 @@ def violation_stats(
 def traffic_flow(
     _: AnyUser,
     session: SessionDep,
+    state: StateDep,
     by: Literal["hour", "day"] = "hour",
     site: Ident = None,
     camera: Ident = None,
     minute_from: From = None,
     minute_to: To = None,
-    utc_offset: UtcOffset = "+00:00",
+    utc_offset: UtcOffset = None,
 ) -> TrafficFlow:
     """Vehicles counted per camera (site, node, camera) and hour or day, with the
     vehicle-weighted mean speed and the minutes the camera reported (a bucket with fewer
@@ -157,7 +162,8 @@ def traffic_flow(
         raise _refused("from", "from must be before to")
     if minute_to - minute_from > span:
         raise _refused("to", f"at most {span.days} days by {by} in one request")
-    bucket = time_bucket(session, TrafficMinute.minute_start, by, utc_offset).label("b")
+    offset = utc_offset or state.settings.stats_utc_offset
+    bucket = time_bucket(session, TrafficMinute.minute_start, by, offset).label("b")
     weighted = func.sum(TrafficMinute.mean_speed_kmh * TrafficMinute.vehicles)
     speed_weight = func.sum(
         case((TrafficMinute.mean_speed_kmh.is_not(None), TrafficMinute.vehicles), else_=0)

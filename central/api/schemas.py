@@ -458,7 +458,7 @@ class TrafficFlow(BaseModel):
                     "by": "hour",
                     "buckets": [
                         {
-                            "bucket": "2026-11-23T07:00:00Z",
+                            "bucket": "2026-11-23T14:00:00+07:00",
                             "site": "ql13-km22",
                             "node": "node-01",
                             "camera": "cam-01",

@@ -1029,16 +1029,19 @@ def test_statistics_and_traffic_flow(
         ],
     )
     h = accounts["ioc"].headers
+    day = {"from": "2026-11-23T00:00:00Z", "to": "2026-11-24T00:00:00Z"}
 
     def stats(by: str) -> dict[str, int]:
-        r = api.get("/api/v1/stats/violations", headers=h, params={"by": by, "site": node.site})
+        params = {"by": by, "site": node.site, **day}
+        r = api.get("/api/v1/stats/violations", headers=h, params=params)
         assert r.status_code == 200, r.text
         return {c["key"]: c["count"] for c in r.json()["counts"]}
 
     assert stats("type") == {"red_light": 1, "speeding": 2}
     assert stats("camera") == {"cam-a": 2, "cam-b": 1}
-    assert stats("hour") == {"2026-11-23T07:00:00Z": 2, "2026-11-23T09:00:00Z": 1}
-    assert stats("day") == {"2026-11-23T00:00:00Z": 3}
+    # (hours and days in Vietnam, the service's default offset: 07:03 UTC is 14:03 there)
+    assert stats("hour") == {"2026-11-23T14:00:00+07:00": 2, "2026-11-23T16:00:00+07:00": 1}
+    assert stats("day") == {"2026-11-23T00:00:00+07:00": 3}
     assert stats("status") == {"new": 3}
     minute = T0.replace(second=0, microsecond=0)
     traffic = [
@@ -1067,14 +1070,13 @@ def test_statistics_and_traffic_flow(
     with transaction(session_factory(central_db.engine)) as s:
         result = record_batch(s, messages, KeyCache())
     assert result.quarantined == {}
-    day = {"from": "2026-11-23T00:00:00Z", "to": "2026-11-24T00:00:00Z"}
     flow = api.get(
         "/api/v1/stats/traffic", headers=h, params={"site": node.site, "by": "hour", **day}
     ).json()
     assert (flow["from"], flow["to"]) == ("2026-11-23T00:00:00Z", "2026-11-24T00:00:00Z")
     assert flow["buckets"] == [
         {
-            "bucket": "2026-11-23T07:00:00Z",
+            "bucket": "2026-11-23T14:00:00+07:00",
             "site": node.site,
             "node": "node-01",
             "camera": "cam-a",
@@ -1084,7 +1086,7 @@ def test_statistics_and_traffic_flow(
             "minutes": 2,  # of the hour's 60: the camera reported two
         },
         {
-            "bucket": "2026-11-23T07:00:00Z",
+            "bucket": "2026-11-23T14:00:00+07:00",
             "site": node.site,
             "node": "node-02",
             "camera": "cam-a",
@@ -1129,7 +1131,7 @@ def test_traffic_flow_spans_a_bounded_range_and_refuses_odd_ones(
     r = flow(by="hour", **{"from": "2026-11-01T00:00:00Z"})
     assert r.status_code == 200, r.text
     assert (r.json()["from"], r.json()["to"]) == ("2026-11-01T00:00:00Z", "2026-12-02T00:00:00Z")
-    assert [b["bucket"] for b in r.json()["buckets"]] == ["2026-11-23T07:00:00Z"]
+    assert [b["bucket"] for b in r.json()["buckets"]] == ["2026-11-23T14:00:00+07:00"]
     r = flow(by="day", to="2027-01-03T00:00:00Z")
     assert r.json()["from"] == "2026-01-02T00:00:00Z"
     assert [b["vehicles"] for b in r.json()["buckets"]] == [10, 10]
@@ -1181,20 +1183,20 @@ def test_days_and_hours_are_counted_at_the_offset_asked_for(
 
     def counts(by: str, offset: str | None) -> dict[str, int]:
         params = {"by": by, "site": node.site} | ({"utc_offset": offset} if offset else {})
+        params |= {"from": "2026-11-23T00:00:00Z", "to": "2026-11-25T00:00:00Z"}
         r = api.get("/api/v1/stats/violations", headers=h, params=params)
         assert r.status_code == 200, r.text
         return {c["key"]: c["count"] for c in r.json()["counts"]}
 
-    assert counts("day", None) == {"2026-11-23T00:00:00Z": 3}
-    assert counts("day", "+07:00") == {
-        "2026-11-23T00:00:00+07:00": 2,
-        "2026-11-24T00:00:00+07:00": 1,
-    }
+    assert counts("day", "+00:00") == {"2026-11-23T00:00:00Z": 3}
+    vietnam_days = {"2026-11-23T00:00:00+07:00": 2, "2026-11-24T00:00:00+07:00": 1}
+    assert counts("day", "+07:00") == vietnam_days
+    assert counts("day", None) == vietnam_days  # (the service's default)
     assert counts("hour", "+07:00") == {
         "2026-11-23T23:00:00+07:00": 2,
         "2026-11-24T00:00:00+07:00": 1,
     }
-    assert counts("hour", None) == {"2026-11-23T16:00:00Z": 2, "2026-11-23T17:00:00Z": 1}
+    assert counts("hour", "+00:00") == {"2026-11-23T16:00:00Z": 2, "2026-11-23T17:00:00Z": 1}
     assert counts("day", "-05:30") == {"2026-11-23T00:00:00-05:30": 3}
     flow = api.get(
         "/api/v1/stats/traffic",
@@ -1211,6 +1213,56 @@ def test_days_and_hours_are_counted_at_the_offset_asked_for(
     for bad in ("+7", "07:00", "+15:00", "+07:60"):
         r = api.get("/api/v1/stats/violations", headers=h, params={"by": "day", "utc_offset": bad})
         assert r.status_code == 422, bad
+
+
+def test_hours_and_days_are_counted_at_the_services_offset_unless_one_is_asked_for(
+    api: TestClient,
+    central_settings: Settings,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """A client that names no utc_offset gets the service's (ROADWATCH_STATS_UTC_OFFSET,
+    Vietnam's +07:00 unless set); one it names is still the one counted at."""
+    node = make_node()
+    late = datetime(2026, 11, 23, 16, 30, tzinfo=UTC)  # 23:30 in Vietnam, 22:00 in India
+    store_events(central_db, node, [signed_event(node, occurred_at=late)])
+    traffic = TrafficStats(
+        site=node.site,
+        node=node.node,
+        camera="cam-01",
+        minute_start=late,
+        lanes=[LaneFlow(lane="lane-1", counts={VehicleClass.CAR: 5}, occupancy=0.1)],
+    )
+    with transaction(session_factory(central_db.engine)) as s:
+        record_batch(
+            s, [Message(node.topic("cam-01", CameraTopic.TRAFFIC), to_wire(traffic))], KeyCache()
+        )
+    h = accounts["ioc"].headers
+    window = {"from": "2026-11-23T00:00:00Z", "to": "2026-11-25T00:00:00Z"}
+
+    def buckets(client: TestClient, offset: str | None) -> tuple[list[str], list[str]]:
+        params = {"site": node.site, **window} | ({"utc_offset": offset} if offset else {})
+        r = client.get("/api/v1/stats/violations", headers=h, params={"by": "day", **params})
+        assert r.status_code == 200, r.text
+        f = client.get("/api/v1/stats/traffic", headers=h, params={"by": "hour", **params})
+        assert f.status_code == 200, f.text
+        return [c["key"] for c in r.json()["counts"]], [b["bucket"] for b in f.json()["buckets"]]
+
+    assert central_settings.stats_utc_offset == "+07:00"
+    assert buckets(api, None) == (["2026-11-23T00:00:00+07:00"], ["2026-11-23T23:00:00+07:00"])
+    india = central_settings.model_copy(update={"stats_utc_offset": "+05:30"})
+    with TestClient(create_app(india, engine=central_db.engine)) as other:
+        assert buckets(other, None) == (
+            ["2026-11-23T00:00:00+05:30"], ["2026-11-23T22:00:00+05:30"],
+        )  # fmt: skip
+        assert buckets(other, "+07:00") == (
+            ["2026-11-23T00:00:00+07:00"], ["2026-11-23T23:00:00+07:00"],
+        )  # fmt: skip
+        assert buckets(other, "+00:00") == (["2026-11-23T00:00:00Z"], ["2026-11-23T16:00:00Z"])
+        assert buckets(other, "-05:00") == (
+            ["2026-11-23T00:00:00-05:00"], ["2026-11-23T11:00:00-05:00"],
+        )  # fmt: skip
 
 
 BATCHINGS = {

@@ -108,6 +108,31 @@ def test_bad_values_are_one_line_errors(
         load_settings()
 
 
+def test_statistics_count_vietnams_days_unless_another_offset_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ROADWATCH_STATS_UTC_OFFSET", raising=False)
+    assert load_settings().stats_utc_offset == "+07:00"
+    for offset in ("+00:00", "-05:30", "+14:00"):
+        monkeypatch.setenv("ROADWATCH_STATS_UTC_OFFSET", offset)
+        assert load_settings().stats_utc_offset == offset
+
+
+@pytest.mark.parametrize("offset", ["+7", "07:00", "+07", "+15:00", "+07:60", "UTC", "+07:00 "])
+def test_a_statistics_offset_that_is_no_offset_is_one_line_naming_it(
+    offset: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused at start-up, as a request's utc_offset is refused, not when a day is counted."""
+    monkeypatch.setenv("ROADWATCH_STATS_UTC_OFFSET", offset)
+    with pytest.raises(UserError) as refused:
+        load_settings()
+    assert str(refused.value) == (
+        "invalid central settings: setting 'stats_utc_offset': ROADWATCH_STATS_UTC_OFFSET"
+        f" {offset!r} is not an offset from UTC: give a sign, hours and minutes, e.g."
+        " +07:00 (Vietnam) or -05:30"
+    )
+
+
 @pytest.mark.parametrize("below", ["", "sub/folder"])
 @pytest.mark.parametrize("name", ["ROADWATCH_DATA_DIR", "ROADWATCH_EVIDENCE_DIR"])
 def test_a_data_folder_that_is_a_file_is_one_line_naming_the_variable(

@@ -1757,7 +1757,8 @@
     return h("div", { class: "flows" }, [...byCamera.values()].map((buckets) => {
       const { site, node } = buckets[0];
       const camera = shared.has(buckets[0].camera) ? `${site}/${node}/${buckets[0].camera}` : buckets[0].camera;
-      const byHour = Object.fromEntries(buckets.map((b) => [b.bucket.slice(0, 13), b]));
+      // (keyed by the bucket's hour in UTC, whatever offset central names it at)
+      const byHour = Object.fromEntries(buckets.map((b) => [new Date(b.bucket).toISOString().slice(0, 13), b]));
       const vehicles = buckets.reduce((s, b) => s + b.vehicles, 0);
       const weighted = buckets.filter((b) => b.mean_speed_kmh != null);
       const wsum = weighted.reduce((s, b) => s + b.vehicles, 0);
