@@ -111,12 +111,18 @@ def violation_stats(
 ) -> ViolationStats:
     """Counts by violation type, camera, status, or hour/day buckets of the violation time.
     By camera, each count also names the camera's site: two sites may each have a camera
-    of the same id, and they are counted apart."""
+    of the same id, and they are counted apart. By hour or day one request spans at most
+    31 days by hour, 366 by day: without `to` it ends now, without `from` it starts that
+    span before `to`; by type, camera or status the range may be open or as long as
+    asked. `from` must be before `to`; the answer gives the `from` and `to` it counted
+    (null for an open end)."""
     key: Any
     if by in ("hour", "day"):
+        occurred_from, occurred_to = bounded_range(by, occurred_from, occurred_to)
         offset = utc_offset or state.settings.stats_utc_offset
         key = time_bucket(session, Violation.occurred_at, by, offset)
     else:
+        _ordered(occurred_from, occurred_to)
         key = {"type": Violation.type, "camera": Violation.camera, "status": Violation.status}[by]
     groups: list[Any] = [key.label("k")]
     if by == "camera":
@@ -133,7 +139,13 @@ def violation_stats(
     order: list[Any] = [literal_column(g.name) for g in groups]
     rows = session.execute(stmt.group_by(*order).order_by(*order)).all()
     counts = [CountOut(key=str(r.k), count=r.n, site=r.s if by == "camera" else None) for r in rows]
-    return ViolationStats(by=by, total=sum(c.count for c in counts), counts=counts)
+    return ViolationStats(
+        by=by,
+        total=sum(c.count for c in counts),
+        counts=counts,
+        range_from=occurred_from,
+        range_to=occurred_to,
+    )
 
 
 @router.get("/stats/traffic", tags=["statistics"], summary="Traffic flow from TrafficStats")
@@ -153,15 +165,7 @@ def traffic_flow(
     minutes than it spans had its camera down part of the time; a period with none has no
     bucket). One request spans at most 31 days by hour, 366 by day: without `to` it ends
     now, without `from` it starts that span before `to`."""
-    span = MAX_FLOW_SPAN[by]
-    if minute_to is None:
-        minute_to = utcnow() if minute_from is None else _shifted(minute_from, span)
-    if minute_from is None:
-        minute_from = _shifted(minute_to, -span)
-    if minute_from >= minute_to:
-        raise _refused("from", "from must be before to")
-    if minute_to - minute_from > span:
-        raise _refused("to", f"at most {span.days} days by {by} in one request")
+    minute_from, minute_to = bounded_range(by, minute_from, minute_to)
     offset = utc_offset or state.settings.stats_utc_offset
     bucket = time_bucket(session, TrafficMinute.minute_start, by, offset).label("b")
     weighted = func.sum(TrafficMinute.mean_speed_kmh * TrafficMinute.vehicles)
@@ -201,9 +205,34 @@ def traffic_flow(
     return TrafficFlow(by=by, range_from=minute_from, range_to=minute_to, buckets=buckets)
 
 
-# The longest span one request for traffic flow may cover (a bucket per camera per hour:
-# 744 a camera by hour); a longer one is asked for in parts.
-MAX_FLOW_SPAN = {"hour": timedelta(days=31), "day": timedelta(days=366)}
+# The longest span one request by hour or day may cover (violation counts and traffic
+# flow: a bucket per hour, per camera for the flow: 744 a camera by hour); a longer one is
+# asked for in parts.
+MAX_BUCKETED_SPAN = {"hour": timedelta(days=31), "day": timedelta(days=366)}
+
+
+def bounded_range(
+    by: str, start: datetime | None, end: datetime | None
+) -> tuple[datetime, datetime]:
+    """The range one request by hour or day reads: without ``end`` it ends now (or the
+    longest span after ``start``), without ``start`` it starts the longest span before
+    ``end``; a reversed or too long one is refused (422)."""
+    span = MAX_BUCKETED_SPAN[by]
+    if end is None:
+        end = utcnow() if start is None else _shifted(start, span)
+    if start is None:
+        start = _shifted(end, -span)
+    _ordered(start, end)
+    if end - start > span:
+        raise _refused("to", f"at most {span.days} days by {by} in one request")
+    return start, end
+
+
+def _ordered(start: datetime | None, end: datetime | None) -> None:
+    """Refuses (422) a range whose start is not before its end; an open end is no range
+    to check."""
+    if start is not None and end is not None and start >= end:
+        raise _refused("from", "from must be before to")
 
 
 def _shifted(at: datetime, by: timedelta) -> datetime:

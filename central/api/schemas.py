@@ -430,6 +430,8 @@ class ViolationStats(BaseModel):
                     "by": "type",
                     "total": 42,
                     "counts": [{"key": "speeding", "count": 30}, {"key": "red_light", "count": 12}],
+                    "from": "2026-11-09T17:00:00Z",
+                    "to": "2026-11-23T17:00:00Z",
                 }
             ]
         }
@@ -437,6 +439,16 @@ class ViolationStats(BaseModel):
     by: str
     total: int
     counts: list[CountOut]
+    range_from: datetime | None = Field(
+        default=None,
+        serialization_alias="from",
+        description="Counted from, inclusive (null: no start; by type, camera or status only)",
+    )
+    range_to: datetime | None = Field(
+        default=None,
+        serialization_alias="to",
+        description="Counted to, exclusive (null: no end; by type, camera or status only)",
+    )
 
 
 class FlowBucket(BaseModel):

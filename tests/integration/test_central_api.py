@@ -1215,6 +1215,99 @@ def test_days_and_hours_are_counted_at_the_offset_asked_for(
         assert r.status_code == 422, bad
 
 
+def test_violation_counts_by_hour_or_day_span_a_bounded_range_and_refuse_odd_ones(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """By hour or day one request counts at most 31 days by hour (366 by day), never a
+    bucket per hour of all time: an open end is filled in as for traffic flow and said; a
+    reversed or too long range is a 422 naming the parameter. By type, camera or status
+    (a row each, however long the range) it may be open or long; a reversed one is refused
+    too."""
+    node = make_node()
+    first = datetime(2025, 10, 1, 7, 0, tzinfo=UTC)
+    store_events(
+        central_db,
+        node,
+        [signed_event(node, occurred_at=at) for at in (first, first + timedelta(days=40))],
+    )
+    h = accounts["ioc"].headers
+
+    def stats(**params: str) -> Any:
+        return api.get("/api/v1/stats/violations", headers=h, params={"site": node.site, **params})
+
+    r = stats(by="hour", **{"from": "2025-09-15T00:00:00Z"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["from"], r.json()["to"]) == ("2025-09-15T00:00:00Z", "2025-10-16T00:00:00Z")
+    assert r.json()["counts"] == [{"key": "2025-10-01T14:00:00+07:00", "count": 1, "site": None}]
+    r = stats(by="day", to="2026-01-01T00:00:00Z")
+    assert (r.json()["from"], r.json()["to"]) == ("2024-12-31T00:00:00Z", "2026-01-01T00:00:00Z")
+    assert r.json()["total"] == 2
+    reversed_ = {"from": "2025-10-02T00:00:00Z", "to": "2025-10-01T00:00:00Z"}
+    empty = {"from": "2025-10-01T00:00:00Z", "to": "2025-10-01T00:00:00Z"}
+    refusals = [
+        ("hour", {"from": "2025-09-15T00:00:00Z", "to": "2025-10-16T00:00:01Z"},
+         "to", "at most 31 days by hour in one request"),
+        ("day", {"from": "2025-01-01T00:00:00Z", "to": "2026-01-02T00:00:01Z"},
+         "to", "at most 366 days by day in one request"),
+        ("hour", reversed_, "from", "from must be before to"),
+        ("day", empty, "from", "from must be before to"),
+        ("type", reversed_, "from", "from must be before to"),
+        ("camera", empty, "from", "from must be before to"),
+        ("status", reversed_, "from", "from must be before to"),
+    ]  # fmt: skip
+    for by, ends, loc, msg in refusals:
+        r = stats(by=by, **ends)
+        assert r.status_code == 422, (by, ends, r.text)
+        assert r.json()["detail"] == [
+            {"type": "value_error", "loc": ["query", loc], "msg": msg, "input": None}
+        ], (by, ends)
+    for params in ({"from": "9999-12-31T23:00:00Z"}, {"to": "0001-01-01T01:00:00Z"}):
+        r = stats(by="day", **params)
+        assert r.status_code == 200 and r.json()["counts"] == [], (params, r.text)
+    # By type, camera or status any range is one row each: years, or no end at all.
+    r = stats(by="type", **{"from": "2020-01-01T00:00:00Z", "to": "2030-01-01T00:00:00Z"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["from"], r.json()["to"], r.json()["total"]) == (
+        "2020-01-01T00:00:00Z", "2030-01-01T00:00:00Z", 2,
+    )  # fmt: skip
+    for by in ("type", "camera", "status"):
+        r = stats(by=by)
+        assert r.status_code == 200, r.text
+        assert (r.json()["from"], r.json()["to"], r.json()["total"]) == (None, None, 2), by
+    r = stats(by="camera", to="2025-10-02T00:00:00Z")
+    assert (r.json()["from"], r.json()["to"], r.json()["total"]) == (
+        None, "2025-10-02T00:00:00Z", 1,
+    )  # fmt: skip
+
+
+def test_violation_counts_by_hour_or_day_without_a_range_are_the_span_up_to_now(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """No from and no to: the last 31 days by hour, the last 366 by day, ending now."""
+    node = make_node()
+    now = datetime.now(UTC)
+    store_events(
+        central_db,
+        node,
+        [signed_event(node, occurred_at=now - timedelta(days=d)) for d in (1, 40, 400)],
+    )
+    h = accounts["ioc"].headers
+    for by, days, total in (("hour", 31, 1), ("day", 366, 2)):
+        before = datetime.now(UTC)
+        r = api.get("/api/v1/stats/violations", headers=h, params={"by": by, "site": node.site})
+        assert r.status_code == 200, r.text
+        start, end = (datetime.fromisoformat(r.json()[k]) for k in ("from", "to"))
+        assert before <= end <= datetime.now(UTC)
+        assert end - start == timedelta(days=days)
+        assert r.json()["total"] == total, by
+
+
 def test_hours_and_days_are_counted_at_the_services_offset_unless_one_is_asked_for(
     api: TestClient,
     central_settings: Settings,

@@ -37,8 +37,8 @@ SECRET = "schemathesis-" + uuid.uuid4().hex * 2
 EXCLUDED = {"/api/v1/feed"}
 # Requests a schema cannot describe: a random string is not a public key, random bytes
 # do not hash to the sha256 in the path, and two times are not a range the traffic flow
-# reads (from before to, at most 31 days by hour). Each answers a clear 4xx; they are
-# tested directly.
+# or the violation counts read (from before to, at most 31 days by hour, 366 by day).
+# Each answers a clear 4xx; they are tested directly.
 # A log-out ends the token the next example would use (its role's token is used for no
 # other operation).
 SEMANTIC = {
@@ -46,6 +46,7 @@ SEMANTIC = {
     ("POST", "/api/v1/nodes"),
     ("PUT", "/api/v1/evidence/{sha256}"),
     ("GET", "/api/v1/stats/traffic"),
+    ("GET", "/api/v1/stats/violations"),
 }
 
 

@@ -251,7 +251,7 @@ def test_a_page_that_fails_says_so_and_a_changed_role_is_picked_up(
     page.context.close()
 
 
-def test_crops_zoom_from_the_keyboard_and_a_backwards_range_is_said(
+def test_crops_zoom_from_the_keyboard_and_a_backwards_or_too_long_range_is_said(
     browser: Any, ui_server: UiServer, errors: PageErrors
 ) -> None:
     vid, page = open_new_case(browser, errors, ui_server, "supervisor")
@@ -264,6 +264,12 @@ def test_crops_zoom_from_the_keyboard_and_a_backwards_range_is_said(
     expect(page.locator("#crop-plate_crop output")).to_have_text("4×")
     page.goto(f"{ui_server.url}/ui/#/stats?from=2026-11-20&to=2026-11-10")
     expect(page.locator("#stats-range")).to_contain_text("Ngày bắt đầu sau ngày kết thúc")
+    # Central counts at most 366 days by day in one request: a longer range is said too.
+    page.goto(f"{ui_server.url}/ui/#/stats?from=2025-01-01&to=2026-01-02")
+    expect(page.locator("#stats-range")).to_contain_text("tối đa 366 ngày")
+    page.goto(f"{ui_server.url}/ui/#/stats?from=2025-01-01&to=2026-01-01")  # (366 days)
+    expect(page.locator("#chart-day")).to_be_visible()
+    expect(page.locator("#stats-range")).to_have_count(0)
     page.context.close()
     ui_server.take_out(vid)
 

@@ -6,6 +6,7 @@
 (() => {
   const TZ = "Asia/Ho_Chi_Minh";
   const VN_OFFSET = "+07:00"; // (Vietnam keeps UTC+7 all year)
+  const MAX_STATS_DAYS = 366; // the most days central counts by day in one request
   const LANGS = ["vi", "en"];
   const LOCALES = { vi: "vi-VN", en: "en-GB" };
   const TYPES = [
@@ -1309,8 +1310,14 @@
     // Days in Vietnam (UTC+7, all year): central counts them so, and the range is theirs.
     const dayAfter = new Date(new Date(`${to}T00:00:00Z`).getTime() + 86400000).toISOString().slice(0, 10);
     const range = { from: `${from}T00:00:00${VN_OFFSET}`, to: `${dayAfter}T00:00:00${VN_OFFSET}`, utc_offset: VN_OFFSET };
+    const backwards = from > to; // (ISO dates compare as text)
+    // Central counts at most MAX_STATS_DAYS days by day in one request (and refuses a
+    // backwards range): such a range is said here, not asked for.
+    const days = (Date.parse(`${dayAfter}T00:00:00Z`) - Date.parse(`${from}T00:00:00Z`)) / 86400000;
+    const tooLong = days > MAX_STATS_DAYS;
     const gen = S.gen;
-    const [byType, byCamera, byDay, byStatus] = await Promise.all(
+    const none = { counts: [] };
+    const [byType, byCamera, byDay, byStatus] = backwards || tooLong ? [none, none, none, none] : await Promise.all(
       ["type", "camera", "day", "status"].map((by) => api(`/api/v1/stats/violations${query({ by, ...range })}`)));
     if (gen !== S.gen) return;
     S.page = { kind: "stats" };
@@ -1321,16 +1328,15 @@
       go(`#/stats${query({ from: fromIn.value, to: toIn.value })}`);
     } }, field("s-from", t("stats.from"), fromIn), field("s-to", t("stats.to"), toIn),
     h("div", { class: "filter-buttons" }, h("button", { type: "submit", class: "primary" }, t("stats.apply"))));
-    const days = fillDays(from, to, byDay.counts);
-    const backwards = from > to; // (ISO dates compare as text)
+    const refusal = backwards ? t("stats.backwards") : tooLong ? t("stats.too_long", { days: MAX_STATS_DAYS }) : "";
     main().replaceChildren(
       h("div", { class: "page-head" }, h("h1", {}, t("stats.title")), h("p", { class: "muted" }, t("stats.days_vn"))),
       form,
-      backwards ? h("p", { class: "field-error", id: "stats-range", role: "alert" }, t("stats.backwards")) : "",
-      h("div", { class: "charts" },
+      refusal ? h("p", { class: "field-error", id: "stats-range", role: "alert" }, refusal) : "",
+      refusal ? "" : h("div", { class: "charts" },
         hBarChart("chart-type", t("stats.by_type"), byType.counts.map((c) => ({ label: t(`type.${c.key}`), value: c.count }))),
         hBarChart("chart-camera", t("stats.by_camera"), cameraBars(byCamera.counts)),
-        vBarChart("chart-day", t("stats.by_day"), days),
+        vBarChart("chart-day", t("stats.by_day"), fillDays(from, to, byDay.counts)),
         hBarChart("chart-status", t("stats.by_status"), byStatus.counts.map((c) => ({ label: t(`status.${c.key}`), value: c.count, cls: `st-${c.key}` })))));
     focusHeading();
   }
