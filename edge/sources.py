@@ -413,7 +413,8 @@ class CameraReader:
         if failures:
             with self._cond:
                 self._reconnects += 1
-        self._set_state(CameraState.UP, "streaming")
+        # (up once a frame comes: a camera, or a file, that opens and gives none stays
+        # down with its reason, not up for the moment between opening and failing)
         with self._cond:
             self._last_good = time.monotonic()
             self._fps_ema = 0.0  # (the rate starts again with the new connection)
@@ -453,6 +454,8 @@ class CameraReader:
                 now = time.monotonic()
                 slow_before, slow = slow, now - started >= stall
                 if ok and valid_image(image, shape) and image is not None:
+                    if not framed:
+                        self._set_state(CameraState.UP, "streaming")
                     failures, framed = 0, True
                     index += 1
                     shape = shape or image.shape

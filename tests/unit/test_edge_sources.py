@@ -275,6 +275,30 @@ def test_a_looping_file_without_a_readable_frame_backs_off() -> None:
     assert gaps[2] >= 0.2, gaps  # 0.05, 0.1, 0.2 s
 
 
+def test_a_camera_is_up_only_once_its_first_frame_comes() -> None:
+    """Opened is not up: a camera that accepts the connection and has sent no frame yet
+    (or never will) is not shown up, even for a moment, to the IOC."""
+    first_read = threading.Event()
+    release = threading.Event()
+
+    def script(i: int) -> np.ndarray | None:
+        if i == 0:
+            first_read.set()
+            release.wait(5)
+        return GOOD
+
+    reader = CameraReader("cam1", "rtsp://scripted", capture=lambda url: ScriptedCapture(script))
+    reader.start()
+    try:
+        assert first_read.wait(5)
+        assert reader.health().state is CameraState.DOWN
+        release.set()
+        assert _wait_for(lambda: reader.health().state is CameraState.UP, 3)
+    finally:
+        release.set()
+        assert reader.stop(timeout_s=5)
+
+
 def test_health_reports_a_stall_while_the_read_is_blocked() -> None:
     release = threading.Event()
 
