@@ -170,6 +170,7 @@ def test_forbidden_lane_fires_at_exactly_the_minimum_distance() -> None:
         [Track(1, [(0.0, 500, 900), (0.5, 500, 700)], TRUCK)],
     )
     assert v.measured.distance_m == 20.0 and v.t == T0 + 0.5
+    assert v.measured.dwell_s == 0.5 and "for 0.5 s and 20.0 m" in v.explanation
 
 
 def test_forbidden_lane_counts_distance_over_frames_with_a_road_position() -> None:
@@ -302,6 +303,17 @@ def test_solid_line_watches_every_line_of_the_scene(metric: bool) -> None:
     assert v.explanation.endswith(", from outside the lanes into lane 1, and stayed across it")
 
 
+@pytest.mark.parametrize("metric", [True, False], ids=["metres", "pixels"])
+def test_solid_line_names_outside_the_lanes_on_the_far_side(metric: bool) -> None:
+    # Out of lane 1 over a kerb line (x=400) onto the verge, which is in no lane.
+    lines = [*BASE["solid_lines"], {"id": "kerb", "points": [[400, 100], [400, 900]]}]
+    track = Track(2, line_path((450, 700), (350, 600), 0, 1))
+    [v] = run(SolidLineRule(geometry(metric, solid_lines=lines)), [track])
+    assert v.lane is None
+    assert v.explanation.startswith("car crossed solid line kerb at 14:03:00.")
+    assert v.explanation.endswith(", from lane 1 into outside the lanes, and stayed across it")
+
+
 def test_solid_line_skips_frames_without_a_road_position() -> None:
     track = Track(2, line_path((520, 900), (680, 500), 0, 3))
     [v] = run_without_road_position(SolidLineRule(geometry(True)), track, [10, 16])
@@ -398,6 +410,17 @@ def test_no_stopping_counts_moving_exactly_the_stationary_radius_as_standing(
     assert v.measured.dwell_s == pytest.approx(30.1)
 
 
+@pytest.mark.parametrize(("metric", "step"), [(True, 15), (False, 12)], ids=["metres", "pixels"])
+def test_no_stopping_keeps_a_stop_through_frames_off_the_zone_the_stationary_radius_away(
+    metric: bool, step: int
+) -> None:
+    # Stopped 0.5 m inside the zone's edge (y=800); every other frame's ground point lies
+    # outside the zone, exactly the stationary radius from where it stopped: one stop.
+    samples = [(k / 10, 900, 795 + step * (k % 2)) for k in range(302)]
+    [v] = run(NoStoppingRule(geometry(metric)), [Track(9, samples)])
+    assert v.measured.dwell_s == pytest.approx(30.1)
+
+
 @pytest.mark.parametrize(("metric", "radius"), [(True, "1.5 m"), (False, "12 px")])
 def test_no_stopping_records_the_stop(metric: bool, radius: str) -> None:
     [v] = run(NoStoppingRule(geometry(metric)), [Track(9, [(0.0, 900, 500), (30.25, 900, 500)])])
@@ -408,6 +431,23 @@ def test_no_stopping_records_the_stop(metric: bool, radius: str) -> None:
         f"car stood still (within {radius}) inside no-stopping zone shoulder from "
         "14:03:00.000 to 14:03:30.250: 30.2 s, more than the 30 s allowed"
     )
+
+
+def test_no_stopping_starts_a_stop_again_only_back_inside_the_zone() -> None:
+    # Stands at y=780, backs 2.6 m out over the zone's edge (y=800) and pulls in again to
+    # stand at y=796: the second stop, the one fined, starts at the first frame back inside.
+    samples = [
+        (0.0, 900, 780),
+        *hold((900, 780), 0, 10),
+        (10.1, 900, 790),
+        (10.2, 900, 800),
+        (10.3, 900, 806),
+        (10.4, 900, 796),
+        *hold((900, 796), 10.4, 45),
+    ]
+    [v] = run(NoStoppingRule(geometry(True)), [Track(9, samples)])
+    assert v.evidence.before == T0 + 10.4 and v.t == pytest.approx(T0 + 40.5)
+    assert "zone shoulder from 14:03:10.400 to 14:03:40.500: 30.1 s," in v.explanation
 
 
 def test_no_stopping_names_the_lane_it_stands_in() -> None:
@@ -505,6 +545,63 @@ def test_no_stopping_across_the_border_of_two_zones_is_one_stop(
         [v] = found
         assert v.measured.dwell_s == pytest.approx(fires_after, abs=0.11)
         assert "inside no-stopping zone north and no-stopping zone south from" in v.explanation
+
+
+def test_no_stopping_a_new_stop_in_the_next_zone_is_allowed_that_zones_dwell() -> None:
+    # 20 s in the north zone (60 s allowed), then 6 m on into the south zone (30 s).
+    scene = geometry(True, no_stopping_zones=border_zones(60, 30))
+    track = Track(9, hold((900, 450), 0, 20) + hold((900, 510), 20, 60))
+    [v] = run(NoStoppingRule(scene), [track])
+    assert v.measured.dwell_s == pytest.approx(30.1)
+    assert v.explanation.endswith(
+        "inside no-stopping zone south from 14:03:20.100 to 14:03:50.200: 30.1 s, "
+        "more than the 30 s allowed"
+    )
+
+
+def test_no_stopping_across_the_border_goes_on_when_one_zones_window_ends() -> None:
+    # Parked across the border from 13:59:40 local, its point jittering from the south
+    # zone (in force until 14:00) to the north one (always): at 14:00 the stop goes on.
+    zones = border_zones(30, 30)
+    zones[1]["windows"] = [{"start": "13:00", "end": "14:00"}]
+    track = Track(9, hold((900, 500), -200, -160, jitter=3))
+    [v] = run(NoStoppingRule(geometry(True, no_stopping_zones=zones)), [track])
+    assert v.measured.dwell_s == pytest.approx(30.1)
+    assert "inside no-stopping zone north and no-stopping zone south from 13:59:40.100 to" in (
+        v.explanation
+    )
+
+
+def test_explanations_name_each_place_by_its_id_and_name() -> None:
+    lanes = copy.deepcopy(BASE["lanes"])
+    lanes[0]["name"] = "Tran Hung Dao, inner"
+    lines = [{**BASE["solid_lines"][0], "name": "centre"}]
+    zones = [{**BASE["no_stopping_zones"][0], "name": "bus stop"}]
+    scene = geometry(True, lanes=lanes, solid_lines=lines, no_stopping_zones=zones)
+    [v] = run(ForbiddenLaneRule(scene), [Track(1, line_path((500, 950), (500, 850), 0, 3), TRUCK)])
+    assert v.explanation.startswith("truck drove in lane 1 (Tran Hung Dao, inner), which is ")
+    [v] = run(SolidLineRule(scene), [Track(2, line_path((520, 900), (680, 500), 0, 3))])
+    assert v.explanation.startswith("car crossed solid line divider (centre) at 14:03:0")
+    assert ", from lane 1 (Tran Hung Dao, inner) into lane 2, and stayed" in v.explanation
+    [v] = run(NoStoppingRule(scene), [Track(9, hold((900, 500), 0, 31))])
+    assert " inside no-stopping zone shoulder (bus stop) from 14:03:00.100 to " in v.explanation
+
+
+def test_a_lanes_world_polygon_does_not_move_the_lane_in_the_image() -> None:
+    # Areas are judged in the image, where they were drawn, whatever the road-plane copy.
+    lanes = copy.deepcopy(BASE["lanes"])
+    lanes[0]["world_polygon"] = [[40, 0], [60, 0], [60, 100], [40, 100]]
+    track = Track(1, line_path((500, 950), (500, 850), 0, 3), TRUCK)
+    [v] = run(ForbiddenLaneRule(geometry(True, lanes=lanes)), [track])
+    assert v.lane == "1"
+
+
+def test_lane_lookups_remembered_for_the_rules_stay_bounded() -> None:
+    # A node runs for months: each frame's new ground points must not pile up.
+    scene = geometry(True)
+    points = Track(1, [(k / 10, 400 + k % 200, k // 200) for k in range(5000)]).points(True)
+    assert all(scene.lane_at(p) is scene.lanes[0] for p in points)
+    assert len(scene._lane_memo) <= 4096
 
 
 def test_state_is_bounded_by_forgetting_tracks() -> None:

@@ -359,6 +359,21 @@ def test_a_line_above_the_calibrations_horizon_is_refused() -> None:
         SceneGeometry(parse_scene(copy.deepcopy(BASE)), horizon_at_450)
 
 
+def test_a_line_reaching_above_the_calibrations_horizon_is_refused() -> None:
+    # Only the solid line's far end (y=100) lies above this horizon (y=150).
+    def horizon_at_150(p: Point) -> Point:
+        return Point(p.x / 10, p.y / 10) if p.y > 150 else Point(math.nan, math.nan)
+
+    with pytest.raises(SceneError, match=r"\(600.0, 100.0\).* does not reach the road plane"):
+        SceneGeometry(parse_scene(copy.deepcopy(BASE)), horizon_at_150)
+
+
+def test_a_line_the_calibration_puts_on_one_road_point_is_refused() -> None:
+    # A degenerate mapping (every image row to one road point) folds each level line.
+    with pytest.raises(SceneError, match=r"line \[\(400.0, 500.0\), \(600.0, 500.0\)\]: .*equal"):
+        SceneGeometry(parse_scene(copy.deepcopy(BASE)), lambda p: Point(0.0, p.y / 10))
+
+
 def test_polyline_placement_and_points_along_it() -> None:
     line = Polyline([Point(0, 0), Point(10, 0), Point(10, 10)])
     assert line.length == 20 and line.midpoint() == Point(10, 0)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from edge.rules.base import RuleUnavailableError
 from edge.rules.wrong_way import WrongWayRule
 from roadwatch.contract import ViolationType
 from tests.rules_tracks import BASE, T0, Track, geometry, hold, line_path, run
+
+# Lane 3 (the shoulder, x 800-1000) is measured along a road-plane centreline, up the image.
+LANE_3 = {
+    "id": "3",
+    "polygon": [[800, 0], [1000, 0], [1000, 1000], [800, 1000]],
+    "world_centreline": [[90, 100], [90, 0]],
+}
 
 LINES_CASES = {
     "drives down lane 1 against its direction": (line_path((500, 300), (500, 950), 0, 6), True),
@@ -104,18 +113,53 @@ def test_axis_evidence_runs_from_the_farthest_point() -> None:
 def test_positions_along_one_lane_are_not_compared_with_another_lanes() -> None:
     """Lane 3 measures along its centreline (from its start, 70 m at y=300 px); lane 2 along
     its vector (-30 m there). Driving up lane 3 and on up lane 2 is lawful throughout."""
-    lane_3 = {
-        "id": "3",
-        "polygon": [[800, 0], [1000, 0], [1000, 1000], [800, 1000]],
-        "world_centreline": [[90, 100], [90, 0]],
-    }
-    scene = geometry(True, lanes=[*BASE["lanes"], lane_3], no_stopping_zones=[])
+    scene = geometry(True, lanes=[*BASE["lanes"], LANE_3], no_stopping_zones=[])
     samples = (
         line_path((900, 900), (900, 400), 0, 3)
         + line_path((900, 400), (700, 300), 3.1, 4)
         + line_path((700, 300), (700, 100), 4.1, 5.5)
     )
     assert run(WrongWayRule(scene), [Track(3, samples)]) == []
+
+
+def test_wrong_way_along_a_road_centreline() -> None:
+    # Lane 3's centreline here bends right at y=200 px, beyond where the vehicle drives.
+    lane_3 = {**LANE_3, "world_centreline": [[90, 100], [90, 20], [140, -30]]}
+    scene = geometry(True, lanes=[*BASE["lanes"], lane_3], no_stopping_zones=[])
+    [v] = run(WrongWayRule(scene), [Track(3, line_path((900, 300), (900, 400), 0, 2))])
+    assert v.lane == "3" and v.t == pytest.approx(T0 + 2.0) and v.measured.distance_m == 8.0
+    assert v.explanation == (
+        "car moved 8.0 m against the direction of lane 3 between 14:03:00.400 and 14:03:02.000"
+    )
+
+
+@pytest.mark.parametrize("vector", [(0, -1), (0, -5), (0, -0.2)])
+def test_a_road_vectors_length_does_not_scale_the_distance(vector: tuple[float, float]) -> None:
+    lanes = copy.deepcopy(BASE["lanes"])
+    lanes[1]["direction"] = {"vector": list(vector)}
+    track = Track(3, line_path((700, 300), (700, 400), 0, 2))
+    [v] = run(WrongWayRule(geometry(True, lanes=lanes)), [track])
+    assert v.t == pytest.approx(T0 + 2.0) and v.measured.distance_m == pytest.approx(8.0)
+    assert v.explanation.startswith("car moved 8.0 m against the direction of lane 2 ")
+
+
+@pytest.mark.parametrize("metric", [True, False], ids=["metres", "pixels"])
+@pytest.mark.parametrize(
+    "reversed_lines",
+    [("first",), ("second",), ("first", "second")],
+    ids=["first", "second", "both"],
+)
+def test_direction_lines_may_be_drawn_either_way(
+    reversed_lines: tuple[str, ...], metric: bool
+) -> None:
+    # A person marking the lines may click either end first: lawful travel is the same.
+    lanes = copy.deepcopy(BASE["lanes"])
+    for key in reversed_lines:
+        lanes[0]["direction"]["lines"][key].reverse()
+    rule = WrongWayRule(geometry(metric, lanes=lanes))
+    down, up = line_path((500, 300), (500, 950), 0, 6), line_path((500, 950), (500, 300), 7, 13)
+    [v] = run(rule, [Track(3, down), Track(4, up)])
+    assert v.track_id == 3 and v.lane == "1"
 
 
 def test_road_vector_lanes_need_a_calibration() -> None:
