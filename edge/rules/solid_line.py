@@ -15,6 +15,8 @@ from roadwatch.contract import Measurement, ViolationType
 @dataclass(slots=True)
 class SolidLineState:
     lines: dict[str, SideTracker] = field(default_factory=dict)
+    # (time, lane) at each change of lane: the lane it was in before any recent moment,
+    # however many frames it has since run along a line.
     lanes: deque[tuple[float, str | None]] = field(default_factory=lambda: deque(maxlen=64))
 
 
@@ -37,7 +39,9 @@ class SolidLineRule(TrackRule[SolidLineState]):
         if pos is None:
             return None
         lane = self.scene.lane_at(p)
-        memory.state.lanes.append((p.t, None if lane is None else lane.label))
+        label, lanes = None if lane is None else lane.label, memory.state.lanes
+        if not lanes or lanes[-1][1] != label:
+            lanes.append((p.t, label))
         margin, confirm = self.scene.line_margin, self.scene.config.rules.confirm_samples
         for line in self.scene.solid_lines:
             tracker = memory.state.lines.get(line.id)

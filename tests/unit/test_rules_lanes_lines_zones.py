@@ -314,6 +314,23 @@ def test_solid_line_names_outside_the_lanes_on_the_far_side(metric: bool) -> Non
     assert v.explanation.endswith(", from lane 1 into outside the lanes, and stayed across it")
 
 
+@pytest.mark.parametrize("metric", [True, False], ids=["metres", "pixels"])
+def test_solid_line_names_the_lane_left_after_running_on_the_line_for_3_s_at_25_fps(
+    metric: bool,
+) -> None:
+    # At 25 frames a second: over the line (x=600) between 0.48 s and 0.52 s, then 75
+    # frames running on it 0.2 m past, inside the band, before it goes on into lane 2.
+    samples = (
+        [(k / 25, 560 + 3 * k, 800 - k) for k in range(13)]
+        + [(0.52 + k / 25, 602, 786 - k) for k in range(75)]
+        + [(3.52 + k / 25, 606 + 4 * k, 711 - k) for k in range(10)]
+    )
+    [v] = run(SolidLineRule(geometry(metric)), [Track(2, samples)])
+    assert v.t == pytest.approx(T0 + 0.48 + 0.04 * 4 / 6)
+    assert (v.evidence.before, v.evidence.at) == (T0 + 0.48, T0 + 0.52)
+    assert ", from lane 1 into lane 2, and stayed across it" in v.explanation
+
+
 def test_solid_line_skips_frames_without_a_road_position() -> None:
     track = Track(2, line_path((520, 900), (680, 500), 0, 3))
     [v] = run_without_road_position(SolidLineRule(geometry(True)), track, [10, 16])
