@@ -7,7 +7,8 @@ carries the ground point over the edge and back, as long as each absence from th
 no longer than ``max_gap_s``; one that stands outside is not made to stop inside by a
 frame whose box jitters in. A vehicle standing across the border of two adjacent zones
 keeps its stop as its point changes zone; it is allowed the longest dwell of the zones
-it stood in, and the explanation names them all.
+it stood in, and the explanation names them all. A frame whose ground point is off the
+road plane (no road position) neither ends nor extends a stop.
 
 A stop is fined once. A vehicle hidden for a while (a bus stopping in front of it) comes
 back to the tracker as a new track, which would stand its dwell again and be fined
@@ -81,7 +82,7 @@ class NoStoppingState:
 
 class NoStoppingRule(TrackRule[NoStoppingState]):
     rule = ViolationType.NO_STOPPING
-    version = "no_stopping/6"
+    version = "no_stopping/7"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)
@@ -187,15 +188,17 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
         self, memory: TrackMemory[NoStoppingState], p: WorldTrackPoint, signals: Signals
     ) -> Violation | None:
         st = memory.state
+        pos = self.scene.position(p)
+        if pos is None:  # off the road plane: the frame neither ends nor extends a stop
+            return None
         local = self.scene.config.local_time(p.t)
         zone = self._zone_at(p, local)
         inside = zone is not None
-        pos = self.scene.position(p)
         if st.first is None:
             st.first = pos
-        if zone is None and pos is not None:
+        if zone is None:
             zone = self._stop_kept(st, p.t, pos, local)
-        if zone is None or pos is None:
+        if zone is None:
             st.zone, st.anchor = None, None
             return None
         if inside:

@@ -482,6 +482,21 @@ def test_no_stopping_fires_once_despite_a_frame_without_a_road_position() -> Non
 
 
 @pytest.mark.parametrize(
+    ("samples", "missing"),
+    [(hold((900, 500), 0, 40), [199]), (hold((900, 799), 0, 40, jitter=3), [100, 199, 200])],
+    ids=["inside the zone", "on the zone's edge, its box jittering over it"],
+)
+def test_no_stopping_frames_without_a_road_position_do_not_end_a_stop(
+    samples: list[tuple[float, float, float]], missing: list[int]
+) -> None:
+    # Standing 40 s, with a frame at 20 s off the road plane (on the edge: 10 s, 20 s, 20.1 s).
+    track = Track(9, samples)
+    [v] = run_without_road_position(NoStoppingRule(geometry(True)), track, missing)
+    assert v.measured.dwell_s == pytest.approx(30.0, abs=0.11)
+    assert re.search(r" from 14:03:00.[12]00 to 14:03:30.[23]00: 30.1 s,", v.explanation)
+
+
+@pytest.mark.parametrize(
     ("windows", "fires"),
     [
         ([("16:00", "19:00")], False),
