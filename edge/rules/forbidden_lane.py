@@ -2,7 +2,10 @@
 
 The class is the track's majority vote, the lane closure honours its local-time windows,
 and a short absence (a box flickering over the lane edge) does not restart the count, so
-a brief touch of the lane never adds up to the minimum.
+a brief touch of the lane never adds up to the minimum. The distance is how far the
+vehicle got from where it entered the lane (the evidence's first and last pictures show
+it), not the sum of its steps, which box jitter would add up to metres of a standing
+vehicle.
 """
 
 from __future__ import annotations
@@ -21,13 +24,13 @@ class ForbiddenLaneState:
     lane: str | None = None
     entered: float = 0.0
     last_in: float = 0.0
-    path: float = 0.0
-    last_pos: Point | None = None
+    path: float = 0.0  # from where it entered the lane, in the rules' plane
+    start: Point | None = None  # its first position in the lane
 
 
 class ForbiddenLaneRule(TrackRule[ForbiddenLaneState]):
     rule = ViolationType.FORBIDDEN_LANE
-    version = "forbidden_lane/1"
+    version = "forbidden_lane/2"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)
@@ -47,16 +50,15 @@ class ForbiddenLaneRule(TrackRule[ForbiddenLaneState]):
         local = self.scene.config.local_time(p.t)
         if lane is None or not lane.config.closed_to(vehicle, local):
             if st.lane is not None and p.t - st.last_in > self._settings.max_gap_s:
-                st.lane, st.last_pos = None, None
+                st.lane, st.start = None, None
             return None
         pos = self.scene.position(p)
         if st.lane != lane.id:
-            st.lane, st.entered, st.path, st.last_pos = lane.id, p.t, 0.0, pos
-        elif pos is not None and st.last_pos is not None:
-            st.path += pos.distance(st.last_pos)
-            st.last_pos = pos
+            st.lane, st.entered, st.path, st.start = lane.id, p.t, 0.0, pos
+        elif pos is not None and st.start is not None:
+            st.path = pos.distance(st.start)
         elif pos is not None:
-            st.last_pos = pos
+            st.start = pos
         st.last_in = p.t
         duration = p.t - st.entered
         far = self.scene.metric and st.path >= self._settings.min_distance_m

@@ -111,6 +111,24 @@ FORBIDDEN_CASES = {
         Track(1, lane_1_with_gap(16, 21), TRUCK),
         False,
     ),
+    # Its box jitters 3 px either way (0.85 m a frame) while it waits 1 m inside lane 1.
+    "truck waits 2.4 s just inside lane 1, its box jittering": (
+        Track(
+            1,
+            hold((410, 500), 0, 2.4, jitter=3) + line_path((400, 500), (350, 500), 2.5, 3.5),
+            TRUCK,
+        ),
+        False,
+    ),
+    "truck waits 1.6 s just inside lane 1, its box jittering, at 25 fps": (
+        Track(
+            1,
+            [(k / 25, 410 + 3 * (-1) ** k, 500 - 3 * (-1) ** k) for k in range(40)]
+            + [(1.6 + k / 25, 380, 500) for k in range(25)],
+            TRUCK,
+        ),
+        False,
+    ),
     "truck in lane 1 twice, 12 m each time": (
         Track(
             1,
