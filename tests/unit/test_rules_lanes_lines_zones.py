@@ -199,6 +199,34 @@ def test_forbidden_lane_counts_distance_over_frames_with_a_road_position() -> No
     assert v.t < T0 + 1.6
 
 
+def test_forbidden_lane_measures_from_where_it_entered_to_where_it_is_fined() -> None:
+    # 15 m up lane 1, then 5 m back: at the 3 s minimum it stands 10 m from where it
+    # entered, as the first and last pictures show.
+    track = Track(
+        1,
+        line_path((500, 950), (500, 800), 0, 1.5) + line_path((500, 810), (500, 850), 1.6, 3),
+        TRUCK,
+    )
+    [v] = run(ForbiddenLaneRule(geometry(True)), [track])
+    assert v.t == T0 + 3.0 and v.measured.distance_m == pytest.approx(10.0)
+    assert "for 3.0 s and 10.0 m from 14:03:00.000 to 14:03:03.000" in v.explanation
+
+
+def test_forbidden_lane_by_distance_in_a_lane_across_the_picture() -> None:
+    lanes = [
+        {
+            "id": "bus",
+            "polygon": [[0, 100], [1000, 100], [1000, 300], [0, 300]],
+            "closures": [{"classes": ["truck"]}],
+        }
+    ]
+    scene = geometry(True, lanes=lanes, speed_traps=[])
+    # 30 m along it in 1.5 s: 20 m after 1 s, long before the 3 s minimum.
+    track = Track(1, line_path((100, 200), (400, 200), 0, 1.5), TRUCK)
+    [v] = run(ForbiddenLaneRule(scene), [track])
+    assert (v.lane, v.t, v.measured.distance_m) == ("bus", T0 + 1.0, 20.0)
+
+
 def test_forbidden_lane_counts_each_closed_lane_on_its_own() -> None:
     # Both lanes closed to trucks: 2 s in lane 1, then 2 s in lane 2, is 2 s in each.
     lanes = copy.deepcopy(BASE["lanes"])
