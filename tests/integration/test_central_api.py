@@ -1148,6 +1148,21 @@ def test_traffic_flow_spans_a_bounded_range_and_refuses_odd_ones(
         assert r.status_code == 200 and r.json()["buckets"] == [], (params, r.text)
 
 
+def store_traffic_minute(db: CentralDb, node: NodeIdentity, minute: datetime) -> None:
+    """Five cars in lane-1 of cam-01 in ``minute``, through the ingest's batch path."""
+    traffic = TrafficStats(
+        site=node.site,
+        node=node.node,
+        camera="cam-01",
+        minute_start=minute,
+        lanes=[LaneFlow(lane="lane-1", counts={VehicleClass.CAR: 5}, occupancy=0.1)],
+    )
+    with transaction(session_factory(db.engine)) as s:
+        record_batch(
+            s, [Message(node.topic("cam-01", CameraTopic.TRAFFIC), to_wire(traffic))], KeyCache()
+        )
+
+
 def test_days_and_hours_are_counted_at_the_offset_asked_for(
     api: TestClient,
     central_db: CentralDb,
@@ -1167,18 +1182,7 @@ def test_days_and_hours_are_counted_at_the_offset_asked_for(
             signed_event(node, occurred_at=late.replace(minute=59, second=59, microsecond=999600)),
         ],
     )
-    minute = late.replace(minute=0)
-    traffic = TrafficStats(
-        site=node.site,
-        node=node.node,
-        camera="cam-01",
-        minute_start=minute,
-        lanes=[LaneFlow(lane="lane-1", counts={VehicleClass.CAR: 5}, occupancy=0.1)],
-    )
-    with transaction(session_factory(central_db.engine)) as s:
-        record_batch(
-            s, [Message(node.topic("cam-01", CameraTopic.TRAFFIC), to_wire(traffic))], KeyCache()
-        )
+    store_traffic_minute(central_db, node, late.replace(minute=0))
     h = accounts["ioc"].headers
 
     def counts(by: str, offset: str | None) -> dict[str, int]:
@@ -1320,17 +1324,7 @@ def test_hours_and_days_are_counted_at_the_services_offset_unless_one_is_asked_f
     node = make_node()
     late = datetime(2026, 11, 23, 16, 30, tzinfo=UTC)  # 23:30 in Vietnam, 22:00 in India
     store_events(central_db, node, [signed_event(node, occurred_at=late)])
-    traffic = TrafficStats(
-        site=node.site,
-        node=node.node,
-        camera="cam-01",
-        minute_start=late,
-        lanes=[LaneFlow(lane="lane-1", counts={VehicleClass.CAR: 5}, occupancy=0.1)],
-    )
-    with transaction(session_factory(central_db.engine)) as s:
-        record_batch(
-            s, [Message(node.topic("cam-01", CameraTopic.TRAFFIC), to_wire(traffic))], KeyCache()
-        )
+    store_traffic_minute(central_db, node, late)
     h = accounts["ioc"].headers
     window = {"from": "2026-11-23T00:00:00Z", "to": "2026-11-25T00:00:00Z"}
 

@@ -179,6 +179,19 @@ def test_a_full_disk_keeps_the_connection_and_sends_nothing_twice(
         outbox.close()
 
 
+def local_broker_config(tmp_path: Path, port: int, *, reconnect_min_s: float) -> DeliveryConfig:
+    """A node of a site of its own delivering to a broker on this machine at ``port``."""
+    return DeliveryConfig.model_validate(
+        {
+            "site": "t" + uuid.uuid4().hex[:12],
+            "node": "node-01",
+            "key_path": str(tmp_path / "node.key"),
+            "broker": {"host": "127.0.0.1", "port": port, "reconnect_min_s": reconnect_min_s},
+            "outbox": {"path": str(tmp_path / "outbox")},
+        }
+    )
+
+
 def test_a_broker_refusing_the_login_is_tried_again_with_back_off(tmp_path: Path) -> None:
     """A CONNACK that refuses (a wrong password, a revoked node) is not followed at once
     by the next try: the tries spread out as for a broker out of reach."""
@@ -205,15 +218,7 @@ def test_a_broker_refusing_the_login_is_tried_again_with_back_off(tmp_path: Path
 
     refusing = threading.Thread(target=refuse, name="refusing-broker")
     refusing.start()
-    cfg = DeliveryConfig.model_validate(
-        {
-            "site": "t" + uuid.uuid4().hex[:12],
-            "node": "node-01",
-            "key_path": str(tmp_path / "node.key"),
-            "broker": {"host": "127.0.0.1", "port": port, "reconnect_min_s": 0.5},
-            "outbox": {"path": str(tmp_path / "outbox")},
-        }
-    )
+    cfg = local_broker_config(tmp_path, port, reconnect_min_s=0.5)
     outbox = Outbox(cfg.outbox.path, BIG_BUDGET)
     publisher = Publisher(cfg, outbox)
     try:
@@ -240,15 +245,7 @@ def test_a_broker_out_of_reach_is_said_once(
     from roadwatch.net import free_port
 
     port = free_port()  # (nobody listens on it)
-    cfg = DeliveryConfig.model_validate(
-        {
-            "site": "t" + uuid.uuid4().hex[:12],
-            "node": "node-01",
-            "key_path": str(tmp_path / "node.key"),
-            "broker": {"host": "127.0.0.1", "port": port, "reconnect_min_s": 0.2},
-            "outbox": {"path": str(tmp_path / "outbox")},
-        }
-    )
+    cfg = local_broker_config(tmp_path, port, reconnect_min_s=0.2)
     outbox = Outbox(cfg.outbox.path, BIG_BUDGET)
     publisher = Publisher(cfg, outbox)
     caplog.set_level(logging.WARNING, logger="edge.publisher")
