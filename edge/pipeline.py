@@ -349,7 +349,9 @@ class LivePipeline:
                 if now - last_health >= health_every_s:
                     last_health = now
                     for h in self.health():
-                        log.warning(
+                        # (a camera that is up is news only with -v; one that is not, always)
+                        log.log(
+                            logging.INFO if h.state is CameraState.UP else logging.WARNING,
                             "camera %s: %s fps %.1f dropped %d corrupt %d reconnects %d",
                             h.camera, h.state.value, h.fps, h.frames_dropped,
                             h.frames_corrupt, h.reconnects,

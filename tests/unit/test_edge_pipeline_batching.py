@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from edge.config import parse_site_config
 from edge.detections import Detections
@@ -408,3 +409,34 @@ def test_a_live_runs_end_waits_for_evidence_as_long_as_it_is_told(
         else:
             node.run_live(stop, pipeline=pipe, evidence_wait_s=told)
     assert waits == [2.5, EVIDENCE_WAIT_S] and EVIDENCE_WAIT_S == 300.0
+
+
+def test_the_health_summary_warns_only_of_cameras_that_are_not_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each camera's health every health_every_s: one that is up at INFO (shown with -v),
+    one that is not at WARNING. A healthy camera's line read as an alarm."""
+    import logging
+
+    cams = {"steady": Camera(0.01), "silent": SILENT()}
+    pipe, _ = build(tmp_path, cams, max_batch=1, wait_ms=10)
+    caplog.set_level(logging.INFO, logger="edge.pipeline")
+    stop = threading.Event()
+    runner = threading.Thread(target=pipe.run, args=(stop, []), kwargs={"health_every_s": 0.05})
+    runner.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(
+            "camera steady: up fps" in r.getMessage() for r in caplog.records
+        ):
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        runner.join(15)
+    assert not runner.is_alive()
+    levels = {
+        r.getMessage().split(":")[0]: r.levelno
+        for r in caplog.records
+        if " fps " in r.getMessage() and " dropped " in r.getMessage()
+    }
+    assert levels["camera steady"] == logging.INFO and levels["camera silent"] == logging.WARNING
