@@ -164,11 +164,10 @@ class RedLightRule(TrackRule[RedLightState]):
         found, still = [], []
         for a in self._awaiting:
             head = signals.get(a.lane.config.signal_head)
-            if head is None or a.memory.fired:
+            if head is None or a.memory.fired or t - a.went.t > wait_s:
                 continue
             if head.told_until() < a.went.t:
-                if t - a.went.t <= wait_s:
-                    still.append(a)
+                still.append(a)
                 continue
             violation = self._judge(a.memory, a.p, a.lane, a.crossed, a.went, a.stood_at, signals)
             if violation is not None:

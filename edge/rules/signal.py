@@ -27,6 +27,13 @@ from edge.rules.scene import LampSettings, SignalHead
 from roadwatch.contract import LampColour, SignalPhase, SignalSource
 
 LIT = (LampColour.RED, LampColour.YELLOW, LampColour.GREEN)
+# The phase each lit phase gives way to: a controller message reporting any other phase
+# than the last one's successor, begun after the last message, means phases went unheard.
+NEXT_PHASE = {
+    LampColour.RED: LampColour.GREEN,
+    LampColour.GREEN: LampColour.YELLOW,
+    LampColour.YELLOW: LampColour.RED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +237,22 @@ class SignalState:
             return False
         if self._controller_sent_at is not None and sent < self._controller_sent_at:
             return True
+        changed = message.changed_at.timestamp()
+        last = self.history.spans[-1] if self.history.spans else None
+        if (
+            last is not None
+            and self._controller_sent_at is not None
+            and last.source is SignalSource.CONTROLLER
+            and last.colour is not message.phase
+            and NEXT_PHASE.get(last.colour) is not message.phase
+            and changed > self._controller_sent_at
+        ):
+            # The phase last reported is known to have held only until the message that
+            # reported it: what came between (a green whose messages were lost, before
+            # this yellow) is not known.
+            self.history.record(
+                LampColour.UNKNOWN, self._controller_sent_at, SignalSource.CONTROLLER
+            )
         self._controller_sent_at = sent
         ttl = self._settings.controller_ttl_s
         if self._covered and sent - ttl <= self._covered[-1][1]:

@@ -156,12 +156,20 @@ GREEN = LampColour.GREEN
         (_every_second(RED, -10.0, -2, 1) + _every_second(RED, 4.0, 4, 11), None),
         (_every_second(RED, -10.0, -2, 1), None),  # (silent from 1 s on: never told)
         (_every_second(RED, -10.0, -2, 3) + _every_second(GREEN, 4.0, 4, 11), 4.0),
+        # A green from 1 s to 3.8 s whose messages were all lost, then a yellow: the red
+        # is known only to 1 s, not up to the yellow.
+        (_every_second(RED, -10.0, -2, 1) + _every_second(YELLOW, 3.8, 4, 11), None),
+        ([*_every_second(RED, -10.0, -2, 3), told(RED, -10.0, 9.4)], 9.4),  # (within 6 s)
+        ([*_every_second(RED, -10.0, -2, 3), told(RED, -10.0, 9.6)], None),  # (too late)
     ],
     ids=[
         "red throughout: fined when the next message comes",
         "a green whose messages were lost: not fined",
         "the controller silent after the crossing: not judged",
         "green only after the car went on: fined",
+        "a green whose messages were lost, then a yellow: not fined",
+        "the next message 5.9 s after the car went on: fined",
+        "the next message 6.1 s after the car went on: not judged",
     ],
 )
 def test_a_crossing_on_the_controllers_red_is_judged_on_its_next_message(
@@ -174,3 +182,18 @@ def test_a_crossing_on_the_controllers_red_is_judged_on_its_next_message(
         [(at, decisive)] = found
         assert at == pytest.approx(fined_at) and decisive == pytest.approx(2.5, abs=0.11)
     assert awaiting == 0
+
+
+def test_a_phase_that_does_not_follow_the_last_one_leaves_the_gap_unknown() -> None:
+    """Red told to 1 s, then a yellow from 3.8 s: a green came between, unheard, so the
+    red is not taken to stand to 3.8 s; a green from 2.8 s follows red, and red stands."""
+    state = SignalState("main", SETTINGS, lamps=False)
+    state.on_controller(told(RED, -10.0, 1.0))
+    state.on_controller(told(YELLOW, 3.8, 4.0))
+    assert state.red_began(t0 + 0.5) == t0 - 10.0
+    assert state.red_began(t0 + 2.5) is None and state.phase_at(t0 + 2.5) is UNKNOWN
+    assert state.phase_at(t0 + 3.9) is YELLOW
+    state = SignalState("main", SETTINGS, lamps=False)
+    state.on_controller(told(RED, -10.0, 1.0))
+    state.on_controller(told(LampColour.GREEN, 2.8, 3.0))
+    assert state.red_began(t0 + 2.5) == t0 - 10.0
