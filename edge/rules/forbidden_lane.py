@@ -10,7 +10,8 @@ vehicle.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRule
 from edge.rules.geometry import Point
@@ -25,12 +26,30 @@ class ForbiddenLaneState:
     entered: float = 0.0
     last_in: float = 0.0
     path: float = 0.0  # from where it entered the lane, in the rules' plane
-    start: Point | None = None  # its first position in the lane
+    start: Point | None = None  # its first position in the lane, once steady
+    # Its last positions in the lane (time, position): a distance counts only when they
+    # follow each other at a speed a vehicle can drive, so one far-off road position (a
+    # ground point near the calibration's horizon) neither starts nor ends it.
+    recent: deque[tuple[float, Point]] = field(default_factory=lambda: deque(maxlen=STEADY))
+
+
+# The last positions that must follow each other plausibly, and the fastest plausible
+# speed (m/s) between two of them, with a slack for box jitter (m).
+STEADY = 2
+MAX_SPEED_MS = 50.0
+JITTER_M = 1.5
+
+
+def _steady(recent: deque[tuple[float, Point]]) -> bool:
+    if len(recent) < STEADY:
+        return False
+    pairs = zip(list(recent)[:-1], list(recent)[1:], strict=True)
+    return all(b.distance(a) <= MAX_SPEED_MS * (tb - ta) + JITTER_M for (ta, a), (tb, b) in pairs)
 
 
 class ForbiddenLaneRule(TrackRule[ForbiddenLaneState]):
     rule = ViolationType.FORBIDDEN_LANE
-    version = "forbidden_lane/2"
+    version = "forbidden_lane/3"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)
@@ -51,14 +70,19 @@ class ForbiddenLaneRule(TrackRule[ForbiddenLaneState]):
         if lane is None or not lane.config.closed_to(vehicle, local):
             if st.lane is not None and p.t - st.last_in > self._settings.max_gap_s:
                 st.lane, st.start = None, None
+                st.recent.clear()
             return None
         pos = self.scene.position(p)
         if st.lane != lane.id:
-            st.lane, st.entered, st.path, st.start = lane.id, p.t, 0.0, pos
-        elif pos is not None and st.start is not None:
-            st.path = pos.distance(st.start)
-        elif pos is not None:
-            st.start = pos
+            st.lane, st.entered, st.path, st.start = lane.id, p.t, 0.0, None
+            st.recent.clear()
+        if pos is not None and self.scene.metric:
+            st.recent.append((p.t, pos))
+            steady = _steady(st.recent)
+            if st.start is None and steady:
+                st.start = st.recent[0][1]
+            if st.start is not None and steady:
+                st.path = pos.distance(st.start)
         st.last_in = p.t
         duration = p.t - st.entered
         far = self.scene.metric and st.path >= self._settings.min_distance_m

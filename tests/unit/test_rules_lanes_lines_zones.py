@@ -212,6 +212,32 @@ def test_forbidden_lane_measures_from_where_it_entered_to_where_it_is_fined() ->
     assert "for 3.0 s and 10.0 m from 14:03:00.000 to 14:03:03.000" in v.explanation
 
 
+@pytest.mark.parametrize("outlier_s", [0.4, 0.9], ids=["at entry", "while in the lane"])
+def test_forbidden_lane_one_far_off_road_position_makes_no_distance(outlier_s: float) -> None:
+    # A truck dips into lane 1 for under a second; one frame's ground point (near the
+    # horizon of a real calibration) lands 50 m up the road: no 20 m were driven.
+    touch = Track(
+        1,
+        line_path((650, 900), (580, 880), 0, 0.5)
+        + line_path((580, 880), (560, 870), 0.6, 1.2)
+        + line_path((620, 860), (680, 850), 1.3, 3.0),
+        TRUCK,
+    )
+    far = Point(58.0, 38.0)
+    shown = [
+        TrackFrame(
+            f.t,
+            tuple(
+                dataclasses.replace(p, world=far) if abs(p.t - T0 - outlier_s) < 1e-6 else p
+                for p in f.points
+            ),
+        )
+        for f in frames([touch], True)
+    ]
+    rule = ForbiddenLaneRule(geometry(True))
+    assert [v for f in shown for v in rule.update(f)] == []
+
+
 def test_forbidden_lane_by_distance_in_a_lane_across_the_picture() -> None:
     lanes = [
         {
