@@ -274,7 +274,7 @@ class SignalState:
         return self.phase_at(t)
 
     def _known(self, t: float) -> bool:
-        return self._lamps or any(a <= t <= b for a, b in reversed(self._covered))
+        return self._lamps or self._covered_at(t)
 
     def silent(self, t: float) -> bool:
         """A head only the controller reports, with no fresh message at ``t``."""
@@ -287,8 +287,18 @@ class SignalState:
         return self.history.red_began(t) if self._known(t) else None
 
     def source_at(self, t: float) -> SignalSource | None:
-        """Where the phase in force at ``t`` came from; None when it is not known."""
-        return self.history.source_at(t) if self._known(t) else None
+        """Where the phase in force at ``t`` came from; None when it is not known. On a
+        head with lamps, a phase the controller began that still stands after it went
+        stale is the lamp's from then on: the lamp took over and read nothing else."""
+        if not self._known(t):
+            return None
+        source = self.history.source_at(t)
+        if source is SignalSource.CONTROLLER and self._lamps and not self._covered_at(t):
+            return SignalSource.LAMP
+        return source
+
+    def _covered_at(self, t: float) -> bool:
+        return any(a <= t <= b for a, b in reversed(self._covered))
 
     def told_until(self) -> float:
         """The sent time of the controller's latest message taken (-inf before any): what

@@ -120,7 +120,9 @@ def test_a_green_whose_messages_were_lost_is_never_read_as_red() -> None:
     assert state.red_began(t0 + 4.5) == t0 + 4.0
 
 
-def _red_light_cases(messages: list[SignalPhase]) -> tuple[list[tuple[float, float]], int]:
+def _red_light_cases(
+    messages: list[SignalPhase], state: SignalState | None = None
+) -> tuple[list[tuple[float, float]], int]:
     """A car up lane 1 over the stop line at 2.5 s and the second line at 3.5 s, judged
     on a head only the controller reports, each message taken before the first frame at
     or after its sending: (when each case was found, its decisive time) and the
@@ -129,7 +131,7 @@ def _red_light_cases(messages: list[SignalPhase]) -> tuple[list[tuple[float, flo
     from tests.rules_tracks import Track, frames, geometry, hold, line_path
 
     rule = RedLightRule(geometry(True))
-    state = SignalState("main", SETTINGS, lamps=False)
+    state = state or SignalState("main", SETTINGS, lamps=False)
     car = Track(1, line_path((500.0, 900.0), (500.0, 200.0), -1.5, 5.5))
     parked = Track(2, hold((900.0, 500.0), -2.0, 12.0))  # (frames go on after the car)
     queue = sorted(messages, key=lambda m: m.sent_at)
@@ -197,3 +199,19 @@ def test_a_phase_that_does_not_follow_the_last_one_leaves_the_gap_unknown() -> N
     state.on_controller(told(RED, -10.0, 1.0))
     state.on_controller(told(LampColour.GREEN, 2.8, 3.0))
     assert state.red_began(t0 + 2.5) == t0 - 10.0
+
+
+def test_a_red_the_lamp_goes_on_showing_after_the_controller_fell_silent_is_the_lamps() -> None:
+    """A head with lamps and a controller: the controller told red from -10 s and fell
+    silent after -2 s; the lamp reads the same red on. A crossing at 2.5 s stands on the
+    lamp (judged at once, no "(signal controller)"), not on the silent controller, whose
+    next message never comes; at -3 s the red was still the controller's."""
+    state = SignalState("main", SETTINGS)
+    state.on_controller(told(RED, -10.0, -2.0))
+    for k in range(-20, 61):
+        state.on_lamp(t0 + k * 0.1, LIT_RED)
+    assert state.source_at(t0 - 3.0) is SignalSource.CONTROLLER
+    assert state.source_at(t0 + 2.5) is SignalSource.LAMP
+    assert state.red_began(t0 + 2.5) == t0 - 10.0
+    found, _ = _red_light_cases([], state)
+    assert [at for at, _ in found] == [pytest.approx(3.7)]  # (the second line, confirmed)
