@@ -12,8 +12,9 @@ after the vehicle went on: its messages go over the network and may be lost, and
 a later one says otherwise the last red stands for ``controller_ttl_s``, though a lost
 message may have turned it green. The later message says when the phase in force began,
 so the crossing is judged again on what it tells (a red that began later, or a green,
-fines nobody). Without such a message within twice ``controller_ttl_s`` the crossing is
-not judged: the lenient side. A red read from the lamp image is judged at once.
+fines nobody). Without such a message within twice ``controller_ttl_s`` (at most
+``AWAIT_MAX_S``) the crossing is not judged: the lenient side. A red read from the lamp
+image is judged at once.
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ class _LaneState:
             and t - max(self.still_since, self.first_crossed) >= stopped_s
         ):
             self.stood_at = t
+
+
+# The longest a crossing waits for the controller's next message, whatever its ttl (up
+# to 600 s): the frames and boxes for its evidence are kept only seconds.
+AWAIT_MAX_S = 6.0
 
 
 @dataclass(slots=True)
@@ -160,7 +166,7 @@ class RedLightRule(TrackRule[RedLightState]):
     def _judge_awaiting(self, t: float, signals: Signals) -> list[Violation]:
         """The crossings waiting on the controller whose next message has come, judged
         again on what it told; those it has not spoken after in twice its ttl are let go."""
-        wait_s = 2.0 * self.scene.config.lamp.controller_ttl_s
+        wait_s = min(2.0 * self.scene.config.lamp.controller_ttl_s, AWAIT_MAX_S)
         found, still = [], []
         for a in self._awaiting:
             head = signals.get(a.lane.config.signal_head)
