@@ -214,7 +214,7 @@ class Settings(BaseSettings):
     @classmethod
     def _a_database_central_runs_on(cls, value: str | None) -> str | None:
         # Any other URL would fail later with its driver's import error (No module named
-        # 'MySQLdb'), or an unparsable one with a traceback from deep inside SQLAlchemy.
+        # 'MySQLdb').
         if not value:
             return value
         from sqlalchemy.engine import make_url
@@ -223,10 +223,7 @@ class Settings(BaseSettings):
         try:
             url = make_url(value)
         except ArgumentError:
-            raise ValueError(
-                "ROADWATCH_DATABASE_URL is not a database URL (postgresql+psycopg://user@host/db,"
-                " or sqlite:///path/central.db)"
-            ) from None
+            return value  # (not a URL at all: opening the database says so)
         if url.drivername in ("postgresql", "postgresql+psycopg", "sqlite", "sqlite+pysqlite"):
             return value
         raise ValueError(

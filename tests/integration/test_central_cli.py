@@ -208,7 +208,9 @@ def test_a_database_that_cannot_be_used_and_a_missing_password_are_one_line_erro
 ) -> None:
     env = _env(tmp_path)
     urls = {
-        "foo://bar": "database foo://bar: ",
+        "foo://bar": "invalid central settings: setting 'database_url': ROADWATCH_DATABASE_URL"
+        " names foo: central runs on PostgreSQL",
+        "mysql://root@127.0.0.1/test": "invalid central settings: setting 'database_url':",
         "postgresql://roadwatch:s3cret@127.0.0.1:1/nowhere": "database postgresql://roadwatch:***@",
         "not a url": "ROADWATCH_DATABASE_URL is not a database URL",
     }
