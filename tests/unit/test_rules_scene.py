@@ -385,3 +385,31 @@ def test_polyline_placement_and_points_along_it() -> None:
     assert not beyond.within and beyond.along == -3.0
     with pytest.raises(ValueError, match="two equal"):
         Polyline([Point(1, 1), Point(1, 1)])
+
+
+def test_scene_check_warns_of_lanes_or_zones_that_overlap(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Where two lanes (or zones) overlap, a vehicle is taken to be in the first listed
+    (its speed limit, its closures, its dwell): the scene check says so. Lanes and a zone
+    drawn edge to edge share only their border, which is no overlap."""
+    from tests.rules_tracks import BASE
+
+    path = tmp_path / "cam.yaml"
+    path.write_text(yaml.safe_dump(BASE), encoding="utf-8")
+    assert main(["scene", "check", str(path)]) == 0
+    assert "warning" not in capsys.readouterr().out
+    scene = copy.deepcopy(BASE)
+    scene["lanes"][1]["polygon"] = [[550, 0], [800, 0], [800, 1000], [550, 1000]]
+    scene["no_stopping_zones"].append(
+        {"id": "corner", "polygon": [[900, 700], [1000, 700], [1000, 900], [900, 900]]}
+    )
+    path.write_text(yaml.safe_dump(scene), encoding="utf-8")
+    assert main(["scene", "check", str(path)]) == 0
+    warned = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    assert len(warned) == 2, warned
+    assert warned[0].startswith("  warning: lane 1 and lane 2 overlap (")
+    assert warned[0].endswith(
+        "a vehicle there is taken to be in lane 1, listed first among the lanes"
+    )
+    assert "no-stopping zone shoulder and no-stopping zone corner overlap" in warned[1]
