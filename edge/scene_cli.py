@@ -109,10 +109,10 @@ def overlaps(
     for _, polygon in areas:
         mask = np.zeros((height, width), np.uint8)
         cv2.fillPoly(mask, [np.round(np.array(polygon)).astype(np.int32)], 1)
-        masks.append(cv2.erode(mask, kernel))
+        masks.append(np.asarray(cv2.erode(mask, kernel), dtype=bool))
     found = []
     for i, j in itertools.combinations(range(len(areas)), 2):
-        shared = int(np.count_nonzero(masks[i] & masks[j]))
+        shared = int(np.count_nonzero(np.logical_and(masks[i], masks[j])))
         if shared:
             found.append((areas[i][0], areas[j][0], shared))
     return found
