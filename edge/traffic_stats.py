@@ -161,8 +161,7 @@ class TrafficAggregator:
             counted_from=self._counted_from,
             lanes=flows,
         )
-        if self._sent_up_to is None or self._minute > self._sent_up_to:
-            self._sent_up_to = self._minute
+        self.note_sent(self._minute)
         self._minute = None
         self._frames = 0
         return [stats]

@@ -76,9 +76,7 @@ UtcOffset = Annotated[
 ]
 
 
-def time_bucket(
-    session: Session, column: Any, by: str, utc_offset: str = "+00:00"
-) -> ColumnElement[str]:
+def time_bucket(session: Session, column: Any, by: str, utc_offset: str) -> ColumnElement[str]:
     """An ISO text bucket of ``column`` by hour or day at ``utc_offset`` (named with it,
     ``Z`` for UTC), on either database."""
     sign = -1 if utc_offset.startswith("-") else 1

@@ -90,6 +90,10 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
             raise RuleUnavailableError("no stopping needs at least one no-stopping zone")
         self._settings = scene.config.rules.no_stopping
         self._fined: list[FinedStop] = []
+        # How near a fined place a stop is that place, and a track first seen is the
+        # vehicle fined there come back (the scene's radius: fixed for the rule's life).
+        self._reach = SAME_PLACE_RADII * scene.stationary_radius
+        self._born = FIRST_SEEN_RADII * scene.stationary_radius
 
     def new_state(self) -> NoStoppingState:
         return NoStoppingState()
@@ -117,8 +121,7 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
         after the last such sighting."""
         if not self._fined:
             return
-        reach = SAME_PLACE_RADII * self.scene.stationary_radius
-        born = FIRST_SEEN_RADII * self.scene.stationary_radius
+        reach, born = self._reach, self._born
         owners = {track_id: stop for stop in self._fined for track_id in stop.track_ids}
         standing: list[tuple[Point, Point, float]] = []
         for p in frame.points:
@@ -149,12 +152,10 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
         stop began there within the gap."""
         if st.anchor is None or st.first is None:
             return None
-        reach = SAME_PLACE_RADII * self.scene.stationary_radius
-        born = FIRST_SEEN_RADII * self.scene.stationary_radius
         for stop in self._fined:
             if (
-                st.first.distance(stop.at) <= born
-                and st.anchor.distance(stop.at) <= reach
+                st.first.distance(stop.at) <= self._born
+                and st.anchor.distance(stop.at) <= self._reach
                 and st.since - stop.last_t <= self._settings.same_stop_gap_s
             ):
                 return stop

@@ -259,7 +259,7 @@ class SignalState:
             self._covered[-1][1] = sent + ttl
         else:
             self._covered.append([sent - ttl, sent + ttl])
-        self.history.record(message.phase, message.changed_at.timestamp(), SignalSource.CONTROLLER)
+        self.history.record(message.phase, changed, SignalSource.CONTROLLER)
         return True
 
     def on_lamp(self, t: float, strengths: LampStrengths) -> LampColour:
