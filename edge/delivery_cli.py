@@ -85,12 +85,16 @@ def _outbox_status(args: argparse.Namespace) -> int:
         fired = outbox.fired()
     print(f"outbox {config.outbox.path}")
     print(
-        f"  events pending {stats.pending}, published {stats.published}, "
-        f"receipted {stats.receipted}"
+        f"  violations pending {stats.violations_pending}, awaiting a receipt"
+        f" {stats.awaiting_receipt}, receipted {stats.receipted}"
+    )
+    print(
+        f"  traffic minutes pending {stats.traffic_pending}, sent {stats.traffic_sent}"
+        " (no receipt: the broker's acknowledgement is their delivery)"
     )
     if stats.oldest_unreceipted_created_at is not None:
         age = max(0.0, time.time() - stats.oldest_unreceipted_created_at)
-        print(f"  violations awaiting a receipt {stats.awaiting_receipt}, oldest {age:.0f} s")
+        print(f"  oldest message not yet delivered: {age:.0f} s")
     print(f"  evidence pending {stats.blobs_pending}, broken {stats.blobs_broken}")
     if fired:
         left = sum(f.orphaned for f in fired)

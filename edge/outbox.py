@@ -261,6 +261,14 @@ class OutboxStats:
     oldest_pending_created_at: float | None
     oldest_unreceipted_created_at: float | None = None
     awaiting_receipt: int = 0
+    # Traffic minutes among the counts above: they get no receipt, the broker's
+    # acknowledgement is their delivery, so "sent" is all they ever become.
+    traffic_pending: int = 0
+    traffic_sent: int = 0
+
+    @property
+    def violations_pending(self) -> int:
+        return self.pending - self.traffic_pending
 
     @property
     def used_fraction(self) -> float:
@@ -886,9 +894,13 @@ class Outbox:
 
     def stats(self) -> OutboxStats:
         with self._lock:
-            counts = dict(
-                self._db.execute("SELECT state, COUNT(*) FROM messages GROUP BY state").fetchall()
-            )
+            by_kind = self._db.execute(
+                "SELECT kind, state, COUNT(*) FROM messages GROUP BY kind, state"
+            ).fetchall()
+            counts: dict[str, int] = {}
+            for _kind, state, n in by_kind:
+                counts[state] = counts.get(state, 0) + n
+            traffic = {state: n for kind, state, n in by_kind if kind == MessageKind.TRAFFIC}
             blob_counts = dict(
                 self._db.execute("SELECT state, COUNT(*) FROM blobs GROUP BY state").fetchall()
             )
@@ -914,6 +926,8 @@ class Outbox:
             oldest_unreceipted_created_at=min(
                 (t for t in (oldest, oldest_unreceipted) if t is not None), default=None
             ),
+            traffic_pending=traffic.get(MessageState.PENDING, 0),
+            traffic_sent=sum(n for state, n in traffic.items() if state != MessageState.PENDING),
         )
 
     def delivered(self, kind: MessageKind) -> int:

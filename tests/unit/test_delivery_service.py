@@ -270,7 +270,7 @@ def test_outbox_command_reports_broken_evidence(
         service.stop(timeout_s=1)
     assert main(["edge", "outbox", "--config", str(path)]) == 1
     out = capsys.readouterr().out
-    assert "events pending 1, published 0" in out
+    assert "violations pending 1, awaiting a receipt 0, receipted 0" in out
     assert f"broken {clip.sha256}: evidence file changed on disk" in out
     assert "bytes free" in out and "ALARM: the disk" not in out
     assert submitted.event_id in out
@@ -394,4 +394,33 @@ def test_outbox_status_of_a_path_with_no_outbox_creates_none(
     assert list(missing.iterdir()) == []
     DeliveryService.from_config(load_delivery_config(path)).stop(timeout_s=1)
     assert main(["edge", "outbox", "--config", str(path)]) == 0
-    assert "events pending 0, published 0" in capsys.readouterr().out
+    assert "violations pending 0, awaiting a receipt 0" in capsys.readouterr().out
+
+
+def test_outbox_command_counts_traffic_minutes_apart_from_violations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Traffic minutes get no receipt: the broker's acknowledgement is their delivery.
+    Counted with the violations, a sent minute read as an event awaiting a receipt."""
+    from datetime import UTC, datetime
+
+    from roadwatch.cli import main
+    from roadwatch.contract import TrafficStats
+
+    path = write_config(tmp_path)
+    service = DeliveryService.from_config(load_delivery_config(path))
+    try:
+        minutes = [datetime(2026, 12, 7, 8, m, tzinfo=UTC) for m in range(3)]
+        for minute in minutes:
+            service.outbox.put_traffic(
+                TrafficStats(site="s", node="n", camera="c", minute_start=minute)
+            )
+        sent = [m.id for m in service.outbox.due_messages(10)][:2]
+        service.outbox.mark_published(sent)
+        service.submit(package(10))
+    finally:
+        service.stop(timeout_s=1)
+    assert main(["edge", "outbox", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "violations pending 1, awaiting a receipt 0, receipted 0" in out
+    assert "traffic minutes pending 1, sent 2" in out
