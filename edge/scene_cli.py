@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,46 +75,11 @@ def _check(args: argparse.Namespace) -> int:
             else "no lamps drawn: known only from a signal controller's messages"
         )
         print(f"  signal head {head.id}: {source}")
-    geometry = SceneGeometry(scene)
-    size = (scene.image_size.width, scene.image_size.height)
-    for kind, areas in (
-        ("lanes", [(lane.label, lane.config.polygon) for lane in geometry.lanes]),
-        ("no-stopping zones", [(zone.label, zone.config.polygon) for zone in geometry.zones]),
-    ):
-        for first, second, pixels in overlaps(areas, size):
-            print(
-                f"  warning: {first} and {second} overlap ({pixels} px): a vehicle there is"
-                f" taken to be in {first}, listed first among the {kind}"
-            )
+    from edge.scene_overlaps import overlap_warnings
+
+    for warning in overlap_warnings(SceneGeometry(scene)):
+        print(f"  warning: {warning}")
     return 0
-
-
-# Polygons are shrunk by this much before they are compared: areas drawn edge to edge (two
-# lanes beside each other, zones side by side) share their border, which is no overlap.
-BORDER_PX = 2
-
-
-def overlaps(
-    areas: list[tuple[str, list[tuple[float, float]]]], size: tuple[int, int]
-) -> list[tuple[str, str, int]]:
-    """The pairs of ``areas`` (name, image polygon) whose insides overlap, in the order
-    listed, with the pixels they share: where they do, the first listed is taken."""
-    import cv2
-    import numpy as np
-
-    width, height = size
-    kernel = np.ones((2 * BORDER_PX + 1, 2 * BORDER_PX + 1), np.uint8)
-    masks = []
-    for _, polygon in areas:
-        mask = np.zeros((height, width), np.uint8)
-        cv2.fillPoly(mask, [np.round(np.array(polygon)).astype(np.int32)], 1)
-        masks.append(np.asarray(cv2.erode(mask, kernel), dtype=bool))
-    found = []
-    for i, j in itertools.combinations(range(len(areas)), 2):
-        shared = int(np.count_nonzero(np.logical_and(masks[i], masks[j])))
-        if shared:
-            found.append((areas[i][0], areas[j][0], shared))
-    return found
 
 
 def _read_frame(path: Path, index: int) -> object:

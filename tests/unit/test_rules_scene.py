@@ -413,3 +413,36 @@ def test_scene_check_warns_of_lanes_or_zones_that_overlap(
         "a vehicle there is taken to be in lane 1, listed first among the lanes"
     )
     assert "no-stopping zone shoulder and no-stopping zone corner overlap" in warned[1]
+
+
+def test_a_node_warns_at_a_cameras_start_of_lanes_that_overlap(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The node says it too, where its operator reads: the camera's log at its start (a
+    scene pushed from central is never run through ``scene check``)."""
+    import logging
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edge.enforcement import CameraEnforcement
+    from edge.evidence.package import EvidenceBuilder
+    from edge.evidence.ring import FrameRing
+    from tests.rules_tracks import BASE
+
+    def start(document: dict[str, Any]) -> list[str]:
+        caplog.clear()
+        scene = parse_scene(document)
+        with caplog.at_level(logging.WARNING, logger="edge.enforcement"):
+            CameraEnforcement(
+                site="s", node="n", camera=scene.camera, scene=scene, projector=None,
+                ring=FrameRing(scene.camera, seconds=2, max_bytes=1 << 24),
+                builder=EvidenceBuilder(Ed25519PrivateKey.generate()), model_version="m@1",
+            )  # fmt: skip
+        return [r.getMessage() for r in caplog.records]
+
+    assert start(copy.deepcopy(BASE)) == []
+    scene = copy.deepcopy(BASE)
+    scene["lanes"][1]["polygon"] = [[550, 0], [800, 0], [800, 1000], [550, 1000]]
+    [warned] = start(scene)
+    assert warned.startswith(f"camera {BASE['camera']}, scene {BASE['version']}: lane 1 and")
+    assert warned.endswith("taken to be in lane 1, listed first among the lanes")
