@@ -95,7 +95,7 @@ class RedLightState:
 
 class RedLightRule(TrackRule[RedLightState]):
     rule = ViolationType.RED_LIGHT
-    version = "red_light/3"
+    version = "red_light/4"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)

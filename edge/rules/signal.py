@@ -10,9 +10,10 @@ back-dated to the first frame of the new reading.
 A controller message (``SignalPhase``) is authoritative while fresh (younger than
 ``controller_ttl_s`` by its ``sent_at``); once stale, the lamp reading takes over again,
 from the moment the controller went stale: a lamp reading begun earlier never replaces
-what the controller said while it was fresh. A head with no lamp regions is known only
-from the controller: its phase is unknown before the first message and once the last is
-stale, so a silent controller never leaves a red standing.
+what the controller said while it was fresh, and a lamp that reads nothing then (glare)
+leaves the phase unknown rather than the controller's last. A head with no lamp regions
+is known only from the controller: its phase is unknown before the first message and
+once the last is stale, so a silent controller never leaves a red standing.
 """
 
 from __future__ import annotations
@@ -265,13 +266,23 @@ class SignalState:
     def on_lamp(self, t: float, strengths: LampStrengths) -> LampColour:
         """Feed one frame's lamp strengths; returns the phase in force at ``t``."""
         reading = self.lamp.update(t, strengths)
-        if not self.controller_fresh(t) and reading.colour is not LampColour.UNKNOWN:
-            began = reading.began_at
-            if self._controller_sent_at is not None:  # (never after this frame)
-                stale = self._controller_sent_at + self._settings.controller_ttl_s
-                began = max(began, min(stale, t))
+        if self.controller_fresh(t):
+            return self.phase_at(t)
+        began = reading.began_at
+        if self._controller_sent_at is not None:  # (never after this frame)
+            stale = self._controller_sent_at + self._settings.controller_ttl_s
+            began = max(began, min(stale, t))
+        if reading.colour is not LampColour.UNKNOWN:
             self.history.record(reading.colour, began, SignalSource.LAMP)
+        elif self._controller_spoke_last():
+            # A lamp that reads nothing (glare) does not carry on what the silent
+            # controller last said: its next phase may have gone unheard.
+            self.history.record(LampColour.UNKNOWN, began, SignalSource.LAMP)
         return self.phase_at(t)
+
+    def _controller_spoke_last(self) -> bool:
+        spans = self.history.spans
+        return bool(spans) and spans[-1].source is SignalSource.CONTROLLER
 
     def _known(self, t: float) -> bool:
         return self._lamps or self._covered_at(t)

@@ -294,7 +294,7 @@ def test_violation_carries_what_a_person_checks() -> None:
     [v] = run(RedLightRule(geometry(True)), [Track(7, through(8.0))], RED_AT_10)
     assert v.rule is ViolationType.RED_LIGHT
     assert (v.rule_version, v.config_version, v.camera) == (
-        "red_light/3",
+        "red_light/4",
         "synthetic/7",
         "cam-test",
     )

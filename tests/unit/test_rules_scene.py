@@ -317,7 +317,7 @@ def test_scene_check_lists_rules_and_why_some_cannot_run() -> None:
         env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"},
         check=True,
     )
-    assert "red_light: runs (red_light/3)" in result.stdout
+    assert "red_light: runs (red_light/4)" in result.stdout
     assert "speeding needs metres: calibrate the camera" in result.stdout
     assert "signal head main: read from its lamps in the picture" in result.stdout
 

@@ -215,3 +215,27 @@ def test_a_red_the_lamp_goes_on_showing_after_the_controller_fell_silent_is_the_
     assert state.red_began(t0 + 2.5) == t0 - 10.0
     found, _ = _red_light_cases([], state)
     assert [at for at, _ in found] == [pytest.approx(3.7)]  # (the second line, confirmed)
+
+
+GLARE = LampStrengths(150, 140, 145)  # (lit, but no lamp stands out: nothing read)
+
+
+def test_a_controller_red_is_not_kept_past_its_silence_by_a_lamp_that_reads_nothing() -> None:
+    """The controller told red from -10 s and fell silent after -2 s; the lamp reads
+    nothing (glare) throughout. The red stands while the controller is fresh (to 1 s) and
+    is unknown after: no lamp confirms it, and its green may have gone unheard."""
+    state = SignalState("main", SETTINGS)
+    state.on_controller(told(RED, -10.0, -2.0))
+    for k in range(-20, 61):
+        state.on_lamp(t0 + k * 0.1, GLARE)
+    assert state.phase_at(t0 + 0.5) is RED
+    assert state.source_at(t0 + 0.5) is SignalSource.CONTROLLER
+    assert state.phase_at(t0 + 2.5) is UNKNOWN
+    assert state.red_began(t0 + 2.5) is None
+    found, _ = _red_light_cases([], state)
+    assert found == []
+    # The lamp reads red again later: the red is the lamp's, begun when it was read.
+    for k in range(61, 81):
+        state.on_lamp(t0 + k * 0.1, LIT_RED)
+    assert state.phase_at(t0 + 7.9) is RED
+    assert state.red_began(t0 + 7.9) == pytest.approx(t0 + 6.1)
