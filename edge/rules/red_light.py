@@ -78,8 +78,10 @@ AWAIT_MAX_S = 6.0
 @dataclass(slots=True)
 class _Awaiting:
     """A crossing judged a violation on a red the controller reported, waiting for its
-    next message (sent after the vehicle went on) to judge it again."""
+    next message (sent after the vehicle went on) to judge it again, by the rule of the
+    scene it crossed under (a scene pushed meanwhile takes it over)."""
 
+    judge: RedLightRule
     memory: TrackMemory[RedLightState]
     p: WorldTrackPoint
     lane: LaneGeometry
@@ -149,7 +151,7 @@ class RedLightRule(TrackRule[RedLightState]):
             told = (head.source_at(crossed.t), head.source_at(went.t))
             if SignalSource.CONTROLLER not in told or head.told_until() >= went.t:
                 return violation
-            self._awaiting.append(_Awaiting(memory, p, lane, crossed, went, stood_at))
+            self._awaiting.append(_Awaiting(self, memory, p, lane, crossed, went, stood_at))
         return None
 
     def update(self, frame: TrackFrame, signals: Signals | None = None) -> list[Violation]:
@@ -157,6 +159,13 @@ class RedLightRule(TrackRule[RedLightState]):
         if self._awaiting:
             found.extend(self._judge_awaiting(frame.t, signals or {}))
         return found
+
+    def carry_fired(self, old: TrackRule[RedLightState]) -> None:
+        """Also take over the crossings waiting on the controller: each is judged, when
+        its message comes, on the lines and settings of the scene it crossed under."""
+        super().carry_fired(old)
+        if isinstance(old, RedLightRule):
+            self._awaiting.extend(a for a in old._awaiting if not a.memory.fired)
 
     @property
     def awaiting(self) -> int:
@@ -166,18 +175,22 @@ class RedLightRule(TrackRule[RedLightState]):
     def _judge_awaiting(self, t: float, signals: Signals) -> list[Violation]:
         """The crossings waiting on the controller whose next message has come, judged
         again on what it told; those it has not spoken after in twice its ttl are let go."""
-        wait_s = min(2.0 * self.scene.config.lamp.controller_ttl_s, AWAIT_MAX_S)
         found, still = [], []
         for a in self._awaiting:
+            wait_s = min(2.0 * a.judge.scene.config.lamp.controller_ttl_s, AWAIT_MAX_S)
             head = signals.get(a.lane.config.signal_head)
             if head is None or a.memory.fired or t - a.went.t > wait_s:
                 continue
             if head.told_until() < a.went.t:
                 still.append(a)
                 continue
-            violation = self._judge(a.memory, a.p, a.lane, a.crossed, a.went, a.stood_at, signals)
+            violation = a.judge._judge(
+                a.memory, a.p, a.lane, a.crossed, a.went, a.stood_at, signals
+            )
             if violation is not None:
                 a.memory.fired = True
+                if (now := self._tracks.get(a.p.track_id)) is not None:
+                    now.fired = True  # (under a scene pushed since it crossed)
                 found.append(violation)
         self._awaiting = still
         return found

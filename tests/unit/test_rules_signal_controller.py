@@ -239,3 +239,33 @@ def test_a_controller_red_is_not_kept_past_its_silence_by_a_lamp_that_reads_noth
         state.on_lamp(t0 + k * 0.1, LIT_RED)
     assert state.phase_at(t0 + 7.9) is RED
     assert state.red_began(t0 + 7.9) == pytest.approx(t0 + 6.1)
+
+
+@pytest.mark.parametrize("pushed", [False, True], ids=["no push", "a scene pushed"])
+def test_a_crossing_waiting_on_the_controller_is_judged_after_a_scene_push(
+    pushed: bool,
+) -> None:
+    """The car crosses on the controller's red (stop line at 2.5 s, second line at
+    3.5 s, seen so at 3.7 s); a new scene is pushed at 3.9 s, before the controller's
+    next message (4 s). The rule of the new scene judges the crossing on the lines and
+    version of the scene it crossed under, once; before, the push dropped it."""
+    from edge.rules.red_light import RedLightRule
+    from tests.rules_tracks import Track, frames, geometry, hold, line_path
+
+    state = SignalState("main", SETTINGS, lamps=False)
+    rule = RedLightRule(geometry(True))
+    car = Track(1, line_path((500.0, 900.0), (500.0, 200.0), -1.5, 5.5))
+    parked = Track(2, hold((900.0, 500.0), -2.0, 12.0))
+    queue = _every_second(RED, -10.0, -2, 11)
+    found = []
+    for frame in frames([car, parked], True):
+        if pushed and frame.t - t0 >= 3.85 and rule.scene.config.version == "synthetic/7":
+            rule, old = RedLightRule(geometry(True, version="synthetic/8")), rule
+            rule.carry_fired(old)
+        while queue and queue[0].sent_at.timestamp() <= frame.t:
+            assert state.on_controller(queue.pop(0), frame.t)
+        found += rule.update(frame, {"main": state})
+    [v] = found
+    assert v.t - t0 == pytest.approx(2.5) and v.config_version == "synthetic/7"
+    assert rule.scene.config.version == ("synthetic/8" if pushed else "synthetic/7")
+    assert rule.awaiting == 0
