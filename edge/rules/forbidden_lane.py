@@ -28,14 +28,16 @@ class ForbiddenLaneState:
     path: float = 0.0  # from where it entered the lane, in the rules' plane
     start: Point | None = None  # its first position in the lane, once steady
     # Its last positions in the lane (time, position): a distance counts only when they
-    # follow each other at a speed a vehicle can drive, so one far-off road position (a
-    # ground point near the calibration's horizon) neither starts nor ends it.
+    # follow each other at a speed a vehicle can drive, so a far-off road position (a
+    # ground point near the calibration's horizon), or two in a row, neither starts nor
+    # ends it.
     recent: deque[tuple[float, Point]] = field(default_factory=lambda: deque(maxlen=STEADY))
 
 
-# The last positions that must follow each other plausibly, and the fastest plausible
-# speed (m/s) between two of them, with a slack for box jitter (m).
-STEADY = 2
+# The last positions that must follow each other plausibly (three: two far-off ones in
+# a row follow each other), and the fastest plausible speed (m/s) between two of them,
+# with a slack for box jitter (m).
+STEADY = 3
 MAX_SPEED_MS = 50.0
 JITTER_M = 1.5
 
@@ -49,7 +51,7 @@ def _steady(recent: deque[tuple[float, Point]]) -> bool:
 
 class ForbiddenLaneRule(TrackRule[ForbiddenLaneState]):
     rule = ViolationType.FORBIDDEN_LANE
-    version = "forbidden_lane/3"
+    version = "forbidden_lane/4"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)

@@ -182,10 +182,11 @@ def test_forbidden_lane_records_entry_time_dwell_and_distance(metric: bool) -> N
 
 
 def test_forbidden_lane_fires_at_exactly_the_minimum_distance() -> None:
-    # Two frames 20 m (the minimum) apart, long before the 3 s minimum time.
+    # Three frames, the last 20 m (the minimum) from the first, long before the 3 s
+    # minimum time.
     [v] = run(
         ForbiddenLaneRule(geometry(True)),
-        [Track(1, [(0.0, 500, 900), (0.5, 500, 700)], TRUCK)],
+        [Track(1, [(0.0, 500, 900), (0.25, 500, 800), (0.5, 500, 700)], TRUCK)],
     )
     assert v.measured.distance_m == 20.0 and v.t == T0 + 0.5
     assert v.measured.dwell_s == 0.5 and "for 0.5 s and 20.0 m" in v.explanation
@@ -212,10 +213,17 @@ def test_forbidden_lane_measures_from_where_it_entered_to_where_it_is_fined() ->
     assert "for 3.0 s and 10.0 m from 14:03:00.000 to 14:03:03.000" in v.explanation
 
 
-@pytest.mark.parametrize("outlier_s", [0.4, 0.9], ids=["at entry", "while in the lane"])
-def test_forbidden_lane_one_far_off_road_position_makes_no_distance(outlier_s: float) -> None:
+@pytest.mark.parametrize(
+    "outliers_s",
+    [(0.4,), (0.9,), (0.4, 0.5), (0.9, 1.0)],
+    ids=["at entry", "while in the lane", "two at entry", "two while in the lane"],
+)
+def test_forbidden_lane_far_off_road_positions_make_no_distance(
+    outliers_s: tuple[float, ...],
+) -> None:
     # A truck dips into lane 1 for under a second; one frame's ground point (near the
-    # horizon of a real calibration) lands 50 m up the road: no 20 m were driven.
+    # horizon of a real calibration), or two frames' in a row, land 50 m up the road:
+    # no 20 m were driven.
     touch = Track(
         1,
         line_path((650, 900), (580, 880), 0, 0.5)
@@ -228,7 +236,9 @@ def test_forbidden_lane_one_far_off_road_position_makes_no_distance(outlier_s: f
         TrackFrame(
             f.t,
             tuple(
-                dataclasses.replace(p, world=far) if abs(p.t - T0 - outlier_s) < 1e-6 else p
+                dataclasses.replace(p, world=far)
+                if any(abs(p.t - T0 - s) < 1e-6 for s in outliers_s)
+                else p
                 for p in f.points
             ),
         )
