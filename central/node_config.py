@@ -108,15 +108,17 @@ def validate_document(document: Any, *, site: str, node: str) -> str:
 
 def _validated_version(document: Mapping[str, Any]) -> str:
     try:
-        from edge.config_push import parse_config_document
+        from edge.config_push import check_calibrations_in_force, parse_config_document
     except ImportError:
         return outline_version(document)
     from edge.config import ConfigError
 
     try:
-        return parse_config_document(document).version
+        pushed = parse_config_document(document)
+        check_calibrations_in_force(pushed, utcnow())
     except ConfigError as exc:
         raise InvalidConfigError(str(exc)) from None
+    return pushed.version
 
 
 def outline_version(document: Mapping[str, Any]) -> str:

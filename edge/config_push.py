@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
 from calibration.config import CalibrationFile
+from calibration.errors import CalibrationExpiredError
 from edge.config import ConfigError, SiteConfig, parse_site_config
 from edge.rules.scene import SceneConfig, SceneError, parse_scene
 from roadwatch.contract import ConfigPush, ContractError, parse_payload
@@ -142,9 +143,33 @@ def _inline_files(
             raise ConfigError(
                 f"{where}.calibration: the calibration is for camera {calib.camera!r}"
             )
+        if cam_id in scenes:
+            size = scenes[cam_id].image_size
+            if tuple(calib.image_size) != (size.width, size.height):
+                # The node would refuse it only when it tries it ("not usable"): central
+                # says so before the push.
+                raise ConfigError(
+                    f"{where}.calibration: the calibration is for"
+                    f" {calib.image_size[0]}x{calib.image_size[1]}, the scene for"
+                    f" {size.width}x{size.height}"
+                )
         calibrations[cam_id] = calib
         out["calibration"] = calibration_file_name(cam_id)
     return out
+
+
+def check_calibrations_in_force(pushed: PushedConfig, at: datetime) -> None:
+    """Refuse a push whose enforced camera (enabled, with a scene) carries a calibration
+    that is not valid at ``at`` (expired, or valid only from a later day): the node
+    would refuse it when it builds the camera's enforcement, after central recorded it."""
+    for index, cam in enumerate(pushed.site.cameras):
+        calib = pushed.calibrations.get(cam.id)
+        if calib is None or not cam.enabled or cam.scene is None:
+            continue
+        try:
+            calib.check_valid(at)
+        except CalibrationExpiredError as exc:
+            raise ConfigError(f"config: cameras.{index}.calibration: {exc}") from None
 
 
 def restart_reasons(current: SiteConfig, wanted: SiteConfig) -> list[str]:

@@ -94,3 +94,37 @@ def test_a_scene_with_an_unquoted_time_is_not_pushed(tmp_path: Path) -> None:
     document = read_document(tmp_path / "site.yaml")
     with pytest.raises(InvalidConfigError, match=r"start: 1320 is a number, not a time .*'22:00'"):
         validate_document(document, site="ql13", node="node-01")
+
+
+def _camera_with(calibration: dict[str, Any]) -> dict[str, Any]:
+    from roadwatch.demo.scene import CAMERA_ID, demo_camera, scene_document
+
+    camera = {"id": CAMERA_ID, "url": "rtsp://10.0.0.21/s", "scene": scene_document(demo_camera())}
+    return {**DOC, "cameras": [{**camera, "calibration": calibration}]}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"image_size": [1920, 1080]}, "the calibration is for 1920x1080, the scene for 960x540"),
+        ({"valid_from": "2025-01-01", "valid_until": "2026-01-01"}, "expired on 2026-01-01"),
+        ({"valid_from": "2099-01-01", "valid_until": "2099-12-31"}, "valid only from 2099-01-01"),
+    ],
+)
+def test_a_calibration_the_node_could_not_use_is_not_pushed(
+    change: dict[str, Any], message: str
+) -> None:
+    # Central took these and published them; the node refused each only when it built
+    # the camera's enforcement ("not usable"), and its status was the only word of it.
+    from datetime import UTC, datetime
+
+    from roadwatch.demo.scene import demo_camera, surveyed_calibration
+
+    calibration = surveyed_calibration(demo_camera(), 3, datetime.now(UTC)).model_dump(mode="json")
+    assert validate_document(_camera_with(calibration), site="ql13", node="node-01") == "v1"
+    with pytest.raises(InvalidConfigError, match=rf"cameras\.0\.calibration: .*{message}"):
+        validate_document(_camera_with({**calibration, **change}), site="ql13", node="node-01")
+    # Without a scene the camera runs no rules: its calibration is not used (the node warns).
+    [camera] = _camera_with({**calibration, **change})["cameras"]
+    unused = {**DOC, "cameras": [{**camera, "scene": None}]}
+    assert validate_document(unused, site="ql13", node="node-01") == "v1"

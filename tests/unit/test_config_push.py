@@ -165,6 +165,13 @@ CASES: list[tuple[str, Callable[[], bytes], AppliedConfig, PushAction, str]] = [
     ("calibration of another camera",
      lambda: payload(document(cameras=camera(calibration={**CALIBRATION, "camera": "cam-09"}))),
      V1, PushAction.REFUSE, "the calibration is for camera 'cam-09'"),
+    # The node refused it only when it built the camera's enforcement ("not usable"),
+    # after central had recorded and published it.
+    ("calibration for another image size",
+     lambda: payload(document(cameras=camera(calibration={**CALIBRATION,
+                                                          "image_size": [1920, 1080]}))),
+     V1, PushAction.REFUSE,
+     "cameras.0.calibration: the calibration is for 1920x1080, the scene for 960x540"),
     ("broken calibration",
      lambda: payload(document(cameras=camera(calibration={"camera": CAMERA_ID}))), V1,
      PushAction.REFUSE, "cameras.0.calibration"),
