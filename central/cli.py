@@ -553,16 +553,23 @@ def _node_key_revoke(args: argparse.Namespace) -> int:
                 session, site=args.site, node=args.node, fingerprint=args.fingerprint,
                 reason=args.reason, since=args.since,
             )  # fmt: skip
-            fingerprint = key.fingerprint
+            fingerprint, revoked_at = key.fingerprint, key.revoked_at
+            assert revoked_at is not None
             append_audit(
                 session, actor="cli", action="node_key_revoke",
                 detail={"site": args.site, "node": args.node, "fingerprint": fingerprint,
-                        "reason": key.revoke_reason},
+                        "reason": key.revoke_reason, "since": revoked_at.isoformat()},
             )  # fmt: skip
     finally:
         engine.dispose()
     print(f"key {fingerprint} of node {args.site}/{args.node} revoked")
-    print("every ingest refuses what it signs within a minute; its earlier cases are flagged")
+    print("every ingest refuses what it signs within a minute;", end=" ")
+    if args.since is None:
+        # (Revoked from now: what central took before stands, as the docs say.)
+        print("the cases it signed that central received before stand")
+    else:
+        since = revoked_at.isoformat(timespec="seconds")
+        print(f"the cases it signed that central received from {since} on are flagged")
     return 0
 
 

@@ -395,7 +395,8 @@ def add_key(
 @router.post(
     "/nodes/{site}/{node}/keys/{fingerprint}/revoke",
     tags=["registry"],
-    summary="Revoke a node's key: what it signs is refused, its earlier cases are flagged",
+    summary="Revoke a node's key: what it signs is refused; the cases it signed that central"
+    " received from `since` (default now) on are flagged",
     responses={**NOT_FOUND, **CONFLICT},
 )
 def revoke_key(

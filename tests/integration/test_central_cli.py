@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -18,7 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from central.db import make_engine, session_factory
-from central.models import Node, User
+from central.models import AuditEntry, Node, User
 from central.security import NODE_TOKEN_PREFIX
 from roadwatch.cli import main
 
@@ -50,7 +51,7 @@ def test_a_nodes_keys_are_listed_added_and_revoked_from_the_command_line(
 ) -> None:
     from roadwatch.contract.signing import key_fingerprint, load_public_key_pem
 
-    for name in ("old", "new"):
+    for name in ("old", "new", "leaked"):
         assert main(["edge", "keygen", "--out", str(tmp_path / name)]) == 0
     for name, value in _env(tmp_path).items():
         if name.startswith("ROADWATCH_"):
@@ -74,6 +75,30 @@ def test_a_nodes_keys_are_listed_added_and_revoked_from_the_command_line(
     revoke = ("node", "key", "revoke", *at, "--fingerprint", fingerprint("old")[:16])
     code, out, _ = central(*revoke, "--reason", "box stolen")
     assert code == 0 and f"key {fingerprint('old')} of node ql13-km22/node-01 revoked" in out
+    # Revoked from now, what central took before stands (it said they were flagged).
+    assert "the cases it signed that central received before stand" in out, out
+    assert "flagged" not in out
+    code, out, _ = central("node", "key", "add", *at, "--public-key", str(tmp_path / "leaked.pub"))
+    assert code == 0, out
+    code, out, _ = central(
+        "node", "key", "revoke", *at, "--fingerprint", fingerprint("leaked"),
+        "--reason", "key file leaked", "--since", "2026-12-01T08:00+07:00",
+    )  # fmt: skip
+    assert code == 0, out
+    assert "received from 2026-12-01T08:00:00+07:00 on are flagged" in out, out
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'central.db'}")
+    try:
+        with session_factory(engine)() as session:
+            revoked = session.scalars(
+                select(AuditEntry.detail)
+                .where(AuditEntry.action == "node_key_revoke")
+                .order_by(AuditEntry.seq)
+            ).all()
+    finally:
+        engine.dispose()
+    # The audit entry names the time the key is revoked from, as the API's does.
+    since = [json.loads(detail)["since"] for detail in revoked]
+    assert len(since) == 2 and since[1].startswith("2026-12-01T08:00:00+07:00"), since
     code, out, _ = central("node", "key", "list", *at)
     lines = dict(line.split("  ", 1) for line in out.splitlines())
     assert (
