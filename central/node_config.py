@@ -294,10 +294,15 @@ def publish_retained(settings: Settings, topic: str, payload: bytes) -> None:
             f"broker {settings.mqtt_host}:{settings.mqtt_port} unreachable: {exc}"
         ) from exc
     client.loop_start()
+    broker = f"broker {settings.mqtt_host}:{settings.mqtt_port}"
     try:
-        if not connected.wait(timeout) or refused:
-            why = refused[0] if refused else "no answer"
-            raise BrokerUnavailableError(f"broker refused the connection: {why}")
+        if not connected.wait(timeout):
+            # (It said "refused the connection: no answer" of a broker that never answered.)
+            raise BrokerUnavailableError(
+                f"{broker} did not answer within {timeout:g} s (ROADWATCH_CONFIG_PUSH_TIMEOUT_S)"
+            )
+        if refused:
+            raise BrokerUnavailableError(f"{broker} refused the connection: {refused[0]}")
         info = client.publish(topic, payload, qos=1, retain=True)
         try:
             info.wait_for_publish(timeout)

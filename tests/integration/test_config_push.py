@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import threading
 import time
 import uuid
@@ -390,6 +391,19 @@ def test_a_push_without_key_or_broker_records_nothing(
         write_key_pair(settings.resolved_config_key.with_suffix(""))
         r = _put(client, accounts["admin"], site, doc)
         assert r.status_code == 503 and "unreachable" in r.json()["detail"], r.text
+    # A broker that takes the connection and never answers: it was "refused the
+    # connection: no answer", when nothing had refused anything.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        quiet = settings.model_copy(update={"mqtt_host": "127.0.0.1", "mqtt_port": port})
+        with TestClient(create_app(quiet, engine=central_db.engine)) as client:
+            r = _put(client, accounts["admin"], site, doc)
+    assert r.status_code == 503, r.text
+    assert r.json()["detail"] == (
+        f"broker 127.0.0.1:{port} did not answer within 2 s (ROADWATCH_CONFIG_PUSH_TIMEOUT_S)"
+    )
     with central_db.session() as session:
         assert session.scalar(select(NodeConfig.id).where(NodeConfig.site == site)) is None
 
