@@ -49,7 +49,7 @@ from central.api.schemas import (
     UserUpdate,
 )
 from central.health import camera_health, node_health
-from central.models import Camera, Node, NodeKey, User, utcnow
+from central.models import Camera, Node, NodeKey, User, Violation, utcnow
 from central.records import (
     NotRegisteredError,
     RegistryConflictError,
@@ -70,7 +70,7 @@ from central.security import (
     issue_access_token,
     verify_password,
 )
-from central.workflow import Role
+from central.workflow import Action, Role, Status
 from roadwatch.errors import UserError
 
 router = APIRouter(prefix="/api/v1", responses=PROTECTED)
@@ -262,8 +262,41 @@ def change_user(
             action="user_update",
             detail={"username": username, **changed},
         )
+    if not user.active or Role(user.role) not in REVIEWING_ROLES:
+        _release_held_cases(session, user.username, caller.username)
     session.commit()
     return UserOut.model_validate(user)
+
+
+REVIEWING_ROLES = frozenset({Role.OFFICER, Role.SUPERVISOR})
+
+
+def _release_held_cases(session: Session, username: str, actor: str) -> None:
+    """Cases a user held in review go back to the queue once the user can no longer
+    review (disabled, or given a role that does not review): they stayed held by the
+    account, refused to every other officer ("being reviewed by ..."), until a supervisor
+    found and released each one. Each release is audited as the admin's."""
+    held = session.scalars(
+        select(Violation)
+        .where(Violation.status == Status.IN_REVIEW.value, Violation.reviewer == username)
+        .order_by(Violation.id)
+    ).all()
+    for v in held:
+        version = v.version
+        v.status, v.reviewer, v.confirmed_by, v.decided_at = Status.NEW.value, None, None, None
+        session.flush()
+        append_audit(
+            session,
+            actor=actor,
+            action=Action.RELEASE.value,
+            violation_id=v.id,
+            detail={
+                "from": Status.IN_REVIEW.value,
+                "to": Status.NEW.value,
+                "version": version,
+                "reason": f"the reviewer {username} can no longer review",
+            },
+        )
 
 
 def _keep_an_admin(session: Session, user: User) -> None:

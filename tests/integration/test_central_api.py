@@ -1933,6 +1933,51 @@ def test_roles_in_tokens_follow_the_user_record(
     assert api.post("/api/v1/auth/refresh", headers=h2).status_code == 401
 
 
+def test_cases_held_by_a_user_who_can_no_longer_review_go_back_to_the_queue(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    # A disabled officer's cases in review stayed held by the account: every other
+    # officer was refused them ("being reviewed by ..."), until a supervisor found and
+    # released each one by hand.
+    admin, officer2 = accounts["admin"], accounts["officer2"]
+    node = make_node()
+    held = store_events(central_db, node, [signed_event(node) for _ in range(3)])
+    users = {}
+    for role in ("officer", "supervisor"):
+        headers = _throwaway_session(api, admin, role)
+        users[role] = api.get("/api/v1/auth/me", headers=headers).json()["username"]
+        for vid in held[:2] if role == "officer" else held[2:]:
+            r = api.post(f"/api/v1/violations/{vid}/review", headers=headers,
+                         json={"action": "start_review", "version": 1})  # fmt: skip
+            assert r.status_code == 200, r.text
+    refused = _act(api, officer2, held[0], "reject", 2, reason="biển số bị che")
+    assert refused.json()["code"] == "not_reviewer"
+
+    # A change of name leaves the cases held; a disabled account, or one made ioc, not.
+    r = api.patch(f"/api/v1/users/{users['officer']}", headers=admin.headers,
+                  json={"full_name": "Nguyễn An"})  # fmt: skip
+    assert r.status_code == 200
+    assert api.get(f"/api/v1/violations/{held[0]}", headers=admin.headers).json()["reviewer"]
+    r = api.patch(f"/api/v1/users/{users['officer']}", headers=admin.headers,
+                  json={"active": False})  # fmt: skip
+    assert r.status_code == 200
+    r = api.patch(f"/api/v1/users/{users['supervisor']}", headers=admin.headers,
+                  json={"role": "ioc"})  # fmt: skip
+    assert r.status_code == 200
+    for vid in held:
+        case = api.get(f"/api/v1/violations/{vid}", headers=admin.headers).json()
+        assert (case["status"], case["reviewer"], case["record_problems"]) == ("new", None, [])
+        [*_, release] = api.get(f"/api/v1/violations/{vid}/audit", headers=admin.headers).json()
+        assert (release["actor"], release["action"]) == (admin.username, "release")
+        assert release["detail"]["from"] == "in_review" and release["detail"]["to"] == "new"
+        assert "can no longer review" in release["detail"]["reason"]
+    assert _act(api, officer2, held[0], "start_review", 3).status_code == 200
+    assert api.get("/api/v1/audit/verify", headers=admin.headers).json()["ok"] is True
+
+
 def test_a_renewed_session_still_ends_when_its_log_in_is_too_old(
     api: TestClient, accounts: dict[str, Account]
 ) -> None:
