@@ -152,13 +152,22 @@ class SiteConfig(BaseModel):
             data = {**data, "delivery": delivery}
         return data
 
-    @model_validator(mode="after")
-    def _unique_cameras(self) -> SiteConfig:
-        seen: set[str] = set()
-        for cam in self.cameras:
+    @field_validator("cameras")
+    @classmethod
+    def _unique_cameras(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        # (A check of the whole model was named "(top level)" in the error.)
+        seen: dict[str, int] = {}
+        for index, cam in enumerate(cameras):
             if cam.id in seen:
-                raise ValueError(f"camera id {cam.id!r} appears twice")
-            seen.add(cam.id)
+                raise ValueError(
+                    f"camera id {cam.id!r} appears twice (cameras.{seen[cam.id]} and"
+                    f" cameras.{index})"
+                )
+            seen[cam.id] = index
+        return cameras
+
+    @model_validator(mode="after")
+    def _delivery_matches(self) -> SiteConfig:
         if self.delivery is not None and (self.delivery.site, self.delivery.node) != (
             self.site,
             self.node,

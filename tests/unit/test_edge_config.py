@@ -51,7 +51,10 @@ def test_a_valid_config_loads(tmp_path: Path) -> None:
     [
         (("target_fps: 10", "target_fps: -1"), "site.yaml: cameras.0.target_fps: Input should be"),
         (("    loop: true", "    loop: true\n    colour: red"), "cameras.1.colour: Extra inputs"),
-        (("cam-south", "cam-north"), "camera id 'cam-north' appears twice"),
+        (
+            ("cam-south", "cam-north"),
+            "site.yaml: cameras: camera id 'cam-north' appears twice (cameras.0 and cameras.1)",
+        ),
         (("{car: 0.4}", "{tram: 0.4}"), "cameras.0.thresholds: unknown class 'tram'"),
         (("{car: 0.4}", "{car: 1.5}"), "cameras.0.thresholds: car: 1.5 is not a"),
         (
