@@ -7,7 +7,7 @@ import hmac
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -195,9 +195,37 @@ def create_app(
             )
         # The errors echo the input: a NaN or an infinity there is not valid JSON, nor is
         # a lone surrogate (a "\\ud800" escape) UTF-8.
-        return JSONResponse({"detail": _echoable(jsonable_encoder(exc.errors()))}, status_code=422)
+        errors = [_without_secrets(e) for e in exc.errors()]
+        return JSONResponse({"detail": _echoable(jsonable_encoder(errors))}, status_code=422)
 
     return app
+
+
+# Fields whose value a refusal never echoes (the answer lands in logs, proxies and the
+# browser's console); what was wrong with them is still said.
+SECRET_FIELDS = frozenset({"password", "client_secret", "access_token", "upload_token"})
+HIDDEN = "(hidden)"
+
+
+def _without_secrets(error: Mapping[str, Any]) -> dict[str, Any]:
+    """A validation error with a secret field's input, or its value within the input (a
+    whole body echoed), replaced by "(hidden)"."""
+    out = dict(error)
+    if "input" in out:
+        loc = out.get("loc", ())
+        secret = bool(loc) and loc[-1] in SECRET_FIELDS
+        out["input"] = HIDDEN if secret else _hide_secret_values(out["input"])
+    return out
+
+
+def _hide_secret_values(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            k: HIDDEN if k in SECRET_FIELDS else _hide_secret_values(v) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_hide_secret_values(v) for v in value]
+    return value
 
 
 def _echoable(value: Any) -> Any:

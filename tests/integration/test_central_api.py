@@ -2555,3 +2555,29 @@ def test_a_node_key_rotated_and_revoked(
     trail = api.get("/api/v1/audit", headers=admin, params={"actor": accounts["admin"].username})
     actions = [(e["action"], e["detail"].get("fingerprint")) for e in trail.json()]
     assert ("node_key_add", new) in actions and ("node_key_revoke", old) in actions
+
+
+def test_a_refused_password_is_never_echoed_back(
+    api: TestClient, accounts: dict[str, Account]
+) -> None:
+    """A 422 names what was wrong and echoes the input, as for any field, but never a
+    password: the answer lands in logs, proxies and the browser's console."""
+    admin = accounts["admin"].headers
+    secret = "hunter2"
+    for path, method, body in [
+        ("/api/v1/users", "post", {"username": "new.user", "password": secret, "role": "ioc"}),
+        ("/api/v1/users", "post", {"username": "x", "password": secret * 2, "role": "nobody"}),
+        ("/api/v1/users", "post", {"password": secret * 2, "role": "ioc", "extra": 1}),
+        ("/api/v1/users/officer", "patch", {"password": secret}),
+        ("/api/v1/users/officer", "patch", {"password": secret * 2, "active": "maybe"}),
+    ]:
+        r = api.request(method, path, headers=admin, json=body)
+        assert r.status_code == 422, (path, body, r.text)
+        assert secret not in r.text, r.text
+        assert r.json()["detail"], r.text  # (still says what was wrong, and where)
+    r = api.post(
+        "/api/v1/users", headers=admin,
+        json={"username": "new.user", "password": secret, "role": "ioc"},
+    )  # fmt: skip
+    [error] = r.json()["detail"]
+    assert error["loc"] == ["body", "password"] and error["input"] == "(hidden)"
