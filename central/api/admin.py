@@ -624,6 +624,21 @@ def update_camera(
     if cam is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id}")
     changes = {k: v for k, v in body.changes().items() if getattr(cam, k) != v}
+    latitude = changes.get("latitude", cam.latitude)
+    longitude = changes.get("longitude", cam.longitude)
+    if (latitude is None) != (longitude is None):
+        missing = "longitude" if longitude is None else "latitude"
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [
+                {
+                    "type": "position_half",
+                    "loc": ["body", missing],
+                    "msg": f"a map position needs both latitude and longitude: send {missing}"
+                    " too (or null for both, to take the camera off the map)",
+                }
+            ],
+        )
     if changes:  # (a request that changes nothing leaves no audit entry)
         for key, value in changes.items():
             setattr(cam, key, value)

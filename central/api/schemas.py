@@ -246,10 +246,14 @@ class CameraUpdate(Strict):
     name: CameraText | None = Field(None, description='Absent: unchanged; null or "" clears it')
     place: CameraText | None = Field(None, description='Absent: unchanged; null or "" clears it')
     latitude: Annotated[float, Field(ge=-90, le=90)] | None = Field(
-        None, description="Absent: unchanged; null clears it (the map needs both)"
+        None,
+        description="Absent: unchanged; null clears it. The map needs both: a change that"
+        " leaves one without the other is refused (422)",
     )
     longitude: Annotated[float, Field(ge=-180, le=180)] | None = Field(
-        None, description="Absent: unchanged; null clears it (the map needs both)"
+        None,
+        description="Absent: unchanged; null clears it. The map needs both: a change that"
+        " leaves one without the other is refused (422)",
     )
 
     def changes(self) -> dict[str, Any]:

@@ -1607,6 +1607,20 @@ def test_registry_status_geojson_and_feed(
     nothing = api.patch(f"/api/v1/cameras/{cams[0]['id']}", headers=sup, json=same)
     assert nothing.status_code == 200 and nothing.json()["place"] == "QL13 Km 22+300"
     assert api.get("/api/v1/audit", headers=sup).json() == trail  # no entry for no change
+    # One half of a position cleared, or given alone: refused, the camera unchanged (the
+    # map shows a camera only with both; moving its pin north with the latitude alone is
+    # one change).
+    for half in ({"longitude": None}, {"latitude": None, "longitude": 106.7}):
+        r = api.patch(f"/api/v1/cameras/{cams[0]['id']}", headers=sup, json=half)
+        assert r.status_code == 422, r.text
+        [error] = r.json()["detail"]
+        assert error["loc"][-1] in ("latitude", "longitude")
+        assert error["msg"].startswith("a map position needs both latitude and longitude")
+    assert api.get("/api/v1/audit", headers=sup).json() == trail
+    north = api.patch(f"/api/v1/cameras/{cams[0]['id']}", headers=sup, json={"latitude": 10.91})
+    assert (north.json()["latitude"], north.json()["longitude"]) == (10.91, 106.7047)
+    api.patch(f"/api/v1/cameras/{cams[0]['id']}", headers=sup, json={"latitude": 10.9046})
+    trail = api.get("/api/v1/audit", headers=sup).json()
     geo = api.get("/api/v1/cameras.geojson", headers=ioc)
     assert geo.headers["content-type"].startswith("application/geo+json")
     feature = next(f for f in geo.json()["features"] if f["id"] == cams[0]["id"])
