@@ -132,15 +132,7 @@ def read_camera_files(config: SiteConfig, at: datetime) -> dict[str, CameraFiles
             )
         projector = None
         if cam.calibration is not None:
-            calibration: CalibrationFile = load_calibration(cam.calibration)
-            size = (scene.image_size.width, scene.image_size.height)
-            if tuple(calibration.image_size) != size:
-                raise UserError(
-                    f"{cam.calibration}: the calibration is for"
-                    f" {calibration.image_size[0]}x{calibration.image_size[1]}, the scene"
-                    f" {cam.scene.name} for {size[0]}x{size[1]}"
-                )
-            projector = require_calibration(calibration, cam.id, at)
+            projector = scene_projector(scene, cam.scene, cam.calibration, at)
         reference = None
         if config.integrity.enabled and cam.reference_view is not None:
             reference = _reference_view(cam.reference_view)
@@ -155,6 +147,22 @@ def read_camera_files(config: SiteConfig, at: datetime) -> dict[str, CameraFiles
         if cam.enabled and cam.scene is None:
             _warn_unused_files(cam, at)
     return out
+
+
+def scene_projector(
+    scene: SceneConfig, scene_path: Path, calibration_path: Path, at: datetime
+) -> RoadProjector:
+    """The road projector of a camera's calibration file, refused (``UserError``) when it is
+    for another camera or picture size than the scene, or not valid at ``at``."""
+    calibration: CalibrationFile = load_calibration(calibration_path)
+    size = (scene.image_size.width, scene.image_size.height)
+    if tuple(calibration.image_size) != size:
+        raise UserError(
+            f"{calibration_path}: the calibration is for"
+            f" {calibration.image_size[0]}x{calibration.image_size[1]}, the scene"
+            f" {scene_path.name} for {size[0]}x{size[1]}"
+        )
+    return require_calibration(calibration, scene.camera, at)
 
 
 def _warn_unused_files(cam: CameraConfig, at: datetime) -> None:

@@ -24,6 +24,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Validate a scene file; errors name the key path.",
     )
     check.add_argument("scene", type=Path, help="scene YAML file")
+    check.add_argument(
+        "--calibration",
+        type=Path,
+        help="the camera's calibration file (as site.yaml gives it): the rules that need "
+        "one are checked with it, as the node runs them",
+    )
     check.set_defaults(func=_check)
 
     draw = scene_sub.add_parser(
@@ -62,12 +68,25 @@ def _check(args: argparse.Namespace) -> int:
     from edge.rules.scene import load_scene
 
     scene = load_scene(args.scene)
-    rules = RuleSet(SceneGeometry(scene))
-    print(f"{args.scene}: camera {scene.camera}, version {scene.version}: valid")
+    to_world = None
+    if args.calibration is not None:
+        from datetime import UTC, datetime
+
+        from edge.node import scene_projector
+        from edge.rules.calibrated import image_to_world
+
+        at = datetime.now(UTC)
+        to_world = image_to_world(scene_projector(scene, args.scene, args.calibration, at))
+    geometry = SceneGeometry(scene, to_world)
+    rules = RuleSet(geometry)
+    with_calibration = f" with {args.calibration}" if args.calibration is not None else ""
+    print(f"{args.scene}: camera {scene.camera}, version {scene.version}: valid{with_calibration}")
     for rule in rules.rules:
         print(f"  {rule.rule.value}: runs ({rule.version})")
     for rule_type, why in rules.unavailable.items():
         print(f"  {rule_type.value}: does not run without calibration or more scene: {why}")
+    if rules.unavailable and args.calibration is None:
+        print("  (with the camera's calibration: scene check SCENE --calibration CALIB.yaml)")
     for head in scene.signal_heads:
         source = (
             "read from its lamps in the picture (a signal controller's messages win while fresh)"
@@ -77,7 +96,7 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  signal head {head.id}: {source}")
     from edge.scene_overlaps import overlap_warnings
 
-    for warning in overlap_warnings(SceneGeometry(scene)):
+    for warning in overlap_warnings(geometry):
         print(f"  warning: {warning}")
     return 0
 

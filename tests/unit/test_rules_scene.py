@@ -446,3 +446,33 @@ def test_a_node_warns_at_a_cameras_start_of_lanes_that_overlap(
     [warned] = start(scene)
     assert warned.startswith(f"camera {BASE['camera']}, scene {BASE['version']}: lane 1 and")
     assert warned.endswith("taken to be in lane 1, listed first among the lanes")
+
+
+def test_scene_check_with_the_cameras_calibration_checks_the_rules_that_need_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without it, speeding and wrong way read as off for a scene that runs them on the
+    node; with it, they run, and a calibration the node would refuse is refused here."""
+    from datetime import UTC, datetime
+
+    from calibration.store import save_calibration
+    from roadwatch.demo.scene import demo_camera, surveyed_calibration, write_scene_file
+
+    scene, calib = tmp_path / "scene.yaml", tmp_path / "cam-01.calib.yaml"
+    write_scene_file(scene, demo_camera())
+    calibration = surveyed_calibration(demo_camera(), 3, datetime.now(UTC))
+    save_calibration(calibration, calib)
+    assert main(["scene", "check", str(scene)]) == 0
+    out = capsys.readouterr().out
+    assert "speeding: does not run without calibration" in out
+    assert "scene check SCENE --calibration CALIB.yaml" in out
+    assert main(["scene", "check", str(scene), "--calibration", str(calib)]) == 0
+    out = capsys.readouterr().out
+    assert f"valid with {calib}" in out and "does not run" not in out
+    assert "  speeding: runs (" in out and "  wrong_way: runs (" in out
+    width, height = calibration.image_size
+    other = calibration.model_copy(update={"image_size": (width // 2, height // 2)})
+    save_calibration(other, calib)
+    assert main(["scene", "check", str(scene), "--calibration", str(calib)]) == 2
+    err = capsys.readouterr().err
+    assert f"the calibration is for {width // 2}x{height // 2}, the scene scene.yaml" in err
