@@ -26,6 +26,18 @@ if TYPE_CHECKING:
 ROLES = ("officer", "supervisor", "admin", "ioc")
 
 
+
+def cli_actor() -> str:
+    """Who the audit log names for an action taken at central's command line: ``cli:``
+    and the account that ran it (``cli`` alone where the system cannot tell)."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+    return f"cli:{user}"[:64]
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     central = sub.add_parser(
         "central",
@@ -457,7 +469,7 @@ def _node_registry_change(
     try:
         with transaction(session_factory(engine)) as session:
             done = change(session)
-            append_audit(session, actor="cli", action=action,
+            append_audit(session, actor=cli_actor(), action=action,
                          detail={"site": done.site, "node": done.node})  # fmt: skip
     finally:
         engine.dispose()
@@ -532,7 +544,7 @@ def _node_key_add(args: argparse.Namespace) -> int:
             key = add_node_key(session, site=args.site, node=args.node, public_key_pem=pem)
             fingerprint = key.fingerprint
             append_audit(
-                session, actor="cli", action="node_key_add",
+                session, actor=cli_actor(), action="node_key_add",
                 detail={"site": args.site, "node": args.node, "fingerprint": fingerprint},
             )  # fmt: skip
     finally:
@@ -556,7 +568,7 @@ def _node_key_revoke(args: argparse.Namespace) -> int:
             fingerprint, revoked_at = key.fingerprint, key.revoked_at
             assert revoked_at is not None
             append_audit(
-                session, actor="cli", action="node_key_revoke",
+                session, actor=cli_actor(), action="node_key_revoke",
                 detail={"site": args.site, "node": args.node, "fingerprint": fingerprint,
                         "reason": key.revoke_reason, "since": revoked_at.isoformat()},
             )  # fmt: skip
@@ -746,14 +758,16 @@ def _case_export(args: argparse.Namespace) -> int:
                 raise UserError(f"no case {args.id}")
             record = case_on_record(session, found)
         try:
-            exported = export_case(record, open_store(settings), key=key, actor="cli", at=utcnow())
+            exported = export_case(
+                record, open_store(settings), key=key, actor=cli_actor(), at=utcnow()
+            )
         except EvidenceError as exc:
             raise UserError(f"the evidence store: {exc}") from exc
         with exported.file:
             _write_new(out, exported.file)
             try:
                 with transaction(session_factory(engine)) as session:
-                    record_export(session, record, exported, actor="cli")
+                    record_export(session, record, exported, actor=cli_actor())
             except BaseException:
                 out.unlink(missing_ok=True)  # (a package not in the audit trail is not handed out)
                 raise
@@ -922,7 +936,7 @@ def _config_push(args: argparse.Namespace) -> int:
                 site=site,
                 node=args.node,
                 document=document,
-                actor="cli",
+                actor=cli_actor(),
                 key=lambda: load_config_key(settings),
                 publish=lambda topic, payload: publish_retained(settings, topic, payload),
             )
@@ -987,7 +1001,7 @@ def _create_user(args: argparse.Namespace) -> int:
             )
             append_audit(
                 session,
-                actor="cli",
+                actor=cli_actor(),
                 action="user_create",
                 detail={"username": args.username, "role": args.role},
             )

@@ -3,6 +3,7 @@ search, statistics, the registry, evidence upload and the live feed."""
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import re
@@ -2391,7 +2392,7 @@ def test_a_case_exported_from_the_command_line(
     assert report.ok, [c for c in report.checks if not c.ok]
     trail = api.get(f"/api/v1/violations/{vid}/audit", headers=accounts["officer"].headers)
     [entry] = [e for e in trail.json() if e["action"] == "export"]
-    assert entry["actor"] == "cli"
+    assert entry["actor"] == f"cli:{getpass.getuser()}"  # (who ran it, as the system knows)
     assert entry["detail"]["package_sha256"] == hashlib.sha256(package.read_bytes()).hexdigest()
 
     assert package.stat().st_mode & 0o777 == 0o644  # (readable by whoever hands it on)
