@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 ROLES = ("officer", "supervisor", "admin", "ioc")
 
 
-
 def cli_actor() -> str:
     """Who the audit log names for an action taken at central's command line: ``cli:``
     and the account that ran it (``cli`` alone where the system cannot tell)."""
@@ -37,6 +36,7 @@ def cli_actor() -> str:
     except (KeyError, OSError):
         return "cli"
     return f"cli:{user}"[:64]
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     central = sub.add_parser(
