@@ -116,6 +116,15 @@ class SignedModel(ContractModel):
     )
 
 
+# (Optional in the schema only so that central can take a not-yet-upgraded node's
+# messages while nodes are upgraded: see ROADWATCH_ACCEPT_UNSIGNED_TRAFFIC_STATUS.)
+_NODE_SIGNATURE = Field(
+    default=None,
+    description="Ed25519 signature (base64) of the node over the canonical payload; central"
+    " refuses the message without it unless set to take unsigned ones while nodes are upgraded",
+)
+
+
 class ViolationType(StrEnum):
     SPEEDING = "speeding"
     RED_LIGHT = "red_light"
@@ -248,8 +257,8 @@ class LaneFlow(ContractModel):
     occupancy: Fraction = 0.0
 
 
-class TrafficStats(ContractModel):
-    """Per-minute traffic flow of one camera, by lane, for the IOC.
+class TrafficStats(SignedModel):
+    """Per-minute traffic flow of one camera, by lane, for the IOC, signed by its node.
 
     A minute is sent in parts when its counting began within it: the node started (or
     restarted), its camera's lanes changed, or its clock was set back into minutes
@@ -267,6 +276,7 @@ class TrafficStats(ContractModel):
     # (left out of the message when absent: a minute counted whole reads as it always has)
     counted_from: Annotated[UtcDatetime | None, Field(exclude_if=lambda v: v is None)] = None
     lanes: Annotated[list[LaneFlow], Field(max_length=MAX_LANES_PER_CAMERA)] = []
+    signature: Signature | None = _NODE_SIGNATURE
 
     @field_validator("minute_start")
     @classmethod
@@ -314,8 +324,9 @@ class NodeState(StrEnum):
     OFFLINE = "offline"
 
 
-class NodeStatus(ContractModel):
-    """Retained on the node's status topic; the last will publishes it with state offline."""
+class NodeStatus(SignedModel):
+    """Retained on the node's status topic, signed by the node; the last will publishes it
+    with state offline (signed when the node connects)."""
 
     schema_version: Literal["1"] = SCHEMA_VERSION
     site: Ident
@@ -335,6 +346,7 @@ class NodeStatus(ContractModel):
     outbox_depth: Count = 0
     awaiting_receipt: Count = 0
     oldest_unacked_age_s: Seconds | None = None
+    signature: Signature | None = _NODE_SIGNATURE
 
 
 class SignalPhase(ContractModel):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -245,6 +246,66 @@ def test_signature_by_another_key_or_tampered_signature_fails() -> None:
         verify(tampered, key.public_key())
     with pytest.raises(SignatureError, match="not signed"):
         verify(violation_event(), key.public_key())
+
+
+def _traffic_minute() -> TrafficStats:
+    return TrafficStats(
+        site="s",
+        node="n",
+        camera="c",
+        minute_start=T0.replace(second=0, microsecond=0),
+        counted_from=T0,
+        lanes=[LaneFlow(lane="l1", counts={VehicleClass.MOTORCYCLE: 41}, occupancy=0.2)],
+    )
+
+
+def _node_status() -> NodeStatus:
+    return NodeStatus(
+        site="s",
+        node="n",
+        state=NodeState.ONLINE,
+        sent_at=T0,
+        cameras=[CameraHealth(camera="c", state=CameraState.UP, fps=25.0)],
+    )
+
+
+@pytest.mark.parametrize(
+    ("report", "forged"),
+    [
+        pytest.param(
+            _traffic_minute,
+            {"lanes": [LaneFlow(lane="l1", counts={VehicleClass.MOTORCYCLE: 410})]},
+            id="traffic minute, counts inflated",
+        ),
+        pytest.param(_traffic_minute, {"counted_from": None}, id="traffic part, made whole"),
+        pytest.param(_node_status, {"state": NodeState.OFFLINE}, id="status, node said offline"),
+        pytest.param(
+            _node_status,
+            {"cameras": [CameraHealth(camera="c", state=CameraState.DOWN)]},
+            id="status, camera said down",
+        ),
+    ],
+)
+def test_traffic_and_status_are_signed_by_the_node_like_violations(
+    report: Callable[[], TrafficStats | NodeStatus], forged: dict[str, object]
+) -> None:
+    """A traffic minute and a node status carry the node's signature over their canonical
+    form: it verifies from the wire, and any change of what they say breaks it."""
+    key, other = generate_private_key(), generate_private_key()
+    signed = sign(report(), key)
+    wire = to_wire(signed)
+    assert json.loads(wire)["signature"] == signed.signature is not None
+    parsed = parse_payload(type(signed), wire)
+    assert parsed == signed
+    verify(parsed, key.public_key(), wire=wire)
+    verify(parsed, key.public_key(), wire=_reformatted(wire, indent=2))
+    with pytest.raises(SignatureError, match="does not match"):
+        verify(parsed, other.public_key(), wire=wire)
+    changed = signed.model_copy(update=forged)
+    with pytest.raises(SignatureError, match="does not match"):
+        verify(changed, key.public_key(), wire=to_wire(changed))
+    with pytest.raises(SignatureError, match="not signed"):
+        verify(report(), key.public_key())
 
 
 @pytest.mark.parametrize(
