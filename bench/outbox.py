@@ -114,7 +114,7 @@ def wait_drained(outbox: Outbox, n: int) -> None:
 def outbox_rate(folder: Path, port: int, n: int, batch: int, recorded: bool = False) -> float:
     cfg = config(folder / f"live-{batch}-{recorded}", port)
     outbox = Outbox(cfg.outbox.path, DiskBudget(limit_bytes=1 << 34, event_reserve_bytes=0))
-    publisher = Publisher(cfg, outbox)
+    publisher = Publisher(cfg, outbox, key=KEY)
     events = [event() for _ in range(n)]
     publisher.start()
     publisher.connected.wait(10)
@@ -137,7 +137,7 @@ def drain_rate(folder: Path, port: int, n: int) -> float:
     events = [event() for _ in range(n)]
     for i in range(0, n, 100):
         outbox.put_violations([(e, []) for e in events[i : i + 100]])
-    publisher = Publisher(cfg, outbox)
+    publisher = Publisher(cfg, outbox, key=KEY)
     start = time.perf_counter()
     publisher.start()
     wait_drained(outbox, n)

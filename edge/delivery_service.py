@@ -24,7 +24,7 @@ from edge.outbox import MessageKind, Outbox, OutboxFullError
 from edge.publisher import CameraHealthSource, Publisher
 from edge.uploader import Uploader
 from roadwatch.contract import EvidenceRole, TrafficStats
-from roadwatch.contract.signing import load_private_key
+from roadwatch.contract.signing import load_private_key, sign
 from roadwatch.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,9 @@ class DeliveryService:
         return cls(
             config=config,
             outbox=outbox,
-            publisher=Publisher(config, outbox, cameras=cameras, config_version=config_version),
+            publisher=Publisher(
+                config, outbox, key=key, cameras=cameras, config_version=config_version
+            ),
             uploader=uploader,
             key=key,
         )
@@ -179,10 +181,11 @@ class DeliveryService:
         return stored
 
     def submit_traffic(self, stats: TrafficStats) -> bool:
-        """Store a minute of traffic statistics; False (logged) when the outbox is full:
-        the minute is dropped, and the room left is kept for violations."""
+        """Store a minute of traffic statistics, signed with the node key; False (logged)
+        when the outbox is full: the minute is dropped, and the room left is kept for
+        violations."""
         try:
-            self.outbox.put_traffic(stats)
+            self.outbox.put_traffic(sign(stats, self.key))
         except OutboxFullError as exc:
             log.error("outbox full: traffic statistics of %s dropped (%s)", stats.camera, exc)
             return False

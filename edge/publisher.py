@@ -4,9 +4,10 @@ One thread owns the paho client (no callbacks race with the publishing code): it
 connects with a fixed client id and ``clean_session=False``, reconnects by itself with
 an exponential back-off, publishes due outbox messages while connected (at most
 ``max_inflight`` awaiting PUBACK), and marks a message published only when its PUBACK
-arrives. The node's retained status topic carries a ``NodeStatus``: ``online`` on
-connect and every ``status_interval_s``, ``offline`` as the last will (and on a clean
-stop). ``stop()`` flushes what it can within its timeout, then disconnects.
+arrives. The node's retained status topic carries a ``NodeStatus`` signed with the node
+key: ``online`` on connect and every ``status_interval_s``, ``offline`` as the last will
+(signed when it is set, at connect) and on a clean stop. ``stop()`` flushes what it can
+within its timeout, then disconnects.
 
 Pushed configs: with ``on_config`` set, the publisher also subscribes to the node's
 retained config topic and hands each payload to it (``edge.config_apply``).
@@ -38,6 +39,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from edge.delivery_config import BrokerConfig, DeliveryConfig
@@ -62,6 +64,7 @@ from roadwatch.contract import (
     to_wire,
 )
 from roadwatch.contract.models import ReceiptBatch
+from roadwatch.contract.signing import sign
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +137,15 @@ class Publisher:
         config: DeliveryConfig,
         outbox: Outbox,
         *,
+        key: Ed25519PrivateKey,
         cameras: CameraHealthSource = tuple,
         software_version: str = __version__,
         config_version: str | None = None,
     ) -> None:
+        """``key``: the node key, which signs each status (central refuses an unsigned one)."""
         self.config = config
         self.outbox = outbox
+        self._key = key
         self._cameras = cameras
         self._software_version = software_version
         self._config_version = config_version
@@ -418,9 +424,10 @@ class Publisher:
             log.info("pruned %d receipted event(s) and %d blob record(s)", events, blobs)
 
     def _status(self, state: NodeState) -> NodeStatus:
+        """The node's status now, signed with the node key."""
         stats = self.outbox.stats() if state is NodeState.ONLINE else None
         oldest = stats.oldest_unreceipted_created_at if stats else None
-        return NodeStatus(
+        status = NodeStatus(
             site=self.config.site,
             node=self.config.node,
             state=state,
@@ -435,6 +442,7 @@ class Publisher:
             awaiting_receipt=stats.awaiting_receipt if stats else 0,
             oldest_unacked_age_s=max(0.0, time.time() - oldest) if oldest else None,
         )
+        return sign(status, self._key)
 
     def _publish_status(self, state: NodeState) -> mqtt.MQTTMessageInfo | None:
         self._next_status = time.monotonic() + self.config.status_interval_s

@@ -13,7 +13,8 @@ from edge.delivery_config import DeliveryConfig
 from edge.outbox import MessageState, Outbox
 from edge.publisher import Publisher
 from roadwatch.contract import CameraHealth, CameraState, NodeStatus, TrafficStats
-from tests.delivery_support import BIG_BUDGET, Consumer, signed_event
+from roadwatch.contract.signing import verify
+from tests.delivery_support import BIG_BUDGET, KEY, Consumer, signed_event
 from tests.services import BrokerAddress
 
 pytestmark = pytest.mark.integration
@@ -46,7 +47,7 @@ def test_events_are_marked_published_only_after_puback(
     )
     outbox = Outbox(cfg.outbox.path, BIG_BUDGET)
     health = [CameraHealth(camera="cam-01", state=CameraState.UP, fps=25.0, frames_dropped=3)]
-    publisher = Publisher(cfg, outbox, cameras=lambda: health)
+    publisher = Publisher(cfg, outbox, key=KEY, cameras=lambda: health)
     try:
         time.sleep(0.3)  # the consumer's subscription is in place
         events = [signed_event([], site=site)[0] for _ in range(50)]
@@ -66,6 +67,7 @@ def test_events_are_marked_published_only_after_puback(
         status = NodeStatus.model_validate_json(consumer.retained[f"{prefix}/status"])
         assert status.state == "online"
         assert status.cameras == health
+        verify(status, KEY.public_key())  # signed by the node, as central checks it
         assert publisher.stop(timeout_s=5)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -74,6 +76,7 @@ def test_events_are_marked_published_only_after_puback(
                 break
             time.sleep(0.05)
         assert data["state"] == "offline"
+        verify(NodeStatus.model_validate(data), KEY.public_key())
     finally:
         publisher.stop(timeout_s=5)
         consumer.close()
@@ -97,7 +100,7 @@ def test_a_failing_disk_does_not_end_publishing(
         f"consumer-{site}",
     )
     outbox = Outbox(cfg.outbox.path, BIG_BUDGET)
-    publisher = Publisher(cfg, outbox)
+    publisher = Publisher(cfg, outbox, key=KEY)
     real_mark = outbox.mark_published
     failures: list[list[str]] = []
 
@@ -142,7 +145,7 @@ def test_a_full_disk_keeps_the_connection_and_sends_nothing_twice(
         f"consumer-{site}",
     )
     outbox = Outbox(cfg.outbox.path, BIG_BUDGET)
-    publisher = Publisher(cfg, outbox)
+    publisher = Publisher(cfg, outbox, key=KEY)
     real_mark = outbox.mark_published
     full = [True]
     refused: list[int] = []
@@ -220,7 +223,7 @@ def test_a_broker_refusing_the_login_is_tried_again_with_back_off(tmp_path: Path
     refusing.start()
     cfg = local_broker_config(tmp_path, port, reconnect_min_s=0.5)
     outbox = Outbox(cfg.outbox.path, BIG_BUDGET)
-    publisher = Publisher(cfg, outbox)
+    publisher = Publisher(cfg, outbox, key=KEY)
     try:
         publisher.start()
         time.sleep(3.0)
@@ -247,7 +250,7 @@ def test_a_broker_out_of_reach_is_said_once(
     port = free_port()  # (nobody listens on it)
     cfg = local_broker_config(tmp_path, port, reconnect_min_s=0.2)
     outbox = Outbox(cfg.outbox.path, BIG_BUDGET)
-    publisher = Publisher(cfg, outbox)
+    publisher = Publisher(cfg, outbox, key=KEY)
     caplog.set_level(logging.WARNING, logger="edge.publisher")
     try:
         publisher.start()
@@ -273,7 +276,7 @@ def test_signal_controller_messages_for_the_nodes_cameras_are_handed_on(
     site = "t" + uuid.uuid4().hex[:12]
     cfg = config(tmp_path, mqtt_broker, site)
     outbox = Outbox(cfg.outbox.path, BIG_BUDGET)
-    publisher = Publisher(cfg, outbox)
+    publisher = Publisher(cfg, outbox, key=KEY)
     taken: list[SignalPhase] = []
     arrived = threading.Event()
 

@@ -20,9 +20,12 @@ from pathlib import Path
 import pytest
 
 from edge.delivery_config import DeliveryConfig
+from edge.delivery_service import load_node_key
 from edge.identity import write_key_pair
 from edge.outbox import Outbox
 from edge.publisher import Publisher
+from roadwatch.contract import NodeStatus, parse_payload
+from roadwatch.contract.signing import verify
 from roadwatch.net import free_port
 from tests.delivery_support import (
     BIG_BUDGET,
@@ -125,7 +128,7 @@ def test_broker_stopped_and_restarted_mid_stream(tmp_path: Path, broker: Private
     config = edge_config(tmp_path, broker.port, site)
     consumer = consumer_for(broker, site)
     outbox = Outbox(config.outbox.path, BIG_BUDGET)
-    publisher = Publisher(config, outbox)
+    publisher = Publisher(config, outbox, key=load_node_key(config))
     expected: set[str] = set()
     try:
         publisher.start()
@@ -196,6 +199,9 @@ def test_edge_killed_with_1000_events_pending_then_restarted(
         while json.loads(consumer.retained.get(status_topic, b"{}")).get("state") != "offline":
             assert time.monotonic() < deadline, "no offline last will"
             time.sleep(0.05)
+        # Signed by the node when it set the will, at connect: central takes it.
+        will = parse_payload(NodeStatus, consumer.retained[status_topic])
+        verify(will, load_node_key(config).public_key(), wire=consumer.retained[status_topic])
 
         edge = start_edge()
         missing_ids = consumer.wait_for(expected, 40)
@@ -220,7 +226,7 @@ def test_uplink_cut_and_restored(tmp_path: Path, broker: PrivateBroker) -> None:
     config = edge_config(tmp_path, broker.port, site)
     consumer = consumer_for(broker, site)
     outbox = Outbox(config.outbox.path, BIG_BUDGET)
-    publisher = Publisher(config, outbox)
+    publisher = Publisher(config, outbox, key=load_node_key(config))
     expected: set[str] = set()
     stop = threading.Event()
 

@@ -19,7 +19,7 @@ from edge.outbox import MessageState, Outbox
 from edge.publisher import Publisher
 from roadwatch.contract import NodeTopic, node_topic, to_wire
 from roadwatch.contract.models import Receipt, ReceiptBatch
-from tests.delivery_support import BIG_BUDGET, Consumer, signed_event
+from tests.delivery_support import BIG_BUDGET, KEY, Consumer, signed_event
 from tests.services import BrokerAddress
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ def test_receipts_mark_events_and_the_status_counts_the_rest(
     central.connect(mqtt_broker.host, mqtt_broker.port)
     central.loop_start()
     outbox = Outbox(cfg.outbox.path, BIG_BUDGET)
-    publisher = Publisher(cfg, outbox)
+    publisher = Publisher(cfg, outbox, key=KEY)
     events = [signed_event([], site=site)[0] for _ in range(5)]
     try:
         for event in events:

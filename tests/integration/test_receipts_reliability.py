@@ -222,7 +222,7 @@ def test_receipts_recover_what_a_dropping_and_crashing_broker_and_central_lose(
         receipt_timeout_s=config.outbox.receipt_timeout_s,
         receipt_timeout_cap_s=config.outbox.receipt_timeout_cap_s,
     )
-    publisher = Publisher(config, outbox)
+    publisher = Publisher(config, outbox, key=KEY)  # (the key central has registered)
     expected: list[str] = []
     produced = threading.Event()
     stop = threading.Event()

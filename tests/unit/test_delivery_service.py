@@ -131,6 +131,34 @@ def test_submit_refuses_the_clip_before_the_event(tmp_path: Path) -> None:
         service.stop(timeout_s=1)
 
 
+def test_a_traffic_minute_is_stored_signed_with_the_node_key(tmp_path: Path) -> None:
+    """What the outbox publishes for a minute is the minute signed by the node, as central
+    verifies it (parts of a minute too)."""
+    from datetime import timedelta
+
+    from roadwatch.contract import LaneFlow, TrafficStats, VehicleClass
+    from tests.factories import T0
+
+    minute = T0.replace(second=0, microsecond=0)
+    stats = [
+        TrafficStats(site="ql13-km22", node="node-01", camera="cam-01", minute_start=minute,
+                     lanes=[LaneFlow(lane="lane-1", counts={VehicleClass.MOTORCYCLE: 37})]),
+        TrafficStats(site="ql13-km22", node="node-01", camera="cam-01",
+                     minute_start=minute + timedelta(minutes=1),
+                     counted_from=minute + timedelta(minutes=1, seconds=20)),
+    ]  # fmt: skip
+    service = DeliveryService.from_config(load_delivery_config(write_config(tmp_path)))
+    try:
+        for minute_stats in stats:
+            assert service.submit_traffic(minute_stats) is True
+        stored = [parse_payload(TrafficStats, m.payload) for m in service.outbox.due_messages(10)]
+        assert [s.model_copy(update={"signature": None}) for s in stored] == stats
+        for one, message in zip(stored, service.outbox.due_messages(10), strict=True):
+            verify(one, service.key.public_key(), wire=message.payload, exact=True)
+    finally:
+        service.stop(timeout_s=1)
+
+
 def test_a_disk_other_files_fill_refuses_the_clip_first_then_drops_not_crashes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
