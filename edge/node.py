@@ -59,7 +59,6 @@ from edge.pipeline import (
     process_file,
 )
 from edge.rules.scene import SceneConfig, load_scene
-from edge.said_once import SaidOnce
 from edge.sources import probe_file
 from roadwatch.contract import (
     CameraHealth,
@@ -71,6 +70,7 @@ from roadwatch.contract import (
 )
 from roadwatch.contract.signing import generate_private_key
 from roadwatch.errors import UserError
+from roadwatch.said_once import SaidOnce
 
 if TYPE_CHECKING:
     from edge.workers import Workers

@@ -45,7 +45,6 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from edge.delivery_config import BrokerConfig, DeliveryConfig
 from edge.delivery_policy import backoff_delay
 from edge.outbox import Outbox, is_disk_full
-from edge.said_once import SaidOnce
 from roadwatch import __version__
 from roadwatch.contract import (
     CameraHealth,
@@ -65,6 +64,7 @@ from roadwatch.contract import (
 )
 from roadwatch.contract.models import ReceiptBatch
 from roadwatch.contract.signing import sign
+from roadwatch.said_once import SaidOnce
 
 log = logging.getLogger(__name__)
 

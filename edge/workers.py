@@ -59,7 +59,6 @@ from edge.detections import ObjectClass
 from edge.enforcement import EVIDENCE_WAIT_S
 from edge.evidence.package import EvidencePackage
 from edge.pipeline import HUNG_EXIT_CODE, PIPELINE_HUNG_S, RunSummary
-from edge.said_once import SaidOnce
 from roadwatch.contract import (
     CameraHealth,
     CameraState,
@@ -69,6 +68,7 @@ from roadwatch.contract import (
 )
 from roadwatch.errors import UserError
 from roadwatch.processes import die_with_parent
+from roadwatch.said_once import SaidOnce
 
 if TYPE_CHECKING:
     from edge.node import CameraFiles, EdgeNode

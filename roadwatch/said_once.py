@@ -1,6 +1,7 @@
 """A warning said once for each subject it is about, and again after a while if it
-still holds: messages that come every second (a signal controller's) do not flood the
-log, and a fault that comes back an hour later is said again."""
+still holds: messages that come every second (a signal controller's at the node, a node's
+refused ones at central) do not flood the log, and a fault that comes back an hour later
+is said again."""
 
 from __future__ import annotations
 

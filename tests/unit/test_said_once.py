@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from edge.said_once import SaidOnce
+from roadwatch.said_once import SaidOnce
 
 
 class Clock:
