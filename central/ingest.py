@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.db import one_of, session_factory, transaction
-from central.intake import Message
+from central.intake import ACCEPT_UNSIGNED_SETTING, Message, Refusal
 from central.metrics import IngestMetrics, MetricsServer
 from central.models import Violation
 from central.partitions import ensure_partitions
@@ -46,8 +46,17 @@ from central.records import (
     store_checked,
 )
 from central.settings import Settings
-from roadwatch.contract import CameraTopic, NodeTopic, subscription
+from roadwatch.contract import (
+    CameraTopic,
+    NodeStatus,
+    NodeTopic,
+    TopicError,
+    TrafficStats,
+    parse_topic,
+    subscription,
+)
 from roadwatch.errors import UserError
+from roadwatch.said_once import SaidOnce
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +142,9 @@ class IngestService:
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._keys = KeyCache()
+        # What the ingest refused (or took unsigned), said once per node, kind and reason
+        # every 10 minutes: a node sends its status and traffic again and again.
+        self._said = SaidOnce()
         self._threads: list[threading.Thread] = []
         self.receipts_sent = 0
         # A stable id keeps the broker session (and the messages queued for it) across restarts.
@@ -191,6 +203,12 @@ class IngestService:
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self) -> None:
+        if self.settings.accept_unsigned_traffic_status:
+            log.warning(
+                "ingest takes unsigned traffic minutes and statuses (%s): turn it off once"
+                " every node is upgraded to sign them",
+                ACCEPT_UNSIGNED_SETTING,
+            )
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.settings.mqtt_session_expiry_s
         props.ReceiveMaximum = self.settings.ingest_receive_maximum
@@ -256,7 +274,12 @@ class IngestService:
         while not self._stop.is_set():
             try:
                 with self._sessions() as session:  # used only for a key not cached
-                    return check_batch(session, [d.message for d in batch], self._keys)
+                    return check_batch(
+                        session,
+                        [d.message for d in batch],
+                        self._keys,
+                        accept_unsigned=self.settings.accept_unsigned_traffic_status,
+                    )
             except DBAPIError as exc:
                 log.warning(
                     "ingest batch of %d not checked (%s); again in %.1f s",
@@ -368,8 +391,32 @@ class IngestService:
             self.metrics.observe(result, len(batch.deliveries))
         except Exception:
             log.exception("ingest metrics not counted")
+        self._say_refused(checked)
         if result.duplicates:
             log.info("ingest: %d duplicate event(s) dropped (already held)", result.duplicates)
+
+    def _say_refused(self, checked: list[Checked]) -> None:
+        """Say in the log what the batch quarantined, and the traffic minutes and statuses
+        it took unsigned (each counted in the metrics all the same)."""
+        for item in checked:
+            outcome, topic = item.outcome, item.message.topic
+            if isinstance(outcome, Refusal):
+                if self._said.due((_sender(topic), outcome.code)):
+                    log.warning(
+                        "ingest quarantined a message on %s as %s: %s",
+                        _printable(topic), outcome.code.value, _printable(outcome.reason),
+                    )  # fmt: skip
+            elif (
+                isinstance(outcome, TrafficStats | NodeStatus)
+                and outcome.signature is None
+                and self._said.due((_sender(topic), "unsigned"))
+            ):
+                log.info(
+                    "ingest took an unsigned %s from node %s/%s (%s): the node is not"
+                    " upgraded yet",
+                    "traffic minute" if isinstance(outcome, TrafficStats) else "status",
+                    outcome.site, outcome.node, ACCEPT_UNSIGNED_SETTING,
+                )  # fmt: skip
 
     def send_completion_receipts(self, violation_ids: list[int]) -> None:
         """Receipts again for violations whose evidence just became complete, so that a
@@ -435,12 +482,28 @@ class IngestService:
             total.duplicates += one.duplicates
             total.traffic += one.traffic
             total.statuses += one.statuses
+            total.unsigned += one.unsigned
             for code, n in one.quarantined.items():
                 total.quarantined[code] = total.quarantined.get(code, 0) + n
             total.new_violation_ids += one.new_violation_ids
             total.incomplete_ids += one.incomplete_ids
             total.held_event_ids += one.held_event_ids
         return total
+
+
+def _sender(topic: str) -> tuple[str, ...]:
+    """Who sent on ``topic`` and what: site, node and kind (one subject for any topic
+    that is no node's)."""
+    try:
+        where = parse_topic(topic)
+    except TopicError:
+        return ("-",)
+    return (where.site, where.node, where.kind.value)
+
+
+def _printable(text: str) -> str:
+    """``text`` as one line of the log: escaped where it holds what is not printable."""
+    return text if text.isprintable() else ascii(text)
 
 
 def run_ingest(

@@ -20,6 +20,7 @@ from roadwatch.contract import (
     ContractError,
     NodeStatus,
     NodeTopic,
+    SignedModel,
     TopicError,
     TrafficStats,
     ViolationEvent,
@@ -62,6 +63,7 @@ class RefusalCode(StrEnum):
     FUTURE = "from_the_future"
     PAST = "from_the_past"
     REVOKED_KEY = "revoked_key"
+    UNSIGNED = "unsigned"
 
 
 # A violation may be stamped this far ahead of central's clock (two clocks never agree to the
@@ -90,9 +92,24 @@ class Message:
 Accepted = ViolationEvent | TrafficStats | NodeStatus
 
 
-def check(message: Message, keys: KeyLookup, now: datetime | None = None) -> Accepted | Refusal:
+# Said in the refusal of an unsigned traffic minute or status: how to take them meanwhile.
+ACCEPT_UNSIGNED_SETTING = "ROADWATCH_ACCEPT_UNSIGNED_TRAFFIC_STATUS"
+
+
+def check(
+    message: Message,
+    keys: KeyLookup,
+    now: datetime | None = None,
+    *,
+    accept_unsigned: bool = False,
+) -> Accepted | Refusal:
     """Accept ``message`` as a typed payload or refuse it with the reason (``now``:
-    central's clock, by default the system's)."""
+    central's clock, by default the system's).
+
+    Every payload must be signed by a key its node had in force. ``accept_unsigned``
+    takes a traffic minute or a status that carries no signature at all (a node not yet
+    upgraded to sign them, while nodes are upgraded); one whose signature does not verify
+    is refused all the same, and a violation is always signed."""
     try:
         topic = parse_topic(message.topic)
     except TopicError as exc:
@@ -128,6 +145,7 @@ def check(message: Message, keys: KeyLookup, now: datetime | None = None) -> Acc
         return Refusal(
             RefusalCode.UNKNOWN_NODE, f"node {payload.site}/{payload.node} is not registered"
         )
+    node_keys = found if isinstance(found, NodeKeys) else NodeKeys((found,))
     if isinstance(payload, ViolationEvent):
         # Only the canonical form is kept (as nodes sign it): any other spelling of the
         # same event (other key order, a number as text, a key given twice, escapes) would
@@ -138,9 +156,22 @@ def check(message: Message, keys: KeyLookup, now: datetime | None = None) -> Acc
                 "the event is not in canonical JSON (sorted keys, no spaces, UTF-8 text,"
                 " the contract's own types): only that form is signed and kept",
             )
-        node_keys = found if isinstance(found, NodeKeys) else NodeKeys((found,))
         if (refused := unsigned(payload, message.payload, node_keys, at=now)) is not None:
             return refused
+    elif payload.signature is None:
+        if not accept_unsigned:
+            kind = "traffic minute" if isinstance(payload, TrafficStats) else "status"
+            return Refusal(
+                RefusalCode.UNSIGNED,
+                f"the {kind} is not signed by its node (a node older than central sends"
+                f" it unsigned: {ACCEPT_UNSIGNED_SETTING}=true takes such ones while nodes"
+                " are upgraded)",
+            )
+    # (Not kept as evidence, so any JSON form of what the node signed is taken: exact=False.)
+    elif (
+        refused := unsigned(payload, message.payload, node_keys, at=now, exact=False)
+    ) is not None:
+        return refused
     # (Only violations: a node sends them again until receipted. Traffic minutes are sent
     # once, so one stamped ahead is taken as it is rather than lost.)
     limit = (now or datetime.now(UTC)) + MAX_AHEAD
@@ -165,22 +196,28 @@ def check(message: Message, keys: KeyLookup, now: datetime | None = None) -> Acc
 
 
 def unsigned(
-    event: ViolationEvent, wire: bytes, keys: NodeKeys, at: datetime | None = None
+    payload: SignedModel,
+    wire: bytes,
+    keys: NodeKeys,
+    at: datetime | None = None,
+    *,
+    exact: bool = True,
 ) -> Refusal | None:
-    """Why ``event``, received ``at`` (default: now), is not signed by a key its node had
-    in force then; None when it is. A key revoked after ``at`` was still in force."""
+    """Why ``payload``, received ``at`` (default: now), is not signed by a key its node
+    had in force then; None when it is. A key revoked after ``at`` was still in force.
+    ``exact``: the bytes received must be the very ones signed (see ``verify``)."""
     when = at or datetime.now(UTC)
     why = "the node has no key in force"
     in_force = [*keys.active, *(r.key for r in keys.revoked if r.revoked_at > when)]
     for key in in_force:
         try:
-            verify(event, key, wire=wire, exact=True)
+            verify(payload, key, wire=wire, exact=exact)
             return None
         except SignatureError as exc:
             why = str(exc)
     for gone in (r for r in keys.revoked if r.revoked_at <= when):
         try:
-            verify(event, gone.key, wire=wire, exact=True)
+            verify(payload, gone.key, wire=wire, exact=exact)
         except SignatureError:
             continue
         return Refusal(

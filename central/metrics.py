@@ -32,7 +32,9 @@ class IngestMetrics:
         )
         self.outcomes = Counter(
             "roadwatch_ingest_outcomes",
-            "Ingest outcomes: accepted, duplicate, traffic, status, or a quarantine reason",
+            "Ingest outcomes: accepted, duplicate, traffic, status, unsigned (traffic or"
+            " status taken without a signature while nodes are upgraded), or a quarantine"
+            " reason",
             ["outcome"],
             registry=self.registry,
         )
@@ -43,6 +45,7 @@ class IngestMetrics:
         self.outcomes.labels("duplicate").inc(result.duplicates)
         self.outcomes.labels("traffic").inc(result.traffic)
         self.outcomes.labels("status").inc(result.statuses)
+        self.outcomes.labels("unsigned").inc(result.unsigned)
         for code, n in result.quarantined.items():
             self.outcomes.labels(f"quarantined_{code}").inc(n)
 

@@ -475,6 +475,8 @@ class BatchResult:
     quarantined: dict[str, int] = field(default_factory=dict)
     traffic: int = 0
     statuses: int = 0
+    # Traffic minutes and statuses taken unsigned (only while central accepts them so).
+    unsigned: int = 0
     new_violation_ids: list[int] = field(default_factory=list)
     incomplete_ids: list[int] = field(default_factory=list)
     # Every violation this batch leaves committed, new or already held: each gets a receipt.
@@ -492,18 +494,25 @@ class Checked:
     outcome: Accepted | Refusal
 
 
-def check_batch(session: Session, messages: Sequence[Message], keys: KeyCache) -> list[Checked]:
-    """Check every message (the session is used only to look up a key not cached)."""
+def check_batch(
+    session: Session,
+    messages: Sequence[Message],
+    keys: KeyCache,
+    *,
+    accept_unsigned: bool = False,
+) -> list[Checked]:
+    """Check every message (the session is used only to look up a key not cached);
+    ``accept_unsigned``: see ``check``."""
     lookup: KeyLookup = lambda site, node: keys.lookup(session, site, node)  # noqa: E731
-    return [Checked(message, _check_one(message, lookup)) for message in messages]
+    return [Checked(m, _check_one(m, lookup, accept_unsigned)) for m in messages]
 
 
-def _check_one(message: Message, lookup: KeyLookup) -> Accepted | Refusal:
+def _check_one(message: Message, lookup: KeyLookup, accept_unsigned: bool) -> Accepted | Refusal:
     """``check``, where a message that breaks the check itself is refused, not raised: one
     such message must not stop the ingest (it would come back after every restart). A
     database error still raises, so the batch is checked again later."""
     try:
-        return check(message, lookup)
+        return check(message, lookup, accept_unsigned=accept_unsigned)
     except DBAPIError:
         raise
     except Exception as exc:
@@ -512,14 +521,21 @@ def _check_one(message: Message, lookup: KeyLookup) -> Accepted | Refusal:
 
 
 def record_batch(
-    session: Session, messages: Sequence[Message], keys: KeyCache, *, completeness: bool = True
+    session: Session,
+    messages: Sequence[Message],
+    keys: KeyCache,
+    *,
+    completeness: bool = True,
+    accept_unsigned: bool = False,
 ) -> BatchResult:
     """Check and store one batch in the caller's transaction; refusals go to quarantine.
 
     With ``completeness=False`` the new violations that list evidence are left for the
     caller to check after commit (``refresh_completeness``), as the ingest does anyway.
+    ``accept_unsigned``: see ``check``.
     """
-    return store_checked(session, check_batch(session, messages, keys), completeness=completeness)
+    checked = check_batch(session, messages, keys, accept_unsigned=accept_unsigned)
+    return store_checked(session, checked, completeness=completeness)
 
 
 def store_checked(
@@ -551,6 +567,8 @@ def store_checked(
         else:
             _record_status(session, outcome, silent_after)
             result.statuses += 1
+        if isinstance(outcome, TrafficStats | NodeStatus) and outcome.signature is None:
+            result.unsigned += 1
     if violations:
         _record_violations(session, list(violations.values()), result, completeness)
     if again:

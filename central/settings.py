@@ -193,6 +193,13 @@ class Settings(BaseSettings):
         default=True,
         description="Publish end-to-end receipts to each node's receipt topic after commit",
     )
+    accept_unsigned_traffic_status: bool = Field(
+        default=False,
+        description="Take traffic minutes and statuses that carry no signature, from nodes"
+        " not yet upgraded to sign them, while nodes are upgraded (a bad signature is"
+        " refused all the same; violations are always signed); off: they are quarantined"
+        " as unsigned",
+    )
 
     @field_validator("data_dir", "evidence_dir")
     @classmethod

@@ -348,7 +348,8 @@ class UiServer:
                 for cam, (st, reason) in states.items()
             ],
         )
-        self._record([Message(node_topic(SITE, NODE, NodeTopic.STATUS), to_wire(status))])
+        signed = to_wire(sign(status, self.key))
+        self._record([Message(node_topic(SITE, NODE, NodeTopic.STATUS), signed)])
 
     def add_traffic(self, camera: str, minutes: list[datetime], base: int) -> None:
         messages = []
@@ -370,9 +371,8 @@ class UiServer:
                     )
                 ],
             )
-            messages.append(
-                Message(camera_topic(SITE, NODE, camera, CameraTopic.TRAFFIC), to_wire(stats))
-            )
+            topic = camera_topic(SITE, NODE, camera, CameraTopic.TRAFFIC)
+            messages.append(Message(topic, to_wire(sign(stats, self.key))))
         self._record(messages)
 
     def token(self, who: str) -> str:

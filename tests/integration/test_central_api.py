@@ -73,7 +73,12 @@ from roadwatch.contract import (
     to_wire,
 )
 from roadwatch.contract.ids import new_event_id
-from roadwatch.contract.signing import generate_private_key, key_fingerprint, public_key_pem
+from roadwatch.contract.signing import (
+    generate_private_key,
+    key_fingerprint,
+    public_key_pem,
+    sign,
+)
 from tests.central_fixtures import *  # noqa: F403
 from tests.central_fixtures import (
     EVIDENCE_STORES,
@@ -1064,7 +1069,8 @@ def test_statistics_and_traffic_flow(
     ]
     # A second node of the site has a camera of the same name: its minutes are its own.
     other = make_node(site=node.site, node="node-02")
-    theirs = [t.model_copy(update={"node": other.node}) for t in traffic[:1]]
+    theirs = [sign(t.model_copy(update={"node": other.node}), other.key) for t in traffic[:1]]
+    traffic = [sign(t, node.key) for t in traffic]
     messages = [
         Message(node.topic("cam-a", CameraTopic.TRAFFIC), to_wire(t)) for t in traffic + traffic
     ] + [Message(other.topic("cam-a", CameraTopic.TRAFFIC), to_wire(t)) for t in theirs]
@@ -1111,19 +1117,17 @@ def test_traffic_flow_spans_a_bounded_range_and_refuses_odd_ones(
     node = make_node()
     minute = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
     lanes = [LaneFlow(lane="lane-1", counts={VehicleClass.CAR: 10}, occupancy=0.1)]
-    messages = [
-        Message(
-            node.topic("cam-01", CameraTopic.TRAFFIC),
-            to_wire(
-                TrafficStats(
-                    site=node.site, node=node.node, camera="cam-01", minute_start=at, lanes=lanes
-                )
-            ),
+
+    def minute_at(at: datetime) -> bytes:
+        stats = TrafficStats(
+            site=node.site, node=node.node, camera="cam-01", minute_start=at, lanes=lanes
         )
-        for at in (minute, minute + timedelta(days=40))
-    ]
+        return to_wire(sign(stats, node.key))
+
+    topic = node.topic("cam-01", CameraTopic.TRAFFIC)
+    messages = [Message(topic, minute_at(at)) for at in (minute, minute + timedelta(days=40))]
     with transaction(session_factory(central_db.engine)) as s:
-        record_batch(s, messages, KeyCache())
+        assert not record_batch(s, messages, KeyCache()).quarantined
     h = accounts["ioc"].headers
 
     def flow(**params: str) -> Any:
@@ -1158,10 +1162,9 @@ def store_traffic_minute(db: CentralDb, node: NodeIdentity, minute: datetime) ->
         minute_start=minute,
         lanes=[LaneFlow(lane="lane-1", counts={VehicleClass.CAR: 5}, occupancy=0.1)],
     )
+    message = Message(node.topic("cam-01", CameraTopic.TRAFFIC), to_wire(sign(traffic, node.key)))
     with transaction(session_factory(db.engine)) as s:
-        record_batch(
-            s, [Message(node.topic("cam-01", CameraTopic.TRAFFIC), to_wire(traffic))], KeyCache()
-        )
+        assert not record_batch(s, [message], KeyCache()).quarantined
 
 
 def test_days_and_hours_are_counted_at_the_offset_asked_for(
@@ -1581,7 +1584,8 @@ def test_registry_status_geojson_and_feed(
     )
     topic = node_topic(node.site, node.node, NodeTopic.STATUS)
     with transaction(session_factory(central_db.engine)) as s:
-        record_batch(s, [Message(topic, to_wire(status))], KeyCache())
+        signed = Message(topic, to_wire(sign(status, node.key)))
+        assert not record_batch(s, [signed], KeyCache()).quarantined
     ioc = accounts["ioc"].headers
     nodes = {(n["site"], n["node"]): n for n in api.get("/api/v1/nodes", headers=ioc).json()}
     assert nodes[(node.site, node.node)]["state"] == "online"
@@ -1646,9 +1650,9 @@ def test_registry_status_geojson_and_feed(
     # turning its camera offline.
     since = datetime.now(UTC) - timedelta(milliseconds=1)
     [vid] = store_events(central_db, node, [signed_event(node)])
-    will = status.model_copy(update={"state": NodeState.OFFLINE, "cameras": []})
+    will = sign(status.model_copy(update={"state": NodeState.OFFLINE, "cameras": []}), node.key)
     with transaction(session_factory(central_db.engine)) as s:
-        record_batch(s, [Message(topic, to_wire(will))], KeyCache())
+        assert not record_batch(s, [Message(topic, to_wire(will))], KeyCache()).quarantined
     r = api.get(
         "/api/v1/feed",
         headers=ioc,

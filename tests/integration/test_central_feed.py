@@ -27,6 +27,7 @@ from roadwatch.contract import (
     node_topic,
     to_wire,
 )
+from roadwatch.contract.signing import sign
 from tests.central_fixtures import *  # noqa: F403
 from tests.central_fixtures import (
     PASSWORD,
@@ -51,7 +52,8 @@ def _status(node: NodeIdentity, state: CameraState) -> Message:
         sent_at=T0,
         cameras=[CameraHealth(camera="cam-01", state=state, fps=25.0)],
     )
-    return Message(node_topic(node.site, node.node, NodeTopic.STATUS), to_wire(status))
+    topic = node_topic(node.site, node.node, NodeTopic.STATUS)
+    return Message(topic, to_wire(sign(status, node.key)))
 
 
 def violations(events: list[feed.FeedEvent]) -> list[int]:

@@ -24,6 +24,7 @@ from roadwatch.contract import (
     node_topic,
     to_wire,
 )
+from roadwatch.contract.signing import sign
 from tests.central_fixtures import *  # noqa: F403
 from tests.central_fixtures import Account, CentralDb, NodeIdentity
 from tests.factories import T0
@@ -41,9 +42,11 @@ def report(db: CentralDb, node: NodeIdentity, cameras: list[str]) -> None:
         sent_at=T0,
         cameras=[CameraHealth(camera=c, state=CameraState.UP, fps=25.0) for c in cameras],
     )
-    message = Message(node_topic(node.site, node.node, NodeTopic.STATUS), to_wire(status))
+    message = Message(
+        node_topic(node.site, node.node, NodeTopic.STATUS), to_wire(sign(status, node.key))
+    )
     with transaction(session_factory(db.engine)) as s:
-        record_batch(s, [message], KeyCache())
+        assert not record_batch(s, [message], KeyCache()).quarantined
 
 
 def heard_last(db: CentralDb, node: NodeIdentity, at: datetime) -> None:

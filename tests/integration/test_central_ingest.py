@@ -15,6 +15,7 @@ from select import select as wait_readable
 from typing import IO, Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 
 from central.ingest import IngestService
@@ -65,20 +66,8 @@ def test_ingest_accepts_dedupes_and_quarantines(
     stranger = sign(violation_event(site=node.site, node="node-99"), generate_private_key())
     wrong_key = sign(violation_event(site=node.site, node=node.node), generate_private_key())
     other_camera = signed_event(node, camera="cam-02")
-    status = NodeStatus(
-        site=node.site,
-        node=node.node,
-        state=NodeState.ONLINE,
-        sent_at=T0,
-        cameras=[CameraHealth(camera="cam-01", state=CameraState.STALLED, reason="no frames")],
-    )
-    traffic = TrafficStats(
-        site=node.site,
-        node=node.node,
-        camera="cam-01",
-        minute_start=T0.replace(second=0, microsecond=0),
-        lanes=[LaneFlow(lane="lane-1", counts={VehicleClass.CAR: 12}, occupancy=0.1)],
-    )
+    status = _status(node)
+    traffic = _traffic(node)
     topic = node.topic()
     v2 = to_wire(good).replace(b'"schema_version":"1"', b'"schema_version":"2"')
     sends = [
@@ -138,6 +127,203 @@ def test_ingest_accepts_dedupes_and_quarantines(
         assert n is not None and n.state == "online"
         cam = s.scalar(select(Camera).where(Camera.site == node.site, Camera.camera == "cam-01"))
         assert cam is not None and (cam.state, cam.reason) == ("stalled", "no frames")
+
+
+def _status(node: NodeIdentity, signer: Ed25519PrivateKey | None = None) -> NodeStatus:
+    """A status of ``node`` with a stalled camera, signed by ``signer`` (default: the
+    node's own key)."""
+    status = NodeStatus(
+        site=node.site,
+        node=node.node,
+        state=NodeState.ONLINE,
+        sent_at=T0,
+        cameras=[CameraHealth(camera="cam-01", state=CameraState.STALLED, reason="no frames")],
+    )
+    return sign(status, signer or node.key)
+
+
+def _traffic(
+    node: NodeIdentity, camera: str = "cam-01", signer: Ed25519PrivateKey | None = None
+) -> TrafficStats:
+    """Twelve cars in a minute of ``node``'s ``camera``, signed as ``_status`` is."""
+    traffic = TrafficStats(
+        site=node.site,
+        node=node.node,
+        camera=camera,
+        minute_start=T0.replace(second=0, microsecond=0),
+        lanes=[LaneFlow(lane="lane-1", counts={VehicleClass.CAR: 12}, occupancy=0.1)],
+    )
+    return sign(traffic, signer or node.key)
+
+
+def _unsigned(payload: NodeStatus | TrafficStats) -> bytes:
+    return to_wire(payload.model_copy(update={"signature": None}))
+
+
+def _heard(db: CentralDb, site: str) -> dict[str, Any]:
+    """What central stored of the site's traffic and statuses: traffic minutes by camera,
+    each node's state and last status, and the cameras its statuses named."""
+    with db.session() as s:
+        minutes = s.execute(
+            select(TrafficMinute.camera, TrafficMinute.vehicles).where(TrafficMinute.site == site)
+        ).all()
+        nodes = s.execute(select(Node.node, Node.state, Node.status_json).where(Node.site == site))
+        cameras = s.execute(select(Camera.node, Camera.camera).where(Camera.site == site)).all()
+        return {
+            "traffic": sorted((c, int(v)) for c, v in minutes),
+            "nodes": {n: (state, json is not None) for n, state, json in nodes},
+            "cameras": sorted((n, c) for n, c in cameras),
+        }
+
+
+def _quarantined(db: CentralDb, site: str) -> list[tuple[str, str]]:
+    with db.session() as s:
+        rows = s.execute(
+            select(Quarantine.topic, Quarantine.reason_code).where(
+                Quarantine.topic.like(f"roadwatch/v1/{site}/%")
+            )
+        ).all()
+    return sorted((topic.rsplit("/", 1)[1], code) for topic, code in rows)
+
+
+@pytest.mark.parametrize("accept_unsigned", [False, True], ids=["by default", "during a rollout"])
+def test_traffic_and_status_are_taken_only_signed_by_their_node(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    publisher: Publisher,
+    caplog: pytest.LogCaptureFixture,
+    accept_unsigned: bool,
+) -> None:
+    """A traffic minute and a status signed by their node are stored. One forged (changed
+    after signing, or signed by another key) is quarantined as forged and counted, and
+    nothing of it is stored, whatever the setting. One unsigned (a node not yet upgraded)
+    is quarantined as unsigned by default; with ROADWATCH_ACCEPT_UNSIGNED_TRAFFIC_STATUS
+    (while nodes are upgraded) it is stored, and counted as taken unsigned."""
+    import logging
+
+    signed = make_node()
+    forged = make_node(site=signed.site, node="node-02")
+    old = make_node(site=signed.site, node="node-03")  # (not upgraded yet: signs nothing)
+    settings = ingest_settings(central_settings, mqtt_broker, signed.site).model_copy(
+        update={"accept_unsigned_traffic_status": accept_unsigned}
+    )
+    stranger = generate_private_key()
+    inflated = _traffic(forged, "cam-02").model_copy(
+        update={"lanes": [LaneFlow(lane="lane-1", counts={VehicleClass.CAR: 900})]}
+    )
+    status_of = {
+        n.node: node_topic(n.site, n.node, NodeTopic.STATUS) for n in (signed, forged, old)
+    }
+    sends = [
+        (status_of[signed.node], to_wire(_status(signed))),
+        (signed.topic(kind=CameraTopic.TRAFFIC), to_wire(_traffic(signed))),
+        (status_of[forged.node], to_wire(_status(forged, signer=stranger))),
+        (forged.topic("cam-01", CameraTopic.TRAFFIC), to_wire(_traffic(forged, signer=stranger))),
+        (forged.topic("cam-02", CameraTopic.TRAFFIC), to_wire(inflated)),
+        (status_of[old.node], _unsigned(_status(old))),
+        (old.topic(kind=CameraTopic.TRAFFIC), _unsigned(_traffic(old))),
+    ]
+    caplog.set_level(logging.INFO, logger="central.ingest")
+    with IngestService(settings, central_db.engine) as ingest:
+        assert ingest.wait_ready(10), "ingest did not subscribe"
+        for topic, payload in sends:
+            publisher.publish(topic, payload)
+        refused = 3 if accept_unsigned else 5
+        wait_for(
+            f"{refused} refusals", lambda: len(_quarantined(central_db, signed.site)) >= refused
+        )
+        counted = ingest.metrics.registry.get_sample_value
+        wait_for("all counted", lambda: counted("roadwatch_ingest_messages_total") == len(sends))
+        outcome = {
+            code: counted("roadwatch_ingest_outcomes_total", {"outcome": code}) or 0.0
+            for code in ("traffic", "status", "unsigned", "quarantined_forged",
+                         "quarantined_unsigned")
+        }  # fmt: skip
+    heard = _heard(central_db, signed.site)
+    said = [r.getMessage() for r in caplog.records if r.name == "central.ingest"]
+    forged_said = [m for m in said if " as forged: " in m]
+    assert {m.split(" on ")[1].split(" as ")[0] for m in forged_said} >= {status_of[forged.node]}
+    assert all("signature does not match" in m for m in forged_said)
+    if accept_unsigned:
+        assert (
+            _quarantined(central_db, signed.site)
+            == [("status", "forged")] + [("traffic", "forged")] * 2
+        )
+        assert heard == {
+            "traffic": [("cam-01", 12), ("cam-01", 12)],  # node-01's and node-03's
+            "nodes": {"node-01": ("online", True), "node-02": ("unknown", False),
+                      "node-03": ("online", True)},
+            "cameras": [("node-01", "cam-01"), ("node-03", "cam-01")],
+        }  # fmt: skip
+        assert outcome == {"traffic": 2.0, "status": 2.0, "unsigned": 2.0,
+                           "quarantined_forged": 3.0, "quarantined_unsigned": 0.0}  # fmt: skip
+        assert any("took an unsigned status from node" in m and "node-03" in m for m in said)
+    else:
+        assert _quarantined(central_db, signed.site) == [
+            ("status", "forged"), ("status", "unsigned"),
+            ("traffic", "forged"), ("traffic", "forged"), ("traffic", "unsigned"),
+        ]  # fmt: skip
+        assert heard == {
+            "traffic": [("cam-01", 12)],
+            "nodes": {"node-01": ("online", True), "node-02": ("unknown", False),
+                      "node-03": ("unknown", False)},
+            "cameras": [("node-01", "cam-01")],
+        }  # fmt: skip
+        assert outcome == {"traffic": 1.0, "status": 1.0, "unsigned": 0.0,
+                           "quarantined_forged": 3.0, "quarantined_unsigned": 2.0}  # fmt: skip
+        unsigned_said = [m for m in said if " as unsigned: " in m]
+        assert {m.split(" on ")[1].split(" as ")[0] for m in unsigned_said} == {
+            status_of[old.node],
+            old.topic(kind=CameraTopic.TRAFFIC),
+        }
+        assert all("ROADWATCH_ACCEPT_UNSIGNED_TRAFFIC_STATUS=true" in m for m in unsigned_said)
+
+
+def test_a_node_s_own_traffic_and_statuses_are_taken(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    tmp_path: Path,
+) -> None:
+    """The node's delivery signs what central verifies: a traffic minute it stores and its
+    status online, then offline when it stops (central refuses unsigned ones by default)."""
+    from edge.delivery_config import DeliveryConfig
+    from edge.delivery_service import DeliveryService
+
+    node = make_node()
+    settings = ingest_settings(central_settings, mqtt_broker, node.site)
+    assert settings.accept_unsigned_traffic_status is False
+    config = DeliveryConfig.model_validate(
+        {
+            "site": node.site,
+            "node": node.node,
+            "key_path": str(tmp_path / "unused.key"),  # (the key is handed in)
+            "broker": {"host": mqtt_broker.host, "port": mqtt_broker.port, "keepalive_s": 5},
+            "outbox": {"path": str(tmp_path / "outbox")},
+        }
+    )
+    health = [CameraHealth(camera="cam-01", state=CameraState.UP, fps=25.0)]
+    delivery = DeliveryService.from_config(config, key=node.key, cameras=lambda: health)
+    traffic = _traffic(node).model_copy(update={"signature": None})
+
+    def state() -> str:
+        return str(_heard(central_db, node.site)["nodes"][node.node][0])
+
+    with IngestService(settings, central_db.engine) as ingest:
+        assert ingest.wait_ready(10), "ingest did not subscribe"
+        try:
+            assert delivery.submit_traffic(traffic)
+            delivery.start()
+            wait_for("the node online", lambda: state() == "online")
+            wait_for("its minute", lambda: _heard(central_db, node.site)["traffic"] != [])
+        finally:
+            delivery.stop(timeout_s=5)
+        wait_for("the node offline", lambda: state() == "offline")
+    assert _heard(central_db, node.site)["traffic"] == [("cam-01", 12)]
+    assert _quarantined(central_db, node.site) == []
 
 
 def test_a_batch_that_cannot_be_checked_is_checked_again_not_dropped(

@@ -16,6 +16,7 @@ from central.intake import Message
 from central.models import TrafficMinute, UtcDateTime
 from central.records import KeyCache, record_batch
 from roadwatch.contract import CameraTopic, LaneFlow, TrafficStats, VehicleClass, to_wire
+from roadwatch.contract.signing import sign
 from tests.central_fixtures import *  # noqa: F403
 from tests.central_fixtures import Account, CentralDb, NodeIdentity, postgres_schema_url
 
@@ -26,7 +27,7 @@ DAY = {"from": "2026-11-23T00:00:00Z", "to": "2026-11-24T00:00:00Z"}
 
 
 def part(node: NodeIdentity, counted_from: datetime | None, cars: int) -> TrafficStats:
-    return TrafficStats(
+    stats = TrafficStats(
         site=node.site,
         node=node.node,
         camera="cam-a",
@@ -37,6 +38,7 @@ def part(node: NodeIdentity, counted_from: datetime | None, cars: int) -> Traffi
             LaneFlow(lane="lane-2", counts={VehicleClass.MOTORCYCLE: 2 * cars}),
         ],
     )
+    return sign(stats, node.key)
 
 
 def test_a_minute_split_by_a_restart_keeps_both_parts_once(

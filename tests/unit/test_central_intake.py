@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,9 +24,11 @@ from central.intake import (
 )
 from central.records import KeyCache, check_batch
 from roadwatch.contract import (
+    LaneFlow,
     NodeState,
     NodeStatus,
     TrafficStats,
+    VehicleClass,
     ViolationEvent,
     canonical_model_bytes,
     to_wire,
@@ -51,10 +54,10 @@ def test_nesting_past_the_stack_is_malformed(payload: bytes) -> None:
 def test_a_message_that_breaks_the_check_is_refused_and_the_rest_are_checked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def fragile(message: Message, keys: Any) -> Any:
+    def fragile(message: Message, keys: Any, **kwargs: Any) -> Any:
         if message.payload == b"boom":
             raise RuntimeError("a case no check foresaw")
-        return check(message, keys)
+        return check(message, keys, **kwargs)
 
     monkeypatch.setattr(records, "check", fragile)
     out = check_batch(None, [Message(TOPIC, b"boom"), Message(TOPIC, b"{")], KeyCache())  # type: ignore[arg-type]
@@ -65,7 +68,7 @@ def test_a_message_that_breaks_the_check_is_refused_and_the_rest_are_checked(
 def test_a_database_error_still_raises_so_the_batch_is_checked_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def no_database(message: Message, keys: Any) -> Any:
+    def no_database(message: Message, keys: Any, **kwargs: Any) -> Any:
         raise OperationalError("SELECT public_key_pem", {}, Exception("server closed"))
 
     monkeypatch.setattr(records, "check", no_database)
@@ -224,8 +227,8 @@ def test_an_event_stamped_before_the_decree_is_quarantined(
                                        occurred_at=stamped), key)  # fmt: skip
         topic = TOPIC
     else:
-        payload = TrafficStats(site="site-a", node="node-01", camera="cam-01",
-                               minute_start=stamped)  # fmt: skip
+        payload = sign(TrafficStats(site="site-a", node="node-01", camera="cam-01",
+                                    minute_start=stamped), key)  # fmt: skip
         topic = TOPIC.replace("/violation", "/traffic")
     outcome = check(Message(topic, to_wire(payload)), lambda _s, _n: key.public_key())
     if taken:
@@ -268,17 +271,17 @@ def _status(**overrides: Any) -> NodeStatus:
     return NodeStatus(**(fields | overrides))
 
 
-def _message(kind: str, key: Ed25519PrivateKey, **overrides: Any) -> tuple[Message, Any]:
-    """A message of ``kind`` on its own topic (the payload's fields overridden), and the
-    payload it carries."""
+def _message(kind: str, key: Ed25519PrivateKey | None, **overrides: Any) -> tuple[Message, Any]:
+    """A message of ``kind`` on its own topic (the payload's fields overridden) signed by
+    ``key`` (None: a traffic minute or status left unsigned), and the payload it carries."""
     if kind == "violation":
+        assert key is not None
         payload: Any = _signed(key, **overrides)
         return Message(TOPIC, to_wire(payload)), payload
-    if kind == "traffic":
-        payload = _traffic(**overrides)
-        return Message(TRAFFIC_TOPIC, to_wire(payload)), payload
-    payload = _status(**overrides)
-    return Message(STATUS_TOPIC, to_wire(payload)), payload
+    payload = _traffic(**overrides) if kind == "traffic" else _status(**overrides)
+    if key is not None:
+        payload = sign(payload, key)
+    return Message(TRAFFIC_TOPIC if kind == "traffic" else STATUS_TOPIC, to_wire(payload)), payload
 
 
 @pytest.mark.parametrize("kind", ["violation", "traffic", "status"])
@@ -410,6 +413,103 @@ def test_a_forged_event_says_why(how: str, reason: str) -> None:
     wire = to_wire(sign(event, generate_private_key()) if how == "another key" else event)
     outcome = check(Message(TOPIC, wire), _registered(key), now=T0)
     assert outcome == Refusal(RefusalCode.FORGED, reason)
+
+
+# -- traffic minutes and statuses: signed as violations are, unsigned ones during a rollout
+
+
+@pytest.mark.parametrize("kind", ["traffic", "status"])
+@pytest.mark.parametrize("accept_unsigned", [False, True], ids=["by default", "rollout"])
+def test_a_traffic_minute_or_status_signed_by_its_node_is_taken(
+    kind: str, accept_unsigned: bool
+) -> None:
+    """In any JSON form: unlike a violation, neither is kept as evidence in the bytes it
+    came in, so the content the node signed is what counts."""
+    key = generate_private_key()
+    message, payload = _message(kind, key)
+    assert check(message, _registered(key), now=T0, accept_unsigned=accept_unsigned) == payload
+    respaced = json.dumps(json.loads(message.payload), indent=2).encode()
+    assert check(Message(message.topic, respaced), _registered(key), now=T0) == payload
+
+
+@pytest.mark.parametrize("kind", ["traffic", "status"])
+def test_an_unsigned_traffic_minute_or_status_is_refused_unless_central_takes_them_meanwhile(
+    kind: str,
+) -> None:
+    """A node not yet upgraded sends them unsigned: refused by default, and saying how to
+    take them while nodes are upgraded; taken with that setting."""
+    key = generate_private_key()
+    message, payload = _message(kind, None)
+    what = "traffic minute" if kind == "traffic" else "status"
+    assert check(message, _registered(key), now=T0) == Refusal(
+        RefusalCode.UNSIGNED,
+        f"the {what} is not signed by its node (a node older than central sends it unsigned:"
+        " ROADWATCH_ACCEPT_UNSIGNED_TRAFFIC_STATUS=true takes such ones while nodes are"
+        " upgraded)",
+    )
+    assert check(message, _registered(key), now=T0, accept_unsigned=True) == payload
+    # (a node nobody registered is refused as such, signed or not)
+    assert check(message, no_key, now=T0, accept_unsigned=True) == Refusal(
+        RefusalCode.UNKNOWN_NODE, "node site-a/node-01 is not registered"
+    )
+
+
+def _lanes_inflated(payload: Any) -> Any:
+    return payload.model_copy(
+        update={"lanes": [LaneFlow(lane="lane-1", counts={VehicleClass.CAR: 999})]}
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "forge"),
+    [
+        pytest.param("traffic", _lanes_inflated, id="traffic, counts changed after signing"),
+        pytest.param(
+            "status",
+            lambda p: p.model_copy(update={"state": NodeState.OFFLINE}),
+            id="status, state changed after signing",
+        ),
+        pytest.param(
+            "status",
+            lambda p: sign(p.model_copy(update={"signature": None}), generate_private_key()),
+            id="status, signed by a stranger",
+        ),
+        pytest.param(
+            "traffic",
+            lambda p: p.model_copy(update={"signature": "A" * 86 + "=="}),
+            id="traffic, a signature of no key",
+        ),
+    ],
+)
+@pytest.mark.parametrize("accept_unsigned", [False, True], ids=["by default", "rollout"])
+def test_a_forged_traffic_minute_or_status_is_refused_even_during_a_rollout(
+    kind: str, forge: Callable[[Any], Any], accept_unsigned: bool
+) -> None:
+    key = generate_private_key()
+    message, payload = _message(kind, key)
+    forged = Message(message.topic, to_wire(forge(payload)))
+    outcome = check(forged, _registered(key), now=T0, accept_unsigned=accept_unsigned)
+    assert outcome == Refusal(
+        RefusalCode.FORGED, "signature does not match the payload and the signer's key"
+    )
+
+
+@pytest.mark.parametrize("kind", ["traffic", "status"])
+def test_a_traffic_minute_or_status_signed_with_a_revoked_key_is_refused(kind: str) -> None:
+    """The node's keys as for its violations: a rotated-out key still in force is taken,
+    a revoked one only for what central received before it was revoked."""
+    old, new, stolen = (generate_private_key() for _ in range(3))
+    revoked = RevokedKey(stolen.public_key(), key_fingerprint(stolen.public_key()), T0,
+                         "box stolen")  # fmt: skip
+    keys = NodeKeys((new.public_key(), old.public_key()), (revoked,))
+    for signer in (new, old):
+        message, payload = _message(kind, signer)
+        assert check(message, lambda _s, _n: keys, now=T0) == payload
+    message, payload = _message(kind, stolen)
+    assert check(message, lambda _s, _n: keys, now=T0 - timedelta(minutes=1)) == payload
+    outcome = check(message, lambda _s, _n: keys, now=T0, accept_unsigned=True)
+    assert isinstance(outcome, Refusal) and outcome.code is RefusalCode.REVOKED_KEY, outcome
+    assert outcome.reason.endswith("box stolen")
 
 
 @pytest.mark.parametrize(

@@ -118,6 +118,21 @@ def test_statistics_count_vietnams_days_unless_another_offset_is_set(
         assert load_settings().stats_utc_offset == offset
 
 
+def test_unsigned_traffic_and_status_are_refused_unless_taken_while_nodes_are_upgraded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from central.intake import ACCEPT_UNSIGNED_SETTING
+
+    assert ACCEPT_UNSIGNED_SETTING == "ROADWATCH_ACCEPT_UNSIGNED_TRAFFIC_STATUS"
+    monkeypatch.delenv(ACCEPT_UNSIGNED_SETTING, raising=False)
+    assert load_settings().accept_unsigned_traffic_status is False
+    monkeypatch.setenv(ACCEPT_UNSIGNED_SETTING, "true")
+    assert load_settings().accept_unsigned_traffic_status is True
+    monkeypatch.setenv(ACCEPT_UNSIGNED_SETTING, "perhaps")
+    with pytest.raises(UserError, match="accept_unsigned_traffic_status"):
+        load_settings()
+
+
 @pytest.mark.parametrize("offset", ["+7", "07:00", "+07", "+15:00", "+07:60", "UTC", "+07:00 "])
 def test_a_statistics_offset_that_is_no_offset_is_one_line_naming_it(
     offset: str, monkeypatch: pytest.MonkeyPatch
