@@ -41,6 +41,10 @@ _TOKEN = re.compile(r"^(\d{1,19})-(\d{1,16})$")
 FeedEvent = tuple[str, dict[str, Any]]
 
 
+# A quiet stream sends a comment this often (with its resume token), so that proxies do
+# not close it as idle.
+KEEPALIVE_S = 15.0
+
 # A stream ends this long before its token runs out: time for the client to renew the
 # token (which an expired one cannot do) and reconnect with its resume token.
 RENEW_MARGIN_S = 60.0

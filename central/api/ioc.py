@@ -299,8 +299,13 @@ def list_quarantine(
         200: {
             "content": {
                 "text/event-stream": {
-                    "example": 'event: violation\ndata: {"id": 1042, "type": "speeding"}\n\n'
-                    'event: camera\ndata: {"camera": "cam-01", "state": "stalled"}\n\n'
+                    "example": ": roadwatch live feed\nretry: 2000\nid: 1041-1796630400000\n\n"
+                    'event: violation\ndata: {"id": 1042, "type": "speeding", "site":'
+                    ' "ql13-km22", "camera": "cam-01", …}\n\n'
+                    'id: 1042-1796630415000\nevent: camera\ndata: {"site": "ql13-km22",'
+                    ' "node": "node-01", "camera": "cam-01", "state": "stalled", "reason":'
+                    ' "no frame within the stall timeout", "updated_at": "2026-12-07T05:00:10Z"}\n\n'
+                    ": keep-alive\nid: 1042-1796630430000\n\n"
                 }
             }
         }
@@ -338,7 +343,9 @@ async def live_feed(
     """Events: `violation` (a new case), `camera` and `node` (a health change). A comment
     line every 15 s keeps proxies from closing an idle stream; reconnect after it ends,
     sending the last `id:` seen as `Last-Event-ID` (EventSource does): nothing committed
-    meanwhile is lost, though a violation may come twice. A stream ends a minute before
+    meanwhile is lost, though a violation may come twice. The stream's opening lines and
+    each keep-alive carry an `id:` too, so a stream that ended or dropped before sending
+    any event still says where to resume. A stream ends a minute before
     the token it was opened with runs out (renew the token, then reconnect); one of a
     disabled account, or of a session ended by log-out or a password change, ends at
     once."""
@@ -368,7 +375,10 @@ async def live_feed(
         end = loop.time() + feed.stream_seconds(max_seconds, caller.token_expires_at - time.time())
         sent = 0
         idle = 0.0
-        yield b": roadwatch live feed\nretry: 2000\n\n"
+        # The resume token comes first, before any event: a stream that ends (or drops)
+        # before sending one still leaves its client where to resume from, instead of a
+        # reconnect that starts from its own "now" and loses what came in between.
+        yield f": roadwatch live feed\nretry: 2000\nid: {cursor.resume_token()}\n\n".encode()
         while loop.time() < end and sent < max_events:
             if await request.is_disconnected():
                 return
@@ -390,9 +400,11 @@ async def live_feed(
                 if sent >= max_events:
                     return
             idle = 0.0 if events else idle + poll_s
-            if idle >= 15.0:
+            if idle >= feed.KEEPALIVE_S:
                 idle = 0.0
-                yield b": keep-alive\n\n"
+                # (with the token as it stands: a reconnect after a quiet hour repeats
+                # nothing from that hour)
+                yield f": keep-alive\nid: {cursor.resume_token()}\n\n".encode()
             await asyncio.sleep(min(poll_s, max(0.0, end - loop.time())))
 
     return StreamingResponse(

@@ -186,6 +186,44 @@ def test_a_reconnect_with_last_event_id_gets_what_happened_meanwhile(
     assert bad.status_code == 422 and "resume token" in bad.text
 
 
+def last_event_id(text: str) -> str | None:
+    """The id an EventSource holds after reading ``text``: the last ``id:`` field, of an
+    event or of a block with no data (which sets it too)."""
+    ids = [line[3:].strip() for line in text.splitlines() if line.startswith("id:")]
+    return ids[-1] if ids else None
+
+
+@pytest.mark.parametrize("quiet", ["ends", "keeps alive"])
+def test_a_stream_that_sent_no_event_still_says_where_to_resume(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+    monkeypatch: pytest.MonkeyPatch,
+    quiet: str,
+) -> None:
+    """A stream from now on a quiet road ends (or drops) before any event: it has still
+    given a resume token, and the reconnect with it gets the violation that came in
+    between (without one, EventSource would reconnect from a new "now" and lose it)."""
+    node = make_node()
+    ioc = accounts["ioc"].headers
+    if quiet == "keeps alive":
+        monkeypatch.setattr(feed, "KEEPALIVE_S", 0.1)
+    first = api.get("/api/v1/feed", headers=ioc, params={"max_seconds": 0.5})
+    assert sse_events(first.text) == []
+    token = last_event_id(first.text)
+    assert token is not None, "a stream that sent no event gave no resume token"
+    if quiet == "keeps alive":
+        keep_alives = [b for b in first.text.split("\n\n") if b.startswith(": keep-alive")]
+        assert keep_alives and all("\nid: " in b for b in keep_alives), first.text
+    [meanwhile] = store_events(central_db, node, [signed_event(node)])
+    again = api.get(
+        "/api/v1/feed", headers={**ioc, "Last-Event-ID": token}, params={"max_seconds": 1}
+    )
+    assert again.status_code == 200
+    assert meanwhile in [d["id"] for _i, k, d in sse_events(again.text) if k == "violation"]
+
+
 def test_a_stream_that_ends_inside_a_poll_resumes_without_a_loss(
     api: TestClient,
     central_db: CentralDb,
