@@ -304,7 +304,8 @@ def list_quarantine(
                     ' "ql13-km22", "camera": "cam-01", …}\n\n'
                     'id: 1042-1796630415000\nevent: camera\ndata: {"site": "ql13-km22",'
                     ' "node": "node-01", "camera": "cam-01", "state": "stalled", "reason":'
-                    ' "no frame within the stall timeout", "updated_at": "2026-12-07T05:00:10Z"}\n\n'
+                    ' "no frame within the stall timeout", "updated_at":'
+                    ' "2026-12-07T05:00:10Z"}\n\n'
                     ": keep-alive\nid: 1042-1796630430000\n\n"
                 }
             }
