@@ -47,6 +47,7 @@ from central.api.schemas import (
     UserCreate,
     UserOut,
     UserUpdate,
+    time_text,
 )
 from central.health import camera_health, node_health
 from central.models import Camera, Node, NodeKey, User, Violation, utcnow
@@ -600,8 +601,8 @@ def cameras_geojson(_: AnyUser, state: StateDep, session: SessionDep) -> GeoJSON
                     "place": c.place,
                     "state": health.state,
                     "reason": health.reason,
-                    "seen_at": c.seen_at.isoformat() if c.seen_at else None,
-                    "updated_at": health.since.isoformat(),
+                    "seen_at": time_text(c.seen_at) if c.seen_at else None,
+                    "updated_at": time_text(health.since),
                 },
             }
         )

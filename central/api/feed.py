@@ -27,6 +27,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from central.api.cases import summary
+from central.api.schemas import time_text
 from central.health import SILENT_AFTER, UNKNOWN, camera_health, node_health
 from central.models import Camera, Node, User, Violation, utcnow
 
@@ -170,7 +171,7 @@ def poll(
             "camera": c.camera,
             "state": health.state,
             "reason": health.reason,
-            "updated_at": health.since.isoformat(),
+            "updated_at": time_text(health.since),
         }
         changes.append((health.since, ("camera", data), ("camera", c.site, c.node, c.camera)))
     nodes = select(Node).where(
@@ -189,7 +190,7 @@ def poll(
             "site": n.site,
             "node": n.node,
             "state": node.state,
-            "updated_at": node.since.isoformat(),
+            "updated_at": time_text(node.since),
         }
         changes.append((node.since, ("node", data), ("node", n.site, n.node, "")))
     changes.sort(key=lambda change: (change[0], change[1][0] == "node"))

@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
 )
 
 from central.workflow import Action, DeadlineState, Role, Status
@@ -48,6 +49,14 @@ def _zoned_utc(value: datetime) -> datetime:
 
 # Every time a query takes: ISO text with a zone, in UTC once checked.
 IsoTime = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_zoned_utc)]
+
+_TIME_OUT: TypeAdapter[datetime] = TypeAdapter(datetime)
+
+
+def time_text(at: datetime) -> str:
+    """A time as the response models spell it (UTC with ``Z``), for the bodies built by
+    hand (the live feed's events, the GeoJSON): one spelling in every answer."""
+    return str(_TIME_OUT.dump_python(at, mode="json"))
 
 
 class Strict(BaseModel):

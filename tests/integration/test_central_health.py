@@ -26,7 +26,7 @@ from roadwatch.contract import (
 )
 from roadwatch.contract.signing import sign
 from tests.central_fixtures import *  # noqa: F403
-from tests.central_fixtures import Account, CentralDb, NodeIdentity
+from tests.central_fixtures import Account, CentralDb, NodeIdentity, sse_events
 from tests.factories import T0
 
 pytestmark = pytest.mark.integration
@@ -130,3 +130,33 @@ def test_the_live_feed_says_when_a_node_falls_silent_and_when_it_is_heard_again(
     with session_factory(central_db.engine)() as s:
         events = [(k, d) for k, d in feed.poll(s, cursor) if d.get("site") == node.site]
     assert sorted((k, d["state"]) for k, d in events) == [("camera", "up"), ("node", "online")]
+
+
+def test_every_read_of_health_spells_its_times_alike(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """The camera list, the node list, the GeoJSON and the live feed give a camera's (and a
+    node's) times in one spelling, UTC with ``Z`` as every other response does, so a client
+    that compares or parses them strictly reads one format."""
+    node = make_node()
+    ioc = accounts["ioc"].headers
+    since = (utcnow() - timedelta(seconds=5)).isoformat()
+    report(central_db, node, ["cam-01"])
+    [listed] = [c for c in api.get("/api/v1/cameras", headers=ioc).json()
+                if c["site"] == node.site]  # fmt: skip
+    [mine] = [n for n in api.get("/api/v1/nodes", headers=ioc).json() if n["site"] == node.site]
+    geo = api.get("/api/v1/cameras.geojson", headers=ioc).json()
+    [feature] = [f["properties"] for f in geo["features"] if f["properties"]["site"] == node.site]
+    streamed = sse_events(
+        api.get("/api/v1/feed", headers=ioc, params={"since": since, "max_seconds": 0.5}).text
+    )
+    [camera] = [d for _i, k, d in streamed if k == "camera" and d["site"] == node.site]
+    [node_event] = [d for _i, k, d in streamed if k == "node" and d["site"] == node.site]
+    assert listed["updated_at"].endswith("Z") and listed["seen_at"].endswith("Z")
+    assert feature["updated_at"] == listed["updated_at"]
+    assert feature["seen_at"] == listed["seen_at"]
+    assert camera["updated_at"] == listed["updated_at"]
+    assert node_event["updated_at"] == mine["updated_at"]
