@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from pydantic import BeforeValidator
 from sqlalchemy import ColumnElement, case, func, literal_column, select
 from sqlalchemy.orm import Session
 
@@ -28,6 +29,7 @@ from central.api.schemas import (
     QuarantineOut,
     TrafficFlow,
     ViolationStats,
+    offset_plus_as_space,
 )
 from central.audit_log import check_log
 from central.models import AuditEntry, Quarantine, TrafficMinute, Violation, utcnow
@@ -71,8 +73,10 @@ UtcOffset = Annotated[
         pattern=UTC_OFFSET_PATTERN,
         description="Hours and days are counted at this offset from UTC: +07:00 counts"
         " Vietnam's days (midnight to midnight there); buckets are named with it. Default:"
-        " the service's ROADWATCH_STATS_UTC_OFFSET, +07:00 unless set otherwise",
+        " the service's ROADWATCH_STATS_UTC_OFFSET, +07:00 unless set otherwise (send the"
+        " '+' as %2B)",
     ),
+    BeforeValidator(offset_plus_as_space),  # (after Query: the schema keeps its pattern)
 ]
 
 

@@ -29,10 +29,26 @@ MAX_FULL_NAME = 128  # (the column's width)
 UserRole = Literal["officer", "supervisor", "admin", "ioc"]
 
 
+# A "+" typed into a query string as it is arrives as a space (form encoding): a time's
+# "…T07:00:00+07:00" comes as "…T07:00:00 07:00", an offset "+07:00" as " 07:00".
+PLUS_AS_SPACE = "a '+' in a query must be sent as %2B (as it is, it arrives as a space)"
+_TIME_PLUS_AS_SPACE = re.compile(r"[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)? \d{2}(?::?\d{2})?$")
+
+
 def _iso_only(value: object) -> object:
     """Times are ISO 8601 text with a zone; a bare number is not taken for a Unix time."""
+    if isinstance(value, str) and _TIME_PLUS_AS_SPACE.search(value):
+        raise ValueError(f"{PLUS_AS_SPACE}: e.g. 2026-11-23T07:00:00%2B07:00")
     if isinstance(value, str) and not re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]", value):
         raise ValueError("expected an ISO 8601 time with a zone, e.g. 2026-11-23T07:00:00Z")
+    return value
+
+
+def offset_plus_as_space(value: object) -> object:
+    """Refuses an offset whose "+" came as a space, saying so (not only that the pattern
+    does not match)."""
+    if isinstance(value, str) and re.fullmatch(r" \d{2}:\d{2}", value):
+        raise ValueError(f"{PLUS_AS_SPACE}: utc_offset=%2B{value[1:]}")
     return value
 
 

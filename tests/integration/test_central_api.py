@@ -2600,3 +2600,25 @@ def test_a_refused_password_is_never_echoed_back(
     )  # fmt: skip
     [error] = r.json()["detail"]
     assert error["loc"] == ["body", "password"] and error["input"] == "(hidden)"
+
+
+@pytest.mark.parametrize(
+    ("route", "query", "name"),
+    [
+        ("/api/v1/stats/traffic", "utc_offset=+07:00", "utc_offset"),
+        ("/api/v1/stats/violations", "by=day&utc_offset=+05:30", "utc_offset"),
+        ("/api/v1/stats/traffic", "from=2026-11-23T00:00:00+07:00", "from"),
+        ("/api/v1/violations", "to=2026-11-23T00:00:00.5+07:00", "to"),
+        ("/api/v1/feed", "since=2026-11-23T00:00+07:00", "since"),
+    ],
+)
+def test_a_plus_sent_unencoded_in_a_query_is_named_as_the_mistake(
+    api: TestClient, accounts: dict[str, Account], route: str, query: str, name: str
+) -> None:
+    """A "+" typed into a query string as it is arrives as a space (form encoding): the 422
+    says to send it as %2B, rather than that the pattern or the date does not match."""
+    r = api.get(f"{route}?{query}", headers=accounts["ioc"].headers)
+    assert r.status_code == 422, r.text
+    [problem] = r.json()["detail"]
+    assert problem["loc"] == ["query", name]
+    assert "%2B" in problem["msg"], problem["msg"]
