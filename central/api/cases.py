@@ -208,6 +208,19 @@ def queue_page(
     return Page[QueueItem](items=items, limit=limit, offset=offset, has_more=len(rows) > limit)
 
 
+def ordered_range(start: datetime | None, end: datetime | None) -> None:
+    """Refuses (422) a range whose start is not before its end; an open end is no range
+    to check."""
+    if start is not None and end is not None and start >= end:
+        raise query_refused("from", "from must be before to")
+
+
+def query_refused(name: str, message: str) -> HTTPException:
+    """A 422 in FastAPI's own shape, naming the query parameter."""
+    detail = [{"type": "value_error", "loc": ["query", name], "msg": message, "input": None}]
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
+
+
 @router.get("/violations", tags=["violations"], summary="Search violations")
 def search_violations(
     _: AnyUser,
@@ -223,7 +236,9 @@ def search_violations(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[ViolationSummary]:
-    """Newest first. `plate` matches the roadside reading or the correction."""
+    """Newest first. `plate` matches the roadside reading or the correction. `from` must
+    be before `to` when both are given (a 422 otherwise)."""
+    ordered_range(occurred_from, occurred_to)
     stmt = LISTED
     if plate:
         p = plate.strip().upper()

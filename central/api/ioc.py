@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, case, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from central.api import feed
-from central.api.cases import Ident, Limit, Offset, audit_out
+from central.api.cases import Ident, Limit, Offset, audit_out, ordered_range, query_refused
 from central.api.deps import PROTECTED, AnyUser, Manager, SessionDep, StateDep
 from central.api.schemas import (
     NO_NUL,
@@ -124,7 +124,7 @@ def violation_stats(
         offset = utc_offset or state.settings.stats_utc_offset
         key = time_bucket(session, Violation.occurred_at, by, offset)
     else:
-        _ordered(occurred_from, occurred_to)
+        ordered_range(occurred_from, occurred_to)
         key = {"type": Violation.type, "camera": Violation.camera, "status": Violation.status}[by]
     groups: list[Any] = [key.label("k")]
     if by == "camera":
@@ -224,17 +224,10 @@ def bounded_range(
         end = utcnow() if start is None else _shifted(start, span)
     if start is None:
         start = _shifted(end, -span)
-    _ordered(start, end)
+    ordered_range(start, end)
     if end - start > span:
-        raise _refused("to", f"at most {span.days} days by {by} in one request")
+        raise query_refused("to", f"at most {span.days} days by {by} in one request")
     return start, end
-
-
-def _ordered(start: datetime | None, end: datetime | None) -> None:
-    """Refuses (422) a range whose start is not before its end; an open end is no range
-    to check."""
-    if start is not None and end is not None and start >= end:
-        raise _refused("from", "from must be before to")
 
 
 def _shifted(at: datetime, by: timedelta) -> datetime:
@@ -247,12 +240,6 @@ def _shifted(at: datetime, by: timedelta) -> datetime:
             if by > timedelta(0)
             else datetime.min.replace(tzinfo=UTC)
         )
-
-
-def _refused(name: str, message: str) -> HTTPException:
-    """A 422 in FastAPI's own shape, naming the query parameter."""
-    detail = [{"type": "value_error", "loc": ["query", name], "msg": message, "input": None}]
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
 
 @router.get("/quarantine", tags=["ingest"], summary="Messages the ingest refused, with reasons")

@@ -972,6 +972,17 @@ def test_search_filters_and_pages(
         assert api.get("/api/v1/violations", headers=h, params=bad).status_code == 422
     naive = api.get("/api/v1/violations", headers=h, params={"from": "2026-11-23T07:00:00"})
     assert naive.status_code == 422
+    # A range backwards (or empty) is a mistake, refused as the statistics refuse it, not
+    # an empty page that reads as "nothing happened then".
+    for start, end in (
+        ("2026-11-24T00:00:00Z", "2026-11-23T00:00:00Z"),
+        (T0.isoformat(), T0.isoformat()),
+    ):
+        when = {"from": str(start), "to": str(end)}
+        backwards = api.get("/api/v1/violations", headers=h, params=when)
+        assert backwards.status_code == 422, backwards.text
+        [problem] = backwards.json()["detail"]
+        assert problem["loc"] == ["query", "from"] and "before" in problem["msg"]
     queue = api.get(
         "/api/v1/review/queue", headers=accounts["officer"].headers, params={"camera": "cam-a"}
     ).json()
