@@ -35,7 +35,12 @@ from roadwatch.net import free_port
 
 log = logging.getLogger(__name__)
 
-DEMO_USERS = (("canbo", "officer", "Cán bộ CSGT"), ("giamsat", "supervisor", "Giám sát"))
+# An officer, a supervisor and the IOC's read-only account (live feed, statistics, health).
+DEMO_USERS = (
+    ("canbo", "officer", "Cán bộ CSGT"),
+    ("giamsat", "supervisor", "Giám sát"),
+    ("ioc", "ioc", "Trung tâm IOC"),
+)
 
 
 @dataclass
@@ -318,7 +323,8 @@ def run_demo(
             daemon=True,
         )
         print(f"Roadwatch demo: review UI {base}/  (log in as {DEMO_USERS[0][0]} /"
-              f" {password}; supervisor {DEMO_USERS[1][0]} / {password})", file=out)  # fmt: skip
+              f" {password}; supervisor {DEMO_USERS[1][0]} / {password}; IOC"
+              f" {DEMO_USERS[2][0]} / {password})", file=out)  # fmt: skip
         print(f"API docs {base}/docs; logs in {run_dir}; stop with Ctrl-C", file=out)
         started = time.monotonic()
         edge.start()
