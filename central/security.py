@@ -118,6 +118,24 @@ def decode_access_token(token: str, key: str, *, now: float | None = None) -> To
     return claims if (time.time() if now is None else now) < expires else None
 
 
+def expired_access_token(token: str, key: str, *, now: float | None = None) -> bool:
+    """Whether a refused ``token`` is one of ours (signed with ``key``) that has run out,
+    so that its client can be told to log in again rather than that it is not valid.
+    Asked only of tokens ``decode_access_token`` refused."""
+    if len(token) > MAX_TOKEN_CHARS:
+        return False
+    try:
+        data = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            options={"require": ["exp", "sub"], "verify_exp": False},
+        )
+        return float(data["exp"]) <= (time.time() if now is None else now)
+    except (jwt.PyJWTError, KeyError, ValueError, TypeError):
+        return False
+
+
 _CHECKED_TOKENS_KEPT = 4096
 _checked_tokens: dict[tuple[str, str], tuple[TokenClaims, float]] = {}
 _checked_tokens_lock = threading.Lock()

@@ -17,7 +17,12 @@ from central.evidence import EvidenceStore
 from central.metrics import ApiMetrics
 from central.models import Node, User
 from central.records import REGISTRY_REFUSALS, node_for_token
-from central.security import NODE_TOKEN_PREFIX, TokenClaims, decode_access_token
+from central.security import (
+    NODE_TOKEN_PREFIX,
+    TokenClaims,
+    decode_access_token,
+    expired_access_token,
+)
 from central.settings import Settings
 from central.workflow import WORKFLOW_REFUSALS, Policy, Role
 
@@ -150,7 +155,12 @@ def current_user(
     if claims is None:
         if token.startswith(NODE_TOKEN_PREFIX) and node_for_token(session, token) is not None:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "nodes may only upload evidence")
-        raise _unauthorized("access token is invalid or expired")
+        if expired_access_token(token, state.settings.token_key()):
+            raise _unauthorized(
+                f"access token expired: log in again at {TOKEN_URL} (renew a token with"
+                " /api/v1/auth/refresh before it runs out)"
+            )
+        raise _unauthorized("access token is not valid")
     user = signed_in_user(session, claims)
     if user is None:
         raise _unauthorized("user is unknown or disabled, or the session has ended: log in")

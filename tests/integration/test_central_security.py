@@ -188,6 +188,31 @@ def test_a_live_feed_ends_with_the_token_it_was_opened_with(
     assert lines[0].startswith(": roadwatch live feed")
 
 
+def test_an_expired_token_is_told_apart_from_one_that_is_not_ours(
+    api: TestClient, accounts: dict[str, Account]
+) -> None:
+    """A client whose token ran out is told so, and what to do: log in again (an expired
+    token cannot be renewed); one signed with another key, or mangled, is invalid, and
+    only a token whose signature checks is said to have expired."""
+    taken = accounts["ioc"].headers["Authorization"].removeprefix("Bearer ")
+    claims = jwt.decode(taken, SECRET, algorithms=["HS256"])
+    past = {**claims, "exp": int(time.time()) - 5}
+    answers = {}
+    for name, token in {
+        "expired": jwt.encode(past, SECRET, algorithm="HS256"),
+        "expired, another key": jwt.encode(past, "not-" + SECRET, algorithm="HS256"),
+        "another key": jwt.encode(claims, "not-" + SECRET, algorithm="HS256"),
+        "mangled": taken[:-4],
+    }.items():
+        r = api.get("/api/v1/cameras", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", name
+        answers[name] = r.json()["detail"]
+    assert answers["expired"].startswith("access token expired")
+    assert "/api/v1/auth/token" in answers["expired"]
+    for name in ("expired, another key", "another key", "mangled"):
+        assert answers[name] == "access token is not valid", (name, answers[name])
+
+
 def test_a_disabled_users_log_in_costs_a_password_check_like_any_other(
     api: TestClient, accounts: dict[str, Account], monkeypatch: pytest.MonkeyPatch
 ) -> None:
