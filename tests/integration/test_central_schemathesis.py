@@ -36,8 +36,9 @@ SECRET = "schemathesis-" + uuid.uuid4().hex * 2
 # The live feed streams for as long as it is asked to; it has its own test.
 EXCLUDED = {"/api/v1/feed"}
 # Requests a schema cannot describe: a random string is not a public key, random bytes
-# do not hash to the sha256 in the path, and two times are not a range the traffic flow
-# or the violation counts read (from before to, at most 31 days by hour, 366 by day).
+# do not hash to the sha256 in the path, and two times are not a range the traffic flow,
+# the violation counts or the violation search read (from before to; for the first two
+# at most 31 days by hour, 366 by day).
 # Each answers a clear 4xx; they are tested directly.
 # A log-out ends the token the next example would use (its role's token is used for no
 # other operation).
@@ -47,6 +48,7 @@ SEMANTIC = {
     ("PUT", "/api/v1/evidence/{sha256}"),
     ("GET", "/api/v1/stats/traffic"),
     ("GET", "/api/v1/stats/violations"),
+    ("GET", "/api/v1/violations"),
 }
 
 
