@@ -58,6 +58,7 @@ from central.workflow import (
     Case,
     Command,
     Policy,
+    Role,
     Status,
     WorkflowError,
     deadlines,
@@ -346,7 +347,14 @@ def _get(session: Session, violation_id: int) -> Violation:
     return v
 
 
-def detail(session: Session, v: Violation, policy: Policy) -> ViolationDetail:
+# The roles that may download evidence (``GET /api/v1/evidence/{sha256}``): a case read
+# by any other lists its blobs without links.
+EVIDENCE_READERS = frozenset({Role.OFFICER, Role.SUPERVISOR})
+
+
+def detail(
+    session: Session, v: Violation, policy: Policy, *, evidence_links: bool = True
+) -> ViolationDetail:
     refs = session.execute(
         select(EvidenceRef, Blob.sha256)
         .outerjoin(Blob, blob_as_listed())
@@ -375,7 +383,7 @@ def detail(session: Session, v: Violation, policy: Policy) -> ViolationDetail:
                 sha256=r.sha256,
                 size=r.size,
                 arrived=arrived is not None,
-                url=f"/api/v1/evidence/{r.sha256}",
+                url=f"/api/v1/evidence/{r.sha256}" if evidence_links else None,
             )
             for r, arrived in refs
         ],
@@ -419,9 +427,16 @@ def same_plate_nearby(session: Session, v: Violation) -> list[NearbyCase]:
     responses=NOT_FOUND,
 )
 def get_violation(
-    _: AnyUser, state: StateDep, session: SessionDep, violation_id: ViolationId
+    caller: AnyUser, state: StateDep, session: SessionDep, violation_id: ViolationId
 ) -> ViolationDetail:
-    return detail(session, _get(session, violation_id), state.policy)
+    """The case, its evidence listed (with download links for the roles that may follow
+    them), its deadlines and its signed event."""
+    return detail(
+        session,
+        _get(session, violation_id),
+        state.policy,
+        evidence_links=caller.role in EVIDENCE_READERS,
+    )
 
 
 @router.post(

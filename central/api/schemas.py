@@ -344,7 +344,10 @@ class EvidenceOut(BaseModel):
     sha256: str
     size: int
     arrived: bool
-    url: str
+    url: str | None = Field(
+        description="Where to download it, for a role that may (officers and supervisors);"
+        " null for one that may not (the IOC, the admin): the blob is listed, not linked"
+    )
 
 
 # Cases of one plate, type and camera this close in time are shown beside each other.

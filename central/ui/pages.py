@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from central.api.cases import (
+    EVIDENCE_READERS,
     LISTED,
     AfterId,
     Ident,
@@ -30,7 +31,7 @@ from central.api.cases import (
 from central.api.deps import NOT_FOUND, PROTECTED, CaseReader, Reviewer, SessionDep, StateDep
 from central.api.schemas import AuditOut, CameraOut, IsoTime, Page, QueueItem, ViolationDetail
 from central.models import AuditEntry, Camera, Violation, utcnow
-from central.workflow import OPEN_STATUSES, Action, Actor, Role, Status, available_actions
+from central.workflow import OPEN_STATUSES, Action, Actor, Status, available_actions
 from roadwatch.contract import ViolationType
 
 router = APIRouter(prefix="/api/v1/ui", tags=["review"], responses=PROTECTED)
@@ -97,9 +98,9 @@ def ui_case(
     audit = session.scalars(
         select(AuditEntry).where(AuditEntry.violation_id == v.id).order_by(AuditEntry.seq)
     )
-    reviewer = caller.role in (Role.OFFICER, Role.SUPERVISOR)
+    reviewer = caller.role in EVIDENCE_READERS
     actor = Actor(caller.username, caller.role)
-    case = detail(session, v, state.policy)
+    case = detail(session, v, state.policy, evidence_links=reviewer)
     actions = available_actions(
         case_of(v, evidence_on_file=evidence_on_file(session, v)), actor, utcnow(), state.policy
     )

@@ -192,3 +192,23 @@ def test_the_case_page_bundle_follows_the_roles(
     assert api.get(f"/api/v1/ui/cases/{vid}", headers=accounts["ioc"].headers).status_code == 403
     assert api.get(f"/api/v1/ui/cases/{vid}").status_code == 401
     assert api.get("/api/v1/ui/cases/999999999", headers=officer.headers).status_code == 404
+
+
+def test_a_case_read_through_the_api_offers_evidence_links_only_to_who_may_follow_them(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """The IOC (and the admin) may read a case but not download its evidence: the case
+    lists each blob (role, type, hash, size, arrived) without a link that would answer
+    403; officers and supervisors get the link."""
+    node = make_node()
+    [vid] = store_events(central_db, node, [signed_event(node)])
+    for role, linked in (("ioc", False), ("admin", False), ("officer", True), ("supervisor", True)):
+        r = api.get(f"/api/v1/violations/{vid}", headers=accounts[role].headers)
+        assert r.status_code == 200, r.text
+        evidence = r.json()["evidence"]
+        assert evidence and all(e["sha256"] for e in evidence), role
+        links = [f"/api/v1/evidence/{e['sha256']}" if linked else None for e in evidence]
+        assert [e["url"] for e in evidence] == links, role
