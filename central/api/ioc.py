@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BeforeValidator
-from sqlalchemy import ColumnElement, case, func, literal_column, select
+from sqlalchemy import ColumnElement, case, exists, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from central.api import feed
@@ -32,12 +32,24 @@ from central.api.schemas import (
     offset_plus_as_space,
 )
 from central.audit_log import check_log
-from central.models import AuditEntry, Quarantine, TrafficMinute, Violation, utcnow
+from central.models import (
+    AuditEntry,
+    Camera,
+    Node,
+    Quarantine,
+    TrafficMinute,
+    Violation,
+    utcnow,
+)
 from central.settings import UTC_OFFSET_PATTERN
 
 router = APIRouter(prefix="/api/v1", responses=PROTECTED)
 From = Annotated[IsoTime | None, Query(alias="from", description="Start, inclusive")]
 To = Annotated[IsoTime | None, Query(alias="to", description="End, exclusive")]
+# A statistics request naming a site or camera central never heard of (see heard_of).
+UNKNOWN_NAME: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such site or camera (`site`, `camera`)"}
+}
 
 
 @router.get("/audit", tags=["audit"], summary="The audit log, newest first")
@@ -99,7 +111,12 @@ def time_bucket(session: Session, column: Any, by: str, utc_offset: str) -> Colu
     return func.strftime(fmt, func.substr(column, 1, 19), f"{minutes:+d} minutes")
 
 
-@router.get("/stats/violations", tags=["statistics"], summary="Violation counts")
+@router.get(
+    "/stats/violations",
+    tags=["statistics"],
+    summary="Violation counts",
+    responses=UNKNOWN_NAME,
+)
 def violation_stats(
     _: AnyUser,
     session: SessionDep,
@@ -141,6 +158,8 @@ def violation_stats(
     order: list[Any] = [literal_column(g.name) for g in groups]
     rows = session.execute(stmt.group_by(*order).order_by(*order)).all()
     counts = [CountOut(key=str(r.k), count=r.n, site=r.s if by == "camera" else None) for r in rows]
+    if not counts:
+        heard_of(session, Violation, site, camera)
     return ViolationStats(
         by=by,
         total=sum(c.count for c in counts),
@@ -150,7 +169,12 @@ def violation_stats(
     )
 
 
-@router.get("/stats/traffic", tags=["statistics"], summary="Traffic flow from TrafficStats")
+@router.get(
+    "/stats/traffic",
+    tags=["statistics"],
+    summary="Traffic flow from TrafficStats",
+    responses=UNKNOWN_NAME,
+)
 def traffic_flow(
     _: AnyUser,
     session: SessionDep,
@@ -204,7 +228,30 @@ def traffic_flow(
         )
         for b, site_, node_, cam, n, w, sw, occ, m in session.execute(stmt).all()
     ]
+    if not buckets:
+        heard_of(session, TrafficMinute, site, camera)
     return TrafficFlow(by=by, range_from=minute_from, range_to=minute_to, buckets=buckets)
+
+
+def heard_of(session: Session, recorded: Any, site: str | None, camera: str | None) -> None:
+    """Refuses (404) a ``site`` or ``camera`` that central has never heard of, so that a
+    mistyped name is not read as a quiet road. A site is known by a registered node; a
+    camera by its node's status (the registry) or by what ``recorded`` (the table asked
+    about) holds for it. Asked only when an answer came out empty."""
+    if site is not None and not session.scalar(select(exists().where(Node.site == site))):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site!r}{_LISTED}")
+    if camera is None:
+        return
+    where = [Camera.camera == camera] + ([Camera.site == site] if site else [])
+    if session.scalar(select(exists().where(*where))):
+        return
+    where = [recorded.camera == camera] + ([recorded.site == site] if site else [])
+    if not session.scalar(select(exists().where(*where))):
+        at = f" at site {site!r}" if site else ""
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera!r}{at}{_LISTED}")
+
+
+_LISTED = ": the sites and cameras central knows are listed by GET /api/v1/cameras"
 
 
 # The longest span one request by hour or day may cover (violation counts and traffic

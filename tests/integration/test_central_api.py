@@ -2633,3 +2633,42 @@ def test_a_plus_sent_unencoded_in_a_query_is_named_as_the_mistake(
     [problem] = r.json()["detail"]
     assert problem["loc"] == ["query", name]
     assert "%2B" in problem["msg"], problem["msg"]
+
+
+def test_statistics_for_a_site_or_camera_never_heard_of_say_so(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """A mistyped camera or site is a 404 naming it, not an empty answer that reads as a
+    quiet road; a camera central has heard of (from its node's status, or only from what
+    it recorded) with nothing in the range is an empty answer, as before."""
+    node = make_node()
+    minute = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
+    store_traffic_minute(central_db, node, minute)  # (cam-01: recorded, no status)
+    store_events(central_db, node, [signed_event(node, camera="cam-a", occurred_at=minute)])
+    h = accounts["ioc"].headers
+    typo = f"cam-{uuid.uuid4().hex[:8]}"
+    nowhere = f"site-{uuid.uuid4().hex[:8]}"
+    window = {"from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z"}  # (nothing in it)
+    for route, params, named in [
+        ("/api/v1/stats/traffic", {"camera": typo}, typo),
+        ("/api/v1/stats/traffic", {"site": nowhere}, nowhere),
+        ("/api/v1/stats/traffic", {"site": nowhere, "camera": "cam-01"}, nowhere),
+        ("/api/v1/stats/violations", {"by": "type", "camera": typo}, typo),
+        ("/api/v1/stats/violations", {"by": "day", "site": nowhere, **window}, nowhere),
+    ]:
+        r = api.get(route, headers=h, params=params)
+        assert r.status_code == 404, (route, params, r.text)
+        assert named in r.json()["detail"] and "/api/v1/cameras" in r.json()["detail"]
+    for route, params in [
+        ("/api/v1/stats/traffic", {"site": node.site, "camera": "cam-01", **window}),
+        ("/api/v1/stats/traffic", {"camera": "cam-01", **window}),
+        ("/api/v1/stats/violations", {"by": "hour", "camera": "cam-a", **window}),
+        ("/api/v1/stats/violations", {"by": "type", "site": node.site, **window}),
+    ]:
+        r = api.get(route, headers=h, params=params)
+        assert r.status_code == 200, (route, params, r.text)
+        body = r.json()
+        assert body.get("buckets", body.get("counts")) == [], (route, params)
