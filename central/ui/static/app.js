@@ -1599,7 +1599,9 @@
     drawCameraTable();
     drawFeed();
     focusHeading();
-    const afterId = recent.items.length ? Math.max(...recent.items.map((i) => i.id)) : null;
+    // With no case yet, from the first: a case committed between the list and the feed's
+    // start would otherwise fall before the feed's "now" and never be shown.
+    const afterId = recent.items.length ? Math.max(...recent.items.map((i) => i.id)) : 0;
     runFeed(abort.signal, afterId, loadedAt);
   }
 
