@@ -222,7 +222,12 @@ def query_refused(name: str, message: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
 
-@router.get("/violations", tags=["violations"], summary="Search violations")
+@router.get(
+    "/violations",
+    tags=["violations"],
+    summary="Search violations",
+    responses={404: {"description": "No case `after_id` to continue after"}},
+)
 def search_violations(
     _: AnyUser,
     session: SessionDep,
@@ -234,13 +239,16 @@ def search_violations(
     occurred_from: Annotated[IsoTime | None, Query(alias="from")] = None,
     occurred_to: Annotated[IsoTime | None, Query(alias="to")] = None,
     complete: bool | None = None,
+    after_id: AfterId = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[ViolationSummary]:
     """Newest first. `plate` matches the roadside reading or the correction. `from` must
-    be before `to` when both are given (a 422 otherwise)."""
+    be before `to` when both are given (a 422 otherwise). To read every page of a search
+    whose cases change meanwhile (by `status`: officers decide them as you read), send
+    the last case's id as `after_id` instead of an `offset`."""
     ordered_range(occurred_from, occurred_to)
-    stmt = LISTED
+    stmt = after_in_queue(session, LISTED, after_id, newest_first=True)
     if plate:
         p = plate.strip().upper()
         stmt = stmt.where(or_(Violation.plate_text == p, Violation.plate_corrected == p))
@@ -269,15 +277,21 @@ def search_violations(
     )
 
 
-def after_in_queue(session: Session, stmt: Select[Any], case: int | None) -> Select[Any]:
-    """``stmt`` (in the queue's order: violation time, then id) continued after ``case``:
-    page by page by position, not by count, so a case decided or arriving meanwhile
-    neither repeats another nor hides one."""
+def after_in_queue(
+    session: Session, stmt: Select[Any], case: int | None, *, newest_first: bool = False
+) -> Select[Any]:
+    """``stmt`` (in the queue's order: violation time, then id; or the reverse) continued
+    after ``case``: page by page by position, not by count, so a case decided or arriving
+    meanwhile neither repeats another nor hides one."""
     if case is None:
         return stmt
     at = session.scalar(select(Violation.occurred_at).where(Violation.id == case))
     if at is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no case {case} to continue after")
+    if newest_first:
+        return stmt.where(
+            or_(Violation.occurred_at < at, and_(Violation.occurred_at == at, Violation.id < case))
+        )
     return stmt.where(
         or_(Violation.occurred_at > at, and_(Violation.occurred_at == at, Violation.id > case))
     )

@@ -968,6 +968,16 @@ def test_search_filters_and_pages(
         "/api/v1/violations", headers=h, params={"site": node.site, "limit": 2, "offset": 2}
     ).json()
     assert page2["has_more"] is False and [i["id"] for i in page2["items"]] == [ids[0]]
+    # Read page by page while an officer decides a case of the search: by offset the next
+    # page skips one; after the last case read, it does not.
+    [first] = search(status="new", limit=1)
+    assert first == ids[2]
+    assert _act(api, accounts["officer"], first, "start_review", 1).status_code == 200
+    assert search(status="new", limit=1, offset=1) == [ids[0]]  # (ids[1] skipped)
+    assert search(status="new", limit=1, after_id=first) == [ids[1]]
+    assert search(status="new", limit=2, after_id=ids[1]) == [ids[0]]
+    gone = api.get("/api/v1/violations", headers=h, params={"after_id": 2**62})
+    assert gone.status_code == 404 and "no case" in gone.json()["detail"]
     for bad in ({"type": "jaywalking"}, {"limit": 0}, {"camera": "../etc"}, {"from": "yesterday"}):
         assert api.get("/api/v1/violations", headers=h, params=bad).status_code == 422
     naive = api.get("/api/v1/violations", headers=h, params={"from": "2026-11-23T07:00:00"})
