@@ -101,6 +101,7 @@ REFUSALS = (
     "record_altered",
     "no_case_key",
     "login_locked",
+    "role_not_allowed",
 )
 
 
@@ -179,8 +180,12 @@ def require(*roles: Role) -> Callable[[Caller], Coroutine[Any, Any, Caller]]:
     async def check(caller: CurrentUser) -> Caller:
         if caller.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, f"role '{caller.role.value}' may not do this ({names})"
+            raise ApiRefusal(
+                status.HTTP_403_FORBIDDEN,
+                "role_not_allowed",
+                f"role '{caller.role.value}' may not do this ({names})",
+                role=caller.role.value,
+                allowed=names,
             )
         return caller
 
@@ -201,8 +206,15 @@ def current_node(
             session.commit()  # see current_user
             return node
         raise _unauthorized("upload token is not valid")
-    if decode_access_token(token, state.settings.token_key()) is not None:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only nodes upload evidence")
+    claims = decode_access_token(token, state.settings.token_key())
+    if claims is not None:
+        raise ApiRefusal(
+            status.HTTP_403_FORBIDDEN,
+            "role_not_allowed",
+            "only nodes upload evidence",
+            role=claims.role.value,
+            allowed="node",
+        )
     raise _unauthorized("upload token is not valid")
 
 
