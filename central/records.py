@@ -218,10 +218,18 @@ def _checked_pem(public_key_pem: str) -> str:
 
 def _new_key(session: Session, node_id: int, public_key_pem: str) -> NodeKey:
     fingerprint = _checked_pem(public_key_pem)
-    if session.scalar(select(NodeKey.id).where(NodeKey.fingerprint == fingerprint)):
+    owner = session.execute(
+        select(Node.site, Node.node)
+        .join(NodeKey, NodeKey.node_id == Node.id)
+        .where(NodeKey.fingerprint == fingerprint)
+    ).first()
+    if owner is not None:
+        # (named: the node's own key given again reads otherwise as another node's)
+        holder = f"{owner.site}/{owner.node}"
         raise RegistryConflictError(
-            f"key {fingerprint[:16]} is already registered (each node has its own)",
-            "key_taken", key=fingerprint[:16],
+            f"key {fingerprint[:16]} is already registered, to node {holder}"
+            " (each node has its own)",
+            "key_taken", key=fingerprint[:16], node=holder,
         )  # fmt: skip
     key = NodeKey(node_id=node_id, public_key_pem=public_key_pem, fingerprint=fingerprint)
     session.add(key)

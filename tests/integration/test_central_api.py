@@ -2531,6 +2531,8 @@ def test_a_node_key_rotated_and_revoked(
         return got.status_code, got.json().get("code", "")
 
     assert refused(keys_url, {"public_key_pem": new_pem}) == (409, "key_taken")
+    again = api.post(keys_url, headers=admin, json={"public_key_pem": new_pem}).json()
+    assert again["params"] == {"key": new[:16], "node": f"{node.site}/{node.node}"}
     assert refused(keys_url, {"public_key_pem": "-----BEGIN x"}) == (422, "invalid_key")
     missing = "/api/v1/nodes/nosuchsite/n1/keys"
     assert refused(missing, {"public_key_pem": new_pem}) == (404, "node_unknown")
