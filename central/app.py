@@ -24,7 +24,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from central.api import admin, cases, events, evidence, ioc
-from central.api.deps import ApiRefusal, AppState, app_state, signed_in_user
+from central.api.deps import TOKEN_URL, ApiRefusal, AppState, app_state, signed_in_user
 from central.api.schemas import Health
 from central.db import make_engine, migrate, read_session_factory, session_factory
 from central.evidence import EvidenceError, open_store
@@ -196,10 +196,20 @@ def create_app(
         # The errors echo the input: a NaN or an infinity there is not valid JSON, nor is
         # a lone surrogate (a "\\ud800" escape) UTF-8.
         errors = [_without_secrets(e) for e in exc.errors()]
+        if request.url.path == TOKEN_URL and "json" in request.headers.get("content-type", ""):
+            errors.insert(0, LOGIN_AS_FORM)
         return JSONResponse({"detail": _echoable(jsonable_encoder(errors))}, status_code=422)
 
     return app
 
+
+# A log-in sent as JSON, as every other body is: OAuth2's token request is a form.
+LOGIN_AS_FORM = {
+    "type": "form_expected",
+    "loc": ["body"],
+    "msg": "log in with a form (application/x-www-form-urlencoded: username=…&password=…),"
+    " not JSON",
+}
 
 # Fields whose value a refusal never echoes (the answer lands in logs, proxies and the
 # browser's console); what was wrong with them is still said.

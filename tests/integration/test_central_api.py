@@ -293,6 +293,12 @@ def test_login_issues_a_short_lived_token(api: TestClient, accounts: dict[str, A
     assert bad.status_code == 401
     forged = api.get("/api/v1/auth/me", headers={"Authorization": "Bearer not.a.jwt"})
     assert forged.status_code == 401
+    # Sent as JSON (as every other body is), not as the OAuth2 form: said so, not only
+    # "Field required"; the password is not echoed.
+    json_body = api.post("/api/v1/auth/token", json={"username": user, "password": PASSWORD})
+    assert json_body.status_code == 422 and PASSWORD not in json_body.text
+    [error] = [e for e in json_body.json()["detail"] if e["type"] == "form_expected"]
+    assert "application/x-www-form-urlencoded" in error["msg"]
 
 
 def _act(
