@@ -341,11 +341,21 @@ class NodeStatus(SignedModel):
         "config_version",
     )
     cameras: Annotated[list[CameraHealth], Field(max_length=MAX_CAMERAS_PER_NODE)] = []
-    disk_free_bytes: Count | None = None
-    disk_used_fraction: Fraction | None = None
-    outbox_depth: Count = 0
-    awaiting_receipt: Count = 0
-    oldest_unacked_age_s: Seconds | None = None
+    disk_free_bytes: Count | None = Field(
+        default=None, description="Free bytes on the filesystem that holds the node's outbox"
+    )
+    disk_used_fraction: Fraction | None = Field(
+        default=None,
+        description="How much of the outbox's own disk budget its files use (0 to 1; not "
+        "the filesystem's): evidence is refused near 1, clips first",
+    )
+    outbox_depth: Count = Field(default=0, description="Messages waiting to be published")
+    awaiting_receipt: Count = Field(
+        default=0, description="Violations published and waiting for central's receipt"
+    )
+    oldest_unacked_age_s: Seconds | None = Field(
+        default=None, description="Age of the oldest message not yet delivered"
+    )
     signature: Signature | None = _NODE_SIGNATURE
 
 
