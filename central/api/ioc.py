@@ -131,14 +131,14 @@ def violation_stats(
     """Counts by violation type, camera, status, or hour/day buckets of the violation time.
     By camera, each count also names the camera's site: two sites may each have a camera
     of the same id, and they are counted apart. By hour or day one request spans at most
-    31 days by hour, 366 by day: without `to` it ends now, without `from` it starts that
-    span before `to`; by type, camera or status the range may be open or as long as
-    asked. `from` must be before `to`; the answer gives the `from` and `to` it counted
-    (null for an open end)."""
+    31 days by hour, 366 by day: without `to` it ends now, without `from` it starts at the
+    first whole hour or day (at the offset) within that span before `to`; by type, camera
+    or status the range may be open or as long as asked. `from` must be before `to`; the
+    answer gives the `from` and `to` it counted (null for an open end)."""
     key: Any
     if by in ("hour", "day"):
-        occurred_from, occurred_to = bounded_range(by, occurred_from, occurred_to)
         offset = utc_offset or state.settings.stats_utc_offset
+        occurred_from, occurred_to = bounded_range(by, occurred_from, occurred_to, offset)
         key = time_bucket(session, Violation.occurred_at, by, offset)
     else:
         ordered_range(occurred_from, occurred_to)
@@ -190,9 +190,10 @@ def traffic_flow(
     vehicle-weighted mean speed and the minutes the camera reported (a bucket with fewer
     minutes than it spans had its camera down part of the time; a period with none has no
     bucket). One request spans at most 31 days by hour, 366 by day: without `to` it ends
-    now, without `from` it starts that span before `to`."""
-    minute_from, minute_to = bounded_range(by, minute_from, minute_to)
+    now, without `from` it starts at the first whole hour or day (at the offset) within
+    that span before `to`, so that the first bucket is whole."""
     offset = utc_offset or state.settings.stats_utc_offset
+    minute_from, minute_to = bounded_range(by, minute_from, minute_to, offset)
     bucket = time_bucket(session, TrafficMinute.minute_start, by, offset).label("b")
     weighted = func.sum(TrafficMinute.mean_speed_kmh * TrafficMinute.vehicles)
     speed_weight = func.sum(
@@ -261,20 +262,41 @@ MAX_BUCKETED_SPAN = {"hour": timedelta(days=31), "day": timedelta(days=366)}
 
 
 def bounded_range(
-    by: str, start: datetime | None, end: datetime | None
+    by: str, start: datetime | None, end: datetime | None, utc_offset: str
 ) -> tuple[datetime, datetime]:
     """The range one request by hour or day reads: without ``end`` it ends now (or the
-    longest span after ``start``), without ``start`` it starts the longest span before
-    ``end``; a reversed or too long one is refused (422)."""
+    longest span after ``start``), without ``start`` it starts at the first whole hour or
+    day (at ``utc_offset``) within the longest span before ``end``, so that its first
+    bucket is whole; a reversed or too long one is refused (422)."""
     span = MAX_BUCKETED_SPAN[by]
     if end is None:
         end = utcnow() if start is None else _shifted(start, span)
     if start is None:
-        start = _shifted(end, -span)
+        earliest = _shifted(end, -span)
+        start = _bucket_ceil(earliest, by, utc_offset)
+        if start >= end:  # (no whole bucket before: the first day of the calendar)
+            start = earliest
     ordered_range(start, end)
     if end - start > span:
         raise query_refused("to", f"at most {span.days} days by {by} in one request")
     return start, end
+
+
+def _bucket_ceil(at: datetime, by: str, utc_offset: str) -> datetime:
+    """The first start of an hour or day (at ``utc_offset``) at or after ``at``; ``at``
+    itself at the ends of the calendar."""
+    sign = -1 if utc_offset.startswith("-") else 1
+    offset = sign * timedelta(hours=int(utc_offset[1:3]), minutes=int(utc_offset[4:6]))
+    try:
+        local = at + offset  # (the wall time there, for the arithmetic)
+        start = local.replace(minute=0, second=0, microsecond=0)
+        if by == "day":
+            start = start.replace(hour=0)
+        if start < local:
+            start += timedelta(hours=1) if by == "hour" else timedelta(days=1)
+        return start - offset
+    except OverflowError:
+        return at
 
 
 def _shifted(at: datetime, by: timedelta) -> datetime:

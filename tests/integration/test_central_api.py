@@ -9,7 +9,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -1170,7 +1170,8 @@ def test_traffic_flow_spans_a_bounded_range_and_refuses_odd_ones(
     assert (r.json()["from"], r.json()["to"]) == ("2026-11-01T00:00:00Z", "2026-12-02T00:00:00Z")
     assert [b["bucket"] for b in r.json()["buckets"]] == ["2026-11-23T14:00:00+07:00"]
     r = flow(by="day", to="2027-01-03T00:00:00Z")
-    assert r.json()["from"] == "2026-01-02T00:00:00Z"
+    # (from the first whole day at +07:00 within 366 days: the first bucket is whole)
+    assert r.json()["from"] == "2026-01-02T17:00:00Z"
     assert [b["vehicles"] for b in r.json()["buckets"]] == [10, 10]
     for params in (
         {"by": "hour", "from": "2026-11-01T00:00:00Z", "to": "2026-12-02T00:00:01Z"},
@@ -1283,7 +1284,7 @@ def test_violation_counts_by_hour_or_day_span_a_bounded_range_and_refuse_odd_one
     assert (r.json()["from"], r.json()["to"]) == ("2025-09-15T00:00:00Z", "2025-10-16T00:00:00Z")
     assert r.json()["counts"] == [{"key": "2025-10-01T14:00:00+07:00", "count": 1, "site": None}]
     r = stats(by="day", to="2026-01-01T00:00:00Z")
-    assert (r.json()["from"], r.json()["to"]) == ("2024-12-31T00:00:00Z", "2026-01-01T00:00:00Z")
+    assert (r.json()["from"], r.json()["to"]) == ("2024-12-31T17:00:00Z", "2026-01-01T00:00:00Z")
     assert r.json()["total"] == 2
     reversed_ = {"from": "2025-10-02T00:00:00Z", "to": "2025-10-01T00:00:00Z"}
     empty = {"from": "2025-10-01T00:00:00Z", "to": "2025-10-01T00:00:00Z"}
@@ -1329,7 +1330,9 @@ def test_violation_counts_by_hour_or_day_without_a_range_are_the_span_up_to_now(
     accounts: dict[str, Account],
     make_node: Callable[..., NodeIdentity],
 ) -> None:
-    """No from and no to: the last 31 days by hour, the last 366 by day, ending now."""
+    """No from and no to: the last 31 days by hour, the last 366 by day, ending now, from
+    the first whole hour or day (at the service's +07:00) within them: no partial first
+    bucket."""
     node = make_node()
     now = datetime.now(UTC)
     store_events(
@@ -1344,7 +1347,11 @@ def test_violation_counts_by_hour_or_day_without_a_range_are_the_span_up_to_now(
         assert r.status_code == 200, r.text
         start, end = (datetime.fromisoformat(r.json()[k]) for k in ("from", "to"))
         assert before <= end <= datetime.now(UTC)
-        assert end - start == timedelta(days=days)
+        bucket = timedelta(hours=1) if by == "hour" else timedelta(days=1)
+        assert timedelta(days=days) - bucket < end - start <= timedelta(days=days)
+        local = start.astimezone(timezone(timedelta(hours=7)))
+        assert (local.minute, local.second, local.microsecond) == (0, 0, 0)
+        assert by == "hour" or local.hour == 0
         assert r.json()["total"] == total, by
 
 
