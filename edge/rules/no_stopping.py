@@ -31,11 +31,20 @@ only after ``same_stop_gap_s``, or first seen more than four radii off, is fined
 the hours its zone is not in force, hidden meanwhile, when the zone is in force again.
 
 A pushed scene takes the fined places over when its image size is the same, mapped
-again from their image points through its own calibration.
+again from their image points through its own calibration. So does a node started again
+(a power cut, an update, a watchdog's restart): the rule gives its places out as plain
+values (``fined_places``: image point, image size, last sighting) for the node to keep
+on disk, and a new rule is seeded with them (``seed``), mapped again from the image
+through its own calibration. A place seeded has no live track ids: a track first seen
+near it whose stop begins near it is the vehicle fined there, as for a place whose fined
+track was lost. Places of another image size, or last seen longer than
+``same_stop_gap_s`` before the seeding, are not taken; one last seen after it (the
+clock set back across the restart) is taken as seen at it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -67,6 +76,17 @@ class FinedStop:
     at: Point
     px: Point
     track_ids: set[int]
+    last_t: float
+
+
+@dataclass(frozen=True, slots=True)
+class FinedPlace:
+    """A fined stop's place as kept beyond the rule's life (across a node's restart):
+    where its vehicle stood in the image, the size of that image, and when (frame time)
+    it was last seen standing there."""
+
+    px: Point
+    image_size: tuple[int, int]  # (width, height)
     last_t: float
 
 
@@ -114,6 +134,37 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
             at = self.scene.place(stop.px)
             if at is not None:
                 self._fined.append(FinedStop(at, stop.px, set(stop.track_ids), stop.last_t))
+
+    def fined_places(self) -> tuple[FinedPlace, ...]:
+        """The places of fined stops kept now, oldest first as they were fined."""
+        size = self.scene.config.image_size
+        return tuple(
+            FinedPlace(stop.px, (size.width, size.height), stop.last_t) for stop in self._fined
+        )
+
+    def seed(self, places: Iterable[FinedPlace], now: float) -> int:
+        """Take up the places of stops fined before this rule began (kept across a node's
+        restart), at time ``now`` on the frames' clock; how many were taken. Each is
+        mapped again from its image point; with no live track ids, it stands for the
+        vehicle fined there once a track first seen on it stops there. Not taken: one of
+        another image size, off the road plane, or last seen more than
+        ``same_stop_gap_s`` before ``now``; one last seen after ``now`` (a clock set back)
+        is taken as seen at ``now``."""
+        size = self.scene.config.image_size
+        gap = self._settings.same_stop_gap_s
+        taken = 0
+        for place in places:
+            if place.image_size != (size.width, size.height) or now - place.last_t > gap:
+                continue
+            at = self.scene.place(place.px)
+            if at is None:
+                continue
+            self._fined.append(FinedStop(at, place.px, set(), min(place.last_t, now)))
+            taken += 1
+        if len(self._fined) > MAX_FINED:
+            self._fined.sort(key=lambda stop: stop.last_t)
+            del self._fined[: len(self._fined) - MAX_FINED]
+        return taken
 
     def _keep_fined(self, frame: TrackFrame) -> None:
         """Each fined stop's place: kept while its vehicle is seen standing on it (the
