@@ -16,6 +16,9 @@ receipt (``receipt_timeout_s``, doubling per re-send up to ``receipt_timeout_cap
 Receipted rows are deleted after a retention period (``prune_receipted``), together with
 the records of uploaded blobs no remaining event lists.
 
+Each camera's fined no-stopping places (``put_fined_places``) are kept beside the events,
+outside the disk budget (a few rows per camera), for the next start.
+
 A violation is recorded (``put_fired``) the moment a rule finds it, before its evidence
 is built from the frames that follow; storing the violation removes that record in the
 same transaction. So a violation found before a power cut is never lost: a record left
@@ -45,6 +48,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from edge.delivery_policy import DiskBudget, backoff_delay, effective_budget
+from edge.rules.geometry import Point
+from edge.rules.no_stopping import FinedPlace
 from roadwatch.contract import (
     CameraTopic,
     EvidenceRef,
@@ -107,6 +112,22 @@ CREATE TABLE IF NOT EXISTS fired (
     fired_at REAL NOT NULL,
     owner TEXT NOT NULL
 );
+-- Where each camera's no-stopping rule fined a stop, kept while it would not fine that
+-- stop again (see ``edge.rules.no_stopping``), so that a node started again does not
+-- fine a vehicle still standing there: a camera's rows are replaced whole at each write.
+-- The point is in the image (``width`` x ``height``); ``last_t`` is the frame time (UTC
+-- epoch seconds) its vehicle was last seen standing there.
+CREATE TABLE IF NOT EXISTS fined_places (
+    site TEXT NOT NULL,
+    node TEXT NOT NULL,
+    camera TEXT NOT NULL,
+    x REAL NOT NULL,
+    y REAL NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    last_t REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fined_places_camera ON fined_places (site, node, camera);
 -- Bytes held against the disk budget, kept by triggers in the same transactions as the
 -- rows (so every process sharing the outbox sees one consistent figure, at O(1) cost).
 CREATE TABLE IF NOT EXISTS usage (
@@ -598,6 +619,38 @@ class Outbox:
         if row is None:
             return None
         return datetime.fromisoformat(row[0][len(prefix) :].split("/", 1)[0])
+
+    def put_fined_places(
+        self, site: str, node: str, camera: str, places: Sequence[FinedPlace]
+    ) -> None:
+        """Keep a camera's fined no-stopping places as they are now, in place of those
+        kept before (none: it has none now). Raises OutboxFullError when the disk refuses
+        it, and keeps those before."""
+        rows = [
+            (site, node, camera, p.px.x, p.px.y, p.image_size[0], p.image_size[1], p.last_t)
+            for p in places
+        ]
+        what = f"camera {camera}'s fined places"
+        with self._lock, _disk_full_is_full(what), self._transaction():
+            self._db.execute(
+                "DELETE FROM fined_places WHERE site = ? AND node = ? AND camera = ?",
+                (site, node, camera),
+            )
+            self._db.executemany(
+                "INSERT INTO fined_places (site, node, camera, x, y, width, height, last_t)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def fined_places(self, site: str, node: str, camera: str) -> list[FinedPlace]:
+        """A camera's fined no-stopping places as last kept (``put_fined_places``)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT x, y, width, height, last_t FROM fined_places"
+                " WHERE site = ? AND node = ? AND camera = ? ORDER BY rowid",
+                (site, node, camera),
+            ).fetchall()
+        return [FinedPlace(Point(x, y), (w, h), t) for x, y, w, h, t in rows]
 
     # --------------------------------------------------------------- publishing
     def due_messages(self, limit: int, *, exclude: Iterable[str] = ()) -> list[OutboxMessage]:

@@ -169,6 +169,33 @@ def test_the_latest_traffic_minute_held_of_a_camera_is_its_own(tmp_path: Path) -
         assert outbox.latest_traffic_minute("s", "m", "c") is None
 
 
+def test_a_cameras_fined_places_are_kept_whole_and_as_its_own(tmp_path: Path) -> None:
+    """The places of a camera's no-stopping fines, for a node started again (a new one
+    opening the outbox): each write replaces the camera's places whole (none: it has none
+    now); never another camera's, site's or node's. Not counted against the disk budget."""
+    from edge.rules.geometry import Point
+    from edge.rules.no_stopping import FinedPlace
+
+    def place(x: float, last_t: float) -> FinedPlace:
+        return FinedPlace(Point(x, 412.5), (960, 540), last_t)
+
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        assert outbox.fined_places("s", "n", "c") == []
+        outbox.put_fined_places("s", "n", "c", [place(100, 1.0)])
+        outbox.put_fined_places("s", "n", "c", [place(100, 6.0), place(300.25, 5.5)])
+        outbox.put_fined_places("s", "n", "c2", [place(700, 2.0)])
+        outbox.put_fined_places("t", "n", "c", [place(800, 3.0)])
+        outbox.put_fined_places("s", "m", "c", [place(900, 4.0)])
+        assert outbox.used_bytes() == 0
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        assert outbox.fined_places("s", "n", "c") == [place(100, 6.0), place(300.25, 5.5)]
+        assert outbox.fined_places("s", "n", "c2") == [place(700, 2.0)]
+        outbox.put_fined_places("s", "n", "c", [])
+        assert outbox.fined_places("s", "n", "c") == []
+        assert outbox.fined_places("t", "n", "c") == [place(800, 3.0)]
+        assert outbox.fined_places("s", "m", "c") == [place(900, 4.0)]
+
+
 def test_disk_limit_refuses_blobs_then_events_never_silently(tmp_path: Path) -> None:
     # Each event's payload is about 1,000 bytes.
     budget = DiskBudget(limit_bytes=10_000, event_reserve_bytes=3_000, alarm_fraction=0.6)
