@@ -10,6 +10,11 @@ evidence exists; one whose evidence cannot be built comes back as its event with
 evidence, saying why, so that no violation found is ever lost. Plates are read only for vehicles
 that broke a rule, from the frames around the decisive moment: reading every vehicle on
 every frame would cost far more CPU and add nothing to the evidence.
+
+The places of fined no-stopping stops are handed to ``on_places`` (where set: in a live
+run) whenever they change, a new one at once and a later sighting at most every
+``PLACES_EVERY_S``, so that the node can keep them across a restart and seed the next
+start's rule with them (``restore_places``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
@@ -38,6 +43,7 @@ from edge.integrity import IntegrityBounds, IntegrityGuard, ReferenceView, ViewV
 from edge.rules.calibrated import image_to_world
 from edge.rules.engine import RuleSet
 from edge.rules.geometry import Point
+from edge.rules.no_stopping import FinedPlace, NoStoppingRule
 from edge.rules.plane import SceneGeometry
 from edge.rules.scene import SceneConfig
 from edge.rules.signal import SignalState, lamp_region, lamp_strengths
@@ -75,6 +81,10 @@ EVIDENCE_WAIT_S = 300.0
 # A box this close to the frame's edge is a vehicle cut by it: its plate may be cut too,
 # and a cut plate reads as another, valid one (84P-919.01 as 84P-9190).
 EDGE_MARGIN_PX = 2.0
+# How often the fined no-stopping places are handed on while only their vehicles' last
+# sightings change (a new place goes at once): a kill loses at most this much of a
+# sighting, against the minutes (``same_stop_gap_s``) a place is kept after it.
+PLACES_EVERY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +214,12 @@ class CameraEnforcement:
         self.on_fired: Callable[[ViolationEvent], None] | None = None
         """Called with each violation's event (unsigned, no evidence) as the rules find it,
         to record it durably: its package, or the event without evidence, follows."""
+        self.on_places: Callable[[str, tuple[FinedPlace, ...]], None] | None = None
+        """Called with the camera's id and its fined no-stopping places when they change
+        (right after a new one's violation is recorded; a later sighting at most every
+        ``PLACES_EVERY_S``), to keep them across a restart."""
+        self._places_told: tuple[FinedPlace, ...] = ()  # (what ``on_places`` last got)
+        self._places_due = -float("inf")
 
     # -- health -----------------------------------------------------------------------
 
@@ -247,9 +263,10 @@ class CameraEnforcement:
         violations waiting for their after-frames (they get their evidence as before), the
         counters, the signal heads whose id and lamp settings are unchanged, the traffic
         minute when the lanes are the same (else, the latest minute sent), and which
-        tracks each rule has fined (and the places of fined stops), so no vehicle in view
-        is fined twice for one act. Started afresh: the tracks' road-plane history and the
-        rules' other state, since they belong to the old scene and calibration.
+        tracks each rule has fined (and the places of fined stops, which go on being
+        handed to ``on_places``), so no vehicle in view is fined twice for one act.
+        Started afresh: the tracks' road-plane history and the rules' other state, since
+        they belong to the old scene and calibration.
         Returns the traffic minute closed early because the lanes changed.
         """
         if old.camera != self.camera:
@@ -264,6 +281,8 @@ class CameraEnforcement:
         self._pending = old._pending
         self._building, self.build_pool = old._building, old.build_pool
         self.on_built, self.on_fired = old.on_built, old.on_fired
+        self.on_places = old.on_places
+        self._places_told, self._places_due = old._places_told, old._places_due
         self.counters = old.counters
         self.rules.carry_fired(old.rules)
         if old.scene.lamp == self.scene.lamp:
@@ -281,6 +300,43 @@ class CameraEnforcement:
         # are parts: whole, they would take the keys of those sent and be dropped)
         self.traffic.note_sent(old.traffic.sent_up_to)
         return closed
+
+    # -- fined no-stopping places, across a restart ------------------------------------
+
+    def restore_places(self, places: Iterable[FinedPlace], now: float) -> int:
+        """Seed the camera's no-stopping rule with the places of stops fined before this
+        enforcement began (kept by a process before this one), at ``now`` on the frames'
+        clock; how many it took. None where the rule does not run (no zones, turned off);
+        those of another image size or too old are left (``NoStoppingRule.seed``)."""
+        rule = self._no_stopping
+        if rule is None:
+            return 0
+        taken = rule.seed(places, now)
+        self._places_told = rule.fined_places()
+        if taken:
+            log.info("camera %s: %d fined no-stopping place(s) kept from before the start",
+                     self.camera, taken)  # fmt: skip
+        return taken
+
+    def _tell_places(self, mono_s: float | None) -> None:
+        """Hand the fined no-stopping places to ``on_places`` when they changed: a new one
+        at once, later sightings and places let go at most every ``PLACES_EVERY_S`` of
+        ``mono_s`` (None: at once). With no such rule (a scene without zones) there are
+        none, so a push that takes the zones away lets the places go."""
+        if self.on_places is None:
+            return
+        rule = self._no_stopping
+        places = rule.fined_places() if rule is not None else ()
+        if places == self._places_told:
+            return
+        if mono_s is not None and mono_s < self._places_due:
+            told = {p.px for p in self._places_told}
+            if all(p.px in told for p in places):
+                return
+        self.on_places(self.camera, places)
+        self._places_told = places
+        if mono_s is not None:
+            self._places_due = mono_s + PLACES_EVERY_S
 
     # -- signal controller ------------------------------------------------------------
 
@@ -339,6 +395,7 @@ class CameraEnforcement:
         if self.enforcing:
             for violation in self.rules.update(TrackFrame(t, tuple(points)), self.signals):
                 self._queue(violation, t, mono_s)
+            self._tell_places(mono_s)  # (after the violations are recorded)
         else:
             self.counters.paused_frames += 1
         self._forget(t)
@@ -348,7 +405,9 @@ class CameraEnforcement:
         self, wait_s: float = EVIDENCE_WAIT_S
     ) -> tuple[list[EvidencePackage], list[TrafficStats]]:
         """At the end of a stream: the packages that can still be built (waiting up to
-        ``wait_s`` for those being built), the last minute."""
+        ``wait_s`` for those being built), the last minute. The fined places as they are
+        now go to ``on_places``."""
+        self._tell_places(None)
         packages = self._build_ready(float("inf"), wait_s=wait_s)
         if self._building:
             self.counters.evidence_failures += len(self._building)
@@ -364,7 +423,10 @@ class CameraEnforcement:
 
     def retire(self) -> tuple[list[EvidencePackage], list[TrafficStats]]:
         """Enforcement ends on this camera (a new configuration): the packages ready or
-        built by now, and the last minute; ``collect`` returns the rest as they finish."""
+        built by now, and the last minute; ``collect`` returns the rest as they finish.
+        The fined places as they are now go to ``on_places`` (for a scene given again, or
+        the next start)."""
+        self._tell_places(None)
         return self._build_ready(float("inf")), self.traffic.flush()
 
     def collect(self) -> list[EvidencePackage]:
@@ -402,6 +464,9 @@ class CameraEnforcement:
         gap in what was seen, so a track's last point or a red phase from before the gap
         cannot decide a case after it."""
         self.rules = RuleSet(self.geometry)
+        self._no_stopping: NoStoppingRule | None = next(
+            (r for r in self.rules.rules if isinstance(r, NoStoppingRule)), None
+        )
         self.signals = {
             h.id: SignalState(h.id, self.scene.lamp, lamps=h.lamps() is not None)
             for h in self.scene.signal_heads

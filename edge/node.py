@@ -14,6 +14,17 @@ Each camera's traffic counting begins after the latest minute the outbox holds o
 (``traffic_sent``): a node that ran with its clock fast and is started with it set back
 counts the minutes it comes back to as parts, which the outbox stores beside those it
 holds (counted whole, they would take their keys and be dropped).
+
+In a live run each camera's no-stopping rule starts with the places of the stops fined
+before the start (``stored_places``), so that a car parked through a restart (a power
+cut, an update, a watchdog) is not fined again a dwell after it: the outbox keeps each
+camera's places, written right after a new one's violation is recorded and at most every
+few seconds as its vehicle is seen standing on (``CameraEnforcement.on_places``), and the
+next start maps them through the camera's calibration as it is then. Only live runs keep
+and take them: their frames are on the node's clock (UTC wall time), as the places'
+times are. A recording (``run_file``) runs on a clock of its own (from its start time,
+or now) and shows other vehicles than the street does now: it neither takes the places
+nor keeps its own.
 """
 
 from __future__ import annotations
@@ -58,6 +69,7 @@ from edge.pipeline import (
     end_hung_process,
     process_file,
 )
+from edge.rules.no_stopping import FinedPlace
 from edge.rules.scene import SceneConfig, load_scene
 from edge.sources import probe_file
 from roadwatch.contract import (
@@ -87,6 +99,7 @@ SIGNAL_AHEAD_S = 2.0
 
 Forward = Callable[[list[EvidencePackage], list[TrafficStats]], None]
 FiredTo = Callable[[ViolationEvent], None]
+PlacesTo = Callable[[str, tuple[FinedPlace, ...]], None]
 
 
 def packaged_plate_reader() -> PlateRead:
@@ -235,6 +248,8 @@ class EdgeNode:
     # each violation as its rule finds it to ``forward_fired``.
     forward: Forward | None = None
     forward_fired: FiredTo | None = None
+    # ... and each camera's fined no-stopping places, as they change, to this.
+    forward_places: PlacesTo | None = None
     # The worker processes that run the cameras, when ``processes`` is above 1.
     _workers: Workers | None = None
     # On NVDEC: where each camera's capture hands its packets (the rings that keep them).
@@ -246,6 +261,12 @@ class EdgeNode:
     # before a push ended it): its minutes up to it are counted as parts, so that a clock
     # set back (across a restart) does not count whole minutes the outbox already holds.
     traffic_sent: dict[str, datetime] = field(default_factory=dict)
+    # A worker's: per camera, the fined no-stopping places the node's outbox held at the
+    # worker's start (a worker opens no outbox).
+    places_told: dict[str, list[FinedPlace]] = field(default_factory=dict)
+    # Set in a live run: each camera's fined places are taken as it starts and kept.
+    _keeping_places: bool = False
+    _places_unkept: SaidOnce = field(default_factory=SaidOnce)  # (written every few seconds)
     # Told when a live run's loop has been stuck for ``PIPELINE_HUNG_S``: ends the process.
     on_hung: Callable[[float], None] = end_hung_process
     # Signal controllers' messages, from the publisher's thread, for the cameras' next frames.
@@ -354,18 +375,23 @@ class EdgeNode:
         read_plate: PlateRead | None = None,
         now: datetime | None = None,
         traffic_sent: Mapping[str, datetime] | None = None,
+        forward_places: PlacesTo | None = None,
+        fined_places: Mapping[str, Sequence[FinedPlace]] | None = None,
     ) -> EdgeNode:
         """The cameras of one worker process (``config`` holds only them; see
         ``edge.workers``): enforcement as in the node, built from the ``files`` the node
         read, evidence signed with the node's ``key``, and what it would deliver handed to
         ``forward`` instead (each violation, as its rule finds it, to ``forward_fired``).
         ``traffic_sent``: the latest traffic minute per camera the node's outbox held when
-        the worker started (the outbox is the node's: a worker opens none)."""
+        the worker started (the outbox is the node's: a worker opens none); likewise
+        ``fined_places``, its no-stopping places, which the cameras start with in a live
+        run and hand, as they change, to ``forward_places``."""
         parts = _NodeParts(key, model_version, _plate_reader(config, read_plate))
         built = parts.enforcement(config, now or datetime.now(UTC), files)
         node = cls(
             config, built.enforcement, None, _parts=parts, forward=forward,
-            forward_fired=forward_fired, files=built.files,
+            forward_fired=forward_fired, files=built.files, forward_places=forward_places,
+            places_told={c: list(p) for c, p in (fined_places or {}).items()},
         )  # fmt: skip
         for camera in node.enforcement.values():
             camera.on_fired = node._record_fired
@@ -388,6 +414,52 @@ class EdgeNode:
         self.traffic_sent = dict(sent)
         for cam_id, camera in self.enforcement.items():
             camera.traffic.note_sent(self.traffic_sent.get(cam_id))
+
+    # -- fined no-stopping places kept before -------------------------------------------
+
+    def stored_places(self, cameras: Iterable[str]) -> dict[str, list[FinedPlace]]:
+        """The fined no-stopping places the outbox holds of each of ``cameras`` (those it
+        holds any of); none without delivery (nothing is kept)."""
+        if self.delivery is None:
+            return {}
+        outbox, site, node = self.delivery.outbox, self.config.site, self.config.node
+        found = {c: outbox.fined_places(site, node, c) for c in cameras}
+        return {c: places for c, places in found.items() if places}
+
+    def _places_before(self, cameras: Iterable[str]) -> dict[str, list[FinedPlace]]:
+        """Per camera, the places kept before this process: in the outbox, or as the node
+        told this worker at its start."""
+        if self.forward is not None:  # a worker's
+            return {c: self.places_told[c] for c in cameras if c in self.places_told}
+        return self.stored_places(cameras)
+
+    def _keep_places(self, camera: str, enforcement: CameraEnforcement) -> None:
+        """A live run's camera: its rule starts with the places kept before, and hands on
+        its own as they change."""
+        places = self._places_before([camera]).get(camera, [])
+        enforcement.restore_places(places, time.time())  # (the frames' clock: UTC wall time)
+        enforcement.on_places = self._record_places
+
+    def _record_places(self, camera: str, places: tuple[FinedPlace, ...]) -> None:
+        """A camera's fined places as they are now, kept in the outbox for the next start
+        (a worker's go to the node's process). One the disk refuses is logged; the
+        cameras go on."""
+        if self.forward_places is not None:
+            self.places_told[camera] = list(places)  # (for its scene given again by a push)
+            self.forward_places(camera, places)
+            return
+        if self.delivery is None:
+            return
+        try:
+            self.delivery.outbox.put_fined_places(
+                self.config.site, self.config.node, camera, places
+            )
+        except (OutboxFullError, sqlite3.Error, OSError) as exc:
+            if self._places_unkept.due(camera):
+                log.error(
+                    "camera %s: its fined no-stopping places not kept (%s): after a restart "
+                    "a vehicle still standing there would be fined again", camera, exc,
+                )  # fmt: skip
 
     # -- a new configuration ------------------------------------------------------------
 
@@ -442,6 +514,8 @@ class EdgeNode:
             new.build_pool, new.on_built = self._build_pool, self._note_built
             new.on_fired = self._record_fired
             new.traffic.note_sent(self.traffic_sent.get(camera))
+            if self._keeping_places:  # (those it kept before it lost its scene, say)
+                self._keep_places(camera, new)
             if self._streams is not None:  # its ring keeps the stream, as at a start
                 self._keep_stream(camera, new)
         if new is None:
@@ -640,6 +714,9 @@ class EdgeNode:
                 raise ValueError("cameras in worker processes take no pipeline, detectors or sinks")
             return self._run_workers(stop, drain_s, evidence_wait_s)
         pipeline = pipeline or LivePipeline(self.config, detectors)
+        self._keeping_places = True
+        for cam_id, camera in self.enforcement.items():
+            self._keep_places(cam_id, camera)
         self._readers = pipeline.health
         if pipeline.decoder == "nvdec":
             self.keep_streams(pipeline)
@@ -678,6 +755,7 @@ class EdgeNode:
                 self.files, refused=self._worker_refused, fired=self._record_fired,
                 lost=self._lost_in_worker, evidence_wait_s=evidence_wait_s,
                 stop_wait_s=evidence_wait_s + STOP_MARGIN_S, traffic_sent=self.stored_traffic,
+                fined_places=self.stored_places, places=self._record_places,
             )  # fmt: skip
             # The workers enforce (this process built each camera's only to check them).
             self.enforcement, self._next, self._workers = {}, {}, workers

@@ -24,7 +24,10 @@ the node stores, publishes and reports them as it does its own.
   was told of and never received as events without evidence. Each start tells the worker
   the latest traffic minute the node's outbox holds of its cameras (a worker opens no
   outbox): after a clock set back, the minutes up to it are counted as parts, as in a
-  node started again (``edge.traffic_stats``). One that dies soon after its start
+  node started again (``edge.traffic_stats``); and the fined no-stopping places the
+  outbox keeps of them, which its rules start with (``Places`` keep them there as they
+  change), so that a worker started again does not fine again a vehicle still standing
+  where it was fined. One that dies soon after its start
   ``crash_limit`` times in a row stops the node, as does a worker's error (a missing
   model, NVDEC without PyNvVideoCodec), with the worker's own message.
 - A worker whose pipeline stays stuck (a driver, the device) ends itself, as a node in one
@@ -59,6 +62,7 @@ from edge.detections import ObjectClass
 from edge.enforcement import EVIDENCE_WAIT_S
 from edge.evidence.package import EvidencePackage
 from edge.pipeline import HUNG_EXIT_CODE, PIPELINE_HUNG_S, RunSummary
+from edge.rules.no_stopping import FinedPlace
 from roadwatch.contract import (
     CameraHealth,
     CameraState,
@@ -167,6 +171,9 @@ class WorkerSpec:
     # Per camera, the latest traffic minute the node's outbox held at the worker's start
     # (see ``EdgeNode.traffic_sent``).
     traffic_sent: dict[str, datetime] = field(default_factory=dict)
+    # Per camera, the fined no-stopping places the node's outbox held at the worker's
+    # start (see ``EdgeNode.stored_places``).
+    fined_places: dict[str, list[FinedPlace]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -182,6 +189,16 @@ class Fired:
 
     worker: int
     event: ViolationEvent  # unsigned, no evidence
+
+
+@dataclass(frozen=True)
+class Places:
+    """A camera's fined no-stopping places as they are now (see ``CameraEnforcement``),
+    for the node to keep in its outbox."""
+
+    worker: int
+    camera: str
+    places: tuple[FinedPlace, ...]
 
 
 @dataclass(frozen=True)
@@ -224,7 +241,7 @@ class Reconfigure:
     files: dict[str, CameraFiles]  # as the node read them when it checked the config
 
 
-Message = Output | Fired | Status | Ended | Failed | Refused
+Message = Output | Fired | Places | Status | Ended | Failed | Refused
 
 
 # -- in the worker -----------------------------------------------------------------------
@@ -328,6 +345,8 @@ def _work(spec: WorkerSpec, sender: _Sender, control: Connection, stop: threadin
         forward_fired=lambda event: sender.put(Fired(spec.index, event)),
         files=spec.files,
         traffic_sent=spec.traffic_sent,
+        forward_places=lambda camera, places: sender.put(Places(spec.index, camera, places)),
+        fined_places=spec.fined_places,
     )
     pipeline = LivePipeline(config)
 
@@ -456,6 +475,10 @@ class Workers:
     # stored by then) for the latest traffic minute the outbox holds of each of its
     # cameras: the worker counts the minutes up to it as parts, as a node started again.
     traffic_sent: Callable[[Sequence[str]], dict[str, datetime]] | None = None
+    # Likewise for the fined no-stopping places the outbox keeps of them; ``places`` is
+    # told each camera's as a worker's rules change them.
+    fined_places: Callable[[Sequence[str]], dict[str, list[FinedPlace]]] | None = None
+    places: Callable[[str, tuple[FinedPlace, ...]], None] | None = None
     _workers: list[_Worker] = field(default_factory=list, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _failure: Failed | None = field(default=None, init=False)
@@ -585,6 +608,7 @@ class Workers:
             health_every_s=self.health_every_s,
             evidence_wait_s=self.evidence_wait_s,
             traffic_sent=self.traffic_sent(worker.cameras) if self.traffic_sent else {},
+            fined_places=self.fined_places(worker.cameras) if self.fined_places else {},
         )
         output, their_output = _spawn.Pipe(duplex=False)
         their_control, control = _spawn.Pipe(duplex=False)
@@ -651,6 +675,10 @@ class Workers:
             worker.in_flight[message.event.event_id] = message.event
             if self.fired is not None:
                 self.fired(message.event)
+            return
+        if isinstance(message, Places):
+            if self.places is not None and message.camera in worker.cameras:
+                self.places(message.camera, message.places)
             return
         if isinstance(message, Output):
             for package in message.packages:

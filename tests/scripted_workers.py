@@ -11,9 +11,11 @@ Each camera id names what its worker does:
 - ``fires-…``: at its first start, finds two violations, delivers the package of the
   first and dies (exit status 3) while the second's evidence is being built;
 - ``evidence-…``: as steady, its health's reason the evidence wait it was given;
-- ``once-…``: at its first start, sends its traffic minute and dies (exit status 3).
+- ``once-…``: at its first start, sends its traffic minute and dies (exit status 3);
+- ``parks-…``: at its first start, sends its camera's fined no-stopping places (one, at
+  ``PLACE``) and dies (exit status 3).
 A worker told of traffic minutes sent before its start (``traffic_sent``) says the
-latest in its health's reason.
+latest in its health's reason; one told of fined places (``fined_places``), each.
 A worker answers a new configuration with a health report whose reason is its version
 and the cameras whose files came with it (the scenes' own camera ids), and reports the
 per-class thresholds it got as its cameras' frame counts.
@@ -31,12 +33,15 @@ from pathlib import Path
 from edge.config import SiteConfig
 from edge.evidence.package import EvidencePackage
 from edge.pipeline import RunSummary
+from edge.rules.geometry import Point
+from edge.rules.no_stopping import FinedPlace
 from edge.workers import (
     STOP,
     Ended,
     Failed,
     Fired,
     Output,
+    Places,
     Reconfigure,
     Refused,
     Status,
@@ -45,6 +50,7 @@ from edge.workers import (
 from roadwatch.contract import CameraHealth, CameraState, SignalPhase, TrafficStats
 
 MINUTE = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
+PLACE = FinedPlace(Point(600.0, 480.0), (960, 540), MINUTE.timestamp())
 
 
 def _health(config: SiteConfig, reason: str = "") -> list[CameraHealth]:
@@ -90,6 +96,9 @@ def scripted(spec: WorkerSpec, out: Connection, control: Connection) -> None:
         minute = TrafficStats(site=config.site, node=config.node, camera=first, minute_start=MINUTE)
         out.send(Output(spec.index, [], [minute]))
         os._exit(3)
+    if first.startswith("parks") and _starts(first) == 0:
+        out.send(Places(spec.index, first, (PLACE,)))
+        os._exit(3)
     if first.startswith("fails"):
         out.send(Failed(spec.index, "no such model: yolov9x", user_error=True))
         return
@@ -101,6 +110,12 @@ def scripted(spec: WorkerSpec, out: Connection, control: Connection) -> None:
     reason = f"evidence wait {spec.evidence_wait_s:g} s" if first.startswith("evidence") else ""
     if spec.traffic_sent:
         reason = f"traffic sent up to {max(spec.traffic_sent.values()):%H:%M}"
+    if spec.fined_places:
+        reason = "fined places " + "; ".join(
+            f"{camera} {p.px.x:g},{p.px.y:g} {p.image_size} {p.last_t:g}"
+            for camera, places in sorted(spec.fined_places.items())
+            for p in places
+        )
 
     def report() -> None:
         health = _health(config, reason)

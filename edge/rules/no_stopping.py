@@ -25,7 +25,8 @@ motorcycles side by side are each fined), and nothing the fined track's box does
 passing bus hiding its wheels, or taking its id along) lets the place go.
 
 Lenient side: a different vehicle that arrives wholly unseen (behind a bus) and is first
-seen standing on a kept place is not fined. Left as it was: a fined vehicle seen again
+seen standing on a kept place is not fined; so is one that took the fined vehicle's
+place while the node was down (a restart within ``same_stop_gap_s``, see below). Left as it was: a fined vehicle seen again
 only after ``same_stop_gap_s``, or first seen more than four radii off, is fined again
 (the reviewer sees the same vehicle on the same place); so is one standing on through
 the hours its zone is not in force, hidden meanwhile, when the zone is in force again.
@@ -38,8 +39,10 @@ on disk, and a new rule is seeded with them (``seed``), mapped again from the im
 through its own calibration. A place seeded has no live track ids: a track first seen
 near it whose stop begins near it is the vehicle fined there, as for a place whose fined
 track was lost. Places of another image size, or last seen longer than
-``same_stop_gap_s`` before the seeding, are not taken; one last seen after it (the
-clock set back across the restart) is taken as seen at it.
+``same_stop_gap_s`` before the seeding, are not taken (a vehicle still there is fined
+again, as one seen again that late); one last seen after it (the clock set back across
+the restart) is taken as seen at it. Which runs keep and seed them is the node's choice
+(live cameras only, whose frames are on its wall clock: see ``edge.node``).
 """
 
 from __future__ import annotations

@@ -19,11 +19,12 @@ from edge.detections import ObjectClass
 from edge.evidence.package import EvidencePackage
 from edge.node import CameraFiles
 from edge.pipeline import RunSummary
+from edge.rules.no_stopping import FinedPlace
 from edge.workers import WorkerError, Workers, deal_cameras, merge_summaries, worker_config
 from roadwatch.contract import CameraState, TrafficStats, ViolationEvent
 from roadwatch.contract.signing import generate_private_key
 from tests.rules_tracks import scene_config
-from tests.scripted_workers import scripted
+from tests.scripted_workers import PLACE, scripted
 
 
 def site(*cameras: str | tuple[str, float | None, bool], processes: int = 2) -> SiteConfig:
@@ -292,6 +293,27 @@ def test_a_worker_started_again_is_told_the_traffic_minutes_its_cameras_sent_bef
     assert isinstance(running.end(), RunSummary)
     assert sorted(asked) == [["once-a"], ["once-a"], ["steady-b"]]  # (a's two starts)
     assert states(subject)["steady-b"][1] == ""  # (its minute came after its start)
+
+
+def test_a_worker_started_again_is_told_the_fined_places_its_cameras_kept() -> None:
+    """A worker's cameras' fined no-stopping places go to the node as they change, to be
+    kept in its outbox (here, a dict); a worker started again is given them, as a node
+    started again reads them, so that it does not fine again a car still parked."""
+    kept: dict[str, tuple[FinedPlace, ...]] = {}
+
+    def fined_places(cameras: Sequence[str]) -> dict[str, list[FinedPlace]]:
+        return {c: list(kept[c]) for c in cameras if c in kept}
+
+    subject = workers(
+        site("parks-a", "steady-b"), Delivered(), backoff_s=(0.1,), fined_places=fined_places,
+        places=kept.__setitem__,
+    )  # fmt: skip
+    running = Running(subject)
+    told = f"fined places parks-a 600,480 (960, 540) {PLACE.last_t:g}"
+    running.until(lambda: states(subject)["parks-a"][1] == told, "a told its place")
+    assert isinstance(running.end(), RunSummary)
+    assert kept == {"parks-a": (PLACE,)}
+    assert states(subject)["steady-b"][1] == ""  # (it kept none)
 
 
 def test_a_worker_that_keeps_dying_stops_the_node() -> None:
