@@ -10,6 +10,7 @@ node. A recording run (``run_file``) neither takes the places nor keeps its own.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import signal
 import sqlite3
 import subprocess
@@ -241,3 +242,30 @@ def test_a_recording_neither_takes_the_places_kept_nor_keeps_its_own(tmp_path: P
     finally:
         node.delivery.stop()
     assert [e.track_id for e in fined(tmp_path)] == [1]
+
+
+def test_the_places_are_kept_as_a_car_is_fined_then_at_most_every_few_seconds(
+    tmp_path: Path,
+) -> None:
+    """A car parked 40 s at 10 frames a second: its place goes to the outbox as it is
+    fined (right after the violation is recorded), then as it is seen standing on, at
+    most every ``PLACES_EVERY_S`` (not at each of the 400 frames), and at the end."""
+    node = EdgeNode.from_config(load_site_config(site_file(tmp_path)), model_version="m@1")
+    told: list[tuple[FinedPlace, ...]] = []
+    recorded_first: list[int] = []
+
+    def keep(camera: str, places: tuple[FinedPlace, ...]) -> None:
+        assert camera == CAMERA_ID
+        recorded_first.append(len(fined(tmp_path)))  # (the violation's record is there)
+        told.append(places)
+
+    node._record_places = keep  # type: ignore[method-assign]
+    start = time.time() - 100.0
+    script = Script(tracked(start, {1: parked(0, 40)}))
+    node.run_live(threading.Event(), pipeline=script, drain_s=0.0)  # type: ignore[arg-type]
+    assert recorded_first[0] == 1
+    sightings = [places[0].last_t - start for places in told]
+    assert all(len(places) == 1 and places[0].px == Point(*PARKED) for places in told)
+    assert 3.0 < sightings[0] < 3.5 and sightings[-1] == pytest.approx(40.0)
+    gaps = [b - a for a, b in itertools.pairwise(sightings[:-1])]
+    assert len(told) <= 2 + 40 / PLACES_EVERY_S and min(gaps) >= PLACES_EVERY_S - 1e-6, sightings
