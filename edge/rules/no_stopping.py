@@ -26,10 +26,11 @@ passing bus hiding its wheels, or taking its id along) lets the place go.
 
 Lenient side: a different vehicle that arrives wholly unseen (behind a bus) and is first
 seen standing on a kept place is not fined; so is one that took the fined vehicle's
-place while the node was down (a restart within ``same_stop_gap_s``, see below). Left as it was: a fined vehicle seen again
-only after ``same_stop_gap_s``, or first seen more than four radii off, is fined again
-(the reviewer sees the same vehicle on the same place); so is one standing on through
-the hours its zone is not in force, hidden meanwhile, when the zone is in force again.
+place while the node was down (a restart within ``same_stop_gap_s``, see below). Left as
+it was: a fined vehicle seen again only after ``same_stop_gap_s``, or first seen more
+than four radii off, is fined again (the reviewer sees the same vehicle on the same
+place); so is one standing on through the hours its zone is not in force, hidden
+meanwhile, when the zone is in force again.
 
 A pushed scene takes the fined places over when its image size is the same, mapped
 again from their image points through its own calibration. So does a node started again
