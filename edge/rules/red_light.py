@@ -179,7 +179,11 @@ class RedLightRule(TrackRule[RedLightState]):
         for a in self._awaiting:
             wait_s = min(2.0 * a.judge.scene.config.lamp.controller_ttl_s, AWAIT_MAX_S)
             head = signals.get(a.lane.config.signal_head)
-            if head is None or a.memory.fired or t - a.went.t > wait_s:
+            # (a crossing taken over from the scene before: the vehicle may have been
+            # fined under this scene since, for the same act)
+            now = self._tracks.get(a.p.track_id)
+            fired = a.memory.fired or (now is not None and now.fired)
+            if head is None or fired or t - a.went.t > wait_s:
                 continue
             if head.told_until() < a.went.t:
                 still.append(a)
@@ -189,8 +193,9 @@ class RedLightRule(TrackRule[RedLightState]):
             )
             if violation is not None:
                 a.memory.fired = True
-                if (now := self._tracks.get(a.p.track_id)) is not None:
-                    now.fired = True  # (under a scene pushed since it crossed)
+                if now is None:  # (not seen under this scene yet: it must not fire there)
+                    now = self._tracks[a.p.track_id] = TrackMemory(self.new_state(), t)
+                now.fired = True  # (under a scene pushed since it crossed)
                 found.append(violation)
         self._awaiting = still
         return found

@@ -269,3 +269,49 @@ def test_a_crossing_waiting_on_the_controller_is_judged_after_a_scene_push(
     assert v.t - t0 == pytest.approx(2.5) and v.config_version == "synthetic/7"
     assert rule.scene.config.version == ("synthetic/8" if pushed else "synthetic/7")
     assert rule.awaiting == 0
+
+
+@pytest.mark.parametrize(
+    ("messages_after", "unseen"),
+    [((6.0,), None), ((4.0, 6.0), (3.86, 4.05))],
+    ids=["fined under the new scene first", "fined while the car was not in view"],
+)
+def test_a_crossing_taken_over_by_a_pushed_scene_is_not_fined_again_under_it(
+    messages_after: tuple[float, ...], unseen: tuple[float, float] | None
+) -> None:
+    """The car crosses on the controller's red (stop line at 2.5 s, second line at
+    3.5 s), the controller's last message at 1 s; a scene pushed at 3.85 s moves the
+    lines 25 and 22 m on, and the car crosses those too (at 5 s and 5.7 s), on the same
+    red. One act, one case: either the crossing taken over is judged first (the
+    controller speaks at 4 s, while the car is out of view) and the car is not judged
+    again under the new scene, or the new scene fines it first (on the lamp's red, the
+    controller stale from 4 s) and the crossing taken over, judged when the controller
+    speaks again at 6 s, is not fined again."""
+    import copy
+
+    from edge.rules.red_light import RedLightRule
+    from tests.rules_tracks import BASE, Track, frames, geometry, hold, line_path
+
+    lanes = copy.deepcopy(BASE["lanes"])
+    lanes[0]["stop_line"] = [[400, 250], [600, 250]]
+    lanes[0]["went_on_line"] = [[400, 180], [600, 180]]
+    lanes[0]["turn_exemptions"] = []
+    state = SignalState("main", SETTINGS)
+    rule = RedLightRule(geometry(True))
+    path = line_path((500.0, 900.0), (500.0, 100.0), -1.5, 6.5)
+    if unseen is not None:
+        path = [s for s in path if not unseen[0] <= s[0] <= unseen[1]]
+    car = Track(1, path)
+    parked = Track(2, hold((900.0, 500.0), -2.0, 12.0))
+    queue = [*_every_second(RED, -10.0, -2, 1), *(told(RED, -10.0, s) for s in messages_after)]
+    found = []
+    for frame in frames([car, parked], True):
+        if frame.t - t0 >= 3.85 and rule.scene.config.version == "synthetic/7":
+            rule, old = RedLightRule(geometry(True, version="synthetic/8", lanes=lanes)), rule
+            rule.carry_fired(old)
+        while queue and queue[0].sent_at.timestamp() <= frame.t:
+            assert state.on_controller(queue.pop(0), frame.t)
+        state.on_lamp(frame.t, LIT_RED)
+        found += rule.update(frame, {"main": state})
+    assert [v.track_id for v in found] == [1]
+    assert rule.awaiting == 0
