@@ -216,6 +216,7 @@ class SignalState:
         self.lamp = LampReader(settings)
         self.history = PhaseHistory()
         self._controller_sent_at: float | None = None
+        self._controller_phase: LampColour | None = None  # (its latest message's)
 
     def controller_fresh(self, t: float) -> bool:
         """A controller message sent within ``controller_ttl_s`` of ``t``, either side: one
@@ -239,22 +240,23 @@ class SignalState:
         if self._controller_sent_at is not None and sent < self._controller_sent_at:
             return True
         changed = message.changed_at.timestamp()
-        last = self.history.spans[-1] if self.history.spans else None
+        last = self._controller_phase
         if (
             last is not None
             and self._controller_sent_at is not None
-            and last.source is SignalSource.CONTROLLER
-            and last.colour is not message.phase
-            and NEXT_PHASE.get(last.colour) is not message.phase
+            and last is not message.phase
+            and NEXT_PHASE.get(last) is not message.phase
             and changed > self._controller_sent_at
         ):
             # The phase last reported is known to have held only until the message that
             # reported it: what came between (a green whose messages were lost, before
-            # this yellow) is not known.
+            # this yellow) is not known. (Whatever the lamp read once the controller went
+            # stale, nothing or the green itself, does not tell when that phase ended.)
             self.history.record(
                 LampColour.UNKNOWN, self._controller_sent_at, SignalSource.CONTROLLER
             )
         self._controller_sent_at = sent
+        self._controller_phase = message.phase
         ttl = self._settings.controller_ttl_s
         if self._covered and sent - ttl <= self._covered[-1][1]:
             self._covered[-1][1] = sent + ttl
