@@ -244,14 +244,14 @@ class SignalState:
         if (
             last is not None
             and self._controller_sent_at is not None
-            and last is not message.phase
             and NEXT_PHASE.get(last) is not message.phase
             and changed > self._controller_sent_at
         ):
             # The phase last reported is known to have held only until the message that
             # reported it: what came between (a green whose messages were lost, before
-            # this yellow) is not known. (Whatever the lamp read once the controller went
-            # stale, nothing or the green itself, does not tell when that phase ended.)
+            # this yellow, or before the next red) is not known. (Whatever the lamp read
+            # once the controller went stale, nothing or the green itself, does not tell
+            # when that phase ended.)
             self.history.record(
                 LampColour.UNKNOWN, self._controller_sent_at, SignalSource.CONTROLLER
             )

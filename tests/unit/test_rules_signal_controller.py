@@ -322,13 +322,19 @@ def test_a_crossing_taken_over_by_a_pushed_scene_is_not_fined_again_under_it(
     [None, GLARE, LampStrengths(20, 15, 200)],
     ids=["a head without lamps", "a lamp in glare", "a lamp that reads the green"],
 )
+@pytest.mark.parametrize(
+    "after",
+    [_every_second(YELLOW, 4.8, 5, 11), _every_second(RED, 4.8, 5, 11)],
+    ids=["then a yellow", "then the next red"],
+)
 def test_a_green_whose_messages_were_lost_is_not_read_as_red_whatever_the_lamp_read(
-    lamp: LampStrengths | None,
+    lamp: LampStrengths | None, after: list[SignalPhase]
 ) -> None:
-    """The controller told red to 0 s and fell silent; a yellow from 4.8 s, told at 5 s,
-    shows that a green came between, unheard. The car crossed at 2.5 s: the red is known
-    only to 0 s, and the crossing is not fined, whether the head has no lamps, its lamp
-    read nothing (glare) or read the green once the controller went stale (3 s)."""
+    """The controller told red to 0 s and fell silent; a yellow from 4.8 s, or the next
+    red, told at 5 s, shows that a green came between, unheard. The car crossed at 2.5 s:
+    the red is known only to 0 s, and the crossing is not fined, whether the head has no
+    lamps, its lamp read nothing (glare) or read the green once the controller went stale
+    (3 s)."""
     from edge.rules.red_light import RedLightRule
     from tests.rules_tracks import Track, frames, geometry, hold, line_path
 
@@ -336,7 +342,7 @@ def test_a_green_whose_messages_were_lost_is_not_read_as_red_whatever_the_lamp_r
     rule = RedLightRule(geometry(True))
     car = Track(1, line_path((500.0, 900.0), (500.0, 200.0), -1.5, 5.5))
     parked = Track(2, hold((900.0, 500.0), -2.0, 12.0))
-    queue = [*_every_second(RED, -10.0, -2, 0), *_every_second(YELLOW, 4.8, 5, 11)]
+    queue = [*_every_second(RED, -10.0, -2, 0), *after]
     found = []
     for frame in frames([car, parked], True):
         while queue and queue[0].sent_at.timestamp() <= frame.t:
