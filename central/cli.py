@@ -209,8 +209,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="export a case as one signed ZIP (as the case page's button does), audited",
         description="Writes case-ID.zip: the signed event, its node's key, the evidence on"
         " file, the audit trail and a manifest signed by central. The export is written to"
-        " the case's audit trail (actor 'cli') with the package's sha256. Check it with"
-        " `roadwatch verify`.",
+        " the case's audit trail (actor 'cli:' and your account) with the package's sha256."
+        " Check it with `roadwatch verify`.",
     )
     case_export.add_argument("--id", required=True, type=int, help="the case (violation) id")
     case_export.add_argument(
