@@ -379,7 +379,8 @@ def test_an_admin_adds_a_nodes_new_key_and_revokes_its_old_one(
     )
     node.get_by_role("button", name="Thêm khóa").click()
     expect(page.locator("#banner")).to_have_text(
-        f"Không thay đổi: Khóa {new_fp[:16]} đã được đăng ký (mỗi thiết bị có khóa riêng)."
+        f"Không thay đổi: Khóa {new_fp[:16]} đã được đăng ký cho thiết bị {name}"
+        " (mỗi thiết bị có khóa riêng)."
     )
 
     row = node.locator(f"tr[data-key='{old_fp}']")

@@ -757,7 +757,7 @@
   }
 
   async function showView(view) {
-    if (S.page?.kind !== "case") return;
+    if (S.page?.kind !== "case" || !$("#viewer")) return; // (no viewer: evidence not shown to this role)
     const c = S.page.data.case;
     const e = c.evidence.find((x) => x.role === view);
     if (!e) return;
