@@ -16,6 +16,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from central.api.cases import field_refused
 from central.api.deps import (
     CONFLICT,
     NOT_FOUND,
@@ -629,16 +630,11 @@ def update_camera(
     longitude = changes.get("longitude", cam.longitude)
     if (latitude is None) != (longitude is None):
         missing = "longitude" if longitude is None else "latitude"
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [
-                {
-                    "type": "position_half",
-                    "loc": ["body", missing],
-                    "msg": f"a map position needs both latitude and longitude: send {missing}"
-                    " too (or null for both, to take the camera off the map)",
-                }
-            ],
+        raise field_refused(
+            ["body", missing],
+            f"a map position needs both latitude and longitude: send {missing} too (or null"
+            " for both, to take the camera off the map)",
+            "position_half",
         )
     if changes:  # (a request that changes nothing leaves no audit entry)
         for key, value in changes.items():

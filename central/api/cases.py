@@ -218,7 +218,13 @@ def ordered_range(start: datetime | None, end: datetime | None) -> None:
 
 def query_refused(name: str, message: str) -> HTTPException:
     """A 422 in FastAPI's own shape, naming the query parameter."""
-    detail = [{"type": "value_error", "loc": ["query", name], "msg": message, "input": None}]
+    return field_refused(["query", name], message)
+
+
+def field_refused(loc: list[str], message: str, kind: str = "value_error") -> HTTPException:
+    """A 422 in FastAPI's own shape (a list of what was wrong, and where), for a check
+    the request's schema cannot make."""
+    detail = [{"type": kind, "loc": loc, "msg": message, "input": None}]
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
 

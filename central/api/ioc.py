@@ -92,11 +92,16 @@ UtcOffset = Annotated[
 ]
 
 
+def offset_delta(utc_offset: str) -> timedelta:
+    """``+07:00`` (``UTC_OFFSET_PATTERN``) as the time it is ahead of UTC."""
+    sign = -1 if utc_offset.startswith("-") else 1
+    return sign * timedelta(hours=int(utc_offset[1:3]), minutes=int(utc_offset[4:6]))
+
+
 def time_bucket(session: Session, column: Any, by: str, utc_offset: str) -> ColumnElement[str]:
     """An ISO text bucket of ``column`` by hour or day at ``utc_offset`` (named with it,
     ``Z`` for UTC), on either database."""
-    sign = -1 if utc_offset.startswith("-") else 1
-    minutes = sign * (int(utc_offset[1:3]) * 60 + int(utc_offset[4:6]))
+    minutes = int(offset_delta(utc_offset).total_seconds()) // 60
     suffix = "Z" if minutes == 0 else utc_offset
     if session.get_bind().dialect.name == "postgresql":
         fmt = {
@@ -285,8 +290,7 @@ def bounded_range(
 def _bucket_ceil(at: datetime, by: str, utc_offset: str) -> datetime:
     """The first start of an hour or day (at ``utc_offset``) at or after ``at``; ``at``
     itself at the ends of the calendar."""
-    sign = -1 if utc_offset.startswith("-") else 1
-    offset = sign * timedelta(hours=int(utc_offset[1:3]), minutes=int(utc_offset[4:6]))
+    offset = offset_delta(utc_offset)
     try:
         local = at + offset  # (the wall time there, for the arithmetic)
         start = local.replace(minute=0, second=0, microsecond=0)
