@@ -24,7 +24,16 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from central.api import admin, cases, events, evidence, ioc
-from central.api.deps import TOKEN_URL, ApiRefusal, AppState, app_state, signed_in_user
+from central.api.deps import (
+    API_PREFIX,
+    TOKEN_URL,
+    UNKNOWN_QUERY,
+    ApiRefusal,
+    AppState,
+    app_state,
+    declared_query_only,
+    signed_in_user,
+)
 from central.api.schemas import Health
 from central.db import make_engine, migrate, read_session_factory, session_factory
 from central.evidence import EvidenceError, open_store
@@ -109,6 +118,7 @@ def create_app(
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(declared_query_only)],
         openapi_tags=[
             {"name": "auth", "description": "Log in; tokens are short-lived JWTs"},
             {"name": "violations", "description": "Search and read violation records"},
@@ -176,6 +186,7 @@ def create_app(
     app.include_router(evidence.router)
     app.include_router(events.router)
     app.include_router(ui_router)
+    say_unknown_query_is_refused(app)
 
     @app.exception_handler(ApiRefusal)
     async def refused(request: Request, exc: ApiRefusal) -> Response:
@@ -201,6 +212,23 @@ def create_app(
         return JSONResponse({"detail": _echoable(jsonable_encoder(errors))}, status_code=422)
 
     return app
+
+
+def say_unknown_query_is_refused(app: FastAPI) -> None:
+    """Lists the 422 of ``declared_query_only`` in the OpenAPI schema of each API
+    operation that lists none (FastAPI lists one where a route takes parameters or a
+    body)."""
+    make_schema = app.openapi
+
+    def schema() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            for path, operations in make_schema()["paths"].items():
+                if path.startswith(API_PREFIX):
+                    for operation in operations.values():
+                        operation["responses"].setdefault("422", UNKNOWN_QUERY)
+        return make_schema()
+
+    app.openapi = schema  # type: ignore[method-assign]  # (FastAPI's way to extend it)
 
 
 # A log-in sent as JSON, as every other body is: OAuth2's token request is a form.

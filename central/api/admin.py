@@ -16,7 +16,6 @@ from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from central.api.cases import field_refused
 from central.api.deps import (
     CONFLICT,
     NOT_FOUND,
@@ -28,6 +27,7 @@ from central.api.deps import (
     RegistryReader,
     SessionDep,
     StateDep,
+    field_refused,
     oauth2,
 )
 from central.api.schemas import (

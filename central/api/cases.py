@@ -26,6 +26,7 @@ from central.api.deps import (
     Reviewer,
     SessionDep,
     StateDep,
+    query_refused,
 )
 from central.api.schemas import (
     NO_NUL,
@@ -214,18 +215,6 @@ def ordered_range(start: datetime | None, end: datetime | None) -> None:
     to check."""
     if start is not None and end is not None and start >= end:
         raise query_refused("from", "from must be before to")
-
-
-def query_refused(name: str, message: str) -> HTTPException:
-    """A 422 in FastAPI's own shape, naming the query parameter."""
-    return field_refused(["query", name], message)
-
-
-def field_refused(loc: list[str], message: str, kind: str = "value_error") -> HTTPException:
-    """A 422 in FastAPI's own shape (a list of what was wrong, and where), for a check
-    the request's schema cannot make."""
-    detail = [{"type": kind, "loc": loc, "msg": message, "input": None}]
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
 
 @router.get(

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
 from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -114,6 +115,66 @@ class ApiRefusal(HTTPException):
         super().__init__(status_code, detail)
         self.code = code
         self.params = params
+
+
+def query_refused(name: str, message: str) -> HTTPException:
+    """A 422 in FastAPI's own shape, naming the query parameter."""
+    return field_refused(["query", name], message)
+
+
+def field_refused(loc: list[str], message: str, kind: str = "value_error") -> HTTPException:
+    """A 422 in FastAPI's own shape (a list of what was wrong, and where), for a check
+    the request's schema cannot make."""
+    detail = [{"type": kind, "loc": loc, "msg": message, "input": None}]
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
+
+
+API_PREFIX = "/api/"
+UNKNOWN_QUERY: dict[str, Any] = {"description": "A query parameter the route does not take"}
+
+
+async def declared_query_only(request: Request) -> None:
+    """Refuses (422) a query parameter the route does not declare, on the JSON API.
+
+    Otherwise a misspelt filter (``form=`` for ``from=``, ``cameras=`` for ``camera=``)
+    would be dropped without a word and the answer, unfiltered, read as the filtered one.
+    Each unknown parameter is named with the ones the route takes (its value is not
+    echoed: it may be a token sent in the wrong place). The web UI's pages and assets
+    (outside ``/api/``) are not checked.
+    """
+    if not request.scope.get("query_string"):
+        return
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not route.path_format.startswith(API_PREFIX):
+        return
+    allowed = declared_query(route)
+    unknown = sorted({name for name in request.query_params if name not in allowed})
+    if not unknown:
+        return
+    takes = ", ".join(sorted(allowed)) if allowed else "no query parameters"
+    detail = [
+        {
+            "type": "extra_forbidden",
+            "loc": ["query", name],
+            "msg": f"unknown query parameter '{name}'; this route takes {takes}",
+            "input": None,
+        }
+        for name in unknown
+    ]
+    raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
+
+
+def declared_query(route: APIRoute) -> frozenset[str]:
+    """The query parameters (by the name sent: an alias where one is given) that
+    ``route`` and every dependency under it declare. (A walk of a few nodes, made only
+    for a request with a query: routes compare equal by value, so they key no cache.)"""
+    names: set[str] = set()
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        names.update(field.alias for field in dependant.query_params)
+        pending.extend(dependant.dependencies)
+    return frozenset(names)
 
 
 def _unauthorized(detail: str) -> HTTPException:

@@ -17,8 +17,8 @@ from sqlalchemy import ColumnElement, case, exists, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from central.api import feed
-from central.api.cases import Ident, Limit, Offset, audit_out, ordered_range, query_refused
-from central.api.deps import PROTECTED, AnyUser, Manager, SessionDep, StateDep
+from central.api.cases import Ident, Limit, Offset, audit_out, ordered_range
+from central.api.deps import PROTECTED, AnyUser, Manager, SessionDep, StateDep, query_refused
 from central.api.schemas import (
     NO_NUL,
     AuditOut,

@@ -1014,6 +1014,69 @@ def test_search_filters_and_pages(
     assert due["items"] == [] or all(i["deadlines"] for i in due["items"])
 
 
+@pytest.mark.parametrize(
+    ("path", "params", "unknown", "taken"),
+    [
+        # A misspelt filter would otherwise answer the unfiltered search as if filtered.
+        ("/api/v1/violations", {"form": "2026-11-23T07:00:00Z"}, ["form"], "from"),
+        (
+            "/api/v1/violations",
+            {"cameras": "cam-a", "plates": "51F"},
+            ["cameras", "plates"],
+            "camera",
+        ),
+        ("/api/v1/stats/traffic", {"by": "hour", "camera_id": "cam-a"}, ["camera_id"], "camera"),
+        (
+            "/api/v1/stats/violations",
+            {"by": "day", "utcoffset": "+07:00"},
+            ["utcoffset"],
+            "utc_offset",
+        ),
+        ("/api/v1/feed", {"after": "3", "max_seconds": "1"}, ["after"], "after_id"),
+        ("/api/v1/ui/queue", {"camera": "cam-a", "page": "2"}, ["page"], "after_id"),
+        ("/api/v1/cameras", {"site": "ql13-km22"}, ["site"], "no query parameters"),
+        # A token in the address is not read (and not echoed either).
+        ("/api/v1/auth/me", {"access_token": "s3cr3t-t0ken"}, ["access_token"], "no query"),
+    ],
+)
+def test_an_unknown_query_parameter_is_refused_naming_the_ones_taken(
+    api: TestClient,
+    accounts: dict[str, Account],
+    path: str,
+    params: dict[str, str],
+    unknown: list[str],
+    taken: str,
+) -> None:
+    r = api.get(path, headers=accounts["supervisor"].headers, params=params)
+    assert r.status_code == 422, r.text
+    problems = r.json()["detail"]
+    assert [p["loc"] for p in problems] == [["query", name] for name in sorted(unknown)]
+    for problem in problems:
+        assert problem["type"] == "extra_forbidden"
+        assert problem["loc"][1] in problem["msg"] and taken in problem["msg"]
+    assert "s3cr3t" not in r.text
+
+
+def test_the_parameters_a_route_declares_and_the_pages_outside_the_api_are_not_refused(
+    api: TestClient, accounts: dict[str, Account]
+) -> None:
+    h = accounts["supervisor"].headers
+    declared = {"from": "2026-11-23T07:00:00Z", "to": "2026-11-24T07:00:00Z", "status": "new"}
+    assert api.get("/api/v1/violations", headers=h, params=declared).status_code == 200
+    aliased = {"by": "day", "utc_offset": "+07:00", **declared}
+    aliased.pop("status")
+    assert api.get("/api/v1/stats/violations", headers=h, params=aliased).status_code == 200
+    assert api.get("/api/v1/audit/verify", headers=h).status_code == 200
+    # The web UI's own pages and assets, and the service's health, take what a browser
+    # or a probe adds.
+    assert api.get("/ui/index.html", params={"v": "2"}).status_code == 200
+    assert api.get("/health", params={"probe": "1"}).status_code == 200
+    # The schema lists the refusal of a route that takes no parameter too.
+    paths = api.get("/openapi.json").json()["paths"]
+    for path in ("/api/v1/cameras", "/api/v1/auth/me", "/api/v1/audit/verify"):
+        assert "query parameter" in paths[path]["get"]["responses"]["422"]["description"]
+
+
 def test_counts_by_camera_keep_two_sites_cameras_of_one_id_apart(
     api: TestClient,
     central_db: CentralDb,
