@@ -146,7 +146,10 @@ class Camera(Base):
     node: Mapped[str] = mapped_column(String(64))
     camera: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(128), default="")
-    place: Mapped[str] = mapped_column(String(128), default="")
+    place: Mapped[str] = mapped_column(String(128), default="")  # (set on central)
+    # The place its evidence prints, as its node's last status that listed it said
+    # (None: it named none).
+    node_place: Mapped[str | None] = mapped_column(String(128), nullable=True)
     latitude: Mapped[float | None] = mapped_column(Float, nullable=True)
     longitude: Mapped[float | None] = mapped_column(Float, nullable=True)
     state: Mapped[str] = mapped_column(String(16), default="unknown")

@@ -855,6 +855,7 @@ def _record_status(session: Session, status: NodeStatus, silent_after: timedelta
         if cam.state != state or cam.reason != reason or _silent(cam.seen_at, now, silent_after):
             cam.state, cam.reason, cam.updated_at = state, reason, now
         cam.fps = health.fps
+        cam.node_place = health.place
         if not offline:
             cam.seen_at = now
     listed = {health.camera for health in status.cameras}

@@ -17,6 +17,7 @@ from edge.detections import ObjectClass
 from edge.detector import DetectorConfig, class_probabilities
 from edge.sources import redact_url
 from edge.tracking import TrackerConfig
+from roadwatch.contract.models import ShortText
 from roadwatch.errors import UserError, validator_words
 from roadwatch.yaml_load import YamlError, load_yaml
 
@@ -54,8 +55,10 @@ class CameraConfig(BaseModel):
     calibration: Path | None = Field(
         None, description="calibration file (road-plane homography); needed for metres and speed"
     )
-    place: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
-        None, description="place and Km marker printed on the evidence, e.g. 'QL13 Km 22+300'"
+    place: ShortText | None = Field(
+        None,
+        description="place and Km marker printed on the evidence and named in the node's status"
+        " (central's camera list shows it), e.g. 'QL13 Km 22+300'",
     )
     persons_as_riders: bool = Field(
         False,

@@ -675,9 +675,13 @@ class EdgeNode:
     # -- health -----------------------------------------------------------------------
 
     def health(self) -> list[CameraHealth]:
-        """Camera health from the readers, with the integrity guard's pauses applied."""
+        """Camera health from the readers, with the integrity guard's pauses applied and
+        each camera's place (as the configuration in force has it: a push may change it)."""
+        places = {cam.id: cam.place for cam in self.config.cameras if cam.place}
         out = []
         for health in self._readers():
+            if (place := places.get(health.camera)) is not None:
+                health = health.model_copy(update={"place": place})
             camera = self.enforcement.get(health.camera)
             override = camera.health_override() if camera is not None else None
             if override is not None and health.state.value == "up":

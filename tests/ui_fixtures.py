@@ -336,15 +336,23 @@ class UiServer:
         [vid] = self._record([Message(topic, to_wire(event))])
         return vid
 
-    def set_cameras(self, states: dict[str, tuple[CameraState, str]]) -> None:
-        """Record a node status carrying these camera states."""
+    def set_cameras(
+        self, states: dict[str, tuple[CameraState, str]], places: dict[str, str] | None = None
+    ) -> None:
+        """Record a node status carrying these camera states (and the places it names)."""
         status = NodeStatus(
             site=SITE,
             node=NODE,
             state=NodeState.ONLINE,
             sent_at=datetime.now(UTC),
             cameras=[
-                CameraHealth(camera=cam, state=st, reason=reason, fps=0.0 if reason else 25.0)
+                CameraHealth(
+                    camera=cam,
+                    state=st,
+                    reason=reason,
+                    fps=0.0 if reason else 25.0,
+                    place=(places or {}).get(cam),
+                )
                 for cam, (st, reason) in states.items()
             ],
         )

@@ -552,9 +552,21 @@ def list_cameras(_: AnyUser, state: StateDep, session: SessionDep) -> list[Camer
 def camera_out(cam: Camera, now: datetime, silent_after: timedelta) -> CameraOut:
     """The camera as the IOC sees it: ``unknown`` once its node has gone silent."""
     health = camera_health(cam, now, silent_after)
-    return CameraOut.model_validate(cam).model_copy(
+    return camera_view(cam).model_copy(
         update={"state": health.state, "reason": health.reason, "updated_at": health.since}
     )
+
+
+def camera_view(cam: Camera) -> CameraOut:
+    """The camera as stored, its place the one set on central or else its node's."""
+    return CameraOut.model_validate(cam).model_copy(
+        update={"place": shown_place(cam), "registered_place": cam.place}
+    )
+
+
+def shown_place(cam: Camera) -> str:
+    """The place set on central (people chose its words), or else the one its node names."""
+    return cam.place or cam.node_place or ""
 
 
 class GeoJSONResponse(JSONResponse):
@@ -599,7 +611,9 @@ def cameras_geojson(_: AnyUser, state: StateDep, session: SessionDep) -> GeoJSON
                     "node": c.node,
                     "camera": c.camera,
                     "name": c.name,
-                    "place": c.place,
+                    "place": shown_place(c),
+                    "registered_place": c.place,
+                    "node_place": c.node_place,
                     "state": health.state,
                     "reason": health.reason,
                     "seen_at": time_text(c.seen_at) if c.seen_at else None,
@@ -647,4 +661,4 @@ def update_camera(
             detail={"camera_id": camera_id, **changes},
         )
         session.commit()
-    return CameraOut.model_validate(cam)
+    return camera_view(cam)

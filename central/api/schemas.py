@@ -236,7 +236,19 @@ class CameraOut(BaseModel):
     node: str
     camera: str
     name: str
-    place: str
+    place: str = Field(
+        description="Where the camera is, as the IOC shows it: the place set on central"
+        " (`registered_place`), or else the one its node names (`node_place`)"
+    )
+    registered_place: str = Field(
+        "", description='The place set on central (`PATCH` its `place`); "" where none is'
+    )
+    node_place: str | None = Field(
+        None,
+        description="The place its node names in its status (its `place` in the node's"
+        " configuration), which its evidence prints; null where the node names none. Where"
+        " a place set on central differs, the two are both here to compare",
+    )
     latitude: float | None
     longitude: float | None
     state: str = Field(

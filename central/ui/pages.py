@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from central.api.admin import camera_view
 from central.api.cases import (
     EVIDENCE_READERS,
     LISTED,
@@ -108,7 +109,7 @@ def ui_case(
         actions = [a for a in actions if a not in (Action.CONFIRM, Action.ISSUE_NOTICE)]
     return CasePage(
         case=case,
-        camera=CameraOut.model_validate(cam) if cam is not None else None,
+        camera=camera_view(cam) if cam is not None else None,
         audit=[audit_out(e) for e in audit],
         can_review=reviewer and Status(v.status) in OPEN_STATUSES,
         actions=actions,

@@ -317,6 +317,11 @@ class CameraHealth(ContractModel):
     frames_corrupt: Count = 0
     reconnects: Count = 0
     inference_latency_ms: Annotated[float, Field(ge=0.0, le=600_000.0)] | None = None
+    place: ShortText | None = Field(
+        default=None,
+        description="The place and Km marker the camera's evidence prints (its `place` in the "
+        "node's configuration); absent where none is configured",
+    )
 
 
 class NodeState(StrEnum):

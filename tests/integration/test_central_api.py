@@ -1670,6 +1670,54 @@ def test_an_event_stored_by_another_replica_mid_batch_is_held_not_doubled(
     assert len(refs) == sum(len(e.evidence) for e in events)
 
 
+def test_the_place_a_node_names_for_its_camera_reaches_the_camera_list(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    topic = node_topic(node.site, node.node, NodeTopic.STATUS)
+
+    def status(place: str | None) -> None:
+        health = CameraHealth(camera="cam-01", state=CameraState.UP, fps=25.0, place=place)
+        sent = NodeStatus(
+            site=node.site, node=node.node, state=NodeState.ONLINE, sent_at=T0, cameras=[health]
+        )
+        with transaction(session_factory(central_db.engine)) as s:
+            signed = Message(topic, to_wire(sign(sent, node.key)))
+            assert not record_batch(s, [signed], KeyCache()).quarantined
+
+    def places() -> tuple[str, str, str | None]:
+        [cam] = [
+            c for c in api.get("/api/v1/cameras", headers=ioc).json() if c["site"] == node.site
+        ]
+        geo = api.get("/api/v1/cameras.geojson", headers=ioc).json()["features"]
+        [feature] = [f["properties"] for f in geo if f["properties"]["site"] == node.site]
+        shown = (cam["place"], cam["registered_place"], cam["node_place"])
+        assert (feature["place"], feature["registered_place"], feature["node_place"]) == shown
+        return shown
+
+    ioc = accounts["ioc"].headers
+    # Nothing set on central: the list shows the place the node's evidence prints.
+    status("QL13 Km 22+300")
+    assert places() == ("QL13 Km 22+300", "", "QL13 Km 22+300")
+    # A place set on central is the one shown; the node's stays beside it, to compare.
+    [cam] = [c for c in api.get("/api/v1/cameras", headers=ioc).json() if c["site"] == node.site]
+    sup = accounts["supervisor"].headers
+    set_here = "QL13 Km 22+300, Thuận An"
+    patched = api.patch(f"/api/v1/cameras/{cam['id']}", headers=sup, json={"place": set_here})
+    assert patched.status_code == 200
+    assert (patched.json()["place"], patched.json()["node_place"]) == (set_here, "QL13 Km 22+300")
+    status("QL13 Km 22+500")  # (the node's configuration changed)
+    assert places() == (set_here, set_here, "QL13 Km 22+500")
+    # Cleared on central, and named by no node: no place.
+    assert api.patch(f"/api/v1/cameras/{cam['id']}", headers=sup, json={"place": None}).is_success
+    assert places() == ("QL13 Km 22+500", "", "QL13 Km 22+500")
+    status(None)
+    assert places() == ("", "", None)
+
+
 def test_registry_status_geojson_and_feed(
     api: TestClient,
     central_db: CentralDb,

@@ -23,6 +23,7 @@ from roadwatch.case_package import verify_package
 from roadwatch.contract import CameraState, ViolationType
 from roadwatch.contract.signing import generate_private_key, key_fingerprint, public_key_pem
 from tests.ui_fixtures import (
+    CAMERAS,
     PASSWORD,
     VIEWPORT,
     PageErrors,
@@ -431,11 +432,15 @@ def test_a_supervisor_names_and_places_a_camera(
     browser: Any, ui_server: UiServer, errors: PageErrors
 ) -> None:
     """The cameras page: a camera's name, place and map position edited and saved (and
-    audited); one coordinate without the other is refused on the page."""
+    audited); one coordinate without the other is refused on the page. The place its node
+    names shows beside one set here that differs."""
     cams = ui_server.call("supervisor", "GET", "/api/v1/cameras").json()
     [cam] = [c for c in cams if c["camera"] == "mptv-km18"]
-    before = {k: cam[k] for k in ("name", "place", "latitude", "longitude")}
+    before = {k: cam[k] for k in ("name", "latitude", "longitude")}
+    before["place"] = cam["registered_place"]
     who = f"{cam['site']}/{cam['node']}/mptv-km18"
+    seeded = {c[0]: (c[5], c[6]) for c in CAMERAS}
+    ui_server.set_cameras(seeded, places={"mptv-km18": "ĐT 742 Km 18"})
     page = new_page(browser, errors)
     try:
         login(page, ui_server, "supervisor")
@@ -443,6 +448,10 @@ def test_a_supervisor_names_and_places_a_camera(
         expect(page.get_by_role("heading", name="Camera", exact=True)).to_be_visible()
         row = page.locator(f"#cameras tr[data-camera='{who}']")
         expect(row.get_by_label(f"Tên của {who}")).to_have_value(before["name"])
+        expect(row.get_by_label(f"Vị trí của {who}")).to_have_value(before["place"])
+        expect(row.locator(".node-place")).to_have_text(
+            "Thiết bị biên (và bằng chứng) ghi: ĐT 742 Km 18"
+        )
         row.get_by_label(f"Tên của {who}").fill("Camera Km 18 hướng Tân Vạn")
         row.get_by_label(f"Vị trí của {who}").fill("ĐT 742 Km 18+500, Tân Uyên")
         row.get_by_label(f"Vĩ độ của {who}").fill("")
@@ -471,6 +480,7 @@ def test_a_supervisor_names_and_places_a_camera(
         page.context.close()
         back = ui_server.call("admin", "PATCH", f"/api/v1/cameras/{cam['id']}", json=before)
         assert back.status_code == 200, back.text  # (the other pages' tests see it as seeded)
+        ui_server.set_cameras(seeded)
 
 
 def test_supervisor_notices_statistics_and_audit(

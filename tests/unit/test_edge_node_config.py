@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from edge.config import ConfigError, load_site_config, parse_site_config
+from roadwatch.contract import CameraHealth, CameraState
 
 
 def _write(tmp_path: Path, doc: dict[str, object]) -> Path:
@@ -224,3 +225,27 @@ def test_the_camera_named_is_the_one_run_on_the_video(tmp_path: Path) -> None:
     assert (chosen.id, chosen.place) == ("cam-02", "Km 23")
     alone = parse_site_config({**TWO_CAMERAS, "cameras": CAMERAS[:1]})
     assert _source_camera(alone, None, tmp_path / "site.yaml").cameras[0].id == "cam-01"
+
+
+def test_the_status_names_each_cameras_place_as_the_configuration_in_force_has_it() -> None:
+    from edge.node import EdgeNode
+
+    cameras = [
+        {"id": "cam-01", "url": "a.mp4", "place": "QL13 Km 22+300"},
+        {"id": "cam-02", "url": "b.mp4"},
+    ]
+    doc = {"site": "ql13", "node": "node-01", "cameras": cameras}
+    config = parse_site_config(doc)
+    readers = [CameraHealth(camera=c, state=CameraState.UP) for c in ("cam-01", "cam-02")]
+    node = EdgeNode(config, {}, None, _readers=lambda: readers)
+    assert [(h.camera, h.place) for h in node.health()] == [
+        ("cam-01", "QL13 Km 22+300"),
+        ("cam-02", None),
+    ]
+    # A push changes a place live: the next status says the new one.
+    moved = [{**cameras[0], "place": "QL13 Km 22+500"}, cameras[1]]
+    node.config = parse_site_config({**doc, "cameras": moved})
+    assert node.health()[0].place == "QL13 Km 22+500"
+    # A place the status could not carry is refused with the configuration.
+    with pytest.raises(ConfigError, match="place"):
+        parse_site_config({**doc, "cameras": [{**moved[0], "place": "QL13\x1b[31m"}]})

@@ -1428,7 +1428,12 @@
       const text = (id, value, label) => h("input", { id, value: value || "", maxlength: "128", autocomplete: "off", "aria-label": label });
       const coord = (id, value, label, min, max) => h("input", { id, type: "number", step: "0.000001", min, max, value: value ?? "", "aria-label": label });
       const name = text(`cam-name-${n}`, c.name, t("cameras.row_name", { camera: who }));
-      const place = text(`cam-place-${n}`, c.place, t("cameras.row_place", { camera: who }));
+      // The place set here; the one its node names (and its evidence prints) shows where
+      // none is set, and beside one that differs.
+      const place = text(`cam-place-${n}`, c.registered_place, t("cameras.row_place", { camera: who }));
+      if (c.node_place) place.placeholder = c.node_place;
+      const differs = c.node_place && c.registered_place && c.node_place !== c.registered_place;
+      const nodePlace = differs ? h("p", { class: "muted node-place" }, t("cameras.node_place", { place: c.node_place })) : null;
       const lat = coord(`cam-lat-${n}`, c.latitude, t("cameras.row_lat", { camera: who }), "-90", "90");
       const lon = coord(`cam-lon-${n}`, c.longitude, t("cameras.row_lon", { camera: who }), "-180", "180");
       const save = h("button", { type: "button", class: "secondary", "aria-label": t("cameras.save_camera", { camera: who }), onclick: async () => {
@@ -1449,7 +1454,7 @@
       return h("tr", { "data-camera": who },
         h("td", {}, h("code", {}, who)),
         h("td", {}, h("span", { class: `state cam-${stateOf(c)}` }, h("span", { class: "dot", "aria-hidden": "true" }), t(`cam.${stateOf(c)}`))),
-        h("td", {}, name), h("td", {}, place), h("td", {}, lat), h("td", {}, lon), h("td", {}, save));
+        h("td", {}, name), h("td", {}, place, nodePlace), h("td", {}, lat), h("td", {}, lon), h("td", {}, save));
     });
     main().replaceChildren(
       h("div", { class: "page-head" }, h("h1", {}, t("cameras.title"))),
