@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BeforeValidator
-from sqlalchemy import ColumnElement, case, exists, func, literal_column, select
+from sqlalchemy import ColumnElement, Float, case, cast, exists, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from central.api import feed
@@ -116,6 +116,14 @@ def time_bucket(session: Session, column: Any, by: str, utc_offset: str) -> Colu
     return func.strftime(fmt, func.substr(column, 1, 19), f"{minutes:+d} minutes")
 
 
+def seconds_into_minute(session: Session, column: Any) -> ColumnElement[float]:
+    """The seconds (with their fraction) of ``column`` past its whole minute, on either
+    database."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.extract("second", column), Float)
+    return cast(func.strftime("%f", column), Float)  # ("SS.SSS": milliseconds are plenty)
+
+
 @router.get(
     "/stats/violations",
     tags=["statistics"],
@@ -192,9 +200,10 @@ def traffic_flow(
     utc_offset: UtcOffset = None,
 ) -> TrafficFlow:
     """Vehicles counted per camera (site, node, camera) and hour or day, with the
-    vehicle-weighted mean speed and the minutes the camera reported (a bucket with fewer
-    minutes than it spans had its camera down part of the time; a period with none has no
-    bucket). One request spans at most 31 days by hour, 366 by day: without `to` it ends
+    vehicle-weighted mean speed, the time-weighted mean occupancy of its lanes (a part of
+    a minute weighs the seconds it spans) and the minutes the camera reported (a bucket
+    with fewer minutes than it spans had its camera down part of the time; a period with
+    none has no bucket). One request spans at most 31 days by hour, 366 by day: without `to` it ends
     now, without `from` it starts at the first whole hour or day (at the offset) within
     that span before `to`, so that the first bucket is whole."""
     offset = utc_offset or state.settings.stats_utc_offset
@@ -204,6 +213,11 @@ def traffic_flow(
     speed_weight = func.sum(
         case((TrafficMinute.mean_speed_kmh.is_not(None), TrafficMinute.vehicles), else_=0)
     )
+    # A lane's occupancy is the fraction of its part's time a vehicle was in it: weighted
+    # by the seconds the part spans (from its start to the minute's end: a part begun 50 s
+    # in weighs 10 s against a whole minute's 60), every lane alike.
+    span = 60.0 - seconds_into_minute(session, TrafficMinute.part_start)
+    occupied = func.sum(TrafficMinute.occupancy * span)
     stmt = select(
         bucket,
         TrafficMinute.site,
@@ -212,7 +226,8 @@ def traffic_flow(
         func.sum(TrafficMinute.vehicles),
         weighted,
         speed_weight,
-        func.avg(TrafficMinute.occupancy),
+        occupied,
+        func.sum(span),
         func.count(TrafficMinute.minute_start.distinct()),
     ).where(TrafficMinute.minute_start >= minute_from, TrafficMinute.minute_start < minute_to)
     if site:
@@ -229,10 +244,10 @@ def traffic_flow(
             camera=cam,
             vehicles=int(n or 0),
             mean_speed_kmh=round(float(w) / float(sw), 2) if w is not None and sw else None,
-            mean_occupancy=round(float(occ or 0.0), 4),
+            mean_occupancy=round(float(occ) / float(seen), 4) if occ is not None and seen else 0.0,
             minutes=int(m),
         )
-        for b, site_, node_, cam, n, w, sw, occ, m in session.execute(stmt).all()
+        for b, site_, node_, cam, n, w, sw, occ, seen, m in session.execute(stmt).all()
     ]
     if not buckets:
         heard_of(session, TrafficMinute, site, camera)

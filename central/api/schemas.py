@@ -502,7 +502,10 @@ class FlowBucket(BaseModel):
     camera: str
     vehicles: int
     mean_speed_kmh: float | None
-    mean_occupancy: float
+    mean_occupancy: float = Field(
+        description="The share of the time the camera reported during which a lane held a"
+        " vehicle, its lanes alike: a part of a minute weighs the seconds it spans"
+    )
     minutes: int = Field(description="Minutes of the bucket the camera reported")
 
 

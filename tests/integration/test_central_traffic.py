@@ -66,6 +66,61 @@ def test_a_minute_split_by_a_restart_keeps_both_parts_once(
     assert bucket["mean_speed_kmh"] == 40.0
 
 
+WHOLE = 0.0  # (a part that began with its minute)
+AGAIN = 1e-6  # (the minute counted again after a clock set back: a microsecond in)
+
+
+@pytest.mark.parametrize(
+    ("parts", "mean"),
+    [
+        # (minute, seconds into it the part began, each lane's occupancy)
+        # Lanes weigh alike.
+        ([(0, WHOLE, (0.2, 0.6))], 0.4),
+        # A part weighs the seconds it spans: a whole minute 60, one begun 50 s in 10.
+        ([(0, WHOLE, (0.8, 0.8)), (0, 50.0, (0.0, 0.0))], (0.8 * 60) / 70),
+        ([(0, WHOLE, (0.3, 0.3)), (1, 45.0, (0.9, 0.9))], (0.3 * 60 + 0.9 * 15) / 75),
+        ([(0, 30.0, (0.5, 0.1)), (1, WHOLE, (0.0, 0.0))], (0.3 * 30) / 90),
+        # A minute counted again after the clock was set back spans the minute again.
+        ([(0, WHOLE, (0.5, 0.5)), (0, AGAIN, (0.1, 0.1))], 0.3),
+    ],
+)
+def test_occupancy_is_the_mean_over_the_time_each_part_spans(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+    parts: list[tuple[int, float, tuple[float, float]]],
+    mean: float,
+) -> None:
+    node = make_node()
+    sent = []
+    for minute, seconds_in, occupancy in parts:
+        start = MINUTE + timedelta(minutes=minute)
+        stats = TrafficStats(
+            site=node.site,
+            node=node.node,
+            camera="cam-a",
+            minute_start=start,
+            counted_from=start + timedelta(seconds=seconds_in) if seconds_in else None,
+            lanes=[
+                LaneFlow(lane=f"lane-{n}", counts={VehicleClass.CAR: 1}, occupancy=o)
+                for n, o in enumerate(occupancy, 1)
+            ],
+        )
+        sent.append(
+            Message(node.topic("cam-a", CameraTopic.TRAFFIC), to_wire(sign(stats, node.key)))
+        )
+    with transaction(session_factory(central_db.engine)) as s:
+        assert record_batch(s, sent, KeyCache()).quarantined == {}
+    flow = api.get(
+        "/api/v1/stats/traffic",
+        headers=accounts["ioc"].headers,
+        params={"site": node.site, "by": "hour", **DAY},
+    ).json()
+    [bucket] = flow["buckets"]
+    assert bucket["mean_occupancy"] == pytest.approx(mean, abs=1e-4)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
