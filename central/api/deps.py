@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -164,10 +165,23 @@ async def declared_query_only(request: Request) -> None:
     raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
 
+# By the route's id, beside a weak reference that tells the route from a later one given
+# the same id (routes compare by value, so they key no dictionary themselves).
+_DECLARED: dict[int, tuple[weakref.ref[APIRoute], frozenset[str]]] = {}
+
+
 def declared_query(route: APIRoute) -> frozenset[str]:
     """The query parameters (by the name sent: an alias where one is given) that
-    ``route`` and every dependency under it declare. (A walk of a few nodes, made only
-    for a request with a query: routes compare equal by value, so they key no cache.)"""
+    ``route`` and every dependency under it declare; walked once per route (about 20 µs)."""
+    known = _DECLARED.get(id(route))
+    if known is not None and known[0]() is route:
+        return known[1]
+    names = _walk_query(route)
+    _DECLARED[id(route)] = (weakref.ref(route), names)
+    return names
+
+
+def _walk_query(route: APIRoute) -> frozenset[str]:
     names: set[str] = set()
     pending = [route.dependant]
     while pending:
