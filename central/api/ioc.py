@@ -120,7 +120,7 @@ def seconds_into_minute(session: Session, column: Any) -> ColumnElement[float]:
     """The seconds (with their fraction) of ``column`` past its whole minute, on either
     database."""
     if session.get_bind().dialect.name == "postgresql":
-        return cast(func.extract("second", column), Float)
+        return cast(func.extract("second", func.timezone("UTC", column)), Float)
     return cast(func.strftime("%f", column), Float)  # ("SS.SSS": milliseconds are plenty)
 
 
