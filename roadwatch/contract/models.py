@@ -317,7 +317,8 @@ class CameraHealth(ContractModel):
     frames_corrupt: Count = 0
     reconnects: Count = 0
     inference_latency_ms: Annotated[float, Field(ge=0.0, le=600_000.0)] | None = None
-    place: ShortText | None = Field(
+    # (left out of the message when absent: a status without one reads as it always has)
+    place: Annotated[ShortText | None, Field(exclude_if=lambda v: v is None)] = Field(
         default=None,
         description="The place and Km marker the camera's evidence prints (its `place` in the "
         "node's configuration); absent where none is configured",

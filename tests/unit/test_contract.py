@@ -284,6 +284,11 @@ def _node_status() -> NodeStatus:
             {"cameras": [CameraHealth(camera="c", state=CameraState.DOWN)]},
             id="status, camera said down",
         ),
+        pytest.param(
+            _node_status,
+            {"cameras": [CameraHealth(camera="c", state=CameraState.UP, fps=25.0, place="Km 9")]},
+            id="status, camera placed elsewhere",
+        ),
     ],
 )
 def test_traffic_and_status_are_signed_by_the_node_like_violations(
@@ -306,6 +311,14 @@ def test_traffic_and_status_are_signed_by_the_node_like_violations(
         verify(changed, key.public_key(), wire=to_wire(changed))
     with pytest.raises(SignatureError, match="not signed"):
         verify(report(), key.public_key())
+
+
+@pytest.mark.parametrize("place", [None, "QL13 Km 22+300"])
+def test_a_cameras_place_is_in_its_status_only_where_it_has_one(place: str | None) -> None:
+    health = CameraHealth(camera="c", state=CameraState.UP, place=place)
+    wire = to_wire(health)
+    assert (b'"place"' in wire) == (place is not None)  # (absent: as it always read)
+    assert parse_payload(CameraHealth, wire).place == place
 
 
 @pytest.mark.parametrize(
