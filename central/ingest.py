@@ -391,21 +391,35 @@ class IngestService:
             self.metrics.observe(result, len(batch.deliveries))
         except Exception:
             log.exception("ingest metrics not counted")
-        self._say_refused(checked)
+        self._say_refused(checked, result)
         if result.duplicates:
             log.info("ingest: %d duplicate event(s) dropped (already held)", result.duplicates)
 
-    def _say_refused(self, checked: list[Checked]) -> None:
+    def _say_refused(self, checked: list[Checked], result: BatchResult) -> None:
         """Say in the log what the batch quarantined, and the traffic minutes and statuses
-        it took unsigned (each counted in the metrics all the same)."""
+        it took unsigned or unsequenced (each counted in the metrics all the same)."""
+        # (refused on storing: a status older than the one held)
+        late = {id(message): refusal for message, refusal in result.late_refusals}
         for item in checked:
             outcome, topic = item.outcome, item.message.topic
+            outcome = late.get(id(item.message), outcome)
             if isinstance(outcome, Refusal):
                 if self._said.due((_sender(topic), outcome.code)):
                     log.warning(
                         "ingest quarantined a message on %s as %s: %s",
                         _printable(topic), outcome.code.value, _printable(outcome.reason),
                     )  # fmt: skip
+            elif (
+                isinstance(outcome, NodeStatus)
+                and outcome.signature is not None
+                and outcome.session_started_at is None
+                and self._said.due((_sender(topic), "unsequenced"))
+            ):
+                log.info(
+                    "ingest took a status without its place in the node's order from node"
+                    " %s/%s (%s): the node is not upgraded yet",
+                    outcome.site, outcome.node, ACCEPT_UNSIGNED_SETTING,
+                )  # fmt: skip
             elif (
                 isinstance(outcome, TrafficStats | NodeStatus)
                 and outcome.signature is None
@@ -483,6 +497,9 @@ class IngestService:
             total.traffic += one.traffic
             total.statuses += one.statuses
             total.unsigned += one.unsigned
+            total.unsequenced += one.unsequenced
+            total.repeated_statuses += one.repeated_statuses
+            total.late_refusals += one.late_refusals
             for code, n in one.quarantined.items():
                 total.quarantined[code] = total.quarantined.get(code, 0) + n
             total.new_violation_ids += one.new_violation_ids

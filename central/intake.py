@@ -64,6 +64,8 @@ class RefusalCode(StrEnum):
     PAST = "from_the_past"
     REVOKED_KEY = "revoked_key"
     UNSIGNED = "unsigned"
+    UNSEQUENCED = "unsequenced"
+    REPLAYED = "replayed"
 
 
 # A violation may be stamped this far ahead of central's clock (two clocks never agree to the
@@ -172,6 +174,19 @@ def check(
         refused := unsigned(payload, message.payload, node_keys, at=now, exact=False)
     ) is not None:
         return refused
+    elif (
+        isinstance(payload, NodeStatus)
+        and payload.session_started_at is None
+        and not accept_unsigned
+    ):
+        # (Its signature shows who sent it, not when: without its place in the node's
+        # order, an old one published again could not be told from a new one.)
+        return Refusal(
+            RefusalCode.UNSEQUENCED,
+            "the status carries no session_started_at and sequence, so it cannot be told"
+            " from an old one sent again (a node older than central sends it so:"
+            f" {ACCEPT_UNSIGNED_SETTING}=true takes such ones while nodes are upgraded)",
+        )
     # (Only violations: a node sends them again until receipted. Traffic minutes are sent
     # once, so one stamped ahead is taken as it is rather than lost.)
     limit = (now or datetime.now(UTC)) + MAX_AHEAD
@@ -181,10 +196,22 @@ def check(
             f"stamped {payload.occurred_at.isoformat()}, more than {MAX_AHEAD} ahead of"
             " central's clock: the node's clock is wrong",
         )
+    # A status's session orders the node's statuses from then on: one begun ahead of
+    # central's clock would have the node's later statuses refused as replayed.
+    if (
+        isinstance(payload, NodeStatus)
+        and payload.session_started_at is not None
+        and payload.session_started_at > limit
+    ):
+        return Refusal(
+            RefusalCode.FUTURE,
+            f"its session began {payload.session_started_at.isoformat()}, more than"
+            f" {MAX_AHEAD} ahead of central's clock: the node's clock is wrong",
+        )
     stamped = (
         payload.occurred_at if isinstance(payload, ViolationEvent)
         else payload.minute_start if isinstance(payload, TrafficStats)
-        else None
+        else payload.session_started_at
     )  # fmt: skip
     if stamped is not None and stamped < EARLIEST:
         return Refusal(

@@ -32,9 +32,10 @@ class IngestMetrics:
         )
         self.outcomes = Counter(
             "roadwatch_ingest_outcomes",
-            "Ingest outcomes: accepted, duplicate, traffic, status, unsigned (traffic or"
-            " status taken without a signature while nodes are upgraded), or a quarantine"
-            " reason",
+            "Ingest outcomes: accepted, duplicate, traffic, status, status_repeated (the"
+            " status held, again: not applied), unsigned (traffic or status taken without a"
+            " signature while nodes are upgraded), unsequenced (a status taken without its"
+            " place in the node's order, likewise), or a quarantine reason",
             ["outcome"],
             registry=self.registry,
         )
@@ -45,7 +46,9 @@ class IngestMetrics:
         self.outcomes.labels("duplicate").inc(result.duplicates)
         self.outcomes.labels("traffic").inc(result.traffic)
         self.outcomes.labels("status").inc(result.statuses)
+        self.outcomes.labels("status_repeated").inc(result.repeated_statuses)
         self.outcomes.labels("unsigned").inc(result.unsigned)
+        self.outcomes.labels("unsequenced").inc(result.unsequenced)
         for code, n in result.quarantined.items():
             self.outcomes.labels(f"quarantined_{code}").inc(n)
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -112,6 +113,11 @@ class Node(Base):
     status_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     # When central received the last status, by its own clock (a node's clock may be off).
     status_received_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # The newest place in the node's order of statuses taken (see central.status_order):
+    # an older one is refused as replayed.
+    status_session_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    status_sequence: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    status_will_taken: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 
 

@@ -47,6 +47,7 @@ from central.models import (
     utcnow,
 )
 from central.security import hash_password, new_node_token, token_digest
+from central.status_order import HeldOrder, Placing, place
 from central.workflow import Role
 from roadwatch.contract import (
     NodeState,
@@ -485,6 +486,13 @@ class BatchResult:
     statuses: int = 0
     # Traffic minutes and statuses taken unsigned (only while central accepts them so).
     unsigned: int = 0
+    # Signed statuses taken without their place in the node's order (likewise).
+    unsequenced: int = 0
+    # Statuses at the place already held (the broker's retained copy again): not applied.
+    repeated_statuses: int = 0
+    # Refused on storing, against what is stored (a status older than the one held): the
+    # check before took them.
+    late_refusals: list[tuple[Message, Refusal]] = field(default_factory=list)
     new_violation_ids: list[int] = field(default_factory=list)
     incomplete_ids: list[int] = field(default_factory=list)
     # Every violation this batch leaves committed, new or already held: each gets a receipt.
@@ -573,10 +581,20 @@ def store_checked(
         elif isinstance(outcome, TrafficStats):
             result.traffic += _record_traffic(session, outcome)
         else:
-            _record_status(session, outcome, silent_after)
+            placed = _record_status(session, outcome, silent_after)
+            if isinstance(placed, Refusal):
+                quarantine(session, message, placed)
+                result.refuse(placed.code)
+                result.late_refusals.append((message, placed))
+                continue
+            if placed is Placing.REPEATED:
+                result.repeated_statuses += 1
+                continue
             result.statuses += 1
         if isinstance(outcome, TrafficStats | NodeStatus) and outcome.signature is None:
             result.unsigned += 1
+        elif isinstance(outcome, NodeStatus) and outcome.session_started_at is None:
+            result.unsequenced += 1
     if violations:
         _record_violations(session, list(violations.values()), result, completeness)
     if again:
@@ -822,13 +840,28 @@ def _silent(heard: datetime | None, now: datetime, silent_after: timedelta) -> b
     return heard is not None and now - heard > silent_after
 
 
-def _record_status(session: Session, status: NodeStatus, silent_after: timedelta) -> None:
-    """Apply a node's status (or its last will) and the health of its cameras; a camera
-    the status leaves out is ``unknown``."""
+def _record_status(
+    session: Session, status: NodeStatus, silent_after: timedelta
+) -> Placing | Refusal:
+    """Apply a node's status (or its last will) and the health of its cameras, where it is
+    newer than the status held (``central.status_order``); a camera the status leaves out
+    is ``unknown``. An older one is refused as replayed, the one held again left as it is."""
     now = utcnow()
-    node = session.scalar(select(Node).where(Node.site == status.site, Node.node == status.node))
+    # (Locked: another ingest takes the same statuses, each from its own subscription.)
+    node = session.scalar(
+        select(Node).where(Node.site == status.site, Node.node == status.node).with_for_update()
+    )
     if node is None:
-        return
+        return Placing.REPEATED
+    held = HeldOrder(node.status_session_at, node.status_sequence, bool(node.status_will_taken))
+    placed = place(status, held)
+    if placed.placing is Placing.REPLAYED:
+        return Refusal(RefusalCode.REPLAYED, placed.reason)
+    if placed.placing is Placing.REPEATED:
+        return Placing.REPEATED
+    node.status_session_at = placed.order.session_started_at
+    node.status_sequence = placed.order.sequence
+    node.status_will_taken = placed.order.will_taken
     # Heard again after going silent: a change for the live feed, though the state is
     # the one stored (see central.health).
     if node.state != status.state.value or _silent(node.status_received_at, now, silent_after):
@@ -870,6 +903,7 @@ def _record_status(session: Session, status: NodeStatus, silent_after: timedelta
             continue
         if cam.state != state or cam.reason != reason:
             cam.state, cam.reason, cam.updated_at = state, reason, now
+    return Placing.TAKEN
 
 
 # ---------------------------------------------------------------- evidence

@@ -6,8 +6,10 @@ an exponential back-off, publishes due outbox messages while connected (at most
 ``max_inflight`` awaiting PUBACK), and marks a message published only when its PUBACK
 arrives. The node's retained status topic carries a ``NodeStatus`` signed with the node
 key: ``online`` on connect and every ``status_interval_s``, ``offline`` as the last will
-(signed when it is set, at connect) and on a clean stop. ``stop()`` flushes what it can
-within its timeout, then disconnects.
+(signed when it is set, at connect) and on a clean stop. Each carries its place (the
+connection's start and its sequence in it; the last will is 0), so that central refuses
+an old status published again. ``stop()`` flushes what it can within its timeout, then
+disconnects.
 
 Pushed configs: with ``on_config`` set, the publisher also subscribes to the node's
 retained config topic and hands each payload to it (``edge.config_apply``).
@@ -35,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -179,6 +181,10 @@ class Publisher:
         self._thread: threading.Thread | None = None
         self._connected = threading.Event()
         self._next_status = 0.0
+        # Each status's place, signed with it (central refuses an older one, replayed):
+        # the connection's start, and the count of statuses since (the last will is 0).
+        self._session_at: datetime | None = None
+        self._sequence = 0
         self._connects = 0
         self._disconnects = 0
         self._published = 0
@@ -302,8 +308,12 @@ class Publisher:
         """
         broker = self.config.broker
         client = make_client(self.config)
+        self._new_session()
         client.will_set(
-            self._status_topic, to_wire(self._status(NodeState.OFFLINE)), qos=1, retain=True
+            self._status_topic,
+            to_wire(self._status(NodeState.OFFLINE, will=True)),
+            qos=1,
+            retain=True,
         )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -423,8 +433,21 @@ class Publisher:
         if events or blobs:
             log.info("pruned %d receipted event(s) and %d blob record(s)", events, blobs)
 
-    def _status(self, state: NodeState) -> NodeStatus:
-        """The node's status now, signed with the node key."""
+    def _new_session(self) -> None:
+        """A new place in the order of the node's statuses, after every earlier one (also
+        when the clock was set back a little since the last connection)."""
+        now = datetime.now(UTC)
+        last = self._session_at
+        self._session_at = now if last is None or now > last else last + timedelta(microseconds=1)
+        self._sequence = 0
+
+    def _status(self, state: NodeState, *, will: bool = False) -> NodeStatus:
+        """The node's status now, signed with the node key, at its place in the session
+        (``will``: the last will, which comes first)."""
+        if self._session_at is None:
+            self._new_session()
+        if not will:
+            self._sequence += 1
         stats = self.outbox.stats() if state is NodeState.ONLINE else None
         oldest = stats.oldest_unreceipted_created_at if stats else None
         status = NodeStatus(
@@ -441,6 +464,8 @@ class Publisher:
             outbox_depth=stats.pending if stats else 0,
             awaiting_receipt=stats.awaiting_receipt if stats else 0,
             oldest_unacked_age_s=max(0.0, time.time() - oldest) if oldest else None,
+            session_started_at=self._session_at,
+            sequence=0 if will else self._sequence,
         )
         return sign(status, self._key)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,14 @@ from roadwatch.contract import (
 )
 
 T0 = datetime(2026, 11, 23, 7, 3, 5, 120000, tzinfo=UTC)
+
+_STATUS_SEQUENCE = itertools.count(1)
+
+
+def status_place() -> dict[str, Any]:
+    """A node status's place in its node's order, after every one given before (central
+    refuses an older one as replayed): one session begun at T0, the next sequence in it."""
+    return {"session_started_at": T0, "sequence": next(_STATUS_SEQUENCE)}
 
 
 def violation_event(**overrides: Any) -> ViolationEvent:

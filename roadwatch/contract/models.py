@@ -362,7 +362,29 @@ class NodeStatus(SignedModel):
     oldest_unacked_age_s: Seconds | None = Field(
         default=None, description="Age of the oldest message not yet delivered"
     )
+    session_started_at: UtcDatetime | None = Field(
+        default=None,
+        description="When the node's connection to the broker that sends this status began"
+        " (the node's clock): with sequence, orders the node's statuses, so that an old one"
+        " published again is refused",
+    )
+    sequence: Count | None = Field(
+        default=None,
+        description="The status's place in its session: 0 for the last will (offline, signed"
+        " at connect), then 1, 2, ... for each status sent on the connection",
+    )
     signature: Signature | None = _NODE_SIGNATURE
+
+    @model_validator(mode="after")
+    def _ordered_in_full(self) -> NodeStatus:
+        if (self.session_started_at is None) != (self.sequence is None):
+            raise ValueError("session_started_at and sequence come together or not at all")
+        return self
+
+    @property
+    def is_last_will(self) -> bool:
+        """The status the broker publishes when the node's connection is lost."""
+        return self.state is NodeState.OFFLINE and self.sequence == 0
 
 
 class SignalPhase(ContractModel):

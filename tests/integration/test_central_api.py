@@ -95,7 +95,7 @@ from tests.central_fixtures import (
     store_events,
     store_of,
 )
-from tests.factories import T0
+from tests.factories import T0, status_place
 from tests.services import mqtt_address
 
 pytestmark = pytest.mark.integration
@@ -1731,6 +1731,7 @@ def test_registry_status_geojson_and_feed(
         state=NodeState.ONLINE,
         sent_at=T0,
         cameras=[CameraHealth(camera="cam-01", state=CameraState.UP, fps=25.0)],
+        **status_place(),
     )
     topic = node_topic(node.site, node.node, NodeTopic.STATUS)
     with transaction(session_factory(central_db.engine)) as s:
@@ -1800,7 +1801,9 @@ def test_registry_status_geojson_and_feed(
     # turning its camera offline.
     since = datetime.now(UTC) - timedelta(milliseconds=1)
     [vid] = store_events(central_db, node, [signed_event(node)])
-    will = sign(status.model_copy(update={"state": NodeState.OFFLINE, "cameras": []}), node.key)
+    # (the will is signed at connect, the session's first: sequence 0)
+    went = {"state": NodeState.OFFLINE, "cameras": [], "sequence": 0}
+    will = sign(status.model_copy(update=went), node.key)
     with transaction(session_factory(central_db.engine)) as s:
         assert not record_batch(s, [Message(topic, to_wire(will))], KeyCache()).quarantined
     r = api.get(

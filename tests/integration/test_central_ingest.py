@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from select import select as wait_readable
 from typing import IO, Any
@@ -45,7 +47,7 @@ from tests.central_fixtures import (
     signed_event,
     wait_for,
 )
-from tests.factories import T0, violation_event
+from tests.factories import T0, status_place, violation_event
 from tests.services import BrokerAddress
 
 pytestmark = pytest.mark.integration
@@ -138,6 +140,7 @@ def _status(node: NodeIdentity, signer: Ed25519PrivateKey | None = None) -> Node
         state=NodeState.ONLINE,
         sent_at=T0,
         cameras=[CameraHealth(camera="cam-01", state=CameraState.STALLED, reason="no frames")],
+        **status_place(),
     )
     return sign(status, signer or node.key)
 
@@ -323,6 +326,183 @@ def test_a_node_s_own_traffic_and_statuses_are_taken(
             delivery.stop(timeout_s=5)
         wait_for("the node offline", lambda: state() == "offline")
     assert _heard(central_db, node.site)["traffic"] == [("cam-01", 12)]
+    assert _quarantined(central_db, node.site) == []
+
+
+def _placed(
+    node: NodeIdentity,
+    session: datetime,
+    sequence: int,
+    state: NodeState = NodeState.ONLINE,
+    camera: CameraState = CameraState.UP,
+) -> bytes:
+    """A status of ``node`` at its place: ``sequence`` of the session begun ``session``."""
+    status = NodeStatus(
+        site=node.site,
+        node=node.node,
+        state=state,
+        sent_at=session + timedelta(seconds=30 * sequence),
+        cameras=[CameraHealth(camera="cam-01", state=camera)],
+        session_started_at=session,
+        sequence=sequence,
+    )
+    return to_wire(sign(status, node.key))
+
+
+def test_an_old_status_sent_again_is_refused_and_the_last_will_taken(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    publisher: Publisher,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A status signed by its node, captured and published again later, is refused as
+    replayed (quarantined, counted, said once), and what central shows of the node stays
+    as its newest status said. The last will, signed at connect before every other status
+    of its session, is taken all the same; the status held, again (the broker's retained
+    copy), changes nothing, not even when the node was last heard."""
+    import logging
+
+    node = make_node()
+    settings = ingest_settings(central_settings, mqtt_broker, node.site)
+    topic = node_topic(node.site, node.node, NodeTopic.STATUS)
+    earlier, now = T0 - timedelta(hours=1), T0
+    first = _placed(node, now, 1)
+    stalled = _placed(node, now, 2, camera=CameraState.STALLED)
+    will = _placed(node, now, 0, NodeState.OFFLINE)
+
+    def node_row() -> tuple[str, str | None, Any]:
+        with central_db.session() as s:
+            row = s.execute(
+                select(Node.state, Node.status_json, Node.status_received_at).where(
+                    Node.site == node.site, Node.node == node.node
+                )
+            ).one()
+            camera = s.scalar(
+                select(Camera.state).where(Camera.site == node.site, Camera.node == node.node)
+            )
+        return f"{row[0]}/{camera}", row[1], row[2]
+
+    caplog.set_level(logging.INFO, logger="central.ingest")
+    with IngestService(settings, central_db.engine) as ingest:
+        assert ingest.wait_ready(10), "ingest did not subscribe"
+        counted = ingest.metrics.registry.get_sample_value
+
+        def sent(payload: bytes, outcome: str) -> None:
+            """Publish, and wait until the ingest counts it as ``outcome``."""
+            before = counted("roadwatch_ingest_outcomes_total", {"outcome": outcome}) or 0.0
+            publisher.publish(topic, payload)
+            wait_for(
+                outcome,
+                lambda: (
+                    counted("roadwatch_ingest_outcomes_total", {"outcome": outcome}) == before + 1
+                ),
+            )
+
+        sent(first, "status")
+        sent(stalled, "status")
+        assert node_row()[0] == "online/stalled"
+        sent(first, "quarantined_replayed")  # captured, sent again: the camera is not up
+        assert node_row()[0] == "online/stalled"
+        heard = node_row()[2]
+        sent(stalled, "status_repeated")  # the newest one again: the node not heard anew
+        assert node_row()[2] == heard
+        sent(will, "status")  # the connection lost: the broker publishes the will
+        assert node_row()[0] == "offline/offline"
+        sent(will, "status_repeated")
+        sent(_placed(node, earlier, 40), "quarantined_replayed")  # a session before
+        sent(_placed(node, now + timedelta(minutes=1), 1), "status")  # connected again
+        assert node_row()[0] == "online/up"
+        sent(first, "quarantined_replayed")
+        assert node_row()[0] == "online/up"
+        assert counted("roadwatch_ingest_outcomes_total", {"outcome": "quarantined_replayed"}) == 3
+    stored = json.loads(node_row()[1] or "{}")
+    assert (stored["session_started_at"], stored["sequence"]) == (
+        "2026-11-23T07:04:05.120000Z",
+        1,
+    )
+    with central_db.session() as s:
+        rows = s.execute(
+            select(Quarantine.reason_code, Quarantine.times, Quarantine.reason)
+            .where(Quarantine.topic == topic)
+            .order_by(Quarantine.id)
+        ).all()
+    assert [(code, times) for code, times, _ in rows] == [("replayed", 2), ("replayed", 1)]
+    # (a row keeps its latest reason: the first status, sent again once the node
+    # connected anew, is of a session before)
+    assert "before the node's session of 2026-11-23T07:04:05.120+00:00" in rows[0][2]
+    assert "its session began 2026-11-23T06:03:05.120+00:00, before" in rows[1][2]
+    said = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "central.ingest" and " as replayed: " in r.getMessage()
+    ]
+    assert said == [
+        f"ingest quarantined a message on {topic} as replayed: status 1 of the session begun"
+        " 2026-11-23T07:03:05.120+00:00, after central took status 2 of it: an old status"
+        " sent again"
+    ]
+
+
+def test_a_node_killed_is_shown_offline_by_its_last_will(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    tmp_path: Path,
+) -> None:
+    """The real node's delivery, killed with kill -9 after several statuses: the broker
+    publishes its last will, signed at connect and so placed before every status of the
+    session, and central takes it (the node offline) instead of refusing it as replayed."""
+    from roadwatch.contract.signing import private_key_pem
+    from tests.delivery_support import subprocess_env
+
+    node = make_node()
+    settings = ingest_settings(central_settings, mqtt_broker, node.site)
+    key_file = tmp_path / "node.key"
+    key_file.write_bytes(private_key_pem(node.key))
+    delivery = {
+        "site": node.site,
+        "node": node.node,
+        "key_path": str(key_file),
+        "broker": {"host": mqtt_broker.host, "port": mqtt_broker.port, "keepalive_s": 5},
+        "outbox": {"path": str(tmp_path / "outbox")},
+        "status_interval_s": 0.2,
+    }
+    config = tmp_path / "site.yaml"
+    config.write_text(json.dumps({"delivery": delivery}), encoding="utf-8")
+
+    def held() -> tuple[str, int | None]:
+        with central_db.session() as s:
+            row = s.execute(
+                select(Node.state, Node.status_sequence).where(
+                    Node.site == node.site, Node.node == node.node
+                )
+            ).one()
+        return row[0], row[1]
+
+    command = [sys.executable, "-m", "roadwatch", "edge", "deliver", "--config", str(config)]
+    with IngestService(settings, central_db.engine) as ingest:
+        assert ingest.wait_ready(10), "ingest did not subscribe"
+        edge = subprocess.Popen(
+            command, cwd=ROOT, env=subprocess_env(), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            wait_for("three statuses of the session", lambda: (held()[1] or 0) >= 3)
+            assert held()[0] == "online"
+        finally:
+            edge.send_signal(signal.SIGKILL)
+            edge.wait(timeout=10)
+        sequence = held()[1]
+        wait_for("the node offline", lambda: held()[0] == "offline")
+    assert held() == ("offline", sequence)  # (the will's 0 does not lower the place held)
+    with central_db.session() as s:
+        status = json.loads(
+            s.scalar(select(Node.status_json).where(Node.site == node.site)) or "{}"
+        )
+    assert (status["state"], status["sequence"]) == ("offline", 0)
     assert _quarantined(central_db, node.site) == []
 
 

@@ -267,6 +267,8 @@ def _status(**overrides: Any) -> NodeStatus:
         "node": "node-01",
         "state": NodeState.ONLINE,
         "sent_at": T0,
+        "session_started_at": T0,
+        "sequence": 1,
     }
     return NodeStatus(**(fields | overrides))
 
@@ -598,3 +600,48 @@ def test_without_central_s_clock_given_a_key_revoked_before_is_refused() -> None
     keys = NodeKeys((generate_private_key().public_key(),), (revoked,))
     outcome = check(Message(TOPIC, to_wire(_signed(stolen))), lambda _s, _n: keys)
     assert isinstance(outcome, Refusal) and outcome.code is RefusalCode.REVOKED_KEY, outcome
+
+
+def test_a_signed_status_without_its_place_is_refused_unless_during_a_rollout() -> None:
+    """A node older than central signs its status without session and sequence: with no
+    place in the node's order it could be an old one sent again. Refused by default,
+    saying how to take such ones while nodes are upgraded; taken with that setting."""
+    key = generate_private_key()
+    message, payload = _message("status", key, session_started_at=None, sequence=None)
+    assert check(message, _registered(key), now=T0) == Refusal(
+        RefusalCode.UNSEQUENCED,
+        "the status carries no session_started_at and sequence, so it cannot be told from an"
+        " old one sent again (a node older than central sends it so:"
+        " ROADWATCH_ACCEPT_UNSIGNED_TRAFFIC_STATUS=true takes such ones while nodes are"
+        " upgraded)",
+    )
+    assert check(message, _registered(key), now=T0, accept_unsigned=True) == payload
+
+
+@pytest.mark.parametrize(
+    ("began", "code", "said"),
+    [
+        pytest.param(
+            T0 + timedelta(minutes=11), RefusalCode.FUTURE, "its session began"
+            " 2026-11-23T07:14:05.120000+00:00, more than 0:10:00 ahead of central's clock",
+            id="ahead of central",
+        ),
+        pytest.param(
+            datetime(1970, 1, 1, tzinfo=UTC), RefusalCode.PAST,
+            "stamped 1970-01-01T00:00:00+00:00, before 2025-01-01", id="a clock reset",
+        ),
+    ],
+)  # fmt: skip
+def test_a_status_whose_session_began_at_a_wrong_time_is_refused(
+    began: datetime, code: RefusalCode, said: str
+) -> None:
+    """The session orders the node's statuses from then on: one begun ahead of central's
+    clock would have the statuses after it refused as replayed once the clock is right."""
+    key = generate_private_key()
+    message, _payload = _message("status", key, session_started_at=began)
+    outcome = check(message, _registered(key), now=T0)
+    assert isinstance(outcome, Refusal) and outcome.code is code
+    assert said in outcome.reason
+    ahead = T0 + timedelta(minutes=9)  # (within the ten minutes two clocks may disagree)
+    message, payload = _message("status", key, session_started_at=ahead)
+    assert check(message, _registered(key), now=T0) == payload

@@ -725,3 +725,11 @@ def test_only_ed25519_keys_are_taken(tmp_path: Path) -> None:
         load_public_key_pem(ec_public)
     with pytest.raises(SignatureError, match="not a PEM public key"):
         load_public_key_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+
+
+@pytest.mark.parametrize(
+    "half", [{"session_started_at": T0}, {"sequence": 3}], ids=["session only", "sequence only"]
+)
+def test_a_status_gives_its_place_in_full_or_not_at_all(half: dict[str, object]) -> None:
+    with pytest.raises(ValidationError, match="session_started_at and sequence come together"):
+        NodeStatus(site="s", node="n", state=NodeState.ONLINE, sent_at=T0, **half)
