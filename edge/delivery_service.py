@@ -9,6 +9,7 @@ stores the violations a stopped process found and never stored (``recover_fired`
 from __future__ import annotations
 
 import logging
+import sqlite3
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -197,6 +198,15 @@ class DeliveryService:
         throw the two off in turn (they share the node's client id)."""
         self._lock = _hold_delivery_lock(self.config.outbox.path)
         self.recover_fired()
+        # (A node started with a new key: its old one may be revoked once the violations
+        # it signed are receipted, and the minutes it signed would then be refused.)
+        try:
+            signed = self.outbox.sign_pending_traffic(self.key)
+        except (OutboxFullError, sqlite3.Error) as exc:  # (sent as they were signed)
+            log.warning("traffic minutes not sent yet not signed again: %s", exc)
+        else:
+            if signed:
+                log.info("%d traffic minute(s) not sent yet signed again with the node key", signed)
         self.publisher.start()
         if self.uploader is not None:
             self.uploader.start()

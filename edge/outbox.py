@@ -47,6 +47,8 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from edge.delivery_policy import DiskBudget, backoff_delay, effective_budget
 from edge.rules.geometry import Point
 from edge.rules.no_stopping import FinedPlace
@@ -60,6 +62,7 @@ from roadwatch.contract import (
     to_wire,
 )
 from roadwatch.contract.models import MAX_BLOB_BYTES
+from roadwatch.contract.signing import SignatureError, sign, verify
 from roadwatch.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -601,6 +604,45 @@ class Outbox:
                     self._clock(),
                 ),
             )
+
+    def sign_pending_traffic(self, key: Ed25519PrivateKey) -> int:
+        """Sign again with ``key`` (the node key now) the traffic minutes not sent yet that
+        it did not sign: those signed with the node's key before a rotation, or stored
+        unsigned before the node signed them. Central refuses a revoked key's signature
+        (revoked_key), and a minute, not evidence, is stored once by its node, camera and
+        minute however it is signed; so once the node runs with its new key, nothing it
+        has yet to send depends on the old one but the violations, which are not signed
+        again (their signature is their evidence) and wait for their receipt. Returns how
+        many were signed again."""
+        public = key.public_key()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, payload FROM messages WHERE kind = ? AND state = 'pending'",
+                (MessageKind.TRAFFIC.value,),
+            ).fetchall()
+        again: list[tuple[bytes, str]] = []
+        for message_id, payload in rows:
+            try:
+                stats = TrafficStats.model_validate_json(payload)
+            except ValueError:  # (not this version's contract): sent as it is
+                continue
+            if stats.signature is not None:
+                try:
+                    verify(stats, public)
+                    continue
+                except SignatureError:
+                    pass
+            again.append((to_wire(sign(stats, key)), message_id))
+        if again:
+            with (
+                self._lock,
+                _disk_full_is_full("traffic minutes signed again"),
+                self._transaction(),
+            ):
+                self._db.executemany(
+                    "UPDATE messages SET payload = ? WHERE id = ? AND state = 'pending'", again
+                )
+        return len(again)
 
     def latest_traffic_minute(self, site: str, node: str, camera: str) -> datetime | None:
         """The latest minute of a camera's traffic statistics the outbox holds (sent or

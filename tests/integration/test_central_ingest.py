@@ -506,6 +506,61 @@ def test_a_node_killed_is_shown_offline_by_its_last_will(
     assert _quarantined(central_db, node.site) == []
 
 
+def test_traffic_minutes_not_sent_before_a_rotation_are_taken_after_the_old_key_is_revoked(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    tmp_path: Path,
+) -> None:
+    """A node's traffic minutes are signed when stored and sent once, with no receipt, so
+    "nothing awaiting a receipt" said nothing of those not sent yet. The node rotates its
+    key (a new one registered, the node restarted with it) with a minute of the old key
+    still in its outbox (its link down), and the old key is revoked: the node signs that
+    minute again with its new key when it starts, and central stores it instead of
+    quarantining it as revoked_key."""
+    from central.db import session_factory, transaction
+    from central.records import add_node_key, revoke_node_key
+    from edge.delivery_config import DeliveryConfig
+    from edge.delivery_service import DeliveryService
+    from roadwatch.contract.signing import key_fingerprint, public_key_pem
+
+    node = make_node()
+    settings = ingest_settings(central_settings, mqtt_broker, node.site)
+    config = DeliveryConfig.model_validate(
+        {
+            "site": node.site,
+            "node": node.node,
+            "key_path": str(tmp_path / "unused.key"),  # (the key is handed in)
+            "broker": {"host": mqtt_broker.host, "port": mqtt_broker.port, "keepalive_s": 5},
+            "outbox": {"path": str(tmp_path / "outbox")},
+        }
+    )
+    before = DeliveryService.from_config(config, key=node.key)
+    assert before.submit_traffic(_traffic(node).model_copy(update={"signature": None}))
+    before.stop(timeout_s=1)  # (never started: the minute stays in the outbox, not sent)
+    new_key = generate_private_key()
+    with transaction(session_factory(central_db.engine)) as s:
+        add_node_key(
+            s, site=node.site, node=node.node,
+            public_key_pem=public_key_pem(new_key.public_key()).decode("ascii"),
+        )  # fmt: skip
+        revoke_node_key(
+            s, site=node.site, node=node.node,
+            fingerprint=key_fingerprint(node.key.public_key()), reason="rotated",
+        )  # fmt: skip
+    after = DeliveryService.from_config(config, key=new_key)
+    with IngestService(settings, central_db.engine) as ingest:
+        assert ingest.wait_ready(10), "ingest did not subscribe"
+        try:
+            after.start()
+            wait_for("the minute", lambda: _heard(central_db, node.site)["traffic"] != [])
+        finally:
+            after.stop(timeout_s=5)
+    assert _heard(central_db, node.site)["traffic"] == [("cam-01", 12)]
+    assert _quarantined(central_db, node.site) == []
+
+
 def test_a_batch_that_cannot_be_checked_is_checked_again_not_dropped(
     central_db: CentralDb,
     central_settings: Settings,

@@ -139,6 +139,44 @@ def test_each_part_of_a_traffic_minute_is_kept(tmp_path: Path) -> None:
     assert sorted(s.part_start for s in sent) == [p.part_start for p in parts]
 
 
+def test_traffic_minutes_not_sent_are_signed_again_with_the_node_key_now(tmp_path: Path) -> None:
+    """After a key rotation the old key may be revoked: the minutes not sent yet that the
+    node key now did not sign (the old key's, or stored unsigned) are signed again with
+    it; those it signed, and those sent already, are left as they are."""
+    from edge.outbox import DATABASE_NAME
+    from roadwatch.contract import TrafficStats
+    from roadwatch.contract.signing import generate_private_key, sign, verify
+
+    old, new = generate_private_key(), generate_private_key()
+    minute = T0.replace(second=0, microsecond=0)
+
+    def stats(camera: str) -> TrafficStats:
+        return TrafficStats(site="s", node="n", camera=camera, minute_start=minute)
+
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        outbox.put_traffic(sign(stats("sent"), old))
+        [sent] = outbox.due_messages(10)
+        outbox.mark_published([sent.id])
+        outbox.put_traffic(sign(stats("old-key"), old))
+        outbox.put_traffic(stats("unsigned"))
+        outbox.put_traffic(sign(stats("new-key"), new))
+        kept = {m.id: m.payload for m in outbox.due_messages(10)}
+        assert outbox.sign_pending_traffic(new) == 2
+        assert outbox.sign_pending_traffic(new) == 0  # (all its own now)
+        due = {
+            TrafficStats.model_validate_json(m.payload).camera: m for m in outbox.due_messages(10)
+        }
+        assert sorted(due) == ["new-key", "old-key", "unsigned"]
+        for camera, message in due.items():
+            minute_now = TrafficStats.model_validate_json(message.payload)
+            verify(minute_now, new.public_key())
+            assert minute_now.model_copy(update={"signature": None}) == stats(camera)
+        assert due["new-key"].payload == kept[due["new-key"].id]
+        with sqlite3.connect(tmp_path / DATABASE_NAME) as db:
+            [(payload,)] = db.execute("SELECT payload FROM messages WHERE state != 'pending'")
+        verify(TrafficStats.model_validate_json(payload), old.public_key())  # sent: as it was
+
+
 def test_the_latest_traffic_minute_held_of_a_camera_is_its_own(tmp_path: Path) -> None:
     """What a node started again counts on from: the latest minute of the camera, part or
     whole, sent or not; never another camera's (one whose id begins with it, too), site's
