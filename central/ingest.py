@@ -36,7 +36,7 @@ from central.intake import ACCEPT_UNSIGNED_SETTING, Message, Refusal
 from central.metrics import IngestMetrics, MetricsServer
 from central.models import Violation
 from central.partitions import ensure_partitions
-from central.receipts import held_events, receipt_messages
+from central.receipts import final_refusals, held_events, receipt_messages, refusal_messages
 from central.records import (
     BatchResult,
     Checked,
@@ -147,6 +147,7 @@ class IngestService:
         self._said = SaidOnce()
         self._threads: list[threading.Thread] = []
         self.receipts_sent = 0
+        self.refusals_sent = 0
         # A stable id keeps the broker session (and the messages queued for it) across restarts.
         client_id = settings.mqtt_client_id or f"roadwatch-central-{socket.gethostname()}"
         self.client = central_client(settings, client_id, manual_ack=True)
@@ -384,6 +385,10 @@ class IngestService:
             self._send_receipts(result.held_event_ids)
         except Exception:
             log.exception("receipts of %d events not sent", len(result.held_event_ids))
+        try:
+            self._send_refusals(checked)
+        except Exception:
+            log.exception("final refusals not sent")
         for d in batch.deliveries:
             if d.qos > 0:
                 self.client.ack(d.mid, d.qos)
@@ -462,6 +467,27 @@ class IngestService:
             self.client.publish(message.topic, message.payload, qos=1)
             sent += message.count
         self.receipts_sent += sent
+
+    def _send_refusals(self, checked: list[Checked]) -> None:
+        """Tell the nodes of the violations refused for good (a revoked key's) that they
+        will never be receipted, so that they stop sending them (QoS 1, with the receipts)."""
+        if not self.settings.receipts:
+            return
+        refused = [(c.message, c.outcome) for c in checked if isinstance(c.outcome, Refusal)]
+        refusals = final_refusals(refused)
+        if not refusals:
+            return
+        # One central took before its key was revoked (its receipt lost, sent again) is
+        # held: it gets its receipt again, not a refusal.
+        with self._sessions() as session:
+            held = {
+                h.event_id for h in held_events(session, [r.refusal.event_id for r in refusals])
+            }
+        self._send_receipts(sorted(held))
+        final = [r for r in refusals if r.refusal.event_id not in held]
+        for message in refusal_messages(final, datetime.now(UTC)):
+            self.client.publish(message.topic, message.payload, qos=1)
+            self.refusals_sent += message.count
 
     def _store(self, checked: list[Checked]) -> BatchResult:
         with transaction(self._sessions) as session:

@@ -1,5 +1,9 @@
 """End-to-end delivery receipts: which events central holds, told back to their nodes.
 
+And which it refused for good: a violation signed with a key revoked since will never be
+receipted however often its node sends it again, so the node is told (``RefusalBatch``,
+on the same topic) and keeps it as refused instead of sending it forever.
+
 After an ingest batch is committed, every violation it left in the database (new ones and
 re-sent ones central already held) gets a ``Receipt``; they go to each node's receipt
 topic as ``ReceiptBatch`` messages of at most ``MAX_RECEIPTS_PER_BATCH``. A node deletes
@@ -9,6 +13,7 @@ The same lookup answers a node's reconciliation question (``known_event_ids``).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,9 +22,32 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from central.db import one_of
+from central.intake import Message, Refusal
+from central.intake import RefusalCode as Quarantined
 from central.models import Violation
-from roadwatch.contract import NodeTopic, node_topic, to_wire
-from roadwatch.contract.models import MAX_RECEIPTS_PER_BATCH, Receipt, ReceiptBatch
+from roadwatch.contract import (
+    CameraTopic,
+    ContractError,
+    NodeTopic,
+    TopicError,
+    ViolationEvent,
+    node_topic,
+    parse_payload,
+    parse_topic,
+    to_wire,
+)
+from roadwatch.contract.models import (
+    MAX_RECEIPTS_PER_BATCH,
+    EventRefusal,
+    Receipt,
+    ReceiptBatch,
+    RefusalBatch,
+    RefusalCode,
+)
+
+# Refusals no re-send can change, told back to the node (the others it sends again until
+# they are taken, as a clock put right makes one from_the_future good).
+FINAL = {Quarantined.REVOKED_KEY: RefusalCode.REVOKED_KEY}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +123,56 @@ def receipt_messages(held: Sequence[HeldEvent], sent_at: datetime) -> list[Recei
         for start in range(0, len(receipts), MAX_RECEIPTS_PER_BATCH):
             chunk = receipts[start : start + MAX_RECEIPTS_PER_BATCH]
             batch = ReceiptBatch(site=site, node=node, sent_at=sent_at, receipts=chunk)
+            out.append(ReceiptMessage(topic=topic, payload=to_wire(batch), count=len(chunk)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRefusal:
+    site: str
+    node: str
+    refusal: EventRefusal
+
+
+def final_refusals(refused: Sequence[tuple[Message, Refusal]]) -> list[NodeRefusal]:
+    """The violations among ``refused`` quarantined for a reason no re-send can change."""
+    out: list[NodeRefusal] = []
+    for message, refusal in refused:
+        code = FINAL.get(refusal.code)
+        if code is None:
+            continue
+        try:
+            if parse_topic(message.topic).kind is not CameraTopic.VIOLATION:
+                continue
+            event = parse_payload(ViolationEvent, message.payload)
+        except (TopicError, ContractError):
+            continue  # (refused as it is: there is no event to name)
+        out.append(
+            NodeRefusal(
+                event.site,
+                event.node,
+                EventRefusal(
+                    event_id=event.event_id,
+                    payload_sha256=hashlib.sha256(message.payload).hexdigest(),
+                    code=code,
+                    reason=refusal.reason[:2000],
+                ),
+            )
+        )
+    return out
+
+
+def refusal_messages(refusals: Sequence[NodeRefusal], sent_at: datetime) -> list[ReceiptMessage]:
+    """Group final refusals by node and cut them into contract-sized batches."""
+    by_node: dict[tuple[str, str], list[EventRefusal]] = {}
+    for r in refusals:
+        by_node.setdefault((r.site, r.node), []).append(r.refusal)
+    out: list[ReceiptMessage] = []
+    for (site, node), chunked in sorted(by_node.items()):
+        topic = node_topic(site, node, NodeTopic.RECEIPT)
+        for start in range(0, len(chunked), MAX_RECEIPTS_PER_BATCH):
+            chunk = chunked[start : start + MAX_RECEIPTS_PER_BATCH]
+            batch = RefusalBatch(site=site, node=node, sent_at=sent_at, refused=chunk)
             out.append(ReceiptMessage(topic=topic, payload=to_wire(batch), count=len(chunk)))
     return out
 

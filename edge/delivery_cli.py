@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from roadwatch import cli_args
@@ -83,10 +84,12 @@ def _outbox_status(args: argparse.Namespace) -> int:
         stats = outbox.stats()
         broken = outbox.broken_blobs()
         fired = outbox.fired()
+        refused = outbox.refused_events()
     print(f"outbox {config.outbox.path}")
     print(
         f"  violations pending {stats.violations_pending}, awaiting a receipt"
-        f" {stats.awaiting_receipt}, receipted {stats.receipted}"
+        f" {stats.awaiting_receipt}, receipted {stats.receipted}, refused by central"
+        f" {stats.refused} (kept, not sent again)"
     )
     print(
         f"  traffic minutes pending {stats.traffic_pending}, sent {stats.traffic_sent}"
@@ -113,4 +116,7 @@ def _outbox_status(args: argparse.Namespace) -> int:
     print(f"  filesystem {free} bytes free{alarm if disk_low else ''}")
     for blob in broken:
         print(f"  broken {blob.sha256}: {blob.reason}; incomplete: {' '.join(blob.event_ids)}")
+    for event in refused:
+        when = datetime.fromtimestamp(event.refused_at, UTC).isoformat(timespec="seconds")
+        print(f"  refused {event.event_id} at {when}: {event.code}: {event.reason}")
     return 1 if broken or stats.alarm or disk_low else 0

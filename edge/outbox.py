@@ -61,7 +61,7 @@ from roadwatch.contract import (
     camera_topic,
     to_wire,
 )
-from roadwatch.contract.models import MAX_BLOB_BYTES
+from roadwatch.contract.models import MAX_BLOB_BYTES, EventRefusal
 from roadwatch.contract.signing import SignatureError, sign, verify
 from roadwatch.errors import UserError
 
@@ -86,6 +86,14 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_queue ON messages (state, priority, created_at, id);
 CREATE INDEX IF NOT EXISTS messages_due ON messages (state, next_attempt_at);
+-- Violations central refused for good (signed with a key revoked since): never receipted,
+-- so not sent again, and kept with central's reason for the record (never pruned).
+CREATE TABLE IF NOT EXISTS refused (
+    event_id TEXT PRIMARY KEY,
+    code TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    refused_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS blobs (
     sha256 TEXT PRIMARY KEY,
     media_type TEXT NOT NULL,
@@ -163,6 +171,10 @@ WHEN OLD.state != 'uploaded' BEGIN
     UPDATE usage SET used_bytes = used_bytes - OLD.size WHERE id = 1;
 END;
 """
+
+
+# (A violation central refused for good is not sent again: see ``mark_refused``.)
+_NOT_REFUSED = " AND id NOT IN (SELECT event_id FROM refused)"
 
 
 class MessageKind(StrEnum):
@@ -254,6 +266,16 @@ class PendingBlob:
 
 
 @dataclass(frozen=True, slots=True)
+class RefusedEvent:
+    """A violation central refused for good, kept in the outbox for the record."""
+
+    event_id: str
+    code: str
+    reason: str
+    refused_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class BrokenBlob:
     sha256: str
     reason: str
@@ -285,6 +307,8 @@ class OutboxStats:
     oldest_pending_created_at: float | None
     oldest_unreceipted_created_at: float | None = None
     awaiting_receipt: int = 0
+    # Violations central refused for good: kept, not sent again (not awaiting a receipt).
+    refused: int = 0
     # Traffic minutes among the counts above: they get no receipt, the broker's
     # acknowledgement is their delivery, so "sent" is all they ever become.
     traffic_pending: int = 0
@@ -698,8 +722,9 @@ class Outbox:
     def due_messages(self, limit: int, *, exclude: Iterable[str] = ()) -> list[OutboxMessage]:
         """Pending messages whose retry time has come, violations first, oldest first."""
         return self._due(
-            "state = 'pending'", "priority, created_at, id", limit=limit, exclude=exclude
-        )
+            "state = 'pending'" + _NOT_REFUSED, "priority, created_at, id", limit=limit,
+            exclude=exclude,
+        )  # fmt: skip
 
     def _due_window(self) -> tuple[float, float]:
         """Rows are due at or before the first time, and after the second: no wait is
@@ -743,7 +768,7 @@ class Outbox:
     def due_resends(self, limit: int, *, exclude: Iterable[str] = ()) -> list[OutboxMessage]:
         """Published violations whose receipt is overdue, oldest first."""
         return self._due(
-            "state = 'published' AND kind = 'violation'",
+            "state = 'published' AND kind = 'violation'" + _NOT_REFUSED,
             "next_attempt_at, created_at",
             limit=limit,
             exclude=exclude,
@@ -787,7 +812,7 @@ class Outbox:
         with self._lock:
             rows = self._db.execute(
                 "SELECT id FROM messages WHERE state = 'published' AND kind = 'violation'"
-                " AND created_at <= ? ORDER BY created_at, id LIMIT ?",
+                f"{_NOT_REFUSED} AND created_at <= ? ORDER BY created_at, id LIMIT ?",
                 (self._clock() - older_than_s, limit),
             ).fetchall()
         return [r[0] for r in rows]
@@ -847,12 +872,53 @@ class Outbox:
         """Central committed these events; they may now be pruned."""
         now = self._clock()
         with self._lock, self._transaction():
+            ids = list(ids)
             cur = self._db.executemany(
                 "UPDATE messages SET state = 'receipted', receipted_at = ?"
                 " WHERE id = ? AND state IN ('pending', 'published')",
                 [(now, i) for i in ids],
             )
+            # (central holds it after all: a receipt outweighs a refusal)
+            self._db.executemany("DELETE FROM refused WHERE event_id = ?", [(i,) for i in ids])
             return cur.rowcount
+
+    def mark_refused(self, refusals: Iterable[EventRefusal]) -> int:
+        """Central refused these violations for good: each is kept, with its reason, and
+        not sent again. Only a violation whose message here is the very one refused (its
+        sha256) is marked: a refusal of another message under its id changes nothing."""
+        now = self._clock()
+        marked = 0
+        with self._lock, self._transaction():
+            for refusal in refusals:
+                row = self._db.execute(
+                    "SELECT payload FROM messages WHERE id = ? AND kind = 'violation'"
+                    " AND state IN ('pending', 'published')",
+                    (refusal.event_id,),
+                ).fetchone()
+                if row is None or sha256_hex(row[0]) != refusal.payload_sha256:
+                    continue
+                # (central had it, so it was published, whatever became of the PUBACK)
+                self._db.execute(
+                    "UPDATE messages SET state = 'published', last_error = ? WHERE id = ?",
+                    (f"refused by central ({refusal.code.value})", refusal.event_id),
+                )
+                cur = self._db.execute(
+                    "INSERT OR IGNORE INTO refused (event_id, code, reason, refused_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (refusal.event_id, refusal.code.value, refusal.reason, now),
+                )
+                marked += cur.rowcount
+        return marked
+
+    def refused_events(self, limit: int = 100) -> list[RefusedEvent]:
+        """The violations central refused for good, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT event_id, code, reason, refused_at FROM refused"
+                " ORDER BY refused_at, event_id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [RefusedEvent(*r) for r in rows]
 
     def message_state(self, message_id: str) -> MessageState | None:
         with self._lock:
@@ -1004,8 +1070,9 @@ class Outbox:
             ).fetchone()[0]
             awaiting, oldest_unreceipted = self._db.execute(
                 "SELECT COUNT(*), MIN(created_at) FROM messages WHERE state = 'published'"
-                " AND kind = 'violation'"
+                f" AND kind = 'violation'{_NOT_REFUSED}"
             ).fetchone()
+            refused = self._db.execute("SELECT COUNT(*) FROM refused").fetchone()[0]
             used = self._used_bytes()
         return OutboxStats(
             pending=counts.get("pending", 0),
@@ -1021,6 +1088,7 @@ class Outbox:
             oldest_unreceipted_created_at=min(
                 (t for t in (oldest, oldest_unreceipted) if t is not None), default=None
             ),
+            refused=int(refused),
             traffic_pending=traffic.get(MessageState.PENDING, 0),
             traffic_sent=sum(n for state, n in traffic.items() if state != MessageState.PENDING),
         )

@@ -24,7 +24,9 @@ central confirms the events it has committed; those are marked receipted in the 
 and deleted after ``receipted_retention_s``. A PUBACK only means the broker took the
 message (a broker may still drop it, e.g. beyond its queue limit), so a violation with
 no receipt after ``receipt_timeout_s`` is published again, with a doubling wait; central
-drops the duplicates by event id.
+drops the duplicates by event id. A violation central refused for good (signed with a
+key revoked since) comes back on the same topic as a ``RefusalBatch``: it is kept in the
+outbox as refused, for the record, and not sent again.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ from roadwatch.contract import (
     subscription,
     to_wire,
 )
-from roadwatch.contract.models import ReceiptBatch
+from roadwatch.contract.models import EventRefusal, ReceiptBatch, RefusalBatch
 from roadwatch.contract.signing import sign
 from roadwatch.said_once import SaidOnce
 
@@ -88,6 +90,7 @@ class PublisherCounters:
     republished: int
     resent: int = 0
     receipted: int = 0
+    refused: int = 0  # violations central refused for good, kept and not sent again
     signals: int = 0  # signal controller messages handed on
     signals_refused: int = 0  # malformed, or for another node or camera
 
@@ -166,9 +169,11 @@ class Publisher:
         self._signals_refused = 0
         self._signals_said = SaidOnce()
         self._receipts: list[str] = []
+        self._refusals: list[EventRefusal] = []
         self._resent_acked: list[str] = []
         self._resent = 0
         self._receipted = 0
+        self._refused = 0
         self._next_prune = 0.0
         self._client: mqtt.Client | None = None
         self._inflight: dict[int, _InFlight] = {}
@@ -229,6 +234,7 @@ class Publisher:
             republished=self._republished,
             resent=self._resent,
             receipted=self._receipted,
+            refused=self._refused,
             signals=self._signals,
             signals_refused=self._signals_refused,
         )
@@ -361,6 +367,7 @@ class Publisher:
         # (acknowledged ones the outbox has not recorded yet are not sent again either)
         busy = {f.message_id for f in self._inflight.values()}
         busy.update(self._acked, self._resent_acked, self._receipts)
+        busy.update(r.event_id for r in self._refusals)
         due = self.outbox.due_messages(room, exclude=busy)
         resends = []
         if len(due) < room:
@@ -410,6 +417,9 @@ class Publisher:
             if self._receipts:
                 self._receipted += self.outbox.mark_receipted(self._receipts)
                 self._receipts = []
+            if self._refusals:
+                self._refused += self.outbox.mark_refused(self._refusals)
+                self._refusals = []
         except Exception as exc:
             if not is_disk_full(exc):
                 raise  # (any other fault: the turn starts over on a new connection)
@@ -575,12 +585,26 @@ class Publisher:
             return
         if message.topic != self._receipt_topic:
             return
+        payload = bytes(message.payload)
+        batch: ReceiptBatch | RefusalBatch
         try:
-            batch = parse_payload(ReceiptBatch, bytes(message.payload))
+            batch = parse_payload(ReceiptBatch, payload)
         except ContractError as exc:
-            log.warning("ignored a malformed receipt batch: %s", exc)
-            return
+            try:  # (central's final refusals come on the same topic)
+                batch = parse_payload(RefusalBatch, payload)
+            except ContractError:
+                log.warning("ignored a malformed receipt batch: %s", exc)
+                return
         if (batch.site, batch.node) != (self.config.site, self.config.node):
             log.warning("ignored receipts addressed to %s/%s", batch.site, batch.node)
             return
-        self._receipts.extend(r.event_id for r in batch.receipts)
+        if isinstance(batch, ReceiptBatch):
+            self._receipts.extend(r.event_id for r in batch.receipts)
+            return
+        for refusal in batch.refused:
+            log.warning(
+                "central refused event %s for good (%s: %s); kept in the outbox as refused"
+                " and not sent again (see `roadwatch edge outbox`)",
+                refusal.event_id, refusal.code.value, refusal.reason,
+            )  # fmt: skip
+        self._refusals.extend(batch.refused)

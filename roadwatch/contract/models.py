@@ -451,3 +451,31 @@ class ReceiptBatch(ContractModel):
         if len(set(ids)) != len(ids):
             raise ValueError("receipts list an event id twice")
         return self
+
+
+class RefusalCode(StrEnum):
+    """Why central refused an event for good (it will never be receipted)."""
+
+    REVOKED_KEY = "revoked_key"  # signed with a key revoked since: no re-send can change it
+
+
+class EventRefusal(ContractModel):
+    event_id: EventId
+    payload_sha256: Sha256Hex = Field(
+        description="sha256 of the message refused, as received: a node marks its event"
+        " refused only when it holds that very message"
+    )
+    code: RefusalCode
+    reason: LongText
+
+
+class RefusalBatch(ContractModel):
+    """Central's final refusals, on the node's receipt topic: these events were refused and
+    will never be receipted however often they are sent again (the node keeps them as
+    refused, for the record, and stops sending them)."""
+
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    site: Ident
+    node: Ident
+    sent_at: UtcDatetime
+    refused: Annotated[list[EventRefusal], Field(min_length=1, max_length=MAX_RECEIPTS_PER_BATCH)]

@@ -13,18 +13,20 @@ from roadwatch.contract.models import (
     ConfigPush,
     NodeStatus,
     ReceiptBatch,
+    RefusalBatch,
     SignalPhase,
     TrafficStats,
     ViolationEvent,
 )
 
-PAYLOADS: dict[str, type[BaseModel]] = {
-    "violation": ViolationEvent,
-    "traffic": TrafficStats,
-    "status": NodeStatus,
-    "signal": SignalPhase,
-    "config": ConfigPush,
-    "receipt": ReceiptBatch,
+PAYLOADS: dict[str, tuple[type[BaseModel], ...]] = {
+    "violation": (ViolationEvent,),
+    "traffic": (TrafficStats,),
+    "status": (NodeStatus,),
+    "signal": (SignalPhase,),
+    "config": (ConfigPush,),
+    # (central's receipts, and its final refusals of events that will never be receipted)
+    "receipt": (ReceiptBatch, RefusalBatch),
 }
 
 SCHEMA_PATH = (
@@ -36,11 +38,14 @@ def contract_schema() -> dict[str, Any]:
     """One document: a definition per payload, keyed by the topic kind that carries it."""
     defs: dict[str, Any] = {}
     payloads: dict[str, Any] = {}
-    for kind, model in PAYLOADS.items():
-        schema = model.model_json_schema(mode="validation", ref_template="#/$defs/{model}")
-        defs.update(schema.pop("$defs", {}))
-        defs[model.__name__] = schema
-        payloads[kind] = {"$ref": f"#/$defs/{model.__name__}"}
+    for kind, models in PAYLOADS.items():
+        refs = []
+        for model in models:
+            schema = model.model_json_schema(mode="validation", ref_template="#/$defs/{model}")
+            defs.update(schema.pop("$defs", {}))
+            defs[model.__name__] = schema
+            refs.append({"$ref": f"#/$defs/{model.__name__}"})
+        payloads[kind] = refs[0] if len(refs) == 1 else {"oneOf": refs}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"roadwatch/v{SCHEMA_VERSION}",

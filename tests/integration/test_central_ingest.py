@@ -45,6 +45,7 @@ from tests.central_fixtures import (
     Publisher,
     ingest_settings,
     signed_event,
+    store_events,
     wait_for,
 )
 from tests.factories import T0, status_place, violation_event
@@ -559,6 +560,86 @@ def test_traffic_minutes_not_sent_before_a_rotation_are_taken_after_the_old_key_
             after.stop(timeout_s=5)
     assert _heard(central_db, node.site)["traffic"] == [("cam-01", 12)]
     assert _quarantined(central_db, node.site) == []
+
+
+def test_a_violation_signed_with_a_key_revoked_since_is_refused_for_good_and_kept(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    tmp_path: Path,
+) -> None:
+    """The node's old key was revoked while a violation it signed was still in the node's
+    outbox. Central quarantines it as revoked_key and tells the node so for good on its
+    receipt topic; the node keeps the event as refused, with central's reason (nothing
+    lost), and stops sending it, where before it sent it again forever. One central held
+    from before the revocation, sent again, gets its receipt instead."""
+    from central.db import session_factory, transaction
+    from central.records import add_node_key, revoke_node_key
+    from edge.delivery_config import DeliveryConfig
+    from edge.delivery_service import DeliveryService
+    from roadwatch.contract.signing import key_fingerprint, public_key_pem
+
+    node = make_node()
+    settings = ingest_settings(central_settings, mqtt_broker, node.site)
+    config = DeliveryConfig.model_validate(
+        {
+            "site": node.site,
+            "node": node.node,
+            "key_path": str(tmp_path / "unused.key"),  # (the key is handed in)
+            "broker": {"host": mqtt_broker.host, "port": mqtt_broker.port, "keepalive_s": 5},
+            "outbox": {
+                "path": str(tmp_path / "outbox"),
+                "receipt_timeout_s": 0.5,
+                "receipt_timeout_cap_s": 1,
+            },
+        }
+    )
+    held, stranded = signed_event(node, evidence=[]), signed_event(node, evidence=[])
+    store_events(central_db, node, [held])  # (its receipt lost: the node sends it again)
+    before = DeliveryService.from_config(config, key=node.key)
+    for event in (held, stranded):
+        before.outbox.put_violation(event, [])
+    before.stop(timeout_s=1)
+    new_key = generate_private_key()
+    with transaction(session_factory(central_db.engine)) as s:
+        add_node_key(
+            s, site=node.site, node=node.node,
+            public_key_pem=public_key_pem(new_key.public_key()).decode("ascii"),
+        )  # fmt: skip
+        revoke_node_key(
+            s, site=node.site, node=node.node,
+            fingerprint=key_fingerprint(node.key.public_key()), reason="revoked too early",
+        )  # fmt: skip
+    after = DeliveryService.from_config(config, key=new_key)
+    with IngestService(settings, central_db.engine) as ingest:
+        assert ingest.wait_ready(10), "ingest did not subscribe"
+        try:
+            after.start()
+            wait_for("the refusal", lambda: after.outbox.stats().refused == 1)
+            wait_for("the receipt", lambda: after.outbox.stats().awaiting_receipt == 0)
+            # Several receipt time-outs later: not sent again.
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                time.sleep(0.2)
+            [refused] = after.outbox.refused_events()
+            counters = after.publisher.counters()
+            stats = after.outbox.stats()
+        finally:
+            after.stop(timeout_s=5)
+    assert refused.event_id == stranded.event_id and refused.code == "revoked_key"
+    assert "revoked too early" in refused.reason
+    assert (stats.refused, stats.awaiting_receipt, stats.receipted) == (1, 0, 1)
+    assert counters.refused == 1 and counters.resent == 0
+    assert ingest.refusals_sent == 1
+    with central_db.session() as s:
+        rows = s.execute(
+            select(Quarantine.reason_code, Quarantine.times).where(
+                Quarantine.topic.like(f"roadwatch/v1/{node.site}/%")
+            )
+        ).all()
+    # (held, sent again, was refused too, as the check comes first; but received once)
+    assert sorted((code, times) for code, times in rows) == [("revoked_key", 1)] * 2
 
 
 def test_a_batch_that_cannot_be_checked_is_checked_again_not_dropped(

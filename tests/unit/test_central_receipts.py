@@ -126,3 +126,33 @@ def test_a_node_is_told_only_of_its_own_events(db: CentralDb) -> None:
         assert known_event_ids(session, "s9", "n1", asked) == mine
         assert known_event_ids(session, "s9", "n2", asked) == [other_node]
         assert known_event_ids(session, "s9", "n1", []) == []
+
+
+def test_only_violations_refused_for_good_are_told_back_as_final_refusals() -> None:
+    """A violation signed with a revoked key is told back to its node as refused for good,
+    naming the very message refused; a refusal a re-send may change (a clock ahead), a
+    traffic minute's, or a message that names no event is not."""
+    import hashlib
+
+    from central.intake import Message, Refusal, RefusalCode
+    from central.receipts import final_refusals, refusal_messages
+    from roadwatch.contract import CameraTopic, camera_topic, to_wire
+    from roadwatch.contract.models import RefusalBatch
+    from tests.factories import violation_event
+
+    event = violation_event(site="s1", node="n1", camera="c1")
+    wire = to_wire(event)
+    topic = camera_topic("s1", "n1", "c1", CameraTopic.VIOLATION)
+    revoked = Refusal(RefusalCode.REVOKED_KEY, "signed with key 3f9a…, revoked: rotated")
+    refused = [
+        (Message(topic, wire), revoked),
+        (Message(topic, wire), Refusal(RefusalCode.FUTURE, "stamped ahead")),
+        (Message(camera_topic("s1", "n1", "c1", CameraTopic.TRAFFIC), b"{}"), revoked),
+        (Message(topic, b"not json"), revoked),
+    ]
+    [message] = refusal_messages(final_refusals(refused), SENT)
+    assert message.topic == "roadwatch/v1/s1/n1/receipt" and message.count == 1
+    [told] = parse_payload(RefusalBatch, message.payload).refused
+    assert (told.event_id, told.code.value) == (event.event_id, "revoked_key")
+    assert told.payload_sha256 == hashlib.sha256(wire).hexdigest()
+    assert "rotated" in told.reason

@@ -452,3 +452,32 @@ def test_outbox_command_counts_traffic_minutes_apart_from_violations(
     out = capsys.readouterr().out
     assert "violations pending 1, awaiting a receipt 0, receipted 0" in out
     assert "traffic minutes pending 1, sent 2" in out
+
+
+def test_outbox_command_lists_the_violations_central_refused_for_good(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import hashlib
+
+    from roadwatch.cli import main
+    from roadwatch.contract.models import EventRefusal, RefusalCode
+
+    path = write_config(tmp_path)
+    config = load_delivery_config(path)
+    service = DeliveryService.from_config(config)
+    try:
+        submitted = service.submit(package(1000))
+        [message] = service.outbox.due_messages(10)
+        service.outbox.mark_published([message.id])
+        refusal = EventRefusal(
+            event_id=submitted.event_id, payload_sha256=hashlib.sha256(message.payload).hexdigest(),
+            code=RefusalCode.REVOKED_KEY, reason="signed with key 3f9a, revoked: box stolen",
+        )  # fmt: skip
+        assert service.outbox.mark_refused([refusal]) == 1
+    finally:
+        service.stop(timeout_s=1)
+    assert main(["edge", "outbox", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "awaiting a receipt 0, receipted 0, refused by central 1 (kept, not sent again)" in out
+    assert f"refused {submitted.event_id} at " in out
+    assert ": revoked_key: signed with key 3f9a, revoked: box stolen" in out

@@ -113,3 +113,42 @@ def test_prune_deletes_receipted_events_after_retention_and_unlisted_uploaded_bl
         assert outbox.prune_receipted(600) == (1, 2)
         stats = outbox.stats()
         assert (stats.pending, stats.published, stats.receipted, stats.used_bytes) == (0, 0, 0, 0)
+
+
+def test_a_violation_central_refused_for_good_is_kept_and_not_sent_again(tmp_path: Path) -> None:
+    """Central's final refusal (a revoked key's signature) ends the re-sending: the event is
+    kept with its reason, for the record, no longer awaits a receipt nor is asked about.
+    A refusal of another message under the event's id changes nothing; a receipt that
+    comes after all outweighs the refusal."""
+    import hashlib
+
+    from roadwatch.contract.models import EventRefusal, RefusalCode
+
+    clock = Clock()
+    with _outbox(tmp_path, clock) as outbox:
+        kept, _blobs = signed_event([])
+        other, _ = signed_event([])
+        for event in (kept, other):
+            outbox.put_violation(event, [])
+        wire = {m.id: m.payload for m in outbox.due_messages(10)}
+        outbox.mark_published([kept.event_id, other.event_id])
+
+        def refusal(event_id: str, payload: bytes) -> EventRefusal:
+            return EventRefusal(
+                event_id=event_id, payload_sha256=hashlib.sha256(payload).hexdigest(),
+                code=RefusalCode.REVOKED_KEY, reason="signed with key 3f9a, revoked: rotated",
+            )  # fmt: skip
+
+        assert outbox.mark_refused([refusal(other.event_id, b"another message")]) == 0
+        assert outbox.mark_refused([refusal(kept.event_id, wire[kept.event_id])]) == 1
+        clock.now += 3600
+        assert [m.id for m in outbox.due_resends(10)] == [other.event_id]
+        assert outbox.unreceipted(0, 10) == [other.event_id]
+        stats = outbox.stats()
+        assert (stats.awaiting_receipt, stats.refused) == (1, 1)
+        [held] = outbox.refused_events()
+        assert (held.event_id, held.code) == (kept.event_id, "revoked_key")
+        assert "rotated" in held.reason
+        assert outbox.prune_receipted(0) == (0, 0)  # (kept for the record)
+        assert outbox.mark_receipted([kept.event_id]) == 1
+        assert (outbox.refused_events(), outbox.stats().refused) == ([], 0)
