@@ -125,9 +125,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="a node's signing keys: list, add a new one (rotation), revoke one",
         description="A node may have several keys: what it signs with any key in force is"
         " taken. Add the new key before the node switches to it; revoke a key once the node"
-        " no longer uses it, or at once when it may be in other hands (a box stolen): events"
-        " signed with a revoked key are refused (quarantined as revoked_key) within a minute"
-        " in every ingest, and the cases it signed before are flagged and cannot be"
+        " runs with the new one and `roadwatch edge outbox` there shows no violation pending"
+        " or awaiting a receipt, or at once when it may be in other hands (a box stolen):"
+        " events signed with a revoked key are refused (quarantined as revoked_key) within a"
+        " minute in every ingest, their node is told so and keeps them as refused instead of"
+        " sending them again, and the cases it signed before are flagged and cannot be"
         " confirmed nor their notice issued.",
     )
     ksub = key.add_subparsers(dest="key_command", metavar="SUBCOMMAND", required=True)
