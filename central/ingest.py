@@ -421,7 +421,7 @@ class IngestService:
                 and self._said.due((_sender(topic), "unsequenced"))
             ):
                 log.info(
-                    "ingest took a status without its place in the node's order from node"
+                    "ingest took a status without its position in the node's order from node"
                     " %s/%s (%s): the node is not upgraded yet",
                     outcome.site, outcome.node, ACCEPT_UNSIGNED_SETTING,
                 )  # fmt: skip

@@ -179,7 +179,7 @@ def check(
         and payload.session_started_at is None
         and not accept_unsigned
     ):
-        # (Its signature shows who sent it, not when: without its place in the node's
+        # (Its signature shows who sent it, not when: without its position in the node's
         # order, an old one published again could not be told from a new one.)
         return Refusal(
             RefusalCode.UNSEQUENCED,

@@ -35,7 +35,7 @@ class IngestMetrics:
             "Ingest outcomes: accepted, duplicate, traffic, status, status_repeated (the"
             " status held, again: not applied), unsigned (traffic or status taken without a"
             " signature while nodes are upgraded), unsequenced (a status taken without its"
-            " place in the node's order, likewise), or a quarantine reason",
+            " position in the node's order, likewise), or a quarantine reason",
             ["outcome"],
             registry=self.registry,
         )

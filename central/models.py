@@ -113,7 +113,7 @@ class Node(Base):
     status_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     # When central received the last status, by its own clock (a node's clock may be off).
     status_received_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    # The newest place in the node's order of statuses taken (see central.status_order):
+    # The newest position in the node's order of statuses taken (see central.status_order):
     # an older one is refused as replayed.
     status_session_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     status_sequence: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -486,7 +486,7 @@ class BatchResult:
     statuses: int = 0
     # Traffic minutes and statuses taken unsigned (only while central accepts them so).
     unsigned: int = 0
-    # Signed statuses taken without their place in the node's order (likewise).
+    # Signed statuses taken without their position in the node's order (likewise).
     unsequenced: int = 0
     # Statuses at the place already held (the broker's retained copy again): not applied.
     repeated_statuses: int = 0

@@ -196,7 +196,7 @@ class Settings(BaseSettings):
     accept_unsigned_traffic_status: bool = Field(
         default=False,
         description="Take traffic minutes and statuses that carry no signature, and signed"
-        " statuses without their place in the node's order, from nodes not yet upgraded,"
+        " statuses without their position in the node's order, from nodes not yet upgraded,"
         " while nodes are upgraded (a bad signature is refused all the same; violations are"
         " always signed); off: they are quarantined as unsigned and unsequenced",
     )

@@ -604,7 +604,7 @@ def test_without_central_s_clock_given_a_key_revoked_before_is_refused() -> None
 
 def test_a_signed_status_without_its_place_is_refused_unless_during_a_rollout() -> None:
     """A node older than central signs its status without session and sequence: with no
-    place in the node's order it could be an old one sent again. Refused by default,
+    position in the node's order it could be an old one sent again. Refused by default,
     saying how to take such ones while nodes are upgraded; taken with that setting."""
     key = generate_private_key()
     message, payload = _message("status", key, session_started_at=None, sequence=None)
