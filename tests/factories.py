@@ -24,8 +24,8 @@ T0 = datetime(2026, 11, 23, 7, 3, 5, 120000, tzinfo=UTC)
 _STATUS_SEQUENCE = itertools.count(1)
 
 
-def status_place() -> dict[str, Any]:
-    """A node status's place in its node's order, after every one given before (central
+def status_position() -> dict[str, Any]:
+    """A node status's position in its node's order, after every one given before (central
     refuses an older one as replayed): one session begun at T0, the next sequence in it."""
     return {"session_started_at": T0, "sequence": next(_STATUS_SEQUENCE)}
 

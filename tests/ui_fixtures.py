@@ -59,7 +59,7 @@ from roadwatch.contract import (
 )
 from roadwatch.contract.signing import generate_private_key, public_key_pem, sign
 from roadwatch.net import free_port
-from tests.factories import status_place
+from tests.factories import status_position
 from tests.services import missing, require_shared_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -356,7 +356,7 @@ class UiServer:
                 )
                 for cam, (st, reason) in states.items()
             ],
-            **status_place(),
+            **status_position(),
         )
         signed = to_wire(sign(status, self.key))
         self._record([Message(node_topic(SITE, NODE, NodeTopic.STATUS), signed)])

@@ -95,7 +95,7 @@ from tests.central_fixtures import (
     store_events,
     store_of,
 )
-from tests.factories import T0, status_place
+from tests.factories import T0, status_position
 from tests.services import mqtt_address
 
 pytestmark = pytest.mark.integration
@@ -1682,7 +1682,12 @@ def test_the_place_a_node_names_for_its_camera_reaches_the_camera_list(
     def status(place: str | None) -> None:
         health = CameraHealth(camera="cam-01", state=CameraState.UP, fps=25.0, place=place)
         sent = NodeStatus(
-            site=node.site, node=node.node, state=NodeState.ONLINE, sent_at=T0, cameras=[health]
+            site=node.site,
+            node=node.node,
+            state=NodeState.ONLINE,
+            sent_at=T0,
+            cameras=[health],
+            **status_position(),
         )
         with transaction(session_factory(central_db.engine)) as s:
             signed = Message(topic, to_wire(sign(sent, node.key)))
@@ -1731,7 +1736,7 @@ def test_registry_status_geojson_and_feed(
         state=NodeState.ONLINE,
         sent_at=T0,
         cameras=[CameraHealth(camera="cam-01", state=CameraState.UP, fps=25.0)],
-        **status_place(),
+        **status_position(),
     )
     topic = node_topic(node.site, node.node, NodeTopic.STATUS)
     with transaction(session_factory(central_db.engine)) as s:

@@ -39,7 +39,7 @@ from tests.central_fixtures import (
     sse_events,
     store_events,
 )
-from tests.factories import T0, status_place
+from tests.factories import T0, status_position
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def _status(node: NodeIdentity, state: CameraState) -> Message:
         state=NodeState.ONLINE,
         sent_at=T0,
         cameras=[CameraHealth(camera="cam-01", state=state, fps=25.0)],
-        **status_place(),
+        **status_position(),
     )
     topic = node_topic(node.site, node.node, NodeTopic.STATUS)
     return Message(topic, to_wire(sign(status, node.key)))

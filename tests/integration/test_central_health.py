@@ -27,7 +27,7 @@ from roadwatch.contract import (
 from roadwatch.contract.signing import sign
 from tests.central_fixtures import *  # noqa: F403
 from tests.central_fixtures import Account, CentralDb, NodeIdentity, sse_events
-from tests.factories import T0, status_place
+from tests.factories import T0, status_position
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def report(db: CentralDb, node: NodeIdentity, cameras: list[str]) -> None:
         state=NodeState.ONLINE,
         sent_at=T0,
         cameras=[CameraHealth(camera=c, state=CameraState.UP, fps=25.0) for c in cameras],
-        **status_place(),
+        **status_position(),
     )
     message = Message(
         node_topic(node.site, node.node, NodeTopic.STATUS), to_wire(sign(status, node.key))

@@ -48,7 +48,7 @@ from tests.central_fixtures import (
     store_events,
     wait_for,
 )
-from tests.factories import T0, status_place, violation_event
+from tests.factories import T0, status_position, violation_event
 from tests.services import BrokerAddress
 
 pytestmark = pytest.mark.integration
@@ -141,7 +141,7 @@ def _status(node: NodeIdentity, signer: Ed25519PrivateKey | None = None) -> Node
         state=NodeState.ONLINE,
         sent_at=T0,
         cameras=[CameraHealth(camera="cam-01", state=CameraState.STALLED, reason="no frames")],
-        **status_place(),
+        **status_position(),
     )
     return sign(status, signer or node.key)
 
