@@ -14,7 +14,9 @@ every frame would cost far more CPU and add nothing to the evidence.
 The places of fined no-stopping stops are handed to ``on_places`` (where set: in a live
 run) whenever they change, a new one at once and a later sighting at most every
 ``PLACES_EVERY_S``, so that the node can keep them across a restart and seed the next
-start's rule with them (``restore_places``).
+start's rule with them (``restore_places``). Frames of another size than the scene's
+pause enforcement; the rules start afresh when they come at its size again, seeded with
+the places fined before the pause in the same way.
 """
 
 from __future__ import annotations
@@ -371,10 +373,10 @@ class CameraEnforcement:
         need it: a JPEG ring and the integrity check every few seconds; the lamp check
         takes only the signal head's rectangle."""
         self.counters.frames += 1
-        if not self._frame_fits(frame):
+        t = captured_at.timestamp()
+        if not self._frame_fits(frame, t):
             self.counters.paused_frames += 1
             return self._build_ready(mono_s), []
-        t = captured_at.timestamp()
         self._last_t = t
         self.ring.push_frame(index, mono_s, captured_at, frame)
         if self.guard is None and self._guard_bounds is not None:
@@ -440,8 +442,12 @@ class CameraEnforcement:
 
     # -- internals --------------------------------------------------------------------
 
-    def _frame_fits(self, frame: Frame) -> bool:
-        """Whether the frame is the size the scene was drawn for (said once per change)."""
+    def _frame_fits(self, frame: Frame, t: float) -> bool:
+        """Whether the frame (of time ``t``) is the size the scene was drawn for (said once
+        per change). Back to that size, the rules start afresh (the gap in what was seen
+        ends every stop and track under way), but with the fined no-stopping places, as a
+        node started again takes them (``NoStoppingRule.seed``): a car parked through the
+        gap is not fined again."""
         height, width = frame.pixels.shape[:2]
         size = self.scene.image_size
         if (width, height) == (size.width, size.height):
@@ -449,7 +455,11 @@ class CameraEnforcement:
                 log.warning("camera %s: frames are %dx%d again; enforcing", self.camera,
                             width, height)  # fmt: skip
                 self.size_mismatch = None
+                rule = self._no_stopping
+                places = rule.fined_places() if rule is not None else ()
                 self._start_over()
+                if self._no_stopping is not None:
+                    self._no_stopping.seed(places, t)
             return True
         reason = (
             f"frames are {width}x{height} but the scene is drawn for {size.width}x{size.height}"

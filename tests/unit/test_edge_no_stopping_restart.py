@@ -10,6 +10,7 @@ node. A recording run (``run_file``) neither takes the places nor keeps its own.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import signal
 import sqlite3
@@ -269,3 +270,30 @@ def test_the_places_are_kept_as_a_car_is_fined_then_at_most_every_few_seconds(
     assert 3.0 < sightings[0] < 3.5 and sightings[-1] == pytest.approx(40.0)
     gaps = [b - a for a, b in itertools.pairwise(sightings[:-1])]
     assert len(told) <= 2 + 40 / PLACES_EVERY_S and min(gaps) >= PLACES_EVERY_S - 1e-6, sightings
+
+
+@pytest.mark.parametrize("after_id", [1, 2], ids=["same track id", "a new track id"])
+def test_a_car_parked_through_frames_of_another_size_is_not_fined_again(
+    tmp_path: Path, after_id: int
+) -> None:
+    """Car 1 is fined 3 s after it parks; from 20 s to 25 s the camera's frames come at
+    half the scene's size (nothing is enforced), then at its size again: the rules start
+    afresh with the fined place, so the car, standing on (under its id or a new one), is
+    not fined again, and the place is still kept in the outbox at the end."""
+    node = EdgeNode.from_config(load_site_config(site_file(tmp_path)), model_version="m@1")
+    start = time.time() - 100.0
+    vehicles = {1: parked(0, 25)}
+    vehicles[after_id] = vehicles.get(after_id, []) + hold(PARKED, 25, 60)
+    small = np.zeros((270, 480, 3), np.uint8)
+    frames = [
+        TrackedFrame(dataclasses.replace(item.frame, pixels=small), item.tracks)
+        if 20 < item.frame.captured_at.timestamp() - start <= 25
+        else item
+        for item in tracked(start, vehicles)
+    ]
+    node.run_live(threading.Event(), pipeline=Script(frames), drain_s=0.0)  # type: ignore[arg-type]
+    assert node.enforcement[CAMERA_ID].counters.paused_frames == 50
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        [kept] = outbox.fined_places("ql13", "node-01", CAMERA_ID)
+    assert kept.px == Point(*PARKED) and kept.last_t == pytest.approx(start + 60)
+    assert [e.track_id for e in fined(tmp_path)] == [1], [e.explanation for e in fined(tmp_path)]
