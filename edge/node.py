@@ -433,6 +433,23 @@ class EdgeNode:
             return {c: self.places_told[c] for c in cameras if c in self.places_told}
         return self.stored_places(cameras)
 
+    def _prune_places(self) -> None:
+        """At a live start: the outbox lets go the fined places of the cameras this node
+        no longer has (a camera is removed by a restart: a push cannot remove one). One
+        the disk refuses is logged; the node starts."""
+        if self.delivery is None:
+            return
+        cameras = [cam.id for cam in self.config.cameras]
+        try:
+            gone = self.delivery.outbox.prune_fined_places(
+                self.config.site, self.config.node, cameras
+            )
+        except (sqlite3.Error, OSError) as exc:
+            log.error("the fined no-stopping places of removed cameras not let go: %s", exc)
+            return
+        if gone:
+            log.info("%d fined no-stopping place(s) of cameras no longer configured let go", gone)
+
     def _keep_places(self, camera: str, enforcement: CameraEnforcement) -> None:
         """A live run's camera: its rule starts with the places kept before, and hands on
         its own as they change."""
@@ -713,6 +730,7 @@ class EdgeNode:
 
         With ``processes`` above 1 (and no ``pipeline`` given) the cameras run in worker
         processes (``edge.workers``) and this process delivers what they send."""
+        self._prune_places()
         if self.config.processes > 1:
             if pipeline is not None or detectors is not None or sinks:
                 raise ValueError("cameras in worker processes take no pipeline, detectors or sinks")

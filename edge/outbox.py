@@ -17,7 +17,8 @@ Receipted rows are deleted after a retention period (``prune_receipted``), toget
 the records of uploaded blobs no remaining event lists.
 
 Each camera's fined no-stopping places (``put_fined_places``) are kept beside the events,
-outside the disk budget (a few rows per camera), for the next start.
+outside the disk budget (a few rows per camera), for the next start; those of a camera
+removed from the node's configuration go at its next live start (``prune_fined_places``).
 
 A violation is recorded (``put_fired``) the moment a rule finds it, before its evidence
 is built from the frames that follow; storing the violation removes that record in the
@@ -707,6 +708,19 @@ class Outbox:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+
+    def prune_fined_places(self, site: str, node: str, cameras: Iterable[str]) -> int:
+        """Let go the fined places a node kept of cameras it has no more (those not among
+        ``cameras``); another site's or node's are left. How many rows went."""
+        kept = sorted(set(cameras))
+        marks = ", ".join("?" for _ in kept)
+        others = f" AND camera NOT IN ({marks})" if kept else ""
+        with self._lock, self._transaction():
+            gone = self._db.execute(
+                f"DELETE FROM fined_places WHERE site = ? AND node = ?{others}",
+                (site, node, *kept),
+            ).rowcount
+        return gone
 
     def fined_places(self, site: str, node: str, camera: str) -> list[FinedPlace]:
         """A camera's fined no-stopping places as last kept (``put_fined_places``)."""

@@ -478,3 +478,27 @@ def test_without_proc_a_writer_is_judged_by_its_pid(
             db.execute("UPDATE fired SET owner = ?", (f"unknown {dead} -",))
         [fired] = outbox.fired()
         assert fired.orphaned
+
+
+def test_the_fined_places_of_cameras_a_node_has_no_more_are_let_go(tmp_path: Path) -> None:
+    """Pruned: the node's places of the cameras not named; kept: those of the cameras
+    named, and every other site's or node's. With no camera named, all the node's go."""
+    from edge.rules.geometry import Point
+    from edge.rules.no_stopping import FinedPlace
+
+    place = FinedPlace(Point(100, 412.5), (960, 540), 1.0)
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        for site, node, camera in [
+            ("s", "n", "c"), ("s", "n", "gone"), ("s", "n", "gone2"), ("t", "n", "gone"),
+            ("s", "m", "gone"),
+        ]:  # fmt: skip
+            outbox.put_fined_places(site, node, camera, [place, place])
+        assert outbox.prune_fined_places("s", "n", ["c", "c3"]) == 4
+        assert outbox.fined_places("s", "n", "c") == [place, place]
+        assert outbox.fined_places("s", "n", "gone") == []
+        assert outbox.fined_places("s", "n", "gone2") == []
+        assert outbox.fined_places("t", "n", "gone") == [place, place]
+        assert outbox.fined_places("s", "m", "gone") == [place, place]
+        assert outbox.prune_fined_places("s", "n", ["c"]) == 0
+        assert outbox.prune_fined_places("s", "n", []) == 2
+        assert outbox.fined_places("s", "n", "c") == []

@@ -297,3 +297,24 @@ def test_a_car_parked_through_frames_of_another_size_is_not_fined_again(
         [kept] = outbox.fined_places("ql13", "node-01", CAMERA_ID)
     assert kept.px == Point(*PARKED) and kept.last_t == pytest.approx(start + 60)
     assert [e.track_id for e in fined(tmp_path)] == [1], [e.explanation for e in fined(tmp_path)]
+
+
+def test_a_live_start_lets_go_the_places_of_cameras_removed_from_the_configuration(
+    tmp_path: Path,
+) -> None:
+    """The outbox holds places of the node's camera and of one removed from its
+    configuration (a restart removes a camera: a push cannot): the live start lets the
+    removed camera's go and keeps its camera's (and another node's)."""
+    path = site_file(tmp_path)
+    now = time.time()
+    place = FinedPlace(Point(*PARKED), (960, 540), now - 10)
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        outbox.put_fined_places("ql13", "node-01", CAMERA_ID, [place])
+        outbox.put_fined_places("ql13", "node-01", "cam-removed", [place])
+        outbox.put_fined_places("ql13", "node-02", "cam-removed", [place])
+    node = EdgeNode.from_config(load_site_config(path), model_version="m@1")
+    node.run_live(threading.Event(), pipeline=Script([]), drain_s=0.0)  # type: ignore[arg-type]
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        assert outbox.fined_places("ql13", "node-01", "cam-removed") == []
+        assert outbox.fined_places("ql13", "node-01", CAMERA_ID) == [place]
+        assert outbox.fined_places("ql13", "node-02", "cam-removed") == [place]
