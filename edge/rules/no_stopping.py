@@ -24,13 +24,20 @@ arriving is never taken for the one fined there, however near and soon it stops 
 motorcycles side by side are each fined), and nothing the fined track's box does (a
 passing bus hiding its wheels, or taking its id along) lets the place go.
 
+A zone in force only at some hours: a vehicle fined there that stands on through the
+hours the zone is out of force and on into its next hours is one stop, fined once (one
+stop, one fine; it never moved away), whether the tracker follows it throughout or it is
+hidden meanwhile and comes back under a new id: a track standing on a kept place keeps
+it whether or not its zone is in force (``NoStoppingState.rest``), and is taken for the
+fined vehicle when its stop begins there once the zone is in force again. A vehicle seen
+arriving there meanwhile is another stop, fined in its turn.
+
 Lenient side: a different vehicle that arrives wholly unseen (behind a bus) and is first
 seen standing on a kept place is not fined; so is one that took the fined vehicle's
 place while the node was down (a restart within ``same_stop_gap_s``, see below). Left as
 it was: a fined vehicle seen again only after ``same_stop_gap_s``, or first seen more
 than four radii off, is fined again (the reviewer sees the same vehicle on the same
-place); so is one standing on through the hours its zone is not in force, hidden
-meanwhile, when the zone is in force again.
+place).
 
 A pushed scene takes the fined places over when its image size is the same, mapped
 again from their image points through its own calibration. So does a node started again
@@ -102,11 +109,15 @@ class NoStoppingState:
     since: float = 0.0
     last_in: float = 0.0
     first: Point | None = None  # where the track was first seen
+    # Where it stands now, in a zone or not, in force or not, and since when: a vehicle
+    # standing on a fined place keeps it through the hours its zone is out of force.
+    rest: Point | None = None
+    rest_since: float = 0.0
 
 
 class NoStoppingRule(TrackRule[NoStoppingState]):
     rule = ViolationType.NO_STOPPING
-    version = "no_stopping/7"
+    version = "no_stopping/8"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)
@@ -190,8 +201,8 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
             if memory is None or memory.fired:
                 continue
             st = memory.state
-            if st.anchor is not None and st.first is not None and p.t - st.since >= STANDING_S:
-                standing.append((st.anchor, st.first, p.t))
+            if st.rest is not None and st.first is not None and p.t - st.rest_since >= STANDING_S:
+                standing.append((st.rest, st.first, p.t))
         for anchor, first, t in standing:
             for stop in self._fined:
                 if anchor.distance(stop.at) <= reach and first.distance(stop.at) <= born:
@@ -252,6 +263,9 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
         inside = zone is not None
         if st.first is None:
             st.first = pos
+        radius = self.scene.stationary_radius
+        if st.rest is None or pos.distance(st.rest) > radius:
+            st.rest, st.rest_since = pos, p.t
         if zone is None:
             zone = self._stop_kept(st, p.t, pos, local)
         if zone is None:
@@ -259,7 +273,6 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
             return None
         if inside:
             st.last_in = p.t
-        radius = self.scene.stationary_radius
         if st.anchor is None or pos.distance(st.anchor) > radius:
             st.zone, st.zones, st.anchor, st.since = zone, [zone], pos, p.t
             return None
