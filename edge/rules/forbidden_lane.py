@@ -5,7 +5,10 @@ and a short absence (a box flickering over the lane edge) does not restart the c
 a brief touch of the lane never adds up to the minimum. The distance is how far the
 vehicle got from where it entered the lane (the evidence's first and last pictures show
 it), not the sum of its steps, which box jitter would add up to metres of a standing
-vehicle.
+vehicle. A road position where one pixel of the image moves the ground point farther
+than the jitter allowed between two positions (near the calibration's horizon: box
+jitter of a pixel or two is metres there, and a box bottom that lands there for a few
+frames is hundreds of metres up the road) measures no distance; the time still counts.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ class ForbiddenLaneState:
 STEADY = 3
 MAX_SPEED_MS = 50.0
 JITTER_M = 1.5
+# A road position farther up the road than where one pixel of the image is this many
+# metres is too far off to measure a distance from (about 100 m for a camera 8 m high
+# with a focal length of 900 px).
+MAX_M_PER_PX = JITTER_M
 
 
 def _steady(recent: deque[tuple[float, Point]]) -> bool:
@@ -51,7 +58,7 @@ def _steady(recent: deque[tuple[float, Point]]) -> bool:
 
 class ForbiddenLaneRule(TrackRule[ForbiddenLaneState]):
     rule = ViolationType.FORBIDDEN_LANE
-    version = "forbidden_lane/4"
+    version = "forbidden_lane/5"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)
@@ -61,6 +68,11 @@ class ForbiddenLaneRule(TrackRule[ForbiddenLaneState]):
 
     def new_state(self) -> ForbiddenLaneState:
         return ForbiddenLaneState()
+
+    def _measures(self, p: WorldTrackPoint) -> bool:
+        """Whether the point's road position can measure a distance: calibrated, and not
+        so far off that a pixel of box jitter moves it beyond the jitter allowed."""
+        return self.scene.metric and self.scene.metres_per_px(p.ground_px) <= MAX_M_PER_PX
 
     def step(
         self, memory: TrackMemory[ForbiddenLaneState], p: WorldTrackPoint, signals: Signals
@@ -78,7 +90,7 @@ class ForbiddenLaneRule(TrackRule[ForbiddenLaneState]):
         if st.lane != lane.id:
             st.lane, st.entered, st.path, st.start = lane.id, p.t, 0.0, None
             st.recent.clear()
-        if pos is not None and self.scene.metric:
+        if pos is not None and self._measures(p):
             st.recent.append((p.t, pos))
             steady = _steady(st.recent)
             if st.start is None and steady:

@@ -181,6 +181,22 @@ class SceneGeometry:
         at = self._to_world(ground_px)
         return at if math.isfinite(at.x) and math.isfinite(at.y) else None
 
+    def metres_per_px(self, ground_px: Point) -> float:
+        """How far one pixel of the image moves a ground point there on the road: the
+        farthest of its four neighbours a pixel away (infinite where one is off the road
+        plane). Near the calibration's horizon it grows without bound, so a pixel or two
+        of box jitter moves the road position there by metres. 0 without a calibration."""
+        if self._to_world is None:
+            return 0.0
+        at = self._to_world(ground_px)
+        far = 0.0
+        for dx, dy in ((1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0)):
+            step = self._to_world(Point(ground_px.x + dx, ground_px.y + dy)).distance(at)
+            if not math.isfinite(step):
+                return math.inf
+            far = max(far, step)
+        return far
+
     def lane_at(self, p: WorldTrackPoint) -> LaneGeometry | None:
         # Several rules ask for the same point in the same frame: remember recent answers.
         key = p.ground_px
