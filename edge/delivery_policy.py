@@ -47,6 +47,9 @@ class DiskBudget:
     limit_bytes: int
     event_reserve_bytes: int
     alarm_fraction: float = 0.8
+    # The disk's free space when it, not the configuration, set the limits (for the
+    # refusal to say that the disk is short, not the outbox): None when it did not.
+    disk_free_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if self.limit_bytes <= 0 or self.event_reserve_bytes < 0:
@@ -62,17 +65,30 @@ class DiskBudget:
 # checkpoints, receipts): with the disk really full, even freeing space would fail.
 DISK_HEADROOM_BYTES = 64 * 1024 * 1024
 
+# Bare events may go on into the headroom down to this much free space: a violation is a
+# few KiB and one refused is lost for good, while the database's own writes need far
+# less than the headroom; evidence and traffic minutes stop at the headroom.
+EVENT_HEADROOM_BYTES = 8 * 1024 * 1024
+
 
 def effective_budget(
-    budget: DiskBudget, used_bytes: int, free_bytes: int, headroom: int = DISK_HEADROOM_BYTES
+    budget: DiskBudget,
+    used_bytes: int,
+    free_bytes: int,
+    headroom: int = DISK_HEADROOM_BYTES,
+    event_headroom: int = EVENT_HEADROOM_BYTES,
 ) -> DiskBudget:
     """``budget`` as the disk allows it now: what is used plus what is free (less
-    ``headroom``) caps both the limit and the event reserve, so that a disk other files
-    fill up refuses the clip first, as the budget would, instead of failing a write."""
+    ``headroom``) caps the limit, so that a disk other files fill up refuses the clip
+    first, as the budget would, instead of failing a write; the event reserve is capped
+    by what is free less the smaller ``event_headroom``, so that a violation is still
+    stored, without its evidence, on a disk short of the headroom."""
     room = max(0, free_bytes - headroom)
+    event_room = max(0, free_bytes - min(headroom, event_headroom))
     limit = max(1, min(budget.limit_bytes, used_bytes + room))
-    reserve = max(0, min(budget.event_reserve_bytes, used_bytes + room - limit))
-    return DiskBudget(limit, reserve, budget.alarm_fraction)
+    reserve = max(0, min(budget.event_reserve_bytes, used_bytes + event_room - limit))
+    short = (limit, reserve) != (budget.limit_bytes, budget.event_reserve_bytes)
+    return DiskBudget(limit, reserve, budget.alarm_fraction, free_bytes if short else None)
 
 
 @dataclass(frozen=True, slots=True)

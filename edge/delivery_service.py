@@ -144,17 +144,19 @@ class DeliveryService:
         )  # 4 KiB: a generous bound on an event's payload
         if plan.refused:
             package = package.without(plan.refused, self.key)
+        try:
+            self.outbox.put_violation(package.event, package.blobs)
+        except OutboxFullError as exc:
+            log.error("outbox full: violation %s NOT stored (%s)", package.event.event_id, exc)
+            raise
+        if plan.refused:
+            # (said once the event is stored: before, a refused event read as stored too)
             self.refused_blobs += len(plan.refused)
             log.warning(
                 "outbox short of disk: event %s stored without %s",
                 package.event.event_id,
                 ", ".join(r.value for r in plan.refused),
             )
-        try:
-            self.outbox.put_violation(package.event, package.blobs)
-        except OutboxFullError as exc:
-            log.error("outbox full: violation %s NOT stored (%s)", package.event.event_id, exc)
-            raise
         return Submitted(event_id=package.event.event_id, refused=plan.refused)
 
     def recover_fired(self) -> int:

@@ -50,7 +50,13 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.delivery_policy import DiskBudget, backoff_delay, effective_budget
+from edge.delivery_policy import (
+    DISK_HEADROOM_BYTES,
+    EVENT_HEADROOM_BYTES,
+    DiskBudget,
+    backoff_delay,
+    effective_budget,
+)
 from edge.rules.geometry import Point
 from edge.rules.no_stopping import FinedPlace
 from roadwatch.contract import (
@@ -544,9 +550,18 @@ class Outbox:
                 f"({used} of {budget.limit_bytes} used)"
             )
         if used + len(payload) > budget.limit_bytes + budget.event_reserve_bytes:
+            if budget.disk_free_bytes is not None:
+                raise OutboxFullError(
+                    f"event {event.event_id}: the disk is full even for events: "
+                    f"{budget.disk_free_bytes} bytes free on {self.directory}, of which "
+                    f"{EVENT_HEADROOM_BYTES} stay free for the outbox's database "
+                    f"(the outbox holds {used} bytes); free space on that disk"
+                )
             raise OutboxFullError(
                 f"event {event.event_id}: the outbox is full even for events "
-                f"({used} bytes used, limit {budget.limit_bytes} + reserve)"
+                f"({used} bytes used, limit {budget.limit_bytes} + reserve "
+                f"{budget.event_reserve_bytes}: outbox.limit_bytes and "
+                "outbox.event_reserve_bytes); it empties as central receipts its events"
             )
         inserted = self._db.execute(
             "INSERT OR IGNORE INTO messages (id, kind, topic, payload, priority,"
@@ -615,7 +630,14 @@ class Outbox:
         topic = camera_topic(stats.site, stats.node, stats.camera, CameraTopic.TRAFFIC)
         with self._lock, _disk_full_is_full(key), self._transaction():
             used = self._used_bytes()
-            if used + len(payload) > self.budget_now(used).limit_bytes:
+            budget = self.budget_now(used)
+            if used + len(payload) > budget.limit_bytes:
+                if budget.disk_free_bytes is not None:
+                    raise OutboxFullError(
+                        f"traffic statistics {key}: the disk is nearly full"
+                        f" ({budget.disk_free_bytes} bytes free on {self.directory}; what is"
+                        f" left of its last {DISK_HEADROOM_BYTES} is kept for violations)"
+                    )
                 raise OutboxFullError(f"traffic statistics {key}: the outbox is full")
             self._db.execute(
                 "INSERT OR IGNORE INTO messages (id, kind, topic, payload, priority,"
@@ -1054,13 +1076,26 @@ class Outbox:
         return int(self._db.execute("SELECT used_bytes FROM usage WHERE id = 1").fetchone()[0])
 
     def _check_alarm(self, used: int) -> None:
-        alarm = self.budget_now(used).alarm(used)  # (a disk other files fill raises it too)
+        budget = self.budget_now(used)
+        alarm = budget.alarm(used)  # (a disk other files fill raises it too)
         if alarm and not self._alarmed:
-            log.warning(
-                "outbox nearly full: %d of %d bytes used; clips are refused first when full",
-                used,
-                self.budget.limit_bytes,
-            )
+            if budget.disk_free_bytes is not None and budget.limit_bytes < self.budget.limit_bytes:
+                # (the outbox's own budget is far from full: saying so sent one looking
+                # at the outbox, 899 of 21474836480 bytes, instead of at the disk)
+                log.warning(
+                    "disk nearly full: %d bytes free on %s (the outbox holds %d); evidence"
+                    " is refused, clips first, and then traffic minutes; free space on that"
+                    " disk",
+                    budget.disk_free_bytes,
+                    self.directory,
+                    used,
+                )
+            else:
+                log.warning(
+                    "outbox nearly full: %d of %d bytes used; clips are refused first when full",
+                    used,
+                    self.budget.limit_bytes,
+                )
         self._alarmed = alarm
 
     def used_bytes(self) -> int:

@@ -116,8 +116,8 @@ MIB = 1024 * 1024
         (500, 760, 200, 1000, 60),  # the headroom comes off the free space
         (500, 400, 200, 700, 0),
         (500, 100, 200, 500, 0),  # less free than the headroom: nothing more
-        (0, 64 * MIB + 350, None, 350, 0),  # the default headroom is 64 MiB
-        (0, 64 * MIB - 1, None, 1, 0),
+        (0, 64 * MIB + 350, None, 350, 100),  # the default headroom is 64 MiB
+        (0, 64 * MIB - 1, None, 1, 100),  # (events alone go on into it: see below)
     ],
 )
 def test_the_headroom_stays_free(
@@ -128,6 +128,29 @@ def test_the_headroom_stays_free(
     else:
         got = effective_budget(BUDGET, used, free, headroom=headroom)
     assert (got.limit_bytes, got.event_reserve_bytes) == (limit, reserve)
+
+
+@pytest.mark.parametrize(
+    ("free", "reserve"),
+    [
+        (64 * MIB - 1, 100),  # short of the headroom: no evidence, the event still fits
+        (8 * MIB + 50, 49),  # down to the events' headroom (limit 1 + reserve 49: the 50 bytes)
+        (8 * MIB, 0),  # at the events' headroom: nothing more
+    ],
+)
+def test_events_go_on_into_the_headroom(free: int, reserve: int) -> None:
+    """A disk with less free than the 64 MiB headroom stores no evidence, but still the
+    bare event, down to 8 MiB free: a violation refused is lost for good."""
+    got = effective_budget(BUDGET, 0, free)
+    assert (got.limit_bytes, got.event_reserve_bytes) == (1, reserve)
+    assert got.disk_free_bytes == free  # (the disk, not the configuration, is short)
+    plan = plan_admission(got, 0, 10, PACKAGE)
+    assert plan.kept == () and plan.event_fits is (reserve > 0)
+
+
+def test_a_roomy_disk_leaves_the_budget_as_configured() -> None:
+    got = effective_budget(BUDGET, 0, 1 << 30)
+    assert got == BUDGET and got.disk_free_bytes is None
 
 
 def test_on_a_disk_filling_up_the_clip_goes_first_then_nothing_is_written() -> None:

@@ -160,16 +160,18 @@ def test_a_traffic_minute_is_stored_signed_with_the_node_key(tmp_path: Path) -> 
 
 
 def test_a_disk_other_files_fill_refuses_the_clip_first_then_drops_not_crashes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The outbox's budget is 1 MiB, but the disk itself has only 300 KB left: the clip is
-    refused as if the budget were short; with no room at all a violation is refused (and
-    said), a traffic minute dropped, and a write the disk refuses is the outbox being full."""
+    refused as if the budget were short; with no room beyond the 64 MiB headroom a violation
+    is stored without its evidence and a traffic minute dropped; with none beyond the
+    events' 8 MiB a violation is refused (and said, naming the disk), and a write the disk
+    refuses is the outbox being full."""
     import errno
     from collections import namedtuple
     from datetime import timedelta
 
-    from edge.delivery_policy import DISK_HEADROOM_BYTES
+    from edge.delivery_policy import DISK_HEADROOM_BYTES, EVENT_HEADROOM_BYTES
     from roadwatch.contract import TrafficStats
     from tests.factories import T0
 
@@ -187,9 +189,21 @@ def test_a_disk_other_files_fill_refuses_the_clip_first_then_drops_not_crashes(
         first = service.submit(package(500_000))
         assert first.refused == (EvidenceRole.CLIP,)
         free["bytes"] = DISK_HEADROOM_BYTES  # nothing left beyond the headroom
-        with pytest.raises(OutboxFullError, match="the outbox is full even for events"):
-            service.submit(package(10))
+        bare = service.submit(package(10))  # (no evidence, but the violation is kept)
+        assert set(bare.refused) == {b.ref.role for b in package(10).blobs}
+        assert service.outbox.message_state(bare.event_id) is MessageState.PENDING
         assert service.submit_traffic(traffic_stats(0)) is False
+        said = "\n".join(r.getMessage() for r in caplog.records)
+        # (the disk is short, not the outbox's 1 MiB: the log sends one to the disk)
+        assert "disk nearly full: 67108864 bytes free on " in said
+        assert "dropped (traffic statistics" in said and "the disk is nearly full" in said
+        assert "the outbox is full" not in said and "outbox nearly full" not in said
+        free["bytes"] = EVENT_HEADROOM_BYTES  # not even the events' share of it
+        refused = package(10)
+        with pytest.raises(OutboxFullError, match="the disk is full even for events: 8388608"):
+            service.submit(refused)
+        about = [r.getMessage() for r in caplog.records if refused.event.event_id in r.getMessage()]
+        assert len(about) == 1 and "NOT stored" in about[0]  # (not "stored without" it first)
         free["bytes"] = 1 << 30
         assert service.submit_traffic(traffic_stats(1)) is True
 
