@@ -155,6 +155,9 @@ class IngestService:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_connect_fail = self._on_connect_fail
         self._unreachable_said = False  # "cannot reach the broker" logged for this outage
+        # When the broker was last said to be lost or out of reach (0: it was not), so
+        # that the connection that ends the outage is said at the same level.
+        self._outage_since = 0.0
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -170,12 +173,23 @@ class IngestService:
         client.subscribe([(topic, opts) for topic, _qos in subscriptions(self.settings)])
         self._unreachable_said = False
         self._connected.set()
-        log.info("ingest connected to %s:%s", self.settings.mqtt_host, self.settings.mqtt_port)
+        if self._outage_since:
+            # (at the outage's level: else its warning stayed the log's last word on it)
+            log.warning(
+                "ingest connected to %s:%s again after %.0f s",
+                self.settings.mqtt_host,
+                self.settings.mqtt_port,
+                time.monotonic() - self._outage_since,
+            )
+            self._outage_since = 0.0
+        else:
+            log.info("ingest connected to %s:%s", self.settings.mqtt_host, self.settings.mqtt_port)
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: object) -> None:
         # (paho tries again by itself, up to every 30 s; said once until a connection)
         if not self._unreachable_said and not self._stop.is_set():
             self._unreachable_said = True
+            self._outage_since = self._outage_since or time.monotonic()
             log.warning(
                 "ingest cannot reach the broker at %s:%s; trying again",
                 self.settings.mqtt_host,
@@ -197,6 +211,7 @@ class IngestService:
         self._connected.clear()
         self._subscribed.clear()
         if not self._stop.is_set():
+            self._outage_since = self._outage_since or time.monotonic()
             log.warning("ingest lost the broker (%s); reconnecting", rc)
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:

@@ -153,7 +153,13 @@ def startup_config(local: SiteConfig, base: Path) -> tuple[SiteConfig, AppliedCo
         log.warning("%s", why)
         return local, applied, why if decision.action is PushAction.REFUSE else None
     config = effective_config(local, pushed, store.files(pushed), base)
-    log.info("running config %s pushed by central (stored in %s)", pushed.version, store.folder)
+    # (said at the default level: a scene fixed in the node's own file and a restart then
+    # ran the pushed scene without a word)
+    log.warning(
+        "running config %s pushed by central (stored in %s) over the file's %s: each"
+        " camera's scene, calibration, place and persons_as_riders are the push's",
+        pushed.version, store.folder, local.version,
+    )  # fmt: skip
     return config, AppliedConfig(pushed.version, pushed.digest, push.issued_at), None
 
 
@@ -203,8 +209,13 @@ class ConfigApplier:
                 decision = PushDecision(PushAction.REFUSE, decision.version, f"not usable: {exc}")
             else:
                 self.node.reconfigure(wanted, built)
+                before = self.applied.version
                 self.applied = AppliedConfig(pushed.version, pushed.digest, push.issued_at)
-                log.info("applied config %s pushed by central", pushed.version)
+                # (at the level of a refusal: else the log's last word on the config in
+                # force was a refused push's "… stays in force")
+                log.warning(
+                    "applied config %s pushed by central in place of %s", pushed.version, before
+                )
                 self.report(pushed.version, None)
         if decision.action is PushAction.REFUSE:
             why = f"config {decision.version or '(unreadable)'} refused: {decision.reason}"

@@ -181,6 +181,9 @@ class Publisher:
         self._unrecorded = False  # acknowledgements the outbox could not record yet
         self._accepted = False  # the broker accepted the current connection
         self._unreachable_said = False  # "cannot reach the broker" logged for this outage
+        # When the broker was last said to be lost or out of reach (0: it was not), so
+        # that the connection that ends the outage is said at the same level.
+        self._outage_since = 0.0
         self._stop = threading.Event()
         self._stop_deadline = 0.0
         self._thread: threading.Thread | None = None
@@ -332,6 +335,7 @@ class Publisher:
                 log.debug("connect to %s:%d failed: %s", broker.host, broker.port, exc)
             else:  # once for the outage: said again only after a connection
                 self._unreachable_said = True
+                self._outage_since = self._outage_since or time.monotonic()
                 log.warning(
                     "cannot reach the broker at %s:%d: %s; trying again (events wait in the"
                     " outbox)",
@@ -521,7 +525,15 @@ class Publisher:
         self._connects += 1
         self._accepted = True
         self._unreachable_said = False
-        log.info("connected to the broker (session present: %s)", flags.session_present)
+        if self._outage_since:
+            # (at the outage's level: else its warning stayed the log's last word on it)
+            log.warning(
+                "connected to the broker again after %.0f s; what waited in the outbox is sent now",
+                time.monotonic() - self._outage_since,
+            )
+            self._outage_since = 0.0
+        else:
+            log.info("connected to the broker (session present: %s)", flags.session_present)
         self._connected.set()
         client.subscribe(self._receipt_topic, qos=1)
         if self.on_config is not None:
@@ -537,6 +549,7 @@ class Publisher:
     ) -> None:
         if self._connected.is_set() and not self._stop.is_set():
             self._disconnects += 1
+            self._outage_since = self._outage_since or time.monotonic()
             log.warning("disconnected from the broker: %s", reason)
         # Messages without PUBACK stay pending in the outbox and go again on reconnect.
         self._inflight.clear()

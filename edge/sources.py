@@ -291,6 +291,7 @@ class CameraReader:
         self._last_good = 0.0
         self._fps_ema = 0.0
         self._ended = False
+        self._warned_at = 0.0  # when a state other than up was last logged, until up again
 
     def _default_capture(self, url: str) -> Capture:
         return open_opencv(url, self.stall_timeout_s)
@@ -374,9 +375,20 @@ class CameraReader:
     def _set_state(self, state: CameraState, reason: str) -> None:
         with self._cond:
             if (state, reason) != (self._state, self._reason):
-                # A camera that goes down or stalls is the operator's to see without -v.
-                level = logging.INFO if state is CameraState.UP else logging.WARNING
-                log.log(level, "camera %s: %s (%s)", self.camera, state.value, reason)
+                # A camera that goes down or stalls is the operator's to see without -v,
+                # and so is its coming back: else the last line said "down" long after.
+                if state is not CameraState.UP:
+                    log.warning("camera %s: %s (%s)", self.camera, state.value, reason)
+                    self._warned_at = self._warned_at or time.monotonic()
+                elif self._warned_at:
+                    log.warning(
+                        "camera %s: %s again (%s) after %.0f s %s",
+                        self.camera, state.value, reason,
+                        time.monotonic() - self._warned_at, self._state.value,
+                    )  # fmt: skip
+                    self._warned_at = 0.0
+                else:
+                    log.info("camera %s: %s (%s)", self.camera, state.value, reason)
             self._state, self._reason = state, reason
 
     def _publish(self, image: Image, index: int, source: SourceTag | None) -> None:

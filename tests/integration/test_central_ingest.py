@@ -49,7 +49,7 @@ from tests.central_fixtures import (
     wait_for,
 )
 from tests.factories import T0, status_position, violation_event
-from tests.services import BrokerAddress
+from tests.services import BrokerAddress, missing
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -905,6 +905,46 @@ def test_a_broker_out_of_reach_is_said_once(
     said = [r.getMessage() for r in caplog.records if "cannot reach the broker" in r.getMessage()]
     assert len(said) == 1, caplog.text
     assert f"127.0.0.1:{port}" in said[0]
+
+
+def test_the_broker_back_after_an_outage_is_said_at_the_outage_level(
+    tmp_path: Path,
+    central_db: CentralDb,
+    central_settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Central's log read at its default level (warnings) ends an outage of the broker
+    with a line saying it is back, not with "cannot reach the broker" while it ingests."""
+    import logging
+    import re
+    import shutil
+
+    from roadwatch.net import free_port
+    from tests.delivery_support import PrivateBroker
+
+    binary = shutil.which("mosquitto") or shutil.which("/usr/sbin/mosquitto")
+    if binary is None:
+        missing("the mosquitto binary is not installed")
+        raise AssertionError  # unreachable
+    (tmp_path / "broker").mkdir()
+    broker = PrivateBroker(directory=tmp_path / "broker", port=free_port(), binary=binary)
+    settings = central_settings.model_copy(
+        update={"mqtt_host": "127.0.0.1", "mqtt_port": broker.port,
+                "mqtt_client_id": f"central-test-{uuid.uuid4().hex[:10]}"}
+    )  # fmt: skip
+    caplog.set_level(logging.WARNING, logger="central.ingest")
+    service = IngestService(settings, central_db.engine)
+    service.start()
+    try:
+        time.sleep(1.0)  # (out of reach: the broker is not started yet)
+        broker.start()
+        assert service.wait_ready(40), caplog.text
+    finally:
+        service.stop(5)
+        broker.stop()
+    said = [re.sub(r"\d+ s$", "N s", r.getMessage()) for r in caplog.records]
+    assert said[0] == f"ingest cannot reach the broker at 127.0.0.1:{broker.port}; trying again"
+    assert said[1:] == [f"ingest connected to 127.0.0.1:{broker.port} again after N s"], said
 
 
 def test_serve_with_ingest_in_one_process(

@@ -319,3 +319,54 @@ def test_signal_controller_messages_for_the_nodes_cameras_are_handed_on(
         publisher.stop(timeout_s=5)
         controller.close()
         outbox.close()
+
+
+def test_the_broker_back_after_an_outage_is_said_at_the_outage_level(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A technician reads the log at its default level (warnings): a broker out of reach,
+    or lost, and then back must end with a line saying it is back, or the last word in the
+    log is "cannot reach the broker" while events flow again."""
+    import logging
+    import re
+    import shutil
+
+    from roadwatch.net import free_port
+    from tests.delivery_support import PrivateBroker
+    from tests.services import missing
+
+    binary = shutil.which("mosquitto") or shutil.which("/usr/sbin/mosquitto")
+    if binary is None:
+        missing("the mosquitto binary is not installed")
+        raise AssertionError  # unreachable
+    (tmp_path / "broker").mkdir()
+    broker = PrivateBroker(directory=tmp_path / "broker", port=free_port(), binary=binary)
+    cfg = local_broker_config(tmp_path, broker.port, reconnect_min_s=0.2)
+    outbox = Outbox(cfg.outbox.path, BIG_BUDGET)
+    publisher = Publisher(cfg, outbox, key=KEY)
+    caplog.set_level(logging.WARNING, logger="edge.publisher")
+
+    def connects(n: int) -> None:
+        deadline = time.monotonic() + 20
+        while publisher.counters().connects < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert publisher.counters().connects == n, caplog.text
+
+    try:
+        publisher.start()
+        time.sleep(1.0)  # (out of reach: the broker is not started yet)
+        broker.start()
+        connects(1)
+        broker.stop()  # (lost)
+        time.sleep(1.0)
+        broker.start()
+        connects(2)
+    finally:
+        publisher.stop(timeout_s=2)
+        broker.stop()
+        outbox.close()
+    said = [re.sub(r"\d+ s", "N s", r.getMessage()) for r in caplog.records]
+    again = "connected to the broker again after N s; what waited in the outbox is sent now"
+    assert said[0].startswith("cannot reach the broker at 127.0.0.1") and said[1] == again, said
+    assert said[2].startswith("disconnected from the broker"), said
+    assert said[-1] == again and said.count(again) == 2, said

@@ -407,3 +407,34 @@ def test_a_cleared_config_topic_is_neither_applied_nor_refused(tmp_path: Path) -
     assert reports == [] and node.config.version == "v1"
     if node.delivery is not None:
         node.delivery.stop()
+
+
+def test_a_push_applied_and_run_after_a_restart_is_said_at_the_default_level(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A technician reads the log at its default level (warnings): a refused push is said
+    there ("… stays in force"), so the push applied after it, and the stored push a
+    restart runs over the node's own file, must be too."""
+    import logging
+
+    from edge.node import EdgeNode
+
+    local = _node_file(tmp_path)
+    (tmp_path / "node.key").write_bytes(private_key_pem(generate_private_key()))
+    caplog.set_level(logging.WARNING, logger="edge.config_apply")
+    node = EdgeNode.from_config(local, model_version="test", config_dir=tmp_path)
+    try:
+        assert node.config_applier is not None
+        node.config_applier.report = lambda version, error: None
+        assert node.config_applier.handle(payload()).action is PushAction.APPLY
+    finally:
+        if node.delivery is not None:
+            node.delivery.stop()
+    assert "applied config v2 pushed by central in place of v1" in caplog.messages
+    caplog.clear()
+    _, applied, _ = startup_config(local, tmp_path)
+    assert applied == V2
+    [said] = caplog.messages
+    assert said.startswith("running config v2 pushed by central (stored in ")
+    assert said.endswith("over the file's v1: each camera's scene, calibration, place and"
+                         " persons_as_riders are the push's")  # fmt: skip

@@ -4,6 +4,7 @@ reconnect back-off, stall watchdog, bounded stop; and the file reader on a real 
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -154,9 +155,11 @@ def test_a_camera_that_is_down_reports_no_frame_rate() -> None:
         assert reader.stop(timeout_s=5)
 
 
-def test_a_camera_going_down_is_a_warning_and_coming_up_is_info(
+def test_a_camera_going_down_is_a_warning_and_so_is_its_coming_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """A technician reads the log at its default level (warnings): a camera that came back
+    must say so there, or the last line about it says "down" while it streams."""
     opens: list[int] = []
 
     def factory(url: str) -> ScriptedCapture:
@@ -175,8 +178,26 @@ def test_a_camera_going_down_is_a_warning_and_coming_up_is_info(
     said = [
         (r.levelname, r.getMessage()) for r in caplog.records if "camera cam1" in r.getMessage()
     ]
-    assert ("WARNING", "camera cam1: down (connection refused)") in said
-    assert any(level == "INFO" and ": up" in text for level, text in said)
+    assert said[0] == ("WARNING", "camera cam1: down (connection refused)")
+    assert said[1][0] == "WARNING"
+    assert re.fullmatch(r"camera cam1: up again \(streaming\) after \d+ s down", said[1][1])
+    assert len(said) == 2
+
+
+def test_a_camera_up_from_the_start_is_news_only_with_verbose_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="edge.sources")
+    reader = CameraReader(
+        "cam1", "rtsp://scripted", capture=lambda url: ScriptedCapture(lambda i: GOOD)
+    )
+    reader.start()
+    try:
+        assert _wait_for(lambda: reader.health().state is CameraState.UP)
+    finally:
+        assert reader.stop(timeout_s=5)
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "cam1" in r.getMessage()]
+    assert said == [("INFO", "camera cam1: up (streaming)")]
 
 
 def test_stall_watchdog_reconnects_a_stream_that_sends_only_garbage() -> None:
@@ -250,7 +271,10 @@ def test_a_stream_gone_silent_is_reported_stalled_not_down(
     finally:
         assert reader.stop(timeout_s=5)
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert said == ["camera cam1: stalled (no frame within the stall timeout)"], said
+    assert said[0] == "camera cam1: stalled (no frame within the stall timeout)", said
+    assert [re.sub(r"\d+ s", "N s", m) for m in said[1:]] == [
+        "camera cam1: up again (streaming) after N s stalled"
+    ], said
 
 
 def test_a_looping_file_without_a_readable_frame_backs_off() -> None:
