@@ -184,6 +184,7 @@ class Publisher:
         # When the broker was last said to be lost or out of reach (0: it was not), so
         # that the connection that ends the outage is said at the same level.
         self._outage_since = 0.0
+        self._refused_said = ""  # the refusal logged for this outage ("": none)
         self._stop = threading.Event()
         self._stop_deadline = 0.0
         self._thread: threading.Thread | None = None
@@ -520,11 +521,26 @@ class Publisher:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         if reason.is_failure:
-            log.error("broker refused the connection: %s", reason)
+            if self._refused_said == str(reason):
+                log.debug("broker refused the connection: %s", reason)
+                return
+            # Once for the refusal, with what to check: a wrong password is the site file
+            # or the broker's files, which only the technician can put right.
+            self._refused_said = str(reason)
+            self._outage_since = self._outage_since or time.monotonic()
+            broker = self.config.broker
+            log.error(
+                "broker %s:%d refused the connection of %s: %s; check delivery.broker's"
+                " username and password (as `central node add` gave them) and that the"
+                " broker's passwd and acl are those `central broker-files` wrote since the"
+                " node was added; trying again (events wait in the outbox)",
+                broker.host, broker.port, broker.username or "(no user name)", reason,
+            )  # fmt: skip
             return
         self._connects += 1
         self._accepted = True
         self._unreachable_said = False
+        self._refused_said = ""
         if self._outage_since:
             # (at the outage's level: else its warning stayed the log's last word on it)
             log.warning(

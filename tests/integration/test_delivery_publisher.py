@@ -195,9 +195,13 @@ def local_broker_config(tmp_path: Path, port: int, *, reconnect_min_s: float) ->
     )
 
 
-def test_a_broker_refusing_the_login_is_tried_again_with_back_off(tmp_path: Path) -> None:
+def test_a_broker_refusing_the_login_is_tried_again_with_back_off(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A CONNACK that refuses (a wrong password, a revoked node) is not followed at once
-    by the next try: the tries spread out as for a broker out of reach."""
+    by the next try: the tries spread out as for a broker out of reach. The refusal is
+    said once, with what to check, not at every try."""
+    import logging
     import socket
     import threading
 
@@ -235,6 +239,10 @@ def test_a_broker_refusing_the_login_is_tried_again_with_back_off(tmp_path: Path
         outbox.close()
     assert 2 <= len(tries) <= 6, f"{len(tries)} tries in 3 s"
     assert publisher.counters().connects == 0
+    said = [r for r in caplog.records if "refused the connection" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.ERROR], caplog.text
+    assert said[0].getMessage().startswith(f"broker 127.0.0.1:{port} refused the connection of")
+    assert "check delivery.broker's username and password" in said[0].getMessage()
 
 
 def test_a_broker_out_of_reach_is_said_once(
