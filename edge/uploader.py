@@ -9,6 +9,7 @@ outbox, so an upload resumes after a restart at the first blob not yet confirmed
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import json
 import logging
@@ -17,6 +18,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from edge.delivery_config import CentralConfig
@@ -43,6 +45,51 @@ class UploadResult:
     detail: str = ""
 
 
+# A node clock further than this from central's (the Date of its answers, to the second)
+# is said in the log: events carry the node's times, and central holds a violation
+# stamped more than 10 minutes ahead of its own clock in quarantine.
+CLOCK_TOLERANCE_S = 60.0
+
+
+def clock_offset_s(date_header: str | None, now: datetime) -> float | None:
+    """How far ``now`` (this node's clock) is ahead of an HTTP ``Date`` (negative: behind);
+    None without a readable one. The Date is whole seconds, so agreement reads as up to
+    one second ahead."""
+    if not date_header:
+        return None
+    try:
+        central = email.utils.parsedate_to_datetime(date_header)
+    except (TypeError, ValueError):
+        return None
+    if central.tzinfo is None:
+        return None
+    return (now - central).total_seconds()
+
+
+class ClockWatch:
+    """Says once when this node's clock is found off central's by more than
+    ``tolerance_s``, and once when it agrees again (an operator sets the clock on site)."""
+
+    def __init__(self, tolerance_s: float = CLOCK_TOLERANCE_S) -> None:
+        self.tolerance_s = tolerance_s
+        self.off = False
+
+    def observe(self, offset_s: float | None) -> None:
+        if offset_s is None:
+            return
+        off = abs(offset_s) > self.tolerance_s
+        if off and not self.off:
+            log.warning(
+                "this node's clock is %.0f s %s central's (the Date of central's answers):"
+                " every event carries a wrong time, and central holds violations stamped"
+                " more than 10 minutes ahead in quarantine; set the clock (NTP)",
+                abs(offset_s), "ahead of" if offset_s > 0 else "behind",
+            )  # fmt: skip
+        elif self.off and not off:
+            log.warning("this node's clock agrees with central's again (within %.0f s)", offset_s)
+        self.off = off
+
+
 class _Answer:
     def __init__(self, status: int, body: bytes) -> None:
         self.status = status
@@ -60,6 +107,7 @@ class CentralClient:
         self._base = url.path.rstrip("/")
         self._token = config.upload_token.get_secret_value()
         self._timeout = config.timeout_s
+        self.clock = ClockWatch()
 
     def _request(
         self, method: str, sha256: str, body: bytes | None = None, media_type: str = ""
@@ -84,6 +132,7 @@ class CentralClient:
         try:
             connection.request(method, f"{self._base}/api/v1/{path}", body, headers)
             response = connection.getresponse()
+            self.clock.observe(clock_offset_s(response.getheader("Date"), datetime.now(UTC)))
             return _Answer(response.status, response.read(MAX_ANSWER_BYTES))
         finally:
             connection.close()
