@@ -97,7 +97,7 @@ def _outbox_status(args: argparse.Namespace) -> int:
     )
     if stats.oldest_unreceipted_created_at is not None:
         age = max(0.0, time.time() - stats.oldest_unreceipted_created_at)
-        print(f"  oldest message not yet delivered: {age:.0f} s")
+        print(f"  oldest message central has not receipted: {age:.0f} s")
     print(f"  evidence pending {stats.blobs_pending}, broken {stats.blobs_broken}")
     if fired:
         left = sum(f.orphaned for f in fired)

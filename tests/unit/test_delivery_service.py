@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -313,6 +314,9 @@ def test_outbox_command_reports_broken_evidence(
     assert main(["edge", "outbox", "--config", str(path)]) == 1
     out = capsys.readouterr().out
     assert "violations pending 1, awaiting a receipt 0, receipted 0" in out
+    # ("not yet delivered" read as not yet at the broker, for an event that had long
+    # reached it and waited for central's receipt)
+    assert re.search(r"\n  oldest message central has not receipted: \d+ s\n", out), out
     assert f"broken {clip.sha256}: evidence file changed on disk" in out
     assert "bytes free" in out and "ALARM: the disk" not in out
     assert submitted.event_id in out
