@@ -219,6 +219,9 @@ class LivePipeline:
         # per camera: counted as corrupt, said once per camera and reason.
         self.refused: Counter[str] = Counter()
         self._refusals_said: set[tuple[str, str]] = set()
+        # Per camera, from a frame's arrival to its detections (waiting for its batch and
+        # the detector's call), smoothed: the status's inference_latency_ms.
+        self.latency_ms: dict[str, float] = {}
 
     def health(self) -> list[CameraHealth]:
         """Each reader's health; frames replaced while waiting for a batch count as dropped.
@@ -234,6 +237,9 @@ class LivePipeline:
             if refused := self.refused[reader.camera]:
                 corrupt = health.frames_corrupt + refused
                 health = health.model_copy(update={"frames_corrupt": corrupt})
+            if (latency := self.latency_ms.get(reader.camera)) is not None:
+                latency = round(min(latency, 600_000.0), 1)
+                health = health.model_copy(update={"inference_latency_ms": latency})
             if stuck > PIPELINE_STALL_S and health.state is CameraState.UP:
                 why = f"frames not processed for {stuck:.0f} s: the pipeline is stuck"
                 health = health.model_copy(update={"state": CameraState.STALLED, "reason": why})
@@ -287,7 +293,15 @@ class LivePipeline:
             by_model.setdefault(key, (det_config, []))[1].append(frame)
         out: list[TrackedFrame] = []
         for det_config, group in by_model.values():
-            for frame, found in self._detect(self.detectors.get(det_config), group):
+            detected = self._detect(self.detectors.get(det_config), group)
+            done = time.monotonic()
+            for frame, _ in detected:
+                took = max(0.0, done - frame.monotonic) * 1000
+                before = self.latency_ms.get(frame.camera)
+                self.latency_ms[frame.camera] = (
+                    took if before is None else 0.8 * before + 0.2 * took
+                )
+            for frame, found in detected:
                 tracks = track_frame(self.trackers[frame.camera], found, frame.monotonic)
                 self.summary.observe(tracks)
                 self.summary.frames += 1

@@ -440,3 +440,16 @@ def test_the_health_summary_warns_only_of_cameras_that_are_not_up(
         if " fps " in r.getMessage() and " dropped " in r.getMessage()
     }
     assert levels["camera steady"] == logging.INFO and levels["camera silent"] == logging.WARNING
+
+
+def test_the_health_carries_each_cameras_inference_latency(tmp_path: Path) -> None:
+    """The status's inference_latency_ms was never filled: a node's health said nothing
+    of how long its frames wait for their detections. A camera that never sent a frame
+    has none."""
+    cams = {"cam0": Camera(0.01), "cam1": SILENT()}
+    pipe, _ = build(tmp_path, cams, max_batch=2, wait_ms=30)
+    assert run_until(pipe, 5)
+    health = {h.camera: h for h in pipe.health()}
+    latency = health["cam0"].inference_latency_ms
+    assert latency is not None and latency > 0
+    assert health["cam1"].inference_latency_ms is None
