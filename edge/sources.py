@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -105,6 +107,35 @@ def redact_in(text: str, url: str) -> str:
     return text.replace(url, redact_url(url))
 
 
+# The port a camera URL means without one (FFmpeg's defaults for these schemes).
+DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443, "rtmp": 1935}
+
+
+def reachability(url: str, timeout_s: float) -> str:
+    """Why a stream did not open, as far as one TCP connection can tell (OpenCV says only
+    that it did not): " (host:port refuses connections)", " (no answer from host:port
+    within N s)", or, when the port answers, that the URL's path or its credentials are
+    the thing to check. Empty for a URL without a host (or a UDP scheme)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname, parts.port or DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:
+        return ""
+    if not host or port is None:
+        return ""
+    where = f"{host}:{port}"
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except ConnectionRefusedError:
+        return f" ({where} refuses connections: the camera or its streaming service is off)"
+    except TimeoutError:
+        return f" (no answer from {where} within {timeout_s:g} s: the camera or the network)"
+    except OSError as exc:
+        return f" ({where}: {exc.strerror or exc})"
+    return f" ({where} answers: check the URL's path, user and password)"
+
+
 class OpenCvCapture:
     """OpenCV's FFmpeg back-end with open and read time-outs (so no call blocks forever)."""
 
@@ -117,7 +148,8 @@ class OpenCvCapture:
         self._cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
         if not self._cap.isOpened():
             self._cap.release()
-            raise SourceError(f"cannot open video source {redact_url(url)}")
+            why = reachability(url, min(open_timeout_s, 2.0)) if is_stream(url) else ""
+            raise SourceError(f"cannot open video source {redact_url(url)}{why}")
 
     def read(self) -> tuple[bool, Image | None]:
         ok, image = self._cap.read()

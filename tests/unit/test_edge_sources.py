@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import itertools
 import re
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -437,3 +438,49 @@ def test_newest_says_since_when_the_camera_has_had_a_frame_waiting() -> None:
         for _ in range(10):
             gate.release()
         assert reader.stop(timeout_s=5)
+
+
+@pytest.fixture
+def answering_port() -> Iterator[int]:
+    """A port that accepts connections and closes them at once (no RTSP server behind)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            conn.close()
+
+    thread = threading.Thread(target=serve, name="answering-port")
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        done.set()
+        thread.join(5)
+        server.close()
+
+
+def test_a_stream_that_does_not_open_says_what_to_check(answering_port: int) -> None:
+    """OpenCV says only that a stream did not open: a technician needs to know whether the
+    camera is off (refused), the network does not reach it, or the URL is wrong (its path
+    or credentials, where the port answers); the password stays hidden."""
+    from edge.sources import OpenCvCapture
+    from roadwatch.net import free_port
+
+    closed = free_port()
+    with pytest.raises(SourceError) as refused:
+        OpenCvCapture(f"rtsp://admin:s3cret@127.0.0.1:{closed}/stream1", 2.0, 2.0)
+    assert str(refused.value) == (
+        f"cannot open video source rtsp://admin:***@127.0.0.1:{closed}/stream1"
+        f" (127.0.0.1:{closed} refuses connections: the camera or its streaming service is off)"
+    )
+    with pytest.raises(SourceError) as answered:
+        OpenCvCapture(f"rtsp://127.0.0.1:{answering_port}/wrong", 2.0, 2.0)
+    assert str(answered.value).endswith(
+        f" (127.0.0.1:{answering_port} answers: check the URL's path, user and password)"
+    )
