@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from calibration.store import dump_yaml
 from edge.config import SiteConfig
 from edge.config_push import (
+    NOT_LIVE,
     AppliedConfig,
     PushAction,
     PushDecision,
@@ -149,7 +150,12 @@ def startup_config(local: SiteConfig, base: Path) -> tuple[SiteConfig, AppliedCo
     )
     if decision.action is not PushAction.APPLY or pushed is None or push is None:
         stored = decision.version or f"in {store.folder / APPLIED_FILE} (unreadable)"
-        why = f"stored config {stored} not used: {decision.reason or 'same version'}"
+        reason = decision.reason or "same version"
+        if reason.endswith(f"; {NOT_LIVE}"):
+            # (the file was changed since the push: the advice to change it is no news)
+            reason = reason.removesuffix(f"; {NOT_LIVE}")
+            reason += " (in the node's own file since that push; the file runs)"
+        why = f"stored config {stored} not used: {reason}"
         log.warning("%s", why)
         return local, applied, why if decision.action is PushAction.REFUSE else None
     config = effective_config(local, pushed, store.files(pushed), base)

@@ -7,7 +7,7 @@ node; relative paths are taken from the node's configuration folder). A node app
 push live only where it can: a camera's scene, calibration, place and
 ``persons_as_riders``. Every other field must equal what the node runs; a push that
 changes one (a camera added or removed, a stream URL, the detector) is refused with
-"restart required".
+``NOT_LIVE``: such a field is the node's own file's to change, and a restart's.
 
 ``decide`` is pure: the payload, central's key and what the node runs in, a
 ``PushDecision`` out.
@@ -248,8 +248,16 @@ def decide(
         return refuse("the document names another site or node")
     reasons = restart_reasons(current, pushed.site.resolved(base))
     if reasons:
-        return refuse("; ".join(reasons) + "; restart required")
+        # (it said "restart required", and a restart changed nothing: the node's own file
+        # still differs, and the push is refused again from the retained message)
+        return refuse("; ".join(reasons) + f"; {NOT_LIVE}")
     return PushDecision(PushAction.APPLY, version), pushed, push
+
+
+NOT_LIVE = (
+    "a push changes only each camera's scene, calibration, place and persons_as_riders:"
+    " change the rest in the node's own site file and restart it, or push without it"
+)
 
 
 def _refuse(version: str | None, reason: str) -> PushDecision:
