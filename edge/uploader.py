@@ -108,6 +108,7 @@ class CentralClient:
         self._token = config.upload_token.get_secret_value()
         self._timeout = config.timeout_s
         self.clock = ClockWatch()
+        self.url = config.url
 
     def _request(
         self, method: str, sha256: str, body: bytes | None = None, media_type: str = ""
@@ -174,6 +175,10 @@ class Uploader:
         self._idle_s = idle_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # When central was said to be out of reach (0: it was not), and whether its refusal
+        # of the token was said: once for the outage, not for each blob at each try.
+        self._unreachable_since = 0.0
+        self._token_refusal_said = False
 
     @classmethod
     def from_config(
@@ -198,6 +203,7 @@ class Uploader:
             )
         try:
             head = self.client.head(sha)
+            self._reached()
             if head.status == 200:
                 self.outbox.mark_blob_uploaded(sha)
                 return UploadResult(sha, UploadOutcome.ALREADY_THERE)
@@ -205,17 +211,43 @@ class Uploader:
                 return self._refused(sha, head)
             put = self.client.put(sha, data, blob.media_type.value)
         except (TimeoutError, OSError, http.client.HTTPException) as exc:
-            return self._retry(sha, f"central unreachable: {exc}")
+            reason = f"central unreachable: {exc}"
+            if self._unreachable_since:
+                return self._retry(sha, reason, quiet=True)
+            self._unreachable_since = time.monotonic()
+            log.warning(
+                "central at %s unreachable (%s); evidence waits in the outbox and is tried"
+                " again with back-off",
+                self.client.url, exc,
+            )  # fmt: skip
+            return self._retry(sha, reason, quiet=True)
         if put.status in (200, 201):
             self.outbox.mark_blob_uploaded(sha)
+            self._token_refusal_said = False
             return UploadResult(sha, UploadOutcome.STORED)
         return self._refused(sha, put)
+
+    def _reached(self) -> None:
+        if self._unreachable_since:
+            log.warning(
+                "central at %s reachable again after %.0f s; evidence uploads resume",
+                self.client.url, time.monotonic() - self._unreachable_since,
+            )  # fmt: skip
+            self._unreachable_since = 0.0
 
     def _refused(self, sha: str, answer: _Answer) -> UploadResult:
         if answer.status == 413:
             return self._broken(sha, f"central refuses a blob this large ({_short(answer)})")
         if answer.status in (401, 403):
-            log.error("central refused the node's upload token (%s)", _short(answer))
+            if self._token_refusal_said:
+                return self._retry(sha, _short(answer), quiet=True)
+            self._token_refusal_said = True
+            log.error(
+                "central refused the node's upload token (%s): check"
+                " delivery.central.upload_token against the one `central node add` gave",
+                _short(answer),
+            )
+            return self._retry(sha, _short(answer), quiet=True)
         # 400 after our own hash check means damage in transit; 5xx is central's trouble.
         return self._retry(sha, _short(answer))
 
@@ -223,9 +255,13 @@ class Uploader:
         self.outbox.mark_blob_broken(sha, reason)
         return UploadResult(sha, UploadOutcome.BROKEN, reason)
 
-    def _retry(self, sha: str, reason: str) -> UploadResult:
+    def _retry(self, sha: str, reason: str, *, quiet: bool = False) -> UploadResult:
+        """Tried again later; ``quiet``: the cause was said once for all blobs."""
         delay = self.outbox.record_blob_failure(sha, reason)
-        log.warning("upload of %s failed (%s); next try in %.1f s", sha[:12], reason, delay)
+        log.log(
+            logging.DEBUG if quiet else logging.WARNING,
+            "upload of %s failed (%s); next try in %.1f s", sha[:12], reason, delay,
+        )  # fmt: skip
         return UploadResult(sha, UploadOutcome.RETRY, reason)
 
     def run_once(self) -> list[UploadResult]:

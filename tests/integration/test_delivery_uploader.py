@@ -125,3 +125,42 @@ def test_the_uploader_thread_stops_in_bounded_time(tmp_path: Path) -> None:
                 time.sleep(0.02)
         finally:
             assert worker.stop(timeout_s=5)
+
+
+def test_central_out_of_reach_is_said_once_and_its_coming_back_too(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A central down for a while was one warning per blob at each try (72 lines in a
+    minute for 4 violations); a technician reads one for the outage, and one when it is
+    over. A refused token likewise: said once, with what to check."""
+    import time
+
+    from edge.uploader import CentralClient
+
+    caplog.set_level(logging.DEBUG, logger="edge.uploader")
+    with Outbox(tmp_path, BIG_BUDGET) as outbox, EvidenceServer(TOKEN) as central:
+        stored_event(outbox)
+        stored_event(outbox, size=4000)
+        down = f"http://127.0.0.1:{free_port()}/"
+        up = uploader(outbox, down)
+        results = up.run_once()
+        assert len(results) == 6 and {r.outcome for r in results} == {UploadOutcome.RETRY}
+        time.sleep(1.2)  # (the first back-off)
+        assert len(up.run_once()) == 6
+        said = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert [r.getMessage() for r in said] == [
+            f"central at {down} unreachable ([Errno 111] Connection refused); evidence waits"
+            " in the outbox and is tried again with back-off"
+        ]
+        up.client = CentralClient(
+            CentralConfig.model_validate({"url": central.url, "upload_token": "wrong-token-1"})
+        )
+        caplog.clear()
+        time.sleep(2.2)  # (the second back-off)
+        assert {r.outcome for r in up.run_once()} == {UploadOutcome.RETRY}
+        said = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert [r.getMessage().split(" after ")[0] for r in said] == [
+            f"central at {central.url} reachable again",
+            "central refused the node's upload token (HTTP 401): check"
+            " delivery.central.upload_token against the one `central node add` gave",
+        ], [r.getMessage() for r in said]
