@@ -286,28 +286,31 @@ class UiServer:
         occurred_at: datetime | None = None,
         plate: str = "61A-123.45",
         evidence: str | None = None,
+        measured: Measurement | None = None,
     ) -> int:
-        """Store one signed violation through the ingest path; returns its id."""
+        """Store one signed violation through the ingest path; returns its id (``measured``
+        in place of the type's usual values)."""
         kind = evidence or ("red_light" if type is ViolationType.RED_LIGHT else "speeding")
         blobs = self.evidence[kind]
         when = occurred_at or datetime.now(UTC) - timedelta(hours=1)
         if type is ViolationType.SPEEDING:
-            measured = Measurement(
+            default_measured = Measurement(
                 speed_kmh=92.4, speed_uncertainty_kmh=1.1, speed_limit_kmh=80.0, distance_m=18.0
             )
             explanation = "Đo tốc độ 92,4 ± 1,1 km/h trên quãng 18 m ở làn 2; giới hạn 80 km/h."
             vehicle = VehicleClass.CAR
         elif type is ViolationType.NO_STOPPING:
-            measured = Measurement(dwell_s=184.0)
+            default_measured = Measurement(dwell_s=184.0)
             explanation = "Xe dừng 184 giây trong vùng cấm dừng (giới hạn 60 giây)."
             vehicle = VehicleClass.TRUCK
         else:
-            measured = Measurement(signal_phase=LampColour.RED, time_since_red_s=2.4)
+            default_measured = Measurement(signal_phase=LampColour.RED, time_since_red_s=2.4)
             explanation = (
                 "Xe vượt qua vạch dừng 2,4 giây sau khi đèn chuyển đỏ; "
                 "đèn đỏ nhìn thấy rõ trong ảnh cắt đèn tín hiệu."
             )
             vehicle = VehicleClass.CAR
+        measured = measured or default_measured
         place = next(c[2] for c in CAMERAS if c[0] == camera)
         event = sign(
             ViolationEvent(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from roadwatch.contract import EvidenceRole, MediaType
+from roadwatch.contract import EvidenceRole, Measurement, MediaType, ViolationType
 from tests.ui_fixtures import (
     PASSWORD,
     VIEWPORT,
@@ -295,3 +295,20 @@ def test_log_out_ends_the_session_at_central_not_only_in_the_tab(
         assert time.monotonic() < deadline, "the copied token still works after log-out"
         time.sleep(0.1)
     page.context.close()
+
+
+def test_a_speeding_case_shows_the_excess_and_fine_band_its_evidence_states(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """71 ± 4 km/h where 60 is allowed: at least 67, so 7 km/h over (the 5-10 band), as
+    the rule judged it; 71 - 60 = 11 would read as the 10-20 band."""
+    measured = Measurement(speed_kmh=71.0, speed_uncertainty_kmh=4.0, speed_limit_kmh=60.0)
+    vid = ui_server.add_case(camera="ql13-km22", type=ViolationType.SPEEDING, measured=measured)
+    page = open_page(browser, errors, ui_server, "officer")
+    page.goto(f"{ui_server.url}/ui/#/case/{vid}")
+    facts = page.locator("#facts")
+    expect(facts).to_contain_text("71 km/h ± 4, ít nhất 67 km/h (giới hạn 60 km/h, vượt 7 km/h)")
+    expect(facts).to_contain_text("vượt từ 5 đến dưới 10 km/h (Nghị định 168/2024)")
+    expect(facts).not_to_contain_text("vượt 11 km/h")
+    page.context.close()
+    ui_server.take_out(vid)

@@ -121,3 +121,16 @@ def test_the_page_loads_nothing_from_elsewhere() -> None:
         text = (STATIC / name).read_text("utf-8")
         assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", text), name
     assert Path(STATIC / "index.html").read_text("utf-8").count("<script") == 1
+
+
+def test_the_case_page_names_the_speeding_bands_the_rule_reports() -> None:
+    """The page's fine band of a speeding case follows the bands the rule's explanation
+    names, so the two never disagree."""
+    from edge.rules.speeding import DECREE_168_BANDS
+
+    js = (STATIC / "app.js").read_text("utf-8")
+    found = re.search(r"const SPEED_BANDS = (\[.*?\]);\n", js)
+    assert found is not None
+    bands = json.loads(found.group(1))
+    rule = [[low, None if high == float("inf") else high] for low, high, _ in DECREE_168_BANDS]
+    assert bands == rule

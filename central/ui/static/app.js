@@ -851,11 +851,17 @@
       ["case.plate", plateFacts(c)],
     ];
     if (m.speed_kmh != null) {
-      const over = m.speed_limit_kmh != null ? `${fmtNum(m.speed_kmh - m.speed_limit_kmh)} km/h` : t("misc.none");
+      // The excess as the rule judged it and the evidence states it: from the speed less
+      // its uncertainty (the least the vehicle can have driven), not from the middle value,
+      // which would put a case in a higher fine band than its evidence supports.
+      const lower = m.speed_kmh - (m.speed_uncertainty_kmh ?? 0);
+      const excess = m.speed_limit_kmh != null ? lower - m.speed_limit_kmh : null;
       rows.push(["case.speed", t("case.speed_value", {
         speed: fmtNum(m.speed_kmh), uncertainty: fmtNum(m.speed_uncertainty_kmh ?? 0),
-        limit: fmtNum(m.speed_limit_kmh, 0), over,
+        lower: fmtNum(lower), limit: fmtNum(m.speed_limit_kmh, 0),
+        over: excess != null ? `${fmtNum(excess)} km/h` : t("misc.none"),
       })]);
+      if (excess != null) rows.push(["case.band", speedBand(excess)]);
     }
     if (m.signal_phase) {
       rows.push(["case.signal", t("case.signal_value", {
@@ -866,6 +872,17 @@
     if (m.distance_m != null) rows.push(["case.distance", t("case.distance_value", { metres: fmtNum(m.distance_m) })]);
     rows.push(["case.deadlines", c.deadlines.length ? deadlineList(c.deadlines) : t("case.no_deadline")]);
     return h("dl", { class: "facts-list", id: "facts" }, rows.map(([k, v]) => [h("dt", {}, t(k)), h("dd", {}, v)]));
+  }
+
+  // Decree 168/2024's speeding bands, km/h over the limit (edge/rules/speeding.py
+  // DECREE_168_BANDS, which the rule's explanation names): [low, high) each.
+  const SPEED_BANDS = [[5, 10], [10, 20], [20, 35], [35, null]];
+
+  function speedBand(excess) {
+    const band = SPEED_BANDS.find(([low, high]) => excess >= low && (high === null || excess < high));
+    if (!band) return t("case.band_none");
+    const [low, high] = band;
+    return high === null ? t("case.band_top", { low }) : t("case.band_range", { low, high });
   }
 
   function deadlineList(deadlines) {
