@@ -312,3 +312,45 @@ def test_a_speeding_case_shows_the_excess_and_fine_band_its_evidence_states(
     expect(facts).not_to_contain_text("vượt 11 km/h")
     page.context.close()
     ui_server.take_out(vid)
+
+
+def test_a_decision_the_sessions_end_refused_is_offered_again_with_what_was_typed(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """An officer writes a rejection's reason while the session ends (its token run out,
+    or ended at another desk): the rejection is not recorded, and after logging in again
+    the case page says so and offers it again with the reason as written."""
+    name = f"reader-{time.monotonic_ns() % 10**8}"
+    account = {"username": name, "password": PASSWORD, "role": "officer"}
+    made = ui_server.call("admin", "POST", "/api/v1/users", json=account)
+    assert made.status_code == 201, made.text
+    ui_server.users[name] = name
+    vid = ui_server.add_case(camera="ql13-km22")
+    page = open_page(browser, errors, ui_server, name)
+    page.goto(f"{ui_server.url}/ui/#/case/{vid}")
+    expect(page.get_by_role("heading", name=f"Hồ sơ #{vid}")).to_be_visible()
+    page.keyboard.press("r")
+    dialog = page.locator("#dlg-reject")
+    reason = "Xe cứu thương làm nhiệm vụ, đèn ưu tiên thấy rõ ở khung hình sau"
+    dialog.get_by_label("Lý do", exact=True).fill(reason)
+    assert ui_server.call(name, "POST", "/api/v1/auth/logout").status_code == 204
+    dialog.get_by_role("button", name="Bác bỏ hồ sơ").click()
+    expect(page.locator(".login .banner")).to_contain_text("Phiên làm việc đã hết")
+    assert ui_server.case("supervisor", vid)["status"] != "rejected"
+    page.get_by_label("Tên đăng nhập").fill(name)
+    page.get_by_label("Mật khẩu").fill(PASSWORD)
+    page.get_by_role("button", name="Đăng nhập").click()
+    expect(page.get_by_role("heading", name=f"Hồ sơ #{vid}", exact=True)).to_be_visible()
+    expect(page.locator("#banner")).to_contain_text(f"«Bác bỏ» được ghi nhận: hồ sơ #{vid}")
+    expect(page.locator("#banner")).to_contain_text(reason)
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_label("Lý do", exact=True)).to_have_value(reason)
+    dialog.get_by_role("button", name="Bác bỏ hồ sơ").click()
+    expect(page.locator("#toast")).to_contain_text(f"Đã bác bỏ hồ sơ #{vid}")
+    case = ui_server.case("supervisor", vid)
+    assert (case["status"], case["reject_reason"]) == ("rejected", reason)
+    # Once offered again it is gone: the case is not offered it a second time.
+    page.goto(f"{ui_server.url}/ui/#/case/{vid}")
+    expect(page.locator("#read-only")).to_be_visible()
+    expect(page.locator("#banner")).to_be_hidden()
+    page.context.close()

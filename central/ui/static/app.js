@@ -693,6 +693,34 @@
         data.evidence_visible ? exportButton(c) : null)));
     if (data.evidence_visible) showView(S.page.view);
     focusHeading();
+    resumePending(data);
+  }
+
+  // A decision the session's end refused (a token run out while the officer read the
+  // evidence or wrote the reason) is kept for this tab: back on the case after logging in
+  // again, the page says it was not recorded and offers it again with what was typed,
+  // for the officer to check against the case as it is now and send.
+  function keepPending(user, id, action, extra) {
+    const typed = extra.reason ?? extra.plate ?? "";
+    sessionStorage.setItem("rw.pending", JSON.stringify({ id, action, typed, user }));
+  }
+
+  function resumePending(data) {
+    let pending;
+    try {
+      pending = JSON.parse(sessionStorage.getItem("rw.pending") || "null");
+    } catch (_) {
+      pending = null;
+    }
+    if (!pending || pending.id !== data.case.id || !S.session) return;
+    sessionStorage.removeItem("rw.pending");
+    if (pending.user !== S.session.username) return; // (another officer's work is not shown)
+    const what = t(`action.${pending.action}`);
+    banner([t("case.pending_lost", { id: pending.id, action: what }),
+      pending.typed ? t("case.pending_typed", { text: pending.typed }) : ""].join(" ").trim(), "warn");
+    if (data.actions.includes(pending.action) && pending.action !== "confirm") {
+      onAction(pending.action, pending.typed);
+    }
   }
 
   // One act found twice (the vehicle hidden from the camera a while and tracked again)
@@ -975,16 +1003,16 @@
     return [note, h("div", { class: "actions", role: "group", "aria-label": t("case.actions") }, buttons), nav];
   }
 
-  async function onAction(action) {
+  async function onAction(action, typed = "") {
     if (S.page?.kind !== "case" || S.busy) return;
     const c = S.page.data.case;
     if (!S.page.data.actions.includes(action)) return; // (a key for a button not offered)
     const page = S.page;
     if (action === "reject") {
-      const reason = await askReject(c.id);
+      const reason = await askReject(c.id, typed);
       if (reason && S.page === page) await decide("reject", { reason });
     } else if (action === "correct_plate") {
-      const plate = await askPlate(c);
+      const plate = await askPlate(c, typed);
       if (plate && S.page === page) await decide("correct_plate", { plate });
     } else {
       await decide(action, {});
@@ -997,6 +1025,7 @@
     if (DECIDING.includes(action) && !["new", "in_review"].includes(c.status)) return;
     S.busy = true;
     clearBanner();
+    const me = S.session.username; // (a session that ends takes it with it)
     try {
       let version = c.version;
       if (c.status === "new" && DECIDING.includes(action)) {
@@ -1019,6 +1048,7 @@
         if (gen === S.gen) drawCase(fresh, true);
       }
     } catch (e) {
+      if (e.status === 401) keepPending(me, c.id, action, extra);
       if (["evidence_incomplete", "plate_required", "evidence_damaged"].includes(e.code)) banner(e.message);
       else if (e.status === 409) await showConflict(c.id);
       else if (e.status === 403) banner(t("case.forbidden", { detail: e.message }));
@@ -1108,7 +1138,7 @@
     });
   }
 
-  async function askReject(id) {
+  async function askReject(id, typed = "") {
     const dialog = $("#dlg-reject");
     const preset = $("#reject-preset");
     const reason = $("#reject-reason");
@@ -1117,7 +1147,7 @@
     const ok = await openDialog(dialog, () => {
       $("#dlg-reject-title").textContent = t("reject.title", { id });
       preset.value = "";
-      reason.value = "";
+      reason.value = typed;
       error.hidden = true;
       reason.removeAttribute("aria-invalid");
     }, () => {
@@ -1130,14 +1160,14 @@
     return ok ? reason.value.trim() : null;
   }
 
-  async function askPlate(c) {
+  async function askPlate(c, typed = "") {
     const dialog = $("#dlg-plate");
     const input = $("#plate-input");
     const error = $("#plate-error");
     input.oninput = () => { input.value = input.value.toUpperCase(); };
     const ok = await openDialog(dialog, () => {
       $("#dlg-plate-title").textContent = t("plate.title", { id: c.id });
-      input.value = c.plate || "";
+      input.value = typed || c.plate || "";
       error.hidden = true;
       input.removeAttribute("aria-invalid");
     }, () => {
@@ -1820,6 +1850,7 @@
       }
       saveSession(null);
       sessionStorage.removeItem("rw.return"); // (a deliberate log-out goes back nowhere)
+      sessionStorage.removeItem("rw.pending");
       sessionStorage.removeItem("rw.expired");
       go("#/login");
     });
