@@ -287,9 +287,11 @@ class UiServer:
         plate: str = "61A-123.45",
         evidence: str | None = None,
         measured: Measurement | None = None,
+        plate_valid: bool = True,
     ) -> int:
         """Store one signed violation through the ingest path; returns its id (``measured``
-        in place of the type's usual values)."""
+        in place of the type's usual values; ``plate_valid``: the reading passed the
+        format check)."""
         kind = evidence or ("red_light" if type is ViolationType.RED_LIGHT else "speeding")
         blobs = self.evidence[kind]
         when = occurred_at or datetime.now(UTC) - timedelta(hours=1)
@@ -324,7 +326,7 @@ class UiServer:
                 vehicle_class=vehicle,
                 track_id=17,
                 plate=PlateReading(
-                    text=plate, confidence=0.81, valid=True, colour=PlateColour.WHITE
+                    text=plate, confidence=0.81, valid=plate_valid, colour=PlateColour.WHITE
                 ),
                 measured=measured,
                 explanation=explanation,

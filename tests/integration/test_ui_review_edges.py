@@ -354,3 +354,26 @@ def test_a_decision_the_sessions_end_refused_is_offered_again_with_what_was_type
     expect(page.locator("#read-only")).to_be_visible()
     expect(page.locator("#banner")).to_be_hidden()
     page.context.close()
+
+
+def test_a_case_without_a_plate_to_act_on_says_why_it_cannot_be_confirmed(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """A plate read but failing the format check: no Confirm button, and the page says
+    why and how on, where the officer looks for it and when the C key is pressed."""
+    vid = ui_server.add_case(camera="ql13-km22", plate="61A-12", plate_valid=False)
+    page = open_page(browser, errors, ui_server, "officer")
+    page.goto(f"{ui_server.url}/ui/#/case/{vid}")
+    expect(page.locator("#act-reject")).to_be_visible()
+    expect(page.locator("#act-confirm")).to_have_count(0)
+    expect(page.locator("#action-note")).to_contain_text("chưa có biển số hợp lệ")
+    page.keyboard.press("c")
+    expect(page.locator("#toast")).to_contain_text("Chưa thể xác nhận")
+    assert ui_server.case("supervisor", vid)["status"] == "new"
+    page.keyboard.press("p")
+    page.locator("#plate-input").fill("61A-123.45")
+    page.keyboard.press("Enter")
+    expect(page.locator("#act-confirm")).to_be_visible()
+    expect(page.locator("#action-note")).to_have_count(0)
+    page.context.close()
+    ui_server.act("officer", vid, {"action": "reject", "reason": "xong"})

@@ -997,16 +997,25 @@
       else if (c.status === "confirmed" && c.confirmed_by === me) why = t("case.two_person");
       return [h("p", { class: "muted", id: "read-only" }, why), nav];
     }
-    // (A supervisor who confirmed it may reopen it, not send its notice: said beside.)
-    const note = c.status === "confirmed" && c.confirmed_by === me && !allowed.has("issue_notice")
-      ? h("p", { class: "muted", id: "action-note" }, t("case.two_person")) : null;
+    // (A supervisor who confirmed it may reopen it, not send its notice: said beside. A
+    // case without a plate to act on is not offered confirmation: said why, and how on.)
+    let note = null;
+    if (c.status === "confirmed" && c.confirmed_by === me && !allowed.has("issue_notice")) {
+      note = h("p", { class: "muted", id: "action-note" }, t("case.two_person"));
+    } else if (!allowed.has("confirm") && allowed.has("correct_plate") && c.evidence_complete && needsPlate(c)) {
+      note = h("p", { class: "banner warn", id: "action-note" }, t("case.plate_needed"));
+    }
     return [note, h("div", { class: "actions", role: "group", "aria-label": t("case.actions") }, buttons), nav];
   }
 
   async function onAction(action, typed = "") {
     if (S.page?.kind !== "case" || S.busy) return;
     const c = S.page.data.case;
-    if (!S.page.data.actions.includes(action)) return; // (a key for a button not offered)
+    if (!S.page.data.actions.includes(action)) { // (a key for a button not offered: say why)
+      const why = whyNotOffered(S.page.data, action);
+      if (why) toast(why);
+      return;
+    }
     const page = S.page;
     if (action === "reject") {
       const reason = await askReject(c.id, typed);
@@ -1017,6 +1026,21 @@
     } else {
       await decide(action, {});
     }
+  }
+
+  // A plate to act on: an officer's correction, or a roadside reading that passed the
+  // format check (central/workflow.py plate_to_act_on).
+  function needsPlate(c) {
+    return !c.plate_corrected && (!c.plate_text || c.plate_valid === false);
+  }
+
+  function whyNotOffered(data, action) {
+    const c = data.case;
+    if (["confirm", "issue_notice"].includes(action) && ["new", "in_review", "confirmed"].includes(c.status)) {
+      if (!c.evidence_complete) return t("case.evidence_incomplete");
+      if (needsPlate(c) && action === "confirm") return t("case.plate_needed");
+    }
+    return ($("#action-note") || $("#read-only"))?.textContent || null;
   }
 
   async function decide(action, extra) {
