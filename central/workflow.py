@@ -24,6 +24,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from edge.plates.grammar import parse_written
+
 
 class Status(StrEnum):
     NEW = "new"
@@ -225,7 +227,7 @@ def decide(case: Case, command: Command, actor: Actor, now: datetime, policy: Po
     if action is Action.RELEASE:
         return replace(case, status=target, reviewer=None, confirmed_by=None, decided_at=None)
     if action is Action.CORRECT_PLATE:
-        plate = (command.plate or "").strip().upper()
+        plate = written_plate(command.plate or "")
         if not PLATE_PATTERN.fullmatch(plate):
             raise WorkflowError(
                 "invalid_plate", "plate must be 1-16 of A-Z, 0-9, '.', '-' or space"
@@ -305,6 +307,17 @@ def plate_to_act_on(case: Case) -> str | None:
     if case.plate_corrected:
         return case.plate_corrected
     return case.plate_text if case.plate_text and case.plate_valid is not False else None
+
+
+def written_plate(text: str) -> str:
+    """A plate as a person typed it, upper-cased, in the normal form the roadside readings
+    take when it reads as a Vietnamese plate just as typed (``51a12345`` is stored as
+    ``51A-123.45``, ``59x1 12345`` as ``59-X1 123.45``), so that one plate is one text for
+    the notice, a search and the same act found twice; a text the grammar does not cover
+    (a foreign plate) or would only read by repairing a character is kept as typed."""
+    plate = text.strip().upper()
+    parsed = parse_written(plate)
+    return parsed.wire_text if parsed.valid and parsed.repairs == 0 else plate
 
 
 def effective_plate(case: Case) -> str | None:

@@ -65,6 +65,7 @@ from central.workflow import (
     deadlines,
     decide,
     plate_to_act_on,
+    written_plate,
 )
 from roadwatch.contract import ViolationType
 
@@ -238,15 +239,19 @@ def search_violations(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[ViolationSummary]:
-    """Newest first. `plate` matches the roadside reading or the correction. `from` must
+    """Newest first. `plate` matches the roadside reading or the correction, as written
+    or in a plate's normal form (`51f12345` finds `51F-123.45`). `from` must
     be before `to` when both are given (a 422 otherwise). To read every page of a search
     whose cases change meanwhile (by `status`: officers decide them as you read), send
     the last case's id as `after_id` instead of an `offset`."""
     ordered_range(occurred_from, occurred_to)
     stmt = after_in_queue(session, LISTED, after_id, newest_first=True)
     if plate:
-        p = plate.strip().upper()
-        stmt = stmt.where(or_(Violation.plate_text == p, Violation.plate_corrected == p))
+        # As typed, and in its normal form: "51f12345" finds 51F-123.45.
+        texts = sorted({plate.strip().upper(), written_plate(plate)})
+        stmt = stmt.where(
+            or_(Violation.plate_text.in_(texts), Violation.plate_corrected.in_(texts))
+        )
     if camera:
         stmt = stmt.where(Violation.camera == camera)
     if site:

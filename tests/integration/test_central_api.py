@@ -971,6 +971,7 @@ def test_search_filters_and_pages(
     assert search(camera="cam-b") == [ids[2], ids[1]]
     assert search(type="red_light") == [ids[1]]
     assert search(plate="51f-123.45") == [ids[2], ids[0]]
+    assert search(plate="51f12345") == [ids[2], ids[0]]  # (in its normal form too)
     assert search(**{"from": "2026-11-23T07:30:00Z", "to": "2026-11-23T09:00:00Z"}) == [ids[1]]
     assert search(status="new") == ids[::-1] and search(status="closed") == []
     page = api.get("/api/v1/violations", headers=h, params={"site": node.site, "limit": 2}).json()

@@ -540,3 +540,25 @@ def test_the_refusal_catalogue_is_exactly_the_codes_decide_raises() -> None:
     raised = {p.values[-1] for p in REFUSALS}
     assert raised == set(WORKFLOW_REFUSALS)
     assert len(WORKFLOW_REFUSALS) == len(set(WORKFLOW_REFUSALS))
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("51a12345", "51A-123.45"),  # the punctuation left out
+        ("51A 123.45", "51A-123.45"),  # a two-line car plate as two lines
+        ("51f 1234", "51F-1234"),  # the older four digits
+        ("59x1 12345", "59-X1 123.45"),  # a motorcycle's two lines
+        ("29md1 123.45", "29-MD1 123.45"),  # an electric motorcycle, as the wire writes it
+        ("NG-123-45", "NG-123-45"),  # (a diplomatic plate: not in the grammar, as typed)
+        ("51F-I23.45", "51F-I23.45"),  # (read only by repairing a character: as typed)
+    ],
+)
+def test_a_plate_correction_is_stored_in_the_normal_form_of_the_roadside_readings(
+    typed: str, stored: str
+) -> None:
+    """One plate is one text: the notice names it so, a search finds it, and two cases of
+    it are seen as the same act found twice, however the officer typed it."""
+    case = _case(Status.IN_REVIEW, reviewer=OFFICER.username)
+    after = decide(case, Command(Action.CORRECT_PLATE, plate=typed), OFFICER, NOW, POLICY)
+    assert after.plate_corrected == stored
