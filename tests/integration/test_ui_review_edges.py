@@ -377,3 +377,28 @@ def test_a_case_without_a_plate_to_act_on_says_why_it_cannot_be_confirmed(
     expect(page.locator("#action-note")).to_have_count(0)
     page.context.close()
     ui_server.act("officer", vid, {"action": "reject", "reason": "xong"})
+
+
+def test_a_case_found_twice_is_rejected_as_a_duplicate_of_the_other_in_one_choice(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """The banner names the other case of the same act; the rejection's reasons offer
+    "a duplicate of" it, so the trail says which case stands."""
+    now = datetime.now(UTC)
+    kept = ui_server.add_case(camera="ql13-km22", plate="61D-777.77", occurred_at=now)
+    twin = ui_server.add_case(
+        camera="ql13-km22", plate="61D-777.77", occurred_at=now - timedelta(minutes=4)
+    )
+    page = open_page(browser, errors, ui_server, "officer")
+    page.goto(f"{ui_server.url}/ui/#/case/{twin}")
+    expect(page.locator("#same-plate")).to_contain_text(f"#{kept}")
+    page.keyboard.press("r")
+    dialog = page.locator("#dlg-reject")
+    duplicate = f"Trùng lặp: cùng một hành vi với hồ sơ #{kept}"
+    dialog.get_by_label("Lý do thường gặp").select_option(label=duplicate)
+    expect(dialog.get_by_label("Lý do", exact=True)).to_have_value(duplicate)
+    dialog.get_by_role("button", name="Bác bỏ hồ sơ").click()
+    expect(page.locator("#toast")).to_contain_text(f"Đã bác bỏ hồ sơ #{twin}")
+    assert ui_server.case("supervisor", twin)["reject_reason"] == duplicate
+    page.context.close()
+    ui_server.take_out(kept)

@@ -1018,7 +1018,7 @@
     }
     const page = S.page;
     if (action === "reject") {
-      const reason = await askReject(c.id, typed);
+      const reason = await askReject(c, typed);
       if (reason && S.page === page) await decide("reject", { reason });
     } else if (action === "correct_plate") {
       const plate = await askPlate(c, typed);
@@ -1162,9 +1162,15 @@
     });
   }
 
-  async function askReject(id, typed = "") {
+  async function askReject(c, typed = "") {
+    const id = c.id;
     const dialog = $("#dlg-reject");
     const preset = $("#reject-preset");
+    // One act found twice: "a duplicate of #N" offered for each case of the banner (after
+    // the usual reasons, which keep their places).
+    preset.querySelectorAll("option[data-duplicate]").forEach((o) => o.remove());
+    preset.append(...(c.same_plate_nearby || []).map((o) =>
+      h("option", { "data-duplicate": o.id }, t("reject.duplicate", { id: o.id }))));
     const reason = $("#reject-reason");
     const error = $("#reject-error");
     preset.onchange = () => { if (preset.value) reason.value = preset.selectedOptions[0].textContent; };
