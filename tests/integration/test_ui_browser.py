@@ -309,7 +309,9 @@ def test_each_role_sees_only_its_part(
     # Officer: no user management.
     page = new_page(browser, errors)
     login(page, ui_server, "officer")
-    expect(page.locator("#nav").get_by_role("link")).to_have_text(["Hồ sơ chờ xử lý"])
+    expect(page.locator("#nav").get_by_role("link")).to_have_text(
+        ["Hồ sơ chờ xử lý", "Tra cứu hồ sơ"]
+    )
     page.goto(f"{ui_server.url}/ui/#/users")
     expect(page.locator(".forbidden")).to_contain_text("Cán bộ xử lý")
     shot(page, "09-officer-no-users")
@@ -593,7 +595,7 @@ def test_the_language_switch(officer_page: Any, ui_server: UiServer) -> None:
     expect(page.locator("#facts")).to_contain_text(
         "km/h ± 1.1, at least 91.3 km/h (limit 80 km/h, 11.3 km/h over)"
     )
-    expect(page.locator("#nav")).to_have_text("Review queue")
+    expect(page.locator("#nav").get_by_role("link")).to_have_text(["Review queue", "Find cases"])
     expect(page.get_by_role("button", name=re.compile("Confirm"))).to_be_visible()
     shot(page, "15-case-english")
     # The choice is kept across a reload, and switching back restores Vietnamese.

@@ -402,3 +402,29 @@ def test_a_case_found_twice_is_rejected_as_a_duplicate_of_the_other_in_one_choic
     assert ui_server.case("supervisor", twin)["reject_reason"] == duplicate
     page.context.close()
     ui_server.take_out(kept)
+
+
+def test_an_officer_finds_a_decided_case_by_its_plate_as_typed(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """The queue holds the open cases only: a decided one (a driver calls about a notice)
+    is found by its plate, typed without its punctuation, and opened from the results."""
+    vid = ui_server.add_case(camera="ql13-km22", plate="61E-135.79")
+    ui_server.act("officer2", vid, {"action": "start_review"},
+                  {"action": "reject", "reason": "Xe ưu tiên"})  # fmt: skip
+    page = open_page(browser, errors, ui_server, "officer")
+    page.locator("#nav").get_by_role("link", name="Tra cứu hồ sơ").click()
+    expect(page.locator("#search-count")).to_contain_text("Nhập biển số")
+    page.get_by_label("Biển số", exact=True).fill("61e13579")
+    page.get_by_role("button", name="Tìm").click()
+    row = page.locator(f'#results tr[data-id="{vid}"]')
+    expect(row).to_contain_text("Đã bác bỏ")
+    expect(page.locator("#search-count")).to_contain_text("Tìm thấy 1 hồ sơ")
+    page.get_by_label("Trạng thái").select_option(label="Mới")
+    page.get_by_role("button", name="Tìm").click()
+    expect(page.locator("#search-count")).to_have_text("Không tìm thấy hồ sơ nào.")
+    page.go_back()
+    row.get_by_role("link", name=f"#{vid}").click()
+    expect(page.get_by_role("heading", name=f"Hồ sơ #{vid}")).to_be_visible()
+    expect(page.locator("#read-only")).to_contain_text("Đã bác bỏ")
+    page.context.close()

@@ -17,8 +17,8 @@ from roadwatch.contract import CameraState, LampColour, VehicleClass, ViolationT
 LANGS = ("vi", "en")
 # The dictionary's sections; a quoted "section.name" in the script is a key.
 PREFIXES = (
-    "app|nav|login|queue|case|deadlines|deadline|stats|users|ioc|help|reject|plate|dialog|misc"
-    "|error|nodes|cameras"
+    "app|nav|login|queue|search|case|deadlines|deadline|stats|users|ioc|help|reject|plate|dialog"
+    "|misc|error|nodes|cameras"
 )
 
 

@@ -18,11 +18,13 @@
   const DECIDING = ["confirm", "reject", "correct_plate"];
   const PLATE_RE = /^[0-9A-Z.\- ]{1,16}$/;
   const CROP_HEIGHT = 140; // px: a crop is first shown this high, then zoomed
+  const STATUSES = ["new", "in_review", "confirmed", "rejected", "notice_issued", "closed", "escalated"];
   const CAMERA_STATES = ["up", "stalled", "view_shifted", "down", "paused", "offline", "unknown"];
 
   const PAGES = {
     queue: { roles: ["officer", "supervisor"], nav: "nav.queue", render: renderQueue },
     case: { roles: ["officer", "supervisor", "admin"], render: renderCasePage },
+    search: { roles: ["officer", "supervisor", "admin"], nav: "nav.search", render: renderSearch },
     deadlines: { roles: ["supervisor"], nav: "nav.deadlines", render: renderDeadlines },
     stats: { roles: ["supervisor", "admin", "ioc"], nav: "nav.stats", render: renderStats },
     ioc: { roles: ["supervisor", "admin", "ioc"], nav: "nav.ioc", render: renderIoc },
@@ -30,7 +32,7 @@
     nodes: { roles: ["admin"], nav: "nav.nodes", render: renderNodes },
     cameras: { roles: ["supervisor", "admin"], nav: "nav.cameras", render: renderCameras },
   };
-  const NAV_ORDER = ["queue", "deadlines", "ioc", "stats", "users", "cameras", "nodes"];
+  const NAV_ORDER = ["queue", "search", "deadlines", "ioc", "stats", "users", "cameras", "nodes"];
   const HOME = { officer: "queue", supervisor: "queue", admin: "users", ioc: "ioc" };
   const NODE_STATES = ["online", "offline", "silent", "unknown"];
 
@@ -1251,6 +1253,84 @@
         setZoom("plate_crop", z >= 8 ? 1 : z * 2);
       }
     }
+  }
+
+  // ------------------------------------------------------------------ search
+
+  // Every case, decided or not (the queue holds the open ones): by plate (as written or in
+  // its normal form), camera, type, status and Vietnam time, newest first.
+  const SEARCH_PAGE = 200; // the API's largest page
+
+  async function renderSearch(_arg, params) {
+    const f = {
+      plate: params.get("plate") || "", camera: params.get("camera") || "", type: params.get("type") || "",
+      status: params.get("status") || "", from: params.get("from") || "", to: params.get("to") || "",
+    };
+    const asked = Object.values(f).some((v) => v);
+    const gen = S.gen;
+    const [found, cameras] = await Promise.all([
+      asked ? api(`/api/v1/violations${query({
+        plate: f.plate.trim(), camera: f.camera, type: f.type, status: f.status,
+        from: localToIso(f.from), to: localToIso(f.to), limit: SEARCH_PAGE,
+      })}`) : null,
+      api("/api/v1/cameras"),
+    ]);
+    if (gen !== S.gen) return;
+    S.page = { kind: "search" };
+    const plate = h("input", { id: "q-plate", name: "plate", value: f.plate, maxlength: "16", autocomplete: "off",
+      autocapitalize: "characters", spellcheck: "false" });
+    const camSel = h("select", { id: "q-camera", name: "camera" },
+      h("option", { value: "" }, t("queue.all")),
+      cameras.map((c) => h("option", { value: c.camera, selected: c.camera === f.camera }, cameraName(c))));
+    const typeSel = h("select", { id: "q-type", name: "type" },
+      h("option", { value: "" }, t("queue.all")),
+      TYPES.map((ty) => h("option", { value: ty, selected: ty === f.type }, t(`type.${ty}`))));
+    const statusSel = h("select", { id: "q-status", name: "status" },
+      h("option", { value: "" }, t("queue.all")),
+      STATUSES.map((st) => h("option", { value: st, selected: st === f.status }, t(`status.${st}`))));
+    const from = h("input", { id: "q-from", name: "from", type: "datetime-local", value: f.from });
+    const to = h("input", { id: "q-to", name: "to", type: "datetime-local", value: f.to });
+    const form = h("form", { class: "filters", role: "search", "aria-label": t("search.title"), onsubmit: (e) => {
+      e.preventDefault();
+      go(`#/search${query({ plate: plate.value.trim().toUpperCase(), camera: camSel.value, type: typeSel.value,
+        status: statusSel.value, from: from.value, to: to.value }) || "?"}`);
+    } },
+    field("q-plate", t("search.plate"), plate),
+    field("q-camera", t("queue.camera"), camSel),
+    field("q-type", t("queue.type"), typeSel),
+    field("q-status", t("search.status"), statusSel),
+    field("q-from", t("queue.from"), from),
+    field("q-to", t("queue.to"), to),
+    h("div", { class: "filter-buttons" },
+      h("button", { type: "submit", class: "primary" }, t("search.submit")),
+      h("button", { type: "button", class: "ghost", onclick: () => go("#/search") }, t("queue.clear"))));
+    let results;
+    if (!found) {
+      results = h("p", { class: "muted", id: "search-count" }, t("search.hint"));
+    } else if (!found.items.length) {
+      results = h("p", { class: "empty", id: "search-count" }, t("search.none"));
+    } else {
+      results = [
+        h("p", { class: "muted", id: "search-count" },
+          t(found.has_more ? "search.count_more" : "search.count", { count: found.items.length })),
+        h("table", { class: "grid", id: "results" },
+          h("caption", { class: "sr-only" }, t("search.title")),
+          h("thead", {}, h("tr", {}, ["case", "time", "type", "camera", "plate", "measured", "status"]
+            .map((c) => h("th", { scope: "col" }, t(`queue.col.${c}`))))),
+          h("tbody", {}, found.items.map((item) => h("tr", { "data-id": item.id },
+            h("td", {}, h("a", { href: `#/case/${item.id}` }, `#${item.id}`)),
+            h("td", {}, fmtTime(item.occurred_at)),
+            h("td", {}, t(`type.${item.type}`)),
+            h("td", {}, item.camera),
+            h("td", { class: "plate" }, item.plate || t("case.plate_unreadable")),
+            h("td", {}, measuredShort(item)),
+            h("td", {}, statusBadge(item.status)))))),
+      ];
+    }
+    main().replaceChildren(
+      h("div", { class: "page-head" }, h("h1", {}, t("search.title")), h("p", { class: "muted" }, t("search.intro"))),
+      form, ...[results].flat());
+    focusHeading();
   }
 
   // ------------------------------------------------------------------ deadlines
