@@ -428,3 +428,32 @@ def test_an_officer_finds_a_decided_case_by_its_plate_as_typed(
     expect(page.get_by_role("heading", name=f"Hồ sơ #{vid}")).to_be_visible()
     expect(page.locator("#read-only")).to_contain_text("Đã bác bỏ")
     page.context.close()
+
+
+def test_a_step_that_cannot_be_undone_is_asked_once_more_and_can_be_cancelled(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """ "Close (paid)" and "Escalate" sit side by side and neither can be taken back: a
+    click asks first, with Cancel focused, and Cancel (or Escape) changes nothing."""
+    vid = ui_server.add_case(camera="ql13-km22", plate="61F-246.80")
+    ui_server.act("officer", vid, {"action": "start_review"}, {"action": "confirm"})
+    ui_server.act("supervisor", vid, {"action": "issue_notice"})
+    page = open_page(browser, errors, ui_server, "supervisor")
+    page.goto(f"{ui_server.url}/ui/#/case/{vid}")
+    final = page.locator("#dlg-final")
+    page.locator("#act-escalate").click()
+    expect(final).to_be_visible()
+    expect(final).to_contain_text(f"Chuyển xử lý: hồ sơ #{vid}")
+    expect(final).to_contain_text("không thể hoàn tác")
+    expect(final.get_by_role("button", name="Hủy")).to_be_focused()
+    page.keyboard.press("Enter")  # (on Cancel)
+    expect(final).to_be_hidden()
+    page.locator("#act-close").click()
+    page.keyboard.press("Escape")
+    expect(final).to_be_hidden()
+    assert ui_server.case("supervisor", vid)["status"] == "notice_issued"
+    page.locator("#act-escalate").click()
+    final.get_by_role("button", name="Chuyển xử lý").click()
+    expect(page.locator("#toast")).to_contain_text(f"Hồ sơ #{vid}: Đã chuyển xử lý")
+    assert ui_server.case("supervisor", vid)["status"] == "escalated"
+    page.context.close()

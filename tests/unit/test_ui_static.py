@@ -17,8 +17,8 @@ from roadwatch.contract import CameraState, LampColour, VehicleClass, ViolationT
 LANGS = ("vi", "en")
 # The dictionary's sections; a quoted "section.name" in the script is a key.
 PREFIXES = (
-    "app|nav|login|queue|search|case|deadlines|deadline|stats|users|ioc|help|reject|plate|dialog"
-    "|misc|error|nodes|cameras"
+    "app|nav|login|queue|search|case|deadlines|deadline|stats|users|ioc|help|reject|plate|final"
+    "|dialog|misc|error|nodes|cameras"
 )
 
 
@@ -55,6 +55,7 @@ def enum_keys() -> set[str]:
     keys |= {f"ioc.feed_{s}" for s in ("connected", "connecting", "lost")}
     keys |= {f"error.{code}" for code in REFUSALS}
     keys |= {f"nodes.state_{s}" for s in ("online", "offline", "unknown")}
+    keys |= {f"final.{a}" for a in ("issue_notice", "close", "escalate")}
     return keys
 
 

@@ -1025,6 +1025,8 @@
     } else if (action === "correct_plate") {
       const plate = await askPlate(c, typed);
       if (plate && S.page === page) await decide("correct_plate", { plate });
+    } else if (FINAL.includes(action)) {
+      if (await askFinal(c, action) && S.page === page) await decide(action, {});
     } else {
       await decide(action, {});
     }
@@ -1190,6 +1192,19 @@
       return false;
     });
     return ok ? reason.value.trim() : null;
+  }
+
+  // The steps no one can take back (a notice sent, a case ended) are asked once more, with
+  // Cancel focused: one slip of the mouse between "close" and "escalate" was final.
+  const FINAL = ["issue_notice", "close", "escalate"];
+
+  function askFinal(c, action) {
+    const dialog = $("#dlg-final");
+    return openDialog(dialog, () => {
+      $("#dlg-final-title").textContent = t("final.title", { action: t(`action.${action}`), id: c.id });
+      $("#dlg-final-text").textContent = t(`final.${action}`, { plate: c.plate || t("case.plate_unreadable") });
+      $("#dlg-final-ok").textContent = t(`case.${action}`);
+    }, () => true, () => $("#dlg-final-cancel").focus());
   }
 
   async function askPlate(c, typed = "") {
