@@ -310,6 +310,8 @@ def test_a_speeding_case_shows_the_excess_and_fine_band_its_evidence_states(
     expect(facts).to_contain_text("71 km/h ± 4, ít nhất 67 km/h (giới hạn 60 km/h, vượt 7 km/h)")
     expect(facts).to_contain_text("vượt từ 5 đến dưới 10 km/h (Nghị định 168/2024)")
     expect(facts).not_to_contain_text("vượt 11 km/h")
+    # The deadline's state, then its time ("Còn hạn hạn 22:06" read the word twice).
+    expect(facts).to_contain_text("Gửi thông báo (10 ngày): Còn hạn · hạn chót ")
     page.context.close()
     ui_server.take_out(vid)
 
