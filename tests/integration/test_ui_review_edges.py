@@ -459,3 +459,32 @@ def test_a_step_that_cannot_be_undone_is_asked_once_more_and_can_be_cancelled(
     expect(page.locator("#toast")).to_contain_text(f"Hồ sơ #{vid}: Đã chuyển xử lý")
     assert ui_server.case("supervisor", vid)["status"] == "escalated"
     page.context.close()
+
+
+def test_the_one_key_shortcuts_can_be_turned_off_and_stay_off(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """A word said to speech input, or a slip of the hand, must not confirm a case: the
+    help (?) turns the one-key shortcuts off, for good in this browser, and on again."""
+    vid, page = open_new_case(browser, errors, ui_server, "officer2")
+    page.keyboard.press("?")
+    help_dialog = page.locator("#dlg-help")
+    switch = help_dialog.get_by_label("Dùng phím tắt một ký tự")
+    expect(switch).to_be_checked()
+    switch.uncheck()
+    page.keyboard.press("Escape")
+    expect(help_dialog).to_be_hidden()
+    page.reload()
+    expect(page.locator("#act-confirm")).to_be_visible()
+    page.keyboard.press("c")
+    page.keyboard.press("r")
+    time.sleep(0.3)
+    expect(page.locator("#dlg-reject")).to_be_hidden()
+    assert ui_server.case("supervisor", vid)["status"] == "new"
+    page.keyboard.press("?")
+    expect(switch).not_to_be_checked()
+    switch.check()
+    page.keyboard.press("Escape")
+    page.keyboard.press("c")
+    expect(page.locator("#toast")).to_contain_text(f"Đã xác nhận hồ sơ #{vid}")
+    page.context.close()

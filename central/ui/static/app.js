@@ -1232,7 +1232,17 @@
     const dialog = $("#dlg-help");
     if (dialog.open) return;
     translateStatic(dialog);
+    const on = $("#keys-on");
+    on.checked = keysOn();
+    on.onchange = () => localStorage.setItem("rw.keys", on.checked ? "on" : "off");
     dialog.showModal();
+  }
+
+  // The one-letter shortcuts can be turned off (and the choice is remembered): a word
+  // spoken to speech input, or a key pressed by mistake, would otherwise confirm a case.
+  // "?" still opens the help, where they are turned on again.
+  function keysOn() {
+    return localStorage.getItem("rw.keys") !== "off";
   }
 
   // ------------------------------------------------------------------ keyboard
@@ -1247,6 +1257,7 @@
       openHelp();
       return;
     }
+    if (!keysOn()) return;
     const key = e.key.toLowerCase();
     const kind = S.page?.kind;
     if (kind === "queue") {
