@@ -488,3 +488,26 @@ def test_the_one_key_shortcuts_can_be_turned_off_and_stay_off(
     page.keyboard.press("c")
     expect(page.locator("#toast")).to_contain_text(f"Đã xác nhận hồ sơ #{vid}")
     page.context.close()
+
+
+def test_the_confirmed_cases_awaiting_a_notice_are_listed_the_first_due_first(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """The notice is due 10 days after the violation: the supervisor's list of confirmed
+    cases starts with the oldest, not the newest."""
+    now = datetime.now(UTC)
+    newer = ui_server.add_case(camera="mptv-km27", occurred_at=now - timedelta(days=2))
+    older = ui_server.add_case(camera="mptv-km27", occurred_at=now - timedelta(days=3))
+    for vid in (newer, older):
+        ui_server.act("officer", vid, {"action": "start_review"}, {"action": "confirm"})
+    page = open_page(browser, errors, ui_server, "supervisor")
+    page.goto(f"{ui_server.url}/ui/#/deadlines")
+    links = page.locator("#awaiting tbody tr td:first-child a")
+    expect(links.filter(has_text=f"#{older}")).to_have_count(1)
+    order = links.all_inner_texts()
+    assert order.index(f"#{older}") < order.index(f"#{newer}"), order
+    expect(page.locator("#awaiting-more")).to_have_count(0)
+    page.context.close()
+    for vid in (newer, older):
+        ui_server.act("supervisor", vid, {"action": "release"}, {"action": "start_review"},
+                      {"action": "reject", "reason": "xong"})  # fmt: skip

@@ -1361,11 +1361,29 @@
 
   // ------------------------------------------------------------------ deadlines
 
+  // The confirmed cases awaiting their notice, the first due (the oldest violation) first:
+  // every one up to QUEUE_MOST, page by page (the search lists the newest first, so its
+  // first page alone left out the oldest, the most pressing; past QUEUE_MOST the oldest
+  // are still left out, and the page says so).
+  async function fetchConfirmed() {
+    const items = [];
+    let last = null;
+    let more = true;
+    while (more && items.length < QUEUE_MOST) {
+      const page = await api(`/api/v1/violations${query({ status: "confirmed", limit: QUEUE_PAGE, after_id: last ?? "" })}`);
+      items.push(...page.items);
+      last = page.items.length ? page.items[page.items.length - 1].id : last;
+      more = page.has_more && page.items.length > 0;
+    }
+    items.sort((a, b) => Date.parse(a.occurred_at) - Date.parse(b.occurred_at) || a.id - b.id);
+    return { items, has_more: more };
+  }
+
   async function renderDeadlines() {
     const gen = S.gen;
     const [due, confirmed] = await Promise.all([
       api("/api/v1/review/deadlines?limit=200"),
-      api("/api/v1/violations?status=confirmed&limit=200"),
+      fetchConfirmed(),
     ]);
     if (gen !== S.gen) return;
     S.page = { kind: "deadlines" };
@@ -1402,6 +1420,7 @@
         h("span", { class: "deadline dl-overdue" }, h("span", { class: "dl-state" }, t("deadlines.overdue_count", { count: count("overdue") })))),
       dueTable,
       h("h2", {}, t("deadlines.awaiting")),
+      confirmed.has_more ? h("p", { class: "banner warn", id: "awaiting-more" }, t("deadlines.awaiting_more", { count: confirmed.items.length })) : "",
       waiting);
     focusHeading();
   }
