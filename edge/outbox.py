@@ -44,7 +44,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -146,6 +146,13 @@ CREATE TABLE IF NOT EXISTS fined_places (
     last_t REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS fined_places_camera ON fined_places (site, node, camera);
+-- The start of the node's last connection to the broker, as its statuses carry it
+-- (``edge.publisher``): a node started again begins its next one after it, whatever its
+-- clock says, so that central does not refuse its statuses as older ones sent again.
+CREATE TABLE IF NOT EXISTS status_session (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    started_at TEXT NOT NULL
+);
 -- Bytes held against the disk budget, kept by triggers in the same transactions as the
 -- rows (so every process sharing the outbox sees one consistent figure, at O(1) cost).
 CREATE TABLE IF NOT EXISTS usage (
@@ -945,6 +952,21 @@ class Outbox:
                 )
                 marked += cur.rowcount
         return marked
+
+    def status_session(self) -> datetime | None:
+        """When the node's last connection began, as its statuses said (None: never)."""
+        with self._lock:
+            row = self._db.execute("SELECT started_at FROM status_session").fetchone()
+        return datetime.fromisoformat(row[0]) if row is not None else None
+
+    def record_status_session(self, started_at: datetime) -> None:
+        """Keep when the node's connection began (its statuses' session), for its next."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO status_session (id, started_at) VALUES (1, ?)"
+                " ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at",
+                (started_at.astimezone(UTC).isoformat(timespec="microseconds"),),
+            )
 
     def refused_events(self, limit: int = 100) -> list[RefusedEvent]:
         """The violations central refused for good, oldest first."""

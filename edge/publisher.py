@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import sqlite3
 import ssl
 import threading
 import time
@@ -449,12 +450,23 @@ class Publisher:
             log.info("pruned %d receipted event(s) and %d blob record(s)", events, blobs)
 
     def _new_session(self) -> None:
-        """A new place in the order of the node's statuses, after every earlier one (also
-        when the clock was set back a little since the last connection)."""
+        """A new place in the order of the node's statuses, after every earlier one, also
+        one of an earlier run of the node (kept in the outbox) when the clock was set back
+        since: a session begun before the one central holds would have every status of the
+        connection refused as replayed, the node shown silent while it works."""
         now = datetime.now(UTC)
-        last = self._session_at
+        last = self._session_at if self._session_at is not None else self._stored_session()
         self._session_at = now if last is None or now > last else last + timedelta(microseconds=1)
         self._sequence = 0
+        with _unless_disk_full("the status session not kept in the outbox"):
+            self.outbox.record_status_session(self._session_at)
+
+    def _stored_session(self) -> datetime | None:
+        try:
+            return self.outbox.status_session()
+        except (sqlite3.Error, ValueError) as exc:  # (the clock alone, then)
+            log.warning("the last status session in the outbox cannot be read: %s", exc)
+            return None
 
     def _status(self, state: NodeState, *, will: bool = False) -> NodeStatus:
         """The node's status now, signed with the node key, at its place in the session
