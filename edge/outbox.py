@@ -168,6 +168,12 @@ CREATE TRIGGER IF NOT EXISTS messages_receipted AFTER UPDATE OF state ON message
 WHEN OLD.state != 'receipted' AND NEW.state = 'receipted' BEGIN
     UPDATE usage SET used_bytes = used_bytes - length(OLD.payload) WHERE id = 1;
 END;
+-- (a payload signed again, e.g. with a new key, may be longer or shorter than before)
+CREATE TRIGGER IF NOT EXISTS messages_resigned AFTER UPDATE OF payload ON messages
+WHEN OLD.state != 'receipted' AND NEW.state != 'receipted' BEGIN
+    UPDATE usage SET used_bytes = used_bytes + length(NEW.payload) - length(OLD.payload)
+    WHERE id = 1;
+END;
 CREATE TRIGGER IF NOT EXISTS messages_out AFTER DELETE ON messages
 WHEN OLD.state != 'receipted' BEGIN
     UPDATE usage SET used_bytes = used_bytes - length(OLD.payload) WHERE id = 1;

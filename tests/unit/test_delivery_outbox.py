@@ -502,3 +502,17 @@ def test_the_fined_places_of_cameras_a_node_has_no_more_are_let_go(tmp_path: Pat
         assert outbox.prune_fined_places("s", "n", ["c"]) == 0
         assert outbox.prune_fined_places("s", "n", []) == 2
         assert outbox.fined_places("s", "n", "c") == []
+
+
+def test_traffic_minutes_signed_again_count_at_their_new_size(tmp_path: Path) -> None:
+    """An unsigned minute signed again grows by its signature: the bytes held against the
+    disk budget follow, so that deleting it later does not take off more than it added."""
+    from roadwatch.contract import TrafficStats
+    from roadwatch.contract.signing import generate_private_key
+
+    minute = T0.replace(second=0, microsecond=0)
+    with Outbox(tmp_path, BIG_BUDGET) as outbox:
+        outbox.put_traffic(TrafficStats(site="s", node="n", camera="c", minute_start=minute))
+        assert outbox.sign_pending_traffic(generate_private_key()) == 1
+        [message] = outbox.due_messages(10)
+        assert outbox.used_bytes() == len(message.payload)
