@@ -73,6 +73,12 @@ from roadwatch.said_once import SaidOnce
 
 log = logging.getLogger(__name__)
 
+# A status session that began at most this far ahead of the clock (a clock set back since
+# the node connected: an NTP correction, a clock restored at boot) is followed, the next
+# begun after it; one farther ahead is a clock that was wrong (central refuses a session
+# more than 10 minutes ahead of its own clock) and is not.
+SESSION_AHEAD_KEPT = timedelta(days=1)
+
 CameraHealthSource = Callable[[], Sequence[CameraHealth]]
 
 
@@ -453,9 +459,20 @@ class Publisher:
         """A new place in the order of the node's statuses, after every earlier one, also
         one of an earlier run of the node (kept in the outbox) when the clock was set back
         since: a session begun before the one central holds would have every status of the
-        connection refused as replayed, the node shown silent while it works."""
+        connection refused as replayed, the node shown silent while it works. One more
+        than ``SESSION_AHEAD_KEPT`` ahead of the clock is not followed: the clock was that
+        far ahead and has been put right (central refused those statuses as from the
+        future, so holds none of that session), and following it would leave the node's
+        statuses refused so until the clock caught up."""
         now = datetime.now(UTC)
         last = self._session_at if self._session_at is not None else self._stored_session()
+        if last is not None and last - now > SESSION_AHEAD_KEPT:
+            log.warning(
+                "the last status session began %s, ahead of the clock (%s): the clock was"
+                " put right since; the next begins now",
+                last.isoformat(), now.isoformat(),
+            )  # fmt: skip
+            last = None
         self._session_at = now if last is None or now > last else last + timedelta(microseconds=1)
         self._sequence = 0
         with _unless_disk_full("the status session not kept in the outbox"):

@@ -62,3 +62,13 @@ def test_a_clock_gone_forward_begins_the_session_at_the_clock(
     _status_of_a_run(tmp_path, T1, monkeypatch)
     later = _status_of_a_run(tmp_path, T1 + timedelta(minutes=5), monkeypatch)
     assert later.session_started_at == T1 + timedelta(minutes=5)
+
+
+def test_a_session_begun_by_a_clock_a_day_ahead_is_not_followed_once_it_is_put_right(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Central refused those statuses as from the future: following the session would
+    keep refusing them until the clock caught up."""
+    _status_of_a_run(tmp_path, T1 + timedelta(days=2), monkeypatch)
+    right = _status_of_a_run(tmp_path, T1, monkeypatch)
+    assert right.session_started_at == T1
