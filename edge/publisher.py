@@ -475,8 +475,10 @@ class Publisher:
             last = None
         self._session_at = now if last is None or now > last else last + timedelta(microseconds=1)
         self._sequence = 0
-        with _unless_disk_full("the status session not kept in the outbox"):
+        try:  # (not kept: this run still orders its statuses; the connection goes ahead)
             self.outbox.record_status_session(self._session_at)
+        except sqlite3.Error as exc:
+            log.warning("the status session not kept in the outbox: %s", exc)
 
     def _stored_session(self) -> datetime | None:
         try:

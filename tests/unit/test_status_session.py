@@ -3,6 +3,7 @@ central holds: its next session begins after the one its outbox kept, not at its
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -72,3 +73,21 @@ def test_a_session_begun_by_a_clock_a_day_ahead_is_not_followed_once_it_is_put_r
     _status_of_a_run(tmp_path, T1 + timedelta(days=2), monkeypatch)
     right = _status_of_a_run(tmp_path, T1, monkeypatch)
     assert right.session_started_at == T1
+
+
+def test_a_session_the_outbox_cannot_keep_still_lets_the_node_connect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = DeliveryConfig.model_validate(
+        {"site": "s", "node": "node-01", "key_path": str(tmp_path / "node.key"),
+         "outbox": {"path": str(tmp_path / "outbox")}}
+    )  # fmt: skip
+    with Outbox(tmp_path / "outbox", budget=BIG_BUDGET) as outbox:
+
+        def locked(started_at: datetime) -> None:
+            raise sqlite3.OperationalError("database is locked")
+
+        monkeypatch.setattr(outbox, "record_status_session", locked)
+        publisher = Publisher(config, outbox, key=KEY)
+        publisher._new_session()
+        assert publisher._status(NodeState.ONLINE).sequence == 1
