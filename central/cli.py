@@ -187,7 +187,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "it names inline, leaves out the delivery section (the node keeps its own), validates "
         "it, records the version, signs it with central's config key and publishes it "
         "retained (QoS 1) on roadwatch/v1/SITE/NODE/config. The node applies scene, "
-        "calibration, place and persons_as_riders live; other changes need a restart.",
+        "calibration, place and persons_as_riders live; a file that changes anything else "
+        "against the push the node runs is refused (change that in the node's own file).",
     )
     push.add_argument("--node", required=True, help="node id")
     push.add_argument("--site", help="site id (default: the file's site)")

@@ -48,6 +48,10 @@ class InvalidConfigError(UserError):
     """The document is not a valid config for the node."""
 
 
+class NotPushableError(InvalidConfigError):
+    """The document changes what the node takes only from its own site file."""
+
+
 class ConfigConflictError(UserError):
     """The version was pushed before with another document."""
 
@@ -140,6 +144,54 @@ def outline_version(document: Mapping[str, Any]) -> str:
 _VERSION: TypeAdapter[str] = TypeAdapter(ShortText)
 
 
+def check_pushable(
+    session: Session, *, site: str, node: str, document: Mapping[str, Any], version: str
+) -> None:
+    """Refuse a document that changes what the node takes only from its own site file
+    (the node would refuse it): compared, with the node's own rule
+    (``edge.config_push.restart_reasons``), with the push the node reports running. A node
+    that runs its own file (or has not reported) has nothing central knows to compare
+    with: the node checks it when the push arrives. Without the edge's dependencies
+    installed, the node checks it too."""
+    try:
+        from edge.config_push import NOT_LIVE, parse_config_document, restart_reasons
+    except ImportError:
+        return
+    from edge.config import ConfigError
+
+    running = _running_push(session, site=site, node=node)
+    if running is None or running.version == version:
+        return
+    try:
+        before = parse_config_document(json.loads(running.document))
+        after = parse_config_document(document)
+    except (ConfigError, ValueError):  # (validated before; one recorded by an older central)
+        return
+    reasons = restart_reasons(before.site, after.site)
+    if reasons:
+        raise NotPushableError(
+            f"config {version} changes what {site}/{node} takes only from its own site"
+            f" file, against {running.version} (the push it runs): {'; '.join(reasons)};"
+            f" {NOT_LIVE}"
+        )
+
+
+def _running_push(session: Session, *, site: str, node: str) -> NodeConfig | None:
+    """The recorded push whose version the node's last status says it runs, if any."""
+    status = session.scalar(select(Node.status_json).where(Node.site == site, Node.node == node))
+    try:
+        running = json.loads(status).get("config_version") if status else None
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(running, str):
+        return None
+    return session.scalar(
+        select(NodeConfig).where(
+            NodeConfig.site == site, NodeConfig.node == node, NodeConfig.version == running
+        )
+    )
+
+
 def push_config(
     session: Session,
     *,
@@ -165,6 +217,7 @@ def push_config(
     except ValidationError as exc:
         why = validator_words(exc.errors()[0]["msg"])
         raise InvalidConfigError(f"config: version: {why}") from None
+    check_pushable(session, site=site, node=node, document=document, version=version)
     digest = document_sha256(document)
     topic = node_topic(site, node, NodeTopic.CONFIG)
     earlier = session.scalar(

@@ -468,7 +468,10 @@ def revoke_key(
     responses={
         **NOT_FOUND,
         **CONFLICT,
-        422: {"description": "The document is not a valid config for the node"},
+        422: {
+            "description": "The document is not a valid config for the node, or it changes"
+            " what the node takes only from its own site file (against the push it runs)"
+        },
         503: {"description": "No config-signing key, or the broker did not take the push"},
     },
 )

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from calibration.store import save_calibration
 from central.app import create_app
@@ -239,7 +239,8 @@ def test_a_running_node_applies_a_pushed_config_and_refuses_bad_ones(
         moved = copy.deepcopy(document)
         moved.update(version="v3")
         moved["cameras"][0]["url"] = "rtsp://10.0.0.99/stream1"
-        assert _put(client, admin, site, moved).status_code == 200  # valid, needs a restart
+        # (central ingests no status here, so it does not know v2 runs: the node refuses)
+        assert _put(client, admin, site, moved).status_code == 200
         _wait("refusal v3", reported("v2", "config v3 refused: camera cam-01: url changed"))
 
         key = load_private_key(settings.resolved_config_key)
@@ -370,6 +371,80 @@ def test_central_records_each_version_once(
         raw.close([config_topic])
 
 
+def _runs(central_db: CentralDb, site: str, version: str) -> None:
+    """Central has heard node-01 say it runs ``version`` (its status, as ingested)."""
+    from central.models import Node
+
+    status = NodeStatus(
+        site=site, node="node-01", state="online", sent_at=datetime.now(UTC),
+        config_version=version,
+    )  # fmt: skip
+    with central_db.session() as session:
+        row = session.scalars(select(Node).where(Node.site == site, Node.node == "node-01")).one()
+        row.status_json = to_wire(status).decode("utf-8")
+        session.commit()
+
+
+def test_central_refuses_a_push_of_what_the_node_takes_from_its_own_file(
+    central: tuple[TestClient, Settings],
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+    mqtt_broker: BrokerAddress,
+) -> None:
+    """A push that changes a stream URL, plates, a camera added: the node refuses it
+    (only scenes, calibrations, places and persons_as_riders are pushed). Central said
+    "pushed" and recorded it; against the push the node says it runs, it is refused up
+    front, naming the fields, with nothing recorded, audited or published."""
+    client, _ = central
+    admin = accounts["admin"]
+    site = make_node().site
+    config_topic = node_topic(site, "node-01", NodeTopic.CONFIG)
+    raw = Retained(mqtt_broker, [config_topic])
+    camera = {"id": CAMERA_ID, "url": "rtsp://10.0.0.21/s", "place": "Km 1"}
+    v1: dict[str, Any] = {"site": site, "node": "node-01", "version": "v1", "cameras": [camera]}
+    try:
+        # A node that runs its own file: central has nothing of it to compare with.
+        _runs(central_db, site, "file-1")
+        assert _put(client, admin, site, v1).status_code == 200
+        _wait("the retained push", lambda: config_topic in raw.messages)
+        _runs(central_db, site, "v1")
+        refused = [
+            ({**v1, "version": "v2", "cameras": [{**camera, "url": "rtsp://10.0.0.99/s"}]},
+             "camera cam-01: url changed"),
+            ({**v1, "version": "v2", "plates": False}, "plates changed"),
+            ({**v1, "version": "v2", "cameras": [camera, {**camera, "id": "cam-02"}]},
+             "camera set changed (added cam-02)"),
+        ]  # fmt: skip
+        for doc, why in refused:
+            r = _put(client, admin, site, doc)
+            assert r.status_code == 422, r.text
+            assert r.json()["detail"] == (
+                f"config v2 changes what {site}/node-01 takes only from its own site file,"
+                f" against v1 (the push it runs): {why}; a push changes only each camera's"
+                " scene, calibration, place and persons_as_riders: change the rest in the"
+                " node's own site file and restart it, or push without it"
+            )
+        history = client.get(f"/api/v1/nodes/{site}/node-01/config", headers=admin.headers)
+        assert [h["version"] for h in history.json()] == ["v1"]
+        with central_db.session() as session:
+            audited = session.scalars(
+                select(AuditEntry.detail).where(AuditEntry.action == "config_push")
+            ).all()
+        assert [json.loads(d)["version"] for d in audited if site in d] == ["v1"]
+        assert ConfigPush.model_validate_json(raw.messages[config_topic]).config_version == "v1"
+
+        # What a push changes live still goes.
+        live = {**v1, "version": "v2", "cameras": [{**camera, "place": "Km 2"}]}
+        assert _put(client, admin, site, live).status_code == 200
+        # The node's file changed and restarted (it runs that file again): pushed as before.
+        _runs(central_db, site, "file-2")
+        moved = {**v1, "version": "v3", "cameras": [{**camera, "url": "rtsp://10.0.0.99/s"}]}
+        assert _put(client, admin, site, moved).status_code == 200
+    finally:
+        raw.close([config_topic])
+
+
 def test_a_push_without_key_or_broker_records_nothing(
     central_settings: Settings,
     central_db: CentralDb,
@@ -461,12 +536,44 @@ def test_the_cli_signs_and_pushes_a_site_file(tmp_path: Path, mqtt_broker: Broke
             "central", "config", "push", "--node", "node-01", "--file", str(folder / "bad.yaml")
         )
         assert invalid.returncode != 0 and "cameras.0.scene" in invalid.stderr, invalid.stderr
+        # The node says it runs v1: a file that changes what it takes only from its own
+        # file is refused in one line, nothing recorded.
+        from central.db import make_engine
+        from central.models import Node
+
+        engine = make_engine(f"sqlite:///{(tmp_path / 'data' / 'central.db').as_posix()}")
+        status = NodeStatus(
+            site=site, node="node-01", state="online", sent_at=datetime.now(UTC),
+            config_version="v1",
+        )  # fmt: skip
+        try:
+            with engine.begin() as db:
+                db.execute(
+                    update(Node)
+                    .where(Node.site == site)
+                    .values(status_json=to_wire(status).decode("utf-8"))
+                )
+        finally:
+            engine.dispose()
+        plates = yaml.safe_load(site_file.read_text())
+        plates.update(version="v3", plates=True)
+        (folder / "plates.yaml").write_text(yaml.safe_dump(plates))
+        refused = rw(
+            "central", "config", "push", "--node", "node-01", "--file", str(folder / "plates.yaml")
+        )
+        assert refused.returncode != 0, refused.stdout
+        assert refused.stderr.strip().splitlines() == [
+            f"roadwatch: error: config v3 changes what {site}/node-01 takes only from its own"
+            " site file, against v1 (the push it runs): plates changed; a push changes only"
+            " each camera's scene, calibration, place and persons_as_riders: change the rest"
+            " in the node's own site file and restart it, or push without it"
+        ]
 
         _wait("the retained push", lambda: config_topic in raw.messages)
         pushed = ConfigPush.model_validate_json(raw.messages[config_topic])
         verify(pushed, load_pub((tmp_path / "data" / "config-signing.pub").read_bytes()))
         [camera] = pushed.config["cameras"]
         assert camera["scene"]["camera"] == CAMERA_ID and camera["calibration"]["camera"]
-        assert "delivery" not in pushed.config
+        assert "delivery" not in pushed.config and pushed.config_version == "v1"
     finally:
         raw.close([config_topic])
