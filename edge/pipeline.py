@@ -364,11 +364,15 @@ class LivePipeline:
                     last_health = now
                     for h in self.health():
                         # (a camera that is up is news only with -v; one that is not, always)
+                        # The attempts too: "reconnects 0" alone read as a camera down that
+                        # was not being retried.
+                        attempts = self.readers[h.camera].counts().reconnect_attempts
                         log.log(
                             logging.INFO if h.state is CameraState.UP else logging.WARNING,
-                            "camera %s: %s fps %.1f dropped %d corrupt %d reconnects %d",
+                            "camera %s: %s fps %.1f dropped %d corrupt %d reconnects %d"
+                            " (%d attempts)",
                             h.camera, h.state.value, h.fps, h.frames_dropped,
-                            h.frames_corrupt, h.reconnects,
+                            h.frames_corrupt, h.reconnects, attempts,
                         )  # fmt: skip
         finally:
             self._turned = None

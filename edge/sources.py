@@ -259,7 +259,8 @@ class ReaderCounts:
     frames: int
     dropped: int
     corrupt: int
-    reconnects: int
+    reconnects: int  # connections opened again after a failure
+    reconnect_attempts: int = 0  # opens tried after a failure, refused ones too
 
 
 class Arrivals:
@@ -320,6 +321,7 @@ class CameraReader:
         self._state = CameraState.DOWN
         self._reason = "not started"
         self._frames = self._dropped = self._corrupt = self._reconnects = 0
+        self._attempts = 0  # reconnect attempts (a camera down says it is being retried)
         self._last_good = 0.0
         self._fps_ema = 0.0
         self._ended = False
@@ -381,7 +383,9 @@ class CameraReader:
 
     def counts(self) -> ReaderCounts:
         with self._cond:
-            return ReaderCounts(self._frames, self._dropped, self._corrupt, self._reconnects)
+            return ReaderCounts(
+                self._frames, self._dropped, self._corrupt, self._reconnects, self._attempts
+            )
 
     def health(self) -> CameraHealth:
         with self._cond:
@@ -445,6 +449,9 @@ class CameraReader:
             self._arrivals.add(self.camera)
 
     def _connect(self, failures: int) -> Capture | None:
+        if failures:
+            with self._cond:
+                self._attempts += 1
         try:
             cap = self._open(self.url)
         except SourceError as exc:

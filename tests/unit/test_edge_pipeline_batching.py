@@ -442,6 +442,39 @@ def test_the_health_summary_warns_only_of_cameras_that_are_not_up(
     assert levels["camera steady"] == logging.INFO and levels["camera silent"] == logging.WARNING
 
 
+def test_the_health_summary_says_the_reconnect_attempts_of_a_camera_down(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A camera down: "reconnects 0" (successful ones; a camera refused has none) alone
+    read as a node that was not retrying; the line says the attempts made."""
+    import logging
+    import re
+
+    # (a camera that gives no frame at all: dropped, and opened again after its back-off)
+    pipe, _ = build(tmp_path, {"gone": Camera(0.01, count=0)}, max_batch=1, wait_ms=10)
+    caplog.set_level(logging.WARNING, logger="edge.pipeline")
+    line = re.compile(
+        r"^camera gone: down fps 0\.0 dropped 0 corrupt 0 reconnects \d+ \((\d+) attempts\)$"
+    )
+
+    def attempts() -> int:
+        found = [int(m.group(1)) for r in caplog.records if (m := line.match(r.getMessage()))]
+        return max(found, default=0)
+
+    stop = threading.Event()
+    runner = threading.Thread(target=pipe.run, args=(stop, []), kwargs={"health_every_s": 0.05})
+    runner.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and attempts() < 2:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        runner.join(15)
+    assert not runner.is_alive()
+    assert attempts() >= 2, [r.getMessage() for r in caplog.records]
+
+
 def test_the_health_carries_each_cameras_inference_latency(tmp_path: Path) -> None:
     """The status's inference_latency_ms was never filled: a node's health said nothing
     of how long its frames wait for their detections. A camera that never sent a frame

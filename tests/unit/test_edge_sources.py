@@ -132,6 +132,27 @@ def test_reconnects_with_backoff_after_failed_opens_and_a_broken_stream() -> Non
     gaps = [b - a for a, b in itertools.pairwise(opens)]
     assert gaps[0] >= 0.05 and gaps[1] >= 0.1  # back-off doubled
     assert reader.counts().reconnects == 2
+    assert reader.counts().reconnect_attempts == 3  # (the second open, refused, too)
+
+
+def test_a_camera_refused_counts_its_reconnect_attempts() -> None:
+    """A camera that stays down has no successful reconnect: its attempts say that it is
+    being retried (the health line's "reconnects 0" alone read as a node not retrying)."""
+    opens: list[int] = []
+
+    def factory(url: str) -> ScriptedCapture:
+        opens.append(1)
+        raise SourceError("connection refused")
+
+    reader = CameraReader("cam1", "rtsp://scripted", capture=factory, backoff=Backoff(0.01, 1, 1))
+    reader.start()
+    try:
+        assert _wait_for(lambda: len(opens) >= 4)
+    finally:
+        assert reader.stop(timeout_s=5)
+    counts = reader.counts()
+    assert counts.reconnects == 0 and reader.health().reconnects == 0
+    assert counts.reconnect_attempts == len(opens) - 1  # (the first open is no reconnect)
 
 
 def test_a_camera_that_is_down_reports_no_frame_rate() -> None:
