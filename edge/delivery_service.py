@@ -194,11 +194,18 @@ class DeliveryService:
             return False
         return True
 
+    def claim(self) -> None:
+        """Take the outbox's delivery lock now (``start`` takes it where not taken): a run
+        refused because another process delivers from the outbox is refused before it
+        says it is running."""
+        if self._lock is None:
+            self._lock = _hold_delivery_lock(self.config.outbox.path)
+
     def start(self) -> None:
         """Start publishing and uploading. One process delivers from an outbox: a second
         (``edge deliver`` beside ``edge run``) is refused, as the broker would otherwise
         throw the two off in turn (they share the node's client id)."""
-        self._lock = _hold_delivery_lock(self.config.outbox.path)
+        self.claim()
         self.recover_fired()
         # (A node started with a new key: its old one may be revoked once the violations
         # it signed are receipted, and the minutes it signed would then be refused.)

@@ -294,6 +294,9 @@ def _run_with(
             model_version=_model_version(config.detector.model),
             config_dir=Path(args.config).resolve().parent,
         )
+        if node.delivery is not None:
+            # (another process delivering from the outbox: refused before "running …")
+            node.delivery.claim()
         # node.config: the node's file, or the config central last pushed when it fits.
         if node.config.processes > 1:
             cameras = check_sources(node.config.cameras)  # refuses missing files first

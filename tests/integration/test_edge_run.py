@@ -174,6 +174,43 @@ def test_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) ->
     assert keep.read_text() == '{"kept": "from an earlier run"}\n'
 
 
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_run_on_an_outbox_another_process_delivers_from_is_refused_first(
+    tmp_path: Path, processes: int
+) -> None:
+    """It said "running 2 camera(s) …" and only then refused: the outbox's delivery lock
+    is taken before the run says it runs."""
+    import fcntl
+
+    from edge.identity import write_key_pair
+
+    require_model("yolov8n-coco-dynamic")
+    write_key_pair(tmp_path / "node")
+    (tmp_path / "outbox").mkdir()
+    config = tmp_path / "site.yaml"
+    config.write_text(
+        f"site: s\nnode: n\nprocesses: {processes}\ncameras:\n"
+        "  - id: cam1\n    url: rtsp://127.0.0.1:9/cam1\n"
+        "  - id: cam2\n    url: rtsp://127.0.0.1:9/cam2\n"
+        "delivery:\n  key_path: node.key\n  broker: {host: 127.0.0.1, port: 9}\n"
+        "  outbox: {path: outbox}\n"
+    )
+    keep = tmp_path / "v.jsonl"
+    keep.write_text('{"kept": "from an earlier run"}\n')
+    with (tmp_path / "outbox" / "delivery.lock").open("a+b") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # (edge deliver, say)
+        proc = subprocess.run(
+            cli("edge", "run", "--config", str(config), "--violations", str(keep)),
+            capture_output=True, text=True, env=cli_env(), timeout=120, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"roadwatch: error: another process is already delivering from the outbox"
+        f" {tmp_path / 'outbox'} (edge run or edge deliver for this node): run one of them"
+    ]
+    assert keep.read_text() == '{"kept": "from an earlier run"}\n'
+
+
 def test_nvdec_where_it_cannot_run_is_one_line(tmp_path: Path) -> None:
     # A PyNvVideoCodec that cannot load (as on a box without the gpu extra or a driver).
     shim = tmp_path / "shim"
