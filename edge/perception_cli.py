@@ -158,10 +158,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.config:
         inputs.append(("the --config file", args.config))
     _refuse_overwriting(outputs_named, inputs)
-    if not getattr(args, "verbose", 0):  # OpenCV's own warnings only with -v
+    if not getattr(args, "verbose", 0):  # OpenCV's and FFmpeg's own lines only with -v
         import cv2
 
+        from edge.sources import quiet_ffmpeg
+
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        quiet_ffmpeg()
     config = load_site_config(args.config) if args.config else None
     if config is not None:
         _refuse_overwriting(outputs_named, _config_files(config))

@@ -13,6 +13,7 @@ thread within a bounded time: every blocking call has a timeout.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
 import threading
@@ -169,6 +170,17 @@ class OpenCvCapture:
 
 
 CaptureFactory = Callable[[str], Capture]
+
+FFMPEG_LOG_LEVEL = "OPENCV_FFMPEG_LOGLEVEL"
+
+
+def quiet_ffmpeg() -> None:
+    """FFmpeg's own lines inside OpenCV ("[tcp @ 0x…] Connection to tcp://…?timeout=0
+    failed" at every reconnect attempt) go: they bypass the log's format, and the node
+    says the cause itself (``reachability``, the camera's state and counts). OpenCV reads
+    the level at its first FFmpeg capture in the process, so this is called before it
+    (worker processes inherit it); a level set in the environment is kept."""
+    os.environ.setdefault(FFMPEG_LOG_LEVEL, "-8")  # (AV_LOG_QUIET)
 
 
 def open_opencv(url: str, stall_timeout_s: float) -> OpenCvCapture:

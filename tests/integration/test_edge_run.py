@@ -211,6 +211,42 @@ def test_a_run_on_an_outbox_another_process_delivers_from_is_refused_first(
     assert keep.read_text() == '{"kept": "from an earlier run"}\n'
 
 
+def test_a_camera_refused_is_said_in_the_nodes_own_lines_only(tmp_path: Path) -> None:
+    """FFmpeg (inside OpenCV) printed "[tcp @ 0x…] Connection to tcp://…?timeout=0
+    failed: Connection refused" at every attempt, outside the log's format; the node's
+    own line says the same."""
+    from roadwatch.net import free_port
+
+    require_model("yolov8n-coco-dynamic")
+    port = free_port()
+    config = tmp_path / "site.yaml"
+    config.write_text(
+        f"site: s\nnode: n\ncameras:\n  - id: cam1\n    url: rtsp://127.0.0.1:{port}/cam1\n"
+    )
+    proc = subprocess.Popen(
+        cli("edge", "run", "--config", str(config)),
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=cli_env(),
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen: list[str] = []
+    try:
+        for line in proc.stderr:  # (FFmpeg's line came before the node's, at the open)
+            seen.append(line)
+            if "camera cam1: down" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        seen += proc.stderr.readlines()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    text = "".join(seen)
+    assert f"camera cam1: down (cannot open video source rtsp://127.0.0.1:{port}/cam1" in text
+    assert f"127.0.0.1:{port} refuses connections" in text
+    assert "[tcp @" not in text and "Connection to tcp://" not in text, text
+
+
 def test_nvdec_where_it_cannot_run_is_one_line(tmp_path: Path) -> None:
     # A PyNvVideoCodec that cannot load (as on a box without the gpu extra or a driver).
     shim = tmp_path / "shim"
