@@ -4,7 +4,10 @@ central's config key, audited, and published retained (QoS 1) on the node's conf
 The document is validated with the edge's own rules (``edge.config_push``) where the edge
 code's dependencies are installed; a central installed without them checks the outline
 (site, node, version, unique camera ids, no delivery section) and the node checks the rest
-when the push arrives (it refuses an invalid one and reports why in its status).
+when the push arrives (it refuses an invalid one and reports why in its status). A
+document that changes what the node takes only from its own site file (a stream URL,
+``plates``, a camera added) is refused against the push the node's status says it runs,
+with the node's own rule (``edge.config_push.restart_reasons``).
 
 A push is recorded and published in one step: the row and its audit entry are committed
 only after the broker has acknowledged the retained message, so a push that did not reach
