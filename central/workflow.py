@@ -320,6 +320,29 @@ def written_plate(text: str) -> str:
     return parsed.wire_text if parsed.valid and parsed.repairs == 0 else plate
 
 
+@dataclass(frozen=True, slots=True)
+class WrittenPlate:
+    """What central makes of a plate an officer typed, before it is sent: the text it
+    would store, whether that reads as a Vietnamese plate just as typed, and, where it
+    reads as one only by repairing a character (``O`` for ``0``), that reading."""
+
+    plate: str
+    reads_as_plate: bool
+    suggestion: str | None
+
+
+def check_written_plate(text: str) -> WrittenPlate:
+    """A correction checked against the plate grammar as :func:`written_plate` stores it; a
+    text that does not read as a plate (a foreign plate, a slip) may still be sent."""
+    parsed = parse_written(text.strip().upper())
+    reads = parsed.valid and parsed.repairs == 0
+    return WrittenPlate(
+        plate=written_plate(text),
+        reads_as_plate=reads,
+        suggestion=parsed.wire_text if parsed.valid and not reads else None,
+    )
+
+
 def effective_plate(case: Case) -> str | None:
     """The plate to act on: the correction when there is one, else the roadside reading."""
     return case.plate_corrected or case.plate_text

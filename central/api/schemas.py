@@ -323,6 +323,7 @@ class ViolationSummary(BaseModel):
                     "plate": "51F-123.45",
                     "plate_text": "51F-123.45",
                     "plate_corrected": None,
+                    "plate_valid": True,
                     "speed_kmh": 92.4,
                     "speed_limit_kmh": 80.0,
                     "status": "new",
@@ -343,6 +344,10 @@ class ViolationSummary(BaseModel):
     plate: str | None = Field(description="Corrected plate if any, else the roadside reading")
     plate_text: str | None = Field(description="The plate as read at the roadside (never changed)")
     plate_corrected: str | None
+    plate_valid: bool | None = Field(
+        description="Whether the roadside reading passed the plate format check (null when"
+        " none was read); a reading that failed it is no plate to act on until corrected"
+    )
     speed_kmh: float | None
     speed_limit_kmh: float | None
     status: Status
@@ -377,7 +382,6 @@ class ViolationDetail(ViolationSummary):
     place: str | None
     explanation: str
     plate_confidence: float | None
-    plate_valid: bool | None
     received_at: datetime
     reviewer: str | None
     confirmed_by: str | None

@@ -30,9 +30,24 @@ from central.api.cases import (
     queue_page,
 )
 from central.api.deps import NOT_FOUND, PROTECTED, CaseReader, Reviewer, SessionDep, StateDep
-from central.api.schemas import AuditOut, CameraOut, IsoTime, Page, QueueItem, ViolationDetail
+from central.api.schemas import (
+    NO_NUL,
+    AuditOut,
+    CameraOut,
+    IsoTime,
+    Page,
+    QueueItem,
+    ViolationDetail,
+)
 from central.models import AuditEntry, Camera, Violation, utcnow
-from central.workflow import OPEN_STATUSES, Action, Actor, Status, available_actions
+from central.workflow import (
+    OPEN_STATUSES,
+    Action,
+    Actor,
+    Status,
+    available_actions,
+    check_written_plate,
+)
 from roadwatch.contract import ViolationType
 
 router = APIRouter(prefix="/api/v1/ui", tags=["review"], responses=PROTECTED)
@@ -84,6 +99,31 @@ def ui_queue(
         stmt = stmt.where(Violation.occurred_at < occurred_to)
     stmt = after_in_queue(session, stmt, after_id).order_by(Violation.occurred_at, Violation.id)
     return queue_page(session, stmt, state.policy, limit, offset)
+
+
+class PlateCheck(BaseModel):
+    """A plate correction as central would take it, for the dialog to warn before it is sent."""
+
+    plate: str = Field(description="The text the correction would store (its normal form)")
+    reads_as_plate: bool = Field(
+        description="It reads as a Vietnamese plate just as typed (the grammar the roadside"
+        " readings are checked against); a foreign plate does not, and may still be sent"
+    )
+    suggestion: str | None = Field(
+        description="The plate it reads as after repairing a look-alike character"
+        " (`O` for `0`), where it reads as one only so"
+    )
+
+
+@router.get("/plate", summary="How central reads a plate correction before it is sent")
+def ui_plate(
+    _: Reviewer,
+    text: Annotated[str, Query(min_length=1, max_length=16, pattern=NO_NUL)],
+) -> PlateCheck:
+    checked = check_written_plate(text)
+    return PlateCheck(
+        plate=checked.plate, reads_as_plate=checked.reads_as_plate, suggestion=checked.suggestion
+    )
 
 
 @router.get("/cases/{violation_id}", summary="One case as its page shows it", responses=NOT_FOUND)

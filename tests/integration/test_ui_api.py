@@ -11,7 +11,14 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from roadwatch.contract import EvidenceRef, EvidenceRole, MediaType, ViolationType
+from roadwatch.contract import (
+    EvidenceRef,
+    EvidenceRole,
+    MediaType,
+    PlateColour,
+    PlateReading,
+    ViolationType,
+)
 from tests.central_fixtures import *  # noqa: F403
 from tests.central_fixtures import (
     EVIDENCE_STORES,
@@ -212,3 +219,62 @@ def test_a_case_read_through_the_api_offers_evidence_links_only_to_who_may_follo
         assert evidence and all(e["sha256"] for e in evidence), role
         links = [f"/api/v1/evidence/{e['sha256']}" if linked else None for e in evidence]
         assert [e["url"] for e in evidence] == links, role
+
+
+def test_the_lists_say_which_roadside_readings_failed_the_format_check(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """The queue and the search mark a plate that is no plate to act on, not the case page
+    alone."""
+    node = make_node()
+    cam = f"c{uuid.uuid4().hex[:8]}"
+    bad = PlateReading(text="61A-12", confidence=0.5, valid=False, colour=PlateColour.WHITE)
+    events = [
+        signed_event(node, camera=cam, occurred_at=T0, evidence=fresh_evidence()),
+        signed_event(node, camera=cam, occurred_at=T0 + timedelta(minutes=1), plate=bad,
+                     evidence=fresh_evidence()),
+    ]  # fmt: skip
+    good_id, bad_id = store_events(central_db, node, events, arrived=store_of(api))
+    officer = accounts["officer"].headers
+    queue = api.get("/api/v1/ui/queue", params={"camera": cam}, headers=officer).json()
+    assert [(i["id"], i["plate_valid"]) for i in queue["items"]] == [
+        (good_id, True),
+        (bad_id, False),
+    ]
+    found = api.get("/api/v1/violations", params={"camera": cam}, headers=officer).json()
+    assert [(i["id"], i["plate_valid"]) for i in found["items"]] == [
+        (bad_id, False),
+        (good_id, True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("typed", "plate", "reads", "suggestion"),
+    [
+        ("51a12345", "51A-123.45", True, None),
+        ("59X1 12345", "59-X1 123.45", True, None),
+        ("51A123", "51A123", False, None),  # a slip: no plate has so few digits
+        ("51F1234S", "51F1234S", False, "51F-123.45"),  # an S where a 5 goes
+        ("ABC 1234", "ABC 1234", False, None),  # a foreign plate: may still be sent
+    ],
+)
+def test_a_plate_correction_is_read_by_the_plate_grammar_before_it_is_sent(
+    api: TestClient,
+    accounts: dict[str, Account],
+    typed: str,
+    plate: str,
+    reads: bool,
+    suggestion: str | None,
+) -> None:
+    officer = accounts["officer"].headers
+    r = api.get("/api/v1/ui/plate", params={"text": typed}, headers=officer)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"plate": plate, "reads_as_plate": reads, "suggestion": suggestion}
+    assert api.get("/api/v1/ui/plate", params={"text": typed}).status_code == 401
+    ioc = accounts["ioc"].headers
+    assert api.get("/api/v1/ui/plate", params={"text": typed}, headers=ioc).status_code == 403
+    too_long = api.get("/api/v1/ui/plate", params={"text": "1" * 17}, headers=officer)
+    assert too_long.status_code == 422
