@@ -299,17 +299,24 @@ class UiServer:
             default_measured = Measurement(
                 speed_kmh=92.4, speed_uncertainty_kmh=1.1, speed_limit_kmh=80.0, distance_m=18.0
             )
-            explanation = "Đo tốc độ 92,4 ± 1,1 km/h trên quãng 18 m ở làn 2; giới hạn 80 km/h."
+            explanation = (
+                "car in lane 2 measured 92.4 ± 1.1 km/h (at least 91.3 km/h) over 18 m; "
+                "the limit for car is 80 km/h: 11.3 km/h over"
+            )
             vehicle = VehicleClass.CAR
         elif type is ViolationType.NO_STOPPING:
             default_measured = Measurement(dwell_s=184.0)
-            explanation = "Xe dừng 184 giây trong vùng cấm dừng (giới hạn 60 giây)."
+            explanation = (
+                "truck stood still inside the no-stopping zone for 184.0 s, "
+                "more than the 60 s allowed"
+            )
             vehicle = VehicleClass.TRUCK
         else:
             default_measured = Measurement(signal_phase=LampColour.RED, time_since_red_s=2.4)
+            # (in English, as the edge's rules write it)
             explanation = (
-                "Xe vượt qua vạch dừng 2,4 giây sau khi đèn chuyển đỏ; "
-                "đèn đỏ nhìn thấy rõ trong ảnh cắt đèn tín hiệu."
+                "car crossed the stop line of lane 2 2.4 s after red began, "
+                "and went on past the second line without stopping"
             )
             vehicle = VehicleClass.CAR
         measured = measured or default_measured
@@ -602,11 +609,19 @@ class PageErrors:
 
     def __init__(self) -> None:
         self.errors: list[str] = []
+        # Requests answered 404: none on a page that shows what it has (a missing icon
+        # logged one on every load), a lost blob's on the pages that show one.
+        self.not_found: list[str] = []
 
     def watch(self, page: Any) -> Any:
         page.on("console", self._console)
+        page.on("response", self._response)
         page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
         return page
+
+    def _response(self, response: Any) -> None:
+        if response.status == 404:
+            self.not_found.append(response.url)
 
     def _console(self, message: Any) -> None:
         if message.type == "error" and not message.text.startswith("Failed to load resource"):

@@ -46,6 +46,7 @@ def errors() -> Iterator[PageErrors]:
     seen = PageErrors()
     yield seen
     assert not seen.errors, seen.errors
+    assert not seen.not_found, seen.not_found
 
 
 def new_page(browser: Any, errors: PageErrors) -> Any:
@@ -86,6 +87,14 @@ def test_login_shows_the_queue_oldest_first_with_filters(
     # Vietnamese by default; a wrong password is refused with a message.
     expect(page.locator("html")).to_have_attribute("lang", "vi")
     expect(page.get_by_role("heading", name="Đăng nhập")).to_be_visible()
+    # The page names an icon of its own that its content policy lets load (without one a
+    # browser asks for /favicon.ico, and every load logged that 404).
+    icon_loads = (
+        "new Promise(done => { const img = new Image();"
+        " img.onload = () => done(img.naturalWidth > 0); img.onerror = () => done(false);"
+        " img.src = document.querySelector('link[rel=icon]').href; })"
+    )
+    assert page.evaluate(icon_loads) is True
     page.get_by_label("Tên đăng nhập").fill(ui_server.username("officer"))
     page.get_by_label("Mật khẩu").fill("not the password")
     page.get_by_role("button", name="Đăng nhập").click()
@@ -153,7 +162,10 @@ def test_an_officer_reviews_a_case_end_to_end(officer_page: Any, ui_server: UiSe
     expect(facts).to_contain_text("Vượt đèn đỏ")
     expect(facts).to_contain_text("QL13 Km 22+300, Thuận An")
     expect(facts).to_contain_text("2,4 giây sau khi đèn đỏ")
-    expect(page.locator(".explanation")).to_contain_text("vượt qua vạch dừng")
+    # The rule's own words are English, and marked so for a screen reader.
+    explanation = page.locator(".explanation")
+    expect(explanation).to_contain_text("crossed the stop line")
+    expect(explanation).to_have_attribute("lang", "en")
     expect(page.locator("#facts")).to_contain_text("Gửi thông báo (10 ngày)")
     # Zoom the plate crop with its slider.
     before = page.locator("#crop-plate_crop img").evaluate("img => img.clientWidth")
@@ -578,6 +590,20 @@ def test_ioc_page_live_status_and_feed(
         "data-state", "stalled"
     )
     expect(page.locator("#feed li").first).to_have_attribute("data-id", str(vid))
+    # An edge's reason in its fixed words is said in the reader's language; any other (an
+    # error's own text) as the edge wrote it.
+    ui_server.set_cameras(
+        {
+            "mptv-km18": (CameraState.UP, "streaming"),
+            "ql13-km31": (CameraState.STALLED, "no new frame for 12 s"),
+        }
+    )
+    reason = "#cameras tr[data-camera='{}'] td:nth-child(4)".format
+    expect(page.locator(reason("mptv-km18"))).to_have_text("đang nhận hình")
+    expect(page.locator(reason("ql13-km22"))).to_contain_text("không báo camera này")
+    raw = page.locator(reason("ql13-km31"))
+    expect(raw).to_have_text("no new frame for 12 s")
+    expect(raw).to_have_attribute("lang", "en")
     # Read-only: nothing on the page changes a record.
     expect(page.locator("main button")).to_have_count(0)
     shot(page, "14-ioc")

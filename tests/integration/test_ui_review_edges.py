@@ -82,6 +82,19 @@ def test_the_whole_queue_is_listed_and_walked_past_the_first_page(
         expect(page.get_by_role("heading", name=f"Hồ sơ #{ids[199]}")).to_be_visible()
         page.keyboard.press("j")
         expect(page.get_by_role("heading", name=f"Hồ sơ #{ids[200]}")).to_be_visible()
+        # Find cases lists the newest 200 first, and goes on to older ones when asked.
+        page.goto(f"{ui_server.url}/ui/#/search?camera=mptv-km18")
+        results = page.locator("#results tbody tr")
+        expect(results).to_have_count(200)
+        expect(page.locator("#search-count")).to_have_text(
+            "Hiển thị 200 hồ sơ mới nhất; còn hồ sơ cũ hơn"
+        )
+        expect(page.locator(f'#results tr[data-id="{ids[0]}"]')).to_have_count(0)
+        page.get_by_role("button", name="Xem thêm hồ sơ cũ hơn").click()
+        expect(page.locator(f'#results tr[data-id="{ids[0]}"]')).to_be_visible()
+        found = results.evaluate_all("rows => rows.map(r => Number(r.dataset.id))")
+        assert len(found) == len(set(found)) > 200
+        assert [i for i in found if i in set(ids)] == ids[::-1]
         page.context.close()
     finally:
         for vid in ids:  # each test owns its queue
@@ -365,6 +378,10 @@ def test_a_case_without_a_plate_to_act_on_says_why_it_cannot_be_confirmed(
     why and how on, where the officer looks for it and when the C key is pressed."""
     vid = ui_server.add_case(camera="ql13-km22", plate="61A-12", plate_valid=False)
     page = open_page(browser, errors, ui_server, "officer")
+    # The queue says so too, in words, and does not set the reading as a plate.
+    row = page.locator(f'#queue tr[data-id="{vid}"]')
+    expect(row.locator("td:nth-child(5)")).to_have_text("61A-12 sai định dạng")
+    expect(row.locator("td.plate")).to_have_count(0)
     page.goto(f"{ui_server.url}/ui/#/case/{vid}")
     expect(page.locator("#act-reject")).to_be_visible()
     expect(page.locator("#act-confirm")).to_have_count(0)
@@ -372,11 +389,30 @@ def test_a_case_without_a_plate_to_act_on_says_why_it_cannot_be_confirmed(
     page.keyboard.press("c")
     expect(page.locator("#toast")).to_contain_text("Chưa thể xác nhận")
     assert ui_server.case("supervisor", vid)["status"] == "new"
+    # A correction that does not read as a plate is said so, with the reading a repaired
+    # look-alike gives; corrected, it goes at once.
     page.keyboard.press("p")
-    page.locator("#plate-input").fill("61A-123.45")
+    warning = page.locator("#plate-warning")
+    page.locator("#plate-input").fill("61A1234S")
     page.keyboard.press("Enter")
+    expect(warning).to_contain_text("“61A1234S” không đọc được là biển số Việt Nam.")
+    expect(warning).to_contain_text("Có phải 61A-123.45?")
+    expect(page.locator("#dlg-plate")).to_be_visible()
+    page.locator("#plate-input").fill("61A-123.45")
+    expect(warning).to_be_hidden()
+    page.keyboard.press("Enter")
+    expect(page.locator("#plate-value")).to_have_text("61A-123.45")
     expect(page.locator("#act-confirm")).to_be_visible()
     expect(page.locator("#action-note")).to_have_count(0)
+    # One that is no Vietnamese plate (a foreign one) is sent when asked a second time.
+    page.keyboard.press("p")
+    page.locator("#plate-input").fill("51A123")
+    page.keyboard.press("Enter")
+    expect(warning).to_contain_text("bấm Lưu biển số lần nữa để gửi")
+    assert ui_server.case("supervisor", vid)["plate_corrected"] == "61A-123.45"
+    page.keyboard.press("Enter")
+    expect(page.locator("#plate-value")).to_have_text("51A123")
+    assert ui_server.case("supervisor", vid)["plate_corrected"] == "51A123"
     page.context.close()
     ui_server.act("officer", vid, {"action": "reject", "reason": "xong"})
 

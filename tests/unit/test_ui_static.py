@@ -135,3 +135,33 @@ def test_the_case_page_names_the_speeding_bands_the_rule_reports() -> None:
     bands = json.loads(found.group(1))
     rule = [[low, None if high == float("inf") else high] for low, high, _ in DECREE_168_BANDS]
     assert bands == rule
+
+
+def test_the_edges_fixed_camera_reasons_are_each_translated() -> None:
+    """The IOC's camera table says the reasons an edge or central gives in fixed words in
+    the reader's language (an error's own text is shown as written)."""
+    root = Path(__file__).resolve().parents[2]
+    sources = (root / "edge" / "sources.py").read_text("utf-8")
+    fixed = set(re.findall(r'CameraState\.\w+,\s*"([^"]+)"', sources))
+    fixed |= set(re.findall(r'self\._reason = "([^"]+)"', sources))
+    fixed |= set(re.findall(r'else "([^"]+)"', sources))
+    records = (root / "central" / "records.py").read_text("utf-8")
+    fixed |= set(re.findall(r'state, reason = "\w+", "([^"]+)"', records))
+    assert {"streaming", "not started", "stream failed", "node offline"} <= fixed
+    js = (STATIC / "app.js").read_text("utf-8")
+    found = re.search(r"const HEALTH_REASONS = \{(.*?)\};", js, re.S)
+    assert found is not None
+    mapped = dict(re.findall(r'"([^"]+)":\s*"([a-z_.]+)"', found.group(1)))
+    assert fixed <= set(mapped), fixed - set(mapped)
+    for lang in LANGS:
+        words = dictionary(lang)
+        assert not [key for key in mapped.values() if key not in words], lang
+    assert dictionary("vi")["ioc.reason.streaming"] == "đang nhận hình"
+
+
+def test_the_page_names_its_icon_so_no_request_for_one_fails() -> None:
+    """Without an icon of its own the browser asks for /favicon.ico, which is no page:
+    every load logged a 404 in the console."""
+    html = (STATIC / "index.html").read_text("utf-8")
+    icon = re.search(r'<link rel="icon" href="([^"]+)"', html)
+    assert icon is not None and icon.group(1).startswith("data:image/svg+xml,")

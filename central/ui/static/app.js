@@ -571,7 +571,7 @@
       h("td", {}, fmtTime(item.occurred_at)),
       h("td", {}, t(`type.${item.type}`)),
       h("td", {}, item.camera),
-      h("td", { class: "plate" }, item.plate || t("case.plate_unreadable")),
+      plateCell(item),
       h("td", {}, measuredShort(item)),
       h("td", {}, statusBadge(item.status), item.reviewer ? h("span", { class: "muted" }, ` ${item.reviewer}`) : null),
       h("td", {}, deadlineCell(item.deadlines))));
@@ -589,6 +589,16 @@
         t(page.has_more ? "queue.count_more" : "queue.count", { count: page.items.length }), " · ", t("queue.hint")),
       table);
     focusHeading();
+  }
+
+  // A list's plate cell: a roadside reading that failed the format check (no plate to act
+  // on until corrected) is said so in words beside it, and not set as a plate.
+  function plateCell(item) {
+    if (item.plate_valid !== false || item.plate_corrected || !item.plate_text) {
+      return h("td", { class: "plate" }, item.plate || t("case.plate_unreadable"));
+    }
+    return h("td", { class: "plate-unchecked" }, item.plate_text, " ",
+      h("span", { class: "badge format-bad" }, t("case.plate_format_bad")));
   }
 
   function field(id, label, control) {
@@ -659,7 +669,9 @@
       type: "button", class: "view-btn", "data-view": v, "aria-pressed": String(v === S.page.view),
       onclick: () => showView(v),
     }, h("kbd", {}, String(VIEWS.indexOf(v) + 1)), " ", t(`case.${v}`)));
-    const crops = CROPS.filter((r) => ev[r]).map((r) => cropFigure(c, ev[r]));
+    // (made only where shown: each fetches its blob, and a role that may not see the
+    // evidence has no link to it, so the page asked for "null" and got a 404)
+    const crops = data.evidence_visible ? CROPS.filter((r) => ev[r]).map((r) => cropFigure(c, ev[r])) : [];
 
     let evidence;
     if (!data.evidence_visible) {
@@ -689,7 +701,8 @@
         actionBar(data),
         factsList(data),
         h("h2", {}, t("case.explanation")),
-        h("p", { class: "explanation", lang: "vi" }, c.explanation || t("misc.none")),
+        // (the rule writes it in English: the measured values above are its Vietnamese)
+        h("p", { class: "explanation", lang: c.explanation ? "en" : null }, c.explanation || t("misc.none")),
         decisionList(data),
         auditTrail(data),
         data.evidence_visible ? exportButton(c) : null)));
@@ -1151,8 +1164,17 @@
       const form = $("form", dialog);
       translateStatic(dialog);
       setup();
+      // (a check may ask central first: it answers a promise, and the dialog closes when
+      // that says yes)
       const onSubmit = (e) => {
-        if (e.submitter?.value === "ok" && !check()) e.preventDefault();
+        if (e.submitter?.value !== "ok") return;
+        const passed = check();
+        if (passed instanceof Promise) {
+          e.preventDefault();
+          passed.then((yes) => { if (yes && dialog.open) dialog.close("ok"); });
+        } else if (!passed) {
+          e.preventDefault();
+        }
       };
       form.noValidate = true;
       form.addEventListener("submit", onSubmit);
@@ -1207,23 +1229,53 @@
     }, () => true, () => $("#dlg-final-cancel").focus());
   }
 
+  // A correction central would not read as a Vietnamese plate (a slip: "51A123") is said
+  // in the dialog before it is sent, with the reading a repaired look-alike would give;
+  // sent again unchanged, it goes (a foreign plate reads as none). Central reads it with
+  // the grammar it checks the roadside readings against (GET /api/v1/ui/plate).
   async function askPlate(c, typed = "") {
     const dialog = $("#dlg-plate");
     const input = $("#plate-input");
     const error = $("#plate-error");
-    input.oninput = () => { input.value = input.value.toUpperCase(); };
+    const warning = $("#plate-warning");
+    let warned = null; // the text the officer was warned about
+    const clearWarning = () => {
+      warned = null;
+      warning.hidden = true;
+      warning.textContent = "";
+    };
+    input.oninput = () => {
+      input.value = input.value.toUpperCase();
+      clearWarning();
+    };
     const ok = await openDialog(dialog, () => {
       $("#dlg-plate-title").textContent = t("plate.title", { id: c.id });
       input.value = typed || c.plate || "";
       error.hidden = true;
+      clearWarning();
       input.removeAttribute("aria-invalid");
     }, () => {
       const v = input.value.trim().toUpperCase();
-      if (PLATE_RE.test(v)) return true;
-      error.hidden = false;
-      input.setAttribute("aria-invalid", "true");
-      input.focus();
-      return false;
+      if (!PLATE_RE.test(v)) {
+        error.hidden = false;
+        input.setAttribute("aria-invalid", "true");
+        input.focus();
+        return false;
+      }
+      error.hidden = true;
+      input.removeAttribute("aria-invalid");
+      if (warned === v) return true;
+      return api(`/api/v1/ui/plate${query({ text: v })}`).then((read) => {
+        if (input.value.trim().toUpperCase() !== v) return false; // (typed on meanwhile)
+        if (read.reads_as_plate) return true;
+        warned = v;
+        warning.textContent = [t("plate.not_a_plate", { plate: v }),
+          read.suggestion ? t("plate.suggestion", { plate: read.suggestion }) : "",
+          t("plate.send_anyway")].filter(Boolean).join(" ");
+        warning.hidden = false;
+        input.focus();
+        return false;
+      }, () => true); // (the warning is advice: central unreachable, the decision says so)
     }, () => input.select());
     return ok ? input.value.trim().toUpperCase() : null;
   }
@@ -1293,14 +1345,15 @@
       status: params.get("status") || "", from: params.get("from") || "", to: params.get("to") || "",
     };
     const asked = Object.values(f).some((v) => v);
+    // One page of the results, newest first, after the case ``after`` (the last shown):
+    // "more" goes on from there, not from a count of rows, so cases decided meanwhile
+    // neither repeat one nor hide one.
+    const fetchPage = (after) => api(`/api/v1/violations${query({
+      plate: f.plate.trim(), camera: f.camera, type: f.type, status: f.status,
+      from: localToIso(f.from), to: localToIso(f.to), limit: SEARCH_PAGE, after_id: after ?? "",
+    })}`);
     const gen = S.gen;
-    const [found, cameras] = await Promise.all([
-      asked ? api(`/api/v1/violations${query({
-        plate: f.plate.trim(), camera: f.camera, type: f.type, status: f.status,
-        from: localToIso(f.from), to: localToIso(f.to), limit: SEARCH_PAGE,
-      })}`) : null,
-      api("/api/v1/cameras"),
-    ]);
+    const [found, cameras] = await Promise.all([asked ? fetchPage(null) : null, api("/api/v1/cameras")]);
     if (gen !== S.gen) return;
     S.page = { kind: "search" };
     const plate = h("input", { id: "q-plate", name: "plate", value: f.plate, maxlength: "16", autocomplete: "off",
@@ -1336,21 +1389,51 @@
     } else if (!found.items.length) {
       results = h("p", { class: "empty", id: "search-count" }, t("search.none"));
     } else {
+      const row = (item) => h("tr", { "data-id": item.id },
+        h("td", {}, h("a", { href: `#/case/${item.id}` }, `#${item.id}`)),
+        h("td", {}, fmtTime(item.occurred_at)),
+        h("td", {}, t(`type.${item.type}`)),
+        h("td", {}, item.camera),
+        plateCell(item),
+        h("td", {}, measuredShort(item)),
+        h("td", {}, statusBadge(item.status)));
+      const shown = new Set(found.items.map((i) => i.id));
+      let last = found.items[found.items.length - 1].id;
+      const count = h("p", { class: "muted", id: "search-count", role: "status" });
+      const body = h("tbody", {}, found.items.map(row));
+      const more = h("button", { type: "button", class: "secondary", id: "search-more" }, t("search.more"));
+      const counted = (hasMore) => {
+        count.textContent = t(hasMore ? "search.count_more" : "search.count", { count: shown.size });
+        more.hidden = !hasMore;
+      };
+      more.addEventListener("click", async () => {
+        more.disabled = true;
+        let page;
+        try {
+          page = await fetchPage(last);
+        } catch (err) {
+          if (err.status !== 401) banner(err.code ? err.message : t("app.error", { detail: err.message }));
+          return;
+        } finally {
+          more.disabled = false;
+        }
+        if (gen !== S.gen) return;
+        const fresh = page.items.filter((i) => !shown.has(i.id));
+        fresh.forEach((i) => shown.add(i.id));
+        body.append(...fresh.map(row));
+        if (page.items.length) last = page.items[page.items.length - 1].id;
+        counted(page.has_more && page.items.length > 0);
+        body.rows[body.rows.length - fresh.length]?.querySelector("a")?.focus();
+      });
+      counted(found.has_more);
       results = [
-        h("p", { class: "muted", id: "search-count" },
-          t(found.has_more ? "search.count_more" : "search.count", { count: found.items.length })),
+        count,
         h("table", { class: "grid", id: "results" },
           h("caption", { class: "sr-only" }, t("search.title")),
           h("thead", {}, h("tr", {}, ["case", "time", "type", "camera", "plate", "measured", "status"]
             .map((c) => h("th", { scope: "col" }, t(`queue.col.${c}`))))),
-          h("tbody", {}, found.items.map((item) => h("tr", { "data-id": item.id },
-            h("td", {}, h("a", { href: `#/case/${item.id}` }, `#${item.id}`)),
-            h("td", {}, fmtTime(item.occurred_at)),
-            h("td", {}, t(`type.${item.type}`)),
-            h("td", {}, item.camera),
-            h("td", { class: "plate" }, item.plate || t("case.plate_unreadable")),
-            h("td", {}, measuredShort(item)),
-            h("td", {}, statusBadge(item.status)))))),
+          body),
+        h("p", {}, more),
       ];
     }
     main().replaceChildren(
@@ -1398,7 +1481,7 @@
         h("td", {}, fmtTime(i.occurred_at)),
         h("td", {}, t(`type.${i.type}`)),
         h("td", {}, i.camera),
-        h("td", { class: "plate" }, i.plate || t("case.plate_unreadable")),
+        plateCell(i),
         h("td", {}, statusBadge(i.status)),
         h("td", {}, t(`deadline.${d.name}`), h("div", { class: "muted" }, fmtTime(d.due_at))),
         h("td", {}, h("span", { class: `deadline dl-${d.state}` }, h("span", { class: "dl-state" }, t(`deadline.${d.state}`)))))))))
@@ -1411,7 +1494,7 @@
         h("td", {}, fmtTime(i.occurred_at)),
         h("td", {}, t(`type.${i.type}`)),
         h("td", {}, i.camera),
-        h("td", { class: "plate" }, i.plate || t("case.plate_unreadable")),
+        plateCell(i),
         h("td", {}, statusBadge(i.status)))))) : h("p", { class: "empty" }, t("deadlines.awaiting_empty"));
     main().replaceChildren(
       h("div", { class: "page-head" }, h("h1", {}, t("deadlines.title")), h("p", { class: "muted" }, t("deadlines.intro"))),
@@ -1849,7 +1932,7 @@
       const [x, y] = project(c.latitude, c.longitude);
       const st = stateOf(c);
       map.append(svg("g", { class: `cam cam-${st}`, "data-camera": c.camera, "data-state": st },
-        svg("title", {}, `${cameraName(c)}: ${t(`cam.${st}`)}${c.reason ? ` (${c.reason})` : ""}`),
+        svg("title", {}, `${cameraName(c)}: ${t(`cam.${st}`)}${c.reason ? ` (${healthReason(c.reason)})` : ""}`),
         svg("circle", { cx: x, cy: y, r: 9 }),
         svg("text", { x: x + 13, y: y + 4, class: "cam-label" }, c.camera)));
     }
@@ -1858,6 +1941,26 @@
     $("#legend").replaceChildren(h("ul", { class: "legend", "aria-label": t("ioc.legend") },
       ["up", "stalled", "view_shifted", "down", "offline"].map((st) => h("li", {},
         h("span", { class: `dot cam-${st}`, "aria-hidden": "true" }), t(`cam.${st}`)))));
+  }
+
+  // The reasons an edge (edge/sources.py) or central (central/records.py) gives for a
+  // camera's state in fixed words, in the reader's language; any other (an error's own
+  // text) is shown as written.
+  const HEALTH_REASONS = {
+    "node offline": "ioc.reason.node_offline",
+    "not in the node's status: not running on the node": "ioc.reason.not_in_status",
+    "streaming": "ioc.reason.streaming",
+    "not started": "ioc.reason.not_started",
+    "no frame within the stall timeout": "ioc.reason.stall_timeout",
+    "only corrupt frames": "ioc.reason.only_corrupt_frames",
+    "end of file": "ioc.reason.end_of_file",
+    "end of file, looping": "ioc.reason.end_of_file_looping",
+    "no frame could be read from the file": "ioc.reason.no_frame_in_file",
+    "stream failed": "ioc.reason.stream_failed",
+  };
+
+  function healthReason(reason) {
+    return Object.hasOwn(HEALTH_REASONS, reason) ? t(HEALTH_REASONS[reason]) : reason;
   }
 
   function drawCameraTable() {
@@ -1870,7 +1973,7 @@
           h("td", {}, h("strong", {}, c.name || c.camera), c.name ? h("div", { class: "muted small" }, c.camera) : null),
           h("td", {}, c.place || t("misc.none")),
           h("td", {}, h("span", { class: `state cam-${st}` }, h("span", { class: "dot", "aria-hidden": "true" }), t(`cam.${st}`))),
-          h("td", {}, c.reason || t("misc.none")), h("td", {}, fmtNum(c.fps)), h("td", { title: fmtTime(c.updated_at) }, fmtClock(c.updated_at)));
+          h("td", { lang: c.reason && !Object.hasOwn(HEALTH_REASONS, c.reason) ? "en" : null }, c.reason ? healthReason(c.reason) : t("misc.none")), h("td", {}, fmtNum(c.fps)), h("td", { title: fmtTime(c.updated_at) }, fmtClock(c.updated_at)));
       }))));
   }
 
