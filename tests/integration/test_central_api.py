@@ -133,6 +133,7 @@ ROUTE_ROLES: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/review/queue"): REVIEW,
     ("GET", "/api/v1/review/deadlines"): REVIEW,
     ("GET", "/api/v1/ui/queue"): REVIEW,
+    ("GET", "/api/v1/ui/plate"): REVIEW,
     ("GET", "/api/v1/ui/cases/{violation_id}"): {"officer", "supervisor", "admin"},
     ("GET", "/api/v1/audit"): MANAGE,
     ("GET", "/api/v1/audit/verify"): MANAGE,
@@ -190,6 +191,8 @@ def _request(
         body = {"action": "start_review", "version": 999}  # a stale version: 409, not 403
     elif path == "/api/v1/feed":
         params = {"max_events": 1, "max_seconds": 0.1}
+    elif path == "/api/v1/ui/plate":
+        params = {"text": "51F-123.45"}
     elif path == "/api/v1/events/known":
         body = {"event_ids": [new_event_id()]}
     elif path == "/api/v1/evidence/{sha256}" and method == "PUT":
