@@ -117,7 +117,9 @@ class Node(Base):
     # an older one is refused as replayed.
     status_session_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     status_sequence: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    status_will_taken: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # (The database's default only: an insert names the column only when it is given, as
+    # a row written against the schema before it must not.)
+    status_will_taken: Mapped[bool] = mapped_column(Boolean, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 
 
