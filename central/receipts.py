@@ -14,9 +14,10 @@ The same lookup answers a node's reconciliation question (``known_event_ids``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -48,6 +49,8 @@ from roadwatch.contract.models import (
 # Refusals no re-send can change, told back to the node (the others it sends again until
 # they are taken, as a clock put right makes one from_the_future good).
 FINAL = {Quarantined.REVOKED_KEY: RefusalCode.REVOKED_KEY}
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,14 +120,12 @@ def receipt_messages(held: Sequence[HeldEvent], sent_at: datetime) -> list[Recei
                 evidence_complete=h.evidence_complete,
             )
         )
-    out: list[ReceiptMessage] = []
-    for (site, node), receipts in sorted(by_node.items()):
-        topic = node_topic(site, node, NodeTopic.RECEIPT)
-        for start in range(0, len(receipts), MAX_RECEIPTS_PER_BATCH):
-            chunk = receipts[start : start + MAX_RECEIPTS_PER_BATCH]
-            batch = ReceiptBatch(site=site, node=node, sent_at=sent_at, receipts=chunk)
-            out.append(ReceiptMessage(topic=topic, payload=to_wire(batch), count=len(chunk)))
-    return out
+    return _batched(
+        by_node,
+        lambda site, node, chunk: ReceiptBatch(
+            site=site, node=node, sent_at=sent_at, receipts=chunk
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,13 +168,26 @@ def refusal_messages(refusals: Sequence[NodeRefusal], sent_at: datetime) -> list
     by_node: dict[tuple[str, str], list[EventRefusal]] = {}
     for r in refusals:
         by_node.setdefault((r.site, r.node), []).append(r.refusal)
+    return _batched(
+        by_node,
+        lambda site, node, chunk: RefusalBatch(
+            site=site, node=node, sent_at=sent_at, refused=chunk
+        ),
+    )
+
+
+def _batched(
+    by_node: dict[tuple[str, str], list[T]],
+    batch: Callable[[str, str, list[T]], ReceiptBatch | RefusalBatch],
+) -> list[ReceiptMessage]:
+    """Each node's items cut into contract-sized batches on its receipt topic."""
     out: list[ReceiptMessage] = []
-    for (site, node), chunked in sorted(by_node.items()):
+    for (site, node), items in sorted(by_node.items()):
         topic = node_topic(site, node, NodeTopic.RECEIPT)
-        for start in range(0, len(chunked), MAX_RECEIPTS_PER_BATCH):
-            chunk = chunked[start : start + MAX_RECEIPTS_PER_BATCH]
-            batch = RefusalBatch(site=site, node=node, sent_at=sent_at, refused=chunk)
-            out.append(ReceiptMessage(topic=topic, payload=to_wire(batch), count=len(chunk)))
+        for start in range(0, len(items), MAX_RECEIPTS_PER_BATCH):
+            chunk = items[start : start + MAX_RECEIPTS_PER_BATCH]
+            payload = to_wire(batch(site, node, chunk))
+            out.append(ReceiptMessage(topic=topic, payload=payload, count=len(chunk)))
     return out
 
 
