@@ -568,6 +568,7 @@ def store_checked(
     # An id again in the same batch is sorted against what is then stored, as in a later
     # batch: the same content is a duplicate, another content a reused id.
     again: list[tuple[ViolationEvent, bytes, Message]] = []
+    _lock_status_nodes(session, checked)
     for item in checked:
         message, outcome = item.message, item.outcome
         if isinstance(outcome, Refusal):
@@ -838,6 +839,19 @@ def _record_traffic(session: Session, stats: TrafficStats) -> int:
 
 def _silent(heard: datetime | None, now: datetime, silent_after: timedelta) -> bool:
     return heard is not None and now - heard > silent_after
+
+
+def _lock_status_nodes(session: Session, checked: Sequence[Checked]) -> None:
+    """Lock the nodes the batch has statuses of, in one order (by site and node): two
+    ingests storing batches with statuses of the same nodes then wait for each other
+    instead of each holding a node the other waits for (a deadlock)."""
+    nodes = sorted(
+        {(o.site, o.node) for o in (item.outcome for item in checked) if isinstance(o, NodeStatus)}
+    )
+    for site, node in nodes:
+        session.execute(
+            select(Node.id).where(Node.site == site, Node.node == node).with_for_update()
+        )
 
 
 def _record_status(

@@ -980,3 +980,39 @@ def test_serve_with_ingest_in_one_process(
     assert metrics.status_code == 200
     assert 'roadwatch_ingest_outcomes_total{outcome="accepted"} 1.0' in metrics.text
     assert refused.status_code == 401
+
+
+def test_a_batch_locks_the_nodes_of_its_statuses_in_one_order(
+    central_db: CentralDb, make_node: Callable[..., NodeIdentity]
+) -> None:
+    """Two ingests each take every status: a batch locks the nodes it has statuses of by
+    site and node before it stores any, whatever order they came in, so two batches
+    never each hold a node the other waits for (on PostgreSQL, a deadlock)."""
+    from sqlalchemy import event
+
+    from central.db import session_factory, transaction
+    from central.intake import Message
+    from central.records import Checked, store_checked
+    from roadwatch.contract.wire import parse_payload
+
+    site = f"t{uuid.uuid4().hex[:10]}"
+    later, first = make_node(site, "node-b"), make_node(site, "node-a")
+    checked = [
+        Checked(Message(node_topic(n.site, n.node, NodeTopic.STATUS), b"{}"), status)
+        for n in (later, first)
+        for status in [parse_payload(NodeStatus, _placed(n, T0, 1))]
+    ]
+    named: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM nodes" in statement:
+            named.extend(n for n in ("node-a", "node-b") if n in str(params))
+
+    event.listen(central_db.engine, "before_cursor_execute", seen)
+    try:
+        with transaction(session_factory(central_db.engine)) as session:
+            stored = store_checked(session, checked)
+    finally:
+        event.remove(central_db.engine, "before_cursor_execute", seen)
+    assert stored.statuses == 2
+    assert named[:2] == ["node-a", "node-b"], named
