@@ -151,6 +151,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     kadd.set_defaults(func=_node_key_add)
     krevoke.set_defaults(func=_node_key_revoke)
 
+    order = nsub.add_parser(
+        "status-order",
+        help="the place of the newest status taken from a node: reset it",
+        description="Central refuses a status placed before the newest one it took from the"
+        " node (quarantined as replayed). A node put back to a version that sends statuses"
+        " without their place, or whose last session central holds was begun by a wrong"
+        " clock, has every status refused so: reset the place held and the node's next"
+        " status is taken, whatever its place.",
+    )
+    osub = order.add_subparsers(dest="order_command", metavar="SUBCOMMAND", required=True)
+    oreset = osub.add_parser("reset", help="forget the place held: the next status is taken")
+    oreset.add_argument("--site", required=True)
+    oreset.add_argument("--node", required=True)
+    oreset.set_defaults(func=_node_status_order_reset)
+
     files = csub.add_parser(
         "broker-files",
         help="write Mosquitto's password and ACL files (and TLS files) from the node registry",
@@ -585,6 +600,35 @@ def _node_key_revoke(args: argparse.Namespace) -> int:
     else:
         since = revoked_at.isoformat(timespec="seconds")
         print(f"the cases it signed that central received from {since} on are flagged")
+    return 0
+
+
+def _node_status_order_reset(args: argparse.Namespace) -> int:
+    from central.db import session_factory, transaction
+    from central.records import append_audit, reset_status_order
+
+    _settings, engine = _engine()
+    try:
+        with transaction(session_factory(engine)) as session:
+            held = reset_status_order(session, site=args.site, node=args.node)
+            session_at = held.session_started_at
+            append_audit(
+                session, actor=cli_actor(), action="node_status_order_reset",
+                detail={"site": args.site, "node": args.node,
+                        "session_started_at": None if session_at is None
+                        else session_at.isoformat(),
+                        "sequence": held.sequence},
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+    if session_at is None:
+        print(f"node {args.site}/{args.node} had no status place held: its next status is taken")
+    else:
+        print(
+            f"node {args.site}/{args.node}: the place held (status {held.sequence} of the session"
+            f" begun {session_at.isoformat(timespec='milliseconds')}) is forgotten; its next"
+            " status is taken"
+        )
     return 0
 
 

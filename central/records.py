@@ -854,6 +854,18 @@ def _lock_status_nodes(session: Session, checked: Sequence[Checked]) -> None:
         )
 
 
+def reset_status_order(session: Session, *, site: str, node: str) -> HeldOrder:
+    """Forget the place of the newest status taken from the node, so that its next status
+    is taken whatever its place (a node put back to a version that sends statuses without
+    one, or with a session before the one held); returns the order forgotten."""
+    found = _node(session, site, node)
+    held = HeldOrder(found.status_session_at, found.status_sequence, bool(found.status_will_taken))
+    found.status_session_at = None
+    found.status_sequence = None
+    found.status_will_taken = False
+    return held
+
+
 def _record_status(
     session: Session, status: NodeStatus, silent_after: timedelta
 ) -> Placing | Refusal:

@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,81 @@ def test_a_nodes_keys_are_listed_added_and_revoked_from_the_command_line(
     ):  # fmt: skip
         code, _, err = central(*args)
         assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_nodes_status_order_is_reset_from_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A node put back to a version whose statuses central refuses as replayed (without
+    their place, or a session before the one held) is taken again once the operator resets
+    the place held; the reset is audited under the account that ran it."""
+    from datetime import timedelta
+
+    from central.cli import cli_actor
+    from central.intake import Message
+    from central.records import Checked, store_checked
+    from roadwatch.contract import (
+        CameraHealth,
+        CameraState,
+        NodeState,
+        NodeStatus,
+        NodeTopic,
+        node_topic,
+    )
+    from roadwatch.contract.signing import load_private_key, sign
+    from tests.factories import T0
+
+    assert main(["edge", "keygen", "--out", str(tmp_path / "node")]) == 0
+    for name, value in _env(tmp_path).items():
+        if name.startswith("ROADWATCH_"):
+            monkeypatch.setenv(name, value)
+    at = ["--site", "ql13-km22", "--node", "node-01"]
+    assert main(["central", "node", "add", *at, "--public-key", str(tmp_path / "node.pub")]) == 0
+    key = load_private_key(tmp_path / "node.key")
+
+    def status(session_at: datetime | None, sequence: int | None) -> NodeStatus:
+        return sign(
+            NodeStatus(
+                site="ql13-km22", node="node-01", state=NodeState.ONLINE, sent_at=T0,
+                cameras=[CameraHealth(camera="cam-01", state=CameraState.UP)],
+                session_started_at=session_at, sequence=sequence,
+            ),
+            key,
+        )  # fmt: skip
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'central.db'}")
+    message = Message(node_topic("ql13-km22", "node-01", NodeTopic.STATUS), b"{}")
+
+    def stored(sent: NodeStatus) -> tuple[int, int]:
+        with session_factory(engine).begin() as session:
+            result = store_checked(session, [Checked(message, sent)])
+        return result.statuses, len(result.late_refusals)
+
+    try:
+        assert stored(status(T0, 5)) == (1, 0)
+        # Put back to a version without the place, and to a session before: refused.
+        assert stored(status(None, None)) == (0, 1)
+        assert stored(status(T0 - timedelta(days=1), 1)) == (0, 1)
+        capsys.readouterr()
+        assert main(["central", "node", "status-order", "reset", *at]) == 0
+        out = capsys.readouterr().out
+        assert "(status 5 of the session begun 2026-11-23T07:03:05.120+00:00)" in out, out
+        assert "its next status is taken" in out
+        assert stored(status(T0 - timedelta(days=1), 1)) == (1, 0)
+        with session_factory(engine)() as session:
+            audited = session.execute(
+                select(AuditEntry.actor, AuditEntry.detail).where(
+                    AuditEntry.action == "node_status_order_reset"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    assert [actor for actor, _ in audited] == [cli_actor()]
+    assert cli_actor().startswith("cli")
+    detail = json.loads(audited[0][1])
+    assert (detail["node"], detail["sequence"]) == ("node-01", 5)
+    assert main(["central", "node", "status-order", "reset", "--site", "x", "--node", "n1"]) == 2
+    assert "no node x/n1" in capsys.readouterr().err
 
 
 def test_node_add_and_create_user(
