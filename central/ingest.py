@@ -46,6 +46,7 @@ from central.records import (
     store_checked,
 )
 from central.settings import Settings
+from central.status_order import HeldOrder
 from roadwatch.contract import (
     CameraTopic,
     NodeStatus,
@@ -135,6 +136,8 @@ class IngestService:
         self._partitions_retry_at = 0.0
         self.metrics = metrics or IngestMetrics()
         self._queue: queue.Queue[_Delivery] = queue.Queue()
+        # The newest place of each node's statuses this ingest received (the writer's).
+        self._received: dict[tuple[str, str], HeldOrder] = {}
         # Two checked batches at most wait for the writer: the checker keeps ahead of the
         # database without holding more than it must in memory.
         self._checked: queue.Queue[_CheckedBatch] = queue.Queue(maxsize=2)
@@ -505,13 +508,19 @@ class IngestService:
             self.refusals_sent += message.count
 
     def _store(self, checked: list[Checked]) -> BatchResult:
+        # (Brought up to date once the batch is committed: one not committed is delivered
+        # again, in the same order.)
+        received = dict(self._received)
         with transaction(self._sessions) as session:
-            return store_checked(
+            result = store_checked(
                 session,
                 checked,
                 completeness=False,
                 silent_after=self.settings.silent_after,
+                received=received,
             )
+        self._received = received
+        return result
 
     def _store_singly(self, checked: list[Checked]) -> BatchResult:
         from central.intake import Refusal, RefusalCode

@@ -33,7 +33,8 @@ class IngestMetrics:
         self.outcomes = Counter(
             "roadwatch_ingest_outcomes",
             "Ingest outcomes: accepted, duplicate, traffic, status, status_repeated (the"
-            " status held, again: not applied), unsigned (traffic or status taken without a"
+            " status held, again, or one an ingest behind another receives after it: not"
+            " applied), unsigned (traffic or status taken without a"
             " signature while nodes are upgraded), unsequenced (a status taken without its"
             " position in the node's order, likewise), or a quarantine reason",
             ["outcome"],

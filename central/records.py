@@ -560,9 +560,12 @@ def store_checked(
     *,
     completeness: bool = True,
     silent_after: timedelta = SILENT_AFTER,
+    received: dict[tuple[str, str], HeldOrder] | None = None,
 ) -> BatchResult:
     """Store a checked batch in the caller's transaction (see ``record_batch``);
-    ``silent_after``: see ``central.health``."""
+    ``silent_after``: see ``central.health``. ``received``: the newest place of each node's
+    statuses this ingest has received, its own order (see ``_record_status``), brought up
+    to date with the batch."""
     result = BatchResult()
     violations: dict[str, tuple[ViolationEvent, bytes, Message]] = {}
     # An id again in the same batch is sorted against what is then stored, as in a later
@@ -582,7 +585,7 @@ def store_checked(
         elif isinstance(outcome, TrafficStats):
             result.traffic += _record_traffic(session, outcome)
         else:
-            placed = _record_status(session, outcome, silent_after)
+            placed = _record_status(session, outcome, silent_after, received)
             if isinstance(placed, Refusal):
                 quarantine(session, message, placed)
                 result.refuse(placed.code)
@@ -867,12 +870,30 @@ def reset_status_order(session: Session, *, site: str, node: str) -> HeldOrder:
 
 
 def _record_status(
-    session: Session, status: NodeStatus, silent_after: timedelta
+    session: Session,
+    status: NodeStatus,
+    silent_after: timedelta,
+    received: dict[tuple[str, str], HeldOrder] | None = None,
 ) -> Placing | Refusal:
     """Apply a node's status (or its last will) and the health of its cameras, where it is
     newer than the status held (``central.status_order``); a camera the status leaves out
-    is ``unknown``. An older one is refused as replayed, the one held again left as it is."""
+    is ``unknown``. An older one is refused as replayed, the one held again left as it is.
+
+    Each ingest receives every status (the subscription cannot be shared: a broker hands
+    no retained message to one), so an ingest behind another gets statuses older than the
+    one held. Its copy cannot be told from a replay by what it says, only by the order it
+    comes in: a broker delivers a node's statuses to each subscriber in the order the node
+    sent them, so one older than what the ingest itself ``received`` of the node is out of
+    order there (published again: ``replayed``); one newer than that, in order, was
+    superseded by what another ingest took (not applied, counted as repeated)."""
     now = utcnow()
+    mine: Placing | None = None
+    if received is not None and status.signature is not None and status.sequence is not None:
+        key = (status.site, status.node)
+        own = place(status, received.get(key, HeldOrder()))
+        mine = own.placing
+        if mine is Placing.TAKEN:
+            received[key] = own.order
     # (Locked: another ingest takes the same statuses, each from its own subscription.)
     node = session.scalar(
         select(Node).where(Node.site == status.site, Node.node == status.node).with_for_update()
@@ -882,6 +903,8 @@ def _record_status(
     held = HeldOrder(node.status_session_at, node.status_sequence, bool(node.status_will_taken))
     placed = place(status, held)
     if placed.placing is Placing.REPLAYED:
+        if mine is not None and mine is not Placing.REPLAYED:
+            return Placing.REPEATED  # in order here: superseded, not published again
         return Refusal(RefusalCode.REPLAYED, placed.reason)
     if placed.placing is Placing.REPEATED:
         return Placing.REPEATED

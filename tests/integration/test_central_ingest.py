@@ -982,6 +982,49 @@ def test_serve_with_ingest_in_one_process(
     assert refused.status_code == 401
 
 
+def test_an_ingest_behind_another_counts_the_statuses_it_took_as_superseded(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    publisher: Publisher,
+) -> None:
+    """Each ingest receives every status. One stopped while another takes the node's
+    statuses gets them, in order, when it is back: older than the one held, they are
+    superseded (counted as repeated, not applied), not quarantined as replayed. A status
+    published again after them is out of order for both, and replayed for both."""
+    node = make_node()
+    settings = ingest_settings(central_settings, mqtt_broker, node.site)
+    behind = settings.model_copy(update={"mqtt_client_id": f"{settings.mqtt_client_id}-b"})
+    topic = node_topic(node.site, node.node, NodeTopic.STATUS)
+    first, second = _placed(node, T0, 1), _placed(node, T0, 2)
+
+    def outcome(ingest: IngestService, name: str) -> float:
+        counted = ingest.metrics.registry.get_sample_value
+        return counted("roadwatch_ingest_outcomes_total", {"outcome": name}) or 0.0
+
+    with IngestService(behind, central_db.engine) as late:
+        assert late.wait_ready(10), "ingest did not subscribe"
+    with IngestService(settings, central_db.engine) as ahead:
+        assert ahead.wait_ready(10), "ingest did not subscribe"
+        publisher.publish(topic, first)
+        publisher.publish(topic, second)
+        wait_for("both taken", lambda: outcome(ahead, "status") == 2)
+        with IngestService(behind, central_db.engine) as late:
+            assert late.wait_ready(10), "ingest did not subscribe"
+            wait_for("both superseded", lambda: outcome(late, "status_repeated") == 2)
+            assert outcome(late, "quarantined_replayed") == 0
+            publisher.publish(topic, first)  # published again: out of order for both
+            for ingest in (ahead, late):
+                wait_for("replayed", lambda: outcome(ingest, "quarantined_replayed") == 1)  # noqa: B023
+            assert outcome(late, "status") == 0
+    with central_db.session() as s:
+        rows = s.execute(
+            select(Quarantine.reason_code, Quarantine.times).where(Quarantine.topic == topic)
+        ).all()
+    assert [tuple(row) for row in rows] == [("replayed", 2)]
+
+
 def test_a_batch_locks_the_nodes_of_its_statuses_in_one_order(
     central_db: CentralDb, make_node: Callable[..., NodeIdentity]
 ) -> None:
