@@ -507,6 +507,25 @@ def test_a_node_killed_is_shown_offline_by_its_last_will(
     assert _quarantined(central_db, node.site) == []
 
 
+def _rotate_key(central_db: CentralDb, node: NodeIdentity, *, reason: str) -> Ed25519PrivateKey:
+    """A new key registered for ``node`` and its old one revoked, as an admin rotates."""
+    from central.db import session_factory, transaction
+    from central.records import add_node_key, revoke_node_key
+    from roadwatch.contract.signing import key_fingerprint, public_key_pem
+
+    new_key = generate_private_key()
+    with transaction(session_factory(central_db.engine)) as s:
+        add_node_key(
+            s, site=node.site, node=node.node,
+            public_key_pem=public_key_pem(new_key.public_key()).decode("ascii"),
+        )  # fmt: skip
+        revoke_node_key(
+            s, site=node.site, node=node.node,
+            fingerprint=key_fingerprint(node.key.public_key()), reason=reason,
+        )  # fmt: skip
+    return new_key
+
+
 def test_traffic_minutes_not_sent_before_a_rotation_are_taken_after_the_old_key_is_revoked(
     central_db: CentralDb,
     central_settings: Settings,
@@ -520,11 +539,8 @@ def test_traffic_minutes_not_sent_before_a_rotation_are_taken_after_the_old_key_
     still in its outbox (its link down), and the old key is revoked: the node signs that
     minute again with its new key when it starts, and central stores it instead of
     quarantining it as revoked_key."""
-    from central.db import session_factory, transaction
-    from central.records import add_node_key, revoke_node_key
     from edge.delivery_config import DeliveryConfig
     from edge.delivery_service import DeliveryService
-    from roadwatch.contract.signing import key_fingerprint, public_key_pem
 
     node = make_node()
     settings = ingest_settings(central_settings, mqtt_broker, node.site)
@@ -540,16 +556,7 @@ def test_traffic_minutes_not_sent_before_a_rotation_are_taken_after_the_old_key_
     before = DeliveryService.from_config(config, key=node.key)
     assert before.submit_traffic(_traffic(node).model_copy(update={"signature": None}))
     before.stop(timeout_s=1)  # (never started: the minute stays in the outbox, not sent)
-    new_key = generate_private_key()
-    with transaction(session_factory(central_db.engine)) as s:
-        add_node_key(
-            s, site=node.site, node=node.node,
-            public_key_pem=public_key_pem(new_key.public_key()).decode("ascii"),
-        )  # fmt: skip
-        revoke_node_key(
-            s, site=node.site, node=node.node,
-            fingerprint=key_fingerprint(node.key.public_key()), reason="rotated",
-        )  # fmt: skip
+    new_key = _rotate_key(central_db, node, reason="rotated")
     after = DeliveryService.from_config(config, key=new_key)
     with IngestService(settings, central_db.engine) as ingest:
         assert ingest.wait_ready(10), "ingest did not subscribe"
@@ -574,11 +581,8 @@ def test_a_violation_signed_with_a_key_revoked_since_is_refused_for_good_and_kep
     receipt topic; the node keeps the event as refused, with central's reason (nothing
     lost), and stops sending it, where before it sent it again forever. One central held
     from before the revocation, sent again, gets its receipt instead."""
-    from central.db import session_factory, transaction
-    from central.records import add_node_key, revoke_node_key
     from edge.delivery_config import DeliveryConfig
     from edge.delivery_service import DeliveryService
-    from roadwatch.contract.signing import key_fingerprint, public_key_pem
 
     node = make_node()
     settings = ingest_settings(central_settings, mqtt_broker, node.site)
@@ -601,16 +605,7 @@ def test_a_violation_signed_with_a_key_revoked_since_is_refused_for_good_and_kep
     for event in (held, stranded):
         before.outbox.put_violation(event, [])
     before.stop(timeout_s=1)
-    new_key = generate_private_key()
-    with transaction(session_factory(central_db.engine)) as s:
-        add_node_key(
-            s, site=node.site, node=node.node,
-            public_key_pem=public_key_pem(new_key.public_key()).decode("ascii"),
-        )  # fmt: skip
-        revoke_node_key(
-            s, site=node.site, node=node.node,
-            fingerprint=key_fingerprint(node.key.public_key()), reason="revoked too early",
-        )  # fmt: skip
+    new_key = _rotate_key(central_db, node, reason="revoked too early")
     after = DeliveryService.from_config(config, key=new_key)
     with IngestService(settings, central_db.engine) as ingest:
         assert ingest.wait_ready(10), "ingest did not subscribe"
