@@ -17,6 +17,9 @@ from central.settings import Settings
 SILENT_AFTER = timedelta(seconds=Settings.model_fields["status_silent_s"].default)
 SILENT = "silent"
 UNKNOWN = "unknown"
+# A node clock further off central's than this is flagged, as the node's own check of its
+# clock against central's answers says it in its log (edge.uploader.CLOCK_TOLERANCE_S).
+CLOCK_TOLERANCE_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,16 @@ def node_health(node: Node, now: datetime, silent_after: timedelta) -> Health:
     if node.state == "online" and heard is not None and now - heard > silent_after:
         return Health(SILENT, _silent_reason(now - heard), heard + silent_after)
     return Health(node.state, "", node.updated_at)
+
+
+def clock_offset_s(node: Node) -> float | None:
+    """How far the node's clock was ahead (+) of central's, or behind (-), at its last
+    status: the status's time less central's on receipt (network delay makes it a little
+    low, hence the tolerance); None before any status."""
+    sent, received = node.status_sent_at, node.status_received_at
+    if sent is None or received is None:
+        return None
+    return round((sent - received).total_seconds(), 1)
 
 
 def camera_health(camera: Camera, now: datetime, silent_after: timedelta) -> Health:

@@ -184,6 +184,14 @@ class NodeOut(BaseModel):
     status_received_at: datetime | None = Field(
         description="When central received the last status, central's clock"
     )
+    clock_offset_s: float | None = Field(
+        description="How far the node's clock was ahead (+) of central's or behind (-) at its"
+        " last status (its time less central's on receipt); null before any status"
+    )
+    clock_off: bool = Field(
+        description="The node's clock is more than 60 s off central's: the times on its"
+        " evidence are off as much until it is put right"
+    )
     status: dict[str, Any] | None = Field(description="The node's last NodeStatus")
     updated_at: datetime
 

@@ -34,12 +34,14 @@ pytestmark = pytest.mark.integration
 SILENT_AFTER = timedelta(seconds=120)  # (central's default)
 
 
-def report(db: CentralDb, node: NodeIdentity, cameras: list[str]) -> None:
+def report(
+    db: CentralDb, node: NodeIdentity, cameras: list[str], *, sent_at: datetime = T0
+) -> None:
     status = NodeStatus(
         site=node.site,
         node=node.node,
         state=NodeState.ONLINE,
-        sent_at=T0,
+        sent_at=sent_at,
         cameras=[CameraHealth(camera=c, state=CameraState.UP, fps=25.0) for c in cameras],
         **status_position(),
     )
@@ -161,3 +163,29 @@ def test_every_read_of_health_spells_its_times_alike(
     assert feature["seen_at"] == listed["seen_at"]
     assert camera["updated_at"] == listed["updated_at"]
     assert node_event["updated_at"] == mine["updated_at"]
+
+
+@pytest.mark.parametrize(
+    ("sent_ago_s", "offset_near", "off"),
+    [(0, 0, False), (-600, 600, True), (3600, -3600, True)],
+)
+def test_a_nodes_clock_off_centrals_is_flagged_in_the_node_list(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+    sent_ago_s: float,
+    offset_near: float,
+    off: bool,
+) -> None:
+    """A node whose clock is off stamps its evidence as much off: the node list gives the
+    offset at its last status (its time less central's on receipt) and flags one over the
+    tolerance, which a little network delay stays well inside."""
+    node = make_node()
+    ioc = accounts["ioc"].headers
+    [before] = [n for n in api.get("/api/v1/nodes", headers=ioc).json() if n["site"] == node.site]
+    assert (before["clock_offset_s"], before["clock_off"]) == (None, False)
+    report(central_db, node, ["cam-01"], sent_at=utcnow() - timedelta(seconds=sent_ago_s))
+    [mine] = [n for n in api.get("/api/v1/nodes", headers=ioc).json() if n["site"] == node.site]
+    assert abs(mine["clock_offset_s"] - offset_near) < 5
+    assert mine["clock_off"] is off

@@ -18,10 +18,25 @@ import pytest
 from playwright.sync_api import expect
 
 from central.db import session_factory, transaction
-from central.records import register_node
+from central.intake import Message
+from central.records import KeyCache, record_batch, register_node
 from roadwatch.case_package import verify_package
-from roadwatch.contract import CameraState, ViolationType
-from roadwatch.contract.signing import generate_private_key, key_fingerprint, public_key_pem
+from roadwatch.contract import (
+    CameraState,
+    NodeState,
+    NodeStatus,
+    NodeTopic,
+    ViolationType,
+    node_topic,
+    to_wire,
+)
+from roadwatch.contract.signing import (
+    generate_private_key,
+    key_fingerprint,
+    public_key_pem,
+    sign,
+)
+from tests.factories import status_position
 from tests.ui_fixtures import (
     CAMERAS,
     PASSWORD,
@@ -368,12 +383,25 @@ def test_an_admin_adds_a_nodes_new_key_and_revokes_its_old_one(
     """The edge nodes page: a node's keys with their state; a new key pasted in is added
     (its earlier key stays in force), a key added twice is refused in a banner, and the
     old key is revoked with its reason and the time it is revoked from."""
-    old, new = generate_private_key().public_key(), generate_private_key().public_key()
+    old_key = generate_private_key()
+    old, new = old_key.public_key(), generate_private_key().public_key()
     site = f"t{int(time.time() * 1000) % 10**9}"
     with transaction(session_factory(ui_server.engine)) as session:
         register_node(
             session, site=site, node="node-07", public_key_pem=public_key_pem(old).decode()
         )
+    # Its clock an hour behind central's: said on its section.
+    late = NodeStatus(
+        site=site,
+        node="node-07",
+        state=NodeState.ONLINE,
+        sent_at=datetime.now(UTC) - timedelta(hours=1),
+        **status_position(),
+    )
+    topic = node_topic(site, "node-07", NodeTopic.STATUS)
+    with transaction(session_factory(ui_server.engine)) as session:
+        taken = record_batch(session, [Message(topic, to_wire(sign(late, old_key)))], KeyCache())
+        assert not taken.quarantined
     name, old_fp, new_fp = f"{site}/node-07", key_fingerprint(old), key_fingerprint(new)
     page = new_page(browser, errors)
     login(page, ui_server, "admin")
@@ -381,6 +409,7 @@ def test_an_admin_adds_a_nodes_new_key_and_revokes_its_old_one(
     expect(page.get_by_role("heading", name="Thiết bị biên và khóa ký")).to_be_visible()
     node = page.locator(f"section.node[data-node='{name}']")
     expect(node.get_by_role("heading", name=name)).to_be_visible()
+    expect(node.locator(".node-clock")).to_contain_text("Đồng hồ của thiết bị lệch -3600 giây")
     expect(node.locator("tbody tr")).to_have_count(1)
     expect(node.locator(f"tr[data-key='{old_fp}']")).to_contain_text("Đang hiệu lực")
 

@@ -1830,6 +1830,8 @@
       h("h2", { id: `h-node-${i}` }, name, " ",
         h("span", { class: `badge node-${n.state}` }, t(`nodes.state_${NODE_STATES.includes(n.state) ? n.state : "unknown"}`))),
       h("p", { class: "muted" }, t("nodes.last_status", { at: fmtTime(n.status_sent_at) })),
+      n.clock_off ? h("p", { class: "banner warn node-clock" }, t("nodes.clock_off", {
+        offset: `${n.clock_offset_s > 0 ? "+" : ""}${Math.round(n.clock_offset_s)}` })) : null,
       h("table", { class: "grid node-keys" },
         h("thead", {}, h("tr", {}, ["nodes.fingerprint", "nodes.added_at", "nodes.state", "nodes.actions"]
           .map((key) => h("th", { scope: "col" }, t(key))))),
