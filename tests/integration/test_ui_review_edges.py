@@ -194,6 +194,27 @@ def set_session(page: Any, change: str) -> None:
     )
 
 
+def test_a_session_is_renewed_while_the_officer_reads_the_evidence(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """An officer zooming into the evidence for long makes no call: a key pressed with the
+    token nearly run out renews it, so they are not logged out mid-case."""
+    vid = ui_server.add_case(camera="ql13-km22")
+    page = open_page(browser, errors, ui_server, "officer")
+    page.clock.install()
+    page.goto(f"{ui_server.url}/ui/#/case/{vid}")
+    expect(page.get_by_role("heading", name=f"Hồ sơ #{vid}")).to_be_visible()
+    stored = "JSON.parse(sessionStorage.getItem('rw.session')).expiresAt"
+    issued = page.evaluate(stored)
+    page.clock.fast_forward(int(issued - page.evaluate("Date.now()")) - 2 * 60_000)
+    page.keyboard.press("Z")  # (zoom the plate: no call)
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while page.evaluate(stored) == issued and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert page.evaluate(f"{stored} - Date.now()") > 30 * 60_000
+    page.context.close()
+
+
 def test_a_session_is_renewed_at_work_and_an_ended_one_returns_to_the_case(
     browser: Any, ui_server: UiServer, errors: PageErrors
 ) -> None:

@@ -264,6 +264,12 @@
     await refreshing;
   }
 
+  // Reading evidence (zooming, the clip, keys that call nothing) is work too: any key,
+  // click or wheel renews a token nearly run out, as a call does.
+  for (const kind of ["keydown", "pointerdown", "wheel"]) {
+    document.addEventListener(kind, () => { if (S.session) freshToken(); }, { passive: true });
+  }
+
   function expiresAt(tok) {
     return Date.now() + tok.expires_in * 1000;
   }
