@@ -47,6 +47,11 @@ def clock_offset_s(node: Node) -> float | None:
     return round((sent - received).total_seconds(), 1)
 
 
+def clock_off(offset_s: float | None) -> bool:
+    """Whether a node's clock offset is past the tolerance either way (unknown: not)."""
+    return offset_s is not None and abs(offset_s) > CLOCK_TOLERANCE_S
+
+
 def camera_health(camera: Camera, now: datetime, silent_after: timedelta) -> Health:
     """The camera's state, ``unknown`` once no status has listed it for ``silent_after``."""
     seen = camera.seen_at

@@ -50,7 +50,7 @@ from central.api.schemas import (
     UserUpdate,
     time_text,
 )
-from central.health import CLOCK_TOLERANCE_S, camera_health, clock_offset_s, node_health
+from central.health import camera_health, clock_off, clock_offset_s, node_health
 from central.models import Camera, Node, NodeKey, User, Violation, utcnow
 from central.records import (
     NotRegisteredError,
@@ -331,7 +331,7 @@ def list_nodes(_: RegistryReader, state: StateDep, session: SessionDep) -> list[
                 status_sent_at=n.status_sent_at,
                 status_received_at=n.status_received_at,
                 clock_offset_s=(offset := clock_offset_s(n)),
-                clock_off=offset is not None and abs(offset) > CLOCK_TOLERANCE_S,
+                clock_off=clock_off(offset),
                 status=json.loads(n.status_json) if n.status_json else None,
                 updated_at=health.since,
             )
