@@ -295,13 +295,12 @@ class LivePipeline:
         for det_config, group in by_model.values():
             detected = self._detect(self.detectors.get(det_config), group)
             done = time.monotonic()
-            for frame, _ in detected:
+            for frame, found in detected:
                 took = max(0.0, done - frame.monotonic) * 1000
                 before = self.latency_ms.get(frame.camera)
                 self.latency_ms[frame.camera] = (
                     took if before is None else 0.8 * before + 0.2 * took
                 )
-            for frame, found in detected:
                 tracks = track_frame(self.trackers[frame.camera], found, frame.monotonic)
                 self.summary.observe(tracks)
                 self.summary.frames += 1
