@@ -153,15 +153,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     order = nsub.add_parser(
         "status-order",
-        help="the place of the newest status taken from a node: reset it",
+        help="the position of the newest status taken from a node: reset it",
         description="Central refuses a status placed before the newest one it took from the"
         " node (quarantined as replayed). A node put back to a version that sends statuses"
-        " without their place, or whose last session central holds was begun by a wrong"
-        " clock, has every status refused so: reset the place held and the node's next"
-        " status is taken, whatever its place.",
+        " without their position, or whose last session central holds was begun by a wrong"
+        " clock, has every status refused so: reset the position held and the node's next"
+        " status is taken, whatever its position.",
     )
     osub = order.add_subparsers(dest="order_command", metavar="SUBCOMMAND", required=True)
-    oreset = osub.add_parser("reset", help="forget the place held: the next status is taken")
+    oreset = osub.add_parser("reset", help="forget the position held: the next status is taken")
     oreset.add_argument("--site", required=True)
     oreset.add_argument("--node", required=True)
     oreset.set_defaults(func=_node_status_order_reset)
@@ -622,12 +622,12 @@ def _node_status_order_reset(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     if session_at is None:
-        print(f"node {args.site}/{args.node} had no status place held: its next status is taken")
+        print(f"node {args.site}/{args.node} had no status position held: its next status is taken")
     else:
         print(
-            f"node {args.site}/{args.node}: the place held (status {held.sequence} of the session"
-            f" begun {session_at.isoformat(timespec='milliseconds')}) is forgotten; its next"
-            " status is taken"
+            f"node {args.site}/{args.node}: the position held (status {held.sequence} of the"
+            f" session begun {session_at.isoformat(timespec='milliseconds')}) is forgotten;"
+            " its next status is taken"
         )
     return 0
 

@@ -51,7 +51,7 @@ def place(status: NodeStatus, held: HeldOrder) -> Placed:
             return Placed(
                 Placing.REPLAYED,
                 held,
-                "the status carries no signed place (session and sequence), but the node has"
+                "the status carries no signed position (session and sequence), but the node has"
                 f" sent ordered ones since {_at(held.session_started_at)}: an old status sent"
                 " again",
             )

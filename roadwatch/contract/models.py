@@ -370,7 +370,7 @@ class NodeStatus(SignedModel):
     )
     sequence: Count | None = Field(
         default=None,
-        description="The status's place in its session: 0 for the last will (offline, signed"
+        description="The status's position in its session: 0 for the last will (offline, signed"
         " at connect), then 1, 2, ... for each status sent on the connection",
     )
     signature: Signature | None = _NODE_SIGNATURE

@@ -122,7 +122,7 @@ def test_a_nodes_status_order_is_reset_from_the_command_line(
 ) -> None:
     """A node put back to a version whose statuses central refuses as replayed (without
     their place, or a session before the one held) is taken again once the operator resets
-    the place held; the reset is audited under the account that ran it."""
+    the position held; the reset is audited under the account that ran it."""
     from datetime import timedelta
 
     from central.cli import cli_actor

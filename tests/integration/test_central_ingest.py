@@ -498,7 +498,7 @@ def test_a_node_killed_is_shown_offline_by_its_last_will(
             edge.wait(timeout=10)
         sequence = held()[1]
         wait_for("the node offline", lambda: held()[0] == "offline")
-    assert held() == ("offline", sequence)  # (the will's 0 does not lower the place held)
+    assert held() == ("offline", sequence)  # (the will's 0 does not lower the position held)
     with central_db.session() as s:
         status = json.loads(
             s.scalar(select(Node.status_json).where(Node.site == node.site)) or "{}"
