@@ -6,7 +6,7 @@ an exponential back-off, publishes due outbox messages while connected (at most
 ``max_inflight`` awaiting PUBACK), and marks a message published only when its PUBACK
 arrives. The node's retained status topic carries a ``NodeStatus`` signed with the node
 key: ``online`` on connect and every ``status_interval_s``, ``offline`` as the last will
-(signed when it is set, at connect) and on a clean stop. Each carries its place (the
+(signed when it is set, at connect) and on a clean stop. Each carries its position (the
 connection's start and its sequence in it; the last will is 0), so that central refuses
 an old status published again. ``stop()`` flushes what it can within its timeout, then
 disconnects.
@@ -197,7 +197,7 @@ class Publisher:
         self._thread: threading.Thread | None = None
         self._connected = threading.Event()
         self._next_status = 0.0
-        # Each status's place, signed with it (central refuses an older one, replayed):
+        # Each status's position, signed with it (central refuses an older one, replayed):
         # the connection's start, and the count of statuses since (the last will is 0).
         self._session_at: datetime | None = None
         self._sequence = 0
@@ -456,7 +456,7 @@ class Publisher:
             log.info("pruned %d receipted event(s) and %d blob record(s)", events, blobs)
 
     def _new_session(self) -> None:
-        """A new place in the order of the node's statuses, after every earlier one, also
+        """A new position in the order of the node's statuses, after every earlier one, also
         one of an earlier run of the node (kept in the outbox) when the clock was set back
         since: a session begun before the one central holds would have every status of the
         connection refused as replayed, the node shown silent while it works. One more
@@ -488,7 +488,7 @@ class Publisher:
             return None
 
     def _status(self, state: NodeState, *, will: bool = False) -> NodeStatus:
-        """The node's status now, signed with the node key, at its place in the session
+        """The node's status now, signed with the node key, at its position in the session
         (``will``: the last will, which comes first)."""
         if self._session_at is None:
             self._new_session()
