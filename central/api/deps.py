@@ -126,8 +126,12 @@ def query_refused(name: str, message: str) -> HTTPException:
 def field_refused(loc: list[str], message: str, kind: str = "value_error") -> HTTPException:
     """A 422 in FastAPI's own shape (a list of what was wrong, and where), for a check
     the request's schema cannot make."""
-    detail = [{"type": kind, "loc": loc, "msg": message, "input": None}]
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [_problem(loc, message, kind)])
+
+
+def _problem(loc: list[str], message: str, kind: str) -> dict[str, Any]:
+    """One entry of a 422's list, as FastAPI writes it (the input is not echoed)."""
+    return {"type": kind, "loc": loc, "msg": message, "input": None}
 
 
 API_PREFIX = "/api/"
@@ -154,12 +158,11 @@ async def declared_query_only(request: Request) -> None:
         return
     takes = ", ".join(sorted(allowed)) if allowed else "no query parameters"
     detail = [
-        {
-            "type": "extra_forbidden",
-            "loc": ["query", name],
-            "msg": f"unknown query parameter '{name}'; this route takes {takes}",
-            "input": None,
-        }
+        _problem(
+            ["query", name],
+            f"unknown query parameter '{name}'; this route takes {takes}",
+            "extra_forbidden",
+        )
         for name in unknown
     ]
     raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
