@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRule
 from edge.rules.geometry import Point
-from edge.rules.plane import SceneGeometry
+from edge.rules.plane import JITTER_M, SceneGeometry
 from edge.rules.tracks import EvidenceTimes, Violation, WorldTrackPoint
 from roadwatch.contract import Measurement, ViolationType
 
@@ -42,11 +42,6 @@ class ForbiddenLaneState:
 # with a slack for box jitter (m).
 STEADY = 3
 MAX_SPEED_MS = 50.0
-JITTER_M = 1.5
-# A road position farther up the road than where one pixel of the image is this many
-# metres is too far off to measure a distance from (about 100 m for a camera 8 m high
-# with a focal length of 900 px).
-MAX_M_PER_PX = JITTER_M
 
 
 def _steady(recent: deque[tuple[float, Point]]) -> bool:
@@ -69,11 +64,6 @@ class ForbiddenLaneRule(TrackRule[ForbiddenLaneState]):
     def new_state(self) -> ForbiddenLaneState:
         return ForbiddenLaneState()
 
-    def _measures(self, p: WorldTrackPoint) -> bool:
-        """Whether the point's road position can measure a distance: calibrated, and not
-        so far off that a pixel of box jitter moves it beyond the jitter allowed."""
-        return self.scene.metric and self.scene.metres_per_px(p.ground_px) <= MAX_M_PER_PX
-
     def step(
         self, memory: TrackMemory[ForbiddenLaneState], p: WorldTrackPoint, signals: Signals
     ) -> Violation | None:
@@ -90,7 +80,7 @@ class ForbiddenLaneRule(TrackRule[ForbiddenLaneState]):
         if st.lane != lane.id:
             st.lane, st.entered, st.path, st.start = lane.id, p.t, 0.0, None
             st.recent.clear()
-        if pos is not None and self._measures(p):
+        if pos is not None and self.scene.measures_distance(p.ground_px):
             st.recent.append((p.t, pos))
             steady = _steady(st.recent)
             if st.start is None and steady:

@@ -15,6 +15,12 @@ from edge.rules.geometry import ImageToWorld, Point, Polygon, Polyline, side_of
 from edge.rules.scene import XY, Lane, NoStoppingZone, SceneConfig, SceneError, SpeedTrap
 from edge.rules.tracks import WorldTrackPoint
 
+# Box jitter allowed between two road positions of a vehicle (m). A road position farther
+# up the road than where one pixel of the image is this many metres is too far off to
+# measure a distance from (about 100 m for a camera 8 m high with a focal length of 900 px).
+JITTER_M = 1.5
+MAX_M_PER_PX = JITTER_M
+
 
 def _label(kind: str, ident: str, name: str | None) -> str:
     return f"{kind} {ident}" + (f" ({name})" if name else "")
@@ -196,6 +202,12 @@ class SceneGeometry:
                 return math.inf
             far = max(far, step)
         return far
+
+    def measures_distance(self, ground_px: Point) -> bool:
+        """Whether a road position there can measure a distance: calibrated, and not so far
+        up the road (near the calibration's horizon) that a pixel of box jitter moves it
+        farther than the jitter allowed between two positions."""
+        return self.metric and self.metres_per_px(ground_px) <= MAX_M_PER_PX
 
     def lane_at(self, p: WorldTrackPoint) -> LaneGeometry | None:
         # Several rules ask for the same point in the same frame: remember recent answers.

@@ -4,7 +4,9 @@ With two ordered lines the direction comes from the order the lines are crossed 
 crossing debounced), so box jitter cannot flip it. With a road-plane direction (vector or
 centreline, calibrated cameras only) the position along the lane is smoothed by a running
 median and the rule fires once the vehicle has gone back the minimum distance from the
-farthest point it reached: a brief reverse is not enough.
+farthest point it reached: a brief reverse is not enough. A road position so far up the
+road (near the calibration's horizon) that one pixel of the image moves it by more than
+1.5 m is not measured along the lane: box jitter there would read as metres of travel.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class WrongWayState:
 
 class WrongWayRule(TrackRule[WrongWayState]):
     rule = ViolationType.WRONG_WAY
-    version = "wrong_way/1"
+    version = "wrong_way/2"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)
@@ -117,6 +119,10 @@ class WrongWayRule(TrackRule[WrongWayState]):
             st = memory.state.axis = _AxisState(
                 lane.id, deque(maxlen=self._settings.smoothing_samples)
             )
+        if not self.scene.measures_distance(p.ground_px):
+            # Far up the road a pixel of box jitter moves the position by metres: such a
+            # position neither advances the farthest point nor counts as going back.
+            return None
         st.recent.append(lane.axis.along(pos))
         if len(st.recent) < self._settings.smoothing_samples:
             return None
