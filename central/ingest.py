@@ -18,6 +18,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -36,7 +37,13 @@ from central.intake import ACCEPT_UNSIGNED_SETTING, Message, Refusal
 from central.metrics import IngestMetrics, MetricsServer
 from central.models import Violation
 from central.partitions import ensure_partitions
-from central.receipts import final_refusals, held_events, receipt_messages, refusal_messages
+from central.receipts import (
+    final_refusals,
+    held_copies,
+    held_events,
+    receipt_messages,
+    refusal_messages,
+)
 from central.records import (
     BatchResult,
     Checked,
@@ -404,7 +411,7 @@ class IngestService:
         except Exception:
             log.exception("receipts of %d events not sent", len(result.held_event_ids))
         try:
-            self._send_refusals(checked)
+            self._send_refusals(checked, result.late_refusals)
         except Exception:
             log.exception("final refusals not sent")
         for d in batch.deliveries:
@@ -486,23 +493,24 @@ class IngestService:
             sent += message.count
         self.receipts_sent += sent
 
-    def _send_refusals(self, checked: list[Checked]) -> None:
-        """Tell the nodes of the violations refused for good (a revoked key's) that they
-        will never be receipted, so that they stop sending them (QoS 1, with the receipts)."""
+    def _send_refusals(
+        self, checked: list[Checked], late: Sequence[tuple[Message, Refusal]] = ()
+    ) -> None:
+        """Tell the nodes of the violations refused for good (``FINALITY``: a revoked key's,
+        a forged one, ...) that they will never be receipted, so that they stop sending them
+        (QoS 1, with the receipts). ``late``: those refused on storing (an event id reused)."""
         if not self.settings.receipts:
             return
         refused = [(c.message, c.outcome) for c in checked if isinstance(c.outcome, Refusal)]
-        refusals = final_refusals(refused)
+        refusals = final_refusals([*refused, *late])
         if not refusals:
             return
-        # One central took before its key was revoked (its receipt lost, sent again) is
-        # held: it gets its receipt again, not a refusal.
+        # A copy of one central holds (taken before its key was revoked, its receipt lost,
+        # sent again; or sent in another JSON form) gets its receipt again, not a refusal.
         with self._sessions() as session:
-            held = {
-                h.event_id for h in held_events(session, [r.refusal.event_id for r in refusals])
-            }
-        self._send_receipts(sorted(held))
-        final = [r for r in refusals if r.refusal.event_id not in held]
+            held = held_copies(session, refusals)
+        self._send_receipts(sorted({event_id for event_id, _sha in held}))
+        final = [r for r in refusals if (r.refusal.event_id, r.refusal.payload_sha256) not in held]
         for message in refusal_messages(final, datetime.now(UTC)):
             self.client.publish(message.topic, message.payload, qos=1)
             self.refusals_sent += message.count

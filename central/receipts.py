@@ -1,8 +1,11 @@
 """End-to-end delivery receipts: which events central holds, told back to their nodes.
 
-And which it refused for good: a violation signed with a key revoked since will never be
-receipted however often its node sends it again, so the node is told (``RefusalBatch``,
-on the same topic) and keeps it as refused instead of sending it forever.
+And which it refused for good: a violation quarantined for a reason no re-send can change
+(signed with a key revoked since, forged, not canonical, an event id reused, stamped
+before 2025: ``FINALITY``) will never be receipted however often its node sends it again,
+so the node is told (``RefusalBatch``, on the same topic) and keeps it as refused instead
+of sending it forever. A copy of an event central holds is not refused: it gets its
+receipt (``held_copies``).
 
 After an ingest batch is committed, every violation it left in the database (new ones and
 re-sent ones central already held) gets a ``Receipt``; they go to each node's receipt
@@ -46,9 +49,32 @@ from roadwatch.contract.models import (
     RefusalCode,
 )
 
-# Refusals no re-send can change, told back to the node (the others it sends again until
-# they are taken, as a clock put right makes one from_the_future good).
-FINAL = {Quarantined.REVOKED_KEY: RefusalCode.REVOKED_KEY}
+# Every quarantine of a violation, final (the code told back to its node: the very
+# message sent again would be refused again, whatever the time, until an admin acts) or
+# transient (None: the node sends it again until it is taken). Each code is decided here,
+# so that a new one cannot be added without saying which it is (docs/receipts.md).
+FINALITY: dict[Quarantined, RefusalCode | None] = {
+    Quarantined.REVOKED_KEY: RefusalCode.REVOKED_KEY,
+    # (the node's key central lacks: the technician re-queues it once an admin registers it)
+    Quarantined.FORGED: RefusalCode.FORGED,
+    Quarantined.NOT_CANONICAL: RefusalCode.NOT_CANONICAL,  # the bytes signed are those sent
+    Quarantined.REUSED_ID: RefusalCode.REUSED_ID,  # central keeps the first content
+    Quarantined.PAST: RefusalCode.PAST,  # the stamp is signed: no clock put right changes it
+    Quarantined.FUTURE: None,  # taken once its time has come
+    Quarantined.UNKNOWN_NODE: None,  # an admin may register the node
+    Quarantined.SCHEMA_VERSION: None,  # central may be upgraded
+    # (a message that does not parse names no event; "could not be checked / stored" is
+    # central's own failure, which an upgrade may mend)
+    Quarantined.MALFORMED: None,
+    Quarantined.BAD_TOPIC: None,  # names no camera's violation topic: nobody to tell
+    # (the payload names another node or camera than the topic it came on: its node's
+    # receipt topic is not known to be the sender's)
+    Quarantined.TOPIC_MISMATCH: None,
+    # (never a violation's: traffic minutes and statuses only)
+    Quarantined.UNSIGNED: None,
+    Quarantined.UNSEQUENCED: None,
+    Quarantined.REPLAYED: None,
+}
 
 T = TypeVar("T")
 
@@ -133,13 +159,14 @@ class NodeRefusal:
     site: str
     node: str
     refusal: EventRefusal
+    event: ViolationEvent  # (as refused: to tell a copy of one held from another content)
 
 
 def final_refusals(refused: Sequence[tuple[Message, Refusal]]) -> list[NodeRefusal]:
     """The violations among ``refused`` quarantined for a reason no re-send can change."""
     out: list[NodeRefusal] = []
     for message, refusal in refused:
-        code = FINAL.get(refusal.code)
+        code = FINALITY.get(refusal.code)
         if code is None:
             continue
         try:
@@ -158,22 +185,69 @@ def final_refusals(refused: Sequence[tuple[Message, Refusal]]) -> list[NodeRefus
                     code=code,
                     reason=refusal.reason[:2000],
                 ),
+                event,
             )
         )
     return out
 
 
-def refusal_messages(refusals: Sequence[NodeRefusal], sent_at: datetime) -> list[ReceiptMessage]:
-    """Group final refusals by node and cut them into contract-sized batches."""
-    by_node: dict[tuple[str, str], list[EventRefusal]] = {}
+def held_copies(session: Session, refusals: Sequence[NodeRefusal]) -> set[tuple[str, str]]:
+    """The refusals (event id, payload sha256) of events central holds from the same node
+    with the same content: a copy sent again (its receipt lost) and quarantined all the
+    same, e.g. because its key was revoked since it was taken, or sent in another JSON
+    form. Such a one is owed its receipt, not a refusal; another content under a held id
+    (reused_event_id) is not a copy."""
+    if not refusals:
+        return set()
+    ids = sorted({r.refusal.event_id for r in refusals})
+    stored = {
+        event_id: (site, node, sha, payload)
+        for event_id, site, node, sha, payload in session.execute(
+            select(
+                Violation.event_id,
+                Violation.site,
+                Violation.node,
+                Violation.payload_sha256,
+                Violation.payload,
+            ).where(one_of(session, Violation.event_id, ids))
+        ).all()
+    }
+    out: set[tuple[str, str]] = set()
     for r in refusals:
-        by_node.setdefault((r.site, r.node), []).append(r.refusal)
-    return _batched(
-        by_node,
-        lambda site, node, chunk: RefusalBatch(
-            site=site, node=node, sent_at=sent_at, refused=chunk
-        ),
-    )
+        held = stored.get(r.refusal.event_id)
+        if held is None:
+            continue
+        site, node, sha, payload = held
+        if (site, node) != (r.site, r.node):
+            continue
+        if sha == r.refusal.payload_sha256 or _same_event(payload, r.event):
+            out.add((r.refusal.event_id, r.refusal.payload_sha256))
+    return out
+
+
+def _same_event(stored: str | bytes, event: ViolationEvent) -> bool:
+    try:
+        return to_wire(ViolationEvent.model_validate_json(stored)) == to_wire(event)
+    except ValueError:  # (pydantic's ValidationError is one)
+        return False
+
+
+def refusal_messages(refusals: Sequence[NodeRefusal], sent_at: datetime) -> list[ReceiptMessage]:
+    """Group final refusals by node, and each node's by code (a node that does not know a
+    code refuses the whole batch that names it: the codes it knows come in batches of their
+    own), and cut them into contract-sized batches."""
+    by_code: dict[RefusalCode, dict[tuple[str, str], list[EventRefusal]]] = {}
+    for r in refusals:
+        by_code.setdefault(r.refusal.code, {}).setdefault((r.site, r.node), []).append(r.refusal)
+    out: list[ReceiptMessage] = []
+    for code in RefusalCode:  # (the contract's order: revoked_key, the oldest, first)
+        out += _batched(
+            by_code.get(code, {}),
+            lambda site, node, chunk: RefusalBatch(
+                site=site, node=node, sent_at=sent_at, refused=chunk
+            ),
+        )
+    return out
 
 
 def _batched(

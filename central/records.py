@@ -490,8 +490,8 @@ class BatchResult:
     unsequenced: int = 0
     # Statuses at the place already held (the broker's retained copy again): not applied.
     repeated_statuses: int = 0
-    # Refused on storing, against what is stored (a status older than the one held): the
-    # check before took them.
+    # Refused on storing, against what is stored (a status older than the one held, an
+    # event id already held with other content): the check before took them.
     late_refusals: list[tuple[Message, Refusal]] = field(default_factory=list)
     new_violation_ids: list[int] = field(default_factory=list)
     incomplete_ids: list[int] = field(default_factory=list)
@@ -769,6 +769,7 @@ def _sort_conflict(
     )
     quarantine(session, message, refusal)
     result.refuse(refusal.code)
+    result.late_refusals.append((message, refusal))
 
 
 def blob_as_listed() -> ColumnElement[bool]:

@@ -454,9 +454,18 @@ class ReceiptBatch(ContractModel):
 
 
 class RefusalCode(StrEnum):
-    """Why central refused an event for good (it will never be receipted)."""
+    """Why central refused an event for good (it will never be receipted): the same
+    message sent again is refused again, whatever the time or central's state, until an
+    admin acts (registers the node's right key) and the node's technician re-queues it.
 
-    REVOKED_KEY = "revoked_key"  # signed with a key revoked since: no re-send can change it
+    A node knows only the codes of its own contract: central sends each code in batches
+    of its own, so that one unknown to an older node does not hide those it knows."""
+
+    REVOKED_KEY = "revoked_key"  # signed with a key revoked since
+    FORGED = "forged"  # the signature verifies with no key of its node
+    NOT_CANONICAL = "not_canonical"  # not the canonical JSON its node signs and central keeps
+    REUSED_ID = "reused_event_id"  # central holds another event under its id
+    PAST = "from_the_past"  # stamped before 2025: its node's clock was reset
 
 
 class EventRefusal(ContractModel):

@@ -637,6 +637,48 @@ def test_a_violation_signed_with_a_key_revoked_since_is_refused_for_good_and_kep
     assert sorted((code, times) for code, times in rows) == [("revoked_key", 1)] * 2
 
 
+def test_an_event_id_central_holds_with_other_content_is_refused_for_good_not_receipted(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    tmp_path: Path,
+) -> None:
+    """Central holds an event; its node's outbox holds another content under the same id
+    (reused_event_id). A receipt for the id would have the node delete a violation central
+    does not hold: it is refused for good instead, and kept on the node."""
+    from edge.delivery_config import DeliveryConfig
+    from edge.delivery_service import DeliveryService
+
+    node = make_node()
+    settings = ingest_settings(central_settings, mqtt_broker, node.site)
+    config = DeliveryConfig.model_validate(
+        {
+            "site": node.site,
+            "node": node.node,
+            "key_path": str(tmp_path / "unused.key"),  # (the key is handed in)
+            "broker": {"host": mqtt_broker.host, "port": mqtt_broker.port, "keepalive_s": 5},
+            "outbox": {"path": str(tmp_path / "outbox"), "receipt_timeout_s": 0.5},
+        }
+    )
+    held = signed_event(node, evidence=[])
+    store_events(central_db, node, [held])
+    other = sign(held.model_copy(update={"track_id": held.track_id + 1}), node.key)
+    service = DeliveryService.from_config(config, key=node.key)
+    service.outbox.put_violation(other, [])
+    try:
+        with IngestService(settings, central_db.engine) as ingest:
+            assert ingest.wait_ready(10), "ingest did not subscribe"
+            service.start()
+            wait_for("the refusal", lambda: service.outbox.stats().refused == 1)
+            [refused] = service.outbox.refused_events()
+            stats = service.outbox.stats()
+    finally:
+        service.stop(timeout_s=5)
+    assert (refused.event_id, refused.code) == (held.event_id, "reused_event_id")
+    assert (stats.receipted, stats.awaiting_receipt) == (0, 0)
+
+
 def test_a_batch_that_cannot_be_checked_is_checked_again_not_dropped(
     central_db: CentralDb,
     central_settings: Settings,

@@ -156,3 +156,115 @@ def test_only_violations_refused_for_good_are_told_back_as_final_refusals() -> N
     assert (told.event_id, told.code.value) == (event.event_id, "revoked_key")
     assert told.payload_sha256 == hashlib.sha256(wire).hexdigest()
     assert "rotated" in told.reason
+
+
+# Which quarantines of a violation are final (told back to the node as refused for good)
+# and which transient (the node sends the event again until it is taken): docs/receipts.md.
+@pytest.mark.parametrize(
+    ("code", "final"),
+    [
+        ("revoked_key", True),
+        ("forged", True),
+        ("not_canonical", True),
+        ("reused_event_id", True),
+        ("from_the_past", True),
+        ("from_the_future", False),
+        ("unknown_node", False),
+        ("schema_version", False),
+        ("malformed", False),
+        ("bad_topic", False),
+        ("topic_mismatch", False),
+        ("unsigned", False),
+        ("unsequenced", False),
+        ("replayed", False),
+    ],
+)
+def test_which_quarantines_of_a_violation_are_final(code: str, final: bool) -> None:
+    from central.intake import Message, Refusal, RefusalCode
+    from central.receipts import final_refusals
+    from roadwatch.contract import CameraTopic, camera_topic, to_wire
+    from tests.factories import violation_event
+
+    event = violation_event(site="s1", node="n1", camera="c1")
+    topic = camera_topic("s1", "n1", "c1", CameraTopic.VIOLATION)
+    told = final_refusals([(Message(topic, to_wire(event)), Refusal(RefusalCode(code), "why"))])
+    assert [r.refusal.code.value for r in told] == ([code] if final else [])
+
+
+def test_every_quarantine_code_is_decided_final_or_transient() -> None:
+    """A new quarantine code cannot be added without saying whether a node should stop
+    sending the violation it refuses; and every final one is in the node's contract."""
+    from central.intake import RefusalCode
+    from central.receipts import FINALITY
+    from roadwatch.contract.models import RefusalCode as Told
+
+    assert set(FINALITY) == set(RefusalCode)
+    assert {c for c in FINALITY.values() if c is not None} == set(Told)
+    assert all(told is None or told.value == code.value for code, told in FINALITY.items())
+
+
+def test_each_code_goes_in_batches_of_its_own_so_an_older_node_keeps_those_it_knows() -> None:
+    """A node that knows only revoked_key refuses a whole batch that names forged: the
+    revoked_key refusals come in a batch of their own, first."""
+    from central.intake import Message, Refusal, RefusalCode
+    from central.receipts import final_refusals, refusal_messages
+    from roadwatch.contract import CameraTopic, camera_topic, to_wire
+    from roadwatch.contract.models import RefusalBatch
+    from tests.factories import violation_event
+
+    topic = camera_topic("s1", "n1", "c1", CameraTopic.VIOLATION)
+    refused = [
+        (
+            Message(topic, to_wire(violation_event(site="s1", node="n1", camera="c1"))),
+            Refusal(RefusalCode(code), "why"),
+        )
+        for code in ("forged", "revoked_key", "from_the_past", "forged")
+    ]
+    messages = refusal_messages(final_refusals(refused), SENT)
+    batches = [parse_payload(RefusalBatch, m.payload) for m in messages]
+    assert [[r.code.value for r in b.refused] for b in batches] == [
+        ["revoked_key"],
+        ["forged", "forged"],
+        ["from_the_past"],
+    ]
+    assert [m.count for m in messages] == [1, 2, 1]
+
+
+def test_a_copy_of_an_event_central_holds_is_owed_its_receipt_not_a_refusal(
+    db: CentralDb,
+) -> None:
+    """The very message held, or the same event in another JSON form, quarantined all the
+    same, is a copy of one central holds; another content under its id, or the same id
+    from another node, is not."""
+    import hashlib
+
+    from central.intake import Message, Refusal, RefusalCode
+    from central.receipts import final_refusals, held_copies
+    from central.records import violation_row
+    from roadwatch.contract import CameraTopic, camera_topic, to_wire
+    from tests.factories import violation_event
+
+    held = violation_event(site="s7", node="n1", camera="c1")
+    wire = to_wire(held)
+    with transaction(session_factory(db.engine)) as session:
+        session.add(Violation(**violation_row(held, wire)))
+    topic = camera_topic("s7", "n1", "c1", CameraTopic.VIOLATION)
+    spaced = json.dumps(json.loads(wire), indent=1).encode()  # (the same event, not canonical)
+    other = to_wire(held.model_copy(update={"track_id": 99}))
+    elsewhere = to_wire(held.model_copy(update={"node": "n2"}))
+    refused = [
+        (Message(topic, wire), Refusal(RefusalCode.REVOKED_KEY, "revoked")),
+        (Message(topic, spaced), Refusal(RefusalCode.NOT_CANONICAL, "spaced")),
+        (Message(topic, other), Refusal(RefusalCode.REUSED_ID, "reused")),
+        (
+            Message(camera_topic("s7", "n2", "c1", CameraTopic.VIOLATION), elsewhere),
+            Refusal(RefusalCode.FORGED, "forged"),
+        ),
+    ]
+    with transaction(session_factory(db.engine)) as session:
+        copies = held_copies(session, final_refusals(refused))
+        assert held_copies(session, []) == set()
+    assert copies == {
+        (held.event_id, hashlib.sha256(wire).hexdigest()),
+        (held.event_id, hashlib.sha256(spaced).hexdigest()),
+    }
