@@ -6,8 +6,13 @@ import argparse
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from roadwatch import cli_args
+
+if TYPE_CHECKING:
+    from edge.delivery_config import DeliveryConfig
+    from edge.outbox import Outbox
 
 
 def register(edge_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,13 +41,82 @@ def register(edge_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "outbox",
         help="show the outbox: pending, published, disk use, broken evidence",
         description="Print the outbox's counts and every evidence blob that cannot be "
-        "delivered (missing or changed on disk), with the events it leaves incomplete. "
-        "Exits 1 when there is broken evidence or the disk alarm is on.",
+        "delivered (missing or changed on disk), with the events it leaves incomplete, "
+        "and the violations central refused for good. Exits 1 when there is broken "
+        "evidence or the disk alarm is on. `outbox refused ...` acts on the refused ones.",
     )
-    status.add_argument(
-        "--config", type=Path, required=True, help="YAML file with a delivery: section"
-    )
+    # (also after a subcommand: `outbox refused export DIR --config FILE`)
+    status.add_argument("--config", type=Path, help="YAML file with a delivery: section")
     status.set_defaults(func=_outbox_status)
+    outbox_sub = status.add_subparsers(dest="outbox_command", metavar="SUBCOMMAND")
+    refused = outbox_sub.add_parser(
+        "refused",
+        help="export, re-queue or drop the violations central refused for good",
+        description="Violations central refused for good (revoked_key, forged, "
+        "not_canonical, reused_event_id, from_the_past) are kept in the outbox, outside its "
+        "disk budget, and not sent again. Export them, queue them again once central's "
+        "admin has put the cause right, or drop them. Each action is logged in the outbox.",
+    )
+    refused_sub = refused.add_subparsers(
+        dest="refused_command", metavar="SUBCOMMAND", required=True
+    )
+    export = refused_sub.add_parser(
+        "export",
+        help="write refused violations and their evidence into a folder",
+        description="Write each refused violation into DIR/EVENT_ID/: event.json (the "
+        "signed event, as sent), refusal.json (central's code and reason, the evidence "
+        "listed and where each blob is) and its evidence files, each checked against its "
+        "sha256. All of them or none. Exported ones may then be dropped.",
+    )
+    export.add_argument("directory", type=Path, metavar="DIR", help="folder to write into")
+    _choose(export, required=False, default_all=True)
+    export.set_defaults(func=_refused_export)
+    retry = refused_sub.add_parser(
+        "retry",
+        help="queue refused violations for delivery again",
+        description="Queue refused violations for delivery again, as new (e.g. once "
+        "central's admin has registered the node's right key); refused again, they are "
+        "marked refused again.",
+    )
+    _choose(retry, required=True)
+    retry.set_defaults(func=_refused_retry)
+    drop = refused_sub.add_parser(
+        "drop",
+        help="remove refused violations and their evidence (after an export)",
+        description="Remove refused violations and the evidence no other event lists. "
+        "Needs --yes; a violation not exported yet is kept unless --not-exported is given.",
+    )
+    _choose(drop, required=True)
+    drop.add_argument("--yes", action="store_true", help="confirm the removal")
+    drop.add_argument(
+        "--not-exported",
+        action="store_true",
+        help="drop also those never exported (their event and evidence are lost)",
+    )
+    drop.set_defaults(func=_refused_drop)
+
+
+def _choose(parser: argparse.ArgumentParser, *, required: bool, default_all: bool = False) -> None:
+    """--id ID (repeatable) or --all, and --config, on a refused-violations subcommand."""
+    which = parser.add_mutually_exclusive_group(required=required)
+    which.add_argument(
+        "--id",
+        dest="ids",
+        action="append",
+        metavar="EVENT_ID",
+        help="a refused violation's event id (again for more)",
+    )
+    which.add_argument(
+        "--all",
+        action="store_true",
+        help="every refused violation" + (" (the default)" if default_all else ""),
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="YAML file with a delivery: section",
+    )
 
 
 def _deliver(args: argparse.Namespace) -> int:
@@ -66,25 +140,99 @@ def _deliver(args: argparse.Namespace) -> int:
     return 0
 
 
-def _outbox_status(args: argparse.Namespace) -> int:
-    import shutil
-
+def _existing_outbox(args: argparse.Namespace) -> tuple[DeliveryConfig, Outbox]:
+    """The configured outbox, opened; a UserError when there is none (opening one creates
+    it, and a mistyped path then showed an empty outbox with nothing pending)."""
     from edge.delivery_config import load_delivery_config
-    from edge.delivery_policy import DISK_HEADROOM_BYTES
     from edge.delivery_service import open_outbox
     from edge.outbox import DATABASE_NAME
     from roadwatch.errors import UserError
 
+    if getattr(args, "config", None) is None:
+        raise UserError("--config FILE is required (the YAML file with a delivery: section)")
     config = load_delivery_config(args.config)
-    # Only an outbox that is there: opening one creates it, and a mistyped path then showed
-    # an empty outbox with nothing pending.
     if not (config.outbox.path / DATABASE_NAME).is_file():
         raise UserError(f"no outbox at {config.outbox.path} (outbox.path in {args.config})")
-    with open_outbox(config) as outbox:
+    return config, open_outbox(config)
+
+
+def _chosen(args: argparse.Namespace) -> list[str] | None:
+    """The event ids named (--id), or None for all."""
+    return None if args.ids is None else list(args.ids)
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # (no user name for this uid, e.g. in a container)
+        import os
+
+        return f"uid {os.getuid()}"
+
+
+def _refused_export(args: argparse.Namespace) -> int:
+    config, outbox = _existing_outbox(args)
+    with outbox:
+        exported = outbox.export_refused(args.directory, _chosen(args), actor=_actor())
+    if not exported:
+        print(f"no violation refused by central in {config.outbox.path}: nothing exported")
+        return 0
+    for item in exported:
+        note = f"; not on the node: {'; '.join(item.missing)}" if item.missing else ""
+        print(f"exported {item.event_id} to {item.folder} ({item.evidence} evidence file(s){note})")
+    print(f"{len(exported)} refused violation(s) exported into {args.directory}")
+    return 0
+
+
+def _refused_retry(args: argparse.Namespace) -> int:
+    config, outbox = _existing_outbox(args)
+    with outbox:
+        queued = outbox.retry_refused(_chosen(args), actor=_actor())
+    for event_id in queued:
+        print(f"queued {event_id} for delivery again")
+    print(
+        f"{len(queued)} refused violation(s) queued again in {config.outbox.path}"
+        " (sent by the node's delivery; refused again, they are marked refused again)"
+    )
+    return 0
+
+
+def _refused_drop(args: argparse.Namespace) -> int:
+    from roadwatch.errors import UserError
+
+    if not args.yes:
+        raise UserError(
+            "dropping removes refused violations and their evidence from the node: add"
+            " --yes to confirm (export them first: `roadwatch edge outbox refused export"
+            " DIR`); nothing was dropped"
+        )
+    config, outbox = _existing_outbox(args)
+    with outbox:
+        dropped = outbox.drop_refused(_chosen(args), actor=_actor(), not_exported=args.not_exported)
+    for event_id in dropped.event_ids:
+        print(f"dropped {event_id}")
+    print(
+        f"{len(dropped.event_ids)} refused violation(s) dropped from {config.outbox.path},"
+        f" with {dropped.blobs} evidence file(s) ({dropped.freed_bytes} bytes freed)"
+    )
+    return 0
+
+
+def _outbox_status(args: argparse.Namespace) -> int:
+    import shutil
+
+    from edge.delivery_policy import DISK_HEADROOM_BYTES
+
+    config, outbox = _existing_outbox(args)
+    with outbox:
         stats = outbox.stats()
         broken = outbox.broken_blobs()
         fired = outbox.fired()
         refused = outbox.refused_events()
+        refused_bytes = outbox.refused_bytes()
+        actions = outbox.refused_actions()
     print(f"outbox {config.outbox.path}")
     print(
         f"  violations pending {stats.violations_pending}, awaiting a receipt"
@@ -116,7 +264,25 @@ def _outbox_status(args: argparse.Namespace) -> int:
     print(f"  filesystem {free} bytes free{alarm if disk_low else ''}")
     for blob in broken:
         print(f"  broken {blob.sha256}: {blob.reason}; incomplete: {' '.join(blob.event_ids)}")
+    if stats.refused:
+        print(
+            f"  refused by central: {refused_bytes} bytes on disk outside the budget (`roadwatch"
+            " edge outbox refused export DIR`, then `retry` or `drop`)"
+        )
     for event in refused:
-        when = datetime.fromtimestamp(event.refused_at, UTC).isoformat(timespec="seconds")
-        print(f"  refused {event.event_id} at {when}: {event.code}: {event.reason}")
+        exported = (
+            f" (exported {_when(event.exported_at)} to {event.exported_to})"
+            if event.exported_at is not None
+            else ""
+        )
+        print(
+            f"  refused {event.event_id} at {_when(event.refused_at)}: {event.code}:"
+            f" {event.reason}{exported}"
+        )
+    for at, action, event_id, detail, actor in actions:
+        print(f"  {_when(at)} {action} {event_id} by {actor}: {detail}")
     return 1 if broken or stats.alarm or disk_low else 0
+
+
+def _when(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds")

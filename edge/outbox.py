@@ -93,13 +93,26 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_queue ON messages (state, priority, created_at, id);
 CREATE INDEX IF NOT EXISTS messages_due ON messages (state, next_attempt_at);
--- Violations central refused for good (signed with a key revoked since): never receipted,
--- so not sent again, and kept with central's reason for the record (never pruned).
+-- Violations central refused for good (signed with a key revoked since, forged, ...):
+-- never receipted, so not sent again, and kept with central's reason for the record until
+-- the node's technician re-queues them or drops them (``exported_at``/``exported_to``:
+-- when and where they were last exported). They are held outside the disk budget.
 CREATE TABLE IF NOT EXISTS refused (
     event_id TEXT PRIMARY KEY,
     code TEXT NOT NULL,
     reason TEXT NOT NULL,
-    refused_at REAL NOT NULL
+    refused_at REAL NOT NULL,
+    exported_at REAL,
+    exported_to TEXT
+);
+-- What the node's technician did with refused violations (export, retry, drop), each
+-- written in the same transaction as the change it records.
+CREATE TABLE IF NOT EXISTS refused_actions (
+    at REAL NOT NULL,
+    action TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    actor TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS blobs (
     sha256 TEXT PRIMARY KEY,
@@ -195,6 +208,11 @@ END;
 
 # (A violation central refused for good is not sent again: see ``mark_refused``.)
 _NOT_REFUSED = " AND id NOT IN (SELECT event_id FROM refused)"
+# The blobs refused violations list (kept for the record, not uploaded while only such
+# ones list them: see ``due_blobs``).
+_REFUSED_BLOBS = (
+    "SELECT e.sha256 FROM event_blobs e WHERE e.event_id IN (SELECT event_id FROM refused)"
+)
 
 
 class MessageKind(StrEnum):
@@ -293,6 +311,27 @@ class RefusedEvent:
     code: str
     reason: str
     refused_at: float
+    exported_at: float | None = None  # when it was last exported (None: never)
+    exported_to: str | None = None  # the folder it was exported into
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedEvent:
+    """A refused violation written out (``Outbox.export_refused``)."""
+
+    event_id: str
+    folder: Path
+    evidence: int  # blobs written beside the event
+    missing: tuple[str, ...]  # evidence not on the node, each as "role: why"
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedRefused:
+    """What ``Outbox.drop_refused`` removed."""
+
+    event_ids: tuple[str, ...]
+    blobs: int  # evidence files no other event listed
+    freed_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,6 +417,15 @@ def _writer_alive(temp_name: str) -> bool:
     return True
 
 
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Columns added since an outbox was created (its rows are kept as they are)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(refused)")}
+    for column, kind in (("exported_at", "REAL"), ("exported_to", "TEXT")):
+        if column not in have:
+            with contextlib.suppress(sqlite3.OperationalError):  # (another process added it)
+                db.execute(f"ALTER TABLE refused ADD COLUMN {column} {kind}")
+
+
 def _open_database(path: Path) -> sqlite3.Connection:
     """The outbox's database, its schema in place; a UserError naming the file when SQLite
     cannot open or read it (a damaged file is left as it is, for recovery)."""
@@ -390,6 +438,7 @@ def _open_database(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
         db.executescript(SCHEMA)
+        _add_missing_columns(db)
     except sqlite3.DatabaseError as exc:
         db.close()
         raise UserError(
@@ -978,11 +1027,261 @@ class Outbox:
         """The violations central refused for good, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT event_id, code, reason, refused_at FROM refused"
-                " ORDER BY refused_at, event_id LIMIT ?",
+                "SELECT event_id, code, reason, refused_at, exported_at, exported_to"
+                " FROM refused ORDER BY refused_at, event_id LIMIT ?",
                 (limit,),
             ).fetchall()
         return [RefusedEvent(*r) for r in rows]
+
+    def refused_actions(self, limit: int = 10) -> list[tuple[float, str, str, str, str]]:
+        """The latest actions on refused violations, newest first: (time, action, event
+        id, detail, who)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT at, action, event_id, detail, actor FROM refused_actions"
+                " ORDER BY at DESC, rowid DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [(float(a), str(b), str(c), str(d), str(e)) for a, b, c, d, e in rows]
+
+    def _chosen_refused(self, ids: Sequence[str] | None) -> list[RefusedEvent]:
+        """The refused violations ``ids`` names (None: all of them); a UserError naming
+        any id that is not a refused violation here."""
+        rows = self._db.execute(
+            "SELECT event_id, code, reason, refused_at, exported_at, exported_to"
+            " FROM refused ORDER BY refused_at, event_id"
+        ).fetchall()
+        held = {r[0]: RefusedEvent(*r) for r in rows}
+        if ids is None:
+            return list(held.values())
+        unknown = [i for i in dict.fromkeys(ids) if i not in held]
+        if unknown:
+            raise UserError(
+                f"not a violation refused by central in this outbox: {', '.join(unknown)}"
+                " (`roadwatch edge outbox` lists them); nothing was changed"
+            )
+        return [held[i] for i in dict.fromkeys(ids)]
+
+    def _note_refused_action(self, action: str, event_id: str, detail: str, actor: str) -> None:
+        self._db.execute(
+            "INSERT INTO refused_actions (at, action, event_id, detail, actor)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (self._clock(), action, event_id, detail[:2000], actor[:200]),
+        )
+
+    def export_refused(
+        self, directory: Path, ids: Sequence[str] | None = None, *, actor: str
+    ) -> list[ExportedEvent]:
+        """Write each refused violation ``ids`` names (None: all) into ``directory`` as a
+        folder named by its event id: ``event.json`` (the signed payload, as sent),
+        ``refusal.json`` (central's code and reason, and the evidence listed) and its
+        evidence blobs on the node, each checked against its sha256. All of them or none:
+        on a failure what was written is removed and the outbox is unchanged."""
+        with self._lock:
+            chosen = self._chosen_refused(ids)
+            rows = {
+                r.event_id: self._db.execute(
+                    "SELECT payload FROM messages WHERE id = ?", (r.event_id,)
+                ).fetchone()
+                for r in chosen
+            }
+            listed = {
+                r.event_id: self._db.execute(
+                    "SELECT e.role, e.sha256, b.media_type, b.size, b.state FROM event_blobs e"
+                    " JOIN blobs b ON b.sha256 = e.sha256 WHERE e.event_id = ? ORDER BY e.role",
+                    (r.event_id,),
+                ).fetchall()
+                for r in chosen
+            }
+        if not chosen:
+            return []
+        target = directory.resolve()
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create {directory}: {exc}; nothing was exported") from exc
+        if not os.access(target, os.W_OK | os.X_OK):
+            raise UserError(f"{directory} is not writable; nothing was exported")
+        there = [r.event_id for r in chosen if (target / r.event_id).exists()]
+        if there:
+            raise UserError(
+                f"{directory} already holds {', '.join(there)}: export into another folder;"
+                " nothing was exported"
+            )
+        done: list[Path] = []
+        out: list[ExportedEvent] = []
+        try:
+            for refused in chosen:
+                row = rows[refused.event_id]
+                payload = bytes(row[0]) if row is not None else b""
+                out.append(self._export_one(target, refused, payload, listed[refused.event_id]))
+                done.append(out[-1].folder)
+            _fsync_dir(target)
+        except OSError as exc:
+            for folder in done:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise UserError(f"cannot export into {directory}: {exc}; nothing was exported") from exc
+        with self._lock, self._transaction():
+            for item in out:
+                self._db.execute(
+                    "UPDATE refused SET exported_at = ?, exported_to = ? WHERE event_id = ?",
+                    (self._clock(), str(item.folder), item.event_id),
+                )
+                missing = f"; not on the node: {'; '.join(item.missing)}" if item.missing else ""
+                self._note_refused_action(
+                    "export", item.event_id, f"to {item.folder}{missing}", actor
+                )
+        log.warning("exported %d refused violation(s) into %s", len(out), target)
+        return out
+
+    def _export_one(
+        self,
+        target: Path,
+        refused: RefusedEvent,
+        payload: bytes,
+        listed: Sequence[tuple[str, str, str, int, str]],
+    ) -> ExportedEvent:
+        import json
+
+        partial = target / f".{refused.event_id}.partial-{os.getpid()}"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        try:
+            _write_file(partial / "event.json", payload)
+            evidence: list[dict[str, object]] = []
+            missing: list[str] = []
+            written = 0
+            for role, sha, media_type, size, state in listed:
+                name = f"{role}{_SUFFIX.get(media_type, '')}"
+                why = self._copy_blob(sha, state, partial / name)
+                if why is None:
+                    written += 1
+                else:
+                    missing.append(f"{role}: {why}")
+                entry: dict[str, object] = {
+                    "role": role, "sha256": sha, "media_type": media_type, "size": size,
+                    "file": name if why is None else None,
+                }  # fmt: skip
+                if why is not None:
+                    entry["missing"] = why
+                evidence.append(entry)
+            record = {
+                "event_id": refused.event_id,
+                "refused_by_central": {
+                    "code": refused.code,
+                    "reason": refused.reason,
+                    "refused_at": _iso(refused.refused_at),
+                },
+                "exported_at": _iso(self._clock()),
+                "event_payload_sha256": sha256_hex(payload),
+                "evidence": evidence,
+            }
+            text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+            _write_file(partial / "refusal.json", text.encode("utf-8"))
+            _fsync_dir(partial)
+            folder = target / refused.event_id
+            partial.rename(folder)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        return ExportedEvent(refused.event_id, folder, written, tuple(missing))
+
+    def _copy_blob(self, sha: str, state: str, to: Path) -> str | None:
+        """Copy a blob's file to ``to``, checked against its hash; why not, or None."""
+        if state == BlobState.UPLOADED:
+            return "uploaded to central (its copy here is deleted)"
+        source = self.blob_path(sha)
+        digest = hashlib.sha256()
+        try:
+            with source.open("rb") as src, to.open("wb") as dst:
+                for chunk in iter(lambda: src.read(1 << 20), b""):
+                    digest.update(chunk)
+                    dst.write(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
+        except FileNotFoundError:
+            to.unlink(missing_ok=True)
+            return "missing on disk"
+        if digest.hexdigest() != sha:
+            to.unlink()
+            return "changed on disk (its sha256 no longer matches)"
+        return None
+
+    def retry_refused(self, ids: Sequence[str] | None = None, *, actor: str) -> list[str]:
+        """Queue the refused violations ``ids`` names (None: all) for delivery again, as if
+        new (e.g. once central's admin registered the node's right key); central's reason
+        is kept in the action log. A refusal again marks them refused again."""
+        with self._lock, self._transaction():
+            chosen = self._chosen_refused(ids)
+            for refused in chosen:
+                self._db.execute(
+                    "UPDATE messages SET state = 'pending', attempts = 0, next_attempt_at = 0,"
+                    " last_error = NULL WHERE id = ? AND state = 'published'",
+                    (refused.event_id,),
+                )
+                self._db.execute("DELETE FROM refused WHERE event_id = ?", (refused.event_id,))
+                self._note_refused_action(
+                    "retry", refused.event_id, f"was {refused.code}: {refused.reason}", actor
+                )
+        if chosen:
+            log.warning("%d refused violation(s) queued for delivery again", len(chosen))
+        return [r.event_id for r in chosen]
+
+    def drop_refused(
+        self, ids: Sequence[str] | None = None, *, actor: str, not_exported: bool = False
+    ) -> DroppedRefused:
+        """Remove the refused violations ``ids`` names (None: all) and the evidence no other
+        event lists. Each must have been exported first (``export_refused``) unless
+        ``not_exported``; otherwise a UserError, and nothing is removed."""
+        gone: list[str] = []
+        with self._lock, self._transaction():
+            chosen = self._chosen_refused(ids)
+            unsaved = [r.event_id for r in chosen if r.exported_at is None]
+            if unsaved and not not_exported:
+                raise UserError(
+                    f"not exported yet: {', '.join(unsaved)}; export them first (`roadwatch"
+                    " edge outbox refused export DIR`), or drop them unexported with"
+                    " --not-exported; nothing was dropped"
+                )
+            event_ids = [r.event_id for r in chosen]
+            freed = self._refused_bytes()
+            shas: set[str] = set()
+            for event_id in event_ids:
+                shas.update(
+                    r[0]
+                    for r in self._db.execute(
+                        "SELECT sha256 FROM event_blobs WHERE event_id = ?", (event_id,)
+                    )
+                )
+                self._db.execute("DELETE FROM event_blobs WHERE event_id = ?", (event_id,))
+                self._db.execute(
+                    "DELETE FROM messages WHERE id = ? AND kind = 'violation'", (event_id,)
+                )
+                self._db.execute("DELETE FROM refused WHERE event_id = ?", (event_id,))
+            for sha in sorted(shas):
+                cur = self._db.execute(
+                    "DELETE FROM blobs WHERE sha256 = ? AND NOT EXISTS"
+                    " (SELECT 1 FROM event_blobs e WHERE e.sha256 = blobs.sha256)",
+                    (sha,),
+                )
+                if cur.rowcount:
+                    gone.append(sha)
+            freed -= self._refused_bytes()
+            exported = {r.event_id: r.exported_to for r in chosen}
+            for event_id in event_ids:
+                where = exported[event_id]
+                self._note_refused_action(
+                    "drop",
+                    event_id,
+                    f"exported to {where}" if where else "dropped without an export",
+                    actor,
+                )
+        for sha in gone:
+            with contextlib.suppress(FileNotFoundError):
+                self.blob_path(sha).unlink()
+        if event_ids:
+            log.warning("dropped %d refused violation(s) from the outbox", len(event_ids))
+        return DroppedRefused(tuple(event_ids), len(gone), freed)
 
     def message_state(self, message_id: str) -> MessageState | None:
         with self._lock:
@@ -997,6 +1296,10 @@ class Outbox:
             rows = self._db.execute(
                 "SELECT sha256, media_type, size, attempts FROM blobs"
                 " WHERE state = 'pending' AND (next_attempt_at <= ? OR next_attempt_at > ?)"
+                # (a refused violation's evidence stays here, for its export or its retry)
+                f" AND (sha256 NOT IN ({_REFUSED_BLOBS}) OR EXISTS (SELECT 1 FROM event_blobs"
+                " e WHERE e.sha256 = blobs.sha256 AND e.event_id NOT IN"
+                " (SELECT event_id FROM refused)))"
                 " ORDER BY next_attempt_at, rowid LIMIT ?",
                 (*self._due_window(), limit),
             ).fetchall()
@@ -1100,8 +1403,30 @@ class Outbox:
     # ------------------------------------------------------------------- status
     def _used_bytes(self) -> int:
         # Payloads not yet receipted plus blob files not yet uploaded (uploaded ones are
-        # deleted; broken ones are kept on disk for inspection and still count).
-        return int(self._db.execute("SELECT used_bytes FROM usage WHERE id = 1").fetchone()[0])
+        # deleted; broken ones are kept on disk for inspection and still count), less what
+        # violations central refused for good hold: kept for the record, they must not
+        # stop newer violations from being stored (the disk's free space still bounds all).
+        total = int(self._db.execute("SELECT used_bytes FROM usage WHERE id = 1").fetchone()[0])
+        return total - self._refused_bytes()
+
+    def _refused_bytes(self) -> int:
+        """Bytes held by refused violations: their payloads, and the blobs not uploaded
+        that no other event lists."""
+        payloads = self._db.execute(
+            "SELECT COALESCE(SUM(length(m.payload)), 0) FROM messages m"
+            " JOIN refused r ON r.event_id = m.id WHERE m.state != 'receipted'"
+        ).fetchone()[0]
+        blobs = self._db.execute(
+            "SELECT COALESCE(SUM(b.size), 0) FROM blobs b WHERE b.state != 'uploaded'"
+            f" AND b.sha256 IN ({_REFUSED_BLOBS}) AND NOT EXISTS (SELECT 1 FROM event_blobs e"
+            " WHERE e.sha256 = b.sha256 AND e.event_id NOT IN (SELECT event_id FROM refused))"
+        ).fetchone()[0]
+        return int(payloads) + int(blobs)
+
+    def refused_bytes(self) -> int:
+        """Bytes refused violations hold on disk, outside the budget (``_used_bytes``)."""
+        with self._lock:
+            return self._refused_bytes()
 
     def _check_alarm(self, used: int) -> None:
         budget = self.budget_now(used)
@@ -1201,6 +1526,21 @@ class Outbox:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+
+
+# The file name ending of each evidence media type in an export.
+_SUFFIX = {MediaType.JPEG.value: ".jpg", MediaType.PNG.value: ".png", MediaType.MP4.value: ".mp4"}
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds")
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with path.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _traffic_prefix(site: str, node: str, camera: str) -> str:

@@ -25,8 +25,9 @@ and deleted after ``receipted_retention_s``. A PUBACK only means the broker took
 message (a broker may still drop it, e.g. beyond its queue limit), so a violation with
 no receipt after ``receipt_timeout_s`` is published again, with a doubling wait; central
 drops the duplicates by event id. A violation central refused for good (signed with a
-key revoked since) comes back on the same topic as a ``RefusalBatch``: it is kept in the
-outbox as refused, for the record, and not sent again.
+key revoked since, forged, ...) comes back on the same topic as a ``RefusalBatch``: it is
+kept in the outbox as refused, for the record, and not sent again (the node's technician
+exports, re-queues or drops it: ``roadwatch edge outbox refused``).
 """
 
 from __future__ import annotations

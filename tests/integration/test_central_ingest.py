@@ -637,6 +637,82 @@ def test_a_violation_signed_with_a_key_revoked_since_is_refused_for_good_and_kep
     assert sorted((code, times) for code, times in rows) == [("revoked_key", 1)] * 2
 
 
+def test_a_forged_violation_is_refused_for_good_and_taken_once_retried_after_its_key_is_set(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    tmp_path: Path,
+) -> None:
+    """A node started with a new key before central's admin registered it: its violations
+    verify with no key of that node, and central quarantines them as forged. It sent them
+    again forever, filling its link and central's quarantine; now central tells it they are
+    refused for good, and the node keeps them and stops sending them. Once the admin has
+    registered the key, the technician queues them again and central takes them."""
+    from central.db import session_factory, transaction
+    from central.records import add_node_key
+    from edge.delivery_config import DeliveryConfig
+    from edge.delivery_service import DeliveryService
+    from roadwatch.contract.signing import public_key_pem
+
+    node = make_node()
+    settings = ingest_settings(central_settings, mqtt_broker, node.site)
+    config = DeliveryConfig.model_validate(
+        {
+            "site": node.site,
+            "node": node.node,
+            "key_path": str(tmp_path / "unused.key"),  # (the key is handed in)
+            "broker": {"host": mqtt_broker.host, "port": mqtt_broker.port, "keepalive_s": 5},
+            "outbox": {
+                "path": str(tmp_path / "outbox"),
+                "receipt_timeout_s": 0.5,
+                "receipt_timeout_cap_s": 1,
+            },
+        }
+    )
+    new_key = generate_private_key()  # (not registered yet)
+    forged = sign(violation_event(site=node.site, node=node.node, evidence=[]), new_key)
+    service = DeliveryService.from_config(config, key=new_key)
+    service.outbox.put_violation(forged, [])
+    try:
+        with IngestService(settings, central_db.engine) as ingest:
+            assert ingest.wait_ready(10), "ingest did not subscribe"
+            service.start()
+            wait_for("the refusal", lambda: service.outbox.stats().refused == 1)
+            # Several receipt time-outs later: not sent again.
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                time.sleep(0.2)
+            [refused] = service.outbox.refused_events()
+            counters = service.publisher.counters()
+            refusals_sent = ingest.refusals_sent
+        assert (refused.event_id, refused.code) == (forged.event_id, "forged")
+        assert counters.refused == 1 and counters.resent == 0 and refusals_sent == 1
+        with transaction(session_factory(central_db.engine)) as s:
+            add_node_key(
+                s, site=node.site, node=node.node,
+                public_key_pem=public_key_pem(new_key.public_key()).decode("ascii"),
+            )  # fmt: skip
+        assert service.outbox.retry_refused([forged.event_id], actor="technician") == [
+            forged.event_id
+        ]
+        with IngestService(settings, central_db.engine) as ingest:
+            assert ingest.wait_ready(10), "ingest did not subscribe"
+            wait_for("the receipt", lambda: service.outbox.stats().receipted == 1)
+        stats = service.outbox.stats()
+    finally:
+        service.stop(timeout_s=5)
+    assert (stats.refused, stats.awaiting_receipt) == (0, 0)
+    assert _count(central_db, Violation, node.site) == 1
+    with central_db.session() as s:
+        rows = s.execute(
+            select(Quarantine.reason_code, Quarantine.times).where(
+                Quarantine.topic.like(f"roadwatch/v1/{node.site}/%/violation")
+            )
+        ).all()
+    assert rows == [("forged", 1)]  # (its statuses, signed with the new key, are there too)
+
+
 def test_an_event_id_central_holds_with_other_content_is_refused_for_good_not_receipted(
     central_db: CentralDb,
     central_settings: Settings,

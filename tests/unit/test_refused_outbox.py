@@ -1,0 +1,287 @@
+"""Violations central refused for good, on the node: outside the disk budget, their
+evidence kept, and the technician's `roadwatch edge outbox refused export | retry | drop`,
+each logged, bad input changing nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edge.delivery_policy import DiskBudget
+from edge.outbox import EvidenceBlob as Blob
+from edge.outbox import MessageState, Outbox, OutboxFullError
+from roadwatch.cli import main
+from roadwatch.contract import ViolationEvent
+from roadwatch.contract.models import EventRefusal, RefusalCode
+from tests.delivery_support import BIG_BUDGET, signed_event
+
+
+def _refuse(outbox: Outbox, event: ViolationEvent, code: RefusalCode) -> None:
+    [wire] = [m.payload for m in outbox.due_messages(100) if m.id == event.event_id]
+    outbox.mark_published([event.event_id])
+    refusal = EventRefusal(
+        event_id=event.event_id,
+        payload_sha256=hashlib.sha256(wire).hexdigest(),
+        code=code,
+        reason=f"{code.value}: the reason central gave",
+    )
+    assert outbox.mark_refused([refusal]) == 1
+
+
+def _stored(outbox: Outbox, n: int) -> list[tuple[ViolationEvent, list[Blob]]]:
+    out = []
+    for _ in range(n):
+        event, blobs = signed_event()
+        outbox.put_violation(event, blobs)
+        out.append((event, blobs))
+    return out
+
+
+def test_refused_violations_do_not_count_against_the_disk_budget(tmp_path: Path) -> None:
+    """A full outbox whose events central refused for good took no newer violation, as
+    long as they were kept (for ever); now they are held outside the budget, and count in
+    it again once queued for delivery again."""
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        [(event, _blobs)] = _stored(outbox, 1)
+        used = outbox.used_bytes()
+    budget = DiskBudget(limit_bytes=used + 10, event_reserve_bytes=0)
+    with Outbox(tmp_path / "outbox", budget) as outbox:
+        newer, newer_blobs = signed_event()
+        with pytest.raises(OutboxFullError):
+            outbox.put_violation(newer, newer_blobs)
+        _refuse(outbox, event, RefusalCode.FORGED)
+        assert outbox.used_bytes() == 0
+        assert outbox.refused_bytes() == used
+        outbox.put_violation(newer, newer_blobs)
+        assert outbox.message_state(newer.event_id) is MessageState.PENDING
+        assert outbox.retry_refused([event.event_id], actor="test") == [event.event_id]
+        assert outbox.used_bytes() == 2 * used and outbox.refused_bytes() == 0
+
+
+def test_a_refused_violation_s_evidence_stays_on_the_node_until_it_is_retried(
+    tmp_path: Path,
+) -> None:
+    """Its blobs are not uploaded (and so deleted here) while it is refused: they stay for
+    its export, and go once it is queued again; a blob another event lists still goes."""
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        [(refused, blobs), _fine] = _stored(outbox, 2)
+        shared_event, _ = signed_event([blobs[0]])
+        outbox.put_violation(shared_event, [blobs[0]])
+        _refuse(outbox, refused, RefusalCode.NOT_CANONICAL)
+        due = {b.sha256 for b in outbox.due_blobs(100)}
+        assert blobs[0].ref.sha256 in due  # (listed by another event too)
+        assert blobs[1].ref.sha256 not in due
+        outbox.retry_refused(None, actor="test")
+        assert blobs[1].ref.sha256 in {b.sha256 for b in outbox.due_blobs(100)}
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def _config(tmp_path: Path) -> Path:
+    path = tmp_path / "site.yaml"
+    path.write_text(
+        "delivery:\n"
+        "  site: ql13-km22\n"
+        "  node: node-01\n"
+        f"  key_path: {tmp_path / 'node.key'}\n"
+        "  outbox:\n"
+        f"    path: {tmp_path / 'outbox'}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def refused_outbox(tmp_path: Path) -> tuple[Path, list[ViolationEvent], ViolationEvent]:
+    """A node's outbox with two violations refused for good and one awaiting a receipt."""
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        stored = _stored(outbox, 3)
+        refused = [stored[0][0], stored[1][0]]
+        _refuse(outbox, refused[0], RefusalCode.FORGED)
+        _refuse(outbox, refused[1], RefusalCode.PAST)
+        outbox.mark_published([stored[2][0].event_id])
+    return _config(tmp_path), refused, stored[2][0]
+
+
+def _state(outbox_dir: Path) -> tuple[object, ...]:
+    """Everything in the outbox: its rows and its files."""
+    with sqlite3.connect(outbox_dir / "outbox.sqlite3") as db:
+        tables = tuple(
+            db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
+            for t in ("messages", "refused", "blobs", "event_blobs", "refused_actions", "usage")
+        )
+    files = sorted(p.relative_to(outbox_dir) for p in (outbox_dir / "blobs").rglob("*"))
+    return (*tables, files)
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_export_writes_each_refused_violation_with_its_evidence_and_logs_it(
+    refused_outbox: tuple[Path, list[ViolationEvent], ViolationEvent],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config, refused, _pending = refused_outbox
+    out_dir = tmp_path / "export"
+    code, out, err = _run(
+        capsys, "edge", "outbox", "refused", "export", str(out_dir), "--config", str(config)
+    )
+    assert (code, err) == (0, "")
+    assert "2 refused violation(s) exported" in out
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(e.event_id for e in refused)
+    for event in refused:
+        folder = out_dir / event.event_id
+        assert ViolationEvent.model_validate_json((folder / "event.json").read_bytes()) == event
+        record = json.loads((folder / "refusal.json").read_text(encoding="utf-8"))
+        assert record["refused_by_central"]["code"] in ("forged", "from_the_past")
+        for ref in event.evidence:
+            [entry] = [e for e in record["evidence"] if e["role"] == ref.role.value]
+            data = (folder / entry["file"]).read_bytes()
+            assert (hashlib.sha256(data).hexdigest(), entry["sha256"]) == (ref.sha256,) * 2
+    # The listing says so, with the action log; the outbox keeps them.
+    code, out, _ = _run(capsys, "edge", "outbox", "--config", str(config))
+    assert code == 0
+    assert "refused by central 2 (kept, not sent again)" in out
+    assert "bytes on disk outside the budget" in out
+    for event in refused:
+        assert f"export {event.event_id} by " in out
+        assert f" to {out_dir.resolve() / event.event_id})" in out
+    # Again into the same folder: refused, nothing written or changed.
+    before = _state(tmp_path / "outbox")
+    code, _, err = _run(
+        capsys, "edge", "outbox", "--config", str(config), "refused", "export", str(out_dir)
+    )
+    assert code == 2 and "already holds" in err and "nothing was exported" in err
+    assert _state(tmp_path / "outbox") == before
+
+
+def test_export_into_a_folder_that_cannot_be_written_changes_nothing(
+    refused_outbox: tuple[Path, list[ViolationEvent], ViolationEvent],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config, _refused, _pending = refused_outbox
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("x", encoding="utf-8")
+    before = _state(tmp_path / "outbox")
+    code, out, err = _run(
+        capsys, "edge", "outbox", "refused", "export", str(not_a_folder / "export"),
+        "--config", str(config),
+    )  # fmt: skip
+    assert (code, out) == (2, "")
+    assert err.startswith("roadwatch: error: cannot create ") and "nothing was exported" in err
+    assert _state(tmp_path / "outbox") == before
+    # An export that fails half-way (the disk full on the second event) leaves nothing.
+    out_dir = tmp_path / "export"
+    real = Outbox._export_one
+    calls = []
+
+    def fails_second(self: Outbox, *args: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(self, *args)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Outbox, "_export_one", fails_second)
+        code, _, err = _run(
+            capsys, "edge", "outbox", "refused", "export", str(out_dir), "--config", str(config)
+        )
+    assert code == 2 and "No space left on device" in err
+    assert list(out_dir.iterdir()) == []
+    assert _state(tmp_path / "outbox") == before
+
+
+def test_retry_queues_a_refused_violation_for_delivery_again(
+    refused_outbox: tuple[Path, list[ViolationEvent], ViolationEvent],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config, refused, pending = refused_outbox
+    before = _state(tmp_path / "outbox")
+    for bad in (refused[0].event_id + "0", pending.event_id):  # unknown; not refused
+        code, _, err = _run(
+            capsys, "edge", "outbox", "refused", "retry", "--id", refused[1].event_id,
+            "--id", bad, "--config", str(config),
+        )  # fmt: skip
+        assert code == 2 and f"not a violation refused by central in this outbox: {bad}" in err
+        assert _state(tmp_path / "outbox") == before
+    with pytest.raises(SystemExit):  # (neither --id nor --all: argparse says so)
+        main(["edge", "outbox", "refused", "retry", "--config", str(config)])
+    assert _state(tmp_path / "outbox") == before
+    code, out, _ = _run(
+        capsys, "edge", "outbox", "refused", "retry", "--id", refused[0].event_id,
+        "--config", str(config),
+    )  # fmt: skip
+    assert code == 0 and f"queued {refused[0].event_id} for delivery again" in out
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        assert [m.id for m in outbox.due_messages(10)] == [refused[0].event_id]
+        assert [r.event_id for r in outbox.refused_events()] == [refused[1].event_id]
+        [(_at, action, event_id, detail, _who)] = outbox.refused_actions()
+    assert (action, event_id) == ("retry", refused[0].event_id)
+    assert detail.startswith("was forged: forged: the reason central gave")
+
+
+def test_drop_needs_yes_and_an_export_and_removes_the_event_and_its_evidence(
+    refused_outbox: tuple[Path, list[ViolationEvent], ViolationEvent],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config, refused, pending = refused_outbox
+    outbox_dir = tmp_path / "outbox"
+    before = _state(outbox_dir)
+    drop = ("edge", "outbox", "refused", "drop", "--config", str(config))
+    code, _, err = _run(capsys, *drop, "--all")
+    assert code == 2 and "add --yes to confirm" in err and "nothing was dropped" in err
+    code, _, err = _run(capsys, *drop, "--all", "--yes")
+    assert code == 2 and "not exported yet: " in err and "nothing was dropped" in err
+    assert refused[0].event_id in err
+    code, _, err = _run(capsys, *drop, "--id", "not-an-event", "--yes")
+    assert code == 2 and "not-an-event" in err
+    assert _state(outbox_dir) == before
+    assert _run(capsys, "edge", "outbox", "refused", "export", str(tmp_path / "x"),
+                "--id", refused[0].event_id, "--config", str(config))[0] == 0  # fmt: skip
+    code, out, err = _run(capsys, *drop, "--id", refused[0].event_id, "--yes")
+    assert (code, err) == (0, "")
+    assert f"dropped {refused[0].event_id}" in out and "with 2 evidence file(s)" in out
+    with Outbox(outbox_dir, BIG_BUDGET) as outbox:
+        assert outbox.message_state(refused[0].event_id) is None
+        assert [r.event_id for r in outbox.refused_events()] == [refused[1].event_id]
+        assert outbox.message_state(pending.event_id) is MessageState.PUBLISHED
+        for ref in refused[0].evidence:
+            assert not outbox.blob_path(ref.sha256).exists()
+        for ref in refused[1].evidence + pending.evidence:
+            assert outbox.blob_path(ref.sha256).exists()
+        actions = [(a, e) for _t, a, e, _d, _w in outbox.refused_actions()]
+    assert actions[:2] == [("drop", refused[0].event_id), ("export", refused[0].event_id)]
+    # One never exported goes only when said so.
+    code, out, _ = _run(capsys, *drop, "--all", "--yes", "--not-exported")
+    assert code == 0 and f"dropped {refused[1].event_id}" in out
+    code, out, _ = _run(capsys, "edge", "outbox", "--config", str(config))
+    assert "refused by central 0" in out
+    assert f"drop {refused[1].event_id} by " in out and "dropped without an export" in out
+
+
+def test_an_outbox_from_before_the_exports_keeps_its_refused_violations(tmp_path: Path) -> None:
+    """An outbox whose refused table has no export columns gets them, its rows kept."""
+    (tmp_path / "outbox").mkdir()
+    with sqlite3.connect(tmp_path / "outbox" / "outbox.sqlite3") as db:
+        db.execute(
+            "CREATE TABLE refused (event_id TEXT PRIMARY KEY, code TEXT NOT NULL,"
+            " reason TEXT NOT NULL, refused_at REAL NOT NULL)"
+        )
+        db.execute("INSERT INTO refused VALUES ('e1', 'revoked_key', 'rotated', 5.0)")
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        [held] = outbox.refused_events()
+    assert (held.event_id, held.code, held.exported_at, held.exported_to) == (
+        "e1", "revoked_key", None, None,
+    )  # fmt: skip
