@@ -29,6 +29,12 @@ saying why (``DeliveryService.recover_fired``).
 Blob states: ``pending`` -> ``uploaded`` (the file is then deleted) or ``broken``
 (missing or changed on disk: its hash no longer matches; reported, never uploaded, and
 its event is never complete).
+
+A violation central refused for good (``mark_refused``) is kept, not sent again, and its
+evidence not uploaded, outside the disk budget (``_used_bytes``: the ``usage`` figure less
+what refused ones hold), until the node's technician exports (``export_refused``),
+re-queues (``retry_refused``) or drops it (``drop_refused``), each noted in
+``refused_actions``.
 """
 
 from __future__ import annotations
