@@ -645,3 +645,34 @@ def test_a_status_whose_session_began_at_a_wrong_time_is_refused(
     ahead = T0 + timedelta(minutes=9)  # (within the ten minutes two clocks may disagree)
     message, payload = _message("status", key, session_started_at=ahead)
     assert check(message, _registered(key), now=T0) == payload
+
+
+def test_a_key_registered_since_it_was_cached_is_found_before_a_refusal_for_good(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A violation no cached key verifies is refused for good as forged (its node stops
+    sending it): first the registry is read again, so a node that switched to a key
+    registered within the cache's minute is not refused; a forged one still is, with one
+    read per node and batch."""
+    old, new, stranger = generate_private_key(), generate_private_key(), generate_private_key()
+    registered = [NodeKeys((old.public_key(),))]
+    reads: list[str] = []
+
+    def node_keys(session: Any, site: str, node: str) -> NodeKeys:
+        reads.append(node)
+        return registered[-1]
+
+    monkeypatch.setattr(records, "node_keys", node_keys)
+    cache = KeyCache(ttl_s=60.0)
+
+    def sent(key: Any, n: int) -> Message:
+        event = violation_event(site="site-a", node="node-01", camera="cam-01", track_id=n)
+        return Message(TOPIC, to_wire(sign(event, key)))
+
+    [first] = check_batch(None, [sent(old, 1)], cache)  # type: ignore[arg-type]
+    assert isinstance(first.outcome, ViolationEvent) and reads == ["node-01"]
+    registered.append(NodeKeys((new.public_key(), old.public_key())))
+    out = check_batch(None, [sent(new, 2), sent(stranger, 3), sent(stranger, 4)], cache)  # type: ignore[arg-type]
+    assert isinstance(out[0].outcome, ViolationEvent)
+    assert [o.outcome.code for o in out[1:]] == [RefusalCode.FORGED] * 2  # type: ignore[union-attr]
+    assert reads == ["node-01", "node-01"]
