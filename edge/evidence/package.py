@@ -61,15 +61,28 @@ class EvidencePackage:
         return EvidencePackage(event=sign(unsigned, key), blobs=blobs)
 
 
+NO_EVIDENCE_VI = (
+    " Không có chứng cứ: thiết bị không lưu được hình ảnh (lý do: xem bản gốc tiếng Anh)."
+)
+
+
+def _noted(text: str, note: str) -> str:
+    room = MAX_LONG_TEXT - len(note)
+    return (text[:room] + note)[:MAX_LONG_TEXT]
+
+
 def without_evidence(event: ViolationEvent, why: str, key: Ed25519PrivateKey) -> EvidencePackage:
     """The violation with no evidence at all, signed, its explanation saying why (its
     frames are gone): found by a rule, it is still stored and reviewed, never lost."""
-    note = f" No evidence: {why}"
-    room = MAX_LONG_TEXT - len(note)
-    explanation = (event.explanation[:room] + note)[:MAX_LONG_TEXT]
-    unsigned = event.model_copy(
-        update={"evidence": [], "signature": None, "explanation": explanation}
-    )
+    update: dict[str, object] = {
+        "evidence": [],
+        "signature": None,
+        "explanation": _noted(event.explanation, f" No evidence: {why}"),
+    }
+    if event.explanation_vi is not None:
+        # (the reason is the node's own English words: the Vietnamese points to them)
+        update["explanation_vi"] = _noted(event.explanation_vi, NO_EVIDENCE_VI)
+    unsigned = event.model_copy(update=update)
     checked = ViolationEvent.model_validate(unsigned.model_dump())
     return EvidencePackage(event=sign(checked, key), blobs=())
 

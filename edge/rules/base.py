@@ -113,6 +113,7 @@ class TrackRule(ABC, Generic[S]):
         evidence: EvidenceTimes,
         measured: Measurement,
         explanation: str,
+        explanation_vi: str,
     ) -> Violation:
         config = self.scene.config
         return Violation(
@@ -127,7 +128,9 @@ class TrackRule(ABC, Generic[S]):
             evidence=evidence,
             measured=measured,
             explanation=explanation,
+            explanation_vi=explanation_vi,
         )
 
     def clock(self, t: float) -> str:
+        """A time of day as the evidence overlay prints it (in either language)."""
         return self.scene.config.clock_text(t)

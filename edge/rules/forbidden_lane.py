@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from edge.rules import vi
 from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRule
 from edge.rules.geometry import Point
 from edge.rules.plane import JITTER_M, SceneGeometry
@@ -98,6 +99,13 @@ class ForbiddenLaneRule(TrackRule[ForbiddenLaneState]):
             + (f" and {st.path:.1f} m" if self.scene.metric else "")
             + f" from {self.clock(st.entered)} to {self.clock(p.t)}"
         )
+        text_vi = (
+            f"{vi.capitalized(vi.vehicle(vehicle))} đi sai làn đường: đi trong {lane.label_vi}, "
+            f"làn cấm {vi.vehicle(vehicle)} lúc {local.strftime('%H:%M')} "
+            f"{vi.WEEKDAY_VI[local.weekday()]}, trong {vi.seconds(duration)}"
+            + (f" và {vi.distance(st.path, True)}" if self.scene.metric else "")
+            + f" từ {self.clock(st.entered)} đến {self.clock(p.t)}"
+        )
         return self.violation(
             p,
             vehicle,
@@ -108,4 +116,5 @@ class ForbiddenLaneRule(TrackRule[ForbiddenLaneState]):
                 dwell_s=duration, distance_m=min(st.path, 10_000.0) if self.scene.metric else None
             ),
             text,
+            text_vi,
         )

@@ -59,6 +59,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from edge.rules import vi
 from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRule
 from edge.rules.geometry import Point
 from edge.rules.plane import SceneGeometry, ZoneGeometry
@@ -301,11 +302,18 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
             return None
         self._fined.append(FinedStop(pos, p.ground_px, {p.track_id}, p.t))
         vehicle = memory.vote.winner
-        zones = " and ".join(z.label for z in self.scene.zones if any(z is y for y in st.zones))
+        stood_in = [z for z in self.scene.zones if any(z is y for y in st.zones)]
+        zones = " and ".join(z.label for z in stood_in)
         text = (
             f"{vehicle.value} stood still (within {self.scene.distance_text(radius)}) inside "
             f"{zones} from {self.clock(st.since)} to {self.clock(p.t)}: {shown:.1f} s, "
             f"more than the {limit:g} s allowed"
+        )
+        text_vi = (
+            f"{vi.capitalized(vi.vehicle(vehicle))} dừng, đỗ xe nơi cấm: đứng yên (trong phạm vi "
+            f"{self.scene.distance_text_vi(radius)}) trong "
+            f"{' và '.join(z.label_vi for z in stood_in)} từ {self.clock(st.since)} đến "
+            f"{self.clock(p.t)}: {vi.seconds(shown)}, quá thời gian cho phép là {vi.seconds(limit)}"
         )
         return self.violation(
             p,
@@ -315,4 +323,5 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
             EvidenceTimes(before=st.since, at=st.since + limit / 2.0, after=p.t),
             Measurement(dwell_s=dwell),
             text,
+            text_vi,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from edge.rules import vi
 from edge.rules.geometry import ImageToWorld, Point, Polygon, Polyline, side_of
 from edge.rules.scene import XY, Lane, NoStoppingZone, SceneConfig, SceneError, SpeedTrap
 from edge.rules.tracks import WorldTrackPoint
@@ -80,12 +81,24 @@ class LaneGeometry:
     def label(self) -> str:
         return _label("lane", self.config.id, self.config.name)
 
+    @property
+    def label_vi(self) -> str:
+        return vi.lane_label(self.config.id, self.config.name)
+
 
 @dataclass(frozen=True, slots=True)
 class NamedLine:
     id: str
-    label: str
+    name: str | None
     line: Polyline
+
+    @property
+    def label(self) -> str:
+        return _label("solid line", self.id, self.name)
+
+    @property
+    def label_vi(self) -> str:
+        return vi.solid_line_label(self.id, self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +109,10 @@ class ZoneGeometry:
     @property
     def label(self) -> str:
         return _label("no-stopping zone", self.config.id, self.config.name)
+
+    @property
+    def label_vi(self) -> str:
+        return vi.zone_label(self.config.id, self.config.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +180,7 @@ class SceneGeometry:
             )
         self.lanes: tuple[LaneGeometry, ...] = tuple(lanes)
         self.solid_lines: tuple[NamedLine, ...] = tuple(
-            NamedLine(s.id, _label("solid line", s.id, s.name), line(s.points))
-            for s in config.solid_lines
+            NamedLine(s.id, s.name, line(s.points)) for s in config.solid_lines
         )
         self.zones: tuple[ZoneGeometry, ...] = tuple(
             ZoneGeometry(z, Polygon(_pts(z.polygon))) for z in config.no_stopping_zones
@@ -225,3 +241,6 @@ class SceneGeometry:
 
     def distance_text(self, d: float) -> str:
         return f"{d:.1f} m" if self.metric else f"{d:.0f} px"
+
+    def distance_text_vi(self, d: float) -> str:
+        return vi.distance(d, self.metric)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from edge.rules import vi
 from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRule
 from edge.rules.geometry import Crossing, Point, SideTracker
 from edge.rules.plane import LaneGeometry, SceneGeometry
@@ -238,6 +239,16 @@ class RedLightRule(TrackRule[RedLightState]):
         )
         if self.scene.metric:
             text += f", {distance:.1f} m beyond where it crossed"
+        text_vi = (
+            f"{vi.capitalized(vi.vehicle(vehicle))} vượt đèn đỏ: qua vạch dừng của "
+            f"{lane.label_vi} lúc {self.clock(crossed.t)}, {vi.seconds(since)} sau khi đèn đỏ "
+            f"bật lúc {self.clock(began)}"
+            + (" (theo bộ điều khiển đèn tín hiệu)" if controller else "")
+            + f", rồi đi tiếp qua vạch thứ hai lúc {self.clock(went.t)}"
+            + (", khi đèn vẫn đỏ" if same_red else " mà không dừng lại")
+        )
+        if self.scene.metric:
+            text_vi += f", cách chỗ qua vạch dừng {vi.distance(distance, True)}"
         return self.violation(
             p,
             vehicle,
@@ -250,4 +261,5 @@ class RedLightRule(TrackRule[RedLightState]):
                 distance_m=min(distance, 10_000.0) if self.scene.metric else None,
             ),
             text,
+            text_vi,
         )

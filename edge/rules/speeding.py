@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from edge.rules import vi
 from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRule
 from edge.rules.geometry import Crossing, SideTracker
 from edge.rules.plane import LaneGeometry, SceneGeometry, TrapGeometry
@@ -110,7 +111,7 @@ class SpeedingRule(TrackRule[SpeedingState]):
             limit,
             slowest,
             EvidenceTimes(before=run[0].t, at=slowest.t, after=p.t),
-            "measured",
+            ("measured", "đo được tốc độ"),
         )
 
     def _trap_step(
@@ -170,7 +171,11 @@ class SpeedingRule(TrackRule[SpeedingState]):
             limit,
             _Sample(out.t, speed, speed - lower, limit),
             EvidenceTimes(before=entered.t_after, at=out.t_before, after=out.t_after),
-            f"timed over the {trap.config.length_m:g} m of speed trap {trap.config.id} at",
+            (
+                f"timed over the {trap.config.length_m:g} m of speed trap {trap.config.id} at",
+                f"đo trên quãng {vi.number(trap.config.length_m, 3)} m của đoạn đo tốc độ "
+                f"{trap.config.id} được tốc độ trung bình",
+            ),
         )
 
     def _fire(
@@ -181,16 +186,26 @@ class SpeedingRule(TrackRule[SpeedingState]):
         limit: float,
         sample: _Sample,
         evidence: EvidenceTimes,
-        how: str,
+        how: tuple[str, str],
     ) -> Violation:
+        """``how``: how the speed was measured, in English and in Vietnamese."""
         excess = sample.lower - limit
         band = decree_band(excess)
         where = "" if lane is None else f" in {lane.label}"
         text = (
-            f"{vehicle.value}{where} {how} {sample.speed:.1f} ± {sample.uncertainty:.1f} km/h "
+            f"{vehicle.value}{where} {how[0]} {sample.speed:.1f} ± {sample.uncertainty:.1f} km/h "
             f"(at least {sample.lower:.1f} km/h) at {self.clock(sample.t)}; the limit for "
             f"{vehicle.value} is {limit:g} km/h: {excess:.1f} km/h over"
             + (f", Decree 168/2024 band {band}" if band else "")
+        )
+        text_vi = (
+            vi.capitalized(vi.vehicle(vehicle))
+            + ("" if lane is None else f" trên {lane.label_vi}")
+            + f" vượt quá tốc độ: {how[1]} {vi.number(sample.speed)} ± "
+            f"{vi.speed(sample.uncertainty)} (ít nhất {vi.speed(sample.lower)}) lúc "
+            f"{self.clock(sample.t)}; tốc độ tối đa cho phép đối với {vi.vehicle(vehicle)} là "
+            f"{vi.speed(limit)}, vượt {vi.speed(excess)}"
+            + (f", khung phạt {vi.BAND_VI[band]} (Nghị định 168/2024)" if band else "")
         )
         return self.violation(
             p,
@@ -204,4 +219,5 @@ class SpeedingRule(TrackRule[SpeedingState]):
                 speed_limit_kmh=limit,
             ),
             text,
+            text_vi,
         )

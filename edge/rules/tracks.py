@@ -76,6 +76,8 @@ class Violation:
     evidence: EvidenceTimes
     measured: Measurement
     explanation: str
+    # (the same in Vietnamese, for the reviewing officer: edge.rules.vi)
+    explanation_vi: str | None = None
 
     def to_event(
         self,
@@ -102,6 +104,7 @@ class Violation:
             plate=plate,
             measured=self.measured,
             explanation=self.explanation,
+            explanation_vi=self.explanation_vi,
             place=place,
             model_version=model_version,
             rule_version=self.rule_version,

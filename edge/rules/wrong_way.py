@@ -15,6 +15,7 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, field
 
+from edge.rules import vi
 from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRule
 from edge.rules.geometry import Crossing, Point, SideTracker
 from edge.rules.plane import LaneGeometry, SceneGeometry
@@ -97,6 +98,11 @@ class WrongWayRule(TrackRule[WrongWayState]):
             f"far line at {self.clock(against.t)} and then its near line at "
             f"{self.clock(first.t)}, {self.scene.distance_text(distance)} further on"
         )
+        text_vi = (
+            f"{vi.capitalized(vi.vehicle(vehicle))} đi ngược chiều trên {lane.label_vi}: qua "
+            f"vạch xa của làn lúc {self.clock(against.t)} rồi qua vạch gần lúc "
+            f"{self.clock(first.t)}, cách đó {self.scene.distance_text_vi(distance)}"
+        )
         return self.violation(
             p,
             vehicle,
@@ -105,6 +111,7 @@ class WrongWayRule(TrackRule[WrongWayState]):
             EvidenceTimes(before=against.t_before, at=first.t_before, after=first.t_after),
             Measurement(distance_m=min(distance, 10_000.0) if self.scene.metric else None),
             text,
+            text_vi,
         )
 
     def _axis_step(
@@ -138,6 +145,10 @@ class WrongWayRule(TrackRule[WrongWayState]):
             f"{vehicle.value} moved {back:.1f} m against the direction of {lane.label} "
             f"between {self.clock(st.farthest_t)} and {self.clock(p.t)}"
         )
+        text_vi = (
+            f"{vi.capitalized(vi.vehicle(vehicle))} đi ngược chiều {vi.distance(back, True)} "
+            f"trên {lane.label_vi} từ {self.clock(st.farthest_t)} đến {self.clock(p.t)}"
+        )
         return self.violation(
             p,
             vehicle,
@@ -146,4 +157,5 @@ class WrongWayRule(TrackRule[WrongWayState]):
             EvidenceTimes(before=st.farthest_t, at=p.t, after=p.t),
             Measurement(distance_m=min(back, 10_000.0)),
             text,
+            text_vi,
         )

@@ -231,6 +231,13 @@ class ViolationEvent(SignedModel):
     plate: PlateReading | None = None
     measured: Measurement = Measurement()
     explanation: LongText = Field(description="What happened, checkable from the evidence alone")
+    # (left out of the message when absent: an older node's event, which has none, reads
+    # and verifies as it always has)
+    explanation_vi: Annotated[LongText | None, Field(exclude_if=lambda v: v is None)] = Field(
+        default=None,
+        description="The same explanation in Vietnamese, for the reviewing officer: the same"
+        " facts and numbers as `explanation`; absent from a node that writes English only",
+    )
     place: ShortText | None = Field(default=None, description="Place and Km marker")
     evidence: Annotated[list[EvidenceRef], Field(max_length=MAX_EVIDENCE_ITEMS)] = []
     model_version: ShortText

@@ -733,3 +733,40 @@ def test_only_ed25519_keys_are_taken(tmp_path: Path) -> None:
 def test_a_status_gives_its_place_in_full_or_not_at_all(half: dict[str, object]) -> None:
     with pytest.raises(ValidationError, match="session_started_at and sequence come together"):
         NodeStatus(site="s", node="n", state=NodeState.ONLINE, sent_at=T0, **half)
+
+
+def test_an_older_nodes_event_without_a_vietnamese_explanation_verifies_as_it_was_signed() -> None:
+    """A node before the Vietnamese explanation signed the event without the field: it reads,
+    verifies exactly and goes out again as the same bytes."""
+    key = generate_private_key()
+    body = json.loads(to_wire(violation_event()))
+    assert "explanation_vi" not in body
+    del body["signature"]
+    signed_bytes = canonical_bytes(body)  # what such a node signed
+    wire = canonical_bytes({**body, "signature": sign_bytes(signed_bytes, key)})
+    event = parse_payload(ViolationEvent, wire)
+    assert event.explanation_vi is None
+    verify(event, key.public_key(), wire=wire, exact=True)
+    assert to_wire(event) == wire
+
+
+def test_the_vietnamese_explanation_is_signed_with_the_rest() -> None:
+    key = generate_private_key()
+    text = "Ô tô vượt quá tốc độ: đo được tốc độ 92,4 ± 1,1 km/h"
+    signed = sign(violation_event(explanation_vi=text), key)
+    wire = to_wire(signed)
+    assert '"explanation_vi":"Ô tô vượt quá tốc độ'.encode() in wire
+    event = parse_payload(ViolationEvent, wire)
+    verify(event, key.public_key(), wire=wire, exact=True)
+    forged = wire.replace(b"92,4", b"62,4")
+    with pytest.raises(SignatureError):
+        verify(parse_payload(ViolationEvent, forged), key.public_key(), wire=forged)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [("x" * 2001, "at most 2000 characters"), ("đèn\u202eđỏ", r"U\+202E is not allowed")],
+)
+def test_a_vietnamese_explanation_is_bounded_like_the_english_one(text: str, error: str) -> None:
+    with pytest.raises(ValidationError, match=error):
+        violation_event(explanation_vi=text)
