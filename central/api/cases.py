@@ -376,11 +376,14 @@ def detail(
         .where(EvidenceRef.violation_id == v.id)
         .order_by(EvidenceRef.role)
     ).all()
+    event = json.loads(v.payload)
     return ViolationDetail(
         **summary(v).model_dump(),
         node=v.node,
         place=v.place,
         explanation=v.explanation,
+        # (from the signed event itself: a node before it sent none)
+        explanation_vi=event.get("explanation_vi"),
         plate_confidence=v.plate_confidence,
         received_at=v.received_at,
         reviewer=v.reviewer,
@@ -402,7 +405,7 @@ def detail(
             for r, arrived in refs
         ],
         deadlines=_deadlines(v, policy, utcnow()),
-        event=json.loads(v.payload),
+        event=event,
         record_problems=record_problems(session, v),
         same_plate_nearby=same_plate_nearby(session, v),
     )

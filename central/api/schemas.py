@@ -388,7 +388,11 @@ class NearbyCase(BaseModel):
 class ViolationDetail(ViolationSummary):
     node: str
     place: str | None
-    explanation: str
+    explanation: str = Field(description="The rule's explanation as the node signed it (English)")
+    explanation_vi: str | None = Field(
+        description="The same explanation in Vietnamese, as the node signed it (the event's"
+        " `explanation_vi`); null for an event from a node that writes English only"
+    )
     plate_confidence: float | None
     received_at: datetime
     reviewer: str | None

@@ -671,6 +671,33 @@ def test_a_case_changed_in_the_database_behind_the_service_is_found(
     assert "issue_notice" not in page["actions"]
 
 
+def test_a_case_reads_the_explanation_in_vietnamese_as_its_node_signed_it(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """The reviewer's Vietnamese explanation is the signed event's; an older node's event,
+    English only, reads as it did, its English kept verbatim beside."""
+    node = make_node()
+    english = "car crossed the stop line of lane 2 at 14:03:12.000, 2.4 s after red began"
+    vietnamese = "Ô tô vượt đèn đỏ: qua vạch dừng của làn 2 lúc 14:03:12.000"
+    [both, older] = store_events(
+        central_db,
+        node,
+        [
+            signed_event(node, explanation=english, explanation_vi=vietnamese),
+            signed_event(node, explanation=english),
+        ],
+    )
+    officer = accounts["officer"]
+    for case_id, said in ((both, vietnamese), (older, None)):
+        page = api.get(f"/api/v1/ui/cases/{case_id}", headers=officer.headers).json()["case"]
+        assert (page["explanation"], page["explanation_vi"]) == (english, said)
+        assert page["record_problems"] == []
+        assert ("explanation_vi" in page["event"]) == (said is not None)
+
+
 def test_a_decision_changed_in_the_database_behind_the_service_is_found(
     api: TestClient,
     central_db: CentralDb,
