@@ -288,10 +288,12 @@ class UiServer:
         evidence: str | None = None,
         measured: Measurement | None = None,
         plate_valid: bool = True,
+        vietnamese: bool = True,
     ) -> int:
         """Store one signed violation through the ingest path; returns its id (``measured``
         in place of the type's usual values; ``plate_valid``: the reading passed the
-        format check)."""
+        format check; ``vietnamese``: the node explains in Vietnamese too, as nodes do
+        since they were taught to, not in English only as older ones)."""
         kind = evidence or ("red_light" if type is ViolationType.RED_LIGHT else "speeding")
         blobs = self.evidence[kind]
         when = occurred_at or datetime.now(UTC) - timedelta(hours=1)
@@ -303,6 +305,10 @@ class UiServer:
                 "car in lane 2 measured 92.4 ± 1.1 km/h (at least 91.3 km/h) over 18 m; "
                 "the limit for car is 80 km/h: 11.3 km/h over"
             )
+            explanation_vi = (
+                "Ô tô trên làn 2 vượt quá tốc độ: đo được tốc độ 92,4 ± 1,1 km/h (ít nhất "
+                "91,3 km/h); tốc độ tối đa cho phép đối với ô tô là 80 km/h, vượt 11,3 km/h"
+            )
             vehicle = VehicleClass.CAR
         elif type is ViolationType.NO_STOPPING:
             default_measured = Measurement(dwell_s=184.0)
@@ -310,13 +316,21 @@ class UiServer:
                 "truck stood still inside the no-stopping zone for 184.0 s, "
                 "more than the 60 s allowed"
             )
+            explanation_vi = (
+                "Xe tải dừng, đỗ xe nơi cấm: đứng yên trong vùng cấm dừng 184 giây, quá thời "
+                "gian cho phép là 60 giây"
+            )
             vehicle = VehicleClass.TRUCK
         else:
             default_measured = Measurement(signal_phase=LampColour.RED, time_since_red_s=2.4)
-            # (in English, as the edge's rules write it)
+            # (as the edge's rules write it, in English and in Vietnamese)
             explanation = (
                 "car crossed the stop line of lane 2 2.4 s after red began, "
                 "and went on past the second line without stopping"
+            )
+            explanation_vi = (
+                "Ô tô vượt đèn đỏ: qua vạch dừng của làn 2 2,4 giây sau khi đèn đỏ bật, rồi đi "
+                "tiếp qua vạch thứ hai mà không dừng lại"
             )
             vehicle = VehicleClass.CAR
         measured = measured or default_measured
@@ -337,6 +351,7 @@ class UiServer:
                 ),
                 measured=measured,
                 explanation=explanation,
+                explanation_vi=explanation_vi if vietnamese else None,
                 place=place,
                 evidence=[b.ref() for b in blobs],
                 model_version="yolov8n-coco@75cc3648",

@@ -1,6 +1,7 @@
 """The web UI in Debian's Chromium against the real central service: log-in, the review of
 a case end to end, the keyboard flow, two officers on one case, what each role sees, the
-supervisor's pages, the IOC page with its live feed, and the language switch.
+supervisor's pages, the IOC page with its live feed, an older node's English-only
+explanation, and the language switch.
 
 Screenshots are kept under test-artifacts/browser/.
 """
@@ -177,10 +178,23 @@ def test_an_officer_reviews_a_case_end_to_end(officer_page: Any, ui_server: UiSe
     expect(facts).to_contain_text("Vượt đèn đỏ")
     expect(facts).to_contain_text("QL13 Km 22+300, Thuận An")
     expect(facts).to_contain_text("2,4 giây sau khi đèn đỏ")
-    # The rule's own words are English, and marked so for a screen reader.
-    explanation = page.locator(".explanation")
-    expect(explanation).to_contain_text("crossed the stop line")
-    expect(explanation).to_have_attribute("lang", "en")
+    # The rule's explanation in Vietnamese, as the node signed it, marked so for a screen
+    # reader; its English original a click away.
+    explanation = page.locator("#explanation")
+    expect(explanation).to_have_text(
+        "Ô tô vượt đèn đỏ: qua vạch dừng của làn 2 2,4 giây sau khi đèn đỏ bật, rồi đi "
+        "tiếp qua vạch thứ hai mà không dừng lại"
+    )
+    expect(explanation).to_have_attribute("lang", "vi")
+    expect(page.locator("#explanation-note")).to_have_count(0)
+    original = page.locator("#explanation-other")
+    expect(original.locator("p")).not_to_be_visible()
+    original.get_by_text("Bản gốc (tiếng Anh)").click()
+    expect(original.locator("p")).to_have_text(
+        "car crossed the stop line of lane 2 2.4 s after red began, "
+        "and went on past the second line without stopping"
+    )
+    expect(original.locator("p")).to_have_attribute("lang", "en")
     expect(page.locator("#facts")).to_contain_text("Gửi thông báo (10 ngày)")
     # Zoom the plate crop with its slider.
     before = page.locator("#crop-plate_crop img").evaluate("img => img.clientWidth")
@@ -641,6 +655,29 @@ def test_ioc_page_live_status_and_feed(
     ui_server.take_out(vid)  # (the queue's filter test counts mptv-km18's speeding cases)
 
 
+def test_an_older_nodes_case_shows_its_english_explanation_as_the_nodes_text(
+    officer_page: Any, ui_server: UiServer
+) -> None:
+    """A node before the Vietnamese explanation wrote English only: its text is shown as
+    written, marked English, with a note saying whose words they are."""
+    page = officer_page
+    vid = ui_server.add_case(camera="ql13-km22", vietnamese=False)
+    page.goto(f"{ui_server.url}/ui/#/case/{vid}")
+    expect(page.get_by_role("heading", name=f"Hồ sơ #{vid}")).to_be_visible()
+    explanation = page.locator("#explanation")
+    expect(explanation).to_have_text(
+        "car crossed the stop line of lane 2 2.4 s after red began, "
+        "and went on past the second line without stopping"
+    )
+    expect(explanation).to_have_attribute("lang", "en")
+    expect(page.locator("#explanation-note")).to_contain_text(
+        "Nguyên văn của thiết bị tại hiện trường, bằng tiếng Anh"
+    )
+    expect(page.locator("#explanation-other")).to_have_count(0)
+    expect(page.locator("#facts")).to_contain_text("2,4 giây sau khi đèn đỏ")
+    shot(page, "04b-case-older-node")
+
+
 def test_the_language_switch(officer_page: Any, ui_server: UiServer) -> None:
     page = officer_page
     vid = ui_server.add_case(camera="ql13-km22", type=ViolationType.SPEEDING)
@@ -654,6 +691,13 @@ def test_the_language_switch(officer_page: Any, ui_server: UiServer) -> None:
         "km/h ± 1.1, at least 91.3 km/h (limit 80 km/h, 11.3 km/h over)"
     )
     expect(page.locator("#nav").get_by_role("link")).to_have_text(["Review queue", "Find cases"])
+    # In English the node's English explanation leads; its Vietnamese is a click away.
+    expect(page.locator("#explanation")).to_have_attribute("lang", "en")
+    expect(page.locator("#explanation")).to_contain_text("car in lane 2 measured 92.4 ± 1.1 km/h")
+    other = page.locator("#explanation-other")
+    other.get_by_text("In Vietnamese, as the node wrote it").click()
+    expect(other.locator("p")).to_have_attribute("lang", "vi")
+    expect(other.locator("p")).to_contain_text("vượt quá tốc độ: đo được tốc độ 92,4 ± 1,1 km/h")
     expect(page.get_by_role("button", name=re.compile("Confirm"))).to_be_visible()
     shot(page, "15-case-english")
     # The choice is kept across a reload, and switching back restores Vietnamese.
@@ -662,4 +706,6 @@ def test_the_language_switch(officer_page: Any, ui_server: UiServer) -> None:
     page.get_by_role("button", name="Chuyển sang tiếng Việt").click()
     expect(page.locator("html")).to_have_attribute("lang", "vi")
     expect(page.locator("#facts")).to_contain_text("Chạy quá tốc độ")
+    expect(page.locator("#explanation")).to_have_attribute("lang", "vi")
+    expect(page.locator("#explanation")).to_contain_text("Ô tô trên làn 2 vượt quá tốc độ")
     expect(page.get_by_role("button", name=re.compile("Xác nhận"))).to_be_visible()

@@ -707,14 +707,36 @@
         actionBar(data),
         factsList(data),
         h("h2", {}, t("case.explanation")),
-        // (the rule writes it in English: the measured values above are its Vietnamese)
-        h("p", { class: "explanation", lang: c.explanation ? "en" : null }, c.explanation || t("misc.none")),
+        explanationBlock(c),
         decisionList(data),
         auditTrail(data),
         data.evidence_visible ? exportButton(c) : null)));
     if (data.evidence_visible) showView(S.page.view);
     focusHeading();
     resumePending(data);
+  }
+
+  // The rule's explanation, as the node signed it in each language it writes: in the
+  // reader's language where the node wrote it so, the other below (a Vietnamese reader
+  // can open the English original the evidence package keeps). A node that writes English
+  // only: its English, marked so, with a note saying whose words they are.
+  function explanationBlock(c) {
+    if (!c.explanation && !c.explanation_vi) return h("p", { class: "explanation" }, t("misc.none"));
+    const texts = { en: c.explanation || null, vi: c.explanation_vi || null };
+    if (!texts.vi) {
+      return [
+        h("p", { class: "explanation", id: "explanation", lang: "en" }, texts.en),
+        h("p", { class: "muted small", id: "explanation-note" }, t("case.explanation_english_only")),
+      ];
+    }
+    const shown = S.lang === "vi" ? "vi" : "en";
+    const other = shown === "vi" ? "en" : "vi";
+    return [
+      h("p", { class: "explanation", id: "explanation", lang: shown }, texts[shown]),
+      texts[other] ? h("details", { class: "explanation-other", id: "explanation-other" },
+        h("summary", {}, t(`case.explanation_in_${other}`)),
+        h("p", { class: "explanation", lang: other }, texts[other])) : null,
+    ];
   }
 
   // A decision the session's end refused (a token run out while the officer read the
