@@ -22,12 +22,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from roadwatch.contract import VehicleClass
+from roadwatch.contract.models import no_control_chars
 from roadwatch.errors import UserError, validator_words
 from roadwatch.yaml_load import YamlError, load_yaml
 
@@ -35,8 +37,20 @@ MAX_VERTICES = 64
 MAX_ITEMS = 32
 
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-# Names go into explanations, which refuse control characters.
-Name = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]{1,80}$")]
+
+
+# Names go into explanations, which refuse the control characters the event does; a
+# name is one line, without tabs either.
+def _one_line_name(value: str) -> str:
+    bad = re.search("[\x00-\x1f\x7f]", value)
+    if bad is not None:
+        raise ValueError(f"control character U+{ord(bad.group()):04X} is not allowed")
+    return no_control_chars(value)
+
+
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=80), AfterValidator(_one_line_name)
+]
 Coordinate = Annotated[float, Field(ge=-100_000.0, le=100_000.0, allow_inf_nan=False)]
 XY = tuple[Coordinate, Coordinate]
 

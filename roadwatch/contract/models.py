@@ -60,7 +60,7 @@ UtcDatetime = Annotated[
 _CONTROL_CHAR = re.compile("[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 
 
-def _no_control_chars(value: str) -> str:
+def no_control_chars(value: str) -> str:
     bad = _CONTROL_CHAR.search(value)
     if bad is not None:
         raise ValueError(f"control character U+{ord(bad.group()):04X} is not allowed")
@@ -77,12 +77,12 @@ _NO_CONTROL = Field(
 ShortText = Annotated[
     str,
     StringConstraints(min_length=1, max_length=128),
-    AfterValidator(_no_control_chars),
+    AfterValidator(no_control_chars),
     _NO_CONTROL,
 ]
 MAX_LONG_TEXT = 2000
 LongText = Annotated[
-    str, StringConstraints(max_length=MAX_LONG_TEXT), AfterValidator(_no_control_chars), _NO_CONTROL
+    str, StringConstraints(max_length=MAX_LONG_TEXT), AfterValidator(no_control_chars), _NO_CONTROL
 ]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Count = Annotated[int, Field(ge=0, le=2**53 - 1)]  # (JSON's safe integers)

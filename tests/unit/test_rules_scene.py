@@ -161,6 +161,16 @@ ERRORS = {
         "speed_traps.0.lane: '9' is not one of lanes",
     ),
     "missing version": (broken("version", DELETE), "version: Field required"),
+    # A name goes into the explanation a reviewer reads; U+202E would show it reversed,
+    # and the event refuses it, so the violation could not be built.
+    "name with a direction override": (
+        broken("lanes.0.name", "bus \u202elane"),
+        "lanes.0.name: control character U+202E is not allowed",
+    ),
+    "name with a tab": (
+        broken("lanes.0.turn_exemptions.0.name", "right\tturn"),
+        "lanes.0.turn_exemptions.0.name: control character U+0009 is not allowed",
+    ),
     # YAML reads an unquoted 22:00 as 1320 (base 60): it passed as 00:22 UTC, and the node
     # crashed comparing it with the local clock.
     "unquoted time": (
