@@ -15,6 +15,7 @@ from roadwatch.contract import (
     ViolationType,
     new_event_id,
 )
+from roadwatch.contract.models import MAX_LONG_TEXT
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +104,21 @@ class Violation:
             track_id=self.track_id,
             plate=plate,
             measured=self.measured,
-            explanation=self.explanation,
-            explanation_vi=self.explanation_vi,
+            explanation=_fitted(self.explanation),
+            explanation_vi=None if self.explanation_vi is None else _fitted(self.explanation_vi),
             place=place,
             model_version=model_version,
             rule_version=self.rule_version,
             config_version=self.config_version,
         )
+
+
+def _fitted(text: str) -> str:
+    """An explanation cut to what the event holds (a stop across many named zones can be
+    explained past it): the violation is kept, its text ending in an ellipsis."""
+    if len(text) <= MAX_LONG_TEXT:
+        return text
+    return text[: MAX_LONG_TEXT - 1] + "…"
 
 
 class ClassVote:

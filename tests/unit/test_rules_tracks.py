@@ -87,3 +87,29 @@ def test_a_violation_becomes_an_event_carrying_every_field() -> None:
         "no_stopping/3",
         "synthetic/7",
     )
+
+
+@pytest.mark.parametrize("vi", [False, True], ids=["english", "vietnamese"])
+def test_an_explanation_past_the_events_limit_is_cut_not_lost(vi: bool) -> None:
+    # A vehicle standing across many named no-stopping zones is explained zone by zone;
+    # past the event's 2,000 characters the event could not be built and the violation
+    # was lost.
+    long = "; ".join(f"vùng cấm dừng z{k} (lề phải đoạn Km{k} Quốc lộ 13)" for k in range(60))
+    violation = Violation(
+        rule=ViolationType.NO_STOPPING,
+        rule_version="no_stopping/8",
+        config_version="synthetic/7",
+        camera="cam-test",
+        track_id=9,
+        vehicle_class=TRUCK,
+        lane=None,
+        t=T0 + 30.0,
+        evidence=EvidenceTimes(before=T0, at=T0 + 15.0, after=T0 + 30.0),
+        measured=Measurement(dwell_s=30.0),
+        explanation="short" if vi else long,
+        explanation_vi=long if vi else "ngắn",
+    )
+    event = violation.to_event(site="ql13-km22", node="node-01", model_version="m/1")
+    text = event.explanation_vi if vi else event.explanation
+    assert text is not None and len(text) == 2000 and text.endswith("…")
+    assert long.startswith(text[:-1])
