@@ -53,7 +53,6 @@ from central.records import (
     store_checked,
 )
 from central.settings import Settings
-from central.status_order import HeldOrder
 from roadwatch.contract import (
     CameraTopic,
     NodeStatus,
@@ -143,8 +142,6 @@ class IngestService:
         self._partitions_retry_at = 0.0
         self.metrics = metrics or IngestMetrics()
         self._queue: queue.Queue[_Delivery] = queue.Queue()
-        # The newest place of each node's statuses this ingest received (the writer's).
-        self._received: dict[tuple[str, str], HeldOrder] = {}
         # Two checked batches at most wait for the writer: the checker keeps ahead of the
         # database without holding more than it must in memory.
         self._checked: queue.Queue[_CheckedBatch] = queue.Queue(maxsize=2)
@@ -159,8 +156,8 @@ class IngestService:
         self.receipts_sent = 0
         self.refusals_sent = 0
         # A stable id keeps the broker session (and the messages queued for it) across restarts.
-        client_id = settings.mqtt_client_id or f"roadwatch-central-{socket.gethostname()}"
-        self.client = central_client(settings, client_id, manual_ack=True)
+        self.client_id = settings.mqtt_client_id or f"roadwatch-central-{socket.gethostname()}"
+        self.client = central_client(settings, self.client_id, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_connect_fail = self._on_connect_fail
@@ -516,19 +513,16 @@ class IngestService:
             self.refusals_sent += message.count
 
     def _store(self, checked: list[Checked]) -> BatchResult:
-        # (Brought up to date once the batch is committed: one not committed is delivered
-        # again, in the same order.)
-        received = dict(self._received)
+        # (The order of statuses this ingest received is kept by its client id, with the
+        # batch: one not committed is delivered again, in the same order.)
         with transaction(self._sessions) as session:
-            result = store_checked(
+            return store_checked(
                 session,
                 checked,
                 completeness=False,
                 silent_after=self.settings.silent_after,
-                received=received,
+                ingest=self.client_id,
             )
-        self._received = received
-        return result
 
     def _store_singly(self, checked: list[Checked]) -> BatchResult:
         from central.intake import Refusal, RefusalCode

@@ -123,6 +123,21 @@ class Node(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 
 
+class StatusReceived(Base):
+    """The newest place of a node's statuses one ingest received, by the client id of its
+    broker session (see ``central.records._record_status``): kept with the batch that
+    received it, so that the order an ingest was delivered survives its restart, as the
+    broker session that delivers the rest does."""
+
+    __tablename__ = "status_received"
+
+    ingest: Mapped[str] = mapped_column(String(256), primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"), primary_key=True)
+    session_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    will_taken: Mapped[bool] = mapped_column(Boolean)
+
+
 class NodeKey(Base):
     """A signing key a node has had: the one it signs with now, those it signed with
     before (rotated: their events still verify), and those revoked (a box stolen, a key

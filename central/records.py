@@ -41,6 +41,7 @@ from central.models import (
     Node,
     NodeKey,
     Quarantine,
+    StatusReceived,
     TrafficMinute,
     User,
     Violation,
@@ -583,12 +584,12 @@ def store_checked(
     *,
     completeness: bool = True,
     silent_after: timedelta = SILENT_AFTER,
-    received: dict[tuple[str, str], HeldOrder] | None = None,
+    ingest: str | None = None,
 ) -> BatchResult:
     """Store a checked batch in the caller's transaction (see ``record_batch``);
-    ``silent_after``: see ``central.health``. ``received``: the newest place of each node's
-    statuses this ingest has received, its own order (see ``_record_status``), brought up
-    to date with the batch."""
+    ``silent_after``: see ``central.health``. ``ingest``: the client id of the ingest's
+    broker session, whose own order of each node's statuses received (see
+    ``_record_status``) is brought up to date with the batch."""
     result = BatchResult()
     violations: dict[str, tuple[ViolationEvent, bytes, Message]] = {}
     # An id again in the same batch is sorted against what is then stored, as in a later
@@ -608,7 +609,7 @@ def store_checked(
         elif isinstance(outcome, TrafficStats):
             result.traffic += _record_traffic(session, outcome)
         else:
-            placed = _record_status(session, outcome, silent_after, received)
+            placed = _record_status(session, outcome, silent_after, ingest)
             if isinstance(placed, Refusal):
                 quarantine(session, message, placed)
                 result.refuse(placed.code)
@@ -890,14 +891,31 @@ def reset_status_order(session: Session, *, site: str, node: str) -> HeldOrder:
     found.status_session_at = None
     found.status_sequence = None
     found.status_will_taken = False
+    # (and the order each ingest received: one ahead of the node's next status would have
+    # it refused there as published again)
+    session.execute(delete(StatusReceived).where(StatusReceived.node_id == found.id))
     return held
+
+
+def _hold_received(
+    session: Session, row: StatusReceived | None, ingest: str, node_id: int, order: HeldOrder
+) -> StatusReceived:
+    """Hold ``order`` as the newest place of the node's statuses ``ingest`` received."""
+    assert order.session_started_at is not None and order.sequence is not None
+    if row is None:
+        row = StatusReceived(ingest=ingest, node_id=node_id)
+        session.add(row)
+    row.session_at = order.session_started_at
+    row.sequence = order.sequence
+    row.will_taken = order.will_taken
+    return row
 
 
 def _record_status(
     session: Session,
     status: NodeStatus,
     silent_after: timedelta,
-    received: dict[tuple[str, str], HeldOrder] | None = None,
+    ingest: str | None = None,
 ) -> Placing | Refusal:
     """Apply a node's status (or its last will) and the health of its cameras, where it is
     newer than the status held (``central.status_order``); a camera the status leaves out
@@ -907,23 +925,32 @@ def _record_status(
     no retained message to one), so an ingest behind another gets statuses older than the
     one held. Its copy cannot be told from a replay by what it says, only by the order it
     comes in: a broker delivers a node's statuses to each subscriber in the order the node
-    sent them, so one older than what the ingest itself ``received`` of the node is out of
+    sent them, so one older than what the ``ingest`` itself received of the node is out of
     order there (published again: ``replayed``); one newer than that, in order, was
-    superseded by what another ingest took (not applied, counted as repeated)."""
+    superseded by what another ingest took (not applied, counted as repeated). The order
+    an ingest received is kept per client id (``StatusReceived``), with the batch: its
+    broker session, which delivers the rest in order after a restart, is kept by the same
+    id, so a restart forgets neither."""
     now = utcnow()
-    mine: Placing | None = None
-    if received is not None and status.signature is not None and status.sequence is not None:
-        key = (status.site, status.node)
-        own = place(status, received.get(key, HeldOrder()))
-        mine = own.placing
-        if mine is Placing.TAKEN:
-            received[key] = own.order
     # (Locked: another ingest takes the same statuses, each from its own subscription.)
     node = session.scalar(
         select(Node).where(Node.site == status.site, Node.node == status.node).with_for_update()
     )
     if node is None:
         return Placing.REPEATED
+    mine: Placing | None = None
+    received: StatusReceived | None = None
+    if ingest is not None and status.signature is not None and status.sequence is not None:
+        received = session.get(StatusReceived, (ingest, node.id))
+        own = place(
+            status,
+            HeldOrder()
+            if received is None
+            else HeldOrder(received.session_at, received.sequence, received.will_taken),
+        )
+        mine = own.placing
+        if mine is Placing.TAKEN:
+            received = _hold_received(session, received, ingest, node.id, own.order)
     held = HeldOrder(node.status_session_at, node.status_sequence, bool(node.status_will_taken))
     placed = place(status, held)
     if placed.placing is Placing.REPLAYED:
@@ -932,6 +959,10 @@ def _record_status(
         return Refusal(RefusalCode.REPLAYED, placed.reason)
     if placed.placing is Placing.REPEATED:
         return Placing.REPEATED
+    if mine is Placing.REPLAYED and ingest is not None:
+        # (Out of order here, newer than the order held: the order was reset since, see
+        # ``reset_status_order``; this ingest's order follows it from now.)
+        _hold_received(session, received, ingest, node.id, placed.order)
     node.status_session_at = placed.order.session_started_at
     node.status_sequence = placed.order.sequence
     node.status_will_taken = placed.order.will_taken

@@ -160,13 +160,14 @@ def test_a_nodes_status_order_is_reset_from_the_command_line(
     engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'central.db'}")
     message = Message(node_topic("ql13-km22", "node-01", NodeTopic.STATUS), b"{}")
 
-    def stored(sent: NodeStatus) -> tuple[int, int]:
+    def stored(sent: NodeStatus, ingest: str = "central-a") -> tuple[int, int]:
         with session_factory(engine).begin() as session:
-            result = store_checked(session, [Checked(message, sent)])
+            result = store_checked(session, [Checked(message, sent)], ingest=ingest)
         return result.statuses, len(result.late_refusals)
 
     try:
         assert stored(status(T0, 5)) == (1, 0)
+        assert stored(status(T0, 5), "central-b") == (0, 0)
         # Put back to a version without the place, and to a session before: refused.
         assert stored(status(None, None)) == (0, 1)
         assert stored(status(T0 - timedelta(days=1), 1)) == (0, 1)
@@ -176,6 +177,11 @@ def test_a_nodes_status_order_is_reset_from_the_command_line(
         assert "(status 5 of the session begun 2026-11-23T07:03:05.120+00:00)" in out, out
         assert "its next status is taken" in out
         assert stored(status(T0 - timedelta(days=1), 1)) == (1, 0)
+        assert stored(status(T0 - timedelta(days=1), 2)) == (1, 0)
+        # Another ingest, behind, had received status 5 before the reset: the statuses
+        # it gets after are late copies there, not statuses published again.
+        assert stored(status(T0 - timedelta(days=1), 1), "central-b") == (0, 0)
+        assert stored(status(T0 - timedelta(days=1), 1)) == (0, 1)  # again: replayed
         with session_factory(engine)() as session:
             audited = session.execute(
                 select(AuditEntry.actor, AuditEntry.detail).where(

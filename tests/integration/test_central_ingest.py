@@ -1172,3 +1172,59 @@ def test_a_batch_locks_the_nodes_of_its_statuses_in_one_order(
         event.remove(central_db.engine, "before_cursor_execute", seen)
     assert stored.statuses == 2
     assert named[:2] == ["node-a", "node-b"], named
+
+
+def test_an_ingest_restarted_keeps_the_order_it_received(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    publisher: Publisher,
+) -> None:
+    """An ingest stopped and started again keeps the order of the statuses it received, as
+    its broker session keeps what was published meanwhile: a status published again while
+    it was away, the first thing it is delivered when back, is out of order there and
+    replayed (not taken for a late copy), and the node's status it missed meanwhile, in
+    order, is superseded by what the other ingest took (counted as repeated)."""
+    node = make_node()
+    settings = ingest_settings(central_settings, mqtt_broker, node.site)
+    behind = settings.model_copy(update={"mqtt_client_id": f"{settings.mqtt_client_id}-b"})
+    topic = node_topic(node.site, node.node, NodeTopic.STATUS)
+    first, second, third = (_placed(node, T0, n) for n in (1, 2, 3))
+
+    def outcome(ingest: IngestService, name: str) -> float:
+        counted = ingest.metrics.registry.get_sample_value
+        return counted("roadwatch_ingest_outcomes_total", {"outcome": name}) or 0.0
+
+    with IngestService(settings, central_db.engine) as ahead:
+        assert ahead.wait_ready(10), "ingest did not subscribe"
+        with IngestService(behind, central_db.engine) as late:
+            assert late.wait_ready(10), "ingest did not subscribe"
+            publisher.publish(topic, first, retain=True)
+            publisher.publish(topic, second, retain=True)
+            wait_for(
+                "both received",
+                lambda: outcome(late, "status") + outcome(late, "status_repeated") == 2,
+            )
+        publisher.publish(topic, first)  # published again while the ingest is stopped
+        publisher.publish(topic, third, retain=True)
+        wait_for("replayed and taken", lambda: outcome(ahead, "quarantined_replayed") == 1)
+        wait_for("the third taken", lambda: _held_sequence(central_db, node) == 3)
+        with IngestService(behind, central_db.engine) as late:
+            assert late.wait_ready(10), "ingest did not subscribe"
+            # (the third, then its retained copy on subscribing again)
+            wait_for("the third superseded", lambda: outcome(late, "status_repeated") == 2)
+            assert outcome(late, "quarantined_replayed") == 1
+            assert outcome(late, "status") == 0
+    with central_db.session() as s:
+        rows = s.execute(
+            select(Quarantine.reason_code, Quarantine.times).where(Quarantine.topic == topic)
+        ).all()
+    assert [tuple(row) for row in rows] == [("replayed", 2)]
+
+
+def _held_sequence(central_db: CentralDb, node: NodeIdentity) -> int | None:
+    with central_db.session() as s:
+        return s.scalar(
+            select(Node.status_sequence).where(Node.site == node.site, Node.node == node.node)
+        )
