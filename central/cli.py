@@ -963,7 +963,13 @@ def _audit_verify(args: argparse.Namespace) -> int:
 
 def _config_push(args: argparse.Namespace) -> int:
     from central.db import session_factory, transaction
-    from central.node_config import load_config_key, publish_retained, push_config, read_document
+    from central.node_config import (
+        UNCHECKED_THEN,
+        load_config_key,
+        publish_retained,
+        push_config,
+        read_document,
+    )
     from roadwatch.errors import UserError
 
     document = read_document(args.file)
@@ -992,6 +998,8 @@ def _config_push(args: argparse.Namespace) -> int:
     again = " again (same version and document)" if record.repeated else ""
     print(f"pushed config {record.version} to {site}/{args.node}{again} on {record.topic}")
     print(f"sha256 {record.sha256}; the node reports the version it runs in its status")
+    if record.unchecked:
+        print(f"NOT CHECKED against what the node runs: {record.unchecked}; {UNCHECKED_THEN}")
     return 0
 
 

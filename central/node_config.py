@@ -77,6 +77,9 @@ class PushedRecord:
     pushed_by: str
     topic: str
     repeated: bool = False  # the same version and document were pushed before
+    # Why central could not check it against what the node runs ("": it did); the node
+    # then checks it when it arrives (``UNCHECKED_THEN``).
+    unchecked: str = ""
 
 
 def load_config_key(settings: Settings) -> Ed25519PrivateKey:
@@ -147,29 +150,59 @@ def outline_version(document: Mapping[str, Any]) -> str:
 _VERSION: TypeAdapter[str] = TypeAdapter(ShortText)
 
 
+# What the node does with a push central could not check (``check_pushable``).
+UNCHECKED_THEN = (
+    "the node checks it when it arrives: one that changes what it takes only from its own"
+    " site file (a stream URL, plates, a camera added or removed, ...) it refuses, keeps"
+    " running what it runs, and its status says why (config_error); see the node's"
+    " config_version and config_error in GET /api/v1/nodes"
+)
+
+
 def check_pushable(
     session: Session, *, site: str, node: str, document: Mapping[str, Any], version: str
-) -> None:
+) -> str:
     """Refuse a document that changes what the node takes only from its own site file
     (the node would refuse it): compared, with the node's own rule
-    (``edge.config_push.restart_reasons``), with the push the node reports running. A node
-    that runs its own file (or has not reported) has nothing central knows to compare
-    with: the node checks it when the push arrives. Without the edge's dependencies
-    installed, the node checks it too."""
+    (``edge.config_push.restart_reasons``), with the push the node reports running.
+    Returns "" when it was so checked, else why it could not be: a node that runs its own
+    file (or has not reported) has nothing central holds to compare with, and without the
+    edge's dependencies installed central cannot compare; the node then checks it when
+    the push arrives."""
     try:
         from edge.config_push import NOT_LIVE, parse_config_document, restart_reasons
     except ImportError:
-        return
+        return (
+            "central runs without the edge code, so it could not compare the push with what"
+            f" {site}/{node} runs"
+        )
     from edge.config import ConfigError
 
-    running = _running_push(session, site=site, node=node)
-    if running is None or running.version == version:
-        return
+    status = _last_status(session, site=site, node=node)
+    if status is None:
+        return f"{site}/{node} has sent no status yet: central does not know what it runs"
+    running_version = status.get("config_version")
+    if running_version == version:
+        return ""  # (the version it runs, again: the node takes it as the same)
+    running = _running_push(session, site=site, node=node, status=status)
+    if running is None:
+        runs = (
+            f"config {running_version}, which central did not push (its own site file)"
+            if isinstance(running_version, str)
+            else "its own site file (its status names no version)"
+        )
+        return (
+            f"{site}/{node} runs {runs}, and central does not hold that file"
+            + _cameras_unlisted(status, document)
+        )
     try:
         before = parse_config_document(json.loads(running.document))
         after = parse_config_document(document)
     except (ConfigError, ValueError):  # (validated before; one recorded by an older central)
-        return
+        return (
+            f"the push {site}/{node} runs ({running.version}, recorded by an older central)"
+            " does not validate with this central's rules"
+        )
     reasons = restart_reasons(before.site, after.site)
     if reasons:
         raise NotPushableError(
@@ -177,15 +210,39 @@ def check_pushable(
             f" file, against {running.version} (the push it runs): {'; '.join(reasons)};"
             f" {NOT_LIVE}"
         )
+    return ""
 
 
-def _running_push(session: Session, *, site: str, node: str) -> NodeConfig | None:
-    """The recorded push whose version the node's last status says it runs, if any."""
-    status = session.scalar(select(Node.status_json).where(Node.site == site, Node.node == node))
+def _last_status(session: Session, *, site: str, node: str) -> dict[str, Any] | None:
+    """The node's last status as central took it (None: none, or one it cannot read)."""
+    text = session.scalar(select(Node.status_json).where(Node.site == site, Node.node == node))
     try:
-        running = json.loads(status).get("config_version") if status else None
-    except (ValueError, AttributeError):
+        status = json.loads(text) if text else None
+    except ValueError:
         return None
+    return status if isinstance(status, dict) else None
+
+
+def _cameras_unlisted(status: Mapping[str, Any], document: Mapping[str, Any]) -> str:
+    """The cameras the push names that the node's last status does not list (running), as
+    a clause: each one its own file does not have would be a camera added."""
+    listed = {c.get("camera") for c in status.get("cameras") or () if isinstance(c, dict)}
+    named = [c.get("id") for c in document.get("cameras") or () if isinstance(c, Mapping)]
+    unlisted = [str(c) for c in named if c not in listed]
+    if not unlisted or not listed:
+        return ""
+    return (
+        f"; its last status lists {', '.join(sorted(str(c) for c in listed))}, not"
+        f" {', '.join(unlisted)}: the node refuses the push if its own file does not have"
+        " them (a camera added)"
+    )
+
+
+def _running_push(
+    session: Session, *, site: str, node: str, status: Mapping[str, Any]
+) -> NodeConfig | None:
+    """The recorded push whose version the node's last status says it runs, if any."""
+    running = status.get("config_version")
     if not isinstance(running, str):
         return None
     return session.scalar(
@@ -220,7 +277,7 @@ def push_config(
     except ValidationError as exc:
         why = validator_words(exc.errors()[0]["msg"])
         raise InvalidConfigError(f"config: version: {why}") from None
-    check_pushable(session, site=site, node=node, document=document, version=version)
+    unchecked = check_pushable(session, site=site, node=node, document=document, version=version)
     digest = document_sha256(document)
     topic = node_topic(site, node, NodeTopic.CONFIG)
     earlier = session.scalar(
@@ -236,8 +293,9 @@ def push_config(
             )
         publish(topic, earlier.message.encode("utf-8"))
         return PushedRecord(
-            site, node, version, digest, earlier.issued_at, earlier.pushed_by, topic, True
-        )
+            site, node, version, digest, earlier.issued_at, earlier.pushed_by, topic, True,
+            unchecked,
+        )  # fmt: skip
     issued_at = now or utcnow()
     try:
         push = ConfigPush(
@@ -266,7 +324,7 @@ def push_config(
     )
     session.flush()
     publish(topic, message)
-    return PushedRecord(site, node, version, digest, issued_at, actor, topic)
+    return PushedRecord(site, node, version, digest, issued_at, actor, topic, unchecked=unchecked)
 
 
 def config_history(session: Session, *, site: str, node: str) -> list[NodeConfig]:

@@ -482,6 +482,7 @@ def push_node_config(
     body: NodeConfigIn,
 ) -> NodeConfigOut:  # fmt: skip
     from central.node_config import (
+        UNCHECKED_THEN,
         ConfigConflictError,
         InvalidConfigError,
         UnknownNodeError,
@@ -517,6 +518,8 @@ def push_node_config(
         issued_at=record.issued_at,
         pushed_by=record.pushed_by,
         repeated=record.repeated,
+        checked=not record.unchecked,
+        not_checked=f"{record.unchecked}; {UNCHECKED_THEN}" if record.unchecked else None,
     )
 
 

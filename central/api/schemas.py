@@ -221,7 +221,7 @@ class NodeConfigIn(Strict):
     config: dict[str, Any] = Field(description="The node's configuration document")
 
 
-class NodeConfigOut(BaseModel):
+class NodeConfigPushed(BaseModel):
     site: str
     node: str
     version: str
@@ -233,7 +233,19 @@ class NodeConfigOut(BaseModel):
     )
 
 
-class NodeConfigRecord(NodeConfigOut):
+class NodeConfigOut(NodeConfigPushed):
+    checked: bool = Field(
+        description="Central compared the push with the push the node's last status says it"
+        " runs, and it changes nothing the node takes only from its own site file"
+    )
+    not_checked: str | None = Field(
+        default=None,
+        description="Why central could not compare it (no status from the node yet, the node"
+        " runs its own site file, ...), and what the node does with it then",
+    )
+
+
+class NodeConfigRecord(NodeConfigPushed):
     config: dict[str, Any]
 
 

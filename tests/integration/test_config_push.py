@@ -27,7 +27,7 @@ from sqlalchemy import select, update
 from calibration.store import save_calibration
 from central.app import create_app
 from central.models import AuditEntry, NodeConfig
-from central.node_config import read_document
+from central.node_config import UNCHECKED_THEN, read_document
 from central.settings import Settings
 from edge.config import load_site_config
 from edge.detections import Detections
@@ -36,6 +36,8 @@ from edge.node import EdgeNode
 from edge.pipeline import TrackedFrame
 from edge.sources import Frame
 from roadwatch.contract import (
+    CameraHealth,
+    CameraState,
     CameraTopic,
     ConfigPush,
     LampColour,
@@ -372,12 +374,13 @@ def test_central_records_each_version_once(
 
 
 def _runs(central_db: CentralDb, site: str, version: str) -> None:
-    """Central has heard node-01 say it runs ``version`` (its status, as ingested)."""
+    """Central has heard node-01 say it runs ``version`` (its status, as ingested), with
+    its one camera."""
     from central.models import Node
 
     status = NodeStatus(
         site=site, node="node-01", state="online", sent_at=datetime.now(UTC),
-        config_version=version,
+        config_version=version, cameras=[CameraHealth(camera=CAMERA_ID, state=CameraState.UP)],
     )  # fmt: skip
     with central_db.session() as session:
         row = session.scalars(select(Node).where(Node.site == site, Node.node == "node-01")).one()
@@ -404,8 +407,27 @@ def test_central_refuses_a_push_of_what_the_node_takes_from_its_own_file(
     camera = {"id": CAMERA_ID, "url": "rtsp://10.0.0.21/s", "place": "Km 1"}
     v1: dict[str, Any] = {"site": site, "node": "node-01", "version": "v1", "cameras": [camera]}
     try:
-        # A node that runs its own file: central has nothing of it to compare with.
+        # No status from the node yet: central cannot compare, and says so.
+        unheard = _put(client, admin, site, {**v1, "version": "v0"})
+        assert unheard.status_code == 200, unheard.text
+        assert unheard.json()["checked"] is False
+        assert unheard.json()["not_checked"] == (
+            f"{site}/node-01 has sent no status yet: central does not know what it runs;"
+            f" {UNCHECKED_THEN}"
+        )
+        # A node that runs its own file: central has nothing of it to compare with, and
+        # names the cameras the push has that the node's status does not list.
         _runs(central_db, site, "file-1")
+        two = {**v1, "version": "v0.9", "cameras": [camera, {**camera, "id": "cam-09"}]}
+        pushed = _put(client, admin, site, two)
+        assert pushed.status_code == 200, pushed.text
+        assert (pushed.json()["checked"], pushed.json()["not_checked"]) == (
+            False,
+            f"{site}/node-01 runs config file-1, which central did not push (its own site"
+            f" file), and central does not hold that file; its last status lists {CAMERA_ID},"
+            " not cam-09: the node refuses the push if its own file does not have them (a"
+            f" camera added); {UNCHECKED_THEN}",
+        )
         assert _put(client, admin, site, v1).status_code == 200
         _wait("the retained push", lambda: config_topic in raw.messages)
         _runs(central_db, site, "v1")
@@ -426,17 +448,19 @@ def test_central_refuses_a_push_of_what_the_node_takes_from_its_own_file(
                 " node's own site file and restart it, or push without it"
             )
         history = client.get(f"/api/v1/nodes/{site}/node-01/config", headers=admin.headers)
-        assert [h["version"] for h in history.json()] == ["v1"]
+        assert [h["version"] for h in history.json()] == ["v1", "v0.9", "v0"]
         with central_db.session() as session:
             audited = session.scalars(
                 select(AuditEntry.detail).where(AuditEntry.action == "config_push")
             ).all()
-        assert [json.loads(d)["version"] for d in audited if site in d] == ["v1"]
+        assert [json.loads(d)["version"] for d in audited if site in d] == ["v0", "v0.9", "v1"]
         assert ConfigPush.model_validate_json(raw.messages[config_topic]).config_version == "v1"
 
-        # What a push changes live still goes.
+        # What a push changes live still goes, checked.
         live = {**v1, "version": "v2", "cameras": [{**camera, "place": "Km 2"}]}
-        assert _put(client, admin, site, live).status_code == 200
+        r = _put(client, admin, site, live)
+        assert r.status_code == 200 and r.json()["checked"] is True, r.text
+        assert r.json()["not_checked"] is None
         # The node's file changed and restarted (it runs that file again): pushed as before.
         _runs(central_db, site, "file-2")
         moved = {**v1, "version": "v3", "cameras": [{**camera, "url": "rtsp://10.0.0.99/s"}]}
@@ -523,6 +547,11 @@ def test_the_cli_signs_and_pushes_a_site_file(tmp_path: Path, mqtt_broker: Broke
         first = rw(*push)
         assert first.returncode == 0, first.stderr
         assert f"pushed config v1 to {site}/node-01 on {config_topic}" in first.stdout
+        # (a new node has sent no status: the push could not be checked, and it says so)
+        assert first.stdout.splitlines()[-1] == (
+            f"NOT CHECKED against what the node runs: {site}/node-01 has sent no status yet:"
+            f" central does not know what it runs; {UNCHECKED_THEN}"
+        ), first.stdout
         again = rw(*push)
         assert again.returncode == 0 and "again" in again.stdout, again.stderr
         wrong = rw("central", "config", "push", "--node", "node-02", "--file", str(site_file))
