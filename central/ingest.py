@@ -425,6 +425,12 @@ class IngestService:
     def _say_refused(self, checked: list[Checked], result: BatchResult) -> None:
         """Say in the log what the batch quarantined, and the traffic minutes and statuses
         it took unsigned or unsequenced (each counted in the metrics all the same)."""
+        for will, refusal in result.replayed_wills:
+            if self._said.due((_sender(will.topic), "replayed_will")):
+                log.warning(
+                    "ingest quarantined the last will it took on %s as %s: %s",
+                    _printable(will.topic), refusal.code.value, _printable(refusal.reason),
+                )  # fmt: skip
         # (refused on storing: a status older than the one held)
         late = {id(message): refusal for message, refusal in result.late_refusals}
         for item in checked:
@@ -552,6 +558,7 @@ class IngestService:
             total.unsequenced += one.unsequenced
             total.repeated_statuses += one.repeated_statuses
             total.late_refusals += one.late_refusals
+            total.replayed_wills += one.replayed_wills
             for code, n in one.quarantined.items():
                 total.quarantined[code] = total.quarantined.get(code, 0) + n
             total.new_violation_ids += one.new_violation_ids

@@ -53,8 +53,10 @@ from central.workflow import Role
 from roadwatch.contract import (
     NodeState,
     NodeStatus,
+    NodeTopic,
     TrafficStats,
     ViolationEvent,
+    node_topic,
     to_wire,
 )
 from roadwatch.contract.signing import SignatureError, key_fingerprint, load_public_key_pem
@@ -498,6 +500,9 @@ class BatchResult:
     # Refused on storing, against what is stored (a status older than the one held, an
     # event id already held with other content): the check before took them.
     late_refusals: list[tuple[Message, Refusal]] = field(default_factory=list)
+    # Last wills taken, shown published again by a status of their session after them
+    # (quarantined as replayed then; counted in ``refused``).
+    replayed_wills: list[tuple[Message, Refusal]] = field(default_factory=list)
     new_violation_ids: list[int] = field(default_factory=list)
     incomplete_ids: list[int] = field(default_factory=list)
     # Every violation this batch leaves committed, new or already held: each gets a receipt.
@@ -609,7 +614,12 @@ def store_checked(
         elif isinstance(outcome, TrafficStats):
             result.traffic += _record_traffic(session, outcome)
         else:
-            placed = _record_status(session, outcome, silent_after, ingest)
+            wills: list[tuple[Message, Refusal]] = []
+            placed = _record_status(session, outcome, silent_after, ingest, wills)
+            for will, refusal in wills:
+                quarantine(session, will, refusal)
+                result.refuse(refusal.code)
+                result.replayed_wills.append((will, refusal))
             if isinstance(placed, Refusal):
                 quarantine(session, message, placed)
                 result.refuse(placed.code)
@@ -891,6 +901,7 @@ def reset_status_order(session: Session, *, site: str, node: str) -> HeldOrder:
     found.status_session_at = None
     found.status_sequence = None
     found.status_will_taken = False
+    found.status_will_replayed = False
     # (and the order each ingest received: one ahead of the node's next status would have
     # it refused there as published again)
     session.execute(delete(StatusReceived).where(StatusReceived.node_id == found.id))
@@ -916,6 +927,7 @@ def _record_status(
     status: NodeStatus,
     silent_after: timedelta,
     ingest: str | None = None,
+    replayed: list[tuple[Message, Refusal]] | None = None,
 ) -> Placing | Refusal:
     """Apply a node's status (or its last will) and the health of its cameras, where it is
     newer than the status held (``central.status_order``); a camera the status leaves out
@@ -951,7 +963,12 @@ def _record_status(
         mine = own.placing
         if mine is Placing.TAKEN:
             received = _hold_received(session, received, ingest, node.id, own.order)
-    held = HeldOrder(node.status_session_at, node.status_sequence, bool(node.status_will_taken))
+    held = HeldOrder(
+        node.status_session_at,
+        node.status_sequence,
+        bool(node.status_will_taken),
+        bool(node.status_will_replayed),
+    )
     placed = place(status, held)
     if placed.placing is Placing.REPLAYED:
         if mine is not None and mine is not Placing.REPLAYED:
@@ -966,6 +983,12 @@ def _record_status(
     node.status_session_at = placed.order.session_started_at
     node.status_sequence = placed.order.sequence
     node.status_will_taken = placed.order.will_taken
+    node.status_will_replayed = placed.order.will_replayed
+    if placed.will_replayed and node.status_json is not None and replayed is not None:
+        # (The will, as taken, is the status held until this one: kept as refused.)
+        will = Message(node_topic(status.site, status.node, NodeTopic.STATUS),
+                       node.status_json.encode("utf-8"))  # fmt: skip
+        replayed.append((will, Refusal(RefusalCode.REPLAYED, placed.will_replayed)))
     # Heard again after going silent: a change for the live feed, though the state is
     # the one stored (see central.health).
     if node.state != status.state.value or _silent(node.status_received_at, now, silent_after):

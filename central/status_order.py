@@ -5,6 +5,17 @@ session (when the node's connection to the broker began, by its clock) and its s
 in it. The last will is signed when the node connects, before any status of the session,
 so it is sequence 0 and older than every status sent after it: it is taken once per
 session all the same, as the broker publishes it only when that connection is lost.
+
+So the broker's will is the last word of its session: a status of the session after a
+will taken shows that will was published by someone else while the connection lived
+(captured from the node's CONNECT, on a broker link without TLS), and that the node's
+own will is still to come. Such a will cannot be told from the broker's when it comes,
+only by the status after it: that status is taken (the node online again), the will is
+said to be replayed, and the session's will is taken once more, so that one replay
+cannot keep the node's real will, when its connection is lost, from showing it offline.
+A second will shown replayed so leaves the session's will taken: a node whose will is
+published again and again is shown offline at most twice a session, its real loss then
+shown by its silence (``central.health``).
 Pure: the caller reads the order it holds for the node and stores the one this returns.
 """
 
@@ -24,6 +35,7 @@ class HeldOrder:
     session_started_at: datetime | None = None
     sequence: int | None = None
     will_taken: bool = False  # this session's last will was taken
+    will_replayed: bool = False  # a will of this session was shown published again
 
 
 class Placing(StrEnum):
@@ -38,6 +50,8 @@ class Placed:
     placing: Placing
     order: HeldOrder  # what to hold from now
     reason: str = ""  # why it is refused (REPLAYED)
+    # (TAKEN, a status after a will of its session: why that will was published again)
+    will_replayed: str = ""
 
 
 def place(status: NodeStatus, held: HeldOrder) -> Placed:
@@ -71,11 +85,28 @@ def place(status: NodeStatus, held: HeldOrder) -> Placed:
             f" {_at(held.session_started_at)} central holds: an old status sent again",
         )
     if sequence > held.sequence:
-        return Placed(Placing.TAKEN, HeldOrder(session, sequence, held.will_taken))
+        if not held.will_taken:
+            return Placed(
+                Placing.TAKEN, HeldOrder(session, sequence, will_replayed=held.will_replayed)
+            )
+        # The connection lived on after the will taken: that will was published again.
+        # Taken once more unless one was shown replayed before in the session.
+        return Placed(
+            Placing.TAKEN,
+            HeldOrder(session, sequence, will_taken=held.will_replayed, will_replayed=True),
+            will_replayed=(
+                f"the last will of the session begun {_at(session)} was published while its"
+                f" connection lived: central took status {sequence} of it after the will"
+                " (an old status sent again)"
+            ),
+        )
     if will:
         if held.will_taken:
             return Placed(Placing.REPEATED, held)
-        return Placed(Placing.TAKEN, HeldOrder(session, held.sequence, will_taken=True))
+        return Placed(
+            Placing.TAKEN,
+            HeldOrder(session, held.sequence, will_taken=True, will_replayed=held.will_replayed),
+        )
     if sequence == held.sequence:
         return Placed(Placing.REPEATED, held)
     return Placed(

@@ -446,6 +446,77 @@ def test_an_old_status_sent_again_is_refused_and_the_last_will_taken(
     ]
 
 
+def test_a_last_will_published_while_its_connection_lives_keeps_the_real_one(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    publisher: Publisher,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The node's last will of its session, captured (it travels in the node's CONNECT:
+    a broker link without TLS) and published while the connection lives, shows the node
+    offline until its next status; that status shows the will was published again
+    (quarantined as replayed, said in the log), and the node's own will, when its
+    connection is then lost, still shows it offline instead of counting as the will
+    again. A second will so shown leaves the session's will taken: the node is shown
+    offline by a replay at most twice a session (its real loss then by its silence)."""
+    import logging
+
+    node = make_node()
+    settings = ingest_settings(central_settings, mqtt_broker, node.site)
+    topic = node_topic(node.site, node.node, NodeTopic.STATUS)
+    will = _placed(node, T0, 0, NodeState.OFFLINE)
+
+    def state() -> str:
+        with central_db.session() as s:
+            return str(
+                s.scalar(select(Node.state).where(Node.site == node.site, Node.node == node.node))
+            )
+
+    caplog.set_level(logging.INFO, logger="central.ingest")
+    with IngestService(settings, central_db.engine) as ingest:
+        assert ingest.wait_ready(10), "ingest did not subscribe"
+        counted = ingest.metrics.registry.get_sample_value
+
+        def sent(payload: bytes, outcome: str, *, replayed: int = 0) -> None:
+            """Publish, and wait until the ingest counts it as ``outcome`` (and
+            ``replayed`` quarantined as replayed with it)."""
+            name = "roadwatch_ingest_outcomes_total"
+            before = counted(name, {"outcome": outcome}) or 0.0
+            refused = counted(name, {"outcome": "quarantined_replayed"}) or 0.0
+            publisher.publish(topic, payload)
+            wait_for(outcome, lambda: counted(name, {"outcome": outcome}) == before + 1)
+            assert (counted(name, {"outcome": "quarantined_replayed"}) or 0.0) == refused + replayed
+
+        sent(_placed(node, T0, 1), "status")
+        sent(will, "status")  # published again while the connection lives
+        assert state() == "offline"
+        sent(_placed(node, T0, 2), "status", replayed=1)  # the will was not its end
+        assert state() == "online"
+        sent(will, "status")  # the connection lost: the broker publishes the will
+        assert state() == "offline"
+        sent(_placed(node, T0, 3), "status", replayed=1)  # (and that one, again)
+        sent(will, "status_repeated")
+        assert state() == "online"
+        sent(_placed(node, T0 + timedelta(minutes=1), 1), "status")  # connected again
+        sent(_placed(node, T0 + timedelta(minutes=1), 0, NodeState.OFFLINE), "status")
+        assert state() == "offline"
+    with central_db.session() as s:
+        rows = s.execute(
+            select(Quarantine.reason_code, Quarantine.times, Quarantine.payload).where(
+                Quarantine.topic == topic
+            )
+        ).all()
+    assert [(code, times, payload) for code, times, payload in rows] == [("replayed", 2, will)]
+    said = [r.getMessage() for r in caplog.records if "the last will it took" in r.getMessage()]
+    assert said == [
+        f"ingest quarantined the last will it took on {topic} as replayed: the last will of"
+        " the session begun 2026-11-23T07:03:05.120+00:00 was published while its connection"
+        " lived: central took status 2 of it after the will (an old status sent again)"
+    ]
+
+
 def test_a_node_killed_is_shown_offline_by_its_last_will(
     central_db: CentralDb,
     central_settings: Settings,

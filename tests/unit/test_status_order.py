@@ -54,10 +54,32 @@ NOTHING = HeldOrder()
             HeldOrder(S1, 3, True), status(S1, 0, WILL), Placing.REPEATED,
             HeldOrder(S1, 3, True), id="the will again",
         ),
-        # ... and a status after it (the will was sent again by another) is taken too.
+        # ... and a status after it (the will was sent again by another) is taken too:
+        # the node's own will is still to come, taken once more ...
         pytest.param(
-            HeldOrder(S1, 3, True), status(S1, 4), Placing.TAKEN, HeldOrder(S1, 4, True),
-            id="after the will",
+            HeldOrder(S1, 3, True), status(S1, 4), Placing.TAKEN,
+            HeldOrder(S1, 4, will_taken=False, will_replayed=True), id="after the will",
+        ),
+        pytest.param(
+            HeldOrder(S1, 4, False, True), status(S1, 0, WILL), Placing.TAKEN,
+            HeldOrder(S1, 4, True, True), id="the will once more",
+        ),
+        pytest.param(
+            HeldOrder(S1, 4, False, True), status(S1, 5), Placing.TAKEN,
+            HeldOrder(S1, 5, False, True), id="the next after a will replayed",
+        ),
+        # ... but not after a second will shown replayed.
+        pytest.param(
+            HeldOrder(S1, 5, True, True), status(S1, 6), Placing.TAKEN,
+            HeldOrder(S1, 6, True, True), id="after a will replayed twice",
+        ),
+        pytest.param(
+            HeldOrder(S1, 6, True, True), status(S1, 0, WILL), Placing.REPEATED,
+            HeldOrder(S1, 6, True, True), id="a will after two replayed",
+        ),
+        pytest.param(
+            HeldOrder(S1, 6, True, True), status(S2, 1), Placing.TAKEN, HeldOrder(S2, 1),
+            id="a new session after wills replayed",
         ),
         pytest.param(
             HeldOrder(S1, 3, True), status(S1, 3), Placing.REPEATED, HeldOrder(S1, 3, True),
@@ -98,6 +120,20 @@ def test_a_status_is_placed_against_the_order_held(
     placed = place(incoming, held)
     assert (placed.placing, placed.order) == (placing, now_held)
     assert bool(placed.reason) == (placing is Placing.REPLAYED)
+    # (said of the status that shows the will before it was published again)
+    shows = held.will_taken and held.session_started_at == incoming.session_started_at
+    assert bool(placed.will_replayed) == (
+        shows and placing is Placing.TAKEN and not incoming.is_last_will
+    )
+
+
+def test_a_status_after_the_will_says_the_will_was_published_again() -> None:
+    placed = place(status(S1, 4), HeldOrder(S1, 3, True))
+    assert placed.will_replayed == (
+        "the last will of the session begun 2026-11-23T07:03:05.120+00:00 was published"
+        " while its connection lived: central took status 4 of it after the will (an old"
+        " status sent again)"
+    )
 
 
 def test_the_refusal_says_which_place_was_held() -> None:
