@@ -458,7 +458,7 @@ def _node_add(args: argparse.Namespace) -> int:
     )
     print(f"registered node {reg.site}/{reg.node}")
     _print_node_credentials(reg)
-    print("regenerate the broker's files: roadwatch central broker-files --out DIR")
+    _print_broker_files_step("refuses the node's broker login")
     return 0
 
 
@@ -471,9 +471,20 @@ def _node_credentials(args: argparse.Namespace) -> int:
     )
     print(f"new credentials for node {renewed.site}/{renewed.node}: the old token is refused")
     _print_node_credentials(renewed)
-    print("the old broker password works until the broker's files are written again:")
-    print("  roadwatch central broker-files --out DIR   (then reload the broker)")
+    _print_broker_files_step(
+        "still takes the old broker password and refuses the new one (give the node the new"
+        " one once it takes it)"
+    )
     return 0
+
+
+def _print_broker_files_step(until: str) -> None:
+    """What the admin must do before the broker takes a broker password central issued:
+    central keeps only its hash, written into the broker's passwd by ``broker-files``."""
+    print(f"NOT YET IN FORCE: the broker {until} until its files are written again and it")
+    print("has reloaded them; on central, with the folder of the broker's passwd and acl:")
+    print("  roadwatch central broker-files --out DIR   (the same --tls-host and")
+    print("  --signal-controller as before), then reload the broker (Mosquitto: SIGHUP)")
 
 
 def _node_registry_change(

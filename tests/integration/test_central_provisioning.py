@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import ssl
 import stat
 import subprocess
@@ -19,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from roadwatch.net import free_port
 from tests.broker import REPO, local_docker_config, mosquitto_process
+from tests.central_fixtures import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -129,7 +131,8 @@ def test_registered_nodes_get_broker_logins_limited_to_their_prefix(tmp_path: Pa
 def test_new_node_credentials_lock_the_old_ones_out(tmp_path: Path) -> None:
     """A box that may be in other hands: its upload token is refused as soon as new
     credentials are issued, its broker password once the broker's files are written
-    again; the new ones work."""
+    again and the broker reloads them; the new ones work from then, not before, as the
+    command says when it prints them."""
     from sqlalchemy.orm import Session
 
     from central.db import make_engine
@@ -140,7 +143,21 @@ def test_new_node_credentials_lock_the_old_ones_out(tmp_path: Path) -> None:
     _cli(env, "edge", "keygen", "--out", str(tmp_path / "node-01"))
     at = ("--site", "ql13", "--node", "node-01")
     first = _cli(env, "central", "node", "add", *at, "--public-key", str(tmp_path / "node-01.pub"))
+    assert first.splitlines()[-4:] == [
+        "NOT YET IN FORCE: the broker refuses the node's broker login until its files are"
+        " written again and it",
+        *_BROKER_FILES_STEP,
+    ], first
+    config = tmp_path / "config"
+    _cli(env, "central", "broker-files", "--out", str(config), "--tls-host", "127.0.0.1")
+    (tmp_path / "certs").symlink_to(config / "certs")
     renewed = _cli(env, "central", "node", "credentials", *at)
+    assert renewed.splitlines()[-4:] == [
+        "NOT YET IN FORCE: the broker still takes the old broker password and refuses the new"
+        " one (give the node the new one once it takes it) until its files are written again"
+        " and it",
+        *_BROKER_FILES_STEP,
+    ], renewed
     old = (_value(first, "broker user"), _value(first, "broker password"))
     new = (_value(renewed, "broker user"), _value(renewed, "broker password"))
     assert old[0] == new[0] and old[1] != new[1]
@@ -158,30 +175,41 @@ def test_new_node_credentials_lock_the_old_ones_out(tmp_path: Path) -> None:
     )  # fmt: skip
     assert unknown.returncode == 2 and "no node ql13/node-09" in unknown.stderr, unknown.stderr
 
-    config = tmp_path / "config"
-    _cli(env, "central", "broker-files", "--out", str(config), "--tls-host", "127.0.0.1")
-    (tmp_path / "certs").symlink_to(config / "certs")
     port = free_port()
     ca = config / "certs" / "ca.crt"
-    with mosquitto_process(local_docker_config(tmp_path, port), port, tmp_path / "m.log"):
-        client = _client(*new, ca, port)
-        client.disconnect()
-        client.loop_stop()
-        refused = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"old-{uuid.uuid4().hex[:6]}",
+
+    def login(user: str, password: str) -> object:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"n-{uuid.uuid4().hex[:6]}",
             protocol=mqtt.MQTTv5,
         )  # fmt: skip
-        refused.username_pw_set(*old)
-        refused.tls_set(ca_certs=str(ca), cert_reqs=ssl.CERT_REQUIRED)
+        client.username_pw_set(user, password)
+        client.tls_set(ca_certs=str(ca), cert_reqs=ssl.CERT_REQUIRED)
         answer: queue.Queue[object] = queue.Queue()
-        refused.on_connect = lambda _c, _u, _f, rc, _p: answer.put(rc)
-        refused.connect("127.0.0.1", port)
-        refused.loop_start()
+        client.on_connect = lambda _c, _u, _f, rc, _p: answer.put(rc)
+        client.connect("127.0.0.1", port)
+        client.loop_start()
         try:
-            assert answer.get(timeout=10) != 0  # (bad user name or password)
+            return answer.get(timeout=10)
         finally:
-            refused.disconnect()
-            refused.loop_stop()
+            client.disconnect()
+            client.loop_stop()
+
+    with mosquitto_process(local_docker_config(tmp_path, port), port, tmp_path / "m.log") as broker:
+        # The broker's files, written before the new credentials: as the command said.
+        assert login(*old) == 0
+        assert login(*new) != 0  # (bad user name or password)
+        _cli(env, "central", "broker-files", "--out", str(config), "--tls-host", "127.0.0.1")
+        broker.send_signal(signal.SIGHUP)
+        wait_for("the broker to take the new password", lambda: login(*new) == 0)
+        assert login(*old) != 0
+
+
+_BROKER_FILES_STEP = [
+    "has reloaded them; on central, with the folder of the broker's passwd and acl:",
+    "  roadwatch central broker-files --out DIR   (the same --tls-host and",
+    "  --signal-controller as before), then reload the broker (Mosquitto: SIGHUP)",
+]
 
 
 def test_broker_files_need_centrals_own_password(tmp_path: Path) -> None:
