@@ -120,8 +120,8 @@ class Node(Base):
     # (The database's default only: an insert names the column only when it is given, as
     # a row written against the schema before it must not.)
     status_will_taken: Mapped[bool] = mapped_column(Boolean, server_default=false())
-    # A will of the session held was shown published again (a status of it came after).
-    status_will_replayed: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # Wills of the session held shown published again (a status of it came after each).
+    status_wills_replayed: Mapped[int] = mapped_column(Integer, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 
 

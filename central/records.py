@@ -901,7 +901,7 @@ def reset_status_order(session: Session, *, site: str, node: str) -> HeldOrder:
     found.status_session_at = None
     found.status_sequence = None
     found.status_will_taken = False
-    found.status_will_replayed = False
+    found.status_wills_replayed = 0
     # (and the order each ingest received: one ahead of the node's next status would have
     # it refused there as published again)
     session.execute(delete(StatusReceived).where(StatusReceived.node_id == found.id))
@@ -967,7 +967,7 @@ def _record_status(
         node.status_session_at,
         node.status_sequence,
         bool(node.status_will_taken),
-        bool(node.status_will_replayed),
+        node.status_wills_replayed or 0,
     )
     placed = place(status, held)
     if placed.placing is Placing.REPLAYED:
@@ -983,7 +983,7 @@ def _record_status(
     node.status_session_at = placed.order.session_started_at
     node.status_sequence = placed.order.sequence
     node.status_will_taken = placed.order.will_taken
-    node.status_will_replayed = placed.order.will_replayed
+    node.status_wills_replayed = placed.order.wills_replayed
     if placed.will_replayed and node.status_json is not None and replayed is not None:
         # (The will, as taken, is the status held until this one: kept as refused.)
         will = Message(node_topic(status.site, status.node, NodeTopic.STATUS),

@@ -13,9 +13,9 @@ own will is still to come. Such a will cannot be told from the broker's when it 
 only by the status after it: that status is taken (the node online again), the will is
 said to be replayed, and the session's will is taken once more, so that one replay
 cannot keep the node's real will, when its connection is lost, from showing it offline.
-A second will shown replayed so leaves the session's will taken: a node whose will is
-published again and again is shown offline at most twice a session, its real loss then
-shown by its silence (``central.health``).
+After two wills shown replayed the session's will is no longer taken: a node whose will
+is published again and again is shown offline at most twice a session, its real loss
+then shown by its silence (``central.health``).
 Pure: the caller reads the order it holds for the node and stores the one this returns.
 """
 
@@ -27,6 +27,9 @@ from enum import StrEnum
 
 from roadwatch.contract import NodeStatus
 
+# Wills of a session shown published again after which its will is no longer taken.
+WILLS_REPLAYED_KEPT = 2
+
 
 @dataclass(frozen=True, slots=True)
 class HeldOrder:
@@ -34,8 +37,8 @@ class HeldOrder:
 
     session_started_at: datetime | None = None
     sequence: int | None = None
-    will_taken: bool = False  # this session's last will was taken
-    will_replayed: bool = False  # a will of this session was shown published again
+    will_taken: bool = False  # a last will of this session was taken after the status held
+    wills_replayed: int = 0  # wills of this session shown published again (at most 2)
 
 
 class Placing(StrEnum):
@@ -87,13 +90,12 @@ def place(status: NodeStatus, held: HeldOrder) -> Placed:
     if sequence > held.sequence:
         if not held.will_taken:
             return Placed(
-                Placing.TAKEN, HeldOrder(session, sequence, will_replayed=held.will_replayed)
+                Placing.TAKEN, HeldOrder(session, sequence, wills_replayed=held.wills_replayed)
             )
         # The connection lived on after the will taken: that will was published again.
-        # Taken once more unless one was shown replayed before in the session.
         return Placed(
             Placing.TAKEN,
-            HeldOrder(session, sequence, will_taken=held.will_replayed, will_replayed=True),
+            HeldOrder(session, sequence, wills_replayed=held.wills_replayed + 1),
             will_replayed=(
                 f"the last will of the session begun {_at(session)} was published while its"
                 f" connection lived: central took status {sequence} of it after the will"
@@ -101,12 +103,10 @@ def place(status: NodeStatus, held: HeldOrder) -> Placed:
             ),
         )
     if will:
-        if held.will_taken:
+        # (Taken once since the status held, and twice a session at most.)
+        if held.will_taken or held.wills_replayed >= WILLS_REPLAYED_KEPT:
             return Placed(Placing.REPEATED, held)
-        return Placed(
-            Placing.TAKEN,
-            HeldOrder(session, held.sequence, will_taken=True, will_replayed=held.will_replayed),
-        )
+        return Placed(Placing.TAKEN, HeldOrder(session, held.sequence, True, held.wills_replayed))
     if sequence == held.sequence:
         return Placed(Placing.REPEATED, held)
     return Placed(

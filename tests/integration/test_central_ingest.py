@@ -499,6 +499,7 @@ def test_a_last_will_published_while_its_connection_lives_keeps_the_real_one(
         sent(_placed(node, T0, 3), "status", replayed=1)  # (and that one, again)
         sent(will, "status_repeated")
         assert state() == "online"
+        sent(_placed(node, T0, 4), "status")  # (nothing more to say of the will)
         sent(_placed(node, T0 + timedelta(minutes=1), 1), "status")  # connected again
         sent(_placed(node, T0 + timedelta(minutes=1), 0, NodeState.OFFLINE), "status")
         assert state() == "offline"

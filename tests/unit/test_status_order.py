@@ -58,27 +58,31 @@ NOTHING = HeldOrder()
         # the node's own will is still to come, taken once more ...
         pytest.param(
             HeldOrder(S1, 3, True), status(S1, 4), Placing.TAKEN,
-            HeldOrder(S1, 4, will_taken=False, will_replayed=True), id="after the will",
+            HeldOrder(S1, 4, will_taken=False, wills_replayed=1), id="after the will",
         ),
         pytest.param(
-            HeldOrder(S1, 4, False, True), status(S1, 0, WILL), Placing.TAKEN,
-            HeldOrder(S1, 4, True, True), id="the will once more",
+            HeldOrder(S1, 4, False, 1), status(S1, 0, WILL), Placing.TAKEN,
+            HeldOrder(S1, 4, True, 1), id="the will once more",
         ),
         pytest.param(
-            HeldOrder(S1, 4, False, True), status(S1, 5), Placing.TAKEN,
-            HeldOrder(S1, 5, False, True), id="the next after a will replayed",
-        ),
-        # ... but not after a second will shown replayed.
-        pytest.param(
-            HeldOrder(S1, 5, True, True), status(S1, 6), Placing.TAKEN,
-            HeldOrder(S1, 6, True, True), id="after a will replayed twice",
+            HeldOrder(S1, 4, False, 1), status(S1, 5), Placing.TAKEN,
+            HeldOrder(S1, 5, False, 1), id="the next after a will replayed",
         ),
         pytest.param(
-            HeldOrder(S1, 6, True, True), status(S1, 0, WILL), Placing.REPEATED,
-            HeldOrder(S1, 6, True, True), id="a will after two replayed",
+            HeldOrder(S1, 5, True, 1), status(S1, 6), Placing.TAKEN,
+            HeldOrder(S1, 6, False, 2), id="after the second will",
+        ),
+        # ... but not after two wills shown replayed.
+        pytest.param(
+            HeldOrder(S1, 6, False, 2), status(S1, 0, WILL), Placing.REPEATED,
+            HeldOrder(S1, 6, False, 2), id="a will after two replayed",
         ),
         pytest.param(
-            HeldOrder(S1, 6, True, True), status(S2, 1), Placing.TAKEN, HeldOrder(S2, 1),
+            HeldOrder(S1, 6, False, 2), status(S1, 7), Placing.TAKEN,
+            HeldOrder(S1, 7, False, 2), id="the next after two replayed",
+        ),
+        pytest.param(
+            HeldOrder(S1, 7, False, 2), status(S2, 1), Placing.TAKEN, HeldOrder(S2, 1),
             id="a new session after wills replayed",
         ),
         pytest.param(
