@@ -186,14 +186,15 @@ def check_pushable(
         return ""  # (the version it runs, again: the node takes it as the same)
     running = _running_push(session, site=site, node=node, status=status)
     if running is None:
+        _check_camera_set(status, site=site, node=node, document=document, version=version)
         runs = (
             f"config {running_version}, which central did not push (its own site file)"
             if isinstance(running_version, str)
             else "its own site file (its status names no version)"
         )
         return (
-            f"{site}/{node} runs {runs}, and central does not hold that file"
-            + _cameras_unlisted(status, document)
+            f"{site}/{node} runs {runs}, and central does not hold that file (only its"
+            " cameras were checked, against those its last status lists)"
         )
     try:
         before = parse_config_document(json.loads(running.document))
@@ -213,6 +214,39 @@ def check_pushable(
     return ""
 
 
+def _check_camera_set(
+    status: Mapping[str, Any], *, site: str, node: str, document: Mapping[str, Any], version: str
+) -> None:
+    """A node that runs its own file still names its cameras in its status (each camera
+    it runs, the enabled ones): a push that adds or removes one is refused up front, as
+    the node would refuse it (and keep refusing the retained push after its restart)."""
+    from edge.config import ConfigError
+    from edge.config_push import NOT_LIVE, parse_config_document
+
+    reported = status.get("cameras")
+    try:
+        running = {c["camera"] for c in reported} if isinstance(reported, list) else set()
+    except (AttributeError, KeyError, TypeError):
+        return
+    if not running:
+        return
+    try:
+        wanted = parse_config_document(document).site.cameras
+    except (ConfigError, ValueError):  # (validated before)
+        return
+    added = sorted({c.id for c in wanted if c.enabled} - running)
+    removed = sorted(running - {c.id for c in wanted})
+    if not added and not removed:
+        return
+    moves = (("added", added), ("removed", removed))
+    parts = "; ".join(f"{word} {', '.join(ids)}" for word, ids in moves if ids)
+    raise NotPushableError(
+        f"config {version} changes the cameras of {site}/{node}, against those its last"
+        f" status reports ({', '.join(sorted(running))}): camera set changed ({parts});"
+        f" {NOT_LIVE}"
+    )
+
+
 def _last_status(session: Session, *, site: str, node: str) -> dict[str, Any] | None:
     """The node's last status as central took it (None: none, or one it cannot read)."""
     text = session.scalar(select(Node.status_json).where(Node.site == site, Node.node == node))
@@ -221,21 +255,6 @@ def _last_status(session: Session, *, site: str, node: str) -> dict[str, Any] | 
     except ValueError:
         return None
     return status if isinstance(status, dict) else None
-
-
-def _cameras_unlisted(status: Mapping[str, Any], document: Mapping[str, Any]) -> str:
-    """The cameras the push names that the node's last status does not list (running), as
-    a clause: each one its own file does not have would be a camera added."""
-    listed = {c.get("camera") for c in status.get("cameras") or () if isinstance(c, dict)}
-    named = [c.get("id") for c in document.get("cameras") or () if isinstance(c, Mapping)]
-    unlisted = [str(c) for c in named if c not in listed]
-    if not unlisted or not listed:
-        return ""
-    return (
-        f"; its last status lists {', '.join(sorted(str(c) for c in listed))}, not"
-        f" {', '.join(unlisted)}: the node refuses the push if its own file does not have"
-        " them (a camera added)"
-    )
 
 
 def _running_push(

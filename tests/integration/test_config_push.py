@@ -373,14 +373,17 @@ def test_central_records_each_version_once(
         raw.close([config_topic])
 
 
-def _runs(central_db: CentralDb, site: str, version: str) -> None:
+def _runs(
+    central_db: CentralDb, site: str, version: str, cameras: tuple[str, ...] = (CAMERA_ID,)
+) -> None:
     """Central has heard node-01 say it runs ``version`` (its status, as ingested), with
-    its one camera."""
+    ``cameras`` up."""
     from central.models import Node
 
     status = NodeStatus(
         site=site, node="node-01", state="online", sent_at=datetime.now(UTC),
-        config_version=version, cameras=[CameraHealth(camera=CAMERA_ID, state=CameraState.UP)],
+        config_version=version,
+        cameras=[CameraHealth(camera=c, state=CameraState.UP) for c in cameras],
     )  # fmt: skip
     with central_db.session() as session:
         row = session.scalars(select(Node).where(Node.site == site, Node.node == "node-01")).one()
@@ -415,18 +418,17 @@ def test_central_refuses_a_push_of_what_the_node_takes_from_its_own_file(
             f"{site}/node-01 has sent no status yet: central does not know what it runs;"
             f" {UNCHECKED_THEN}"
         )
-        # A node that runs its own file: central has nothing of it to compare with, and
-        # names the cameras the push has that the node's status does not list.
+        # A node that runs its own file: central has nothing of it to compare with but
+        # the cameras its status lists (a camera added is refused: the next test), and
+        # says so.
         _runs(central_db, site, "file-1")
-        two = {**v1, "version": "v0.9", "cameras": [camera, {**camera, "id": "cam-09"}]}
-        pushed = _put(client, admin, site, two)
+        pushed = _put(client, admin, site, {**v1, "version": "v0.9"})
         assert pushed.status_code == 200, pushed.text
         assert (pushed.json()["checked"], pushed.json()["not_checked"]) == (
             False,
             f"{site}/node-01 runs config file-1, which central did not push (its own site"
-            f" file), and central does not hold that file; its last status lists {CAMERA_ID},"
-            " not cam-09: the node refuses the push if its own file does not have them (a"
-            f" camera added); {UNCHECKED_THEN}",
+            " file), and central does not hold that file (only its cameras were checked,"
+            f" against those its last status lists); {UNCHECKED_THEN}",
         )
         assert _put(client, admin, site, v1).status_code == 200
         _wait("the retained push", lambda: config_topic in raw.messages)
@@ -465,6 +467,54 @@ def test_central_refuses_a_push_of_what_the_node_takes_from_its_own_file(
         _runs(central_db, site, "file-2")
         moved = {**v1, "version": "v3", "cameras": [{**camera, "url": "rtsp://10.0.0.99/s"}]}
         assert _put(client, admin, site, moved).status_code == 200
+    finally:
+        raw.close([config_topic])
+
+
+def test_central_refuses_a_camera_added_to_a_node_that_runs_its_own_file(
+    central: tuple[TestClient, Settings],
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+    mqtt_broker: BrokerAddress,
+) -> None:
+    """A technician adding a camera pushed the node's new site file: central said
+    "pushed", the node refused it (a push cannot add a camera) and, once restarted on
+    that file, refused the retained push again ("the node's own file in force"). Central
+    has no push of the node's to compare with, but its status names the cameras it runs:
+    a camera added or removed is refused up front, nothing recorded or published."""
+    client, _ = central
+    admin = accounts["admin"]
+    site = make_node().site
+    config_topic = node_topic(site, "node-01", NodeTopic.CONFIG)
+    raw = Retained(mqtt_broker, [config_topic])
+    camera = {"id": CAMERA_ID, "url": "rtsp://10.0.0.21/s", "place": "Km 1"}
+    new = {**camera, "id": "cam-02", "url": "rtsp://10.0.0.22/s"}
+    off = {**camera, "id": "cam-03", "url": "rtsp://10.0.0.23/s", "enabled": False}
+    doc: dict[str, Any] = {"site": site, "node": "node-01", "version": "file-2"}
+    try:
+        _runs(central_db, site, "file-1")
+        refused = [
+            ([camera, new], "added cam-02"),
+            ([new], "added cam-02; removed cam-01"),
+        ]
+        for cameras, why in refused:
+            r = _put(client, admin, site, {**doc, "cameras": cameras})
+            assert r.status_code == 422, r.text
+            assert r.json()["detail"] == (
+                f"config file-2 changes the cameras of {site}/node-01, against those its"
+                f" last status reports ({CAMERA_ID}): camera set changed ({why}); a push"
+                " changes only each camera's scene, calibration, place and"
+                " persons_as_riders: change the rest in the node's own site file and"
+                " restart it, or push without it"
+            )
+        history = client.get(f"/api/v1/nodes/{site}/node-01/config", headers=admin.headers)
+        assert history.json() == []
+        time.sleep(0.5)
+        assert config_topic not in raw.messages
+        # A disabled camera runs nothing and is in no status; the same cameras go.
+        same = {**doc, "cameras": [{**camera, "place": "Km 2"}, off]}
+        assert _put(client, admin, site, same).status_code == 200
     finally:
         raw.close([config_topic])
 
