@@ -22,6 +22,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         dest="calibrate_command", metavar="SUBCOMMAND", required=True
     )
 
+    frame = cal_sub.add_parser(
+        "frame",
+        help="save a still of a camera (its stream URL or a recording) to measure points on",
+        description="Save one frame of a camera's stream (rtsp://…, as the site file's url) "
+        "or of a video or image file as a picture, at the camera's own size: measure the "
+        "survey's pixel points and draw the scene's lanes, lines and zones on it.",
+    )
+    frame.add_argument("source", help="the camera's stream URL, or a video or image file")
+    frame.add_argument(
+        "--frame-index",
+        type=cli_args.frame_index,
+        default=0,
+        help="frame of the video, or frames of the stream to pass first (default 0)",
+    )
+    frame.add_argument(
+        "-o", "--out", type=Path, required=True, help="picture to write (.png, .jpg)"
+    )
+    frame.add_argument("--replace", action="store_true", help="write over an existing picture")
+    frame.set_defaults(func=_frame)
+
     fit = cal_sub.add_parser(
         "fit",
         help="fit the image -> road-plane homography from surveyed points",
@@ -79,6 +99,25 @@ def _print_residuals(fit: HomographyFit) -> None:
         f"RMS {fit.rms_px:.2f} px, {fit.rms_m * 100:.1f} cm over "
         f"{fit.inliers}/{len(fit.residuals)} points"
     )
+
+
+def _frame(args: argparse.Namespace) -> int:
+    from calibration.frames import is_stream_url, read_source_frame, shown_url, write_image
+    from calibration.store import check_output
+
+    source: str = args.source
+    inputs = [] if is_stream_url(source) else [("source", Path(source))]
+    check_output(args.out, what="picture", inputs=inputs, replace=args.replace)
+    image = read_source_frame(source, args.frame_index)
+    write_image(image, args.out)
+    height, width = image.shape[:2]
+    shown = shown_url(source) if is_stream_url(source) else source
+    print(
+        f"wrote {args.out}: frame {args.frame_index} of {shown}, {width}x{height}"
+        f" (the scene's image_size: {{width: {width}, height: {height}}}); measure the"
+        " survey's pixel points and the scene's lines on it"
+    )
+    return 0
 
 
 def _fit(args: argparse.Namespace) -> int:

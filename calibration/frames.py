@@ -11,6 +11,47 @@ import numpy.typing as npt
 from calibration.errors import CalibrationError
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".ts", ".webm"}
+STREAM_OPEN_TIMEOUT_S = 10.0
+
+
+def is_stream_url(source: str) -> bool:
+    """A camera's stream (``rtsp://``, ``http://`` …), not a file."""
+    return "://" in source
+
+
+def shown_url(url: str) -> str:
+    """The URL without its user and password, for messages."""
+    scheme, _, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    return f"{scheme}://{host.rpartition('@')[2]}{slash}{path}"
+
+
+def read_source_frame(source: str, index: int = 0) -> npt.NDArray[np.uint8]:
+    """A BGR frame of a camera's stream (frame ``index`` after it opened) or of a file."""
+    if not is_stream_url(source):
+        return read_frame(Path(source), index)
+    timeout_ms = int(STREAM_OPEN_TIMEOUT_S * 1000)
+    capture = cv2.VideoCapture(
+        source,
+        cv2.CAP_FFMPEG,
+        [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms],
+    )
+    try:
+        if not capture.isOpened():
+            raise CalibrationError(
+                f"{shown_url(source)}: cannot open the stream (refused, or no answer within"
+                f" {STREAM_OPEN_TIMEOUT_S:.0f} s): check the URL, its login and the network"
+            )
+        frame = None
+        for _ in range(index + 1):
+            ok, frame = capture.read()
+            if not ok:
+                raise CalibrationError(
+                    f"{shown_url(source)}: the stream ended before frame {index}"
+                )
+    finally:
+        capture.release()
+    return np.asarray(frame, dtype=np.uint8)
 
 
 def read_frame(path: Path, index: int = 0) -> npt.NDArray[np.uint8]:

@@ -245,3 +245,17 @@ def test_an_hevc_camera_that_sends_its_sets_only_in_its_sdp_is_decoded(
     assert kinds.index(32) < kinds.index(33) < kinds.index(34) < picture
     assert sum(1 for data in handed for k, _ in nal_units(data, "hevc") if k in (32, 33, 34)) == 3
     assert shown >= 15
+
+
+def test_calibrate_frame_saves_a_still_of_a_camera_stream(
+    rtsp_server: RtspServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A new camera's view, taken from its stream as the site file names it."""
+    from roadwatch.cli import main
+
+    out = tmp_path / "cam.png"
+    assert main(["calibrate", "frame", rtsp_server.url, "--frame-index", "2", "-o", str(out)]) == 0
+    assert "320x240" in capsys.readouterr().out
+    image = cv2.imread(str(out))
+    assert image is not None and image.shape == (240, 320, 3)
+    assert float(image.std()) > 5  # the test pattern, not a blank picture

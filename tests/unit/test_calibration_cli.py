@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -232,3 +233,49 @@ def test_fit_does_not_write_over_its_frame(
     assert main([*fit, "-o", str(frame)]) == 2
     assert "that is the frame; name the calibration file" in capsys.readouterr().err
     assert cv2.imread(str(frame)) is not None
+
+
+def test_frame_saves_a_still_of_a_recording_at_its_own_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The technician needs a picture of the camera's view to measure the survey's pixel
+    points and the scene's lines on; `fit` and `check` read a video, nothing wrote one."""
+    clip = tmp_path / "cam-02.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 10, (320, 240))
+    for value in range(6):
+        writer.write(np.full((240, 320, 3), value * 40, np.uint8))
+    writer.release()
+    out = tmp_path / "cam-02.png"
+    assert main(["calibrate", "frame", str(clip), "--frame-index", "3", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "320x240" in printed and "{width: 320, height: 240}" in printed
+    image = cv2.imread(str(out))
+    assert image is not None and image.shape == (240, 320, 3)
+    assert abs(float(image.mean()) - 120) < 10  # frame 3, not frame 0
+
+    # Written over neither unasked nor the recording itself; a frame past the end is one line.
+    before = out.read_bytes()
+    assert main(["calibrate", "frame", str(clip), "-o", str(out)]) == 2
+    assert "exists: give --replace" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert main(["calibrate", "frame", str(clip), "-o", str(clip)]) == 2
+    assert "that is the source" in capsys.readouterr().err
+    late = tmp_path / "late.png"
+    assert main(["calibrate", "frame", str(clip), "--frame-index", "99", "-o", str(late)]) == 2
+    assert "has no frame 99" in capsys.readouterr().err
+    assert not late.exists()
+
+
+def test_frame_of_a_stream_that_cannot_be_opened_names_it_without_its_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "f.png"
+    url = f"rtsp://admin:s3cret@127.0.0.1:{port}/stream1"
+    assert main(["calibrate", "frame", url, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"rtsp://127.0.0.1:{port}/stream1: cannot open the stream" in err
+    assert "s3cret" not in err
+    assert not out.exists()
