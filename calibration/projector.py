@@ -101,6 +101,29 @@ def require_calibration(
     return RoadProjector.from_calibration(calibration, at)
 
 
+# The road marks one camera sees lie within this span: points farther apart are not in
+# metres (centimetres give 100 times the span, and every speed 100 times the truth).
+MAX_SURVEY_SPAN_M = 1000.0
+MIN_SURVEY_SPAN_M = 1.0
+
+
+def _check_road_units(survey: PointsFile) -> None:
+    """Refuse road coordinates that cannot be metres of one camera's view."""
+    world = np.array([p.world for p in survey.points], dtype=np.float64)
+    span = float(np.ptp(world, axis=0).max())
+    if span > MAX_SURVEY_SPAN_M:
+        raise CalibrationError(
+            f"the road points span {span:g} m, more than one camera sees"
+            f" ({MAX_SURVEY_SPAN_M:g} m): road coordinates are metres (were they written in"
+            " centimetres?)"
+        )
+    if span < MIN_SURVEY_SPAN_M:
+        raise CalibrationError(
+            f"the road points span {span:g} m: road coordinates are metres (were they written"
+            " in kilometres?); survey marks across the road and along it"
+        )
+
+
 def build_calibration(
     survey: PointsFile,
     image_size: tuple[int, int],
@@ -115,6 +138,7 @@ def build_calibration(
             raise CalibrationError(
                 f"point {point.name} at pixel ({u:g}, {v:g}) is outside the {width}x{height} frame"
             )
+    _check_road_units(survey)
     if survey.lens is not None and survey.lens.image_size != image_size:
         raise CalibrationError(
             f"lens was calibrated at {survey.lens.image_size[0]}x{survey.lens.image_size[1]}, "

@@ -303,3 +303,24 @@ def test_a_calibration_is_valid_from_the_utc_day_it_was_made(at: datetime) -> No
     assert calibration.valid_from == date(2026, 11, 23)
     assert calibration.valid_until == date(2027, 11, 23)
     assert RoadProjector.from_calibration(calibration, at).rms_m < 0.01
+
+
+@pytest.mark.parametrize(
+    ("scale", "why"),
+    [
+        (100.0, r"span \d+ m, more than one camera sees \(1000 m\): .* centimetres\?"),
+        (0.001, r"span 0\.\d+ m: road coordinates are metres \(were they written in kilometres"),
+    ],
+    ids=["centimetres", "kilometres"],
+)
+def test_road_points_in_another_unit_than_metres_are_refused(scale: float, why: str) -> None:
+    """Written in centimetres, a survey fitted with the same pixel error (its RMS in px
+    unchanged) and made every speed 100 times the truth; nothing said so."""
+    points = survey()
+    scaled = [
+        p.model_copy(update={"world": (p.world[0] * scale, p.world[1] * scale)})
+        for p in points.points
+    ]
+    with pytest.raises(CalibrationError, match=why):
+        build_calibration(points.model_copy(update={"points": scaled}), (1280, 720), "x", AT)
+    assert build_calibration(points, (1280, 720), "x", AT)[0].rms_m < 0.01
