@@ -46,6 +46,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from calibration.config import CalibrationFile
+from calibration.errors import CalibrationError
 from calibration.projector import RoadProjector, require_calibration
 from calibration.store import load_calibration
 from edge.config import CameraConfig, SiteConfig
@@ -175,7 +176,10 @@ def scene_projector(
             f" {calibration.image_size[0]}x{calibration.image_size[1]}, the scene"
             f" {scene_path.name} for {size[0]}x{size[1]}"
         )
-    return require_calibration(calibration, scene.camera, at)
+    try:
+        return require_calibration(calibration, scene.camera, at)
+    except CalibrationError as exc:  # (one of several cameras' files: name it)
+        raise type(exc)(f"{calibration_path}: {exc}") from None
 
 
 def _warn_unused_files(cam: CameraConfig, at: datetime) -> None:

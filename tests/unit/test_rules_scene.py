@@ -486,3 +486,30 @@ def test_scene_check_with_the_cameras_calibration_checks_the_rules_that_need_one
     assert main(["scene", "check", str(scene), "--calibration", str(calib)]) == 2
     err = capsys.readouterr().err
     assert f"the calibration is for {width // 2}x{height // 2}, the scene scene.yaml" in err
+
+
+def test_a_calibration_of_another_camera_or_out_of_its_dates_names_its_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A node of several cameras refused "calibration is for camera cam-09, not cam-01":
+    which of its files was wrong, the technician had to guess."""
+    from datetime import UTC, date, datetime
+
+    from calibration.store import save_calibration
+    from roadwatch.demo.scene import demo_camera, surveyed_calibration, write_scene_file
+
+    scene, calib = tmp_path / "scene.yaml", tmp_path / "cam-09.calib.yaml"
+    write_scene_file(scene, demo_camera())
+    calibration = surveyed_calibration(demo_camera(), 3, datetime.now(UTC))
+    save_calibration(calibration.model_copy(update={"camera": "cam-09"}), calib)
+    assert main(["scene", "check", str(scene), "--calibration", str(calib)]) == 2
+    err = capsys.readouterr().err
+    assert f"{calib}: calibration is for camera cam-09, not {calibration.camera}" in err
+    old = calibration.model_copy(
+        update={"valid_from": date(2020, 1, 1), "valid_until": date(2020, 12, 31)}
+    )
+    save_calibration(old, calib)
+    assert main(["scene", "check", str(scene), "--calibration", str(calib)]) == 2
+    assert f"{calib}: calibration of camera {calibration.camera} expired on 2020-12-31" in (
+        capsys.readouterr().err
+    )
