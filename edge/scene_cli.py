@@ -83,8 +83,10 @@ def _check(args: argparse.Namespace) -> int:
     print(f"{args.scene}: camera {scene.camera}, version {scene.version}: valid{with_calibration}")
     for rule in rules.rules:
         print(f"  {rule.rule.value}: runs ({rule.version})")
+    # With the calibration given, only more scene can make a rule run.
+    lacking = "more scene" if args.calibration is not None else "calibration or more scene"
     for rule_type, why in rules.unavailable.items():
-        print(f"  {rule_type.value}: does not run without calibration or more scene: {why}")
+        print(f"  {rule_type.value}: does not run without {lacking}: {why}")
     if rules.unavailable and args.calibration is None:
         print("  (with the camera's calibration: scene check SCENE --calibration CALIB.yaml)")
     for head in scene.signal_heads:

@@ -480,6 +480,15 @@ def test_scene_check_with_the_cameras_calibration_checks_the_rules_that_need_one
     out = capsys.readouterr().out
     assert f"valid with {calib}" in out and "does not run" not in out
     assert "  speeding: runs (" in out and "  wrong_way: runs (" in out
+    # Given the calibration, a rule that still cannot run lacks scene, not calibration.
+    no_stop_line = yaml.safe_load(scene.read_text())
+    no_stop_line["rules"]["red_light"]["enabled"] = True
+    scene.write_text(yaml.safe_dump(no_stop_line))
+    assert main(["scene", "check", str(scene), "--calibration", str(calib)]) == 0
+    out = capsys.readouterr().out
+    assert "  red_light: does not run without more scene: red light needs a lane" in out, out
+    assert "without calibration" not in out
+    write_scene_file(scene, demo_camera())
     width, height = calibration.image_size
     other = calibration.model_copy(update={"image_size": (width // 2, height // 2)})
     save_calibration(other, calib)
