@@ -163,6 +163,20 @@ def read_camera_files(config: SiteConfig, at: datetime) -> dict[str, CameraFiles
     return out
 
 
+def check_site_files(config: SiteConfig, config_dir: Path, at: datetime) -> list[str]:
+    """Check, as a start does before it opens the outbox, the files the node's own file
+    names (central's config key, the node key, the TLS files, each camera's scene,
+    calibration and reference view); UserError names the first that cannot be used. The
+    ids of the cameras whose rules would run."""
+    push_settings = config.delivery.config_push if config.delivery else None
+    if push_settings is not None:
+        load_central_key(push_settings.central_key)
+    if config.delivery is not None:
+        load_node_key(config.delivery)
+        check_tls_files(config.delivery)
+    return list(read_camera_files(config, at))
+
+
 def scene_projector(
     scene: SceneConfig, scene_path: Path, calibration_path: Path, at: datetime
 ) -> RoadProjector:

@@ -47,6 +47,12 @@ def register_perception(edge_sub: argparse._SubParsersAction[argparse.ArgumentPa
         "--violations", type=Path, help="write the signed violations found as JSON lines here"
     )
     run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.add_argument(
+        "--check",
+        action="store_true",
+        help="with --config: check the file and every file it names (sources, model, scenes,"
+        " calibrations, keys) as a start does, then exit; nothing is started or written",
+    )
     run.set_defaults(func=_run)
 
     detect = edge_sub.add_parser(
@@ -147,6 +153,10 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError("give --config site.yaml, --source VIDEO, or both")
     if (args.annotate or args.tracks) and not args.source:
         raise UserError("--annotate and --tracks need --source")
+    if args.check and (not args.config or args.source):
+        raise UserError(
+            "--check checks a --config file as the node would start it; give no --source"
+        )
     if args.camera and not (args.source and args.config):
         raise UserError("--camera names a camera of --config to run --source as; give both")
     named = (("--violations", args.violations), ("--tracks", args.tracks),
@@ -284,6 +294,8 @@ def _run_with(
     from edge.sources import probe_file
     from edge.workers import deal_cameras
 
+    if args.source is None and args.check:
+        return _check_only(args.config, config)
     if args.source is None:
         assert config is not None
         # A missing file camera, detector model or NVDEC is refused before the node opens
@@ -372,6 +384,27 @@ def _run_with(
 
 # How long a recording's run waits at its end for its events and evidence to be sent.
 DRAIN_S = 30.0
+
+
+def _check_only(path: Path, config: Any) -> int:
+    """What a start refuses, refused the same way; nothing opened or written."""
+    from datetime import UTC, datetime
+
+    from edge.node import check_site_files
+    from edge.nvdec import check_decoder
+    from edge.pipeline import check_detectors, check_sources
+
+    cameras = check_sources(config.cameras)
+    check_decoder(config.decode.decoder)
+    check_detectors(config, cameras)
+    enforced = check_site_files(config, path.resolve().parent, datetime.now(UTC))
+    rules = ", ".join(enforced) if enforced else "none"
+    print(
+        f"{path}: valid, version {config.version}: {len(cameras)} camera(s), rules on {rules};"
+        " nothing was started (a stored config push is laid over it at the start when it"
+        " fits)"
+    )
+    return 0
 
 
 def _stop_delivery(delivery: Any, drain_s: float) -> str | None:
