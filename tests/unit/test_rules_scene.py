@@ -425,6 +425,34 @@ def test_scene_check_warns_of_lanes_or_zones_that_overlap(
     assert "no-stopping zone shoulder and no-stopping zone corner overlap" in warned[1]
 
 
+@pytest.mark.parametrize(
+    ("polygon", "area"),
+    [
+        ([[470, 330], [471, 330], [471, 331]], "0.5"),  # a typo: 1 px apart
+        ([[20, 20], [29, 20], [29, 29], [20, 29]], "81.0"),
+    ],
+    ids=["half-a-pixel", "9x9-px"],
+)
+def test_scene_check_warns_of_a_zone_too_small_to_hold_a_vehicle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], polygon: list[list[int]], area: str
+) -> None:
+    """A zone of points one pixel apart (not on one line, not repeated) was valid without
+    a word, and no vehicle could ever stand in it."""
+    from tests.rules_tracks import BASE
+
+    scene = copy.deepcopy(BASE)
+    scene["no_stopping_zones"].append({"id": "tiny", "polygon": polygon})
+    path = tmp_path / "cam.yaml"
+    path.write_text(yaml.safe_dump(scene), encoding="utf-8")
+    assert main(["scene", "check", str(path)]) == 0
+    warned = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    assert warned == [
+        f"  warning: no-stopping zone tiny covers {area} px² of the image, under 100 px²: no"
+        " vehicle stands in so small a no-stopping zone; were its points meant to be farther"
+        " apart?"
+    ]
+
+
 def test_a_node_warns_at_a_cameras_start_of_lanes_that_overlap(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
