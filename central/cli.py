@@ -481,10 +481,12 @@ def _node_credentials(args: argparse.Namespace) -> int:
 def _print_broker_files_step(until: str) -> None:
     """What the admin must do before the broker takes a broker password central issued:
     central keeps only its hash, written into the broker's passwd by ``broker-files``."""
-    print(f"NOT YET IN FORCE: the broker {until} until its files are written again and it")
-    print("has reloaded them; on central, with the folder of the broker's passwd and acl:")
-    print("  roadwatch central broker-files --out DIR   (the same --tls-host and")
-    print("  --signal-controller as before), then reload the broker (Mosquitto: SIGHUP)")
+    import textwrap
+
+    from central.broker_acl import BROKER_FILES_STEP
+
+    said = f"NOT YET IN FORCE: the broker {until} until {BROKER_FILES_STEP}"
+    print(textwrap.fill(said, 88, break_long_words=False, break_on_hyphens=False))
 
 
 def _node_registry_change(

@@ -50,6 +50,7 @@ from central.api.schemas import (
     UserUpdate,
     time_text,
 )
+from central.broker_acl import BROKER_FILES_STEP
 from central.health import camera_health, clock_off, clock_offset_s, node_health
 from central.models import Camera, Node, NodeKey, User, Violation, utcnow
 from central.records import (
@@ -360,7 +361,14 @@ def add_node(caller: Admin, session: SessionDep, body: NodeCreate) -> NodeRegist
         detail={"site": reg.site, "node": reg.node},
     )
     session.commit()
-    return NodeRegistered(site=reg.site, node=reg.node, upload_token=reg.token)
+    return NodeRegistered(
+        site=reg.site,
+        node=reg.node,
+        upload_token=reg.token,
+        broker_username=reg.mqtt_username,
+        broker_password=reg.mqtt_password,
+        broker_password_in_force=BROKER_FILES_STEP,
+    )
 
 
 SiteId = Annotated[str, PathParam(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]

@@ -146,6 +146,12 @@ class NodeRegistered(BaseModel):
     site: str
     node: str
     upload_token: str = Field(description="Shown once; central keeps only its hash")
+    broker_username: str = Field(description="The node's broker login")
+    broker_password: str = Field(description="Shown once; central keeps only its hash")
+    broker_password_in_force: str = Field(
+        description="What puts the broker login in force (the broker holds its hash only"
+        " once its files are written again and reloaded)"
+    )
 
 
 class NodeKeyIn(Strict):

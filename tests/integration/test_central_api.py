@@ -2852,3 +2852,33 @@ def test_statistics_for_a_site_or_camera_never_heard_of_say_so(
         assert r.status_code == 200, (route, params, r.text)
         body = r.json()
         assert body.get("buckets", body.get("counts")) == [], (route, params)
+
+
+def test_a_node_registered_through_the_api_is_given_its_broker_login(
+    api: TestClient, accounts: dict[str, Account], central_db: CentralDb
+) -> None:
+    """The API made the node's broker password and kept only its hash: a node registered
+    through it could not log in to the broker until its credentials were renewed (which
+    also changed the upload token just given). The answer gives the login once, with the
+    step that puts it in force."""
+    import base64
+
+    from central.broker_acl import broker_username, mosquitto_password_hash
+    from central.models import Node
+
+    site = f"t{uuid.uuid4().hex[:10]}"
+    key = public_key_pem(generate_private_key().public_key()).decode()
+    r = api.post(
+        "/api/v1/nodes",
+        headers=accounts["admin"].headers,
+        json={"site": site, "node": "n1", "public_key_pem": key},
+    )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["broker_username"] == broker_username(site, "n1")
+    assert "broker-files" in body["broker_password_in_force"]
+    with central_db.session() as session:
+        stored = session.scalars(select(Node.mqtt_password_hash).where(Node.site == site)).one()
+    assert stored is not None
+    salt = base64.b64decode(stored.split("$")[3])
+    assert mosquitto_password_hash(body["broker_password"], salt=salt) == stored
