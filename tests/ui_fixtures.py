@@ -486,7 +486,7 @@ def _seed(server: UiServer) -> None:
     for camera, name, place, lat, lon, _st, _r in CAMERAS:
         r = server.http.patch(
             f"{server.url}/api/v1/cameras/{by_id[camera]}",
-            json={"name": name, "place": place, "latitude": lat, "longitude": lon},
+            json={"name": name, "registered_place": place, "latitude": lat, "longitude": lon},
             headers={"Authorization": f"Bearer {sup}"},
         )
         r.raise_for_status()

@@ -640,6 +640,11 @@ def cameras_geojson(_: AnyUser, state: StateDep, session: SessionDep) -> GeoJSON
     return GeoJSONResponse({"type": "FeatureCollection", "features": features})
 
 
+# A camera's fields as ``PATCH`` names them, where its column is named otherwise (the
+# place set on central is the column ``place``; the list's ``place`` is the one shown).
+_COLUMN = {"registered_place": "place"}
+
+
 @router.patch(
     "/cameras/{camera_id}",
     tags=["registry"],
@@ -652,10 +657,15 @@ def update_camera(
     camera_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
     body: CameraUpdate,
 ) -> CameraOut:
+    """Changes the fields sent. The place set on central is `registered_place`, as the
+    camera list names it: what a client read there it can send back unchanged. The list's
+    `place` (the place shown: central's, or else its node's) is refused (422), so that a
+    client writing back what it read cannot make the node's words central's without a
+    word, hiding the node's later changes."""
     cam = session.get(Camera, camera_id)
     if cam is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id}")
-    changes = {k: v for k, v in body.changes().items() if getattr(cam, k) != v}
+    changes = {k: v for k, v in body.changes().items() if getattr(cam, _COLUMN.get(k, k)) != v}
     latitude = changes.get("latitude", cam.latitude)
     longitude = changes.get("longitude", cam.longitude)
     if (latitude is None) != (longitude is None):
@@ -668,7 +678,7 @@ def update_camera(
         )
     if changes:  # (a request that changes nothing leaves no audit entry)
         for key, value in changes.items():
-            setattr(cam, key, value)
+            setattr(cam, _COLUMN.get(key, key), value)
         cam.updated_at = utcnow()
         append_audit(
             session,

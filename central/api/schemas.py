@@ -14,7 +14,9 @@ from pydantic import (
     Field,
     StringConstraints,
     TypeAdapter,
+    field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from central.workflow import Action, DeadlineState, Role, Status
 from roadwatch.contract.models import EventId
@@ -267,7 +269,8 @@ class CameraOut(BaseModel):
         " (`registered_place`), or else the one its node names (`node_place`)"
     )
     registered_place: str = Field(
-        "", description='The place set on central (`PATCH` its `place`); "" where none is'
+        "",
+        description='The place set on central (`PATCH` its `registered_place`); "" where none is',
     )
     node_place: str | None = Field(
         None,
@@ -299,7 +302,7 @@ class CameraUpdate(Strict):
             "examples": [
                 {
                     "name": "QL13 Km 22 hướng Bình Dương",
-                    "place": "QL13 Km 22+300, Thuận An",
+                    "registered_place": "QL13 Km 22+300, Thuận An",
                     "latitude": 10.9046,
                     "longitude": 106.7047,
                 }
@@ -307,7 +310,29 @@ class CameraUpdate(Strict):
         },
     )
     name: CameraText | None = Field(None, description='Absent: unchanged; null or "" clears it')
-    place: CameraText | None = Field(None, description='Absent: unchanged; null or "" clears it')
+    registered_place: CameraText | None = Field(
+        None,
+        description='The place set on central. Absent: unchanged; null or "" clears it (the'
+        " camera then shows the place its node names, `node_place`)",
+    )
+    # The camera list's `place` is the place shown (central's, or else its node's): sent
+    # back as read it would make the node's words central's and hide its later changes.
+    place: Any = Field(
+        None,
+        description="Refused (422): `place` in the camera list is the place shown, central's"
+        " or else its node's; set central's own with `registered_place`",
+    )
+
+    @field_validator("place", mode="before")
+    @classmethod
+    def _place_is_shown(cls, value: Any) -> Any:
+        raise PydanticCustomError(
+            "place_shown",
+            "place is the place shown (the one set on central, or else the one its node"
+            " names), not one to set: send registered_place to set central's place (null or"
+            ' "" clears it)',
+        )
+
     latitude: Annotated[float, Field(ge=-90, le=90)] | None = Field(
         None,
         description="Absent: unchanged; null clears it. The map needs both: a change that"
@@ -320,8 +345,8 @@ class CameraUpdate(Strict):
     )
 
     def changes(self) -> dict[str, Any]:
-        """The fields the request sent, by name: null clears a field, a text to ""."""
-        cleared: dict[str, Any] = {"name": "", "place": ""}
+        """The fields the request sent, by the API's name: null clears a field, a text to ""."""
+        cleared: dict[str, Any] = {"name": "", "registered_place": ""}
         sent = {name: getattr(self, name) for name in sorted(self.model_fields_set)}
         return {k: cleared.get(k) if v is None else v for k, v in sent.items()}
 

@@ -1742,16 +1742,83 @@ def test_the_place_a_node_names_for_its_camera_reaches_the_camera_list(
     [cam] = [c for c in api.get("/api/v1/cameras", headers=ioc).json() if c["site"] == node.site]
     sup = accounts["supervisor"].headers
     set_here = "QL13 Km 22+300, Thuận An"
-    patched = api.patch(f"/api/v1/cameras/{cam['id']}", headers=sup, json={"place": set_here})
+    patched = api.patch(
+        f"/api/v1/cameras/{cam['id']}", headers=sup, json={"registered_place": set_here}
+    )
     assert patched.status_code == 200
     assert (patched.json()["place"], patched.json()["node_place"]) == (set_here, "QL13 Km 22+300")
     status("QL13 Km 22+500")  # (the node's configuration changed)
     assert places() == (set_here, set_here, "QL13 Km 22+500")
     # Cleared on central, and named by no node: no place.
-    assert api.patch(f"/api/v1/cameras/{cam['id']}", headers=sup, json={"place": None}).is_success
+    cleared = {"registered_place": None}
+    assert api.patch(f"/api/v1/cameras/{cam['id']}", headers=sup, json=cleared).is_success
     assert places() == ("QL13 Km 22+500", "", "QL13 Km 22+500")
     status(None)
     assert places() == ("", "", None)
+
+
+def test_a_camera_read_and_written_back_keeps_its_node_place_apart(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """A client that reads a camera and sends back its writable fields changes nothing:
+    the node's place stays the node's (its later changes still show); the place shown is
+    refused as a field to set, naming the one to use, and changes nothing either."""
+    node = make_node()
+    topic = node_topic(node.site, node.node, NodeTopic.STATUS)
+
+    def status(place: str) -> None:
+        health = CameraHealth(camera="cam-01", state=CameraState.UP, fps=25.0, place=place)
+        sent = NodeStatus(
+            site=node.site,
+            node=node.node,
+            state=NodeState.ONLINE,
+            sent_at=T0,
+            cameras=[health],
+            **status_position(),
+        )
+        with transaction(session_factory(central_db.engine)) as s:
+            signed = Message(topic, to_wire(sign(sent, node.key)))
+            assert not record_batch(s, [signed], KeyCache()).quarantined
+
+    def read() -> dict[str, Any]:
+        cams: list[dict[str, Any]] = api.get(
+            "/api/v1/cameras", headers=accounts["ioc"].headers
+        ).json()
+        [cam] = [c for c in cams if c["site"] == node.site]
+        return cam
+
+    sup = accounts["supervisor"].headers
+    status("QL13 Km 22+300")
+    cam = read()
+    writable = ("name", "registered_place", "latitude", "longitude")
+    trail = api.get("/api/v1/audit", headers=sup).json()
+    back = api.patch(
+        f"/api/v1/cameras/{cam['id']}", headers=sup, json={k: cam[k] for k in writable}
+    )
+    assert back.status_code == 200, back.text
+    assert api.get("/api/v1/audit", headers=sup).json() == trail  # (no change, no entry)
+    assert read() == cam
+    # The place shown, sent back as read (an older client): refused, nothing changed.
+    for sent in ({"place": cam["place"]}, {"place": "QL13 Km 22+300, Thuận An"}):
+        refused = api.patch(f"/api/v1/cameras/{cam['id']}", headers=sup, json=sent)
+        assert refused.status_code == 422, refused.text
+        [error] = refused.json()["detail"]
+        assert (error["loc"], error["type"]) == (["body", "place"], "place_shown")
+        assert "send registered_place" in error["msg"]
+    assert read() == cam
+    assert api.get("/api/v1/audit", headers=sup).json() == trail
+    # The node's configuration changes: the camera shows its new place, as set nowhere else.
+    status("QL13 Km 22+500")
+    assert (read()["place"], read()["registered_place"]) == ("QL13 Km 22+500", "")
+    # A place set on central is audited by the name it was sent with.
+    here = {"registered_place": "QL13 Km 22+300, Thuận An"}
+    assert api.patch(f"/api/v1/cameras/{cam['id']}", headers=sup, json=here).is_success
+    [last] = api.get("/api/v1/audit", headers=sup, params={"limit": 1}).json()
+    assert last["detail"] == {"camera_id": cam["id"], **here}
+    assert (read()["place"], read()["node_place"]) == (here["registered_place"], "QL13 Km 22+500")
 
 
 def test_registry_status_geojson_and_feed(
@@ -1782,7 +1849,7 @@ def test_registry_status_geojson_and_feed(
     r = api.patch(
         f"/api/v1/cameras/{cams[0]['id']}",
         headers=accounts["supervisor"].headers,
-        json={"latitude": 10.9046, "longitude": 106.7047, "place": "QL13 Km 22+300"},
+        json={"latitude": 10.9046, "longitude": 106.7047, "registered_place": "QL13 Km 22+300"},
     )
     assert r.status_code == 200
     assert (
@@ -1795,7 +1862,7 @@ def test_registry_status_geojson_and_feed(
     )
     sup = accounts["supervisor"].headers
     trail = api.get("/api/v1/audit", headers=sup).json()
-    same = {"place": "QL13 Km 22+300", "latitude": 10.9046, "longitude": 106.7047}
+    same = {"registered_place": "QL13 Km 22+300", "latitude": 10.9046, "longitude": 106.7047}
     nothing = api.patch(f"/api/v1/cameras/{cams[0]['id']}", headers=sup, json=same)
     assert nothing.status_code == 200 and nothing.json()["place"] == "QL13 Km 22+300"
     assert api.get("/api/v1/audit", headers=sup).json() == trail  # no entry for no change

@@ -494,7 +494,7 @@ def test_a_supervisor_names_and_places_a_camera(
     cams = ui_server.call("supervisor", "GET", "/api/v1/cameras").json()
     [cam] = [c for c in cams if c["camera"] == "mptv-km18"]
     before = {k: cam[k] for k in ("name", "latitude", "longitude")}
-    before["place"] = cam["registered_place"]
+    before["registered_place"] = cam["registered_place"]
     who = f"{cam['site']}/{cam['node']}/mptv-km18"
     seeded = {c[0]: (c[5], c[6]) for c in CAMERAS}
     ui_server.set_cameras(seeded, places={"mptv-km18": "ĐT 742 Km 18"})
@@ -505,7 +505,7 @@ def test_a_supervisor_names_and_places_a_camera(
         expect(page.get_by_role("heading", name="Camera", exact=True)).to_be_visible()
         row = page.locator(f"#cameras tr[data-camera='{who}']")
         expect(row.get_by_label(f"Tên của {who}")).to_have_value(before["name"])
-        expect(row.get_by_label(f"Vị trí của {who}")).to_have_value(before["place"])
+        expect(row.get_by_label(f"Vị trí của {who}")).to_have_value(before["registered_place"])
         expect(row.locator(".node-place")).to_have_text(
             "Thiết bị biên (và bằng chứng) ghi: ĐT 742 Km 18"
         )

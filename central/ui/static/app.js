@@ -1757,7 +1757,7 @@
         }
         try {
           await api(`/api/v1/cameras/${c.id}`, { method: "PATCH", body: {
-            name: name.value.trim(), place: place.value.trim(), latitude: number(lat), longitude: number(lon) } });
+            name: name.value.trim(), registered_place: place.value.trim(), latitude: number(lat), longitude: number(lon) } });
           clearBanner();
           toast(t("cameras.saved", { camera: who }));
         } catch (e) {
