@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from central.api.admin import shown_place
 from central.api.cases import summary
 from central.api.schemas import time_text
 from central.health import SILENT_AFTER, UNKNOWN, camera_health, node_health
@@ -172,6 +173,10 @@ def poll(
             "state": health.state,
             "reason": health.reason,
             "updated_at": time_text(health.since),
+            # Where it is, as the camera list says it: the place shown, and both sources.
+            "place": shown_place(c),
+            "registered_place": c.place,
+            "node_place": c.node_place,
         }
         changes.append((health.since, ("camera", data), ("camera", c.site, c.node, c.camera)))
     nodes = select(Node).where(

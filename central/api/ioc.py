@@ -384,7 +384,9 @@ def list_quarantine(
                     'id: 1042-1796630415000\nevent: camera\ndata: {"site": "ql13-km22",'
                     ' "node": "node-01", "camera": "cam-01", "state": "stalled", "reason":'
                     ' "no frame within the stall timeout", "updated_at":'
-                    ' "2026-12-07T05:00:10Z"}\n\n'
+                    ' "2026-12-07T05:00:10Z", "place": "QL13 Km 22+300, Thuận An",'
+                    ' "registered_place": "QL13 Km 22+300, Thuận An", "node_place":'
+                    ' "QL13 Km 22+300"}\n\n'
                     ": keep-alive\nid: 1042-1796630430000\n\n"
                 }
             }
@@ -420,7 +422,9 @@ async def live_feed(
         ),
     ] = None,
 ) -> StreamingResponse:
-    """Events: `violation` (a new case), `camera` and `node` (a health change). A comment
+    """Events: `violation` (a new case), `camera` and `node` (a health change; a camera's
+    names its `place` as the camera list does, the place shown, with `registered_place`
+    and `node_place` beside it). A comment
     line every 15 s keeps proxies from closing an idle stream; reconnect after it ends,
     sending the last `id:` seen as `Last-Event-ID` (EventSource does): nothing committed
     meanwhile is lost, though a violation may come twice. The stream's opening lines and

@@ -44,13 +44,13 @@ from tests.factories import T0, status_position
 pytestmark = pytest.mark.integration
 
 
-def _status(node: NodeIdentity, state: CameraState) -> Message:
+def _status(node: NodeIdentity, state: CameraState, place: str | None = None) -> Message:
     status = NodeStatus(
         site=node.site,
         node=node.node,
         state=NodeState.ONLINE,
         sent_at=T0,
-        cameras=[CameraHealth(camera="cam-01", state=state, fps=25.0)],
+        cameras=[CameraHealth(camera="cam-01", state=state, fps=25.0, place=place)],
         **status_position(),
     )
     topic = node_topic(node.site, node.node, NodeTopic.STATUS)
@@ -149,6 +149,44 @@ def test_a_health_change_stamped_before_a_late_commit_is_sent(
         sent = [(k, d["state"]) for k, d in feed.poll(s, cursor) if d.get("site") == node.site]
         assert ("camera", "stalled") in sent
         assert [k for k, d in feed.poll(s, cursor) if d.get("site") == node.site] == []
+
+
+def test_a_camera_event_says_where_the_camera_is(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """A camera's health event names its place as the camera list does (the IOC map puts
+    it there): the place shown, the one set on central and the one its node names."""
+    node = make_node()
+    readers = read_session_factory(central_db.engine)
+    with readers() as s:
+        cursor = feed.start(s, None, None)
+
+    def camera_events() -> list[dict[str, object]]:
+        with readers() as s:
+            return [d for k, d in feed.poll(s, cursor) if k == "camera" and d["site"] == node.site]
+
+    with transaction(session_factory(central_db.engine)) as s:
+        record_batch(s, [_status(node, CameraState.DOWN, "QL13 Km 22+300")], KeyCache())
+    [down] = camera_events()
+    where = ("place", "registered_place", "node_place")
+    assert (down["state"], *(down[k] for k in where)) == (
+        "down", "QL13 Km 22+300", "", "QL13 Km 22+300",
+    )  # fmt: skip
+    [cam] = [c for c in api.get("/api/v1/cameras", headers=accounts["ioc"].headers).json()
+             if c["site"] == node.site]  # fmt: skip
+    assert {k: down[k] for k in where} == {k: cam[k] for k in where}
+    here = "QL13 Km 22+300, Thuận An"
+    patched = api.patch(
+        f"/api/v1/cameras/{cam['id']}",
+        headers=accounts["supervisor"].headers,
+        json={"registered_place": here},
+    )
+    assert patched.status_code == 200, patched.text
+    [placed] = camera_events()
+    assert [placed[k] for k in where] == [here, here, "QL13 Km 22+300"]
 
 
 def test_a_reconnect_with_last_event_id_gets_what_happened_meanwhile(

@@ -633,6 +633,20 @@ def test_ioc_page_live_status_and_feed(
         "data-state", "stalled"
     )
     expect(page.locator("#feed li").first).to_have_attribute("data-id", str(vid))
+    # A place set on central reaches the page with the camera's event.
+    [cam] = [
+        c
+        for c in ui_server.call("supervisor", "GET", "/api/v1/cameras").json()
+        if c["camera"] == "mptv-km18"
+    ]
+    where = f"/api/v1/cameras/{cam['id']}"
+    moved = ui_server.call("supervisor", "PATCH", where, json={"registered_place": "ĐT 742 Km 19"})
+    assert moved.status_code == 200, moved.text
+    place = page.locator("#cameras tr[data-camera='mptv-km18'] td:nth-child(2)")
+    expect(place).to_have_text("ĐT 742 Km 19")
+    back = {"registered_place": cam["registered_place"]}
+    assert ui_server.call("supervisor", "PATCH", where, json=back).status_code == 200
+    expect(place).to_have_text(cam["place"])
     # An edge's reason in its fixed words is said in the reader's language; any other (an
     # error's own text) as the edge wrote it.
     ui_server.set_cameras(

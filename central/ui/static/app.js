@@ -2082,8 +2082,10 @@
       drawFeed();
     } else if (kind === "camera") {
       const cam = S.page.cameras.find((c) => camKey(c) === camKey(data));
-      if (cam) Object.assign(cam, { state: data.state, reason: data.reason, updated_at: data.updated_at });
-      else S.page.cameras.push({ ...data, name: "", place: "", latitude: null, longitude: null, fps: null });
+      // (where it is comes with each camera event: the place shown, and both sources)
+      const where = { place: data.place ?? "", registered_place: data.registered_place ?? "", node_place: data.node_place ?? null };
+      if (cam) Object.assign(cam, { state: data.state, reason: data.reason, updated_at: data.updated_at, ...where });
+      else S.page.cameras.push({ ...data, name: "", ...where, latitude: null, longitude: null, fps: null });
       drawMap();
       drawCameraTable();
     }
