@@ -293,7 +293,8 @@ class Quarantine(Base):
 class TrafficMinute(Base):
     """One lane's flow in one minute, or one part of a minute, at one camera (from
     TrafficStats: a minute whose counting began within it, after its node restarted, comes
-    in parts; ``part_start`` is when the part began, the minute's start for a whole one)."""
+    in parts; ``part_start`` is when the part began, the minute's start for a whole one;
+    ``part_end`` when it stopped, if before the minute's end and its node said so)."""
 
     __tablename__ = "traffic"
     __table_args__ = (
@@ -316,6 +317,8 @@ class TrafficMinute(Base):
     minute_start: Mapped[datetime] = mapped_column(UtcDateTime)
     lane: Mapped[str] = mapped_column(String(64))
     part_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    # (null: to the minute's end, as every part of a node before counted_until)
+    part_end: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     vehicles: Mapped[int] = mapped_column(Integer)
     counts_json: Mapped[str] = mapped_column(Text)
     mean_speed_kmh: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -851,6 +851,7 @@ def refresh_completeness(session: Session, violation_ids: Sequence[int]) -> list
 def _record_traffic(session: Session, stats: TrafficStats) -> int:
     if not stats.lanes:
         return 0
+    minute_end = stats.minute_start + timedelta(minutes=1)
     rows = [
         {
             "site": stats.site,
@@ -859,6 +860,8 @@ def _record_traffic(session: Session, stats: TrafficStats) -> int:
             "minute_start": stats.minute_start,
             "lane": lane.lane,
             "part_start": stats.part_start,
+            # (a part said to end with its minute is stored as one that ran to it)
+            "part_end": stats.counted_until if stats.part_end < minute_end else None,
             "vehicles": sum(lane.counts.values()),
             "counts_json": detail_text({k.value: v for k, v in lane.counts.items()}),
             "mean_speed_kmh": lane.mean_speed_kmh,

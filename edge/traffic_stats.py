@@ -19,6 +19,10 @@ Pure: fed the tracked vehicles seen in each lane on each frame, it returns a
   ``counted_from`` is that frame's time; so does every minute counted again after a
   clock set back, up to the latest minute sent before. Another part of the same minute,
   sent before, is then kept beside it, not replaced.
+- Where a part ends: a minute closed by a frame of a later one ran to its end; one
+  closed before it (the node stopping, its camera's lanes changing: ``flush``; the clock
+  set back) says when its counting stopped in ``counted_until``, its last frame's time,
+  so that central weighs it by the time it ran, not to the minute's end.
 - The latest minute sent before: the aggregator's own, and what it is told was sent
   before it began (``sent_up_to``, ``note_sent``): a node started again learns it from
   its outbox, so that a clock set back across the restart (a node that ran fast until
@@ -82,6 +86,7 @@ class TrafficAggregator:
         self.lanes = tuple(lanes)
         self._minute: datetime | None = None
         self._counted_from: datetime | None = None
+        self._last_frame: datetime | None = None  # (the open minute's latest frame)
         self._sent_up_to: datetime | None = None  # the latest minute closed, or sent before
         self._frames = 0
         self._lanes: dict[str, _LaneMinute] = {}
@@ -116,7 +121,9 @@ class TrafficAggregator:
         now = at.astimezone(UTC)
         open_minute = self._minute
         if open_minute is None or minute > open_minute or at < open_minute - STEP_BACK_TOLERANCE:
-            closed.extend(self.flush())
+            # (a later minute's frame: the open one ran to its end; a clock set back: it
+            # stopped at its last frame)
+            closed.extend(self._close(ran_to_end=open_minute is not None and minute > open_minute))
             # A part of the minute: counting begun within it (no minute open), or a minute
             # at or before one already sent, counted again (its first frame may be this
             # aggregator's first: the node restarted with its clock set back).
@@ -124,6 +131,8 @@ class TrafficAggregator:
             part = open_minute is None or again
             self._start(minute, counted_from=now if part else None, again=again)
         self._frames += 1
+        if self._last_frame is None or now > self._last_frame:
+            self._last_frame = now
         for name in {o.lane for o in observations}:
             self._lanes[name].occupied_frames += 1
         for obs in observations:
@@ -138,9 +147,18 @@ class TrafficAggregator:
         return closed
 
     def flush(self) -> list[TrafficStats]:
-        """Close the open minute (at shutdown it is a partial minute); empty if none."""
+        """Close the open minute before its end (at shutdown, or as the camera's lanes
+        change: a partial minute, ``counted_until`` its last frame); empty if none."""
+        return self._close(ran_to_end=False)
+
+    def _close(self, *, ran_to_end: bool) -> list[TrafficStats]:
         if self._minute is None or self._frames == 0:
             return []
+        until = None if ran_to_end else self._last_frame
+        if until is not None:
+            # (a frame stamped a little before its minute counts in it: the part's end
+            # is never before its start)
+            until = max(until, self._counted_from or self._minute)
         flows = []
         for name in self.lanes:
             lane = self._lanes[name]
@@ -159,6 +177,7 @@ class TrafficAggregator:
             camera=self.camera,
             minute_start=self._minute,
             counted_from=self._counted_from,
+            counted_until=until,
             lanes=flows,
         )
         self.note_sent(self._minute)
@@ -176,6 +195,7 @@ class TrafficAggregator:
             # apart from the whole minute sent before.
             counted_from = minute + _ONE_US if again else None
         self._counted_from = counted_from
+        self._last_frame = None
         self._frames = 0
         self._lanes = {name: _LaneMinute() for name in self.lanes}
 

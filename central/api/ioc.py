@@ -214,9 +214,12 @@ def traffic_flow(
         case((TrafficMinute.mean_speed_kmh.is_not(None), TrafficMinute.vehicles), else_=0)
     )
     # A lane's occupancy is the fraction of its part's time a vehicle was in it: weighted
-    # by the seconds the part spans (from its start to the minute's end: a part begun 50 s
-    # in weighs 10 s against a whole minute's 60), every lane alike.
-    span = 60.0 - seconds_into_minute(session, TrafficMinute.part_start)
+    # by the seconds the part spans, from its start to when it ended, or else to the
+    # minute's end (a part begun 50 s in weighs 10 s against a whole minute's 60; one that
+    # ran from the minute's start until its node stopped 40 s in weighs 40), every lane
+    # alike. (A part ends within its minute: its seconds past the minute are its end.)
+    ended = func.coalesce(seconds_into_minute(session, TrafficMinute.part_end), 60.0)
+    span = ended - seconds_into_minute(session, TrafficMinute.part_start)
     occupied = func.sum(TrafficMinute.occupancy * span)
     stmt = select(
         bucket,

@@ -264,6 +264,9 @@ class LaneFlow(ContractModel):
     occupancy: Fraction = 0.0
 
 
+_MINUTE = timedelta(minutes=1)
+
+
 class TrafficStats(SignedModel):
     """Per-minute traffic flow of one camera, by lane, for the IOC, signed by its node.
 
@@ -271,8 +274,11 @@ class TrafficStats(SignedModel):
     restarted), its camera's lanes changed, or its clock was set back into minutes
     already sent (each counted again is a part). Such a part says when it began in
     ``counted_from`` (one counted again from the minute's first instant, a microsecond
-    in); a part without it began with the minute. Central keeps each part, once however
-    often it is sent.
+    in); a part without it began with the minute. A part whose counting stopped before
+    the minute's end (the node stopped, its camera's lanes changed, its clock was set
+    back) says when in ``counted_until`` (its last frame's time); a part without it ran
+    to the minute's end. Central keeps each part, once however often it is sent, and
+    weighs its occupancy by the time it spans.
     """
 
     schema_version: Literal["1"] = SCHEMA_VERSION
@@ -282,6 +288,8 @@ class TrafficStats(SignedModel):
     minute_start: UtcDatetime
     # (left out of the message when absent: a minute counted whole reads as it always has)
     counted_from: Annotated[UtcDatetime | None, Field(exclude_if=lambda v: v is None)] = None
+    # (likewise: a part that ran to the minute's end reads as it always has)
+    counted_until: Annotated[UtcDatetime | None, Field(exclude_if=lambda v: v is None)] = None
     lanes: Annotated[list[LaneFlow], Field(max_length=MAX_LANES_PER_CAMERA)] = []
     signature: Signature | None = _NODE_SIGNATURE
 
@@ -299,12 +307,23 @@ class TrafficStats(SignedModel):
             self.minute_start <= start < self.minute_start + timedelta(minutes=1)
         ):
             raise ValueError("counted_from must lie within the minute that minute_start begins")
+        end = self.counted_until
+        if end is not None and not (self.part_start <= end <= self.minute_start + _MINUTE):
+            raise ValueError(
+                "counted_until must lie from the part's start (counted_from, or else"
+                " minute_start) to the minute's end"
+            )
         return self
 
     @property
     def part_start(self) -> datetime:
         """When this part of the minute began: what tells it from the minute's other parts."""
         return self.counted_from or self.minute_start
+
+    @property
+    def part_end(self) -> datetime:
+        """When this part's counting stopped: ``counted_until``, or else the minute's end."""
+        return self.counted_until or self.minute_start + _MINUTE
 
 
 class CameraState(StrEnum):

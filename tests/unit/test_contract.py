@@ -278,6 +278,11 @@ def _node_status() -> NodeStatus:
             id="traffic minute, counts inflated",
         ),
         pytest.param(_traffic_minute, {"counted_from": None}, id="traffic part, made whole"),
+        pytest.param(
+            _traffic_minute,
+            {"counted_until": T0 + timedelta(seconds=1)},
+            id="traffic part, cut short",
+        ),
         pytest.param(_node_status, {"state": NodeState.OFFLINE}, id="status, node said offline"),
         pytest.param(
             _node_status,
@@ -435,6 +440,51 @@ def test_a_part_of_a_traffic_minute_begins_within_it(
     wire = to_wire(part())
     assert (b"counted_from" in wire) == (counted_from is not None)  # (absent: as it always read)
     assert parse_payload(TrafficStats, wire).part_start == (counted_from or MINUTE)
+
+
+@pytest.mark.parametrize(
+    ("counted_from", "counted_until", "ok"),
+    [
+        (None, None, True),
+        (None, MINUTE + timedelta(seconds=40), True),
+        (MINUTE + timedelta(seconds=20), MINUTE + timedelta(seconds=20), True),
+        (None, MINUTE + timedelta(minutes=1), True),
+        (MINUTE + timedelta(seconds=20), MINUTE + timedelta(seconds=19.9), False),
+        (None, MINUTE - timedelta(microseconds=1), False),
+        (None, MINUTE + timedelta(minutes=1, microseconds=1), False),
+    ],
+    ids=[
+        "to the minute's end",
+        "stopped 40 s in",
+        "one frame: begun and stopped at once",
+        "said to stop at the minute's end",
+        "stopped before it began",
+        "stopped before the minute",
+        "stopped in the next minute",
+    ],
+)
+def test_a_part_of_a_traffic_minute_ends_within_it_after_its_start(
+    counted_from: datetime | None, counted_until: datetime | None, ok: bool
+) -> None:
+    def part() -> TrafficStats:
+        return TrafficStats(
+            site="s",
+            node="n",
+            camera="c",
+            minute_start=MINUTE,
+            counted_from=counted_from,
+            counted_until=counted_until,
+        )
+
+    if not ok:
+        with pytest.raises(ValidationError, match="counted_until must lie from the part's start"):
+            part()
+        return
+    wire = to_wire(part())
+    # (absent: as a part that ran to the minute's end always read)
+    assert (b"counted_until" in wire) == (counted_until is not None)
+    read = parse_payload(TrafficStats, wire)
+    assert read.part_end == (counted_until or MINUTE + timedelta(minutes=1))
 
 
 def test_a_signal_phase_is_told_once_it_has_begun() -> None:

@@ -174,6 +174,42 @@ def test_counting_begun_within_a_minute_is_a_part_of_it() -> None:
     assert next_minute.part_start == T + timedelta(minutes=1)
 
 
+def test_a_part_stopped_before_its_minute_ends_says_when() -> None:
+    """A minute split by a restart: the part before it says it stopped at its last frame
+    (central weighs it by the time it ran, not to the minute's end); the part after it,
+    closed by a later minute's frame, ran to the end and says nothing."""
+    before = aggregator()
+    before.add_frame(T + timedelta(seconds=5), [o("l1", 1)])
+    before.add_frame(T + timedelta(seconds=30), [o("l1", 1)])
+    [first] = before.flush()  # (the node stops)
+    after = aggregator()  # (started again)
+    out = after.add_frame(T + timedelta(seconds=41.5), [o("l2", 2)])
+    out += after.add_frame(T + timedelta(minutes=1, seconds=2), [o("l1", 3)])
+    [second] = out
+    assert (first.counted_from, first.counted_until) == (T + 5 * _S, T + 30 * _S)
+    assert (second.counted_from, second.counted_until) == (T + 41.5 * _S, None)
+    assert (second.part_start, second.part_end) == (T + 41.5 * _S, T + _M)
+
+
+def test_a_minute_closed_by_a_clock_set_back_says_where_it_stopped() -> None:
+    agg = aggregator()
+    out = agg.add_frame(T + timedelta(minutes=5, seconds=10), [o("l1", 1)])
+    out += agg.add_frame(T + timedelta(minutes=5, seconds=25), [o("l1", 1)])
+    out += agg.add_frame(T + timedelta(minutes=1), [o("l1", 2)])  # (set back 4 minutes)
+    [cut] = out
+    assert (cut.minute_start, cut.counted_until) == (T + 5 * _M, T + 5 * _M + 25 * _S)
+
+
+def test_a_frame_stamped_early_never_ends_a_part_before_it_began() -> None:
+    """A part begun 10 s in, its only other frame stamped 20 s back (counted in the open
+    minute, within the tolerance): the part stops where it began, not before."""
+    agg = aggregator()
+    agg.add_frame(T + timedelta(minutes=1, seconds=10), [o("l1", 1)])
+    agg.add_frame(T + timedelta(seconds=50), [o("l1", 1)])
+    [part] = agg.flush()
+    assert part.counted_until == part.counted_from == T + _M + 10 * _S
+
+
 _M, _S, _US = timedelta(minutes=1), timedelta(seconds=1), timedelta(microseconds=1)
 _20S = 20 * _S
 
