@@ -27,13 +27,16 @@ class Health:
     state: str
     reason: str
     since: datetime  # when it became so
+    # Told from the time last heard (no status for too long), not stored: a silent node,
+    # a camera unknown for it.
+    silent: bool = False
 
 
 def node_health(node: Node, now: datetime, silent_after: timedelta) -> Health:
     """The node's state, ``silent`` once an online node's status is ``silent_after`` old."""
     heard = node.status_received_at
     if node.state == "online" and heard is not None and now - heard > silent_after:
-        return Health(SILENT, _silent_reason(now - heard), heard + silent_after)
+        return Health(SILENT, _silent_reason(now - heard), heard + silent_after, silent=True)
     return Health(node.state, "", node.updated_at)
 
 
@@ -57,7 +60,7 @@ def camera_health(camera: Camera, now: datetime, silent_after: timedelta) -> Hea
     seen = camera.seen_at
     live = camera.state not in ("offline", UNKNOWN)
     if live and seen is not None and now - seen > silent_after:
-        return Health(UNKNOWN, _silent_reason(now - seen), seen + silent_after)
+        return Health(UNKNOWN, _silent_reason(now - seen), seen + silent_after, silent=True)
     return Health(camera.state, camera.reason, camera.updated_at)
 
 

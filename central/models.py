@@ -185,6 +185,25 @@ class Camera(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 
 
+class HealthChange(Base):
+    """A camera's or node's health as it changed, in order: what the live feed replays to a
+    client that was away (the ``cameras`` and ``nodes`` rows hold only the state now).
+    A node, or a camera, that fell silent and was heard again has its silence here too,
+    from when it began (central's clock, as ``central.health`` tells it)."""
+
+    __tablename__ = "health_changes"
+    __table_args__ = (Index("ix_health_changes_site_node_at", "site", "node", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)  # (when it became so)
+    kind: Mapped[str] = mapped_column(String(8))  # camera, node
+    site: Mapped[str] = mapped_column(String(64))
+    node: Mapped[str] = mapped_column(String(64))
+    camera: Mapped[str] = mapped_column(String(64), default="")  # ("" for a node)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
 class Violation(Base):
     """One suspected violation as received, plus its review state.
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, delete, exists, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from central.audit import detail_text, entry_hash
 from central.broker_acl import broker_username, mosquitto_password_hash
 from central.db import one_of
-from central.health import SILENT_AFTER
+from central.health import SILENT_AFTER, Health, camera_health, node_health
 from central.intake import (
     Accepted,
     KeyLookup,
@@ -37,6 +37,7 @@ from central.models import (
     Blob,
     Camera,
     EvidenceRef,
+    HealthChange,
     LoginFailure,
     Node,
     NodeKey,
@@ -992,11 +993,14 @@ def _record_status(
         will = Message(node_topic(status.site, status.node, NodeTopic.STATUS),
                        node.status_json.encode("utf-8"))  # fmt: skip
         replayed.append((will, Refusal(RefusalCode.REPLAYED, placed.will_replayed)))
+    history = _History(session, status.site, status.node, now)
     # Heard again after going silent: a change for the live feed, though the state is
-    # the one stored (see central.health).
+    # the one stored (see central.health); its silence is kept in the history.
     if node.state != status.state.value or _silent(node.status_received_at, now, silent_after):
+        history.went_silent("node", "", node_health(node, now, silent_after))
         node.state = status.state.value
         node.updated_at = now
+        history.add("node", "", node.state, "", now)
     node.status_sent_at = status.sent_at
     node.status_received_at = now
     node.status_json = to_wire(status).decode("utf-8")
@@ -1016,7 +1020,9 @@ def _record_status(
         state = "offline" if offline else health.state.value
         reason = "node offline" if offline else health.reason
         if cam.state != state or cam.reason != reason or _silent(cam.seen_at, now, silent_after):
+            history.went_silent("camera", cam.camera, camera_health(cam, now, silent_after))
             cam.state, cam.reason, cam.updated_at = state, reason, now
+            history.add("camera", cam.camera, state, reason, now)
         cam.fps = health.fps
         cam.node_place = health.place
         if not offline:
@@ -1032,8 +1038,48 @@ def _record_status(
         else:
             continue
         if cam.state != state or cam.reason != reason:
+            history.went_silent("camera", name, camera_health(cam, now, silent_after))
             cam.state, cam.reason, cam.updated_at = state, reason, now
+            history.add("camera", name, state, reason, now)
+    history.store()
     return Placing.TAKEN
+
+
+# How long a node's health changes are kept: the live feed replays at most a day.
+HEALTH_KEPT = timedelta(days=2)
+
+
+class _History:
+    """The health changes one status makes, for ``health_changes``: stored together, the
+    node's older ones let go (``HEALTH_KEPT``)."""
+
+    def __init__(self, session: Session, site: str, node: str, now: datetime) -> None:
+        self.session, self.site, self.node, self.now = session, site, node, now
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, kind: str, camera: str, state: str, reason: str, at: datetime) -> None:
+        self.rows.append(
+            {"at": at, "kind": kind, "site": self.site, "node": self.node, "camera": camera,
+             "state": state, "reason": reason}
+        )  # fmt: skip
+
+    def went_silent(self, kind: str, camera: str, was: Health) -> None:
+        """A node silent, or a camera unknown for it, until this status: its silence, from
+        when it began (no row said so: it is told from the time last heard)."""
+        if was.silent:
+            self.add(kind, camera, was.state, was.reason, was.since)
+
+    def store(self) -> None:
+        if not self.rows:
+            return
+        self.session.execute(
+            delete(HealthChange).where(
+                HealthChange.site == self.site,
+                HealthChange.node == self.node,
+                HealthChange.at < self.now - HEALTH_KEPT,
+            )
+        )
+        self.session.execute(insert(HealthChange), self.rows)
 
 
 # ---------------------------------------------------------------- evidence

@@ -6,9 +6,16 @@ Two things make "everything after what I last saw" harder than a comparison:
   can commit before id 7. The cursor keeps the ids it stepped over (``gaps``) and asks
   for them again on each poll until they turn up or ``GAP_S`` has passed (an id an
   insert gave up, a refused duplicate or a rolled-back batch, never commits).
-- **Health changes are stamped before commit.** A camera's ``updated_at`` is set when
-  the ingest records a status, and the batch commits a moment later. Each poll therefore
-  looks back ``LOOKBACK`` before its last poll and leaves out what it has already sent.
+- **Health changes are stamped before commit.** A camera's ``updated_at`` (and its
+  ``health_changes`` row) is set when the ingest records a status, and the batch commits
+  a moment later. Each poll therefore looks back ``LOOKBACK`` before its last poll and
+  leaves out what it has already sent.
+
+Health is sent as it changed (``health_changes``, in order), not only as it is now: a
+stream that resumes after an outage replays a camera down and up again meanwhile, at
+most ``REPLAY_MAX`` changes and ``REPLAY_SPAN`` back (a ``health_cut`` event says what
+was left out). The rows of ``cameras`` and ``nodes`` add the state now where no change
+is stored for it: a node fallen silent, a camera named or placed on central.
 
 A stream's events carry a resume token (``id:``), sent back as ``Last-Event-ID`` when a
 client reconnects: it starts from before anything that might still be missing, so a
@@ -30,9 +37,14 @@ from central.api.admin import shown_place
 from central.api.cases import summary
 from central.api.schemas import time_text
 from central.health import SILENT_AFTER, UNKNOWN, camera_health, node_health
-from central.models import Camera, Node, User, Violation, utcnow
+from central.models import Camera, HealthChange, Node, User, Violation, utcnow
 
 LOOKBACK = timedelta(seconds=60)
+# A stream replays at most this many health changes, and none older than this, at once:
+# a client away longer is told where the replay was cut (a ``health_cut`` event).
+REPLAY_MAX = 1000
+REPLAY_SPAN = timedelta(hours=24)
+NOW_ID = 2**63  # (the state now sorts after a change stored at the same time)
 GAP_S = 60.0
 MAX_GAPS = 5000
 BATCH = 500
@@ -72,6 +84,11 @@ class FeedCursor:
     floor: datetime  # never send a change from before this (the time asked for)
     gaps: dict[int, datetime] = field(default_factory=dict)
     sent: dict[tuple[str, str, str, str], datetime] = field(default_factory=dict)
+    # The health changes (``health_changes`` ids) sent that a look-back could find again.
+    sent_changes: dict[int, datetime] = field(default_factory=dict)
+    # Where a replay was cut (the oldest change it sent, by time and id): the changes
+    # before it are not sent later either, out of their order.
+    replay_cut: tuple[datetime, int] | None = None
     # Gaps found below the newest id when a stream started from now: looked for, but kept
     # out of the resume token (most are ids that never commit, and a token below them
     # would send a reconnect what came before the stream).
@@ -151,7 +168,36 @@ def poll(
             _step_over(cursor, v.id, now)
         out.append(("violation", summary(v).model_dump(mode="json")))
     floor = max(cursor.floor, cursor.since - LOOKBACK)
-    # A change is stored (updated_at), or a node falls silent: no status for silent_after.
+    changes: list[tuple[datetime, int, FeedEvent, tuple[str, str, str, str]]] = []
+    # The changes stored, in order: each one, though the state has changed again since (a
+    # camera down and up again while a client was away is sent down, then up).
+    replay_from = max(floor, now - REPLAY_SPAN)
+    if replay_from > floor:
+        changes.append((floor, -1, _cut(floor, replay_from, "span"), ("", "", "", "")))
+    history = _history(session, cursor, replay_from)
+    if len(history) > REPLAY_MAX:
+        history = history[-REPLAY_MAX:]
+        cut_at = history[0][0].at
+        cursor.replay_cut = (cut_at, history[0][0].id)
+        changes.append((floor, -1, _cut(replay_from, cut_at, "count"), ("", "", "", "")))
+    for change, cam in history:
+        key = (change.kind, change.site, change.node, change.camera)
+        data: dict[str, Any] = {"site": change.site, "node": change.node}
+        if change.kind == "camera":
+            data |= {"camera": change.camera, "state": change.state, "reason": change.reason}
+            data |= {"updated_at": time_text(change.at), **_where(cam)}
+        else:
+            data |= {"state": change.state, "updated_at": time_text(change.at)}
+        cursor.sent_changes[change.id] = change.at
+        if cursor.sent.get(key) == change.at:
+            continue  # (sent as it happened: a silence, stored once it ended)
+        # (the state now, read below, is this change again where it is the latest)
+        if cursor.sent.get(key, change.at) <= change.at:
+            cursor.sent[key] = change.at
+        changes.append((change.at, change.id, (change.kind, data), key))
+    # The state now, where it is not a change above: a node fallen silent (no status for
+    # silent_after) and its cameras, a camera named or placed on central, or one first
+    # heard of by a violation.
     quiet_from, quiet_to = floor - silent_after, now - silent_after
     cameras = select(Camera).where(
         or_(
@@ -163,7 +209,6 @@ def poll(
             ),
         )
     )
-    changes: list[tuple[datetime, FeedEvent, tuple[str, str, str, str]]] = []
     for c in session.scalars(cameras):
         health = camera_health(c, now, silent_after)
         data = {
@@ -173,12 +218,11 @@ def poll(
             "state": health.state,
             "reason": health.reason,
             "updated_at": time_text(health.since),
-            # Where it is, as the camera list says it: the place shown, and both sources.
-            "place": shown_place(c),
-            "registered_place": c.place,
-            "node_place": c.node_place,
+            **_where(c),
         }
-        changes.append((health.since, ("camera", data), ("camera", c.site, c.node, c.camera)))
+        key = ("camera", c.site, c.node, c.camera)
+        if health.since > floor and _new(cursor, key, health.since):
+            changes.append((health.since, NOW_ID, ("camera", data), key))
     nodes = select(Node).where(
         or_(
             Node.updated_at > floor,
@@ -197,16 +241,65 @@ def poll(
             "state": node.state,
             "updated_at": time_text(node.since),
         }
-        changes.append((node.since, ("node", data), ("node", n.site, n.node, "")))
-    changes.sort(key=lambda change: (change[0], change[1][0] == "node"))
-    for at, event, key in changes:
-        if at > floor and _new(cursor, key, at):
-            out.append(event)
+        key = ("node", n.site, n.node, "")
+        if node.since > floor and _new(cursor, key, node.since):
+            changes.append((node.since, NOW_ID, ("node", data), key))
+    # A cut first, then in time order, a node's after its cameras' at one time.
+    changes.sort(key=lambda change: (change[0], change[2][0] == "node", change[1]))
+    out.extend(event for _at, _id, event, _key in changes)
     cursor.since = now
     # What is older than the next poll's floor can no longer come back: forget it.
     next_floor = max(cursor.floor, now - LOOKBACK)
     cursor.sent = {k: at for k, at in cursor.sent.items() if at > next_floor}
+    cursor.sent_changes = {i: at for i, at in cursor.sent_changes.items() if at > next_floor}
     return out
+
+
+def _history(
+    session: Session, cursor: FeedCursor, after: datetime
+) -> list[tuple[HealthChange, Camera | None]]:
+    """The health changes stored after ``after`` not sent yet, oldest first, with their
+    camera; at most one more than ``REPLAY_MAX`` (the latest), to tell a cut."""
+    wanted = HealthChange.at > after
+    if cursor.sent_changes:
+        wanted = and_(wanted, HealthChange.id.not_in(list(cursor.sent_changes)))
+    if cursor.replay_cut is not None:
+        at, first = cursor.replay_cut
+        wanted = and_(
+            wanted,
+            or_(HealthChange.at > at, and_(HealthChange.at == at, HealthChange.id >= first)),
+        )
+    on_camera = and_(
+        HealthChange.kind == "camera",
+        Camera.site == HealthChange.site,
+        Camera.node == HealthChange.node,
+        Camera.camera == HealthChange.camera,
+    )
+    rows = session.execute(
+        select(HealthChange, Camera)
+        .outerjoin(Camera, on_camera)
+        .where(wanted)
+        .order_by(HealthChange.at.desc(), HealthChange.id.desc())
+        .limit(REPLAY_MAX + 1)
+    ).all()
+    return [(change, cam) for change, cam in reversed(rows)]
+
+
+def _where(cam: Camera | None) -> dict[str, Any]:
+    """Where a camera is, as the camera list says it: the place shown, and both sources."""
+    if cam is None:
+        return {"place": "", "registered_place": "", "node_place": None}
+    return {"place": shown_place(cam), "registered_place": cam.place, "node_place": cam.node_place}
+
+
+def _cut(left_from: datetime, left_to: datetime, why: str) -> FeedEvent:
+    """A ``health_cut`` event: the health changes stored from ``left_from`` to ``left_to``
+    are not replayed (``why``: ``span``, older than ``REPLAY_SPAN``; ``count``, more than
+    ``REPLAY_MAX``); the changes after it, and the state now, follow."""
+    return (
+        "health_cut",
+        {"from": time_text(left_from), "to": time_text(left_to), "why": why},
+    )
 
 
 def _step_over(cursor: FeedCursor, violation_id: int, now: datetime) -> None:

@@ -427,7 +427,11 @@ async def live_feed(
 ) -> StreamingResponse:
     """Events: `violation` (a new case), `camera` and `node` (a health change; a camera's
     names its `place` as the camera list does, the place shown, with `registered_place`
-    and `node_place` beside it). A comment
+    and `node_place` beside it). Health changes come as they happened, in order: a
+    resumed stream (`Last-Event-ID`, or `since`) replays each one it missed (a camera
+    down, then up again), at most 1,000 and none older than 24 h; where a replay leaves
+    some out, a `health_cut` event (`from`, `to`, `why`: `count` or `span`) says which,
+    and the state now of what was left out follows. A comment
     line every 15 s keeps proxies from closing an idle stream; reconnect after it ends,
     sending the last `id:` seen as `Last-Event-ID` (EventSource does): nothing committed
     meanwhile is lost, though a violation may come twice. The stream's opening lines and

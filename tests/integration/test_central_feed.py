@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from central.api import feed
+from central.api.schemas import time_text
 from central.db import read_session_factory, session_factory, transaction
+from central.health import SILENT_AFTER
 from central.intake import Message
-from central.models import User
-from central.records import KeyCache, create_user, record_batch
+from central.models import Camera, HealthChange, Node, User, utcnow
+from central.records import HEALTH_KEPT, KeyCache, create_user, record_batch
 from central.security import issue_access_token
 from central.workflow import Role
 from roadwatch.contract import (
@@ -310,3 +315,136 @@ def test_a_disabled_account_stream_ends_at_once(
         store_events(central_db, node, [signed_event(node)])
         rest = "\n".join(lines)  # (ends: the stream closes at the next poll)
     assert "event: violation" not in rest
+
+
+def _mine(events: list[tuple[str | None, str, dict[str, Any]]], node: NodeIdentity) -> list[Any]:
+    return [(k, d.get("state")) for _i, k, d in events if d.get("site") == node.site]
+
+
+def test_a_reconnect_gets_the_health_changes_it_missed_in_order(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """A camera down and up again while the client was away: the reconnect is sent both
+    changes, in order, each with its own time and the camera's place, not only the state
+    now (which would say it was up all along)."""
+    node = make_node()
+    ioc = accounts["ioc"].headers
+    with transaction(session_factory(central_db.engine)) as s:
+        record_batch(s, [_status(node, CameraState.UP, "QL13 Km 22")], KeyCache())
+    first = api.get("/api/v1/feed", headers=ioc, params={"max_seconds": 0.5})
+    token = last_event_id(first.text)
+    assert token is not None
+    # Away: the camera goes down, then up again.
+    for state in (CameraState.DOWN, CameraState.UP):
+        with transaction(session_factory(central_db.engine)) as s:
+            record_batch(s, [_status(node, state, "QL13 Km 22")], KeyCache())
+    again = api.get(
+        "/api/v1/feed", headers={**ioc, "Last-Event-ID": token}, params={"max_seconds": 1}
+    )
+    assert again.status_code == 200
+    events = [d for _i, k, d in sse_events(again.text) if d.get("site") == node.site]
+    assert [(d["camera"], d["state"]) for d in events] == [("cam-01", "down"), ("cam-01", "up")]
+    assert events[0]["updated_at"] < events[1]["updated_at"]
+    assert {d["place"] for d in events} == {"QL13 Km 22"}
+    # (a stream from now starts from now, as before: no history)
+    fresh = api.get("/api/v1/feed", headers=ioc, params={"max_seconds": 0.5})
+    assert _mine(sse_events(fresh.text), node) == []
+
+
+def test_a_silence_that_ended_while_the_client_was_away_is_replayed(
+    central_db: CentralDb, make_node: Callable[..., NodeIdentity]
+) -> None:
+    """A node silent for a while (no status past the silent limit), heard again before
+    the client came back: the client is sent the silence, from when it began, and the
+    return."""
+    node = make_node()
+    with transaction(session_factory(central_db.engine)) as s:
+        record_batch(s, [_status(node, CameraState.UP)], KeyCache())
+    now = utcnow()
+    heard = now - SILENT_AFTER - timedelta(seconds=30)  # (silent from 30 s ago)
+    with transaction(session_factory(central_db.engine)) as s:
+        s.execute(update(Node).where(Node.site == node.site).values(status_received_at=heard))
+        s.execute(update(Camera).where(Camera.site == node.site).values(seen_at=heard))
+        s.execute(update(HealthChange).where(HealthChange.site == node.site).values(at=heard))
+    with transaction(session_factory(central_db.engine)) as s:
+        record_batch(s, [_status(node, CameraState.UP)], KeyCache())  # (heard again)
+    readers = read_session_factory(central_db.engine)
+    with readers() as s:
+        cursor = feed.start(s, None, now - timedelta(seconds=50), resumed=True)
+        events = [(k, d) for k, d in feed.poll(s, cursor) if d.get("site") == node.site]
+    assert [(k, d["state"]) for k, d in events] == [
+        ("camera", "unknown"), ("node", "silent"), ("camera", "up"), ("node", "online"),
+    ]  # fmt: skip
+    assert events[0][1]["updated_at"] == time_text(heard + SILENT_AFTER)
+
+
+def test_a_replay_too_long_is_cut_and_says_where(
+    central_db: CentralDb, make_node: Callable[..., NodeIdentity], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More changes missed than a replay sends: the latest are sent, in order, after a
+    ``health_cut`` event naming the span left out; a client away longer than a replay
+    reaches back is told so too."""
+    node = make_node()
+    readers = read_session_factory(central_db.engine)
+    start = utcnow()
+    states = [CameraState.DOWN, CameraState.UP, CameraState.STALLED, CameraState.UP]
+    for state in states:
+        with transaction(session_factory(central_db.engine)) as s:
+            record_batch(s, [_status(node, state)], KeyCache())
+    monkeypatch.setattr(feed, "REPLAY_MAX", 2)
+    with readers() as s:
+        cursor = feed.start(s, None, start, resumed=True)
+        events = [(k, d) for k, d in feed.poll(s, cursor) if k == "health_cut" or
+                  d.get("site") == node.site]  # fmt: skip
+        # (the node's state now follows the cut: its change to online was left out)
+        assert [d.get("state", k) for k, d in events] == ["health_cut", "online", "stalled", "up"]
+        cut = events[0][1]
+        assert (cut["why"], cut["to"]) == ("count", events[2][1]["updated_at"])
+        assert cut["from"] == time_text(start)
+        assert [k for k, d in feed.poll(s, cursor) if d.get("site") == node.site] == []
+    monkeypatch.setattr(feed, "REPLAY_MAX", 1000)
+    monkeypatch.setattr(feed, "REPLAY_SPAN", timedelta(hours=1))
+    long_ago = start - timedelta(hours=3)
+    with readers() as s:
+        cursor = feed.start(s, None, long_ago, resumed=True)
+        events = [(k, d) for k, d in feed.poll(s, cursor) if k == "health_cut" or
+                  d.get("site") == node.site]  # fmt: skip
+    # (every change, the node's first status with its camera's: a node after its cameras)
+    assert [d.get("state", k) for k, d in events] == [
+        "health_cut", "down", "online", "up", "stalled", "up",
+    ]  # fmt: skip
+    assert (events[0][1]["why"], events[0][1]["from"]) == ("span", time_text(long_ago))
+
+
+def test_health_changes_older_than_kept_are_let_go(
+    central_db: CentralDb, make_node: Callable[..., NodeIdentity]
+) -> None:
+    """A node's changes are kept two days (a replay reaches back one): its next change
+    lets the older ones go, and leaves other nodes' alone."""
+    node, other = make_node(), make_node()
+    for who in (node, other):
+        with transaction(session_factory(central_db.engine)) as s:
+            record_batch(s, [_status(who, CameraState.UP)], KeyCache())
+    old = utcnow() - HEALTH_KEPT - timedelta(minutes=1)
+    with transaction(session_factory(central_db.engine)) as s:
+        s.execute(
+            update(HealthChange)
+            .values(at=old)
+            .where(HealthChange.site.in_([node.site, other.site]))
+        )
+
+    def kept(who: NodeIdentity) -> list[str]:
+        with session_factory(central_db.engine)() as s:
+            rows = s.scalars(
+                select(HealthChange).where(HealthChange.site == who.site).order_by(HealthChange.id)
+            )
+            return [r.state for r in rows]
+
+    assert kept(node) == ["online", "up"]
+    with transaction(session_factory(central_db.engine)) as s:
+        record_batch(s, [_status(node, CameraState.DOWN)], KeyCache())
+    assert kept(node) == ["down"]
+    assert kept(other) == ["online", "up"]

@@ -13,7 +13,7 @@ from sqlalchemy import update
 from central.api import feed
 from central.db import session_factory, transaction
 from central.intake import Message
-from central.models import Camera, Node, utcnow
+from central.models import Camera, HealthChange, Node, utcnow
 from central.records import KeyCache, record_batch
 from roadwatch.contract import (
     CameraHealth,
@@ -61,6 +61,8 @@ def heard_last(db: CentralDb, node: NodeIdentity, at: datetime) -> None:
             .values(status_received_at=at)
         )
         s.execute(update(Camera).where(Camera.site == node.site).values(seen_at=at, updated_at=at))
+        # (and the changes it made, then)
+        s.execute(update(HealthChange).where(HealthChange.site == node.site).values(at=at))
 
 
 def cameras(api: TestClient, who: Account, node: NodeIdentity) -> dict[str, tuple[str, str]]:
