@@ -16,6 +16,7 @@ from pydantic import (
     TypeAdapter,
     field_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from central.workflow import Action, DeadlineState, Role, Status
@@ -313,15 +314,14 @@ class CameraUpdate(Strict):
     registered_place: CameraText | None = Field(
         None,
         description='The place set on central. Absent: unchanged; null or "" clears it (the'
-        " camera then shows the place its node names, `node_place`)",
+        " camera then shows the place its node names, `node_place`). The camera list's"
+        " `place`, the place shown (central's, or else its node's), is not taken: a `place`"
+        " sent is refused (422, `place_shown`)",
     )
     # The camera list's `place` is the place shown (central's, or else its node's): sent
     # back as read it would make the node's words central's and hide its later changes.
-    place: Any = Field(
-        None,
-        description="Refused (422): `place` in the camera list is the place shown, central's"
-        " or else its node's; set central's own with `registered_place`",
-    )
+    # (Kept out of the schema: no request may send it; here to refuse it by name.)
+    place: SkipJsonSchema[Any] = None
 
     @field_validator("place", mode="before")
     @classmethod
