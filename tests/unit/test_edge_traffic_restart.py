@@ -231,3 +231,44 @@ def test_worker_processes_are_told_what_the_outbox_holds_as_they_start(
     monkeypatch.setattr(workers_module, "Workers", Built)
     start(path).run_live(threading.Event(), drain_s=0.0)  # (delivery stops with the run)
     assert told == [{CAMERA_ID: T + 15 * MINUTE}]  # (a camera it holds nothing of: none)
+
+
+def test_a_minute_split_by_a_stop_or_a_push_says_where_each_part_stopped(
+    tmp_path: Path,
+) -> None:
+    """The node counts from 10:02 and stops at 10:03:40; started again, it counts from
+    10:03:50, its camera's lanes change at 10:04:30 and it counts on to 10:05:20. Each
+    part stopped before its minute's end says when (its last frame); a minute closed by a
+    later one's frame ran to its end."""
+    path = site_file(tmp_path)
+    scene = tmp_path / "cam.scene.yaml"
+    document = yaml.safe_load(scene.read_text())
+    document["lanes"] = document["lanes"][:2]
+    (tmp_path / "two-lanes.scene.yaml").write_text(yaml.safe_dump(document))
+    node = start(path)
+    try:
+        feed(node.on_tracked, T + 2 * MINUTE, T + 3 * MINUTE + 41 * SECOND, 1)
+        node.finish()
+    finally:
+        assert node.delivery is not None
+        node.delivery.stop()
+    node = start(path)
+    try:
+        feed(node.on_tracked, T + 3 * MINUTE + 50 * SECOND, T + 4 * MINUTE + 31 * SECOND, 100)
+        push(node, tmp_path / "two-lanes.scene.yaml")
+        feed(node.on_tracked, T + 4 * MINUTE + 40 * SECOND, T + 5 * MINUTE + 21 * SECOND, 200)
+        node.finish()
+        minutes = stored(node)
+    finally:
+        assert node.delivery is not None
+        node.delivery.stop()
+    at = {(s.minute_start, s.part_start): s.counted_until for s in minutes}
+    m, s = MINUTE, SECOND
+    assert at == {
+        (T + 2 * m, T + 2 * m): None,  # (closed by 10:03's first frame)
+        (T + 3 * m, T + 3 * m): T + 3 * m + 40 * s,  # the node stopped
+        (T + 3 * m, T + 3 * m + 50 * s): None,
+        (T + 4 * m, T + 4 * m): T + 4 * m + 30 * s,  # its lanes changed
+        (T + 4 * m, T + 4 * m + 40 * s): None,
+        (T + 5 * m, T + 5 * m): T + 5 * m + 20 * s,  # the node stopped again
+    }
