@@ -155,8 +155,9 @@ def session_live(session: Session, username: str, generation: int) -> bool:
 def poll(
     session: Session, cursor: FeedCursor, silent_after: timedelta = SILENT_AFTER
 ) -> list[FeedEvent]:
-    """What has been committed since the last poll, and the nodes that have fallen silent
-    (``central.health``) since; moves ``cursor`` on."""
+    """What has been committed since the last poll (violations, then the health changes
+    stored, in order), and the nodes that have fallen silent (``central.health``) since;
+    moves ``cursor`` on."""
     now = utcnow()
     out: list[FeedEvent] = []
     _expire_gaps(cursor, now)
@@ -168,33 +169,7 @@ def poll(
             _step_over(cursor, v.id, now)
         out.append(("violation", summary(v).model_dump(mode="json")))
     floor = max(cursor.floor, cursor.since - LOOKBACK)
-    changes: list[tuple[datetime, int, FeedEvent, tuple[str, str, str, str]]] = []
-    # The changes stored, in order: each one, though the state has changed again since (a
-    # camera down and up again while a client was away is sent down, then up).
-    replay_from = max(floor, now - REPLAY_SPAN)
-    if replay_from > floor:
-        changes.append((floor, -1, _cut(floor, replay_from, "span"), ("", "", "", "")))
-    history = _history(session, cursor, replay_from)
-    if len(history) > REPLAY_MAX:
-        history = history[-REPLAY_MAX:]
-        cut_at = history[0][0].at
-        cursor.replay_cut = (cut_at, history[0][0].id)
-        changes.append((floor, -1, _cut(replay_from, cut_at, "count"), ("", "", "", "")))
-    for change, cam in history:
-        key = (change.kind, change.site, change.node, change.camera)
-        data: dict[str, Any] = {"site": change.site, "node": change.node}
-        if change.kind == "camera":
-            data |= {"camera": change.camera, "state": change.state, "reason": change.reason}
-            data |= {"updated_at": time_text(change.at), **_where(cam)}
-        else:
-            data |= {"state": change.state, "updated_at": time_text(change.at)}
-        cursor.sent_changes[change.id] = change.at
-        if cursor.sent.get(key) == change.at:
-            continue  # (sent as it happened: a silence, stored once it ended)
-        # (the state now, read below, is this change again where it is the latest)
-        if cursor.sent.get(key, change.at) <= change.at:
-            cursor.sent[key] = change.at
-        changes.append((change.at, change.id, (change.kind, data), key))
+    changes = _replayed(session, cursor, floor, now)
     # The state now, where it is not a change above: a node fallen silent (no status for
     # silent_after) and its cameras, a camera named or placed on central, or one first
     # heard of by a violation.
@@ -222,7 +197,7 @@ def poll(
         }
         key = ("camera", c.site, c.node, c.camera)
         if health.since > floor and _new(cursor, key, health.since):
-            changes.append((health.since, NOW_ID, ("camera", data), key))
+            changes.append((health.since, NOW_ID, ("camera", data)))
     nodes = select(Node).where(
         or_(
             Node.updated_at > floor,
@@ -243,16 +218,51 @@ def poll(
         }
         key = ("node", n.site, n.node, "")
         if node.since > floor and _new(cursor, key, node.since):
-            changes.append((node.since, NOW_ID, ("node", data), key))
+            changes.append((node.since, NOW_ID, ("node", data)))
     # A cut first, then in time order, a node's after its cameras' at one time.
     changes.sort(key=lambda change: (change[0], change[2][0] == "node", change[1]))
-    out.extend(event for _at, _id, event, _key in changes)
+    out.extend(event for _at, _id, event in changes)
     cursor.since = now
     # What is older than the next poll's floor can no longer come back: forget it.
     next_floor = max(cursor.floor, now - LOOKBACK)
     cursor.sent = {k: at for k, at in cursor.sent.items() if at > next_floor}
     cursor.sent_changes = {i: at for i, at in cursor.sent_changes.items() if at > next_floor}
     return out
+
+
+Change = tuple[datetime, int, FeedEvent]  # (when, its order at that time, the event)
+
+
+def _replayed(session: Session, cursor: FeedCursor, floor: datetime, now: datetime) -> list[Change]:
+    """The health changes stored after ``floor`` not sent yet, each one though the state
+    has changed again since (a camera down and up again while a client was away is sent
+    down, then up), as far back as a replay reaches; a ``health_cut`` where it is cut."""
+    changes: list[Change] = []
+    replay_from = max(floor, now - REPLAY_SPAN)
+    if replay_from > floor:
+        changes.append((floor, -1, _cut(floor, replay_from, "span")))
+    history = _history(session, cursor, replay_from)
+    if len(history) > REPLAY_MAX:
+        history = history[-REPLAY_MAX:]
+        oldest = history[0][0]
+        cursor.replay_cut = (oldest.at, oldest.id)
+        changes.append((floor, -1, _cut(replay_from, oldest.at, "count")))
+    for change, cam in history:
+        key = (change.kind, change.site, change.node, change.camera)
+        data: dict[str, Any] = {"site": change.site, "node": change.node}
+        if change.kind == "camera":
+            data |= {"camera": change.camera, "state": change.state, "reason": change.reason}
+            data |= {"updated_at": time_text(change.at), **_where(cam)}
+        else:
+            data |= {"state": change.state, "updated_at": time_text(change.at)}
+        cursor.sent_changes[change.id] = change.at
+        if cursor.sent.get(key) == change.at:
+            continue  # (sent as it happened: a silence, stored once it ended)
+        # (the state now, read after, is this change again where it is the latest)
+        if cursor.sent.get(key, change.at) <= change.at:
+            cursor.sent[key] = change.at
+        changes.append((change.at, change.id, (change.kind, data)))
+    return changes
 
 
 def _history(
