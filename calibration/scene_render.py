@@ -4,6 +4,11 @@ The road is a real, empty road: the median of a real gantry clip, re-projected t
 the scene's camera using that clip's survey (its dashed lanes repeat every 6 m, so the
 texture tiles along the road). The vehicles are real cut-outs from the same clip (each
 one the foreground of a frame against the empty road), scaled by their distance.
+
+The cut-outs' own plates (a far gantry view: some 15 pixels wide) can never be read. A
+scene may give vehicles a plate picture (``PlateArt``): it is drawn over the cut-out's
+own plate at its real size, in the perspective of the scene's camera, before the
+camera's noise and the video coding, so what can be read of it is what the camera sees.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import math
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,16 +58,67 @@ MIN_SPRITE_AREA_PX = 2500
 SHADOW_MAX_RATIO = 0.85
 SHADOW_MAX_SATURATION_CHANGE = 30
 SHADOW_MAX_VALUE = 90
+# Where a cut-out's own plate is looked for (fractions of its box): the rear bumper.
+PLATE_SEARCH_X = (0.15, 0.85)
+PLATE_SEARCH_Y = (0.45, 0.97)
+# Height of a rear plate's centre above the road, metres (only its perspective uses it).
+PLATE_CENTRE_Z_M = 0.55
 
 
 @dataclass(frozen=True)
 class Sprite:
-    """A real vehicle cut-out: its pixels, its opacity and its real width on the road."""
+    """A real vehicle cut-out: its pixels, its opacity and its real width on the road;
+    ``plate_at`` is the centre of its own rear plate (fractions of its width and height),
+    where one was found."""
 
     image: Image
     alpha: npt.NDArray[np.float32]
     width_m: float
     source: str
+    plate_at: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class PlateArt:
+    """A number plate to put on a vehicle: its picture seen square-on (BGR) and its real
+    width in metres (its height follows from the picture's proportions)."""
+
+    image: Image
+    width_m: float
+
+    def __post_init__(self) -> None:
+        if self.image.ndim != 3 or self.image.shape[2] != 3 or min(self.image.shape[:2]) < 8:
+            raise CalibrationError("a plate picture must be a colour image of at least 8x8 px")
+        if not 0.1 <= self.width_m <= 1.0:
+            raise CalibrationError(f"plate width {self.width_m} m is outside 0.1-1.0 m")
+
+
+def find_plate(image: Image, alpha: npt.NDArray[np.float32]) -> tuple[float, float] | None:
+    """The centre of a cut-out's own plate (fractions of its box), or None.
+
+    The sample clip's plates are blue: the plate is the largest plate-shaped blue patch on
+    the vehicle's rear bumper (a blue truck body is too large to be one)."""
+    h, w = image.shape[:2]
+    px = image.astype(np.int16)
+    hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
+    bluish = px[..., 0] - np.maximum(px[..., 1], px[..., 2]) > 20
+    blue_hue = (hsv[..., 0] >= 95) & (hsv[..., 0] <= 130) & (hsv[..., 1] >= 60)
+    x0, x1 = (round(f * w) for f in PLATE_SEARCH_X)
+    y0, y1 = (round(f * h) for f in PLATE_SEARCH_Y)
+    window = np.zeros((h, w), bool)
+    window[y0:y1, x0:x1] = True
+    found = (bluish | blue_hue) & (hsv[..., 2] >= 60) & (alpha > 0.5) & window
+    mask = cv2.morphologyEx(found.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((2, 3), np.uint8))
+    count, _, stats, centres = cv2.connectedComponentsWithStats(mask)
+    best: tuple[int, float, float] | None = None
+    for k in range(1, count):
+        _, _, bw, bh, area = (int(v) for v in stats[k])
+        plate_shaped = bw <= 0.4 * w and bh <= 0.2 * h and bw >= 1.2 * bh and area >= 8
+        if plate_shaped and (best is None or area > best[0]):
+            best = (area, float(centres[k][0]), float(centres[k][1]))
+    if best is None:
+        return None
+    return ((best[1] + 0.5) / w, (best[2] + 0.5) / h)
 
 
 @dataclass(frozen=True)
@@ -131,11 +188,13 @@ def _cut_out(frame: Image, road: Image, image_to_road: Matrix3, source: str) -> 
     width_m = float(np.hypot(*(ends[1] - ends[0])))
     if not (1.4 <= width_m <= 3.0):
         return None
+    image = np.ascontiguousarray(frame[y : y + bh, x : x + bw])
     return Sprite(
-        image=np.ascontiguousarray(frame[y : y + bh, x : x + bw]),
+        image=image,
         alpha=alpha,
         width_m=width_m,
         source=source,
+        plate_at=find_plate(image, alpha),
     )
 
 
@@ -253,17 +312,24 @@ class _Placed:
 
 
 class SceneRenderer:
-    """Draws the frames of one scene; frame ``i`` depends only on the spec and ``i``."""
+    """Draws the frames of one scene; frame ``i`` depends only on the spec, the plates and
+    ``i``. ``plates`` gives vehicles (by id) a plate drawn over their cut-out's own."""
 
-    def __init__(self, spec: SceneSpec, assets: SceneAssets) -> None:
+    def __init__(
+        self, spec: SceneSpec, assets: SceneAssets, plates: Mapping[int, PlateArt] | None = None
+    ) -> None:
         for v in spec.vehicles:
             if not 0 <= v.sprite < len(assets.sprites):
                 raise CalibrationError(
                     f"scene {spec.name}: vehicle {v.vehicle_id} uses sprite {v.sprite}, "
                     f"only {len(assets.sprites)} loaded"
                 )
+        known = {v.vehicle_id for v in spec.vehicles}
+        if unknown := sorted(set(plates or {}) - known):
+            raise CalibrationError(f"scene {spec.name}: plates for unknown vehicles {unknown}")
         self.spec = spec
         self.assets = assets
+        self.plates = dict(plates or {})
         self.background = _paint(_background(spec, assets), spec)
 
     def truth(self) -> SceneTruth:
@@ -373,8 +439,60 @@ class SceneRenderer:
         roi = frame[r0:r1, c0:c1]
         roi[:] = (roi * (1 - a) + patch * a + 0.5).astype(np.uint8)
         owner[r0:r1, c0:c1][a[..., 0] > 0.5] = vehicle_id
+        art = self.plates.get(vehicle_id)
+        if art is not None and sprite.plate_at is not None:
+            anchor = (box[0] + sprite.plate_at[0] * width, box[1] + sprite.plate_at[1] * height)
+            self._put_plate(frame, art, position, anchor)
         area = float(np.count_nonzero(sprite.alpha > 0.5)) * (width / sw) * (height / sh)
         return box, (float(contact[0]), float(contact[1])), area
+
+    def _put_plate(
+        self,
+        frame: Image,
+        art: PlateArt,
+        position: tuple[float, float],
+        anchor: tuple[float, float],
+    ) -> None:
+        """Draw ``art`` upright across the road at the vehicle's rear, as the camera sees
+        it (size and perspective), centred on ``anchor`` (the cut-out's own plate)."""
+        x, y = position
+        ph, pw = art.image.shape[:2]
+        half_w, half_h = art.width_m / 2, art.width_m * ph / pw / 2
+        z = PLATE_CENTRE_Z_M
+        corners = np.array(
+            [
+                [x - half_w, y, z + half_h],
+                [x + half_w, y, z + half_h],
+                [x + half_w, y, z - half_h],
+                [x - half_w, y, z - half_h],
+            ]
+        )
+        quad = self.spec.camera.project_3d(corners)
+        if not np.isfinite(quad).all():
+            return
+        quad += np.asarray(anchor) - quad.mean(axis=0)
+        fh, fw = frame.shape[:2]
+        c0, r0 = max(0, math.floor(quad[:, 0].min())), max(0, math.floor(quad[:, 1].min()))
+        c1, r1 = min(fw, math.ceil(quad[:, 0].max()) + 1), min(fh, math.ceil(quad[:, 1].max()) + 1)
+        target_w = float(np.linalg.norm(quad[1] - quad[0]))
+        if c1 - c0 < 2 or r1 - r0 < 2 or target_w < 2:
+            return
+        # Shrink with area averaging first (no aliasing), then warp into place.
+        pre = min(1.0, 2.0 * target_w / pw)
+        picture = art.image
+        if pre < 1.0:
+            size = (max(2, round(pw * pre)), max(2, round(ph * pre)))
+            picture = np.asarray(cv2.resize(picture, size, interpolation=cv2.INTER_AREA), np.uint8)
+        sh, sw = picture.shape[:2]
+        src = np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], dtype=np.float32)
+        dst = (quad - np.array([c0, r0])).astype(np.float32)
+        warp = cv2.getPerspectiveTransform(src, dst)
+        size = (c1 - c0, r1 - r0)
+        patch = cv2.warpPerspective(picture, warp, size, flags=cv2.INTER_LINEAR)
+        cover = np.ones((sh, sw), np.float32)
+        a = cv2.warpPerspective(cover, warp, size, flags=cv2.INTER_LINEAR)[..., None]
+        roi = frame[r0:r1, c0:c1]
+        roi[:] = (roi * (1 - a) + patch * a + 0.5).astype(np.uint8)
 
     def _effects(self, frame: Image, index: int) -> Image:
         fx = self.spec.effects
@@ -414,11 +532,16 @@ def _encoder(spec: SceneSpec, video: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def write_scene(spec: SceneSpec, assets: SceneAssets, out_dir: Path) -> ScenePaths:
+def write_scene(
+    spec: SceneSpec,
+    assets: SceneAssets,
+    out_dir: Path,
+    plates: Mapping[int, PlateArt] | None = None,
+) -> ScenePaths:
     """Render ``spec`` to ``out_dir/NAME.mp4`` (H.264) and ``out_dir/NAME.truth.json``."""
     if not out_dir.is_dir():
         raise CalibrationError(f"{out_dir}: folder does not exist")
-    renderer = SceneRenderer(spec, assets)
+    renderer = SceneRenderer(spec, assets, plates)
     paths = ScenePaths(out_dir / f"{spec.name}.mp4", out_dir / f"{spec.name}.truth.json")
     frames: list[FrameTruth] = []
     with tempfile.TemporaryFile() as log:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from roadwatch.errors import UserError
 
-SCENE_VERSION = "demo-ql13/1"
+SCENE_VERSION = "demo-ql13/2"  # 2: 1080p, Vietnamese plates on the vehicles
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ def prepare_demo(workdir: Path, data_dir: Path, *, quiet: bool = False) -> DemoA
     from models.registry import model_entry, model_path
     from roadwatch.demo.scene import (
         CAMERA_ID,
+        demo_plates,
         demo_spec,
         surveyed_calibration,
         write_scene_file,
@@ -65,9 +66,9 @@ def prepare_demo(workdir: Path, data_dir: Path, *, quiet: bool = False) -> DemoA
                 "not there (give --data DIR)"
             )
         if not quiet:
-            print("rendering the demo's sample scene once (about a minute)...", file=sys.stderr)
+            print("rendering the demo's sample scene once (a few minutes)...", file=sys.stderr)
         started = time.monotonic()
-        write_scene(spec, load_assets(data_dir), folder)
+        write_scene(spec, load_assets(data_dir), folder, plates=demo_plates(spec.seed))
         marker.write_text(json.dumps(wanted), encoding="utf-8")
         if not quiet:
             print(f"rendered in {time.monotonic() - started:.0f} s: {video}", file=sys.stderr)
