@@ -49,11 +49,13 @@ class DemoCounts:
     delivered: int = 0
     recorded: int = 0
     complete: int = 0
+    plates_read: int = 0  # complete cases whose plate the node read (format checked)
 
     def line(self, elapsed_s: float) -> str:
         return (
             f"[{elapsed_s:5.0f} s] events produced {self.produced}, delivered {self.delivered},"
-            f" recorded {self.recorded} (evidence complete {self.complete})"
+            f" recorded {self.recorded} (evidence complete {self.complete},"
+            f" plate read {self.plates_read})"
         )
 
 
@@ -190,17 +192,18 @@ class CentralClient:
         r.raise_for_status()
         return r.json()
 
-    def recorded(self) -> tuple[int, int]:
-        """(violations recorded, of which evidence complete)."""
+    def recorded(self) -> tuple[int, int, int]:
+        """(violations recorded, of which evidence complete, of those with a plate read)."""
         total = int(self._get("/api/v1/stats/violations", {"by": "type"})["total"])
-        complete, offset = 0, 0
+        complete, read, offset = 0, 0, 0
         while True:
             page = self._get(
                 "/api/v1/violations", {"complete": "true", "limit": 200, "offset": offset}
             )
             complete += len(page["items"])
+            read += sum(1 for item in page["items"] if item.get("plate_valid") is True)
             if not page["has_more"]:
-                return total, complete
+                return total, complete, read
             offset += len(page["items"])
 
 
@@ -352,7 +355,7 @@ def _count(node: Any, client: CentralClient, counts: DemoCounts) -> None:
     if node.delivery is not None:
         counts.delivered = node.delivery.delivered_violations()
     try:
-        counts.recorded, counts.complete = client.recorded()
+        counts.recorded, counts.complete, counts.plates_read = client.recorded()
     except httpx.HTTPError as exc:
         log.warning("central not answering: %s", exc)
 
