@@ -306,7 +306,7 @@ class UiServer:
                 "the limit for car is 80 km/h: 11.3 km/h over"
             )
             explanation_vi = (
-                "Ô tô trên làn 2 vượt quá tốc độ: đo được tốc độ 92,4 ± 1,1 km/h (ít nhất "
+                "Ô tô trên làn 2 chạy quá tốc độ: đo được tốc độ 92,4 ± 1,1 km/h (ít nhất "
                 "91,3 km/h); tốc độ tối đa cho phép đối với ô tô là 80 km/h, vượt 11,3 km/h"
             )
             vehicle = VehicleClass.CAR
@@ -317,7 +317,7 @@ class UiServer:
                 "more than the 60 s allowed"
             )
             explanation_vi = (
-                "Xe tải dừng, đỗ xe nơi cấm: đứng yên trong vùng cấm dừng 184 giây, quá thời "
+                "Xe tải dừng, đỗ nơi cấm: đứng yên trong vùng cấm dừng 184 giây, quá thời "
                 "gian cho phép là 60 giây"
             )
             vehicle = VehicleClass.TRUCK

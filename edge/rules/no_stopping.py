@@ -310,7 +310,7 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
             f"more than the {limit:g} s allowed"
         )
         text_vi = (
-            f"{vi.capitalized(vi.vehicle(vehicle))} dừng, đỗ xe nơi cấm: đứng yên (trong phạm vi "
+            f"{vi.capitalized(vi.vehicle(vehicle))} dừng, đỗ nơi cấm: đứng yên (trong phạm vi "
             f"{self.scene.distance_text_vi(radius)}) trong "
             f"{' và '.join(z.label_vi for z in stood_in)} từ {self.clock(st.since)} đến "
             f"{self.clock(p.t)}: {vi.seconds(shown)}, quá thời gian cho phép là {vi.seconds(limit)}"

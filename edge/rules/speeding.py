@@ -201,11 +201,11 @@ class SpeedingRule(TrackRule[SpeedingState]):
         text_vi = (
             vi.capitalized(vi.vehicle(vehicle))
             + ("" if lane is None else f" trên {lane.label_vi}")
-            + f" vượt quá tốc độ: {how[1]} {vi.number(sample.speed)} ± "
+            + f" chạy quá tốc độ: {how[1]} {vi.number(sample.speed)} ± "
             f"{vi.speed(sample.uncertainty)} (ít nhất {vi.speed(sample.lower)}) lúc "
             f"{self.clock(sample.t)}; tốc độ tối đa cho phép đối với {vi.vehicle(vehicle)} là "
             f"{vi.speed(limit)}, vượt {vi.speed(excess)}"
-            + (f", khung phạt {vi.BAND_VI[band]} (Nghị định 168/2024)" if band else "")
+            + (f", khung mức phạt {vi.BAND_VI[band]} (Nghị định 168/2024)" if band else "")
         )
         return self.violation(
             p,

@@ -711,7 +711,7 @@ def test_the_language_switch(officer_page: Any, ui_server: UiServer) -> None:
     other = page.locator("#explanation-other")
     other.get_by_text("In Vietnamese, as the node wrote it").click()
     expect(other.locator("p")).to_have_attribute("lang", "vi")
-    expect(other.locator("p")).to_contain_text("vượt quá tốc độ: đo được tốc độ 92,4 ± 1,1 km/h")
+    expect(other.locator("p")).to_contain_text("chạy quá tốc độ: đo được tốc độ 92,4 ± 1,1 km/h")
     expect(page.get_by_role("button", name=re.compile("Confirm"))).to_be_visible()
     shot(page, "15-case-english")
     # The choice is kept across a reload, and switching back restores Vietnamese.
@@ -721,5 +721,5 @@ def test_the_language_switch(officer_page: Any, ui_server: UiServer) -> None:
     expect(page.locator("html")).to_have_attribute("lang", "vi")
     expect(page.locator("#facts")).to_contain_text("Chạy quá tốc độ")
     expect(page.locator("#explanation")).to_have_attribute("lang", "vi")
-    expect(page.locator("#explanation")).to_contain_text("Ô tô trên làn 2 vượt quá tốc độ")
+    expect(page.locator("#explanation")).to_contain_text("Ô tô trên làn 2 chạy quá tốc độ")
     expect(page.get_by_role("button", name=re.compile("Xác nhận"))).to_be_visible()

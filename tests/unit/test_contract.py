@@ -802,10 +802,10 @@ def test_an_older_nodes_event_without_a_vietnamese_explanation_verifies_as_it_wa
 
 def test_the_vietnamese_explanation_is_signed_with_the_rest() -> None:
     key = generate_private_key()
-    text = "Ô tô vượt quá tốc độ: đo được tốc độ 92,4 ± 1,1 km/h"
+    text = "Ô tô chạy quá tốc độ: đo được tốc độ 92,4 ± 1,1 km/h"
     signed = sign(violation_event(explanation_vi=text), key)
     wire = to_wire(signed)
-    assert '"explanation_vi":"Ô tô vượt quá tốc độ'.encode() in wire
+    assert '"explanation_vi":"Ô tô chạy quá tốc độ'.encode() in wire
     event = parse_payload(ViolationEvent, wire)
     verify(event, key.public_key(), wire=wire, exact=True)
     forged = wire.replace(b"92,4", b"62,4")

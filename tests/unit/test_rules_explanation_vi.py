@@ -59,9 +59,9 @@ CASES: dict[str, Case] = {
         ViolationType.SPEEDING,
         "car in lane 1 measured 80.0 ± 2.0 km/h (at least 78.0 km/h) at 14:03:00.000; the "
         "limit for car is 60 km/h: 18.0 km/h over, Decree 168/2024 band 10-20 km/h over",
-        "Ô tô trên làn 1 vượt quá tốc độ: đo được tốc độ 80 ± 2 km/h (ít nhất 78 km/h) lúc "
+        "Ô tô trên làn 1 chạy quá tốc độ: đo được tốc độ 80 ± 2 km/h (ít nhất 78 km/h) lúc "
         "14:03:00.000; tốc độ tối đa cho phép đối với ô tô là 60 km/h, vượt 18 km/h, khung "
-        "phạt vượt từ 10 đến dưới 20 km/h (Nghị định 168/2024)",
+        "mức phạt vượt từ 10 đến dưới 20 km/h (Nghị định 168/2024)",
     ),
     "speeding, a motorcycle in a named lane, decimals": (
         lambda: SpeedingRule(geometry(True, lanes=NAMED_LANES)),
@@ -71,9 +71,9 @@ CASES: dict[str, Case] = {
         "motorcycle in lane 1 (Làn ô tô) measured 62.4 ± 1.1 km/h (at least 61.3 km/h) at "
         "14:03:00.000; the limit for motorcycle is 50 km/h: 11.3 km/h over, Decree 168/2024 "
         "band 10-20 km/h over",
-        "Xe máy trên làn 1 (Làn ô tô) vượt quá tốc độ: đo được tốc độ 62,4 ± 1,1 km/h (ít "
+        "Xe máy trên làn 1 (Làn ô tô) chạy quá tốc độ: đo được tốc độ 62,4 ± 1,1 km/h (ít "
         "nhất 61,3 km/h) lúc 14:03:00.000; tốc độ tối đa cho phép đối với xe máy là 50 km/h, "
-        "vượt 11,3 km/h, khung phạt vượt từ 10 đến dưới 20 km/h (Nghị định 168/2024)",
+        "vượt 11,3 km/h, khung mức phạt vượt từ 10 đến dưới 20 km/h (Nghị định 168/2024)",
     ),
     "speeding, speed trap": (
         lambda: SpeedingRule(geometry(False)),
@@ -83,10 +83,10 @@ CASES: dict[str, Case] = {
         "car in lane 1 timed over the 20 m of speed trap t1 at 90.0 ± 10.0 km/h (at least "
         "80.0 km/h) at 14:03:01.000; the limit for car is 60 km/h: 20.0 km/h over, Decree "
         "168/2024 band 20-35 km/h over",
-        "Ô tô trên làn 1 vượt quá tốc độ: đo trên quãng 20 m của đoạn đo tốc độ t1 được tốc "
+        "Ô tô trên làn 1 chạy quá tốc độ: đo trên quãng 20 m của đoạn đo tốc độ t1 được tốc "
         "độ trung bình 90 ± 10 km/h (ít nhất 80 km/h) lúc 14:03:01.000; tốc độ tối đa cho "
-        "phép đối với ô tô là 60 km/h, vượt 20 km/h, khung phạt vượt từ 20 đến dưới 35 km/h "
-        "(Nghị định 168/2024)",
+        "phép đối với ô tô là 60 km/h, vượt 20 km/h, khung mức phạt vượt từ 20 đến dưới 35 "
+        "km/h (Nghị định 168/2024)",
     ),
     "red light, from the lamp, calibrated": (
         lambda: RedLightRule(geometry(True)),
@@ -179,7 +179,7 @@ CASES: dict[str, Case] = {
         ViolationType.NO_STOPPING,
         "car stood still (within 1.5 m) inside no-stopping zone shoulder from 14:03:00.000 "
         "to 14:03:30.250: 30.2 s, more than the 30 s allowed",
-        "Ô tô dừng, đỗ xe nơi cấm: đứng yên (trong phạm vi 1,5 m) trong vùng cấm dừng "
+        "Ô tô dừng, đỗ nơi cấm: đứng yên (trong phạm vi 1,5 m) trong vùng cấm dừng "
         "shoulder từ 14:03:00.000 đến 14:03:30.250: 30,2 giây, quá thời gian cho phép là "
         "30 giây",
     ),
@@ -295,3 +295,19 @@ def test_a_case_without_evidence_says_so_in_each_language_it_explains_in(older: 
         else "Ô tô vượt đèn đỏ Không có chứng cứ: thiết bị không lưu được hình ảnh (lý do: xem "
         "bản gốc tiếng Anh)."
     )
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_each_explanation_names_the_violation_as_the_review_page_does(name: str) -> None:
+    """The officer reads the violation's type on the case page (``type.*`` of the page's
+    Vietnamese) and the rule's explanation beneath it: both name it in the same words,
+    the Decree 168/2024 ones (*chạy quá tốc độ*, not *vượt quá tốc độ*)."""
+    from pathlib import Path
+
+    page = json.loads(
+        (Path(__file__).parents[2] / "central/ui/static/i18n/vi.json").read_text("utf-8")
+    )
+    rule, tracks, signals, kind, _english, _vietnamese = CASES[name]
+    [v] = run(rule(), tracks, None if signals is None else signals())
+    assert v.explanation_vi is not None
+    assert page[f"type.{kind.value}"].lower() in v.explanation_vi.lower()
