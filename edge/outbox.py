@@ -1123,10 +1123,16 @@ class Outbox:
                 out.append(self._export_one(target, refused, payload, listed[refused.event_id]))
                 done.append(out[-1].folder)
             _fsync_dir(target)
-        except OSError as exc:
+        except BaseException as exc:
+            # (a full stick, or the technician's Ctrl-C between two events: none is left
+            # half-exported, unmarked here, in a folder a second export would refuse)
             for folder in done:
                 shutil.rmtree(folder, ignore_errors=True)
-            raise UserError(f"cannot export into {directory}: {exc}; nothing was exported") from exc
+            if isinstance(exc, OSError):
+                raise UserError(
+                    f"cannot export into {directory}: {exc}; nothing was exported"
+                ) from exc
+            raise
         with self._lock, self._transaction():
             for item in out:
                 self._db.execute(

@@ -285,3 +285,33 @@ def test_an_outbox_from_before_the_exports_keeps_its_refused_violations(tmp_path
     assert (held.event_id, held.code, held.exported_at, held.exported_to) == (
         "e1", "revoked_key", None, None,
     )  # fmt: skip
+
+
+def test_an_export_stopped_half_way_by_ctrl_c_leaves_nothing_written(
+    refused_outbox: tuple[Path, list[ViolationEvent], ViolationEvent],
+    tmp_path: Path,
+) -> None:
+    """All or none also when the technician stops it (Ctrl-C) between two events: the
+    first event's folder went unmarked in the outbox, and a second export into the same
+    folder was refused as already holding it."""
+    config, refused, _pending = refused_outbox
+    before = _state(tmp_path / "outbox")
+    out_dir = tmp_path / "export"
+    real = Outbox._export_one
+    calls = []
+
+    def stopped_at_second(self: Outbox, *args: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *args)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Outbox, "_export_one", stopped_at_second)
+        code = main(["edge", "outbox", "refused", "export", str(out_dir), "--config", str(config)])
+    assert (code, len(calls)) == (130, 2)
+    assert list(out_dir.iterdir()) == []
+    assert _state(tmp_path / "outbox") == before
+    # Run again, it exports both into the same folder.
+    assert main(["edge", "outbox", "refused", "export", str(out_dir), "--config", str(config)]) == 0
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(e.event_id for e in refused)
