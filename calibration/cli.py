@@ -102,12 +102,19 @@ def _print_residuals(fit: HomographyFit) -> None:
 
 
 def _frame(args: argparse.Namespace) -> int:
-    from calibration.frames import is_stream_url, read_source_frame, shown_url, write_image
+    from calibration.frames import (
+        check_image_name,
+        is_stream_url,
+        read_source_frame,
+        shown_url,
+        write_image,
+    )
     from calibration.store import check_output
 
     source: str = args.source
     inputs = [] if is_stream_url(source) else [("source", Path(source))]
     check_output(args.out, what="picture", inputs=inputs, replace=args.replace)
+    check_image_name(args.out)  # (before a camera's stream is opened and read)
     image = read_source_frame(source, args.frame_index)
     write_image(image, args.out)
     height, width = image.shape[:2]

@@ -77,9 +77,14 @@ def read_frame(path: Path, index: int = 0) -> npt.NDArray[np.uint8]:
     return np.asarray(image, dtype=np.uint8)
 
 
-def write_image(image: npt.NDArray[np.uint8], path: Path) -> None:
+def check_image_name(path: Path) -> None:
+    """Refuse a picture name ``write_image`` cannot write, before any work is done."""
     if path.suffix.lower() not in {".png", ".jpg", ".jpeg"}:
         raise CalibrationError(f"{path}: must end in .png, .jpg or .jpeg")
+
+
+def write_image(image: npt.NDArray[np.uint8], path: Path) -> None:
+    check_image_name(path)
     if not path.parent.is_dir():
         raise CalibrationError(f"{path.parent}: folder does not exist")
     if not cv2.imwrite(str(path), image):

@@ -279,3 +279,31 @@ def test_frame_of_a_stream_that_cannot_be_opened_names_it_without_its_password(
     assert f"rtsp://127.0.0.1:{port}/stream1: cannot open the stream" in err
     assert "s3cret" not in err
     assert not out.exists()
+
+
+def test_frame_to_a_picture_it_cannot_write_is_refused_before_the_stream_is_opened(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A picture name OpenCV cannot write (.bmp, no ending) is said at once, as a folder
+    that is not there is; before, the camera's stream was opened and read first (up to
+    its 10 s open timeout), then the name refused."""
+    import calibration.frames
+
+    opened: list[str] = []
+    real = calibration.frames.read_source_frame
+
+    def recorded(source: str, index: int = 0) -> object:
+        opened.append(source)
+        return real(source, index)
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(calibration.frames, "read_source_frame", recorded)
+        for name in ("still.bmp", "still"):
+            out = tmp_path / name
+            assert main(["calibrate", "frame", f"rtsp://127.0.0.1:{port}/s", "-o", str(out)]) == 2
+            assert "must end in .png, .jpg or .jpeg" in capsys.readouterr().err
+            assert not out.exists()
+    assert opened == []
