@@ -166,7 +166,8 @@ def read_camera_files(config: SiteConfig, at: datetime) -> dict[str, CameraFiles
 def check_site_files(config: SiteConfig, config_dir: Path, at: datetime) -> list[str]:
     """Check, as a start does before it opens the outbox, the files the node's own file
     names (central's config key, the node key, the TLS files, each camera's scene,
-    calibration and reference view); UserError names the first that cannot be used. The
+    calibration and reference view, and the scene as its calibration places it on the
+    road); UserError names the first that cannot be used. The
     ids of the cameras whose rules would run."""
     push_settings = config.delivery.config_push if config.delivery else None
     if push_settings is not None:
@@ -174,7 +175,21 @@ def check_site_files(config: SiteConfig, config_dir: Path, at: datetime) -> list
     if config.delivery is not None:
         load_node_key(config.delivery)
         check_tls_files(config.delivery)
-    return list(read_camera_files(config, at))
+    files = read_camera_files(config, at)
+    # The scene placed on the road by the calibration, as the start places it (a line
+    # drawn above the calibration's horizon is refused there).
+    from edge.rules.calibrated import image_to_world
+    from edge.rules.plane import SceneGeometry
+    from edge.rules.scene import SceneError
+
+    scenes = {cam.id: cam.scene for cam in config.cameras}
+    for camera, read in files.items():
+        to_world = image_to_world(read.projector) if read.projector is not None else None
+        try:
+            SceneGeometry(read.scene, to_world)
+        except SceneError as exc:  # (one of several cameras' files: name it)
+            raise SceneError(f"{scenes[camera]}: {exc}") from None
+    return list(files)
 
 
 def scene_projector(

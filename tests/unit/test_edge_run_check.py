@@ -78,3 +78,24 @@ def test_check_is_for_the_nodes_own_file(
 ) -> None:
     assert main(["edge", "run", "--source", str(tmp_path / "clip.mp4"), "--check"]) == 2
     assert "--check checks a --config file" in capsys.readouterr().err
+
+
+def test_check_refuses_a_scene_line_its_calibration_puts_above_the_horizon(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The scene placed on the road by the camera's calibration is part of what a start
+    checks (a line drawn above the calibration's horizon is refused there): `--check`
+    said "valid" for it, and the node restarted on it did not start."""
+    doc = _site(tmp_path)
+    scene_path = tmp_path / "cam-01.scene.yaml"
+    scene = yaml.safe_load(scene_path.read_text())
+    scene.setdefault("solid_lines", []).append(
+        {"id": "sky", "points": [[100, 5], [800, 5]]}  # (row 5: above this view's horizon)
+    )
+    scene_path.write_text(yaml.safe_dump(scene))
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(doc))
+    assert main(["edge", "run", "--config", str(site), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not reach the road plane" in err, err
+    assert not (tmp_path / "outbox").exists()
