@@ -67,8 +67,12 @@ NO_EVIDENCE_VI = (
 
 
 def _noted(text: str, note: str) -> str:
+    """``text`` and then ``note`` (a sentence of its own: the rule's text, which ends
+    without a full stop, is given one), cut to what the event holds."""
+    ended = not text or text.endswith((".", "…", "!", "?"))
+    body = text if ended else text + "."
     room = MAX_LONG_TEXT - len(note)
-    return (text[:room] + note)[:MAX_LONG_TEXT]
+    return (body[:room] + note)[:MAX_LONG_TEXT]
 
 
 def without_evidence(event: ViolationEvent, why: str, key: Ed25519PrivateKey) -> EvidencePackage:

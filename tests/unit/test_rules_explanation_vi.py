@@ -288,11 +288,12 @@ def test_a_case_without_evidence_says_so_in_each_language_it_explains_in(older: 
     )
     package = without_evidence(event, "the node stopped", key)
     verify(package.event, key.public_key())
-    assert package.event.explanation == "car crossed the stop line No evidence: the node stopped"
+    # (each note a sentence of its own: "Ô tô vượt đèn đỏ Không có chứng cứ" read as one)
+    assert package.event.explanation == "car crossed the stop line. No evidence: the node stopped"
     assert package.event.explanation_vi == (
         None
         if older
-        else "Ô tô vượt đèn đỏ Không có chứng cứ: thiết bị không lưu được hình ảnh (lý do: xem "
+        else "Ô tô vượt đèn đỏ. Không có chứng cứ: thiết bị không lưu được hình ảnh (lý do: xem "
         "bản gốc tiếng Anh)."
     )
 
