@@ -687,6 +687,9 @@ def test_an_older_nodes_case_shows_its_english_explanation_as_the_nodes_text(
     expect(page.locator("#explanation-note")).to_contain_text(
         "Nguyên văn của thiết bị tại hiện trường, bằng tiếng Anh"
     )
+    expect(page.locator("#explanation-note")).to_contain_text(
+        "Các số đo ở trên nêu chính những dữ kiện đó bằng tiếng Việt."
+    )
     expect(page.locator("#explanation-other")).to_have_count(0)
     expect(page.locator("#facts")).to_contain_text("2,4 giây sau khi đèn đỏ")
     shot(page, "04b-case-older-node")
