@@ -84,7 +84,8 @@ def register(edge_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "drop",
         help="remove refused violations and their evidence (after an export)",
         description="Remove refused violations and the evidence no other event lists. "
-        "Needs --yes; a violation not exported yet is kept unless --not-exported is given.",
+        "Needs --yes; where one of them was never exported nothing is dropped, unless"
+        " --not-exported is given.",
     )
     _choose(drop, required=True)
     drop.add_argument("--yes", action="store_true", help="confirm the removal")
