@@ -21,8 +21,10 @@ Pure: fed the tracked vehicles seen in each lane on each frame, it returns a
   sent before, is then kept beside it, not replaced.
 - Where a part ends: a minute closed by a frame of a later one ran to its end; one
   closed before it (the node stopping, its camera's lanes changing: ``flush``; the clock
-  set back) says when its counting stopped in ``counted_until``, its last frame's time,
-  so that central weighs it by the time it ran, not to the minute's end.
+  set back), or by a frame more than ``MAX_FRAME_GAP`` after its last (the camera's
+  stream down meanwhile), says when its counting stopped in ``counted_until``, its last
+  frame's time, so that central weighs it by the time it ran, not to the minute's end;
+  the minute such a frame opens is a part begun at it.
 - The latest minute sent before: the aggregator's own, and what it is told was sent
   before it began (``sent_up_to``, ``note_sent``): a node started again learns it from
   its outbox, so that a clock set back across the restart (a node that ran fast until
@@ -42,6 +44,10 @@ from roadwatch.contract.models import MAX_LANES_PER_CAMERA
 # A track not seen for this long may count again (ids are reused by some trackers).
 _FORGET_AFTER = timedelta(minutes=2)
 STEP_BACK_TOLERANCE = timedelta(minutes=1)
+# Frames further apart than this are not one run of counting: the camera's stream was
+# down (or the node stalled) between them, so the minute of the first stopped at it and
+# the minute of the second began at it.
+MAX_FRAME_GAP = timedelta(seconds=30)
 _ONE_US = timedelta(microseconds=1)
 
 
@@ -121,14 +127,17 @@ class TrafficAggregator:
         now = at.astimezone(UTC)
         open_minute = self._minute
         if open_minute is None or minute > open_minute or at < open_minute - STEP_BACK_TOLERANCE:
-            # (a later minute's frame: the open one ran to its end; a clock set back: it
-            # stopped at its last frame)
-            closed.extend(self._close(ran_to_end=open_minute is not None and minute > open_minute))
-            # A part of the minute: counting begun within it (no minute open), or a minute
-            # at or before one already sent, counted again (its first frame may be this
-            # aggregator's first: the node restarted with its clock set back).
+            # (a later minute's frame soon after the last: the open one ran to its end; a
+            # clock set back, or the stream down in between: it stopped at its last frame)
+            gap = self._last_frame is not None and now - self._last_frame > MAX_FRAME_GAP
+            later = open_minute is not None and minute > open_minute
+            closed.extend(self._close(ran_to_end=later and not gap))
+            # A part of the minute: counting begun within it (no minute open, or again
+            # after the stream was down), or a minute at or before one already sent,
+            # counted again (its first frame may be this aggregator's first: the node
+            # restarted with its clock set back).
             again = self._sent_up_to is not None and minute <= self._sent_up_to
-            part = open_minute is None or again
+            part = open_minute is None or again or (later and gap)
             self._start(minute, counted_from=now if part else None, again=again)
         self._frames += 1
         if self._last_frame is None or now > self._last_frame:

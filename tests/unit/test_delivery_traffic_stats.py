@@ -366,3 +366,27 @@ def test_the_tracks_remembered_stay_bounded_on_a_long_run() -> None:
     for i in range(10_000):
         agg.add_frame(T + timedelta(seconds=i), [o("l1", i)])
     assert len(agg._last_seen) <= 4096
+
+
+def test_a_camera_down_for_minutes_ends_its_part_at_its_last_frame() -> None:
+    """The camera's stream went at 20 s into a minute and came back 7 minutes later: the
+    minute it went in said it ran to its end (central weighed its 20 s of counting as a
+    whole minute's), and the minute it came back in said it ran from its start. Now the
+    first stops at its last frame and the second is a part begun at its first."""
+    agg = aggregator()
+    out = agg.add_frame(T + timedelta(seconds=1), [o("l1", 1)])
+    out += agg.add_frame(T + timedelta(seconds=20), [o("l1", 1)])
+    out += agg.add_frame(T + timedelta(minutes=7, seconds=5), [o("l2", 2)])
+    [gone] = out
+    [back] = agg.flush()
+    assert (gone.part_start, gone.counted_until) == (T + _S, T + _20S)
+    assert (back.minute_start, back.counted_from) == (T + 7 * _M, T + 7 * _M + 5 * _S)
+    # A frame of the next minute soon after (the stream steady): the minute ran to its end.
+    agg = aggregator()
+    out = agg.add_frame(T + timedelta(seconds=1), [o("l1", 1)])
+    out += agg.add_frame(T + timedelta(seconds=59.5), [o("l1", 1)])
+    out += agg.add_frame(T + timedelta(minutes=1, seconds=0.5), [o("l1", 1)])
+    [whole] = out
+    [following] = agg.flush()
+    assert whole.counted_until is None
+    assert following.counted_from is None
