@@ -25,10 +25,10 @@ _SALT_BYTES = 12
 # What puts a broker password central issued in force: central keeps only its hash,
 # written into the broker's passwd by ``central broker-files``.
 BROKER_FILES_STEP = (
-    "its files are written again and it has reloaded them; on central, with the folder of"
-    " the broker's passwd and acl: roadwatch central broker-files --out DIR (the same"
-    " --tls-host and --signal-controller as before), then reload the broker (Mosquitto:"
-    " SIGHUP)"
+    "the broker's files are written again and it has reloaded them; on central, with the"
+    " folder of the broker's passwd and acl: roadwatch central broker-files --out DIR (the"
+    " same --tls-host and --signal-controller as before), then reload the broker"
+    " (Mosquitto: SIGHUP)"
 )
 
 
