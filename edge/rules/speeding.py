@@ -9,6 +9,7 @@ The Decree 168/2024 band of the excess is reported.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 
 from edge.rules import vi
 from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRule
@@ -17,18 +18,30 @@ from edge.rules.plane import LaneGeometry, SceneGeometry, TrapGeometry
 from edge.rules.tracks import EvidenceTimes, Violation, WorldTrackPoint
 from roadwatch.contract import Measurement, VehicleClass, ViolationType
 
-DECREE_168_BANDS: tuple[tuple[float, float, str], ...] = (
-    (5.0, 10.0, "5-10 km/h over"),
-    (10.0, 20.0, "10-20 km/h over"),
-    (20.0, 35.0, "20-35 km/h over"),
-    (35.0, float("inf"), "more than 35 km/h over"),
+# Decree 168/2024's speeding bands as it words them: "from 5 to under 10", "from 10 to
+# 20", "over 20 to 35", "over 35" km/h: (lowest excess in it, highest, label), each end
+# taken or not. An excess of exactly 20 km/h is in the 10-20 band, exactly 35 in 20-35.
+DECREE_168_BANDS: tuple[tuple[tuple[float, bool], tuple[float, bool], str], ...] = (
+    ((5.0, True), (10.0, False), "from 5 to under 10 km/h over"),
+    ((10.0, True), (20.0, True), "from 10 to 20 km/h over"),
+    ((20.0, False), (35.0, True), "over 20 to 35 km/h over"),
+    ((35.0, False), (float("inf"), False), "over 35 km/h over"),
 )
 
 
+def shown_excess(excess_kmh: float) -> float:
+    """The excess as the explanation and the review page write it: to 0.1 km/h, half away
+    from zero (from the float's shortest decimal spelling, as the page's Intl does)."""
+    return float(Decimal(repr(float(excess_kmh))).quantize(Decimal("0.1"), ROUND_HALF_UP))
+
+
 def decree_band(excess_kmh: float) -> str | None:
-    """The Decree 168/2024 speeding band of an excess over the limit; None below 5 km/h."""
-    for low, high, label in DECREE_168_BANDS:
-        if low <= excess_kmh < high:
+    """The Decree 168/2024 speeding band of an excess over the limit, judged on the
+    excess as written (``shown_excess``), so the band and the figure beside it agree;
+    None below 5 km/h."""
+    x = shown_excess(excess_kmh)
+    for (low, with_low), (high, with_high), label in DECREE_168_BANDS:
+        if (x >= low if with_low else x > low) and (x <= high if with_high else x < high):
             return label
     return None
 
@@ -60,7 +73,7 @@ class SpeedingState:
 
 class SpeedingRule(TrackRule[SpeedingState]):
     rule = ViolationType.SPEEDING
-    version = "speeding/2"
+    version = "speeding/3"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)
@@ -195,7 +208,7 @@ class SpeedingRule(TrackRule[SpeedingState]):
         text = (
             f"{vehicle.value}{where} {how[0]} {sample.speed:.1f} ± {sample.uncertainty:.1f} km/h "
             f"(at least {sample.lower:.1f} km/h) at {self.clock(sample.t)}; the limit for "
-            f"{vehicle.value} is {limit:g} km/h: {excess:.1f} km/h over"
+            f"{vehicle.value} is {limit:g} km/h: {shown_excess(excess):.1f} km/h over"
             + (f", Decree 168/2024 band {band}" if band else "")
         )
         text_vi = (

@@ -31,10 +31,10 @@ WEEKDAY_VI = ("thứ Hai", "thứ Ba", "thứ Tư", "thứ Năm", "thứ Sáu", 
 # Decree 168/2024's speeding bands (edge.rules.speeding.DECREE_168_BANDS), as the review
 # page's fine band says them.
 BAND_VI: dict[str, str] = {
-    "5-10 km/h over": "vượt từ 5 đến dưới 10 km/h",
-    "10-20 km/h over": "vượt từ 10 đến dưới 20 km/h",
-    "20-35 km/h over": "vượt từ 20 đến dưới 35 km/h",
-    "more than 35 km/h over": "vượt trên 35 km/h",
+    "from 5 to under 10 km/h over": "vượt từ 5 đến dưới 10 km/h",
+    "from 10 to 20 km/h over": "vượt từ 10 đến 20 km/h",
+    "over 20 to 35 km/h over": "vượt trên 20 đến 35 km/h",
+    "over 35 km/h over": "vượt trên 35 km/h",
 }
 
 

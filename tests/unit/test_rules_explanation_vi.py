@@ -58,10 +58,10 @@ CASES: dict[str, Case] = {
         None,
         ViolationType.SPEEDING,
         "car in lane 1 measured 80.0 ± 2.0 km/h (at least 78.0 km/h) at 14:03:00.000; the "
-        "limit for car is 60 km/h: 18.0 km/h over, Decree 168/2024 band 10-20 km/h over",
+        "limit for car is 60 km/h: 18.0 km/h over, Decree 168/2024 band from 10 to 20 km/h over",
         "Ô tô trên làn 1 chạy quá tốc độ: đo được tốc độ 80 ± 2 km/h (ít nhất 78 km/h) lúc "
         "14:03:00.000; tốc độ tối đa cho phép đối với ô tô là 60 km/h, vượt 18 km/h, khung "
-        "mức phạt vượt từ 10 đến dưới 20 km/h (Nghị định 168/2024)",
+        "mức phạt vượt từ 10 đến 20 km/h (Nghị định 168/2024)",
     ),
     "speeding, a motorcycle in a named lane, decimals": (
         lambda: SpeedingRule(geometry(True, lanes=NAMED_LANES)),
@@ -70,10 +70,10 @@ CASES: dict[str, Case] = {
         ViolationType.SPEEDING,
         "motorcycle in lane 1 (Làn ô tô) measured 62.4 ± 1.1 km/h (at least 61.3 km/h) at "
         "14:03:00.000; the limit for motorcycle is 50 km/h: 11.3 km/h over, Decree 168/2024 "
-        "band 10-20 km/h over",
+        "band from 10 to 20 km/h over",
         "Xe máy trên làn 1 (Làn ô tô) chạy quá tốc độ: đo được tốc độ 62,4 ± 1,1 km/h (ít "
         "nhất 61,3 km/h) lúc 14:03:00.000; tốc độ tối đa cho phép đối với xe máy là 50 km/h, "
-        "vượt 11,3 km/h, khung mức phạt vượt từ 10 đến dưới 20 km/h (Nghị định 168/2024)",
+        "vượt 11,3 km/h, khung mức phạt vượt từ 10 đến 20 km/h (Nghị định 168/2024)",
     ),
     "speeding, speed trap": (
         lambda: SpeedingRule(geometry(False)),
@@ -82,11 +82,11 @@ CASES: dict[str, Case] = {
         ViolationType.SPEEDING,
         "car in lane 1 timed over the 20 m of speed trap t1 at 90.0 ± 10.0 km/h (at least "
         "80.0 km/h) at 14:03:01.000; the limit for car is 60 km/h: 20.0 km/h over, Decree "
-        "168/2024 band 20-35 km/h over",
+        "168/2024 band from 10 to 20 km/h over",
         "Ô tô trên làn 1 chạy quá tốc độ: đo trên quãng 20 m của đoạn đo tốc độ t1 được tốc "
         "độ trung bình 90 ± 10 km/h (ít nhất 80 km/h) lúc 14:03:01.000; tốc độ tối đa cho "
-        "phép đối với ô tô là 60 km/h, vượt 20 km/h, khung mức phạt vượt từ 20 đến dưới 35 "
-        "km/h (Nghị định 168/2024)",
+        "phép đối với ô tô là 60 km/h, vượt 20 km/h, khung mức phạt vượt từ 10 đến 20 km/h "
+        "(Nghị định 168/2024)",
     ),
     "red light, from the lamp, calibrated": (
         lambda: RedLightRule(geometry(True)),

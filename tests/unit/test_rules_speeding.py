@@ -19,9 +19,9 @@ def steady(kmh: float, uncertainty: float) -> list[tuple[float, float]]:
 
 CAR, MOTO = VehicleClass.CAR, VehicleClass.MOTORCYCLE
 CASES = {
-    "car 80 +- 2 in a 60 lane": (CAR, steady(80, 2), "10-20 km/h over"),
-    "motorcycle 58 +- 1 in its 50 limit": (MOTO, steady(58, 1), "5-10 km/h over"),
-    "car 100 +- 3": (CAR, steady(100, 3), "more than 35 km/h over"),
+    "car 80 +- 2 in a 60 lane": (CAR, steady(80, 2), "from 10 to 20 km/h over"),
+    "motorcycle 58 +- 1 in its 50 limit": (MOTO, steady(58, 1), "from 5 to under 10 km/h over"),
+    "car 100 +- 3": (CAR, steady(100, 3), "over 35 km/h over"),
     "car 64 +- 1: within the tolerance": (CAR, steady(64, 1), None),
     "car at the limit": (CAR, steady(60, 0.5), None),
     "car 68 +- 5: the lower bound is within tolerance": (CAR, steady(68, 5), None),
@@ -35,7 +35,7 @@ CASES = {
     "a speed without its uncertainty": (CAR, [(90.0, None)] * len(PATH), None),
     # the lower bound must be above limit + tolerance (60 + 5), not at it
     "car 66 +- 1: the lower bound is exactly limit + tolerance": (CAR, steady(66, 1), None),
-    "car 66.1 +- 1: just above": (CAR, steady(66.1, 1), "5-10 km/h over"),
+    "car 66.1 +- 1: just above": (CAR, steady(66.1, 1), "from 5 to under 10 km/h over"),
     # three samples in a row over: a sample under the limit or without a speed starts again
     "two over, one under, two over": (
         CAR,
@@ -50,7 +50,7 @@ CASES = {
     "over, unmeasured, over three times": (
         CAR,
         [(90.0, 2.0), (None, None)] + [(90.0, 2.0)] * 3 + [(55.0, 1.0)] * 16,
-        "20-35 km/h over",
+        "over 20 to 35 km/h over",
     ),
 }
 
@@ -76,7 +76,7 @@ def test_measured_values_and_explanation() -> None:
     assert v.measured.speed_limit_kmh == 60.0
     assert v.explanation == (
         "car in lane 1 measured 80.0 ± 2.0 km/h (at least 78.0 km/h) at 14:03:00.000; the "
-        "limit for car is 60 km/h: 18.0 km/h over, Decree 168/2024 band 10-20 km/h over"
+        "limit for car is 60 km/h: 18.0 km/h over, Decree 168/2024 band from 10 to 20 km/h over"
     )
 
 
@@ -194,7 +194,7 @@ def test_speed_trap_evidence_frames() -> None:
     assert (v.evidence.before - T0, v.evidence.at - T0, v.evidence.after - T0) == pytest.approx(
         (0.1, 1.0, 1.1), abs=1e-6
     )
-    assert "5-10 km/h over" in v.explanation
+    assert "from 5 to under 10 km/h over" in v.explanation
 
 
 def test_speed_trap_judges_the_voted_class() -> None:
@@ -221,12 +221,20 @@ def test_refuses_to_run_without_metres() -> None:
     ("excess", "band"),
     [
         (4.9, None),
-        (5.0, "5-10 km/h over"),
-        (9.99, "5-10 km/h over"),
-        (10.0, "10-20 km/h over"),
-        (20.0, "20-35 km/h over"),
-        (35.0, "more than 35 km/h over"),
-        (80.0, "more than 35 km/h over"),
+        (4.94, None),
+        (4.95, "from 5 to under 10 km/h over"),  # (written 5.0: the band follows it)
+        (5.0, "from 5 to under 10 km/h over"),
+        (9.94, "from 5 to under 10 km/h over"),
+        (9.99, "from 10 to 20 km/h over"),  # (written 10.0)
+        (10.0, "from 10 to 20 km/h over"),
+        # The decree: "from 10 km/h to 20 km/h", "over 20 km/h to 35 km/h", "over 35".
+        (20.0, "from 10 to 20 km/h over"),
+        (20.04, "from 10 to 20 km/h over"),
+        (20.05, "over 20 to 35 km/h over"),
+        (20.1, "over 20 to 35 km/h over"),
+        (35.0, "over 20 to 35 km/h over"),
+        (35.1, "over 35 km/h over"),
+        (80.0, "over 35 km/h over"),
     ],
 )
 def test_decree_bands(excess: float, band: str | None) -> None:

@@ -133,7 +133,10 @@ def test_the_case_page_names_the_speeding_bands_the_rule_reports() -> None:
     found = re.search(r"const SPEED_BANDS = (\[.*?\]);\n", js)
     assert found is not None
     bands = json.loads(found.group(1))
-    rule = [[low, None if high == float("inf") else high] for low, high, _ in DECREE_168_BANDS]
+    rule = [
+        [[low, with_low], [None if high == float("inf") else high, with_high]]
+        for (low, with_low), (high, with_high), _ in DECREE_168_BANDS
+    ]
     assert bands == rule
 
 

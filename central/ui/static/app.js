@@ -945,15 +945,18 @@
     return h("dl", { class: "facts-list", id: "facts" }, rows.map(([k, v]) => [h("dt", {}, t(k)), h("dd", {}, v)]));
   }
 
-  // Decree 168/2024's speeding bands, km/h over the limit (edge/rules/speeding.py
-  // DECREE_168_BANDS, which the rule's explanation names): [low, high) each.
-  const SPEED_BANDS = [[5, 10], [10, 20], [20, 35], [35, null]];
+  // Decree 168/2024's speeding bands, km/h over the limit, as the decree words them
+  // (edge/rules/speeding.py DECREE_168_BANDS, which the rule's explanation names): "from 5
+  // to under 10", "from 10 to 20", "over 20 to 35", "over 35"; [[low, taken], [high, taken]].
+  const SPEED_BANDS = [[[5, true], [10, false]], [[10, true], [20, true]], [[20, false], [35, true]], [[35, false], [null, false]]];
+  const BAND_KEYS = ["case.band_5_10", "case.band_10_20", "case.band_20_35", "case.band_35"];
 
   function speedBand(excess) {
-    const band = SPEED_BANDS.find(([low, high]) => excess >= low && (high === null || excess < high));
-    if (!band) return t("case.band_none");
-    const [low, high] = band;
-    return high === null ? t("case.band_top", { low }) : t("case.band_range", { low, high });
+    // (judged on the excess as the page writes it, to 0.1 km/h, so the two agree)
+    const x = Number(new Intl.NumberFormat("en-US", { maximumFractionDigits: 1, useGrouping: false }).format(excess));
+    const i = SPEED_BANDS.findIndex(([[low, withLow], [high, withHigh]]) =>
+      (withLow ? x >= low : x > low) && (high === null || (withHigh ? x <= high : x < high)));
+    return t(i < 0 ? "case.band_none" : BAND_KEYS[i]);
   }
 
   function deadlineList(deadlines) {
