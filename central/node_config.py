@@ -218,8 +218,9 @@ def _check_camera_set(
     status: Mapping[str, Any], *, site: str, node: str, document: Mapping[str, Any], version: str
 ) -> None:
     """A node that runs its own file still names its cameras in its status (each camera
-    it runs, the enabled ones): a push that adds or removes one is refused up front, as
-    the node would refuse it (and keep refusing the retained push after its restart)."""
+    it runs, the enabled ones): a push that adds, removes or disables one is refused up
+    front, as the node would refuse it (and keep refusing the retained push after its
+    restart)."""
     from edge.config import ConfigError
     from edge.config_push import NOT_LIVE, parse_config_document
 
@@ -236,9 +237,11 @@ def _check_camera_set(
         return
     added = sorted({c.id for c in wanted if c.enabled} - running)
     removed = sorted(running - {c.id for c in wanted})
-    if not added and not removed:
+    # (one it runs, kept but disabled: the node refuses it too, `enabled` not being live)
+    disabled = sorted(running & {c.id for c in wanted if not c.enabled})
+    if not added and not removed and not disabled:
         return
-    moves = (("added", added), ("removed", removed))
+    moves = (("added", added), ("removed", removed), ("disabled", disabled))
     parts = "; ".join(f"{word} {', '.join(ids)}" for word, ids in moves if ids)
     raise NotPushableError(
         f"config {version} changes the cameras of {site}/{node}, against those its last"

@@ -482,7 +482,8 @@ def test_central_refuses_a_camera_added_to_a_node_that_runs_its_own_file(
     "pushed", the node refused it (a push cannot add a camera) and, once restarted on
     that file, refused the retained push again ("the node's own file in force"). Central
     has no push of the node's to compare with, but its status names the cameras it runs:
-    a camera added or removed is refused up front, nothing recorded or published."""
+    a camera added, removed or disabled is refused up front, nothing recorded or
+    published."""
     client, _ = central
     admin = accounts["admin"]
     site = make_node().site
@@ -497,6 +498,9 @@ def test_central_refuses_a_camera_added_to_a_node_that_runs_its_own_file(
         refused = [
             ([camera, new], "added cam-02"),
             ([new], "added cam-02; removed cam-01"),
+            # (a camera it runs, disabled: the node refuses it as it refuses one removed)
+            ([{**camera, "enabled": False}], "disabled cam-01"),
+            ([{**camera, "enabled": False}, new], "added cam-02; disabled cam-01"),
         ]
         for cameras, why in refused:
             r = _put(client, admin, site, {**doc, "cameras": cameras})
