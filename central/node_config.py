@@ -182,9 +182,16 @@ def check_pushable(
     if status is None:
         return f"{site}/{node} has sent no status yet: central does not know what it runs"
     running_version = status.get("config_version")
-    if running_version == version:
-        return ""  # (the version it runs, again: the node takes it as the same)
     running = _running_push(session, site=site, node=node, status=status)
+    if running_version == version:
+        if running is not None:
+            return ""  # (the push it runs, again: the node takes it as the same)
+        # (the node refuses any push under its own file's version, whatever it holds)
+        raise NotPushableError(
+            f"config {version} is the version of the site file {site}/{node} runs, which"
+            " central did not push: the node refuses a push under it; give the push a new"
+            " version"
+        )
     if running is None:
         _check_camera_set(status, site=site, node=node, document=document, version=version)
         runs = (

@@ -523,6 +523,44 @@ def test_central_refuses_a_camera_added_to_a_node_that_runs_its_own_file(
         raw.close([config_topic])
 
 
+def test_central_refuses_a_push_under_the_version_of_the_nodes_own_file(
+    central: tuple[TestClient, Settings],
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+    mqtt_broker: BrokerAddress,
+) -> None:
+    """A push named as the node's own site file in force (its status says it runs
+    file-1, which central did not push): the node refuses every such push ("this version
+    is the node's own file in force"). Central answered "pushed", checked, without
+    comparing anything; it refuses it up front, naming the version to change."""
+    client, _ = central
+    admin = accounts["admin"]
+    site = make_node().site
+    config_topic = node_topic(site, "node-01", NodeTopic.CONFIG)
+    raw = Retained(mqtt_broker, [config_topic])
+    camera = {"id": CAMERA_ID, "url": "rtsp://10.0.0.21/s", "place": "Km 2"}
+    try:
+        _runs(central_db, site, "file-1")
+        doc = {"site": site, "node": "node-01", "version": "file-1", "cameras": [camera]}
+        r = _put(client, admin, site, doc)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"] == (
+            f"config file-1 is the version of the site file {site}/node-01 runs, which"
+            " central did not push: the node refuses a push under it; give the push a new"
+            " version"
+        )
+        history = client.get(f"/api/v1/nodes/{site}/node-01/config", headers=admin.headers)
+        assert history.json() == []
+        time.sleep(0.5)
+        assert config_topic not in raw.messages
+        # Under a new version, the same document goes (its cameras checked).
+        r = _put(client, admin, site, {**doc, "version": "file-2"})
+        assert r.status_code == 200 and r.json()["checked"] is False, r.text
+    finally:
+        raw.close([config_topic])
+
+
 def test_a_push_without_key_or_broker_records_nothing(
     central_settings: Settings,
     central_db: CentralDb,
