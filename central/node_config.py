@@ -193,16 +193,20 @@ def check_pushable(
             " version"
         )
     if running is None:
-        _check_camera_set(status, site=site, node=node, document=document, version=version)
+        cameras = _check_camera_set(
+            status, site=site, node=node, document=document, version=version
+        )
         runs = (
             f"config {running_version}, which central did not push (its own site file)"
             if isinstance(running_version, str)
             else "its own site file (its status names no version)"
         )
-        return (
-            f"{site}/{node} runs {runs}, and central does not hold that file (only its"
-            " cameras were checked, against those its last status lists)"
+        checked = (
+            "only its cameras were checked, against those its last status lists"
+            if cameras
+            else "nor its cameras: its last status lists none"
         )
+        return f"{site}/{node} runs {runs}, and central does not hold that file ({checked})"
     try:
         before = parse_config_document(json.loads(running.document))
         after = parse_config_document(document)
@@ -223,11 +227,12 @@ def check_pushable(
 
 def _check_camera_set(
     status: Mapping[str, Any], *, site: str, node: str, document: Mapping[str, Any], version: str
-) -> None:
+) -> bool:
     """A node that runs its own file still names its cameras in its status (each camera
     it runs, the enabled ones): a push that adds, removes or disables one is refused up
     front, as the node would refuse it (and keep refusing the retained push after its
-    restart)."""
+    restart). False: nothing was compared (its last status lists no camera, as its last
+    will does)."""
     from edge.config import ConfigError
     from edge.config_push import NOT_LIVE, parse_config_document
 
@@ -235,19 +240,19 @@ def _check_camera_set(
     try:
         running = {c["camera"] for c in reported} if isinstance(reported, list) else set()
     except (AttributeError, KeyError, TypeError):
-        return
+        return False
     if not running:
-        return
+        return False
     try:
         wanted = parse_config_document(document).site.cameras
     except (ConfigError, ValueError):  # (validated before)
-        return
+        return False
     added = sorted({c.id for c in wanted if c.enabled} - running)
     removed = sorted(running - {c.id for c in wanted})
     # (one it runs, kept but disabled: the node refuses it too, `enabled` not being live)
     disabled = sorted(running & {c.id for c in wanted if not c.enabled})
     if not added and not removed and not disabled:
-        return
+        return True
     moves = (("added", added), ("removed", removed), ("disabled", disabled))
     parts = "; ".join(f"{word} {', '.join(ids)}" for word, ids in moves if ids)
     raise NotPushableError(

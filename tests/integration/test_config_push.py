@@ -430,6 +430,16 @@ def test_central_refuses_a_push_of_what_the_node_takes_from_its_own_file(
             " file), and central does not hold that file (only its cameras were checked,"
             f" against those its last status lists); {UNCHECKED_THEN}",
         )
+        # Its last status lists no camera (its last will, say: offline): not even its
+        # cameras were checked, and the answer does not say they were.
+        _runs(central_db, site, "file-1", cameras=())
+        unlisted = _put(client, admin, site, {**v1, "version": "v0.95"})
+        assert unlisted.status_code == 200, unlisted.text
+        assert unlisted.json()["not_checked"] == (
+            f"{site}/node-01 runs config file-1, which central did not push (its own site"
+            " file), and central does not hold that file (nor its cameras: its last status"
+            f" lists none); {UNCHECKED_THEN}"
+        )
         assert _put(client, admin, site, v1).status_code == 200
         _wait("the retained push", lambda: config_topic in raw.messages)
         _runs(central_db, site, "v1")
@@ -450,12 +460,17 @@ def test_central_refuses_a_push_of_what_the_node_takes_from_its_own_file(
                 " node's own site file and restart it, or push without it"
             )
         history = client.get(f"/api/v1/nodes/{site}/node-01/config", headers=admin.headers)
-        assert [h["version"] for h in history.json()] == ["v1", "v0.9", "v0"]
+        assert [h["version"] for h in history.json()] == ["v1", "v0.95", "v0.9", "v0"]
         with central_db.session() as session:
             audited = session.scalars(
                 select(AuditEntry.detail).where(AuditEntry.action == "config_push")
             ).all()
-        assert [json.loads(d)["version"] for d in audited if site in d] == ["v0", "v0.9", "v1"]
+        assert [json.loads(d)["version"] for d in audited if site in d] == [
+            "v0",
+            "v0.9",
+            "v0.95",
+            "v1",
+        ]
         assert ConfigPush.model_validate_json(raw.messages[config_topic]).config_version == "v1"
 
         # What a push changes live still goes, checked.
