@@ -743,9 +743,26 @@ def _record_violations(
     )
     inserted: dict[str, int] = dict(returned)
     raced = [item for item in fresh if item[0].event_id not in inserted]
-    if raced:  # stored by another replica since the look-up above: held, not new here
-        result.duplicates += len(raced)
-        result.held_event_ids += [event.event_id for event, _w, _m in raced]
+    if raced:
+        # Stored by another replica since the look-up above (committed: the insert waited
+        # on it): a copy is held, not new here; another content under the id is refused
+        # as a reused id, as against one stored before (a receipt would have its node
+        # delete a violation central does not hold).
+        now_stored = {
+            event_id: (sha, payload)
+            for event_id, sha, payload in session.execute(
+                select(Violation.event_id, Violation.payload_sha256, Violation.payload).where(
+                    one_of(session, Violation.event_id, [e.event_id for e, _w, _m in raced])
+                )
+            ).all()
+        }
+        for event, wire, message in raced:
+            held = now_stored.get(event.event_id)
+            if held is None:  # (not to be seen: counted held, as before)
+                result.duplicates += 1
+                result.held_event_ids.append(event.event_id)
+            else:
+                _sort_conflict(session, event, wire, message, held, result)
         fresh = [item for item in fresh if item[0].event_id in inserted]
     refs: list[dict[str, Any]] = []
     cameras: set[tuple[str, str, str]] = set()
@@ -771,6 +788,8 @@ def _record_violations(
         _insert_rows(session, EvidenceRef.__table__, refs, conflict="violation_id, role")
         if completeness:
             result.incomplete_ids = refresh_completeness(session, result.incomplete_ids)
+    if not cameras:  # (every one raced)
+        return
     session.execute(
         _insert(session, Camera.__table__).on_conflict_do_nothing(
             index_elements=["site", "node", "camera"]

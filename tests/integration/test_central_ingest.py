@@ -1300,3 +1300,53 @@ def _held_sequence(central_db: CentralDb, node: NodeIdentity) -> int | None:
         return s.scalar(
             select(Node.status_sequence).where(Node.site == node.site, Node.node == node.node)
         )
+
+
+# (PostgreSQL only: SQLite has one writer at a time, so no insert races another)
+@pytest.mark.parametrize("central_db", ["postgresql"], indirect=True)
+def test_an_id_raced_by_another_replica_with_other_content_is_not_receipted(
+    central_db: CentralDb, make_node: Callable[..., NodeIdentity]
+) -> None:
+    """Two ingest replicas store an event id at once, each with another content: the one
+    whose insert waited on the other's was counted a duplicate and receipted (its node
+    would delete a violation central does not hold). It is refused as a reused id, as
+    against one stored before, and a copy raced so is still held and receipted."""
+    from central.db import session_factory
+    from central.intake import Message
+    from central.records import BatchResult, KeyCache, record_batch
+
+    node = make_node()
+    first = signed_event(node)
+    other = signed_event(node, event_id=first.event_id, explanation="another content")
+    sessions = session_factory(central_db.engine)
+
+    def raced(*events: Any) -> BatchResult:
+        slow = sessions()
+        try:
+            record_batch(slow, [Message(node.topic("cam-01"), to_wire(first))], KeyCache())
+            out: list[BatchResult] = []
+
+            def store() -> None:
+                with sessions.begin() as s:
+                    batch = [Message(node.topic("cam-01"), to_wire(e)) for e in events]
+                    out.append(record_batch(s, batch, KeyCache()))
+
+            waiting = threading.Thread(target=store)
+            waiting.start()
+            time.sleep(1.0)  # (its insert waits on the slow one's key)
+            slow.commit()
+        finally:
+            slow.close()
+        waiting.join(30)
+        [result] = out
+        return result
+
+    fresh = signed_event(node)  # (in the same batch, new: stored as ever)
+    result = raced(other, fresh)
+    assert result.quarantined == {"reused_event_id": 1}
+    assert result.held_event_ids == [fresh.event_id] and result.accepted == 1
+    assert [m.payload for m, _r in result.late_refusals] == [to_wire(other)]
+    # The same content raced so is a copy: held, receipted (alone in its batch too).
+    first = signed_event(node)
+    result = raced(first)
+    assert result.held_event_ids == [first.event_id] and result.duplicates == 1
