@@ -57,7 +57,9 @@ FINALITY: dict[Quarantined, RefusalCode | None] = {
     Quarantined.REVOKED_KEY: RefusalCode.REVOKED_KEY,
     # (the node's key central lacks: the technician re-queues it once an admin registers it)
     Quarantined.FORGED: RefusalCode.FORGED,
-    Quarantined.NOT_CANONICAL: RefusalCode.NOT_CANONICAL,  # the bytes signed are those sent
+    # (canonical as central's own serializer writes it: a central and nodes of versions that
+    # write a field apart disagree until one is upgraded)
+    Quarantined.NOT_CANONICAL: None,
     Quarantined.REUSED_ID: RefusalCode.REUSED_ID,  # central keeps the first content
     Quarantined.PAST: RefusalCode.PAST,  # the stamp is signed: no clock put right changes it
     Quarantined.FUTURE: None,  # taken once its time has come

@@ -53,7 +53,7 @@ def register(edge_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "refused",
         help="export, re-queue or drop the violations central refused for good",
         description="Violations central refused for good (revoked_key, forged, "
-        "not_canonical, reused_event_id, from_the_past) are kept in the outbox, outside its "
+        "reused_event_id, from_the_past) are kept in the outbox, outside its "
         "disk budget, and not sent again. Export them, queue them again once central's "
         "admin has put the cause right, or drop them. Each action is logged in the outbox.",
     )
