@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -49,6 +49,7 @@ from central.records import (
     Checked,
     KeyCache,
     check_batch,
+    prune_stale,
     refresh_completeness,
     store_checked,
 )
@@ -140,6 +141,8 @@ class IngestService:
         self._sessions: sessionmaker[Session] = session_factory(engine)
         self._partitions_day: date | None = None
         self._partitions_retry_at = 0.0
+        self._pruned_day: date | None = None
+        self._prune_retry_at = 0.0
         self.metrics = metrics or IngestMetrics()
         self._queue: queue.Queue[_Delivery] = queue.Queue()
         # Two checked batches at most wait for the writer: the checker keeps ahead of the
@@ -320,6 +323,7 @@ class IngestService:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._keep_partitions()
+            self._prune_stale()
             try:
                 batch = self._checked.get(timeout=0.2)
             except queue.Empty:
@@ -357,6 +361,37 @@ class IngestService:
         self._partitions_day = today
         if made:
             log.info("ingest: made partitions %s", ", ".join(made))
+
+    def _prune_stale(self) -> None:
+        """Once a UTC day, let go the rows no one reads again (``prune_stale``): the order
+        of statuses received of ingests whose broker session is gone (never this one's),
+        and health changes past those kept, so neither table grows for good."""
+        today = datetime.now(UTC).date()
+        if today == self._pruned_day or time.monotonic() < self._prune_retry_at:
+            return
+        try:
+            with transaction(self._sessions) as session:
+                pruned = prune_stale(
+                    session,
+                    ingest=self.client_id,
+                    session_expiry=timedelta(seconds=self.settings.mqtt_session_expiry_s),
+                )
+        except DBAPIError as exc:
+            log.warning("stale rows not let go (%s); retry in 60 s", exc.orig)
+            self._prune_retry_at = time.monotonic() + 60.0
+            return
+        except Exception:  # (the writer must live on: the rows wait for the next try)
+            log.exception("stale rows not let go; retry in 60 s")
+            self._prune_retry_at = time.monotonic() + 60.0
+            return
+        self._pruned_day = today
+        if pruned.received or pruned.health_changes:
+            log.info(
+                "ingest: let go the status order received of ingests gone (%d rows) and"
+                " %d health changes past those kept",
+                pruned.received,
+                pruned.health_changes,
+            )
 
     def _next_batch(self) -> list[_Delivery]:
         try:

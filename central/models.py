@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    func,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -138,6 +139,13 @@ class StatusReceived(Base):
     session_at: Mapped[datetime] = mapped_column(UtcDateTime)
     sequence: Mapped[int] = mapped_column(BigInteger)
     will_taken: Mapped[bool] = mapped_column(Boolean)
+    # When the ingest last held a newer place here (central's clock): the rows of an ingest
+    # that held none for longer than the broker keeps its session are let go (see
+    # ``central.records.prune_stale``). (The database's default too: a row written by an
+    # ingest on the code before it gets one.)
+    received_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, default=utcnow, server_default=func.now()
+    )
 
 
 class NodeKey(Base):

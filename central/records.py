@@ -12,7 +12,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, delete, exists, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -932,7 +943,12 @@ def reset_status_order(session: Session, *, site: str, node: str) -> HeldOrder:
 
 
 def _hold_received(
-    session: Session, row: StatusReceived | None, ingest: str, node_id: int, order: HeldOrder
+    session: Session,
+    row: StatusReceived | None,
+    ingest: str,
+    node_id: int,
+    order: HeldOrder,
+    now: datetime,
 ) -> StatusReceived:
     """Hold ``order`` as the newest place of the node's statuses ``ingest`` received."""
     assert order.session_started_at is not None and order.sequence is not None
@@ -942,6 +958,7 @@ def _hold_received(
     row.session_at = order.session_started_at
     row.sequence = order.sequence
     row.will_taken = order.will_taken
+    row.received_at = now
     return row
 
 
@@ -985,7 +1002,7 @@ def _record_status(
         )
         mine = own.placing
         if mine is Placing.TAKEN:
-            received = _hold_received(session, received, ingest, node.id, own.order)
+            received = _hold_received(session, received, ingest, node.id, own.order, now)
     held = HeldOrder(
         node.status_session_at,
         node.status_sequence,
@@ -1002,7 +1019,7 @@ def _record_status(
     if mine is Placing.REPLAYED and ingest is not None:
         # (Out of order here, newer than the order held: the order was reset since, see
         # ``reset_status_order``; this ingest's order follows it from now.)
-        _hold_received(session, received, ingest, node.id, placed.order)
+        _hold_received(session, received, ingest, node.id, placed.order, now)
     node.status_session_at = placed.order.session_started_at
     node.status_sequence = placed.order.sequence
     node.status_will_taken = placed.order.will_taken
@@ -1099,6 +1116,45 @@ class _History:
             )
         )
         self.session.execute(insert(HealthChange), self.rows)
+
+
+# How long after the broker would have dropped an ingest's session its order of statuses
+# received is kept all the same (clocks, an ingest's restart taking a while).
+RECEIVED_MARGIN = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    received: int  # ``status_received`` rows let go
+    health_changes: int  # ``health_changes`` rows let go
+
+
+def prune_stale(
+    session: Session, *, ingest: str, session_expiry: timedelta, now: datetime | None = None
+) -> Pruned:
+    """Let go what no one reads again, in the caller's transaction (the ingest's daily
+    upkeep): the order of statuses received (``status_received``) of each ingest other
+    than ``ingest`` (the one running it) that held no newer place of any node for longer
+    than ``session_expiry`` (the broker's, ``ROADWATCH_MQTT_SESSION_EXPIRY_S``) and
+    ``RECEIVED_MARGIN``: the broker has dropped its session, so under that client id an
+    ingest starts afresh anyway (a pod or host name used once adds rows, which would
+    otherwise stay for good); and health changes older than ``HEALTH_KEPT``, those of a
+    node never heard again too (its next status lets go its own, see ``_History``)."""
+    now = now or utcnow()
+    gone = (
+        select(StatusReceived.ingest)
+        .group_by(StatusReceived.ingest)
+        .having(func.max(StatusReceived.received_at) < now - session_expiry - RECEIVED_MARGIN)
+    )
+    received: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        delete(StatusReceived).where(
+            StatusReceived.ingest != ingest, StatusReceived.ingest.in_(gone.scalar_subquery())
+        )
+    )
+    health: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        delete(HealthChange).where(HealthChange.at < now - HEALTH_KEPT)
+    )
+    return Pruned(received.rowcount, health.rowcount)
 
 
 # ---------------------------------------------------------------- evidence

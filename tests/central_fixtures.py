@@ -66,6 +66,7 @@ __all__ = [
     "central_accounts",
     "central_db",
     "central_settings",
+    "empty_database",
     "make_node",
     "migrated_database",
     "postgres_schema_url",
@@ -115,6 +116,19 @@ def central_db(
     """A migrated database: SQLite in a temporary folder, or a fresh PostgreSQL schema."""
     with migrated_database(request.param, tmp_path_factory.mktemp("central-db")) as db:
         yield db
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of a database with nothing in it, for a test of migrations: SQLite in a
+    temporary folder, or a fresh PostgreSQL schema, dropped at the end."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    urls = postgres_schema_url()
+    yield next(urls)
+    for _ in urls:  # drops the schema
+        pass
 
 
 @contextmanager

@@ -18,10 +18,28 @@ from typing import IO, Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from central.db import session_factory, transaction
 from central.ingest import IngestService
-from central.models import Camera, Node, Quarantine, TrafficMinute, Violation
+from central.intake import Message
+from central.models import (
+    Camera,
+    HealthChange,
+    Node,
+    Quarantine,
+    StatusReceived,
+    TrafficMinute,
+    Violation,
+    utcnow,
+)
+from central.records import (
+    HEALTH_KEPT,
+    RECEIVED_MARGIN,
+    KeyCache,
+    check_batch,
+    store_checked,
+)
 from central.settings import Settings
 from roadwatch.contract import (
     CameraHealth,
@@ -1350,3 +1368,128 @@ def test_an_id_raced_by_another_replica_with_other_content_is_not_receipted(
     first = signed_event(node)
     result = raced(first)
     assert result.held_event_ids == [first.event_id] and result.duplicates == 1
+
+
+def _received_as(central_db: CentralDb, ingest: str, node: NodeIdentity, sequence: int) -> None:
+    """``ingest`` stores ``node``'s status ``sequence`` of the session begun T0."""
+    topic = node_topic(node.site, node.node, NodeTopic.STATUS)
+    message = Message(topic, _placed(node, T0, sequence))
+    with transaction(session_factory(central_db.engine)) as s:
+        store_checked(s, check_batch(s, [message], KeyCache()), ingest=ingest)
+
+
+def test_the_daily_upkeep_lets_go_the_status_order_of_ingests_gone_and_old_health(
+    central_db: CentralDb, central_settings: Settings, make_node: Callable[..., NodeIdentity]
+) -> None:
+    """The order of statuses received that an ingest gone keeps (a pod or host name used
+    once) is let go once the broker has dropped its session (its expiry and a day more
+    without a newer place of any node), by the ingest's daily upkeep: never the running
+    ingest's own, nor that of an ingest that held a newer place of one node since. Health
+    changes past those kept go too, those of a node never heard again as well."""
+    node, quiet = make_node(), make_node()
+    tag = uuid.uuid4().hex[:10]
+    own, gone, back, alive = (f"{who}-{tag}" for who in ("own", "gone", "back", "alive"))
+    settings = central_settings.model_copy(
+        update={"mqtt_client_id": own, "mqtt_session_expiry_s": 3600}
+    )
+    for ingest in (own, gone, back, alive):
+        _received_as(central_db, ingest, node, 1)
+        _received_as(central_db, ingest, quiet, 1)
+    long_ago = utcnow() - timedelta(hours=1) - RECEIVED_MARGIN - timedelta(minutes=1)
+    with transaction(session_factory(central_db.engine)) as s:
+        ids = dict(
+            s.execute(
+                select(Node.site, Node.id).where(Node.site.in_([node.site, quiet.site]))
+            ).all()
+        )
+        s.execute(
+            update(StatusReceived)
+            .where(
+                StatusReceived.ingest.in_([own, gone, back])
+                | (StatusReceived.node_id == ids[quiet.site])
+            )
+            .values(received_at=long_ago)
+        )
+        s.execute(
+            update(HealthChange)
+            .where(HealthChange.site == quiet.site)
+            .values(at=utcnow() - HEALTH_KEPT - timedelta(minutes=1))
+        )
+    _received_as(central_db, back, node, 2)  # (a newer place: held now)
+
+    IngestService(settings, central_db.engine)._prune_stale()
+
+    with central_db.session() as s:
+        kept = s.execute(
+            select(StatusReceived.ingest, StatusReceived.node_id).where(
+                StatusReceived.node_id.in_(ids.values())
+            )
+        ).all()
+        health = s.execute(
+            select(HealthChange.site, func.count())
+            .where(HealthChange.site.in_([node.site, quiet.site]))
+            .group_by(HealthChange.site)
+        ).all()
+    names = {v: k for k, v in ids.items()}
+    assert sorted((ingest, names[n]) for ingest, n in kept) == sorted(
+        (ingest, n.site) for ingest in (own, back, alive) for n in (node, quiet)
+    )
+    assert [site for site, _ in health] == [node.site]
+
+
+def test_status_order_received_before_its_times_counts_as_received_at_the_upgrade(
+    empty_database: str,
+) -> None:
+    """Migration 0019: a row stored before has its time, the upgrade's (so an ingest gone
+    before it is let go in its turn, not at once); a row an ingest on the code before writes
+    gets one too; downgrading keeps every row."""
+    from alembic import command
+    from sqlalchemy import column, create_engine, insert, table
+
+    from central.db import alembic_config
+    from central.models import UtcDateTime
+    from central.records import prune_stale
+
+    cfg = alembic_config(empty_database)
+    command.upgrade(cfg, "0018_health_changes")
+    nodes = table(
+        "nodes",
+        *(column(name) for name in ("id", "site", "node", "public_key_pem", "token_hash")),
+        *(column(name) for name in ("state",)),
+        column("created_at", UtcDateTime()),
+        column("updated_at", UtcDateTime()),
+    )
+    before = table(
+        "status_received",
+        *(column(name) for name in ("ingest", "node_id", "sequence", "will_taken")),
+        column("session_at", UtcDateTime()),
+    )
+    row = {"node_id": 1, "session_at": T0, "sequence": 5, "will_taken": False}
+    engine = create_engine(empty_database)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(nodes),
+                [{"id": 1, "site": "s", "node": "n", "public_key_pem": "", "token_hash": "t",
+                  "state": "unknown", "created_at": T0, "updated_at": T0}],
+            )  # fmt: skip
+            conn.execute(insert(before), [row | {"ingest": "gone"}])
+        command.upgrade(cfg, "head")
+        with engine.begin() as conn:
+            conn.execute(insert(before), [row | {"ingest": "old-code"}])
+        with session_factory(engine)() as s:
+            times = dict(s.execute(select(StatusReceived.ingest, StatusReceived.received_at)).all())
+            assert set(times) == {"gone", "old-code"} and None not in times.values()
+            # (kept the session expiry and the margin from the upgrade, then let go)
+            expiry = timedelta(days=7)
+            at = times["gone"] + expiry + RECEIVED_MARGIN - timedelta(seconds=1)
+            assert prune_stale(s, ingest="own", session_expiry=expiry, now=at).received == 0
+            later = at + timedelta(hours=1)
+            assert prune_stale(s, ingest="own", session_expiry=expiry, now=later).received == 2
+            s.rollback()
+        command.downgrade(cfg, "0018_health_changes")
+        with engine.begin() as conn:
+            assert sorted(conn.execute(select(before.c.ingest)).scalars()) == ["gone", "old-code"]
+        command.upgrade(cfg, "head")
+    finally:
+        engine.dispose()

@@ -3,9 +3,8 @@ is kept beside the part sent before, each part once, and the flow statistics add
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,7 +18,7 @@ from edge.traffic_stats import LaneObservation, TrafficAggregator
 from roadwatch.contract import CameraTopic, LaneFlow, TrafficStats, VehicleClass, to_wire
 from roadwatch.contract.signing import sign
 from tests.central_fixtures import *  # noqa: F403
-from tests.central_fixtures import Account, CentralDb, NodeIdentity, postgres_schema_url
+from tests.central_fixtures import Account, CentralDb, NodeIdentity
 
 pytestmark = pytest.mark.integration
 
@@ -209,17 +208,6 @@ def test_a_minute_split_by_a_restart_weighs_each_part_by_the_time_it_counted(
     with transaction(session_factory(central_db.engine)) as s:
         assert record_batch(s, sent, KeyCache()).quarantined == {}
     assert _occupancy(api, accounts, node) == pytest.approx(20 / 30, abs=1e-3)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    urls = postgres_schema_url()
-    yield next(urls)
-    for _ in urls:  # drops the schema
-        pass
 
 
 def test_minutes_stored_before_parts_upgrade_as_whole_minutes(empty_database: str) -> None:
