@@ -6,6 +6,10 @@ Create Date: 2026-12-07 18:30:00
 
 0 for every node: its session's will is taken as before until a status of the session
 after a will taken shows that will was published again.
+
+Downgrading drops every node's count, and nothing says so: upgraded again, each node
+starts from 0, so a will of its session held that was shown published again is taken
+once more (as the code before this migration took it).
 """
 
 from __future__ import annotations

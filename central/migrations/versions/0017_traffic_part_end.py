@@ -6,6 +6,10 @@ Revises: 0016_status_wills_replayed
 Create Date: 2026-12-07 18:00:00
 
 Null for every row stored before, as for a part that ran to its minute's end.
+
+Downgrading drops every part's end, and nothing says so: the occupancy of a part that
+stopped before its minute's end is weighed as running to the minute's end (as the code
+before this migration weighed it), and upgrading again does not bring the ends back.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ Create Date: 2026-12-07 18:00:00
 
 Empty at first: what changed before it was not kept (the feed replays changes from the
 upgrade on; before them, the state now).
+
+Downgrading drops the table with every change kept, and nothing says so: upgraded again,
+a reconnect's replay starts from the changes after that upgrade (the state now for those
+before).
 """
 
 from __future__ import annotations
