@@ -51,7 +51,8 @@ def register_perception(edge_sub: argparse._SubParsersAction[argparse.ArgumentPa
         "--check",
         action="store_true",
         help="with --config: check the file and every file it names (sources, model, scenes,"
-        " calibrations, keys) as a start does, then exit; nothing is started or written",
+        " calibrations, keys) as a start does, then exit; nothing is started or written"
+        " (refused with --camera, --annotate, --tracks, --violations or --quiet)",
     )
     run.set_defaults(func=_run)
 
@@ -151,12 +152,23 @@ def _run(args: argparse.Namespace) -> int:
 
     if not args.config and not args.source:
         raise UserError("give --config site.yaml, --source VIDEO, or both")
-    if (args.annotate or args.tracks) and not args.source:
-        raise UserError("--annotate and --tracks need --source")
     if args.check and (not args.config or args.source):
         raise UserError(
             "--check checks a --config file as the node would start it; give no --source"
         )
+    if args.check:
+        ignored = [option for option, given in (
+            ("--camera", args.camera), ("--annotate", args.annotate),
+            ("--tracks", args.tracks), ("--violations", args.violations),
+            ("--quiet", args.quiet),
+        ) if given]  # fmt: skip
+        if ignored:
+            raise UserError(
+                f"--check starts nothing and writes nothing: leave out {', '.join(ignored)}"
+                " (an option of a run)"
+            )
+    if (args.annotate or args.tracks) and not args.source:
+        raise UserError("--annotate and --tracks need --source")
     if args.camera and not (args.source and args.config):
         raise UserError("--camera names a camera of --config to run --source as; give both")
     named = (("--violations", args.violations), ("--tracks", args.tracks),

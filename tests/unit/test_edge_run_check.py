@@ -99,3 +99,34 @@ def test_check_refuses_a_scene_line_its_calibration_puts_above_the_horizon(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not reach the road plane" in err, err
     assert not (tmp_path / "outbox").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--violations", "found.jsonl"], "--violations"),
+        (["--camera", "cam-01"], "--camera"),
+        (["--annotate", "out.mp4"], "--annotate"),
+        (["--quiet", "--tracks", "tracks.jsonl"], "--tracks, --quiet"),
+    ],
+    ids=["violations", "camera", "annotate", "several"],
+)
+def test_check_refuses_the_options_of_a_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], named: str
+) -> None:
+    """`--check` starts nothing and writes nothing: an option of a run given with it was
+    accepted and ignored (`--violations` said "valid" and wrote no file), so the
+    technician believed it had been checked; it is refused, naming the option."""
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(_site(tmp_path)))
+    argv = ["edge", "run", "--config", str(site), "--check"]
+    argv += [str(tmp_path / o) if o.endswith((".jsonl", ".mp4")) else o for o in options]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1, captured.err
+    assert f"--check starts nothing and writes nothing: leave out {named}" in captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "cam-01.calib.yaml", "cam-01.scene.yaml", "cam-09.yaml", "node.key", "node.pub",
+        "site.yaml",
+    ]  # fmt: skip
