@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from calibration.errors import CalibrationError
+from calibration.store import write_bytes_atomic
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".ts", ".webm"}
 STREAM_OPEN_TIMEOUT_S = 10.0
@@ -87,5 +88,8 @@ def write_image(image: npt.NDArray[np.uint8], path: Path) -> None:
     check_image_name(path)
     if not path.parent.is_dir():
         raise CalibrationError(f"{path.parent}: folder does not exist")
-    if not cv2.imwrite(str(path), image):
-        raise CalibrationError(f"{path}: cannot write")
+    ok, encoded = cv2.imencode(path.suffix.lower(), image)
+    if not ok:
+        raise CalibrationError(f"{path}: cannot encode the picture")
+    # (in one step: a picture written over with --replace is kept whole if the write fails)
+    write_bytes_atomic(path, encoded.tobytes())

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from calibration.config import CalibrationFile, PointsFile
 from calibration.errors import CalibrationError
 from roadwatch.contract.wire import describe
-from roadwatch.files import same_file
+from roadwatch.files import same_file, write_atomic
 from roadwatch.yaml_load import YamlError, load_yaml
 
 M = TypeVar("M", bound=BaseModel)
@@ -73,13 +73,16 @@ def write_text_atomic(path: Path, text: str, what: str) -> None:
         raise CalibrationError(f"{path}: is a folder; name the {what} file")
     if not path.parent.is_dir():
         raise CalibrationError(f"{path.parent}: folder does not exist")
-    tmp = path.with_name(f".{path.name}.tmp")
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write atomically and durably (``roadwatch.files.write_atomic``): a failed write
+    leaves any previous file as it was, and a CalibrationError says why."""
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise CalibrationError(f"cannot write {path}: {exc.strerror}") from exc
+        raise CalibrationError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def save_calibration(calibration: CalibrationFile, path: Path) -> None:

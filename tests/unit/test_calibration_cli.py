@@ -307,3 +307,34 @@ def test_frame_to_a_picture_it_cannot_write_is_refused_before_the_stream_is_open
             assert "must end in .png, .jpg or .jpeg" in capsys.readouterr().err
             assert not out.exists()
     assert opened == []
+
+
+def test_frame_replacing_a_picture_keeps_the_old_one_when_the_write_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`frame --replace` wrote the new picture straight over the old one: a write the disk
+    refused (full) or a kill left neither. The new one is written beside it and renamed
+    over it only once on disk: a failed write is one line and the old picture is kept."""
+    import errno
+
+    source = tmp_path / "view.png"
+    cv2.imwrite(str(source), np.full((240, 320, 3), 200, np.uint8))
+    out = tmp_path / "cam-02.png"
+    cv2.imwrite(str(out), np.zeros((120, 160, 3), np.uint8))
+    old = out.read_bytes()
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "fsync", disk_full)
+        assert main(["calibrate", "frame", str(source), "-o", str(out), "--replace"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot write {out}: No space left on device" in err, err
+    assert out.read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam-02.png", "view.png"]
+
+    assert main(["calibrate", "frame", str(source), "-o", str(out), "--replace"]) == 0
+    image = cv2.imread(str(out))
+    assert image is not None and image.shape == (240, 320, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam-02.png", "view.png"]
