@@ -95,8 +95,11 @@ CREATE TABLE IF NOT EXISTS messages (
     next_attempt_at REAL NOT NULL DEFAULT 0,
     published_at REAL,
     receipted_at REAL,
-    last_error TEXT
+    last_error TEXT,
+    retried_unsent INTEGER NOT NULL DEFAULT 0
 );
+-- (``retried_unsent``: 1 from a technician's ``retry_refused`` until the next publish; a
+-- refusal arriving meanwhile answers a delivery made before the retry, and is not taken.)
 CREATE INDEX IF NOT EXISTS messages_queue ON messages (state, priority, created_at, id);
 CREATE INDEX IF NOT EXISTS messages_due ON messages (state, next_attempt_at);
 -- Violations central refused for good (signed with a key revoked since, forged, ...):
@@ -423,13 +426,21 @@ def _writer_alive(temp_name: str) -> bool:
     return True
 
 
+# Columns added since an outbox was first created: (table, column, its declaration).
+_ADDED_COLUMNS = (
+    ("refused", "exported_at", "REAL"),
+    ("refused", "exported_to", "TEXT"),
+    ("messages", "retried_unsent", "INTEGER NOT NULL DEFAULT 0"),
+)
+
+
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     """Columns added since an outbox was created (its rows are kept as they are)."""
-    have = {row[1] for row in db.execute("PRAGMA table_info(refused)")}
-    for column, kind in (("exported_at", "REAL"), ("exported_to", "TEXT")):
+    for table, column, kind in _ADDED_COLUMNS:
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
         if column not in have:
             with contextlib.suppress(sqlite3.OperationalError):  # (another process added it)
-                db.execute(f"ALTER TABLE refused ADD COLUMN {column} {kind}")
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 def _open_database(path: Path) -> sqlite3.Connection:
@@ -864,7 +875,8 @@ class Outbox:
         with self._lock, self._transaction():
             cur = self._db.executemany(
                 "UPDATE messages SET state = 'published', published_at = ?,"
-                " next_attempt_at = ?, last_error = NULL WHERE id = ? AND state = 'pending'",
+                " next_attempt_at = ?, last_error = NULL, retried_unsent = 0"
+                " WHERE id = ? AND state = 'pending'",
                 batch,
             )
             return cur.rowcount
@@ -989,17 +1001,28 @@ class Outbox:
     def mark_refused(self, refusals: Iterable[EventRefusal]) -> int:
         """Central refused these violations for good: each is kept, with its reason, and
         not sent again. Only a violation whose message here is the very one refused (its
-        sha256) is marked: a refusal of another message under its id changes nothing."""
+        sha256) is marked: a refusal of another message under its id changes nothing. Nor
+        does one of a violation the technician queued again (``retry_refused``) and not
+        published since: it answers a delivery made before the retry (central refused two
+        copies, the second told late), and the retry stands until central answers the
+        delivery it makes."""
         now = self._clock()
         marked = 0
         with self._lock, self._transaction():
             for refusal in refusals:
                 row = self._db.execute(
-                    "SELECT payload FROM messages WHERE id = ? AND kind = 'violation'"
-                    " AND state IN ('pending', 'published')",
+                    "SELECT payload, retried_unsent FROM messages WHERE id = ?"
+                    " AND kind = 'violation' AND state IN ('pending', 'published')",
                     (refusal.event_id,),
                 ).fetchone()
                 if row is None or sha256_hex(row[0]) != refusal.payload_sha256:
+                    continue
+                if row[1]:
+                    log.info(
+                        "refusal of %s (%s) not taken: queued again since, not sent yet",
+                        refusal.event_id,
+                        refusal.code.value,
+                    )
                     continue
                 # (central had it, so it was published, whatever became of the PUBACK)
                 self._db.execute(
@@ -1222,13 +1245,15 @@ class Outbox:
     def retry_refused(self, ids: Sequence[str] | None = None, *, actor: str) -> list[str]:
         """Queue the refused violations ``ids`` names (None: all) for delivery again, as if
         new (e.g. once central's admin registered the node's right key); central's reason
-        is kept in the action log. A refusal again marks them refused again."""
+        is kept in the action log. A refusal of a delivery made after this marks them
+        refused again; one arriving before they are published again is of an earlier
+        delivery, and changes nothing (``mark_refused``)."""
         with self._lock, self._transaction():
             chosen = self._chosen_refused(ids)
             for refused in chosen:
                 self._db.execute(
                     "UPDATE messages SET state = 'pending', attempts = 0, next_attempt_at = 0,"
-                    " last_error = NULL WHERE id = ? AND state = 'published'",
+                    " last_error = NULL, retried_unsent = 1 WHERE id = ? AND state = 'published'",
                     (refused.event_id,),
                 )
                 self._db.execute("DELETE FROM refused WHERE event_id = ?", (refused.event_id,))

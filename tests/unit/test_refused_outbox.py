@@ -315,3 +315,56 @@ def test_an_export_stopped_half_way_by_ctrl_c_leaves_nothing_written(
     # Run again, it exports both into the same folder.
     assert main(["edge", "outbox", "refused", "export", str(out_dir), "--config", str(config)]) == 0
     assert sorted(p.name for p in out_dir.iterdir()) == sorted(e.event_id for e in refused)
+
+
+def _refusal_of(wire: bytes, event: ViolationEvent, reason: str) -> EventRefusal:
+    return EventRefusal(
+        event_id=event.event_id,
+        payload_sha256=hashlib.sha256(wire).hexdigest(),
+        code=RefusalCode.FORGED,
+        reason=reason,
+    )
+
+
+def test_a_refusal_told_late_does_not_undo_the_technician_s_retry(tmp_path: Path) -> None:
+    """Central refused two copies of a violation (a re-send crossed the first refusal); the
+    second refusal came after the technician's `refused retry`, and marked the violation
+    queued again refused again, with the old reason, before it was ever sent again. A
+    refusal now counts only once the violation was published after the retry."""
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        [(event, _blobs)] = _stored(outbox, 1)
+        [wire] = [m.payload for m in outbox.due_messages(10)]
+        outbox.mark_published([event.event_id])
+        first = _refusal_of(wire, event, "the first copy: a key central lacked")
+        second = _refusal_of(wire, event, "the second copy: a key central lacked")
+        assert outbox.mark_refused([first]) == 1
+        assert outbox.retry_refused([event.event_id], actor="test") == [event.event_id]
+
+        assert outbox.mark_refused([second]) == 0  # (it answers the copies sent before)
+        assert outbox.refused_events() == []
+        assert outbox.message_state(event.event_id) is MessageState.PENDING
+        assert [m.id for m in outbox.due_messages(10)] == [event.event_id]
+
+    # Still so after a restart; once sent again, central's answer to it counts.
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        assert outbox.mark_refused([second]) == 0
+        outbox.mark_published([event.event_id])
+        again = _refusal_of(wire, event, "refused again after the retry")
+        assert outbox.mark_refused([again]) == 1
+        [held] = outbox.refused_events()
+        assert held.reason == "refused again after the retry"
+        assert outbox.due_messages(10) == []
+
+
+def test_an_outbox_from_before_retries_were_told_apart_takes_its_column(tmp_path: Path) -> None:
+    """An outbox whose messages table predates ``retried_unsent`` gets it, its rows kept."""
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        [(event, _blobs)] = _stored(outbox, 1)
+    with sqlite3.connect(tmp_path / "outbox" / "outbox.sqlite3") as db:
+        db.execute("ALTER TABLE messages DROP COLUMN retried_unsent")
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        [wire] = [m.payload for m in outbox.due_messages(10)]
+        outbox.mark_published([event.event_id])
+        assert outbox.mark_refused([_refusal_of(wire, event, "old")]) == 1
+        outbox.retry_refused(None, actor="test")
+        assert outbox.mark_refused([_refusal_of(wire, event, "late")]) == 0
