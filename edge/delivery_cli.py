@@ -218,6 +218,11 @@ def _refused_drop(args: argparse.Namespace) -> int:
         f"{len(dropped.event_ids)} refused violation(s) dropped from {config.outbox.path},"
         f" with {dropped.blobs} evidence file(s) ({dropped.freed_bytes} bytes freed)"
     )
+    if dropped.left_on_disk:
+        print(
+            f"{dropped.left_on_disk} dropped evidence file(s) could not be removed yet (see"
+            " the warnings): they are removed at the next `edge outbox` or start of the node"
+        )
     return 0
 
 

@@ -34,7 +34,8 @@ A violation central refused for good (``mark_refused``) is kept, not sent again,
 evidence not uploaded, outside the disk budget (``_used_bytes``: the ``usage`` figure less
 what refused ones hold), until the node's technician exports (``export_refused``),
 re-queues (``retry_refused``) or drops it (``drop_refused``), each noted in
-``refused_actions``.
+``refused_actions``. A drop's evidence files are noted (``blob_deletes``) in the commit
+that deletes their rows, and removed after it, or at the next open or drop.
 """
 
 from __future__ import annotations
@@ -134,6 +135,13 @@ CREATE TABLE IF NOT EXISTS blobs (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS blobs_due ON blobs (state, next_attempt_at);
+-- Evidence files whose rows a drop deleted (``drop_refused``), noted in the same
+-- transaction and removed from the disk after it: one a kill, Ctrl-C or a refused delete
+-- left there is removed at the next open or drop (``_finish_blob_deletes``), so no file
+-- outlives its rows outside the budget. A row goes once its file is gone.
+CREATE TABLE IF NOT EXISTS blob_deletes (
+    sha256 TEXT PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS event_blobs (
     event_id TEXT NOT NULL,
     role TEXT NOT NULL,
@@ -341,6 +349,8 @@ class DroppedRefused:
     event_ids: tuple[str, ...]
     blobs: int  # evidence files no other event listed
     freed_bytes: int
+    # those of them still on disk (their delete refused): removed at the next open or drop
+    left_on_disk: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,6 +509,8 @@ class Outbox:
         self._db = _open_database(directory / DATABASE_NAME)
         self._alarmed = False
         self._remove_stale_temp_files()
+        with self._lock:
+            self._finish_blob_deletes()
 
     # ----------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -530,6 +542,35 @@ class Outbox:
                 if path.stat().st_mtime < old:
                     log.info("removing evidence file %s that no outbox row lists", path.name)
                     path.unlink()
+
+    def _finish_blob_deletes(self) -> int:
+        """Remove the evidence files a drop noted (``blob_deletes``) and their notes; a
+        file stored again since (a blobs row lists it) is kept. Returns how many are left
+        (their delete refused: a warning each, tried again at the next open or drop).
+        Called with ``_lock`` held."""
+        if self._db.execute("SELECT 1 FROM blob_deletes LIMIT 1").fetchone() is None:
+            return 0
+        left = 0
+        # (one transaction: no process lists a file again between the check and the delete)
+        with self._transaction():
+            shas = [r[0] for r in self._db.execute("SELECT sha256 FROM blob_deletes")]
+            for sha in shas:
+                # (a file stored again by a newer event since is needed: only its note goes)
+                listed = self._db.execute("SELECT 1 FROM blobs WHERE sha256 = ?", (sha,))
+                if listed.fetchone() is None:
+                    try:
+                        self.blob_path(sha).unlink(missing_ok=True)
+                    except OSError as exc:
+                        log.warning(
+                            "cannot remove dropped evidence file %s (%s): tried again at"
+                            " the next open or drop",
+                            self.blob_path(sha),
+                            exc.strerror or exc,
+                        )
+                        left += 1
+                        continue
+                self._db.execute("DELETE FROM blob_deletes WHERE sha256 = ?", (sha,))
+        return left
 
     # ------------------------------------------------------------------ storing
     def blob_path(self, sha256: str) -> Path:
@@ -1269,8 +1310,14 @@ class Outbox:
     ) -> DroppedRefused:
         """Remove the refused violations ``ids`` names (None: all) and the evidence no other
         event lists. Each must have been exported first (``export_refused``) unless
-        ``not_exported``; otherwise a UserError, and nothing is removed."""
+        ``not_exported``; otherwise a UserError, and nothing is removed.
+
+        The evidence files go after the rows' commit, each noted in it (``blob_deletes``):
+        a drop stopped among them (a kill, Ctrl-C) or a delete refused leaves notes, and
+        the next open or drop removes those files (as this one first does)."""
         gone: list[str] = []
+        with self._lock:
+            self._finish_blob_deletes()
         with self._lock, self._transaction():
             chosen = self._chosen_refused(ids)
             unsaved = [r.event_id for r in chosen if r.exported_at is None]
@@ -1303,6 +1350,9 @@ class Outbox:
                 )
                 if cur.rowcount:
                     gone.append(sha)
+            self._db.executemany(
+                "INSERT OR IGNORE INTO blob_deletes (sha256) VALUES (?)", [(g,) for g in gone]
+            )
             freed -= self._refused_bytes()
             exported = {r.event_id: r.exported_to for r in chosen}
             for event_id in event_ids:
@@ -1313,12 +1363,11 @@ class Outbox:
                     f"exported to {where}" if where else "dropped without an export",
                     actor,
                 )
-        for sha in gone:
-            with contextlib.suppress(FileNotFoundError):
-                self.blob_path(sha).unlink()
+        with self._lock:
+            left = self._finish_blob_deletes()
         if event_ids:
             log.warning("dropped %d refused violation(s) from the outbox", len(event_ids))
-        return DroppedRefused(tuple(event_ids), len(gone), freed)
+        return DroppedRefused(tuple(event_ids), len(gone), freed, left)
 
     def message_state(self, message_id: str) -> MessageState | None:
         with self._lock:

@@ -368,3 +368,92 @@ def test_an_outbox_from_before_retries_were_told_apart_takes_its_column(tmp_path
         assert outbox.mark_refused([_refusal_of(wire, event, "old")]) == 1
         outbox.retry_refused(None, actor="test")
         assert outbox.mark_refused([_refusal_of(wire, event, "late")]) == 0
+
+
+def _blob_deletes(outbox_dir: Path) -> list[str]:
+    with sqlite3.connect(outbox_dir / "outbox.sqlite3") as db:
+        return [r[0] for r in db.execute("SELECT sha256 FROM blob_deletes")]
+
+
+def test_a_drop_stopped_among_its_file_deletes_leaves_no_file_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The evidence files go after the drop's commit: a Ctrl-C (or a kill) among them left
+    files no row listed, outside any budget, until a start found them ten minutes old. The
+    files to remove are noted in that commit, and the next open removes them, except one
+    a newer event stored again meanwhile."""
+    outbox_dir = tmp_path / "outbox"
+    real_unlink = Path.unlink
+    removed: list[Path] = []
+
+    def stopped_after_one(path: Path, missing_ok: bool = False) -> None:
+        if path.parent.parent == outbox_dir / "blobs" and removed:
+            raise KeyboardInterrupt
+        removed.append(path)
+        real_unlink(path, missing_ok=missing_ok)
+
+    with Outbox(outbox_dir, BIG_BUDGET) as outbox:
+        [(dropped, blobs), (kept, _kept_blobs)] = _stored(outbox, 2)
+        extra, extra_blobs = signed_event()
+        outbox.put_violation(extra, extra_blobs)
+        for event in (dropped, extra):
+            _refuse(outbox, event, RefusalCode.FORGED)
+        files = {ref.sha256: outbox.blob_path(ref.sha256) for ref in dropped.evidence}
+        files |= {ref.sha256: outbox.blob_path(ref.sha256) for ref in extra.evidence}
+        with monkeypatch.context() as patched:
+            patched.setattr(Path, "unlink", stopped_after_one)
+            with pytest.raises(KeyboardInterrupt):
+                outbox.drop_refused(None, actor="test", not_exported=True)
+        assert outbox.refused_events() == []  # (the rows went: the drop committed)
+        assert len(removed) == 1 and sum(p.exists() for p in files.values()) == 3
+        # A newer violation lists one of the files still there: it stays.
+        again = next(b for b in blobs if files[b.ref.sha256].exists())
+        newer, _ = signed_event([again])
+        outbox.put_violation(newer, [again])
+
+    with Outbox(outbox_dir, BIG_BUDGET) as outbox:
+        assert [p for p in files.values() if p.exists()] == [files[again.ref.sha256]]
+        assert again.ref.sha256 in {b.sha256 for b in outbox.due_blobs(100)}
+        for ref in kept.evidence:
+            assert outbox.blob_path(ref.sha256).exists()
+    assert _blob_deletes(outbox_dir) == []
+
+
+def test_a_dropped_evidence_file_that_cannot_be_removed_goes_at_the_next_drop(
+    refused_outbox: tuple[Path, list[ViolationEvent], ViolationEvent],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A delete the disk refused (permissions) ended the drop with a traceback after its
+    commit, the other files left too; now the others go, the drop says how many are left,
+    and the next drop (or open) removes them."""
+    config, refused, pending = refused_outbox
+    outbox_dir = tmp_path / "outbox"
+    with Outbox(outbox_dir, BIG_BUDGET) as outbox:
+        first = [outbox.blob_path(ref.sha256) for ref in refused[0].evidence]
+        second = [outbox.blob_path(ref.sha256) for ref in refused[1].evidence]
+    real_unlink = Path.unlink
+
+    def refused_delete(path: Path, missing_ok: bool = False) -> None:
+        if path == first[0]:
+            raise PermissionError(13, "Permission denied", str(path))
+        real_unlink(path, missing_ok=missing_ok)
+
+    drop = ("edge", "outbox", "refused", "drop", "--yes", "--not-exported", "--config", str(config))
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "unlink", refused_delete)
+        code, out, _ = _run(capsys, *drop, "--id", refused[0].event_id)
+    assert code == 0 and f"dropped {refused[0].event_id}" in out
+    assert "1 dropped evidence file(s) could not be removed yet" in out
+    assert first[0].exists() and not first[1].exists()
+    assert _blob_deletes(outbox_dir) == [first[0].name]
+
+    code, out, _ = _run(capsys, *drop, "--id", refused[1].event_id)
+    assert code == 0 and "could not be removed" not in out
+    assert not any(p.exists() for p in first + second)
+    assert _blob_deletes(outbox_dir) == []
+    with Outbox(outbox_dir, BIG_BUDGET) as outbox:
+        assert outbox.message_state(pending.event_id) is MessageState.PUBLISHED
+        for ref in pending.evidence:
+            assert outbox.blob_path(ref.sha256).exists()
