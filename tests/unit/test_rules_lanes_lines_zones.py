@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -25,9 +24,11 @@ from tests.rules_tracks import (
     T0,
     Track,
     frames,
+    frames_in_perspective,
     geometry,
     hold,
     line_path,
+    perspective,
     run,
     scene_config,
 )
@@ -249,15 +250,6 @@ def test_forbidden_lane_far_off_road_positions_make_no_distance(
     assert [v for f in shown for v in rule.update(f)] == []
 
 
-def _perspective(p: Point) -> Point:
-    """A camera 8 m above the road looking along it (focal 900 px), its horizon at image
-    row 50: row 880 is 8.7 m away, row 150 72 m, row 60 720 m (one pixel there: 72 m)."""
-    if p.y <= 50:
-        return Point(math.nan, math.nan)
-    ahead = 7200.0 / (p.y - 50.0)
-    return Point((p.x - 500.0) * ahead / 900.0, ahead)
-
-
 @pytest.mark.parametrize(
     "outliers_s",
     [(0.9, 1.0, 1.1), (0.9, 1.0, 1.1, 1.2), (0.1, 0.2, 0.3)],
@@ -278,25 +270,20 @@ def test_forbidden_lane_road_positions_near_the_horizon_make_no_distance(
     def seen(p: WorldTrackPoint) -> WorldTrackPoint:
         outlier = any(abs(p.t - T0 - s) < 1e-6 for s in outliers_s)
         ground = horizon if outlier else p.ground_px
-        return dataclasses.replace(p, ground_px=ground, world=_perspective(ground))
+        return dataclasses.replace(p, ground_px=ground, world=perspective(ground))
 
     shown = [TrackFrame(f.t, tuple(seen(p) for p in f.points)) for f in frames([touch], True)]
-    rule = ForbiddenLaneRule(SceneGeometry(scene_config(), _perspective))
+    rule = ForbiddenLaneRule(SceneGeometry(scene_config(), perspective))
     assert [v for f in shown for v in rule.update(f)] == []
 
 
-def test_forbidden_lane_by_distance_under_a_perspective_calibration() -> None:
+def test_forbidden_lane_by_distance_under_aperspective_calibration() -> None:
     # Up lane 1 at 20 m/s from 8.5 m to 32.5 m away (image rows 897 to 272) in 1.2 s:
     # fined on distance (20 m), long before the 3 s minimum.
     samples = [(k / 10, 500.0, 50.0 + 7200.0 / (8.5 + 2.0 * k)) for k in range(13)]
     track = Track(1, samples, TRUCK)
-    points = [
-        TrackFrame(
-            f.t, tuple(dataclasses.replace(p, world=_perspective(p.ground_px)) for p in f.points)
-        )
-        for f in frames([track], True)
-    ]
-    rule = ForbiddenLaneRule(SceneGeometry(scene_config(), _perspective))
+    points = frames_in_perspective([track])
+    rule = ForbiddenLaneRule(SceneGeometry(scene_config(), perspective))
     [v] = [v for f in points for v in rule.update(f)]
     assert v.measured.distance_m is not None and v.measured.distance_m >= 20.0
     assert v.t < T0 + 1.2

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 
 import pytest
 
@@ -19,9 +18,11 @@ from tests.rules_tracks import (
     T0,
     Track,
     frames,
+    frames_in_perspective,
     geometry,
     hold,
     line_path,
+    perspective,
     run,
     scene_config,
 )
@@ -214,18 +215,9 @@ def test_no_distance_in_metres_without_a_calibration() -> None:
     assert v.explanation.endswith(", 200 px further on")
 
 
-def _perspective(p: Point) -> Point:
-    """A camera 8 m above the road looking along it (focal 900 px), its horizon at image
-    row 50: row 880 is 8.7 m away, row 150 72 m, row 60 720 m (one pixel there: 72 m).
-    Road y grows away from the camera, so lane 2's lawful (0, -1) is down the image."""
-    if p.y <= 50:
-        return Point(math.nan, math.nan)
-    ahead = 7200.0 / (p.y - 50.0)
-    return Point((p.x - 500.0) * ahead / 900.0, ahead)
-
-
-# Lawfully down lane 2, toward the camera, over 4 s; some frames' box bottoms land on
-# one image point just below the horizon (720 m up the road, where one pixel is 72 m).
+# Lawfully down lane 2 (in perspective its lawful (0, -1) is down the image, toward the
+# camera) over 4 s; some frames' box bottoms land on one image point just below the
+# horizon (720 m up the road, where one pixel is 72 m).
 NEAR_HORIZON_CASES = {
     "three in a row": ((1.0, 1.1, 1.2), False),
     "four in a row": ((2.0, 2.1, 2.2, 2.3), False),
@@ -241,11 +233,11 @@ def test_wrong_way_road_positions_near_the_horizon_measure_nothing(name: str) ->
     def seen(p: WorldTrackPoint) -> WorldTrackPoint:
         outlier = any(abs(p.t - T0 - s) < 1e-6 for s in outliers_s)
         ground = horizon if outlier else p.ground_px
-        return dataclasses.replace(p, ground_px=ground, world=_perspective(ground))
+        return dataclasses.replace(p, ground_px=ground, world=perspective(ground))
 
     track = Track(3, line_path((700, 300), (700, 900), 0, 4))
     shown = [TrackFrame(f.t, tuple(seen(p) for p in f.points)) for f in frames([track], True)]
-    rule = WrongWayRule(SceneGeometry(scene_config(), _perspective))
+    rule = WrongWayRule(SceneGeometry(scene_config(), perspective))
     found = [v for f in shown for v in rule.update(f)]
     assert len(found) == (1 if fires else 0), [v.explanation for v in found]
 
@@ -253,26 +245,15 @@ def test_wrong_way_road_positions_near_the_horizon_measure_nothing(name: str) ->
 def test_wrong_way_far_up_the_road_jitter_measures_nothing() -> None:
     # Standing 140-720 m up the road (rows 60-100): box jitter of a few pixels there moves
     # the road position by tens of metres each way.
-    track = Track(3, hold((700, 70), 0, 10, jitter=4))
-    pts = [
-        TrackFrame(
-            f.t, tuple(dataclasses.replace(p, world=_perspective(p.ground_px)) for p in f.points)
-        )
-        for f in frames([track], True)
-    ]
-    rule = WrongWayRule(SceneGeometry(scene_config(), _perspective))
+    pts = frames_in_perspective([Track(3, hold((700, 70), 0, 10, jitter=4))])
+    rule = WrongWayRule(SceneGeometry(scene_config(), perspective))
     assert [v.explanation for f in pts for v in rule.update(f)] == []
 
 
-def test_wrong_way_is_still_found_near_the_camera_under_a_perspective() -> None:
+def test_wrong_way_is_still_found_near_the_camera_under_aperspective() -> None:
     # Up lane 2 (against its lawful direction) from 8.7 m to 20 m away: 11 m back.
     samples = [(k / 10, 700.0, 50.0 + 7200.0 / (8.7 + 0.5 * k)) for k in range(24)]
-    pts = [
-        TrackFrame(
-            f.t, tuple(dataclasses.replace(p, world=_perspective(p.ground_px)) for p in f.points)
-        )
-        for f in frames([Track(3, samples)], True)
-    ]
-    rule = WrongWayRule(SceneGeometry(scene_config(), _perspective))
+    pts = frames_in_perspective([Track(3, samples)])
+    rule = WrongWayRule(SceneGeometry(scene_config(), perspective))
     [v] = [v for f in pts for v in rule.update(f)]
     assert v.measured.distance_m is not None and v.measured.distance_m >= 8.0
