@@ -12,7 +12,6 @@ the last push was refused.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +35,7 @@ from edge.config_push import (
 from edge.delivery_config import ConfigPushSettings
 from roadwatch.contract.signing import SignatureError, load_public_key_pem
 from roadwatch.errors import UserError
+from roadwatch.files import write_atomic
 
 if TYPE_CHECKING:
     from edge.node import EdgeNode
@@ -54,20 +54,6 @@ def load_central_key(path: Path) -> Ed25519PublicKey:
         raise UserError(f"cannot read central's config key {path}: {exc.strerror}") from exc
     except SignatureError as exc:
         raise UserError(f"central's config key {path}: {exc}") from exc
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class ConfigStore:
@@ -91,9 +77,9 @@ class ConfigStore:
         folder.mkdir(parents=True, exist_ok=True)
         for camera, scene in pushed.scenes.items():
             text = yaml.safe_dump(scene.model_dump(mode="json"), sort_keys=False)
-            _write_atomic(folder / scene_file_name(camera), text.encode("utf-8"))
+            write_atomic(folder / scene_file_name(camera), text.encode("utf-8"))
         for camera, calibration in pushed.calibrations.items():
-            _write_atomic(folder / calibration_file_name(camera), dump_yaml(calibration).encode())
+            write_atomic(folder / calibration_file_name(camera), dump_yaml(calibration).encode())
         return folder
 
     def discard(self, pushed: PushedConfig, applied: AppliedConfig) -> None:
@@ -103,7 +89,7 @@ class ConfigStore:
 
     def save(self, raw: bytes, pushed: PushedConfig) -> None:
         """Keep ``raw`` as the applied push; drop the files of earlier ones."""
-        _write_atomic(self.folder / APPLIED_FILE, raw)
+        write_atomic(self.folder / APPLIED_FILE, raw)
         keep = f"v-{pushed.digest[:24]}"
         for old in self.folder.glob("v-*"):
             if old.is_dir() and old.name != keep:

@@ -332,7 +332,7 @@ def test_a_store_keeps_the_files_of_the_applied_push_only(tmp_path: Path) -> Non
     store.save(payload(document(version="v3")), second)
     assert not old.exists() and new.is_dir()
     assert store.load() == payload(document(version="v3"))
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert not list(tmp_path.glob(".*.partial*"))
 
 
 def _tracked(index: int, at: datetime) -> Any:
