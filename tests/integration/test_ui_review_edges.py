@@ -346,8 +346,24 @@ def test_a_speeding_case_shows_the_excess_and_fine_band_its_evidence_states(
     expect(facts).not_to_contain_text("vượt 11 km/h")
     # The deadline's state, then its time ("Còn hạn hạn 22:06" read the word twice).
     expect(facts).to_contain_text("Gửi thông báo (10 ngày): Còn hạn · hạn chót ")
+    # The decree's own ends: exactly 20 km/h over is "from 10 to 20", exactly 35 "over 20
+    # to 35", and the band follows the excess as written (20.04 is written 20).
+    bands = {
+        (80.0, 0.0): ("vượt 20 km/h", "vượt từ 10 đến 20 km/h"),
+        (81.04, 1.0): ("vượt 20 km/h", "vượt từ 10 đến 20 km/h"),
+        (95.0, 0.0): ("vượt 35 km/h", "vượt trên 20 đến 35 km/h"),
+        (95.2, 0.0): ("vượt 35,2 km/h", "vượt trên 35 km/h"),
+    }
+    more = []
+    for (speed, uncertainty), (over, band) in bands.items():
+        m = Measurement(speed_kmh=speed, speed_uncertainty_kmh=uncertainty, speed_limit_kmh=60.0)
+        more.append(ui_server.add_case(camera="ql13-km22", type=ViolationType.SPEEDING, measured=m))
+        page.goto(f"{ui_server.url}/ui/#/case/{more[-1]}")
+        expect(facts).to_contain_text(over)
+        expect(facts).to_contain_text(f"{band} (Nghị định 168/2024)")
     page.context.close()
-    ui_server.take_out(vid)
+    for v in (vid, *more):
+        ui_server.take_out(v)
 
 
 def test_a_decision_the_sessions_end_refused_is_offered_again_with_what_was_typed(
