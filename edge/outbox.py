@@ -225,10 +225,12 @@ END;
 
 # (A violation central refused for good is not sent again: see ``mark_refused``.)
 _NOT_REFUSED = " AND id NOT IN (SELECT event_id FROM refused)"
-# The blobs refused violations list (kept for the record, not uploaded while only such
-# ones list them: see ``due_blobs``).
-_REFUSED_BLOBS = (
+# The blobs only refused violations list (no other event): kept for the record, not
+# uploaded (``due_blobs``) and held outside the disk budget (``_refused_bytes``).
+_REFUSED_ONLY_BLOBS = (
     "SELECT e.sha256 FROM event_blobs e WHERE e.event_id IN (SELECT event_id FROM refused)"
+    " AND NOT EXISTS (SELECT 1 FROM event_blobs o WHERE o.sha256 = e.sha256"
+    " AND o.event_id NOT IN (SELECT event_id FROM refused))"
 )
 
 
@@ -1383,9 +1385,7 @@ class Outbox:
                 "SELECT sha256, media_type, size, attempts FROM blobs"
                 " WHERE state = 'pending' AND (next_attempt_at <= ? OR next_attempt_at > ?)"
                 # (a refused violation's evidence stays here, for its export or its retry)
-                f" AND (sha256 NOT IN ({_REFUSED_BLOBS}) OR EXISTS (SELECT 1 FROM event_blobs"
-                " e WHERE e.sha256 = blobs.sha256 AND e.event_id NOT IN"
-                " (SELECT event_id FROM refused)))"
+                f" AND sha256 NOT IN ({_REFUSED_ONLY_BLOBS})"
                 " ORDER BY next_attempt_at, rowid LIMIT ?",
                 (*self._due_window(), limit),
             ).fetchall()
@@ -1504,8 +1504,7 @@ class Outbox:
         ).fetchone()[0]
         blobs = self._db.execute(
             "SELECT COALESCE(SUM(b.size), 0) FROM blobs b WHERE b.state != 'uploaded'"
-            f" AND b.sha256 IN ({_REFUSED_BLOBS}) AND NOT EXISTS (SELECT 1 FROM event_blobs e"
-            " WHERE e.sha256 = b.sha256 AND e.event_id NOT IN (SELECT event_id FROM refused))"
+            f" AND b.sha256 IN ({_REFUSED_ONLY_BLOBS})"
         ).fetchone()[0]
         return int(payloads) + int(blobs)
 
