@@ -285,8 +285,8 @@ def _outbox_status(args: argparse.Namespace) -> int:
             f"  refused {event.event_id} at {_when(event.refused_at)}: {event.code}:"
             f" {event.reason}{exported}"
         )
-    for at, action, event_id, detail, actor in actions:
-        print(f"  {_when(at)} {action} {event_id} by {actor}: {detail}")
+    for done in actions:
+        print(f"  {_when(done.at)} {done.action} {done.event_id} by {done.actor}: {done.detail}")
     return 1 if broken or stats.alarm or disk_low else 0
 
 

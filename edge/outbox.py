@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -353,6 +354,16 @@ class DroppedRefused:
     freed_bytes: int
     # those of them still on disk (their delete refused): removed at the next open or drop
     left_on_disk: int = 0
+
+
+class RefusedAction(NamedTuple):
+    """What the node's technician did with a refused violation (``refused_actions``)."""
+
+    at: float
+    action: str  # export, retry or drop
+    event_id: str
+    detail: str
+    actor: str  # the technician's user name on the node
 
 
 @dataclass(frozen=True, slots=True)
@@ -1105,16 +1116,18 @@ class Outbox:
             ).fetchall()
         return [RefusedEvent(*r) for r in rows]
 
-    def refused_actions(self, limit: int = 10) -> list[tuple[float, str, str, str, str]]:
-        """The latest actions on refused violations, newest first: (time, action, event
-        id, detail, who)."""
+    def refused_actions(self, limit: int = 10) -> list[RefusedAction]:
+        """The latest actions on refused violations, newest first."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT at, action, event_id, detail, actor FROM refused_actions"
                 " ORDER BY at DESC, rowid DESC LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [(float(a), str(b), str(c), str(d), str(e)) for a, b, c, d, e in rows]
+        return [
+            RefusedAction(float(at), str(action), str(event_id), str(detail), str(actor))
+            for at, action, event_id, detail, actor in rows
+        ]
 
     def _chosen_refused(self, ids: Sequence[str] | None) -> list[RefusedEvent]:
         """The refused violations ``ids`` names (None: all of them); a UserError naming
