@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -226,6 +227,8 @@ END;
 
 # (A violation central refused for good is not sent again: see ``mark_refused``.)
 _NOT_REFUSED = " AND id NOT IN (SELECT event_id FROM refused)"
+# A ``refused`` row, in the order of ``RefusedEvent``'s fields.
+_REFUSED_COLUMNS = "event_id, code, reason, refused_at, exported_at, exported_to"
 # The blobs only refused violations list (no other event): kept for the record, not
 # uploaded (``due_blobs``) and held outside the disk budget (``_refused_bytes``).
 _REFUSED_ONLY_BLOBS = (
@@ -1110,8 +1113,7 @@ class Outbox:
         """The violations central refused for good, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT event_id, code, reason, refused_at, exported_at, exported_to"
-                " FROM refused ORDER BY refused_at, event_id LIMIT ?",
+                f"SELECT {_REFUSED_COLUMNS} FROM refused ORDER BY refused_at, event_id LIMIT ?",
                 (limit,),
             ).fetchall()
         return [RefusedEvent(*r) for r in rows]
@@ -1133,8 +1135,7 @@ class Outbox:
         """The refused violations ``ids`` names (None: all of them); a UserError naming
         any id that is not a refused violation here."""
         rows = self._db.execute(
-            "SELECT event_id, code, reason, refused_at, exported_at, exported_to"
-            " FROM refused ORDER BY refused_at, event_id"
+            f"SELECT {_REFUSED_COLUMNS} FROM refused ORDER BY refused_at, event_id"
         ).fetchall()
         held = {r[0]: RefusedEvent(*r) for r in rows}
         if ids is None:
@@ -1232,8 +1233,6 @@ class Outbox:
         payload: bytes,
         listed: Sequence[tuple[str, str, str, int, str]],
     ) -> ExportedEvent:
-        import json
-
         partial = target / f".{refused.event_id}.partial-{os.getpid()}"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir()
