@@ -182,7 +182,7 @@ def check_pushable(
     if status is None:
         return f"{site}/{node} has sent no status yet: central does not know what it runs"
     running_version = status.get("config_version")
-    running = _running_push(session, site=site, node=node, status=status)
+    running = _running_push(session, site=site, node=node, version=running_version)
     if running_version == version:
         if running is not None:
             return ""  # (the push it runs, again: the node takes it as the same)
@@ -272,16 +272,14 @@ def _last_status(session: Session, *, site: str, node: str) -> dict[str, Any] | 
     return status if isinstance(status, dict) else None
 
 
-def _running_push(
-    session: Session, *, site: str, node: str, status: Mapping[str, Any]
-) -> NodeConfig | None:
-    """The recorded push whose version the node's last status says it runs, if any."""
-    running = status.get("config_version")
-    if not isinstance(running, str):
+def _running_push(session: Session, *, site: str, node: str, version: object) -> NodeConfig | None:
+    """The recorded push of ``version`` (the config_version the node's last status names,
+    whatever its type), if any."""
+    if not isinstance(version, str):
         return None
     return session.scalar(
         select(NodeConfig).where(
-            NodeConfig.site == site, NodeConfig.node == node, NodeConfig.version == running
+            NodeConfig.site == site, NodeConfig.node == node, NodeConfig.version == version
         )
     )
 
