@@ -966,8 +966,8 @@ def _record_status(
     session: Session,
     status: NodeStatus,
     silent_after: timedelta,
-    ingest: str | None = None,
-    replayed: list[tuple[Message, Refusal]] | None = None,
+    ingest: str | None,
+    replayed_wills: list[tuple[Message, Refusal]],
 ) -> Placing | Refusal:
     """Apply a node's status (or its last will) and the health of its cameras, where it is
     newer than the status held (``central.status_order``); a camera the status leaves out
@@ -982,7 +982,11 @@ def _record_status(
     superseded by what another ingest took (not applied, counted as repeated). The order
     an ingest received is kept per client id (``StatusReceived``), with the batch: its
     broker session, which delivers the rest in order after a restart, is kept by the same
-    id, so a restart forgets neither."""
+    id, so a restart forgets neither.
+
+    A last will taken that this status shows published again (a status of its session
+    after it) is appended to ``replayed_wills``, with its refusal, for the caller to
+    quarantine."""
     now = utcnow()
     # (Locked: another ingest takes the same statuses, each from its own subscription.)
     node = session.scalar(
@@ -1024,11 +1028,11 @@ def _record_status(
     node.status_sequence = placed.order.sequence
     node.status_will_taken = placed.order.will_taken
     node.status_wills_replayed = placed.order.wills_replayed
-    if placed.will_replayed and node.status_json is not None and replayed is not None:
+    if placed.will_replayed and node.status_json is not None:
         # (The will, as taken, is the status held until this one: kept as refused.)
         will = Message(node_topic(status.site, status.node, NodeTopic.STATUS),
                        node.status_json.encode("utf-8"))  # fmt: skip
-        replayed.append((will, Refusal(RefusalCode.REPLAYED, placed.will_replayed)))
+        replayed_wills.append((will, Refusal(RefusalCode.REPLAYED, placed.will_replayed)))
     history = _History(session, status.site, status.node, now)
     # Heard again after going silent: a change for the live feed, though the state is
     # the one stored (see central.health); its silence is kept in the history.
