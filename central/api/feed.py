@@ -186,15 +186,7 @@ def poll(
     )
     for c in session.scalars(cameras):
         health = camera_health(c, now, silent_after)
-        data = {
-            "site": c.site,
-            "node": c.node,
-            "camera": c.camera,
-            "state": health.state,
-            "reason": health.reason,
-            "updated_at": time_text(health.since),
-            **_where(c),
-        }
+        data = _camera_data(c.site, c.node, c.camera, health.state, health.reason, health.since, c)
         key = ("camera", c.site, c.node, c.camera)
         if health.since > floor and _new(cursor, key, health.since):
             changes.append((health.since, NOW_ID, ("camera", data)))
@@ -210,12 +202,7 @@ def poll(
     )
     for n in session.scalars(nodes):
         node = node_health(n, now, silent_after)
-        data = {
-            "site": n.site,
-            "node": n.node,
-            "state": node.state,
-            "updated_at": time_text(node.since),
-        }
+        data = _node_data(n.site, n.node, node.state, node.since)
         key = ("node", n.site, n.node, "")
         if node.since > floor and _new(cursor, key, node.since):
             changes.append((node.since, NOW_ID, ("node", data)))
@@ -249,12 +236,12 @@ def _replayed(session: Session, cursor: FeedCursor, floor: datetime, now: dateti
         changes.append((floor, -1, _cut(replay_from, oldest.at, "count")))
     for change, cam in history:
         key = (change.kind, change.site, change.node, change.camera)
-        data: dict[str, Any] = {"site": change.site, "node": change.node}
         if change.kind == "camera":
-            data |= {"camera": change.camera, "state": change.state, "reason": change.reason}
-            data |= {"updated_at": time_text(change.at), **_where(cam)}
+            data = _camera_data(
+                change.site, change.node, change.camera, change.state, change.reason, change.at, cam
+            )
         else:
-            data |= {"state": change.state, "updated_at": time_text(change.at)}
+            data = _node_data(change.site, change.node, change.state, change.at)
         cursor.sent_changes[change.id] = change.at
         if cursor.sent.get(key) == change.at:
             continue  # (sent as it happened: a silence, stored once it ended)
@@ -293,6 +280,33 @@ def _history(
         .limit(REPLAY_MAX + 1)
     ).all()
     return [(change, cam) for change, cam in reversed(rows)]
+
+
+def _camera_data(
+    site: str,
+    node: str,
+    camera: str,
+    state: str,
+    reason: str,
+    at: datetime,
+    cam: Camera | None,
+) -> dict[str, Any]:
+    """A ``camera`` event's data: its health from ``at``, and where it is (``cam``: its
+    row, None when central holds none)."""
+    return {
+        "site": site,
+        "node": node,
+        "camera": camera,
+        "state": state,
+        "reason": reason,
+        "updated_at": time_text(at),
+        **_where(cam),
+    }
+
+
+def _node_data(site: str, node: str, state: str, at: datetime) -> dict[str, Any]:
+    """A ``node`` event's data: its state from ``at``."""
+    return {"site": site, "node": node, "state": state, "updated_at": time_text(at)}
 
 
 def _where(cam: Camera | None) -> dict[str, Any]:
