@@ -325,9 +325,16 @@ def push_config(
             )
         publish(topic, earlier.message.encode("utf-8"))
         return PushedRecord(
-            site, node, version, digest, earlier.issued_at, earlier.pushed_by, topic, True,
-            unchecked,
-        )  # fmt: skip
+            site,
+            node,
+            version,
+            digest,
+            earlier.issued_at,
+            earlier.pushed_by,
+            topic,
+            repeated=True,
+            unchecked=unchecked,
+        )
     issued_at = now or utcnow()
     try:
         push = ConfigPush(
