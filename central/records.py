@@ -769,7 +769,7 @@ def _record_violations(
         }
         for event, wire, message in raced:
             held = now_stored.get(event.event_id)
-            if held is None:  # (not to be seen: counted held, as before)
+            if held is None:  # (the row it met is no longer there: counted held, a copy)
                 result.duplicates += 1
                 result.held_event_ids.append(event.event_id)
             else:
