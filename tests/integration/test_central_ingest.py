@@ -41,6 +41,7 @@ from central.records import (
     store_checked,
 )
 from central.settings import Settings
+from edge.delivery_config import DeliveryConfig
 from roadwatch.contract import (
     CameraHealth,
     CameraState,
@@ -312,21 +313,12 @@ def test_a_node_s_own_traffic_and_statuses_are_taken(
 ) -> None:
     """The node's delivery signs what central verifies: a traffic minute it stores and its
     status online, then offline when it stops (central refuses unsigned ones by default)."""
-    from edge.delivery_config import DeliveryConfig
     from edge.delivery_service import DeliveryService
 
     node = make_node()
     settings = ingest_settings(central_settings, mqtt_broker, node.site)
     assert settings.accept_unsigned_traffic_status is False
-    config = DeliveryConfig.model_validate(
-        {
-            "site": node.site,
-            "node": node.node,
-            "key_path": str(tmp_path / "unused.key"),  # (the key is handed in)
-            "broker": {"host": mqtt_broker.host, "port": mqtt_broker.port, "keepalive_s": 5},
-            "outbox": {"path": str(tmp_path / "outbox")},
-        }
-    )
+    config = _delivery(node, mqtt_broker, tmp_path)
     health = [CameraHealth(camera="cam-01", state=CameraState.UP, fps=25.0)]
     delivery = DeliveryService.from_config(config, key=node.key, cameras=lambda: health)
     traffic = _traffic(node).model_copy(update={"signature": None})
@@ -629,20 +621,11 @@ def test_traffic_minutes_not_sent_before_a_rotation_are_taken_after_the_old_key_
     still in its outbox (its link down), and the old key is revoked: the node signs that
     minute again with its new key when it starts, and central stores it instead of
     quarantining it as revoked_key."""
-    from edge.delivery_config import DeliveryConfig
     from edge.delivery_service import DeliveryService
 
     node = make_node()
     settings = ingest_settings(central_settings, mqtt_broker, node.site)
-    config = DeliveryConfig.model_validate(
-        {
-            "site": node.site,
-            "node": node.node,
-            "key_path": str(tmp_path / "unused.key"),  # (the key is handed in)
-            "broker": {"host": mqtt_broker.host, "port": mqtt_broker.port, "keepalive_s": 5},
-            "outbox": {"path": str(tmp_path / "outbox")},
-        }
-    )
+    config = _delivery(node, mqtt_broker, tmp_path)
     before = DeliveryService.from_config(config, key=node.key)
     assert before.submit_traffic(_traffic(node).model_copy(update={"signature": None}))
     before.stop(timeout_s=1)  # (never started: the minute stays in the outbox, not sent)
@@ -671,24 +654,11 @@ def test_a_violation_signed_with_a_key_revoked_since_is_refused_for_good_and_kep
     receipt topic; the node keeps the event as refused, with central's reason (nothing
     lost), and stops sending it, where before it sent it again forever. One central held
     from before the revocation, sent again, gets its receipt instead."""
-    from edge.delivery_config import DeliveryConfig
     from edge.delivery_service import DeliveryService
 
     node = make_node()
     settings = ingest_settings(central_settings, mqtt_broker, node.site)
-    config = DeliveryConfig.model_validate(
-        {
-            "site": node.site,
-            "node": node.node,
-            "key_path": str(tmp_path / "unused.key"),  # (the key is handed in)
-            "broker": {"host": mqtt_broker.host, "port": mqtt_broker.port, "keepalive_s": 5},
-            "outbox": {
-                "path": str(tmp_path / "outbox"),
-                "receipt_timeout_s": 0.5,
-                "receipt_timeout_cap_s": 1,
-            },
-        }
-    )
+    config = _delivery(node, mqtt_broker, tmp_path, receipt_timeout_s=0.5, receipt_timeout_cap_s=1)
     held, stranded = signed_event(node, evidence=[]), signed_event(node, evidence=[])
     store_events(central_db, node, [held])  # (its receipt lost: the node sends it again)
     before = DeliveryService.from_config(config, key=node.key)
@@ -741,25 +711,12 @@ def test_a_forged_violation_is_refused_for_good_and_taken_once_retried_after_its
     registered the key, the technician queues them again and central takes them."""
     from central.db import session_factory, transaction
     from central.records import add_node_key
-    from edge.delivery_config import DeliveryConfig
     from edge.delivery_service import DeliveryService
     from roadwatch.contract.signing import public_key_pem
 
     node = make_node()
     settings = ingest_settings(central_settings, mqtt_broker, node.site)
-    config = DeliveryConfig.model_validate(
-        {
-            "site": node.site,
-            "node": node.node,
-            "key_path": str(tmp_path / "unused.key"),  # (the key is handed in)
-            "broker": {"host": mqtt_broker.host, "port": mqtt_broker.port, "keepalive_s": 5},
-            "outbox": {
-                "path": str(tmp_path / "outbox"),
-                "receipt_timeout_s": 0.5,
-                "receipt_timeout_cap_s": 1,
-            },
-        }
-    )
+    config = _delivery(node, mqtt_broker, tmp_path, receipt_timeout_s=0.5, receipt_timeout_cap_s=1)
     new_key = generate_private_key()  # (not registered yet)
     forged = sign(violation_event(site=node.site, node=node.node, evidence=[]), new_key)
     service = DeliveryService.from_config(config, key=new_key)
@@ -813,20 +770,11 @@ def test_an_event_id_central_holds_with_other_content_is_refused_for_good_not_re
     """Central holds an event; its node's outbox holds another content under the same id
     (reused_event_id). A receipt for the id would have the node delete a violation central
     does not hold: it is refused for good instead, and kept on the node."""
-    from edge.delivery_config import DeliveryConfig
     from edge.delivery_service import DeliveryService
 
     node = make_node()
     settings = ingest_settings(central_settings, mqtt_broker, node.site)
-    config = DeliveryConfig.model_validate(
-        {
-            "site": node.site,
-            "node": node.node,
-            "key_path": str(tmp_path / "unused.key"),  # (the key is handed in)
-            "broker": {"host": mqtt_broker.host, "port": mqtt_broker.port, "keepalive_s": 5},
-            "outbox": {"path": str(tmp_path / "outbox"), "receipt_timeout_s": 0.5},
-        }
-    )
+    config = _delivery(node, mqtt_broker, tmp_path, receipt_timeout_s=0.5)
     held = signed_event(node, evidence=[])
     store_events(central_db, node, [held])
     other = sign(held.model_copy(update={"track_id": held.track_id + 1}), node.key)
@@ -1493,3 +1441,20 @@ def test_status_order_received_before_its_times_counts_as_received_at_the_upgrad
         command.upgrade(cfg, "head")
     finally:
         engine.dispose()
+
+
+def _delivery(
+    node: NodeIdentity, broker: BrokerAddress, tmp_path: Path, **outbox: float
+) -> DeliveryConfig:
+    """The node's delivery to the test broker, its outbox under ``tmp_path`` (the key is
+    handed to the service, not read from ``key_path``)."""
+
+    return DeliveryConfig.model_validate(
+        {
+            "site": node.site,
+            "node": node.node,
+            "key_path": str(tmp_path / "unused.key"),
+            "broker": {"host": broker.host, "port": broker.port, "keepalive_s": 5},
+            "outbox": {"path": str(tmp_path / "outbox"), **outbox},
+        }
+    )
