@@ -9,7 +9,6 @@ The Decree 168/2024 band of the excess is reported.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
 
 from edge.rules import vi
 from edge.rules.base import RuleUnavailableError, Signals, TrackMemory, TrackRule
@@ -30,9 +29,8 @@ DECREE_168_BANDS: tuple[tuple[tuple[float, bool], tuple[float, bool], str], ...]
 
 
 def shown_excess(excess_kmh: float) -> float:
-    """The excess as the explanation and the review page write it: to 0.1 km/h, half away
-    from zero (from the float's shortest decimal spelling, as the page's Intl does)."""
-    return float(Decimal(repr(float(excess_kmh))).quantize(Decimal("0.1"), ROUND_HALF_UP))
+    """The excess as the explanation and the review page write it, to 0.1 km/h."""
+    return float(vi.rounded(excess_kmh, 1))
 
 
 def decree_band(excess_kmh: float) -> str | None:

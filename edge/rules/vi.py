@@ -38,6 +38,13 @@ BAND_VI: dict[str, str] = {
 }
 
 
+def rounded(x: float, digits: int = 1) -> Decimal:
+    """``x`` as the review page rounds it: half away from zero to ``digits`` decimals, from
+    the float's shortest decimal spelling, as Intl does (2.675 to 2 digits is 2.68, though
+    the float itself lies a hair below 2.675)."""
+    return Decimal(repr(float(x))).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+
+
 def number(x: float, digits: int = 1) -> str:
     """``x`` as the review page writes a number in Vietnamese: rounded half away from zero
     to at most ``digits`` decimals (trailing zeros dropped), a decimal comma and a dot
@@ -46,11 +53,9 @@ def number(x: float, digits: int = 1) -> str:
         raise ValueError(f"digits must be 0 or more, not {digits}")
     if not math.isfinite(x):
         raise ValueError(f"not a number to write: {x}")
-    # (from the float's shortest decimal spelling, as Intl rounds it: 2.675 to 2 digits is
-    # 2,68, though the float itself lies a hair below 2.675)
-    rounded = Decimal(repr(float(x))).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
-    sign = "-" if rounded < 0 else ""
-    whole, _, fraction = f"{abs(rounded):f}".partition(".")
+    written = rounded(x, digits)
+    sign = "-" if written < 0 else ""
+    whole, _, fraction = f"{abs(written):f}".partition(".")
     fraction = fraction.rstrip("0")
     groups = f"{int(whole):,}".replace(",", ".")
     return sign + groups + ("," + fraction if fraction else "")
