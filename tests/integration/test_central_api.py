@@ -1708,21 +1708,9 @@ def test_the_place_a_node_names_for_its_camera_reaches_the_camera_list(
     make_node: Callable[..., NodeIdentity],
 ) -> None:
     node = make_node()
-    topic = node_topic(node.site, node.node, NodeTopic.STATUS)
 
     def status(place: str | None) -> None:
-        health = CameraHealth(camera="cam-01", state=CameraState.UP, fps=25.0, place=place)
-        sent = NodeStatus(
-            site=node.site,
-            node=node.node,
-            state=NodeState.ONLINE,
-            sent_at=T0,
-            cameras=[health],
-            **status_position(),
-        )
-        with transaction(session_factory(central_db.engine)) as s:
-            signed = Message(topic, to_wire(sign(sent, node.key)))
-            assert not record_batch(s, [signed], KeyCache()).quarantined
+        _camera_placed(central_db, node, place)
 
     def places() -> tuple[str, str, str | None]:
         [cam] = [
@@ -1767,21 +1755,9 @@ def test_a_camera_read_and_written_back_keeps_its_node_place_apart(
     the node's place stays the node's (its later changes still show); the place shown is
     refused as a field to set, naming the one to use, and changes nothing either."""
     node = make_node()
-    topic = node_topic(node.site, node.node, NodeTopic.STATUS)
 
     def status(place: str) -> None:
-        health = CameraHealth(camera="cam-01", state=CameraState.UP, fps=25.0, place=place)
-        sent = NodeStatus(
-            site=node.site,
-            node=node.node,
-            state=NodeState.ONLINE,
-            sent_at=T0,
-            cameras=[health],
-            **status_position(),
-        )
-        with transaction(session_factory(central_db.engine)) as s:
-            signed = Message(topic, to_wire(sign(sent, node.key)))
-            assert not record_batch(s, [signed], KeyCache()).quarantined
+        _camera_placed(central_db, node, place)
 
     def read() -> dict[str, Any]:
         cams: list[dict[str, Any]] = api.get(
@@ -2949,3 +2925,20 @@ def test_a_node_registered_through_the_api_is_given_its_broker_login(
     assert stored is not None
     salt = base64.b64decode(stored.split("$")[3])
     assert mosquitto_password_hash(body["broker_password"], salt=salt) == stored
+
+
+def _camera_placed(central_db: CentralDb, node: NodeIdentity, place: str | None) -> None:
+    """Node ``node``'s signed status, taken, says its cam-01 is up at ``place``."""
+    health = CameraHealth(camera="cam-01", state=CameraState.UP, fps=25.0, place=place)
+    sent = NodeStatus(
+        site=node.site,
+        node=node.node,
+        state=NodeState.ONLINE,
+        sent_at=T0,
+        cameras=[health],
+        **status_position(),
+    )
+    topic = node_topic(node.site, node.node, NodeTopic.STATUS)
+    with transaction(session_factory(central_db.engine)) as s:
+        signed = Message(topic, to_wire(sign(sent, node.key)))
+        assert not record_batch(s, [signed], KeyCache()).quarantined
