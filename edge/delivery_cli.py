@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -230,6 +229,7 @@ def _outbox_status(args: argparse.Namespace) -> int:
     import shutil
 
     from edge.delivery_policy import DISK_HEADROOM_BYTES
+    from edge.outbox import utc_seconds
 
     config, outbox = _existing_outbox(args)
     with outbox:
@@ -277,18 +277,16 @@ def _outbox_status(args: argparse.Namespace) -> int:
         )
     for event in refused:
         exported = (
-            f" (exported {_when(event.exported_at)} to {event.exported_to})"
+            f" (exported {utc_seconds(event.exported_at)} to {event.exported_to})"
             if event.exported_at is not None
             else ""
         )
         print(
-            f"  refused {event.event_id} at {_when(event.refused_at)}: {event.code}:"
+            f"  refused {event.event_id} at {utc_seconds(event.refused_at)}: {event.code}:"
             f" {event.reason}{exported}"
         )
     for done in actions:
-        print(f"  {_when(done.at)} {done.action} {done.event_id} by {done.actor}: {done.detail}")
+        print(
+            f"  {utc_seconds(done.at)} {done.action} {done.event_id} by {done.actor}: {done.detail}"
+        )
     return 1 if broken or stats.alarm or disk_low else 0
-
-
-def _when(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds")

@@ -1260,9 +1260,9 @@ class Outbox:
                 "refused_by_central": {
                     "code": refused.code,
                     "reason": refused.reason,
-                    "refused_at": _iso(refused.refused_at),
+                    "refused_at": utc_seconds(refused.refused_at),
                 },
-                "exported_at": _iso(self._clock()),
+                "exported_at": utc_seconds(self._clock()),
                 "event_payload_sha256": sha256_hex(payload),
                 "evidence": evidence,
             }
@@ -1629,7 +1629,8 @@ class Outbox:
 _SUFFIX = {MediaType.JPEG.value: ".jpg", MediaType.PNG.value: ".png", MediaType.MP4.value: ".mp4"}
 
 
-def _iso(epoch_s: float) -> str:
+def utc_seconds(epoch_s: float) -> str:
+    """A time as the refusal records and the outbox status write it (UTC, to the second)."""
     return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds")
 
 
