@@ -23,10 +23,6 @@ JITTER_M = 1.5
 MAX_M_PER_PX = JITTER_M
 
 
-def _label(kind: str, ident: str, name: str | None) -> str:
-    return f"{kind} {ident}" + (f" ({name})" if name else "")
-
-
 def _pts(xys: list[XY]) -> list[Point]:
     return [Point(float(x), float(y)) for x, y in xys]
 
@@ -79,7 +75,7 @@ class LaneGeometry:
 
     @property
     def label(self) -> str:
-        return _label("lane", self.config.id, self.config.name)
+        return vi.label("lane", self.config.id, self.config.name)
 
     @property
     def label_vi(self) -> str:
@@ -94,7 +90,7 @@ class NamedLine:
 
     @property
     def label(self) -> str:
-        return _label("solid line", self.id, self.name)
+        return vi.label("solid line", self.id, self.name)
 
     @property
     def label_vi(self) -> str:
@@ -108,7 +104,7 @@ class ZoneGeometry:
 
     @property
     def label(self) -> str:
-        return _label("no-stopping zone", self.config.id, self.config.name)
+        return vi.label("no-stopping zone", self.config.id, self.config.name)
 
     @property
     def label_vi(self) -> str:

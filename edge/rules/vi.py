@@ -71,7 +71,8 @@ def capitalized(text: str) -> str:
 
 
 def label(kind: str, ident: str, name: str | None) -> str:
-    """A lane, zone or line named as the English label names it (``làn l2 (Làn xe máy)``)."""
+    """A lane, zone or line named by its kind, id and name, in either language
+    (``lane l2 (Làn xe máy)``, ``làn l2 (Làn xe máy)``)."""
     return f"{kind} {ident}" + (f" ({name})" if name else "")
 
 
