@@ -50,7 +50,7 @@ from edge.rules.plane import SceneGeometry
 from edge.rules.scene import SceneConfig
 from edge.rules.signal import SignalState, lamp_region, lamp_strengths
 from edge.rules.tracks import ImageBox, TrackFrame, Violation, WorldTrackPoint
-from edge.scene_overlaps import overlap_warnings, small_area_warnings
+from edge.scene_overlaps import scene_warnings
 from edge.sources import Frame
 from edge.traffic_stats import LaneObservation, TrafficAggregator
 from roadwatch.contract import (
@@ -178,7 +178,7 @@ class CameraEnforcement:
         self._start_over()  # the rules and the lamps' states, no tracks yet
         for rule, why in self.rules.unavailable.items():
             log.info("camera %s: rule %s is off: %s", camera, rule.value, why)
-        for warning in small_area_warnings(self.geometry) + overlap_warnings(self.geometry):
+        for warning in scene_warnings(self.geometry):
             log.warning("camera %s, scene %s: %s", camera, scene.version, warning)
         self._lamp_heads = [h for h in scene.signal_heads if h.lamps() is not None]
         self._lamp_regions = [(h, _clamped(lamp_region(h))) for h in self._lamp_heads]

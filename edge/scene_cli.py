@@ -96,9 +96,9 @@ def _check(args: argparse.Namespace) -> int:
             else "no lamps drawn: known only from a signal controller's messages"
         )
         print(f"  signal head {head.id}: {source}")
-    from edge.scene_overlaps import overlap_warnings, small_area_warnings
+    from edge.scene_overlaps import scene_warnings
 
-    for warning in small_area_warnings(geometry) + overlap_warnings(geometry):
+    for warning in scene_warnings(geometry):
         print(f"  warning: {warning}")
     return 0
 

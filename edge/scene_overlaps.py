@@ -83,3 +83,9 @@ def small_area_warnings(geometry: SceneGeometry) -> list[str]:
                     " farther apart?"
                 )
     return lines
+
+
+def scene_warnings(geometry: SceneGeometry) -> list[str]:
+    """Every warning about a scene's areas, as the scene check prints them and a start
+    logs them: areas too small first, then overlaps."""
+    return small_area_warnings(geometry) + overlap_warnings(geometry)
