@@ -163,7 +163,7 @@ def read_camera_files(config: SiteConfig, at: datetime) -> dict[str, CameraFiles
     return out
 
 
-def check_site_files(config: SiteConfig, config_dir: Path, at: datetime) -> list[str]:
+def check_site_files(config: SiteConfig, at: datetime) -> list[str]:
     """Check, as a start does before it opens the outbox, the files the node's own file
     names (central's config key, the node key, the TLS files, each camera's scene,
     calibration and reference view, and the scene as its calibration places it on the

@@ -409,7 +409,7 @@ def _check_only(path: Path, config: Any) -> int:
     cameras = check_sources(config.cameras)
     check_decoder(config.decode.decoder)
     check_detectors(config, cameras)
-    enforced = check_site_files(config, path.resolve().parent, datetime.now(UTC))
+    enforced = check_site_files(config, datetime.now(UTC))
     rules = ", ".join(enforced) if enforced else "none"
     print(
         f"{path}: valid, version {config.version}: {len(cameras)} camera(s), rules on {rules};"
