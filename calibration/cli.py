@@ -106,10 +106,10 @@ def _frame(args: argparse.Namespace) -> int:
         check_image_name,
         is_stream_url,
         read_source_frame,
-        shown_url,
         write_image,
     )
     from calibration.store import check_output
+    from roadwatch.net import redact_url
 
     source: str = args.source
     inputs = [] if is_stream_url(source) else [("source", Path(source))]
@@ -118,7 +118,7 @@ def _frame(args: argparse.Namespace) -> int:
     image = read_source_frame(source, args.frame_index)
     write_image(image, args.out)
     height, width = image.shape[:2]
-    shown = shown_url(source) if is_stream_url(source) else source
+    shown = redact_url(source) if is_stream_url(source) else source
     print(
         f"wrote {args.out}: frame {args.frame_index} of {shown}, {width}x{height}"
         f" (the scene's image_size: {{width: {width}, height: {height}}}); measure the"

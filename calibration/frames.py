@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 from calibration.errors import CalibrationError
 from calibration.store import write_bytes_atomic
+from roadwatch.net import redact_url
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".ts", ".webm"}
 STREAM_OPEN_TIMEOUT_S = 10.0
@@ -18,13 +19,6 @@ STREAM_OPEN_TIMEOUT_S = 10.0
 def is_stream_url(source: str) -> bool:
     """A camera's stream (``rtsp://``, ``http://`` …), not a file."""
     return "://" in source
-
-
-def shown_url(url: str) -> str:
-    """The URL without its user and password, for messages."""
-    scheme, _, rest = url.partition("://")
-    host, slash, path = rest.partition("/")
-    return f"{scheme}://{host.rpartition('@')[2]}{slash}{path}"
 
 
 def read_source_frame(source: str, index: int = 0) -> npt.NDArray[np.uint8]:
@@ -40,7 +34,7 @@ def read_source_frame(source: str, index: int = 0) -> npt.NDArray[np.uint8]:
     try:
         if not capture.isOpened():
             raise CalibrationError(
-                f"{shown_url(source)}: cannot open the stream (refused, or no answer within"
+                f"{redact_url(source)}: cannot open the stream (refused, or no answer within"
                 f" {STREAM_OPEN_TIMEOUT_S:.0f} s): check the URL, its login and the network"
             )
         frame = None
@@ -48,7 +42,7 @@ def read_source_frame(source: str, index: int = 0) -> npt.NDArray[np.uint8]:
             ok, frame = capture.read()
             if not ok:
                 raise CalibrationError(
-                    f"{shown_url(source)}: the stream ended before frame {index}"
+                    f"{redact_url(source)}: the stream ended before frame {index}"
                 )
     finally:
         capture.release()

@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edge.delivery_config import DeliveryConfig
 from edge.detections import ObjectClass
 from edge.detector import DetectorConfig, class_probabilities
-from edge.sources import redact_url
 from edge.tracking import TrackerConfig
 from roadwatch.contract.models import ShortText
 from roadwatch.errors import UserError, validator_words
+from roadwatch.net import redact_url
 from roadwatch.yaml_load import YamlError, load_yaml
 
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]

@@ -41,8 +41,8 @@ from edge.sources import (
     is_stream,
     open_opencv,
     redact_in,
-    redact_url,
 )
+from roadwatch.net import redact_url
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -33,6 +32,7 @@ import numpy.typing as npt
 from edge.device_batch import host_image
 from roadwatch.contract import CameraHealth, CameraState
 from roadwatch.errors import UserError
+from roadwatch.net import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -80,27 +80,6 @@ class Capture(Protocol):
 
 def is_stream(url: str) -> bool:
     return "://" in url and not url.startswith("file://")
-
-
-_SECRET_PARAM = re.compile(
-    r"([?&;](?:password|passwd|pwd|pass|token|key|auth)=)[^&;#]*", re.IGNORECASE
-)
-
-
-def redact_url(url: str) -> str:
-    """The URL as it may be logged or reported: a password in its user part (up to the
-    last ``@``, as FFmpeg reads it) or in its query is replaced by ***."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    cut = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
-    end = min(cut, default=len(rest))
-    authority, tail = rest[:end], rest[end:]
-    user_part, at, host = authority.rpartition("@")
-    if at:
-        user, colon, _ = user_part.partition(":")
-        authority = f"{user}{':***' if colon else ''}@{host}"
-    return f"{scheme}://{authority}{_SECRET_PARAM.sub(lambda m: m.group(1) + '***', tail)}"
 
 
 def redact_in(text: str, url: str) -> str:

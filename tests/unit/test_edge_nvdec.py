@@ -46,9 +46,9 @@ from edge.sources import (
     OpenCvCapture,
     SourceError,
     is_stream,
-    redact_url,
     valid_image,
 )
+from roadwatch.net import redact_url
 from tests.edge_support import hanoi_clip, read_image, require_model, shared_detector
 from tests.nvdec_standin import (
     FAKE_XP,
