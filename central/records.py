@@ -716,6 +716,18 @@ def violation_row(event: ViolationEvent, wire: bytes) -> dict[str, Any]:
     }
 
 
+def _stored_violations(session: Session, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """The stored payload (its sha256, its text) of each of the event ids held."""
+    return {
+        event_id: (sha, payload)
+        for event_id, sha, payload in session.execute(
+            select(Violation.event_id, Violation.payload_sha256, Violation.payload).where(
+                one_of(session, Violation.event_id, ids)
+            )
+        ).all()
+    }
+
+
 def _record_violations(
     session: Session,
     items: list[tuple[ViolationEvent, bytes, Message]],
@@ -728,15 +740,7 @@ def _record_violations(
     with ON CONFLICT DO NOTHING, so a replica that stored the same event a moment earlier
     only makes this one skip it (and count it held).
     """
-    ids = [event.event_id for event, _w, _m in items]
-    stored = {
-        event_id: (sha, payload)
-        for event_id, sha, payload in session.execute(
-            select(Violation.event_id, Violation.payload_sha256, Violation.payload).where(
-                one_of(session, Violation.event_id, ids)
-            )
-        ).all()
-    }
+    stored = _stored_violations(session, [event.event_id for event, _w, _m in items])
     fresh = [item for item in items if item[0].event_id not in stored]
     for event, wire, message in items:
         if event.event_id in stored:
@@ -759,14 +763,7 @@ def _record_violations(
         # on it): a copy is held, not new here; another content under the id is refused
         # as a reused id, as against one stored before (a receipt would have its node
         # delete a violation central does not hold).
-        now_stored = {
-            event_id: (sha, payload)
-            for event_id, sha, payload in session.execute(
-                select(Violation.event_id, Violation.payload_sha256, Violation.payload).where(
-                    one_of(session, Violation.event_id, [e.event_id for e, _w, _m in raced])
-                )
-            ).all()
-        }
+        now_stored = _stored_violations(session, [e.event_id for e, _w, _m in raced])
         for event, wire, message in raced:
             held = now_stored.get(event.event_id)
             if held is None:  # (the row it met is no longer there: counted held, a copy)
