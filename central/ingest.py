@@ -585,20 +585,7 @@ class IngestService:
                     )
                 total.refuse(RefusalCode.MALFORMED)
                 continue
-            total.accepted += one.accepted
-            total.duplicates += one.duplicates
-            total.traffic += one.traffic
-            total.statuses += one.statuses
-            total.unsigned += one.unsigned
-            total.unsequenced += one.unsequenced
-            total.repeated_statuses += one.repeated_statuses
-            total.late_refusals += one.late_refusals
-            total.replayed_wills += one.replayed_wills
-            for code, n in one.quarantined.items():
-                total.quarantined[code] = total.quarantined.get(code, 0) + n
-            total.new_violation_ids += one.new_violation_ids
-            total.incomplete_ids += one.incomplete_ids
-            total.held_event_ids += one.held_event_ids
+            total.add(one)
         return total
 
 

@@ -8,7 +8,7 @@ import re
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -522,6 +522,19 @@ class BatchResult:
 
     def refuse(self, code: RefusalCode) -> None:
         self.quarantined[code.value] = self.quarantined.get(code.value, 0) + 1
+
+    def add(self, other: BatchResult) -> None:
+        """Count ``other`` in too (every field: a count summed, a list extended, the
+        quarantined counted by code)."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, dict):
+                for code, n in theirs.items():
+                    mine[code] = mine.get(code, 0) + n
+            elif isinstance(mine, list):
+                mine.extend(theirs)
+            else:
+                setattr(self, f.name, mine + theirs)
 
 
 @dataclass(frozen=True, slots=True)
