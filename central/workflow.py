@@ -315,9 +315,7 @@ def written_plate(text: str) -> str:
     ``51A-123.45``, ``59x1 12345`` as ``59-X1 123.45``), so that one plate is one text for
     the notice, a search and the same act found twice; a text the grammar does not cover
     (a foreign plate) or would only read by repairing a character is kept as typed."""
-    plate = text.strip().upper()
-    parsed = parse_written(plate)
-    return parsed.wire_text if parsed.valid and parsed.repairs == 0 else plate
+    return check_written_plate(text).plate
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,10 +332,11 @@ class WrittenPlate:
 def check_written_plate(text: str) -> WrittenPlate:
     """A correction checked against the plate grammar as :func:`written_plate` stores it; a
     text that does not read as a plate (a foreign plate, a slip) may still be sent."""
-    parsed = parse_written(text.strip().upper())
+    typed = text.strip().upper()
+    parsed = parse_written(typed)
     reads = parsed.valid and parsed.repairs == 0
     return WrittenPlate(
-        plate=written_plate(text),
+        plate=parsed.wire_text if reads else typed,
         reads_as_plate=reads,
         suggestion=parsed.wire_text if parsed.valid and not reads else None,
     )
