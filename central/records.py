@@ -998,10 +998,9 @@ def _record_status(
     after it) is appended to ``replayed_wills``, with its refusal, for the caller to
     quarantine."""
     now = utcnow()
-    # (Locked: another ingest takes the same statuses, each from its own subscription.)
-    node = session.scalar(
-        select(Node).where(Node.site == status.site, Node.node == status.node).with_for_update()
-    )
+    # (Locked by the batch, ``_lock_status_nodes``: another ingest takes the same statuses,
+    # each from its own subscription.)
+    node = session.scalar(select(Node).where(Node.site == status.site, Node.node == status.node))
     if node is None:
         return Placing.REPEATED
     mine: Placing | None = None
