@@ -585,6 +585,11 @@ def shown_place(cam: Camera) -> str:
     return cam.place or cam.node_place or ""
 
 
+def camera_places(cam: Camera) -> dict[str, Any]:
+    """Where a camera is, as the camera list says it: the place shown, and both sources."""
+    return {"place": shown_place(cam), "registered_place": cam.place, "node_place": cam.node_place}
+
+
 class GeoJSONResponse(JSONResponse):
     media_type = "application/geo+json"
 
@@ -627,9 +632,7 @@ def cameras_geojson(_: AnyUser, state: StateDep, session: SessionDep) -> GeoJSON
                     "node": c.node,
                     "camera": c.camera,
                     "name": c.name,
-                    "place": shown_place(c),
-                    "registered_place": c.place,
-                    "node_place": c.node_place,
+                    **camera_places(c),
                     "state": health.state,
                     "reason": health.reason,
                     "seen_at": time_text(c.seen_at) if c.seen_at else None,

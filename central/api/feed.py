@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from central.api.admin import shown_place
+from central.api.admin import camera_places
 from central.api.cases import summary
 from central.api.schemas import time_text
 from central.health import SILENT_AFTER, UNKNOWN, camera_health, node_health
@@ -313,7 +313,7 @@ def _where(cam: Camera | None) -> dict[str, Any]:
     """Where a camera is, as the camera list says it: the place shown, and both sources."""
     if cam is None:
         return {"place": "", "registered_place": "", "node_place": None}
-    return {"place": shown_place(cam), "registered_place": cam.place, "node_place": cam.node_place}
+    return camera_places(cam)
 
 
 def _cut(left_from: datetime, left_to: datetime, why: str) -> FeedEvent:
