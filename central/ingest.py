@@ -139,10 +139,8 @@ class IngestService:
         self.settings = settings
         self._engine = engine
         self._sessions: sessionmaker[Session] = session_factory(engine)
-        self._partitions_day: date | None = None
-        self._partitions_retry_at = 0.0
-        self._pruned_day: date | None = None
-        self._prune_retry_at = 0.0
+        self._partitions = _Daily()
+        self._pruning = _Daily()
         self.metrics = metrics or IngestMetrics()
         self._queue: queue.Queue[_Delivery] = queue.Queue()
         # Two checked batches at most wait for the writer: the checker keeps ahead of the
@@ -350,15 +348,15 @@ class IngestService:
         """Once a UTC day, make the coming months' partitions of violations (PostgreSQL),
         so a long-running ingest never leaves a month to the default partition."""
         today = datetime.now(UTC).date()
-        if today == self._partitions_day or time.monotonic() < self._partitions_retry_at:
+        if not self._partitions.due(today):
             return
         try:
             made = ensure_partitions(self._engine)
         except DBAPIError as exc:
             log.warning("partitions of the coming months not made (%s); retry in 60 s", exc.orig)
-            self._partitions_retry_at = time.monotonic() + 60.0
+            self._partitions.failed()
             return
-        self._partitions_day = today
+        self._partitions.done(today)
         if made:
             log.info("ingest: made partitions %s", ", ".join(made))
 
@@ -367,7 +365,7 @@ class IngestService:
         of statuses received of ingests whose broker session is gone (never this one's),
         and health changes past those kept, so neither table grows for good."""
         today = datetime.now(UTC).date()
-        if today == self._pruned_day or time.monotonic() < self._prune_retry_at:
+        if not self._pruning.due(today):
             return
         try:
             with transaction(self._sessions) as session:
@@ -378,13 +376,13 @@ class IngestService:
                 )
         except DBAPIError as exc:
             log.warning("stale rows not let go (%s); retry in 60 s", exc.orig)
-            self._prune_retry_at = time.monotonic() + 60.0
+            self._pruning.failed()
             return
         except Exception:  # (the writer must live on: the rows wait for the next try)
             log.exception("stale rows not let go; retry in 60 s")
-            self._prune_retry_at = time.monotonic() + 60.0
+            self._pruning.failed()
             return
-        self._pruned_day = today
+        self._pruning.done(today)
         if pruned.received or pruned.health_changes:
             log.info(
                 "ingest: let go the status order received of ingests gone (%d rows) and"
@@ -587,6 +585,23 @@ class IngestService:
                 continue
             total.add(one)
         return total
+
+
+@dataclass
+class _Daily:
+    """Upkeep done once a UTC day, tried again 60 s after a try that failed."""
+
+    day: date | None = None  # the day it was last done
+    retry_at: float = 0.0  # (time.monotonic)
+
+    def due(self, today: date) -> bool:
+        return today != self.day and time.monotonic() >= self.retry_at
+
+    def failed(self) -> None:
+        self.retry_at = time.monotonic() + 60.0
+
+    def done(self, today: date) -> None:
+        self.day = today
 
 
 def _sender(topic: str) -> tuple[str, ...]:
