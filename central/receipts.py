@@ -29,6 +29,7 @@ from central.db import one_of
 from central.intake import Message, Refusal
 from central.intake import RefusalCode as Quarantined
 from central.models import Violation
+from central.records import same_event
 from roadwatch.contract import (
     CameraTopic,
     ContractError,
@@ -222,16 +223,13 @@ def held_copies(session: Session, refusals: Sequence[NodeRefusal]) -> set[tuple[
         site, node, sha, payload = held
         if (site, node) != (r.site, r.node):
             continue
-        if sha == r.refusal.payload_sha256 or _same_event(payload, r.event):
+        try:
+            same = same_event((sha, payload), r.refusal.payload_sha256, r.event)
+        except ValueError:  # (pydantic's ValidationError is one)
+            same = False
+        if same:
             out.add((r.refusal.event_id, r.refusal.payload_sha256))
     return out
-
-
-def _same_event(stored: str | bytes, event: ViolationEvent) -> bool:
-    try:
-        return to_wire(ViolationEvent.model_validate_json(stored)) == to_wire(event)
-    except ValueError:  # (pydantic's ValidationError is one)
-        return False
 
 
 def refusal_messages(refusals: Sequence[NodeRefusal], sent_at: datetime) -> list[ReceiptMessage]:

@@ -822,6 +822,16 @@ def _record_violations(
     )
 
 
+def same_event(stored: tuple[str, str], sha256: str, event: ViolationEvent) -> bool:
+    """Whether the violation stored (its payload's sha256, its payload) is ``event``, whose
+    payload has ``sha256``: the same bytes, or the same event in another JSON form (a
+    stored payload that does not read as an event raises pydantic's ValidationError)."""
+    stored_sha, payload = stored
+    return stored_sha == sha256 or (
+        to_wire(ViolationEvent.model_validate_json(payload)) == to_wire(event)
+    )
+
+
 def _sort_conflict(
     session: Session,
     event: ViolationEvent,
@@ -831,10 +841,7 @@ def _sort_conflict(
     result: BatchResult,
 ) -> None:
     """A re-sent event is a duplicate; an old id with different content is quarantined."""
-    sha, payload = stored
-    if sha == hashlib.sha256(wire).hexdigest() or (
-        to_wire(ViolationEvent.model_validate_json(payload)) == to_wire(event)
-    ):
+    if same_event(stored, hashlib.sha256(wire).hexdigest(), event):
         result.duplicates += 1
         result.held_event_ids.append(event.event_id)
         return
