@@ -120,10 +120,7 @@ def ui_plate(
     _: Reviewer,
     text: Annotated[str, Query(min_length=1, max_length=16, pattern=NO_NUL)],
 ) -> PlateCheck:
-    checked = check_written_plate(text)
-    return PlateCheck(
-        plate=checked.plate, reads_as_plate=checked.reads_as_plate, suggestion=checked.suggestion
-    )
+    return PlateCheck.model_validate(check_written_plate(text), from_attributes=True)
 
 
 @router.get("/cases/{violation_id}", summary="One case as its page shows it", responses=NOT_FOUND)
