@@ -23,6 +23,8 @@ from typing import IO, TYPE_CHECKING, Protocol
 
 import anyio
 
+from roadwatch.files import fsync_dir
+
 if TYPE_CHECKING:
     from central.settings import Settings
 
@@ -250,7 +252,7 @@ class FilesystemStore:
                 return StoredBlob(sha256, spooled.size, created=False)
             final.parent.mkdir(parents=True, exist_ok=True)
             spooled.path.replace(final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         finally:
             spooled.path.unlink(missing_ok=True)
         return StoredBlob(sha256, spooled.size, created=True)
@@ -264,14 +266,6 @@ class FilesystemStore:
         # One open file, hashed then served: a blob replaced meanwhile (by a rename) is
         # not what this file reads.
         return checked_file(self.path(sha256).open("rb"), sha256)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def open_store(settings: Settings) -> EvidenceStore:
