@@ -530,7 +530,7 @@ class IngestService:
         self.receipts_sent += sent
 
     def _send_refusals(
-        self, checked: list[Checked], late: Sequence[tuple[Message, Refusal]] = ()
+        self, checked: list[Checked], late: Sequence[tuple[Message, Refusal]]
     ) -> None:
         """Tell the nodes of the violations refused for good (``FINALITY``: a revoked key's,
         a forged one, ...) that they will never be receipted, so that they stop sending them
