@@ -80,6 +80,7 @@ from roadwatch.contract import (
 from roadwatch.contract.models import MAX_BLOB_BYTES, EventRefusal
 from roadwatch.contract.signing import SignatureError, sign, verify
 from roadwatch.errors import UserError
+from roadwatch.files import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -429,14 +430,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _temp_name(sha256: str) -> str:
     """A blob's temp file, named with its writer (boot, pid and start time, as ``fired``
     rows are) and thread."""
@@ -610,7 +603,7 @@ class Outbox:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return True
 
     def put_violation(self, event: ViolationEvent, blobs: Sequence[EvidenceBlob]) -> None:
@@ -1202,7 +1195,7 @@ class Outbox:
                 payload = bytes(row[0]) if row is not None else b""
                 out.append(self._export_one(target, refused, payload, listed[refused.event_id]))
                 done.append(out[-1].folder)
-            _fsync_dir(target)
+            fsync_dir(target)
         except BaseException as exc:
             # (a full stick, or the technician's Ctrl-C between two events: none is left
             # half-exported, unmarked here, in a folder a second export would refuse)
@@ -1268,7 +1261,7 @@ class Outbox:
             }
             text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
             _write_file(partial / "refusal.json", text.encode("utf-8"))
-            _fsync_dir(partial)
+            fsync_dir(partial)
             folder = target / refused.event_id
             partial.rename(folder)
         except BaseException:
