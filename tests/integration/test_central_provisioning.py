@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -66,6 +67,16 @@ def _client(user: str, password: str, ca: Path, port: int) -> mqtt.Client:
     return client
 
 
+def _subscribe(client: mqtt.Client, topic: str) -> None:
+    """Subscribe and wait for the broker's acknowledgement: a message published before it
+    would not be delivered."""
+    acked: queue.Queue[tuple[int, list[Any]]] = queue.Queue()
+    client.on_subscribe = lambda _c, _u, mid, codes, _p: acked.put((mid, codes))
+    _rc, mid = client.subscribe(topic, qos=1)
+    got, codes = acked.get(timeout=10)
+    assert got == mid and not codes[0].is_failure, codes
+
+
 def test_registered_nodes_get_broker_logins_limited_to_their_prefix(tmp_path: Path) -> None:
     env = _central_env(tmp_path)
     _cli(env, "central", "migrate")
@@ -97,8 +108,9 @@ def test_registered_nodes_get_broker_logins_limited_to_their_prefix(tmp_path: Pa
         received: queue.Queue[str] = queue.Queue()
         central = _client("central", "central-secret", ca, port)
         central.on_message = lambda _c, _u, m: received.put(m.topic)
-        central.subscribe("roadwatch/v1/#", qos=1)
+        _subscribe(central, "roadwatch/v1/#")
         publisher = _client(*logins["node-01"], ca, port)
+        controller: mqtt.Client | None = None
         try:
             other = "roadwatch/v1/ql13/node-02/cam-01/violation"
             own = "roadwatch/v1/ql13/node-01/cam-01/violation"
@@ -112,7 +124,7 @@ def test_registered_nodes_get_broker_logins_limited_to_their_prefix(tmp_path: Pa
             controller = _client("signal.ql13", "lights-secret", ca, port)
             phase = "roadwatch/v1/ql13/node-01/cam-01/signal"
             publisher.on_message = lambda _c, _u, m: received.put(f"node read {m.topic}")
-            publisher.subscribe("roadwatch/v1/ql13/node-01/+/signal", qos=1)
+            _subscribe(publisher, "roadwatch/v1/ql13/node-01/+/signal")
             not_its = ["roadwatch/v1/other/node-01/cam-01/signal", own,
                        "roadwatch/v1/ql13/node-01/config"]  # fmt: skip
             for topic in [*not_its, phase]:
@@ -121,12 +133,11 @@ def test_registered_nodes_get_broker_logins_limited_to_their_prefix(tmp_path: Pa
             assert got == {phase, f"node read {phase}"}
             with pytest.raises(queue.Empty):
                 print("unexpected:", received.get(timeout=1.0))
-            controller.disconnect()
-            controller.loop_stop()
         finally:
-            for client in (publisher, central):
-                client.disconnect()
-                client.loop_stop()
+            for client in (controller, publisher, central):
+                if client is not None:
+                    client.disconnect()
+                    client.loop_stop()
 
 
 def test_new_node_credentials_lock_the_old_ones_out(tmp_path: Path) -> None:
