@@ -137,9 +137,8 @@ def startup_config(local: SiteConfig, base: Path) -> tuple[SiteConfig, AppliedCo
     if decision.action is not PushAction.APPLY or pushed is None or push is None:
         stored = decision.version or f"in {store.folder / APPLIED_FILE} (unreadable)"
         reason = decision.reason or "same version"
-        if reason.endswith(f"; {NOT_LIVE}"):
+        if decision.advice == NOT_LIVE:
             # (the file was changed since the push: the advice to change it is no news)
-            reason = reason.removesuffix(f"; {NOT_LIVE}")
             reason += " (in the node's own file since that push; the file runs)"
         why = f"stored config {stored} not used: {reason}"
         log.warning("%s", why)
@@ -210,7 +209,7 @@ class ConfigApplier:
                 )
                 self.report(pushed.version, None)
         if decision.action is PushAction.REFUSE:
-            why = f"config {decision.version or '(unreadable)'} refused: {decision.reason}"
+            why = f"config {decision.version or '(unreadable)'} refused: {decision.message}"
             log.warning("%s; %s stays in force", why, self.applied.version)
             self.report(self.applied.version, why[:2000])
         self.last = decision

@@ -52,7 +52,13 @@ class PushAction(StrEnum):
 class PushDecision:
     action: PushAction
     version: str | None = None
-    reason: str = ""
+    reason: str = ""  # why it was refused
+    advice: str = ""  # what to do about it ("": nothing to add to the reason)
+
+    @property
+    def message(self) -> str:
+        """The reason, and the advice after it: what the node's status and log say."""
+        return f"{self.reason}; {self.advice}" if self.advice else self.reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +256,7 @@ def decide(
     if reasons:
         # (it said "restart required", and a restart changed nothing: the node's own file
         # still differs, and the push is refused again from the retained message)
-        return refuse("; ".join(reasons) + f"; {NOT_LIVE}")
+        return _refuse(version, "; ".join(reasons), NOT_LIVE), None, push
     return PushDecision(PushAction.APPLY, version), pushed, push
 
 
@@ -260,5 +266,5 @@ NOT_LIVE = (
 )
 
 
-def _refuse(version: str | None, reason: str) -> PushDecision:
-    return PushDecision(PushAction.REFUSE, version, reason)
+def _refuse(version: str | None, reason: str, advice: str = "") -> PushDecision:
+    return PushDecision(PushAction.REFUSE, version, reason, advice)

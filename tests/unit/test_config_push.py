@@ -216,11 +216,41 @@ def test_decision(
         current=current(),
         base=BASE,
     )
-    assert decision.action is action, decision.reason
-    assert reason in decision.reason
+    assert decision.action is action, decision.message
+    assert reason in decision.message
     assert (pushed is not None) == (action is PushAction.APPLY)
     if action is not PushAction.REFUSE:
         assert push is not None and decision.version == push.config_version
+
+
+def test_a_change_that_needs_a_restart_carries_its_reasons_and_the_advice_apart() -> None:
+    """The node's start reads the reasons without the advice (the file has changed since
+    the push): it takes them from the decision, not by cutting the advice off its text."""
+    doc = document(detector={"model": "other"}, cameras=camera(url="rtsp://10.0.0.99/s"))
+    decision, _, _ = decide(
+        payload(doc),
+        site=SITE,
+        node=NODE,
+        central_key=CENTRAL.public_key(),
+        applied=V1,
+        current=current(),
+        base=BASE,
+    )
+    assert decision.action is PushAction.REFUSE
+    assert decision.reason == "camera cam-01: url changed; detector changed"
+    assert decision.advice == NOT_LIVE
+    assert decision.message == f"{decision.reason}; {NOT_LIVE}"
+    # Refusals with nothing to advise say their reason alone.
+    other, _, _ = decide(
+        payload(node="node-02"),
+        site=SITE,
+        node=NODE,
+        central_key=CENTRAL.public_key(),
+        applied=V1,
+        current=current(),
+        base=BASE,
+    )
+    assert other.advice == "" and other.message == other.reason
 
 
 def test_restart_reasons_name_every_change() -> None:
