@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from datetime import datetime
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 from edge.rules.plane import LaneGeometry, SceneGeometry
@@ -63,6 +64,7 @@ class TrackRule(ABC, Generic[S]):
     def __init__(self, scene: SceneGeometry) -> None:
         self.scene = scene
         self._tracks: dict[int, TrackMemory[S]] = {}
+        self._local: tuple[float, datetime] | None = None  # the last local_time asked
 
     @abstractmethod
     def new_state(self) -> S: ...
@@ -130,6 +132,14 @@ class TrackRule(ABC, Generic[S]):
             explanation=explanation,
             explanation_vi=explanation_vi,
         )
+
+    def local_time(self, t: float) -> datetime:
+        """The scene's local wall-clock time of frame time ``t``: worked out once per
+        frame (every vehicle of a frame shares its time), not once per vehicle."""
+        local = self._local
+        if local is None or local[0] != t:
+            local = self._local = (t, self.scene.config.local_time(t))
+        return local[1]
 
     def clock(self, t: float) -> str:
         """A time of day as the evidence overlay prints it (in either language)."""

@@ -71,7 +71,7 @@ class ForbiddenLaneRule(TrackRule[ForbiddenLaneState]):
         st = memory.state
         vehicle = memory.vote.winner
         lane = self.scene.lane_at(p)
-        local = self.scene.config.local_time(p.t)
+        local = self.local_time(p.t)
         if lane is None or not lane.config.closed_to(vehicle, local):
             if st.lane is not None and p.t - st.last_in > self._settings.max_gap_s:
                 st.lane, st.start = None, None

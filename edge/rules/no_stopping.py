@@ -259,7 +259,7 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
         pos = self.scene.position(p)
         if pos is None:  # off the road plane: the frame neither ends nor extends a stop
             return None
-        local = self.scene.config.local_time(p.t)
+        local = self.local_time(p.t)
         zone = self._zone_at(p, local)
         inside = zone is not None
         if st.first is None:
