@@ -1,7 +1,9 @@
-"""Reading one frame from an image or a video file (the I/O edge of the calibration tools)."""
+"""Reading one frame from an image, a video file or a camera's stream (the I/O edge of the
+calibration tools)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
@@ -22,28 +24,31 @@ def is_stream_url(source: str) -> bool:
 
 
 def read_source_frame(source: str, index: int = 0) -> npt.NDArray[np.uint8]:
-    """A BGR frame of a camera's stream (frame ``index`` after it opened) or of a file."""
+    """A BGR frame of a camera's stream (frame ``index`` after it opened) or of a file.
+
+    A stream is read as the node reads its cameras (``edge.sources.OpenCvCapture``): it
+    opens within ``STREAM_OPEN_TIMEOUT_S``, each frame comes within as long, and its
+    errors are the node's (``SourceError``), the URL's password replaced by ***."""
     if not is_stream_url(source):
         return read_frame(Path(source), index)
-    timeout_ms = int(STREAM_OPEN_TIMEOUT_S * 1000)
-    capture = cv2.VideoCapture(
-        source,
-        cv2.CAP_FFMPEG,
-        [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms],
-    )
+    from edge.sources import SourceError, open_opencv, quiet_ffmpeg
+
+    quiet_ffmpeg()  # (the error says why; FFmpeg's own lines would only repeat it)
+    capture = open_opencv(source, STREAM_OPEN_TIMEOUT_S)
     try:
-        if not capture.isOpened():
-            raise CalibrationError(
-                f"{redact_url(source)}: cannot open the stream (refused, or no answer within"
-                f" {STREAM_OPEN_TIMEOUT_S:.0f} s): check the URL, its login and the network"
-            )
         frame = None
         for _ in range(index + 1):
+            started = time.monotonic()
             ok, frame = capture.read()
-            if not ok:
-                raise CalibrationError(
-                    f"{redact_url(source)}: the stream ended before frame {index}"
+            if not ok or frame is None:
+                # (a read that waited out the time-out: the stream stalled, it did not end)
+                stalled = time.monotonic() - started >= 0.9 * STREAM_OPEN_TIMEOUT_S
+                why = (
+                    f"no frame within {STREAM_OPEN_TIMEOUT_S:g} s: the stream stalled"
+                    if stalled
+                    else "the stream ended"
                 )
+                raise SourceError(f"{redact_url(source)}: {why} before frame {index}")
     finally:
         capture.release()
     return np.asarray(frame, dtype=np.uint8)

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -280,9 +284,90 @@ def test_frame_of_a_stream_that_cannot_be_opened_names_it_without_its_password(
     ):  # fmt: skip
         assert main(["calibrate", "frame", url, "-o", str(out)]) == 2
         err = capsys.readouterr().err
-        assert f"{shown}: cannot open the stream" in err
+        # (the node's words for a camera it cannot open, with why as far as it can tell)
+        assert f"cannot open video source {shown} (127.0.0.1:{port} refuses connections" in err
         assert "s3cret" not in err
         assert not out.exists()
+
+
+@contextlib.contextmanager
+def _stalling_camera(frames: int) -> Iterator[int]:
+    """An HTTP camera (MJPEG) that sends ``frames`` frames and then nothing, keeping the
+    connection open; its port."""
+    ok, jpeg = cv2.imencode(".jpg", np.full((240, 320, 3), 90, np.uint8))
+    assert ok
+    part = b"--f\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % jpeg.size
+    head = b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=f\r\n\r\n"
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    server.settimeout(0.1)
+    done = threading.Event()
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            held.append(conn)
+            conn.settimeout(2.0)
+            with contextlib.suppress(OSError):
+                conn.recv(4096)
+                conn.sendall(head)
+                for _ in range(frames):
+                    conn.sendall(part + jpeg.tobytes() + b"\r\n")
+
+    thread = threading.Thread(target=serve, name="stalling-camera", daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        done.set()
+        thread.join(5)
+        server.close()
+        for conn in held:
+            conn.close()
+        assert not thread.is_alive()
+
+
+@pytest.mark.parametrize(
+    ("frames", "said"),
+    [
+        # It answers and sends no picture: not opened within the time-out, as the node says.
+        (0, "cannot open video source http://admin:***@127.0.0.1:{port}/video (127.0.0.1:{port}"
+            " answers: check the URL's path, user and password)"),
+        # It sends three frames and stalls: it said "the stream ended before frame 5"
+        # (after the time-out), which sent the technician looking for a camera that stops.
+        (3, "http://admin:***@127.0.0.1:{port}/video: no frame within 1 s: the stream stalled"
+            " before frame 5"),
+    ],
+    ids=["no picture", "stalls"],
+)  # fmt: skip
+def test_frame_of_a_stream_that_gives_no_picture_says_so_within_its_timeout(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    frames: int,
+    said: str,
+) -> None:
+    """The stream is read as the node reads its cameras: within the time-out, with the
+    node's words, its password replaced by ***."""
+    import calibration.frames
+
+    monkeypatch.setattr(calibration.frames, "STREAM_OPEN_TIMEOUT_S", 1.0)
+    out = tmp_path / "f.png"
+    with _stalling_camera(frames) as port:
+        url = f"http://admin:s3cret@127.0.0.1:{port}/video"
+        started = time.monotonic()
+        assert main(["calibrate", "frame", url, "--frame-index", "5", "-o", str(out)]) == 2
+        took = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert said.format(port=port) in err, err
+    assert "s3cret" not in err and err.count("\n") == 1, err
+    assert took < 6.0
+    assert not out.exists()
 
 
 def test_frame_to_a_picture_it_cannot_write_is_refused_before_the_stream_is_opened(
