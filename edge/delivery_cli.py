@@ -245,6 +245,12 @@ def _outbox_status(args: argparse.Namespace) -> int:
         f" {stats.awaiting_receipt}, receipted {stats.receipted}, refused by central"
         f" {stats.refused} (kept, not sent again)"
     )
+    if stats.refused_awaiting_key:
+        print(
+            f"  of those refused, awaiting the registration of this node's key"
+            f" {stats.refused_awaiting_key} (genuine, refused as forged: central lacks the key"
+            " they are signed with; sent again by themselves once central holds it)"
+        )
     print(
         f"  traffic minutes pending {stats.traffic_pending}, sent {stats.traffic_sent}"
         " (no receipt: the broker's acknowledgement is their delivery)"
@@ -275,15 +281,26 @@ def _outbox_status(args: argparse.Namespace) -> int:
             f"  refused by central: {refused_bytes} bytes on disk outside the budget (`roadwatch"
             " edge outbox refused export DIR`, then `retry` or `drop`)"
         )
+    for fingerprint in sorted({e.awaiting_key for e in refused if e.awaiting_key}):
+        print(
+            f"  key {fingerprint} is this node's and central lacks it: register it on central"
+            f" (`roadwatch central node key add --site {config.site} --node {config.node}"
+            f" --public-key {config.key_path.with_suffix('.pub').name}`, the public key whose"
+            " fingerprint this is); the violations awaiting it are sent again by themselves"
+            " once central takes one signed with it"
+        )
     for event in refused:
         exported = (
             f" (exported {utc_seconds(event.exported_at)} to {event.exported_to})"
             if event.exported_at is not None
             else ""
         )
+        awaiting = (
+            f" (awaiting key registration: {event.awaiting_key})" if event.awaiting_key else ""
+        )
         print(
             f"  refused {event.event_id} at {utc_seconds(event.refused_at)}: {event.code}:"
-            f" {event.reason}{exported}"
+            f" {event.reason}{awaiting}{exported}"
         )
     for done in actions:
         print(

@@ -36,6 +36,12 @@ what refused ones hold), until the node's technician exports (``export_refused``
 re-queues (``retry_refused``) or drops it (``drop_refused``), each noted in
 ``refused_actions``. A drop's evidence files are noted (``blob_deletes``) in the commit
 that deletes their rows, and removed after it, or at the next open or drop.
+
+One refused as ``forged`` whose message here verifies under one of the node's own keys is
+genuine: central merely lacks that key (the node started with a new key before an admin
+registered it). It is kept apart, awaiting the key's registration (``awaiting_key``), and
+queued again by itself (``_resend_awaiting``) once central receipts a violation signed with
+the same key, which proves central holds it now; at most ``MAX_KEY_RESENDS`` times each.
 """
 
 from __future__ import annotations
@@ -55,9 +61,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edge.delivery_policy import (
     DISK_HEADROOM_BYTES,
@@ -77,8 +83,8 @@ from roadwatch.contract import (
     camera_topic,
     to_wire,
 )
-from roadwatch.contract.models import MAX_BLOB_BYTES, EventRefusal
-from roadwatch.contract.signing import SignatureError, sign, verify
+from roadwatch.contract.models import MAX_BLOB_BYTES, EventRefusal, RefusalCode
+from roadwatch.contract.signing import SignatureError, key_fingerprint, sign, verify
 from roadwatch.errors import UserError
 from roadwatch.files import fsync_dir
 
@@ -116,8 +122,11 @@ CREATE TABLE IF NOT EXISTS refused (
     reason TEXT NOT NULL,
     refused_at REAL NOT NULL,
     exported_at REAL,
-    exported_to TEXT
+    exported_to TEXT,
+    awaiting_key TEXT
 );
+-- (``awaiting_key``: the raw public key, hex, of the node's own key a ``forged`` one
+-- verifies under: genuine, central lacks the key; sent again once central holds it.)
 -- What the node's technician did with refused violations (export, retry, drop), each
 -- written in the same transaction as the change it records.
 CREATE TABLE IF NOT EXISTS refused_actions (
@@ -229,7 +238,13 @@ END;
 # (A violation central refused for good is not sent again: see ``mark_refused``.)
 _NOT_REFUSED = " AND id NOT IN (SELECT event_id FROM refused)"
 # A ``refused`` row, in the order of ``RefusedEvent``'s fields.
-_REFUSED_COLUMNS = "event_id, code, reason, refused_at, exported_at, exported_to"
+_REFUSED_COLUMNS = "event_id, code, reason, refused_at, exported_at, exported_to, awaiting_key"
+# How often a violation awaiting its key is sent again by itself (``_resend_awaiting``):
+# refused as forged after that, it stays refused for the technician (no endless loop).
+MAX_KEY_RESENDS = 3
+# The refused_actions' action of such a re-send, and its actor.
+KEY_RESEND_ACTION = "resend"
+KEY_RESEND_ACTOR = "node"
 # The blobs only refused violations list (no other event): kept for the record, not
 # uploaded (``due_blobs``) and held outside the disk budget (``_refused_bytes``).
 _REFUSED_ONLY_BLOBS = (
@@ -337,6 +352,17 @@ class RefusedEvent:
     refused_at: float
     exported_at: float | None = None  # when it was last exported (None: never)
     exported_to: str | None = None  # the folder it was exported into
+    # (forged, but signed with this node's own key central lacks: its fingerprint; the
+    # violation is sent again by itself once central holds that key. None: final)
+    awaiting_key: str | None = None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> RefusedEvent:
+        """From a ``refused`` row (``_REFUSED_COLUMNS``: its key stored raw, named here by
+        its fingerprint)."""
+        event_id, code, reason, refused_at, exported_at, exported_to, key = row
+        fingerprint = None if key is None else key_fingerprint_hex(key)
+        return cls(event_id, code, reason, refused_at, exported_at, exported_to, fingerprint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +430,8 @@ class OutboxStats:
     awaiting_receipt: int = 0
     # Violations central refused for good: kept, not sent again (not awaiting a receipt).
     refused: int = 0
+    # Those of them awaiting the registration of the node's key (sent again once it is).
+    refused_awaiting_key: int = 0
     # Traffic minutes among the counts above: they get no receipt, the broker's
     # acknowledgement is their delivery, so "sent" is all they ever become.
     traffic_pending: int = 0
@@ -420,6 +448,26 @@ class OutboxStats:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def key_fingerprint_hex(raw_hex: str) -> str:
+    """A key's fingerprint (``key_fingerprint``) from its raw public key in hex."""
+    return sha256_hex(bytes.fromhex(raw_hex))
+
+
+def _signed_by(payload: bytes, keys: Iterable[Ed25519PublicKey]) -> Ed25519PublicKey | None:
+    """The key among ``keys`` that a violation's message, as held, verifies under."""
+    try:
+        event = ViolationEvent.model_validate_json(payload)
+    except ValueError:  # (not this version's contract)
+        return None
+    for key in keys:
+        try:
+            verify(event, key, wire=payload)
+        except SignatureError:
+            continue
+        return key
+    return None
 
 
 def file_sha256(path: Path) -> str:
@@ -450,6 +498,7 @@ _ADDED_COLUMNS = (
     ("refused", "exported_at", "REAL"),
     ("refused", "exported_to", "TEXT"),
     ("messages", "retried_unsent", "INTEGER NOT NULL DEFAULT 0"),
+    ("refused", "awaiting_key", "TEXT"),
 )
 
 
@@ -1035,29 +1084,107 @@ class Outbox:
                 )
 
     def mark_receipted(self, ids: Iterable[str]) -> int:
-        """Central committed these events; they may now be pruned."""
+        """Central committed these events; they may now be pruned. Violations awaiting a
+        key one of them was signed with are queued again (``_resend_awaiting``)."""
         now = self._clock()
         with self._lock, self._transaction():
-            ids = list(ids)
+            receipted = list(ids)
             cur = self._db.executemany(
                 "UPDATE messages SET state = 'receipted', receipted_at = ?"
                 " WHERE id = ? AND state IN ('pending', 'published')",
-                [(now, i) for i in ids],
+                [(now, i) for i in receipted],
             )
             # (central holds it after all: a receipt outweighs a refusal)
-            self._db.executemany("DELETE FROM refused WHERE event_id = ?", [(i,) for i in ids])
-            return cur.rowcount
+            self._db.executemany(
+                "DELETE FROM refused WHERE event_id = ?", [(i,) for i in receipted]
+            )
+            marked = cur.rowcount
+            self._resend_awaiting(receipted)
+            return marked
 
-    def mark_refused(self, refusals: Iterable[EventRefusal]) -> int:
+    def _resend_awaiting(self, receipted: Sequence[str]) -> list[str]:
+        """Queue again the violations awaiting a key central now holds: one of the
+        ``receipted`` violations was signed with it. Each is noted in ``refused_actions``.
+        Costs a query while none awaits a key, and then at most a signature check per
+        receipted violation and awaited key. Called with ``_lock`` held, in a transaction."""
+        awaited = {
+            str(r[0])
+            for r in self._db.execute(
+                "SELECT DISTINCT awaiting_key FROM refused WHERE awaiting_key IS NOT NULL"
+            )
+        }
+        if not awaited or not receipted:
+            return []
+        keys = {raw: Ed25519PublicKey.from_public_bytes(bytes.fromhex(raw)) for raw in awaited}
+        proven: dict[str, str] = {}  # the raw key, and the receipted violation proving it
+        for start in range(0, len(receipted), 500):
+            chunk = receipted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT id, payload FROM messages WHERE id IN ({marks})"
+                " AND kind = 'violation' AND state = 'receipted'",
+                tuple(chunk),
+            ).fetchall()
+            for event_id, payload in rows:
+                left = [k for raw, k in keys.items() if raw not in proven]
+                key = _signed_by(bytes(payload), left)
+                if key is not None:
+                    proven[key.public_bytes_raw().hex()] = str(event_id)
+            if len(proven) == len(keys):
+                break
+        queued: list[str] = []
+        for raw, proof in sorted(proven.items()):
+            fingerprint = key_fingerprint_hex(raw)
+            rows = self._db.execute(
+                f"SELECT {_REFUSED_COLUMNS} FROM refused WHERE awaiting_key = ?"
+                " ORDER BY refused_at, event_id",
+                (raw,),
+            ).fetchall()
+            for refused in map(RefusedEvent.from_row, rows):
+                self._requeue(
+                    refused,
+                    KEY_RESEND_ACTION,
+                    f"central took {proof}, signed with the same key {fingerprint}: sent"
+                    f" again (was {refused.code}: {refused.reason})",
+                    KEY_RESEND_ACTOR,
+                )
+                queued.append(refused.event_id)
+            log.warning(
+                "central holds this node's key %s now (it took violation %s signed with it):"
+                " %d violation(s) it refused as forged sent again",
+                fingerprint, proof, len(rows),
+            )  # fmt: skip
+        return queued
+
+    def _requeue(self, refused: RefusedEvent, action: str, detail: str, actor: str) -> None:
+        """Queue a refused violation for delivery again, as new, and note why. Called with
+        ``_lock`` held, in a transaction."""
+        self._db.execute(
+            "UPDATE messages SET state = 'pending', attempts = 0, next_attempt_at = 0,"
+            " last_error = NULL, retried_unsent = 1 WHERE id = ? AND state = 'published'",
+            (refused.event_id,),
+        )
+        self._db.execute("DELETE FROM refused WHERE event_id = ?", (refused.event_id,))
+        self._note_refused_action(action, refused.event_id, detail, actor)
+
+    def mark_refused(
+        self, refusals: Iterable[EventRefusal], *, own_keys: Sequence[Ed25519PublicKey] = ()
+    ) -> int:
         """Central refused these violations for good: each is kept, with its reason, and
         not sent again. Only a violation whose message here is the very one refused (its
         sha256) is marked: a refusal of another message under its id changes nothing. Nor
         does one of a violation the technician queued again (``retry_refused``) and not
         published since: it answers a delivery made before the retry (central refused two
         copies, the second told late), and the retry stands until central answers the
-        delivery it makes."""
+        delivery it makes.
+
+        One refused as ``forged`` whose message verifies under one of ``own_keys`` (the
+        node's keys) is genuine, signed with a key central lacks: it is kept awaiting that
+        key (``awaiting_key``) and sent again by itself once central receipts a violation
+        signed with it (``_resend_awaiting``), unless it was so ``MAX_KEY_RESENDS`` times."""
         now = self._clock()
         marked = 0
+        awaiting: dict[str, list[str]] = {}  # fingerprint: event ids
         with self._lock, self._transaction():
             for refusal in refusals:
                 row = self._db.execute(
@@ -1079,13 +1206,49 @@ class Outbox:
                     "UPDATE messages SET state = 'published', last_error = ? WHERE id = ?",
                     (f"refused by central ({refusal.code.value})", refusal.event_id),
                 )
+                key = None
+                if refusal.code is RefusalCode.FORGED and own_keys:
+                    key = self._awaited_key(refusal.event_id, bytes(row[0]), own_keys)
+                raw = None if key is None else key.public_bytes_raw().hex()
                 cur = self._db.execute(
-                    "INSERT OR IGNORE INTO refused (event_id, code, reason, refused_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (refusal.event_id, refusal.code.value, refusal.reason, now),
+                    "INSERT OR IGNORE INTO refused (event_id, code, reason, refused_at,"
+                    " awaiting_key) VALUES (?, ?, ?, ?, ?)",
+                    (refusal.event_id, refusal.code.value, refusal.reason, now, raw),
                 )
                 marked += cur.rowcount
+                if raw is not None and cur.rowcount:
+                    awaiting.setdefault(key_fingerprint_hex(raw), []).append(refusal.event_id)
+        for fingerprint, event_ids in awaiting.items():
+            log.warning(
+                "%d violation(s) refused as forged are genuine, signed with this node's key"
+                " %s, which central lacks: kept awaiting its registration and sent again by"
+                " themselves once central holds it (register it on central: `roadwatch"
+                " central node key add --public-key NODE_KEY.pub`, fingerprint %s): %s",
+                len(event_ids), fingerprint, fingerprint, ", ".join(event_ids),
+            )  # fmt: skip
         return marked
+
+    def _awaited_key(
+        self, event_id: str, payload: bytes, own_keys: Sequence[Ed25519PublicKey]
+    ) -> Ed25519PublicKey | None:
+        """The node's own key a violation refused as forged is signed with, unless it was
+        already sent again by itself ``MAX_KEY_RESENDS`` times (then it stays refused for
+        good: something else is wrong). Called with ``_lock`` held."""
+        key = _signed_by(payload, own_keys)
+        if key is None:
+            return None
+        resends = self._db.execute(
+            "SELECT COUNT(*) FROM refused_actions WHERE event_id = ? AND action = ?",
+            (event_id, KEY_RESEND_ACTION),
+        ).fetchone()[0]
+        if resends >= MAX_KEY_RESENDS:
+            log.error(
+                "violation %s, signed with this node's key %s, refused as forged again after"
+                " %d re-sends once central held that key: kept as refused for good",
+                event_id, key_fingerprint(key), resends,
+            )  # fmt: skip
+            return None
+        return key
 
     def status_session(self) -> datetime | None:
         """When the node's last connection began, as its statuses said (None: never)."""
@@ -1109,7 +1272,7 @@ class Outbox:
                 f"SELECT {_REFUSED_COLUMNS} FROM refused ORDER BY refused_at, event_id LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [RefusedEvent(*r) for r in rows]
+        return [RefusedEvent.from_row(r) for r in rows]
 
     def refused_actions(self, limit: int = 10) -> list[RefusedAction]:
         """The latest actions on refused violations, newest first."""
@@ -1130,7 +1293,7 @@ class Outbox:
         rows = self._db.execute(
             f"SELECT {_REFUSED_COLUMNS} FROM refused ORDER BY refused_at, event_id"
         ).fetchall()
-        held = {r[0]: RefusedEvent(*r) for r in rows}
+        held = {r[0]: RefusedEvent.from_row(r) for r in rows}
         if ids is None:
             return list(held.values())
         unknown = [i for i in dict.fromkeys(ids) if i not in held]
@@ -1254,6 +1417,8 @@ class Outbox:
                     "code": refused.code,
                     "reason": refused.reason,
                     "refused_at": utc_seconds(refused.refused_at),
+                    # (the fingerprint of the node's own key central lacked; None: final)
+                    "awaiting_key": refused.awaiting_key,
                 },
                 "exported_at": utc_seconds(self._clock()),
                 "event_payload_sha256": sha256_hex(payload),
@@ -1299,15 +1464,7 @@ class Outbox:
         with self._lock, self._transaction():
             chosen = self._chosen_refused(ids)
             for refused in chosen:
-                self._db.execute(
-                    "UPDATE messages SET state = 'pending', attempts = 0, next_attempt_at = 0,"
-                    " last_error = NULL, retried_unsent = 1 WHERE id = ? AND state = 'published'",
-                    (refused.event_id,),
-                )
-                self._db.execute("DELETE FROM refused WHERE event_id = ?", (refused.event_id,))
-                self._note_refused_action(
-                    "retry", refused.event_id, f"was {refused.code}: {refused.reason}", actor
-                )
+                self._requeue(refused, "retry", f"was {refused.code}: {refused.reason}", actor)
         if chosen:
             log.warning("%d refused violation(s) queued for delivery again", len(chosen))
         return [r.event_id for r in chosen]
@@ -1564,7 +1721,9 @@ class Outbox:
                 "SELECT COUNT(*), MIN(created_at) FROM messages WHERE state = 'published'"
                 f" AND kind = 'violation'{_NOT_REFUSED}"
             ).fetchone()
-            refused = self._db.execute("SELECT COUNT(*) FROM refused").fetchone()[0]
+            refused, awaiting_key = self._db.execute(
+                "SELECT COUNT(*), COUNT(awaiting_key) FROM refused"
+            ).fetchone()
             used = self._used_bytes()
         return OutboxStats(
             pending=counts.get("pending", 0),
@@ -1581,6 +1740,7 @@ class Outbox:
                 (t for t in (oldest, oldest_unreceipted) if t is not None), default=None
             ),
             refused=int(refused),
+            refused_awaiting_key=int(awaiting_key),
             traffic_pending=traffic.get(MessageState.PENDING, 0),
             traffic_sent=sum(n for state, n in traffic.items() if state != MessageState.PENDING),
         )

@@ -27,7 +27,10 @@ no receipt after ``receipt_timeout_s`` is published again, with a doubling wait;
 drops the duplicates by event id. A violation central refused for good (signed with a
 key revoked since, forged, ...) comes back on the same topic as a ``RefusalBatch``: it is
 kept in the outbox as refused, for the record, and not sent again (the node's technician
-exports, re-queues or drops it: ``roadwatch edge outbox refused``).
+exports, re-queues or drops it: ``roadwatch edge outbox refused``). One refused as forged
+that verifies under the node key is genuine (central lacks the key): it is kept awaiting
+the key's registration and sent again by itself once central receipts a violation signed
+with it (``Outbox.mark_refused``).
 """
 
 from __future__ import annotations
@@ -431,7 +434,10 @@ class Publisher:
                 self._receipted += self.outbox.mark_receipted(self._receipts)
                 self._receipts = []
             if self._refusals:
-                self._refused += self.outbox.mark_refused(self._refusals)
+                # (one forged but signed with the node's key is kept awaiting that key)
+                self._refused += self.outbox.mark_refused(
+                    self._refusals, own_keys=[self._key.public_key()]
+                )
                 self._refusals = []
         except Exception as exc:
             if not is_disk_full(exc):

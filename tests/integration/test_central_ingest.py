@@ -760,6 +760,63 @@ def test_a_forged_violation_is_refused_for_good_and_taken_once_retried_after_its
     assert rows == [("forged", 1)]  # (its statuses, signed with the new key, are there too)
 
 
+def test_violations_refused_for_a_key_central_lacks_are_sent_again_once_it_holds_the_key(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    tmp_path: Path,
+) -> None:
+    """A node started with a new key before central's admin registered it: central refuses
+    its violations as forged, for good. They verify under the node's own key, so the node
+    keeps them apart, awaiting that key, instead of for good until a technician came by.
+    The admin registers the key; the node's next violation is receipted, which proves
+    central holds the key, and the node sends the earlier ones again by itself: every one
+    is taken, none lost."""
+    from central.records import add_node_key
+    from edge.delivery_service import DeliveryService
+    from roadwatch.contract.signing import key_fingerprint, public_key_pem
+
+    node = make_node()
+    settings = ingest_settings(central_settings, mqtt_broker, node.site)
+    config = _delivery(node, mqtt_broker, tmp_path, receipt_timeout_s=0.5, receipt_timeout_cap_s=1)
+    new_key = generate_private_key()  # (not registered yet)
+    earlier = [
+        sign(violation_event(site=node.site, node=node.node, evidence=[]), new_key)
+        for _ in range(3)
+    ]
+    service = DeliveryService.from_config(config, key=new_key)
+    for event in earlier:
+        service.outbox.put_violation(event, [])
+    try:
+        with IngestService(settings, central_db.engine) as ingest:
+            assert ingest.wait_ready(10), "ingest did not subscribe"
+            service.start()
+            wait_for("the refusals", lambda: service.outbox.stats().refused == 3)
+            awaiting = {r.awaiting_key for r in service.outbox.refused_events()}
+            refused = service.outbox.stats()
+            with transaction(session_factory(central_db.engine)) as s:
+                add_node_key(
+                    s, site=node.site, node=node.node,
+                    public_key_pem=public_key_pem(new_key.public_key()).decode("ascii"),
+                )  # fmt: skip
+            later = sign(violation_event(site=node.site, node=node.node, evidence=[]), new_key)
+            service.outbox.put_violation(later, [])
+            wait_for("every receipt", lambda: service.outbox.stats().receipted == 4)
+            stats = service.outbox.stats()
+            actions = service.outbox.refused_actions()
+    finally:
+        service.stop(timeout_s=5)
+    assert awaiting == {key_fingerprint(new_key.public_key())}
+    assert (refused.refused, refused.refused_awaiting_key, refused.awaiting_receipt) == (3, 3, 0)
+    assert (stats.refused, stats.refused_awaiting_key, stats.awaiting_receipt) == (0, 0, 0)
+    assert _count(central_db, Violation, node.site) == 4
+    assert sorted((a.event_id, a.action, a.actor) for a in actions) == sorted(
+        (e.event_id, "resend", "node") for e in earlier
+    )
+    assert all(f"central took {later.event_id}" in a.detail for a in actions)
+
+
 def test_an_event_id_central_holds_with_other_content_is_refused_for_good_not_receipted(
     central_db: CentralDb,
     central_settings: Settings,

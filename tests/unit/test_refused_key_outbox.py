@@ -1,0 +1,223 @@
+"""A violation central refused as forged that verifies under the node's own key is genuine:
+central lacks the key (the node started with a new key before an admin registered it). The
+outbox keeps it apart, awaiting the key, and sends it again by itself once central receipts
+a violation signed with that key; a message the node's keys do not verify stays final."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge.outbox import MAX_KEY_RESENDS, MessageState, Outbox
+from roadwatch.contract import ViolationEvent
+from roadwatch.contract.models import EventRefusal, RefusalCode
+from roadwatch.contract.signing import key_fingerprint, sign
+from tests.delivery_support import BIG_BUDGET, KEY
+from tests.factories import violation_event
+
+# (the node's key central lacks, and another node's key)
+NEW = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+OTHER = Ed25519PrivateKey.from_private_bytes(bytes(range(2, 34)))
+
+
+def _put(outbox: Outbox, key: Ed25519PrivateKey) -> ViolationEvent:
+    event = sign(violation_event(evidence=[]), key)
+    outbox.put_violation(event, [])
+    return event
+
+
+def _wire(outbox: Outbox, event_id: str) -> bytes:
+    [wire] = [m.payload for m in outbox.due_messages(1000) if m.id == event_id]
+    return wire
+
+
+def _refusal(wire: bytes, event: ViolationEvent, code: RefusalCode) -> EventRefusal:
+    return EventRefusal(
+        event_id=event.event_id,
+        payload_sha256=hashlib.sha256(wire).hexdigest(),
+        code=code,
+        reason=f"{code.value}: central's reason",
+    )
+
+
+def _refuse(
+    outbox: Outbox,
+    event: ViolationEvent,
+    code: RefusalCode,
+    own: tuple[Ed25519PrivateKey, ...],
+) -> int:
+    wire = _wire(outbox, event.event_id)
+    outbox.mark_published([event.event_id])
+    return outbox.mark_refused(
+        [_refusal(wire, event, code)], own_keys=[k.public_key() for k in own]
+    )
+
+
+def _fp(key: Ed25519PrivateKey) -> str:
+    return key_fingerprint(key.public_key())
+
+
+@pytest.mark.parametrize(
+    ("code", "signer", "own", "awaiting"),
+    [
+        # genuine: signed with the node's key central lacks
+        (RefusalCode.FORGED, NEW, (NEW,), NEW),
+        (RefusalCode.FORGED, NEW, (OTHER, NEW), NEW),
+        # not the node's own: final as before
+        (RefusalCode.FORGED, OTHER, (NEW,), None),
+        (RefusalCode.FORGED, NEW, (), None),
+        # other final codes stay final, whoever signed them
+        (RefusalCode.REVOKED_KEY, NEW, (NEW,), None),
+        (RefusalCode.REUSED_ID, NEW, (NEW,), None),
+        (RefusalCode.PAST, NEW, (NEW,), None),
+    ],
+)
+def test_a_forged_refusal_of_a_message_the_node_s_key_verifies_awaits_that_key(
+    tmp_path: Path,
+    code: RefusalCode,
+    signer: Ed25519PrivateKey,
+    own: tuple[Ed25519PrivateKey, ...],
+    awaiting: Ed25519PrivateKey | None,
+) -> None:
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        event = _put(outbox, signer)
+        assert _refuse(outbox, event, code, own) == 1
+        [refused] = outbox.refused_events()
+        stats = outbox.stats()
+        assert outbox.due_messages(10) == [] and outbox.due_resends(10) == []
+    assert refused.code == code.value
+    assert refused.awaiting_key == (None if awaiting is None else _fp(awaiting))
+    assert (stats.refused, stats.refused_awaiting_key) == (1, int(awaiting is not None))
+
+
+@pytest.mark.parametrize(
+    ("receipted_signer", "sent_again"),
+    [
+        (NEW, True),  # central holds the key now
+        (KEY, False),  # another key of the node's: proves nothing of NEW
+        (OTHER, False),
+    ],
+)
+def test_a_receipt_for_a_violation_signed_with_the_awaited_key_sends_the_awaiting_ones_again(
+    tmp_path: Path, receipted_signer: Ed25519PrivateKey, sent_again: bool
+) -> None:
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        awaiting = [_put(outbox, NEW) for _ in range(3)]
+        final = _put(outbox, OTHER)  # (forged, and not the node's: final)
+        for event in awaiting:
+            _refuse(outbox, event, RefusalCode.FORGED, (NEW,))
+        _refuse(outbox, final, RefusalCode.FORGED, (NEW,))
+        newer = _put(outbox, receipted_signer)
+        outbox.mark_published([newer.event_id])
+        assert outbox.mark_receipted([newer.event_id]) == 1
+        due = sorted(m.id for m in outbox.due_messages(10))
+        refused = {r.event_id: r.awaiting_key for r in outbox.refused_events()}
+        actions = outbox.refused_actions(10)
+        stats = outbox.stats()
+    if sent_again:
+        assert due == sorted(e.event_id for e in awaiting)
+        assert refused == {final.event_id: None}
+        assert sorted(a.event_id for a in actions) == due
+        for action in actions:
+            assert (action.action, action.actor) == ("resend", "node")
+            assert f"central took {newer.event_id}" in action.detail
+            assert _fp(NEW) in action.detail and "was forged" in action.detail
+        assert (stats.refused, stats.refused_awaiting_key) == (1, 0)
+    else:
+        assert due == []
+        assert refused == {**{e.event_id: _fp(NEW) for e in awaiting}, final.event_id: None}
+        assert actions == []
+        assert (stats.refused, stats.refused_awaiting_key) == (4, 3)
+
+
+def test_a_violation_sent_again_for_its_key_is_refused_for_good_after_the_bound(
+    tmp_path: Path,
+) -> None:
+    """Refused as forged again after each re-send central's receipts prompted: after
+    ``MAX_KEY_RESENDS`` of them it stays refused, for the technician, not in a loop."""
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        event = _put(outbox, NEW)
+        for round_ in range(MAX_KEY_RESENDS + 1):
+            _refuse(outbox, event, RefusalCode.FORGED, (NEW,))
+            [refused] = outbox.refused_events()
+            if round_ == MAX_KEY_RESENDS:
+                break
+            assert refused.awaiting_key == _fp(NEW)
+            proof = _put(outbox, NEW)
+            outbox.mark_published([proof.event_id])
+            outbox.mark_receipted([proof.event_id])
+            assert outbox.message_state(event.event_id) is MessageState.PENDING
+        assert refused.awaiting_key is None
+        proof = _put(outbox, NEW)
+        outbox.mark_published([proof.event_id])
+        outbox.mark_receipted([proof.event_id])
+        assert [r.event_id for r in outbox.refused_events()] == [event.event_id]
+        assert outbox.due_messages(10) == []
+        assert [a.action for a in outbox.refused_actions(10)] == ["resend"] * MAX_KEY_RESENDS
+
+
+def test_a_late_refusal_of_a_copy_sent_before_the_key_resend_is_not_taken(
+    tmp_path: Path,
+) -> None:
+    """The re-send stands until central answers it: a refusal told late, of a copy sent
+    before, changes nothing (as after the technician's retry)."""
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        event = _put(outbox, NEW)
+        wire = _wire(outbox, event.event_id)
+        _refuse(outbox, event, RefusalCode.FORGED, (NEW,))
+        proof = _put(outbox, NEW)
+        outbox.mark_published([proof.event_id])
+        outbox.mark_receipted([proof.event_id])
+        late = _refusal(wire, event, RefusalCode.FORGED)
+        assert outbox.mark_refused([late], own_keys=[NEW.public_key()]) == 0
+        assert [m.id for m in outbox.due_messages(10)] == [event.event_id]
+
+
+def test_an_outbox_from_before_keys_were_awaited_takes_its_column(tmp_path: Path) -> None:
+    """An outbox whose refused table predates ``awaiting_key`` gets it, its rows kept final."""
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        event = _put(outbox, NEW)
+        _refuse(outbox, event, RefusalCode.FORGED, ())
+    with sqlite3.connect(tmp_path / "outbox" / "outbox.sqlite3") as db:
+        db.execute("ALTER TABLE refused DROP COLUMN awaiting_key")
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        [held] = outbox.refused_events()
+        assert (held.event_id, held.awaiting_key) == (event.event_id, None)
+        other = _put(outbox, NEW)
+        assert _refuse(outbox, other, RefusalCode.FORGED, (NEW,)) == 1
+        assert outbox.stats().refused_awaiting_key == 1
+
+
+def test_edge_outbox_lists_the_ones_awaiting_a_key_and_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from roadwatch.cli import main
+
+    config = tmp_path / "site.yaml"
+    config.write_text(
+        "delivery:\n  site: ql13-km22\n  node: node-01\n"
+        f"  key_path: {tmp_path / 'node-01.key'}\n  outbox:\n    path: {tmp_path / 'outbox'}\n",
+        encoding="utf-8",
+    )
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        genuine = _put(outbox, NEW)
+        forged = _put(outbox, OTHER)
+        _refuse(outbox, genuine, RefusalCode.FORGED, (NEW,))
+        _refuse(outbox, forged, RefusalCode.FORGED, (NEW,))
+    assert main(["edge", "outbox", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "refused by central 2 (kept, not sent again)" in out
+    assert "awaiting the registration of this node's key 1" in out
+    assert (
+        f"key {_fp(NEW)} is this node's and central lacks it: register it on central"
+        " (`roadwatch central node key add --site ql13-km22 --node node-01 --public-key"
+        " node-01.pub`"
+    ) in out
+    [line] = [ln for ln in out.splitlines() if f"refused {genuine.event_id}" in ln]
+    assert line.endswith(f"(awaiting key registration: {_fp(NEW)})")
+    [line] = [ln for ln in out.splitlines() if f"refused {forged.event_id}" in ln]
+    assert "awaiting" not in line
