@@ -56,7 +56,9 @@ from roadwatch.contract.models import (
 # so that a new one cannot be added without saying which it is (docs/receipts.md).
 FINALITY: dict[Quarantined, RefusalCode | None] = {
     Quarantined.REVOKED_KEY: RefusalCode.REVOKED_KEY,
-    # (the node's key central lacks: the technician re-queues it once an admin registers it)
+    # (a node's key central lacks: the node, which can tell its own key's signature, keeps
+    # such a one awaiting the key and sends it again once central receipts another signed
+    # with it; edge/outbox.py)
     Quarantined.FORGED: RefusalCode.FORGED,
     # (canonical as central's own serializer writes it: a central and nodes of versions that
     # write a field apart disagree until one is upgraded)
