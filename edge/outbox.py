@@ -242,6 +242,8 @@ _REFUSED_COLUMNS = "event_id, code, reason, refused_at, exported_at, exported_to
 # How often a violation awaiting its key is sent again by itself (``_resend_awaiting``):
 # refused as forged after that, it stays refused for the technician (no endless loop).
 MAX_KEY_RESENDS = 3
+# How many of a receipt batch's violations, the newest, are checked for the awaited keys.
+PROOFS_CHECKED = 20
 # The refused_actions' action of such a re-send, and its actor.
 KEY_RESEND_ACTION = "resend"
 KEY_RESEND_ACTOR = "node"
@@ -1105,8 +1107,9 @@ class Outbox:
     def _resend_awaiting(self, receipted: Sequence[str]) -> list[str]:
         """Queue again the violations awaiting a key central now holds: one of the
         ``receipted`` violations was signed with it. Each is noted in ``refused_actions``.
-        Costs a query while none awaits a key, and then at most a signature check per
-        receipted violation and awaited key. Called with ``_lock`` held, in a transaction."""
+        Costs a query while none awaits a key, and then at most a signature check for each
+        of the ``PROOFS_CHECKED`` newest receipted violations and each awaited key. Called
+        with ``_lock`` held, in a transaction."""
         awaited = {
             str(r[0])
             for r in self._db.execute(
@@ -1116,20 +1119,26 @@ class Outbox:
         if not awaited or not receipted:
             return []
         keys = {raw: Ed25519PublicKey.from_public_bytes(bytes.fromhex(raw)) for raw in awaited}
-        proven: dict[str, str] = {}  # the raw key, and the receipted violation proving it
+        # The newest of them: the node signs with one key at a time, so a receipt for one
+        # signed with the awaited key is among the newest if any is (the others' would
+        # cost a check each, under the lock, while a rotation's old-key receipts arrive).
+        newest: list[tuple[float, str, bytes]] = []
         for start in range(0, len(receipted), 500):
             chunk = receipted[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT id, payload FROM messages WHERE id IN ({marks})"
-                " AND kind = 'violation' AND state = 'receipted'",
-                tuple(chunk),
+            newest += self._db.execute(
+                f"SELECT created_at, id, payload FROM messages WHERE id IN ({marks})"
+                " AND kind = 'violation' AND state = 'receipted'"
+                " ORDER BY created_at DESC LIMIT ?",
+                (*chunk, PROOFS_CHECKED),
             ).fetchall()
-            for event_id, payload in rows:
-                left = [k for raw, k in keys.items() if raw not in proven]
-                key = _signed_by(bytes(payload), left)
-                if key is not None:
-                    proven[key.public_bytes_raw().hex()] = str(event_id)
+        newest.sort(reverse=True)
+        proven: dict[str, str] = {}  # the raw key, and the receipted violation proving it
+        for _created, event_id, payload in newest[:PROOFS_CHECKED]:
+            left = [k for raw, k in keys.items() if raw not in proven]
+            key = _signed_by(bytes(payload), left)
+            if key is not None:
+                proven[key.public_bytes_raw().hex()] = str(event_id)
             if len(proven) == len(keys):
                 break
         queued: list[str] = []

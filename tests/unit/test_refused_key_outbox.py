@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.outbox import MAX_KEY_RESENDS, MessageState, Outbox
+from edge.outbox import MAX_KEY_RESENDS, PROOFS_CHECKED, MessageState, Outbox
 from roadwatch.contract import ViolationEvent
 from roadwatch.contract.models import EventRefusal, RefusalCode
 from roadwatch.contract.signing import key_fingerprint, sign
@@ -132,6 +132,34 @@ def test_a_receipt_for_a_violation_signed_with_the_awaited_key_sends_the_awaitin
         assert refused == {**{e.event_id: _fp(NEW) for e in awaiting}, final.event_id: None}
         assert actions == []
         assert (stats.refused, stats.refused_awaiting_key) == (4, 3)
+
+
+@pytest.mark.parametrize(
+    ("older_others", "newer_others", "sent_again"),
+    [
+        (30, 0, True),  # the newest of the batch
+        (0, PROOFS_CHECKED - 1, True),  # the last of those checked
+        (0, PROOFS_CHECKED, False),  # older than those checked: left to the next receipts
+    ],
+)
+def test_only_a_receipt_batch_s_newest_violations_are_checked_for_the_awaited_key(
+    tmp_path: Path, older_others: int, newer_others: int, sent_again: bool
+) -> None:
+    """A rotation's receipts for violations of the old key may come by the thousand while
+    some await the new key: only the newest of a batch (the node signs its newest with its
+    newest key) are checked, a bounded cost under the outbox's lock."""
+    ticks = iter(range(1, 10_000))
+    with Outbox(tmp_path / "outbox", BIG_BUDGET, clock=lambda: float(next(ticks))) as outbox:
+        awaiting = _put(outbox, NEW)
+        _refuse(outbox, awaiting, RefusalCode.FORGED, (NEW,))
+        older = [_put(outbox, KEY) for _ in range(older_others)]
+        proof = _put(outbox, NEW)
+        newer = [_put(outbox, KEY) for _ in range(newer_others)]
+        batch = [e.event_id for e in (*older, proof, *newer)]
+        outbox.mark_published(batch)
+        outbox.mark_receipted(batch)
+        due = [m.id for m in outbox.due_messages(10)]
+    assert due == ([awaiting.event_id] if sent_again else [])
 
 
 def test_a_violation_sent_again_for_its_key_is_refused_for_good_after_the_bound(
