@@ -42,6 +42,11 @@ genuine: central merely lacks that key (the node started with a new key before a
 registered it). It is kept apart, awaiting the key's registration (``awaiting_key``), and
 queued again by itself (``_resend_awaiting``) once central receipts a violation signed with
 the same key, which proves central holds it now; at most ``MAX_KEY_RESENDS`` times each.
+
+Blob files are shared by their sha256 between events. A store finds a file there (or
+writes it) and lists it inside one write transaction, and every delete of a file no row
+lists (a drop, the sweep at open) looks the row up inside one too: a file a new event
+lists is never deleted, whichever process drops.
 """
 
 from __future__ import annotations
@@ -595,13 +600,25 @@ class Outbox:
                 if not _writer_alive(tmp.name) or tmp.stat().st_mtime < old:
                     tmp.unlink()
         listed = {r[0] for r in self._db.execute("SELECT sha256 FROM blobs")}
+        unlisted = []
         for path in self._blob_dir.glob("*/*"):
             if path.name.startswith(".") or path.name in listed:
                 continue
             with contextlib.suppress(OSError):
                 if path.stat().st_mtime < old:
+                    unlisted.append(path)
+        if not unlisted:
+            return
+        # Each is looked up again under the write lock, as it goes: another process may
+        # have stored a new event listing that file since (its store finds the file there
+        # and writes its rows under the same lock).
+        with self._lock, self._transaction():
+            for path in unlisted:
+                again = self._db.execute("SELECT 1 FROM blobs WHERE sha256 = ?", (path.name,))
+                if again.fetchone() is None:
                     log.info("removing evidence file %s that no outbox row lists", path.name)
-                    path.unlink()
+                    with contextlib.suppress(OSError):
+                        path.unlink()
 
     def _finish_blob_deletes(self) -> int:
         """Remove the evidence files a drop noted (``blob_deletes``) and their notes; a
@@ -673,26 +690,36 @@ class Outbox:
             _check_blobs(event, blobs)
             topic = camera_topic(event.site, event.node, event.camera, CameraTopic.VIOLATION)
             prepared.append((event, blobs, to_wire(event), topic))
+        # The files go in inside the rows' transaction: whether a file is there already,
+        # and the rows that then list it, are one step for any process that deletes
+        # evidence files (a drop, the sweep at open), as those delete under the same write
+        # lock. Checked before it, a file could go before these rows commit, leaving the
+        # new event's evidence missing (then marked broken by the uploader).
         with self._lock, _disk_full_is_full(f"{len(prepared)} violation(s)"):
-            uploaded = self._uploaded_among({b.ref.sha256 for _, bs, _, _ in prepared for b in bs})
-            # The disk's room is read before the files go in (after, it would count them
-            # twice: as used and as no longer free).
-            budget = self.budget_now(self._used_bytes())
+            self._db.execute("BEGIN IMMEDIATE")
             written: list[Path] = []
             try:
+                shas = {b.ref.sha256 for _, bs, _, _ in prepared for b in bs}
+                uploaded = self._uploaded_among(shas)
+                # The disk's room is read before the files go in (after, it would count
+                # them twice: as used and as no longer free).
+                budget = self.budget_now(self._used_bytes())
                 for _, blobs, _, _ in prepared:
                     for blob in blobs:
                         if blob.ref.sha256 not in uploaded and self._write_blob(blob):
                             written.append(self.blob_path(blob.ref.sha256))
-                with self._transaction():
-                    for event, blobs, payload, topic in prepared:
-                        self._insert_violation(event, blobs, payload, topic, budget)
-                    used = self._used_bytes()
+                for event, blobs, payload, topic in prepared:
+                    self._insert_violation(event, blobs, payload, topic, budget)
+                used = self._used_bytes()
+                self._db.execute("COMMIT")
             except BaseException:
-                # The rows were rolled back; files written for them are garbage.
+                # The rows are not stored; files written for them are garbage, removed
+                # before the rollback (while no other process can list them).
                 for path in written:
                     with contextlib.suppress(OSError):
                         path.unlink()
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._check_alarm(used)
 
@@ -1599,28 +1626,61 @@ class Outbox:
         return delay
 
     def mark_blob_broken(self, sha256: str, reason: str) -> list[str]:
-        """The blob cannot be delivered (missing or changed on disk, refused by central).
+        """The blob cannot be delivered (refused by central for good).
 
         Returns the events that list it: none of them will ever be complete.
         """
         with self._lock, self._transaction():
-            self._db.execute(
-                "UPDATE blobs SET state = 'broken', last_error = ? WHERE sha256 = ?",
-                (reason[:500], sha256),
+            events = self._mark_broken(sha256, reason)
+        self._log_broken(sha256, reason, events)
+        return events
+
+    def mark_blob_file_broken(self, sha256: str, reason: str) -> list[str] | None:
+        """The blob's file was read missing or changed on disk: it is read again under the
+        write lock, and the blob marked broken (returning the events that list it, as
+        ``mark_blob_broken``) only if it still is. None, nothing marked, when the file is
+        sound now or no pending row lists it: a blob dropped with its refused violation
+        and stored again since, for a new event, has a new file and stays pending (it was
+        read in between)."""
+        with self._lock, self._transaction():
+            row = self._db.execute(
+                "SELECT state, size FROM blobs WHERE sha256 = ?", (sha256,)
+            ).fetchone()
+            if row is None or row[0] == BlobState.UPLOADED.value:
+                return None
+            try:
+                data = self.blob_path(sha256).read_bytes()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return None  # (unreadable for now: tried again)
+            else:
+                if len(data) == row[1] and sha256_hex(data) == sha256:
+                    return None
+            events = self._mark_broken(sha256, reason)
+        self._log_broken(sha256, reason, events)
+        return events
+
+    def _mark_broken(self, sha256: str, reason: str) -> list[str]:
+        self._db.execute(
+            "UPDATE blobs SET state = 'broken', last_error = ? WHERE sha256 = ?",
+            (reason[:500], sha256),
+        )
+        return [
+            r[0]
+            for r in self._db.execute(
+                "SELECT event_id FROM event_blobs WHERE sha256 = ?", (sha256,)
             )
-            events = [
-                r[0]
-                for r in self._db.execute(
-                    "SELECT event_id FROM event_blobs WHERE sha256 = ?", (sha256,)
-                )
-            ]
+        ]
+
+    @staticmethod
+    def _log_broken(sha256: str, reason: str, events: list[str]) -> None:
         log.error(
             "evidence blob %s is broken (%s); events without complete evidence: %s",
             sha256,
             reason,
             ", ".join(events) or "none",
         )
-        return events
 
     def evidence_progress(self, event_id: str) -> EvidenceProgress:
         with self._lock:

@@ -191,12 +191,12 @@ class Uploader:
         try:
             data = blob.path.read_bytes()
         except FileNotFoundError:
-            return self._broken(sha, f"evidence file {blob.path} is missing")
+            return self._file_broken(sha, f"evidence file {blob.path} is missing")
         except OSError as exc:
             return self._retry(sha, f"cannot read {blob.path}: {exc.strerror}")
         actual = sha256_hex(data)
         if actual != sha or len(data) != blob.size:
-            return self._broken(
+            return self._file_broken(
                 sha,
                 f"evidence file {blob.path} changed on disk: sha256 {actual}, "
                 f"{len(data)} bytes; expected {sha}, {blob.size} bytes",
@@ -253,6 +253,16 @@ class Uploader:
 
     def _broken(self, sha: str, reason: str) -> UploadResult:
         self.outbox.mark_blob_broken(sha, reason)
+        return UploadResult(sha, UploadOutcome.BROKEN, reason)
+
+    def _file_broken(self, sha: str, reason: str) -> UploadResult:
+        """The file as read is missing or changed; the outbox looks again before marking
+        it broken (its refused violation dropped and the blob stored again for a new event
+        meanwhile: the new file is sound, and is uploaded at the next try)."""
+        if self.outbox.mark_blob_file_broken(sha, reason) is None:
+            return UploadResult(
+                sha, UploadOutcome.RETRY, f"{reason} as read, not when looked at again"
+            )
         return UploadResult(sha, UploadOutcome.BROKEN, reason)
 
     def _retry(self, sha: str, reason: str, *, quiet: bool = False) -> UploadResult:

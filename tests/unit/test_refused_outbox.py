@@ -6,17 +6,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from edge.delivery_config import CentralConfig
 from edge.delivery_policy import DiskBudget
+from edge.outbox import ORPHAN_AGE_S, MessageState, Outbox, OutboxFullError
 from edge.outbox import EvidenceBlob as Blob
-from edge.outbox import MessageState, Outbox, OutboxFullError
+from edge.uploader import Uploader, UploadOutcome
 from roadwatch.cli import main
 from roadwatch.contract import ViolationEvent
 from roadwatch.contract.models import EventRefusal, RefusalCode
+from roadwatch.net import free_port
 from tests.delivery_support import BIG_BUDGET, signed_event
 
 
@@ -457,3 +463,139 @@ def test_a_dropped_evidence_file_that_cannot_be_removed_goes_at_the_next_drop(
         assert outbox.message_state(pending.event_id) is MessageState.PUBLISHED
         for ref in pending.evidence:
             assert outbox.blob_path(ref.sha256).exists()
+
+
+def test_a_drop_while_a_new_violation_stores_the_same_evidence_keeps_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Evidence files are shared by their hash. The node stored a new violation listing a
+    refused one's files while the technician's drop (another process) removed that one:
+    the store found the files there and did not write them, the drop deleted them (no row
+    listed them yet), and the store's rows then listed files gone, marked broken at their
+    upload. The store now finds its files and lists them under the write lock the drop
+    deletes under: the drop waits for it and keeps the files."""
+    outbox_dir = tmp_path / "outbox"
+    with Outbox(outbox_dir, BIG_BUDGET) as node, Outbox(outbox_dir, BIG_BUDGET) as technician:
+        # (the drop gives up at once where it would wait for the node's write)
+        technician._db.execute("PRAGMA busy_timeout = 50")
+        [(refused, blobs)] = _stored(node, 1)
+        _refuse(node, refused, RefusalCode.FORGED)
+        newer, _ = signed_event(blobs)
+        real_write = node._write_blob
+        drops: list[object] = []
+
+        def write_then_drop(blob: Blob) -> bool:
+            wrote = real_write(blob)
+            if not drops:
+                try:
+                    drops.append(
+                        technician.drop_refused([refused.event_id], actor="test", not_exported=True)
+                    )
+                except sqlite3.OperationalError as exc:  # (the store holds the write lock)
+                    drops.append(exc)
+            return wrote
+
+        monkeypatch.setattr(node, "_write_blob", write_then_drop)
+        node.put_violation(newer, blobs)
+        if isinstance(drops[0], sqlite3.OperationalError):
+            technician.drop_refused([refused.event_id], actor="test", not_exported=True)
+        assert technician.refused_events() == []
+        for b in blobs:
+            assert node.blob_path(b.ref.sha256).read_bytes() == b.data
+        assert {b.sha256 for b in node.due_blobs(100)} == {b.ref.sha256 for b in blobs}
+        progress = node.evidence_progress(newer.event_id)
+        assert progress.total == len(blobs) and progress.broken == 0
+    assert _blob_deletes(outbox_dir) == []
+
+
+def test_the_sweep_at_open_keeps_a_file_a_new_violation_lists_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file no row lists, ten minutes old, goes when the outbox opens. `edge outbox`
+    opening it read the rows, then the node stored a violation listing that very file
+    (found there, so not written again), and the sweep deleted it. The sweep looks each
+    file up again under the write lock the store lists it under."""
+    outbox_dir = tmp_path / "outbox"
+    newer, blobs = signed_event()
+    old = time.time() - ORPHAN_AGE_S - 60
+    with Outbox(outbox_dir, BIG_BUDGET) as node:
+        for b in blobs:  # (left by a process killed before its rows committed)
+            path = node.blob_path(b.ref.sha256)
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(b.data)
+            os.utime(path, (old, old))
+        real_stat = Path.stat
+        stored: list[bool] = []
+
+        def stat_then_stored(path: Path, **kwargs: Any) -> os.stat_result:
+            if path.parent.parent == outbox_dir / "blobs" and not stored:
+                stored.append(True)  # (the sweep has read the rows: the node stores now)
+                node.put_violation(newer, blobs)
+            return real_stat(path, **kwargs)
+
+        with monkeypatch.context() as patched:
+            patched.setattr(Path, "stat", stat_then_stored)
+            Outbox(outbox_dir, BIG_BUDGET).close()
+        assert stored
+        for b in blobs:
+            assert node.blob_path(b.ref.sha256).read_bytes() == b.data
+        assert {b.sha256 for b in node.due_blobs(100)} == {b.ref.sha256 for b in blobs}
+
+
+def test_an_upload_that_read_a_dropped_file_does_not_break_it_stored_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The uploader had a violation's evidence in hand when central refused that violation
+    and the technician dropped it; its read found the file gone, and before it marked the
+    blob broken a new violation stored the same evidence again: the new violation's
+    evidence was marked broken, never uploaded. The outbox reads the file again before
+    marking it: the blob stays pending, uploaded at the next try."""
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        [(dropped, blobs)] = _stored(outbox, 1)
+        [in_hand, *_] = outbox.due_blobs(100)
+        _refuse(outbox, dropped, RefusalCode.FORGED)
+        outbox.drop_refused(None, actor="test", not_exported=True)
+        assert not in_hand.path.exists()
+        newer, _ = signed_event(blobs)
+        real_read = Path.read_bytes
+        stored: list[bool] = []
+
+        def read_then_stored(path: Path) -> bytes:
+            try:
+                return real_read(path)
+            finally:
+                if path == in_hand.path and not stored:
+                    stored.append(True)
+                    outbox.put_violation(newer, blobs)
+
+        config = CentralConfig.model_validate(
+            {"url": f"http://127.0.0.1:{free_port()}", "upload_token": "t", "timeout_s": 1}
+        )
+        uploader = Uploader.from_config(outbox, config)
+        with monkeypatch.context() as patched:
+            patched.setattr(Path, "read_bytes", read_then_stored)
+            result = uploader.upload(in_hand)
+        assert stored
+        assert result.outcome is UploadOutcome.RETRY
+        assert outbox.broken_blobs() == []
+        assert outbox.evidence_progress(newer.event_id).broken == 0
+        assert in_hand.sha256 in {b.sha256 for b in outbox.due_blobs(100)}
+
+
+def test_an_evidence_file_missing_when_looked_at_again_is_marked_broken(
+    tmp_path: Path,
+) -> None:
+    """A file missing (or changed) on disk is still marked broken, its events named."""
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        [(event, blobs)] = _stored(outbox, 1)
+        gone, changed = (outbox.blob_path(b.ref.sha256) for b in blobs)
+        gone.unlink()
+        changed.write_bytes(b"not what was stored")
+        config = CentralConfig.model_validate(
+            {"url": f"http://127.0.0.1:{free_port()}", "upload_token": "t", "timeout_s": 1}
+        )
+        results = Uploader.from_config(outbox, config).run_once()
+        assert {r.outcome for r in results} == {UploadOutcome.BROKEN}
+        assert {b.sha256: b.event_ids for b in outbox.broken_blobs()} == {
+            b.ref.sha256: (event.event_id,) for b in blobs
+        }
