@@ -124,6 +124,36 @@ def _check_road_units(survey: PointsFile) -> None:
         )
 
 
+# The frame's width on the road at the nearest surveyed mark (metres per pixel across the
+# road there, times the image width) is at most this for any camera whose road marks can
+# be surveyed: from about 7 m (a close view) to about 100 m (a view down the road whose
+# nearest marks are 80 m away), and 235 m for a 116-degree lens whose nearest marks are
+# 77 m away. A survey in centimetres makes it 100 times its truth, so it is caught for
+# every view wider than 5 m at its nearest mark, however short the survey; the span
+# check above catches those longer than 10 m whatever the view.
+MAX_VIEW_WIDTH_M = 500.0
+
+
+def _check_view_width(fit: HomographyFit, image_width: int) -> None:
+    """Refuse a fit whose frame, at its nearest surveyed mark, would be wider than any
+    camera's view of the road's marks: road coordinates that are not metres."""
+    kept = [r for r in fit.residuals if r.inlier]
+    pixels = np.array([r.pixel for r in kept], dtype=np.float64)
+    # (the smaller singular value: metres per pixel across the road, which the camera's
+    # tilt leaves as it is; along the road a pixel covers more the flatter the view)
+    finest = np.linalg.svd(homography_jacobians(fit.image_to_world, pixels), compute_uv=False)[:, 1]
+    nearest = int(np.argmin(finest))
+    wide = float(finest[nearest]) * image_width
+    if wide > MAX_VIEW_WIDTH_M:
+        raise CalibrationError(
+            f"at the nearest surveyed mark ({kept[nearest].name}) one pixel covers"
+            f" {finest[nearest]:.2g} m of road, so the {image_width}-pixel-wide frame would"
+            f" be {wide:.0f} m wide there, more than any camera's view of road marks"
+            f" ({MAX_VIEW_WIDTH_M:g} m): road coordinates are metres (were they written in"
+            " centimetres?)"
+        )
+
+
 def build_calibration(
     survey: PointsFile,
     image_size: tuple[int, int],
@@ -146,6 +176,7 @@ def build_calibration(
         )
     pairs = homography_pairs(survey.points, survey.lens if survey.undistort else None)
     fit = fit_homography(pairs, survey.ransac_threshold_px)
+    _check_view_width(fit, width)
     calibration = CalibrationFile(
         camera=survey.camera,
         image_size=image_size,

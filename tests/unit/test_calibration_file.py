@@ -324,3 +324,89 @@ def test_road_points_in_another_unit_than_metres_are_refused(scale: float, why: 
     with pytest.raises(CalibrationError, match=why):
         build_calibration(points.model_copy(update={"points": scaled}), (1280, 720), "x", AT)
     assert build_calibration(points, (1280, 720), "x", AT)[0].rms_m < 0.01
+
+
+def _kraten(names: tuple[str, ...] | None = None, scale: float = 1.0) -> PointsFile:
+    example = load_points(
+        Path(__file__).parents[2] / "calibration/examples/kraten_cars.points.yaml"
+    )
+    return example.model_copy(
+        update={
+            "points": [
+                p.model_copy(update={"world": (p.world[0] * scale, p.world[1] * scale)})
+                for p in example.points
+                if names is None or p.name in names
+            ]
+        }
+    )
+
+
+def _seen_by(camera: PinholeCamera, road: list[tuple[float, float]], scale: float) -> PointsFile:
+    pixels = camera.project(np.array(road))
+    assert ((pixels >= 0) & (pixels <= (camera.width, camera.height))).all()
+    return PointsFile(
+        camera="cam01",
+        points=[
+            SurveyPoint(name=f"m{i}", pixel=(float(u), float(v)), world=(x * scale, y * scale))
+            for i, ((u, v), (x, y)) in enumerate(zip(pixels, road, strict=True))
+        ],
+    )
+
+
+def _box(across: float, y0: float, along: float = 8.0) -> list[tuple[float, float]]:
+    """A short survey: one lane's two lines, at two dash ends ``along`` metres apart."""
+    return [(0.0, y0), (across, y0), (0.0, y0 + along), (across, y0 + along)]
+
+
+_GANTRY = PinholeCamera(height_m=6, tilt_deg=10, focal_px=1300, width=1280, height=720)
+_HIGH = PinholeCamera(height_m=12, tilt_deg=22, focal_px=1000, width=1280, height=720)
+_POLE_4K = PinholeCamera(height_m=4, tilt_deg=30, focal_px=3000, width=3840, height=2160)
+_POLE_1080 = PinholeCamera(height_m=6, tilt_deg=10, focal_px=1950, width=1920, height=1080)
+_LOW_RES = PinholeCamera(height_m=12, tilt_deg=22, focal_px=500, width=640, height=360)
+_FISHEYE_FAR = PinholeCamera(height_m=3, tilt_deg=20, focal_px=400, width=1280, height=720)
+_SURVEYS: list[tuple[str, PointsFile, tuple[int, int], bool]] = [
+    ("kraten-example", _kraten(), (640, 360), True),
+    ("kraten-one-dash-pair", _kraten(("L0", "R0", "L8", "R8")), (640, 360), True),
+    ("module-survey", survey(), (1280, 720), True),
+    ("gantry-3.5x8", _seen_by(_GANTRY, _box(3.5, 13.0), 1.0), (1280, 720), True),
+    ("high-3.5x8", _seen_by(_HIGH, _box(3.5, 15.0), 1.0), (1280, 720), True),
+    ("4k-pole-3.5x8", _seen_by(_POLE_4K, _box(3.5, 5.0), 1.0), (3840, 2160), True),
+    ("1080p-3.5x8", _seen_by(_POLE_1080, _box(3.5, 13.0), 1.0), (1920, 1080), True),
+    ("640x360-far-3.5x8", _seen_by(_LOW_RES, _box(3.5, 83.0), 1.0), (640, 360), True),
+    # (116-degree lens, nearest mark 77 m away: the frame 235 m wide there)
+    ("wide-lens-far-3.5x8", _seen_by(_FISHEYE_FAR, _box(3.5, 77.0), 1.0), (1280, 720), True),
+    ("kraten-one-dash-pair-cm", _kraten(("L0", "R0", "L8", "R8"), 100.0), (640, 360), False),
+    ("kraten-near-rows-cm", _kraten(("L0", "C0", "R0", "L2", "R2"), 100.0), (640, 360), False),
+    ("gantry-3.5x8-cm", _seen_by(_GANTRY, _box(3.5, 13.0), 100.0), (1280, 720), False),
+    ("high-3.5x8-cm", _seen_by(_HIGH, _box(3.5, 15.0), 100.0), (1280, 720), False),
+    ("4k-pole-3.5x8-cm", _seen_by(_POLE_4K, _box(3.5, 5.0), 100.0), (3840, 2160), False),
+    ("1080p-3.5x8-cm", _seen_by(_POLE_1080, _box(3.5, 13.0), 100.0), (1920, 1080), False),
+    ("640x360-3x6-cm", _seen_by(_LOW_RES, _box(3.0, 15.0, 6.0), 100.0), (640, 360), False),
+]
+
+
+@pytest.mark.parametrize(
+    ("points", "size", "metres"),
+    [case[1:] for case in _SURVEYS],
+    ids=[case[0] for case in _SURVEYS],
+)
+def test_a_short_survey_in_centimetres_is_refused_by_the_frame_s_width_on_the_road(
+    points: PointsFile, size: tuple[int, int], metres: bool
+) -> None:
+    """A survey in centimetres spanning less than 1000 (a lane across and a dash pair
+    along, 350 by 800) fitted and made every speed 100 times the truth: only the span was
+    checked. At its nearest mark the frame would be 700 m to 2 km wide, where a real
+    survey's is 7 m to 235 m (a wide lens whose nearest marks are 77 m away)."""
+    span = max(
+        max(p.world[k] for p in points.points) - min(p.world[k] for p in points.points)
+        for k in (0, 1)
+    )
+    assert span <= 1000
+    if metres:
+        calibration, _ = build_calibration(points, size, "x", AT)
+        assert calibration.rms_px < points.ransac_threshold_px
+    else:
+        with pytest.raises(
+            CalibrationError, match=r"frame would be \d+ m wide there, .* centimetres\?"
+        ):
+            build_calibration(points, size, "x", AT)
