@@ -17,9 +17,12 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import expect
+from sqlalchemy import delete
 
+from central.api.feed import REPLAY_MAX
 from central.db import session_factory, transaction
 from central.intake import Message
+from central.models import HealthChange
 from central.records import KeyCache, record_batch, register_node
 from roadwatch.case_package import verify_package
 from roadwatch.contract import (
@@ -40,7 +43,9 @@ from roadwatch.contract.signing import (
 from tests.factories import status_position
 from tests.ui_fixtures import (
     CAMERAS,
+    NODE,
     PASSWORD,
+    SITE,
     VIEWPORT,
     PageErrors,
     UiServer,
@@ -667,6 +672,48 @@ def test_ioc_page_live_status_and_feed(
     ui_server.set_cameras({"mptv-km18": (CameraState.UP, "")})
     page.context.close()
     ui_server.take_out(vid)  # (the queue's filter test counts mptv-km18's speeding cases)
+
+
+def test_ioc_page_says_where_the_feed_left_health_changes_out(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """More health changes at once than a replay sends: the feed's ``health_cut`` is told
+    to the reader, and the states shown are the latest ones."""
+    page = new_page(browser, errors)
+    login(page, ui_server, "ioc")
+    expect(page.locator("#feed-state")).to_have_text("Trực tiếp")
+    notice = page.locator("#feed-cut")
+    expect(notice).to_be_hidden()
+    now = datetime.now(UTC)
+    states = ["stalled", "up"]  # (the last, as the page shows it, stalled)
+    with transaction(session_factory(ui_server.engine)) as session:
+        rows = [
+            HealthChange(
+                at=now - timedelta(milliseconds=2 * (REPLAY_MAX - n)),
+                kind="camera",
+                site=SITE,
+                node=NODE,
+                camera="ql13-km22",
+                state=states[n % 2],
+                reason="",
+            )
+            for n in range(REPLAY_MAX + 1)
+        ]
+        session.add_all(rows)
+        session.flush()
+        ids = [r.id for r in rows]
+    try:
+        expect(notice).to_be_visible(timeout=TIMEOUT_MS)  # (a thousand changes to draw)
+        expect(notice).to_contain_text("không được phát lại")
+        expect(notice).to_contain_text("trạng thái hiển thị là trạng thái hiện tại")
+        expect(page.locator("#map-svg g.cam[data-camera='ql13-km22']")).to_have_attribute(
+            "data-state", states[REPLAY_MAX % 2]
+        )
+        shot(page, "15-ioc-feed-cut")
+    finally:
+        with transaction(session_factory(ui_server.engine)) as session:
+            session.execute(delete(HealthChange).where(HealthChange.id.in_(ids)))
+        page.context.close()
 
 
 def test_an_older_nodes_case_shows_its_english_explanation_as_the_nodes_text(

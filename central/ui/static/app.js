@@ -1915,6 +1915,7 @@
         h("div", { class: "ioc-col" },
           h("section", { class: "feed-panel", "aria-labelledby": "h-feed" },
             h("h2", { id: "h-feed" }, t("ioc.feed"), " ", h("span", { id: "feed-state", class: "feed-state" }, t("ioc.feed_connecting"))),
+            h("p", { id: "feed-cut", class: "banner warn", role: "status", hidden: true }),
             h("ol", { id: "feed", class: "feed", "aria-live": "polite" })),
           h("section", { class: "cams-panel", "aria-labelledby": "h-cams" },
             h("h2", { id: "h-cams" }, t("ioc.cameras")), h("div", { id: "cam-table" })))));
@@ -2091,6 +2092,11 @@
       else S.page.cameras.push({ ...data, name: "", ...where, latitude: null, longitude: null, fps: null });
       drawMap();
       drawCameraTable();
+    } else if (kind === "health_cut") {
+      // (a replay is bounded: the changes it left out never arrive, the states now do)
+      const el = $("#feed-cut");
+      el.textContent = t("ioc.feed_cut", { from: fmtTime(data.from), to: fmtTime(data.to) });
+      el.hidden = false;
     }
   }
 
