@@ -22,6 +22,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -931,16 +932,19 @@ def _silent(heard: datetime | None, now: datetime, silent_after: timedelta) -> b
 
 
 def _lock_status_nodes(session: Session, checked: Sequence[Checked]) -> None:
-    """Lock the nodes the batch has statuses of, in one order (by site and node): two
-    ingests storing batches with statuses of the same nodes then wait for each other
-    instead of each holding a node the other waits for (a deadlock)."""
-    nodes = sorted(
-        {(o.site, o.node) for o in (item.outcome for item in checked) if isinstance(o, NodeStatus)}
-    )
-    for site, node in nodes:
+    """Lock the nodes the batch has statuses of, in one statement and in one order (by
+    id): two ingests storing batches with statuses of the same nodes then wait for each
+    other instead of each holding a node the other waits for (a deadlock)."""
+    nodes = {
+        (o.site, o.node) for o in (item.outcome for item in checked) if isinstance(o, NodeStatus)
+    }
+    if nodes:
         session.execute(
-            select(Node.id).where(Node.site == site, Node.node == node).with_for_update()
-        )
+            select(Node.id)
+            .where(tuple_(Node.site, Node.node).in_(sorted(nodes)))
+            .order_by(Node.id)
+            .with_for_update()
+        ).all()
 
 
 def reset_status_order(session: Session, *, site: str, node: str) -> HeldOrder:

@@ -1236,9 +1236,9 @@ def test_an_ingest_behind_another_counts_the_statuses_it_took_as_superseded(
 def test_a_batch_locks_the_nodes_of_its_statuses_in_one_order(
     central_db: CentralDb, make_node: Callable[..., NodeIdentity]
 ) -> None:
-    """Two ingests each take every status: a batch locks the nodes it has statuses of by
-    site and node before it stores any, whatever order they came in, so two batches
-    never each hold a node the other waits for (on PostgreSQL, a deadlock)."""
+    """Two ingests each take every status: a batch locks the nodes it has statuses of in
+    one statement, by id, before it stores any, whatever order they came in, so two
+    batches never each hold a node the other waits for (on PostgreSQL, a deadlock)."""
     from sqlalchemy import event
 
     from central.db import session_factory, transaction
@@ -1247,17 +1247,17 @@ def test_a_batch_locks_the_nodes_of_its_statuses_in_one_order(
     from roadwatch.contract.wire import parse_payload
 
     site = f"t{uuid.uuid4().hex[:10]}"
-    later, first = make_node(site, "node-b"), make_node(site, "node-a")
+    nodes = [make_node(site, f"node-{n}") for n in "cab"]
     checked = [
         Checked(Message(node_topic(n.site, n.node, NodeTopic.STATUS), b"{}"), status)
-        for n in (later, first)
+        for n in nodes
         for status in [parse_payload(NodeStatus, _placed(n, T0, 1))]
     ]
-    named: list[str] = []
+    statements: list[tuple[str, str]] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
         if statement.lstrip().upper().startswith("SELECT") and "FROM nodes" in statement:
-            named.extend(n for n in ("node-a", "node-b") if n in str(params))
+            statements.append((" ".join(statement.split()), str(params)))
 
     event.listen(central_db.engine, "before_cursor_execute", seen)
     try:
@@ -1265,8 +1265,17 @@ def test_a_batch_locks_the_nodes_of_its_statuses_in_one_order(
             stored = store_checked(session, checked)
     finally:
         event.remove(central_db.engine, "before_cursor_execute", seen)
-    assert stored.statuses == 2
-    assert named[:2] == ["node-a", "node-b"], named
+    assert stored.statuses == 3
+    # The first statement on the nodes locks all three, in the order of their ids; no
+    # other locks one.
+    lock, params = statements[0]
+    assert all(n.node in params for n in nodes), params
+    assert lock.endswith(
+        "ORDER BY nodes.id" + (" FOR UPDATE" if central_db.kind == "postgresql" else "")
+    ), lock
+    locking = 1 if central_db.kind == "postgresql" else 0  # (SQLite locks the whole file)
+    assert sum("FOR UPDATE" in s for s, _p in statements) == locking
+    assert [s for s, _p in statements if s.startswith("SELECT nodes.id FROM")] == [lock]
 
 
 def test_an_ingest_restarted_keeps_the_order_it_received(
