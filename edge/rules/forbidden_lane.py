@@ -95,8 +95,8 @@ class ForbiddenLaneRule(TrackRule[ForbiddenLaneState]):
             return None
         text = (
             f"{vehicle.value} drove in {lane.label}, which is closed to {vehicle.value} at "
-            f"{local.strftime('%H:%M')} on {local.strftime('%a')}, for {duration:.1f} s"
-            + (f" and {st.path:.1f} m" if self.scene.metric else "")
+            f"{local.strftime('%H:%M')} on {local.strftime('%a')}, for {vi.number_en(duration)} s"
+            + (f" and {vi.number_en(st.path)} m" if self.scene.metric else "")
             + f" from {self.clock(st.entered)} to {self.clock(p.t)}"
         )
         text_vi = (

@@ -118,7 +118,7 @@ class NoStoppingState:
 
 class NoStoppingRule(TrackRule[NoStoppingState]):
     rule = ViolationType.NO_STOPPING
-    version = "no_stopping/8"
+    version = "no_stopping/9"
 
     def __init__(self, scene: SceneGeometry) -> None:
         super().__init__(scene)
@@ -284,10 +284,11 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
         dwell = p.t - st.since
         limit = max(z.config.dwell_s or self._settings.dwell_s for z in st.zones)
         # Standing exactly the time allowed is allowed. Judged on the dwell both as
-        # measured and as the explanation shows it (0.1 s): it never reads "30.0 s, more
-        # than the 30 s allowed", timestamp rounding cannot tip an exact stop over the
-        # limit, nor rounding up a dwell still under a limit such as 30.06 s.
-        shown = round(dwell, 1)
+        # measured and as the explanation and the review page show it (0.1 s, half up): it
+        # never reads "30.0 s, more than the 30 s allowed", timestamp rounding cannot tip
+        # an exact stop over the limit, nor rounding up a dwell still under a limit such
+        # as 30.06 s.
+        shown = float(vi.rounded(dwell, 1))
         if dwell <= limit or shown <= limit:
             return None
         if (same := self._fined_here(st)) is not None:
@@ -306,7 +307,7 @@ class NoStoppingRule(TrackRule[NoStoppingState]):
         zones = " and ".join(z.label for z in stood_in)
         text = (
             f"{vehicle.value} stood still (within {self.scene.distance_text(radius)}) inside "
-            f"{zones} from {self.clock(st.since)} to {self.clock(p.t)}: {shown:.1f} s, "
+            f"{zones} from {self.clock(st.since)} to {self.clock(p.t)}: {vi.number_en(shown)} s, "
             f"more than the {limit:g} s allowed"
         )
         text_vi = (

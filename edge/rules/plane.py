@@ -236,7 +236,7 @@ class SceneGeometry:
         return next((lane for lane in self.lanes if lane.id == lane_id), None)
 
     def distance_text(self, d: float) -> str:
-        return f"{d:.1f} m" if self.metric else f"{d:.0f} px"
+        return f"{vi.number_en(d)} m" if self.metric else f"{vi.number_en(d, 0)} px"
 
     def distance_text_vi(self, d: float) -> str:
         return vi.distance(d, self.metric)

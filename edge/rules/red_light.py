@@ -233,12 +233,12 @@ class RedLightRule(TrackRule[RedLightState]):
         told = " (signal controller)" if controller else ""
         text = (
             f"{vehicle.value} crossed the stop line of {lane.label} at {self.clock(crossed.t)}, "
-            f"{since:.1f} s after red began at {self.clock(began)}{told}, and went on past the "
-            f"second line at {self.clock(went.t)}"
+            f"{vi.number_en(since)} s after red began at {self.clock(began)}{told}, and went on "
+            f"past the second line at {self.clock(went.t)}"
             + (", while still red" if same_red else ", without stopping")
         )
         if self.scene.metric:
-            text += f", {distance:.1f} m beyond where it crossed"
+            text += f", {vi.number_en(distance)} m beyond where it crossed"
         text_vi = (
             f"{vi.capitalized(vi.vehicle(vehicle))} vượt đèn đỏ: qua vạch dừng của "
             f"{lane.label_vi} lúc {self.clock(crossed.t)}, {vi.seconds(since)} sau khi đèn đỏ "

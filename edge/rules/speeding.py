@@ -204,10 +204,10 @@ class SpeedingRule(TrackRule[SpeedingState]):
         band = decree_band(excess)
         where = "" if lane is None else f" in {lane.label}"
         text = (
-            f"{vehicle.value}{where} {how[0]} {sample.speed:.1f} ± {sample.uncertainty:.1f} km/h "
-            f"(at least {sample.lower:.1f} km/h) at {self.clock(sample.t)}; the limit for "
-            f"{vehicle.value} is {limit:g} km/h: {shown_excess(excess):.1f} km/h over"
-            + (f", Decree 168/2024 band {band}" if band else "")
+            f"{vehicle.value}{where} {how[0]} {vi.number_en(sample.speed)} ± "
+            f"{vi.number_en(sample.uncertainty)} km/h (at least {vi.number_en(sample.lower)} km/h) "
+            f"at {self.clock(sample.t)}; the limit for {vehicle.value} is {limit:g} km/h: "
+            f"{vi.number_en(excess)} km/h over" + (f", Decree 168/2024 band {band}" if band else "")
         )
         text_vi = (
             vi.capitalized(vi.vehicle(vehicle))

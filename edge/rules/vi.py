@@ -6,7 +6,8 @@ zones and lines, numbers and days. Numbers are written as the review page writes
 measured values beside the explanation (``Intl.NumberFormat("vi-VN")`` with at most the
 digits asked for: ``92,4``, ``1.250``, ``80``), so the two read the same. Times of day are
 written as the evidence overlay prints them (``14:03:12.000``), for the reviewer to find
-the frame.
+the frame. The English explanation writes its numbers with the same rounding
+(``number_en``): a measured 52.5 reads 53 in both, as on the page.
 """
 
 from __future__ import annotations
@@ -59,6 +60,15 @@ def number(x: float, digits: int = 1) -> str:
     fraction = fraction.rstrip("0")
     groups = f"{int(whole):,}".replace(",", ".")
     return sign + groups + ("," + fraction if fraction else "")
+
+
+def number_en(x: float, digits: int = 1) -> str:
+    """``x`` as the English explanation writes a number: rounded as the review page and
+    the Vietnamese round it (``rounded``: 52.5 is 53, where Python's own formatting, half
+    to even, writes 52), with exactly ``digits`` decimals and a decimal point."""
+    if not math.isfinite(x):
+        raise ValueError(f"not a number to write: {x}")
+    return f"{rounded(x, digits):f}"
 
 
 def vehicle(v: VehicleClass) -> str:

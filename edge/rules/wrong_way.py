@@ -142,7 +142,7 @@ class WrongWayRule(TrackRule[WrongWayState]):
             return None
         vehicle = memory.vote.winner
         text = (
-            f"{vehicle.value} moved {back:.1f} m against the direction of {lane.label} "
+            f"{vehicle.value} moved {vi.number_en(back)} m against the direction of {lane.label} "
             f"between {self.clock(st.farthest_t)} and {self.clock(p.t)}"
         )
         text_vi = (

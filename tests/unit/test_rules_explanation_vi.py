@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -179,9 +181,9 @@ CASES: dict[str, Case] = {
         None,
         ViolationType.NO_STOPPING,
         "car stood still (within 1.5 m) inside no-stopping zone shoulder from 14:03:00.000 "
-        "to 14:03:30.250: 30.2 s, more than the 30 s allowed",
+        "to 14:03:30.250: 30.3 s, more than the 30 s allowed",  # (30.25 s: half up, as the page)
         "Ô tô dừng, đỗ nơi cấm: đứng yên (trong phạm vi 1,5 m) trong vùng cấm dừng "
-        "shoulder từ 14:03:00.000 đến 14:03:30.250: 30,2 giây, quá thời gian cho phép là "
+        "shoulder từ 14:03:00.000 đến 14:03:30.250: 30,3 giây, quá thời gian cho phép là "
         "30 giây",
     ),
     "solid line, lane to lane": (
@@ -254,6 +256,55 @@ def test_numbers_are_written_the_vietnamese_way(x: float, digits: int, text: str
 def test_a_number_that_is_none_is_refused(bad: float) -> None:
     with pytest.raises(ValueError, match="not a number"):
         vi.number(bad)
+
+
+@pytest.mark.parametrize(
+    ("x", "digits", "text"),
+    [
+        (52.5, 0, "53"),  # (an exact half: half to even, Python's own, wrote 52)
+        (53.5, 0, "54"),
+        (0.25, 1, "0.3"),
+        (62.25, 1, "62.3"),
+        (0.15, 1, "0.2"),  # (the float lies a hair below 0.15: Python's own wrote 0.1)
+        (58.65, 1, "58.7"),
+        (2.675, 2, "2.68"),
+        (-3.25, 1, "-3.3"),
+        (0.05, 1, "0.1"),
+        (80.0, 1, "80.0"),
+        (1234.45, 1, "1234.5"),
+    ],
+)
+def test_english_numbers_round_half_up_as_the_vietnamese_do(
+    x: float, digits: int, text: str
+) -> None:
+    """The same measured value reads the same in both languages and on the review page."""
+    assert vi.number_en(x, digits) == text
+    assert Decimal(text) == Decimal(vi.number(x, digits).replace(".", "").replace(",", "."))
+
+
+def figures(text: str) -> list[Decimal]:
+    """The numbers an explanation writes, in either language, in order of size."""
+    found = re.findall(r"\d+(?:[.,]\d+)*", text)
+    return sorted(Decimal(f.replace(".", "").replace(",", ".") if "," in f else f) for f in found)
+
+
+@pytest.mark.parametrize(
+    ("speed", "uncertainty", "english"),
+    [
+        (62.25, 1.15, "62.3 ± 1.2 km/h (at least 61.1 km/h)"),
+        (60.35, 0.25, "60.4 ± 0.3 km/h (at least 60.1 km/h)"),
+        (58.65, 1.05, "58.7 ± 1.1 km/h (at least 57.6 km/h)"),
+    ],
+)
+def test_a_half_reads_the_same_in_the_english_explanation(
+    speed: float, uncertainty: float, english: str
+) -> None:
+    """A measured value at a half is rounded up in the English explanation as in the
+    Vietnamese one and on the review page, not to even."""
+    track = Track(4, PATH, MOTO, speeds=[(speed, uncertainty)] * len(PATH))
+    [v] = run(SpeedingRule(geometry(True)), [track])
+    assert english in v.explanation, v.explanation
+    assert figures(v.explanation) == figures(v.explanation_vi or "")
 
 
 NUMBERS = [0.0, 0.05, 0.25, 1.1, 2.675, 18.0, 61.35, 92.4, 184.0, 1234.5, 65432.15, 1_000_000.04]

@@ -569,7 +569,7 @@ def test_no_stopping_records_the_stop(metric: bool, radius: str) -> None:
     assert v.measured.dwell_s == 30.25
     assert v.explanation == (
         f"car stood still (within {radius}) inside no-stopping zone shoulder from "
-        "14:03:00.000 to 14:03:30.250: 30.2 s, more than the 30 s allowed"
+        "14:03:00.000 to 14:03:30.250: 30.3 s, more than the 30 s allowed"
     )
 
 
@@ -643,6 +643,26 @@ def test_no_stopping_is_in_force_within_any_of_the_zone_windows(
         NoStoppingRule(geometry(True, no_stopping_zones=zones)), [Track(9, hold((900, 500), 0, 40))]
     )
     assert len(found) == (1 if fires else 0), [v.explanation for v in found]
+
+
+@pytest.mark.parametrize(
+    ("dwell_s", "stood_s", "shown"),
+    [
+        (30.2, 30.25, "30.3 s, more than the 30.2 s allowed"),  # (an exact half)
+        (30.0, 30.25, "30.3 s, more than the 30 s allowed"),
+    ],
+)
+def test_no_stopping_judges_the_dwell_as_the_page_writes_it(
+    dwell_s: float, stood_s: float, shown: str
+) -> None:
+    """A stop longer than allowed whose dwell, to 0.1 s, reads more than the limit on the
+    review page (half up) is fined; rounded half to even it read as the limit itself."""
+    zones = [{"id": "shoulder", "polygon": [[800, 200], [1000, 200], [1000, 800], [800, 800]],
+              "dwell_s": dwell_s}]  # fmt: skip
+    scene = geometry(True, no_stopping_zones=zones)
+    [v] = run(NoStoppingRule(scene), [Track(9, [(0.0, 900, 500), (stood_s, 900, 500)])])
+    assert v.measured.dwell_s == stood_s
+    assert v.explanation.endswith(shown), v.explanation
 
 
 def test_no_stopping_honours_the_zone_window() -> None:
