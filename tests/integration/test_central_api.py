@@ -1088,6 +1088,42 @@ def test_an_unknown_query_parameter_is_refused_naming_the_ones_taken(
     assert "s3cr3t" not in r.text
 
 
+@pytest.mark.parametrize(
+    ("path", "params", "repeated"),
+    [
+        # Two cameras asked for at once would count the last one alone, read as both.
+        (
+            "/api/v1/stats/traffic",
+            [("by", "hour"), ("camera", "cam-a"), ("camera", "cam-b")],
+            ["camera"],
+        ),
+        ("/api/v1/stats/violations", [("by", "hour"), ("by", "day")], ["by"]),
+        (
+            "/api/v1/violations",
+            [("site", "a"), ("site", "b"), ("status", "new"), ("status", "closed")],
+            ["site", "status"],
+        ),
+    ],
+)
+def test_a_query_parameter_of_one_value_given_twice_is_refused(
+    api: TestClient,
+    accounts: dict[str, Account],
+    path: str,
+    params: list[tuple[str, str]],
+    repeated: list[str],
+) -> None:
+    r = api.get(path, headers=accounts["ioc"].headers, params=params)
+    assert r.status_code == 422, r.text
+    problems = r.json()["detail"]
+    assert [p["loc"] for p in problems] == [["query", name] for name in repeated]
+    for problem in problems:
+        assert problem["type"] == "repeated_parameter"
+        assert f"'{problem['loc'][1]}' given 2 times" in problem["msg"]
+    # Once each, the same request is answered.
+    once = list(dict(params).items())
+    assert api.get(path, headers=accounts["ioc"].headers, params=once).status_code in (200, 404)
+
+
 def test_the_parameters_a_route_declares_and_the_pages_outside_the_api_are_not_refused(
     api: TestClient, accounts: dict[str, Account]
 ) -> None:

@@ -39,7 +39,7 @@ def test_each_route_is_walked_once(monkeypatch: pytest.MonkeyPatch) -> None:
     walks: list[APIRoute] = []
     walk = deps._walk_query
 
-    def counted(route: APIRoute) -> frozenset[str]:
+    def counted(route: APIRoute) -> deps.DeclaredQuery:
         walks.append(route)
         return walk(route)
 
@@ -48,3 +48,17 @@ def test_each_route_is_walked_once(monkeypatch: pytest.MonkeyPatch) -> None:
     for _ in range(3):
         assert declared_query(first) == declared_query(second)
     assert walks == [first, second] and walks[0] is first and walks[1] is second
+
+
+def test_a_parameter_taking_a_list_may_be_given_more_than_once() -> None:
+    router = APIRouter(prefix="/api/v1")
+
+    @router.get("/things")
+    def things(
+        camera: Annotated[list[str] | None, Query()] = None,
+        site: str | None = None,
+    ) -> int:
+        return 0
+
+    [route] = [r for r in router.routes if isinstance(r, APIRoute)]
+    assert deps._declared(route) == (frozenset({"camera", "site"}), frozenset({"camera"}))
