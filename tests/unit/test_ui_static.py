@@ -162,6 +162,30 @@ def test_the_edges_fixed_camera_reasons_are_each_translated() -> None:
     assert dictionary("vi")["ioc.reason.streaming"] == "đang nhận hình"
 
 
+def test_the_ioc_maps_legend_names_every_camera_state_each_in_its_own_colour() -> None:
+    """A camera drawn in a colour the legend leaves out (enforcement paused, or a node
+    not heard from) could not be read off the IOC's map."""
+    js = (STATIC / "app.js").read_text("utf-8")
+    found = re.search(r"const CAMERA_STATES = \[([^\]]*)\];", js)
+    assert found is not None
+    states = re.findall(r'"(\w+)"', found.group(1))
+    assert set(states) >= {s.value for s in CameraState} | {"offline", "unknown"}
+    legend = re.search(r'\$\("#legend"\)\.replaceChildren\((.*?)\);\n', js, re.S)
+    assert legend is not None
+    drawn = legend.group(1)
+    listed = re.search(r"\[([^\]]*)\]\.map", drawn)
+    assert "CAMERA_STATES.map" in drawn or (
+        listed is not None and set(re.findall(r'"(\w+)"', listed.group(1))) >= set(states)
+    )
+    css = (STATIC / "style.css").read_text("utf-8")
+    colours = {
+        st: re.findall(rf"\.dot\.cam-{st}\b[^{{]*\{{[^}}]*background: (#[0-9a-f]+)", css)
+        for st in states
+    }
+    assert all(colours.values()), colours
+    assert len({c[0] for c in colours.values()}) == len(states), colours
+
+
 def test_the_page_names_its_icon_so_no_request_for_one_fails() -> None:
     """Without an icon of its own the browser asks for /favicon.ico, which is no page:
     every load logged a 404 in the console."""

@@ -1972,8 +1972,9 @@
     }
     map.append(svg("text", { x: 8, y: BOX.h - 8, class: "map-note" }, t("ioc.map_note")));
     $("#map").replaceChildren(map, unlocated.length ? h("p", { class: "muted small" }, t("ioc.unlocated", { names: unlocated.join(", ") })) : "");
+    // (every state a camera can be drawn in: a grey the legend leaves out means nothing)
     $("#legend").replaceChildren(h("ul", { class: "legend", "aria-label": t("ioc.legend") },
-      ["up", "stalled", "view_shifted", "down", "offline"].map((st) => h("li", {},
+      CAMERA_STATES.map((st) => h("li", {},
         h("span", { class: `dot cam-${st}`, "aria-hidden": "true" }), t(`cam.${st}`)))));
   }
 
