@@ -716,6 +716,30 @@ def test_ioc_page_says_where_the_feed_left_health_changes_out(
         page.context.close()
 
 
+def test_the_ioc_pages_traffic_flow_is_read_again_while_it_stays_open(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """The page stays open on the centre's wall for hours: its last 24 hours of traffic
+    follow what the cameras report, not the hours before it was opened."""
+    page = new_page(browser, errors)
+    page.clock.install()
+    login(page, ui_server, "ioc")
+    expect(page.locator("#flow-ql13-km22")).to_contain_text("phương tiện")
+    quiet = page.locator("#flow-mptv-km27")
+    expect(quiet).to_have_count(0)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    ui_server.add_traffic("mptv-km27", [now - timedelta(minutes=2), now], base=30)
+    page.clock.fast_forward(30_000)
+    page.wait_for_timeout(500)
+    expect(quiet).to_have_count(0)  # (not read again at every tick)
+    page.clock.fast_forward(31_000)
+    expect(quiet).to_contain_text("mptv-km27")
+    assert quiet.locator("svg rect.bar").evaluate_all(NONZERO_BARS) >= 1
+    expect(page.locator("#flow-ql13-km22")).to_contain_text("phương tiện")
+    expect(page.locator("#feed-state")).to_have_text("Trực tiếp")
+    page.context.close()
+
+
 def test_an_older_nodes_case_shows_its_english_explanation_as_the_nodes_text(
     officer_page: Any, ui_server: UiServer
 ) -> None:

@@ -1889,9 +1889,35 @@
     ((BOX.lat1 - lat) / (BOX.lat1 - BOX.lat0)) * BOX.h,
   ];
 
-  async function renderIoc() {
+  // The traffic flow of the last 24 hours is read again this often: the page stays open on
+  // the centre's wall for hours, and a chart of the hours before it was opened misleads.
+  const FLOW_REFRESH_MS = 60 * 1000;
+
+  function flowSince() {
     const since = new Date(Date.now() - 24 * 3600 * 1000);
     since.setUTCMinutes(0, 0, 0);
+    return since;
+  }
+
+  async function refreshFlow(signal) {
+    while (!signal.aborted) {
+      await sleep(FLOW_REFRESH_MS, signal);
+      if (signal.aborted || S.page?.kind !== "ioc") return;
+      const since = flowSince();
+      let flow;
+      try {
+        flow = await api(`/api/v1/stats/traffic${query({ by: "hour", from: since.toISOString() })}`);
+      } catch (_) {
+        continue; // (offline a while: the chart shown stays, and the next turn tries again)
+      }
+      const panel = $("#flow");
+      if (signal.aborted || !panel) return;
+      panel.replaceChildren(flowCharts(flow, since));
+    }
+  }
+
+  async function renderIoc() {
+    const since = flowSince();
     const gen = S.gen;
     // The feed replays health changes from a minute before the page loaded (a browser clock
     // a little ahead of the server's loses nothing; repeats are harmless).
@@ -1911,7 +1937,7 @@
           h("section", { class: "map-panel", "aria-labelledby": "h-map" },
             h("h2", { id: "h-map" }, t("ioc.map")), h("div", { id: "map" }), h("div", { id: "legend" })),
           h("section", { class: "flow-panel", "aria-labelledby": "h-flow" },
-            h("h2", { id: "h-flow" }, t("ioc.flow")), flowCharts(flow, since))),
+            h("h2", { id: "h-flow" }, t("ioc.flow")), h("div", { id: "flow" }, flowCharts(flow, since)))),
         h("div", { class: "ioc-col" },
           h("section", { class: "feed-panel", "aria-labelledby": "h-feed" },
             h("h2", { id: "h-feed" }, t("ioc.feed"), " ", h("span", { id: "feed-state", class: "feed-state" }, t("ioc.feed_connecting"))),
@@ -1927,6 +1953,7 @@
     // start would otherwise fall before the feed's "now" and never be shown.
     const afterId = recent.items.length ? Math.max(...recent.items.map((i) => i.id)) : 0;
     runFeed(abort.signal, afterId, loadedAt);
+    refreshFlow(abort.signal);
   }
 
   function camKey(c) {
