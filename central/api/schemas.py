@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -48,11 +49,34 @@ def _iso_only(value: object) -> object:
 
 
 def offset_plus_as_space(value: object) -> object:
-    """Refuses an offset whose "+" came as a space, saying so (not only that the pattern
-    does not match)."""
+    """Refuses an offset whose "+" came as a space, or a zone's name given for one
+    (``Asia/Ho_Chi_Minh``), saying so and what to send (not only that the pattern does
+    not match)."""
     if isinstance(value, str) and re.fullmatch(r" \d{2}:\d{2}", value):
         raise ValueError(f"{PLUS_AS_SPACE}: utc_offset=%2B{value[1:]}")
+    if isinstance(value, str) and (offset := _zone_offset_now(value)) is not None:
+        sent = offset.replace("+", "%2B")
+        raise ValueError(
+            f"utc_offset takes an offset from UTC, not a zone's name: {value} is {offset}"
+            f" now, sent as utc_offset={sent}"
+        )
     return value
+
+
+def _zone_offset_now(name: str) -> str | None:
+    """The offset from UTC (``+07:00``) the time zone ``name`` has now; None for a text
+    that names no zone."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*", name) or len(name) > 64:
+        return None
+    try:
+        offset = datetime.now(ZoneInfo(name)).utcoffset()
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+    if offset is None:
+        return None
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def _zoned_utc(value: datetime) -> datetime:

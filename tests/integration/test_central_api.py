@@ -1384,6 +1384,19 @@ def test_days_and_hours_are_counted_at_the_offset_asked_for(
     for bad in ("+7", "07:00", "+15:00", "+07:60"):
         r = api.get("/api/v1/stats/violations", headers=h, params={"by": "day", "utc_offset": bad})
         assert r.status_code == 422, bad
+    # A zone's name is no offset: the refusal says what to send for it.
+    for route in ("/api/v1/stats/violations", "/api/v1/stats/traffic"):
+        for zone, sent in (("Asia/Ho_Chi_Minh", "%2B07:00"), ("UTC", "%2B00:00")):
+            r = api.get(route, headers=h, params={"by": "day", "utc_offset": zone})
+            assert r.status_code == 422, r.text
+            [problem] = r.json()["detail"]
+            assert problem["loc"] == ["query", "utc_offset"]
+            assert f"not a zone's name: {zone} is" in problem["msg"], problem
+            assert f"utc_offset={sent}" in problem["msg"], problem
+    r = api.get(
+        "/api/v1/stats/traffic", headers=h, params={"by": "day", "utc_offset": "Asia/Nowhere"}
+    )
+    assert r.status_code == 422 and "zone" not in r.text, r.text
 
 
 def test_violation_counts_by_hour_or_day_span_a_bounded_range_and_refuse_odd_ones(
