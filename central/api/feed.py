@@ -139,7 +139,9 @@ def start(
             )
         )
         gaps = {i: now for i in range(low + 1, after_id + 1) if i not in held}
-    at = since or now
+    # A time ahead of central's clock (a workstation's clock ahead) asks for nothing more
+    # than now: kept, it would hide the changes until then, from every resumed stream too.
+    at = now if since is None else min(since, now)
     return FeedCursor(after_id, since=at, floor=at, gaps=gaps, start_gaps=frozenset(gaps))
 
 

@@ -156,6 +156,34 @@ def test_a_health_change_stamped_before_a_late_commit_is_sent(
         assert [k for k, d in feed.poll(s, cursor) if d.get("site") == node.site] == []
 
 
+@pytest.mark.parametrize("ahead", [timedelta(minutes=10), timedelta(days=365)])
+def test_a_since_ahead_of_centrals_clock_starts_the_stream_now(
+    central_db: CentralDb, make_node: Callable[..., NodeIdentity], ahead: timedelta
+) -> None:
+    """The IOC page asks for the changes since its own clock's "a minute ago": a
+    workstation's clock ahead of central's must not hide the changes of that time, nor
+    keep them from every resumed stream after (the resume token took the time asked for)."""
+    node = make_node()
+    readers = read_session_factory(central_db.engine)
+    with readers() as s:
+        cursor = feed.start(s, None, utcnow() + ahead)
+    with transaction(session_factory(central_db.engine)) as s:
+        record_batch(s, [_status(node, CameraState.DOWN)], KeyCache())
+    with readers() as s:
+        sent = [(k, d["state"]) for k, d in feed.poll(s, cursor) if d.get("site") == node.site]
+    assert ("camera", "down") in sent
+    _after, at = feed.parse_resume_token(cursor.resume_token())
+    assert at <= utcnow()
+    # A resume token naming a time ahead is taken the same way.
+    with readers() as s:
+        resumed = feed.start(s, 0, utcnow() + ahead, resumed=True)
+    with transaction(session_factory(central_db.engine)) as s:
+        record_batch(s, [_status(node, CameraState.UP)], KeyCache())
+    with readers() as s:
+        sent = [(k, d["state"]) for k, d in feed.poll(s, resumed) if d.get("site") == node.site]
+    assert ("camera", "up") in sent
+
+
 def test_a_camera_event_says_where_the_camera_is(
     api: TestClient,
     central_db: CentralDb,
