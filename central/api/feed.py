@@ -129,8 +129,11 @@ def start(
     from a resume token needs none: the token is from before anything still missing.)"""
     now = utcnow()
     gaps: dict[int, datetime] = {}
-    if after_id is None:
-        after_id = int(session.scalar(select(func.max(Violation.id))) or 0)
+    newest = int(session.scalar(select(func.max(Violation.id))) or 0)
+    # An id past the newest committed (a resume token from before central's database was
+    # restored from a backup, a mistyped after_id) asks for nothing more than what comes
+    # next: kept, it would hide every violation until the ids caught up with it.
+    after_id = newest if after_id is None else min(after_id, newest)
     if not resumed:
         low = max(0, after_id - START_WINDOW)
         held = set(

@@ -184,6 +184,23 @@ def test_a_since_ahead_of_centrals_clock_starts_the_stream_now(
     assert ("camera", "up") in sent
 
 
+@pytest.mark.parametrize("resumed", [False, True])
+def test_an_after_id_past_the_newest_violation_starts_at_the_next_one(
+    central_db: CentralDb, make_node: Callable[..., NodeIdentity], resumed: bool
+) -> None:
+    """A resume token from before central's database was restored from a backup names an
+    id the ids have not reached again: the violations that come next are still sent."""
+    node = make_node()
+    readers = read_session_factory(central_db.engine)
+    with readers() as s:
+        cursor = feed.start(s, 10**9, None, resumed=resumed)
+    [vid] = store_events(central_db, node, [signed_event(node)])
+    with readers() as s:
+        assert violations(feed.poll(s, cursor)) == [vid]
+    after, _at = feed.parse_resume_token(cursor.resume_token())
+    assert after == vid
+
+
 def test_a_camera_event_says_where_the_camera_is(
     api: TestClient,
     central_db: CentralDb,
