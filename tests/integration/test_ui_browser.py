@@ -14,15 +14,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import expect
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 
 from central.api.feed import REPLAY_MAX
 from central.db import session_factory, transaction
 from central.intake import Message
-from central.models import HealthChange
+from central.models import Camera, HealthChange
 from central.records import KeyCache, record_batch, register_node
 from roadwatch.case_package import verify_package
 from roadwatch.contract import (
@@ -737,6 +738,32 @@ def test_the_ioc_pages_traffic_flow_is_read_again_while_it_stays_open(
     assert quiet.locator("svg rect.bar").evaluate_all(NONZERO_BARS) >= 1
     expect(page.locator("#flow-ql13-km22")).to_contain_text("phương tiện")
     expect(page.locator("#feed-state")).to_have_text("Trực tiếp")
+    page.context.close()
+
+
+def test_the_ioc_camera_table_dates_a_change_before_today(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """A camera down since yesterday shows the day it changed, not only a time of day
+    read as this morning's."""
+    long_ago = datetime.now(UTC) - timedelta(days=3)
+    with transaction(session_factory(ui_server.engine)) as session:
+        session.execute(
+            update(Camera).where(Camera.camera == "mptv-km27").values(updated_at=long_ago)
+        )
+    page = new_page(browser, errors)
+    login(page, ui_server, "ioc")
+    when = "#cameras tr[data-camera='{}'] td:nth-child(6)".format
+    vietnam = ZoneInfo("Asia/Ho_Chi_Minh")
+    expect(page.locator(when("mptv-km27"))).to_contain_text(
+        long_ago.astimezone(vietnam).strftime("%d/%m/%Y")
+    )
+    cameras = ui_server.call("ioc", "GET", "/api/v1/cameras").json()
+    today = datetime.now(vietnam).date()
+    for cam in cameras:
+        at = datetime.fromisoformat(cam["updated_at"]).astimezone(vietnam)
+        if at.date() == today:
+            expect(page.locator(when(cam["camera"]))).to_have_text(at.strftime("%H:%M:%S"))
     page.context.close()
 
 

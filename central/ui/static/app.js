@@ -94,6 +94,14 @@
     }).format(new Date(iso));
   }
 
+  // The clock alone for a time of today (Vietnam's day), the date too for an earlier one:
+  // a camera down since yesterday is not read as down since this morning.
+  function fmtSince(iso) {
+    if (!iso) return t("misc.none");
+    const day = (d) => new Intl.DateTimeFormat("en-CA", { timeZone: TZ }).format(d);
+    return day(new Date(iso)) === day(new Date()) ? fmtClock(iso) : fmtTime(iso);
+  }
+
   function fmtDay(iso) {
     return new Intl.DateTimeFormat(locale(), { timeZone: "UTC", day: "2-digit", month: "2-digit" })
       .format(new Date(iso));
@@ -2035,7 +2043,7 @@
           h("td", {}, h("strong", {}, c.name || c.camera), c.name ? h("div", { class: "muted small" }, c.camera) : null),
           h("td", {}, c.place || t("misc.none")),
           h("td", {}, h("span", { class: `state cam-${st}` }, h("span", { class: "dot", "aria-hidden": "true" }), t(`cam.${st}`))),
-          h("td", { lang: c.reason && !Object.hasOwn(HEALTH_REASONS, c.reason) ? "en" : null }, c.reason ? healthReason(c.reason) : t("misc.none")), h("td", {}, fmtNum(c.fps)), h("td", { title: fmtTime(c.updated_at) }, fmtClock(c.updated_at)));
+          h("td", { lang: c.reason && !Object.hasOwn(HEALTH_REASONS, c.reason) ? "en" : null }, c.reason ? healthReason(c.reason) : t("misc.none")), h("td", {}, fmtNum(c.fps)), h("td", { title: fmtTime(c.updated_at), class: "when" }, fmtSince(c.updated_at)));
       }))));
   }
 
