@@ -667,6 +667,19 @@ def test_ioc_page_live_status_and_feed(
     raw = page.locator(reason("ql13-km31"))
     expect(raw).to_have_text("no new frame for 12 s")
     expect(raw).to_have_attribute("lang", "en")
+    # Fixed words around a number or a name the edge fills in are said too.
+    ui_server.set_cameras(
+        {
+            "mptv-km18": (
+                CameraState.STALLED,
+                "frames not processed for 124 s: the pipeline is stuck",
+            )
+        }
+    )
+    expect(page.locator(reason("mptv-km18"))).to_have_text(
+        "khung hình không được xử lý trong 124 giây: luồng xử lý bị treo"
+    )
+    expect(page.locator(reason("mptv-km18"))).not_to_have_attribute("lang", "en")
     # Read-only: nothing on the page changes a record.
     expect(page.locator("main button")).to_have_count(0)
     shot(page, "14-ioc")

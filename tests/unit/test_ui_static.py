@@ -162,6 +162,32 @@ def test_the_edges_fixed_camera_reasons_are_each_translated() -> None:
     assert dictionary("vi")["ioc.reason.streaming"] == "đang nhận hình"
 
 
+def test_the_edges_camera_reasons_with_a_number_or_name_filled_in_are_translated() -> None:
+    """The reasons an edge writes around a number or a name (the pipeline stuck, a
+    signal controller silent) match a form the IOC page translates, in both languages."""
+    root = Path(__file__).resolve().parents[2]
+    written = {
+        "edge/pipeline.py": r'f"(frames not processed for \{[^}]+\} s: [^"]+)"',
+        "edge/enforcement.py": (
+            r'f"(no fresh signal controller message for head \{[^"]+)"\s*"([^"]+)"'
+        ),
+    }
+    js = (STATIC / "app.js").read_text("utf-8")
+    found = re.search(r"const HEALTH_REASON_FORMS = \[(.*?)\n  \];", js, re.S)
+    assert found is not None
+    forms = re.findall(r'\[/(.+?)/, "([a-z_.]+)"\]', found.group(1))
+    assert len(forms) >= len(written)
+    for path, pattern in written.items():
+        source = re.search(pattern, (root / path).read_text("utf-8"))
+        assert source is not None, path
+        template = "".join(source.groups())
+        example = re.sub(r"\{[^}]+\}", "7", template)
+        matched = [key for form, key in forms if re.fullmatch(form.replace("?<", "?P<"), example)]
+        assert len(matched) == 1, (example, forms)
+        for lang in LANGS:
+            assert matched[0] in dictionary(lang), lang
+
+
 def test_the_ioc_maps_legend_names_every_camera_state_each_in_its_own_colour() -> None:
     """A camera drawn in a colour the legend leaves out (enforcement paused, or a node
     not heard from) could not be read off the IOC's map."""

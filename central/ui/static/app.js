@@ -2029,8 +2029,24 @@
     "stream failed": "ioc.reason.stream_failed",
   };
 
+  // Reasons in fixed words around a number or a name the edge fills in (edge/pipeline.py,
+  // edge/enforcement.py): said in the reader's language with what was filled in.
+  const HEALTH_REASON_FORMS = [
+    [/^frames not processed for (?<seconds>\d+) s: the pipeline is stuck$/, "ioc.reason.pipeline_stuck"],
+    [/^no fresh signal controller message for head (?<heads>[^:]+): red light is not enforced at its stop lines$/, "ioc.reason.signal_silent"],
+  ];
+
+  function knownReason(reason) {
+    return Object.hasOwn(HEALTH_REASONS, reason) || HEALTH_REASON_FORMS.some(([form]) => form.test(reason));
+  }
+
   function healthReason(reason) {
-    return Object.hasOwn(HEALTH_REASONS, reason) ? t(HEALTH_REASONS[reason]) : reason;
+    if (Object.hasOwn(HEALTH_REASONS, reason)) return t(HEALTH_REASONS[reason]);
+    for (const [form, key] of HEALTH_REASON_FORMS) {
+      const found = form.exec(reason);
+      if (found) return t(key, found.groups);
+    }
+    return reason;
   }
 
   function drawCameraTable() {
@@ -2043,7 +2059,7 @@
           h("td", {}, h("strong", {}, c.name || c.camera), c.name ? h("div", { class: "muted small" }, c.camera) : null),
           h("td", {}, c.place || t("misc.none")),
           h("td", {}, h("span", { class: `state cam-${st}` }, h("span", { class: "dot", "aria-hidden": "true" }), t(`cam.${st}`))),
-          h("td", { lang: c.reason && !Object.hasOwn(HEALTH_REASONS, c.reason) ? "en" : null }, c.reason ? healthReason(c.reason) : t("misc.none")), h("td", {}, fmtNum(c.fps)), h("td", { title: fmtTime(c.updated_at), class: "when" }, fmtSince(c.updated_at)));
+          h("td", { lang: c.reason && !knownReason(c.reason) ? "en" : null }, c.reason ? healthReason(c.reason) : t("misc.none")), h("td", {}, fmtNum(c.fps)), h("td", { title: fmtTime(c.updated_at), class: "when" }, fmtSince(c.updated_at)));
       }))));
   }
 
