@@ -633,7 +633,10 @@ def test_ioc_page_live_status_and_feed(
     expect(page.locator("#flow-mptv-km18")).to_contain_text("phương tiện")
     # A new violation and a camera that stalls arrive over the live feed.
     vid = ui_server.add_case(camera="mptv-km18", type=ViolationType.SPEEDING, plate="61K-246.80")
-    expect(page.locator(f"#feed li[data-id='{vid}']")).to_contain_text("61K-246.80")
+    item = page.locator(f"#feed li[data-id='{vid}']")
+    expect(item).to_contain_text("61K-246.80")
+    # The camera is named as the table and the map name it, not by its id alone.
+    expect(item).to_contain_text("tại MP-TV Km 18 (mptv-km18)")
     ui_server.set_cameras({"mptv-km18": (CameraState.STALLED, "no new frame for 9 s")})
     expect(map_.locator("g.cam[data-camera='mptv-km18']")).to_have_attribute(
         "data-state", "stalled"

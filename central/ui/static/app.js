@@ -2067,9 +2067,16 @@
     const items = S.page.feed.slice(0, 15);
     $("#feed").replaceChildren(...(items.length ? items.map((v) => h("li", { "data-id": v.id },
       h("span", { class: "feed-time" }, fmtTime(v.occurred_at)),
-      h("strong", {}, t("ioc.feed_item", { type: t(`type.${v.type}`), camera: v.camera })),
+      h("strong", {}, t("ioc.feed_item", { type: t(`type.${v.type}`), camera: feedCamera(v) })),
       h("span", { class: "plate" }, v.plate || t("case.plate_unreadable")),
       v.speed_kmh != null ? h("span", { class: "muted" }, `${fmtNum(v.speed_kmh)} km/h`) : null)) : [h("li", { class: "muted" }, t("ioc.feed_empty"))]));
+  }
+
+  // A case's camera as the camera table and the map name it (its name, where central
+  // gives it one); a case names its site and camera, not its node.
+  function feedCamera(v) {
+    const cams = S.page.cameras.filter((c) => c.site === v.site && c.camera === v.camera);
+    return cams.length === 1 ? cameraName(cams[0]) : v.camera;
   }
 
   function setFeedState(state) {
