@@ -763,6 +763,9 @@ def test_the_ioc_camera_table_dates_a_change_before_today(
     """A camera down since yesterday shows the day it changed, not only a time of day
     read as this morning's."""
     long_ago = datetime.now(UTC) - timedelta(days=3)
+    # The node heard from now, each camera as seeded: a node silent (no status for two
+    # minutes) has its cameras shown unknown from when the silence began.
+    ui_server.set_cameras({c[0]: (c[5], c[6]) for c in CAMERAS})
     with transaction(session_factory(ui_server.engine)) as session:
         session.execute(
             update(Camera).where(Camera.camera == "mptv-km27").values(updated_at=long_ago)
