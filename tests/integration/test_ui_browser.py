@@ -616,6 +616,9 @@ def test_supervisor_notices_statistics_and_audit(
 def test_ioc_page_live_status_and_feed(
     browser: Any, ui_server: UiServer, errors: PageErrors
 ) -> None:
+    # The node heard from now, each camera as seeded: a node silent (no status for two
+    # minutes, as when this runs late in the file) has its cameras shown unknown.
+    ui_server.set_cameras({c[0]: (c[5], c[6]) for c in CAMERAS})
     page = new_page(browser, errors)
     login(page, ui_server, "ioc")
     map_ = page.locator("#map-svg")
@@ -769,6 +772,13 @@ def test_the_ioc_camera_table_dates_a_change_before_today(
     with transaction(session_factory(ui_server.engine)) as session:
         session.execute(
             update(Camera).where(Camera.camera == "mptv-km27").values(updated_at=long_ago)
+        )
+        # (and its history: the feed replays the last minute's changes to the page, the
+        # seeded one among them when this runs first)
+        session.execute(
+            update(HealthChange)
+            .where(HealthChange.kind == "camera", HealthChange.camera == "mptv-km27")
+            .values(at=long_ago)
         )
     page = new_page(browser, errors)
     login(page, ui_server, "ioc")
