@@ -2149,14 +2149,27 @@
       const where = { place: data.place ?? "", registered_place: data.registered_place ?? "", node_place: data.node_place ?? null };
       if (cam) Object.assign(cam, { state: data.state, reason: data.reason, updated_at: data.updated_at, ...where });
       else S.page.cameras.push({ ...data, name: "", ...where, latitude: null, longitude: null, fps: null });
-      drawMap();
-      drawCameraTable();
+      redrawCameras();
     } else if (kind === "health_cut") {
       // (a replay is bounded: the changes it left out never arrive, the states now do)
       const el = $("#feed-cut");
       el.textContent = t("ioc.feed_cut", { from: fmtTime(data.from), to: fmtTime(data.to) });
       el.hidden = false;
     }
+  }
+
+  // Once per animation frame, however many camera events came since: a resumed feed replays
+  // up to a thousand health changes at once, each a redraw of the map and table otherwise.
+  function redrawCameras() {
+    const page = S.page;
+    if (page.redrawing) return;
+    page.redrawing = true;
+    requestAnimationFrame(() => {
+      page.redrawing = false;
+      if (S.page !== page) return;
+      drawMap();
+      drawCameraTable();
+    });
   }
 
   function flowCharts(flow, since) {
