@@ -50,6 +50,9 @@ To = Annotated[IsoTime | None, Query(alias="to", description="End, exclusive")]
 UNKNOWN_NAME: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such site or camera (`site`, `camera`)"}
 }
+UNKNOWN_FLOW_NAME: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such site, node or camera (`site`, `node`, `camera`)"}
+}
 
 
 @router.get("/audit", tags=["audit"], summary="The audit log, newest first")
@@ -99,18 +102,23 @@ def offset_delta(utc_offset: str) -> timedelta:
 
 
 def time_bucket(session: Session, column: Any, by: str, utc_offset: str) -> ColumnElement[str]:
-    """An ISO text bucket of ``column`` by hour or day at ``utc_offset`` (named with it,
-    ``Z`` for UTC), on either database."""
+    """An ISO text bucket of ``column`` by minute, hour or day at ``utc_offset`` (named
+    with it, ``Z`` for UTC), on either database."""
     minutes = int(offset_delta(utc_offset).total_seconds()) // 60
     suffix = "Z" if minutes == 0 else utc_offset
     if session.get_bind().dialect.name == "postgresql":
         fmt = {
+            "minute": f'YYYY-MM-DD"T"HH24":"MI":00{suffix}"',
             "hour": f'YYYY-MM-DD"T"HH24":00:00{suffix}"',
             "day": f'YYYY-MM-DD"T00:00:00{suffix}"',
         }[by]
         local = func.timezone("UTC", column) + timedelta(minutes=minutes)
         return func.to_char(local, fmt)
-    fmt = {"hour": f"%Y-%m-%dT%H:00:00{suffix}", "day": f"%Y-%m-%dT00:00:00{suffix}"}[by]
+    fmt = {
+        "minute": f"%Y-%m-%dT%H:%M:00{suffix}",
+        "hour": f"%Y-%m-%dT%H:00:00{suffix}",
+        "day": f"%Y-%m-%dT00:00:00{suffix}",
+    }[by]
     # (whole seconds first: SQLite reads the time in milliseconds, rounded, which would put
     # 23:59:59.9996 in the next day)
     return func.strftime(fmt, func.substr(column, 1, 19), f"{minutes:+d} minutes")
@@ -186,26 +194,47 @@ def violation_stats(
     "/stats/traffic",
     tags=["statistics"],
     summary="Traffic flow from TrafficStats",
-    responses=UNKNOWN_NAME,
+    responses=UNKNOWN_FLOW_NAME,
 )
 def traffic_flow(
     _: AnyUser,
     session: SessionDep,
     state: StateDep,
-    by: Literal["hour", "day"] = "hour",
+    by: Annotated[
+        Literal["minute", "hour", "day"],
+        Query(description="Bucket length: minute (at most 24 hours a request), hour, day"),
+    ] = "hour",
+    per: Annotated[
+        Literal["camera", "lane"],
+        Query(
+            description="A bucket per camera, its lanes together, or per lane of each camera"
+            " (each bucket then names its `lane`)"
+        ),
+    ] = "camera",
     site: Ident = None,
+    node: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
+            description="Only this node's cameras (named within its site: needs `site`)",
+        ),
+    ] = None,
     camera: Ident = None,
     minute_from: From = None,
     minute_to: To = None,
     utc_offset: UtcOffset = None,
 ) -> TrafficFlow:
-    """Vehicles counted per camera (site, node, camera) and hour or day, with the
-    vehicle-weighted mean speed, the time-weighted mean occupancy of its lanes (a part of
-    a minute weighs the seconds it spans) and the minutes the camera reported (a bucket
-    with fewer minutes than it spans had its camera down part of the time; a period with
-    none has no bucket). One request spans at most 31 days by hour, 366 by day: without `to` it ends
-    now, without `from` it starts at the first whole hour or day (at the offset) within
-    that span before `to`, so that the first bucket is whole."""
+    """Vehicles counted per camera (site, node, camera), or per lane of each camera with
+    `per=lane`, and minute, hour or day, with the vehicle-weighted mean speed, the
+    time-weighted mean occupancy of its lanes (a part of a minute weighs the seconds it
+    spans) and the minutes the camera (or lane) reported (a bucket with fewer minutes than
+    it spans had its camera down part of the time; a period with none has no bucket). One
+    request spans at most 24 hours by minute, 31 days by hour, 366 by day: without `to` it
+    ends now, without `from` it starts at the first whole minute, hour or day (at the
+    offset) within that span before `to`, so that the first bucket is whole. `node` names
+    a node within its site (two sites may each have a `node-01`), so it needs `site`."""
+    if node is not None and site is None:
+        raise query_refused("node", "a node is named within its site: give `site` with `node`")
     offset = utc_offset or state.settings.stats_utc_offset
     minute_from, minute_to = bounded_range(by, minute_from, minute_to, offset)
     bucket = time_bucket(session, TrafficMinute.minute_start, by, offset).label("b")
@@ -218,14 +247,16 @@ def traffic_flow(
     # minute's end (a part begun 50 s in weighs 10 s against a whole minute's 60; one that
     # ran from the minute's start until its node stopped 40 s in weighs 40), every lane
     # alike. (A part ends within its minute: its seconds past the minute are its end.)
+    # Per lane, the same sums over that lane's parts alone.
     ended = func.coalesce(seconds_into_minute(session, TrafficMinute.part_end), 60.0)
     span = ended - seconds_into_minute(session, TrafficMinute.part_start)
     occupied = func.sum(TrafficMinute.occupancy * span)
+    groups: list[Any] = [TrafficMinute.site, TrafficMinute.node, TrafficMinute.camera]
+    if per == "lane":
+        groups.append(TrafficMinute.lane)
     stmt = select(
         bucket,
-        TrafficMinute.site,
-        TrafficMinute.node,
-        TrafficMinute.camera,
+        *groups,
         func.sum(TrafficMinute.vehicles),
         weighted,
         speed_weight,
@@ -235,43 +266,72 @@ def traffic_flow(
     ).where(TrafficMinute.minute_start >= minute_from, TrafficMinute.minute_start < minute_to)
     if site:
         stmt = stmt.where(TrafficMinute.site == site)
+    if node:
+        stmt = stmt.where(TrafficMinute.node == node)
     if camera:
         stmt = stmt.where(TrafficMinute.camera == camera)
-    cameras = (TrafficMinute.site, TrafficMinute.node, TrafficMinute.camera)
-    stmt = stmt.group_by(literal_column("b"), *cameras).order_by(literal_column("b"), *cameras)
-    buckets = [
-        FlowBucket(
-            bucket=str(b),
-            site=site_,
-            node=node_,
-            camera=cam,
-            vehicles=int(n or 0),
-            mean_speed_kmh=round(float(w) / float(sw), 2) if w is not None and sw else None,
-            mean_occupancy=round(float(occ) / float(seen), 4) if occ is not None and seen else 0.0,
-            minutes=int(m),
+    stmt = stmt.group_by(literal_column("b"), *groups).order_by(literal_column("b"), *groups)
+    buckets = []
+    for row in session.execute(stmt).all():
+        b, site_, node_, cam, *lane, n, w, sw, occ, seen, m = row
+        buckets.append(
+            FlowBucket(
+                bucket=str(b),
+                site=site_,
+                node=node_,
+                camera=cam,
+                lane=lane[0] if lane else None,
+                vehicles=int(n or 0),
+                mean_speed_kmh=round(float(w) / float(sw), 2) if w is not None and sw else None,
+                mean_occupancy=(
+                    round(float(occ) / float(seen), 4) if occ is not None and seen else 0.0
+                ),
+                minutes=int(m),
+            )
         )
-        for b, site_, node_, cam, n, w, sw, occ, seen, m in session.execute(stmt).all()
-    ]
     if not buckets:
-        heard_of(session, TrafficMinute, site, camera)
+        heard_of(session, TrafficMinute, site, camera, node=node)
     return TrafficFlow(by=by, range_from=minute_from, range_to=minute_to, buckets=buckets)
 
 
-def heard_of(session: Session, recorded: Any, site: str | None, camera: str | None) -> None:
-    """Refuses (404) a ``site`` or ``camera`` that central has never heard of, so that a
-    mistyped name is not read as a quiet road. A site is known by a registered node; a
-    camera by its node's status (the registry) or by what ``recorded`` (the table asked
-    about) holds for it. Asked only when an answer came out empty."""
+def heard_of(
+    session: Session,
+    recorded: Any,
+    site: str | None,
+    camera: str | None,
+    *,
+    node: str | None = None,
+) -> None:
+    """Refuses (404) a ``site``, ``node`` (at ``site``) or ``camera`` that central has
+    never heard of, so that a mistyped name is not read as a quiet road. A site or node is
+    known by a registered node; a camera by its node's status (the registry) or by what
+    ``recorded`` (the table asked about) holds for it. Asked only when an answer came out
+    empty."""
     if site is not None and not session.scalar(select(exists().where(Node.site == site))):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site!r}{_LISTED}")
+    if node is not None and not session.scalar(
+        select(exists().where(Node.site == site, Node.node == node))
+    ):
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"no node {node!r} at site {site!r}{_LISTED}"
+        )
     if camera is None:
         return
-    where = [Camera.camera == camera] + ([Camera.site == site] if site else [])
+    where = (
+        [Camera.camera == camera]
+        + ([Camera.site == site] if site else [])
+        + ([Camera.node == node] if node else [])
+    )
     if session.scalar(select(exists().where(*where))):
         return
-    where = [recorded.camera == camera] + ([recorded.site == site] if site else [])
+    where = (
+        [recorded.camera == camera]
+        + ([recorded.site == site] if site else [])
+        + ([recorded.node == node] if node else [])
+    )
     if not session.scalar(select(exists().where(*where))):
         at = f" at site {site!r}" if site else ""
+        at += f" on node {node!r}" if node else ""
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera!r}{at}{_LISTED}")
 
 
@@ -279,9 +339,13 @@ _LISTED = ": the sites and cameras central knows are listed by GET /api/v1/camer
 
 
 # The longest span one request by hour or day may cover (violation counts and traffic
-# flow: a bucket per hour, per camera for the flow: 744 a camera by hour); a longer one is
-# asked for in parts.
-MAX_BUCKETED_SPAN = {"hour": timedelta(days=31), "day": timedelta(days=366)}
+# flow: a bucket per hour, per camera for the flow: 744 a camera by hour; by minute, the
+# flow alone, 1,440 a camera, or a lane); a longer one is asked for in parts.
+MAX_BUCKETED_SPAN = {
+    "minute": timedelta(hours=24),
+    "hour": timedelta(days=31),
+    "day": timedelta(days=366),
+}
 
 
 def bounded_range(
@@ -301,21 +365,34 @@ def bounded_range(
             start = earliest
     ordered_range(start, end)
     if end - start > span:
-        raise query_refused("to", f"at most {span.days} days by {by} in one request")
+        raise query_refused("to", f"at most {_span_words(span)} by {by} in one request")
     return start, end
 
 
+def _span_words(span: timedelta) -> str:
+    """``31 days``, or ``24 hours`` for a span under two days."""
+    if span >= timedelta(days=2):
+        return f"{span.days} days"
+    return f"{int(span.total_seconds()) // 3600} hours"
+
+
 def _bucket_ceil(at: datetime, by: str, utc_offset: str) -> datetime:
-    """The first start of an hour or day (at ``utc_offset``) at or after ``at``; ``at``
-    itself at the ends of the calendar."""
+    """The first start of a minute, hour or day (at ``utc_offset``) at or after ``at``;
+    ``at`` itself at the ends of the calendar."""
     offset = offset_delta(utc_offset)
     try:
         local = at + offset  # (the wall time there, for the arithmetic)
-        start = local.replace(minute=0, second=0, microsecond=0)
+        start = local.replace(second=0, microsecond=0)
+        if by != "minute":
+            start = start.replace(minute=0)
         if by == "day":
             start = start.replace(hour=0)
         if start < local:
-            start += timedelta(hours=1) if by == "hour" else timedelta(days=1)
+            start += {
+                "minute": timedelta(minutes=1),
+                "hour": timedelta(hours=1),
+                "day": timedelta(days=1),
+            }[by]
         return start - offset
     except OverflowError:
         return at

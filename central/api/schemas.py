@@ -583,13 +583,22 @@ class FlowBucket(BaseModel):
     site: str
     node: str
     camera: str
+    lane: str | None = Field(
+        default=None,
+        exclude_if=lambda lane: lane is None,
+        description="The camera's lane counted, with `per=lane` (absent otherwise: the"
+        " bucket counts all its lanes)",
+    )
     vehicles: int
     mean_speed_kmh: float | None
     mean_occupancy: float = Field(
-        description="The share of the time the camera reported during which a lane held a"
-        " vehicle, its lanes alike: a part of a minute weighs the seconds it spans"
+        description="The share of the time the camera (or with `per=lane` its lane)"
+        " reported during which a lane held a vehicle, its lanes alike: a part of a minute"
+        " weighs the seconds it spans"
     )
-    minutes: int = Field(description="Minutes of the bucket the camera reported")
+    minutes: int = Field(
+        description="Minutes of the bucket the camera (or with `per=lane` its lane) reported"
+    )
 
 
 class TrafficFlow(BaseModel):

@@ -38,7 +38,8 @@ EXCLUDED = {"/api/v1/feed"}
 # Requests a schema cannot describe: a random string is not a public key, random bytes
 # do not hash to the sha256 in the path, and two times are not a range the traffic flow,
 # the violation counts or the violation search read (from before to; for the first two
-# at most 31 days by hour, 366 by day).
+# at most 31 days by hour, 366 by day, and for the flow 24 hours by minute; the flow's
+# `node` needs its `site`).
 # Each answers a clear 4xx; they are tested directly.
 # A log-out ends the token the next example would use (its role's token is used for no
 # other operation).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -276,3 +277,176 @@ def test_minutes_stored_before_part_ends_ran_to_their_minutes_end(empty_database
         command.upgrade(cfg, "head")
     finally:
         engine.dispose()
+
+
+def _minute_parts(node: NodeIdentity, camera: str = "cam-a") -> list[Message]:
+    """Two minutes of two lanes: the first whole; the second counted until 20 s in, and
+    again from 50 s in (a restart)."""
+    second = MINUTE + timedelta(minutes=1)
+    # (minute, counted from, counted until, lane-1's cars, speed and occupancy, lane-2's)
+    parts = [
+        (MINUTE, None, None, (3, 40.0, 0.2), (6, None, 0.6)),
+        (second, None, second + 20 * SECOND, (2, 50.0, 0.9), (0, None, 0.0)),
+        (second, second + 50 * SECOND, None, (1, 20.0, 0.3), (4, None, 0.6)),
+    ]
+    sent = []
+    for start, began, stopped, *lanes in parts:
+        stats = TrafficStats(
+            site=node.site,
+            node=node.node,
+            camera=camera,
+            minute_start=start,
+            counted_from=began,
+            counted_until=stopped,
+            lanes=[
+                LaneFlow(
+                    lane=f"lane-{n}",
+                    counts={VehicleClass.CAR: cars} if cars else {},
+                    mean_speed_kmh=speed,
+                    occupancy=occupancy,
+                )
+                for n, (cars, speed, occupancy) in enumerate(lanes, 1)
+            ],
+        )
+        sent.append(
+            Message(node.topic(camera, CameraTopic.TRAFFIC), to_wire(sign(stats, node.key)))
+        )
+    return sent
+
+
+def _flow(api: TestClient, accounts: dict[str, Account], **params: str) -> list[dict[str, Any]]:
+    r = api.get("/api/v1/stats/traffic", headers=accounts["ioc"].headers, params=params)
+    assert r.status_code == 200, r.text
+    return list(r.json()["buckets"])
+
+
+def test_flow_by_minute_and_per_lane_weighs_each_lanes_parts_by_the_time_they_ran(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    with transaction(session_factory(central_db.engine)) as s:
+        assert record_batch(s, _minute_parts(node), KeyCache()).quarantined == {}
+    site = {"site": node.site, **DAY}
+
+    def shown(buckets: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return [
+            (
+                b["bucket"],
+                b.get("lane"),
+                b["vehicles"],
+                b["mean_speed_kmh"],
+                round(b["mean_occupancy"], 4),
+                b["minutes"],
+            )
+            for b in buckets
+        ]
+
+    first, second = "2026-11-23T14:03:00+07:00", "2026-11-23T14:04:00+07:00"
+    # The camera's lanes together, a bucket a minute; the second minute's lanes ran 20 s
+    # and 10 s each.
+    assert shown(_flow(api, accounts, by="minute", **site)) == [
+        (first, None, 9, 40.0, 0.4, 1),
+        (second, None, 7, 40.0, round((0.9 * 20 + 0.3 * 10 + 0.6 * 10) / 60, 4), 1),
+    ]
+    assert all("lane" not in b for b in _flow(api, accounts, by="minute", **site))
+    # Each lane apart: its own parts alone weigh its occupancy and speed.
+    assert shown(_flow(api, accounts, by="minute", per="lane", **site)) == [
+        (first, "lane-1", 3, 40.0, 0.2, 1),
+        (first, "lane-2", 6, None, 0.6, 1),
+        (second, "lane-1", 3, 40.0, round((0.9 * 20 + 0.3 * 10) / 30, 4), 1),
+        (second, "lane-2", 4, None, round((0.6 * 10) / 30, 4), 1),
+    ]
+    hour = "2026-11-23T14:00:00+07:00"
+    assert shown(_flow(api, accounts, by="hour", per="lane", **site)) == [
+        (hour, "lane-1", 6, 40.0, round((0.2 * 60 + 0.9 * 20 + 0.3 * 10) / 90, 4), 2),
+        (hour, "lane-2", 10, None, round((0.6 * 60 + 0.6 * 10) / 90, 4), 2),
+    ]
+    [day] = _flow(api, accounts, by="day", per="lane", camera="cam-a", **site)[:1]
+    assert (day["bucket"], day["lane"], day["minutes"]) == (
+        "2026-11-23T00:00:00+07:00",
+        "lane-1",
+        2,
+    )
+    # Minutes are named at the offset asked for, as hours are.
+    utc = _flow(api, accounts, by="minute", utc_offset="+00:00", **site)
+    assert [b["bucket"] for b in utc] == ["2026-11-23T07:03:00Z", "2026-11-23T07:04:00Z"]
+
+
+def test_flow_by_minute_spans_at_most_a_day_and_refuses_odd_parameters(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    h = accounts["ioc"].headers
+
+    def flow(**params: str) -> Any:
+        return api.get("/api/v1/stats/traffic", headers=h, params={"site": node.site, **params})
+
+    day = {"from": "2026-11-23T07:00:00Z", "to": "2026-11-24T07:00:00Z"}
+    assert flow(by="minute", **day).status_code == 200
+    # Without `from`: the first whole minute within the 24 hours before `to`.
+    r = flow(by="minute", to="2026-11-24T07:03:30Z")
+    assert (r.json()["from"], r.json()["to"]) == ("2026-11-23T07:04:00Z", "2026-11-24T07:03:30Z")
+    r = flow(by="minute", **{"from": "2026-11-23T07:00:00Z"})
+    assert r.json()["to"] == "2026-11-24T07:00:00Z"
+    for by, too_long, limit in (
+        ("minute", "2026-11-24T07:00:01Z", "at most 24 hours by minute in one request"),
+        ("hour", "2026-12-24T07:00:01Z", "at most 31 days by hour in one request"),
+    ):
+        r = flow(by=by, **{"from": day["from"], "to": too_long})
+        assert r.status_code == 422, r.text
+        [problem] = r.json()["detail"]
+        assert (problem["loc"], problem["msg"]) == (["query", "to"], limit)
+    for params, name in (
+        ({"by": "week"}, "by"),
+        ({"by": "minute", "per": "direction"}, "per"),
+        ({"by": "hour", "per": "lanes"}, "per"),
+        ({"by": "hour", "lanes": "true"}, "lanes"),
+    ):
+        r = flow(**params)
+        assert r.status_code == 422, params
+        assert [p["loc"] for p in r.json()["detail"]] == [["query", name]], r.text
+
+
+def test_flow_of_one_node_leaves_out_another_nodes_camera_of_the_same_id(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    one = make_node()
+    two = make_node(site=one.site, node="node-02")
+    sent = _minute_parts(one) + _minute_parts(one, "cam-b") + _minute_parts(two)
+    with transaction(session_factory(central_db.engine)) as s:
+        assert record_batch(s, sent, KeyCache()).quarantined == {}
+    asked = {"site": one.site, "camera": "cam-a", "by": "hour", **DAY}
+    both = _flow(api, accounts, **asked)
+    assert [(b["node"], b["camera"]) for b in both] == [("node-01", "cam-a"), ("node-02", "cam-a")]
+    [only] = _flow(api, accounts, node="node-02", **asked)
+    assert (only["node"], only["camera"], only["vehicles"]) == ("node-02", "cam-a", 16)
+    lanes = _flow(api, accounts, node="node-01", per="lane", **{**asked, "camera": "cam-b"})
+    assert [(b["node"], b["camera"], b["lane"]) for b in lanes] == [
+        ("node-01", "cam-b", "lane-1"),
+        ("node-01", "cam-b", "lane-2"),
+    ]
+    h = accounts["ioc"].headers
+    # A node's name is its site's: without the site it could be any site's node-02.
+    r = api.get("/api/v1/stats/traffic", headers=h, params={"node": "node-02", "by": "hour"})
+    assert r.status_code == 422, r.text
+    [problem] = r.json()["detail"]
+    assert problem["loc"] == ["query", "node"] and "`site`" in problem["msg"]
+    # A node or camera central never heard of there is a 404 naming it, not a quiet road.
+    r = api.get("/api/v1/stats/traffic", headers=h, params={**asked, "node": "node-09"})
+    assert r.status_code == 404 and f"no node 'node-09' at site '{one.site}'" in r.text
+    r = api.get(
+        "/api/v1/stats/traffic", headers=h, params={**asked, "node": "node-02", "camera": "cam-b"}
+    )
+    assert r.status_code == 404 and "no camera 'cam-b'" in r.text and "'node-02'" in r.text
+    # Known, with nothing in the range: an empty answer.
+    later = {"from": "2026-11-25T00:00:00Z", "to": "2026-11-26T00:00:00Z"}
+    assert _flow(api, accounts, **{**asked, **later, "node": "node-02"}) == []
