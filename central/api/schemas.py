@@ -583,7 +583,7 @@ class FlowBucket(BaseModel):
     site: str
     node: str
     camera: str
-    lane: str | None = Field(
+    lane: str | SkipJsonSchema[None] = Field(
         default=None,
         exclude_if=lambda lane: lane is None,
         description="The camera's lane counted, with `per=lane` (absent otherwise: the"

@@ -450,3 +450,15 @@ def test_flow_of_one_node_leaves_out_another_nodes_camera_of_the_same_id(
     # Known, with nothing in the range: an empty answer.
     later = {"from": "2026-11-25T00:00:00Z", "to": "2026-11-26T00:00:00Z"}
     assert _flow(api, accounts, **{**asked, **later, "node": "node-02"}) == []
+
+
+def test_the_flows_schema_names_its_new_parameters_and_a_lane_never_null(api: TestClient) -> None:
+    spec = api.get("/openapi.json").json()
+    params = {p["name"]: p for p in spec["paths"]["/api/v1/stats/traffic"]["get"]["parameters"]}
+    assert params["by"]["schema"]["enum"] == ["minute", "hour", "day"]
+    assert params["per"]["schema"]["enum"] == ["camera", "lane"]
+    assert "24 hours" in params["by"]["description"]
+    assert "`site`" in params["node"]["description"]
+    bucket = spec["components"]["schemas"]["FlowBucket"]
+    assert bucket["properties"]["lane"]["type"] == "string"  # (absent, never null)
+    assert "lane" not in bucket["required"]
