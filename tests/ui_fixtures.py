@@ -284,16 +284,17 @@ class UiServer:
         camera: str,
         type: ViolationType = ViolationType.RED_LIGHT,
         occurred_at: datetime | None = None,
-        plate: str = "61A-123.45",
+        plate: str | None = "61A-123.45",
         evidence: str | None = None,
         measured: Measurement | None = None,
         plate_valid: bool = True,
         vietnamese: bool = True,
     ) -> int:
         """Store one signed violation through the ingest path; returns its id (``measured``
-        in place of the type's usual values; ``plate_valid``: the reading passed the
-        format check; ``vietnamese``: the node explains in Vietnamese too, as nodes do
-        since they were taught to, not in English only as older ones)."""
+        in place of the type's usual values; ``plate``: None for no plate read;
+        ``plate_valid``: the reading passed the format check; ``vietnamese``: the node
+        explains in Vietnamese too, as nodes do since they were taught to, not in English
+        only as older ones)."""
         kind = evidence or ("red_light" if type is ViolationType.RED_LIGHT else "speeding")
         blobs = self.evidence[kind]
         when = occurred_at or datetime.now(UTC) - timedelta(hours=1)
@@ -348,7 +349,9 @@ class UiServer:
                 track_id=17,
                 plate=PlateReading(
                     text=plate, confidence=0.81, valid=plate_valid, colour=PlateColour.WHITE
-                ),
+                )
+                if plate is not None
+                else None,
                 measured=measured,
                 explanation=explanation,
                 explanation_vi=explanation_vi if vietnamese else None,

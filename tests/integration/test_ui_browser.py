@@ -760,6 +760,27 @@ def test_the_ioc_pages_traffic_flow_is_read_again_while_it_stays_open(
     page.context.close()
 
 
+def test_the_ioc_feed_says_no_plate_read_in_words(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """A case with no plate read is said so in plain words in the live feed, not set in the
+    plate's type as if it were a plate."""
+    page = new_page(browser, errors)
+    login(page, ui_server, "ioc")
+    expect(page.locator("#feed-state")).to_have_text("Trực tiếp")
+    vid = ui_server.add_case(camera="mptv-km4", plate=None)
+    try:
+        item = page.locator(f"#feed li[data-id='{vid}']")
+        expect(item).to_contain_text("không đọc được")
+        expect(item.locator(".plate")).to_have_count(0)
+        expect(item.locator(".no-plate")).to_have_text("không đọc được")
+        family = item.locator(".no-plate").evaluate("e => getComputedStyle(e).fontFamily")
+        assert "mono" not in family.lower(), family
+    finally:
+        page.context.close()
+        ui_server.take_out(vid)
+
+
 def test_the_ioc_camera_table_dates_a_change_before_today(
     browser: Any, ui_server: UiServer, errors: PageErrors
 ) -> None:

@@ -2068,7 +2068,8 @@
     $("#feed").replaceChildren(...(items.length ? items.map((v) => h("li", { "data-id": v.id },
       h("span", { class: "feed-time" }, fmtTime(v.occurred_at)),
       h("strong", {}, t("ioc.feed_item", { type: t(`type.${v.type}`), camera: feedCamera(v) })),
-      h("span", { class: "plate" }, v.plate || t("case.plate_unreadable")),
+      // (no plate read is said in words, not set in the plate's type as if it were one)
+      v.plate ? h("span", { class: "plate" }, v.plate) : h("span", { class: "muted no-plate" }, t("case.plate_unreadable")),
       v.speed_kmh != null ? h("span", { class: "muted" }, `${fmtNum(v.speed_kmh)} km/h`) : null)) : [h("li", { class: "muted" }, t("ioc.feed_empty"))]));
   }
 
