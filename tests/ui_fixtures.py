@@ -495,7 +495,8 @@ def _seed(server: UiServer) -> None:
         r.raise_for_status()
     hour = now.replace(minute=0, second=0, microsecond=0)
     for n, camera in enumerate(("ql13-km22", "mptv-km4", "mptv-km18")):
-        minutes = [hour - timedelta(minutes=10 * k) for k in range(0, 6 * 20)]
+        # (each minute, as a camera reports: an hour with fewer is drawn as reported in part)
+        minutes = [hour - timedelta(minutes=k) for k in range(0, 60 * 20)]
         server.add_traffic(camera, minutes, base=20 + 8 * n)
     # History for the statistics: a few cases a day over the last twelve days, all decided
     # (confirmed, rejected, or confirmed with a notice) so that each test owns its queue.

@@ -23,7 +23,7 @@ from sqlalchemy import delete, update
 from central.api.feed import REPLAY_MAX
 from central.db import session_factory, transaction
 from central.intake import Message
-from central.models import Camera, HealthChange
+from central.models import Camera, HealthChange, TrafficMinute
 from central.records import KeyCache, record_batch, register_node
 from roadwatch.case_package import verify_package
 from roadwatch.contract import (
@@ -758,6 +758,51 @@ def test_the_ioc_pages_traffic_flow_is_read_again_while_it_stays_open(
     expect(page.locator("#flow-ql13-km22")).to_contain_text("phương tiện")
     expect(page.locator("#feed-state")).to_have_text("Trực tiếp")
     page.context.close()
+
+
+def test_the_ioc_pages_traffic_flow_tells_no_data_from_an_empty_road(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """An hour a camera reported nothing is no data, not a zero bar; an hour it reported
+    in part says how many minutes its bar counts."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    whole = [hour - timedelta(hours=5, minutes=-m) for m in range(60)]
+    part = [hour - timedelta(hours=3, minutes=-m) for m in range(15)]
+    ui_server.add_traffic("ql13-km31", whole + part, base=12)
+    slot = "#flow-ql13-km31 svg g[data-hour='{:%Y-%m-%dT%H}']".format
+    page = new_page(browser, errors)
+    try:
+        login(page, ui_server, "ioc")
+        expect(page.locator("#flow-ql13-km31")).to_contain_text("phương tiện")
+        full = page.locator(slot(hour - timedelta(hours=5)))
+        expect(full.locator("rect.bar")).to_have_count(1)
+        expect(full).not_to_have_class(re.compile("gap|partial"))
+        down = page.locator(slot(hour - timedelta(hours=4)))
+        expect(down).to_have_class("gap")
+        expect(down.locator("rect.bar")).to_have_count(0)
+        expect(down.locator("rect.no-data")).to_have_count(1)
+        expect(down.locator("title")).to_contain_text("không có dữ liệu")
+        partial = page.locator(slot(hour - timedelta(hours=3)))
+        expect(partial).to_have_class("partial")
+        expect(partial.locator("title")).to_contain_text("15/60 phút")
+        # (the hours before its first report are no data too)
+        expect(page.locator(slot(hour - timedelta(hours=6)))).to_have_class("gap")
+        label = page.locator("#flow-ql13-km31 svg").get_attribute("aria-label") or ""
+        assert "không có dữ liệu" in label and "15/60 phút" in label
+        expect(page.locator("#flow .flow-legend")).to_contain_text("không có dữ liệu")
+        page.locator("#lang").click()
+        expect(page.locator("#flow .flow-legend")).to_contain_text("no data")
+        expect(page.locator(slot(hour - timedelta(hours=3))).locator("title")).to_contain_text(
+            "15 of 60 minutes"
+        )
+        page.locator("#flow-ql13-km31").scroll_into_view_if_needed()
+        shot(page, "14b-ioc-flow-gaps")
+        page.locator("#lang").click()
+        expect(page.locator("#flow .flow-legend")).to_contain_text("không có dữ liệu")
+    finally:
+        page.context.close()
+        with transaction(session_factory(ui_server.engine)) as session:
+            session.execute(delete(TrafficMinute).where(TrafficMinute.camera == "ql13-km31"))
 
 
 def test_the_ioc_feed_says_no_plate_read_in_words(

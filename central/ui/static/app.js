@@ -1561,7 +1561,7 @@
     const rowH = 26; const labelW = 190; const width = 560; const barW = width - labelW - 60;
     const max = Math.max(...items.map((i) => i.value), 1);
     const height = items.length * rowH + 8;
-    const summary = items.map((i) => `${i.label} ${i.value}`).join(", ");
+    const summary = items.map((i) => `${i.label} ${i.text ?? i.value}`).join(", ");
     const chart = svg("svg", {
       viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img",
       "aria-label": t("stats.chart_label", { title, summary }), class: "svg-chart",
@@ -1593,7 +1593,7 @@
     const plotH = height - bottom - top; const plotW = width - left - 6;
     const max = Math.max(...items.map((i) => i.value), 1);
     const slot = plotW / items.length;
-    const summary = items.map((i) => `${i.label} ${i.value}`).join(", ");
+    const summary = items.map((i) => `${i.label} ${i.text ?? i.value}`).join(", ");
     const chart = svg("svg", {
       viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img",
       "aria-label": t("stats.chart_label", { title, summary }), class: "svg-chart",
@@ -1603,11 +1603,13 @@
     chart.append(svg("text", { x: left - 4, y: top + plotH, "text-anchor": "end", class: "val" }, "0"));
     const every = Math.ceil(items.length / 12);
     items.forEach((item, n) => {
-      const bh = (item.value / max) * plotH;
+      // (an item with no data is drawn as a hatched slot the plot's height, not as a bar;
+      // one counted over part of its span as a paler bar; ``text`` says which in its title)
+      const bh = item.gap ? plotH : (item.value / max) * plotH;
       const x = left + n * slot + slot * 0.15;
-      chart.append(svg("g", {},
-        svg("title", {}, `${item.label}: ${item.value}`),
-        svg("rect", { x, y: top + plotH - bh, width: Math.max(1, slot * 0.7), height: Math.max(0, bh), rx: 2, class: "bar" }),
+      chart.append(svg("g", { "data-hour": item.hour ?? null, class: item.gap ? "gap" : item.partial ? "partial" : null },
+        svg("title", {}, `${item.label}: ${item.text ?? item.value}`),
+        svg("rect", { x, y: top + plotH - bh, width: Math.max(1, slot * 0.7), height: Math.max(0, bh), rx: 2, class: item.gap ? "no-data" : "bar" }),
         n % every === 0 ? svg("text", { x: x + slot * 0.35, y: height - 6, "text-anchor": "middle", class: "lbl small" }, item.label) : null));
     });
     fig.append(chart);
@@ -2185,6 +2187,7 @@
     const names = [...byCamera.values()].map((bs) => bs[0].camera);
     const shared = new Set(names.filter((n, i) => names.indexOf(n) !== i));
     const hours = [];
+    const now = Date.now();
     for (let i = 0; i <= 24; i++) hours.push(new Date(since.getTime() + i * 3600000).toISOString().slice(0, 13));
     return h("div", { class: "flows" }, [...byCamera.values()].map((buckets) => {
       const { site, node } = buckets[0];
@@ -2195,10 +2198,37 @@
       const weighted = buckets.filter((b) => b.mean_speed_kmh != null);
       const wsum = weighted.reduce((s, b) => s + b.vehicles, 0);
       const speed = wsum ? `${fmtNum(weighted.reduce((s, b) => s + b.mean_speed_kmh * b.vehicles, 0) / wsum)} km/h` : t("ioc.no_speed");
-      const items = hours.map((hr) => ({ label: fmtHour(`${hr}:00:00Z`), value: byHour[hr]?.vehicles || 0 }));
+      const items = hours.map((hr) => flowHour(hr, byHour[hr], now));
       return vBarChart(`flow-${camera.replaceAll("/", "-")}`, t("ioc.flow_camera", { camera, vehicles: fmtNum(vehicles, 0), speed }), items,
         { width: 300, height: 130, note: `(${t("ioc.flow_axis")})` });
-    }));
+    }), flowLegend());
+  }
+
+  // An hour of one camera's chart. A camera reports each minute it counts, an empty road's
+  // with no vehicle: an hour with no minute reported is no data (the camera or its node
+  // was down), not an empty road, and an hour with fewer minutes than it spans (so far,
+  // for the hour under way) counted only those. (The minute just ended may still be on its
+  // way: it is not due yet.)
+  function flowHour(hr, bucket, now) {
+    const start = Date.parse(`${hr}:00:00Z`);
+    const label = fmtHour(start);
+    const due = Math.max(0, Math.min(60, Math.floor((now - start) / 60000) - 1));
+    const minutes = bucket?.minutes ?? 0;
+    if (!bucket) {
+      return due ? { label, value: 0, hour: hr, gap: true, text: t("ioc.flow_no_data") } : { label, value: 0, hour: hr };
+    }
+    const item = { label, value: bucket.vehicles, hour: hr };
+    if (minutes < due) {
+      item.partial = true;
+      item.text = t("ioc.flow_partial", { vehicles: fmtNum(bucket.vehicles, 0), minutes, of: due });
+    }
+    return item;
+  }
+
+  function flowLegend() {
+    return h("p", { class: "flow-legend muted small" },
+      h("span", { class: "key key-gap", "aria-hidden": "true" }), " ", t("ioc.flow_legend_gap"), " · ",
+      h("span", { class: "key key-partial", "aria-hidden": "true" }), " ", t("ioc.flow_legend_partial"));
   }
 
   // ------------------------------------------------------------------ start
