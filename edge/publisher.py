@@ -430,15 +430,19 @@ class Publisher:
             if self._resent_acked:
                 self.outbox.mark_resent(self._resent_acked)
                 self._resent_acked = []
-            if self._receipts:
-                self._receipted += self.outbox.mark_receipted(self._receipts)
-                self._receipts = []
+            # Refusals before receipts: one refused as forged, signed with the node's key,
+            # is kept awaiting that key, and a receipt taken in the same turn for a newer
+            # one signed with it then sends it again (recorded after, it would wait for
+            # the next such receipt). A receipt still outweighs a refusal of the same event.
             if self._refusals:
                 # (one forged but signed with the node's key is kept awaiting that key)
                 self._refused += self.outbox.mark_refused(
                     self._refusals, own_keys=[self._key.public_key()]
                 )
                 self._refusals = []
+            if self._receipts:
+                self._receipted += self.outbox.mark_receipted(self._receipts)
+                self._receipts = []
         except Exception as exc:
             if not is_disk_full(exc):
                 raise  # (any other fault: the turn starts over on a new connection)

@@ -7,14 +7,24 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from paho.mqtt.client import MQTTMessage
 
+from edge.delivery_config import DeliveryConfig
 from edge.outbox import MAX_KEY_RESENDS, PROOFS_CHECKED, MessageState, Outbox
-from roadwatch.contract import ViolationEvent
-from roadwatch.contract.models import EventRefusal, RefusalCode
+from edge.publisher import Publisher
+from roadwatch.contract import NodeTopic, ViolationEvent, node_topic, to_wire
+from roadwatch.contract.models import (
+    EventRefusal,
+    Receipt,
+    ReceiptBatch,
+    RefusalBatch,
+    RefusalCode,
+)
 from roadwatch.contract.signing import key_fingerprint, sign
 from tests.delivery_support import BIG_BUDGET, KEY
 from tests.factories import violation_event
@@ -249,3 +259,51 @@ def test_edge_outbox_lists_the_ones_awaiting_a_key_and_names_it(
     assert line.endswith(f"(awaiting key registration: {_fp(NEW)})")
     [line] = [ln for ln in out.splitlines() if f"refused {forged.event_id}" in ln]
     assert "awaiting" not in line
+
+
+def test_a_refusal_and_a_receipt_of_the_key_taken_in_one_turn_send_the_refused_one_again(
+    tmp_path: Path,
+) -> None:
+    """Central refused one before the key was registered and receipted a newer one after:
+    told in the same turn of the publisher (both queued on the broker while the node was
+    away, say), the refusal is recorded first, so the receipt finds it awaiting the key
+    and sends it again; recorded after, it waited for the node's next violation. A receipt
+    still outweighs a refusal of the same event told in that turn."""
+    config = DeliveryConfig.model_validate(
+        {"site": "s", "node": "node-01", "key_path": str(tmp_path / "node.key"),
+         "outbox": {"path": str(tmp_path / "outbox")}}
+    )  # fmt: skip
+    now = datetime.now(UTC)
+    topic = node_topic("s", "node-01", NodeTopic.RECEIPT).encode()
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        refused = _put(outbox, NEW)
+        wire = _wire(outbox, refused.event_id)
+        receipted = _put(outbox, NEW)
+        both = _put(outbox, OTHER)  # (refused and receipted: central holds it after all)
+        both_wire = _wire(outbox, both.event_id)
+        outbox.mark_published([refused.event_id, receipted.event_id, both.event_id])
+        publisher = Publisher(config, outbox, key=NEW)
+        for batch in (
+            RefusalBatch(
+                site="s", node="node-01", sent_at=now,
+                refused=[
+                    _refusal(wire, refused, RefusalCode.FORGED),
+                    _refusal(both_wire, both, RefusalCode.FORGED),
+                ],
+            ),
+            ReceiptBatch(
+                site="s", node="node-01", sent_at=now,
+                receipts=[
+                    Receipt(event_id=e.event_id, committed_at=now, evidence_complete=True)
+                    for e in (receipted, both)
+                ],
+            ),
+        ):  # fmt: skip
+            message = MQTTMessage(topic=topic)
+            message.payload = to_wire(batch)
+            publisher._on_message(None, None, message)  # type: ignore[arg-type]
+        publisher._record_acks()
+        for event in (receipted, both):
+            assert outbox.message_state(event.event_id) is MessageState.RECEIPTED
+        assert [m.id for m in outbox.due_messages(10)] == [refused.event_id]
+        assert outbox.refused_events() == []
