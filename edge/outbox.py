@@ -1220,7 +1220,8 @@ class Outbox:
         signed with it (``_resend_awaiting``), unless it was so ``MAX_KEY_RESENDS`` times."""
         now = self._clock()
         marked = 0
-        awaiting: dict[str, list[str]] = {}  # fingerprint: event ids
+        # (the key's fingerprint and the node that signed: the event ids)
+        awaiting: dict[tuple[str, str, str], list[str]] = {}
         with self._lock, self._transaction():
             for refusal in refusals:
                 row = self._db.execute(
@@ -1253,14 +1254,17 @@ class Outbox:
                 )
                 marked += cur.rowcount
                 if raw is not None and cur.rowcount:
-                    awaiting.setdefault(key_fingerprint_hex(raw), []).append(refusal.event_id)
-        for fingerprint, event_ids in awaiting.items():
+                    signer = json.loads(row[0])  # (verified above: this contract's event)
+                    whose = (key_fingerprint_hex(raw), str(signer["site"]), str(signer["node"]))
+                    awaiting.setdefault(whose, []).append(refusal.event_id)
+        for (fingerprint, site, node), event_ids in awaiting.items():
             log.warning(
                 "%d violation(s) refused as forged are genuine, signed with this node's key"
                 " %s, which central lacks: kept awaiting its registration and sent again by"
                 " themselves once central holds it (register it on central: `roadwatch"
-                " central node key add --public-key NODE_KEY.pub`, fingerprint %s): %s",
-                len(event_ids), fingerprint, fingerprint, ", ".join(event_ids),
+                " central node key add --site %s --node %s --public-key NODE_KEY.pub`, the"
+                " public key of fingerprint %s): %s",
+                len(event_ids), fingerprint, site, node, fingerprint, ", ".join(event_ids),
             )  # fmt: skip
         return marked
 

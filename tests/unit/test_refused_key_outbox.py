@@ -307,3 +307,22 @@ def test_a_refusal_and_a_receipt_of_the_key_taken_in_one_turn_send_the_refused_o
             assert outbox.message_state(event.event_id) is MessageState.RECEIPTED
         assert [m.id for m in outbox.due_messages(10)] == [refused.event_id]
         assert outbox.refused_events() == []
+
+
+def test_the_log_names_the_whole_command_that_registers_the_awaited_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`central node key add` takes the node's site and node too: the line the node logs
+    names them, so it can be run as written."""
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        event = _put(outbox, NEW)
+        with caplog.at_level("WARNING", logger="edge.outbox"):
+            _refuse(outbox, event, RefusalCode.FORGED, (NEW,))
+    [line] = [
+        r.getMessage() for r in caplog.records if "refused as forged are genuine" in r.message
+    ]
+    assert (
+        f"`roadwatch central node key add --site {event.site} --node {event.node}"
+        " --public-key NODE_KEY.pub`"
+    ) in line
+    assert _fp(NEW) in line and event.event_id in line
