@@ -1257,6 +1257,8 @@ class Outbox:
                     signer = json.loads(row[0])  # (verified above: this contract's event)
                     whose = (key_fingerprint_hex(raw), str(signer["site"]), str(signer["node"]))
                     awaiting.setdefault(whose, []).append(refusal.event_id)
+            if awaiting:
+                self._resend_proven_before([i for ids in awaiting.values() for i in ids])
         for (fingerprint, site, node), event_ids in awaiting.items():
             log.warning(
                 "%d violation(s) refused as forged are genuine, signed with this node's key"
@@ -1267,6 +1269,38 @@ class Outbox:
                 len(event_ids), fingerprint, site, node, fingerprint, ", ".join(event_ids),
             )  # fmt: skip
         return marked
+
+    def _resend_proven_before(self, event_ids: Sequence[str]) -> list[str]:
+        """Queue again violations just found awaiting a key that a receipt taken before
+        their refusal already proves central holds: one for a violation signed with that
+        key, receipted since they were sent (central refused them from a check made
+        before it held the key, told after that receipt: another ingest's, say). A receipt
+        from before they were sent proves nothing of now (central's database restored from
+        a backup since, say). Called with ``_lock`` held, in a transaction."""
+        times = []
+        for start in range(0, len(event_ids), 500):
+            chunk = event_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            times += [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT COALESCE(published_at, created_at) FROM messages"
+                    f" WHERE id IN ({marks})",
+                    tuple(chunk),
+                )
+            ]
+        if not times:
+            return []
+        sent = min(times)
+        proofs = [
+            str(r[0])
+            for r in self._db.execute(
+                "SELECT id FROM messages WHERE kind = 'violation' AND state = 'receipted'"
+                " AND receipted_at >= ? ORDER BY receipted_at DESC LIMIT ?",
+                (sent, PROOFS_CHECKED),
+            )
+        ]
+        return self._resend_awaiting(proofs)
 
     def _awaited_key(
         self, event_id: str, payload: bytes, own_keys: Sequence[Ed25519PublicKey]

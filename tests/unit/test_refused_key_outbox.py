@@ -326,3 +326,43 @@ def test_the_log_names_the_whole_command_that_registers_the_awaited_key(
         " --public-key NODE_KEY.pub`"
     ) in line
     assert _fp(NEW) in line and event.event_id in line
+
+
+@pytest.mark.parametrize(
+    ("receipted_after_sent", "sent_again"),
+    [
+        # Another ingest refused it from a check made before the key was registered and
+        # told it after a newer one's receipt: that receipt proves central holds the key.
+        (True, True),
+        # A receipt from before it was sent proves nothing of now (central's database
+        # restored from a backup from before the key's registration since, say).
+        (False, False),
+    ],
+)
+def test_a_receipt_taken_before_the_refusal_proves_the_key_if_taken_since_it_was_sent(
+    tmp_path: Path, receipted_after_sent: bool, sent_again: bool
+) -> None:
+    now = [1000.0]
+    with Outbox(tmp_path / "outbox", BIG_BUDGET, clock=lambda: now[0]) as outbox:
+        proof = _put(outbox, NEW)
+        refused = _put(outbox, NEW)
+        wire = _wire(outbox, refused.event_id)
+        outbox.mark_published([proof.event_id])
+        if not receipted_after_sent:
+            outbox.mark_receipted([proof.event_id])
+        now[0] += 1
+        outbox.mark_published([refused.event_id])
+        now[0] += 1
+        if receipted_after_sent:
+            outbox.mark_receipted([proof.event_id])
+        now[0] += 1
+        assert (
+            outbox.mark_refused(
+                [_refusal(wire, refused, RefusalCode.FORGED)], own_keys=[NEW.public_key()]
+            )
+            == 1
+        )
+        due = [m.id for m in outbox.due_messages(10)]
+        awaiting = [r.awaiting_key for r in outbox.refused_events()]
+    assert due == ([refused.event_id] if sent_again else [])
+    assert awaiting == ([] if sent_again else [_fp(NEW)])
