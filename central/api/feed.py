@@ -142,9 +142,10 @@ def start(
             )
         )
         gaps = {i: now for i in range(low + 1, after_id + 1) if i not in held}
-    # A time ahead of central's clock (a workstation's clock ahead) asks for nothing more
-    # than now: kept, it would hide the changes until then, from every resumed stream too.
-    at = now if since is None else min(since, now)
+    # A time ahead of central's clock (a workstation's clock ahead) is taken as a minute
+    # ago, as the IOC page asks for: kept, it would hide the changes until then, from every
+    # resumed stream too; taken as now, it would lose those since the page read the cameras.
+    at = now if since is None else since if since <= now else now - LOOKBACK
     return FeedCursor(after_id, since=at, floor=at, gaps=gaps, start_gaps=frozenset(gaps))
 
 

@@ -165,12 +165,16 @@ def test_a_since_ahead_of_centrals_clock_starts_the_stream_now(
     keep them from every resumed stream after (the resume token took the time asked for)."""
     node = make_node()
     readers = read_session_factory(central_db.engine)
+    # A change just before the stream starts (after the page read its cameras) is sent too.
+    with transaction(session_factory(central_db.engine)) as s:
+        record_batch(s, [_status(node, CameraState.STALLED)], KeyCache())
     with readers() as s:
         cursor = feed.start(s, None, utcnow() + ahead)
     with transaction(session_factory(central_db.engine)) as s:
         record_batch(s, [_status(node, CameraState.DOWN)], KeyCache())
     with readers() as s:
         sent = [(k, d["state"]) for k, d in feed.poll(s, cursor) if d.get("site") == node.site]
+    assert ("camera", "stalled") in sent
     assert ("camera", "down") in sent
     _after, at = feed.parse_resume_token(cursor.resume_token())
     assert at <= utcnow()
