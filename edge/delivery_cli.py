@@ -285,9 +285,9 @@ def _outbox_status(args: argparse.Namespace) -> int:
         print(
             f"  key {fingerprint} is this node's and central lacks it: register it on central"
             f" (`roadwatch central node key add --site {config.site} --node {config.node}"
-            f" --public-key {config.key_path.with_suffix('.pub').name}`, the public key whose"
-            " fingerprint this is); the violations awaiting it are sent again by themselves"
-            " once central takes one signed with it"
+            f" --public-key {_public_key_file(config.key_path, fingerprint)}`, the public key"
+            " whose fingerprint this is); the violations awaiting it are sent again by"
+            " themselves once central takes one signed with it"
         )
     for event in refused:
         exported = (
@@ -307,3 +307,18 @@ def _outbox_status(args: argparse.Namespace) -> int:
             f"  {utc_seconds(done.at)} {done.action} {done.event_id} by {done.actor}: {done.detail}"
         )
     return 1 if broken or stats.alarm or disk_low else 0
+
+
+def _public_key_file(key_path: Path, fingerprint: str) -> str:
+    """The node's public key file (beside its private key, as ``edge keygen`` writes it)
+    when it is the key of ``fingerprint``; else ``PUBLIC_KEY_FILE``: the key awaited is
+    one the node signed with before its key was changed again, or the file is not there."""
+    from roadwatch.contract.signing import SignatureError, key_fingerprint, load_public_key_pem
+
+    public = key_path.with_suffix(".pub")
+    try:
+        if key_fingerprint(load_public_key_pem(public.read_bytes())) == fingerprint:
+            return str(public)
+    except (OSError, SignatureError):
+        pass
+    return "PUBLIC_KEY_FILE"

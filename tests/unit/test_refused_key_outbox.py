@@ -25,7 +25,7 @@ from roadwatch.contract.models import (
     RefusalBatch,
     RefusalCode,
 )
-from roadwatch.contract.signing import key_fingerprint, sign
+from roadwatch.contract.signing import key_fingerprint, public_key_pem, sign
 from tests.delivery_support import BIG_BUDGET, KEY
 from tests.factories import violation_event
 
@@ -241,6 +241,8 @@ def test_edge_outbox_lists_the_ones_awaiting_a_key_and_names_it(
         f"  key_path: {tmp_path / 'node-01.key'}\n  outbox:\n    path: {tmp_path / 'outbox'}\n",
         encoding="utf-8",
     )
+    public = tmp_path / "node-01.pub"
+    public.write_bytes(public_key_pem(NEW.public_key()))
     with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
         genuine = _put(outbox, NEW)
         forged = _put(outbox, OTHER)
@@ -250,11 +252,15 @@ def test_edge_outbox_lists_the_ones_awaiting_a_key_and_names_it(
     out = capsys.readouterr().out
     assert "refused by central 2 (kept, not sent again)" in out
     assert "awaiting the registration of this node's key 1" in out
+    command = "`roadwatch central node key add --site ql13-km22 --node node-01 --public-key"
     assert (
         f"key {_fp(NEW)} is this node's and central lacks it: register it on central"
-        " (`roadwatch central node key add --site ql13-km22 --node node-01 --public-key"
-        " node-01.pub`"
+        f" ({command} {public}`"
     ) in out
+    # The node's key changed again since: its public key file is not the one awaited.
+    public.write_bytes(public_key_pem(OTHER.public_key()))
+    assert main(["edge", "outbox", "--config", str(config)]) == 0
+    assert f"({command} PUBLIC_KEY_FILE`, the public key whose" in capsys.readouterr().out
     [line] = [ln for ln in out.splitlines() if f"refused {genuine.event_id}" in ln]
     assert line.endswith(f"(awaiting key registration: {_fp(NEW)})")
     [line] = [ln for ln in out.splitlines() if f"refused {forged.event_id}" in ln]
