@@ -674,8 +674,9 @@ class Publisher:
             return
         for refusal in batch.refused:
             log.warning(
-                "central refused event %s for good (%s: %s); kept in the outbox as refused"
-                " and not sent again (see `roadwatch edge outbox`)",
+                "central refused event %s (%s: %s): kept in the outbox as refused, not sent"
+                " again, unless it is signed with this node's own key central lacks, when it"
+                " awaits that key's registration (see `roadwatch edge outbox`)",
                 refusal.event_id, refusal.code.value, refusal.reason,
             )  # fmt: skip
         self._refusals.extend(batch.refused)
