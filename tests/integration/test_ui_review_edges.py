@@ -454,6 +454,51 @@ def test_a_case_without_a_plate_to_act_on_says_why_it_cannot_be_confirmed(
     ui_server.act("officer", vid, {"action": "reject", "reason": "xong"})
 
 
+def test_a_case_with_no_plate_read_says_so_in_words_not_as_a_plate(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """No plate read is said in plain words in the queue, the search's results and on the
+    case page, not set in the plate's monospace type as if it were plate text to copy; the
+    cases with a plate keep it, and the search by plate still finds them alone."""
+    plated = ui_server.add_case(camera="ql13-km22", plate="61A-777.01")
+    vid = ui_server.add_case(camera="ql13-km22", plate=None)
+    page = open_page(browser, errors, ui_server, "officer")
+
+    def said_in_words(cell: Any, words: Any) -> None:
+        expect(cell).to_have_text("không đọc được")
+        expect(cell.locator(".plate")).to_have_count(0)
+        expect(words).to_have_text("không đọc được")
+        for each in (cell, words):
+            assert "plate" not in (each.get_attribute("class") or "").split()
+        family = words.evaluate("e => getComputedStyle(e).fontFamily")
+        assert "mono" not in family.lower(), family
+
+    try:
+        page.goto(f"{ui_server.url}/ui/#/queue?camera=ql13-km22")
+        row = page.locator(f'#queue tr[data-id="{vid}"]')
+        # (a screen reader reads the cell under its column's header, as the words alone)
+        cell = row.get_by_role("cell", name="không đọc được", exact=True)
+        said_in_words(cell, cell.locator(".no-plate"))
+        plate = page.locator(f'#queue tr[data-id="{plated}"] td:nth-child(5)')
+        expect(plate).to_have_text("61A-777.01")
+        expect(plate).to_have_class("plate")
+        page.goto(f"{ui_server.url}/ui/#/search?camera=ql13-km22")
+        cell = page.locator(f'#results tr[data-id="{vid}"] td:nth-child(5)')
+        said_in_words(cell, cell.locator(".no-plate"))
+        page.goto(f"{ui_server.url}/ui/#/search?plate=61A-777.01")
+        expect(page.locator("#results tbody tr")).to_have_count(1)
+        expect(page.locator(f'#results tr[data-id="{plated}"] td.plate')).to_have_text("61A-777.01")
+        page.goto(f"{ui_server.url}/ui/#/case/{vid}")
+        expect(page.get_by_role("heading", name=f"Hồ sơ #{vid}")).to_be_visible()
+        said_in_words(page.locator("#plate-value"), page.locator("#plate-value"))
+        expect(page.locator("#plate-value").locator("..")).to_contain_text(
+            "đọc tại hiện trường: không đọc được"
+        )
+    finally:
+        page.context.close()
+        ui_server.take_out(vid, plated)
+
+
 def test_a_case_found_twice_is_rejected_as_a_duplicate_of_the_other_in_one_choice(
     browser: Any, ui_server: UiServer, errors: PageErrors
 ) -> None:

@@ -605,11 +605,18 @@
     focusHeading();
   }
 
+  // No plate read, said in plain words: not set in the plate's type, as if it were one.
+  function noPlate(attrs = {}) {
+    return h("span", { class: "muted no-plate", ...attrs }, t("case.plate_unreadable"));
+  }
+
   // A list's plate cell: a roadside reading that failed the format check (no plate to act
-  // on until corrected) is said so in words beside it, and not set as a plate.
+  // on until corrected) is said so in words beside it, and not set as a plate; nor is no
+  // plate read.
   function plateCell(item) {
+    if (!item.plate) return h("td", {}, noPlate());
     if (item.plate_valid !== false || item.plate_corrected || !item.plate_text) {
-      return h("td", { class: "plate" }, item.plate || t("case.plate_unreadable"));
+      return h("td", { class: "plate" }, item.plate);
     }
     return h("td", { class: "plate-unchecked" }, item.plate_text, " ",
       h("span", { class: "badge format-bad" }, t("case.plate_format_bad")));
@@ -977,7 +984,7 @@
     const conf = c.plate_confidence != null ? `${fmtNum(c.plate_confidence * 100, 0)} %` : t("misc.none");
     const read = c.plate_text || t("case.plate_unreadable");
     return [
-      h("strong", { class: "plate", id: "plate-value" }, c.plate || t("case.plate_unreadable")),
+      c.plate ? h("strong", { class: "plate", id: "plate-value" }, c.plate) : noPlate({ id: "plate-value" }),
       c.plate_corrected ? h("span", { class: "badge st-confirmed" }, t("case.plate_corrected")) : null,
       h("div", { class: "muted" }, t("case.plate_read", { plate: read, confidence: conf }),
         c.plate_valid === false ? ` · ${t("case.plate_format_bad")}` : ""),
@@ -2070,8 +2077,7 @@
     $("#feed").replaceChildren(...(items.length ? items.map((v) => h("li", { "data-id": v.id },
       h("span", { class: "feed-time" }, fmtTime(v.occurred_at)),
       h("strong", {}, t("ioc.feed_item", { type: t(`type.${v.type}`), camera: feedCamera(v) })),
-      // (no plate read is said in words, not set in the plate's type as if it were one)
-      v.plate ? h("span", { class: "plate" }, v.plate) : h("span", { class: "muted no-plate" }, t("case.plate_unreadable")),
+      v.plate ? h("span", { class: "plate" }, v.plate) : noPlate(),
       v.speed_kmh != null ? h("span", { class: "muted" }, `${fmtNum(v.speed_kmh)} km/h`) : null)) : [h("li", { class: "muted" }, t("ioc.feed_empty"))]));
   }
 
