@@ -5,20 +5,47 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BeforeValidator
-from sqlalchemy import ColumnElement, Float, case, cast, exists, func, literal_column, select
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Row,
+    Select,
+    case,
+    cast,
+    exists,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 
 from central.api import feed
 from central.api.cases import Ident, Limit, Offset, audit_out, ordered_range
-from central.api.deps import PROTECTED, AnyUser, Manager, SessionDep, StateDep, query_refused
+from central.api.csv_out import (
+    CSV_MEDIA_TYPE,
+    ROWS_PER_CHUNK,
+    attachment,
+    csv_chunks,
+    download_name,
+)
+from central.api.deps import (
+    PROTECTED,
+    AnyUser,
+    AppState,
+    Manager,
+    SessionDep,
+    StateDep,
+    query_refused,
+)
 from central.api.schemas import (
     NO_NUL,
     AuditOut,
@@ -53,6 +80,38 @@ UNKNOWN_NAME: dict[int | str, dict[str, Any]] = {
 UNKNOWN_FLOW_NAME: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such site, node or camera (`site`, `node`, `camera`)"}
 }
+# A statistics route's answer as JSON (the default) or CSV. A query parameter rather than
+# an Accept header: a download is a link to copy, bookmark or hand to a spreadsheet's
+# "from web", and the API refuses a parameter it does not take, so a server without CSV
+# says so instead of answering JSON to a request for CSV.
+AnswerFormat = Annotated[
+    Literal["json", "csv"],
+    Query(
+        alias="format",
+        description="json, or csv: the same buckets as rows of a spreadsheet (text/csv, a"
+        " header row naming the JSON's fields, an empty cell for null), downloaded as a"
+        " file named for the range; the same limits, refusals (JSON) and permissions",
+    ),
+]
+
+
+def _as_csv(example: str) -> dict[int | str, dict[str, Any]]:
+    """The CSV form of a statistics route's 200, for its OpenAPI description."""
+    return {
+        200: {
+            "description": "The statistics: JSON, or with `format=csv` CSV",
+            "content": {
+                CSV_MEDIA_TYPE.split(";")[0]: {"schema": {"type": "string"}, "example": example}
+            },
+        }
+    }
+
+
+VIOLATION_STATS_CSV = _as_csv("key,count\r\nred_light,12\r\nspeeding,30\r\n")
+FLOW_CSV = _as_csv(
+    "bucket,site,node,camera,vehicles,mean_speed_kmh,mean_occupancy,minutes\r\n"
+    "2026-11-23T14:00:00+07:00,ql13-km22,node-01,cam-01,1840,46.2,0.21,60\r\n"
+)
 
 
 @router.get("/audit", tags=["audit"], summary="The audit log, newest first")
@@ -136,7 +195,8 @@ def seconds_into_minute(session: Session, column: Any) -> ColumnElement[float]:
     "/stats/violations",
     tags=["statistics"],
     summary="Violation counts",
-    responses=UNKNOWN_NAME,
+    response_model=ViolationStats,
+    responses={**UNKNOWN_NAME, **VIOLATION_STATS_CSV},
 )
 def violation_stats(
     _: AnyUser,
@@ -148,17 +208,19 @@ def violation_stats(
     occurred_from: From = None,
     occurred_to: To = None,
     utc_offset: UtcOffset = None,
-) -> ViolationStats:
+    answer: AnswerFormat = "json",
+) -> ViolationStats | Response:
     """Counts by violation type, camera, status, or hour/day buckets of the violation time.
     By camera, each count also names the camera's site: two sites may each have a camera
     of the same id, and they are counted apart. By hour or day one request spans at most
     31 days by hour, 366 by day: without `to` it ends now, without `from` it starts at the
     first whole hour or day (at the offset) within that span before `to`; by type, camera
     or status the range may be open or as long as asked. `from` must be before `to`; the
-    answer gives the `from` and `to` it counted (null for an open end)."""
+    answer gives the `from` and `to` it counted (null for an open end). With `format=csv`
+    a row per count: `key`, `count` (and `site` by camera)."""
     key: Any
+    offset = utc_offset or state.settings.stats_utc_offset
     if by in ("hour", "day"):
-        offset = utc_offset or state.settings.stats_utc_offset
         occurred_from, occurred_to = bounded_range(by, occurred_from, occurred_to, offset)
         key = time_bucket(session, Violation.occurred_at, by, offset)
     else:
@@ -181,6 +243,16 @@ def violation_stats(
     counts = [CountOut(key=str(r.k), count=r.n, site=r.s if by == "camera" else None) for r in rows]
     if not counts:
         heard_of(session, Violation, site, camera)
+    if answer == "csv":
+        header = ["key", "count", *(["site"] if by == "camera" else [])]
+        filename = download_name(
+            f"violations_by-{by}", (site, camera), occurred_from, occurred_to, offset_delta(offset)
+        )
+        return Response(
+            b"".join(csv_chunks(header, ([c.key, c.count, c.site][: len(header)] for c in counts))),
+            media_type=CSV_MEDIA_TYPE,
+            headers=attachment(filename),
+        )
     return ViolationStats(
         by=by,
         total=sum(c.count for c in counts),
@@ -194,7 +266,8 @@ def violation_stats(
     "/stats/traffic",
     tags=["statistics"],
     summary="Traffic flow from TrafficStats",
-    responses=UNKNOWN_FLOW_NAME,
+    response_model=TrafficFlow,
+    responses={**UNKNOWN_FLOW_NAME, **FLOW_CSV},
 )
 def traffic_flow(
     _: AnyUser,
@@ -223,7 +296,8 @@ def traffic_flow(
     minute_from: From = None,
     minute_to: To = None,
     utc_offset: UtcOffset = None,
-) -> TrafficFlow:
+    answer: AnswerFormat = "json",
+) -> TrafficFlow | Response:
     """Vehicles counted per camera (site, node, camera), or per lane of each camera with
     `per=lane`, and minute, hour or day, with the vehicle-weighted mean speed, the
     time-weighted mean occupancy of its lanes (a part of a minute weighs the seconds it
@@ -232,7 +306,9 @@ def traffic_flow(
     request spans at most 24 hours by minute, 31 days by hour, 366 by day: without `to` it
     ends now, without `from` it starts at the first whole minute, hour or day (at the
     offset) within that span before `to`, so that the first bucket is whole. `node` names
-    a node within its site (two sites may each have a `node-01`), so it needs `site`."""
+    a node within its site (two sites may each have a `node-01`), so it needs `site`.
+    With `format=csv` a row per bucket, its fields in the JSON's order (`lane` only with
+    `per=lane`), sent as they are read: a day by minute per lane of every camera is long."""
     if node is not None and site is None:
         raise query_refused("node", "a node is named within its site: give `site` with `node`")
     offset = utc_offset or state.settings.stats_utc_offset
@@ -271,27 +347,100 @@ def traffic_flow(
     if camera:
         stmt = stmt.where(TrafficMinute.camera == camera)
     stmt = stmt.group_by(literal_column("b"), *groups).order_by(literal_column("b"), *groups)
-    buckets = []
-    for row in session.execute(stmt).all():
-        b, site_, node_, cam, *lane, n, w, sw, occ, seen, m = row
-        buckets.append(
-            FlowBucket(
-                bucket=str(b),
-                site=site_,
-                node=node_,
-                camera=cam,
-                lane=lane[0] if lane else None,
-                vehicles=int(n or 0),
-                mean_speed_kmh=round(float(w) / float(sw), 2) if w is not None and sw else None,
-                mean_occupancy=(
-                    round(float(occ) / float(seen), 4) if occ is not None and seen else 0.0
-                ),
-                minutes=int(m),
-            )
-        )
-    if not buckets:
+
+    def unknown_names() -> None:
         heard_of(session, TrafficMinute, site, camera, node=node)
+
+    if answer == "csv":
+        header = [name for name in FlowBucket.model_fields if per == "lane" or name != "lane"]
+        filename = download_name(
+            f"traffic_by-{by}" + ("_per-lane" if per == "lane" else ""),
+            (site, node, camera),
+            minute_from,
+            minute_to,
+            offset_delta(offset),
+        )
+        return streamed_csv(
+            state,
+            stmt,
+            header,
+            lambda row: _flow_cells(row, per == "lane"),
+            filename,
+            unknown_names,
+        )
+    buckets = [
+        FlowBucket(**dict(zip(FLOW_FIELDS, _flow_cells(row, True), strict=True)))
+        for row in session.execute(stmt).all()
+    ]
+    if not buckets:
+        unknown_names()
     return TrafficFlow(by=by, range_from=minute_from, range_to=minute_to, buckets=buckets)
+
+
+FLOW_FIELDS = tuple(FlowBucket.model_fields)
+
+
+def _flow_cells(row: Sequence[Any], with_lane: bool) -> tuple[Any, ...]:
+    """A row of the flow's query as a bucket's fields, in ``FlowBucket``'s order (its
+    lane left out unless ``with_lane``: None where the flow is per camera)."""
+    b, site, node, camera, *lane, n, w, sw, occ, seen, m = row
+    speed = round(float(w) / float(sw), 2) if w is not None and sw else None
+    occupancy = round(float(occ) / float(seen), 4) if occ is not None and seen else 0.0
+    head = (str(b), site, node, camera)
+    lane_cell = (lane[0] if lane else None,) if with_lane else ()
+    return (*head, *lane_cell, int(n or 0), speed, occupancy, int(m))
+
+
+def streamed_csv(
+    state: AppState,
+    stmt: Select[Any],
+    header: Sequence[str],
+    cells: Callable[[Row[Any]], Sequence[Any]],
+    filename: str,
+    when_empty: Callable[[], None],
+) -> Response:
+    """``stmt``'s rows as a CSV download, read from the database a chunk at a time as they
+    are sent, on a session of their own that the download holds until its end. Where
+    there are none ``when_empty`` is asked first (it may refuse the request, as the JSON
+    answer would be refused), and the answer is the header alone."""
+    session = state.read_sessions()
+    try:
+        if session.get_bind().dialect.name == "postgresql":
+            # (a cursor read a chunk at a time lives in a transaction, where reading
+            # sessions run in autocommit; one snapshot for the whole download)
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        result = session.execute(stmt.execution_options(yield_per=ROWS_PER_CHUNK))
+        first = result.fetchmany(ROWS_PER_CHUNK)
+        if not first:
+            result.close()
+            session.close()
+            when_empty()
+            return Response(
+                b"".join(csv_chunks(header, [])),
+                media_type=CSV_MEDIA_TYPE,
+                headers=attachment(filename),
+            )
+    except BaseException:
+        session.close()
+        raise
+
+    def rows() -> Iterator[Sequence[Any]]:
+        yield from map(cells, first)
+        yield from map(cells, result)
+
+    def body() -> Iterator[bytes]:
+        try:
+            yield from csv_chunks(header, rows())
+        finally:
+            result.close()
+            session.close()
+
+    return StreamingResponse(
+        body(),
+        media_type=CSV_MEDIA_TYPE,
+        headers=attachment(filename),
+        background=BackgroundTask(session.close),  # (a download dropped before its start)
+    )
 
 
 def heard_of(

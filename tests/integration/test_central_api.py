@@ -3,8 +3,10 @@ search, statistics, the registry, evidence upload and the live feed."""
 
 from __future__ import annotations
 
+import csv
 import getpass
 import hashlib
+import io
 import json
 import re
 import uuid
@@ -1173,6 +1175,66 @@ def test_counts_by_camera_keep_two_sites_cameras_of_one_id_apart(
         params={"by": "type", **window},
     ).json()  # fmt: skip
     assert by_type["counts"] == [{"key": "speeding", "count": 3, "site": None}]
+
+
+def test_violation_counts_as_csv_are_the_json_answer_row_for_row(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    at = datetime(2026, 11, 20, 7, 3, tzinfo=UTC)
+    store_events(
+        central_db, node,
+        [signed_event(node, camera="cam-a", occurred_at=at),
+         signed_event(node, camera="cam-b", type=ViolationType.RED_LIGHT,
+                      occurred_at=at + timedelta(hours=2))],
+    )  # fmt: skip
+    h = accounts["ioc"].headers
+    day = {"from": "2026-11-20T00:00:00Z", "to": "2026-11-21T00:00:00Z", "site": node.site}
+    for by, header in (
+        ("type", ["key", "count"]),
+        ("camera", ["key", "count", "site"]),
+        ("hour", ["key", "count"]),
+    ):
+        answer = api.get("/api/v1/stats/violations", headers=h, params={"by": by, **day})
+        assert answer.status_code == 200, answer.text
+        r = api.get(
+            "/api/v1/stats/violations", headers=h, params={"by": by, "format": "csv", **day}
+        )
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "text/csv; charset=utf-8"
+        assert r.headers["content-disposition"] == (
+            f'attachment; filename="violations_by-{by}_{node.site}'
+            '_2026-11-20T0700+0700_2026-11-21T0700+0700.csv"'
+        )
+        reader = csv.DictReader(io.StringIO(r.content.decode(), newline=""))
+        rows = list(reader)
+        assert reader.fieldnames == header
+        expected = [
+            {k: str(v) for k, v in c.items() if k in header} for c in answer.json()["counts"]
+        ]
+        assert rows == expected and len(rows) == 2
+    # Hours named at the offset asked for, as in the JSON.
+    r = api.get(
+        "/api/v1/stats/violations",
+        headers=h,
+        params={"by": "hour", "format": "csv", "utc_offset": "+00:00", **day},
+    )
+    assert [row["key"] for row in csv.DictReader(io.StringIO(r.text))] == [
+        "2026-11-20T07:00:00Z",
+        "2026-11-20T09:00:00Z",
+    ]
+    # Refused as the JSON is, in JSON.
+    r = api.get(
+        "/api/v1/stats/violations",
+        headers=h,
+        params={"by": "camera", "camera": "cam-z", "format": "csv", **day},
+    )
+    assert r.status_code == 404 and "no camera 'cam-z'" in r.json()["detail"]
+    r = api.get("/api/v1/stats/violations", params={"by": "type", "format": "csv"})
+    assert r.status_code == 401
 
 
 def test_statistics_and_traffic_flow(

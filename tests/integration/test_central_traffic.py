@@ -3,6 +3,8 @@ is kept beside the part sent before, each part once, and the flow statistics add
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,6 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import column, create_engine, func, insert, select, table
 
+from central.api import csv_out, ioc
+from central.api.csv_out import ROWS_PER_CHUNK
 from central.db import alembic_config, session_factory, transaction
 from central.intake import Message
 from central.models import TrafficMinute, UtcDateTime
@@ -462,3 +466,130 @@ def test_the_flows_schema_names_its_new_parameters_and_a_lane_never_null(api: Te
     bucket = spec["components"]["schemas"]["FlowBucket"]
     assert bucket["properties"]["lane"]["type"] == "string"  # (absent, never null)
     assert "lane" not in bucket["required"]
+
+
+def _as_json_cells(buckets: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The JSON's buckets as CSV writes them: every field text, null an empty cell."""
+    return [{k: "" if v is None else str(v) for k, v in b.items()} for b in buckets]
+
+
+def _csv(r: Any) -> tuple[list[str], list[dict[str, str]]]:
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "text/csv; charset=utf-8"
+    lines = r.content.decode("utf-8").splitlines(keepends=True)
+    assert all(line.endswith("\r\n") for line in lines)
+    reader = csv.DictReader(io.StringIO(r.content.decode("utf-8"), newline=""))
+    rows = list(reader)
+    return list(reader.fieldnames or []), rows
+
+
+@pytest.mark.parametrize("chunk", [ROWS_PER_CHUNK, 1])
+def test_flow_as_csv_is_the_json_answer_row_for_row(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+    monkeypatch: pytest.MonkeyPatch,
+    chunk: int,
+) -> None:
+    # (a chunk of one row: the rows after the first are read from the database as the
+    # download is sent, and each is a chunk of the body)
+    monkeypatch.setattr(ioc, "ROWS_PER_CHUNK", chunk)
+    monkeypatch.setattr(csv_out, "ROWS_PER_CHUNK", chunk)
+    node = make_node()
+    sent = _minute_parts(node) + _minute_parts(node, "cam-b")
+    with transaction(session_factory(central_db.engine)) as s:
+        assert record_batch(s, sent, KeyCache()).quarantined == {}
+    h = accounts["ioc"].headers
+    lane_fields = ["bucket", "site", "node", "camera", "lane", "vehicles"]
+    lane_fields += ["mean_speed_kmh", "mean_occupancy", "minutes"]
+    for params, fields, filename in (
+        (
+            {"by": "minute", "per": "lane"},
+            lane_fields,
+            f"traffic_by-minute_per-lane_{node.site}_2026-11-23T0700+0700_2026-11-24T0700+0700",
+        ),
+        (
+            {"by": "hour", "camera": "cam-b"},
+            [f for f in lane_fields if f != "lane"],
+            f"traffic_by-hour_{node.site}_cam-b_2026-11-23T0700+0700_2026-11-24T0700+0700",
+        ),
+        (
+            {"by": "minute", "utc_offset": "+00:00", "to": "2026-11-23T07:05:30Z"},
+            [f for f in lane_fields if f != "lane"],
+            f"traffic_by-minute_{node.site}_2026-11-22T0706Z_2026-11-23T070530Z",
+        ),
+    ):
+        asked = {"site": node.site, **DAY, **params}
+        if "to" in params:
+            del asked["from"]
+        answer = api.get("/api/v1/stats/traffic", headers=h, params=asked)
+        assert answer.status_code == 200, answer.text
+        r = api.get("/api/v1/stats/traffic", headers=h, params={**asked, "format": "csv"})
+        header, rows = _csv(r)
+        assert header == fields
+        assert rows == _as_json_cells(answer.json()["buckets"])
+        assert rows
+        assert r.headers["content-disposition"] == f'attachment; filename="{filename}.csv"'
+        assert "content-length" not in r.headers  # (sent as it is read)
+    # Times as in the JSON, at the offset asked for; a null speed an empty cell.
+    _, rows = _csv(
+        api.get(
+            "/api/v1/stats/traffic",
+            headers=h,
+            params={"site": node.site, "by": "minute", "per": "lane", "format": "csv", **DAY},
+        )
+    )
+    assert (rows[0]["bucket"], rows[0]["camera"], rows[0]["lane"]) == (
+        "2026-11-23T14:03:00+07:00",
+        "cam-a",
+        "lane-1",
+    )
+    assert rows[1]["lane"] == "lane-2" and rows[1]["mean_speed_kmh"] == ""
+
+
+def test_flow_as_csv_is_refused_and_limited_as_the_json_is(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    node = make_node()
+    h = accounts["ioc"].headers
+
+    def flow(**params: str) -> Any:
+        asked = {"site": node.site, "format": "csv", **params}
+        return api.get("/api/v1/stats/traffic", headers=h, params=asked)
+
+    # Known, with nothing in the range: the header alone.
+    header, rows = _csv(flow(by="hour", **DAY))
+    assert (header, rows) == (["bucket", "site", "node", "camera", "vehicles",
+                               "mean_speed_kmh", "mean_occupancy", "minutes"], [])  # fmt: skip
+    # A camera never heard of: a 404 in JSON, as without format.
+    r = flow(by="hour", camera="cam-z", **DAY)
+    assert r.status_code == 404 and "no camera 'cam-z'" in r.json()["detail"]
+    # The limits and refusals of the JSON, in JSON.
+    r = flow(by="minute", **{"from": "2026-11-23T07:00:00Z", "to": "2026-11-24T07:00:01Z"})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["msg"] == "at most 24 hours by minute in one request"
+    asked = {"node": "node-01", "by": "hour", "format": "csv"}
+    r = api.get("/api/v1/stats/traffic", headers=h, params=asked)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "node"]
+    for bad in ("xml", "CSV", ""):
+        r = flow(by="hour", **{"format": bad})
+        assert r.status_code == 422, bad
+        assert [p["loc"] for p in r.json()["detail"]] == [["query", "format"]]
+    # The same permissions: none without logging in.
+    r = api.get("/api/v1/stats/traffic", params={"format": "csv", "by": "hour", **DAY})
+    assert r.status_code == 401
+
+
+def test_the_statistics_schema_offers_csv(api: TestClient) -> None:
+    spec = api.get("/openapi.json").json()
+    for path in ("/api/v1/stats/traffic", "/api/v1/stats/violations"):
+        op = spec["paths"][path]["get"]
+        params = {p["name"]: p for p in op["parameters"]}
+        assert params["format"]["schema"]["enum"] == ["json", "csv"]
+        content = op["responses"]["200"]["content"]
+        assert set(content) == {"application/json", "text/csv"}, path
+        assert content["text/csv"]["example"].startswith(("bucket,site,", "key,count"))
