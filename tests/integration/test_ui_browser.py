@@ -8,6 +8,7 @@ Screenshots are kept under test-artifacts/browser/.
 
 from __future__ import annotations
 
+import csv
 import re
 import time
 from collections.abc import Iterator
@@ -634,6 +635,16 @@ def test_ioc_page_live_status_and_feed(
     expect(page.locator("#feed-state")).to_have_text("Trực tiếp")
     assert page.locator("#flow-ql13-km22 svg rect.bar").evaluate_all(NONZERO_BARS) >= 18
     expect(page.locator("#flow-mptv-km18")).to_contain_text("phương tiện")
+    # The chart's hours as a spreadsheet, named for their range: a row per camera and hour.
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Tải CSV").click()
+    assert re.fullmatch(
+        r"traffic_by-hour_\d{4}-\d\d-\d\dT\d{4}\+0700_\d{4}-\d\d-\d\dT\d{4,6}\+0700\.csv",
+        download.value.suggested_filename,
+    ), download.value.suggested_filename
+    rows = list(csv.DictReader(Path(download.value.path()).read_text("utf-8").splitlines()))
+    assert {r["camera"] for r in rows} >= {"ql13-km22", "mptv-km18"}
+    assert all(r["bucket"].endswith(":00:00+07:00") and int(r["vehicles"]) >= 0 for r in rows)
     # A new violation and a camera that stalls arrive over the live feed.
     vid = ui_server.add_case(camera="mptv-km18", type=ViolationType.SPEEDING, plate="61K-246.80")
     item = page.locator(f"#feed li[data-id='{vid}']")

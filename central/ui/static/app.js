@@ -808,12 +808,7 @@
     clearBanner();
     try {
       const r = await api(`/api/v1/violations/${c.id}/export`, { method: "POST", raw: true });
-      const url = URL.createObjectURL(await r.blob());
-      const link = h("a", { href: url, download: `case-${c.id}.zip`, hidden: true });
-      document.body.append(link);
-      link.click();
-      link.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 60000);
+      await saveAs(r, `case-${c.id}.zip`);
       toast(t("case.exported", { id: c.id, sha256: (r.headers.get("X-Package-SHA256") || "").slice(0, 16) }));
       const gen = S.gen;
       const fresh = await api(`/api/v1/ui/cases/${c.id}`); // (its trail now holds the export)
@@ -823,6 +818,17 @@
     } finally {
       S.busy = false;
     }
+  }
+
+  // A download fetched with the session's token (a plain link cannot carry it), saved as
+  // `name`.
+  async function saveAs(r, name) {
+    const url = URL.createObjectURL(await r.blob());
+    const link = h("a", { href: url, download: name, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
   }
 
   async function blobUrl(e) {
@@ -1933,6 +1939,21 @@
     }
   }
 
+  // The chart's last 24 hours as a spreadsheet: a row per camera and hour. A link (the page
+  // stays read-only), followed with the session's token.
+  const flowCsvPath = (since) => `/api/v1/stats/traffic${query({ by: "hour", from: since.toISOString(), format: "csv" })}`;
+
+  async function flowCsv(ev) {
+    ev.preventDefault();
+    try {
+      const r = await api(flowCsvPath(flowSince()), { raw: true });
+      const named = /filename="([^"]+)"/.exec(r.headers.get("Content-Disposition") || "");
+      await saveAs(r, named ? named[1] : "traffic.csv"); // (named for its range)
+    } catch (e) {
+      if (e.status !== 401) banner(t("app.error", { detail: e.message }));
+    }
+  }
+
   async function renderIoc() {
     const since = flowSince();
     const gen = S.gen;
@@ -1954,7 +1975,9 @@
           h("section", { class: "map-panel", "aria-labelledby": "h-map" },
             h("h2", { id: "h-map" }, t("ioc.map")), h("div", { id: "map" }), h("div", { id: "legend" })),
           h("section", { class: "flow-panel", "aria-labelledby": "h-flow" },
-            h("h2", { id: "h-flow" }, t("ioc.flow")), h("div", { id: "flow" }, flowCharts(flow, since)))),
+            h("h2", { id: "h-flow" }, t("ioc.flow")),
+            h("a", { href: flowCsvPath(since), id: "flow-csv", onclick: flowCsv }, t("ioc.flow_csv")),
+            h("div", { id: "flow" }, flowCharts(flow, since)))),
         h("div", { class: "ioc-col" },
           h("section", { class: "feed-panel", "aria-labelledby": "h-feed" },
             h("h2", { id: "h-feed" }, t("ioc.feed"), " ", h("span", { id: "feed-state", class: "feed-state" }, t("ioc.feed_connecting"))),
