@@ -278,9 +278,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     user.set_defaults(func=_create_user)
 
 
-def _engine() -> tuple[Settings, Engine]:
-    """The configured database, migrated; a URL that names no usable database is a user
+def _engine(*, migrated: bool = True) -> tuple[Settings, Engine]:
+    """The configured database, migrated (or, ``migrated=False``, only reached); a URL
+    that names no usable database, or a database a newer central migrated, is a user
     error of one line (its password hidden), not a driver's traceback."""
+    from alembic.util.exc import CommandError
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, DBAPIError
 
@@ -301,11 +303,21 @@ def _engine() -> tuple[Settings, Engine]:
     except OSError as exc:  # SQLite's folder could not be made
         raise UserError(f"database {shown}: cannot make its folder: {exc}") from exc
     try:
-        migrate(engine)
+        if migrated:
+            migrate(engine)
+        else:
+            with engine.connect():
+                pass
     except DBAPIError as exc:
         engine.dispose()
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
         raise UserError(f"database {shown}: {reason}") from exc
+    except CommandError as exc:  # (a revision this central's migrations do not hold)
+        engine.dispose()
+        raise UserError(
+            f"database {shown}: {exc}: a newer central migrated it; run that version, or"
+            " downgrade the database with it first (docs/central.md, Rolling back)"
+        ) from exc
     return settings, engine
 
 
@@ -355,6 +367,11 @@ def _serve(args: argparse.Namespace) -> int:
     from central.workers import listenable_port
 
     listenable_port(args.host, args.port)  # uvicorn would log its own error and exit 3
+    # The database reached (and migrated) here: one line naming it, not uvicorn's
+    # traceback from the app's start.
+    _settings, engine = _engine(migrated=settings.migrate_on_start)
+    engine.dispose()
+    settings = settings.model_copy(update={"migrate_on_start": False})
     app = create_app(settings, with_ingest=args.with_ingest, freeze_gc=True)
     config = uvicorn.Config(
         app,

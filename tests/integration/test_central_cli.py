@@ -322,7 +322,8 @@ def test_a_database_that_cannot_be_used_and_a_missing_password_are_one_line_erro
         "not a url": "ROADWATCH_DATABASE_URL is not a database URL",
     }
     for url, message in urls.items():
-        for args in (["migrate"], ["partitions", "list"]):
+        serving = ["serve", "--port", str(_free_port())]  # (not uvicorn's traceback of its start)
+        for args in (["migrate"], ["partitions", "list"], serving):
             run = subprocess.run(
                 [sys.executable, "-m", "roadwatch", "central", *args],
                 env={**env, "ROADWATCH_DATABASE_URL": url},
@@ -343,6 +344,29 @@ def test_a_database_that_cannot_be_used_and_a_missing_password_are_one_line_erro
     for port in ("99999", "0", "-5", "http"):
         serve = _rw(tmp_path, "serve", "--port", port)
         assert serve.returncode == 2 and "--port" in serve.stderr, serve.stderr
+
+
+def test_a_database_a_newer_central_migrated_is_a_one_line_error(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "central.db"
+    env = {**_env(tmp_path), "ROADWATCH_DATABASE_URL": f"sqlite:///{db}"}
+    command = [sys.executable, "-m", "roadwatch", "central"]
+    run = subprocess.run(
+        [*command, "migrate"], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    with sqlite3.connect(db) as conn:  # (as a later version's migration leaves it)
+        conn.execute("UPDATE alembic_version SET version_num = '0099_from_a_later_central'")
+    for args in (["migrate"], ["serve", "--port", str(_free_port())]):
+        run = subprocess.run(
+            [*command, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert run.returncode == 2, (args, run.stderr)
+        assert run.stderr.startswith("roadwatch: error: database sqlite:///"), run.stderr
+        assert "'0099_from_a_later_central'" in run.stderr, run.stderr
+        assert "a newer central migrated it" in run.stderr, run.stderr
+        assert run.stderr.count("\n") == 1, run.stderr
 
 
 def _free_port() -> int:
