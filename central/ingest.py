@@ -163,6 +163,8 @@ class IngestService:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_connect_fail = self._on_connect_fail
         self._unreachable_said = False  # "cannot reach the broker" logged for this outage
+        self._refused_said = False  # the broker's refusal of the login, likewise
+        self._refused = False  # the connection being closed is one the broker refused
         # When the broker was last said to be lost or out of reach (0: it was not), so
         # that the connection that ends the outage is said at the same level.
         self._outage_since = 0.0
@@ -175,8 +177,22 @@ class IngestService:
         self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object
     ) -> None:
         if getattr(rc, "is_failure", False):
-            log.error("MQTT connect refused: %s", rc)
+            # (the socket closes next: no "lost the broker", it was never had; said once
+            # until a connection, as paho tries again up to every 30 s)
+            self._refused = True
+            if not self._refused_said and not self._stop.is_set():
+                self._refused_said = True
+                self._outage_since = self._outage_since or time.monotonic()
+                log.error(
+                    "the broker at %s:%s refused central's connection as %s: %s (see"
+                    " ROADWATCH_MQTT_USERNAME and ROADWATCH_MQTT_PASSWORD); trying again",
+                    self.settings.mqtt_host,
+                    self.settings.mqtt_port,
+                    self.settings.broker_username or "an anonymous client",
+                    rc,
+                )
             return
+        self._refused_said = False
         opts = SubscribeOptions(qos=1)
         client.subscribe([(topic, opts) for topic, _qos in subscriptions(self.settings)])
         self._unreachable_said = False
@@ -218,6 +234,9 @@ class IngestService:
     ) -> None:
         self._connected.clear()
         self._subscribed.clear()
+        if self._refused:  # (the connection the broker refused, said above)
+            self._refused = False
+            return
         if not self._stop.is_set():
             self._outage_since = self._outage_since or time.monotonic()
             log.warning("ingest lost the broker (%s); reconnecting", rc)

@@ -1115,6 +1115,63 @@ def test_a_broker_out_of_reach_is_said_once(
     assert f"127.0.0.1:{port}" in said[0]
 
 
+def test_a_broker_refusing_centrals_login_is_said_once_naming_the_account(
+    tmp_path: Path,
+    central_db: CentralDb,
+    central_settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A wrong ROADWATCH_MQTT_PASSWORD is said once for the outage, with the broker and the
+    account central logged in as: the log said "MQTT connect refused: Not authorized"
+    at each try, each followed by "ingest lost the broker (Protocol error)", a broker
+    it never had."""
+    import getpass
+    import logging
+    import shutil
+
+    from roadwatch.net import free_port
+
+    binary = shutil.which("mosquitto") or shutil.which("/usr/sbin/mosquitto")
+    hasher = shutil.which("mosquitto_passwd")
+    if binary is None or hasher is None:
+        missing("the mosquitto binaries are not installed")
+        raise AssertionError  # unreachable
+    passwd = tmp_path / "passwd"
+    subprocess.run([hasher, "-b", "-c", str(passwd), "central", "the-right-one"], check=True)
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nuser {getpass.getuser()}\nallow_anonymous false\n"
+        f"password_file {passwd}\n",
+        encoding="utf-8",
+    )
+    broker = subprocess.Popen(
+        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    settings = central_settings.model_copy(
+        update={"mqtt_host": "127.0.0.1", "mqtt_port": port, "mqtt_password": "a-wrong-one",
+                "mqtt_client_id": f"central-test-{uuid.uuid4().hex[:10]}"}
+    )  # fmt: skip
+    caplog.set_level(logging.WARNING, logger="central.ingest")
+    try:
+        time.sleep(0.5)  # (the broker listening)
+        service = IngestService(settings, central_db.engine)
+        service.start()
+        try:
+            time.sleep(3.5)  # (tries after 0, 1 and 2 s or so)
+        finally:
+            service.stop(5)
+    finally:
+        broker.terminate()
+        broker.wait(10)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1, said
+    assert said[0].startswith(
+        f"the broker at 127.0.0.1:{port} refused central's connection as central: "
+    ), said
+    assert "ROADWATCH_MQTT_PASSWORD" in said[0], said
+
+
 def test_the_broker_back_after_an_outage_is_said_at_the_outage_level(
     tmp_path: Path,
     central_db: CentralDb,
