@@ -12,7 +12,9 @@ replaced when its node sends the blob again. Both stores lay blobs out as
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1024 * 1024
 SPOOL_IN_MEMORY = 8 << 20  # a blob read back from S3 is kept in memory up to this size
+
+
+log = logging.getLogger(__name__)
 
 
 class EvidenceError(ValueError):
@@ -211,6 +216,14 @@ async def spool(sha256: str, chunks: AsyncIterator[bytes], limit: int, spool_dir
             raise HashMismatchError(sha256, actual)
         if size == 0:
             raise EvidenceError(400, "empty body")
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            # A full disk is the store's state, not the upload's fault: the node keeps the
+            # blob and sends it again (503), and the log names the folder to make room in.
+            log.error("no room for an evidence upload in %s: %s", spool_dir, exc.strerror)
+            raise StoreUnavailableError(f"no room left ({exc.strerror})") from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

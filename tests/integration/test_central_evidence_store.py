@@ -246,3 +246,40 @@ def test_a_bucket_gone_under_a_running_service_is_503(
     r = api.put(f"/api/v1/evidence/{sha(data)}", content=data, headers=headers)
     assert r.status_code == 503 and "evidence store unavailable" in r.json()["detail"]
     assert list(api.app.state.central.store.spool_dir.iterdir()) == []  # type: ignore[attr-defined]
+
+
+def test_an_upload_to_a_full_disk_is_503_and_said_in_the_log(
+    api: TestClient,
+    make_node: Callable[..., NodeIdentity],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The spool's disk full (ENOSPC, from the kernel's /dev/full) is the store out of use
+    for now, 503 for the node to send the blob again, with a line in central's log: it was
+    a 500 and uvicorn's traceback, which named no folder to make room in."""
+    import logging
+    import tempfile
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    spool_dir: Path = api.app.state.central.store.spool_dir  # type: ignore[attr-defined]
+    made: list[Path] = []
+
+    def full_disk(*, dir: Path, prefix: str) -> tuple[int, str]:
+        made.append(Path(dir) / f"{prefix}full")
+        return os.open("/dev/full", os.O_WRONLY), str(made[-1])
+
+    monkeypatch.setattr(tempfile, "mkstemp", full_disk)
+    node = make_node()
+    data = b"\xff\xd8" + os.urandom(30_000)
+    headers = {**node.headers, "Content-Type": "image/jpeg"}
+    caplog.set_level(logging.ERROR, logger="central.evidence")
+    r = api.put(f"/api/v1/evidence/{sha(data)}", content=data, headers=headers)
+    assert r.status_code == 503, r.text
+    assert r.json()["detail"].startswith("evidence store unavailable: no room left"), r.text
+    assert made and not made[0].exists()
+    said = [rec.getMessage() for rec in caplog.records if rec.name == "central.evidence"]
+    assert said == [f"no room for an evidence upload in {spool_dir}: No space left on device"]
+    monkeypatch.undo()  # (room again: the node's next try is stored)
+    r = api.put(f"/api/v1/evidence/{sha(data)}", content=data, headers=headers)
+    assert r.status_code == 201, r.text
