@@ -130,6 +130,28 @@ def central_client(settings: Settings, client_id: str, *, manual_ack: bool = Fal
     return client
 
 
+def why_unreachable(settings: Settings) -> str:
+    """Why a connection to the broker fails, found by trying one as the client does (paho
+    tells its callback only that it failed): refused, timed out, or its TLS certificate
+    (expired, of another host, of another CA), which the log named as no more than "cannot
+    reach the broker"."""
+    host, port = settings.mqtt_host, settings.mqtt_port
+    try:
+        with socket.create_connection((host, port), timeout=5) as sock:
+            if settings.mqtt_tls or settings.mqtt_tls_ca is not None:
+                ca = str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca is not None else None
+                context = ssl.create_default_context(cafile=ca)
+                with context.wrap_socket(sock, server_hostname=host):
+                    pass
+    except ssl.SSLCertVerificationError as exc:
+        return f"its TLS certificate: {exc.verify_message}"
+    except ssl.SSLError as exc:
+        return f"TLS: {exc.reason or exc}"
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return "its connection failed"
+
+
 class IngestService:
     """Runs the MQTT client and the batch worker until ``stop()``."""
 
@@ -215,9 +237,10 @@ class IngestService:
             self._unreachable_said = True
             self._outage_since = self._outage_since or time.monotonic()
             log.warning(
-                "ingest cannot reach the broker at %s:%s; trying again",
+                "ingest cannot reach the broker at %s:%s (%s); trying again",
                 self.settings.mqtt_host,
                 self.settings.mqtt_port,
+                why_unreachable(self.settings),
             )
 
     def _on_subscribe(

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from select import select as wait_readable
 from typing import IO, Any
@@ -1172,6 +1172,92 @@ def test_a_broker_refusing_centrals_login_is_said_once_naming_the_account(
     assert "ROADWATCH_MQTT_PASSWORD" in said[0], said
 
 
+def test_a_broker_whose_certificate_expired_is_said_with_the_reason(
+    tmp_path: Path,
+    central_db: CentralDb,
+    central_settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The broker's TLS certificate out of date is named in the log: it said only "ingest
+    cannot reach the broker", with the broker up and listening."""
+    import getpass
+    import ipaddress
+    import logging
+    import shutil
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from roadwatch.net import free_port
+
+    binary = shutil.which("mosquitto") or shutil.which("/usr/sbin/mosquitto")
+    if binary is None:
+        missing("the mosquitto binary is not installed")
+        raise AssertionError  # unreachable
+    now = datetime.now(UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "roadwatch test CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key()).serial_number(1)
+        .not_valid_before(now - timedelta(days=400)).not_valid_after(now + timedelta(days=400))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+        .not_valid_before(now - timedelta(days=100)).not_valid_after(now - timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    pem = serialization.Encoding.PEM
+    (tmp_path / "ca.crt").write_bytes(ca.public_bytes(pem))
+    (tmp_path / "server.crt").write_bytes(server.public_bytes(pem))
+    (tmp_path / "server.key").write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    port = free_port()
+    (tmp_path / "mosquitto.conf").write_text(
+        f"listener {port} 127.0.0.1\nuser {getpass.getuser()}\nallow_anonymous true\n"
+        f"certfile {tmp_path / 'server.crt'}\nkeyfile {tmp_path / 'server.key'}\n",
+        encoding="utf-8",
+    )
+    broker = subprocess.Popen(
+        [binary, "-c", str(tmp_path / "mosquitto.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    settings = central_settings.model_copy(
+        update={"mqtt_host": "127.0.0.1", "mqtt_port": port,
+                "mqtt_tls_ca": tmp_path / "ca.crt",
+                "mqtt_client_id": f"central-test-{uuid.uuid4().hex[:10]}"}
+    )  # fmt: skip
+    caplog.set_level(logging.WARNING, logger="central.ingest")
+    try:
+        time.sleep(0.5)  # (the broker listening)
+        service = IngestService(settings, central_db.engine)
+        service.start()
+        try:
+            time.sleep(2.5)
+        finally:
+            service.stop(5)
+    finally:
+        broker.terminate()
+        broker.wait(10)
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [
+        f"ingest cannot reach the broker at 127.0.0.1:{port} (its TLS certificate:"
+        " certificate has expired); trying again"
+    ], said
+
+
 def test_the_broker_back_after_an_outage_is_said_at_the_outage_level(
     tmp_path: Path,
     central_db: CentralDb,
@@ -1208,7 +1294,10 @@ def test_the_broker_back_after_an_outage_is_said_at_the_outage_level(
         service.stop(5)
         broker.stop()
     said = [re.sub(r"\d+ s$", "N s", r.getMessage()) for r in caplog.records]
-    assert said[0] == f"ingest cannot reach the broker at 127.0.0.1:{broker.port}; trying again"
+    assert said[0] == (
+        f"ingest cannot reach the broker at 127.0.0.1:{broker.port} (Connection refused);"
+        " trying again"
+    )
     assert said[1:] == [f"ingest connected to 127.0.0.1:{broker.port} again after N s"], said
 
 
