@@ -250,6 +250,7 @@ class IngestService:
         if failed:
             log.error("broker refused the subscriptions: %s", failed)
             return
+        self.metrics.connected.set(1)  # (before: wait_ready() may return at the next line)
         self._subscribed.set()
 
     def _on_disconnect(
@@ -257,6 +258,7 @@ class IngestService:
     ) -> None:
         self._connected.clear()
         self._subscribed.clear()
+        self.metrics.connected.set(0)
         if self._refused:  # (the connection the broker refused, said above)
             self._refused = False
             return

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -39,6 +39,13 @@ class IngestMetrics:
             " position in the node's order, likewise), or a quarantine reason",
             ["outcome"],
             registry=self.registry,
+        )
+        self.connected = Gauge(
+            "roadwatch_ingest_broker_connected",
+            "1 while the ingest is connected to the broker and subscribed, 0 while it is not"
+            " (out of reach, its login refused, its session taken over): alert on 0",
+            registry=self.registry,
+            multiprocess_mode="max",
         )
 
     def observe(self, result: BatchResult, messages: int) -> None:

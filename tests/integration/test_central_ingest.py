@@ -1288,8 +1288,11 @@ def test_the_broker_back_after_an_outage_is_said_at_the_outage_level(
     service.start()
     try:
         time.sleep(1.0)  # (out of reach: the broker is not started yet)
+        connected = "roadwatch_ingest_broker_connected"  # (for a scraper to alert on)
+        assert service.metrics.registry.get_sample_value(connected) == 0
         broker.start()
         assert service.wait_ready(40), caplog.text
+        assert service.metrics.registry.get_sample_value(connected) == 1
     finally:
         service.stop(5)
         broker.stop()
