@@ -37,6 +37,7 @@ from central.api.deps import (
 from central.api.schemas import Health
 from central.db import make_engine, migrate, read_session_factory, session_factory
 from central.evidence import EvidenceError, open_store
+from central.ingest_lock import ClientIdLock
 from central.metrics import ApiMetrics, IngestMetrics, metrics_text
 from central.security import decode_access_token
 from central.settings import Settings
@@ -64,9 +65,13 @@ def create_app(
     *,
     engine: Engine | None = None,
     with_ingest: bool = False,
+    ingest_lock: ClientIdLock | None = None,
     freeze_gc: bool = False,
 ) -> FastAPI:
     """Build the app; the engine, migrations and (optionally) the ingest start in lifespan.
+
+    ``ingest_lock``: the ingest's lock on its client id, when the caller took it already
+    (to refuse a second ingest with one line before the server starts).
 
     ``freeze_gc`` (for a server process): once started, the objects made so far (modules,
     the app, the engine: about 140,000) are moved out of the garbage collector's reach,
@@ -99,7 +104,7 @@ def create_app(
         if with_ingest:
             from central.ingest import IngestService
 
-            ingest = IngestService(settings, eng, IngestMetrics(registry))
+            ingest = IngestService(settings, eng, IngestMetrics(registry), lock=ingest_lock)
             ingest.start()
         app.state.ingest = ingest
         if freeze_gc:

@@ -372,7 +372,16 @@ def _serve(args: argparse.Namespace) -> int:
     _settings, engine = _engine(migrated=settings.migrate_on_start)
     engine.dispose()
     settings = settings.model_copy(update={"migrate_on_start": False})
-    app = create_app(settings, with_ingest=args.with_ingest, freeze_gc=True)
+    lock = None
+    if args.with_ingest:
+        from central.ingest import client_id_of
+        from central.ingest_lock import ClientIdLock
+
+        # (taken here, for one line if another ingest has the id, not uvicorn's traceback
+        # from the app's start; the ingest holds it from then on and releases it)
+        lock = ClientIdLock(settings.resolved_database_url, client_id_of(settings))
+        lock.take()
+    app = create_app(settings, with_ingest=args.with_ingest, ingest_lock=lock, freeze_gc=True)
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -391,7 +400,11 @@ def _serve(args: argparse.Namespace) -> int:
     # handler that was there before it; a no-op one lets the command exit 0 after a clean stop.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_a: None)
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        if lock is not None:
+            lock.release()  # (the ingest released it already, unless it never started)
     return 0
 
 

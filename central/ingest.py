@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.db import one_of, session_factory, transaction
+from central.ingest_lock import KEEP_S, ClientIdLock
 from central.intake import ACCEPT_UNSIGNED_SETTING, Message, Refusal
 from central.metrics import IngestMetrics, MetricsServer
 from central.models import Violation
@@ -152,11 +153,25 @@ def why_unreachable(settings: Settings) -> str:
     return "its connection failed"
 
 
+def client_id_of(settings: Settings) -> str:
+    """The ingest's MQTT client id: ROADWATCH_MQTT_CLIENT_ID, else one of this host."""
+    return settings.mqtt_client_id or f"roadwatch-central-{socket.gethostname()}"
+
+
 class IngestService:
-    """Runs the MQTT client and the batch worker until ``stop()``."""
+    """Runs the MQTT client and the batch worker until ``stop()``.
+
+    ``start()`` first takes the lock on its client id (``lock``, when the caller took it
+    already): a second ingest with the same id is refused there, with a UserError.
+    """
 
     def __init__(
-        self, settings: Settings, engine: Engine, metrics: IngestMetrics | None = None
+        self,
+        settings: Settings,
+        engine: Engine,
+        metrics: IngestMetrics | None = None,
+        *,
+        lock: ClientIdLock | None = None,
     ) -> None:
         self.settings = settings
         self._engine = engine
@@ -179,7 +194,11 @@ class IngestService:
         self.receipts_sent = 0
         self.refusals_sent = 0
         # A stable id keeps the broker session (and the messages queued for it) across restarts.
-        self.client_id = settings.mqtt_client_id or f"roadwatch-central-{socket.gethostname()}"
+        self.client_id = client_id_of(settings)
+        self._lock = lock or ClientIdLock(settings.resolved_database_url, self.client_id)
+        # Why the ingest stopped by itself (another ingest took its client id's lock while
+        # its connection was lost); None while it runs.
+        self.failure: str | None = None
         self.client = central_client(settings, self.client_id, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -271,29 +290,36 @@ class IngestService:
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self) -> None:
-        if self.settings.accept_unsigned_traffic_status:
-            log.warning(
-                "ingest takes unsigned traffic minutes and statuses (%s): turn it off once"
-                " every node is upgraded to sign them",
-                ACCEPT_UNSIGNED_SETTING,
+        if not self._lock.held:
+            self._lock.take()  # (UserError: another ingest has this client id)
+        try:
+            if self.settings.accept_unsigned_traffic_status:
+                log.warning(
+                    "ingest takes unsigned traffic minutes and statuses (%s): turn it off once"
+                    " every node is upgraded to sign them",
+                    ACCEPT_UNSIGNED_SETTING,
+                )
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = self.settings.mqtt_session_expiry_s
+            props.ReceiveMaximum = self.settings.ingest_receive_maximum
+            self.client.connect_async(
+                self.settings.mqtt_host,
+                self.settings.mqtt_port,
+                keepalive=30,
+                clean_start=False,
+                properties=props,
             )
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.settings.mqtt_session_expiry_s
-        props.ReceiveMaximum = self.settings.ingest_receive_maximum
-        self.client.connect_async(
-            self.settings.mqtt_host,
-            self.settings.mqtt_port,
-            keepalive=30,
-            clean_start=False,
-            properties=props,
-        )
-        self.client.loop_start()
-        self._threads = [
-            threading.Thread(target=self._check_loop, name="central-ingest-check", daemon=True),
-            threading.Thread(target=self._run, name="central-ingest", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+            self.client.loop_start()
+            self._threads = [
+                threading.Thread(target=self._check_loop, name="central-ingest-check", daemon=True),
+                threading.Thread(target=self._run, name="central-ingest", daemon=True),
+                threading.Thread(target=self._keep_lock, name="central-ingest-lock", daemon=True),
+            ]
+            for thread in self._threads:
+                thread.start()
+        except BaseException:
+            self._lock.release()
+            raise
 
     def wait_ready(self, timeout: float) -> bool:
         """True once connected and the broker has acknowledged the subscriptions."""
@@ -307,6 +333,19 @@ class IngestService:
             thread.join(max(0.0, deadline - time.monotonic()))
         self.client.disconnect()
         self.client.loop_stop()
+        self._lock.release()
+
+    def _keep_lock(self) -> None:
+        """Every few seconds, check the client id's lock is held (taken again if its
+        connection was lost); stop the ingest if another one took it meanwhile."""
+        while not self._stop.wait(KEEP_S):
+            reason = self._lock.keep()
+            if reason is not None:
+                self.failure = reason
+                log.error("ingest stopped: %s", reason)
+                self._stop.set()
+                self.client.disconnect()
+                return
 
     def __enter__(self) -> IngestService:
         self.start()
@@ -693,11 +732,14 @@ def run_ingest(
 def _run(service: IngestService, stop: threading.Event) -> None:
     service.start()
     try:
-        while not stop.is_set():
+        while not stop.is_set() and service.failure is None:
             if service.wait_ready(0.5):
                 print("central: ingest subscribed", flush=True)
                 break
         while not stop.wait(0.5):
-            pass
+            if service.failure is not None:
+                break
     finally:
         service.stop()
+    if service.failure is not None:
+        raise UserError(service.failure)

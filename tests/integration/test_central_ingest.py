@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,10 +19,12 @@ from typing import IO, Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
+import central.ingest
 from central.db import session_factory, transaction
 from central.ingest import IngestService
+from central.ingest_lock import ClientIdLock, lock_key
 from central.intake import Message
 from central.models import (
     Camera,
@@ -970,6 +973,120 @@ def _start_ingest(env: dict[str, str], log: IO[str], *options: str) -> subproces
         proc.stdout.close()
         raise AssertionError(f"ingest did not subscribe: {seen.decode(errors='replace')}")
     return proc
+
+
+def _run_central(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "roadwatch", "central", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_a_second_ingest_with_the_same_client_id_is_refused_at_its_start(
+    central_db: CentralDb, mqtt_broker: BrokerAddress, tmp_path: Path
+) -> None:
+    """Two ingests with one MQTT client id closed each other's broker connection about
+    every second, forever, each saying "ingest lost the broker". The second is refused at
+    its start now, with one line, by `central ingest` and `serve --with-ingest` alike; an
+    ingest with another id starts beside the first."""
+    env = _ingest_env(central_db, mqtt_broker, "ql13-km22", tmp_path / "data")
+    client_id = env["ROADWATCH_MQTT_CLIENT_ID"]
+    said = (
+        f"roadwatch: error: another ingest runs with the MQTT client id '{client_id}': give"
+        " each ingest its own ROADWATCH_MQTT_CLIENT_ID (two with one id close each other's"
+        " broker connection, forever)\n"
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = (tmp_path / "ingest.log").open("w")
+    first = _start_ingest(env, log)
+    others: list[subprocess.Popen[bytes]] = []
+    try:
+        second = _run_central(env, "ingest")
+        assert (second.returncode, second.stderr) == (2, said), second
+        serve = _run_central(env, "serve", "--with-ingest", "--port", str(port))
+        assert (serve.returncode, serve.stderr) == (2, said), serve
+        assert "serving on" not in serve.stdout
+        others.append(_start_ingest({**env, "ROADWATCH_MQTT_CLIENT_ID": f"{client_id}-b"}, log))
+        assert first.poll() is None
+    finally:
+        for proc in (first, *others):
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+            assert proc.stdout is not None
+            proc.stdout.close()
+        log.close()
+    # Stopped, the first ingest let go of its id: the next one with it starts.
+    again = _start_ingest(env, (tmp_path / "again.log").open("w"))
+    again.send_signal(signal.SIGTERM)
+    assert again.wait(20) == 0
+    assert again.stdout is not None
+    again.stdout.close()
+    assert "lost the broker" not in (tmp_path / "ingest.log").read_text()
+
+
+def _lock_holders(db: CentralDb, client_id: str) -> list[int]:
+    """The PostgreSQL backends holding the advisory lock on ``client_id``."""
+    key = lock_key(client_id) & 0xFFFFFFFFFFFFFFFF
+    with db.engine.connect() as conn:
+        return list(
+            conn.scalars(
+                text(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND classid = :hi AND objid = :lo AND objsubid = 1"
+                ),
+                {"hi": key >> 32, "lo": key & 0xFFFFFFFF},
+            )
+        )
+
+
+def test_an_ingest_whose_lock_connection_is_lost_takes_it_again_or_stops(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lock on the client id lives as long as its PostgreSQL connection: when that is
+    lost, the ingest takes the lock again on a new one; if another ingest took it
+    meanwhile, the ingest stops and says why, instead of fighting it over the broker."""
+    if central_db.kind != "postgresql":
+        pytest.skip("an OS file lock is not lost while its process lives")
+    monkeypatch.setattr(central.ingest, "KEEP_S", 0.1)
+    settings = ingest_settings(central_settings, mqtt_broker, "ql13-km22")
+    client_id = str(settings.mqtt_client_id)
+
+    def terminate(pid: int) -> None:
+        with central_db.engine.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+    with IngestService(settings, central_db.engine) as ingest:
+        assert ingest.wait_ready(10)
+        [held] = _lock_holders(central_db, client_id)
+        terminate(held)
+        wait_for(
+            "the lock taken again", lambda: _lock_holders(central_db, client_id) not in ([], [held])
+        )
+        assert ingest.failure is None
+        # Lost again, and another ingest takes the id first this time.
+        [held] = _lock_holders(central_db, client_id)
+        monkeypatch.setattr(central.ingest, "KEEP_S", 1.0)
+        time.sleep(0.2)  # (the keeper waits the longer interval from its next check)
+        thief = ClientIdLock(central_db.url, client_id)
+        terminate(held)
+        wait_for("the lock free", lambda: _lock_holders(central_db, client_id) == [])
+        thief.take()
+        try:
+            wait_for("the ingest stopped", lambda: ingest.failure is not None, 10)
+            assert ingest.failure is not None
+            assert f"another ingest runs with the MQTT client id '{client_id}'" in ingest.failure
+            wait_for("the broker let go", lambda: not ingest.wait_ready(0), 10)
+        finally:
+            thief.release()
 
 
 @pytest.mark.reliability
