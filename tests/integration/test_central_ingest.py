@@ -1244,7 +1244,6 @@ def test_a_broker_refusing_centrals_login_is_said_once_naming_the_account(
     at each try, each followed by "ingest lost the broker (Protocol error)", a broker
     it never had."""
     import getpass
-    import logging
     import shutil
 
     from roadwatch.net import free_port
@@ -1263,31 +1262,48 @@ def test_a_broker_refusing_centrals_login_is_said_once_naming_the_account(
         f"password_file {passwd}\n",
         encoding="utf-8",
     )
-    broker = subprocess.Popen(
-        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
     settings = central_settings.model_copy(
         update={"mqtt_host": "127.0.0.1", "mqtt_port": port, "mqtt_password": "a-wrong-one",
                 "mqtt_client_id": f"central-test-{uuid.uuid4().hex[:10]}"}
     )  # fmt: skip
+    # (tries after 0, 1 and 2 s or so)
+    said = _said_by_an_ingest(binary, conf, settings, central_db, caplog, seconds=3.5)
+    assert len(said) == 1, said
+    assert said[0].startswith(
+        f"the broker at 127.0.0.1:{port} refused central's connection as central: "
+    ), said
+    assert "ROADWATCH_MQTT_PASSWORD" in said[0], said
+
+
+def _said_by_an_ingest(
+    binary: str,
+    conf: Path,
+    settings: Settings,
+    central_db: CentralDb,
+    caplog: pytest.LogCaptureFixture,
+    *,
+    seconds: float,
+) -> list[str]:
+    """What an ingest logs (warnings and worse) in its first ``seconds`` against a broker of
+    its own, Mosquitto (``binary``) run on ``conf``."""
+    import logging
+
+    broker = subprocess.Popen(
+        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     caplog.set_level(logging.WARNING, logger="central.ingest")
     try:
         time.sleep(0.5)  # (the broker listening)
         service = IngestService(settings, central_db.engine)
         service.start()
         try:
-            time.sleep(3.5)  # (tries after 0, 1 and 2 s or so)
+            time.sleep(seconds)
         finally:
             service.stop(5)
     finally:
         broker.terminate()
         broker.wait(10)
-    said = [r.getMessage() for r in caplog.records]
-    assert len(said) == 1, said
-    assert said[0].startswith(
-        f"the broker at 127.0.0.1:{port} refused central's connection as central: "
-    ), said
-    assert "ROADWATCH_MQTT_PASSWORD" in said[0], said
+    return [r.getMessage() for r in caplog.records]
 
 
 def test_a_broker_whose_certificate_expired_is_said_with_the_reason(
@@ -1300,7 +1316,6 @@ def test_a_broker_whose_certificate_expired_is_said_with_the_reason(
     cannot reach the broker", with the broker up and listening."""
     import getpass
     import ipaddress
-    import logging
     import shutil
 
     from cryptography import x509
@@ -1347,29 +1362,13 @@ def test_a_broker_whose_certificate_expired_is_said_with_the_reason(
         f"certfile {tmp_path / 'server.crt'}\nkeyfile {tmp_path / 'server.key'}\n",
         encoding="utf-8",
     )
-    broker = subprocess.Popen(
-        [binary, "-c", str(tmp_path / "mosquitto.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     settings = central_settings.model_copy(
         update={"mqtt_host": "127.0.0.1", "mqtt_port": port,
                 "mqtt_tls_ca": tmp_path / "ca.crt",
                 "mqtt_client_id": f"central-test-{uuid.uuid4().hex[:10]}"}
     )  # fmt: skip
-    caplog.set_level(logging.WARNING, logger="central.ingest")
-    try:
-        time.sleep(0.5)  # (the broker listening)
-        service = IngestService(settings, central_db.engine)
-        service.start()
-        try:
-            time.sleep(2.5)
-        finally:
-            service.stop(5)
-    finally:
-        broker.terminate()
-        broker.wait(10)
-    said = [r.getMessage() for r in caplog.records]
+    conf = tmp_path / "mosquitto.conf"
+    said = _said_by_an_ingest(binary, conf, settings, central_db, caplog, seconds=2.5)
     assert said == [
         f"ingest cannot reach the broker at 127.0.0.1:{port} (its TLS certificate:"
         " certificate has expired); trying again"
