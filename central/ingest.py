@@ -124,11 +124,19 @@ def central_client(settings: Settings, client_id: str, *, manual_ack: bool = Fal
     )
     if settings.broker_username:
         client.username_pw_set(settings.broker_username, settings.mqtt_password)
-    if settings.mqtt_tls or settings.mqtt_tls_ca is not None:
+    if _uses_tls(settings):
         check_broker_tls(settings)
-        ca = str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca is not None else None
-        client.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_set(ca_certs=_ca_file(settings), cert_reqs=ssl.CERT_REQUIRED)
     return client
+
+
+def _uses_tls(settings: Settings) -> bool:
+    return settings.mqtt_tls or settings.mqtt_tls_ca is not None
+
+
+def _ca_file(settings: Settings) -> str | None:
+    """The broker's CA file, if one is set (else the system's CAs)."""
+    return str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca is not None else None
 
 
 def why_unreachable(settings: Settings) -> str:
@@ -139,9 +147,8 @@ def why_unreachable(settings: Settings) -> str:
     host, port = settings.mqtt_host, settings.mqtt_port
     try:
         with socket.create_connection((host, port), timeout=5) as sock:
-            if settings.mqtt_tls or settings.mqtt_tls_ca is not None:
-                ca = str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca is not None else None
-                context = ssl.create_default_context(cafile=ca)
+            if _uses_tls(settings):
+                context = ssl.create_default_context(cafile=_ca_file(settings))
                 with context.wrap_socket(sock, server_hostname=host):
                     pass
     except ssl.SSLCertVerificationError as exc:
