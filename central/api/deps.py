@@ -162,8 +162,11 @@ async def declared_query_only(request: Request) -> None:
     sent = request.query_params
     unknown = sorted({name for name in sent if name not in allowed})
     repeated = sorted(
-        {name for name in sent if name in allowed and name not in repeatable}
-        & {name for name in sent if len(sent.getlist(name)) > 1}
+        {
+            name
+            for name in sent
+            if name in allowed and name not in repeatable and len(sent.getlist(name)) > 1
+        }
     )
     if not unknown and not repeated:
         return
