@@ -459,7 +459,7 @@ def sha256_hex(data: bytes) -> str:
 
 def key_fingerprint_hex(raw_hex: str) -> str:
     """A key's fingerprint (``key_fingerprint``) from its raw public key in hex."""
-    return sha256_hex(bytes.fromhex(raw_hex))
+    return key_fingerprint(Ed25519PublicKey.from_public_bytes(bytes.fromhex(raw_hex)))
 
 
 def _signed_by(payload: bytes, keys: Iterable[Ed25519PublicKey]) -> Ed25519PublicKey | None:
