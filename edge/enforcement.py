@@ -440,6 +440,11 @@ class CameraEnforcement:
         """Packages being built beside the pipeline."""
         return len(self._building)
 
+    @property
+    def awaiting_frames(self) -> int:
+        """Violations whose clip still waits for the frames after them."""
+        return len(self._pending)
+
     # -- internals --------------------------------------------------------------------
 
     def _frame_fits(self, frame: Frame, t: float) -> bool:

@@ -65,6 +65,7 @@ from edge.pipeline import (
     DetectorPool,
     LivePipeline,
     RunSummary,
+    StopSignal,
     TrackedFrame,
     check_sources,
     end_hung_process,
@@ -97,6 +98,9 @@ MAX_SIGNALS = 1024
 # How far ahead of the node's clock a controller's message may be stamped (the two clocks
 # keep NTP time; a message further ahead comes from a clock that is wrong).
 SIGNAL_AHEAD_S = 2.0
+# At a stop, the cameras run on this long past the clip's after half, at most, for the
+# frames after the violations found just before it (a camera's latency, a slow frame).
+AFTER_FRAMES_GRACE_S = 2.0
 
 Forward = Callable[[list[EvidencePackage], list[TrafficStats]], None]
 FiredTo = Callable[[ViolationEvent], None]
@@ -781,11 +785,14 @@ class EdgeNode:
         self._build_pool = builders
         for camera in self.enforcement.values():
             camera.build_pool, camera.on_built = builders, self._note_built
+        # A violation found just before the stop gets the frames after it: the cameras
+        # run on until it has them (or the wait is up), not stored without evidence.
+        after = AfterFrames(stop, self._awaiting_frames, after_frames_wait_s(self.config))
         with self._delivering(drain_s):
             try:
                 # A loop stuck for minutes (a driver, the device) ends the process for
                 # its service manager, or its node, to start it again.
-                return pipeline.run(stop, [self.on_tracked, *sinks], on_hung=self.on_hung)
+                return pipeline.run(after, [self.on_tracked, *sinks], on_hung=self.on_hung)
             finally:
                 try:
                     self.finish(evidence_wait_s)  # waits for the evidence being built
@@ -795,6 +802,9 @@ class EdgeNode:
                     self._build_pool, self._streams = None, None
                     for camera in self.enforcement.values():
                         camera.build_pool = None
+
+    def _awaiting_frames(self) -> int:
+        return sum(c.awaiting_frames for c in self.enforcement.values())
 
     def _run_workers(
         self, stop: threading.Event, drain_s: float, evidence_wait_s: float
@@ -809,7 +819,8 @@ class EdgeNode:
                 self.config, self._parts.key, self._parts.model_version, self._deliver,
                 self.files, refused=self._worker_refused, fired=self._record_fired,
                 lost=self._lost_in_worker, evidence_wait_s=evidence_wait_s,
-                stop_wait_s=evidence_wait_s + STOP_MARGIN_S, traffic_sent=self.stored_traffic,
+                stop_wait_s=after_frames_wait_s(self.config) + evidence_wait_s + STOP_MARGIN_S,
+                traffic_sent=self.stored_traffic,
                 fined_places=self.stored_places, places=self._record_places,
             )  # fmt: skip
             # The workers enforce (this process built each camera's only to check them).
@@ -947,6 +958,47 @@ def evidence_settings(config: SiteConfig) -> EvidenceSettings:
     """The evidence settings of ``config``'s delivery section, or their defaults (one set
     of defaults, whether or not the node delivers)."""
     return config.delivery.evidence if config.delivery else EvidenceSettings()
+
+
+def after_frames_wait_s(config: SiteConfig) -> float:
+    """How long a live run goes on past its stop, at most, for the frames after the
+    violations found just before it."""
+    settings = evidence_settings(config)
+    return max(settings.frame_offset_s, settings.clip_half_s) + AFTER_FRAMES_GRACE_S
+
+
+@dataclass
+class AfterFrames:
+    """A live run's stop: ``stop``, once no violation waits for the frames after it
+    (``awaiting`` counts them), or ``wait_s`` after ``stop`` was set. Violations found
+    meanwhile are waited for too, within the same bound; one whose frames have not come
+    by then is stored without evidence, as before. Asked by the pipeline's thread only."""
+
+    stop: StopSignal
+    awaiting: Callable[[], int]
+    wait_s: float
+    clock: Callable[[], float] = time.monotonic
+    _since: float | None = field(default=None, init=False)
+
+    def is_set(self) -> bool:
+        if not self.stop.is_set():
+            return False
+        waiting = self.awaiting()
+        now = self.clock()
+        if self._since is None:
+            self._since = now
+            if waiting:
+                log.info(
+                    "stopping: %d violations wait for the frames after them (up to %g s)",
+                    waiting, self.wait_s,
+                )  # fmt: skip
+        if waiting and now - self._since >= self.wait_s:
+            log.warning(
+                "stopping: %d violations still lack the frames after them after %g s; they"
+                " are stored with what the cameras gave", waiting, self.wait_s,
+            )  # fmt: skip
+            return True
+        return not waiting
 
 
 def camera_ring(kind: type[Ring], camera: str, settings: EvidenceSettings) -> Ring:

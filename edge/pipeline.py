@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from edge.config import CameraConfig, SiteConfig
 from edge.detections import Detections, ObjectClass
@@ -39,6 +40,12 @@ from edge.tracking import Tracker
 from roadwatch.contract import CameraHealth, CameraState
 
 log = logging.getLogger(__name__)
+
+
+class StopSignal(Protocol):
+    """What ends a live run: a ``threading.Event``, or one that waits on more."""
+
+    def is_set(self) -> bool: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -335,7 +342,7 @@ class LivePipeline:
 
     def run(
         self,
-        stop: threading.Event,
+        stop: StopSignal,
         sinks: list[Sink],
         health_every_s: float = 30.0,
         on_hung: Callable[[float], None] | None = None,

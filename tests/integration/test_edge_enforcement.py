@@ -221,6 +221,35 @@ def test_on_the_gpu_path_a_camera_given_a_scene_by_a_push_keeps_its_stream(
         assert EvidenceRole.CLIP in {e.role for e in event.evidence}
 
 
+def test_a_stop_right_after_a_violation_waits_for_the_frames_after_it(scene: Path) -> None:
+    """Stopped at the very frame its first violation was found in, a live node runs on
+    for the frames after it: the violation gets its evidence, not stored without it."""
+    config = site(scene)
+    looped = [c.model_copy(update={"loop": True}) for c in config.cameras]
+    config = config.model_copy(update={"cameras": looped})
+    out = io.StringIO()
+    node = EdgeNode.from_config(config, model_version="yolov8n-coco-dynamic", violations_out=out)
+    stop = threading.Event()
+    stopped_at: list[int] = []
+
+    def at_the_first_violation(item: TrackedFrame) -> None:
+        if node.violations and not stop.is_set():
+            stopped_at.append(item.frame.index)
+            stop.set()
+
+    summary = node.run_live(
+        stop, DetectorPool(load=lambda _cfg: shared_detector()), sinks=[at_the_first_violation]
+    )
+    assert stopped_at, "no violation was found"
+    camera = node.enforcement[CAMERA_ID]
+    assert camera.counters.evidence_failures == 0
+    assert node.violations >= 1 and node.packages == node.violations
+    assert summary.frames > stopped_at[0] + 1  # (ran on past the stop)
+    for line in out.getvalue().splitlines():
+        roles = {e.role for e in parse_payload(ViolationEvent, line).evidence}
+        assert {EvidenceRole.FRAME_AFTER, EvidenceRole.CLIP} <= roles
+
+
 def test_evidence_is_built_beside_the_frames_not_between_them(
     scene: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,65 @@
+"""A live run's stop waits for the frames after the violations found just before it."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from edge.config import parse_site_config
+from edge.node import AfterFrames, after_frames_wait_s
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("stopped", "waiting", "after_s", "ends"),
+    [
+        (False, 0, 0.0, False),  # running: not a stop
+        (False, 3, 0.0, False),
+        (True, 0, 0.0, True),  # stopped, nothing waiting: at once
+        (True, 2, 0.0, False),  # stopped, two waiting: the cameras run on
+        (True, 2, 5.9, False),
+        (True, 2, 6.0, True),  # ... until the wait is up
+        (True, 0, 3.0, True),  # ... or their frames came
+    ],
+)
+def test_a_stop_ends_the_run_once_no_violation_waits_or_the_wait_is_up(
+    stopped: bool, waiting: int, after_s: float, ends: bool
+) -> None:
+    stop, clock = threading.Event(), _Clock()
+    count = {"n": 2 if stopped else waiting}
+    after = AfterFrames(stop, lambda: count["n"], 6.0, clock=clock)
+    if stopped:
+        stop.set()
+        assert not after.is_set()  # (the first look, with two waiting, starts the wait)
+    clock.now += after_s
+    count["n"] = waiting
+    assert after.is_set() is ends
+
+
+def test_the_wait_runs_from_the_stop_not_from_each_new_violation() -> None:
+    stop, clock = threading.Event(), _Clock()
+    count = {"n": 1}
+    after = AfterFrames(stop, lambda: count["n"], 6.0, clock=clock)
+    assert not after.is_set()
+    clock.now += 60  # long running before the stop: no wait counted
+    stop.set()
+    assert not after.is_set()
+    clock.now += 4
+    count["n"] = 2  # one more found meanwhile
+    assert not after.is_set()
+    clock.now += 2
+    assert after.is_set()
+
+
+def test_the_wait_is_the_clips_after_half_and_a_grace() -> None:
+    camera = {"id": "cam-01", "url": "rtsp://cam-01/stream"}
+    site = parse_site_config({"site": "s", "node": "n", "cameras": [camera]})
+    assert after_frames_wait_s(site) == pytest.approx(4.0 + 2.0)  # the defaults
