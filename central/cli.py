@@ -342,7 +342,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         if args.with_ingest:
             raise UserError("run the ingest as its own process when serving with --workers")
-        _settings, engine = _engine()  # migrate once, before the workers start
+        # Migrated once, before the workers start (where the settings say to migrate).
+        _settings, engine = _engine(migrated=settings.migrate_on_start)
         engine.dispose()
         os.environ["ROADWATCH_MIGRATE_ON_START"] = "false"
         from central.workers import Workers, shared_metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -35,10 +36,12 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _rw(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def _rw(
+    tmp_path: Path, *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "roadwatch", "central", *args],
-        env=_env(tmp_path),
+        env={**_env(tmp_path), **(env or {})},
         cwd=tmp_path,
         input=stdin,
         capture_output=True,
@@ -423,6 +426,28 @@ def test_serve_where_it_cannot_listen_is_a_one_line_error(tmp_path: Path) -> Non
             assert run.stderr.count("\n") == 1 and "serving on" not in run.stdout, run
     run = _rw(tmp_path, "serve", "--host", "192.0.2.1", "--port", str(port))  # (TEST-NET-1)
     assert run.returncode == 2 and "cannot listen on 192.0.2.1" in run.stderr, run.stderr
+
+
+def test_serve_with_workers_migrates_nothing_when_told_not_to(tmp_path: Path) -> None:
+    """``ROADWATCH_MIGRATE_ON_START=false`` holds for ``serve --workers 2`` as for one
+    worker: the database is left as it is (here empty; the port is held, so that the run
+    ends at once). It used to be migrated before the workers started, whatever it said."""
+    import sqlite3
+
+    (tmp_path / "data").mkdir()
+    database = tmp_path / "data" / "central.db"
+    sqlite3.connect(database).close()
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        for workers in ("1", "2"):
+            run = _rw(
+                tmp_path, "serve", "--port", str(port), "--workers", workers,
+                env={"ROADWATCH_MIGRATE_ON_START": "false"},
+            )  # fmt: skip
+            assert run.returncode == 2 and "cannot listen" in run.stderr, (workers, run)
+            with contextlib.closing(sqlite3.connect(database)) as db:
+                tables = db.execute("SELECT name FROM sqlite_master").fetchall()
+            assert tables == [], (workers, tables)
 
 
 def _children(pid: int) -> set[int]:
