@@ -143,17 +143,27 @@ def create_app(
     app.add_middleware(NoNulMiddleware)  # (inside the measuring, which counts its 422s)
     app.add_middleware(MeasureMiddleware)
 
-    @app.get("/health", tags=["operations"], summary="Liveness and database reachability")
+    @app.get(
+        "/health",
+        tags=["operations"],
+        summary="Liveness, database reachability and the ingest served beside the API",
+    )
     def health(request: Request) -> JSONResponse:
         state = app_state(request)
+        ingest = getattr(request.app.state, "ingest", None)
+        # (the broker away is no fault of this process, which serves the API meanwhile and
+        # reconnects; an ingest that stopped by itself is: its process wants a restart)
+        told = ingest.state if ingest is not None else None
+        stopped = told is not None and told.startswith("stopped")
         try:
             with state.read_sessions() as session:
                 session.execute(text("SELECT 1"))
-            body = Health(status="ok", database="ok")
-            return JSONResponse(body.model_dump(), status_code=200)
+            database = "ok"
         except Exception as exc:  # the database is away: say so, do not crash
-            body = Health(status="degraded", database=type(exc).__name__)
-            return JSONResponse(body.model_dump(), status_code=503)
+            database = type(exc).__name__
+        fine = database == "ok" and not stopped
+        body = Health(status="ok" if fine else "degraded", database=database, ingest=told)
+        return JSONResponse(body.model_dump(), status_code=200 if fine else 503)
 
     @app.get(
         "/metrics",

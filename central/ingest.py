@@ -328,6 +328,19 @@ class IngestService:
             self._lock.release()
             raise
 
+    @property
+    def state(self) -> str:
+        """``connected`` (subscribed), ``connecting`` (to the broker, as after an outage),
+        or ``stopped: why`` when it ended by itself (another ingest took its client id, a
+        thread of its own ended)."""
+        if self.failure is not None:
+            return f"stopped: {self.failure}"
+        if not self._stop.is_set():
+            ended = [t.name for t in self._threads if not t.is_alive()]
+            if ended:
+                return f"stopped: its thread {', '.join(ended)} ended"
+        return "connected" if self._subscribed.is_set() else "connecting"
+
     def wait_ready(self, timeout: float) -> bool:
         """True once connected and the broker has acknowledged the subscriptions."""
         return self._subscribed.wait(timeout)

@@ -653,6 +653,12 @@ class EvidenceStored(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: str
+    ingest: str | None = Field(
+        default=None,
+        description="the ingest served in this process (serve --with-ingest): connected,"
+        " connecting (to the broker), or stopped: why (the process is degraded); null"
+        " where the ingest runs as its own process",
+    )
 
 
 MAX_KNOWN_QUERY = 1000

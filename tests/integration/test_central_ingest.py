@@ -1055,7 +1055,12 @@ def test_an_ingest_whose_lock_connection_is_lost_takes_it_again_or_stops(
 ) -> None:
     """The lock on the client id lives as long as its PostgreSQL connection: when that is
     lost, the ingest takes the lock again on a new one; if another ingest took it
-    meanwhile, the ingest stops and says why, instead of fighting it over the broker."""
+    meanwhile, the ingest stops and says why, instead of fighting it over the broker.
+    Served beside the API (``serve --with-ingest``), /health then says so, 503."""
+    from fastapi.testclient import TestClient
+
+    from central.app import create_app
+
     assert central_db.kind == "postgresql"
     monkeypatch.setattr(central.ingest, "KEEP_S", 0.1)
     settings = ingest_settings(central_settings, mqtt_broker, "ql13-km22")
@@ -1065,8 +1070,12 @@ def test_an_ingest_whose_lock_connection_is_lost_takes_it_again_or_stops(
         with central_db.engine.connect() as conn:
             conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
 
-    with IngestService(settings, central_db.engine) as ingest:
+    app = create_app(settings, engine=central_db.engine, with_ingest=True)
+    with TestClient(app) as client:
+        ingest: IngestService = app.state.ingest
         assert ingest.wait_ready(10)
+        health = client.get("/health")
+        assert (health.status_code, health.json()["ingest"]) == (200, "connected")
         [held] = _lock_holders(central_db, client_id)
         terminate(held)
         wait_for(
@@ -1086,6 +1095,11 @@ def test_an_ingest_whose_lock_connection_is_lost_takes_it_again_or_stops(
             assert ingest.failure is not None
             assert f"another ingest runs with the MQTT client id '{client_id}'" in ingest.failure
             wait_for("the broker let go", lambda: not ingest.wait_ready(0), 10)
+            health = client.get("/health")
+            assert health.status_code == 503
+            assert health.json() == {
+                "status": "degraded", "database": "ok", "ingest": f"stopped: {ingest.failure}"
+            }  # fmt: skip
         finally:
             thief.release()
 
