@@ -6,13 +6,14 @@ import argparse
 import logging
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from roadwatch import cli_args
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from datetime import datetime
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -69,7 +70,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )  # fmt: skip
     ingest.set_defaults(func=_ingest)
 
-    mig = csub.add_parser("migrate", help="apply database migrations and exit")
+    mig = csub.add_parser(
+        "migrate",
+        help="apply database migrations (or go back to a revision) and exit",
+        description="Brings the database to the newest revision, or to the one --to names. "
+        "Going back drops what the migrations in between added (docs/central.md, Rolling "
+        "back): stop every serve and ingest first, and add --yes.",
+    )
+    mig.add_argument(
+        "--to", default="head", metavar="REV",
+        help="a revision: its file name under central/migrations/versions/ without .py"
+        " (0015_status_received), its 4-digit number (0015), or head (the default)",
+    )  # fmt: skip
+    mig.add_argument(
+        "--yes", action="store_true", help="go back to an older revision, dropping data"
+    )
     mig.set_defaults(func=_migrate)
 
     parts = csub.add_parser(
@@ -282,9 +297,7 @@ def _engine(*, migrated: bool = True) -> tuple[Settings, Engine]:
     """The configured database, migrated (or, ``migrated=False``, only reached); a URL
     that names no usable database, or a database a newer central migrated, is a user
     error of one line (its password hidden), not a driver's traceback."""
-    from alembic.util.exc import CommandError
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, DBAPIError
+    from sqlalchemy.exc import ArgumentError
 
     from central.db import make_engine, migrate
     from central.settings import load_settings
@@ -292,33 +305,64 @@ def _engine(*, migrated: bool = True) -> tuple[Settings, Engine]:
 
     settings = load_settings()
     url = settings.resolved_database_url
-    try:
-        shown = make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        raise UserError("ROADWATCH_DATABASE_URL is not a database URL") from None
+    shown = _shown_url(url)
     try:
         engine = make_engine(url)
     except (ArgumentError, ImportError) as exc:  # (an unknown scheme or a missing driver)
         raise UserError(f"database {shown}: {exc}".splitlines()[0]) from exc
     except OSError as exc:  # SQLite's folder could not be made
         raise UserError(f"database {shown}: cannot make its folder: {exc}") from exc
-    try:
+    with _database_errors(engine, shown):
         if migrated:
             migrate(engine)
         else:
             with engine.connect():
                 pass
+    return settings, engine
+
+
+def _shown_url(url: str) -> str:
+    """The database URL as it may be printed: its password hidden."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from roadwatch.errors import UserError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        raise UserError("ROADWATCH_DATABASE_URL is not a database URL") from None
+
+
+@contextmanager
+def _database_errors(engine: Engine, shown: str) -> Iterator[None]:
+    """The database's errors as one line each (the engine disposed of)."""
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import DBAPIError
+
+    from central.revisions import NewerRevisionError
+    from roadwatch.errors import UserError
+
+    try:
+        yield
     except DBAPIError as exc:
         engine.dispose()
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
         raise UserError(f"database {shown}: {reason}") from exc
-    except CommandError as exc:  # (a revision this central's migrations do not hold)
+    except (CommandError, NewerRevisionError) as exc:  # (a revision these migrations lack)
         engine.dispose()
+        reason = (
+            f"Can't locate revision identified by '{exc.current}'"  # (Alembic's words)
+            if isinstance(exc, NewerRevisionError)
+            else str(exc)
+        )
         raise UserError(
-            f"database {shown}: {exc}: a newer central migrated it; run that version, or"
+            f"database {shown}: {reason}: a newer central migrated it; run that version, or"
             " downgrade the database with it first (docs/central.md, Rolling back)"
         ) from exc
-    return settings, engine
+    except BaseException:
+        engine.dispose()
+        raise
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -437,12 +481,38 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _migrate(_args: argparse.Namespace) -> int:
-    from central.db import current_revision
+def _migrate(args: argparse.Namespace) -> int:
+    from central.db import (
+        ensure_coming_partitions,
+        migration_lock,
+        move_schema,
+        revisions,
+        schema_revision,
+    )
+    from central.revisions import Direction, UnknownRevisionError, plan
+    from roadwatch.errors import UserError
 
-    _settings, engine = _engine()
-    print(f"central: database at revision {current_revision(engine)}")
+    settings, engine = _engine(migrated=False)
+    with _database_errors(engine, _shown_url(settings.resolved_database_url)):
+        with migration_lock(engine) as conn:
+            try:
+                move = plan(args.to, revisions(), schema_revision(conn))
+            except UnknownRevisionError as exc:
+                raise UserError(f"--to: {exc}") from None
+            if move.direction is Direction.DOWN and not args.yes:
+                raise UserError(
+                    f"going back from revision {move.current} to {move.target} drops data"
+                    " (docs/central.md, Rolling back); stop every serve and ingest, then"
+                    " add --yes"
+                )
+            move_schema(conn, move.direction, move.target)
+        if move.to_head:
+            ensure_coming_partitions(engine)
     engine.dispose()
+    if move.direction is Direction.NONE:
+        print(f"central: database already at revision {move.target}")
+    else:
+        print(f"central: database at revision {move.target} (was {move.current or 'none'})")
     return 0
 
 

@@ -7,10 +7,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, any_, bindparam, create_engine, event, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import InstrumentedAttribute, ORMExecuteState, Session, sessionmaker
+
+from central.revisions import Direction, Revision
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_LOCK_ID = 0x526F6164  # PostgreSQL advisory lock held while migrating
@@ -115,32 +126,69 @@ def alembic_config(url: str) -> Any:
     return cfg
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (replicas starting together take turns)
-    and make the coming months' partitions of violations on PostgreSQL."""
-    from alembic import command
-
-    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[Connection]:
+    """A connection to migrate on; on PostgreSQL it holds the migration lock, so that
+    replicas starting together (or a ``migrate`` beside them) take turns."""
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_ID})
             conn.commit()
         try:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-            conn.commit()
+            yield conn
         finally:
             if engine.dialect.name == "postgresql":
+                conn.rollback()  # (a migration that failed left its transaction open)
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_ID})
                 conn.commit()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (replicas starting together take turns)
+    and make the coming months' partitions of violations on PostgreSQL."""
+    with migration_lock(engine) as conn:
+        move_schema(conn, Direction.UP, "head")
+    ensure_coming_partitions(engine)
+
+
+def move_schema(conn: Connection, direction: Direction, target: str) -> None:
+    """Upgrade or downgrade the schema on ``conn`` to revision ``target``."""
+    from alembic import command
+
+    cfg = alembic_config(conn.engine.url.render_as_string(hide_password=False))
+    cfg.attributes["connection"] = conn
+    if direction is Direction.UP:
+        command.upgrade(cfg, target)
+    elif direction is Direction.DOWN:
+        command.downgrade(cfg, target)
+    conn.commit()
+
+
+def ensure_coming_partitions(engine: Engine) -> None:
     if engine.dialect.name == "postgresql":
         from central.partitions import ensure_partitions
 
         ensure_partitions(engine)  # the months ahead, where violations are partitioned
 
 
-def current_revision(engine: Engine) -> str | None:
+def revisions() -> list[Revision]:
+    """Central's migrations, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return [
+        Revision(script.revision, Path(script.path).stem)
+        for script in reversed(list(scripts.walk_revisions()))
+    ]
+
+
+def schema_revision(conn: Connection) -> str | None:
+    """The revision the database on ``conn`` is at (None: no migration has run on it)."""
     from alembic.runtime.migration import MigrationContext
 
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return schema_revision(conn)

@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from central.db import make_engine, session_factory
+from central.db import current_revision, make_engine, revisions, session_factory
 from central.models import AuditEntry, Node, User
 from central.security import NODE_TOKEN_PREFIX
 from roadwatch.cli import main
+from tests.central_fixtures import *  # noqa: F403
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -370,6 +371,52 @@ def test_a_database_a_newer_central_migrated_is_a_one_line_error(tmp_path: Path)
         assert "'0099_from_a_later_central'" in run.stderr, run.stderr
         assert "a newer central migrated it" in run.stderr, run.stderr
         assert run.stderr.count("\n") == 1, run.stderr
+
+
+def test_migrate_to_a_revision_goes_back_only_when_told_to(
+    tmp_path: Path, empty_database: str
+) -> None:
+    """``migrate --to REV`` takes the database to a revision: ahead as ``migrate`` does,
+    back (which drops data) only with ``--yes``; a revision these migrations lack is one
+    line, and nothing changes without ``--yes`` or with a bad REV."""
+    env = {"ROADWATCH_DATABASE_URL": empty_database}
+    head = revisions()[-1].id
+
+    def migrate(*args: str) -> tuple[int, str, str]:
+        run = _rw(tmp_path, "migrate", *args, env=env)
+        return run.returncode, run.stdout, run.stderr
+
+    def at() -> str | None:
+        engine = make_engine(empty_database)
+        try:
+            return current_revision(engine)
+        finally:
+            engine.dispose()
+
+    assert migrate() == (0, f"central: database at revision {head} (was none)\n", "")
+    assert migrate("--to", "head") == (0, f"central: database already at revision {head}\n", "")
+    code, out, err = migrate("--to", "0015")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"roadwatch: error: going back from revision {head} to 0015_status")
+    assert "docs/central.md, Rolling back" in err and "--yes" in err
+    assert at() == head
+    code, out, err = migrate("--to", "0015", "--yes")
+    assert (code, err) == (0, ""), err
+    assert out == f"central: database at revision 0015_status_received (was {head})\n"
+    assert at() == "0015_status_received"
+    for rev in ("0099", "0015_status", "tail"):
+        code, out, err = migrate("--to", rev, "--yes")
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+        assert err.startswith(f"roadwatch: error: --to: no revision '{rev}': name one of 0001_")
+        assert head in err
+    assert at() == "0015_status_received"
+    assert migrate("--to", "0017_traffic_part_end") == (
+        0, "central: database at revision 0017_traffic_part_end (was 0015_status_received)\n", ""
+    )  # fmt: skip
+    assert migrate() == (
+        0, f"central: database at revision {head} (was 0017_traffic_part_end)\n", ""
+    )  # fmt: skip
+    assert at() == head
 
 
 def _free_port() -> int:
