@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -25,6 +26,7 @@ from central.models import AuditEntry, Node, User
 from central.security import NODE_TOKEN_PREFIX
 from roadwatch.cli import main
 from tests.central_fixtures import *  # noqa: F403
+from tests.central_fixtures import postgres_schema_url
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -417,6 +419,38 @@ def test_migrate_to_a_revision_goes_back_only_when_told_to(
         0, f"central: database at revision {head} (was 0017_traffic_part_end)\n", ""
     )  # fmt: skip
     assert at() == head
+
+
+def test_a_migration_that_fails_on_postgresql_lets_go_of_its_lock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The migration's own error comes out, and replicas starting later are not stuck
+    behind the lock. It used to come out as "current transaction is aborted" (the unlock
+    failing on it), the lock left held by the pooled connection."""
+    import psycopg
+    from alembic import command
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from central.db import _MIGRATION_LOCK_ID, migrate
+    from tests.services import postgres_url
+
+    def failing(cfg: Any, _target: str) -> None:
+        cfg.attributes["connection"].execute(text("SELECT 1 / 0"))
+
+    monkeypatch.setattr(command, "upgrade", failing)
+    urls = postgres_schema_url()
+    engine = make_engine(next(urls))
+    try:
+        with pytest.raises(DBAPIError, match="division by zero"):
+            migrate(engine)
+        with psycopg.connect(postgres_url(), autocommit=True) as other:
+            lock = "SELECT pg_try_advisory_lock(%s)"
+            assert other.execute(lock, (_MIGRATION_LOCK_ID,)).fetchone() == (True,)
+    finally:
+        engine.dispose()
+        for _ in urls:  # drops the schema
+            pass
 
 
 def _free_port() -> int:
