@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from edge.config import parse_site_config
+from edge.detections import Detections
 from edge.node import EdgeNode
 from edge.pipeline import TrackedFrame
 from edge.red_light_eval import run_red_light
@@ -66,6 +67,10 @@ class NodeRun:
     fps: float
 
 
+# Each frame's detections, the same for every run of the node on the clip: detected once.
+_DETECTED: dict[int, Detections] = {}
+
+
 def run_node(scene: Path, controller: Callable[[int, datetime], SignalPhase | None]) -> NodeRun:
     """The whole node on the Hanoi clip, its frames standing on the "GPU"; ``controller``
     may send a signal controller's message before each frame (its index and time)."""
@@ -89,7 +94,9 @@ def run_node(scene: Path, controller: Callable[[int, datetime], SignalPhase | No
         at = START + timedelta(seconds=index / fps)
         if (message := controller(index, at)) is not None:
             node.on_signal(message)
-        tracks = tracker.update(shared_detector().detect([image])[0], index / fps)
+        if index not in _DETECTED:
+            _DETECTED[index] = shared_detector().detect([image])[0]
+        tracks = tracker.update(_DETECTED[index], index / fps)
         on_gpu.append(GpuArray(np.asarray(image, np.uint8)))
         frame = Frame(camera, index, index / fps, at, on_gpu[-1])
         node.on_tracked(TrackedFrame(frame, tracks), mono_s=index / fps, at=at)
