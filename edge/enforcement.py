@@ -201,6 +201,9 @@ class CameraEnforcement:
             site=site, node=node, camera=camera, lanes=[lane.id for lane in scene.lanes]
         )
         self._pending: list[_Pending] = []
+        # After a stop: frames only complete the evidence of the violations found before
+        # it (and count traffic); the rules look for no new one.
+        self.closing = False
         # Evidence being built by ``build_pool`` (live runs): the pipeline thread only
         # hands the work over and collects what is done at its next frames.
         self.build_pool: Executor | None = None
@@ -394,11 +397,11 @@ class CameraEnforcement:
 
         points = self._points(t, mono_s, tracks)
         traffic = self.traffic.add_frame(captured_at, self._lane_observations(points))
-        if self.enforcing:
+        if self.enforcing and not self.closing:
             for violation in self.rules.update(TrackFrame(t, tuple(points)), self.signals):
                 self._queue(violation, t, mono_s)
             self._tell_places(mono_s)  # (after the violations are recorded)
-        else:
+        elif not self.closing:
             self.counters.paused_frames += 1
         self._forget(t)
         return self._build_ready(mono_s), traffic

@@ -787,7 +787,9 @@ class EdgeNode:
             camera.build_pool, camera.on_built = builders, self._note_built
         # A violation found just before the stop gets the frames after it: the cameras
         # run on until it has them (or the wait is up), not stored without evidence.
-        after = AfterFrames(stop, self._awaiting_frames, after_frames_wait_s(self.config))
+        after = AfterFrames(
+            stop, self._awaiting_frames, after_frames_wait_s(self.config), self._close_cameras
+        )
         with self._delivering(drain_s):
             try:
                 # A loop stuck for minutes (a driver, the device) ends the process for
@@ -805,6 +807,10 @@ class EdgeNode:
 
     def _awaiting_frames(self) -> int:
         return sum(c.awaiting_frames for c in self.enforcement.values())
+
+    def _close_cameras(self) -> None:
+        for camera in self.enforcement.values():
+            camera.closing = True
 
     def _run_workers(
         self, stop: threading.Event, drain_s: float, evidence_wait_s: float
@@ -970,19 +976,24 @@ def after_frames_wait_s(config: SiteConfig) -> float:
 @dataclass
 class AfterFrames:
     """A live run's stop: ``stop``, once no violation waits for the frames after it
-    (``awaiting`` counts them), or ``wait_s`` after ``stop`` was set. Violations found
-    meanwhile are waited for too, within the same bound; one whose frames have not come
-    by then is stored without evidence, as before. Asked by the pipeline's thread only."""
+    (``awaiting`` counts them), or ``wait_s`` after ``stop`` was set. ``closing`` is
+    called when the stop is first seen: from then on the cameras' frames only complete
+    the evidence of the violations found before it. One whose frames have not come within
+    ``wait_s`` is built from those that did, or stored without evidence where none did.
+    Asked by the pipeline's thread only."""
 
     stop: StopSignal
     awaiting: Callable[[], int]
     wait_s: float
+    closing: Callable[[], None] = lambda: None
     clock: Callable[[], float] = time.monotonic
     _since: float | None = field(default=None, init=False)
 
     def is_set(self) -> bool:
         if not self.stop.is_set():
             return False
+        if self._since is None:
+            self.closing()
         waiting = self.awaiting()
         now = self.clock()
         if self._since is None:

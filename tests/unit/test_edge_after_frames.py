@@ -44,19 +44,19 @@ def test_a_stop_ends_the_run_once_no_violation_waits_or_the_wait_is_up(
     assert after.is_set() is ends
 
 
-def test_the_wait_runs_from_the_stop_not_from_each_new_violation() -> None:
+def test_the_cameras_are_closed_once_at_the_stop_and_the_wait_runs_from_it() -> None:
     stop, clock = threading.Event(), _Clock()
-    count = {"n": 1}
-    after = AfterFrames(stop, lambda: count["n"], 6.0, clock=clock)
-    assert not after.is_set()
+    closed: list[float] = []
+    after = AfterFrames(stop, lambda: 1, 6.0, lambda: closed.append(clock.now), clock=clock)
+    assert not after.is_set() and closed == []
     clock.now += 60  # long running before the stop: no wait counted
     stop.set()
     assert not after.is_set()
-    clock.now += 4
-    count["n"] = 2  # one more found meanwhile
+    clock.now += 5.9
     assert not after.is_set()
-    clock.now += 2
+    clock.now += 0.1
     assert after.is_set()
+    assert closed == [160.0]  # (once, when the stop was first seen)
 
 
 def test_the_wait_is_the_clips_after_half_and_a_grace() -> None:
