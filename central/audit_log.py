@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -155,19 +155,33 @@ def _well_formed(doc: Any) -> bool:
 
 
 def check_checkpoints(
-    session: Session, checkpoints: Iterable[dict[str, Any]], key: Ed25519PublicKey
+    session: Session, checkpoints: Iterable[dict[str, Any]], keys: Sequence[Ed25519PublicKey]
 ) -> CheckpointsReport:
-    """Each checkpoint's signature by ``key``, then the log's entry it names as stored now."""
+    """Each checkpoint's signature by one of ``keys`` (central's case-signing keys, the one
+    in use and those before it), then the log's entry it names as stored now."""
     entries = int(session.scalar(select(func.count()).select_from(AuditEntry)) or 0)
     findings = []
     for doc in checkpoints:  # (well formed: read_checkpoints checked each)
         seq, at = doc["seq"], doc["at"]
         body = {k: doc[k] for k in ("format", "seq", "entry_hash", "at")}
-        try:
-            verify_bytes(canonical_bytes(body), str(doc.get("signature", "")), key)
-        except SignatureError as exc:
-            findings.append(CheckpointFinding(seq, at, f"not signed by central's key: {exc}"))
+        problem = _unsigned(canonical_bytes(body), str(doc.get("signature", "")), keys)
+        if problem is not None:
+            findings.append(CheckpointFinding(seq, at, problem))
             continue
         stored = session.scalar(select(AuditEntry.entry_hash).where(AuditEntry.seq == seq))
         findings.append(hold_checkpoint(seq, doc["entry_hash"], at, stored, entries))
     return CheckpointsReport(tuple(findings))
+
+
+def _unsigned(body: bytes, signature: str, keys: Sequence[Ed25519PublicKey]) -> str | None:
+    """None when ``signature`` verifies under one of ``keys``; else why not."""
+    problems = []
+    for key in keys:
+        try:
+            verify_bytes(body, signature, key)
+            return None
+        except SignatureError as exc:
+            problems.append(str(exc))
+    if len(keys) == 1:
+        return f"not signed by central's key: {problems[0]}"
+    return f"not signed by any of the {len(keys)} central keys given: {problems[0]}"

@@ -276,9 +276,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="a file of checkpoints (one JSON line each), as `central audit checkpoint` writes",
     )  # fmt: skip
     averify.add_argument(
-        "--central-key", type=Path, metavar="case-signing.pub",
+        "--central-key", type=Path, action="append", default=[], metavar="case-signing.pub",
         help="central's case-signing public key from a source you trust (default: the .pub"
-        " beside ROADWATCH_CASE_KEY)",
+        " beside ROADWATCH_CASE_KEY); give it again for each key central signed with"
+        " before, after a key change: a checkpoint verifies under any of them",
     )  # fmt: skip
     averify.set_defaults(func=_audit_verify)
 
@@ -1053,14 +1054,14 @@ def _audit_verify(args: argparse.Namespace) -> int:
     settings, engine = _engine()
     try:
         if not checkpoints:
-            key = None
-        elif args.central_key is not None:
-            key = _public_key(args.central_key)
+            keys = []
+        elif args.central_key:
+            keys = [_public_key(path) for path in args.central_key]
         else:
-            key = _case_public_key(settings)
+            keys = [_case_public_key(settings)]
         with read_session_factory(engine)() as session:
             chain = check_log(session)
-            held = check_checkpoints(session, checkpoints, key) if key is not None else None
+            held = check_checkpoints(session, checkpoints, keys) if keys else None
     finally:
         engine.dispose()
     if chain.ok:

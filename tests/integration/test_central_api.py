@@ -920,6 +920,34 @@ def test_a_log_rewritten_whole_is_found_by_the_checkpoints_kept_elsewhere(
         assert code == 0, out
         assert "OK   the chain: 4 entries" in out and out.count("the log agrees") == 2
 
+        # Central's case key changed: one file holds checkpoints under the old key and
+        # the new; both keys given, each checkpoint verifies under its own.
+        case_key = central_settings.resolved_case_key
+        old_pub = tmp_path / "case-signing-old.pub"
+        old_pub.write_bytes(case_key.with_suffix(".pub").read_bytes())
+        renewed = tmp_path / "case-signing-2027"
+        write_key_pair(renewed, kind="case key")
+        both = tmp_path / "both.jsonl"
+        both.write_text(kept.read_text())
+        monkeypatch.setenv("ROADWATCH_CASE_KEY", str(renewed) + ".key")
+        assert central("checkpoint", "--out", str(both))[0] == 0
+        monkeypatch.delenv("ROADWATCH_CASE_KEY")
+        new_pub = f"{renewed}.pub"
+        code, out = central("verify", "--checkpoints", str(both), "--central-key", new_pub)
+        assert code == 1 and out.count("not signed by central's key") == 2, out
+        code, out = central(
+            "verify", "--checkpoints", str(both),
+            "--central-key", str(old_pub), "--central-key", new_pub,
+        )  # fmt: skip
+        assert code == 0 and out.count("the log agrees") == 3, out
+        stranger = tmp_path / "stranger"
+        write_key_pair(stranger, kind="another key")
+        code, out = central(
+            "verify", "--checkpoints", str(both),
+            "--central-key", new_pub, "--central-key", f"{stranger}.pub",
+        )  # fmt: skip
+        assert code == 1 and out.count("not signed by any of the 2 central keys given") == 2
+
         # Rewritten whole, by someone who can write the database: entry 2 names another.
         drop = {
             "postgresql": ["ALTER TABLE audit_log DISABLE TRIGGER USER"],
