@@ -491,10 +491,11 @@ def _workers_trial(
     tracked, between two of its reports (time-stamped on the clock all processes share).
     Every camera has to be reported within ``start_wait_s`` (the workers started, their
     detectors loaded, their cameras open), else the trial fails saying so."""
+    from edge.node import after_frames_wait_s
     from edge.workers import STOP_MARGIN_S
 
     run = _LiveRun(node, evidence_wait_s=evidence_wait_s)
-    ending_s = evidence_wait_s + STOP_MARGIN_S + END_MARGIN_S
+    ending_s = after_frames_wait_s(node.config) + evidence_wait_s + STOP_MARGIN_S + END_MARGIN_S
     while (workers := node.workers) is None and run.thread.is_alive():
         time.sleep(0.05)
     if workers is None:

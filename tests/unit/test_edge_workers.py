@@ -417,8 +417,9 @@ def test_workers_wait_for_their_evidence_at_the_stop_as_long_as_the_node_says(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A live run told to wait ``evidence_wait_s`` (the density bench: a few seconds, not
-    the 300 s of a node's stop) hands it to its workers, whose stop is awaited that long
-    plus the margin for their readers and last messages."""
+    the 300 s of a node's stop) hands it to its workers, whose stop is awaited that long,
+    plus the frames after the violations found just before it (6 s by default), plus the
+    margin for their readers and last messages."""
     from edge import workers as workers_module
     from edge.node import EdgeNode
     from tests.edge_support import hanoi_clip
@@ -448,4 +449,4 @@ def test_workers_wait_for_their_evidence_at_the_stop_as_long_as_the_node_says(
     EdgeNode.from_config(config, model_version="m@1").run_live(
         threading.Event(), evidence_wait_s=4.0
     )
-    assert built["evidence_wait_s"] == 4.0 and built["stop_wait_s"] == 34.0
+    assert built["evidence_wait_s"] == 4.0 and built["stop_wait_s"] == 6.0 + 4.0 + 30.0
