@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from edge import nvdec
+from edge.config import parse_site_config
 from edge.detections import Detections, ObjectClass
 from edge.detector import FrameDetections
 from edge.nvdec import NvdecCapture
@@ -135,6 +136,8 @@ class FakeNode:
         self.workers = FakeWorkers()
         self.violations = 0
         self.stopped_after: float | None = None
+        camera = {"id": "cam-01", "url": "rtsp://cam-01/stream"}
+        self.config = parse_site_config({"site": "s", "node": "n", "cameras": [camera]})
 
     def run_live(self, stop: Any, evidence_wait_s: float) -> None:
         stop.wait(30)
