@@ -230,6 +230,7 @@ def _outbox_status(args: argparse.Namespace) -> int:
 
     from edge.delivery_policy import DISK_HEADROOM_BYTES
     from edge.outbox import utc_seconds
+    from edge.publisher import KEY_PROBE_S
 
     config, outbox = _existing_outbox(args)
     with outbox:
@@ -287,7 +288,8 @@ def _outbox_status(args: argparse.Namespace) -> int:
             f" (`roadwatch central node key add --site {config.site} --node {config.node}"
             f" --public-key {_public_key_file(config.key_path, fingerprint)}`, the public key"
             " whose fingerprint this is); the violations awaiting it are sent again by"
-            " themselves once central takes one signed with it"
+            " themselves once central takes one signed with it (the running node sends the"
+            f" oldest again every {KEY_PROBE_S / 60:.0f} minutes to check)"
         )
     for event in refused:
         exported = (

@@ -42,6 +42,10 @@ genuine: central merely lacks that key (the node started with a new key before a
 registered it). It is kept apart, awaiting the key's registration (``awaiting_key``), and
 queued again by itself (``_resend_awaiting``) once central receipts a violation signed with
 the same key, which proves central holds it now; at most ``MAX_KEY_RESENDS`` times each.
+While some await the node's key now and no such receipt comes (a node that files nothing
+more after its key changed), the publisher sends the oldest of them again every
+``KEY_PROBE_S`` (``key_probe``): its own receipt is the proof, and a refusal as forged
+again leaves it awaiting, not counted as a re-send.
 
 Blob files are shared by their sha256 between events. A store finds a file there (or
 writes it) and lists it inside one write transaction, and every delete of a file no row
@@ -1253,6 +1257,8 @@ class Outbox:
                     (refusal.event_id, refusal.code.value, refusal.reason, now, raw),
                 )
                 marked += cur.rowcount
+                if not cur.rowcount and refusal.code is not RefusalCode.FORGED:
+                    self._final_after_probe(refusal)
                 if raw is not None and cur.rowcount:
                     signer = json.loads(row[0])  # (verified above: this contract's event)
                     whose = (key_fingerprint_hex(raw), str(signer["site"]), str(signer["node"]))
@@ -1269,6 +1275,22 @@ class Outbox:
                 len(event_ids), fingerprint, site, node, fingerprint, ", ".join(event_ids),
             )  # fmt: skip
         return marked
+
+    def _final_after_probe(self, refusal: EventRefusal) -> None:
+        """One awaiting a key, sent again to check (``key_probe``), that central now refuses
+        for another reason than a key it lacks (the key revoked since, say): that is final,
+        and it awaits nothing more. Called with ``_lock`` held, in a transaction."""
+        cur = self._db.execute(
+            "UPDATE refused SET code = ?, reason = ?, refused_at = ?, awaiting_key = NULL"
+            " WHERE event_id = ? AND awaiting_key IS NOT NULL",
+            (refusal.code.value, refusal.reason, self._clock(), refusal.event_id),
+        )
+        if cur.rowcount:
+            log.warning(
+                "violation %s, awaiting this node's key, is now refused by central as %s (%s):"
+                " kept as refused for good, for the technician (`roadwatch edge outbox refused`)",
+                refusal.event_id, refusal.code.value, refusal.reason,
+            )  # fmt: skip
 
     def _resend_proven_before(self, event_ids: Sequence[str]) -> list[str]:
         """Queue again violations just found awaiting a key that a receipt taken before
@@ -1301,6 +1323,34 @@ class Outbox:
             )
         ]
         return self._resend_awaiting(proofs)
+
+    def key_probe(self, key: Ed25519PublicKey) -> OutboxMessage | None:
+        """The oldest violation awaiting ``key`` (the node's key now), to send again as it
+        is and learn whether central holds the key yet, or None. It stays refused, awaiting
+        the key, and is not noted as a re-send (``MAX_KEY_RESENDS`` counts those a receipt
+        prompted): central's receipt of it proves the key and sends the others again
+        (``mark_receipted``), a refusal as forged again changes nothing. One that does not
+        verify under ``key`` (awaiting an older key of the node's) is never chosen."""
+        raw = key.public_bytes_raw().hex()
+        with self._lock, contextlib.closing(self._db.cursor()) as rows:
+            rows.execute(
+                "SELECT m.id, m.kind, m.topic, m.payload, m.attempts FROM refused r"
+                " JOIN messages m ON m.id = r.event_id WHERE r.awaiting_key = ?"
+                " AND m.kind = 'violation' AND m.state = 'published'"
+                " ORDER BY m.created_at, m.id",
+                (raw,),
+            )
+            # (read one at a time: the first that verifies is the one)
+            for message_id, kind, topic, payload, attempts in rows:
+                if _signed_by(bytes(payload), [key]) is not None:
+                    return OutboxMessage(
+                        id=message_id,
+                        kind=MessageKind(kind),
+                        topic=topic,
+                        payload=bytes(payload),
+                        attempts=attempts,
+                    )
+        return None
 
     def _awaited_key(
         self, event_id: str, payload: bytes, own_keys: Sequence[Ed25519PublicKey]

@@ -30,7 +30,10 @@ kept in the outbox as refused, for the record, and not sent again (the node's te
 exports, re-queues or drops it: ``roadwatch edge outbox refused``). One refused as forged
 that verifies under the node key is genuine (central lacks the key): it is kept awaiting
 the key's registration and sent again by itself once central receipts a violation signed
-with it (``Outbox.mark_refused``).
+with it (``Outbox.mark_refused``). While some await the node's key and no such receipt
+comes (a node that files nothing more after its key changed), the oldest of them is sent
+again every ``KEY_PROBE_S`` while connected (``Outbox.key_probe``): central's receipt of it
+is the proof that sends the others, and a refusal as forged again leaves it awaiting.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ from roadwatch.contract import (
     subscription,
     to_wire,
 )
-from roadwatch.contract.models import EventRefusal, ReceiptBatch, RefusalBatch
+from roadwatch.contract.models import EventRefusal, ReceiptBatch, RefusalBatch, RefusalCode
 from roadwatch.contract.signing import sign
 from roadwatch.said_once import SaidOnce
 
@@ -83,6 +86,11 @@ log = logging.getLogger(__name__)
 # more than 10 minutes ahead of its own clock) and is not.
 SESSION_AHEAD_KEPT = timedelta(days=1)
 
+# How often the oldest violation awaiting the node's key (refused as forged, genuine) is
+# sent again to learn whether central holds the key yet (``_maybe_probe_key``): one message
+# a period, the first a period after the publisher starts.
+KEY_PROBE_S = 600.0
+
 CameraHealthSource = Callable[[], Sequence[CameraHealth]]
 
 
@@ -91,6 +99,7 @@ class _InFlight:
     message_id: str
     sent_at: float
     resend: bool = False
+    probe: bool = False  # sent to learn whether central holds the node's key (still refused)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +113,7 @@ class PublisherCounters:
     refused: int = 0  # violations central refused for good, kept and not sent again
     signals: int = 0  # signal controller messages handed on
     signals_refused: int = 0  # malformed, or for another node or camera
+    key_probes: int = 0  # violations awaiting the node's key sent again to check central
 
 
 def make_client(config: DeliveryConfig) -> mqtt.Client:
@@ -186,6 +196,11 @@ class Publisher:
         self._receipted = 0
         self._refused = 0
         self._next_prune = 0.0
+        # The next check whether central holds the node's key (a run's first comes a whole
+        # period after its start), and the violation sent for the last, until answered.
+        self._next_probe = time.monotonic() + KEY_PROBE_S
+        self._probe: str | None = None
+        self._key_probes = 0
         self._client: mqtt.Client | None = None
         self._inflight: dict[int, _InFlight] = {}
         self._acked: list[str] = []
@@ -252,6 +267,7 @@ class Publisher:
             refused=self._refused,
             signals=self._signals,
             signals_refused=self._signals_refused,
+            key_probes=self._key_probes,
         )
 
     # ---------------------------------------------------------------- the thread
@@ -316,6 +332,7 @@ class Publisher:
         if self._connected.is_set():
             self._expire_inflight()
             self._publish_due()
+            self._maybe_probe_key()
             self._maybe_publish_status()
         self._maybe_prune()
 
@@ -411,12 +428,36 @@ class Publisher:
         if not expired:
             return
         flights = [self._inflight.pop(mid) for mid in expired]
-        ids = [f.message_id for f in flights if not f.resend]
+        # (a key probe's message stays refused: the next period sends one again)
+        ids = [f.message_id for f in flights if not (f.resend or f.probe)]
         log.warning("%d message(s) without PUBACK for %.0f s; will send again", len(flights), limit)
         # (unrecorded for a full disk, they are simply due again on the next turns)
         with _unless_disk_full("PUBACK time-outs not recorded"):
             self.outbox.record_publish_failure(ids, f"no PUBACK within {limit:.0f} s")
             self.outbox.mark_resent([f.message_id for f in flights if f.resend])
+
+    def _maybe_probe_key(self) -> None:
+        """Once a ``KEY_PROBE_S`` period, send the oldest violation awaiting the node's key
+        again, as it is (``Outbox.key_probe``), to learn whether central holds the key: a
+        receipt for it proves so and sends the others again (``Outbox.mark_receipted``);
+        refused as forged again, it stays awaiting (``_on_message`` says so once). Called
+        while connected only: a probe is never lost to a broker that is away."""
+        now = time.monotonic()
+        if now < self._next_probe:
+            return
+        self._next_probe = now + KEY_PROBE_S
+        message = self.outbox.key_probe(self._key.public_key())
+        if message is None:
+            return
+        assert self._client is not None
+        info = self._client.publish(message.topic, message.payload, qos=1)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            log.debug("key probe %s not sent: %s", message.id, info.rc)
+            return
+        self._inflight[info.mid] = _InFlight(message.id, now, probe=True)
+        self._probe = message.id
+        self._key_probes += 1
+        log.debug("violation %s, awaiting this node's key, sent again to check", message.id)
 
     def _record_acks(self) -> None:
         """Record the broker's and central's acknowledgements. Those the outbox cannot
@@ -617,8 +658,9 @@ class Publisher:
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
     ) -> None:
         flight = self._inflight.pop(mid, None)
-        if flight is not None:
-            (self._resent_acked if flight.resend else self._acked).append(flight.message_id)
+        if flight is None or flight.probe:  # (a probe's row stays as it is: refused)
+            return
+        (self._resent_acked if flight.resend else self._acked).append(flight.message_id)
 
     def _take_signal(self, topic: str, payload: bytes) -> None:
         """A signal controller's message: to ``on_signal`` when it is for this node and
@@ -671,8 +713,21 @@ class Publisher:
             return
         if isinstance(batch, ReceiptBatch):
             self._receipts.extend(r.event_id for r in batch.receipts)
+            if self._probe in self._receipts:
+                self._probe = None  # (the proof: the outbox sends the others again)
             return
         for refusal in batch.refused:
+            if refusal.event_id == self._probe and refusal.code is RefusalCode.FORGED:
+                # Once a period, and no cause for alarm: the key is not registered yet.
+                self._probe = None
+                log.info(
+                    "central still lacks this node's key: violation %s, awaiting it and sent"
+                    " again to check, was refused as forged again; the violations awaiting"
+                    " the key wait for its registration on central (next check in %.0f s;"
+                    " see `roadwatch edge outbox`)",
+                    refusal.event_id, max(0.0, self._next_probe - time.monotonic()),
+                )  # fmt: skip
+                continue
             log.warning(
                 "central refused event %s (%s: %s): kept in the outbox as refused, not sent"
                 " again, unless it is signed with this node's own key central lacks, when it"

@@ -763,23 +763,31 @@ def test_a_forged_violation_is_refused_for_good_and_taken_once_retried_after_its
     assert rows == [("forged", 1)]  # (its statuses, signed with the new key, are there too)
 
 
+@pytest.mark.parametrize("files_more", [True, False], ids=["files-more", "files-nothing-more"])
 def test_violations_refused_for_a_key_central_lacks_are_sent_again_once_it_holds_the_key(
     central_db: CentralDb,
     central_settings: Settings,
     mqtt_broker: BrokerAddress,
     make_node: Callable[..., NodeIdentity],
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    files_more: bool,
 ) -> None:
     """A node started with a new key before central's admin registered it: central refuses
     its violations as forged, for good. They verify under the node's own key, so the node
     keeps them apart, awaiting that key, instead of for good until a technician came by.
-    The admin registers the key; the node's next violation is receipted, which proves
-    central holds the key, and the node sends the earlier ones again by itself: every one
-    is taken, none lost."""
+    Meanwhile the node sends the oldest again once a probe period to check: refused as
+    forged again, all still await the key. The admin registers the key. A node that files
+    a violation after that gets its receipt, which proves central holds the key; one that
+    files nothing more gets the receipt of its next probe instead. Either way it sends the
+    earlier ones again by itself: every one is taken, none lost."""
+    import edge.publisher
     from central.records import add_node_key
     from edge.delivery_service import DeliveryService
     from roadwatch.contract.signing import key_fingerprint, public_key_pem
 
+    if not files_more:  # (a probe each second; else none within the test)
+        monkeypatch.setattr(edge.publisher, "KEY_PROBE_S", 1.0)
     node = make_node()
     settings = ingest_settings(central_settings, mqtt_broker, node.site)
     config = _delivery(node, mqtt_broker, tmp_path, receipt_timeout_s=0.5, receipt_timeout_cap_s=1)
@@ -791,11 +799,14 @@ def test_violations_refused_for_a_key_central_lacks_are_sent_again_once_it_holds
     service = DeliveryService.from_config(config, key=new_key)
     for event in earlier:
         service.outbox.put_violation(event, [])
+    later = sign(violation_event(site=node.site, node=node.node, evidence=[]), new_key)
     try:
         with IngestService(settings, central_db.engine) as ingest:
             assert ingest.wait_ready(10), "ingest did not subscribe"
             service.start()
             wait_for("the refusals", lambda: service.outbox.stats().refused == 3)
+            if not files_more:
+                wait_for("a second probe", lambda: service.publisher.counters().key_probes >= 2)
             awaiting = {r.awaiting_key for r in service.outbox.refused_events()}
             refused = service.outbox.stats()
             with transaction(session_factory(central_db.engine)) as s:
@@ -803,9 +814,10 @@ def test_violations_refused_for_a_key_central_lacks_are_sent_again_once_it_holds
                     s, site=node.site, node=node.node,
                     public_key_pem=public_key_pem(new_key.public_key()).decode("ascii"),
                 )  # fmt: skip
-            later = sign(violation_event(site=node.site, node=node.node, evidence=[]), new_key)
-            service.outbox.put_violation(later, [])
-            wait_for("every receipt", lambda: service.outbox.stats().receipted == 4)
+            if files_more:
+                service.outbox.put_violation(later, [])
+            taken = 4 if files_more else 3
+            wait_for("every receipt", lambda: service.outbox.stats().receipted == taken)
             stats = service.outbox.stats()
             actions = service.outbox.refused_actions()
     finally:
@@ -813,11 +825,13 @@ def test_violations_refused_for_a_key_central_lacks_are_sent_again_once_it_holds
     assert awaiting == {key_fingerprint(new_key.public_key())}
     assert (refused.refused, refused.refused_awaiting_key, refused.awaiting_receipt) == (3, 3, 0)
     assert (stats.refused, stats.refused_awaiting_key, stats.awaiting_receipt) == (0, 0, 0)
-    assert _count(central_db, Violation, node.site) == 4
+    assert _count(central_db, Violation, node.site) == taken
+    # The proof: the later violation, or else the oldest awaiting, sent again to check.
+    proof, resent = (later, earlier) if files_more else (earlier[0], earlier[1:])
     assert sorted((a.event_id, a.action, a.actor) for a in actions) == sorted(
-        (e.event_id, "resend", "node") for e in earlier
+        (e.event_id, "resend", "node") for e in resent
     )
-    assert all(f"central took {later.event_id}" in a.detail for a in actions)
+    assert all(f"central took {proof.event_id}" in a.detail for a in actions)
 
 
 def test_an_event_id_central_holds_with_other_content_is_refused_for_good_not_receipted(

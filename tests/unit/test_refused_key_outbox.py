@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.client import MQTTMessage
+from paho.mqtt.enums import MQTTErrorCode
 
+import edge.publisher
 from edge.delivery_config import DeliveryConfig
 from edge.outbox import MAX_KEY_RESENDS, PROOFS_CHECKED, MessageState, Outbox
 from edge.publisher import Publisher
@@ -257,6 +262,7 @@ def test_edge_outbox_lists_the_ones_awaiting_a_key_and_names_it(
         f"key {_fp(NEW)} is this node's and central lacks it: register it on central"
         f" ({command} {public}`"
     ) in out
+    assert "(the running node sends the oldest again every 10 minutes to check)" in out
     # The node's key changed again since: its public key file is not the one awaited.
     public.write_bytes(public_key_pem(OTHER.public_key()))
     assert main(["edge", "outbox", "--config", str(config)]) == 0
@@ -372,3 +378,229 @@ def test_a_receipt_taken_before_the_refusal_proves_the_key_if_taken_since_it_was
         awaiting = [r.awaiting_key for r in outbox.refused_events()]
     assert due == ([refused.event_id] if sent_again else [])
     assert awaiting == ([] if sent_again else [_fp(NEW)])
+
+
+# ----------------------------------------------------------------- the key probe
+# A node that files nothing more after its key changed gets no receipt to prove the key:
+# the publisher sends the oldest violation awaiting its key again once a ``KEY_PROBE_S``
+# period, while connected, and central's answer to it decides.
+SITE, NODE = "ql13-km22", "node-01"  # (those of ``violation_event``)
+
+
+@dataclass
+class _Info:
+    mid: int
+    rc: MQTTErrorCode = MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
+@dataclass
+class _Client:
+    """The paho client as the publisher's turn uses it, keeping what was published."""
+
+    sent: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> _Info:
+        self.sent.append((topic, payload))
+        return _Info(mid=len(self.sent))
+
+    def loop(self, timeout: float) -> None:
+        pass
+
+    def socket(self) -> object:
+        return self
+
+    def violations(self) -> list[bytes]:
+        return [payload for topic, payload in self.sent if topic.endswith("/violation")]
+
+
+@dataclass
+class _Node:
+    publisher: Publisher
+    client: _Client
+    now: list[float]
+
+    def turn_at(self, t: float) -> list[str]:
+        """One turn of the publisher at ``t``: the ids of the violations it published."""
+        self.now[0] = t
+        before = len(self.client.violations())
+        self.publisher._turn()
+        sent = self.client.violations()[before:]
+        return [ViolationEvent.model_validate_json(p).event_id for p in sent]
+
+    def tell(self, batch: ReceiptBatch | RefusalBatch) -> None:
+        message = MQTTMessage(topic=node_topic(SITE, NODE, NodeTopic.RECEIPT).encode())
+        message.payload = to_wire(batch)
+        self.publisher._on_message(None, None, message)  # type: ignore[arg-type]
+        self.publisher._record_acks()
+
+    def ack(self, mid: int) -> None:
+        self.publisher._on_publish(None, None, mid, None, None)  # type: ignore[arg-type]
+        self.publisher._record_acks()
+
+
+def _node(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch, *, connected: bool = True, at: float = 0.0
+) -> _Node:
+    """The node's publisher on a fake client and a fake clock reading ``at``."""
+    now = [at]
+    monkeypatch.setattr(
+        edge.publisher, "time", SimpleNamespace(monotonic=lambda: now[0], time=time.time)
+    )
+    config = DeliveryConfig.model_validate(
+        {"site": SITE, "node": NODE, "key_path": str(outbox.directory / "node.key"),
+         "outbox": {"path": str(outbox.directory)}}
+    )  # fmt: skip
+    publisher = Publisher(config, outbox, key=NEW)
+    client = _Client()
+    publisher._client = client  # type: ignore[assignment]
+    if connected:
+        publisher._connected.set()
+    return _Node(publisher, client, now)
+
+
+def _awaiting_outbox(tmp_path: Path) -> tuple[Outbox, list[ViolationEvent], ViolationEvent]:
+    """An outbox holding, oldest first: one awaiting an older key of the node's (KEY), two
+    awaiting its key now (NEW), one refused as forged for good (OTHER's)."""
+    ticks = iter(range(1, 10_000))
+    outbox = Outbox(tmp_path / "outbox", BIG_BUDGET, clock=lambda: float(next(ticks)))
+    older_key = _put(outbox, KEY)
+    _refuse(outbox, older_key, RefusalCode.FORGED, (KEY,))
+    awaiting = [_put(outbox, NEW) for _ in range(2)]
+    for event in awaiting:
+        _refuse(outbox, event, RefusalCode.FORGED, (NEW,))
+    final = _put(outbox, OTHER)
+    _refuse(outbox, final, RefusalCode.FORGED, (NEW,))
+    return outbox, awaiting, older_key
+
+
+def _refused_again(wire: bytes, code: RefusalCode) -> RefusalBatch:
+    event = ViolationEvent.model_validate_json(wire)
+    return RefusalBatch(
+        site=SITE, node=NODE, sent_at=datetime.now(UTC), refused=[_refusal(wire, event, code)]
+    )
+
+
+@pytest.mark.parametrize(
+    ("connected", "at"),
+    [
+        (True, 0.0),
+        (True, 5_000.0),  # (a publisher started later: its own period, whatever the clock)
+        (False, 0.0),  # no probe while the broker is away: it would be lost
+    ],
+)
+def test_the_oldest_violation_awaiting_the_node_s_key_is_sent_again_once_a_period(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, connected: bool, at: float
+) -> None:
+    outbox, awaiting, _older_key = _awaiting_outbox(tmp_path)
+    with outbox:
+        node = _node(outbox, monkeypatch, connected=connected, at=at)
+        period = edge.publisher.KEY_PROBE_S
+        sent = {
+            t: node.turn_at(at + t)
+            for t in (0.0, period - 1, period, period + 1, 2 * period - 1, 2 * period)
+        }
+        counters = node.publisher.counters()
+        stats = outbox.stats()
+    oldest = [awaiting[0].event_id]  # (of those the node's key now verifies)
+    if connected:
+        assert sent == {
+            0.0: [], period - 1: [], period: oldest, period + 1: [],
+            2 * period - 1: [], 2 * period: oldest,
+        }  # fmt: skip
+        assert counters.key_probes == 2
+    else:
+        assert all(ids == [] for ids in sent.values()) and counters.key_probes == 0
+    # (still refused, awaiting: a probe changes nothing until central answers it)
+    assert (stats.refused, stats.refused_awaiting_key, stats.pending) == (4, 3, 0)
+
+
+def test_no_probe_while_no_violation_awaits_the_node_s_key_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
+        for signer, own in ((KEY, (KEY,)), (OTHER, (NEW,))):  # an older key's; a forged one
+            _refuse(outbox, _put(outbox, signer), RefusalCode.FORGED, own)
+        node = _node(outbox, monkeypatch)
+        sent = node.turn_at(edge.publisher.KEY_PROBE_S)
+    assert sent == [] and node.publisher.counters().key_probes == 0
+
+
+@pytest.mark.parametrize(
+    ("answer", "due", "awaiting_after", "probe_code"),
+    [
+        # central holds the key now: the probe's receipt is the proof; the other goes too
+        ("receipt", 1, 1, None),
+        # it still lacks the key: the probe stays awaiting, as before
+        (RefusalCode.FORGED, 0, 3, RefusalCode.FORGED),
+        # it refuses it for another reason now: final, awaiting nothing more
+        (RefusalCode.REVOKED_KEY, 0, 2, RefusalCode.REVOKED_KEY),
+    ],
+)
+def test_central_s_answer_to_the_probe_decides(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    answer: RefusalCode | str,
+    due: int,
+    awaiting_after: int,
+    probe_code: RefusalCode | None,
+) -> None:
+    outbox, awaiting, _older_key = _awaiting_outbox(tmp_path)
+    probe, other = awaiting
+    with outbox:
+        node = _node(outbox, monkeypatch)
+        assert node.turn_at(edge.publisher.KEY_PROBE_S) == [probe.event_id]
+        [wire] = node.client.violations()
+        node.ack(len(node.client.sent))  # (the broker's PUBACK: it stays refused)
+        assert outbox.message_state(probe.event_id) is MessageState.PUBLISHED
+        caplog.clear()
+        with caplog.at_level("DEBUG"):
+            if isinstance(answer, RefusalCode):
+                node.tell(_refused_again(wire, answer))
+            else:
+                now = datetime.now(UTC)
+                node.tell(
+                    ReceiptBatch(
+                        site=SITE, node=NODE, sent_at=now,
+                        receipts=[Receipt(event_id=probe.event_id, committed_at=now,
+                                          evidence_complete=True)],
+                    )
+                )  # fmt: skip
+        queued = [m.id for m in outbox.due_messages(10)]
+        refused = {r.event_id: r for r in outbox.refused_events()}
+        actions = outbox.refused_actions(10)
+        stats = outbox.stats()
+    assert queued == [other.event_id][:due]
+    assert stats.refused_awaiting_key == awaiting_after
+    if probe_code is None:
+        assert probe.event_id not in refused
+        assert [(a.event_id, a.action) for a in actions] == [(other.event_id, "resend")]
+        assert f"central took {probe.event_id}" in actions[0].detail
+    else:
+        assert refused[probe.event_id].code == probe_code.value
+        assert actions == []  # (a probe is no re-send: MAX_KEY_RESENDS is left whole)
+    if answer is RefusalCode.FORGED:
+        # Said once, as news, not as a fault.
+        said = [r for r in caplog.records if probe.event_id in r.getMessage()]
+        assert [r.levelname for r in said] == ["INFO"]
+        assert "central still lacks this node's key" in said[0].getMessage()
+
+
+def test_probes_refused_again_never_use_up_the_re_sends_a_receipt_prompts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused as forged after more than ``MAX_KEY_RESENDS`` probes, the violations still
+    await the key, and the receipt that at last comes sends every one of them."""
+    outbox, awaiting, _older_key = _awaiting_outbox(tmp_path)
+    with outbox:
+        node = _node(outbox, monkeypatch)
+        period = edge.publisher.KEY_PROBE_S
+        for n in range(1, MAX_KEY_RESENDS + 3):
+            assert node.turn_at(n * period) == [awaiting[0].event_id]
+            node.tell(_refused_again(node.client.violations()[-1], RefusalCode.FORGED))
+        assert outbox.stats().refused_awaiting_key == 3
+        proof = _put(outbox, NEW)
+        outbox.mark_published([proof.event_id])
+        outbox.mark_receipted([proof.event_id])
+        due = sorted(m.id for m in outbox.due_messages(10))
+    assert due == sorted(e.event_id for e in awaiting)
