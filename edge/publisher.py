@@ -561,6 +561,7 @@ class Publisher:
             disk_used_fraction=stats.used_fraction if stats else None,
             outbox_depth=stats.pending if stats else 0,
             awaiting_receipt=stats.awaiting_receipt if stats else 0,
+            awaiting_key=stats.refused_awaiting_key if stats else 0,
             oldest_unacked_age_s=max(0.0, time.time() - oldest) if oldest else None,
             session_started_at=self._session_at,
             sequence=0 if will else self._sequence,

@@ -385,6 +385,11 @@ class NodeStatus(SignedModel):
     awaiting_receipt: Count = Field(
         default=0, description="Violations published and waiting for central's receipt"
     )
+    awaiting_key: Count = Field(
+        default=0,
+        description="Violations central refused as forged that verify under the node's own"
+        " key: waiting for the key's registration",
+    )
     oldest_unacked_age_s: Seconds | None = Field(
         default=None, description="Age of the oldest message not yet delivered"
     )

@@ -35,7 +35,12 @@ SILENT_AFTER = timedelta(seconds=120)  # (central's default)
 
 
 def report(
-    db: CentralDb, node: NodeIdentity, cameras: list[str], *, sent_at: datetime = T0
+    db: CentralDb,
+    node: NodeIdentity,
+    cameras: list[str],
+    *,
+    sent_at: datetime = T0,
+    awaiting_key: int = 0,
 ) -> None:
     status = NodeStatus(
         site=node.site,
@@ -43,6 +48,7 @@ def report(
         state=NodeState.ONLINE,
         sent_at=sent_at,
         cameras=[CameraHealth(camera=c, state=CameraState.UP, fps=25.0) for c in cameras],
+        awaiting_key=awaiting_key,
         **status_position(),
     )
     message = Message(
@@ -135,6 +141,24 @@ def test_the_live_feed_says_when_a_node_falls_silent_and_when_it_is_heard_again(
     with session_factory(central_db.engine)() as s:
         events = [(k, d) for k, d in feed.poll(s, cursor) if d.get("site") == node.site]
     assert sorted((k, d["state"]) for k, d in events) == [("camera", "up"), ("node", "online")]
+
+
+def test_the_node_list_shows_the_violations_a_node_holds_awaiting_its_key(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+) -> None:
+    """A node started with a key central lacks keeps the violations central refused as
+    forged, awaiting the key's registration, and its status counts them: the admin's node
+    list shows the count with the rest of the status."""
+    node = make_node()
+    report(central_db, node, ["cam-01"], awaiting_key=3)
+    [mine] = [
+        n for n in api.get("/api/v1/nodes", headers=accounts["ioc"].headers).json()
+        if n["site"] == node.site
+    ]  # fmt: skip
+    assert (mine["status"]["awaiting_key"], mine["status"]["awaiting_receipt"]) == (3, 0)
 
 
 def test_every_read_of_health_spells_its_times_alike(

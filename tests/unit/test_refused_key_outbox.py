@@ -22,7 +22,7 @@ import edge.publisher
 from edge.delivery_config import DeliveryConfig
 from edge.outbox import MAX_KEY_RESENDS, PROOFS_CHECKED, MessageState, Outbox
 from edge.publisher import Publisher
-from roadwatch.contract import NodeTopic, ViolationEvent, node_topic, to_wire
+from roadwatch.contract import NodeState, NodeTopic, ViolationEvent, node_topic, to_wire
 from roadwatch.contract.models import (
     EventRefusal,
     Receipt,
@@ -604,3 +604,16 @@ def test_probes_refused_again_never_use_up_the_re_sends_a_receipt_prompts(
         outbox.mark_receipted([proof.event_id])
         due = sorted(m.id for m in outbox.due_messages(10))
     assert due == sorted(e.event_id for e in awaiting)
+
+
+def test_the_node_s_status_counts_the_violations_awaiting_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Central keeps the node's status and shows it in its node list: an admin sees there
+    how many wait for the key's registration (those refused for good are not counted)."""
+    outbox, _awaiting, _older_key = _awaiting_outbox(tmp_path)
+    with outbox:
+        status = _node(outbox, monkeypatch).publisher._status(NodeState.ONLINE)
+        will = _node(outbox, monkeypatch).publisher._status(NodeState.OFFLINE, will=True)
+    assert (status.awaiting_key, status.awaiting_receipt) == (3, 0)
+    assert will.awaiting_key == 0  # (the last will, signed at connect, carries no figures)
