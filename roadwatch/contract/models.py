@@ -385,10 +385,12 @@ class NodeStatus(SignedModel):
     awaiting_receipt: Count = Field(
         default=0, description="Violations published and waiting for central's receipt"
     )
-    awaiting_key: Count = Field(
+    # (left out of the message when 0: a status of a node with none, and an older node's,
+    # reads and verifies as it always has, and an older central takes it)
+    awaiting_key: Annotated[Count, Field(exclude_if=lambda v: v == 0)] = Field(
         default=0,
         description="Violations central refused as forged that verify under the node's own"
-        " key: waiting for the key's registration",
+        " key: waiting for the key's registration; absent when none",
     )
     oldest_unacked_age_s: Seconds | None = Field(
         default=None, description="Age of the oldest message not yet delivered"

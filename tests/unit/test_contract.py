@@ -800,6 +800,24 @@ def test_an_older_nodes_event_without_a_vietnamese_explanation_verifies_as_it_wa
     assert to_wire(event) == wire
 
 
+@pytest.mark.parametrize(("awaiting", "carried"), [(0, False), (3, True)])
+def test_a_status_carries_its_awaiting_key_count_only_above_0(awaiting: int, carried: bool) -> None:
+    """A node with no violation awaiting its key sends its status as a node before the
+    count did (which an older central takes); re-sent, either reads and verifies as it was
+    signed."""
+    key = generate_private_key()
+    status = NodeStatus(
+        site="s", node="n", state=NodeState.ONLINE, sent_at=T0, awaiting_key=awaiting
+    )
+    wire = to_wire(sign(status, key))
+    assert (b'"awaiting_key"' in wire) is carried
+    back = parse_payload(NodeStatus, wire)
+    assert back.awaiting_key == awaiting
+    verify(back, key.public_key(), wire=wire, exact=True)
+    verify(back, key.public_key())  # (its canonical form again, as stored and replayed)
+    assert to_wire(back) == wire
+
+
 def test_the_vietnamese_explanation_is_signed_with_the_rest() -> None:
     key = generate_private_key()
     text = "Ô tô chạy quá tốc độ: đo được tốc độ 92,4 ± 1,1 km/h"
