@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,7 @@ from edge.config_push import (
     scene_file_name,
 )
 from edge.delivery_config import ConfigPushSettings
-from roadwatch.contract.signing import SignatureError, load_public_key_pem
+from roadwatch.contract.signing import SignatureError, key_fingerprint, load_public_key_pem
 from roadwatch.errors import UserError
 from roadwatch.files import write_atomic
 
@@ -54,6 +55,27 @@ def load_central_key(path: Path) -> Ed25519PublicKey:
         raise UserError(f"cannot read central's config key {path}: {exc.strerror}") from exc
     except SignatureError as exc:
         raise UserError(f"central's config key {path}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class CentralKeys:
+    """Central's config keys a node takes (one, or the old and the new during a key
+    change), each with the file it was read from."""
+
+    paths: tuple[Path, ...]
+    keys: tuple[Ed25519PublicKey, ...]
+
+    @classmethod
+    def load(cls, paths: Sequence[Path]) -> CentralKeys:
+        """Every file read and checked; UserError names the first that cannot be used."""
+        return cls(tuple(paths), tuple(load_central_key(path) for path in paths))
+
+    def name(self, fingerprint: str | None) -> str:
+        """The key of ``fingerprint`` as the log names it: its file and fingerprint."""
+        for path, key in zip(self.paths, self.keys, strict=True):
+            if (known := key_fingerprint(key)) == fingerprint:
+                return f"{path} (sha256 {known[:16]})"
+        return f"sha256 {fingerprint}"
 
 
 class ConfigStore:
@@ -125,11 +147,12 @@ def startup_config(local: SiteConfig, base: Path) -> tuple[SiteConfig, AppliedCo
     raw = store.load()
     if raw is None:
         return local, applied, None
+    keys = CentralKeys.load(settings.central_keys)
     decision, pushed, push = decide(
         raw,
         site=local.site,
         node=local.node,
-        central_key=load_central_key(settings.central_key),
+        central_keys=keys.keys,
         applied=applied,
         current=local,
         base=base,
@@ -143,6 +166,8 @@ def startup_config(local: SiteConfig, base: Path) -> tuple[SiteConfig, AppliedCo
         why = f"stored config {stored} not used: {reason}"
         log.warning("%s", why)
         return local, applied, why if decision.action is PushAction.REFUSE else None
+    log.info("stored config %s is signed with central's config key %s",
+             pushed.version, keys.name(decision.signed_by))  # fmt: skip
     config = effective_config(local, pushed, store.files(pushed), base)
     # (said at the default level: a scene fixed in the node's own file and a restart then
     # ran the pushed scene without a word)
@@ -165,11 +190,11 @@ class ConfigApplier:
         base: Path,
         applied: AppliedConfig,
         report: ConfigReport,
-        central_key: Ed25519PublicKey | None = None,
+        central_keys: CentralKeys | None = None,
     ) -> None:
         self.node = node
         self.store = ConfigStore(settings.store)
-        self.key = load_central_key(settings.central_key) if central_key is None else central_key
+        self.keys = central_keys or CentralKeys.load(settings.central_keys)
         self.base = base
         self.applied = applied
         self.report = report
@@ -185,12 +210,14 @@ class ConfigApplier:
             raw,
             site=config.site,
             node=config.node,
-            central_key=self.key,
+            central_keys=self.keys.keys,
             applied=self.applied,
             current=config,
             base=self.base,
         )
         if decision.action is PushAction.APPLY and pushed is not None and push is not None:
+            log.info("config %s is signed with central's config key %s",
+                     pushed.version, self.keys.name(decision.signed_by))  # fmt: skip
             try:
                 wanted = effective_config(config, pushed, self.store.files(pushed), self.base)
                 built = self.node.prepare(wanted)

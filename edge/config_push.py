@@ -9,14 +9,14 @@ push live only where it can: a camera's scene, calibration, place and
 changes one (a camera added or removed, a stream URL, the detector) is refused with
 ``NOT_LIVE``: such a field is the node's own file's to change, and a restart's.
 
-``decide`` is pure: the payload, central's key and what the node runs in, a
+``decide`` is pure: the payload, central's keys and what the node runs in, a
 ``PushDecision`` out.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -32,7 +32,7 @@ from edge.config import ConfigError, SiteConfig, parse_site_config
 from edge.rules.scene import SceneConfig, SceneError, parse_scene
 from roadwatch.contract import ConfigPush, ContractError, parse_payload
 from roadwatch.contract.canonical import canonical_bytes
-from roadwatch.contract.signing import SignatureError, verify
+from roadwatch.contract.signing import SignatureError, key_fingerprint, verify
 from roadwatch.contract.wire import describe
 
 LIVE_CAMERA_FIELDS = frozenset({"scene", "calibration", "place", "persons_as_riders"})
@@ -54,6 +54,7 @@ class PushDecision:
     version: str | None = None
     reason: str = ""  # why it was refused
     advice: str = ""  # what to do about it ("": nothing to add to the reason)
+    signed_by: str | None = None  # fingerprint of central's key the push verified under
 
     @property
     def message(self) -> str:
@@ -206,14 +207,15 @@ def decide(
     *,
     site: str,
     node: str,
-    central_key: Ed25519PublicKey,
+    central_keys: Sequence[Ed25519PublicKey],
     applied: AppliedConfig,
     current: SiteConfig,
     base: Path,
 ) -> tuple[PushDecision, PushedConfig | None, ConfigPush | None]:
     """Whether to apply a pushed config (``raw``: the message payload).
 
-    Refused: a malformed or unsigned payload, a signature that is not central's, a push
+    Refused: a malformed or unsigned payload, a signature by none of ``central_keys``
+    (central's config key, or the old and the new during a key change), a push
     for another node, a version that is in force with other content, a push issued
     before the one in force, an invalid document, and a change that needs a restart.
     ``current`` is the node's configuration with its paths resolved against ``base``.
@@ -228,15 +230,15 @@ def decide(
         return _refuse(version, reason), None, push
 
     try:
-        verify(push, central_key)
+        signed_by = _signer(push, central_keys)
     except SignatureError as exc:
-        return refuse(f"not signed by central's config key ({exc})")
+        return refuse(str(exc))
     if (push.site, push.node) != (site, node):
         return refuse(f"addressed to {push.site}/{push.node}, not {site}/{node}")
     digest = document_digest(push.config)
     if version == applied.version:
         if digest == applied.digest:
-            return PushDecision(PushAction.SAME, version), None, push
+            return PushDecision(PushAction.SAME, version, signed_by=signed_by), None, push
         if applied.digest is None:  # (the node's own file, which has no push to compare)
             return refuse(
                 "this version is the node's own file in force; give the push a new version"
@@ -257,7 +259,24 @@ def decide(
         # (it said "restart required", and a restart changed nothing: the node's own file
         # still differs, and the push is refused again from the retained message)
         return _refuse(version, "; ".join(reasons), NOT_LIVE), None, push
-    return PushDecision(PushAction.APPLY, version), pushed, push
+    return PushDecision(PushAction.APPLY, version, signed_by=signed_by), pushed, push
+
+
+def _signer(push: ConfigPush, keys: Sequence[Ed25519PublicKey]) -> str:
+    """The fingerprint of the key among ``keys`` that ``push`` verifies under;
+    SignatureError says why it verifies under none."""
+    problems = []
+    for key in keys:
+        try:
+            verify(push, key)
+        except SignatureError as exc:
+            problems.append(str(exc))
+        else:
+            return key_fingerprint(key)
+    first = problems[0] if problems else "no key given"
+    if len(keys) == 1:
+        raise SignatureError(f"not signed by central's config key ({first})")
+    raise SignatureError(f"not signed by any of central's {len(keys)} config keys ({first})")
 
 
 NOT_LIVE = (

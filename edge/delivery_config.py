@@ -9,7 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from roadwatch.contract.models import Ident
 from roadwatch.contract.wire import describe
@@ -17,6 +25,8 @@ from roadwatch.errors import UserError
 from roadwatch.yaml_load import YamlError, load_yaml
 
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "token", "xxx", ""}
+MAX_CENTRAL_KEYS = 3
+"""Central's config keys a node takes at once: the one in use, and the others of a change."""
 
 
 class _Section(BaseModel):
@@ -152,14 +162,40 @@ class EvidenceSettings(_Section):
 class ConfigPushSettings(_Section):
     """Configuration pushed by central on the node's retained config topic."""
 
-    central_key: Path = Field(
+    central_key: Path | tuple[Path, ...] = Field(
         description="central's config-signing public key (PEM, from "
-        "`roadwatch central config keygen`); only pushes it signed are applied"
+        "`roadwatch central config keygen`), or a list of 1 to "
+        f"{MAX_CENTRAL_KEYS} during a key change (the old and the new); only pushes "
+        "signed with one of them are applied"
     )
     store: Path = Field(
         default=Path("var/config"),
         description="folder where the applied push is kept, so a restart runs it too",
     )
+
+    @field_validator("central_key", mode="before")
+    @classmethod
+    def _paths(cls, value: Any) -> Path | tuple[Path, ...]:
+        # (checked here, before the union's own errors: those name both branches)
+        if isinstance(value, str | Path):
+            return Path(value)
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"expected a path or a list of paths, not {value!r}")
+        if not 1 <= len(value) <= MAX_CENTRAL_KEYS:
+            raise ValueError(
+                f"a list of 1 to {MAX_CENTRAL_KEYS} paths (the key central signs with, and"
+                f" the other during a key change), not {len(value)}"
+            )
+        for index, item in enumerate(value):
+            if not isinstance(item, str | Path):
+                raise ValueError(f"item {index}: expected a path, not {item!r}")
+        return tuple(Path(item) for item in value)
+
+    @property
+    def central_keys(self) -> tuple[Path, ...]:
+        """The files of central's config keys: one, or those of a key change."""
+        key = self.central_key
+        return (key,) if isinstance(key, Path) else key
 
 
 class DeliveryConfig(_Section):
@@ -204,8 +240,10 @@ class DeliveryConfig(_Section):
                     files[key] = at(path)
             update["broker"] = self.broker.model_copy(update={"tls": tls.model_copy(update=files)})
         if (push := self.config_push) is not None:
+            given = push.central_key
+            keys = at(given) if isinstance(given, Path) else tuple(at(p) for p in given)
             update["config_push"] = push.model_copy(
-                update={"central_key": at(push.central_key), "store": at(push.store)}
+                update={"central_key": keys, "store": at(push.store)}
             )
         return self.model_copy(update=update)
 

@@ -43,14 +43,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, TypeVar
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from calibration.config import CalibrationFile
 from calibration.errors import CalibrationError
 from calibration.projector import RoadProjector, require_calibration
 from calibration.store import load_calibration
 from edge.config import CameraConfig, SiteConfig
-from edge.config_apply import ConfigApplier, load_central_key, startup_config
+from edge.config_apply import CentralKeys, ConfigApplier, startup_config
 from edge.config_push import AppliedConfig
 from edge.delivery_config import EvidenceSettings
 from edge.delivery_service import DeliveryService, check_tls_files, load_node_key
@@ -175,7 +175,7 @@ def check_site_files(config: SiteConfig, at: datetime) -> list[str]:
     ids of the cameras whose rules would run."""
     push_settings = config.delivery.config_push if config.delivery else None
     if push_settings is not None:
-        load_central_key(push_settings.central_key)
+        CentralKeys.load(push_settings.central_keys)
     if config.delivery is not None:
         load_node_key(config.delivery)
         check_tls_files(config.delivery)
@@ -332,9 +332,9 @@ class EdgeNode:
         applied: AppliedConfig | None = None
         stored_error: str | None = None
         local = config
-        central_key: Ed25519PublicKey | None = None
+        central_keys: CentralKeys | None = None
         if push_settings is not None and config_dir is not None:
-            central_key = load_central_key(push_settings.central_key)
+            central_keys = CentralKeys.load(push_settings.central_keys)
             config, applied, stored_error = startup_config(config, config_dir)
         # Everything that can refuse the start is checked before the outbox is opened (it
         # is created on first open): a start refused for a missing scene or key leaves no
@@ -382,7 +382,7 @@ class EdgeNode:
         node._count_traffic_after(node.stored_traffic(c.id for c in config.cameras if c.enabled))
         health.node = node
         if delivery is not None and push_settings is not None and config_dir is not None:
-            assert applied is not None and central_key is not None
+            assert applied is not None and central_keys is not None
             publisher = delivery.publisher
             publisher.set_config_state(applied.version, stored_error)
             applier = ConfigApplier(
@@ -391,7 +391,7 @@ class EdgeNode:
                 base=config_dir,
                 applied=applied,
                 report=publisher.set_config_state,
-                central_key=central_key,
+                central_keys=central_keys,
             )
             publisher.on_config = applier.handle
             node.config_applier = applier

@@ -263,7 +263,7 @@ def _config_files(config: Any) -> list[tuple[str, Path]]:
     if (delivery := config.delivery) is not None:
         files.append(("the node key", delivery.key_path))
         if delivery.config_push is not None:
-            files.append(("central's config key", delivery.config_push.central_key))
+            files += [("central's config key", p) for p in delivery.config_push.central_keys]
         if (tls := delivery.broker.tls) is not None:
             files += [(f"the TLS {key}", p) for key in ("ca_file", "cert_file", "key_file")
                       if (p := getattr(tls, key)) is not None]  # fmt: skip

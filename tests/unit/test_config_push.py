@@ -24,6 +24,7 @@ from edge.config_push import (
 from roadwatch.contract import ConfigPush, to_wire
 from roadwatch.contract.signing import (
     generate_private_key,
+    key_fingerprint,
     private_key_pem,
     public_key_pem,
     sign,
@@ -211,7 +212,7 @@ def test_decision(
         make(),
         site=SITE,
         node=NODE,
-        central_key=CENTRAL.public_key(),
+        central_keys=[CENTRAL.public_key()],
         applied=applied,
         current=current(),
         base=BASE,
@@ -223,6 +224,45 @@ def test_decision(
         assert push is not None and decision.version == push.config_version
 
 
+NEW = generate_private_key()  # central's next config key; CENTRAL is the old one
+KEY_CHANGE: list[tuple[str, Ed25519PrivateKey | None, list[Ed25519PrivateKey], str]] = [
+    ("old key, both taken", CENTRAL, [CENTRAL, NEW], ""),
+    ("new key, both taken", NEW, [CENTRAL, NEW], ""),
+    ("new key listed first", NEW, [NEW, CENTRAL], ""),
+    ("old key, new alone", CENTRAL, [NEW],
+     "not signed by central's config key (signature does not match"),
+    ("new key, old alone", NEW, [CENTRAL],
+     "not signed by central's config key (signature does not match"),
+    ("another key, both taken", OTHER, [CENTRAL, NEW],
+     "not signed by any of central's 2 config keys (signature does not match"),
+    ("unsigned, both taken", None, [CENTRAL, NEW],
+     "not signed by any of central's 2 config keys (payload is not signed)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("signer", "taken", "reason"), [c[1:] for c in KEY_CHANGE], ids=[c[0] for c in KEY_CHANGE]
+)
+def test_during_a_key_change_a_push_signed_with_any_key_taken_is_applied(
+    signer: Ed25519PrivateKey | None, taken: list[Ed25519PrivateKey], reason: str
+) -> None:
+    decision, _, _ = decide(
+        payload(key=signer),
+        site=SITE,
+        node=NODE,
+        central_keys=[key.public_key() for key in taken],
+        applied=V1,
+        current=current(),
+        base=BASE,
+    )
+    if reason:
+        assert decision.action is PushAction.REFUSE and decision.message.startswith(reason)
+        assert decision.signed_by is None
+    else:
+        assert decision.action is PushAction.APPLY, decision.message
+        assert signer is not None and decision.signed_by == key_fingerprint(signer.public_key())
+
+
 def test_a_change_that_needs_a_restart_carries_its_reasons_and_the_advice_apart() -> None:
     """The node's start reads the reasons without the advice (the file has changed since
     the push): it takes them from the decision, not by cutting the advice off its text."""
@@ -231,7 +271,7 @@ def test_a_change_that_needs_a_restart_carries_its_reasons_and_the_advice_apart(
         payload(doc),
         site=SITE,
         node=NODE,
-        central_key=CENTRAL.public_key(),
+        central_keys=[CENTRAL.public_key()],
         applied=V1,
         current=current(),
         base=BASE,
@@ -245,7 +285,7 @@ def test_a_change_that_needs_a_restart_carries_its_reasons_and_the_advice_apart(
         payload(node="node-02"),
         site=SITE,
         node=NODE,
-        central_key=CENTRAL.public_key(),
+        central_keys=[CENTRAL.public_key()],
         applied=V1,
         current=current(),
         base=BASE,
@@ -274,7 +314,7 @@ def test_a_relative_stream_path_is_taken_from_the_node_folder() -> None:
         payload(doc),
         site=SITE,
         node=NODE,
-        central_key=CENTRAL.public_key(),
+        central_keys=[CENTRAL.public_key()],
         applied=V1,
         current=local,
         base=BASE,
@@ -282,7 +322,7 @@ def test_a_relative_stream_path_is_taken_from_the_node_folder() -> None:
     assert decision.action is PushAction.APPLY, decision.reason
 
 
-def _node_file(tmp_path: Path) -> SiteConfig:
+def _node_file(tmp_path: Path, central_key: str | list[str] = "central.pub") -> SiteConfig:
     (tmp_path / "central.pub").write_bytes(public_key_pem(CENTRAL.public_key()))
     return parse_site_config(
         {
@@ -292,7 +332,7 @@ def _node_file(tmp_path: Path) -> SiteConfig:
             "cameras": [{"id": CAMERA_ID, "url": URL}],
             "delivery": {
                 "key_path": "node.key",
-                "config_push": {"central_key": "central.pub", "store": "pushed"},
+                "config_push": {"central_key": central_key, "store": "pushed"},
             },
         }
     ).resolved(tmp_path)
@@ -475,3 +515,75 @@ def test_a_push_applied_and_run_after_a_restart_is_said_at_the_default_level(
     assert said.startswith("running config v2 pushed by central (stored in ")
     assert said.endswith("over the file's v1: each camera's scene, calibration, place and"
                          " persons_as_riders are the push's")  # fmt: skip
+
+
+def test_a_node_taking_the_old_key_and_the_new_applies_pushes_signed_with_either(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The overlap of a change of central's config key: the node's list names the old
+    .pub and the new; the stored push is verified at a start under the same list, so a
+    push signed with the old key runs on only while the old key is listed."""
+    import logging
+
+    from edge.node import EdgeNode
+
+    (tmp_path / "new.pub").write_bytes(public_key_pem(NEW.public_key()))
+    (tmp_path / "node.key").write_bytes(private_key_pem(generate_private_key()))
+    both = _node_file(tmp_path, ["central.pub", "new.pub"])
+    caplog.set_level(logging.INFO, logger="edge.config_apply")
+    node = EdgeNode.from_config(both, model_version="test", config_dir=tmp_path)
+    try:
+        assert node.config_applier is not None
+        node.config_applier.report = lambda version, error: None
+        assert node.config_applier.handle(payload()).action is PushAction.APPLY
+        v3 = payload(document(version="v3"), key=NEW, issued_at=ISSUED + timedelta(hours=1))
+        assert node.config_applier.handle(v3).action is PushAction.APPLY
+    finally:
+        if node.delivery is not None:
+            node.delivery.stop()
+    old_print, new_print = (key_fingerprint(k.public_key())[:16] for k in (CENTRAL, NEW))
+    assert (f"config v2 is signed with central's config key {tmp_path / 'central.pub'}"
+            f" (sha256 {old_print})") in caplog.messages  # fmt: skip
+    assert (f"config v3 is signed with central's config key {tmp_path / 'new.pub'}"
+            f" (sha256 {new_print})") in caplog.messages  # fmt: skip
+
+    # The stored push (v3, the new key's) runs after a restart with the new key alone...
+    new_alone = _node_file(tmp_path, ["new.pub"])
+    config, applied, why = startup_config(new_alone, tmp_path)
+    assert (config.version, applied.version, why) == ("v3", "v3", None)
+    # ... and one signed with the old key only while the old key is listed.
+    v2 = parse_config_document(document())
+    ConfigStore(tmp_path / "pushed").save(payload(), v2)
+    assert startup_config(both, tmp_path)[1] == V2
+    config, applied, why = startup_config(new_alone, tmp_path)
+    assert config == new_alone and applied == V1
+    assert why is not None and why.startswith(
+        "stored config v2 not used: not signed by central's config key (signature does not"
+    )
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        (["central.pub", "missing.pub"],
+         "cannot read central's config key {tmp}/missing.pub: No such file or directory"),
+        (["junk.pub", "central.pub"], "central's config key {tmp}/junk.pub: not a PEM public key"),
+        (["central.pub", "node.key"], "central's config key {tmp}/node.key: not a PEM public key"),
+    ],
+)  # fmt: skip
+def test_a_start_reads_every_config_key_listed_and_names_the_one_it_cannot_use(
+    tmp_path: Path, keys: list[str], message: str
+) -> None:
+    from edge.node import EdgeNode, check_site_files
+
+    (tmp_path / "junk.pub").write_text("not a key\n")
+    (tmp_path / "node.key").write_bytes(private_key_pem(generate_private_key()))
+    local = _node_file(tmp_path, keys)
+    expected = message.format(tmp=tmp_path)
+    with pytest.raises(UserError) as refused:
+        EdgeNode.from_config(local, model_version="test", config_dir=tmp_path)
+    assert str(refused.value).startswith(expected), refused.value
+    with pytest.raises(UserError) as checked:
+        check_site_files(local, ISSUED)
+    assert str(checked.value).startswith(expected), checked.value
+    assert not (tmp_path / "var").exists()  # (no outbox opened)

@@ -144,6 +144,54 @@ def test_delivery_paths_are_taken_from_the_config_folder_by_edge_run_and_edge_de
         assert config.config_push.store == base / "var/config"
 
 
+KEY_FIELD = "delivery.config_push.central_key"
+
+
+KEY_LISTS: list[tuple[str, object, list[str] | None, str | None]] = [
+    ("one path", "central.pub", ["central.pub"], None),
+    ("one absolute path", "/etc/roadwatch/central.pub", ["/etc/roadwatch/central.pub"], None),
+    ("a list of one", ["old.pub"], ["old.pub"], None),
+    ("the old and the new", ["old.pub", "/etc/new.pub"], ["old.pub", "/etc/new.pub"], None),
+    ("three", ["a.pub", "b.pub", "c.pub"], ["a.pub", "b.pub", "c.pub"], None),
+    ("empty list", [], None, "a list of 1 to 3 paths (the key central signs with, and the"
+                             " other during a key change), not 0"),
+    ("four", ["a.pub", "b.pub", "c.pub", "d.pub"], None, "a list of 1 to 3 paths (the key"
+                             " central signs with, and the other during a key change), not 4"),
+    ("a number", 5, None, "expected a path or a list of paths, not 5"),
+    ("a mapping", {"old": "old.pub"}, None,
+     "expected a path or a list of paths, not {'old': 'old.pub'}"),
+    ("nothing", None, None, "expected a path or a list of paths, not None"),
+    ("a number in the list", ["old.pub", 5], None, "item 1: expected a path, not 5"),
+    ("a list in the list", ["old.pub", ["new.pub"]], None,
+     "item 1: expected a path, not ['new.pub']"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("given", "keys", "message"), [c[1:] for c in KEY_LISTS], ids=[c[0] for c in KEY_LISTS]
+)
+def test_central_key_is_one_path_or_a_list_of_up_to_three(
+    tmp_path: Path, given: object, keys: list[str] | None, message: str | None
+) -> None:
+    """During a change of central's config key a node takes the old key and the new; a
+    file naming one key means what it always did."""
+    doc = {
+        "site": "s", "node": "n", "cameras": [{"id": "c", "url": "x.mp4"}],
+        "delivery": {"key_path": "node.key", "config_push": {"central_key": given}},
+    }  # fmt: skip
+    if message is not None:
+        with pytest.raises(ConfigError) as refused:
+            parse_site_config(doc, "site.yaml")
+        [line] = str(refused.value).splitlines()
+        assert line == f"site.yaml: {KEY_FIELD}: {message}"
+        return
+    delivery = parse_site_config(doc, "site.yaml").resolved(tmp_path).delivery
+    assert delivery is not None and delivery.config_push is not None
+    assert delivery.config_push.central_keys == tuple(tmp_path / key for key in keys or [])
+    if isinstance(given, str):  # (as before: one path, not a list of one)
+        assert delivery.config_push.central_key == tmp_path / given
+
+
 def test_broker_tls_files_are_checked_at_the_start(tmp_path: Path) -> None:
     good = write_broker_tls(tmp_path / "certs", ["127.0.0.1"])
     (tmp_path / "junk.crt").write_text("not a certificate")

@@ -97,6 +97,28 @@ def test_an_output_that_is_an_input_is_refused(
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
+@pytest.mark.parametrize(
+    "central_key", ["central.pub", ["central.pub"], ["central.pub", "central-2027.pub"]]
+)
+def test_each_of_centrals_config_keys_is_an_input_no_output_may_overwrite(
+    tmp_path: Path, central_key: str | list[str]
+) -> None:
+    from edge.config import parse_site_config
+    from edge.perception_cli import _config_files
+
+    config = parse_site_config(
+        {
+            "site": "s", "node": "n", "cameras": [{"id": "cam1", "url": "rtsp://cam/1"}],
+            "delivery": {"key_path": "node.key", "config_push": {"central_key": central_key}},
+        }
+    ).resolved(tmp_path)  # fmt: skip
+    keys = [central_key] if isinstance(central_key, str) else central_key
+    assert _config_files(config) == [
+        ("the node key", tmp_path / "node.key"),
+        *[("central's config key", tmp_path / key) for key in keys],
+    ]
+
+
 class _Delivery:
     """Stands in for a node's delivery: what is left in its outbox after the drain."""
 
