@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Annotated, Any, Literal
 
+from anyio import CancelScope
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
@@ -16,6 +18,7 @@ from pydantic import BeforeValidator
 from sqlalchemy import (
     ColumnElement,
     Float,
+    Result,
     Row,
     Select,
     case,
@@ -26,7 +29,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.orm import Session
-from starlette.background import BackgroundTask
+from starlette.types import Receive, Scope, Send
 
 from central.api import feed
 from central.api.cases import Ident, Limit, Offset, audit_out, ordered_range
@@ -360,13 +363,13 @@ def traffic_flow(
             minute_to,
             offset_delta(offset),
         )
-        return streamed_csv(
+        return streamed(
             state,
             stmt,
-            header,
-            lambda row: _flow_cells(row, per == "lane"),
-            filename,
+            lambda rows: csv_chunks(header, (_flow_cells(row, per == "lane") for row in rows)),
             unknown_names,
+            media_type=CSV_MEDIA_TYPE,
+            headers=attachment(filename),
         )
     buckets = [
         FlowBucket(**dict(zip(FLOW_FIELDS, _flow_cells(row, True), strict=True)))
@@ -391,56 +394,95 @@ def _flow_cells(row: Sequence[Any], with_lane: bool) -> tuple[Any, ...]:
     return (*head, *lane_cell, int(n or 0), speed, occupancy, int(m))
 
 
-def streamed_csv(
+def streamed(
     state: AppState,
     stmt: Select[Any],
-    header: Sequence[str],
-    cells: Callable[[Row[Any]], Sequence[Any]],
-    filename: str,
+    chunks: Callable[[Iterable[Row[Any]]], Iterator[bytes]],
     when_empty: Callable[[], None],
+    *,
+    media_type: str,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
-    """``stmt``'s rows as a CSV download, read from the database a chunk at a time as they
-    are sent, on a session of their own that the download holds until its end. Where
-    there are none ``when_empty`` is asked first (it may refuse the request, as the JSON
-    answer would be refused), and the answer is the header alone."""
+    """``stmt``'s rows as an answer that ``chunks`` writes, read from the database a chunk
+    at a time as they are sent, on a session of their own that the answer holds until its
+    end, however it ends (see HeldStream). What can fail is done before the answer starts:
+    the query, its first rows and their chunk, so that a failure is an error answer and
+    not a cut one. Where there are no rows ``when_empty`` is asked first (it may refuse
+    the request, as it would a whole answer), and the answer is ``chunks`` of none."""
     session = state.read_sessions()
     try:
         if session.get_bind().dialect.name == "postgresql":
             # (a cursor read a chunk at a time lives in a transaction, where reading
-            # sessions run in autocommit; one snapshot for the whole download)
+            # sessions run in autocommit; one snapshot for the whole answer)
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         result = session.execute(stmt.execution_options(yield_per=ROWS_PER_CHUNK))
-        first = result.fetchmany(ROWS_PER_CHUNK)
-        if not first:
-            result.close()
-            session.close()
-            when_empty()
-            return Response(
-                b"".join(csv_chunks(header, [])),
-                media_type=CSV_MEDIA_TYPE,
-                headers=attachment(filename),
-            )
     except BaseException:
         session.close()
         raise
-
-    def rows() -> Iterator[Sequence[Any]]:
-        yield from map(cells, first)
-        yield from map(cells, result)
+    let_go = _letting_go(session, result)
+    try:
+        first = result.fetchmany(ROWS_PER_CHUNK)
+        if not first:
+            let_go()
+            when_empty()
+            return Response(b"".join(chunks(())), media_type=media_type, headers=headers)
+        written = chunks(chain(first, result))
+        opening = next(written)
+    except BaseException:
+        let_go()
+        raise
 
     def body() -> Iterator[bytes]:
         try:
-            yield from csv_chunks(header, rows())
+            yield opening
+            yield from written
         finally:
+            let_go()
+
+    return HeldStream(body(), let_go, media_type=media_type, headers=headers)
+
+
+def _letting_go(session: Session, result: Result[Any]) -> Callable[[], None]:
+    """Lets go of a streamed answer's cursor and then its session, once: a cursor left
+    open on PostgreSQL is a server-side one, on the connection the session gives back."""
+    done = False
+
+    def let_go() -> None:
+        nonlocal done
+        if done:
+            return
+        done = True
+        try:
             result.close()
+        finally:
             session.close()
 
-    return StreamingResponse(
-        body(),
-        media_type=CSV_MEDIA_TYPE,
-        headers=attachment(filename),
-        background=BackgroundTask(session.close),  # (a download dropped before its start)
-    )
+    return let_go
+
+
+class HeldStream(StreamingResponse):
+    """A streamed answer that holds what ``let_go`` lets go of (a database session) until
+    it ends, however it ends: sent whole, its client gone (a disconnect, or a send that
+    fails), or cancelled before its first byte. Its body lets go too when it ends; this
+    covers a body left unfinished, which is otherwise closed only when collected."""
+
+    def __init__(
+        self,
+        content: Iterator[bytes],
+        let_go: Callable[[], None],
+        *,
+        media_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(content, media_type=media_type, headers=headers)
+        self._let_go = let_go
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with CancelScope(shield=True):  # (a cancelled server still closes it)
+                await run_in_threadpool(self._let_go)
 
 
 def heard_of(

@@ -9,9 +9,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import column, create_engine, func, insert, select, table
+from starlette.requests import ClientDisconnect
+from starlette.types import Message as AsgiMessage
 
 from central.api import csv_out, ioc
 from central.api.csv_out import ROWS_PER_CHUNK
@@ -593,3 +596,96 @@ def test_the_statistics_schema_offers_csv(api: TestClient) -> None:
         content = op["responses"]["200"]["content"]
         assert set(content) == {"application/json", "text/csv"}, path
         assert content["text/csv"]["example"].startswith(("bucket,site,", "key,count"))
+
+
+class _ClientGoneError(OSError):
+    """The client went away (a send to it fails, as ASGI 2.4 servers say it)."""
+
+
+def _drop_after_first_chunk(
+    api: TestClient, params: dict[str, str], headers: dict[str, str], how: str
+) -> list[bytes]:
+    """Asks the app for ``params`` as a server would and drops the download once its
+    first chunk is sent: the server says the client left (``how`` "disconnect", as
+    ASGI 2.3 servers such as uvicorn do) or its next send fails (``how`` "send fails").
+    The chunks of the body sent before it ends, its last chunk not among them."""
+    query = "&".join(f"{k}={v.replace('+', '%2B')}" for k, v in params.items())
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4" if how == "send fails" else "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/api/v1/stats/traffic",
+        "raw_path": b"/api/v1/stats/traffic",
+        "root_path": "",
+        "query_string": query.encode(),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+    sent: list[bytes] = []
+
+    async def drive() -> None:
+        gone = anyio.Event()
+        asked = False
+
+        async def receive() -> AsgiMessage:
+            nonlocal asked
+            if not asked:
+                asked = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: AsgiMessage) -> None:
+            if message["type"] != "http.response.body":
+                assert message["status"] == 200
+                return
+            if gone.is_set():
+                if how == "send fails":
+                    raise _ClientGoneError("the client went away")
+                return  # (a server after a disconnect drops what is sent)
+            sent.append(message["body"])
+            assert message.get("more_body"), "the answer was sent whole, not streamed"
+            gone.set()
+
+        try:
+            await api.app(scope, receive, send)
+        except Exception as e:
+            if how != "send fails":
+                raise
+            assert isinstance(e, ClientDisconnect | _ClientGoneError), e
+
+    api.portal.call(drive)  # type: ignore[union-attr]
+    return sent
+
+
+@pytest.mark.parametrize("how", ["disconnect", "send fails"])
+@pytest.mark.parametrize("answer", ["csv"])
+def test_a_flow_download_dropped_part_way_gives_its_database_connection_back(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+    monkeypatch: pytest.MonkeyPatch,
+    answer: str,
+    how: str,
+) -> None:
+    monkeypatch.setattr(ioc, "ROWS_PER_CHUNK", 1)
+    monkeypatch.setattr(csv_out, "ROWS_PER_CHUNK", 1)
+    node = make_node()
+    sent = _minute_parts(node) + _minute_parts(node, "cam-b")
+    with transaction(session_factory(central_db.engine)) as s:
+        assert record_batch(s, sent, KeyCache()).quarantined == {}
+    pool = central_db.engine.pool
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+    params = {"site": node.site, "by": "minute", "per": "lane", "format": answer, **DAY}
+    chunks = _drop_after_first_chunk(api, params, accounts["ioc"].headers, how)
+    assert chunks and chunks[0].startswith(b'{"by":"minute"' if answer == "json" else b"bucket")
+    # Given back as the download ended, not when the garbage collector finds its body.
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+    # ... and the next download reads from the pool as before.
+    r = api.get("/api/v1/stats/traffic", headers=accounts["ioc"].headers, params=params)
+    assert r.status_code == 200 and r.content.startswith(chunks[0])
