@@ -14,7 +14,7 @@ from anyio import CancelScope
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, TypeAdapter
 from sqlalchemy import (
     ColumnElement,
     Float,
@@ -49,6 +49,7 @@ from central.api.deps import (
     StateDep,
     query_refused,
 )
+from central.api.json_out import JsonEnvelope
 from central.api.schemas import (
     NO_NUL,
     AuditOut,
@@ -311,7 +312,8 @@ def traffic_flow(
     offset) within that span before `to`, so that the first bucket is whole. `node` names
     a node within its site (two sites may each have a `node-01`), so it needs `site`.
     With `format=csv` a row per bucket, its fields in the JSON's order (`lane` only with
-    `per=lane`), sent as they are read: a day by minute per lane of every camera is long."""
+    `per=lane`). Either is sent as it is read, without a Content-Length: a day by minute
+    per lane of every camera is long."""
     if node is not None and site is None:
         raise query_refused("node", "a node is named within its site: give `site` with `node`")
     offset = utc_offset or state.settings.stats_utc_offset
@@ -371,16 +373,25 @@ def traffic_flow(
             media_type=CSV_MEDIA_TYPE,
             headers=attachment(filename),
         )
-    buckets = [
-        FlowBucket(**dict(zip(FLOW_FIELDS, _flow_cells(row, True), strict=True)))
-        for row in session.execute(stmt).all()
-    ]
-    if not buckets:
-        unknown_names()
-    return TrafficFlow(by=by, range_from=minute_from, range_to=minute_to, buckets=buckets)
+    envelope = JsonEnvelope.of(
+        TrafficFlow(by=by, range_from=minute_from, range_to=minute_to, buckets=[])
+    )
+    return streamed(
+        state,
+        stmt,
+        lambda rows: envelope.chunks(map(_flow_bucket, rows), FLOW_BUCKETS, ROWS_PER_CHUNK),
+        unknown_names,
+        media_type=JSON_MEDIA_TYPE,
+    )
 
 
 FLOW_FIELDS = tuple(FlowBucket.model_fields)
+FLOW_BUCKETS = TypeAdapter(list[FlowBucket])
+JSON_MEDIA_TYPE = "application/json"
+
+
+def _flow_bucket(row: Sequence[Any]) -> FlowBucket:
+    return FlowBucket(**dict(zip(FLOW_FIELDS, _flow_cells(row, True), strict=True)))
 
 
 def _flow_cells(row: Sequence[Any], with_lane: bool) -> tuple[Any, ...]:

@@ -598,6 +598,82 @@ def test_the_statistics_schema_offers_csv(api: TestClient) -> None:
         assert content["text/csv"]["example"].startswith(("bucket,site,", "key,count"))
 
 
+# The flow's JSON as central wrote it whole, before it was streamed (the site "SITE"):
+# the same data must give the same bytes, on either database.
+_MINUTE_PER_LANE = (
+    '{"by":"minute","from":"2026-11-23T00:00:00Z","to":"2026-11-24T00:00:00Z","buckets":['
+    '{"bucket":"2026-11-23T14:03:00+07:00","site":"SITE","node":"node-01","camera":"cam-a",'
+    '"lane":"lane-1","vehicles":3,"mean_speed_kmh":40.0,"mean_occupancy":0.2,"minutes":1},'
+    '{"bucket":"2026-11-23T14:03:00+07:00","site":"SITE","node":"node-01","camera":"cam-a",'
+    '"lane":"lane-2","vehicles":6,"mean_speed_kmh":null,"mean_occupancy":0.6,"minutes":1},'
+    '{"bucket":"2026-11-23T14:03:00+07:00","site":"SITE","node":"node-01","camera":"cam-b",'
+    '"lane":"lane-1","vehicles":3,"mean_speed_kmh":40.0,"mean_occupancy":0.2,"minutes":1},'
+    '{"bucket":"2026-11-23T14:03:00+07:00","site":"SITE","node":"node-01","camera":"cam-b",'
+    '"lane":"lane-2","vehicles":6,"mean_speed_kmh":null,"mean_occupancy":0.6,"minutes":1},'
+    '{"bucket":"2026-11-23T14:04:00+07:00","site":"SITE","node":"node-01","camera":"cam-a",'
+    '"lane":"lane-1","vehicles":3,"mean_speed_kmh":40.0,"mean_occupancy":0.7,"minutes":1},'
+    '{"bucket":"2026-11-23T14:04:00+07:00","site":"SITE","node":"node-01","camera":"cam-a",'
+    '"lane":"lane-2","vehicles":4,"mean_speed_kmh":null,"mean_occupancy":0.2,"minutes":1},'
+    '{"bucket":"2026-11-23T14:04:00+07:00","site":"SITE","node":"node-01","camera":"cam-b",'
+    '"lane":"lane-1","vehicles":3,"mean_speed_kmh":40.0,"mean_occupancy":0.7,"minutes":1},'
+    '{"bucket":"2026-11-23T14:04:00+07:00","site":"SITE","node":"node-01","camera":"cam-b",'
+    '"lane":"lane-2","vehicles":4,"mean_speed_kmh":null,"mean_occupancy":0.2,"minutes":1}]}'
+)
+_GOLDEN_FLOWS = [
+    ({"by": "minute", "per": "lane"}, _MINUTE_PER_LANE),
+    (
+        {"by": "hour"},
+        '{"by":"hour","from":"2026-11-23T00:00:00Z","to":"2026-11-24T00:00:00Z","buckets":['
+        '{"bucket":"2026-11-23T14:00:00+07:00","site":"SITE","node":"node-01","camera":"cam-a",'
+        '"vehicles":16,"mean_speed_kmh":40.0,"mean_occupancy":0.4167,"minutes":2},'
+        '{"bucket":"2026-11-23T14:00:00+07:00","site":"SITE","node":"node-01","camera":"cam-b",'
+        '"vehicles":16,"mean_speed_kmh":40.0,"mean_occupancy":0.4167,"minutes":2}]}',
+    ),
+    (
+        {"by": "day", "utc_offset": "+00:00", "camera": "cam-b"},
+        '{"by":"day","from":"2026-11-23T00:00:00Z","to":"2026-11-24T00:00:00Z","buckets":['
+        '{"bucket":"2026-11-23T00:00:00Z","site":"SITE","node":"node-01","camera":"cam-b",'
+        '"vehicles":16,"mean_speed_kmh":40.0,"mean_occupancy":0.4167,"minutes":2}]}',
+    ),
+    (
+        {"by": "hour", "from": "2026-11-25T00:00:00Z", "to": "2026-11-26T00:00:00Z"},
+        '{"by":"hour","from":"2026-11-25T00:00:00Z","to":"2026-11-26T00:00:00Z","buckets":[]}',
+    ),
+]
+
+
+@pytest.mark.parametrize("chunk", [ROWS_PER_CHUNK, 3, 1])
+def test_flow_as_json_is_streamed_with_the_bytes_of_the_whole_answer(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+    monkeypatch: pytest.MonkeyPatch,
+    chunk: int,
+) -> None:
+    # (chunks of 3 rows and of 1: the buckets of one chunk and the next are joined as
+    # the whole list joins them)
+    monkeypatch.setattr(ioc, "ROWS_PER_CHUNK", chunk)
+    node = make_node()
+    sent = _minute_parts(node) + _minute_parts(node, "cam-b")
+    with transaction(session_factory(central_db.engine)) as s:
+        assert record_batch(s, sent, KeyCache()).quarantined == {}
+    for params, golden in _GOLDEN_FLOWS:
+        r = api.get(
+            "/api/v1/stats/traffic",
+            headers=accounts["ioc"].headers,
+            params={"site": node.site, **DAY, **params},
+        )
+        assert r.status_code == 200, r.text
+        assert r.content == golden.replace("SITE", node.site).encode(), params
+        assert r.headers["content-type"] == "application/json"
+        if '"buckets":[]' in golden:
+            # (nothing to stream: the whole answer, said to be that long)
+            assert r.headers["content-length"] == str(len(r.content))
+        else:
+            assert "content-length" not in r.headers, params  # (sent as it is read)
+
+
 class _ClientGoneError(OSError):
     """The client went away (a send to it fails, as ASGI 2.4 servers say it)."""
 
@@ -663,7 +739,7 @@ def _drop_after_first_chunk(
 
 
 @pytest.mark.parametrize("how", ["disconnect", "send fails"])
-@pytest.mark.parametrize("answer", ["csv"])
+@pytest.mark.parametrize("answer", ["json", "csv"])
 def test_a_flow_download_dropped_part_way_gives_its_database_connection_back(
     api: TestClient,
     central_db: CentralDb,
