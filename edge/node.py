@@ -303,6 +303,9 @@ class EdgeNode:
     places_told: dict[str, list[FinedPlace]] = field(default_factory=dict)
     # Set in a live run: each camera's fined places are taken as it starts and kept.
     _keeping_places: bool = False
+    # Set at a live run's stop: its cameras' frames only complete the evidence of the
+    # violations found before it (a camera's enforcement replaced meanwhile too).
+    _closing: bool = False
     _places_unkept: SaidOnce = field(default_factory=SaidOnce)  # (written every few seconds)
     # Told when a live run's loop has been stuck for ``PIPELINE_HUNG_S``: ends the process.
     on_hung: Callable[[float], None] = end_hung_process
@@ -577,6 +580,7 @@ class EdgeNode:
             if self._streams is not None:
                 self._streams.pop(camera, None)  # its packets are no longer kept
         else:
+            new.closing = self._closing
             self.enforcement[camera] = new
         self._deliver(packages, traffic)
 
@@ -809,6 +813,7 @@ class EdgeNode:
         return sum(c.awaiting_frames for c in self.enforcement.values())
 
     def _close_cameras(self) -> None:
+        self._closing = True
         for camera in self.enforcement.values():
             camera.closing = True
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +64,30 @@ def test_the_wait_is_the_clips_after_half_and_a_grace() -> None:
     camera = {"id": "cam-01", "url": "rtsp://cam-01/stream"}
     site = parse_site_config({"site": "s", "node": "n", "cameras": [camera]})
     assert after_frames_wait_s(site) == pytest.approx(4.0 + 2.0)  # the defaults
+
+
+def test_a_cameras_enforcement_a_push_replaces_after_the_stop_looks_for_no_violation(
+    tmp_path: Path,
+) -> None:
+    """The stop closes the cameras; a push taking effect in the frames after it (their
+    enforcement replaced at the camera's next frame) leaves them closed."""
+    import yaml
+
+    from roadwatch.demo.scene import CAMERA_ID
+    from tests.unit.test_edge_traffic_restart import push, site_file, start
+
+    node = start(site_file(tmp_path))
+    try:
+        assert not node.enforcement[CAMERA_ID].closing
+        document = yaml.safe_load((tmp_path / "cam.scene.yaml").read_text())
+        document["lanes"] = document["lanes"][:2]
+        (tmp_path / "two-lanes.scene.yaml").write_text(yaml.safe_dump(document))
+        push(node, tmp_path / "two-lanes.scene.yaml")
+        before = node.enforcement[CAMERA_ID]
+        node._close_cameras()
+        node._switch(CAMERA_ID)  # (as at the camera's next frame)
+        assert node.enforcement[CAMERA_ID] is not before
+        assert node.enforcement[CAMERA_ID].closing
+    finally:
+        assert node.delivery is not None
+        node.delivery.stop()
