@@ -42,7 +42,8 @@ def register(edge_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Print the outbox's counts and every evidence blob that cannot be "
         "delivered (missing or changed on disk), with the events it leaves incomplete, "
         "and the violations central refused for good. Exits 1 when there is broken "
-        "evidence or the disk alarm is on. `outbox refused ...` acts on the refused ones.",
+        "evidence or the disk alarm is on. `outbox refused ...` acts on the refused ones;"
+        " `outbox receipted resend` sends receipted ones again.",
     )
     # (also after a subcommand: `outbox refused export DIR --config FILE`)
     status.add_argument("--config", type=Path, help="YAML file with a delivery: section")
@@ -94,6 +95,43 @@ def register(edge_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="drop also those never exported (their event and evidence are lost)",
     )
     drop.set_defaults(func=_refused_drop)
+    receipted = outbox_sub.add_parser(
+        "receipted",
+        help="send again the violations central receipted (after central's restore)",
+        description="Violations central receipted are kept in the outbox for"
+        " receipted_retention_s (a day), then deleted. A central whose database was"
+        " restored from a backup no longer holds those it receipted after the backup:"
+        " send them again.",
+    )
+    receipted_sub = receipted.add_subparsers(
+        dest="receipted_command", metavar="SUBCOMMAND", required=True
+    )
+    resend = receipted_sub.add_parser(
+        "resend",
+        help="queue receipted violations for delivery again (a dry run without --yes)",
+        description="Queue for delivery again the violations central receipted at or after"
+        " --since (the receipt time the node recorded), and before --until, that the outbox"
+        " still holds. Central drops a copy of one it still holds and receipts it again."
+        " Their evidence files already uploaded are no longer on the node and are not sent"
+        " again. Without --yes, only says how many it would send. Safe while the node runs.",
+    )
+    resend.add_argument(
+        "--since",
+        required=True,
+        metavar="TIME",
+        help="ISO 8601 time with its zone, e.g. 2026-12-07T10:00+07:00 (the backup's time)",
+    )
+    resend.add_argument(
+        "--until", metavar="TIME", help="ISO 8601 time with its zone (default: now)"
+    )
+    resend.add_argument("--yes", action="store_true", help="queue them (else a dry run)")
+    resend.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="YAML file with a delivery: section",
+    )
+    resend.set_defaults(func=_receipted_resend)
 
 
 def _choose(parser: argparse.ArgumentParser, *, required: bool, default_all: bool = False) -> None:
@@ -221,6 +259,72 @@ def _refused_drop(args: argparse.Namespace) -> int:
         print(
             f"{dropped.left_on_disk} dropped evidence file(s) could not be removed yet (see"
             " the warnings): they are removed at the next `edge outbox` or start of the node"
+        )
+    return 0
+
+
+def _zoned_time(option: str, text: str) -> float:
+    """An ISO 8601 time with its zone, as epoch seconds; a UserError (nothing changed)."""
+    from datetime import datetime
+
+    from roadwatch.errors import UserError
+
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(
+            f"{option} {text!r} is not an ISO 8601 time (e.g. 2026-12-07T10:00+07:00);"
+            " nothing was sent again"
+        ) from None
+    if at.tzinfo is None:
+        raise UserError(
+            f"{option} {text} has no zone: give it, e.g. {text}+07:00 or {text}Z;"
+            " nothing was sent again"
+        )
+    return at.timestamp()
+
+
+def _receipted_resend(args: argparse.Namespace) -> int:
+    from edge.outbox import utc_seconds
+    from roadwatch.errors import UserError
+
+    since = _zoned_time("--since", args.since)
+    until = None if args.until is None else _zoned_time("--until", args.until)
+    if until is not None and until <= since:
+        raise UserError(
+            f"--until {args.until} is not after --since {args.since}; nothing was sent again"
+        )
+    config, outbox = _existing_outbox(args)
+    with outbox:
+        resend = outbox.resend_receipted(since, until, dry_run=not args.yes)
+    kept_from = time.time() - config.outbox.receipted_retention_s
+    if since < kept_from:
+        print(
+            f"receipted violations are kept {config.outbox.receipted_retention_s:.0f} s"
+            f" (receipted_retention_s): those receipted before {utc_seconds(kept_from)} are"
+            " no longer on this node"
+        )
+    span = (
+        f", receipted from {utc_seconds(resend.first_receipted_at)} to"
+        f" {utc_seconds(resend.last_receipted_at)}"
+        if resend.first_receipted_at is not None and resend.last_receipted_at is not None
+        else ""
+    )
+    count = len(resend.event_ids)
+    if args.yes:
+        for event_id in resend.event_ids:
+            print(f"queued {event_id} for delivery again")
+        print(f"{count} receipted violation(s) queued again in {config.outbox.path}{span}")
+    else:
+        print(
+            f"would send {count} receipted violation(s) again from {config.outbox.path}{span}"
+            " (a dry run: add --yes to queue them)"
+        )
+    if count:
+        print(
+            f"  their evidence: {resend.evidence_on_node} file(s) not uploaded yet (sent as"
+            f" usual), {resend.evidence_uploaded} uploaded before and no longer on the node"
+            f" (not sent again), {resend.evidence_broken} broken"
         )
     return 0
 

@@ -14,7 +14,10 @@ a published event stays until it is receipted, so it can be sent again if centra
 confirms it. A published row's ``next_attempt_at`` is when it is sent again without a
 receipt (``receipt_timeout_s``, doubling per re-send up to ``receipt_timeout_cap_s``).
 Receipted rows are deleted after a retention period (``prune_receipted``), together with
-the records of uploaded blobs no remaining event lists.
+the records of uploaded blobs no remaining event lists. Until then the node's technician
+may queue them again (``resend_receipted``) for a central whose database was restored
+from a backup taken before it receipted them; their evidence files already uploaded are
+no longer here (deleted once uploaded), so only the event goes again.
 
 Each camera's fined no-stopping places (``put_fined_places``) are kept beside the events,
 outside the disk budget (a few rows per camera), for the next start; those of a camera
@@ -219,6 +222,11 @@ CREATE TRIGGER IF NOT EXISTS messages_receipted AFTER UPDATE OF state ON message
 WHEN OLD.state != 'receipted' AND NEW.state = 'receipted' BEGIN
     UPDATE usage SET used_bytes = used_bytes - length(OLD.payload) WHERE id = 1;
 END;
+-- (a receipted violation queued again: ``resend_receipted``)
+CREATE TRIGGER IF NOT EXISTS messages_unreceipted AFTER UPDATE OF state ON messages
+WHEN OLD.state = 'receipted' AND NEW.state != 'receipted' BEGIN
+    UPDATE usage SET used_bytes = used_bytes + length(NEW.payload) WHERE id = 1;
+END;
 -- (a payload signed again, e.g. with a new key, may be longer or shorter than before)
 CREATE TRIGGER IF NOT EXISTS messages_resigned AFTER UPDATE OF payload ON messages
 WHEN OLD.state != 'receipted' AND NEW.state != 'receipted' BEGIN
@@ -395,6 +403,22 @@ class DroppedRefused:
     freed_bytes: int
     # those of them still on disk (their delete refused): removed at the next open or drop
     left_on_disk: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptedResend:
+    """The receipted violations ``Outbox.resend_receipted`` queued again (or, in a dry
+    run, would queue), oldest receipt first, and their evidence as it stands here."""
+
+    event_ids: tuple[str, ...]
+    first_receipted_at: float | None  # the span of their receipt times (None: none found)
+    last_receipted_at: float | None
+    # evidence files not uploaded yet (still here): uploaded as usual
+    evidence_on_node: int
+    # evidence files uploaded before, and so deleted here: not sent again
+    evidence_uploaded: int
+    # evidence files missing or changed on disk (``broken``): never sent
+    evidence_broken: int
 
 
 class RefusedAction(NamedTuple):
@@ -1096,6 +1120,56 @@ class Outbox:
                 " (SELECT 1 FROM event_blobs e WHERE e.sha256 = blobs.sha256)"
             ).rowcount
         return len(ids), blobs
+
+    def resend_receipted(
+        self, since: float, until: float | None = None, *, dry_run: bool = False
+    ) -> ReceiptedResend:
+        """Queue again for delivery, as new, the violations central receipted at or after
+        ``since`` (and before ``until``; epoch seconds, the receipt time recorded here)
+        that this outbox still holds (``prune_receipted`` deletes them after the
+        retention period): for a central whose database was restored from a backup taken
+        before it receipted them. Central drops a copy of one it still holds and receipts it
+        again. With ``dry_run`` nothing is changed: what would be queued is returned.
+
+        Their evidence files already uploaded are no longer here (``mark_blob_uploaded``
+        deletes them): only the event is sent again, and central has that evidence only
+        if it still records the blob. Evidence not uploaded yet goes as usual."""
+        chosen = "kind = 'violation' AND state = 'receipted' AND receipted_at >= ?"
+        bounds: tuple[float, ...] = (since,)
+        if until is not None:
+            chosen += " AND receipted_at < ?"
+            bounds = (since, until)
+        # (one transaction: the running node may receipt, prune or publish meanwhile)
+        with self._lock, self._transaction():
+            rows = self._db.execute(
+                f"SELECT id, receipted_at FROM messages WHERE {chosen} ORDER BY receipted_at, id",
+                bounds,
+            ).fetchall()
+            evidence = dict(
+                self._db.execute(
+                    "SELECT b.state, COUNT(DISTINCT b.sha256) FROM event_blobs e"
+                    " JOIN blobs b ON b.sha256 = e.sha256"
+                    f" WHERE e.event_id IN (SELECT id FROM messages WHERE {chosen})"
+                    " GROUP BY b.state",
+                    bounds,
+                ).fetchall()
+            )
+            if rows and not dry_run:
+                self._db.execute(
+                    "UPDATE messages SET state = 'pending', attempts = 0, next_attempt_at = 0,"
+                    f" receipted_at = NULL, last_error = NULL, retried_unsent = 0 WHERE {chosen}",
+                    bounds,
+                )
+        if rows and not dry_run:
+            log.warning("%d receipted violation(s) queued for delivery again", len(rows))
+        return ReceiptedResend(
+            event_ids=tuple(r[0] for r in rows),
+            first_receipted_at=rows[0][1] if rows else None,
+            last_receipted_at=rows[-1][1] if rows else None,
+            evidence_on_node=evidence.get(BlobState.PENDING, 0),
+            evidence_uploaded=evidence.get(BlobState.UPLOADED, 0),
+            evidence_broken=evidence.get(BlobState.BROKEN, 0),
+        )
 
     def record_publish_failure(self, ids: Iterable[str], error: str) -> None:
         """A publish got no PUBACK in time: try again after an exponential back-off."""
