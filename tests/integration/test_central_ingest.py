@@ -763,6 +763,78 @@ def test_a_forged_violation_is_refused_for_good_and_taken_once_retried_after_its
     assert rows == [("forged", 1)]  # (its statuses, signed with the new key, are there too)
 
 
+def test_violations_central_lost_in_a_restore_are_sent_again_by_the_technician(
+    central_db: CentralDb,
+    central_settings: Settings,
+    mqtt_broker: BrokerAddress,
+    make_node: Callable[..., NodeIdentity],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Central receipted two violations; its database is then restored from a backup
+    taken before it took one of them (its row deleted here), while the node keeps both
+    receipted and sends them no more. On the running node, `edge outbox receipted
+    resend --since` queues both again: central takes the lost one again and drops the
+    one it still holds as a duplicate, receipting both, each held once."""
+    from edge.delivery_service import DeliveryService
+    from roadwatch.cli import main
+
+    node = make_node()
+    settings = ingest_settings(central_settings, mqtt_broker, node.site)
+    config = _delivery(node, mqtt_broker, tmp_path, receipt_timeout_s=0.5, receipt_timeout_cap_s=1)
+    config_file = tmp_path / "site.yaml"
+    config_file.write_text(
+        f"delivery:\n  site: {node.site}\n  node: {node.node}\n"
+        f"  key_path: {tmp_path / 'unused.key'}\n  outbox:\n    path: {config.outbox.path}\n",
+        encoding="utf-8",
+    )
+    kept, lost = signed_event(node, evidence=[]), signed_event(node, evidence=[])
+    backup_time = datetime.now(UTC) - timedelta(seconds=1)
+    service = DeliveryService.from_config(config, key=node.key)
+    for event in (kept, lost):
+        service.outbox.put_violation(event, [])
+    resend = ["edge", "outbox", "receipted", "resend", "--since", backup_time.isoformat()]
+    try:
+        with IngestService(settings, central_db.engine) as ingest:
+            assert ingest.wait_ready(10), "ingest did not subscribe"
+            service.start()
+            wait_for("the receipts", lambda: service.outbox.stats().receipted == 2)
+            # Central's database restored from the backup: the lost one's row is gone.
+            with central_db.engine.begin() as conn:
+                [vid] = conn.execute(
+                    select(Violation.id).where(Violation.event_id == lost.event_id)
+                ).scalars()
+                conn.execute(text("DELETE FROM violations WHERE id = :id"), {"id": vid})
+                if central_db.engine.dialect.name == "postgresql":
+                    conn.execute(text("DELETE FROM violation_keys WHERE id = :id"), {"id": vid})
+            assert _count(central_db, Violation, node.site) == 1
+            # Several receipt time-outs later: the node sends nothing again by itself.
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert service.outbox.stats().receipted == 2
+            assert _count(central_db, Violation, node.site) == 1
+            assert main([*resend, "--config", str(config_file)]) == 0  # (a dry run)
+            assert "would send 2 receipted violation(s) again" in capsys.readouterr().out
+            assert service.outbox.stats().receipted == 2
+            assert main([*resend, "--yes", "--config", str(config_file)]) == 0
+            out = capsys.readouterr().out
+            assert "2 receipted violation(s) queued again" in out
+            wait_for("the violation back", lambda: _count(central_db, Violation, node.site) == 2)
+            wait_for("the receipts again", lambda: service.outbox.stats().receipted == 2)
+        stats = service.outbox.stats()
+    finally:
+        service.stop(timeout_s=5)
+    assert (stats.pending, stats.awaiting_receipt, stats.refused) == (0, 0, 0)
+    with central_db.session() as s:
+        held = s.execute(
+            select(Violation.event_id, func.count())
+            .where(Violation.site == node.site)
+            .group_by(Violation.event_id)
+        ).all()
+    assert sorted(held) == sorted([(kept.event_id, 1), (lost.event_id, 1)])
+
+
 @pytest.mark.parametrize("files_more", [True, False], ids=["files-more", "files-nothing-more"])
 def test_violations_refused_for_a_key_central_lacks_are_sent_again_once_it_holds_the_key(
     central_db: CentralDb,
