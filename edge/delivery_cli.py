@@ -122,7 +122,7 @@ def register(edge_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="ISO 8601 time with its zone, e.g. 2026-12-07T10:00+07:00 (the backup's time)",
     )
     resend.add_argument(
-        "--until", metavar="TIME", help="ISO 8601 time with its zone (default: now)"
+        "--until", metavar="TIME", help="ISO 8601 time with its zone (default: no bound)"
     )
     resend.add_argument("--yes", action="store_true", help="queue them (else a dry run)")
     resend.add_argument(
