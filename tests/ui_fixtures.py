@@ -391,7 +391,9 @@ class UiServer:
         signed = to_wire(sign(status, self.key))
         self._record([Message(node_topic(SITE, NODE, NodeTopic.STATUS), signed)])
 
-    def add_traffic(self, camera: str, minutes: list[datetime], base: int) -> None:
+    def add_traffic(self, camera: str, minutes: list[datetime], base: int, lanes: int = 1) -> None:
+        """A traffic report for each of ``minutes``, from ``lanes`` lanes (lane-1 …): the
+        vehicles of the n-th minute's lane k are ``traffic_vehicles(base, n, k)``."""
         messages = []
         for n, minute in enumerate(minutes):
             stats = TrafficStats(
@@ -401,14 +403,15 @@ class UiServer:
                 minute_start=minute,
                 lanes=[
                     LaneFlow(
-                        lane="lane-1",
+                        lane=f"lane-{k + 1}",
                         counts={
-                            VehicleClass.MOTORCYCLE: base + (n * 7) % 23,
+                            VehicleClass.MOTORCYCLE: base + (n * 7) % 23 + k,
                             VehicleClass.CAR: base // 3 + n % 5,
                         },
                         mean_speed_kmh=38.0 + n % 9,
                         occupancy=0.2,
                     )
+                    for k in range(lanes)
                 ],
             )
             topic = camera_topic(SITE, NODE, camera, CameraTopic.TRAFFIC)
@@ -451,6 +454,12 @@ class UiServer:
         r.raise_for_status()
         body: dict[str, Any] = r.json()
         return body
+
+
+def traffic_vehicles(base: int, n: int, lane: int = 0) -> int:
+    """The vehicles ``UiServer.add_traffic`` reports for its n-th minute in lane index
+    ``lane``."""
+    return base + (n * 7) % 23 + lane + base // 3 + n % 5
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:

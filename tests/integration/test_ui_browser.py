@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -53,6 +54,7 @@ from tests.ui_fixtures import (
     UiServer,
     browser,
     shot,
+    traffic_vehicles,
     ui_server,
     wait_until,
 )
@@ -135,7 +137,7 @@ def test_login_shows_the_queue_oldest_first_with_filters(
     assert ids.index(older) < ids.index(newer)
     shot(page, "02-queue")
     # Filters: camera, then type, then a time window.
-    page.get_by_label("Camera").select_option("mptv-km18")
+    page.get_by_label("Camera", exact=True).select_option("mptv-km18")
     page.get_by_role("button", name="Lọc", exact=True).click()
     rows = page.locator("#queue tbody tr")
     # Waited for as a whole: counting the rows at once could catch the table mid-render.
@@ -346,7 +348,7 @@ def test_each_role_sees_only_its_part(
     login(page, ui_server, "ioc")
     expect(page.get_by_role("heading", name="Trung tâm điều hành")).to_be_visible()
     nav = page.locator("#nav")
-    expect(nav.get_by_role("link")).to_have_text(["Trung tâm điều hành", "Thống kê"])
+    expect(nav.get_by_role("link")).to_have_text(["Trung tâm điều hành", "Thống kê", "Lưu lượng"])
     expect(page.locator("#act-confirm, #act-reject, #act-correct_plate")).to_have_count(0)
     page.goto(f"{ui_server.url}/ui/#/case/{vid}")
     expect(page.locator(".forbidden")).to_contain_text("không được mở trang này")
@@ -358,7 +360,7 @@ def test_each_role_sees_only_its_part(
     page = new_page(browser, errors)
     login(page, ui_server, "officer")
     expect(page.locator("#nav").get_by_role("link")).to_have_text(
-        ["Hồ sơ chờ xử lý", "Tra cứu hồ sơ"]
+        ["Hồ sơ chờ xử lý", "Tra cứu hồ sơ", "Lưu lượng"]
     )
     page.goto(f"{ui_server.url}/ui/#/users")
     expect(page.locator(".forbidden")).to_contain_text("Cán bộ xử lý")
@@ -816,6 +818,150 @@ def test_the_ioc_pages_traffic_flow_tells_no_data_from_an_empty_road(
             session.execute(delete(TrafficMinute).where(TrafficMinute.camera == "ql13-km31"))
 
 
+VN = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def vi_number(n: int) -> str:
+    """``n`` as the page writes it in Vietnamese: 4.321."""
+    return f"{n:,}".replace(",", ".")
+
+
+def test_the_traffic_page_is_in_the_menu_of_each_role_central_answers_it_for(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """The menu offers the traffic page to a role exactly when central answers that role
+    its statistics."""
+    for who in ("officer", "supervisor", "admin", "ioc"):
+        answered = ui_server.call(who, "GET", "/api/v1/stats/traffic?by=hour").status_code
+        assert answered in (200, 403), answered
+        page = new_page(browser, errors)
+        login(page, ui_server, who)
+        link = page.locator("#nav").get_by_role("link", name="Lưu lượng")
+        expect(link).to_have_count(1 if answered == 200 else 0)
+        page.context.close()
+
+
+def csv_link(page: Any) -> dict[str, list[str]]:
+    href = page.locator("#traffic-csv").get_attribute("href") or ""
+    assert urlsplit(href).path == "/api/v1/stats/traffic", href
+    return parse_qs(urlsplit(href).query)
+
+
+def test_the_traffic_page_shows_a_camera_day_by_hour_by_minute_and_per_lane(
+    browser: Any, ui_server: UiServer, errors: PageErrors
+) -> None:
+    """A day of one camera, in Vietnam time: by hour with its totals, an hour reported in
+    part and an hour with no report told apart; by minute over one hour and the whole day;
+    per lane; the download asks for exactly what is shown, and the link keeps the choices
+    through a reload."""
+    day = (datetime.now(VN) - timedelta(days=3)).date()
+    eight = datetime(day.year, day.month, day.day, 8, tzinfo=VN)
+    # 08:00-08:59 whole, 09:00-09:14 only, nothing from 10:00; two lanes.
+    minutes = [eight + timedelta(minutes=m) for m in range(75)]
+    camera, base = "mptv-km27", 10
+    ui_server.add_traffic(camera, minutes, base, lanes=2)
+    both = [traffic_vehicles(base, n) + traffic_vehicles(base, n, 1) for n in range(75)]
+
+    def slot(at: datetime) -> str:
+        return f"#traffic-table tr[data-slot='{at.astimezone(UTC):%Y-%m-%dT%H}']"
+
+    page = new_page(browser, errors)
+    try:
+        login(page, ui_server, "ioc")
+        page.locator("#nav").get_by_role("link", name="Lưu lượng").click()
+        expect(page.get_by_role("heading", name="Lưu lượng giao thông")).to_be_visible()
+        page.get_by_label("Camera", exact=True).select_option(camera)
+        page.get_by_label("Ngày").fill(day.isoformat())
+        page.get_by_role("button", name="Xem").click()
+        expect(page).to_have_url(re.compile(rf"#/traffic\?camera={camera}&day={day}&by=hour$"))
+        expect(page.locator(slot(eight))).to_contain_text(vi_number(sum(both[:60])))
+        expect(page.locator(slot(eight))).to_contain_text("60")
+        nine = page.locator(slot(eight + timedelta(hours=1)))
+        expect(nine).to_contain_text(vi_number(sum(both[60:])))
+        expect(nine).to_contain_text("15/60")
+        ten = page.locator(slot(eight + timedelta(hours=2)))
+        expect(ten).to_have_class("gap")
+        expect(ten).to_contain_text("không có dữ liệu")
+        expect(page.locator("#traffic-table tbody tr")).to_have_count(24)
+        chart = page.locator("#traffic-chart")
+        expect(chart).to_contain_text(f"{camera}: {vi_number(sum(both))} phương tiện")
+        expect(chart.locator("g.gap")).to_have_count(22)
+        expect(chart.locator("g.partial")).to_have_count(1)
+        start, end = f"{day}T00:00:00+07:00", f"{day + timedelta(days=1)}T00:00:00+07:00"
+        assert csv_link(page) == {
+            "camera": [camera], "by": ["hour"], "from": [start], "to": [end],
+            "utc_offset": ["+07:00"], "format": ["csv"],
+        }  # fmt: skip
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Tải CSV").click()
+        rows = list(csv.DictReader(Path(download.value.path()).read_text("utf-8").splitlines()))
+        assert [(r["bucket"], int(r["vehicles"])) for r in rows] == [
+            (f"{day}T08:00:00+07:00", sum(both[:60])),
+            (f"{day}T09:00:00+07:00", sum(both[60:])),
+        ]
+        shot(page, "16-traffic-by-hour")
+        # By minute over 09:00-09:59, per lane.
+        page.get_by_label("Chia theo").select_option("minute")
+        page.get_by_label("Giờ (khi xem theo phút)").select_option("09")
+        page.get_by_label("Theo từng làn").check()
+        page.get_by_role("button", name="Xem").click()
+        expect(page).to_have_url(re.compile(r"&by=minute&hour=09&per=lane$"))
+        nine_five = (eight + timedelta(hours=1, minutes=5)).astimezone(UTC)
+        cell = "#traffic-table tr[data-slot='{:%Y-%m-%dT%H:%M}'][data-lane='{}']".format
+        expect(page.locator(cell(nine_five, "lane-1"))).to_contain_text(
+            str(traffic_vehicles(base, 65))
+        )
+        expect(page.locator(cell(nine_five, "lane-2"))).to_contain_text(
+            str(traffic_vehicles(base, 65, 1))
+        )
+        expect(page.locator(cell(nine_five + timedelta(minutes=10), "lane-1"))).to_have_class("gap")
+        expect(page.locator("#traffic-table tbody tr")).to_have_count(120)
+        expect(page.locator("#traffic-lane-1")).to_contain_text("lane-1")
+        expect(page.locator("#traffic-lane-2 g.gap")).to_have_count(45)
+        assert csv_link(page) == {
+            "camera": [camera], "by": ["minute"], "per": ["lane"],
+            "from": [f"{day}T09:00:00+07:00"], "to": [f"{day}T10:00:00+07:00"],
+            "utc_offset": ["+07:00"], "format": ["csv"],
+        }  # fmt: skip
+        shot(page, "16b-traffic-by-minute-per-lane")
+        # A reload (or the link sent to a colleague) shows the same.
+        page.reload()
+        expect(page.locator(cell(nine_five, "lane-2"))).to_contain_text(
+            str(traffic_vehicles(base, 65, 1))
+        )
+        expect(page.get_by_label("Camera", exact=True)).to_have_value(camera)
+        expect(page.get_by_label("Ngày")).to_have_value(day.isoformat())
+        expect(page.get_by_label("Chia theo")).to_have_value("minute")
+        expect(page.get_by_label("Giờ (khi xem theo phút)")).to_have_value("09")
+        expect(page.get_by_label("Theo từng làn")).to_be_checked()
+        # The whole day by minute: central's most in one request.
+        page.get_by_label("Giờ (khi xem theo phút)").select_option("")
+        page.get_by_label("Theo từng làn").uncheck()
+        page.get_by_role("button", name="Xem").click()
+        expect(page).to_have_url(re.compile(rf"day={day}&by=minute$"))
+        expect(page.locator("#traffic-table tbody tr")).to_have_count(24 * 60)
+        expect(page.locator("#traffic-table tbody tr:not(.gap)")).to_have_count(75)
+        assert csv_link(page)["from"] == [start] and csv_link(page)["to"] == [end]
+        # What central refuses is said in words, in either language.
+        page.goto(f"{ui_server.url}/ui/#/traffic?camera=no-such-cam&day={day}")
+        expect(page.locator("#traffic-error")).to_have_text(
+            "Trung tâm chưa từng nhận tin từ camera no-such-cam: hãy chọn một camera trong"
+            " danh sách."
+        )
+        page.locator("#lang").click()
+        expect(page.locator("#traffic-error")).to_contain_text("never heard from camera")
+        # (central's 404 for it, as the page meant to ask)
+        assert [u for u in errors.not_found if "camera=no-such-cam" in u] == errors.not_found
+        errors.not_found.clear()
+        page.goto(f"{ui_server.url}/ui/#/traffic?camera={camera}&day=3-12-2026")
+        expect(page.locator("#traffic-error")).to_contain_text("is not a day")
+        page.locator("#lang").click()
+    finally:
+        page.context.close()
+        with transaction(session_factory(ui_server.engine)) as session:
+            session.execute(delete(TrafficMinute).where(TrafficMinute.camera == camera))
+
+
 def test_the_ioc_feed_says_no_plate_read_in_words(
     browser: Any, ui_server: UiServer, errors: PageErrors
 ) -> None:
@@ -911,7 +1057,9 @@ def test_the_language_switch(officer_page: Any, ui_server: UiServer) -> None:
     expect(page.locator("#facts")).to_contain_text(
         "km/h ± 1.1, at least 91.3 km/h (limit 80 km/h, 11.3 km/h over)"
     )
-    expect(page.locator("#nav").get_by_role("link")).to_have_text(["Review queue", "Find cases"])
+    expect(page.locator("#nav").get_by_role("link")).to_have_text(
+        ["Review queue", "Find cases", "Traffic"]
+    )
     # In English the node's English explanation leads; its Vietnamese is a click away.
     expect(page.locator("#explanation")).to_have_attribute("lang", "en")
     expect(page.locator("#explanation")).to_contain_text("car in lane 2 measured 92.4 ± 1.1 km/h")

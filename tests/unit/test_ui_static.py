@@ -18,7 +18,7 @@ LANGS = ("vi", "en")
 # The dictionary's sections; a quoted "section.name" in the script is a key.
 PREFIXES = (
     "app|nav|login|queue|search|case|deadlines|deadline|stats|users|ioc|help|reject|plate|final"
-    "|dialog|misc|error|nodes|cameras"
+    "|dialog|misc|error|nodes|cameras|traffic"
 )
 
 
@@ -56,6 +56,9 @@ def enum_keys() -> set[str]:
     keys |= {f"error.{code}" for code in REFUSALS}
     keys |= {f"nodes.state_{s}" for s in ("online", "offline", "unknown")}
     keys |= {f"final.{a}" for a in ("issue_notice", "close", "escalate")}
+    keys |= {f"traffic.{k}_{by}" for k in ("by", "axis") for by in ("hour", "minute")}
+    cols = ("time", "lane", "vehicles", "speed", "occupancy", "minutes")
+    keys |= {f"traffic.col.{c}" for c in cols}
     return keys
 
 

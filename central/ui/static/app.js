@@ -1,5 +1,6 @@
 /* Roadwatch web UI: review for traffic police, notices and statistics for supervisors,
-   users for administrators, and the read-only operations-centre (IOC) page.
+   users for administrators, the read-only operations-centre (IOC) page, and a camera's
+   traffic flow for every role.
    Plain JavaScript, no build step; every visible string comes from i18n/<lang>.json. */
 "use strict";
 
@@ -31,8 +32,10 @@
     users: { roles: ["admin"], nav: "nav.users", render: renderUsers },
     nodes: { roles: ["admin"], nav: "nav.nodes", render: renderNodes },
     cameras: { roles: ["supervisor", "admin"], nav: "nav.cameras", render: renderCameras },
+    // (every role central answers /stats/traffic for)
+    traffic: { roles: ["officer", "supervisor", "admin", "ioc"], nav: "nav.traffic", render: renderTraffic },
   };
-  const NAV_ORDER = ["queue", "search", "deadlines", "ioc", "stats", "users", "cameras", "nodes"];
+  const NAV_ORDER = ["queue", "search", "deadlines", "ioc", "stats", "traffic", "users", "cameras", "nodes"];
   const HOME = { officer: "queue", supervisor: "queue", admin: "users", ioc: "ioc" };
   const NODE_STATES = ["online", "offline", "silent", "unknown"];
 
@@ -1945,10 +1948,14 @@
 
   async function flowCsv(ev) {
     ev.preventDefault();
+    await downloadCsv(flowCsvPath(flowSince()));
+  }
+
+  async function downloadCsv(path) {
     try {
-      const r = await api(flowCsvPath(flowSince()), { raw: true });
+      const r = await api(path, { raw: true });
       const named = /filename="([^"]+)"/.exec(r.headers.get("Content-Disposition") || "");
-      await saveAs(r, named ? named[1] : "traffic.csv"); // (named for its range)
+      await saveAs(r, named ? named[1] : "roadwatch_traffic.csv"); // (named for its range)
     } catch (e) {
       if (e.status !== 401) banner(t("app.error", { detail: e.message }));
     }
@@ -2223,12 +2230,8 @@
       const camera = shared.has(buckets[0].camera) ? `${site}/${node}/${buckets[0].camera}` : buckets[0].camera;
       // (keyed by the bucket's hour in UTC, whatever offset central names it at)
       const byHour = Object.fromEntries(buckets.map((b) => [new Date(b.bucket).toISOString().slice(0, 13), b]));
-      const vehicles = buckets.reduce((s, b) => s + b.vehicles, 0);
-      const weighted = buckets.filter((b) => b.mean_speed_kmh != null);
-      const wsum = weighted.reduce((s, b) => s + b.vehicles, 0);
-      const speed = wsum ? `${fmtNum(weighted.reduce((s, b) => s + b.mean_speed_kmh * b.vehicles, 0) / wsum)} km/h` : t("ioc.no_speed");
       const items = hours.map((hr) => flowHour(hr, byHour[hr], now));
-      return vBarChart(`flow-${camera.replaceAll("/", "-")}`, t("ioc.flow_camera", { camera, vehicles: fmtNum(vehicles, 0), speed }), items,
+      return vBarChart(`flow-${camera.replaceAll("/", "-")}`, flowTitle(camera, buckets), items,
         { width: 300, height: 130, note: `(${t("ioc.flow_axis")})` });
     }), flowLegend());
   }
@@ -2240,13 +2243,18 @@
   // way: it is not due yet.)
   function flowHour(hr, bucket, now) {
     const start = Date.parse(`${hr}:00:00Z`);
-    const label = fmtHour(start);
-    const due = Math.max(0, Math.min(60, Math.floor((now - start) / 60000) - 1));
+    return flowSlot(start, 60, bucket, now, fmtHour(start), hr);
+  }
+
+  // A slot of ``span`` minutes from ``start`` (ms), drawn from its bucket as flowHour says.
+  function flowSlot(start, span, bucket, now, label, hour) {
+    const due = Math.max(0, Math.min(span, Math.floor((now - start) / 60000) - 1));
     const minutes = bucket?.minutes ?? 0;
     if (!bucket) {
-      return due ? { label, value: 0, hour: hr, gap: true, text: t("ioc.flow_no_data") } : { label, value: 0, hour: hr };
+      const gap = span === 60 ? "ioc.flow_no_data" : "traffic.no_data_minute";
+      return due ? { label, value: 0, hour, gap: true, due, text: t(gap) } : { label, value: 0, hour, due };
     }
-    const item = { label, value: bucket.vehicles, hour: hr };
+    const item = { label, value: bucket.vehicles, hour, due };
     if (minutes < due) {
       item.partial = true;
       item.text = t("ioc.flow_partial", { vehicles: fmtNum(bucket.vehicles, 0), minutes, of: due });
@@ -2254,10 +2262,141 @@
     return item;
   }
 
-  function flowLegend() {
+  // "{camera}: N vehicles, mean speed X km/h": the speed weighted by the vehicles counted.
+  function flowTitle(camera, buckets) {
+    const vehicles = buckets.reduce((s, b) => s + b.vehicles, 0);
+    const weighted = buckets.filter((b) => b.mean_speed_kmh != null);
+    const wsum = weighted.reduce((s, b) => s + b.vehicles, 0);
+    const speed = wsum ? `${fmtNum(weighted.reduce((s, b) => s + b.mean_speed_kmh * b.vehicles, 0) / wsum)} km/h` : t("ioc.no_speed");
+    return t("ioc.flow_camera", { camera, vehicles: fmtNum(vehicles, 0), speed });
+  }
+
+  function flowLegend(byMinute = false) {
     return h("p", { class: "flow-legend muted small" },
-      h("span", { class: "key key-gap", "aria-hidden": "true" }), " ", t("ioc.flow_legend_gap"), " · ",
-      h("span", { class: "key key-partial", "aria-hidden": "true" }), " ", t("ioc.flow_legend_partial"));
+      h("span", { class: "key key-gap", "aria-hidden": "true" }), " ", t(byMinute ? "traffic.legend_gap_minute" : "ioc.flow_legend_gap"),
+      byMinute ? null : [" · ", h("span", { class: "key key-partial", "aria-hidden": "true" }), " ", t("ioc.flow_legend_partial")]);
+  }
+
+  // ------------------------------------------------------------------ traffic
+
+  const HOUR_MS = 3600 * 1000;
+  // A time as Vietnam's wall clock with its offset: "2026-12-08T14:00:00+07:00".
+  const vnIso = (ms) => `${new Date(ms + 7 * HOUR_MS).toISOString().slice(0, 19)}${VN_OFFSET}`;
+  const fmtMinute = (ms) => new Intl.DateTimeFormat("en-GB", { timeZone: TZ, hour: "2-digit", minute: "2-digit", hour12: false }).format(ms);
+
+  // A camera as the page's link names it: its id, or site/node/camera where another node
+  // has a camera of that id.
+  function trafficKey(c, cameras) {
+    return cameras.filter((o) => o.camera === c.camera).length > 1 ? `${c.site}/${c.node}/${c.camera}` : c.camera;
+  }
+
+  // The choices the link keeps: a camera (the first listed by default), a Vietnam day
+  // (today by default), by hour, or by minute over one hour ("hour") or the whole day
+  // (central's most by minute in one request), and per lane or not.
+  function trafficChoices(params, cameras) {
+    const by = params.get("by") === "minute" ? "minute" : "hour";
+    const hour = params.get("hour") || "";
+    return {
+      camera: params.get("camera") || (cameras.length ? trafficKey(cameras[0], cameras) : ""),
+      day: params.get("day") || dateInput(new Date()),
+      by,
+      hour: by === "minute" && /^([01]\d|2[0-3])$/.test(hour) ? hour : "",
+      per: params.get("per") === "lane" ? "lane" : "",
+    };
+  }
+
+  // The statistics of the choices as JSON or, with ``format``, CSV: the page and its
+  // download read the same request.
+  function trafficPath(c, start, end, format) {
+    const [site, node, camera] = c.camera.includes("/") ? c.camera.split("/") : [null, null, c.camera];
+    return `/api/v1/stats/traffic${query({ site, node, camera, by: c.by, per: c.per, from: vnIso(start), to: vnIso(end), utc_offset: VN_OFFSET, format })}`;
+  }
+
+  async function renderTraffic(_arg, params) {
+    const gen = S.gen;
+    const cameras = await api("/api/v1/cameras");
+    const c = trafficChoices(params, cameras);
+    const start = /^\d{4}-\d\d-\d\d$/.test(c.day) ? Date.parse(`${c.day}T${c.hour || "00"}:00:00${VN_OFFSET}`) : NaN;
+    const end = start + (c.hour ? HOUR_MS : 24 * HOUR_MS);
+    let flow = null;
+    let error = !c.camera ? t("traffic.no_cameras") : Number.isNaN(start) ? t("traffic.bad_day", { day: c.day }) : "";
+    if (!error) {
+      try {
+        flow = await api(trafficPath(c, start, end));
+      } catch (e) {
+        if (e.name === "AbortError" || e.status === 401) throw e;
+        error = e.status === 404 ? t("traffic.unknown_camera", { camera: c.camera }) : t("app.error", { detail: e.message });
+      }
+    }
+    if (gen !== S.gen) return;
+    S.page = { kind: "traffic" };
+    const keys = cameras.map((o) => trafficKey(o, cameras));
+    const camSel = h("select", { id: "t-camera" },
+      keys.includes(c.camera) ? null : h("option", { value: c.camera, selected: true }, c.camera),
+      cameras.map((o, n) => h("option", { value: keys[n], selected: keys[n] === c.camera }, cameraName(o))));
+    const dayIn = h("input", { id: "t-day", type: "date", value: c.day, required: true });
+    const hourSel = h("select", { id: "t-hour", disabled: c.by !== "minute" }, h("option", { value: "" }, t("traffic.whole_day")),
+      Array.from({ length: 24 }, (_, n) => String(n).padStart(2, "0")).map((hh) =>
+        h("option", { value: hh, selected: hh === c.hour }, `${hh}:00–${hh}:59`)));
+    const bySel = h("select", { id: "t-by", onchange: () => { hourSel.disabled = bySel.value !== "minute"; } },
+      ["hour", "minute"].map((b) => h("option", { value: b, selected: b === c.by }, t(`traffic.by_${b}`))));
+    const perLane = h("input", { id: "t-lane", type: "checkbox", checked: c.per === "lane" });
+    const form = h("form", { class: "filters", onsubmit: (e) => {
+      e.preventDefault();
+      const minute = bySel.value === "minute";
+      go(`#/traffic${query({ camera: camSel.value, day: dayIn.value, by: bySel.value, hour: minute ? hourSel.value : "", per: perLane.checked ? "lane" : "" })}`);
+    } }, field("t-camera", t("queue.camera"), camSel), field("t-day", t("traffic.day"), dayIn),
+    field("t-by", t("traffic.by"), bySel), field("t-hour", t("traffic.hour"), hourSel),
+    h("label", { for: "t-lane", class: "check" }, perLane, t("traffic.per_lane")),
+    h("div", { class: "filter-buttons" }, h("button", { type: "submit", class: "primary" }, t("stats.apply"))));
+    main().replaceChildren(
+      h("div", { class: "page-head" }, h("h1", {}, t("traffic.title")), h("p", { class: "muted" }, t("stats.days_vn"))),
+      form,
+      error ? h("p", { class: "field-error", id: "traffic-error", role: "alert" }, error) : trafficView(c, flow, start, end));
+    focusHeading();
+  }
+
+  // A chart (one per lane, per lane) and a table of the choices' slots, each drawn as the
+  // IOC's flow is: a slot the camera reported nothing of is no data, not an empty road.
+  function trafficView(c, flow, start, end) {
+    const step = c.by === "hour" ? HOUR_MS : 60 * 1000;
+    const now = Date.now();
+    const lanes = new Map();
+    for (const b of flow.buckets) {
+      if (!lanes.has(b.lane ?? "")) lanes.set(b.lane ?? "", new Map());
+      lanes.get(b.lane ?? "").set(Date.parse(b.bucket), b);
+    }
+    if (!lanes.size) lanes.set("", new Map());
+    const slots = [];
+    for (let s = start; s < end; s += step) slots.push(s);
+    const charts = [];
+    const rows = slots.map(() => []);
+    for (const [lane, byStart] of lanes) {
+      const items = slots.map((s) => flowSlot(s, step / 60000, byStart.get(s), now,
+        c.by === "hour" ? fmtHour(s) : fmtMinute(s), new Date(s).toISOString().slice(0, c.by === "hour" ? 13 : 16)));
+      charts.push(vBarChart(lane ? `traffic-${lane}` : "traffic-chart", flowTitle(lane ? `${c.camera} · ${lane}` : c.camera, [...byStart.values()]),
+        items, { width: 900, height: 200, note: `(${t(`traffic.axis_${c.by}`)})` }));
+      items.forEach((item, n) => {
+        const b = byStart.get(slots[n]);
+        if (!b && !item.gap) return; // (not yet due)
+        rows[n].push(h("tr", { "data-slot": item.hour, "data-lane": lane || null, class: item.gap ? "gap" : null },
+          h("td", { class: "when" }, c.by === "hour" ? `${item.label}:00` : item.label), lane ? h("td", {}, lane) : null,
+          b ? [h("td", {}, fmtNum(b.vehicles, 0)),
+            h("td", {}, b.mean_speed_kmh == null ? t("ioc.no_speed") : `${fmtNum(b.mean_speed_kmh)} km/h`),
+            h("td", {}, `${fmtNum(b.mean_occupancy * 100)} %`), h("td", {}, item.partial ? `${b.minutes}/${item.due}` : fmtNum(b.minutes, 0))]
+            : h("td", { colspan: 4, class: "muted" }, item.text)));
+      });
+    }
+    const cols = ["time", ...(c.per ? ["lane"] : []), "vehicles", "speed", "occupancy", "minutes"];
+    return h("div", { class: "traffic" },
+      h("a", { href: trafficPath(c, start, end, "csv"), id: "traffic-csv", onclick: (ev) => {
+        ev.preventDefault();
+        downloadCsv(ev.currentTarget.getAttribute("href"));
+      } }, t("ioc.flow_csv")),
+      charts, flowLegend(c.by === "minute"),
+      h("table", { class: "grid", id: "traffic-table" },
+        h("thead", {}, h("tr", {}, cols.map((k) => h("th", { scope: "col" }, t(`traffic.col.${k}`))))),
+        h("tbody", {}, rows)));
   }
 
   // ------------------------------------------------------------------ start
