@@ -252,6 +252,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )  # fmt: skip
     case_export.set_defaults(func=_case_export)
 
+    evidence = csub.add_parser("evidence", help="the evidence store against the database")
+    esub = evidence.add_subparsers(dest="evidence_command", metavar="SUBCOMMAND", required=True)
+    reindex = esub.add_parser(
+        "reindex",
+        help="record the blobs the evidence store holds for incomplete violations"
+        " (after a restore of the database); a dry run without --yes",
+        description="For each violation whose evidence is not complete, finds the blobs it"
+        " lists that central has no record of, reads each back from the evidence store and"
+        " checks it against the listing (sha256, size, media type). Without --yes it only"
+        " counts them. With --yes it records those that check out, as an upload does, and"
+        " marks complete the violations whose evidence is then all there; audited. A copy"
+        " that does not match is named and left alone. Safe while serve and ingest run.",
+    )
+    reindex.add_argument("--yes", action="store_true", help="record them (default: a dry run)")
+    reindex.set_defaults(func=_evidence_reindex)
+
     audit = csub.add_parser("audit", help="check the audit log; sign checkpoints of its head")
     asub = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", required=True)
     checkpoint = asub.add_parser(
@@ -940,6 +956,54 @@ def _case_export(args: argparse.Namespace) -> int:
         print(f"left out: {gone['role']}: {gone['why']}")
     pub = settings.resolved_case_key.with_suffix(".pub")
     print(f"check it: roadwatch verify {out} --central-key {pub}")
+    return 0
+
+
+def _evidence_reindex(args: argparse.Namespace) -> int:
+    from central.db import session_factory, transaction
+    from central.evidence import EvidenceError, open_store
+    from central.evidence_reindex import damaged_line, reindex
+    from central.records import append_audit
+    from roadwatch.errors import UserError
+
+    settings, engine = _engine()
+    try:
+        store = open_store(settings)
+        store.check()
+        sessions = session_factory(engine)
+        try:
+            found = reindex(sessions, store, apply=args.yes)
+        except (EvidenceError, OSError) as exc:  # (unreachable, or a file it may not read)
+            raise UserError(
+                f"the evidence store: {exc}"
+                + (" (what was recorded before stays; run it again)" if args.yes else "")
+            ) from exc
+        if args.yes:
+            with transaction(sessions) as session:
+                append_audit(
+                    session, actor=cli_actor(), action="evidence_reindex",
+                    detail={"incomplete": found.incomplete, "missing": found.missing,
+                            "recorded": found.recorded, "completed": found.completed,
+                            "absent": found.absent,
+                            "damaged": [c.sha256 for c in found.damaged[:100]],
+                            "damaged_count": len(found.damaged)},
+                )  # fmt: skip
+    finally:
+        engine.dispose()
+    print(f"violations with evidence incomplete: {found.incomplete}")
+    print(f"blobs they list that central has no record of: {found.missing}")
+    print(f"  in the evidence store and intact: {found.intact}")
+    print(f"  in the evidence store but damaged: {len(found.damaged)}")
+    print(f"  not in the evidence store: {found.absent}")
+    for checked in found.damaged:
+        print(damaged_line(checked))
+    if args.yes:
+        print(
+            f"recorded {found.recorded} blobs; violations with their evidence complete"
+            f" now: {found.completed}"
+        )
+    else:
+        print(f"dry run: nothing recorded; --yes records the {found.intact} intact blobs")
     return 0
 
 
