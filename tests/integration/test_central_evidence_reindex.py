@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import secrets
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from central.db import session_factory, transaction
 from central.evidence import EvidenceStore, FilesystemStore, open_store
@@ -34,6 +35,7 @@ from tests.central_fixtures import (
     migrated_database,
     signed_event,
     store_events,
+    wait_for,
 )
 from tests.s3 import S3Server
 
@@ -261,4 +263,55 @@ def test_an_upload_of_the_same_blob_meanwhile_fails_neither(
     blobs, complete = _state(restored_db)
     assert blobs[uploaded.sha256] == (uploaded.size, uploaded.media_type.value, None)
     assert all(each.ref.sha256 in blobs for each in restored.intact)
+    assert complete == {restored.whole: True, restored.damaged: False, restored.absent: False}
+
+
+@pytest.mark.parametrize("restored_db", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("restored_settings", ["filesystem"], indirect=True)
+def test_a_run_that_meets_an_upload_in_flight_waits_for_it_and_both_succeed(
+    restored_db: CentralDb, restored_settings: Settings
+) -> None:
+    """An upload has recorded a blob and not yet committed when the run comes to record
+    the same one: the run waits for it (PostgreSQL's row lock), then takes the blob as
+    recorded; neither fails."""
+    from central.evidence_reindex import Reindexed, reindex
+
+    store = open_store(restored_settings)
+    restored = _restored(restored_db, store)
+    uploaded = restored.intact[1].ref
+    sessions = session_factory(restored_db.engine)
+    done: list[Reindexed | BaseException] = []
+
+    def run() -> None:
+        try:
+            done.append(reindex(sessions, store, apply=True))
+        except BaseException as exc:
+            done.append(exc)
+
+    with sessions() as upload, upload.begin():
+        record_blob(upload, sha256=uploaded.sha256, size=uploaded.size,
+                    media_type=uploaded.media_type.value, node_id=None)  # fmt: skip
+        xid = upload.scalar(text("SELECT pg_current_xact_id()::text"))
+        runner = threading.Thread(target=run)
+        runner.start()
+        with sessions() as watch:  # (on a timeout the upload rolls back: the run ends)
+            wait_for(
+                "the run to wait on the upload's insert",
+                lambda: bool(
+                    watch.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid'"
+                            " AND transactionid::text = :xid AND NOT granted"
+                        ),
+                        {"xid": xid},
+                    )
+                ),
+            )
+    runner.join(timeout=60)
+    assert not runner.is_alive()
+    [found] = done
+    assert isinstance(found, Reindexed), found
+    assert found.recorded == 3 and found.completed == 1
+    blobs, complete = _state(restored_db)
+    assert blobs[uploaded.sha256] == (uploaded.size, uploaded.media_type.value, None)
     assert complete == {restored.whole: True, restored.damaged: False, restored.absent: False}
