@@ -18,6 +18,7 @@ from pydantic import BeforeValidator, TypeAdapter
 from sqlalchemy import (
     ColumnElement,
     Float,
+    Integer,
     Result,
     Row,
     Select,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.types import JSON
 from starlette.types import Receive, Scope, Send
 
 from central.api import feed
@@ -73,6 +75,7 @@ from central.models import (
     utcnow,
 )
 from central.settings import UTC_OFFSET_PATTERN
+from roadwatch.contract.models import VehicleClass
 
 router = APIRouter(prefix="/api/v1", responses=PROTECTED)
 From = Annotated[IsoTime | None, Query(alias="from", description="Start, inclusive")]
@@ -113,8 +116,10 @@ def _as_csv(example: str) -> dict[int | str, dict[str, Any]]:
 
 VIOLATION_STATS_CSV = _as_csv("key,count\r\nred_light,12\r\nspeeding,30\r\n")
 FLOW_CSV = _as_csv(
-    "bucket,site,node,camera,vehicles,mean_speed_kmh,mean_occupancy,minutes\r\n"
-    "2026-11-23T14:00:00+07:00,ql13-km22,node-01,cam-01,1840,46.2,0.21,60\r\n"
+    "bucket,site,node,camera,vehicles,mean_speed_kmh,mean_occupancy,minutes,"
+    "car,motorcycle,bus,truck,bicycle,unknown\r\n"
+    "2026-11-23T14:00:00+07:00,ql13-km22,node-01,cam-01,1840,46.2,0.21,60,"
+    "312,1496,6,24,2,0\r\n"
 )
 
 
@@ -185,6 +190,15 @@ def time_bucket(session: Session, column: Any, by: str, utc_offset: str) -> Colu
     # (whole seconds first: SQLite reads the time in milliseconds, rounded, which would put
     # 23:59:59.9996 in the next day)
     return func.strftime(fmt, func.substr(column, 1, 19), f"{minutes:+d} minutes")
+
+
+def class_count(session: Session, column: Any, vehicle_class: VehicleClass) -> ColumnElement[int]:
+    """The vehicles of ``vehicle_class`` in ``column``, a JSON object of counts by class
+    (null where it has none of that class), on either database."""
+    if session.get_bind().dialect.name == "postgresql":
+        counted = func.json_extract_path_text(cast(column, JSON), vehicle_class.value)
+        return cast(counted, Integer)
+    return cast(func.json_extract(column, f"$.{vehicle_class.value}"), Integer)
 
 
 def seconds_into_minute(session: Session, column: Any) -> ColumnElement[float]:
@@ -303,7 +317,8 @@ def traffic_flow(
     answer: AnswerFormat = "json",
 ) -> TrafficFlow | Response:
     """Vehicles counted per camera (site, node, camera), or per lane of each camera with
-    `per=lane`, and minute, hour or day, with the vehicle-weighted mean speed, the
+    `per=lane`, and minute, hour or day, in all and by vehicle class (`counts`: only the
+    classes counted, summing to `vehicles`), with the vehicle-weighted mean speed, the
     time-weighted mean occupancy of its lanes (a part of a minute weighs the seconds it
     spans) and the minutes the camera (or lane) reported (a bucket with fewer minutes than
     it spans had its camera down part of the time; a period with none has no bucket). One
@@ -312,8 +327,10 @@ def traffic_flow(
     offset) within that span before `to`, so that the first bucket is whole. `node` names
     a node within its site (two sites may each have a `node-01`), so it needs `site`.
     With `format=csv` a row per bucket, its fields in the JSON's order (`lane` only with
-    `per=lane`). Either is sent as it is read, without a Content-Length: a day by minute
-    per lane of every camera is long."""
+    `per=lane`), `counts` written as a column per vehicle class, every class in the
+    contract's order (car, motorcycle, bus, truck, bicycle, unknown), 0 where none was
+    counted, so that the header is always the same. Either is sent as it is read, without
+    a Content-Length: a day by minute per lane of every camera is long."""
     if node is not None and site is None:
         raise query_refused("node", "a node is named within its site: give `site` with `node`")
     offset = utc_offset or state.settings.stats_utc_offset
@@ -344,6 +361,7 @@ def traffic_flow(
         occupied,
         func.sum(span),
         func.count(TrafficMinute.minute_start.distinct()),
+        *(func.sum(class_count(session, TrafficMinute.counts_json, c)) for c in FLOW_CLASSES),
     ).where(TrafficMinute.minute_start >= minute_from, TrafficMinute.minute_start < minute_to)
     if site:
         stmt = stmt.where(TrafficMinute.site == site)
@@ -357,7 +375,8 @@ def traffic_flow(
         heard_of(session, TrafficMinute, site, camera, node=node)
 
     if answer == "csv":
-        header = [name for name in FlowBucket.model_fields if per == "lane" or name != "lane"]
+        header = [name for name in FLOW_FIELDS if per == "lane" or name != "lane"]
+        header += [c.value for c in FLOW_CLASSES]
         filename = download_name(
             f"traffic_by-{by}" + ("_per-lane" if per == "lane" else ""),
             (site, node, camera),
@@ -385,24 +404,34 @@ def traffic_flow(
     )
 
 
-FLOW_FIELDS = tuple(FlowBucket.model_fields)
+# A bucket's fields but its counts by class, which CSV writes as a column per class of
+# FLOW_CLASSES (the contract's, in its order: every class, so that the header is the
+# same whatever the range counted).
+FLOW_FIELDS = tuple(name for name in FlowBucket.model_fields if name != "counts")
+FLOW_CLASSES = tuple(VehicleClass)
 FLOW_BUCKETS = TypeAdapter(list[FlowBucket])
 JSON_MEDIA_TYPE = "application/json"
 
 
 def _flow_bucket(row: Sequence[Any]) -> FlowBucket:
-    return FlowBucket(**dict(zip(FLOW_FIELDS, _flow_cells(row, True), strict=True)))
+    cells = _flow_cells(row, True)
+    fields = dict(zip(FLOW_FIELDS, cells[: len(FLOW_FIELDS)], strict=True))
+    by_class = zip(FLOW_CLASSES, cells[len(FLOW_FIELDS) :], strict=True)
+    return FlowBucket(**fields, counts={c: n for c, n in by_class if n})
 
 
 def _flow_cells(row: Sequence[Any], with_lane: bool) -> tuple[Any, ...]:
     """A row of the flow's query as a bucket's fields, in ``FlowBucket``'s order (its
-    lane left out unless ``with_lane``: None where the flow is per camera)."""
-    b, site, node, camera, *lane, n, w, sw, occ, seen, m = row
+    lane left out unless ``with_lane``: None where the flow is per camera), its counts
+    last as the vehicles of each class of ``FLOW_CLASSES`` (0 for a class not seen)."""
+    classes = len(row) - len(FLOW_CLASSES)
+    b, site, node, camera, *lane, n, w, sw, occ, seen, m = row[:classes]
     speed = round(float(w) / float(sw), 2) if w is not None and sw else None
     occupancy = round(float(occ) / float(seen), 4) if occ is not None and seen else 0.0
     head = (str(b), site, node, camera)
     lane_cell = (lane[0] if lane else None,) if with_lane else ()
-    return (*head, *lane_cell, int(n or 0), speed, occupancy, int(m))
+    by_class = (int(count or 0) for count in row[classes:])
+    return (*head, *lane_cell, int(n or 0), speed, occupancy, int(m), *by_class)
 
 
 def streamed(

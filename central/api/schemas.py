@@ -21,7 +21,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from central.workflow import Action, DeadlineState, Role, Status
-from roadwatch.contract.models import EventId
+from roadwatch.contract.models import EventId, VehicleClass
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{2,63}$"
 Username = Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]
@@ -599,6 +599,10 @@ class FlowBucket(BaseModel):
     minutes: int = Field(
         description="Minutes of the bucket the camera (or with `per=lane` its lane) reported"
     )
+    counts: dict[VehicleClass, int] = Field(
+        description="The vehicles of each class counted (the node's classes), in the"
+        " contract's order of the classes: only the classes counted, summing to `vehicles`"
+    )
 
 
 class TrafficFlow(BaseModel):
@@ -617,6 +621,13 @@ class TrafficFlow(BaseModel):
                             "mean_speed_kmh": 46.2,
                             "mean_occupancy": 0.21,
                             "minutes": 60,
+                            "counts": {
+                                "car": 312,
+                                "motorcycle": 1496,
+                                "bus": 6,
+                                "truck": 24,
+                                "bicycle": 2,
+                            },
                         }
                     ],
                     "from": "2026-11-23T07:00:00Z",

@@ -1343,6 +1343,7 @@ def test_statistics_and_traffic_flow(
             "mean_speed_kmh": 45.0,
             "mean_occupancy": 0.2,
             "minutes": 2,  # of the hour's 60: the camera reported two
+            "counts": {"car": 20, "motorcycle": 60},  # (likewise once)
         },
         {
             "bucket": "2026-11-23T14:00:00+07:00",
@@ -1353,6 +1354,7 @@ def test_statistics_and_traffic_flow(
             "mean_speed_kmh": 40.0,
             "mean_occupancy": 0.2,
             "minutes": 1,
+            "counts": {"car": 10, "motorcycle": 30},
         },
     ]
 

@@ -33,6 +33,8 @@ pytestmark = pytest.mark.integration
 MINUTE = datetime(2026, 11, 23, 7, 3, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
 DAY = {"from": "2026-11-23T00:00:00Z", "to": "2026-11-24T00:00:00Z"}
+# The CSV's columns of the vehicles of each class: every class, in the contract's order.
+CLASS_COLUMNS = ["car", "motorcycle", "bus", "truck", "bicycle", "unknown"]
 
 
 def part(node: NodeIdentity, counted_from: datetime | None, cars: int) -> TrafficStats:
@@ -71,6 +73,7 @@ def test_a_minute_split_by_a_restart_keeps_both_parts_once(
     ).json()
     [bucket] = flow["buckets"]
     assert bucket["vehicles"] == 3 * 3 + 3 * 2  # both parts, each once
+    assert bucket["counts"] == {"car": 3 + 2, "motorcycle": 2 * 3 + 2 * 2}  # (likewise)
     assert bucket["minutes"] == 1  # (one minute reported, in two parts)
     assert bucket["mean_speed_kmh"] == 40.0
 
@@ -286,9 +289,12 @@ def test_minutes_stored_before_part_ends_ran_to_their_minutes_end(empty_database
         engine.dispose()
 
 
+_LANE_CLASS = {1: VehicleClass.CAR, 2: VehicleClass.MOTORCYCLE}
+
+
 def _minute_parts(node: NodeIdentity, camera: str = "cam-a") -> list[Message]:
-    """Two minutes of two lanes: the first whole; the second counted until 20 s in, and
-    again from 50 s in (a restart)."""
+    """Two minutes of two lanes, cars in lane-1 and motorcycles in lane-2: the first
+    whole; the second counted until 20 s in, and again from 50 s in (a restart)."""
     second = MINUTE + timedelta(minutes=1)
     # (minute, counted from, counted until, lane-1's cars, speed and occupancy, lane-2's)
     parts = [
@@ -308,7 +314,7 @@ def _minute_parts(node: NodeIdentity, camera: str = "cam-a") -> list[Message]:
             lanes=[
                 LaneFlow(
                     lane=f"lane-{n}",
-                    counts={VehicleClass.CAR: cars} if cars else {},
+                    counts={_LANE_CLASS[n]: cars} if cars else {},
                     mean_speed_kmh=speed,
                     occupancy=occupancy,
                 )
@@ -324,7 +330,10 @@ def _minute_parts(node: NodeIdentity, camera: str = "cam-a") -> list[Message]:
 def _flow(api: TestClient, accounts: dict[str, Account], **params: str) -> list[dict[str, Any]]:
     r = api.get("/api/v1/stats/traffic", headers=accounts["ioc"].headers, params=params)
     assert r.status_code == 200, r.text
-    return list(r.json()["buckets"])
+    buckets = list(r.json()["buckets"])
+    # (a bucket's vehicles are its counts by class, together)
+    assert [b["vehicles"] for b in buckets] == [sum(b["counts"].values()) for b in buckets]
+    return buckets
 
 
 def test_flow_by_minute_and_per_lane_weighs_each_lanes_parts_by_the_time_they_ran(
@@ -380,6 +389,85 @@ def test_flow_by_minute_and_per_lane_weighs_each_lanes_parts_by_the_time_they_ra
     # Minutes are named at the offset asked for, as hours are.
     utc = _flow(api, accounts, by="minute", utc_offset="+00:00", **site)
     assert [b["bucket"] for b in utc] == ["2026-11-23T07:03:00Z", "2026-11-23T07:04:00Z"]
+
+
+CAR, MOTORCYCLE, BUS, TRUCK, BICYCLE, UNKNOWN = VehicleClass
+# Two minutes of two lanes, the first in two parts (a restart 40 s in): each lane's
+# vehicles by class; a class said with none (a bicycle) was not counted.
+_BY_CLASS = [
+    (0, None, {CAR: 2, MOTORCYCLE: 5, BUS: 1}, {MOTORCYCLE: 7, BICYCLE: 0}),
+    (0, 40, {MOTORCYCLE: 3}, {}),
+    (1, None, {TRUCK: 1, UNKNOWN: 2}, {CAR: 4, BICYCLE: 1}),
+]
+
+
+@pytest.mark.parametrize(
+    ("params", "buckets"),
+    [
+        # (each bucket's lane, if per lane, and its counts in the order the answer gives)
+        (
+            {"by": "hour"},
+            [(None, {"car": 6, "motorcycle": 15, "bus": 1, "truck": 1, "bicycle": 1,
+                     "unknown": 2})],
+        ),
+        (
+            {"by": "minute"},
+            [(None, {"car": 2, "motorcycle": 15, "bus": 1}),
+             (None, {"car": 4, "truck": 1, "bicycle": 1, "unknown": 2})],
+        ),
+        (
+            {"by": "minute", "per": "lane"},
+            [("lane-1", {"car": 2, "motorcycle": 8, "bus": 1}), ("lane-2", {"motorcycle": 7}),
+             ("lane-1", {"truck": 1, "unknown": 2}), ("lane-2", {"car": 4, "bicycle": 1})],
+        ),
+        (
+            {"by": "day", "per": "lane"},
+            [("lane-1", {"car": 2, "motorcycle": 8, "bus": 1, "truck": 1, "unknown": 2}),
+             ("lane-2", {"car": 4, "motorcycle": 7, "bicycle": 1})],
+        ),
+    ],
+)  # fmt: skip
+def test_flow_counts_each_vehicle_class_summing_to_its_vehicles(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+    params: dict[str, str],
+    buckets: list[tuple[str | None, dict[str, int]]],
+) -> None:
+    node = make_node()
+    sent = []
+    for minute, began, *lanes in _BY_CLASS:
+        start = MINUTE + timedelta(minutes=minute)
+        stats = TrafficStats(
+            site=node.site,
+            node=node.node,
+            camera="cam-a",
+            minute_start=start,
+            counted_from=None if began is None else start + timedelta(seconds=began),
+            lanes=[LaneFlow(lane=f"lane-{n}", counts=c) for n, c in enumerate(lanes, 1)],
+        )
+        sent.append(
+            Message(node.topic("cam-a", CameraTopic.TRAFFIC), to_wire(sign(stats, node.key)))
+        )
+    with transaction(session_factory(central_db.engine)) as s:
+        assert record_batch(s, sent, KeyCache()).quarantined == {}
+    asked = {"site": node.site, **DAY, **params}
+    flow = _flow(api, accounts, **asked)
+    assert [(b.get("lane"), list(b["counts"].items())) for b in flow] == [
+        (lane, list(counts.items())) for lane, counts in buckets
+    ]
+    assert [b["vehicles"] for b in flow] == [sum(c.values()) for _, c in buckets]
+    # The CSV: a column per class, the same numbers, 0 for a class not counted.
+    r = api.get(
+        "/api/v1/stats/traffic", headers=accounts["ioc"].headers, params={**asked, "format": "csv"}
+    )
+    header, rows = _csv(r)
+    assert header[-len(CLASS_COLUMNS) :] == CLASS_COLUMNS
+    assert [[int(row[c]) for c in CLASS_COLUMNS] for row in rows] == [
+        [counts.get(c, 0) for c in CLASS_COLUMNS] for _, counts in buckets
+    ]
+    assert [int(row["vehicles"]) for row in rows] == [sum(c.values()) for _, c in buckets]
 
 
 def test_flow_by_minute_spans_at_most_a_day_and_refuses_odd_parameters(
@@ -469,11 +557,22 @@ def test_the_flows_schema_names_its_new_parameters_and_a_lane_never_null(api: Te
     bucket = spec["components"]["schemas"]["FlowBucket"]
     assert bucket["properties"]["lane"]["type"] == "string"  # (absent, never null)
     assert "lane" not in bucket["required"]
+    # Every bucket has its counts by class, named by the contract's classes.
+    counts = bucket["properties"]["counts"]
+    assert "counts" in bucket["required"] and counts["type"] == "object"
+    classes = counts["propertyNames"]["$ref"].removeprefix("#/components/schemas/")
+    assert spec["components"]["schemas"][classes]["enum"] == CLASS_COLUMNS
+    assert counts["additionalProperties"]["type"] == "integer"
 
 
 def _as_json_cells(buckets: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """The JSON's buckets as CSV writes them: every field text, null an empty cell."""
-    return [{k: "" if v is None else str(v) for k, v in b.items()} for b in buckets]
+    """The JSON's buckets as CSV writes them: every field text, null an empty cell, the
+    counts a column per class (0 for a class not counted)."""
+    return [
+        {k: "" if v is None else str(v) for k, v in b.items() if k != "counts"}
+        | {c: str(b["counts"].get(c, 0)) for c in CLASS_COLUMNS}
+        for b in buckets
+    ]
 
 
 def _csv(r: Any) -> tuple[list[str], list[dict[str, str]]]:
@@ -505,7 +604,7 @@ def test_flow_as_csv_is_the_json_answer_row_for_row(
         assert record_batch(s, sent, KeyCache()).quarantined == {}
     h = accounts["ioc"].headers
     lane_fields = ["bucket", "site", "node", "camera", "lane", "vehicles"]
-    lane_fields += ["mean_speed_kmh", "mean_occupancy", "minutes"]
+    lane_fields += ["mean_speed_kmh", "mean_occupancy", "minutes", *CLASS_COLUMNS]
     for params, fields, filename in (
         (
             {"by": "minute", "per": "lane"},
@@ -549,6 +648,11 @@ def test_flow_as_csv_is_the_json_answer_row_for_row(
         "lane-1",
     )
     assert rows[1]["lane"] == "lane-2" and rows[1]["mean_speed_kmh"] == ""
+    # A class counted in the bucket its number, every other class 0.
+    assert [(r["car"], r["motorcycle"], r["bus"]) for r in rows[:2]] == [
+        ("3", "0", "0"),
+        ("0", "6", "0"),
+    ]
 
 
 def test_flow_as_csv_is_refused_and_limited_as_the_json_is(
@@ -567,7 +671,9 @@ def test_flow_as_csv_is_refused_and_limited_as_the_json_is(
     # Known, with nothing in the range: the header alone.
     header, rows = _csv(flow(by="hour", **DAY))
     assert (header, rows) == (["bucket", "site", "node", "camera", "vehicles",
-                               "mean_speed_kmh", "mean_occupancy", "minutes"], [])  # fmt: skip
+                               "mean_speed_kmh", "mean_occupancy", "minutes",
+                               "car", "motorcycle", "bus", "truck", "bicycle", "unknown"],
+                              [])  # fmt: skip
     # A camera never heard of: a 404 in JSON, as without format.
     r = flow(by="hour", camera="cam-z", **DAY)
     assert r.status_code == 404 and "no camera 'cam-z'" in r.json()["detail"]
@@ -598,26 +704,35 @@ def test_the_statistics_schema_offers_csv(api: TestClient) -> None:
         assert content["text/csv"]["example"].startswith(("bucket,site,", "key,count"))
 
 
-# The flow's JSON as central wrote it whole, before it was streamed (the site "SITE"):
-# the same data must give the same bytes, on either database.
+# The flow's JSON as central wrote it whole, before it was streamed (the site "SITE"),
+# each bucket's counts by class after the fields it had before: the same data must give
+# the same bytes, on either database.
 _MINUTE_PER_LANE = (
     '{"by":"minute","from":"2026-11-23T00:00:00Z","to":"2026-11-24T00:00:00Z","buckets":['
     '{"bucket":"2026-11-23T14:03:00+07:00","site":"SITE","node":"node-01","camera":"cam-a",'
-    '"lane":"lane-1","vehicles":3,"mean_speed_kmh":40.0,"mean_occupancy":0.2,"minutes":1},'
+    '"lane":"lane-1","vehicles":3,"mean_speed_kmh":40.0,"mean_occupancy":0.2,"minutes":1,'
+    '"counts":{"car":3}},'
     '{"bucket":"2026-11-23T14:03:00+07:00","site":"SITE","node":"node-01","camera":"cam-a",'
-    '"lane":"lane-2","vehicles":6,"mean_speed_kmh":null,"mean_occupancy":0.6,"minutes":1},'
+    '"lane":"lane-2","vehicles":6,"mean_speed_kmh":null,"mean_occupancy":0.6,"minutes":1,'
+    '"counts":{"motorcycle":6}},'
     '{"bucket":"2026-11-23T14:03:00+07:00","site":"SITE","node":"node-01","camera":"cam-b",'
-    '"lane":"lane-1","vehicles":3,"mean_speed_kmh":40.0,"mean_occupancy":0.2,"minutes":1},'
+    '"lane":"lane-1","vehicles":3,"mean_speed_kmh":40.0,"mean_occupancy":0.2,"minutes":1,'
+    '"counts":{"car":3}},'
     '{"bucket":"2026-11-23T14:03:00+07:00","site":"SITE","node":"node-01","camera":"cam-b",'
-    '"lane":"lane-2","vehicles":6,"mean_speed_kmh":null,"mean_occupancy":0.6,"minutes":1},'
+    '"lane":"lane-2","vehicles":6,"mean_speed_kmh":null,"mean_occupancy":0.6,"minutes":1,'
+    '"counts":{"motorcycle":6}},'
     '{"bucket":"2026-11-23T14:04:00+07:00","site":"SITE","node":"node-01","camera":"cam-a",'
-    '"lane":"lane-1","vehicles":3,"mean_speed_kmh":40.0,"mean_occupancy":0.7,"minutes":1},'
+    '"lane":"lane-1","vehicles":3,"mean_speed_kmh":40.0,"mean_occupancy":0.7,"minutes":1,'
+    '"counts":{"car":3}},'
     '{"bucket":"2026-11-23T14:04:00+07:00","site":"SITE","node":"node-01","camera":"cam-a",'
-    '"lane":"lane-2","vehicles":4,"mean_speed_kmh":null,"mean_occupancy":0.2,"minutes":1},'
+    '"lane":"lane-2","vehicles":4,"mean_speed_kmh":null,"mean_occupancy":0.2,"minutes":1,'
+    '"counts":{"motorcycle":4}},'
     '{"bucket":"2026-11-23T14:04:00+07:00","site":"SITE","node":"node-01","camera":"cam-b",'
-    '"lane":"lane-1","vehicles":3,"mean_speed_kmh":40.0,"mean_occupancy":0.7,"minutes":1},'
+    '"lane":"lane-1","vehicles":3,"mean_speed_kmh":40.0,"mean_occupancy":0.7,"minutes":1,'
+    '"counts":{"car":3}},'
     '{"bucket":"2026-11-23T14:04:00+07:00","site":"SITE","node":"node-01","camera":"cam-b",'
-    '"lane":"lane-2","vehicles":4,"mean_speed_kmh":null,"mean_occupancy":0.2,"minutes":1}]}'
+    '"lane":"lane-2","vehicles":4,"mean_speed_kmh":null,"mean_occupancy":0.2,"minutes":1,'
+    '"counts":{"motorcycle":4}}]}'
 )
 _GOLDEN_FLOWS = [
     ({"by": "minute", "per": "lane"}, _MINUTE_PER_LANE),
@@ -625,15 +740,18 @@ _GOLDEN_FLOWS = [
         {"by": "hour"},
         '{"by":"hour","from":"2026-11-23T00:00:00Z","to":"2026-11-24T00:00:00Z","buckets":['
         '{"bucket":"2026-11-23T14:00:00+07:00","site":"SITE","node":"node-01","camera":"cam-a",'
-        '"vehicles":16,"mean_speed_kmh":40.0,"mean_occupancy":0.4167,"minutes":2},'
+        '"vehicles":16,"mean_speed_kmh":40.0,"mean_occupancy":0.4167,"minutes":2,'
+        '"counts":{"car":6,"motorcycle":10}},'
         '{"bucket":"2026-11-23T14:00:00+07:00","site":"SITE","node":"node-01","camera":"cam-b",'
-        '"vehicles":16,"mean_speed_kmh":40.0,"mean_occupancy":0.4167,"minutes":2}]}',
+        '"vehicles":16,"mean_speed_kmh":40.0,"mean_occupancy":0.4167,"minutes":2,'
+        '"counts":{"car":6,"motorcycle":10}}]}',
     ),
     (
         {"by": "day", "utc_offset": "+00:00", "camera": "cam-b"},
         '{"by":"day","from":"2026-11-23T00:00:00Z","to":"2026-11-24T00:00:00Z","buckets":['
         '{"bucket":"2026-11-23T00:00:00Z","site":"SITE","node":"node-01","camera":"cam-b",'
-        '"vehicles":16,"mean_speed_kmh":40.0,"mean_occupancy":0.4167,"minutes":2}]}',
+        '"vehicles":16,"mean_speed_kmh":40.0,"mean_occupancy":0.4167,"minutes":2,'
+        '"counts":{"car":6,"motorcycle":10}}]}',
     ),
     (
         {"by": "hour", "from": "2026-11-25T00:00:00Z", "to": "2026-11-26T00:00:00Z"},

@@ -9,6 +9,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from central.api.json_out import JsonEnvelope
 from central.api.schemas import FlowBucket, TrafficFlow
+from roadwatch.contract import VehicleClass
 
 AT = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 BUCKETS = TypeAdapter(list[FlowBucket])
@@ -25,7 +26,15 @@ def bucket(i: int, lane: str | None) -> FlowBucket:
         mean_speed_kmh=None if i % 2 else 40.0 + i / 7,  # (a null, and floats as written)
         mean_occupancy=round(i / 1e4, 4),
         minutes=1,
+        counts=counts(i),
     )
+
+
+def counts(vehicles: int) -> dict[VehicleClass, int]:
+    """``vehicles`` by class: none, cars alone, or a car and motorcycles."""
+    if vehicles % 2 or vehicles == 0:
+        return {VehicleClass.CAR: vehicles} if vehicles else {}
+    return {VehicleClass.CAR: 1, VehicleClass.MOTORCYCLE: vehicles - 1}
 
 
 @pytest.mark.parametrize(
@@ -49,6 +58,8 @@ def test_an_answer_in_chunks_is_the_bytes_of_the_whole_model(
     envelope = JsonEnvelope.of(whole.model_copy(update={"buckets": []}))
     written = list(envelope.chunks(iter(buckets), BUCKETS, per_chunk))
     assert b"".join(written) == whole.model_dump_json(by_alias=True).encode()
+    if n > 2:  # (a bucket's counts by class after its other fields, classes in order)
+        assert b'"minutes":1,"counts":{"car":1,"motorcycle":1}}' in b"".join(written)
     assert len(written) == chunks
     assert written[0].startswith(b'{"by":"minute","from":"2026-11-23T07:00:00Z"')
 
