@@ -404,10 +404,7 @@ class UiServer:
                 lanes=[
                     LaneFlow(
                         lane=f"lane-{k + 1}",
-                        counts={
-                            VehicleClass.MOTORCYCLE: base + (n * 7) % 23 + k,
-                            VehicleClass.CAR: base // 3 + n % 5,
-                        },
+                        counts=traffic_by_class(base, n, k),
                         mean_speed_kmh=38.0 + n % 9,
                         occupancy=0.2,
                     )
@@ -456,10 +453,19 @@ class UiServer:
         return body
 
 
+def traffic_by_class(base: int, n: int, lane: int = 0) -> dict[VehicleClass, int]:
+    """The vehicles of each class ``UiServer.add_traffic`` reports for its n-th minute in
+    lane index ``lane``: motorcycles and cars."""
+    return {
+        VehicleClass.MOTORCYCLE: base + (n * 7) % 23 + lane,
+        VehicleClass.CAR: base // 3 + n % 5,
+    }
+
+
 def traffic_vehicles(base: int, n: int, lane: int = 0) -> int:
     """The vehicles ``UiServer.add_traffic`` reports for its n-th minute in lane index
     ``lane``."""
-    return base + (n * 7) % 23 + lane + base // 3 + n % 5
+    return sum(traffic_by_class(base, n, lane).values())
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:

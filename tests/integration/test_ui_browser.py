@@ -33,6 +33,7 @@ from roadwatch.contract import (
     NodeState,
     NodeStatus,
     NodeTopic,
+    VehicleClass,
     ViolationType,
     node_topic,
     to_wire,
@@ -54,6 +55,7 @@ from tests.ui_fixtures import (
     UiServer,
     browser,
     shot,
+    traffic_by_class,
     traffic_vehicles,
     ui_server,
     wait_until,
@@ -861,6 +863,11 @@ def test_the_traffic_page_shows_a_camera_day_by_hour_by_minute_and_per_lane(
     camera, base = "mptv-km27", 10
     ui_server.add_traffic(camera, minutes, base, lanes=2)
     both = [traffic_vehicles(base, n) + traffic_vehicles(base, n, 1) for n in range(75)]
+    # (each minute's cars and motorcycles, both lanes together)
+    cars, motorcycles = (
+        [traffic_by_class(base, n)[c] + traffic_by_class(base, n, 1)[c] for n in range(75)]
+        for c in (VehicleClass.CAR, VehicleClass.MOTORCYCLE)
+    )
 
     def slot(at: datetime) -> str:
         return f"#traffic-table tr[data-slot='{at.astimezone(UTC):%Y-%m-%dT%H}']"
@@ -876,12 +883,21 @@ def test_the_traffic_page_shows_a_camera_day_by_hour_by_minute_and_per_lane(
         expect(page).to_have_url(re.compile(rf"#/traffic\?camera={camera}&day={day}&by=hour$"))
         expect(page.locator(slot(eight))).to_contain_text(vi_number(sum(both[:60])))
         expect(page.locator(slot(eight))).to_contain_text("60")
+        # A column per class counted, named in Vietnamese, in the contract's order (cars
+        # first), each slot's vehicles of that class; none for a class not counted.
+        expect(page.locator("#traffic-table thead th")).to_have_text(
+            ["Thời gian", "Số phương tiện", "Ô tô", "Xe máy", "Tốc độ trung bình",
+             "Độ chiếm dụng làn", "Số phút có báo"]
+        )  # fmt: skip
+        by_class = page.locator(slot(eight)).locator("td[data-class]")
+        expect(by_class).to_have_text([vi_number(sum(cars[:60])), vi_number(sum(motorcycles[:60]))])
         nine = page.locator(slot(eight + timedelta(hours=1)))
         expect(nine).to_contain_text(vi_number(sum(both[60:])))
         expect(nine).to_contain_text("15/60")
         ten = page.locator(slot(eight + timedelta(hours=2)))
         expect(ten).to_have_class("gap")
         expect(ten).to_contain_text("không có dữ liệu")
+        expect(ten.locator("td.muted")).to_have_attribute("colspan", "6")  # (to the row's end)
         expect(page.locator("#traffic-table tbody tr")).to_have_count(24)
         chart = page.locator("#traffic-chart")
         expect(chart).to_contain_text(f"{camera}: {vi_number(sum(both))} phương tiện")
@@ -899,6 +915,10 @@ def test_the_traffic_page_shows_a_camera_day_by_hour_by_minute_and_per_lane(
             (f"{day}T08:00:00+07:00", sum(both[:60])),
             (f"{day}T09:00:00+07:00", sum(both[60:])),
         ]
+        assert [(int(r["car"]), int(r["motorcycle"]), int(r["bus"])) for r in rows] == [
+            (sum(cars[:60]), sum(motorcycles[:60]), 0),
+            (sum(cars[60:]), sum(motorcycles[60:]), 0),
+        ]
         shot(page, "16-traffic-by-hour")
         # By minute over 09:00-09:59, per lane.
         page.get_by_label("Chia theo").select_option("minute")
@@ -913,6 +933,10 @@ def test_the_traffic_page_shows_a_camera_day_by_hour_by_minute_and_per_lane(
         )
         expect(page.locator(cell(nine_five, "lane-2"))).to_contain_text(
             str(traffic_vehicles(base, 65, 1))
+        )
+        counted = traffic_by_class(base, 65, 1)
+        expect(page.locator(cell(nine_five, "lane-2")).locator("td[data-class]")).to_have_text(
+            [str(counted[VehicleClass.CAR]), str(counted[VehicleClass.MOTORCYCLE])]
         )
         expect(page.locator(cell(nine_five + timedelta(minutes=10), "lane-1"))).to_have_class("gap")
         expect(page.locator("#traffic-table tbody tr")).to_have_count(120)

@@ -2356,6 +2356,18 @@
     focusHeading();
   }
 
+  // The vehicle classes a node counts apart, in the contract's order (central's order of
+  // a bucket's counts).
+  const VEHICLE_CLASSES = ["car", "motorcycle", "bus", "truck", "bicycle", "unknown"];
+
+  // The classes the answer counted any vehicle of, in the contract's order (one the page
+  // does not know yet after them, by its name): a column of the table each; a class no
+  // bucket counted has none.
+  function countedClasses(buckets) {
+    const seen = new Set(buckets.flatMap((b) => Object.keys(b.counts || {})));
+    return [...VEHICLE_CLASSES.filter((k) => seen.has(k)), ...[...seen].filter((k) => !VEHICLE_CLASSES.includes(k))];
+  }
+
   // A chart (one per lane, per lane) and a table of the choices' slots, each drawn as the
   // IOC's flow is: a slot the camera reported nothing of is no data, not an empty road.
   function trafficView(c, flow, start, end) {
@@ -2370,6 +2382,7 @@
     const slots = [];
     for (let s = start; s < end; s += step) slots.push(s);
     const charts = [];
+    const classes = countedClasses(flow.buckets);
     const rows = slots.map(() => []);
     for (const [lane, byStart] of lanes) {
       const items = slots.map((s) => flowSlot(s, step / 60000, byStart.get(s), now,
@@ -2382,12 +2395,16 @@
         rows[n].push(h("tr", { "data-slot": item.hour, "data-lane": lane || null, class: item.gap ? "gap" : null },
           h("td", { class: "when" }, c.by === "hour" ? `${item.label}:00` : item.label), lane ? h("td", {}, lane) : null,
           b ? [h("td", {}, fmtNum(b.vehicles, 0)),
+            classes.map((k) => h("td", { "data-class": k }, fmtNum((b.counts || {})[k] ?? 0, 0))),
             h("td", {}, b.mean_speed_kmh == null ? t("ioc.no_speed") : `${fmtNum(b.mean_speed_kmh)} km/h`),
             h("td", {}, `${fmtNum(b.mean_occupancy * 100)} %`), h("td", {}, item.partial ? `${b.minutes}/${item.due}` : fmtNum(b.minutes, 0))]
-            : h("td", { colspan: 4, class: "muted" }, item.text)));
+            : h("td", { colspan: 4 + classes.length, class: "muted" }, item.text)));
       });
     }
-    const cols = ["time", ...(c.per ? ["lane"] : []), "vehicles", "speed", "occupancy", "minutes"];
+    const head = (k) => h("th", { scope: "col" }, t(`traffic.col.${k}`));
+    const cols = [head("time"), c.per ? head("lane") : null, head("vehicles"),
+      classes.map((k) => h("th", { scope: "col", "data-class": k }, VEHICLE_CLASSES.includes(k) ? t(`vehicle.${k}`) : k)),
+      ["speed", "occupancy", "minutes"].map(head)];
     return h("div", { class: "traffic" },
       h("a", { href: trafficPath(c, start, end, "csv"), id: "traffic-csv", onclick: (ev) => {
         ev.preventDefault();
@@ -2395,7 +2412,7 @@
       } }, t("ioc.flow_csv")),
       charts, flowLegend(c.by === "minute"),
       h("table", { class: "grid", id: "traffic-table" },
-        h("thead", {}, h("tr", {}, cols.map((k) => h("th", { scope: "col" }, t(`traffic.col.${k}`))))),
+        h("thead", {}, h("tr", {}, cols)),
         h("tbody", {}, rows)));
   }
 
