@@ -130,6 +130,9 @@ def decode_ceiling(video: Path, threads: int, seconds: float) -> float:
     return _threads_rate(work, counts, stop, seconds, warm_up_s=1.0)
 
 
+FIRST_COUNT_WAIT_S = 60.0
+
+
 def _threads_rate(
     work: Callable[[int], None],
     counts: list[int],
@@ -139,11 +142,16 @@ def _threads_rate(
     warm_up_s: float,
 ) -> float:
     """Run ``work(i)`` in ``len(counts)`` threads, each adding to ``counts[i]``; after the
-    warm-up, the sum's rate over ``seconds``; then ``stop`` and join."""
+    warm-up (and once every thread has counted, within ``FIRST_COUNT_WAIT_S``: on a busy
+    machine opening may take longer), the sum's rate over ``seconds``; then ``stop`` and
+    join."""
     workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(counts))]
     for w in workers:
         w.start()
     time.sleep(warm_up_s)
+    deadline = time.monotonic() + FIRST_COUNT_WAIT_S
+    while min(counts) == 0 and time.monotonic() < deadline and all(w.is_alive() for w in workers):
+        time.sleep(0.05)
     before, started = sum(counts), time.monotonic()
     time.sleep(seconds)
     rate = (sum(counts) - before) / (time.monotonic() - started)

@@ -329,3 +329,22 @@ def test_the_host_timing_tracks_the_low_boxes_as_the_node_does(
     assert costs.tracking_ms > 0 and len(tracked) == 12
     ids = [t.tracker_id.tolist() if t.tracker_id is not None else [] for t in tracked]
     assert ids[1:] == [[ids[1][0]]] * 11  # confirmed on its second frame, then kept
+
+
+def test_a_ceilings_window_opens_once_every_thread_has_counted(density: ModuleType) -> None:
+    """Threads that take longer than the warm-up to open (a busy machine) are waited for:
+    the window counts their frames, not their opening."""
+    import threading
+
+    stop = threading.Event()
+    counts = [0, 0]
+
+    def work(i: int) -> None:
+        if stop.wait(0.3 * (i + 1)):  # (opening)
+            return
+        while not stop.is_set():
+            counts[i] += 1
+            time.sleep(0.001)
+
+    rate = density._threads_rate(work, counts, stop, 0.2, warm_up_s=0.0)
+    assert rate > 0 and min(counts) > 0
