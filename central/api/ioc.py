@@ -314,23 +314,31 @@ def traffic_flow(
     minute_from: From = None,
     minute_to: To = None,
     utc_offset: UtcOffset = None,
+    classes: Annotated[
+        bool,
+        Query(
+            description="Give the vehicles by class too (`counts`; the CSV a column per class):"
+            " they cost the database more to add up"
+        ),
+    ] = False,
     answer: AnswerFormat = "json",
 ) -> TrafficFlow | Response:
     """Vehicles counted per camera (site, node, camera), or per lane of each camera with
-    `per=lane`, and minute, hour or day, in all and by vehicle class (`counts`: only the
-    classes counted, summing to `vehicles`), with the vehicle-weighted mean speed, the
-    time-weighted mean occupancy of its lanes (a part of a minute weighs the seconds it
-    spans) and the minutes the camera (or lane) reported (a bucket with fewer minutes than
-    it spans had its camera down part of the time; a period with none has no bucket). One
-    request spans at most 24 hours by minute, 31 days by hour, 366 by day: without `to` it
-    ends now, without `from` it starts at the first whole minute, hour or day (at the
-    offset) within that span before `to`, so that the first bucket is whole. `node` names
-    a node within its site (two sites may each have a `node-01`), so it needs `site`.
-    With `format=csv` a row per bucket, its fields in the JSON's order (`lane` only with
-    `per=lane`), `counts` written as a column per vehicle class, every class in the
-    contract's order (car, motorcycle, bus, truck, bicycle, unknown), 0 where none was
-    counted, so that the header is always the same. Either is sent as it is read, without
-    a Content-Length: a day by minute per lane of every camera is long."""
+    `per=lane`, and minute, hour or day, in all and, with `classes=true`, by vehicle class
+    (`counts`: only the classes counted, summing to `vehicles`), with the vehicle-weighted
+    mean speed, the time-weighted mean occupancy of its lanes (a part of a minute weighs
+    the seconds it spans) and the minutes the camera (or lane) reported (a bucket with
+    fewer minutes than it spans had its camera down part of the time; a period with none
+    has no bucket). One request spans at most 24 hours by minute, 31 days by hour, 366 by
+    day: without `to` it ends now, without `from` it starts at the first whole minute,
+    hour or day (at the offset) within that span before `to`, so that the first bucket is
+    whole. `node` names a node within its site (two sites may each have a `node-01`), so
+    it needs `site`. With `format=csv` a row per bucket, its fields in the JSON's order
+    (`lane` only with `per=lane`), with `classes=true` `counts` written as a column per
+    vehicle class, every class in the contract's order (car, motorcycle, bus, truck,
+    bicycle, unknown), 0 where none was counted, so that the header is always the same.
+    Either is sent as it is read, without a Content-Length: a day by minute per lane of
+    every camera is long."""
     if node is not None and site is None:
         raise query_refused("node", "a node is named within its site: give `site` with `node`")
     offset = utc_offset or state.settings.stats_utc_offset
@@ -352,6 +360,9 @@ def traffic_flow(
     groups: list[Any] = [TrafficMinute.site, TrafficMinute.node, TrafficMinute.camera]
     if per == "lane":
         groups.append(TrafficMinute.lane)
+    # Each class is read out of every row's JSON: asked for only, as it costs the
+    # database many times the rest of the query.
+    by_class = FLOW_CLASSES if classes else ()
     stmt = select(
         bucket,
         *groups,
@@ -361,7 +372,7 @@ def traffic_flow(
         occupied,
         func.sum(span),
         func.count(TrafficMinute.minute_start.distinct()),
-        *(func.sum(class_count(session, TrafficMinute.counts_json, c)) for c in FLOW_CLASSES),
+        *(func.sum(class_count(session, TrafficMinute.counts_json, c)) for c in by_class),
     ).where(TrafficMinute.minute_start >= minute_from, TrafficMinute.minute_start < minute_to)
     if site:
         stmt = stmt.where(TrafficMinute.site == site)
@@ -376,7 +387,7 @@ def traffic_flow(
 
     if answer == "csv":
         header = [name for name in FLOW_FIELDS if per == "lane" or name != "lane"]
-        header += [c.value for c in FLOW_CLASSES]
+        header += [c.value for c in by_class]
         filename = download_name(
             f"traffic_by-{by}" + ("_per-lane" if per == "lane" else ""),
             (site, node, camera),
@@ -387,7 +398,9 @@ def traffic_flow(
         return streamed(
             state,
             stmt,
-            lambda rows: csv_chunks(header, (_flow_cells(row, per == "lane") for row in rows)),
+            lambda rows: csv_chunks(
+                header, (_flow_cells(row, per == "lane", by_class) for row in rows)
+            ),
             unknown_names,
             media_type=CSV_MEDIA_TYPE,
             headers=attachment(filename),
@@ -398,40 +411,49 @@ def traffic_flow(
     return streamed(
         state,
         stmt,
-        lambda rows: envelope.chunks(map(_flow_bucket, rows), FLOW_BUCKETS, ROWS_PER_CHUNK),
+        lambda rows: envelope.chunks(
+            (_flow_bucket(row, by_class) for row in rows), FLOW_BUCKETS, ROWS_PER_CHUNK
+        ),
         unknown_names,
         media_type=JSON_MEDIA_TYPE,
     )
 
 
-# A bucket's fields but its counts by class, which CSV writes as a column per class of
-# FLOW_CLASSES (the contract's, in its order: every class, so that the header is the
-# same whatever the range counted).
+# A bucket's fields but its counts by class, which CSV writes (when asked for) as a
+# column per class of FLOW_CLASSES (the contract's, in its order: every class, so that
+# the header is the same whatever the range counted).
 FLOW_FIELDS = tuple(name for name in FlowBucket.model_fields if name != "counts")
 FLOW_CLASSES = tuple(VehicleClass)
 FLOW_BUCKETS = TypeAdapter(list[FlowBucket])
 JSON_MEDIA_TYPE = "application/json"
 
 
-def _flow_bucket(row: Sequence[Any]) -> FlowBucket:
-    cells = _flow_cells(row, True)
+def _flow_bucket(row: Sequence[Any], by_class: Sequence[VehicleClass]) -> FlowBucket:
+    """A row of the flow's query as a bucket, with its counts of each class of
+    ``by_class`` if any (none: no ``counts``)."""
+    cells = _flow_cells(row, True, by_class)
     fields = dict(zip(FLOW_FIELDS, cells[: len(FLOW_FIELDS)], strict=True))
-    by_class = zip(FLOW_CLASSES, cells[len(FLOW_FIELDS) :], strict=True)
-    return FlowBucket(**fields, counts={c: n for c, n in by_class if n})
+    if not by_class:
+        return FlowBucket(**fields)
+    counted = zip(by_class, cells[len(FLOW_FIELDS) :], strict=True)
+    return FlowBucket(**fields, counts={c: n for c, n in counted if n})
 
 
-def _flow_cells(row: Sequence[Any], with_lane: bool) -> tuple[Any, ...]:
+def _flow_cells(
+    row: Sequence[Any], with_lane: bool, by_class: Sequence[VehicleClass]
+) -> tuple[Any, ...]:
     """A row of the flow's query as a bucket's fields, in ``FlowBucket``'s order (its
-    lane left out unless ``with_lane``: None where the flow is per camera), its counts
-    last as the vehicles of each class of ``FLOW_CLASSES`` (0 for a class not seen)."""
-    classes = len(row) - len(FLOW_CLASSES)
+    lane left out unless ``with_lane``: None where the flow is per camera), then the
+    vehicles of each class of ``by_class`` (0 for a class not seen), the query's last
+    columns."""
+    classes = len(row) - len(by_class)
     b, site, node, camera, *lane, n, w, sw, occ, seen, m = row[:classes]
     speed = round(float(w) / float(sw), 2) if w is not None and sw else None
     occupancy = round(float(occ) / float(seen), 4) if occ is not None and seen else 0.0
     head = (str(b), site, node, camera)
     lane_cell = (lane[0] if lane else None,) if with_lane else ()
-    by_class = (int(count or 0) for count in row[classes:])
-    return (*head, *lane_cell, int(n or 0), speed, occupancy, int(m), *by_class)
+    counted = (int(count or 0) for count in row[classes:])
+    return (*head, *lane_cell, int(n or 0), speed, occupancy, int(m), *counted)
 
 
 def streamed(

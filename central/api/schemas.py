@@ -599,9 +599,12 @@ class FlowBucket(BaseModel):
     minutes: int = Field(
         description="Minutes of the bucket the camera (or with `per=lane` its lane) reported"
     )
-    counts: dict[VehicleClass, int] = Field(
-        description="The vehicles of each class counted (the node's classes), in the"
-        " contract's order of the classes: only the classes counted, summing to `vehicles`"
+    counts: dict[VehicleClass, int] | SkipJsonSchema[None] = Field(
+        default=None,
+        exclude_if=lambda counts: counts is None,
+        description="With `classes=true`, the vehicles of each class counted (the node's"
+        " classes), in the contract's order of the classes: only the classes counted,"
+        " summing to `vehicles` (absent otherwise)",
     )
 
 

@@ -1329,9 +1329,8 @@ def test_statistics_and_traffic_flow(
     with transaction(session_factory(central_db.engine)) as s:
         result = record_batch(s, messages, KeyCache())
     assert result.quarantined == {}
-    flow = api.get(
-        "/api/v1/stats/traffic", headers=h, params={"site": node.site, "by": "hour", **day}
-    ).json()
+    asked = {"site": node.site, "by": "hour", "classes": "true", **day}
+    flow = api.get("/api/v1/stats/traffic", headers=h, params=asked).json()
     assert (flow["from"], flow["to"]) == ("2026-11-23T00:00:00Z", "2026-11-24T00:00:00Z")
     assert flow["buckets"] == [
         {

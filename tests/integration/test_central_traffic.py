@@ -69,7 +69,7 @@ def test_a_minute_split_by_a_restart_keeps_both_parts_once(
     flow = api.get(
         "/api/v1/stats/traffic",
         headers=accounts["ioc"].headers,
-        params={"site": node.site, "by": "hour", **DAY},
+        params={"site": node.site, "by": "hour", "classes": "true", **DAY},
     ).json()
     [bucket] = flow["buckets"]
     assert bucket["vehicles"] == 3 * 3 + 3 * 2  # both parts, each once
@@ -331,8 +331,10 @@ def _flow(api: TestClient, accounts: dict[str, Account], **params: str) -> list[
     r = api.get("/api/v1/stats/traffic", headers=accounts["ioc"].headers, params=params)
     assert r.status_code == 200, r.text
     buckets = list(r.json()["buckets"])
-    # (a bucket's vehicles are its counts by class, together)
-    assert [b["vehicles"] for b in buckets] == [sum(b["counts"].values()) for b in buckets]
+    if params.get("classes") == "true":  # (a bucket's vehicles are its counts by class)
+        assert [b["vehicles"] for b in buckets] == [sum(b["counts"].values()) for b in buckets]
+    else:  # (not asked for, not counted)
+        assert all("counts" not in b for b in buckets)
     return buckets
 
 
@@ -452,7 +454,7 @@ def test_flow_counts_each_vehicle_class_summing_to_its_vehicles(
         )
     with transaction(session_factory(central_db.engine)) as s:
         assert record_batch(s, sent, KeyCache()).quarantined == {}
-    asked = {"site": node.site, **DAY, **params}
+    asked = {"site": node.site, "classes": "true", **DAY, **params}
     flow = _flow(api, accounts, **asked)
     assert [(b.get("lane"), list(b["counts"].items())) for b in flow] == [
         (lane, list(counts.items())) for lane, counts in buckets
@@ -468,6 +470,16 @@ def test_flow_counts_each_vehicle_class_summing_to_its_vehicles(
         [counts.get(c, 0) for c in CLASS_COLUMNS] for _, counts in buckets
     ]
     assert [int(row["vehicles"]) for row in rows] == [sum(c.values()) for _, c in buckets]
+    # Not asked for: the same buckets without them, and no column of a class.
+    del asked["classes"]
+    assert _flow(api, accounts, **asked) == [
+        {k: v for k, v in b.items() if k != "counts"} for b in flow
+    ]
+    r = api.get(
+        "/api/v1/stats/traffic", headers=accounts["ioc"].headers, params={**asked, "format": "csv"}
+    )
+    header, rows = _csv(r)
+    assert header[-1] == "minutes" and not set(header) & set(CLASS_COLUMNS)
 
 
 def test_flow_by_minute_spans_at_most_a_day_and_refuses_odd_parameters(
@@ -557,9 +569,10 @@ def test_the_flows_schema_names_its_new_parameters_and_a_lane_never_null(api: Te
     bucket = spec["components"]["schemas"]["FlowBucket"]
     assert bucket["properties"]["lane"]["type"] == "string"  # (absent, never null)
     assert "lane" not in bucket["required"]
-    # Every bucket has its counts by class, named by the contract's classes.
+    # A bucket's counts by class (with `classes=true`: absent, never null, without),
+    # named by the contract's classes.
     counts = bucket["properties"]["counts"]
-    assert "counts" in bucket["required"] and counts["type"] == "object"
+    assert "counts" not in bucket["required"] and counts["type"] == "object"
     classes = counts["propertyNames"]["$ref"].removeprefix("#/components/schemas/")
     assert spec["components"]["schemas"][classes]["enum"] == CLASS_COLUMNS
     assert counts["additionalProperties"]["type"] == "integer"
@@ -567,10 +580,10 @@ def test_the_flows_schema_names_its_new_parameters_and_a_lane_never_null(api: Te
 
 def _as_json_cells(buckets: list[dict[str, Any]]) -> list[dict[str, str]]:
     """The JSON's buckets as CSV writes them: every field text, null an empty cell, the
-    counts a column per class (0 for a class not counted)."""
+    counts if any a column per class (0 for a class not counted)."""
     return [
         {k: "" if v is None else str(v) for k, v in b.items() if k != "counts"}
-        | {c: str(b["counts"].get(c, 0)) for c in CLASS_COLUMNS}
+        | {c: str(b["counts"].get(c, 0)) for c in CLASS_COLUMNS if "counts" in b}
         for b in buckets
     ]
 
@@ -604,16 +617,21 @@ def test_flow_as_csv_is_the_json_answer_row_for_row(
         assert record_batch(s, sent, KeyCache()).quarantined == {}
     h = accounts["ioc"].headers
     lane_fields = ["bucket", "site", "node", "camera", "lane", "vehicles"]
-    lane_fields += ["mean_speed_kmh", "mean_occupancy", "minutes", *CLASS_COLUMNS]
+    lane_fields += ["mean_speed_kmh", "mean_occupancy", "minutes"]
     for params, fields, filename in (
+        (
+            {"by": "minute", "per": "lane", "classes": "true"},
+            [*lane_fields, *CLASS_COLUMNS],
+            f"traffic_by-minute_per-lane_{node.site}_2026-11-23T0700+0700_2026-11-24T0700+0700",
+        ),
         (
             {"by": "minute", "per": "lane"},
             lane_fields,
             f"traffic_by-minute_per-lane_{node.site}_2026-11-23T0700+0700_2026-11-24T0700+0700",
         ),
         (
-            {"by": "hour", "camera": "cam-b"},
-            [f for f in lane_fields if f != "lane"],
+            {"by": "hour", "camera": "cam-b", "classes": "true"},
+            [f for f in [*lane_fields, *CLASS_COLUMNS] if f != "lane"],
             f"traffic_by-hour_{node.site}_cam-b_2026-11-23T0700+0700_2026-11-24T0700+0700",
         ),
         (
@@ -635,13 +653,8 @@ def test_flow_as_csv_is_the_json_answer_row_for_row(
         assert r.headers["content-disposition"] == f'attachment; filename="{filename}.csv"'
         assert "content-length" not in r.headers  # (sent as it is read)
     # Times as in the JSON, at the offset asked for; a null speed an empty cell.
-    _, rows = _csv(
-        api.get(
-            "/api/v1/stats/traffic",
-            headers=h,
-            params={"site": node.site, "by": "minute", "per": "lane", "format": "csv", **DAY},
-        )
-    )
+    asked = {"site": node.site, "by": "minute", "per": "lane", "classes": "true", **DAY}
+    _, rows = _csv(api.get("/api/v1/stats/traffic", headers=h, params={**asked, "format": "csv"}))
     assert (rows[0]["bucket"], rows[0]["camera"], rows[0]["lane"]) == (
         "2026-11-23T14:03:00+07:00",
         "cam-a",
@@ -668,12 +681,11 @@ def test_flow_as_csv_is_refused_and_limited_as_the_json_is(
         asked = {"site": node.site, "format": "csv", **params}
         return api.get("/api/v1/stats/traffic", headers=h, params=asked)
 
-    # Known, with nothing in the range: the header alone.
-    header, rows = _csv(flow(by="hour", **DAY))
-    assert (header, rows) == (["bucket", "site", "node", "camera", "vehicles",
-                               "mean_speed_kmh", "mean_occupancy", "minutes",
-                               "car", "motorcycle", "bus", "truck", "bicycle", "unknown"],
-                              [])  # fmt: skip
+    # Known, with nothing in the range: the header alone (a column per class if asked).
+    fields = ["bucket", "site", "node", "camera", "vehicles", "mean_speed_kmh",
+              "mean_occupancy", "minutes"]  # fmt: skip
+    assert _csv(flow(by="hour", **DAY)) == (fields, [])
+    assert _csv(flow(by="hour", classes="true", **DAY)) == ([*fields, *CLASS_COLUMNS], [])
     # A camera never heard of: a 404 in JSON, as without format.
     r = flow(by="hour", camera="cam-z", **DAY)
     assert r.status_code == 404 and "no camera 'cam-z'" in r.json()["detail"]
@@ -704,10 +716,53 @@ def test_the_statistics_schema_offers_csv(api: TestClient) -> None:
         assert content["text/csv"]["example"].startswith(("bucket,site,", "key,count"))
 
 
-# The flow's JSON as central wrote it whole, before it was streamed (the site "SITE"),
-# each bucket's counts by class after the fields it had before: the same data must give
-# the same bytes, on either database.
+# The flow's JSON as central wrote it whole, before it was streamed (the site "SITE"):
+# the same data must give the same bytes, on either database, unless asked for the
+# vehicles by class.
 _MINUTE_PER_LANE = (
+    '{"by":"minute","from":"2026-11-23T00:00:00Z","to":"2026-11-24T00:00:00Z","buckets":['
+    '{"bucket":"2026-11-23T14:03:00+07:00","site":"SITE","node":"node-01","camera":"cam-a",'
+    '"lane":"lane-1","vehicles":3,"mean_speed_kmh":40.0,"mean_occupancy":0.2,"minutes":1},'
+    '{"bucket":"2026-11-23T14:03:00+07:00","site":"SITE","node":"node-01","camera":"cam-a",'
+    '"lane":"lane-2","vehicles":6,"mean_speed_kmh":null,"mean_occupancy":0.6,"minutes":1},'
+    '{"bucket":"2026-11-23T14:03:00+07:00","site":"SITE","node":"node-01","camera":"cam-b",'
+    '"lane":"lane-1","vehicles":3,"mean_speed_kmh":40.0,"mean_occupancy":0.2,"minutes":1},'
+    '{"bucket":"2026-11-23T14:03:00+07:00","site":"SITE","node":"node-01","camera":"cam-b",'
+    '"lane":"lane-2","vehicles":6,"mean_speed_kmh":null,"mean_occupancy":0.6,"minutes":1},'
+    '{"bucket":"2026-11-23T14:04:00+07:00","site":"SITE","node":"node-01","camera":"cam-a",'
+    '"lane":"lane-1","vehicles":3,"mean_speed_kmh":40.0,"mean_occupancy":0.7,"minutes":1},'
+    '{"bucket":"2026-11-23T14:04:00+07:00","site":"SITE","node":"node-01","camera":"cam-a",'
+    '"lane":"lane-2","vehicles":4,"mean_speed_kmh":null,"mean_occupancy":0.2,"minutes":1},'
+    '{"bucket":"2026-11-23T14:04:00+07:00","site":"SITE","node":"node-01","camera":"cam-b",'
+    '"lane":"lane-1","vehicles":3,"mean_speed_kmh":40.0,"mean_occupancy":0.7,"minutes":1},'
+    '{"bucket":"2026-11-23T14:04:00+07:00","site":"SITE","node":"node-01","camera":"cam-b",'
+    '"lane":"lane-2","vehicles":4,"mean_speed_kmh":null,"mean_occupancy":0.2,"minutes":1}]}'
+)
+_GOLDEN_FLOWS = [
+    ({"by": "minute", "per": "lane"}, _MINUTE_PER_LANE),
+    (
+        {"by": "hour"},
+        '{"by":"hour","from":"2026-11-23T00:00:00Z","to":"2026-11-24T00:00:00Z","buckets":['
+        '{"bucket":"2026-11-23T14:00:00+07:00","site":"SITE","node":"node-01","camera":"cam-a",'
+        '"vehicles":16,"mean_speed_kmh":40.0,"mean_occupancy":0.4167,"minutes":2},'
+        '{"bucket":"2026-11-23T14:00:00+07:00","site":"SITE","node":"node-01","camera":"cam-b",'
+        '"vehicles":16,"mean_speed_kmh":40.0,"mean_occupancy":0.4167,"minutes":2}]}',
+    ),
+    (
+        {"by": "day", "utc_offset": "+00:00", "camera": "cam-b"},
+        '{"by":"day","from":"2026-11-23T00:00:00Z","to":"2026-11-24T00:00:00Z","buckets":['
+        '{"bucket":"2026-11-23T00:00:00Z","site":"SITE","node":"node-01","camera":"cam-b",'
+        '"vehicles":16,"mean_speed_kmh":40.0,"mean_occupancy":0.4167,"minutes":2}]}',
+    ),
+    (
+        {"by": "hour", "from": "2026-11-25T00:00:00Z", "to": "2026-11-26T00:00:00Z"},
+        '{"by":"hour","from":"2026-11-25T00:00:00Z","to":"2026-11-26T00:00:00Z","buckets":[]}',
+    ),
+]
+
+
+# With `classes=true`, each bucket's counts by class after the fields it had before.
+_MINUTE_PER_LANE_BY_CLASS = (
     '{"by":"minute","from":"2026-11-23T00:00:00Z","to":"2026-11-24T00:00:00Z","buckets":['
     '{"bucket":"2026-11-23T14:03:00+07:00","site":"SITE","node":"node-01","camera":"cam-a",'
     '"lane":"lane-1","vehicles":3,"mean_speed_kmh":40.0,"mean_occupancy":0.2,"minutes":1,'
@@ -734,10 +789,10 @@ _MINUTE_PER_LANE = (
     '"lane":"lane-2","vehicles":4,"mean_speed_kmh":null,"mean_occupancy":0.2,"minutes":1,'
     '"counts":{"motorcycle":4}}]}'
 )
-_GOLDEN_FLOWS = [
-    ({"by": "minute", "per": "lane"}, _MINUTE_PER_LANE),
+_GOLDEN_FLOWS += [
+    ({"by": "minute", "per": "lane", "classes": "true"}, _MINUTE_PER_LANE_BY_CLASS),
     (
-        {"by": "hour"},
+        {"by": "hour", "classes": "true"},
         '{"by":"hour","from":"2026-11-23T00:00:00Z","to":"2026-11-24T00:00:00Z","buckets":['
         '{"bucket":"2026-11-23T14:00:00+07:00","site":"SITE","node":"node-01","camera":"cam-a",'
         '"vehicles":16,"mean_speed_kmh":40.0,"mean_occupancy":0.4167,"minutes":2,'
@@ -747,15 +802,11 @@ _GOLDEN_FLOWS = [
         '"counts":{"car":6,"motorcycle":10}}]}',
     ),
     (
-        {"by": "day", "utc_offset": "+00:00", "camera": "cam-b"},
+        {"by": "day", "utc_offset": "+00:00", "camera": "cam-b", "classes": "true"},
         '{"by":"day","from":"2026-11-23T00:00:00Z","to":"2026-11-24T00:00:00Z","buckets":['
         '{"bucket":"2026-11-23T00:00:00Z","site":"SITE","node":"node-01","camera":"cam-b",'
         '"vehicles":16,"mean_speed_kmh":40.0,"mean_occupancy":0.4167,"minutes":2,'
         '"counts":{"car":6,"motorcycle":10}}]}',
-    ),
-    (
-        {"by": "hour", "from": "2026-11-25T00:00:00Z", "to": "2026-11-26T00:00:00Z"},
-        '{"by":"hour","from":"2026-11-25T00:00:00Z","to":"2026-11-26T00:00:00Z","buckets":[]}',
     ),
 ]
 
