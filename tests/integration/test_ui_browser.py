@@ -649,6 +649,7 @@ def test_ioc_page_live_status_and_feed(
     rows = list(csv.DictReader(Path(download.value.path()).read_text("utf-8").splitlines()))
     assert {r["camera"] for r in rows} >= {"ql13-km22", "mptv-km18"}
     assert all(r["bucket"].endswith(":00:00+07:00") and int(r["vehicles"]) >= 0 for r in rows)
+    assert "car" not in rows[0]  # (the totals alone: the page shows no class)
     # A new violation and a camera that stalls arrive over the live feed.
     vid = ui_server.add_case(camera="mptv-km18", type=ViolationType.SPEEDING, plate="61K-246.80")
     item = page.locator(f"#feed li[data-id='{vid}']")
@@ -757,6 +758,8 @@ def test_the_ioc_pages_traffic_flow_is_read_again_while_it_stays_open(
     """The page stays open on the centre's wall for hours: its last 24 hours of traffic
     follow what the cameras report, not the hours before it was opened."""
     page = new_page(browser, errors)
+    flows: list[str] = []
+    page.on("request", lambda r: flows.append(r.url) if "/stats/traffic" in r.url else None)
     page.clock.install()
     login(page, ui_server, "ioc")
     expect(page.locator("#flow-ql13-km22")).to_contain_text("phương tiện")
@@ -772,6 +775,9 @@ def test_the_ioc_pages_traffic_flow_is_read_again_while_it_stays_open(
     assert quiet.locator("svg rect.bar").evaluate_all(NONZERO_BARS) >= 1
     expect(page.locator("#flow-ql13-km22")).to_contain_text("phương tiện")
     expect(page.locator("#feed-state")).to_have_text("Trực tiếp")
+    # Each reading asks for the totals alone: the vehicles by class cost central more to
+    # add up, and the page shows none.
+    assert len(flows) >= 2 and not [u for u in flows if "classes" in parse_qs(urlsplit(u).query)]
     page.context.close()
 
 
@@ -906,7 +912,7 @@ def test_the_traffic_page_shows_a_camera_day_by_hour_by_minute_and_per_lane(
         start, end = f"{day}T00:00:00+07:00", f"{day + timedelta(days=1)}T00:00:00+07:00"
         assert csv_link(page) == {
             "camera": [camera], "by": ["hour"], "from": [start], "to": [end],
-            "utc_offset": ["+07:00"], "format": ["csv"],
+            "utc_offset": ["+07:00"], "classes": ["true"], "format": ["csv"],
         }  # fmt: skip
         with page.expect_download() as download:
             page.get_by_role("link", name="Tải CSV").click()
@@ -945,7 +951,7 @@ def test_the_traffic_page_shows_a_camera_day_by_hour_by_minute_and_per_lane(
         assert csv_link(page) == {
             "camera": [camera], "by": ["minute"], "per": ["lane"],
             "from": [f"{day}T09:00:00+07:00"], "to": [f"{day}T10:00:00+07:00"],
-            "utc_offset": ["+07:00"], "format": ["csv"],
+            "utc_offset": ["+07:00"], "classes": ["true"], "format": ["csv"],
         }  # fmt: skip
         shot(page, "16b-traffic-by-minute-per-lane")
         # A reload (or the link sent to a colleague) shows the same.

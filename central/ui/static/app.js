@@ -2306,10 +2306,11 @@
   }
 
   // The statistics of the choices as JSON or, with ``format``, CSV: the page and its
-  // download read the same request.
+  // download read the same request, the vehicles by class included (which central adds
+  // up only when asked: the IOC page, which shows none, does not ask).
   function trafficPath(c, start, end, format) {
     const [site, node, camera] = c.camera.includes("/") ? c.camera.split("/") : [null, null, c.camera];
-    return `/api/v1/stats/traffic${query({ site, node, camera, by: c.by, per: c.per, from: vnIso(start), to: vnIso(end), utc_offset: VN_OFFSET, format })}`;
+    return `/api/v1/stats/traffic${query({ site, node, camera, by: c.by, per: c.per, from: vnIso(start), to: vnIso(end), utc_offset: VN_OFFSET, classes: true, format })}`;
   }
 
   async function renderTraffic(_arg, params) {
