@@ -25,6 +25,22 @@ KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 BIG_BUDGET = DiskBudget(limit_bytes=1 << 30, event_reserve_bytes=1 << 20)
 
 
+def outbox_site_file(tmp_path: Path) -> Path:
+    """A site file whose delivery section names a node key and an outbox under
+    ``tmp_path``, for the outbox commands (``edge outbox``)."""
+    path = tmp_path / "site.yaml"
+    path.write_text(
+        "delivery:\n"
+        "  site: ql13-km22\n"
+        "  node: node-01\n"
+        f"  key_path: {tmp_path / 'node.key'}\n"
+        "  outbox:\n"
+        f"    path: {tmp_path / 'outbox'}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
 def blob(role: EvidenceRole, data: bytes, media: MediaType = MediaType.JPEG) -> EvidenceBlob:
     ref = EvidenceRef(role=role, media_type=media, sha256=sha256_hex(data), size=len(data))
     return EvidenceBlob(ref=ref, data=data)

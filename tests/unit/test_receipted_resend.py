@@ -14,7 +14,7 @@ import pytest
 from edge.outbox import EvidenceBlob, MessageState, Outbox
 from roadwatch.cli import main
 from roadwatch.contract import ViolationEvent
-from tests.delivery_support import BIG_BUDGET, signed_event
+from tests.delivery_support import BIG_BUDGET, outbox_site_file, signed_event
 
 HOUR = 3600.0
 NOW = float(int(time.time()))
@@ -32,20 +32,6 @@ class Clock:
 
 def _iso(epoch_s: float, zone: timezone = UTC) -> str:
     return datetime.fromtimestamp(epoch_s, zone).isoformat()
-
-
-def _config(tmp_path: Path) -> Path:
-    path = tmp_path / "site.yaml"
-    path.write_text(
-        "delivery:\n"
-        "  site: ql13-km22\n"
-        "  node: node-01\n"
-        f"  key_path: {tmp_path / 'node.key'}\n"
-        "  outbox:\n"
-        f"    path: {tmp_path / 'outbox'}\n",
-        encoding="utf-8",
-    )
-    return path
 
 
 def _receipt(outbox: Outbox, clock: Clock, at: float, *events: ViolationEvent) -> None:
@@ -76,7 +62,7 @@ def receipted_outbox(tmp_path: Path) -> tuple[Path, list[ViolationEvent], Violat
         for (event, _), at in zip(events, RECEIPTED, strict=False):
             _receipt(outbox, clock, at, event)
         outbox.mark_published([events[3][0].event_id])
-    return _config(tmp_path), [e for e, _ in events[:3]], events[3][0]
+    return outbox_site_file(tmp_path), [e for e, _ in events[:3]], events[3][0]
 
 
 def _state(outbox_dir: Path) -> tuple[object, ...]:
@@ -167,7 +153,7 @@ def test_violations_deleted_after_the_retention_are_not_on_the_node_and_it_says_
         _receipt(outbox, clock, NOW - HOUR, recent)
         clock.now = NOW
         assert outbox.prune_receipted(86400) == (1, 0)
-    config = _config(tmp_path)
+    config = outbox_site_file(tmp_path)
     code, out, err = _run(
         capsys, "edge", "outbox", "receipted", "resend", "--since", _iso(NOW - 3 * 86400),
         "--yes", "--config", str(config),
@@ -203,7 +189,7 @@ def test_evidence_uploaded_before_is_not_on_the_node_and_the_rest_goes_as_usual(
         outbox.mark_blob_broken(broken.ref.sha256, "changed on disk")
         _receipt(outbox, clock, NOW - HOUR, event, other)
         assert not outbox.blob_path(frame.ref.sha256).exists()
-    config = _config(tmp_path)
+    config = outbox_site_file(tmp_path)
     code, out, err = _run(
         capsys, "edge", "outbox", "receipted", "resend", "--since", _iso(NOW - 2 * HOUR),
         "--yes", "--config", str(config),

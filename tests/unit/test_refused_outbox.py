@@ -23,7 +23,7 @@ from roadwatch.cli import main
 from roadwatch.contract import ViolationEvent
 from roadwatch.contract.models import EventRefusal, RefusalCode
 from roadwatch.net import free_port
-from tests.delivery_support import BIG_BUDGET, signed_event
+from tests.delivery_support import BIG_BUDGET, outbox_site_file, signed_event
 
 
 def _refuse(outbox: Outbox, event: ViolationEvent, code: RefusalCode) -> None:
@@ -88,20 +88,6 @@ def test_a_refused_violation_s_evidence_stays_on_the_node_until_it_is_retried(
 # ----------------------------------------------------------------------------- the CLI
 
 
-def _config(tmp_path: Path) -> Path:
-    path = tmp_path / "site.yaml"
-    path.write_text(
-        "delivery:\n"
-        "  site: ql13-km22\n"
-        "  node: node-01\n"
-        f"  key_path: {tmp_path / 'node.key'}\n"
-        "  outbox:\n"
-        f"    path: {tmp_path / 'outbox'}\n",
-        encoding="utf-8",
-    )
-    return path
-
-
 @pytest.fixture
 def refused_outbox(tmp_path: Path) -> tuple[Path, list[ViolationEvent], ViolationEvent]:
     """A node's outbox with two violations refused for good and one awaiting a receipt."""
@@ -111,7 +97,7 @@ def refused_outbox(tmp_path: Path) -> tuple[Path, list[ViolationEvent], Violatio
         _refuse(outbox, refused[0], RefusalCode.FORGED)
         _refuse(outbox, refused[1], RefusalCode.PAST)
         outbox.mark_published([stored[2][0].event_id])
-    return _config(tmp_path), refused, stored[2][0]
+    return outbox_site_file(tmp_path), refused, stored[2][0]
 
 
 def _state(outbox_dir: Path) -> tuple[object, ...]:
