@@ -985,6 +985,13 @@ def test_the_traffic_page_shows_a_camera_day_by_hour_by_minute_and_per_lane(
         errors.not_found.clear()
         page.goto(f"{ui_server.url}/ui/#/traffic?camera={camera}&day=3-12-2026")
         expect(page.locator("#traffic-error")).to_contain_text("is not a day")
+        # A day off the calendar is not read as another (2026-02-31 as 3 March), and a
+        # camera named by two of site/node/id not as every camera of that node.
+        page.goto(f"{ui_server.url}/ui/#/traffic?camera={camera}&day=2026-02-31")
+        expect(page.locator("#traffic-error")).to_contain_text("is not a day")
+        page.goto(f"{ui_server.url}/ui/#/traffic?camera=ql13-km22/node-01&day={day}")
+        expect(page.locator("#traffic-error")).to_contain_text("never heard from camera")
+        assert errors.not_found == []  # (asked nothing of central)
         page.locator("#lang").click()
     finally:
         page.context.close()

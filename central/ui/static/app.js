@@ -2308,8 +2308,24 @@
   // The statistics of the choices as JSON or, with ``format``, CSV: the page and its
   // download read the same request, the vehicles by class included (which central adds
   // up only when asked: the IOC page, which shows none, does not ask).
+  // A camera is named by its id, or by site/node/id where two nodes have one of that id.
+  function trafficCamera(key) {
+    const parts = key.split("/");
+    if (parts.length === 1 && parts[0]) return [null, null, parts[0]];
+    return parts.length === 3 && parts.every(Boolean) ? parts : null;
+  }
+
+  // A day written YYYY-MM-DD that is on the calendar (not 2026-02-31, which Date.parse
+  // reads as 3 March).
+  function calendarDay(day) {
+    if (!/^\d{4}-\d\d-\d\d$/.test(day)) return false;
+    const [y, m, d] = day.split("-").map(Number);
+    const u = new Date(Date.UTC(y, m - 1, d));
+    return u.getUTCFullYear() === y && u.getUTCMonth() === m - 1 && u.getUTCDate() === d;
+  }
+
   function trafficPath(c, start, end, format) {
-    const [site, node, camera] = c.camera.includes("/") ? c.camera.split("/") : [null, null, c.camera];
+    const [site, node, camera] = trafficCamera(c.camera);
     return `/api/v1/stats/traffic${query({ site, node, camera, by: c.by, per: c.per, from: vnIso(start), to: vnIso(end), utc_offset: VN_OFFSET, classes: true, format })}`;
   }
 
@@ -2317,10 +2333,12 @@
     const gen = S.gen;
     const cameras = await api("/api/v1/cameras");
     const c = trafficChoices(params, cameras);
-    const start = /^\d{4}-\d\d-\d\d$/.test(c.day) ? Date.parse(`${c.day}T${c.hour || "00"}:00:00${VN_OFFSET}`) : NaN;
+    const start = calendarDay(c.day) ? Date.parse(`${c.day}T${c.hour || "00"}:00:00${VN_OFFSET}`) : NaN;
     const end = start + (c.hour ? HOUR_MS : 24 * HOUR_MS);
     let flow = null;
-    let error = !c.camera ? t("traffic.no_cameras") : Number.isNaN(start) ? t("traffic.bad_day", { day: c.day }) : "";
+    let error = !c.camera ? t("traffic.no_cameras")
+      : !trafficCamera(c.camera) ? t("traffic.unknown_camera", { camera: c.camera })
+      : Number.isNaN(start) ? t("traffic.bad_day", { day: c.day }) : "";
     if (!error) {
       try {
         flow = await api(trafficPath(c, start, end));
