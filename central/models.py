@@ -190,7 +190,13 @@ class Camera(Base):
     fps: Mapped[float | None] = mapped_column(Float, nullable=True)
     # When central last received a status of its node that listed it (central's clock).
     seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # When it came to be in its state (only a status, or a violation first naming it,
+    # sets it).
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    # When it was last named or placed on central (None: not since migration 0020): the
+    # live feed sends it again then. Kept apart from ``updated_at``, so that an edit does
+    # not move its state's time.
+    edited_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class HealthChange(Base):

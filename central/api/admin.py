@@ -682,7 +682,7 @@ def update_camera(
     if changes:  # (a request that changes nothing leaves no audit entry)
         for key, value in changes.items():
             setattr(cam, _COLUMN.get(key, key), value)
-        cam.updated_at = utcnow()
+        cam.edited_at = utcnow()  # (its state's time, ``updated_at``, stays)
         append_audit(
             session,
             actor=caller.username,

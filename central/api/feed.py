@@ -183,6 +183,7 @@ def poll(
     cameras = select(Camera).where(
         or_(
             Camera.updated_at > floor,
+            Camera.edited_at > floor,
             and_(
                 Camera.seen_at > quiet_from,
                 Camera.seen_at <= quiet_to,
@@ -194,8 +195,10 @@ def poll(
         health = camera_health(c, now, silent_after)
         data = _camera_data(c.site, c.node, c.camera, health.state, health.reason, health.since, c)
         key = ("camera", c.site, c.node, c.camera)
-        if health.since > floor and _new(cursor, key, health.since):
-            changes.append((health.since, NOW_ID, ("camera", data)))
+        # (an edit sends it again, in its order, still saying since when it is so)
+        at = max(health.since, c.edited_at or health.since)
+        if at > floor and _new(cursor, key, at):
+            changes.append((at, NOW_ID, ("camera", data)))
     nodes = select(Node).where(
         or_(
             Node.updated_at > floor,

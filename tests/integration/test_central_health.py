@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from central.api import feed
-from central.db import session_factory, transaction
+from central.db import read_session_factory, session_factory, transaction
 from central.intake import Message
 from central.models import Camera, HealthChange, Node, utcnow
 from central.records import KeyCache, record_batch
@@ -41,13 +41,14 @@ def report(
     *,
     sent_at: datetime = T0,
     awaiting_key: int = 0,
+    state: CameraState = CameraState.UP,
 ) -> None:
     status = NodeStatus(
         site=node.site,
         node=node.node,
         state=NodeState.ONLINE,
         sent_at=sent_at,
-        cameras=[CameraHealth(camera=c, state=CameraState.UP, fps=25.0) for c in cameras],
+        cameras=[CameraHealth(camera=c, state=state, fps=25.0) for c in cameras],
         awaiting_key=awaiting_key,
         **status_position(),
     )
@@ -215,3 +216,93 @@ def test_a_nodes_clock_off_centrals_is_flagged_in_the_node_list(
     [mine] = [n for n in api.get("/api/v1/nodes", headers=ioc).json() if n["site"] == node.site]
     assert abs(mine["clock_offset_s"] - offset_near) < 5
     assert mine["clock_off"] is off
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"name": "Cổng KCN Sóng Thần"},
+        {"registered_place": "QL13 Km 22+300, Thuận An"},
+        {"latitude": 10.9046, "longitude": 106.7047},
+    ],
+)
+def test_naming_or_placing_a_camera_leaves_since_when_it_is_in_its_state(
+    api: TestClient,
+    central_db: CentralDb,
+    accounts: dict[str, Account],
+    make_node: Callable[..., NodeIdentity],
+    edit: dict[str, object],
+) -> None:
+    """A camera down since T, named or placed on central 5 minutes later: the camera list,
+    the GeoJSON and the live feed still say down since T, and the feed sends the camera
+    again for the edit (once)."""
+    node = make_node()
+    report(central_db, node, ["cam-01"], state=CameraState.DOWN)
+    down_since = utcnow() - timedelta(minutes=5)
+    with transaction(session_factory(central_db.engine)) as s:
+        s.execute(update(Camera).where(Camera.site == node.site).values(updated_at=down_since))
+        s.execute(update(HealthChange).where(HealthChange.site == node.site).values(at=down_since))
+    readers = read_session_factory(central_db.engine)
+    with readers() as s:
+        cursor = feed.start(s, None, None)
+    ioc = accounts["ioc"].headers
+    [cam] = [c for c in api.get("/api/v1/cameras", headers=ioc).json() if c["site"] == node.site]
+    patched = api.patch(
+        f"/api/v1/cameras/{cam['id']}", headers=accounts["supervisor"].headers, json=edit
+    )
+    assert patched.status_code == 200, patched.text
+
+    [listed] = [c for c in api.get("/api/v1/cameras", headers=ioc).json()
+                if c["site"] == node.site]  # fmt: skip
+    assert {k: listed[k] for k in edit} == edit
+    assert (listed["state"], _time(listed["updated_at"])) == ("down", down_since)
+    geo = api.get("/api/v1/cameras.geojson", headers=ioc).json()
+    [feature] = [f["properties"] for f in geo["features"] if f["properties"]["site"] == node.site]
+    assert feature["updated_at"] == listed["updated_at"]
+    with readers() as s:
+        [sent] = [d for k, d in feed.poll(s, cursor) if k == "camera" and d["site"] == node.site]
+        assert (sent["state"], _time(sent["updated_at"])) == ("down", down_since)
+        assert [d for k, d in feed.poll(s, cursor) if d.get("site") == node.site] == []
+
+
+def test_a_camera_stored_before_migration_0020_keeps_since_when_it_is_in_its_state(
+    empty_database: str,
+) -> None:
+    """Migration 0020: a camera stored before keeps its state's time and has no edit time;
+    downgrading keeps the camera and its state's time."""
+    from alembic import command
+    from sqlalchemy import column, create_engine, insert, select, table
+
+    from central.db import alembic_config
+    from central.models import UtcDateTime
+
+    cfg = alembic_config(empty_database)
+    command.upgrade(cfg, "0019_status_received_at")
+    cameras = table(
+        "cameras",
+        *(column(name) for name in ("id", "site", "node", "camera", "name", "place")),
+        *(column(name) for name in ("state", "reason")),
+        column("updated_at", UtcDateTime()),
+    )
+    row = {"id": 1, "site": "s", "node": "n", "camera": "cam-01", "name": "", "place": "",
+           "state": "down", "reason": "no frames", "updated_at": T0}  # fmt: skip
+    engine = create_engine(empty_database)
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(cameras), [row])
+        command.upgrade(cfg, "head")
+        with session_factory(engine)() as s:
+            cam = s.scalars(select(Camera)).one()
+            assert (cam.state, cam.updated_at, cam.edited_at) == ("down", T0, None)
+        command.downgrade(cfg, "0019_status_received_at")
+        with engine.begin() as conn:
+            assert conn.execute(select(cameras.c.state, cameras.c.updated_at)).all() == [
+                ("down", T0)
+            ]
+        command.upgrade(cfg, "head")
+    finally:
+        engine.dispose()
