@@ -37,6 +37,7 @@ from central.records import create_user
 from central.security import issue_access_token
 from central.settings import Settings
 from central.workflow import Role
+from tests.asgi import get_scope
 
 SECRET = "bench-" + uuid.uuid4().hex * 2
 SITE = "ql13-km22"
@@ -83,21 +84,8 @@ def load(url: str, nodes: int, cameras: int, lanes: int) -> int:
 async def ask(app: Any, query: str, token: str) -> tuple[int, int, float]:
     """The answer's bytes, the most memory Python held while it was made and sent, and
     the seconds it took."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/api/v1/stats/traffic",
-        "raw_path": b"/api/v1/stats/traffic",
-        "root_path": "",
-        "query_string": query.encode(),
-        "headers": [(b"authorization", f"Bearer {token}".encode())],
-        "client": ("127.0.0.1", 50000),
-        "server": ("bench", 80),
-        "state": {},
-    }
+    headers = {"Authorization": f"Bearer {token}"}
+    scope = get_scope("/api/v1/stats/traffic", query, headers)
     done = asyncio.Event()
     asked = False
     size = 0

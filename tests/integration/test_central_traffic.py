@@ -25,6 +25,7 @@ from central.records import KeyCache, record_batch
 from edge.traffic_stats import LaneObservation, TrafficAggregator
 from roadwatch.contract import CameraTopic, LaneFlow, TrafficStats, VehicleClass, to_wire
 from roadwatch.contract.signing import sign
+from tests.asgi import get_scope
 from tests.central_fixtures import *  # noqa: F403
 from tests.central_fixtures import Account, CentralDb, NodeIdentity
 
@@ -122,8 +123,7 @@ def test_occupancy_is_the_mean_over_the_time_each_part_spans(
         sent.append(
             Message(node.topic("cam-a", CameraTopic.TRAFFIC), to_wire(sign(stats, node.key)))
         )
-    with transaction(session_factory(central_db.engine)) as s:
-        assert record_batch(s, sent, KeyCache()).quarantined == {}
+    _taken(central_db, sent)
     flow = api.get(
         "/api/v1/stats/traffic",
         headers=accounts["ioc"].headers,
@@ -180,8 +180,7 @@ def test_a_part_that_says_when_it_stopped_weighs_the_time_it_ran(
         sent.append(
             Message(node.topic("cam-a", CameraTopic.TRAFFIC), to_wire(sign(stats, node.key)))
         )
-    with transaction(session_factory(central_db.engine)) as s:
-        assert record_batch(s, sent, KeyCache()).quarantined == {}
+    _taken(central_db, sent)
     assert _occupancy(api, accounts, node) == pytest.approx(mean, abs=1e-4)
 
 
@@ -216,8 +215,7 @@ def test_a_minute_split_by_a_restart_weighs_each_part_by_the_time_it_counted(
     [counted] = after.add_frame(MINUTE + timedelta(minutes=1, seconds=1), [])
     topic = node.topic("cam-a", CameraTopic.TRAFFIC)
     sent = [Message(topic, to_wire(sign(p, node.key))) for p in (stopped, counted)]
-    with transaction(session_factory(central_db.engine)) as s:
-        assert record_batch(s, sent, KeyCache()).quarantined == {}
+    _taken(central_db, sent)
     assert _occupancy(api, accounts, node) == pytest.approx(20 / 30, abs=1e-3)
 
 
@@ -327,6 +325,12 @@ def _minute_parts(node: NodeIdentity, camera: str = "cam-a") -> list[Message]:
     return sent
 
 
+def _taken(central_db: CentralDb, messages: list[Message]) -> None:
+    """Record ``messages`` as the ingest does, every one of them taken."""
+    with transaction(session_factory(central_db.engine)) as s:
+        assert record_batch(s, messages, KeyCache()).quarantined == {}
+
+
 def _flow(api: TestClient, accounts: dict[str, Account], **params: str) -> list[dict[str, Any]]:
     r = api.get("/api/v1/stats/traffic", headers=accounts["ioc"].headers, params=params)
     assert r.status_code == 200, r.text
@@ -345,8 +349,7 @@ def test_flow_by_minute_and_per_lane_weighs_each_lanes_parts_by_the_time_they_ra
     make_node: Callable[..., NodeIdentity],
 ) -> None:
     node = make_node()
-    with transaction(session_factory(central_db.engine)) as s:
-        assert record_batch(s, _minute_parts(node), KeyCache()).quarantined == {}
+    _taken(central_db, _minute_parts(node))
     site = {"site": node.site, **DAY}
 
     def shown(buckets: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -452,8 +455,7 @@ def test_flow_counts_each_vehicle_class_summing_to_its_vehicles(
         sent.append(
             Message(node.topic("cam-a", CameraTopic.TRAFFIC), to_wire(sign(stats, node.key)))
         )
-    with transaction(session_factory(central_db.engine)) as s:
-        assert record_batch(s, sent, KeyCache()).quarantined == {}
+    _taken(central_db, sent)
     asked = {"site": node.site, "classes": "true", **DAY, **params}
     flow = _flow(api, accounts, **asked)
     assert [(b.get("lane"), list(b["counts"].items())) for b in flow] == [
@@ -529,8 +531,7 @@ def test_flow_of_one_node_leaves_out_another_nodes_camera_of_the_same_id(
     one = make_node()
     two = make_node(site=one.site, node="node-02")
     sent = _minute_parts(one) + _minute_parts(one, "cam-b") + _minute_parts(two)
-    with transaction(session_factory(central_db.engine)) as s:
-        assert record_batch(s, sent, KeyCache()).quarantined == {}
+    _taken(central_db, sent)
     asked = {"site": one.site, "camera": "cam-a", "by": "hour", **DAY}
     both = _flow(api, accounts, **asked)
     assert [(b["node"], b["camera"]) for b in both] == [("node-01", "cam-a"), ("node-02", "cam-a")]
@@ -613,8 +614,7 @@ def test_flow_as_csv_is_the_json_answer_row_for_row(
     monkeypatch.setattr(csv_out, "ROWS_PER_CHUNK", chunk)
     node = make_node()
     sent = _minute_parts(node) + _minute_parts(node, "cam-b")
-    with transaction(session_factory(central_db.engine)) as s:
-        assert record_batch(s, sent, KeyCache()).quarantined == {}
+    _taken(central_db, sent)
     h = accounts["ioc"].headers
     lane_fields = ["bucket", "site", "node", "camera", "lane", "vehicles"]
     lane_fields += ["mean_speed_kmh", "mean_occupancy", "minutes"]
@@ -825,8 +825,7 @@ def test_flow_as_json_is_streamed_with_the_bytes_of_the_whole_answer(
     monkeypatch.setattr(ioc, "ROWS_PER_CHUNK", chunk)
     node = make_node()
     sent = _minute_parts(node) + _minute_parts(node, "cam-b")
-    with transaction(session_factory(central_db.engine)) as s:
-        assert record_batch(s, sent, KeyCache()).quarantined == {}
+    _taken(central_db, sent)
     for params, golden in _GOLDEN_FLOWS:
         r = api.get(
             "/api/v1/stats/traffic",
@@ -855,21 +854,8 @@ def _drop_after_first_chunk(
     ASGI 2.3 servers such as uvicorn do) or its next send fails (``how`` "send fails").
     The chunks of the body sent before it ends, its last chunk not among them."""
     query = "&".join(f"{k}={v.replace('+', '%2B')}" for k, v in params.items())
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4" if how == "send fails" else "2.3"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/api/v1/stats/traffic",
-        "raw_path": b"/api/v1/stats/traffic",
-        "root_path": "",
-        "query_string": query.encode(),
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-        "state": {},
-    }
+    spec = "2.4" if how == "send fails" else "2.3"
+    scope = get_scope("/api/v1/stats/traffic", query, headers, spec_version=spec)
     sent: list[bytes] = []
 
     async def drive() -> None:
@@ -922,8 +908,7 @@ def test_a_flow_download_dropped_part_way_gives_its_database_connection_back(
     monkeypatch.setattr(csv_out, "ROWS_PER_CHUNK", 1)
     node = make_node()
     sent = _minute_parts(node) + _minute_parts(node, "cam-b")
-    with transaction(session_factory(central_db.engine)) as s:
-        assert record_batch(s, sent, KeyCache()).quarantined == {}
+    _taken(central_db, sent)
     pool = central_db.engine.pool
     assert pool.checkedout() == 0  # type: ignore[attr-defined]
     params = {"site": node.site, "by": "minute", "per": "lane", "format": answer, **DAY}
