@@ -6,16 +6,19 @@ import getpass
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.delivery_policy import DiskBudget
 from edge.outbox import EvidenceBlob, sha256_hex
+from roadwatch.cli import main
 from roadwatch.contract import EvidenceRef, EvidenceRole, MediaType, ViolationEvent
 from roadwatch.contract.signing import sign
 from tests.factories import violation_event
@@ -23,6 +26,25 @@ from tests.factories import violation_event
 REPO = Path(__file__).resolve().parents[1]
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 BIG_BUDGET = DiskBudget(limit_bytes=1 << 30, event_reserve_bytes=1 << 20)
+
+
+def outbox_state(outbox_dir: Path) -> tuple[object, ...]:
+    """Everything in the outbox at ``outbox_dir``: its rows and its files (to see that a
+    command changed nothing)."""
+    with sqlite3.connect(outbox_dir / "outbox.sqlite3") as db:
+        tables = tuple(
+            db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
+            for t in ("messages", "refused", "blobs", "event_blobs", "refused_actions", "usage")
+        )
+    files = sorted(p.relative_to(outbox_dir) for p in (outbox_dir / "blobs").rglob("*"))
+    return (*tables, files)
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``roadwatch ARGV`` in this process: its exit status, stdout and stderr."""
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def outbox_site_file(tmp_path: Path) -> Path:

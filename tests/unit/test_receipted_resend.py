@@ -4,7 +4,6 @@ backup; on a real outbox file, while another process holds it open."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -12,9 +11,14 @@ from pathlib import Path
 import pytest
 
 from edge.outbox import EvidenceBlob, MessageState, Outbox
-from roadwatch.cli import main
 from roadwatch.contract import ViolationEvent
-from tests.delivery_support import BIG_BUDGET, outbox_site_file, signed_event
+from tests.delivery_support import (
+    BIG_BUDGET,
+    outbox_site_file,
+    outbox_state,
+    run_cli,
+    signed_event,
+)
 
 HOUR = 3600.0
 NOW = float(int(time.time()))
@@ -65,23 +69,6 @@ def receipted_outbox(tmp_path: Path) -> tuple[Path, list[ViolationEvent], Violat
     return outbox_site_file(tmp_path), [e for e, _ in events[:3]], events[3][0]
 
 
-def _state(outbox_dir: Path) -> tuple[object, ...]:
-    """Everything in the outbox: its rows and its files."""
-    with sqlite3.connect(outbox_dir / "outbox.sqlite3") as db:
-        tables = tuple(
-            db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
-            for t in ("messages", "blobs", "event_blobs", "usage")
-        )
-    files = sorted(p.relative_to(outbox_dir) for p in (outbox_dir / "blobs").rglob("*"))
-    return (*tables, files)
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def _pending(outbox_dir: Path) -> list[str]:
     with Outbox(outbox_dir, BIG_BUDGET) as outbox:
         return sorted(m.id for m in outbox.due_messages(100))
@@ -115,8 +102,8 @@ def test_resend_queues_the_violations_receipted_in_the_span_again(
     config, receipted, awaiting = receipted_outbox
     span = ["--since", _iso(since, zone)] + ([] if until is None else ["--until", _iso(until)])
     # Without --yes: a dry run that says how many and their span, changing nothing.
-    before = _state(tmp_path / "outbox")
-    code, out, err = _run(
+    before = outbox_state(tmp_path / "outbox")
+    code, out, err = run_cli(
         capsys, "edge", "outbox", "receipted", "resend", *span, "--config", str(config)
     )
     assert (code, err) == (0, "")
@@ -125,9 +112,9 @@ def test_resend_queues_the_violations_receipted_in_the_span_again(
     if resent:
         first, last = (_iso(RECEIPTED[resent[i]]) for i in (0, -1))
         assert f"receipted from {first} to {last}" in out
-    assert _state(tmp_path / "outbox") == before
+    assert outbox_state(tmp_path / "outbox") == before
     # With --yes: queued, each named.
-    code, out, err = _run(
+    code, out, err = run_cli(
         capsys, "edge", "outbox", "receipted", "resend", *span, "--yes", "--config", str(config)
     )
     assert (code, err) == (0, "")
@@ -154,7 +141,7 @@ def test_violations_deleted_after_the_retention_are_not_on_the_node_and_it_says_
         clock.now = NOW
         assert outbox.prune_receipted(86400) == (1, 0)
     config = outbox_site_file(tmp_path)
-    code, out, err = _run(
+    code, out, err = run_cli(
         capsys, "edge", "outbox", "receipted", "resend", "--since", _iso(NOW - 3 * 86400),
         "--yes", "--config", str(config),
     )  # fmt: skip
@@ -167,7 +154,7 @@ def test_violations_deleted_after_the_retention_are_not_on_the_node_and_it_says_
     with Outbox(tmp_path / "outbox", BIG_BUDGET) as outbox:
         outbox.mark_published([recent.event_id])
         outbox.mark_receipted([recent.event_id])
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         capsys, "edge", "outbox", "receipted", "resend", "--since", _iso(NOW - 2 * HOUR),
         "--config", str(config),
     )  # fmt: skip
@@ -190,7 +177,7 @@ def test_evidence_uploaded_before_is_not_on_the_node_and_the_rest_goes_as_usual(
         _receipt(outbox, clock, NOW - HOUR, event, other)
         assert not outbox.blob_path(frame.ref.sha256).exists()
     config = outbox_site_file(tmp_path)
-    code, out, err = _run(
+    code, out, err = run_cli(
         capsys, "edge", "outbox", "receipted", "resend", "--since", _iso(NOW - 2 * HOUR),
         "--yes", "--config", str(config),
     )  # fmt: skip
@@ -241,7 +228,7 @@ def test_resend_works_while_the_running_node_holds_the_outbox(
     config, receipted, _awaiting = receipted_outbox
     with Outbox(tmp_path / "outbox", BIG_BUDGET) as node:
         assert node.due_messages(10) == []
-        code, out, _ = _run(
+        code, out, _ = run_cli(
             capsys, "edge", "outbox", "receipted", "resend", "--since", _iso(RECEIPTED[0]),
             "--yes", "--config", str(config),
         )  # fmt: skip
@@ -275,10 +262,10 @@ def test_a_bad_time_is_refused_in_one_line_and_nothing_changes(
     said: str,
 ) -> None:
     config, _receipted, _awaiting = receipted_outbox
-    before = _state(tmp_path / "outbox")
-    code, out, err = _run(
+    before = outbox_state(tmp_path / "outbox")
+    code, out, err = run_cli(
         capsys, "edge", "outbox", "receipted", "resend", *argv, "--yes", "--config", str(config)
     )
     assert (code, out) == (2, "")
     assert err.count("\n") == 1 and said in err and "nothing was sent again" in err
-    assert _state(tmp_path / "outbox") == before
+    assert outbox_state(tmp_path / "outbox") == before

@@ -23,7 +23,13 @@ from roadwatch.cli import main
 from roadwatch.contract import ViolationEvent
 from roadwatch.contract.models import EventRefusal, RefusalCode
 from roadwatch.net import free_port
-from tests.delivery_support import BIG_BUDGET, outbox_site_file, signed_event
+from tests.delivery_support import (
+    BIG_BUDGET,
+    outbox_site_file,
+    outbox_state,
+    run_cli,
+    signed_event,
+)
 
 
 def _refuse(outbox: Outbox, event: ViolationEvent, code: RefusalCode) -> None:
@@ -100,23 +106,6 @@ def refused_outbox(tmp_path: Path) -> tuple[Path, list[ViolationEvent], Violatio
     return outbox_site_file(tmp_path), refused, stored[2][0]
 
 
-def _state(outbox_dir: Path) -> tuple[object, ...]:
-    """Everything in the outbox: its rows and its files."""
-    with sqlite3.connect(outbox_dir / "outbox.sqlite3") as db:
-        tables = tuple(
-            db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
-            for t in ("messages", "refused", "blobs", "event_blobs", "refused_actions", "usage")
-        )
-    files = sorted(p.relative_to(outbox_dir) for p in (outbox_dir / "blobs").rglob("*"))
-    return (*tables, files)
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_export_writes_each_refused_violation_with_its_evidence_and_logs_it(
     refused_outbox: tuple[Path, list[ViolationEvent], ViolationEvent],
     tmp_path: Path,
@@ -124,7 +113,7 @@ def test_export_writes_each_refused_violation_with_its_evidence_and_logs_it(
 ) -> None:
     config, refused, _pending = refused_outbox
     out_dir = tmp_path / "export"
-    code, out, err = _run(
+    code, out, err = run_cli(
         capsys, "edge", "outbox", "refused", "export", str(out_dir), "--config", str(config)
     )
     assert (code, err) == (0, "")
@@ -140,7 +129,7 @@ def test_export_writes_each_refused_violation_with_its_evidence_and_logs_it(
             data = (folder / entry["file"]).read_bytes()
             assert (hashlib.sha256(data).hexdigest(), entry["sha256"]) == (ref.sha256,) * 2
     # The listing says so, with the action log; the outbox keeps them.
-    code, out, _ = _run(capsys, "edge", "outbox", "--config", str(config))
+    code, out, _ = run_cli(capsys, "edge", "outbox", "--config", str(config))
     assert code == 0
     assert "refused by central 2 (kept, not sent again)" in out
     assert "bytes on disk outside the budget" in out
@@ -148,12 +137,12 @@ def test_export_writes_each_refused_violation_with_its_evidence_and_logs_it(
         assert f"export {event.event_id} by " in out
         assert f" to {out_dir.resolve() / event.event_id})" in out
     # Again into the same folder: refused, nothing written or changed.
-    before = _state(tmp_path / "outbox")
-    code, _, err = _run(
+    before = outbox_state(tmp_path / "outbox")
+    code, _, err = run_cli(
         capsys, "edge", "outbox", "--config", str(config), "refused", "export", str(out_dir)
     )
     assert code == 2 and "already holds" in err and "nothing was exported" in err
-    assert _state(tmp_path / "outbox") == before
+    assert outbox_state(tmp_path / "outbox") == before
 
 
 def test_export_into_a_folder_that_cannot_be_written_changes_nothing(
@@ -164,14 +153,14 @@ def test_export_into_a_folder_that_cannot_be_written_changes_nothing(
     config, _refused, _pending = refused_outbox
     not_a_folder = tmp_path / "a-file"
     not_a_folder.write_text("x", encoding="utf-8")
-    before = _state(tmp_path / "outbox")
-    code, out, err = _run(
+    before = outbox_state(tmp_path / "outbox")
+    code, out, err = run_cli(
         capsys, "edge", "outbox", "refused", "export", str(not_a_folder / "export"),
         "--config", str(config),
     )  # fmt: skip
     assert (code, out) == (2, "")
     assert err.startswith("roadwatch: error: cannot create ") and "nothing was exported" in err
-    assert _state(tmp_path / "outbox") == before
+    assert outbox_state(tmp_path / "outbox") == before
     # An export that fails half-way (the disk full on the second event) leaves nothing.
     out_dir = tmp_path / "export"
     real = Outbox._export_one
@@ -185,12 +174,12 @@ def test_export_into_a_folder_that_cannot_be_written_changes_nothing(
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Outbox, "_export_one", fails_second)
-        code, _, err = _run(
+        code, _, err = run_cli(
             capsys, "edge", "outbox", "refused", "export", str(out_dir), "--config", str(config)
         )
     assert code == 2 and "No space left on device" in err
     assert list(out_dir.iterdir()) == []
-    assert _state(tmp_path / "outbox") == before
+    assert outbox_state(tmp_path / "outbox") == before
 
 
 def test_retry_queues_a_refused_violation_for_delivery_again(
@@ -199,18 +188,18 @@ def test_retry_queues_a_refused_violation_for_delivery_again(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     config, refused, pending = refused_outbox
-    before = _state(tmp_path / "outbox")
+    before = outbox_state(tmp_path / "outbox")
     for bad in (refused[0].event_id + "0", pending.event_id):  # unknown; not refused
-        code, _, err = _run(
+        code, _, err = run_cli(
             capsys, "edge", "outbox", "refused", "retry", "--id", refused[1].event_id,
             "--id", bad, "--config", str(config),
         )  # fmt: skip
         assert code == 2 and f"not a violation refused by central in this outbox: {bad}" in err
-        assert _state(tmp_path / "outbox") == before
+        assert outbox_state(tmp_path / "outbox") == before
     with pytest.raises(SystemExit):  # (neither --id nor --all: argparse says so)
         main(["edge", "outbox", "refused", "retry", "--config", str(config)])
-    assert _state(tmp_path / "outbox") == before
-    code, out, _ = _run(
+    assert outbox_state(tmp_path / "outbox") == before
+    code, out, _ = run_cli(
         capsys, "edge", "outbox", "refused", "retry", "--id", refused[0].event_id,
         "--config", str(config),
     )  # fmt: skip
@@ -230,19 +219,19 @@ def test_drop_needs_yes_and_an_export_and_removes_the_event_and_its_evidence(
 ) -> None:
     config, refused, pending = refused_outbox
     outbox_dir = tmp_path / "outbox"
-    before = _state(outbox_dir)
+    before = outbox_state(outbox_dir)
     drop = ("edge", "outbox", "refused", "drop", "--config", str(config))
-    code, _, err = _run(capsys, *drop, "--all")
+    code, _, err = run_cli(capsys, *drop, "--all")
     assert code == 2 and "add --yes to confirm" in err and "nothing was dropped" in err
-    code, _, err = _run(capsys, *drop, "--all", "--yes")
+    code, _, err = run_cli(capsys, *drop, "--all", "--yes")
     assert code == 2 and "not exported yet: " in err and "nothing was dropped" in err
     assert refused[0].event_id in err
-    code, _, err = _run(capsys, *drop, "--id", "not-an-event", "--yes")
+    code, _, err = run_cli(capsys, *drop, "--id", "not-an-event", "--yes")
     assert code == 2 and "not-an-event" in err
-    assert _state(outbox_dir) == before
-    assert _run(capsys, "edge", "outbox", "refused", "export", str(tmp_path / "x"),
+    assert outbox_state(outbox_dir) == before
+    assert run_cli(capsys, "edge", "outbox", "refused", "export", str(tmp_path / "x"),
                 "--id", refused[0].event_id, "--config", str(config))[0] == 0  # fmt: skip
-    code, out, err = _run(capsys, *drop, "--id", refused[0].event_id, "--yes")
+    code, out, err = run_cli(capsys, *drop, "--id", refused[0].event_id, "--yes")
     assert (code, err) == (0, "")
     assert f"dropped {refused[0].event_id}" in out and "with 2 evidence file(s)" in out
     with Outbox(outbox_dir, BIG_BUDGET) as outbox:
@@ -256,9 +245,9 @@ def test_drop_needs_yes_and_an_export_and_removes_the_event_and_its_evidence(
         actions = [(a, e) for _t, a, e, _d, _w in outbox.refused_actions()]
     assert actions[:2] == [("drop", refused[0].event_id), ("export", refused[0].event_id)]
     # One never exported goes only when said so.
-    code, out, _ = _run(capsys, *drop, "--all", "--yes", "--not-exported")
+    code, out, _ = run_cli(capsys, *drop, "--all", "--yes", "--not-exported")
     assert code == 0 and f"dropped {refused[1].event_id}" in out
-    code, out, _ = _run(capsys, "edge", "outbox", "--config", str(config))
+    code, out, _ = run_cli(capsys, "edge", "outbox", "--config", str(config))
     assert "refused by central 0" in out
     assert f"drop {refused[1].event_id} by " in out and "dropped without an export" in out
 
@@ -287,7 +276,7 @@ def test_an_export_stopped_half_way_by_ctrl_c_leaves_nothing_written(
     first event's folder went unmarked in the outbox, and a second export into the same
     folder was refused as already holding it."""
     config, refused, _pending = refused_outbox
-    before = _state(tmp_path / "outbox")
+    before = outbox_state(tmp_path / "outbox")
     out_dir = tmp_path / "export"
     real = Outbox._export_one
     calls = []
@@ -303,7 +292,7 @@ def test_an_export_stopped_half_way_by_ctrl_c_leaves_nothing_written(
         code = main(["edge", "outbox", "refused", "export", str(out_dir), "--config", str(config)])
     assert (code, len(calls)) == (130, 2)
     assert list(out_dir.iterdir()) == []
-    assert _state(tmp_path / "outbox") == before
+    assert outbox_state(tmp_path / "outbox") == before
     # Run again, it exports both into the same folder.
     assert main(["edge", "outbox", "refused", "export", str(out_dir), "--config", str(config)]) == 0
     assert sorted(p.name for p in out_dir.iterdir()) == sorted(e.event_id for e in refused)
@@ -435,13 +424,13 @@ def test_a_dropped_evidence_file_that_cannot_be_removed_goes_at_the_next_drop(
     drop = ("edge", "outbox", "refused", "drop", "--yes", "--not-exported", "--config", str(config))
     with monkeypatch.context() as patched:
         patched.setattr(Path, "unlink", refused_delete)
-        code, out, _ = _run(capsys, *drop, "--id", refused[0].event_id)
+        code, out, _ = run_cli(capsys, *drop, "--id", refused[0].event_id)
     assert code == 0 and f"dropped {refused[0].event_id}" in out
     assert "1 dropped evidence file(s) could not be removed yet" in out
     assert first[0].exists() and not first[1].exists()
     assert _blob_deletes(outbox_dir) == [first[0].name]
 
-    code, out, _ = _run(capsys, *drop, "--id", refused[1].event_id)
+    code, out, _ = run_cli(capsys, *drop, "--id", refused[1].event_id)
     assert code == 0 and "could not be removed" not in out
     assert not any(p.exists() for p in first + second)
     assert _blob_deletes(outbox_dir) == []
